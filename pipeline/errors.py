@@ -1,0 +1,64 @@
+"""Errors Consensa reports to its users.
+
+Every problem a user can fix (a broken transcript, a typo in a config) is raised
+as a :class:`ConsensaError`. The CLI prints its message and exits with status 2,
+never a traceback. The message names the file (and line, field or key where one
+applies) and says what to do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ConsensaError(Exception):
+    """A problem with the user's input or settings, explained in words."""
+
+    exit_status = 2
+
+    def __init__(self, message: str, *, path: str | Path | None = None,
+                 line: int | None = None, field: str | None = None,
+                 hint: str | None = None) -> None:
+        self.path = str(path) if path is not None else None
+        self.line = line
+        self.field = field
+        self.hint = hint
+        self.reason = message
+        super().__init__(self._format())
+
+    def _format(self) -> str:
+        where = ""
+        if self.path:
+            where = self.path
+            if self.line is not None:
+                where += f", line {self.line}"
+            if self.field:
+                where += f", field '{self.field}'"
+            where += ": "
+        elif self.field:
+            where = f"'{self.field}': "
+        text = where + self.reason
+        if self.hint:
+            text += f"\n  What to do: {self.hint}"
+        return text
+
+
+class InputError(ConsensaError):
+    """A transcript, table or codes file that cannot be read as it is."""
+
+
+class ConfigError(ConsensaError):
+    """A run config that is not valid."""
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """Something left out of a run, and why. Counted in the manifest and report."""
+
+    what: str      # the file (or file:line) that was skipped
+    reason: str    # why, in words a researcher understands
+    stage: str = "ingest"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"what": self.what, "reason": self.reason, "stage": self.stage}

@@ -1,0 +1,172 @@
+"""The data that flows between stages, with its documented schemas.
+
+Stages receive and return these objects, never the whole pipeline. Tables are
+pandas DataFrames whose columns are listed here; :func:`check_columns` is the
+boundary check each stage applies to what it receives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from .errors import ConsensaError, Skipped
+
+# --- Ingest -----------------------------------------------------------------
+#: One row per speaker turn.
+#: case_id      str   the case (interview) this turn belongs to
+#: turn_index   int   0-based position of the turn within its case
+#: speaker      str   the label as written in the source ("Interviewer", "P3")
+#: role         str   "participant" or "interviewer" (or "other")
+#: text         str   the turn's text, exactly ``source.text[start_char:end_char]``
+#: start_char   int   offset of the text in the case's source text (see SourceText)
+#: end_char     int   end offset (exclusive)
+#: start_time   float seconds from the start of the recording, NaN if unknown
+#: end_time     float seconds, NaN if unknown
+#: source_file  str   path of the file the turn came from
+TURN_COLUMNS = ("case_id", "turn_index", "speaker", "role", "text", "start_char",
+                "end_char", "start_time", "end_time", "source_file")
+
+ROLES = ("participant", "interviewer", "other")
+
+
+@dataclass(frozen=True)
+class SourceText:
+    """The text of one case as Consensa decoded it; offsets index into ``text``.
+
+    For plain-text formats ``text`` is the decoded file with line endings kept as
+    they are. For .docx it is the paragraphs joined with "\\n"; for .vtt/.srt the
+    cue payloads; for tables the cells joined with "\\n". ``sha256`` is the hash of
+    the file's bytes, recorded in the manifest.
+    """
+
+    case_id: str
+    path: str
+    text: str
+    sha256: str
+    encoding: str
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """What ingest returns: turns, case attributes, source texts, what was skipped."""
+
+    turns: pd.DataFrame                       # TURN_COLUMNS
+    cases: pd.DataFrame                       # case_id + user attributes
+    sources: Mapping[str, SourceText]         # case_id -> source text
+    skipped: tuple[Skipped, ...] = ()
+
+
+# --- Segment ----------------------------------------------------------------
+#: One row per meaning unit (a run of sentences within one turn).
+#: segment_id   str   "<case_id>:<turn_index>:<n>", stable across runs
+#: case_id, turn_index, speaker, role, start_char, end_char, start_time, end_time,
+#: source_file    as in TURN_COLUMNS (offsets of this segment's text)
+#: text         str   exactly ``source.text[start_char:end_char]``
+#: question     str   text of the interviewer turn this segment answers ("" if none)
+#: question_turn_index int  turn_index of that question (-1 if none)
+#: n_words      int
+SEGMENT_COLUMNS = ("segment_id", "case_id", "turn_index", "speaker", "role", "text",
+                   "start_char", "end_char", "start_time", "end_time", "source_file",
+                   "question", "question_turn_index", "n_words")
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """What segmentation returns: the segments to analyse, and what was set aside."""
+
+    segments: pd.DataFrame                    # SEGMENT_COLUMNS, analysed ones only
+    skipped: tuple[Skipped, ...] = ()
+    counts: Mapping[str, int] = field(default_factory=dict)
+
+
+# --- Cluster ----------------------------------------------------------------
+@dataclass(frozen=True)
+class Clustering:
+    """Theme assignments for the segments, in the segments' order.
+
+    theme     int    theme number (0..k-1); -1 where a segment stays unassigned
+    strength  float  membership strength in [0, 1]: the clusterer's probability for
+                     core members, cosine similarity to the theme centroid for
+                     reassigned outliers, 0 for unassigned
+    reassigned bool  True where an outlier was moved to its nearest theme
+    """
+
+    theme: np.ndarray
+    strength: np.ndarray
+    reassigned: np.ndarray
+    n_outliers_initial: int
+
+    @property
+    def n_themes(self) -> int:
+        return int(self.theme.max()) + 1 if len(self.theme) and self.theme.max() >= 0 else 0
+
+    @property
+    def unassigned_share(self) -> float:
+        return float(np.mean(self.theme < 0)) if len(self.theme) else 0.0
+
+
+def check_columns(df: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
+    """Boundary check: a stage refuses a table that lacks the columns it needs."""
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ConsensaError(f"{what} lacks the columns {missing}; expected {list(columns)}")
+
+
+# --- Run outputs ------------------------------------------------------------
+#: segments.parquet/.csv: SEGMENT_COLUMNS plus
+#: theme        int   theme_id, -1 = unassigned
+#: theme_name   str   provisional name ("" when unassigned)
+#: domain_id    int   -1 = unassigned
+#: domain_name  str
+#: strength     float membership strength (see Clustering)
+#: reassigned   bool
+#: map_x, map_y float 2-D map coordinates for the report
+ASSIGNED_SEGMENT_COLUMNS = SEGMENT_COLUMNS + (
+    "theme", "theme_name", "domain_id", "domain_name", "strength", "reassigned",
+    "map_x", "map_y")
+
+#: themes.csv, one row per theme (a CQR "category").
+#: theme_id int; name str; domain_id int; keywords str (";"-joined, best first);
+#: key_phrases str (";"-joined); n_segments int; n_cases int; cases str (";"-joined);
+#: frequency_label str (general/typical/variant/rare/single case); quote_ids str
+#: (";"-joined segment_ids of representative quotes, best first); core_idea str (the
+#: first representative quote); mean_strength float; n_reassigned int
+THEME_COLUMNS = ("theme_id", "name", "domain_id", "keywords", "key_phrases",
+                 "n_segments", "n_cases", "cases", "frequency_label", "quote_ids",
+                 "core_idea", "mean_strength", "n_reassigned")
+
+#: domains.csv, one row per proposed domain. The miscellaneous domain is named
+#: "Miscellaneous" and holds themes that fit no other domain.
+#: domain_id int; name str; keywords str; theme_ids str (";"-joined); n_themes int;
+#: n_segments int; n_cases int; frequency_label str; is_miscellaneous bool
+DOMAIN_COLUMNS = ("domain_id", "name", "keywords", "theme_ids", "n_themes",
+                  "n_segments", "n_cases", "frequency_label", "is_miscellaneous")
+
+#: cqr_table.csv: Domain / Category / Frequency label / n cases / core idea quote
+CQR_COLUMNS = ("domain", "category", "frequency_label", "n_cases", "cases_total",
+               "quote", "quote_case", "quote_segment_id")
+
+#: concepts.csv: one row per sensitizing concept from the config.
+#: concept str; description str; status "supported"/"unsupported"; theme_ids str
+#: (";"-joined themes that support it, best first); similarity float (best theme);
+#: n_segments int (segments above the threshold); n_cases int; quote_ids str
+CONCEPT_COLUMNS = ("concept", "description", "status", "theme_ids", "similarity",
+                   "n_segments", "n_cases", "quote_ids")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Everything a run produced, as handed to the writers and the report."""
+
+    segments: pd.DataFrame          # ASSIGNED_SEGMENT_COLUMNS
+    themes: pd.DataFrame            # THEME_COLUMNS
+    domains: pd.DataFrame           # DOMAIN_COLUMNS
+    cqr: pd.DataFrame               # CQR_COLUMNS
+    concepts: pd.DataFrame          # CONCEPT_COLUMNS (may be empty)
+    theme_linkage: np.ndarray | None  # scipy linkage over theme centroids (k-1, 4)
+    manifest: Mapping               # see pipeline/run.py
+    config: Mapping                 # the resolved config
