@@ -1,0 +1,182 @@
+"""Run configs: YAML files validated by pydantic, unknown keys refused.
+
+A config has one section per stage. Swappable stages (``segment``, ``embed``,
+``reduce``, ``cluster``, ``map``) name a registered implementation and give its
+parameters beside the name::
+
+    cluster:
+      name: consensa.HDBSCAN.v1
+      min_cluster_size: 8
+
+Relative paths in a config are read relative to the config file's folder, so a
+config means the same thing whichever folder it is run from.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from .concepts import ConceptsConfig
+from .cqr import CQRConfig
+from .domains import DomainConfig
+from .errors import ConfigError
+from .ingest import IngestConfig
+from .label import LabelConfig
+from .registry import REGISTRIES, config_error_from
+
+
+class StageSpec(BaseModel):
+    """A swappable stage: a registered ``name`` and that implementation's parameters."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class OutlierConfig(BaseModel):
+    """What happens to segments the clusterer leaves out (config section ``outliers``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reassign: bool = True
+    min_similarity: float = Field(0.35, ge=-1, le=1, description=(
+        "an outlier joins its nearest theme when the cosine similarity to the theme's "
+        "centroid is at least this; the rest stay unassigned and are listed"))
+
+
+#: Which registry each swappable section draws from.
+STAGE_KINDS = {"segment": "segmenter", "embed": "embedder", "reduce": "reducer",
+               "cluster": "clusterer", "map": "reducer"}
+
+
+class RunConfig(BaseModel):
+    """A whole run. ``consensa validate CONFIG`` checks one without running it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("run", pattern=r"^[\w.-]+$")
+    seed: int = 42
+    output_dir: Path = Path("runs")
+    cache_dir: Path | None = Path(".cache/consensa")
+    ingest: IngestConfig = IngestConfig()
+    segment: StageSpec = StageSpec(name="consensa.SentenceSegmenter.v1")
+    embed: StageSpec = StageSpec(name="consensa.SentenceTransformer.v1")
+    reduce: StageSpec = StageSpec(name="consensa.UMAP.v1")
+    cluster: StageSpec = StageSpec(name="consensa.HDBSCAN.v1")
+    outliers: OutlierConfig = OutlierConfig()
+    label: LabelConfig = LabelConfig()
+    concepts: ConceptsConfig = ConceptsConfig()
+    domains: DomainConfig = DomainConfig()
+    cqr: CQRConfig = CQRConfig()
+    map: StageSpec = StageSpec(name="consensa.UMAP.v1", n_components=2, metric="euclidean")
+
+
+def set_dotted(data: dict, dotted: str, value: Any) -> None:
+    """``set_dotted(d, "cluster.min_cluster_size", 10)``: creates sections as needed."""
+    parts = dotted.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"cannot set '{dotted}': '{part}' is not a section", field=dotted)
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"cluster.min_cluster_size=10"`` -> (key, 10); the value is read as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {text!r} is not KEY=VALUE",
+                          hint="write e.g. --set cluster.min_cluster_size=10")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def read_yaml(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError("config file not found", path=path,
+                          hint="check the path; configs/demo.yaml is an example") from None
+    except (UnicodeDecodeError, IsADirectoryError) as exc:
+        raise ConfigError(f"cannot read the config ({exc.__class__.__name__})", path=path,
+                          hint="a config is a UTF-8 YAML text file") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', exc)}", path=path,
+                          line=mark.line + 1 if mark else None,
+                          hint="check indentation and colons on that line") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("a config must be a mapping of sections (name:, ingest:, ...)", path=path)
+    return data
+
+
+def validate_config(data: dict, path: Path | None = None) -> RunConfig:
+    """Validate a config mapping, including each stage's parameters."""
+    try:
+        cfg = RunConfig.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise config_error_from(exc, model=RunConfig, path=str(path) if path else None) from None
+    for section, kind in STAGE_KINDS.items():
+        spec: StageSpec = getattr(cfg, section)
+        registry = REGISTRIES[kind]
+        try:
+            model = registry.params_model(spec.name)
+        except ConfigError as exc:
+            raise ConfigError(exc.reason, path=path, field=f"{section}.name", hint=exc.hint) from None
+        try:
+            model.model_validate(spec.params())
+        except pydantic.ValidationError as exc:
+            raise config_error_from(exc, where=section, model=model,
+                                    path=str(path) if path else None) from None
+    return cfg
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> tuple[RunConfig, Path]:
+    """Read, override and validate a config; returns it and the folder it lives in."""
+    path = Path(path)
+    data = read_yaml(path)
+    for item in overrides:
+        key, value = parse_override(item)
+        set_dotted(data, key, value)
+    return validate_config(data, path), path.resolve().parent
+
+
+def resolved(cfg: RunConfig) -> dict:
+    """The config with every default written out, as saved beside a run's outputs."""
+    data = cfg.model_dump(mode="json")
+    for section, kind in STAGE_KINDS.items():
+        spec: StageSpec = getattr(cfg, section)
+        model = REGISTRIES[kind].params_model(spec.name)
+        data[section] = {"name": spec.name,
+                         **model.model_validate(spec.params()).model_dump(mode="json")}
+    return data
+
+
+def config_hash(data: dict) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def dump_yaml(data: dict) -> str:
+    return yaml.safe_dump(copy.deepcopy(data), sort_keys=False, allow_unicode=True)

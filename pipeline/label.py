@@ -1,0 +1,188 @@
+"""Label stage: keywords, key phrases, a provisional name and representative quotes.
+
+Keywords are class-based TF-IDF (c-TF-IDF) over lemmas: a word scores high for a
+theme when it is frequent in the theme and rare across themes. Stop words and
+spoken fillers ("um", "like", "you know", "kind of") are removed first, only for
+this scoring: quotes are never altered. Keywords are shown in their most common
+spoken form ("taught", not the lemma "teach").
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+from .cluster import centroids
+from .types import Clustering
+
+FILLER_PHRASES = ("you know", "kind of", "sort of", "i mean", "i guess", "i think",
+                  "a little bit", "a bit", "and stuff", "or something", "or whatever",
+                  "at the end of the day", "to be honest", "i don't know", "i dunno")
+FILLER_WORDS = frozenset("""
+um umm uh uhh uhm er erm ah oh hmm mm mmm mhm mm-hmm uh-huh like yeah yes yep okay ok
+right well so just really actually basically literally totally stuff thing things gonna
+wanna gotta kinda sorta lot lots little bit pretty maybe sure mean guess know think say
+said tell told go going went get got come came want thing something anything everything
+way time kind sort yeah probably definitely obviously honestly certainly
+""".split())
+
+
+class LabelConfig(BaseModel):
+    """Settings of the label stage (config section ``label``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_keywords: int = 10
+    n_phrases: int = 5
+    n_quotes: int = 5
+    name_words: int = 3
+    diversity: float = 0.3
+    extra_stop_words: list[str] = []
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Per-document content lemmas and the surface form shown for each lemma."""
+
+    docs: list[list[str]]          # content lemmas per document, in order
+    chains: list[list[list[str]]]  # runs of adjacent content lemmas (for phrases)
+    surface: dict[str, str]        # lemma -> most common spoken form
+
+
+def _stop_words(extra: Sequence[str]) -> frozenset[str]:
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return frozenset(ENGLISH_STOP_WORDS) | FILLER_WORDS | {w.lower() for w in extra}
+
+
+_FILLER_RE = re.compile(r"\b(" + "|".join(re.escape(p) for p in FILLER_PHRASES) + r")\b"
+                        r"|\[[^\]]{0,40}\]", re.I)  # and transcriber notes: [laughs], [pause]
+
+
+def build_vocabulary(texts: Sequence[str], extra_stop_words: Sequence[str] = ()) -> Vocabulary:
+    import spacy
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("lemmatizer", config={"mode": "lookup"})
+    nlp.initialize()
+    stop = _stop_words(extra_stop_words)
+    forms: dict[str, Counter] = defaultdict(Counter)
+    docs, chains = [], []
+    cleaned = [_FILLER_RE.sub(" | ", t) for t in texts]
+    for doc in nlp.pipe(cleaned, batch_size=512):
+        lemmas: list[str] = []
+        runs: list[list[str]] = [[]]
+        for tok in doc:
+            word = tok.text.lower().replace("’", "'")
+            lemma = tok.lemma_.lower().replace("’", "'")
+            if (tok.is_alpha and len(lemma) > 2 and word not in stop and lemma not in stop):
+                lemmas.append(lemma)
+                runs[-1].append(lemma)
+                forms[lemma][word] += 1
+            elif runs[-1]:
+                runs.append([])
+        docs.append(lemmas)
+        chains.append([r for r in runs if len(r) >= 2])
+    surface = {lemma: c.most_common(1)[0][0] for lemma, c in forms.items()}
+    return Vocabulary(docs=docs, chains=chains, surface=surface)
+
+
+def ctfidf(groups: dict[int, list[list[str]]], min_docs: int = 2) -> dict[int, list[tuple[str, float]]]:
+    """Class-based TF-IDF: for each group, its terms ranked by score (best first).
+
+    ``groups`` maps a group id to its documents' term lists. A term must occur in
+    at least ``min_docs`` documents of a group (or all of them, if fewer) to be
+    ranked for it, so one vivid quote cannot name a theme.
+    """
+    tf: dict[int, Counter] = {}
+    df_in_group: dict[int, Counter] = {}
+    for g, docs in groups.items():
+        tf[g] = Counter(t for d in docs for t in d)
+        df_in_group[g] = Counter(t for d in docs for t in set(d))
+    total = Counter()
+    for c in tf.values():
+        total.update(c)
+    avg_words = np.mean([sum(c.values()) for c in tf.values()]) if tf else 0.0
+    out: dict[int, list[tuple[str, float]]] = {}
+    for g, counts in tf.items():
+        n_words = sum(counts.values()) or 1
+        need = min(min_docs, len(groups[g]))
+        scored = [(t, (c / n_words) * np.log(1 + avg_words / total[t]))
+                  for t, c in counts.items() if df_in_group[g][t] >= need]
+        scored.sort(key=lambda x: (-x[1], x[0]))
+        out[g] = [(t, float(s)) for t, s in scored]
+    return out
+
+
+def representative(vectors: np.ndarray, members: np.ndarray, centroid: np.ndarray,
+                   cases: Sequence[str], n: int, diversity: float) -> list[int]:
+    """Indices of ``n`` quotes near the centroid yet unlike each other (MMR).
+
+    Quotes from a case already chosen are penalised, so the quotes span cases.
+    """
+    if len(members) == 0:
+        return []
+    sims = vectors[members] @ centroid
+    chosen = [int(np.argmax(sims))]
+    seen_cases = {cases[members[chosen[0]]]}
+    while len(chosen) < min(n, len(members)):
+        redundancy = (vectors[members] @ vectors[members[chosen]].T).max(axis=1)
+        score = (1 - diversity) * sims - diversity * redundancy
+        score -= np.array([0.05 if cases[m] in seen_cases else 0.0 for m in members])
+        score[chosen] = -np.inf
+        best = int(np.argmax(score))
+        chosen.append(best)
+        seen_cases.add(cases[members[best]])
+    return [int(members[i]) for i in chosen]
+
+
+def label_themes(segments: pd.DataFrame, embeddings: np.ndarray, clustering: Clustering,
+                 config: LabelConfig, vocabulary: Vocabulary | None = None) -> pd.DataFrame:
+    """One row per theme: keywords, key phrases, name, quotes and counts.
+
+    Columns: theme_id, name, keywords, key_phrases, n_segments, n_cases, cases,
+    quote_ids, core_idea, mean_strength, n_reassigned (see types.THEME_COLUMNS;
+    domain and frequency label are added by later stages).
+    """
+    vocab = vocabulary or build_vocabulary(segments["text"].tolist(), config.extra_stop_words)
+    theme = clustering.theme
+    k = clustering.n_themes
+    groups = {t: [vocab.docs[i] for i in np.flatnonzero(theme == t)] for t in range(-1, k)}
+    phrase_groups = {t: [[" ".join(c[j:j + n]) for c in vocab.chains[i]
+                          for n in (2, 3) for j in range(len(c) - n + 1)]
+                         for i in np.flatnonzero(theme == t)] for t in range(-1, k)}
+    words = ctfidf(groups)
+    phrases = ctfidf(phrase_groups)
+    cents = centroids(embeddings, theme, k)
+    cases = segments["case_id"].tolist()
+    ids = segments["segment_id"].tolist()
+    rows = []
+    for t in range(k):
+        members = np.flatnonzero(theme == t)
+        core = members[~clustering.reassigned[members]]
+        pool = core if len(core) else members
+        quotes = representative(embeddings, pool, cents[t], cases, config.n_quotes, config.diversity)
+        kw = [vocab.surface.get(w, w) for w, _ in words[t][:config.n_keywords]]
+        ph = [" ".join(vocab.surface.get(w, w) for w in p.split())
+              for p, _ in phrases[t][:config.n_phrases]]
+        theme_cases = sorted(set(segments["case_id"].iloc[members]))
+        rows.append({
+            "theme_id": t,
+            "name": " / ".join(kw[:config.name_words]) if kw else f"theme {t}",
+            "keywords": "; ".join(kw), "key_phrases": "; ".join(ph),
+            "n_segments": int(len(members)), "n_cases": len(theme_cases),
+            "cases": "; ".join(theme_cases),
+            "quote_ids": "; ".join(ids[q] for q in quotes),
+            "core_idea": segments["text"].iloc[quotes[0]] if quotes else "",
+            "mean_strength": float(np.mean(clustering.strength[members])) if len(members) else 0.0,
+            "n_reassigned": int(clustering.reassigned[members].sum()),
+        })
+    return pd.DataFrame(rows, columns=["theme_id", "name", "keywords", "key_phrases", "n_segments",
+                                       "n_cases", "cases", "quote_ids", "core_idea",
+                                       "mean_strength", "n_reassigned"])

