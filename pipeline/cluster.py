@@ -18,6 +18,16 @@ from .registry import clusterers
 from .types import Clustering
 
 
+def auto_min_samples(min_cluster_size: int) -> int:
+    """HDBSCAN's density smoothing: a third of the smallest theme, at least 3.
+
+    scikit-learn's default (min_samples = min_cluster_size) leaves a quarter to a
+    half of interview segments as noise; a smaller value keeps themes apart while
+    calling far fewer segments outliers.
+    """
+    return int(max(3, round(min_cluster_size / 3)))
+
+
 def auto_min_cluster_size(n: int) -> int:
     """Smallest theme scaled to corpus size: 5 for a small study, ~50 at 10k segments."""
     return int(max(5, round(math.sqrt(n) / 2)))
@@ -42,11 +52,12 @@ class HDBSCANClusterer:
         n = X.shape[0]
         mcs = self.min_cluster_size or auto_min_cluster_size(n)
         self.min_cluster_size_ = mcs
+        self.min_samples_ = self.min_samples or auto_min_samples(mcs)
         if n < max(2, mcs):
             self.labels_ = np.full(n, -1, dtype=np.int64)
             self.probabilities_ = np.zeros(n, dtype=np.float32)
             return self
-        model = HDBSCAN(min_cluster_size=mcs, min_samples=self.min_samples,
+        model = HDBSCAN(min_cluster_size=mcs, min_samples=self.min_samples_,
                         cluster_selection_method=self.cluster_selection_method,
                         cluster_selection_epsilon=self.cluster_selection_epsilon,
                         copy=True).fit(X.astype(np.float64))

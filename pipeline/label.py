@@ -56,9 +56,11 @@ class Vocabulary:
 
 
 def _stop_words(extra: Sequence[str]) -> frozenset[str]:
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+    # spaCy's list, not scikit-learn's: the latter holds content words such as
+    # "cry", "fire" and "system", fatal for interviews about crying.
+    from spacy.lang.en.stop_words import STOP_WORDS
 
-    return frozenset(ENGLISH_STOP_WORDS) | FILLER_WORDS | {w.lower() for w in extra}
+    return frozenset(STOP_WORDS) | FILLER_WORDS | {w.lower() for w in extra}
 
 
 _FILLER_RE = re.compile(r"\b(" + "|".join(re.escape(p) for p in FILLER_PHRASES) + r")\b"
@@ -73,6 +75,7 @@ def build_vocabulary(texts: Sequence[str], extra_stop_words: Sequence[str] = ())
     nlp.initialize()
     stop = _stop_words(extra_stop_words)
     forms: dict[str, Counter] = defaultdict(Counter)
+    lower_seen: set[str] = set()     # lemmas seen in lower case somewhere
     docs, chains = [], []
     cleaned = [_FILLER_RE.sub(" | ", t) for t in texts]
     for doc in nlp.pipe(cleaned, batch_size=512):
@@ -85,11 +88,19 @@ def build_vocabulary(texts: Sequence[str], extra_stop_words: Sequence[str] = ())
                 lemmas.append(lemma)
                 runs[-1].append(lemma)
                 forms[lemma][word] += 1
+                if not tok.is_title:
+                    lower_seen.add(lemma)
             elif runs[-1]:
                 runs.append([])
         docs.append(lemmas)
         chains.append([r for r in runs if len(r) >= 2])
-    surface = {lemma: c.most_common(1)[0][0] for lemma, c in forms.items()}
+    # A word only ever written with a capital is a name (Jess, Okafor): it says who,
+    # not what, so it neither names a theme nor counts for one.
+    names = set(forms) - lower_seen
+    if names:
+        docs = [[w for w in d if w not in names] for d in docs]
+        chains = [[r for r in c if not names & set(r)] for c in chains]
+    surface = {lemma: c.most_common(1)[0][0] for lemma, c in forms.items() if lemma not in names}
     return Vocabulary(docs=docs, chains=chains, surface=surface)
 
 

@@ -1,0 +1,878 @@
+"""The run report: one self-contained HTML page a researcher opens offline.
+
+:func:`render_report` turns a :class:`~pipeline.types.RunResult` into a single
+HTML document. Nothing in it is fetched from elsewhere: the CSS is inline, the
+plots are inline SVG drawn by matplotlib (text kept as text, dense parts
+rasterized into ``data:`` PNGs inside the SVG), there is no script, and a
+Content-Security-Policy ``<meta>`` forbids loading anything external even if a
+reference slipped in. Transcript text is user data: the Jinja2 template escapes
+everything it prints (autoescaping on), and the only markup passed through
+unescaped is the SVG matplotlib writes, which escapes its own text.
+
+The output is deterministic: the same RunResult renders to the same bytes (no
+dates in plot metadata, a fixed ``svg.hashsalt`` per plot, a fixed seed for the
+map's subsample). Plots use matplotlib's object API with the Agg canvas, never
+pyplot, so no global figure state is touched or left behind.
+
+Schema assumptions beyond ``pipeline/types.py``:
+
+* ";"-joined columns (``keywords``, ``cases``, ``quote_ids``, ``theme_ids``) are
+  split on ";" with surrounding blanks stripped (the writers join with "; ").
+* CQR rows carry no theme id; each row is linked to its theme through
+  ``quote_segment_id`` (the segment's ``theme``), else through a unique
+  ``category`` == theme ``name`` match, else left unlinked.
+* ``theme_linkage`` leaf ``i`` is the ``i``-th theme by ascending ``theme_id``
+  (the linkage is computed over the centroids of themes ``0..k-1``).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+import warnings
+from collections import Counter
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import jinja2
+import matplotlib
+import numpy as np
+import pandas as pd
+from markupsafe import Markup
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_hex
+from matplotlib.figure import Figure
+
+from .types import (ASSIGNED_SEGMENT_COLUMNS, CONCEPT_COLUMNS, CQR_COLUMNS, DOMAIN_COLUMNS,
+                    THEME_COLUMNS, RunResult)
+
+__all__ = ["render_report", "MAX_MAP_POINTS", "MAX_UNASSIGNED_LISTED"]
+
+#: The map draws at most this many points (a deterministic stratified subsample).
+MAX_MAP_POINTS = 20_000
+#: Unassigned segments listed in full up to this many; beyond, the first ones by case/turn.
+MAX_UNASSIGNED_LISTED = 500
+#: Skipped items listed individually up to this many (all are counted by reason).
+MAX_SKIPPED_LISTED = 2_000
+#: The heat map prints counts in its cells when it has fewer cells than this.
+ANNOTATE_MAX_CELLS = 400
+#: The question a quote answers is shown up to about this many characters.
+QUESTION_CHARS = 200
+#: Map labels show theme names up to this many themes, ids only beyond.
+MAP_NAMED_LABELS = 25
+#: Above this many points the map's scatter is rasterized (inside the SVG).
+RASTERIZE_ABOVE = 3_000
+
+MAP_SEED = 20240531
+UNASSIGNED_COLOUR = "#cfcfd4"
+TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
+TEMPLATE_NAME = "report.html.j2"
+
+# tab20 without its grey pair (kept for "unassigned"), dark shades first so that
+# neighbouring theme ids get different hues, not the light twin of the same hue.
+_TAB20 = [to_hex(matplotlib.colormaps["tab20"].colors[i])
+          for i in (0, 2, 4, 6, 8, 10, 12, 16, 18, 1, 3, 5, 7, 9, 11, 13, 17, 19)]
+_CTRL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SPLIT = re.compile(r"\s*;\s*")
+
+DEFAULT_FREQUENCY_TEXT = (
+    "general = all cases or all but one; typical = more than half of the cases, up to "
+    "the cut-off for general; variant = 2 cases up to half; rare = 2–3 cases, used "
+    "instead of the lower end of variant only when there are more than 15 cases; a "
+    "category found in a single case is flagged single case.")
+
+
+# --- Public entry point -------------------------------------------------------
+
+def render_report(result: RunResult) -> str:
+    """Render the run report as one self-contained HTML document (a str).
+
+    The caller writes it to disk (atomically). Deterministic: rendering the same
+    result twice gives the same string.
+    """
+    notes: list[str] = []
+    seg = _conform(result.segments, ASSIGNED_SEGMENT_COLUMNS, "segments table", notes)
+    themes = _conform(result.themes, THEME_COLUMNS, "themes table", notes)
+    domains = _conform(result.domains, DOMAIN_COLUMNS, "domains table", notes)
+    cqr = _conform(result.cqr, CQR_COLUMNS, "CQR table", notes)
+    concepts = (_conform(result.concepts, CONCEPT_COLUMNS, "concepts table", notes)
+                if result.concepts is not None and len(result.concepts) else None)
+    manifest: Mapping = result.manifest or {}
+    config: Mapping = result.config or {}
+
+    seg = seg.reset_index(drop=True)
+    seg_theme = pd.to_numeric(seg["theme"], errors="coerce").fillna(-1).astype(int).to_numpy()
+    lookup = _SegmentLookup(seg)
+
+    themes = themes.copy()
+    themes["theme_id"] = pd.to_numeric(themes["theme_id"], errors="coerce").fillna(-1).astype(int)
+    themes["domain_id"] = pd.to_numeric(themes["domain_id"], errors="coerce").fillna(-1).astype(int)
+    domains = domains.copy()
+    domains["domain_id"] = pd.to_numeric(domains["domain_id"], errors="coerce").fillna(-1).astype(int)
+
+    domain_rank, domain_names = _domain_order(domains, themes)
+    themes = themes.assign(_rank=themes["domain_id"].map(domain_rank)).sort_values(
+        ["_rank", "theme_id"], kind="stable").drop(columns="_rank").reset_index(drop=True)
+    colours = {int(t): _TAB20[int(t) % len(_TAB20)] for t in themes["theme_id"]}
+    theme_names = {int(t): _s(n) for t, n in zip(themes["theme_id"], themes["name"])}
+
+    cases = _natural_sorted(set(seg["case_id"].map(_s)))
+    per_theme_case = _theme_case_counts(seg, seg_theme)
+    n_cases_total = _cases_total(cqr, cases)
+
+    ctx: dict[str, Any] = {
+        "notes": notes,
+        "header": _header(seg, seg_theme, themes, domains, manifest, config,
+                          n_cases_total, cases),
+        "toc": [],
+        "cqr": _cqr_section(cqr, themes, lookup, manifest, n_cases_total),
+        "map": _map_section(seg, seg_theme, themes, colours),
+        "heatmap": _heatmap_section(themes, domain_names, cases, per_theme_case),
+        "tree": _tree_section(result.theme_linkage, themes, domains, domain_rank, colours),
+        "concepts": _concepts_section(concepts, theme_names, lookup),
+        "themes": _theme_cards(themes, domain_names, colours, per_theme_case, lookup),
+        "unassigned": _unassigned_section(seg, seg_theme),
+        "skipped": _skipped_section(manifest),
+        "provenance": _provenance_section(manifest, config),
+    }
+    ctx["toc"] = [(anchor, title) for anchor, title, key in (
+        ("summary", "Summary", "header"), ("cqr", "Cross-analysis (CQR table)", "cqr"),
+        ("map", "Map of segments", "map"), ("heatmap", "Themes by case", "heatmap"),
+        ("domains", "Domains", "tree"), ("concepts", "Sensitizing concepts", "concepts"),
+        ("themes", "Themes", "themes"), ("unassigned", "Unassigned segments", "unassigned"),
+        ("skipped", "What was skipped", "skipped"), ("provenance", "How this was made",
+                                                       "provenance"),
+    ) if ctx[key] is not None]
+    return _environment().get_template(TEMPLATE_NAME).render(**ctx)
+
+
+# --- Template environment -----------------------------------------------------
+
+@lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    # autoescape=True for every template: select_autoescape() would not match the
+    # ".html.j2" suffix and would leave transcript text unescaped.
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+# --- Small helpers ------------------------------------------------------------
+
+def _conform(df: pd.DataFrame | None, columns: tuple[str, ...], what: str,
+             notes: list[str]) -> pd.DataFrame:
+    """The table with every documented column; missing ones are added empty and noted."""
+    if df is None:
+        df = pd.DataFrame(columns=list(columns))
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        notes.append(f"The {what} lacks the columns {', '.join(missing)}; "
+                     "they are shown as empty.")
+        df = df.copy()
+        for c in missing:
+            df[c] = pd.Series([None] * len(df), index=df.index, dtype=object)
+    return df
+
+
+def _missing(x: Any) -> bool:
+    if x is None:
+        return True
+    try:
+        return bool(pd.isna(x))
+    except (TypeError, ValueError):
+        return False
+
+
+def _s(x: Any) -> str:
+    """A cell as text; missing values as ""."""
+    if _missing(x):
+        return ""
+    if isinstance(x, (float, np.floating)) and float(x).is_integer():
+        return str(int(x))
+    return str(x)
+
+
+def _int(x: Any, default: int | None = None) -> int | None:
+    if _missing(x):
+        return default
+    try:
+        return int(x)
+    except (TypeError, ValueError):
+        return default
+
+
+def _float(x: Any) -> float | None:
+    if _missing(x):
+        return None
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _fmt_float(x: Any, digits: int = 2) -> str:
+    v = _float(x)
+    return "—" if v is None else f"{v:.{digits}f}"
+
+
+def _fmt_share(n: int, total: int) -> str:
+    if total <= 0:
+        return "—"
+    return f"{100.0 * n / total:.1f} % ({n:,} of {total:,})"
+
+
+def _n(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
+def _fmt_seconds(sec: float) -> str:
+    if sec < 60:
+        return f"{sec:.1f} s"
+    minutes, s = divmod(int(round(sec)), 60)
+    if minutes < 60:
+        return f"{minutes} min {s:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min {s:02d} s"
+
+
+def _split(x: Any) -> list[str]:
+    """A ";"-joined cell (or a list) as a list of non-empty strings."""
+    if isinstance(x, (list, tuple, np.ndarray)):
+        return [_s(v).strip() for v in x if _s(v).strip()]
+    text = _s(x)
+    return [p for p in _SPLIT.split(text.strip()) if p] if text.strip() else []
+
+
+def _slug(label: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-") or "none"
+
+
+def _natural_key(text: str) -> tuple:
+    parts = re.split(r"(\d+)", text)
+    return tuple(int(p) if i % 2 else p.lower() for i, p in enumerate(parts)) + (text,)
+
+
+def _natural_sorted(items: Iterable[str]) -> list[str]:
+    return sorted(items, key=_natural_key)
+
+
+def _truncate(text: str, limit: int) -> tuple[str, bool]:
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text, False
+    cut = text[:limit]
+    if " " in cut[limit // 2:]:
+        cut = cut[:cut.rfind(" ")]
+    return cut.rstrip(" ,;:") + " …", True
+
+
+def _mpl_text(text: Any, limit: int | None = None) -> str:
+    """A label safe for matplotlib: one line, no control chars, "$" not read as math."""
+    s = " ".join(_CTRL.sub(" ", _s(text)).split())
+    if limit is not None and len(s) > limit:
+        s = s[:limit - 1].rstrip() + "…"
+    return s.replace("$", r"\$")
+
+
+def _freq(label: Any) -> dict[str, str]:
+    text = _s(label) or "not recorded"
+    return {"text": text, "cls": _slug(text)}
+
+
+def _plain(obj: Any) -> Any:
+    """Config values as plain YAML-able data."""
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        items = [_plain(v) for v in obj]
+        return sorted(items, key=str) if isinstance(obj, (set, frozenset)) else items
+    if isinstance(obj, np.ndarray):
+        return [_plain(v) for v in obj.tolist()]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if obj is None or isinstance(obj, (str, bool, int, float)):
+        return obj
+    if hasattr(obj, "model_dump"):  # pydantic models
+        return _plain(obj.model_dump())
+    return str(obj)
+
+
+class _SegmentLookup:
+    """segment_id -> the fields a quote shows, without a pandas lookup per quote."""
+
+    FIELDS = ("segment_id", "case_id", "turn_index", "speaker", "text", "start_char",
+              "end_char", "start_time", "question", "theme", "strength", "reassigned",
+              "source_file")
+
+    def __init__(self, seg: pd.DataFrame) -> None:
+        self._cols = {f: seg[f].to_numpy(dtype=object) for f in self.FIELDS}
+        self._pos: dict[str, int] = {}
+        for i, sid in enumerate(self._cols["segment_id"]):
+            self._pos.setdefault(_s(sid), i)
+
+    def theme_of(self, segment_id: str) -> int | None:
+        i = self._pos.get(segment_id)
+        return None if i is None else _int(self._cols["theme"][i], -1)
+
+    def quote(self, segment_id: str) -> dict[str, Any]:
+        i = self._pos.get(segment_id)
+        if i is None:
+            return {"found": False, "segment_id": segment_id}
+        c = {f: self._cols[f][i] for f in self.FIELDS}
+        question = _s(c["question"])
+        q_short, q_cut = _truncate(question, QUESTION_CHARS)
+        start_time = _float(c["start_time"])
+        return {
+            "found": True, "segment_id": segment_id, "text": _s(c["text"]),
+            "case_id": _s(c["case_id"]), "speaker": _s(c["speaker"]),
+            "turn": _s(c["turn_index"]), "start": _s(c["start_char"]), "end": _s(c["end_char"]),
+            "time": _fmt_clock(start_time) if start_time is not None else "",
+            "question": q_short, "question_full": question if q_cut else "",
+            "strength": _fmt_float(c["strength"]),
+            "reassigned": bool(c["reassigned"]) if not _missing(c["reassigned"]) else False,
+        }
+
+
+def _fmt_clock(sec: float) -> str:
+    sec = int(sec)
+    h, rest = divmod(sec, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def _domain_order(domains: pd.DataFrame, themes: pd.DataFrame
+                  ) -> tuple[dict[int, tuple], dict[int, str]]:
+    """Rank of each domain id (numbered domains, then Miscellaneous, then unknown ones)."""
+    rank: dict[int, tuple] = {}
+    names: dict[int, str] = {}
+    for d, name, misc in zip(domains["domain_id"], domains["name"], domains["is_miscellaneous"]):
+        d = int(d)
+        is_misc = bool(misc) if not _missing(misc) else _s(name).lower() == "miscellaneous"
+        rank.setdefault(d, (1 if is_misc else 0, d))
+        names.setdefault(d, _s(name))
+    for d in themes["domain_id"]:
+        d = int(d)
+        if d not in rank:
+            rank[d] = (2, d)
+            names[d] = "No domain" if d < 0 else f"Domain {d} (not in the domains table)"
+    return rank, names
+
+
+def _theme_case_counts(seg: pd.DataFrame, seg_theme: np.ndarray) -> dict[int, dict[str, int]]:
+    mask = seg_theme >= 0
+    if not mask.any():
+        return {}
+    frame = pd.DataFrame({"theme": seg_theme[mask], "case": seg["case_id"].map(_s).to_numpy()[mask]})
+    out: dict[int, dict[str, int]] = {}
+    for (t, c), n in frame.groupby(["theme", "case"], sort=True).size().items():
+        out.setdefault(int(t), {})[c] = int(n)
+    return out
+
+
+def _cases_total(cqr: pd.DataFrame, cases: list[str]) -> int:
+    totals = pd.to_numeric(cqr["cases_total"], errors="coerce").dropna()
+    return max(len(cases), int(totals.max())) if len(totals) else len(cases)
+
+
+# --- Sections -----------------------------------------------------------------
+
+def _header(seg: pd.DataFrame, seg_theme: np.ndarray, themes: pd.DataFrame,
+            domains: pd.DataFrame, manifest: Mapping, config: Mapping, n_cases_total: int,
+            cases: list[str]) -> dict[str, Any]:
+    n_seg = len(seg)
+    n_unassigned = int((seg_theme < 0).sum())
+    reassigned = seg["reassigned"].map(lambda v: False if _missing(v) else bool(v))
+    timings = manifest.get("timings")
+    wall = None
+    if isinstance(timings, Mapping) and timings:
+        secs = [_float(v) for v in timings.values()]
+        wall = _fmt_seconds(sum(v for v in secs if v is not None))
+    started = manifest.get("started_at")
+    started = started.isoformat() if hasattr(started, "isoformat") else _s(started)
+    cases_text = f"{n_cases_total:,}"
+    if n_cases_total != len(cases):
+        cases_text += f" ({len(cases):,} with analysed segments)"
+    stats = [
+        ("Cases", cases_text),
+        ("Segments analysed", f"{n_seg:,}"),
+        ("Themes", f"{len(themes):,}"),
+        ("Domains", f"{len(domains):,}"),
+        ("Unassigned segments", _fmt_share(n_unassigned, n_seg)),
+        ("Reassigned outliers", _fmt_share(int(reassigned.sum()), n_seg)),
+        ("Wall time", wall or "not recorded"),
+    ]
+    name = _s(config.get("name")) if isinstance(config, Mapping) else ""
+    return {"name": name or "Unnamed run", "started_at": started or "not recorded",
+            "stats": stats}
+
+
+def _cqr_section(cqr: pd.DataFrame, themes: pd.DataFrame, lookup: _SegmentLookup,
+                 manifest: Mapping, n_cases_total: int) -> dict[str, Any]:
+    known = set(int(t) for t in themes["theme_id"])
+    by_name = Counter(_s(n) for n in themes["name"])
+    id_by_name = {_s(n): int(t) for t, n in zip(themes["theme_id"], themes["name"])
+                  if by_name[_s(n)] == 1}
+    groups: list[dict[str, Any]] = []
+    index: dict[str, dict[str, Any]] = {}
+    for r in cqr.to_dict("records"):
+        domain = _s(r["domain"]) or "(no domain)"
+        sid = _s(r["quote_segment_id"])
+        tid = _int(r.get("theme_id")) if "theme_id" in r else None
+        if tid is None and sid:
+            tid = lookup.theme_of(sid)
+        if tid is None or tid not in known:
+            tid = id_by_name.get(_s(r["category"]))
+        if domain not in index:
+            index[domain] = {"domain": domain, "rows": []}
+            groups.append(index[domain])
+        index[domain]["rows"].append({
+            "category": _s(r["category"]), "theme_id": tid if tid in known else None,
+            "freq": _freq(r["frequency_label"]),
+            "n_cases": _s(r["n_cases"]) or "—", "cases_total": _s(r["cases_total"]) or "—",
+            "quote": _s(r["quote"]), "quote_case": _s(r["quote_case"]), "quote_segment_id": sid,
+        })
+    return {"groups": groups, "frequency_text": _frequency_text(manifest, n_cases_total)}
+
+
+def _frequency_text(manifest: Mapping, n_cases_total: int) -> str:
+    cut = manifest.get("frequency_cutoffs")
+    if not isinstance(cut, Mapping) or not cut:
+        return DEFAULT_FREQUENCY_TEXT
+    parts = []
+    def order(item):
+        label, rng = item
+        lo = _int(rng[0], 0) if isinstance(rng, (list, tuple)) and rng else 0
+        return (-lo, label)
+    for label, rng in sorted(cut.items(), key=order):
+        if isinstance(rng, (list, tuple)) and len(rng) >= 2:
+            lo, hi = _int(rng[0]), _int(rng[1])
+            if lo is not None and hi is not None and lo == hi:
+                span = f"{lo} case" if lo == 1 else f"{lo} cases"
+            elif hi is None:
+                span = f"{lo} or more cases"
+            else:
+                span = f"{lo}–{hi} cases"
+        else:
+            span = _s(rng)
+        parts.append(f"{label} = {span}")
+    return (f"With {n_cases_total} cases in this run: " + "; ".join(parts) +
+            ". (general = all or all but one case; typical = more than half; variant = at "
+            "least 2 cases up to half; rare replaces the lowest variant counts when there are "
+            "more than 15 cases; single case is flagged.)")
+
+
+def _subsample(groups: np.ndarray, cap: int, seed: int = MAP_SEED) -> np.ndarray:
+    """Indices of at most ~cap items, stratified by group so small themes stay visible."""
+    n = len(groups)
+    if n <= cap:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    order = np.argsort(groups, kind="stable")
+    uniq, starts, counts = np.unique(groups[order], return_index=True, return_counts=True)
+    floor = np.minimum(counts, 20)
+    budget = max(cap - int(floor.sum()), 0)
+    extra = counts - floor
+    quota = floor + (np.floor(extra * budget / extra.sum()).astype(int) if extra.sum() else 0)
+    chosen = []
+    for start, count, q in zip(starts, counts, quota):
+        members = order[start:start + count]
+        chosen.append(members if q >= count else rng.choice(members, size=int(q), replace=False))
+    return np.sort(np.concatenate(chosen))
+
+
+def _map_section(seg: pd.DataFrame, seg_theme: np.ndarray, themes: pd.DataFrame,
+                 colours: dict[int, str]) -> dict[str, Any]:
+    n = len(seg)
+    x = pd.to_numeric(seg["map_x"], errors="coerce").to_numpy(dtype=float)
+    y = pd.to_numeric(seg["map_y"], errors="coerce").to_numpy(dtype=float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    legend = [{"id": int(t), "name": _s(nm), "colour": colours[int(t)]}
+              for t, nm in zip(themes["theme_id"], themes["name"])]
+    if not ok.any():
+        return {"svg": None, "caption": "Map coordinates were not recorded for any segment; "
+                "no map is drawn." if n else "There are no segments to map.", "legend": legend}
+    idx = np.flatnonzero(ok)
+    pick = idx[_subsample(seg_theme[idx], MAX_MAP_POINTS)]
+    px, py, pt = x[pick], y[pick], seg_theme[pick]
+    grey = pt < 0
+    size = 4 if len(pick) > 5000 else (9 if len(pick) > 500 else 22)
+    raster = len(pick) > RASTERIZE_ABOVE
+    names = {int(t): _s(nm) for t, nm in zip(themes["theme_id"], themes["name"])}
+    with_names = len(themes) <= MAP_NAMED_LABELS
+
+    def draw(fig: Figure) -> None:
+        ax = fig.add_subplot()
+        if grey.any():
+            ax.scatter(px[grey], py[grey], s=size, c=UNASSIGNED_COLOUR, linewidths=0,
+                       rasterized=raster, label="unassigned")
+        if (~grey).any():
+            cols = [colours.get(int(t), "#444444") for t in pt[~grey]]
+            ax.scatter(px[~grey], py[~grey], s=size, c=cols, linewidths=0, alpha=0.85,
+                       rasterized=raster)
+        all_theme = seg_theme[idx]
+        for t in themes["theme_id"]:
+            members = idx[all_theme == int(t)]
+            if not len(members):
+                continue
+            cx, cy = float(np.median(x[members])), float(np.median(y[members]))
+            label = f"{int(t)} {names.get(int(t), '')}" if with_names else str(int(t))
+            ax.text(cx, cy, _mpl_text(label, 28), fontsize=7 if with_names else 6,
+                    ha="center", va="center", color="#1d1d1f",
+                    bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": colours[int(t)],
+                          "lw": 0.8, "alpha": 0.85})
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for side in ("top", "right", "bottom", "left"):
+            ax.spines[side].set_color("#d9d9de")
+
+    svg = _figure_svg("map", (9.0, 6.4), draw)
+    n_drawn, n_ok = len(pick), int(ok.sum())
+    caption = (f"Each dot is a segment, placed by similarity of meaning (the axes have no "
+               f"units); colour = theme, light grey = unassigned "
+               f"({_n(int((seg_theme[idx] < 0).sum()), 'segment')}). Labels sit at each "
+               f"theme's median position" + (" (theme id and name)." if with_names else
+                                             " (theme id only, as there are many themes; "
+                                             "names are in the legend below)."))
+    if n_drawn < n_ok:
+        caption += (f" For speed the map shows a fixed random subsample of {n_drawn:,} of "
+                    f"{n_ok:,} segments (every theme keeps at least "
+                    f"{min(20, n_ok)} points or all it has); counts elsewhere in this report use "
+                    "all segments.")
+    else:
+        caption += f" All {n_ok:,} segments are drawn."
+    if n_ok < n:
+        caption += f" {_n(n - n_ok, 'segment')} without map coordinates are not drawn."
+    return {"svg": svg, "caption": caption, "legend": legend}
+
+
+def _heatmap_section(themes: pd.DataFrame, domain_names: dict[int, str], cases: list[str],
+                     per_theme_case: dict[int, dict[str, int]]) -> dict[str, Any]:
+    if not len(themes) or not cases:
+        return {"svg": None, "caption": "No themes or no cases: nothing to show."}
+    tids = [int(t) for t in themes["theme_id"]]
+    dids = [int(d) for d in themes["domain_id"]]
+    grid = np.array([[per_theme_case.get(t, {}).get(c, 0) for c in cases] for t in tids], float)
+    n_rows, n_cols = grid.shape
+    annotate = n_rows * n_cols < ANNOTATE_MAX_CELLS
+    row_labels = [_mpl_text(f"{t} {n}", 40) for t, n in zip(tids, themes["name"])]
+    # domain bands: (first row, last row, name)
+    bands: list[tuple[int, int, str]] = []
+    for i, d in enumerate(dids):
+        if bands and bands[-1][2] == d:
+            bands[-1] = (bands[-1][0], i, d)
+        else:
+            bands.append((i, i, d))
+    vmax = max(float(grid.max()), 1.0)
+    font = 8 if n_rows <= 60 else 6
+    width = min(max(5.5, 3.6 + 0.32 * n_cols), 22.0)
+    height = min(max(2.4, 1.4 + 0.24 * n_rows), 60.0)
+
+    def draw(fig: Figure) -> None:
+        ax = fig.add_subplot()
+        mesh = ax.pcolormesh(grid, cmap="Blues", vmin=0, vmax=vmax, edgecolors="white",
+                             linewidth=0.5 if n_rows * n_cols <= 2500 else 0,
+                             rasterized=n_rows * n_cols > 2500)
+        ax.set_xlim(0, n_cols)
+        ax.set_ylim(n_rows, 0)
+        ax.set_yticks(np.arange(n_rows) + 0.5, labels=row_labels, fontsize=font)
+        ax.set_xticks(np.arange(n_cols) + 0.5, labels=[_mpl_text(c, 16) for c in cases],
+                      fontsize=font, rotation=90 if n_cols > 8 else 0)
+        ax.xaxis.tick_top()
+        ax.tick_params(length=0)
+        for side in ax.spines.values():
+            side.set_visible(False)
+        for lo, hi, d in bands:
+            if lo > 0:
+                ax.axhline(lo, color="#1d1d1f", lw=0.8)
+        twin = ax.twinx()
+        twin.set_ylim(n_rows, 0)
+        twin.set_yticks([(lo + hi + 1) / 2 for lo, hi, _ in bands],
+                        labels=[_mpl_text(domain_names.get(d, f"domain {d}"), 30)
+                                for _, _, d in bands],
+                        fontsize=font, color="#555555")
+        twin.tick_params(length=0)
+        for side in twin.spines.values():
+            side.set_visible(False)
+        if annotate:
+            for i in range(n_rows):
+                for j in range(n_cols):
+                    v = int(grid[i, j])
+                    if v:
+                        ax.text(j + 0.5, i + 0.5, str(v), ha="center", va="center",
+                                fontsize=7, color="white" if v > 0.55 * vmax else "#1d1d1f")
+        fig.colorbar(mesh, ax=[ax, twin], location="bottom", shrink=0.5, aspect=40,
+                     pad=0.02, label="segments")
+
+    svg = _figure_svg("heatmap", (width, height), draw)
+    caption = ("Rows: themes, grouped by domain (domain names on the right); columns: cases; "
+               "cell: number of the case's segments in the theme.")
+    caption += " Counts are printed in non-empty cells." if annotate else \
+        " The grid is too large to print counts; the theme cards below list them."
+    return {"svg": svg, "caption": caption}
+
+
+def _tree_section(linkage: Any, themes: pd.DataFrame, domains: pd.DataFrame,
+                  domain_rank: dict[int, tuple], colours: dict[int, str]) -> dict[str, Any]:
+    by_domain: dict[int, list[dict[str, Any]]] = {}
+    for r in themes.to_dict("records"):
+        by_domain.setdefault(int(r["domain_id"]), []).append({
+            "id": int(r["theme_id"]), "name": _s(r["name"]), "n_cases": _s(r["n_cases"]) or "—",
+            "n_segments": _s(r["n_segments"]) or "—", "freq": _freq(r["frequency_label"]),
+            "colour": colours[int(r["theme_id"])]})
+    drows = {int(r["domain_id"]): r for r in domains.to_dict("records")}
+    tree = []
+    for d in sorted(domain_rank, key=lambda d: domain_rank[d]):
+        r = drows.get(d)
+        if r is None:
+            name = "No domain" if d < 0 else f"Domain {d} (not in the domains table)"
+            entry = {"id": d, "name": name, "keywords": [], "misc": False, "n_cases": "—",
+                     "n_segments": "—", "freq": _freq(None)}
+        else:
+            misc = r["is_miscellaneous"]
+            entry = {"id": d, "name": _s(r["name"]), "keywords": _split(r["keywords"]),
+                     "misc": bool(misc) if not _missing(misc) else False,
+                     "n_cases": _s(r["n_cases"]) or "—",
+                     "n_segments": _s(r["n_segments"]) or "—",
+                     "freq": _freq(r["frequency_label"])}
+        entry["themes"] = by_domain.get(d, [])
+        listed = {t["id"] for t in entry["themes"]}
+        entry["unlisted"] = [t for t in _split(r["theme_ids"]) if _int(t) not in listed] \
+            if r is not None else []
+        tree.append(entry)
+
+    svg, note = None, None
+    if linkage is not None:
+        Z = np.asarray(linkage, dtype=float)
+        if Z.ndim == 2 and Z.shape[0] >= 1 and Z.shape[1] == 4:
+            svg, note = _dendrogram(Z, themes)
+        elif Z.size:
+            note = f"The theme linkage has an unexpected shape {Z.shape}; no dendrogram drawn."
+    return {"domains": tree, "dendrogram": svg, "dendrogram_note": note}
+
+
+def _dendrogram(Z: np.ndarray, themes: pd.DataFrame) -> tuple[Markup | None, str | None]:
+    from scipy.cluster import hierarchy
+
+    if not hierarchy.is_valid_linkage(Z):
+        return None, "The theme linkage is not a valid scipy linkage; no dendrogram drawn."
+    k = Z.shape[0] + 1
+    ordered = themes.sort_values("theme_id", kind="stable")
+    note = ("Themes joined lower down have more similar centroids. Leaves are labelled with "
+            "theme id and name.")
+    if len(ordered) == k:
+        labels = [_mpl_text(f"{int(t)} {n}", 40) for t, n in zip(ordered["theme_id"], ordered["name"])]
+    else:
+        labels = [str(i) for i in range(k)]
+        note = (f"The linkage has {k} leaves but there are {len(ordered)} themes, so leaves "
+                "are labelled by position only.")
+    height = min(max(2.0, 0.8 + 0.22 * k), 40.0)
+
+    def draw(fig: Figure) -> None:
+        ax = fig.add_subplot()
+        hierarchy.dendrogram(Z, labels=labels, orientation="right", ax=ax,
+                             leaf_font_size=8 if k <= 60 else 6,
+                             above_threshold_color="#888888")
+        ax.set_xlabel("merge distance", fontsize=8)
+        ax.tick_params(axis="x", labelsize=7)
+        for side in ("top", "right", "left"):
+            ax.spines[side].set_visible(False)
+
+    return _figure_svg("dendrogram", (8.0, height), draw), note
+
+
+def _concepts_section(concepts: pd.DataFrame | None, theme_names: dict[int, str],
+                      lookup: _SegmentLookup) -> list[dict[str, Any]] | None:
+    if concepts is None:
+        return None
+    rows = []
+    for r in concepts.to_dict("records"):
+        status = _s(r["status"]).lower() or "not recorded"
+        supporting = []
+        for t in _split(r["theme_ids"]):
+            tid = _int(t)
+            supporting.append({"id": tid, "name": theme_names.get(tid, "") if tid is not None else t,
+                               "known": tid in theme_names, "raw": t})
+        rows.append({
+            "concept": _s(r["concept"]), "description": _s(r["description"]),
+            "status": status, "supported": status == "supported",
+            "themes": supporting, "similarity": _fmt_float(r["similarity"], 3),
+            "n_segments": _s(r["n_segments"]) or "—", "n_cases": _s(r["n_cases"]) or "—",
+            "quotes": [lookup.quote(q) for q in _split(r["quote_ids"])],
+        })
+    return rows
+
+
+def _theme_cards(themes: pd.DataFrame, domain_names: dict[int, str], colours: dict[int, str],
+                 per_theme_case: dict[int, dict[str, int]], lookup: _SegmentLookup
+                 ) -> list[dict[str, Any]]:
+    cards = []
+    for r in themes.to_dict("records"):
+        tid = int(r["theme_id"])
+        counts = per_theme_case.get(tid, {})
+        listed = _split(r["cases"])
+        case_list = [{"case": c, "n": counts.get(c)} for c in listed]
+        case_list += [{"case": c, "n": n} for c, n in sorted(counts.items(), key=lambda kv: _natural_key(kv[0]))
+                      if c not in set(listed)]
+        cards.append({
+            "id": tid, "name": _s(r["name"]), "colour": colours[tid],
+            "domain_id": int(r["domain_id"]),
+            "domain": domain_names.get(int(r["domain_id"]), ""),
+            "freq": _freq(r["frequency_label"]),
+            "n_segments": _s(r["n_segments"]) or "—", "n_cases": _s(r["n_cases"]) or "—",
+            "cases": case_list, "mean_strength": _fmt_float(r["mean_strength"]),
+            "n_reassigned": _s(r["n_reassigned"]) or "—",
+            "keywords": _split(r["keywords"]), "key_phrases": _split(r["key_phrases"]),
+            "core_idea": _s(r["core_idea"]),
+            "quotes": [lookup.quote(q) for q in _split(r["quote_ids"])],
+        })
+    return cards
+
+
+def _unassigned_section(seg: pd.DataFrame, seg_theme: np.ndarray) -> dict[str, Any]:
+    idx = np.flatnonzero(seg_theme < 0)
+    total = len(idx)
+    rows: list[dict[str, str]] = []
+    if total:
+        sub = seg.iloc[idx]
+        case_rank = {c: i for i, c in enumerate(_natural_sorted(set(sub["case_id"].map(_s))))}
+        keys = pd.DataFrame({
+            "case": sub["case_id"].map(lambda c: case_rank[_s(c)]).to_numpy(),
+            "turn": pd.to_numeric(sub["turn_index"], errors="coerce").fillna(-1).to_numpy(),
+            "start": pd.to_numeric(sub["start_char"], errors="coerce").fillna(-1).to_numpy(),
+            "pos": idx})
+        keys = keys.sort_values(["case", "turn", "start", "pos"], kind="stable")
+        for i in keys["pos"].to_numpy()[:MAX_UNASSIGNED_LISTED]:
+            r = seg.iloc[int(i)]
+            rows.append({"segment_id": _s(r["segment_id"]), "case_id": _s(r["case_id"]),
+                         "turn": _s(r["turn_index"]), "speaker": _s(r["speaker"]),
+                         "start": _s(r["start_char"]), "end": _s(r["end_char"]),
+                         "text": _s(r["text"])})
+    share = f"{100.0 * total / len(seg):.1f} %" if len(seg) else "—"
+    return {"total": total, "n_segments": len(seg), "rows": rows,
+            "truncated": total > len(rows), "share": share}
+
+
+def _skipped_section(manifest: Mapping) -> dict[str, Any]:
+    raw = manifest.get("skipped")
+    items = []
+    for it in raw or []:
+        if hasattr(it, "as_dict"):
+            it = it.as_dict()
+        if isinstance(it, Mapping):
+            items.append({"what": _s(it.get("what")), "reason": _s(it.get("reason")),
+                          "stage": _s(it.get("stage"))})
+        else:
+            items.append({"what": _s(it), "reason": "", "stage": ""})
+    by_reason = Counter(it["reason"] or "(no reason given)" for it in items)
+    counts_raw = manifest.get("counts")
+    counts = [(str(k), _s(v)) for k, v in counts_raw.items()] \
+        if isinstance(counts_raw, Mapping) else []
+    return {
+        "recorded": raw is not None, "total": len(items),
+        "by_reason": sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0])),
+        "entries": items[:MAX_SKIPPED_LISTED], "truncated": len(items) > MAX_SKIPPED_LISTED,
+        "counts": counts, "counts_recorded": isinstance(counts_raw, Mapping),
+    }
+
+
+def _provenance_section(manifest: Mapping, config: Mapping) -> dict[str, Any]:
+    versions = manifest.get("versions")
+    versions = sorted((str(k), _s(v)) for k, v in versions.items()) \
+        if isinstance(versions, Mapping) else []
+    seed = manifest.get("seed")
+    inputs_raw = manifest.get("inputs")
+    inputs = []
+    if isinstance(inputs_raw, Mapping):
+        inputs = [{"path": str(k), "sha256": _s(v)} for k, v in inputs_raw.items()]
+    elif inputs_raw:
+        for it in inputs_raw:
+            if isinstance(it, Mapping):
+                inputs.append({"path": _s(it.get("path")), "sha256": _s(it.get("sha256"))})
+            else:
+                inputs.append({"path": _s(it), "sha256": ""})
+    timings = manifest.get("timings")
+    timing_rows = []
+    if isinstance(timings, Mapping):
+        timing_rows = [(str(k), _fmt_seconds(_float(v) or 0.0) if _float(v) is not None else _s(v))
+                       for k, v in timings.items()]
+    return {
+        "versions": versions, "seed": _s(seed) if seed is not None else "not recorded",
+        "config_yaml": _dump_config(config) if config else "",
+        "inputs": inputs, "timings": timing_rows,
+    }
+
+
+def _dump_config(config: Mapping) -> str:
+    data = _plain(config)
+    try:
+        import yaml
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True,
+                              default_flow_style=False, width=100)
+    except ImportError:  # pragma: no cover - PyYAML is a dependency of the CLI
+        import json
+        return json.dumps(data, indent=2, ensure_ascii=False, default=str)
+
+
+# --- Figures ------------------------------------------------------------------
+
+_SVG_RC = {
+    "svg.fonttype": "none",
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelcolor": "#333333",
+    "xtick.color": "#333333",
+    "ytick.color": "#333333",
+}
+
+
+def _figure_svg(name: str, size: tuple[float, float], draw) -> Markup:
+    """Draw a figure with ``draw(fig)`` and return it as inline SVG markup."""
+    rc = dict(_SVG_RC, **{"svg.hashsalt": f"consensa-{name}"})
+    buf = io.StringIO()
+    with matplotlib.rc_context(rc), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. glyphs missing from DejaVu: text stays text
+        fig = Figure(figsize=size, dpi=100, layout="constrained")
+        FigureCanvasAgg(fig)
+        try:
+            draw(fig)
+            fig.savefig(buf, format="svg", dpi=150, metadata={
+                "Date": None, "Creator": None, "Format": None, "Type": None})
+        finally:
+            fig.clear()
+    return Markup(_inline_svg(buf.getvalue(), name))
+
+
+def _inline_svg(svg: str, name: str) -> str:
+    """matplotlib's SVG file as an element for an HTML page.
+
+    Drops the XML prolog, DOCTYPE and namespace declarations (not needed inline, and
+    they are the only URLs matplotlib writes), and tags the root for CSS.
+    """
+    svg = svg[svg.index("<svg"):]
+    end = svg.index(">")
+    root = svg[:end]
+    root = re.sub(r'\s+xmlns(?::\w+)?="[^"]*"', "", root)
+    root = root.replace("<svg", f'<svg class="plot plot-{name}" role="img"', 1)
+    svg = root + svg[end:]
+    svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg, flags=re.S)
+    return _TAG.sub(lambda m: _prefix_ids(m.group(0), name), svg).strip()
+
+
+_TAG = re.compile(r"<[^<>]+>")
+_ID_REF = re.compile(r'(\bid="|\bhref="#|url\(#)([^"()]+)')
+
+
+def _prefix_ids(tag: str, name: str) -> str:
+    """Make an SVG's ids (figure_1, axes_1, ...) unique in the page, references too.
+
+    Applied to tags only: text content is escaped by matplotlib and never holds "<".
+    """
+    return _ID_REF.sub(lambda m: f"{m.group(1)}{name}-{m.group(2)}", tag)

@@ -1,0 +1,404 @@
+"""The HTML report: self-contained, escaped, complete, deterministic."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.cluster.hierarchy import linkage
+
+from pipeline.report import MAX_MAP_POINTS, MAX_UNASSIGNED_LISTED, render_report
+from pipeline.types import (ASSIGNED_SEGMENT_COLUMNS, CONCEPT_COLUMNS, CQR_COLUMNS,
+                            DOMAIN_COLUMNS, THEME_COLUMNS, RunResult)
+
+SCRIPT = "<script>alert(1)</script>"
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta",
+        "source", "track", "wbr"}
+
+
+# --- A small run, built by hand -------------------------------------------------
+
+# (case, turn, speaker, text, theme, question)
+ROWS = [
+    ("T1", 1, "Therapist", "I cried with her, and I didn't hide it.", 0, "When did you cry?"),
+    ("T1", 3, "Therapist", "Tears came when she described her mother's funeral.", 0, "What happened?"),
+    ("T1", 5, "Therapist", "Afterwards I worried it was about me & my own grief.", 1,
+     "How did you feel afterwards? " + "Tell me more about that. " * 20),
+    ("T1", 7, "Therapist", "I took it to supervision the next week.", 1, "Did you talk to anyone?"),
+    ("T2", 1, "P2", "My eyes welled up; I let the client see it.", 0, "When did you cry?"),
+    ("T2", 3, "P2", f"Honestly {SCRIPT} I don't remember the rest.", -1, "Anything else?"),
+    ("T2", 5, "P2", "Supervision helped me see it as \"countertransference\".", 1, "Did you talk to anyone?"),
+    ("T2", 7, "P2", "The weather that day was grey.", 2, ""),
+    ("T3", 1, "P3", "I felt a lump in my throat and paused.", 0, "When did you cry?"),
+    ("T3", 3, "P3", "I was ashamed, then relieved, when she thanked me.", 1, "How did you feel?"),
+    ("T3", 5, "P3", "My colleague said it was unprofessional.", 1, "Did you talk to anyone?"),
+    ("T3", 7, "P3", "We had moved offices that spring.", 2, ""),
+]
+THEME_NAMES = {0: "tears / crying / client", 1: "supervision <b>shame</b> & $cost$",
+               2: "offices / weather"}
+THEME_DOMAIN = {0: 0, 1: 0, 2: 1}
+
+
+def _segments() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    recs, offsets = [], {}
+    for case, turn, speaker, text, theme, question in ROWS:
+        start = offsets.get(case, 0)
+        offsets[case] = start + len(text) + 20
+        recs.append({
+            "segment_id": f"{case}:{turn}:0", "case_id": case, "turn_index": turn,
+            "speaker": speaker, "role": "participant", "text": text,
+            "start_char": start, "end_char": start + len(text),
+            "start_time": float("nan") if case != "T3" else 61.0 * turn, "end_time": float("nan"),
+            "source_file": f"data/{case}.txt", "question": question,
+            "question_turn_index": turn - 1 if question else -1, "n_words": len(text.split()),
+            "theme": theme, "theme_name": THEME_NAMES.get(theme, ""),
+            "domain_id": THEME_DOMAIN.get(theme, -1),
+            "domain_name": {0: "Crying in session", 1: "Miscellaneous"}.get(
+                THEME_DOMAIN.get(theme, -1), ""),
+            "strength": 0.0 if theme < 0 else float(rng.uniform(0.5, 1)),
+            "reassigned": (case, turn) == ("T3", 5),
+            "map_x": float(rng.normal(theme * 3)), "map_y": float(rng.normal(theme))})
+    return pd.DataFrame(recs, columns=list(ASSIGNED_SEGMENT_COLUMNS))
+
+
+def _themes(seg: pd.DataFrame) -> pd.DataFrame:
+    labels = {0: "general", 1: "general", 2: "variant"}
+    quotes = {0: ["T1:1:0", "T2:1:0", "T3:1:0"], 1: ["T1:5:0", "T2:5:0", "T3:3:0"],
+              2: ["T2:7:0", "T3:7:0"]}
+    rows = []
+    for t, name in THEME_NAMES.items():
+        members = seg[seg["theme"] == t]
+        rows.append({
+            "theme_id": t, "name": name, "domain_id": THEME_DOMAIN[t],
+            "keywords": "; ".join(name.split(" / ")), "key_phrases": f"phrase {t}a; phrase {t}b",
+            "n_segments": len(members), "n_cases": members["case_id"].nunique(),
+            "cases": "; ".join(sorted(members["case_id"].unique())),
+            "frequency_label": labels[t], "quote_ids": "; ".join(quotes[t]),
+            "core_idea": seg.set_index("segment_id").loc[quotes[t][0], "text"],
+            "mean_strength": float(members["strength"].mean()),
+            "n_reassigned": int(members["reassigned"].sum())})
+    return pd.DataFrame(rows, columns=list(THEME_COLUMNS))
+
+
+def make_result(**manifest_overrides) -> RunResult:
+    seg = _segments()
+    themes = _themes(seg)
+    domains = pd.DataFrame([
+        {"domain_id": 0, "name": "Crying in session", "keywords": "tears; supervision",
+         "theme_ids": "0; 1", "n_themes": 2, "n_segments": 9, "n_cases": 3,
+         "frequency_label": "general", "is_miscellaneous": False},
+        {"domain_id": 1, "name": "Miscellaneous", "keywords": "offices",
+         "theme_ids": "2", "n_themes": 1, "n_segments": 2, "n_cases": 2,
+         "frequency_label": "variant", "is_miscellaneous": True},
+    ], columns=list(DOMAIN_COLUMNS))
+    text = dict(zip(seg["segment_id"], seg["text"]))
+    cqr = pd.DataFrame([
+        {"domain": "Crying in session", "category": THEME_NAMES[0], "frequency_label": "general",
+         "n_cases": 3, "cases_total": 3, "quote": text["T1:1:0"], "quote_case": "T1",
+         "quote_segment_id": "T1:1:0"},
+        {"domain": "Crying in session", "category": THEME_NAMES[1], "frequency_label": "general",
+         "n_cases": 3, "cases_total": 3, "quote": text["T1:5:0"], "quote_case": "T1",
+         "quote_segment_id": "T1:5:0"},
+        {"domain": "Miscellaneous", "category": THEME_NAMES[2], "frequency_label": "variant",
+         "n_cases": 2, "cases_total": 3, "quote": text["T2:7:0"], "quote_case": "T2",
+         "quote_segment_id": "T2:7:0"},
+    ], columns=list(CQR_COLUMNS))
+    concepts = pd.DataFrame([
+        {"concept": "genuineness", "description": "being real and human with the client",
+         "status": "supported", "theme_ids": "0", "similarity": 0.61, "n_segments": 4,
+         "n_cases": 3, "quote_ids": "T2:1:0; T3:1:0"},
+        {"concept": "rupture and repair", "description": "", "status": "unsupported",
+         "theme_ids": "", "similarity": 0.21, "n_segments": 1, "n_cases": 1, "quote_ids": ""},
+    ], columns=list(CONCEPT_COLUMNS))
+    centroids = np.random.default_rng(1).normal(size=(3, 8))
+    manifest = {
+        "started_at": "2024-05-31T10:15:00+00:00",
+        "timings": {"ingest": 0.5, "segment": 1.25, "embed": 30.0, "cluster": 2.0},
+        "frequency_cutoffs": {"general": [2, 3], "variant": [2, 2], "single case": [1, 1]},
+        "skipped": [
+            {"what": "data/notes.pdf", "reason": "unsupported file type", "stage": "ingest"},
+            {"what": "data/T4.txt", "reason": "empty transcript", "stage": "ingest"},
+            {"what": "data/old.pdf", "reason": "unsupported file type", "stage": "ingest"},
+        ],
+        "counts": {"segments_backchannel": 7, "segments_interviewer": 12},
+        "versions": {"consensa": "0.1.0", "numpy": np.__version__, "pandas": pd.__version__},
+        "seed": 42,
+        "inputs": [{"path": f"data/T{i}.txt", "sha256": f"{i}" * 64} for i in (1, 2, 3)],
+    }
+    manifest.update(manifest_overrides)
+    config = {"name": "Crying in therapy <pilot>", "seed": 42,
+              "clusterer": {"name": "consensa.HDBSCAN.v1", "min_cluster_size": 3},
+              "concepts": {"items": [{"name": "genuineness"}]}}
+    return RunResult(segments=seg, themes=themes, domains=domains, cqr=cqr, concepts=concepts,
+                     theme_linkage=linkage(centroids, method="average", metric="cosine"),
+                     manifest=manifest, config=config)
+
+
+# --- An HTML checker ---------------------------------------------------------------
+
+class Checker(HTMLParser):
+    """Balanced tags, ids, and every URL-bearing attribute and CSS text."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+        self.ids: list[str] = []
+        self.urls: list[str] = []
+        self.css: list[str] = []
+        self.tags: set[str] = set()
+        self.text: list[str] = []
+        self._in_style = False
+
+    def handle_starttag(self, tag, attrs):
+        self._attrs(tag, attrs)
+        if tag not in VOID:
+            self.stack.append(tag)
+        self._in_style = tag == "style"
+
+    def handle_startendtag(self, tag, attrs):
+        self._attrs(tag, attrs)
+
+    def handle_endtag(self, tag):
+        if tag in VOID:
+            return
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"unexpected </{tag}>, open: {self.stack[-3:]}")
+            return
+        self.stack.pop()
+        self._in_style = False
+
+    def handle_data(self, data):
+        if self._in_style:
+            self.css.append(data)
+        else:
+            self.text.append(data)
+
+    def _attrs(self, tag, attrs):
+        self.tags.add(tag)
+        for name, value in attrs:
+            if name == "id":
+                self.ids.append(value)
+            if name in ("src", "href", "xlink:href", "action", "poster", "data", "srcset"):
+                self.urls.append(value or "")
+            if name == "style" or "url(" in (value or ""):
+                self.css.append(value or "")
+
+
+def parse(html: str) -> Checker:
+    checker = Checker()
+    checker.feed(html)
+    checker.close()
+    return checker
+
+
+@pytest.fixture(scope="module")
+def result() -> RunResult:
+    return make_result()
+
+
+@pytest.fixture(scope="module")
+def html(result) -> str:
+    return render_report(result)
+
+
+# --- Tests -----------------------------------------------------------------------------
+
+def test_is_well_formed_html(html):
+    assert html.lstrip().startswith("<!DOCTYPE html>")
+    doc = parse(html)
+    assert doc.errors == []
+    assert doc.stack == []
+    assert {"html", "head", "body", "style", "table", "svg"} <= doc.tags
+    assert len(doc.ids) == len(set(doc.ids)), "duplicate ids"
+
+
+def test_sections_in_order(html):
+    anchors = ['id="summary"', 'id="cqr"', 'id="map"', 'id="heatmap"', 'id="domains"',
+               'id="concepts"', 'id="themes"', 'id="unassigned"', 'id="skipped"',
+               'id="provenance"']
+    positions = [html.index(a) for a in anchors]
+    assert positions == sorted(positions)
+
+
+def test_contains_every_quote_and_the_unassigned_text(result, html):
+    seg = result.segments.set_index("segment_id")
+    ids = set()
+    for col in (result.themes["quote_ids"], result.concepts["quote_ids"]):
+        for cell in col:
+            ids.update(q.strip() for q in cell.split(";") if q.strip())
+    assert ids
+    doc_text = "".join(parse(html).text)
+    for sid in ids:
+        assert seg.loc[sid, "text"] in doc_text, sid       # complete, unescaped after parsing
+    unassigned = result.segments.loc[result.segments["theme"] == -1, "text"]
+    assert len(unassigned) == 1
+    assert unassigned.iloc[0] in doc_text
+
+
+def test_user_text_is_escaped(html):
+    assert SCRIPT not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<b>shame</b>" not in html                    # theme name, also inside the SVGs
+    assert "&lt;b&gt;shame&lt;/b&gt;" in html
+    assert "Crying in therapy &lt;pilot&gt;" in html
+    assert "<script" not in html.lower()
+
+
+def test_theme_anchors_and_links(result, html):
+    doc = parse(html)
+    for t in result.themes["theme_id"]:
+        assert f"theme-{t}" in doc.ids
+    assert 'href="#theme-0"' in html
+    cqr = html[html.index('id="cqr"'):html.index('id="map"')]
+    assert 'href="#theme-0"' in cqr and 'href="#theme-1"' in cqr and 'href="#theme-2"' in cqr
+    local = [u for u in doc.urls if u.startswith("#")]
+    targets = set(doc.ids)
+    for u in local:
+        assert u[1:] in targets, u
+
+
+def test_cqr_labels_and_frequency_cutoffs(html):
+    cqr = html[html.index('id="cqr"'):html.index('id="map"')]
+    for label in ("general", "variant"):
+        assert f'freq-{label}' in cqr
+    assert "3 of 3" in cqr and "2 of 3" in cqr
+    assert "Domain: Crying in session" in cqr and "Domain: Miscellaneous" in cqr
+    assert "general = 2–3 cases" in cqr and "single case = 1 case" in cqr
+
+
+def test_default_frequency_text_without_cutoffs():
+    out = render_report(make_result(frequency_cutoffs=None))
+    assert "all but one" in out and "more than 15 cases" in out
+
+
+def test_no_external_resources(html):
+    doc = parse(html)
+    for url in doc.urls:
+        assert not re.match(r"\s*(https?:)?//", url, re.I), url
+        assert url.startswith(("#", "data:")), url
+    for css in doc.css:
+        for ref in re.findall(r"url\(\s*['\"]?([^)'\"]*)", css):
+            assert ref.startswith(("#", "data:")), ref
+        assert "@import" not in css
+    assert "http://" not in html and "https://" not in html
+    assert "<link" not in html and "<img" not in html
+
+
+def test_header_counts(html):
+    head = html[:html.index('id="cqr"')]
+    assert "Crying in therapy &lt;pilot&gt;" in head
+    assert "2024-05-31T10:15:00+00:00" in head
+    assert "Consensa proposes; the judges decide." in head
+    assert "8.3 % (1 of 12)" in head            # unassigned and reassigned shares
+    assert "33.8 s" in head                     # wall time, summed over stages
+
+
+def test_concepts_supported_and_unsupported(html):
+    part = html[html.index('id="concepts"'):html.index('id="themes"')]
+    assert "status-supported" in part and "status-unsupported" in part
+    assert "genuineness" in part and "rupture and repair" in part
+
+
+def test_theme_card_details(result, html):
+    card = html[html.index('id="theme-1"'):html.index('id="theme-2"')]
+    assert "chars " in card and "turn 5" in card
+    assert 'class="question"' in card
+    assert "How did you feel afterwards?" in card
+    long_q = result.segments.loc[result.segments["segment_id"] == "T1:5:0", "question"].iloc[0]
+    assert long_q.strip() not in card.split('title="')[0]    # shown truncated (full in title)
+    assert "mean strength" in card and "reassigned" in card
+    assert "phrase 1a" in card
+
+
+def test_skipped_counts_and_provenance(html):
+    part = html[html.index('id="skipped"'):]
+    assert "unsupported file type" in part and "empty transcript" in part
+    assert re.search(r"unsupported file type</td><td class=\"num\">2<", part)
+    assert "segments_backchannel" in part
+    assert "min_cluster_size: 3" in part          # config as YAML
+    assert "1" * 64 in part and "seed" in part.lower()
+
+
+def test_dendrogram_and_plots_present(html):
+    assert html.count("<svg") == 3               # map, heat map, dendrogram
+    assert "Dendrogram" in html
+    assert "<metadata" not in html               # no dates or creator in the SVGs
+
+
+def test_deterministic(result, html):
+    assert render_report(result) == html
+    assert render_report(make_result()) == html
+
+
+def test_missing_manifest_keys_and_empty_tables():
+    base = make_result()
+    empty = RunResult(
+        segments=base.segments.iloc[0:0], themes=base.themes.iloc[0:0],
+        domains=base.domains.iloc[0:0], cqr=base.cqr.iloc[0:0],
+        concepts=base.concepts.iloc[0:0], theme_linkage=None, manifest={}, config={})
+    out = render_report(empty)
+    doc = parse(out)
+    assert doc.errors == [] and doc.stack == []
+    assert "not recorded" in out
+    assert 'id="concepts"' not in out
+
+
+def test_large_run_is_subsampled_and_unassigned_capped():
+    base = make_result()
+    n = 30_000
+    rng = np.random.default_rng(3)
+    seg = pd.concat([base.segments] * (n // len(base.segments)), ignore_index=True)
+    seg["segment_id"] = [f"X{i // 100}:{i % 100}:0" for i in range(len(seg))]
+    seg["case_id"] = [f"X{i // 100}" for i in range(len(seg))]
+    seg["turn_index"] = [i % 100 for i in range(len(seg))]
+    seg["map_x"] = rng.normal(size=len(seg))
+    seg["map_y"] = rng.normal(size=len(seg))
+    themes = base.themes.copy()
+    themes["quote_ids"] = ["X0:0:0", "X0:4:0", "X0:7:0"]
+    res = RunResult(segments=seg, themes=themes, domains=base.domains, cqr=base.cqr,
+                    concepts=base.concepts.iloc[0:0], theme_linkage=base.theme_linkage,
+                    manifest=base.manifest, config=base.config)
+    out = render_report(res)
+    n_unassigned = int((seg["theme"] == -1).sum())
+    assert n_unassigned > MAX_UNASSIGNED_LISTED
+    assert f"first {MAX_UNASSIGNED_LISTED} of {n_unassigned}" in out
+    drawn, total = re.search(r"subsample of ([\d,]+) of ([\d,]+) segments", out).groups()
+    assert int(drawn.replace(",", "")) <= MAX_MAP_POINTS and total == f"{len(seg):,}"
+    assert 'id="concepts"' not in out
+    assert len(out) < 8_000_000
+
+
+def test_leaves_no_pyplot_figures(html):
+    import matplotlib.pyplot as plt
+    assert plt.get_fignums() == []
+
+
+def test_defensive_about_odd_inputs():
+    base = make_result()
+    themes = base.themes.drop(columns=["key_phrases"])
+    themes.loc[2, "quote_ids"] = "T9:9:9; T2:7:0"            # a quote not in segments
+    themes.loc[2, "frequency_label"] = "single case"
+    concepts = base.concepts.copy()
+    concepts.loc[0, "theme_ids"] = "0; 7"                      # theme 7 does not exist
+    res = RunResult(segments=base.segments, themes=themes, domains=base.domains, cqr=base.cqr,
+                    concepts=concepts, theme_linkage=np.zeros((0, 4)),
+                    manifest={"skipped": [], "counts": {}}, config={"name": "odd"})
+    out = render_report(res)
+    doc = parse(out)
+    assert doc.errors == [] and doc.stack == []
+    assert "lacks the columns key_phrases" in out
+    assert "T9:9:9" in out and "not among the segments" in out
+    assert "freq-single-case" in out
+    assert "Nothing was skipped." in out
+    assert "Dendrogram" not in out
+    # a linkage that does not match the themes is drawn with positional labels, and said so
+    mismatched = RunResult(segments=base.segments, themes=base.themes, domains=base.domains,
+                           cqr=base.cqr, concepts=base.concepts,
+                           theme_linkage=linkage(np.random.default_rng(2).normal(size=(2, 4))),
+                           manifest=base.manifest, config=base.config)
+    assert "2 leaves but there are 3 themes" in render_report(mismatched)

@@ -1,0 +1,160 @@
+"""Unit tests of the stages that follow ingest, on small hand-made inputs."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.cluster import assign, auto_min_cluster_size
+from pipeline.concepts import Concept, ConceptsConfig, match_concepts
+from pipeline.domains import MISC, DomainConfig, propose_domains
+from pipeline.label import LabelConfig, build_vocabulary, ctfidf, label_themes, representative
+from pipeline.reduce import auto_neighbors
+from pipeline.segment import SentenceSegmenter, TurnSegmenter, is_backchannel
+from pipeline.types import TURN_COLUMNS, Clustering, Corpus, SourceText
+
+
+def corpus_from(text, roles=None):
+    """Turns from 'Label: text' lines, with exact offsets into ``text``."""
+    rows, pos = [], 0
+    for i, line in enumerate(text.splitlines(keepends=True)):
+        label, _, rest = line.partition(": ")
+        s, e = pos + len(label) + 2, pos + len(line.rstrip("\r\n"))
+        role = (roles or {}).get(label, "interviewer" if label == "I" else "participant")
+        rows.append({"case_id": "c", "turn_index": i, "speaker": label, "role": role,
+                     "text": text[s:e], "start_char": s, "end_char": e, "start_time": np.nan,
+                     "end_time": np.nan, "source_file": "c.txt"})
+        pos += len(line)
+    return Corpus(pd.DataFrame(rows, columns=list(TURN_COLUMNS)), pd.DataFrame({"case_id": ["c"]}),
+                  {"c": SourceText("c", "c.txt", text, "", "utf-8")})
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("Mm-hmm.", True), ("Yeah, yeah.", True), ("Right. Okay.", True), ("Uh-huh", True),
+    ("I see.", True), ("Yeah, I cried.", False), ("", False), ("No, never in training.", False)])
+def test_backchannels(text, expected):
+    assert is_backchannel(text) is expected
+
+
+def test_units_are_bounded_exact_slices_and_carry_their_question():
+    long_turn = " ".join(f"Sentence number {i} is about the training I never had." for i in range(12))
+    text = (f"I: Did your training prepare you?\nP: {long_turn}\nI: Mm-hmm.\nP: Yeah.\n"
+            "I: And supervision, how was it?\nP: Yeah. My supervisor was kind to me about the tears.\n")
+    seg = SentenceSegmenter(target_words=20, max_words=30).segment(corpus_from(text))
+    s = seg.segments
+    assert all(text[a:b] == t for a, b, t in zip(s["start_char"], s["end_char"], s["text"]))
+    assert s["n_words"].max() <= 30 and len(s) >= 5
+    assert (s["role"] == "participant").all()
+    assert s["question"].iloc[0] == "Did your training prepare you?"
+    # the backchannel "I: Mm-hmm." does not become the question of later answers
+    last = s.iloc[-1]
+    assert last["question"] == "And supervision, how was it?" and last["question_turn_index"] == 4
+    # a leading "Yeah." is trimmed off the unit; the backchannel turn is counted
+    assert last["text"] == "My supervisor was kind to me about the tears."
+    assert seg.counts["turns_backchannel"] == 1 and seg.counts["turns_not_analysed_role"] == 3
+
+
+def test_a_run_on_sentence_is_cut_near_a_comma():
+    run_on = ", ".join(["and then I was thinking about my mother and the hospital"] * 10) + "."
+    seg = SentenceSegmenter(target_words=20, max_words=30).segment(corpus_from(f"P: {run_on}\n"))
+    assert len(seg.segments) >= 3 and seg.segments["n_words"].max() <= 30
+    assert all(t.endswith(",") or t.endswith(".") for t in seg.segments["text"])
+
+
+def test_interviewer_turns_can_be_analysed_when_asked():
+    c = corpus_from("I: Tell me about the time you cried with a client.\nP: It was in my second year.\n")
+    assert len(TurnSegmenter().segment(c).segments) == 1
+    assert len(TurnSegmenter(roles=("participant", "interviewer")).segment(c).segments) == 2
+
+
+def test_bad_segment_bounds_are_a_config_error():
+    from pipeline.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="min_words"):
+        SentenceSegmenter(target_words=90, max_words=30).segment(corpus_from("P: Hello there my friend.\n"))
+
+
+def test_assign_numbers_themes_by_size_and_reassigns_only_similar_outliers():
+    emb = np.array([[1, 0], [1, 0.1], [0.9, 0.1], [0, 1], [0.1, 1], [0.95, 0.05], [-1, 0]], np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    labels = np.array([5, 5, 5, 2, 2, -1, -1])
+    probs = np.array([1, 0.9, 0.8, 1, 0.7, 0, 0], np.float32)
+    c = assign(emb, labels, probs, reassign=True, min_similarity=0.5)
+    assert c.theme.tolist() == [0, 0, 0, 1, 1, 0, -1]
+    assert c.reassigned.tolist() == [False] * 5 + [True, False]
+    assert c.strength[5] > 0.99 and c.strength[6] == 0 and c.n_outliers_initial == 2
+    assert c.unassigned_share == pytest.approx(1 / 7)
+    kept = assign(emb, labels, probs, reassign=False)
+    assert kept.theme.tolist() == [0, 0, 0, 1, 1, -1, -1] and not kept.reassigned.any()
+
+
+def test_auto_sizes_grow_with_the_corpus():
+    assert auto_min_cluster_size(100) == 5 and auto_min_cluster_size(10_000) == 50
+    assert auto_neighbors(50) == 5 and auto_neighbors(10_000) == 15
+
+
+def test_ctfidf_by_hand():
+    # group 0: a a b ; group 1: b c c  -> avg words 3, totals a=2 b=2 c=2
+    scores = ctfidf({0: [["a", "a"], ["b"]], 1: [["b", "c"], ["c"]]}, min_docs=1)
+    expected_a = (2 / 3) * np.log(1 + 3 / 2)
+    assert scores[0][0] == ("a", pytest.approx(expected_a))
+    assert [t for t, _ in scores[1]] == ["c", "b"]
+    # a term must appear in at least min_docs documents of the group
+    assert [t for t, _ in ctfidf({0: [["a", "a"], ["b"], ["b"]]}, min_docs=2)[0]] == ["b"]
+
+
+def test_vocabulary_drops_fillers_and_notes_and_shows_spoken_forms():
+    v = build_vocabulary(["Um, you know, nobody taught us, like, anything [laughs] about crying.",
+                          "They taught me nothing; crying was kind of taboo."])
+    assert "teach" in v.docs[0] and "cry" in v.docs[0]
+    assert not {"um", "know", "like", "laugh", "kind"} & set(v.docs[0] + v.docs[1])
+    assert v.surface["teach"] == "taught"
+
+
+def test_representative_quotes_are_central_and_spread_over_cases():
+    vecs = np.array([[1, 0], [0.99, 0.14], [0.98, 0.2], [0.6, 0.8]], np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    picked = representative(vecs, np.arange(4), np.array([1, 0], np.float32),
+                            ["A", "A", "B", "C"], n=2, diversity=0.3)
+    assert picked[0] == 0 and picked[1] != 1
+
+
+def _segments(texts, cases):
+    return pd.DataFrame({"segment_id": [f"s{i}" for i in range(len(texts))], "case_id": cases,
+                         "text": texts})
+
+
+def test_label_themes_names_each_theme_by_its_own_words():
+    texts = ["Nobody taught us about tears in training."] * 3 + ["My supervisor was kind and helped."] * 3
+    segs = _segments(texts, ["A", "B", "C", "A", "B", "B"])
+    emb = np.repeat(np.eye(2, dtype=np.float32), 3, axis=0)
+    c = Clustering(np.array([0, 0, 0, 1, 1, 1]), np.ones(6, np.float32), np.zeros(6, bool), 0)
+    themes = label_themes(segs, emb, c, LabelConfig(n_quotes=2))
+    assert "taught" in themes.loc[0, "keywords"] and "supervisor" in themes.loc[1, "name"]
+    assert themes["n_cases"].tolist() == [3, 2] and themes.loc[1, "cases"] == "A; B"
+    assert themes.loc[0, "quote_ids"].split("; ")[0] in {"s0", "s1", "s2"}
+
+
+def test_domains_group_close_themes_and_send_loners_to_miscellaneous():
+    cents = np.array([[1, 0, 0], [0.95, 0.3, 0], [0, 0, 1]], np.float32)
+    cents /= np.linalg.norm(cents, axis=1, keepdims=True)
+    vocab = build_vocabulary(["training taught", "training course", "supervisor kind"])
+    d = propose_domains(cents, np.array([0, 1, 2]), vocab, DomainConfig(distance_threshold=0.2))
+    assert d.theme_domain.tolist() == [0, 0, 1]
+    assert d.domains.loc[1, "name"] == MISC and d.domains.loc[1, "is_miscellaneous"]
+    assert d.linkage.shape == (2, 4)
+    two = propose_domains(cents, np.array([0, 1, 2]), vocab,
+                          DomainConfig(n_domains=2, singletons_to_miscellaneous=False))
+    assert two.theme_domain.tolist() == [0, 0, 1] and not two.domains["is_miscellaneous"].any()
+
+
+def test_concepts_without_support_are_reported_not_forced():
+    emb = np.array([[1, 0], [0.9, 0.1], [0.95, 0.05], [0, 1]], np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    segs = _segments(["a", "b", "c", "d"], ["A", "B", "C", "A"])
+    cfg = ConceptsConfig(items=[Concept(name="near"), Concept(name="far")], segment_threshold=0.8,
+                         min_segments=2, min_cases=2)
+    vecs = np.array([[1, 0], [-1, 0]], np.float32)
+    out = match_concepts(vecs, cfg, segs, emb, np.array([0, 0, 0, 1]), np.array([[1, 0], [0, 1]], np.float32))
+    assert out["status"].tolist() == ["supported", "unsupported"]
+    assert out.loc[0, "n_segments"] == 3 and out.loc[0, "n_cases"] == 3 and out.loc[0, "theme_ids"] == "0"
+    assert out.loc[1, "quote_ids"] == "" and out.loc[1, "n_segments"] == 0
