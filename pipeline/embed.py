@@ -71,7 +71,10 @@ class SentenceTransformerEmbedder:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not hasattr(self, "model_"):
+            import transformers
             from sentence_transformers import SentenceTransformer
+
+            transformers.utils.logging.disable_progress_bar()  # "Loading weights" noise
             self.model_ = SentenceTransformer(str(resolve_model_path(self.model)), device=self.device)
         if not texts:
             dim = self.model_.get_embedding_dimension()

@@ -204,7 +204,7 @@ def _json(obj):
 
 def _resolve(base: Path, p: Path) -> Path:
     p = Path(os.path.expanduser(p))
-    return p if p.is_absolute() else (base / p)
+    return Path(os.path.normpath(p if p.is_absolute() else (base / p)))
 
 
 def run(cfg: RunConfig, base_dir: Path = Path("."), out: Path | None = None,

@@ -1,0 +1,815 @@
+"""Read interview transcripts into a :class:`Corpus` of speaker turns.
+
+Formats, by extension: ``.txt``/``.md``/``.docx`` (a speaker label starts each
+turn at the start of a line), ``.vtt``/``.srt`` (subtitle cues with ``<v Name>``
+voice tags or ``Name:`` prefixes) and ``.csv``/``.xlsx`` (one row per turn, many
+cases per table). Every turn's ``text`` is exactly
+``corpus.sources[case_id].text[start_char:end_char]``, so quotes point back to
+the place they came from.
+
+Speaker labels (.txt/.md/.docx and subtitle prefixes): ``speaker_pattern`` is
+matched at the start of each line; a label of more than four words is not a
+label. The default accepts "Interviewer:", "I:", "P3:", "**Therapist:**",
+"Participant 7:", "Dr. Okafor:" and rejects "What I noticed was this: ..." (words
+after the first must be capitalised or numbers). Known trade-off: a paragraph
+inside a turn that starts with one capitalised word and a colon ("Note: ...")
+starts a new turn for speaker "Note"; it matches no role, so it is reported.
+Leading one-line "Key: value" lines whose key matches no role and is used only
+once (``Date: 3 May``) are header lines, not turns.
+
+Roles: a label gets its role from, in order, the table's role column (if
+configured and filled in), ``roles`` (label -> role, case-insensitive),
+``interviewer_speakers``, then ``participant_speakers`` (case-insensitive
+regexes, full match on the label). If no label of a case is a participant by
+these rules and exactly one label matched nothing, that label is the
+participant (an interview with a named participant). Every other unmatched label
+gets role "other": its turns are kept but not analysed, and it is reported in
+``Corpus.skipped``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import codecs
+import hashlib
+import html
+import io
+import math
+import re
+import zipfile
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import pairwise
+from pathlib import Path
+from typing import Literal
+
+import docx
+import pandas as pd
+from docx.oxml.ns import qn
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from .errors import ConsensaError, InputError, Skipped
+from .textio import decode_bytes
+from .types import ROLES, TURN_COLUMNS, Corpus, SourceText
+
+Role = Literal["participant", "interviewer", "other"]
+
+_FIRST_WORD = r"[A-ZÀ-ÖØ-Þ][\w.'’-]*"
+_NEXT_WORD = r"(?:[A-ZÀ-ÖØ-Þ0-9][\w.'’-]*|van|von|der|den|de|da|del|di|du|la|le|bin|al)"
+DEFAULT_SPEAKER_PATTERN = (
+    rf"^\s*[*_]{{0,2}}(?P<speaker>{_FIRST_WORD}(?: {_NEXT_WORD}){{0,3}})"
+    r"[*_]{0,2}\s*:[*_]{0,2}\s*"
+)
+DEFAULT_INTERVIEWER_SPEAKERS = [r"interviewer( ?\d+)?", "i", "int", "q", "moderator",
+                                "facilitator", r"researcher( ?\d+)?"]
+DEFAULT_PARTICIPANT_SPEAKERS = [r"participant( ?\d+)?", r"p ?\d*", "t", r"therapist( ?\d+)?",
+                                r"respondent( ?\d+)?", "r", "client", "interviewee", "a"]
+SUPPORTED_SUFFIXES = (".txt", ".md", ".docx", ".vtt", ".srt", ".csv", ".xlsx")
+MAX_UNZIPPED_BYTES = 200 * 1024 * 1024
+MAX_COMPRESSION_RATIO = 100
+_MAX_WORDS_IN_LABEL = 4
+
+
+class TableMapping(BaseModel):
+    """Column names of a .csv/.xlsx transcript table (one row per turn)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    case_id: str = "case_id"
+    speaker: str = "speaker"
+    text: str = "text"
+    turn_index: str | None = "turn_index"   # orders the rows when the column exists
+    role: str | None = None                 # a column holding roles directly
+    sheet: str | int = 0                    # .xlsx sheet name or 0-based position
+
+
+class IngestConfig(BaseModel):
+    """The ``ingest`` section of a run config; relative paths are resolved against
+    the ``base_dir`` given to :func:`ingest` (the config file's folder)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    paths: list[Path] = []
+    recursive: bool = False
+    cases_table: Path | None = None
+    speaker_pattern: str = DEFAULT_SPEAKER_PATTERN
+    interviewer_speakers: list[str] = DEFAULT_INTERVIEWER_SPEAKERS
+    participant_speakers: list[str] = DEFAULT_PARTICIPANT_SPEAKERS
+    roles: dict[str, Role] = {}
+    table: TableMapping = TableMapping()
+    encoding: str = "auto"
+    case_id_from: Literal["stem"] = "stem"
+
+    @field_validator("paths", mode="before")
+    @classmethod
+    def _one_path_is_a_list(cls, value: object) -> object:
+        return [value] if isinstance(value, (str, Path)) else value
+
+    @field_validator("speaker_pattern")
+    @classmethod
+    def _speaker_pattern_compiles(cls, value: str) -> str:
+        if "speaker" not in _compile(value).groupindex:
+            raise ValueError("needs a named group (?P<speaker>...) around the label")
+        return value
+
+    @field_validator("interviewer_speakers", "participant_speakers")
+    @classmethod
+    def _role_patterns_compile(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            _compile(pattern)
+        return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        if value != "auto":
+            try:
+                codecs.lookup(value)
+            except LookupError:
+                raise ValueError(f"unknown encoding '{value}'; use 'auto', 'utf-8', "
+                                 "'utf-16' or 'cp1252'") from None
+        return value
+
+
+def _compile(pattern: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"'{pattern}' is not a valid regular expression: {exc}") from None
+
+
+def ingest(config: IngestConfig, base_dir: Path = Path(".")) -> Corpus:
+    """Read every transcript under ``config.paths`` into a :class:`Corpus`.
+
+    Files that cannot be read are left out and listed in ``Corpus.skipped``;
+    raises :class:`InputError` when no transcript is left, or when the cases
+    table cannot be used.
+    """
+    if not config.paths:
+        raise InputError("no transcript files or folders are configured",
+                         field="ingest.paths",
+                         hint="list the transcript files or folders under ingest.paths")
+    cases_table = _anchor(config.cases_table, base_dir) if config.cases_table else None
+    files, skipped = _list_files(config, base_dir, cases_table)
+    reader = _Reader(config)
+    cases: dict[str, _Case] = {}
+    for path in files:
+        shown = str(path)
+        try:
+            result = reader.read(path, shown)
+        except ConsensaError as err:
+            skipped.append(_as_skipped(err, shown))
+            continue
+        skipped.extend(result.notes)
+        for case in result.cases:
+            if case.case_id in cases:
+                skipped.append(Skipped(shown, (
+                    f"case '{case.case_id}' is also in {cases[case.case_id].source.path}; "
+                    "this copy was left out (cases are never merged): rename or remove "
+                    "one of the two")))
+                continue
+            cases[case.case_id] = case
+    if not cases:
+        raise _nothing_read(config, files, skipped)
+
+    records = []
+    for case in cases.values():
+        roles, unmatched = reader.roles.assign(case.turns)
+        text = case.source.text
+        for index, (turn, role) in enumerate(zip(case.turns, roles, strict=True)):
+            records.append((case.case_id, index, turn.speaker, role,
+                            text[turn.start:turn.end], turn.start, turn.end,
+                            turn.start_time, turn.end_time, case.source.path))
+        skipped.extend(_role_notes(case, roles, unmatched))
+    turns = pd.DataFrame.from_records(records, columns=list(TURN_COLUMNS)).astype(
+        {"turn_index": "int64", "start_char": "int64", "end_char": "int64",
+         "start_time": "float64", "end_time": "float64"})
+    case_frame = pd.DataFrame({"case_id": list(cases)})
+    if cases_table is not None:
+        case_frame, notes = _join_cases_table(case_frame, cases_table, config.encoding)
+        skipped.extend(notes)
+    return Corpus(turns=turns, cases=case_frame,
+                  sources={cid: case.source for cid, case in cases.items()},
+                  skipped=tuple(skipped))
+
+
+# --- Internal records ---------------------------------------------------------
+
+@dataclass
+class _Turn:
+    speaker: str
+    start: int
+    end: int
+    start_time: float = math.nan
+    end_time: float = math.nan
+    role: str | None = None          # given by a table's role column
+
+
+@dataclass
+class _Case:
+    case_id: str
+    source: SourceText
+    turns: list[_Turn]
+
+
+@dataclass
+class _Read:
+    """What one file gave: its cases, and notes on what was left out."""
+
+    cases: list[_Case]
+    notes: list[Skipped] = field(default_factory=list)
+
+
+# --- Files --------------------------------------------------------------------
+
+def _anchor(path: Path, base_dir: Path) -> Path:
+    path = path.expanduser()
+    return Path(os.path.normpath(path if path.is_absolute() else base_dir / path))
+
+
+def _list_files(config: IngestConfig, base_dir: Path,
+                cases_table: Path | None) -> tuple[list[Path], list[Skipped]]:
+    """Transcript files in config order, each folder sorted; unsupported ones noted."""
+    ignored = {cases_table.resolve()} if cases_table else set()
+    files: list[Path] = []
+    notes: list[Skipped] = []
+    for entry in config.paths:
+        root = _anchor(entry, base_dir)
+        if root.is_dir():
+            found = root.rglob("*") if config.recursive else root.iterdir()
+            candidates = sorted(p for p in found
+                                if p.is_file() and not _hidden(p.relative_to(root)))
+        elif root.is_file():
+            candidates = [root]
+        else:
+            notes.append(Skipped(str(root), "file or folder not found: check the path "
+                                 "under ingest.paths in the config"))
+            continue
+        for path in candidates:
+            key = path.resolve()
+            if key in ignored:
+                continue
+            ignored.add(key)
+            suffix = path.suffix.lower()
+            if suffix in SUPPORTED_SUFFIXES:
+                files.append(path)
+            else:
+                what = f"unsupported format '{suffix}'" if suffix else "no file extension"
+                notes.append(Skipped(str(path), f"{what}; convert it to .docx or .txt"))
+    return files, notes
+
+
+def _hidden(relative: Path) -> bool:
+    """Hidden files and folders, and Office lock files ("~$T01.docx")."""
+    return any(part.startswith(".") for part in relative.parts) or \
+        relative.name.startswith("~$")
+
+
+def _check_zip(data: bytes, shown: str, kind: str) -> None:
+    """Refuse damaged archives and zip bombs before a parser unpacks them."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, ValueError) as exc:
+        raise InputError(f"is not a valid {kind} file (it may be damaged or only partly "
+                         "copied)", path=shown,
+                         hint=f"open it and save it again as {kind}") from exc
+    total = sum(m.file_size for m in members)
+    ratio = max((m.file_size / max(m.compress_size, 1) for m in members
+                 if m.file_size >= 1024 * 1024), default=0)
+    if total > MAX_UNZIPPED_BYTES or ratio > MAX_COMPRESSION_RATIO:
+        raise InputError(
+            f"was not opened: it would unpack to {total / 1e6:.0f} MB (compression ratio "
+            f"{ratio:.0f}); the limits are {MAX_UNZIPPED_BYTES / 1e6:.0f} MB and "
+            f"{MAX_COMPRESSION_RATIO}", path=shown,
+            hint=f"open it and save it again as {kind}, without embedded files")
+
+
+# --- Roles --------------------------------------------------------------------
+
+def _norm_label(label: str) -> str:
+    return " ".join(label.split()).strip("*_ ")
+
+
+class _Roles:
+    """The role rule described in the module docstring."""
+
+    def __init__(self, config: IngestConfig) -> None:
+        self.explicit = {_norm_label(k).casefold(): v for k, v in config.roles.items()}
+        self.interviewer = [re.compile(p, re.IGNORECASE) for p in config.interviewer_speakers]
+        self.participant = [re.compile(p, re.IGNORECASE) for p in config.participant_speakers]
+
+    def known(self, label: str) -> str | None:
+        """The role the roles map or the patterns give ``label``, else None."""
+        if label.casefold() in self.explicit:
+            return self.explicit[label.casefold()]
+        if any(p.fullmatch(label) for p in self.interviewer):
+            return "interviewer"
+        if any(p.fullmatch(label) for p in self.participant):
+            return "participant"
+        return None
+
+    def assign(self, turns: list[_Turn]) -> tuple[list[str], list[str]]:
+        """Roles for ``turns`` (one case), and the labels left as "other"."""
+        by_label = {t.speaker: self.known(t.speaker) for t in turns if t.role is None}
+        unmatched = [label for label, role in by_label.items() if role is None]
+        has_participant = any(t.role == "participant" for t in turns) or \
+            "participant" in by_label.values()
+        if not has_participant and len(unmatched) == 1:
+            by_label[unmatched.pop()] = "participant"
+        roles = [t.role or by_label[t.speaker] or "other" for t in turns]
+        return roles, unmatched
+
+
+def _role_notes(case: _Case, roles: list[str], unmatched: list[str]) -> list[Skipped]:
+    notes = []
+    if unmatched:
+        n = sum(1 for t, r in zip(case.turns, roles, strict=True)
+                if r == "other" and t.speaker in unmatched)
+        labels = ", ".join(f"'{label}'" for label in unmatched)
+        turns = "1 turn" if n == 1 else f"{n} turns"
+        notes.append(Skipped(case.source.path, (
+            f"case '{case.case_id}': speaker labels {labels} match no role ({turns}); "
+            "they are kept as role 'other' and not analysed: add them to ingest.roles "
+            "in the config if they are speakers")))
+    if "participant" not in roles:
+        notes.append(Skipped(case.source.path, (
+            f"case '{case.case_id}': no participant speech found: check the speaker "
+            "labels or the roles map in the config (ingest.roles)")))
+    return notes
+
+
+# --- Reading ------------------------------------------------------------------
+
+class _Reader:
+    """Reads one file of any supported format into cases."""
+
+    def __init__(self, config: IngestConfig) -> None:
+        self.config = config
+        self.pattern = re.compile(config.speaker_pattern)
+        self.roles = _Roles(config)
+
+    def read(self, path: Path, shown: str) -> _Read:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise InputError(f"cannot be read ({exc.strerror})", path=shown,
+                             hint="check that the file exists and is readable") from exc
+        if not data:
+            raise InputError("is empty", path=shown,
+                             hint="remove it from the folder, or export the transcript again")
+        sha = hashlib.sha256(data).hexdigest()
+        suffix = path.suffix.lower()
+        if suffix in (".csv", ".xlsx"):
+            return self._table(suffix, data, shown, sha)
+        if suffix == ".docx":
+            text, encoding = _docx_text(data, shown), "docx"
+        else:
+            text, encoding = decode_bytes(data, self.config.encoding, path=shown)
+        if not text.strip():
+            raise InputError("contains no text", path=shown,
+                             hint="remove it from the folder, or export the transcript again")
+        if suffix in (".vtt", ".srt"):
+            cues, notes = (_vtt_cues if suffix == ".vtt" else _srt_cues)(text, shown)
+            turns, text, n_before = self._cue_turns(cues, shown)
+            unit = "cue"
+        else:
+            turns, n_before = self._labelled_turns(text, shown)
+            notes, unit = [], "line"
+        if n_before:
+            notes.append(_before_first_label(shown, n_before, unit))
+        source = SourceText(path.stem, shown, text, sha, encoding)
+        return _Read([_Case(path.stem, source, turns)], notes)
+
+    def _label(self, line: str) -> tuple[str, int] | None:
+        """``(speaker, end of the label)`` when ``line`` starts with a speaker label."""
+        match = self.pattern.match(line)
+        if not match or not match.group("speaker"):
+            return None
+        speaker = _norm_label(match.group("speaker"))
+        if not speaker or len(speaker.split()) > _MAX_WORDS_IN_LABEL:
+            return None
+        return speaker, match.end()
+
+    # .txt, .md, .docx
+    def _labelled_turns(self, text: str, shown: str) -> tuple[list[_Turn], int]:
+        """Turns of a labelled text, and the number of non-blank lines before the first."""
+        blocks: list[tuple[str, int, int]] = []      # speaker, label line start, text start
+        lines = list(_lines(text))
+        for line_start, line_end in lines:
+            label = self._label(text[line_start:line_end])
+            if label:
+                blocks.append((label[0], line_start, line_start + label[1]))
+        if not blocks:
+            raise InputError(
+                "has no speaker labels: each turn must start a line with a label such as "
+                "'Interviewer:' or 'P3:'", path=shown,
+                hint="add speaker labels, or set ingest.speaker_pattern to match the "
+                     "labels this transcript uses")
+        ends = [b[1] for b in blocks[1:]] + [len(text)]
+        spans = [_strip_span(text, b[2], end) for b, end in zip(blocks, ends, strict=True)]
+        counts = Counter(b[0] for b in blocks)
+        header = 0
+        while (header < len(blocks) - 1 and counts[blocks[header][0]] == 1
+               and self.roles.known(blocks[header][0]) is None
+               and _is_one_line(text, spans[header])):
+            header += 1
+        first = blocks[header][1]
+        n_before = sum(1 for s, e in lines if e <= first and text[s:e].strip())
+        turns = [_Turn(b[0], *span)
+                 for b, span in zip(blocks[header:], spans[header:], strict=True) if span]
+        if not turns:
+            raise InputError("has speaker labels but no speech after them", path=shown,
+                             hint="check that the transcript text follows the labels")
+        return turns, n_before
+
+    # .vtt, .srt
+    def _cue_turns(self, cues: list[_Cue], shown: str) -> tuple[list[_Turn], str, int]:
+        """Turns from subtitle cues (a speaker's consecutive cues merged), the spoken
+        text they index into, and the number of cues before the first speaker name."""
+        pieces: list[tuple[str | None, str, _Cue]] = []
+        speaker: str | None = None
+        for cue in cues:
+            for label, chunk in self._cue_segments(cue.payload):
+                speaker = label or speaker
+                if chunk.strip():
+                    pieces.append((speaker, chunk.strip(), cue))
+        turns: list[_Turn] = []
+        before: set[int] = set()
+        position = 0
+        for label, chunk, cue in pieces:
+            start, end = position, position + len(chunk)
+            position = end + 1                                  # the joining "\n"
+            if label is None:
+                before.add(cue.line)
+            elif turns and turns[-1].speaker == label:
+                turns[-1].end, turns[-1].end_time = end, cue.end
+            else:
+                turns.append(_Turn(label, start, end, cue.start, cue.end))
+        if not turns:
+            raise InputError(
+                "has no speaker names in its cues: expected <v Name> voice tags (Teams) or "
+                "'Name:' before the text (Zoom)", path=shown,
+                hint="export the transcript with speaker names, or add 'Name:' to the cues")
+        return turns, "\n".join(p[1] for p in pieces), len(before)
+
+    def _cue_segments(self, payload: str) -> list[tuple[str | None, str]]:
+        """``(speaker or None, text)`` runs of a cue payload with the markup removed;
+        text outside voice tags is split into lines and checked for 'Name:' prefixes."""
+        runs: list[tuple[str | None, str]] = []
+        voice: str | None = None
+        parts: list[str] = []
+        position = 0
+        for tag in _TAG.finditer(payload):
+            parts.append(payload[position:tag.start()])
+            position = tag.end()
+            opened = _VOICE_OPEN.fullmatch(tag.group())
+            if opened or _VOICE_CLOSE.fullmatch(tag.group()):
+                runs.append((voice, "".join(parts)))
+                parts = []
+                voice = (_norm_label(opened.group(1)) or None) if opened else None
+        parts.append(payload[position:])
+        runs.append((voice, "".join(parts)))
+        segments: list[tuple[str | None, str]] = []
+        for voice, raw in runs:
+            text = html.unescape(raw)
+            if voice is not None:
+                segments.append((voice, text))
+                continue
+            for line in text.split("\n"):
+                label = self._label(line)
+                segments.append((label[0], line[label[1]:]) if label else (None, line))
+        return segments
+
+    # .csv, .xlsx
+    def _table(self, suffix: str, data: bytes, shown: str, sha: str) -> _Read:
+        if suffix == ".csv":
+            text, encoding = decode_bytes(data, self.config.encoding, path=shown)
+            frame = _read_csv(text, shown)
+        else:
+            frame, encoding = _read_xlsx(data, self.config.table.sheet, shown), "xlsx"
+        return _table_cases(frame, self.config.table, shown, sha, encoding)
+
+
+def _lines(text: str) -> Iterator[tuple[int, int]]:
+    """``(start, end)`` of each line, line breaks (\\n, \\r\\n, \\r) excluded."""
+    start = 0
+    for brk in re.finditer(r"\r\n|\r|\n", text):
+        yield start, brk.start()
+        start = brk.end()
+    yield start, len(text)
+
+
+def _strip_span(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """``(start, end)`` narrowed to exclude surrounding whitespace; None if blank."""
+    piece = text[start:end]
+    stripped = piece.strip()
+    if not stripped:
+        return None
+    first = start + len(piece) - len(piece.lstrip())
+    return first, first + len(stripped)
+
+
+def _is_one_line(text: str, span: tuple[int, int] | None) -> bool:
+    return span is None or not re.search(r"[\r\n]", text[span[0]:span[1]])
+
+
+def _before_first_label(shown: str, n: int, unit: str) -> Skipped:
+    noun, verb = (unit, "was") if n == 1 else (f"{unit}s", "were")
+    return Skipped(shown, f"{n} {noun} before the first speaker label {verb} not read as "
+                          "speech (a title or date line is fine; otherwise check the labels)")
+
+
+def _as_skipped(err: ConsensaError, shown: str) -> Skipped:
+    what = err.path or shown
+    if err.line is not None:
+        what += f":{err.line}"
+    reason = err.reason + (f"; what to do: {err.hint}" if err.hint else "")
+    return Skipped(what, reason)
+
+
+def _nothing_read(config: IngestConfig, files: list[Path],
+                  skipped: list[Skipped]) -> InputError:
+    where = ", ".join(str(p) for p in config.paths)
+    if not files and not skipped:
+        return InputError(f"no transcripts found in {where}", field="ingest.paths",
+                          hint="supported formats are " + ", ".join(SUPPORTED_SUFFIXES))
+    listed = "".join(f"\n  - {s.what}: {s.reason}" for s in skipped[:10])
+    more = f"\n  ... and {len(skipped) - 10} more" if len(skipped) > 10 else ""
+    return InputError(f"no transcript could be read from {where}:{listed}{more}",
+                      field="ingest.paths",
+                      hint="fix the files listed above, or check ingest.paths in the config")
+
+
+# --- .docx --------------------------------------------------------------------
+
+_W_P = qn("w:p")
+
+
+def _docx_text(data: bytes, shown: str) -> str:
+    """Body paragraphs (table cells included, in document order) joined with "\\n"."""
+    _check_zip(data, shown, ".docx")
+    try:
+        body = docx.Document(io.BytesIO(data)).element.body
+        paragraphs = ["".join(part.text for part in p.xpath("w:r | w:hyperlink | w:ins/w:r"))
+                      for p in body.iter(_W_P)
+                      if next(p.iterancestors(_W_P), None) is None]   # not text boxes
+    except Exception as exc:  # python-docx/lxml raise many types for a damaged file
+        raise InputError(f"could not be read as a Word document ({type(exc).__name__})",
+                         path=shown, hint="open it in Word and save it again as .docx") from exc
+    return "\n".join(paragraphs)
+
+
+# --- .vtt, .srt ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Cue:
+    line: int        # 1-based line of the timing line
+    start: float
+    end: float
+    payload: str
+
+
+_TAG = re.compile(r"<[^>\n]*>")
+_VOICE_OPEN = re.compile(r"<v(?:\.[^\s>]*)?[ \t]+([^>]*)>")
+_VOICE_CLOSE = re.compile(r"</v\s*>")
+_TIMING = re.compile(r"\s*(\S+?)\s*-->\s*(\S+)(?:\s.*)?")
+_VTT_STAMP = re.compile(r"(?:(\d+):)?([0-5]\d):([0-5]\d)\.(\d{3})")
+_SRT_STAMP = re.compile(r"(\d+):([0-5]\d):([0-5]\d)[,.](\d{3})")
+
+
+def _blocks(text: str) -> list[list[tuple[int, str]]]:
+    """Runs of non-blank lines as ``(line number, line)``."""
+    blocks: list[list[tuple[int, str]]] = [[]]
+    for number, (start, end) in enumerate(_lines(text), 1):
+        line = text[start:end]
+        if line.strip():
+            blocks[-1].append((number, line))
+        elif blocks[-1]:
+            blocks.append([])
+    return [b for b in blocks if b]
+
+
+def _vtt_cues(text: str, shown: str) -> tuple[list[_Cue], list[Skipped]]:
+    if not re.match(r"WEBVTT(?:[ \t\r\n]|$)", text):
+        raise InputError("is not a WebVTT file: the first line must be WEBVTT", path=shown,
+                         hint="export the transcript again as .vtt, or save it as .txt")
+    blocks = [b for b in _blocks(text)[1:]
+              if not re.match(r"(?:NOTE|STYLE|REGION)(?:[ \t]|$)", b[0][1])]
+    return _cues(blocks, _VTT_STAMP, "HH:MM:SS.mmm --> HH:MM:SS.mmm", shown)
+
+
+def _srt_cues(text: str, shown: str) -> tuple[list[_Cue], list[Skipped]]:
+    return _cues(_blocks(text), _SRT_STAMP, "HH:MM:SS,mmm --> HH:MM:SS,mmm", shown)
+
+
+def _cues(blocks: list[list[tuple[int, str]]], stamp: re.Pattern[str], form: str,
+          shown: str) -> tuple[list[_Cue], list[Skipped]]:
+    """Cues of the blocks after a header; a cue whose timing is broken is noted and left out."""
+    cues: list[_Cue] = []
+    notes: list[Skipped] = []
+    for block in blocks:
+        at = next((i for i, (_, line) in enumerate(block[:2]) if "-->" in line), None)
+        number, timing = block[at] if at is not None else block[0]
+        times = _parse_timing(timing, stamp) if at is not None else None
+        if isinstance(times, tuple):
+            payload = "\n".join(line for _, line in block[at + 1:])
+            cues.append(_Cue(number, times[0], times[1], payload))
+            continue
+        problem = (f"timing '{times}' is not {form}" if at is not None else
+                   f"expected a timing line {form}, found '{timing.strip()[:60]}'")
+        notes.append(Skipped(f"{shown}:{number}", f"line {number}: {problem}; this cue was "
+                             "left out: correct the timing line"))
+    if not cues:
+        reason = f"; first problem: {notes[0].reason}" if notes else ""
+        raise InputError(f"has no readable cues{reason}", path=shown,
+                         hint=f"check that the cue timing lines read {form}")
+    return cues, notes
+
+
+def _parse_timing(line: str, stamp: re.Pattern[str]) -> tuple[float, float] | str:
+    """``(start, end)`` seconds, or the part of ``line`` that is not a timestamp."""
+    match = _TIMING.fullmatch(line)
+    if not match:
+        return line.strip()
+    seconds = []
+    for part in match.group(1, 2):
+        found = stamp.fullmatch(part)
+        if not found:
+            return part
+        h, m, s, ms = (int(g or 0) for g in found.groups())
+        seconds.append(h * 3600 + m * 60 + s + ms / 1000)
+    return seconds[0], seconds[1]
+
+
+# --- .csv, .xlsx --------------------------------------------------------------
+
+def _read_csv(text: str, shown: str) -> pd.DataFrame:
+    """All cells as str; the delimiter (, ; or tab) is the one the header uses most."""
+    header = text.split("\n", 1)[0]
+    delimiter = max((",", ";", "\t"), key=header.count)
+    try:
+        frame = pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str,
+                            keep_default_na=False, skip_blank_lines=False)
+    except ValueError as exc:             # pandas' ParserError, EmptyDataError
+        raise InputError(f"could not be read as a CSV table ({exc})", path=shown,
+                         hint="open it in a spreadsheet program and save it again as CSV "
+                              "(UTF-8)") from exc
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def _read_xlsx(data: bytes, sheet: str | int, shown: str) -> pd.DataFrame:
+    """All cells of one sheet as str (whole numbers without a trailing '.0')."""
+    _check_zip(data, shown, ".xlsx")
+    names: list[str] = []
+    frame = None
+    try:
+        with pd.ExcelFile(io.BytesIO(data), engine="openpyxl") as book:
+            names = [str(n) for n in book.sheet_names]
+            if sheet in names if isinstance(sheet, str) else 0 <= sheet < len(names):
+                frame = pd.read_excel(book, sheet_name=sheet, dtype=object)
+    except Exception as exc:  # openpyxl raises many types for a damaged file
+        raise InputError(f"could not be read as an Excel workbook ({type(exc).__name__})",
+                         path=shown, hint="open it in Excel and save it again as .xlsx") from exc
+    if frame is None:
+        raise InputError(f"has no sheet {sheet!r}; its sheets are {names}", path=shown,
+                         field="ingest.table.sheet",
+                         hint="set ingest.table.sheet to a sheet name or its 0-based position")
+    frame.columns = [_cell_str(c).strip() for c in frame.columns]
+    return frame.map(_cell_str)
+
+
+def _cell_str(value: object) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _find_column(columns: list[str], name: str) -> str | None:
+    """``name`` among ``columns``, exactly or ignoring case and surrounding spaces."""
+    if name in columns:
+        return name
+    return next((c for c in columns if c.strip().casefold() == name.strip().casefold()), None)
+
+
+def _rows_text(rows: list[int]) -> str:
+    shown = ", ".join(str(r) for r in rows[:10])
+    return f"row{'s' if len(rows) > 1 else ''} {shown}" + (" ..." if len(rows) > 10 else "")
+
+
+def _table_cases(frame: pd.DataFrame, mapping: TableMapping, shown: str, sha: str,
+                 encoding: str) -> _Read:
+    """One case per case id; rows ordered by the turn_index column when there is one."""
+    columns = list(frame.columns)
+    found: dict[str, str | None] = {}
+    for key in ("case_id", "speaker", "text", "turn_index", "role"):
+        name = getattr(mapping, key)
+        found[key] = _find_column(columns, name) if name else None
+        if name and found[key] is None and key != "turn_index":
+            raise InputError(
+                f"has no column '{name}' (ingest.table.{key}); its columns are {columns}",
+                path=shown, hint=f"rename the column, or set ingest.table.{key} to its name "
+                "(if this is a table of case attributes, set ingest.cases_table instead)")
+
+    def cells(key: str) -> list[str]:
+        column = found[key]
+        return list(frame[column]) if column else [""] * len(frame)
+
+    rows: dict[str, list[tuple[int, int, str, str, str | None]]] = {}
+    no_case, bad_order, bad_role = [], [], []
+    keys = ("case_id", "speaker", "text", "turn_index", "role")
+    for i, (case_id, speaker, text, order, role) in enumerate(
+            zip(*(cells(k) for k in keys), strict=True)):
+        row = i + 2                                  # as numbered in a spreadsheet
+        if not text.strip():
+            continue
+        if not case_id.strip():
+            no_case.append(row)
+            continue
+        number = re.fullmatch(r"\s*(-?\d+)(?:\.0*)?\s*", order)
+        if found["turn_index"] and not number:
+            bad_order.append(row)
+        role = role.strip().lower() or None
+        if role is not None and role not in ROLES:
+            bad_role.append(row)
+        rows.setdefault(case_id.strip(), []).append(
+            (row, int(number.group(1)) if number else i, _norm_label(speaker), text, role))
+    if bad_order:
+        raise InputError(f"{_rows_text(bad_order)}: {found['turn_index']} is not a whole "
+                         "number", path=shown,
+                         hint="fill in the turn numbers, or set ingest.table.turn_index: null "
+                              "to keep the rows in file order")
+    if bad_role:
+        raise InputError(f"{_rows_text(bad_role)}: {found['role']} is not one of "
+                         f"{', '.join(ROLES)}", path=shown,
+                         hint="use participant, interviewer or other (or leave it empty)")
+    notes = []
+    if no_case:
+        verbs = "has no case id and was" if len(no_case) == 1 else "have no case id and were"
+        notes.append(Skipped(shown, f"{_rows_text(no_case)} {verbs} left out: fill in the "
+                                    f"{found['case_id']} column"))
+    cases = []
+    for case_id, case_rows in rows.items():
+        case_rows.sort(key=lambda r: r[1])
+        duplicates = [(a[0], b[0], a[1]) for a, b in pairwise(case_rows) if a[1] == b[1]]
+        if duplicates:
+            listed = "; ".join(f"rows {a} and {b} (turn {t})" for a, b, t in duplicates[:5])
+            notes.append(Skipped(shown, (
+                f"case '{case_id}' has the same {found['turn_index']} twice: {listed}; this "
+                f"case was left out: number each turn of a case once")))
+            continue
+        text = "\n".join(r[3] for r in case_rows)
+        turns, position = [], 0
+        for _, _, speaker, cell, role in case_rows:
+            span = _strip_span(text, position, position + len(cell))
+            position += len(cell) + 1
+            if span is not None:
+                turns.append(_Turn(speaker, *span, role=role))
+        cases.append(_Case(case_id, SourceText(case_id, shown, text, sha, encoding), turns))
+    if not cases:
+        raise InputError("has no rows with both a case id and text", path=shown,
+                         hint="fill in the case_id and text columns")
+    return _Read(cases, notes)
+
+
+# --- Cases table ----------------------------------------------------------------
+
+def _join_cases_table(cases: pd.DataFrame, path: Path,
+                      encoding: str) -> tuple[pd.DataFrame, list[Skipped]]:
+    """``cases`` with the table's attributes (empty strings where a case has no row)."""
+    shown = str(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"the cases table cannot be read ({exc.strerror})", path=shown,
+                         field="ingest.cases_table",
+                         hint="check the path of ingest.cases_table in the config") from exc
+    table = _read_csv(decode_bytes(data, encoding, path=shown)[0], shown)
+    if table.empty or not len(table.columns):
+        raise InputError("the cases table has no rows", path=shown, field="ingest.cases_table",
+                         hint="add one row per case, with the case id in the first column")
+    key = _find_column(list(table.columns), "case_id") or table.columns[0]
+    table = table.rename(columns={key: "case_id"})
+    table = table[["case_id"] + [c for c in table.columns if c != "case_id"]]
+    table["case_id"] = table["case_id"].str.strip()
+    table = table[(table.map(str.strip) != "").any(axis=1)]             # blank rows
+    repeated = sorted(set(table["case_id"][table["case_id"].duplicated()]))
+    if repeated:
+        raise InputError(f"the cases table has more than one row for {repeated}", path=shown,
+                         field="ingest.cases_table", hint="keep one row per case")
+    unknown = [cid or "(no case id)" for cid in table["case_id"]
+               if cid not in set(cases["case_id"])]
+    notes = []
+    if unknown:
+        notes.append(Skipped(shown, (
+            f"{len(unknown)} row(s) of the cases table name cases that are not among the "
+            f"transcripts: {', '.join(unknown[:20])}; their attributes were not used: "
+            "check that the case ids match the transcript file names (without extension)")))
+    joined = cases.merge(table, on="case_id", how="left")
+    return joined.fillna(""), notes
+

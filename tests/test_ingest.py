@@ -1,0 +1,633 @@
+"""Tests for pipeline.ingest: every format, encodings, roles, and what gets skipped."""
+
+from __future__ import annotations
+
+import io
+import math
+import tempfile
+import zipfile
+from pathlib import Path
+
+import docx
+import openpyxl
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from pipeline import ingest as ingest_module
+from pipeline.errors import InputError
+from pipeline.ingest import IngestConfig, TableMapping, ingest
+from pipeline.textio import decode_bytes, read_text_file
+from pipeline.types import TURN_COLUMNS, Corpus
+
+T01 = (
+    "Interview T01, first follow-up\n"
+    "Date: 3 May 2024\n"
+    "\n"
+    "Interviewer: How did the first session feel for you?\n"
+    "\n"
+    "P1: Honestly, I was nervous.\n"
+    "\n"
+    "I kept thinking she would judge me for cancelling twice.\n"
+    "Interviewer: Mm-hm.\n"
+    "P1: But she didn't. She just asked what had got in the way.\n"
+)
+
+
+# --- helpers -------------------------------------------------------------------
+
+def write(folder: Path, name: str, text: str, encoding: str = "utf-8") -> Path:
+    path = folder / name
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def run(folder: Path, *paths: str | Path, **settings_: object) -> Corpus:
+    return ingest(IngestConfig(paths=list(paths) or ["."], **settings_), base_dir=folder)
+
+
+def assert_exact(corpus: Corpus) -> None:
+    """Every turn is an exact, trimmed slice of its case's source text."""
+    turns = corpus.turns
+    assert list(turns.columns) == list(TURN_COLUMNS)
+    assert turns["turn_index"].dtype == "int64"
+    assert turns["start_char"].dtype == "int64" and turns["end_char"].dtype == "int64"
+    assert turns["start_time"].dtype == "float64" and turns["end_time"].dtype == "float64"
+    for row in turns.itertuples():
+        source = corpus.sources[row.case_id]
+        assert source.text[row.start_char:row.end_char] == row.text
+        assert row.text and row.text == row.text.strip()
+        assert row.source_file == source.path
+    for _, group in turns.groupby("case_id", sort=False):
+        assert list(group["turn_index"]) == list(range(len(group)))
+    assert list(corpus.cases["case_id"]) == list(dict.fromkeys(turns["case_id"]))
+
+
+def reasons(corpus: Corpus) -> str:
+    return "\n".join(f"{s.what}: {s.reason}" for s in corpus.skipped)
+
+
+def turns_of(corpus: Corpus, case_id: str) -> list[tuple[str, str, str]]:
+    rows = corpus.turns[corpus.turns["case_id"] == case_id]
+    return list(zip(rows["speaker"], rows["role"], rows["text"], strict=True))
+
+
+def docx_bytes(build) -> bytes:
+    document = docx.Document()
+    build(document)
+    buffer = io.BytesIO()
+    document.save(buffer)
+    return buffer.getvalue()
+
+
+def labelled_paragraph(document, label: str, text: str) -> None:
+    paragraph = document.add_paragraph()
+    paragraph.add_run(label).bold = True
+    paragraph.add_run(text)
+
+
+# --- config ----------------------------------------------------------------------
+
+def test_empty_section_is_valid_and_ingest_asks_for_paths(tmp_path):
+    config = IngestConfig()
+    assert config.table == TableMapping() and config.encoding == "auto"
+    with pytest.raises(InputError, match=r"ingest\.paths"):
+        ingest(config, base_dir=tmp_path)
+
+
+@pytest.mark.parametrize("bad", [
+    {"speaker_pattern": "(unclosed"},
+    {"speaker_pattern": r"^(\w+):"},
+    {"interviewer_speakers": ["[oops"]},
+    {"encoding": "klingon-8"},
+    {"unknown_key": 1},
+    {"table": {"speaker_col": "who"}},
+    {"roles": {"Mara": "host"}},
+])
+def test_invalid_config_is_refused(bad):
+    with pytest.raises(ValidationError):
+        IngestConfig(**bad)
+
+
+def test_single_path_string_is_accepted(tmp_path):
+    write(tmp_path, "T01.txt", T01)
+    corpus = ingest(IngestConfig(paths="T01.txt"), base_dir=tmp_path)
+    assert list(corpus.cases["case_id"]) == ["T01"]
+
+
+# --- plain text ------------------------------------------------------------------
+
+def test_txt_multi_paragraph_turns_and_header_lines(tmp_path):
+    write(tmp_path, "T01.txt", T01)
+    corpus = run(tmp_path)
+    assert_exact(corpus)
+    assert turns_of(corpus, "T01") == [
+        ("Interviewer", "interviewer", "How did the first session feel for you?"),
+        ("P1", "participant", "Honestly, I was nervous.\n\nI kept thinking she would judge "
+                              "me for cancelling twice."),
+        ("Interviewer", "interviewer", "Mm-hm."),
+        ("P1", "participant", "But she didn't. She just asked what had got in the way."),
+    ]
+    source = corpus.sources["T01"]
+    assert source.text == T01 and source.case_id == "T01" and source.encoding == "utf-8"
+    assert len(source.sha256) == 64
+    assert all(math.isnan(t) for t in corpus.turns["start_time"])
+    assert "2 lines before the first speaker label were not read as speech" in reasons(corpus)
+
+
+def test_label_on_its_own_line_and_trailing_whitespace(tmp_path):
+    write(tmp_path, "T02.txt",
+          "Interviewer:\n   What helped?   \n\nP2:\tThe homework, oddly.  \n\n")
+    corpus = run(tmp_path)
+    assert_exact(corpus)
+    assert [t[2] for t in turns_of(corpus, "T02")] == ["What helped?", "The homework, oddly."]
+    assert corpus.skipped == ()
+
+
+@pytest.mark.parametrize(("line", "speaker"), [
+    ("Interviewer: And then?", "Interviewer"),
+    ("I: And then?", "I"),
+    ("P3: I left.", "P3"),
+    ("T: We paused there.", "T"),
+    ("Therapist: We paused there.", "Therapist"),
+    ("INTERVIEWER: And then?", "INTERVIEWER"),
+    ("Participant 7: I left.", "Participant 7"),
+    ("Dr. Okafor: We paused there.", "Dr. Okafor"),
+    ("**Interviewer:** And then?", "Interviewer"),
+    ("**P3**: I left.", "P3"),
+    ("  Respondent : I left.", "Respondent"),
+    ("What I noticed was this: she cried", None),
+    ("I noticed this: she cried", None),
+    ("and then: nothing", None),
+    ("She said it plainly, like this: stop.", None),
+])
+def test_speaker_label_pattern(tmp_path, line, speaker):
+    write(tmp_path, "T03.txt", f"Interviewer: Tell me more.\n{line}\n")
+    turns = turns_of(run(tmp_path), "T03")
+    if speaker is None:
+        assert len(turns) == 1 and turns[0][2].endswith(line)
+    else:
+        assert len(turns) == 2 and turns[1][0] == speaker
+
+
+def test_markdown_labels_and_heading(tmp_path):
+    write(tmp_path, "T04.md", "# Interview T04\n\n**Interviewer:** What changed?\n\n"
+                              "**P4:** I started _sleeping_ again.\n\n- and eating\n")
+    corpus = run(tmp_path)
+    assert_exact(corpus)
+    assert turns_of(corpus, "T04") == [
+        ("Interviewer", "interviewer", "What changed?"),
+        ("P4", "participant", "I started _sleeping_ again.\n\n- and eating"),
+    ]
+    assert "1 line before the first speaker label was not read" in reasons(corpus)
+
+
+def test_crlf_line_endings_are_kept_and_excluded_from_turns(tmp_path):
+    write(tmp_path, "T05.txt", T01.replace("\n", "\r\n"))
+    corpus = run(tmp_path)
+    assert_exact(corpus)
+    assert "\r\n" in corpus.sources["T05"].text
+    assert not any("\r" in t[-1:] for t in corpus.turns["text"])
+    assert corpus.turns["text"][1] == ("Honestly, I was nervous.\r\n\r\nI kept thinking she "
+                                       "would judge me for cancelling twice.")
+
+
+# --- encodings -------------------------------------------------------------------
+
+SMART = "Interviewer: How was the café?\nP6: “Fine,” she’d say – it wasn’t.\n"
+
+
+@pytest.mark.parametrize(("codec", "recorded"), [
+    ("utf-8", "utf-8"),
+    ("utf-8-sig", "utf-8-sig"),
+    ("utf-16", "utf-16"),
+    ("utf-16-le", "utf-16-le"),
+    ("utf-16-be", "utf-16-be"),
+    ("cp1252", "cp1252"),
+])
+def test_encodings(tmp_path, codec, recorded):
+    path = write(tmp_path, "T06.txt", SMART, codec)
+    corpus = run(tmp_path)
+    assert_exact(corpus)
+    source = corpus.sources["T06"]
+    assert source.text == SMART and source.encoding == recorded
+    assert path.read_bytes().decode(source.encoding) == source.text
+    assert corpus.turns["text"][1] == "“Fine,” she’d say – it wasn’t."
+
+
+def test_forced_encoding(tmp_path):
+    write(tmp_path, "T06.txt", SMART, "cp1252")
+    with pytest.raises(InputError, match=r"T06\.txt.*utf-8"):
+        run(tmp_path, encoding="utf-8")
+    assert run(tmp_path, encoding="latin-1").sources["T06"].encoding == "iso8859-1"
+
+
+def test_read_text_file_and_undecodable_bytes(tmp_path):
+    path = write(tmp_path, "notes.txt", "café\r\n", "utf-16")
+    assert read_text_file(path) == ("café\r\n", "utf-16")
+    with pytest.raises(InputError, match="binary"):
+        decode_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", path="x.txt")
+    with pytest.raises(InputError, match="cannot be read"):
+        read_text_file(tmp_path / "missing.txt")
+
+
+# --- .docx -----------------------------------------------------------------------
+
+def build_t07(document) -> None:
+    document.add_heading("Interview T07 – therapist follow-up", level=1)
+    labelled_paragraph(document, "Interviewer:", " What do you remember about the rupture?")
+    labelled_paragraph(document, "Therapist:", " That I got defensive.")
+    document.add_paragraph("Then I named it, and something shifted.")
+    table = document.add_table(rows=1, cols=1)
+    table.cell(0, 0).text = "Interviewer: Shifted how?"
+    labelled_paragraph(document, "Therapist:", " She came back the next week.")
+
+
+def test_docx_bold_labels_title_and_table_cells(tmp_path):
+    (tmp_path / "T07.docx").write_bytes(docx_bytes(build_t07))
+    corpus = run(tmp_path)
+    assert_exact(corpus)
+    assert turns_of(corpus, "T07") == [
+        ("Interviewer", "interviewer", "What do you remember about the rupture?"),
+        ("Therapist", "participant", "That I got defensive.\nThen I named it, and "
+                                     "something shifted."),
+        ("Interviewer", "interviewer", "Shifted how?"),
+        ("Therapist", "participant", "She came back the next week."),
+    ]
+    source = corpus.sources["T07"]
+    assert source.text.startswith("Interview T07 – therapist follow-up\nInterviewer: What")
+    assert source.encoding == "docx"
+    assert "1 line before the first speaker label was not read" in reasons(corpus)
+
+
+def test_corrupt_docx_is_skipped_with_a_reason(tmp_path):
+    (tmp_path / "T08.docx").write_bytes(docx_bytes(build_t07)[:900])
+    (tmp_path / "T09.docx").write_bytes(b"PK\x03\x04 this is not really a zip archive")
+    write(tmp_path, "T01.txt", T01)
+    corpus = run(tmp_path)
+    skipped = {s.what: s.reason for s in corpus.skipped}
+    for name in ("T08.docx", "T09.docx"):
+        reason = skipped[str(tmp_path / name)]
+        assert "not a valid .docx" in reason and "save it again as .docx" in reason
+    assert list(corpus.cases["case_id"]) == ["T01"]
+
+
+def test_docx_that_is_a_zip_without_a_document(tmp_path):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("hello.txt", "not a Word document")
+    (tmp_path / "T10.docx").write_bytes(buffer.getvalue())
+    write(tmp_path, "T01.txt", T01)
+    reason = {s.what: s.reason for s in run(tmp_path).skipped}[str(tmp_path / "T10.docx")]
+    assert "could not be read as a Word document" in reason and "save it again" in reason
+
+
+def test_zip_bomb_docx_is_refused(tmp_path):
+    path = tmp_path / "T11.docx"
+    path.write_bytes(docx_bytes(build_t07))
+    with zipfile.ZipFile(path, "a", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("word/media/filler.bin", b"\0" * (8 * 1024 * 1024))
+    with pytest.raises(InputError) as caught:
+        run(tmp_path)
+    message = str(caught.value)
+    assert "T11.docx" in message and "compression ratio" in message
+    assert "save it again as .docx" in message
+
+
+def test_docx_larger_than_the_unpacked_limit_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(ingest_module, "MAX_UNZIPPED_BYTES", 10_000)
+    (tmp_path / "T12.docx").write_bytes(docx_bytes(build_t07))
+    write(tmp_path, "T01.txt", T01)
+    reason = {s.what: s.reason for s in run(tmp_path).skipped}[str(tmp_path / "T12.docx")]
+    assert reason.startswith("was not opened: it would unpack to") and "limits" in reason
+
+
+# --- .vtt / .srt ---------------------------------------------------------------------
+
+TEAMS = """WEBVTT
+
+NOTE exported from Teams, speaker names as shown
+
+STYLE
+::cue { color: white }
+
+5f3a/12-0
+00:00:01.000 --> 00:00:04.500
+<v Mara Reyes>Thanks for making time today.</v>
+
+5f3a/13-0
+00:00:05.000 --> 00:00:07.250 align:start
+<v Jon Park>Of course. I wanted to talk</v>
+
+5f3a/14-0
+00:00:07.300 --> 00:00:09.000
+<v.loud Jon Park>about the <i>second</i> session &amp; what
+came after.</v>
+
+5f3a/15-0
+00:00:09.500 --> 00:00:10.000
+<v Mara Reyes>Mm.
+"""
+
+
+def test_vtt_teams_voice_tags_merge_consecutive_cues(tmp_path):
+    write(tmp_path, "T12.vtt", TEAMS)
+    corpus = run(tmp_path, roles={"mara reyes": "interviewer"})
+    assert_exact(corpus)
+    assert turns_of(corpus, "T12") == [
+        ("Mara Reyes", "interviewer", "Thanks for making time today."),
+        ("Jon Park", "participant", "Of course. I wanted to talk\nabout the second session "
+                                    "& what\ncame after."),
+        ("Mara Reyes", "interviewer", "Mm."),
+    ]
+    times = corpus.turns[["start_time", "end_time"]].to_numpy().tolist()
+    assert times == [[1.0, 4.5], [5.0, 9.0], [9.5, 10.0]]
+    assert corpus.skipped == ()
+
+
+def test_vtt_zoom_prefixes_crlf_and_short_timestamps(tmp_path):
+    text = ("WEBVTT\n\n1\n00:01.000 --> 00:03.000\nMara Reyes: What brought you back?\n\n"
+            "2\n00:03.500 --> 00:06.000\nSam Ortiz: Honestly? The waiting list.\n\n"
+            "3\n01:00:06.000 --> 01:00:08.000\nIt took months.\n")
+    write(tmp_path, "T13.vtt", text.replace("\n", "\r\n"))
+    corpus = run(tmp_path, roles={"Mara Reyes": "interviewer"})
+    assert_exact(corpus)
+    assert turns_of(corpus, "T13") == [
+        ("Mara Reyes", "interviewer", "What brought you back?"),
+        ("Sam Ortiz", "participant", "Honestly? The waiting list.\nIt took months."),
+    ]
+    assert corpus.turns["end_time"].tolist() == [3.0, 3608.0]
+
+
+def test_vtt_malformed_timing_is_reported_and_other_cues_kept(tmp_path):
+    broken = TEAMS.replace("00:00:05.000 --> 00:00:07.250", "00:00:0x --> 00:00:07.250")
+    write(tmp_path, "T14.vtt", broken)
+    corpus = run(tmp_path, roles={"Mara Reyes": "interviewer"})
+    assert_exact(corpus)
+    line = broken.splitlines().index("00:00:0x --> 00:00:07.250 align:start") + 1
+    (note,) = corpus.skipped
+    assert note.what == f"{tmp_path / 'T14.vtt'}:{line}"
+    assert note.reason.startswith(f"line {line}: timing '00:00:0x' is not HH:MM:SS.mmm")
+    assert "correct the timing line" in note.reason
+    assert [t[2] for t in turns_of(corpus, "T14")][1] == "about the second session & what\n" \
+                                                        "came after."
+
+
+def test_vtt_without_header_or_readable_cues_is_skipped(tmp_path):
+    write(tmp_path, "T15.vtt", TEAMS.replace("WEBVTT", "WEBVT", 1))
+    write(tmp_path, "T16.vtt", "WEBVTT\n\n1\n00:00:01 --> 00:00:02\n<v A>hi</v>\n")
+    write(tmp_path, "T17.vtt", "WEBVTT\n\n00:00:01.000 --> 00:00:02.000\nno speaker here\n")
+    write(tmp_path, "T01.txt", T01)
+    skipped = {s.what: s.reason for s in run(tmp_path).skipped}
+    assert "not a WebVTT file: the first line must be WEBVTT" in skipped[str(tmp_path / "T15.vtt")]
+    assert "line 4: timing '00:00:01'" in skipped[str(tmp_path / "T16.vtt")]
+    assert "no speaker names" in skipped[str(tmp_path / "T17.vtt")]
+
+
+def test_srt_prefixes_continuation_lines_and_tags(tmp_path):
+    text = ("1\n00:00:01,000 --> 00:00:03,000\nInterviewer: And the dreams?\n\n"
+            "2\n00:00:03,400 --> 00:00:06,000\nP9: They stopped.\n<i>Mostly</i> stopped.\n\n"
+            "3\n00:00:06,100 --> 00:00:07,000\nInterviewer: Mostly?\n\n"
+            "4\n00:00:07,100 --> 00:0x:08,000\nP9: lost\n")
+    write(tmp_path, "T18.srt", text)
+    corpus = run(tmp_path)
+    assert_exact(corpus)
+    assert turns_of(corpus, "T18") == [
+        ("Interviewer", "interviewer", "And the dreams?"),
+        ("P9", "participant", "They stopped.\nMostly stopped."),
+        ("Interviewer", "interviewer", "Mostly?"),
+    ]
+    assert corpus.turns["start_time"].tolist() == [1.0, 3.4, 6.1]
+    assert "T18.srt:15: line 15: timing '00:0x:08,000' is not HH:MM:SS,mmm" in reasons(corpus)
+
+
+# --- tables ------------------------------------------------------------------------
+
+CSV = ("case_id,turn_index,speaker,text\n"
+       "T20,1,P20,\"I think the homework helped,\nbut only later.\"\n"
+       "T20,0,Interviewer,What helped most?\n"
+       "T21,0,Interviewer,What was hardest?\n"
+       "T21,1,P21,  Talking about my father.  \n"
+       "T21,2,Interviewer,\n"
+       ",3,P21,orphan row\n")
+
+
+def test_csv_with_several_cases(tmp_path):
+    write(tmp_path, "interviews.csv", CSV)
+    corpus = run(tmp_path)
+    assert_exact(corpus)
+    assert turns_of(corpus, "T20") == [
+        ("Interviewer", "interviewer", "What helped most?"),
+        ("P20", "participant", "I think the homework helped,\nbut only later."),
+    ]
+    assert turns_of(corpus, "T21")[1] == ("P21", "participant", "Talking about my father.")
+    assert corpus.sources["T20"].path == str(tmp_path / "interviews.csv")
+    assert "interviews.csv: row 7 has no case id and was left out" in reasons(corpus)
+
+
+def test_csv_semicolon_role_column_and_custom_names(tmp_path):
+    write(tmp_path, "export.csv", "Case;Who;Utterance;Role\nT22;Kim;How are you?;interviewer\n"
+                                  "T22;Lee;Tired.;participant\nT22;Kim;Ok.;\n", "cp1252")
+    table = {"case_id": "case", "speaker": "who", "text": "utterance", "role": "role",
+             "turn_index": None}
+    corpus = run(tmp_path, table=table, roles={"Kim": "interviewer"})
+    assert_exact(corpus)
+    assert [t[1] for t in turns_of(corpus, "T22")] == ["interviewer", "participant",
+                                                       "interviewer"]
+
+
+def test_xlsx(tmp_path):
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "Transcripts"
+    sheet.append(["case_id", "turn_index", "speaker", "text"])
+    sheet.append([23, 0, "Interviewer", "What did you expect?"])
+    sheet.append([23, 1, "P23", "Advice, probably."])
+    sheet.append(["T24", 0, "I", "And now?"])
+    sheet.append(["T24", 1.0, "P24", "Now I just want to be heard."])
+    book.save(tmp_path / "turns.xlsx")
+    corpus = run(tmp_path, table={"sheet": "Transcripts"})
+    assert_exact(corpus)
+    assert list(corpus.cases["case_id"]) == ["23", "T24"]
+    assert turns_of(corpus, "T24")[1] == ("P24", "participant", "Now I just want to be heard.")
+    assert corpus.sources["23"].encoding == "xlsx"
+    with pytest.raises(InputError, match=r"has no sheet 'Sheet9'.*Transcripts"):
+        run(tmp_path, table={"sheet": "Sheet9"})
+
+
+def test_csv_missing_column_names_the_file_and_column(tmp_path):
+    write(tmp_path, "turns.csv", "case_id,who,text\nT25,P25,Hi\n")
+    with pytest.raises(InputError) as caught:
+        run(tmp_path)
+    message = str(caught.value)
+    assert "turns.csv" in message and "no column 'speaker'" in message
+    assert "['case_id', 'who', 'text']" in message and "ingest.table.speaker" in message
+
+
+def test_csv_duplicate_turn_index_names_the_rows(tmp_path):
+    write(tmp_path, "turns.csv", "case_id,turn_index,speaker,text\nT26,0,I,Hi\nT26,1,P,Hello\n"
+                                 "T27,0,I,Hi\nT27,0,P,Hello\n")
+    corpus = run(tmp_path)
+    assert list(corpus.cases["case_id"]) == ["T26"]
+    assert "case 'T27' has the same turn_index twice: rows 4 and 5 (turn 0)" in reasons(corpus)
+
+
+def test_csv_bad_turn_index_and_role(tmp_path):
+    write(tmp_path, "a.csv", "case_id,turn_index,speaker,text,role\nT28,x,I,Hi,\n")
+    write(tmp_path, "b.csv", "case_id,speaker,text,role\nT29,I,Hi,host\n")
+    with pytest.raises(InputError) as caught:
+        run(tmp_path, table={"role": "role"})
+    message = str(caught.value)
+    assert "a.csv" in message and "row 2: turn_index is not a whole number" in message
+    assert "b.csv" in message and "role is not one of participant" in message
+
+
+# --- roles ----------------------------------------------------------------------
+
+def test_roles_map_wins_and_single_unknown_speaker_is_participant(tmp_path):
+    write(tmp_path, "T30.txt", "Interviewer: Hello.\nSam: Hi.\nInterviewer: Ready?\nSam: Yes.\n")
+    write(tmp_path, "T31.txt", "T: I was the one asking.\nR: And I answered.\n")
+    corpus = run(tmp_path, roles={"t": "interviewer"})
+    assert_exact(corpus)
+    assert [t[1] for t in turns_of(corpus, "T30")] == ["interviewer", "participant"] * 2
+    assert [t[1] for t in turns_of(corpus, "T31")] == ["interviewer", "participant"]
+    assert corpus.skipped == ()
+
+
+def test_several_unknown_speakers_become_other_and_are_reported(tmp_path):
+    write(tmp_path, "T32.txt", "Mara Reyes: Hello.\nJon Park: Hi.\nMara Reyes: Ready?\n")
+    corpus = run(tmp_path)
+    assert_exact(corpus)
+    assert set(corpus.turns["role"]) == {"other"}
+    text = reasons(corpus)
+    assert "'Mara Reyes', 'Jon Park' match no role (3 turns)" in text
+    assert "add them to ingest.roles" in text
+    assert "case 'T32': no participant speech found" in text
+
+
+def test_no_participant_speech_is_reported_but_kept(tmp_path):
+    write(tmp_path, "T33.txt", "Interviewer: Hello?\nInterviewer: Is the sound working?\n")
+    corpus = run(tmp_path)
+    assert list(corpus.turns["role"]) == ["interviewer", "interviewer"]
+    (note,) = corpus.skipped
+    assert note.what == str(tmp_path / "T33.txt")
+    assert "no participant speech found: check the speaker labels or the roles map" in note.reason
+
+
+# --- cases table, folders, duplicates, failures ---------------------------------------
+
+def test_cases_table_join_and_unknown_case(tmp_path):
+    folder = tmp_path / "transcripts"
+    folder.mkdir()
+    write(folder, "T01.txt", T01)
+    write(folder, "T34.txt", "Interviewer: Hi.\nP34: Hello.\n")
+    write(folder, "cases.csv", "case_id,modality,years\nT34,CBT,12\nT01,psychodynamic,3\n"
+                               "T99,CBT,1\n,,\n")
+    corpus = run(tmp_path, "transcripts", cases_table="transcripts/cases.csv")
+    assert list(corpus.cases.columns) == ["case_id", "modality", "years"]
+    assert corpus.cases.to_dict("records") == [
+        {"case_id": "T01", "modality": "psychodynamic", "years": "3"},
+        {"case_id": "T34", "modality": "CBT", "years": "12"}]
+    (note,) = [s for s in corpus.skipped if "cases.csv" in s.what]
+    assert "1 row(s) of the cases table name cases that are not among the transcripts: T99" \
+        in note.reason
+    assert "match the transcript file names" in note.reason
+
+
+def test_cases_missing_from_table_get_empty_attributes(tmp_path):
+    write(tmp_path, "T01.txt", T01)
+    write(tmp_path, "T35.txt", "Interviewer: Hi.\nP35: Hello.\n")
+    write(tmp_path, "attrs.csv", "Case,age\nT35,41\n")
+    corpus = run(tmp_path, "T01.txt", "T35.txt", cases_table="attrs.csv")
+    assert corpus.cases.to_dict("records") == [{"case_id": "T01", "age": ""},
+                                               {"case_id": "T35", "age": "41"}]
+    write(tmp_path, "attrs.csv", "case_id,age\nT35,41\nT35,42\n")
+    with pytest.raises(InputError, match=r"attrs\.csv.*more than one row for \['T35'\]"):
+        run(tmp_path, "T35.txt", cases_table="attrs.csv")
+
+
+def test_duplicate_case_id_across_files_is_not_merged(tmp_path):
+    write(tmp_path, "T01.txt", T01)
+    (tmp_path / "T01.docx").write_bytes(docx_bytes(build_t07))
+    corpus = run(tmp_path)
+    assert corpus.sources["T01"].path == str(tmp_path / "T01.docx")
+    assert set(corpus.turns["source_file"]) == {str(tmp_path / "T01.docx")}
+    (note,) = [s for s in corpus.skipped if "is also in" in s.reason]
+    assert note.what == str(tmp_path / "T01.txt")
+    assert f"case 'T01' is also in {tmp_path / 'T01.docx'}" in note.reason
+    assert "rename or remove one" in note.reason
+
+
+def test_folder_listing_unsupported_hidden_and_order(tmp_path):
+    write(tmp_path, "b.txt", "Interviewer: B?\nP: B.\n")
+    write(tmp_path, "a.txt", "Interviewer: A?\nP: A.\n")
+    (tmp_path / "scan.pdf").write_bytes(b"%PDF-1.4")
+    write(tmp_path, ".hidden.txt", "Interviewer: no\n")
+    write(tmp_path, "~$a.docx", "lock")
+    (tmp_path / "sub").mkdir()
+    write(tmp_path / "sub", "c.txt", "Interviewer: C?\nP: C.\n")
+    corpus = run(tmp_path)
+    assert list(corpus.cases["case_id"]) == ["a", "b"]
+    (note,) = corpus.skipped
+    assert note.what == str(tmp_path / "scan.pdf")
+    assert note.reason == "unsupported format '.pdf'; convert it to .docx or .txt"
+    assert list(run(tmp_path, recursive=True).cases["case_id"]) == ["a", "b", "c"]
+
+
+def test_empty_and_binary_files_are_skipped(tmp_path):
+    write(tmp_path, "T01.txt", T01)
+    write(tmp_path, "T40.txt", "")
+    write(tmp_path, "T41.txt", "  \n\n")
+    (tmp_path / "T42.txt").write_bytes(bytes(range(256)) * 4)
+    write(tmp_path, "T43.txt", "Just some notes without any speaker labels.\n")
+    write(tmp_path, "T44.txt", "Interviewer:\nP1:   \n")
+    skipped = {s.what: s.reason for s in run(tmp_path).skipped}
+    assert skipped[str(tmp_path / "T40.txt")].startswith("is empty; what to do:")
+    assert skipped[str(tmp_path / "T41.txt")].startswith("contains no text")
+    assert "binary file" in skipped[str(tmp_path / "T42.txt")]
+    assert "save the transcript as UTF-8 text" in skipped[str(tmp_path / "T42.txt")]
+    assert "has no speaker labels" in skipped[str(tmp_path / "T43.txt")]
+    assert "no speech after them" in skipped[str(tmp_path / "T44.txt")]
+    assert "ingest.speaker_pattern" in skipped[str(tmp_path / "T43.txt")]
+
+
+def test_nothing_readable_raises_input_error(tmp_path):
+    write(tmp_path, "T40.txt", "")
+    (tmp_path / "notes.pdf").write_bytes(b"%PDF")
+    with pytest.raises(InputError) as caught:
+        run(tmp_path)
+    message = str(caught.value)
+    assert "no transcript could be read from ." in message
+    assert "T40.txt: is empty" in message and "notes.pdf: unsupported format" in message
+    assert "What to do:" in message
+    with pytest.raises(InputError, match="not found"):
+        run(tmp_path, "missing_folder")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="no transcripts found in empty"):
+        run(tmp_path, "empty")
+
+
+# --- the exact-slice invariant under random input ---------------------------------
+
+_LINES = st.sampled_from([
+    "Interviewer: What happened next?", "P1: I left.", "**P1:** I stayed.", "I: Go on.",
+    "It was hard: really hard.", "", "   ", "and then nothing", "Dr. Okafor:", "\tT: fine",
+    "Note: pause", "Title line", "P1:   ", "“Quoted,” she said – é.",
+])
+
+
+@settings(max_examples=60, deadline=None)
+@given(lines=st.lists(_LINES, min_size=1, max_size=12),
+       newline=st.sampled_from(["\n", "\r\n", "\r"]),
+       codec=st.sampled_from(["utf-8", "utf-16", "cp1252"]))
+def test_exact_slices_hold_for_any_labelled_text(lines, newline, codec):
+    text = "Interviewer: Hello." + newline + newline.join(lines) + newline
+    with tempfile.TemporaryDirectory() as folder:
+        write(Path(folder), "T50.txt", text, codec)
+        corpus = run(Path(folder))
+    assert_exact(corpus)
+    assert corpus.sources["T50"].text == text
+    assert not pd.isna(corpus.turns["text"]).any()
