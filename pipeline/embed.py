@@ -92,8 +92,9 @@ class SentenceTransformerEmbedder:
 class TfidfSVDEmbedder:
     """Latent semantic analysis (TF-IDF then truncated SVD): fast, no neural model.
 
-    Fitted on the texts it is given, so its vectors depend on the whole corpus;
-    its ``model_id`` includes a hash of the corpus to keep the cache honest.
+    The first ``encode`` call fits the vocabulary and the SVD on its texts (the
+    segments); later calls (e.g. the sensitizing concepts) are projected into
+    that same space. Its vectors depend on the corpus, so it bypasses the cache.
     """
 
     def __init__(self, n_components: int = 100, random_state: int | None = None) -> None:
@@ -105,22 +106,29 @@ class TfidfSVDEmbedder:
         return f"lsa:{self.n_components}:{self.random_state}:{getattr(self, 'corpus_hash_', '')}"
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        from sklearn.decomposition import TruncatedSVD
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
         texts = list(texts)
-        self.corpus_hash_ = hashlib.sha256("\x1f".join(texts).encode()).hexdigest()[:12]
+        if not hasattr(self, "vectorizer_"):
+            self._fit(texts)
         if not texts:
             return np.zeros((0, self.n_components), dtype=np.float32)
-        tfidf = TfidfVectorizer(sublinear_tf=True, min_df=1).fit_transform(texts)
-        k = max(1, min(self.n_components, tfidf.shape[1] - 1, tfidf.shape[0] - 1))
-        if k < 2:
-            dense = tfidf.toarray()
-        else:
-            dense = TruncatedSVD(k, random_state=self.random_state).fit_transform(tfidf)
+        tfidf = self.vectorizer_.transform(texts)
+        dense = self.svd_.transform(tfidf) if self.svd_ is not None else tfidf.toarray()
         out = np.zeros((len(texts), self.n_components), dtype=np.float32)
-        out[:, :dense.shape[1]] = dense[:, :self.n_components]
+        out[:, :min(dense.shape[1], self.n_components)] = dense[:, :self.n_components]
         return _normalise(out)
+
+    def _fit(self, texts: list[str]) -> None:
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from spacy.lang.en.stop_words import STOP_WORDS
+
+        self.corpus_hash_ = hashlib.sha256("\x1f".join(texts).encode()).hexdigest()[:12]
+        self.vectorizer_ = TfidfVectorizer(
+            sublinear_tf=True, stop_words=sorted(w for w in STOP_WORDS if w.isalpha()),
+            token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z]+\b")
+        tfidf = self.vectorizer_.fit_transform(texts or ["empty"])
+        k = min(self.n_components, tfidf.shape[1] - 1, tfidf.shape[0] - 1)
+        self.svd_ = TruncatedSVD(k, random_state=self.random_state).fit(tfidf) if k >= 2 else None
 
 
 class EmbeddingCache:

@@ -11,27 +11,27 @@ from pathlib import Path
 TOPICS = {
     "training": [
         "My training program never mentioned crying in the room, not once in three years.",
-        "Nobody in graduate school taught us what to do when our own tears come.",
-        "The course treated therapist emotion as a boundary problem to be avoided.",
-        "I had to learn about tears on the job because the curriculum was silent.",
-        "Our professors talked about client feelings but never the therapist's feelings.",
+        "Nobody in my training taught us what to do when our own tears come.",
+        "The training course treated therapist emotion as a boundary problem to be avoided.",
+        "I had to learn about tears on the job because my training was silent.",
+        "Our training talked about client feelings but never about the therapist crying.",
         "In training the message was that a good clinician keeps emotion out of sessions.",
     ],
     "supervision": [
         "My supervisor listened and helped me understand what the tears meant.",
-        "I brought the session to supervision and my supervisor was kind about it.",
+        "I brought the session to my supervisor and she was kind about it.",
         "In consultation my colleagues said the supervisor should have supported me.",
-        "The supervision group helped me sort out whether it was my own grief.",
+        "The supervisor helped me sort out whether it was my own grief.",
         "My supervisor asked gentle questions and I felt less ashamed afterwards.",
-        "Supervision was the place where I could finally talk about that session.",
+        "Meeting my supervisor was where I could finally talk about that session.",
     ],
     "client": [
         "The client said she felt truly seen when she noticed my eyes were wet.",
-        "He looked surprised and then said nobody had ever been moved by his story.",
+        "The client looked surprised and said nobody had ever been moved by his story.",
         "The client reached for the tissues and told me it helped her feel believed.",
-        "She said my tears showed her that her loss was real to someone else.",
+        "My client said the tears showed her that her loss was real to someone else.",
         "After that session the client trusted me more and opened up about her father.",
-        "He told me later that seeing me cry made him feel less alone with it.",
+        "The client told me later that seeing me cry made him feel less alone with it.",
     ],
 }
 
@@ -46,7 +46,7 @@ def write_study(folder: Path, n_cases: int = 6) -> Path:
     """Write ``n_cases`` .txt interviews into ``folder`` and return it."""
     folder.mkdir(parents=True, exist_ok=True)
     for c in range(n_cases):
-        lines = ["Interviewer: Thank you for joining me today.", "", "Therapist: Happy to help.", ""]
+        lines = ["Interviewer: Thank you for joining me today.", "", "Therapist: Yeah, sure.", ""]
         for t, (topic, sentences) in enumerate(TOPICS.items()):
             lines += [f"Interviewer: {QUESTIONS[topic]}", ""]
             # each case uses four of the six sentences, rotated so cases differ
@@ -58,14 +58,14 @@ def write_study(folder: Path, n_cases: int = 6) -> Path:
 
 
 def study_config(folder: Path, **sections) -> dict:
-    """A config for the study that runs in seconds (LSA embeddings, PCA, k-means)."""
+    """A config for the study that runs in seconds (LSA embeddings, k-means)."""
     cfg = {
         "name": "mini", "seed": 7, "output_dir": str(folder / "runs"),
         "cache_dir": str(folder / "cache"),
         "ingest": {"paths": [str(folder)]},
         "segment": {"name": "consensa.SentenceSegmenter.v1", "target_words": 10, "max_words": 30},
         "embed": {"name": "consensa.TfidfSVD.v1", "n_components": 20},
-        "reduce": {"name": "consensa.PCA.v1", "n_components": 5},
+        "reduce": {"name": "consensa.Identity.v1"},
         "cluster": {"name": "consensa.KMeans.v1", "n_clusters": 3},
         "map": {"name": "consensa.PCA.v1", "n_components": 2},
         "domains": {"distance_threshold": 0.9},

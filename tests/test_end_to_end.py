@@ -1,0 +1,153 @@
+"""The whole pipeline on small studies written for these tests."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from pipeline.cli import main
+from pipeline.config import validate_config
+from pipeline.run import run
+from pipeline.types import ASSIGNED_SEGMENT_COLUMNS, CQR_COLUMNS, DOMAIN_COLUMNS, THEME_COLUMNS
+from study import TOPICS, study_config, write_study
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture()
+def study(tmp_path):
+    return write_study(tmp_path / "study")
+
+
+def write_config(folder, data):
+    path = folder / "run.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_cli_run_writes_a_complete_run_folder(study, capsys):
+    cfg = write_config(study.parent, study_config(study))
+    out = study.parent / "out"
+    assert main(["run", str(cfg), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "themes: 3" in printed and str(out / "report.html") in printed
+    for name in ("segments.parquet", "segments.csv", "themes.csv", "domains.csv", "cqr_table.md",
+                 "cqr_table.csv", "config.yaml", "manifest.json", "report.html"):
+        assert (out / name).is_file(), name
+    seg = pd.read_parquet(out / "segments.parquet")
+    assert list(seg.columns) == list(ASSIGNED_SEGMENT_COLUMNS)
+    assert list(pd.read_csv(out / "themes.csv").columns) == list(THEME_COLUMNS)
+    assert list(pd.read_csv(out / "domains.csv").columns) == list(DOMAIN_COLUMNS)
+    assert list(pd.read_csv(out / "cqr_table.csv").columns) == list(CQR_COLUMNS)
+    # every quote points back to the exact place in its transcript
+    for row in seg.itertuples():
+        source = Path(row.source_file).read_text(encoding="utf-8")
+        assert source[row.start_char:row.end_char] == row.text
+    # the three topics come back as three themes, each from one topic's sentences
+    topic_of = {s: t for t, ss in TOPICS.items() for s in ss}
+    for theme, group in seg.groupby("theme"):
+        topics = {topic_of.get(t) for t in group["text"] if t in topic_of}
+        assert len(topics) == 1, f"theme {theme} mixes {topics}"
+    assert (seg["question"] != "").all()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["cases_analysed"] == 6 and manifest["seed"] == 7
+    assert set(manifest["timings"]) >= {"ingest", "segment", "embed", "reduce", "cluster", "label",
+                                        "domains", "map", "write"}
+    assert len(manifest["inputs"]) == 6 and all(len(i["sha256"]) == 64 for i in manifest["inputs"])
+    assert any("backchannel" in s["reason"] for s in manifest["skipped"])
+    resolved = yaml.safe_load((out / "config.yaml").read_text())
+    assert resolved["cluster"] == {"name": "consensa.KMeans.v1", "n_clusters": 3, "random_state": None}
+    themes = pd.read_csv(out / "themes.csv")
+    assert (themes["n_cases"] == 6).all() and (themes["frequency_label"] == "general").all()
+    html = (out / "report.html").read_text()
+    assert all(q in html for q in themes["core_idea"])
+
+
+def test_a_run_never_overwrites_an_existing_run_folder(study, capsys):
+    cfg = write_config(study.parent, study_config(study))
+    out = study.parent / "out"
+    out.mkdir()
+    (out / "decisions.sqlite").write_text("judges' work")
+    assert main(["run", str(cfg), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "never overwrites" in err and "Traceback" not in err
+    assert (out / "decisions.sqlite").read_text() == "judges' work"
+    assert not list(study.parent.glob(".out.partial*"))
+
+
+def test_two_runs_of_one_config_give_identical_assignments(study):
+    cfg = validate_config(study_config(study))
+    a = run(cfg, study, study.parent / "a")
+    b = run(cfg, study, study.parent / "b")
+    sa, sb = pd.read_parquet(a / "segments.parquet"), pd.read_parquet(b / "segments.parquet")
+    pd.testing.assert_frame_equal(sa, sb)
+    pd.testing.assert_frame_equal(pd.read_csv(a / "themes.csv"), pd.read_csv(b / "themes.csv"))
+    assert (a / "cqr_table.md").read_text() == (b / "cqr_table.md").read_text()
+
+
+def test_warm_cache_embeds_nothing_new(tmp_path):
+    study = write_study(tmp_path / "s")
+    cfg = validate_config(study_config(study, embed={"name": "consensa.SentenceTransformer.v1"}))
+    first = json.loads((run(cfg, study, tmp_path / "r1") / "manifest.json").read_text())
+    second = json.loads((run(cfg, study, tmp_path / "r2") / "manifest.json").read_text())
+    n = first["counts"]["segment_segments"]
+    assert first["counts"]["embedded"] > 0
+    assert second["counts"]["embedded"] == 0 and second["counts"]["embeddings_from_cache"] > 0
+    assert n == second["counts"]["segment_segments"]
+
+
+def test_bad_config_and_bad_input_exit_2_without_traceback(study, capsys):
+    bad = write_config(study.parent, {**study_config(study), "clustr": {}})
+    assert main(["validate", str(bad)]) == 2
+    assert "'clustr' is not a known setting" in capsys.readouterr().err
+    empty = study.parent / "empty"
+    empty.mkdir()
+    cfg = write_config(study.parent, study_config(empty))
+    assert main(["run", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert str(empty) in err and "Traceback" not in err
+
+
+def test_a_broken_file_is_skipped_and_reported_while_the_rest_runs(study):
+    (study / "broken.docx").write_bytes(b"PK\x03\x04 this is not a real docx")
+    out = run(validate_config(study_config(study)), study, study.parent / "out")
+    manifest = json.loads((out / "manifest.json").read_text())
+    skipped = [s for s in manifest["skipped"] if "broken.docx" in s["what"]]
+    assert len(skipped) == 1 and manifest["counts"]["cases_analysed"] == 6
+    assert "broken.docx" in (out / "report.html").read_text()
+
+
+def test_sensitizing_concepts_are_matched_or_reported_unsupported(study):
+    concepts = {"items": [{"name": "training gaps", "description": "training program never taught tears"},
+                          {"name": "medication", "description": "dosage of antidepressant pills"}],
+                "segment_threshold": 0.3}
+    out = run(validate_config(study_config(study, concepts=concepts)), study, study.parent / "out")
+    table = pd.read_csv(out / "concepts.csv", dtype=str, keep_default_na=False)
+    assert table["status"].tolist() == ["supported", "unsupported"]
+    themes = pd.read_csv(out / "themes.csv")
+    best = int(table.loc[0, "theme_ids"].split(";")[0])
+    assert "train" in themes.loc[themes["theme_id"] == best, "keywords"].iloc[0]
+
+
+@pytest.mark.slow
+def test_demo_study_with_the_default_pipeline(tmp_path):
+    """The bundled demo, real model and UMAP: themes a reader recognises, twice alike."""
+    from pipeline.config import load_config
+
+    cfg, base = load_config(ROOT / "configs" / "demo.yaml", [f"cache_dir={tmp_path / 'cache'}"])
+    a = run(cfg, base, tmp_path / "a")
+    b = run(cfg, base, tmp_path / "b")
+    sa, sb = pd.read_parquet(a / "segments.parquet"), pd.read_parquet(b / "segments.parquet")
+    assert sa["theme"].tolist() == sb["theme"].tolist()
+    manifest = json.loads((a / "manifest.json").read_text())
+    assert manifest["counts"]["cases_analysed"] == 10
+    assert manifest["outlier_share"] <= 0.15
+    themes = pd.read_csv(a / "themes.csv")
+    assert len(themes) >= 6
+    words = " ".join(themes["keywords"])
+    assert {"supervisor", "taught", "training"} <= set(words.replace(";", " ").split())
+    concepts = pd.read_csv(a / "concepts.csv")
+    assert (concepts["status"] == "supported").all()
