@@ -79,7 +79,8 @@ class RunConfig(BaseModel):
     concepts: ConceptsConfig = ConceptsConfig()
     domains: DomainConfig = DomainConfig()
     cqr: CQRConfig = CQRConfig()
-    map: StageSpec = StageSpec(name="consensa.UMAP.v1", n_components=2, metric="euclidean")
+    #: the 2-D map of segments in the report, fitted on the embeddings
+    map: StageSpec = StageSpec(name="consensa.UMAP.v1", n_components=2, min_dist=0.1)
 
 
 def set_dotted(data: dict, dotted: str, value: Any) -> None:

@@ -3,7 +3,8 @@
 A hierarchy (average linkage, cosine distance) over the theme centroids is cut
 at ``distance_threshold`` (or into ``n_domains`` groups). A theme left alone by
 the cut goes to the Miscellaneous domain, as CQR keeps an "other" domain for
-what fits nowhere else. Domains are named by c-TF-IDF over their segments.
+what fits nowhere else. Domains are named by the words that set their segments
+apart from the rest (keyness; see :func:`pipeline.label.keyness`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from .label import Vocabulary, ctfidf
+from .label import Vocabulary, keyness
 
 MISC = "Miscellaneous"
 
@@ -24,7 +25,7 @@ class DomainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    distance_threshold: float = Field(0.45, gt=0, le=2,
+    distance_threshold: float = Field(0.4, gt=0, le=2,
                                       description="cut the theme tree at this cosine distance")
     n_domains: int | None = Field(None, ge=1, description="cut into this many groups instead")
     singletons_to_miscellaneous: bool = True
@@ -65,7 +66,7 @@ def propose_domains(theme_centroids: np.ndarray, segment_theme: np.ndarray,
     n_dom = len(order) + (1 if misc else 0)
     docs = {d: [vocabulary.docs[i] for i in np.flatnonzero(segment_theme >= 0)
                 if theme_domain[segment_theme[i]] == d] for d in range(n_dom)}
-    words = ctfidf(docs)
+    words = keyness(docs)
     rows = []
     for d in range(n_dom):
         members = np.flatnonzero(theme_domain == d).tolist()

@@ -131,6 +131,27 @@ def ctfidf(groups: dict[int, list[list[str]]], min_docs: int = 2) -> dict[int, l
     return out
 
 
+def keyness(groups: dict[int, list[list[str]]], min_count: int = 3) -> dict[int, list[tuple[str, float]]]:
+    """Terms that set a group apart: p(t|g) * log(p(t|g) / p(t)), positive only.
+
+    Used for domains, which are few and large: there a word frequent everywhere
+    ("felt", "session") still tops a c-TF-IDF ranking, while its keyness is ~0.
+    """
+    tf = {g: Counter(t for d in docs for t in d) for g, docs in groups.items()}
+    total: Counter = Counter()
+    for c in tf.values():
+        total.update(c)
+    n_all = sum(total.values()) or 1
+    out: dict[int, list[tuple[str, float]]] = {}
+    for g, counts in tf.items():
+        n = sum(counts.values()) or 1
+        scored = [(t, (c / n) * np.log((c / n) / (total[t] / n_all)))
+                  for t, c in counts.items() if c >= min_count]
+        scored = sorted(((t, float(v)) for t, v in scored if v > 0), key=lambda x: (-x[1], x[0]))
+        out[g] = scored
+    return out
+
+
 def representative(vectors: np.ndarray, members: np.ndarray, centroid: np.ndarray,
                    cases: Sequence[str], n: int, diversity: float) -> list[int]:
     """Indices of ``n`` quotes near the centroid yet unlike each other (MMR).

@@ -116,7 +116,7 @@ def build(cfg: RunConfig, base_dir: Path, report: Callable[[str], None] = lambda
                                       theme_cents)
     with timer.stage("map"):
         mapper = make("map")
-        coords = mapper.fit_transform(reduced if cfg.reduce.name != "consensa.Identity.v1" else vectors)
+        coords = mapper.fit_transform(vectors)
 
     # --- cross-analysis -----------------------------------------------------
     analysed_cases = sorted(segments["case_id"].unique())

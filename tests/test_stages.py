@@ -158,3 +158,14 @@ def test_concepts_without_support_are_reported_not_forced():
     assert out["status"].tolist() == ["supported", "unsupported"]
     assert out.loc[0, "n_segments"] == 3 and out.loc[0, "n_cases"] == 3 and out.loc[0, "theme_ids"] == "0"
     assert out.loc[1, "quote_ids"] == "" and out.loc[1, "n_segments"] == 0
+
+
+def test_keyness_drops_words_every_group_uses_alike():
+    from pipeline.label import keyness
+
+    groups = {0: [["felt", "supervisor", "supervisor", "supervisor"]] * 2,
+              1: [["felt", "training", "training", "training"]] * 2}
+    k = keyness(groups, min_count=2)
+    assert [t for t, _ in k[0]] == ["supervisor"] and [t for t, _ in k[1]] == ["training"]
+    # p(t|g) = 6/8, p(t) = 6/16 -> 0.75 * log 2
+    assert k[0][0][1] == pytest.approx(0.75 * np.log(2))
