@@ -134,7 +134,17 @@ def read_yaml(path: Path) -> dict:
 
 
 def validate_config(data: dict, path: Path | None = None) -> RunConfig:
-    """Validate a config mapping, including each stage's parameters."""
+    """Validate a config mapping, including each stage's parameters.
+
+    A stage section without a ``name`` keeps the default implementation and its
+    default parameters, with the keys it gives laid over them.
+    """
+    data = dict(data)
+    for section in STAGE_KINDS:
+        given = data.get(section)
+        if isinstance(given, dict) and "name" not in given:
+            default = RunConfig.model_fields[section].default
+            data[section] = {**default.model_dump(), **given}
     try:
         cfg = RunConfig.model_validate(data)
     except pydantic.ValidationError as exc:

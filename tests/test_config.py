@@ -78,3 +78,9 @@ def test_demo_config_is_valid():
 
 def test_validate_config_accepts_a_mapping():
     assert validate_config({"seed": 1}).seed == 1
+
+
+def test_a_stage_section_without_name_overrides_the_default_implementation(tmp_path):
+    cfg, _ = load_config(write(tmp_path, {"map": {"n_components": 3}}))
+    assert cfg.map.name == "consensa.UMAP.v1"
+    assert cfg.map.params() == {"n_components": 3, "min_dist": 0.1}
