@@ -27,7 +27,7 @@ FILLER_PHRASES = ("you know", "kind of", "sort of", "i mean", "i guess", "i thin
 FILLER_WORDS = frozenset("""
 um umm uh uhh uhm er erm ah oh hmm mm mmm mhm mm-hmm uh-huh like yeah yes yep okay ok
 right well so just really actually basically literally totally stuff thing things gonna
-wanna gotta kinda sorta lot lots little bit pretty maybe sure mean guess know think say
+wanna gotta kinda sorta laugh laughs laughing pause inaudible crosstalk lot lots little bit pretty maybe sure mean guess know think say
 said tell told go going went get got come came want thing something anything everything
 way time kind sort yeah probably definitely obviously honestly certainly
 """.split())
@@ -174,6 +174,13 @@ def representative(vectors: np.ndarray, members: np.ndarray, centroid: np.ndarra
     return [int(members[i]) for i in chosen]
 
 
+def _by_case(docs: list[list[str]], case_of: np.ndarray, mask: np.ndarray) -> list[list[str]]:
+    pooled: dict[str, list[str]] = {}
+    for i in np.flatnonzero(mask):
+        pooled.setdefault(case_of[i], []).extend(docs[i])
+    return list(pooled.values())
+
+
 def label_themes(segments: pd.DataFrame, embeddings: np.ndarray, clustering: Clustering,
                  config: LabelConfig, vocabulary: Vocabulary | None = None) -> pd.DataFrame:
     """One row per theme: keywords, key phrases, name, quotes and counts.
@@ -185,12 +192,13 @@ def label_themes(segments: pd.DataFrame, embeddings: np.ndarray, clustering: Clu
     vocab = vocabulary or build_vocabulary(segments["text"].tolist(), config.extra_stop_words)
     theme = clustering.theme
     k = clustering.n_themes
-    groups = {t: [vocab.docs[i] for i in np.flatnonzero(theme == t)] for t in range(-1, k)}
-    phrase_groups = {t: [[" ".join(c[j:j + n]) for c in vocab.chains[i]
-                          for n in (2, 3) for j in range(len(c) - n + 1)]
-                         for i in np.flatnonzero(theme == t)] for t in range(-1, k)}
-    words = ctfidf(groups)
-    phrases = ctfidf(phrase_groups)
+    case_of = segments["case_id"].to_numpy()
+    phrase_docs = [[" ".join(c[j:j + n]) for c in chains for n in (2, 3)
+                    for j in range(len(c) - n + 1)] for chains in vocab.chains]
+    # Terms are pooled per case within a theme, so a keyword must be used in at
+    # least two cases: a theme is named by what cases share, not one story's details.
+    words = ctfidf({t: _by_case(vocab.docs, case_of, theme == t) for t in range(-1, k)})
+    phrases = ctfidf({t: _by_case(phrase_docs, case_of, theme == t) for t in range(-1, k)})
     cents = centroids(embeddings, theme, k)
     cases = segments["case_id"].tolist()
     ids = segments["segment_id"].tolist()

@@ -169,3 +169,13 @@ def test_keyness_drops_words_every_group_uses_alike():
     assert [t for t, _ in k[0]] == ["supervisor"] and [t for t, _ in k[1]] == ["training"]
     # p(t|g) = 6/8, p(t) = 6/16 -> 0.75 * log 2
     assert k[0][0][1] == pytest.approx(0.75 * np.log(2))
+
+
+def test_a_keyword_must_be_shared_by_two_cases_of_the_theme():
+    texts = ["Nobody taught us about tears.", "Training taught me nothing about tears.",
+             "My grandmother's piano, the piano, the piano again.", "The piano piano piano piano."]
+    segs = _segments(texts, ["A", "B", "C", "C"])
+    emb = np.ones((4, 2), np.float32) / np.sqrt(2)
+    c = Clustering(np.zeros(4, int), np.ones(4, np.float32), np.zeros(4, bool), 0)
+    kw = label_themes(segs, emb, c, LabelConfig())["keywords"].iloc[0].split("; ")
+    assert "taught" in kw and "tears" in kw and "piano" not in kw
