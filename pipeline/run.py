@@ -7,12 +7,10 @@ renamed when complete, so a run folder is never half-written and an existing one
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import platform
 import shutil
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,7 +25,7 @@ import pandas as pd
 from . import __version__
 from .cluster import assign, centroids
 from .concepts import concept_text, match_concepts
-from .config import RunConfig, config_hash, dump_yaml, resolved
+from .config import STAGE_KINDS, RunConfig, config_hash, dump_yaml, resolved
 from .cqr import cqr_markdown, cqr_table, cutoffs, frequency_label
 from .domains import propose_domains
 from .embed import EmbeddingCache, embed_texts
@@ -75,7 +73,6 @@ def build(cfg: RunConfig, base_dir: Path, report: Callable[[str], None] = lambda
 
     def make(section: str):
         spec = getattr(cfg, section)
-        from .config import STAGE_KINDS
         obj = REGISTRIES[STAGE_KINDS[section]].build(spec.name, spec.params(), seed=cfg.seed,
                                                       where=section)
         params[section] = {"name": spec.name, **get_params(obj)}

@@ -1,7 +1,6 @@
 """The whole pipeline on small studies written for these tests."""
 
 import json
-import shutil
 from pathlib import Path
 
 import pandas as pd
