@@ -20,12 +20,17 @@ def _say(msg: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .config import load_config
+    from .batch import load_single  # load_config, also refusing sweep: and reading stability:
     from .run import run
 
-    cfg, base = load_config(args.config, args.set or [])
+    cfg, base, stability = load_single(args.config, args.set or [])
     start = time.perf_counter()
     folder = run(cfg, base, Path(args.out) if args.out else None, report=_say)
+    stab = None
+    if stability is not None:
+        from .stability import stability_for_run
+
+        stab = stability_for_run(folder, stability, base_dir=base, report=_say)
     import json
 
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
@@ -38,15 +43,34 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  skipped: {len(manifest['skipped'])} item(s), listed in the report and manifest.json")
     print(f"  run folder: {folder}")
     print(f"  report:     {folder / 'report.html'}")
+    if stab is not None:
+        print(f"  stability:  {stab.summary()['overall']} overall; {stab.n_unstable} of "
+              f"{len(stab.table)} themes unstable ({folder / 'stability.md'})")
     return 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .config import load_config
+    from .batch import load_plans  # validates sweep: and stability: sections too
 
-    cfg, _ = load_config(args.config, args.set or [])
-    print(f"{args.config}: valid (run name '{cfg.name}')")
+    plans = load_plans(args.config, args.set or [])
+    runs = f"{len(plans)} runs in its sweep" if len(plans) > 1 else f"run name '{plans[0].cfg.name}'"
+    print(f"{args.config}: valid ({runs})")
     return 0
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from .batch import cli
+
+    return cli(args.configs, jobs=args.jobs, out=args.out, overrides=args.set or [], report=_say)
+
+
+def cmd_stability(args: argparse.Namespace) -> int:
+    from .stability import cli
+
+    return cli(args.run, resamples=args.resamples, leave_out=args.leave_out,
+               bootstrap=args.bootstrap, threshold=args.threshold,
+               unstable_below=args.unstable_below, seed=args.seed, cache_dir=args.cache_dir,
+               report=_say)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,6 +91,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config")
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("batch", help="run several configs, or a config's sweep: of settings",
+                       description="Run every config given (a folder stands for its .yaml "
+                       "files), one run folder each inside one batch folder, with "
+                       "batch_summary.csv and index.html. A config's sweep: section expands "
+                       "into one run per combination; its stability: section checks each run. "
+                       "Exit status 1 if any run failed.")
+    p.add_argument("configs", nargs="+", metavar="CONFIG_OR_DIR")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="runs at a time, each in its own process (default 1)")
+    p.add_argument("--out", help="the batch folder (default: <output_dir>/batch-<time>)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a setting in every config (repeatable)")
+    p.set_defaults(func=cmd_batch)
+
+    p = sub.add_parser("stability", help="check how stable a run's themes are under resampling",
+                       description="Re-cluster a run on resamples (leave-k-cases-out and "
+                       "bootstrap) and report per theme how often it reappears. Adds "
+                       "stability.csv, stability.md and a stability column in themes.csv to "
+                       "the run folder and renders report.html again.")
+    p.add_argument("run", help="a run folder made by `consensa run`")
+    p.add_argument("--resamples", type=int, help="re-clusterings in all (default 20)")
+    p.add_argument("--leave-out", type=int, metavar="K",
+                   help="cases withheld per leave-out resample (default 1; 0 = bootstrap only)")
+    p.add_argument("--no-bootstrap", dest="bootstrap", action="store_false", default=None,
+                   help="leave-out resamples only")
+    p.add_argument("--threshold", type=float,
+                   help="best Jaccard overlap for a theme to count as reappearing (default 0.5)")
+    p.add_argument("--unstable-below", type=float, metavar="SHARE",
+                   help="themes reappearing in fewer resamples than this are unstable (default 0.6)")
+    p.add_argument("--seed", type=int, help="seed of the resampling (default: the run's seed)")
+    p.add_argument("--cache-dir", type=Path,
+                   help="the embedding cache folder, if it cannot be found from the run")
+    p.set_defaults(func=cmd_stability)
+
     return parser
 
 
@@ -78,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"consensa: error: {exc}", file=sys.stderr)
         return exc.exit_status
     except KeyboardInterrupt:
-        print("consensa: interrupted; no run folder was written "
+        print("consensa: interrupted; a run folder that was not finished was not written "
               "(embeddings computed so far are kept in the cache)", file=sys.stderr)
         return 130
 

@@ -76,4 +76,6 @@ def propose_domains(theme_centroids: np.ndarray, segment_theme: np.ndarray,
         rows.append({"domain_id": d, "name": name, "keywords": "; ".join(kw),
                      "theme_ids": "; ".join(str(t) for t in members),
                      "n_themes": len(members), "is_miscellaneous": is_misc})
-    return DomainAssignment(theme_domain=theme_domain, domains=pd.DataFrame(rows), linkage=link)
+    domains = pd.DataFrame(rows, columns=["domain_id", "name", "keywords", "theme_ids", "n_themes",
+                                          "is_miscellaneous"])
+    return DomainAssignment(theme_domain=theme_domain, domains=domains, linkage=link)

@@ -133,6 +133,7 @@ def render_report(result: RunResult) -> str:
         "tree": _tree_section(result.theme_linkage, themes, domains, domain_rank, colours),
         "concepts": _concepts_section(concepts, theme_names, lookup),
         "themes": _theme_cards(themes, domain_names, colours, per_theme_case, lookup),
+        "stability": _stability_section(themes, manifest),
         "unassigned": _unassigned_section(seg, seg_theme),
         "skipped": _skipped_section(manifest),
         "provenance": _provenance_section(manifest, config),
@@ -141,7 +142,8 @@ def render_report(result: RunResult) -> str:
         ("summary", "Summary", "header"), ("cqr", "Cross-analysis (CQR table)", "cqr"),
         ("map", "Map of segments", "map"), ("heatmap", "Themes by case", "heatmap"),
         ("domains", "Domains", "tree"), ("concepts", "Sensitizing concepts", "concepts"),
-        ("themes", "Themes", "themes"), ("unassigned", "Unassigned segments", "unassigned"),
+        ("themes", "Themes", "themes"), ("stability", "Stability of the themes", "stability"),
+        ("unassigned", "Unassigned segments", "unassigned"),
         ("skipped", "What was skipped", "skipped"), ("provenance", "How this was made",
                                                        "provenance"),
     ) if ctx[key] is not None]
@@ -732,8 +734,58 @@ def _theme_cards(themes: pd.DataFrame, domain_names: dict[int, str], colours: di
             "keywords": _split(r["keywords"]), "key_phrases": _split(r["key_phrases"]),
             "core_idea": _s(r["core_idea"]),
             "quotes": [lookup.quote(q) for q in _split(r["quote_ids"])],
+            # set by `consensa stability` (a "stability" column in themes.csv), else None
+            "stability": _stability_of(r),
         })
     return cards
+
+
+# --- Stability (added by `consensa stability`; see pipeline/stability.py) ------------
+
+def _stability_of(row: Mapping) -> dict[str, str] | None:
+    """A theme's stability badge, when themes carry a "stability" column."""
+    if "stability" not in row:
+        return None
+    text = _s(row["stability"]).strip().lower() or "not assessed"
+    return {"text": text, "cls": _slug(text), "unstable": text == "unstable",
+            "reappearance": _fmt_pct(row.get("reappearance"))}
+
+
+def _fmt_pct(x: Any) -> str:
+    v = _float(x)
+    return "—" if v is None else f"{100.0 * v:.0f} %"
+
+
+def _stability_section(themes: pd.DataFrame, manifest: Mapping) -> dict[str, Any] | None:
+    """The stability table; None (no section) unless themes have a "stability" column."""
+    if "stability" not in themes.columns:
+        return None
+    rows = []
+    for r in themes.sort_values("theme_id", kind="stable").to_dict("records"):
+        badge = _stability_of(r)
+        rows.append({"id": int(r["theme_id"]), "name": _s(r["name"]), "badge": badge,
+                     "reappearance": badge["reappearance"],
+                     "mean_jaccard": _fmt_float(r.get("mean_jaccard")),
+                     "label_change": _fmt_pct(r.get("label_change_rate")),
+                     "by_kind": f"{_fmt_pct(r.get('reappearance_leave_out'))} · "
+                                f"{_fmt_pct(r.get('reappearance_bootstrap'))}",
+                     "resamples": _s(r.get("stability_resamples")) or "—"})
+    info = manifest.get("stability")
+    info = info if isinstance(info, Mapping) else {}
+    threshold, cut = _float(info.get("threshold")), _float(info.get("unstable_below"))
+    facts = []
+    if _int(info.get("resamples")) is not None:
+        facts.append(("Resamples", f"{_int(info.get('leave_out_resamples'), 0)} leaving "
+                      f"{_int(info.get('leave_out'), 0)} case(s) out, "
+                      f"{_int(info.get('bootstrap_resamples'), 0)} bootstrap"))
+    if _float(info.get("overall")) is not None:
+        facts.append(("Overall stability", _fmt_float(info.get("overall"))))
+    facts.append(("Unstable themes", f"{sum(r['badge']['unstable'] for r in rows)} of {len(rows)}"))
+    if _float(info.get("reproduced")) is not None:
+        facts.append(("Re-run with the run's seed (mean Jaccard)", _fmt_float(info.get("reproduced"), 3)))
+    return {"rows": rows, "facts": facts,
+            "threshold": "—" if threshold is None else f"{threshold:g}",
+            "cut": "—" if cut is None else f"{100.0 * cut:.0f} %"}
 
 
 def _unassigned_section(seg: pd.DataFrame, seg_theme: np.ndarray) -> dict[str, Any]:

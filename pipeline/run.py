@@ -156,7 +156,8 @@ def build(cfg: RunConfig, base_dir: Path, report: Callable[[str], None] = lambda
               "embedded": cache_counts["embedded"], "embeddings_from_cache": cache_counts["from_cache"]}
     manifest = {
         "consensa_version": __version__, "name": cfg.name, "started_at": started,
-        "seed": cfg.seed, "platform": platform.platform(), "versions": versions(),
+        "seed": cfg.seed, "base_dir": str(base_dir.resolve()), "platform": platform.platform(),
+        "versions": versions(),
         "inputs": [{"case_id": s.case_id, "path": s.path, "sha256": s.sha256, "encoding": s.encoding}
                    for s in corpus.sources.values()],
         "stage_params": params, "fitted": fitted, "counts": counts,

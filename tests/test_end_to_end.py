@@ -150,3 +150,17 @@ def test_demo_study_with_the_default_pipeline(tmp_path):
     assert {"supervisor", "taught", "training"} <= set(words.replace(";", " ").split())
     concepts = pd.read_csv(a / "concepts.csv")
     assert (concepts["status"] == "supported").all()
+
+
+def test_a_run_that_finds_no_theme_lists_every_segment_as_unassigned(study):
+    cfg = validate_config(study_config(study, cluster={"name": "consensa.HDBSCAN.v1",
+                                                        "min_cluster_size": 1000}))
+    out = run(cfg, study, study.parent / "out")
+    seg = pd.read_parquet(out / "segments.parquet")
+    assert (seg["theme"] == -1).all() and (seg["domain_id"] == -1).all()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["themes"] == 0 and manifest["outlier_share"] == 1.0
+    assert manifest["base_dir"] == str(study.resolve())
+    assert pd.read_csv(out / "themes.csv").empty
+    html = (out / "report.html").read_text()
+    assert seg["text"].iloc[0] in html

@@ -1,0 +1,512 @@
+"""``consensa batch``: many runs in one go, sweeps of settings, one summary.
+
+A batch runs every config it is given (or every ``.yaml`` in a folder, sorted),
+each into its own run folder inside one batch folder, and writes there
+``batch_summary.csv`` and ``index.html`` (a self-contained page linking every
+run's report). A config that fails (a typo'd key, unreadable input) is recorded
+with its reason and the batch goes on; the exit status is 1 if any run failed.
+
+Two sections of a config are read here, not by :class:`~pipeline.config.RunConfig`:
+
+``sweep:``
+    dotted config keys, each with a list of values; the config expands into one
+    run per combination, named ``<name>__<key>=<value>__...``::
+
+        sweep:
+          cluster.min_cluster_size: [8, 12]
+          reduce.n_neighbors: [10, 15]
+
+``stability:``
+    settings of :class:`~pipeline.stability.StabilityConfig` (or ``true``); each
+    run's themes are then checked for stability right after the run.
+
+Runs share the embedding cache when their configs name the same ``cache_dir``
+(a SQLite file in WAL mode, safe for the parallel runs of ``--jobs N``).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import math
+import multiprocessing
+import os
+import re
+import sys
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import datetime
+from hashlib import sha1
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import quote
+
+from .config import RunConfig, parse_override, read_yaml, set_dotted, validate_config
+from .errors import ConfigError, ConsensaError, InputError
+from .fsutil import atomic_write_text
+
+SWEEP_KEY = "sweep"
+STABILITY_KEY = "stability"
+LABELS = ("general", "typical", "variant", "rare", "single case")
+#: batch_summary.csv: one row per run, in the order the configs were given; the
+#: swept keys get a column each, after ``parameters``.
+SUMMARY_COLUMNS = ("run", "config", "status", "parameters", "themes", "domains", "cases",
+                   "segments", "outlier_share", "n_general", "n_typical", "n_variant", "n_rare",
+                   "n_single_case", "wall_time_s", "stability", "n_unstable", "report", "error")
+MAX_NAME = 120
+TEMPLATE = "batch_index.html.j2"
+
+
+# --- Reading configs: sweep and stability -----------------------------------------
+
+@dataclass
+class Plan:
+    """One run of a batch (or a config that could not be read, with ``error`` set)."""
+
+    config: str                                   # the config file, as given
+    run: str                                      # the run folder's name in the batch
+    params: dict[str, Any] = field(default_factory=dict)   # swept key -> value
+    cfg: RunConfig | None = None
+    base: Path | None = None                      # the config's folder
+    stability: Any = None                         # StabilityConfig or None
+    error: str = ""
+
+
+def _split_sections(path: Path, overrides: list[str]) -> tuple[dict, dict, Any]:
+    """The config mapping with --set applied and ``sweep``/``stability`` taken out."""
+    data = read_yaml(path)
+    for item in overrides:
+        key, value = parse_override(item)
+        set_dotted(data, key, value)
+    sweep = data.pop(SWEEP_KEY, None)
+    from .stability import parse_stability
+
+    stability = parse_stability(data.pop(STABILITY_KEY, None), path)
+    return data, _sweep_items(sweep, path), stability
+
+
+def _sweep_items(sweep: Any, path: Path) -> dict[str, list]:
+    if sweep is None:
+        return {}
+    if not isinstance(sweep, dict):
+        raise ConfigError("'sweep' must map config keys to lists of values, e.g. "
+                          "{cluster.min_cluster_size: [5, 10]}", path=path, field=SWEEP_KEY)
+    flat: dict[str, list] = {}
+
+    def walk(prefix: str, node: dict) -> None:
+        for key, values in node.items():
+            dotted = f"{prefix}{key}"
+            if isinstance(values, dict):
+                walk(dotted + ".", values)
+                continue
+            if dotted.split(".")[0] in ("name", SWEEP_KEY, STABILITY_KEY):
+                raise ConfigError(f"'{dotted}' cannot be swept", path=path,
+                                  field=f"{SWEEP_KEY}.{dotted}",
+                                  hint="runs of a sweep are named after their parameters")
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"the values of a sweep key must be a non-empty list, "
+                                  f"got {values!r}", path=path, field=f"{SWEEP_KEY}.{dotted}",
+                                  hint=f"write e.g. {dotted}: [5, 10, 20]")
+            flat[dotted] = values
+    walk("", sweep)
+    return flat
+
+
+def load_single(path: str | Path, overrides: list[str] = ()) -> tuple[RunConfig, Path, Any]:
+    """``consensa run``'s config: like load_config, also reading ``stability:``.
+
+    Returns (config, its folder, StabilityConfig or None); a ``sweep:`` is refused.
+    """
+    path = Path(path)
+    data, sweep, stability = _split_sections(path, list(overrides))
+    if sweep:
+        raise ConfigError("this config has a sweep: section; run it with consensa batch",
+                          path=path, hint=f"consensa batch {path}")
+    return validate_config(data, path), path.resolve().parent, stability
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, (int, float, str)):
+        return str(value)
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+
+
+def safe_name(text: str) -> str:
+    """A file name that is safe on every common file system, at most MAX_NAME long."""
+    name = re.sub(r"[^\w.=+,-]+", "_", text).strip("_") or "run"
+    if name[0] in ".-":
+        name = "_" + name
+    if len(name) > MAX_NAME:
+        name = name[:MAX_NAME - 9].rstrip("_.") + "-" + sha1(text.encode()).hexdigest()[:8]
+    return name
+
+
+def load_plans(path: str | Path, overrides: list[str] = ()) -> list[Plan]:
+    """One config file as the runs it stands for (one per sweep combination)."""
+    path = Path(path)
+    data, sweep, stability = _split_sections(path, list(overrides))
+    cfg = validate_config(data, path)
+    base = path.resolve().parent
+    if not sweep:
+        return [Plan(str(path), safe_name(cfg.name), {}, cfg, base, stability)]
+    for key, values in sweep.items():       # each key and value on its own first
+        for value in values:
+            trial = copy.deepcopy(data)
+            try:
+                set_dotted(trial, key, value)
+                validate_config(trial)
+            except ConfigError as exc:
+                raise ConfigError(f"the sweep setting '{key}' = {value!r} is not valid: "
+                                  f"{exc.reason}", path=path, field=f"{SWEEP_KEY}.{key}",
+                                  hint="a sweep key is a dotted config key such as "
+                                       "cluster.min_cluster_size, with a list of values; "
+                                       "`consensa validate` lists the allowed keys") from None
+    plans = []
+    for combo in itertools.product(*sweep.values()):
+        params = dict(zip(sweep, combo))
+        label = "__".join(f"{k}={format_value(v)}" for k, v in params.items())
+        run_name = safe_name(f"{cfg.name}__{label}")
+        trial = copy.deepcopy(data)
+        for key, value in params.items():
+            set_dotted(trial, key, value)
+        trial["name"] = re.sub(r"[^\w.-]", "-", run_name)
+        try:
+            run_cfg = validate_config(trial)
+        except ConfigError as exc:
+            raise ConfigError(f"the sweep combination {label} is not valid: {exc.reason}",
+                              path=path, field=SWEEP_KEY) from None
+        plans.append(Plan(str(path), run_name, params, run_cfg, base, stability))
+    return plans
+
+
+def collect_configs(items: list[str]) -> list[Path]:
+    """The config files named; a folder stands for its .yaml/.yml files, sorted."""
+    out: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir()
+                           if f.is_file() and f.suffix.lower() in (".yaml", ".yml"))
+            if not found:
+                raise ConfigError("no .yaml config files in this folder", path=p,
+                                  hint="give config files or a folder that holds some")
+            out += found
+        else:
+            out.append(p)
+    return out
+
+
+def plan_batch(items: list[str], overrides: list[str] = ()) -> list[Plan]:
+    """Every run of the batch; configs that cannot be read become failed plans."""
+    plans: list[Plan] = []
+    for path in collect_configs(items):
+        try:
+            plans += load_plans(path, overrides)
+        except ConsensaError as exc:
+            plans.append(Plan(str(path), safe_name(path.stem), error=str(exc)))
+    seen: dict[str, int] = {}
+    for plan in plans:                 # two configs with one name get distinct folders
+        n = seen.get(plan.run, 0) + 1
+        seen[plan.run] = n
+        if n > 1:
+            plan.run = f"{plan.run}-{n}"
+    return plans
+
+
+# --- Running ----------------------------------------------------------------------
+
+@dataclass
+class Job:
+    """What a worker needs for one run (picklable)."""
+
+    cfg: RunConfig
+    base: Path
+    out: Path
+    stability: Any = None
+
+
+def execute(job: Job) -> dict[str, Any]:
+    """Run one config (and its stability check); never raises for a user error."""
+    from .run import run
+    from .stability import stability_for_run
+
+    start = time.perf_counter()
+
+    def failed(msg: str) -> dict[str, Any]:
+        return {"status": "failed", "error": msg, "seconds": round(time.perf_counter() - start, 3)}
+
+    try:
+        run(job.cfg, job.base, job.out)
+    except ConsensaError as exc:
+        return failed(str(exc))
+    except Exception as exc:  # a bug: keep the batch going, keep the traceback
+        traceback.print_exc()
+        return failed(f"unexpected error ({type(exc).__name__}: {exc}); please report it")
+    if job.stability is not None:
+        try:
+            stability_for_run(job.out, job.stability, base_dir=job.base)
+        except ConsensaError as exc:
+            return failed(f"the run finished, but its stability check failed: {exc}")
+        except Exception as exc:
+            traceback.print_exc()
+            return failed(f"the run finished, but its stability check failed with an unexpected "
+                          f"error ({type(exc).__name__}: {exc}); please report it")
+    return {"status": "ok", "error": "", "seconds": round(time.perf_counter() - start, 3)}
+
+
+def _resolve(base: Path, p: Path) -> Path:
+    p = Path(os.path.expanduser(p))
+    return p if p.is_absolute() else base / p
+
+
+def batch_folder(plans: list[Plan], out: str | Path | None) -> Path:
+    """``--out``, or ``<output_dir of the first config>/batch-<time>``; never a used folder."""
+    if out is not None:
+        folder = Path(out)
+        if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+            raise InputError("the batch folder exists already and is not empty; Consensa never "
+                             "overwrites runs", path=folder, hint="choose another --out folder")
+        return folder
+    first = next((p for p in plans if p.cfg is not None), None)
+    parent = Path(os.path.normpath(_resolve(first.base, first.cfg.output_dir))) if first \
+        else Path("runs")
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    folder = parent / f"batch-{stamp}"
+    n = 1
+    while folder.exists():
+        n += 1
+        folder = parent / f"batch-{stamp}-{n}"
+    return folder
+
+
+@dataclass
+class BatchResult:
+    folder: Path
+    rows: list[dict[str, Any]]
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [r for r in self.rows if r["status"] != "ok"]
+
+
+def run_batch(plans: list[Plan], out: str | Path | None = None, jobs: int = 1,
+              report: Callable[[str], None] = lambda m: None) -> BatchResult:
+    """Run the plans (``jobs`` at a time, in separate processes when > 1) and summarise.
+
+    The summary is rewritten (atomically) after every run, so a long batch can be
+    followed in index.html and an interrupted one keeps what it finished.
+    """
+    folder = batch_folder(plans, out)
+    folder.mkdir(parents=True, exist_ok=True)
+    outcomes: dict[int, dict[str, Any]] = {
+        i: {"status": "failed", "error": p.error, "seconds": None}
+        for i, p in enumerate(plans) if p.error}
+    todo = [(i, Job(p.cfg, p.base, folder / p.run, p.stability))
+            for i, p in enumerate(plans) if not p.error]
+    write_summary(folder, plans, outcomes)
+    done = 0
+
+    def record(i: int, outcome: dict[str, Any]) -> None:
+        nonlocal done
+        done += 1
+        outcomes[i] = outcome
+        msg = f"[{done}/{len(todo)}] {plans[i].run}: {outcome['status']}"
+        if outcome.get("seconds") is not None:
+            msg += f" ({outcome['seconds']:.1f} s)"
+        if outcome["error"]:
+            msg += " - " + outcome["error"].splitlines()[0]
+        report(msg)
+        write_summary(folder, plans, outcomes)
+
+    try:
+        if jobs <= 1 or len(todo) <= 1:
+            for i, job in todo:
+                report(f"running {plans[i].run} ...")
+                record(i, execute(job))
+        else:
+            _run_parallel(todo, min(jobs, len(todo)), record, report)
+    finally:
+        for i, _ in todo:                        # interrupted: say so in the summary
+            outcomes.setdefault(i, {"status": "not run", "error": "the batch was interrupted",
+                                    "seconds": None})
+        rows = write_summary(folder, plans, outcomes)
+    return BatchResult(folder, rows)
+
+
+def _run_parallel(todo: list[tuple[int, Job]], jobs: int, record, report) -> None:
+    from concurrent.futures.process import BrokenProcessPool
+
+    # Each worker gets its share of the cores (numeric libraries read these when
+    # the worker imports them); the parent's own settings are put back after.
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+    saved = {n: os.environ.get(n) for n in names}
+    for n in names:
+        os.environ.setdefault(n, threads)
+    try:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+            futures = {}
+            for i, job in todo:
+                futures[pool.submit(execute, job)] = i
+            report(f"running {len(todo)} runs, {jobs} at a time ...")
+            for fut in as_completed(futures):
+                try:
+                    outcome = fut.result()
+                except BrokenProcessPool as exc:
+                    outcome = {"status": "failed", "seconds": None,
+                               "error": f"the worker process died ({exc}); out of memory?"}
+                except Exception as exc:
+                    outcome = {"status": "failed", "seconds": None,
+                               "error": f"unexpected error ({type(exc).__name__}: {exc})"}
+                record(futures[fut], outcome)
+    finally:
+        for n, v in saved.items():
+            if v is None:
+                os.environ.pop(n, None)
+            else:
+                os.environ[n] = v
+
+
+# --- Summary ------------------------------------------------------------------------
+
+def summarise_run(folder: Path) -> dict[str, Any]:
+    """The numbers of one finished run folder that the batch summary shows."""
+    import pandas as pd
+
+    row: dict[str, Any] = {}
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.is_file():
+        return row
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    counts = manifest.get("counts", {})
+    row.update(themes=counts.get("themes"), domains=counts.get("domains"),
+               cases=counts.get("cases_analysed"), segments=counts.get("segment_segments"),
+               outlier_share=manifest.get("outlier_share"), wall_time_s=manifest.get("wall_time_s"))
+    themes = pd.read_csv(folder / "themes.csv", dtype={"frequency_label": str},
+                         keep_default_na=False)
+    labels = themes["frequency_label"].value_counts() if len(themes) else {}
+    for label in LABELS:
+        row[f"n_{label.replace(' ', '_')}"] = int(labels.get(label, 0))
+    stab = folder / "stability.csv"
+    if stab.is_file():
+        s = pd.read_csv(stab).merge(themes[["theme_id", "n_segments"]], on="theme_id", how="left")
+        ok = s["reappearance"].notna() & (pd.to_numeric(s["n_segments"], errors="coerce") > 0)
+        w = pd.to_numeric(s.loc[ok, "n_segments"])
+        row["stability"] = round(float((s.loc[ok, "reappearance"] * w).sum() / w.sum()), 4) \
+            if w.sum() else None
+        row["n_unstable"] = int((~s["stable"].astype(bool)).sum())
+    if (folder / "report.html").is_file():
+        row["report"] = f"{folder.name}/report.html"
+    return row
+
+
+def summary_rows(folder: Path, plans: list[Plan],
+                 outcomes: dict[int, dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    keys = list(dict.fromkeys(k for p in plans for k in p.params))
+    rows = []
+    for i, plan in enumerate(plans):
+        out = outcomes.get(i, {"status": "pending", "error": "", "seconds": None})
+        row: dict[str, Any] = {c: None for c in SUMMARY_COLUMNS}
+        row.update(run=plan.run, config=plan.config, status=out["status"],
+                   error=out.get("error") or "",
+                   parameters="; ".join(f"{k}={format_value(v)}" for k, v in plan.params.items()))
+        if out["status"] in ("ok", "failed") and not plan.error:
+            row.update(summarise_run(folder / plan.run))
+        if row["wall_time_s"] is None and out.get("seconds") is not None and out["status"] == "ok":
+            row["wall_time_s"] = out["seconds"]
+        for k in keys:
+            v = plan.params.get(k)
+            row[k] = v if v is None or isinstance(v, (bool, int, float, str)) else format_value(v)
+        rows.append(row)
+    return rows, keys
+
+
+def write_summary(folder: Path, plans: list[Plan],
+                  outcomes: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    """batch_summary.csv and index.html in the batch folder, atomically."""
+    import pandas as pd
+
+    rows, keys = summary_rows(folder, plans, outcomes)
+    fixed = list(SUMMARY_COLUMNS)
+    at = fixed.index("parameters") + 1
+    columns = fixed[:at] + [k for k in keys if k not in fixed] + fixed[at:]
+    table = pd.DataFrame(rows, columns=columns)
+    for col in ("themes", "domains", "cases", "segments", *(f"n_{lbl.replace(' ', '_')}" for lbl in LABELS),
+                "n_unstable"):
+        table[col] = pd.array(table[col].tolist(), dtype="Int64")
+    for k in keys:           # swept integers stay integers beside the rows without them
+        values = [r[k] for r in rows]
+        given = [v for v in values if v is not None]
+        if given and all(isinstance(v, int) and not isinstance(v, bool) for v in given):
+            table[k] = pd.array(values, dtype="Int64")
+    atomic_write_text(folder / "batch_summary.csv", table.to_csv(index=False))
+    atomic_write_text(folder / "index.html", render_index(folder.name, rows, keys))
+    return rows
+
+
+def _fmt(v: Any, spec: str = "") -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    return format(v, spec) if spec else str(v)
+
+
+def render_index(title: str, rows: list[dict[str, Any]], keys: list[str]) -> str:
+    """index.html: one table row per run, linking its report (relative links)."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
+                             autoescape=True, undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    view = []
+    for r in rows:
+        view.append({
+            "run": r["run"], "config": r["config"], "config_name": Path(r["config"]).name,
+            "status": r["status"],
+            "href": quote(r["report"], safe="/=+,") if r.get("report") else None,
+            "params": [(k, format_value(r[k]) if r.get(k) is not None else "—") for k in keys],
+            "themes": _fmt(r["themes"]), "domains": _fmt(r["domains"]),
+            "outliers": _fmt(None if r["outlier_share"] is None else 100 * r["outlier_share"], ".1f")
+            + (" %" if r["outlier_share"] is not None else ""),
+            "labels": [_fmt(r[f"n_{lbl.replace(' ', '_')}"]) for lbl in LABELS],
+            "wall": _fmt(r["wall_time_s"], ".1f") + (" s" if r["wall_time_s"] is not None else ""),
+            "stability": _fmt(r["stability"], ".2f"), "n_unstable": _fmt(r["n_unstable"]),
+            "error": r["error"]})
+    n_ok = sum(r["status"] == "ok" for r in rows)
+    n_failed = sum(r["status"] in ("failed", "not run") for r in rows)
+    return env.get_template(TEMPLATE).render(
+        title=title, rows=view, keys=keys, labels=LABELS, n_ok=n_ok, n_failed=n_failed,
+        n_pending=len(rows) - n_ok - n_failed, any_stability=any(r["stability"] is not None
+                                                                   for r in rows))
+
+
+# --- The command --------------------------------------------------------------------
+
+def cli(configs: list[str], jobs: int = 1, out: str | None = None, overrides: list[str] = (),
+        report: Callable[[str], None] = lambda m: None) -> int:
+    """``consensa batch``: 0 when every run succeeded, 1 when any failed."""
+    if jobs < 1:
+        raise ConfigError("--jobs must be 1 or more")
+    start = time.perf_counter()
+    plans = plan_batch(configs, list(overrides))
+    result = run_batch(plans, out, jobs, report)
+    rows = result.rows
+    print(f"Consensa batch: {len(rows) - len(result.failed)} of {len(rows)} runs succeeded "
+          f"in {time.perf_counter() - start:.1f} s")
+    for r in rows:
+        stab = "" if r["stability"] is None else f"  stability {r['stability']:.2f}"
+        if r["status"] == "ok":
+            print(f"  ok      {r['run']}: {r['themes']} themes, {r['domains']} domains, "
+                  f"outliers {100 * (r['outlier_share'] or 0):.1f} %{stab}")
+        else:
+            reason = r["error"].replace("\n", "\n          ")
+            print(f"  {r['status']:<7} {r['run']} ({r['config']}):\n          {reason}")
+    print(f"  summary: {result.folder / 'batch_summary.csv'}")
+    print(f"  index:   {result.folder / 'index.html'}")
+    sys.stdout.flush()
+    return 1 if result.failed else 0

@@ -1,0 +1,198 @@
+"""``consensa batch``: many configs, sweeps, failures recorded, parallel runs."""
+
+from __future__ import annotations
+
+import multiprocessing
+import re
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from pipeline.batch import load_plans, plan_batch, safe_name
+from pipeline.cli import main
+from pipeline.config import validate_config
+from pipeline.embed import EmbeddingCache
+from pipeline.errors import ConfigError
+from pipeline.run import run
+from study import study_config, write_study
+from test_report import parse
+
+FAST = {"embed": {"name": "consensa.TfidfSVD.v1", "n_components": 20},
+        "reduce": {"name": "consensa.Identity.v1"},
+        "cluster": {"name": "consensa.KMeans.v1", "n_clusters": 3}}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    return write_study(tmp_path_factory.mktemp("batch") / "interviews")
+
+
+def write_config(folder: Path, file: str, study: Path, **changes) -> Path:
+    data = study_config(study, **FAST)
+    data.update(changes)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / file).write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return folder / file
+
+
+def summary(folder: Path) -> pd.DataFrame:
+    return pd.read_csv(folder / "batch_summary.csv", keep_default_na=False, na_values=[""])
+
+
+def test_a_broken_config_is_reported_and_the_batch_goes_on(study, tmp_path, capsys):
+    configs = tmp_path / "configs"
+    write_config(configs, "a_good.yaml", study, name="good-one")
+    write_config(configs, "b_typo.yaml", study, name="typo",
+                 cluster={"name": "consensa.KMeans.v1", "n_clustres": 3})
+    write_config(configs, "c_no_input.yaml", study, name="no-input",
+                 ingest={"paths": [str(tmp_path / "missing")]})
+    write_config(configs, "d_good.yaml", study, name="good-two", seed=3)
+    (configs / "notes.txt").write_text("not a config")
+    out = tmp_path / "batch"
+
+    assert main(["batch", str(configs), "--out", str(out)]) == 1
+
+    table = summary(out)
+    # a config that cannot be read is listed under its file name
+    assert table["run"].tolist() == ["good-one", "b_typo", "no-input", "good-two"]
+    assert table["status"].tolist() == ["ok", "failed", "failed", "ok"]
+    errors = dict(zip(table["run"], table["error"].fillna("")))
+    assert "b_typo.yaml" in errors["b_typo"] and "cluster.n_clustres" in errors["b_typo"]
+    assert "no transcript" in errors["no-input"] and "missing" in errors["no-input"]
+    for name in ("good-one", "good-two"):
+        row = table.set_index("run").loc[name]
+        assert (out / name / "report.html").is_file()
+        assert row["report"] == f"{name}/report.html"
+        assert row["themes"] == 3 and row["n_general"] + row["n_typical"] + row["n_variant"] \
+            + row["n_rare"] + row["n_single_case"] == 3
+        assert 0 <= row["outlier_share"] <= 1 and row["wall_time_s"] > 0
+    assert not (out / "b_typo").exists() and not (out / "no-input").exists()
+    printed = capsys.readouterr().out
+    assert "2 of 4 runs succeeded" in printed and "cluster.n_clustres" in printed
+
+    index = (out / "index.html").read_text(encoding="utf-8")
+    doc = parse(index)
+    assert doc.errors == [] and doc.stack == []
+    assert sorted(doc.urls) == ["good-one/report.html", "good-two/report.html"]
+    assert "n_clustres" in index and "http" not in index.replace("http-equiv", "")
+
+
+def test_a_two_by_two_sweep_names_runs_by_their_parameters(study, tmp_path, capsys):
+    path = write_config(tmp_path, "sweep.yaml", study, name="mini",
+                        sweep={"cluster.n_clusters": [2, 3], "embed.n_components": [10, 20]},
+                        stability={"resamples": 4})
+    out = tmp_path / "batch"
+    assert main(["batch", str(path), "--out", str(out)]) == 0
+
+    table = summary(out)
+    expected = [(2, 10), (2, 20), (3, 10), (3, 20)]
+    assert list(zip(table["cluster.n_clusters"], table["embed.n_components"])) == expected
+    names = [f"mini__cluster.n_clusters={k}__embed.n_components={d}" for k, d in expected]
+    assert table["run"].tolist() == names
+    assert table["parameters"].tolist() == [f"cluster.n_clusters={k}; embed.n_components={d}"
+                                           for k, d in expected]
+    assert (table["status"] == "ok").all() and table["themes"].tolist() == [2, 2, 3, 3]
+    for name, (k, d) in zip(names, expected):
+        folder = out / name
+        cfg = yaml.safe_load((folder / "config.yaml").read_text())
+        assert cfg["cluster"]["n_clusters"] == k and cfg["embed"]["n_components"] == d
+        assert re.fullmatch(r"[\w.-]+", cfg["name"])
+        assert (folder / "stability.csv").is_file()
+        assert "stability" in pd.read_csv(folder / "themes.csv").columns
+    assert table["stability"].between(0, 1).all()
+    assert (table["n_unstable"] >= 0).all()
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert 'href="mini__cluster.n_clusters=2__embed.n_components=10/report.html"' in index
+    assert "Stability" in index
+
+
+def test_an_unknown_sweep_key_names_the_file_and_the_key(study, tmp_path):
+    path = write_config(tmp_path, "typo.yaml", study,
+                        sweep={"cluster.n_clusters": [2, 3], "cluster.min_cluster_sise": [5]})
+    with pytest.raises(ConfigError) as e:
+        load_plans(path)
+    msg = str(e.value)
+    assert str(path) in msg and "sweep.cluster.min_cluster_sise" in msg
+    assert "not a known setting" in msg
+
+    bad_value = write_config(tmp_path, "value.yaml", study, sweep={"cluster.n_clusters": ["many"]})
+    with pytest.raises(ConfigError, match="cluster.n_clusters"):
+        load_plans(bad_value)
+    not_a_list = write_config(tmp_path, "scalar.yaml", study, sweep={"cluster.n_clusters": 4})
+    with pytest.raises(ConfigError, match="non-empty list"):
+        load_plans(not_a_list)
+    # in a batch it is one failed row, with the same message
+    plans = plan_batch([str(path)])
+    assert len(plans) == 1 and "sweep.cluster.min_cluster_sise" in plans[0].error
+
+
+def test_run_refuses_a_config_with_a_sweep(study, tmp_path, capsys):
+    path = write_config(tmp_path, "sweep.yaml", study, sweep={"cluster.n_clusters": [2, 3]})
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "sweep: section" in err and "consensa batch" in err and "Traceback" not in err
+
+
+def test_jobs_2_runs_in_parallel_processes_with_the_same_results(study, tmp_path):
+    configs = tmp_path / "configs"
+    write_config(configs, "a.yaml", study, name="first")
+    write_config(configs, "b.yaml", study, name="second", seed=11,
+                 cluster={"name": "consensa.KMeans.v1", "n_clusters": 2})
+    out = tmp_path / "batch"
+    assert main(["batch", str(configs / "a.yaml"), str(configs / "b.yaml"),
+                 "--jobs", "2", "--out", str(out)]) == 0
+    table = summary(out)
+    assert table["status"].tolist() == ["ok", "ok"] and table["themes"].tolist() == [3, 2]
+    # the same config run in this process gives the same themes
+    cfg = validate_config(yaml.safe_load((configs / "a.yaml").read_text()))
+    here = run(cfg, tmp_path, tmp_path / "here")
+    assert (here / "themes.csv").read_bytes() == (out / "first" / "themes.csv").read_bytes()
+
+
+def test_existing_out_folder_is_refused(study, tmp_path, capsys):
+    path = write_config(tmp_path, "a.yaml", study)
+    out = tmp_path / "used"
+    out.mkdir()
+    (out / "something").write_text("x")
+    assert main(["batch", str(path), "--out", str(out)]) == 2
+    assert "not empty" in capsys.readouterr().err
+
+
+def test_two_configs_with_one_name_get_two_folders(study, tmp_path):
+    a = write_config(tmp_path, "a.yaml", study, name="same")
+    b = write_config(tmp_path, "b.yaml", study, name="same")
+    assert [p.run for p in plan_batch([str(a), str(b)])] == ["same", "same-2"]
+
+
+def test_safe_names():
+    assert safe_name("mini__label.extra_stop_words=[\"um\",\"uh\"]") == \
+        "mini__label.extra_stop_words=_um_,_uh"
+    assert safe_name("a/b c:d") == "a_b_c_d"
+    assert safe_name(".hidden") == "_.hidden"
+    long_a, long_b = safe_name("x" * 300 + "a"), safe_name("x" * 300 + "b")
+    assert len(long_a) <= 120 and long_a != long_b
+
+
+def _hammer(args):
+    path, worker = args
+    cache = EmbeddingCache(Path(path))
+    rng = np.random.default_rng(worker)
+    for _ in range(15):
+        keys = sorted({f"k{j}" for j in rng.integers(0, 100, 40)})
+        found = cache.get_many("model", keys)
+        cache.put_many("model", {k: np.full(8, int(k[1:]), np.float32) for k in keys
+                                 if k not in found})
+    return len(cache.get_many("model", [f"k{j}" for j in range(100)]))
+
+
+def test_the_embedding_cache_takes_parallel_processes(tmp_path):
+    path = tmp_path / "fresh" / "embeddings.sqlite"
+    with ProcessPoolExecutor(3, mp_context=multiprocessing.get_context("spawn")) as pool:
+        counts = list(pool.map(_hammer, [(str(path), w) for w in range(3)]))
+    assert all(c > 0 for c in counts)
+    vecs = EmbeddingCache(path).get_many("model", [f"k{j}" for j in range(100)])
+    assert all(float(v[0]) == int(k[1:]) for k, v in vecs.items())

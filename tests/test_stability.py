@@ -1,0 +1,218 @@
+"""``consensa stability``: resampling, matching, the files it adds, the report section."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from pipeline.cli import main
+from pipeline.config import validate_config
+from pipeline.errors import ConfigError, ConsensaError
+from pipeline.report import render_report
+from pipeline.run import run
+from pipeline.runfolder import load_result, read_raw_csv
+from pipeline.stability import (STABILITY_COLUMNS, StabilityConfig, _targets_from_inputs,
+                                best_matches, compute_stability, parse_stability,
+                                plan_resamples, run_config, stability_for_run)
+from study import study_config, write_study
+from test_report import parse
+
+SEPARABLE = {"embed": {"name": "consensa.TfidfSVD.v1", "n_components": 20},
+             "reduce": {"name": "consensa.Identity.v1"},
+             "cluster": {"name": "consensa.KMeans.v1", "n_clusters": 3}}
+
+# Sentences of random words from one pool: no themes to find, so k-means cuts the
+# cloud wherever the sample and the seed push it.
+WORDS = ("session client tears supervisor training feeling moment grief trust silence room "
+         "week mother story voice hands shame relief colleague course father loss answer "
+         "question memory office chair door window morning evening letter phone book music "
+         "garden river winter summer train bridge city paper glass stone light shadow").split()
+
+
+def write_noise_study(folder: Path, n_cases: int = 8, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for c in range(n_cases):
+        lines = []
+        for _ in range(6):
+            said = " ".join(" ".join(rng.choice(WORDS, 8, replace=False)).capitalize() + "."
+                            for _ in range(2))
+            lines += ["Interviewer: Tell me more.", "", f"Therapist: {said}", ""]
+        (folder / f"case{c + 1:02d}.txt").write_text("\n".join(lines), encoding="utf-8")
+    return folder
+
+
+def make_run(folder: Path, study: Path, **sections) -> Path:
+    cfg = validate_config(study_config(study, **{**SEPARABLE, **sections}))
+    return run(cfg, folder, folder / "run")
+
+
+@pytest.fixture(scope="module")
+def separable(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("separable")
+    return make_run(base, write_study(base / "interviews"))
+
+
+@pytest.fixture(scope="module")
+def noise(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("noise")
+    return make_run(base, write_noise_study(base / "interviews"),
+                    cluster={"name": "consensa.KMeans.v1", "n_clusters": 5})
+
+
+def test_cli_writes_stability_files_and_the_themes_column(separable, capsys):
+    before = read_raw_csv(separable / "themes.csv")
+    assert main(["stability", str(separable), "--resamples", "12", "--seed", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "unstable themes: 0 of 3" in out
+
+    table = pd.read_csv(separable / "stability.csv")
+    assert tuple(table.columns) == STABILITY_COLUMNS
+    assert table["theme_id"].tolist() == before["theme_id"].astype(int).tolist()
+    for col in ("reappearance", "mean_jaccard", "label_change_rate", "reappearance_leave_out",
+                "reappearance_bootstrap"):
+        assert table[col].between(0, 1).all(), col
+    assert table["stable"].all() and (table["resamples"] == 12).all()
+
+    after = read_raw_csv(separable / "themes.csv")
+    assert after["stability"].tolist() == ["stable"] * 3
+    pd.testing.assert_frame_equal(after.drop(columns="stability"), before)  # nothing else changed
+
+    md = (separable / "stability.md").read_text(encoding="utf-8")
+    assert "Overall stability" in md and "| Theme |" in md
+    assert "6 leaving 1 case out" in md and "6 bootstrap" in md and "reproduced" in md
+
+    html = (separable / "report.html").read_text(encoding="utf-8")
+    doc = parse(html)
+    assert doc.errors == [] and doc.stack == [] and len(doc.ids) == len(set(doc.ids))
+    assert 'id="stability"' in html and 'href="#stability"' in html
+    assert "stability-unstable" not in html.split("</style>")[1]
+
+
+def test_an_arbitrary_split_is_found_unstable(noise, separable):
+    result = stability_for_run(noise, StabilityConfig(resamples=12))
+    assert result.n_unstable >= 1
+    stable = dict(zip(result.table["theme_id"], result.table["stable"]))
+    themes = pd.read_csv(noise / "themes.csv")
+    assert [("stable" if stable[t] else "unstable") for t in themes["theme_id"]] == \
+        themes["stability"].tolist()
+    html = (noise / "report.html").read_text(encoding="utf-8")
+    cards = html[html.index('<section id="themes">'):html.index('<section id="stability">')]
+    assert cards.count('class="badge stability-unstable">unstable</span></h3>') == result.n_unstable
+    assert parse(html).errors == []
+    sep = pd.read_csv(separable / "stability.csv")
+    assert result.overall < sep["reappearance"].min()
+
+
+def test_the_same_seed_gives_the_same_files(tmp_path):
+    run_dir = make_run(tmp_path, write_study(tmp_path / "interviews"))
+    files = ("stability.csv", "stability.md", "themes.csv", "report.html")
+    stability_for_run(run_dir, StabilityConfig(resamples=8, seed=1))
+    first = {f: (run_dir / f).read_bytes() for f in files}
+    stability_for_run(run_dir, StabilityConfig(resamples=8, seed=1))
+    assert {f: (run_dir / f).read_bytes() for f in files} == first
+
+
+def test_the_report_rendered_from_the_folder_is_the_runs_own(tmp_path):
+    run_dir = make_run(tmp_path, write_study(tmp_path / "interviews"))
+    cfg = run_config(run_dir)
+    from pipeline.embed import embed_texts
+    from pipeline.registry import REGISTRIES
+
+    segments = pd.read_parquet(run_dir / "segments.parquet")
+    embedder = REGISTRIES["embedder"].build(cfg.embed.name, cfg.embed.params(), seed=cfg.seed)
+    vectors, _ = embed_texts(embedder, segments["text"].tolist(), None)
+    again = render_report(load_result(run_dir, vectors))
+    assert again == (run_dir / "report.html").read_text(encoding="utf-8")
+
+
+def test_leave_out_resamples_withhold_each_case_once_before_repeating():
+    cases = np.repeat(["a", "b", "c", "d"], 5)
+    plan = plan_resamples(cases, StabilityConfig(resamples=10, leave_out=1), seed=3)
+    lo = [r for r in plan if r.kind == "leave-out"]
+    bs = [r for r in plan if r.kind == "bootstrap"]
+    assert len(lo) == 5 and len(bs) == 5
+    assert sorted(r.withheld for r in lo[:4]) == [("a",), ("b",), ("c",), ("d",)]
+    for r in lo:
+        assert not set(cases[r.index]) & set(r.withheld) and len(r.index) == 15
+    for r in bs:
+        assert np.all(np.diff(r.index) > 0) and len(r.index) < 20
+    assert len({r.seed for r in plan}) == len(plan)
+    again = plan_resamples(cases, StabilityConfig(resamples=10, leave_out=1), seed=3)
+    assert all(np.array_equal(a.index, b.index) and a.seed == b.seed for a, b in zip(plan, again))
+
+
+def test_best_matches_uses_jaccard_over_the_members_present():
+    original = np.array([0, 0, 0, 0, 1, 1, 1, -1])
+    new = np.array([5, 5, 5, 2, 2, 2, 2, 2])
+    best, match, present = best_matches(original, new, 2)
+    assert present.tolist() == [4, 3]
+    assert match.tolist() == [5, 2]
+    assert best[0] == pytest.approx(3 / 4) and best[1] == pytest.approx(3 / 5)
+
+
+def test_label_change_counts_leave_out_resamples_that_change_the_cqr_label():
+    # five cases; theme 0 in every case (general), theme 1 in three (typical): leaving any
+    # one case out makes theme 1 variant (2 of 4) or general (3 of 4), never typical.
+    rng = np.random.default_rng(0)
+    rows, vecs = [], []
+    for c in range(5):
+        for theme in ([0, 1] if c < 3 else [0]):
+            for _ in range(4):
+                rows.append({"case_id": f"c{c}", "theme": theme})
+                v = np.zeros(8)
+                v[theme] = 1.0
+                vecs.append(v + rng.normal(0, 0.02, 8))
+    seg = pd.DataFrame(rows)
+    vectors = np.asarray(vecs, dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    themes = pd.DataFrame({"theme_id": [0, 1], "name": ["everyone", "some"],
+                           "frequency_label": ["general", "typical"]})
+    cfg = validate_config({"reduce": {"name": "consensa.Identity.v1"},
+                           "cluster": {"name": "consensa.KMeans.v1", "n_clusters": 2}})
+    res = compute_stability(seg, themes, vectors, cfg,
+                            StabilityConfig(resamples=5, bootstrap=False), check_reproduction=False)
+    t = res.table.set_index("theme_id")
+    assert res.n_leave_out == 5 and res.n_bootstrap == 0
+    assert t.loc[0, "reappearance"] == 1 and t.loc[1, "reappearance"] == 1
+    assert t.loc[0, "label_change_rate"] == 0 and t.loc[1, "label_change_rate"] == 1
+    assert res.overall == 1
+
+
+def test_run_honours_a_stability_section(tmp_path, capsys):
+    study = write_study(tmp_path / "interviews")
+    data = study_config(study, **SEPARABLE)
+    data["stability"] = {"resamples": 4, "leave_out": 2, "bootstrap": False}
+    path = tmp_path / "with_stability.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert main(["run", str(path), "--out", str(tmp_path / "r")]) == 0
+    assert "stability:" in capsys.readouterr().out
+    table = pd.read_csv(tmp_path / "r" / "stability.csv")
+    assert len(table) == 3 and (table["resamples"] == 4).all()
+
+
+def test_bad_settings_and_folders_are_clear_errors(separable, tmp_path, capsys):
+    with pytest.raises(ConfigError, match="stability.threshold"):
+        parse_stability({"threshold": 2})
+    with pytest.raises(ConfigError, match="stability.resampels"):
+        parse_stability({"resampels": 3})
+    with pytest.raises(ConfigError, match="nothing to resample"):
+        parse_stability({"leave_out": 0, "bootstrap": False})
+    with pytest.raises(ConfigError, match="cannot leave 6 case"):
+        stability_for_run(separable, StabilityConfig(leave_out=6))
+    assert main(["stability", str(tmp_path)]) == 2
+    assert "not a Consensa run folder" in capsys.readouterr().err
+    with pytest.raises(ConsensaError, match="no such run folder"):
+        stability_for_run(tmp_path / "nope")
+
+
+def test_the_cache_is_found_from_the_inputs_of_a_relative_config():
+    cfg = validate_config({"ingest": {"paths": ["../data/demo"]}, "cache_dir": "../.cache/c"})
+    manifest = {"inputs": [{"path": "/proj/data/demo/T01.txt"}]}
+    assert _targets_from_inputs(cfg, manifest, Path(cfg.cache_dir)) == [Path("/proj/.cache/c")]
+    cfg = validate_config({"ingest": {"paths": ["../../a"]}, "cache_dir": "../c"})
+    assert _targets_from_inputs(cfg, {"inputs": [{"path": "/p/a/x.txt"}]}, Path("../c")) == []
