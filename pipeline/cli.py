@@ -126,6 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the embedding cache folder, if it cannot be found from the run")
     p.set_defaults(func=cmd_stability)
 
+    from .review.commands import add_parser as add_review_parser
+
+    add_review_parser(sub)
+    from .review.precode import add_parser as add_precode_parser
+
+    add_precode_parser(sub)
     return parser
 
 

@@ -1,0 +1,174 @@
+"""Where the judges agree, where they do not, and how much (percent, Fleiss' kappa).
+
+An item is *agreed* when every judge took a position and the positions are the same
+decision (:meth:`Decision.key`); it then has that consensus automatically. An item
+*resolved* has a consensus decision recorded with ``consensa review resolve`` (or a
+consensus workbook). Otherwise it is *disputed* (positions differ) or *open* (a
+judge has not decided yet). A segment nobody moved needs no decision; one that a
+judge moved is an item, and a judge who left it alone counts as "keep".
+
+The round is closed when every item is agreed or resolved.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .model import FATE, Decision, RunItems
+from .store import ReviewStore
+
+STATES = ("agreed", "resolved", "disputed", "open")
+
+
+@dataclass
+class ItemStatus:
+    item: str
+    label: str
+    state: str
+    positions: dict[str, Decision]
+    consensus: Decision | None = None
+    by: str = ""
+    comments: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        return self.item.split(":", 1)[0]
+
+
+@dataclass
+class Agreement:
+    """Agreement of the judges over the items every judge decided."""
+
+    kind: str
+    n_items: int
+    n_judges: int
+    percent: float            # share of items with identical positions (exact decision)
+    percent_fate: float       # share with the same fate (keep / merge / split / reject)
+    kappa: float              # Fleiss' kappa on the fate; nan when undefined
+    categories: list[str]
+
+    def line(self) -> str:
+        if not self.n_items:
+            return f"{self.kind}s: no item decided by every judge yet"
+        kappa = "n/a (one category only)" if math.isnan(self.kappa) else f"{self.kappa:.2f}"
+        return (f"{self.kind}s: {self.n_items} items x {self.n_judges} judges; "
+                f"identical decisions {self.percent:.0%}; same fate ({'/'.join(self.categories)}) "
+                f"{self.percent_fate:.0%}; Fleiss' kappa {kappa}")
+
+
+@dataclass
+class ReviewStatus:
+    round: int
+    judges: list[str]
+    auditors: list[str]
+    items: list[ItemStatus]
+    agreement: list[Agreement]
+
+    @property
+    def closed(self) -> bool:
+        return all(i.state in ("agreed", "resolved") for i in self.items)
+
+    def pending(self) -> list[ItemStatus]:
+        return [i for i in self.items if i.state not in ("agreed", "resolved")]
+
+    def effective_consensus(self) -> dict[str, Decision]:
+        return {i.item: i.consensus for i in self.items if i.consensus is not None}
+
+
+def _agreed(positions: dict[str, Decision]) -> Decision:
+    """The common decision, keeping any core idea note and joining the comments."""
+    first = next(iter(positions.values()))
+    core = next((d.core_idea for d in positions.values() if d.core_idea), "")
+    comments = "; ".join(f"{j}: {d.comment}" for j, d in positions.items() if d.comment)
+    return replace(first, core_idea=core, comment=comments, source="all judges agreed")
+
+
+def review_status(store: ReviewStore, round: int | None = None) -> ReviewStatus:
+    run = store.run
+    round = round or store.round
+    judges = store.judges()
+    positions = store.positions(round)
+    explicit = store.consensus(round)
+    by = store.consensus_by(round)
+    comments = store.audit_comments(round)
+    items = run.items()
+    touched = sorted({i for i in [*positions, *explicit, *comments] if i.startswith("segment:")})
+    out = []
+    for item in items + touched:
+        pos = {j: positions.get(item, {})[j] for j in judges if j in positions.get(item, {})}
+        if item.startswith("segment:"):
+            pos = {j: pos.get(j, Decision(item, "keep", source="left alone")) for j in judges}
+        st = ItemStatus(item, run.label(item), "open", pos, comments=comments.get(item, []))
+        if item in explicit:
+            st.state, st.consensus, st.by = "resolved", explicit[item], by.get(item, "")
+        elif judges and len(pos) == len(judges) and len({d.key() for d in pos.values()}) == 1:
+            st.state, st.consensus, st.by = "agreed", _agreed(pos), "all judges"
+        elif len({d.key() for d in pos.values()}) > 1:
+            st.state = "disputed"
+        out.append(st)
+    agreement = [agreement_stats([i for i in out if i.kind == k], judges, k)
+                 for k in ("theme", "domain")]
+    return ReviewStatus(round, judges, store.auditors(), out, agreement)
+
+
+def agreement_stats(items: list[ItemStatus], judges: list[str], kind: str) -> Agreement:
+    """Percent agreement and Fleiss' kappa (statsmodels) over items every judge decided."""
+    from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
+
+    complete = [i for i in items if len(i.positions) == len(judges) and judges]
+    cats = ["keep", "merge", "split", "reject"] if kind == "theme" else ["keep", "merge"]
+    if not complete:
+        return Agreement(kind, 0, len(judges), float("nan"), float("nan"), float("nan"), cats)
+    exact = np.mean([len({i.positions[j].key() for j in judges}) == 1 for i in complete])
+    code = {c: n for n, c in enumerate(cats)}
+    data = np.array([[code[FATE[i.positions[j].decision]] for j in judges] for i in complete])
+    same = np.mean([len(set(row)) == 1 for row in data])
+    kappa = float("nan")
+    if len(judges) >= 2:
+        table, _ = aggregate_raters(data, n_cat=len(cats))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            kappa = float(fleiss_kappa(table, method="fleiss"))
+    return Agreement(kind, len(complete), len(judges), float(exact), float(same), kappa, cats)
+
+
+def status_text(status: ReviewStatus, run: RunItems) -> str:
+    lines = [f"Review of run '{run.name}', round {status.round}: judges "
+             f"{', '.join(status.judges) or '(none)'}"
+             + (f"; auditor(s) {', '.join(status.auditors)}" if status.auditors else "")]
+    width = max([len(j) for j in status.judges] + [4])
+    for kind, title in (("domain", "Domains"), ("theme", "Themes (categories)"),
+                        ("segment", "Segments moved by a judge")):
+        group = [i for i in status.items if i.kind == kind]
+        if not group:
+            continue
+        lines += ["", title]
+        for i in group:
+            if i.state == "agreed":
+                lines.append(f"  {i.label}: agreed, {i.consensus.describe()}")
+            elif i.state == "resolved":
+                lines.append(f"  {i.label}: resolved by {i.by}, {i.consensus.describe()}")
+            else:
+                lines.append(f"  {i.label}: {i.state.upper()}")
+            if i.state != "agreed":
+                for j in status.judges:
+                    d = i.positions.get(j)
+                    text = d.describe() if d else "(no decision yet)"
+                    if d and d.comment:
+                        text += f'  "{d.comment}"'
+                    lines.append(f"      {j:<{width}}  {text}")
+            for who, comment in i.comments:
+                lines.append(f"      auditor {who}: {comment}")
+    lines += ["", "Agreement across judges"]
+    lines += [f"  {a.line()}" for a in status.agreement]
+    pending = status.pending()
+    lines.append("")
+    if status.closed:
+        lines.append(f"Round {status.round} is closed: every item has a consensus decision. "
+                     "Next: consensa review apply RUN")
+    else:
+        lines.append(f"Round {status.round} is open: {len(pending)} item(s) need a consensus "
+                     "decision (consensa review resolve RUN --theme ID --decision ... --by NAME)")
+    return "\n".join(lines) + "\n"

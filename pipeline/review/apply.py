@@ -1,0 +1,307 @@
+"""``consensa review apply``: the consensus applied to the run, as the final codebook.
+
+Order: domain merges and renames; then per theme its consensus (reject, merge into
+another theme following chains, split, rename, reassign to a domain, core idea
+note); then segment moves. Counts and frequency labels are computed again from
+the segments each final category holds (:mod:`pipeline.cqr`).
+
+Writes into ``RUN/review/`` only (the run's own outputs stay as they are):
+``codebook.yaml``, ``codebook.md``, ``cqr_table.md``, ``cqr_table.csv`` and
+``assignments.csv`` (segment -> final category: the training labels for
+``consensa precode``).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from ..cqr import cqr_markdown, cqr_table, frequency_label
+from ..fsutil import atomic_write_text
+from .agreement import ReviewStatus
+from .model import Decision, ReviewError, RunItems, domain_item, merge_cycles, theme_item
+
+N_QUOTES = 3   # at least this many example quotes per category (where it has them)
+MAX_QUOTES = 5
+
+
+@dataclass
+class Codebook:
+    data: dict                 # what codebook.yaml holds
+    assignments: pd.DataFrame  # segment_id, case_id, category_id, category, domain_id, domain
+    table: pd.DataFrame        # CQR_COLUMNS
+
+
+def _follow(start: str, cons: dict[str, Decision], kind: str) -> str:
+    """The id a theme/domain ends up in after following merges."""
+    seen, cur = set(), start
+    while True:
+        d = cons.get(f"{kind}:{cur}")
+        if d is None or d.decision != "merge":
+            return cur
+        if cur in seen:  # pragma: no cover - cycles are refused earlier
+            raise ReviewError(f"merge cycle through {kind} {cur}")
+        seen.add(cur)
+        cur = d.target
+
+
+def build_codebook(run: RunItems, status: ReviewStatus) -> Codebook:
+    if not status.closed:
+        pending = "; ".join(f"{i.label} ({i.state})" for i in status.pending()[:10])
+        raise ReviewError(f"round {status.round} is still open: {len(status.pending())} item(s) "
+                          f"have no consensus decision: {pending}",
+                          hint="resolve them with `consensa review resolve`, then apply again")
+    cons = status.effective_consensus()
+    cycles = merge_cycles(list(cons.values()))
+    if cycles:
+        c = cycles[0]
+        raise ReviewError(f"the consensus merges in a cycle: {c[0].kind}s "
+                          + " -> ".join([c[0].ident] + [d.target for d in c]),
+                          hint="resolve one of these items again")
+    themes = run.themes.set_index("theme_id")
+    domains = run.domains.set_index("domain_id")
+
+    # --- domains --------------------------------------------------------------
+    dom_final = {int(d): int(_follow(str(d), cons, "domain")) for d in domains.index}
+    dom_name, dom_changes = {}, {int(d): [] for d in domains.index}
+    for d in domains.index:
+        dec = cons.get(domain_item(d))
+        name = domains.at[d, "name"]
+        if dec and dec.new_name and dec.decision != "merge":
+            dom_changes[int(d)].append(f'renamed (proposed: "{name}")')
+            name = dec.new_name
+        dom_name[int(d)] = name
+    for d, final in dom_final.items():
+        if final != d:
+            dom_changes[final].append(f'domain {d} "{domains.at[d, "name"]}" merged in')
+
+    # --- themes ---------------------------------------------------------------
+    def final_theme(t: int) -> int:
+        end = int(_follow(str(t), cons, "theme"))
+        dec = cons.get(theme_item(end))
+        return -1 if dec is not None and dec.decision == "reject" else end
+
+    cat: dict[int, dict] = {}
+    next_id = int(themes.index.max()) + 1 if len(themes) else 0
+    split_of: dict[str, int] = {}  # segment_id -> new category id
+    for t in sorted(int(x) for x in themes.index):
+        row = themes.loc[t]
+        dec = cons.get(theme_item(t)) or Decision(theme_item(t), "accept")
+        if dec.decision in ("merge", "reject"):
+            continue
+        dom = int(dec.domain) if dec.domain else int(row["domain_id"])
+        changes = []
+        name = row["name"]
+        if dec.new_name and dec.decision != "split":
+            changes.append(f'renamed (proposed: "{name}")')
+            name = dec.new_name
+        if dec.domain and int(dec.domain) != int(row["domain_id"]):
+            changes.append(f"moved to domain {dec.domain} (proposed: domain {int(row['domain_id'])})")
+        cat[t] = {"name": name, "proposed_name": row["name"], "domain_id": dom,
+                  "from_themes": [t], "core_idea": dec.core_idea or row["core_idea"],
+                  "core_idea_source": "judges" if dec.core_idea else "proposed",
+                  "keywords": row["keywords"], "quote_ids": [q.strip() for q in
+                                                             str(row["quote_ids"]).split(";") if q.strip()],
+                  "changes": changes, "proposed_label": row["frequency_label"],
+                  "proposed_cases": int(row["n_cases"])}
+        if dec.decision == "split":
+            nid, next_id = next_id, next_id + 1
+            for s in dec.segments:
+                split_of[s] = nid
+            cat[t]["changes"].append(f"{len(dec.segments)} segment(s) split off into category {nid}")
+            cat[nid] = {"name": dec.new_name or f"{row['name']} (split)", "proposed_name": "",
+                        "domain_id": dom, "from_themes": [t], "core_idea": "",
+                        "core_idea_source": "proposed", "keywords": "", "quote_ids": [],
+                        "changes": [f'split off from theme {t} "{row["name"]}"'],
+                        "proposed_label": "", "proposed_cases": 0}
+    for t in sorted(int(x) for x in themes.index):
+        dec = cons.get(theme_item(t))
+        if dec and dec.decision == "merge":
+            end = final_theme(t)
+            if end >= 0:
+                cat[end]["from_themes"].append(t)
+                cat[end]["quote_ids"] += [q.strip() for q in str(themes.at[t, "quote_ids"]).split(";")
+                                          if q.strip()]
+                cat[end]["changes"].append(f'theme {t} "{themes.at[t, "name"]}" merged in')
+
+    # --- segments -------------------------------------------------------------
+    seg = run.segments[["segment_id", "case_id", "text", "theme", "strength"]].copy()
+    final = []
+    moved_in: dict[int, int] = {}
+    moved_out: dict[int, int] = {}
+    for s in seg.itertuples():
+        t = int(s.theme)
+        now = split_of.get(s.segment_id, final_theme(t) if t >= 0 else -1)
+        dec = cons.get(f"segment:{s.segment_id}")
+        if dec is not None and dec.decision == "move":
+            before = now
+            now = -1 if dec.target == "none" else final_theme(int(dec.target))
+            if now != before:
+                if now >= 0:
+                    moved_in[now] = moved_in.get(now, 0) + 1
+                if before >= 0:
+                    moved_out[before] = moved_out.get(before, 0) + 1
+        final.append(now)
+    seg["category_id"] = final
+    for c, n in moved_in.items():
+        cat[c]["changes"].append(f"{n} segment(s) moved in")
+    for c, n in moved_out.items():
+        cat[c]["changes"].append(f"{n} segment(s) moved out")
+
+    total = run.n_cases
+    rows = []
+    for cid, c in cat.items():
+        members = seg[seg["category_id"] == cid]
+        if members.empty:
+            continue
+        members_ids = set(members["segment_id"])
+        quotes = [q for q in dict.fromkeys(c["quote_ids"]) if q in members_ids]
+        for q in members.sort_values("strength", ascending=False)["segment_id"]:
+            if len(quotes) >= N_QUOTES:
+                break
+            if q not in quotes:
+                quotes.append(q)
+        quotes = quotes[:MAX_QUOTES]
+        cases = sorted(members["case_id"].unique())
+        label = frequency_label(len(cases), total, run.cqr)
+        core = c["core_idea"] or str(members.set_index("segment_id").at[quotes[0], "text"])
+        if c["proposed_label"] and label != c["proposed_label"]:
+            c["changes"].append(f"frequency {c['proposed_label']} -> {label} "
+                                f"({c['proposed_cases']} -> {len(cases)} cases)")
+        if c["core_idea_source"] == "judges":
+            c["changes"].append("core idea written by the judges")
+        rows.append({"theme_id": cid, "name": c["name"], "domain_id": dom_final[c["domain_id"]],
+                     "n_segments": len(members), "n_cases": len(cases), "cases": cases,
+                     "frequency_label": label, "quote_ids": "; ".join(quotes), "core_idea": core,
+                     "core_idea_source": c["core_idea_source"], "keywords": c["keywords"],
+                     "proposed_name": c["proposed_name"], "from_themes": c["from_themes"],
+                     "changes": c["changes"]})
+    cats = pd.DataFrame(rows, columns=["theme_id", "name", "domain_id", "n_segments", "n_cases",
+                                       "cases", "frequency_label", "quote_ids", "core_idea",
+                                       "core_idea_source", "keywords", "proposed_name",
+                                       "from_themes", "changes"])
+    # domains of the final codebook: those holding at least one category
+    dom_rows = []
+    for d in sorted(set(cats["domain_id"])):
+        in_dom = seg[seg["category_id"].isin(cats.loc[cats["domain_id"] == d, "theme_id"])]
+        n = in_dom["case_id"].nunique()
+        dom_rows.append({"domain_id": d, "name": dom_name[d], "n_cases": n,
+                         "frequency_label": frequency_label(n, total, run.cqr),
+                         "proposed_name": domains.at[d, "name"], "changes": dom_changes[d]})
+    doms = pd.DataFrame(dom_rows, columns=["domain_id", "name", "n_cases", "frequency_label",
+                                           "proposed_name", "changes"])
+    table = cqr_table(cats, doms, run.segments, total)
+
+    name_of = dict(zip(cats["theme_id"], cats["name"]))
+    dom_of = dict(zip(cats["theme_id"], cats["domain_id"]))
+    seg["category"] = [name_of.get(c, "") for c in seg["category_id"]]
+    seg["domain_id"] = [dom_of.get(c, -1) for c in seg["category_id"]]
+    seg["domain"] = [dom_name.get(d, "") for d in seg["domain_id"]]
+    assignments = seg[["segment_id", "case_id", "category_id", "category", "domain_id", "domain"]]
+
+    text = dict(zip(run.segments["segment_id"], run.segments["text"]))
+    case = dict(zip(run.segments["segment_id"], run.segments["case_id"]))
+    data = {
+        "consensa_codebook": 1,
+        "run": {"name": run.name, "id": run.run_id, "folder": str(run.folder.resolve())},
+        "review": {"round": status.round, "judges": status.judges, "auditors": status.auditors,
+                   "applied_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+        "training": {"run_folder": str(run.folder.resolve()), "assignments": "assignments.csv"},
+        "cases_total": total,
+        "domains": [],
+        "rejected_themes": [],
+        "unassigned_segments": int((seg["category_id"] < 0).sum()),
+    }
+    for d in doms.itertuples():
+        entry = {"id": int(d.domain_id), "name": d.name, "frequency_label": d.frequency_label,
+                 "n_cases": int(d.n_cases), "changed": bool(d.changes),
+                 "changes": list(d.changes), "categories": []}
+        if d.name != d.proposed_name:
+            entry["proposed_name"] = d.proposed_name
+        for c in cats[cats["domain_id"] == d.domain_id].sort_values(
+                ["n_cases", "n_segments", "theme_id"], ascending=[False, False, True]).itertuples():
+            entry["categories"].append({
+                "id": int(c.theme_id), "name": c.name,
+                **({"proposed_name": c.proposed_name} if c.proposed_name and
+                   c.proposed_name != c.name else {}),
+                "core_idea": c.core_idea, "core_idea_source": c.core_idea_source,
+                "keywords": [k.strip() for k in str(c.keywords).split(";") if k.strip()],
+                "frequency_label": c.frequency_label, "n_cases": int(c.n_cases),
+                "n_segments": int(c.n_segments), "cases": list(c.cases),
+                "from_themes": [int(x) for x in c.from_themes],
+                "changed": bool(c.changes), "changes": list(c.changes),
+                "example_quotes": [{"segment_id": q, "case": case.get(q, ""), "text": text.get(q, "")}
+                                   for q in c.quote_ids.split("; ") if q]})
+        data["domains"].append(entry)
+    for t in sorted(int(x) for x in themes.index):
+        dec = cons.get(theme_item(t))
+        if dec is not None and (dec.decision == "reject" or
+                                (dec.decision == "merge" and final_theme(t) < 0)):
+            data["rejected_themes"].append({"id": t, "name": themes.at[t, "name"],
+                                            "n_segments": int(themes.at[t, "n_segments"]),
+                                            "comment": dec.comment})
+    return Codebook(data, assignments.reset_index(drop=True), table)
+
+
+def codebook_markdown(cb: Codebook) -> str:
+    d = cb.data
+    lines = [f"# Codebook: {d['run']['name']}", "",
+             f"Agreed by {', '.join(d['review']['judges'])} (round {d['review']['round']})"
+             + (f", audited by {', '.join(d['review']['auditors'])}" if d['review']['auditors'] else "")
+             + f"; {d['cases_total']} cases. Items marked **changed** differ from what "
+             "Consensa proposed.", ""]
+    for dom in d["domains"]:
+        mark = " (changed)" if dom["changed"] else ""
+        lines += [f"## {dom['name']}{mark}", "",
+                  f"{dom['frequency_label']}, {dom['n_cases']}/{d['cases_total']} cases"]
+        for ch in dom["changes"]:
+            lines.append(f"- changed: {ch}")
+        lines.append("")
+        for c in dom["categories"]:
+            mark = " **changed**" if c["changed"] else ""
+            lines += [f"### {c['name']}{mark}", "",
+                      f"*{c['frequency_label']}*, {c['n_cases']}/{d['cases_total']} cases, "
+                      f"{c['n_segments']} segments", "",
+                      f"**Core idea** ({c['core_idea_source']}): {c['core_idea']}", ""]
+            if c["keywords"]:
+                lines += [f"Keywords: {', '.join(c['keywords'])}", ""]
+            for ch in c["changes"]:
+                lines.append(f"- changed: {ch}")
+            if c["changes"]:
+                lines.append("")
+            for q in c["example_quotes"]:
+                lines.append(f"> {' '.join(q['text'].split())} ({q['case']}, {q['segment_id']})")
+                lines.append(">")
+            if c["example_quotes"]:
+                lines.pop()
+            lines.append("")
+    if d["rejected_themes"]:
+        lines += ["## Rejected proposals", ""]
+        for t in d["rejected_themes"]:
+            lines.append(f"- theme {t['id']} \"{t['name']}\" ({t['n_segments']} segments)"
+                         + (f": {t['comment']}" if t["comment"] else ""))
+        lines.append("")
+    lines.append(f"Unassigned segments: {d['unassigned_segments']}")
+    return "\n".join(lines) + "\n"
+
+
+def write_codebook(cb: Codebook, folder: Path) -> dict[str, Path]:
+    folder = Path(folder)
+    paths = {n: folder / n for n in ("codebook.yaml", "codebook.md", "cqr_table.md",
+                                     "cqr_table.csv", "assignments.csv")}
+    buf = io.StringIO()
+    cb.assignments.to_csv(buf, index=False)
+    atomic_write_text(paths["assignments.csv"], buf.getvalue())
+    buf = io.StringIO()
+    cb.table.to_csv(buf, index=False)
+    atomic_write_text(paths["cqr_table.csv"], buf.getvalue())
+    atomic_write_text(paths["cqr_table.md"], cqr_markdown(cb.table))
+    atomic_write_text(paths["codebook.md"], codebook_markdown(cb))
+    atomic_write_text(paths["codebook.yaml"], yaml.safe_dump(cb.data, sort_keys=False,
+                                                             allow_unicode=True, width=100))
+    return paths

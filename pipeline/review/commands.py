@@ -1,0 +1,256 @@
+"""The ``consensa review ...`` commands, as functions (the CLI only parses arguments)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..fsutil import atomic_write_text
+from .agreement import review_status, status_text
+from .apply import build_codebook, write_codebook
+from .html import render_packet
+from .model import Decision, ReviewError, load_run, split_ids
+from .store import ReviewStore, db_path
+from .workbook import build_workbook, read_workbook, write_workbook
+
+
+def _names(text: str | None) -> list[str]:
+    names = [n.strip() for n in (text or "").split(",") if n.strip()]
+    bad = [n for n in names if not all(ch.isalnum() or ch in "-_." for ch in n)]
+    if bad:
+        raise ReviewError(f"names may hold letters, digits, '-', '_' and '.' only: {bad}")
+    return names
+
+
+def export(run_folder: Path, judges: list[str], auditors: list[str] = (), force: bool = False,
+           consensus: bool = False, by: str = "") -> list[Path]:
+    run = load_run(run_folder)
+    with ReviewStore(run, create=True) as store:
+        if judges or auditors:
+            store.set_panel(judges, auditors)
+        judges_all, auditors_all = store.judges(), store.auditors()
+        if len(judges_all) < 2 and not consensus:
+            raise ReviewError("a CQR review needs at least two judges (three or more is usual)",
+                              hint="give them with --judges ana,ben,caro")
+        folder = run.folder / "review" / f"round-{store.round}"
+        people = [(j, "judge") for j in judges] + [(a, "auditor") for a in auditors]
+        prefill: dict[str, Decision] = {}
+        if consensus:
+            people = [(by or "consensus", "consensus")]
+            prefill = review_status(store).effective_consensus()
+        paths = [folder / f"{p}.xlsx" for p, _ in people]
+        existing = [p for p in paths if p.exists()]
+        if existing and not force:
+            raise ReviewError(f"the workbook exists already (it may hold decisions): {existing[0]}",
+                              hint="import it first, or pass --force to write it again")
+        for (person, role), path in zip(people, paths):
+            write_workbook(path, build_workbook(run, person, role, store.round, prefill))
+        packet = folder / "packet.html"
+        atomic_write_text(packet, render_packet(run, store.round, judges_all, auditors_all))
+    return paths + [packet]
+
+
+def import_workbooks(run_folder: Path, files: list[Path], consensus: bool = False,
+                     by: str = "") -> str:
+    """Read and check every file, then record all of it in one transaction."""
+    run = load_run(run_folder)
+    read, errors = [], []
+    for f in files:
+        if not Path(f).is_file():
+            errors.append(f"{f}: no such file")
+            continue
+        wb, errs = read_workbook(Path(f), run)
+        errors += errs
+        if wb is not None:
+            read.append(wb)
+    with ReviewStore(run) as store:
+        for wb in read:
+            if wb.round != store.round:
+                errors.append(f"{wb.path.name}, sheet '_meta': the workbook is for round {wb.round}, "
+                              f"the review is in round {store.round}")
+            if not consensus and wb.role == "consensus":
+                errors.append(f"{wb.path.name}: a consensus workbook; import it with --consensus")
+        people = [wb.person for wb in read if wb.role == "judge"]
+        dupes = {p for p in people if people.count(p) > 1}
+        errors += [f"two workbooks of judge {p!r} in one import" for p in sorted(dupes)]
+        if consensus:
+            decisions = [d for wb in read for d in wb.decisions]
+            from .model import check_set
+            errors += check_set(decisions, run)
+            if errors:
+                raise ReviewError(_listing(errors), hint="fix these rows and import again; "
+                                  "nothing was imported")
+            n = store.resolve(decisions, by=by or ",".join(wb.person for wb in read))
+            return f"imported {n} consensus decision(s) from {len(read)} workbook(s)"
+        if errors:
+            raise ReviewError(_listing(errors), hint="fix these rows and import again; "
+                              "nothing was imported")
+        batches = [(wb.person, wb.decisions) for wb in read if wb.role == "judge"]
+        comments = [(wb.person, item, comment, where) for wb in read if wb.role == "auditor"
+                    for item, comment, where in wb.comments]
+        n = store.record_positions(batches, what="; ".join(str(f) for f in files),
+                                   comments=comments)
+    return f"imported {n} decision(s) and comment(s) from {len(read)} workbook(s)"
+
+
+def _listing(errors: list[str]) -> str:
+    from .store import _listing as listing
+    return listing(errors)
+
+
+def status(run_folder: Path) -> tuple[str, bool]:
+    run = load_run(run_folder)
+    with ReviewStore(run) as store:
+        st = review_status(store)
+    return status_text(st, run), st.closed
+
+
+def resolve(run_folder: Path, *, theme: str | None = None, domain: str | None = None,
+            segment: str | None = None, decision: str, by: str, name: str = "",
+            target: str = "", to_domain: str = "", segments: str = "", core_idea: str = "",
+            comment: str = "") -> str:
+    given = [(k, v) for k, v in (("theme", theme), ("domain", domain), ("segment", segment))
+             if v is not None]
+    if len(given) != 1:
+        raise ReviewError("name exactly one item: --theme ID, --domain ID or --segment ID")
+    kind, ident = given[0]
+    if not by.strip():
+        raise ReviewError("say who records the consensus with --by NAME")
+    d = Decision(item=f"{kind}:{ident}", decision=decision.strip().lower(), new_name=name,
+                 target=target.strip().lower() if target.strip().lower() == "none" else target.strip(),
+                 domain=to_domain.strip(), segments=split_ids(segments), core_idea=core_idea,
+                 comment=comment, source="command line")
+    run = load_run(run_folder)
+    with ReviewStore(run) as store:
+        store.resolve([d], by=by)
+        st = review_status(store)
+    left = len(st.pending())
+    return (f"consensus on {run.label(d.item)}: {d.describe()} (recorded by {by}); "
+            + ("round closed" if not left else f"{left} item(s) still open"))
+
+
+def audit(run_folder: Path, *, by: str, comment: str, theme: str | None = None,
+          domain: str | None = None, segment: str | None = None) -> str:
+    given = [(k, v) for k, v in (("theme", theme), ("domain", domain), ("segment", segment))
+             if v is not None]
+    if len(given) != 1:
+        raise ReviewError("name exactly one item: --theme ID, --domain ID or --segment ID")
+    kind, ident = given[0]
+    run = load_run(run_folder)
+    with ReviewStore(run) as store:
+        store.add_audit_comment(f"{kind}:{ident}", by, comment)
+    return f"auditor comment on {run.label(f'{kind}:{ident}')} recorded"
+
+
+def apply(run_folder: Path) -> dict[str, Path]:
+    run = load_run(run_folder)
+    with ReviewStore(run) as store:
+        st = review_status(store)
+    cb = build_codebook(run, st)
+    return write_codebook(cb, run.folder / "review")
+
+
+# --- argparse wiring (called from pipeline/cli.py) ---------------------------
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("review", help="the judges' review of a run: workbooks, decisions, "
+                       "agreement, consensus, final codebook",
+                       description="CQR review: export a workbook per judge, import their "
+                       "decisions, see where they disagree, record the consensus, apply it.")
+    rs = p.add_subparsers(dest="review_command", required=True)
+
+    q = rs.add_parser("export", help="write one review workbook per judge (and the auditor)")
+    q.add_argument("run")
+    q.add_argument("--judges", default="", help="comma-separated names, e.g. ana,ben,caro")
+    q.add_argument("--auditor", default="", help="comma-separated auditor name(s)")
+    q.add_argument("--consensus", action="store_true",
+                   help="write a consensus workbook prefilled with the agreed decisions")
+    q.add_argument("--by", default="", help="with --consensus: whose workbook it is")
+    q.add_argument("--force", action="store_true", help="write over existing workbooks")
+    q.set_defaults(func=_cli_export)
+
+    q = rs.add_parser("import", help="import filled-in workbooks (all or nothing)")
+    q.add_argument("run")
+    q.add_argument("files", nargs="+", type=Path)
+    q.add_argument("--consensus", action="store_true",
+                   help="the workbook(s) hold consensus decisions, not one judge's positions")
+    q.add_argument("--by", default="", help="with --consensus: who recorded them")
+    q.set_defaults(func=_cli_import)
+
+    q = rs.add_parser("status", help="agreement per item and across judges")
+    q.add_argument("run")
+    q.set_defaults(func=_cli_status)
+
+    for name, helptext in (("resolve", "record the consensus decision on one item"),
+                           ("audit", "record an auditor's comment on one item")):
+        q = rs.add_parser(name, help=helptext)
+        q.add_argument("run")
+        g = q.add_mutually_exclusive_group(required=True)
+        g.add_argument("--theme")
+        g.add_argument("--domain")
+        g.add_argument("--segment")
+        q.add_argument("--by", required=True)
+        if name == "resolve":
+            q.add_argument("--decision", required=True,
+                           help="accept, rename, reassign, merge, split, reject (themes); "
+                           "accept, rename, merge (domains); move, keep (segments)")
+            q.add_argument("--name", default="", help="the new name (rename, split)")
+            q.add_argument("--target", default="", help="merge into / move to this id")
+            q.add_argument("--to-domain", default="", help="reassign to this domain id")
+            q.add_argument("--segments", default="", help="split: segment ids, ';'-separated")
+            q.add_argument("--core-idea", default="", help="the core idea note")
+            q.add_argument("--comment", default="")
+            q.set_defaults(func=_cli_resolve)
+        else:
+            q.add_argument("--comment", required=True)
+            q.set_defaults(func=_cli_audit)
+
+    q = rs.add_parser("apply", help="write the final codebook from the consensus")
+    q.add_argument("run")
+    q.set_defaults(func=_cli_apply)
+
+
+def _cli_export(args: argparse.Namespace) -> int:
+    paths = export(Path(args.run), _names(args.judges), _names(args.auditor), force=args.force,
+                   consensus=args.consensus, by=args.by)
+    print("review workbooks written:")
+    for p in paths:
+        print(f"  {p}")
+    return 0
+
+
+def _cli_import(args: argparse.Namespace) -> int:
+    print(import_workbooks(Path(args.run), args.files, consensus=args.consensus, by=args.by))
+    return 0
+
+
+def _cli_status(args: argparse.Namespace) -> int:
+    text, _ = status(Path(args.run))
+    print(text, end="")
+    return 0
+
+
+def _cli_resolve(args: argparse.Namespace) -> int:
+    print(resolve(Path(args.run), theme=args.theme, domain=args.domain, segment=args.segment,
+                  decision=args.decision, by=args.by, name=args.name, target=args.target,
+                  to_domain=args.to_domain, segments=args.segments, core_idea=args.core_idea,
+                  comment=args.comment))
+    return 0
+
+
+def _cli_audit(args: argparse.Namespace) -> int:
+    print(audit(Path(args.run), by=args.by, comment=args.comment, theme=args.theme,
+                domain=args.domain, segment=args.segment))
+    return 0
+
+
+def _cli_apply(args: argparse.Namespace) -> int:
+    paths = apply(Path(args.run))
+    print("final codebook written:")
+    for p in paths.values():
+        print(f"  {p}")
+    return 0
+
+
+__all__ = ["export", "import_workbooks", "status", "resolve", "audit", "apply", "add_parser",
+           "db_path"]

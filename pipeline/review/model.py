@@ -1,0 +1,344 @@
+"""What the judges decide about, and how a decision is checked.
+
+An *item* is a key naming one thing of a run the judges decide about:
+``theme:<theme_id>``, ``domain:<domain_id>`` or ``segment:<segment_id>``.
+
+A :class:`Decision` is one judge's position on one item (or the consensus on it):
+
+=========  ==========  ===============================================================
+item       decision    fields used
+=========  ==========  ===============================================================
+theme      accept      optional ``new_name``, ``domain``, ``core_idea``
+theme      rename      ``new_name`` (required); optional ``domain``, ``core_idea``
+theme      reassign    ``domain`` (required): the theme belongs to another domain
+theme      merge       ``target``: the theme it merges into (chains allowed, no cycles)
+theme      split       ``segments``: the segment ids that go to a new category, named
+                       ``new_name`` (optional); the rest stays
+theme      reject      not a theme: its segments become unassigned
+domain     accept / rename (``new_name``) / merge (``target``: another domain)
+segment    move        ``target``: a theme id, or ``none`` to leave it unassigned
+=========  ==========  ===============================================================
+
+``core_idea`` is a core idea note (the category's definition in the codebook);
+``comment`` is free text shown beside the item.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from ..cqr import CQRConfig
+from ..errors import ConsensaError, InputError
+
+THEME_DECISIONS = ("accept", "rename", "reassign", "merge", "split", "reject")
+DOMAIN_DECISIONS = ("accept", "rename", "merge")
+SEGMENT_DECISIONS = ("move", "keep")
+KINDS = ("theme", "domain", "segment")
+
+#: for agreement statistics, the fate of a theme: what happens to it as a category
+FATE = {"accept": "keep", "rename": "keep", "reassign": "keep", "merge": "merge",
+        "split": "split", "reject": "reject", "move": "move"}
+
+
+class ReviewError(ConsensaError):
+    """Review input that cannot be used as it is (a bad workbook row, an unknown item)."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    item: str
+    decision: str
+    new_name: str = ""
+    target: str = ""
+    domain: str = ""
+    segments: tuple[str, ...] = ()
+    core_idea: str = ""
+    comment: str = ""
+    #: where it came from ("ana.xlsx, sheet 'themes', row 4", or "command line")
+    source: str = ""
+
+    @property
+    def kind(self) -> str:
+        return self.item.split(":", 1)[0]
+
+    @property
+    def ident(self) -> str:
+        return self.item.split(":", 1)[1]
+
+    def key(self) -> tuple:
+        """What two positions must share to count as the same decision."""
+        decision = self.decision
+        name = " ".join(self.new_name.split()).casefold()
+        if decision in ("rename", "accept", "reassign"):
+            decision = "keep"
+        return (decision, name if self.decision != "merge" else "", self.target, self.domain,
+                tuple(sorted(self.segments)))
+
+    def describe(self) -> str:
+        """Short words for the status table: ``merge into theme 2``."""
+        d = self.decision
+        if d == "merge":
+            text = f"merge into {self.kind} {self.target}"
+        elif d == "move":
+            text = "move to unassigned" if self.target == "none" else f"move to theme {self.target}"
+        elif d == "split":
+            text = f"split off {len(self.segments)} segment(s)"
+            if self.new_name:
+                text += f' as "{self.new_name}"'
+        elif d == "reassign":
+            text = f"reassign to domain {self.domain}"
+        elif d == "rename":
+            text = f'rename to "{self.new_name}"'
+        else:
+            text = d
+        if d in ("accept", "rename") and self.domain:
+            text += f", domain {self.domain}"
+        if d == "accept" and self.new_name:
+            text += f', named "{self.new_name}"'
+        if self.core_idea:
+            text += " (+ core idea)"
+        return text
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["segments"] = list(self.segments)
+        return json.dumps(data, ensure_ascii=False, sort_keys=True)
+
+    @classmethod
+    def from_row(cls, row) -> "Decision":
+        segs = row["segments"] or ""
+        return cls(item=row["item"], decision=row["decision"], new_name=row["new_name"] or "",
+                   target=row["target"] or "", domain=row["domain"] or "",
+                   segments=tuple(s for s in segs.split("\n") if s),
+                   core_idea=row["core_idea"] or "", comment=row["comment"] or "",
+                   source=row["source"] or "")
+
+
+def theme_item(theme_id) -> str:
+    return f"theme:{int(theme_id)}"
+
+
+def domain_item(domain_id) -> str:
+    return f"domain:{int(domain_id)}"
+
+
+def segment_item(segment_id: str) -> str:
+    return f"segment:{segment_id}"
+
+
+def run_id_of(manifest: dict) -> str:
+    """A run's identity: its config hash and start time (two runs of one config differ)."""
+    return f"{manifest.get('config_sha256', '')}@{manifest.get('started_at', '')}"
+
+
+@dataclass
+class RunItems:
+    """The parts of a run folder the review needs, read once."""
+
+    folder: Path
+    manifest: dict
+    themes: pd.DataFrame
+    domains: pd.DataFrame
+    segments: pd.DataFrame
+    cqr: CQRConfig = field(default_factory=CQRConfig)
+
+    @property
+    def run_id(self) -> str:
+        return run_id_of(self.manifest)
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest.get("name", self.folder.name))
+
+    @property
+    def theme_ids(self) -> set[str]:
+        return {str(int(t)) for t in self.themes["theme_id"]}
+
+    @property
+    def domain_ids(self) -> set[str]:
+        return {str(int(d)) for d in self.domains["domain_id"]}
+
+    def theme_name(self, tid) -> str:
+        hit = self.themes.loc[self.themes["theme_id"] == int(tid), "name"]
+        return str(hit.iloc[0]) if len(hit) else ""
+
+    def domain_name(self, did) -> str:
+        hit = self.domains.loc[self.domains["domain_id"] == int(did), "name"]
+        return str(hit.iloc[0]) if len(hit) else ""
+
+    def label(self, item: str) -> str:
+        kind, ident = item.split(":", 1)
+        if kind == "theme":
+            return f'theme {ident} "{self.theme_name(ident)}"'
+        if kind == "domain":
+            return f'domain {ident} "{self.domain_name(ident)}"'
+        return f"segment {ident}"
+
+    def items(self) -> list[str]:
+        """The items every judge is asked about: all domains and themes."""
+        return ([domain_item(d) for d in self.domains["domain_id"]]
+                + [theme_item(t) for t in self.themes["theme_id"]])
+
+    def segments_of(self, tid) -> set[str]:
+        return set(self.segments.loc[self.segments["theme"] == int(tid), "segment_id"])
+
+    @property
+    def n_cases(self) -> int:
+        return int(self.segments["case_id"].nunique())
+
+
+def load_run(folder: str | Path) -> RunItems:
+    folder = Path(folder)
+    need = ("manifest.json", "themes.csv", "domains.csv", "segments.parquet")
+    missing = [n for n in need if not (folder / n).is_file()]
+    if not folder.is_dir() or missing:
+        raise InputError(f"not a Consensa run folder (missing {', '.join(missing) or 'folder'})",
+                         path=folder, hint="give the folder `consensa run` printed")
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    themes = pd.read_csv(folder / "themes.csv", keep_default_na=False, dtype=str)
+    for col in ("theme_id", "domain_id", "n_segments", "n_cases"):
+        themes[col] = pd.to_numeric(themes[col]).astype(int)
+    domains = pd.read_csv(folder / "domains.csv", keep_default_na=False, dtype=str)
+    for col in ("domain_id", "n_themes", "n_segments", "n_cases"):
+        domains[col] = pd.to_numeric(domains[col]).astype(int)
+    segments = pd.read_parquet(folder / "segments.parquet")
+    cqr = CQRConfig()
+    if (folder / "config.yaml").is_file():
+        cfg = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}
+        if isinstance(cfg.get("cqr"), dict):
+            cqr = CQRConfig(**cfg["cqr"])
+    return RunItems(folder, manifest, themes, domains, segments, cqr)
+
+
+# --- validation ---------------------------------------------------------------
+
+def _norm_id(value) -> str:
+    """A cell as an id: 3, 3.0 and " 3 " are all "3"; text stays text."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    text = str(value).strip()
+    try:
+        f = float(text)
+        if f.is_integer() and text.lstrip("+-").replace(".", "", 1).isdigit():
+            return str(int(f))
+    except ValueError:
+        pass
+    return text
+
+
+def split_ids(value) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    parts = str(value).replace(",", ";").replace("\n", ";").split(";")
+    return tuple(dict.fromkeys(p.strip() for p in parts if p.strip()))
+
+
+def check_decision(d: Decision, run: RunItems) -> list[str]:
+    """Problems with one decision on its own, in words (empty when it is fine)."""
+    kind = d.kind
+    errs: list[str] = []
+    if kind == "theme":
+        if d.ident not in run.theme_ids:
+            return [f"unknown theme id {d.ident!r} (this run has themes "
+                    f"{', '.join(sorted(run.theme_ids, key=int))})"]
+        allowed = THEME_DECISIONS
+    elif kind == "domain":
+        if d.ident not in run.domain_ids:
+            return [f"unknown domain id {d.ident!r} (this run has domains "
+                    f"{', '.join(sorted(run.domain_ids, key=int))})"]
+        allowed = DOMAIN_DECISIONS
+    elif kind == "segment":
+        if d.ident not in set(run.segments["segment_id"]):
+            return [f"unknown segment id {d.ident!r}"]
+        allowed = SEGMENT_DECISIONS
+    else:
+        return [f"unknown item {d.item!r}"]
+    if d.decision not in allowed:
+        return [f"unknown decision {d.decision!r} for a {kind}; use one of: {', '.join(allowed)}"]
+    dec = d.decision
+    ids = run.theme_ids if kind in ("theme", "segment") else run.domain_ids
+    if dec == "merge":
+        if not d.target:
+            errs.append(f"merge needs the {kind} id to merge into (column 'merge into')")
+        elif d.target == d.ident:
+            errs.append(f"a {kind} cannot merge into itself ({kind} {d.ident})")
+        elif d.target not in ids:
+            errs.append(f"merge into unknown {kind} id {d.target!r}")
+    elif d.target:
+        if dec == "move":
+            if d.target != "none" and d.target not in ids:
+                errs.append(f"move to unknown theme id {d.target!r} (or 'none' for unassigned)")
+        else:
+            errs.append(f"'merge into' is filled in but the decision is {dec!r}, not merge")
+    if dec == "move" and not d.target:
+        errs.append("move needs the theme to move the segment to")
+    if dec == "rename" and not d.new_name.strip():
+        errs.append("rename needs a new name")
+    if dec in ("merge", "reject") and d.new_name.strip():
+        errs.append(f"a new name does not go with {dec!r}")
+    if dec == "reassign" and not d.domain:
+        errs.append("reassign needs the domain id to move the theme to")
+    if d.domain:
+        if kind != "theme" or dec in ("merge", "reject"):
+            errs.append(f"a new domain does not go with {dec!r}")
+        elif d.domain not in run.domain_ids:
+            errs.append(f"unknown domain id {d.domain!r}")
+    if dec == "split":
+        if not d.segments:
+            errs.append("split needs the ids of the segments that go (column 'split off segments')")
+        else:
+            own = run.segments_of(d.ident)
+            foreign = [s for s in d.segments if s not in own]
+            if foreign:
+                errs.append(f"split names segments that are not in theme {d.ident}: "
+                            f"{', '.join(foreign[:5])}")
+            elif set(d.segments) == own:
+                errs.append("split would move every segment of the theme; use rename instead")
+    elif d.segments:
+        errs.append(f"segment ids are filled in but the decision is {dec!r}, not split")
+    return errs
+
+
+def merge_cycles(decisions: list[Decision]) -> list[list[Decision]]:
+    """Merge cycles among one set of decisions (one judge's, or the consensus)."""
+    merges = {d.item: d for d in decisions if d.decision == "merge"}
+    cycles, seen = [], set()
+    for start in merges:
+        path, item = [], start
+        while item in merges and item not in seen and merges[item] not in path:
+            path.append(merges[item])
+            item = f"{merges[item].kind}:{merges[item].target}"
+        if item in merges and merges[item] in path:
+            cycle = path[path.index(merges[item]):]
+            if not any(d.item in seen for d in cycle):
+                cycles.append(cycle)
+        seen.update(d.item for d in path)
+    return cycles
+
+
+def check_set(decisions: list[Decision], run: RunItems) -> list[str]:
+    """Problems of a set of decisions by one person: each row, then cycles and duplicates."""
+    errs = []
+    by_item: dict[str, Decision] = {}
+    for d in decisions:
+        errs += [f"{d.source}: {e}" for e in check_decision(d, run)]
+        if d.item in by_item:
+            errs.append(f"{d.source}: a second decision on {d.item.replace(':', ' ')} "
+                        f"(the first is at {by_item[d.item].source})")
+        by_item[d.item] = d
+    for cycle in merge_cycles(decisions):
+        chain = " -> ".join([cycle[0].ident] + [c.target for c in cycle])
+        errs.append(f"{cycle[0].source}: merge cycle ({cycle[0].kind}s {chain}; "
+                    f"rows: {'; '.join(c.source for c in cycle)})")
+    return errs
+
+
+def with_source(d: Decision, source: str) -> Decision:
+    return replace(d, source=source)

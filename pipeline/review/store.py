@@ -1,0 +1,326 @@
+"""The review's decisions in SQLite: ``RUN/review/decisions.sqlite``.
+
+Durability: WAL journal, ``synchronous=FULL``, and every import is one
+``BEGIN IMMEDIATE ... COMMIT``: a command reports success only after the commit,
+so an acknowledged decision survives a killed process or a power cut, and a
+killed import leaves no trace.
+
+Tables
+  meta            key/value: run_id, run_name, round, schema
+  panel           the judges and auditors (name, role)
+  positions       one judge's current position on one item in one round
+  consensus       the panel's consensus decision on one item in one round
+  audit_comments  the auditors' comments (append-only)
+  audit_log       every change: who, what, when, the new and the previous value
+                  (append-only: triggers abort any UPDATE or DELETE)
+
+The API below (record_positions, positions, resolve, consensus, add_audit_comment,
+audit_log) is what the CLI uses and what a web UI would use. Every write checks
+the decision against the run (:func:`pipeline.review.model.check_set`).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable
+
+from .model import Decision, ReviewError, RunItems, check_decision, check_set, merge_cycles
+
+SCHEMA_VERSION = "1"
+DB_NAME = "decisions.sqlite"
+
+_DECISION_COLS = ("decision", "new_name", "target", "domain", "segments", "core_idea",
+                  "comment", "source")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS panel (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL CHECK (role IN ('judge', 'auditor')),
+    added_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS imports (
+    import_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL, who TEXT NOT NULL, what TEXT NOT NULL, n_rows INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS positions (
+    round INTEGER NOT NULL, item TEXT NOT NULL, judge TEXT NOT NULL,
+    decision TEXT NOT NULL, new_name TEXT, target TEXT, domain TEXT, segments TEXT,
+    core_idea TEXT, comment TEXT, source TEXT, import_id INTEGER, at TEXT NOT NULL,
+    PRIMARY KEY (round, item, judge));
+CREATE TABLE IF NOT EXISTS consensus (
+    round INTEGER NOT NULL, item TEXT NOT NULL,
+    decision TEXT NOT NULL, new_name TEXT, target TEXT, domain TEXT, segments TEXT,
+    core_idea TEXT, comment TEXT, source TEXT, by TEXT NOT NULL, at TEXT NOT NULL,
+    PRIMARY KEY (round, item));
+CREATE TABLE IF NOT EXISTS audit_comments (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, round INTEGER NOT NULL, item TEXT NOT NULL,
+    by TEXT NOT NULL, comment TEXT NOT NULL, at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS audit_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, who TEXT NOT NULL,
+    action TEXT NOT NULL, round INTEGER, item TEXT, value TEXT, previous TEXT,
+    import_id INTEGER);
+CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_comments_no_update BEFORE UPDATE ON audit_comments
+BEGIN SELECT RAISE(ABORT, 'audit comments are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_comments_no_delete BEFORE DELETE ON audit_comments
+BEGIN SELECT RAISE(ABORT, 'audit comments are append-only'); END;
+"""
+
+#: test hook: after writing half of an import's rows, touch this file and sleep
+PAUSE_ENV = "CONSENSA_TEST_IMPORT_PAUSE"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def db_path(run_folder: Path) -> Path:
+    return Path(run_folder) / "review" / DB_NAME
+
+
+class ReviewStore:
+    """The review database of one run. Use as a context manager, or call close()."""
+
+    def __init__(self, run: RunItems, create: bool = False) -> None:
+        self.run = run
+        self.path = db_path(run.folder)
+        if not self.path.is_file() and not create:
+            raise ReviewError("this run has no review yet", path=run.folder,
+                              hint="start one with `consensa review export RUN --judges a,b,c`")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.con = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        self.con.row_factory = sqlite3.Row
+        self.con.execute("PRAGMA journal_mode=WAL")
+        self.con.execute("PRAGMA synchronous=FULL")
+        self.con.execute("PRAGMA foreign_keys=ON")
+        with self.transaction():
+            for statement in _statements(SCHEMA):
+                self.con.execute(statement)
+            stored = self.meta().get("run_id")
+            if stored is None:
+                for k, v in (("run_id", run.run_id), ("run_name", run.name), ("round", "1"),
+                             ("schema", SCHEMA_VERSION), ("created_at", _now())):
+                    self.con.execute("INSERT INTO meta VALUES (?, ?)", (k, v))
+            elif stored != run.run_id:
+                raise ReviewError(f"the review database belongs to another run ({stored}, this "
+                                  f"run is {run.run_id})", path=self.path)
+
+    # --- plumbing -------------------------------------------------------------
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> "ReviewStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self):
+        self.con.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.con
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+
+    def meta(self) -> dict[str, str]:
+        return {r["key"]: r["value"] for r in self.con.execute("SELECT key, value FROM meta")}
+
+    @property
+    def round(self) -> int:
+        return int(self.meta().get("round", "1"))
+
+    def _log(self, who: str, action: str, item: str | None = None, value: str | None = None,
+             previous: str | None = None, round: int | None = None,
+             import_id: int | None = None) -> None:
+        self.con.execute("INSERT INTO audit_log (at, who, action, round, item, value, previous, "
+                         "import_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                         (_now(), who, action, round, item, value, previous, import_id))
+
+    # --- panel ----------------------------------------------------------------
+    def set_panel(self, judges: Iterable[str], auditors: Iterable[str] = (), by: str = "") -> None:
+        judges, auditors = list(judges), list(auditors)
+        if len(set(judges) | set(auditors)) != len(judges) + len(auditors):
+            raise ReviewError("a name appears twice among the judges and auditors")
+        current = self.panel()
+        with self.transaction():
+            for role, names in (("judge", judges), ("auditor", auditors)):
+                for name in names:
+                    if name in current:
+                        if current[name] != role:
+                            raise ReviewError(f"{name} is already on the panel as {current[name]}")
+                        continue
+                    self.con.execute("INSERT INTO panel VALUES (?, ?, ?)", (name, role, _now()))
+                    self._log(by or name, "panel", value=f"{name}: {role}")
+
+    def panel(self) -> dict[str, str]:
+        return {r["name"]: r["role"] for r in self.con.execute("SELECT name, role FROM panel "
+                                                               "ORDER BY rowid")}
+
+    def judges(self) -> list[str]:
+        return [n for n, r in self.panel().items() if r == "judge"]
+
+    def auditors(self) -> list[str]:
+        return [n for n, r in self.panel().items() if r == "auditor"]
+
+    # --- positions ------------------------------------------------------------
+    def record_positions(self, batches: list[tuple[str, list[Decision]]], what: str = "",
+                         round: int | None = None,
+                         comments: list[tuple[str, str, str, str]] = ()) -> int:
+        """Record judges' positions, all in one transaction: every batch is checked first.
+
+        ``batches`` is a list of (judge, decisions). A judge's new position on an item
+        replaces the old one (the old one stays in the audit log). ``comments`` are
+        auditors' comments imported with them: (auditor, item, comment, source).
+        Returns the rows written.
+        """
+        round = round or self.round
+        panel = self.panel()
+        errors = []
+        for auditor, item, comment, source in comments:
+            if panel.get(auditor) != "auditor":
+                errors.append(f"{source}: {auditor!r} is not an auditor of this review")
+            errors += [f"{source}: {e}" for e in self._check_item(item)]
+        for judge, decisions in batches:
+            if panel.get(judge) != "judge":
+                errors.append(f"{what or 'input'}: {judge!r} is not a judge of this review "
+                              f"(judges: {', '.join(self.judges()) or 'none'})")
+                continue
+            errors += check_set(decisions, self.run)
+        if errors:
+            raise ReviewError(_listing(errors), hint="fix these rows and import again; "
+                              "nothing was imported")
+        rows = [(judge, d) for judge, ds in batches for d in ds]
+        pause = os.environ.get(PAUSE_ENV)
+        with self.transaction():
+            cur = self.con.execute("INSERT INTO imports (at, who, what, n_rows) VALUES (?, ?, ?, ?)",
+                                   (_now(), ",".join(j for j, _ in batches), what, len(rows)))
+            import_id = cur.lastrowid
+            for n, (judge, d) in enumerate(rows):
+                if pause and n == len(rows) // 2:
+                    flag, _, seconds = pause.partition(":")
+                    Path(flag).write_text(str(n))
+                    time.sleep(float(seconds or 60))
+                old = self.con.execute("SELECT * FROM positions WHERE round=? AND item=? AND "
+                                       "judge=?", (round, d.item, judge)).fetchone()
+                previous = Decision.from_row(old).to_json() if old else None
+                self.con.execute(
+                    "INSERT OR REPLACE INTO positions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (round, d.item, judge, *_decision_values(d), import_id, _now()))
+                self._log(judge, "position", d.item, d.to_json(), previous, round, import_id)
+            for auditor, item, comment, _ in comments:
+                self._add_comment(item, auditor, comment, round)
+        return len(rows) + len(comments)
+
+    def positions(self, round: int | None = None) -> dict[str, dict[str, Decision]]:
+        """{item: {judge: Decision}} for one round (default: the current one)."""
+        out: dict[str, dict[str, Decision]] = {}
+        for r in self.con.execute("SELECT * FROM positions WHERE round=? ORDER BY item, judge",
+                                  (round or self.round,)):
+            out.setdefault(r["item"], {})[r["judge"]] = Decision.from_row(r)
+        return out
+
+    # --- consensus --------------------------------------------------------------
+    def resolve(self, decisions: list[Decision], by: str, round: int | None = None) -> int:
+        """Record consensus decisions (one transaction), checked with the consensus so far."""
+        round = round or self.round
+        errors = []
+        for d in decisions:
+            errors += [f"{d.source or d.item}: {e}" for e in check_decision(d, self.run)]
+        merged = {**self.consensus(round), **{d.item: d for d in decisions}}
+        for cycle in merge_cycles(list(merged.values())):
+            chain = " -> ".join([cycle[0].ident] + [c.target for c in cycle])
+            errors.append(f"{decisions[0].source or decisions[0].item}: the consensus would "
+                          f"merge in a cycle ({cycle[0].kind}s {chain})")
+        if errors:
+            raise ReviewError(_listing(errors), hint="nothing was recorded")
+        with self.transaction():
+            for d in decisions:
+                old = self.con.execute("SELECT * FROM consensus WHERE round=? AND item=?",
+                                       (round, d.item)).fetchone()
+                previous = Decision.from_row(old).to_json() if old else None
+                self.con.execute(
+                    "INSERT OR REPLACE INTO consensus VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (round, d.item, *_decision_values(d), by, _now()))
+                self._log(by, "consensus", d.item, d.to_json(), previous, round)
+        return len(decisions)
+
+    def consensus(self, round: int | None = None) -> dict[str, Decision]:
+        """The recorded (explicit) consensus decisions: {item: Decision}."""
+        return {r["item"]: Decision.from_row(r) for r in self.con.execute(
+            "SELECT * FROM consensus WHERE round=? ORDER BY item", (round or self.round,))}
+
+    def consensus_by(self, round: int | None = None) -> dict[str, str]:
+        return {r["item"]: r["by"] for r in self.con.execute(
+            "SELECT item, by FROM consensus WHERE round=?", (round or self.round,))}
+
+    # --- auditors -----------------------------------------------------------------
+    def add_audit_comment(self, item: str, by: str, comment: str, round: int | None = None) -> None:
+        if self.panel().get(by) != "auditor":
+            raise ReviewError(f"{by!r} is not an auditor of this review "
+                              f"(auditors: {', '.join(self.auditors()) or 'none'})",
+                              hint="add one with `consensa review export RUN ... --auditor NAME`")
+        errors = self._check_item(item)
+        if errors:
+            raise ReviewError(errors[0])
+        if not comment.strip():
+            raise ReviewError("the comment is empty")
+        with self.transaction():
+            self._add_comment(item, by, comment, round or self.round)
+
+    def _check_item(self, item: str) -> list[str]:
+        kind, _, ident = item.partition(":")
+        known = {"theme": self.run.theme_ids, "domain": self.run.domain_ids,
+                 "segment": set(self.run.segments["segment_id"])}.get(kind, set())
+        return [] if ident in known else [f"unknown item {kind} {ident!r}"]
+
+    def _add_comment(self, item: str, by: str, comment: str, round: int) -> None:
+        self.con.execute("INSERT INTO audit_comments (round, item, by, comment, at) VALUES "
+                         "(?, ?, ?, ?, ?)", (round, item, by, comment, _now()))
+        self._log(by, "audit comment", item, comment, None, round)
+
+    def audit_comments(self, round: int | None = None) -> dict[str, list[tuple[str, str]]]:
+        out: dict[str, list[tuple[str, str]]] = {}
+        for r in self.con.execute("SELECT item, by, comment FROM audit_comments WHERE round=? "
+                                  "ORDER BY id", (round or self.round,)):
+            out.setdefault(r["item"], []).append((r["by"], r["comment"]))
+        return out
+
+    def audit_log(self) -> list[dict]:
+        return [dict(r) for r in self.con.execute("SELECT * FROM audit_log ORDER BY id")]
+
+    def imports(self) -> list[dict]:
+        return [dict(r) for r in self.con.execute("SELECT * FROM imports ORDER BY import_id")]
+
+
+def _decision_values(d: Decision) -> tuple:
+    return (d.decision, d.new_name, d.target, d.domain, "\n".join(d.segments), d.core_idea,
+            d.comment, d.source)
+
+
+def _statements(script: str) -> list[str]:
+    """Split the schema into statements (triggers contain ';' inside BEGIN ... END)."""
+    out, buf = [], []
+    for line in script.strip().splitlines():
+        buf.append(line)
+        text = "\n".join(buf)
+        if sqlite3.complete_statement(text):
+            out.append(text)
+            buf = []
+    return out
+
+
+def _listing(errors: list[str], limit: int = 30) -> str:
+    shown = errors[:limit]
+    more = f"\n  ... and {len(errors) - limit} more" if len(errors) > limit else ""
+    head = "1 problem" if len(errors) == 1 else f"{len(errors)} problems"
+    return f"{head}:\n  " + "\n  ".join(shown) + more

@@ -1,0 +1,270 @@
+"""Review workbooks: one .xlsx per judge out, their decisions back in.
+
+Sheets: ``instructions``, ``domains``, ``themes``, ``segments`` (assigned ones),
+``unassigned`` (segments no theme took), and the hidden ``_meta`` (run id, judge,
+role, round) and ``_lists`` (the dropdown choices). Columns with a yellow header
+are the judge's to fill in; the rest describe what the run proposed.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import openpyxl
+from openpyxl.styles import Alignment, Font, PatternFill
+from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.datavalidation import DataValidation
+
+from ..fsutil import atomic_write_bytes
+from .model import (DOMAIN_DECISIONS, THEME_DECISIONS, Decision, RunItems,
+                    _norm_id, domain_item, segment_item, split_ids, theme_item)
+
+FORMAT = "consensa-review-1"
+ROLES = ("judge", "auditor", "consensus")
+
+# (header, key, width); keys in EDITABLE are the judge's columns
+DOMAIN_COLS = [("domain id", "id", 10), ("name", "name", 30), ("keywords", "keywords", 40),
+               ("themes", "themes", 50), ("cases", "n_cases", 8), ("frequency", "freq", 12),
+               ("decision", "decision", 12), ("new name", "new_name", 28),
+               ("merge into", "target", 12), ("comment", "comment", 40)]
+THEME_COLS = [("theme id", "id", 9), ("name", "name", 30), ("domain id", "domain_id", 10),
+              ("domain", "domain_name", 24), ("keywords", "keywords", 40),
+              ("core idea (proposed)", "core", 50), ("example quotes", "quotes", 70),
+              ("cases", "cases", 30), ("n cases", "n_cases", 8), ("frequency", "freq", 12),
+              ("decision", "decision", 12), ("new name", "new_name", 28),
+              ("merge into", "target", 12), ("new domain", "domain", 12),
+              ("split off segments", "segments", 30), ("core idea note", "core_idea", 40),
+              ("comment", "comment", 40)]
+SEGMENT_COLS = [("segment id", "id", 16), ("case", "case", 12), ("theme id", "theme", 9),
+                ("theme", "theme_name", 28), ("text", "text", 90),
+                ("move to theme", "target", 14), ("comment", "comment", 40)]
+EDITABLE = {"decision", "new_name", "target", "domain", "segments", "core_idea", "comment"}
+
+_HEAD = Font(bold=True)
+_EDIT = PatternFill("solid", fgColor="FFF2CC")
+_WRAP = Alignment(wrap_text=True, vertical="top")
+
+INSTRUCTIONS = """Consensa review workbook: {name} (round {round}), {role} {person}
+
+Fill in the yellow columns only; leave a row's decision blank if you have no position yet.
+Then give the file back; it is imported with `consensa review import RUN FILE`.
+
+themes sheet, decision:
+  accept    keep the theme as it is (you may still give a new name, a new domain, a core idea note)
+  rename    keep it under the name in 'new name'
+  reassign  it belongs to the domain whose id is in 'new domain'
+  merge     merge it into the theme whose id is in 'merge into'
+  split     the segments listed in 'split off segments' (ids from the segments sheet,
+            separated by ';') form a new category named 'new name'; the rest stays
+  reject    not a theme: its segments become unassigned
+  'core idea note' is the core idea (definition) of the category in your words.
+domains sheet, decision: accept, rename ('new name'), merge ('merge into' another domain id).
+segments and unassigned sheets: to move a segment, write the target theme id in
+  'move to theme' ('none' leaves it unassigned).
+'comment' is free text, shown next to the item.
+"""
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    return str(value).strip()
+
+
+def _quotes(run: RunItems, quote_ids: str, n: int = 3) -> str:
+    text = dict(zip(run.segments["segment_id"], run.segments["text"]))
+    ids = [q.strip() for q in str(quote_ids).split(";") if q.strip()][:n]
+    return "\n".join(f"[{q}] {text.get(q, '')}" for q in ids)
+
+
+def _sheet(wb, title: str, cols, rows, validations: dict[str, str]) -> None:
+    ws = wb.create_sheet(title)
+    ws.append([h for h, _, _ in cols])
+    for i, (_, key, width) in enumerate(cols, start=1):
+        c = ws.cell(row=1, column=i)
+        c.font = _HEAD
+        if key in EDITABLE:
+            c.fill = _EDIT
+        ws.column_dimensions[get_column_letter(i)].width = width
+    for row in rows:
+        ws.append([row.get(key, "") for _, key, _ in cols])
+    for r in ws.iter_rows(min_row=2):
+        for c in r:
+            c.alignment = _WRAP
+    ws.freeze_panes = "B2"
+    last = max(ws.max_row, 2)
+    keys = [k for _, k, _ in cols]
+    for key, formula in validations.items():
+        col = get_column_letter(keys.index(key) + 1)
+        dv = DataValidation(type="list", formula1=formula, allow_blank=True, showDropDown=False)
+        dv.error = "Choose a value from the list"
+        dv.showErrorMessage = True
+        ws.add_data_validation(dv)
+        dv.add(f"{col}2:{col}{last}")
+
+
+def _prefilled(row: dict, d: Decision | None) -> dict:
+    if d is None:
+        return row
+    return {**row, "decision": d.decision if d.decision != "move" else "", "new_name": d.new_name,
+            "target": d.target, "domain": d.domain, "segments": "; ".join(d.segments),
+            "core_idea": d.core_idea, "comment": d.comment}
+
+
+def build_workbook(run: RunItems, person: str, role: str, round: int,
+                   prefill: dict[str, Decision] | None = None) -> bytes:
+    """The workbook for one person, as .xlsx bytes."""
+    prefill = prefill or {}
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "instructions"
+    for line in INSTRUCTIONS.format(name=run.name, round=round, role=role, person=person).splitlines():
+        ws.append([line])
+    ws.column_dimensions["A"].width = 110
+
+    theme_names = dict(zip(run.themes["theme_id"], run.themes["name"]))
+    lists = wb.create_sheet("_lists")
+    choices = {"A": list(THEME_DECISIONS), "B": list(DOMAIN_DECISIONS),
+               "C": [str(t) for t in run.themes["theme_id"]],
+               "D": [str(d) for d in run.domains["domain_id"]],
+               "E": [str(t) for t in run.themes["theme_id"]] + ["none"]}
+    ref = {}
+    for col, values in choices.items():
+        for i, v in enumerate(values, start=1):
+            lists[f"{col}{i}"] = v
+        ref[col] = f"'_lists'!${col}$1:${col}${max(len(values), 1)}"
+    lists.sheet_state = "hidden"
+
+    drows = []
+    for d in run.domains.itertuples():
+        tids = [t for t in str(d.theme_ids).split(";") if t.strip()]
+        drows.append(_prefilled({
+            "id": int(d.domain_id), "name": d.name, "keywords": d.keywords,
+            "themes": "\n".join(f"{t.strip()}: {theme_names.get(int(t), '')}" for t in tids),
+            "n_cases": int(d.n_cases), "freq": d.frequency_label}, prefill.get(domain_item(d.domain_id))))
+    _sheet(wb, "domains", DOMAIN_COLS, drows, {"decision": ref["B"], "target": ref["D"]})
+
+    dom_names = dict(zip(run.domains["domain_id"], run.domains["name"]))
+    trows = []
+    for t in run.themes.itertuples():
+        trows.append(_prefilled({
+            "id": int(t.theme_id), "name": t.name, "domain_id": int(t.domain_id),
+            "domain_name": dom_names.get(int(t.domain_id), ""), "keywords": t.keywords,
+            "core": t.core_idea, "quotes": _quotes(run, t.quote_ids), "cases": t.cases,
+            "n_cases": int(t.n_cases), "freq": t.frequency_label}, prefill.get(theme_item(t.theme_id))))
+    _sheet(wb, "themes", THEME_COLS, trows,
+           {"decision": ref["A"], "target": ref["C"], "domain": ref["D"]})
+
+    for title, assigned in (("segments", True), ("unassigned", False)):
+        seg = run.segments[(run.segments["theme"] >= 0) == assigned]
+        srows = []
+        for s in seg.itertuples():
+            srows.append(_prefilled({"id": s.segment_id, "case": s.case_id, "theme": int(s.theme),
+                                     "theme_name": s.theme_name, "text": s.text},
+                                    prefill.get(segment_item(s.segment_id))))
+        _sheet(wb, title, SEGMENT_COLS, srows, {"target": ref["E"]})
+
+    meta = wb.create_sheet("_meta")
+    for k, v in (("format", FORMAT), ("run_id", run.run_id), ("run_name", run.name),
+                 ("run_folder", str(run.folder)), ("person", person), ("role", role),
+                 ("round", str(round)),
+                 ("exported_at", datetime.now(timezone.utc).isoformat(timespec="seconds"))):
+        meta.append([k, v])
+    meta.sheet_state = "hidden"
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+def write_workbook(path: Path, data: bytes) -> None:
+    atomic_write_bytes(path, data)
+
+
+# --- import -------------------------------------------------------------------
+
+@dataclass
+class ReadWorkbook:
+    path: Path
+    person: str
+    role: str
+    round: int
+    decisions: list[Decision] = field(default_factory=list)
+    #: rows with only a comment (auditors): (item, comment, source)
+    comments: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def read_workbook(path: Path, run: RunItems) -> tuple[ReadWorkbook | None, list[str]]:
+    """Read one filled-in workbook: its decisions, and the problems found (file, sheet, row)."""
+    path = Path(path)
+    name = path.name
+    try:
+        wb = openpyxl.load_workbook(path, data_only=True)
+    except Exception as exc:  # openpyxl raises many kinds for a file that is not .xlsx
+        return None, [f"{name}: cannot be read as an .xlsx workbook ({type(exc).__name__}: {exc})"]
+    if "_meta" not in wb.sheetnames:
+        return None, [f"{name}: not a Consensa review workbook (it has no _meta sheet); "
+                      "export one with `consensa review export`"]
+    meta = {_cell(r[0]): _cell(r[1]) for r in wb["_meta"].iter_rows(values_only=True) if r and r[0]}
+    if meta.get("format") != FORMAT:
+        return None, [f"{name}, sheet '_meta': unknown workbook format {meta.get('format')!r}"]
+    if meta.get("run_id") != run.run_id:
+        return None, [f"{name}, sheet '_meta': this workbook belongs to another run "
+                      f"({meta.get('run_name')!r}, id {meta.get('run_id')}); this run is "
+                      f"{run.name!r}, id {run.run_id}"]
+    role = meta.get("role", "")
+    if role not in ROLES:
+        return None, [f"{name}, sheet '_meta': unknown role {role!r}"]
+    out = ReadWorkbook(path, meta.get("person", ""), role, int(meta.get("round") or 1))
+    errors: list[str] = []
+    for sheet, cols, kind in (("domains", DOMAIN_COLS, "domain"), ("themes", THEME_COLS, "theme"),
+                              ("segments", SEGMENT_COLS, "segment"),
+                              ("unassigned", SEGMENT_COLS, "segment")):
+        if sheet not in wb.sheetnames:
+            errors.append(f"{name}: the sheet '{sheet}' is missing")
+            continue
+        ws = wb[sheet]
+        header = [_cell(c) for c in next(ws.iter_rows(min_row=1, max_row=1, values_only=True), ())]
+        index = {}
+        for h, key, _ in cols:
+            if h not in header:
+                errors.append(f"{name}, sheet '{sheet}', row 1: the column '{h}' is missing")
+            else:
+                index[key] = header.index(h)
+        if len(index) < len(cols):
+            continue
+        for r, values in enumerate(ws.iter_rows(min_row=2, values_only=True), start=2):
+            values = list(values) + [None] * (len(header) - len(values))
+            get = {k: values[i] for k, i in index.items()}
+            where = f"{name}, sheet '{sheet}', row {r}"
+            edits = {k: get[k] for k in EDITABLE if k in get and _cell(get[k])}
+            if not edits:
+                continue
+            ident = _norm_id(get["id"])
+            item = f"{kind}:{ident}"
+            comment = _cell(get.get("comment"))
+            if kind == "segment":
+                word = "move" if _cell(get.get("target")) else ""
+            else:
+                word = _cell(get.get("decision")).lower()
+            if not word:
+                if role == "auditor" and set(edits) == {"comment"}:
+                    out.comments.append((item, comment, where))
+                    continue
+                errors.append(f"{where}: {'move to theme' if kind == 'segment' else 'decision'} "
+                              "is blank but other columns are filled in; choose a decision "
+                              "(accept if you keep it)")
+                continue
+            if role == "auditor":
+                errors.append(f"{where}: an auditor's workbook holds comments only, not decisions")
+                continue
+            target = _norm_id(get.get("target"))
+            d = Decision(item=item, decision=word, new_name=_cell(get.get("new_name")),
+                         target=target.lower() if target.lower() == "none" else target,
+                         domain=_norm_id(get.get("domain")),
+                         segments=split_ids(get.get("segments")),
+                         core_idea=_cell(get.get("core_idea")), comment=comment, source=where)
+            out.decisions.append(d)
+    return out, errors

@@ -1,0 +1,185 @@
+"""The judges' review, end to end: export, fill in, import, disagree, resolve, apply."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+
+import openpyxl
+import pytest
+import yaml
+
+from pipeline.cli import main
+from pipeline.review.model import load_run
+from pipeline.review.store import ReviewStore, db_path
+from review_helpers import copy_run, fill, segments
+
+
+@pytest.fixture()
+def review_run(tmp_path_factory, tmp_path):
+    return copy_run(tmp_path_factory.getbasetemp() / "review-base", tmp_path / "run")
+
+
+def test_review_round_end_to_end(review_run, capsys):
+    run = review_run
+    original_table = (run / "cqr_table.md").read_bytes()
+    assert main(["review", "export", str(run), "--judges", "ana,ben,caro", "--auditor", "dee"]) == 0
+    rdir = run / "review" / "round-1"
+    for name in ("ana", "ben", "caro", "dee"):
+        wb = openpyxl.load_workbook(rdir / f"{name}.xlsx")
+        assert {"domains", "themes", "segments", "unassigned", "_meta"} <= set(wb.sheetnames)
+        assert wb["_meta"].sheet_state == "hidden"
+        assert any(dv.formula1 for dv in wb["themes"].data_validations.dataValidation)
+    packet = (rdir / "packet.html").read_text()
+    assert "<script" not in packet and "http" not in packet.split("</head>")[1]
+
+    seg = segments(run)
+    t0 = seg[seg["theme"] == 0]
+    split_ids = t0[t0["case_id"].isin(["case01", "case02"])]["segment_id"].tolist()
+    mover = t0[t0["case_id"] == "case06"]["segment_id"].iloc[0]
+    for judge in ("ana", "ben", "caro"):
+        for d in (0, 1):
+            fill(rdir / f"{judge}.xlsx", "domains", d, decision="accept")
+    ana, ben, caro = (rdir / f"{j}.xlsx" for j in ("ana", "ben", "caro"))
+    fill(ana, "themes", 0, decision="split", new_name="Learning on the job",
+         split_off_segments="; ".join(split_ids))
+    fill(ana, "themes", 1, decision="rename", new_name="Supervision as support")
+    fill(ana, "themes", 2, decision="merge", merge_into=1, comment="same support story")
+    fill(ana, "segments", mover, move_to_theme=1)
+    fill(ben, "themes", 0, decision="accept")
+    fill(ben, "themes", 1, decision="rename", new_name="Supervision as support",
+         core_idea_note="Supervisors helped therapists make sense of their tears.")
+    fill(ben, "themes", 2, decision="accept")
+    fill(caro, "themes", 0, decision="split", new_name="learning on the job",
+         split_off_segments=", ".join(reversed(split_ids)))
+    fill(caro, "themes", 1, decision="accept", new_name="supervision as  support")
+    fill(caro, "themes", 2, decision="merge", merge_into="1")
+    fill(rdir / "dee.xlsx", "themes", 2, comment="Check that client reactions are not support.")
+
+    assert main(["review", "import", str(run), str(ana), str(ben), str(caro),
+                 str(rdir / "dee.xlsx")]) == 0
+    assert "imported" in capsys.readouterr().out
+
+    assert main(["review", "status", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r'theme 1 "[^"]*": agreed, rename to "Supervision as support"', out)
+    assert 'theme 0 "' in out and re.search(r'theme 0 "[^"]*": DISPUTED', out)
+    assert re.search(r"ana\s+split off 4 segment\(s\)", out) or "ana   split off" in out
+    assert re.search(r"ben\s+accept", out) and re.search(r"caro\s+merge into theme 1", out)
+    assert "auditor dee: Check that client reactions are not support." in out
+    assert f"segment {mover}: DISPUTED" in out
+    assert "Fleiss' kappa" in out and "Round 1 is open: 3 item(s)" in out
+
+    # apply refuses an open round
+    assert main(["review", "apply", str(run)]) == 2
+    assert "still open" in capsys.readouterr().err
+
+    assert main(["review", "resolve", str(run), "--theme", "0", "--decision", "split",
+                 "--name", "Learning on the job", "--segments", ";".join(split_ids),
+                 "--by", "ana"]) == 0
+    assert main(["review", "resolve", str(run), "--theme", "2", "--decision", "merge",
+                 "--target", "1", "--by", "ana"]) == 0
+    assert main(["review", "audit", str(run), "--by", "dee", "--theme", "0",
+                 "--comment", "Split looks right."]) == 0
+    assert main(["review", "resolve", str(run), "--segment", mover, "--decision", "move",
+                 "--target", "1", "--by", "ben"]) == 0
+    assert "round closed" in capsys.readouterr().out
+    assert main(["review", "status", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "Round 1 is closed" in out and "resolved by ana, merge into theme 2" not in out
+    assert "auditor dee: Split looks right." in out
+
+    assert main(["review", "apply", str(run)]) == 0
+    cb = yaml.safe_load((run / "review" / "codebook.yaml").read_text())
+    cats = {c["name"]: c for d in cb["domains"] for c in d["categories"]}
+    assert set(cats) == {"Supervision as support", "Learning on the job",
+                         "training / emotion / therapist"}
+    sup = cats["Supervision as support"]
+    assert sorted(sup["from_themes"]) == [1, 2] and sup["changed"]
+    assert sup["n_segments"] == 24 + 24 + 1 and sup["frequency_label"] == "general"
+    assert sup["core_idea_source"] == "judges" and sup["proposed_name"]
+    assert any("merged in" in ch for ch in sup["changes"])
+    new = cats["Learning on the job"]
+    assert new["n_cases"] == 2 and new["frequency_label"] == "variant"
+    assert new["n_segments"] == len(split_ids)
+    rest = cats["training / emotion / therapist"]
+    assert rest["n_cases"] == 4 and rest["frequency_label"] == "typical"
+    assert any("general -> typical" in ch for ch in rest["changes"])
+    assert not any(c["name"].startswith("client") for c in cats.values())
+    table = (run / "review" / "cqr_table.md").read_text()
+    assert "Supervision as support" in table and "| variant | 2/6 |" in table
+    assert "| typical | 4/6 |" in table
+    assert (run / "cqr_table.md").read_bytes() == original_table  # the run's own table untouched
+    md = (run / "review" / "codebook.md").read_text()
+    assert "**changed**" in md and "theme 2" in md
+
+    with ReviewStore(load_run(run)) as store:
+        log = store.audit_log()
+    assert {r["action"] for r in log} >= {"panel", "position", "consensus", "audit comment"}
+    assert all(r["who"] and r["at"] for r in log)
+
+
+def test_reimport_keeps_previous_value_in_audit_log(review_run, capsys):
+    run = review_run
+    assert main(["review", "export", str(run), "--judges", "ana,ben"]) == 0
+    wb = run / "review" / "round-1" / "ana.xlsx"
+    fill(wb, "themes", 1, decision="accept")
+    assert main(["review", "import", str(run), str(wb)]) == 0
+    fill(wb, "themes", 1, decision="reject")
+    assert main(["review", "import", str(run), str(wb)]) == 0
+    with ReviewStore(load_run(run)) as store:
+        assert store.positions()["theme:1"]["ana"].decision == "reject"
+        rows = [r for r in store.audit_log() if r["item"] == "theme:1"]
+    assert len(rows) == 2 and rows[0]["previous"] is None
+    assert '"decision": "accept"' in rows[1]["previous"]
+
+
+def test_audit_log_is_append_only(review_run):
+    run = review_run
+    assert main(["review", "export", str(run), "--judges", "ana,ben", "--auditor", "dee"]) == 0
+    assert main(["review", "audit", str(run), "--by", "dee", "--theme", "1", "--comment", "ok"]) == 0
+    con = sqlite3.connect(db_path(run))
+    n = con.execute("SELECT COUNT(*) FROM audit_log").fetchone()[0]
+    assert n >= 4
+    for sql in ("UPDATE audit_log SET who = 'mallory'", "DELETE FROM audit_log",
+                "UPDATE audit_comments SET comment = 'x'", "DELETE FROM audit_comments"):
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            con.execute(sql)
+    con.close()
+    con = sqlite3.connect(db_path(run))
+    assert con.execute("SELECT COUNT(*) FROM audit_log").fetchone()[0] == n
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    con.close()
+
+
+def test_only_auditors_comment_and_only_judges_decide(review_run, capsys):
+    run = review_run
+    assert main(["review", "export", str(run), "--judges", "ana,ben", "--auditor", "dee"]) == 0
+    assert main(["review", "audit", str(run), "--by", "ana", "--theme", "1", "--comment", "x"]) == 2
+    assert "not an auditor" in capsys.readouterr().err
+    wb = run / "review" / "round-1" / "dee.xlsx"
+    row = fill(wb, "themes", 1, decision="accept")
+    assert main(["review", "import", str(run), str(wb)]) == 2
+    err = capsys.readouterr().err
+    assert f"dee.xlsx, sheet 'themes', row {row}" in err and "comments only" in err
+
+
+def test_reject_and_domain_merge_apply(review_run, capsys):
+    run = review_run
+    assert main(["review", "export", str(run), "--judges", "ana,ben"]) == 0
+    rdir = run / "review" / "round-1"
+    for j in ("ana", "ben"):
+        fill(rdir / f"{j}.xlsx", "domains", 0, decision="accept")
+        fill(rdir / f"{j}.xlsx", "domains", 1, decision="merge", merge_into=0)
+        fill(rdir / f"{j}.xlsx", "themes", 0, decision="reject", comment="not a theme")
+        fill(rdir / f"{j}.xlsx", "themes", 1, decision="accept")
+        fill(rdir / f"{j}.xlsx", "themes", 2, decision="reassign", new_domain=1)
+    assert main(["review", "import", str(run), str(rdir / "ana.xlsx"), str(rdir / "ben.xlsx")]) == 0
+    assert main(["review", "status", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "Round 1 is closed" in out and "identical decisions 100%" in out
+    assert main(["review", "apply", str(run)]) == 0
+    cb = yaml.safe_load((run / "review" / "codebook.yaml").read_text())
+    assert len(cb["domains"]) == 1 and cb["domains"][0]["changed"]
+    assert [t["id"] for t in cb["rejected_themes"]] == [0]
+    assert cb["unassigned_segments"] == 24

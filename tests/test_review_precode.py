@@ -1,0 +1,88 @@
+"""Pre-coding new transcripts with an agreed codebook; doubtful segments go to humans."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import openpyxl
+import pandas as pd
+import pytest
+import yaml
+
+from pipeline.cli import main
+from pipeline.review.model import Decision, load_run
+from pipeline.review.precode import fit_classifier
+from pipeline.review.store import ReviewStore
+from review_helpers import copy_run
+from study import TOPICS, write_study
+
+
+@pytest.fixture(scope="module")
+def codebook(tmp_path_factory):
+    base = tmp_path_factory.getbasetemp() / "review-base"
+    run = copy_run(base, tmp_path_factory.mktemp("precode") / "run")
+    items = load_run(run)
+    with ReviewStore(items, create=True) as store:
+        store.set_panel(["ana", "ben"])
+        store.resolve([Decision(i, "accept") for i in items.items()], by="ana")
+    assert main(["review", "apply", str(run)]) == 0
+    return run / "review" / "codebook.yaml"
+
+
+def test_fit_classifier_picks_by_cross_validation():
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(3, 8))
+    X = np.vstack([c + 0.1 * rng.normal(size=(20, 8)) for c in centers])
+    y = np.repeat([0, 1, 2], 20)
+    clf = fit_classifier(X, y, groups=np.tile(np.arange(5), 12), seed=0)
+    assert clf.name in ("nearest_centroid", "logistic_regression")
+    assert set(clf.cv_accuracy) == {"nearest_centroid", "logistic_regression"}
+    assert max(clf.cv_accuracy.values()) > 0.9
+    labels, conf = clf.predict(X)
+    assert (labels == y).mean() > 0.9 and ((conf > 0) & (conf <= 1)).all()
+
+
+def test_precode_codes_new_transcripts_and_queues_doubtful_ones(codebook, tmp_path, capsys):
+    new = write_study(tmp_path / "new", n_cases=3)
+    out = tmp_path / "pre"
+    assert main(["precode", str(codebook), "--transcripts", str(new), "--threshold", "0",
+                 "--out", str(out)]) == 0
+    assert "pre-coded" in capsys.readouterr().out
+    seg = pd.read_parquet(out / "segments.parquet")
+    assert not seg["needs_human"].any()
+    # each new segment lands in the category of its topic
+    cb = yaml.safe_load(codebook.read_text())
+    assignments = pd.read_csv(codebook.parent / "assignments.csv")
+    train = pd.read_parquet(codebook.parent.parent / "segments.parquet").merge(assignments,
+                                                                               on="segment_id")
+    topic_of = {s: t for t, ss in TOPICS.items() for s in ss}
+    cat_of_topic = {topic_of[t]: c for t, c in zip(train["text"], train["category_id"])
+                    if t in topic_of}
+    known = seg[seg["text"].isin(topic_of)]
+    assert len(known) > 10
+    hits = [cat_of_topic[topic_of[t]] == c for t, c in zip(known["text"], known["category_id"])]
+    assert np.mean(hits) >= 0.9
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["classifier"] in ("nearest_centroid", "logistic_regression") and m["n_needs_human"] == 0
+    table = (out / "cqr_table.md").read_text()
+    assert all(c["name"] in table for d in cb["domains"] for c in d["categories"])
+
+    # a high threshold sends the doubtful ones to the queue instead of coding them
+    cut = float(seg["confidence"].median())
+    out2 = tmp_path / "pre2"
+    assert main(["precode", str(codebook), "--transcripts", str(new), "--threshold", str(cut),
+                 "--out", str(out2)]) == 0
+    seg2 = pd.read_parquet(out2 / "segments.parquet")
+    low = seg2["confidence"] < cut
+    assert low.any() and (seg2["needs_human"] == low).all()
+    assert (seg2.loc[low, "category_id"] == -1).all()
+    assert (seg2.loc[~low, "category_id"] >= 0).all()
+    ws = openpyxl.load_workbook(out2 / "queue.xlsx")["queue"]
+    assert ws.max_row - 1 == int(low.sum())
+    assert json.loads((out2 / "manifest.json").read_text())["n_needs_human"] == int(low.sum())
+
+
+def test_precode_refuses_a_missing_codebook(tmp_path, capsys):
+    assert main(["precode", str(tmp_path / "nope.yaml"), "--transcripts", str(tmp_path)]) == 2
+    assert "no such codebook" in capsys.readouterr().err
