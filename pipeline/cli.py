@@ -73,6 +73,20 @@ def cmd_stability(args: argparse.Namespace) -> int:
                report=_say)
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import cli
+
+    return cli(args.run, args.codes, level=args.level, out=args.out,
+               min_coverage=args.min_coverage, min_match=args.min_match, depth=args.depth,
+               separator=args.separator, columns=args.column, report=_say)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .refi import cli
+
+    return cli(args.kind, args.source, args.out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="consensa", description=(
         "NLP-assisted theme discovery for Consensual Qualitative Research. "
@@ -125,6 +139,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", type=Path,
                    help="the embedding cache folder, if it cannot be found from the run")
     p.set_defaults(func=cmd_stability)
+
+    p = sub.add_parser("compare", help="compare a run's themes with human codes",
+                       description="Place human codes (a .csv/.xlsx table, one row per coded "
+                       "passage, or a REFI-QDA .qdpx project) on a run's segments and report "
+                       "the agreement between themes and codes (ARI, NMI/AMI, homogeneity, "
+                       "completeness, Cohen's kappa after matching), per code and per theme, a "
+                       "disagreement queue for review, and the agreement between human coders. "
+                       "Writes RUN/compare/ (compare.html, CSV tables, disagreements.xlsx).")
+    p.add_argument("run", help="a run folder made by `consensa run`")
+    p.add_argument("codes", help="the human codes: .csv/.tsv/.xlsx table or .qdpx project")
+    p.add_argument("--level", choices=("category", "domain"), default="category",
+                   help="the level of the per-code tables and the disagreement queue: themes "
+                   "vs codes (category) or domains vs top-level codes (domain)")
+    p.add_argument("--out", help="the folder to write (default: RUN/compare)")
+    p.add_argument("--min-coverage", type=float, default=0.5, metavar="SHARE",
+                   help="a segment carries a code covering at least this share of its "
+                   "characters (default 0.5)")
+    p.add_argument("--min-match", type=float, default=0.6, metavar="SHARE",
+                   help="a quote without offsets is placed where at least this share of its "
+                   "characters match (default 0.6)")
+    p.add_argument("--depth", type=int, metavar="N",
+                   help="cut code paths to their first N levels for the category level")
+    p.add_argument("--separator", default=">",
+                   help="the separator of levels in code paths of a table (default '>')")
+    p.add_argument("--column", action="append", metavar="KEY=NAME",
+                   help="the table's column for case, code, text, start, end, coder or "
+                   "turn_index when it is not found by name (repeatable)")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("export", help="export a codebook (.qdc) or a project (.qdpx) for "
+                       "QDA software (REFI-QDA)",
+                       description="qdc: the codebook of a run (domains as parent codes, "
+                       "themes as child codes), or of a themes.csv / a table of code paths / "
+                       "a .qdpx. qdpx: the run as a project, its transcripts as text sources "
+                       "and every assigned segment coded with its theme.")
+    p.add_argument("kind", choices=("qdc", "qdpx"))
+    p.add_argument("source", metavar="RUN_OR_CODEBOOK",
+                   help="a run folder (qdc also: themes.csv, a table with a 'code' column, "
+                   "or a .qdpx)")
+    p.add_argument("--out", help="the file to write (default: RUN/export/<name>.qdc|.qdpx)")
+    p.set_defaults(func=cmd_export)
 
     from .review.commands import add_parser as add_review_parser
 

@@ -1,0 +1,177 @@
+"""REFI-QDA check: Consensa's exports against the schema, real exports read, round trips.
+
+    .venv/bin/python bench/refi_check.py [RUN]
+
+1. Exports RUN (default: a fresh run of the invented test study, in seconds) as a
+   codebook (.qdc) and a project (.qdpx), and validates them against the REFI-QDA
+   Project schema (Project-mrt2019.xsd, with lxml). The schema has no global
+   CodeBook element, so the .qdc's codes are validated inside a minimal Project.
+2. Reads the real exports in /work/shared/data/refi_qda (NVivo 12, ATLAS.ti) with
+   Consensa's reader and prints what it found: sources, codes, coders, codings.
+   Only counts are printed for the NVivo project (its sources hold offensive
+   comments); nothing of its text is shown.
+3. Round trip: the exported project read back by Consensa's reader has the same
+   codes (GUIDs, names, hierarchy) and the same spans as the run's segments, and the
+   exported texts are the run's texts.
+
+Needs lxml (``pip install -e '.[bench]'``) and /work/shared (or CONSENSA_REFI_SCHEMA
+and CONSENSA_REFI_DATA).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+SCHEMA = Path(os.environ.get("CONSENSA_REFI_SCHEMA",
+                             "/work/shared/refi_qda/Project-mrt2019.xsd"))
+DATA = Path(os.environ.get("CONSENSA_REFI_DATA", "/work/shared/data/refi_qda"))
+REAL = [("NVivo 12", DATA / "oltas0517.qdpx", False),
+        ("ATLAS.ti", DATA / "atlas_standard_project.qde", True),
+        ("ATLAS.ti", DATA / "atlas_target_project.qdpx", True)]
+
+
+def validator():
+    from lxml import etree
+
+    schema = etree.XMLSchema(etree.parse(str(SCHEMA)))
+
+    def check(xml: bytes) -> list[str]:
+        doc = etree.parse(io.BytesIO(xml), etree.XMLParser(resolve_entities=False,
+                                                             no_network=True))
+        if schema.validate(doc):
+            return []
+        return [f"line {e.line}: {e.message}" for e in schema.error_log][:10]
+    return check
+
+
+def qdc_as_project(qdc: bytes) -> bytes:
+    """The codebook's <Codes> inside a minimal Project, in the project namespace."""
+    from lxml import etree
+
+    from pipeline.refi import NS_CODEBOOK, NS_PROJECT
+
+    book = etree.fromstring(qdc, etree.XMLParser(resolve_entities=False, no_network=True))
+    assert book.tag == f"{{{NS_CODEBOOK}}}CodeBook", book.tag
+    text = etree.tostring(book.find(f"{{{NS_CODEBOOK}}}Codes")).decode()
+    text = text.replace(NS_CODEBOOK, NS_PROJECT)
+    return (f'<Project xmlns="{NS_PROJECT}" name="codebook check"><CodeBook>{text}</CodeBook>'
+            f'</Project>').encode()
+
+
+def make_run(tmp: Path) -> Path:
+    from study import study_config, write_study
+
+    from pipeline.config import validate_config
+    from pipeline.run import run
+
+    study = write_study(tmp / "study")
+    return run(validate_config(study_config(study)), study, tmp / "run")
+
+
+def main() -> int:
+    from pipeline.codes import load_run
+    from pipeline.refi import (
+        codebook_from_run,
+        iter_codes,
+        qdc_bytes,
+        qdpx_bytes,
+        read_project,
+    )
+
+    failures = 0
+    check = validator()
+    with tempfile.TemporaryDirectory(prefix="consensa-refi-") as tmp:
+        folder = Path(sys.argv[1]) if len(sys.argv) > 1 else make_run(Path(tmp))
+        run = load_run(folder)
+        print(f"1. Consensa's exports of run '{run.name}' ({folder}) vs {SCHEMA.name}")
+        qdpx = qdpx_bytes(run)
+        codes = codebook_from_run(run)
+        qdc = qdc_bytes(codes)
+        with zipfile.ZipFile(io.BytesIO(qdpx)) as zf:
+            names = zf.namelist()
+            qde = zf.read("project.qde")
+        errors = check(qde)
+        failures += bool(errors)
+        print(f"   project.qde of the .qdpx ({len(qdpx):,} bytes, {len(names)} files): "
+              f"{'VALID' if not errors else 'INVALID'}")
+        for e in errors:
+            print(f"     {e}")
+        errors = check(qdc_as_project(qdc))
+        failures += bool(errors)
+        print(f"   .qdc codebook ({len(qdc):,} bytes; its codes inside a Project): "
+              f"{'VALID' if not errors else 'INVALID'}")
+        for e in errors:
+            print(f"     {e}")
+
+        print("\n2. Real exports read by Consensa's reader")
+        for tool, path, show_names in REAL:
+            if not path.is_file():
+                print(f"   {path.name}: missing, skipped")
+                continue
+            got = read_project(path)
+            info = got.info
+            depth = int(got.codebook["depth"].max()) if len(got.codebook) else 0
+            per_coder = got.codings["coder"].value_counts()
+            others = ", ".join(f"{n} {k}" for k, n in sorted(info["other_sources"].items()))
+            print(f"   {path.name} ({tool}; origin '{info['origin']}'):")
+            print(f"     sources: {info['text sources']} text" + (f", {others}" if others else "")
+                  + f"; texts read: {len(got.texts)} ({sum(map(len, got.texts.values())):,} "
+                  "characters)")
+            print(f"     codes: {len(got.codebook)} (max depth {depth}); coders: "
+                  f"{len(per_coder)} coding ({info['users']} users); codings: "
+                  f"{len(got.codings)} on {info['selections']} selections; notes: "
+                  f"{len(got.notes)}")
+            if show_names:
+                print(f"     codes: {', '.join(got.codebook['code'][:12])}"
+                      f"{' ...' if len(got.codebook) > 12 else ''}")
+                print("     codings per coder: " + (", ".join(
+                    f"{c} {n}" for c, n in per_coder.items()) or "none"))
+                for n in got.notes:
+                    print(f"     note: {n}")
+            else:
+                print("     codings per coder: " + (", ".join(
+                    f"coder {i + 1}: {n}" for i, n in enumerate(per_coder.to_numpy())) or "none"))
+                ok = sum(1 for r in got.codings.itertuples()
+                         if 0 <= r.start < r.end <= len(got.texts[r.case]))
+                print(f"     spans inside their source text: {ok} of {len(got.codings)}")
+            errors = check(zipfile.ZipFile(path).read("project.qde")
+                           if zipfile.is_zipfile(path) else path.read_bytes())
+            print(f"     against the schema: {'valid' if not errors else 'not valid'}"
+                  + (f" ({len(errors)} first problems: {errors[0][:110]})" if errors else ""))
+
+        print("\n3. Round trip: export, read back with Consensa's reader")
+        qdpx_path = Path(tmp) / "run.qdpx"
+        qdpx_path.write_bytes(qdpx)
+        back = read_project(qdpx_path)
+        want_codes = {(p, c.guid.lower()) for p, c in iter_codes(codes)}
+        got_codes = set(zip(back.codebook["code"], back.codebook["guid"], strict=True))
+        seg = run.segments[run.segments["theme"] >= 0]
+        path_of = {c.theme_id: p for p, c in iter_codes(codes) if c.theme_id is not None}
+        want_spans = {(r.case_id, r.start_char, r.end_char, path_of[r.theme])
+                      for r in seg.itertuples()}
+        got_spans = {(r.case, r.start, r.end, r.code) for r in back.codings.itertuples()}
+        same_text = all(back.texts.get(c) == t for c, t in run.sources.items())
+        quotes = all(back.texts[r.case_id][r.start_char:r.end_char] == r.text
+                     for r in seg.itertuples())
+        rt = want_codes == got_codes and want_spans == got_spans and same_text and quotes
+        failures += not rt
+        print(f"   codes: {len(got_codes)} read back, {len(want_codes)} exported, same: "
+              f"{want_codes == got_codes}")
+        print(f"   spans: {len(got_spans)} read back, {len(want_spans)} segments coded, same: "
+              f"{want_spans == got_spans}; texts identical: {same_text}; quotes at their "
+              f"offsets: {quotes}")
+        print(f"   users: {', '.join(back.coders)}")
+        print(f"\n{'OK' if not failures else f'{failures} FAILURE(S)'}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

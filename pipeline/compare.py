@@ -1,0 +1,912 @@
+"""``consensa compare RUN CODES``: how a run's themes agree with human codes.
+
+The human codes (a table or a REFI-QDA project, see :mod:`pipeline.codes`) are
+placed in the run's source texts and laid over its segments: a segment *carries*
+a code covering at least ``min_coverage`` of its characters, and its *primary*
+code is the one covering most. Then, at the level of categories (themes vs. full
+code paths, or paths cut to ``depth`` levels) and, when the codes are
+hierarchical (``Parent > Child``), at the level of domains (Consensa's domains vs.
+the codes' top level):
+
+* **Overall agreement**, on the segments that are both in a theme and coded
+  (primary code vs. theme): adjusted Rand index, normalised and adjusted mutual
+  information, homogeneity (each theme holds one code), completeness (each code
+  lies in one theme), V-measure (sklearn.metrics); and Cohen's kappa after the
+  best one-to-one matching of themes to codes (Hungarian algorithm on the
+  contingency table, scipy's ``linear_sum_assignment``; a theme matched to no
+  code, or only to a code it shares no segment with, never agrees).
+* **Per code**: the themes that hold its segments (a code *split* across themes),
+  its best theme (F1 = 2|both| / (|code| + |theme|), on segments carrying it);
+  status *found* (F1 >= 0.5), *partly found* (>= 0.25), *split* (no theme holds
+  half of it, and two or more are needed to hold 80%), *not found*, or *not in the
+  analysed segments* (it covers no analysed segment by half, e.g. it was applied
+  to interviewer talk or to passages shorter than half a segment).
+* **Per theme**: the codes it mixes (it *mixes* codes when two or more primary
+  codes are needed to hold 80% of its coded segments), its purity (share of its
+  most frequent primary code), its uncoded share; a theme whose segments are
+  mostly uncoded (>= 50%) is a *candidate new code*.
+* **Disagreement queue**: coded segments in a theme other than their code's
+  matched theme (unless they also carry the code matched to their theme), with
+  quotes: first the *conflicts* (the code is matched to another theme), then the
+  segments whose code is matched to no theme; each most confident first (theme
+  membership strength x the code's coverage of the segment). As
+  ``disagreements.xlsx`` for review, and a section of ``compare.html``.
+* **Between coders** (when the codes name two or more): the segments are the
+  units; a coder rates the segments of the cases they coded anything in, with
+  their primary code, or "(no code)". Cohen's kappa per pair, Fleiss' kappa
+  (units rated by all, statsmodels), Krippendorff's alpha (nominal, missing
+  ratings allowed, ``krippendorff``), and percent agreement (mean over pairs);
+  overall, and per code (the code present or absent).
+
+Everything is written to ``RUN/compare/`` (or ``--out``): CSV tables, the review
+workbook, ``compare.html`` (self-contained: inline CSS and SVG, no script, escaped)
+and ``summary.txt``, the summary the terminal shows.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import re
+import shutil
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from .codes import (
+    MIN_COVERAGE,
+    MIN_MATCH,
+    HumanCodes,
+    RunData,
+    file_sha256,
+    level_of,
+    load_run,
+    place_codes,
+    primary_codes,
+    read_codes,
+    segment_coverage,
+)
+from .errors import InputError
+from .fsutil import atomic_write_bytes, atomic_write_text
+
+NO_CODE = "(no code)"
+LEVELS = ("category", "domain")
+MAX_HEATMAP = 40
+MAX_HTML_QUEUE = 60
+VERDICTS = ("theme fits", "code fits", "both fit", "neither fits", "unsure")
+FOUND_F1 = 0.5
+PARTLY_F1 = 0.25
+NEW_CODE_SHARE = 0.5
+
+
+# --- Metrics ------------------------------------------------------------------------
+
+def best_matching(table: pd.DataFrame) -> dict[Any, Any]:
+    """column -> row of the best one-to-one matching of a contingency table (Hungarian).
+
+    Rows are codes, columns themes; pairs that share no item are not matches.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    if table.empty:
+        return {}
+    values = table.to_numpy(dtype=float)
+    rows, cols = linear_sum_assignment(-values)
+    return {table.columns[c]: table.index[r] for r, c in zip(rows, cols, strict=True)
+            if values[r, c] > 0}
+
+
+def agreement_metrics(codes: Sequence, themes: Sequence) -> dict[str, float]:
+    """Agreement of two labellings of the same items (codes = reference, themes = found)."""
+    from sklearn import metrics as skm
+
+    codes = [str(c) for c in codes]
+    themes = [str(t) for t in themes]
+    n = len(codes)
+    out: dict[str, float] = {"n": n}
+    if n == 0:
+        return {**out, **{k: math.nan for k in (
+            "ari", "nmi", "ami", "homogeneity", "completeness", "v_measure", "kappa",
+            "matched_agreement")}}
+    h, c, v = skm.homogeneity_completeness_v_measure(codes, themes)
+    table = pd.crosstab(pd.Series(codes, name="code"), pd.Series(themes, name="theme"))
+    match = best_matching(table)
+    mapped = [match.get(t, f"\x00unmatched {t}") for t in themes]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kappa = skm.cohen_kappa_score(codes, mapped)
+        ami = skm.adjusted_mutual_info_score(codes, themes)
+    out.update(ari=float(skm.adjusted_rand_score(codes, themes)),
+               nmi=float(skm.normalized_mutual_info_score(codes, themes)),
+               ami=float(ami), homogeneity=float(h), completeness=float(c),
+               v_measure=float(v), kappa=float(kappa),
+               matched_agreement=float(np.mean([a == b for a, b in zip(codes, mapped)])))
+    return out
+
+
+METRIC_NAMES = {
+    "ari": "adjusted Rand index",
+    "nmi": "normalised mutual information",
+    "ami": "adjusted mutual information",
+    "homogeneity": "homogeneity (each theme one code)",
+    "completeness": "completeness (each code one theme)",
+    "v_measure": "V-measure",
+    "kappa": "Cohen's kappa after matching",
+    "matched_agreement": "agreement after matching",
+}
+
+
+def nominal_agreement(ratings: pd.DataFrame) -> dict[str, Any]:
+    """Agreement between raters: ``ratings`` is units x raters, NaN/None = not rated.
+
+    Returns cohen (mean over pairs), pairs {(a, b): (kappa, percent, n)}, fleiss (on
+    units rated by every rater), krippendorff (nominal alpha), percent (mean pairwise
+    share of units with the same label), and the units counted.
+    """
+    from sklearn.metrics import cohen_kappa_score
+
+    raters = list(ratings.columns)
+    pairs: dict[tuple[str, str], tuple[float, float, int]] = {}
+    for a, b in combinations(raters, 2):
+        both = ratings[[a, b]].dropna()
+        if both.empty:
+            continue
+        x = both[a].astype(str).tolist()
+        y = both[b].astype(str).tolist()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            k = float(cohen_kappa_score(x, y)) if len(set(x) | set(y)) > 1 else math.nan
+        pairs[(a, b)] = (k, float(np.mean([p == q for p, q in zip(x, y)])), len(x))
+    complete = ratings.dropna()
+    fleiss = math.nan
+    if len(complete) and len(raters) >= 2:
+        from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
+
+        cats = sorted({str(v) for v in complete.to_numpy().ravel()})
+        if len(cats) > 1:
+            idx = {c: i for i, c in enumerate(cats)}
+            data = np.vectorize(lambda v: idx[str(v)])(complete.to_numpy())
+            table, _ = aggregate_raters(data, n_cat=len(cats))
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fleiss = float(fleiss_kappa(table, method="fleiss"))
+    alpha = krippendorff_alpha(ratings)
+    kappas = [v[0] for v in pairs.values() if not math.isnan(v[0])]
+    percents = [v[1] for v in pairs.values()]
+    rated = ratings.notna().sum(axis=1)
+    return {"cohen": float(np.mean(kappas)) if kappas else math.nan, "pairs": pairs,
+            "fleiss": fleiss, "krippendorff": alpha,
+            "percent": float(np.mean(percents)) if percents else math.nan,
+            "n_units": int((rated >= 2).sum()), "n_complete": len(complete)}
+
+
+def krippendorff_alpha(ratings: pd.DataFrame) -> float:
+    """Krippendorff's alpha, nominal, for units x raters (NaN = missing)."""
+    import krippendorff
+
+    values = sorted({str(v) for v in ratings.to_numpy().ravel() if _rated(v)})
+    if len(values) < 2:
+        return math.nan
+    idx = {v: float(i) for i, v in enumerate(values)}
+    data = np.array([[idx[str(v)] if _rated(v) else np.nan for v in ratings[r]]
+                     for r in ratings.columns], dtype=float)
+    if (np.sum(~np.isnan(data), axis=0) >= 2).sum() == 0:
+        return math.nan
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return float(krippendorff.alpha(reliability_data=data,
+                                            level_of_measurement="nominal"))
+    except (ValueError, ZeroDivisionError):
+        return math.nan
+
+
+def _rated(v: Any) -> bool:
+    return v is not None and not (isinstance(v, float) and math.isnan(v))
+
+
+# --- The comparison ------------------------------------------------------------------
+
+@dataclass
+class LevelResult:
+    level: str
+    metrics: dict[str, float]
+    contingency: pd.DataFrame            # primary code x theme id (comparable segments)
+    match: dict[int, str]                # theme id -> matched code
+    by_code: pd.DataFrame
+    by_theme: pd.DataFrame
+    theme_names: dict[int, str]
+    counts: dict[str, int]
+
+
+@dataclass
+class CoderResult:
+    level: str
+    coders: list[str]
+    overall: dict[str, Any]
+    per_code: pd.DataFrame               # code, n_units, n_with_code, cohen, fleiss, krippendorff, percent
+
+
+@dataclass
+class CompareResult:
+    run: RunData
+    codes: HumanCodes
+    placed: pd.DataFrame
+    segments: pd.DataFrame
+    levels: dict[str, LevelResult]
+    queue: pd.DataFrame
+    coders: dict[str, CoderResult]
+    level: str
+    params: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
+def compare(run_folder: str | Path, codes_path: str | Path, *, level: str = "category",
+            min_coverage: float = MIN_COVERAGE, min_match: float = MIN_MATCH,
+            depth: int | None = None, separator: str = ">",
+            columns: Mapping[str, str] | None = None,
+            report: Callable[[str], None] = lambda m: None) -> CompareResult:
+    """Compare a run's themes with human codes (see the module docstring)."""
+    if level not in LEVELS:
+        raise InputError(f"unknown level '{level}'", field="--level",
+                         hint="use --level category or --level domain")
+    if not 0 < min_coverage <= 1:
+        raise InputError("min_coverage must be in (0, 1]", field="--min-coverage",
+                         hint="e.g. 0.5: a code must cover half a segment's characters")
+    report("reading the run ...")
+    run = load_run(run_folder)
+    report("reading the codes ...")
+    codes = read_codes(codes_path, separator=separator, columns=columns)
+    report(f"placing {len(codes.codings)} codings in the run's texts ...")
+    placed, place_notes = place_codes(codes, run, min_match=min_match)
+    notes = list(run.notes) + list(codes.notes) + place_notes
+    if not (placed["status"] == "placed").any():
+        raise InputError(
+            "none of the codes could be placed in the run's texts", path=codes.path,
+            hint="check that the codes' case names match the run's case ids "
+                 f"({', '.join(sorted(run.sources)[:8])}) and that they code these transcripts")
+    if level == "domain" and not codes.hierarchical:
+        raise InputError("--level domain needs hierarchical codes ('Parent > Child'); these "
+                         "codes have one level", path=codes.path, field="--level",
+                         hint="use --level category")
+    seg = run.segments.reset_index(drop=True).copy()
+    levels = ["category"] + (["domain"] if codes.hierarchical else [])
+    report("laying the codes over the segments ...")
+    table = seg[["segment_id", "case_id", "turn_index", "speaker", "text", "start_char",
+                 "end_char", "theme", "theme_name", "domain_id", "domain_name",
+                 "strength"]].copy()
+    results: dict[str, LevelResult] = {}
+    coder_results: dict[str, CoderResult] = {}
+    for lv in levels:
+        pooled = segment_coverage(seg, placed, level=lv, depth=depth, by_coder=False)
+        per = segment_coverage(seg, placed, level=lv, depth=depth, by_coder=True)
+        votes = per[per["coverage"] >= min_coverage - 1e-12].groupby(
+            ["segment_id", "code"]).size().to_dict()
+        primary = primary_codes(pooled, min_coverage, votes)
+        got = pooled[pooled["coverage"] >= min_coverage - 1e-12]
+        partial = pooled[pooled["coverage"] < min_coverage - 1e-12]
+        carried = got.groupby("segment_id")["code"].apply(lambda s: sorted(set(s))).to_dict()
+        part = partial.groupby("segment_id")["code"].apply(lambda s: sorted(set(s))).to_dict()
+        cov = {(a, b): c for a, b, c in zip(pooled["segment_id"], pooled["code"],
+                                             pooled["coverage"], strict=True)}
+        prefix = "" if lv == "category" else "domain_"
+        table[f"{prefix}code"] = [primary.get(s, "") for s in seg["segment_id"]]
+        table[f"{prefix}coverage"] = [round(cov.get((s, primary[s]), 0.0), 4) if s in primary
+                                      else 0.0 for s in seg["segment_id"]]
+        table[f"{prefix}codes"] = ["; ".join(carried.get(s, [])) for s in seg["segment_id"]]
+        table[f"{prefix}partial_codes"] = ["; ".join(part.get(s, [])) for s in seg["segment_id"]]
+        if lv == "category":
+            who = per[per["coverage"] >= min_coverage - 1e-12].groupby("segment_id")[
+                "coder"].apply(lambda s: "; ".join(sorted({c for c in s if c}))).to_dict()
+            table["coders"] = [who.get(s, "") for s in seg["segment_id"]]
+        theme_col = "theme" if lv == "category" else "domain_id"
+        names = _theme_names(run, lv)
+        used = {level_of(c, lv, depth) for c in placed.loc[placed["status"] == "placed", "code"]}
+        results[lv] = _level(lv, table, theme_col, prefix, names, carried, part, used)
+        if len(codes.coders) >= 2:
+            coder_results[lv] = _coders(seg, placed, per, codes.coders, min_coverage, votes)
+    queue = _queue(table, results[level], level)
+    params = {"level": level, "min_coverage": min_coverage, "min_match": min_match,
+              "depth": depth, "separator": separator}
+    return CompareResult(run=run, codes=codes, placed=placed, segments=table, levels=results,
+                         queue=queue, coders=coder_results, level=level, params=params,
+                         notes=notes)
+
+
+def _theme_names(run: RunData, level: str) -> dict[int, str]:
+    if level == "category":
+        return {int(t): str(n) for t, n in zip(run.themes["theme_id"], run.themes["name"],
+                                              strict=True)}
+    if len(run.domains):
+        return {int(d): str(n) for d, n in zip(run.domains["domain_id"], run.domains["name"],
+                                              strict=True)}
+    return {}
+
+
+def _level(level: str, table: pd.DataFrame, theme_col: str, prefix: str,
+           names: dict[int, str], carried: dict[str, list[str]],
+           partial: dict[str, list[str]], used: set[str]) -> LevelResult:
+    code_col = f"{prefix}code"
+    in_theme = table[theme_col] >= 0
+    coded = table[code_col] != ""
+    both = table[in_theme & coded]
+    metrics = agreement_metrics(both[code_col].tolist(), both[theme_col].tolist())
+    contingency = pd.crosstab(both[code_col], both[theme_col]) if len(both) else \
+        pd.DataFrame(dtype=int)
+    match = {int(t): c for t, c in best_matching(contingency).items()}
+    code_theme = {c: t for t, c in match.items()}
+    counts = {"segments": len(table), "in_theme": int(in_theme.sum()),
+              "coded": int(coded.sum()), "compared": len(both),
+              "coded_unassigned": int((coded & ~in_theme).sum()),
+              "uncoded_in_theme": int((in_theme & ~coded).sum()),
+              "partly_covered": int(sum(1 for s, c in zip(table["segment_id"], table[code_col],
+                                                           strict=True)
+                                        if not c and partial.get(s))),
+              "partial_overlaps": int(sum(len(v) for v in partial.values()))}
+    # --- per code (segments carrying the code, several per segment allowed) ---
+    long = [(sid, code, t, case) for sid, t, case in
+            zip(table["segment_id"], table[theme_col], table["case_id"], strict=True)
+            for code in carried.get(sid, [])]
+    long = pd.DataFrame(long, columns=["segment_id", "code", "theme", "case_id"])
+    part_long = pd.DataFrame([(sid, code) for sid, codes in partial.items() for code in codes],
+                             columns=["segment_id", "code"])
+    theme_sizes = table[in_theme].groupby(theme_col).size().to_dict()
+    code_rows = []
+    all_codes = sorted(set(long["code"]) | set(part_long["code"]) | used)
+    for code in all_codes:
+        mine = long[long["code"] == code]
+        held = mine[mine["theme"] >= 0]
+        by_t = held.groupby("theme").size().sort_values(ascending=False, kind="stable")
+        n = len(mine)
+        n_held = len(held)
+        f1s = {int(t): 2 * k / (n + theme_sizes.get(t, 0)) for t, k in by_t.items()}
+        best = max(f1s, key=lambda t: (f1s[t], -t)) if f1s else -1
+        best_f1 = f1s.get(best, 0.0)
+        top_share = by_t.iloc[0] / n_held if n_held else 0.0
+        need = int(np.searchsorted(np.cumsum(by_t.to_numpy()) / max(n_held, 1), 0.8 - 1e-9)
+                   + 1) if n_held else 0
+        if n == 0:
+            status = "not in the analysed segments"
+        elif best_f1 >= FOUND_F1:
+            status = "found"
+        elif top_share < 0.5 and need >= 2:
+            status = "split"
+        elif best_f1 >= PARTLY_F1:
+            status = "partly found"
+        else:
+            status = "not found"
+        code_rows.append({
+            "level": level, "code": code, "n_segments": n,
+            "n_cases": int(mine["case_id"].nunique()),
+            "n_partial": int((part_long["code"] == code).sum()),
+            "n_unassigned": int((mine["theme"] < 0).sum()),
+            "matched_theme": code_theme.get(code, -1),
+            "matched_theme_name": names.get(code_theme.get(code, -1), ""),
+            "best_theme": best, "best_theme_name": names.get(best, ""),
+            "best_f1": round(best_f1, 4), "share_in_top_theme": round(float(top_share), 4),
+            "n_themes": len(by_t), "themes_for_80pct": need,
+            "themes": "; ".join(f"{int(t)} {names.get(int(t), '')} ({int(k)})"
+                                for t, k in by_t.head(6).items()),
+            "status": status})
+    by_code = pd.DataFrame(code_rows, columns=[
+        "level", "code", "n_segments", "n_cases", "n_partial", "n_unassigned", "matched_theme",
+        "matched_theme_name", "best_theme", "best_theme_name", "best_f1", "share_in_top_theme",
+        "n_themes", "themes_for_80pct", "themes", "status"])
+    # --- per theme ---
+    theme_rows = []
+    for t in sorted(int(x) for x in table.loc[in_theme, theme_col].unique()):
+        mine = table[table[theme_col] == t]
+        n = len(mine)
+        sub = long[long["theme"] == t]
+        n_coded = int(sub["segment_id"].nunique())
+        by_c = sub.groupby("code").size().sort_values(ascending=False, kind="stable")
+        primary = mine[mine[code_col] != ""][code_col].value_counts()
+        purity = float(primary.iloc[0] / primary.sum()) if len(primary) else 0.0
+        need = int(np.searchsorted(np.cumsum(primary.to_numpy()) / max(primary.sum(), 1),
+                                   0.8 - 1e-9) + 1) if len(primary) else 0
+        uncoded = 1 - n_coded / n if n else 0.0
+        if uncoded >= NEW_CODE_SHARE:
+            status = "candidate new code (mostly uncoded)"
+        elif need >= 2:
+            status = f"mixes {need} codes"
+        elif t in match:
+            status = "matches a code"
+        else:
+            status = "no matching code"
+        theme_rows.append({
+            "level": level, "theme": t, "name": names.get(t, ""), "n_segments": n,
+            "n_coded": n_coded, "uncoded_share": round(uncoded, 4),
+            "matched_code": match.get(t, ""),
+            "top_code": primary.index[0] if len(primary) else "",
+            "purity": round(purity, 4), "n_codes": len(by_c), "codes_for_80pct": need,
+            "codes": "; ".join(f"{c} ({int(k)})" for c, k in by_c.head(6).items()),
+            "status": status})
+    by_theme = pd.DataFrame(theme_rows, columns=[
+        "level", "theme", "name", "n_segments", "n_coded", "uncoded_share", "matched_code",
+        "top_code", "purity", "n_codes", "codes_for_80pct", "codes", "status"])
+    return LevelResult(level, metrics, contingency, match, by_code, by_theme, names, counts)
+
+
+def _queue(table: pd.DataFrame, res: LevelResult, level: str) -> pd.DataFrame:
+    prefix = "" if level == "category" else "domain_"
+    theme_col = "theme" if level == "category" else "domain_id"
+    code_theme = {c: t for t, c in res.match.items()}
+    rows = []
+    for r in table.itertuples(index=False):
+        code = getattr(r, f"{prefix}code")
+        theme = int(getattr(r, theme_col))
+        if not code or theme < 0:
+            continue
+        expected = code_theme.get(code, -1)
+        carried = [c for c in getattr(r, f"{prefix}codes").split("; ") if c]
+        if expected == theme or res.match.get(theme) in carried:
+            continue          # agrees (also when the theme's own code is a secondary code)
+        coverage = float(getattr(r, f"{prefix}coverage"))
+        strength = float(r.strength) if r.strength == r.strength else 0.0
+        rows.append({
+            "segment_id": r.segment_id, "case_id": r.case_id, "turn_index": int(r.turn_index),
+            "quote": r.text, "human_code": code, "code_coverage": round(coverage, 4),
+            "kind": "conflict" if expected >= 0 else "code without a theme",
+            "other_codes": "; ".join(c for c in carried if c != code),
+            "coders": r.coders,
+            "theme": theme, "theme_name": res.theme_names.get(theme, ""),
+            "strength": round(strength, 4),
+            "theme_stands_for": res.match.get(theme, ""),
+            "code_expected_in_theme": expected,
+            "code_expected_in_theme_name": res.theme_names.get(expected, ""),
+            "confidence": round(strength * coverage, 4)})
+    cols = ["rank", "kind", "segment_id", "case_id", "turn_index", "quote", "human_code",
+            "code_coverage", "other_codes", "coders", "theme", "theme_name", "strength",
+            "theme_stands_for", "code_expected_in_theme", "code_expected_in_theme_name",
+            "confidence", "verdict", "note"]
+    if not rows:
+        return pd.DataFrame(columns=cols)
+    q = pd.DataFrame(rows)
+    q["_conflict"] = q["kind"] == "conflict"
+    q = q.sort_values(["_conflict", "confidence", "segment_id"], ascending=[False, False, True],
+                      kind="stable").reset_index(drop=True).drop(columns="_conflict")
+    q.insert(0, "rank", np.arange(1, len(q) + 1))
+    q["verdict"] = ""
+    q["note"] = ""
+    return q[cols]
+
+
+def _coders(seg: pd.DataFrame, placed: pd.DataFrame, per: pd.DataFrame, coders: list[str],
+            min_coverage: float, votes) -> CoderResult:
+    """Agreement between the human coders on the run's segments (see the module docstring)."""
+    ok = placed[placed["status"] == "placed"]
+    cases_of = {c: set(ok.loc[ok["coder"] == c, "case_id"]) for c in coders}
+    got = per[per["coverage"] >= min_coverage - 1e-12]
+    prim: dict[tuple[str, str], str] = {}
+    for coder, grp in got.groupby("coder"):
+        for sid, code in primary_codes(grp, min_coverage, votes).items():
+            prim[(sid, coder)] = code
+    sets = got.groupby(["segment_id", "coder"])["code"].apply(set).to_dict()
+    units = list(seg["segment_id"])
+    unit_case = dict(zip(seg["segment_id"], seg["case_id"], strict=True))
+    nominal = pd.DataFrame({c: [prim.get((u, c), NO_CODE) if unit_case[u] in cases_of[c]
+                                else None for u in units] for c in coders}, index=units)
+    overall = nominal_agreement(nominal)
+    rows = []
+    for code in sorted(set(got["code"])):
+        binary = pd.DataFrame({c: [float(code in sets.get((u, c), ())) if unit_case[u] in
+                                   cases_of[c] else np.nan for u in units] for c in coders},
+                              index=units)
+        stats = nominal_agreement(binary)
+        rows.append({"code": code, "n_units": stats["n_units"],
+                     "n_with_code": int((binary == 1).any(axis=1).sum()),
+                     "cohen": stats["cohen"], "fleiss": stats["fleiss"],
+                     "krippendorff": stats["krippendorff"], "percent": stats["percent"]})
+    return CoderResult(level="", coders=coders, overall=overall,
+                       per_code=pd.DataFrame(rows, columns=[
+                           "code", "n_units", "n_with_code", "cohen", "fleiss", "krippendorff",
+                           "percent"]))
+
+
+def coder_agreement_on_spans(codes: HumanCodes, *, level: str = "category",
+                             depth: int | None = None,
+                             min_coverage: float = MIN_COVERAGE) -> CoderResult:
+    """Agreement between coders without a run: the units are the distinct coded passages
+    (case, start, end) of all coders, each coder rating the units of the cases they coded."""
+    cod = codes.codings[codes.codings["start"] >= 0]
+    if cod.empty:
+        raise InputError("these codes have no offsets: agreement between coders needs them "
+                         "(or a run to place them on)", path=codes.path)
+    placed = cod.assign(case_id=cod["case"], start_char=cod["start"], end_char=cod["end"],
+                        status="placed")
+    units = placed[["case_id", "start_char", "end_char"]].drop_duplicates().reset_index(drop=True)
+    units["segment_id"] = [f"{c}:{s}-{e}" for c, s, e in
+                           zip(units["case_id"], units["start_char"], units["end_char"],
+                               strict=True)]
+    per = segment_coverage(units, placed, level=level, depth=depth, by_coder=True)
+    votes = per[per["coverage"] >= min_coverage - 1e-12].groupby(
+        ["segment_id", "code"]).size().to_dict()
+    res = _coders(units, placed, per, codes.coders, min_coverage, votes)
+    res.level = level
+    return res
+
+
+# --- Output -------------------------------------------------------------------------
+
+def _f(x: Any, digits: int = 2) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return f"{x:.{digits}f}"
+
+
+def summary_text(res: CompareResult, folder: Path | None = None) -> str:
+    """The one-screen summary the terminal shows."""
+    run, codes = res.run, res.codes
+    cat = res.levels["category"]
+    placed = res.placed
+    n_placed = int((placed["status"] == "placed").sum())
+    lines = [(f"Consensa compare: run '{run.name}' vs {Path(codes.path).name} "
+              f"({codes.kind}; {codes.codings['code'].nunique()} codes, "
+              f"{len(codes.coders) or 'no named'} coder{'s' if len(codes.coders) != 1 else ''})")]
+    c = cat.counts
+    lines.append(f"  codings placed: {n_placed} of {len(placed)}   segments: {c['segments']}, "
+                 f"coded {c['coded']} (>= {res.params['min_coverage']:.0%} covered), "
+                 f"in a theme {c['in_theme']}; partial overlaps {c['partial_overlaps']} "
+                 f"({c['partly_covered']} segments covered only partly)")
+    head = f"  {'agreement (coded segments in a theme)':<40}"
+    shown = [lv for lv in LEVELS if lv in res.levels]
+    head += "".join(f"{lv + ' (n=' + str(res.levels[lv].counts['compared']) + ')':>20}"
+                    for lv in shown)
+    lines.append(head)
+    for key in ("ari", "nmi", "ami", "homogeneity", "completeness", "kappa"):
+        lines.append(f"    {METRIC_NAMES[key]:<38}" +
+                     "".join(f"{_f(res.levels[lv].metrics[key]):>20}" for lv in shown))
+    lv = res.levels[res.level]
+    bc = lv.by_code
+    st = bc["status"].value_counts().to_dict() if len(bc) else {}
+    order = ("found", "partly found", "split", "not found", "not in the analysed segments")
+    lines.append(f"  codes ({res.level}): {len(bc)}; " +
+                 ", ".join(f"{st[s]} {s}" for s in order if st.get(s)))
+    missed = bc[bc["status"].isin(["not found", "split"])].sort_values(
+        "n_segments", ascending=False)
+    if len(missed):
+        lines.append("    not found or split: " + _listing(
+            [f"{c} ({n})" for c, n in zip(missed["code"], missed["n_segments"], strict=True)],
+            100))
+    bt = lv.by_theme
+    new = bt[bt["status"].str.startswith("candidate")]
+    mixed = bt[bt["status"].str.startswith("mixes")]
+    lines.append(f"  themes ({res.level}): {len(bt)}; {len(mixed)} mix codes, {len(new)} "
+                 "candidate new codes (mostly uncoded)" + (": " + _listing(
+                     [f"{t} {n}" for t, n in zip(new["theme"], new["name"], strict=True)], 60)
+                     if len(new) else ""))
+    n_conf = int((res.queue["kind"] == "conflict").sum()) if len(res.queue) else 0
+    lines.append(f"  disagreement queue: {len(res.queue)} segments, {n_conf} in conflict (their "
+                 "code matched to another theme), most confident first")
+    if res.coders:
+        cr = res.coders.get(res.level) or next(iter(res.coders.values()))
+        o = cr.overall
+        lines.append(f"  between {len(cr.coders)} coders ({o['n_units']} segments): Cohen's "
+                     f"kappa {_f(o['cohen'])}, Fleiss' kappa {_f(o['fleiss'])}, Krippendorff's "
+                     f"alpha {_f(o['krippendorff'])}, agreement {_f(o['percent'] * 100, 0)}%")
+    if res.notes:
+        lines.append(f"  notes: {len(res.notes)} (see compare.html): " + _listing(res.notes, 120))
+    if folder is not None:
+        lines.append(f"  folder: {folder}   (compare.html, disagreements.xlsx)")
+    return "\n".join(lines)
+
+
+def _listing(items: Sequence[str], limit: int) -> str:
+    out = ""
+    for k, item in enumerate(items):
+        piece = (", " if out else "") + item
+        if len(out) + len(piece) > limit:
+            return out + f", ... (+{len(items) - k})"
+        out += piece
+    return out
+
+
+def write_compare(res: CompareResult, out: str | Path | None = None) -> Path:
+    """Write the comparison's folder (replacing an earlier comparison there)."""
+    folder = Path(out) if out else res.run.folder / "compare"
+    if folder.exists() and (not folder.is_dir() or (any(folder.iterdir()) and not (
+            folder / "compare_manifest.json").is_file())):
+        raise InputError("exists and is not a folder written by `consensa compare`; it was "
+                         "left as it is", path=folder, hint="choose another --out folder")
+    tmp = folder.parent / f".{folder.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        _write_files(res, tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if folder.exists():
+        old = folder.parent / f".{folder.name}.old-{os.getpid()}"
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def _write_files(res: CompareResult, tmp: Path, final: Path) -> None:
+    metrics_rows = []
+    for lv, r in res.levels.items():
+        for key, name in METRIC_NAMES.items():
+            metrics_rows.append({"level": lv, "measure": key, "name": name,
+                                 "value": r.metrics[key], "n_segments": r.counts["compared"]})
+    pd.DataFrame(metrics_rows).to_csv(tmp / "agreement.csv", index=False)
+    pd.concat([r.by_code for r in res.levels.values()]).to_csv(tmp / "by_code.csv", index=False)
+    pd.concat([r.by_theme for r in res.levels.values()]).to_csv(tmp / "by_theme.csv",
+                                                                index=False)
+    for lv, r in res.levels.items():
+        r.contingency.to_csv(tmp / f"contingency_{lv}.csv")
+    seg = res.segments.drop(columns=["start_char", "end_char"])
+    seg.to_csv(tmp / "segments.csv", index=False)
+    res.placed.to_csv(tmp / "coding_spans.csv", index=False)
+    res.queue.to_csv(tmp / "disagreements.csv", index=False)
+    atomic_write_bytes(tmp / "disagreements.xlsx", queue_xlsx(res.queue))
+    if res.coders:
+        rows = []
+        for lv, cr in res.coders.items():
+            o = cr.overall
+            for key in ("cohen", "fleiss", "krippendorff", "percent"):
+                rows.append({"level": lv, "scope": "overall", "pair": "", "measure": key,
+                             "value": o[key], "n_units": o["n_units"] if key != "fleiss"
+                             else o["n_complete"]})
+            for (a, b), (k, p, n) in o["pairs"].items():
+                rows.append({"level": lv, "scope": "overall", "pair": f"{a} | {b}",
+                             "measure": "cohen", "value": k, "n_units": n})
+                rows.append({"level": lv, "scope": "overall", "pair": f"{a} | {b}",
+                             "measure": "percent", "value": p, "n_units": n})
+            for r in cr.per_code.itertuples(index=False):
+                for key in ("cohen", "fleiss", "krippendorff", "percent"):
+                    rows.append({"level": lv, "scope": r.code, "pair": "", "measure": key,
+                                 "value": getattr(r, key), "n_units": r.n_units})
+        pd.DataFrame(rows).to_csv(tmp / "coders.csv", index=False)
+    summary = summary_text(res, final)
+    atomic_write_text(tmp / "summary.txt", summary + "\n")
+    atomic_write_text(tmp / "compare.html", render_html(res, summary))
+    manifest = {
+        "consensa_version": __version__,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "run": str(res.run.folder), "run_name": res.run.name, "run_id": res.run.run_id,
+        "codes": {"path": res.codes.path, "sha256": file_sha256(res.codes.path),
+                  "kind": res.codes.kind, "coders": res.codes.coders,
+                  "info": _plain(res.codes.info)},
+        "params": res.params,
+        "counts": {lv: r.counts for lv, r in res.levels.items()},
+        "metrics": {lv: r.metrics for lv, r in res.levels.items()},
+        "notes": res.notes,
+    }
+    atomic_write_text(tmp / "compare_manifest.json",
+                      json.dumps(_plain(manifest), indent=2, ensure_ascii=False))
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return None if math.isnan(float(obj)) else float(obj)
+    return obj
+
+
+def queue_xlsx(queue: pd.DataFrame) -> bytes:
+    """The disagreement queue as a review workbook (a verdict list in each row)."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Alignment, Font, PatternFill
+    from openpyxl.worksheet.datavalidation import DataValidation
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "disagreements"
+    cols = list(queue.columns)
+    ws.append(cols)
+    for cell in ws[1]:
+        cell.font = Font(bold=True)
+        cell.fill = PatternFill("solid", fgColor="DDE5F0")
+    for row in queue.itertuples(index=False):
+        ws.append([_cell(v) for v in row])
+    for row in ws.iter_rows(min_row=2):
+        for cell in row:
+            if isinstance(cell.value, str):
+                cell.data_type = "s"          # never a formula, whatever the text starts with
+    widths = {"quote": 70, "human_code": 30, "theme_name": 30, "other_codes": 25,
+              "theme_stands_for": 30, "code_expected_in_theme_name": 30, "note": 40,
+              "verdict": 16, "segment_id": 16}
+    from openpyxl.utils import get_column_letter
+
+    for i, name in enumerate(cols, 1):
+        ws.column_dimensions[get_column_letter(i)].width = widths.get(name, 12)
+        if name in ("quote", "note", "human_code", "theme_name"):
+            for cell in ws[get_column_letter(i)][1:]:
+                cell.alignment = Alignment(wrap_text=True, vertical="top")
+    ws.freeze_panes = "B2"
+    if len(queue):
+        col = get_column_letter(cols.index("verdict") + 1)
+        dv = DataValidation(type="list", formula1='"' + ",".join(VERDICTS) + '"',
+                            allow_blank=True)
+        dv.add(f"{col}2:{col}{len(queue) + 1}")
+        ws.add_data_validation(dv)
+    about = wb.create_sheet("about")
+    for line in (
+            ["Consensa disagreement queue"],
+            [("Each row: a segment whose human code and Consensa theme disagree; first the "
+              "conflicts (the code is matched to another theme), then the segments whose code "
+              "is matched to no theme; each most confident first (confidence = theme "
+              "membership strength x the code's coverage of the segment).")],
+            [("theme_stands_for: the code matched to the segment's theme; "
+              "code_expected_in_theme: the theme matched to the segment's code (-1: none).")],
+            ["Fill in 'verdict' (" + ", ".join(VERDICTS) + ") and 'note'."]):
+        about.append(line)
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def _cell(v: Any) -> Any:
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating, float)):
+        return None if math.isnan(float(v)) else float(v)
+    if isinstance(v, str):
+        return _ILLEGAL.sub(" ", v)
+    return v
+
+
+# --- HTML ---------------------------------------------------------------------------
+
+_SVG_RC = {"svg.fonttype": "none", "font.size": 8, "axes.titlesize": 10,
+           "axes.labelcolor": "#333333", "xtick.color": "#333333", "ytick.color": "#333333"}
+_CTRL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _mpl_text(text: Any, limit: int = 48) -> str:
+    s = " ".join(_CTRL.sub(" ", str(text)).split())
+    if len(s) > limit:
+        s = s[:limit - 1].rstrip() + "…"
+    return s.replace("$", r"\$")
+
+
+def _path_label(code: str, limit: int) -> str:
+    """A code path for a plot label: its last levels, as many as fit in ``limit``."""
+    parts = str(code).split(" > ")
+    label = parts[-1]
+    for part in reversed(parts[:-1]):
+        if len(part) + len(label) + 3 > limit:
+            label = "… > " + label
+            break
+        label = f"{part} > {label}"
+    return _mpl_text(label, limit)
+
+
+def heatmap_svg(lv: LevelResult, title: str) -> str:
+    """The code x theme contingency table as inline SVG (shares of each code's segments)."""
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    table = lv.contingency
+    if table.empty:
+        return ""
+    code_theme = {c: t for t, c in lv.match.items()}
+    rows = sorted(table.index, key=lambda c: (-table.loc[c].sum(), str(c)))[:MAX_HEATMAP]
+    rows = sorted(rows, key=lambda c: (code_theme.get(c) is None,
+                                       list(table.columns).index(code_theme[c])
+                                       if c in code_theme else 0, -table.loc[c].sum()))
+    cols_matched = [code_theme[c] for c in rows if c in code_theme]
+    rest = [t for t in table.columns if t not in cols_matched]
+    rest = sorted(rest, key=lambda t: -table[t].sum())
+    cols = (cols_matched + rest)[:MAX_HEATMAP]
+    sub = table.loc[rows, cols]
+    shares = sub.div(table.loc[rows].sum(axis=1).replace(0, 1), axis=0).to_numpy()
+    h = max(2.5, 0.22 * len(rows) + 1.6)
+    w = max(4.0, 0.28 * len(cols) + 3.8)
+    buf = io.StringIO()
+    with matplotlib.rc_context(dict(_SVG_RC, **{"svg.hashsalt": f"compare-{lv.level}"})), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fig = Figure(figsize=(w, h), dpi=100, layout="constrained")
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        ax.imshow(shares, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+        ax.set_xticks(range(len(cols)))
+        ax.set_xticklabels([_mpl_text(f"{t} {lv.theme_names.get(int(t), '')}", 28)
+                            for t in cols], rotation=60, ha="right")
+        ax.set_yticks(range(len(rows)))
+        ax.set_yticklabels([_path_label(r, 44) for r in rows])
+        if len(rows) * len(cols) <= 600:
+            for i in range(len(rows)):
+                for j in range(len(cols)):
+                    k = int(sub.iat[i, j])
+                    if k:
+                        ax.text(j, i, str(k), ha="center", va="center", fontsize=6.5,
+                                color="white" if shares[i, j] > 0.55 else "#222222")
+        ax.set_xlabel("Consensa " + ("theme" if lv.level == "category" else "domain"))
+        ax.set_ylabel("human code" if lv.level == "category" else "human code domain")
+        ax.set_title(_mpl_text(title, 90))
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None,
+                                                 "Format": None, "Type": None})
+        fig.clear()
+    svg = buf.getvalue()
+    svg = svg[svg.index("<svg"):]
+    end = svg.index(">")
+    root = re.sub(r'\s+xmlns(?::\w+)?="[^"]*"', "", svg[:end])
+    root = root.replace("<svg", f'<svg class="plot" role="img" aria-label="heat map, '
+                                f'{lv.level} level"', 1)
+    svg = root + svg[end:]
+    svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg, flags=re.DOTALL)
+    svg = re.sub(r'(\bid="|\bhref="#|url\(#)([^"()]+)',
+                 lambda m: f"{m.group(1)}{lv.level}-{m.group(2)}", svg)
+    return svg.strip()
+
+
+def render_html(res: CompareResult, summary: str) -> str:
+    import jinja2
+    from markupsafe import Markup
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(
+        str(Path(__file__).parent / "templates")), autoescape=True,
+        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["f"] = _f
+    env.filters["pct"] = lambda x: "n/a" if x is None or (isinstance(x, float) and
+                                                          math.isnan(x)) else f"{x:.0%}"
+    levels = []
+    for lv, r in res.levels.items():
+        title = f"{'Codes' if lv == 'category' else 'Code domains'} x Consensa " \
+                f"{'themes' if lv == 'category' else 'domains'} (share of each code's segments)"
+        levels.append({"name": lv, "metrics": [(METRIC_NAMES[k], r.metrics[k])
+                                               for k in METRIC_NAMES],
+                       "counts": r.counts, "svg": Markup(heatmap_svg(r, title)),
+                       "by_code": r.by_code.to_dict("records"),
+                       "by_theme": r.by_theme.to_dict("records")})
+    coders = []
+    for lv, cr in res.coders.items():
+        coders.append({"level": lv, "coders": cr.coders, "overall": cr.overall,
+                       "pairs": [(a, b, *v) for (a, b), v in cr.overall["pairs"].items()],
+                       "per_code": cr.per_code.to_dict("records")})
+    placed = res.placed
+    hows = placed[placed["status"] == "placed"]["how"].str.replace(
+        r" \(1 of \d+ places\)", " (several places)", regex=True).value_counts().to_dict()
+    status = placed["status"].value_counts().to_dict()
+    ctx = {"run": res.run, "codes": res.codes, "summary": summary, "levels": levels,
+           "level": res.level, "coders": coders,
+           "queue": res.queue.head(MAX_HTML_QUEUE).to_dict("records"),
+           "n_queue": len(res.queue), "notes": res.notes, "params": res.params,
+           "hows": hows, "status": status, "version": __version__,
+           "codes_name": Path(res.codes.path).name}
+    return env.get_template("compare.html.j2").render(**ctx)
+
+
+def cli(run: str, codes: str, *, level: str = "category", out: str | None = None,
+        min_coverage: float = MIN_COVERAGE, min_match: float = MIN_MATCH,
+        depth: int | None = None, separator: str = ">", columns: list[str] | None = None,
+        report: Callable[[str], None] = lambda m: None) -> int:
+    given = {}
+    for item in columns or []:
+        key, sep, name = item.partition("=")
+        if not sep or key.strip() not in ("case", "code", "text", "start", "end", "coder",
+                                          "turn_index"):
+            raise InputError(f"--column {item!r} is not KEY=NAME with KEY one of case, code, "
+                             "text, start, end, coder, turn_index", field="--column",
+                             hint="e.g. --column case=Document --column code=Codes")
+        given[key.strip()] = name.strip()
+    res = compare(run, codes, level=level, min_coverage=min_coverage, min_match=min_match,
+                  depth=depth, separator=separator, columns=given, report=report)
+    folder = write_compare(res, out)
+    print(summary_text(res, folder))
+    return 0

@@ -1,0 +1,757 @@
+"""REFI-QDA: read projects made by QDA software, write Consensa's codebook and codings.
+
+REFI-QDA (www.qdasoftware.org) is the exchange standard of NVivo, ATLAS.ti,
+MAXQDA, QDA Miner, Quirkos and others. Two files matter here:
+
+* a *project*, ``.qdpx``: a zip holding ``project.qde`` (XML in the namespace
+  ``urn:QDA-XML:project:1.0``) and the sources under ``Sources/``;
+* a *codebook*, ``.qdc``: XML in ``urn:QDA-XML:codebook:1.0`` with the codes only.
+
+**Reading** (:func:`read_project`): users (coders), the nested codes, and every
+text source with its plain text (``PlainTextContent``, or ``plainTextPath`` =
+``internal://<file>`` read from ``Sources/`` in the zip) and its
+``PlainTextSelection`` codings. Offsets (``startPosition``/``endPosition``) count
+Unicode code points of that plain text, which is Python's ``str`` indexing. A
+coding's coder is its ``creatingUser`` (else its selection's). Picture, PDF,
+audio and video sources are counted and left out. From a bare ``.qde`` whose
+texts are inside a .qdpx (``internal://``) or outside the project, selections keep
+their positions and are placed against the text Consensa read (as a table's
+offsets are, see :mod:`pipeline.codes`). XML is parsed with defusedxml
+(no DTDs, no entities, nothing fetched), and a .qdpx is refused before anything
+is unpacked when a member's name would leave the archive (zip slip) or when the
+members read would unpack to more than :data:`MAX_UNPACKED_BYTES` or at a
+compression ratio above :data:`MAX_RATIO` (zip bomb).
+
+**Writing** (:func:`write_qdc`, :func:`write_qdpx`): domains as parent codes, themes
+as their child codes, with stable GUIDs (uuid5 of the run id and the theme id) and
+stable colours, descriptions holding the frequency label, keywords and core idea
+(a codebook can also come from ``RUN/review/codebook.yaml``, a ``themes.csv``, a
+table of code paths or a .qdpx);
+a project adds each case's text exactly as Consensa read it (``Sources/<guid>.txt``,
+UTF-8) and one coding per assigned segment at its exact code-point offsets. The
+same run exports to the same bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+import sqlite3
+import uuid
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from xml.etree import ElementTree as ET
+
+import pandas as pd
+
+from . import __version__
+from .codes import (
+    CODING_COLUMNS,
+    JOIN,
+    HumanCodes,
+    RunData,
+    codebook_from_paths,
+    split_path,
+)
+from .errors import InputError
+from .fsutil import atomic_write_bytes
+
+NS_PROJECT = "urn:QDA-XML:project:1.0"
+NS_CODEBOOK = "urn:QDA-XML:codebook:1.0"
+#: Members read from a .qdpx (project.qde and text sources) may unpack to at most this.
+MAX_UNPACKED_BYTES = 200 * 1024 * 1024
+#: ... at a compression ratio of at most this (for members of 1 MB or more).
+MAX_RATIO = 100
+MAX_MEMBERS = 100_000
+#: Namespace of the uuid5 GUIDs Consensa writes (a fixed random UUID).
+GUID_NAMESPACE = uuid.UUID("6f1c2a52-4a8e-5c3e-9d1b-7b3f0e2c9a41")
+CONSENSA_USER = "Consensa"
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+                   r"[0-9a-fA-F]{12}")
+#: Theme colours (matplotlib's tab20, dark shades first), domain colours (Dark2).
+THEME_COLOURS = ("#1F77B4", "#FF7F0E", "#2CA02C", "#D62728", "#9467BD", "#8C564B", "#E377C2",
+                 "#7F7F7F", "#BCBD22", "#17BECF", "#AEC7E8", "#FFBB78", "#98DF8A", "#FF9896",
+                 "#C5B0D5", "#C49C94", "#F7B6D2", "#C7C7C7", "#DBDB8D", "#9EDAE5")
+DOMAIN_COLOURS = ("#1B9E77", "#D95F02", "#7570B3", "#E7298A", "#66A61E", "#E6AB02", "#A6761D",
+                  "#666666")
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _children(el, name: str):
+    return [c for c in el if _local(c.tag) == name]
+
+
+def _child(el, name: str):
+    return next((c for c in el if _local(c.tag) == name), None)
+
+
+# --- Reading ------------------------------------------------------------------------
+
+class _Archive:
+    """The members of a .qdpx, checked before any is read."""
+
+    def __init__(self, path: Path, max_bytes: int, max_ratio: float) -> None:
+        self.shown = str(path)
+        self.max_bytes = max_bytes
+        self.max_ratio = max_ratio
+        self.read_bytes = 0
+        try:
+            self.zip = zipfile.ZipFile(path)
+            infos = self.zip.infolist()
+        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+            raise InputError("is not a valid .qdpx project (not a zip archive, or damaged)",
+                             path=self.shown, hint="export the project again from your QDA "
+                             "software (REFI-QDA project, .qdpx)") from exc
+        if len(infos) > MAX_MEMBERS:
+            raise InputError(f"holds {len(infos)} files; at most {MAX_MEMBERS} are accepted",
+                             path=self.shown, hint="export the project again without media")
+        self.members: dict[str, zipfile.ZipInfo] = {}
+        for info in infos:
+            name = info.filename.replace("\\", "/")
+            parts = PurePosixPath(name).parts
+            if name.startswith("/") or ".." in parts or (parts and ":" in parts[0]):
+                raise InputError(
+                    f"was not opened: it holds a file named '{info.filename}' that points "
+                    "outside the archive (a \"zip slip\"; the file may have been tampered "
+                    "with)", path=self.shown,
+                    hint="export the project again from your QDA software; do not open this "
+                         "file elsewhere")
+            self.members[name.casefold()] = info
+
+    def find(self, name: str) -> zipfile.ZipInfo | None:
+        return self.members.get(name.replace("\\", "/").casefold())
+
+    def read(self, info: zipfile.ZipInfo) -> bytes:
+        ratio = info.file_size / max(info.compress_size, 1)
+        if self.read_bytes + info.file_size > self.max_bytes or \
+                (info.file_size >= 1024 * 1024 and ratio > self.max_ratio):
+            raise InputError(
+                f"was not opened: '{info.filename}' would unpack to "
+                f"{info.file_size / 1e6:.1f} MB (compression ratio {ratio:.0f}); the limits are "
+                f"{self.max_bytes / 1e6:.0f} MB in all and a ratio of {self.max_ratio:.0f} "
+                "(a \"zip bomb\" is refused)", path=self.shown,
+                hint="export the project again from your QDA software, without embedded media")
+        with self.zip.open(info) as fh:
+            data = fh.read(info.file_size + 1)
+        if len(data) > info.file_size:
+            raise InputError(f"was not opened: '{info.filename}' is larger than its zip entry "
+                             "says (the archive may have been tampered with)", path=self.shown,
+                             hint="export the project again from your QDA software")
+        self.read_bytes += len(data)
+        return data
+
+
+def _parse_xml(data: bytes, shown: str):
+    from defusedxml import DefusedXmlException
+    from defusedxml.ElementTree import ParseError, fromstring
+
+    try:
+        return fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except DefusedXmlException as exc:
+        raise InputError(f"was not read: its XML declares a DTD or entities "
+                         f"({type(exc).__name__}), which REFI-QDA projects never need and "
+                         "which can be used to attack the reader", path=shown,
+                         hint="export the project again from your QDA software") from exc
+    except ParseError as exc:
+        raise InputError(f"is not well-formed XML ({exc})", path=shown,
+                         hint="export the project again from your QDA software") from exc
+
+
+def read_project(path: str | Path, *, max_bytes: int = MAX_UNPACKED_BYTES,
+                 max_ratio: float = MAX_RATIO) -> HumanCodes:
+    """Read a REFI-QDA project, ``.qdpx`` (zip) or bare ``.qde``/``project.qde`` (XML)."""
+    path = Path(path)
+    shown = str(path)
+    if not path.is_file():
+        raise InputError("file not found", path=shown,
+                         hint="give the .qdpx file your QDA software exported")
+    archive = None
+    if zipfile.is_zipfile(path):
+        archive = _Archive(path, max_bytes, max_ratio)
+        info = archive.find("project.qde") or next(
+            (i for n, i in archive.members.items() if n.endswith(".qde") and "/" not in n), None)
+        if info is None:
+            raise InputError("holds no project.qde: it is not a REFI-QDA project",
+                             path=shown, hint="export a REFI-QDA project (.qdpx) from your "
+                             "QDA software")
+        xml = archive.read(info)
+        kind = "qdpx"
+    else:
+        if path.suffix.lower() == ".qdpx":
+            raise InputError("is not a valid .qdpx project (not a zip archive, or damaged)",
+                             path=shown, hint="export the project again from your QDA software")
+        if path.stat().st_size > max_bytes:
+            raise InputError(f"is larger than {max_bytes / 1e6:.0f} MB", path=shown,
+                             hint="export the project again without embedded content")
+        xml = path.read_bytes()
+        kind = "qde"
+    root = _parse_xml(xml, shown)
+    if _local(root.tag) != "Project":
+        hint = ("this looks like a codebook (.qdc): it has codes but no codings; export the "
+                "whole project (.qdpx)" if _local(root.tag) == "CodeBook" else
+                "export a REFI-QDA project (.qdpx) from your QDA software")
+        raise InputError(f"is not a REFI-QDA project (its root element is "
+                         f"<{_local(root.tag)}>)", path=shown, hint=hint)
+    return _read_root(root, shown, kind, archive)
+
+
+def _read_root(root, shown: str, kind: str, archive: _Archive | None) -> HumanCodes:
+    notes: list[str] = []
+    users = {}
+    users_el = _child(root, "Users")
+    for u in (_children(users_el, "User") if users_el is not None else []):
+        users[(u.get("guid") or "").strip("{}").lower()] = u.get("name") or u.get("id") or \
+            u.get("guid") or ""
+    codes: dict[str, str] = {}            # guid -> path
+    descriptions: dict[str, str] = {}
+    colors: dict[str, str] = {}
+    guids: dict[str, str] = {}
+    order: list[str] = []
+
+    def walk(el, parents: list[str]) -> None:
+        for code in _children(el, "Code"):
+            name = (code.get("name") or "").strip() or "(unnamed code)"
+            parts = parents + [name.replace(">", "›")]
+            path = JOIN.join(parts)
+            guid = (code.get("guid") or "").strip("{}").lower()
+            codes[guid] = path
+            guids[path] = guid
+            order.append(path)
+            desc = _child(code, "Description")
+            if desc is not None and desc.text:
+                descriptions[path] = desc.text.strip()
+            if code.get("color"):
+                colors[path] = code.get("color")
+            walk(code, parts)
+
+    book = _child(root, "CodeBook")
+    if book is not None and _child(book, "Codes") is not None:
+        walk(_child(book, "Codes"), [])
+    rows = []
+    texts: dict[str, str] = {}
+    counts = {"text sources": 0, "selections": 0, "codings": 0}
+    other_sources: dict[str, int] = {}
+    unknown_code = 0
+    sources = _child(root, "Sources")
+    for src in (list(sources) if sources is not None else []):
+        kind_of = _local(src.tag)
+        if kind_of != "TextSource":
+            other_sources[kind_of] = other_sources.get(kind_of, 0) + 1
+            continue
+        counts["text sources"] += 1
+        name = src.get("name") or src.get("guid") or f"source {counts['text sources']}"
+        if name in texts:
+            notes.append(f"two text sources are named '{name}'; the second was read as "
+                         f"'{name} ({src.get('guid')})'")
+            name = f"{name} ({src.get('guid')})"
+        text, why = _source_text(src, archive)
+        if text is not None:
+            texts[name] = text
+        src_user = (src.get("creatingUser") or "").strip("{}").lower()
+        whole = _children(src, "Coding")
+        selections = [(s, int_or_none(s.get("startPosition")), int_or_none(s.get("endPosition")))
+                      for s in _children(src, "PlainTextSelection")]
+        if text is not None:
+            selections += [(c, 0, len(text)) for c in whole]
+        elif whole:
+            notes.append(f"source '{name}': {len(whole)} coding(s) of the whole source were "
+                         "left out (its text is not in the file)")
+        if text is None and selections:
+            notes.append(f"source '{name}': {why}; its {len(selections)} selection(s) keep "
+                         "their positions and are placed against the text Consensa read")
+        for sel, start, end in selections:
+            counts["selections"] += 1
+            is_whole = _local(sel.tag) == "Coding"
+            codings = [sel] if is_whole else _children(sel, "Coding")
+            if start is None or end is None or start < 0 or end <= start or \
+                    (text is not None and end > len(text)):
+                size = f"its text of {len(text)} characters" if text is not None else "its text"
+                notes.append(f"source '{name}': selection {sel.get('guid')} has positions "
+                             f"{sel.get('startPosition')}-{sel.get('endPosition')} outside "
+                             f"{size}; left out")
+                continue
+            sel_user = (sel.get("creatingUser") or "").strip("{}").lower() or src_user
+            for coding in codings:
+                ref = _child(coding, "CodeRef")
+                target = (ref.get("targetGUID") if ref is not None else "") or ""
+                path = codes.get(target.strip("{}").lower())
+                if path is None:
+                    unknown_code += 1
+                    continue
+                counts["codings"] += 1
+                who = (coding.get("creatingUser") or "").strip("{}").lower() or sel_user
+                coder = users.get(who, who)
+                rows.append((name, path, coder, start, end, "", -1,
+                             f"selection {sel.get('guid')}"))
+    if unknown_code:
+        notes.append(f"{unknown_code} coding(s) refer to codes not in the codebook; left out")
+    if other_sources:
+        listed = ", ".join(f"{n} {k.replace('Source', '').lower()}" for k, n in
+                           sorted(other_sources.items()))
+        notes.append(f"sources that are not text were left out ({listed})")
+    codings = pd.DataFrame(rows, columns=list(CODING_COLUMNS)).astype(
+        {"start": "int64", "end": "int64", "turn_index": "int64"})
+    codebook = codebook_from_paths(order, descriptions, guids, colors)
+    info = {"origin": root.get("origin") or "", "name": root.get("name") or "",
+            "users": len(users), "codes": len(codes), **counts,
+            "other_sources": other_sources}
+    return HumanCodes(path=shown, kind=kind, codings=codings, codebook=codebook, texts=texts,
+                      notes=notes, info=info)
+
+
+def int_or_none(text: str | None) -> int | None:
+    try:
+        return int(str(text).strip())
+    except (TypeError, ValueError):
+        return None
+
+
+def _source_text(src, archive: _Archive | None) -> tuple[str | None, str]:
+    content = _child(src, "PlainTextContent")
+    if content is not None and content.text is not None:
+        return content.text, ""
+    where = src.get("plainTextPath") or ""
+    if not where:
+        return None, "it has no plain text (no PlainTextContent and no plainTextPath)"
+    if where.startswith("internal://"):
+        if archive is None:
+            return None, (f"its text is inside a .qdpx ({where}), but a bare .qde was given "
+                          "(give the .qdpx for exact placing)")
+        info = archive.find("Sources/" + where[len("internal://"):])
+        if info is None:
+            return None, f"its text {where} is missing from the .qdpx"
+        from .textio import decode_bytes
+
+        data = archive.read(info)
+        try:
+            return decode_bytes(data, "auto", path=f"{archive.shown}:{info.filename}")[0] \
+                .removeprefix("\ufeff"), ""
+        except InputError as exc:
+            return None, f"its text {where} could not be decoded ({exc.reason})"
+    return None, (f"its text is kept outside the project ({where}; export the project with "
+                  "its sources embedded for exact placing)")
+
+
+# --- Writing ------------------------------------------------------------------------
+
+def guid(*parts: object) -> str:
+    """A stable GUID (uuid5) for the given parts, in REFI's upper-case form."""
+    return str(uuid.uuid5(GUID_NAMESPACE, "/".join(str(p) for p in parts))).upper()
+
+
+@dataclass
+class ExportCode:
+    guid: str
+    name: str
+    description: str = ""
+    color: str = ""
+    children: list[ExportCode] = field(default_factory=list)
+    theme_id: int | None = None
+
+
+def _s(x) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return ""
+    return str(x)
+
+
+def _int(x, default: int = -1) -> int:
+    try:
+        return int(float(x))
+    except (TypeError, ValueError):
+        return default
+
+
+def codebook_from_run(run: RunData) -> list[ExportCode]:
+    """Domains as parent codes, themes as child codes (see the module docstring)."""
+    rid = run.run_id
+    themes = run.themes
+    domains = run.domains
+    n_cases = run.manifest.get("counts", {}).get("cases_analysed") or \
+        run.segments["case_id"].nunique()
+    out: list[ExportCode] = []
+    by_domain: dict[int, ExportCode] = {}
+    for _, d in domains.sort_values("domain_id").iterrows() if len(domains) else []:
+        did = _int(d["domain_id"])
+        desc = [(f"Consensa domain {did} ({_s(d.get('frequency_label'))}: "
+                 f"{_int(d.get('n_cases'), 0)} of {n_cases} cases, "
+                 f"{_int(d.get('n_segments'), 0)} segments, {_int(d.get('n_themes'), 0)} "
+                 "themes).")]
+        if _s(d.get("keywords")):
+            desc.append(f"Keywords: {_s(d.get('keywords'))}.")
+        code = ExportCode(guid(rid, "domain", did), _s(d["name"]) or f"Domain {did}",
+                          " ".join(desc), DOMAIN_COLOURS[did % len(DOMAIN_COLOURS)])
+        by_domain[did] = code
+        out.append(code)
+    names: dict[tuple[int, str], int] = {}
+    for _, t in themes.sort_values("theme_id").iterrows():
+        names[(_int(t["domain_id"]), _s(t["name"]))] = names.get(
+            (_int(t["domain_id"]), _s(t["name"])), 0) + 1
+    for _, t in themes.sort_values("theme_id").iterrows():
+        tid = _int(t["theme_id"])
+        did = _int(t["domain_id"])
+        name = _s(t["name"]) or f"Theme {tid}"
+        if names.get((did, _s(t["name"])), 0) > 1 or not _s(t["name"]):
+            name = f"{name} [theme {tid}]"
+        desc = [(f"Consensa theme {tid}, {_s(t.get('frequency_label'))} "
+                 f"({_int(t.get('n_cases'), 0)} of {n_cases} cases, "
+                 f"{_int(t.get('n_segments'), 0)} segments).")]
+        if _s(t.get("keywords")):
+            desc.append(f"Keywords: {_s(t.get('keywords'))}.")
+        if _s(t.get("key_phrases")):
+            desc.append(f"Key phrases: {_s(t.get('key_phrases'))}.")
+        if _s(t.get("core_idea")):
+            desc.append(f"Core idea: \u201c{_s(t.get('core_idea'))}\u201d")
+        code = ExportCode(guid(rid, "theme", tid), name, " ".join(desc),
+                          THEME_COLOURS[tid % len(THEME_COLOURS)], theme_id=tid)
+        parent = by_domain.get(did)
+        if parent is None:
+            if did >= 0:
+                parent = by_domain[did] = ExportCode(guid(rid, "domain", did), f"Domain {did}",
+                                                     "", DOMAIN_COLOURS[did % len(DOMAIN_COLOURS)])
+                out.append(parent)
+            else:
+                out.append(code)
+                continue
+        parent.children.append(code)
+    return out
+
+
+def codebook_from_table(path: Path) -> list[ExportCode]:
+    """A codebook from a table: a Consensa ``themes.csv`` (with ``domains.csv`` beside
+    it), or any table with a ``code`` column of paths (``Parent > Child``) and
+    optionally ``description`` and ``color`` columns."""
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    cols = {c.casefold(): c for c in frame.columns}
+    if "theme_id" in cols and "name" in cols:
+        folder = path.parent
+        domains = folder / "domains.csv"
+        fake = RunData(folder=folder, segments=pd.DataFrame({"case_id": []}),
+                       themes=pd.read_csv(path, keep_default_na=False),
+                       domains=pd.read_csv(domains, keep_default_na=False)
+                       if domains.is_file() else pd.DataFrame(columns=["domain_id", "name"]),
+                       manifest=_manifest_beside(folder), config={})
+        if "domain_id" not in fake.themes.columns:
+            fake.themes["domain_id"] = -1
+        return codebook_from_run(fake)
+    code_col = next((cols[c] for c in ("code", "code_path", "codes") if c in cols), None)
+    if code_col is None:
+        raise InputError(f"is not a codebook: it has no 'code' column (nor theme_id and name); "
+                         f"its columns are {list(frame.columns)}", path=path,
+                         hint="give a run folder, a themes.csv, or a table with a 'code' "
+                              "column holding code paths like 'Parent > Child'")
+    desc_col = next((cols[c] for c in ("description", "definition", "memo") if c in cols), None)
+    color_col = next((cols[c] for c in ("color", "colour") if c in cols), None)
+    paths, descs, colors = [], {}, {}
+    for i, row in frame.iterrows():
+        p = JOIN.join(split_path(row[code_col]))
+        if not p:
+            continue
+        paths.append(p)
+        if desc_col and row[desc_col]:
+            descs[p] = row[desc_col]
+        if color_col and row[color_col]:
+            colors[p] = row[color_col]
+    book = codebook_from_paths(paths, descs, colors=colors)
+    return _tree(book, f"table/{path.name}")
+
+
+def codebook_from_yaml(path: Path) -> list[ExportCode]:
+    """The final codebook ``consensa review apply`` writes (``RUN/review/codebook.yaml``):
+    its domains and categories, with the judges' names and core ideas."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise InputError(f"could not be read as a codebook ({type(exc).__name__})", path=path,
+                         hint="give RUN/review/codebook.yaml as `consensa review apply` wrote "
+                              "it") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("domains"), list):
+        raise InputError("is not a Consensa codebook (no domains: list)", path=path,
+                         hint="give RUN/review/codebook.yaml from `consensa review apply`")
+    rid = str((data.get("run") or {}).get("id") or path.parent.name)
+    total = data.get("cases_total", "?")
+    out = []
+    for d in data["domains"]:
+        did = _int(d.get("id"))
+        dom = ExportCode(guid(rid, "domain", did), _s(d.get("name")) or f"Domain {did}",
+                         f"Domain ({_s(d.get('frequency_label'))}: {_int(d.get('n_cases'), 0)} "
+                         f"of {total} cases).", DOMAIN_COLOURS[did % len(DOMAIN_COLOURS)])
+        for c in d.get("categories") or []:
+            cid = _int(c.get("id"))
+            desc = [(f"Category ({_s(c.get('frequency_label'))}: "
+                     f"{_int(c.get('n_cases'), 0)} of {total} cases, "
+                     f"{_int(c.get('n_segments'), 0)} segments).")]
+            if c.get("keywords"):
+                kw = c["keywords"]
+                desc.append("Keywords: " + ("; ".join(map(str, kw)) if isinstance(kw, list)
+                                            else _s(kw)) + ".")
+            if _s(c.get("core_idea")):
+                desc.append(f"Core idea: \u201c{_s(c.get('core_idea'))}\u201d")
+            dom.children.append(ExportCode(guid(rid, "theme", cid), _s(c.get("name")) or
+                                           f"Category {cid}", " ".join(desc),
+                                           THEME_COLOURS[cid % len(THEME_COLOURS)], theme_id=cid))
+        out.append(dom)
+    return out
+
+
+def _manifest_beside(folder: Path) -> dict:
+    import json
+
+    f = folder / "manifest.json"
+    try:
+        return json.loads(f.read_text(encoding="utf-8")) if f.is_file() else {}
+    except ValueError:
+        return {}
+
+
+def _tree(book: pd.DataFrame, key: str) -> list[ExportCode]:
+    """ExportCodes from a codebook table (CODE_COLUMNS)."""
+    by_path: dict[str, ExportCode] = {}
+    roots: list[ExportCode] = []
+    for k, row in enumerate(book.itertuples(index=False)):
+        g = row.guid if row.guid and _GUID.fullmatch(row.guid) else guid(key, row.code)
+        color = row.color if re.fullmatch(r"#([0-9A-Fa-f]{6}|[0-9A-Fa-f]{3})", row.color or "") \
+            else THEME_COLOURS[k % len(THEME_COLOURS)]
+        code = ExportCode(g.upper(), row.name, row.description, color)
+        by_path[row.code] = code
+        (by_path[row.parent].children if row.parent in by_path else roots).append(code)
+    return roots
+
+
+
+
+def _code_el(parent: ET.Element, code: ExportCode, ns: str) -> None:
+    attrs = {"guid": code.guid, "name": code.name, "isCodable": "true"}
+    if code.color:
+        attrs["color"] = code.color
+    el = ET.SubElement(parent, f"{{{ns}}}Code", attrs)
+    if code.description:
+        ET.SubElement(el, f"{{{ns}}}Description").text = code.description
+    for child in code.children:
+        _code_el(el, child, ns)
+
+
+def _xml_bytes(root: ET.Element, ns: str) -> bytes:
+    ET.register_namespace("", ns)
+    ET.indent(root, space="  ")
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+def qdc_bytes(codes: list[ExportCode], origin: str | None = None) -> bytes:
+    root = ET.Element(f"{{{NS_CODEBOOK}}}CodeBook",
+                      {"origin": origin or f"Consensa {__version__}"})
+    codes_el = ET.SubElement(root, f"{{{NS_CODEBOOK}}}Codes")
+    for code in codes:
+        _code_el(codes_el, code, NS_CODEBOOK)
+    if not codes:
+        raise InputError("the codebook has no codes to export",
+                         hint="check that the run found themes")
+    return _xml_bytes(root, NS_CODEBOOK)
+
+
+def write_qdc(codes: list[ExportCode], out: str | Path, origin: str | None = None) -> Path:
+    out = Path(out)
+    atomic_write_bytes(out, qdc_bytes(codes, origin))
+    return out
+
+
+def read_judges(folder: Path) -> list[str]:
+    """The judges recorded in ``RUN/review/decisions.sqlite`` (opened read-only), sorted.
+
+    The review's ``panel`` table (role 'judge') and the judges who recorded
+    ``positions``; auditors are not listed.
+    """
+    db = Path(folder) / "review" / "decisions.sqlite"
+    if not db.is_file():
+        return []
+    names: set[str] = set()
+    try:
+        con = sqlite3.connect(f"file:{db.resolve()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return []
+    try:
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        queries = []
+        if "panel" in tables:
+            queries.append("SELECT name FROM panel WHERE role = 'judge'")
+        if "positions" in tables:
+            queries.append("SELECT DISTINCT judge FROM positions")
+        for q in queries:
+            try:
+                names.update(str(v).strip() for (v,) in con.execute(q) if v and str(v).strip())
+            except sqlite3.Error:
+                continue
+    except sqlite3.Error:
+        pass
+    finally:
+        con.close()
+    return sorted(names)
+
+
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def qdpx_bytes(run: RunData) -> bytes:
+    """The run as a REFI-QDA project: sources, codebook, one coding per assigned segment."""
+    missing = [c for c in sorted(run.segments["case_id"].unique()) if not run.exact.get(c)]
+    if missing:
+        raise InputError(
+            f"the source texts of {len(missing)} case(s) could not be read again exactly as "
+            f"the run read them ({', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''})",
+            path=run.folder, hint="put the transcripts back where the run read them "
+            "(manifest.json lists the paths and their sha256); the export needs the whole "
+            "texts so that the codings' offsets are exact")
+    rid = run.run_id
+    stamp = _s(run.manifest.get("started_at")).replace("+00:00", "Z") or None
+    codes = codebook_from_run(run)
+    theme_guid = {}
+    stack = list(codes)
+    while stack:
+        c = stack.pop()
+        if c.theme_id is not None:
+            theme_guid[c.theme_id] = c.guid
+        stack.extend(c.children)
+    people = [CONSENSA_USER] + [j for j in read_judges(run.folder) if j != CONSENSA_USER]
+    user_guid = {name: guid("user", name) for name in people}
+    me = user_guid[CONSENSA_USER]
+    attrs = {"name": run.name, "origin": f"Consensa {__version__}", "creatingUserGUID": me}
+    if stamp:
+        attrs["creationDateTime"] = stamp
+    root = ET.Element(f"{{{NS_PROJECT}}}Project", attrs)
+    users = ET.SubElement(root, f"{{{NS_PROJECT}}}Users")
+    for name in people:
+        ET.SubElement(users, f"{{{NS_PROJECT}}}User", {"guid": user_guid[name], "name": name})
+    book = ET.SubElement(ET.SubElement(root, f"{{{NS_PROJECT}}}CodeBook"), f"{{{NS_PROJECT}}}Codes")
+    for code in codes:
+        _code_el(book, code, NS_PROJECT)
+    seg = run.segments
+    case_ids = sorted(seg["case_id"].unique())
+    src_guid = {c: guid(rid, "source", c) for c in case_ids}
+    cases_el = ET.SubElement(root, f"{{{NS_PROJECT}}}Cases")
+    for c in case_ids:
+        case_el = ET.SubElement(cases_el, f"{{{NS_PROJECT}}}Case",
+                                {"guid": guid(rid, "case", c), "name": c})
+        ET.SubElement(case_el, f"{{{NS_PROJECT}}}SourceRef", {"targetGUID": src_guid[c]})
+    sources_el = ET.SubElement(root, f"{{{NS_PROJECT}}}Sources")
+    files: dict[str, bytes] = {}
+    inputs = {str(i.get("case_id")): i for i in run.manifest.get("inputs") or []}
+    for c in case_ids:
+        text = run.sources[c]
+        member = f"{src_guid[c]}.txt"
+        files[f"Sources/{member}"] = text.encode("utf-8")
+        sattrs = {"guid": src_guid[c], "name": c, "plainTextPath": f"internal://{member}",
+                  "creatingUser": me}
+        if stamp:
+            sattrs["creationDateTime"] = stamp
+        src = ET.SubElement(sources_el, f"{{{NS_PROJECT}}}TextSource", sattrs)
+        item = inputs.get(c, {})
+        ET.SubElement(src, f"{{{NS_PROJECT}}}Description").text = (
+            f"Case {c} as Consensa read it from {Path(_s(item.get('path'))).name or '?'} "
+            f"(sha256 {_s(item.get('sha256'))[:12]}); positions count Unicode code points.")
+        rows = seg[(seg["case_id"] == c) & (seg["theme"] >= 0)].sort_values(
+            ["start_char", "end_char"])
+        for sid, s, e, theme in zip(rows["segment_id"], rows["start_char"], rows["end_char"],
+                                    rows["theme"], strict=True):
+            sel_attrs = {"guid": guid(rid, "segment", sid), "name": str(sid),
+                         "startPosition": str(int(s)), "endPosition": str(int(e)),
+                         "creatingUser": me}
+            if stamp:
+                sel_attrs["creationDateTime"] = stamp
+            sel = ET.SubElement(src, f"{{{NS_PROJECT}}}PlainTextSelection", sel_attrs)
+            c_attrs = {"guid": guid(rid, "coding", sid), "creatingUser": me}
+            if stamp:
+                c_attrs["creationDateTime"] = stamp
+            coding = ET.SubElement(sel, f"{{{NS_PROJECT}}}Coding", c_attrs)
+            ET.SubElement(coding, f"{{{NS_PROJECT}}}CodeRef",
+                          {"targetGUID": theme_guid[int(theme)]})
+    ET.SubElement(root, f"{{{NS_PROJECT}}}Description").text = (
+        f"Consensa run '{run.name}' ({rid}): domains as parent codes, themes as child codes, "
+        "every assigned segment coded with its theme by the user 'Consensa'. Themes are "
+        "proposals: the judges decide.")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in [("project.qde", _xml_bytes(root, NS_PROJECT)), *sorted(files.items())]:
+            info = zipfile.ZipInfo(name, _ZIP_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, data)
+    return buf.getvalue()
+
+
+def write_qdpx(run: RunData, out: str | Path) -> Path:
+    out = Path(out)
+    atomic_write_bytes(out, qdpx_bytes(run))
+    return out
+
+
+def export_codebook(source: str | Path) -> tuple[list[ExportCode], str]:
+    """The codebook of a run folder, a themes/codes table or a REFI project; and its origin."""
+    from .codes import load_run
+
+    source = Path(source)
+    if source.is_dir():
+        run = load_run(source, sources=False)
+        return codebook_from_run(run), f"Consensa {__version__} (run {run.name})"
+    if not source.is_file():
+        raise InputError("no such run folder or codebook file", path=source,
+                         hint="give a run folder made by `consensa run`, its themes.csv, or a "
+                              "table with a 'code' column")
+    if source.suffix.lower() in (".qdpx", ".qde"):
+        codes = read_project(source)
+        return _tree(codes.codebook, f"project/{source.name}"), \
+            codes.info.get("origin") or f"Consensa {__version__}"
+    if source.suffix.lower() in (".csv", ".tsv"):
+        return codebook_from_table(source), f"Consensa {__version__}"
+    if source.suffix.lower() in (".yaml", ".yml"):
+        return codebook_from_yaml(source), f"Consensa {__version__} (final codebook)"
+    raise InputError(f"unsupported codebook file type '{source.suffix}'", path=source,
+                     hint="give a run folder, its review/codebook.yaml, a themes.csv, a table "
+                          "of code paths, or a .qdpx")
+
+
+def iter_codes(codes: Iterable[ExportCode], parents: tuple[str, ...] = ()):
+    """(path, code) for every code, depth first."""
+    for c in codes:
+        path = parents + (c.name,)
+        yield JOIN.join(path), c
+        yield from iter_codes(c.children, path)
+
+
+def cli(kind: str, source: str, out: str | None = None) -> int:
+    """``consensa export qdc|qdpx``: write the file and say what it holds."""
+    from .codes import load_run
+
+    src = Path(source)
+    if kind == "qdc":
+        codes, origin = export_codebook(src)
+        if out:
+            target = Path(out)
+        elif src.is_dir():
+            target = src / "export" / f"{_manifest_beside(src).get('name') or src.name}.qdc"
+        else:
+            target = src.with_suffix(".qdc")
+        write_qdc(codes, target, origin)
+        n = sum(1 for _ in iter_codes(codes))
+        print(f"Consensa codebook written: {target}")
+        print(f"  {n} codes ({len(codes)} at the top level); import it in your QDA software "
+              "as a REFI-QDA codebook (.qdc)")
+        return 0
+    run = load_run(src)
+    target = Path(out) if out else src / "export" / f"{run.name}.qdpx"
+    write_qdpx(run, target)
+    seg = run.segments
+    users = [CONSENSA_USER] + [j for j in read_judges(run.folder) if j != CONSENSA_USER]
+    print(f"Consensa project written: {target}")
+    print(f"  {seg['case_id'].nunique()} text sources, {int((seg['theme'] >= 0).sum())} coded "
+          f"segments, {len(run.themes)} themes in {len(run.domains)} domains, users: "
+          f"{', '.join(users)}")
+    print("  import it in your QDA software as a REFI-QDA project (.qdpx)")
+    return 0

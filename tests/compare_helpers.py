@@ -1,0 +1,116 @@
+"""Shared helpers for the codes / REFI-QDA / compare tests: study runs and codes on them.
+
+Everything here is written for these tests (the invented study of tests/study.py);
+nothing comes from real data.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import unicodedata
+import zipfile
+from pathlib import Path
+
+from study import QUESTIONS, TOPICS, study_config, write_study
+
+from pipeline.config import validate_config
+from pipeline.run import run
+
+FIXTURES = Path(__file__).parent / "fixtures" / "refi"
+#: study topic -> a hierarchical code (domain > category)
+TOPIC_CODES = {"training": "Preparation > Training gaps", "supervision": "Support > Supervision",
+               "client": "Relationship > Client response"}
+
+_CACHE: dict[str, Path] = {}
+
+
+def study_run(tmp_root: Path, variant: str = "plain") -> Path:
+    """The study run once per session and variant: "plain" (LF, ASCII) or "crlf-nfd"
+    (CRLF line endings, and "client" spelled "clïent" in decomposed form, NFD)."""
+    if variant not in _CACHE:
+        folder = tmp_root / f"study-{variant}"
+        write_study(folder)
+        if variant == "crlf-nfd":
+            for f in sorted(folder.glob("*.txt")):
+                text = f.read_text(encoding="utf-8")
+                f.write_bytes(nfd_crlf(text).encode("utf-8"))
+        _CACHE[variant] = run(validate_config(study_config(folder)), folder,
+                              tmp_root / f"run-{variant}")
+    return _CACHE[variant]
+
+
+def nfd_crlf(text: str) -> str:
+    """LF -> CRLF and "client" -> "clïent" (NFD: i + combining diaeresis)."""
+    return text.replace("client", unicodedata.normalize("NFD", "cli\u0308ent")) \
+        .replace("\n", "\r\n")
+
+
+def nfc_lf(text: str) -> str:
+    """What a QDA program may have made of a "crlf-nfd" transcript: LF and NFC."""
+    return unicodedata.normalize("NFC", text.replace("\r\n", "\n"))
+
+
+def sentence_spans(text: str):
+    """(topic, index, start, end, sentence) for every study sentence in ``text``."""
+    for topic, sentences in TOPICS.items():
+        for k, sentence in enumerate(sentences):
+            for variant in {sentence, sentence.replace("client", "cl\u00efent"),
+                            sentence.replace("client", "cli\u0308ent")}:
+                start = text.find(variant)
+                while start >= 0:
+                    yield topic, k, start, start + len(variant), variant
+                    start = text.find(variant, start + 1)
+
+
+def question_spans(text: str):
+    for topic, q in QUESTIONS.items():
+        start = text.find(q)
+        while start >= 0:
+            yield topic, start, start + len(q), q
+            start = text.find(q, start + 1)
+
+
+def write_csv(path: Path, rows: list[dict], columns: list[str] | None = None) -> Path:
+    columns = columns or list(rows[0])
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    path.write_text(buf.getvalue(), encoding="utf-8")
+    return path
+
+
+def topic_rows(study: Path, code_of=None, coder: str = "", text_of=lambda t: t,
+               offsets: bool = True, quotes: bool = True) -> list[dict]:
+    """One row per study sentence in each case: its code (``code_of(topic, k, case)``,
+    default TOPIC_CODES[topic]; None leaves it uncoded), offsets in ``text_of(text)``."""
+    rows = []
+    for f in sorted(study.glob("case*.txt")):
+        text = text_of(f.read_bytes().decode("utf-8"))
+        for topic, k, s, e, sentence in sentence_spans(text):
+            code = code_of(topic, k, f.stem) if code_of else TOPIC_CODES[topic]
+            if code is None:
+                continue
+            row = {"case": f.stem, "code": code}
+            if offsets:
+                row.update(start=s, end=e)
+            if quotes:
+                row["text"] = sentence
+            if coder:
+                row["coder"] = coder
+            rows.append(row)
+    return rows
+
+
+def zip_fixture(dest: Path, folder: Path = FIXTURES / "small", extra: dict | None = None,
+                qde: bytes | None = None) -> Path:
+    """Pack a fixture project folder (project.qde, Sources/) into a .qdpx."""
+    with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("project.qde", qde if qde is not None else
+                    (folder / "project.qde").read_bytes())
+        for f in sorted((folder / "Sources").glob("*")):
+            zf.writestr(f"Sources/{f.name}", f.read_bytes())
+        for name, data in (extra or {}).items():
+            zf.writestr(name, data)
+    return dest

@@ -1,0 +1,302 @@
+"""Importing human codes from tables, and placing them in Consensa's texts."""
+
+from __future__ import annotations
+
+import shutil
+import unicodedata
+
+import pandas as pd
+import pytest
+from compare_helpers import (
+    TOPIC_CODES,
+    nfc_lf,
+    nfd_crlf,
+    study_run,
+    topic_rows,
+    write_csv,
+)
+
+from pipeline.codes import (
+    Locator,
+    TextMap,
+    align_blocks,
+    canonical,
+    codebook_from_paths,
+    load_run,
+    match_cases,
+    offset_variants,
+    place_codes,
+    primary_codes,
+    read_codes,
+    segment_coverage,
+)
+from pipeline.errors import InputError
+
+# --- Tables -----------------------------------------------------------------------
+
+def test_csv_codes_several_per_cell_rows_hierarchies_and_coders(tmp_path):
+    path = write_csv(tmp_path / "codes.csv", [
+        {"Document": "T01.txt", "Quote": "I cried", "Codes": "Emotion>Tears ; Support",
+         "Coder": "Ana", "Start": "10", "End": "17"},
+        {"Document": "T01.txt", "Quote": "I cried", "Codes": "Emotion > Tears",
+         "Coder": "Ben", "Start": "10", "End": "17"},
+        {"Document": "T02", "Quote": "no offsets here", "Codes": "Emotion >  Shame  > Hidden",
+         "Coder": "", "Start": "", "End": ""},
+        {"Document": "T02", "Quote": "", "Codes": "", "Coder": "Ana", "Start": "", "End": ""},
+        {"Document": "T02", "Quote": "bad", "Codes": "Support", "Coder": "Ana", "Start": "9",
+         "End": "3"},
+    ])
+    codes = read_codes(path)
+    c = codes.codings
+    assert list(c["code"]) == ["Emotion > Tears", "Support", "Emotion > Tears",
+                               "Emotion > Shame > Hidden", "Support"]
+    assert list(c["coder"]) == ["Ana", "Ana", "Ben", "", "Ana"]
+    assert list(c["start"]) == [10, 10, 10, -1, -1]         # bad offsets: the text is used
+    assert codes.coders == ["Ana", "Ben"]
+    assert codes.hierarchical
+    book = codes.codebook.set_index("code")
+    assert set(book.index) == {"Emotion", "Emotion > Tears", "Support", "Emotion > Shame",
+                               "Emotion > Shame > Hidden"}
+    assert book.at["Emotion > Shame > Hidden", "depth"] == 3
+    assert book.at["Emotion > Shame > Hidden", "domain"] == "Emotion"
+    assert book.at["Emotion > Shame", "parent"] == "Emotion"
+    assert any("without a code" in n for n in codes.notes)
+    assert any("start < end" in n and "rows 6" in n for n in codes.notes)
+
+
+def test_csv_with_semicolons_utf8_bom_and_explicit_columns(tmp_path):
+    path = tmp_path / "codes.csv"
+    path.write_bytes("\ufeffFall;Kode;Zitat\nT01;A > B;Das war schön\n".encode("utf-8"))
+    codes = read_codes(path, columns={"case": "Fall", "code": "Kode", "text": "Zitat"})
+    assert codes.codings.loc[0, ["case", "code", "text"]].tolist() == ["T01", "A > B",
+                                                                       "Das war schön"]
+    other = read_codes(write_csv(tmp_path / "c2.csv", [{"case": "T1", "code": "A::B",
+                                                        "text": "x"}]), separator="::")
+    assert other.codings.loc[0, "code"] == "A > B"
+
+
+def test_xlsx_codes(tmp_path):
+    path = tmp_path / "codes.xlsx"
+    pd.DataFrame({"case_id": ["T01"], "code": ["A > B"], "text": ["hello"]}).to_excel(
+        path, index=False)
+    assert read_codes(path).codings.loc[0, "code"] == "A > B"
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([{"who": "T01", "code": "A", "text": "x"}], "has no case column"),
+    ([{"case": "T01", "what": "A", "text": "x"}], "has no code column"),
+    ([{"case": "T01", "code": "A", "start": "1"}], "neither a text column nor start/end"),
+    ([{"case": "T01", "code": "", "text": "x"}], "holds no coded passage"),
+])
+def test_unusable_tables_are_refused_naming_the_file(tmp_path, rows, message):
+    path = write_csv(tmp_path / "codes.csv", rows)
+    with pytest.raises(InputError) as err:
+        read_codes(path)
+    assert message in str(err.value) and str(path) in str(err.value)
+    assert "What to do" in str(err.value)
+
+
+def test_missing_or_unknown_codes_files(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        read_codes(tmp_path / "nope.csv")
+    (tmp_path / "codes.json").write_text("{}")
+    with pytest.raises(InputError, match="unsupported codes file type"):
+        read_codes(tmp_path / "codes.json")
+
+
+def test_codebook_from_paths_adds_parents_once():
+    book = codebook_from_paths(["A > B > C", "A > D", "E"])
+    assert list(book["code"]) == ["A", "A > B", "A > B > C", "A > D", "E"]
+    assert list(book["depth"]) == [1, 2, 3, 2, 1]
+
+
+# --- Text positions -------------------------------------------------------------------
+
+def test_canonical_maps_back_to_the_original():
+    text = "\ufeffCafe\u0301  au\r\n\r\nlait "
+    c = canonical(text)
+    assert c.text == "Café au lait"
+    a, b = c.from_original(text.index("au"), text.index("au") + 2)
+    assert c.text[a:b] == "au"
+    s, e = c.to_original(0, 4)          # "Café": the composed é maps to e + U+0301
+    assert text[s:e] == "Cafe\u0301"
+
+
+def test_text_map_crlf_and_nfd_against_lf_and_nfc():
+    consensa = "P1: Das Café\r\n\r\nwar schön.\r\nP2: Ja.\r\n"
+    consensa = unicodedata.normalize("NFD", consensa)
+    theirs = unicodedata.normalize("NFC", consensa.replace("\r\n", "\n"))
+    m = TextMap(theirs, consensa)
+    assert m.how == "normalised"
+    s = theirs.index("Café")
+    e = theirs.index("schön.") + len("schön.")
+    got = m.span(s, e)
+    assert got is not None and got[2] == 1.0
+    assert consensa[got[0]:got[1]] == unicodedata.normalize("NFD", "Café\r\n\r\nwar schön.")
+    assert TextMap(consensa, consensa).span(3, 7) == (3, 7, 1.0)
+
+
+def test_text_map_of_texts_that_differ_keeps_what_matches():
+    base = " ".join(f"word{i} alpha beta gamma delta" for i in range(3000))
+    changed = base.replace("word1500 ", "CHANGED ").replace("word10 ", "")
+    m = TextMap(base, changed)
+    assert m.how == "aligned" and m.matched > 0.99
+    s = base.index("word2000 ")
+    got = m.span(s, s + len("word2000 alpha"))
+    assert changed[got[0]:got[1]] == "word2000 alpha" and got[2] == 1.0
+    s = base.index("word1500 ")
+    got = m.span(s, s + len("word1500 alpha"))
+    assert changed[got[0]:got[1]].endswith("alpha") and got[2] < 1.0
+    blocks = align_blocks("abcdefghij" * 3, "abcdeXfghij" * 3)
+    assert sum(n for _, _, n in blocks) == 30
+
+
+def test_locator_exact_approximate_and_not_found():
+    text = ("Interviewer: Did it help?\nParticipant: It helped a lot, really.\n"
+            "Interviewer: Why?\nParticipant: Because my supervisor listened to me and I felt "
+            "heard. That was new.\n")
+    loc = Locator(text)
+    s, e, share, n = loc.find("It helped  a lot,\nreally.")
+    assert text[s:e] == "It helped a lot, really." and share == 1.0 and n == 1
+    # speaker labels inside a quote spanning turns; a truncated quote
+    s, e, share, _ = loc.find("Dan: Why? Participant: Because my supervisor listened to me and "
+                              "I felt heard.")
+    assert text[s:e] == "Why?\nParticipant: Because my supervisor listened to me and I felt heard."
+    assert share < 1.0
+    s, e, share, _ = loc.find("Because my supervisor listened…")
+    assert text[s:e] == "Because my supervisor listened" and share == 1.0
+    assert loc.find("Something that nobody ever said in this interview at all") is None
+
+
+def test_locator_joins_a_quote_that_skips_text():
+    filler = " ".join(f"n{i}" for i in range(300))
+    text = f"First part of the answer about training. {filler} Second part about supervision."
+    s, e, share, _ = Locator(text).find("First part of the answer about training. [...] Second "
+                                        "part about supervision.")
+    assert text[s:e] == text.strip() and share > 0.85
+
+
+def test_locator_prefers_the_place_nearest_the_hint():
+    text = "Yeah. I agree.\nOther things.\nYeah. I agree.\n"
+    later = text.rindex("Yeah")
+    assert Locator(text).find("Yeah. I agree.", hint=later)[:2] == (later, later + 14)
+    assert Locator(text).find("Yeah. I agree.")[3] == 2
+
+
+def test_offset_variants_cover_line_endings_and_unicode_forms():
+    text = unicodedata.normalize("NFD", "a\r\nb é\r\n")
+    names = [v[0] for v in offset_variants(text)]
+    assert names[0] == "as is" and "LF" in names and "NFC" in names and "LF+NFC" in names
+
+
+def test_match_cases():
+    got = match_cases(["T01.docx", "t02", "Interview 3.txt", "zzz"], ["T01", "T02", "Interview 3"])
+    assert got == {"T01.docx": "T01", "t02": "T02", "Interview 3.txt": "Interview 3"}
+
+
+# --- Placing codes on a run -------------------------------------------------------------
+
+def _expected_spans(study, text_of=lambda t: t):
+    """(case, start, end) of each study sentence in Consensa's own text."""
+    return {(r["case"], r["text"]): (r["start"], r["end"])
+            for r in topic_rows(study, text_of=text_of)}
+
+
+@pytest.mark.parametrize("offsets, quotes", [(True, True), (True, False), (False, True)])
+def test_placing_table_codes_on_crlf_nfd_transcripts(tmp_path_factory, tmp_path, offsets, quotes):
+    """Codes made on LF + NFC copies of CRLF + NFD transcripts land on the right characters."""
+    folder = study_run(tmp_path_factory.getbasetemp(), "crlf-nfd")
+    run = load_run(folder)
+    study = tmp_path_factory.getbasetemp() / "study-crlf-nfd"
+    assert "\r\n" in run.sources["case01"] and "i\u0308" in run.sources["case01"]
+    rows = topic_rows(study, text_of=nfc_lf, offsets=offsets, quotes=quotes)
+    codes = read_codes(write_csv(tmp_path / "codes.csv", rows))
+    placed, notes = place_codes(codes, run)
+    assert (placed["status"] == "placed").all()
+    truth = topic_rows(study)   # offsets in the transcripts as they are (CRLF, NFD)
+    for got, want in zip(placed.itertuples(), truth, strict=True):
+        text = run.sources[got.case_id]
+        assert (got.start_char, got.end_char) == (want["start"], want["end"]), got
+        assert unicodedata.normalize("NFC", text[got.start_char:got.end_char]) == \
+            unicodedata.normalize("NFC", want["text"])
+    if offsets:
+        assert all("LF+NFC" in h for h in placed["how"])
+        assert any("LF+NFC" in n for n in notes)
+    else:
+        assert set(placed["how"]) <= {"located", "located (1 of 2 places)",
+                                      "located (1 of 3 places)"}
+
+
+def test_segment_coverage_assigns_codes_covering_half_a_segment(tmp_path_factory, tmp_path):
+    folder = study_run(tmp_path_factory.getbasetemp())
+    run = load_run(folder)
+    seg = run.segments[run.segments["case_id"] == "case01"].iloc[[0]]
+    sid, s, e = seg["segment_id"].iloc[0], int(seg["start_char"].iloc[0]), \
+        int(seg["end_char"].iloc[0])
+    n = e - s
+    rows = [  # A: 60% in two overlapping passages (counted once); B: 20%, partial only
+        {"case": "case01", "code": "A", "start": s, "end": s + n * 4 // 10, "coder": "Ana"},
+        {"case": "case01", "code": "A", "start": s + n * 2 // 10, "end": s + n * 6 // 10,
+         "coder": "Ana"},
+        {"case": "case01", "code": "B", "start": e - n // 5, "end": e + 50, "coder": "Ana"},
+        {"case": "case01", "code": "C", "start": s, "end": e, "coder": "Ben"},
+    ]
+    codes = read_codes(write_csv(tmp_path / "codes.csv", rows))
+    placed, _ = place_codes(codes, run)
+    cov = segment_coverage(seg, placed, by_coder=False).set_index("code")["coverage"]
+    assert cov["A"] == pytest.approx((s + n * 6 // 10 - s) / n)
+    assert cov["B"] == pytest.approx((n // 5) / n)
+    assert cov["C"] == 1.0
+    assert primary_codes(segment_coverage(seg, placed, by_coder=False)) == {sid: "C"}
+    per = segment_coverage(seg, placed, by_coder=True)
+    assert primary_codes(per[per["coder"] == "Ana"]) == {sid: "A"}
+    assert set(per["coder"]) == {"Ana", "Ben"}
+
+
+def test_primary_code_ties_go_to_more_coders_then_deeper_then_alphabetical():
+    cov = pd.DataFrame({"segment_id": ["s"] * 3, "coder": [""] * 3,
+                        "code": ["B", "A", "A > X"], "covered": [5] * 3, "coverage": [1.0] * 3})
+    assert primary_codes(cov) == {"s": "A > X"}
+    assert primary_codes(cov, votes={("s", "B"): 2, ("s", "A > X"): 1}) == {"s": "B"}
+    assert primary_codes(cov.iloc[:2]) == {"s": "A"}
+
+
+def test_unknown_cases_are_reported(tmp_path_factory, tmp_path):
+    run = load_run(study_run(tmp_path_factory.getbasetemp()))
+    codes = read_codes(write_csv(tmp_path / "codes.csv", [
+        {"case": "nobody", "code": "A", "text": "x"},
+        {"case": "case01.txt", "code": "A", "text": "Thank you for joining me today."}]))
+    placed, notes = place_codes(codes, run)
+    assert list(placed["status"]) == ["case not in the run", "placed"]
+    assert any("'nobody'" in n and "not in the run" in n for n in notes)
+
+
+def test_moved_transcripts_fall_back_to_the_segments_text(tmp_path_factory, tmp_path):
+    src = study_run(tmp_path_factory.getbasetemp())
+    folder = shutil.copytree(src, tmp_path / "run")
+    manifest = (folder / "manifest.json").read_text()
+    (folder / "manifest.json").write_text(manifest.replace("study-plain", "moved-away"))
+    run = load_run(folder)
+    assert not any(run.exact.values())
+    assert any("not found" in n for n in run.notes)
+    seg = run.segments.iloc[0]
+    assert run.sources[seg["case_id"]][seg["start_char"]:seg["end_char"]] == seg["text"]
+    study = tmp_path_factory.getbasetemp() / "study-plain"
+    codes = read_codes(write_csv(tmp_path / "codes.csv", topic_rows(study)))
+    placed, _ = place_codes(codes, run)
+    cov = segment_coverage(run.segments, placed, by_coder=False)
+    assert len(primary_codes(cov)) == len(run.segments)
+    assert set(primary_codes(cov).values()) == set(TOPIC_CODES.values())
+
+
+def test_not_a_run_folder(tmp_path):
+    with pytest.raises(InputError, match="not a Consensa run folder"):
+        load_run(tmp_path)
+    with pytest.raises(InputError, match="no such run folder"):
+        load_run(tmp_path / "nope")
+
+
+def test_nfd_crlf_helpers_are_inverse_up_to_normalisation():
+    text = "The client said\nso.\n"
+    assert nfc_lf(nfd_crlf(text)) == unicodedata.normalize("NFC", text.replace(
+        "client", "cli\u0308ent"))

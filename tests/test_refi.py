@@ -1,0 +1,276 @@
+"""REFI-QDA: reading projects (fixtures written for these tests), exporting runs."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import sqlite3
+import uuid
+import zipfile
+from xml.etree import ElementTree as ET
+
+import pandas as pd
+import pytest
+from compare_helpers import FIXTURES, study_run, zip_fixture
+
+from pipeline import __version__
+from pipeline.cli import main
+from pipeline.codes import load_run, read_codes
+from pipeline.errors import InputError
+from pipeline.refi import (
+    CONSENSA_USER,
+    GUID_NAMESPACE,
+    NS_CODEBOOK,
+    NS_PROJECT,
+    codebook_from_run,
+    export_codebook,
+    guid,
+    qdc_bytes,
+    qdpx_bytes,
+    read_judges,
+    read_project,
+)
+
+P = f"{{{NS_PROJECT}}}"
+C = f"{{{NS_CODEBOOK}}}"
+
+
+# --- Reading ------------------------------------------------------------------------
+
+def test_read_fixture_project(tmp_path):
+    codes = read_codes(zip_fixture(tmp_path / "small.qdpx"))
+    assert codes.kind == "qdpx" and codes.coders == ["Ana", "Ben"]
+    assert list(codes.codebook["code"]) == [
+        "Training", "Training > Informal", "Training > Silence about tears", "Support",
+        "Support > Supervision", "Never used"]
+    book = codes.codebook.set_index("code")
+    assert book.at["Training", "description"] == "What training did (not) teach"
+    assert book.at["Training", "color"] == "#1F77B4"
+    assert book.at["Support > Supervision", "guid"] == "aaaaaaaa-0000-4000-8000-000000000005"
+    a = codes.texts["Interview A.docx"]
+    assert a.startswith("Interviewer:") and "\r\n" in a        # BOM dropped, CRLF kept
+    c = codes.codings
+    got = {(r.case, r.code, r.coder, a[r.start:r.end] if r.case.startswith("Interview A")
+            else codes.texts[r.case][r.start:r.end]) for r in c.itertuples()}
+    assert got == {
+        ("Interview A.docx", "Training > Informal", "Ana",
+         "The training in Zürich was café-style, very informal."),
+        ("Interview A.docx", "Training > Informal", "Ben",
+         "The training in Zürich was café-style, very informal."),
+        # coder from the selection when the coding has none; GUID in braces
+        ("Interview A.docx", "Training > Silence about tears", "Ben",
+         "Nobody talked about tears."),
+        ("Interview A.docx", "Training", "Ana", "I felt unprepared"),
+        # lower-case target GUID
+        ("Interview A.docx", "Support > Supervision", "Ben", "my supervisor helped me a lot."),
+        # PlainTextContent, escaped XML, a character outside the BMP counted as one
+        ("Interview B", "Support > Supervision", "Ben", "Supervision was kind \U0001F642 & honest."),
+        ("Interview B", "Training > Silence about tears", "Ana",
+         "The training <never> mentioned crying."),
+    }
+    notes = " | ".join(codes.notes)
+    assert "refer to codes not in the codebook" in notes
+    assert "outside its text" in notes
+    assert "not text were left out (1 picture)" in notes
+    assert codes.info["text sources"] == 2 and codes.info["origin"] == "Consensa tests"
+
+
+def test_read_bare_qde_with_plain_text_content_only(tmp_path):
+    qde = tmp_path / "project.qde"
+    shutil.copy(FIXTURES / "small" / "project.qde", qde)
+    codes = read_project(qde)
+    assert set(codes.texts) == {"Interview B"}
+    # Interview A's text is in the .qdpx only: its selections keep their positions
+    assert any("a bare .qde was given" in n and "4 selection(s) keep their positions" in n
+               for n in codes.notes)
+    a = codes.codings[codes.codings["case"] == "Interview A.docx"]
+    assert len(a) == 5 and (a["start"] >= 0).all()
+    assert set(codes.codings["case"]) == {"Interview A.docx", "Interview B"}
+
+
+def test_zip_slip_is_refused(tmp_path):
+    bad = zip_fixture(tmp_path / "slip.qdpx", extra={"../../evil.txt": b"x"})
+    with pytest.raises(InputError) as err:
+        read_project(bad)
+    assert "zip slip" in str(err.value) and str(bad) in str(err.value)
+    assert "export the project again" in str(err.value)
+    bad = zip_fixture(tmp_path / "abs.qdpx", extra={"/etc/evil.txt": b"x"})
+    with pytest.raises(InputError, match="zip slip"):
+        read_project(bad)
+
+
+def test_zip_bomb_is_refused(tmp_path):
+    path = zip_fixture(tmp_path / "small.qdpx")
+    with pytest.raises(InputError, match="zip bomb") as err:
+        read_project(path, max_bytes=2000)
+    assert str(path) in str(err.value)
+    bomb = zip_fixture(tmp_path / "bomb.qdpx", qde=(FIXTURES / "small" / "project.qde")
+                       .read_bytes().replace(b"</Project>", b"<!--" + b" " * 3_000_000
+                                             + b"--></Project>"))
+    with pytest.raises(InputError, match="compression ratio"):
+        read_project(bomb)
+
+
+def test_entities_and_dtds_are_refused(tmp_path):
+    xml = (b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">]>'
+           b'<Project xmlns="urn:QDA-XML:project:1.0" name="x">&lol;</Project>')
+    path = zip_fixture(tmp_path / "ent.qdpx", qde=xml)
+    with pytest.raises(InputError, match="DTD or entities"):
+        read_project(path)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"not a zip at all", "not a valid .qdpx"),
+    (None, "holds no project.qde"),
+])
+def test_broken_projects(tmp_path, content, message):
+    path = tmp_path / "p.qdpx"
+    if content is None:
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr("other.txt", "x")
+    else:
+        path.write_bytes(content)
+    with pytest.raises(InputError, match=message):
+        read_project(path)
+
+
+def test_a_codebook_is_not_a_project(tmp_path, tmp_path_factory):
+    path = tmp_path / "book.qde"
+    path.write_bytes(qdc_bytes(codebook_from_run(load_run(
+        study_run(tmp_path_factory.getbasetemp()), sources=False))))
+    with pytest.raises(InputError, match="looks like a codebook"):
+        read_project(path)
+    bad = tmp_path / "bad.qde"
+    bad.write_bytes(b"<Project")
+    with pytest.raises(InputError, match="not well-formed XML"):
+        read_project(bad)
+
+
+# --- Writing ------------------------------------------------------------------------
+
+@pytest.fixture()
+def run_folder(tmp_path_factory):
+    return study_run(tmp_path_factory.getbasetemp())
+
+
+def test_guids_are_uuid5_of_run_and_theme():
+    g = guid("run-x", "theme", 3)
+    assert g == str(uuid.uuid5(GUID_NAMESPACE, "run-x/theme/3")).upper()
+    assert guid("run-x", "theme", 3) == g != guid("run-y", "theme", 3)
+
+
+def test_qdc_of_a_run(run_folder, tmp_path):
+    run = load_run(run_folder, sources=False)
+    out = tmp_path / "book.qdc"
+    assert main(["export", "qdc", str(run_folder), "--out", str(out)]) == 0
+    data = out.read_bytes()
+    assert data == qdc_bytes(codebook_from_run(run), f"Consensa {__version__} (run {run.name})")
+    root = ET.fromstring(data)
+    assert root.tag == f"{C}CodeBook"
+    top = root.find(f"{C}Codes").findall(f"{C}Code")
+    assert [c.get("name") for c in top] == list(run.domains.sort_values("domain_id")["name"])
+    themes = [c for d in top for c in d.findall(f"{C}Code")]
+    assert len(themes) == len(run.themes)
+    by_guid = {c.get("guid"): c for c in themes}
+    for t in run.themes.itertuples():
+        code = by_guid[guid(run.run_id, "theme", t.theme_id)]
+        desc = code.find(f"{C}Description").text
+        assert t.frequency_label in desc and t.keywords.split(";")[0].strip() in desc
+        assert "Core idea" in desc
+        assert code.get("color").startswith("#") and code.get("isCodable") == "true"
+    # a themes.csv and a table of code paths export as well
+    assert main(["export", "qdc", str(run_folder / "themes.csv"), "--out",
+                 str(tmp_path / "t.qdc")]) == 0
+    assert ET.parse(tmp_path / "t.qdc").getroot().find(f"{C}Codes") is not None
+    paths = tmp_path / "paths.csv"
+    pd.DataFrame({"code": ["A > B", "A > C", "D"], "description": ["b", "", "d"]}).to_csv(
+        paths, index=False)
+    codes, _ = export_codebook(paths)
+    assert [(c.name, [k.name for k in c.children]) for c in codes] == [("A", ["B", "C"]),
+                                                                       ("D", [])]
+
+
+def test_qdc_of_a_final_codebook(tmp_path):
+    book = tmp_path / "codebook.yaml"
+    book.write_text("""consensa_codebook: 1
+run: {name: mini, id: "abc@2026"}
+cases_total: 6
+domains:
+  - id: 0
+    name: Learning to cry
+    frequency_label: general
+    n_cases: 6
+    categories:
+      - {id: 2, name: Training was silent, core_idea: Nobody taught us., keywords: [training],
+         frequency_label: typical, n_cases: 4, n_segments: 9}
+""", encoding="utf-8")
+    assert main(["export", "qdc", str(book)]) == 0
+    root = ET.parse(tmp_path / "codebook.qdc").getroot()
+    dom = root.find(f"{C}Codes").find(f"{C}Code")
+    cat = dom.find(f"{C}Code")
+    assert (dom.get("name"), cat.get("name")) == ("Learning to cry", "Training was silent")
+    assert cat.get("guid") == guid("abc@2026", "theme", 2)
+    assert "Nobody taught us." in cat.find(f"{C}Description").text
+
+
+def test_qdpx_round_trip(run_folder, tmp_path, capsys):
+    out = tmp_path / "run.qdpx"
+    assert main(["export", "qdpx", str(run_folder), "--out", str(out)]) == 0
+    assert "users: Consensa" in capsys.readouterr().out
+    run = load_run(run_folder)
+    assert out.read_bytes() == qdpx_bytes(run)                # deterministic
+    back = read_project(out)
+    assert back.coders == [CONSENSA_USER]
+    for case, text in run.sources.items():
+        assert back.texts[case] == text
+    seg = run.segments[run.segments["theme"] >= 0]
+    domain_of = dict(zip(run.domains["domain_id"], run.domains["name"]))
+    want = {(r.case_id, r.start_char, r.end_char, f"{domain_of[r.domain_id]} > {r.theme_name}")
+            for r in seg.itertuples()}
+    got = {(r.case, r.start, r.end, r.code) for r in back.codings.itertuples()}
+    assert got == want
+    with zipfile.ZipFile(out) as zf:
+        assert min(zf.namelist()) == "Sources/" + \
+            min(f"{guid(run.run_id, 'source', c)}.txt" for c in run.sources)
+        root = ET.fromstring(zf.read("project.qde"))
+    assert root.tag == f"{P}Project" and root.get("name") == run.name
+    children = [ch.tag.split("}")[1] for ch in root]
+    assert children == ["Users", "CodeBook", "Cases", "Sources", "Description"]
+
+
+def test_qdpx_lists_the_judges(run_folder, tmp_path):
+    folder = shutil.copytree(run_folder, tmp_path / "run")
+    (folder / "review").mkdir()
+    con = sqlite3.connect(folder / "review" / "decisions.sqlite")
+    con.executescript("""
+        CREATE TABLE panel (name TEXT PRIMARY KEY, role TEXT, added_at TEXT);
+        INSERT INTO panel VALUES ('Rosa', 'judge', 'x'), ('Tom', 'judge', 'x'),
+                                 ('Aud', 'auditor', 'x');
+        CREATE TABLE positions (round INTEGER, item TEXT, judge TEXT, decision TEXT);
+        INSERT INTO positions VALUES (1, 'theme:0', 'Zoe', 'keep');""")
+    con.commit()
+    con.close()
+    assert read_judges(folder) == ["Rosa", "Tom", "Zoe"]
+    data = qdpx_bytes(load_run(folder))
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        root = ET.fromstring(zf.read("project.qde"))
+    users = [u.get("name") for u in root.find(f"{P}Users")]
+    assert users == ["Consensa", "Rosa", "Tom", "Zoe"]
+
+
+def test_qdpx_needs_the_exact_sources(run_folder, tmp_path):
+    folder = shutil.copytree(run_folder, tmp_path / "run")
+    manifest = (folder / "manifest.json").read_text()
+    (folder / "manifest.json").write_text(manifest.replace("study-plain", "gone"))
+    assert main(["export", "qdpx", str(folder)]) == 2
+    with pytest.raises(InputError, match="could not be read again exactly"):
+        qdpx_bytes(load_run(folder))
+
+
+def test_export_of_something_else_is_refused(tmp_path, capsys):
+    assert main(["export", "qdc", str(tmp_path / "nope")]) == 2
+    assert "no such run folder or codebook" in capsys.readouterr().err
+    other = tmp_path / "x.csv"
+    other.write_text("a,b\n1,2\n")
+    assert main(["export", "qdc", str(other)]) == 2
+    assert "is not a codebook" in capsys.readouterr().err
