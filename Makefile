@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast clean-runs
+.PHONY: demo test test-fast clean-runs chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,10 +22,21 @@ $(STAMP): pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/consensa run configs/demo.yaml
 
-test: $(STAMP)
+# The browser tests (tests/test_web*.py) drive Debian's chromium through playwright,
+# never a browser that playwright downloads; installed here when missing (as root).
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+		else \
+			echo "note: /usr/bin/chromium is missing (apt-get install chromium); the browser tests will be skipped"; \
+		fi; \
+	fi
+
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) chromium
 	$(BIN)/python -m pytest -q -m "not slow"
 
 clean-runs:

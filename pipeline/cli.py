@@ -87,6 +87,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     return cli(args.kind, args.source, args.out)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .review.commands import _names
+    from .web.server import serve
+
+    return serve(args.run, host=args.host, port=args.port, judges=_names(args.judges),
+                 auditors=_names(args.auditor))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="consensa", description=(
         "NLP-assisted theme discovery for Consensual Qualitative Research. "
@@ -181,6 +189,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="the file to write (default: RUN/export/<name>.qdc|.qdpx)")
     p.set_defaults(func=cmd_export)
 
+    p = sub.add_parser("serve", help="the judges' review in the browser (a local web app)",
+                       description="Open the review of a run in the browser: overview, themes "
+                       "with their quotes in context, the judges' positions side by side, "
+                       "consensus decisions, search, export. It reads and writes the same store "
+                       "as the workbooks (RUN/review/decisions.sqlite). Prints an address with "
+                       "a random access token; only that address opens the app.")
+    p.add_argument("run", help="a run folder made by `consensa run`")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="the address to listen on (default 127.0.0.1: this computer only); "
+                   "0.0.0.0 shares it on the local network")
+    p.add_argument("--port", type=int, default=0, help="the port (default: a free one)")
+    p.add_argument("--judges", default="",
+                   help="comma-separated judges to add to the panel (starts the review)")
+    p.add_argument("--auditor", default="", help="comma-separated auditor(s) to add")
+    p.set_defaults(func=cmd_serve)
+
     from .review.commands import add_parser as add_review_parser
 
     add_review_parser(sub)
@@ -197,6 +221,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConsensaError as exc:
         print(f"consensa: error: {exc}", file=sys.stderr)
         return exc.exit_status
+    except OSError as exc:      # a folder that is a file, a full disk, no permission
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"consensa: error: {where}{exc.strerror or exc}\n  What to do: check that this "
+              "path is a folder you can write to (or a file you can read), and that the disk "
+              "is not full", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("consensa: interrupted; a run folder that was not finished was not written "
               "(embeddings computed so far are kept in the cache)", file=sys.stderr)

@@ -110,6 +110,13 @@ class Decision:
         return json.dumps(data, ensure_ascii=False, sort_keys=True)
 
     @classmethod
+    def from_json(cls, text: str) -> "Decision":
+        """The inverse of :meth:`to_json` (as the audit log holds decisions)."""
+        data = json.loads(text)
+        data["segments"] = tuple(data.get("segments") or ())
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+    @classmethod
     def from_row(cls, row) -> "Decision":
         segs = row["segments"] or ""
         return cls(item=row["item"], decision=row["decision"], new_name=row["new_name"] or "",

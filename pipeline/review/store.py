@@ -15,8 +15,16 @@ Tables
                   (append-only: triggers abort any UPDATE or DELETE)
 
 The API below (record_positions, positions, resolve, consensus, add_audit_comment,
-audit_log) is what the CLI uses and what a web UI would use. Every write checks
-the decision against the run (:func:`pipeline.review.model.check_set`).
+audit_log) is what the CLI uses and what the web app (:mod:`pipeline.web`) uses. Every
+write checks the decision against the run (:func:`pipeline.review.model.check_set`).
+
+Two people saving at once: an item's *version* is the id of the last audit-log row
+about it (:meth:`ReviewStore.item_version`; for one judge's position, the last row of
+that judge's positions on it). A writer that read the item at version v passes
+``expect={...: v}``; the write is refused with :class:`StaleError` when the item has
+changed since, checked inside the write's transaction, so nothing is silently
+overwritten. :meth:`ReviewStore.undo_consensus` takes back the last consensus decision
+(the audit log keeps both the decision and its undoing).
 """
 
 from __future__ import annotations
@@ -75,6 +83,15 @@ BEGIN SELECT RAISE(ABORT, 'audit comments are append-only'); END;
 
 #: test hook: after writing half of an import's rows, touch this file and sleep
 PAUSE_ENV = "CONSENSA_TEST_IMPORT_PAUSE"
+
+
+class StaleError(ReviewError):
+    """A save based on a state of an item that has changed since it was read."""
+
+    def __init__(self, message: str, *, item: str = "", change: dict | None = None, **kw) -> None:
+        super().__init__(message, **kw)
+        self.item = item
+        self.change = change or {}
 
 
 def _now() -> str:
@@ -175,13 +192,16 @@ class ReviewStore:
     # --- positions ------------------------------------------------------------
     def record_positions(self, batches: list[tuple[str, list[Decision]]], what: str = "",
                          round: int | None = None,
-                         comments: list[tuple[str, str, str, str]] = ()) -> int:
+                         comments: list[tuple[str, str, str, str]] = (),
+                         expect: dict[tuple[str, str], int] | None = None) -> int:
         """Record judges' positions, all in one transaction: every batch is checked first.
 
         ``batches`` is a list of (judge, decisions). A judge's new position on an item
         replaces the old one (the old one stays in the audit log). ``comments`` are
         auditors' comments imported with them: (auditor, item, comment, source).
-        Returns the rows written.
+        ``expect`` maps (judge, item) to the version of that judge's position the
+        caller saw (:meth:`item_version`); a changed one refuses the whole write
+        (:class:`StaleError`). Returns the rows written.
         """
         round = round or self.round
         panel = self.panel()
@@ -202,6 +222,8 @@ class ReviewStore:
         rows = [(judge, d) for judge, ds in batches for d in ds]
         pause = os.environ.get(PAUSE_ENV)
         with self.transaction():
+            for (judge, item), version in (expect or {}).items():
+                self._check_version(item, version, judge=judge)
             cur = self.con.execute("INSERT INTO imports (at, who, what, n_rows) VALUES (?, ?, ?, ?)",
                                    (_now(), ",".join(j for j, _ in batches), what, len(rows)))
             import_id = cur.lastrowid
@@ -230,8 +252,13 @@ class ReviewStore:
         return out
 
     # --- consensus --------------------------------------------------------------
-    def resolve(self, decisions: list[Decision], by: str, round: int | None = None) -> int:
-        """Record consensus decisions (one transaction), checked with the consensus so far."""
+    def resolve(self, decisions: list[Decision], by: str, round: int | None = None,
+                expect: dict[str, int] | None = None) -> int:
+        """Record consensus decisions (one transaction), checked with the consensus so far.
+
+        ``expect`` maps items to the version the caller saw (:meth:`item_version`); if
+        one has changed since, nothing is recorded (:class:`StaleError`).
+        """
         round = round or self.round
         errors = []
         for d in decisions:
@@ -244,6 +271,8 @@ class ReviewStore:
         if errors:
             raise ReviewError(_listing(errors), hint="nothing was recorded")
         with self.transaction():
+            for item, version in (expect or {}).items():
+                self._check_version(item, version)
             for d in decisions:
                 old = self.con.execute("SELECT * FROM consensus WHERE round=? AND item=?",
                                        (round, d.item)).fetchone()
@@ -300,6 +329,103 @@ class ReviewStore:
 
     def imports(self) -> list[dict]:
         return [dict(r) for r in self.con.execute("SELECT * FROM imports ORDER BY import_id")]
+
+    # --- versions (stale-write detection) -----------------------------------------
+    def last_change(self, item: str, judge: str | None = None) -> dict | None:
+        """The last audit-log row about ``item`` (with ``judge``: about their position)."""
+        if judge is None:
+            row = self.con.execute("SELECT * FROM audit_log WHERE item=? ORDER BY id DESC "
+                                   "LIMIT 1", (item,)).fetchone()
+        else:
+            row = self.con.execute("SELECT * FROM audit_log WHERE item=? AND who=? AND "
+                                   "action='position' ORDER BY id DESC LIMIT 1",
+                                   (item, judge)).fetchone()
+        return dict(row) if row else None
+
+    def item_version(self, item: str, judge: str | None = None) -> int:
+        """The id of the last audit-log row about ``item`` (0: never changed).
+
+        With ``judge``: the last change of that judge's position on it only, so two
+        judges recording their own positions on one item do not block each other.
+        """
+        change = self.last_change(item, judge)
+        return int(change["id"]) if change else 0
+
+    def item_versions(self, judge: str | None = None) -> dict[str, int]:
+        """Every changed item's version, {item: last audit-log id} (as :meth:`item_version`;
+        items never changed are left out: their version is 0)."""
+        if judge is None:
+            rows = self.con.execute("SELECT item, MAX(id) FROM audit_log WHERE item IS NOT NULL "
+                                    "GROUP BY item")
+        else:
+            rows = self.con.execute("SELECT item, MAX(id) FROM audit_log WHERE item IS NOT NULL "
+                                    "AND who=? AND action='position' GROUP BY item", (judge,))
+        return {r[0]: int(r[1]) for r in rows}
+
+    def _check_version(self, item: str, version: int, judge: str | None = None) -> None:
+        change = self.last_change(item, judge)
+        if (int(change["id"]) if change else 0) != int(version):
+            what = f"{judge}'s position on " if judge else ""
+            raise StaleError(
+                f"{what}{self.run.label(item)} has changed since you opened it "
+                f"({(change or {}).get('who', '?')}: {(change or {}).get('action', '?')} at "
+                f"{str((change or {}).get('at', '?'))[:19].replace('T', ' ')} UTC); "
+                "nothing was saved", item=item, change=change,
+                hint="look at the item again, then save once more")
+
+    # --- undo of consensus decisions -----------------------------------------------
+    def _consensus_stack(self, round: int) -> list[dict]:
+        """The consensus decisions of a round still in force, oldest first (undone ones
+        are popped: an undo takes back the latest one not yet undone)."""
+        stack: list[dict] = []
+        for r in self.con.execute("SELECT * FROM audit_log WHERE round=? AND action IN "
+                                  "('consensus', 'consensus undo') ORDER BY id", (round,)):
+            if r["action"] == "consensus":
+                stack.append(dict(r))
+            elif stack:
+                stack.pop()
+        return stack
+
+    def undo_target(self, round: int | None = None) -> dict | None:
+        """The audit-log row of the consensus decision an undo would take back, or None."""
+        stack = self._consensus_stack(round or self.round)
+        return stack[-1] if stack else None
+
+    def undo_consensus(self, by: str, expect: int | None = None,
+                       round: int | None = None) -> dict:
+        """Take back the last consensus decision: the item's consensus is what it was
+        before (none, or the earlier decision). Logged as ``consensus undo``.
+
+        ``expect`` is the audit-log id of the decision the caller means to undo; if a
+        newer one was recorded (or it was undone already), nothing happens
+        (:class:`StaleError`). Returns the audit-log row of the undone decision.
+        """
+        round = round or self.round
+        if not by.strip():
+            raise ReviewError("say who undoes the decision")
+        with self.transaction():
+            stack = self._consensus_stack(round)
+            if not stack:
+                raise ReviewError(f"there is no consensus decision to undo in round {round}")
+            target = stack[-1]
+            if expect is not None and int(target["id"]) != int(expect):
+                raise StaleError(f"the last consensus decision is now the one on "
+                                 f"{self.run.label(target['item'])} by {target['who']}, not the "
+                                 "one you meant to undo; nothing was undone",
+                                 item=target["item"], change=target,
+                                 hint="look at the log again, then undo once more")
+            item = target["item"]
+            if target["previous"] is None:
+                self.con.execute("DELETE FROM consensus WHERE round=? AND item=?", (round, item))
+            else:
+                earlier = [r for r in stack[:-1] if r["item"] == item]
+                prev_by = earlier[-1]["who"] if earlier else by
+                d = Decision.from_json(target["previous"])
+                self.con.execute(
+                    "INSERT OR REPLACE INTO consensus VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (round, item, *_decision_values(d), prev_by, _now()))
+            self._log(by, "consensus undo", item, target["previous"], target["value"], round)
+        return target
 
 
 def _decision_values(d: Decision) -> tuple:
