@@ -1,0 +1,200 @@
+"""Speed: `consensa run` vs an equivalent BERTopic script, end to end.
+
+    .venv/bin/python bench/speed.py [--sizes demo 10000] [--reps 2] [--with-int8]
+
+Every run is a fresh process under ``/usr/bin/time -v`` (wall time, peak RSS),
+after waiting for a quiet machine; Consensa and BERTopic runs alternate (A/B,
+then B/A) so both see the same conditions, and ratios are taken per pair.
+
+* Consensa cold: `consensa run CONFIG` with an empty embedding cache and an
+  empty reduction cache, a new run folder each time.
+* Consensa warm: the same config again with the caches filled by the cold run,
+  and only clustering settings changed (``--set cluster.min_cluster_size=K``,
+  a different K each time).
+* Consensa int8 (``--with-int8``): cold, with ``--set embed.quantize=int8``.
+* BERTopic: bench/bertopic_run.py on the same segments: the same
+  all-MiniLM-L6-v2 weights through sentence-transformers' defaults, then
+  ``BERTopic()`` with its defaults; writes its document and topic tables.
+
+Inputs: ``demo`` is data/demo through configs/demo.yaml (BERTopic gets the 439
+segments Consensa cut from it, as a table, since it reads no transcripts);
+``10000`` is the synthetic table of bench_common.SYNTHETIC_HOW (TurnSegmenter,
+so both get the same 10,000 texts). Before measuring, one untimed run of each
+tool fills numba's compile caches (a property of the installation).
+
+Targets: on 10k segments, cold Consensa at most half of BERTopic's wall time; a
+warm re-run under 10% of the cold run. Writes bench/results/speed.csv (every
+run) and bench/results/speed_summary.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pandas as pd
+from bench_common import (
+    CONSENSA,
+    PYTHON,
+    ROOT,
+    SYNTHETIC_HOW,
+    print_table,
+    run_measured,
+    save,
+    synthetic_study,
+)
+
+WORK = ROOT / ".cache" / "bench" / "speed"
+
+
+def consensa(cfg: Path, out: Path, cache: Path, extra: list[str]) -> dict:
+    cmd = [CONSENSA, "run", str(cfg), "--out", str(out), "--set", f"cache_dir={cache}", *extra]
+    m = run_measured(cmd)
+    row = {"wall_s": m.wall_s, "peak_rss_mb": m.peak_rss_mb, "rc": m.returncode,
+           "load_before": m.load_before}
+    if m.returncode != 0:
+        print(m.stderr[-2000:], file=sys.stderr)
+        return row
+    man = json.loads((out / "manifest.json").read_text())
+    row.update({f"t_{k}": v for k, v in man["timings"].items()})
+    row.update(themes=man["counts"]["themes"], outlier_share=man["outlier_share"],
+               embedded=man["counts"]["embedded"], from_cache=man["counts"]["embeddings_from_cache"])
+    return row
+
+
+def bertopic(table: Path, out: Path) -> dict:
+    tjson = out.with_suffix(".json")
+    cmd = [PYTHON, str(ROOT / "bench" / "bertopic_run.py"), str(table), str(out), "--timings", str(tjson)]
+    m = run_measured(cmd)
+    row = {"wall_s": m.wall_s, "peak_rss_mb": m.peak_rss_mb, "rc": m.returncode,
+           "load_before": m.load_before}
+    if m.returncode != 0:
+        print(m.stderr[-2000:], file=sys.stderr)
+        return row
+    t = json.loads(tjson.read_text())
+    row.update({f"t_{k}": v for k, v in t.items() if k not in ("themes", "outlier_share")})
+    row.update(themes=t["themes"], outlier_share=t["outlier_share"])
+    return row
+
+
+def inputs(size: str, folder: Path) -> tuple[Path, Path]:
+    """(consensa config, table of the same segments for BERTopic)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if size == "demo":
+        cfg = ROOT / "configs" / "demo.yaml"
+        table = folder / "demo_segments.csv"
+        if not table.exists():
+            probe = folder / "segments-probe"
+            shutil.rmtree(probe, ignore_errors=True)
+            r = consensa(cfg, probe, folder / "probe-cache", [])
+            assert r["rc"] == 0, "the demo run failed"
+            seg = pd.read_csv(probe / "segments.csv")
+            seg.assign(speaker="participant")[["case_id", "turn_index", "speaker", "text"]] \
+                .to_csv(table, index=False)
+        return cfg, table
+    n = int(size)
+    cfg, _ = synthetic_study(folder, n)
+    return cfg, folder / f"synthetic_{n}.csv"
+
+
+def warm_up(folder: Path) -> None:
+    """Fill numba's compile caches for both tools (n > 4096 takes other code paths)."""
+    cfg, _ = synthetic_study(folder, 5000)
+    table = folder / "synthetic_5000.csv"
+    print("warm-up (untimed): consensa and BERTopic on 5,000 segments ...", flush=True)
+    shutil.rmtree(folder / "warm-out", ignore_errors=True)
+    consensa(cfg, folder / "warm-out", folder / "warm-cache", [])
+    bertopic(table, folder / "warm-bt")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", nargs="+", default=["demo", "10000"])
+    ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--with-int8", action="store_true")
+    ap.add_argument("--no-warm-up", action="store_true")
+    args = ap.parse_args(argv)
+    print(SYNTHETIC_HOW)
+    WORK.mkdir(parents=True, exist_ok=True)
+    if not args.no_warm_up:
+        warm_up(WORK / "warm-up")
+    rows = []
+    for size in args.sizes:
+        folder = WORK / size
+        cfg, table = inputs(size, folder)
+        for rep in range(args.reps):
+            cache = folder / "cache"
+            runs = folder / f"runs-{rep}"
+            shutil.rmtree(runs, ignore_errors=True)
+            runs.mkdir(parents=True)
+            order = ["consensa", "bertopic"] if rep % 2 == 0 else ["bertopic", "consensa"]
+            if args.with_int8:
+                order.insert(1, "consensa-int8")
+            for tool in order:
+                print(f"{size} rep {rep}: {tool} cold ...", flush=True)
+                if tool == "bertopic":
+                    r = bertopic(table, runs / "bertopic")
+                elif tool == "consensa":
+                    shutil.rmtree(cache, ignore_errors=True)
+                    r = consensa(cfg, runs / "consensa-cold", cache, [])
+                else:
+                    shutil.rmtree(folder / "cache-int8", ignore_errors=True)
+                    r = consensa(cfg, runs / "consensa-int8", folder / "cache-int8",
+                                 ["--set", "embed.quantize=int8"])
+                rows.append({"size": size, "rep": rep, "tool": tool, "mode": "cold", **r})
+                print(f"  {r['wall_s']:.1f} s, peak {r['peak_rss_mb']:.0f} MB", flush=True)
+            # warm: caches filled by this rep's cold run, new clustering settings only
+            mcs = 12 + rep if size == "demo" else 40 + 5 * rep
+            print(f"{size} rep {rep}: consensa warm (cluster.min_cluster_size={mcs}) ...", flush=True)
+            r = consensa(cfg, runs / "consensa-warm", cache, ["--set", f"cluster.min_cluster_size={mcs}"])
+            rows.append({"size": size, "rep": rep, "tool": "consensa", "mode": "warm", **r})
+            print(f"  {r['wall_s']:.1f} s", flush=True)
+
+    df = pd.DataFrame(rows)
+    save(df.round(3), "speed.csv")
+    stage_cols = [c for c in df.columns if c.startswith("t_") and c != "t_total"]
+    summary = []
+    for size, g in df.groupby("size", sort=False):
+        cold = g[(g["tool"] == "consensa") & (g["mode"] == "cold")].set_index("rep")
+        warm = g[(g["tool"] == "consensa") & (g["mode"] == "warm")].set_index("rep")
+        bt = g[g["tool"] == "bertopic"].set_index("rep")
+        i8 = g[g["tool"] == "consensa-int8"].set_index("rep")
+        s = {"size": size, "reps": len(cold),
+             "consensa_cold_s": cold["wall_s"].median(), "bertopic_s": bt["wall_s"].median(),
+             "cold/bertopic (per pair, median)": (cold["wall_s"] / bt["wall_s"]).median(),
+             "consensa_warm_s": warm["wall_s"].median(),
+             "warm/cold (per pair, median)": (warm["wall_s"] / cold["wall_s"]).median(),
+             "consensa_cold_peak_MB": cold["peak_rss_mb"].max(),
+             "consensa_warm_peak_MB": warm["peak_rss_mb"].max(),
+             "bertopic_peak_MB": bt["peak_rss_mb"].max()}
+        if not i8.empty:
+            s["int8_cold_s"] = i8["wall_s"].median()
+            s["int8/bertopic (per pair, median)"] = (i8["wall_s"] / bt["wall_s"]).median()
+            s["int8_peak_MB"] = i8["peak_rss_mb"].max()
+        summary.append(s)
+    summ = pd.DataFrame(summary).round(3)
+    print_table(summ.T.reset_index().rename(columns={"index": "measure"}),
+                "End to end, fresh process each (wall s, peak RSS MB)")
+    stages = df.groupby(["size", "tool", "mode"], sort=False)[stage_cols].median().round(2)
+    stages = stages.dropna(axis=1, how="all").reset_index()
+    print_table(stages, "Per-stage wall time, median over reps (Consensa: manifest timings; "
+                        "BERTopic: the script's steps)")
+    save(summ, "speed_summary.csv")
+    save(stages, "speed_stages.csv")
+    ten = summ[summ["size"] == "10000"]
+    if not ten.empty:
+        r = ten.iloc[0]
+        print(f"\nTarget cold <= 0.5 x BERTopic on 10k: {r['cold/bertopic (per pair, median)']:.2f} -> "
+              f"{'met' if r['cold/bertopic (per pair, median)'] <= 0.5 else 'NOT met'}")
+        if "int8/bertopic (per pair, median)" in r:
+            print(f"  with embed.quantize=int8: {r['int8/bertopic (per pair, median)']:.2f}")
+        print(f"Target warm < 10% of cold on 10k: {r['warm/cold (per pair, median)']:.3f} -> "
+              f"{'met' if r['warm/cold (per pair, median)'] < 0.1 else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
