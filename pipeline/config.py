@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .concepts import ConceptsConfig
 from .cqr import CQRConfig
+from .deidentify import DeidentifyConfig
 from .domains import DomainConfig
 from .errors import ConfigError
 from .ingest import IngestConfig
@@ -70,6 +71,8 @@ class RunConfig(BaseModel):
     output_dir: Path = Path("runs")
     cache_dir: Path | None = Path(".cache/consensa")
     ingest: IngestConfig = IngestConfig()
+    #: replace names, places, dates, contact details and ages right after ingest (off by default)
+    deidentify: DeidentifyConfig = DeidentifyConfig()
     segment: StageSpec = StageSpec(name="consensa.SentenceSegmenter.v1")
     embed: StageSpec = StageSpec(name="consensa.SentenceTransformer.v1")
     reduce: StageSpec = StageSpec(name="consensa.UMAP.v1")
@@ -129,7 +132,9 @@ def read_yaml(path: Path) -> dict:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError("a config must be a mapping of sections (name:, ingest:, ...)", path=path)
+        raise ConfigError("a config must be a mapping of sections (name:, ingest:, ...)", path=path,
+                          hint="start from configs/demo.yaml: one 'section:' per line, settings "
+                               "indented under it")
     return data
 
 

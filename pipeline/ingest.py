@@ -38,6 +38,7 @@ import io
 import math
 import re
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -285,6 +286,41 @@ def _check_zip(data: bytes, shown: str, kind: str) -> None:
             f"{ratio:.0f}); the limits are {MAX_UNZIPPED_BYTES / 1e6:.0f} MB and "
             f"{MAX_COMPRESSION_RATIO}", path=shown,
             hint=f"open it and save it again as {kind}, without embedded files")
+    _refuse_dtd(data, members, shown, kind)
+
+
+_DTD_MARKS = tuple(mark.encode(codec) for mark in ("<!DOCTYPE", "<!ENTITY", "<!doctype")
+                   for codec in ("utf-8", "utf-16-le", "utf-16-be"))
+
+
+def _refuse_dtd(data: bytes, members: list[zipfile.ZipInfo], shown: str, kind: str) -> None:
+    """Refuse an Office file whose XML declares a DTD or entities.
+
+    Word and Excel never write them, and they are how XML attacks work (external
+    entities that read local files, "billion laughs" expansion). python-docx's lxml
+    parser already has ``resolve_entities=False`` and lxml never fetches from the
+    network by default, and openpyxl parses with defusedxml; this check refuses such
+    a file outright, with a message, before either parser sees it.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            for member in members:
+                if not member.filename.lower().endswith((".xml", ".rels")):
+                    continue
+                with archive.open(member) as fh:
+                    head = fh.read(MAX_UNZIPPED_BYTES + 1)
+                if any(mark in head for mark in _DTD_MARKS):
+                    raise InputError(
+                        f"was not opened: its part '{member.filename}' declares a DTD or XML "
+                        f"entities, which {kind} files never contain (this is how XML attacks "
+                        "work)", path=shown,
+                        hint=f"open it in Word or Excel and save it again as {kind}; do not "
+                             "open it elsewhere if you do not know where it came from")
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError,
+            RuntimeError, zlib.error) as exc:
+        raise InputError(f"is not a valid {kind} file (it may be damaged or only partly "
+                         "copied)", path=shown,
+                         hint=f"open it and save it again as {kind}") from exc
 
 
 # --- Roles --------------------------------------------------------------------

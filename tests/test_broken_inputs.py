@@ -1,0 +1,114 @@
+"""Broken inputs (tests/broken/make_corpus.py): each gets one clear message naming the
+file (and line, field or key) and what to do, exit status 2 and no traceback; where
+other files are fine the run goes on and the manifest says what was skipped and why;
+nothing is half-written. ``python tests/broken/make_corpus.py`` prints the table."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import docx
+import docx.oxml.parser
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "broken"))
+
+import make_corpus as corpus  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+BY_NAME = {c.name: c for c in corpus.cases()}
+
+
+@pytest.fixture(scope="module")
+def good_run(tmp_path_factory):
+    return corpus.make_run(tmp_path_factory.mktemp("good"))
+
+
+def test_the_corpus_has_at_least_thirty_broken_inputs():
+    assert len(BY_NAME) >= 30
+    assert sum(c.transcript for c in BY_NAME.values()) >= 20
+
+
+@pytest.mark.parametrize("name", corpus.CASE_NAMES)
+def test_each_broken_input_gets_a_clear_message(name, tmp_path, good_run):
+    case = corpus.write_case(corpus.cases()[corpus.CASE_NAMES.index(name)], tmp_path, good_run)
+    folder = tmp_path / name
+    code, out, err = corpus.run_cli(case.args)
+    assert "Traceback" not in err + out
+    if case.kind == "note":
+        assert code == 0, err
+        manifest = json.loads((folder / "out" / "manifest.json").read_text())
+        notes = [s for s in manifest["skipped"] if case.expect in s["reason"]]
+        assert notes and case.names in notes[0]["what"] + notes[0]["reason"]
+        return
+    assert code == 2, err
+    text = " ".join(err.split())
+    assert text.count("consensa: error:") == 1
+    assert case.expect in text, text
+    assert case.names in text, text                        # the file, key or field
+    assert "What to do:" in err, text
+    # nothing half-written: no run folder, no partial folder, no compare output
+    assert not (folder / "out").exists()
+    assert not list(folder.glob(".out.partial*"))
+    assert not (folder / "compare").exists()
+    assert not (folder / "runs").exists() or not any((folder / "runs").iterdir())
+
+
+def test_broken_transcripts_beside_good_ones_are_skipped_and_the_run_goes_on(tmp_path):
+    code, manifest, folder = corpus.together(tmp_path)
+    assert code == 0
+    assert manifest["counts"]["cases_analysed"] == 6
+    skipped = manifest["skipped"]
+    for case in BY_NAME.values():
+        if not case.transcript:
+            continue
+        for name in case.files:
+            hits = [s for s in skipped if Path(s["what"].split(":")[0]).name.endswith(name)]
+            assert hits, f"{name} is not in the manifest's skipped list"
+            if case.expect:
+                assert any(case.expect in s["reason"] for s in hits), (name, hits)
+            for s in hits:                 # each says what to do
+                assert any(verb in s["reason"] for verb in (
+                    "what to do", "convert it", "check the", "add them", "rename", "correct")), s
+
+
+def test_zip_slip_writes_nothing_outside(tmp_path, good_run):
+    target = Path("/tmp/consensa-zip-slip.txt")
+    target.unlink(missing_ok=True)
+    case = corpus.write_case(BY_NAME["qdpx-zip-slip"], tmp_path, good_run)
+    assert corpus.run_cli(case.args)[0] == 2
+    assert not target.exists()
+
+
+def test_python_docx_itself_resolves_no_entities():
+    """Beside Consensa's own refusal: python-docx parses with resolve_entities=False
+    (lxml, no network by default), so an external entity is never read."""
+    import inspect
+
+    assert "resolve_entities=False" in inspect.getsource(docx.oxml.parser)
+    document = docx.Document(io.BytesIO(corpus.docx_xxe()))
+    text = "\n".join(p.text for p in document.paragraphs)
+    assert "root:" not in text
+    # libxml2 refuses the expansion itself ("Maximum entity amplification factor exceeded")
+    with pytest.raises(Exception, match="amplification"):
+        docx.Document(io.BytesIO(corpus.docx_billion_laughs()))
+
+
+def test_the_command_line_program_exits_2_without_a_traceback(tmp_path):
+    case = corpus.write_case(BY_NAME["config-typo-key"], tmp_path)
+    exe = Path(sys.executable).parent / "consensa"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "pipeline.cli"]
+    proc = subprocess.run(cmd + case.args, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "'clustr' is not a known setting" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_table_script_prints_every_case(tmp_path):
+    table = corpus.table(tmp_path)
+    for case in BY_NAME.values():
+        assert case.what.replace("|", "/") in table
+    assert "Traceback" not in table

@@ -1,0 +1,386 @@
+"""De-identification: what is replaced, consistent pseudonyms, offsets, the run folder,
+the mapping file, and recall on (a third of) the project's test set."""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+import tempfile
+from pathlib import Path
+
+import docx
+import pandas as pd
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pipeline.cli import main
+from pipeline.config import load_config
+from pipeline.deidentify import PLACEHOLDER, DeidentifyConfig, deidentify_corpus, deidentify_text
+from pipeline.ingest import IngestConfig, ingest
+from pipeline.types import TURN_COLUMNS
+from study import study_config, write_study
+
+ROOT = Path(__file__).resolve().parent.parent
+ON = DeidentifyConfig(enabled=True)
+NO_NER = DeidentifyConfig(enabled=True, ner=False)
+
+
+def replaced(text: str, config: DeidentifyConfig = ON, labels=()) -> str:
+    return deidentify_text(text, config, labels).text
+
+
+def assert_exact(corpus) -> None:
+    turns = corpus.turns
+    assert list(turns.columns) == list(TURN_COLUMNS)
+    for row in turns.itertuples():
+        source = corpus.sources[row.case_id]
+        assert source.text[row.start_char:row.end_char] == row.text
+        assert row.text and row.text == row.text.strip()
+        assert row.source_file == source.path
+
+
+# --- what is replaced -------------------------------------------------------------------
+
+def test_one_person_keeps_one_pseudonym_in_a_case_short_and_long_forms_alike():
+    text = ("Dr. Maria Lopez ran the group. Later Maria told me that Lopez is her married "
+            "name, and that Maria's sister Ana Ruiz lives in Chicago. Ana was kind.")
+    out = replaced(text)
+    assert out == ("Dr. PERSON_1 ran the group. Later PERSON_1 told me that PERSON_1 is her "
+                   "married name, and that PERSON_1's sister PERSON_2 lives in PLACE_1. "
+                   "PERSON_2 was kind.")
+
+
+def test_an_ambiguous_first_name_gets_its_own_pseudonym():
+    out = replaced("Maria Lopez and Maria Chen both said so. Then Maria left.")
+    assert out.startswith("PERSON_1 and PERSON_2 both said so.")
+    assert "Then PERSON_3 left." in out
+
+
+@pytest.mark.parametrize("phone", [
+    "+44 20 7946 0958", "+44 (0)20 7946 0958", "020 7946 0958", "07700 900123",
+    "+1 (555) 012-3456", "(555) 012-3456", "555-012-3456", "555.012.3456", "1-800-555-0199",
+    "+49 30 1234567", "0049 30 123 4567", "+33 1 23 45 67 89", "+61 2 9876 5432",
+    "+91 98765 43210", "+353 1 234 5678", "+234 803 123 4567", "555-0134 ext. 22",
+])
+def test_phone_numbers_in_national_and_international_formats(phone):
+    out = replaced(f"Call me on {phone}, any time.", NO_NER)
+    assert out == "Call me on PHONE_1, any time."
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Write to maria.lopez@example.org today.", "Write to EMAIL_1 today."),
+    ("It's M.Lopez+work@clinic-north.co.uk.", "It's EMAIL_1."),
+    ("It's maria dot lopez at gmail dot com, all lower case.", "It's EMAIL_1, all lower case."),
+    ("On 3 May 2024 and on May 3rd, 2024 and in March 2019.",
+     "On DATE_1 and on DATE_2 and in DATE_3."),
+    ("Born 12/03/1980, seen 2021-11-02, left in 1999.", "Born DATE_1, seen DATE_2, left in DATE_3."),
+    ("We met in January.", "We met in DATE_1."),
+    ("I was 34 when it happened.", "I was AGE_1 when it happened."),
+    ("She was a 52-year-old teacher; he's 17, and I'm thirty-four now.",
+     "She was a AGE_1-year-old teacher; he's AGE_2, and I'm AGE_3 now."),
+    ("Aged 40, she turned sixty last year.", "Aged AGE_1, she turned AGE_2 last year."),
+    ("They lived at 12 Kings Road, Brighton BN1 1AA until then.",
+     "They lived at ADDRESS_1 until then."),
+    ("Flat 3, 27 Elm Avenue, Apt 4B was hers; also PO Box 412.", "ADDRESS_1 was hers; also ADDRESS_2."),
+    ("Her mum lived on Maple Street.", "Her mum lived on ADDRESS_1."),
+])
+def test_structured_identifiers(text, expected):
+    assert replaced(text, NO_NER) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "We did CBT together for about three years, then some DBT and EMDR.",
+    "I was 5 minutes late that day and I felt terrible about it.",
+    "May I say something about that first session?",
+    "It cost about $2,000 a month; she scored 27 on the PHQ-9.",
+    "Every Thursday we met, for fifty minutes, in 1990-1995 and after.",
+    "My mum used to say God never gives you more than you can handle.",
+    "I've been practising for twenty-two years now; there were 40 people there.",
+    "We read Winnicott and Yalom in training; Carl Rogers would call it congruence.",
+    "Interviewer: Mm-hmm. Go on.",
+])
+def test_ordinary_talk_is_left_alone(text):
+    assert replaced(text) == text
+
+
+def test_known_names_and_name_labels_are_replaced_in_text_and_labels():
+    config = DeidentifyConfig(enabled=True, known_names=["Jon Park"])
+    result = deidentify_text("Mara Reyes: Hello Jon.\nJon Park: Hi Mara. Reyes, right?\n",
+                             config, ["Mara Reyes", "Jon Park"])
+    assert result.text == "PERSON_2: Hello PERSON_1.\nPERSON_1: Hi PERSON_2. PERSON_2, right?\n"
+    assert result.labels == {"Mara Reyes": "PERSON_2", "Jon Park": "PERSON_1"}
+
+
+def test_types_can_be_chosen_and_keep_words_are_kept():
+    config = DeidentifyConfig(enabled=True, types=["EMAIL"], keep=[])
+    assert replaced("Maria wrote from a@b.org in 2019.", config) == "Maria wrote from EMAIL_1 in 2019."
+    config = DeidentifyConfig(enabled=True, keep=["Rogers"])
+    assert replaced("Rogers said it first; Smithers said it too.", config) == \
+        "Rogers said it first; PERSON_1 said it too."
+
+
+def test_deidentifying_twice_changes_nothing_more():
+    once = replaced("Dr. Maria Lopez, maria@x.org, +44 20 7946 0958, 3 May 2024, I was 34.")
+    assert replaced(once) == once
+    assert len(PLACEHOLDER.findall(once)) == 5
+
+
+# --- the corpus -------------------------------------------------------------------------
+
+def docx_bytes(paragraphs: list[str]) -> bytes:
+    document = docx.Document()
+    for p in paragraphs:
+        document.add_paragraph(p)
+    buffer = io.BytesIO()
+    document.save(buffer)
+    return buffer.getvalue()
+
+
+def test_every_format_keeps_exact_offsets_and_labels_are_pseudonymised(tmp_path):
+    (tmp_path / "A1.txt").write_text(
+        "Interview with Dr. Maria Lopez, 3 May 2024\n\nMara Reyes: Thanks, Maria. Where "
+        "are you based?\r\nMaria Lopez: In Leeds, at 12 Kings Road. Call 07700 900123.\n",
+        encoding="utf-8")
+    (tmp_path / "A2.docx").write_bytes(docx_bytes([
+        "Mara Reyes: How old were you then?", "P2: I was 34, living in Galway with Siobhan."]))
+    (tmp_path / "A3.vtt").write_text(
+        "WEBVTT\n\n00:00:01.000 --> 00:00:03.000\n<v Mara Reyes>Hello Priya.</v>\n\n"
+        "00:00:03.000 --> 00:00:06.000\n<v Priya Natarajan>Hi. Email priya@example.org.</v>\n",
+        encoding="utf-8")
+    (tmp_path / "turns.csv").write_text(
+        "case_id,turn_index,speaker,text\nA4,0,Interviewer,Who helped?\n"
+        "A4,1,P4,\"My sister Ana, and Dr. Okafor. She is 41.\"\n", encoding="utf-8")
+    icfg = IngestConfig(paths=["."], roles={"Mara Reyes": "interviewer"})
+    corpus = ingest(icfg, tmp_path)
+    deid = deidentify_corpus(corpus, ON, icfg)
+    new = deid.corpus
+    assert_exact(new)
+    everything = "\n".join(s.text for s in new.sources.values()) + "\n".join(new.turns["speaker"])
+    for raw in ("Maria", "Lopez", "Mara", "Reyes", "Leeds", "Kings Road", "07700", "Galway",
+                "Siobhan", "Priya", "Natarajan", "priya@", "Ana", "41", "34", "Okafor", "2024"):
+        assert raw not in everything, raw
+    # the interviewer is one PERSON_n in every case, in the text and in the labels
+    interviewer = deid.global_names["Mara Reyes"]
+    for case in ("A1", "A2", "A3"):
+        speakers = set(new.turns.loc[new.turns["case_id"] == case, "speaker"])
+        assert interviewer in speakers
+    assert deid.redact_config({"ingest": {"roles": {"Mara Reyes": "interviewer"}},
+                               "deidentify": {"known_names": ["x"]}}) == \
+        {"ingest": {"roles": {interviewer: "interviewer"}},
+         "deidentify": {"known_names": [], "mapping_file": None}}
+    assert new.sources["A1"].path == "sources/A1.txt" and new.sources["A1"].encoding == "utf-8"
+    a1 = new.turns[new.turns["case_id"] == "A1"]
+    assert list(a1["text"]) == ["Thanks, PERSON_2. Where are you based?",
+                                "In PLACE_1, at ADDRESS_1. Call PHONE_1."]
+    assert new.sources["A1"].text.startswith("Interview with Dr. PERSON_2, DATE_1\n")
+    counts = deid.counts()
+    assert counts["PERSON"] >= 7 and counts["EMAIL"] == 1 and counts["AGE"] == 2
+    mapping = pd.read_csv(io.StringIO(deid.mapping_csv()), dtype=str)
+    assert list(mapping.columns) == ["case_id", "type", "placeholder", "original", "occurrences"]
+    assert {"Maria Lopez", "Maria", "Leeds", "07700 900123", "Priya Natarajan"} <= \
+        set(mapping["original"])
+
+
+def test_notes_about_skipped_items_lose_the_names_too(tmp_path):
+    (tmp_path / "T32.txt").write_text("Mara Reyes: Hello.\nJon Park: Hi.\nMara Reyes: Ready?\n",
+                                      encoding="utf-8")
+    icfg = IngestConfig(paths=["."])
+    corpus = ingest(icfg, tmp_path)
+    assert any("Mara Reyes" in s.reason for s in corpus.skipped)
+    new = deidentify_corpus(corpus, NO_NER, icfg).corpus
+    reasons = " ".join(s.reason for s in new.skipped)
+    assert "Mara" not in reasons and "Jon" not in reasons and "PERSON_1" in reasons
+
+
+_PIECES = st.sampled_from([
+    "Interviewer: ", "P1: ", "Mara Reyes: ", "\n", "\r\n", "\n\n", " ", "Dr. Maria Lopez",
+    "Maria", "maria@x.org", "+44 20 7946 0958", "(555) 012-3456", "3 May 2024", "in 1999",
+    "I was 34", "a 52-year-old", "12 Kings Road", "Leeds", "CBT", "three years", "and then",
+    "she said.", "PERSON_1", "é", ",", "?", "Mm-hmm.",
+])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pieces=st.lists(_PIECES, min_size=1, max_size=25))
+def test_offsets_stay_exact_and_structured_identifiers_never_survive(pieces):
+    """Any text: turns stay exact slices; patterns and known names always catch theirs."""
+    text = "Interviewer: Hello.\n" + " ".join(pieces)
+    with tempfile.TemporaryDirectory() as folder:
+        Path(folder, "F1.txt").write_text(text, encoding="utf-8", newline="")
+        icfg = IngestConfig(paths=["."])
+        corpus = ingest(icfg, Path(folder))
+    known = NO_NER.model_copy(update={"known_names": ["Mara Reyes", "Maria Lopez"]})
+    deid = deidentify_corpus(corpus, known, icfg)
+    assert_exact(deid.corpus)
+    out = deid.corpus.sources["F1"].text
+    for raw in ("maria@x.org", "7946", "012-3456", "May 2024", "1999", "Kings Road", "Maria",
+                "Mara"):
+        assert raw not in out, (raw, out)
+    case = deid.cases["F1"]
+    rebuilt = case.original
+    for r in reversed(case.replacements):
+        rebuilt = rebuilt[:r.start] + r.placeholder + rebuilt[r.end:]
+    assert rebuilt == out
+
+
+# --- a run ------------------------------------------------------------------------------
+
+IDENTIFIED = (
+    "Interview with Dr. Maria Lopez, 3 May 2024\n\n"
+    "Mara Reyes: Thank you for joining me today, Maria.\n\n"
+    "Therapist: My training program never mentioned crying in the room, not once in three "
+    "years. I trained at Riverside Community Clinic in Leeds. I was 34 then.\n\n"
+    "Mara Reyes: Did you bring it to supervision?\n\n"
+    "Therapist: My supervisor listened and helped me understand what the tears meant. "
+    "Siobhan Byrne was her name; you can write to her at s.byrne@example.org or ring "
+    "+44 20 7946 0958. She lives at 12 Kings Road now.\n\n"
+    "Mara Reyes: How did the client respond when you cried?\n\n"
+    "Therapist: The client said she felt truly seen when she noticed my eyes were wet.\n"
+)
+RAW = ["Maria", "Lopez", "Mara", "Reyes", "Riverside", "Leeds", "Siobhan", "Byrne",
+       "s.byrne@example.org", "7946", "Kings Road", "3 May 2024"]
+
+
+def run_config(tmp_path, **deid):
+    study = write_study(tmp_path / "study")
+    (study / "case07.txt").write_text(IDENTIFIED, encoding="utf-8")
+    cfg = study_config(study)
+    cfg["ingest"] = {"paths": [str(study)], "roles": {"Mara Reyes": "interviewer"}}
+    cfg["deidentify"] = {"enabled": True, "known_names": ["Maria Lopez"], **deid}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return path
+
+
+def all_text(folder: Path) -> str:
+    parts = []
+    for path in sorted(folder.rglob("*")):
+        if path.suffix == ".parquet":
+            parts.append(pd.read_parquet(path).astype(str).to_csv())
+        elif path.is_file():
+            parts.append(path.read_bytes().decode("utf-8", errors="replace"))
+    return "\n".join(parts)
+
+
+def test_a_run_with_deidentification_holds_no_identifier(tmp_path, capsys):
+    config = run_config(tmp_path, mapping_file="private/mapping.csv")
+    out = tmp_path / "out"
+    assert main(["run", str(config), "--out", str(out)]) == 0
+    # the run folder, the report and the embedding cache hold none of the identifiers
+    text = all_text(out)
+    cache = tmp_path / "study" / "cache" / "embeddings.sqlite"
+    if cache.exists():             # the LSA embedder of the fast config caches nothing
+        with sqlite3.connect(cache) as con:
+            text += "\n".join(str(row) for row in con.execute("SELECT * FROM vectors"))
+    for raw in RAW:
+        assert raw not in text, raw
+    # quotes trace back to the de-identified sources in the run folder
+    seg = pd.read_parquet(out / "segments.parquet")
+    assert set(seg["source_file"]) == {f"sources/case{i:02d}.txt" for i in range(1, 8)}
+    for row in seg.itertuples():
+        source = (out / row.source_file).read_text(encoding="utf-8")
+        assert source[row.start_char:row.end_char] == row.text
+    assert "PERSON_" in (out / "sources" / "case07.txt").read_text(encoding="utf-8")
+    from pipeline.codes import load_run
+
+    assert all(load_run(out).exact.values())      # compare/export read the same sources
+    manifest = json.loads((out / "manifest.json").read_text())
+    section = manifest["deidentify"]
+    assert section["enabled"] and section["mapping_file"] == "written outside the run folder"
+    assert section["replacements"]["PERSON"] == 6 and section["replacements"]["EMAIL"] == 1
+    assert section["replacements_per_case"]["case07"]["PHONE"] == 1
+    assert "deidentify" in manifest["timings"]
+    assert all(i["deidentified"] and len(i["original_sha256"]) == 64 for i in manifest["inputs"])
+    resolved = yaml.safe_load((out / "config.yaml").read_text())
+    assert resolved["deidentify"]["known_names"] == [] and resolved["deidentify"]["enabled"]
+    assert list(resolved["ingest"]["roles"]) == ["PERSON_2"]
+    load_config(out / "config.yaml")                 # still a valid config
+    # the mapping is kept apart, for the team
+    mapping = pd.read_csv(tmp_path / "private" / "mapping.csv", dtype=str)
+    assert {"Maria Lopez", "Siobhan Byrne", "s.byrne@example.org"} <= set(mapping["original"])
+    assert not list((tmp_path / "private").glob(".*tmp"))
+
+
+def test_the_mapping_file_is_refused_inside_the_run_folder(tmp_path, capsys):
+    out = tmp_path / "out"
+    config = run_config(tmp_path, mapping_file=str(out / "mapping.csv"))
+    assert main(["run", str(config), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "deidentify.mapping_file" in err and "inside the run folder" in err
+    assert "What to do:" in err and "Traceback" not in err
+    assert not out.exists() and not list(tmp_path.glob(".out.partial*"))
+    config = run_config(tmp_path, mapping_file="study/runs/m.csv")     # among the runs
+    assert main(["run", str(config)]) == 2
+    assert "inside the output folder" in capsys.readouterr().err
+
+
+def test_off_by_default(tmp_path):
+    study = write_study(tmp_path / "study", n_cases=3)
+    cfg, _ = load_config(_write(tmp_path, study_config(study)))
+    assert cfg.deidentify.enabled is False
+    from pipeline.run import build
+
+    result = build(cfg, tmp_path)
+    assert result.manifest["deidentify"] == {"enabled": False}
+    assert not hasattr(result, "files")
+
+
+def _write(tmp_path, data):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def test_the_demo_share_config_is_valid():
+    cfg, _ = load_config(ROOT / "configs" / "demo-share.yaml")
+    assert cfg.deidentify.enabled and cfg.deidentify.mapping_file is not None
+    assert "Mara Reyes" in cfg.deidentify.known_names
+
+
+# --- recall on the project's test set ----------------------------------------------------
+
+def _covered(text, start, end, spans):
+    mask = [False] * (end - start)
+    for s, e in spans:
+        for i in range(max(s, start), min(e, end)):
+            mask[i - start] = True
+    return all(m for ch, m in zip(text[start:end], mask) if ch.isalnum())
+
+
+def test_recall_on_a_third_of_the_test_set():
+    """tests/data/deid_small.jsonl: every third record of bench/deid/testset.jsonl."""
+    records = [json.loads(line) for line in
+               (ROOT / "tests" / "data" / "deid_small.jsonl").read_text().splitlines()]
+    from pipeline.ingest import DEFAULT_INTERVIEWER_SPEAKERS, DEFAULT_PARTICIPANT_SPEAKERS
+
+    gold, found, extra, predicted = {}, {}, 0, 0
+    for r in records:
+        cfg = ON.model_copy(update={"known_names": r["known_names"]})
+        result = deidentify_text(r["text"], cfg, r["labels"],
+                                 DEFAULT_INTERVIEWER_SPEAKERS + DEFAULT_PARTICIPANT_SPEAKERS)
+        spans = [(x.start, x.end) for x in result.replacements]
+        for g in r["spans"]:
+            gold[g["type"]] = gold.get(g["type"], 0) + 1
+            found[g["type"]] = found.get(g["type"], 0) + _covered(r["text"], g["start"],
+                                                                  g["end"], spans)
+        predicted += len(spans)
+        extra += sum(1 for s, e in spans
+                     if not any(s < g["end"] and g["start"] < e for g in r["spans"]))
+    assert sum(gold.values()) >= 250
+    for typ in ("PERSON", "EMAIL", "PHONE"):
+        assert found[typ] / gold[typ] >= 0.95, (typ, found[typ], gold[typ])
+    assert sum(found.values()) / sum(gold.values()) >= 0.9
+    assert extra / predicted <= 0.05
+
+
+def test_a_mapping_that_cannot_be_written_leaves_no_run_folder(tmp_path, capsys):
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    config = run_config(tmp_path, mapping_file="blocker/mapping.csv")
+    out = tmp_path / "out"
+    assert main(["run", str(config), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "mapping cannot be written" in err and "no run folder was written" in err
+    assert not out.exists() and not list(tmp_path.glob(".out.partial*"))
