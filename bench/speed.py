@@ -50,13 +50,18 @@ from bench_common import (
 WORK = ROOT / ".cache" / "bench" / "speed"
 
 
-def consensa(cfg: Path, out: Path, cache: Path, extra: list[str]) -> dict:
-    cmd = [CONSENSA, "run", str(cfg), "--out", str(out), "--set", f"cache_dir={cache}", *extra]
+def measured(cmd: list[str]) -> dict:
+    """Run ``cmd`` in a fresh process: wall time, peak RSS, exit status, load before."""
     m = run_measured(cmd)
-    row = {"wall_s": m.wall_s, "peak_rss_mb": m.peak_rss_mb, "rc": m.returncode,
-           "load_before": m.load_before}
     if m.returncode != 0:
         print(m.stderr[-2000:], file=sys.stderr)
+    return {"wall_s": m.wall_s, "peak_rss_mb": m.peak_rss_mb, "rc": m.returncode,
+            "load_before": m.load_before}
+
+
+def consensa(cfg: Path, out: Path, cache: Path, extra: list[str]) -> dict:
+    row = measured([CONSENSA, "run", str(cfg), "--out", str(out), "--set", f"cache_dir={cache}", *extra])
+    if row["rc"] != 0:
         return row
     man = json.loads((out / "manifest.json").read_text())
     row.update({f"t_{k}": v for k, v in man["timings"].items()})
@@ -67,12 +72,9 @@ def consensa(cfg: Path, out: Path, cache: Path, extra: list[str]) -> dict:
 
 def bertopic(table: Path, out: Path) -> dict:
     tjson = out.with_suffix(".json")
-    cmd = [PYTHON, str(ROOT / "bench" / "bertopic_run.py"), str(table), str(out), "--timings", str(tjson)]
-    m = run_measured(cmd)
-    row = {"wall_s": m.wall_s, "peak_rss_mb": m.peak_rss_mb, "rc": m.returncode,
-           "load_before": m.load_before}
-    if m.returncode != 0:
-        print(m.stderr[-2000:], file=sys.stderr)
+    row = measured([PYTHON, str(ROOT / "bench" / "bertopic_run.py"), str(table), str(out),
+                    "--timings", str(tjson)])
+    if row["rc"] != 0:
         return row
     t = json.loads(tjson.read_text())
     row.update({f"t_{k}": v for k, v in t.items() if k not in ("themes", "outlier_share")})

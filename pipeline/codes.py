@@ -64,6 +64,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ConsensaError, InputError
+from .runfolder import check_run_folder, run_id_of
 from .textio import decode_bytes
 
 SEPARATOR = ">"
@@ -766,26 +767,14 @@ class RunData:
     @property
     def run_id(self) -> str:
         """The run's identity: config hash and start time (as ``consensa review`` has it)."""
-        m = self.manifest
-        return f"{m.get('config_sha256', '')}@{m.get('started_at', '')}"
-
-
-RUN_FILES = ("segments.parquet", "themes.csv", "manifest.json", "config.yaml")
+        return run_id_of(self.manifest)
 
 
 def load_run(folder: str | Path, *, sources: bool = True) -> RunData:
     """Read a run folder (and, with ``sources``, the case texts the run read)."""
     import yaml
 
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError("no such run folder", path=folder,
-                         hint="give the folder `consensa run` printed (it holds report.html)")
-    missing = [f for f in RUN_FILES if not (folder / f).is_file()]
-    if missing:
-        raise InputError(f"not a Consensa run folder (missing {', '.join(missing)})",
-                         path=folder,
-                         hint="give the folder `consensa run` printed (it holds report.html)")
+    folder = check_run_folder(Path(folder))
     try:
         segments = pd.read_parquet(folder / "segments.parquet")
         themes = pd.read_csv(folder / "themes.csv", keep_default_na=False)

@@ -29,6 +29,14 @@ _BOOL_COLUMNS = {"is_miscellaneous"}
 REQUIRED_FILES = ("segments.parquet", "themes.csv", "manifest.json", "config.yaml")
 
 
+def run_id_of(manifest: dict) -> str:
+    """A run's identity: its config hash and start time (two runs of one config differ).
+
+    Review workbooks and REFI-QDA GUIDs are keyed by it, so both must use this one.
+    """
+    return f"{manifest.get('config_sha256', '')}@{manifest.get('started_at', '')}"
+
+
 def check_run_folder(folder: Path) -> Path:
     """The folder, if it is a finished Consensa run folder; else a clear InputError."""
     folder = Path(folder)

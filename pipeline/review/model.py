@@ -34,6 +34,7 @@ import yaml
 
 from ..cqr import CQRConfig
 from ..errors import ConsensaError, InputError
+from ..runfolder import run_id_of
 
 THEME_DECISIONS = ("accept", "rename", "reassign", "merge", "split", "reject")
 DOMAIN_DECISIONS = ("accept", "rename", "merge")
@@ -138,9 +139,6 @@ def segment_item(segment_id: str) -> str:
     return f"segment:{segment_id}"
 
 
-def run_id_of(manifest: dict) -> str:
-    """A run's identity: its config hash and start time (two runs of one config differ)."""
-    return f"{manifest.get('config_sha256', '')}@{manifest.get('started_at', '')}"
 
 
 @dataclass
