@@ -1,0 +1,487 @@
+"""The reduce stage's neighbour search, its on-disk cache and the shared kNN graph.
+
+``run.py`` wires these together as: the reduce stage fits ``UMAPReducer`` through
+``fit_reducer(reducer, vectors, rcache)``; the 2-D map then fits a second
+``UMAPReducer`` through ``fit_reducer(mapper, vectors, rcache, knn=reducer.knn_)``
+so it need not search the neighbours again. The tests below follow that use.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import numpy as np
+import pytest
+
+from pipeline.reduce import (
+    PCAReducer,
+    ReductionCache,
+    UMAPReducer,
+    auto_neighbors,
+    fit_reducer,
+    graph_components,
+    nearest_neighbours,
+)
+
+N_BLOBS, PER_BLOB, DIM = 3, 40, 32
+SEED = 0
+
+
+def blobs(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Three tight clouds around random (so nearly orthogonal) directions."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(N_BLOBS, DIM)) * 4
+    X = np.vstack([c + rng.normal(size=(PER_BLOB, DIM)) for c in centres]).astype(np.float32)
+    return X, np.repeat(np.arange(N_BLOBS), PER_BLOB)
+
+
+def count_calls(monkeypatch, cls) -> list[dict]:
+    """Record every ``cls.fit_transform`` call (its keyword arguments), still fitting.
+
+    ``functools.wraps`` keeps the real signature visible, which is how
+    ``fit_reducer`` decides whether to pass ``knn``.
+    """
+    calls: list[dict] = []
+    original = cls.fit_transform
+
+    @functools.wraps(original)
+    def wrapper(self, X, **kwargs):
+        calls.append(kwargs)
+        return original(self, X, **kwargs)
+
+    monkeypatch.setattr(cls, "fit_transform", wrapper)
+    return calls
+
+
+def same_partition(coords: np.ndarray, labels: np.ndarray) -> bool:
+    """Do the coordinates fall into exactly the groups of ``labels``?"""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score
+
+    found = KMeans(N_BLOBS, n_init=10, random_state=0).fit_predict(coords)
+    return adjusted_rand_score(labels, found) == 1.0
+
+
+# --- shared UMAP fits (the first one compiles numba; fit each only once) --------
+
+@pytest.fixture(scope="module")
+def data():
+    return blobs()
+
+
+@pytest.fixture(scope="module")
+def reduce_fit(data):
+    """The reduce stage as run.py configures it: 5 dimensions, automatic neighbourhood."""
+    X, _ = data
+    reducer = UMAPReducer(n_components=5, random_state=SEED)
+    return reducer, reducer.fit_transform(X)
+
+
+def make_mapper() -> UMAPReducer:
+    """The map stage's defaults (config.py): 2 dimensions, min_dist 0.1."""
+    return UMAPReducer(n_components=2, min_dist=0.1, random_state=SEED)
+
+
+@pytest.fixture(scope="module")
+def map_fit(data):
+    """The map fitted on its own, searching its own neighbours."""
+    X, _ = data
+    mapper = make_mapper()
+    return mapper, mapper.fit_transform(X)
+
+
+# --- nearest_neighbours -------------------------------------------------------
+
+def sklearn_cosine(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.neighbors import NearestNeighbors
+
+    dist, idx = NearestNeighbors(n_neighbors=k, metric="cosine", algorithm="brute").fit(X).kneighbors(X)
+    return idx, dist
+
+
+def test_cosine_neighbours_match_sklearn_brute_force():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(200, 24)).astype(np.float32)
+    k = 8
+    idx, dist = nearest_neighbours(X, k)
+    assert idx.shape == dist.shape == (200, k)
+    assert idx.dtype == np.int64 and dist.dtype == np.float32
+
+    ref_idx, ref_dist = sklearn_cosine(X, k + 1)
+    np.testing.assert_allclose(dist, ref_dist[:, :k], atol=1e-5)
+    # compare the neighbour sets only where the k-th and (k+1)-th are not (nearly) tied
+    clear = (ref_dist[:, k] - ref_dist[:, k - 1]) > 1e-4
+    assert clear.sum() > 150
+    for row in np.flatnonzero(clear):
+        assert set(idx[row]) == set(ref_idx[row, :k]), row
+    # nearest first
+    assert (np.diff(dist, axis=1) >= 0).all()
+    assert ((dist >= 0) & (dist <= 2)).all()
+
+
+def test_each_row_is_its_own_first_neighbour():
+    X = np.random.default_rng(2).normal(size=(150, 16)).astype(np.float32)
+    idx, dist = nearest_neighbours(X, 5)
+    np.testing.assert_array_equal(idx[:, 0], np.arange(150))
+    assert np.abs(dist[:, 0]).max() <= 1e-6
+    # the other neighbours are other rows
+    assert (idx[:, 1:] != np.arange(150)[:, None]).all()
+
+
+def test_self_distance_is_exactly_zero():
+    X = np.random.default_rng(2).normal(size=(150, 16)).astype(np.float32)
+    _, dist = nearest_neighbours(X, 5)
+    assert (dist[:, 0] == 0).all()
+
+
+@pytest.mark.parametrize("rows_per_block", [1, 7, 64])
+def test_block_size_does_not_change_the_result(rows_per_block):
+    X = np.random.default_rng(3).normal(size=(100, 20)).astype(np.float32)
+    n, k = X.shape[0], 6
+    whole_idx, whole_dist = nearest_neighbours(X, k, chunk_bytes=1 << 30)
+    # chunk_bytes // (4 * n) rows a block: 1 forces one row a block, 7 leaves a remainder
+    chunk = 1 if rows_per_block == 1 else 4 * n * rows_per_block
+    idx, dist = nearest_neighbours(X, k, chunk_bytes=chunk)
+    np.testing.assert_array_equal(idx, whole_idx)
+    np.testing.assert_allclose(dist, whole_dist, atol=1e-6)
+
+
+def test_cosine_neighbours_ignore_the_vector_length():
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(80, 12)).astype(np.float32)
+    scaled = X * rng.uniform(0.1, 10, size=(80, 1)).astype(np.float32)
+    idx, dist = nearest_neighbours(X, 5)
+    idx2, dist2 = nearest_neighbours(scaled, 5)
+    np.testing.assert_array_equal(idx, idx2)
+    np.testing.assert_allclose(dist, dist2, atol=1e-5)
+
+
+def test_a_zero_row_gives_finite_distances():
+    X = np.random.default_rng(5).normal(size=(50, 10)).astype(np.float32)
+    X[17] = 0.0
+    idx, dist = nearest_neighbours(X, 5)
+    assert np.isfinite(dist).all()
+    assert ((idx >= 0) & (idx < 50)).all()
+    # a zero vector has no direction: it is at cosine distance 1 from everything
+    np.testing.assert_allclose(dist[17], 1.0, atol=1e-6)
+    np.testing.assert_allclose(dist[idx == 17], 1.0, atol=1e-6)
+    # the other rows still find themselves first
+    others = np.arange(50) != 17
+    np.testing.assert_array_equal(idx[others, 0], np.arange(50)[others])
+
+
+def test_other_metrics_go_through_sklearn():
+    from sklearn.neighbors import NearestNeighbors
+
+    X = np.random.default_rng(6).normal(size=(60, 8)).astype(np.float32)
+    idx, dist = nearest_neighbours(X, 4, metric="euclidean")
+    ref_dist, ref_idx = NearestNeighbors(n_neighbors=4, algorithm="brute").fit(X).kneighbors(X)
+    assert idx.dtype == np.int64 and dist.dtype == np.float32
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_allclose(dist, ref_dist, atol=1e-5)
+
+
+# --- graph_components and auto_neighbors ----------------------------------------
+
+def test_two_disjoint_cliques_are_two_components():
+    idx = np.array([[0, 1, 2], [1, 2, 0], [2, 0, 1],
+                    [3, 4, 5], [4, 5, 3], [5, 3, 4]])
+    assert graph_components(idx) == 2
+
+
+def test_components_ignore_edge_direction():
+    # each row points only at the next one: a directed chain, one undirected component
+    n = 6
+    idx = np.stack([np.arange(n), np.minimum(np.arange(n) + 1, n - 1)], axis=1)
+    assert graph_components(idx) == 1
+    # rows that see only themselves are components of their own
+    assert graph_components(np.arange(n)[:, None]) == n
+    assert graph_components(np.stack([np.arange(n), np.arange(n)], axis=1)) == n
+
+
+def test_components_of_separated_blobs(data):
+    X, _ = data
+    idx, _ = nearest_neighbours(X, 5)
+    assert graph_components(idx) == N_BLOBS
+    # once a neighbourhood is wider than a blob, the blobs join
+    idx, _ = nearest_neighbours(X, PER_BLOB + 5)
+    assert graph_components(idx) == 1
+
+
+@pytest.mark.parametrize("n,expected", [(1, 5), (16, 5), (100, 5), (144, 6), (400, 10),
+                                        (900, 15), (1_000_000, 15)])
+def test_auto_neighbors(n, expected):
+    assert auto_neighbors(n) == expected
+
+
+def test_auto_neighbors_never_shrinks():
+    sizes = [auto_neighbors(n) for n in range(1, 3000)]
+    assert sizes == sorted(sizes)
+
+
+# --- UMAPReducer ------------------------------------------------------------------
+
+def test_umap_records_what_it_chose(data, reduce_fit):
+    X, _ = data
+    reducer, coords = reduce_fit
+    assert coords.shape == (len(X), 5) and coords.dtype == np.float32
+    assert np.isfinite(coords).all()
+    assert reducer.method_ == "umap"
+    assert reducer.n_neighbors_ == auto_neighbors(len(X))
+    assert reducer.shared_knn_ is False
+    idx, dist = reducer.knn_
+    assert idx.shape == dist.shape == (len(X), reducer.n_neighbors_)
+    assert reducer.graph_components_ == N_BLOBS
+    assert reducer.init_ == "spectral"
+
+
+def test_umap_keeps_the_blobs_apart(data, reduce_fit, map_fit):
+    _, labels = data
+    assert same_partition(reduce_fit[1], labels)
+    assert same_partition(map_fit[1], labels)
+
+
+def test_umap_on_our_neighbours_matches_umaps_own_search_in_structure(data, reduce_fit):
+    """UMAP searching its own neighbours (float64 distances) does not give the same
+    coordinates as UMAP given ours (float32, and see the self-distance test above),
+    but it finds the same groups."""
+    import umap
+
+    X, labels = data
+    reducer, _ = reduce_fit
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        own = umap.UMAP(n_components=5, n_neighbors=reducer.n_neighbors_, min_dist=0.0,
+                        metric="cosine", random_state=SEED).fit_transform(X)
+    assert same_partition(own, labels)
+
+
+def test_too_few_rows_fall_back_to_pca(data):
+    X, _ = data
+    small = X[:10]
+    reducer = UMAPReducer(n_components=2, random_state=SEED)
+    out = reducer.fit_transform(small, knn=nearest_neighbours(small, 5))
+    assert out.shape == (10, 2) and np.isfinite(out).all()
+    assert reducer.method_ == "pca" and reducer.n_neighbors_ == 0
+    np.testing.assert_allclose(out, PCAReducer(2).fit_transform(small), atol=1e-5)
+
+
+@pytest.mark.parametrize("case,shared", [("wider", True), ("narrower", False),
+                                         ("other rows", False)])
+def test_precomputed_knn_gives_the_same_map(data, map_fit, case, shared):
+    """Neighbours handed in are used when they fit (trimmed to the neighbourhood) and
+    ignored otherwise; either way the map is the one UMAP computes on its own."""
+    X, _ = data
+    _, expected = map_fit
+    k = auto_neighbors(len(X))
+    knn = {"wider": lambda: nearest_neighbours(X, k + 7),
+           "narrower": lambda: nearest_neighbours(X, k - 2),
+           "other rows": lambda: nearest_neighbours(X[:-5], k)}[case]()
+    mapper = make_mapper()
+    coords = mapper.fit_transform(X, knn=knn)
+    assert mapper.shared_knn_ is shared
+    assert mapper.knn_[0].shape == (len(X), k)
+    np.testing.assert_array_equal(coords, expected)
+
+
+# --- ReductionCache -----------------------------------------------------------------
+
+def test_key_is_stable_for_identical_inputs(data):
+    X, _ = data
+    k1 = ReductionCache.key(UMAPReducer(n_components=5, random_state=SEED), X)
+    k2 = ReductionCache.key(UMAPReducer(n_components=5, random_state=SEED), X.copy())
+    assert k1 == k2
+    assert len(k1) == 64 and int(k1, 16) >= 0
+
+
+def test_key_ignores_fitted_state():
+    X = np.random.default_rng(7).normal(size=(30, 6)).astype(np.float32)
+    reducer = PCAReducer(2, random_state=SEED)
+    before = ReductionCache.key(reducer, X)
+    reducer.fit_transform(X)
+    assert ReductionCache.key(reducer, X) == before
+
+
+def test_key_changes_with_the_data(data):
+    X, _ = data
+    reducer = UMAPReducer(n_components=5, random_state=SEED)
+    base = ReductionCache.key(reducer, X)
+    nudged = X.copy()
+    nudged[3, 4] += 1e-3
+    assert ReductionCache.key(reducer, nudged) != base
+    assert ReductionCache.key(reducer, X[:-1]) != base
+    # the same bytes in another shape are other data
+    flat = np.arange(24, dtype=np.float32)
+    assert ReductionCache.key(PCAReducer(2), flat.reshape(4, 6)) != \
+        ReductionCache.key(PCAReducer(2), flat.reshape(6, 4))
+
+
+@pytest.mark.parametrize("change", [dict(n_components=2), dict(n_neighbors=10),
+                                    dict(min_dist=0.1), dict(metric="euclidean"),
+                                    dict(random_state=SEED + 1), dict(random_state=None)])
+def test_key_changes_with_any_parameter(data, change):
+    X, _ = data
+    params = dict(n_components=5, n_neighbors=None, min_dist=0.0, metric="cosine",
+                  random_state=SEED)
+    base = ReductionCache.key(UMAPReducer(**params), X)
+    assert ReductionCache.key(UMAPReducer(**{**params, **change}), X) != base
+
+
+def test_key_changes_with_the_reducer():
+    X = np.random.default_rng(8).normal(size=(30, 6)).astype(np.float32)
+    assert ReductionCache.key(PCAReducer(5, random_state=SEED), X) != \
+        ReductionCache.key(UMAPReducer(5, random_state=SEED), X)
+
+
+def test_put_then_get_returns_what_was_stored(tmp_path):
+    cache = ReductionCache(tmp_path / "nested" / "reduced")
+    coords = np.random.default_rng(9).normal(size=(40, 3))  # float64 in
+    fitted = {"method_": "umap", "n_neighbors_": 5, "shared_knn_": True, "score_": 0.25}
+    cache.put("abc", coords, fitted)
+    coords_back, fitted_back = cache.get("abc")
+    assert coords_back.dtype == np.float32
+    np.testing.assert_array_equal(coords_back, coords.astype(np.float32))
+    assert fitted_back == fitted
+    # one file a result, no temporary file left behind
+    assert [p.name for p in (tmp_path / "nested" / "reduced").iterdir()] == ["abc.npz"]
+    # a second put replaces the entry
+    cache.put("abc", coords[:5], {"method_": "pca"})
+    coords_back, fitted_back = cache.get("abc")
+    assert coords_back.shape == (5, 3) and fitted_back == {"method_": "pca"}
+
+
+def test_get_of_a_missing_key_is_none(tmp_path):
+    assert ReductionCache(tmp_path / "never-made").get("nothing") is None
+    cache = ReductionCache(tmp_path)
+    cache.put("one", np.zeros((2, 2)), {})
+    assert cache.get("two") is None
+
+
+def write_garbage(path):
+    path.write_bytes(b"this is not an npz file at all")
+
+
+def write_without_fitted(path):
+    np.savez(path, coords=np.zeros((3, 2), dtype=np.float32))
+
+
+def write_bad_json(path):
+    np.savez(path, coords=np.zeros((3, 2), dtype=np.float32), fitted="{not json")
+
+
+@pytest.mark.parametrize("spoil", [write_garbage, write_without_fitted, write_bad_json])
+def test_unreadable_entries_are_misses(tmp_path, spoil):
+    cache = ReductionCache(tmp_path)
+    spoil(tmp_path / "k.npz")
+    assert cache.get("k") is None
+
+
+def truncate(path):
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+
+
+def empty(path):
+    path.write_bytes(b"")
+
+
+@pytest.mark.parametrize("spoil", [truncate, empty])
+def test_truncated_entries_are_misses(tmp_path, spoil):
+    cache = ReductionCache(tmp_path)
+    cache.put("k", np.ones((20, 2)), {"method_": "umap"})
+    spoil(tmp_path / "k.npz")
+    assert cache.get("k") is None
+
+
+# --- fit_reducer ----------------------------------------------------------------------
+
+def test_fit_reducer_without_cache_just_fits(monkeypatch):
+    calls = count_calls(monkeypatch, PCAReducer)
+    X = np.random.default_rng(10).normal(size=(30, 6)).astype(np.float32)
+    reducer = PCAReducer(2, random_state=SEED)
+    coords = fit_reducer(reducer, X)
+    np.testing.assert_array_equal(coords, PCAReducer(2, random_state=SEED).fit_transform(X))
+    assert len(calls) == 2
+    assert not hasattr(reducer, "from_cache_")
+
+
+def test_fit_reducer_does_not_pass_knn_to_a_reducer_without_it(monkeypatch, tmp_path):
+    # e.g. a map configured as PCA, handed the reduce stage's neighbours
+    calls = count_calls(monkeypatch, PCAReducer)
+    X = np.random.default_rng(11).normal(size=(30, 6)).astype(np.float32)
+    coords = fit_reducer(PCAReducer(2), X, ReductionCache(tmp_path), knn=nearest_neighbours(X, 5))
+    assert calls == [{}]
+    assert coords.shape == (30, 2)
+
+
+def test_fit_reducer_serves_the_second_call_from_the_cache(monkeypatch, tmp_path):
+    calls = count_calls(monkeypatch, PCAReducer)
+    X = np.random.default_rng(12).normal(size=(30, 6)).astype(np.float32)
+    cache = ReductionCache(tmp_path)
+    first = PCAReducer(3, random_state=SEED)
+    coords = fit_reducer(first, X, cache)
+    assert len(calls) == 1 and first.from_cache_ is False
+
+    again = PCAReducer(3, random_state=SEED)
+    cached = fit_reducer(again, X, cache)
+    assert len(calls) == 1
+    np.testing.assert_array_equal(cached, coords)
+    assert again.from_cache_ is True and again.method_ == "pca"
+
+    # other data or other parameters miss
+    fit_reducer(PCAReducer(3, random_state=SEED), X[:-1], cache)
+    fit_reducer(PCAReducer(2, random_state=SEED), X, cache)
+    assert len(calls) == 3
+    assert len(list(tmp_path.glob("*.npz"))) == 3
+
+
+def test_fit_reducer_refits_over_an_unreadable_entry(monkeypatch, tmp_path):
+    calls = count_calls(monkeypatch, PCAReducer)
+    X = np.random.default_rng(13).normal(size=(30, 6)).astype(np.float32)
+    cache = ReductionCache(tmp_path)
+    reducer = PCAReducer(2)
+    write_garbage(tmp_path / f"{cache.key(reducer, X)}.npz")
+    coords = fit_reducer(reducer, X, cache)
+    assert len(calls) == 1 and reducer.from_cache_ is False
+    np.testing.assert_array_equal(cache.get(cache.key(reducer, X))[0], coords)
+
+
+def test_map_on_shared_neighbours_is_cached_and_served(monkeypatch, tmp_path, data,
+                                                       reduce_fit, map_fit):
+    """The run's map step: the reduce stage's neighbours go in, the cache serves the
+    re-run, and the result is the map UMAP computes with its own neighbours."""
+    X, _ = data
+    reducer, _ = reduce_fit
+    _, expected = map_fit
+    cache = ReductionCache(tmp_path)
+    calls = count_calls(monkeypatch, UMAPReducer)
+
+    mapper = make_mapper()
+    coords = fit_reducer(mapper, X, cache, knn=reducer.knn_)
+    assert len(calls) == 1 and calls[0]["knn"] is reducer.knn_
+    assert mapper.shared_knn_ is True and mapper.from_cache_ is False
+    np.testing.assert_array_equal(coords, expected)
+
+    rerun = make_mapper()
+    cached = fit_reducer(rerun, X, cache, knn=reducer.knn_)
+    assert len(calls) == 1
+    np.testing.assert_array_equal(cached, coords)
+    assert rerun.from_cache_ is True
+    for name in ("method_", "n_neighbors_", "shared_knn_", "graph_components_", "init_"):
+        assert getattr(rerun, name) == getattr(mapper, name), name
+    # arrays are not cached: a cached reduce stage hands the map no neighbours
+    assert not hasattr(rerun, "knn_")
+
+
+def test_cached_reduce_stage_matches_its_fit(monkeypatch, tmp_path, data, reduce_fit):
+    X, _ = data
+    reducer, expected = reduce_fit
+    cache = ReductionCache(tmp_path)
+    key = cache.key(UMAPReducer(n_components=5, random_state=SEED), X)
+    cache.put(key, expected, {"method_": "umap", "n_neighbors_": reducer.n_neighbors_})
+    calls = count_calls(monkeypatch, UMAPReducer)
+    again = UMAPReducer(n_components=5, random_state=SEED)
+    np.testing.assert_array_equal(fit_reducer(again, X, cache), expected)
+    assert calls == [] and again.n_neighbors_ == reducer.n_neighbors_
+    assert again.from_cache_ is True
