@@ -25,6 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from .concepts import ConceptsConfig
+from .context import ContextConfig
 from .cqr import CQRConfig
 from .deidentify import DeidentifyConfig
 from .domains import DomainConfig
@@ -75,6 +76,8 @@ class RunConfig(BaseModel):
     deidentify: DeidentifyConfig = DeidentifyConfig()
     segment: StageSpec = StageSpec(name="consensa.SentenceSegmenter.v1")
     embed: StageSpec = StageSpec(name="consensa.SentenceTransformer.v1")
+    #: each segment is grouped with its neighbours in the interview as context
+    context: ContextConfig = ContextConfig()
     reduce: StageSpec = StageSpec(name="consensa.UMAP.v1")
     cluster: StageSpec = StageSpec(name="consensa.HDBSCAN.v1")
     outliers: OutlierConfig = OutlierConfig()

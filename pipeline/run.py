@@ -25,6 +25,7 @@ import pandas as pd
 from . import __version__
 from .cluster import assign, centroids
 from .concepts import concept_text, match_concepts
+from .context import contextualize
 from .config import STAGE_KINDS, RunConfig, config_hash, dump_yaml, resolved
 from .cqr import cqr_markdown, cqr_table, cutoffs, frequency_label
 from .deidentify import check_mapping_path, deidentify_corpus
@@ -111,15 +112,19 @@ def build(cfg: RunConfig, base_dir: Path, report: Callable[[str], None] = lambda
         cache = EmbeddingCache(_resolve(base_dir, cfg.cache_dir) / "embeddings.sqlite") \
             if cfg.cache_dir else None
         vectors, cache_counts = embed_texts(embedder, segments["text"].tolist(), cache)
+    with timer.stage("context"):
+        # segments are grouped by what they say in the context of their interview;
+        # labels, quotes, domains and concepts below use their own vectors
+        grouping = contextualize(vectors, segments, cfg.context.window, cfg.context.weight)
     # reduced coordinates are cached beside the embeddings: a re-run with new
     # clustering settings skips UMAP
     rcache = ReductionCache(_resolve(base_dir, cfg.cache_dir) / "reduced") if cfg.cache_dir else None
     with timer.stage("reduce"):
         reducer = make("reduce")
-        reduced = fit_reducer(reducer, vectors, rcache)
+        reduced = fit_reducer(reducer, grouping, rcache)
     with timer.stage("cluster"):
         clusterer = make("cluster").fit(reduced)
-        clustering = assign(vectors, clusterer.labels_, clusterer.probabilities_,
+        clustering = assign(grouping, clusterer.labels_, clusterer.probabilities_,
                             cfg.outliers.reassign, cfg.outliers.min_similarity)
     with timer.stage("label"):
         vocab = build_vocabulary(segments["text"].tolist(), cfg.label.extra_stop_words)
@@ -136,7 +141,7 @@ def build(cfg: RunConfig, base_dir: Path, report: Callable[[str], None] = lambda
     with timer.stage("map"):
         mapper = make("map")
         # the reduce stage's neighbours spare the map a second search
-        coords = fit_reducer(mapper, vectors, rcache, knn=getattr(reducer, "knn_", None))
+        coords = fit_reducer(mapper, grouping, rcache, knn=getattr(reducer, "knn_", None))
         reducer.__dict__.pop("knn_", None)
 
     # --- cross-analysis -----------------------------------------------------

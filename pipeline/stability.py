@@ -396,6 +396,7 @@ def stability_for_run(folder: str | Path, settings: StabilityConfig | None = Non
                       cache_dir: Path | None = None, base_dir: Path | None = None,
                       report: Callable[[str], None] = lambda m: None) -> StabilityResult:
     """Check the stability of a run's themes and add the results to its folder."""
+    from .context import contextualize
     from .embed import embed_texts
 
     folder = check_run_folder(Path(folder))
@@ -416,7 +417,10 @@ def stability_for_run(folder: str | Path, settings: StabilityConfig | None = Non
     embedder = REGISTRIES["embedder"].build(cfg.embed.name, cfg.embed.params(), seed=cfg.seed,
                                             where="embed")
     vectors, counts = embed_texts(embedder, segments["text"].astype(str).tolist(), cache)
-    result = compute_stability(segments, themes, vectors, cfg, settings, report)
+    # resamples are grouped as the run was: in context (computed on the whole study, so a
+    # left-out or repeated case does not change the others' context)
+    grouping = contextualize(vectors, segments, cfg.context.window, cfg.context.weight)
+    result = compute_stability(segments, themes, grouping, cfg, settings, report)
     result.embedded = counts
 
     write_stability(folder, result, cfg.name)
