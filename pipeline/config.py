@@ -5,7 +5,7 @@ A config has one section per stage. Swappable stages (``segment``, ``embed``,
 parameters beside the name::
 
     cluster:
-      name: consensa.HDBSCAN.v1
+      name: consensa.HDBSCAN.v2
       min_cluster_size: 8
 
 Relative paths in a config are read relative to the config file's folder, so a
@@ -75,18 +75,18 @@ class RunConfig(BaseModel):
     #: replace names, places, dates, contact details and ages right after ingest (off by default)
     deidentify: DeidentifyConfig = DeidentifyConfig()
     segment: StageSpec = StageSpec(name="consensa.SentenceSegmenter.v1")
-    embed: StageSpec = StageSpec(name="consensa.SentenceTransformer.v1")
+    embed: StageSpec = StageSpec(name="consensa.SentenceTransformer.v2")
     #: each segment is grouped with its neighbours in the interview as context
     context: ContextConfig = ContextConfig()
-    reduce: StageSpec = StageSpec(name="consensa.UMAP.v1")
-    cluster: StageSpec = StageSpec(name="consensa.HDBSCAN.v1")
+    reduce: StageSpec = StageSpec(name="consensa.UMAP.v2")
+    cluster: StageSpec = StageSpec(name="consensa.HDBSCAN.v2")
     outliers: OutlierConfig = OutlierConfig()
     label: LabelConfig = LabelConfig()
     concepts: ConceptsConfig = ConceptsConfig()
     domains: DomainConfig = DomainConfig()
     cqr: CQRConfig = CQRConfig()
     #: the 2-D map of segments in the report, fitted on the embeddings
-    map: StageSpec = StageSpec(name="consensa.UMAP.v1", n_components=2, min_dist=0.1)
+    map: StageSpec = StageSpec(name="consensa.UMAP.v2", n_components=2, min_dist=0.1)
 
 
 def set_dotted(data: dict, dotted: str, value: Any) -> None:

@@ -15,8 +15,11 @@ def test_defaults_validate_and_resolve_every_stage_parameter(tmp_path):
     cfg, base = load_config(write(tmp_path, {"name": "x"}))
     assert base == tmp_path.resolve()
     r = resolved(cfg)
-    assert r["cluster"]["name"] == "consensa.HDBSCAN.v1"
+    assert r["cluster"]["name"] == "consensa.HDBSCAN.v2"
     assert "min_cluster_size" in r["cluster"] and r["reduce"]["n_components"] == 5
+    assert r["cluster"]["max_cluster_share"] == 0.25 and r["reduce"]["n_epochs"] == 200
+    assert r["embed"]["quantize"] == "int8"
+    assert r["context"] == {"window": 2, "weight": 0.2}
 
 
 def test_typo_in_a_section_key_names_the_key_and_what_is_allowed(tmp_path):
@@ -82,5 +85,5 @@ def test_validate_config_accepts_a_mapping():
 
 def test_a_stage_section_without_name_overrides_the_default_implementation(tmp_path):
     cfg, _ = load_config(write(tmp_path, {"map": {"n_components": 3}}))
-    assert cfg.map.name == "consensa.UMAP.v1"
+    assert cfg.map.name == "consensa.UMAP.v2"
     assert cfg.map.params() == {"n_components": 3, "min_dist": 0.1}

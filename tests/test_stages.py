@@ -179,3 +179,57 @@ def test_a_keyword_must_be_shared_by_two_cases_of_the_theme():
     c = Clustering(np.zeros(4, int), np.ones(4, np.float32), np.zeros(4, bool), 0)
     kw = label_themes(segs, emb, c, LabelConfig())["keywords"].iloc[0].split("; ")
     assert "taught" in kw and "tears" in kw and "piano" not in kw
+
+
+def test_max_cluster_share_splits_a_block_holding_most_of_the_study():
+    from pipeline.cluster import HDBSCANClusterer, HDBSCANClustererV2
+    from pipeline.errors import ConfigError
+
+    rng = np.random.default_rng(0)
+    # two overlapping blobs HDBSCAN merges into one theme of 300, and a far one
+    X = np.vstack([rng.normal((0, 0), 0.6, (150, 2)), rng.normal((1.6, 0), 0.6, (150, 2)),
+                   rng.normal((40, 40), 0.6, (60, 2))])
+    free = HDBSCANClusterer(min_cluster_size=10).fit(X)
+    assert np.bincount(free.labels_[free.labels_ >= 0]).max() == 300
+    capped = HDBSCANClustererV2(min_cluster_size=10).fit(X)
+    assert capped.max_cluster_size_ == 90                       # a quarter of 360
+    sizes = np.bincount(capped.labels_[capped.labels_ >= 0])
+    assert sizes.max() <= 90 and len(sizes) > 2
+    with pytest.raises(ConfigError, match="max_cluster_share"):
+        HDBSCANClusterer(min_cluster_size=10, max_cluster_share=1.5).fit(X)
+
+
+def test_v2_defaults_differ_from_v1_only_where_documented():
+    from pipeline.cluster import HDBSCANClusterer, HDBSCANClustererV2
+    from pipeline.embed import SentenceTransformerEmbedder, SentenceTransformerEmbedderV2
+    from pipeline.reduce import UMAPReducer, UMAPReducerV2
+    from pipeline.registry import get_params
+
+    for v1, v2, changed in ((HDBSCANClusterer, HDBSCANClustererV2, {"max_cluster_share": 0.25}),
+                            (UMAPReducer, UMAPReducerV2, {"n_epochs": 200}),
+                            (SentenceTransformerEmbedder, SentenceTransformerEmbedderV2,
+                             {"quantize": "int8"})):
+        p1, p2 = get_params(v1()), get_params(v2())
+        assert {k: v for k, v in p2.items() if p1[k] != v} == changed
+
+
+def test_umap_epochs_reach_umap(monkeypatch):
+    import umap
+
+    from pipeline.reduce import UMAPReducer, UMAPReducerV2
+
+    seen = []
+
+    class Fake:
+        def __init__(self, **kw):
+            seen.append(kw["n_epochs"])
+            self.n = kw["n_components"]
+
+        def fit_transform(self, X):
+            return np.zeros((len(X), self.n))
+
+    monkeypatch.setattr(umap, "UMAP", Fake)
+    X = np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32)
+    UMAPReducerV2(random_state=0).fit_transform(X)
+    UMAPReducer(random_state=0).fit_transform(X)
+    assert seen == [200, None]
