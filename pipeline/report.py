@@ -855,8 +855,28 @@ def _provenance_section(manifest: Mapping, config: Mapping) -> dict[str, Any]:
     if isinstance(timings, Mapping):
         timing_rows = [(str(k), _fmt_seconds(_float(v) or 0.0) if _float(v) is not None else _s(v))
                        for k, v in timings.items()]
+    ctx = config.get("context") if isinstance(config, Mapping) else None
+    if isinstance(ctx, Mapping) and (_float(ctx.get("weight")) or 0) > 0 \
+            and (_int(ctx.get("window")) or 0) > 0:
+        context = (f"each segment with the {_int(ctx.get('window'))} segments before and after it "
+                   f"in its interview, at weight {_float(ctx.get('weight')):g}")
+    elif isinstance(ctx, Mapping):
+        context = "off: each segment grouped by its own words only"
+    else:
+        context = "not recorded"
+    deid = manifest.get("deidentify")
+    if isinstance(deid, Mapping):
+        reps = deid.get("replacements")
+        n = sum(int(v) for v in reps.values() if _int(v) is not None) \
+            if isinstance(reps, Mapping) else None
+        deidentified = "no" if not deid.get("enabled") else (
+            "yes: identifiers replaced with placeholders before analysis"
+            + (f" ({n:,} replacements)" if n is not None else ""))
+    else:
+        deidentified = "not recorded"
     return {
         "versions": versions, "seed": _s(seed) if seed is not None else "not recorded",
+        "context": context, "deidentified": deidentified,
         "config_yaml": _dump_config(config) if config else "",
         "inputs": inputs, "timings": timing_rows,
     }

@@ -402,3 +402,23 @@ def test_defensive_about_odd_inputs():
                            theme_linkage=linkage(np.random.default_rng(2).normal(size=(2, 4))),
                            manifest=base.manifest, config=base.config)
     assert "2 leaves but there are 3 themes" in render_report(mismatched)
+
+
+def test_provenance_states_context_and_de_identification():
+    def footer(result):
+        html = render_report(result)
+        return re.sub(r"\s+", " ", html[html.index('id="provenance"'):])
+
+    part = footer(make_result())
+    assert "<dt>Context</dt><dd>not recorded</dd>" in part
+    assert "<dt>De-identified</dt><dd>not recorded</dd>" in part
+    r = make_result(deidentify={"enabled": True, "replacements": {"PERSON": 4, "PLACE": 2}})
+    object.__setattr__(r, "config", {**r.config, "context": {"window": 2, "weight": 0.2}})
+    part = footer(r)
+    assert "the 2 segments before and after it in its interview, at weight 0.2" in part
+    assert "yes: identifiers replaced with placeholders before analysis (6 replacements)" in part
+    r = make_result(deidentify={"enabled": False})
+    object.__setattr__(r, "config", {**r.config, "context": {"window": 2, "weight": 0}})
+    part = footer(r)
+    assert "off: each segment grouped by its own words only" in part
+    assert "<dt>De-identified</dt><dd>no</dd>" in part
