@@ -78,7 +78,7 @@ class RunConfig(BaseModel):
     embed: StageSpec = StageSpec(name="consensa.SentenceTransformer.v2")
     #: each segment is grouped with its neighbours in the interview as context
     context: ContextConfig = ContextConfig()
-    reduce: StageSpec = StageSpec(name="consensa.UMAP.v2")
+    reduce: StageSpec = StageSpec(name="consensa.Spectral.v1")
     cluster: StageSpec = StageSpec(name="consensa.HDBSCAN.v2")
     outliers: OutlierConfig = OutlierConfig()
     label: LabelConfig = LabelConfig()

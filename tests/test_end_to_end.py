@@ -133,7 +133,8 @@ def test_sensitizing_concepts_are_matched_or_reported_unsupported(study):
 
 @pytest.mark.slow
 def test_demo_study_with_the_default_pipeline(tmp_path):
-    """The bundled demo, real model and UMAP: themes a reader recognises, twice alike."""
+    """The bundled demo, real model, default stages: themes a reader recognises, the
+    same twice and the same under another seed (the spectral reduction has none)."""
     from pipeline.config import load_config
 
     cfg, base = load_config(ROOT / "configs" / "demo.yaml", [f"cache_dir={tmp_path / 'cache'}"])
@@ -141,6 +142,11 @@ def test_demo_study_with_the_default_pipeline(tmp_path):
     b = run(cfg, base, tmp_path / "b")
     sa, sb = pd.read_parquet(a / "segments.parquet"), pd.read_parquet(b / "segments.parquet")
     assert sa["theme"].tolist() == sb["theme"].tolist()
+    other, _ = load_config(ROOT / "configs" / "demo.yaml",
+                           [f"cache_dir={tmp_path / 'cache'}", "seed=7"])
+    sc = pd.read_parquet(run(other, base, tmp_path / "c") / "segments.parquet")
+    assert sc["theme"].tolist() == sa["theme"].tolist()
+    assert sc["map_x"].tolist() != sa["map_x"].tolist()       # the map is UMAP: seeded
     manifest = json.loads((a / "manifest.json").read_text())
     assert manifest["counts"]["cases_analysed"] == 10
     assert manifest["outlier_share"] <= 0.15

@@ -485,3 +485,36 @@ def test_cached_reduce_stage_matches_its_fit(monkeypatch, tmp_path, data, reduce
     np.testing.assert_array_equal(fit_reducer(again, X, cache), expected)
     assert calls == [] and again.n_neighbors_ == reducer.n_neighbors_
     assert again.from_cache_ is True
+
+
+# --- the spectral reducer ------------------------------------------------------------
+
+def test_spectral_is_deterministic_and_keeps_blobs_apart(data):
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score
+
+    from pipeline.reduce import SpectralReducer
+
+    X, labels = data
+    a = SpectralReducer(n_components=6).fit_transform(X)
+    b = SpectralReducer(n_components=6).fit_transform(X.copy())
+    assert a.shape == (len(X), 6) and a.dtype == np.float32
+    assert np.array_equal(a, b)                                  # no seed, no drift
+    assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    pred = KMeans(len(set(labels.tolist())), n_init=5, random_state=0).fit_predict(a)
+    assert adjusted_rand_score(labels, pred) == 1.0
+
+
+def test_spectral_uses_shared_neighbours_and_falls_back_to_pca_when_tiny(data):
+    from pipeline.reduce import SpectralReducer
+
+    X, _ = data
+    k = auto_neighbors(len(X))
+    knn = nearest_neighbours(X, k + 3)
+    r = SpectralReducer(n_components=4)
+    shared = r.fit_transform(X, knn=knn)
+    assert r.shared_knn_ and r.n_neighbors_ == k and r.method_ == "spectral"
+    own = SpectralReducer(n_components=4).fit_transform(X)
+    assert np.allclose(np.abs(shared), np.abs(own), atol=1e-4)
+    tiny = SpectralReducer(n_components=4)
+    assert tiny.fit_transform(X[:10]).shape == (10, 4) and tiny.method_ == "pca"
