@@ -80,6 +80,8 @@ class CodedSet:
     texts: list[str]
     labels: list[str]
     note: str
+    #: case_id and turn_index of each unit: the speaking order the context stage uses
+    order: pd.DataFrame | None = None
 
 
 def coded_sets(drop_backchannels: bool = True) -> list[CodedSet]:
@@ -104,19 +106,44 @@ def coded_sets(drop_backchannels: bool = True) -> list[CodedSet]:
     a = pd.read_csv(ANNOMI)
     c = a[a["speaker"] == "client"]
     c = c[keep(c["text"])]
+    def order(frame: pd.DataFrame) -> pd.DataFrame:
+        cols = [c for c in ("case_id", "turn_index", "start_char") if c in frame.columns]
+        return frame[cols].reset_index(drop=True)
+
     out.append(CodedSet("annomi_client~topic", c["text"].str.strip().tolist(), c["topic"].tolist(),
-                        "AnnoMI client utterances vs the session's topic"))
+                        "AnnoMI client utterances vs the session's topic", order(c)))
     t = a[(a["speaker"] == "therapist") & a["main_therapist_behaviour"].notna()]
     t = t[keep(t["text"])]
     out.append(CodedSet("annomi_therapist~behaviour", t["text"].str.strip().tolist(),
                         t["main_therapist_behaviour"].tolist(),
-                        "AnnoMI therapist utterances vs behaviour code"))
+                        "AnnoMI therapist utterances vs behaviour code", order(t)))
     p = pd.read_csv(PDPILOT)
     p = p[keep(p["text"])]
+    p = p.assign(start_char=_positions_in_turns(p))
     out.append(CodedSet("pdpilot~category", p["text"].str.strip().tolist(), p["category"].tolist(),
-                        "PDPilot coded segments vs category"))
+                        "PDPilot coded segments vs category", order(p)))
     out.append(CodedSet("pdpilot~domain", p["text"].str.strip().tolist(), p["domain"].tolist(),
-                        "PDPilot coded segments vs domain"))
+                        "PDPilot coded segments vs domain", order(p)))
+    return out
+
+
+def _positions_in_turns(segments: pd.DataFrame) -> list[int]:
+    """Where each PDPilot coded segment starts in its turn (several segments can come
+    from one turn; the CSV lists them in code order, not speaking order): the first
+    25 characters, compared without punctuation and case, found in the turn's text;
+    -1 when not found (130 of 262 found; the rest keep the CSV's order)."""
+    turns = pd.read_csv(PDPILOT_TURNS)
+    text_of = {(c, t): str(x) for c, t, x in zip(turns["case_id"], turns["turn_index"],
+                                                 turns["text"].fillna(""))}
+
+    def norm(x: str) -> str:
+        return re.sub(r"\W+", " ", x).lower().strip()
+
+    out = []
+    for c, t, x in zip(segments["case_id"], segments["turn_index"], segments["text"]):
+        turn = norm(text_of.get((c, t), ""))
+        head = norm(str(x))[:25]
+        out.append(turn.find(head) if head else -1)
     return out
 
 

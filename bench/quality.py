@@ -13,8 +13,12 @@ segment per unit, backchannels such as "Mm-hmm." dropped: they are not themes);
 both methods get exactly the same units and the same all-MiniLM-L6-v2 embeddings
 (from Consensa's embedding cache).
 
-* Consensa: the default config's reduce, cluster and outlier stages
-  (UMAP -> HDBSCAN -> reassignment of outliers close to a theme centroid), seeded.
+* Consensa: the default config's context, reduce, cluster and outlier stages
+  (each unit blended with its neighbours in the same conversation -> spectral
+  embedding -> HDBSCAN -> reassignment of outliers close to a theme centroid),
+  seeded. The context stage uses the units' speaking order (case, turn, position
+  in the turn), which BERTopic has no way to use: ``--set context.weight=0``
+  measures Consensa without it.
 * BERTopic 0.17 defaults, ``BERTopic(umap_model=UMAP(<BERTopic's default
   parameters>, random_state=seed)).fit_transform(docs, embeddings)``: the only
   change is the seed BERTopic's documentation recommends for reproducibility.
@@ -62,13 +66,16 @@ def make(cfg, section: str):
                                                   where=section)
 
 
-def consensa_themes(vectors: np.ndarray, seed: int, overrides: list[str]) -> tuple[np.ndarray, dict]:
+def consensa_themes(vectors: np.ndarray, order: pd.DataFrame, seed: int,
+                    overrides: list[str]) -> tuple[np.ndarray, dict]:
     from pipeline.cluster import assign
+    from pipeline.context import contextualize
 
     cfg = consensa_config(seed, overrides)
-    reduced = make(cfg, "reduce").fit_transform(vectors)
+    grouping = contextualize(vectors, order, cfg.context.window, cfg.context.weight)
+    reduced = make(cfg, "reduce").fit_transform(grouping)
     clusterer = make(cfg, "cluster").fit(reduced)
-    c = assign(vectors, clusterer.labels_, clusterer.probabilities_,
+    c = assign(grouping, clusterer.labels_, clusterer.probabilities_,
                cfg.outliers.reassign, cfg.outliers.min_similarity)
     return c.theme, {"reassigned": float(c.reassigned.mean())}
 
@@ -134,7 +141,7 @@ def main(argv=None) -> int:
             for seed in args.seeds:
                 t0 = time.perf_counter()
                 if method == "consensa":
-                    pred, extra = consensa_themes(vectors, seed, args.overrides)
+                    pred, extra = consensa_themes(vectors, ds.order, seed, args.overrides)
                 else:
                     pred, extra = bertopic_themes(ds.texts, vectors, seed)
                 dt = time.perf_counter() - t0

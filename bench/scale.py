@@ -39,7 +39,7 @@ from bench_common import (
 )
 
 WORK = ROOT / ".cache" / "bench" / "scale"
-STAGES = ["import", "ingest", "segment", "embed", "reduce", "cluster", "label", "domains",
+STAGES = ["import", "ingest", "segment", "embed", "context", "reduce", "cluster", "label", "domains",
           "map", "write"]
 
 
