@@ -86,3 +86,31 @@ def test_precode_codes_new_transcripts_and_queues_doubtful_ones(codebook, tmp_pa
 def test_precode_refuses_a_missing_codebook(tmp_path, capsys):
     assert main(["precode", str(tmp_path / "nope.yaml"), "--transcripts", str(tmp_path)]) == 2
     assert "no such codebook" in capsys.readouterr().err
+
+
+def test_precode_de_identifies_new_transcripts_when_the_config_says_so(codebook, tmp_path):
+    new = write_study(tmp_path / "new", n_cases=2)
+    case = new / "case01.txt"
+    case.write_text(case.read_text(encoding="utf-8") +
+                    "\nTherapist: I told Zelda Quist about it, she rang me on 020 7946 0958 "
+                    "and we cried together about the training.\n", encoding="utf-8")
+    run_cfg = yaml.safe_load((codebook.parent.parent / "config.yaml").read_text())
+    run_cfg["deidentify"] = {"enabled": True, "known_names": ["Zelda Quist"], "ner": False}
+    run_cfg["cache_dir"] = str(tmp_path / "cache")
+    cfg = tmp_path / "team.yaml"
+    cfg.write_text(yaml.safe_dump(run_cfg))
+    out = tmp_path / "pre"
+    assert main(["precode", str(codebook), "--transcripts", str(new), "--config", str(cfg),
+                 "--threshold", "0", "--out", str(out)]) == 0
+    seg = pd.read_parquet(out / "segments.parquet")
+    written = " ".join(p.read_text(encoding="utf-8") for p in out.rglob("*")
+                       if p.is_file() and p.suffix in (".csv", ".md", ".json", ".txt"))
+    for secret in ("Zelda", "Quist", "7946"):
+        assert secret not in written and not seg["text"].str.contains(secret).any()
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["deidentify"]["enabled"] and m["deidentify"]["replacements"]["PERSON"] >= 1
+    assert m["deidentify"]["mapping_file"] is None
+    # quotes still index the texts written beside them
+    src = {p.stem: p.read_text(encoding="utf-8") for p in (out / "sources").glob("*.txt")}
+    row = seg[seg["text"].str.contains("PERSON")].iloc[0]
+    assert src[row["case_id"]][row["start_char"]:row["end_char"]] == row["text"]

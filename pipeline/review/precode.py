@@ -153,6 +153,18 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None, thres
 
     report("ingest and segment the new transcripts ...")
     corpus = ingest(cfg.ingest, base)
+    deid = None
+    if cfg.deidentify.enabled:
+        # as in the run: nothing is segmented or embedded before names are replaced
+        from ..deidentify import deidentify_corpus
+
+        if config is None and not cfg.deidentify.known_names:
+            report("de-identify with the run's settings (its folder keeps no known names: "
+                   "give --config with the team's config to use them) ...")
+        else:
+            report("de-identify the new transcripts ...")
+        deid = deidentify_corpus(corpus, cfg.deidentify, cfg.ingest)
+        corpus = deid.corpus
     new = make("segment").segment(corpus).segments.reset_index(drop=True)
     if new.empty:
         raise InputError("no participant speech to code in the new transcripts", path=transcripts)
@@ -217,6 +229,10 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None, thres
         table.to_csv(tmp / "cqr_table.csv", index=False)
         (tmp / "cqr_table.md").write_text(cqr_markdown(table), encoding="utf-8")
         atomic_write_bytes(tmp / "queue.xlsx", queue_workbook(seg[seg["needs_human"]], cats))
+        for rel, text in (deid.files.items() if deid is not None else ()):
+            path = tmp / rel                       # the de-identified texts the offsets index
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(text.encode("utf-8"))
         manifest = {
             "codebook": str(Path(codebook).resolve()), "run_folder": str(run_folder),
             "transcripts": str(transcripts.resolve()), "threshold": threshold,
@@ -224,6 +240,8 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None, thres
             "n_training_segments": len(train), "n_segments": len(seg),
             "n_coded": int((~seg["needs_human"]).sum()), "n_needs_human": int(seg["needs_human"].sum()),
             "cases": total, "embed": cfg.embed.name, "segment": cfg.segment.name,
+            # counts only; the placeholder mapping of new transcripts is not written
+            "deidentify": deid.summary(False) if deid is not None else {"enabled": False},
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
