@@ -518,3 +518,25 @@ def test_spectral_uses_shared_neighbours_and_falls_back_to_pca_when_tiny(data):
     assert np.allclose(np.abs(shared), np.abs(own), atol=1e-4)
     tiny = SpectralReducer(n_components=4)
     assert tiny.fit_transform(X[:10]).shape == (10, 4) and tiny.method_ == "pca"
+
+
+def test_laplacian_eigenmap_spans_scikit_learns_spectral_embedding(data):
+    from scipy.linalg import subspace_angles
+    from sklearn.manifold import spectral_embedding
+    from umap.umap_ import fuzzy_simplicial_set
+
+    from pipeline.reduce import laplacian_eigenmap
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(200, 12)).astype(np.float32)        # one connected cloud
+    idx, dist = nearest_neighbours(X, 10)
+    assert graph_components(idx) == 1
+    graph, _, _ = fuzzy_simplicial_set(X, 10, np.random.RandomState(0), "cosine",
+                                       knn_indices=idx, knn_dists=dist)
+    ours = laplacian_eigenmap(graph, 5)
+    ref = spectral_embedding(graph, n_components=5, drop_first=True, random_state=0)
+    assert ours.shape == (200, 5)
+    assert np.degrees(subspace_angles(ours, ref)).max() < 0.1
+    assert np.array_equal(ours, laplacian_eigenmap(graph.copy(), 5))
+    # each vector's largest entry is positive: no sign flips between runs
+    assert (ours[np.abs(ours).argmax(axis=0), np.arange(5)] > 0).all()
