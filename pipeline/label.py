@@ -9,9 +9,13 @@ spoken form ("taught", not the lemma "teach").
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -102,6 +106,56 @@ def build_vocabulary(texts: Sequence[str], extra_stop_words: Sequence[str] = ())
         chains = [[r for r in c if not names & set(r)] for c in chains]
     surface = {lemma: c.most_common(1)[0][0] for lemma, c in forms.items() if lemma not in names}
     return Vocabulary(docs=docs, chains=chains, surface=surface)
+
+
+class VocabularyCache:
+    """Vocabularies on disk as JSON, keyed by the exact texts, the extra stop words,
+    spaCy's version and this module's source: a re-run with new clustering
+    settings skips lemmatising every segment again."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+    @staticmethod
+    def key(texts: Sequence[str], extra_stop_words: Sequence[str] = ()) -> str:
+        from importlib import metadata      # not `import spacy`: 3 s a warm run need not pay
+
+        h = hashlib.sha256()
+        h.update(json.dumps({"spacy": metadata.version("spacy"),
+                             "source": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
+                             "extra": sorted(w.lower() for w in extra_stop_words)}).encode())
+        for t in texts:
+            h.update(t.encode("utf-8", "surrogatepass"))
+            h.update(b"\0")
+        return h.hexdigest()
+
+    def get(self, key: str) -> Vocabulary | None:
+        try:
+            data = json.loads((self.folder / f"{key}.json").read_text(encoding="utf-8"))
+            return Vocabulary(docs=data["docs"], chains=data["chains"], surface=data["surface"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None             # missing or unreadable: built again
+
+    def put(self, key: str, vocab: Vocabulary) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.folder / f".{key}.{os.getpid()}.json"
+        tmp.write_text(json.dumps({"docs": vocab.docs, "chains": vocab.chains,
+                                   "surface": vocab.surface}), encoding="utf-8")
+        os.replace(tmp, self.folder / f"{key}.json")
+
+
+def cached_vocabulary(texts: Sequence[str], extra_stop_words: Sequence[str] = (),
+                      cache: VocabularyCache | None = None) -> Vocabulary:
+    """:func:`build_vocabulary` through ``cache`` (None: no cache)."""
+    if cache is None:
+        return build_vocabulary(texts, extra_stop_words)
+    key = cache.key(texts, extra_stop_words)
+    hit = cache.get(key)
+    if hit is not None and len(hit.docs) == len(texts):
+        return hit
+    vocab = build_vocabulary(texts, extra_stop_words)
+    cache.put(key, vocab)
+    return vocab
 
 
 def ctfidf(groups: dict[int, list[list[str]]], min_docs: int = 2) -> dict[int, list[tuple[str, float]]]:

@@ -58,6 +58,8 @@ MAX_UNASSIGNED_LISTED = 500
 MAX_SKIPPED_LISTED = 2_000
 #: The heat map prints counts in its cells when it has fewer cells than this.
 ANNOTATE_MAX_CELLS = 400
+#: above this many cases the heat map labels every n-th case column only
+MAX_CASE_LABELS = 60
 #: The question a quote answers is shown up to about this many characters.
 QUESTION_CHARS = 200
 #: Map labels show theme names up to this many themes, ids only beyond.
@@ -575,6 +577,9 @@ def _heatmap_section(themes: pd.DataFrame, domain_names: dict[int, str], cases: 
     vmax = max(float(grid.max()), 1.0)
     font = 8 if n_rows <= 60 else 6
     width = min(max(5.5, 3.6 + 0.32 * n_cols), 22.0)
+    # a label per column up to MAX_CASE_LABELS cases; beyond, every step-th case
+    # (hundreds of rotated labels cost seconds of layout and cannot be read anyway)
+    step = max(1, math.ceil(n_cols / MAX_CASE_LABELS))
     height = min(max(2.4, 1.4 + 0.24 * n_rows), 60.0)
 
     def draw(fig: Figure) -> None:
@@ -585,7 +590,8 @@ def _heatmap_section(themes: pd.DataFrame, domain_names: dict[int, str], cases: 
         ax.set_xlim(0, n_cols)
         ax.set_ylim(n_rows, 0)
         ax.set_yticks(np.arange(n_rows) + 0.5, labels=row_labels, fontsize=font)
-        ax.set_xticks(np.arange(n_cols) + 0.5, labels=[_mpl_text(c, 16) for c in cases],
+        ax.set_xticks(np.arange(0, n_cols, step) + 0.5,
+                      labels=[_mpl_text(c, 16) for c in cases[::step]],
                       fontsize=font, rotation=90 if n_cols > 8 else 0)
         ax.xaxis.tick_top()
         ax.tick_params(length=0)
@@ -618,6 +624,8 @@ def _heatmap_section(themes: pd.DataFrame, domain_names: dict[int, str], cases: 
                "cell: number of the case's segments in the theme.")
     caption += " Counts are printed in non-empty cells." if annotate else \
         " The grid is too large to print counts; the theme cards below list them."
+    if step > 1:
+        caption += f" {n_cols:,} cases: one in every {step} is labelled, in case order."
     return {"svg": svg, "caption": caption}
 
 

@@ -34,7 +34,7 @@ from .embed import EmbeddingCache, embed_texts
 from .errors import ConfigError, InputError
 from .fsutil import atomic_write_text
 from .ingest import ingest
-from .label import build_vocabulary, label_themes
+from .label import VocabularyCache, cached_vocabulary, label_themes
 from .reduce import ReductionCache, fit_reducer
 from .registry import REGISTRIES, get_params
 from .report import render_report
@@ -127,7 +127,9 @@ def build(cfg: RunConfig, base_dir: Path, report: Callable[[str], None] = lambda
         clustering = assign(grouping, clusterer.labels_, clusterer.probabilities_,
                             cfg.outliers.reassign, cfg.outliers.min_similarity)
     with timer.stage("label"):
-        vocab = build_vocabulary(segments["text"].tolist(), cfg.label.extra_stop_words)
+        vcache = VocabularyCache(_resolve(base_dir, cfg.cache_dir) / "vocabulary") \
+            if cfg.cache_dir else None
+        vocab = cached_vocabulary(segments["text"].tolist(), cfg.label.extra_stop_words, vcache)
         themes = label_themes(segments, vectors, clustering, cfg.label, vocab)
     theme_cents = centroids(vectors, clustering.theme, clustering.n_themes)
     with timer.stage("domains"):

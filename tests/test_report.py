@@ -422,3 +422,19 @@ def test_provenance_states_context_and_de_identification():
     part = footer(r)
     assert "off: each segment grouped by its own words only" in part
     assert "<dt>De-identified</dt><dd>no</dd>" in part
+
+
+def test_heat_map_of_many_cases_labels_every_nth_case_only():
+    from pipeline.report import MAX_CASE_LABELS, _heatmap_section
+
+    cases = [f"C{i:03d}" for i in range(130)]
+    themes = pd.DataFrame({"theme_id": [0, 1], "name": ["grief / loss", "training"],
+                           "domain_id": [0, 0]})
+    counts = {0: {c: 1 + i % 3 for i, c in enumerate(cases)}, 1: {"C001": 2}}
+    out = _heatmap_section(themes, {0: "Crying"}, cases, counts)
+    step = -(-130 // MAX_CASE_LABELS)
+    assert f"130 cases: one in every {step} is labelled" in out["caption"]
+    svg = str(out["svg"])
+    assert "C000" in svg and f"C{step:03d}" in svg and "C001" not in svg
+    few = _heatmap_section(themes, {0: "Crying"}, cases[:12], counts)
+    assert "labelled" not in few["caption"] and "C001" in str(few["svg"])

@@ -233,3 +233,23 @@ def test_umap_epochs_reach_umap(monkeypatch):
     UMAPReducerV2(random_state=0).fit_transform(X)
     UMAPReducer(random_state=0).fit_transform(X)
     assert seen == [200, None]
+
+
+def test_vocabulary_cache_serves_the_same_vocabulary_and_misses_on_change(tmp_path, monkeypatch):
+    import pipeline.label as label
+
+    texts = ["Nobody taught us about crying, um, in training.", "My supervisor helped me.",
+             "Jess cried and I cried too."]
+    cache = label.VocabularyCache(tmp_path)
+    first = label.cached_vocabulary(texts, ["helped"], cache)
+    assert first == build_vocabulary(texts, ["helped"])
+    calls = []
+    monkeypatch.setattr(label, "build_vocabulary", lambda *a: calls.append(a) or first)
+    assert label.cached_vocabulary(texts, ["helped"], cache) == first and calls == []
+    label.cached_vocabulary(texts[:2], ["helped"], cache)           # other texts
+    label.cached_vocabulary(texts, [], cache)                       # other stop words
+    assert len(calls) == 2
+    for f in tmp_path.glob("*.json"):                               # unreadable: built again
+        f.write_text("{not json", encoding="utf-8")
+    label.cached_vocabulary(texts, ["helped"], cache)
+    assert len(calls) == 3
