@@ -131,6 +131,31 @@ def _trim(text: str, s: int, e: int) -> tuple[int, int]:
     return s, e
 
 
+_OPEN_CLOSE = {"[": "]", "(": ")"}
+
+
+def _mend_brackets(text: str, sents: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Move a sentence boundary that falls inside a bracketed note back before the
+    bracket: spaCy's sentencizer ends "It was caring. [" and starts the next sentence
+    with "laughs] That's ...", and a quote must not begin or end half-way through
+    a transcriber's note."""
+    out = [list(x) for x in sents]
+    for i in range(len(out) - 1):
+        s, e = out[i]
+        for opening, closing in _OPEN_CLOSE.items():
+            at = text.rfind(opening, s, e)
+            if at < 0 or text.find(closing, at, e) >= 0:
+                continue                              # no bracket left open at the end
+            nxt_s, nxt_e = out[i + 1]
+            if text.find(closing, nxt_s, nxt_e) < 0:
+                continue                              # not closed in the next one either
+            if at > s:
+                out[i][1] = at
+                out[i + 1][0] = at
+            break
+    return [(s, e) for s, e in out if s < e]
+
+
 @segmenters.register("consensa.SentenceSegmenter.v1")
 class SentenceSegmenter(_SegmenterBase):
     """Sentences grouped into meaning units of at most ``max_words`` words.
@@ -165,8 +190,8 @@ class SentenceSegmenter(_SegmenterBase):
         out = []
         for text, doc in zip(texts, nlp.pipe(texts, batch_size=self.batch_size)):
             sents: list[tuple[int, int]] = []
-            for sent in doc.sents:
-                s, e = _trim(text, sent.start_char, sent.end_char)
+            for sent in _mend_brackets(text, [(x.start_char, x.end_char) for x in doc.sents]):
+                s, e = _trim(text, sent[0], sent[1])
                 if s < e:
                     sents.extend(self._cut_long(text, s, e))
             out.append(self._group(text, sents))

@@ -253,3 +253,14 @@ def test_vocabulary_cache_serves_the_same_vocabulary_and_misses_on_change(tmp_pa
         f.write_text("{not json", encoding="utf-8")
     label.cached_vocabulary(texts, ["helped"], cache)
     assert len(calls) == 3
+
+
+def test_a_transcriber_note_is_never_cut_in_half():
+    seg = SentenceSegmenter(target_words=3, max_words=10, min_words=1)
+    text = ("And don't cry to be seen to be caring. [laughs] That's the other thing. "
+            "It has to be real (I mean it). [pause] Yes. (inaudible) Then we stopped.")
+    pieces = [text[s:e] for s, e in seg._spans([text])[0]]
+    assert "[laughs] That's the other thing." in pieces
+    for p in pieces:
+        assert p.count("[") == p.count("]") and p.count("(") == p.count(")"), p
+    assert "".join(pieces).replace(" ", "") == text.replace(" ", "")
