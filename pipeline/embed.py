@@ -139,9 +139,9 @@ class SentenceTransformerEmbedder:
 
 @embedders.register("consensa.SentenceTransformer.v2")
 class SentenceTransformerEmbedderV2(SentenceTransformerEmbedder):
-    """v1 with ``quantize: int8`` by default: 1.8x faster on a 2-core CPU, with the
-    themes' agreement with human codes unchanged on the benchmark data
-    (bench/README.md). ``quantize: none`` gives v1's float32 vectors."""
+    """v1 with ``quantize: int8`` by default: 1.8x faster on a 2-core CPU; the
+    themes' agreement with human codes moved by at most 0.015 AMI on the benchmark
+    data (bench/README.md). ``quantize: none`` gives v1's float32 vectors."""
 
     def __init__(self, model: str = DEFAULT_MODEL, batch_size: int = 64,
                  show_progress_bar: bool | None = None, device: str = "cpu",
@@ -155,8 +155,8 @@ def _quantize_int8(model):
     torch itself: no extra package. On a 2-core AVX2 CPU it encodes ~2.7x faster;
     its vectors have a mean cosine of 0.97 (1st percentile 0.92) to the float32
     ones (bench/embedding.py), and the themes' agreement with human codes moved by
-    at most 0.003 AMI on the shared data sets (bench/quality.py --set
-    embed.quantize=int8). torch.ao.quantization is deprecated in favour of torchao;
+    at most 0.015 AMI on the shared data sets (bench/quality.py --set
+    embed.quantize=none, against the default). torch.ao.quantization is deprecated in favour of torchao;
     torch 2.13, which Consensa pins, still ships it. It is the default of
     consensa.SentenceTransformer.v2; ``quantize: none`` does without it."""
     import torch
