@@ -25,8 +25,8 @@ import pandas as pd
 from . import __version__
 from .cluster import assign, centroids
 from .concepts import concept_text, match_concepts
-from .context import contextualize
 from .config import STAGE_KINDS, RunConfig, config_hash, dump_yaml, resolved
+from .context import contextualize
 from .cqr import cqr_markdown, cqr_table, cutoffs, frequency_label
 from .deidentify import check_mapping_path, deidentify_corpus
 from .domains import propose_domains
@@ -117,7 +117,7 @@ def build(cfg: RunConfig, base_dir: Path, report: Callable[[str], None] = lambda
         # labels, quotes, domains and concepts below use their own vectors
         grouping = contextualize(vectors, segments, cfg.context.window, cfg.context.weight)
     # reduced coordinates are cached beside the embeddings: a re-run with new
-    # clustering settings skips UMAP
+    # clustering settings skips the reduction
     rcache = ReductionCache(_resolve(base_dir, cfg.cache_dir) / "reduced") if cfg.cache_dir else None
     with timer.stage("reduce"):
         reducer = make("reduce")
