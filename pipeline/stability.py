@@ -308,9 +308,16 @@ def _original_labels(themes: pd.DataFrame, theme: np.ndarray, case_ids: np.ndarr
 # --- On a run folder --------------------------------------------------------------
 
 def run_config(folder: Path) -> RunConfig:
-    """The run's resolved config (config.yaml in the run folder)."""
+    """The run's resolved config (config.yaml in the run folder).
+
+    A run folder is resolved: every setting is written out. One without a
+    ``context`` section was made before the context stage existed, when each
+    segment was grouped by its own words alone; it is read that way, so its
+    themes are reproduced rather than regrouped under today's default."""
     path = Path(folder) / "config.yaml"
-    return validate_config(read_yaml(path), path)
+    data = read_yaml(path)
+    data.setdefault("context", {"weight": 0.0})
+    return validate_config(data, path)
 
 
 def find_cache(folder: Path, cfg: RunConfig, manifest: dict, cache_dir: Path | None = None,

@@ -216,3 +216,15 @@ def test_the_cache_is_found_from_the_inputs_of_a_relative_config():
     assert _targets_from_inputs(cfg, manifest, Path(cfg.cache_dir)) == [Path("/proj/.cache/c")]
     cfg = validate_config({"ingest": {"paths": ["../../a"]}, "cache_dir": "../c"})
     assert _targets_from_inputs(cfg, {"inputs": [{"path": "/p/a/x.txt"}]}, Path("../c")) == []
+
+
+def test_a_run_folder_from_before_the_context_stage_is_read_without_context(tmp_path):
+    from pipeline.config import dump_yaml, resolved, validate_config
+    from pipeline.stability import run_config
+
+    data = resolved(validate_config({"name": "old"}))
+    (tmp_path / "config.yaml").write_text(dump_yaml(data), encoding="utf-8")
+    assert run_config(tmp_path).context.weight == 0.2          # written out: kept
+    del data["context"]
+    (tmp_path / "config.yaml").write_text(dump_yaml(data), encoding="utf-8")
+    assert run_config(tmp_path).context.weight == 0.0
