@@ -69,6 +69,18 @@ def nearest_neighbours(X: np.ndarray, k: int, metric: str = "cosine",
     return idx, dist
 
 
+def neighbours_for(X: np.ndarray, k: int, metric: str,
+                   knn: tuple[np.ndarray, np.ndarray] | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, bool]:
+    """``k`` neighbours of every row: the first ``k`` columns of ``knn`` when it was
+    found already for these rows with at least ``k`` columns (shared: True), else a
+    new exact search (shared: False)."""
+    if knn is not None and knn[0].shape[0] == X.shape[0] and knn[0].shape[1] >= k:
+        return knn[0][:, :k], knn[1][:, :k], True
+    idx, dist = nearest_neighbours(X, k, metric)
+    return idx, dist, False
+
+
 #: Above this many connected components of the neighbour graph, UMAP starts from
 #: the principal components instead of its (per-component) spectral layout.
 MAX_SPECTRAL_COMPONENTS = 32
@@ -120,14 +132,8 @@ class UMAPReducer:
             self.method_ = "pca"
             self.n_neighbors_ = 0
             return PCAReducer(self.n_components).fit_transform(X)
-        k = self.n_neighbors or auto_neighbors(n)
-        k = min(k, n - 1)
-        if knn is not None and knn[0].shape[0] == n and knn[0].shape[1] >= k:
-            idx, dist = knn[0][:, :k], knn[1][:, :k]
-            self.shared_knn_ = True
-        else:
-            idx, dist = nearest_neighbours(X, k, self.metric)
-            self.shared_knn_ = False
+        k = min(self.n_neighbors or auto_neighbors(n), n - 1)
+        idx, dist, self.shared_knn_ = neighbours_for(X, k, self.metric, knn)
         self.knn_ = (idx, dist)
         # UMAP starts from a spectral layout, computed component by component of the
         # neighbour graph: with many components (clumps of near-identical texts) that
@@ -228,12 +234,7 @@ class SpectralReducer:
             self.n_neighbors_ = 0
             return PCAReducer(self.n_components).fit_transform(X)
         k = min(self.n_neighbors or auto_neighbors(n), n - 1)
-        if knn is not None and knn[0].shape[0] == n and knn[0].shape[1] >= k:
-            idx, dist = knn[0][:, :k], knn[1][:, :k]
-            self.shared_knn_ = True
-        else:
-            idx, dist = nearest_neighbours(X, k, self.metric)
-            self.shared_knn_ = False
+        idx, dist, self.shared_knn_ = neighbours_for(X, k, self.metric, knn)
         self.knn_ = (idx, dist)
         self.graph_components_ = graph_components(idx)
         with warnings.catch_warnings():
