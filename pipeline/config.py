@@ -5,7 +5,7 @@ A config has one section per stage. Swappable stages (``segment``, ``embed``,
 parameters beside the name::
 
     cluster:
-      name: consensa.HDBSCAN.v2
+      name: consensa.HDBSCAN.v3
       min_cluster_size: 8
 
 Relative paths in a config are read relative to the config file's folder, so a
@@ -79,7 +79,7 @@ class RunConfig(BaseModel):
     #: each segment is grouped with its neighbours in the interview as context
     context: ContextConfig = ContextConfig()
     reduce: StageSpec = StageSpec(name="consensa.Spectral.v1")
-    cluster: StageSpec = StageSpec(name="consensa.HDBSCAN.v2")
+    cluster: StageSpec = StageSpec(name="consensa.HDBSCAN.v3")
     outliers: OutlierConfig = OutlierConfig()
     label: LabelConfig = LabelConfig()
     concepts: ConceptsConfig = ConceptsConfig()

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .cluster import assign, centroids
+from .cluster import TreeCache, assign, centroids, fit_clusterer
 from .concepts import concept_text, match_concepts
 from .config import STAGE_KINDS, RunConfig, config_hash, dump_yaml, resolved
 from .context import contextualize
@@ -116,14 +116,15 @@ def build(cfg: RunConfig, base_dir: Path, report: Callable[[str], None] = lambda
         # segments are grouped by what they say in the context of their interview;
         # labels, quotes, domains and concepts below use their own vectors
         grouping = contextualize(vectors, segments, cfg.context.window, cfg.context.weight)
-    # reduced coordinates are cached beside the embeddings: a re-run with new
-    # clustering settings skips the reduction
+    # reduced coordinates and HDBSCAN's spanning tree are cached beside the embeddings:
+    # a re-run with new clustering settings skips the reduction and the tree
     rcache = ReductionCache(_resolve(base_dir, cfg.cache_dir) / "reduced") if cfg.cache_dir else None
+    tcache = TreeCache(_resolve(base_dir, cfg.cache_dir) / "trees") if cfg.cache_dir else None
     with timer.stage("reduce"):
         reducer = make("reduce")
         reduced = fit_reducer(reducer, grouping, rcache)
     with timer.stage("cluster"):
-        clusterer = make("cluster").fit(reduced)
+        clusterer = fit_clusterer(make("cluster"), reduced, tcache)
         clustering = assign(grouping, clusterer.labels_, clusterer.probabilities_,
                             cfg.outliers.reassign, cfg.outliers.min_similarity)
     with timer.stage("label"):

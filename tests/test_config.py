@@ -15,7 +15,7 @@ def test_defaults_validate_and_resolve_every_stage_parameter(tmp_path):
     cfg, base = load_config(write(tmp_path, {"name": "x"}))
     assert base == tmp_path.resolve()
     r = resolved(cfg)
-    assert r["cluster"]["name"] == "consensa.HDBSCAN.v2"
+    assert r["cluster"]["name"] == "consensa.HDBSCAN.v3"
     assert r["reduce"]["name"] == "consensa.Spectral.v1" and r["reduce"]["n_components"] == 20
     assert "min_cluster_size" in r["cluster"] and r["cluster"]["max_cluster_share"] == 0.25
     assert r["map"]["name"] == "consensa.UMAP.v2" and r["map"]["n_epochs"] == 200

@@ -98,6 +98,22 @@ def test_warm_cache_embeds_nothing_new(tmp_path):
     assert n == second["counts"]["segment_segments"]
 
 
+def test_a_warm_run_with_another_smallest_theme_reuses_the_tree_and_matches_a_cold_one(tmp_path):
+    study = write_study(tmp_path / "s")
+    base = study_config(study, cluster={"name": "consensa.HDBSCAN.v3", "min_cluster_size": 4})
+    run(validate_config(base), study, tmp_path / "first")
+    changed = {**base, "cluster": {"name": "consensa.HDBSCAN.v3", "min_cluster_size": 6}}
+    warm = run(validate_config(changed), study, tmp_path / "warm")
+    cold = run(validate_config({**changed, "cache_dir": str(tmp_path / "empty-cache")}), study,
+               tmp_path / "cold")
+    fitted = [json.loads((f / "manifest.json").read_text())["fitted"]["cluster"] for f in (warm, cold)]
+    assert fitted[0]["tree_from_cache_"] is True and fitted[1]["tree_from_cache_"] is False
+    assert fitted[0]["min_samples_"] == fitted[1]["min_samples_"]
+    sw, sc = pd.read_parquet(warm / "segments.parquet"), pd.read_parquet(cold / "segments.parquet")
+    pd.testing.assert_frame_equal(sw, sc)
+    assert sw["theme"].nunique() >= 2
+
+
 def test_bad_config_and_bad_input_exit_2_without_traceback(study, capsys):
     bad = write_config(study.parent, {**study_config(study), "clustr": {}})
     assert main(["validate", str(bad)]) == 2
@@ -142,6 +158,8 @@ def test_demo_study_with_the_default_pipeline(tmp_path):
     b = run(cfg, base, tmp_path / "b")
     sa, sb = pd.read_parquet(a / "segments.parquet"), pd.read_parquet(b / "segments.parquet")
     assert sa["theme"].tolist() == sb["theme"].tolist()
+    fitted_b = json.loads((b / "manifest.json").read_text())["fitted"]["cluster"]
+    assert fitted_b["tree_from_cache_"] is True
     other, _ = load_config(ROOT / "configs" / "demo.yaml",
                            [f"cache_dir={tmp_path / 'cache'}", "seed=7"])
     sc = pd.read_parquet(run(other, base, tmp_path / "c") / "segments.parquet")
