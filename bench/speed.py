@@ -10,7 +10,11 @@ then B/A) so both see the same conditions, and ratios are taken per pair.
   empty reduction cache, a new run folder each time.
 * Consensa warm: the same config again with the caches filled by the cold run,
   and only clustering settings changed (``--set cluster.min_cluster_size=K``,
-  a different K each time).
+  a different K each time). The default clusterer (HDBSCAN.v3) keeps
+  ``min_samples`` when the smallest theme size changes, so this run cuts the
+  cached HDBSCAN hierarchy.
+* Consensa warm, new density (``--set cluster.min_samples=M``): a change that
+  HDBSCAN's hierarchy depends on, so the warm run builds it again.
 * Consensa float32 (``--with-float32``): cold, with ``--set embed.quantize=none``
   (the default embedder quantizes the model to int8; this shows what that buys).
 * BERTopic: bench/bertopic_run.py on the same segments: the same
@@ -155,6 +159,11 @@ def main(argv=None) -> int:
             r = consensa(cfg, runs / "consensa-warm", cache, ["--set", f"cluster.min_cluster_size={mcs}"])
             rows.append({"size": size, "rep": rep, "tool": "consensa", "mode": "warm", **r})
             print(f"  {r['wall_s']:.1f} s", flush=True)
+            ms = 5 + rep
+            print(f"{size} rep {rep}: consensa warm, new density (cluster.min_samples={ms}) ...", flush=True)
+            r = consensa(cfg, runs / "consensa-warm-density", cache, ["--set", f"cluster.min_samples={ms}"])
+            rows.append({"size": size, "rep": rep, "tool": "consensa", "mode": "warm-density", **r})
+            print(f"  {r['wall_s']:.1f} s", flush=True)
 
     df = pd.DataFrame(rows)
     save(df.round(3), "speed.csv")
@@ -163,6 +172,7 @@ def main(argv=None) -> int:
     for size, g in df.groupby("size", sort=False):
         cold = g[(g["tool"] == "consensa") & (g["mode"] == "cold")].set_index("rep")
         warm = g[(g["tool"] == "consensa") & (g["mode"] == "warm")].set_index("rep")
+        dens = g[(g["tool"] == "consensa") & (g["mode"] == "warm-density")].set_index("rep")
         bt = g[g["tool"] == "bertopic"].set_index("rep")
         f32 = g[g["tool"] == "consensa-float32"].set_index("rep")
         s = {"size": size, "reps": len(cold),
@@ -170,6 +180,8 @@ def main(argv=None) -> int:
              "cold/bertopic (per pair, median)": (cold["wall_s"] / bt["wall_s"]).median(),
              "consensa_warm_s": warm["wall_s"].median(),
              "warm/cold (per pair, median)": (warm["wall_s"] / cold["wall_s"]).median(),
+             "consensa_warm_new_density_s": dens["wall_s"].median(),
+             "warm new density/cold (per pair, median)": (dens["wall_s"] / cold["wall_s"]).median(),
              "consensa_cold_peak_MB": cold["peak_rss_mb"].max(),
              "consensa_warm_peak_MB": warm["peak_rss_mb"].max(),
              "bertopic_peak_MB": bt["peak_rss_mb"].max()}
@@ -196,6 +208,9 @@ def main(argv=None) -> int:
             print(f"  with embed.quantize=none (float32): {r['float32/bertopic (per pair, median)']:.2f}")
         print(f"Target warm < 10% of cold on 10k: {r['warm/cold (per pair, median)']:.3f} -> "
               f"{'met' if r['warm/cold (per pair, median)'] < 0.1 else 'NOT met'}")
+        d = r["warm new density/cold (per pair, median)"]
+        print(f"  with min_samples changed (hierarchy rebuilt): {d:.3f} -> "
+              f"{'under' if d < 0.1 else 'NOT under'} 10%")
     return 0
 
 
