@@ -81,7 +81,7 @@ class HDBSCANClusterer:
         self.max_cluster_size_ = cap or 0
         X64 = X.astype(np.float64)
         key = tree_cache.key(X64, self.min_samples_) if tree_cache is not None else None
-        tree = tree_cache.get(key) if key is not None else None
+        tree = tree_cache.get(key, n) if key is not None else None
         cut = _tree_to_labels() if tree is not None else None
         if cut is not None:
             labels, probabilities = cut(tree, mcs, self.cluster_selection_method, False,
@@ -99,7 +99,6 @@ class HDBSCANClusterer:
         self.labels_ = np.asarray(labels).astype(np.int64)
         self.probabilities_ = np.asarray(probabilities).astype(np.float32)
         return self
-
 
     @staticmethod
     def _auto_min_samples(n: int, min_cluster_size: int) -> int:
@@ -142,18 +141,34 @@ class TreeCache:
         h.update(np.ascontiguousarray(X).data)
         return h.hexdigest()
 
-    def get(self, key: str) -> np.ndarray | None:
+    #: The fields of scikit-learn's single-linkage tree (one row per merge).
+    FIELDS = ("left_node", "right_node", "value", "cluster_size")
+
+    def get(self, key: str, n_points: int) -> np.ndarray | None:
+        """The tree stored under ``key`` for ``n_points`` points, or None (a miss) when
+        there is none or it cannot be read or is not such a tree."""
         try:
             with np.load(self.folder / f"{key}.npz", allow_pickle=False) as data:
-                return np.ascontiguousarray(data["tree"])
+                tree = np.ascontiguousarray(data["tree"])
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
             return None
+        if tree.dtype.names != self.FIELDS or tree.shape != (n_points - 1,):
+            return None
+        return tree
 
     def put(self, key: str, tree: np.ndarray) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        """Store ``tree`` atomically. A cache that cannot be written (a full disk, a
+        read-only folder) costs only time on the next run, so the run goes on."""
         tmp = self.folder / f".{key}.{os.getpid()}.npz"
-        np.savez(tmp, tree=np.asarray(tree))
-        os.replace(tmp, self.folder / f"{key}.npz")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            np.savez(tmp, tree=np.asarray(tree))
+            os.replace(tmp, self.folder / f"{key}.npz")
+        except OSError:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
 
 
 def fit_clusterer(clusterer, X: np.ndarray, tree_cache: TreeCache | None = None):

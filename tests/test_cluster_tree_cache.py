@@ -92,7 +92,9 @@ def test_key_depends_on_points_and_min_samples_only(X):
     lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]),
     lambda p: p.write_bytes(b""),
     lambda p: np.savez(p, other=np.zeros(3)),
-], ids=["garbage", "truncated", "empty", "wrong-array"])
+    lambda p: np.savez(p, tree=np.zeros(3)),
+    lambda p: np.savez(p, tree=np.load(p)["tree"][:-1]),
+], ids=["garbage", "truncated", "empty", "wrong-array", "not-a-tree", "too-short"])
 def test_an_unreadable_tree_is_built_again(tmp_path, X, spoil):
     cache = TreeCache(tmp_path)
     fit_clusterer(HDBSCANClustererV2(min_cluster_size=10, min_samples=5), X, cache)
@@ -155,3 +157,12 @@ def test_fewer_points_than_min_samples_are_all_unassigned(X):
     few = X[:4]
     fit = HDBSCANClustererV3(min_cluster_size=2, min_samples=5).fit(few)
     assert (fit.labels_ == -1).all() and (fit.probabilities_ == 0).all()
+
+
+def test_a_cache_that_cannot_be_written_does_not_stop_the_fit(tmp_path, X):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache folder should be")
+    fit = fit_clusterer(HDBSCANClustererV2(min_cluster_size=10, min_samples=5), X,
+                        TreeCache(blocker / "trees"))
+    fresh = HDBSCANClustererV2(min_cluster_size=10, min_samples=5).fit(X)
+    np.testing.assert_array_equal(fit.labels_, fresh.labels_)
