@@ -141,8 +141,9 @@ class TreeCache:
         h.update(np.ascontiguousarray(X).data)
         return h.hexdigest()
 
-    #: The fields of scikit-learn's single-linkage tree (one row per merge).
-    FIELDS = ("left_node", "right_node", "value", "cluster_size")
+    #: scikit-learn's single-linkage tree: one row per merge, scipy's linkage layout.
+    DTYPE = np.dtype([("left_node", np.intp), ("right_node", np.intp), ("value", np.float64),
+                      ("cluster_size", np.intp)])
 
     def get(self, key: str, n_points: int) -> np.ndarray | None:
         """The tree stored under ``key`` for ``n_points`` points, or None (a miss) when
@@ -152,7 +153,7 @@ class TreeCache:
                 tree = np.ascontiguousarray(data["tree"])
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
             return None
-        if tree.dtype.names != self.FIELDS or tree.shape != (n_points - 1,):
+        if tree.dtype != self.DTYPE or tree.shape != (n_points - 1,):
             return None
         return tree
 
@@ -285,8 +286,8 @@ class HDBSCANClustererV3(HDBSCANClustererV2):
     corpus; ``min_cluster_size`` says how small a theme the team wants to see. Kept
     apart, changing the smallest theme size selects themes from the same HDBSCAN
     hierarchy instead of re-estimating the density too, and a re-run takes that
-    hierarchy from the cache (:class:`TreeCache`) instead of rebuilding it. With both left to auto,
-    v3 finds the same themes as v2. A ``min_cluster_size`` far below the automatic
+    hierarchy from the cache (:class:`TreeCache`) instead of rebuilding it. With
+    both left to auto, v3 finds the same themes as v2. A ``min_cluster_size`` far below the automatic
     one (very small themes in a large corpus) wants ``min_samples`` set lower too.
     """
 

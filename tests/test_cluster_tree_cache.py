@@ -94,7 +94,9 @@ def test_key_depends_on_points_and_min_samples_only(X):
     lambda p: np.savez(p, other=np.zeros(3)),
     lambda p: np.savez(p, tree=np.zeros(3)),
     lambda p: np.savez(p, tree=np.load(p)["tree"][:-1]),
-], ids=["garbage", "truncated", "empty", "wrong-array", "not-a-tree", "too-short"])
+    lambda p: np.savez(p, tree=np.load(p)["tree"].astype(
+        [("left_node", "i4"), ("right_node", "i4"), ("value", "f8"), ("cluster_size", "i4")])),
+], ids=["garbage", "truncated", "empty", "wrong-array", "not-a-tree", "too-short", "int32-fields"])
 def test_an_unreadable_tree_is_built_again(tmp_path, X, spoil):
     cache = TreeCache(tmp_path)
     fit_clusterer(HDBSCANClustererV2(min_cluster_size=10, min_samples=5), X, cache)
