@@ -38,6 +38,7 @@ from .label import VocabularyCache, cached_vocabulary, label_themes
 from .reduce import ReductionCache, fit_reducer
 from .registry import REGISTRIES, get_params
 from .report import render_report
+from .segment import SpanCache, segment_corpus
 from .types import ASSIGNED_SEGMENT_COLUMNS, DOMAIN_COLUMNS, THEME_COLUMNS, RunResult
 
 
@@ -101,7 +102,8 @@ def build(cfg: RunConfig, base_dir: Path, report: Callable[[str], None] = lambda
             deid = deidentify_corpus(corpus, cfg.deidentify, cfg.ingest)
         corpus = deid.corpus
     with timer.stage("segment"):
-        segmentation = make("segment").segment(corpus)
+        scache = SpanCache(_resolve(base_dir, cfg.cache_dir) / "spans") if cfg.cache_dir else None
+        segmentation = segment_corpus(make("segment"), corpus, scache)
     segments = segmentation.segments.reset_index(drop=True)
     if segments.empty:
         raise InputError("no participant speech left to analyse after segmentation",

@@ -10,9 +10,16 @@ interviewer question it answers.
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import json
+import os
 import re
+import zipfile
 from abc import ABC, abstractmethod
 from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
 from typing import Iterable, Literal
 
 import numpy as np
@@ -74,8 +81,12 @@ class _SegmenterBase(ABC):
     roles: tuple[str, ...]
     min_words: int
     backchannels: tuple[str, ...]
+    #: whether finding the spans costs enough to be worth a :class:`SpanCache`
+    cache_spans: bool = False
 
-    def segment(self, corpus: Corpus) -> Segmentation:
+    def segment(self, corpus: Corpus, span_cache: "SpanCache | None" = None) -> Segmentation:
+        """Cut the corpus's turns into segments. With ``span_cache``, the units' character
+        spans are taken from it when the same segmenter saw the same turns before."""
         turns = corpus.turns
         check_columns(turns, TURN_COLUMNS, "the turns table")
         turns = turns.sort_values(["case_id", "turn_index"], kind="stable").reset_index(drop=True)
@@ -91,7 +102,10 @@ class _SegmenterBase(ABC):
                                               "start_char", "start_time", "end_time",
                                               "source_file")}
         texts = [col["text"][i] for i in keep_idx]
-        spans_per_turn = self._spans(texts)
+        if span_cache is not None and self.cache_spans:
+            spans_per_turn = span_cache.spans(self, texts)
+        else:
+            spans_per_turn = self._spans(texts)
         for i, text, spans in zip(keep_idx, texts, spans_per_turn):
             if is_backchannel(text, self.backchannels):
                 counts["turns_backchannel"] += 1
@@ -177,6 +191,8 @@ class SentenceSegmenter(_SegmenterBase):
     near the limit, else at a word boundary. Backchannel sentences at the edges of
     a unit ("Yeah. So what happened was ...") are trimmed off.
     """
+
+    cache_spans = True      # spaCy's import and sentencizer: ~2 s for the demo study
 
     def __init__(self, roles: tuple[Literal["participant", "interviewer", "other"], ...] = ("participant",),
                  target_words: int = 40, max_words: int = 80, min_words: int = 4,
@@ -264,3 +280,88 @@ class TurnSegmenter(_SegmenterBase):
 
     def _spans(self, texts: list[str]) -> list[list[tuple[int, int]]]:
         return [[_trim(t, 0, len(t))] for t in texts]
+
+
+class SpanCache:
+    """The units' character spans on disk, keyed by the segmenter, its parameters,
+    this module's source, spaCy's version and the exact texts of the turns.
+
+    A re-run with new clustering settings then needs neither spaCy nor its
+    sentencizer. Only integers are written (where each unit starts and ends), never
+    transcript text. One ``.npz`` a corpus, written atomically; an entry that cannot
+    be read or does not fit the texts is a miss, and the spans are found again.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+    @staticmethod
+    def key(segmenter, texts: list[str]) -> str:
+        from .registry import get_params
+
+        try:
+            spacy_version = metadata.version("spacy")
+        except metadata.PackageNotFoundError:
+            spacy_version = None
+        h = hashlib.sha256(json.dumps({
+            "class": f"{type(segmenter).__module__}.{type(segmenter).__qualname__}",
+            "params": get_params(segmenter), "spacy": spacy_version,
+            "source": hashlib.sha256(Path(inspect.getfile(SpanCache)).read_bytes()).hexdigest(),
+            "n": len(texts)}, sort_keys=True, default=str).encode())
+        for text in texts:
+            data = text.encode("utf-8", "surrogatepass")
+            h.update(len(data).to_bytes(8, "little"))
+            h.update(data)
+        return h.hexdigest()
+
+    def get(self, key: str, texts: list[str]) -> list[list[tuple[int, int]]] | None:
+        try:
+            with np.load(self.folder / f"{key}.npz", allow_pickle=False) as data:
+                counts, bounds = data["counts"], data["bounds"]
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+            return None
+        if counts.shape != (len(texts),) or bounds.ndim != 2 or bounds.shape[1] != 2 \
+                or counts.min(initial=0) < 0 or int(counts.sum()) != len(bounds):
+            return None
+        ends = np.repeat(np.array([len(t) for t in texts], dtype=np.int64), counts)
+        if len(bounds) and not ((bounds[:, 0] >= 0) & (bounds[:, 0] < bounds[:, 1])
+                                & (bounds[:, 1] <= ends)).all():
+            return None
+        flat = [(int(a), int(b)) for a, b in bounds.tolist()]
+        out, at = [], 0
+        for c in counts.tolist():
+            out.append(flat[at:at + c])
+            at += c
+        return out
+
+    def put(self, key: str, spans: list[list[tuple[int, int]]]) -> None:
+        """Store ``spans`` atomically; a cache that cannot be written costs only time."""
+        counts = np.array([len(x) for x in spans], dtype=np.int64)
+        bounds = np.array([b for x in spans for b in x], dtype=np.int64).reshape(-1, 2)
+        tmp = self.folder / f".{key}.{os.getpid()}.npz"
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            np.savez(tmp, counts=counts, bounds=bounds)
+            os.replace(tmp, self.folder / f"{key}.npz")
+        except OSError:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+
+    def spans(self, segmenter: _SegmenterBase, texts: list[str]) -> list[list[tuple[int, int]]]:
+        """``segmenter``'s spans of ``texts``: from the cache, else found and stored."""
+        key = self.key(segmenter, texts)
+        hit = self.get(key, texts)
+        if hit is not None:
+            return hit
+        found = segmenter._spans(texts)
+        self.put(key, found)
+        return found
+
+
+def segment_corpus(segmenter, corpus: Corpus, span_cache: SpanCache | None = None) -> Segmentation:
+    """``segmenter.segment(corpus)``, passing ``span_cache`` to a segmenter that takes one."""
+    if span_cache is not None and "span_cache" in inspect.signature(segmenter.segment).parameters:
+        return segmenter.segment(corpus, span_cache=span_cache)
+    return segmenter.segment(corpus)

@@ -160,6 +160,8 @@ def test_demo_study_with_the_default_pipeline(tmp_path):
     assert sa["theme"].tolist() == sb["theme"].tolist()
     fitted_b = json.loads((b / "manifest.json").read_text())["fitted"]["cluster"]
     assert fitted_b["tree_from_cache_"] is True
+    assert len(list((tmp_path / "cache" / "spans").glob("*.npz"))) == 1    # spans reused
+    pd.testing.assert_frame_equal(sa, sb)
     other, _ = load_config(ROOT / "configs" / "demo.yaml",
                            [f"cache_dir={tmp_path / 'cache'}", "seed=7"])
     sc = pd.read_parquet(run(other, base, tmp_path / "c") / "segments.parquet")
