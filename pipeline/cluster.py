@@ -13,7 +13,6 @@ import hashlib
 import inspect
 import json
 import math
-import os
 import zipfile
 from importlib import metadata
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConfigError
+from .fsutil import atomic_write_npz
 from .reduce import check_matrix
 from .registry import clusterers
 from .types import Clustering
@@ -160,16 +160,10 @@ class TreeCache:
     def put(self, key: str, tree: np.ndarray) -> None:
         """Store ``tree`` atomically. A cache that cannot be written (a full disk, a
         read-only folder) costs only time on the next run, so the run goes on."""
-        tmp = self.folder / f".{key}.{os.getpid()}.npz"
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            np.savez(tmp, tree=np.asarray(tree))
-            os.replace(tmp, self.folder / f"{key}.npz")
+            atomic_write_npz(self.folder / f"{key}.npz", tree=np.asarray(tree))
         except OSError:
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:
-                pass
+            pass
 
 
 def fit_clusterer(clusterer, X: np.ndarray, tree_cache: TreeCache | None = None):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
+
+import numpy as np
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -24,3 +27,10 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_npz(path: str | Path, **arrays: np.ndarray) -> None:
+    """``np.savez`` of ``arrays`` to ``path``, atomically."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())

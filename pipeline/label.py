@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from .cluster import centroids
+from .fsutil import atomic_write_text
 from .types import Clustering
 
 FILLER_PHRASES = ("you know", "kind of", "sort of", "i mean", "i guess", "i think",
@@ -137,11 +137,8 @@ class VocabularyCache:
             return None             # missing or unreadable: built again
 
     def put(self, key: str, vocab: Vocabulary) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.folder / f".{key}.{os.getpid()}.json"
-        tmp.write_text(json.dumps({"docs": vocab.docs, "chains": vocab.chains,
-                                   "surface": vocab.surface}), encoding="utf-8")
-        os.replace(tmp, self.folder / f"{key}.json")
+        atomic_write_text(self.folder / f"{key}.json", json.dumps(
+            {"docs": vocab.docs, "chains": vocab.chains, "surface": vocab.surface}))
 
 
 def cached_vocabulary(texts: Sequence[str], extra_stop_words: Sequence[str] = (),

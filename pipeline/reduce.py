@@ -11,7 +11,6 @@ import hashlib
 import inspect
 import json
 import math
-import os
 import warnings
 import zipfile
 from importlib import metadata
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ConsensaError
+from .fsutil import atomic_write_npz
 from .registry import reducers
 
 
@@ -333,10 +333,8 @@ class ReductionCache:
             return None     # unreadable (e.g. cut short by a full disk): fitted again
 
     def put(self, key: str, coords: np.ndarray, fitted: dict) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.folder / f".{key}.{os.getpid()}.npz"
-        np.savez(tmp, coords=np.asarray(coords, dtype=np.float32), fitted=json.dumps(fitted))
-        os.replace(tmp, self.folder / f"{key}.npz")
+        atomic_write_npz(self.folder / f"{key}.npz", coords=np.asarray(coords, dtype=np.float32),
+                         fitted=np.asarray(json.dumps(fitted)))
 
 
 def fit_reducer(reducer, X: np.ndarray, cache: ReductionCache | None = None,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import os
 import re
 import zipfile
 from abc import ABC, abstractmethod
@@ -26,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import Skipped
+from .fsutil import atomic_write_npz
 from .registry import segmenters
 from .types import SEGMENT_COLUMNS, TURN_COLUMNS, Corpus, Segmentation, check_columns
 
@@ -338,16 +338,10 @@ class SpanCache:
         """Store ``spans`` atomically; a cache that cannot be written costs only time."""
         counts = np.array([len(x) for x in spans], dtype=np.int64)
         bounds = np.array([b for x in spans for b in x], dtype=np.int64).reshape(-1, 2)
-        tmp = self.folder / f".{key}.{os.getpid()}.npz"
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            np.savez(tmp, counts=counts, bounds=bounds)
-            os.replace(tmp, self.folder / f"{key}.npz")
+            atomic_write_npz(self.folder / f"{key}.npz", counts=counts, bounds=bounds)
         except OSError:
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:
-                pass
+            pass
 
     def spans(self, segmenter: _SegmenterBase, texts: list[str]) -> list[list[tuple[int, int]]]:
         """``segmenter``'s spans of ``texts``: from the cache, else found and stored."""
