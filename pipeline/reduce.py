@@ -97,6 +97,24 @@ def graph_components(idx: np.ndarray) -> int:
     return int(connected_components(graph, directed=False)[0])
 
 
+def _neighbour_graph(reducer, X: np.ndarray, knn: tuple[np.ndarray, np.ndarray] | None
+                     ) -> tuple[int, np.ndarray, np.ndarray] | None:
+    """What the graph reducers (UMAP, spectral) start from: ``(k, indices, distances)``
+    of the neighbour graph, recorded on ``reducer`` (``shared_knn_``, ``knn_``,
+    ``graph_components_``); or None below 16 rows, too few for a graph, where the
+    reducer falls back to PCA (``method_`` "pca")."""
+    n = X.shape[0]
+    if n < 16:
+        reducer.method_ = "pca"
+        reducer.n_neighbors_ = 0
+        return None
+    k = min(reducer.n_neighbors or auto_neighbors(n), n - 1)
+    idx, dist, reducer.shared_knn_ = neighbours_for(X, k, reducer.metric, knn)
+    reducer.knn_ = (idx, dist)
+    reducer.graph_components_ = graph_components(idx)
+    return k, idx, dist
+
+
 def auto_neighbors(n: int) -> int:
     """UMAP neighbourhood scaled to corpus size: 5 for tiny studies, 15 from ~900 on."""
     return int(min(15, max(5, round(math.sqrt(n) / 2))))
@@ -127,19 +145,14 @@ class UMAPReducer:
         ``(indices, distances)`` nearest first with at least as many columns as
         this reducer's neighbourhood; they spare the second search."""
         X = check_matrix(X)
-        n = X.shape[0]
-        if n < 16:
-            self.method_ = "pca"
-            self.n_neighbors_ = 0
+        found = _neighbour_graph(self, X, knn)
+        if found is None:
             return PCAReducer(self.n_components).fit_transform(X)
-        k = min(self.n_neighbors or auto_neighbors(n), n - 1)
-        idx, dist, self.shared_knn_ = neighbours_for(X, k, self.metric, knn)
-        self.knn_ = (idx, dist)
+        k, idx, dist = found
         # UMAP starts from a spectral layout, computed component by component of the
         # neighbour graph: with many components (clumps of near-identical texts) that
         # loop takes minutes. Interview data gives one component; beyond
         # MAX_SPECTRAL_COMPONENTS the start is the principal components instead.
-        self.graph_components_ = graph_components(idx)
         self.init_ = "spectral" if self.graph_components_ <= MAX_SPECTRAL_COMPONENTS else "pca"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -229,14 +242,10 @@ class SpectralReducer:
         if self.n_components < 1:
             raise ConsensaError(f"reduce.n_components must be at least 1, got {self.n_components}")
         dim = min(self.n_components, max(1, n - 2))
-        if n < 16:
-            self.method_ = "pca"
-            self.n_neighbors_ = 0
+        found = _neighbour_graph(self, X, knn)
+        if found is None:
             return PCAReducer(self.n_components).fit_transform(X)
-        k = min(self.n_neighbors or auto_neighbors(n), n - 1)
-        idx, dist, self.shared_knn_ = neighbours_for(X, k, self.metric, knn)
-        self.knn_ = (idx, dist)
-        self.graph_components_ = graph_components(idx)
+        k, idx, dist = found
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             from umap.umap_ import fuzzy_simplicial_set
