@@ -44,7 +44,8 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote
 
-from .config import RunConfig, parse_override, read_yaml, set_dotted, validate_config
+from .config import (RunConfig, check_inputs, parse_override, read_yaml, set_dotted,
+                     validate_config)
 from .errors import ConfigError, ConsensaError, InputError
 from .fsutil import atomic_write_text
 
@@ -125,7 +126,9 @@ def load_single(path: str | Path, overrides: list[str] = ()) -> tuple[RunConfig,
     if sweep:
         raise ConfigError("this config has a sweep: section; run it with consensa batch",
                           path=path, hint=f"consensa batch {path}")
-    return validate_config(data, path), path.resolve().parent, stability
+    cfg, base = validate_config(data, path), path.resolve().parent
+    check_inputs(cfg, base, path)          # as `consensa validate` does (load_plans)
+    return cfg, base, stability
 
 
 def format_value(value: Any) -> str:
@@ -153,6 +156,7 @@ def load_plans(path: str | Path, overrides: list[str] = ()) -> list[Plan]:
     cfg = validate_config(data, path)
     base = path.resolve().parent
     if not sweep:
+        check_inputs(cfg, base, path)      # as `consensa run` does (load_single)
         return [Plan(str(path), safe_name(cfg.name), {}, cfg, base, stability)]
     for key, values in sweep.items():       # each key and value on its own first
         for value in values:
@@ -177,9 +181,10 @@ def load_plans(path: str | Path, overrides: list[str] = ()) -> list[Plan]:
         trial["name"] = re.sub(r"[^\w.-]", "-", run_name)
         try:
             run_cfg = validate_config(trial)
+            check_inputs(run_cfg, base)        # a sweep may change ingest.paths
         except ConfigError as exc:
             raise ConfigError(f"the sweep combination {label} is not valid: {exc.reason}",
-                              path=path, field=SWEEP_KEY) from None
+                              path=path, field=SWEEP_KEY, hint=exc.hint) from None
         plans.append(Plan(str(path), run_name, params, run_cfg, base, stability))
     return plans
 
@@ -241,7 +246,7 @@ def execute(job: Job) -> dict[str, Any]:
         return {"status": "failed", "error": msg, "seconds": round(time.perf_counter() - start, 3)}
 
     try:
-        run(job.cfg, job.base, job.out)
+        run(job.cfg, job.base, job.out, shared=(job.out.parent,))   # the batch folder
     except ConsensaError as exc:
         return failed(str(exc))
     except Exception as exc:  # a bug: keep the batch going, keep the traceback
@@ -445,7 +450,9 @@ def write_summary(folder: Path, plans: list[Plan],
         given = [v for v in values if v is not None]
         if given and all(isinstance(v, int) and not isinstance(v, bool) for v in given):
             table[k] = pd.array(values, dtype="Int64")
-    atomic_write_text(folder / "batch_summary.csv", table.to_csv(index=False))
+    from .sheets import to_csv          # an error message or a name may start a formula
+
+    atomic_write_text(folder / "batch_summary.csv", to_csv(table, index=False))
     atomic_write_text(folder / "index.html", render_index(folder.name, rows, keys))
     return rows
 

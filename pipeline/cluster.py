@@ -16,14 +16,33 @@ import math
 import zipfile
 from importlib import metadata
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
+from pydantic import Field
 
-from .errors import ConfigError
+from .errors import ConfigError, InputError
 from .fsutil import atomic_write_npz
 from .reduce import check_matrix
-from .registry import clusterers
+from .registry import RandomState, clusterers
 from .types import Clustering
+
+# Parameter bounds, checked by the registry (and so by `consensa validate`) before a
+# run starts; scikit-learn would refuse these values only after the embeddings, with
+# a traceback. 0 is not "automatic": that is null, or leaving the key out.
+MinClusterSize = Annotated[int | None, Field(ge=2, description=(
+    "the smallest theme, in segments, at least 2; for the automatic size (scaled to the "
+    "study) leave the key out or write null: 0 is not automatic"))]
+MinSamples = Annotated[int | None, Field(ge=1, description=(
+    "HDBSCAN's density smoothing, in segments (at least 1); null (or left out) chooses it"))]
+SelectionMethod = Literal["eom", "leaf"]
+SelectionEpsilon = Annotated[float, Field(ge=0, allow_inf_nan=False, description=(
+    "HDBSCAN's distance, in the reduced space, below which themes are merged; 0 merges "
+    "none"))]
+MaxClusterShare = Annotated[float | None, Field(gt=0, le=1, description=(
+    "the largest share of the segments one theme may hold, above 0 and at most 1; "
+    "null for no cap"))]
+NClusters = Annotated[int, Field(ge=1, description="the number of themes (at least 1)")]
 
 
 def auto_min_samples(min_cluster_size: int) -> int:
@@ -45,10 +64,10 @@ def auto_min_cluster_size(n: int) -> int:
 class HDBSCANClusterer:
     """Density clustering (scikit-learn's HDBSCAN); finds the number of themes itself."""
 
-    def __init__(self, min_cluster_size: int | None = None, min_samples: int | None = None,
-                 cluster_selection_method: str = "eom",
-                 cluster_selection_epsilon: float = 0.0,
-                 max_cluster_share: float | None = None) -> None:
+    def __init__(self, min_cluster_size: MinClusterSize = None, min_samples: MinSamples = None,
+                 cluster_selection_method: SelectionMethod = "eom",
+                 cluster_selection_epsilon: SelectionEpsilon = 0.0,
+                 max_cluster_share: MaxClusterShare = None) -> None:
         self.min_cluster_size = min_cluster_size
         self.min_samples = min_samples
         self.cluster_selection_method = cluster_selection_method
@@ -103,6 +122,52 @@ class HDBSCANClusterer:
     @staticmethod
     def _auto_min_samples(n: int, min_cluster_size: int) -> int:
         return auto_min_samples(min_cluster_size)
+
+    def check_n_segments(self, n: int) -> None:
+        """Refuse settings that cannot give one theme on ``n`` segments, before the
+        run embeds them.
+
+        HDBSCAN never makes all the segments one theme: a theme appears where a group
+        splits into two parts of at least ``min_cluster_size`` segments each, so
+        fewer than twice ``min_cluster_size`` segments (or fewer than ``min_samples``)
+        always give no theme at all. Such a run used to finish with "themes: 0".
+        """
+        mcs = self.min_cluster_size or auto_min_cluster_size(n)
+        ms = self.min_samples or self._auto_min_samples(n, mcs)
+        fit = n // 2
+        other = (f"set cluster.min_cluster_size to at most {fit} (half the segments)"
+                 if fit >= 2 else "add transcripts")
+        if self.min_cluster_size and n >= 2 * auto_min_cluster_size(n):
+            other += ", or leave it out to scale it to the study"
+        other += ", or use consensa.KMeans.v1 with n_clusters"
+        if n < 2 * mcs:
+            if self.min_cluster_size:
+                raise ConfigError(
+                    f"{mcs} is more than the study's {n} segments can hold: HDBSCAN makes "
+                    f"themes only from groups that split into parts of at least {mcs} "
+                    "segments each, so this run would find no theme",
+                    field="cluster.min_cluster_size", hint=other)
+            raise ConfigError(
+                f"the study has only {n} segments, too few for HDBSCAN's smallest theme of "
+                f"{mcs} segments chosen by default (it needs twice as many segments)",
+                field="cluster.min_cluster_size", hint=other)
+        if n < ms:
+            raise ConfigError(
+                f"{ms} is more than the study's {n} segments, so this run would find no "
+                "theme", field="cluster.min_samples",
+                hint=f"set it to at most {n}, or leave it out to choose it by default")
+
+
+def no_themes_error(clusterer, n: int) -> InputError:
+    """The error of a run whose clusterer left every one of its ``n`` segments an
+    outlier: a run without themes has nothing for the judges to review."""
+    settings = [f"cluster.{k} (it was {getattr(clusterer, k + '_')})"
+                for k in ("min_cluster_size", "min_samples") if hasattr(clusterer, k + "_")]
+    lower = f"lower {' or '.join(settings)}, " if settings else ""
+    return InputError(f"no themes found: the clusterer left all {n} segments as outliers",
+                      field="cluster",
+                      hint=f"{lower}or use consensa.KMeans.v1 with n_clusters, which assigns "
+                           "every segment")
 
 
 def _tree_to_labels():
@@ -177,7 +242,7 @@ def fit_clusterer(clusterer, X: np.ndarray, tree_cache: TreeCache | None = None)
 class KMeansClusterer:
     """k-means with a fixed number of themes; every segment is assigned."""
 
-    def __init__(self, n_clusters: int = 10, random_state: int | None = None) -> None:
+    def __init__(self, n_clusters: NClusters = 10, random_state: RandomState = None) -> None:
         self.n_clusters = n_clusters
         self.random_state = random_state
 
@@ -198,7 +263,7 @@ class KMeansClusterer:
 class AgglomerativeClusterer:
     """Ward hierarchical clustering cut at ``n_clusters``; every segment is assigned."""
 
-    def __init__(self, n_clusters: int = 10) -> None:
+    def __init__(self, n_clusters: NClusters = 10) -> None:
         self.n_clusters = n_clusters
 
     def fit(self, X) -> "AgglomerativeClusterer":
@@ -263,10 +328,10 @@ class HDBSCANClustererV2(HDBSCANClusterer):
     seeds' assignments agreed with an NMI of 0.2); the cap makes it keep the themes
     inside such a block (bench/README.md)."""
 
-    def __init__(self, min_cluster_size: int | None = None, min_samples: int | None = None,
-                 cluster_selection_method: str = "eom",
-                 cluster_selection_epsilon: float = 0.0,
-                 max_cluster_share: float | None = 0.25) -> None:
+    def __init__(self, min_cluster_size: MinClusterSize = None, min_samples: MinSamples = None,
+                 cluster_selection_method: SelectionMethod = "eom",
+                 cluster_selection_epsilon: SelectionEpsilon = 0.0,
+                 max_cluster_share: MaxClusterShare = 0.25) -> None:
         super().__init__(min_cluster_size, min_samples, cluster_selection_method,
                          cluster_selection_epsilon, max_cluster_share)
 

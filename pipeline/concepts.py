@@ -33,7 +33,7 @@ class ConceptsConfig(BaseModel):
     segment_threshold: float = Field(0.45, ge=-1, le=1)
     min_segments: int = Field(3, ge=1)
     min_cases: int = Field(2, ge=1)
-    n_quotes: int = 3
+    n_quotes: int = Field(3, ge=1, description="quotes shown per supported concept (at least 1)")
 
 
 def concept_text(c: Concept) -> str:

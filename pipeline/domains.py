@@ -29,7 +29,7 @@ class DomainConfig(BaseModel):
                                       description="cut the theme tree at this cosine distance")
     n_domains: int | None = Field(None, ge=1, description="cut into this many groups instead")
     singletons_to_miscellaneous: bool = True
-    name_words: int = 3
+    name_words: int = Field(3, ge=1, description="keywords in a domain's name (at least 1)")
 
 
 @dataclass(frozen=True)

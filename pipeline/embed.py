@@ -13,14 +13,28 @@ import os
 import sqlite3
 import warnings
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Annotated, Literal, Sequence
 
 import numpy as np
+from pydantic import Field
 
 from .errors import ConfigError
-from .registry import embedders
+from .registry import RandomState, embedders
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+# Parameter bounds, checked by the registry (and so by `consensa validate`) before a
+# run starts. Whether ``model`` names a folder is checked then too
+# (pipeline.config.check_inputs), with :func:`resolve_model_path`.
+BatchSize = Annotated[int, Field(ge=1, le=4096, description=(
+    "texts embedded at a time, 1 to 4096"))]
+BatchTokens = Annotated[int | None, Field(ge=1, description=(
+    "padded tokens per batch (at least 1); null for fixed batches of batch_size"))]
+#: torch devices Consensa can run on; it never needs more than the CPU
+Device = Annotated[str, Field(pattern=r"^(cpu|mps|cuda(:\d+)?)$", description=(
+    "the torch device: cpu, cuda, cuda:N or mps"))]
+SVDComponents = Annotated[int, Field(ge=1, le=1024, description=(
+    "the number of dimensions of the vectors, 1 to 1024"))]
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -63,9 +77,9 @@ class SentenceTransformerEmbedder:
     different vectors, opt-in (see :func:`_quantize_int8`).
     """
 
-    def __init__(self, model: str = DEFAULT_MODEL, batch_size: int = 64,
-                 show_progress_bar: bool | None = None, device: str = "cpu",
-                 batch_tokens: int | None = 2048,
+    def __init__(self, model: str = DEFAULT_MODEL, batch_size: BatchSize = 64,
+                 show_progress_bar: bool | None = None, device: Device = "cpu",
+                 batch_tokens: BatchTokens = 2048,
                  quantize: Literal["none", "int8"] = "none") -> None:
         self.model = model
         self.batch_size = batch_size
@@ -143,9 +157,9 @@ class SentenceTransformerEmbedderV2(SentenceTransformerEmbedder):
     themes' agreement with human codes moved by at most 0.015 AMI on the benchmark
     data (bench/README.md). ``quantize: none`` gives v1's float32 vectors."""
 
-    def __init__(self, model: str = DEFAULT_MODEL, batch_size: int = 64,
-                 show_progress_bar: bool | None = None, device: str = "cpu",
-                 batch_tokens: int | None = 2048,
+    def __init__(self, model: str = DEFAULT_MODEL, batch_size: BatchSize = 64,
+                 show_progress_bar: bool | None = None, device: Device = "cpu",
+                 batch_tokens: BatchTokens = 2048,
                  quantize: Literal["none", "int8"] = "int8") -> None:
         super().__init__(model, batch_size, show_progress_bar, device, batch_tokens, quantize)
 
@@ -179,7 +193,7 @@ class TfidfSVDEmbedder:
     that same space. Its vectors depend on the corpus, so it bypasses the cache.
     """
 
-    def __init__(self, n_components: int = 100, random_state: int | None = None) -> None:
+    def __init__(self, n_components: SVDComponents = 100, random_state: RandomState = None) -> None:
         self.n_components = n_components
         self.random_state = random_state
 

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from .cluster import centroids
 from .fsutil import atomic_write_text
@@ -42,11 +42,12 @@ class LabelConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    n_keywords: int = 10
-    n_phrases: int = 5
-    n_quotes: int = 5
-    name_words: int = 3
-    diversity: float = 0.3
+    n_keywords: int = Field(10, ge=1, description="keywords listed per theme (at least 1)")
+    n_phrases: int = Field(5, ge=0, description="phrases listed per theme (0 for none)")
+    n_quotes: int = Field(5, ge=1, description="quotes shown per theme (at least 1)")
+    name_words: int = Field(3, ge=1, description="keywords in a theme's name (at least 1)")
+    diversity: float = Field(0.3, ge=0, le=1, description=(
+        "0 picks the quotes nearest the theme's centre, 1 the most unlike each other"))
     extra_stop_words: list[str] = []
 
 

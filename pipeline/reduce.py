@@ -15,12 +15,32 @@ import warnings
 import zipfile
 from importlib import metadata
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
+from pydantic import Field
 
 from .errors import ConsensaError
 from .fsutil import atomic_write_npz
-from .registry import reducers
+from .registry import RandomState, reducers
+
+# Parameter bounds, checked by the registry (and so by `consensa validate`) before a
+# run starts. Below them UMAP, ARPACK or scikit-learn fail deep inside (one
+# neighbour is the segment itself: ARPACK gets an empty graph); above them a typo
+# asks for gigabytes of coordinates.
+NComponents = Annotated[int, Field(ge=1, le=1024, description=(
+    "the number of dimensions to reduce to, 1 to 1024"))]
+NNeighbors = Annotated[int | None, Field(ge=2, le=1000, description=(
+    "the neighbours of each segment in the graph, 2 to 1000 (the segment itself counts "
+    "as one); null (or left out) scales it to the study"))]
+MinDist = Annotated[float, Field(ge=0, le=1, description=(
+    "how tightly UMAP packs close points, 0 to 1 (its spread)"))]
+#: the distances both UMAP and scikit-learn's exact neighbour search compute on
+#: real-valued vectors without further parameters
+Metric = Literal["cosine", "euclidean", "l2", "manhattan", "l1", "chebyshev", "correlation",
+                 "canberra", "braycurtis"]
+NEpochs = Annotated[int | None, Field(ge=1, le=10_000, description=(
+    "UMAP's optimisation epochs, 1 to 10000; null (or left out) is UMAP's own choice"))]
 
 
 def check_matrix(X, what: str = "embeddings") -> np.ndarray:
@@ -130,9 +150,9 @@ class UMAPReducer:
     ``n_epochs: null`` is UMAP's own choice (500 up to 10,000 segments, 200 above).
     """
 
-    def __init__(self, n_components: int = 5, n_neighbors: int | None = None,
-                 min_dist: float = 0.0, metric: str = "cosine",
-                 random_state: int | None = None, n_epochs: int | None = None) -> None:
+    def __init__(self, n_components: NComponents = 5, n_neighbors: NNeighbors = None,
+                 min_dist: MinDist = 0.0, metric: Metric = "cosine",
+                 random_state: RandomState = None, n_epochs: NEpochs = None) -> None:
         self.n_components = n_components
         self.n_neighbors = n_neighbors
         self.min_dist = min_dist
@@ -176,9 +196,9 @@ class UMAPReducerV2(UMAPReducer):
     the themes' agreement with the human codes moved by at most 0.011 AMI without
     them (bench/README.md)."""
 
-    def __init__(self, n_components: int = 5, n_neighbors: int | None = None,
-                 min_dist: float = 0.0, metric: str = "cosine",
-                 random_state: int | None = None, n_epochs: int | None = 200) -> None:
+    def __init__(self, n_components: NComponents = 5, n_neighbors: NNeighbors = None,
+                 min_dist: MinDist = 0.0, metric: Metric = "cosine",
+                 random_state: RandomState = None, n_epochs: NEpochs = 200) -> None:
         super().__init__(n_components, n_neighbors, min_dist, metric, random_state, n_epochs)
 
 
@@ -228,8 +248,8 @@ class SpectralReducer:
     Fewer than 16 segments are too few: PCA is used and recorded.
     """
 
-    def __init__(self, n_components: int = 20, n_neighbors: int | None = None,
-                 metric: str = "cosine", normalize_rows: bool = True) -> None:
+    def __init__(self, n_components: NComponents = 20, n_neighbors: NNeighbors = None,
+                 metric: Metric = "cosine", normalize_rows: bool = True) -> None:
         self.n_components = n_components
         self.n_neighbors = n_neighbors
         self.metric = metric
@@ -271,7 +291,7 @@ class SpectralReducer:
 class PCAReducer:
     """Principal components: linear, fast, deterministic."""
 
-    def __init__(self, n_components: int = 5, random_state: int | None = None) -> None:
+    def __init__(self, n_components: NComponents = 5, random_state: RandomState = None) -> None:
         self.n_components = n_components
         self.random_state = random_state
 

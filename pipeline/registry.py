@@ -14,16 +14,24 @@ stage method (``fit``, ``encode``, ``segment``); what is learned ends in ``_``.
 from __future__ import annotations
 
 import inspect
+import reprlib
 import typing
-from typing import Any, Callable, TypeVar
+from typing import Annotated, Any, Callable, TypeVar
 
 import pydantic
+from pydantic import Field
 
 from .errors import ConfigError
 
 T = TypeVar("T")
 
-KINDS = ("segmenter", "embedder", "reducer", "clusterer")
+KINDS = ("segmenter", "embedder", "reducer", "clusterer", "namer")
+
+#: ``random_state`` of a stage; numpy's and scikit-learn's generators take seeds
+#: from 0 to 2**32 - 1 and raise deep inside the library for any other
+MAX_SEED = 2**32 - 1
+RandomState = Annotated[int | None, Field(ge=0, le=MAX_SEED, description=(
+    "the seed of this stage; null (or left out) takes the config's seed"))]
 
 
 class Registry:
@@ -82,7 +90,9 @@ def params_model_for(cls: type) -> type[pydantic.BaseModel]:
     cached = cls.__dict__.get("_params_model")
     if cached is not None:
         return cached
-    hints = typing.get_type_hints(cls.__init__)
+    # include_extras keeps Annotated[..., Field(ge=...)]: the bounds a stage declares
+    # in its signature are checked here, with errors that name the config key
+    hints = typing.get_type_hints(cls.__init__, include_extras=True)
     fields: dict[str, Any] = {}
     for pname, p in inspect.signature(cls.__init__).parameters.items():
         if pname == "self" or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
@@ -118,10 +128,37 @@ def config_error_from(exc: pydantic.ValidationError, *, where: str = "",
         elif err["type"] == "missing":
             msg = f"'{key}' is required"
         else:
-            msg = f"'{key}': {err['msg']} (got {err.get('input')!r})"
+            msg = f"'{key}': {err['msg']} (got {_SHORT.repr(err.get('input'))})"
+            about = _field_description(model, err["loc"]) if model else None
+            if about:
+                msg += f"; {about}"
         lines.append(msg)
     return ConfigError("; ".join(lines), path=path,
                        hint="fix the key(s) above; `consensa validate CONFIG` checks a config without running it")
+
+
+#: the refused value as the message shows it: a few items and characters, never a
+#: whole list of thousands of names
+_SHORT = reprlib.Repr()
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 5
+_SHORT.maxstring = _SHORT.maxother = 80
+_SHORT.maxlevel = 3
+
+
+def _field_description(model: type[pydantic.BaseModel], loc: tuple) -> str | None:
+    """The description of the setting at ``loc`` (what it means, what null means),
+    added to the error so the fix is in the message."""
+    current: Any = model
+    field = None
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(current, "model_fields", None)
+        field = fields.get(part) if fields else None
+        if field is None:
+            return None
+        current = _unwrap_model(field.annotation)
+    return field.description if field is not None else None
 
 
 def _allowed_keys(model: type[pydantic.BaseModel], loc: tuple) -> list[str]:
@@ -152,14 +189,16 @@ def _unwrap_model(annotation: Any) -> Any:
 def load_builtins() -> None:
     """Import the modules that register Consensa's own implementations."""
     from . import cluster, embed, reduce, segment  # noqa: F401
+    from .stages import llm  # noqa: F401
 
 
 segmenters = Registry("segmenter")
 embedders = Registry("embedder")
 reducers = Registry("reducer")
 clusterers = Registry("clusterer")
+namers = Registry("namer")
 
 REGISTRIES: dict[str, Registry] = {
     "segmenter": segmenters, "embedder": embedders,
-    "reducer": reducers, "clusterer": clusterers,
+    "reducer": reducers, "clusterer": clusterers, "namer": namers,
 }

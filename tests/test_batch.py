@@ -57,12 +57,12 @@ def test_a_broken_config_is_reported_and_the_batch_goes_on(study, tmp_path, caps
     assert main(["batch", str(configs), "--out", str(out)]) == 1
 
     table = summary(out)
-    # a config that cannot be read is listed under its file name
-    assert table["run"].tolist() == ["good-one", "b_typo", "no-input", "good-two"]
+    # a config that cannot be read, or names no input, is listed under its file name
+    assert table["run"].tolist() == ["good-one", "b_typo", "c_no_input", "good-two"]
     assert table["status"].tolist() == ["ok", "failed", "failed", "ok"]
     errors = dict(zip(table["run"], table["error"].fillna("")))
     assert "b_typo.yaml" in errors["b_typo"] and "cluster.n_clustres" in errors["b_typo"]
-    assert "no transcript" in errors["no-input"] and "missing" in errors["no-input"]
+    assert "no transcript" in errors["c_no_input"] and "missing" in errors["c_no_input"]
     for name in ("good-one", "good-two"):
         row = table.set_index("run").loc[name]
         assert (out / name / "report.html").is_file()
@@ -70,7 +70,7 @@ def test_a_broken_config_is_reported_and_the_batch_goes_on(study, tmp_path, caps
         assert row["themes"] == 3 and row["n_general"] + row["n_typical"] + row["n_variant"] \
             + row["n_rare"] + row["n_single_case"] == 3
         assert 0 <= row["outlier_share"] <= 1 and row["wall_time_s"] > 0
-    assert not (out / "b_typo").exists() and not (out / "no-input").exists()
+    assert not (out / "b_typo").exists() and not (out / "c_no_input").exists()
     printed = capsys.readouterr().out
     assert "2 of 4 runs succeeded" in printed and "cluster.n_clustres" in printed
 

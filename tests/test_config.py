@@ -11,8 +11,14 @@ def write(tmp_path, data, name="c.yaml"):
     return p
 
 
+def runnable(tmp_path, data):
+    """``data`` with an ingest section naming a folder that exists, as a run needs."""
+    (tmp_path / "interviews").mkdir(exist_ok=True)
+    return {"ingest": {"paths": ["interviews"]}, **data}
+
+
 def test_defaults_validate_and_resolve_every_stage_parameter(tmp_path):
-    cfg, base = load_config(write(tmp_path, {"name": "x"}))
+    cfg, base = load_config(write(tmp_path, runnable(tmp_path, {"name": "x"})))
     assert base == tmp_path.resolve()
     r = resolved(cfg)
     assert r["cluster"]["name"] == "consensa.HDBSCAN.v3"
@@ -64,8 +70,8 @@ def test_missing_config_file(tmp_path):
 
 
 def test_overrides_are_dotted_and_typed(tmp_path):
-    cfg, _ = load_config(write(tmp_path, {}), ["cluster.min_cluster_size=12", "seed=3",
-                                               "outliers.reassign=false"])
+    cfg, _ = load_config(write(tmp_path, runnable(tmp_path, {})),
+                         ["cluster.min_cluster_size=12", "seed=3", "outliers.reassign=false"])
     assert cfg.cluster.params() == {"min_cluster_size": 12}
     assert cfg.seed == 3 and cfg.outliers.reassign is False
     assert parse_override("label.extra_stop_words=[a, b]") == ("label.extra_stop_words", ["a", "b"])
@@ -85,6 +91,197 @@ def test_validate_config_accepts_a_mapping():
 
 
 def test_a_stage_section_without_name_overrides_the_default_implementation(tmp_path):
-    cfg, _ = load_config(write(tmp_path, {"map": {"n_components": 3}}))
+    cfg, _ = load_config(write(tmp_path, runnable(tmp_path, {"map": {"n_components": 3}})))
     assert cfg.map.name == "consensa.UMAP.v2"
     assert cfg.map.params() == {"n_components": 3, "min_dist": 0.1}
+
+
+# --- YAML aliases that multiply a file ("billion laughs") ---------------------------
+
+def alias_bomb(dotted: str) -> str:
+    """Nine levels of nine aliases each: 9**9 (387 million) strings from 11 lines."""
+    lines = ["a: &a [" + ", ".join(["lol"] * 9) + "]"]
+    for prev, cur in zip("abcdefgh", "bcdefghi"):
+        lines.append(f"{cur}: &{cur} [" + ", ".join([f"*{prev}"] * 9) + "]")
+    *sections, key = dotted.split(".")
+    for depth, section in enumerate(sections):
+        lines.append("  " * depth + f"{section}:")
+    lines.append("  " * len(sections) + f"{key}: *i")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("key", ["seed", "label.extra_stop_words", "deidentify.known_names",
+                                 "sweep.seed"])
+def test_an_alias_bomb_is_refused_at_once_naming_the_file_and_line(tmp_path, key):
+    import time
+    import tracemalloc
+
+    from pipeline.cli import main
+
+    path = write(tmp_path, alias_bomb(key))
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        with pytest.raises(ConfigError) as e:
+            load_config(path)
+        seconds = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    msg = str(e.value)
+    assert str(path) in msg and "line " in msg and "aliases" in msg
+    assert seconds < 5 and peak < 50 * 2**20, (seconds, peak)
+    assert main(["validate", str(path)]) == 2          # the CLI path, sweep: included
+
+
+def test_an_alias_bomb_in_a_set_override_is_refused():
+    levels = ["&a [" + ", ".join(["lol"] * 9) + "]"]
+    for prev, cur in zip("abcdefgh", "bcdefghi"):
+        levels.append(f"&{cur} [" + ", ".join([f"*{prev}"] * 9) + "]")
+    with pytest.raises(ConfigError, match="label.extra_stop_words.*aliases"):
+        parse_override("label.extra_stop_words=[" + ", ".join(levels) + "]")
+
+
+def test_an_alias_that_contains_itself_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="line 2.*refers to the collection it is inside"):
+        load_config(write(tmp_path, "label:\n  extra_stop_words: &a [um, *a]\n"))
+
+
+def test_ordinary_aliases_and_merge_keys_still_load(tmp_path):
+    text = (
+        "ingest:\n  paths: [interviews]\n"
+        "deidentify:\n  enabled: false\n  known_names: &people [Maria Lopez, Siobhan Byrne]\n"
+        "  keep: *people\n"
+        "reduce: &graph\n  name: consensa.Spectral.v1\n  n_neighbors: 12\n"
+        "map:\n  <<: *graph\n  name: consensa.UMAP.v2\n  n_components: 2\n")
+    (tmp_path / "interviews").mkdir()
+    cfg, _ = load_config(write(tmp_path, text))
+    assert cfg.deidentify.keep == cfg.deidentify.known_names == ["Maria Lopez", "Siobhan Byrne"]
+    assert cfg.map.params() == {"n_neighbors": 12, "n_components": 2}
+
+
+def test_other_yaml_readers_refuse_an_alias_bomb(tmp_path):
+    from pipeline.errors import InputError
+    from pipeline.refi import codebook_from_yaml
+
+    path = write(tmp_path, alias_bomb("domains"), name="codebook.yaml")
+    with pytest.raises(InputError, match="AliasExpansionError"):
+        codebook_from_yaml(path)
+
+
+def test_a_refused_value_is_shown_short(tmp_path):
+    names = [f"name {i}" for i in range(5000)]
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, runnable(tmp_path, {"seed": names})))
+    assert "'seed'" in str(e.value) and len(str(e.value)) < 600
+
+
+# --- `consensa validate` refuses what `consensa run` would -------------------------
+
+BAD = [
+    ({"cluster": {"min_cluster_size": -5}}, "cluster.min_cluster_size"),
+    ({"cluster": {"min_cluster_size": 0}}, "cluster.min_cluster_size"),
+    ({"cluster": {"min_samples": 0}}, "cluster.min_samples"),
+    ({"cluster": {"max_cluster_share": 0}}, "cluster.max_cluster_share"),
+    ({"cluster": {"cluster_selection_method": "excess"}}, "cluster.cluster_selection_method"),
+    ({"cluster": {"cluster_selection_epsilon": -1}}, "cluster.cluster_selection_epsilon"),
+    ({"cluster": {"name": "consensa.KMeans.v1", "n_clusters": 0}}, "cluster.n_clusters"),
+    ({"cluster": {"name": "consensa.Agglomerative.v1", "n_clusters": -2}}, "cluster.n_clusters"),
+    ({"seed": 2**32}, "seed"),
+    ({"seed": -1}, "seed"),
+    ({"reduce": {"n_neighbors": 1}}, "reduce.n_neighbors"),
+    ({"reduce": {"n_components": 0}}, "reduce.n_components"),
+    ({"reduce": {"metric": "cosin"}}, "reduce.metric"),
+    ({"reduce": {"name": "consensa.UMAP.v2", "random_state": 2**32}}, "reduce.random_state"),
+    ({"map": {"min_dist": 5}}, "map.min_dist"),
+    ({"map": {"n_epochs": 0}}, "map.n_epochs"),
+    ({"map": {"name": "consensa.PCA.v1", "n_components": -1}}, "map.n_components"),
+    ({"embed": {"batch_size": 0}}, "embed.batch_size"),
+    ({"embed": {"batch_tokens": 0}}, "embed.batch_tokens"),
+    ({"embed": {"device": "gpu"}}, "embed.device"),
+    ({"embed": {"name": "consensa.TfidfSVD.v1", "n_components": 0}}, "embed.n_components"),
+    ({"embed": {"model": "models/no-such-model"}}, "embed.model"),
+    ({"label": {"n_keywords": 0}}, "label.n_keywords"),
+    ({"label": {"diversity": 1.5}}, "label.diversity"),
+    ({"domains": {"name_words": 0}}, "domains.name_words"),
+    ({"concepts": {"n_quotes": 0}}, "concepts.n_quotes"),
+    ({"context": {"window": -1}}, "context.window"),
+    ({"name": "x" * 300}, "name"),
+    ({"ingest": {"paths": ["interviews", "no-such-folder"]}}, "ingest.paths"),
+    ({"ingest": {"paths": []}}, "ingest.paths"),
+    ({"ingest": {"paths": ["interviews"], "cases_table": "cases.csv"}}, "ingest.cases_table"),
+    ({"output_dir": "a-file"}, "output_dir"),
+    ({"deidentify": {"enabled": True, "model": "no_such_spacy_model"}}, "deidentify.model"),
+    ({"deidentify": {"enabled": True, "ner": False, "mapping_file": "runs/map.csv"}},
+     "deidentify.mapping_file"),
+    ("", "ingest.paths"),                                 # an empty config
+]
+
+
+@pytest.mark.parametrize("changes,key", BAD, ids=[k + ("" if isinstance(c, str) else
+                                                        "=" + repr(c)[:40]) for c, k in BAD])
+def test_validate_and_run_refuse_a_bad_value_in_one_line_naming_the_key(tmp_path, capsys,
+                                                                       changes, key):
+    from pipeline.cli import main
+
+    (tmp_path / "a-file").write_text("not a folder")
+    data = changes if isinstance(changes, str) else runnable(tmp_path, changes)
+    path = write(tmp_path, data)
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    first, *rest = err.strip().splitlines()
+    assert first.startswith(f"consensa: error: {path}") and f"'{key}'" in first, err
+    assert len(rest) <= 1 and all(line.startswith("  What to do:") for line in rest), err
+    # one validation path: run refuses the same config with the same message, at once
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[0] == first
+    assert not (tmp_path / "out").exists()
+
+
+def test_zero_is_not_automatic_and_the_message_says_what_is():
+    with pytest.raises(ConfigError) as e:
+        validate_config({"cluster": {"min_cluster_size": 0}})
+    assert "leave the key out or write null" in str(e.value) and "(got 0)" in str(e.value)
+    assert validate_config({"cluster": {"min_cluster_size": None}}).cluster.params() == \
+        {"min_cluster_size": None}
+
+
+def test_a_config_that_validates_is_what_run_reads(tmp_path):
+    """validate and run go through the same loaders: both take this config."""
+    from pipeline.batch import load_plans, load_single
+
+    path = write(tmp_path, runnable(tmp_path, {"cluster": {"min_cluster_size": 2},
+                                               "seed": 2**32 - 1}))
+    (plan,) = load_plans(path)
+    cfg, base, _ = load_single(path)
+    assert plan.cfg == cfg and plan.base == base == tmp_path.resolve()
+
+
+# --- settings that cannot give a theme on the study ---------------------------------
+
+def test_hdbscan_refuses_a_smallest_theme_the_study_cannot_hold():
+    from pipeline.registry import clusterers
+
+    def check(n, **params):
+        clusterers.build("consensa.HDBSCAN.v3", params, where="cluster").check_n_segments(n)
+
+    with pytest.raises(ConfigError) as e:
+        check(30, min_cluster_size=50)
+    msg = str(e.value)
+    assert "'cluster.min_cluster_size': 50 is more than the study's 30 segments" in msg
+    assert "at most 15" in msg and "leave it out" in msg
+    with pytest.raises(ConfigError, match="at most 15"):
+        check(30, min_cluster_size=16)           # 2 x 16 > 30: no split can give a theme
+    check(32, min_cluster_size=16)
+    with pytest.raises(ConfigError, match="only 8 segments.*chosen by default"):
+        check(8)                                  # the automatic smallest theme is 5
+    check(10)
+    with pytest.raises(ConfigError, match="'cluster.min_samples': 40 is more"):
+        check(30, min_cluster_size=5, min_samples=40)
+
+
+def test_lists_nested_thousands_deep_are_one_line_not_a_recursion_traceback(tmp_path):
+    path = write(tmp_path, "seed: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_config(path)

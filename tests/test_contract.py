@@ -18,8 +18,12 @@ from pipeline.types import SEGMENT_COLUMNS, TURN_COLUMNS, Corpus, Segmentation, 
 ALL = [(kind, name) for kind, reg in REGISTRIES.items() for name in reg.names()]
 
 
+#: settings an implementation of a kind cannot do without (a namer's model name)
+REQUIRED = {"namer": {"model": "llama3.1:8b"}}
+
+
 def make(kind, name, **params):
-    return REGISTRIES[kind].build(name, params, seed=0)
+    return REGISTRIES[kind].build(name, {**REQUIRED.get(kind, {}), **params}, seed=0)
 
 
 def blobs(n=60, d=12, k=3, seed=0):
@@ -111,7 +115,8 @@ def check_output(kind, obj, out, data):
         assert not segs["text"].str.fullmatch(r"\s*(Yeah|Mm-hmm)\.?\s*").any()
 
 
-@pytest.mark.parametrize("kind,name", ALL)
+# namers answer from a model server: tests/test_llm.py runs them against a fake one
+@pytest.mark.parametrize("kind,name", [(k, n) for k, n in ALL if k != "namer"])
 def test_stage_output_type_determinism_and_input_untouched(kind, name):
     data = stage_input(kind)
     before = data.copy() if isinstance(data, (np.ndarray, list)) else data.turns.copy()
@@ -146,3 +151,51 @@ def test_tiny_and_bad_input(kind, name):
         run_stage(kind, make(kind, name), bad)
     with pytest.raises(ConsensaError, match="2-D"):
         run_stage(kind, make(kind, name), np.zeros(5, dtype=np.float32))
+
+
+def _numeric_bounds(field):
+    """(lower, upper, exclusive lower) declared on an int or float parameter."""
+    import annotated_types
+
+    lower = upper = None
+    strict = False
+    for m in field.metadata:
+        if isinstance(m, annotated_types.Ge):
+            lower = m.ge
+        elif isinstance(m, annotated_types.Gt):
+            lower, strict = m.gt, True
+        elif isinstance(m, annotated_types.Le):
+            upper = m.le
+    return lower, upper, strict
+
+
+def _numeric(field):
+    import typing
+
+    args = [a for a in (typing.get_args(field.annotation) or (field.annotation,))
+            if a is not type(None)]
+    return bool(args) and all(a in (int, float) for a in args)
+
+
+# Segmenters' bounds belong with their parameters in pipeline/segment.py.
+BOUNDED = [(kind, name) for kind, name in ALL if kind != "segmenter"]
+
+
+@pytest.mark.parametrize("kind,name", BOUNDED)
+def test_every_numeric_parameter_has_bounds_the_registry_checks_by_key(kind, name):
+    """A number outside what the stage can use is refused when the config is read,
+    naming the key; never by the library, with a traceback, minutes into a run."""
+    from pipeline.errors import ConfigError
+
+    model = params_model_for(REGISTRIES[kind].get(name))
+    for key, field in model.model_fields.items():
+        if not _numeric(field):
+            continue
+        lower, upper, strict = _numeric_bounds(field)
+        assert lower is not None, f"{name}: parameter {key} has no lower bound"
+        below = lower if strict else lower - (1 if field.annotation in (int, int | None) else 0.5)
+        with pytest.raises(ConfigError, match=rf"'stage\.{key}'"):
+            REGISTRIES[kind].build(name, {key: below}, where="stage")
+        if upper is not None:
+            with pytest.raises(ConfigError, match=rf"'stage\.{key}'"):
+                REGISTRIES[kind].build(name, {key: upper + 1}, where="stage")

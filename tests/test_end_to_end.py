@@ -9,6 +9,7 @@ import yaml
 
 from pipeline.cli import main
 from pipeline.config import validate_config
+from pipeline.errors import ConfigError, InputError
 from pipeline.run import run
 from pipeline.types import ASSIGNED_SEGMENT_COLUMNS, CQR_COLUMNS, DOMAIN_COLUMNS, THEME_COLUMNS
 from study import TOPICS, study_config, write_study
@@ -178,15 +179,27 @@ def test_demo_study_with_the_default_pipeline(tmp_path):
     assert (concepts["status"] == "supported").all()
 
 
-def test_a_run_that_finds_no_theme_lists_every_segment_as_unassigned(study):
-    cfg = validate_config(study_config(study, cluster={"name": "consensa.HDBSCAN.v1",
-                                                        "min_cluster_size": 1000}))
-    out = run(cfg, study, study.parent / "out")
-    seg = pd.read_parquet(out / "segments.parquet")
-    assert (seg["theme"] == -1).all() and (seg["domain_id"] == -1).all()
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["counts"]["themes"] == 0 and manifest["outlier_share"] == 1.0
-    assert manifest["base_dir"] == str(study.resolve())
-    assert pd.read_csv(out / "themes.csv").empty
-    html = (out / "report.html").read_text()
-    assert seg["text"].iloc[0] in html
+def test_a_smallest_theme_the_study_cannot_hold_stops_the_run_before_embedding(study, capsys):
+    data = study_config(study, cluster={"name": "consensa.HDBSCAN.v1", "min_cluster_size": 1000})
+    stages = []
+    with pytest.raises(ConfigError) as e:
+        run(validate_config(data), study, study.parent / "out", report=stages.append)
+    assert stages == ["ingest ...", "segment ..."]          # no embedding, no "themes: 0"
+    assert "'cluster.min_cluster_size': 1000 is more than the study's 72 segments" in str(e.value)
+    assert "at most 36" in str(e.value)
+    assert main(["run", str(write_config(study.parent, data))]) == 2
+    err = capsys.readouterr().err
+    assert "cluster.min_cluster_size" in err and "Traceback" not in err
+    assert not (study.parent / "out").exists() and not (study / "runs").exists()
+
+
+def test_a_run_that_finds_no_theme_stops_with_what_to_change(study):
+    # 2 x 30 <= 72 segments, so themes are possible, but the three topics (24 segments
+    # each) cannot split into parts of 30: HDBSCAN leaves every segment an outlier
+    data = study_config(study, cluster={"name": "consensa.HDBSCAN.v1", "min_cluster_size": 30})
+    with pytest.raises(InputError) as e:
+        run(validate_config(data), study, study.parent / "out")
+    msg = str(e.value)
+    assert "no themes found" in msg and "all 72 segments" in msg
+    assert "cluster.min_cluster_size (it was 30)" in msg
+    assert not (study.parent / "out").exists()

@@ -1,0 +1,122 @@
+"""YAML from users, read without letting aliases multiply it.
+
+YAML anchors and aliases (``&a`` ... ``*a``) let a 14-line file stand for a
+billion values ("billion laughs"): ``yaml.safe_load`` builds it cheaply, because
+every alias is the same Python object, but everything that walks the result
+afterwards (pydantic's validation of a config, the repr in its error message)
+visits every repeated value, and ``consensa validate`` on such a file grew past
+8 GB. :func:`load` composes the node graph first and counts, with memoisation,
+how many values the aliases add; past :data:`MAX_ALIAS_VALUES` (or on an alias
+that contains itself) it raises :class:`AliasExpansionError` naming the line,
+before anything is constructed. Ordinary aliases (a shared list of names, a
+``<<: *defaults`` merge) add a few dozen values and load as before.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, SequenceNode
+
+#: values the aliases of one document may add beyond those written out; a config
+#: that reuses a list of names in a few places adds hundreds
+MAX_ALIAS_VALUES = 100_000
+
+
+class AliasExpansionError(yaml.MarkedYAMLError):
+    """The aliases of a document stand for too many values, or for themselves.
+
+    A :class:`yaml.YAMLError`, so callers that report YAML errors report it too;
+    ``problem_mark`` is where it happened."""
+
+
+def _check_aliases(root: Node, limit: int) -> None:
+    """Raise :class:`AliasExpansionError` when expanding the aliases under ``root``
+    would add more than ``limit`` values (or never end).
+
+    A node met a second time is an alias: it adds its whole expanded size again.
+    Sizes are memoised, so the check costs one visit per distinct node however
+    large the expansion would be.
+    """
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    added = 0
+
+    def size(node: Node) -> int:
+        nonlocal added
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise AliasExpansionError(
+                problem="an alias (*name) refers to the collection it is inside, so it never "
+                        "ends", problem_mark=node.start_mark)
+        if isinstance(node, SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, MappingNode):
+            children = [x for pair in node.value for x in pair]
+        else:
+            sizes[key] = 1
+            return 1
+        open_nodes.add(key)
+        total = 1
+        for child in children:
+            if id(child) in sizes:          # seen before: this is an alias of it
+                added += sizes[id(child)]
+                if added > limit:
+                    raise AliasExpansionError(
+                        problem=f"the aliases (*name) here repeat more than {limit:,} values",
+                        problem_mark=node.start_mark)
+            total += size(child)
+        open_nodes.discard(key)
+        sizes[key] = total
+        return total
+
+    size(root)
+
+
+class BoundedSafeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that checks the composed document with
+    :func:`_check_aliases` before constructing any Python object from it."""
+
+    alias_limit = MAX_ALIAS_VALUES
+
+    def get_single_node(self) -> Node | None:
+        node = super().get_single_node()
+        if node is not None:
+            _check_aliases(node, self.alias_limit)
+        return node
+
+
+def load(text: str | bytes) -> Any:
+    """``yaml.safe_load(text)`` for text from users: refuses alias bombs.
+
+    Raises :class:`yaml.YAMLError` (:class:`AliasExpansionError` for aliases)."""
+    loader = BoundedSafeLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def load_file(path: str | Path, *, what: str = "YAML file", hint: str = "") -> Any:
+    """A YAML file read with :func:`load`; a file that is not valid YAML, or that
+    holds an alias bomb, is an :class:`~pipeline.errors.InputError` naming the file
+    and line, never a traceback."""
+    from .errors import InputError
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read the {what} ({exc.__class__.__name__})", path=path,
+                         hint=hint or "check that it is a UTF-8 text file you can read") from None
+    try:
+        return load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise InputError(f"the {what} is not valid YAML: {getattr(exc, 'problem', None) or exc}",
+                         path=path, line=mark.line + 1 if mark else None,
+                         hint=hint or "check the indentation and colons on that line") from None

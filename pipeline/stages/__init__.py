@@ -1,0 +1,1 @@
+"""Stage modules of the Consensa pipeline."""
