@@ -78,6 +78,7 @@ from .codes import (
 )
 from .errors import InputError
 from .fsutil import atomic_write_bytes, atomic_write_text
+from .sheets import append_row, to_csv
 
 NO_CODE = "(no code)"
 LEVELS = ("category", "domain")
@@ -642,16 +643,18 @@ def _write_files(res: CompareResult, tmp: Path, final: Path) -> None:
         for key, name in METRIC_NAMES.items():
             metrics_rows.append({"level": lv, "measure": key, "name": name,
                                  "value": r.metrics[key], "n_segments": r.counts["compared"]})
-    pd.DataFrame(metrics_rows).to_csv(tmp / "agreement.csv", index=False)
-    pd.concat([r.by_code for r in res.levels.values()]).to_csv(tmp / "by_code.csv", index=False)
-    pd.concat([r.by_theme for r in res.levels.values()]).to_csv(tmp / "by_theme.csv",
-                                                                index=False)
+    # codes, theme names and quotes are text in a spreadsheet, never formulas (sheets.py)
+    to_csv(pd.DataFrame(metrics_rows), tmp / "agreement.csv", index=False)
+    to_csv(pd.concat([r.by_code for r in res.levels.values()]), tmp / "by_code.csv",
+           index=False)
+    to_csv(pd.concat([r.by_theme for r in res.levels.values()]), tmp / "by_theme.csv",
+           index=False)
     for lv, r in res.levels.items():
-        r.contingency.to_csv(tmp / f"contingency_{lv}.csv")
+        to_csv(r.contingency, tmp / f"contingency_{lv}.csv")
     seg = res.segments.drop(columns=["start_char", "end_char"])
-    seg.to_csv(tmp / "segments.csv", index=False)
-    res.placed.to_csv(tmp / "coding_spans.csv", index=False)
-    res.queue.to_csv(tmp / "disagreements.csv", index=False)
+    to_csv(seg, tmp / "segments.csv", index=False)
+    to_csv(res.placed, tmp / "coding_spans.csv", index=False)
+    to_csv(res.queue, tmp / "disagreements.csv", index=False)
     atomic_write_bytes(tmp / "disagreements.xlsx", queue_xlsx(res.queue))
     if res.coders:
         rows = []
@@ -670,7 +673,7 @@ def _write_files(res: CompareResult, tmp: Path, final: Path) -> None:
                 for key in ("cohen", "fleiss", "krippendorff", "percent"):
                     rows.append({"level": lv, "scope": r.code, "pair": "", "measure": key,
                                  "value": getattr(r, key), "n_units": r.n_units})
-        pd.DataFrame(rows).to_csv(tmp / "coders.csv", index=False)
+        to_csv(pd.DataFrame(rows), tmp / "coders.csv", index=False)
     summary = summary_text(res, final)
     atomic_write_text(tmp / "summary.txt", summary + "\n")
     atomic_write_text(tmp / "compare.html", render_html(res, summary))
@@ -712,16 +715,12 @@ def queue_xlsx(queue: pd.DataFrame) -> bytes:
     ws = wb.active
     ws.title = "disagreements"
     cols = list(queue.columns)
-    ws.append(cols)
+    append_row(ws, cols)
     for cell in ws[1]:
         cell.font = Font(bold=True)
         cell.fill = PatternFill("solid", fgColor="DDE5F0")
     for row in queue.itertuples(index=False):
-        ws.append([_cell(v) for v in row])
-    for row in ws.iter_rows(min_row=2):
-        for cell in row:
-            if isinstance(cell.value, str):
-                cell.data_type = "s"          # never a formula, whatever the text starts with
+        append_row(ws, row)               # never a formula, whatever the text starts with
     widths = {"quote": 70, "human_code": 30, "theme_name": 30, "other_codes": 25,
               "theme_stands_for": 30, "code_expected_in_theme_name": 30, "note": 40,
               "verdict": 16, "segment_id": 16}
@@ -749,23 +748,10 @@ def queue_xlsx(queue: pd.DataFrame) -> bytes:
             [("theme_stands_for: the code matched to the segment's theme; "
               "code_expected_in_theme: the theme matched to the segment's code (-1: none).")],
             ["Fill in 'verdict' (" + ", ".join(VERDICTS) + ") and 'note'."]):
-        about.append(line)
+        append_row(about, line)
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()
-
-
-_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
-
-
-def _cell(v: Any) -> Any:
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, (np.floating, float)):
-        return None if math.isnan(float(v)) else float(v)
-    if isinstance(v, str):
-        return _ILLEGAL.sub(" ", v)
-    return v
 
 
 # --- HTML ---------------------------------------------------------------------------

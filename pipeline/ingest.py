@@ -7,6 +7,14 @@ cases per table). Every turn's ``text`` is exactly
 ``corpus.sources[case_id].text[start_char:end_char]``, so quotes point back to
 the place they came from.
 
+Control characters: a form feed or vertical tab (page and line breaks from a
+conversion) becomes a space, and every other C0/C1 control character but tab,
+newline and carriage return (escape, DEL, ...) is removed, in every format and
+before anything is parsed, so the source text, the turns and every offset agree.
+Each file where this happened gets a note, and the manifest counts them
+(``control_characters_replaced``, ``control_characters_removed``). A spreadsheet
+cannot hold these characters, and they carry no words.
+
 Speaker labels (.txt/.md/.docx and subtitle prefixes): ``speaker_pattern`` is
 matched at the start of each line; a label of more than four words is not a
 label. The default accepts "Interviewer:", "I:", "P3:", "**Therapist:**",
@@ -25,6 +33,15 @@ these rules and exactly one label matched nothing, that label is the
 participant (an interview with a named participant). Every other unmatched label
 gets role "other": its turns are kept but not analysed, and it is reported in
 ``Corpus.skipped``.
+
+Nothing is lost without a word: a listed path that is not a file (a broken
+symbolic link, a link loop, a folder named "T01.txt", a pipe) is noted; so is
+each line of a file that mixes UTF-8 and Windows-1252 lines (each line is decoded
+in its own encoding, see :mod:`pipeline.textio`), each .xlsx text cell holding a
+formula (a formula is not spoken words: the turn is left out), and each subtitle
+cue that ends before it starts (its words are kept, its times dropped). The
+manifest counts them (``paths_not_read``, ``lines_decoded_as_cp1252``,
+``xlsx_formula_cells_not_read``, ``cue_times_dropped``).
 """
 
 from __future__ import annotations
@@ -32,9 +49,11 @@ from __future__ import annotations
 import os
 
 import codecs
+import errno
 import hashlib
 import html
 import io
+import lzma
 import math
 import re
 import zipfile
@@ -52,7 +71,7 @@ from docx.oxml.ns import qn
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from .errors import ConsensaError, InputError, Skipped
-from .textio import decode_bytes
+from .textio import MIXED, cp1252_lines, decode_bytes
 from .types import ROLES, TURN_COLUMNS, Corpus, SourceText
 
 Role = Literal["participant", "interviewer", "other"]
@@ -154,8 +173,10 @@ def ingest(config: IngestConfig, base_dir: Path = Path(".")) -> Corpus:
                          hint="list the transcript files or folders under ingest.paths")
     cases_table = _anchor(config.cases_table, base_dir) if config.cases_table else None
     files, skipped = _list_files(config, base_dir, cases_table)
+    n_listed = len(skipped)                 # paths listed but not read (not files, unsupported)
     reader = _Reader(config)
     cases: dict[str, _Case] = {}
+    reads: list[_Read] = []
     for path in files:
         shown = str(path)
         try:
@@ -163,6 +184,7 @@ def ingest(config: IngestConfig, base_dir: Path = Path(".")) -> Corpus:
         except ConsensaError as err:
             skipped.append(_as_skipped(err, shown))
             continue
+        reads.append(result)
         skipped.extend(result.notes)
         for case in result.cases:
             if case.case_id in cases:
@@ -175,6 +197,10 @@ def ingest(config: IngestConfig, base_dir: Path = Path(".")) -> Corpus:
     if not cases:
         raise _nothing_read(config, files, skipped)
 
+    counts = {"control_characters_replaced": sum(r.replaced for r in reads),
+              "control_characters_removed": sum(r.removed for r in reads)}
+    counts.update({"paths_not_read": n_listed,
+                   **{key: sum(r.tally[key] for r in reads) for key in _TALLIES}})
     records = []
     for case in cases.values():
         roles, unmatched = reader.roles.assign(case.turns)
@@ -193,7 +219,7 @@ def ingest(config: IngestConfig, base_dir: Path = Path(".")) -> Corpus:
         skipped.extend(notes)
     return Corpus(turns=turns, cases=case_frame,
                   sources={cid: case.source for cid, case in cases.items()},
-                  skipped=tuple(skipped))
+                  skipped=tuple(skipped), counts=counts)
 
 
 # --- Internal records ---------------------------------------------------------
@@ -221,6 +247,34 @@ class _Read:
 
     cases: list[_Case]
     notes: list[Skipped] = field(default_factory=list)
+    replaced: int = 0      # control characters that became spaces
+    removed: int = 0       # control characters removed
+    #: what else was changed or left out in this file, by kind (keys of _TALLIES)
+    tally: Counter[str] = field(default_factory=Counter)
+
+
+#: What a file's reading can change or leave out, besides whole files and turns, each
+#: counted in the manifest (``counts``) and noted with the file and line, cell or cue:
+#: text cells of an .xlsx holding formulas (or formula cells without a saved value),
+#: lines of a mixed UTF-8/Windows-1252 file read as Windows-1252, subtitle cues whose
+#: times were dropped because they end before they start.
+_TALLIES = ("xlsx_formula_cells_not_read", "lines_decoded_as_cp1252", "cue_times_dropped")
+
+
+def _mixed_encoding(data: bytes, encoding: str, shown: str,
+                    tally: Counter[str]) -> list[Skipped]:
+    """A note naming the lines read as Windows-1252 in a file that mixes them with
+    UTF-8 lines (:data:`pipeline.textio.MIXED`); nothing for a file in one encoding."""
+    if encoding != MIXED:
+        return []
+    lines = cp1252_lines(data)
+    tally["lines_decoded_as_cp1252"] += len(lines)
+    listed = ", ".join(map(str, lines[:20])) + (f" and {len(lines) - 20} more"
+                                                if len(lines) > 20 else "")
+    return [Skipped(f"{shown}:{lines[0]}", (
+        f"mixes UTF-8 and Windows-1252 text: {len(lines)} line(s) ({listed}) are not valid "
+        "UTF-8 and were read as Windows-1252, every other line as UTF-8; what to do: check "
+        "the accented letters and quotes on those lines, and save the file as UTF-8"))]
 
 
 # --- Files --------------------------------------------------------------------
@@ -240,13 +294,19 @@ def _list_files(config: IngestConfig, base_dir: Path,
         root = _anchor(entry, base_dir)
         if root.is_dir():
             found = root.rglob("*") if config.recursive else root.iterdir()
-            candidates = sorted(p for p in found
-                                if p.is_file() and not _hidden(p.relative_to(root)))
+            candidates = []
+            for p in sorted(p for p in found if not _hidden(p.relative_to(root))):
+                if p.is_file():
+                    candidates.append(p)
+                    continue
+                why = _not_a_file(p, config.recursive)
+                if why:
+                    notes.append(Skipped(str(p), why))
         elif root.is_file():
             candidates = [root]
         else:
-            notes.append(Skipped(str(root), "file or folder not found: check the path "
-                                 "under ingest.paths in the config"))
+            notes.append(Skipped(str(root), _not_a_file(root, True) or (
+                "file or folder not found: check the path under ingest.paths in the config")))
             continue
         for path in candidates:
             key = path.resolve()
@@ -259,7 +319,44 @@ def _list_files(config: IngestConfig, base_dir: Path,
             else:
                 what = f"unsupported format '{suffix}'" if suffix else "no file extension"
                 notes.append(Skipped(str(path), f"{what}; convert it to .docx or .txt"))
-    return files, notes
+    return files, list(dict.fromkeys(notes))     # a path listed twice is noted once
+
+
+def _not_a_file(path: Path, recursive: bool) -> str | None:
+    """Why ``path``, listed in a folder but not a regular file, was not read; None for a
+    folder that is simply a folder (read when ``recursive``, else not a transcript).
+
+    A broken symbolic link, a link loop or a folder named like a transcript
+    ("T01.txt/") would otherwise vanish without a word, and a named pipe or device
+    would block or never end if it were read."""
+    try:
+        is_link = path.is_symlink()
+        exists = path.exists()
+    except OSError:                     # a name too long, a folder that cannot be listed
+        is_link, exists = False, False
+    if is_link and not exists:
+        try:
+            path.resolve(strict=True)
+        except (RuntimeError, OSError) as exc:
+            if isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == errno.ELOOP:
+                return ("is a symbolic link that loops back on itself (a link loop); it was not "
+                        "read: what to do: point the link at the transcript, or remove it")
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        return (f"is a symbolic link to '{target}', which does not exist (a broken link); it "
+                "was not read: what to do: point the link at the transcript, or remove it")
+    if path.is_dir():
+        if recursive or path.suffix.lower() not in SUPPORTED_SUFFIXES:
+            return None
+        return ("is a folder, not a transcript file, although its name ends in "
+                f"'{path.suffix}'; it was not read: what to do: put the transcript file "
+                "itself here, or set ingest.recursive: true to read the files inside it")
+    if exists:
+        return ("is not a regular file (a pipe, socket or device); it was not read: what "
+                "to do: copy the transcript into the folder as a file")
+    return None
 
 
 def _hidden(relative: Path) -> bool:
@@ -273,7 +370,7 @@ def _check_zip(data: bytes, shown: str, kind: str) -> None:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             members = archive.infolist()
-    except (zipfile.BadZipFile, ValueError) as exc:
+    except (zipfile.BadZipFile, ValueError, EOFError, NotImplementedError) as exc:
         raise InputError(f"is not a valid {kind} file (it may be damaged or only partly "
                          "copied)", path=shown,
                          hint=f"open it and save it again as {kind}") from exc
@@ -289,8 +386,49 @@ def _check_zip(data: bytes, shown: str, kind: str) -> None:
     _refuse_dtd(data, members, shown, kind)
 
 
-_DTD_MARKS = tuple(mark.encode(codec) for mark in ("<!DOCTYPE", "<!ENTITY", "<!doctype")
-                   for codec in ("utf-8", "utf-16-le", "utf-16-be"))
+#: "<!DOCTYPE" and "<!ENTITY" as bytes in every Unicode encoding an XML parser detects
+#: by itself (XML 1.0 appendix F), so that a part is searched whatever its encoding.
+_DTD_MARKS = re.compile(b"|".join(
+    re.escape(mark.encode(codec)) for mark in ("<!DOCTYPE", "<!ENTITY", "<!doctype", "<!entity")
+    for codec in ("utf-8", "utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")))
+_DTD_TEXT = re.compile(r"<!\s*(?:DOCTYPE|ENTITY)", re.IGNORECASE)
+#: How an XML document's first bytes give its encoding (XML 1.0, appendix F): a
+#: byte-order mark, else "<?" as UTF-32, UTF-16 or EBCDIC (UTF-32 marks first: the
+#: little-endian one starts with UTF-16's).
+_XML_BOMS = ((codecs.BOM_UTF32_BE, "utf-32-be"), (codecs.BOM_UTF32_LE, "utf-32-le"),
+             (codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_BE, "utf-16-be"),
+             (codecs.BOM_UTF16_LE, "utf-16-le"))
+_XML_FIRST_BYTES = ((b"\x00\x00\x00<", "utf-32-be"), (b"<\x00\x00\x00", "utf-32-le"),
+                    (b"\x00<\x00?", "utf-16-be"), (b"<\x00?\x00", "utf-16-le"),
+                    (b"Lo\xa7\x94", "cp500"))
+_XML_ENCODING = re.compile(r"""<\?xml[^>]*?\sencoding\s*=\s*["']([^"']*)["']""")
+
+
+def _xml_text(data: bytes) -> str | None:
+    """``data`` decoded as an XML parser would decode it, or None when it does not look
+    like XML (no byte-order mark, and no "<" as its first character in any encoding).
+
+    The encoding comes from the byte-order mark or the first four bytes (XML 1.0,
+    appendix F), then, for UTF-8 and EBCDIC without a mark, from the ``encoding=`` of
+    the XML declaration, which may name any encoding (UTF-7, another code page): a
+    parser that honours it reads "<!DOCTYPE" where the bytes show "+ADw-!DOCTYPE".
+    Raises ``LookupError`` (or ``UnicodeError``) for a declared encoding Python does
+    not know or cannot decode with replacement characters.
+    """
+    for bom, codec in _XML_BOMS:
+        if data.startswith(bom) and codec != "utf-8":
+            return data[len(bom):].decode(codec, "replace")
+    data = data.removeprefix(codecs.BOM_UTF8)     # its declaration may still name another
+    codec = next((c for first, c in _XML_FIRST_BYTES if data.startswith(first)), None)
+    if codec is None:
+        if not data.lstrip(b" \t\r\n").startswith(b"<"):
+            return None
+        codec = "utf-8"
+    if codec in ("utf-8", "cp500"):
+        declared = _XML_ENCODING.match(data[:1024].decode(codec, "replace"))
+        if declared:
+            codec = codecs.lookup(declared.group(1).strip()).name
+    return data.decode(codec, "replace")
 
 
 def _refuse_dtd(data: bytes, members: list[zipfile.ZipInfo], shown: str, kind: str) -> None:
@@ -301,26 +439,51 @@ def _refuse_dtd(data: bytes, members: list[zipfile.ZipInfo], shown: str, kind: s
     parser already has ``resolve_entities=False`` and lxml never fetches from the
     network by default, and openpyxl parses with defusedxml; this check refuses such
     a file outright, with a message, before either parser sees it.
+
+    Every part is checked, whatever its name: the package's [Content_Types].xml and
+    relationships can point a parser at a part named ``document.dat``. A part that
+    looks like XML is decoded as a parser would decode it (UTF-16, UTF-32, a declared
+    encoding) and searched; every part is also searched for the marks as UTF-8, UTF-16
+    and UTF-32 bytes. Reading every part also finds a damaged one (a bad checksum,
+    corrupt compressed data) before the parsers do.
     """
+    def refuse(member: zipfile.ZipInfo, why: str) -> InputError:
+        return InputError(
+            f"was not opened: its part '{member.filename}' {why}", path=shown,
+            hint=f"open it in Word or Excel and save it again as {kind}; do not "
+                 "open it elsewhere if you do not know where it came from")
+
+    dtd = f"declares a DTD or XML entities, which {kind} files never contain (this is how " \
+        "XML attacks work)"
+
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            for member in members:
-                if not member.filename.lower().endswith((".xml", ".rels")):
-                    continue
-                with archive.open(member) as fh:
-                    head = fh.read(MAX_UNZIPPED_BYTES + 1)
-                if any(mark in head for mark in _DTD_MARKS):
-                    raise InputError(
-                        f"was not opened: its part '{member.filename}' declares a DTD or XML "
-                        f"entities, which {kind} files never contain (this is how XML attacks "
-                        "work)", path=shown,
-                        hint=f"open it in Word or Excel and save it again as {kind}; do not "
-                             "open it elsewhere if you do not know where it came from")
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError,
-            RuntimeError, zlib.error) as exc:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, ValueError, EOFError, NotImplementedError) as exc:
         raise InputError(f"is not a valid {kind} file (it may be damaged or only partly "
                          "copied)", path=shown,
                          hint=f"open it and save it again as {kind}") from exc
+    with archive:
+        for member in members:
+            if member.is_dir():
+                continue
+            try:
+                with archive.open(member) as fh:
+                    content = fh.read(MAX_UNZIPPED_BYTES + 1)
+            except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError,
+                    RuntimeError, zlib.error, lzma.LZMAError) as exc:
+                raise InputError(f"is not a valid {kind} file: its part '{member.filename}' "
+                                 f"cannot be unpacked ({exc}); it may be damaged or only "
+                                 "partly copied", path=shown,
+                                 hint=f"open it and save it again as {kind}") from exc
+            if _DTD_MARKS.search(content):
+                raise refuse(member, dtd)
+            try:
+                text = _xml_text(content)
+            except (LookupError, ValueError):   # unknown, or not a text encoding ('idna')
+                raise refuse(member, f"declares an XML encoding that {kind} files never use "
+                                     "and that cannot be checked for XML attacks") from None
+            if text is not None and _DTD_TEXT.search(text):
+                raise refuse(member, dtd)
 
 
 # --- Roles --------------------------------------------------------------------
@@ -400,15 +563,21 @@ class _Reader:
         suffix = path.suffix.lower()
         if suffix in (".csv", ".xlsx"):
             return self._table(suffix, data, shown, sha)
+        tally: Counter[str] = Counter()
+        mixed: list[Skipped] = []
         if suffix == ".docx":
             text, encoding = _docx_text(data, shown), "docx"
         else:
             text, encoding = decode_bytes(data, self.config.encoding, path=shown)
+            mixed = _mixed_encoding(data, encoding, shown, tally)
+        # before parsing: labels, turns and offsets all see the normalised text
+        text, replaced, removed = clean_controls(text)
         if not text.strip():
             raise InputError("contains no text", path=shown,
                              hint="remove it from the folder, or export the transcript again")
         if suffix in (".vtt", ".srt"):
             cues, notes = (_vtt_cues if suffix == ".vtt" else _srt_cues)(text, shown)
+            tally["cue_times_dropped"] += sum(math.isnan(c.start) for c in cues)
             turns, text, n_before = self._cue_turns(cues, shown)
             unit = "cue"
         else:
@@ -416,8 +585,9 @@ class _Reader:
             notes, unit = [], "line"
         if n_before:
             notes.append(_before_first_label(shown, n_before, unit))
+        notes += _controls_note(shown, replaced, removed)
         source = SourceText(path.stem, shown, text, sha, encoding)
-        return _Read([_Case(path.stem, source, turns)], notes)
+        return _Read([_Case(path.stem, source, turns)], mixed + notes, replaced, removed, tally)
 
     def _label(self, line: str) -> tuple[str, int] | None:
         """``(speaker, end of the label)`` when ``line`` starts with a speaker label."""
@@ -521,12 +691,71 @@ class _Reader:
 
     # .csv, .xlsx
     def _table(self, suffix: str, data: bytes, shown: str, sha: str) -> _Read:
+        tally: Counter[str] = Counter()
         if suffix == ".csv":
             text, encoding = decode_bytes(data, self.config.encoding, path=shown)
+            first = _mixed_encoding(data, encoding, shown, tally)
             frame = _read_csv(text, shown)
         else:
-            frame, encoding = _read_xlsx(data, self.config.table.sheet, shown), "xlsx"
-        return _table_cases(frame, self.config.table, shown, sha, encoding)
+            frame, formulas, sheet = _read_xlsx(data, self.config.table.sheet, shown)
+            encoding = "xlsx"
+            first = _formula_cells(frame, formulas, self.config.table, shown, sheet, tally)
+        frame, replaced, removed = _clean_frame(frame)
+        result = _table_cases(frame, self.config.table, shown, sha, encoding)
+        result.notes[:0] = first
+        result.tally = tally
+        result.notes += _controls_note(shown, replaced, removed)
+        result.replaced, result.removed = replaced, removed
+        return result
+
+
+#: C0 and C1 control characters and DEL, but tab, newline and carriage return
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_AS_SPACE = "\x0b\x0c"          # vertical tab, form feed: line and page breaks
+
+
+def clean_controls(text: str) -> tuple[str, int, int]:
+    """``text`` with form feed and vertical tab as spaces and the other control
+    characters (but tab, newline, carriage return) removed; and how many of each.
+
+    A page break from a Word or PDF conversion separates words, so it becomes a
+    space; an escape sequence or a stray DEL carries nothing. No spreadsheet cell
+    can hold them (an .xlsx refuses them outright).
+    """
+    found = _CONTROLS.findall(text)
+    if not found:
+        return text, 0, 0
+    replaced = sum(1 for ch in found if ch in _AS_SPACE)
+    cleaned = _CONTROLS.sub(lambda m: " " if m.group() in _AS_SPACE else "", text)
+    return cleaned, replaced, len(found) - replaced
+
+
+def _clean_frame(frame: pd.DataFrame) -> tuple[pd.DataFrame, int, int]:
+    """:func:`clean_controls` on every cell and column name of a table (all str):
+    case ids and speaker labels as well as the text."""
+    replaced = removed = 0
+
+    def one(value: str) -> str:
+        nonlocal replaced, removed
+        value, rep, rem = clean_controls(value)
+        replaced, removed = replaced + rep, removed + rem
+        return value
+
+    out = frame.map(one)
+    out.columns = [one(str(c)) for c in frame.columns]
+    return out, replaced, removed
+
+
+def _controls_note(shown: str, replaced: int, removed: int) -> list[Skipped]:
+    if not replaced and not removed:
+        return []
+    parts = []
+    if replaced:
+        parts.append(f"{replaced} form feed or vertical tab character(s) became spaces")
+    if removed:
+        parts.append(f"{removed} other control character(s) (such as escape) were removed")
+    return [Skipped(shown, " and ".join(parts) + "; quotes and offsets refer to the text "
+                    "without them: check the export that made this file if that is unexpected")]
 
 
 def _lines(text: str) -> Iterator[tuple[int, int]]:
@@ -652,6 +881,13 @@ def _cues(blocks: list[list[tuple[int, str]]], stamp: re.Pattern[str], form: str
         times = _parse_timing(timing, stamp) if at is not None else None
         if isinstance(times, tuple):
             payload = "\n".join(line for _, line in block[at + 1:])
+            if times[1] < times[0]:
+                # the words are still what was said: keep them, without the times
+                start, end = _TIMING.fullmatch(timing).group(1, 2)
+                notes.append(Skipped(f"{shown}:{number}", (
+                    f"line {number}: the cue ends ({end}) before it starts ({start}); its text "
+                    "was kept without times: correct the timing line")))
+                times = (math.nan, math.nan)
             cues.append(_Cue(number, times[0], times[1], payload))
             continue
         problem = (f"timing '{times}' is not {form}" if at is not None else
@@ -697,8 +933,10 @@ def _read_csv(text: str, shown: str) -> pd.DataFrame:
     return frame
 
 
-def _read_xlsx(data: bytes, sheet: str | int, shown: str) -> pd.DataFrame:
-    """All cells of one sheet as str (whole numbers without a trailing '.0')."""
+def _read_xlsx(data: bytes, sheet: str | int,
+               shown: str) -> tuple[pd.DataFrame, list[tuple[int, int, str]], str]:
+    """All cells of one sheet as str (whole numbers without a trailing '.0'), where its
+    formula cells are (see :func:`_formula_positions`), and the sheet's name."""
     _check_zip(data, shown, ".xlsx")
     names: list[str] = []
     frame = None
@@ -707,6 +945,8 @@ def _read_xlsx(data: bytes, sheet: str | int, shown: str) -> pd.DataFrame:
             names = [str(n) for n in book.sheet_names]
             if sheet in names if isinstance(sheet, str) else 0 <= sheet < len(names):
                 frame = pd.read_excel(book, sheet_name=sheet, dtype=object)
+                name = sheet if isinstance(sheet, str) else names[sheet]
+                formulas = _formula_positions(data, name)
     except Exception as exc:  # openpyxl raises many types for a damaged file
         raise InputError(f"could not be read as an Excel workbook ({type(exc).__name__})",
                          path=shown, hint="open it in Excel and save it again as .xlsx") from exc
@@ -715,7 +955,73 @@ def _read_xlsx(data: bytes, sheet: str | int, shown: str) -> pd.DataFrame:
                          field="ingest.table.sheet",
                          hint="set ingest.table.sheet to a sheet name or its 0-based position")
     frame.columns = [_cell_str(c).strip() for c in frame.columns]
-    return frame.map(_cell_str)
+    return frame.map(_cell_str), formulas, name
+
+
+def _formula_positions(data: bytes, sheet: str) -> list[tuple[int, int, str]]:
+    """``(row, column, cell reference)`` of each formula cell below the header row, as
+    positions in the frame pandas reads (row 1 is the header, and pandas reads every
+    row and column from A1 on, blank ones included: sheet row 2 is frame row 0).
+
+    pandas reads a formula's saved result (what Excel last showed), or nothing when
+    none was saved (a workbook written by a script), so a formula cell cannot be told
+    from a typed one in its frame: the workbook is opened a second time, formulas
+    and all, to find them."""
+    import openpyxl
+
+    book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=False,
+                                  keep_links=False)
+    try:
+        worksheet = book[sheet]
+        worksheet.reset_dimensions()            # declared dimensions can be wrong
+        return [(cell.row - 2, cell.column - 1, cell.coordinate)
+                for row in worksheet.iter_rows(min_row=2) for cell in row
+                if getattr(cell, "data_type", None) == "f"]
+    finally:
+        book.close()
+
+
+def _formula_cells(frame: pd.DataFrame, formulas: list[tuple[int, int, str]],
+                   mapping: TableMapping, shown: str, sheet: str,
+                   tally: Counter[str]) -> list[Skipped]:
+    """Blank the formula cells of the text column (a formula is not spoken words, even
+    when Excel saved its result) and note them; note formula cells of the other columns
+    read (case id, speaker, turn index, role) that have no saved result and so read as
+    empty. Formula cells of columns that are not read are no concern."""
+    columns = list(frame.columns)
+    text = _find_column(columns, mapping.text)
+    others = {_find_column(columns, name) for name in (mapping.case_id, mapping.speaker,
+                                                       mapping.turn_index, mapping.role)
+              if name} - {None, text}
+    left_out, empty = [], []
+    for row, column, ref in formulas:
+        if column >= len(columns):
+            continue
+        inside = row < len(frame)
+        if columns[column] == text:
+            if inside:
+                frame.iat[row, column] = ""
+            left_out.append(ref)
+        elif columns[column] in others and (not inside or frame.iat[row, column] == ""):
+            empty.append(ref)
+    tally["xlsx_formula_cells_not_read"] += len(left_out) + len(empty)
+
+    def listed(refs: list[str]) -> str:
+        return ", ".join(refs[:30]) + (f" and {len(refs) - 30} more" if len(refs) > 30 else "")
+
+    notes = []
+    if left_out:
+        notes.append(Skipped(shown, (
+            f"sheet '{sheet}': {len(left_out)} cell(s) of the text column '{text}' hold "
+            f"formulas ({listed(left_out)}); a formula is not spoken words, so those turns "
+            "were left out: what to do: replace each formula by the words themselves (copy, "
+            "then Paste Special > Values) and save the workbook again")))
+    if empty:
+        notes.append(Skipped(shown, (
+            f"sheet '{sheet}': {len(empty)} cell(s) hold formulas with no saved result "
+            f"({listed(empty)}) and were read as empty: what to do: open the workbook in "
+            "Excel and save it again so that the results are saved, or type the values")))
+    return notes
 
 
 def _cell_str(value: object) -> str:
@@ -825,7 +1131,8 @@ def _join_cases_table(cases: pd.DataFrame, path: Path,
         raise InputError(f"the cases table cannot be read ({exc.strerror})", path=shown,
                          field="ingest.cases_table",
                          hint="check the path of ingest.cases_table in the config") from exc
-    table = _read_csv(decode_bytes(data, encoding, path=shown)[0], shown)
+    text, used = decode_bytes(data, encoding, path=shown)
+    table = _read_csv(text, shown)
     if table.empty or not len(table.columns):
         raise InputError("the cases table has no rows", path=shown, field="ingest.cases_table",
                          hint="add one row per case, with the case id in the first column")
@@ -840,7 +1147,7 @@ def _join_cases_table(cases: pd.DataFrame, path: Path,
                          field="ingest.cases_table", hint="keep one row per case")
     unknown = [cid or "(no case id)" for cid in table["case_id"]
                if cid not in set(cases["case_id"])]
-    notes = []
+    notes = _mixed_encoding(data, used, shown, Counter())
     if unknown:
         notes.append(Skipped(shown, (
             f"{len(unknown)} row(s) of the cases table name cases that are not among the "

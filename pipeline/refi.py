@@ -35,12 +35,14 @@ same run exports to the same bytes.
 from __future__ import annotations
 
 import io
+import lzma
 import math
 import re
 import sqlite3
 import uuid
 import zipfile
-from collections.abc import Iterable
+import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from xml.etree import ElementTree as ET
@@ -58,6 +60,7 @@ from .codes import (
 )
 from .errors import InputError
 from .fsutil import atomic_write_bytes
+from .sheets import restore_frame
 
 NS_PROJECT = "urn:QDA-XML:project:1.0"
 NS_CODEBOOK = "urn:QDA-XML:codebook:1.0"
@@ -66,6 +69,14 @@ MAX_UNPACKED_BYTES = 200 * 1024 * 1024
 #: ... at a compression ratio of at most this (for members of 1 MB or more).
 MAX_RATIO = 100
 MAX_MEMBERS = 100_000
+#: Codes nested deeper than this are refused: REFI-QDA codebooks are a few levels deep,
+#: and a file nesting thousands of <Code> elements is damaged or made to attack the reader.
+MAX_CODE_DEPTH = 100
+#: Compression methods Python's zipfile unpacks, and names of some it does not.
+_ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate",
+                zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "lzma"}
+_OTHER_ZIP_METHODS = {9: "Deflate64", 93: "Zstandard", 95: "xz", 96: "JPEG", 97: "WavPack",
+                      98: "PPMd", 99: "AES encryption"}
 #: Namespace of the uuid5 GUIDs Consensa writes (a fixed random UUID).
 GUID_NAMESPACE = uuid.UUID("6f1c2a52-4a8e-5c3e-9d1b-7b3f0e2c9a41")
 CONSENSA_USER = "Consensa"
@@ -104,7 +115,7 @@ class _Archive:
         try:
             self.zip = zipfile.ZipFile(path)
             infos = self.zip.infolist()
-        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
             raise InputError("is not a valid .qdpx project (not a zip archive, or damaged)",
                              path=self.shown, hint="export the project again from your QDA "
                              "software (REFI-QDA project, .qdpx)") from exc
@@ -137,14 +148,51 @@ class _Archive:
                 f"{self.max_bytes / 1e6:.0f} MB in all and a ratio of {self.max_ratio:.0f} "
                 "(a \"zip bomb\" is refused)", path=self.shown,
                 hint="export the project again from your QDA software, without embedded media")
-        with self.zip.open(info) as fh:
-            data = fh.read(info.file_size + 1)
+        data = self._unpack(info)
         if len(data) > info.file_size:
             raise InputError(f"was not opened: '{info.filename}' is larger than its zip entry "
                              "says (the archive may have been tampered with)", path=self.shown,
                              hint="export the project again from your QDA software")
         self.read_bytes += len(data)
         return data
+
+    def _unpack(self, info: zipfile.ZipInfo) -> bytes:
+        """The bytes of ``info`` (at most one more than its entry says), or a
+        :class:`_DamagedPart` saying what is wrong with it and what to do."""
+        part = f"its part '{info.filename}'"
+        again = "export the project again from your QDA software"
+        if info.flag_bits & 0x1 or info.compress_type == 99:
+            raise _DamagedPart(f"was not opened: {part} is encrypted (password-protected); "
+                               "Consensa reads projects without a password", path=self.shown,
+                               hint=f"{again} without a password")
+        if info.compress_type not in _ZIP_METHODS:
+            method = _OTHER_ZIP_METHODS.get(info.compress_type, "unknown")
+            raise _DamagedPart(
+                f"was not opened: {part} is packed with compression method "
+                f"{info.compress_type} ({method}), which Consensa cannot unpack (it reads "
+                f"{', '.join(_ZIP_METHODS.values())})", path=self.shown,
+                hint=f"{again}, or unzip it and zip it again with standard (deflate) "
+                     "compression")
+        try:
+            with self.zip.open(info) as fh:
+                return fh.read(info.file_size + 1)
+        except zipfile.BadZipFile as exc:    # a bad CRC-32, a broken local header
+            problem = "its checksum does not match its contents" if "CRC" in str(exc) \
+                else str(exc)
+            raise _DamagedPart(f"is damaged: {part} cannot be read ({problem})",
+                               path=self.shown, hint="copy the file again from where it was "
+                               f"saved (the copy may be incomplete), or {again}") from exc
+        except (zlib.error, EOFError, OSError, ValueError, NotImplementedError, RuntimeError,
+                lzma.LZMAError) as exc:      # corrupt compressed data, an unknown feature
+            raise _DamagedPart(f"is damaged: {part} cannot be unpacked ({exc})",
+                               path=self.shown, hint="copy the file again from where it was "
+                               f"saved (the copy may be incomplete), or {again}") from exc
+
+
+class _DamagedPart(InputError):
+    """A member of a .qdpx that cannot be unpacked: damaged, encrypted, or packed with a
+    method Python cannot unpack. For a source text it is a note (the selections keep
+    their positions), for project.qde the error."""
 
 
 def _parse_xml(data: bytes, shown: str):
@@ -214,10 +262,26 @@ def _read_root(root, shown: str, kind: str, archive: _Archive | None) -> HumanCo
     guids: dict[str, str] = {}
     order: list[str] = []
 
-    def walk(el, parents: list[str]) -> None:
-        for code in _children(el, "Code"):
+    def walk(top) -> None:
+        """The codes depth first, in document order, with a stack of sibling iterators
+        rather than recursion (a file nesting thousands of codes cannot exhaust Python's
+        stack) and a bound on the depth."""
+        stack: list[tuple[Iterator, list[str]]] = [(iter(_children(top, "Code")), [])]
+        while stack:
+            siblings, parents = stack[-1]
+            code = next(siblings, None)
+            if code is None:
+                stack.pop()
+                continue
             name = (code.get("name") or "").strip() or "(unnamed code)"
             parts = parents + [name.replace(">", "›")]
+            if len(parts) > MAX_CODE_DEPTH:
+                raise InputError(
+                    f"was not read: its codebook nests codes more than {MAX_CODE_DEPTH} levels "
+                    f"deep (below the top-level code '{parts[0][:80]}'); REFI-QDA codebooks "
+                    "are a few levels deep, so the file is damaged or was made by hand",
+                    path=shown, hint="export the project again from your QDA software, or "
+                    f"flatten the codebook to at most {MAX_CODE_DEPTH} levels")
             path = JOIN.join(parts)
             guid = (code.get("guid") or "").strip("{}").lower()
             codes[guid] = path
@@ -228,11 +292,11 @@ def _read_root(root, shown: str, kind: str, archive: _Archive | None) -> HumanCo
                 descriptions[path] = desc.text.strip()
             if code.get("color"):
                 colors[path] = code.get("color")
-            walk(code, parts)
+            stack.append((iter(_children(code, "Code")), parts))
 
     book = _child(root, "CodeBook")
     if book is not None and _child(book, "Codes") is not None:
-        walk(_child(book, "Codes"), [])
+        walk(_child(book, "Codes"))
     rows = []
     texts: dict[str, str] = {}
     counts = {"text sources": 0, "selections": 0, "codings": 0}
@@ -328,7 +392,10 @@ def _source_text(src, archive: _Archive | None) -> tuple[str | None, str]:
             return None, f"its text {where} is missing from the .qdpx"
         from .textio import decode_bytes
 
-        data = archive.read(info)
+        try:
+            data = archive.read(info)
+        except _DamagedPart as exc:
+            return None, f"its text {where} could not be unpacked ({exc.reason})"
         try:
             return decode_bytes(data, "auto", path=f"{archive.shown}:{info.filename}")[0] \
                 .removeprefix("\ufeff"), ""
@@ -432,9 +499,10 @@ def codebook_from_table(path: Path) -> list[ExportCode]:
     if "theme_id" in cols and "name" in cols:
         folder = path.parent
         domains = folder / "domains.csv"
+        # a Consensa themes.csv: its text is neutralised for spreadsheets (sheets.py)
         fake = RunData(folder=folder, segments=pd.DataFrame({"case_id": []}),
-                       themes=pd.read_csv(path, keep_default_na=False),
-                       domains=pd.read_csv(domains, keep_default_na=False)
+                       themes=restore_frame(pd.read_csv(path, keep_default_na=False)),
+                       domains=restore_frame(pd.read_csv(domains, keep_default_na=False))
                        if domains.is_file() else pd.DataFrame(columns=["domain_id", "name"]),
                        manifest=_manifest_beside(folder), config={})
         if "domain_id" not in fake.themes.columns:
@@ -467,8 +535,10 @@ def codebook_from_yaml(path: Path) -> list[ExportCode]:
     its domains and categories, with the judges' names and core ideas."""
     import yaml
 
+    from . import safeyaml
+
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = safeyaml.load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise InputError(f"could not be read as a codebook ({type(exc).__name__})", path=path,
                          hint="give RUN/review/codebook.yaml as `consensa review apply` wrote "

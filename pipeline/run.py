@@ -23,22 +23,22 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .cluster import TreeCache, assign, centroids, fit_clusterer
+from .cluster import TreeCache, assign, centroids, fit_clusterer, no_themes_error
 from .concepts import concept_text, match_concepts
 from .config import STAGE_KINDS, RunConfig, config_hash, dump_yaml, resolved
 from .context import contextualize
 from .cqr import cqr_markdown, cqr_table, cutoffs, frequency_label
-from .deidentify import check_mapping_path, deidentify_corpus
+from .deidentify import check_mapping_path, deidentify_corpus, study_key, write_mapping
 from .domains import propose_domains
 from .embed import EmbeddingCache, embed_texts
 from .errors import ConfigError, InputError
-from .fsutil import atomic_write_text
 from .ingest import ingest
 from .label import VocabularyCache, cached_vocabulary, label_themes
 from .reduce import ReductionCache, fit_reducer
 from .registry import REGISTRIES, get_params
 from .report import render_report
 from .segment import SpanCache, segment_corpus
+from .sheets import to_csv
 from .types import ASSIGNED_SEGMENT_COLUMNS, DOMAIN_COLUMNS, THEME_COLUMNS, RunResult
 
 
@@ -95,6 +95,7 @@ def build(cfg: RunConfig, base_dir: Path, report: Callable[[str], None] = lambda
 
     with timer.stage("ingest"):
         corpus = ingest(cfg.ingest, base_dir)
+    ingest_counts = dict(corpus.counts)         # de-identification makes a new corpus
     deid = None
     if cfg.deidentify.enabled:
         # before anything is segmented, embedded or cached: nothing downstream sees the raw text
@@ -109,6 +110,12 @@ def build(cfg: RunConfig, base_dir: Path, report: Callable[[str], None] = lambda
         raise InputError("no participant speech left to analyse after segmentation",
                          path=", ".join(sorted({s.path for s in corpus.sources.values()})),
                          hint="check the speaker labels and the ingest.roles map in the config")
+    # settings that cannot give a theme on this many segments stop the run here,
+    # before the embeddings, rather than end it with "themes: 0"
+    check = getattr(REGISTRIES["clusterer"].build(cfg.cluster.name, cfg.cluster.params(),
+                                                  where="cluster"), "check_n_segments", None)
+    if check is not None:
+        check(len(segments))
     with timer.stage("embed"):
         embedder = make("embed")
         cache = EmbeddingCache(_resolve(base_dir, cfg.cache_dir) / "embeddings.sqlite") \
@@ -129,6 +136,8 @@ def build(cfg: RunConfig, base_dir: Path, report: Callable[[str], None] = lambda
         clusterer = fit_clusterer(make("cluster"), reduced, tcache)
         clustering = assign(grouping, clusterer.labels_, clusterer.probabilities_,
                             cfg.outliers.reassign, cfg.outliers.min_similarity)
+    if clustering.n_themes == 0:
+        raise no_themes_error(clusterer, len(segments))
     with timer.stage("label"):
         vcache = VocabularyCache(_resolve(base_dir, cfg.cache_dir) / "vocabulary") \
             if cfg.cache_dir else None
@@ -187,7 +196,8 @@ def build(cfg: RunConfig, base_dir: Path, report: Callable[[str], None] = lambda
               "themes": clustering.n_themes, "domains": len(domains),
               "outliers_before_reassignment": clustering.n_outliers_initial,
               "reassigned": int(clustering.reassigned.sum()), "unassigned": unassigned,
-              "embedded": cache_counts["embedded"], "embeddings_from_cache": cache_counts["from_cache"]}
+              "embedded": cache_counts["embedded"], "embeddings_from_cache": cache_counts["from_cache"],
+              **ingest_counts}
     manifest = {
         "consensa_version": __version__, "name": cfg.name, "started_at": started,
         "seed": cfg.seed, "base_dir": str(base_dir.resolve()), "platform": platform.platform(),
@@ -219,14 +229,16 @@ def write_run(result: RunResult, folder: Path) -> None:
     """Write every output of a run into ``folder`` (which must not exist yet)."""
     folder.mkdir(parents=True)
     seg = result.segments
-    seg.to_parquet(folder / "segments.parquet", index=False)
-    seg.to_csv(folder / "segments.csv", index=False)
-    result.themes.to_csv(folder / "themes.csv", index=False)
-    result.domains.to_csv(folder / "domains.csv", index=False)
-    result.cqr.to_csv(folder / "cqr_table.csv", index=False)
+    seg.to_parquet(folder / "segments.parquet", index=False)      # the exact text
+    # the CSVs open in spreadsheets: text that would start a formula gets a leading "'"
+    # (pipeline/sheets.py); Consensa reads them back through runfolder.read_raw_csv
+    to_csv(seg, folder / "segments.csv", index=False)
+    to_csv(result.themes, folder / "themes.csv", index=False)
+    to_csv(result.domains, folder / "domains.csv", index=False)
+    to_csv(result.cqr, folder / "cqr_table.csv", index=False)
     (folder / "cqr_table.md").write_text(cqr_markdown(result.cqr), encoding="utf-8")
     if not result.concepts.empty:
-        result.concepts.to_csv(folder / "concepts.csv", index=False)
+        to_csv(result.concepts, folder / "concepts.csv", index=False)
     (folder / "config.yaml").write_text(dump_yaml(dict(result.config)), encoding="utf-8")
     (folder / "report.html").write_text(render_report(result), encoding="utf-8")
     (folder / "manifest.json").write_text(json.dumps(result.manifest, indent=2, default=_json),
@@ -253,17 +265,22 @@ def _resolve(base: Path, p: Path) -> Path:
 
 
 def run(cfg: RunConfig, base_dir: Path = Path("."), out: Path | None = None,
-        report: Callable[[str], None] = lambda m: None) -> Path:
+        report: Callable[[str], None] = lambda m: None, *, shared: tuple[Path, ...] = ()) -> Path:
     """Run the pipeline and write its folder; returns the folder's path.
 
     The folder is ``out`` if given, else ``<output_dir>/<name>-<YYYYmmdd-HHMMSS>``.
+    ``shared``: other folders whose contents are meant to be shared (a batch folder),
+    where the de-identification mapping is refused as in the run and output folders.
     """
     total_start = time.perf_counter()
-    mapping = None
+    mapping = study = None
+    output_dir = _resolve(base_dir, cfg.output_dir)
     if cfg.deidentify.enabled and cfg.deidentify.mapping_file:   # refused before any work
+        # the output folder is checked whether or not --out names the run folder
+        study = study_key(_resolve(base_dir, p) for p in cfg.ingest.paths)
         mapping = check_mapping_path(_resolve(base_dir, cfg.deidentify.mapping_file),
-                                     Path(out) if out is not None else None,
-                                     None if out is not None else _resolve(base_dir, cfg.output_dir))
+                                     Path(out) if out is not None else None, output_dir,
+                                     study, shared)
     result = build(cfg, base_dir, report)
     if out is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -286,8 +303,8 @@ def run(cfg: RunConfig, base_dir: Path = Path("."), out: Path | None = None,
                                        encoding="utf-8")
     if mapping is not None:          # written before the run folder appears, or neither is
         try:
-            check_mapping_path(mapping, out, None)
-            atomic_write_text(mapping, getattr(result, "mapping_csv", ""))
+            check_mapping_path(mapping, out, output_dir, study, shared)
+            write_mapping(mapping, getattr(result, "mapping_csv", ""), cfg.name, study)
         except (OSError, ConfigError) as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             if isinstance(exc, ConfigError):

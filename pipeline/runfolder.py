@@ -18,6 +18,7 @@ import pandas as pd
 
 from .errors import InputError
 from .fsutil import atomic_write_text
+from .sheets import restore_frame, to_csv
 from .types import CONCEPT_COLUMNS, CQR_COLUMNS, DOMAIN_COLUMNS, THEME_COLUMNS, RunResult
 
 #: Columns of the run's CSV tables that hold numbers or booleans (the rest are text).
@@ -51,13 +52,19 @@ def check_run_folder(folder: Path) -> Path:
 
 
 def read_raw_csv(path: Path) -> pd.DataFrame:
-    """A CSV as written, every cell a string ("" where empty): safe to write back unchanged."""
-    return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+    """A CSV as written, every cell a string ("" where empty): safe to write back unchanged.
+
+    The run's CSVs carry a leading "'" on text that would start a spreadsheet formula
+    (pipeline/sheets.py); it is taken off here, so the cells hold the exact text.
+    """
+    return restore_frame(pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False))
 
 
 def raw_to_csv(df: pd.DataFrame) -> str:
+    """``df`` as CSV text, text that would start a formula neutralised (the inverse of
+    :func:`read_raw_csv`: the cells it did not change come out as they were read)."""
     buf = io.StringIO()
-    df.to_csv(buf, index=False)
+    to_csv(df, buf, index=False)
     return buf.getvalue()
 
 
@@ -126,7 +133,7 @@ def load_result(folder: Path, vectors: np.ndarray | None = None,
     ``extra_theme_columns`` (indexed by theme_id) are joined onto the themes for
     the report only.
     """
-    import yaml
+    from . import safeyaml
 
     folder = check_run_folder(folder)
     segments = pd.read_parquet(folder / "segments.parquet")
@@ -143,7 +150,7 @@ def load_result(folder: Path, vectors: np.ndarray | None = None,
     timings = manifest.get("timings")
     if isinstance(timings, dict):
         manifest["timings"] = {k: v for k, v in timings.items() if k != "write"}
-    config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}
+    config = safeyaml.load((folder / "config.yaml").read_text(encoding="utf-8")) or {}
     link = None
     if vectors is not None and "theme" in segments.columns:
         link = theme_linkage(vectors, segments["theme"].to_numpy())

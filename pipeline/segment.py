@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Iterable, Iterator, Literal
 
 import numpy as np
 import pandas as pd
@@ -181,6 +181,53 @@ def _mend_brackets(text: str, sents: list[tuple[int, int]]) -> list[tuple[int, i
     return [(s, e) for s, e in out if s < e]
 
 
+#: The most characters spaCy is given at once. spaCy refuses a text longer than its
+#: ``nlp.max_length`` (1,000,000 by default), and its memory grows with the text (about
+#: 120 MB a million characters with the sentencizer), so a longer turn (a whole recording
+#: transcribed without punctuation, say) is sentencized in pieces of at most this many
+#: characters instead of raising the limit to the turn's length.
+MAX_DOC_CHARS = 1_000_000
+
+_SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*\s")
+
+
+def _pieces(text: str, limit: int) -> list[tuple[int, int]]:
+    """``text`` as consecutive ``(start, end)`` pieces of at most ``limit`` characters,
+    each ending where a sentence most likely ends: after the last ". " (or "! ", "? ")
+    in the second half of the piece, else after its last line break, else after its last
+    space, else (one "word" of half a million characters) at the limit. A piece's end
+    then ends a sentence, which is where the sentencizer would mostly have ended one."""
+    out = []
+    s = 0
+    while len(text) - s > limit:
+        lo, hi = s + max(limit // 2, 1), s + limit
+        cut = -1
+        for match in _SENTENCE_END.finditer(text, lo, hi):
+            cut = match.end()
+        if cut < 0:
+            cut = max(text.rfind(c, lo, hi) for c in "\n\r") + 1 or \
+                max(text.rfind(c, lo, hi) for c in " \t\f\v\u00a0") + 1 or hi
+        out.append((s, cut))
+        s = cut
+    out.append((s, len(text)))
+    return out
+
+
+def _sentences(nlp, texts: list[str], batch_size: int) -> Iterator[list[tuple[int, int]]]:
+    """The sentencizer's ``(start, end)`` sentences of each text, in order; a text longer
+    than :data:`MAX_DOC_CHARS` is sentencized piece by piece (see :func:`_pieces`)."""
+    limit = min(nlp.max_length, MAX_DOC_CHARS)
+    docs = iter(nlp.pipe((t for t in texts if len(t) <= limit), batch_size=batch_size))
+    for text in texts:
+        if len(text) <= limit:
+            yield [(x.start_char, x.end_char) for x in next(docs).sents]
+            continue
+        sents: list[tuple[int, int]] = []
+        for a, b in _pieces(text, limit):
+            sents.extend((a + x.start_char, a + x.end_char) for x in nlp(text[a:b]).sents)
+        yield sents
+
+
 @segmenters.register("consensa.SentenceSegmenter.v1")
 class SentenceSegmenter(_SegmenterBase):
     """Sentences grouped into meaning units of at most ``max_words`` words.
@@ -213,11 +260,10 @@ class SentenceSegmenter(_SegmenterBase):
                               f"{self.min_words}, {self.target_words}, {self.max_words}")
         nlp = spacy.blank("en")
         nlp.add_pipe("sentencizer")
-        nlp.max_length = max([nlp.max_length] + [len(t) + 1 for t in texts])
         out = []
-        for text, doc in zip(texts, nlp.pipe(texts, batch_size=self.batch_size)):
+        for text, found in zip(texts, _sentences(nlp, texts, self.batch_size)):
             sents: list[tuple[int, int]] = []
-            for sent in _mend_brackets(text, [(x.start_char, x.end_char) for x in doc.sents]):
+            for sent in _mend_brackets(text, found):
                 s, e = _trim(text, sent[0], sent[1])
                 if s < e:
                     sents.extend(self._cut_long(text, s, e))
@@ -225,16 +271,30 @@ class SentenceSegmenter(_SegmenterBase):
         return out
 
     def _cut_long(self, text: str, s: int, e: int) -> list[tuple[int, int]]:
+        """``text[s:e]`` cut into pieces of at most ``max_words`` words, each ending at the
+        last comma, semicolon or dash in its second half, else after its last word.
+
+        The words are found once and a cursor walks them, so a turn of any length (a
+        whole unpunctuated recording) costs time linear in its length. Re-finding the
+        words after each cut would give the same words, because a cut always falls on
+        a non-word character (after a comma or dash, or where a whole word ends), but
+        costs time quadratic in the length.
+        """
+        words = [m.span() for m in _WORD.finditer(text, s, e)]
+        starts = [w[0] for w in words]
+        ends = [w[1] for w in words]
         pieces = []
-        while count_words(text[s:e]) > self.max_words:
-            words = list(_WORD.finditer(text, s, e))
-            limit = words[self.max_words - 1].end()
-            floor = words[self.max_words // 2].end()
+        first = 0                                    # index of the first word at or after s
+        while len(ends) - first > self.max_words:
+            limit = ends[first + self.max_words - 1]
+            floor = ends[first + self.max_words // 2]
             cut = max(text.rfind(c, floor, limit) for c in ",;–—")
             cut = cut + 1 if cut >= floor else limit
             a, b = _trim(text, s, cut)
             pieces.append((a, b))
             s, e = _trim(text, cut, e)
+            while first < len(starts) and starts[first] < s:
+                first += 1
         if s < e:
             pieces.append((s, e))
         return pieces

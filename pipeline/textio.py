@@ -4,6 +4,14 @@
 as Word's "Unicode text" writes), UTF-16 without a mark (many NUL bytes in
 alternate positions), strict UTF-8, then Windows-1252. The name returned is one
 that decodes the same bytes to the same text again (``data.decode(name)``).
+
+A file that mixes the two (a UTF-8 transcript with lines pasted from an old
+Windows program, or the reverse) is not UTF-8 as a whole; read as Windows-1252
+its UTF-8 lines would turn into mojibake ("cafÃ©"). When some lines with
+accented letters are valid UTF-8 and others are not, each line is decoded on its
+own: UTF-8 when it is valid UTF-8, else Windows-1252. That mixture is the codec
+:data:`MIXED` (registered here, so ``data.decode(MIXED)`` works), and
+:func:`cp1252_lines` says which lines were Windows-1252, for a note to the user.
 """
 
 from __future__ import annotations
@@ -21,6 +29,59 @@ _BOMS = (  # UTF-32 first: its little-endian mark starts with the UTF-16 one
     (codecs.BOM_UTF16_LE, "utf-16"),
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
+#: The codec of a file whose lines are UTF-8 or Windows-1252 (see the module docstring).
+MIXED = "utf-8-with-cp1252-lines"
+_LINE = re.compile(rb"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
+
+
+def _line_bytes(data: bytes) -> list[bytes]:
+    """The lines of ``data``, each with its line break (\\r\\n, \\r or \\n)."""
+    return _LINE.findall(data)
+
+
+def _is_utf8(line: bytes) -> bool:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _decode_mixed(data: bytes, errors: str = "strict") -> tuple[str, int]:
+    """Each line as UTF-8 when it is valid UTF-8, else as Windows-1252 (line breaks are
+    the same bytes in both, and never inside a UTF-8 character)."""
+    data = bytes(data)
+    parts, at = [], 0
+    for line in _line_bytes(data):
+        try:
+            parts.append(line.decode("utf-8") if _is_utf8(line)
+                         else line.decode("cp1252", errors))
+        except UnicodeDecodeError as exc:      # where in the whole file, not in the line
+            raise UnicodeDecodeError(MIXED, data, at + exc.start, at + exc.end,
+                                     exc.reason) from None
+        at += len(line)
+    return "".join(parts), len(data)
+
+
+def _has_utf8_lines(data: bytes) -> bool:
+    """True when a line with non-ASCII bytes is valid UTF-8: the file is not
+    Windows-1252 throughout (Windows-1252 text is almost never valid UTF-8 by chance)."""
+    return any(not line.isascii() and _is_utf8(line) for line in _line_bytes(data))
+
+
+def cp1252_lines(data: bytes) -> list[int]:
+    """1-based numbers of the lines :data:`MIXED` decodes as Windows-1252."""
+    return [n for n, line in enumerate(_line_bytes(data), 1) if not _is_utf8(line)]
+
+
+def _search_codec(name: str) -> codecs.CodecInfo | None:
+    if name.replace("-", "_").replace(" ", "_") != MIXED.replace("-", "_"):
+        return None
+    return codecs.CodecInfo(name=MIXED, encode=codecs.utf_8_encode, decode=_decode_mixed)
+
+
+codecs.register(_search_codec)
+
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 _SAVE_AS_TEXT = "save the transcript as UTF-8 text (.txt) or as a Word document (.docx)"
 
@@ -69,11 +130,15 @@ def decode_bytes(data: bytes, encoding: str = "auto",
             raise _binary(path) from None
     if b"\x00" in data:
         raise _binary(path)
-    for name in ("utf-8", "cp1252"):
-        try:
-            return _checked(data.decode(name), path), name
-        except UnicodeDecodeError:
-            continue
+    try:
+        return _checked(data.decode("utf-8"), path), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    name = MIXED if _has_utf8_lines(data) else "cp1252"
+    try:
+        return _checked(data.decode(name), path), name
+    except UnicodeDecodeError:
+        pass
     raise InputError("is neither UTF-8 nor Windows-1252 text", path=path,
                      hint=f"{_SAVE_AS_TEXT}, or set ingest.encoding to its encoding")
 

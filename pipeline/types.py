@@ -39,8 +39,11 @@ class SourceText:
 
     For plain-text formats ``text`` is the decoded file with line endings kept as
     they are. For .docx it is the paragraphs joined with "\\n"; for .vtt/.srt the
-    cue payloads; for tables the cells joined with "\\n". ``sha256`` is the hash of
-    the file's bytes, recorded in the manifest.
+    cue payloads; for tables the cells joined with "\\n". In every format, control
+    characters are normalised before anything is parsed (form feed and vertical
+    tab as spaces, the others but tab, newline and carriage return removed), so
+    offsets index the normalised text. ``sha256`` is the hash of the file's bytes,
+    recorded in the manifest.
     """
 
     case_id: str
@@ -58,6 +61,9 @@ class Corpus:
     cases: pd.DataFrame                       # case_id + user attributes
     sources: Mapping[str, SourceText]         # case_id -> source text
     skipped: tuple[Skipped, ...] = ()
+    #: what ingest changed in the texts it read, for the manifest's counts
+    #: (control_characters_replaced, control_characters_removed; see pipeline/ingest.py)
+    counts: Mapping[str, int] = field(default_factory=dict)
 
 
 # --- Segment ----------------------------------------------------------------

@@ -61,7 +61,18 @@ def test_each_broken_input_gets_a_clear_message(name, tmp_path, good_run):
 def test_broken_transcripts_beside_good_ones_are_skipped_and_the_run_goes_on(tmp_path):
     code, manifest, folder = corpus.together(tmp_path)
     assert code == 0
-    assert manifest["counts"]["cases_analysed"] == 6
+    # the six good ones, and each "note" transcript that is a file (not a link or folder)
+    kept = [c for c in BY_NAME.values() if c.transcript and c.kind == "note" and not any(
+        isinstance(f, (corpus.Symlink, corpus.Folder)) for f in c.files.values())]
+    assert manifest["counts"]["cases_analysed"] == 6 + len(kept)
+    # what was changed or left out inside the files read is counted as well
+    counts = manifest["counts"]
+    assert counts["xlsx_formula_cells_not_read"] == 2          # formulas.xlsx: D4, D6
+    assert counts["lines_decoded_as_cp1252"] == 1              # mixed.txt, line 2
+    assert counts["cue_times_dropped"] == 1                    # backwards.srt, line 6
+    not_files = sum(isinstance(f, (corpus.Symlink, corpus.Folder)) for c in BY_NAME.values()
+                    if c.transcript for f in c.files.values())
+    assert counts["paths_not_read"] >= not_files + 1           # and scan.pdf
     skipped = manifest["skipped"]
     for case in BY_NAME.values():
         if not case.transcript:

@@ -3,9 +3,11 @@ exception (a traceback for the user). Bounded: at most 200 examples per parser."
 
 from __future__ import annotations
 
+import codecs
 import io
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -64,6 +66,7 @@ _FRAGMENTS = st.sampled_from([
     "00:0x:01.000 --> 00:00:02.000", "-->", "1", "NOTE x", "<v Mara Reyes>", "</v>", "<v>", "<i>",
     "</i>", "<c.red>", "&amp;", "&", "Interviewer: ", "P1: ", "Mara Reyes: ", "hello there",
     "é", "\x00", "\ufeff", ":", " ", "<", ">", "<v.loud Sam>", "99:99:99.999 --> 1",
+    "00:00:05.000 --> 00:00:01.000", "00:00:05,000 --> 00:00:01,000",   # ends before it starts
 ])
 _CSV_FRAGMENTS = st.sampled_from([
     "case_id", "turn_index", "speaker", "text", "role", ",", ";", "\t", "\n", "\r\n", '"', '""',
@@ -197,3 +200,143 @@ def test_refi_project_reader(data, how, name):
             read_project(path)
         except ConsensaError:
             pass
+
+
+# --- mixed encodings, hidden DTDs, formulas, damaged and deep REFI-QDA projects ----------
+
+_LINE_TEXT = st.text(st.characters(codec="cp1252", exclude_categories=("Cc", "Cs")), max_size=30)
+
+
+@FUZZ
+@given(lines=st.lists(st.tuples(_LINE_TEXT, st.sampled_from(["utf-8", "cp1252"])), max_size=12),
+       newline=st.sampled_from(["\n", "\r\n", "\r"]))
+def test_lines_in_utf8_and_cp1252_each_come_back(lines, newline):
+    """Every UTF-8 line comes back exactly, and so does every Windows-1252 line that is
+    not valid UTF-8 by chance (almost all with an accent or a curly quote in them)."""
+    data = b"".join((text + newline).encode(codec) for text, codec in lines)
+    try:
+        decoded, name = decode_bytes(data, "auto", path="x.txt")
+    except ConsensaError:
+        return                                # e.g. a binary-looking mostly-control text
+    assert data.decode(name) == decoded
+    got = decoded.split(newline)
+    assert len(got) == len(lines) + 1 and got[-1] == ""
+    for (text, codec), back in zip(lines, got):
+        raw = text.encode(codec)
+        if codec == "utf-8" or raw.isascii() or not _is_utf8(raw):
+            assert back == text
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+@FUZZ
+@given(text=st.text(max_size=60),
+       codec=st.sampled_from(["utf-8", "utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be",
+                              "utf-7"]),
+       bom=st.booleans(), part=st.sampled_from(["word/document.xml", "word/settings.xml",
+                                                 "customXml/item1.dat", "word/media/x.bin"]),
+       mark=st.sampled_from(["<!DOCTYPE d>", '<!ENTITY x "y">', "<!doctype d>"]))
+def test_a_dtd_in_any_part_and_encoding_is_refused(text, codec, bom, part, mark):
+    boms = {"utf-8": codecs.BOM_UTF8, "utf-16-le": codecs.BOM_UTF16_LE,
+            "utf-16-be": codecs.BOM_UTF16_BE, "utf-32-le": codecs.BOM_UTF32_LE,
+            "utf-32-be": codecs.BOM_UTF32_BE, "utf-7": b""}
+    decl = f' encoding="{codec.split("-le")[0].split("-be")[0].upper()}"'
+    xml = f'<?xml version="1.0"{decl}?>{mark}<r>{text.replace("<", "")}</r>'
+    data = (boms[codec] if bom else b"") + xml.encode(codec, "surrogatepass")
+    docx_data = corpus.replace_member(_DOCX, part, data) if part in _DOCX_PARTS \
+        else corpus.add_member(_DOCX, part, data)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "T.docx"
+        path.write_bytes(docx_data)
+        try:
+            READER.read(path, str(path))
+        except ConsensaError as err:
+            assert f"its part '{part}' declares" in err.reason
+            return
+    raise AssertionError(f"a DTD in {part} ({codec}, BOM {bom}) was not refused")
+
+
+_DOCX_PARTS = set(zipfile.ZipFile(io.BytesIO(_DOCX)).namelist())
+#: openpyxl writes a str that starts with "=" (and is longer) as a formula
+_FORMULAS = ["=1+1", '=A2&"x"', '=HYPERLINK("x")']
+_CELLS = st.sampled_from(_FORMULAS + ["hello there", "=", "P1", "Interviewer", "T1", "0", "",
+                                      " =SUM(A1)", "'=not a formula"])
+
+
+@FUZZ
+@given(rows=st.lists(st.lists(_CELLS, min_size=3, max_size=3), max_size=8))
+def test_xlsx_formula_cells_never_become_speech(rows):
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.active.append(["case_id", "speaker", "text"])
+    for row in rows:
+        book.active.append(row)
+    buffer = io.BytesIO()
+    book.save(buffer)
+    result = read(buffer.getvalue(), ".xlsx")
+    if result is None:
+        return
+    for case in result.cases:
+        for turn in case.turns:
+            assert case.source.text[turn.start:turn.end] not in _FORMULAS
+
+
+_QDPX = corpus.qdpx({"project.qde": _PROJECT.replace(
+    b"</Project>", b'<Sources><TextSource guid="s1" name="A" plainTextPath="internal://s1.txt">'
+    b'<PlainTextSelection guid="x" startPosition="0" endPosition="5"><Coding guid="k">'
+    b'<CodeRef targetGUID="c1"/></Coding></PlainTextSelection></TextSource></Sources>'
+    b"</Project>"), "Sources/s1.txt": "Hello there, café.".encode() * 20})
+
+
+@FUZZ
+@given(member=st.sampled_from(["project.qde", "Sources/s1.txt"]),
+       damage=st.fixed_dictionaries({}, optional={
+           "flags": st.sampled_from([1, 8, 0x40, 0xFFFF]), "method": st.integers(0, 0xFFFF),
+           "crc_xor": st.integers(1, 2**32 - 1), "garble": st.integers(1, 40)}),
+       flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=4))
+def test_damaged_qdpx(member, damage, flips):
+    from pipeline.refi import read_project
+
+    data = bytearray(corpus.zip_patch(_QDPX, member, **damage))
+    for position, value in flips:
+        data[position % len(data)] = value
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "p.qdpx"
+        path.write_bytes(bytes(data))
+        try:
+            read_project(path)
+        except ConsensaError:
+            pass
+
+
+@settings(max_examples=25, deadline=None)
+@given(depth=st.integers(0, 3000))
+def test_refi_codes_nested_to_any_depth(depth):
+    from pipeline.refi import MAX_CODE_DEPTH, read_project
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "p.qde"
+        path.write_bytes(corpus.nested_codes_project(depth))
+        try:
+            codes = read_project(path)
+        except ConsensaError as err:
+            assert depth > MAX_CODE_DEPTH and "levels deep" in err.reason
+            return
+    assert depth <= MAX_CODE_DEPTH and len(codes.codebook) == depth
+
+
+@FUZZ
+@given(data=st.binary(max_size=400))
+def test_lines_of_any_bytes_join_to_the_bytes(data):
+    from pipeline.textio import _line_bytes, cp1252_lines
+
+    lines = _line_bytes(data)
+    assert b"".join(lines) == data and all(lines)
+    assert all(1 <= n <= len(lines) for n in cp1252_lines(data))

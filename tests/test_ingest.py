@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import math
+import os
+import re
+import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -631,3 +634,169 @@ def test_exact_slices_hold_for_any_labelled_text(lines, newline, codec):
     assert_exact(corpus)
     assert corpus.sources["T50"].text == text
     assert not pd.isna(corpus.turns["text"]).any()
+
+
+# --- what used to slip through: DTDs out of sight, formulas, mixed encodings, links ---
+
+sys.path.insert(0, str(Path(__file__).parent / "broken"))
+import make_corpus  # noqa: E402
+
+_DTD_XML = ('<?xml version="1.0"{decl}?>\n<!DOCTYPE d [<!ENTITY x "INJECTED">]>\n'
+            f'<w:document {make_corpus.W_NS}><w:body><w:p><w:r><w:t>P1: &x;</w:t></w:r>'
+            '</w:p></w:body></w:document>')
+
+
+def _document_xml(codec: str, bom: bytes = b"", decl: str = "") -> bytes:
+    return make_corpus.replace_member(make_corpus.docx_bytes(), "word/document.xml",
+                                      bom + _DTD_XML.format(decl=decl).encode(codec))
+
+
+@pytest.mark.parametrize("build", [
+    make_corpus.docx_xxe_utf32,                                       # UTF-32 with a BOM
+    lambda: _document_xml("utf-32-be", decl=' encoding="UTF-32"'),     # ... without one
+    lambda: _document_xml("utf-32-le", decl=' encoding="UTF-32"'),
+    lambda: _document_xml("utf-16-be", decl=' encoding="UTF-16"'),     # UTF-16, no BOM
+    lambda: _document_xml("utf-7", decl=' encoding="UTF-7"'),          # "+ADw-!DOCTYPE"
+    make_corpus.docx_xxe_renamed_part,                                # word/document.dat
+], ids=["utf-32-bom", "utf-32-be", "utf-32-le", "utf-16-be", "utf-7", "renamed-part"])
+def test_docx_dtd_is_found_whatever_the_encoding_or_part_name(tmp_path, build):
+    data = build()
+    (tmp_path / "T13.docx").write_bytes(data)
+    write(tmp_path, "T01.txt", T01)
+    reason = {s.what: s.reason for s in run(tmp_path).skipped}[str(tmp_path / "T13.docx")]
+    assert reason.startswith("was not opened: its part 'word/document.")
+    assert "declares a DTD or XML entities" in reason and "save it again as .docx" in reason
+
+
+@pytest.mark.parametrize("build", [make_corpus.docx_xxe_utf32,
+                                   make_corpus.docx_xxe_renamed_part])
+def test_the_hidden_dtds_reach_python_docx_unless_refused(build):
+    """Why the check matters: python-docx parses both of these (lxml detects UTF-32 and
+    follows [Content_Types].xml to document.dat); before, Consensa's check passed them."""
+    document = docx.Document(io.BytesIO(build()))
+    assert [p.text for p in document.paragraphs] == ["P1: "]     # the entity was there
+
+
+def test_docx_part_declaring_an_encoding_that_cannot_be_checked_is_refused(tmp_path):
+    xml = ('<?xml version="1.0" encoding="X-NOPE-9"?>\n'
+           f'<w:document {make_corpus.W_NS}><w:body><w:p><w:r><w:t>P1: hi</w:t></w:r></w:p>'
+           '</w:body></w:document>').encode()
+    (tmp_path / "T14.docx").write_bytes(make_corpus.replace_member(
+        make_corpus.docx_bytes(), "word/document.xml", xml))
+    with pytest.raises(InputError, match="declares an XML encoding that .docx files never use"):
+        run(tmp_path)
+
+
+def test_docx_with_a_damaged_part_names_the_part(tmp_path):
+    (tmp_path / "T15.docx").write_bytes(make_corpus.zip_patch(
+        make_corpus.docx_bytes(), "word/styles.xml", crc_xor=0xFF))
+    with pytest.raises(InputError) as caught:
+        run(tmp_path)
+    assert "not a valid .docx file: its part 'word/styles.xml' cannot be unpacked" in \
+        str(caught.value) and "T15.docx" in str(caught.value)
+
+
+def test_mixed_utf8_and_cp1252_lines_are_each_decoded_and_noted(tmp_path):
+    from pipeline.textio import MIXED
+
+    data = make_corpus.MIXED_ENCODING
+    (tmp_path / "T60.txt").write_bytes(data)
+    corpus = run(tmp_path)
+    assert_exact(corpus)
+    text = corpus.sources["T60"].text
+    assert "café where" in text and "“Quiet,” she said, and the café was empty." in text
+    assert "über alles" in text and "Ã" not in text               # no mojibake either way
+    assert corpus.sources["T60"].encoding == MIXED and data.decode(MIXED) == text
+    (note,) = [s for s in corpus.skipped if "mixes UTF-8" in s.reason]
+    assert note.what == f"{tmp_path / 'T60.txt'}:2" and "1 line(s) (2)" in note.reason
+    assert corpus.counts["lines_decoded_as_cp1252"] == 1
+    # one encoding throughout: as before, and no note
+    assert decode_bytes("P1: café “x”\n".encode("cp1252")) == ("P1: café “x”\n", "cp1252")
+    assert decode_bytes("P1: café “x”\n".encode()) == ("P1: café “x”\n", "utf-8")
+
+
+def test_mixed_lines_in_a_csv_table_are_noted(tmp_path):
+    data = ("case_id,speaker,text\nT61,I,Où?\n".encode() +
+            "T61,P61,“Là-bas” à la café\n".encode("cp1252"))
+    (tmp_path / "t.csv").write_bytes(data)
+    corpus = run(tmp_path)
+    assert turns_of(corpus, "T61")[1][2] == "“Là-bas” à la café"
+    assert any(s.what.endswith("t.csv:3") and "mixes UTF-8" in s.reason for s in corpus.skipped)
+
+
+def _xlsx_with_formulas(path: Path) -> None:
+    path.write_bytes(make_corpus.xlsx_formulas())
+    # a formula Excel has calculated carries its saved result: D4 as text, B3 as a number
+    book = path.read_bytes()
+    sheet = zipfile.ZipFile(io.BytesIO(book)).read("xl/worksheets/sheet1.xml")
+    sheet = sheet.replace(b'<c r="B3" t="n"><v>1</v></c>', b'<c r="B3"><f>B2+1</f><v>1</v></c>')
+    sheet = re.sub(rb'<c r="D4"><f>(.*?)</f><v></v></c>',
+                   rb'<c r="D4" t="str"><f>\1</f><v>X01 said nothing</v></c>', sheet)
+    assert b"<v>X01 said nothing</v>" in sheet and b"<f>B2+1</f>" in sheet
+    path.write_bytes(make_corpus.replace_member(book, "xl/worksheets/sheet1.xml", sheet))
+
+
+def test_xlsx_formula_text_cells_are_left_out_and_noted(tmp_path):
+    _xlsx_with_formulas(tmp_path / "turns.xlsx")
+    corpus = run(tmp_path)
+    assert_exact(corpus)
+    texts = [t[2] for t in turns_of(corpus, "X01")]
+    assert texts == ["How did the first session feel for you?",
+                     "Honestly, I was nervous, and she did not judge me.", "And then?",
+                     "She just asked what had got in the way, and I felt heard."]
+    assert not any("said nothing" in t or "HYPERLINK" in t for t in corpus.turns["text"])
+    (note,) = [s for s in corpus.skipped if "formula" in s.reason]
+    assert note.what == str(tmp_path / "turns.xlsx")
+    assert note.reason.startswith("sheet 'Turns': 2 cell(s) of the text column 'text' hold "
+                                  "formulas (D4, D6); a formula is not spoken words")
+    assert corpus.counts["xlsx_formula_cells_not_read"] == 2      # B3's saved 1 was used
+
+
+def test_xlsx_formula_without_a_saved_result_in_another_column_is_noted(tmp_path):
+    book = openpyxl.Workbook()
+    book.active.append(["case_id", "speaker", "text"])
+    book.active.append(["T62", "I", "How was it?"])
+    book.active.append(["T62", '=B2&"x"', "It was hard, and then it was not."])
+    book.save(tmp_path / "t.xlsx")
+    corpus = run(tmp_path, table={"turn_index": None})
+    assert [t[2] for t in turns_of(corpus, "T62")][1] == "It was hard, and then it was not."
+    assert any("1 cell(s) hold formulas with no saved result (B3) and were read as empty"
+               in s.reason for s in corpus.skipped)
+
+
+def test_broken_links_loops_and_folders_named_like_transcripts_are_listed(tmp_path):
+    write(tmp_path, "T01.txt", T01)
+    (tmp_path / "gone.txt").symlink_to("nowhere.txt")
+    (tmp_path / "a.txt").symlink_to("b.txt")
+    (tmp_path / "b.txt").symlink_to("a.txt")
+    (tmp_path / "T02.docx").mkdir()
+    (tmp_path / "plain").mkdir()                     # a folder: nothing to say
+    os.mkfifo(tmp_path / "pipe.txt")
+    corpus = run(tmp_path, ".", "gone.txt")          # the broken link twice: noted once
+    skipped = [(s.what, s.reason) for s in corpus.skipped if "T01" not in s.what]
+    assert [Path(w).name for w, _ in skipped] == ["T02.docx", "a.txt", "b.txt", "gone.txt",
+                                                  "pipe.txt"]
+    reasons_by = {Path(w).name: r for w, r in skipped}
+    assert "loops back on itself" in reasons_by["a.txt"]
+    assert "'nowhere.txt', which does not exist" in reasons_by["gone.txt"]
+    assert "is a folder, not a transcript file" in reasons_by["T02.docx"]
+    assert "not a regular file" in reasons_by["pipe.txt"]
+    assert all("what to do:" in r for r in reasons_by.values())
+    assert corpus.counts["paths_not_read"] == 5
+    assert list(corpus.cases["case_id"]) == ["T01"]
+    # read recursively, the folder is read like any other (nothing to note)
+    assert "T02.docx" not in reasons(run(tmp_path, recursive=True))
+
+
+def test_srt_cue_ending_before_it_starts_keeps_its_words_without_times(tmp_path):
+    (tmp_path / "T63.srt").write_bytes(make_corpus.SRT_BACKWARDS)
+    corpus = run(tmp_path)
+    assert_exact(corpus)
+    assert turns_of(corpus, "T63")[1] == ("P9", "participant",
+                                          "They stopped, mostly they stopped.")
+    starts = corpus.turns["start_time"].tolist()
+    assert starts[0] == 1.0 and math.isnan(starts[1]) and starts[2] == 10.0
+    assert math.isnan(corpus.turns["end_time"].tolist()[1])
+    assert f"{tmp_path / 'T63.srt'}:6: line 6: the cue ends (00:00:04,000) before it starts " \
+           "(00:00:09,000); its text was kept without times" in reasons(corpus)
+    assert corpus.counts["cue_times_dropped"] == 1

@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import shutil
 import sqlite3
+import sys
 import uuid
 import zipfile
+from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import pandas as pd
@@ -20,6 +22,7 @@ from pipeline.errors import InputError
 from pipeline.refi import (
     CONSENSA_USER,
     GUID_NAMESPACE,
+    MAX_CODE_DEPTH,
     NS_CODEBOOK,
     NS_PROJECT,
     codebook_from_run,
@@ -30,6 +33,9 @@ from pipeline.refi import (
     read_judges,
     read_project,
 )
+
+sys.path.insert(0, str(Path(__file__).parent / "broken"))
+import make_corpus as corpus  # noqa: E402
 
 P = f"{{{NS_PROJECT}}}"
 C = f"{{{NS_CODEBOOK}}}"
@@ -132,6 +138,68 @@ def test_broken_projects(tmp_path, content, message):
         path.write_bytes(content)
     with pytest.raises(InputError, match=message):
         read_project(path)
+
+
+@pytest.mark.parametrize("damage, message", [
+    ({"crc_xor": 0xFFFF}, "is damaged: its part 'project.qde' cannot be read (its checksum "
+                          "does not match its contents)"),
+    ({"garble": 20}, "is damaged: its part 'project.qde' cannot be unpacked (Error -3"),
+    ({"method": 93}, "its part 'project.qde' is packed with compression method 93 "
+                     "(Zstandard), which Consensa cannot unpack"),
+    ({"method": 77}, "compression method 77 (unknown)"),
+    ({"flags": 1}, "its part 'project.qde' is encrypted (password-protected)"),
+    ({"method": 99}, "is encrypted"),                  # WinZip AES
+], ids=["bad-crc", "corrupt-deflate", "zstandard", "unknown-method", "encrypted", "aes"])
+def test_damaged_archives_give_one_clear_error(tmp_path, damage, message):
+    path = tmp_path / "damaged.qdpx"
+    path.write_bytes(corpus.qdpx_damaged(**damage)())
+    with pytest.raises(InputError) as err:
+        read_codes(path)
+    text = str(err.value)
+    assert text.startswith(str(path)) and message in text, text
+    assert "What to do:" in text and "export the project again" in text
+
+
+def test_a_damaged_source_text_is_a_note_and_its_selections_keep_their_positions(tmp_path):
+    good = zip_fixture(tmp_path / "small.qdpx").read_bytes()
+    member = "Sources/0B7D3C6E-1F2A-4C5B-9D8E-7A6B5C4D3E2F.txt"
+    path = tmp_path / "damaged.qdpx"
+    path.write_bytes(corpus.zip_patch(good, member, crc_xor=1))
+    codes = read_project(path)
+    assert "Interview A.docx" not in codes.texts and "Interview B" in codes.texts
+    assert any("source 'Interview A.docx': its text internal://" in n
+               and f"could not be unpacked (is damaged: its part '{member}'" in n
+               for n in codes.notes), codes.notes
+    assert len(codes.codings[codes.codings["case"] == "Interview A.docx"]) == 5
+
+
+def test_codes_nested_thousands_deep_are_refused_without_recursion(tmp_path):
+    path = tmp_path / "deep.qdpx"
+    path.write_bytes(corpus.qdpx({"project.qde": corpus.nested_codes_project(5000)}))
+    with pytest.raises(InputError) as err:
+        read_project(path)
+    assert f"nests codes more than {MAX_CODE_DEPTH} levels deep (below the top-level code " \
+           "'level 0')" in str(err.value) and str(path) in str(err.value)
+    # as deep as the bound allows, in document order
+    path.write_bytes(corpus.qdpx({"project.qde": corpus.nested_codes_project(MAX_CODE_DEPTH)}))
+    book = read_project(path).codebook
+    assert list(book["depth"]) == list(range(1, MAX_CODE_DEPTH + 1))
+    assert book["code"].iloc[-1].endswith(f"> level {MAX_CODE_DEPTH - 1}")
+
+
+def test_nested_codes_keep_document_order():
+    """The walk without recursion visits the codes as the recursive one did: depth first,
+    siblings in document order."""
+    from pipeline.refi import _read_root, _parse_xml
+
+    xml = ('<Project xmlns="urn:QDA-XML:project:1.0"><CodeBook><Codes>'
+           '<Code guid="a" name="A"><Code guid="a1" name="A1"><Code guid="x" name="X"/></Code>'
+           '<Code guid="a2" name="A2"/></Code><Code guid="b" name="B"><Description>d</Description>'
+           '<Code guid="b1" name="B1"/></Code></Codes></CodeBook></Project>').encode()
+    codes = _read_root(_parse_xml(xml, "p.qde"), "p.qde", "qde", None)
+    assert list(codes.codebook["code"]) == ["A", "A > A1", "A > A1 > X", "A > A2", "B",
+                                            "B > B1"]
+    assert codes.codebook.set_index("code").at["B", "description"] == "d"
 
 
 def test_a_codebook_is_not_a_project(tmp_path, tmp_path_factory):

@@ -13,7 +13,6 @@ Writes into ``RUN/review/`` only (the run's own outputs stay as they are):
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,6 +22,7 @@ import yaml
 
 from ..cqr import cqr_markdown, cqr_table, frequency_label
 from ..fsutil import atomic_write_text
+from ..sheets import to_csv
 from .agreement import ReviewStatus
 from .model import Decision, ReviewError, RunItems, domain_item, merge_cycles, theme_item
 
@@ -294,12 +294,10 @@ def write_codebook(cb: Codebook, folder: Path) -> dict[str, Path]:
     folder = Path(folder)
     paths = {n: folder / n for n in ("codebook.yaml", "codebook.md", "cqr_table.md",
                                      "cqr_table.csv", "assignments.csv")}
-    buf = io.StringIO()
-    cb.assignments.to_csv(buf, index=False)
-    atomic_write_text(paths["assignments.csv"], buf.getvalue())
-    buf = io.StringIO()
-    cb.table.to_csv(buf, index=False)
-    atomic_write_text(paths["cqr_table.csv"], buf.getvalue())
+    # category names and quotes are text in a spreadsheet, never formulas; precode reads
+    # assignments.csv back through sheets.restore_frame (codebook.yaml keeps the exact text)
+    atomic_write_text(paths["assignments.csv"], to_csv(cb.assignments, index=False))
+    atomic_write_text(paths["cqr_table.csv"], to_csv(cb.table, index=False))
     atomic_write_text(paths["cqr_table.md"], cqr_markdown(cb.table))
     atomic_write_text(paths["codebook.md"], codebook_markdown(cb))
     atomic_write_text(paths["codebook.yaml"], yaml.safe_dump(cb.data, sort_keys=False,

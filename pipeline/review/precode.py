@@ -27,8 +27,8 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-import yaml
 
+from .. import safeyaml
 from ..errors import ConfigError, InputError
 
 CLASSIFIERS = ("nearest_centroid", "logistic_regression")
@@ -106,7 +106,7 @@ def _load_codebook(path: Path) -> tuple[dict, Path, pd.DataFrame]:
     if not path.is_file():
         raise InputError("no such codebook", path=path,
                          hint="give the codebook.yaml that `consensa review apply` wrote")
-    cb = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    cb = safeyaml.load_file(path, what="codebook") or {}
     if not isinstance(cb, dict) or "training" not in cb or "domains" not in cb:
         raise InputError("not a Consensa codebook (no training: or domains: section)", path=path)
     run_folder = Path(cb["training"]["run_folder"])
@@ -119,7 +119,9 @@ def _load_codebook(path: Path) -> tuple[dict, Path, pd.DataFrame]:
         if not need.is_file():
             raise InputError(f"the codebook's training data is missing: {need}", path=path,
                              hint="keep the codebook beside assignments.csv and the run folder")
-    return cb, run_folder, pd.read_csv(labels, keep_default_na=False)
+    from ..sheets import restore_frame        # assignments.csv is neutralised for spreadsheets
+
+    return cb, run_folder, restore_frame(pd.read_csv(labels, keep_default_na=False))
 
 
 def precode(codebook: Path, transcripts: Path, config: Path | None = None, threshold: float = 0.5,
@@ -131,6 +133,7 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None, thres
     from ..registry import REGISTRIES
     from ..config import STAGE_KINDS
     from ..fsutil import atomic_write_bytes
+    from ..sheets import to_csv
 
     if not 0.0 <= threshold <= 1.0:
         raise ConfigError("--threshold must be between 0 and 1")
@@ -138,7 +141,7 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None, thres
     if config is not None:
         cfg, base = load_config(config)
     else:
-        data = yaml.safe_load((run_folder / "config.yaml").read_text(encoding="utf-8")) or {}
+        data = safeyaml.load_file(run_folder / "config.yaml", what="run config") or {}
         cfg, base = validate_config(data, run_folder / "config.yaml"), Path.cwd()
     transcripts = Path(transcripts)
     if not transcripts.exists():
@@ -201,7 +204,7 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None, thres
     total = int(seg["case_id"].nunique())
     coded = seg[~seg["needs_human"]]
     from ..cqr import CQRConfig
-    rcfg = yaml.safe_load((run_folder / "config.yaml").read_text(encoding="utf-8")) or {}
+    rcfg = safeyaml.load_file(run_folder / "config.yaml", what="run config") or {}
     cqr_cfg = CQRConfig(**rcfg.get("cqr", {})) if isinstance(rcfg.get("cqr"), dict) else CQRConfig()
     trows = []
     for cid, (name, did, _) in cats.items():
@@ -225,8 +228,8 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None, thres
     tmp.mkdir(parents=True)
     try:
         seg.to_parquet(tmp / "segments.parquet", index=False)
-        seg.to_csv(tmp / "segments.csv", index=False)
-        table.to_csv(tmp / "cqr_table.csv", index=False)
+        to_csv(seg, tmp / "segments.csv", index=False)        # no text starts a formula
+        to_csv(table, tmp / "cqr_table.csv", index=False)
         (tmp / "cqr_table.md").write_text(cqr_markdown(table), encoding="utf-8")
         atomic_write_bytes(tmp / "queue.xlsx", queue_workbook(seg[seg["needs_human"]], cats))
         for rel, text in (deid.files.items() if deid is not None else ()):
@@ -258,24 +261,27 @@ def queue_workbook(queue: pd.DataFrame, cats: dict[int, tuple]) -> bytes:
     from openpyxl.styles import Font, PatternFill
     from openpyxl.worksheet.datavalidation import DataValidation
 
+    from ..sheets import append_row
+
     wb = openpyxl.Workbook()
     ws = wb.active
     ws.title = "queue"
     head = ["segment id", "case", "question", "text", "suggested category id",
             "suggested category", "confidence", "code as category", "comment"]
-    ws.append(head)
+    append_row(ws, head)     # every str a string cell: a quote or a name is never a formula
     for c in ws[1]:
         c.font = Font(bold=True)
     for c in (ws["H1"], ws["I1"]):
         c.fill = PatternFill("solid", fgColor="FFF2CC")
     for r in queue.sort_values("confidence").itertuples():
-        ws.append([r.segment_id, r.case_id, r.question, r.text, int(r.suggested_category_id),
-                   r.suggested_category, round(float(r.confidence), 3), None, None])
+        append_row(ws, [r.segment_id, r.case_id, r.question, r.text,
+                        int(r.suggested_category_id), r.suggested_category,
+                        round(float(r.confidence), 3), None, None])
     lists = wb.create_sheet("categories")
-    lists.append(["category id", "category", "domain"])
+    append_row(lists, ["category id", "category", "domain"])
     for cid, (name, _, dom) in cats.items():
-        lists.append([cid, name, dom])
-    lists.append(["none", "not any category", ""])
+        append_row(lists, [cid, name, dom])
+    append_row(lists, ["none", "not any category", ""])
     dv = DataValidation(type="list", formula1=f"'categories'!$A$2:$A${len(cats) + 2}",
                         allow_blank=True)
     ws.add_data_validation(dv)

