@@ -65,6 +65,7 @@ import pandas as pd
 
 from .errors import ConsensaError, InputError
 from .runfolder import check_run_folder, run_id_of
+from .sheets import restore_frame
 from .textio import decode_bytes
 
 SEPARATOR = ">"
@@ -774,16 +775,19 @@ def load_run(folder: str | Path, *, sources: bool = True) -> RunData:
     """Read a run folder (and, with ``sources``, the case texts the run read)."""
     import yaml
 
+    from . import safeyaml
+
     folder = check_run_folder(Path(folder))
     try:
         segments = pd.read_parquet(folder / "segments.parquet")
-        themes = pd.read_csv(folder / "themes.csv", keep_default_na=False)
-        domains = pd.read_csv(folder / "domains.csv", keep_default_na=False) \
+        # the run's CSVs are neutralised for spreadsheets: restore_frame gives the exact text
+        themes = restore_frame(pd.read_csv(folder / "themes.csv", keep_default_na=False))
+        domains = restore_frame(pd.read_csv(folder / "domains.csv", keep_default_na=False)) \
             if (folder / "domains.csv").is_file() else pd.DataFrame(
                 columns=["domain_id", "name", "keywords", "theme_ids", "n_themes",
                          "n_segments", "n_cases", "frequency_label", "is_miscellaneous"])
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-        config = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}
+        config = safeyaml.load((folder / "config.yaml").read_text(encoding="utf-8")) or {}
     except (OSError, ValueError, yaml.YAMLError) as exc:
         raise InputError(f"the run folder could not be read ({type(exc).__name__}: {exc})",
                          path=folder, hint="run `consensa run` again to make a complete "
@@ -798,7 +802,13 @@ def load_run(folder: str | Path, *, sources: bool = True) -> RunData:
 
 
 def _read_sources(run: RunData) -> None:
-    """Read each case's text again, as the run read it; fall back to the segments' text."""
+    """Read each case's text again, as the run read it; fall back to the segments' text.
+
+    A de-identified run's sources (``sources/<case>.txt`` in the run folder, marked
+    ``deidentified`` in the manifest) are the case texts themselves, written as UTF-8:
+    they are read as they are, not parsed again as transcripts (the text of a .vtt or
+    .srt has no speaker labels left to parse, and one file that fails to parse must
+    not cost the others their exact text)."""
     from .ingest import IngestConfig, ingest
 
     inputs = [i for i in run.manifest.get("inputs") or [] if isinstance(i, dict)]
@@ -809,31 +819,52 @@ def _read_sources(run: RunData) -> None:
             if str(p) and cand.is_file():
                 paths[str(item.get("path"))] = cand.resolve()
                 break
-    corpus = None
-    if paths:
-        section = dict(run.config.get("ingest") or {})
-        section.update(paths=sorted({str(p) for p in paths.values()}), cases_table=None,
-                       recursive=False)
+    section = dict(run.config.get("ingest") or {})
+
+    def read(files: list[Path]):
         try:
-            corpus = ingest(IngestConfig.model_validate(section), Path("/"))
+            cfg = IngestConfig.model_validate({**section, "paths": [str(f) for f in files],
+                                               "cases_table": None, "recursive": False})
+            return ingest(cfg, Path("/"))
         except (ConsensaError, ValueError):
-            corpus = None
+            return None
+
+    texts: dict[str, tuple[str, str]] = {}          # case id -> (text, sha256)
+    turns = []
+    deidentified = {str(i.get("case_id")): paths[str(i.get("path"))] for i in inputs
+                    if i.get("deidentified") and str(i.get("path")) in paths}
+    for case_id, path in deidentified.items():
+        try:
+            data = path.read_bytes()
+            texts[case_id] = (data.decode("utf-8"), hashlib.sha256(data).hexdigest())
+        except (OSError, UnicodeDecodeError):
+            continue
+        one = read([path])                # the turns' starts, where the text still parses
+        if one is not None and len(one.sources) == 1 and \
+                next(iter(one.sources.values())).text == texts[case_id][0]:
+            turns.append(one.turns.assign(case_id=case_id))
+    others = sorted({str(p) for k, p in paths.items()} - {str(p) for p in deidentified.values()})
+    corpus = read([Path(p) for p in others]) if others else None
+    if corpus is not None:
+        texts.update({c: (s.text, s.sha256) for c, s in corpus.sources.items()
+                      if c not in deidentified})
+        turns.append(corpus.turns)
     by_case = {str(i.get("case_id")): i for i in inputs}
     seg = run.segments
     for case_id in sorted(set(seg["case_id"]) | set(by_case)):
         item = by_case.get(case_id, {})
-        src = corpus.sources.get(case_id) if corpus is not None else None
+        src_text, src_sha = texts.get(case_id, (None, None))
         rows = seg[seg["case_id"] == case_id]
         reason = ""
-        if src is None:
+        if src_text is None:
             reason = "its file was not found or could not be read again"
-        elif item.get("sha256") and src.sha256 != item.get("sha256"):
+        elif item.get("sha256") and src_sha != item.get("sha256"):
             reason = "its file has changed since the run (sha256 differs)"
-        elif any(src.text[s:e] != t for s, e, t in
+        elif any(src_text[s:e] != t for s, e, t in
                  zip(rows["start_char"], rows["end_char"], rows["text"], strict=True)):
             reason = "the text read again does not match the run's segments"
         if not reason:
-            run.sources[case_id] = src.text
+            run.sources[case_id] = src_text
             run.exact[case_id] = True
             continue
         if rows.empty:
@@ -845,11 +876,10 @@ def _read_sources(run: RunData) -> None:
         run.exact[case_id] = False
         run.notes.append(f"case '{case_id}': {reason} ({item.get('path', '?')}); codes were "
                          "placed against the text of its analysed segments only")
-    if corpus is not None:
-        turns = corpus.turns
-        run.turn_starts = {(c, int(t)): int(s) for c, t, s in
-                           zip(turns["case_id"], turns["turn_index"], turns["start_char"],
-                               strict=True)}
+    for table in turns:
+        run.turn_starts.update({(c, int(t)): int(s) for c, t, s in
+                                zip(table["case_id"], table["turn_index"], table["start_char"],
+                                    strict=True)})
     for c, t, s in zip(seg["case_id"], seg["turn_index"], seg["start_char"], strict=True):
         run.turn_starts.setdefault((c, int(t)), int(s))
 

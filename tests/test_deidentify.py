@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sqlite3
+import stat
 import tempfile
+import zipfile
 from pathlib import Path
 
 import docx
@@ -18,7 +21,9 @@ from hypothesis import strategies as st
 
 from pipeline.cli import main
 from pipeline.config import load_config
-from pipeline.deidentify import PLACEHOLDER, DeidentifyConfig, deidentify_corpus, deidentify_text
+from pipeline.deidentify import (MAPPING_MARK, PLACEHOLDER, DeidentifyConfig, deidentify_corpus,
+                                 deidentify_text, mapping_header, study_key, write_mapping)
+from pipeline.errors import ConfigError
 from pipeline.ingest import IngestConfig, ingest
 from pipeline.types import TURN_COLUMNS
 from study import study_config, write_study
@@ -298,10 +303,21 @@ def test_a_run_with_deidentification_holds_no_identifier(tmp_path, capsys):
     assert resolved["deidentify"]["known_names"] == [] and resolved["deidentify"]["enabled"]
     assert list(resolved["ingest"]["roles"]) == ["PERSON_2"]
     load_config(out / "config.yaml")                 # still a valid config
-    # the mapping is kept apart, for the team
-    mapping = pd.read_csv(tmp_path / "private" / "mapping.csv", dtype=str)
+    # the mapping is kept apart, for the team: it says what it is and whose, on line 1
+    path = tmp_path / "private" / "mapping.csv"
+    assert path.read_text(encoding="utf-8").startswith(MAPPING_MARK + "; study mini; study key ")
+    mapping = pd.read_csv(path, dtype=str, skiprows=1)
     assert {"Maria Lopez", "Siobhan Byrne", "s.byrne@example.org"} <= set(mapping["original"])
     assert not list((tmp_path / "private").glob(".*tmp"))
+    # owner-only, whatever the umask was
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "private").stat().st_mode) == 0o700
+    # a second run of the same study replaces it (same transcripts, another run folder)
+    first = path.read_bytes()
+    path.write_bytes(first + b"stale,row\n")
+    os.chmod(path, 0o644)
+    assert main(["run", str(config), "--out", str(tmp_path / "out2")]) == 0
+    assert path.read_bytes() == first and stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 def test_the_mapping_file_is_refused_inside_the_run_folder(tmp_path, capsys):
@@ -384,3 +400,232 @@ def test_a_mapping_that_cannot_be_written_leaves_no_run_folder(tmp_path, capsys)
     err = capsys.readouterr().err
     assert "mapping cannot be written" in err and "no run folder was written" in err
     assert not out.exists() and not list(tmp_path.glob(".out.partial*"))
+
+
+# --- the mapping file: never shared, never over another file, owner-only ------------------
+
+def test_the_mapping_is_refused_in_the_output_folder_when_out_names_the_run_folder(
+        tmp_path, capsys):
+    # output_dir is study/runs: a mapping there would be shared with the runs, --out or not
+    config = run_config(tmp_path, mapping_file="study/runs/m.csv")
+    out = tmp_path / "out"
+    assert main(["run", str(config), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "inside the output folder" in err and "deidentify.mapping_file" in err
+    assert not out.exists() and not (tmp_path / "study" / "runs" / "m.csv").exists()
+    # run() itself refuses it too, whoever calls it with a run folder of their choosing
+    from pipeline.run import run
+
+    cfg, base = load_config(run_config(tmp_path))
+    cfg = cfg.model_copy(update={"deidentify": cfg.deidentify.model_copy(
+        update={"mapping_file": Path("study/runs/m.csv")})})
+    with pytest.raises(ConfigError, match="inside the output folder"):
+        run(cfg, base, out)
+    assert not out.exists() and not (tmp_path / "study" / "runs" / "m.csv").exists()
+
+
+def test_a_batch_folder_is_refused_for_the_mapping_too(tmp_path):
+    from pipeline.run import run
+
+    cfg, _ = load_config(run_config(tmp_path, mapping_file=str(tmp_path / "batch" / "m.csv")))
+    with pytest.raises(ConfigError, match="a folder of shared outputs"):
+        run(cfg, tmp_path, tmp_path / "batch" / "run1", shared=(tmp_path / "batch",))
+    assert not (tmp_path / "batch").exists()
+
+
+@pytest.mark.parametrize(("existing", "why"), [
+    (b"participant codes - do not delete\n", "not a Consensa mapping"),
+    (b"case_id,type,placeholder,original,occurrences\n", "not a Consensa mapping"),
+    (mapping_header("mini", "0" * 16).encode() + b"case_id,type\n", "another study"),
+])
+def test_the_mapping_never_overwrites_another_file(tmp_path, capsys, existing, why):
+    config = run_config(tmp_path, mapping_file="private/mapping.csv")
+    path = tmp_path / "private" / "mapping.csv"
+    path.parent.mkdir()
+    path.write_bytes(existing)
+    out = tmp_path / "out"
+    assert main(["run", str(config), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert why in err and "never overwrites" in err and "Traceback" not in err
+    assert path.read_bytes() == existing and not out.exists()
+
+
+def test_write_mapping_is_owner_only_from_creation_and_atomic(tmp_path, monkeypatch):
+    seen = []
+    real_link = os.link
+
+    def spy(src, dst):                     # the file as it is the moment it takes its name
+        seen.append(stat.S_IMODE(os.stat(src).st_mode))
+        return real_link(src, dst)
+
+    monkeypatch.setattr(os, "link", spy)
+    old = os.umask(0)
+    try:
+        path = tmp_path / "private" / "m.csv"
+        write_mapping(path, "case_id,type\nA,PERSON\n", "mini", "a" * 16)
+    finally:
+        os.umask(old)
+    assert seen == [0o600] and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_text().splitlines()[1:] == ["case_id,type", "A,PERSON"]
+    assert [p.name for p in path.parent.iterdir()] == ["m.csv"]
+    # a foreign file that appears after the check is not replaced either
+    path.write_bytes(b"someone else's file\n")
+    with pytest.raises(ConfigError, match="not a Consensa mapping"):
+        write_mapping(path, "case_id\n", "mini", "a" * 16)
+    assert path.read_bytes() == b"someone else's file\n"
+    assert [p.name for p in path.parent.iterdir()] == ["m.csv"]
+
+
+def test_the_mapping_csv_never_starts_a_formula(tmp_path):
+    (tmp_path / "F1.txt").write_text("Interviewer: Your number?\nP1: It's +44 20 7946 0958.\n",
+                                     encoding="utf-8")
+    icfg = IngestConfig(paths=["."])
+    deid = deidentify_corpus(ingest(icfg, tmp_path), NO_NER, icfg)
+    cells = pd.read_csv(io.StringIO(deid.mapping_csv()), dtype=str)["original"].tolist()
+    assert cells == ["'+44 20 7946 0958"]
+    from pipeline.sheets import restore
+
+    assert restore(cells[0]) == "+44 20 7946 0958"
+
+
+def test_the_study_key_is_the_transcripts_read(tmp_path):
+    assert study_key([tmp_path / "a", tmp_path / "b"]) == study_key([tmp_path / "b", tmp_path / "a"])
+    assert study_key([tmp_path / "a"]) != study_key([tmp_path / "b"])
+
+
+# --- lower-case transcripts, spoken numbers, postcodes, holidays --------------------------
+
+def test_known_names_are_found_in_any_case_but_not_as_ordinary_words():
+    config = DeidentifyConfig(enabled=True, known_names=["Helen Okafor", "Will Hart"])
+    assert replaced("i talked to helen okafor yesterday, and helen said HELEN OKAFOR signs.",
+                    config) == "i talked to PERSON_1 yesterday, and PERSON_1 said PERSON_1 signs."
+    assert replaced("will hart said i will be fine, Will.", config) == \
+        "PERSON_2 said i will be fine, PERSON_2."
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("so i told priya about it and she just listened.",
+     "so i told PERSON_1 about it and she just listened."),
+    ("my sister siobhan rang me the next morning.", "my sister PERSON_1 rang me the next morning."),
+    ("it was dmitri volkov who ran the group.", "it was PERSON_1 who ran the group."),
+    ("her name was ximena urquhart, and she was nineteen.",
+     "her name was PERSON_1, and she was AGE_1."),
+    ("only ravi and ines both said the same thing.",
+     "only PERSON_1 and PERSON_2 both said the same thing."),
+])
+def test_lower_case_names_of_automatic_transcripts(text, expected):
+    assert replaced(text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "i will say, i hope it helps, and may i add that grace under pressure is hard.",
+    "we counted one, two, three, four, five, six, seven, eight breaths together.",
+    "it was a nine to five job, two or three days a week, one or two clients a day.",
+    "in room D02, past the a6 and the m6; she was on B12 injections; 10000 people waited.",
+    "Christmas is always hard for my clients, and Easter too.",
+    "so my mum said to the therapist, you know, mark my words.",
+    "I think Carl Rogers would call it congruence.",
+])
+def test_look_alikes_are_left_alone(text):
+    assert replaced(text) == text
+
+
+@pytest.mark.parametrize("spoken", [
+    "oh seven seven double oh, nine double oh one two three",
+    "zero two zero, seven nine four six, triple oh five eight",
+    "five five five, oh one two, three four five six",
+    "five five five oh one nine nine",
+])
+def test_phone_numbers_spoken_as_words(spoken):
+    assert replaced(f"my number's {spoken} if you need it.", NO_NER) == \
+        "my number's PHONE_1 if you need it."
+
+
+@pytest.mark.parametrize(("code", "expected"), [
+    ("D02 X285", "ADDRESS_1"), ("D6W Y2P4", "ADDRESS_1"), ("h91 r2kn", "ADDRESS_1"),  # Eircodes
+    ("LS6 3QH", "ADDRESS_1"), ("cf10 3at", "ADDRESS_1"),                              # UK
+    ("M5V 3L9", "ADDRESS_1"), ("h2x 1y4", "ADDRESS_1"),                               # Canada
+    ("zip code 97214", "zip code ADDRESS_1"), ("02139-4307", "ADDRESS_1"),            # US
+    ("Texas 78701", "ADDRESS_1"), ("the 97214 form", "the 97214 form"),
+])
+def test_postcodes_of_the_uk_ireland_the_us_and_canada_go_whole(code, expected):
+    out = replaced(f"It went to {code}, then nowhere.", NO_NER)
+    assert out == f"It went to {expected}, then nowhere."
+
+
+@pytest.mark.parametrize("holiday", [
+    "Christmas Eve", "christmas eve", "Easter Monday", "Boxing Day", "Thanksgiving",
+    "St Patrick's Day", "St. Patrick’s Day", "new year's eve", "Good Friday", "Halloween",
+    "Mother's Day",
+])
+def test_holidays_that_name_a_day_are_dates(holiday):
+    assert replaced(f"She died on {holiday}, a week after.", NO_NER) == \
+        "She died on DATE_1, a week after."
+    kept = DeidentifyConfig(enabled=True, ner=False, keep=[holiday])
+    assert replaced(f"She died on {holiday}, a week after.", kept) == \
+        f"She died on {holiday}, a week after."
+
+
+def test_recall_and_precision_on_the_hard_subset():
+    """The hard subset of bench/deid/testset.jsonl (all of it is in deid_small.jsonl):
+    lower-case and unusual names, spoken phone numbers, postcodes, holidays."""
+    records = [json.loads(line) for line in
+               (ROOT / "tests" / "data" / "deid_small.jsonl").read_text().splitlines()]
+    records = [r for r in records if r.get("subset") == "hard"]
+    from pipeline.ingest import DEFAULT_INTERVIEWER_SPEAKERS, DEFAULT_PARTICIPANT_SPEAKERS
+
+    gold = found = extra = predicted = 0
+    for r in records:
+        cfg = ON.model_copy(update={"known_names": r["known_names"]})
+        result = deidentify_text(r["text"], cfg, r["labels"],
+                                 DEFAULT_INTERVIEWER_SPEAKERS + DEFAULT_PARTICIPANT_SPEAKERS)
+        spans = [(x.start, x.end) for x in result.replacements]
+        gold += len(r["spans"])
+        found += sum(_covered(r["text"], g["start"], g["end"], spans) for g in r["spans"])
+        predicted += len(spans)
+        extra += sum(1 for s, e in spans
+                     if not any(s < g["end"] and g["start"] < e for g in r["spans"]))
+    assert len(records) >= 30 and gold >= 40
+    assert found / gold >= 0.95, (found, gold)
+    assert extra / predicted <= 0.05, (extra, predicted)
+
+
+# --- a de-identified run with subtitle files exports to REFI-QDA --------------------------
+
+VTT = ("WEBVTT\n\n00:00:01.000 --> 00:00:04.000\n<v Mara Reyes>Did your training prepare you "
+       "for crying in session?</v>\n\n00:00:04.000 --> 00:00:09.000\n<v Helen Okafor>My training "
+       "program never mentioned crying in the room, not once in three years. Nobody in my "
+       "training taught us what to do when our own tears come.</v>\n\n00:00:09.000 --> "
+       "00:00:12.000\n<v Mara Reyes>Did you bring it to supervision?</v>\n\n00:00:12.000 --> "
+       "00:00:18.000\n<v Helen Okafor>My supervisor listened and helped me understand what the "
+       "tears meant. Call me on 07700 900123.</v>\n")
+SRT = ("1\n00:00:01,000 --> 00:00:04,000\nMara Reyes: How did the client respond when you "
+       "cried?\n\n2\n00:00:04,000 --> 00:00:09,000\nPriya Natarajan: The client said she felt "
+       "truly seen when she noticed my eyes were wet. Write to priya@example.org.\n\n3\n00:00:09,000 --> "
+       "00:00:14,000\nPriya Natarajan: The client told me later that seeing me cry made him "
+       "feel less alone with it.\n")
+
+
+def test_a_deidentified_run_with_vtt_and_srt_exports_to_qdpx(tmp_path, capsys):
+    study = write_study(tmp_path / "study", n_cases=4)
+    (study / "case05.vtt").write_text(VTT, encoding="utf-8")
+    (study / "case06.srt").write_text(SRT, encoding="utf-8")
+    cfg = study_config(study)
+    cfg["ingest"] = {"paths": [str(study)], "roles": {"Mara Reyes": "interviewer"}}
+    cfg["deidentify"] = {"enabled": True, "ner": False, "known_names": ["Helen Okafor"]}
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["run", str(config), "--out", str(out)]) == 0
+    from pipeline.codes import load_run
+
+    run = load_run(out)
+    assert run.exact == {f"case0{i}": True for i in range(1, 7)}, run.notes
+    qdpx = tmp_path / "run.qdpx"
+    assert main(["export", "qdpx", str(out), "--out", str(qdpx)]) == 0, capsys.readouterr().err
+    with zipfile.ZipFile(qdpx) as zf:
+        texts = {zf.read(n).decode("utf-8") for n in zf.namelist() if n.startswith("Sources/")}
+    for case, placeholder in (("case05", "PHONE_1"), ("case06", "EMAIL_1")):
+        source = (out / "sources" / f"{case}.txt").read_text(encoding="utf-8")
+        assert source in texts and placeholder in source
+    assert not any(raw in t for t in texts for raw in ("Helen", "Priya", "07700", "example.org"))

@@ -14,9 +14,10 @@ address or street address (with its city and postcode when written together).
 
     .venv/bin/python bench/deid/make_testset.py
 
-writes ``bench/deid/testset.jsonl`` (the benchmark) and
-``tests/data/deid_small.jsonl`` (every third record, for the test suite). The
-output is the same on every run (a fixed seed).
+writes ``bench/deid/testset.jsonl`` (the benchmark: the 110 template snippets, then
+the hand-written hard subset of :data:`HARD`, records with ``"subset": "hard"``) and
+``tests/data/deid_small.jsonl`` (every third template record and the whole hard
+subset, for the test suite). The output is the same on every run (a fixed seed).
 """
 
 from __future__ import annotations
@@ -181,6 +182,73 @@ NEGATIVE = [
     "Page 4 of the workbook has the breathing exercise.",
     "I'd say 90 percent of my caseload is trauma work now.",
     "Sorry, can you repeat the question?",
+]
+# The hard subset: snippets written by hand for Consensa, in the style of automatic
+# transcripts (lower case, numbers spoken as words) and of the identifiers the
+# template sentences above do not have: unusual names, spoken phone numbers, postcodes
+# of the UK, Ireland (Eircode: both halves), the US (ZIP, ZIP+4) and Canada, holidays
+# that name a day. Identifiers are marked [words|TYPE]; a first line "known: A; B" lists
+# the names a config would give. Several snippets hold words that look like the
+# identifiers and are not (counting aloud, "will" and "hope", road numbers, a vitamin,
+# a room number, "Christmas" as a season), so that precision means something here too.
+HARD = [
+    "known: Helen Okafor\nInterviewer: who did you talk to first?\n\nP1: i talked to "
+    "[helen okafor|PERSON] yesterday actually, and [helen|PERSON] said i will be fine, "
+    "i hope so.",
+    "known: Helen Okafor\nInterviewer: and your supervisor?\n\nP2: oh that was doctor "
+    "[okafor|PERSON]. [HELEN OKAFOR|PERSON], she signed everything off.",
+    "known: Mara Reyes\nInterviewer: so tell me about that week\n\nP3: well [mara|PERSON] "
+    "had already left, so i rang [mara reyes|PERSON] at home.",
+    "Interviewer: who did you tell?\n\nP4: so i told [priya|PERSON] about it and she just, "
+    "she just listened. may i say, that was rare.",
+    "Interviewer: what happened then\n\nP5: my sister [siobhan|PERSON] rang me the next "
+    "morning and we counted one, two, three, four, five, six, seven, eight breaths together.",
+    "Interviewer: mm-hm\n\nP6: and then [tomasz|PERSON] came in and sat down, and "
+    "[aisha|PERSON] was already crying.",
+    "Interviewer: go on\n\nP7: yeah [kwame|PERSON] was my first client who really got to me. "
+    "i will never forget that mark he left.",
+    "Interviewer: who ran it?\n\nP8: it was [dmitri volkov|PERSON] who ran the group back "
+    "then, and [ngozi|PERSON] did the notes.",
+    "Therapist: The consultant was [Zephyrine Quayle-Ndiaye|PERSON], and she didn't suffer "
+    "fools. [Zephyrine|PERSON] taught me more than the course did.",
+    "P10: I still think about [Oluwaseun Adebayo-Thorsen|PERSON] most weeks, honestly.",
+    "Interviewer: and the client's name?\n\nP11: her name was [ximena urquhart|PERSON], and "
+    "she was [nineteen|AGE].",
+    "Interviewer: can we reach you later?\n\nP12: yeah my number's [oh seven seven double "
+    "oh, nine double oh one two three|PHONE] if you need it.",
+    "Interviewer: and the office?\n\nP13: ring the office on [zero two zero, seven nine four "
+    "six, triple oh five eight|PHONE], they'll put you through.",
+    "P14: it's [five five five, oh one two, three four five six|PHONE], that's the clinic "
+    "line, nine to five, two or three days a week.",
+    "P15: you can text me on [oh eight seven, one two three, four five six seven|PHONE] any "
+    "time.",
+    "P16: Call [five five five oh one nine nine|PHONE] and ask for the front desk.",
+    "Interviewer: where was the practice?\n\nP17: The clinic was at [D02 X285|ADDRESS], "
+    "right in the city centre, in room D02 on the second floor.",
+    "P18: Send it to my mam's, the Eircode is [D6W Y2P4|ADDRESS].",
+    "P19: it's [h91 r2kn|ADDRESS] if you're posting it, out past the a6 and the m6.",
+    "P20: We were in a basement flat, [LS6 3QH|ADDRESS], and the damp got into everything.",
+    "P21: my postcode then was [cf10 3at|ADDRESS], right by the station.",
+    "P22: The referral letter went to [Flat 2, 14 Harcourt Terrace, Sheffield S11 8TX|ADDRESS]"
+    " and then nobody followed it up. She was on B12 injections by then.",
+    "P23: we moved, zip code [97214|ADDRESS], when i was [twelve|AGE].",
+    "P24: The form still had my old zip, [02139-4307|ADDRESS], so the letters kept going "
+    "there. There were 10000 people on that waiting list.",
+    "P25: It was [Austin, Texas 78701|ADDRESS], a little place off the main road.",
+    "P26: The office was at [M5V 3L9|ADDRESS], near the lake, and later at "
+    "[H2X 1Y4|ADDRESS].",
+    "P27: She died on [Christmas Eve|DATE], and I had a session with her the week before. "
+    "Christmas is always hard for my clients anyway.",
+    "P28: We met again on [Easter Monday|DATE], which felt symbolic somehow.",
+    "P29: The first session was the day after [Boxing Day|DATE].",
+    "P30: He relapsed over [Thanksgiving|DATE], at his brother's.",
+    "P31: It was [St Patrick's Day|DATE] and the whole town was out.",
+    "P32: she texted me on [new year's eve|DATE] at midnight, just one line.",
+    "P33: on [christmas eve|DATE] my dad left, and that was that.",
+    "P34: The accident was on [Good Friday|DATE], in [1998|DATE].",
+    "P35: I saw her last on [St. Patrick's Day|DATE] and again on [Halloween|DATE].",
+    "Interviewer: anything else?\n\nP36: only that [ravi|PERSON] and [ines|PERSON] both "
+    "said the same thing. grace under pressure, my mum calls it.",
 ]
 RELATIONS = ["My sister", "My brother", "My colleague", "My friend", "My cousin", "My wife",
              "My husband", "My supervisor"]
@@ -382,6 +450,32 @@ class Record:
                 list(dict.fromkeys(self.labels))}
 
 
+_MARK = re.compile(r"\[([^\[\]|]+)\|([A-Z]+)\]")
+
+
+def hard_records() -> list[dict]:
+    """The hand-written hard subset (:data:`HARD`) as records with gold spans."""
+    records = []
+    for i, entry in enumerate(HARD, start=1):
+        known: list[str] = []
+        if entry.startswith("known:"):
+            line, _, entry = entry.partition("\n")
+            known = [n.strip() for n in line[6:].split(";") if n.strip()]
+        b = Builder()
+        position = 0
+        for m in _MARK.finditer(entry):
+            b.text(entry[position:m.start()])
+            b.gold(m.group(1), m.group(2))
+            position = m.end()
+        b.text(entry[position:])
+        text = b.value().rstrip("\n") + "\n"
+        labels = list(dict.fromkeys(m.group(1) for m in
+                                    re.finditer(r"^([^:\n]+):", text, re.MULTILINE)))
+        records.append({"id": f"hard-{i:02d}", "subset": "hard", "text": text,
+                        "spans": b.spans, "known_names": known, "labels": labels})
+    return records
+
+
 def make(n_records: int = 110) -> list[dict]:
     rng = random.Random(SEED)
     pool: list[str] = []
@@ -407,20 +501,22 @@ def check(record: dict) -> None:
 
 def main() -> None:
     records = make()
-    for r in records:
+    hard = hard_records()
+    for r in records + hard:
         check(r)
     out = ROOT / "bench" / "deid" / "testset.jsonl"
     small = ROOT / "tests" / "data" / "deid_small.jsonl"
     small.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records),
+    out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records + hard),
                    encoding="utf-8")
-    small.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records[::3]),
-                     encoding="utf-8")
+    small.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n"
+                             for r in records[::3] + hard), encoding="utf-8")
     from collections import Counter
 
-    counts = Counter(s["type"] for r in records for s in r["spans"])
-    print(f"{len(records)} records, {sum(counts.values())} gold identifiers: "
-          + ", ".join(f"{t} {n}" for t, n in sorted(counts.items())))
+    for name, subset in (("template", records), ("hard", hard)):
+        counts = Counter(s["type"] for r in subset for s in r["spans"])
+        print(f"{name}: {len(subset)} records, {sum(counts.values())} gold identifiers: "
+              + ", ".join(f"{t} {n}" for t, n in sorted(counts.items())))
     print(f"wrote {out.relative_to(ROOT)} and {small.relative_to(ROOT)}")
 
 

@@ -4,9 +4,12 @@
 
 Two sets, both written for Consensa (everything in them is invented):
 
-* ``testset.jsonl`` (made by ``make_testset.py``: 110 snippets from templates, 800
-  identifiers). The rules were tuned on it, so its numbers are optimistic.
-* ``heldout.txt``: 22 passages written by hand after the tuning, in another style,
+* ``testset.jsonl`` (made by ``make_testset.py``): 110 snippets from templates (800
+  identifiers; the rules were tuned on them, so their numbers are optimistic) and a
+  hard subset of 36 hand-written snippets (48 identifiers: lower-case and unusual
+  names, phone numbers spoken as words, UK, Irish, US and Canadian postcodes,
+  holidays as dates, and look-alikes that are not identifiers), scored separately.
+* ``heldout.txt``: 30 passages written by hand after the tuning, in another style,
   and not used to tune anything. It runs through the real path: each passage is a
   .txt transcript, read by ``ingest`` and de-identified by ``deidentify_corpus``.
 
@@ -21,8 +24,9 @@ Printed per type of identifier:
 * predicted: placeholders of that type; precision: share of them that overlap a
   gold identifier (any type).
 
-Targets (issue 5): recall >= 95% for PERSON, EMAIL and PHONE. ``--misses`` lists
-the identifiers missed and the false alarms. Exit status 1 when a target is missed.
+Targets: recall >= 95% for PERSON, EMAIL and PHONE (templates, held-out set), and
+for all identifiers together on the hard subset. ``--misses`` lists the identifiers
+missed and the false alarms. Exit status 1 when a target is missed.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ from pipeline.deidentify import TYPES, DeidentifyConfig, deidentify_text  # noqa
 from pipeline.ingest import DEFAULT_INTERVIEWER_SPEAKERS, DEFAULT_PARTICIPANT_SPEAKERS  # noqa: E402
 
 TARGETS = {"PERSON": 0.95, "EMAIL": 0.95, "PHONE": 0.95}
+#: the hard subset: every identifier together
+HARD_TARGETS = {"all": 0.95}
 _MARK = re.compile(r"\[([^\[\]|]+)\|([A-Z]+)\]")
 
 
@@ -172,18 +178,27 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = DeidentifyConfig(enabled=True, ner=not args.no_ner)
     failed: list[str] = []
-    for path, as_corpus in ((args.testset, False), (args.heldout, True)):
-        records = load(path) if path.suffix == ".jsonl" else load_heldout(path)
+    testset = load(args.testset)
+    sets = [(f"{args.testset.name} (templates)", [r for r in testset if r.get("subset") != "hard"],
+             False),
+            (f"{args.testset.name} (hard subset)", [r for r in testset if r.get("subset") == "hard"],
+             False),
+            (args.heldout.name, load_heldout(args.heldout), True)]
+    for name, records, as_corpus in sets:
+        if not records:
+            continue
+        hard = "hard" in name
         start = time.perf_counter()
         table, notes = score(records, config, as_corpus)
         elapsed = time.perf_counter() - start
-        print(f"\n{path.name}: {len(records)} {'passages' if as_corpus else 'snippets'}, "
+        print(f"\n{name}: {len(records)} {'passages' if as_corpus else 'snippets'}, "
               f"{table['all']['gold']} identifiers, NER {'off' if args.no_ner else 'on'} "
               f"({elapsed:.1f} s)\n")
         print(format_table(table))
-        missed = [t for t, goal in TARGETS.items()
+        goals = HARD_TARGETS if hard else TARGETS
+        missed = [t for t, goal in goals.items()
                   if table[t]["recall"] is not None and table[t]["recall"] < goal]
-        print("\ntargets (recall >= 95%: PERSON, EMAIL, PHONE): "
+        print(f"\ntargets (recall >= 95%: {', '.join(goals)}): "
               + ("missed for " + ", ".join(missed) if missed else "met"))
         failed += missed
         if args.misses and notes:
