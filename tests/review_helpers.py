@@ -52,3 +52,37 @@ def set_meta(path: Path, key: str, value: str) -> None:
         if row[0].value == key:
             row[1].value = value
     wb.save(path)
+
+
+def synthetic_run(folder: Path, n_segments: int, n_themes: int = 5, n_domains: int = 2) -> Path:
+    """A run folder as far as the review reads it, without running the pipeline: fast,
+    at any size (segment i is in theme i % n_themes; every 7th is unassigned)."""
+    import json
+
+    folder.mkdir(parents=True)
+    ids = range(n_segments)
+    seg = pd.DataFrame({"segment_id": [f"case{i // 100:02d}:{i % 100}:0" for i in ids],
+                        "case_id": [f"case{i // 100:02d}" for i in ids],
+                        "text": [f"segment {i} says something" for i in ids],
+                        "theme": [-1 if i % 7 == 6 else i % n_themes for i in ids]})
+    seg["theme_name"] = [f"theme {t}" if t >= 0 else "" for t in seg["theme"]]
+    seg.to_parquet(folder / "segments.parquet", index=False)
+    themes = []
+    for t in range(n_themes):
+        mine = seg[seg["theme"] == t]
+        themes.append({"theme_id": t, "name": f"theme {t}", "domain_id": t % n_domains,
+                       "keywords": "a; b", "n_segments": len(mine),
+                       "n_cases": mine["case_id"].nunique(), "cases": "",
+                       "frequency_label": "typical",
+                       "quote_ids": "; ".join(mine["segment_id"][:2]),
+                       "core_idea": ""})
+    pd.DataFrame(themes).to_csv(folder / "themes.csv", index=False)
+    pd.DataFrame([{"domain_id": d, "name": f"domain {d}", "keywords": "c",
+                   "theme_ids": "; ".join(str(t) for t in range(d, n_themes, n_domains)),
+                   "n_themes": len(range(d, n_themes, n_domains)), "n_segments": 0, "n_cases": 0,
+                   "frequency_label": "general"} for d in range(n_domains)]
+                 ).to_csv(folder / "domains.csv", index=False)
+    (folder / "manifest.json").write_text(json.dumps(
+        {"name": "synthetic", "config_sha256": f"{n_segments:064x}",
+         "started_at": "2026-01-01T00:00:00+00:00"}))
+    return folder

@@ -10,6 +10,7 @@ from .agreement import review_status, status_text
 from .apply import build_codebook, write_codebook
 from .html import render_packet
 from .model import Decision, ReviewError, load_run, split_ids
+from .signing import WorkbookCheck, ensure_key, load_key
 from .store import ReviewStore, db_path
 from .workbook import build_workbook, read_workbook, write_workbook
 
@@ -43,8 +44,9 @@ def export(run_folder: Path, judges: list[str], auditors: list[str] = (), force:
         if existing and not force:
             raise ReviewError(f"the workbook exists already (it may hold decisions): {existing[0]}",
                               hint="import it first, or pass --force to write it again")
+        key = ensure_key(run.folder)
         for (person, role), path in zip(people, paths):
-            write_workbook(path, build_workbook(run, person, role, store.round, prefill))
+            write_workbook(path, build_workbook(run, person, role, store.round, prefill, key=key))
         packet = folder / "packet.html"
         atomic_write_text(packet, render_packet(run, store.round, judges_all, auditors_all))
     return paths + [packet]
@@ -54,12 +56,13 @@ def import_workbooks(run_folder: Path, files: list[Path], consensus: bool = Fals
                      by: str = "") -> str:
     """Read and check every file, then record all of it in one transaction."""
     run = load_run(run_folder)
+    check = _workbook_check(run)
     read, errors = [], []
     for f in files:
         if not Path(f).is_file():
             errors.append(f"{f}: no such file")
             continue
-        wb, errs = read_workbook(Path(f), run)
+        wb, errs = read_workbook(Path(f), run, check)
         errors += errs
         if wb is not None:
             read.append(wb)
@@ -91,6 +94,14 @@ def import_workbooks(run_folder: Path, files: list[Path], consensus: bool = Fals
         n = store.record_positions(batches, what="; ".join(str(f) for f in files),
                                    comments=comments)
     return f"imported {n} decision(s) and comment(s) from {len(read)} workbook(s)"
+
+
+def _workbook_check(run) -> WorkbookCheck:
+    """The signature check for this review's workbooks; its panel and rounds let a
+    refusal say whose a workbook was when it was exported."""
+    with ReviewStore(run) as store:
+        return WorkbookCheck(load_key(run.folder), run.folder, tuple(store.panel().items()),
+                             store.round)
 
 
 def _listing(errors: list[str]) -> str:

@@ -30,16 +30,19 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from ..cqr import CQRConfig
+from .. import safeyaml
 from ..errors import ConsensaError, InputError
 from ..runfolder import run_id_of
+from ..sheets import restore_frame
 
 THEME_DECISIONS = ("accept", "rename", "reassign", "merge", "split", "reject")
 DOMAIN_DECISIONS = ("accept", "rename", "merge")
 SEGMENT_DECISIONS = ("move", "keep")
 KINDS = ("theme", "domain", "segment")
+#: whose a review workbook is: a judge's positions, an auditor's comments, the consensus
+ROLES = ("judge", "auditor", "consensus")
 
 #: for agreement statistics, the fate of a theme: what happens to it as a category
 FATE = {"accept": "keep", "rename": "keep", "reassign": "keep", "merge": "merge",
@@ -143,7 +146,14 @@ def segment_item(segment_id: str) -> str:
 
 @dataclass
 class RunItems:
-    """The parts of a run folder the review needs, read once."""
+    """The parts of a run folder the review needs, read once.
+
+    The id lookups (:attr:`theme_ids`, :attr:`segment_ids`, :meth:`segments_of`) are
+    built once per table and kept: checking a decision asks them several times, and
+    an import checks one decision per workbook row, so rebuilding them per question
+    made a 75,000-row import quadratic (over an hour). A lookup is rebuilt only when
+    its table is replaced by another object; the tables are not edited in place.
+    """
 
     folder: Path
     manifest: dict
@@ -151,6 +161,15 @@ class RunItems:
     domains: pd.DataFrame
     segments: pd.DataFrame
     cqr: CQRConfig = field(default_factory=CQRConfig)
+    #: name -> (the table it was built from, the lookup); see :meth:`_lookup`
+    _lookups: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def _lookup(self, name: str, table: pd.DataFrame, build):
+        """``build(table)``, kept for as long as ``table`` is the same object."""
+        hit = self._lookups.get(name)
+        if hit is None or hit[0] is not table:
+            hit = self._lookups[name] = (table, build(table))
+        return hit[1]
 
     @property
     def run_id(self) -> str:
@@ -161,12 +180,16 @@ class RunItems:
         return str(self.manifest.get("name", self.folder.name))
 
     @property
-    def theme_ids(self) -> set[str]:
-        return {str(int(t)) for t in self.themes["theme_id"]}
+    def theme_ids(self) -> frozenset[str]:
+        return self._lookup("theme_ids", self.themes, _theme_id_set)
 
     @property
-    def domain_ids(self) -> set[str]:
-        return {str(int(d)) for d in self.domains["domain_id"]}
+    def domain_ids(self) -> frozenset[str]:
+        return self._lookup("domain_ids", self.domains, _domain_id_set)
+
+    @property
+    def segment_ids(self) -> frozenset[str]:
+        return self._lookup("segment_ids", self.segments, _segment_id_set)
 
     def theme_name(self, tid) -> str:
         hit = self.themes.loc[self.themes["theme_id"] == int(tid), "name"]
@@ -189,12 +212,35 @@ class RunItems:
         return ([domain_item(d) for d in self.domains["domain_id"]]
                 + [theme_item(t) for t in self.themes["theme_id"]])
 
-    def segments_of(self, tid) -> set[str]:
-        return set(self.segments.loc[self.segments["theme"] == int(tid), "segment_id"])
+    def segments_of(self, tid) -> frozenset[str]:
+        return self._lookup("by_theme", self.segments, _segments_by_theme).get(int(tid),
+                                                                               frozenset())
 
     @property
     def n_cases(self) -> int:
         return int(self.segments["case_id"].nunique())
+
+
+# The lookups RunItems keeps (module functions, so a test can count the builds).
+
+def _theme_id_set(themes: pd.DataFrame) -> frozenset[str]:
+    return frozenset(str(int(t)) for t in themes["theme_id"])
+
+
+def _domain_id_set(domains: pd.DataFrame) -> frozenset[str]:
+    return frozenset(str(int(d)) for d in domains["domain_id"])
+
+
+def _segment_id_set(segments: pd.DataFrame) -> frozenset[str]:
+    return frozenset(segments["segment_id"])
+
+
+def _segments_by_theme(segments: pd.DataFrame) -> dict[int, frozenset[str]]:
+    """{theme id: its segment ids}, in one pass over the segments."""
+    groups: dict[int, set[str]] = {}
+    for sid, theme in zip(segments["segment_id"], segments["theme"]):
+        groups.setdefault(int(theme), set()).add(sid)
+    return {t: frozenset(ids) for t, ids in groups.items()}
 
 
 def load_run(folder: str | Path) -> RunItems:
@@ -205,16 +251,16 @@ def load_run(folder: str | Path) -> RunItems:
         raise InputError(f"not a Consensa run folder (missing {', '.join(missing) or 'folder'})",
                          path=folder, hint="give the folder `consensa run` printed")
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    themes = pd.read_csv(folder / "themes.csv", keep_default_na=False, dtype=str)
+    themes = restore_frame(pd.read_csv(folder / "themes.csv", keep_default_na=False, dtype=str))
     for col in ("theme_id", "domain_id", "n_segments", "n_cases"):
         themes[col] = pd.to_numeric(themes[col]).astype(int)
-    domains = pd.read_csv(folder / "domains.csv", keep_default_na=False, dtype=str)
+    domains = restore_frame(pd.read_csv(folder / "domains.csv", keep_default_na=False, dtype=str))
     for col in ("domain_id", "n_themes", "n_segments", "n_cases"):
         domains[col] = pd.to_numeric(domains[col]).astype(int)
     segments = pd.read_parquet(folder / "segments.parquet")
     cqr = CQRConfig()
     if (folder / "config.yaml").is_file():
-        cfg = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}
+        cfg = safeyaml.load_file(folder / "config.yaml", what="run config") or {}
         if isinstance(cfg.get("cqr"), dict):
             cqr = CQRConfig(**cfg["cqr"])
     return RunItems(folder, manifest, themes, domains, segments, cqr)
@@ -260,7 +306,7 @@ def check_decision(d: Decision, run: RunItems) -> list[str]:
                     f"{', '.join(sorted(run.domain_ids, key=int))})"]
         allowed = DOMAIN_DECISIONS
     elif kind == "segment":
-        if d.ident not in set(run.segments["segment_id"]):
+        if d.ident not in run.segment_ids:
             return [f"unknown segment id {d.ident!r}"]
         allowed = SEGMENT_DECISIONS
     else:

@@ -309,7 +309,7 @@ class ReviewStore:
     def _check_item(self, item: str) -> list[str]:
         kind, _, ident = item.partition(":")
         known = {"theme": self.run.theme_ids, "domain": self.run.domain_ids,
-                 "segment": set(self.run.segments["segment_id"])}.get(kind, set())
+                 "segment": self.run.segment_ids}.get(kind, set())
         return [] if ident in known else [f"unknown item {kind} {ident!r}"]
 
     def _add_comment(self, item: str, by: str, comment: str, round: int) -> None:

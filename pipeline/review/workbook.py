@@ -2,7 +2,8 @@
 
 Sheets: ``instructions``, ``domains``, ``themes``, ``segments`` (assigned ones),
 ``unassigned`` (segments no theme took), and the hidden ``_meta`` (run id, judge,
-role, round) and ``_lists`` (the dropdown choices). Columns with a yellow header
+role, round, and their signature: :mod:`pipeline.review.signing`) and ``_lists``
+(the dropdown choices). Columns with a yellow header
 are the judge's to fill in; the rest describe what the run proposed.
 """
 
@@ -19,11 +20,15 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 
 from ..fsutil import atomic_write_bytes
-from .model import (DOMAIN_DECISIONS, THEME_DECISIONS, Decision, RunItems,
+from .signing import WorkbookCheck, ensure_key, export_command, signature
+from ..sheets import append_row, set_cell
+from .model import (DOMAIN_DECISIONS, ROLES, THEME_DECISIONS, Decision, RunItems,
                     _norm_id, domain_item, segment_item, split_ids, theme_item)
 
-FORMAT = "consensa-review-1"
-ROLES = ("judge", "auditor", "consensus")
+#: -2: ``_meta`` holds the signature of the workbook's identity
+FORMAT = "consensa-review-2"
+#: formats this version no longer imports: their _meta is not signed
+UNSIGNED_FORMATS = ("consensa-review-1",)
 
 # (header, key, width); keys in EDITABLE are the judge's columns
 DOMAIN_COLS = [("domain id", "id", 10), ("name", "name", 30), ("keywords", "keywords", 40),
@@ -82,7 +87,8 @@ def _quotes(run: RunItems, quote_ids: str, n: int = 3) -> str:
 
 def _sheet(wb, title: str, cols, rows, validations: dict[str, str]) -> None:
     ws = wb.create_sheet(title)
-    ws.append([h for h, _, _ in cols])
+    # every str a string cell: a quote, a name or a comment is never a formula (sheets.py)
+    append_row(ws, [h for h, _, _ in cols])
     for i, (_, key, width) in enumerate(cols, start=1):
         c = ws.cell(row=1, column=i)
         c.font = _HEAD
@@ -90,7 +96,7 @@ def _sheet(wb, title: str, cols, rows, validations: dict[str, str]) -> None:
             c.fill = _EDIT
         ws.column_dimensions[get_column_letter(i)].width = width
     for row in rows:
-        ws.append([row.get(key, "") for _, key, _ in cols])
+        append_row(ws, [row.get(key, "") for _, key, _ in cols])
     for r in ws.iter_rows(min_row=2):
         for c in r:
             c.alignment = _WRAP
@@ -115,14 +121,16 @@ def _prefilled(row: dict, d: Decision | None) -> dict:
 
 
 def build_workbook(run: RunItems, person: str, role: str, round: int,
-                   prefill: dict[str, Decision] | None = None) -> bytes:
-    """The workbook for one person, as .xlsx bytes."""
+                   prefill: dict[str, Decision] | None = None, *,
+                   key: bytes | None = None) -> bytes:
+    """The workbook for one person, as .xlsx bytes, its ``_meta`` signed with ``key``
+    (default: the review's, created on first use: :func:`pipeline.review.signing.ensure_key`)."""
     prefill = prefill or {}
     wb = openpyxl.Workbook()
     ws = wb.active
     ws.title = "instructions"
     for line in INSTRUCTIONS.format(name=run.name, round=round, role=role, person=person).splitlines():
-        ws.append([line])
+        append_row(ws, [line])
     ws.column_dimensions["A"].width = 110
 
     theme_names = dict(zip(run.themes["theme_id"], run.themes["name"]))
@@ -134,7 +142,7 @@ def build_workbook(run: RunItems, person: str, role: str, round: int,
     ref = {}
     for col, values in choices.items():
         for i, v in enumerate(values, start=1):
-            lists[f"{col}{i}"] = v
+            set_cell(lists[f"{col}{i}"], v)
         ref[col] = f"'_lists'!${col}$1:${col}${max(len(values), 1)}"
     lists.sheet_state = "hidden"
 
@@ -168,11 +176,13 @@ def build_workbook(run: RunItems, person: str, role: str, round: int,
         _sheet(wb, title, SEGMENT_COLS, srows, {"target": ref["E"]})
 
     meta = wb.create_sheet("_meta")
-    for k, v in (("format", FORMAT), ("run_id", run.run_id), ("run_name", run.name),
-                 ("run_folder", str(run.folder)), ("person", person), ("role", role),
-                 ("round", str(round)),
-                 ("exported_at", datetime.now(timezone.utc).isoformat(timespec="seconds"))):
-        meta.append([k, v])
+    fields = [("format", FORMAT), ("run_id", run.run_id), ("run_name", run.name),
+              ("run_folder", str(run.folder)), ("person", person), ("role", role),
+              ("round", str(round)),
+              ("exported_at", datetime.now(timezone.utc).isoformat(timespec="seconds"))]
+    fields.append(("signature", signature(key or ensure_key(run.folder), dict(fields))))
+    for k, v in fields:
+        append_row(meta, [k, v])
     meta.sheet_state = "hidden"
     buf = io.BytesIO()
     wb.save(buf)
@@ -196,8 +206,13 @@ class ReadWorkbook:
     comments: list[tuple[str, str, str]] = field(default_factory=list)
 
 
-def read_workbook(path: Path, run: RunItems) -> tuple[ReadWorkbook | None, list[str]]:
-    """Read one filled-in workbook: its decisions, and the problems found (file, sheet, row)."""
+def read_workbook(path: Path, run: RunItems,
+                  check: WorkbookCheck) -> tuple[ReadWorkbook | None, list[str]]:
+    """Read one filled-in workbook: its decisions, and the problems found (file, sheet, row).
+
+    ``check`` verifies the ``_meta`` signature: a workbook whose person, role or round
+    was edited is refused whole, as its rows would be recorded as someone else's.
+    """
     path = Path(path)
     name = path.name
     try:
@@ -208,16 +223,26 @@ def read_workbook(path: Path, run: RunItems) -> tuple[ReadWorkbook | None, list[
         return None, [f"{name}: not a Consensa review workbook (it has no _meta sheet); "
                       "export one with `consensa review export`"]
     meta = {_cell(r[0]): _cell(r[1]) for r in wb["_meta"].iter_rows(values_only=True) if r and r[0]}
+    if meta.get("format") in UNSIGNED_FORMATS:
+        return None, [f"{name}, sheet '_meta', field 'format': exported by an earlier Consensa "
+                      f"({meta.get('format')}), whose workbooks do not sign whose they are, so "
+                      "it is not imported. Keep this file (it holds the decisions), export a "
+                      f"fresh workbook ({export_command(run.folder, meta)}; move this file "
+                      "out of the round folder first if it is there), copy the decisions into "
+                      "it and import that one"]
     if meta.get("format") != FORMAT:
         return None, [f"{name}, sheet '_meta': unknown workbook format {meta.get('format')!r}"]
     if meta.get("run_id") != run.run_id:
         return None, [f"{name}, sheet '_meta': this workbook belongs to another run "
                       f"({meta.get('run_name')!r}, id {meta.get('run_id')}); this run is "
                       f"{run.name!r}, id {run.run_id}"]
+    refused = check.problem(name, meta)
+    if refused:
+        return None, [refused]
     role = meta.get("role", "")
     if role not in ROLES:
         return None, [f"{name}, sheet '_meta': unknown role {role!r}"]
-    out = ReadWorkbook(path, meta.get("person", ""), role, int(meta.get("round") or 1))
+    out = ReadWorkbook(path, meta.get("person", ""), role, int(_norm_id(meta.get("round")) or 1))
     errors: list[str] = []
     for sheet, cols, kind in (("domains", DOMAIN_COLS, "domain"), ("themes", THEME_COLS, "theme"),
                               ("segments", SEGMENT_COLS, "segment"),

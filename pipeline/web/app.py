@@ -293,7 +293,7 @@ class ReviewApp:
         if kind == "domain":
             return ident in self.run.domain_ids
         if kind == "segment":
-            return ident in set(self.run.segments["segment_id"])
+            return ident in self.run.segment_ids
         return False
 
     # --- who are you ----------------------------------------------------------------

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
+from .. import safeyaml
 from ..review.model import RunItems
 
 
@@ -152,7 +152,7 @@ def _source_turns(run: RunItems) -> tuple[pd.DataFrame | None, dict[str, str]]:
     section = {}
     cfg_file = run.folder / "config.yaml"
     if cfg_file.is_file():
-        cfg = yaml.safe_load(cfg_file.read_text(encoding="utf-8")) or {}
+        cfg = safeyaml.load(cfg_file.read_text(encoding="utf-8")) or {}
         section = dict(cfg.get("ingest") or {})
     section.update(paths=sorted({str(p) for p in paths.values()}), cases_table=None,
                    recursive=False)
