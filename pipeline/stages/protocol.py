@@ -1,0 +1,1453 @@
+"""Protocol stage: the interview protocol as topic areas, and the interview frame.
+
+A CQR team starts its domains from the interview protocol: the questions every
+participant was asked. In a semi-structured study the same main questions recur,
+worded a little differently, in every case, while follow-ups and probes ("Can you
+say more?") follow what the participant said. This module finds that protocol,
+or takes the one the team wrote, and says which area every prompt and every
+participant segment belongs to. It also marks the *interview frame*: greetings,
+consent and recording notices, background questions (years in practice, age,
+training, current role), closing thanks and "anything else you'd like to add?",
+which a CQR analysis reports apart from its domains.
+
+Public functions (all pure: tables, arrays and callables in, frozen dataclasses
+out; the only file read is :func:`load_protocol`'s):
+
+* :func:`infer_protocol` ``(turns, segments, encode, config, *, segment_vectors=None,
+  given=None) -> ProtocolInference``. ``turns`` has ``TURN_COLUMNS``, ``segments``
+  ``SEGMENT_COLUMNS``; ``encode(list[str]) -> ndarray`` returns one unit vector
+  per text (the run's embedder). The protocol used is, in order: ``given``; the
+  inline ``config.areas``; the file ``config.file`` (read with
+  :func:`load_protocol`; a relative path is read from the current folder, so the
+  caller resolves it against the config's folder first); else, with
+  ``config.infer``, the protocol inferred from the prompts. With none of these the
+  result has an empty protocol and every area is -1.
+* :func:`propose_domains_from_protocol` ``(segment_vectors, segment_area, protocol,
+  config, segment_case, *, segment_small_talk=None, segment_text=None) ->
+  DomainProposal``: one proposed domain per area, checked against what the
+  segments say (moves, merges, new domains; the rules are in its docstring).
+* :func:`protocol_to_yaml` / :func:`load_protocol`: the protocol as the YAML file
+  a team edits and passes back as ``protocol.file``.
+
+Prompts are the interviewer's turns and the non-participant turns that set a
+topic: a task read out or shown (a think-aloud study writes ``Task: ...``; role
+'other', speaker label matching ``config.prompt_speakers``), a section heading
+given as a turn of role 'other', and any other 'other' turn that asks a question
+(a second interviewer whose label matched no role). Ingest keeps no .docx
+heading styles: a heading paragraph without a speaker label is read as part of
+the turn before it, so a heading counts as a prompt only when the transcript
+gives it a label ("Section: Training").
+
+How the protocol is inferred (each threshold is a ``ProtocolConfig`` field):
+
+1. Each prompt is reduced to its *core*: the sentences from its first question or
+   request ("Could you tell me...", "Tell me...") to its last, so "Mm-hmm.
+   That's helpful. Is there anything else...?" is read as its question.
+2. Backchannels ("Mm.", "Right.") and 'other' turns that are neither tasks nor
+   questions set no topic: they stay in the area in progress.
+3. Frame prompts (see *Frame* below) go to one frame area per kind: opening,
+   background, closing.
+4. Generic probes ("Can you say more?", "How did that feel?", "What do you
+   mean?"), by pattern or by ``probe_similarity`` to a few such phrases, stay in
+   the area in progress.
+5. The remaining prompts that ask something (a reflection such as "So you were
+   dreading it." asks nothing) are grouped across cases (average-linkage cosine
+   clustering cut at ``area_similarity``). A group is a protocol area when it
+   holds prompts from at least ``min_cases`` cases and at least one of them is a
+   full question (more than ``probe_max_words`` words). A group asked twice or
+   more in at least ``probe_repeat_share`` of its cases is split along its tree
+   (it joined two questions), and when it cannot be split it is a probe
+   repeated through each interview ("What are you thinking now?"), not a topic.
+   Groups that ask the same question in different interviews are then joined
+   (see :func:`_merge_groups`). A task is an area even when only one case has it.
+6. Walking each interview in order, a prompt in an area group opens that area. A
+   prompt in no group is a *follow-up* of the area in progress, unless it is
+   similar to another area's questions (``join_similarity``: the protocol question
+   reworded) or says it moves on ("my next question", "that brings me to"): then
+   it opens the most similar area (at least ``area_similarity``), or an area of its
+   own. Short prompts of at most ``probe_max_words`` words are probes unless they
+   fall in an area group with a full question.
+7. Areas are numbered in interview order (mean relative position of their
+   questions) and named after their most representative question (the highest
+   mean similarity to the others; near ties go to the shortest), trimmed of
+   lead-ins such as "So, um," and "Could you tell me about" and cut at a clause
+   boundary after about ``name_max_words`` words. Frame areas are named
+   "Interview frame: opening" / "background" / "closing".
+
+Frame, from the question and the content: a prompt is *background* when its
+core asks about years in practice, age, training, orientation or current role
+(patterns; in the first half of the interview, or later when its answers
+agree), or is within ``frame_similarity`` of such anchor questions and its
+answers agree, or comes in the first quarter of the interview and at least
+``frame_content_share`` of its answer segments describe a background ("I've been
+practising for nine years", "I trained as ..."; patterns, or
+``frame_similarity`` to anchor sentences). It is *closing* when it asks for
+anything else to add. A greeting, consent or recording notice or a thank-you
+(patterns, or ``frame_similarity`` to anchor phrases) is *opening* in the first
+quarter of the interview and *closing* in the last, unless its core asks a
+question of a protocol area. Separately, each participant segment of at most
+``small_talk_max_words`` words that is courtesy ("Thanks, good luck with the
+study": courtesy phrases with at most two other content words, or
+``small_talk_similarity`` to anchor phrases) is flagged small talk, whatever
+question it answers.
+
+Segments get the area of the prompt they answer: ``question_turn_index`` from
+segmentation, or a later task/heading line of the same case when there is one
+(segmentation looks at interviewer turns only). Segments that answer no prompt
+get area -1.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Literal, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .. import safeyaml
+from ..errors import ConfigError, ConsensaError
+from ..types import SEGMENT_COLUMNS, TURN_COLUMNS, check_columns
+
+Encoder = Callable[[list[str]], np.ndarray]
+
+FRAME_DOMAIN = "Interview frame"
+FRAME_KINDS = ("opening", "background", "closing")
+_FRAME_NAME = {k: f"{FRAME_DOMAIN}: {k}" for k in FRAME_KINDS}
+
+# --- Config -------------------------------------------------------------------
+
+
+class AreaSpec(BaseModel):
+    """One area of a protocol written inline in the config."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(..., min_length=1, description="the area's name, as the team calls it")
+    questions: list[str] = Field(..., min_length=1, description=(
+        "the questions of this area, as asked (one is enough; variants help matching)"))
+    frame: bool = Field(False, description=(
+        "part of the interview frame (greeting, background, closing), not a topic"))
+
+    @field_validator("name")
+    @classmethod
+    def _name_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("an area needs a name that is not blank")
+        return value.strip()
+
+    @field_validator("questions")
+    @classmethod
+    def _questions_not_blank(cls, value: list[str]) -> list[str]:
+        if any(not q.strip() for q in value):
+            raise ValueError("a question is blank; remove it or write it out")
+        return [q.strip() for q in value]
+
+
+#: 'other' speaker labels that set a topic: "Task", "Task 2", "Section B", "Vignette 1a"
+DEFAULT_PROMPT_SPEAKERS = [
+    r"(?:task|scenario|prompt|vignette|exercise|activity|section|topic|part|question|stimulus|"
+    r"instruction|heading)s?(?: ?\d[\w.]{0,3}| [a-z](?:\d[\w.]{0,2})?)?"]
+
+
+class ProtocolConfig(BaseModel):
+    """Settings of the protocol stage (config section ``protocol``).
+
+    Similarities are cosine similarities of the run's embedding vectors; the
+    defaults suit all-MiniLM-L6-v2.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: Path | None = Field(None, description=(
+        "a protocol YAML file (as Consensa writes it, edited by the team); overrides inference"))
+    areas: list[AreaSpec] = Field([], description="the protocol written inline; overrides 'file'")
+    infer: bool = Field(True, description="infer the protocol from the prompts when none is given")
+    include_frame: bool = Field(False, description=(
+        "bring the interview frame (greetings, background, closing) into the cross-analysis"))
+    prompt_speakers: list[str] = Field(DEFAULT_PROMPT_SPEAKERS, description=(
+        "speaker labels (case-insensitive regexes, full match) of 'other' turns that set a "
+        "topic: tasks read out or shown, section headings"))
+    area_similarity: float = Field(0.5, ge=-1, le=1, description=(
+        "prompts from different cases at least this similar (average linkage) ask the same "
+        "question"))
+    join_similarity: float = Field(0.6, ge=-1, le=1, description=(
+        "a prompt asked in one case only opens an area when at least this similar to the "
+        "area's questions (the protocol question reworded); otherwise it is a follow-up"))
+    min_cases: int = Field(2, ge=1, description=(
+        "a recurring question is an area when asked in at least this many cases"))
+    probe_max_words: int = Field(4, ge=0, le=50, description=(
+        "prompts of at most this many words are probes unless their area group has a "
+        "longer question"))
+    probe_similarity: float = Field(0.75, ge=-1, le=1, description=(
+        "a prompt this similar to a generic probe ('Can you say more?') is a probe"))
+    probe_repeat_share: float = Field(0.6, gt=0, le=1, description=(
+        "a question group asked twice or more within this share of its cases is a probe"))
+    frame_similarity: float = Field(0.6, ge=-1, le=1, description=(
+        "a prompt this similar to a frame anchor (\"How long have you been practising?\") "
+        "is a frame prompt when its answers agree"))
+    frame_content_share: float = Field(0.5, ge=0, le=1, description=(
+        "share of a prompt's answer segments that must read as background (years in "
+        "practice, training) for the answers to agree"))
+    small_talk_max_words: int = Field(20, ge=0, le=200, description=(
+        "participant segments of at most this many words can be flagged as small talk"))
+    small_talk_similarity: float = Field(0.7, ge=-1, le=1, description=(
+        "a short segment this similar to a courtesy anchor ('Thank you, good luck with the "
+        "study') is small talk"))
+    name_max_words: int = Field(12, ge=3, le=40, description=(
+        "an area name is its question cut at a clause boundary after about this many words"))
+    move_margin: float = Field(0.2, ge=0, le=2, description=(
+        "a segment is proposed to move to another area's domain when it is this much more "
+        "similar to that area's centre than to its own area's centre"))
+    min_centre_segments: int = Field(3, ge=1, description=(
+        "an area needs this many segments for its centre to be used in the content checks"))
+    merge_similarity: float = Field(0.9, ge=-1, le=1, description=(
+        "two areas whose centres are at least this similar are proposed for merging"))
+    uncovered_similarity: float = Field(0.3, ge=-1, le=1, description=(
+        "a segment less similar than this to every area centre is content no area covers"))
+    new_domain_similarity: float = Field(0.5, ge=-1, le=1, description=(
+        "uncovered segments at least this similar (average linkage) form one new domain"))
+    new_domain_min_segments: int = Field(3, ge=1, description=(
+        "a new domain needs at least this many uncovered segments"))
+    new_domain_min_cases: int = Field(2, ge=1, description=(
+        "a new domain needs uncovered segments from at least this many cases"))
+
+    @field_validator("areas")
+    @classmethod
+    def _names_unique(cls, value: list[AreaSpec]) -> list[AreaSpec]:
+        seen: set[str] = set()
+        for spec in value:
+            if spec.name.casefold() in seen:
+                raise ValueError(f"two areas are named {spec.name!r}; merge them or rename one")
+            seen.add(spec.name.casefold())
+        return value
+
+    @field_validator("prompt_speakers")
+    @classmethod
+    def _patterns_compile(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a valid regular expression ({exc})") from None
+        return value
+
+
+# --- Protocol model -------------------------------------------------------------
+
+Source = Literal["given", "inferred"]
+
+
+@dataclass(frozen=True)
+class Area:
+    """One topic area of the protocol: its questions, as asked."""
+
+    area_id: int
+    name: str
+    questions: tuple[str, ...]
+    frame: bool = False
+    source: Source = "given"
+
+
+@dataclass(frozen=True)
+class Protocol:
+    areas: tuple[Area, ...] = ()
+
+    def area(self, area_id: int) -> Area:
+        return self.areas[area_id]
+
+    @property
+    def frame_ids(self) -> tuple[int, ...]:
+        return tuple(a.area_id for a in self.areas if a.frame)
+
+
+def protocol_from_specs(specs: Sequence[AreaSpec]) -> Protocol:
+    return Protocol(tuple(Area(i, s.name, tuple(s.questions), s.frame, "given")
+                          for i, s in enumerate(specs)))
+
+
+_YAML_HEADER = """\
+# Interview protocol: the topic areas of the interviews and the questions of each.
+# Edit it (rename, merge or split areas, add or remove questions, set frame: true
+# on greetings, background and closing questions) and give it back to Consensa as
+#   protocol:
+#     file: this-file.yaml
+# Areas keep the order written here. Every area needs a name and one question or more.
+"""
+
+
+def protocol_to_yaml(protocol: Protocol) -> str:
+    """The protocol as a YAML file: ``areas:``, each with ``name``, ``frame`` and
+    ``questions``. Loading it back with :func:`load_protocol` gives the same areas,
+    all with source "given" (the team has taken them over)."""
+    data = {"areas": [{"name": a.name, "frame": a.frame, "questions": list(a.questions)}
+                      for a in protocol.areas]}
+    return _YAML_HEADER + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+
+
+_AREA_KEYS = ("name", "questions", "frame")
+
+
+def load_protocol(path: str | Path) -> Protocol:
+    """Read a protocol YAML file (see :func:`protocol_to_yaml`).
+
+    Raises :class:`ConfigError` naming the file, the line and the field
+    (``areas[2].questions``) of the first problem."""
+    path = Path(path)
+    hint_form = ("write 'areas:' and under it one '- name: ...' per area, with "
+                 "'questions:' listing its questions (see the file Consensa wrote)")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError("protocol file not found", path=path, field="protocol.file",
+                          hint="check the path; a relative path is read from the config's "
+                               "folder") from None
+    except (UnicodeDecodeError, IsADirectoryError, PermissionError) as exc:
+        raise ConfigError(f"cannot read the protocol file ({exc.__class__.__name__})", path=path,
+                          field="protocol.file", hint="a protocol is a UTF-8 YAML text file") from None
+    loader = safeyaml.BoundedSafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', None) or exc}", path=path,
+                          line=mark.line + 1 if mark else None,
+                          hint="check indentation and colons on that line") from None
+    except RecursionError:
+        raise ConfigError("not a usable protocol: nested too deeply", path=path,
+                          hint=hint_form) from None
+    finally:
+        loader.dispose()
+
+    def line_of(n: object) -> int | None:
+        return n.start_mark.line + 1 if n is not None and hasattr(n, "start_mark") else None
+
+    def child(n: object, key: str) -> object:
+        if isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                if isinstance(k, yaml.ScalarNode) and k.value == key:
+                    return v
+        return None
+
+    if not isinstance(data, dict) or "areas" not in data:
+        raise ConfigError("a protocol is a mapping with the key 'areas'", path=path,
+                          line=line_of(node), field="areas", hint=hint_form)
+    extra = [k for k in data if k != "areas"]
+    if extra:
+        raise ConfigError(f"unknown key {extra[0]!r}", path=path,
+                          line=line_of(child(node, str(extra[0]))), field=str(extra[0]),
+                          hint="a protocol has only 'areas'")
+    areas_node = child(node, "areas")
+    if not isinstance(data["areas"], list) or not data["areas"]:
+        raise ConfigError("'areas' must be a list with one area or more", path=path,
+                          line=line_of(areas_node), field="areas", hint=hint_form)
+    items = areas_node.value if isinstance(areas_node, yaml.SequenceNode) else []
+    areas: list[Area] = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(data["areas"]):
+        inode = items[i] if i < len(items) else None
+        where = f"areas[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError("each area must be a mapping with 'name' and 'questions'", path=path,
+                              line=line_of(inode), field=where, hint=hint_form)
+        for key in item:
+            if key not in _AREA_KEYS:
+                raise ConfigError(f"unknown key {key!r}", path=path,
+                                  line=line_of(child(inode, str(key))), field=f"{where}.{key}",
+                                  hint=f"an area has only {', '.join(_AREA_KEYS)}")
+        name = item.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError("an area needs a name (text, not blank)", path=path,
+                              line=line_of(child(inode, "name") or inode), field=f"{where}.name",
+                              hint="write e.g. 'name: Training experiences'")
+        name = name.strip()
+        if name.casefold() in seen:
+            raise ConfigError(f"two areas are named {name!r}", path=path,
+                              line=line_of(child(inode, "name")), field=f"{where}.name",
+                              hint=f"areas[{seen[name.casefold()]}] has the same name: merge "
+                                   "them or rename one")
+        seen[name.casefold()] = i
+        questions = item.get("questions")
+        qnode = child(inode, "questions")
+        if not isinstance(questions, list) or not questions:
+            raise ConfigError("an area needs 'questions': a list with one question or more",
+                              path=path, line=line_of(qnode or inode), field=f"{where}.questions",
+                              hint="write each question on its own '- ' line under 'questions:'")
+        qitems = qnode.value if isinstance(qnode, yaml.SequenceNode) else []
+        for j, q in enumerate(questions):
+            if not isinstance(q, str) or not q.strip():
+                raise ConfigError("a question must be text, not blank", path=path,
+                                  line=line_of(qitems[j] if j < len(qitems) else qnode),
+                                  field=f"{where}.questions[{j}]",
+                                  hint="write the question out, or remove the line")
+        frame = item.get("frame", False)
+        if not isinstance(frame, bool):
+            raise ConfigError("'frame' must be true or false", path=path,
+                              line=line_of(child(inode, "frame")), field=f"{where}.frame",
+                              hint="write 'frame: true' for greetings, background and closing")
+        areas.append(Area(len(areas), name, tuple(q.strip() for q in questions), frame, "given"))
+    return Protocol(tuple(areas))
+
+
+# --- Text helpers ---------------------------------------------------------------
+
+_WORD = re.compile(r"[\w'’-]+")
+_SENTENCE_END = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+(?=[\"'“‘(\[]?[A-Z0-9À-Þ])")
+_LEAD = (r"(?:(?:so|and|but|okay|ok|right|well|now|then|um+|uh+|erm|er|just|maybe|also|great|"
+         r"yeah|yes|alright|mm-hmm|mm+|mhm|oh|ah)\b[,.…]*\s*)*")
+_REQUEST = re.compile(
+    r"^\W*" + _LEAD +
+    r"(?:(?:could|can|would|will|might) (?:you|we)\b|tell me\b|describe\b|"
+    r"talk (?:me )?(?:about|through)\b|walk me through\b|think (?:back|about|of)\b|imagine\b|"
+    r"recall\b|remember (?:a|an|the) |"
+    r"i(?:'d|’d| would) (?:like|love|be interested)\b|let(?:'s|’s| us) (?:talk|turn|move|start|"
+    r"begin|go)\b|please\b|i(?:'m|’m| am) (?:interested|curious)\b|"
+    r"i want(?:ed)? to (?:ask|hear|know)\b|i wonder(?:ed)?\b|how about\b|what about\b)", re.I)
+_MAIN_MARKER = re.compile(
+    r"\b(?:(?:first|next|last|final|main|another|other) (?:question|thing|topic|area|section)s?|"
+    r"mov(?:e|ing) on|brings? (?:me|us) to|turn(?:ing)? (?:now )?to|switch(?:ing)? (?:gears|topics)|"
+    r"change (?:of )?(?:topic|subject)|the main thing|i(?:'m|’m| am) going to ask you|"
+    r"(?:now|next) i(?:'d|’d| would) like to|ask you what i ask everyone)\b", re.I)
+_FILLER_IN_NAME = re.compile(r"\b(?:um+|uh+|erm|er)\b[,.…]*\s*", re.I)
+_NAME_LEAD = re.compile(
+    r"^\W*(?:(?:so|and|but|okay|ok|right|well|now|then|just|maybe|also|great|yeah|yes|alright|"
+    r"mm-hmm|mm+|mhm|oh|ah)\b[,.…]*\s*|to (?:start|begin)(?: (?:us )?(?:off|with))?[,.]?\s*)+",
+    re.I)
+_NAME_REQUEST = re.compile(
+    r"^(?:(?:could|can|would|will) you (?:please )?(?:tell me|describe|talk (?:me )?(?:about|through)|"
+    r"say)(?: (?:a (?:little|bit)|a little bit|something|more))?(?: (?:about|of))?|"
+    r"(?:please )?tell me(?: (?:a (?:little|bit)|something|more))?(?: about)?|"
+    r"(?:please )?describe|i(?:'d|’d| would) (?:like|love) (?:you )?to (?:ask|hear|know)(?: (?:you )?about)?|"
+    r"i want(?:ed)? to ask you(?: about)?|i wonder(?:ed)?(?: if| whether)?|"
+    r"(?:that |this )?brings? (?:me|us) to|(?:moving|move) on to|(?:turning|turn) (?:now )?to|"
+    r"(?:my|the) (?:first|next|last|final|main) question(?: is)?(?: about| whether| if)?|"
+    r"let(?:'s|’s| us) (?:talk about|move on to|turn to))\s+", re.I)
+
+_STOP = frozenset("""
+a an the and or but if of to in on at for with about as by from into over after before
+is are was were be been being am do does did have has had having i me my mine you your
+yours he him his she her they them their we us our it its this that these those there here
+what which who whom whose when where why how not no so than too very can could would should
+will shall may might must just then now also any some all each more most other such only own
+same up down out off again further once um umm uh er erm ah oh mm hmm yeah okay ok right well
+like really actually kind sort bit little lot
+""".split())
+
+
+def _words(text: str) -> list[str]:
+    return [w.lower().replace("’", "'") for w in _WORD.findall(text)]
+
+
+_ABBREVIATION = re.compile(r"(?:\b(?:Mr|Mrs|Ms|Dr|Prof|St|Mt|vs|etc|e\.g|i\.e|approx)|\b[A-Z])\.$")
+
+
+def _sentences(text: str) -> list[str]:
+    out: list[str] = []
+    for piece in _SENTENCE_END.split(text.strip()):
+        piece = piece.strip()
+        if not piece:
+            continue
+        if out and _ABBREVIATION.search(out[-1]):     # "Mr. A. to supervision?" is one
+            out[-1] += " " + piece
+        else:
+            out.append(piece)
+    return out
+
+
+def _is_question(sentence: str) -> bool:
+    return sentence.rstrip(" \"'”’)]").endswith("?") or bool(_REQUEST.match(sentence))
+
+
+def question_core(text: str) -> str:
+    """The part of a prompt that asks: from its first question or request sentence
+    to its last. A prompt with none (a reflection, a task) is kept whole."""
+    sents = _sentences(text)
+    flags = [_is_question(s) for s in sents]
+    if not any(flags):
+        # a statement: from the sentence that moves on ("That brings me to ..."),
+        # without the backchannels before it
+        marked = [i for i, s in enumerate(sents) if _MAIN_MARKER.search(s)]
+        kept = sents[marked[0]:] if marked else [s for s in sents if not _backchannel(s)]
+        return " ".join(kept or sents)
+    first = flags.index(True)
+    last = len(flags) - 1 - flags[::-1].index(True)
+    return " ".join(sents[first:last + 1])
+
+
+def area_name(question: str, max_words: int = 12) -> str:
+    """A readable name from a question's own words: its first question sentence
+    without lead-ins ("So, um,", "Could you tell me about") and the question mark,
+    cut at a clause boundary after about ``max_words`` words."""
+    sents = [s for s in _sentences(question) if _is_question(s)] or _sentences(question) or [question]
+    text = _FILLER_IN_NAME.sub("", sents[0])
+    text = _NAME_LEAD.sub("", text).strip()
+    stripped = _NAME_REQUEST.sub("", text, count=1).strip()
+    if len(_words(stripped)) >= 2:
+        text = stripped
+    text = text.strip(" \t\n\"'“”‘’").rstrip("?.!…,;: ").strip()
+    words = text.split()
+    if len(words) > max_words + 3:
+        head = " ".join(words[:max_words + 3])
+        cut = max(head.rfind(","), head.rfind(";"), head.rfind(" -"), head.rfind(" –"))
+        if cut >= len(" ".join(words[:3])):
+            text = head[:cut]
+        else:
+            text = " ".join(words[:max_words]) + "…"
+    text = text.rstrip(" ,;:-–")
+    return (text[:1].upper() + text[1:]) if text else "Untitled area"
+
+
+def _backchannel(text: str) -> bool:
+    words = _words(text)
+    return (not words or len(words) <= 6) and "?" not in text and \
+        all(w in _BACKCHANNEL for w in words)
+
+
+_BACKCHANNEL = frozenset("""
+mm mmm mhm hm hmm mm-hmm mm-hm mhmm uh-huh uh huh um umm uhm er erm ah oh ooh wow yeah yea
+yes yep yup ya right okay ok sure exactly totally absolutely true indeed alright gotcha i
+see got it good great fine cool really interesting laughs laugh pause sighs
+""".split())
+
+# --- Frame and probe patterns ---------------------------------------------------
+
+_BACKGROUND_Q = re.compile(
+    r"\bhow long (?:have )?(?:you(?:'ve|’ve)?|has (?:s?he|they)) (?:been )?(?:practi[sc]|work|"
+    r"in (?:practice|the field|this (?:field|role|job))|qualified|licensed|a |an )|"
+    r"\bhow many years\b|\byears? (?:of|in) (?:practice|experience|the field)\b|"
+    r"\byour (?:background|theoretical (?:orientation|approach)|orientation|current (?:role|"
+    r"position|job|post)|job title|age|qualifications?|professional (?:background|training))\b|"
+    r"\bhow old are you\b|\bwhere (?:did|do) you (?:train|work)\b|"
+    r"\bwhat (?:was|is) your (?:training|discipline|profession)\b|"
+    r"\b(?:a bit|a little|a little bit|something) about (?:you|yourself)\b|"
+    r"\bwhat do you do (?:for (?:a living|work)|professionally)\b|\bintroduce yourself\b", re.I)
+_CLOSING_Q = re.compile(
+    r"\banything\b[^.?!]{0,40}?\b(?:add|mention|say before|haven'?t (?:asked|covered|touched|"
+    r"talked)|have not (?:asked|covered|touched)|didn'?t ask|did not ask|(?:we|i) (?:missed|"
+    r"left out))\b|\bany (?:final|last|closing|other) (?:thoughts|comments|words|reflections)\b|"
+    r"\banything you(?:'d|’d| would)? (?:like|want) to ask me\b", re.I)
+_ANYTHING_ELSE = re.compile(r"^\W*" + _LEAD + r"(?:is there )?anything else\W*$", re.I)
+_COURTESY_TURN = re.compile(
+    r"\b(?:record(?:ing|er)?|transcri(?:ption|bing|ber))(?:'s|’s| is| are)? "
+    r"(?:going|running|on|started|working|rolling)\b|\b(?:we(?:'re|’re| are)|that(?:'s|’s| is)|"
+    r"it(?:'s|’s| is)|i(?:'m|’m| am)) (?:now )?(?:recording|transcribing)\b|"
+    r"\b(?:stop|end|turn off|switch off|pause) the (?:recording|recorder|transcription)\b|"
+    r"\bcan you (?:hear|see) me\b|\bconsent(?: form)?\b|\binformation sheet\b|"
+    r"\bthank(?:s| you)\b|\bappreciate (?:you|it|your)\b|"
+    r"^\W*(?:hi|hello|good (?:morning|afternoon|evening)|welcome|nice to (?:meet|see) you)\b|"
+    r"\b(?:good|nice|lovely|great) (?:place|point) to (?:end|finish|stop|wrap up)\b|"
+    r"\b(?:that(?:'s|’s| is)|those are) (?:all|it for) (?:my|the) questions\b", re.I)
+_PROBE = re.compile(
+    r"^\W*" + _LEAD + r"(?:(?:can|could|would) you (?:say|tell me|talk|explain|expand)"
+    r"(?: (?:a (?:bit|little)|a little bit|some(?:thing)?))? more\b|tell me more\b|"
+    r"(?:what|how) do you mean\b|how did (?:that|it|this) (?:feel|make you feel)\b|"
+    r"what was (?:that|it|this) like\b|(?:and )?(?:then what|what happened (?:next|then))\W*$|"
+    r"why(?: (?:is|was) that| do you think| not)?\W*$|how so\W*$|in what way\W*$|"
+    r"(?:can|could) you give (?:me )?an example\b|for example\W*$|such as\W*$|"
+    r"keep (?:going|talking)\b|go on\b|carry on\b|what (?:are|were) you thinking\b|"
+    r"what(?:'s|’s| is) going through your (?:mind|head)\b|say more\b|anything else\W*$|"
+    r"what did you do(?: (?:then|next|about it|with (?:that|it)))?\W*$|how was that\W*$|"
+    r"what happened (?:when you did|after that|then|next)\W*$)", re.I)
+
+_ANCHORS = {
+    "background": ("How long have you been practising?",
+                   "Could you tell me a bit about your background and training?",
+                   "How many years of experience do you have in this role?",
+                   "What is your current job or role?", "How old are you?"),
+    "closing": ("Is there anything else you would like to add?",
+                "Is there anything I haven't asked about that you want to mention?",
+                "Thank you for your time, that is the end of the interview."),
+    "opening": ("Thank you for agreeing to take part in this interview.",
+                "Is the recording working? Can you hear me?",
+                "Before we start, are you happy to give your consent to be recorded?"),
+}
+_PROBE_ANCHORS = ("Can you say more about that?", "How did that feel?",
+                  "What was that like for you?", "What do you mean by that?",
+                  "Could you give me an example?", "And then what happened?")
+_BACKGROUND_ANCHORS = ("I have been practising for ten years.",
+                       "I trained as a psychologist and qualified in 2010.",
+                       "I work in private practice, mostly with adults.",
+                       "I am forty-five years old.")
+_SMALL_TALK_ANCHORS = ("Thank you, it was nice talking to you.", "Good luck with the study.",
+                       "You're welcome, happy to help.", "Can you hear me? Yes, I can hear you.",
+                       "Thanks for having me.")
+
+_NUMBER = (r"(?:\d+|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
+           r"fifteen|twenty|thirty|forty|fifty|a few|a couple of|several|many)")
+_BACKGROUND_CONTENT = re.compile(
+    r"\b(?:practi[sc]ing|practi[sc]ed|qualified|licensed|trained|training|experience|working as|"
+    r"worked as|in practice|career)\b[^.?!]{0,60}?\b" + _NUMBER + r"[\s-]*(?:-?ish )?years?\b|"
+    r"\b" + _NUMBER + r"[\s-]*years?\b[^.?!]{0,40}?\b(?:practi[sc]|qualified|licensed|experience|"
+    r"as an? |in (?:the|this) (?:field|role|job))|"
+    r"\bi (?:trained|qualified|retrained|studied)\b|\bmy (?:training|orientation|background) "
+    r"(?:is|was)\b|\bi(?:'m|’m| am) (?:a|an) [\w-]+(?: [\w-]+)? (?:therapist|psychologist|"
+    r"counsel+or|psychotherapist|analyst|psychiatrist|nurse|doctor|social worker|clinician|"
+    r"engineer|scientist|teacher|manager|student)\b|\byears old\b|"
+    r"\bi work (?:in|at|for|as) (?:a |an |the )?(?:private practice|practice|clinic|hospital|"
+    r"service|university|company|team)", re.I)
+_COURTESY_PHRASES = re.compile(
+    r"\bthank(?:s| you)(?: (?:so|very) much| again| too)?(?: for (?:having me|asking|"
+    r"the (?:interview|conversation|questions|opportunity)|your time))?\b|"
+    r"\bgood luck(?: with (?:the|your) (?:study|research|project|thesis|dissertation|work))?\b|"
+    r"\b(?:you(?:'re|’re| are)|you are very) welcome\b|\b(?:my|a) pleasure\b|"
+    r"\bhappy to (?:help|do it|take part|have helped)\b|\bglad to (?:help|talk|take part)\b|"
+    r"\b(?:it was |it's been |it has been )?(?:good|nice|great|lovely|interesting) "
+    r"(?:to talk(?: about it)?|talking(?: to you)?|to meet you|meeting you)\b|"
+    r"\b(?:bye|goodbye|take care|all the best|see you)\b|\bcan you hear me\b|\bi can hear you\b|"
+    r"\bno problem\b|\bany time\b", re.I)
+
+
+def _is_small_talk(text: str, max_words: int) -> bool:
+    """Courtesy with at most a few other content words left ("Thank you. It was,
+    um, good to talk about it, actually.")."""
+    if len(_words(text)) > max_words or not _COURTESY_PHRASES.search(text):
+        return False
+    rest = [w for w in _words(_COURTESY_PHRASES.sub(" ", text)) if w not in _STOP]
+    return len(rest) <= 2
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 2:
+        raise ConsensaError(f"the encoder returned an array of shape {x.shape}; expected "
+                            "(texts, dimensions)")
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+
+
+def _encode(encode: Encoder, texts: list[str]) -> np.ndarray:
+    if not texts:
+        return np.zeros((0, 1), dtype=np.float32)
+    out = _unit_rows(encode(list(texts)))
+    if out.shape[0] != len(texts):
+        raise ConsensaError(f"the encoder returned {out.shape[0]} vectors for {len(texts)} texts")
+    return out
+
+
+def _average_linkage_groups(vectors: np.ndarray, min_similarity: float) -> np.ndarray:
+    """Groups of an average-linkage (cosine) tree cut at ``1 - min_similarity``."""
+    n = len(vectors)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    if n == 1:
+        return np.zeros(1, dtype=np.int64)
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import pdist
+
+    dist = np.clip(pdist(vectors.astype(np.float64), metric="cosine"), 0.0, 2.0)
+    dist = np.nan_to_num(dist, nan=1.0)
+    link = linkage(dist, method="average")
+    return fcluster(link, t=1.0 - min_similarity, criterion="distance").astype(np.int64) - 1
+
+
+def _centre(vectors: np.ndarray) -> np.ndarray:
+    c = vectors.mean(axis=0)
+    n = np.linalg.norm(c)
+    return c / n if n > 0 else c
+
+
+# --- Inference ------------------------------------------------------------------
+
+#: ProtocolInference.turns: one row per interviewer/other turn, in case and turn order.
+#: case_id str; turn_index int; role str; speaker str
+#: kind str   "main" (opens its area), "follow_up" (a question in no area group, asked
+#:            after an answer), "probe" (generic or short), "task" (a task/heading line
+#:            that opens its area), "backchannel", "other" ('other' turn that sets no topic)
+#: area_id int  the area the turn belongs to (-1: before any area)
+#: frame_kind str  for prompts in a frame area: the part of the frame detected
+#:                 ("opening"/"background"/"closing"), "frame" when the prompt is there
+#:                 for another reason (a follow-up, a match to a given frame area);
+#:                 "" for prompts outside the frame
+#: question str    the prompt's core (see :func:`question_core`)
+PROMPT_COLUMNS = ("case_id", "turn_index", "role", "speaker", "kind", "area_id", "frame_kind",
+                  "question")
+
+
+@dataclass(frozen=True)
+class ProtocolInference:
+    """What :func:`infer_protocol` returns.
+
+    ``segment_area``, ``segment_prompt_turn``, ``segment_small_talk`` and
+    ``segment_frame`` are aligned with the rows of the segments given:
+    ``segment_area`` is the area (-1: the segment answers no prompt),
+    ``segment_prompt_turn`` the turn_index of that prompt (-1: none),
+    ``segment_small_talk`` flags courtesy segments, ``segment_frame`` segments in a
+    frame area or small talk.
+    """
+
+    protocol: Protocol
+    turns: pd.DataFrame                   # PROMPT_COLUMNS
+    segment_area: np.ndarray
+    segment_prompt_turn: np.ndarray
+    segment_small_talk: np.ndarray
+    segment_frame: np.ndarray
+    counts: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Prompt:
+    row: int                 # position in the sorted turns table
+    case_id: str
+    turn_index: int
+    role: str
+    speaker: str
+    text: str
+    position: float          # relative position of the turn in its case, 0..1
+    core: str = ""
+    kind: str = ""           # backchannel / other / task / question
+    frame: str = ""
+    tentative: bool = False  # a frame kind that a protocol question overrides
+    courtesy: bool = False
+    probe: bool = False
+    short: bool = False
+    marked: bool = False
+    asks: bool = False       # has a question or request sentence (not only a reflection)
+    vec: int = -1            # row in the core vectors
+    group: int = -1          # area group (step 5)
+    area: int = -1
+    final_kind: str = ""
+
+
+def infer_protocol(turns: pd.DataFrame, segments: pd.DataFrame, encode: Encoder,
+                   config: ProtocolConfig, *, segment_vectors: np.ndarray | None = None,
+                   given: Protocol | None = None) -> ProtocolInference:
+    """The protocol (given, or inferred from the prompts) and the area of every
+    prompt and segment. See the module docstring for the rules.
+
+    ``segment_vectors`` (rows aligned with ``segments``, unit length) saves
+    encoding the segments again; without it the segments' texts are encoded.
+    """
+    check_columns(turns, TURN_COLUMNS, "the turns table")
+    check_columns(segments, SEGMENT_COLUMNS, "the segments table")
+    if given is None and config.areas:
+        given = protocol_from_specs(config.areas)
+    if given is None and config.file is not None:
+        given = load_protocol(config.file)
+    ordered = turns.sort_values(["case_id", "turn_index"], kind="stable").reset_index(drop=True)
+    prompts = _read_prompts(ordered, config)
+    counts: Counter[str] = Counter()
+    if given is None and not config.infer:
+        for p in prompts:
+            p.final_kind = p.kind if p.kind in ("backchannel", "other", "task") else "main"
+        protocol = Protocol()
+        counts["protocol_not_used"] = 1
+        seg_prompt = _segment_prompts(segments, prompts, counts)
+        return _result(protocol, prompts, segments, seg_prompt, np.zeros(len(segments), bool),
+                       counts)
+
+    # one call to the encoder for every prompt core and anchor
+    cores = sorted({p.core for p in prompts if p.kind in ("task", "question")})
+    anchor_texts = [t for kind in FRAME_KINDS for t in _ANCHORS[kind]]
+    given_questions = [q for a in given.areas for q in a.questions] if given else []
+    texts = cores + anchor_texts + list(_PROBE_ANCHORS) + list(_BACKGROUND_ANCHORS) + \
+        list(_SMALL_TALK_ANCHORS) + given_questions
+    vecs = _encode(encode, texts)
+    core_vec = {c: i for i, c in enumerate(cores)}
+    at = len(cores)
+    anchor_vecs = {}
+    for kind in FRAME_KINDS:
+        anchor_vecs[kind] = vecs[at:at + len(_ANCHORS[kind])]
+        at += len(_ANCHORS[kind])
+    probe_anchor_vecs = vecs[at:at + len(_PROBE_ANCHORS)]
+    at += len(_PROBE_ANCHORS)
+    bg_anchor_vecs = vecs[at:at + len(_BACKGROUND_ANCHORS)]
+    at += len(_BACKGROUND_ANCHORS)
+    talk_anchor_vecs = vecs[at:at + len(_SMALL_TALK_ANCHORS)]
+    at += len(_SMALL_TALK_ANCHORS)
+    given_vecs = vecs[at:]
+    qv = vecs[:len(cores)]
+    for p in prompts:
+        if p.core in core_vec:
+            p.vec = core_vec[p.core]
+
+    if segment_vectors is None:
+        segment_vectors = _encode(encode, segments["text"].astype(str).tolist()) \
+            if len(segments) else np.zeros((0, qv.shape[1] if qv.size else 1), np.float32)
+    segment_vectors = np.asarray(segment_vectors, dtype=np.float32)
+    if segment_vectors.ndim != 2 or len(segment_vectors) != len(segments) or \
+            (len(segments) and segment_vectors.shape[1] != vecs.shape[1]):
+        raise ConsensaError(f"segment_vectors has shape {segment_vectors.shape}; expected one "
+                            f"row per segment ({len(segments)}) of the encoder's "
+                            f"{vecs.shape[1]} dimensions")
+    seg_prompt = _segment_prompts(segments, prompts, counts)
+    seg_text = segments["text"].astype(str).tolist()
+    small_talk = np.array(
+        [_is_small_talk(t, config.small_talk_max_words) or
+         (len(_words(t)) <= config.small_talk_max_words and talk_anchor_vecs.size > 0 and
+          float((talk_anchor_vecs @ v).max()) >= config.small_talk_similarity)
+         for t, v in zip(seg_text, segment_vectors)], dtype=bool) if len(segments) else \
+        np.zeros(0, dtype=bool)
+    background = np.array(
+        [bool(_BACKGROUND_CONTENT.search(t)) or
+         float((bg_anchor_vecs @ v).max()) >= config.frame_similarity
+         for t, v in zip(seg_text, segment_vectors)], dtype=bool) if len(segments) else \
+        np.zeros(0, dtype=bool)
+    answers: dict[tuple[str, int], list[int]] = defaultdict(list)
+    for i, (case, t) in enumerate(zip(segments["case_id"].astype(str), seg_prompt)):
+        if t >= 0:
+            answers[(case, int(t))].append(i)
+
+    for p in prompts:
+        if p.kind != "question":
+            continue
+        ans = answers.get((p.case_id, p.turn_index), [])
+        bg_share = float(np.mean(background[ans])) if ans else None
+        p.frame, p.tentative = _frame_kind(p, qv[p.vec], anchor_vecs, bg_share, config)
+        if not p.frame and not p.marked:
+            p.probe = bool(_PROBE.match(p.core)) or (
+                probe_anchor_vecs.size > 0 and
+                float((probe_anchor_vecs @ qv[p.vec]).max()) >= config.probe_similarity)
+    if given is not None:
+        protocol = _assign_given(prompts, qv, given, given_vecs, config, counts)
+    else:
+        protocol = _infer_areas(prompts, qv, config, counts)
+    seg_frame_area = np.array([False] * len(segments), dtype=bool)
+    prompt_area = {(p.case_id, p.turn_index): p.area for p in prompts}
+    frame_ids = set(protocol.frame_ids)
+    for i, (case, t) in enumerate(zip(segments["case_id"].astype(str), seg_prompt)):
+        if t >= 0 and prompt_area.get((case, int(t)), -1) in frame_ids:
+            seg_frame_area[i] = True
+    counts["segments_small_talk"] = int(small_talk.sum())
+    return _result(protocol, prompts, segments, seg_prompt, small_talk, counts,
+                   frame=seg_frame_area | small_talk)
+
+
+def _read_prompts(ordered: pd.DataFrame, config: ProtocolConfig) -> list[_Prompt]:
+    """The interviewer and 'other' turns, each with its core and first labels."""
+    speaker_res = [re.compile(p, re.I) for p in config.prompt_speakers]
+    sizes = ordered.groupby("case_id", sort=False)["turn_index"].transform("size").to_numpy()
+    ranks = ordered.groupby("case_id", sort=False).cumcount().to_numpy()
+    prompts: list[_Prompt] = []
+    for row, (case, ti, role, speaker, text) in enumerate(zip(
+            ordered["case_id"].astype(str), ordered["turn_index"], ordered["role"],
+            ordered["speaker"].astype(str), ordered["text"].fillna("").astype(str))):
+        if role not in ("interviewer", "other"):
+            continue
+        p = _Prompt(row, case, int(ti), role, speaker, text,
+                    float(ranks[row]) / max(int(sizes[row]) - 1, 1))
+        p.core = question_core(text)
+        label_is_prompt = any(r.fullmatch(speaker.strip()) for r in speaker_res)
+        if role == "other" and label_is_prompt:
+            p.kind = "task" if p.core.strip() else "other"
+        elif role == "other" and "?" not in text:
+            p.kind = "other"
+        elif _backchannel(text) or not p.core.strip():
+            p.kind = "backchannel"
+        else:
+            p.kind = "question"
+            p.marked = bool(_MAIN_MARKER.search(text))
+            p.asks = any(_is_question(s) for s in _sentences(text))
+            p.short = len(_words(p.core)) <= config.probe_max_words
+            p.courtesy = bool(_COURTESY_TURN.search(text))
+        prompts.append(p)
+    return prompts
+
+
+#: frame prompts by position: a greeting or thank-you in the first quarter of an
+#: interview opens it, in the last quarter closes it; in between it is conversation
+_FRAME_EDGE = 0.25
+
+
+def _frame_kind(p: _Prompt, vec: np.ndarray, anchors: Mapping[str, np.ndarray],
+                bg_share: float | None, config: ProtocolConfig) -> tuple[str, bool]:
+    """Which part of the interview frame a question prompt is ("" for none), and
+    whether that is tentative: a courtesy turn or an anchor match on opening or
+    closing stays a content prompt when its core turns out to ask a protocol
+    question (step 5)."""
+    agrees = bg_share is not None and bg_share >= config.frame_content_share and bg_share > 0
+    if _BACKGROUND_Q.search(p.core) and (p.position <= 0.5 or agrees):
+        return "background", False
+    if _CLOSING_Q.search(p.core) or (_ANYTHING_ELSE.match(p.core)
+                                     and p.position >= 1 - _FRAME_EDGE):
+        return "closing", False
+    sims = {k: float((anchors[k] @ vec).max()) for k in FRAME_KINDS if anchors[k].size}
+    best = max(sims, key=sims.get) if sims else ""
+    if best and sims[best] >= config.frame_similarity:
+        if best == "background" and (bg_share is None or agrees):
+            return "background", False
+        if best == "opening" and p.position <= _FRAME_EDGE:
+            return "opening", True
+        if best == "closing" and p.position >= 1 - _FRAME_EDGE:
+            return "closing", True
+    if p.position <= _FRAME_EDGE and agrees:
+        return "background", False
+    if p.courtesy and p.position <= _FRAME_EDGE:
+        return "opening", True
+    if p.courtesy and p.position >= 1 - _FRAME_EDGE:
+        return "closing", True
+    return "", False
+
+
+def _segment_prompts(segments: pd.DataFrame, prompts: list[_Prompt],
+                     counts: Counter[str]) -> np.ndarray:
+    """The turn_index of the prompt each segment answers: its question_turn_index,
+    or a later task/heading line of its case before the segment's turn."""
+    known = {(p.case_id, p.turn_index) for p in prompts}
+    tasks: dict[str, list[int]] = defaultdict(list)
+    for p in prompts:
+        if p.kind == "task":
+            tasks[p.case_id].append(p.turn_index)
+    out = np.full(len(segments), -1, dtype=np.int64)
+    for i, (case, ti, qi) in enumerate(zip(segments["case_id"].astype(str),
+                                           segments["turn_index"].astype(int),
+                                           segments["question_turn_index"].astype(int))):
+        q = qi
+        lines = tasks.get(case)
+        if lines:
+            k = bisect.bisect_left(lines, ti) - 1
+            if k >= 0 and lines[k] > q:
+                q = lines[k]
+        if q >= 0 and (case, q) not in known:
+            counts["segments_question_not_found"] += 1
+            q = -1
+        if q < 0:
+            counts["segments_without_question"] += 1
+        out[i] = q
+    return out
+
+
+def _group_areas(prompts: list[_Prompt], qv: np.ndarray, config: ProtocolConfig,
+                 counts: Counter[str]) -> list[list[_Prompt]]:
+    """Step 5: the prompt groups that recur across cases (and every task group).
+    Tentative frame prompts take part, but only the other prompts count towards
+    ``min_cases``: thank-yous said in every case are not a protocol question."""
+    cands = [p for p in prompts if p.kind == "task" or
+             (p.kind == "question" and not p.probe and (p.asks or p.marked) and
+              (not p.frame or p.tentative))]
+    if not cands:
+        return []
+    labels = _average_linkage_groups(qv[[p.vec for p in cands]], config.area_similarity)
+    groups: list[list[_Prompt]] = []
+    for g in range(int(labels.max()) + 1):
+        members = [p for p, lab in zip(cands, labels) if lab == g]
+        if any(p.kind == "task" for p in members):
+            groups.append(members)
+        else:
+            groups.extend(_recurring(members, qv, config, counts))
+    return _merge_groups(groups, qv, config)
+
+
+#: two groups asked together in more than this share of the smaller one's cases are
+#: two questions of the protocol, however alike their wording
+_MERGE_MAX_OVERLAP = 0.34
+
+
+def _merge_groups(groups: list[list[_Prompt]], qv: np.ndarray,
+                  config: ProtocolConfig) -> list[list[_Prompt]]:
+    """Join groups that ask the same question in different cases. Average linkage
+    leaves "How did she respond?" and "How did the clients respond?" apart when
+    one group holds an outlier; they are joined when their centres are at least
+    ``area_similarity`` alike or their closest questions at least
+    ``join_similarity``, and they are rarely asked in the same interview (at most
+    :data:`_MERGE_MAX_OVERLAP` of the smaller group's cases). Most similar first.
+
+    The pairwise tables are computed once and updated row by row after each merge
+    (the closest pair of a union is the closer of the two), so thousands of
+    prompts take a fraction of a second."""
+    groups = [list(g) for g in groups]
+    g = len(groups)
+    if g < 2:
+        return groups
+    sums = np.stack([qv[[p.vec for p in grp]].sum(axis=0) for grp in groups]).astype(np.float64)
+    cases = [{p.case_id for p in grp if not p.frame} for grp in groups]
+    task = np.array([any(p.kind == "task" for p in grp) for grp in groups])
+    members = qv[[p.vec for grp in groups for p in grp]]
+    starts = np.cumsum([0] + [len(grp) for grp in groups[:-1]])
+    closest = np.empty((g, g))
+    for i in range(g):
+        best = (qv[[p.vec for p in groups[i]]] @ members.T).max(axis=0)
+        closest[i] = np.maximum.reduceat(best, starts)
+    np.fill_diagonal(closest, -2.0)
+
+    def overlap_ok(i: int, j: int) -> bool:
+        return len(cases[i] & cases[j]) <= _MERGE_MAX_OVERLAP * min(len(cases[i]), len(cases[j]))
+
+    ok = np.array([[i != j and overlap_ok(i, j) for j in range(g)] for i in range(g)])
+    alive = np.ones(g, dtype=bool)
+    while True:
+        norms = np.linalg.norm(sums, axis=1, keepdims=True)
+        centres = np.divide(sums, norms, out=np.zeros_like(sums), where=norms > 0)
+        csim = centres @ centres.T
+        valid = ok & alive[:, None] & alive[None, :] & ~task[:, None] & ~task[None, :] & \
+            ((csim >= config.area_similarity) | (closest >= config.join_similarity))
+        if not valid.any():
+            break
+        i, j = np.unravel_index(int(np.argmax(np.where(valid, csim, -np.inf))), csim.shape)
+        i, j = (int(i), int(j)) if i < j else (int(j), int(i))
+        groups[i] = groups[i] + groups[j]
+        sums[i] += sums[j]
+        cases[i] |= cases[j]
+        closest[i, :] = closest[:, i] = np.maximum(closest[i], closest[j])
+        alive[j] = False
+        ok[j, :] = ok[:, j] = False
+        for k in np.flatnonzero(alive):
+            ok[i, k] = ok[k, i] = k != i and overlap_ok(i, k)
+    return [grp for k, grp in enumerate(groups) if alive[k]]
+
+
+def _recurring(members: list[_Prompt], qv: np.ndarray, config: ProtocolConfig,
+               counts: Counter[str]) -> list[list[_Prompt]]:
+    """The parts of a question group that are protocol questions.
+
+    A protocol question is asked about once per interview. A group asked twice or
+    more in ``probe_repeat_share`` of its cases either joins two questions (the
+    average linkage put "a time you cried" and "times you held tears back"
+    together) or is a probe repeated through each interview: it is split in two
+    along its own tree and each part judged again; a group that cannot be split
+    (its questions are all alike) is a probe.
+    """
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import pdist
+
+    out: list[list[_Prompt]] = []
+    todo = [members]
+    while todo:
+        group = todo.pop()
+        content = [p for p in group if not p.frame]
+        per_case = Counter(p.case_id for p in content)
+        if len(per_case) < config.min_cases or all(p.short for p in content):
+            continue
+        repeated = sum(1 for k in per_case.values() if k >= 2) / len(per_case)
+        if repeated < config.probe_repeat_share:
+            out.append(group)
+            continue
+        m = qv[[p.vec for p in group]]
+        if len(group) < 2 or float((m @ m.T).min()) >= 0.95:
+            for p in content:
+                p.probe = True
+            counts["probe_groups"] += 1
+            continue
+        dist = np.nan_to_num(np.clip(pdist(m.astype(np.float64), metric="cosine"), 0.0, 2.0),
+                             nan=1.0)
+        halves = fcluster(linkage(dist, method="average"), t=2, criterion="maxclust")
+        for h in (1, 2):
+            part = [p for p, lab in zip(group, halves) if lab == h]
+            if part and len(part) < len(group):
+                todo.append(part)
+    out.sort(key=lambda g: min(p.row for p in g))      # a stable, input-ordered result
+    return out
+
+
+def _infer_areas(prompts: list[_Prompt], qv: np.ndarray, config: ProtocolConfig,
+                 counts: Counter[str]) -> Protocol:
+    groups = _group_areas(prompts, qv, config, counts)
+    area_members: list[list[_Prompt]] = []
+    for members in groups:
+        for p in members:
+            p.group = len(area_members)
+            p.frame = ""              # a tentative frame whose core asks a protocol question
+        area_members.append(list(members))
+    kinds = {}            # area index -> frame kind
+    centres = [_centre(qv[[p.vec for p in m]]) for m in area_members]
+
+    def frame_area(kind: str) -> int:
+        for a, k in kinds.items():
+            if k == kind:
+                return a
+        area_members.append([])
+        centres.append(np.zeros(qv.shape[1], np.float32))
+        kinds[len(area_members) - 1] = kind
+        return len(area_members) - 1
+
+    def nearest(p: _Prompt) -> tuple[int, float]:
+        best, sim = -1, -2.0
+        for a, c in enumerate(centres):
+            if a in kinds or not area_members[a]:
+                continue
+            s = float(c @ qv[p.vec])
+            if s > sim:
+                best, sim = a, s
+        return best, sim
+
+    by_case: dict[str, list[_Prompt]] = defaultdict(list)
+    for p in prompts:
+        by_case[p.case_id].append(p)
+    for case in sorted(by_case):
+        current = -1
+        for p in by_case[case]:
+            if p.kind in ("backchannel", "other"):
+                p.area, p.final_kind = current, p.kind
+                continue
+            if p.frame and p.group < 0:
+                p.area = current = frame_area(p.frame)
+                area_members[p.area].append(p)
+                p.final_kind = "main"
+                continue
+            if p.group >= 0 and not (p.short and not p.marked and p.group == current):
+                p.area = current = p.group
+                p.final_kind = "task" if p.kind == "task" else "main"
+                continue
+            if p.probe or (p.short and not p.marked):
+                p.area, p.final_kind = current, "probe"
+                continue
+            if not (p.asks or p.marked) and current >= 0:
+                p.area, p.final_kind = current, "follow_up"     # a reflection
+                continue
+            best, sim = nearest(p)
+            if best >= 0 and best != current and sim >= config.join_similarity:
+                p.area = current = best
+                p.final_kind = "main"
+                area_members[best].append(p)
+            elif p.marked or p.kind == "task" or current < 0:
+                if best >= 0 and sim >= config.area_similarity:
+                    p.area = current = best
+                    area_members[best].append(p)
+                    p.final_kind = "task" if p.kind == "task" else "main"
+                elif p.marked or p.kind == "task":
+                    area_members.append([p])
+                    centres.append(qv[p.vec])
+                    p.area = current = len(area_members) - 1
+                    p.final_kind = "task" if p.kind == "task" else "main"
+                    counts["single_case_areas"] += 1
+                else:
+                    p.area, p.final_kind = -1, "follow_up"
+                    counts["prompts_without_area"] += 1
+            else:
+                p.area, p.final_kind = current, "follow_up"
+    # number the areas in interview order and name them
+    used = [a for a in range(len(area_members)) if area_members[a]]
+    mains = {a: [p for p in area_members[a] if p.area == a and p.final_kind in ("main", "task")]
+             for a in used}
+    used = [a for a in used if mains[a]]
+    order = sorted(used, key=lambda a: (float(np.mean([p.position for p in mains[a]])), a))
+    new_id = {a: i for i, a in enumerate(order)}
+    areas: list[Area] = []
+    names: Counter[str] = Counter()
+    for a in order:
+        members = mains[a]
+        questions = _ranked_questions(members, qv)
+        if a in kinds:
+            name = _FRAME_NAME[kinds[a]]
+        else:
+            full = [p for p in members if not p.short] or members
+            name = area_name(_representative(full, qv), config.name_max_words)
+        names[name] += 1
+        if names[name] > 1:
+            name = f"{name} ({names[name]})"
+        areas.append(Area(new_id[a], name, tuple(questions), a in kinds, "inferred"))
+    for p in prompts:
+        p.area = new_id.get(p.area, -1)
+    counts["areas"] = len(areas)
+    counts["frame_areas"] = sum(a.frame for a in areas)
+    return Protocol(tuple(areas))
+
+
+def _representative(members: list[_Prompt], qv: np.ndarray) -> str:
+    """The question an area is named after: among those nearly as representative
+    as the best (mean similarity to the others within 0.05), the shortest, for
+    the plainest name."""
+    ranked = _ranked_questions(members, qv, with_scores=True)
+    top = ranked[0][1]
+    near = [q for q, score in ranked if score >= top - 0.05]
+    return min(near, key=lambda q: (len(_words(q)), near.index(q)))
+
+
+def _ranked_questions(members: list[_Prompt], qv: np.ndarray, with_scores: bool = False):
+    """The distinct cores of an area's questions, most representative first (the
+    highest mean similarity to the others; shorter first on ties)."""
+    distinct: dict[str, _Prompt] = {}
+    for p in members:
+        key = " ".join(p.core.split()).casefold()
+        distinct.setdefault(key, p)
+    ps = list(distinct.values())
+    if len(ps) <= 1:
+        score = np.ones(len(ps))
+    else:
+        m = qv[[p.vec for p in ps]]
+        sims = m @ m.T
+        score = (sims.sum(axis=1) - np.diag(sims)) / (len(ps) - 1)
+    order = sorted(range(len(ps)), key=lambda i: (-round(float(score[i]), 6), len(ps[i].core)))
+    if with_scores:
+        return [(" ".join(ps[i].core.split()), float(score[i])) for i in order]
+    return [" ".join(ps[i].core.split()) for i in order]
+
+
+def _assign_given(prompts: list[_Prompt], qv: np.ndarray, given: Protocol,
+                  given_vecs: np.ndarray, config: ProtocolConfig,
+                  counts: Counter[str]) -> Protocol:
+    """Prompts matched to a protocol the team gave: a prompt opens the area of its
+    most similar question at ``join_similarity`` (``area_similarity`` when it says
+    it moves on, or is a task); frame prompts the protocol does not cover get an
+    inferred frame area added at the end; probes and the rest follow the area in
+    progress."""
+    owner = np.array([a.area_id for a in given.areas for _ in a.questions], dtype=np.int64)
+    areas = list(given.areas)
+    frame_given = {a.area_id for a in given.areas if a.frame}
+    added: dict[str, int] = {}
+    by_case: dict[str, list[_Prompt]] = defaultdict(list)
+    for p in prompts:
+        by_case[p.case_id].append(p)
+    for case in sorted(by_case):
+        current = -1
+        for p in by_case[case]:
+            if p.kind in ("backchannel", "other"):
+                p.area, p.final_kind = current, p.kind
+                continue
+            sims = given_vecs @ qv[p.vec] if len(owner) else np.zeros(0)
+            best = int(owner[int(np.argmax(sims))]) if len(sims) else -1
+            sim = float(sims.max()) if len(sims) else -2.0
+            bar = config.area_similarity if (p.marked or p.kind == "task" or p.frame) \
+                else config.join_similarity
+            if best >= 0 and sim >= bar and not (p.probe and best == current):
+                p.area = current = best
+                p.final_kind = "task" if p.kind == "task" else "main"
+            elif p.frame:
+                if frame_given:
+                    fr = [i for i in range(len(owner)) if owner[i] in frame_given]
+                    p.area = current = int(owner[fr[int(np.argmax(sims[fr]))]])
+                else:
+                    if p.frame not in added:
+                        added[p.frame] = len(areas)
+                        areas.append(Area(len(areas), _FRAME_NAME[p.frame], (), True, "inferred"))
+                    p.area = current = added[p.frame]
+                p.final_kind = "main"
+            elif p.probe or p.short:
+                p.area, p.final_kind = current, "probe"
+            else:
+                p.area, p.final_kind = current, "follow_up"
+                if current < 0:
+                    counts["prompts_without_area"] += 1
+    questions: dict[int, list[str]] = defaultdict(list)
+    for p in prompts:
+        if p.area in added.values() and p.final_kind == "main":
+            q = " ".join(p.core.split())
+            if q not in questions[p.area]:
+                questions[p.area].append(q)
+    areas = [replace(a, questions=tuple(questions[a.area_id])) if a.area_id in added.values()
+             else a for a in areas]
+    counts["areas"] = len(areas)
+    counts["frame_areas"] = sum(a.frame for a in areas)
+    counts["frame_areas_added"] = len(added)
+    return Protocol(tuple(areas))
+
+
+def _result(protocol: Protocol, prompts: list[_Prompt], segments: pd.DataFrame,
+            seg_prompt: np.ndarray, small_talk: np.ndarray, counts: Counter[str],
+            frame: np.ndarray | None = None) -> ProtocolInference:
+    prompt_area = {(p.case_id, p.turn_index): p.area for p in prompts}
+    seg_area = np.array([prompt_area.get((c, int(t)), -1) if t >= 0 else -1
+                         for c, t in zip(segments["case_id"].astype(str), seg_prompt)],
+                        dtype=np.int64)
+    table = pd.DataFrame(
+        [(p.case_id, p.turn_index, p.role, p.speaker, p.final_kind or p.kind, p.area,
+          (p.frame or "frame") if p.area >= 0 and protocol.areas[p.area].frame else "",
+          p.core) for p in prompts], columns=list(PROMPT_COLUMNS))
+    table = table.astype({"turn_index": "int64", "area_id": "int64"})
+    kinds = Counter(table["kind"])
+    counts.update({"prompts": len(prompts), "main_questions": kinds.get("main", 0),
+                   "follow_ups": kinds.get("follow_up", 0), "probes": kinds.get("probe", 0),
+                   "backchannels": kinds.get("backchannel", 0), "tasks": kinds.get("task", 0),
+                   "frame_prompts": int((table["frame_kind"] != "").sum()),
+                   "segments_in_frame_areas": int(np.isin(seg_area, protocol.frame_ids).sum())})
+    return ProtocolInference(
+        protocol=protocol, turns=table, segment_area=seg_area, segment_prompt_turn=seg_prompt,
+        segment_small_talk=small_talk.astype(bool),
+        segment_frame=(frame if frame is not None else np.zeros(len(segments), bool)).astype(bool),
+        counts=dict(counts))
+
+
+# --- Domains from the protocol --------------------------------------------------
+
+#: DomainProposal.domains, one row per proposed domain, in protocol order, then new
+#: domains, then the frame domain.
+#: domain_id int; name str; kind str ("area": one protocol area; "new": content no
+#: area covers; "frame": the interview frame); area_ids str (";"-joined area ids);
+#: n_segments int (segments proposed for it: its areas' segments after moves);
+#: n_cases int; in_cross_analysis bool (False for the frame unless include_frame);
+#: n_moved_in int; n_moved_out int; example_row int (for a new domain: the row of its
+#: most central segment; -1 otherwise)
+DOMAIN_PROPOSAL_COLUMNS = ("domain_id", "name", "kind", "area_ids", "n_segments", "n_cases",
+                           "in_cross_analysis", "n_moved_in", "n_moved_out", "example_row")
+#: DomainProposal.merges: area_a int; area_b int; name_a str; name_b str; similarity float
+MERGE_COLUMNS = ("area_a", "area_b", "name_a", "name_b", "similarity")
+
+
+@dataclass(frozen=True)
+class DomainProposal:
+    """Domains started from the protocol and checked against the segments.
+
+    Arrays are aligned with the segments: ``segment_domain`` the domain of the
+    segment's area (-1: no area), ``moved`` where its content belongs to another
+    area's domain, ``uncovered`` where no area centre is near it,
+    ``proposed_domain`` where the segment is proposed to go (the moved-to or new
+    domain, else its area's; -1: none), ``area_domain`` area id -> domain id.
+    """
+
+    domains: pd.DataFrame               # DOMAIN_PROPOSAL_COLUMNS
+    merges: pd.DataFrame                # MERGE_COLUMNS
+    segment_domain: np.ndarray
+    proposed_domain: np.ndarray
+    moved: np.ndarray
+    uncovered: np.ndarray
+    area_domain: Mapping[int, int]
+
+
+def propose_domains_from_protocol(segment_vectors: np.ndarray, segment_area: np.ndarray,
+                                  protocol: Protocol, config: ProtocolConfig,
+                                  segment_case: Sequence[str], *,
+                                  segment_small_talk: np.ndarray | None = None,
+                                  segment_text: Sequence[str] | None = None) -> DomainProposal:
+    """One domain per content area, one "Interview frame" domain for the frame
+    areas (and small talk), checked against what the segments say.
+
+    Rules (vectors are unit length; an area's *centre* is the normalised mean of
+    its segments' vectors, used when it has at least ``min_centre_segments``):
+
+    * **moved**: a segment is at least ``move_margin`` more similar to another
+      content area's centre than to its own area's centre computed without it, and
+      that area is in another domain. Its proposed domain is that area's. Segments
+      of frame areas can move out (what a participant adds after "anything
+      else?" is often content), but nothing moves into the frame: the frame is
+      what its questions and small talk make it, and a move into it would take
+      content out of the cross-analysis.
+    * **merge**: two content areas whose centres have a cosine similarity of at
+      least ``merge_similarity`` hold the same content; they are listed as a
+      proposed merge (the domains stay apart until the team decides).
+    * **new domain**: segments less similar than ``uncovered_similarity`` to every
+      centre (their own without them) are *uncovered*; uncovered segments grouped by
+      average linkage at ``new_domain_similarity`` make a new domain when a group has
+      at least ``new_domain_min_segments`` segments from at least
+      ``new_domain_min_cases`` cases. It is named after the opening words of its most
+      central segment when ``segment_text`` is given (that segment's row is its
+      ``example_row``), else numbered.
+    * Frame areas and small-talk segments go to the frame domain; it is listed but
+      ``in_cross_analysis`` is False unless ``include_frame``. Small talk is never
+      moved or uncovered.
+    """
+    vecs = _unit_rows(segment_vectors) if len(segment_vectors) else \
+        np.zeros((0, 1), np.float32)
+    area = np.asarray(segment_area, dtype=np.int64)
+    cases = np.asarray([str(c) for c in segment_case], dtype=object)
+    n = len(area)
+    if len(vecs) != n or len(cases) != n:
+        raise ConsensaError(f"segment_vectors ({len(vecs)}), segment_area ({n}) and "
+                            f"segment_case ({len(cases)}) must have one row per segment")
+    if n and (area.max() >= len(protocol.areas) or area.min() < -1):
+        raise ConsensaError(f"segment_area holds area ids outside 0..{len(protocol.areas) - 1}")
+    talk = np.zeros(n, bool) if segment_small_talk is None else \
+        np.asarray(segment_small_talk, dtype=bool)
+    content_areas = [a for a in protocol.areas if not a.frame]
+    frame_areas = [a for a in protocol.areas if a.frame]
+    area_domain = {a.area_id: d for d, a in enumerate(content_areas)}
+    next_id = len(content_areas)
+
+    # centres, with each member's leave-one-out similarity to its own centre
+    dim = vecs.shape[1]
+    sums = np.zeros((len(protocol.areas), dim), np.float64)
+    sizes = np.zeros(len(protocol.areas), np.int64)
+    active = (area >= 0) & ~talk
+    for a in range(len(protocol.areas)):
+        m = active & (area == a)
+        sizes[a] = int(m.sum())
+        if sizes[a]:
+            sums[a] = vecs[m].sum(axis=0)
+    has_centre = sizes >= config.min_centre_segments
+    norms = np.linalg.norm(sums, axis=1, keepdims=True)
+    centres = np.divide(sums, norms, out=np.zeros_like(sums), where=norms > 0).astype(np.float32)
+    sim = vecs @ centres.T if len(protocol.areas) else np.zeros((n, 0), np.float32)
+    sim[:, ~has_centre] = -2.0
+    own = np.full(n, -2.0, np.float32)
+    for i in np.flatnonzero(active):
+        a = area[i]
+        if has_centre[a] and sizes[a] > 1:
+            rest = sums[a] - vecs[i]
+            nr = np.linalg.norm(rest)
+            own[i] = float(rest @ vecs[i] / nr) if nr > 0 else -2.0
+            sim[i, a] = own[i]
+
+    frame_id = None
+    if frame_areas or talk.any():
+        frame_id = -2                         # numbered after the new domains
+        for a in frame_areas:
+            area_domain[a.area_id] = frame_id
+
+    def domain_of(a: int) -> int:
+        return area_domain.get(int(a), -1) if a >= 0 else -1
+
+    moved = np.zeros(n, bool)
+    proposed = np.array([domain_of(a) for a in area], dtype=np.int64)
+    segment_domain = proposed.copy()
+    best_sim = sim.max(axis=1) if sim.shape[1] else np.full(n, -2.0)
+    frame_cols = np.array([a.frame for a in protocol.areas], dtype=bool)
+    for i in np.flatnonzero(active):
+        a = area[i]
+        others = sim[i].copy()
+        others[a] = -2.0
+        others[frame_cols] = -2.0       # nothing is moved into the frame (see the rules)
+        b = int(others.argmax()) if len(others) else -1
+        if b < 0 or others[b] <= -2.0:
+            continue
+        if others[b] - own[i] >= config.move_margin and own[i] > -2.0 and \
+                domain_of(b) != domain_of(a):
+            moved[i] = True
+            proposed[i] = domain_of(b)
+
+    # uncovered content and new domains
+    candidates = ~talk & (best_sim < config.uncovered_similarity) & \
+        (has_centre.any() if len(has_centre) else False)
+    uncovered = candidates.copy()
+    new_rows = []
+    idx = np.flatnonzero(candidates)
+    if len(idx) >= config.new_domain_min_segments:
+        labels = _average_linkage_groups(vecs[idx], config.new_domain_similarity)
+        for g in range(int(labels.max()) + 1):
+            members = idx[labels == g]
+            if len(members) < config.new_domain_min_segments or \
+                    len(set(cases[members])) < config.new_domain_min_cases:
+                continue
+            m = vecs[members]
+            central = members[int((m @ _centre(m)).argmax())]
+            new_rows.append((next_id, members, int(central)))
+            proposed[members] = next_id
+            moved[members] = False
+            next_id += 1
+    if frame_id is not None:
+        frame_id = next_id
+        for a in frame_areas:
+            area_domain[a.area_id] = frame_id
+        segment_domain[segment_domain == -2] = frame_id
+        proposed[proposed == -2] = frame_id
+        proposed[talk] = frame_id
+
+    rows = []
+
+    def row(d: int, name: str, kind: str, area_ids: list[int], in_cross: bool) -> dict:
+        members = proposed == d
+        return {"domain_id": d, "name": name, "kind": kind, "example_row": -1,
+                "area_ids": "; ".join(str(a) for a in area_ids),
+                "n_segments": int(members.sum()), "n_cases": int(len(set(cases[members]))),
+                "in_cross_analysis": in_cross,
+                "n_moved_in": int((members & (segment_domain != d)).sum()),
+                "n_moved_out": int(((segment_domain == d) & ~members).sum())}
+
+    for a in content_areas:
+        rows.append(row(area_domain[a.area_id], a.name, "area", [a.area_id], True))
+    for k, (d, members, central) in enumerate(new_rows, 1):
+        name = f"Not in the protocol ({k})"
+        if segment_text is not None:
+            words = str(segment_text[central]).split()
+            name = "Not in the protocol: " + " ".join(words[:config.name_max_words]) + \
+                ("…" if len(words) > config.name_max_words else "")
+        rows.append({**row(d, name, "new", [], True), "example_row": central})
+    if frame_id is not None:
+        rows.append(row(frame_id, FRAME_DOMAIN, "frame", [a.area_id for a in frame_areas],
+                        config.include_frame))
+    domains = pd.DataFrame(rows, columns=list(DOMAIN_PROPOSAL_COLUMNS))
+    merges = []
+    for i, a in enumerate(content_areas):
+        for b in content_areas[i + 1:]:
+            if has_centre[a.area_id] and has_centre[b.area_id]:
+                s = float(centres[a.area_id] @ centres[b.area_id])
+                if s >= config.merge_similarity:
+                    merges.append((a.area_id, b.area_id, a.name, b.name, round(s, 4)))
+    merges_df = pd.DataFrame(merges, columns=list(MERGE_COLUMNS))
+    return DomainProposal(domains=domains, merges=merges_df, segment_domain=segment_domain,
+                          proposed_domain=proposed, moved=moved, uncovered=uncovered,
+                          area_domain=dict(area_domain))

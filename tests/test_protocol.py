@@ -1,0 +1,614 @@
+"""The protocol stage: areas from recurring questions, the interview frame, the
+protocol file, and domains checked against content. A deterministic bag-of-words
+encoder stands in for the embedding model (one slow test uses the real one)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from pipeline.errors import ConfigError, ConsensaError
+from pipeline.stages.protocol import (
+    FRAME_DOMAIN, PROMPT_COLUMNS, Area, Protocol, ProtocolConfig, area_name, infer_protocol,
+    load_protocol, propose_domains_from_protocol, protocol_to_yaml, question_core)
+from pipeline.types import SEGMENT_COLUMNS, TURN_COLUMNS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# --- a fake encoder: hashed bag of content words, unit length --------------------
+
+_FAKE_STOP = set("""
+a an the and or but if of to in on at for with about as by from into is are was were be been
+am do does did have has had i me my you your he him his she her they them their we us our it
+its this that these those there what which who when where why how not no so can could would
+should will just then now also any some all more tell say said me mm hmm okay right well um
+yeah like really you'd you've you're i'd i've i'm that's it's there's
+""".split())
+
+
+def _stem(word: str) -> str:
+    for suffix in ("ing", "ed", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 4:
+            return word[: -len(suffix)]
+    return word
+
+
+def fake_encode(texts: list[str], dim: int = 512) -> np.ndarray:
+    out = np.zeros((len(texts), dim), dtype=np.float32)
+    for i, text in enumerate(texts):
+        for w in re.findall(r"[a-z]+(?:'[a-z]+)?", text.lower()):
+            w = w.removesuffix("'s")
+            if w in _FAKE_STOP:
+                continue
+            h = int(hashlib.sha1(_stem(w).encode()).hexdigest(), 16)
+            out[i, h % dim] += 1.0
+        n = np.linalg.norm(out[i])
+        if n:
+            out[i] /= n
+    return out
+
+
+def test_fake_encoder_sees_paraphrases_as_alike():
+    v = fake_encode(["Can you describe a time you gave a supervisee difficult feedback?",
+                     "Tell me about an occasion when you gave difficult feedback to a supervisee.",
+                     "Did your training prepare you for this?"])
+    assert v[0] @ v[1] > 0.6 and v[0] @ v[2] < 0.2
+
+
+# --- building small studies ------------------------------------------------------
+
+_I, _P, _T = "Interviewer", "Participant", "Task"
+_ROLE = {_I: "interviewer", _P: "participant", _T: "other"}
+
+
+def build(cases: dict[str, list[tuple[str, str]]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Turns and one segment per participant turn; a segment's question is the last
+    interviewer turn before it that is not a backchannel (as segmentation does)."""
+    turns, segs = [], []
+    for case, lines in cases.items():
+        pos, q_text, q_idx = 0, "", -1
+        for ti, (speaker, text) in enumerate(lines):
+            role = _ROLE.get(speaker, "other")
+            turns.append({"case_id": case, "turn_index": ti, "speaker": speaker, "role": role,
+                          "text": text, "start_char": pos, "end_char": pos + len(text),
+                          "start_time": float("nan"), "end_time": float("nan"),
+                          "source_file": f"{case}.txt"})
+            if role == "participant":
+                segs.append({"segment_id": f"{case}:{ti}:0", "case_id": case, "turn_index": ti,
+                             "speaker": speaker, "role": role, "text": text, "start_char": pos,
+                             "end_char": pos + len(text), "start_time": float("nan"),
+                             "end_time": float("nan"), "source_file": f"{case}.txt",
+                             "question": q_text, "question_turn_index": q_idx,
+                             "n_words": len(text.split())})
+            elif role == "interviewer" and (len(text.split()) >= 4 or "?" in text):
+                q_text, q_idx = text, ti
+            pos += len(text) + 1
+    return (pd.DataFrame(turns, columns=list(TURN_COLUMNS)),
+            pd.DataFrame(segs, columns=list(SEGMENT_COLUMNS)))
+
+
+# Five interviews with clinical supervisors about giving difficult feedback. The same
+# four main questions recur, worded differently; probes and reflections follow what
+# each participant said; each interview opens and closes with the frame.
+OPENINGS = ["Hi, thanks for joining. Is the recording working on your side?",
+            "Hello and welcome. We're recording now, thank you for taking part.",
+            "Thanks for making the time. I've started the recording.",
+            "Hi there, thank you for agreeing to do this. Can you hear me okay?",
+            "Good morning, thanks for coming in. The recorder is running."]
+BACKGROUND = ["Could you start with your background? How many years have you been in practice?",
+              "How long have you been practising, and what is your current role?",
+              "To begin, can you tell me a bit about yourself and your training?",
+              "First, how many years have you been supervising, and what is your current role?",
+              "Could you say a little about your background and your current role?"]
+BACKGROUND_ANSWERS = ["I've been practising for twelve years, mostly in a community clinic.",
+                      "About twenty years now. I'm the clinical lead for our service.",
+                      "I trained as a counselling psychologist and qualified in 2009.",
+                      "Nine years supervising; my current role is head of training.",
+                      "I have been qualified for fifteen years and work in private practice."]
+Q_FEEDBACK = ["Can you describe a time you gave a supervisee difficult feedback?",
+              "Tell me about an occasion when you gave difficult feedback to a supervisee.",
+              "Could you describe a moment when you had to give a supervisee difficult feedback?",
+              "I'd like to hear about a time you gave difficult feedback to a supervisee.",
+              "Think of an occasion when you gave a supervisee difficult feedback. What happened?"]
+Q_REACTION = ["How did the supervisee react to the feedback afterwards?",
+              "What was the supervisee's reaction afterwards, after the feedback?",
+              "And afterwards, how did your supervisee react to hearing that feedback?",
+              "How did the supervisee react, in the weeks afterwards?",
+              "What was the reaction from the supervisee afterwards?"]
+Q_TRAINING = ["Did your own supervision training prepare you for conversations like this?",
+              "How well did your supervision training prepare you for this kind of conversation?",
+              "Did any supervision training prepare you for such conversations?",
+              "Looking back, did supervision training prepare you for this conversation?",
+              "Was there supervision training that prepared you for conversations like this?"]
+Q_ADVICE = ["What advice would you give to new supervisors about difficult feedback?",
+            "What advice would you give a new supervisor who dreads giving feedback?",
+            "If a new supervisor asked for your advice about feedback, what would you say?",
+            "What advice do you have for new supervisors?",
+            "Any advice for new supervisors facing this?"]
+CLOSING_Q = ["Is there anything else you'd like to add?",
+             "Anything I haven't asked about that you want to mention?",
+             "Is there anything else you want to add before we stop?",
+             "Is there anything we haven't covered that you'd like to add?",
+             "Anything else you would like to add?"]
+CLOSING_THANKS = ["Thank you so much, that's all my questions.",
+                  "Thanks again, I'll stop the recording now.",
+                  "Thank you, this was really helpful.",
+                  "Great, thank you for your time today.",
+                  "Thank you, that's a lovely place to end."]
+PROBES = ["Can you say more about that?", "How did that feel?", "What do you mean?",
+          "Could you tell me more?", "Why?"]
+STORIES = ["She kept missing sessions with her clients and I told her plainly that it had to stop.",
+           "He was dismissive with a client and I named it directly in our supervision meeting.",
+           "I had to tell a supervisee that her notes were not safe enough for the service.",
+           "A supervisee took on too many clients and I said the caseload was harming the work.",
+           "I told him his boundaries with one client had slipped and we needed a plan."]
+
+
+def supervision_study() -> dict[str, list[tuple[str, str]]]:
+    cases = {}
+    for k in range(5):
+        lines = [(_I, OPENINGS[k]), (_P, "Yes, all fine, go ahead."),
+                 (_I, BACKGROUND[k]), (_P, BACKGROUND_ANSWERS[k]),
+                 (_I, "Mm-hmm."), (_P, "And I still see a few clients myself each week."),
+                 (_I, Q_FEEDBACK[k]), (_P, STORIES[k]),
+                 (_I, PROBES[k]), (_P, "I felt anxious before the meeting, my stomach was in knots."),
+                 (_I, "So you were dreading it."), (_P, "Dreading it, yes, for days beforehand."),
+                 (_I, Q_REACTION[k]),
+                 (_P, "At first there was hurt and some defensiveness, then over weeks it settled."),
+                 (_I, PROBES[(k + 1) % 5]),
+                 (_P, "The relationship recovered, we talk more honestly now than before."),
+                 (_I, Q_TRAINING[k]),
+                 (_P, "Not really, the course covered models of supervision but never conflict."),
+                 (_I, Q_ADVICE[k]), (_P, "Say the hard thing early and kindly, and write it down."),
+                 (_I, "Right."), (_P, "Thanks, good luck with the study."),
+                 (_I, CLOSING_Q[k]),
+                 (_P, "Only that supervisors need their own supervision for these moments."),
+                 (_I, CLOSING_THANKS[k]), (_P, "You're welcome, happy to help.")]
+        if k == 2:      # a case-specific follow-up question after the story
+            lines[10:10] = [(_I, "Was that the same supervisee whose client complained last year?"),
+                            (_P, "Yes, the same one, which made it more delicate.")]
+        cases[f"S{k + 1}"] = lines
+    return cases
+
+
+@pytest.fixture(scope="module")
+def inferred():
+    turns, segs = build(supervision_study())
+    result = infer_protocol(turns, segs, fake_encode, ProtocolConfig())
+    return turns, segs, result
+
+
+def _area_of(result, case: str, turn: int) -> int:
+    t = result.turns
+    return int(t.loc[(t["case_id"] == case) & (t["turn_index"] == turn), "area_id"].iloc[0])
+
+
+def _kind_of(result, case: str, turn: int) -> str:
+    t = result.turns
+    return str(t.loc[(t["case_id"] == case) & (t["turn_index"] == turn), "kind"].iloc[0])
+
+
+# --- inference --------------------------------------------------------------------
+
+def test_recurring_questions_are_grouped_across_cases(inferred):
+    turns, segs, result = inferred
+    assert list(result.turns.columns) == list(PROMPT_COLUMNS)
+    content = [a for a in result.protocol.areas if not a.frame]
+    assert len(content) == 4, [a.name for a in content]
+    for offset in (6, 12, 16, 18):          # the four main questions
+        areas = {_area_of(result, c, offset + (2 if c == "S3" and offset > 6 else 0))
+                 for c in ("S1", "S2", "S3", "S4", "S5")}
+        assert len(areas) == 1 and areas != {-1}, (offset, areas)
+    # in interview order, named after their own words
+    names = [a.name for a in content]
+    assert "difficult feedback" in names[0].lower() and "react" in names[1].lower()
+    assert "training" in names[2].lower() and "advice" in names[3].lower() or \
+        "advise" in names[3].lower()
+    assert all(a.source == "inferred" for a in result.protocol.areas)
+    assert [a.area_id for a in result.protocol.areas] == list(range(len(result.protocol.areas)))
+
+
+def test_probes_and_follow_ups_join_the_main_question_they_follow(inferred):
+    _, segs, result = inferred
+    for case in ("S1", "S2", "S4", "S5"):
+        main = _area_of(result, case, 6)
+        assert _kind_of(result, case, 8) == "probe" and _area_of(result, case, 8) == main
+        assert _kind_of(result, case, 10) == "follow_up" and _area_of(result, case, 10) == main
+        reaction = _area_of(result, case, 12)
+        assert _kind_of(result, case, 14) == "probe" and _area_of(result, case, 14) == reaction
+    # a question asked in one case only follows the area in progress
+    assert _kind_of(result, "S3", 10) == "follow_up"
+    assert _area_of(result, "S3", 10) == _area_of(result, "S3", 6)
+    # segments answering a probe get the area of its main question
+    probe_answer = segs.index[(segs["case_id"] == "S1") & (segs["turn_index"] == 9)][0]
+    assert result.segment_area[probe_answer] == _area_of(result, "S1", 6)
+
+
+def test_frame_areas_are_detected(inferred):
+    _, segs, result = inferred
+    frame = {a.name: a for a in result.protocol.areas if a.frame}
+    assert set(frame) == {"Interview frame: opening", "Interview frame: background",
+                          "Interview frame: closing"}
+    by_name = {a.name: a.area_id for a in result.protocol.areas}
+    for case in ("S1", "S2", "S3", "S4", "S5"):
+        assert _area_of(result, case, 0) == by_name["Interview frame: opening"]
+        assert _area_of(result, case, 2) == by_name["Interview frame: background"]
+        last = len([t for t in supervision_study()[case]])
+        assert _area_of(result, case, last - 4) == by_name["Interview frame: closing"]
+        assert _area_of(result, case, last - 2) == by_name["Interview frame: closing"]
+    # the background answers and the backchannel follow-up stay in the background
+    bg = segs.index[(segs["case_id"] == "S2") & segs["turn_index"].isin([3, 5])]
+    assert set(result.segment_area[bg]) == {by_name["Interview frame: background"]}
+    assert result.segment_frame[bg].all()
+    # frame areas open and close the protocol
+    assert result.protocol.areas[0].frame and result.protocol.areas[-1].frame
+    assert result.counts["frame_areas"] == 3
+
+
+def test_small_talk_is_flagged_even_when_its_question_is_not_frame(inferred):
+    _, segs, result = inferred
+    talk = segs["text"] == "Thanks, good luck with the study."
+    assert talk.sum() == 5
+    assert result.segment_small_talk[talk.to_numpy()].all()
+    # its question is the advice question, a content area
+    advice = result.segment_area[talk.to_numpy()]
+    assert not any(result.protocol.areas[a].frame for a in advice)
+    assert result.segment_frame[talk.to_numpy()].all()
+    story = (segs["text"] == STORIES[0]).to_numpy()
+    assert not result.segment_small_talk[story].any() and not result.segment_frame[story].any()
+
+
+def test_a_question_repeated_through_each_interview_is_a_probe_not_an_area():
+    study = supervision_study()
+    for case, lines in study.items():
+        for at in (8, 14) if case != "S5" else (8,):     # twice in 4 of the 5 interviews
+            lines[at] = (_I, "And what were you noticing in your body, right then?")
+    turns, segs = build(study)
+    result = infer_protocol(turns, segs, fake_encode, ProtocolConfig())
+    assert not any("noticing" in a.name.lower() for a in result.protocol.areas)
+    assert _kind_of(result, "S1", 8) == "probe"
+    assert _area_of(result, "S1", 8) == _area_of(result, "S1", 6)
+    # asked twice in fewer than probe_repeat_share of its cases, it would be an area
+    lax = infer_protocol(turns, segs, fake_encode, ProtocolConfig(probe_repeat_share=0.9))
+    assert any("noticing" in a.name.lower() for a in lax.protocol.areas)
+
+
+def test_task_lines_become_areas_in_a_think_aloud_study():
+    tasks = ["Find the cheapest train from York to Leeds on Friday morning.",
+             "Change the booking so that the return journey is on Sunday."]
+    cases = {}
+    for k in range(4):
+        cases[f"U{k + 1}"] = [
+            (_I, "Thanks for coming in. Please think aloud as you work through the tasks."),
+            (_P, "Okay, sure, I'll try."),
+            (_T, tasks[0]),
+            (_P, "So I'm looking for the search box, there it is, typing York."),
+            (_I, "What are you thinking now?"),
+            (_P, "The date picker is confusing, it starts on Sunday."),
+            (_I, "Keep talking."),
+            (_P, "Found a fare list, sorting by price now."),
+            (_T, tasks[1]),
+            (_P, "I need my bookings page, maybe under the account menu."),
+            (_I, "What are you thinking now?"),
+            (_P, "It does not say whether changing costs extra."),
+        ]
+    turns, segs = build(cases)
+    result = infer_protocol(turns, segs, fake_encode, ProtocolConfig())
+    task_areas = [a for a in result.protocol.areas if not a.frame]
+    assert len(task_areas) == 2
+    assert "cheapest train" in task_areas[0].name.lower()
+    assert "booking" in task_areas[1].name.lower()
+    for case in cases:
+        assert _kind_of(result, case, 2) == "task"
+        first, second = _area_of(result, case, 2), _area_of(result, case, 8)
+        assert first != second and _area_of(result, case, 4) == first
+        assert _area_of(result, case, 10) == second
+        # segments after a task line answer the task, not the interviewer's earlier turn
+        after = segs.index[(segs["case_id"] == case) & (segs["turn_index"] == 9)][0]
+        assert segs.loc[after, "question_turn_index"] == 4
+        assert result.segment_area[after] == second
+        assert result.segment_prompt_turn[after] == 8
+
+
+def test_a_labelled_section_heading_opens_an_area_and_other_speakers_do_not():
+    cases = {}
+    for k in range(3):
+        cases[f"H{k + 1}"] = [
+            (_I, BACKGROUND[k]), (_P, BACKGROUND_ANSWERS[k]),
+            ("Section B", "Training and preparation for supervision work"),
+            (_P, "My course had one lecture on supervision and nothing on conflict."),
+            ("Note", "The participant pauses to take a phone call here."),
+            (_P, "Sorry about that. The rest I learned from my own supervisor."),
+        ]
+    turns, segs = build(cases)
+    result = infer_protocol(turns, segs, fake_encode, ProtocolConfig())
+    content = [a for a in result.protocol.areas if not a.frame]
+    assert [a.name for a in content] == ["Training and preparation for supervision work"]
+    for case in cases:
+        assert _kind_of(result, case, 2) == "task" and _kind_of(result, case, 4) == "other"
+        assert _area_of(result, case, 4) == _area_of(result, case, 2) == content[0].area_id
+        after = segs.index[(segs["case_id"] == case) & (segs["turn_index"] == 5)][0]
+        assert result.segment_area[after] == content[0].area_id
+
+
+def test_a_study_without_prompts_and_misaligned_vectors():
+    turns, segs = build({"X1": [(_P, "I just talked, nobody asked anything at all."),
+                                (_P, "And then I talked some more about my week.")]})
+    result = infer_protocol(turns, segs, fake_encode, ProtocolConfig())
+    assert result.protocol.areas == () and (result.segment_area == -1).all()
+    assert result.counts["segments_without_question"] == 2
+    with pytest.raises(ConsensaError, match="one row per segment"):
+        infer_protocol(turns, segs, fake_encode, ProtocolConfig(),
+                       segment_vectors=np.zeros((1, 512), np.float32))
+    with pytest.raises(ConsensaError, match="one row per segment"):
+        propose_domains_from_protocol(np.zeros((2, 4)), np.array([-1]), Protocol(),
+                                      ProtocolConfig(), ["X1", "X1"])
+
+
+def test_a_given_protocol_is_used_and_the_frame_added():
+    turns, segs = build(supervision_study())
+    config = ProtocolConfig(areas=[
+        {"name": "Giving difficult feedback", "questions": [Q_FEEDBACK[0]]},
+        {"name": "Reactions", "questions": [Q_REACTION[0], "What was the supervisee's reaction?"]},
+        {"name": "Training", "questions": [Q_TRAINING[0]]},
+        {"name": "Advice", "questions": [Q_ADVICE[0]]}])
+    result = infer_protocol(turns, segs, fake_encode, config)
+    names = [a.name for a in result.protocol.areas]
+    assert names[:4] == ["Giving difficult feedback", "Reactions", "Training", "Advice"]
+    assert [a.source for a in result.protocol.areas[:4]] == ["given"] * 4
+    assert set(names[4:]) == {"Interview frame: opening", "Interview frame: background",
+                              "Interview frame: closing"}
+    for case in ("S1", "S2", "S4", "S5"):
+        assert _area_of(result, case, 6) == 0 and _area_of(result, case, 8) == 0
+        assert _area_of(result, case, 12) == 1 and _area_of(result, case, 16) == 2
+        assert _area_of(result, case, 18) == 3
+
+
+def test_no_protocol_without_inference():
+    turns, segs = build(supervision_study())
+    result = infer_protocol(turns, segs, fake_encode, ProtocolConfig(infer=False))
+    assert result.protocol.areas == ()
+    assert (result.segment_area == -1).all() and (result.turns["area_id"] == -1).all()
+
+
+def test_question_core_and_area_names():
+    assert question_core("Mm-hmm. That's really helpful. Is there anything else?") == \
+        "Is there anything else?"
+    assert question_core("Right. So that brings me to the next part. You said a lot.") == \
+        "So that brings me to the next part. You said a lot."
+    assert question_core("Did you bring the session with Mr. A. to supervision?") == \
+        "Did you bring the session with Mr. A. to supervision?"
+    assert area_name("So, um, could you tell me about a time you felt stuck with a client?") == \
+        "A time you felt stuck with a client"
+    assert area_name("Right. Can you tell me about your first year?") == "Your first year"
+    long = ("What would you say to a colleague who is about to start supervising, and who "
+            "worries about the first difficult conversation?")
+    assert area_name(long, 12) == "What would you say to a colleague who is about to start supervising"
+
+
+# --- protocol file ----------------------------------------------------------------
+
+def test_yaml_round_trip(inferred, tmp_path):
+    _, _, result = inferred
+    path = tmp_path / "protocol.yaml"
+    path.write_text(protocol_to_yaml(result.protocol), encoding="utf-8")
+    loaded = load_protocol(path)
+    expected = Protocol(tuple(Area(a.area_id, a.name, a.questions, a.frame, "given")
+                              for a in result.protocol.areas))
+    assert loaded == expected
+
+
+def test_yaml_keeps_transcript_text_as_plain_strings(tmp_path):
+    tricky = Protocol((Area(0, "=SUM(A1:A2)", ("- not a list item: really?", "*alias? &anchor",
+                                               "'quoted' \"twice\" # not a comment"), False),))
+    path = tmp_path / "p.yaml"
+    path.write_text(protocol_to_yaml(tricky), encoding="utf-8")
+    assert load_protocol(path) == tricky
+
+
+@pytest.mark.parametrize("text, field, line", [
+    ("areas:\n  - name: Training\n    questions: Did it help?\n", "areas[0].questions", 3),
+    ("areas:\n  - questions: [Did it help]\n", "areas[0].name", 2),
+    ("areas:\n  - name: A\n    questions: [q]\n  - name: B\n    questoins: [q]\n",
+     "areas[1].questoins", 5),
+    ("areas:\n  - name: A\n    questions: [q]\n  - name: a\n    questions: [r]\n",
+     "areas[1].name", 4),
+    ("areas:\n  - name: A\n    questions: ['q', '']\n", "areas[0].questions[1]", 3),
+    ("areas:\n  - name: A\n    questions: [q]\n    frame: maybe\n", "areas[0].frame", 4),
+    ("areas: []\n", "areas", 1),
+    ("name: x\n", "areas", 1),
+])
+def test_bad_protocol_files_name_the_field_and_line(tmp_path, text, field, line):
+    path = tmp_path / "protocol.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_protocol(path)
+    message = str(err.value)
+    assert str(path) in message and f"field '{field}'" in message and f"line {line}" in message
+
+
+def test_broken_yaml_and_missing_file(tmp_path):
+    path = tmp_path / "protocol.yaml"
+    path.write_text("areas:\n  - name: [unclosed\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"protocol.yaml, line \d+: not valid YAML"):
+        load_protocol(path)
+    with pytest.raises(ConfigError, match="protocol file not found"):
+        load_protocol(tmp_path / "missing.yaml")
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+        for p, c in zip("abcdef", "bcdefg")) + "areas: *g\n"
+    path.write_text(bomb, encoding="utf-8")
+    with pytest.raises(ConfigError, match="aliases"):
+        load_protocol(path)
+
+
+def test_config_refuses_unknown_keys_and_bad_patterns():
+    with pytest.raises(ValidationError):
+        ProtocolConfig(infer_areas=True)
+    with pytest.raises(ValidationError):
+        ProtocolConfig(prompt_speakers=["task("])
+    with pytest.raises(ValidationError):
+        ProtocolConfig(areas=[{"name": " ", "questions": ["q"]}])
+    with pytest.raises(ValidationError, match="two areas are named"):
+        ProtocolConfig(areas=[{"name": "Training", "questions": ["q"]},
+                              {"name": "training", "questions": ["r"]}])
+
+
+# --- domains from the protocol ------------------------------------------------------
+
+def _basis(i: int, dim: int = 12) -> np.ndarray:
+    v = np.zeros(dim, dtype=np.float32)
+    v[i] = 1.0
+    return v
+
+
+def _noisy(i: int, k: int, dim: int = 12) -> np.ndarray:
+    v = _basis(i, dim) + 0.05 * _basis((i + 1 + k % 3) % dim, dim)
+    return v / np.linalg.norm(v)
+
+
+def _domain_study():
+    """Areas 0 and 1 hold their own content; areas 2 and 3 hold the same content;
+    area 4 is the frame."""
+    protocol = Protocol(tuple(Area(i, n, (f"question {i}?",), i == 4, "inferred") for i, n in
+                              enumerate(["Feedback", "Reactions", "Training A", "Training B",
+                                         "Interview frame: background"])))
+    vecs, areas, cases = [], [], []
+    for a, direction in ((0, 0), (1, 1), (2, 2), (3, 2), (4, 3)):
+        for k in range(10):
+            vecs.append(_noisy(direction, k))
+            areas.append(a)
+            cases.append(f"C{k % 5}")
+    return protocol, vecs, areas, cases
+
+
+def test_a_segment_whose_content_belongs_elsewhere_is_moved():
+    protocol, vecs, areas, cases = _domain_study()
+    vecs.append(_noisy(1, 0))         # says what the Reactions answers say ...
+    areas.append(0)                   # ... in answer to the Feedback question
+    cases.append("C0")
+    p = propose_domains_from_protocol(np.stack(vecs), np.array(areas), protocol,
+                                      ProtocolConfig(), cases)
+    assert p.moved.sum() == 1 and p.moved[-1]
+    assert p.segment_domain[-1] == p.area_domain[0]
+    assert p.proposed_domain[-1] == p.area_domain[1]
+    row = p.domains.set_index("domain_id").loc[p.area_domain[1]]
+    assert row["n_moved_in"] == 1 and row["n_segments"] == 11
+    # and with a margin it does not clear, it stays
+    strict = propose_domains_from_protocol(np.stack(vecs), np.array(areas), protocol,
+                                           ProtocolConfig(move_margin=1.5), cases)
+    assert not strict.moved.any()
+
+
+def test_areas_that_hold_the_same_content_are_proposed_for_merging():
+    protocol, vecs, areas, cases = _domain_study()
+    p = propose_domains_from_protocol(np.stack(vecs), np.array(areas), protocol,
+                                      ProtocolConfig(), cases)
+    assert p.merges[["area_a", "area_b"]].values.tolist() == [[2, 3]]
+    assert p.merges["similarity"].iloc[0] >= 0.9
+    # merges are proposals: the areas keep their own domains
+    assert p.area_domain[2] != p.area_domain[3]
+
+
+def test_content_no_area_covers_becomes_a_new_domain():
+    protocol, vecs, areas, cases = _domain_study()
+    texts = [f"segment {i}" for i in range(len(vecs))]
+    for k, (a, case) in enumerate([(0, "C1"), (0, "C2"), (1, "C3"), (1, "C4")]):
+        vecs.append(_noisy(7, k))
+        areas.append(a)
+        cases.append(case)
+        texts.append(f"We also talked about the waiting list, part {k}.")
+    p = propose_domains_from_protocol(np.stack(vecs), np.array(areas), protocol,
+                                      ProtocolConfig(), cases, segment_text=texts)
+    new = p.domains[p.domains["kind"] == "new"]
+    assert len(new) == 1
+    d = int(new["domain_id"].iloc[0])
+    assert (p.proposed_domain[-4:] == d).all() and p.uncovered[-4:].all()
+    assert new["name"].iloc[0].startswith("Not in the protocol: We also talked about the waiting")
+    assert int(new["n_cases"].iloc[0]) == 4 and bool(new["in_cross_analysis"].iloc[0])
+    assert int(new["example_row"].iloc[0]) >= len(vecs) - 4
+
+
+def test_uncovered_content_from_one_case_is_not_a_new_domain():
+    protocol, vecs, areas, cases = _domain_study()
+    for k in range(4):
+        vecs.append(_noisy(7, k))
+        areas.append(k % 2)
+        cases.append("C1")
+    p = propose_domains_from_protocol(np.stack(vecs), np.array(areas), protocol,
+                                      ProtocolConfig(), cases)
+    assert not (p.domains["kind"] == "new").any()
+    assert p.uncovered[-4:].all()
+    assert (p.proposed_domain[-4:] == [p.area_domain[k % 2] for k in range(4)]).all()
+
+
+def test_frame_areas_form_one_domain_outside_the_cross_analysis():
+    protocol, vecs, areas, cases = _domain_study()
+    talk = np.zeros(len(vecs), bool)
+    talk[0] = True                    # small talk in a content area
+    p = propose_domains_from_protocol(np.stack(vecs), np.array(areas), protocol,
+                                      ProtocolConfig(), cases, segment_small_talk=talk)
+    frame = p.domains[p.domains["kind"] == "frame"]
+    assert frame["name"].tolist() == [FRAME_DOMAIN] and frame["area_ids"].tolist() == ["4"]
+    assert not bool(frame["in_cross_analysis"].iloc[0])
+    assert int(frame["n_segments"].iloc[0]) == 11
+    assert p.proposed_domain[0] == int(frame["domain_id"].iloc[0])
+    included = propose_domains_from_protocol(np.stack(vecs), np.array(areas), protocol,
+                                             ProtocolConfig(include_frame=True), cases)
+    assert bool(included.domains.loc[included.domains["kind"] == "frame",
+                                     "in_cross_analysis"].iloc[0])
+
+
+def test_nothing_is_moved_into_the_frame():
+    protocol, vecs, areas, cases = _domain_study()
+    vecs.append(_noisy(3, 0))         # sounds like background, asked in a content area
+    areas.append(0)
+    cases.append("C0")
+    p = propose_domains_from_protocol(np.stack(vecs), np.array(areas), protocol,
+                                      ProtocolConfig(), cases)
+    assert not p.moved[-1] and p.proposed_domain[-1] == p.area_domain[0]
+
+
+# --- the demo study with the real model ---------------------------------------------
+
+@pytest.mark.slow
+def test_demo_protocol_with_the_real_embedder(tmp_path):
+    from pipeline.config import load_config
+    from pipeline.embed import EmbeddingCache, SentenceTransformerEmbedderV2, embed_texts
+    from pipeline.ingest import ingest
+    from pipeline.segment import SentenceSegmenter
+
+    cfg, base = load_config(ROOT / "configs" / "demo.yaml")
+    corpus = ingest(cfg.ingest, base)
+    segs = SentenceSegmenter(target_words=40, max_words=80).segment(corpus).segments
+    segs = segs.reset_index(drop=True)
+    embedder = SentenceTransformerEmbedderV2()
+    cache = EmbeddingCache(tmp_path / "embeddings.sqlite")
+
+    def encode(texts):
+        return embed_texts(embedder, texts, cache)[0]
+
+    result = infer_protocol(corpus.turns, segs, encode, ProtocolConfig())
+    names = [a.name.lower() for a in result.protocol.areas]
+    print("\n".join(a.name for a in result.protocol.areas))
+    assert names[0].startswith("interview frame") and names[-1] == "interview frame: closing"
+    assert "interview frame: background" in names
+    for words in (("cried",), ("inside you",), ("respond",), ("held", "back"), ("training",),
+                  ("supervision",), ("trainees",)):
+        assert any(all(w in n for w in words) for n in names), words
+    # the main questions are asked in (nearly) every case
+    cases_per_area = pd.Series(result.segment_area).groupby(segs["case_id"]).unique()
+    for key in ("cried", "training", "trainees"):
+        area = next(i for i, n in enumerate(names) if key in n)
+        assert sum(area in set(v) for v in cases_per_area) >= 9
+    proposal = propose_domains_from_protocol(encode(segs["text"].tolist()), result.segment_area,
+                                             result.protocol, ProtocolConfig(),
+                                             segs["case_id"].tolist(),
+                                             segment_small_talk=result.segment_small_talk)
+    assert proposal.moved.mean() < 0.05
