@@ -1,0 +1,579 @@
+"""Core ideas: for each case and domain, what that participant said, briefly, in
+their own words.
+
+In CQR the team writes, for every case and domain, a *core idea*: a short
+summary, close to the participant's words, of what they said in that domain.
+Consensa proposes one extractively: one to three of the participant's own
+sentences from the domain (at most ``max_words`` words in all, 40 by default),
+tidied of the noise of speech, for the team to edit.
+
+Public functions (pure: tables and arrays in, DataFrames out):
+
+* :func:`core_ideas` ``(segments, domain_of_segment, vectors, config, *,
+  encode=None) -> DataFrame``. ``segments`` needs ``segment_id``, ``case_id``
+  and ``text`` (``SEGMENT_COLUMNS`` has them); ``domain_of_segment`` is an int
+  array aligned with its rows (-1: in no domain, so in no core idea); ``vectors``
+  the segments' unit vectors, rows aligned. ``encode(list[str]) -> ndarray``,
+  optional, is the embedder that made ``vectors``: pass it (the better choice,
+  about 2 s more on the demo) and the best sentences are compared by their own
+  vectors, not their segment's. One row per (case, domain) that has segments,
+  cases in order of first appearance, then by domain, with the columns
+  :data:`CORE_IDEA_COLUMNS`:
+
+  =========== ================================================================
+  case_id     str
+  domain_id   int
+  core_idea   str   the chosen sentences, tidied, in the order they were said
+                    ("" when every segment of the case in the domain is only
+                    fillers and transcriber notes)
+  segment_ids list[str] the segments they come from, in that order
+  n_words     int   words in ``core_idea`` (at most ``max_words``)
+  spans       list[tuple[str, int, int]] (segment_id, start, end) of each
+                    sentence before tidying, offsets into that segment's text
+                    (add the segment's ``start_char`` for the source text)
+  =========== ================================================================
+
+* :func:`tidy_utterance` ``(text) -> str``: the clean-up applied to each
+  sentence (below); usable on any quote.
+
+How sentences are chosen
+------------------------
+Each segment is split into sentences (at ``.``, ``!``, ``?`` and ``…`` followed
+by a space, not after "Dr.", "e.g." and the like; at blank lines), with
+transcriber notes blanked first so a note never makes or hides a boundary. A
+sentence longer than ``max_words`` after tidying is cut at its commas, semicolons,
+colons and dashes into pieces of at most ``max_words`` words (at word boundaries
+if a clause alone is longer); a piece that does not start or end the sentence is
+marked with "…". Sentences of fewer than ``min_sentence_words`` words ("Yes,
+definitely.") are candidates only when the case has nothing longer in the domain,
+and questions ("Does that make sense?") only when it has nothing else.
+
+*Relevance* of a sentence: ``1 - lexical_weight`` times its segment's centrality
+(``1 - domain_weight`` times the cosine to the centroid of the case's segments
+in the domain, plus ``domain_weight`` times the cosine to the domain's centroid
+over all cases), plus ``lexical_weight`` times its lexical centrality (TF-IDF
+cosine to all of the case's sentences in the domain), which is what tells apart
+the sentences of one segment. With ``encode``, the ``max_encoded`` most
+relevant sentences of each case and domain are embedded and their own vectors
+replace their segment's in this formula. Sentences are then chosen by maximal
+marginal relevance: the most relevant first, then each time the one with the
+highest relevance minus ``diversity`` times its redundancy with those chosen
+(the highest of the cosine of their vectors, 1 for two sentences of one segment
+that share its vector, and their TF-IDF cosine), among those that still fit in
+the word budget, while that score stays above 0 and fewer than
+``max_sentences`` are chosen.
+
+What tidying removes (and nothing else: the words left are the participant's,
+in their order; only the first letter's case may change):
+
+* transcriber notes ("(laughs)", "[inaudible]"; the rule is
+  :func:`pipeline.stages.naming.strip_transcriber_notes`'s);
+* fillers: "um", "uh", "er", "erm", "hmm", "mm" and the like, everywhere;
+  "you know" and "I mean" where they stand apart (between punctuation, or
+  "I mean" opening a sentence and not followed by "it", "that", ...); "like"
+  followed by a comma after a pause, "and", "but", "so", "just" or a form of
+  "be" ("it was like, really hard"). Commas touching a removed filler go
+  with it ("I was, um, thinking" -> "I was thinking");
+* false starts and immediate repetitions: a run of one to four words said
+  twice in a row, the two separated by nothing, a comma, a dash or an ellipsis
+  ("I — I was", "we, we", "it was, it was", "very very", "it it"); the second
+  is dropped. "had had", "that that" and "is is" are grammatical and kept;
+* cut-off words: a fragment ending in a hyphen followed by the word it starts
+  ("go- going").
+
+If tidying would leave nothing of a text that has a word other than a filler,
+the text is returned with only its transcriber notes removed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import InputError
+from .naming import blank_transcriber_notes, strip_transcriber_notes
+
+CORE_IDEA_COLUMNS = ("case_id", "domain_id", "core_idea", "segment_ids", "n_words", "spans")
+
+
+class CoreIdeaConfig(BaseModel):
+    """Settings of the core-idea stage (config section ``core_ideas``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_words: int = Field(40, ge=5, le=200, description="most words in one core idea")
+    max_sentences: int = Field(3, ge=1, le=10, description="most sentences in one core idea")
+    min_sentence_words: int = Field(4, ge=1, le=40, description=(
+        "a shorter sentence is used only when the case has nothing longer in the domain"))
+    domain_weight: float = Field(0.5, ge=0.0, le=1.0, description=(
+        "share of a segment's centrality measured against the domain (the rest: against "
+        "the case's own segments in the domain)"))
+    lexical_weight: float = Field(0.3, ge=0.0, le=1.0, description=(
+        "share of relevance from word overlap with the case's sentences in the domain"))
+    diversity: float = Field(0.5, ge=0.0, le=1.0, description=(
+        "how strongly a sentence redundant with one already chosen is penalised"))
+    max_encoded: int = Field(8, ge=1, le=200, description=(
+        "with an encoder: sentences per case and domain embedded on their own (the most "
+        "relevant by their segment's vector)"))
+
+
+# --- tidying ----------------------------------------------------------------------
+
+FILLERS = frozenset("um umm uhm uh uhh er erm hmm hm mm mmm mhm mm-hmm mm-hm uh-huh".split())
+_BE_AND_LINKS = frozenset("""
+was is were are am be been being it's that's 's and but so just
+""".split())
+#: "I mean" followed by one of these is the verb ("I mean it"), not a filler.
+_MEAN_OBJECTS = frozenset("it that this what to nothing something everything anything well business".split())
+_KEEP_DOUBLED = frozenset({"had", "that", "is"})
+_SEPARATORS = frozenset({",", "-", "--", "—", "–", "...", "…", "—,", ",—"})
+_TERMINAL = frozenset({".", "!", "?", "…", "...", "?!", "!?"})
+
+_TOKEN = re.compile(r"\w+(?:[-'’]\w+)*|[^\w\s]+")
+_WORD = re.compile(r"\w+(?:[-'’]\w+)*")
+
+
+def _norm(word: str) -> str:
+    return word.lower().replace("’", "'")
+
+
+def _is_word(tok: str) -> bool:
+    return bool(_WORD.fullmatch(tok))
+
+
+def _tokens(text: str) -> list[list]:
+    """[text, space_before] for each word and punctuation run."""
+    return [[m.group(), m.start() > 0 and text[m.start() - 1].isspace()]
+            for m in _TOKEN.finditer(text)]
+
+
+def _join(toks: list[list]) -> str:
+    out = []
+    for i, (tok, space) in enumerate(toks):
+        if i and (space or (_is_word(tok) and _is_word(toks[i - 1][0]))):
+            out.append(" ")
+        out.append(tok)
+    return "".join(out)
+
+
+def _boundary(toks: list[list], i: int) -> bool:
+    """Position i (a token index, or len) borders a pause: the text's edge or punctuation."""
+    return i < 0 or i >= len(toks) or not _is_word(toks[i][0])
+
+
+def _drop(toks: list[list], start: int, end: int) -> list[list]:
+    """Remove toks[start:end] (a filler) with the commas touching it."""
+    left, right = start, end
+    if right < len(toks) and toks[right][0] in ("-", "—", "–", "--") and not toks[right][1]:
+        right += 1                             # "um-": the dash is the filler's
+    if right < len(toks) and toks[right][0] == ",":
+        right += 1
+    if left > 0 and toks[left - 1][0] == "," and (right >= len(toks) or not _is_word(toks[right][0])
+                                                   or toks[right - 1][0] == ","):
+        left -= 1
+    if left > 0 and toks[left - 1][0] == "," and right < len(toks) and toks[right][0] in _TERMINAL:
+        left -= 1
+    kept_space = toks[left][1] if left < len(toks) else False
+    rest = toks[:left] + toks[right:]
+    if left < len(rest):
+        rest[left] = [rest[left][0], rest[left][1] or kept_space]
+    return rest
+
+
+def _sentence_start(toks: list[list], i: int) -> bool:
+    return i == 0 or toks[i - 1][0] in _TERMINAL
+
+
+def _remove_fillers(toks: list[list]) -> list[list]:
+    i = 0
+    while i < len(toks):
+        w = _norm(toks[i][0])
+        nxt = _norm(toks[i + 1][0]) if i + 1 < len(toks) else None
+        if w in FILLERS:
+            toks = _drop(toks, i, i + 1)
+            i = max(0, i - 1)
+            continue
+        if w == "you" and nxt == "know" and _boundary(toks, i - 1) and _boundary(toks, i + 2):
+            toks = _drop(toks, i, i + 2)
+            i = max(0, i - 1)
+            continue
+        if w == "i" and nxt == "mean" and _boundary(toks, i - 1) and (
+                _boundary(toks, i + 2) or (_sentence_start(toks, i)
+                                            and _norm(toks[i + 2][0]) not in _MEAN_OBJECTS)):
+            toks = _drop(toks, i, i + 2)
+            i = max(0, i - 1)
+            continue
+        if w == "like" and nxt == "," and (_boundary(toks, i - 1)
+                                           or _norm(toks[i - 1][0]) in _BE_AND_LINKS):
+            toks = _drop(toks, i, i + 1)
+            i = max(0, i - 1)
+            continue
+        i += 1
+    return toks
+
+
+def _find_repetition(toks: list[list], norms: list[str], words: list[bool]) -> tuple[int, int, int] | None:
+    """(i, n, j): toks[i:i + n] said again at toks[j:j + n], with only separators
+    between; the leftmost, longest first."""
+    size = len(toks)
+    for i in range(size):
+        if not words[i]:
+            continue
+        for n in (4, 3, 2, 1):
+            if i + 2 * n > size or not all(words[i:i + n]):
+                continue
+            j = i + n
+            while j < size and toks[j][0] in _SEPARATORS and j - (i + n) < 2:
+                j += 1
+            if j + n > size or norms[j] != norms[i] or norms[i:i + n] != norms[j:j + n] \
+                    or not all(words[j:j + n]):
+                continue
+            if n == 1 and norms[i] in _KEEP_DOUBLED:
+                continue
+            return i, n, j
+    return None
+
+
+def _remove_repetitions(toks: list[list]) -> list[list]:
+    while True:
+        norms = [_norm(t[0]) for t in toks]
+        words = [_is_word(t[0]) for t in toks]
+        # cut-off words: "go- going"
+        for i in range(len(toks) - 2):
+            if words[i] and words[i + 2] and toks[i + 1][0] in ("-", "—", "–", "--") \
+                    and not toks[i + 1][1] and toks[i + 2][1] \
+                    and len(norms[i + 2]) > len(norms[i]) and norms[i + 2].startswith(norms[i]):
+                toks = toks[:i] + [[toks[i + 2][0], toks[i][1]]] + toks[i + 3:]
+                break
+        else:
+            found = _find_repetition(toks, norms, words)
+            if found is None:
+                return toks
+            i, n, j = found
+            after_space = toks[j + n][1] if j + n < len(toks) else False
+            toks = toks[:i + n] + toks[j + n:]
+            if i + n < len(toks):
+                toks[i + n] = [toks[i + n][0], toks[i + n][1] or after_space]
+
+
+_DANGLING = frozenset({",", ";", ":", "-", "--", "—", "–"})
+
+
+def _tidy_punctuation(toks: list[list]) -> list[list]:
+    out: list[list] = []
+    for tok in toks:
+        t = tok[0]
+        if not _is_word(t):
+            if not out and t in _DANGLING:
+                continue                       # nothing before it any more
+            if out and out[-1][0] in _DANGLING and t in (",", *_TERMINAL):
+                out.pop()                      # ", ," and ", ." left by a removal
+        out.append(tok)
+    while out and out[-1][0] in _DANGLING:
+        out.pop()                              # nothing after it any more
+    return out
+
+
+def tidy_utterance(text: str) -> str:
+    """``text`` without transcriber notes, fillers, false starts, immediate
+    repetitions and cut-off words (the rules are in the module docstring).
+
+    Extractive: the words left are a subsequence of the text's words, none cut;
+    only the case of the first letter may change (capitalised when the text began
+    with a capital). Never empty when the text has a word other than a filler.
+    """
+    stripped = strip_transcriber_notes(text)
+    toks = _tokens(stripped)
+    if not toks:
+        return ""
+    toks = _remove_fillers(toks)
+    toks = _remove_repetitions(toks)
+    toks = _tidy_punctuation(toks)
+    out = _join(toks).strip()
+    if not any(_is_word(t[0]) for t in toks):
+        substantive = [w for w in _WORD.findall(stripped) if _norm(w) not in FILLERS]
+        return re.sub(r"\s+", " ", stripped).strip() if substantive else ""
+    first_alpha = next((ch for ch in stripped if ch.isalpha()), "")
+    if first_alpha.isupper():
+        for k, ch in enumerate(out):
+            if ch.isalpha():
+                out = out[:k] + ch.upper() + out[k + 1:]
+                break
+    return out
+
+
+def count_words(text: str) -> int:
+    return len(_WORD.findall(text))
+
+
+# --- sentences ------------------------------------------------------------------------
+
+_ABBREVIATIONS = frozenset("dr mr mrs ms prof st vs etc e.g i.e eg ie cf approx fig".split())
+_END = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s|$)|\n\s*\n")
+_CLAUSE = re.compile(r"[,;:]+\s+|\s+[—–-]{1,2}\s+|[—–]")
+
+
+def _sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence of ``text``, trimmed of whitespace."""
+    blanked = blank_transcriber_notes(text)
+    spans, start = [], 0
+    for m in _END.finditer(blanked):
+        if m.group().startswith("."):
+            before = re.search(r"([\w.]+)$", blanked[start:m.start()])
+            if before and before.group(1).lower().rstrip(".") in _ABBREVIATIONS:
+                continue
+        spans.append((start, m.end()))
+        start = m.end()
+    spans.append((start, len(text)))
+    out = []
+    for s, e in spans:
+        piece = blanked[s:e]
+        if piece.strip():
+            s2 = s + len(piece) - len(piece.lstrip())
+            e2 = e - (len(piece) - len(piece.rstrip()))
+            out.append((s2, e2))
+    return out
+
+
+def _pieces(text: str, s: int, e: int, max_words: int) -> list[tuple[int, int]]:
+    """A sentence too long after tidying, cut into spans of at most ``max_words``
+    tidied words: at clause punctuation, else at word boundaries."""
+    cuts = [s] + [s + m.end() for m in _CLAUSE.finditer(text[s:e])] + [e]
+    clauses = [(a, b) for a, b in zip(cuts, cuts[1:]) if text[a:b].strip()]
+    out: list[tuple[int, int]] = []
+    cur: tuple[int, int] | None = None
+    for a, b in clauses:
+        if cur is not None and count_words(tidy_utterance(text[cur[0]:b])) <= max_words:
+            cur = (cur[0], b)
+            continue
+        if cur is not None:
+            out.append(cur)
+        cur = (a, b)
+        if count_words(tidy_utterance(text[a:b])) > max_words:
+            words = list(_WORD.finditer(text[a:b]))
+            for k in range(0, len(words), max_words):
+                chunk = words[k:k + max_words]
+                end = a + (words[k + max_words].start() if k + max_words < len(words) else b - a)
+                out.append((a + chunk[0].start(), end))
+            cur = None
+    if cur is not None:
+        out.append(cur)
+    return [(a, b - (len(text[a:b]) - len(text[a:b].rstrip()))) for a, b in out]
+
+
+def _unit_text(text: str, a: int, b: int, sent_start: int, sent_end: int) -> str:
+    tidy = tidy_utterance(text[a:b])
+    if not tidy:
+        return ""
+    tidy = tidy.rstrip(",;:—–- ")
+    if a > sent_start:
+        tidy = "…" + tidy[0].lower() + tidy[1:] if tidy[:1].isupper() and tidy[:2] != "I " else "…" + tidy
+    if b < sent_end and not tidy.endswith(tuple(_TERMINAL)):
+        tidy += "…"
+    return tidy
+
+
+# --- the stage ----------------------------------------------------------------------------
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    n = float(np.linalg.norm(v))
+    return v / n if n > 0 else v
+
+
+def _check(segments: pd.DataFrame, domain_of_segment, vectors) -> np.ndarray:
+    missing = [c for c in ("segment_id", "case_id", "text") if c not in segments.columns]
+    if missing:
+        raise InputError(f"segments table lacks column(s) {', '.join(missing)}", field="segments",
+                         hint="pass the segments table of the run (SEGMENT_COLUMNS)")
+    dom = np.asarray(domain_of_segment)
+    if dom.ndim != 1 or len(dom) != len(segments):
+        raise InputError(f"{len(dom)} domain ids for {len(segments)} segments",
+                         field="domain_of_segment", hint="give one domain id per segment row (-1: none)")
+    if len(dom) and not np.issubdtype(dom.dtype, np.integer):
+        raise InputError(f"domain ids must be integers, not {dom.dtype}", field="domain_of_segment",
+                         hint="use -1 for a segment in no domain")
+    vec = np.asarray(vectors)
+    if vec.ndim != 2 or len(vec) != len(segments):
+        raise InputError(f"vectors of shape {vec.shape} for {len(segments)} segments", field="vectors",
+                         hint="pass one vector row per segment row, in the same order")
+    return dom.astype(np.int64)
+
+
+def _lexical(texts: list[str]):
+    """TF-IDF rows (L2-normalised, sparse) for ``texts``; None when no content word."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    skip = frozenset(STOP_WORDS) | FILLERS
+
+    def words(text: str) -> list[str]:
+        return [w for w in (_norm(x) for x in _WORD.findall(text))
+                if w not in skip and not w[:1].isdigit() and len(w) > 1]
+
+    vectorizer = TfidfVectorizer(analyzer=words, sublinear_tf=True)
+    try:
+        return vectorizer.fit_transform(texts)
+    except ValueError:                       # empty vocabulary: nothing but stop words
+        return None
+
+
+@dataclass
+class _Units:
+    """The candidate sentences of the corpus: segment row, span, tidied text, words."""
+
+    seg: np.ndarray
+    span: list[tuple[int, int]]
+    text: list[str]
+    words: np.ndarray
+
+
+def _split_units(texts: list[str], dom: np.ndarray, max_words: int) -> _Units:
+    seg, span, out, words = [], [], [], []
+
+    def add(i: int, sp: tuple[int, int], tidy: str) -> None:
+        seg.append(i)
+        span.append(sp)
+        out.append(tidy)
+        words.append(count_words(tidy))
+
+    for i, text in enumerate(texts):
+        if dom[i] < 0:
+            continue
+        for s, e in _sentence_spans(text):
+            tidy = tidy_utterance(text[s:e])
+            if count_words(tidy) > max_words:
+                for a, b in _pieces(text, s, e, max_words):
+                    piece = _unit_text(text, a, b, s, e)
+                    if piece:
+                        add(i, (a, b), piece)
+            elif tidy:
+                add(i, (s, e), tidy)
+    return _Units(np.array(seg, dtype=np.int64), span, out, np.array(words, dtype=np.int64))
+
+
+def core_ideas(segments: pd.DataFrame, domain_of_segment: np.ndarray, vectors: np.ndarray,
+               config: CoreIdeaConfig, *,
+               encode: Callable[[list[str]], np.ndarray] | None = None) -> pd.DataFrame:
+    """One core idea per (case, domain); see the module docstring.
+
+    ``encode`` (optional, the embedder that made ``vectors``): with it, the best
+    ``max_encoded`` sentences of each case and domain (by the segment-level
+    relevance) are embedded themselves, and chosen by their own vectors.
+    """
+    dom = _check(segments, domain_of_segment, vectors)
+    vec = np.asarray(vectors, dtype=np.float32)
+    seg_ids = segments["segment_id"].astype(str).to_numpy()
+    case_of = segments["case_id"].astype(str).to_numpy()
+    texts = segments["text"].fillna("").astype(str).tolist()
+    units = _split_units(texts, dom, config.max_words)
+    lex = _lexical(units.text) if units.text else None
+    unit_vec = vec[units.seg] if len(units.seg) else np.zeros((0, vec.shape[1]), dtype=np.float32)
+    own_vector = np.zeros(len(units.seg), dtype=bool)      # True: the sentence's own embedding
+
+    domain_centroid = {d: _unit(vec[dom == d].mean(axis=0)) for d in np.unique(dom[dom >= 0])}
+    members_of: dict[str, dict[int, list[int]]] = {}
+    for i in np.flatnonzero(dom >= 0):
+        members_of.setdefault(case_of[i], {}).setdefault(int(dom[i]), []).append(int(i))
+    units_of: dict[int, list[int]] = {}
+    for u, i in enumerate(units.seg):
+        units_of.setdefault(int(i), []).append(u)
+    plans = []
+    for case, by_domain in members_of.items():             # cases in order of appearance
+        for d in sorted(by_domain):
+            members = np.array(by_domain[d], dtype=np.int64)
+            mine = np.array([u for i in members for u in units_of.get(int(i), [])], dtype=np.int64)
+            plans.append((case, d, members, mine, _candidates(mine, units, texts, config)))
+    if encode is not None:
+        keep: dict[int, np.ndarray] = {}
+        for k, (case, d, members, mine, cand) in enumerate(plans):
+            if len(cand):
+                rel, _ = _relevance(cand, mine, units, unit_vec, own_vector, vec[members].mean(axis=0),
+                                    domain_centroid[d], lex, config)
+                keep[k] = cand[np.argsort(-rel, kind="stable")[:config.max_encoded]]
+        todo = sorted({int(u) for c in keep.values() for u in c})
+        if todo:
+            sv = np.asarray(encode([units.text[u] for u in todo]), dtype=np.float32)
+            if sv.shape != (len(todo), vec.shape[1]):
+                raise InputError(f"the encoder returned {sv.shape} for {len(todo)} sentences "
+                                 f"(segment vectors are {vec.shape[1]}-d)", field="encode",
+                                 hint="pass the embedder that made the segment vectors")
+            unit_vec[todo] = sv
+            own_vector[todo] = True
+        plans = [(case, d, members, mine, keep.get(k, cand))
+                 for k, (case, d, members, mine, cand) in enumerate(plans)]
+    rows = [_choose(case, d, members, mine, cand, units, unit_vec, own_vector, vec, domain_centroid[d],
+                    lex, seg_ids, config) for case, d, members, mine, cand in plans]
+    return pd.DataFrame(rows, columns=list(CORE_IDEA_COLUMNS))
+
+
+def _candidates(mine: np.ndarray, units: _Units, texts: list[str], config: CoreIdeaConfig) -> np.ndarray:
+    """The sentences a core idea may use: long enough and not a question, unless the
+    case has nothing else in the domain (then long enough, then anything)."""
+    if len(mine) == 0:
+        return mine
+    long_enough = mine[units.words[mine] >= config.min_sentence_words]
+    statements = np.array([u for u in long_enough if not units.text[u].rstrip("…\"'”’) ").endswith("?")],
+                          dtype=np.int64)
+    for pool in (statements, long_enough):
+        if len(pool):
+            return pool
+    return mine
+
+
+def _relevance(cand, mine, units: _Units, unit_vec, own_vector, cd_mean, dom_centroid, lex,
+               config: CoreIdeaConfig):
+    cd_centroid = _unit(cd_mean)
+    v = unit_vec[cand]
+    sem = (1 - config.domain_weight) * (v @ cd_centroid) + config.domain_weight * (v @ dom_centroid)
+    if lex is not None:
+        m = lex[cand]
+        profile = np.asarray(lex[mine].sum(axis=0)).ravel()
+        norm = float(np.linalg.norm(profile))
+        lex_rel = np.asarray(m @ (profile / norm)).ravel() if norm > 0 else np.zeros(len(cand))
+        lex_sim = (m @ m.T).toarray()
+    else:
+        lex_rel = np.zeros(len(cand))
+        lex_sim = np.zeros((len(cand), len(cand)))
+    rel = (1 - config.lexical_weight) * sem + config.lexical_weight * lex_rel
+    # redundancy: sentences of one segment share its vector unless embedded themselves
+    same = (units.seg[cand][:, None] == units.seg[cand][None, :]) & ~own_vector[cand][:, None]
+    red = np.maximum(np.where(same, 1.0, v @ v.T), lex_sim)
+    return rel, red
+
+
+def _choose(case, d, members, mine, cand, units: _Units, unit_vec, own_vector, vec, dom_centroid, lex,
+            seg_ids, config: CoreIdeaConfig) -> dict:
+    empty = {"case_id": case, "domain_id": d, "core_idea": "", "segment_ids": [], "n_words": 0,
+             "spans": []}
+    if len(cand) == 0:
+        return empty
+    rel, red_matrix = _relevance(cand, mine, units, unit_vec, own_vector, vec[members].mean(axis=0),
+                                 dom_centroid, lex, config)
+    words = units.words[cand]
+    chosen: list[int] = []
+    used = 0
+    redundancy = np.zeros(len(cand))
+    while len(chosen) < config.max_sentences:
+        score = rel - config.diversity * redundancy if chosen else rel.copy()
+        score = np.where(words <= config.max_words - used, score, -np.inf)
+        score[chosen] = -np.inf
+        best = int(np.argmax(score))
+        if not np.isfinite(score[best]) or (chosen and score[best] <= 0):
+            break
+        chosen.append(best)
+        used += int(words[best])
+        redundancy = np.maximum(redundancy, red_matrix[best])
+    if not chosen:
+        return empty
+    picked = sorted((int(cand[k]) for k in chosen), key=lambda u: (units.seg[u], units.span[u][0]))
+    text = " ".join(units.text[u] for u in picked)
+    return {"case_id": case, "domain_id": d, "core_idea": text,
+            "segment_ids": list(dict.fromkeys(str(seg_ids[units.seg[u]]) for u in picked)),
+            "n_words": count_words(text),
+            "spans": [(str(seg_ids[units.seg[u]]), int(units.span[u][0]), int(units.span[u][1]))
+                      for u in picked]}

@@ -1,0 +1,240 @@
+"""Core ideas per case and domain, and the clean-up of spoken sentences
+(pipeline/stages/coreideas.py). Texts written for these tests; vectors from a
+deterministic fake encoder."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from pipeline.errors import InputError
+from pipeline.stages.coreideas import (CORE_IDEA_COLUMNS, CoreIdeaConfig, core_ideas, count_words,
+                                       tidy_utterance)
+
+
+def fake_encode(texts):
+    out = np.zeros((len(texts), 64), dtype=np.float32)
+    for i, t in enumerate(texts):
+        for w in re.findall(r"[a-z']+", t.lower()):
+            h = int(hashlib.md5(w.encode()).hexdigest(), 16)
+            out[i, h % 64] += 1.0 if (h >> 8) % 2 else -1.0
+    out[:, 0] += 1e-3
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+# --- tidy_utterance ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("raw, tidy", [
+    ("So, um, I've been practising for twenty-two years now.",
+     "So I've been practising for twenty-two years now."),
+    ("Um, I was, um, thinking about it.", "I was thinking about it."),
+    ("Uh, we talked.", "We talked."),
+    ("I — I was really scared.", "I was really scared."),
+    ("I- I was really scared.", "I was really scared."),
+    ("We, we went to see her.", "We went to see her."),
+    ("It was, it was very very hard, you know.", "It was very hard."),
+    ("It it just happened.", "It just happened."),
+    ("I mean, it was like, really hard (laughs).", "It was really hard."),
+    ("I mean we never talked about it.", "We never talked about it."),
+    ("And, you know, I cried.", "And I cried."),
+    ("You know, she noticed.", "She noticed."),
+    ("I was go- going to say something.", "I was going to say something."),
+    ("And, uh, this, this wave came.", "And this wave came."),
+    ("I — I — I don't know.", "I don't know."),
+    ("She didn't like, um, the room.", "She didn't like the room."),
+    ("I was, um.", "I was."),
+    ("[inaudible] and then she, er, left.", "and then she left."),
+    ("Um- I said it.", "I said it."),
+    ("It was, um —", "It was"),
+    ("My eyes filled... my eyes filled and I let it happen.", "My eyes filled and I let it happen."),
+    ("The the session ended, erm, early.", "The session ended early."),
+    # kept: these are words, not noise
+    ("I mean it.", "I mean it."),
+    ("You know what I mean?", "You know what I mean?"),
+    ("Do you know him?", "Do you know him?"),
+    ("I like working with grief.", "I like working with grief."),
+    ("Things like tears, for example.", "Things like tears, for example."),
+    ("I had had enough of that.", "I had had enough of that."),
+    ("I think that that was right.", "I think that that was right."),
+    ("What it is is a problem.", "What it is is a problem."),
+    ("The umbrella was likely a gift, ermine and all.", "The umbrella was likely a gift, ermine and all."),
+    ("An open-ended, long-term piece of work.", "An open-ended, long-term piece of work."),
+    ("(The participant reads the task)", ""),
+    ("Um.", ""),
+    ("Um, uh, (laughs)", ""),
+    ("", ""),
+])
+def test_tidy_utterance(raw, tidy):
+    assert tidy_utterance(raw) == tidy
+
+
+_VOCAB = ["I", "we", "she", "was", "it", "very", "cried", "session", "the", "tears", "had",
+          "like", "you", "know", "mean", "um", "uh", "erm", "go", "going", "that", "so"]
+_PUNCT = ["", ",", ".", " —", "-", "...", "?", " (laughs)", " [inaudible]"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_VOCAB), st.sampled_from(_PUNCT)), min_size=1, max_size=14))
+def test_tidy_keeps_the_speakers_words_in_order(pieces):
+    text = " ".join(w + p for w, p in pieces)
+    out = tidy_utterance(text)
+    word = r"\w+(?:['-]\w+)*"
+    words_in = [w.lower() for w in re.findall(word, re.sub(r"\(laughs\)|\[inaudible\]", "", text))]
+    words_out = [w.lower() for w in re.findall(word, out)]
+    # extractive: the output's words are a subsequence of the input's, none cut
+    it = iter(words_in)
+    assert all(any(w == x for x in it) for w in words_out), (text, out)
+    fillers = {"um", "uh", "erm"}
+    if any(w not in fillers for w in words_in):
+        assert out, text                      # never empty from a substantive text
+
+
+# --- core ideas ---------------------------------------------------------------------------
+
+SENTENCES = {
+    ("A", 0): ["Um, my training never, never mentioned crying in the room.",
+               "I — I learned about tears on the job, you know, from my supervisor.",
+               "Yes."],
+    ("A", 1): ["The client said she felt deeply seen (laughs) when my eyes filled.",
+               "She told me it, it helped her trust me more."],
+    ("B", 0): ["We, we had no training about therapist tears at all.",
+               "My course treated emotion as a boundary problem, uh, to be avoided."],
+    ("B", 1): ["He looked surprised, and then he said it mattered that I was moved.",
+               "Does that make sense?"],
+}
+
+
+def make_segments(sentences=SENTENCES, per_segment=1):
+    rows, dom = [], []
+    for (case, d), sents in sentences.items():
+        for n in range(0, len(sents), per_segment):
+            text = " ".join(sents[n:n + per_segment])
+            rows.append({"segment_id": f"{case}:{d}:{n}", "case_id": case, "text": text})
+            dom.append(d)
+    seg = pd.DataFrame(rows)
+    return seg, np.array(dom), fake_encode(seg["text"].tolist())
+
+
+def _n_sentences(text: str) -> int:
+    return len(re.findall(r"[.!?…](?=\s|$)", text))
+
+
+def test_core_ideas_shape_links_and_clean_up():
+    seg, dom, vec = make_segments()
+    df = core_ideas(seg, dom, vec, CoreIdeaConfig())
+    assert list(df.columns) == list(CORE_IDEA_COLUMNS)
+    assert list(zip(df["case_id"], df["domain_id"])) == [("A", 0), ("A", 1), ("B", 0), ("B", 1)]
+    by_id = dict(zip(seg["segment_id"], zip(seg["case_id"], dom, seg["text"])))
+    for row in df.itertuples():
+        assert row.core_idea and row.n_words == count_words(row.core_idea) <= 40
+        assert 1 <= _n_sentences(row.core_idea) <= 3
+        assert row.segment_ids
+        for sid in row.segment_ids:
+            assert by_id[sid][:2] == (row.case_id, row.domain_id)   # its own case and domain
+        for sid, s, e in row.spans:
+            assert sid in row.segment_ids
+            assert tidy_utterance(by_id[sid][2][s:e]) in row.core_idea
+        low = row.core_idea.lower()
+        for noise in (r"\bum\b", r"\buh\b", "you know", "(laughs)", r"\bi — i\b", r"\bwe, we\b",
+                      r"\bit, it\b", r"never, never"):
+            assert not re.search(noise, low), (noise, row.core_idea)
+    ideas = dict(zip(zip(df["case_id"], df["domain_id"]), df["core_idea"]))
+    assert "My training never mentioned crying in the room." in ideas[("A", 0)]
+    assert "Does that make sense?" not in ideas[("B", 1)]      # a question, with a statement there
+
+
+def test_the_word_budget_and_the_sentence_limit_hold():
+    long = ("and then I thought about my mother and the hospital and the nurse and her hands "
+            "and the way the room went quiet and how I could not say anything at all to anyone ") * 3
+    sents = {("A", 0): ["I cried once.", long.strip() + ".", "It mattered to her.", "We both knew it.",
+                        "Later we talked about it in supervision."]}
+    seg, dom, vec = make_segments(sents, per_segment=5)
+    for cfg in (CoreIdeaConfig(), CoreIdeaConfig(max_words=12, max_sentences=2)):
+        row = core_ideas(seg, dom, vec, cfg).iloc[0]
+        assert 0 < row.n_words <= cfg.max_words
+        assert len(row.spans) <= cfg.max_sentences
+    only_long = core_ideas(*make_segments({("A", 0): [long]}), CoreIdeaConfig()).iloc[0]
+    assert 0 < only_long.n_words <= 40 and only_long.core_idea.endswith("…")
+    assert set(re.findall(r"\w+", only_long.core_idea.lower())) <= set(re.findall(r"\w+", long.lower()))
+
+
+def test_filler_only_cases_segments_outside_domains_and_short_answers():
+    sents = {("A", 0): ["Um, uh. (laughs)"], ("B", 0): ["Yes, definitely."],
+             ("C", 0): ["My supervisor was kind about it."]}
+    seg, dom, vec = make_segments(sents)
+    extra = pd.DataFrame([{"segment_id": "C:x", "case_id": "C", "text": "Outside any domain."}])
+    seg = pd.concat([seg, extra], ignore_index=True)
+    dom = np.append(dom, -1)
+    vec = np.vstack([vec, fake_encode(["Outside any domain."])])
+    df = core_ideas(seg, dom, vec, CoreIdeaConfig())
+    ideas = dict(zip(df["case_id"], df["core_idea"]))
+    assert ideas["A"] == "" and df[df["case_id"] == "A"]["segment_ids"].iloc[0] == []
+    assert ideas["B"] == "Yes, definitely."         # short, but all this case said here
+    assert "Outside" not in ideas["C"] and len(df) == 3
+
+
+def test_with_an_encoder_only_the_best_sentences_are_embedded():
+    seg, dom, vec = make_segments(per_segment=3)
+    asked = []
+
+    def encode(batch):
+        asked.append(list(batch))
+        return fake_encode(batch)
+
+    df = core_ideas(seg, dom, vec, CoreIdeaConfig(max_encoded=1), encode=encode)
+    assert len(asked) == 1 and len(asked[0]) == 4          # one sentence per case and domain
+    assert all(df["n_words"] > 0)
+    with pytest.raises(InputError, match="encoder"):
+        core_ideas(seg, dom, vec, CoreIdeaConfig(), encode=lambda b: np.zeros((len(b), 3)))
+
+
+def test_bad_inputs_are_clear_errors():
+    seg, dom, vec = make_segments()
+    with pytest.raises(InputError, match="lacks column"):
+        core_ideas(seg.drop(columns=["case_id"]), dom, vec, CoreIdeaConfig())
+    with pytest.raises(InputError, match="domain ids for"):
+        core_ideas(seg, dom[:-1], vec, CoreIdeaConfig())
+    with pytest.raises(InputError, match="integers"):
+        core_ideas(seg, dom.astype(float), vec, CoreIdeaConfig())
+    with pytest.raises(InputError, match="vectors"):
+        core_ideas(seg, dom, vec[:-1], CoreIdeaConfig())
+    with pytest.raises(ValidationError):
+        CoreIdeaConfig(max_words=2)
+    with pytest.raises(ValidationError):
+        CoreIdeaConfig(nonsense=True)
+
+
+@pytest.mark.slow
+def test_demo_core_ideas_with_the_real_embedder():
+    """Every case of the demo gets a core idea in every domain it speaks to, within
+    the limits, from its own segments."""
+    from pathlib import Path
+
+    from sklearn.cluster import KMeans
+
+    from pipeline.config import load_config
+    from pipeline.embed import SentenceTransformerEmbedder
+    from pipeline.ingest import ingest
+    from pipeline.segment import SentenceSegmenter, segment_corpus
+
+    root = Path(__file__).resolve().parent.parent
+    cfg, base = load_config(root / "configs" / "demo.yaml")
+    segs = segment_corpus(SentenceSegmenter(target_words=40, max_words=80),
+                          ingest(cfg.ingest, base)).segments.reset_index(drop=True)
+    embedder = SentenceTransformerEmbedder()
+    vecs = np.asarray(embedder.encode(segs["text"].tolist()), dtype=np.float32)
+    dom = KMeans(5, random_state=0, n_init=4).fit_predict(vecs).astype(np.int64)
+    df = core_ideas(segs, dom, vecs, CoreIdeaConfig(), encode=embedder.encode)
+    assert len(df) == len(set(zip(segs["case_id"], dom)))
+    case_dom = dict(zip(segs["segment_id"], zip(segs["case_id"], dom)))
+    for row in df.itertuples():
+        assert 0 < row.n_words <= 40 and 1 <= len(row.spans) <= 3
+        assert all(case_dom[s] == (row.case_id, row.domain_id) for s in row.segment_ids)
+        assert not re.search(r"\b(um|uh)\b", row.core_idea.lower())

@@ -1,0 +1,325 @@
+"""Category names from the participants' own phrases (pipeline/stages/naming.py).
+
+The texts are written for these tests. The encoder is a deterministic fake (a
+hashed bag of words), so no model is loaded; spaCy's small English pipeline is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from pipeline.errors import InputError
+from pipeline.stages.naming import (FILLER_WORDS, GENERIC_WORDS, NAME_COLUMNS, NamingConfig, Phrase,
+                                    blank_transcriber_notes, extract_phrases, name_categories,
+                                    name_occurs_in, strip_transcriber_notes, transcriber_note_spans)
+
+
+def fake_encode(texts):
+    """Unit vectors from hashed lower-case words: texts sharing words are similar."""
+    out = np.zeros((len(texts), 64), dtype=np.float32)
+    for i, t in enumerate(texts):
+        for w in re.findall(r"[a-z']+", t.lower()):
+            h = int(hashlib.md5(w.encode()).hexdigest(), 16)
+            out[i, h % 64] += 1.0 if (h >> 8) % 2 else -1.0
+    out[:, 0] += 1e-3
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+CASES = ["T1", "T2", "T3", "T4"]
+COMMON = "We talked about crying in session, you know."
+CATEGORY_LINES = {
+    0: ["My training never mentioned crying in the room.",
+        "Um, the training never mentioned crying at all (laughs).",
+        "I think my training never mentioned crying, not once.",
+        "Honestly the course never mentioned crying, [inaudible]."],
+    1: ["My supervisor's reaction was warm and steady.",
+        "I was scared of my supervisor's reaction, um, at first.",
+        "The supervisor's reaction surprised me (pause).",
+        "So my supervisor's reaction helped me, you know."],
+    2: ["The client felt deeply seen by my tears.",
+        "She said she felt deeply seen, um, afterwards.",
+        "He told me he felt deeply seen in that moment.",
+        "My client felt deeply seen, I mean it mattered."],
+}
+
+
+def study(lines=CATEGORY_LINES, common=COMMON, notes=""):
+    texts = {c: [f"{ln} {common} {notes}".strip() for ln in ls] for c, ls in lines.items()}
+    cases = {c: CASES[:len(ls)] for c, ls in lines.items()}
+    return texts, cases
+
+
+def run(texts, cases, domains=None, **cfg):
+    domains = domains or {c: 0 for c in texts}
+    return name_categories(texts, cases, domains, fake_encode, NamingConfig(**cfg))
+
+
+# --- transcriber notes -------------------------------------------------------------
+
+@pytest.mark.parametrize("note", ["(laughs)", "[inaudible]", "(The participant reads the task)",
+                                  "((coughs))", "(??)", "{sighs}", "(long pause)", "(0.5)",
+                                  "[00:12:31]", "(Interviewer nods)", "<crosstalk>",
+                                  "(unintelligible)", "(clears throat)"])
+def test_transcriber_notes_are_recognised(note):
+    text = f"I was, {note} I was sad."
+    assert transcriber_note_spans(text) == [(text.index(note), text.index(note) + len(note))]
+    assert strip_transcriber_notes(text) == "I was, I was sad."
+    blanked = blank_transcriber_notes(text)
+    assert len(blanked) == len(text) and note not in blanked and blanked.endswith("I was sad.")
+
+
+@pytest.mark.parametrize("aside", ["(and this is the important part of it)", "(which I loved)",
+                                   "(my client)"])
+def test_spoken_asides_in_parentheses_are_kept(aside):
+    text = f"It was hard {aside} to say."
+    assert transcriber_note_spans(text) == []
+    assert strip_transcriber_notes(text) == text
+
+
+def test_strip_leaves_no_gap_before_punctuation():
+    assert strip_transcriber_notes("It helped (laughs). Really [inaudible] it did.") == \
+        "It helped. Really it did."
+    assert strip_transcriber_notes("(The participant reads the task)") == ""
+
+
+# --- the containment rule -------------------------------------------------------------
+
+def test_name_occurs_in_rule():
+    quotes = ["We didn’t TALK about [laughs] crying, ever.", "It was physiotherapy."]
+    assert name_occurs_in("talk about crying", quotes)           # case, note removed
+    assert name_occurs_in("didn't talk", quotes)                  # curly apostrophe
+    assert not name_occurs_in("talked about crying", quotes)      # another inflection: no
+    assert not name_occurs_in("therapy", quotes)                  # whole words only
+    assert not name_occurs_in("about crying ever", quotes)        # punctuation is not skipped
+    assert not name_occurs_in("laughs", quotes)                   # the note is gone
+    assert not name_occurs_in("", quotes)
+
+
+# --- phrases -----------------------------------------------------------------------------
+
+def _texts(plist: list[Phrase]) -> set[str]:
+    return {p.text.lower() for p in plist}
+
+
+def test_extract_phrases_noun_and_verb_phrases():
+    texts = ["My supervisor's reaction was kind, and I went to personal therapy.",
+             "I didn't talk about crying with anyone.",
+             "I tried to hold back the tears.",
+             "There was no training on therapist emotion.",
+             "The two-way plots helped."]
+    got = extract_phrases(texts)
+    assert len(got) == len(texts)
+    assert {"supervisor's reaction", "personal therapy"} <= _texts(got[0])
+    assert "didn't talk about crying" in _texts(got[1])     # the negation stays
+    assert "talk about crying" not in _texts(got[1])
+    assert "hold back the tears" in _texts(got[2])
+    assert any(t.startswith("no training") for t in _texts(got[3]))
+    assert "two-way plots" in _texts(got[4]) and "way plots" not in _texts(got[4])
+    for text, plist in zip(texts, got):
+        for p in plist:
+            assert text[p.start:p.end] == p.text            # offsets index the given text
+            assert 2 <= len(p.text.split()) <= 6
+
+
+def test_extract_phrases_skips_fillers_notes_pronouns_and_generic_words():
+    texts = ["You know, I mean, the kind of thing that, um, happens (The participant reads the task).",
+             "[long silence] A lot of people, you know, in a long time.",
+             "It was telling me something about the the session."]
+    got = extract_phrases(texts)
+    words = " ".join(p.text.lower() for plist in got for p in plist)
+    for bad in ("participant", "task", "silence", "you know", "i mean", "kind of", "um",
+                "lot of people", "long time", "telling me", "the the"):
+        assert not re.search(rf"\b{re.escape(bad)}\b", words), bad
+
+
+# --- names --------------------------------------------------------------------------------
+
+def _check_name(name: str, quotes: list[str]) -> None:
+    words = name.split()
+    assert 2 <= len(words) <= 6, name
+    assert name_occurs_in(name, quotes), name
+    low = name.lower()
+    for filler in ("um", "uh", "you know", "kind of", "i mean", "sort of"):
+        assert not re.search(rf"\b{filler}\b", low), name
+    assert not all(w.lower() in GENERIC_WORDS | FILLER_WORDS for w in words), name
+
+
+def test_names_are_phrases_from_the_quotes():
+    texts, cases = study(notes="(laughs) [inaudible]")
+    df = run(texts, cases)
+    assert list(df.columns) == list(NAME_COLUMNS)
+    assert list(df["category_id"]) == [0, 1, 2]
+    for c, row in zip(df["category_id"], df.itertuples()):
+        _check_name(row.name, texts[c])
+        for alt in row.alternatives:
+            _check_name(alt, texts[c])
+            assert alt != row.name
+        assert row.name_support >= 1 and 1 <= row.name_cases <= row.name_support
+        assert isinstance(row.keywords, list) and row.keywords
+        assert not {"laughs", "inaudible", "um"} & {k.lower() for k in row.keywords}
+    names = dict(zip(df["category_id"], df["name"].str.lower()))
+    assert "never mentioned crying" in names[0]
+    assert "supervisor's reaction" in names[1]
+    assert "felt deeply seen" in names[2]
+
+
+def test_a_phrase_common_to_all_categories_is_not_chosen():
+    # "crying in session" is in every segment of every category, in every case:
+    # it covers them all, and names none of them
+    texts, cases = study(common="Crying in session is hard, crying in session really is.")
+    df = run(texts, cases)
+    for name in df["name"]:
+        assert "crying in session" not in name.lower()
+    assert not (df["name"] == "").any()
+
+
+def test_siblings_in_one_domain_get_different_names():
+    # categories 0 and 1 say the same two things; category 2 something else
+    lines = {0: CATEGORY_LINES[1], 1: CATEGORY_LINES[1][::-1], 2: CATEGORY_LINES[2]}
+    texts, cases = study(lines, common="Her calm voice helped.")
+    texts[2] = [t.replace("Her calm voice helped.", "") for t in texts[2]]
+    apart = run(texts, cases, domains={0: 0, 1: 1, 2: 0})    # in different domains
+    assert apart["name"][0].lower() == apart["name"][1].lower()
+    together = run(texts, cases, domains={0: 0, 1: 0, 2: 0})
+    assert {together["name"][0].lower(), together["name"][1].lower()} == \
+        {"supervisor's reaction", "calm voice"}
+    for c in (0, 1):
+        _check_name(together["name"][c], texts[c])
+
+
+def test_near_synonyms_between_siblings_are_penalised():
+    # Category 1's best phrase, "warm clinical supervision", is another phrase than
+    # category 0's "warm supervision" but nearly the same name (cosine 0.82 with the
+    # fake encoder): the diversity penalty gives category 1 its other phrase.
+    lines = {0: ["The warm supervision helped.", "Warm supervision, um, mattered.",
+                 "I had warm supervision.", "It was warm supervision."],
+             1: ["Warm clinical supervision helped, and calm feedback.",
+                 "We had warm clinical supervision.", "Warm clinical supervision, calm feedback.",
+                 "Honestly it was fine."]}
+    texts, cases = study(lines, common="")
+    no_penalty = run(texts, cases, diversity=0.0)
+    penalty = run(texts, cases, diversity=1.0, redundancy_floor=0.0)
+    assert no_penalty["name"][0].lower() == penalty["name"][0].lower() == "warm supervision"
+    assert no_penalty["name"][1].lower() == "warm clinical supervision"
+    assert penalty["name"][1].lower() == "calm feedback"
+    # the defaults (diversity 0.5 above a floor of 0.7) penalise this pair too,
+    # but not "clinical supervision" (cosine 0.5); a floor above 0.82 does not
+    assert run(texts, cases)["name"][1].lower() == "clinical supervision"
+    assert run(texts, cases, redundancy_floor=0.9)["name"][1].lower() == "warm clinical supervision"
+
+
+def test_person_names_and_extra_stop_words_never_name():
+    lines = {0: ["Dr Okafor's reaction was warm.", "I saw Dr Okafor's reaction, um, later.",
+                 "Dr Okafor's reaction calmed me.", "The PilotTool export helped Okafor's reaction."],
+             1: CATEGORY_LINES[2]}
+    texts, cases = study(lines, common="")
+    df = run(texts, cases, extra_stop_words=["PilotTool"])
+    assert "okafor" not in df["name"][0].lower()
+    for alt in df["alternatives"][0]:
+        assert "okafor" not in alt.lower() and "pilottool" not in alt.lower()
+    assert not {"okafor", "pilottool"} & {k.lower() for k in df["keywords"][0]}
+
+
+def test_category_without_a_phrase_gets_an_empty_name_and_keywords():
+    texts = {0: ["Yes.", "Okay, yes."], 1: CATEGORY_LINES[2]}
+    cases = {0: ["T1", "T2"], 1: CASES}
+    df = run(texts, cases)
+    assert df["name"][0] == "" and np.isnan(df["name_score"][0])
+    assert df["alternatives"][0] == [] and df["name_support"][0] == 0
+    assert df["name"][1] != ""
+
+
+def test_phrase_extractor_hook_and_segment_vectors():
+    texts, cases = study()
+    calls = []
+
+    def caching_extractor(batch, batch_size=64):
+        calls.append(list(batch))
+        return extract_phrases(batch, batch_size=batch_size)
+
+    vectors = {c: fake_encode(t) for c, t in texts.items()}
+    encoded = []
+
+    def counting_encode(batch):
+        encoded.extend(batch)
+        return fake_encode(batch)
+
+    df = name_categories(texts, cases, {c: 0 for c in texts}, counting_encode, NamingConfig(),
+                         vectors_by_category=vectors, phrase_extractor=caching_extractor)
+    assert len(calls) == 1 and sorted(calls[0]) == sorted(t for ts in texts.values() for t in ts)
+    assert not set(encoded) & set(calls[0])          # segments were not encoded again
+    pd.testing.assert_frame_equal(df, run(texts, cases))
+
+
+def test_parsing_is_bounded_but_counting_covers_every_segment():
+    texts, cases = study()
+    texts = {c: ts * 5 for c, ts in texts.items()}            # 20 segments per category
+    cases = {c: cs * 5 for c, cs in cases.items()}
+    parsed = []
+
+    def extractor(batch, batch_size=64):
+        parsed.extend(batch)
+        return extract_phrases(batch, batch_size=batch_size)
+
+    df = name_categories(texts, cases, {c: 0 for c in texts}, fake_encode,
+                         NamingConfig(max_parsed_per_category=3), phrase_extractor=extractor)
+    assert len(parsed) == 3 * len(texts)
+    assert (df["name_support"] >= 5).all()      # found in unparsed segments too
+
+
+def test_bad_inputs_are_clear_errors():
+    texts, cases = study()
+    with pytest.raises(InputError, match="case ids"):
+        run(texts, {**cases, 0: ["T1"]})
+    with pytest.raises(InputError, match="no domain"):
+        run(texts, cases, domains={0: 0, 1: 0})
+    with pytest.raises(InputError, match="vectors"):
+        name_categories(texts, cases, {c: 0 for c in texts}, fake_encode, NamingConfig(),
+                        vectors_by_category={c: np.zeros((1, 64)) for c in texts})
+    with pytest.raises(InputError, match="encoder"):
+        name_categories(texts, cases, {c: 0 for c in texts}, lambda b: np.zeros((1, 3)), NamingConfig())
+    with pytest.raises(ValidationError):
+        NamingConfig(min_words=4, max_words=3)
+    with pytest.raises(ValidationError):
+        NamingConfig(weight_centrality=0, weight_distinctiveness=0, weight_cases=0)
+    with pytest.raises(ValidationError):
+        NamingConfig(unknown=1)
+
+
+@pytest.mark.slow
+def test_demo_names_with_the_real_embedder(tmp_path):
+    """The demo's segments, grouped by k-means on the real embeddings, all get names
+    that keep the rules."""
+    from pathlib import Path
+
+    from sklearn.cluster import KMeans
+
+    from pipeline.config import load_config
+    from pipeline.embed import SentenceTransformerEmbedder
+    from pipeline.ingest import ingest
+    from pipeline.segment import SentenceSegmenter, segment_corpus
+
+    root = Path(__file__).resolve().parent.parent
+    cfg, base = load_config(root / "configs" / "demo.yaml")
+    segs = segment_corpus(SentenceSegmenter(target_words=40, max_words=80),
+                          ingest(cfg.ingest, base)).segments
+    embedder = SentenceTransformerEmbedder()
+    vecs = np.asarray(embedder.encode(segs["text"].tolist()), dtype=np.float32)
+    labels = KMeans(12, random_state=0, n_init=4).fit_predict(vecs)
+    texts = {int(k): segs["text"][labels == k].tolist() for k in np.unique(labels)}
+    cases = {int(k): segs["case_id"][labels == k].tolist() for k in np.unique(labels)}
+    df = name_categories(texts, cases, {k: k % 3 for k in texts},
+                         lambda b: np.asarray(embedder.encode(list(b))), NamingConfig(),
+                         vectors_by_category={k: vecs[labels == k] for k in texts})
+    assert (df["name"] != "").all()
+    for k, name in zip(df["category_id"], df["name"]):
+        _check_name(name, texts[k])
+    for d in range(3):
+        sib = df[df["category_id"] % 3 == d]["name"].str.lower()
+        assert sib.is_unique
