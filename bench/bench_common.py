@@ -93,7 +93,7 @@ def coded_sets(drop_backchannels: bool = True) -> list[CodedSet]:
     backchannels such as "Mm-hmm." and "Yeah." are not themes and are dropped), so
     both methods see exactly the same units.
     """
-    from pipeline.segment import is_backchannel
+    from pipeline.stages.segment import is_backchannel
 
     def keep(texts: pd.Series) -> np.ndarray:
         t = texts.fillna("").astype(str).str.strip()
@@ -151,7 +151,7 @@ def embed_with_cache(texts: list[str], embedder=None,
                      cache_dir: Path = ROOT / ".cache" / "consensa") -> np.ndarray:
     """Embed through Consensa's embedding cache; by default with Consensa's default
     embedder (all-MiniLM-L6-v2)."""
-    from pipeline.embed import EmbeddingCache, SentenceTransformerEmbedder, embed_texts
+    from pipeline.stages.embed import EmbeddingCache, SentenceTransformerEmbedder, embed_texts
 
     vecs, _ = embed_texts(embedder or SentenceTransformerEmbedder(), texts,
                           EmbeddingCache(cache_dir / "embeddings.sqlite"))
@@ -180,7 +180,7 @@ _SENT = re.compile(r"(?<=[.!?])\s+")
 
 def source_sentences() -> dict[str, list[str]]:
     """Sentences of the shared data, by source interview."""
-    from pipeline.segment import count_words, is_backchannel
+    from pipeline.stages.segment import count_words, is_backchannel
 
     a = pd.read_csv(ANNOMI)[["case_id", "text"]]
     p = pd.read_csv(PDPILOT_TURNS)

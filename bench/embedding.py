@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--reps", type=int, default=3)
     args = ap.parse_args(argv)
-    from pipeline.embed import SentenceTransformerEmbedder
+    from pipeline.stages.embed import SentenceTransformerEmbedder
 
     frame, _ = synthetic_table(10000)
     texts = frame.loc[frame["speaker"] == "participant", "text"].tolist()[2000:2000 + args.n]

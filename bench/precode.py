@@ -30,8 +30,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.embed import EmbeddingCache, SentenceTransformerEmbedder, TfidfSVDEmbedder, embed_texts  # noqa: E402
-from pipeline.review.precode import fit_classifier  # noqa: E402
+from pipeline.stages.embed import EmbeddingCache, SentenceTransformerEmbedder, TfidfSVDEmbedder, embed_texts  # noqa: E402
+from pipeline.precode import fit_classifier  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 THRESHOLDS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)

@@ -68,8 +68,8 @@ def make(cfg, section: str):
 
 def consensa_themes(vectors: np.ndarray, order: pd.DataFrame, seed: int,
                     overrides: list[str]) -> tuple[np.ndarray, dict]:
-    from pipeline.cluster import assign
-    from pipeline.context import contextualize
+    from pipeline.stages.cluster import assign
+    from pipeline.stages.context import contextualize
 
     cfg = consensa_config(seed, overrides)
     grouping = contextualize(vectors, order, cfg.context.window, cfg.context.weight)

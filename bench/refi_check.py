@@ -56,7 +56,7 @@ def qdc_as_project(qdc: bytes) -> bytes:
     """The codebook's <Codes> inside a minimal Project, in the project namespace."""
     from lxml import etree
 
-    from pipeline.refi import NS_CODEBOOK, NS_PROJECT
+    from pipeline.exchange.refi import NS_CODEBOOK, NS_PROJECT
 
     book = etree.fromstring(qdc, etree.XMLParser(resolve_entities=False, no_network=True))
     assert book.tag == f"{{{NS_CODEBOOK}}}CodeBook", book.tag
@@ -77,8 +77,8 @@ def make_run(tmp: Path) -> Path:
 
 
 def main() -> int:
-    from pipeline.codes import load_run
-    from pipeline.refi import (
+    from pipeline.exchange.codes import load_run
+    from pipeline.exchange.refi import (
         codebook_from_run,
         iter_codes,
         qdc_bytes,

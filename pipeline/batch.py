@@ -44,8 +44,14 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote
 
-from .config import (RunConfig, check_inputs, parse_override, read_yaml, set_dotted,
-                     validate_config)
+from .config import (
+    RunConfig,
+    check_inputs,
+    parse_override,
+    read_yaml,
+    set_dotted,
+    validate_config,
+)
 from .errors import ConfigError, ConsensaError, InputError
 from .fsutil import atomic_write_text
 
@@ -450,7 +456,7 @@ def write_summary(folder: Path, plans: list[Plan],
         given = [v for v in values if v is not None]
         if given and all(isinstance(v, int) and not isinstance(v, bool) for v in given):
             table[k] = pd.array(values, dtype="Int64")
-    from .sheets import to_csv          # an error message or a name may start a formula
+    from .sheets import to_csv  # an error message or a name may start a formula
 
     atomic_write_text(folder / "batch_summary.csv", to_csv(table, index=False))
     atomic_write_text(folder / "index.html", render_index(folder.name, rows, keys))
@@ -467,7 +473,7 @@ def render_index(title: str, rows: list[dict[str, Any]], keys: list[str]) -> str
     """index.html: one table row per run, linking its report (relative links)."""
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "report" / "templates")),
                              autoescape=True, undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     view = []

@@ -20,7 +20,9 @@ def _say(msg: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .batch import load_single  # load_config, also refusing sweep: and reading stability:
+    from .batch import (
+        load_single,  # load_config, also refusing sweep: and reading stability:
+    )
     from .run import run
 
     cfg, base, stability = load_single(args.config, args.set or [])
@@ -82,7 +84,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .refi import cli
+    from .exchange.refi import cli
 
     return cli(args.kind, args.source, args.out)
 
@@ -208,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .review.commands import add_parser as add_review_parser
 
     add_review_parser(sub)
-    from .review.precode import add_parser as add_precode_parser
+    from .precode import add_parser as add_precode_parser
 
     add_precode_parser(sub)
     return parser

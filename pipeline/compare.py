@@ -1,6 +1,6 @@
 """``consensa compare RUN CODES``: how a run's themes agree with human codes.
 
-The human codes (a table or a REFI-QDA project, see :mod:`pipeline.codes`) are
+The human codes (a table or a REFI-QDA project, see :mod:`pipeline.exchange.codes`) are
 placed in the run's source texts and laid over its segments: a segment *carries*
 a code covering at least ``min_coverage`` of its characters, and its *primary*
 code is the one covering most. Then, at the level of categories (themes vs. full
@@ -63,7 +63,8 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .codes import (
+from .errors import InputError
+from .exchange.codes import (
     MIN_COVERAGE,
     MIN_MATCH,
     HumanCodes,
@@ -76,7 +77,6 @@ from .codes import (
     read_codes,
     segment_coverage,
 )
-from .errors import InputError
 from .fsutil import atomic_write_bytes, atomic_write_text
 from .sheets import append_row, to_csv
 
@@ -846,7 +846,7 @@ def render_html(res: CompareResult, summary: str) -> str:
     from markupsafe import Markup
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(
-        str(Path(__file__).parent / "templates")), autoescape=True,
+        str(Path(__file__).parent / "report" / "templates")), autoescape=True,
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["f"] = _f
     env.filters["pct"] = lambda x: "n/a" if x is None or (isinstance(x, float) and

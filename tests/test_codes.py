@@ -16,7 +16,7 @@ from compare_helpers import (
     write_csv,
 )
 
-from pipeline.codes import (
+from pipeline.exchange.codes import (
     Locator,
     TextMap,
     align_blocks,

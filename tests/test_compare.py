@@ -16,7 +16,7 @@ from scipy.special import comb
 from study import TOPICS
 
 from pipeline.cli import main
-from pipeline.codes import load_run, read_codes
+from pipeline.exchange.codes import load_run, read_codes
 from pipeline.compare import (
     agreement_metrics,
     best_matching,
@@ -28,7 +28,7 @@ from pipeline.compare import (
     write_compare,
 )
 from pipeline.errors import InputError
-from pipeline.refi import qdpx_bytes
+from pipeline.exchange.refi import qdpx_bytes
 
 # --- Metrics by hand ----------------------------------------------------------------
 # Eight items, codes X/Y, themes 1/2, contingency [[3, 1], [1, 3]].

@@ -162,7 +162,7 @@ def test_ordinary_aliases_and_merge_keys_still_load(tmp_path):
 
 def test_other_yaml_readers_refuse_an_alias_bomb(tmp_path):
     from pipeline.errors import InputError
-    from pipeline.refi import codebook_from_yaml
+    from pipeline.exchange.refi import codebook_from_yaml
 
     path = write(tmp_path, alias_bomb("domains"), name="codebook.yaml")
     with pytest.raises(InputError, match="AliasExpansionError"):

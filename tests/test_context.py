@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from pipeline.config import validate_config
-from pipeline.context import contextualize, speaking_order
+from pipeline.stages.context import contextualize, speaking_order
 from pipeline.errors import ConfigError, ConsensaError
 
 

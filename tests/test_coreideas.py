@@ -220,9 +220,9 @@ def test_demo_core_ideas_with_the_real_embedder():
     from sklearn.cluster import KMeans
 
     from pipeline.config import load_config
-    from pipeline.embed import SentenceTransformerEmbedder
-    from pipeline.ingest import ingest
-    from pipeline.segment import SentenceSegmenter, segment_corpus
+    from pipeline.stages.embed import SentenceTransformerEmbedder
+    from pipeline.stages.ingest import ingest
+    from pipeline.stages.segment import SentenceSegmenter, segment_corpus
 
     root = Path(__file__).resolve().parent.parent
     cfg, base = load_config(root / "configs" / "demo.yaml")

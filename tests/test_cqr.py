@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from pipeline.cqr import CQRConfig, cqr_markdown, cqr_table, cutoffs, frequency_label
+from pipeline.stages.cqr import CQRConfig, cqr_markdown, cqr_table, cutoffs, frequency_label
 
 
 @pytest.mark.parametrize("n, total, label", [

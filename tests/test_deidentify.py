@@ -21,10 +21,10 @@ from hypothesis import strategies as st
 
 from pipeline.cli import main
 from pipeline.config import load_config
-from pipeline.deidentify import (MAPPING_MARK, PLACEHOLDER, DeidentifyConfig, deidentify_corpus,
+from pipeline.stages.deidentify import (MAPPING_MARK, PLACEHOLDER, DeidentifyConfig, deidentify_corpus,
                                  deidentify_text, mapping_header, study_key, write_mapping)
 from pipeline.errors import ConfigError
-from pipeline.ingest import IngestConfig, ingest
+from pipeline.stages.ingest import IngestConfig, ingest
 from pipeline.types import TURN_COLUMNS
 from study import study_config, write_study
 
@@ -289,7 +289,7 @@ def test_a_run_with_deidentification_holds_no_identifier(tmp_path, capsys):
         source = (out / row.source_file).read_text(encoding="utf-8")
         assert source[row.start_char:row.end_char] == row.text
     assert "PERSON_" in (out / "sources" / "case07.txt").read_text(encoding="utf-8")
-    from pipeline.codes import load_run
+    from pipeline.exchange.codes import load_run
 
     assert all(load_run(out).exact.values())      # compare/export read the same sources
     manifest = json.loads((out / "manifest.json").read_text())
@@ -370,7 +370,7 @@ def test_recall_on_a_third_of_the_test_set():
     """tests/data/deid_small.jsonl: every third record of bench/deid/testset.jsonl."""
     records = [json.loads(line) for line in
                (ROOT / "tests" / "data" / "deid_small.jsonl").read_text().splitlines()]
-    from pipeline.ingest import DEFAULT_INTERVIEWER_SPEAKERS, DEFAULT_PARTICIPANT_SPEAKERS
+    from pipeline.stages.ingest import DEFAULT_INTERVIEWER_SPEAKERS, DEFAULT_PARTICIPANT_SPEAKERS
 
     gold, found, extra, predicted = {}, {}, 0, 0
     for r in records:
@@ -572,7 +572,7 @@ def test_recall_and_precision_on_the_hard_subset():
     records = [json.loads(line) for line in
                (ROOT / "tests" / "data" / "deid_small.jsonl").read_text().splitlines()]
     records = [r for r in records if r.get("subset") == "hard"]
-    from pipeline.ingest import DEFAULT_INTERVIEWER_SPEAKERS, DEFAULT_PARTICIPANT_SPEAKERS
+    from pipeline.stages.ingest import DEFAULT_INTERVIEWER_SPEAKERS, DEFAULT_PARTICIPANT_SPEAKERS
 
     gold = found = extra = predicted = 0
     for r in records:
@@ -617,7 +617,7 @@ def test_a_deidentified_run_with_vtt_and_srt_exports_to_qdpx(tmp_path, capsys):
     config.write_text(yaml.safe_dump(cfg), encoding="utf-8")
     out = tmp_path / "out"
     assert main(["run", str(config), "--out", str(out)]) == 0
-    from pipeline.codes import load_run
+    from pipeline.exchange.codes import load_run
 
     run = load_run(out)
     assert run.exact == {f"case0{i}": True for i in range(1, 7)}, run.notes

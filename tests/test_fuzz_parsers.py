@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from pipeline.config import read_yaml, validate_config
 from pipeline.errors import ConsensaError
-from pipeline.ingest import IngestConfig, _join_cases_table, _Reader
+from pipeline.stages.ingest import IngestConfig, _join_cases_table, _Reader
 from pipeline.textio import decode_bytes
 
 sys.path.insert(0, str(Path(__file__).parent / "broken"))
@@ -185,7 +185,7 @@ _PROJECT = corpus.PROJECT.encode()
        how=st.sampled_from(["raw", "zipped-qde", "qdpx-member"]),
        name=st.sampled_from(["project.qde", "../x.qde", "Sources/a.txt", "/abs.qde", "a\\b.qde"]))
 def test_refi_project_reader(data, how, name):
-    from pipeline.refi import read_project
+    from pipeline.exchange.refi import read_project
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / ("p.qde" if how == "raw" else "p.qdpx")
@@ -302,7 +302,7 @@ _QDPX = corpus.qdpx({"project.qde": _PROJECT.replace(
            "crc_xor": st.integers(1, 2**32 - 1), "garble": st.integers(1, 40)}),
        flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=4))
 def test_damaged_qdpx(member, damage, flips):
-    from pipeline.refi import read_project
+    from pipeline.exchange.refi import read_project
 
     data = bytearray(corpus.zip_patch(_QDPX, member, **damage))
     for position, value in flips:
@@ -319,7 +319,7 @@ def test_damaged_qdpx(member, damage, flips):
 @settings(max_examples=25, deadline=None)
 @given(depth=st.integers(0, 3000))
 def test_refi_codes_nested_to_any_depth(depth):
-    from pipeline.refi import MAX_CODE_DEPTH, read_project
+    from pipeline.exchange.refi import MAX_CODE_DEPTH, read_project
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "p.qde"

@@ -1,4 +1,4 @@
-"""Tests for pipeline.ingest: every format, encodings, roles, and what gets skipped."""
+"""Tests for pipeline.stages.ingest: every format, encodings, roles, and what gets skipped."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from pipeline import ingest as ingest_module
+from pipeline.stages import ingest as ingest_module
 from pipeline.errors import InputError
-from pipeline.ingest import IngestConfig, TableMapping, ingest
+from pipeline.stages.ingest import IngestConfig, TableMapping, ingest
 from pipeline.textio import decode_bytes, read_text_file
 from pipeline.types import TURN_COLUMNS, Corpus
 

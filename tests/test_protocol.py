@@ -580,9 +580,9 @@ def test_nothing_is_moved_into_the_frame():
 @pytest.mark.slow
 def test_demo_protocol_with_the_real_embedder(tmp_path):
     from pipeline.config import load_config
-    from pipeline.embed import EmbeddingCache, SentenceTransformerEmbedderV2, embed_texts
-    from pipeline.ingest import ingest
-    from pipeline.segment import SentenceSegmenter
+    from pipeline.stages.embed import EmbeddingCache, SentenceTransformerEmbedderV2, embed_texts
+    from pipeline.stages.ingest import ingest
+    from pipeline.stages.segment import SentenceSegmenter
 
     cfg, base = load_config(ROOT / "configs" / "demo.yaml")
     corpus = ingest(cfg.ingest, base)

@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import pytest
 
-from pipeline.reduce import (
+from pipeline.stages.reduce import (
     PCAReducer,
     ReductionCache,
     UMAPReducer,
@@ -493,7 +493,7 @@ def test_spectral_is_deterministic_and_keeps_blobs_apart(data):
     from sklearn.cluster import KMeans
     from sklearn.metrics import adjusted_rand_score
 
-    from pipeline.reduce import SpectralReducer
+    from pipeline.stages.reduce import SpectralReducer
 
     X, labels = data
     a = SpectralReducer(n_components=6).fit_transform(X)
@@ -506,7 +506,7 @@ def test_spectral_is_deterministic_and_keeps_blobs_apart(data):
 
 
 def test_spectral_uses_shared_neighbours_and_falls_back_to_pca_when_tiny(data):
-    from pipeline.reduce import SpectralReducer
+    from pipeline.stages.reduce import SpectralReducer
 
     X, _ = data
     k = auto_neighbors(len(X))
@@ -525,7 +525,7 @@ def test_laplacian_eigenmap_spans_scikit_learns_spectral_embedding(data):
     from sklearn.manifold import spectral_embedding
     from umap.umap_ import fuzzy_simplicial_set
 
-    from pipeline.reduce import laplacian_eigenmap
+    from pipeline.stages.reduce import laplacian_eigenmap
 
     rng = np.random.default_rng(3)
     X = rng.normal(size=(200, 12)).astype(np.float32)        # one connected cloud

@@ -17,9 +17,9 @@ from compare_helpers import FIXTURES, study_run, zip_fixture
 
 from pipeline import __version__
 from pipeline.cli import main
-from pipeline.codes import load_run, read_codes
+from pipeline.exchange.codes import load_run, read_codes
 from pipeline.errors import InputError
-from pipeline.refi import (
+from pipeline.exchange.refi import (
     CONSENSA_USER,
     GUID_NAMESPACE,
     MAX_CODE_DEPTH,
@@ -190,7 +190,7 @@ def test_codes_nested_thousands_deep_are_refused_without_recursion(tmp_path):
 def test_nested_codes_keep_document_order():
     """The walk without recursion visits the codes as the recursive one did: depth first,
     siblings in document order."""
-    from pipeline.refi import _read_root, _parse_xml
+    from pipeline.exchange.refi import _read_root, _parse_xml
 
     xml = ('<Project xmlns="urn:QDA-XML:project:1.0"><CodeBook><Codes>'
            '<Code guid="a" name="A"><Code guid="a1" name="A1"><Code guid="x" name="X"/></Code>'

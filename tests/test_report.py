@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy.cluster.hierarchy import linkage
 
-from pipeline.report import MAX_MAP_POINTS, MAX_UNASSIGNED_LISTED, render_report
+from pipeline.report.render import MAX_MAP_POINTS, MAX_UNASSIGNED_LISTED, render_report
 from pipeline.types import (ASSIGNED_SEGMENT_COLUMNS, CONCEPT_COLUMNS, CQR_COLUMNS,
                             DOMAIN_COLUMNS, THEME_COLUMNS, RunResult)
 
@@ -425,7 +425,7 @@ def test_provenance_states_context_and_de_identification():
 
 
 def test_heat_map_of_many_cases_labels_every_nth_case_only():
-    from pipeline.report import MAX_CASE_LABELS, _heatmap_section
+    from pipeline.report.render import MAX_CASE_LABELS, _heatmap_section
 
     cases = [f"C{i:03d}" for i in range(130)]
     themes = pd.DataFrame({"theme_id": [0, 1], "name": ["grief / loss", "training"],

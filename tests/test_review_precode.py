@@ -12,7 +12,7 @@ import yaml
 
 from pipeline.cli import main
 from pipeline.review.model import Decision, load_run
-from pipeline.review.precode import fit_classifier
+from pipeline.precode import fit_classifier
 from pipeline.review.store import ReviewStore
 from review_helpers import copy_run
 from study import TOPICS, write_study

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline import segment
-from pipeline.segment import _WORD, SentenceSegmenter, _pieces, _trim, count_words
+from pipeline.stages.segment import _WORD, SentenceSegmenter, _pieces, _trim, count_words
 from pipeline.types import Corpus, SourceText
 
 

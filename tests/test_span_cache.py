@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.segment import SentenceSegmenter, SpanCache, TurnSegmenter, segment_corpus
+from pipeline.stages.segment import SentenceSegmenter, SpanCache, TurnSegmenter, segment_corpus
 from test_stages import corpus_from
 
 TEXT = (

@@ -32,8 +32,8 @@ from study import study_config, write_study
 from pipeline import sheets
 from pipeline.cli import main
 from pipeline.config import validate_config
-from pipeline.ingest import IngestConfig, ingest
-from pipeline.refi import codebook_from_table
+from pipeline.stages.ingest import IngestConfig, ingest
+from pipeline.exchange.refi import codebook_from_table
 from pipeline.review.model import load_run
 from pipeline.review.store import ReviewStore
 from pipeline.review.workbook import build_workbook
@@ -257,7 +257,7 @@ def test_themes_csv_round_trip_through_add_theme_column(run_copy):
     assert back["theme_id"].tolist() == themes["theme_id"].tolist()
     assert_csvs_safe(run_copy)
     # the REFI-QDA codebook and the codes' run reader get the exact name too
-    from pipeline.codes import load_run as load_for_codes
+    from pipeline.exchange.codes import load_run as load_for_codes
 
     assert NAME in {c.name for p in codebook_from_table(run_copy / "themes.csv")
                     for c in [p, *p.children]}

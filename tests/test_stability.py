@@ -12,7 +12,7 @@ import yaml
 from pipeline.cli import main
 from pipeline.config import validate_config
 from pipeline.errors import ConfigError, ConsensaError
-from pipeline.report import render_report
+from pipeline.report.render import render_report
 from pipeline.run import run
 from pipeline.runfolder import load_result, read_raw_csv
 from pipeline.stability import (STABILITY_COLUMNS, StabilityConfig, _targets_from_inputs,
@@ -120,7 +120,7 @@ def test_the_same_seed_gives_the_same_files(tmp_path):
 def test_the_report_rendered_from_the_folder_is_the_runs_own(tmp_path):
     run_dir = make_run(tmp_path, write_study(tmp_path / "interviews"))
     cfg = run_config(run_dir)
-    from pipeline.embed import embed_texts
+    from pipeline.stages.embed import embed_texts
     from pipeline.registry import REGISTRIES
 
     segments = pd.read_parquet(run_dir / "segments.parquet")

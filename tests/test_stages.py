@@ -4,12 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.cluster import assign, auto_min_cluster_size
-from pipeline.concepts import Concept, ConceptsConfig, match_concepts
-from pipeline.domains import MISC, DomainConfig, propose_domains
-from pipeline.label import LabelConfig, build_vocabulary, ctfidf, label_themes, representative
-from pipeline.reduce import auto_neighbors
-from pipeline.segment import SentenceSegmenter, TurnSegmenter, is_backchannel
+from pipeline.stages.cluster import assign, auto_min_cluster_size
+from pipeline.stages.concepts import Concept, ConceptsConfig, match_concepts
+from pipeline.stages.domains import MISC, DomainConfig, propose_domains
+from pipeline.stages.label import LabelConfig, build_vocabulary, ctfidf, label_themes, representative
+from pipeline.stages.reduce import auto_neighbors
+from pipeline.stages.segment import SentenceSegmenter, TurnSegmenter, is_backchannel
 from pipeline.types import TURN_COLUMNS, Clustering, Corpus, SourceText
 
 
@@ -161,7 +161,7 @@ def test_concepts_without_support_are_reported_not_forced():
 
 
 def test_keyness_drops_words_every_group_uses_alike():
-    from pipeline.label import keyness
+    from pipeline.stages.label import keyness
 
     groups = {0: [["felt", "supervisor", "supervisor", "supervisor"]] * 2,
               1: [["felt", "training", "training", "training"]] * 2}
@@ -182,7 +182,7 @@ def test_a_keyword_must_be_shared_by_two_cases_of_the_theme():
 
 
 def test_max_cluster_share_splits_a_block_holding_most_of_the_study():
-    from pipeline.cluster import HDBSCANClusterer, HDBSCANClustererV2
+    from pipeline.stages.cluster import HDBSCANClusterer, HDBSCANClustererV2
     from pipeline.errors import ConfigError
 
     rng = np.random.default_rng(0)
@@ -200,9 +200,9 @@ def test_max_cluster_share_splits_a_block_holding_most_of_the_study():
 
 
 def test_v2_defaults_differ_from_v1_only_where_documented():
-    from pipeline.cluster import HDBSCANClusterer, HDBSCANClustererV2
-    from pipeline.embed import SentenceTransformerEmbedder, SentenceTransformerEmbedderV2
-    from pipeline.reduce import UMAPReducer, UMAPReducerV2
+    from pipeline.stages.cluster import HDBSCANClusterer, HDBSCANClustererV2
+    from pipeline.stages.embed import SentenceTransformerEmbedder, SentenceTransformerEmbedderV2
+    from pipeline.stages.reduce import UMAPReducer, UMAPReducerV2
     from pipeline.registry import get_params
 
     for v1, v2, changed in ((HDBSCANClusterer, HDBSCANClustererV2, {"max_cluster_share": 0.25}),
@@ -216,7 +216,7 @@ def test_v2_defaults_differ_from_v1_only_where_documented():
 def test_umap_epochs_reach_umap(monkeypatch):
     import umap
 
-    from pipeline.reduce import UMAPReducer, UMAPReducerV2
+    from pipeline.stages.reduce import UMAPReducer, UMAPReducerV2
 
     seen = []
 
@@ -236,7 +236,7 @@ def test_umap_epochs_reach_umap(monkeypatch):
 
 
 def test_vocabulary_cache_serves_the_same_vocabulary_and_misses_on_change(tmp_path, monkeypatch):
-    import pipeline.label as label
+    import pipeline.stages.label as label
 
     texts = ["Nobody taught us about crying, um, in training.", "My supervisor helped me.",
              "Jess cried and I cried too."]

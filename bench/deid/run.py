@@ -42,8 +42,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.deidentify import TYPES, DeidentifyConfig, deidentify_text  # noqa: E402
-from pipeline.ingest import DEFAULT_INTERVIEWER_SPEAKERS, DEFAULT_PARTICIPANT_SPEAKERS  # noqa: E402
+from pipeline.stages.deidentify import TYPES, DeidentifyConfig, deidentify_text  # noqa: E402
+from pipeline.stages.ingest import DEFAULT_INTERVIEWER_SPEAKERS, DEFAULT_PARTICIPANT_SPEAKERS  # noqa: E402
 
 TARGETS = {"PERSON": 0.95, "EMAIL": 0.95, "PHONE": 0.95}
 #: the hard subset: every identifier together
@@ -81,8 +81,8 @@ def predict_corpus(records: list[dict], config: DeidentifyConfig) -> dict[str, l
     """De-identify the records as one study, through ingest and deidentify_corpus."""
     import tempfile
 
-    from pipeline.deidentify import deidentify_corpus
-    from pipeline.ingest import IngestConfig, ingest
+    from pipeline.stages.deidentify import deidentify_corpus
+    from pipeline.stages.ingest import IngestConfig, ingest
 
     known = list(dict.fromkeys(n for r in records for n in r.get("known_names", [])))
     with tempfile.TemporaryDirectory() as folder:

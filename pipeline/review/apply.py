@@ -3,7 +3,7 @@
 Order: domain merges and renames; then per theme its consensus (reject, merge into
 another theme following chains, split, rename, reassign to a domain, core idea
 note); then segment moves. Counts and frequency labels are computed again from
-the segments each final category holds (:mod:`pipeline.cqr`).
+the segments each final category holds (:mod:`pipeline.stages.cqr`).
 
 Writes into ``RUN/review/`` only (the run's own outputs stay as they are):
 ``codebook.yaml``, ``codebook.md``, ``cqr_table.md``, ``cqr_table.csv`` and
@@ -20,11 +20,18 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from ..cqr import cqr_markdown, cqr_table, frequency_label
 from ..fsutil import atomic_write_text
 from ..sheets import to_csv
+from ..stages.cqr import cqr_markdown, cqr_table, frequency_label
 from .agreement import ReviewStatus
-from .model import Decision, ReviewError, RunItems, domain_item, merge_cycles, theme_item
+from .model import (
+    Decision,
+    ReviewError,
+    RunItems,
+    domain_item,
+    merge_cycles,
+    theme_item,
+)
 
 N_QUOTES = 3   # at least this many example quotes per category (where it has them)
 MAX_QUOTES = 5

@@ -31,11 +31,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..cqr import CQRConfig
 from .. import safeyaml
 from ..errors import ConsensaError, InputError
 from ..runfolder import run_id_of
 from ..sheets import restore_frame
+from ..stages.cqr import CQRConfig
 
 THEME_DECISIONS = ("accept", "rename", "reassign", "merge", "split", "reject")
 DOMAIN_DECISIONS = ("accept", "rename", "merge")

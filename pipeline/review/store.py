@@ -37,7 +37,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable
 
-from .model import Decision, ReviewError, RunItems, check_decision, check_set, merge_cycles
+from .model import (
+    Decision,
+    ReviewError,
+    RunItems,
+    check_decision,
+    check_set,
+    merge_cycles,
+)
 
 SCHEMA_VERSION = "1"
 DB_NAME = "decisions.sqlite"

@@ -20,10 +20,20 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 
 from ..fsutil import atomic_write_bytes
-from .signing import WorkbookCheck, ensure_key, export_command, signature
 from ..sheets import append_row, set_cell
-from .model import (DOMAIN_DECISIONS, ROLES, THEME_DECISIONS, Decision, RunItems,
-                    _norm_id, domain_item, segment_item, split_ids, theme_item)
+from .model import (
+    DOMAIN_DECISIONS,
+    ROLES,
+    THEME_DECISIONS,
+    Decision,
+    RunItems,
+    _norm_id,
+    domain_item,
+    segment_item,
+    split_ids,
+    theme_item,
+)
+from .signing import WorkbookCheck, ensure_key, export_command, signature
 
 #: -2: ``_meta`` holds the signature of the workbook's identity
 FORMAT = "consensa-review-2"

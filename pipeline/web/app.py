@@ -672,9 +672,9 @@ class ReviewApp:
 
     # --- export -------------------------------------------------------------------------
     def _refi(self):
-        """``pipeline.refi`` if it is installed and can export (checked at each request)."""
+        """``pipeline.exchange.refi`` if it is installed and can export (checked at each request)."""
         try:
-            mod = importlib.import_module("pipeline.refi")
+            mod = importlib.import_module("pipeline.exchange.refi")
         except Exception:  # noqa: BLE001 - absent or broken: no REFI buttons
             return None
         return mod if hasattr(mod, "export_codebook") and hasattr(mod, "write_qdc") else None
@@ -734,7 +734,7 @@ class ReviewApp:
                           self.run.folder / "export" / f"{self.run.name}.qdc")
                 refi.write_qdc(codes, target, origin)
             else:
-                from ..codes import load_run as load_for_refi
+                from ..exchange.codes import load_run as load_for_refi
 
                 target = self.run.folder / "export" / f"{self.run.name}.qdpx"
                 refi.write_qdpx(load_for_refi(self.run.folder), target)

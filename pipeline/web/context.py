@@ -138,7 +138,7 @@ def _candidates(path: str, run: RunItems) -> list[Path]:
 
 def _source_turns(run: RunItems) -> tuple[pd.DataFrame | None, dict[str, str]]:
     """The verified cases' turns and texts, read again from the transcripts."""
-    from ..ingest import IngestConfig, ingest
+    from ..stages.ingest import IngestConfig, ingest
 
     inputs = [i for i in run.manifest.get("inputs") or [] if isinstance(i, dict)]
     paths = {}

@@ -45,8 +45,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
-from .types import (ASSIGNED_SEGMENT_COLUMNS, CONCEPT_COLUMNS, CQR_COLUMNS, DOMAIN_COLUMNS,
-                    THEME_COLUMNS, RunResult)
+from ..types import (
+    ASSIGNED_SEGMENT_COLUMNS,
+    CONCEPT_COLUMNS,
+    CQR_COLUMNS,
+    DOMAIN_COLUMNS,
+    THEME_COLUMNS,
+    RunResult,
+)
 
 __all__ = ["render_report", "MAX_MAP_POINTS", "MAX_UNASSIGNED_LISTED"]
 

@@ -16,7 +16,7 @@ coding's coder is its ``creatingUser`` (else its selection's). Picture, PDF,
 audio and video sources are counted and left out. From a bare ``.qde`` whose
 texts are inside a .qdpx (``internal://``) or outside the project, selections keep
 their positions and are placed against the text Consensa read (as a table's
-offsets are, see :mod:`pipeline.codes`). XML is parsed with defusedxml
+offsets are, see :mod:`pipeline.exchange.codes`). XML is parsed with defusedxml
 (no DTDs, no entities, nothing fetched), and a .qdpx is refused before anything
 is unpacked when a member's name would leave the archive (zip slip) or when the
 members read would unpack to more than :data:`MAX_UNPACKED_BYTES` or at a
@@ -49,7 +49,10 @@ from xml.etree import ElementTree as ET
 
 import pandas as pd
 
-from . import __version__
+from .. import __version__
+from ..errors import InputError
+from ..fsutil import atomic_write_bytes
+from ..sheets import restore_frame
 from .codes import (
     CODING_COLUMNS,
     JOIN,
@@ -58,9 +61,6 @@ from .codes import (
     codebook_from_paths,
     split_path,
 )
-from .errors import InputError
-from .fsutil import atomic_write_bytes
-from .sheets import restore_frame
 
 NS_PROJECT = "urn:QDA-XML:project:1.0"
 NS_CODEBOOK = "urn:QDA-XML:codebook:1.0"
@@ -390,7 +390,7 @@ def _source_text(src, archive: _Archive | None) -> tuple[str | None, str]:
         info = archive.find("Sources/" + where[len("internal://"):])
         if info is None:
             return None, f"its text {where} is missing from the .qdpx"
-        from .textio import decode_bytes
+        from ..textio import decode_bytes
 
         try:
             data = archive.read(info)
@@ -535,7 +535,7 @@ def codebook_from_yaml(path: Path) -> list[ExportCode]:
     its domains and categories, with the judges' names and core ideas."""
     import yaml
 
-    from . import safeyaml
+    from .. import safeyaml
 
     try:
         data = safeyaml.load(path.read_text(encoding="utf-8"))

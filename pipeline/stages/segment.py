@@ -24,10 +24,10 @@ from typing import Iterable, Iterator, Literal
 import numpy as np
 import pandas as pd
 
-from .errors import Skipped
-from .fsutil import atomic_write_npz
-from .registry import segmenters
-from .types import SEGMENT_COLUMNS, TURN_COLUMNS, Corpus, Segmentation, check_columns
+from ..errors import Skipped
+from ..fsutil import atomic_write_npz
+from ..registry import segmenters
+from ..types import SEGMENT_COLUMNS, TURN_COLUMNS, Corpus, Segmentation, check_columns
 
 #: Words that, alone or together, make an utterance a backchannel.
 BACKCHANNEL_WORDS = frozenset("""
@@ -255,7 +255,7 @@ class SentenceSegmenter(_SegmenterBase):
         import spacy
 
         if not 0 < self.min_words <= self.target_words <= self.max_words:
-            from .errors import ConfigError
+            from ..errors import ConfigError
             raise ConfigError("segment: need 0 < min_words <= target_words <= max_words, got "
                               f"{self.min_words}, {self.target_words}, {self.max_words}")
         nlp = spacy.blank("en")
@@ -357,7 +357,7 @@ class SpanCache:
 
     @staticmethod
     def key(segmenter, texts: list[str]) -> str:
-        from .registry import get_params
+        from ..registry import get_params
 
         try:
             spacy_version = metadata.version("spacy")

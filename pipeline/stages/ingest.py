@@ -46,8 +46,6 @@ manifest counts them (``paths_not_read``, ``lines_decoded_as_cp1252``,
 
 from __future__ import annotations
 
-import os
-
 import codecs
 import errno
 import hashlib
@@ -55,6 +53,7 @@ import html
 import io
 import lzma
 import math
+import os
 import re
 import zipfile
 import zlib
@@ -70,9 +69,9 @@ import pandas as pd
 from docx.oxml.ns import qn
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from .errors import ConsensaError, InputError, Skipped
-from .textio import MIXED, cp1252_lines, decode_bytes
-from .types import ROLES, TURN_COLUMNS, Corpus, SourceText
+from ..errors import ConsensaError, InputError, Skipped
+from ..textio import MIXED, cp1252_lines, decode_bytes
+from ..types import ROLES, TURN_COLUMNS, Corpus, SourceText
 
 Role = Literal["participant", "interviewer", "other"]
 

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import ConsensaError
+from ..errors import ConsensaError
 
 
 class ContextConfig(BaseModel):

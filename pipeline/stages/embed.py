@@ -18,8 +18,8 @@ from typing import Annotated, Literal, Sequence
 import numpy as np
 from pydantic import Field
 
-from .errors import ConfigError
-from .registry import RandomState, embedders
+from ..errors import ConfigError
+from ..registry import RandomState, embedders
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 

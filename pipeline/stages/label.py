@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..fsutil import atomic_write_text
+from ..types import Clustering
 from .cluster import centroids
-from .fsutil import atomic_write_text
-from .types import Clustering
 
 FILLER_PHRASES = ("you know", "kind of", "sort of", "i mean", "i guess", "i think",
                   "a little bit", "a bit", "and stuff", "or something", "or whatever",
@@ -119,7 +119,9 @@ class VocabularyCache:
 
     @staticmethod
     def key(texts: Sequence[str], extra_stop_words: Sequence[str] = ()) -> str:
-        from importlib import metadata      # not `import spacy`: 3 s a warm run need not pay
+        from importlib import (
+            metadata,  # not `import spacy`: 3 s a warm run need not pay
+        )
 
         h = hashlib.sha256()
         h.update(json.dumps({"spacy": metadata.version("spacy"),

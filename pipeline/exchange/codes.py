@@ -9,7 +9,7 @@ Two kinds of file hold human codes:
   ``Parent > Child`` (the top level is the *domain*). Columns are found by name
   (see :data:`COLUMN_ALIASES`), or given explicitly.
 * a REFI-QDA project (``.qdpx``, or a bare ``project.qde``), read by
-  :mod:`pipeline.refi`: its text sources, nested codes, coders (users) and
+  :mod:`pipeline.exchange.refi`: its text sources, nested codes, coders (users) and
   codings, with offsets counted in Unicode code points of each source's plain
   text.
 
@@ -63,10 +63,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import ConsensaError, InputError
-from .runfolder import check_run_folder, run_id_of
-from .sheets import restore_frame
-from .textio import decode_bytes
+from ..errors import ConsensaError, InputError
+from ..runfolder import check_run_folder, run_id_of
+from ..sheets import restore_frame
+from ..textio import decode_bytes
 
 SEPARATOR = ">"
 JOIN = " > "
@@ -182,7 +182,7 @@ def read_codes(path: str | Path, *, separator: str = SEPARATOR,
 def _table(path: Path, sheet: str | int) -> pd.DataFrame:
     shown = str(path)
     if path.suffix.lower() == ".xlsx":
-        from .ingest import _check_zip
+        from ..stages.ingest import _check_zip
 
         data = path.read_bytes()
         _check_zip(data, shown, ".xlsx")
@@ -775,7 +775,7 @@ def load_run(folder: str | Path, *, sources: bool = True) -> RunData:
     """Read a run folder (and, with ``sources``, the case texts the run read)."""
     import yaml
 
-    from . import safeyaml
+    from .. import safeyaml
 
     folder = check_run_folder(Path(folder))
     try:
@@ -809,7 +809,7 @@ def _read_sources(run: RunData) -> None:
     they are read as they are, not parsed again as transcripts (the text of a .vtt or
     .srt has no speaker labels left to parse, and one file that fails to parse must
     not cost the others their exact text)."""
-    from .ingest import IngestConfig, ingest
+    from ..stages.ingest import IngestConfig, ingest
 
     inputs = [i for i in run.manifest.get("inputs") or [] if isinstance(i, dict)]
     paths = {}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from .types import CQR_COLUMNS
+from ..types import CQR_COLUMNS
 
 
 class CQRConfig(BaseModel):

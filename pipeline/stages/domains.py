@@ -4,7 +4,7 @@ A hierarchy (average linkage, cosine distance) over the theme centroids is cut
 at ``distance_threshold`` (or into ``n_domains`` groups). A theme left alone by
 the cut goes to the Miscellaneous domain, as CQR keeps an "other" domain for
 what fits nowhere else. Domains are named by the words that set their segments
-apart from the rest (keyness; see :func:`pipeline.label.keyness`).
+apart from the rest (keyness; see :func:`pipeline.stages.label.keyness`).
 """
 
 from __future__ import annotations

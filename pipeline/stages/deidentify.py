@@ -98,8 +98,8 @@ from typing import Iterable, Literal, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .errors import ConfigError, Skipped
-from .types import Corpus, SourceText
+from ..errors import ConfigError, Skipped
+from ..types import Corpus, SourceText
 
 TYPES = ("PERSON", "PLACE", "ORG", "ADDRESS", "DATE", "PHONE", "EMAIL", "AGE")
 PlaceholderType = Literal["PERSON", "PLACE", "ORG", "ADDRESS", "DATE", "PHONE", "EMAIL", "AGE"]
@@ -470,7 +470,7 @@ class Deidentified:
         """case_id, type, placeholder, original, occurrences: for the team only. The
         original words are transcript text, so a cell that would start a formula in a
         spreadsheet ("+44 20 7946 0958") gets a leading quote (:mod:`pipeline.sheets`)."""
-        from .sheets import neutralise
+        from ..sheets import neutralise
 
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")

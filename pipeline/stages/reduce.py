@@ -20,9 +20,9 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import Field
 
-from .errors import ConsensaError
-from .fsutil import atomic_write_npz
-from .registry import RandomState, reducers
+from ..errors import ConsensaError
+from ..fsutil import atomic_write_npz
+from ..registry import RandomState, reducers
 
 # Parameter bounds, checked by the registry (and so by `consensa validate`) before a
 # run starts. Below them UMAP, ARPACK or scikit-learn fail deep inside (one
@@ -333,7 +333,7 @@ class ReductionCache:
 
     @staticmethod
     def key(reducer, X: np.ndarray) -> str:
-        from .registry import get_params
+        from ..registry import get_params
 
         h = hashlib.sha256()
         versions = {}

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..types import CONCEPT_COLUMNS
 from .label import representative
-from .types import CONCEPT_COLUMNS
 
 
 class Concept(BaseModel):

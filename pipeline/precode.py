@@ -28,8 +28,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .. import safeyaml
-from ..errors import ConfigError, InputError
+from . import safeyaml
+from .errors import ConfigError, InputError
 
 CLASSIFIERS = ("nearest_centroid", "logistic_regression")
 
@@ -119,21 +119,20 @@ def _load_codebook(path: Path) -> tuple[dict, Path, pd.DataFrame]:
         if not need.is_file():
             raise InputError(f"the codebook's training data is missing: {need}", path=path,
                              hint="keep the codebook beside assignments.csv and the run folder")
-    from ..sheets import restore_frame        # assignments.csv is neutralised for spreadsheets
+    from .sheets import restore_frame  # assignments.csv is neutralised for spreadsheets
 
     return cb, run_folder, restore_frame(pd.read_csv(labels, keep_default_na=False))
 
 
 def precode(codebook: Path, transcripts: Path, config: Path | None = None, threshold: float = 0.5,
             out: Path | None = None, report: Callable[[str], None] = lambda m: None) -> Path:
-    from ..config import load_config, validate_config
-    from ..cqr import cqr_markdown, cqr_table, frequency_label
-    from ..embed import EmbeddingCache, embed_texts
-    from ..ingest import ingest
-    from ..registry import REGISTRIES
-    from ..config import STAGE_KINDS
-    from ..fsutil import atomic_write_bytes
-    from ..sheets import to_csv
+    from .config import STAGE_KINDS, load_config, validate_config
+    from .fsutil import atomic_write_bytes
+    from .registry import REGISTRIES
+    from .sheets import to_csv
+    from .stages.cqr import cqr_markdown, cqr_table, frequency_label
+    from .stages.embed import EmbeddingCache, embed_texts
+    from .stages.ingest import ingest
 
     if not 0.0 <= threshold <= 1.0:
         raise ConfigError("--threshold must be between 0 and 1")
@@ -159,7 +158,7 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None, thres
     deid = None
     if cfg.deidentify.enabled:
         # as in the run: nothing is segmented or embedded before names are replaced
-        from ..deidentify import deidentify_corpus
+        from .stages.deidentify import deidentify_corpus
 
         if config is None and not cfg.deidentify.known_names:
             report("de-identify with the run's settings (its folder keeps no known names: "
@@ -203,7 +202,7 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None, thres
 
     total = int(seg["case_id"].nunique())
     coded = seg[~seg["needs_human"]]
-    from ..cqr import CQRConfig
+    from .stages.cqr import CQRConfig
     rcfg = safeyaml.load_file(run_folder / "config.yaml", what="run config") or {}
     cqr_cfg = CQRConfig(**rcfg.get("cqr", {})) if isinstance(rcfg.get("cqr"), dict) else CQRConfig()
     trows = []
@@ -261,7 +260,7 @@ def queue_workbook(queue: pd.DataFrame, cats: dict[int, tuple]) -> bytes:
     from openpyxl.styles import Font, PatternFill
     from openpyxl.worksheet.datavalidation import DataValidation
 
-    from ..sheets import append_row
+    from .sheets import append_row
 
     wb = openpyxl.Workbook()
     ws = wb.active

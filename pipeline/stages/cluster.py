@@ -21,11 +21,11 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import Field
 
-from .errors import ConfigError, InputError
-from .fsutil import atomic_write_npz
+from ..errors import ConfigError, InputError
+from ..fsutil import atomic_write_npz
+from ..registry import RandomState, clusterers
+from ..types import Clustering
 from .reduce import check_matrix
-from .registry import RandomState, clusterers
-from .types import Clustering
 
 # Parameter bounds, checked by the registry (and so by `consensa validate`) before a
 # run starts; scikit-learn would refuse these values only after the embeddings, with

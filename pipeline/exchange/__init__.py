@@ -1,0 +1,3 @@
+"""Other tools' formats: human codes (tables, REFI-QDA projects) in, codebooks and
+projects out.
+"""
