@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline import segment
+from pipeline.stages import segment
 from pipeline.stages.segment import _WORD, SentenceSegmenter, _pieces, _trim, count_words
 from pipeline.types import Corpus, SourceText
 
