@@ -9,7 +9,7 @@ from ..fsutil import atomic_write_text
 from .agreement import review_status, status_text
 from .apply import build_codebook, write_codebook
 from .html import render_packet
-from .model import Decision, ReviewError, load_run, split_ids
+from .model import Decision, ReviewError, load_run
 from .signing import WorkbookCheck, ensure_key, load_key
 from .store import ReviewStore, db_path
 from .workbook import build_workbook, read_workbook, write_workbook
@@ -127,10 +127,9 @@ def resolve(run_folder: Path, *, theme: str | None = None, domain: str | None = 
     kind, ident = given[0]
     if not by.strip():
         raise ReviewError("say who records the consensus with --by NAME")
-    d = Decision(item=f"{kind}:{ident}", decision=decision.strip().lower(), new_name=name,
-                 target=target.strip().lower() if target.strip().lower() == "none" else target.strip(),
-                 domain=to_domain.strip(), segments=split_ids(segments), core_idea=core_idea,
-                 comment=comment, source="command line")
+    d = Decision.parse(f"{kind}:{ident}", {
+        "decision": decision, "new_name": name, "target": target, "domain": to_domain,
+        "segments": segments, "core_idea": core_idea, "comment": comment}, source="command line")
     run = load_run(run_folder)
     with ReviewStore(run) as store:
         store.resolve([d], by=by)

@@ -26,6 +26,7 @@ segment    move        ``target``: a theme id, or ``none`` to leave it unassigne
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -43,6 +44,8 @@ SEGMENT_DECISIONS = ("move", "keep")
 KINDS = ("theme", "domain", "segment")
 #: whose a review workbook is: a judge's positions, an auditor's comments, the consensus
 ROLES = ("judge", "auditor", "consensus")
+#: what a person fills in for a decision (form fields, workbook columns, command options)
+DECISION_FIELDS = ("decision", "new_name", "target", "domain", "segments", "core_idea", "comment")
 
 #: for agreement statistics, the fate of a theme: what happens to it as a category
 FATE = {"accept": "keep", "rename": "keep", "reassign": "keep", "merge": "merge",
@@ -128,6 +131,77 @@ class Decision:
                    segments=tuple(s for s in segs.split("\n") if s),
                    core_idea=row["core_idea"] or "", comment=row["comment"] or "",
                    source=row["source"] or "")
+
+    @classmethod
+    def parse(cls, item: str, fields: Mapping[str, object], *, source: str,
+              ignore_unused: bool = False) -> Decision:
+        """A decision from what a person entered: the web form, a workbook row and
+        ``consensa review resolve`` all come through here, so the same entries give the
+        same Decision whichever way they came in.
+
+        Tidied the one way: the decision word in lower case; ids as ids (3, 3.0 and
+        " 3 " are "3"); ``none`` in any case as ``none`` (a segment left unassigned);
+        the new name on one line with single spaces (names are compared that way, see
+        :meth:`key`); notes stripped. ``segments`` is text (ids separated by ``;``,
+        ``,`` or new lines) or a list of ids (a form's ticked boxes, each taken whole).
+
+        Whether the decision fits the run is :func:`check_decision`'s question, asked
+        where all of a person's decisions are checked together so that every bad row is
+        listed at once. Refused here, with a :class:`ReviewError` naming the field, is
+        only what is not a decision at all: an item that is not ``theme:ID``,
+        ``domain:ID`` or ``segment:ID``, a field no decision has, several values where
+        one goes.
+
+        ``ignore_unused`` drops the fields that do not go with the chosen decision: the
+        web form shows every field at once (no script hides the ones that do not apply),
+        so a leftover there is no mistake. In a workbook row or on the command line such
+        a field is reported by :func:`check_decision` instead.
+        """
+        kind, _, ident = str(item).partition(":")
+        # segment ids are text ("case01:3:0"); theme and domain ids are numbers
+        ident = ident.strip() if kind == "segment" else _norm_id(ident)
+        if kind not in KINDS or not ident:
+            raise ReviewError(f"field 'item': {item!r} is not theme:ID, domain:ID or segment:ID")
+        unknown = sorted(set(fields) - set(DECISION_FIELDS))
+        if unknown:
+            raise ReviewError(f"field {unknown[0]!r} is not a field of a decision; the fields "
+                              f"are {', '.join(DECISION_FIELDS)}")
+
+        def one(name: str) -> object:
+            value = fields.get(name)
+            if isinstance(value, (list, tuple, set, frozenset, Mapping)):
+                raise ReviewError(f"field {name!r} holds {len(value)} values; it takes one")
+            return value
+
+        def text(name: str) -> str:
+            value = one(name)
+            return "" if value is None else str(value).strip()
+
+        decision = text("decision").lower()
+        new_name = " ".join(text("new_name").split())
+        target = _norm_id(one("target"))
+        if target.lower() == "none":
+            target = "none"
+        domain = _norm_id(one("domain"))
+        raw = fields.get("segments")
+        if isinstance(raw, (list, tuple)):
+            segments = tuple(dict.fromkeys(s for s in (str(v).strip() for v in raw) if s))
+        elif isinstance(raw, (set, frozenset, Mapping)):  # no order to keep: not a list of ids
+            raise ReviewError("field 'segments' is neither text nor a list of segment ids")
+        else:
+            segments = split_ids(raw)
+        if ignore_unused:
+            if decision not in ("merge", "move"):
+                target = ""
+            if decision != "split":
+                segments = ()
+            if kind != "theme" or decision not in ("accept", "rename", "reassign"):
+                domain = ""
+            if decision in ("merge", "reject", "move", "keep"):
+                new_name = ""
+        return cls(item=f"{kind}:{ident}", decision=decision, new_name=new_name, target=target,
+                   domain=domain, segments=segments, core_idea=text("core_idea"),
+                   comment=text("comment"), source=source)
 
 
 def theme_item(theme_id) -> str:

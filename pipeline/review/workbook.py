@@ -22,15 +22,16 @@ from openpyxl.worksheet.datavalidation import DataValidation
 from ..fsutil import atomic_write_bytes
 from ..sheets import append_row, set_cell
 from .model import (
+    DECISION_FIELDS,
     DOMAIN_DECISIONS,
     ROLES,
     THEME_DECISIONS,
     Decision,
+    ReviewError,
     RunItems,
     _norm_id,
     domain_item,
     segment_item,
-    split_ids,
     theme_item,
 )
 from .signing import WorkbookCheck, ensure_key, export_command, signature
@@ -295,11 +296,11 @@ def read_workbook(path: Path, run: RunItems,
             if role == "auditor":
                 errors.append(f"{where}: an auditor's workbook holds comments only, not decisions")
                 continue
-            target = _norm_id(get.get("target"))
-            d = Decision(item=item, decision=word, new_name=_cell(get.get("new_name")),
-                         target=target.lower() if target.lower() == "none" else target,
-                         domain=_norm_id(get.get("domain")),
-                         segments=split_ids(get.get("segments")),
-                         core_idea=_cell(get.get("core_idea")), comment=comment, source=where)
+            fields = {k: get[k] for k in DECISION_FIELDS if k in get}
+            try:
+                d = Decision.parse(item, {**fields, "decision": word}, source=where)
+            except ReviewError as exc:
+                errors.append(f"{where}: {exc.reason}")
+                continue
             out.decisions.append(d)
     return out, errors

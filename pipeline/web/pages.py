@@ -1,0 +1,389 @@
+"""What each page of the review app shows, built from the run and the review store.
+
+Plain functions: each takes the run (:class:`RunItems`), an open
+:class:`ReviewStore` and the request's parameters as plain values, and returns the
+page's template context. No request, session or response here, so what a page shows
+can be tested without a server; :mod:`.routes` reads the request, calls one of these
+and renders the result.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import quote
+
+import pandas as pd
+
+from ..review.agreement import ItemStatus, ReviewStatus, review_status
+from ..review.model import (
+    DOMAIN_DECISIONS,
+    SEGMENT_DECISIONS,
+    THEME_DECISIONS,
+    Decision,
+    RunItems,
+    domain_item,
+    segment_item,
+    theme_item,
+)
+from ..review.store import ReviewStore, StaleError
+from .context import Context
+
+STATE_WORDS = {"agreed": "agreed", "resolved": "resolved", "disputed": "disputed",
+               "open": "not yet judged"}
+#: quotes a search page lists (it says how many more matched)
+MAX_SEARCH_RESULTS = 200
+#: audit-log entries the log page lists, newest first (it says how many there are)
+MAX_LOG_ENTRIES = 1000
+#: entries about one item shown on its page
+ITEM_LOG_ENTRIES = 10
+#: the files the export page offers for download: folder -> allowed suffixes
+DOWNLOADS = {"review": (".yaml", ".md", ".csv", ".qdc"), "export": (".qdc", ".qdpx")}
+MEDIA_TYPES = {".yaml": "application/yaml", ".md": "text/markdown; charset=utf-8",
+               ".csv": "text/csv; charset=utf-8", ".qdc": "application/xml",
+               ".qdpx": "application/zip"}
+#: a position that only marks an item nobody touched (not a judge's decision)
+LEFT_ALONE = "left alone"
+
+
+# --- words and addresses -------------------------------------------------------------
+
+def item_url(item: str) -> str:
+    kind, _, ident = item.partition(":")
+    return f"/{kind}/{quote(ident, safe='')}"
+
+
+def when(value: str | None) -> str:
+    """A stored UTC time stamp in the server's local time, to the second."""
+    if not value:
+        return ""
+    try:
+        return datetime.fromisoformat(value).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return str(value)
+
+
+def is_item(run: RunItems, item: str) -> bool:
+    """Whether ``item`` names a theme, domain or segment of this run."""
+    kind, _, ident = item.partition(":")
+    if kind == "theme":
+        return ident in run.theme_ids
+    if kind == "domain":
+        return ident in run.domain_ids
+    if kind == "segment":
+        return ident in run.segment_ids
+    return False
+
+
+def say(run: RunItems, d: Decision | None) -> str:
+    """A decision in words, with the names of the themes and domains it points to."""
+    if d is None:
+        return ""
+
+    def named(m: re.Match) -> str:
+        kind, ident = m.group(1), m.group(2)
+        name = run.theme_name(ident) if kind == "theme" else run.domain_name(ident)
+        return f'{kind} {ident} "{name}"' if name else m.group(0)
+
+    return re.sub(r"\b(theme|domain) (\d+)\b", named, d.describe())
+
+
+def describe_json(run: RunItems, value: str | None) -> str:
+    """An audit-log value in words (decisions as decisions; other text as it is)."""
+    if not value or not value.startswith("{"):
+        return value or ""
+    try:
+        d = Decision.from_json(value)
+    except (ValueError, TypeError):
+        return value
+    return say(run, d) + (f' "{d.comment}"' if d.comment else "")
+
+
+def theme_choices(run: RunItems) -> list[tuple[str, str]]:
+    return [(str(int(t.theme_id)), t.name) for t in
+            run.themes.sort_values("theme_id").itertuples()]
+
+
+def domain_choices(run: RunItems) -> list[tuple[str, str]]:
+    return [(str(int(d.domain_id)), d.name) for d in
+            run.domains.sort_values("domain_id").itertuples()]
+
+
+def highlight(text: str, words: list[str]) -> list[tuple[str, bool]]:
+    """``text`` cut into (piece, is_a_match) for the words searched (case-insensitive)."""
+    if not words:
+        return [(text, False)]
+    pattern = re.compile("|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)),
+                         re.IGNORECASE)
+    out, pos = [], 0
+    for m in pattern.finditer(text):
+        if m.start() > pos:
+            out.append((text[pos:m.start()], False))
+        out.append((m.group(0), True))
+        pos = m.end()
+    if pos < len(text):
+        out.append((text[pos:], False))
+    return out
+
+
+def _list_cell(value) -> list[str]:
+    """A ``;``-separated cell of the run's tables (quote ids, keywords) as a list."""
+    return [v.strip() for v in str(value).split(";") if v.strip()]
+
+
+# --- overview --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Filters:
+    """The overview's filters, as the address gives them."""
+
+    status: str = ""   # a state, or "pending" (disputed or not yet judged)
+    domain: str = ""   # a domain id
+    judge: str = ""    # a judge's name ...
+    judged: str = ""   # ... and "yes" (judged by them) or anything else (waiting for them)
+
+    @classmethod
+    def from_query(cls, params: Mapping[str, str]) -> Filters:
+        f = {k: params.get(k, "") for k in ("status", "domain", "judge", "judged")}
+        if ":" in f["judge"]:  # "ana:no" (waiting for ana), "ana:yes" (judged by ana)
+            f["judge"], _, f["judged"] = f["judge"].rpartition(":")
+        return cls(**f)
+
+    def keeps(self, i: ItemStatus, judges: list[str]) -> bool:
+        if self.status == "pending" and i.state in ("agreed", "resolved"):
+            return False
+        if self.status and self.status != "pending" and i.state != self.status:
+            return False
+        if self.judge in judges:
+            judged = _judged(i, self.judge)
+            if self.judged == "yes" and not judged:
+                return False
+            if self.judged != "yes" and judged:
+                return False
+        return True
+
+
+def _judged(i: ItemStatus, judge: str) -> bool:
+    d = i.positions.get(judge)
+    return d is not None and d.source != LEFT_ALONE
+
+
+def overview(run: RunItems, store: ReviewStore, filters: Filters) -> dict:
+    """Every domain with its themes (most cases first), the segments someone decided
+    about, and the counts per state; only what the filters keep."""
+    st = review_status(store)
+    undo = store.undo_target()
+    items = {i.item: i for i in st.items}
+
+    def keep(i: ItemStatus) -> bool:
+        return filters.keeps(i, st.judges)
+
+    domains = []
+    for d in run.domains.sort_values("domain_id").itertuples():
+        if filters.domain and filters.domain != str(int(d.domain_id)):
+            continue
+        themes = []
+        for t in run.themes[run.themes["domain_id"] == d.domain_id].sort_values(
+                ["n_cases", "n_segments"], ascending=False).itertuples():
+            i = items[theme_item(t.theme_id)]
+            if keep(i):
+                themes.append({"t": t, "status": i})
+        ds = items[domain_item(d.domain_id)]
+        if themes or keep(ds):
+            domains.append({"d": d, "status": ds, "themes": themes, "shown": keep(ds)})
+    seg_items = [i for i in st.items if i.kind == "segment" and keep(i)]
+    counts = {s: sum(1 for i in st.items if i.state == s) for s in STATE_WORDS}
+    f = asdict(filters)
+    return {"st": st, "domains": domains, "seg_items": seg_items, "counts": counts,
+            "filters": f, "undo": undo, "n_unassigned": int((run.segments["theme"] < 0).sum()),
+            "filtered": any(f.values())}
+
+
+# --- item pages ------------------------------------------------------------------------
+
+def prefill(status: ItemStatus, who: str | None, start_from: str = "",
+            draft: Decision | None = None) -> tuple[Decision, str]:
+    """The decision the form starts from, and where it comes from: the refused entries,
+    else the position or consensus asked for (``?from=``), else the consensus, else
+    the person's own position, else the default decision."""
+    if draft is not None:
+        return draft, "your refused entries"
+    if start_from in status.positions and status.positions[start_from].source != LEFT_ALONE:
+        return status.positions[start_from], f"{start_from}'s position"
+    if status.consensus is not None:
+        return status.consensus, "the consensus"
+    if who in status.positions and status.positions[who].source != LEFT_ALONE:
+        return status.positions[who], "your position"
+    default = "keep" if status.kind == "segment" else "accept"
+    return Decision(status.item, default), "nothing yet"
+
+
+def error_box(error: Exception | None) -> dict | None:
+    """A refused save as the page's error box shows it (stale: someone changed it first)."""
+    if error is None:
+        return None
+    return {"stale": isinstance(error, StaleError),
+            "message": getattr(error, "reason", str(error)),
+            "hint": getattr(error, "hint", "")}
+
+
+def _item_common(run: RunItems, store: ReviewStore, item: str, who: str | None,
+                 start_from: str, error: Exception | None, draft: Decision | None) -> dict:
+    """What every item page shows: its status, the versions its forms carry, the form's
+    starting decision, the refused save, the last entries about it."""
+    st = review_status(store)
+    versions = store.item_versions()
+    mine = store.item_versions(judge=who) if who else {}
+    undo = store.undo_target()
+    log = [r for r in store.audit_log() if r["item"] == item][-ITEM_LOG_ENTRIES:]
+    status = next((i for i in st.items if i.item == item), None)
+    if status is None:  # a segment nobody touched: not an item of the status yet
+        status = ItemStatus(item, run.label(item), "untouched",
+                            {j: Decision(item, "keep", source=LEFT_ALONE) for j in st.judges})
+    start, start_text = prefill(status, who, start_from, draft)
+    return {"st": st, "status": status, "item": item, "v_item": versions.get(item, 0),
+            "v_mine": mine.get(item, 0), "versions": versions, "mine": mine,
+            "prefill": start, "prefill_from": start_text, "err": error_box(error),
+            "undo": undo, "item_log": log, "theme_choices": theme_choices(run),
+            "domain_choices": domain_choices(run)}
+
+
+def quotes(rows: pd.DataFrame, context: Context, st: ReviewStatus, versions: dict[str, int],
+           mine: dict[str, int], before: int = 2, after: int = 2) -> list[dict]:
+    """Segments as the pages list them: text, case, question, the turns around them,
+    their status and the versions a move form carries."""
+    items = {i.item: i for i in st.items}
+    out = []
+    for r in rows.itertuples():
+        sid = str(r.segment_id)
+        it = segment_item(sid)
+        out.append({"id": sid, "case": r.case_id, "speaker": r.speaker, "text": r.text,
+                    "question": r.question, "theme": int(r.theme),
+                    "theme_name": r.theme_name, "strength": float(r.strength),
+                    "context": context.around(sid, before, after),
+                    "status": items.get(it), "vi": versions.get(it, 0),
+                    "vm": mine.get(it, 0)})
+    return out
+
+
+def theme_page(run: RunItems, store: ReviewStore, context: Context, ident: str,
+               who: str | None, start_from: str = "", error: Exception | None = None,
+               draft: Decision | None = None) -> dict:
+    """One theme: its quotes (the proposed quotes first, then by strength), keywords,
+    the segments someone moved into it, and the decision form."""
+    tid = int(ident)
+    ctx = _item_common(run, store, theme_item(tid), who, start_from, error, draft)
+    t = run.themes[run.themes["theme_id"] == tid].iloc[0].to_dict()
+    seg = run.segments[run.segments["theme"] == tid].copy()
+    quote_ids = _list_cell(t["quote_ids"])
+    rank = {q: i for i, q in enumerate(quote_ids)}
+    seg["_rank"] = [rank.get(s, len(rank)) for s in seg["segment_id"]]
+    seg = seg.sort_values(["_rank", "strength"], ascending=[True, False])
+    listed = quotes(seg, context, ctx["st"], ctx["versions"], ctx["mine"])
+    # segments moved into this theme by someone (positions or consensus)
+    moved_in = [i for i in ctx["st"].items if i.kind == "segment" and
+                (any(d.decision == "move" and d.target == ident for d in i.positions.values())
+                 or (i.consensus is not None and i.consensus.target == ident))]
+    return {**ctx, "t": t, "tid": tid, "quotes": listed, "keywords": _list_cell(t["keywords"]),
+            "quote_ids": set(quote_ids), "moved_in": moved_in,
+            "domain_name": run.domain_name(t["domain_id"]), "decisions": THEME_DECISIONS,
+            "n_cases_total": run.n_cases,
+            "context_from_sources": bool(context.from_sources)}
+
+
+def domain_page(run: RunItems, store: ReviewStore, ident: str, who: str | None,
+                start_from: str = "", error: Exception | None = None,
+                draft: Decision | None = None) -> dict:
+    """One domain: its themes with their status, and the decision form."""
+    did = int(ident)
+    ctx = _item_common(run, store, domain_item(did), who, start_from, error, draft)
+    d = run.domains[run.domains["domain_id"] == did].iloc[0].to_dict()
+    items = {i.item: i for i in ctx["st"].items}
+    themes = [{"t": t, "status": items[theme_item(t.theme_id)]} for t in
+              run.themes[run.themes["domain_id"] == did].itertuples()]
+    return {**ctx, "d": d, "did": did, "themes": themes, "decisions": DOMAIN_DECISIONS,
+            "n_cases_total": run.n_cases}
+
+
+def segment_page(run: RunItems, store: ReviewStore, context: Context, ident: str,
+                 who: str | None, start_from: str = "", error: Exception | None = None,
+                 draft: Decision | None = None) -> dict:
+    """One segment with more of the conversation around it, and the move form."""
+    seg = run.segments[run.segments["segment_id"] == ident]
+    ctx = _item_common(run, store, segment_item(ident), who, start_from, error, draft)
+    quote_ = quotes(seg, context, ctx["st"], ctx["versions"], ctx["mine"],
+                    before=6, after=6)[0]
+    return {**ctx, "q": quote_, "sid": ident, "decisions": SEGMENT_DECISIONS}
+
+
+# --- search ----------------------------------------------------------------------------
+
+def search(run: RunItems, store: ReviewStore, context: Context, text: str, where: str = "",
+           into: str = "", who: str | None = None) -> dict:
+    """The segments holding every word of ``text`` (case-insensitive; in the segment, its
+    theme's name or its case), within ``where``: ``unassigned``, a theme id, or
+    ``outside`` theme ``into`` (what a theme missed). Nothing without words or a place."""
+    text = " ".join(text.split())
+    seg = run.segments
+    hits = seg
+    words = [w for w in text.casefold().split(" ") if w]
+    if where == "unassigned":
+        hits = hits[hits["theme"] < 0]
+    elif where.lstrip("-").isdigit():
+        hits = hits[hits["theme"] == int(where)]
+    elif where == "outside" and into in run.theme_ids:
+        hits = hits[hits["theme"] != int(into)]
+    if words:
+        hay = (hits["text"].astype(str) + " \u0000 " + hits["theme_name"].astype(str)
+               + " \u0000 " + hits["case_id"].astype(str)).str.casefold()
+        mask = hay.str.contains(re.escape(words[0]), regex=True)
+        for w in words[1:]:
+            mask &= hay.str.contains(re.escape(w), regex=True)
+        hits = hits[mask]
+    elif not where:
+        hits = hits.iloc[0:0]
+    st = review_status(store)
+    versions = store.item_versions()
+    mine = store.item_versions(judge=who)
+    results = quotes(hits.head(MAX_SEARCH_RESULTS), context, st, versions, mine)
+    for r in results:
+        r["parts"] = highlight(r["text"], words)
+    return {"q": text, "where": where, "into": into, "results": results, "total": len(hits),
+            "limit": MAX_SEARCH_RESULTS, "theme_choices": theme_choices(run)}
+
+
+# --- audit log -------------------------------------------------------------------------
+
+def audit_log(run: RunItems, store: ReviewStore) -> dict:
+    """The newest entries of the audit log first, values in words."""
+    rows = store.audit_log()
+    undo = store.undo_target()
+    entries = [{**r, "value_text": describe_json(run, r["value"]),
+                "previous_text": describe_json(run, r["previous"]),
+                "label": run.label(r["item"]) if r["item"] else ""}
+               for r in reversed(rows[-MAX_LOG_ENTRIES:])]
+    return {"entries": entries, "total": len(rows), "undo": undo}
+
+
+# --- export ----------------------------------------------------------------------------
+
+def downloads(folder: Path) -> list[dict]:
+    """The files of the run the export page offers (only these can be downloaded)."""
+    out = []
+    for sub, suffixes in DOWNLOADS.items():
+        base = folder / sub
+        if base.is_dir():
+            for p in sorted(base.iterdir()):
+                if p.is_file() and p.suffix in suffixes:
+                    out.append({"folder": sub, "name": p.name, "size": p.stat().st_size,
+                                "when": datetime.fromtimestamp(p.stat().st_mtime)
+                                .strftime("%Y-%m-%d %H:%M:%S")})
+    return out
+
+
+def export_page(run: RunItems, store: ReviewStore) -> dict:
+    return {"st": review_status(store), "files": downloads(run.folder),
+            "final": (run.folder / "review" / "codebook.yaml").is_file()}

@@ -1,0 +1,319 @@
+"""The review app's pages and forms: one thin handler per address.
+
+A handler reads the request (path, query, form), asks :mod:`.pages` for what a page
+shows or the review store to save, and answers with a page or a redirect. Each is
+called as ``handler(review, request, form)`` in a worker thread (the store and the
+pandas work block), after :class:`~.app.ReviewApp` has checked the form's CSRF token
+and, where :data:`ROUTES` says so, that someone on the panel is signed in.
+
+Two people at once: every form carries the version of what it changes (see
+:meth:`ReviewStore.item_version`); a save based on a state that has changed since is
+refused with 409 and a message saying who changed what, and the page shows the
+current state with the refused entries kept in the form.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, RedirectResponse, Response
+
+from ..errors import ConsensaError
+from ..exchange import codes as exchange_codes
+from ..exchange import refi
+from ..review.agreement import review_status
+from ..review.apply import build_codebook, write_codebook
+from ..review.model import Decision, ReviewError, segment_item
+from ..review.store import StaleError
+from . import pages
+from .pages import item_url
+from .security import local_target
+
+if TYPE_CHECKING:
+    from .app import ReviewApp
+
+
+class Refused(Exception):
+    """A request the app answers with an error page (status, message)."""
+
+    def __init__(self, status: int, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.status, self.message, self.hint = status, message, hint
+
+
+def _version(form, key: str) -> int:
+    try:
+        return int(str(form.get(key, "0")) or 0)
+    except ValueError:
+        raise Refused(400, f"The form's field {key!r} is not a version number.") from None
+
+
+def _mode(form) -> str:
+    mode = str(form.get("as", ""))
+    if mode not in ("position", "consensus"):
+        raise Refused(400, "Say whether this is your position or the consensus.")
+    return mode
+
+
+def _back(form, default: str = "/") -> str:
+    return local_target((form or {}).get("back"), default)
+
+
+def _who(request: Request) -> str | None:
+    return request.state.session.who
+
+
+# --- who are you -----------------------------------------------------------------------
+
+def login(review: ReviewApp, request: Request, form) -> Response:
+    with review.store() as store:
+        panel = store.panel()
+    if form is not None:
+        name = str(form.get("name", ""))
+        if name not in panel:
+            raise Refused(400, f"{name!r} is not on this review's panel.")
+        request.state.session.who = name
+        return RedirectResponse("/", status_code=303)
+    return review.render(request, "login.html", people=panel)
+
+
+def logout(review: ReviewApp, request: Request, form) -> Response:
+    request.state.session.who = None
+    return RedirectResponse("/login", status_code=303)
+
+
+# --- pages -----------------------------------------------------------------------------
+
+def overview(review: ReviewApp, request: Request, form) -> Response:
+    filters = pages.Filters.from_query(request.query_params)
+    with review.store() as store:
+        ctx = pages.overview(review.run, store, filters)
+    return review.render(request, "overview.html", **ctx)
+
+
+def item_page(review: ReviewApp, request: Request, item: str, error: Exception | None = None,
+              draft: Decision | None = None, status: int = 200) -> Response:
+    """The page of a theme, domain or segment (404 for one this run does not have);
+    with ``error``, the refused save and, as ``draft``, the entries to keep."""
+    run = review.run
+    kind, _, ident = item.partition(":")
+    if kind not in ("theme", "domain", "segment") or not pages.is_item(run, item):
+        raise Refused(404, f"This run has no {kind or 'item'} {ident!r}.")
+    who, start_from = _who(request), request.query_params.get("from", "")
+    with review.store() as store:
+        if kind == "theme":
+            ctx = pages.theme_page(run, store, review.context, ident, who, start_from, error,
+                                   draft)
+        elif kind == "domain":
+            ctx = pages.domain_page(run, store, ident, who, start_from, error, draft)
+        else:
+            ctx = pages.segment_page(run, store, review.context, ident, who, start_from,
+                                     error, draft)
+    return review.render(request, f"{kind}.html", http_status=status, **ctx)
+
+
+def theme(review: ReviewApp, request: Request, form) -> Response:
+    return item_page(review, request, f"theme:{request.path_params['ident']}")
+
+
+def domain(review: ReviewApp, request: Request, form) -> Response:
+    return item_page(review, request, f"domain:{request.path_params['ident']}")
+
+
+def segment(review: ReviewApp, request: Request, form) -> Response:
+    return item_page(review, request, f"segment:{request.path_params['ident']}")
+
+
+def search(review: ReviewApp, request: Request, form) -> Response:
+    q = request.query_params
+    with review.store() as store:
+        ctx = pages.search(review.run, store, review.context, q.get("q", ""), q.get("in", ""),
+                           q.get("into", ""), _who(request))
+    back = str(request.url.path) + (f"?{request.url.query}" if request.url.query else "")
+    return review.render(request, "search.html", back=back, **ctx)
+
+
+def log(review: ReviewApp, request: Request, form) -> Response:
+    with review.store() as store:
+        ctx = pages.audit_log(review.run, store)
+    return review.render(request, "log.html", **ctx)
+
+
+# --- writes ----------------------------------------------------------------------------
+
+def decision_from_form(item: str, form, who: str) -> Decision:
+    """The decision form's entries as a Decision (:meth:`Decision.parse`, as workbooks
+    and the command line). The form shows every field at once, so the fields that do
+    not go with the chosen decision are dropped, not refused."""
+    fields = {k: form.get(k, "") for k in ("decision", "new_name", "target", "domain",
+                                           "core_idea", "comment")}
+    fields["segments"] = form.getlist("segments")  # the ticked boxes, one id each
+    return Decision.parse(item, fields, source=f"web form ({who})", ignore_unused=True)
+
+
+def decide(review: ReviewApp, request: Request, form) -> Response:
+    who, _ = review.me(request, "judge")
+    item = str(form.get("item", ""))
+    if not pages.is_item(review.run, item):
+        raise Refused(400, f"Unknown item {item!r}.")
+    mode = _mode(form)
+    try:
+        d = decision_from_form(item, form, who)
+    except ReviewError as exc:
+        raise Refused(400, exc.reason, exc.hint or "") from None
+    try:
+        with review.store() as store:
+            if mode == "position":
+                store.record_positions([(who, [d])], what=f"web: {who}",
+                                       expect={(who, item): _version(form, "v_mine")})
+            else:
+                store.resolve([d], by=who, expect={item: _version(form, "v_item")})
+    except StaleError as exc:
+        return item_page(review, request, item, error=exc, draft=d, status=409)
+    except ReviewError as exc:
+        return item_page(review, request, item, error=exc, draft=d, status=400)
+    what = "your position" if mode == "position" else "the consensus"
+    review.flash(request, f"Saved {what} on {review.run.label(item)}: {review.say(d)}.")
+    return RedirectResponse(_back(form, item_url(item)), status_code=303)
+
+
+def move(review: ReviewApp, request: Request, form) -> Response:
+    who, _ = review.me(request, "judge")
+    mode = _mode(form)
+    ids = list(dict.fromkeys(str(s) for s in form.getlist("segments") if str(s)))
+    back = _back(form)
+    if not ids:
+        raise Refused(400, "Tick the segments to move first.")
+    target = str(form.get("move_to", "")).strip()  # Decision.parse tidies the id
+    if not target:
+        raise Refused(400, "Choose the theme to move the segments to.")
+    fields = {"decision": "keep"} if target == "keep" else {"decision": "move", "target": target}
+    try:
+        decisions = [Decision.parse(segment_item(sid), fields, source=f"web form ({who})")
+                     for sid in ids]
+        with review.store() as store:
+            if mode == "position":
+                store.record_positions([(who, decisions)], what=f"web: {who}", expect={
+                    (who, d.item): _version(form, f"vm:{d.ident}") for d in decisions})
+            else:
+                store.resolve(decisions, by=who, expect={
+                    d.item: _version(form, f"vi:{d.ident}") for d in decisions})
+    except StaleError as exc:
+        raise Refused(409, exc.reason, exc.hint or "") from None
+    except ReviewError as exc:
+        raise Refused(400, exc.reason, "Nothing was saved.") from None
+    what = "your position" if mode == "position" else "the consensus"
+    words = review.say(decisions[0])
+    review.flash(request, f"Saved {what}: {len(decisions)} segment(s), {words}.")
+    return RedirectResponse(back, status_code=303)
+
+
+def comment(review: ReviewApp, request: Request, form) -> Response:
+    who, _ = review.me(request, "auditor")
+    item = str(form.get("item", ""))
+    if not pages.is_item(review.run, item):
+        raise Refused(400, f"Unknown item {item!r}.")
+    text = str(form.get("comment", "")).strip()
+    try:
+        with review.store() as store:
+            store.add_audit_comment(item, who, text)
+    except ReviewError as exc:
+        return item_page(review, request, item, error=exc, status=400)
+    review.flash(request, f"Comment on {review.run.label(item)} recorded.")
+    return RedirectResponse(_back(form, item_url(item)), status_code=303)
+
+
+def undo(review: ReviewApp, request: Request, form) -> Response:
+    who, _ = review.me(request, "judge")
+    try:
+        with review.store() as store:
+            row = store.undo_consensus(who, expect=_version(form, "expect"))
+    except StaleError as exc:
+        raise Refused(409, exc.reason, exc.hint or "") from None
+    except ReviewError as exc:
+        raise Refused(400, exc.reason, exc.hint or "") from None
+    d = Decision.from_json(row["value"])
+    review.flash(request, f"Undone: the consensus on {review.run.label(row['item'])} "
+                 f"({review.say(d)}, recorded by {row['who']}).")
+    return RedirectResponse(_back(form), status_code=303)
+
+
+# --- export ----------------------------------------------------------------------------
+
+def export_page(review: ReviewApp, request: Request, form) -> Response:
+    with review.store() as store:
+        ctx = pages.export_page(review.run, store)
+    return review.render(request, "export.html", **ctx)
+
+
+def export_codebook(review: ReviewApp, request: Request, form) -> Response:
+    review.me(request)
+    run = review.run
+    with review.store() as store:
+        st = review_status(store)
+    try:
+        cb = build_codebook(run, st)
+    except ReviewError as exc:
+        raise Refused(400, exc.reason, exc.hint or "") from None
+    paths = write_codebook(cb, run.folder / "review")
+    n = sum(len(d["categories"]) for d in cb.data["domains"])
+    names = ", ".join(p.name for p in paths.values())
+    review.flash(request, f"Final codebook written: {n} categories in "
+                 f"{len(cb.data['domains'])} domains ({names}).")
+    return RedirectResponse("/export", status_code=303)
+
+
+def export_refi(review: ReviewApp, request: Request, form) -> Response:
+    review.me(request)
+    run = review.run
+    kind = request.path_params["kind"]
+    if kind not in ("qdc", "qdpx"):
+        raise Refused(404, "There is no such REFI-QDA export (there are .qdc and .qdpx).")
+    try:
+        if kind == "qdc":
+            final = run.folder / "review" / "codebook.yaml"
+            source = final if str(form.get("which", "")) == "final" and final.is_file() \
+                else run.folder
+            book, origin = refi.export_codebook(source)
+            target = (final.with_suffix(".qdc") if source == final else
+                      run.folder / "export" / f"{run.name}.qdc")
+            refi.write_qdc(book, target, origin)
+        else:
+            target = run.folder / "export" / f"{run.name}.qdpx"
+            refi.write_qdpx(exchange_codes.load_run(run.folder), target)
+    except ConsensaError as exc:
+        raise Refused(400, exc.reason, exc.hint or "") from None
+    review.flash(request, f"REFI-QDA file written: {target.name}.")
+    return RedirectResponse("/export", status_code=303)
+
+
+def download(review: ReviewApp, request: Request, form) -> Response:
+    folder, name = request.path_params["folder"], request.path_params["name"]
+    allowed = {(f["folder"], f["name"]) for f in pages.downloads(review.run.folder)}
+    if (folder, name) not in allowed:
+        raise Refused(404, "There is no such file to download.")
+    media = pages.MEDIA_TYPES[Path(name).suffix]
+    return FileResponse(review.run.folder / folder / name, media_type=media, filename=name)
+
+
+#: (path, handler, methods, needs a person on the panel signed in)
+ROUTES = [
+    ("/", overview, ["GET"], True),
+    ("/login", login, ["GET", "POST"], False),
+    ("/logout", logout, ["POST"], False),
+    ("/theme/{ident}", theme, ["GET"], True),
+    ("/domain/{ident}", domain, ["GET"], True),
+    ("/segment/{ident}", segment, ["GET"], True),
+    ("/decide", decide, ["POST"], True),
+    ("/move", move, ["POST"], True),
+    ("/comment", comment, ["POST"], True),
+    ("/undo", undo, ["POST"], True),
+    ("/search", search, ["GET"], True),
+    ("/log", log, ["GET"], True),
+    ("/export", export_page, ["GET"], True),
+    ("/export/codebook", export_codebook, ["POST"], True),
+    ("/export/refi/{kind}", export_refi, ["POST"], True),
+    ("/download/{folder}/{name}", download, ["GET"], True),
+]

@@ -1,0 +1,331 @@
+"""The review app without a server: what each page shows (pipeline.web.pages), the
+request checks (pipeline.web.security), and one Decision whichever way it is entered
+(web form, workbook, `consensa review resolve`)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from starlette.datastructures import FormData
+from starlette.requests import Request
+
+from pipeline.cli import main
+from pipeline.review.agreement import review_status
+from pipeline.review.model import Decision, ReviewError, load_run
+from pipeline.review.signing import WorkbookCheck, load_key
+from pipeline.review.store import ReviewStore, StaleError
+from pipeline.review.workbook import read_workbook
+from pipeline.web import pages
+from pipeline.web.context import Context
+from pipeline.web.routes import decision_from_form
+from pipeline.web.security import (
+    MAX_SESSIONS,
+    Access,
+    csrf_ok,
+    local_target,
+    same_origin,
+)
+from review_helpers import copy_run, fill
+
+
+@pytest.fixture()
+def run_folder(tmp_path_factory, tmp_path):
+    return copy_run(tmp_path_factory.getbasetemp() / "review-base", tmp_path / "run")
+
+
+@pytest.fixture()
+def store(run_folder):
+    with ReviewStore(load_run(run_folder), create=True) as s:
+        s.set_panel(["ana", "ben"], ["dee"])
+        yield s
+
+
+def _seg_of(run, theme: int, n: int = 1) -> list[str]:
+    return run.segments[run.segments["theme"] == theme]["segment_id"].head(n).tolist()
+
+
+# --- one Decision from the three ways in ----------------------------------------------
+
+def _web(item: str, pairs: list[tuple[str, str]]) -> Decision:
+    return decision_from_form(item, FormData(pairs), "ana")
+
+
+def test_web_form_workbook_and_command_line_give_equal_decisions(run_folder, capsys):
+    run = load_run(run_folder)
+    split = _seg_of(run, 0, 2)
+    mover = _seg_of(run, 1)[0]
+    expected = {
+        "theme:0": Decision("theme:0", "split", new_name="Learning on the job",
+                            segments=tuple(split)),
+        "theme:1": Decision("theme:1", "rename", new_name="Supervision as support",
+                            core_idea="Supervisors helped.", comment="from the meeting"),
+        "theme:2": Decision("theme:2", "merge", target="1"),
+        f"segment:{mover}": Decision(f"segment:{mover}", "move", target="none"),
+    }
+
+    # the web form: every field is sent, the ones that do not go with the decision too
+    web = {
+        "theme:0": _web("theme:0", [("decision", "split"), ("new_name", " Learning  on the job"),
+                                    ("target", "1"), ("domain", "1"), ("segments", split[0]),
+                                    ("segments", split[1]), ("segments", split[0])]),
+        "theme:1": _web("theme:1", [("decision", " Rename "),
+                                    ("new_name", "Supervision \n as support "),
+                                    ("core_idea", " Supervisors helped. "),
+                                    ("comment", "from the meeting ")]),
+        "theme:2": _web("theme:2", [("decision", "merge"), ("target", "1"),
+                                    ("new_name", "left over")]),
+        f"segment:{mover}": _web(f"segment:{mover}", [("decision", "move"),
+                                                     ("target", "NONE")]),
+    }
+
+    # a judge's workbook: cells as a spreadsheet holds them (numbers as numbers)
+    assert main(["review", "export", str(run_folder), "--judges", "ana,ben"]) == 0
+    wb = run_folder / "review" / "round-1" / "ana.xlsx"
+    fill(wb, "themes", 0, decision="Split", new_name="Learning on the job  ",
+         split_off_segments=f"{split[0]}; {split[1]}")
+    fill(wb, "themes", 1, decision="rename", new_name=" Supervision  as support",
+         core_idea_note="Supervisors helped.", comment=" from the meeting")
+    fill(wb, "themes", 2, decision="MERGE", merge_into=1.0)
+    fill(wb, "segments", mover, move_to_theme="None")
+    with ReviewStore(run) as st:
+        check = WorkbookCheck(load_key(run_folder), run_folder, tuple(st.panel().items()),
+                              st.round)
+    read, errors = read_workbook(wb, run, check)
+    assert errors == []
+    workbook = {d.item: d for d in read.decisions}
+
+    # the command line, recorded as the consensus and read back from the store
+    for args in (["--theme", "0", "--decision", "split", "--name", "Learning on the job",
+                  "--segments", f"{split[0]},{split[1]}"],
+                 ["--theme", "1", "--decision", "rename", "--name", "Supervision as  support",
+                  "--core-idea", "Supervisors helped.", "--comment", "from the meeting"],
+                 ["--theme", "2", "--decision", "merge", "--target", " 1 "],
+                 ["--segment", mover, "--decision", "Move", "--target", "none"]):
+        assert main(["review", "resolve", str(run_folder), *args, "--by", "ana"]) == 0
+    capsys.readouterr()
+    with ReviewStore(run) as st:
+        cli = st.consensus()
+
+    for name, got in (("web form", web), ("workbook", workbook), ("command line", cli)):
+        assert {k: replace(d, source="") for k, d in got.items()} == expected, name
+    assert web["theme:0"].source == "web form (ana)"
+    assert workbook["theme:2"].source == "ana.xlsx, sheet 'themes', row 4"
+    assert cli["theme:2"].source == "command line"
+
+
+def test_parse_refuses_what_is_not_a_decision_naming_the_field():
+    with pytest.raises(ReviewError, match="field 'item'"):
+        Decision.parse("topic:3", {"decision": "accept"}, source="t")
+    with pytest.raises(ReviewError, match="field 'item'"):
+        Decision.parse("theme: ", {"decision": "accept"}, source="t")
+    with pytest.raises(ReviewError, match="field 'merge_into' is not a field of a decision"):
+        Decision.parse("theme:1", {"decision": "merge", "merge_into": "2"}, source="t")
+    with pytest.raises(ReviewError, match="field 'target' holds 2 values"):
+        Decision.parse("theme:1", {"decision": "merge", "target": ["2", "0"]}, source="t")
+    with pytest.raises(ReviewError, match="field 'segments'"):
+        Decision.parse("theme:1", {"decision": "split", "segments": {"a", "b"}}, source="t")
+    # the item's id is tidied like any other id
+    assert Decision.parse("theme: 3.0", {"decision": "accept"}, source="t").item == "theme:3"
+
+
+def test_parse_keeps_what_does_not_fit_unless_told_to_drop_it():
+    fields = {"decision": "reject", "new_name": "x", "target": "2", "domain": "1",
+              "segments": "a;b"}
+    kept = Decision.parse("theme:1", fields, source="workbook")
+    assert (kept.new_name, kept.target, kept.domain, kept.segments) == ("x", "2", "1",
+                                                                         ("a", "b"))
+    dropped = Decision.parse("theme:1", fields, source="web", ignore_unused=True)
+    assert dropped == Decision("theme:1", "reject", source="web")
+    # a domain goes with a kept theme only
+    d = Decision.parse("theme:1", {"decision": "accept", "domain": "1.0"}, source="web",
+                       ignore_unused=True)
+    assert d.domain == "1"
+    assert Decision.parse("domain:1", {"decision": "accept", "domain": "0"}, source="web",
+                          ignore_unused=True).domain == ""
+
+
+def test_web_form_drops_the_fields_a_keep_does_not_take(run_folder):
+    run = load_run(run_folder)
+    sid = _seg_of(run, 0)[0]
+    d = _web(f"segment:{sid}", [("decision", "keep"), ("target", "2"), ("new_name", "x")])
+    assert d == Decision(f"segment:{sid}", "keep", source="web form (ana)")
+
+
+# --- page models ------------------------------------------------------------------------
+
+def test_overview_counts_and_filters(store):
+    run = store.run
+    store.record_positions([("ana", [Decision("theme:0", "accept"), Decision("theme:1", "accept")]),
+                            ("ben", [Decision("theme:0", "accept"),
+                                     Decision("theme:1", "reject")])])
+    everything = pages.overview(run, store, pages.Filters())
+    listed = [row["status"].item for d in everything["domains"] for row in d["themes"]]
+    assert sorted(listed) == sorted(f"theme:{t}" for t in run.themes["theme_id"])
+    assert everything["counts"] == {"agreed": 1, "resolved": 0, "disputed": 1,
+                                    "open": len(run.items()) - 2}
+    assert not everything["filtered"] and everything["n_unassigned"] == 0
+
+    disputed = pages.overview(run, store, pages.Filters(status="disputed"))
+    rows = [(d["shown"], [r["status"].item for r in d["themes"]]) for d in disputed["domains"]]
+    assert rows == [(False, ["theme:1"])] and disputed["filtered"]
+
+    pending = pages.overview(run, store, pages.Filters(status="pending"))
+    assert "theme:0" not in [r["status"].item for d in pending["domains"] for r in d["themes"]]
+
+    by_ana = pages.Filters.from_query({"judge": "ana:yes"})
+    assert by_ana == pages.Filters(judge="ana", judged="yes")
+    judged = pages.overview(run, store, by_ana)
+    assert sorted(r["status"].item for d in judged["domains"] for r in d["themes"]) == \
+        ["theme:0", "theme:1"]
+    waiting = pages.overview(run, store, pages.Filters.from_query({"judge": "ana:no"}))
+    assert [r["status"].item for d in waiting["domains"] for r in d["themes"]] == ["theme:2"]
+
+    one = int(run.domains["domain_id"].iloc[0])
+    only = pages.overview(run, store, pages.Filters(domain=str(one)))
+    assert [int(d["d"].domain_id) for d in only["domains"]] == [one]
+
+
+def test_theme_page_quotes_prefill_and_moves(store):
+    run = store.run
+    context = Context(run)
+    page = pages.theme_page(run, store, context, "0", "ana")
+    t = run.themes[run.themes["theme_id"] == 0].iloc[0]
+    proposed = [q.strip() for q in str(t["quote_ids"]).split(";") if q.strip()]
+    assert [q["id"] for q in page["quotes"][:len(proposed)]] == proposed
+    assert len(page["quotes"]) == int(t["n_segments"]) and page["quote_ids"] == set(proposed)
+    assert page["keywords"] == [k.strip() for k in str(t["keywords"]).split(";") if k.strip()]
+    assert page["prefill"] == Decision("theme:0", "accept")
+    assert page["prefill_from"] == "nothing yet" and page["err"] is None
+    assert any(turn.own for turn in page["quotes"][0]["context"])
+
+    mover = _seg_of(run, 1)[0]
+    store.record_positions([("ana", [Decision("theme:0", "reject"),
+                                     Decision(f"segment:{mover}", "move", target="0")])])
+    store.record_positions([("ben", [Decision("theme:0", "accept")])])
+    page = pages.theme_page(run, store, context, "0", "ana")
+    assert (page["prefill"].decision, page["prefill_from"]) == ("reject", "your position")
+    assert [i.item for i in page["moved_in"]] == [f"segment:{mover}"]
+    assert page["v_mine"] == store.item_version("theme:0", judge="ana") > 0
+    page = pages.theme_page(run, store, context, "0", "ana", start_from="ben")
+    assert page["prefill_from"] == "ben's position" and page["prefill"].decision == "accept"
+    store.resolve([Decision("theme:0", "rename", new_name="Silent training")], by="ben")
+    page = pages.theme_page(run, store, context, "0", "ana")
+    assert page["prefill_from"] == "the consensus" and page["prefill"].new_name == \
+        "Silent training"
+    draft = Decision("theme:0", "merge", target="1")
+    stale = StaleError("theme 0 has changed since you opened it", hint="look again")
+    page = pages.theme_page(run, store, context, "0", "ana", error=stale, draft=draft)
+    assert page["prefill"] is draft and page["prefill_from"] == "your refused entries"
+    assert page["err"] == {"stale": True, "message": stale.reason, "hint": "look again"}
+
+
+def test_domain_and_segment_pages(store):
+    run = store.run
+    did = int(run.domains["domain_id"].iloc[0])
+    page = pages.domain_page(run, store, str(did), "ana")
+    assert sorted(int(r["t"].theme_id) for r in page["themes"]) == sorted(
+        run.themes[run.themes["domain_id"] == did]["theme_id"])
+    assert page["decisions"] == ("accept", "rename", "merge")
+    sid = _seg_of(run, 0)[0]
+    page = pages.segment_page(run, store, Context(run), sid, "ana")
+    assert page["q"]["id"] == sid and page["status"].state == "untouched"
+    assert page["prefill"] == Decision(f"segment:{sid}", "keep")
+    assert set(page["status"].positions) == {"ana", "ben"}
+    # more of the conversation than a quote on a theme page shows
+    near = pages.quotes(run.segments[run.segments["segment_id"] == sid], Context(run),
+                        review_status(store), {}, {})[0]["context"]
+    assert len(page["q"]["context"]) > len(near)
+
+
+def test_search_needs_every_word_and_marks_them(store):
+    run = store.run
+    page = pages.search(run, store, Context(run), "  TRAINING   tears ", who="ana")
+    assert page["q"] == "TRAINING tears" and page["total"] == len(page["results"]) > 0
+    for r in page["results"]:
+        hay = f"{r['text']} {r['theme_name']} {r['case']}".casefold()
+        assert "training" in hay and "tears" in hay
+        assert "".join(p for p, _ in r["parts"]) == r["text"]
+        assert {p.casefold() for p, hit in r["parts"] if hit} <= {"training", "tears"}
+    assert pages.search(run, store, Context(run), "")["total"] == 0  # no words, no place
+    inside = pages.search(run, store, Context(run), "", where="1")
+    assert inside["total"] == int((run.segments["theme"] == 1).sum())
+    outside = pages.search(run, store, Context(run), "", where="outside", into="1")
+    assert outside["total"] == int((run.segments["theme"] != 1).sum())
+    assert all(r["theme"] != 1 for r in outside["results"])
+    assert len(outside["results"]) == min(outside["total"], pages.MAX_SEARCH_RESULTS)
+
+
+def test_audit_log_newest_first_in_words(store):
+    run = store.run
+    store.resolve([Decision("theme:2", "merge", target="1", comment="same story")], by="ana")
+    store.undo_consensus("ben")
+    page = pages.audit_log(run, store)
+    assert page["total"] == len(store.audit_log()) and page["undo"] is None
+    first, second = page["entries"][:2]
+    assert first["action"] == "consensus undo" and second["action"] == "consensus"
+    name = run.theme_name(1)
+    assert second["value_text"] == f'merge into theme 1 "{name}" "same story"'
+    assert first["previous_text"] == second["value_text"] and first["value_text"] == ""
+    assert second["label"] == run.label("theme:2")
+
+
+def test_downloads_offer_only_the_exported_files(store):
+    folder = store.run.folder
+    (folder / "review" / "codebook.yaml").write_text("domains: []\n", encoding="utf-8")
+    (folder / "review" / "notes.txt").write_text("private", encoding="utf-8")
+    (folder / "export").mkdir()
+    (folder / "export" / "run.qdpx").write_bytes(b"PK")
+    (folder / "export" / "run.yaml").write_text("x", encoding="utf-8")
+    files = {(f["folder"], f["name"]) for f in pages.downloads(folder)}
+    assert ("review", "codebook.yaml") in files and ("export", "run.qdpx") in files
+    assert ("review", "notes.txt") not in files and ("export", "run.yaml") not in files
+    assert not any(name.endswith(".sqlite") for _, name in files)
+    assert pages.export_page(store.run, store)["final"]
+
+
+def test_is_item_and_say(store):
+    run = store.run
+    sid = _seg_of(run, 0)[0]
+    assert pages.is_item(run, "theme:0") and pages.is_item(run, f"segment:{sid}")
+    assert not pages.is_item(run, "theme:42") and not pages.is_item(run, "review:0")
+    assert pages.say(run, Decision("theme:2", "merge", target="1")) == \
+        f'merge into theme 1 "{run.theme_name(1)}"'
+    assert pages.item_url(f"segment:{sid}") == "/segment/" + sid.replace(":", "%3A")
+
+
+# --- request checks ----------------------------------------------------------------------
+
+def test_back_addresses_stay_on_this_site():
+    assert local_target("/theme/1?from=ana#decide") == "/theme/1?from=ana#decide"
+    for bad in ("https://example.org/", "//example.org/x", "javascript:alert(1)", "theme/1",
+                None, ""):
+        assert local_target(bad, "/x") == "/x", bad
+
+
+def _request(headers: dict[str, str]) -> Request:
+    return Request({"type": "http", "method": "POST", "path": "/decide",
+                    "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]})
+
+
+def test_origin_and_csrf_checks():
+    assert same_origin(_request({"host": "127.0.0.1:8000"}))
+    assert same_origin(_request({"host": "127.0.0.1:8000", "origin": "http://127.0.0.1:8000"}))
+    assert not same_origin(_request({"host": "127.0.0.1:8000", "origin": "http://example.org"}))
+    assert not same_origin(_request({"host": "127.0.0.1:8000", "origin": "null"}))
+    access = Access("fixed-token")
+    s = access.new_session()
+    assert csrf_ok(s, s.csrf) and not csrf_ok(s, "") and not csrf_ok(s, s.csrf + "x")
+    assert access.token_ok("fixed-token") and not access.token_ok("fixed-tokeN")
+    assert access.url("::1", 8000) == "http://[::1]:8000/?token=fixed-token"
+    assert Access("other").cookie != access.cookie
+
+
+def test_sessions_are_bounded_dropping_the_least_recently_seen():
+    access = Access()
+    first = access.new_session()
+    rest = [access.new_session() for _ in range(MAX_SESSIONS - 1)]
+    assert access.session_of(first.sid) is first  # seen again: now the most recent
+    access.new_session()
+    assert len(access.sessions) == MAX_SESSIONS
+    assert access.session_of(first.sid) is first and access.session_of(rest[0].sid) is None
