@@ -177,8 +177,7 @@ def _numeric(field):
     return bool(args) and all(a in (int, float) for a in args)
 
 
-# Segmenters' bounds belong with their parameters in pipeline/stages/segment.py.
-BOUNDED = [(kind, name) for kind, name in ALL if kind != "segmenter"]
+BOUNDED = list(ALL)
 
 
 @pytest.mark.parametrize("kind,name", BOUNDED)

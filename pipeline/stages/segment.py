@@ -19,10 +19,11 @@ from abc import ABC, abstractmethod
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
-from typing import Iterable, Iterator, Literal
+from typing import Annotated, Iterable, Iterator, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from ..errors import Skipped
 from ..fsutil import atomic_write_npz
@@ -242,8 +243,11 @@ class SentenceSegmenter(_SegmenterBase):
     cache_spans = True      # spaCy's import and sentencizer: ~2 s for the demo study
 
     def __init__(self, roles: tuple[Literal["participant", "interviewer", "other"], ...] = ("participant",),
-                 target_words: int = 40, max_words: int = 80, min_words: int = 4,
-                 backchannels: tuple[str, ...] = (), batch_size: int = 256) -> None:
+                 target_words: Annotated[int, Field(ge=1, le=10_000)] = 40,
+                 max_words: Annotated[int, Field(ge=1, le=10_000)] = 80,
+                 min_words: Annotated[int, Field(ge=0, le=10_000)] = 4,
+                 backchannels: tuple[str, ...] = (),
+                 batch_size: Annotated[int, Field(ge=1, le=100_000)] = 256) -> None:
         self.roles = roles
         self.target_words = target_words
         self.max_words = max_words
@@ -333,7 +337,8 @@ class TurnSegmenter(_SegmenterBase):
     """One segment per turn, for data already cut into utterances."""
 
     def __init__(self, roles: tuple[Literal["participant", "interviewer", "other"], ...] = ("participant",),
-                 min_words: int = 1, backchannels: tuple[str, ...] = ()) -> None:
+                 min_words: Annotated[int, Field(ge=0, le=10_000)] = 1,
+                 backchannels: tuple[str, ...] = ()) -> None:
         self.roles = roles
         self.min_words = min_words
         self.backchannels = backchannels
