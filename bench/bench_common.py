@@ -151,10 +151,11 @@ def embed_with_cache(texts: list[str], embedder=None,
                      cache_dir: Path = ROOT / ".cache" / "consensa") -> np.ndarray:
     """Embed through Consensa's embedding cache; by default with Consensa's default
     embedder (all-MiniLM-L6-v2)."""
-    from pipeline.stages.embed import EmbeddingCache, SentenceTransformerEmbedder, embed_texts
+    from pipeline.cache import Cache
+    from pipeline.compose import embed_texts
+    from pipeline.stages.embed import SentenceTransformerEmbedder
 
-    vecs, _ = embed_texts(embedder or SentenceTransformerEmbedder(), texts,
-                          EmbeddingCache(cache_dir / "embeddings.sqlite"))
+    vecs, _ = embed_texts(embedder or SentenceTransformerEmbedder(), texts, Cache(cache_dir))
     return vecs
 
 

@@ -30,7 +30,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.stages.embed import EmbeddingCache, SentenceTransformerEmbedder, TfidfSVDEmbedder, embed_texts  # noqa: E402
+from pipeline.cache import Cache  # noqa: E402
+from pipeline.compose import embed_texts  # noqa: E402
+from pipeline.stages.embed import SentenceTransformerEmbedder, TfidfSVDEmbedder  # noqa: E402
 from pipeline.precode import fit_classifier  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
@@ -55,10 +57,11 @@ def evaluate(name: str, embed: str, test_share: float, seed: int) -> list[dict]:
     texts = df["text"].astype(str).tolist()
     t0 = time.perf_counter()
     if embed == "minilm":
-        cache = EmbeddingCache(ROOT / ".cache" / "consensa" / "embeddings.sqlite")
+        cache = Cache(ROOT / ".cache" / "consensa")
         vecs, _ = embed_texts(SentenceTransformerEmbedder(), texts, cache)
     else:
-        vecs, _ = embed_texts(TfidfSVDEmbedder(n_components=100, random_state=seed), texts, None)
+        vecs, _ = embed_texts(TfidfSVDEmbedder(n_components=100, random_state=seed), texts,
+                              Cache(None))
     embed_s = time.perf_counter() - t0
     split = GroupShuffleSplit(n_splits=1, test_size=test_share, random_state=seed)
     tr, te = next(split.split(vecs, df["label"], df["case_id"]))

@@ -57,26 +57,15 @@ def consensa_config(seed: int, overrides: list[str]):
     return validate_config(data)
 
 
-def make(cfg, section: str):
-    from pipeline.config import STAGE_KINDS
-    from pipeline.registry import REGISTRIES
-
-    spec = getattr(cfg, section)
-    return REGISTRIES[STAGE_KINDS[section]].build(spec.name, spec.params(), seed=cfg.seed,
-                                                  where=section)
-
-
 def consensa_themes(vectors: np.ndarray, order: pd.DataFrame, seed: int,
                     overrides: list[str]) -> tuple[np.ndarray, dict]:
-    from pipeline.stages.cluster import assign
+    """The run's context + reduce + cluster + assign (pipeline.compose.find_themes)."""
+    from pipeline.compose import find_themes
     from pipeline.stages.context import contextualize
 
     cfg = consensa_config(seed, overrides)
     grouping = contextualize(vectors, order, cfg.context.window, cfg.context.weight)
-    reduced = make(cfg, "reduce").fit_transform(grouping)
-    clusterer = make(cfg, "cluster").fit(reduced)
-    c = assign(grouping, clusterer.labels_, clusterer.probabilities_,
-               cfg.outliers.reassign, cfg.outliers.min_similarity)
+    c = find_themes(grouping, cfg).clustering
     return c.theme, {"reassigned": float(c.reassigned.mean())}
 
 
@@ -93,7 +82,9 @@ def bertopic_themes(texts: list[str], vectors: np.ndarray, seed: int) -> tuple[n
 def oracle_ceiling(name: str, vectors: np.ndarray, truth: np.ndarray, overrides: list[str]) -> dict:
     from sklearn.cluster import KMeans
 
-    reduced = make(consensa_config(0, overrides), "reduce").fit_transform(vectors)
+    from pipeline.compose import build_stage
+
+    reduced = build_stage("reduce", consensa_config(0, overrides)).fit_transform(vectors)
     best = {"dataset": name}
     for space, X in (("embeddings", vectors), ("umap", reduced)):
         res = {k: ami(truth, KMeans(k, n_init=3, random_state=0).fit_predict(X))
@@ -132,9 +123,11 @@ def main(argv=None) -> int:
     sets = coded_sets(drop_backchannels=not args.keep_backchannels)
     rows, ceiling = [], []
     methods = [m for m in ("consensa", "bertopic") if args.only in (None, m)]
+    from pipeline.compose import build_stage
+
     for ds in sets:
         # embed.* overrides (e.g. embed.quantize=int8) apply to both methods: same vectors
-        vectors = embed_with_cache(ds.texts, make(consensa_config(0, args.overrides), "embed"))
+        vectors = embed_with_cache(ds.texts, build_stage("embed", consensa_config(0, args.overrides)))
         truth = pd.factorize(pd.Series(ds.labels))[0]
         for method in methods:
             assignments = []

@@ -4,13 +4,15 @@ time (from the manifest) and the peak resident set size (RSS) while it ran.
     .venv/bin/python bench/stage_probe.py CONFIG OUT_DIR RESULT_JSON [--set KEY=VALUE ...]
 
 A thread samples this process's RSS (/proc/self/statm) every 20 ms; the run's
-progress callback marks where each stage starts, so the peak is attributed to the
-stage that was running. ``ru_maxrss`` (the kernel's exact peak) is recorded too.
+progress messages (logger ``consensa.run``: "ingest ...") mark where each stage
+starts, so the peak is attributed to the stage that was running. ``ru_maxrss``
+(the kernel's exact peak) is recorded too.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import resource
 import sys
@@ -71,7 +73,15 @@ def main(argv: list[str]) -> int:
     from pipeline.run import run
 
     cfg, base = load_config(config, overrides)
-    folder = run(cfg, base, out, report=lambda msg: probe.mark(msg.removesuffix(" ...")))
+
+    class StageMarks(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            probe.mark(record.getMessage().removesuffix(" ..."))
+
+    stage_log = logging.getLogger("consensa.run")
+    stage_log.setLevel(logging.INFO)
+    stage_log.addHandler(StageMarks())
+    folder = run(cfg, base, out)
     probe.stop()
     manifest = json.loads((folder / "manifest.json").read_text())
     stages = [s for s in probe.order if s not in ("done",)]

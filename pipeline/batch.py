@@ -6,18 +6,19 @@ each into its own run folder inside one batch folder, and writes there
 run's report). A config that fails (a typo'd key, unreadable input) is recorded
 with its reason and the batch goes on; the exit status is 1 if any run failed.
 
-Two sections of a config are read here, not by :class:`~pipeline.config.RunConfig`:
+Two sections of a config (:class:`~pipeline.config.RunConfig`) matter here:
 
 ``sweep:``
     dotted config keys, each with a list of values; the config expands into one
-    run per combination, named ``<name>__<key>=<value>__...``::
+    run per combination, named ``<name>__<key>=<value>__...``
+    (:func:`~pipeline.config.expand_sweep`)::
 
         sweep:
           cluster.min_cluster_size: [8, 12]
           reduce.n_neighbors: [10, 15]
 
 ``stability:``
-    settings of :class:`~pipeline.stability.StabilityConfig` (or ``true``); each
+    settings of :class:`~pipeline.config.StabilityConfig` (or ``true``); each
     run's themes are then checked for stability right after the run.
 
 Runs share the embedding cache when their configs name the same ``cache_dir``
@@ -26,44 +27,37 @@ Runs share the embedding cache when their configs name the same ``cache_dir``
 
 from __future__ import annotations
 
-import copy
-import itertools
-import json
+import logging
 import math
 import multiprocessing
 import os
-import re
-import sys
 import time
-import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime
-from hashlib import sha1
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import quote
 
-from .config import (
+from .config import (  # noqa: F401  (safe_name: also pipeline.batch's, as before)
     RunConfig,
-    check_inputs,
-    parse_override,
-    read_yaml,
-    set_dotted,
-    validate_config,
+    expand_sweep,
+    format_value,
+    load_config,
+    safe_name,
 )
 from .errors import ConfigError, ConsensaError, InputError
 from .fsutil import atomic_write_text
+from .progress import progress
 
-SWEEP_KEY = "sweep"
-STABILITY_KEY = "stability"
+log = logging.getLogger("consensa.batch")
+
 LABELS = ("general", "typical", "variant", "rare", "single case")
 #: batch_summary.csv: one row per run, in the order the configs were given; the
 #: swept keys get a column each, after ``parameters``.
 SUMMARY_COLUMNS = ("run", "config", "status", "parameters", "themes", "domains", "cases",
                    "segments", "outlier_share", "n_general", "n_typical", "n_variant", "n_rare",
                    "n_single_case", "wall_time_s", "stability", "n_unstable", "report", "error")
-MAX_NAME = 120
 TEMPLATE = "batch_index.html.j2"
 
 
@@ -78,121 +72,36 @@ class Plan:
     params: dict[str, Any] = field(default_factory=dict)   # swept key -> value
     cfg: RunConfig | None = None
     base: Path | None = None                      # the config's folder
-    stability: Any = None                         # StabilityConfig or None
+    stability: Any = None                         # cfg.stability: StabilityConfig or None
     error: str = ""
 
 
-def _split_sections(path: Path, overrides: list[str]) -> tuple[dict, dict, Any]:
-    """The config mapping with --set applied and ``sweep``/``stability`` taken out."""
-    data = read_yaml(path)
-    for item in overrides:
-        key, value = parse_override(item)
-        set_dotted(data, key, value)
-    sweep = data.pop(SWEEP_KEY, None)
-    from .stability import parse_stability
-
-    stability = parse_stability(data.pop(STABILITY_KEY, None), path)
-    return data, _sweep_items(sweep, path), stability
-
-
-def _sweep_items(sweep: Any, path: Path) -> dict[str, list]:
-    if sweep is None:
-        return {}
-    if not isinstance(sweep, dict):
-        raise ConfigError("'sweep' must map config keys to lists of values, e.g. "
-                          "{cluster.min_cluster_size: [5, 10]}", path=path, field=SWEEP_KEY)
-    flat: dict[str, list] = {}
-
-    def walk(prefix: str, node: dict) -> None:
-        for key, values in node.items():
-            dotted = f"{prefix}{key}"
-            if isinstance(values, dict):
-                walk(dotted + ".", values)
-                continue
-            if dotted.split(".")[0] in ("name", SWEEP_KEY, STABILITY_KEY):
-                raise ConfigError(f"'{dotted}' cannot be swept", path=path,
-                                  field=f"{SWEEP_KEY}.{dotted}",
-                                  hint="runs of a sweep are named after their parameters")
-            if not isinstance(values, list) or not values:
-                raise ConfigError(f"the values of a sweep key must be a non-empty list, "
-                                  f"got {values!r}", path=path, field=f"{SWEEP_KEY}.{dotted}",
-                                  hint=f"write e.g. {dotted}: [5, 10, 20]")
-            flat[dotted] = values
-    walk("", sweep)
-    return flat
-
-
 def load_single(path: str | Path, overrides: list[str] = ()) -> tuple[RunConfig, Path, Any]:
-    """``consensa run``'s config: like load_config, also reading ``stability:``.
-
-    Returns (config, its folder, StabilityConfig or None); a ``sweep:`` is refused.
-    """
-    path = Path(path)
-    data, sweep, stability = _split_sections(path, list(overrides))
-    if sweep:
+    """``consensa run``'s config: :func:`~pipeline.config.load_config`, refusing a
+    ``sweep:`` (that is a batch). Returns (config, its folder, its ``stability``
+    settings or None)."""
+    cfg, base = load_config(path, overrides)
+    if cfg.sweep:
         raise ConfigError("this config has a sweep: section; run it with consensa batch",
                           path=path, hint=f"consensa batch {path}")
-    cfg, base = validate_config(data, path), path.resolve().parent
-    check_inputs(cfg, base, path)          # as `consensa validate` does (load_plans)
-    return cfg, base, stability
-
-
-def format_value(value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return json.dumps(value)
-    if isinstance(value, (int, float, str)):
-        return str(value)
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
-
-
-def safe_name(text: str) -> str:
-    """A file name that is safe on every common file system, at most MAX_NAME long."""
-    name = re.sub(r"[^\w.=+,-]+", "_", text).strip("_") or "run"
-    if name[0] in ".-":
-        name = "_" + name
-    if len(name) > MAX_NAME:
-        name = name[:MAX_NAME - 9].rstrip("_.") + "-" + sha1(text.encode()).hexdigest()[:8]
-    return name
+    return cfg, base, cfg.stability
 
 
 def load_plans(path: str | Path, overrides: list[str] = ()) -> list[Plan]:
-    """One config file as the runs it stands for (one per sweep combination)."""
-    path = Path(path)
-    data, sweep, stability = _split_sections(path, list(overrides))
-    cfg = validate_config(data, path)
-    base = path.resolve().parent
-    if not sweep:
-        check_inputs(cfg, base, path)      # as `consensa run` does (load_single)
-        return [Plan(str(path), safe_name(cfg.name), {}, cfg, base, stability)]
-    for key, values in sweep.items():       # each key and value on its own first
-        for value in values:
-            trial = copy.deepcopy(data)
-            try:
-                set_dotted(trial, key, value)
-                validate_config(trial)
-            except ConfigError as exc:
-                raise ConfigError(f"the sweep setting '{key}' = {value!r} is not valid: "
-                                  f"{exc.reason}", path=path, field=f"{SWEEP_KEY}.{key}",
-                                  hint="a sweep key is a dotted config key such as "
-                                       "cluster.min_cluster_size, with a list of values; "
-                                       "`consensa validate` lists the allowed keys") from None
-    plans = []
-    for combo in itertools.product(*sweep.values()):
-        params = dict(zip(sweep, combo))
-        label = "__".join(f"{k}={format_value(v)}" for k, v in params.items())
-        run_name = safe_name(f"{cfg.name}__{label}")
-        trial = copy.deepcopy(data)
-        for key, value in params.items():
-            set_dotted(trial, key, value)
-        trial["name"] = re.sub(r"[^\w.-]", "-", run_name)
-        try:
-            run_cfg = validate_config(trial)
-            check_inputs(run_cfg, base)        # a sweep may change ingest.paths
-        except ConfigError as exc:
-            raise ConfigError(f"the sweep combination {label} is not valid: {exc.reason}",
-                              path=path, field=SWEEP_KEY, hint=exc.hint) from None
-        plans.append(Plan(str(path), run_name, params, run_cfg, base, stability))
-    return plans
+    """One config file as the runs it stands for (one per sweep combination), read
+    through :func:`~pipeline.config.load_config` as ``consensa run`` reads it."""
+    cfg, base = load_config(path, overrides)
+    if not cfg.sweep:
+        return [Plan(str(path), safe_name(cfg.name), {}, cfg, base, cfg.stability)]
+    # the run's folder name in the batch; its config's name is that with only the
+    # characters a run name allows
+    return [Plan(str(path), safe_name(f"{cfg.name}__{_label(params)}"), params, run_cfg, base,
+                 run_cfg.stability)
+            for params, run_cfg in expand_sweep(cfg, base, Path(path))]
+
+
+def _label(params: dict[str, Any]) -> str:
+    return "__".join(f"{k}={format_value(v)}" for k, v in params.items())
 
 
 def collect_configs(items: list[str]) -> list[Path]:
@@ -256,23 +165,18 @@ def execute(job: Job) -> dict[str, Any]:
     except ConsensaError as exc:
         return failed(str(exc))
     except Exception as exc:  # a bug: keep the batch going, keep the traceback
-        traceback.print_exc()
+        log.error("%s: unexpected error", job.out.name, exc_info=True)
         return failed(f"unexpected error ({type(exc).__name__}: {exc}); please report it")
     if job.stability is not None:
         try:
-            stability_for_run(job.out, job.stability, base_dir=job.base)
+            stability_for_run(job.out, job.stability)
         except ConsensaError as exc:
             return failed(f"the run finished, but its stability check failed: {exc}")
         except Exception as exc:
-            traceback.print_exc()
+            log.error("%s: unexpected error in the stability check", job.out.name, exc_info=True)
             return failed(f"the run finished, but its stability check failed with an unexpected "
                           f"error ({type(exc).__name__}: {exc}); please report it")
     return {"status": "ok", "error": "", "seconds": round(time.perf_counter() - start, 3)}
-
-
-def _resolve(base: Path, p: Path) -> Path:
-    p = Path(os.path.expanduser(p))
-    return p if p.is_absolute() else base / p
 
 
 def batch_folder(plans: list[Plan], out: str | Path | None) -> Path:
@@ -284,8 +188,8 @@ def batch_folder(plans: list[Plan], out: str | Path | None) -> Path:
                              "overwrites runs", path=folder, hint="choose another --out folder")
         return folder
     first = next((p for p in plans if p.cfg is not None), None)
-    parent = Path(os.path.normpath(_resolve(first.base, first.cfg.output_dir))) if first \
-        else Path("runs")
+    # a plan's config was loaded (load_plans): its output_dir is absolute already
+    parent = first.cfg.output_dir if first else Path("runs")
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     folder = parent / f"batch-{stamp}"
     n = 1
@@ -305,8 +209,7 @@ class BatchResult:
         return [r for r in self.rows if r["status"] != "ok"]
 
 
-def run_batch(plans: list[Plan], out: str | Path | None = None, jobs: int = 1,
-              report: Callable[[str], None] = lambda m: None) -> BatchResult:
+def run_batch(plans: list[Plan], out: str | Path | None = None, jobs: int = 1) -> BatchResult:
     """Run the plans (``jobs`` at a time, in separate processes when > 1) and summarise.
 
     The summary is rewritten (atomically) after every run, so a long batch can be
@@ -331,16 +234,16 @@ def run_batch(plans: list[Plan], out: str | Path | None = None, jobs: int = 1,
             msg += f" ({outcome['seconds']:.1f} s)"
         if outcome["error"]:
             msg += " - " + outcome["error"].splitlines()[0]
-        report(msg)
+        log.info("%s", msg)
         write_summary(folder, plans, outcomes)
 
     try:
         if jobs <= 1 or len(todo) <= 1:
-            for i, job in todo:
-                report(f"running {plans[i].run} ...")
+            for i, job in progress(todo, "batch", unit="run"):
+                log.info("running %s ...", plans[i].run)
                 record(i, execute(job))
         else:
-            _run_parallel(todo, min(jobs, len(todo)), record, report)
+            _run_parallel(todo, min(jobs, len(todo)), record)
     finally:
         for i, _ in todo:                        # interrupted: say so in the summary
             outcomes.setdefault(i, {"status": "not run", "error": "the batch was interrupted",
@@ -349,7 +252,7 @@ def run_batch(plans: list[Plan], out: str | Path | None = None, jobs: int = 1,
     return BatchResult(folder, rows)
 
 
-def _run_parallel(todo: list[tuple[int, Job]], jobs: int, record, report) -> None:
+def _run_parallel(todo: list[tuple[int, Job]], jobs: int, record) -> None:
     from concurrent.futures.process import BrokenProcessPool
 
     # Each worker gets its share of the cores (numeric libraries read these when
@@ -365,8 +268,8 @@ def _run_parallel(todo: list[tuple[int, Job]], jobs: int, record, report) -> Non
             futures = {}
             for i, job in todo:
                 futures[pool.submit(execute, job)] = i
-            report(f"running {len(todo)} runs, {jobs} at a time ...")
-            for fut in as_completed(futures):
+            log.info("running %d runs, %d at a time ...", len(todo), jobs)
+            for fut in progress(as_completed(futures), "batch", total=len(futures), unit="run"):
                 try:
                     outcome = fut.result()
                 except BrokenProcessPool as exc:
@@ -390,17 +293,18 @@ def summarise_run(folder: Path) -> dict[str, Any]:
     """The numbers of one finished run folder that the batch summary shows."""
     import pandas as pd
 
+    from .runfolder import RunFolder
+
     row: dict[str, Any] = {}
-    manifest_path = folder / "manifest.json"
-    if not manifest_path.is_file():
+    run = RunFolder(folder)
+    if not run.has("manifest"):          # the run failed before writing its folder
         return row
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest = run.manifest
     counts = manifest.get("counts", {})
     row.update(themes=counts.get("themes"), domains=counts.get("domains"),
                cases=counts.get("cases_analysed"), segments=counts.get("segment_segments"),
                outlier_share=manifest.get("outlier_share"), wall_time_s=manifest.get("wall_time_s"))
-    themes = pd.read_csv(folder / "themes.csv", dtype={"frequency_label": str},
-                         keep_default_na=False)
+    themes = run.themes()
     labels = themes["frequency_label"].value_counts() if len(themes) else {}
     for label in LABELS:
         row[f"n_{label.replace(' ', '_')}"] = int(labels.get(label, 0))
@@ -471,11 +375,8 @@ def _fmt(v: Any, spec: str = "") -> str:
 
 def render_index(title: str, rows: list[dict[str, Any]], keys: list[str]) -> str:
     """index.html: one table row per run, linking its report (relative links)."""
-    import jinja2
+    from .report.templating import page_environment
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "report" / "templates")),
-                             autoescape=True, undefined=jinja2.StrictUndefined,
-                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     view = []
     for r in rows:
         view.append({
@@ -492,34 +393,7 @@ def render_index(title: str, rows: list[dict[str, Any]], keys: list[str]) -> str
             "error": r["error"]})
     n_ok = sum(r["status"] == "ok" for r in rows)
     n_failed = sum(r["status"] in ("failed", "not run") for r in rows)
-    return env.get_template(TEMPLATE).render(
+    return page_environment().get_template(TEMPLATE).render(
         title=title, rows=view, keys=keys, labels=LABELS, n_ok=n_ok, n_failed=n_failed,
         n_pending=len(rows) - n_ok - n_failed, any_stability=any(r["stability"] is not None
                                                                    for r in rows))
-
-
-# --- The command --------------------------------------------------------------------
-
-def cli(configs: list[str], jobs: int = 1, out: str | None = None, overrides: list[str] = (),
-        report: Callable[[str], None] = lambda m: None) -> int:
-    """``consensa batch``: 0 when every run succeeded, 1 when any failed."""
-    if jobs < 1:
-        raise ConfigError("--jobs must be 1 or more")
-    start = time.perf_counter()
-    plans = plan_batch(configs, list(overrides))
-    result = run_batch(plans, out, jobs, report)
-    rows = result.rows
-    print(f"Consensa batch: {len(rows) - len(result.failed)} of {len(rows)} runs succeeded "
-          f"in {time.perf_counter() - start:.1f} s")
-    for r in rows:
-        stab = "" if r["stability"] is None else f"  stability {r['stability']:.2f}"
-        if r["status"] == "ok":
-            print(f"  ok      {r['run']}: {r['themes']} themes, {r['domains']} domains, "
-                  f"outliers {100 * (r['outlier_share'] or 0):.1f} %{stab}")
-        else:
-            reason = r["error"].replace("\n", "\n          ")
-            print(f"  {r['status']:<7} {r['run']} ({r['config']}):\n          {reason}")
-    print(f"  summary: {result.folder / 'batch_summary.csv'}")
-    print(f"  index:   {result.folder / 'index.html'}")
-    sys.stdout.flush()
-    return 1 if result.failed else 0

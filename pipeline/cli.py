@@ -1,4 +1,10 @@
-"""The ``consensa`` command. Thin: parse arguments, load the config, call ``run``.
+"""The ``consensa`` command: every subcommand's arguments, and everything it prints.
+
+This is the one module that prints. The library functions it calls return their
+results; what they say while they work goes through :mod:`logging` (loggers under
+``"consensa."``), which :func:`main` sends to stderr as plain indented lines
+(``  ingest ...``), or not at all with ``--quiet``. Where work is long a progress
+bar is drawn, on a terminal only (:mod:`pipeline.progress`).
 
 Errors the user can fix are printed as one clear message with exit status 2,
 never as a traceback.
@@ -7,16 +13,58 @@ never as a traceback.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from . import __version__
 from .errors import ConsensaError
+from .progress import ROOT_LOGGER, bars_wanted
 
 
-def _say(msg: str) -> None:
-    print(f"  {msg}", file=sys.stderr, flush=True)
+class _PlainFormatter(logging.Formatter):
+    """Progress as indented lines under the command (``  ingest ...``); a warning says so."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            msg = f"{record.levelname.lower()}: {msg}"
+        text = f"  {msg}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
+
+
+@contextmanager
+def _logging_to_stderr(quiet: bool) -> Iterator[None]:
+    """Send the ``consensa`` loggers to stderr for one command, then put things back.
+
+    The handler is made per call, on the ``sys.stderr`` of that moment, so a caller
+    that redirects stderr (a test, an embedding script) gets the lines; and it is
+    removed after, so calling :func:`main` twice never prints a line twice.
+    """
+    logger = logging.getLogger(ROOT_LOGGER)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_PlainFormatter())
+    level = logger.level
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.addHandler(handler)
+    try:
+        if bars_wanted():
+            # log lines are written above a progress bar instead of through it
+            from tqdm.contrib.logging import logging_redirect_tqdm
+
+            redirect = logging_redirect_tqdm(loggers=[logger])
+        else:
+            redirect = nullcontext()
+        with redirect:
+            yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -27,15 +75,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg, base, stability = load_single(args.config, args.set or [])
     start = time.perf_counter()
-    folder = run(cfg, base, Path(args.out) if args.out else None, report=_say)
+    folder = run(cfg, base, Path(args.out) if args.out else None)
     stab = None
     if stability is not None:
         from .stability import stability_for_run
 
-        stab = stability_for_run(folder, stability, base_dir=base, report=_say)
-    import json
+        stab = stability_for_run(folder, stability)
+    from .runfolder import RunFolder
 
-    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    manifest = RunFolder(folder).manifest
     c = manifest["counts"]
     print(f"Consensa run '{cfg.name}' finished in {time.perf_counter() - start:.1f} s")
     print(f"  cases: {c['cases_analysed']}   segments: {c['segment_segments']}   "
@@ -61,40 +109,319 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    from .batch import cli
+    """``consensa batch``: 0 when every run succeeded, 1 when any failed."""
+    from .batch import plan_batch, run_batch
+    from .errors import ConfigError
 
-    return cli(args.configs, jobs=args.jobs, out=args.out, overrides=args.set or [], report=_say)
+    if args.jobs < 1:
+        raise ConfigError("--jobs must be 1 or more")
+    start = time.perf_counter()
+    plans = plan_batch(args.configs, list(args.set or []))
+    result = run_batch(plans, args.out, args.jobs)
+    rows = result.rows
+    print(f"Consensa batch: {len(rows) - len(result.failed)} of {len(rows)} runs succeeded "
+          f"in {time.perf_counter() - start:.1f} s")
+    for r in rows:
+        stab = "" if r["stability"] is None else f"  stability {r['stability']:.2f}"
+        if r["status"] == "ok":
+            print(f"  ok      {r['run']}: {r['themes']} themes, {r['domains']} domains, "
+                  f"outliers {100 * (r['outlier_share'] or 0):.1f} %{stab}")
+        else:
+            reason = r["error"].replace("\n", "\n          ")
+            print(f"  {r['status']:<7} {r['run']} ({r['config']}):\n          {reason}")
+    print(f"  summary: {result.folder / 'batch_summary.csv'}")
+    print(f"  index:   {result.folder / 'index.html'}")
+    sys.stdout.flush()
+    return 1 if result.failed else 0
 
 
 def cmd_stability(args: argparse.Namespace) -> int:
-    from .stability import cli
+    """``consensa stability RUN``: check, write, print the table."""
+    from .runfolder import check_run_folder
+    from .stability import (
+        fmt_number,
+        fmt_share,
+        parse_stability,
+        stability_for_run,
+    )
 
-    return cli(args.run, resamples=args.resamples, leave_out=args.leave_out,
-               bootstrap=args.bootstrap, threshold=args.threshold,
-               unstable_below=args.unstable_below, seed=args.seed, cache_dir=args.cache_dir,
-               report=_say)
+    given = {"resamples": args.resamples, "leave_out": args.leave_out,
+             "bootstrap": args.bootstrap, "threshold": args.threshold,
+             "unstable_below": args.unstable_below, "seed": args.seed}
+    settings = parse_stability({k: v for k, v in given.items() if v is not None})
+    folder = check_run_folder(Path(args.run))
+    result = stability_for_run(folder, settings, cache_dir=args.cache_dir)
+    print(f"Consensa stability of '{folder.name}': {result.n_leave_out} leave-"
+          f"{result.settings.leave_out}-out + {result.n_bootstrap} bootstrap resamples "
+          f"in {result.seconds:.1f} s")
+    print(f"  overall stability (reappearance weighted by theme size): "
+          f"{fmt_number(result.overall)}; unstable themes: {result.n_unstable} of "
+          f"{len(result.table)}")
+    if result.reproduced is not None and result.reproduced < 0.999:
+        print(f"  note: re-clustering all segments with the run's seed gives a mean Jaccard of "
+              f"{result.reproduced:.3f} with the run's themes (embeddings changed since the run?)")
+    print(f"  {'theme':>5}  {'reappear':>8}  {'(lo/bs)':>11}  {'jaccard':>7}  {'label chg':>9}  "
+          "stable  name")
+    for r in result.table.itertuples():
+        split = f"{fmt_share(r.reappearance_leave_out)}/{fmt_share(r.reappearance_bootstrap)}"
+        print(f"  {r.theme_id:>5}  {fmt_share(r.reappearance):>8}  {split:>11}  "
+              f"{fmt_number(r.mean_jaccard):>7}  {fmt_share(r.label_change_rate):>9}  "
+              f"{'yes' if r.stable else 'NO ':<6}  {r.name}")
+    print(f"  written: {folder / 'stability.csv'}, stability.md, themes.csv (column 'stability'), "
+          "report.html")
+    return 0
+
+
+def _columns(items: list[str] | None) -> dict[str, str]:
+    """``--column KEY=NAME`` options as {key: column name}."""
+    from .errors import InputError
+
+    given = {}
+    for item in items or []:
+        key, sep, name = item.partition("=")
+        if not sep or key.strip() not in ("case", "code", "text", "start", "end", "coder",
+                                          "turn_index"):
+            raise InputError(f"--column {item!r} is not KEY=NAME with KEY one of case, code, "
+                             "text, start, end, coder, turn_index", field="--column",
+                             hint="e.g. --column case=Document --column code=Codes")
+        given[key.strip()] = name.strip()
+    return given
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import cli
+    from .compare import compare, summary_text, write_compare
 
-    return cli(args.run, args.codes, level=args.level, out=args.out,
-               min_coverage=args.min_coverage, min_match=args.min_match, depth=args.depth,
-               separator=args.separator, columns=args.column, report=_say)
+    res = compare(args.run, args.codes, level=args.level, min_coverage=args.min_coverage,
+                  min_match=args.min_match, depth=args.depth, separator=args.separator,
+                  columns=_columns(args.column))
+    folder = write_compare(res, args.out)
+    print(summary_text(res, folder))
+    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .exchange.refi import cli
+    """``consensa export qdc|qdpx``: write the file and say what it holds."""
+    from .exchange.refi import (
+        CONSENSA_USER,
+        export_qdc,
+        export_qdpx,
+        iter_codes,
+        read_judges,
+    )
 
-    return cli(args.kind, args.source, args.out)
+    if args.kind == "qdc":
+        target, codes = export_qdc(args.source, args.out)
+        n = sum(1 for _ in iter_codes(codes))
+        print(f"Consensa codebook written: {target}")
+        print(f"  {n} codes ({len(codes)} at the top level); import it in your QDA software "
+              "as a REFI-QDA codebook (.qdc)")
+        return 0
+    target, run = export_qdpx(args.source, args.out)
+    seg = run.segments
+    users = [CONSENSA_USER] + [j for j in read_judges(run.folder) if j != CONSENSA_USER]
+    print(f"Consensa project written: {target}")
+    print(f"  {seg['case_id'].nunique()} text sources, {int((seg['theme'] >= 0).sum())} coded "
+          f"segments, {len(run.themes)} themes in {len(run.domains)} domains, users: "
+          f"{', '.join(users)}")
+    print("  import it in your QDA software as a REFI-QDA project (.qdpx)")
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .review.commands import _names
-    from .web.server import serve
+    from .web.server import listen
 
-    return serve(args.run, host=args.host, port=args.port, judges=_names(args.judges),
+    app = listen(args.run, host=args.host, port=args.port, judges=_names(args.judges),
                  auditors=_names(args.auditor))
+    print(f"Consensa review of '{app.review.run.name}' ({app.store_path})")
+    if not app.panel:
+        print("  the panel is empty: add people with --judges a,b,c --auditor d")
+    else:
+        print(f"  panel: {', '.join(f'{n} ({r})' for n, r in app.panel.items())}")
+    print(f"  open: {app.url}")
+    if app.open_to_network:
+        print("  WARNING: the review is open to the network on "
+              f"{app.host}:{app.port}. Anyone who has this address (it holds the access token) "
+              "can read the interviews and change the review, and the traffic is not encrypted "
+              "(plain http): share it only on a network you trust, and stop the server "
+              "(Ctrl+C) after the meeting.")
+    print("  the address is valid until the server stops; Ctrl+C stops it", flush=True)
+    app.run()
+    return 0
+
+
+def cmd_precode(args: argparse.Namespace) -> int:
+    import json
+
+    from .precode import precode
+
+    out = precode(args.codebook, args.transcripts, args.config, args.threshold, args.out)
+    m = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    cv = ", ".join(f"{k} {v:.2f}" for k, v in m["cv_accuracy"].items())
+    print(f"pre-coded {m['n_segments']} segments of {m['cases']} case(s) with {m['classifier']} "
+          f"(cross-validated accuracy: {cv})")
+    print(f"  coded: {m['n_coded']}   needs a human (confidence < {m['threshold']}): "
+          f"{m['n_needs_human']}")
+    print(f"  output: {out}")
+    print(f"  queue:  {out / 'queue.xlsx'}")
+    return 0
+
+
+# --- consensa review ... ------------------------------------------------------------
+
+def _names(text: str | None) -> list[str]:
+    """``--judges ana,ben,caro`` as a list; a name is used in file names, so it is
+    letters, digits, '-', '_' and '.' only."""
+    from .review.model import ReviewError
+
+    names = [n.strip() for n in (text or "").split(",") if n.strip()]
+    bad = [n for n in names if not all(ch.isalnum() or ch in "-_." for ch in n)]
+    if bad:
+        raise ReviewError(f"names may hold letters, digits, '-', '_' and '.' only: {bad}")
+    return names
+
+
+def cmd_review_export(args: argparse.Namespace) -> int:
+    from .review.commands import export
+
+    paths = export(Path(args.run), _names(args.judges), _names(args.auditor), force=args.force,
+                   consensus=args.consensus, by=args.by)
+    print("review workbooks written:")
+    for p in paths:
+        print(f"  {p}")
+    return 0
+
+
+def cmd_review_import(args: argparse.Namespace) -> int:
+    from .review.commands import import_workbooks
+
+    print(import_workbooks(Path(args.run), args.files, consensus=args.consensus, by=args.by))
+    return 0
+
+
+def cmd_review_status(args: argparse.Namespace) -> int:
+    from .review.commands import status
+
+    text, _ = status(Path(args.run))
+    print(text, end="")
+    return 0
+
+
+def cmd_review_resolve(args: argparse.Namespace) -> int:
+    from .review.commands import resolve
+
+    print(resolve(Path(args.run), theme=args.theme, domain=args.domain, segment=args.segment,
+                  decision=args.decision, by=args.by, name=args.name, target=args.target,
+                  to_domain=args.to_domain, segments=args.segments, core_idea=args.core_idea,
+                  comment=args.comment))
+    return 0
+
+
+def cmd_review_audit(args: argparse.Namespace) -> int:
+    from .review.commands import audit
+
+    print(audit(Path(args.run), by=args.by, comment=args.comment, theme=args.theme,
+                domain=args.domain, segment=args.segment))
+    return 0
+
+
+def cmd_review_apply(args: argparse.Namespace) -> int:
+    from .review.commands import apply
+
+    paths = apply(Path(args.run))
+    print("final codebook written:")
+    for p in paths.values():
+        print(f"  {p}")
+    return 0
+
+
+def _quiet_option() -> argparse.ArgumentParser:
+    """``-q/--quiet``, accepted before the subcommand and after it. After it, its default
+    is "not given" (SUPPRESS), so a subcommand never resets a ``-q`` given before it."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="print only the results, warnings and errors: no progress lines "
+                        "or bars")
+    return parent
+
+
+_QUIET = _quiet_option()
+
+
+def _add_review_parser(sub) -> None:
+    p = sub.add_parser("review", parents=[_QUIET],
+                       help="the judges' review of a run: workbooks, decisions, "
+                       "agreement, consensus, final codebook",
+                       description="CQR review: export a workbook per judge, import their "
+                       "decisions, see where they disagree, record the consensus, apply it.")
+    rs = p.add_subparsers(dest="review_command", required=True)
+
+    q = rs.add_parser("export", parents=[_QUIET],
+                      help="write one review workbook per judge (and the auditor)")
+    q.add_argument("run")
+    q.add_argument("--judges", default="", help="comma-separated names, e.g. ana,ben,caro")
+    q.add_argument("--auditor", default="", help="comma-separated auditor name(s)")
+    q.add_argument("--consensus", action="store_true",
+                   help="write a consensus workbook prefilled with the agreed decisions")
+    q.add_argument("--by", default="", help="with --consensus: whose workbook it is")
+    q.add_argument("--force", action="store_true", help="write over existing workbooks")
+    q.set_defaults(func=cmd_review_export)
+
+    q = rs.add_parser("import", parents=[_QUIET],
+                      help="import filled-in workbooks (all or nothing)")
+    q.add_argument("run")
+    q.add_argument("files", nargs="+", type=Path)
+    q.add_argument("--consensus", action="store_true",
+                   help="the workbook(s) hold consensus decisions, not one judge's positions")
+    q.add_argument("--by", default="", help="with --consensus: who recorded them")
+    q.set_defaults(func=cmd_review_import)
+
+    q = rs.add_parser("status", parents=[_QUIET], help="agreement per item and across judges")
+    q.add_argument("run")
+    q.set_defaults(func=cmd_review_status)
+
+    for name, helptext in (("resolve", "record the consensus decision on one item"),
+                           ("audit", "record an auditor's comment on one item")):
+        q = rs.add_parser(name, parents=[_QUIET], help=helptext)
+        q.add_argument("run")
+        g = q.add_mutually_exclusive_group(required=True)
+        g.add_argument("--theme")
+        g.add_argument("--domain")
+        g.add_argument("--segment")
+        q.add_argument("--by", required=True)
+        if name == "resolve":
+            q.add_argument("--decision", required=True,
+                           help="accept, rename, reassign, merge, split, reject (themes); "
+                           "accept, rename, merge (domains); move, keep (segments)")
+            q.add_argument("--name", default="", help="the new name (rename, split)")
+            q.add_argument("--target", default="", help="merge into / move to this id")
+            q.add_argument("--to-domain", default="", help="reassign to this domain id")
+            q.add_argument("--segments", default="", help="split: segment ids, ';'-separated")
+            q.add_argument("--core-idea", default="", help="the core idea note")
+            q.add_argument("--comment", default="")
+            q.set_defaults(func=cmd_review_resolve)
+        else:
+            q.add_argument("--comment", required=True)
+            q.set_defaults(func=cmd_review_audit)
+
+    q = rs.add_parser("apply", parents=[_QUIET], help="write the final codebook from the consensus")
+    q.add_argument("run")
+    q.set_defaults(func=cmd_review_apply)
+
+
+def _add_precode_parser(sub) -> None:
+    p = sub.add_parser("precode", parents=[_QUIET],
+                       help="code new transcripts with an agreed codebook",
+                       description="Segment and embed new transcripts and assign each segment "
+                       "to a category of the codebook; segments below --threshold go to a "
+                       "'needs a human' queue (queue.xlsx) instead of being coded.")
+    p.add_argument("codebook", type=Path, help="codebook.yaml from `consensa review apply`")
+    p.add_argument("--transcripts", type=Path, required=True, help="folder of new transcripts")
+    p.add_argument("--config", type=Path, help="a run config for ingest/segment/embed "
+                   "(default: the codebook's run config)")
+    p.add_argument("--threshold", type=float, default=0.5,
+                   help="least confidence to code a segment automatically (default 0.5)")
+    p.add_argument("--out", type=Path, help="output folder (default: beside the codebook)")
+    p.set_defaults(func=cmd_precode)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,21 +429,25 @@ def build_parser() -> argparse.ArgumentParser:
         "NLP-assisted theme discovery for Consensual Qualitative Research. "
         "It proposes; the judges decide."))
     parser.add_argument("--version", action="version", version=f"consensa {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="print only the results, warnings and errors: no progress lines "
+                        "or bars")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("run", help="run the pipeline from a config file")
+    p = sub.add_parser("run", parents=[_QUIET], help="run the pipeline from a config file")
     p.add_argument("config", help="a YAML run config, e.g. configs/demo.yaml")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a setting, e.g. --set cluster.min_cluster_size=10 (repeatable)")
     p.add_argument("--out", help="the run folder to create (default: <output_dir>/<name>-<time>)")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("validate", help="check a config without running it")
+    p = sub.add_parser("validate", parents=[_QUIET], help="check a config without running it")
     p.add_argument("config")
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("batch", help="run several configs, or a config's sweep: of settings",
+    p = sub.add_parser("batch", parents=[_QUIET],
+                       help="run several configs, or a config's sweep: of settings",
                        description="Run every config given (a folder stands for its .yaml "
                        "files), one run folder each inside one batch folder, with "
                        "batch_summary.csv and index.html. A config's sweep: section expands "
@@ -130,7 +461,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a setting in every config (repeatable)")
     p.set_defaults(func=cmd_batch)
 
-    p = sub.add_parser("stability", help="check how stable a run's themes are under resampling",
+    p = sub.add_parser("stability", parents=[_QUIET],
+                       help="check how stable a run's themes are under resampling",
                        description="Re-cluster a run on resamples (leave-k-cases-out and "
                        "bootstrap) and report per theme how often it reappears. Adds "
                        "stability.csv, stability.md and a stability column in themes.csv to "
@@ -150,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the embedding cache folder, if it cannot be found from the run")
     p.set_defaults(func=cmd_stability)
 
-    p = sub.add_parser("compare", help="compare a run's themes with human codes",
+    p = sub.add_parser("compare", parents=[_QUIET], help="compare a run's themes with human codes",
                        description="Place human codes (a .csv/.xlsx table, one row per coded "
                        "passage, or a REFI-QDA .qdpx project) on a run's segments and report "
                        "the agreement between themes and codes (ARI, NMI/AMI, homogeneity, "
@@ -178,7 +510,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "turn_index when it is not found by name (repeatable)")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("export", help="export a codebook (.qdc) or a project (.qdpx) for "
+    p = sub.add_parser("export", parents=[_QUIET],
+                       help="export a codebook (.qdc) or a project (.qdpx) for "
                        "QDA software (REFI-QDA)",
                        description="qdc: the codebook of a run (domains as parent codes, "
                        "themes as child codes), or of a themes.csv / a table of code paths / "
@@ -191,7 +524,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="the file to write (default: RUN/export/<name>.qdc|.qdpx)")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("serve", help="the judges' review in the browser (a local web app)",
+    p = sub.add_parser("serve", parents=[_QUIET],
+                       help="the judges' review in the browser (a local web app)",
                        description="Open the review of a run in the browser: overview, themes "
                        "with their quotes in context, the judges' positions side by side, "
                        "consensus decisions, search, export. It reads and writes the same store "
@@ -207,19 +541,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--auditor", default="", help="comma-separated auditor(s) to add")
     p.set_defaults(func=cmd_serve)
 
-    from .review.commands import add_parser as add_review_parser
-
-    add_review_parser(sub)
-    from .precode import add_parser as add_precode_parser
-
-    add_precode_parser(sub)
+    _add_review_parser(sub)
+    _add_precode_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with _logging_to_stderr(quiet=getattr(args, "quiet", False)):
+            return args.func(args)
     except ConsensaError as exc:
         print(f"consensa: error: {exc}", file=sys.stderr)
         return exc.exit_status

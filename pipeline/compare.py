@@ -47,12 +47,12 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import math
 import os
-import re
 import shutil
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import combinations
@@ -79,6 +79,8 @@ from .exchange.codes import (
 )
 from .fsutil import atomic_write_bytes, atomic_write_text
 from .sheets import append_row, to_csv
+
+log = logging.getLogger("consensa.compare")
 
 NO_CODE = "(no code)"
 LEVELS = ("category", "domain")
@@ -255,8 +257,7 @@ class CompareResult:
 def compare(run_folder: str | Path, codes_path: str | Path, *, level: str = "category",
             min_coverage: float = MIN_COVERAGE, min_match: float = MIN_MATCH,
             depth: int | None = None, separator: str = ">",
-            columns: Mapping[str, str] | None = None,
-            report: Callable[[str], None] = lambda m: None) -> CompareResult:
+            columns: Mapping[str, str] | None = None) -> CompareResult:
     """Compare a run's themes with human codes (see the module docstring)."""
     if level not in LEVELS:
         raise InputError(f"unknown level '{level}'", field="--level",
@@ -264,11 +265,11 @@ def compare(run_folder: str | Path, codes_path: str | Path, *, level: str = "cat
     if not 0 < min_coverage <= 1:
         raise InputError("min_coverage must be in (0, 1]", field="--min-coverage",
                          hint="e.g. 0.5: a code must cover half a segment's characters")
-    report("reading the run ...")
+    log.info("reading the run ...")
     run = load_run(run_folder)
-    report("reading the codes ...")
+    log.info("reading the codes ...")
     codes = read_codes(codes_path, separator=separator, columns=columns)
-    report(f"placing {len(codes.codings)} codings in the run's texts ...")
+    log.info("placing %d codings in the run's texts ...", len(codes.codings))
     placed, place_notes = place_codes(codes, run, min_match=min_match)
     notes = list(run.notes) + list(codes.notes) + place_notes
     if not (placed["status"] == "placed").any():
@@ -282,7 +283,7 @@ def compare(run_folder: str | Path, codes_path: str | Path, *, level: str = "cat
                          hint="use --level category")
     seg = run.segments.reset_index(drop=True).copy()
     levels = ["category"] + (["domain"] if codes.hierarchical else [])
-    report("laying the codes over the segments ...")
+    log.info("laying the codes over the segments ...")
     table = seg[["segment_id", "case_id", "turn_index", "speaker", "text", "start_char",
                  "end_char", "theme", "theme_name", "domain_id", "domain_name",
                  "strength"]].copy()
@@ -304,12 +305,13 @@ def compare(run_folder: str | Path, codes_path: str | Path, *, level: str = "cat
         table[f"{prefix}code"] = [primary.get(s, "") for s in seg["segment_id"]]
         table[f"{prefix}coverage"] = [round(cov.get((s, primary[s]), 0.0), 4) if s in primary
                                       else 0.0 for s in seg["segment_id"]]
-        table[f"{prefix}codes"] = ["; ".join(carried.get(s, [])) for s in seg["segment_id"]]
-        table[f"{prefix}partial_codes"] = ["; ".join(part.get(s, [])) for s in seg["segment_id"]]
+        # lists stay lists: a CSV or workbook cell joins them (pipeline/sheets.py)
+        table[f"{prefix}codes"] = [carried.get(s, []) for s in seg["segment_id"]]
+        table[f"{prefix}partial_codes"] = [part.get(s, []) for s in seg["segment_id"]]
         if lv == "category":
             who = per[per["coverage"] >= min_coverage - 1e-12].groupby("segment_id")[
-                "coder"].apply(lambda s: "; ".join(sorted({c for c in s if c}))).to_dict()
-            table["coders"] = [who.get(s, "") for s in seg["segment_id"]]
+                "coder"].apply(lambda s: sorted({c for c in s if c})).to_dict()
+            table["coders"] = [who.get(s, []) for s in seg["segment_id"]]
         theme_col = "theme" if lv == "category" else "domain_id"
         names = _theme_names(run, lv)
         used = {level_of(c, lv, depth) for c in placed.loc[placed["status"] == "placed", "code"]}
@@ -449,7 +451,7 @@ def _queue(table: pd.DataFrame, res: LevelResult, level: str) -> pd.DataFrame:
         if not code or theme < 0:
             continue
         expected = code_theme.get(code, -1)
-        carried = [c for c in getattr(r, f"{prefix}codes").split("; ") if c]
+        carried = list(getattr(r, f"{prefix}codes"))
         if expected == theme or res.match.get(theme) in carried:
             continue          # agrees (also when the theme's own code is a secondary code)
         coverage = float(getattr(r, f"{prefix}coverage"))
@@ -458,7 +460,7 @@ def _queue(table: pd.DataFrame, res: LevelResult, level: str) -> pd.DataFrame:
             "segment_id": r.segment_id, "case_id": r.case_id, "turn_index": int(r.turn_index),
             "quote": r.text, "human_code": code, "code_coverage": round(coverage, 4),
             "kind": "conflict" if expected >= 0 else "code without a theme",
-            "other_codes": "; ".join(c for c in carried if c != code),
+            "other_codes": [c for c in carried if c != code],
             "coders": r.coders,
             "theme": theme, "theme_name": res.theme_names.get(theme, ""),
             "strength": round(strength, 4),
@@ -540,9 +542,10 @@ def coder_agreement_on_spans(codes: HumanCodes, *, level: str = "category",
 # --- Output -------------------------------------------------------------------------
 
 def _f(x: Any, digits: int = 2) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "n/a"
-    return f"{x:.{digits}f}"
+    """A measure as the terminal summary and the page show it (the page's ``f`` filter)."""
+    from .report.templating import number
+
+    return number(x, digits)
 
 
 def summary_text(res: CompareResult, folder: Path | None = None) -> str:
@@ -756,20 +759,10 @@ def queue_xlsx(queue: pd.DataFrame) -> bytes:
 
 # --- HTML ---------------------------------------------------------------------------
 
-_SVG_RC = {"svg.fonttype": "none", "font.size": 8, "axes.titlesize": 10,
-           "axes.labelcolor": "#333333", "xtick.color": "#333333", "ytick.color": "#333333"}
-_CTRL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def _mpl_text(text: Any, limit: int = 48) -> str:
-    s = " ".join(_CTRL.sub(" ", str(text)).split())
-    if len(s) > limit:
-        s = s[:limit - 1].rstrip() + "…"
-    return s.replace("$", r"\$")
-
-
 def _path_label(code: str, limit: int) -> str:
     """A code path for a plot label: its last levels, as many as fit in ``limit``."""
+    from .report.plots import mpl_text
+
     parts = str(code).split(" > ")
     label = parts[-1]
     for part in reversed(parts[:-1]):
@@ -777,14 +770,12 @@ def _path_label(code: str, limit: int) -> str:
             label = "… > " + label
             break
         label = f"{part} > {label}"
-    return _mpl_text(label, limit)
+    return mpl_text(label, limit)
 
 
 def heatmap_svg(lv: LevelResult, title: str) -> str:
     """The code x theme contingency table as inline SVG (shares of each code's segments)."""
-    import matplotlib
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from .report.plots import figure_svg, mpl_text
 
     table = lv.contingency
     if table.empty:
@@ -802,16 +793,12 @@ def heatmap_svg(lv: LevelResult, title: str) -> str:
     shares = sub.div(table.loc[rows].sum(axis=1).replace(0, 1), axis=0).to_numpy()
     h = max(2.5, 0.22 * len(rows) + 1.6)
     w = max(4.0, 0.28 * len(cols) + 3.8)
-    buf = io.StringIO()
-    with matplotlib.rc_context(dict(_SVG_RC, **{"svg.hashsalt": f"compare-{lv.level}"})), \
-            warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fig = Figure(figsize=(w, h), dpi=100, layout="constrained")
-        FigureCanvasAgg(fig)
+
+    def draw(fig) -> None:
         ax = fig.add_subplot()
         ax.imshow(shares, cmap="Blues", vmin=0, vmax=1, aspect="auto")
         ax.set_xticks(range(len(cols)))
-        ax.set_xticklabels([_mpl_text(f"{t} {lv.theme_names.get(int(t), '')}", 28)
+        ax.set_xticklabels([mpl_text(f"{t} {lv.theme_names.get(int(t), '')}", 28)
                             for t in cols], rotation=60, ha="right")
         ax.set_yticks(range(len(rows)))
         ax.set_yticklabels([_path_label(r, 44) for r in rows])
@@ -824,33 +811,17 @@ def heatmap_svg(lv: LevelResult, title: str) -> str:
                                 color="white" if shares[i, j] > 0.55 else "#222222")
         ax.set_xlabel("Consensa " + ("theme" if lv.level == "category" else "domain"))
         ax.set_ylabel("human code" if lv.level == "category" else "human code domain")
-        ax.set_title(_mpl_text(title, 90))
-        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None,
-                                                 "Format": None, "Type": None})
-        fig.clear()
-    svg = buf.getvalue()
-    svg = svg[svg.index("<svg"):]
-    end = svg.index(">")
-    root = re.sub(r'\s+xmlns(?::\w+)?="[^"]*"', "", svg[:end])
-    root = root.replace("<svg", f'<svg class="plot" role="img" aria-label="heat map, '
-                                f'{lv.level} level"', 1)
-    svg = root + svg[end:]
-    svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg, flags=re.DOTALL)
-    svg = re.sub(r'(\bid="|\bhref="#|url\(#)([^"()]+)',
-                 lambda m: f"{m.group(1)}{lv.level}-{m.group(2)}", svg)
-    return svg.strip()
+        ax.set_title(mpl_text(title, 90))
+
+    return str(figure_svg(lv.level, (w, h), draw, rc={"font.size": 8},
+                          label=f"heat map, {lv.level} level"))
 
 
 def render_html(res: CompareResult, summary: str) -> str:
-    import jinja2
     from markupsafe import Markup
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(
-        str(Path(__file__).parent / "report" / "templates")), autoescape=True,
-        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters["f"] = _f
-    env.filters["pct"] = lambda x: "n/a" if x is None or (isinstance(x, float) and
-                                                          math.isnan(x)) else f"{x:.0%}"
+    from .report.templating import page_environment
+
     levels = []
     for lv, r in res.levels.items():
         title = f"{'Codes' if lv == 'category' else 'Code domains'} x Consensa " \
@@ -875,24 +846,4 @@ def render_html(res: CompareResult, summary: str) -> str:
            "n_queue": len(res.queue), "notes": res.notes, "params": res.params,
            "hows": hows, "status": status, "version": __version__,
            "codes_name": Path(res.codes.path).name}
-    return env.get_template("compare.html.j2").render(**ctx)
-
-
-def cli(run: str, codes: str, *, level: str = "category", out: str | None = None,
-        min_coverage: float = MIN_COVERAGE, min_match: float = MIN_MATCH,
-        depth: int | None = None, separator: str = ">", columns: list[str] | None = None,
-        report: Callable[[str], None] = lambda m: None) -> int:
-    given = {}
-    for item in columns or []:
-        key, sep, name = item.partition("=")
-        if not sep or key.strip() not in ("case", "code", "text", "start", "end", "coder",
-                                          "turn_index"):
-            raise InputError(f"--column {item!r} is not KEY=NAME with KEY one of case, code, "
-                             "text, start, end, coder, turn_index", field="--column",
-                             hint="e.g. --column case=Document --column code=Codes")
-        given[key.strip()] = name.strip()
-    res = compare(run, codes, level=level, min_coverage=min_coverage, min_match=min_match,
-                  depth=depth, separator=separator, columns=given, report=report)
-    folder = write_compare(res, out)
-    print(summary_text(res, folder))
-    return 0
+    return page_environment().get_template("compare.html.j2").render(**ctx)

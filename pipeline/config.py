@@ -17,8 +17,10 @@ from __future__ import annotations
 import copy
 import hashlib
 import importlib.util
+import itertools
 import json
-import os
+import re
+from hashlib import sha1
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from . import safeyaml
 from .errors import ConfigError
+from .fsutil import anchored
 from .registry import MAX_SEED, REGISTRIES, config_error_from
 from .stages.concepts import ConceptsConfig
 from .stages.context import ContextConfig
@@ -58,6 +61,83 @@ class OutlierConfig(BaseModel):
     min_similarity: float = Field(0.35, ge=-1, le=1, description=(
         "an outlier joins its nearest theme when the cosine similarity to the theme's "
         "centroid is at least this; the rest stay unassigned and are listed"))
+
+
+class StabilityConfig(BaseModel):
+    """Settings of a stability check (``consensa stability``, or a config's ``stability:``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    resamples: int = Field(20, ge=1, le=10_000, description=(
+        "re-clusterings in all; split half and half between leave-out and bootstrap "
+        "when both are on"))
+    leave_out: int = Field(1, ge=0, description="cases withheld per leave-out resample; 0 = none")
+    bootstrap: bool = Field(True, description="also resample the segments with replacement")
+    threshold: float = Field(0.5, gt=0, le=1, description=(
+        "a theme reappears when its best Jaccard overlap in a resample is at least this"))
+    unstable_below: float = Field(0.6, ge=0, le=1, description=(
+        "themes reappearing in fewer than this share of the resamples are unstable"))
+    seed: int | None = Field(None, description="seed of the resampling; default: the run's seed")
+
+
+def parse_stability(value: Any, path: str | Path | None = None) -> StabilityConfig | None:
+    """A config's ``stability:`` value: a section, ``true`` (defaults) or ``false``/absent."""
+    if value is None or value is False:
+        return None
+    if isinstance(value, StabilityConfig):
+        return value
+    if value is True:
+        value = {}
+    if not isinstance(value, dict):
+        raise ConfigError("'stability' must be a section such as {resamples: 20, leave_out: 1}, "
+                          f"or true; got {value!r}", path=path, field="stability")
+    try:
+        settings = StabilityConfig.model_validate(value)
+    except pydantic.ValidationError as exc:
+        raise config_error_from(exc, where="stability", model=StabilityConfig,
+                                path=str(path) if path else None) from None
+    if settings.leave_out == 0 and not settings.bootstrap:
+        raise ConfigError("stability has nothing to resample: leave_out is 0 and bootstrap is off",
+                          path=path, field="stability",
+                          hint="set stability.leave_out to 1 or more, or bootstrap: true")
+    return settings
+
+
+#: keys of a config that a ``sweep:`` cannot vary: the runs are named after the swept
+#: values, and a sweep or stability check belongs to the whole config
+UNSWEPT = ("name", "sweep", "stability")
+
+
+def parse_sweep(sweep: Any, path: str | Path | None = None) -> dict[str, list]:
+    """A config's ``sweep:`` section as dotted keys -> non-empty lists of values.
+
+    Nested sections and dotted keys both work: ``{cluster: {min_cluster_size: [8,
+    12]}}`` and ``{cluster.min_cluster_size: [8, 12]}`` mean the same.
+    """
+    if sweep is None:
+        return {}
+    if not isinstance(sweep, dict):
+        raise ConfigError("'sweep' must map config keys to lists of values, e.g. "
+                          "{cluster.min_cluster_size: [5, 10]}", path=path, field="sweep")
+    flat: dict[str, list] = {}
+
+    def walk(prefix: str, node: dict) -> None:
+        for key, values in node.items():
+            dotted = f"{prefix}{key}"
+            if isinstance(values, dict):
+                walk(dotted + ".", values)
+                continue
+            if dotted.split(".")[0] in UNSWEPT:
+                raise ConfigError(f"'{dotted}' cannot be swept", path=path,
+                                  field=f"sweep.{dotted}",
+                                  hint="runs of a sweep are named after their parameters")
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"the values of a sweep key must be a non-empty list, "
+                                  f"got {values!r}", path=path, field=f"sweep.{dotted}",
+                                  hint=f"write e.g. {dotted}: [5, 10, 20]")
+            flat[dotted] = values
+    walk("", sweep)
+    return flat
 
 
 #: Which registry each swappable section draws from.
@@ -93,6 +173,11 @@ class RunConfig(BaseModel):
     cqr: CQRConfig = CQRConfig()
     #: the 2-D map of segments in the report, fitted on the embeddings
     map: StageSpec = StageSpec(name="consensa.UMAP.v2", n_components=2, min_dist=0.1)
+    #: dotted keys -> lists of values: the config stands for one run per combination
+    #: (``consensa batch``; :func:`expand_sweep`); empty for a single run
+    sweep: dict[str, list[Any]] = {}
+    #: check the themes' stability right after the run (``true`` for the defaults)
+    stability: StabilityConfig | None = None
 
 
 def set_dotted(data: dict, dotted: str, value: Any) -> None:
@@ -162,9 +247,15 @@ def validate_config(data: dict, path: Path | None = None) -> RunConfig:
     """Validate a config mapping, including each stage's parameters.
 
     A stage section without a ``name`` keeps the default implementation and its
-    default parameters, with the keys it gives laid over them.
+    default parameters, with the keys it gives laid over them. The ``sweep`` and
+    ``stability`` sections are checked here too, so every command reads a config the
+    same way. Paths are kept as written: :func:`load_config` resolves them.
     """
     data = dict(data)
+    if "sweep" in data:
+        data["sweep"] = parse_sweep(data["sweep"], path)
+    if "stability" in data:
+        data["stability"] = parse_stability(data["stability"], path)
     for section in STAGE_KINDS:
         given = data.get(section)
         if isinstance(given, dict) and "name" not in given:
@@ -189,10 +280,42 @@ def validate_config(data: dict, path: Path | None = None) -> RunConfig:
     return cfg
 
 
-def _anchor(base: Path, p: Path) -> Path:
-    """A config path as the run reads it: ``~`` expanded, relative to ``base``."""
-    p = Path(os.path.expanduser(p))
-    return Path(os.path.normpath(p if p.is_absolute() else base / p))
+def resolve_paths(cfg: RunConfig, base_dir: str | Path) -> RunConfig:
+    """``cfg`` with every path in it absolute: ``~`` expanded and relative paths read
+    from ``base_dir``, the config file's folder.
+
+    :func:`load_config` calls it once, so the stages, the run folder's config.yaml
+    and every later step (stability, pre-coding, the review) see the paths the
+    config meant, whichever folder Consensa was started from. The paths are the
+    output and cache folders, the transcripts and cases table, the
+    de-identification mapping file, and the stage parameters that name local files
+    (:class:`~pipeline.registry.LocalPath`, e.g. ``embed.model``). Absolute paths
+    are kept, so resolving a resolved config changes nothing.
+    """
+    base = Path(base_dir).resolve()
+
+    def at(p: Path | None) -> Path | None:
+        return None if p is None else anchored(p, base)
+
+    update: dict[str, Any] = {"output_dir": at(cfg.output_dir)}
+    if cfg.cache_dir is not None:
+        update["cache_dir"] = at(cfg.cache_dir)
+    ingest = {"paths": [at(p) for p in cfg.ingest.paths]}
+    if cfg.ingest.cases_table is not None:
+        ingest["cases_table"] = at(cfg.ingest.cases_table)
+    update["ingest"] = cfg.ingest.model_copy(update=ingest)
+    if cfg.deidentify.mapping_file is not None:
+        update["deidentify"] = cfg.deidentify.model_copy(
+            update={"mapping_file": at(cfg.deidentify.mapping_file)})
+    for section, kind in STAGE_KINDS.items():
+        spec: StageSpec = getattr(cfg, section)
+        params = spec.params()
+        local = {key: marker for key, marker in REGISTRIES[kind].path_params(spec.name).items()
+                 if isinstance(params.get(key), str) and params[key] not in marker.names}
+        if local:
+            update[section] = StageSpec(name=spec.name, **{
+                **params, **{key: str(anchored(params[key], base)) for key in local}})
+    return cfg.model_copy(update=update)
 
 
 def check_inputs(cfg: RunConfig, base_dir: Path, path: Path | None = None) -> None:
@@ -210,30 +333,30 @@ def check_inputs(cfg: RunConfig, base_dir: Path, path: Path | None = None) -> No
         raise ConfigError(reason, path=path, field=field, hint=hint)
 
     where = f"relative paths are read from the config's folder ({base_dir})"
-    if not cfg.model_fields_set:
+    if not cfg.model_fields_set:        # before resolve_paths, which sets the paths
         refuse("the config is empty: a run needs at least the transcripts to read",
                "ingest.paths", "write e.g. 'ingest:' and under it '  paths: [interviews/]'; "
                "configs/demo.yaml is a complete example")
+    cfg = resolve_paths(cfg, base_dir)   # a no-op on a loaded config
     if not cfg.ingest.paths:
         refuse("no transcript files or folders are configured", "ingest.paths",
                "list the transcript files or folders under ingest.paths, e.g. "
                "'paths: [interviews/]'")
-    missing = [str(_anchor(base_dir, p)) for p in cfg.ingest.paths
-               if not _anchor(base_dir, p).exists()]
+    missing = [str(p) for p in cfg.ingest.paths if not p.exists()]
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         refuse(f"no transcript file or folder at {shown}", "ingest.paths",
                f"check the spelling; {where}")
     if cfg.ingest.cases_table is not None:
-        table = _anchor(base_dir, cfg.ingest.cases_table)
+        table = cfg.ingest.cases_table
         if not table.is_file():
             refuse(f"the cases table {table} is {'a folder' if table.is_dir() else 'not there'}",
                    "ingest.cases_table",
                    f"give the .csv/.xlsx file with one row per case, or leave the key out; {where}")
     for key in ("output_dir", "cache_dir"):
         folder = getattr(cfg, key)
-        if folder is not None and _anchor(base_dir, folder).is_file():
-            refuse(f"{_anchor(base_dir, folder)} is a file, not a folder", key,
+        if folder is not None and folder.is_file():
+            refuse(f"{folder} is a file, not a folder", key,
                    "give a folder (it is made when it does not exist)")
     embedder = REGISTRIES["embedder"].params_model(cfg.embed.name).model_validate(cfg.embed.params())
     if "model" in type(embedder).model_fields:
@@ -252,8 +375,7 @@ def check_inputs(cfg: RunConfig, base_dir: Path, path: Path | None = None) -> No
         from .stages.deidentify import check_mapping_path
 
         try:
-            check_mapping_path(_anchor(base_dir, deid.mapping_file), None,
-                               _anchor(base_dir, cfg.output_dir))
+            check_mapping_path(deid.mapping_file, None, cfg.output_dir)
         except ConfigError as exc:
             refuse(exc.reason, "deidentify.mapping_file", exc.hint or "")
 
@@ -270,21 +392,108 @@ def _spacy_model_installed(model: str) -> bool:
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> tuple[RunConfig, Path]:
-    """Read, override and validate a config, and check its input files
-    (:func:`check_inputs`); returns it and the folder it lives in."""
+    """Read a config file, apply the ``--set`` overrides, validate every section
+    (``sweep:`` and ``stability:`` included), resolve its paths against the file's
+    folder (:func:`resolve_paths`) and check its input files (:func:`check_inputs`).
+
+    ``consensa validate``, ``run`` and ``batch`` all read configs through here, so a
+    config one accepts the others accept. With a ``sweep:``, every run it stands for
+    is validated and checked (:func:`expand_sweep`). Returns the config, its paths
+    absolute, and the folder it lives in.
+    """
     path = Path(path)
     data = read_yaml(path)
     for item in overrides:
         key, value = parse_override(item)
         set_dotted(data, key, value)
     cfg, base = validate_config(data, path), path.resolve().parent
-    check_inputs(cfg, base, path)
+    if cfg.sweep:
+        cfg = resolve_paths(cfg, base)
+        expand_sweep(cfg, base, path)            # a sweep may change ingest.paths: each run
+    else:
+        check_inputs(cfg, base, path)            # checked as written, the empty config too
+        cfg = resolve_paths(cfg, base)
     return cfg, base
 
 
+#: the longest run folder name a sweep gives (a longer one is cut and given a hash)
+MAX_NAME = 120
+
+
+def format_value(value: Any) -> str:
+    """A swept value as it appears in a run's name and the batch summary."""
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, (int, float, str)):
+        return str(value)
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+
+
+def safe_name(text: str) -> str:
+    """A file name that is safe on every common file system, at most MAX_NAME long."""
+    name = re.sub(r"[^\w.=+,-]+", "_", text).strip("_") or "run"
+    if name[0] in ".-":
+        name = "_" + name
+    if len(name) > MAX_NAME:
+        name = name[:MAX_NAME - 9].rstrip("_.") + "-" + sha1(text.encode()).hexdigest()[:8]
+    return name
+
+
+def expand_sweep(cfg: RunConfig, base_dir: str | Path,
+                 path: Path | None = None) -> list[tuple[dict[str, Any], RunConfig]]:
+    """The runs a config stands for, as (swept key -> value, run config) pairs.
+
+    Without a ``sweep:`` that is the config itself. With one, a run per combination
+    of the swept values, named ``<name>__<key>=<value>__...`` (:func:`safe_name`),
+    without the sweep, its paths resolved against ``base_dir`` (a swept value may
+    be a relative path) and its input files checked. The combinations are built
+    from the settings the config gives (not the defaults filled in), so sweeping a
+    stage's ``name`` starts that stage from its own defaults. Each swept value is
+    validated on its own first, so a bad one is named rather than a combination.
+    """
+    if not cfg.sweep:
+        return [({}, cfg)]
+    sweep = cfg.sweep
+    data = cfg.model_dump(mode="json", exclude_unset=True, exclude={"sweep"})
+    for key, values in sweep.items():
+        for value in values:
+            trial = copy.deepcopy(data)
+            try:
+                set_dotted(trial, key, value)
+                validate_config(trial)
+            except ConfigError as exc:
+                raise ConfigError(f"the sweep setting '{key}' = {value!r} is not valid: "
+                                  f"{exc.reason}", path=path, field=f"sweep.{key}",
+                                  hint="a sweep key is a dotted config key such as "
+                                       "cluster.min_cluster_size, with a list of values; "
+                                       "`consensa validate` lists the allowed keys") from None
+    runs = []
+    for combo in itertools.product(*sweep.values()):
+        params = dict(zip(sweep, combo))
+        label = "__".join(f"{k}={format_value(v)}" for k, v in params.items())
+        trial = copy.deepcopy(data)
+        for key, value in params.items():
+            set_dotted(trial, key, value)
+        trial["name"] = re.sub(r"[^\w.-]", "-", safe_name(f"{cfg.name}__{label}"))
+        try:
+            run_cfg = resolve_paths(validate_config(trial), base_dir)
+            check_inputs(run_cfg, base_dir)
+        except ConfigError as exc:
+            raise ConfigError(f"the sweep combination {label} is not valid: {exc.reason}",
+                              path=path, field="sweep", hint=exc.hint) from None
+        runs.append((params, run_cfg))
+    return runs
+
+
 def resolved(cfg: RunConfig) -> dict:
-    """The config with every default written out, as saved beside a run's outputs."""
-    data = cfg.model_dump(mode="json")
+    """The config with every default written out, as saved beside a run's outputs.
+
+    Its paths are as :func:`resolve_paths` left them (absolute on a loaded config),
+    so the saved config.yaml runs again from any folder. A run folder holds one
+    run: the ``sweep`` is left out, and ``stability`` is written only when set.
+    """
+    data = cfg.model_dump(mode="json", exclude={"sweep"} | (
+        {"stability"} if cfg.stability is None else set()))
     for section, kind in STAGE_KINDS.items():
         spec: StageSpec = getattr(cfg, section)
         model = REGISTRIES[kind].params_model(spec.name)

@@ -1,4 +1,4 @@
-"""Atomic writes: a file appears whole or not at all."""
+"""Atomic writes (a file appears whole or not at all), and paths anchored to a folder."""
 
 from __future__ import annotations
 
@@ -8,6 +8,14 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
+
+def anchored(path: str | Path, base: str | Path) -> Path:
+    """``path`` as a config means it: ``~`` expanded, a relative path read from
+    ``base`` (the config file's folder), normalised; an absolute path is returned
+    as it is (normalised), so anchoring twice changes nothing."""
+    p = Path(os.path.expanduser(path))
+    return Path(os.path.normpath(p if p.is_absolute() else Path(base) / p))
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

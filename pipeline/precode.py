@@ -18,18 +18,21 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 
 from . import safeyaml
 from .errors import ConfigError, InputError
+from .runfolder import RunFolder
+
+log = logging.getLogger("consensa.precode")
 
 CLASSIFIERS = ("nearest_centroid", "logistic_regression")
 
@@ -115,8 +118,9 @@ def _load_codebook(path: Path) -> tuple[dict, Path, pd.DataFrame]:
     labels = Path(cb["training"]["assignments"])
     if not labels.is_absolute():
         labels = path.parent / labels
-    for need in (run_folder / "segments.parquet", labels):
-        if not need.is_file():
+    for need, there in ((run_folder, RunFolder(run_folder).has("segments")),
+                        (labels, labels.is_file())):
+        if not there:
             raise InputError(f"the codebook's training data is missing: {need}", path=path,
                              hint="keep the codebook beside assignments.csv and the run folder")
     from .sheets import restore_frame  # assignments.csv is neutralised for spreadsheets
@@ -125,13 +129,12 @@ def _load_codebook(path: Path) -> tuple[dict, Path, pd.DataFrame]:
 
 
 def precode(codebook: Path, transcripts: Path, config: Path | None = None, threshold: float = 0.5,
-            out: Path | None = None, report: Callable[[str], None] = lambda m: None) -> Path:
-    from .config import STAGE_KINDS, load_config, validate_config
+            out: Path | None = None) -> Path:
+    from .compose import build_stage, embed_texts, open_cache
+    from .config import load_config, resolve_paths, validate_config
     from .fsutil import atomic_write_bytes
-    from .registry import REGISTRIES
     from .sheets import to_csv
     from .stages.cqr import cqr_markdown, cqr_table, frequency_label
-    from .stages.embed import EmbeddingCache, embed_texts
     from .stages.ingest import ingest
 
     if not 0.0 <= threshold <= 1.0:
@@ -141,19 +144,20 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None, thres
         cfg, base = load_config(config)
     else:
         data = safeyaml.load_file(run_folder / "config.yaml", what="run config") or {}
-        cfg, base = validate_config(data, run_folder / "config.yaml"), Path.cwd()
+        # a run folder's config.yaml holds absolute paths; one written before they were
+        # resolved at load keeps them relative to a folder it does not record, and the
+        # current folder stands in for it
+        base = Path.cwd()
+        cfg = resolve_paths(validate_config(data, run_folder / "config.yaml"), base)
     transcripts = Path(transcripts)
     if not transcripts.exists():
         raise InputError("no such transcripts folder", path=transcripts)
     cfg = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(
         update={"paths": [transcripts.resolve()], "cases_table": None})})
 
-    def make(section: str):
-        spec = getattr(cfg, section)
-        return REGISTRIES[STAGE_KINDS[section]].build(spec.name, spec.params(), seed=cfg.seed,
-                                                      where=section)
+    cache = open_cache(cfg, base)       # cache_dir is absolute: resolved with the config
 
-    report("ingest and segment the new transcripts ...")
+    log.info("ingest and segment the new transcripts ...")
     corpus = ingest(cfg.ingest, base)
     deid = None
     if cfg.deidentify.enabled:
@@ -161,32 +165,29 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None, thres
         from .stages.deidentify import deidentify_corpus
 
         if config is None and not cfg.deidentify.known_names:
-            report("de-identify with the run's settings (its folder keeps no known names: "
-                   "give --config with the team's config to use them) ...")
+            log.info("de-identify with the run's settings (its folder keeps no known names: "
+                     "give --config with the team's config to use them) ...")
         else:
-            report("de-identify the new transcripts ...")
+            log.info("de-identify the new transcripts ...")
         deid = deidentify_corpus(corpus, cfg.deidentify, cfg.ingest)
         corpus = deid.corpus
-    new = make("segment").segment(corpus).segments.reset_index(drop=True)
+    new = build_stage("segment", cfg).segment(corpus, memory=cache).segments.reset_index(drop=True)
     if new.empty:
         raise InputError("no participant speech to code in the new transcripts", path=transcripts)
 
     cats = {int(c["id"]): (c["name"], int(d["id"]), d["name"])
             for d in cb["domains"] for c in d["categories"]}
-    train = pd.read_parquet(run_folder / "segments.parquet")[["segment_id", "case_id", "text"]]
+    train = RunFolder(run_folder).segments()[["segment_id", "case_id", "text"]]
     train = train.merge(labels[["segment_id", "category_id"]], on="segment_id")
     train = train[train["category_id"].isin(list(cats))]
 
-    report(f"embed {len(train)} judged and {len(new)} new segments ...")
-    cache = None
-    if cfg.cache_dir:
-        cdir = Path(os.path.expanduser(cfg.cache_dir))
-        cache = EmbeddingCache((cdir if cdir.is_absolute() else base / cdir) / "embeddings.sqlite")
+    log.info("embed %d judged and %d new segments ...", len(train), len(new))
     # one call: a corpus-fitted embedder (TF-IDF) then shares one space for both
-    vecs, _ = embed_texts(make("embed"), train["text"].tolist() + new["text"].tolist(), cache)
+    vecs, _ = embed_texts(build_stage("embed", cfg),
+                          train["text"].tolist() + new["text"].tolist(), cache)
     Xtr, Xnew = vecs[:len(train)], vecs[len(train):]
 
-    report("choose and fit the classifier ...")
+    log.info("choose and fit the classifier ...")
     clf = fit_classifier(Xtr, train["category_id"].to_numpy(), train["case_id"].to_numpy(),
                          seed=cfg.seed)
     pred, conf = clf.predict(Xnew)
@@ -203,7 +204,7 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None, thres
     total = int(seg["case_id"].nunique())
     coded = seg[~seg["needs_human"]]
     from .stages.cqr import CQRConfig
-    rcfg = safeyaml.load_file(run_folder / "config.yaml", what="run config") or {}
+    rcfg = RunFolder(run_folder).config
     cqr_cfg = CQRConfig(**rcfg.get("cqr", {})) if isinstance(rcfg.get("cqr"), dict) else CQRConfig()
     trows = []
     for cid, (name, did, _) in cats.items():
@@ -211,7 +212,7 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None, thres
         n = int(members["case_id"].nunique())
         trows.append({"theme_id": cid, "name": name, "domain_id": did, "n_segments": len(members),
                       "n_cases": n, "frequency_label": frequency_label(n, total, cqr_cfg),
-                      "quote_ids": "; ".join(members["segment_id"].head(3))})
+                      "quote_ids": members["segment_id"].head(3).tolist()})
     themes = pd.DataFrame(trows)
     doms = pd.DataFrame([{"domain_id": int(d["id"]), "name": d["name"]} for d in cb["domains"]])
     table = cqr_table(themes, doms, seg, total)
@@ -290,34 +291,3 @@ def queue_workbook(queue: pd.DataFrame, cats: dict[int, tuple]) -> bytes:
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()
-
-
-def add_parser(sub) -> None:
-    p = sub.add_parser("precode", help="code new transcripts with an agreed codebook",
-                       description="Segment and embed new transcripts and assign each segment "
-                       "to a category of the codebook; segments below --threshold go to a "
-                       "'needs a human' queue (queue.xlsx) instead of being coded.")
-    p.add_argument("codebook", type=Path, help="codebook.yaml from `consensa review apply`")
-    p.add_argument("--transcripts", type=Path, required=True, help="folder of new transcripts")
-    p.add_argument("--config", type=Path, help="a run config for ingest/segment/embed "
-                   "(default: the codebook's run config)")
-    p.add_argument("--threshold", type=float, default=0.5,
-                   help="least confidence to code a segment automatically (default 0.5)")
-    p.add_argument("--out", type=Path, help="output folder (default: beside the codebook)")
-    p.set_defaults(func=_cli)
-
-
-def _cli(args) -> int:
-    import sys
-
-    out = precode(args.codebook, args.transcripts, args.config, args.threshold, args.out,
-                  report=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
-    m = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-    cv = ", ".join(f"{k} {v:.2f}" for k, v in m["cv_accuracy"].items())
-    print(f"pre-coded {m['n_segments']} segments of {m['cases']} case(s) with {m['classifier']} "
-          f"(cross-validated accuracy: {cv})")
-    print(f"  coded: {m['n_coded']}   needs a human (confidence < {m['threshold']}): "
-          f"{m['n_needs_human']}")
-    print(f"  output: {out}")
-    print(f"  queue:  {out / 'queue.xlsx'}")
-    return 0

@@ -131,17 +131,59 @@ def restore_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def to_csv(df: pd.DataFrame, path: Any = None, **kwargs: Any) -> str | None:
-    """``df.to_csv(path, **kwargs)`` with every text cell neutralised first."""
-    return neutralise_frame(df).to_csv(path, **kwargs)
+    """``df.to_csv(path, **kwargs)`` with list cells joined (:func:`join_list`) and every
+    text cell neutralised first."""
+    return neutralise_frame(join_lists(df)).to_csv(path, **kwargs)
+
+
+# --- lists in one cell ----------------------------------------------------------------
+
+#: How a list (keywords, case ids, quote ids, theme ids) is written into one CSV or
+#: workbook cell. Consensa keeps lists as lists (in memory and in its parquet tables);
+#: they are joined only here, where a cell is written for people.
+LIST_SEPARATOR = "; "
+
+
+def is_list(value: Any) -> bool:
+    return isinstance(value, (list, tuple, np.ndarray))
+
+
+def join_list(value: Any) -> str:
+    """A list as the text of one cell: its items joined with ``"; "``."""
+    return LIST_SEPARATOR.join(str(v) for v in value)
+
+
+def split_list(text: Any) -> list[str]:
+    """The inverse of :func:`join_list`, for a cell of a CSV written before the tables
+    were kept typed (split on ";", blanks around items dropped)."""
+    if text is None or (isinstance(text, float) and np.isnan(text)):
+        return []
+    return [p.strip() for p in str(text).split(";") if p.strip()]
+
+
+def join_lists(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with every list cell joined into text (the frame itself when it holds none)."""
+    cols = [i for i in _text_positions(df)
+            if any(is_list(v) for v in df.iloc[:, i].tolist())]
+    if not cols:
+        return df
+    out = df.copy()
+    for i in cols:
+        out.isetitem(i, pd.Series([join_list(v) if is_list(v) else v for v in out.iloc[:, i]],
+                                  index=out.index, dtype=object))
+    return out
 
 
 # --- workbooks ----------------------------------------------------------------------
 
 def cell_value(value: Any) -> Any:
     """``value`` as openpyxl can store it: numpy scalars as Python ones, NaN as an empty
-    cell, text without the characters an .xlsx cannot hold."""
+    cell, a list joined into text (:func:`join_list`), text without the characters an
+    .xlsx cannot hold."""
     if isinstance(value, str):
         return xml_safe(value)
+    if is_list(value):
+        return xml_safe(join_list(value))
     if isinstance(value, np.bool_):
         return bool(value)
     if isinstance(value, np.integer):

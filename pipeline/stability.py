@@ -27,35 +27,36 @@ section. All writes are atomic; no other output of the run is changed.
 
 from __future__ import annotations
 
+import logging
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import pydantic
-from pydantic import BaseModel, ConfigDict, Field
 
-from .config import STAGE_KINDS, RunConfig, read_yaml, validate_config
+# StabilityConfig and parse_stability are the config's ``stability:`` section; they
+# are importable from here too, where the check is
+from .cache import Cache
+from .compose import build_stage, embed_texts, find_themes
+from .config import (  # noqa: F401
+    RunConfig,
+    StabilityConfig,
+    parse_stability,
+    read_yaml,
+    validate_config,
+)
 from .errors import ConfigError, InputError
 from .fsutil import atomic_write_text
-from .registry import REGISTRIES, config_error_from
-from .runfolder import (
-    add_theme_column,
-    check_run_folder,
-    load_manifest,
-    load_result,
-    raw_to_csv,
-    read_table,
-    rerender_report,
-)
-from .stages.cluster import assign
+from .progress import progress
+from .runfolder import RunFolder, raw_to_csv
 from .stages.cqr import frequency_label
-from .types import THEME_COLUMNS, Clustering
+from .types import Clustering
+
+log = logging.getLogger("consensa.stability")
 
 #: stability.csv, one row per theme of the run.
 #: theme_id int; name str; reappearance float in [0, 1] (share of the resamples in
@@ -67,44 +68,6 @@ from .types import THEME_COLUMNS, Clustering
 #: reappearance within each kind of resample (empty when there were none)
 STABILITY_COLUMNS = ("theme_id", "name", "reappearance", "mean_jaccard", "label_change_rate",
                      "stable", "resamples", "reappearance_leave_out", "reappearance_bootstrap")
-
-
-class StabilityConfig(BaseModel):
-    """Settings of a stability check (``consensa stability``, or a config's ``stability:``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    resamples: int = Field(20, ge=1, le=10_000, description=(
-        "re-clusterings in all; split half and half between leave-out and bootstrap "
-        "when both are on"))
-    leave_out: int = Field(1, ge=0, description="cases withheld per leave-out resample; 0 = none")
-    bootstrap: bool = Field(True, description="also resample the segments with replacement")
-    threshold: float = Field(0.5, gt=0, le=1, description=(
-        "a theme reappears when its best Jaccard overlap in a resample is at least this"))
-    unstable_below: float = Field(0.6, ge=0, le=1, description=(
-        "themes reappearing in fewer than this share of the resamples are unstable"))
-    seed: int | None = Field(None, description="seed of the resampling; default: the run's seed")
-
-
-def parse_stability(value: Any, path: str | Path | None = None) -> StabilityConfig | None:
-    """A config's ``stability:`` value: a section, ``true`` (defaults) or ``false``/absent."""
-    if value is None or value is False:
-        return None
-    if value is True:
-        value = {}
-    if not isinstance(value, dict):
-        raise ConfigError("'stability' must be a section such as {resamples: 20, leave_out: 1}, "
-                          f"or true; got {value!r}", path=path, field="stability")
-    try:
-        settings = StabilityConfig.model_validate(value)
-    except pydantic.ValidationError as exc:
-        raise config_error_from(exc, where="stability", model=StabilityConfig,
-                                path=str(path) if path else None) from None
-    if settings.leave_out == 0 and not settings.bootstrap:
-        raise ConfigError("stability has nothing to resample: leave_out is 0 and bootstrap is off",
-                          path=path, field="stability",
-                          hint="set stability.leave_out to 1 or more, or bootstrap: true")
-    return settings
 
 
 @dataclass(frozen=True)
@@ -124,6 +87,8 @@ class StabilityResult:
     n_leave_out: int
     n_bootstrap: int
     reproduced: float | None = None              # mean best Jaccard of a full re-run
+    #: how the run's vectors were had: read from the run folder, or (a folder written
+    #: before they were saved) embedded again / taken from the cache
     embedded: dict = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -185,22 +150,10 @@ def _combination_stream(n: int, k: int, count: int, rng: np.random.Generator) ->
     return [tuple(sorted(rng.choice(n, size=k, replace=False).tolist())) for _ in range(count)]
 
 
-def _stage(section: str, cfg: RunConfig, seed: int | None):
-    """Build a stage from the config; ``seed`` (when given) overrides its random_state."""
-    spec = getattr(cfg, section)
-    registry = REGISTRIES[STAGE_KINDS[section]]
-    params = spec.params()
-    if seed is not None and "random_state" in registry.params_model(spec.name).model_fields:
-        params["random_state"] = seed
-    return registry.build(spec.name, params, seed=cfg.seed, where=section)
-
-
 def recluster(vectors: np.ndarray, cfg: RunConfig, seed: int | None = None) -> Clustering:
-    """The run's reduce + cluster + assign on ``vectors`` (seed None: the run's own)."""
-    reduced = _stage("reduce", cfg, seed).fit_transform(vectors)
-    clusterer = _stage("cluster", cfg, seed).fit(reduced)
-    return assign(vectors, clusterer.labels_, clusterer.probabilities_,
-                  cfg.outliers.reassign, cfg.outliers.min_similarity)
+    """The run's reduce + cluster + assign on ``vectors`` (seed None: the run's own):
+    :func:`pipeline.compose.find_themes`, the step the run found its themes with."""
+    return find_themes(vectors, cfg, seed=seed).clustering
 
 
 def best_matches(original: np.ndarray, new: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -227,7 +180,6 @@ def best_matches(original: np.ndarray, new: np.ndarray, k: int) -> tuple[np.ndar
 
 def compute_stability(segments: pd.DataFrame, themes: pd.DataFrame, vectors: np.ndarray,
                       cfg: RunConfig, settings: StabilityConfig,
-                      report: Callable[[str], None] = lambda m: None,
                       check_reproduction: bool = True) -> StabilityResult:
     """Resample, re-cluster and match; ``segments`` (with ``theme``) align with ``vectors``."""
     start = time.perf_counter()
@@ -245,10 +197,10 @@ def compute_stability(segments: pd.DataFrame, themes: pd.DataFrame, vectors: np.
     jac_sum = np.zeros(k)
     lo_changed = np.zeros(k)
     n_lo = sum(r.kind == "leave-out" for r in plan)
-    for i, rs in enumerate(plan, 1):
+    for i, rs in enumerate(progress(plan, "stability", unit="resample"), 1):
         what = f"leaving out {', '.join(rs.withheld)}" if rs.kind == "leave-out" else \
             f"bootstrap, {len(rs.index)} distinct segments"
-        report(f"stability: resample {i}/{len(plan)} ({what})")
+        log.info("stability: resample %d/%d (%s)", i, len(plan), what)
         new = recluster(vectors[rs.index], cfg, rs.seed).theme
         best, match, present = best_matches(theme[rs.index], new, k)
         has = present > 0
@@ -271,7 +223,7 @@ def compute_stability(segments: pd.DataFrame, themes: pd.DataFrame, vectors: np.
 
     reproduced = None
     if check_reproduction and k:
-        report("stability: re-clustering all segments with the run's own seed (a check)")
+        log.info("stability: re-clustering all segments with the run's own seed (a check)")
         again = recluster(vectors, cfg).theme
         best, _, present = best_matches(theme, again, k)
         weights = present.astype(float)
@@ -327,140 +279,89 @@ def run_config(folder: Path) -> RunConfig:
     return validate_config(data, path)
 
 
-def find_cache(folder: Path, cfg: RunConfig, manifest: dict, cache_dir: Path | None = None,
-               base_dir: Path | None = None):
-    """The run's embedding cache, if it can be found; None otherwise.
+def find_cache(folder: RunFolder, cfg: RunConfig, cache_dir: Path | None = None):
+    """The embedding cache of a run folder written before the vectors were saved; None
+    when there is none.
 
-    A run folder's config.yaml keeps ``cache_dir`` as written: relative to the
-    folder of the config the run was made from, which the run folder does not
-    record. It is taken from ``base_dir`` (``consensa run``/``batch`` pass it),
-    from the manifest's ``base_dir`` if it has one, else worked out from the input
-    paths in the manifest and the ingest paths of the config; the current folder
-    is tried last. Only a cache file that exists is used.
+    ``cache_dir`` (``consensa stability --cache-dir``) if given, else the cache the run
+    folder records (:attr:`RunFolder.cache_dir`). Only a cache file that exists is used.
     """
-    from .stages.embed import EmbeddingCache
-
-    if cache_dir is not None:
-        return EmbeddingCache(Path(cache_dir).expanduser() / "embeddings.sqlite")
-    if cfg.cache_dir is None:
+    where = Path(cache_dir).expanduser() if cache_dir is not None else folder.cache_dir
+    if where is None or cfg.cache_dir is None and cache_dir is None:
         return None
-    rel = Path(cfg.cache_dir).expanduser()
-    if rel.is_absolute():
-        candidates = [rel]
-    else:
-        bases = [Path(b) for b in (base_dir, manifest.get("base_dir")) if b]
-        candidates = [Path(os.path.normpath(b / rel)) for b in bases]
-        candidates += _targets_from_inputs(cfg, manifest, rel)
-        candidates.append(Path(os.path.normpath(Path.cwd() / rel)))
-    for c in dict.fromkeys(candidates):
-        if (c / "embeddings.sqlite").is_file():
-            return EmbeddingCache(c / "embeddings.sqlite")
-    return None
-
-
-def _split_up(rel: Path) -> tuple[int, tuple[str, ...]] | None:
-    """("..", "..", "a", "b") -> (2, ("a", "b")); None when ".." appears later on."""
-    parts = [p for p in rel.parts if p != "."]
-    ups = 0
-    while ups < len(parts) and parts[ups] == "..":
-        ups += 1
-    tail = tuple(parts[ups:])
-    return None if ".." in tail else (ups, tail)
-
-
-def _targets_from_inputs(cfg: RunConfig, manifest: dict, target: Path) -> list[Path]:
-    """Where ``target`` (relative to the unknown config folder B) lies, from the inputs.
-
-    An input file read from ingest path ``rel`` = ``../``*u + tail lies under
-    ``norm(B/rel)`` = (B up u levels)/tail; so B up u levels is the part of the
-    input's path before ``tail``, and ``target`` = ``../``*t + rest is found when
-    t >= u (the names below that level cancel out).
-    """
-    goal = _split_up(target)
-    if goal is None:
-        return []
-    t_up, t_tail = goal
-    sources = [Path(str(it.get("path", ""))) for it in manifest.get("inputs") or []
-               if isinstance(it, dict)]
-    sources = [s for s in sources if s.is_absolute()]
-    out: list[Path] = []
-    for rel in cfg.ingest.paths:
-        rel = Path(rel)
-        split = None if rel.is_absolute() else _split_up(rel)
-        if split is None or split[0] > t_up:
-            continue
-        ups, tail = split
-        for src in sources:
-            parts = src.parts
-            anchors = []
-            if tail:
-                anchors = [j for j in range(len(parts) - len(tail), 0, -1)
-                           if parts[j:j + len(tail)] == tail]
-            else:
-                anchors = [len(parts) - 1]        # the input's own folder
-            for j in anchors[:1]:
-                level = Path(*parts[:j])
-                for _ in range(t_up - ups):
-                    level = level.parent
-                out.append(Path(os.path.normpath(level.joinpath(*t_tail))))
-    return list(dict.fromkeys(out))
+    cache = Cache(where)
+    return cache if cache_dir is not None or cache.vectors_path.is_file() else None
 
 
 def stability_for_run(folder: str | Path, settings: StabilityConfig | None = None, *,
-                      cache_dir: Path | None = None, base_dir: Path | None = None,
-                      report: Callable[[str], None] = lambda m: None) -> StabilityResult:
-    """Check the stability of a run's themes and add the results to its folder."""
-    from .stages.context import contextualize
-    from .stages.embed import embed_texts
+                      cache_dir: Path | None = None) -> StabilityResult:
+    """Check the stability of a run's themes and add the results to its folder.
 
-    folder = check_run_folder(Path(folder))
+    The run's own vectors (``vectors.npy``) are resampled. A folder written before
+    they were saved has its segments embedded again with the run's embedder, through
+    its cache (``cache_dir``, else the one the folder records) where there is one.
+    """
+    from .stages.context import contextualize
+
+    run = RunFolder.open(folder)
+    folder = run.path
     settings = settings or StabilityConfig()
     cfg = run_config(folder)
-    manifest = load_manifest(folder)
-    segments = pd.read_parquet(folder / "segments.parquet")
-    themes = read_table(folder / "themes.csv", THEME_COLUMNS)
+    segments = run.segments()
+    themes = run.themes()
     for col in ("theme", "case_id", "text"):
         if col not in segments.columns:
             raise InputError(f"segments.parquet lacks the column '{col}'", path=folder)
     if segments.empty:
         raise InputError("the run has no segments to resample", path=folder)
 
-    cache = find_cache(folder, cfg, manifest, cache_dir, base_dir)
-    report("stability: embedding the run's segments again" +
-           (f" (cache {cache.path})" if cache else " (no cache found: computing them)"))
-    embedder = REGISTRIES["embedder"].build(cfg.embed.name, cfg.embed.params(), seed=cfg.seed,
-                                            where="embed")
-    vectors, counts = embed_texts(embedder, segments["text"].astype(str).tolist(), cache)
+    vectors = run.vectors(len(segments))
+    if vectors is None:
+        vectors, counts = _embed_again(run, cfg, segments, cache_dir)
+    else:
+        counts = {"embedded": 0, "from_cache": 0, "from_run_folder": len(vectors)}
     # resamples are grouped as the run was: in context (computed on the whole study, so a
     # left-out or repeated case does not change the others' context)
     grouping = contextualize(vectors, segments, cfg.context.window, cfg.context.weight)
-    result = compute_stability(segments, themes, grouping, cfg, settings, report)
+    result = compute_stability(segments, themes, grouping, cfg, settings)
     result.embedded = counts
 
-    write_stability(folder, result, cfg.name)
+    write_stability(run, result, cfg.name)
     extra = result.table.set_index("theme_id")[[
         "reappearance", "mean_jaccard", "label_change_rate", "resamples",
         "reappearance_leave_out", "reappearance_bootstrap"]]
     extra = extra.rename(columns={"resamples": "stability_resamples"})
-    res = load_result(folder, vectors, extra_theme_columns=extra)
+    res = run.result(vectors, extra_theme_columns=extra)
     res.manifest["stability"] = result.summary()  # for the report only; manifest.json is kept
-    rerender_report(folder, res)
+    run.write_report(res)
     return result
 
 
-def write_stability(folder: Path, result: StabilityResult, run_name: str = "") -> None:
-    """stability.csv, stability.md and the themes.csv column, each atomically."""
-    atomic_write_text(folder / "stability.csv", raw_to_csv(result.table))
-    atomic_write_text(folder / "stability.md", stability_markdown(result, run_name))
-    add_theme_column(folder, "stability", {int(r.theme_id): "stable" if r.stable else "unstable"
-                                           for r in result.table.itertuples()})
+def _embed_again(run: RunFolder, cfg: RunConfig, segments: pd.DataFrame,
+                 cache_dir: Path | None) -> tuple[np.ndarray, dict]:
+    """The vectors of a run folder that did not save them, computed again."""
+    cache = find_cache(run, cfg, cache_dir)
+    log.info("stability: embedding the run's segments again%s",
+             f" (cache {cache.folder})" if cache else " (no cache found: computing them)")
+    return embed_texts(build_stage("embed", cfg), segments["text"].astype(str).tolist(),
+                       cache or Cache(None))
 
 
-def _pct(x: float) -> str:
+def write_stability(run: RunFolder, result: StabilityResult, run_name: str = "") -> None:
+    """stability.csv, stability.md and the themes' stability column, each atomically."""
+    atomic_write_text(run.path / "stability.csv", raw_to_csv(result.table))
+    atomic_write_text(run.path / "stability.md", stability_markdown(result, run_name))
+    run.add_theme_column("stability", {int(r.theme_id): "stable" if r.stable else "unstable"
+                                       for r in result.table.itertuples()})
+
+
+def fmt_share(x: float) -> str:
+    """A share as a whole percentage; "–" where there was nothing to count (NaN)."""
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.0f} %"
 
 
-def _num(x: float) -> str:
+def fmt_number(x: float) -> str:
+    """A number with two decimals; "–" where there was nothing to count (NaN)."""
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
 
 
@@ -490,7 +391,7 @@ def stability_markdown(result: StabilityResult, run_name: str = "") -> str:
         "*Label change* is the share of the leave-out resamples in which the theme's CQR "
         "frequency label, computed on the cases present, differs from the run's (a theme that "
         "does not reappear counts as changed).", "",
-        f"- Overall stability (reappearance weighted by theme size): **{_num(result.overall)}**",
+        f"- Overall stability (reappearance weighted by theme size): **{fmt_number(result.overall)}**",
         f"- Unstable themes: **{result.n_unstable} of {len(t)}**"
         + (": " + "; ".join(f"{r.theme_id} {_md(r.name)}" for r in t.itertuples() if not r.stable)
            if result.n_unstable else ""),
@@ -505,41 +406,12 @@ def stability_markdown(result: StabilityResult, run_name: str = "") -> str:
               "| Reappearance, leave-out | Reappearance, bootstrap |",
               "|---|---|---|---|---|---|---|---|---|"]
     for r in t.itertuples():
-        lines.append(f"| {r.theme_id} | {_md(r.name)} | {_pct(r.reappearance)} | "
-                     f"{_num(r.mean_jaccard)} | {_pct(r.label_change_rate)} | "
+        lines.append(f"| {r.theme_id} | {_md(r.name)} | {fmt_share(r.reappearance)} | "
+                     f"{fmt_number(r.mean_jaccard)} | {fmt_share(r.label_change_rate)} | "
                      f"{'yes' if r.stable else '**no**'} | {r.resamples} | "
-                     f"{_pct(r.reappearance_leave_out)} | {_pct(r.reappearance_bootstrap)} |")
+                     f"{fmt_share(r.reappearance_leave_out)} | {fmt_share(r.reappearance_bootstrap)} |")
     return "\n".join(lines) + "\n"
 
 
 def _md(text: Any) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
-
-
-def cli(run: str | Path, *, resamples: int | None = None, leave_out: int | None = None,
-        bootstrap: bool | None = None, threshold: float | None = None,
-        unstable_below: float | None = None, seed: int | None = None,
-        cache_dir: Path | None = None, report: Callable[[str], None] = lambda m: None) -> int:
-    """``consensa stability RUN``: check, write, print the table."""
-    given = {"resamples": resamples, "leave_out": leave_out, "bootstrap": bootstrap,
-             "threshold": threshold, "unstable_below": unstable_below, "seed": seed}
-    settings = parse_stability({k: v for k, v in given.items() if v is not None})
-    folder = check_run_folder(Path(run))
-    result = stability_for_run(folder, settings, cache_dir=cache_dir, report=report)
-    print(f"Consensa stability of '{folder.name}': {result.n_leave_out} leave-"
-          f"{result.settings.leave_out}-out + {result.n_bootstrap} bootstrap resamples "
-          f"in {result.seconds:.1f} s")
-    print(f"  overall stability (reappearance weighted by theme size): {_num(result.overall)}; "
-          f"unstable themes: {result.n_unstable} of {len(result.table)}")
-    if result.reproduced is not None and result.reproduced < 0.999:
-        print(f"  note: re-clustering all segments with the run's seed gives a mean Jaccard of "
-              f"{result.reproduced:.3f} with the run's themes (embeddings changed since the run?)")
-    print(f"  {'theme':>5}  {'reappear':>8}  {'(lo/bs)':>11}  {'jaccard':>7}  {'label chg':>9}  "
-          "stable  name")
-    for r in result.table.itertuples():
-        split = f"{_pct(r.reappearance_leave_out)}/{_pct(r.reappearance_bootstrap)}"
-        print(f"  {r.theme_id:>5}  {_pct(r.reappearance):>8}  {split:>11}  {_num(r.mean_jaccard):>7}  "
-              f"{_pct(r.label_change_rate):>9}  {'yes' if r.stable else 'NO ':<6}  {r.name}")
-    print(f"  written: {folder / 'stability.csv'}, stability.md, themes.csv (column 'stability'), "
-          "report.html")
-    return 0

@@ -135,33 +135,44 @@ ASSIGNED_SEGMENT_COLUMNS = SEGMENT_COLUMNS + (
     "theme", "theme_name", "domain_id", "domain_name", "strength", "reassigned",
     "map_x", "map_y")
 
-#: themes.csv, one row per theme (a CQR "category").
-#: theme_id int; name str; domain_id int; keywords str (";"-joined, best first);
-#: key_phrases str (";"-joined); n_segments int; n_cases int; cases str (";"-joined);
-#: frequency_label str (general/typical/variant/rare/single case); quote_ids str
-#: (";"-joined segment_ids of representative quotes, best first); core_idea str (the
+#: themes.parquet/.csv, one row per theme (a CQR "category").
+#: theme_id int; name str; domain_id int; keywords list[str] (best first);
+#: key_phrases list[str]; n_segments int; n_cases int; cases list[str];
+#: frequency_label str (general/typical/variant/rare/single case); quote_ids list[str]
+#: (segment_ids of representative quotes, best first); core_idea str (the
 #: first representative quote); mean_strength float; n_reassigned int
+#: List columns stay lists in memory and in the parquet tables; only a CSV or a
+#: workbook cell joins them with "; " (pipeline/sheets.py, :func:`~pipeline.sheets.join_list`).
 THEME_COLUMNS = ("theme_id", "name", "domain_id", "keywords", "key_phrases",
                  "n_segments", "n_cases", "cases", "frequency_label", "quote_ids",
                  "core_idea", "mean_strength", "n_reassigned")
 
-#: domains.csv, one row per proposed domain. The miscellaneous domain is named
+#: domains.parquet/.csv, one row per proposed domain. The miscellaneous domain is named
 #: "Miscellaneous" and holds themes that fit no other domain.
-#: domain_id int; name str; keywords str; theme_ids str (";"-joined); n_themes int;
+#: domain_id int; name str; keywords list[str]; theme_ids list[int]; n_themes int;
 #: n_segments int; n_cases int; frequency_label str; is_miscellaneous bool
 DOMAIN_COLUMNS = ("domain_id", "name", "keywords", "theme_ids", "n_themes",
                   "n_segments", "n_cases", "frequency_label", "is_miscellaneous")
 
-#: cqr_table.csv: Domain / Category / Frequency label / n cases / core idea quote
+#: cqr_table.parquet/.csv: Domain / Category / Frequency label / n cases / core idea quote
 CQR_COLUMNS = ("domain", "category", "frequency_label", "n_cases", "cases_total",
                "quote", "quote_case", "quote_segment_id")
 
-#: concepts.csv: one row per sensitizing concept from the config.
-#: concept str; description str; status "supported"/"unsupported"; theme_ids str
-#: (";"-joined themes that support it, best first); similarity float (best theme);
-#: n_segments int (segments above the threshold); n_cases int; quote_ids str
+#: concepts.parquet/.csv: one row per sensitizing concept from the config.
+#: concept str; description str; status "supported"/"unsupported"; theme_ids list[int]
+#: (themes that support it, best first); similarity float (best theme);
+#: n_segments int (segments above the threshold); n_cases int; quote_ids list[str]
 CONCEPT_COLUMNS = ("concept", "description", "status", "theme_ids", "similarity",
                    "n_segments", "n_cases", "quote_ids")
+
+#: The list columns of the run's tables and the type of their items, per table (the
+#: keys of :class:`RunResult`'s tables): written as parquet lists, read back as lists.
+LIST_COLUMNS: Mapping[str, Mapping[str, type]] = {
+    "themes": {"keywords": str, "key_phrases": str, "cases": str, "quote_ids": str},
+    "domains": {"keywords": str, "theme_ids": int},
+    "cqr": {},
+    "concepts": {"theme_ids": int, "quote_ids": str},
+}
 
 
 @dataclass(frozen=True)
@@ -176,3 +187,8 @@ class RunResult:
     theme_linkage: np.ndarray | None  # scipy linkage over theme centroids (k-1, 4)
     manifest: Mapping               # see pipeline/run.py
     config: Mapping                 # the resolved config
+    #: the segments' embeddings (float32, segment order) and every turn ingest read
+    #: (TURN_COLUMNS, interviewer turns included): saved in the run folder so that
+    #: later steps need neither re-embed nor re-read the transcripts (pipeline/runfolder.py)
+    vectors: np.ndarray | None = None
+    turns: pd.DataFrame | None = None

@@ -12,7 +12,7 @@ import unicodedata
 import zipfile
 from pathlib import Path
 
-from study import QUESTIONS, TOPICS, study_config, write_study
+from tests.study import QUESTIONS, TOPICS, study_config, write_study
 
 from pipeline.config import validate_config
 from pipeline.run import run
@@ -22,22 +22,22 @@ FIXTURES = Path(__file__).parent / "fixtures" / "refi"
 TOPIC_CODES = {"training": "Preparation > Training gaps", "supervision": "Support > Supervision",
                "client": "Relationship > Client response"}
 
-_CACHE: dict[str, Path] = {}
+VARIANTS = ("plain", "crlf-nfd")
 
 
-def study_run(tmp_root: Path, variant: str = "plain") -> Path:
-    """The study run once per session and variant: "plain" (LF, ASCII) or "crlf-nfd"
-    (CRLF line endings, and "client" spelled "clïent" in decomposed form, NFD)."""
-    if variant not in _CACHE:
-        folder = tmp_root / f"study-{variant}"
-        write_study(folder)
-        if variant == "crlf-nfd":
-            for f in sorted(folder.glob("*.txt")):
-                text = f.read_text(encoding="utf-8")
-                f.write_bytes(nfd_crlf(text).encode("utf-8"))
-        _CACHE[variant] = run(validate_config(study_config(folder)), folder,
-                              tmp_root / f"run-{variant}")
-    return _CACHE[variant]
+def make_study_run(tmp_root: Path, variant: str = "plain") -> Path:
+    """Run the study in ``tmp_root/run-VARIANT`` (transcripts in ``tmp_root/study-VARIANT``):
+    "plain" (LF, ASCII) or "crlf-nfd" (CRLF line endings, and "client" spelled "clïent" in
+    decomposed form, NFD). The tests share one run per variant: the ``study_run`` fixture."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown study variant {variant!r}")
+    folder = tmp_root / f"study-{variant}"
+    write_study(folder)
+    if variant == "crlf-nfd":
+        for f in sorted(folder.glob("*.txt")):
+            text = f.read_text(encoding="utf-8")
+            f.write_bytes(nfd_crlf(text).encode("utf-8"))
+    return run(validate_config(study_config(folder)), folder, tmp_root / f"run-{variant}")
 
 
 def nfd_crlf(text: str) -> str:

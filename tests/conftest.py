@@ -1,4 +1,41 @@
-import sys
+"""Fixtures shared by the test modules: the study run, once per session, and copies of it.
+
+The helpers that are plain functions (the invented study, workbook filling, code
+tables) are imported from the ``tests`` package: ``from tests.study import ...``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
+import pytest
+
+from tests.compare_helpers import VARIANTS, make_study_run
+
+
+@pytest.fixture(scope="session")
+def study_run(tmp_path_factory) -> Callable[..., Path]:
+    """``study_run(variant="plain")``: the folder of the study run, made once per session.
+
+    Its transcripts are beside it, in ``study-VARIANT/``. Tests read it; a test that
+    writes into a run works on a copy (``review_run``, or its own ``shutil.copytree``).
+    """
+    root = tmp_path_factory.mktemp("study-runs")
+    runs: dict[str, Path] = {}
+
+    def get(variant: str = "plain") -> Path:
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown study variant {variant!r}; one of {VARIANTS}")
+        if variant not in runs:
+            runs[variant] = make_study_run(root, variant)
+        return runs[variant]
+
+    return get
+
+
+@pytest.fixture
+def review_run(study_run, tmp_path) -> Path:
+    """A fresh copy of the study run, at ``tmp_path/run``, for a test that reviews it."""
+    return Path(shutil.copytree(study_run(), tmp_path / "run"))

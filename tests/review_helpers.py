@@ -1,31 +1,12 @@
-"""Shared helpers for the review tests: one fixture run, and filling in workbooks."""
+"""Shared helpers for the review tests: filling in workbooks, synthetic runs. The run
+they review is the ``review_run`` fixture (tests/conftest.py)."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import openpyxl
 import pandas as pd
-
-from pipeline.config import validate_config
-from pipeline.run import run
-from study import study_config, write_study
-
-_CACHE: dict[str, Path] = {}
-
-
-def base_run(tmp_root: Path) -> Path:
-    """Run the fixture study once per test session; return the run folder."""
-    if "run" not in _CACHE:
-        study = write_study(tmp_root / "study")
-        _CACHE["run"] = run(validate_config(study_config(study)), study, tmp_root / "base-run")
-    return _CACHE["run"]
-
-
-def copy_run(tmp_root: Path, dest: Path) -> Path:
-    shutil.copytree(base_run(tmp_root), dest)
-    return dest
 
 
 def segments(run_folder: Path) -> pd.DataFrame:

@@ -15,11 +15,11 @@ import yaml
 from pipeline.batch import load_plans, plan_batch, safe_name
 from pipeline.cli import main
 from pipeline.config import validate_config
-from pipeline.stages.embed import EmbeddingCache
+from pipeline.cache import Cache
 from pipeline.errors import ConfigError
 from pipeline.run import run
-from study import study_config, write_study
-from test_report import parse
+from tests.study import study_config, write_study
+from tests.test_report import parse
 
 FAST = {"embed": {"name": "consensa.TfidfSVD.v1", "n_components": 20},
         "reduce": {"name": "consensa.Identity.v1"},
@@ -179,20 +179,21 @@ def test_safe_names():
 
 def _hammer(args):
     path, worker = args
-    cache = EmbeddingCache(Path(path))
+    cache = Cache(Path(path))
     rng = np.random.default_rng(worker)
     for _ in range(15):
         keys = sorted({f"k{j}" for j in rng.integers(0, 100, 40)})
-        found = cache.get_many("model", keys)
-        cache.put_many("model", {k: np.full(8, int(k[1:]), np.float32) for k in keys
-                                 if k not in found})
-    return len(cache.get_many("model", [f"k{j}" for j in range(100)]))
+        found = cache.get_vectors("model", keys)
+        cache.put_vectors("model", {k: np.full(8, int(k[1:]), np.float32) for k in keys
+                                    if k not in found})
+    assert not cache.reported                 # no write was lost to a busy database
+    return len(cache.get_vectors("model", [f"k{j}" for j in range(100)]))
 
 
 def test_the_embedding_cache_takes_parallel_processes(tmp_path):
-    path = tmp_path / "fresh" / "embeddings.sqlite"
+    path = tmp_path / "fresh"
     with ProcessPoolExecutor(3, mp_context=multiprocessing.get_context("spawn")) as pool:
         counts = list(pool.map(_hammer, [(str(path), w) for w in range(3)]))
     assert all(c > 0 for c in counts)
-    vecs = EmbeddingCache(path).get_many("model", [f"k{j}" for j in range(100)])
+    vecs = Cache(path).get_vectors("model", [f"k{j}" for j in range(100)])
     assert all(float(v[0]) == int(k[1:]) for k, v in vecs.items())

@@ -1,7 +1,7 @@
 """Broken inputs (tests/broken/make_corpus.py): each gets one clear message naming the
 file (and line, field or key) and what to do, exit status 2 and no traceback; where
 other files are fine the run goes on and the manifest says what was skipped and why;
-nothing is half-written. ``python tests/broken/make_corpus.py`` prints the table."""
+nothing is half-written. ``python -m tests.broken.make_corpus`` prints the table."""
 
 from __future__ import annotations
 
@@ -15,9 +15,8 @@ import docx
 import docx.oxml.parser
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "broken"))
 
-import make_corpus as corpus  # noqa: E402
+from tests.broken import make_corpus as corpus
 
 ROOT = Path(__file__).resolve().parent.parent
 BY_NAME = {c.name: c for c in corpus.cases()}

@@ -7,11 +7,10 @@ import unicodedata
 
 import pandas as pd
 import pytest
-from compare_helpers import (
+from tests.compare_helpers import (
     TOPIC_CODES,
     nfc_lf,
     nfd_crlf,
-    study_run,
     topic_rows,
     write_csv,
 )
@@ -203,11 +202,11 @@ def _expected_spans(study, text_of=lambda t: t):
 
 
 @pytest.mark.parametrize("offsets, quotes", [(True, True), (True, False), (False, True)])
-def test_placing_table_codes_on_crlf_nfd_transcripts(tmp_path_factory, tmp_path, offsets, quotes):
+def test_placing_table_codes_on_crlf_nfd_transcripts(study_run, tmp_path, offsets, quotes):
     """Codes made on LF + NFC copies of CRLF + NFD transcripts land on the right characters."""
-    folder = study_run(tmp_path_factory.getbasetemp(), "crlf-nfd")
+    folder = study_run("crlf-nfd")
     run = load_run(folder)
-    study = tmp_path_factory.getbasetemp() / "study-crlf-nfd"
+    study = folder.parent / "study-crlf-nfd"
     assert "\r\n" in run.sources["case01"] and "i\u0308" in run.sources["case01"]
     rows = topic_rows(study, text_of=nfc_lf, offsets=offsets, quotes=quotes)
     codes = read_codes(write_csv(tmp_path / "codes.csv", rows))
@@ -227,8 +226,8 @@ def test_placing_table_codes_on_crlf_nfd_transcripts(tmp_path_factory, tmp_path,
                                       "located (1 of 3 places)"}
 
 
-def test_segment_coverage_assigns_codes_covering_half_a_segment(tmp_path_factory, tmp_path):
-    folder = study_run(tmp_path_factory.getbasetemp())
+def test_segment_coverage_assigns_codes_covering_half_a_segment(study_run, tmp_path):
+    folder = study_run()
     run = load_run(folder)
     seg = run.segments[run.segments["case_id"] == "case01"].iloc[[0]]
     sid, s, e = seg["segment_id"].iloc[0], int(seg["start_char"].iloc[0]), \
@@ -261,8 +260,8 @@ def test_primary_code_ties_go_to_more_coders_then_deeper_then_alphabetical():
     assert primary_codes(cov.iloc[:2]) == {"s": "A"}
 
 
-def test_unknown_cases_are_reported(tmp_path_factory, tmp_path):
-    run = load_run(study_run(tmp_path_factory.getbasetemp()))
+def test_unknown_cases_are_reported(study_run, tmp_path):
+    run = load_run(study_run())
     codes = read_codes(write_csv(tmp_path / "codes.csv", [
         {"case": "nobody", "code": "A", "text": "x"},
         {"case": "case01.txt", "code": "A", "text": "Thank you for joining me today."}]))
@@ -271,8 +270,8 @@ def test_unknown_cases_are_reported(tmp_path_factory, tmp_path):
     assert any("'nobody'" in n and "not in the run" in n for n in notes)
 
 
-def test_moved_transcripts_fall_back_to_the_segments_text(tmp_path_factory, tmp_path):
-    src = study_run(tmp_path_factory.getbasetemp())
+def test_moved_transcripts_fall_back_to_the_segments_text(study_run, tmp_path):
+    src = study_run()
     folder = shutil.copytree(src, tmp_path / "run")
     manifest = (folder / "manifest.json").read_text()
     (folder / "manifest.json").write_text(manifest.replace("study-plain", "moved-away"))
@@ -281,7 +280,7 @@ def test_moved_transcripts_fall_back_to_the_segments_text(tmp_path_factory, tmp_
     assert any("not found" in n for n in run.notes)
     seg = run.segments.iloc[0]
     assert run.sources[seg["case_id"]][seg["start_char"]:seg["end_char"]] == seg["text"]
-    study = tmp_path_factory.getbasetemp() / "study-plain"
+    study = src.parent / "study-plain"
     codes = read_codes(write_csv(tmp_path / "codes.csv", topic_rows(study)))
     placed, _ = place_codes(codes, run)
     cov = segment_coverage(run.segments, placed, by_coder=False)

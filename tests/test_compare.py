@@ -11,9 +11,9 @@ import numpy as np
 import openpyxl
 import pandas as pd
 import pytest
-from compare_helpers import TOPIC_CODES, nfc_lf, study_run, topic_rows, write_csv
+from tests.compare_helpers import TOPIC_CODES, nfc_lf, topic_rows, write_csv
 from scipy.special import comb
-from study import TOPICS
+from tests.study import TOPICS
 
 from pipeline.cli import main
 from pipeline.exchange.codes import load_run, read_codes
@@ -138,9 +138,9 @@ def test_coder_agreement_on_spans_without_a_run(tmp_path):
 # --- Whole comparisons ------------------------------------------------------------------
 
 @pytest.fixture()
-def plain(tmp_path_factory):
-    base = tmp_path_factory.getbasetemp()
-    return study_run(base), base / "study-plain"
+def plain(study_run):
+    folder = study_run()
+    return folder, folder.parent / "study-plain"
 
 
 def test_codes_that_are_the_topics_agree_fully(plain, tmp_path, capsys):
@@ -255,11 +255,10 @@ def test_two_coders(plain, tmp_path):
     assert "between 2 coders" in summary_text(res)
 
 
-def test_compare_with_a_qdpx_of_crlf_nfd_transcripts(tmp_path_factory, tmp_path):
+def test_compare_with_a_qdpx_of_crlf_nfd_transcripts(study_run, tmp_path):
     """A QDA program saw the transcripts as LF + NFC; Consensa read CRLF + NFD."""
-    base = tmp_path_factory.getbasetemp()
-    folder = study_run(base, "crlf-nfd")
-    study = base / "study-crlf-nfd"
+    folder = study_run("crlf-nfd")
+    study = folder.parent / "study-crlf-nfd"
     run = load_run(folder)
     # build the project: a plain-text copy per case, LF + NFC, coded by topic
     sources, sels = [], []

@@ -285,3 +285,144 @@ def test_lists_nested_thousands_deep_are_one_line_not_a_recursion_traceback(tmp_
     path = write(tmp_path, "seed: " + "[" * 5000 + "]" * 5000 + "\n")
     with pytest.raises(ConfigError, match="nested too deeply"):
         load_config(path)
+
+
+# --- one config model: sweep: and stability: sections, paths resolved at load -------
+
+def test_validate_and_run_read_the_stability_and_sweep_sections_alike(tmp_path, capsys):
+    """load_config used to refuse a stability: section that `consensa run` took."""
+    from pipeline.batch import load_plans, load_single
+    from pipeline.cli import main
+    from pipeline.config import StabilityConfig
+
+    path = write(tmp_path, runnable(tmp_path, {"stability": {"resamples": 6}}))
+    cfg, base = load_config(path)
+    assert cfg.stability == StabilityConfig(resamples=6) and cfg.sweep == {}
+    assert load_single(path) == (cfg, base, cfg.stability)
+    (plan,) = load_plans(path)
+    assert plan.cfg == cfg and plan.stability == cfg.stability
+    assert main(["validate", str(path)]) == 0
+    assert load_config(write(tmp_path, runnable(tmp_path, {"stability": True})))[0].stability \
+        == StabilityConfig()
+
+    path = write(tmp_path, runnable(tmp_path, {"sweep": {"cluster": {"min_cluster_size": [4, 6]},
+                                                         "seed": [1]}}))
+    cfg, _ = load_config(path)
+    assert cfg.sweep == {"cluster.min_cluster_size": [4, 6], "seed": [1]}
+    plans = load_plans(path)
+    assert [(p.params, p.cfg.cluster.params(), p.cfg.sweep) for p in plans] == [
+        ({"cluster.min_cluster_size": 4, "seed": 1}, {"min_cluster_size": 4}, {}),
+        ({"cluster.min_cluster_size": 6, "seed": 1}, {"min_cluster_size": 6}, {})]
+    assert [p.cfg.name for p in plans] == ["run__cluster.min_cluster_size-4__seed-1",
+                                           "run__cluster.min_cluster_size-6__seed-1"]
+    assert main(["validate", str(path)]) == 0
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("section,key", [
+    ({"stability": {"resamples": 0}}, "stability.resamples"),
+    ({"stability": {"leave_out": 0, "bootstrap": False}}, "stability"),
+    ({"stability": "often"}, "stability"),
+    ({"sweep": {"cluster.min_cluster_size": 8}}, "sweep.cluster.min_cluster_size"),
+    ({"sweep": {"name": ["a", "b"]}}, "sweep.name"),
+    ({"sweep": {"cluster.min_cluster_size": [8, 0]}}, "sweep.cluster.min_cluster_size"),
+])
+def test_a_bad_stability_or_sweep_section_is_refused_alike_by_every_loader(tmp_path, capsys,
+                                                                           section, key):
+    from pipeline.batch import load_plans
+    from pipeline.cli import main
+
+    path = write(tmp_path, runnable(tmp_path, section))
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    first = str(e.value).splitlines()[0]
+    assert str(path) in first and f"'{key}'" in first, first
+    with pytest.raises(ConfigError) as again:
+        load_plans(path)
+    assert str(again.value).splitlines()[0] == first
+    assert main(["validate", str(path)]) == 2
+    assert capsys.readouterr().err.splitlines()[0] == f"consensa: error: {first}"
+
+
+def test_relative_paths_are_read_from_the_configs_folder_whatever_the_current_folder(
+        tmp_path, monkeypatch):
+    study = tmp_path / "study"
+    (study / "interviews").mkdir(parents=True)
+    (study / "cases.csv").write_text("case_id\nT01\n")
+    (study / "conf" / "models" / "mini").mkdir(parents=True)
+    path = write(study / "conf", {
+        "output_dir": "../runs", "cache_dir": "~/consensa-cache",
+        "ingest": {"paths": ["../interviews"], "cases_table": "../cases.csv"},
+        "deidentify": {"enabled": True, "ner": False, "mapping_file": "../private/map.csv"},
+        "embed": {"model": "models/mini"}})
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    cfg, base = load_config(path)
+    assert base == (study / "conf").resolve()
+    root = study.resolve()
+    assert cfg.output_dir == root / "runs" and cfg.ingest.paths == [root / "interviews"]
+    assert cfg.ingest.cases_table == root / "cases.csv"
+    assert cfg.cache_dir == tmp_path / "home" / "consensa-cache"
+    assert cfg.deidentify.mapping_file == root / "private" / "map.csv"
+    # the model folder beside the config, not in the current folder (the error said
+    # "neither 'all-MiniLM-L6-v2' nor a local folder" before)
+    assert cfg.embed.params()["model"] == str(root / "conf" / "models" / "mini")
+    # the packaged model's name is a name, not a path
+    cfg2, _ = load_config(write(study / "conf", {"ingest": {"paths": ["../interviews"]},
+                                                 "embed": {"model": "all-MiniLM-L6-v2"}}))
+    assert cfg2.embed.params()["model"] == "all-MiniLM-L6-v2"
+
+
+def test_a_swept_relative_path_is_read_from_the_configs_folder(tmp_path, monkeypatch):
+    from pipeline.batch import load_plans
+
+    for name in ("a", "b"):
+        (tmp_path / "conf" / name).mkdir(parents=True)
+    path = write(tmp_path / "conf", {"sweep": {"ingest.paths": [["a"], ["b"]]}})
+    monkeypatch.chdir(tmp_path)
+    plans = load_plans(path)
+    assert [p.cfg.ingest.paths for p in plans] == [[(tmp_path / "conf" / n).resolve()]
+                                                    for n in "ab"]
+
+
+def test_resolving_paths_twice_changes_nothing(tmp_path):
+    from pipeline.config import resolve_paths
+
+    cfg = validate_config({"ingest": {"paths": ["x"]}, "embed": {"model": "m"},
+                           "cache_dir": None})
+    once = resolve_paths(cfg, tmp_path)
+    assert once.ingest.paths == [tmp_path.resolve() / "x"] and once.cache_dir is None
+    assert resolve_paths(once, tmp_path / "other") == once
+
+
+def test_a_run_folders_config_is_resolved_redacted_and_runs_again_from_anywhere(
+        tmp_path, monkeypatch):
+    """The saved config.yaml holds absolute paths (the mapping file redacted), its hash
+    is the manifest's, and it loads again, from another folder, as the same config."""
+    from tests.study import study_config, write_study
+
+    from pipeline.cli import main
+    from pipeline.config import config_hash, resolved
+
+    study = write_study(tmp_path / "study" / "interviews")
+    data = study_config(study)
+    data.update(output_dir="runs", cache_dir="cache", ingest={"paths": ["interviews"]},
+                deidentify={"enabled": True, "ner": False, "mapping_file": "../private/m.csv"},
+                stability={"resamples": 2})
+    path = write(tmp_path / "study", data)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "study" / "runs" / "one"
+    assert main(["run", str(path), "--out", str(out)]) == 0
+    saved = yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8"))
+    root = (tmp_path / "study").resolve()
+    assert saved["ingest"]["paths"] == [str(root / "interviews")]
+    assert saved["cache_dir"] == str(root / "cache") and saved["output_dir"] == str(root / "runs")
+    assert saved["deidentify"]["mapping_file"] is None and (tmp_path / "private" / "m.csv").is_file()
+    assert saved["stability"]["resamples"] == 2 and "sweep" not in saved
+    manifest = __import__("json").loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["config_sha256"] == config_hash(saved)
+    monkeypatch.chdir(out)
+    again, _ = load_config(out / "config.yaml")
+    assert resolved(again) == saved

@@ -198,3 +198,70 @@ def test_every_numeric_parameter_has_bounds_the_registry_checks_by_key(kind, nam
         if upper is not None:
             with pytest.raises(ConfigError, match=rf"'stage\.{key}'"):
                 REGISTRIES[kind].build(name, {key: upper + 1}, where="stage")
+
+
+# --- caches ------------------------------------------------------------------------------
+
+#: the stages whose results the run keeps in its cache (pipeline/cache.py), and the
+#: label step's vocabulary, which is not a registered stage but is cached the same way
+CACHED = [(k, n) for k, n in ALL if k in ("segmenter", "embedder", "reducer")] + \
+    [("label", "vocabulary")]
+
+
+def through_cache(kind, name, data, cache, monkeypatch):
+    """The stage's output as the run gets it, through ``cache``; with ``monkeypatch``
+    set, the work the cache stands for fails if it is done (the entry must serve)."""
+    from pipeline import compose
+
+    if kind == "label":
+        if monkeypatch:
+            monkeypatch.setattr(compose, "build_vocabulary", lambda *a: pytest.fail("rebuilt"))
+        return compose.vocabulary(data, ["never"], cache)
+    obj = make(kind, name)
+    if kind == "segmenter":
+        if monkeypatch and getattr(type(obj), "cache_spans", False):
+            monkeypatch.setattr(type(obj), "_spans", lambda self, texts: pytest.fail("rebuilt"))
+        return obj.segment(data, memory=cache)
+    if kind == "embedder":
+        vectors, counts = compose.embed_texts(obj, data, cache)
+        if monkeypatch and obj.model_id is not None:
+            assert counts == {"embedded": 0, "from_cache": len(set(data))}
+        return vectors
+    reduction = compose.reduce(obj, data, cache)
+    assert reduction.fitted["from_cache_"] is bool(monkeypatch)
+    return reduction.coords
+
+
+@pytest.mark.parametrize("kind,name", CACHED)
+def test_a_cached_result_equals_the_uncached_one(kind, name, tmp_path, monkeypatch):
+    """Caches equal no cache: the first run through an empty cache, and a second one
+    served from it, give what the stage gives without a cache."""
+    from pipeline.cache import Cache
+    from pipeline.stages.label import build_vocabulary
+
+    data = stage_input("embedder" if kind == "label" else kind)
+    if kind == "label":
+        plain = build_vocabulary(data, ["never"])
+    else:
+        plain = run_stage(kind, make(kind, name), data)
+    cold = through_cache(kind, name, data, Cache(tmp_path), None)
+    warm = through_cache(kind, name, data, Cache(tmp_path), monkeypatch)
+    for got in (cold, warm):
+        if kind == "segmenter":
+            pd.testing.assert_frame_equal(got.segments, plain.segments)
+            assert got.skipped == plain.skipped and dict(got.counts) == dict(plain.counts)
+        elif kind == "label":
+            assert got == plain
+        else:
+            np.testing.assert_array_equal(got, plain)
+
+
+@pytest.mark.parametrize("kind,name", [(k, n) for k, n in ALL if k == "reducer"])
+def test_every_reducer_takes_the_neighbours_the_run_hands_the_map(kind, name):
+    """The run gives the map the reduce step's neighbour graph as ``knn=`` without
+    asking the map reducer whether it takes one: every reducer must."""
+    from pipeline.stages.reduce import nearest_neighbours
+
+    data = blobs()
+    out = make(kind, name).fit_transform(data, knn=nearest_neighbours(data, 10))
+    check_output(kind, None, out, data)

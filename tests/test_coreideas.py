@@ -222,12 +222,12 @@ def test_demo_core_ideas_with_the_real_embedder():
     from pipeline.config import load_config
     from pipeline.stages.embed import SentenceTransformerEmbedder
     from pipeline.stages.ingest import ingest
-    from pipeline.stages.segment import SentenceSegmenter, segment_corpus
+    from pipeline.stages.segment import SentenceSegmenter
 
     root = Path(__file__).resolve().parent.parent
     cfg, base = load_config(root / "configs" / "demo.yaml")
-    segs = segment_corpus(SentenceSegmenter(target_words=40, max_words=80),
-                          ingest(cfg.ingest, base)).segments.reset_index(drop=True)
+    segs = SentenceSegmenter(target_words=40, max_words=80).segment(
+        ingest(cfg.ingest, base)).segments.reset_index(drop=True)
     embedder = SentenceTransformerEmbedder()
     vecs = np.asarray(embedder.encode(segs["text"].tolist()), dtype=np.float32)
     dom = KMeans(5, random_state=0, n_init=4).fit_predict(vecs).astype(np.int64)

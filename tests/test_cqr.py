@@ -30,7 +30,7 @@ def test_cqr_table_orders_by_domain_then_cases_and_quotes_the_first_quote():
     themes = pd.DataFrame({"theme_id": [0, 1, 2], "name": ["a", "b", "c"], "domain_id": [1, 0, 0],
                            "n_cases": [5, 2, 4], "n_segments": [9, 3, 6],
                            "frequency_label": ["typical", "variant", "variant"],
-                           "quote_ids": ["s1; s2", "s3", "s4"]})
+                           "quote_ids": [["s1", "s2"], ["s3"], ["s4"]]})
     domains = pd.DataFrame({"domain_id": [0, 1], "name": ["D0", "D1"]})
     segs = pd.DataFrame({"segment_id": ["s1", "s2", "s3", "s4"], "case_id": ["A", "B", "C", "D"],
                          "text": ["one | pipe", "two", "three", "four"]})
@@ -40,3 +40,57 @@ def test_cqr_table_orders_by_domain_then_cases_and_quotes_the_first_quote():
     md = cqr_markdown(table)
     assert "| D0 | c | variant | 4/8 |" in md
     assert "one \\| pipe" in md  # a pipe in a quote does not break the table
+
+
+def test_cross_analysis_labels_counts_and_places_every_segment():
+    """Six cases; theme 0 in five of them (general), theme 1 in two (variant); one
+    segment stays unassigned. Domains: theme 0 alone, theme 1 alone."""
+    import numpy as np
+
+    from pipeline.stages.cqr import cross_analysis
+    from pipeline.stages.domains import DomainAssignment
+    from pipeline.types import (
+        ASSIGNED_SEGMENT_COLUMNS,
+        DOMAIN_COLUMNS,
+        SEGMENT_COLUMNS,
+        THEME_COLUMNS,
+        Clustering,
+    )
+
+    cases = ["c1", "c2", "c3", "c4", "c5", "c1", "c2", "c6"]
+    segments = pd.DataFrame({c: [""] * 8 for c in SEGMENT_COLUMNS})
+    segments["case_id"] = cases
+    segments["segment_id"] = [f"s{i}" for i in range(8)]
+    segments["text"] = [f"text {i}" for i in range(8)]
+    theme = np.array([0, 0, 0, 0, 0, 1, 1, -1])
+    clustering = Clustering(theme=theme, strength=np.where(theme >= 0, 0.9, 0.0).astype(np.float32),
+                            reassigned=np.zeros(8, bool), n_outliers_initial=1)
+    themes = pd.DataFrame({"theme_id": [0, 1], "name": ["zero", "one"], "keywords": [["a"], ["b"]],
+                           "key_phrases": [[], []], "n_segments": [5, 2], "n_cases": [5, 2],
+                           "cases": [["c1", "c2", "c3", "c4", "c5"], ["c1", "c2"]],
+                           "quote_ids": [["s0"], ["s5"]], "core_idea": ["text 0", "text 5"],
+                           "mean_strength": [0.9, 0.9], "n_reassigned": [0, 0]})
+    domains = DomainAssignment(
+        theme_domain=np.array([1, 0]),
+        domains=pd.DataFrame({"domain_id": [0, 1], "name": ["D0", "D1"], "keywords": [["b"], ["a"]],
+                              "theme_ids": [[1], [0]], "n_themes": [1, 1],
+                              "is_miscellaneous": [False, False]}),
+        linkage=None)
+    coords = np.arange(16, dtype=np.float32).reshape(8, 2)
+    got = cross_analysis(segments, clustering, themes, domains, coords, CQRConfig())
+
+    assert got.n_cases == 6
+    assert list(got.segments.columns) == list(ASSIGNED_SEGMENT_COLUMNS)
+    assert got.segments["domain_id"].tolist() == [1, 1, 1, 1, 1, 0, 0, -1]
+    assert got.segments["theme_name"].tolist()[-3:] == ["one", "one", ""]
+    assert got.segments["map_y"].tolist() == coords[:, 1].tolist()
+    assert list(got.themes.columns) == list(THEME_COLUMNS)
+    assert got.themes["frequency_label"].tolist() == ["general", "variant"]
+    assert got.themes["domain_id"].tolist() == [1, 0]
+    assert list(got.domains.columns) == list(DOMAIN_COLUMNS)
+    assert got.domains["n_segments"].tolist() == [2, 5]          # the outlier counts nowhere
+    assert got.domains["n_cases"].tolist() == [2, 5]
+    assert got.domains["frequency_label"].tolist() == ["variant", "general"]
+    assert got.table["category"].tolist() == ["one", "zero"]
+    assert (got.table["cases_total"] == 6).all()
+    assert "domain_id" not in themes.columns                      # the stage's table is kept

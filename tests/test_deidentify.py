@@ -12,7 +12,6 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-import docx
 import pandas as pd
 import pytest
 import yaml
@@ -26,7 +25,8 @@ from pipeline.stages.deidentify import (MAPPING_MARK, PLACEHOLDER, DeidentifyCon
 from pipeline.errors import ConfigError
 from pipeline.stages.ingest import IngestConfig, ingest
 from pipeline.types import TURN_COLUMNS
-from study import study_config, write_study
+from tests.builders import docx_bytes
+from tests.study import study_config, write_study
 
 ROOT = Path(__file__).resolve().parent.parent
 ON = DeidentifyConfig(enabled=True)
@@ -134,15 +134,6 @@ def test_deidentifying_twice_changes_nothing_more():
 
 
 # --- the corpus -------------------------------------------------------------------------
-
-def docx_bytes(paragraphs: list[str]) -> bytes:
-    document = docx.Document()
-    for p in paragraphs:
-        document.add_paragraph(p)
-    buffer = io.BytesIO()
-    document.save(buffer)
-    return buffer.getvalue()
-
 
 def test_every_format_keeps_exact_offsets_and_labels_are_pseudonymised(tmp_path):
     (tmp_path / "A1.txt").write_text(

@@ -12,7 +12,7 @@ from pipeline.config import validate_config
 from pipeline.errors import ConfigError, InputError
 from pipeline.run import run
 from pipeline.types import ASSIGNED_SEGMENT_COLUMNS, CQR_COLUMNS, DOMAIN_COLUMNS, THEME_COLUMNS
-from study import TOPICS, study_config, write_study
+from tests.study import TOPICS, study_config, write_study
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -99,7 +99,7 @@ def test_warm_cache_embeds_nothing_new(tmp_path):
     assert n == second["counts"]["segment_segments"]
 
 
-def test_a_warm_run_with_another_smallest_theme_reuses_the_tree_and_matches_a_cold_one(tmp_path):
+def test_a_warm_run_with_another_smallest_theme_uses_the_cache_and_matches_a_cold_one(tmp_path):
     study = write_study(tmp_path / "s")
     base = study_config(study, cluster={"name": "consensa.HDBSCAN.v3", "min_cluster_size": 4})
     run(validate_config(base), study, tmp_path / "first")
@@ -107,9 +107,10 @@ def test_a_warm_run_with_another_smallest_theme_reuses_the_tree_and_matches_a_co
     warm = run(validate_config(changed), study, tmp_path / "warm")
     cold = run(validate_config({**changed, "cache_dir": str(tmp_path / "empty-cache")}), study,
                tmp_path / "cold")
-    fitted = [json.loads((f / "manifest.json").read_text())["fitted"]["cluster"] for f in (warm, cold)]
-    assert fitted[0]["tree_from_cache_"] is True and fitted[1]["tree_from_cache_"] is False
-    assert fitted[0]["min_samples_"] == fitted[1]["min_samples_"]
+    manifests = [json.loads((f / "manifest.json").read_text()) for f in (warm, cold)]
+    fitted = [m["fitted"] for m in manifests]
+    assert fitted[0]["reduce"]["from_cache_"] is True and fitted[1]["reduce"]["from_cache_"] is False
+    assert fitted[0]["cluster"]["min_samples_"] == fitted[1]["cluster"]["min_samples_"]
     sw, sc = pd.read_parquet(warm / "segments.parquet"), pd.read_parquet(cold / "segments.parquet")
     pd.testing.assert_frame_equal(sw, sc)
     assert sw["theme"].nunique() >= 2
@@ -159,8 +160,8 @@ def test_demo_study_with_the_default_pipeline(tmp_path):
     b = run(cfg, base, tmp_path / "b")
     sa, sb = pd.read_parquet(a / "segments.parquet"), pd.read_parquet(b / "segments.parquet")
     assert sa["theme"].tolist() == sb["theme"].tolist()
-    fitted_b = json.loads((b / "manifest.json").read_text())["fitted"]["cluster"]
-    assert fitted_b["tree_from_cache_"] is True
+    fitted_b = json.loads((b / "manifest.json").read_text())["fitted"]["reduce"]
+    assert fitted_b["from_cache_"] is True
     assert len(list((tmp_path / "cache" / "spans").glob("*.npz"))) == 1    # spans reused
     pd.testing.assert_frame_equal(sa, sb)
     other, _ = load_config(ROOT / "configs" / "demo.yaml",
@@ -179,11 +180,12 @@ def test_demo_study_with_the_default_pipeline(tmp_path):
     assert (concepts["status"] == "supported").all()
 
 
-def test_a_smallest_theme_the_study_cannot_hold_stops_the_run_before_embedding(study, capsys):
+def test_a_smallest_theme_the_study_cannot_hold_stops_the_run_before_embedding(study, capsys,
+                                                                              caplog):
     data = study_config(study, cluster={"name": "consensa.HDBSCAN.v1", "min_cluster_size": 1000})
-    stages = []
-    with pytest.raises(ConfigError) as e:
-        run(validate_config(data), study, study.parent / "out", report=stages.append)
+    with pytest.raises(ConfigError) as e, caplog.at_level("INFO", logger="consensa"):
+        run(validate_config(data), study, study.parent / "out")
+    stages = [r.getMessage() for r in caplog.records if r.name == "consensa.run"]
     assert stages == ["ingest ...", "segment ..."]          # no embedding, no "themes: 0"
     assert "'cluster.min_cluster_size': 1000 is more than the study's 72 segments" in str(e.value)
     assert "at most 36" in str(e.value)

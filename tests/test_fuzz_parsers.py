@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import codecs
 import io
-import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -19,8 +18,7 @@ from pipeline.errors import ConsensaError
 from pipeline.stages.ingest import IngestConfig, _join_cases_table, _Reader
 from pipeline.textio import decode_bytes
 
-sys.path.insert(0, str(Path(__file__).parent / "broken"))
-import make_corpus as corpus  # noqa: E402
+from tests.broken import make_corpus as corpus
 
 FUZZ = settings(max_examples=200, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -6,7 +6,6 @@ import io
 import math
 import os
 import re
-import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -24,6 +23,7 @@ from pipeline.errors import InputError
 from pipeline.stages.ingest import IngestConfig, TableMapping, ingest
 from pipeline.textio import decode_bytes, read_text_file
 from pipeline.types import TURN_COLUMNS, Corpus
+from tests.builders import docx_bytes
 
 T01 = (
     "Interview T01, first follow-up\n"
@@ -75,14 +75,6 @@ def reasons(corpus: Corpus) -> str:
 def turns_of(corpus: Corpus, case_id: str) -> list[tuple[str, str, str]]:
     rows = corpus.turns[corpus.turns["case_id"] == case_id]
     return list(zip(rows["speaker"], rows["role"], rows["text"], strict=True))
-
-
-def docx_bytes(build) -> bytes:
-    document = docx.Document()
-    build(document)
-    buffer = io.BytesIO()
-    document.save(buffer)
-    return buffer.getvalue()
 
 
 def labelled_paragraph(document, label: str, text: str) -> None:
@@ -638,8 +630,7 @@ def test_exact_slices_hold_for_any_labelled_text(lines, newline, codec):
 
 # --- what used to slip through: DTDs out of sight, formulas, mixed encodings, links ---
 
-sys.path.insert(0, str(Path(__file__).parent / "broken"))
-import make_corpus  # noqa: E402
+from tests.broken import make_corpus  # noqa: E402
 
 _DTD_XML = ('<?xml version="1.0"{decl}?>\n<!DOCTYPE d [<!ENTITY x "INJECTED">]>\n'
             f'<w:document {make_corpus.W_NS}><w:body><w:p><w:r><w:t>P1: &x;</w:t></w:r>'
@@ -647,7 +638,7 @@ _DTD_XML = ('<?xml version="1.0"{decl}?>\n<!DOCTYPE d [<!ENTITY x "INJECTED">]>\
 
 
 def _document_xml(codec: str, bom: bytes = b"", decl: str = "") -> bytes:
-    return make_corpus.replace_member(make_corpus.docx_bytes(), "word/document.xml",
+    return make_corpus.replace_member(docx_bytes(), "word/document.xml",
                                       bom + _DTD_XML.format(decl=decl).encode(codec))
 
 
@@ -682,14 +673,14 @@ def test_docx_part_declaring_an_encoding_that_cannot_be_checked_is_refused(tmp_p
            f'<w:document {make_corpus.W_NS}><w:body><w:p><w:r><w:t>P1: hi</w:t></w:r></w:p>'
            '</w:body></w:document>').encode()
     (tmp_path / "T14.docx").write_bytes(make_corpus.replace_member(
-        make_corpus.docx_bytes(), "word/document.xml", xml))
+        docx_bytes(), "word/document.xml", xml))
     with pytest.raises(InputError, match="declares an XML encoding that .docx files never use"):
         run(tmp_path)
 
 
 def test_docx_with_a_damaged_part_names_the_part(tmp_path):
     (tmp_path / "T15.docx").write_bytes(make_corpus.zip_patch(
-        make_corpus.docx_bytes(), "word/styles.xml", crc_xor=0xFF))
+        docx_bytes(), "word/styles.xml", crc_xor=0xFF))
     with pytest.raises(InputError) as caught:
         run(tmp_path)
     assert "not a valid .docx file: its part 'word/styles.xml' cannot be unpacked" in \

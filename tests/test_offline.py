@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from study import study_config, write_study
+from tests.study import study_config, write_study
 
 ROOT = Path(__file__).resolve().parent.parent
 

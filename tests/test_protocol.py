@@ -580,7 +580,9 @@ def test_nothing_is_moved_into_the_frame():
 @pytest.mark.slow
 def test_demo_protocol_with_the_real_embedder(tmp_path):
     from pipeline.config import load_config
-    from pipeline.stages.embed import EmbeddingCache, SentenceTransformerEmbedderV2, embed_texts
+    from pipeline.cache import Cache
+    from pipeline.compose import embed_texts
+    from pipeline.stages.embed import SentenceTransformerEmbedderV2
     from pipeline.stages.ingest import ingest
     from pipeline.stages.segment import SentenceSegmenter
 
@@ -589,7 +591,7 @@ def test_demo_protocol_with_the_real_embedder(tmp_path):
     segs = SentenceSegmenter(target_words=40, max_words=80).segment(corpus).segments
     segs = segs.reset_index(drop=True)
     embedder = SentenceTransformerEmbedderV2()
-    cache = EmbeddingCache(tmp_path / "embeddings.sqlite")
+    cache = Cache(tmp_path)
 
     def encode(texts):
         return embed_texts(embedder, texts, cache)[0]

@@ -1,9 +1,10 @@
-"""The reduce stage's neighbour search, its on-disk cache and the shared kNN graph.
+"""The reduce stage's neighbour search, its cache and the shared kNN graph.
 
-``run.py`` wires these together as: the reduce stage fits ``UMAPReducer`` through
-``fit_reducer(reducer, vectors, rcache)``; the 2-D map then fits a second
-``UMAPReducer`` through ``fit_reducer(mapper, vectors, rcache, knn=reducer.knn_)``
-so it need not search the neighbours again. The tests below follow that use.
+``run.py`` wires these together through ``pipeline.compose.reduce``: the reduce step
+fits ``UMAPReducer`` (``reduce(reducer, vectors, cache)``) and gives back its
+neighbour graph; the 2-D map then fits a second ``UMAPReducer`` on it
+(``reduce(mapper, vectors, cache, neighbours=reduction.neighbours)``) so it need
+not search the neighbours again. The tests below follow that use.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import warnings
 import numpy as np
 import pytest
 
+from pipeline.cache import Cache, digest, stage_key
+from pipeline.compose import reduce
 from pipeline.stages.reduce import (
     PCAReducer,
-    ReductionCache,
     UMAPReducer,
     auto_neighbors,
-    fit_reducer,
+    check_matrix,
     graph_components,
     nearest_neighbours,
 )
@@ -37,11 +39,7 @@ def blobs(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def count_calls(monkeypatch, cls) -> list[dict]:
-    """Record every ``cls.fit_transform`` call (its keyword arguments), still fitting.
-
-    ``functools.wraps`` keeps the real signature visible, which is how
-    ``fit_reducer`` decides whether to pass ``knn``.
-    """
+    """Record every ``cls.fit_transform`` call (its keyword arguments), still fitting."""
     calls: list[dict] = []
     original = cls.fit_transform
 
@@ -285,12 +283,17 @@ def test_precomputed_knn_gives_the_same_map(data, map_fit, case, shared):
     np.testing.assert_array_equal(coords, expected)
 
 
-# --- ReductionCache -----------------------------------------------------------------
+# --- the key of a reduction -------------------------------------------------------------
+
+def rkey(reducer, X) -> str:
+    """The key ``pipeline.compose.reduce`` files a reduction under."""
+    return stage_key(reducer, digest(check_matrix(X)))
+
 
 def test_key_is_stable_for_identical_inputs(data):
     X, _ = data
-    k1 = ReductionCache.key(UMAPReducer(n_components=5, random_state=SEED), X)
-    k2 = ReductionCache.key(UMAPReducer(n_components=5, random_state=SEED), X.copy())
+    k1 = rkey(UMAPReducer(n_components=5, random_state=SEED), X)
+    k2 = rkey(UMAPReducer(n_components=5, random_state=SEED), X.copy())
     assert k1 == k2
     assert len(k1) == 64 and int(k1, 16) >= 0
 
@@ -298,83 +301,67 @@ def test_key_is_stable_for_identical_inputs(data):
 def test_key_ignores_fitted_state():
     X = np.random.default_rng(7).normal(size=(30, 6)).astype(np.float32)
     reducer = PCAReducer(2, random_state=SEED)
-    before = ReductionCache.key(reducer, X)
+    before = rkey(reducer, X)
     reducer.fit_transform(X)
-    assert ReductionCache.key(reducer, X) == before
+    assert rkey(reducer, X) == before
 
 
 def test_key_changes_with_the_data(data):
     X, _ = data
     reducer = UMAPReducer(n_components=5, random_state=SEED)
-    base = ReductionCache.key(reducer, X)
+    base = rkey(reducer, X)
     nudged = X.copy()
     nudged[3, 4] += 1e-3
-    assert ReductionCache.key(reducer, nudged) != base
-    assert ReductionCache.key(reducer, X[:-1]) != base
+    assert rkey(reducer, nudged) != base
+    assert rkey(reducer, X[:-1]) != base
     # the same bytes in another shape are other data
     flat = np.arange(24, dtype=np.float32)
-    assert ReductionCache.key(PCAReducer(2), flat.reshape(4, 6)) != \
-        ReductionCache.key(PCAReducer(2), flat.reshape(6, 4))
+    assert rkey(PCAReducer(2), flat.reshape(4, 6)) != rkey(PCAReducer(2), flat.reshape(6, 4))
 
 
 @pytest.mark.parametrize("change", [dict(n_components=2), dict(n_neighbors=10),
                                     dict(min_dist=0.1), dict(metric="euclidean"),
-                                    dict(random_state=SEED + 1), dict(random_state=None)])
+                                    dict(random_state=SEED + 1), dict(random_state=None),
+                                    dict(n_epochs=200)])
 def test_key_changes_with_any_parameter(data, change):
     X, _ = data
     params = dict(n_components=5, n_neighbors=None, min_dist=0.0, metric="cosine",
                   random_state=SEED)
-    base = ReductionCache.key(UMAPReducer(**params), X)
-    assert ReductionCache.key(UMAPReducer(**{**params, **change}), X) != base
+    base = rkey(UMAPReducer(**params), X)
+    assert rkey(UMAPReducer(**{**params, **change}), X) != base
 
 
 def test_key_changes_with_the_reducer():
     X = np.random.default_rng(8).normal(size=(30, 6)).astype(np.float32)
-    assert ReductionCache.key(PCAReducer(5, random_state=SEED), X) != \
-        ReductionCache.key(UMAPReducer(5, random_state=SEED), X)
+    assert rkey(PCAReducer(5, random_state=SEED), X) != rkey(UMAPReducer(5, random_state=SEED), X)
 
 
-def test_put_then_get_returns_what_was_stored(tmp_path):
-    cache = ReductionCache(tmp_path / "nested" / "reduced")
-    coords = np.random.default_rng(9).normal(size=(40, 3))  # float64 in
-    fitted = {"method_": "umap", "n_neighbors_": 5, "shared_knn_": True, "score_": 0.25}
-    cache.put("abc", coords, fitted)
-    coords_back, fitted_back = cache.get("abc")
-    assert coords_back.dtype == np.float32
-    np.testing.assert_array_equal(coords_back, coords.astype(np.float32))
-    assert fitted_back == fitted
-    # one file a result, no temporary file left behind
-    assert [p.name for p in (tmp_path / "nested" / "reduced").iterdir()] == ["abc.npz"]
-    # a second put replaces the entry
-    cache.put("abc", coords[:5], {"method_": "pca"})
-    coords_back, fitted_back = cache.get("abc")
-    assert coords_back.shape == (5, 3) and fitted_back == {"method_": "pca"}
+def test_key_changes_with_the_library_versions(monkeypatch, data):
+    import pipeline.cache as cache_module
+
+    X, _ = data
+    base = rkey(UMAPReducer(n_components=5, random_state=SEED), X)
+    newer = {**cache_module.library_versions(), "umap-learn": "99.0"}
+    monkeypatch.setattr(cache_module, "library_versions", lambda: newer)
+    assert rkey(UMAPReducer(n_components=5, random_state=SEED), X) != base
 
 
-def test_get_of_a_missing_key_is_none(tmp_path):
-    assert ReductionCache(tmp_path / "never-made").get("nothing") is None
-    cache = ReductionCache(tmp_path)
-    cache.put("one", np.zeros((2, 2)), {})
-    assert cache.get("two") is None
-
+# --- reduce through the cache ---------------------------------------------------------
 
 def write_garbage(path):
     path.write_bytes(b"this is not an npz file at all")
 
 
 def write_without_fitted(path):
-    np.savez(path, coords=np.zeros((3, 2), dtype=np.float32))
+    np.savez(path, coords=np.zeros((30, 2), dtype=np.float32))
 
 
 def write_bad_json(path):
-    np.savez(path, coords=np.zeros((3, 2), dtype=np.float32), fitted="{not json")
+    np.savez(path, coords=np.zeros((30, 2), dtype=np.float32), fitted="{not json")
 
 
-@pytest.mark.parametrize("spoil", [write_garbage, write_without_fitted, write_bad_json])
-def test_unreadable_entries_are_misses(tmp_path, spoil):
-    cache = ReductionCache(tmp_path)
-    spoil(tmp_path / "k.npz")
-    assert cache.get("k") is None
+def write_other_rows(path):
+    np.savez(path, coords=np.zeros((29, 2), dtype=np.float32), fitted="{}")
 
 
 def truncate(path):
@@ -386,105 +373,112 @@ def empty(path):
     path.write_bytes(b"")
 
 
-@pytest.mark.parametrize("spoil", [truncate, empty])
-def test_truncated_entries_are_misses(tmp_path, spoil):
-    cache = ReductionCache(tmp_path)
-    cache.put("k", np.ones((20, 2)), {"method_": "umap"})
-    spoil(tmp_path / "k.npz")
-    assert cache.get("k") is None
-
-
-# --- fit_reducer ----------------------------------------------------------------------
-
-def test_fit_reducer_without_cache_just_fits(monkeypatch):
+def test_reduce_without_cache_just_fits(monkeypatch):
     calls = count_calls(monkeypatch, PCAReducer)
     X = np.random.default_rng(10).normal(size=(30, 6)).astype(np.float32)
     reducer = PCAReducer(2, random_state=SEED)
-    coords = fit_reducer(reducer, X)
-    np.testing.assert_array_equal(coords, PCAReducer(2, random_state=SEED).fit_transform(X))
-    assert len(calls) == 2
-    assert not hasattr(reducer, "from_cache_")
+    got = reduce(reducer, X, Cache(None))
+    np.testing.assert_array_equal(got.coords, PCAReducer(2, random_state=SEED).fit_transform(X))
+    assert len(calls) == 2 and calls[0] == {}
+    assert got.fitted == {"method_": "pca", "from_cache_": False} and got.neighbours is None
 
 
-def test_fit_reducer_does_not_pass_knn_to_a_reducer_without_it(monkeypatch, tmp_path):
+def test_reduce_passes_neighbours_to_a_reducer_that_ignores_them(monkeypatch, tmp_path):
     # e.g. a map configured as PCA, handed the reduce stage's neighbours
     calls = count_calls(monkeypatch, PCAReducer)
     X = np.random.default_rng(11).normal(size=(30, 6)).astype(np.float32)
-    coords = fit_reducer(PCAReducer(2), X, ReductionCache(tmp_path), knn=nearest_neighbours(X, 5))
-    assert calls == [{}]
-    assert coords.shape == (30, 2)
+    knn = nearest_neighbours(X, 5)
+    got = reduce(PCAReducer(2), X, Cache(tmp_path), neighbours=knn)
+    assert len(calls) == 1 and calls[0]["knn"] is knn
+    np.testing.assert_array_equal(got.coords, PCAReducer(2).fit_transform(X))
 
 
-def test_fit_reducer_serves_the_second_call_from_the_cache(monkeypatch, tmp_path):
+def test_reduce_serves_the_second_call_from_the_cache(monkeypatch, tmp_path):
     calls = count_calls(monkeypatch, PCAReducer)
     X = np.random.default_rng(12).normal(size=(30, 6)).astype(np.float32)
-    cache = ReductionCache(tmp_path)
-    first = PCAReducer(3, random_state=SEED)
-    coords = fit_reducer(first, X, cache)
-    assert len(calls) == 1 and first.from_cache_ is False
+    cache = Cache(tmp_path)
+    first = reduce(PCAReducer(3, random_state=SEED), X, cache)
+    assert len(calls) == 1 and first.fitted["from_cache_"] is False
 
-    again = PCAReducer(3, random_state=SEED)
-    cached = fit_reducer(again, X, cache)
+    again = reduce(PCAReducer(3, random_state=SEED), X, cache)
     assert len(calls) == 1
-    np.testing.assert_array_equal(cached, coords)
-    assert again.from_cache_ is True and again.method_ == "pca"
+    np.testing.assert_array_equal(again.coords, first.coords)
+    assert again.coords.dtype == np.float32
+    assert again.fitted == {"method_": "pca", "from_cache_": True}
 
     # other data or other parameters miss
-    fit_reducer(PCAReducer(3, random_state=SEED), X[:-1], cache)
-    fit_reducer(PCAReducer(2, random_state=SEED), X, cache)
+    reduce(PCAReducer(3, random_state=SEED), X[:-1], cache)
+    reduce(PCAReducer(2, random_state=SEED), X, cache)
     assert len(calls) == 3
-    assert len(list(tmp_path.glob("*.npz"))) == 3
+    # one file a result, no temporary file left behind
+    assert sorted(p.suffix for p in (tmp_path / "reduced").iterdir()) == [".npz"] * 3
 
 
-def test_fit_reducer_refits_over_an_unreadable_entry(monkeypatch, tmp_path):
-    calls = count_calls(monkeypatch, PCAReducer)
+@pytest.mark.parametrize("spoil", [write_garbage, write_without_fitted, write_bad_json,
+                                   write_other_rows, truncate, empty])
+def test_reduce_refits_over_an_unreadable_entry(monkeypatch, tmp_path, caplog, spoil):
     X = np.random.default_rng(13).normal(size=(30, 6)).astype(np.float32)
-    cache = ReductionCache(tmp_path)
-    reducer = PCAReducer(2)
-    write_garbage(tmp_path / f"{cache.key(reducer, X)}.npz")
-    coords = fit_reducer(reducer, X, cache)
-    assert len(calls) == 1 and reducer.from_cache_ is False
-    np.testing.assert_array_equal(cache.get(cache.key(reducer, X))[0], coords)
+    reduce(PCAReducer(2), X, Cache(tmp_path))
+    entry = tmp_path / "reduced" / f"{rkey(PCAReducer(2), X)}.npz"
+    assert entry.is_file()
+    spoil(entry)
+    calls = count_calls(monkeypatch, PCAReducer)
+    with caplog.at_level("WARNING", logger="consensa.cache"):
+        got = reduce(PCAReducer(2), X, Cache(tmp_path))
+    assert len(calls) == 1 and got.fitted["from_cache_"] is False
+    np.testing.assert_array_equal(got.coords, PCAReducer(2).fit_transform(X))
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    # the entry was written afresh: the next run is served
+    assert reduce(PCAReducer(2), X, Cache(tmp_path)).fitted["from_cache_"] is True
+
+
+def test_an_unwritable_cache_does_not_stop_the_reduction(tmp_path):
+    """The error policy: a cache that cannot be written is a miss, never an exception
+    (the reduction cache once raised here, where the others carried on)."""
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache folder should be")
+    X = np.random.default_rng(14).normal(size=(30, 6)).astype(np.float32)
+    got = reduce(PCAReducer(2), X, Cache(blocker / "cache"))
+    np.testing.assert_array_equal(got.coords, PCAReducer(2).fit_transform(X))
+    assert got.fitted["from_cache_"] is False
 
 
 def test_map_on_shared_neighbours_is_cached_and_served(monkeypatch, tmp_path, data,
                                                        reduce_fit, map_fit):
-    """The run's map step: the reduce stage's neighbours go in, the cache serves the
+    """The run's map step: the reduce step's neighbours go in, the cache serves the
     re-run, and the result is the map UMAP computes with its own neighbours."""
     X, _ = data
     reducer, _ = reduce_fit
     _, expected = map_fit
-    cache = ReductionCache(tmp_path)
+    cache = Cache(tmp_path)
     calls = count_calls(monkeypatch, UMAPReducer)
 
-    mapper = make_mapper()
-    coords = fit_reducer(mapper, X, cache, knn=reducer.knn_)
+    mapped = reduce(make_mapper(), X, cache, neighbours=reducer.knn_)
     assert len(calls) == 1 and calls[0]["knn"] is reducer.knn_
-    assert mapper.shared_knn_ is True and mapper.from_cache_ is False
-    np.testing.assert_array_equal(coords, expected)
+    assert mapped.fitted["shared_knn_"] is True and mapped.fitted["from_cache_"] is False
+    np.testing.assert_array_equal(mapped.coords, expected)
 
-    rerun = make_mapper()
-    cached = fit_reducer(rerun, X, cache, knn=reducer.knn_)
+    rerun = reduce(make_mapper(), X, cache, neighbours=reducer.knn_)
     assert len(calls) == 1
-    np.testing.assert_array_equal(cached, coords)
-    assert rerun.from_cache_ is True
-    for name in ("method_", "n_neighbors_", "shared_knn_", "graph_components_", "init_"):
-        assert getattr(rerun, name) == getattr(mapper, name), name
-    # arrays are not cached: a cached reduce stage hands the map no neighbours
-    assert not hasattr(rerun, "knn_")
+    np.testing.assert_array_equal(rerun.coords, mapped.coords)
+    assert rerun.fitted == {**mapped.fitted, "from_cache_": True}
+    # arrays are not cached: a reduction from the cache hands the map no neighbours
+    assert mapped.neighbours is not None and rerun.neighbours is None
 
 
-def test_cached_reduce_stage_matches_its_fit(monkeypatch, tmp_path, data, reduce_fit):
+def test_the_reduce_step_hands_its_neighbours_to_the_map(monkeypatch, tmp_path, data, reduce_fit):
+    """The neighbours are an output of the reduce step, given to the map explicitly."""
     X, _ = data
     reducer, expected = reduce_fit
-    cache = ReductionCache(tmp_path)
-    key = cache.key(UMAPReducer(n_components=5, random_state=SEED), X)
-    cache.put(key, expected, {"method_": "umap", "n_neighbors_": reducer.n_neighbors_})
+    fitted = reduce(UMAPReducer(n_components=5, random_state=SEED), X, Cache(tmp_path))
+    np.testing.assert_array_equal(fitted.coords, expected)
+    idx, dist = fitted.neighbours
+    np.testing.assert_array_equal(idx, reducer.knn_[0])
+    np.testing.assert_array_equal(dist, reducer.knn_[1])
     calls = count_calls(monkeypatch, UMAPReducer)
-    again = UMAPReducer(n_components=5, random_state=SEED)
-    np.testing.assert_array_equal(fit_reducer(again, X, cache), expected)
-    assert calls == [] and again.n_neighbors_ == reducer.n_neighbors_
-    assert again.from_cache_ is True
+    again = reduce(UMAPReducer(n_components=5, random_state=SEED), X, Cache(tmp_path))
+    assert calls == [] and again.fitted["n_neighbors_"] == reducer.n_neighbors_
+    np.testing.assert_array_equal(again.coords, expected)
 
 
 # --- the spectral reducer ------------------------------------------------------------

@@ -5,15 +5,13 @@ from __future__ import annotations
 import io
 import shutil
 import sqlite3
-import sys
 import uuid
 import zipfile
-from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import pandas as pd
 import pytest
-from compare_helpers import FIXTURES, study_run, zip_fixture
+from tests.compare_helpers import FIXTURES, zip_fixture
 
 from pipeline import __version__
 from pipeline.cli import main
@@ -34,8 +32,7 @@ from pipeline.exchange.refi import (
     read_project,
 )
 
-sys.path.insert(0, str(Path(__file__).parent / "broken"))
-import make_corpus as corpus  # noqa: E402
+from tests.broken import make_corpus as corpus
 
 P = f"{{{NS_PROJECT}}}"
 C = f"{{{NS_CODEBOOK}}}"
@@ -202,10 +199,9 @@ def test_nested_codes_keep_document_order():
     assert codes.codebook.set_index("code").at["B", "description"] == "d"
 
 
-def test_a_codebook_is_not_a_project(tmp_path, tmp_path_factory):
+def test_a_codebook_is_not_a_project(tmp_path, study_run):
     path = tmp_path / "book.qde"
-    path.write_bytes(qdc_bytes(codebook_from_run(load_run(
-        study_run(tmp_path_factory.getbasetemp()), sources=False))))
+    path.write_bytes(qdc_bytes(codebook_from_run(load_run(study_run(), sources=False))))
     with pytest.raises(InputError, match="looks like a codebook"):
         read_project(path)
     bad = tmp_path / "bad.qde"
@@ -217,8 +213,8 @@ def test_a_codebook_is_not_a_project(tmp_path, tmp_path_factory):
 # --- Writing ------------------------------------------------------------------------
 
 @pytest.fixture()
-def run_folder(tmp_path_factory):
-    return study_run(tmp_path_factory.getbasetemp())
+def run_folder(study_run):
+    return study_run()
 
 
 def test_guids_are_uuid5_of_run_and_theme():
@@ -243,7 +239,7 @@ def test_qdc_of_a_run(run_folder, tmp_path):
     for t in run.themes.itertuples():
         code = by_guid[guid(run.run_id, "theme", t.theme_id)]
         desc = code.find(f"{C}Description").text
-        assert t.frequency_label in desc and t.keywords.split(";")[0].strip() in desc
+        assert t.frequency_label in desc and t.keywords[0] in desc
         assert "Core idea" in desc
         assert code.get("color").startswith("#") and code.get("isCodable") == "true"
     # a themes.csv and a table of code paths export as well

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from scipy.cluster.hierarchy import linkage
 
+from pipeline.errors import ConsensaError
 from pipeline.report.render import MAX_MAP_POINTS, MAX_UNASSIGNED_LISTED, render_report
 from pipeline.types import (ASSIGNED_SEGMENT_COLUMNS, CONCEPT_COLUMNS, CQR_COLUMNS,
                             DOMAIN_COLUMNS, THEME_COLUMNS, RunResult)
@@ -74,10 +75,10 @@ def _themes(seg: pd.DataFrame) -> pd.DataFrame:
         members = seg[seg["theme"] == t]
         rows.append({
             "theme_id": t, "name": name, "domain_id": THEME_DOMAIN[t],
-            "keywords": "; ".join(name.split(" / ")), "key_phrases": f"phrase {t}a; phrase {t}b",
+            "keywords": name.split(" / "), "key_phrases": [f"phrase {t}a", f"phrase {t}b"],
             "n_segments": len(members), "n_cases": members["case_id"].nunique(),
-            "cases": "; ".join(sorted(members["case_id"].unique())),
-            "frequency_label": labels[t], "quote_ids": "; ".join(quotes[t]),
+            "cases": sorted(members["case_id"].unique()),
+            "frequency_label": labels[t], "quote_ids": quotes[t],
             "core_idea": seg.set_index("segment_id").loc[quotes[t][0], "text"],
             "mean_strength": float(members["strength"].mean()),
             "n_reassigned": int(members["reassigned"].sum())})
@@ -88,11 +89,11 @@ def make_result(**manifest_overrides) -> RunResult:
     seg = _segments()
     themes = _themes(seg)
     domains = pd.DataFrame([
-        {"domain_id": 0, "name": "Crying in session", "keywords": "tears; supervision",
-         "theme_ids": "0; 1", "n_themes": 2, "n_segments": 9, "n_cases": 3,
+        {"domain_id": 0, "name": "Crying in session", "keywords": ["tears", "supervision"],
+         "theme_ids": [0, 1], "n_themes": 2, "n_segments": 9, "n_cases": 3,
          "frequency_label": "general", "is_miscellaneous": False},
-        {"domain_id": 1, "name": "Miscellaneous", "keywords": "offices",
-         "theme_ids": "2", "n_themes": 1, "n_segments": 2, "n_cases": 2,
+        {"domain_id": 1, "name": "Miscellaneous", "keywords": ["offices"],
+         "theme_ids": [2], "n_themes": 1, "n_segments": 2, "n_cases": 2,
          "frequency_label": "variant", "is_miscellaneous": True},
     ], columns=list(DOMAIN_COLUMNS))
     text = dict(zip(seg["segment_id"], seg["text"]))
@@ -109,10 +110,10 @@ def make_result(**manifest_overrides) -> RunResult:
     ], columns=list(CQR_COLUMNS))
     concepts = pd.DataFrame([
         {"concept": "genuineness", "description": "being real and human with the client",
-         "status": "supported", "theme_ids": "0", "similarity": 0.61, "n_segments": 4,
-         "n_cases": 3, "quote_ids": "T2:1:0; T3:1:0"},
+         "status": "supported", "theme_ids": [0], "similarity": 0.61, "n_segments": 4,
+         "n_cases": 3, "quote_ids": ["T2:1:0", "T3:1:0"]},
         {"concept": "rupture and repair", "description": "", "status": "unsupported",
-         "theme_ids": "", "similarity": 0.21, "n_segments": 1, "n_cases": 1, "quote_ids": ""},
+         "theme_ids": [], "similarity": 0.21, "n_segments": 1, "n_cases": 1, "quote_ids": []},
     ], columns=list(CONCEPT_COLUMNS))
     centroids = np.random.default_rng(1).normal(size=(3, 8))
     manifest = {
@@ -230,7 +231,7 @@ def test_contains_every_quote_and_the_unassigned_text(result, html):
     ids = set()
     for col in (result.themes["quote_ids"], result.concepts["quote_ids"]):
         for cell in col:
-            ids.update(q.strip() for q in cell.split(";") if q.strip())
+            ids.update(cell)
     assert ids
     doc_text = "".join(parse(html).text)
     for sid in ids:
@@ -359,7 +360,7 @@ def test_large_run_is_subsampled_and_unassigned_capped():
     seg["map_x"] = rng.normal(size=len(seg))
     seg["map_y"] = rng.normal(size=len(seg))
     themes = base.themes.copy()
-    themes["quote_ids"] = ["X0:0:0", "X0:4:0", "X0:7:0"]
+    themes["quote_ids"] = [["X0:0:0"], ["X0:4:0"], ["X0:7:0"]]
     res = RunResult(segments=seg, themes=themes, domains=base.domains, cqr=base.cqr,
                     concepts=base.concepts.iloc[0:0], theme_linkage=base.theme_linkage,
                     manifest=base.manifest, config=base.config)
@@ -380,18 +381,17 @@ def test_leaves_no_pyplot_figures(html):
 
 def test_defensive_about_odd_inputs():
     base = make_result()
-    themes = base.themes.drop(columns=["key_phrases"])
-    themes.loc[2, "quote_ids"] = "T9:9:9; T2:7:0"            # a quote not in segments
+    themes = base.themes.copy()
+    themes.at[2, "quote_ids"] = ["T9:9:9", "T2:7:0"]          # a quote not in segments
     themes.loc[2, "frequency_label"] = "single case"
     concepts = base.concepts.copy()
-    concepts.loc[0, "theme_ids"] = "0; 7"                      # theme 7 does not exist
+    concepts.at[0, "theme_ids"] = [0, 7]                       # theme 7 does not exist
     res = RunResult(segments=base.segments, themes=themes, domains=base.domains, cqr=base.cqr,
                     concepts=concepts, theme_linkage=np.zeros((0, 4)),
                     manifest={"skipped": [], "counts": {}}, config={"name": "odd"})
     out = render_report(res)
     doc = parse(out)
     assert doc.errors == [] and doc.stack == []
-    assert "lacks the columns key_phrases" in out
     assert "T9:9:9" in out and "not among the segments" in out
     assert "freq-single-case" in out
     assert "Nothing was skipped." in out
@@ -402,6 +402,15 @@ def test_defensive_about_odd_inputs():
                            theme_linkage=linkage(np.random.default_rng(2).normal(size=(2, 4))),
                            manifest=base.manifest, config=base.config)
     assert "2 leaves but there are 3 themes" in render_report(mismatched)
+
+
+def test_a_table_without_a_documented_column_is_refused_by_name():
+    base = make_result()
+    res = RunResult(segments=base.segments, themes=base.themes.drop(columns=["key_phrases"]),
+                    domains=base.domains, cqr=base.cqr, concepts=base.concepts,
+                    theme_linkage=None, manifest=base.manifest, config=base.config)
+    with pytest.raises(ConsensaError, match=r"the run's themes lacks the columns \['key_phrases'\]"):
+        render_report(res)
 
 
 def test_provenance_states_context_and_de_identification():

@@ -12,12 +12,7 @@ import yaml
 from pipeline.cli import main
 from pipeline.review.model import load_run
 from pipeline.review.store import ReviewStore, db_path
-from review_helpers import copy_run, fill, segments
-
-
-@pytest.fixture()
-def review_run(tmp_path_factory, tmp_path):
-    return copy_run(tmp_path_factory.getbasetemp() / "review-base", tmp_path / "run")
+from tests.review_helpers import fill, segments
 
 
 def test_review_round_end_to_end(review_run, capsys):

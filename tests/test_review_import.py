@@ -14,15 +14,16 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.review.model import load_run
-from pipeline.review.store import PAUSE_ENV, ReviewStore
-from review_helpers import copy_run, fill, set_meta
+from pipeline.review import store as review_store
+from pipeline.review.store import ReviewStore
+from tests.review_helpers import fill, set_meta
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture()
-def exported(tmp_path_factory, tmp_path, capsys):
-    run = copy_run(tmp_path_factory.getbasetemp() / "review-base", tmp_path / "run")
+def exported(review_run, capsys):
+    run = review_run
     assert main(["review", "export", str(run), "--judges", "ana,ben,caro"]) == 0
     capsys.readouterr()
     return run, run / "review" / "round-1"
@@ -115,6 +116,49 @@ def _import_cmd(run, files):
     return [sys.executable, "-m", "pipeline.cli", "review", "import", str(run), *map(str, files)]
 
 
+#: `consensa review import` that stops half-way through its rows, inside the transaction:
+#: it writes the row number to the flag file (argv[1]) and sleeps until it is killed
+PAUSED_IMPORT = """
+import sys, time
+from pathlib import Path
+from pipeline.cli import main
+from pipeline.review import store
+
+def pause(n, total):
+    if n == total // 2:
+        Path(sys.argv[1]).write_text(str(n))
+        time.sleep(60)
+
+store.import_row_hook = pause
+sys.exit(main(["review", "import", *sys.argv[2:]]))
+"""
+
+
+class Stop(Exception):
+    pass
+
+
+def test_an_import_stopped_part_way_keeps_nothing_of_it(exported, monkeypatch):
+    run, rdir = exported
+    for t in (0, 1, 2):
+        fill(rdir / "ana.xlsx", "themes", t, decision="accept")
+    calls = []
+
+    def stop(n, total):
+        calls.append((n, total))
+        if n == total // 2:
+            raise Stop
+
+    monkeypatch.setattr(review_store, "import_row_hook", stop)
+    with pytest.raises(Stop):
+        main(["review", "import", str(run), str(rdir / "ana.xlsx")])
+    assert calls == [(0, 3), (1, 3)]
+    assert _positions(run) == {}
+    monkeypatch.setattr(review_store, "import_row_hook", None)
+    assert main(["review", "import", str(run), str(rdir / "ana.xlsx")]) == 0
+    assert set(_positions(run)) == {"theme:0", "theme:1", "theme:2"}
+
+
 def test_import_killed_mid_transaction_leaves_all_or_nothing(exported, tmp_path):
     run, rdir = exported
     for t in (0, 1, 2):
@@ -128,9 +172,9 @@ def test_import_killed_mid_transaction_leaves_all_or_nothing(exported, tmp_path)
             fill(rdir / f"{j}.xlsx", "themes", t, decision="reject")
         fill(rdir / f"{j}.xlsx", "domains", 0, decision="accept")
     flag = tmp_path / "paused"
-    env = {**os.environ, PAUSE_ENV: f"{flag}:60"}
-    proc = subprocess.Popen(_import_cmd(run, [rdir / "ana.xlsx", rdir / "ben.xlsx"]), cwd=ROOT,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-c", PAUSED_IMPORT, str(flag), str(run),
+                             str(rdir / "ana.xlsx"), str(rdir / "ben.xlsx")], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 45
     while not flag.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import openpyxl
@@ -14,14 +16,12 @@ from pipeline.cli import main
 from pipeline.review.model import Decision, load_run
 from pipeline.precode import fit_classifier
 from pipeline.review.store import ReviewStore
-from review_helpers import copy_run
-from study import TOPICS, write_study
+from tests.study import TOPICS, write_study
 
 
 @pytest.fixture(scope="module")
-def codebook(tmp_path_factory):
-    base = tmp_path_factory.getbasetemp() / "review-base"
-    run = copy_run(base, tmp_path_factory.mktemp("precode") / "run")
+def codebook(study_run, tmp_path_factory):
+    run = Path(shutil.copytree(study_run(), tmp_path_factory.mktemp("precode") / "run"))
     items = load_run(run)
     with ReviewStore(items, create=True) as store:
         store.set_panel(["ana", "ben"])

@@ -10,7 +10,7 @@ from pipeline.review.model import Decision, load_run, segment_item, theme_item
 from pipeline.review.signing import ensure_key
 from pipeline.review.store import ReviewStore
 from pipeline.review.workbook import build_workbook
-from review_helpers import synthetic_run
+from tests.review_helpers import synthetic_run
 
 BUILDERS = ("_segment_id_set", "_segments_by_theme", "_theme_id_set", "_domain_id_set")
 

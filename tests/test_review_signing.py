@@ -17,7 +17,7 @@ from pipeline.cli import main
 from pipeline.review.model import load_run
 from pipeline.review.signing import KEY_BYTES, key_path
 from pipeline.review.store import ReviewStore
-from review_helpers import fill, set_meta, synthetic_run
+from tests.review_helpers import fill, set_meta, synthetic_run
 
 
 @pytest.fixture()

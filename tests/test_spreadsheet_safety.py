@@ -23,11 +23,11 @@ import openpyxl
 import pandas as pd
 import pytest
 import yaml
-from compare_helpers import topic_rows, write_csv
+from tests.compare_helpers import topic_rows, write_csv
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-from study import study_config, write_study
+from tests.study import study_config, write_study
 
 from pipeline import sheets
 from pipeline.cli import main
@@ -38,7 +38,7 @@ from pipeline.review.model import load_run
 from pipeline.review.store import ReviewStore
 from pipeline.review.workbook import build_workbook
 from pipeline.run import run
-from pipeline.runfolder import add_theme_column, read_raw_csv
+from pipeline.runfolder import RunFolder, read_raw_csv
 
 #: participant turns that a spreadsheet would run as formulas, by their first characters
 HOSTILE = {
@@ -243,18 +243,20 @@ def test_run_keeps_the_exact_text_and_neutralises_every_csv(hostile_run):
 
 
 def test_themes_csv_round_trip_through_add_theme_column(run_copy):
-    themes = read_raw_csv(run_copy / "themes.csv")
+    folder = RunFolder(run_copy)
+    themes = folder.themes()
     themes.loc[0, "name"] = NAME
     themes.loc[1, "core_idea"] = HOSTILE["-2+3"]
-    (run_copy / "themes.csv").write_text(sheets.to_csv(themes, index=False), encoding="utf-8")
+    folder.write_table("themes", themes)
     before = list(csv.reader(io.StringIO((run_copy / "themes.csv").read_text())))
-    add_theme_column(run_copy, "stability", {0: "stable"}, default="unstable")
+    folder.add_theme_column("stability", {0: "stable"}, default="unstable")
+    assert folder.themes()["stability"].tolist()[:2] == ["stable", "unstable"]  # typed, too
     after = list(csv.reader(io.StringIO((run_copy / "themes.csv").read_text())))
     assert [r[:-1] for r in after] == before                    # every other cell as it was
     assert after[1][1] == "'" + NAME
     back = read_raw_csv(run_copy / "themes.csv")
     assert back.loc[0, "name"] == NAME and back.loc[1, "core_idea"] == HOSTILE["-2+3"]
-    assert back["theme_id"].tolist() == themes["theme_id"].tolist()
+    assert back["theme_id"].astype(int).tolist() == themes["theme_id"].tolist()
     assert_csvs_safe(run_copy)
     # the REFI-QDA codebook and the codes' run reader get the exact name too
     from pipeline.exchange.codes import load_run as load_for_codes
@@ -265,10 +267,10 @@ def test_themes_csv_round_trip_through_add_theme_column(run_copy):
 
 
 def test_review_reads_the_exact_theme_text(run_copy):
-    themes = read_raw_csv(run_copy / "themes.csv")
+    themes = RunFolder(run_copy).themes()
     themes.loc[0, "name"] = NAME
     themes.loc[0, "core_idea"] = HOSTILE["-2+3"]
-    (run_copy / "themes.csv").write_text(sheets.to_csv(themes, index=False), encoding="utf-8")
+    RunFolder(run_copy).write_table("themes", themes)
     items = load_run(run_copy)
     assert items.themes.loc[0, "name"] == NAME
     assert items.themes.loc[0, "core_idea"] == HOSTILE["-2+3"]

@@ -14,12 +14,11 @@ from pipeline.config import validate_config
 from pipeline.errors import ConfigError, ConsensaError
 from pipeline.report.render import render_report
 from pipeline.run import run
-from pipeline.runfolder import load_result, read_raw_csv
-from pipeline.stability import (STABILITY_COLUMNS, StabilityConfig, _targets_from_inputs,
-                                best_matches, compute_stability, parse_stability,
+from pipeline.runfolder import RunFolder, read_raw_csv
+from pipeline.stability import (STABILITY_COLUMNS, StabilityConfig, best_matches, compute_stability, parse_stability,
                                 plan_resamples, run_config, stability_for_run)
-from study import study_config, write_study
-from test_report import parse
+from tests.study import study_config, write_study
+from tests.test_report import parse
 
 SEPARABLE = {"embed": {"name": "consensa.TfidfSVD.v1", "n_components": 20},
              "reduce": {"name": "consensa.Identity.v1"},
@@ -119,15 +118,10 @@ def test_the_same_seed_gives_the_same_files(tmp_path):
 
 def test_the_report_rendered_from_the_folder_is_the_runs_own(tmp_path):
     run_dir = make_run(tmp_path, write_study(tmp_path / "interviews"))
-    cfg = run_config(run_dir)
-    from pipeline.stages.embed import embed_texts
-    from pipeline.registry import REGISTRIES
-
-    segments = pd.read_parquet(run_dir / "segments.parquet")
-    embedder = REGISTRIES["embedder"].build(cfg.embed.name, cfg.embed.params(), seed=cfg.seed)
-    vectors, _ = embed_texts(embedder, segments["text"].tolist(), None)
-    again = render_report(load_result(run_dir, vectors))
-    assert again == (run_dir / "report.html").read_text(encoding="utf-8")
+    folder = RunFolder(run_dir)
+    vectors = folder.vectors()           # saved by the run: the theme tree is drawn again
+    assert vectors.dtype == np.float32 and len(vectors) == len(folder.segments())
+    assert render_report(folder.result()) == (run_dir / "report.html").read_text(encoding="utf-8")
 
 
 def test_leave_out_resamples_withhold_each_case_once_before_repeating():
@@ -210,12 +204,30 @@ def test_bad_settings_and_folders_are_clear_errors(separable, tmp_path, capsys):
         stability_for_run(tmp_path / "nope")
 
 
-def test_the_cache_is_found_from_the_inputs_of_a_relative_config():
-    cfg = validate_config({"ingest": {"paths": ["../data/demo"]}, "cache_dir": "../.cache/c"})
-    manifest = {"inputs": [{"path": "/proj/data/demo/T01.txt"}]}
-    assert _targets_from_inputs(cfg, manifest, Path(cfg.cache_dir)) == [Path("/proj/.cache/c")]
-    cfg = validate_config({"ingest": {"paths": ["../../a"]}, "cache_dir": "../c"})
-    assert _targets_from_inputs(cfg, {"inputs": [{"path": "/p/a/x.txt"}]}, Path("../c")) == []
+def test_the_run_records_its_cache_and_stability_resamples_the_saved_vectors(tmp_path):
+    study = write_study(tmp_path / "interviews")
+    cfg = validate_config({**study_config(study, **SEPARABLE), "cache_dir": "cache"})
+    run_dir = run(cfg, tmp_path, tmp_path / "run")
+    folder = RunFolder(run_dir)
+    assert folder.cache_dir == tmp_path / "cache"          # absolute, whatever the config says
+    result = stability_for_run(run_dir, StabilityConfig(resamples=4, seed=2))
+    assert result.embedded == {"embedded": 0, "from_cache": 0,
+                               "from_run_folder": len(folder.segments())}
+
+
+def test_a_folder_without_saved_vectors_embeds_again_through_its_cache(tmp_path):
+    study = write_study(tmp_path / "interviews")
+    cfg = validate_config({**study_config(study, **SEPARABLE), "cache_dir": "cache"})
+    run_dir = run(cfg, tmp_path, tmp_path / "run")
+    want = stability_for_run(run_dir, StabilityConfig(resamples=4, seed=2)).table
+    (run_dir / "vectors.npy").unlink()                      # as written by an older Consensa
+    manifest = RunFolder(run_dir).manifest
+    del manifest["cache_dir"]                               # nor was the cache recorded:
+    RunFolder(run_dir).write_manifest(manifest)             # config cache_dir + base_dir
+    assert RunFolder(run_dir).cache_dir == tmp_path / "cache"
+    again = stability_for_run(run_dir, StabilityConfig(resamples=4, seed=2))
+    assert again.embedded["embedded"] == len(RunFolder(run_dir).segments())  # TF-IDF: not cached
+    pd.testing.assert_frame_equal(again.table, want)
 
 
 def test_a_run_folder_from_before_the_context_stage_is_read_without_context(tmp_path):

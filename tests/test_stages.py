@@ -130,8 +130,8 @@ def test_label_themes_names_each_theme_by_its_own_words():
     c = Clustering(np.array([0, 0, 0, 1, 1, 1]), np.ones(6, np.float32), np.zeros(6, bool), 0)
     themes = label_themes(segs, emb, c, LabelConfig(n_quotes=2))
     assert "taught" in themes.loc[0, "keywords"] and "supervisor" in themes.loc[1, "name"]
-    assert themes["n_cases"].tolist() == [3, 2] and themes.loc[1, "cases"] == "A; B"
-    assert themes.loc[0, "quote_ids"].split("; ")[0] in {"s0", "s1", "s2"}
+    assert themes["n_cases"].tolist() == [3, 2] and themes.loc[1, "cases"] == ["A", "B"]
+    assert themes.loc[0, "quote_ids"][0] in {"s0", "s1", "s2"}
 
 
 def test_domains_group_close_themes_and_send_loners_to_miscellaneous():
@@ -142,6 +142,7 @@ def test_domains_group_close_themes_and_send_loners_to_miscellaneous():
     assert d.theme_domain.tolist() == [0, 0, 1]
     assert d.domains.loc[1, "name"] == MISC and d.domains.loc[1, "is_miscellaneous"]
     assert d.linkage.shape == (2, 4)
+    assert d.domains["theme_ids"].tolist() == [[0, 1], [2]]            # lists, not text
     two = propose_domains(cents, np.array([0, 1, 2]), vocab,
                           DomainConfig(n_domains=2, singletons_to_miscellaneous=False))
     assert two.theme_domain.tolist() == [0, 0, 1] and not two.domains["is_miscellaneous"].any()
@@ -156,8 +157,8 @@ def test_concepts_without_support_are_reported_not_forced():
     vecs = np.array([[1, 0], [-1, 0]], np.float32)
     out = match_concepts(vecs, cfg, segs, emb, np.array([0, 0, 0, 1]), np.array([[1, 0], [0, 1]], np.float32))
     assert out["status"].tolist() == ["supported", "unsupported"]
-    assert out.loc[0, "n_segments"] == 3 and out.loc[0, "n_cases"] == 3 and out.loc[0, "theme_ids"] == "0"
-    assert out.loc[1, "quote_ids"] == "" and out.loc[1, "n_segments"] == 0
+    assert out.loc[0, "n_segments"] == 3 and out.loc[0, "n_cases"] == 3 and out.loc[0, "theme_ids"] == [0]
+    assert out.loc[1, "quote_ids"] == [] and out.loc[1, "n_segments"] == 0
 
 
 def test_keyness_drops_words_every_group_uses_alike():
@@ -177,7 +178,7 @@ def test_a_keyword_must_be_shared_by_two_cases_of_the_theme():
     segs = _segments(texts, ["A", "B", "C", "C"])
     emb = np.ones((4, 2), np.float32) / np.sqrt(2)
     c = Clustering(np.zeros(4, int), np.ones(4, np.float32), np.zeros(4, bool), 0)
-    kw = label_themes(segs, emb, c, LabelConfig())["keywords"].iloc[0].split("; ")
+    kw = label_themes(segs, emb, c, LabelConfig())["keywords"].iloc[0]
     assert "taught" in kw and "tears" in kw and "piano" not in kw
 
 
@@ -236,22 +237,26 @@ def test_umap_epochs_reach_umap(monkeypatch):
 
 
 def test_vocabulary_cache_serves_the_same_vocabulary_and_misses_on_change(tmp_path, monkeypatch):
-    import pipeline.stages.label as label
+    import pipeline.compose as compose
+    from pipeline.cache import Cache
 
     texts = ["Nobody taught us about crying, um, in training.", "My supervisor helped me.",
              "Jess cried and I cried too."]
-    cache = label.VocabularyCache(tmp_path)
-    first = label.cached_vocabulary(texts, ["helped"], cache)
+    cache = Cache(tmp_path)
+    first = compose.vocabulary(texts, ["helped"], cache)
     assert first == build_vocabulary(texts, ["helped"])
     calls = []
-    monkeypatch.setattr(label, "build_vocabulary", lambda *a: calls.append(a) or first)
-    assert label.cached_vocabulary(texts, ["helped"], cache) == first and calls == []
-    label.cached_vocabulary(texts[:2], ["helped"], cache)           # other texts
-    label.cached_vocabulary(texts, [], cache)                       # other stop words
+    monkeypatch.setattr(compose, "build_vocabulary", lambda *a: calls.append(a) or first)
+    assert compose.vocabulary(texts, ["helped"], cache) == first and calls == []
+    compose.vocabulary(texts[:2], ["helped"], cache)                # other texts
+    compose.vocabulary(texts, [], cache)                            # other stop words
     assert len(calls) == 2
-    for f in tmp_path.glob("*.json"):                               # unreadable: built again
-        f.write_text("{not json", encoding="utf-8")
-    label.cached_vocabulary(texts, ["helped"], cache)
+    entries = list((tmp_path / "vocabulary").glob("*.npz"))
+    assert len(entries) == 3
+    assert not any(b"supervisor helped" in f.read_bytes() for f in entries)   # lemmas only
+    for f in entries:                                               # unreadable: built again
+        f.write_bytes(b"{not an entry")
+    compose.vocabulary(texts, ["helped"], cache)
     assert len(calls) == 3
 
 

@@ -25,7 +25,7 @@ from pipeline.review.model import load_run
 from pipeline.review.store import ReviewStore
 from pipeline.web import create_app
 from pipeline.web.server import bind
-from review_helpers import copy_run, segments
+from tests.review_helpers import segments
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -71,8 +71,8 @@ def browser():
 
 
 @pytest.fixture()
-def served(tmp_path_factory, tmp_path):
-    run = copy_run(tmp_path_factory.getbasetemp() / "review-base", tmp_path / "run")
+def served(review_run):
+    run = review_run
     with ReviewStore(load_run(run), create=True) as store:
         store.set_panel(["ana", "ben"], ["dee"])
     with serving(run) as (review, base):

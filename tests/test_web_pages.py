@@ -26,12 +26,12 @@ from pipeline.web.security import (
     local_target,
     same_origin,
 )
-from review_helpers import copy_run, fill
+from tests.review_helpers import fill
 
 
 @pytest.fixture()
-def run_folder(tmp_path_factory, tmp_path):
-    return copy_run(tmp_path_factory.getbasetemp() / "review-base", tmp_path / "run")
+def run_folder(review_run):
+    return review_run
 
 
 @pytest.fixture()
@@ -191,10 +191,10 @@ def test_theme_page_quotes_prefill_and_moves(store):
     context = Context(run)
     page = pages.theme_page(run, store, context, "0", "ana")
     t = run.themes[run.themes["theme_id"] == 0].iloc[0]
-    proposed = [q.strip() for q in str(t["quote_ids"]).split(";") if q.strip()]
+    proposed = list(t["quote_ids"])
     assert [q["id"] for q in page["quotes"][:len(proposed)]] == proposed
     assert len(page["quotes"]) == int(t["n_segments"]) and page["quote_ids"] == set(proposed)
-    assert page["keywords"] == [k.strip() for k in str(t["keywords"]).split(";") if k.strip()]
+    assert page["keywords"] == list(t["keywords"]) and len(page["keywords"]) > 1
     assert page["prefill"] == Decision("theme:0", "accept")
     assert page["prefill_from"] == "nothing yet" and page["err"] is None
     assert any(turn.own for turn in page["quotes"][0]["context"])

@@ -4,6 +4,7 @@ store, the turns around a segment, and the `serve` command itself."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,22 +13,23 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from pipeline.cli import main
 from pipeline.review.agreement import review_status
 from pipeline.review.model import Decision, ReviewError, load_run
 from pipeline.review.store import ReviewStore, StaleError
+from pipeline.runfolder import RunFolder
 from pipeline.web.context import Context
 from pipeline.web.server import is_loopback
-from review_helpers import copy_run
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture()
-def store(tmp_path_factory, tmp_path):
-    run = copy_run(tmp_path_factory.getbasetemp() / "review-base", tmp_path / "run")
+def store(review_run):
+    run = review_run
     with ReviewStore(load_run(run), create=True) as s:
         s.set_panel(["ana", "ben"], ["dee"])
         yield s
@@ -88,28 +90,39 @@ def test_undo_takes_back_consensus_decisions_in_turn(store):
     assert store.undo_target()["item"] == "theme:2"
 
 
-def test_context_from_transcripts_and_from_segments(store, tmp_path):
-    run = store.run
-    sid = run.segments[run.segments["theme"] == 0]["segment_id"].iloc[3]
+def test_context_from_the_saved_turns_and_from_segments(store, tmp_path):
+    sid = store.run.segments[store.run.segments["theme"] == 0]["segment_id"].iloc[3]
+    # the transcripts gone: the turns the run saved still give the context
+    moved = RunFolder(shutil.copytree(store.run.folder, tmp_path / "moved"))
+    moved.write_manifest(dict(moved.manifest, inputs=[
+        dict(i, path=str(tmp_path / "gone.txt")) for i in moved.manifest["inputs"]]))
+    run = load_run(moved.path)
     ctx = Context(run)
     turns = ctx.around(sid)
-    assert ctx.from_sources == set(run.segments["case_id"])
+    assert ctx.from_turns == set(run.segments["case_id"])
     own = [t for t in turns if t.own]
     assert len(own) == 1 and any(p.mark for p in own[0].pieces)
     assert "".join(p.text for p in own[0].pieces if p.mark) == \
         run.segments.set_index("segment_id").at[sid, "text"]
     assert {t.role for t in turns} >= {"interviewer", "participant"}
     assert len(turns) == 5  # two before, two after
-    # without the transcripts: rebuilt from the run's segments and their questions
-    manifest = dict(run.manifest, inputs=[dict(i, path=str(tmp_path / "gone.txt"))
-                                          for i in run.manifest["inputs"]])
-    run2 = type(run)(run.folder, manifest, run.themes, run.domains, run.segments, run.cqr)
-    ctx2 = Context(run2)
+    # a folder written before the turns were saved: rebuilt from the run's segments
+    old = Path(shutil.copytree(run.folder, tmp_path / "old"))
+    (old / "turns.parquet").unlink()
+    ctx2 = Context(load_run(old))
     turns2 = ctx2.around(sid)
-    assert ctx2.from_sources == set()
+    assert ctx2.from_turns == set()
     assert any(t.own and any(p.mark for p in t.pieces) for t in turns2)
     assert any(t.speaker == "(question)" for t in turns2)
     assert ctx2.around("no-such-segment") == []
+    # a saved turn that no longer holds its segment's text is not shown for that case
+    bad = Path(shutil.copytree(run.folder, tmp_path / "bad"))
+    saved = pd.read_parquet(bad / "turns.parquet")
+    case = run.segments.set_index("segment_id").at[sid, "case_id"]
+    saved.loc[saved["case_id"] == case, "text"] = saved["text"].str.upper()
+    saved.to_parquet(bad / "turns.parquet", index=False)
+    ctx3 = Context(load_run(bad))
+    assert case not in ctx3.from_turns and ctx3.from_turns == set(run.segments["case_id"]) - {case}
 
 
 def test_loopback():
@@ -117,8 +130,8 @@ def test_loopback():
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.20")
 
 
-def test_serve_command_prints_an_address_with_a_token(tmp_path_factory, tmp_path, capsys):
-    run = copy_run(tmp_path_factory.getbasetemp() / "review-base", tmp_path / "run")
+def test_serve_command_prints_an_address_with_a_token(review_run, capsys):
+    run = review_run
     # a run without a review and no panel given: a clear error, no server
     assert main(["serve", str(run)]) == 2
     assert "no review yet" in capsys.readouterr().err

@@ -53,7 +53,6 @@ import bisect
 import difflib
 import hashlib
 import io
-import json
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
@@ -63,9 +62,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import ConsensaError, InputError
-from ..runfolder import check_run_folder, run_id_of
-from ..sheets import restore_frame
+from ..errors import InputError
+from ..runfolder import RunFolder, run_id_of
 from ..textio import decode_bytes
 
 SEPARATOR = ">"
@@ -773,100 +771,32 @@ class RunData:
 
 def load_run(folder: str | Path, *, sources: bool = True) -> RunData:
     """Read a run folder (and, with ``sources``, the case texts the run read)."""
-    import yaml
-
-    from .. import safeyaml
-
-    folder = check_run_folder(Path(folder))
-    try:
-        segments = pd.read_parquet(folder / "segments.parquet")
-        # the run's CSVs are neutralised for spreadsheets: restore_frame gives the exact text
-        themes = restore_frame(pd.read_csv(folder / "themes.csv", keep_default_na=False))
-        domains = restore_frame(pd.read_csv(folder / "domains.csv", keep_default_na=False)) \
-            if (folder / "domains.csv").is_file() else pd.DataFrame(
-                columns=["domain_id", "name", "keywords", "theme_ids", "n_themes",
-                         "n_segments", "n_cases", "frequency_label", "is_miscellaneous"])
-        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-        config = safeyaml.load((folder / "config.yaml").read_text(encoding="utf-8")) or {}
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise InputError(f"the run folder could not be read ({type(exc).__name__}: {exc})",
-                         path=folder, hint="run `consensa run` again to make a complete "
-                         "run folder") from exc
+    run_folder = RunFolder.open(folder)
+    segments = run_folder.segments()
     for col in ("theme", "domain_id", "start_char", "end_char", "turn_index"):
         if col in segments.columns:
             segments[col] = segments[col].astype("int64")
-    run = RunData(folder, segments, themes, domains, manifest, config)
+    run = RunData(run_folder.path, segments, run_folder.themes(), run_folder.domains(),
+                  run_folder.manifest, run_folder.config)
     if sources:
-        _read_sources(run)
+        _read_sources(run, run_folder)
     return run
 
 
-def _read_sources(run: RunData) -> None:
-    """Read each case's text again, as the run read it; fall back to the segments' text.
-
-    A de-identified run's sources (``sources/<case>.txt`` in the run folder, marked
-    ``deidentified`` in the manifest) are the case texts themselves, written as UTF-8:
-    they are read as they are, not parsed again as transcripts (the text of a .vtt or
-    .srt has no speaker labels left to parse, and one file that fails to parse must
-    not cost the others their exact text)."""
-    from ..stages.ingest import IngestConfig, ingest
-
-    inputs = [i for i in run.manifest.get("inputs") or [] if isinstance(i, dict)]
-    paths = {}
-    for item in inputs:
-        p = Path(str(item.get("path", "")))
-        for cand in (p, run.folder / p, run.folder.parent / p):
-            if str(p) and cand.is_file():
-                paths[str(item.get("path"))] = cand.resolve()
-                break
-    section = dict(run.config.get("ingest") or {})
-
-    def read(files: list[Path]):
-        try:
-            cfg = IngestConfig.model_validate({**section, "paths": [str(f) for f in files],
-                                               "cases_table": None, "recursive": False})
-            return ingest(cfg, Path("/"))
-        except (ConsensaError, ValueError):
-            return None
-
-    texts: dict[str, tuple[str, str]] = {}          # case id -> (text, sha256)
-    turns = []
-    deidentified = {str(i.get("case_id")): paths[str(i.get("path"))] for i in inputs
-                    if i.get("deidentified") and str(i.get("path")) in paths}
-    for case_id, path in deidentified.items():
-        try:
-            data = path.read_bytes()
-            texts[case_id] = (data.decode("utf-8"), hashlib.sha256(data).hexdigest())
-        except (OSError, UnicodeDecodeError):
-            continue
-        one = read([path])                # the turns' starts, where the text still parses
-        if one is not None and len(one.sources) == 1 and \
-                next(iter(one.sources.values())).text == texts[case_id][0]:
-            turns.append(one.turns.assign(case_id=case_id))
-    others = sorted({str(p) for k, p in paths.items()} - {str(p) for p in deidentified.values()})
-    corpus = read([Path(p) for p in others]) if others else None
-    if corpus is not None:
-        texts.update({c: (s.text, s.sha256) for c, s in corpus.sources.items()
-                      if c not in deidentified})
-        turns.append(corpus.turns)
-    by_case = {str(i.get("case_id")): i for i in inputs}
+def _read_sources(run: RunData, folder: RunFolder) -> None:
+    """Each case's text as the run read it (:meth:`RunFolder.read_sources`: from its
+    file, checked against the run); a case whose text cannot be had falls back to the
+    text of its analysed segments, at their offsets, and is noted. The turns' starts
+    (hints where a quote is) come from the turns the run saved."""
     seg = run.segments
-    for case_id in sorted(set(seg["case_id"]) | set(by_case)):
-        item = by_case.get(case_id, {})
-        src_text, src_sha = texts.get(case_id, (None, None))
+    found = folder.read_sources(seg)
+    by_case = {str(i.get("case_id")): i for i in run.manifest.get("inputs") or []
+               if isinstance(i, dict)}
+    for case_id, text in found.texts.items():
+        run.sources[case_id] = text
+        run.exact[case_id] = True
+    for case_id, reason in found.problems.items():
         rows = seg[seg["case_id"] == case_id]
-        reason = ""
-        if src_text is None:
-            reason = "its file was not found or could not be read again"
-        elif item.get("sha256") and src_sha != item.get("sha256"):
-            reason = "its file has changed since the run (sha256 differs)"
-        elif any(src_text[s:e] != t for s, e, t in
-                 zip(rows["start_char"], rows["end_char"], rows["text"], strict=True)):
-            reason = "the text read again does not match the run's segments"
-        if not reason:
-            run.sources[case_id] = src_text
-            run.exact[case_id] = True
-            continue
         if rows.empty:
             continue
         chars = [" "] * int(rows["end_char"].max())
@@ -874,11 +804,14 @@ def _read_sources(run: RunData) -> None:
             chars[s:e] = list(t)
         run.sources[case_id] = "".join(chars)
         run.exact[case_id] = False
-        run.notes.append(f"case '{case_id}': {reason} ({item.get('path', '?')}); codes were "
-                         "placed against the text of its analysed segments only")
-    for table in turns:
+        run.notes.append(f"case '{case_id}': {reason} ({by_case.get(case_id, {}).get('path', '?')}); "
+                         "codes were placed against the text of its analysed segments only")
+    turns = folder.turns()
+    if turns is None:              # a folder written before the turns were saved
+        turns = found.turns
+    if turns is not None:
         run.turn_starts.update({(c, int(t)): int(s) for c, t, s in
-                                zip(table["case_id"], table["turn_index"], table["start_char"],
+                                zip(turns["case_id"], turns["turn_index"], turns["start_char"],
                                     strict=True)})
     for c, t, s in zip(seg["case_id"], seg["turn_index"], seg["start_char"], strict=True):
         run.turn_starts.setdefault((c, int(t)), int(s))

@@ -52,7 +52,8 @@ import pandas as pd
 from .. import __version__
 from ..errors import InputError
 from ..fsutil import atomic_write_bytes
-from ..sheets import restore_frame
+from ..runfolder import TABLES, RunFolder, read_csv_table
+from ..sheets import join_list
 from .codes import (
     CODING_COLUMNS,
     JOIN,
@@ -450,8 +451,8 @@ def codebook_from_run(run: RunData) -> list[ExportCode]:
                  f"{_int(d.get('n_cases'), 0)} of {n_cases} cases, "
                  f"{_int(d.get('n_segments'), 0)} segments, {_int(d.get('n_themes'), 0)} "
                  "themes).")]
-        if _s(d.get("keywords")):
-            desc.append(f"Keywords: {_s(d.get('keywords'))}.")
+        if len(d.get("keywords") or []):
+            desc.append(f"Keywords: {join_list(d['keywords'])}.")
         code = ExportCode(guid(rid, "domain", did), _s(d["name"]) or f"Domain {did}",
                           " ".join(desc), DOMAIN_COLOURS[did % len(DOMAIN_COLOURS)])
         by_domain[did] = code
@@ -469,10 +470,10 @@ def codebook_from_run(run: RunData) -> list[ExportCode]:
         desc = [(f"Consensa theme {tid}, {_s(t.get('frequency_label'))} "
                  f"({_int(t.get('n_cases'), 0)} of {n_cases} cases, "
                  f"{_int(t.get('n_segments'), 0)} segments).")]
-        if _s(t.get("keywords")):
-            desc.append(f"Keywords: {_s(t.get('keywords'))}.")
-        if _s(t.get("key_phrases")):
-            desc.append(f"Key phrases: {_s(t.get('key_phrases'))}.")
+        if len(t.get("keywords") or []):
+            desc.append(f"Keywords: {join_list(t['keywords'])}.")
+        if len(t.get("key_phrases") or []):
+            desc.append(f"Key phrases: {join_list(t['key_phrases'])}.")
         if _s(t.get("core_idea")):
             desc.append(f"Core idea: \u201c{_s(t.get('core_idea'))}\u201d")
         code = ExportCode(guid(rid, "theme", tid), name, " ".join(desc),
@@ -498,11 +499,11 @@ def codebook_from_table(path: Path) -> list[ExportCode]:
     cols = {c.casefold(): c for c in frame.columns}
     if "theme_id" in cols and "name" in cols:
         folder = path.parent
-        domains = folder / "domains.csv"
+        domains = folder / TABLES["domains"][1]
         # a Consensa themes.csv: its text is neutralised for spreadsheets (sheets.py)
         fake = RunData(folder=folder, segments=pd.DataFrame({"case_id": []}),
-                       themes=restore_frame(pd.read_csv(path, keep_default_na=False)),
-                       domains=restore_frame(pd.read_csv(domains, keep_default_na=False))
+                       themes=read_csv_table(path, "themes"),
+                       domains=read_csv_table(domains, "domains")
                        if domains.is_file() else pd.DataFrame(columns=["domain_id", "name"]),
                        manifest=_manifest_beside(folder), config={})
         if "domain_id" not in fake.themes.columns:
@@ -561,7 +562,7 @@ def codebook_from_yaml(path: Path) -> list[ExportCode]:
                      f"{_int(c.get('n_segments'), 0)} segments).")]
             if c.get("keywords"):
                 kw = c["keywords"]
-                desc.append("Keywords: " + ("; ".join(map(str, kw)) if isinstance(kw, list)
+                desc.append("Keywords: " + (join_list(kw) if isinstance(kw, list)
                                             else _s(kw)) + ".")
             if _s(c.get("core_idea")):
                 desc.append(f"Core idea: \u201c{_s(c.get('core_idea'))}\u201d")
@@ -573,12 +574,12 @@ def codebook_from_yaml(path: Path) -> list[ExportCode]:
 
 
 def _manifest_beside(folder: Path) -> dict:
-    import json
-
-    f = folder / "manifest.json"
+    """The manifest of the run folder a table lies in ({} for a table elsewhere, or
+    beside a manifest that cannot be read: the GUIDs are then keyed by the file)."""
+    run = RunFolder(folder)
     try:
-        return json.loads(f.read_text(encoding="utf-8")) if f.is_file() else {}
-    except ValueError:
+        return run.manifest if run.has("manifest") else {}
+    except InputError:
         return {}
 
 
@@ -795,33 +796,28 @@ def iter_codes(codes: Iterable[ExportCode], parents: tuple[str, ...] = ()):
         yield from iter_codes(c.children, path)
 
 
-def cli(kind: str, source: str, out: str | None = None) -> int:
-    """``consensa export qdc|qdpx``: write the file and say what it holds."""
+def export_qdc(source: str | Path, out: str | Path | None = None) -> tuple[Path, list[ExportCode]]:
+    """Write the .qdc codebook of a run folder or a codebook file: the file and its codes.
+
+    ``out`` defaults to ``RUN/export/<run name>.qdc`` for a run folder, else to the
+    codebook file's name with the suffix .qdc.
+    """
+    src = Path(source)
+    codes, origin = export_codebook(src)
+    if out:
+        target = Path(out)
+    elif src.is_dir():
+        target = src / "export" / f"{_manifest_beside(src).get('name') or src.name}.qdc"
+    else:
+        target = src.with_suffix(".qdc")
+    return write_qdc(codes, target, origin), codes
+
+
+def export_qdpx(source: str | Path, out: str | Path | None = None) -> tuple[Path, RunData]:
+    """Write a run as a REFI-QDA project: the file (default ``RUN/export/<run name>.qdpx``)
+    and the run it holds."""
     from .codes import load_run
 
-    src = Path(source)
-    if kind == "qdc":
-        codes, origin = export_codebook(src)
-        if out:
-            target = Path(out)
-        elif src.is_dir():
-            target = src / "export" / f"{_manifest_beside(src).get('name') or src.name}.qdc"
-        else:
-            target = src.with_suffix(".qdc")
-        write_qdc(codes, target, origin)
-        n = sum(1 for _ in iter_codes(codes))
-        print(f"Consensa codebook written: {target}")
-        print(f"  {n} codes ({len(codes)} at the top level); import it in your QDA software "
-              "as a REFI-QDA codebook (.qdc)")
-        return 0
-    run = load_run(src)
-    target = Path(out) if out else src / "export" / f"{run.name}.qdpx"
-    write_qdpx(run, target)
-    seg = run.segments
-    users = [CONSENSA_USER] + [j for j in read_judges(run.folder) if j != CONSENSA_USER]
-    print(f"Consensa project written: {target}")
-    print(f"  {seg['case_id'].nunique()} text sources, {int((seg['theme'] >= 0).sum())} coded "
-          f"segments, {len(run.themes)} themes in {len(run.domains)} domains, users: "
-          f"{', '.join(users)}")
-    print("  import it in your QDA software as a REFI-QDA project (.qdpx)")
-    return 0
+    run = load_run(Path(source))
+    target = Path(out) if out else Path(source) / "export" / f"{run.name}.qdpx"
+    return write_qdpx(run, target), run

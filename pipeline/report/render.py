@@ -12,12 +12,14 @@ unescaped is the SVG matplotlib writes, which escapes its own text.
 The output is deterministic: the same RunResult renders to the same bytes (no
 dates in plot metadata, a fixed ``svg.hashsalt`` per plot, a fixed seed for the
 map's subsample). Plots use matplotlib's object API with the Agg canvas, never
-pyplot, so no global figure state is touched or left behind.
+pyplot, so no global figure state is touched or left behind (:mod:`.plots`, shared
+with the comparison page). The template environment comes from :mod:`.templating`.
 
-Schema assumptions beyond ``pipeline/types.py``:
+The result is typed as ``pipeline/types.py`` documents it (a run's own result, or
+one read back through :class:`~pipeline.runfolder.RunFolder`): numbers are numbers,
+list columns (``keywords``, ``cases``, ``quote_ids``, ``theme_ids``) are lists. A table
+that lacks a documented column is refused with an error naming it. Beyond that:
 
-* ";"-joined columns (``keywords``, ``cases``, ``quote_ids``, ``theme_ids``) are
-  split on ";" with surrounding blanks stripped (the writers join with "; ").
 * CQR rows carry no theme id; each row is linked to its theme through
   ``quote_segment_id`` (the segment's ``theme``), else through a unique
   ``category`` == theme ``name`` match, else left unlinked.
@@ -27,21 +29,15 @@ Schema assumptions beyond ``pipeline/types.py``:
 
 from __future__ import annotations
 
-import io
 import math
 import re
-import warnings
 from collections import Counter
-from functools import lru_cache
-from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-import jinja2
 import matplotlib
 import numpy as np
 import pandas as pd
 from markupsafe import Markup
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
@@ -52,7 +48,10 @@ from ..types import (
     DOMAIN_COLUMNS,
     THEME_COLUMNS,
     RunResult,
+    check_columns,
 )
+from .plots import figure_svg, mpl_text
+from .templating import page_environment
 
 __all__ = ["render_report", "MAX_MAP_POINTS", "MAX_UNASSIGNED_LISTED"]
 
@@ -75,15 +74,12 @@ RASTERIZE_ABOVE = 3_000
 
 MAP_SEED = 20240531
 UNASSIGNED_COLOUR = "#cfcfd4"
-TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 TEMPLATE_NAME = "report.html.j2"
 
 # tab20 without its grey pair (kept for "unassigned"), dark shades first so that
 # neighbouring theme ids get different hues, not the light twin of the same hue.
 _TAB20 = [to_hex(matplotlib.colormaps["tab20"].colors[i])
           for i in (0, 2, 4, 6, 8, 10, 12, 16, 18, 1, 3, 5, 7, 9, 11, 13, 17, 19)]
-_CTRL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_SPLIT = re.compile(r"\s*;\s*")
 
 DEFAULT_FREQUENCY_TEXT = (
     "general = all cases or all but one; typical = more than half of the cases, up to "
@@ -100,38 +96,33 @@ def render_report(result: RunResult) -> str:
     The caller writes it to disk (atomically). Deterministic: rendering the same
     result twice gives the same string.
     """
-    notes: list[str] = []
-    seg = _conform(result.segments, ASSIGNED_SEGMENT_COLUMNS, "segments table", notes)
-    themes = _conform(result.themes, THEME_COLUMNS, "themes table", notes)
-    domains = _conform(result.domains, DOMAIN_COLUMNS, "domains table", notes)
-    cqr = _conform(result.cqr, CQR_COLUMNS, "CQR table", notes)
-    concepts = (_conform(result.concepts, CONCEPT_COLUMNS, "concepts table", notes)
-                if result.concepts is not None and len(result.concepts) else None)
+    concepts = result.concepts if result.concepts is not None and len(result.concepts) else None
+    for df, columns, what in ((result.segments, ASSIGNED_SEGMENT_COLUMNS, "segments"),
+                              (result.themes, THEME_COLUMNS, "themes"),
+                              (result.domains, DOMAIN_COLUMNS, "domains"),
+                              (result.cqr, CQR_COLUMNS, "CQR table"),
+                              (concepts, CONCEPT_COLUMNS, "concepts")):
+        if df is not None:
+            check_columns(df, columns, f"the run's {what}")
     manifest: Mapping = result.manifest or {}
     config: Mapping = result.config or {}
+    cqr, domains = result.cqr, result.domains
 
-    seg = seg.reset_index(drop=True)
-    seg_theme = pd.to_numeric(seg["theme"], errors="coerce").fillna(-1).astype(int).to_numpy()
+    seg = result.segments.reset_index(drop=True)
+    seg_theme = seg["theme"].to_numpy(dtype=np.int64)
     lookup = _SegmentLookup(seg)
 
-    themes = themes.copy()
-    themes["theme_id"] = pd.to_numeric(themes["theme_id"], errors="coerce").fillna(-1).astype(int)
-    themes["domain_id"] = pd.to_numeric(themes["domain_id"], errors="coerce").fillna(-1).astype(int)
-    domains = domains.copy()
-    domains["domain_id"] = pd.to_numeric(domains["domain_id"], errors="coerce").fillna(-1).astype(int)
-
-    domain_rank, domain_names = _domain_order(domains, themes)
-    themes = themes.assign(_rank=themes["domain_id"].map(domain_rank)).sort_values(
+    domain_rank, domain_names = _domain_order(domains, result.themes)
+    themes = result.themes.assign(_rank=result.themes["domain_id"].map(domain_rank)).sort_values(
         ["_rank", "theme_id"], kind="stable").drop(columns="_rank").reset_index(drop=True)
     colours = {int(t): _TAB20[int(t) % len(_TAB20)] for t in themes["theme_id"]}
-    theme_names = {int(t): _s(n) for t, n in zip(themes["theme_id"], themes["name"])}
+    theme_names = {int(t): n for t, n in zip(themes["theme_id"], themes["name"])}
 
-    cases = _natural_sorted(set(seg["case_id"].map(_s)))
+    cases = _natural_sorted(set(seg["case_id"]))
     per_theme_case = _theme_case_counts(seg, seg_theme)
     n_cases_total = _cases_total(cqr, cases)
 
     ctx: dict[str, Any] = {
-        "notes": notes,
         "header": _header(seg, seg_theme, themes, domains, manifest, config,
                           n_cases_total, cases),
         "toc": [],
@@ -155,82 +146,19 @@ def render_report(result: RunResult) -> str:
         ("skipped", "What was skipped", "skipped"), ("provenance", "How this was made",
                                                        "provenance"),
     ) if ctx[key] is not None]
-    return _environment().get_template(TEMPLATE_NAME).render(**ctx)
-
-
-# --- Template environment -----------------------------------------------------
-
-@lru_cache(maxsize=1)
-def _environment() -> jinja2.Environment:
-    # autoescape=True for every template: select_autoescape() would not match the
-    # ".html.j2" suffix and would leave transcript text unescaped.
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
+    return page_environment().get_template(TEMPLATE_NAME).render(**ctx)
 
 
 # --- Small helpers ------------------------------------------------------------
 
-def _conform(df: pd.DataFrame | None, columns: tuple[str, ...], what: str,
-             notes: list[str]) -> pd.DataFrame:
-    """The table with every documented column; missing ones are added empty and noted."""
-    if df is None:
-        df = pd.DataFrame(columns=list(columns))
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        notes.append(f"The {what} lacks the columns {', '.join(missing)}; "
-                     "they are shown as empty.")
-        df = df.copy()
-        for c in missing:
-            df[c] = pd.Series([None] * len(df), index=df.index, dtype=object)
-    return df
+def _computed(x: float | None) -> bool:
+    """Whether a measure was computed: not None (a key the manifest lacks), not NaN (a
+    statistic with nothing to count, e.g. a theme absent from every resample)."""
+    return x is not None and math.isfinite(x)
 
 
-def _missing(x: Any) -> bool:
-    if x is None:
-        return True
-    try:
-        return bool(pd.isna(x))
-    except (TypeError, ValueError):
-        return False
-
-
-def _s(x: Any) -> str:
-    """A cell as text; missing values as ""."""
-    if _missing(x):
-        return ""
-    if isinstance(x, (float, np.floating)) and float(x).is_integer():
-        return str(int(x))
-    return str(x)
-
-
-def _int(x: Any, default: int | None = None) -> int | None:
-    if _missing(x):
-        return default
-    try:
-        return int(x)
-    except (TypeError, ValueError):
-        return default
-
-
-def _float(x: Any) -> float | None:
-    if _missing(x):
-        return None
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
-def _fmt_float(x: Any, digits: int = 2) -> str:
-    v = _float(x)
-    return "—" if v is None else f"{v:.{digits}f}"
+def _fmt_float(x: float | None, digits: int = 2) -> str:
+    return f"{x:.{digits}f}" if _computed(x) else "—"
 
 
 def _fmt_share(n: int, total: int) -> str:
@@ -251,14 +179,6 @@ def _fmt_seconds(sec: float) -> str:
         return f"{minutes} min {s:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min {s:02d} s"
-
-
-def _split(x: Any) -> list[str]:
-    """A ";"-joined cell (or a list) as a list of non-empty strings."""
-    if isinstance(x, (list, tuple, np.ndarray)):
-        return [_s(v).strip() for v in x if _s(v).strip()]
-    text = _s(x)
-    return [p for p in _SPLIT.split(text.strip()) if p] if text.strip() else []
 
 
 def _slug(label: str) -> str:
@@ -284,16 +204,8 @@ def _truncate(text: str, limit: int) -> tuple[str, bool]:
     return cut.rstrip(" ,;:") + " …", True
 
 
-def _mpl_text(text: Any, limit: int | None = None) -> str:
-    """A label safe for matplotlib: one line, no control chars, "$" not read as math."""
-    s = " ".join(_CTRL.sub(" ", _s(text)).split())
-    if limit is not None and len(s) > limit:
-        s = s[:limit - 1].rstrip() + "…"
-    return s.replace("$", r"\$")
-
-
-def _freq(label: Any) -> dict[str, str]:
-    text = _s(label) or "not recorded"
+def _freq(label: str | None) -> dict[str, str]:
+    text = label or "not recorded"
     return {"text": text, "cls": _slug(text)}
 
 
@@ -326,28 +238,27 @@ class _SegmentLookup:
         self._cols = {f: seg[f].to_numpy(dtype=object) for f in self.FIELDS}
         self._pos: dict[str, int] = {}
         for i, sid in enumerate(self._cols["segment_id"]):
-            self._pos.setdefault(_s(sid), i)
+            self._pos.setdefault(sid, i)
 
     def theme_of(self, segment_id: str) -> int | None:
         i = self._pos.get(segment_id)
-        return None if i is None else _int(self._cols["theme"][i], -1)
+        return None if i is None else int(self._cols["theme"][i])
 
     def quote(self, segment_id: str) -> dict[str, Any]:
         i = self._pos.get(segment_id)
         if i is None:
             return {"found": False, "segment_id": segment_id}
         c = {f: self._cols[f][i] for f in self.FIELDS}
-        question = _s(c["question"])
+        question = c["question"]
         q_short, q_cut = _truncate(question, QUESTION_CHARS)
-        start_time = _float(c["start_time"])
+        start_time = c["start_time"]              # NaN when the transcript has no times
         return {
-            "found": True, "segment_id": segment_id, "text": _s(c["text"]),
-            "case_id": _s(c["case_id"]), "speaker": _s(c["speaker"]),
-            "turn": _s(c["turn_index"]), "start": _s(c["start_char"]), "end": _s(c["end_char"]),
-            "time": _fmt_clock(start_time) if start_time is not None else "",
+            "found": True, "segment_id": segment_id, "text": c["text"],
+            "case_id": c["case_id"], "speaker": c["speaker"],
+            "turn": str(c["turn_index"]), "start": str(c["start_char"]), "end": str(c["end_char"]),
+            "time": _fmt_clock(start_time) if _computed(start_time) else "",
             "question": q_short, "question_full": question if q_cut else "",
-            "strength": _fmt_float(c["strength"]),
-            "reassigned": bool(c["reassigned"]) if not _missing(c["reassigned"]) else False,
+            "strength": _fmt_float(c["strength"]), "reassigned": bool(c["reassigned"]),
         }
 
 
@@ -365,9 +276,8 @@ def _domain_order(domains: pd.DataFrame, themes: pd.DataFrame
     names: dict[int, str] = {}
     for d, name, misc in zip(domains["domain_id"], domains["name"], domains["is_miscellaneous"]):
         d = int(d)
-        is_misc = bool(misc) if not _missing(misc) else _s(name).lower() == "miscellaneous"
-        rank.setdefault(d, (1 if is_misc else 0, d))
-        names.setdefault(d, _s(name))
+        rank.setdefault(d, (1 if misc else 0, d))
+        names.setdefault(d, name)
     for d in themes["domain_id"]:
         d = int(d)
         if d not in rank:
@@ -380,7 +290,7 @@ def _theme_case_counts(seg: pd.DataFrame, seg_theme: np.ndarray) -> dict[int, di
     mask = seg_theme >= 0
     if not mask.any():
         return {}
-    frame = pd.DataFrame({"theme": seg_theme[mask], "case": seg["case_id"].map(_s).to_numpy()[mask]})
+    frame = pd.DataFrame({"theme": seg_theme[mask], "case": seg["case_id"].to_numpy()[mask]})
     out: dict[int, dict[str, int]] = {}
     for (t, c), n in frame.groupby(["theme", "case"], sort=True).size().items():
         out.setdefault(int(t), {})[c] = int(n)
@@ -388,8 +298,7 @@ def _theme_case_counts(seg: pd.DataFrame, seg_theme: np.ndarray) -> dict[int, di
 
 
 def _cases_total(cqr: pd.DataFrame, cases: list[str]) -> int:
-    totals = pd.to_numeric(cqr["cases_total"], errors="coerce").dropna()
-    return max(len(cases), int(totals.max())) if len(totals) else len(cases)
+    return max(len(cases), int(cqr["cases_total"].max())) if len(cqr) else len(cases)
 
 
 # --- Sections -----------------------------------------------------------------
@@ -399,14 +308,10 @@ def _header(seg: pd.DataFrame, seg_theme: np.ndarray, themes: pd.DataFrame,
             cases: list[str]) -> dict[str, Any]:
     n_seg = len(seg)
     n_unassigned = int((seg_theme < 0).sum())
-    reassigned = seg["reassigned"].map(lambda v: False if _missing(v) else bool(v))
+    reassigned = seg["reassigned"].astype(bool)
     timings = manifest.get("timings")
-    wall = None
-    if isinstance(timings, Mapping) and timings:
-        secs = [_float(v) for v in timings.values()]
-        wall = _fmt_seconds(sum(v for v in secs if v is not None))
+    wall = _fmt_seconds(sum(timings.values())) if timings else None
     started = manifest.get("started_at")
-    started = started.isoformat() if hasattr(started, "isoformat") else _s(started)
     cases_text = f"{n_cases_total:,}"
     if n_cases_total != len(cases):
         cases_text += f" ({len(cases):,} with analysed segments)"
@@ -419,7 +324,7 @@ def _header(seg: pd.DataFrame, seg_theme: np.ndarray, themes: pd.DataFrame,
         ("Reassigned outliers", _fmt_share(int(reassigned.sum()), n_seg)),
         ("Wall time", wall or "not recorded"),
     ]
-    name = _s(config.get("name")) if isinstance(config, Mapping) else ""
+    name = config.get("name")
     return {"name": name or "Unnamed run", "started_at": started or "not recorded",
             "stats": stats}
 
@@ -427,27 +332,25 @@ def _header(seg: pd.DataFrame, seg_theme: np.ndarray, themes: pd.DataFrame,
 def _cqr_section(cqr: pd.DataFrame, themes: pd.DataFrame, lookup: _SegmentLookup,
                  manifest: Mapping, n_cases_total: int) -> dict[str, Any]:
     known = set(int(t) for t in themes["theme_id"])
-    by_name = Counter(_s(n) for n in themes["name"])
-    id_by_name = {_s(n): int(t) for t, n in zip(themes["theme_id"], themes["name"])
-                  if by_name[_s(n)] == 1}
+    by_name = Counter(themes["name"])
+    id_by_name = {n: int(t) for t, n in zip(themes["theme_id"], themes["name"])
+                  if by_name[n] == 1}
     groups: list[dict[str, Any]] = []
     index: dict[str, dict[str, Any]] = {}
     for r in cqr.to_dict("records"):
-        domain = _s(r["domain"]) or "(no domain)"
-        sid = _s(r["quote_segment_id"])
-        tid = _int(r.get("theme_id")) if "theme_id" in r else None
-        if tid is None and sid:
-            tid = lookup.theme_of(sid)
+        domain = r["domain"] or "(no domain)"
+        sid = r["quote_segment_id"]
+        tid = lookup.theme_of(sid) if sid else None
         if tid is None or tid not in known:
-            tid = id_by_name.get(_s(r["category"]))
+            tid = id_by_name.get(r["category"])
         if domain not in index:
             index[domain] = {"domain": domain, "rows": []}
             groups.append(index[domain])
         index[domain]["rows"].append({
-            "category": _s(r["category"]), "theme_id": tid if tid in known else None,
+            "category": r["category"], "theme_id": tid if tid in known else None,
             "freq": _freq(r["frequency_label"]),
-            "n_cases": _s(r["n_cases"]) or "—", "cases_total": _s(r["cases_total"]) or "—",
-            "quote": _s(r["quote"]), "quote_case": _s(r["quote_case"]), "quote_segment_id": sid,
+            "n_cases": str(r["n_cases"]), "cases_total": str(r["cases_total"]),
+            "quote": r["quote"], "quote_case": r["quote_case"], "quote_segment_id": sid,
         })
     return {"groups": groups, "frequency_text": _frequency_text(manifest, n_cases_total)}
 
@@ -459,19 +362,12 @@ def _frequency_text(manifest: Mapping, n_cases_total: int) -> str:
     parts = []
     def order(item):
         label, rng = item
-        lo = _int(rng[0], 0) if isinstance(rng, (list, tuple)) and rng else 0
-        return (-lo, label)
-    for label, rng in sorted(cut.items(), key=order):
-        if isinstance(rng, (list, tuple)) and len(rng) >= 2:
-            lo, hi = _int(rng[0]), _int(rng[1])
-            if lo is not None and hi is not None and lo == hi:
-                span = f"{lo} case" if lo == 1 else f"{lo} cases"
-            elif hi is None:
-                span = f"{lo} or more cases"
-            else:
-                span = f"{lo}–{hi} cases"
+        return (-rng[0], label)
+    for label, (lo, hi) in sorted(cut.items(), key=order):
+        if lo == hi:
+            span = f"{lo} case" if lo == 1 else f"{lo} cases"
         else:
-            span = _s(rng)
+            span = f"{lo}–{hi} cases"
         parts.append(f"{label} = {span}")
     return (f"With {n_cases_total} cases in this run: " + "; ".join(parts) +
             ". (general = all or all but one case; typical = more than half; variant = at "
@@ -501,10 +397,10 @@ def _subsample(groups: np.ndarray, cap: int, seed: int = MAP_SEED) -> np.ndarray
 def _map_section(seg: pd.DataFrame, seg_theme: np.ndarray, themes: pd.DataFrame,
                  colours: dict[int, str]) -> dict[str, Any]:
     n = len(seg)
-    x = pd.to_numeric(seg["map_x"], errors="coerce").to_numpy(dtype=float)
-    y = pd.to_numeric(seg["map_y"], errors="coerce").to_numpy(dtype=float)
+    x = seg["map_x"].to_numpy(dtype=float)
+    y = seg["map_y"].to_numpy(dtype=float)
     ok = np.isfinite(x) & np.isfinite(y)
-    legend = [{"id": int(t), "name": _s(nm), "colour": colours[int(t)]}
+    legend = [{"id": int(t), "name": nm, "colour": colours[int(t)]}
               for t, nm in zip(themes["theme_id"], themes["name"])]
     if not ok.any():
         return {"svg": None, "caption": "Map coordinates were not recorded for any segment; "
@@ -515,7 +411,7 @@ def _map_section(seg: pd.DataFrame, seg_theme: np.ndarray, themes: pd.DataFrame,
     grey = pt < 0
     size = 4 if len(pick) > 5000 else (9 if len(pick) > 500 else 22)
     raster = len(pick) > RASTERIZE_ABOVE
-    names = {int(t): _s(nm) for t, nm in zip(themes["theme_id"], themes["name"])}
+    names = {int(t): nm for t, nm in zip(themes["theme_id"], themes["name"])}
     with_names = len(themes) <= MAP_NAMED_LABELS
 
     def draw(fig: Figure) -> None:
@@ -534,7 +430,7 @@ def _map_section(seg: pd.DataFrame, seg_theme: np.ndarray, themes: pd.DataFrame,
                 continue
             cx, cy = float(np.median(x[members])), float(np.median(y[members]))
             label = f"{int(t)} {names.get(int(t), '')}" if with_names else str(int(t))
-            ax.text(cx, cy, _mpl_text(label, 28), fontsize=7 if with_names else 6,
+            ax.text(cx, cy, mpl_text(label, 28), fontsize=7 if with_names else 6,
                     ha="center", va="center", color="#1d1d1f",
                     bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": colours[int(t)],
                           "lw": 0.8, "alpha": 0.85})
@@ -543,7 +439,7 @@ def _map_section(seg: pd.DataFrame, seg_theme: np.ndarray, themes: pd.DataFrame,
         for side in ("top", "right", "bottom", "left"):
             ax.spines[side].set_color("#d9d9de")
 
-    svg = _figure_svg("map", (9.0, 6.4), draw)
+    svg = figure_svg("map", (9.0, 6.4), draw)
     n_drawn, n_ok = len(pick), int(ok.sum())
     caption = (f"Each dot is a segment, placed by similarity of meaning (the axes have no "
                f"units); colour = theme, light grey = unassigned "
@@ -572,7 +468,7 @@ def _heatmap_section(themes: pd.DataFrame, domain_names: dict[int, str], cases: 
     grid = np.array([[per_theme_case.get(t, {}).get(c, 0) for c in cases] for t in tids], float)
     n_rows, n_cols = grid.shape
     annotate = n_rows * n_cols < ANNOTATE_MAX_CELLS
-    row_labels = [_mpl_text(f"{t} {n}", 40) for t, n in zip(tids, themes["name"])]
+    row_labels = [mpl_text(f"{t} {n}", 40) for t, n in zip(tids, themes["name"])]
     # domain bands: (first row, last row, name)
     bands: list[tuple[int, int, str]] = []
     for i, d in enumerate(dids):
@@ -597,7 +493,7 @@ def _heatmap_section(themes: pd.DataFrame, domain_names: dict[int, str], cases: 
         ax.set_ylim(n_rows, 0)
         ax.set_yticks(np.arange(n_rows) + 0.5, labels=row_labels, fontsize=font)
         ax.set_xticks(np.arange(0, n_cols, step) + 0.5,
-                      labels=[_mpl_text(c, 16) for c in cases[::step]],
+                      labels=[mpl_text(c, 16) for c in cases[::step]],
                       fontsize=font, rotation=90 if n_cols > 8 else 0)
         ax.xaxis.tick_top()
         ax.tick_params(length=0)
@@ -609,7 +505,7 @@ def _heatmap_section(themes: pd.DataFrame, domain_names: dict[int, str], cases: 
         twin = ax.twinx()
         twin.set_ylim(n_rows, 0)
         twin.set_yticks([(lo + hi + 1) / 2 for lo, hi, _ in bands],
-                        labels=[_mpl_text(domain_names.get(d, f"domain {d}"), 30)
+                        labels=[mpl_text(domain_names.get(d, f"domain {d}"), 30)
                                 for _, _, d in bands],
                         fontsize=font, color="#555555")
         twin.tick_params(length=0)
@@ -625,7 +521,7 @@ def _heatmap_section(themes: pd.DataFrame, domain_names: dict[int, str], cases: 
         fig.colorbar(mesh, ax=[ax, twin], location="bottom", shrink=0.5, aspect=40,
                      pad=0.02, label="segments")
 
-    svg = _figure_svg("heatmap", (width, height), draw)
+    svg = figure_svg("heatmap", (width, height), draw)
     caption = ("Rows: themes, grouped by domain (domain names on the right); columns: cases; "
                "cell: number of the case's segments in the theme.")
     caption += " Counts are printed in non-empty cells." if annotate else \
@@ -640,8 +536,8 @@ def _tree_section(linkage: Any, themes: pd.DataFrame, domains: pd.DataFrame,
     by_domain: dict[int, list[dict[str, Any]]] = {}
     for r in themes.to_dict("records"):
         by_domain.setdefault(int(r["domain_id"]), []).append({
-            "id": int(r["theme_id"]), "name": _s(r["name"]), "n_cases": _s(r["n_cases"]) or "—",
-            "n_segments": _s(r["n_segments"]) or "—", "freq": _freq(r["frequency_label"]),
+            "id": int(r["theme_id"]), "name": r["name"], "n_cases": str(r["n_cases"]),
+            "n_segments": str(r["n_segments"]), "freq": _freq(r["frequency_label"]),
             "colour": colours[int(r["theme_id"])]})
     drows = {int(r["domain_id"]): r for r in domains.to_dict("records")}
     tree = []
@@ -652,15 +548,13 @@ def _tree_section(linkage: Any, themes: pd.DataFrame, domains: pd.DataFrame,
             entry = {"id": d, "name": name, "keywords": [], "misc": False, "n_cases": "—",
                      "n_segments": "—", "freq": _freq(None)}
         else:
-            misc = r["is_miscellaneous"]
-            entry = {"id": d, "name": _s(r["name"]), "keywords": _split(r["keywords"]),
-                     "misc": bool(misc) if not _missing(misc) else False,
-                     "n_cases": _s(r["n_cases"]) or "—",
-                     "n_segments": _s(r["n_segments"]) or "—",
+            entry = {"id": d, "name": r["name"], "keywords": list(r["keywords"]),
+                     "misc": bool(r["is_miscellaneous"]),
+                     "n_cases": str(r["n_cases"]), "n_segments": str(r["n_segments"]),
                      "freq": _freq(r["frequency_label"])}
         entry["themes"] = by_domain.get(d, [])
         listed = {t["id"] for t in entry["themes"]}
-        entry["unlisted"] = [t for t in _split(r["theme_ids"]) if _int(t) not in listed] \
+        entry["unlisted"] = [t for t in r["theme_ids"] if t not in listed] \
             if r is not None else []
         tree.append(entry)
 
@@ -684,7 +578,7 @@ def _dendrogram(Z: np.ndarray, themes: pd.DataFrame) -> tuple[Markup | None, str
     note = ("Themes joined lower down have more similar centroids. Leaves are labelled with "
             "theme id and name.")
     if len(ordered) == k:
-        labels = [_mpl_text(f"{int(t)} {n}", 40) for t, n in zip(ordered["theme_id"], ordered["name"])]
+        labels = [mpl_text(f"{int(t)} {n}", 40) for t, n in zip(ordered["theme_id"], ordered["name"])]
     else:
         labels = [str(i) for i in range(k)]
         note = (f"The linkage has {k} leaves but there are {len(ordered)} themes, so leaves "
@@ -701,7 +595,7 @@ def _dendrogram(Z: np.ndarray, themes: pd.DataFrame) -> tuple[Markup | None, str
         for side in ("top", "right", "left"):
             ax.spines[side].set_visible(False)
 
-    return _figure_svg("dendrogram", (8.0, height), draw), note
+    return figure_svg("dendrogram", (8.0, height), draw), note
 
 
 def _concepts_section(concepts: pd.DataFrame | None, theme_names: dict[int, str],
@@ -710,18 +604,15 @@ def _concepts_section(concepts: pd.DataFrame | None, theme_names: dict[int, str]
         return None
     rows = []
     for r in concepts.to_dict("records"):
-        status = _s(r["status"]).lower() or "not recorded"
-        supporting = []
-        for t in _split(r["theme_ids"]):
-            tid = _int(t)
-            supporting.append({"id": tid, "name": theme_names.get(tid, "") if tid is not None else t,
-                               "known": tid in theme_names, "raw": t})
+        status = r["status"].lower() or "not recorded"
+        supporting = [{"id": t, "name": theme_names.get(t, ""), "known": t in theme_names,
+                       "raw": str(t)} for t in r["theme_ids"]]
         rows.append({
-            "concept": _s(r["concept"]), "description": _s(r["description"]),
+            "concept": r["concept"], "description": r["description"],
             "status": status, "supported": status == "supported",
             "themes": supporting, "similarity": _fmt_float(r["similarity"], 3),
-            "n_segments": _s(r["n_segments"]) or "—", "n_cases": _s(r["n_cases"]) or "—",
-            "quotes": [lookup.quote(q) for q in _split(r["quote_ids"])],
+            "n_segments": str(r["n_segments"]), "n_cases": str(r["n_cases"]),
+            "quotes": [lookup.quote(q) for q in r["quote_ids"]],
         })
     return rows
 
@@ -733,21 +624,21 @@ def _theme_cards(themes: pd.DataFrame, domain_names: dict[int, str], colours: di
     for r in themes.to_dict("records"):
         tid = int(r["theme_id"])
         counts = per_theme_case.get(tid, {})
-        listed = _split(r["cases"])
+        listed = list(r["cases"])
         case_list = [{"case": c, "n": counts.get(c)} for c in listed]
         case_list += [{"case": c, "n": n} for c, n in sorted(counts.items(), key=lambda kv: _natural_key(kv[0]))
                       if c not in set(listed)]
         cards.append({
-            "id": tid, "name": _s(r["name"]), "colour": colours[tid],
+            "id": tid, "name": r["name"], "colour": colours[tid],
             "domain_id": int(r["domain_id"]),
             "domain": domain_names.get(int(r["domain_id"]), ""),
             "freq": _freq(r["frequency_label"]),
-            "n_segments": _s(r["n_segments"]) or "—", "n_cases": _s(r["n_cases"]) or "—",
+            "n_segments": str(r["n_segments"]), "n_cases": str(r["n_cases"]),
             "cases": case_list, "mean_strength": _fmt_float(r["mean_strength"]),
-            "n_reassigned": _s(r["n_reassigned"]) or "—",
-            "keywords": _split(r["keywords"]), "key_phrases": _split(r["key_phrases"]),
-            "core_idea": _s(r["core_idea"]),
-            "quotes": [lookup.quote(q) for q in _split(r["quote_ids"])],
+            "n_reassigned": str(r["n_reassigned"]),
+            "keywords": list(r["keywords"]), "key_phrases": list(r["key_phrases"]),
+            "core_idea": r["core_idea"],
+            "quotes": [lookup.quote(q) for q in r["quote_ids"]],
             # set by `consensa stability` (a "stability" column in themes.csv), else None
             "stability": _stability_of(r),
         })
@@ -760,14 +651,13 @@ def _stability_of(row: Mapping) -> dict[str, str] | None:
     """A theme's stability badge, when themes carry a "stability" column."""
     if "stability" not in row:
         return None
-    text = _s(row["stability"]).strip().lower() or "not assessed"
+    text = row["stability"].strip().lower() or "not assessed"
     return {"text": text, "cls": _slug(text), "unstable": text == "unstable",
             "reappearance": _fmt_pct(row.get("reappearance"))}
 
 
-def _fmt_pct(x: Any) -> str:
-    v = _float(x)
-    return "—" if v is None else f"{100.0 * v:.0f} %"
+def _fmt_pct(x: float | None) -> str:
+    return f"{100.0 * x:.0f} %" if _computed(x) else "—"
 
 
 def _stability_section(themes: pd.DataFrame, manifest: Mapping) -> dict[str, Any] | None:
@@ -777,25 +667,27 @@ def _stability_section(themes: pd.DataFrame, manifest: Mapping) -> dict[str, Any
     rows = []
     for r in themes.sort_values("theme_id", kind="stable").to_dict("records"):
         badge = _stability_of(r)
-        rows.append({"id": int(r["theme_id"]), "name": _s(r["name"]), "badge": badge,
+        resamples = r.get("stability_resamples")
+        rows.append({"id": int(r["theme_id"]), "name": r["name"], "badge": badge,
                      "reappearance": badge["reappearance"],
                      "mean_jaccard": _fmt_float(r.get("mean_jaccard")),
                      "label_change": _fmt_pct(r.get("label_change_rate")),
                      "by_kind": f"{_fmt_pct(r.get('reappearance_leave_out'))} · "
                                 f"{_fmt_pct(r.get('reappearance_bootstrap'))}",
-                     "resamples": _s(r.get("stability_resamples")) or "—"})
+                     # a float column where a theme has no stability row (NaN)
+                     "resamples": f"{resamples:.0f}" if _computed(resamples) else "—"})
     info = manifest.get("stability")
     info = info if isinstance(info, Mapping) else {}
-    threshold, cut = _float(info.get("threshold")), _float(info.get("unstable_below"))
+    threshold, cut = info.get("threshold"), info.get("unstable_below")
     facts = []
-    if _int(info.get("resamples")) is not None:
-        facts.append(("Resamples", f"{_int(info.get('leave_out_resamples'), 0)} leaving "
-                      f"{_int(info.get('leave_out'), 0)} case(s) out, "
-                      f"{_int(info.get('bootstrap_resamples'), 0)} bootstrap"))
-    if _float(info.get("overall")) is not None:
+    if info.get("resamples") is not None:
+        facts.append(("Resamples", f"{info.get('leave_out_resamples', 0)} leaving "
+                      f"{info.get('leave_out', 0)} case(s) out, "
+                      f"{info.get('bootstrap_resamples', 0)} bootstrap"))
+    if _computed(info.get("overall")):
         facts.append(("Overall stability", _fmt_float(info.get("overall"))))
     facts.append(("Unstable themes", f"{sum(r['badge']['unstable'] for r in rows)} of {len(rows)}"))
-    if _float(info.get("reproduced")) is not None:
+    if _computed(info.get("reproduced")):
         facts.append(("Re-run with the run's seed (mean Jaccard)", _fmt_float(info.get("reproduced"), 3)))
     return {"rows": rows, "facts": facts,
             "threshold": "—" if threshold is None else f"{threshold:g}",
@@ -808,19 +700,18 @@ def _unassigned_section(seg: pd.DataFrame, seg_theme: np.ndarray) -> dict[str, A
     rows: list[dict[str, str]] = []
     if total:
         sub = seg.iloc[idx]
-        case_rank = {c: i for i, c in enumerate(_natural_sorted(set(sub["case_id"].map(_s))))}
+        case_rank = {c: i for i, c in enumerate(_natural_sorted(set(sub["case_id"])))}
         keys = pd.DataFrame({
-            "case": sub["case_id"].map(lambda c: case_rank[_s(c)]).to_numpy(),
-            "turn": pd.to_numeric(sub["turn_index"], errors="coerce").fillna(-1).to_numpy(),
-            "start": pd.to_numeric(sub["start_char"], errors="coerce").fillna(-1).to_numpy(),
+            "case": sub["case_id"].map(case_rank).to_numpy(),
+            "turn": sub["turn_index"].to_numpy(), "start": sub["start_char"].to_numpy(),
             "pos": idx})
         keys = keys.sort_values(["case", "turn", "start", "pos"], kind="stable")
         for i in keys["pos"].to_numpy()[:MAX_UNASSIGNED_LISTED]:
             r = seg.iloc[int(i)]
-            rows.append({"segment_id": _s(r["segment_id"]), "case_id": _s(r["case_id"]),
-                         "turn": _s(r["turn_index"]), "speaker": _s(r["speaker"]),
-                         "start": _s(r["start_char"]), "end": _s(r["end_char"]),
-                         "text": _s(r["text"])})
+            rows.append({"segment_id": r["segment_id"], "case_id": r["case_id"],
+                         "turn": str(r["turn_index"]), "speaker": r["speaker"],
+                         "start": str(r["start_char"]), "end": str(r["end_char"]),
+                         "text": r["text"]})
     share = f"{100.0 * total / len(seg):.1f} %" if len(seg) else "—"
     return {"total": total, "n_segments": len(seg), "rows": rows,
             "truncated": total > len(rows), "share": share}
@@ -833,13 +724,13 @@ def _skipped_section(manifest: Mapping) -> dict[str, Any]:
         if hasattr(it, "as_dict"):
             it = it.as_dict()
         if isinstance(it, Mapping):
-            items.append({"what": _s(it.get("what")), "reason": _s(it.get("reason")),
-                          "stage": _s(it.get("stage"))})
+            items.append({"what": it.get("what", ""), "reason": it.get("reason", ""),
+                          "stage": it.get("stage", "")})
         else:
-            items.append({"what": _s(it), "reason": "", "stage": ""})
+            items.append({"what": str(it), "reason": "", "stage": ""})
     by_reason = Counter(it["reason"] or "(no reason given)" for it in items)
     counts_raw = manifest.get("counts")
-    counts = [(str(k), _s(v)) for k, v in counts_raw.items()] \
+    counts = [(str(k), str(v)) for k, v in counts_raw.items()] \
         if isinstance(counts_raw, Mapping) else []
     return {
         "recorded": raw is not None, "total": len(items),
@@ -851,29 +742,27 @@ def _skipped_section(manifest: Mapping) -> dict[str, Any]:
 
 def _provenance_section(manifest: Mapping, config: Mapping) -> dict[str, Any]:
     versions = manifest.get("versions")
-    versions = sorted((str(k), _s(v)) for k, v in versions.items()) \
+    versions = sorted((str(k), str(v)) for k, v in versions.items()) \
         if isinstance(versions, Mapping) else []
     seed = manifest.get("seed")
     inputs_raw = manifest.get("inputs")
     inputs = []
     if isinstance(inputs_raw, Mapping):
-        inputs = [{"path": str(k), "sha256": _s(v)} for k, v in inputs_raw.items()]
+        inputs = [{"path": str(k), "sha256": str(v)} for k, v in inputs_raw.items()]
     elif inputs_raw:
         for it in inputs_raw:
             if isinstance(it, Mapping):
-                inputs.append({"path": _s(it.get("path")), "sha256": _s(it.get("sha256"))})
+                inputs.append({"path": it.get("path", ""), "sha256": it.get("sha256", "")})
             else:
-                inputs.append({"path": _s(it), "sha256": ""})
+                inputs.append({"path": str(it), "sha256": ""})
     timings = manifest.get("timings")
     timing_rows = []
     if isinstance(timings, Mapping):
-        timing_rows = [(str(k), _fmt_seconds(_float(v) or 0.0) if _float(v) is not None else _s(v))
-                       for k, v in timings.items()]
+        timing_rows = [(str(k), _fmt_seconds(v)) for k, v in timings.items()]
     ctx = config.get("context") if isinstance(config, Mapping) else None
-    if isinstance(ctx, Mapping) and (_float(ctx.get("weight")) or 0) > 0 \
-            and (_int(ctx.get("window")) or 0) > 0:
-        context = (f"each segment with the {_int(ctx.get('window'))} segments before and after it "
-                   f"in its interview, at weight {_float(ctx.get('weight')):g}")
+    if isinstance(ctx, Mapping) and ctx.get("weight", 0) > 0 and ctx.get("window", 0) > 0:
+        context = (f"each segment with the {ctx['window']} segments before and after it "
+                   f"in its interview, at weight {ctx['weight']:g}")
     elif isinstance(ctx, Mapping):
         context = "off: each segment grouped by its own words only"
     else:
@@ -881,7 +770,7 @@ def _provenance_section(manifest: Mapping, config: Mapping) -> dict[str, Any]:
     deid = manifest.get("deidentify")
     if isinstance(deid, Mapping):
         reps = deid.get("replacements")
-        n = sum(int(v) for v in reps.values() if _int(v) is not None) \
+        n = sum(reps.values()) \
             if isinstance(reps, Mapping) else None
         deidentified = "no" if not deid.get("enabled") else (
             "yes: identifiers replaced with placeholders before analysis"
@@ -889,7 +778,7 @@ def _provenance_section(manifest: Mapping, config: Mapping) -> dict[str, Any]:
     else:
         deidentified = "not recorded"
     return {
-        "versions": versions, "seed": _s(seed) if seed is not None else "not recorded",
+        "versions": versions, "seed": str(seed) if seed is not None else "not recorded",
         "context": context, "deidentified": deidentified,
         "config_yaml": _dump_config(config) if config else "",
         "inputs": inputs, "timings": timing_rows,
@@ -905,60 +794,3 @@ def _dump_config(config: Mapping) -> str:
     except ImportError:  # pragma: no cover - PyYAML is a dependency of the CLI
         import json
         return json.dumps(data, indent=2, ensure_ascii=False, default=str)
-
-
-# --- Figures ------------------------------------------------------------------
-
-_SVG_RC = {
-    "svg.fonttype": "none",
-    "font.size": 9,
-    "axes.titlesize": 10,
-    "axes.labelcolor": "#333333",
-    "xtick.color": "#333333",
-    "ytick.color": "#333333",
-}
-
-
-def _figure_svg(name: str, size: tuple[float, float], draw) -> Markup:
-    """Draw a figure with ``draw(fig)`` and return it as inline SVG markup."""
-    rc = dict(_SVG_RC, **{"svg.hashsalt": f"consensa-{name}"})
-    buf = io.StringIO()
-    with matplotlib.rc_context(rc), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # e.g. glyphs missing from DejaVu: text stays text
-        fig = Figure(figsize=size, dpi=100, layout="constrained")
-        FigureCanvasAgg(fig)
-        try:
-            draw(fig)
-            fig.savefig(buf, format="svg", dpi=150, metadata={
-                "Date": None, "Creator": None, "Format": None, "Type": None})
-        finally:
-            fig.clear()
-    return Markup(_inline_svg(buf.getvalue(), name))
-
-
-def _inline_svg(svg: str, name: str) -> str:
-    """matplotlib's SVG file as an element for an HTML page.
-
-    Drops the XML prolog, DOCTYPE and namespace declarations (not needed inline, and
-    they are the only URLs matplotlib writes), and tags the root for CSS.
-    """
-    svg = svg[svg.index("<svg"):]
-    end = svg.index(">")
-    root = svg[:end]
-    root = re.sub(r'\s+xmlns(?::\w+)?="[^"]*"', "", root)
-    root = root.replace("<svg", f'<svg class="plot plot-{name}" role="img"', 1)
-    svg = root + svg[end:]
-    svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg, flags=re.S)
-    return _TAG.sub(lambda m: _prefix_ids(m.group(0), name), svg).strip()
-
-
-_TAG = re.compile(r"<[^<>]+>")
-_ID_REF = re.compile(r'(\bid="|\bhref="#|url\(#)([^"()]+)')
-
-
-def _prefix_ids(tag: str, name: str) -> str:
-    """Make an SVG's ids (figure_1, axes_1, ...) unique in the page, references too.
-
-    Applied to tags only: text content is escaped by matplotlib and never holds "<".
-    """
-    return _ID_REF.sub(lambda m: f"{m.group(1)}{name}-{m.group(2)}", tag)

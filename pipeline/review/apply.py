@@ -112,8 +112,7 @@ def build_codebook(run: RunItems, status: ReviewStatus) -> Codebook:
         cat[t] = {"name": name, "proposed_name": row["name"], "domain_id": dom,
                   "from_themes": [t], "core_idea": dec.core_idea or row["core_idea"],
                   "core_idea_source": "judges" if dec.core_idea else "proposed",
-                  "keywords": row["keywords"], "quote_ids": [q.strip() for q in
-                                                             str(row["quote_ids"]).split(";") if q.strip()],
+                  "keywords": list(row["keywords"]), "quote_ids": list(row["quote_ids"]),
                   "changes": changes, "proposed_label": row["frequency_label"],
                   "proposed_cases": int(row["n_cases"])}
         if dec.decision == "split":
@@ -123,7 +122,7 @@ def build_codebook(run: RunItems, status: ReviewStatus) -> Codebook:
             cat[t]["changes"].append(f"{len(dec.segments)} segment(s) split off into category {nid}")
             cat[nid] = {"name": dec.new_name or f"{row['name']} (split)", "proposed_name": "",
                         "domain_id": dom, "from_themes": [t], "core_idea": "",
-                        "core_idea_source": "proposed", "keywords": "", "quote_ids": [],
+                        "core_idea_source": "proposed", "keywords": [], "quote_ids": [],
                         "changes": [f'split off from theme {t} "{row["name"]}"'],
                         "proposed_label": "", "proposed_cases": 0}
     for t in sorted(int(x) for x in themes.index):
@@ -132,8 +131,7 @@ def build_codebook(run: RunItems, status: ReviewStatus) -> Codebook:
             end = final_theme(t)
             if end >= 0:
                 cat[end]["from_themes"].append(t)
-                cat[end]["quote_ids"] += [q.strip() for q in str(themes.at[t, "quote_ids"]).split(";")
-                                          if q.strip()]
+                cat[end]["quote_ids"] += list(themes.at[t, "quote_ids"])
                 cat[end]["changes"].append(f'theme {t} "{themes.at[t, "name"]}" merged in')
 
     # --- segments -------------------------------------------------------------
@@ -184,7 +182,7 @@ def build_codebook(run: RunItems, status: ReviewStatus) -> Codebook:
             c["changes"].append("core idea written by the judges")
         rows.append({"theme_id": cid, "name": c["name"], "domain_id": dom_final[c["domain_id"]],
                      "n_segments": len(members), "n_cases": len(cases), "cases": cases,
-                     "frequency_label": label, "quote_ids": "; ".join(quotes), "core_idea": core,
+                     "frequency_label": label, "quote_ids": quotes, "core_idea": core,
                      "core_idea_source": c["core_idea_source"], "keywords": c["keywords"],
                      "proposed_name": c["proposed_name"], "from_themes": c["from_themes"],
                      "changes": c["changes"]})
@@ -237,13 +235,13 @@ def build_codebook(run: RunItems, status: ReviewStatus) -> Codebook:
                 **({"proposed_name": c.proposed_name} if c.proposed_name and
                    c.proposed_name != c.name else {}),
                 "core_idea": c.core_idea, "core_idea_source": c.core_idea_source,
-                "keywords": [k.strip() for k in str(c.keywords).split(";") if k.strip()],
+                "keywords": list(c.keywords),
                 "frequency_label": c.frequency_label, "n_cases": int(c.n_cases),
                 "n_segments": int(c.n_segments), "cases": list(c.cases),
                 "from_themes": [int(x) for x in c.from_themes],
                 "changed": bool(c.changes), "changes": list(c.changes),
                 "example_quotes": [{"segment_id": q, "case": case.get(q, ""), "text": text.get(q, "")}
-                                   for q in c.quote_ids.split("; ") if q]})
+                                   for q in c.quote_ids]})
         data["domains"].append(entry)
     for t in sorted(int(x) for x in themes.index):
         dec = cons.get(theme_item(t))

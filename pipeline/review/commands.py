@@ -1,8 +1,10 @@
-"""The ``consensa review ...`` commands, as functions (the CLI only parses arguments)."""
+"""The ``consensa review ...`` commands, as functions that return what happened.
+
+pipeline/cli.py parses the arguments and prints; nothing here prints.
+"""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from ..fsutil import atomic_write_text
@@ -13,14 +15,6 @@ from .model import Decision, ReviewError, load_run
 from .signing import WorkbookCheck, ensure_key, load_key
 from .store import ReviewStore, db_path
 from .workbook import build_workbook, read_workbook, write_workbook
-
-
-def _names(text: str | None) -> list[str]:
-    names = [n.strip() for n in (text or "").split(",") if n.strip()]
-    bad = [n for n in names if not all(ch.isalnum() or ch in "-_." for ch in n)]
-    if bad:
-        raise ReviewError(f"names may hold letters, digits, '-', '_' and '.' only: {bad}")
-    return names
 
 
 def export(run_folder: Path, judges: list[str], auditors: list[str] = (), force: bool = False,
@@ -160,107 +154,4 @@ def apply(run_folder: Path) -> dict[str, Path]:
     return write_codebook(cb, run.folder / "review")
 
 
-# --- argparse wiring (called from pipeline/cli.py) ---------------------------
-
-def add_parser(sub) -> None:
-    p = sub.add_parser("review", help="the judges' review of a run: workbooks, decisions, "
-                       "agreement, consensus, final codebook",
-                       description="CQR review: export a workbook per judge, import their "
-                       "decisions, see where they disagree, record the consensus, apply it.")
-    rs = p.add_subparsers(dest="review_command", required=True)
-
-    q = rs.add_parser("export", help="write one review workbook per judge (and the auditor)")
-    q.add_argument("run")
-    q.add_argument("--judges", default="", help="comma-separated names, e.g. ana,ben,caro")
-    q.add_argument("--auditor", default="", help="comma-separated auditor name(s)")
-    q.add_argument("--consensus", action="store_true",
-                   help="write a consensus workbook prefilled with the agreed decisions")
-    q.add_argument("--by", default="", help="with --consensus: whose workbook it is")
-    q.add_argument("--force", action="store_true", help="write over existing workbooks")
-    q.set_defaults(func=_cli_export)
-
-    q = rs.add_parser("import", help="import filled-in workbooks (all or nothing)")
-    q.add_argument("run")
-    q.add_argument("files", nargs="+", type=Path)
-    q.add_argument("--consensus", action="store_true",
-                   help="the workbook(s) hold consensus decisions, not one judge's positions")
-    q.add_argument("--by", default="", help="with --consensus: who recorded them")
-    q.set_defaults(func=_cli_import)
-
-    q = rs.add_parser("status", help="agreement per item and across judges")
-    q.add_argument("run")
-    q.set_defaults(func=_cli_status)
-
-    for name, helptext in (("resolve", "record the consensus decision on one item"),
-                           ("audit", "record an auditor's comment on one item")):
-        q = rs.add_parser(name, help=helptext)
-        q.add_argument("run")
-        g = q.add_mutually_exclusive_group(required=True)
-        g.add_argument("--theme")
-        g.add_argument("--domain")
-        g.add_argument("--segment")
-        q.add_argument("--by", required=True)
-        if name == "resolve":
-            q.add_argument("--decision", required=True,
-                           help="accept, rename, reassign, merge, split, reject (themes); "
-                           "accept, rename, merge (domains); move, keep (segments)")
-            q.add_argument("--name", default="", help="the new name (rename, split)")
-            q.add_argument("--target", default="", help="merge into / move to this id")
-            q.add_argument("--to-domain", default="", help="reassign to this domain id")
-            q.add_argument("--segments", default="", help="split: segment ids, ';'-separated")
-            q.add_argument("--core-idea", default="", help="the core idea note")
-            q.add_argument("--comment", default="")
-            q.set_defaults(func=_cli_resolve)
-        else:
-            q.add_argument("--comment", required=True)
-            q.set_defaults(func=_cli_audit)
-
-    q = rs.add_parser("apply", help="write the final codebook from the consensus")
-    q.add_argument("run")
-    q.set_defaults(func=_cli_apply)
-
-
-def _cli_export(args: argparse.Namespace) -> int:
-    paths = export(Path(args.run), _names(args.judges), _names(args.auditor), force=args.force,
-                   consensus=args.consensus, by=args.by)
-    print("review workbooks written:")
-    for p in paths:
-        print(f"  {p}")
-    return 0
-
-
-def _cli_import(args: argparse.Namespace) -> int:
-    print(import_workbooks(Path(args.run), args.files, consensus=args.consensus, by=args.by))
-    return 0
-
-
-def _cli_status(args: argparse.Namespace) -> int:
-    text, _ = status(Path(args.run))
-    print(text, end="")
-    return 0
-
-
-def _cli_resolve(args: argparse.Namespace) -> int:
-    print(resolve(Path(args.run), theme=args.theme, domain=args.domain, segment=args.segment,
-                  decision=args.decision, by=args.by, name=args.name, target=args.target,
-                  to_domain=args.to_domain, segments=args.segments, core_idea=args.core_idea,
-                  comment=args.comment))
-    return 0
-
-
-def _cli_audit(args: argparse.Namespace) -> int:
-    print(audit(Path(args.run), by=args.by, comment=args.comment, theme=args.theme,
-                domain=args.domain, segment=args.segment))
-    return 0
-
-
-def _cli_apply(args: argparse.Namespace) -> int:
-    paths = apply(Path(args.run))
-    print("final codebook written:")
-    for p in paths.values():
-        print(f"  {p}")
-    return 0
-
-
-__all__ = ["export", "import_workbooks", "status", "resolve", "audit", "apply", "add_parser",
-           "db_path"]
+__all__ = ["export", "import_workbooks", "status", "resolve", "audit", "apply", "db_path"]

@@ -32,10 +32,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import safeyaml
-from ..errors import ConsensaError, InputError
-from ..runfolder import run_id_of
-from ..sheets import restore_frame
+from ..errors import ConsensaError
+from ..runfolder import RunFolder, run_id_of
 from ..stages.cqr import CQRConfig
 
 THEME_DECISIONS = ("accept", "rename", "reassign", "merge", "split", "reject")
@@ -318,26 +316,14 @@ def _segments_by_theme(segments: pd.DataFrame) -> dict[int, frozenset[str]]:
 
 
 def load_run(folder: str | Path) -> RunItems:
-    folder = Path(folder)
-    need = ("manifest.json", "themes.csv", "domains.csv", "segments.parquet")
-    missing = [n for n in need if not (folder / n).is_file()]
-    if not folder.is_dir() or missing:
-        raise InputError(f"not a Consensa run folder (missing {', '.join(missing) or 'folder'})",
-                         path=folder, hint="give the folder `consensa run` printed")
-    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    themes = restore_frame(pd.read_csv(folder / "themes.csv", keep_default_na=False, dtype=str))
-    for col in ("theme_id", "domain_id", "n_segments", "n_cases"):
-        themes[col] = pd.to_numeric(themes[col]).astype(int)
-    domains = restore_frame(pd.read_csv(folder / "domains.csv", keep_default_na=False, dtype=str))
-    for col in ("domain_id", "n_themes", "n_segments", "n_cases"):
-        domains[col] = pd.to_numeric(domains[col]).astype(int)
-    segments = pd.read_parquet(folder / "segments.parquet")
+    """The parts of a run folder the review needs (through :class:`RunFolder`: typed
+    tables, list columns as lists; a folder written before the typed tables is read
+    from its CSVs). The CQR settings are the run's, the defaults when it has none."""
+    run = RunFolder.open(folder, need=("manifest", "themes", "domains", "segments"))
     cqr = CQRConfig()
-    if (folder / "config.yaml").is_file():
-        cfg = safeyaml.load_file(folder / "config.yaml", what="run config") or {}
-        if isinstance(cfg.get("cqr"), dict):
-            cqr = CQRConfig(**cfg["cqr"])
-    return RunItems(folder, manifest, themes, domains, segments, cqr)
+    if isinstance(run.config.get("cqr"), dict):
+        cqr = CQRConfig(**run.config["cqr"])
+    return RunItems(run.path, run.manifest, run.themes(), run.domains(), run.segments(), cqr)
 
 
 # --- validation ---------------------------------------------------------------

@@ -29,9 +29,8 @@ overwritten. :meth:`ReviewStore.undo_consensus` takes back the last consensus de
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -88,8 +87,10 @@ CREATE TRIGGER IF NOT EXISTS audit_comments_no_delete BEFORE DELETE ON audit_com
 BEGIN SELECT RAISE(ABORT, 'audit comments are append-only'); END;
 """
 
-#: test hook: after writing half of an import's rows, touch this file and sleep
-PAUSE_ENV = "CONSENSA_TEST_IMPORT_PAUSE"
+#: Called as ``import_row_hook(n, total)`` before an import writes its ``n``-th row,
+#: inside the import's transaction; None in normal use. It lets a test stop an import
+#: part-way (and kill the process) to show that a killed import leaves nothing behind.
+import_row_hook: Callable[[int, int], None] | None = None
 
 
 class StaleError(ReviewError):
@@ -227,7 +228,7 @@ class ReviewStore:
             raise ReviewError(_listing(errors), hint="fix these rows and import again; "
                               "nothing was imported")
         rows = [(judge, d) for judge, ds in batches for d in ds]
-        pause = os.environ.get(PAUSE_ENV)
+        hook = import_row_hook
         with self.transaction():
             for (judge, item), version in (expect or {}).items():
                 self._check_version(item, version, judge=judge)
@@ -235,10 +236,8 @@ class ReviewStore:
                                    (_now(), ",".join(j for j, _ in batches), what, len(rows)))
             import_id = cur.lastrowid
             for n, (judge, d) in enumerate(rows):
-                if pause and n == len(rows) // 2:
-                    flag, _, seconds = pause.partition(":")
-                    Path(flag).write_text(str(n))
-                    time.sleep(float(seconds or 60))
+                if hook is not None:
+                    hook(n, len(rows))
                 old = self.con.execute("SELECT * FROM positions WHERE round=? AND item=? AND "
                                        "judge=?", (round, d.item, judge)).fetchone()
                 previous = Decision.from_row(old).to_json() if old else None

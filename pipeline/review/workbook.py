@@ -90,10 +90,9 @@ def _cell(value) -> str:
     return str(value).strip()
 
 
-def _quotes(run: RunItems, quote_ids: str, n: int = 3) -> str:
+def _quotes(run: RunItems, quote_ids: list[str], n: int = 3) -> str:
     text = dict(zip(run.segments["segment_id"], run.segments["text"]))
-    ids = [q.strip() for q in str(quote_ids).split(";") if q.strip()][:n]
-    return "\n".join(f"[{q}] {text.get(q, '')}" for q in ids)
+    return "\n".join(f"[{q}] {text.get(q, '')}" for q in quote_ids[:n])
 
 
 def _sheet(wb, title: str, cols, rows, validations: dict[str, str]) -> None:
@@ -127,7 +126,7 @@ def _prefilled(row: dict, d: Decision | None) -> dict:
     if d is None:
         return row
     return {**row, "decision": d.decision if d.decision != "move" else "", "new_name": d.new_name,
-            "target": d.target, "domain": d.domain, "segments": "; ".join(d.segments),
+            "target": d.target, "domain": d.domain, "segments": list(d.segments),
             "core_idea": d.core_idea, "comment": d.comment}
 
 
@@ -159,10 +158,9 @@ def build_workbook(run: RunItems, person: str, role: str, round: int,
 
     drows = []
     for d in run.domains.itertuples():
-        tids = [t for t in str(d.theme_ids).split(";") if t.strip()]
         drows.append(_prefilled({
             "id": int(d.domain_id), "name": d.name, "keywords": d.keywords,
-            "themes": "\n".join(f"{t.strip()}: {theme_names.get(int(t), '')}" for t in tids),
+            "themes": "\n".join(f"{t}: {theme_names.get(t, '')}" for t in d.theme_ids),
             "n_cases": int(d.n_cases), "freq": d.frequency_label}, prefill.get(domain_item(d.domain_id))))
     _sheet(wb, "domains", DOMAIN_COLS, drows, {"decision": ref["B"], "target": ref["D"]})
 

@@ -9,20 +9,13 @@ nothing is hidden: the report shows who was moved and how close they were.
 
 from __future__ import annotations
 
-import hashlib
-import inspect
-import json
 import math
-import zipfile
-from importlib import metadata
-from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import Field
 
 from ..errors import ConfigError, InputError
-from ..fsutil import atomic_write_npz
 from ..registry import RandomState, clusterers
 from ..types import Clustering
 from .reduce import check_matrix
@@ -43,6 +36,9 @@ MaxClusterShare = Annotated[float | None, Field(gt=0, le=1, description=(
     "the largest share of the segments one theme may hold, above 0 and at most 1; "
     "null for no cap"))]
 NClusters = Annotated[int, Field(ge=1, description="the number of themes (at least 1)")]
+MinSamplesFrom = Annotated[Literal["min_cluster_size", "n_segments"], Field(description=(
+    "where min_samples comes from when it is not set: a third of min_cluster_size, or "
+    "a third of the automatic smallest theme for the number of segments"))]
 
 
 def auto_min_samples(min_cluster_size: int) -> int:
@@ -60,25 +56,57 @@ def auto_min_cluster_size(n: int) -> int:
     return int(max(5, round(math.sqrt(n) / 2)))
 
 
-@clusterers.register("consensa.HDBSCAN.v1")
+@clusterers.register("consensa.HDBSCAN.v1", max_cluster_share=None,
+                     min_samples_from="min_cluster_size")
+@clusterers.register("consensa.HDBSCAN.v2", max_cluster_share=0.25,
+                     min_samples_from="min_cluster_size")
+@clusterers.register("consensa.HDBSCAN.v3", max_cluster_share=0.25,
+                     min_samples_from="n_segments")
 class HDBSCANClusterer:
-    """Density clustering (scikit-learn's HDBSCAN); finds the number of themes itself."""
+    """Density clustering (scikit-learn's HDBSCAN); finds the number of themes itself.
+
+    Its versions differ in two settings, which each pins:
+
+    * v1: no cap on a theme's size; ``min_samples``, when not set, a third of
+      ``min_cluster_size``.
+    * v2: ``max_cluster_share`` 0.25: no theme holds more than a quarter of the
+      segments. HDBSCAN's "excess of mass" selection can flip, from one seed to the
+      next, between many themes and one theme holding most of the study (on AnnoMI
+      client talk, some seeds gave 11 themes where others gave 26, and the seeds'
+      assignments agreed with an NMI of 0.2); the cap makes it keep the themes
+      inside such a block (bench/README.md).
+    * v3: v2 with ``min_samples_from: n_segments``: ``min_samples``, when not set,
+      is taken from the number of segments (a third of the automatic smallest
+      theme) and no longer from ``min_cluster_size``. ``min_samples`` sets how much
+      the density is smoothed, which is a property of the corpus;
+      ``min_cluster_size`` says how small a theme the team wants to see. Kept apart,
+      changing the smallest theme size selects themes from the same HDBSCAN
+      hierarchy instead of re-estimating the density too. With
+      both left to auto, v3 finds the same themes as v2. A ``min_cluster_size`` far
+      below the automatic one (very small themes in a large corpus) wants
+      ``min_samples`` set lower too.
+    """
 
     def __init__(self, min_cluster_size: MinClusterSize = None, min_samples: MinSamples = None,
                  cluster_selection_method: SelectionMethod = "eom",
                  cluster_selection_epsilon: SelectionEpsilon = 0.0,
-                 max_cluster_share: MaxClusterShare = None) -> None:
+                 max_cluster_share: MaxClusterShare = None,
+                 min_samples_from: MinSamplesFrom = "min_cluster_size") -> None:
         self.min_cluster_size = min_cluster_size
         self.min_samples = min_samples
         self.cluster_selection_method = cluster_selection_method
         self.cluster_selection_epsilon = cluster_selection_epsilon
         self.max_cluster_share = max_cluster_share
+        self.min_samples_from = min_samples_from
 
-    def fit(self, X, tree_cache: "TreeCache | None" = None) -> "HDBSCANClusterer":
-        """Fit on ``X``; with ``tree_cache``, HDBSCAN's single-linkage tree (which depends
-        only on ``X`` and ``min_samples``) is reused when it is there and stored when not,
-        so a re-run with another ``min_cluster_size`` or selection setting skips the
-        spanning tree, the costly part. ``tree_from_cache_`` says which happened."""
+    def fit(self, X) -> "HDBSCANClusterer":
+        """Fit on ``X``.
+
+        HDBSCAN's hierarchy is built on every fit, not cached: keeping it would mean
+        cutting it with scikit-learn's private ``_hdbscan._tree.tree_to_labels``, and at
+        10,000 segments that saves about 1 s of a 5-7 s re-run with a new
+        ``min_cluster_size`` (2% of a cold run; bench/README.md).
+        """
         from sklearn.cluster import HDBSCAN
 
         X = check_matrix(X, "reduced vectors")
@@ -86,7 +114,6 @@ class HDBSCANClusterer:
         mcs = self.min_cluster_size or auto_min_cluster_size(n)
         self.min_cluster_size_ = mcs
         self.min_samples_ = self.min_samples or self._auto_min_samples(n, mcs)
-        self.tree_from_cache_ = False
         if n < max(2, mcs, self.min_samples_):
             self.labels_ = np.full(n, -1, dtype=np.int64)
             self.probabilities_ = np.zeros(n, dtype=np.float32)
@@ -98,29 +125,18 @@ class HDBSCANClusterer:
                                   f"{self.max_cluster_share}", field="cluster.max_cluster_share")
             cap = max(2 * mcs, int(math.ceil(self.max_cluster_share * n)))
         self.max_cluster_size_ = cap or 0
-        X64 = X.astype(np.float64)
-        key = tree_cache.key(X64, self.min_samples_) if tree_cache is not None else None
-        tree = tree_cache.get(key, n) if key is not None else None
-        cut = _tree_to_labels() if tree is not None else None
-        if cut is not None:
-            labels, probabilities = cut(tree, mcs, self.cluster_selection_method, False,
-                                        float(self.cluster_selection_epsilon), cap)
-        else:
-            model = HDBSCAN(min_cluster_size=mcs, min_samples=self.min_samples_,
-                            cluster_selection_method=self.cluster_selection_method,
-                            cluster_selection_epsilon=self.cluster_selection_epsilon,
-                            max_cluster_size=cap, copy=True).fit(X64)
-            labels, probabilities = model.labels_, model.probabilities_
-            tree = getattr(model, "_single_linkage_tree_", None)
-            if key is not None and tree is not None:
-                tree_cache.put(key, tree)
-        self.tree_from_cache_ = cut is not None
-        self.labels_ = np.asarray(labels).astype(np.int64)
-        self.probabilities_ = np.asarray(probabilities).astype(np.float32)
+        model = HDBSCAN(min_cluster_size=mcs, min_samples=self.min_samples_,
+                        cluster_selection_method=self.cluster_selection_method,
+                        cluster_selection_epsilon=self.cluster_selection_epsilon,
+                        max_cluster_size=cap, copy=True).fit(X.astype(np.float64))
+        self.labels_ = np.asarray(model.labels_).astype(np.int64)
+        self.probabilities_ = np.asarray(model.probabilities_).astype(np.float32)
         return self
 
-    @staticmethod
-    def _auto_min_samples(n: int, min_cluster_size: int) -> int:
+    def _auto_min_samples(self, n: int, min_cluster_size: int) -> int:
+        """``min_samples`` when it is not set (``min_samples_from``)."""
+        if self.min_samples_from == "n_segments":
+            return auto_min_samples(auto_min_cluster_size(n))
         return auto_min_samples(min_cluster_size)
 
     def check_n_segments(self, n: int) -> None:
@@ -168,74 +184,6 @@ def no_themes_error(clusterer, n: int) -> InputError:
                       field="cluster",
                       hint=f"{lower}or use consensa.KMeans.v1 with n_clusters, which assigns "
                            "every segment")
-
-
-def _tree_to_labels():
-    """scikit-learn's cut of a single-linkage tree into HDBSCAN labels and
-    probabilities (the second half of ``HDBSCAN.fit``), or None where this version of
-    scikit-learn has no such function: the tree cache is then not used."""
-    try:
-        from sklearn.cluster._hdbscan._tree import tree_to_labels
-    except ImportError:
-        return None
-    return tree_to_labels
-
-
-class TreeCache:
-    """HDBSCAN's single-linkage tree on disk, keyed by the exact points, ``min_samples``,
-    the library versions and this module's source. The tree is all of HDBSCAN that
-    depends on the points; cutting it for new settings takes milliseconds where
-    building it takes seconds (O(n^2) at 10k segments). One ``.npz`` a tree, written
-    atomically; an unreadable one is built again."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = Path(folder)
-
-    @staticmethod
-    def key(X: np.ndarray, min_samples: int) -> str:
-        versions = {}
-        for pkg in ("scikit-learn", "numpy"):
-            try:
-                versions[pkg] = metadata.version(pkg)
-            except metadata.PackageNotFoundError:
-                versions[pkg] = None
-        h = hashlib.sha256(json.dumps({
-            "min_samples": int(min_samples), "metric": "euclidean", "versions": versions,
-            "source": hashlib.sha256(Path(inspect.getfile(TreeCache)).read_bytes()).hexdigest(),
-            "shape": list(X.shape), "dtype": str(X.dtype)}, sort_keys=True).encode())
-        h.update(np.ascontiguousarray(X).data)
-        return h.hexdigest()
-
-    #: scikit-learn's single-linkage tree: one row per merge, scipy's linkage layout.
-    DTYPE = np.dtype([("left_node", np.intp), ("right_node", np.intp), ("value", np.float64),
-                      ("cluster_size", np.intp)])
-
-    def get(self, key: str, n_points: int) -> np.ndarray | None:
-        """The tree stored under ``key`` for ``n_points`` points, or None (a miss) when
-        there is none or it cannot be read or is not such a tree."""
-        try:
-            with np.load(self.folder / f"{key}.npz", allow_pickle=False) as data:
-                tree = np.ascontiguousarray(data["tree"])
-        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
-            return None
-        if tree.dtype != self.DTYPE or tree.shape != (n_points - 1,):
-            return None
-        return tree
-
-    def put(self, key: str, tree: np.ndarray) -> None:
-        """Store ``tree`` atomically. A cache that cannot be written (a full disk, a
-        read-only folder) costs only time on the next run, so the run goes on."""
-        try:
-            atomic_write_npz(self.folder / f"{key}.npz", tree=np.asarray(tree))
-        except OSError:
-            pass
-
-
-def fit_clusterer(clusterer, X: np.ndarray, tree_cache: TreeCache | None = None):
-    """``clusterer.fit(X)``, passing ``tree_cache`` to a clusterer that takes one."""
-    if tree_cache is not None and "tree_cache" in inspect.signature(clusterer.fit).parameters:
-        return clusterer.fit(X, tree_cache=tree_cache)
-    return clusterer.fit(X)
 
 
 @clusterers.register("consensa.KMeans.v1")
@@ -319,37 +267,7 @@ def assign(embeddings: np.ndarray, labels: np.ndarray, probabilities: np.ndarray
     return Clustering(theme=theme, strength=strength, reassigned=moved, n_outliers_initial=n_out)
 
 
-@clusterers.register("consensa.HDBSCAN.v2")
-class HDBSCANClustererV2(HDBSCANClusterer):
-    """v1 with ``max_cluster_share`` 0.25 by default: no theme holds more than a
-    quarter of the segments. HDBSCAN's "excess of mass" selection can flip, from one
-    seed to the next, between many themes and one theme holding most of the study
-    (on AnnoMI client talk, some seeds gave 11 themes where others gave 26, and the
-    seeds' assignments agreed with an NMI of 0.2); the cap makes it keep the themes
-    inside such a block (bench/README.md)."""
-
-    def __init__(self, min_cluster_size: MinClusterSize = None, min_samples: MinSamples = None,
-                 cluster_selection_method: SelectionMethod = "eom",
-                 cluster_selection_epsilon: SelectionEpsilon = 0.0,
-                 max_cluster_share: MaxClusterShare = 0.25) -> None:
-        super().__init__(min_cluster_size, min_samples, cluster_selection_method,
-                         cluster_selection_epsilon, max_cluster_share)
-
-
-@clusterers.register("consensa.HDBSCAN.v3")
-class HDBSCANClustererV3(HDBSCANClustererV2):
-    """v2 with ``min_samples``, when not set, taken from the number of segments (a
-    third of the automatic smallest theme) and no longer from ``min_cluster_size``.
-
-    ``min_samples`` sets how much the density is smoothed, which is a property of the
-    corpus; ``min_cluster_size`` says how small a theme the team wants to see. Kept
-    apart, changing the smallest theme size selects themes from the same HDBSCAN
-    hierarchy instead of re-estimating the density too, and a re-run takes that
-    hierarchy from the cache (:class:`TreeCache`) instead of rebuilding it. With
-    both left to auto, v3 finds the same themes as v2. A ``min_cluster_size`` far below the automatic
-    one (very small themes in a large corpus) wants ``min_samples`` set lower too.
-    """
-
-    @staticmethod
-    def _auto_min_samples(n: int, min_cluster_size: int) -> int:
-        return auto_min_samples(auto_min_cluster_size(n))
+#: HDBSCANClusterer with the defaults of v2 and v3, for code that builds a clusterer
+#: without a config; the versions themselves are registered on the class
+HDBSCANClustererV2 = clusterers.preset("consensa.HDBSCAN.v2")
+HDBSCANClustererV3 = clusterers.preset("consensa.HDBSCAN.v3")

@@ -61,8 +61,8 @@ def match_concepts(concept_vectors: np.ndarray, config: ConceptsConfig, segments
         quotes = representative(embeddings, support, vec, cases, config.n_quotes, 0.3) if ok else []
         rows.append({"concept": concept.name, "description": concept.description,
                      "status": "supported" if ok else "unsupported",
-                     "theme_ids": "; ".join(str(t) for t in themes),
+                     "theme_ids": [int(t) for t in themes],
                      "similarity": float(theme_sims.max()) if len(theme_sims) else 0.0,
                      "n_segments": int(len(support)), "n_cases": len(sup_cases),
-                     "quote_ids": "; ".join(ids[q] for q in quotes)})
+                     "quote_ids": [ids[q] for q in quotes]})
     return pd.DataFrame(rows, columns=list(CONCEPT_COLUMNS))

@@ -10,10 +10,12 @@ flagged *single case*: CQR usually drops it or moves it to an "other" category.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..types import CQR_COLUMNS
+from ..types import ASSIGNED_SEGMENT_COLUMNS, CQR_COLUMNS, DOMAIN_COLUMNS, THEME_COLUMNS
 
 
 class CQRConfig(BaseModel):
@@ -24,6 +26,10 @@ class CQRConfig(BaseModel):
     general_all_but: int = Field(1, ge=0, description="general = all cases but at most this many")
     rare_above_cases: int = Field(15, ge=1, description="use 'rare' when there are more cases than this")
     rare_max_cases: int = Field(3, ge=2, description="rare = 2 up to this many cases")
+    count_reassigned_above: float = Field(0.5, ge=-1, le=1, description=(
+        "a case counts toward a category's frequency label through an outlier reassigned to "
+        "the category only when the outlier's cosine similarity to the category's centre is "
+        "at least this; segments the clusterer placed there always count"))
 
 
 def frequency_label(n: int, total: int, config: CQRConfig = CQRConfig()) -> str:
@@ -63,7 +69,7 @@ def cqr_table(themes: pd.DataFrame, domains: pd.DataFrame, segments: pd.DataFram
     ordered = themes.sort_values(["domain_id", "n_cases", "n_segments", "theme_id"],
                                  ascending=[True, False, False, True])
     for _, t in ordered.iterrows():
-        first = t["quote_ids"].split("; ")[0] if t["quote_ids"] else ""
+        first = t["quote_ids"][0] if len(t["quote_ids"]) else ""
         rows.append({"domain": dom_name.get(t["domain_id"], ""), "category": t["name"],
                      "frequency_label": t["frequency_label"], "n_cases": int(t["n_cases"]),
                      "cases_total": n_cases_total, "quote": text_by_id.get(first, ""),
@@ -83,3 +89,55 @@ def cqr_markdown(table: pd.DataFrame) -> str:
         lines.append(f"| {dom} | {r['category']} | {r['frequency_label']} | "
                      f"{r['n_cases']}/{r['cases_total']} | \"{quote}\" ({r['quote_case']}) |")
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class CrossAnalysis:
+    """The run's tables once every segment has its theme and every theme its domain."""
+
+    segments: pd.DataFrame        # ASSIGNED_SEGMENT_COLUMNS
+    themes: pd.DataFrame          # THEME_COLUMNS
+    domains: pd.DataFrame         # DOMAIN_COLUMNS
+    table: pd.DataFrame           # CQR_COLUMNS
+    n_cases: int                  # cases analysed: the denominator of every frequency label
+
+
+def cross_analysis(segments: pd.DataFrame, clustering, themes: pd.DataFrame, domains,
+                   coords, config: CQRConfig = CQRConfig()) -> CrossAnalysis:
+    """The cross-analysis: each segment's theme, domain and map position; each theme's
+    and domain's frequency label over the cases analysed; the domains' counts; and
+    the CQR table.
+
+    ``segments`` (SEGMENT_COLUMNS), ``clustering`` (a :class:`~pipeline.types.Clustering`
+    of those segments), ``themes`` (the label stage's table), ``domains`` (the domain
+    stage's assignment: ``theme_domain``, ``domains``) and ``coords`` (the 2-D map,
+    a row a segment) come from the stages; nothing here changes a theme.
+    """
+    n_total = int(segments["case_id"].nunique())
+    seg = segments.copy()
+    seg["theme"] = clustering.theme
+    seg["strength"] = clustering.strength
+    seg["reassigned"] = clustering.reassigned
+    theme_names = dict(zip(themes["theme_id"], themes["name"]))
+    domain_of_theme = dict(enumerate(domains.theme_domain.tolist()))
+    dom_names = dict(zip(domains.domains["domain_id"], domains.domains["name"]))
+    seg["theme_name"] = [theme_names.get(t, "") for t in seg["theme"]]
+    seg["domain_id"] = [domain_of_theme.get(t, -1) for t in seg["theme"]]
+    seg["domain_name"] = [dom_names.get(d, "") for d in seg["domain_id"]]
+    seg["map_x"] = coords[:, 0].astype(float)
+    seg["map_y"] = coords[:, 1].astype(float) if coords.shape[1] > 1 else 0.0
+    seg = seg[list(ASSIGNED_SEGMENT_COLUMNS)]
+
+    themes = themes.copy()
+    themes["domain_id"] = [domain_of_theme[t] for t in themes["theme_id"]]
+    themes["frequency_label"] = [frequency_label(n, n_total, config) for n in themes["n_cases"]]
+    themes = themes[list(THEME_COLUMNS)]
+    doms = domains.domains.copy()
+    assigned = seg[seg["domain_id"] >= 0]
+    doms["n_segments"] = [int((assigned["domain_id"] == d).sum()) for d in doms["domain_id"]]
+    doms["n_cases"] = [assigned.loc[assigned["domain_id"] == d, "case_id"].nunique()
+                       for d in doms["domain_id"]]
+    doms["frequency_label"] = [frequency_label(n, n_total, config) for n in doms["n_cases"]]
+    doms = doms.reindex(columns=list(DOMAIN_COLUMNS))
+    return CrossAnalysis(segments=seg, themes=themes, domains=doms,
+                         table=cqr_table(themes, doms, seg, n_total), n_cases=n_total)

@@ -73,8 +73,8 @@ def propose_domains(theme_centroids: np.ndarray, segment_theme: np.ndarray,
         kw = [vocabulary.surface.get(w, w) for w, _ in words[d][:10]]
         is_misc = bool(misc) and d == len(order)
         name = MISC if is_misc else (" / ".join(kw[:config.name_words]) or f"domain {d}")
-        rows.append({"domain_id": d, "name": name, "keywords": "; ".join(kw),
-                     "theme_ids": "; ".join(str(t) for t in members),
+        rows.append({"domain_id": d, "name": name, "keywords": kw,
+                     "theme_ids": [int(t) for t in members],
                      "n_themes": len(members), "is_miscellaneous": is_misc})
     domains = pd.DataFrame(rows, columns=["domain_id", "name", "keywords", "theme_ids", "n_themes",
                                           "is_miscellaneous"])

@@ -1,16 +1,15 @@
-"""Embed stage: segment texts -> unit-length float32 vectors, with an on-disk cache.
+"""Embed stage: segment texts -> unit-length float32 vectors.
 
-The cache is keyed by the embedder's ``model_id`` and the text's SHA-256, so a
-re-run (or another run over overlapping data) embeds only what is new. It is a
-SQLite file: safe for several runs at once, and a crash mid-write loses nothing
-already committed.
+Embedders take ``encode(texts) -> ndarray`` and name what else their vectors depend
+on in ``model_id`` (a model's weights), or None when a text's vector depends on the
+other texts it is encoded with (a model fitted on the corpus). The orchestrator
+keeps each text's vector in the cache under that name (:func:`pipeline.compose.embed_texts`),
+so a re-run (or another run over overlapping data) embeds only what is new.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import sqlite3
 import warnings
 from pathlib import Path
 from typing import Annotated, Literal, Sequence
@@ -19,7 +18,8 @@ import numpy as np
 from pydantic import Field
 
 from ..errors import ConfigError
-from ..registry import RandomState, embedders
+from ..progress import bars_wanted, progress
+from ..registry import LocalPath, RandomState, embedders
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
@@ -35,6 +35,11 @@ Device = Annotated[str, Field(pattern=r"^(cpu|mps|cuda(:\d+)?)$", description=(
     "the torch device: cpu, cuda, cuda:N or mps"))]
 SVDComponents = Annotated[int, Field(ge=1, le=1024, description=(
     "the number of dimensions of the vectors, 1 to 1024"))]
+#: the packaged model's name, or a model folder: a relative folder is read from the
+#: config's folder, like every path in a config
+ModelName = Annotated[str, LocalPath(names=(DEFAULT_MODEL,)), Field(description=(
+    f"'{DEFAULT_MODEL}' (installed with Consensa) or the folder of a SentenceTransformer "
+    "model on this machine"))]
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -63,7 +68,8 @@ def resolve_model_path(model: str) -> Path:
     return path
 
 
-@embedders.register("consensa.SentenceTransformer.v1")
+@embedders.register("consensa.SentenceTransformer.v1", quantize="none")
+@embedders.register("consensa.SentenceTransformer.v2", quantize="int8")
 class SentenceTransformerEmbedder:
     """A sentence-transformers model loaded from disk (never from a hub).
 
@@ -74,10 +80,15 @@ class SentenceTransformerEmbedder:
     faster than batches of 64 (texts of 3-250 words; bench/embedding.py), with the
     same vectors. ``batch_tokens: null`` gives fixed batches of ``batch_size``.
     ``quantize: int8`` quantizes the model's linear layers: faster, slightly
-    different vectors, opt-in (see :func:`_quantize_int8`).
+    different vectors (see :func:`_quantize_int8`).
+
+    The versions differ in ``quantize``, which each pins: v1 keeps float32; v2
+    quantizes to int8, 1.8x faster on a 2-core CPU, and the themes' agreement with
+    human codes moved by at most 0.015 AMI on the benchmark data (bench/README.md).
+    ``quantize: none`` on v2 gives v1's vectors.
     """
 
-    def __init__(self, model: str = DEFAULT_MODEL, batch_size: BatchSize = 64,
+    def __init__(self, model: ModelName = DEFAULT_MODEL, batch_size: BatchSize = 64,
                  show_progress_bar: bool | None = None, device: Device = "cpu",
                  batch_tokens: BatchTokens = 2048,
                  quantize: Literal["none", "int8"] = "none") -> None:
@@ -90,6 +101,9 @@ class SentenceTransformerEmbedder:
 
     @property
     def model_id(self) -> str:
+        """What the vectors depend on beside the parameters: the model's weights, known
+        by their files' names and sizes (a folder given the same name with other
+        weights is another model)."""
         path = resolve_model_path(self.model)
         weights = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
         stamp = hashlib.sha256()
@@ -112,9 +126,7 @@ class SentenceTransformerEmbedder:
         if not texts:
             dim = self.model_.get_embedding_dimension()
             return np.zeros((0, dim), dtype=np.float32)
-        show = self.show_progress_bar
-        if show is None:
-            show = len(texts) >= 256 and os.isatty(2)
+        show = self._show_bar(len(texts))
         texts = list(texts)
         if not self.batch_tokens:
             vecs = self.model_.encode(texts, batch_size=self.batch_size, show_progress_bar=show,
@@ -123,13 +135,20 @@ class SentenceTransformerEmbedder:
         batches = self._token_batches(texts)
         out = np.zeros((len(texts), self.model_.get_embedding_dimension()), dtype=np.float32)
         if show:
-            from tqdm.auto import tqdm
-            batches = tqdm(batches, desc="embedding", unit="batch")
+            batches = progress(batches, "embedding", unit="batch")
         for idx in batches:
             out[idx] = self.model_.encode([texts[i] for i in idx], batch_size=len(idx),
                                           show_progress_bar=False, convert_to_numpy=True,
                                           normalize_embeddings=True)
         return _normalise(out)
+
+    def _show_bar(self, n_texts: int) -> bool:
+        """Whether to draw a progress bar: ``show_progress_bar`` true, or left at None
+        and the texts many enough to take a while; either way only for a person at a
+        terminal (:func:`~pipeline.progress.bars_wanted`), never in a piped or CI log."""
+        if self.show_progress_bar is False:
+            return False
+        return (bool(self.show_progress_bar) or n_texts >= 256) and bars_wanted()
 
     def _token_batches(self, texts: list[str]) -> list[np.ndarray]:
         """Indices of ``texts``, longest first, cut into batches of at most
@@ -151,17 +170,9 @@ class SentenceTransformerEmbedder:
         return batches
 
 
-@embedders.register("consensa.SentenceTransformer.v2")
-class SentenceTransformerEmbedderV2(SentenceTransformerEmbedder):
-    """v1 with ``quantize: int8`` by default: 1.8x faster on a 2-core CPU; the
-    themes' agreement with human codes moved by at most 0.015 AMI on the benchmark
-    data (bench/README.md). ``quantize: none`` gives v1's float32 vectors."""
-
-    def __init__(self, model: str = DEFAULT_MODEL, batch_size: BatchSize = 64,
-                 show_progress_bar: bool | None = None, device: Device = "cpu",
-                 batch_tokens: BatchTokens = 2048,
-                 quantize: Literal["none", "int8"] = "int8") -> None:
-        super().__init__(model, batch_size, show_progress_bar, device, batch_tokens, quantize)
+#: SentenceTransformerEmbedder with the defaults of v2, for code that embeds without a
+#: config
+SentenceTransformerEmbedderV2 = embedders.preset("consensa.SentenceTransformer.v2")
 
 
 def _quantize_int8(model):
@@ -190,7 +201,8 @@ class TfidfSVDEmbedder:
 
     The first ``encode`` call fits the vocabulary and the SVD on its texts (the
     segments); later calls (e.g. the sensitizing concepts) are projected into
-    that same space. Its vectors depend on the corpus, so it bypasses the cache.
+    that same space. Its vectors depend on the corpus, so they are never cached
+    (``model_id`` is None).
     """
 
     def __init__(self, n_components: SVDComponents = 100, random_state: RandomState = None) -> None:
@@ -198,8 +210,9 @@ class TfidfSVDEmbedder:
         self.random_state = random_state
 
     @property
-    def model_id(self) -> str:
-        return f"lsa:{self.n_components}:{self.random_state}:{getattr(self, 'corpus_hash_', '')}"
+    def model_id(self) -> None:
+        """None: a text's vector depends on the corpus the model is fitted on."""
+        return None
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
@@ -218,71 +231,9 @@ class TfidfSVDEmbedder:
         from sklearn.feature_extraction.text import TfidfVectorizer
         from spacy.lang.en.stop_words import STOP_WORDS
 
-        self.corpus_hash_ = hashlib.sha256("\x1f".join(texts).encode()).hexdigest()[:12]
         self.vectorizer_ = TfidfVectorizer(
             sublinear_tf=True, stop_words=sorted(w for w in STOP_WORDS if w.isalpha()),
             token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z]+\b")
         tfidf = self.vectorizer_.fit_transform(texts or ["empty"])
         k = min(self.n_components, tfidf.shape[1] - 1, tfidf.shape[0] - 1)
         self.svd_ = TruncatedSVD(k, random_state=self.random_state).fit(tfidf) if k >= 2 else None
-
-
-class EmbeddingCache:
-    """Vectors on disk, keyed by (model_id, sha256(text))."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-
-    def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = sqlite3.connect(self.path, timeout=60)
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute("CREATE TABLE IF NOT EXISTS vectors (model TEXT, key TEXT, dim INTEGER, "
-                    "vec BLOB, PRIMARY KEY (model, key))")
-        return con
-
-    @staticmethod
-    def key(text: str) -> str:
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-    def get_many(self, model_id: str, keys: Sequence[str]) -> dict[str, np.ndarray]:
-        found: dict[str, np.ndarray] = {}
-        with self._connect() as con:
-            for start in range(0, len(keys), 500):
-                chunk = list(keys[start:start + 500])
-                marks = ",".join("?" * len(chunk))
-                for key, dim, blob in con.execute(
-                        f"SELECT key, dim, vec FROM vectors WHERE model=? AND key IN ({marks})",
-                        [model_id, *chunk]):
-                    found[key] = np.frombuffer(blob, dtype=np.float32, count=dim)
-        return found
-
-    def put_many(self, model_id: str, items: dict[str, np.ndarray]) -> None:
-        with self._connect() as con:
-            con.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?)",
-                            [(model_id, k, int(v.shape[0]), np.ascontiguousarray(v, np.float32).tobytes())
-                             for k, v in items.items()])
-
-
-def embed_texts(embedder, texts: Sequence[str], cache: EmbeddingCache | None) -> tuple[np.ndarray, dict]:
-    """Embed ``texts`` through ``cache``; returns vectors and hit/miss counts.
-
-    Corpus-fitted embedders (no stable ``model_id`` before encoding) bypass the cache.
-    """
-    texts = list(texts)
-    if cache is None or isinstance(embedder, TfidfSVDEmbedder):
-        vecs = embedder.encode(texts)
-        return vecs, {"embedded": len(texts), "from_cache": 0}
-    model_id = embedder.model_id
-    keys = [EmbeddingCache.key(t) for t in texts]
-    found = cache.get_many(model_id, sorted(set(keys)))
-    todo = sorted({k: t for k, t in zip(keys, texts) if k not in found}.items())
-    if todo:
-        new = embedder.encode([t for _, t in todo])
-        fresh = {k: new[i] for i, (k, _) in enumerate(todo)}
-        cache.put_many(model_id, fresh)
-        found.update(fresh)
-    if not texts:
-        return embedder.encode([]), {"embedded": 0, "from_cache": 0}
-    vecs = np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
-    return vecs, {"embedded": len(todo), "from_cache": len(set(keys)) - len(todo)}

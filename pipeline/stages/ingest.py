@@ -70,6 +70,7 @@ from docx.oxml.ns import qn
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from ..errors import ConsensaError, InputError, Skipped
+from ..fsutil import anchored
 from ..textio import MIXED, cp1252_lines, decode_bytes
 from ..types import ROLES, TURN_COLUMNS, Corpus, SourceText
 
@@ -105,8 +106,9 @@ class TableMapping(BaseModel):
 
 
 class IngestConfig(BaseModel):
-    """The ``ingest`` section of a run config; relative paths are resolved against
-    the ``base_dir`` given to :func:`ingest` (the config file's folder)."""
+    """The ``ingest`` section of a run config. Loading a config makes its paths
+    absolute (:func:`pipeline.config.resolve_paths`); relative paths in a section
+    built in code are read from the ``base_dir`` given to :func:`ingest`."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -170,7 +172,7 @@ def ingest(config: IngestConfig, base_dir: Path = Path(".")) -> Corpus:
         raise InputError("no transcript files or folders are configured",
                          field="ingest.paths",
                          hint="list the transcript files or folders under ingest.paths")
-    cases_table = _anchor(config.cases_table, base_dir) if config.cases_table else None
+    cases_table = anchored(config.cases_table, base_dir) if config.cases_table else None
     files, skipped = _list_files(config, base_dir, cases_table)
     n_listed = len(skipped)                 # paths listed but not read (not files, unsupported)
     reader = _Reader(config)
@@ -278,11 +280,6 @@ def _mixed_encoding(data: bytes, encoding: str, shown: str,
 
 # --- Files --------------------------------------------------------------------
 
-def _anchor(path: Path, base_dir: Path) -> Path:
-    path = path.expanduser()
-    return Path(os.path.normpath(path if path.is_absolute() else base_dir / path))
-
-
 def _list_files(config: IngestConfig, base_dir: Path,
                 cases_table: Path | None) -> tuple[list[Path], list[Skipped]]:
     """Transcript files in config order, each folder sorted; unsupported ones noted."""
@@ -290,7 +287,7 @@ def _list_files(config: IngestConfig, base_dir: Path,
     files: list[Path] = []
     notes: list[Skipped] = []
     for entry in config.paths:
-        root = _anchor(entry, base_dir)
+        root = anchored(entry, base_dir)
         if root.is_dir():
             found = root.rglob("*") if config.recursive else root.iterdir()
             candidates = []

@@ -9,19 +9,16 @@ spoken form ("taught", not the lemma "teach").
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..fsutil import atomic_write_text
 from ..types import Clustering
 from .cluster import centroids
 
@@ -109,53 +106,22 @@ def build_vocabulary(texts: Sequence[str], extra_stop_words: Sequence[str] = ())
     return Vocabulary(docs=docs, chains=chains, surface=surface)
 
 
-class VocabularyCache:
-    """Vocabularies on disk as JSON, keyed by the exact texts, the extra stop words,
-    spaCy's version and this module's source: a re-run with new clustering
-    settings skips lemmatising every segment again."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = Path(folder)
-
-    @staticmethod
-    def key(texts: Sequence[str], extra_stop_words: Sequence[str] = ()) -> str:
-        from importlib import (
-            metadata,  # not `import spacy`: 3 s a warm run need not pay
-        )
-
-        h = hashlib.sha256()
-        h.update(json.dumps({"spacy": metadata.version("spacy"),
-                             "source": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
-                             "extra": sorted(w.lower() for w in extra_stop_words)}).encode())
-        for t in texts:
-            h.update(t.encode("utf-8", "surrogatepass"))
-            h.update(b"\0")
-        return h.hexdigest()
-
-    def get(self, key: str) -> Vocabulary | None:
-        try:
-            data = json.loads((self.folder / f"{key}.json").read_text(encoding="utf-8"))
-            return Vocabulary(docs=data["docs"], chains=data["chains"], surface=data["surface"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None             # missing or unreadable: built again
-
-    def put(self, key: str, vocab: Vocabulary) -> None:
-        atomic_write_text(self.folder / f"{key}.json", json.dumps(
-            {"docs": vocab.docs, "chains": vocab.chains, "surface": vocab.surface}))
+def vocabulary_arrays(vocab: Vocabulary) -> dict[str, np.ndarray]:
+    """``vocab`` as a cache entry (:mod:`pipeline.cache`): its lemmas as JSON text,
+    never the segments' sentences."""
+    return {"vocabulary": np.asarray(json.dumps(
+        {"docs": vocab.docs, "chains": vocab.chains, "surface": vocab.surface}))}
 
 
-def cached_vocabulary(texts: Sequence[str], extra_stop_words: Sequence[str] = (),
-                      cache: VocabularyCache | None = None) -> Vocabulary:
-    """:func:`build_vocabulary` through ``cache`` (None: no cache)."""
-    if cache is None:
-        return build_vocabulary(texts, extra_stop_words)
-    key = cache.key(texts, extra_stop_words)
-    hit = cache.get(key)
-    if hit is not None and len(hit.docs) == len(texts):
-        return hit
-    vocab = build_vocabulary(texts, extra_stop_words)
-    cache.put(key, vocab)
-    return vocab
+def vocabulary_from_arrays(arrays, n_docs: int) -> Vocabulary | None:
+    """The vocabulary of a cache entry, or None when it is not one of ``n_docs``
+    documents (an entry that does not fit is built again)."""
+    data = json.loads(str(arrays["vocabulary"]))
+    docs, chains, surface = data["docs"], data["chains"], data["surface"]
+    if not (isinstance(docs, list) and isinstance(chains, list) and isinstance(surface, dict)) \
+            or len(docs) != n_docs or len(chains) != n_docs:
+        return None
+    return Vocabulary(docs=docs, chains=chains, surface=surface)
 
 
 def ctfidf(groups: dict[int, list[list[str]]], min_docs: int = 2) -> dict[int, list[tuple[str, float]]]:
@@ -269,10 +235,10 @@ def label_themes(segments: pd.DataFrame, embeddings: np.ndarray, clustering: Clu
         rows.append({
             "theme_id": t,
             "name": " / ".join(kw[:config.name_words]) if kw else f"theme {t}",
-            "keywords": "; ".join(kw), "key_phrases": "; ".join(ph),
+            "keywords": kw, "key_phrases": ph,
             "n_segments": int(len(members)), "n_cases": len(theme_cases),
-            "cases": "; ".join(theme_cases),
-            "quote_ids": "; ".join(ids[q] for q in quotes),
+            "cases": theme_cases,
+            "quote_ids": [ids[q] for q in quotes],
             "core_idea": segments["text"].iloc[quotes[0]] if quotes else "",
             "mean_strength": float(np.mean(clustering.strength[members])) if len(members) else 0.0,
             "n_reassigned": int(clustering.reassigned[members].sum()),

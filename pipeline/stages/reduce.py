@@ -1,27 +1,27 @@
 """Reduce stage: embeddings -> a few dimensions where density clustering works.
 
-Implementations take ``fit_transform(X) -> ndarray`` and keep what they chose
-in attributes ending in ``_`` (e.g. ``n_neighbors_`` when it was set to auto),
+Implementations take ``fit_transform(X, knn=None) -> ndarray`` and keep what they
+chose in attributes ending in ``_`` (e.g. ``n_neighbors_`` when it was set to auto),
 which the run records in its manifest.
+
+``knn`` is a neighbour graph found already for the same rows, ``(indices,
+distances)`` nearest first. A reducer that builds such a graph (UMAP, spectral)
+keeps the one it used in ``knn_``; the run passes it on to the map, which then
+need not search the same neighbours again (:func:`pipeline.compose.reduce`). A
+reducer that builds no graph takes ``knn`` and ignores it, so any reducer can
+draw the map.
 """
 
 from __future__ import annotations
 
-import hashlib
-import inspect
-import json
 import math
 import warnings
-import zipfile
-from importlib import metadata
-from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import Field
 
 from ..errors import ConsensaError
-from ..fsutil import atomic_write_npz
 from ..registry import RandomState, reducers
 
 # Parameter bounds, checked by the registry (and so by `consensa validate`) before a
@@ -140,7 +140,8 @@ def auto_neighbors(n: int) -> int:
     return int(min(15, max(5, round(math.sqrt(n) / 2))))
 
 
-@reducers.register("consensa.UMAP.v1")
+@reducers.register("consensa.UMAP.v1", n_epochs=None)
+@reducers.register("consensa.UMAP.v2", n_epochs=200)
 class UMAPReducer:
     """UMAP on cosine neighbours computed exactly with scikit-learn.
 
@@ -148,6 +149,11 @@ class UMAPReducer:
     numba compilation) and makes the result depend only on the data and the seed.
     Fewer than 16 segments are too few for UMAP: PCA is used and recorded.
     ``n_epochs: null`` is UMAP's own choice (500 up to 10,000 segments, 200 above).
+
+    The versions differ in ``n_epochs``, which each pins: v1 leaves it to UMAP; v2
+    takes 200 at every corpus size. The extra epochs below 10,000 segments cost 2-3x
+    the layout time; the themes' agreement with the human codes moved by at most
+    0.011 AMI without them (bench/README.md).
     """
 
     def __init__(self, n_components: NComponents = 5, n_neighbors: NNeighbors = None,
@@ -189,17 +195,8 @@ class UMAPReducer:
         return np.asarray(out, dtype=np.float32)
 
 
-@reducers.register("consensa.UMAP.v2")
-class UMAPReducerV2(UMAPReducer):
-    """v1 with 200 optimisation epochs at every corpus size (UMAP's own choice above
-    10,000 segments; below, it takes 500). The extra epochs cost 2-3x the layout time;
-    the themes' agreement with the human codes moved by at most 0.011 AMI without
-    them (bench/README.md)."""
-
-    def __init__(self, n_components: NComponents = 5, n_neighbors: NNeighbors = None,
-                 min_dist: MinDist = 0.0, metric: Metric = "cosine",
-                 random_state: RandomState = None, n_epochs: NEpochs = 200) -> None:
-        super().__init__(n_components, n_neighbors, min_dist, metric, random_state, n_epochs)
+#: UMAPReducer with the defaults of v2, for code that builds a reducer without a config
+UMAPReducerV2 = reducers.preset("consensa.UMAP.v2")
 
 
 def laplacian_eigenmap(graph, dim: int, drop_first: bool = True) -> np.ndarray:
@@ -295,7 +292,8 @@ class PCAReducer:
         self.n_components = n_components
         self.random_state = random_state
 
-    def fit_transform(self, X) -> np.ndarray:
+    def fit_transform(self, X, knn: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """``knn`` is ignored: principal components need no neighbours."""
         from sklearn.decomposition import PCA
 
         X = check_matrix(X)
@@ -314,80 +312,7 @@ class IdentityReducer:
     def __init__(self) -> None:
         pass
 
-    def fit_transform(self, X) -> np.ndarray:
+    def fit_transform(self, X, knn: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """``knn`` is ignored: nothing is reduced."""
         self.method_ = "identity"
         return check_matrix(X)
-
-
-class ReductionCache:
-    """Reduced coordinates on disk, keyed by the reducer, its parameters (the seed
-    included), its module's source, the library versions and the exact input vectors.
-
-    A re-run that changes only clustering settings finds its UMAP result here and
-    skips UMAP (and its numba start-up) entirely; the result is the one the same
-    reducer would compute. One ``.npz`` a result, written atomically.
-    """
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = Path(folder)
-
-    @staticmethod
-    def key(reducer, X: np.ndarray) -> str:
-        from ..registry import get_params
-
-        h = hashlib.sha256()
-        versions = {}
-        for pkg in ("umap-learn", "scikit-learn", "numpy", "torch"):
-            try:
-                versions[pkg] = metadata.version(pkg)
-            except metadata.PackageNotFoundError:
-                versions[pkg] = None
-        try:  # the reducer's code itself: an edited module never serves stale results
-            source = hashlib.sha256(Path(inspect.getfile(type(reducer))).read_bytes()).hexdigest()
-        except (OSError, TypeError):
-            source = None
-        h.update(json.dumps({"class": f"{type(reducer).__module__}.{type(reducer).__qualname__}",
-                             "params": get_params(reducer), "versions": versions,
-                             "source": source, "shape": list(X.shape)},
-                            sort_keys=True, default=str).encode())
-        h.update(np.ascontiguousarray(X, dtype=np.float32).data)
-        return h.hexdigest()
-
-    def get(self, key: str) -> tuple[np.ndarray, dict] | None:
-        path = self.folder / f"{key}.npz"
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                return data["coords"].astype(np.float32), json.loads(str(data["fitted"]))
-        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
-            return None     # unreadable (e.g. cut short by a full disk): fitted again
-
-    def put(self, key: str, coords: np.ndarray, fitted: dict) -> None:
-        atomic_write_npz(self.folder / f"{key}.npz", coords=np.asarray(coords, dtype=np.float32),
-                         fitted=np.asarray(json.dumps(fitted)))
-
-
-def fit_reducer(reducer, X: np.ndarray, cache: ReductionCache | None = None,
-                knn: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """``reducer.fit_transform(X)`` through ``cache``, passing ``knn`` on to a reducer
-    that takes precomputed neighbours. A result from the cache sets the reducer's
-    scalar fitted attributes as the fit did, and ``from_cache_ = True``."""
-    X = check_matrix(X)
-    key = cache.key(reducer, X) if cache is not None else None
-    if key is not None:
-        hit = cache.get(key)
-        if hit is not None:
-            coords, fitted = hit
-            for name, value in fitted.items():
-                setattr(reducer, name, value)
-            reducer.from_cache_ = True
-            return coords
-    if knn is not None and "knn" in inspect.signature(reducer.fit_transform).parameters:
-        coords = reducer.fit_transform(X, knn=knn)
-    else:
-        coords = reducer.fit_transform(X)
-    if key is not None:
-        fitted = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in vars(reducer).items()
-                  if k.endswith("_") and np.isscalar(v)}
-        cache.put(key, coords, fitted)
-        reducer.from_cache_ = False
-    return coords

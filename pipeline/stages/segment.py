@@ -10,23 +10,17 @@ interviewer question it answers.
 
 from __future__ import annotations
 
-import hashlib
-import inspect
-import json
 import re
-import zipfile
 from abc import ABC, abstractmethod
 from functools import lru_cache
-from importlib import metadata
-from pathlib import Path
 from typing import Annotated, Iterable, Iterator, Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from ..cache import Cache, digest, stage_key
 from ..errors import Skipped
-from ..fsutil import atomic_write_npz
 from ..registry import segmenters
 from ..types import SEGMENT_COLUMNS, TURN_COLUMNS, Corpus, Segmentation, check_columns
 
@@ -82,12 +76,17 @@ class _SegmenterBase(ABC):
     roles: tuple[str, ...]
     min_words: int
     backchannels: tuple[str, ...]
-    #: whether finding the spans costs enough to be worth a :class:`SpanCache`
+    #: whether finding the spans costs enough to be worth keeping in the cache
     cache_spans: bool = False
 
-    def segment(self, corpus: Corpus, span_cache: "SpanCache | None" = None) -> Segmentation:
-        """Cut the corpus's turns into segments. With ``span_cache``, the units' character
-        spans are taken from it when the same segmenter saw the same turns before."""
+    def segment(self, corpus: Corpus, memory: Cache | None = None) -> Segmentation:
+        """Cut the corpus's turns into segments.
+
+        ``memory`` (scikit-learn's name for it): a :class:`~pipeline.cache.Cache` where
+        the units' character spans are kept, and taken from when the same segmenter
+        (name, parameters, code) saw the same turns before; None keeps nothing. Only
+        the spans' integers are kept, never the text (:func:`spans_to_arrays`).
+        """
         turns = corpus.turns
         check_columns(turns, TURN_COLUMNS, "the turns table")
         turns = turns.sort_values(["case_id", "turn_index"], kind="stable").reset_index(drop=True)
@@ -103,8 +102,10 @@ class _SegmenterBase(ABC):
                                               "start_char", "start_time", "end_time",
                                               "source_file")}
         texts = [col["text"][i] for i in keep_idx]
-        if span_cache is not None and self.cache_spans:
-            spans_per_turn = span_cache.spans(self, texts)
+        if memory is not None and self.cache_spans:
+            spans_per_turn, _ = memory.cached(
+                "spans", stage_key(self, digest(texts)), lambda: self._spans(texts),
+                spans_to_arrays, lambda arrays: spans_from_arrays(arrays, texts))
         else:
             spans_per_turn = self._spans(texts)
         for i, text, spans in zip(keep_idx, texts, spans_per_turn):
@@ -347,80 +348,28 @@ class TurnSegmenter(_SegmenterBase):
         return [[_trim(t, 0, len(t))] for t in texts]
 
 
-class SpanCache:
-    """The units' character spans on disk, keyed by the segmenter, its parameters,
-    this module's source, spaCy's version and the exact texts of the turns.
-
-    A re-run with new clustering settings then needs neither spaCy nor its
-    sentencizer. Only integers are written (where each unit starts and ends), never
-    transcript text. One ``.npz`` a corpus, written atomically; an entry that cannot
-    be read or does not fit the texts is a miss, and the spans are found again.
-    """
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = Path(folder)
-
-    @staticmethod
-    def key(segmenter, texts: list[str]) -> str:
-        from ..registry import get_params
-
-        try:
-            spacy_version = metadata.version("spacy")
-        except metadata.PackageNotFoundError:
-            spacy_version = None
-        h = hashlib.sha256(json.dumps({
-            "class": f"{type(segmenter).__module__}.{type(segmenter).__qualname__}",
-            "params": get_params(segmenter), "spacy": spacy_version,
-            "source": hashlib.sha256(Path(inspect.getfile(SpanCache)).read_bytes()).hexdigest(),
-            "n": len(texts)}, sort_keys=True, default=str).encode())
-        for text in texts:
-            data = text.encode("utf-8", "surrogatepass")
-            h.update(len(data).to_bytes(8, "little"))
-            h.update(data)
-        return h.hexdigest()
-
-    def get(self, key: str, texts: list[str]) -> list[list[tuple[int, int]]] | None:
-        try:
-            with np.load(self.folder / f"{key}.npz", allow_pickle=False) as data:
-                counts, bounds = data["counts"], data["bounds"]
-        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
-            return None
-        if counts.shape != (len(texts),) or bounds.ndim != 2 or bounds.shape[1] != 2 \
-                or counts.min(initial=0) < 0 or int(counts.sum()) != len(bounds):
-            return None
-        ends = np.repeat(np.array([len(t) for t in texts], dtype=np.int64), counts)
-        if len(bounds) and not ((bounds[:, 0] >= 0) & (bounds[:, 0] < bounds[:, 1])
-                                & (bounds[:, 1] <= ends)).all():
-            return None
-        flat = [(int(a), int(b)) for a, b in bounds.tolist()]
-        out, at = [], 0
-        for c in counts.tolist():
-            out.append(flat[at:at + c])
-            at += c
-        return out
-
-    def put(self, key: str, spans: list[list[tuple[int, int]]]) -> None:
-        """Store ``spans`` atomically; a cache that cannot be written costs only time."""
-        counts = np.array([len(x) for x in spans], dtype=np.int64)
-        bounds = np.array([b for x in spans for b in x], dtype=np.int64).reshape(-1, 2)
-        try:
-            atomic_write_npz(self.folder / f"{key}.npz", counts=counts, bounds=bounds)
-        except OSError:
-            pass
-
-    def spans(self, segmenter: _SegmenterBase, texts: list[str]) -> list[list[tuple[int, int]]]:
-        """``segmenter``'s spans of ``texts``: from the cache, else found and stored."""
-        key = self.key(segmenter, texts)
-        hit = self.get(key, texts)
-        if hit is not None:
-            return hit
-        found = segmenter._spans(texts)
-        self.put(key, found)
-        return found
+def spans_to_arrays(spans: list[list[tuple[int, int]]]) -> dict[str, np.ndarray]:
+    """The units' spans as a cache entry: how many units each text has (``counts``)
+    and where each starts and ends (``bounds``). Only integers: never the text."""
+    counts = np.array([len(x) for x in spans], dtype=np.int64)
+    bounds = np.array([b for x in spans for b in x], dtype=np.int64).reshape(-1, 2)
+    return {"counts": counts, "bounds": bounds}
 
 
-def segment_corpus(segmenter, corpus: Corpus, span_cache: SpanCache | None = None) -> Segmentation:
-    """``segmenter.segment(corpus)``, passing ``span_cache`` to a segmenter that takes one."""
-    if span_cache is not None and "span_cache" in inspect.signature(segmenter.segment).parameters:
-        return segmenter.segment(corpus, span_cache=span_cache)
-    return segmenter.segment(corpus)
+def spans_from_arrays(arrays, texts: list[str]) -> list[list[tuple[int, int]]] | None:
+    """The spans of a cache entry, or None when they do not fit ``texts`` (a count a
+    text, each span inside its text): such an entry is found again."""
+    counts, bounds = arrays["counts"], arrays["bounds"]
+    if counts.shape != (len(texts),) or bounds.ndim != 2 or bounds.shape[1] != 2 \
+            or counts.min(initial=0) < 0 or int(counts.sum()) != len(bounds):
+        return None
+    ends = np.repeat(np.array([len(t) for t in texts], dtype=np.int64), counts)
+    if len(bounds) and not ((bounds[:, 0] >= 0) & (bounds[:, 0] < bounds[:, 1])
+                            & (bounds[:, 1] <= ends)).all():
+        return None
+    flat = [(int(a), int(b)) for a, b in bounds.tolist()]
+    out, at = [], 0
+    for c in counts.tolist():
+        out.append(flat[at:at + c])
+        at += c
+    return out

@@ -19,11 +19,9 @@ Who
 
 from __future__ import annotations
 
-import sys
-import traceback
+import logging
 from pathlib import Path
 
-from jinja2 import Environment, FileSystemLoader
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -32,12 +30,15 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from ..report.templating import make_environment
 from ..review.model import Decision, RunItems, load_run
 from ..review.store import ReviewStore
 from . import pages, routes
 from .context import Context
 from .routes import Refused
 from .security import Access, Guard, Session, csrf_ok, read_form
+
+log = logging.getLogger("consensa.web")
 
 HERE = Path(__file__).resolve().parent
 
@@ -51,8 +52,8 @@ class ReviewApp:
             pass
         self.access = Access(token)
         self.context = Context(self.run)
-        self.env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True,
-                               trim_blocks=True, lstrip_blocks=True)
+        # its own environment (it adds filters and globals), made like every page's
+        self.env = make_environment(HERE / "templates", strict=False)
         self.env.filters["when"] = pages.when
         self.env.filters["item_url"] = pages.item_url
         self.env.globals.update(item_url=pages.item_url, state_words=pages.STATE_WORDS,
@@ -146,7 +147,8 @@ class ReviewApp:
                                            else "This page does not take that kind of request."))
 
     async def _crash(self, request: Request, exc: Exception) -> Response:
-        traceback.print_exception(exc, file=sys.stderr)
+        log.error("an unexpected error in the review app (%s %s)", request.method,
+                  request.url.path, exc_info=exc)
         return HTMLResponse("<!DOCTYPE html><title>Error</title><h1>Something went wrong</h1>"
                             "<p>The error was printed where <code>consensa serve</code> runs. "
                             "Nothing was saved by this request.</p>", status_code=500)

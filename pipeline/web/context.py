@@ -2,27 +2,30 @@
 
 Two sources, best first:
 
-* the transcripts themselves, read again the way the run read them (the paths and
-  sha256 in ``manifest.json``'s ``inputs``, the run's ``ingest`` settings). A case is
-  used only when its file is unchanged and every segment of the run is found at its
-  offsets, so the page never shows text that differs from what the run analysed
-  (a de-identified run, or an edited file, falls back to the second source);
-* the run's own segments: the participant's turns the run kept, and the question
-  each one answered.
+* the turns the run saved (``turns.parquet``: every turn ingest read, the
+  interviewer's included, as the run analysed them, de-identified where the run
+  was). A case is used only when every segment of the run is found at its offsets
+  in its turn, so the page never shows text that differs from what the run analysed;
+* the run's own segments, for a folder written before the turns were saved: the
+  participant's turns the run kept, and the question each one answered.
 
-Read lazily (at the first page that needs it) and once.
+Nothing reads the transcripts again: the run folder holds what the run knew
+(pipeline/runfolder.py). Read lazily (at the first page that needs it) and once.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 
-from .. import safeyaml
+from ..errors import ConsensaError
 from ..review.model import RunItems
+from ..runfolder import RunFolder
+
+log = logging.getLogger("consensa.web")
 
 
 @dataclass(frozen=True)
@@ -46,8 +49,7 @@ class Context:
     def __init__(self, run: RunItems) -> None:
         self.run = run
         self._lock = threading.Lock()
-        self._turns: pd.DataFrame | None = None   # verified source turns
-        self._texts: dict[str, str] = {}
+        self._turns: dict[str, pd.DataFrame] = {}   # case id -> its checked turns, in order
         self._loaded = False
         seg = run.segments
         self._seg = seg.set_index("segment_id", drop=False)
@@ -60,16 +62,19 @@ class Context:
             if self._loaded:
                 return
             try:
-                self._turns, self._texts = _source_turns(self.run)
-            except Exception:  # noqa: BLE001 - any failure: fall back to the segments
-                self._turns, self._texts = None, {}
+                turns = RunFolder(self.run.folder).turns()
+            except ConsensaError as exc:        # a damaged file: the segments still serve
+                log.warning("context from the run's segments only: %s", exc)
+                turns = None
+            if turns is not None:
+                self._turns = _checked_turns(turns, self._by_case)
             self._loaded = True
 
     @property
-    def from_sources(self) -> set[str]:
-        """The cases whose context comes from the transcripts themselves."""
+    def from_turns(self) -> set[str]:
+        """The cases whose context is the interview's own turns (saved by the run)."""
         self._load()
-        return set(self._texts)
+        return set(self._turns)
 
     # --- the turns around one segment -------------------------------------------
     def around(self, segment_id: str, before: int = 2, after: int = 2) -> list[Turn]:
@@ -77,22 +82,20 @@ class Context:
         if segment_id not in self._seg.index:
             return []
         s = self._seg.loc[segment_id]
-        case = str(s["case_id"])
-        if case in self._texts and self._turns is not None:
-            turns = self._turns[self._turns["case_id"] == case]
-            text = self._texts[case]
-            rows = [(int(t.turn_index), str(t.speaker), str(t.role), int(t.start_char),
-                     int(t.end_char)) for t in turns.itertuples()]
+        turns = self._turns.get(str(s["case_id"]))
+        if turns is not None:
+            rows = [(int(t.turn_index), str(t.speaker), str(t.role), str(t.text),
+                     int(t.start_char)) for t in turns.itertuples()]
             idx = next((i for i, r in enumerate(rows) if r[0] == int(s["turn_index"])), None)
             if idx is not None:
                 out = []
-                for ti, speaker, role, start, end in rows[max(0, idx - before): idx + after + 1]:
+                for ti, speaker, role, text, start in rows[max(0, idx - before): idx + after + 1]:
                     own = ti == int(s["turn_index"])
                     if own:
-                        a, b = int(s["start_char"]), int(s["end_char"])
-                        pieces = (Piece(text[start:a]), Piece(text[a:b], True), Piece(text[b:end]))
+                        a, b = int(s["start_char"]) - start, int(s["end_char"]) - start
+                        pieces = (Piece(text[:a]), Piece(text[a:b], True), Piece(text[b:]))
                     else:
-                        pieces = (Piece(text[start:end]),)
+                        pieces = (Piece(text),)
                     out.append(Turn(ti, speaker, role, tuple(p for p in pieces if p.text), own))
                 return out
         return self._from_segments(s, before, after)
@@ -127,45 +130,25 @@ class Context:
         return out
 
 
-def _candidates(path: str, run: RunItems) -> list[Path]:
-    p = Path(path)
-    base = run.manifest.get("base_dir")
-    out = [p, run.folder / p, run.folder.parent / p]
-    if base:
-        out.append(Path(str(base)) / p)
-    return out
-
-
-def _source_turns(run: RunItems) -> tuple[pd.DataFrame | None, dict[str, str]]:
-    """The verified cases' turns and texts, read again from the transcripts."""
-    from ..stages.ingest import IngestConfig, ingest
-
-    inputs = [i for i in run.manifest.get("inputs") or [] if isinstance(i, dict)]
-    paths = {}
-    for item in inputs:
-        for cand in _candidates(str(item.get("path", "")), run):
-            if str(item.get("path", "")) and cand.is_file():
-                paths[str(item.get("case_id"))] = cand.resolve()
-                break
-    if not paths:
-        return None, {}
-    section = {}
-    cfg_file = run.folder / "config.yaml"
-    if cfg_file.is_file():
-        cfg = safeyaml.load(cfg_file.read_text(encoding="utf-8")) or {}
-        section = dict(cfg.get("ingest") or {})
-    section.update(paths=sorted({str(p) for p in paths.values()}), cases_table=None,
-                   recursive=False)
-    corpus = ingest(IngestConfig.model_validate(section), Path("/"))
-    sha = {str(i.get("case_id")): i.get("sha256") for i in inputs}
-    texts = {}
-    for case, rows in run.segments.groupby("case_id"):
-        src = corpus.sources.get(case)
-        if src is None or (sha.get(case) and src.sha256 != sha[case]):
+def _checked_turns(turns: pd.DataFrame, segments: dict[str, pd.DataFrame]
+                   ) -> dict[str, pd.DataFrame]:
+    """The saved turns of each case whose every segment is found at its offsets in
+    its turn (a case that fails is left to the segments)."""
+    out = {}
+    for case, rows in turns.groupby("case_id", sort=False):
+        seg = segments.get(case)
+        if seg is None:
             continue
-        if all(src.text[int(a):int(b)] == t for a, b, t in
-               zip(rows["start_char"], rows["end_char"], rows["text"], strict=True)):
-            texts[str(case)] = src.text
-    turns = corpus.turns[corpus.turns["case_id"].isin(texts)].sort_values(
-        ["case_id", "turn_index"])
-    return turns, texts
+        rows = rows.sort_values("turn_index")
+        by_turn = {int(t): (int(a), str(x)) for t, a, x in
+                   zip(rows["turn_index"], rows["start_char"], rows["text"], strict=True)}
+        ok = True
+        for t, a, b, text in zip(seg["turn_index"], seg["start_char"], seg["end_char"],
+                                 seg["text"], strict=True):
+            start, turn_text = by_turn.get(int(t), (0, None))
+            if turn_text is None or turn_text[int(a) - start:int(b) - start] != text:
+                ok = False
+                break
+        if ok:
+            out[str(case)] = rows
+    return out

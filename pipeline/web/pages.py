@@ -129,11 +129,6 @@ def highlight(text: str, words: list[str]) -> list[tuple[str, bool]]:
     return out
 
 
-def _list_cell(value) -> list[str]:
-    """A ``;``-separated cell of the run's tables (quote ids, keywords) as a list."""
-    return [v.strip() for v in str(value).split(";") if v.strip()]
-
-
 # --- overview --------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -278,7 +273,7 @@ def theme_page(run: RunItems, store: ReviewStore, context: Context, ident: str,
     ctx = _item_common(run, store, theme_item(tid), who, start_from, error, draft)
     t = run.themes[run.themes["theme_id"] == tid].iloc[0].to_dict()
     seg = run.segments[run.segments["theme"] == tid].copy()
-    quote_ids = _list_cell(t["quote_ids"])
+    quote_ids = list(t["quote_ids"])
     rank = {q: i for i, q in enumerate(quote_ids)}
     seg["_rank"] = [rank.get(s, len(rank)) for s in seg["segment_id"]]
     seg = seg.sort_values(["_rank", "strength"], ascending=[True, False])
@@ -287,11 +282,11 @@ def theme_page(run: RunItems, store: ReviewStore, context: Context, ident: str,
     moved_in = [i for i in ctx["st"].items if i.kind == "segment" and
                 (any(d.decision == "move" and d.target == ident for d in i.positions.values())
                  or (i.consensus is not None and i.consensus.target == ident))]
-    return {**ctx, "t": t, "tid": tid, "quotes": listed, "keywords": _list_cell(t["keywords"]),
+    return {**ctx, "t": t, "tid": tid, "quotes": listed, "keywords": list(t["keywords"]),
             "quote_ids": set(quote_ids), "moved_in": moved_in,
             "domain_name": run.domain_name(t["domain_id"]), "decisions": THEME_DECISIONS,
             "n_cases_total": run.n_cases,
-            "context_from_sources": bool(context.from_sources)}
+            "context_from_turns": bool(context.from_turns)}
 
 
 def domain_page(run: RunItems, store: ReviewStore, ident: str, who: str | None,

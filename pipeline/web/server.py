@@ -1,11 +1,10 @@
-"""Serving the review app with uvicorn on a local port, and what ``consensa serve`` prints."""
+"""Serving the review app with uvicorn on a local port (``consensa serve`` says where)."""
 
 from __future__ import annotations
 
 import ipaddress
 import socket
-import sys
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..review.model import ReviewError, load_run
@@ -47,36 +46,45 @@ def ensure_panel(run_folder: Path, judges: list[str], auditors: list[str]) -> No
         store.set_panel(judges, auditors, by="consensa serve")
 
 
-def serve(run_folder: str | Path, host: str = "127.0.0.1", port: int = 0,
-          judges: list[str] = (), auditors: list[str] = (),
-          say: Callable[[str], None] = print) -> int:
-    import uvicorn
+@dataclass
+class Listening:
+    """A review app bound to its socket, ready to serve: what ``consensa serve`` tells
+    the user (the address with its token, the panel) before it blocks in :meth:`run`."""
 
+    review: ReviewApp
+    sock: socket.socket
+    host: str
+    port: int
+    panel: dict[str, str]
+    store_path: Path
+
+    @property
+    def url(self) -> str:
+        """The address to open, with the access token; a wildcard host is shown as this
+        computer's name, which the others on the network can reach."""
+        shown = socket.gethostname() if self.host in ("0.0.0.0", "::") else self.host
+        return self.review.url(shown, self.port)
+
+    @property
+    def open_to_network(self) -> bool:
+        return not is_loopback(self.host)
+
+    def run(self) -> None:
+        """Serve until Ctrl+C."""
+        import uvicorn
+
+        config = uvicorn.Config(self.review.asgi, log_level="warning", access_log=False,
+                                lifespan="off", server_header=False)
+        uvicorn.Server(config).run(sockets=[self.sock])
+
+
+def listen(run_folder: str | Path, host: str = "127.0.0.1", port: int = 0,
+           judges: list[str] = (), auditors: list[str] = ()) -> Listening:
+    """Add the given people to the panel, open the review and bind its socket."""
     run_folder = Path(run_folder)
     ensure_panel(run_folder, list(judges), list(auditors))
     review = ReviewApp(run_folder)
     with review.store() as store:
         panel = store.panel()
     sock = bind(host, port)
-    actual = sock.getsockname()[1]
-    say(f"Consensa review of '{review.run.name}' ({db_path(run_folder)})")
-    if not panel:
-        say("  the panel is empty: add people with --judges a,b,c --auditor d")
-    else:
-        say(f"  panel: {', '.join(f'{n} ({r})' for n, r in panel.items())}")
-    shown = host
-    if host in ("0.0.0.0", "::"):
-        shown = socket.gethostname()
-    say(f"  open: {review.url(shown, actual)}")
-    if not is_loopback(host):
-        say("  WARNING: the review is open to the network on "
-            f"{host}:{actual}. Anyone who has this address (it holds the access token) can "
-            "read the interviews and change the review, and the traffic is not encrypted "
-            "(plain http): share it only on a network you trust, and stop the server "
-            "(Ctrl+C) after the meeting.")
-    say("  the address is valid until the server stops; Ctrl+C stops it")
-    sys.stdout.flush()
-    config = uvicorn.Config(review.asgi, log_level="warning", access_log=False,
-                            lifespan="off", server_header=False)
-    uvicorn.Server(config).run(sockets=[sock])
-    return 0
+    return Listening(review, sock, host, sock.getsockname()[1], dict(panel), db_path(run_folder))

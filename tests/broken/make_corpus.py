@@ -6,7 +6,7 @@ lays out one sub-folder per case with its files and a fast run config, and
 returns the cases with the ``consensa`` arguments that exercise them.
 ``tests/test_broken_inputs.py`` runs each through ``pipeline.cli.main``;
 
-    .venv/bin/python tests/broken/make_corpus.py [FOLDER]
+    .venv/bin/python -m tests.broken.make_corpus [FOLDER]
 
 prints the table of inputs and messages (Markdown), in a temporary folder unless
 one is given.
@@ -39,10 +39,10 @@ from typing import Callable
 
 import yaml
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))                  # tests/ (study.py)
+from tests.builders import docx_bytes
+from tests.study import study_config, write_study
 
-from study import study_config, write_study  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 GOOD = ("Interviewer: How did the first session feel for you?\n\n"
         "P1: Honestly, I was nervous. I kept thinking she would judge me for cancelling.\n\n"
@@ -75,17 +75,6 @@ class Case:
 
 
 # --- builders -----------------------------------------------------------------------
-
-def docx_bytes(paragraphs=("Interviewer: How was it?", "P1: It was hard, but I stayed.")) -> bytes:
-    import docx
-
-    document = docx.Document()
-    for p in paragraphs:
-        document.add_paragraph(p)
-    buffer = io.BytesIO()
-    document.save(buffer)
-    return buffer.getvalue()
-
 
 def replace_member(data: bytes, name: str, content: bytes) -> bytes:
     """A copy of the zip ``data`` with member ``name`` replaced by ``content``."""

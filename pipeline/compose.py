@@ -1,0 +1,205 @@
+"""Stage composition: the stages a config names, and the steps that run them.
+
+``consensa run``, ``consensa stability`` and ``consensa precode`` build their stages
+here, with :func:`build_stage`, so a config section means the same stage
+everywhere. The steps below run those stages and do their caching
+(:mod:`pipeline.cache`): a stage computes; the orchestrator decides what is kept.
+Stages follow the scikit-learn contract and receive nothing else, except what
+their contract documents: a segmenter's ``memory=`` (the cache, where it keeps the
+spans it finds) and a reducer's ``knn=`` (the reduce step's neighbour graph, which
+the map is given). No stage is inspected for the arguments it takes.
+
+:func:`find_themes` is the one reduce + cluster + outlier assignment: the run
+finds its themes with it, and the stability check finds the resamples' themes
+with it, so both always group segments the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from .cache import Cache, code_digest, digest, key, stage_key, text_keys
+from .config import STAGE_KINDS, RunConfig
+from .fsutil import anchored
+from .registry import REGISTRIES, get_params
+from .stages.cluster import assign
+from .stages.label import Vocabulary, build_vocabulary, vocabulary_arrays, vocabulary_from_arrays
+from .stages.reduce import check_matrix
+from .types import Clustering
+
+
+def build_stage(section: str, cfg: RunConfig, *, seed: int | None = None) -> Any:
+    """The implementation that config section ``section`` (segment, embed, reduce,
+    cluster or map) names, built with its parameters.
+
+    The config's seed fills ``random_state`` where the section leaves it out;
+    ``seed`` (a stability resample's own seed) replaces it in a stage that takes one.
+    """
+    spec = getattr(cfg, section)
+    registry = REGISTRIES[STAGE_KINDS[section]]
+    params = spec.params()
+    if seed is not None and "random_state" in registry.params_model(spec.name).model_fields:
+        params["random_state"] = seed
+    return registry.build(spec.name, params, seed=cfg.seed, where=section)
+
+
+def stage_record(section: str, cfg: RunConfig, stage: Any) -> dict[str, Any]:
+    """What the manifest records of a built stage: its name and every parameter."""
+    return {"name": getattr(cfg, section).name, **get_params(stage)}
+
+
+def open_cache(cfg: RunConfig, base_dir: str | Path | None = None) -> Cache:
+    """The cache in the config's ``cache_dir`` (a relative one read from ``base_dir``,
+    the config file's folder); ``Cache(None)`` when the config has none."""
+    if cfg.cache_dir is None:
+        return Cache(None)
+    return Cache(anchored(cfg.cache_dir, base_dir if base_dir is not None else Path.cwd()))
+
+
+# --- embed --------------------------------------------------------------------------
+
+def embed_texts(embedder: Any, texts: Sequence[str], cache: Cache) -> tuple[np.ndarray, dict]:
+    """``embedder.encode(texts)`` through ``cache``, one vector a text: ``(vectors,
+    {"embedded": texts encoded now, "from_cache": texts read from the cache})``.
+
+    The embedder's ``model_id`` names what else its vectors depend on (a model's
+    weights); an embedder whose ``model_id`` is None fits itself to the texts it is
+    given (TF-IDF), so its vectors are not a text's own and are never cached. The
+    texts not in the cache are encoded together, each once, in a fixed order.
+    """
+    texts = list(texts)
+    model_id = embedder.model_id if cache.enabled else None
+    if model_id is None:
+        return embedder.encode(texts), {"embedded": len(texts), "from_cache": 0}
+    model = stage_key(embedder, digest(model_id))
+    keys = text_keys(texts)
+    found = cache.get_vectors(model, sorted(set(keys)))
+    todo = sorted({k: t for k, t in zip(keys, texts) if k not in found}.items())
+    if todo:
+        new = embedder.encode([t for _, t in todo])
+        fresh = {k: new[i] for i, (k, _) in enumerate(todo)}
+        cache.put_vectors(model, fresh)
+        found.update(fresh)
+    if not texts:
+        return embedder.encode([]), {"embedded": 0, "from_cache": 0}
+    vecs = np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
+    return vecs, {"embedded": len(todo), "from_cache": len(set(keys)) - len(todo)}
+
+
+# --- reduce -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Reduction:
+    """What the reduce step gives.
+
+    ``coords``: the reduced coordinates. ``neighbours``: the neighbour graph the
+    reducer built, ``(indices, distances)`` nearest first (its ``knn_``), or None
+    (no graph, or the coordinates came from the cache); the run passes it on to the
+    map, which then need not search the same neighbours again. ``fitted``: the
+    reducer's scalar learned attributes (what it chose, e.g. ``n_neighbors_``) and
+    ``from_cache_``, as the manifest records them.
+    """
+
+    coords: np.ndarray
+    neighbours: tuple[np.ndarray, np.ndarray] | None = None
+    fitted: dict[str, Any] = field(default_factory=dict)
+
+
+def learned_scalars(stage: Any) -> dict[str, Any]:
+    """A fitted stage's learned attributes (ending in ``_``) that are single values,
+    as plain Python values."""
+    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in vars(stage).items()
+            if k.endswith("_") and np.isscalar(v)}
+
+
+def _reduction_arrays(value: tuple[np.ndarray, dict]) -> dict[str, np.ndarray]:
+    coords, fitted = value
+    return {"coords": np.asarray(coords, dtype=np.float32), "fitted": np.asarray(json.dumps(fitted))}
+
+
+def _reduction_from(arrays: Mapping[str, np.ndarray], n: int) -> tuple[np.ndarray, dict] | None:
+    coords, fitted = arrays["coords"], json.loads(str(arrays["fitted"]))
+    if coords.ndim != 2 or coords.shape[0] != n or not isinstance(fitted, dict):
+        return None
+    return coords.astype(np.float32), fitted
+
+
+def reduce(reducer: Any, X: np.ndarray, cache: Cache,
+           neighbours: tuple[np.ndarray, np.ndarray] | None = None) -> Reduction:
+    """``reducer.fit_transform(X)`` through ``cache``.
+
+    ``neighbours`` (the reduce step's :attr:`Reduction.neighbours`, for the map) is
+    passed on as ``fit_transform(X, knn=neighbours)``: every reducer takes ``knn``,
+    and one that builds no neighbour graph ignores it. The result depends only on
+    ``X``, so it is cached without them.
+    """
+    X = check_matrix(X)
+
+    def fit() -> tuple[np.ndarray, dict]:
+        coords = reducer.fit_transform(X) if neighbours is None else \
+            reducer.fit_transform(X, knn=neighbours)
+        return coords, learned_scalars(reducer)
+
+    (coords, fitted), from_cache = cache.cached(
+        "reduced", stage_key(reducer, digest(X)), fit, _reduction_arrays,
+        lambda arrays: _reduction_from(arrays, X.shape[0]))
+    # a graph reducer keeps the graph it built in knn_ (pipeline/stages/reduce.py)
+    graph = None if from_cache else getattr(reducer, "knn_", None)
+    return Reduction(coords=coords, neighbours=graph, fitted={**fitted, "from_cache_": from_cache})
+
+
+# --- reduce + cluster + assign ----------------------------------------------------------
+
+def _untimed(name: str) -> AbstractContextManager:
+    return nullcontext()
+
+
+@dataclass(frozen=True)
+class ThemeFit:
+    """The fitted reducer and clusterer, the reduction and the themes they gave."""
+
+    reducer: Any
+    reduction: Reduction
+    clusterer: Any
+    clustering: Clustering
+
+
+def find_themes(vectors: np.ndarray, cfg: RunConfig, *, cache: Cache | None = None,
+                seed: int | None = None,
+                timed: Callable[[str], AbstractContextManager] = _untimed) -> ThemeFit:
+    """The config's reduce, cluster and outlier assignment on ``vectors``.
+
+    ``cache``: where the reduction is kept (None: nowhere); ``seed`` replaces the
+    stages' random_state (None: the config's own); ``timed(name)`` times each of
+    the "reduce" and "cluster" steps (the run's per-stage timings).
+    """
+    with timed("reduce"):
+        reducer = build_stage("reduce", cfg, seed=seed)
+        reduction = reduce(reducer, vectors, cache if cache is not None else Cache(None))
+    with timed("cluster"):
+        clusterer = build_stage("cluster", cfg, seed=seed).fit(reduction.coords)
+        clustering = assign(vectors, clusterer.labels_, clusterer.probabilities_,
+                            cfg.outliers.reassign, cfg.outliers.min_similarity)
+    return ThemeFit(reducer=reducer, reduction=reduction, clusterer=clusterer,
+                    clustering=clustering)
+
+
+# --- label --------------------------------------------------------------------------
+
+def vocabulary(texts: Sequence[str], extra_stop_words: Sequence[str], cache: Cache) -> Vocabulary:
+    """:func:`~pipeline.stages.label.build_vocabulary` through ``cache``: a re-run with
+    new clustering settings does not lemmatise every segment again."""
+    texts = list(texts)
+    extra = sorted({w.lower() for w in extra_stop_words})
+    entry = key("consensa.label.vocabulary", {"extra_stop_words": extra}, digest(texts),
+                code_digest(Vocabulary))             # the label module's code
+    vocab, _ = cache.cached("vocabulary", entry, lambda: build_vocabulary(texts, extra_stop_words),
+                            vocabulary_arrays,
+                            lambda arrays: vocabulary_from_arrays(arrays, len(texts)))
+    return vocab

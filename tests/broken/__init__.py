@@ -1,0 +1,1 @@
+"""Broken inputs, made at run time (make_corpus.py)."""

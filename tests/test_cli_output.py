@@ -1,0 +1,133 @@
+"""Who prints: only the command line. Progress goes through logging, bars only on a terminal."""
+
+import ast
+import io
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from pipeline.cli import main
+from pipeline.config import validate_config
+from pipeline.progress import ROOT_LOGGER, bars_wanted, progress
+from pipeline.stability import StabilityConfig, compute_stability
+from pipeline.stages.embed import SentenceTransformerEmbedder
+from tests.study import study_config, write_study
+
+PACKAGE = Path(__file__).resolve().parent.parent / "pipeline"
+
+
+class Terminal(io.StringIO):
+    """A stderr that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def _modules():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.relative_to(PACKAGE).as_posix() != "cli.py":
+            yield path, ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+
+def test_no_module_but_the_command_line_prints():
+    """print() (called, or passed on as a callback), traceback printing and writes to
+    sys.stdout/sys.stderr belong to pipeline/cli.py alone."""
+    found = []
+    for path, tree in _modules():
+        for node in ast.walk(tree):
+            where = f"{path.relative_to(PACKAGE)}:{getattr(node, 'lineno', '?')}"
+            if isinstance(node, ast.Name) and node.id == "print":
+                found.append(f"{where} print")
+            elif isinstance(node, ast.Attribute) and node.attr in (
+                    "print_exc", "print_exception", "print_stack"):
+                found.append(f"{where} traceback.{node.attr}")
+            elif (isinstance(node, ast.Attribute) and node.attr == "write"
+                  and isinstance(node.value, ast.Attribute)
+                  and node.value.attr in ("stdout", "stderr")):
+                found.append(f"{where} sys.{node.value.attr}.write")
+    assert not found, "printing outside pipeline/cli.py:\n" + "\n".join(found)
+
+
+def test_no_function_takes_a_report_callback():
+    """Progress goes through logging, not through a callback handed down the calls."""
+    found = [f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name}"
+             for path, tree in _modules() for node in ast.walk(tree)
+             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+             and any(a.arg in ("report", "say") for a in
+                     node.args.args + node.args.kwonlyargs + node.args.posonlyargs)]
+    assert not found, found
+
+
+@pytest.fixture()
+def watched(monkeypatch):
+    """The consensa logger showing INFO, as the command line sets it, and no CI."""
+    monkeypatch.delenv("CI", raising=False)
+    logger = logging.getLogger(ROOT_LOGGER)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    yield
+    logger.setLevel(level)
+
+
+def _stability(monkeypatch, stream) -> None:
+    """compute_stability on two well-separated groups, with ``stream`` as stderr."""
+    monkeypatch.setattr("sys.stderr", stream)
+    rng = np.random.default_rng(0)
+    vectors = np.vstack([rng.normal(c, 0.05, size=(12, 4)) for c in (0.0, 3.0)]).astype(np.float32)
+    seg = pd.DataFrame({"case_id": [f"P{i % 4}" for i in range(24)],
+                        "theme": [0] * 12 + [1] * 12})
+    themes = pd.DataFrame({"theme_id": [0, 1], "name": ["a", "b"],
+                           "frequency_label": ["general", "general"]})
+    cfg = validate_config({"reduce": {"name": "consensa.Identity.v1"},
+                           "cluster": {"name": "consensa.KMeans.v1", "n_clusters": 2}})
+    compute_stability(seg, themes, vectors, cfg, StabilityConfig(resamples=4, bootstrap=False),
+                      check_reproduction=False)
+
+
+def test_the_bar_is_not_shown_when_stderr_is_not_a_terminal(watched, monkeypatch):
+    piped = io.StringIO()
+    _stability(monkeypatch, piped)
+    assert piped.getvalue() == ""                     # no bar, no carriage returns
+    assert not bars_wanted()
+    items = [1, 2, 3]
+    assert progress(items, "x") is items
+    # the embedder's own bar follows the same rule, even when asked for
+    assert not SentenceTransformerEmbedder(show_progress_bar=True)._show_bar(10_000)
+
+
+def test_the_bar_is_shown_on_a_terminal_but_never_in_ci_or_quiet(watched, monkeypatch):
+    tty = Terminal()
+    _stability(monkeypatch, tty)
+    assert "stability" in tty.getvalue() and "resample" in tty.getvalue()
+    assert SentenceTransformerEmbedder()._show_bar(256)
+    assert not SentenceTransformerEmbedder()._show_bar(10)          # too short to need one
+    assert not SentenceTransformerEmbedder(show_progress_bar=False)._show_bar(10_000)
+    monkeypatch.setenv("CI", "true")
+    assert not bars_wanted()
+    monkeypatch.delenv("CI")
+    logging.getLogger(ROOT_LOGGER).setLevel(logging.WARNING)        # --quiet
+    assert not bars_wanted()
+
+
+def test_progress_lines_go_to_stderr_and_quiet_keeps_only_the_error(tmp_path, capsys):
+    # settings the study cannot hold stop the run after segmenting, before any embedding
+    study = write_study(tmp_path / "study")
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(yaml.safe_dump(study_config(
+        study, cluster={"name": "consensa.HDBSCAN.v1", "min_cluster_size": 1000})))
+    handlers = list(logging.getLogger(ROOT_LOGGER).handlers)
+    assert main(["run", str(cfg), "--out", str(tmp_path / "a")]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    lines = err.splitlines()
+    assert lines[:2] == ["  ingest ...", "  segment ..."]
+    assert lines[2].startswith("consensa: error: ") and "Traceback" not in err
+    assert main(["run", str(cfg), "--out", str(tmp_path / "b"), "--quiet"]) == 2
+    quiet = capsys.readouterr().err
+    assert quiet.splitlines() == lines[2:]            # the same error, no progress lines
+    # each call removes its handler: the next call does not print its lines twice
+    assert logging.getLogger(ROOT_LOGGER).handlers == handlers
