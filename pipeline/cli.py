@@ -86,13 +86,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     manifest = RunFolder(folder).manifest
     c = manifest["counts"]
     print(f"Consensa run '{cfg.name}' finished in {time.perf_counter() - start:.1f} s")
-    print(f"  cases: {c['cases_analysed']}   segments: {c['segment_segments']}   "
-          f"themes: {c['themes']}   domains: {c['domains']}   "
-          f"unassigned: {c['unassigned']} ({manifest['outlier_share']:.1%})")
+    n_seg = max(int(c["segment_segments"]), 1)
+    reassigned = f"reassigned outliers: {c['reassigned']} ({c['reassigned'] / n_seg:.1%})"
+    if manifest.get("analysis") == "consensa.CQR.v1":
+        n_sub = int(c.get("crossanalysis_subcategorised", 0))
+        print(f"  cases: {c['cases_analysed']}   segments: {c['segment_segments']}   "
+              f"domains: {c['domains']}   categories: {c['themes']}"
+              + (f" ({n_sub} with subcategories)" if n_sub else ""))
+        print(f"  in no category: {c['unassigned']} ({manifest['outlier_share']:.1%})   "
+              f"{reassigned}   interview frame: {c.get('frame_segments', 0)} (set apart)")
+    else:
+        print(f"  cases: {c['cases_analysed']}   segments: {c['segment_segments']}   "
+              f"themes: {c['themes']}   domains: {c['domains']}   "
+              f"unassigned: {c['unassigned']} ({manifest['outlier_share']:.1%})   {reassigned}")
     if manifest["skipped"]:
         print(f"  skipped: {len(manifest['skipped'])} item(s), listed in the report and manifest.json")
     print(f"  run folder: {folder}")
     print(f"  report:     {folder / 'report.html'}")
+    if (folder / "protocol.yaml").is_file():
+        print(f"  CQR table:  {folder / 'cqr_table.md'}")
+        print(f"  protocol:   {folder / 'protocol.yaml'} (edit it and pass it back as protocol.file)")
     if stab is not None:
         print(f"  stability:  {stab.summary()['overall']} overall; {stab.n_unstable} of "
               f"{len(stab.table)} themes unstable ({folder / 'stability.md'})")

@@ -22,7 +22,7 @@ import json
 import re
 from hashlib import sha1
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pydantic
 import yaml
@@ -34,11 +34,30 @@ from .fsutil import anchored
 from .registry import MAX_SEED, REGISTRIES, config_error_from
 from .stages.concepts import ConceptsConfig
 from .stages.context import ContextConfig
+from .stages.coreideas import CoreIdeaConfig
 from .stages.cqr import CQRConfig
+from .stages.crossanalysis import CrossAnalysisConfig
 from .stages.deidentify import DeidentifyConfig
 from .stages.domains import DomainConfig
 from .stages.ingest import IngestConfig
 from .stages.label import LabelConfig
+from .stages.naming import NamingConfig
+from .stages.protocol import ProtocolConfig
+
+#: What a run proposes, by versioned name, so a config means the same thing after
+#: the code moves on:
+#:
+#: * ``consensa.CQR.v1``: the three steps of Consensual Qualitative Research. Domains
+#:   start from the interview protocol (given, or inferred from the interviewer's
+#:   questions) and are checked against the content; the interview frame is set
+#:   apart; categories (and subcategories) are found within each domain, named with
+#:   phrases from their quotes, labelled with honest frequencies and flagged; each
+#:   case gets a core idea per domain (pipeline/analysis.py).
+#: * ``consensa.Themes.v1``: themes clustered over the whole corpus, and domains cut
+#:   from the tree of themes: what every run did before the CQR analysis existed.
+#:   It is the value when a config names none, so configs written before keep
+#:   their meaning; configs/demo.yaml names the CQR analysis.
+ANALYSES = ("consensa.CQR.v1", "consensa.Themes.v1")
 
 
 class StageSpec(BaseModel):
@@ -171,6 +190,16 @@ class RunConfig(BaseModel):
     concepts: ConceptsConfig = ConceptsConfig()
     domains: DomainConfig = DomainConfig()
     cqr: CQRConfig = CQRConfig()
+    #: what the run proposes (see ANALYSES): the CQR analysis or whole-corpus themes
+    analysis: Literal[ANALYSES] = "consensa.Themes.v1"      # type: ignore[valid-type]
+    #: the interview protocol: given (a file or inline areas) or inferred (CQR analysis)
+    protocol: ProtocolConfig = ProtocolConfig()
+    #: categories within each domain, their flags and stance subcategories (CQR analysis)
+    crossanalysis: CrossAnalysisConfig = CrossAnalysisConfig()
+    #: phrase names of the categories (CQR analysis)
+    naming: NamingConfig = NamingConfig()
+    #: one core idea per case and domain (CQR analysis)
+    core_ideas: CoreIdeaConfig = CoreIdeaConfig()
     #: the 2-D map of segments in the report, fitted on the embeddings
     map: StageSpec = StageSpec(name="consensa.UMAP.v2", n_components=2, min_dist=0.1)
     #: dotted keys -> lists of values: the config stands for one run per combination
@@ -307,6 +336,8 @@ def resolve_paths(cfg: RunConfig, base_dir: str | Path) -> RunConfig:
     if cfg.deidentify.mapping_file is not None:
         update["deidentify"] = cfg.deidentify.model_copy(
             update={"mapping_file": at(cfg.deidentify.mapping_file)})
+    if cfg.protocol.file is not None:
+        update["protocol"] = cfg.protocol.model_copy(update={"file": at(cfg.protocol.file)})
     for section, kind in STAGE_KINDS.items():
         spec: StageSpec = getattr(cfg, section)
         params = spec.params()
@@ -378,6 +409,12 @@ def check_inputs(cfg: RunConfig, base_dir: Path, path: Path | None = None) -> No
             check_mapping_path(deid.mapping_file, None, cfg.output_dir)
         except ConfigError as exc:
             refuse(exc.reason, "deidentify.mapping_file", exc.hint or "")
+    if cfg.analysis == "consensa.CQR.v1" and cfg.protocol.file is not None and not cfg.protocol.areas:
+        from .stages.protocol import load_protocol
+
+        # read now: a protocol file with a fault stops the run before any work,
+        # with load_protocol's error naming the file, the line and the field
+        load_protocol(cfg.protocol.file)
 
 
 def _spacy_model_installed(model: str) -> bool:

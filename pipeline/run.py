@@ -35,7 +35,8 @@ from .compose import (
     vocabulary,
 )
 from .errors import ConfigError, InputError
-from .runfolder import RunFolder
+from .runfolder import RunFolder, theme_linkage
+from .analysis import cqr_analysis
 from .stages.cluster import centroids, no_themes_error
 from .stages.concepts import concept_text, match_concepts
 from .stages.context import contextualize
@@ -49,7 +50,8 @@ from .stages.deidentify import (
 from .stages.domains import propose_domains
 from .stages.ingest import ingest
 from .stages.label import label_themes
-from .types import RunResult
+from .stages.naming import strip_transcriber_notes
+from .types import Clustering, RunResult
 
 
 @dataclass(frozen=True)
@@ -125,9 +127,60 @@ def build(cfg: RunConfig, base_dir: Path) -> RunResult:
     check = getattr(build_stage("cluster", cfg), "check_n_segments", None)
     if check is not None:
         check(len(segments))
+    cqr_run = cfg.analysis == "consensa.CQR.v1"
     with timer.stage("embed"):
         embedder = build_stage("embed", cfg)
-        vectors, embed_counts = embed_texts(embedder, segments["text"].tolist(), cache)
+        texts = segments["text"].tolist()
+        if cqr_run:
+            # transcriber notes ("(laughs)", "[inaudible]") say nothing of what the
+            # participant meant: they stay in the quotes, not in the embeddings
+            texts = [strip_transcriber_notes(t) or t for t in texts]
+        vectors, embed_counts = embed_texts(embedder, texts, cache)
+    if cqr_run:
+        analysis, cqr_fit = _cqr(cfg, cache, timer, segments, vectors, corpus, embedder)
+    else:
+        analysis, cqr_fit = _themes(cfg, cache, timer, segments, vectors, embedder)
+    concepts = pd.DataFrame()
+    if cfg.concepts.items:
+        with timer.stage("concepts"):
+            theme = analysis.segments["theme"].to_numpy()
+            theme_cents = centroids(vectors, theme, len(analysis.themes))
+            cvecs, _ = embed_texts(embedder, [concept_text(c) for c in cfg.concepts.items], cache)
+            concepts = match_concepts(cvecs, cfg.concepts, segments, vectors, theme, theme_cents)
+    clustering, stages, fitted, linkage = cqr_fit
+
+    stages = {"segment": segmenter, "embed": embedder, **stages}
+    manifest = _manifest(
+        cfg, base_dir, started, corpus, deid, segmentation, analysis, clustering,
+        stage_params={section: stage_record(section, cfg, obj) for section, obj in stages.items()},
+        fitted=fitted,
+        counts={"embedded": embed_counts["embedded"],
+                "embeddings_from_cache": embed_counts["from_cache"], **ingest_counts},
+        timings=timer.timings)
+    rcfg = resolved(cfg)
+    if deid is not None:
+        for item in manifest["inputs"]:
+            item.update(deidentified=True,
+                        original_sha256=deid.original_sources[item["case_id"]].sha256)
+        rcfg = deid.redact_config(rcfg)
+    manifest["config_sha256"] = config_hash(rcfg)
+    parts = dict(segments=analysis.segments, themes=analysis.themes, domains=analysis.domains,
+                 cqr=analysis.table, concepts=concepts,
+                 theme_linkage=linkage, manifest=manifest, config=rcfg,
+                 vectors=vectors, turns=corpus.turns, categories=analysis.categories,
+                 core_ideas=analysis.core_ideas, protocol=analysis.protocol,
+                 prompts=analysis.prompts)
+    if deid is not None:
+        return DeidentifiedRunResult(**parts, files=dict(deid.files), mapping_csv=deid.mapping_csv())
+    return RunResult(**parts)
+
+
+def _themes(cfg: RunConfig, cache, timer: Timer, segments: pd.DataFrame, vectors, embedder):
+    """``analysis: consensa.Themes.v1``: themes over the whole corpus (reduce, cluster,
+    assign), named by their keywords, and domains cut from the tree of themes.
+
+    Returns the cross-analysis and (clustering, stages, fitted, linkage) for the
+    manifest and the report."""
     with timer.stage("context"):
         # segments are grouped by what they say in the context of their interview;
         # labels, quotes, domains and concepts below use their own vectors
@@ -144,41 +197,41 @@ def build(cfg: RunConfig, base_dir: Path) -> RunResult:
     theme_cents = centroids(vectors, clustering.theme, clustering.n_themes)
     with timer.stage("domains"):
         doms = propose_domains(theme_cents, clustering.theme, vocab, cfg.domains)
-    concepts = pd.DataFrame()
-    if cfg.concepts.items:
-        with timer.stage("concepts"):
-            cvecs, _ = embed_texts(embedder, [concept_text(c) for c in cfg.concepts.items], cache)
-            concepts = match_concepts(cvecs, cfg.concepts, segments, vectors, clustering.theme,
-                                      theme_cents)
     with timer.stage("map"):
         mapper = build_stage("map", cfg)
         # the reduce step's neighbour graph spares the map a second search
         coords = reduce(mapper, grouping, cache, neighbours=fit.reduction.neighbours).coords
     analysis = cross_analysis(segments, clustering, themes, doms, coords, cfg.cqr)
+    stages = {"reduce": fit.reducer, "cluster": fit.clusterer, "map": mapper}
+    fitted = {"reduce": fit.reduction.fitted, "cluster": learned_scalars(fit.clusterer)}
+    return analysis, (clustering, stages, fitted, doms.linkage)
 
-    stages = {"segment": segmenter, "embed": embedder, "reduce": fit.reducer,
-              "cluster": fit.clusterer, "map": mapper}
-    manifest = _manifest(
-        cfg, base_dir, started, corpus, deid, segmentation, analysis, clustering,
-        stage_params={section: stage_record(section, cfg, obj) for section, obj in stages.items()},
-        fitted={"reduce": fit.reduction.fitted, "cluster": learned_scalars(fit.clusterer)},
-        counts={"embedded": embed_counts["embedded"],
-                "embeddings_from_cache": embed_counts["from_cache"], **ingest_counts},
-        timings=timer.timings)
-    rcfg = resolved(cfg)
-    if deid is not None:
-        for item in manifest["inputs"]:
-            item.update(deidentified=True,
-                        original_sha256=deid.original_sources[item["case_id"]].sha256)
-        rcfg = deid.redact_config(rcfg)
-    manifest["config_sha256"] = config_hash(rcfg)
-    parts = dict(segments=analysis.segments, themes=analysis.themes, domains=analysis.domains,
-                 cqr=analysis.table, concepts=concepts,
-                 theme_linkage=doms.linkage, manifest=manifest, config=rcfg,
-                 vectors=vectors, turns=corpus.turns)
-    if deid is not None:
-        return DeidentifiedRunResult(**parts, files=dict(deid.files), mapping_csv=deid.mapping_csv())
-    return RunResult(**parts)
+
+def _cqr(cfg: RunConfig, cache, timer: Timer, segments: pd.DataFrame, vectors, corpus, embedder):
+    """``analysis: consensa.CQR.v1``: domains from the interview protocol, categories
+    within each domain, core ideas per case and domain (pipeline/analysis.py).
+
+    The map is fitted on the segments' own vectors (no whole-corpus reduction is
+    made). Returns the cross-analysis and (clustering, stages, fitted, linkage)."""
+    def encode(texts: list[str]):
+        return embed_texts(embedder, [strip_transcriber_notes(t) or t for t in texts], cache)[0]
+
+    with timer.stage("map"):
+        mapper = build_stage("map", cfg)
+        coords = reduce(mapper, vectors, cache).coords
+    with timer.stage("cross-analysis"):
+        analysis = cqr_analysis(segments, vectors, corpus.turns, encode, cfg, coords)
+    seg = analysis.segments
+    n_out = int(analysis.counts.get("crossanalysis_outliers", 0))
+    clustering = Clustering(theme=seg["theme"].to_numpy(), strength=seg["strength"].to_numpy(),
+                            reassigned=seg["reassigned"].to_numpy(), n_outliers_initial=n_out)
+    if clustering.n_themes == 0:
+        raise InputError("the cross-analysis found no category in any domain",
+                         hint="check that the transcripts hold participant speech in answer to "
+                              "questions; with few segments, lower crossanalysis settings or use "
+                              "analysis: consensa.Themes.v1")
+    link = theme_linkage(vectors, clustering.theme) if clustering.n_themes > 1 else None
+    return analysis, (clustering, {"map": mapper}, {"cross-analysis": dict(analysis.counts)}, link)
 
 
 def _manifest(cfg: RunConfig, base_dir: Path, started: str, corpus, deid, segmentation,
@@ -195,6 +248,14 @@ def _manifest(cfg: RunConfig, base_dir: Path, started: str, corpus, deid, segmen
               "outliers_before_reassignment": clustering.n_outliers_initial,
               "reassigned": int(clustering.reassigned.sum()), "unassigned": unassigned,
               **counts}
+    extra = {}
+    if analysis.counts is not None:
+        # a CQR run: the frame's segments are set apart on purpose, not unassigned
+        counts.update(analysis.counts)
+        unassigned = counts["unassigned"] = int(analysis.counts.get("crossanalysis_unassigned", 0))
+        counts["frame_segments"] = int(analysis.counts.get("crossanalysis_frame_skipped", 0))
+        extra = {"analysis": cfg.analysis,
+                 "reassigned_share": round(int(clustering.reassigned.sum()) / n_seg, 4)}
     return {
         "consensa_version": __version__, "name": cfg.name, "started_at": started,
         "seed": cfg.seed, "base_dir": str(base_dir.resolve()), "platform": platform.platform(),
@@ -207,7 +268,7 @@ def _manifest(cfg: RunConfig, base_dir: Path, started: str, corpus, deid, segmen
         "outlier_share_before_reassignment": round(clustering.n_outliers_initial / n_seg, 4),
         "frequency_cutoffs": cutoffs(n_total, cfg.cqr),
         "skipped": [s.as_dict() for s in (*corpus.skipped, *segmentation.skipped)],
-        "timings": timings,
+        "timings": timings, **extra,
     }
 
 

@@ -51,7 +51,9 @@ from .errors import ConsensaError, InputError
 from .fsutil import atomic_write_bytes, atomic_write_text
 from .sheets import restore_frame, split_list, to_csv
 from .types import (
+    CATEGORY_TABLE_COLUMNS,
     CONCEPT_COLUMNS,
+    CORE_IDEA_TABLE_COLUMNS,
     CQR_COLUMNS,
     DOMAIN_COLUMNS,
     LIST_COLUMNS,
@@ -66,6 +68,9 @@ TABLES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "domains": ("domains.parquet", "domains.csv", DOMAIN_COLUMNS),
     "cqr": ("cqr_table.parquet", "cqr_table.csv", CQR_COLUMNS),
     "concepts": ("concepts.parquet", "concepts.csv", CONCEPT_COLUMNS),
+    # a CQR run only (pipeline/analysis.py)
+    "categories": ("categories.parquet", "categories.csv", CATEGORY_TABLE_COLUMNS),
+    "core_ideas": ("core_ideas.parquet", "core_ideas.csv", CORE_IDEA_TABLE_COLUMNS),
 }
 
 #: the parts of a run folder, each with the files that hold it (the first found is read)
@@ -171,8 +176,8 @@ class RunFolder:
         to_csv(seg, out / "segments.csv", index=False)
         for name in TABLES:
             df = getattr(result, name)
-            if name == "concepts" and (df is None or df.empty):
-                continue                            # a run without sensitizing concepts
+            if df is None or (name == "concepts" and df.empty):
+                continue          # a run without sensitizing concepts; a themes run's CQR tables
             (out / TABLES[name][0]).write_bytes(_parquet_bytes(df, LIST_COLUMNS[name]))
             to_csv(df, out / TABLES[name][1], index=False)
         (out / "cqr_table.md").write_text(cqr_markdown(result.cqr), encoding="utf-8")
@@ -180,6 +185,10 @@ class RunFolder:
             (out / "vectors.npy").write_bytes(_npy_bytes(result.vectors))
         if result.turns is not None:
             result.turns[list(TURN_COLUMNS)].to_parquet(out / "turns.parquet", index=False)
+        if result.protocol is not None:      # the team edits it and passes it back
+            (out / "protocol.yaml").write_text(result.protocol, encoding="utf-8")
+        if result.prompts is not None:
+            to_csv(result.prompts, out / "protocol_prompts.csv", index=False)
         (out / "config.yaml").write_text(dump_yaml(dict(result.config)), encoding="utf-8")
         (out / "report.html").write_text(render_report(result), encoding="utf-8")
         for rel, text in getattr(result, "files", {}).items():     # de-identified sources
@@ -374,7 +383,18 @@ class RunFolder:
         return RunResult(segments=segments, themes=themes, domains=self.domains(),
                          cqr=self.cqr(), concepts=self.concepts(), theme_linkage=link,
                          manifest=manifest, config=self.config, vectors=vectors,
-                         turns=self.turns())
+                         turns=self.turns(), **self.cqr_parts())
+
+    def cqr_parts(self) -> dict[str, Any]:
+        """A CQR run's own parts (categories, core ideas, protocol), None where the
+        folder has none (a themes run, or one written before them)."""
+        parts: dict[str, Any] = {}
+        for name in ("categories", "core_ideas"):
+            have = any((self.path / f).is_file() for f in TABLES[name][:2])
+            parts[name] = self.table(name) if have else None
+        protocol = self.path / "protocol.yaml"
+        parts["protocol"] = protocol.read_text(encoding="utf-8") if protocol.is_file() else None
+        return parts
 
     # --- the transcripts --------------------------------------------------------
 

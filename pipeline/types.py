@@ -167,11 +167,34 @@ CONCEPT_COLUMNS = ("concept", "description", "status", "theme_ids", "similarity"
 
 #: The list columns of the run's tables and the type of their items, per table (the
 #: keys of :class:`RunResult`'s tables): written as parquet lists, read back as lists.
+#: categories.parquet/.csv (a CQR run only; pipeline/analysis.py): every category and
+#: subcategory in display order: the cross-analysis' columns
+#: (pipeline/stages/crossanalysis.py, CATEGORY_COLUMNS) and the category's name
+#: (pipeline/stages/naming.py), plus theme_id int (the run's theme row of its
+#: top-level category: the review's unit) and segment_ids list[str]
+CATEGORY_TABLE_COLUMNS = (
+    "category_id", "parent_id", "theme_id", "domain_id", "kind", "name", "alternatives",
+    "keywords", "n_segments", "n_cases", "cases", "counted_cases", "frequency_label",
+    "label_if_reassigned_counted", "flags", "spans_domains", "quote_ids", "n_reassigned",
+    "thin_cases", "pole", "segment_ids")
+
+#: core_ideas.parquet/.csv (a CQR run only): one row per case and domain
+#: (pipeline/stages/coreideas.py): case_id str; domain_id int; domain str; core_idea
+#: str; segment_ids list[str]; n_words int; spans list[str] ("segment_id:start-end",
+#: offsets into the segment's text)
+CORE_IDEA_TABLE_COLUMNS = ("case_id", "domain_id", "domain", "core_idea", "segment_ids",
+                           "n_words", "spans")
+
 LIST_COLUMNS: Mapping[str, Mapping[str, type]] = {
-    "themes": {"keywords": str, "key_phrases": str, "cases": str, "quote_ids": str},
-    "domains": {"keywords": str, "theme_ids": int},
-    "cqr": {},
+    "themes": {"keywords": str, "key_phrases": str, "cases": str, "quote_ids": str,
+               "flags": str},
+    "domains": {"keywords": str, "theme_ids": int, "area_ids": int},
+    "cqr": {"flags": str},
     "concepts": {"theme_ids": int, "quote_ids": str},
+    "categories": {"alternatives": str, "keywords": str, "cases": str, "counted_cases": str,
+                   "flags": str, "spans_domains": int, "quote_ids": str, "thin_cases": str,
+                   "segment_ids": str},
+    "core_ideas": {"segment_ids": str, "spans": str},
 }
 
 
@@ -192,3 +215,8 @@ class RunResult:
     #: later steps need neither re-embed nor re-read the transcripts (pipeline/runfolder.py)
     vectors: np.ndarray | None = None
     turns: pd.DataFrame | None = None
+    #: a CQR run's own tables (pipeline/analysis.py): None in a themes run
+    categories: pd.DataFrame | None = None    # CATEGORY_TABLE_COLUMNS
+    core_ideas: pd.DataFrame | None = None    # CORE_IDEA_TABLE_COLUMNS
+    protocol: str | None = None               # protocol.yaml
+    prompts: pd.DataFrame | None = None       # the protocol's prompts (protocol_prompts.csv)

@@ -1,7 +1,8 @@
 """The demo run, compared with a stored run of it.
 
 ``tests/fixtures/demo_golden/`` holds what ``consensa run configs/demo.yaml``
-produced before the package was reorganised: every segment's place in its
+produced before the package was reorganised (with ``analysis: consensa.Themes.v1``,
+the whole-corpus themes, which configs name to keep that meaning): every segment's place in its
 transcript and its theme and domain, the themes' names, keywords, sizes and
 frequency labels, and the CQR table. A refactor must reproduce it exactly; a
 change of behaviour must change these files in the same commit, on purpose.
@@ -22,7 +23,8 @@ GOLDEN = ROOT / "tests" / "fixtures" / "demo_golden"
 @pytest.mark.slow
 def test_demo_run_reproduces_the_stored_run(tmp_path):
     out = tmp_path / "demo"
-    assert main(["run", str(ROOT / "configs" / "demo.yaml"), "--out", str(out)]) == 0
+    assert main(["run", str(ROOT / "configs" / "demo.yaml"), "--out", str(out),
+                 "--set", "analysis=consensa.Themes.v1"]) == 0
 
     want = pd.read_csv(GOLDEN / "segments.csv", keep_default_na=False)
     got = pd.read_parquet(out / "segments.parquet")[list(want.columns)]

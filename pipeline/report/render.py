@@ -126,7 +126,9 @@ def render_report(result: RunResult) -> str:
         "header": _header(seg, seg_theme, themes, domains, manifest, config,
                           n_cases_total, cases),
         "toc": [],
-        "cqr": _cqr_section(cqr, themes, lookup, manifest, n_cases_total),
+        "cqr": _cqr_section(cqr, themes, lookup, manifest, n_cases_total, config),
+        "protocol": _protocol_section(result.protocol, domains),
+        "core_ideas": _core_ideas_section(result.core_ideas, domains, cases),
         "map": _map_section(seg, seg_theme, themes, colours),
         "heatmap": _heatmap_section(themes, domain_names, cases, per_theme_case),
         "tree": _tree_section(result.theme_linkage, themes, domains, domain_rank, colours),
@@ -139,6 +141,8 @@ def render_report(result: RunResult) -> str:
     }
     ctx["toc"] = [(anchor, title) for anchor, title, key in (
         ("summary", "Summary", "header"), ("cqr", "Cross-analysis (CQR table)", "cqr"),
+        ("protocol", "Domains from the interview protocol", "protocol"),
+        ("core-ideas", "Core ideas", "core_ideas"),
         ("map", "Map of segments", "map"), ("heatmap", "Themes by case", "heatmap"),
         ("domains", "Domains", "tree"), ("concepts", "Sensitizing concepts", "concepts"),
         ("themes", "Themes", "themes"), ("stability", "Stability of the themes", "stability"),
@@ -330,7 +334,7 @@ def _header(seg: pd.DataFrame, seg_theme: np.ndarray, themes: pd.DataFrame,
 
 
 def _cqr_section(cqr: pd.DataFrame, themes: pd.DataFrame, lookup: _SegmentLookup,
-                 manifest: Mapping, n_cases_total: int) -> dict[str, Any]:
+                 manifest: Mapping, n_cases_total: int, config: Mapping) -> dict[str, Any]:
     known = set(int(t) for t in themes["theme_id"])
     by_name = Counter(themes["name"])
     id_by_name = {n: int(t) for t, n in zip(themes["theme_id"], themes["name"])
@@ -351,8 +355,61 @@ def _cqr_section(cqr: pd.DataFrame, themes: pd.DataFrame, lookup: _SegmentLookup
             "freq": _freq(r["frequency_label"]),
             "n_cases": str(r["n_cases"]), "cases_total": str(r["cases_total"]),
             "quote": r["quote"], "quote_case": r["quote_case"], "quote_segment_id": sid,
+            "sub": r.get("level") == "subcategory", "flags": _flags_text(r),
         })
-    return {"groups": groups, "frequency_text": _frequency_text(manifest, n_cases_total)}
+    honest = None
+    if "level" in cqr.columns:
+        cfg_cqr = config.get("cqr") or {}
+        honest = ("A case counts toward a label only through segments the clustering placed "
+                  "in the category, or outliers reassigned to it with a cosine similarity of "
+                  f"at least {cfg_cqr.get('count_reassigned_above', 0.5)} "
+                  "(cqr.count_reassigned_above). Flags: single story (one case gives more "
+                  "than half the segments), thin (a case counts only through reassigned "
+                  "outliers or one short segment), unstable (from consensa stability).")
+    return {"groups": groups, "frequency_text": _frequency_text(manifest, n_cases_total),
+            "honest": honest}
+
+
+def _flags_text(row: Mapping) -> str:
+    """A CQR row's flags, and the label it would have if reassigned outliers counted
+    where that differs; "" for a themes run's table."""
+    flags = row.get("flags")
+    items = [str(f) for f in flags] if isinstance(flags, (list, tuple, np.ndarray)) else \
+        [f for f in str(flags or "").split("; ") if f]
+    other = row.get("label_if_reassigned_counted") or ""
+    if other and other != row.get("frequency_label"):
+        items.append(f"{other} if reassigned outliers counted")
+    return "; ".join(items)
+
+
+def _core_ideas_section(core: pd.DataFrame | None, domains: pd.DataFrame,
+                        cases: list[str]) -> dict[str, Any] | None:
+    """A CQR run's core ideas: per domain, what each case said there, in fewer words."""
+    if core is None or not len(core):
+        return None
+    order = {int(d): i for i, d in enumerate(domains["domain_id"])}
+    groups = []
+    for d, rows in sorted(core.groupby("domain_id"), key=lambda kv: order.get(int(kv[0]), 0)):
+        by_case = {str(r["case_id"]): r for r in rows.to_dict("records")}
+        groups.append({"domain": str(rows["domain"].iloc[0]), "rows": [
+            {"case": c, "idea": by_case[c]["core_idea"],
+             "segments": ", ".join(by_case[c]["segment_ids"])}
+            for c in cases if c in by_case]})
+    return {"groups": groups}
+
+
+def _protocol_section(protocol: str | None, domains: pd.DataFrame) -> dict[str, Any] | None:
+    """Where a CQR run's domains came from: the protocol's areas, the moves and the
+    frame set apart."""
+    if protocol is None:
+        return None
+    rows = []
+    for r in domains.to_dict("records"):
+        rows.append({"name": r["name"], "kind": r.get("kind", ""),
+                     "in_cross": bool(r.get("in_cross_analysis", True)),
+                     "n_segments": str(r["n_segments"]), "n_cases": str(r["n_cases"]),
+                     "moved_in": str(r.get("n_moved_in", 0)), "moved_out": str(r.get("n_moved_out", 0))})
+    return {"rows": rows, "yaml": protocol}
 
 
 def _frequency_text(manifest: Mapping, n_cases_total: int) -> str:

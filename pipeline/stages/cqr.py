@@ -77,17 +77,38 @@ def cqr_table(themes: pd.DataFrame, domains: pd.DataFrame, segments: pd.DataFram
     return pd.DataFrame(rows, columns=list(CQR_COLUMNS))
 
 
+def _md(text: object) -> str:
+    """A cell of a Markdown table: one line, pipes escaped."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
 def cqr_markdown(table: pd.DataFrame) -> str:
-    """``cqr_table.md``: the table in Markdown, one row per category."""
-    lines = ["| Domain | Category | Frequency | Cases | Illustrative core idea |",
-             "|---|---|---|---|---|"]
+    """``cqr_table.md``: the table in Markdown, one row per category.
+
+    A CQR run's table (pipeline/analysis.py) also has subcategories (indented
+    under their category), flags, and the label a category would have if the
+    reassigned outliers counted, shown where it differs."""
+    cqr_run = "level" in table.columns
+    head = "| Domain | Category | Frequency | Cases | Illustrative core idea |"
+    lines = [head + " Flags |" if cqr_run else head,
+             "|---|---|---|---|---|---|" if cqr_run else "|---|---|---|---|---|"]
     last = None
     for _, r in table.iterrows():
-        dom = r["domain"] if r["domain"] != last else ""
+        dom = _md(r["domain"]) if r["domain"] != last else ""
         last = r["domain"]
-        quote = " ".join(str(r["quote"]).split()).replace("|", "\\|")
-        lines.append(f"| {dom} | {r['category']} | {r['frequency_label']} | "
-                     f"{r['n_cases']}/{r['cases_total']} | \"{quote}\" ({r['quote_case']}) |")
+        category, label = _md(r["category"]), str(r["frequency_label"])
+        row = (f"| {dom} | {category} | {label} | {r['n_cases']}/{r['cases_total']} | "
+               f"\"{_md(r['quote'])}\" ({_md(r['quote_case'])}) |")
+        if cqr_run:
+            if r["level"] == "subcategory":
+                row = f"| {dom} | ↳ {category} |" + row.split("|", 3)[3]
+            flags = list(r["flags"]) if isinstance(r["flags"], (list, tuple)) else \
+                [f for f in str(r["flags"] or "").split("; ") if f]
+            other = r.get("label_if_reassigned_counted", "")
+            if other and other != label:
+                flags.append(f"{other} if reassigned outliers counted")
+            row += f" {_md('; '.join(flags))} |"
+        lines.append(row)
     return "\n".join(lines) + "\n"
 
 
@@ -100,6 +121,13 @@ class CrossAnalysis:
     domains: pd.DataFrame         # DOMAIN_COLUMNS
     table: pd.DataFrame           # CQR_COLUMNS
     n_cases: int                  # cases analysed: the denominator of every frequency label
+    #: what only the CQR analysis makes (pipeline/analysis.py); None in a themes run
+    categories: pd.DataFrame | None = None      # every category and subcategory
+    core_ideas: pd.DataFrame | None = None      # one per case and domain
+    protocol: str | None = None                 # protocol.yaml, for the team to edit
+    prompts: pd.DataFrame | None = None         # every prompt, with its kind and area
+    merges: pd.DataFrame | None = None          # areas proposed for merging
+    counts: dict | None = None                  # the protocol's and cross-analysis' counts
 
 
 def cross_analysis(segments: pd.DataFrame, clustering, themes: pd.DataFrame, domains,

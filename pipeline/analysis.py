@@ -1,0 +1,286 @@
+"""The CQR analysis of a run (``analysis: consensa.CQR.v1``): the three steps of
+Consensual Qualitative Research, proposed from the segments (Hill et al. 1997,
+2005; Hill 2012).
+
+1. **Domains** start from the interview protocol: the team's own
+   (``protocol.file`` or ``protocol.areas``) or the one inferred from the
+   interviewer's questions (:mod:`pipeline.stages.protocol`). They are checked
+   against what the segments say: moves, merges, content no area covers. The
+   interview frame (greetings, background, closing thanks) is a domain that is
+   listed but left out of the cross-analysis unless ``protocol.include_frame``.
+2. **Core ideas**: one per case and domain, short and close to the participant's
+   words (:mod:`pipeline.stages.coreideas`).
+3. **Cross-analysis**: categories and subcategories within each domain, with
+   honest frequency labels and the flags single story / thin / unstable
+   (:mod:`pipeline.stages.crossanalysis`), named with phrases their quotes contain
+   (:mod:`pipeline.stages.naming`).
+
+The stages stay pure; this module turns their results into the run's tables, so
+that everything downstream (the review, the web app, the exchange formats, the
+report) reads a CQR run as it reads a themes run: each top-level category is a
+row of ``themes`` and each segment carries its category as ``theme``. What only a
+CQR run has (subcategories, flags, core ideas, the protocol) is in its own tables.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from .stages.coreideas import core_ideas, tidy_utterance
+from .stages.cqr import CrossAnalysis, frequency_label
+from .stages.crossanalysis import cross_analyse
+from .stages.naming import name_categories
+from .stages.protocol import (
+    FRAME_DOMAIN,
+    infer_protocol,
+    propose_domains_from_protocol,
+    protocol_to_yaml,
+)
+from .types import (
+    ASSIGNED_SEGMENT_COLUMNS,
+    CATEGORY_TABLE_COLUMNS,
+    CQR_COLUMNS,
+    DOMAIN_COLUMNS,
+    THEME_COLUMNS,
+)
+
+Encoder = Callable[[list[str]], np.ndarray]
+
+#: the name of the one domain of a study where no protocol was given or found
+#: (no interviewer turns: written answers, monologues)
+WHOLE_STUDY = "Whole study (no interview protocol given or found)"
+
+
+
+def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFrame,
+                 encode: Encoder, cfg, coords: np.ndarray, *,
+                 stability: Mapping[int, bool] | None = None) -> CrossAnalysis:
+    """The CQR analysis of ``segments`` (SEGMENT_COLUMNS; ``vectors`` their unit
+    embeddings, ``turns`` every turn ingest read, ``encode`` the run's embedder,
+    ``cfg`` the RunConfig, ``coords`` the 2-D map).
+
+    Returns the run's tables as :class:`~pipeline.stages.cqr.CrossAnalysis`, with
+    ``categories``, ``core_ideas``, ``protocol`` (the YAML a team edits and passes
+    back as ``protocol.file``), ``prompts`` and ``merges`` filled in.
+    """
+    seg = segments.reset_index(drop=True)
+    n = len(seg)
+    cases = seg["case_id"].astype(str).tolist()
+    inference = infer_protocol(turns, seg, encode, cfg.protocol, segment_vectors=vectors)
+    protocol = inference.protocol
+    content_areas = [a for a in protocol.areas if not a.frame]
+    if content_areas:
+        proposal = propose_domains_from_protocol(
+            vectors, inference.segment_area, protocol, cfg.protocol, cases,
+            segment_small_talk=inference.segment_small_talk, segment_text=seg["text"].tolist())
+        proposed = np.asarray(proposal.proposed_domain, dtype=np.int64)
+        dom_rows = proposal.domains.copy()
+        merges = proposal.merges
+        moved = np.asarray(proposal.moved, dtype=bool)
+    else:
+        # no interviewer questions to start from: the study is one domain, and its
+        # categories are found over all segments (small talk still set apart)
+        talk = np.asarray(inference.segment_small_talk, dtype=bool)
+        proposed = np.where(talk, 1, 0).astype(np.int64)
+        dom_rows = pd.DataFrame([
+            {"domain_id": 0, "name": WHOLE_STUDY, "kind": "study", "area_ids": [],
+             "n_segments": int((~talk).sum()), "n_cases": len(set(np.array(cases)[~talk])),
+             "in_cross_analysis": True, "n_moved_in": 0, "n_moved_out": 0, "example_row": -1},
+            {"domain_id": 1, "name": FRAME_DOMAIN, "kind": "frame", "area_ids": [],
+             "n_segments": int(talk.sum()), "n_cases": len(set(np.array(cases)[talk])),
+             "in_cross_analysis": bool(cfg.protocol.include_frame), "n_moved_in": 0,
+             "n_moved_out": 0, "example_row": -1}])
+        dom_rows = dom_rows[dom_rows["n_segments"] > 0].reset_index(drop=True)
+        merges = pd.DataFrame(columns=["area_a", "area_b", "name_a", "name_b", "similarity"])
+        moved = np.zeros(n, dtype=bool)
+    dom_rows["area_ids"] = [_int_list(v) for v in dom_rows["area_ids"]]
+    frame_ids = tuple(int(d) for d in dom_rows.loc[dom_rows["kind"] == "frame", "domain_id"])
+    n_total = int(seg["case_id"].nunique())
+
+    xa = cross_analyse(seg, vectors, proposed, cfg.crossanalysis, cfg.cqr, encode=encode,
+                       frame_domains=frame_ids, include_frame=cfg.protocol.include_frame,
+                       stability=stability, n_cases_total=n_total)
+    cats = xa.categories.copy()
+    member_rows = {}
+    for r in cats.itertuples():
+        where = xa.category if r.kind == "category" else xa.subcategory
+        member_rows[int(r.category_id)] = np.flatnonzero(where == r.category_id)
+    names = name_categories(
+        {c: seg["text"].iloc[m].tolist() for c, m in member_rows.items()},
+        {c: [cases[i] for i in m] for c, m in member_rows.items()},
+        dict(zip(cats["category_id"].astype(int), cats["domain_id"].astype(int))),
+        encode, cfg.naming,
+        vectors_by_category={c: vectors[m] for c, m in member_rows.items()})
+    cats = cats.merge(names[["category_id", "name", "alternatives", "keywords"]],
+                      on="category_id", how="left")
+    cats["name"] = _fill_names(cats, seg)
+    seg_ids = seg["segment_id"].astype(str).to_numpy()
+    cats["segment_ids"] = [seg_ids[member_rows[int(c)]].tolist() for c in cats["category_id"]]
+
+    # the review's unit is the top-level category: theme ids number them in display order
+    top = cats[cats["kind"] == "category"]
+    theme_of_cat = {int(c): t for t, c in enumerate(top["category_id"])}
+    cats["theme_id"] = [theme_of_cat[int(c if p < 0 else p)]
+                        for c, p in zip(cats["category_id"], cats["parent_id"])]
+    cats = cats[list(CATEGORY_TABLE_COLUMNS)]
+
+    dom_name = dict(zip(dom_rows["domain_id"].astype(int), dom_rows["name"]))
+    theme = np.array([theme_of_cat.get(int(c), -1) for c in xa.category], dtype=np.int64)
+    themes = _themes(top, theme_of_cat, member_rows, seg, xa, n_total)
+    out = seg.copy()
+    out["theme"] = theme
+    out["theme_name"] = [themes["name"].iat[t] if t >= 0 else "" for t in theme]
+    out["domain_id"] = proposed
+    out["domain_name"] = [dom_name.get(int(d), "") for d in proposed]
+    out["strength"] = np.asarray(xa.strength, dtype=float)
+    out["reassigned"] = np.asarray(xa.reassigned, dtype=bool)
+    out["map_x"] = coords[:, 0].astype(float)
+    out["map_y"] = coords[:, 1].astype(float) if coords.shape[1] > 1 else 0.0
+    out = out[list(ASSIGNED_SEGMENT_COLUMNS)]
+    out["moved_domain"] = moved
+    out["counted"] = np.asarray(xa.counted, dtype=bool)
+
+    domains = _domains(dom_rows, themes, out, n_total, cfg)
+    in_cross = set(domains.loc[domains["in_cross_analysis"], "domain_id"].astype(int))
+    core_dom = np.array([int(d) if int(d) in in_cross else -1 for d in proposed], dtype=np.int64)
+    ideas = core_ideas(seg, core_dom, vectors, cfg.core_ideas, encode=encode)
+    ideas.insert(2, "domain", [dom_name.get(int(d), "") for d in ideas["domain_id"]])
+    ideas["spans"] = [[f"{s}:{a}-{b}" for s, a, b in spans] for spans in ideas["spans"]]
+    ideas["segment_ids"] = [list(v) for v in ideas["segment_ids"]]
+
+    # the illustrative core idea of a (sub)category: what its most central case said
+    # there, in fewer words: the core-idea step run with the (sub)categories as its
+    # groups, so the sentences are chosen for how central they are to the category
+    by_level = {level: core_ideas(seg, np.asarray(arr, dtype=np.int64), vectors, cfg.core_ideas)
+                for level, arr in (("category", xa.category), ("subcategory", xa.subcategory))}
+    illustrative = {}
+    for level, df in by_level.items():
+        for r in df.itertuples():
+            illustrative[(level, int(r.domain_id), str(r.case_id))] = r.core_idea
+    table = cqr_rows(cats, domains, seg, n_total, illustrative)
+    counts = {f"crossanalysis_{k}": int(v) for k, v in xa.counts.items()}
+    counts.update({f"protocol_{k}": int(v) for k, v in inference.counts.items()})
+    counts["protocol_areas"] = len(content_areas)
+    counts["segments_moved_domain"] = int(moved.sum())
+    return CrossAnalysis(segments=out, themes=themes, domains=domains, table=table,
+                         n_cases=n_total, categories=cats, core_ideas=ideas,
+                         protocol=protocol_to_yaml(protocol), prompts=inference.turns,
+                         merges=merges, counts=counts)
+
+
+def _fill_names(cats: pd.DataFrame, seg: pd.DataFrame) -> list[str]:
+    """Every category gets a name. Where the naming stage found no phrase that meets
+    its rules (few or near-identical segments), the name is the first phrase of two
+    words or more of the category's most central quote, so it still is a phrase its
+    quotes contain; failing that, the first words of that quote."""
+    from .stages.naming import extract_phrases
+
+    text_by_id = dict(zip(seg["segment_id"].astype(str), seg["text"].astype(str)))
+    names = []
+    for r in cats.itertuples():
+        name = str(r.name) if isinstance(r.name, str) else ""
+        if not name.strip():
+            alternatives = list(r.alternatives) if r.alternatives is not None else []
+            name = alternatives[0] if alternatives else ""
+        if not name.strip():
+            quote = text_by_id.get(r.quote_ids[0], "") if len(r.quote_ids) else ""
+            phrases = [p.text for p in extract_phrases([quote])[0]
+                       if 2 <= len(p.text.split()) <= 6] if quote else []
+            name = phrases[0][:1].upper() + phrases[0][1:] if phrases else \
+                " ".join(quote.split()[:5]) or f"Category {int(r.category_id)}"
+        names.append(name)
+    return names
+
+
+def _int_list(value) -> list[int]:
+    if isinstance(value, str):
+        return [int(v) for v in value.replace(";", " ").split()]
+    return [int(v) for v in (value if value is not None else [])]
+
+
+def _themes(top: pd.DataFrame, theme_of_cat: dict[int, int], member_rows: dict[int, np.ndarray],
+            seg: pd.DataFrame, xa, n_total: int) -> pd.DataFrame:
+    """One theme row per top-level category. The frequency label is the honest one
+    (counted cases); ``n_cases`` counts every case, reassigned outliers included, as
+    the review and the exchange formats have always shown it."""
+    texts = seg["text"].astype(str).to_numpy()
+    ids = seg["segment_id"].astype(str).to_numpy()
+    rows = []
+    for r in top.itertuples():
+        m = member_rows[int(r.category_id)]
+        first = r.quote_ids[0] if len(r.quote_ids) else ""
+        central = texts[np.flatnonzero(ids == first)[0]] if first else ""
+        rows.append({
+            "theme_id": theme_of_cat[int(r.category_id)], "name": r.name,
+            "domain_id": int(r.domain_id), "keywords": list(r.keywords),
+            "key_phrases": list(r.alternatives), "n_segments": int(r.n_segments),
+            "n_cases": int(r.n_cases), "cases": list(r.cases),
+            "frequency_label": r.frequency_label, "quote_ids": list(r.quote_ids),
+            "core_idea": tidy_utterance(central) if central else "",
+            "mean_strength": float(np.mean(xa.strength[m])) if len(m) else 0.0,
+            "n_reassigned": int(r.n_reassigned),
+            "flags": list(r.flags), "n_counted_cases": len(r.counted_cases),
+            "label_if_reassigned_counted": r.label_if_reassigned_counted})
+    extra = ("flags", "n_counted_cases", "label_if_reassigned_counted")
+    return pd.DataFrame(rows, columns=[*THEME_COLUMNS, *extra])
+
+
+def _domains(dom_rows: pd.DataFrame, themes: pd.DataFrame, segments: pd.DataFrame,
+             n_total: int, cfg) -> pd.DataFrame:
+    """The domains table: DOMAIN_COLUMNS, then what the protocol step says of each
+    (kind: "area", "new", "frame" or "study"; in_cross_analysis; moves; area ids).
+
+    The frame domain carries no frequency label: it is not a finding of the study."""
+    rows = []
+    for r in dom_rows.sort_values("domain_id").itertuples():
+        d = int(r.domain_id)
+        mine = themes[themes["domain_id"] == d]
+        members = segments["domain_id"] == d
+        n_cases = int(segments.loc[members, "case_id"].nunique())
+        keywords: list[str] = []
+        for kws in mine["keywords"]:
+            keywords.extend(k for k in list(kws)[:2] if k not in keywords)
+        in_cross = bool(r.in_cross_analysis)
+        rows.append({
+            "domain_id": d, "name": r.name, "keywords": keywords[:10],
+            "theme_ids": [int(t) for t in mine["theme_id"]], "n_themes": int(len(mine)),
+            "n_segments": int(members.sum()), "n_cases": n_cases,
+            "frequency_label": frequency_label(n_cases, n_total, cfg.cqr)
+            if in_cross and r.kind != "frame" else "",
+            "is_miscellaneous": r.kind == "frame",
+            "kind": r.kind, "in_cross_analysis": in_cross,
+            "n_moved_in": int(r.n_moved_in), "n_moved_out": int(r.n_moved_out),
+            "area_ids": list(r.area_ids)})
+    return pd.DataFrame(rows, columns=[*DOMAIN_COLUMNS, "kind", "in_cross_analysis",
+                                       "n_moved_in", "n_moved_out", "area_ids"])
+
+
+def cqr_rows(categories: pd.DataFrame, domains: pd.DataFrame, segments: pd.DataFrame,
+             n_total: int, illustrative: Mapping[tuple[str, int, str], str]) -> pd.DataFrame:
+    """The table a CQR paper prints, one row per category and subcategory in display
+    order: domain, category, the honest frequency label over the counted cases,
+    the flags, and an illustrative core idea: ``illustrative[(level, category_id,
+    case)]``, for the case of the category's most central quote (its segment id is
+    kept); that quote tidied of fillers and false starts where there is none."""
+    text_by_id = dict(zip(segments["segment_id"].astype(str), segments["text"].astype(str)))
+    case_by_id = dict(zip(segments["segment_id"].astype(str), segments["case_id"].astype(str)))
+    dom_name = dict(zip(domains["domain_id"].astype(int), domains["name"]))
+    rows = []
+    for r in categories.itertuples():
+        first = r.quote_ids[0] if len(r.quote_ids) else ""
+        level = "category" if r.parent_id < 0 else "subcategory"
+        idea = illustrative.get((level, int(r.category_id), case_by_id.get(first, "")))
+        rows.append({
+            "domain": dom_name.get(int(r.domain_id), ""), "category": r.name,
+            "frequency_label": r.frequency_label, "n_cases": len(r.counted_cases),
+            "cases_total": n_total,
+            "quote": idea or tidy_utterance(text_by_id.get(first, "")),
+            "quote_case": case_by_id.get(first, ""), "quote_segment_id": first,
+            "level": level,
+            "flags": list(r.flags),
+            "label_if_reassigned_counted": r.label_if_reassigned_counted})
+    return pd.DataFrame(rows, columns=[*CQR_COLUMNS, "level", "flags",
+                                       "label_if_reassigned_counted"])

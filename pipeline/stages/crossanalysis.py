@@ -1,0 +1,668 @@
+"""Cross-analysis stage: categories within each domain, honest frequencies, flags.
+
+In Consensual Qualitative Research the team's third step is the *cross-analysis*:
+within each domain, the core ideas of all cases are sorted into categories (and,
+where a category is large, subcategories), and each is labelled general, typical,
+variant or rare by how many cases it occurs in (Hill et al. 1997, 2005; Hill
+2012). This module proposes that start list from the segments and their domains.
+
+Public functions (pure: tables, arrays and callables in, a frozen dataclass out;
+nothing is printed or written):
+
+* :func:`cross_analyse` ``(segments, vectors, segment_domain, config, cqr, *,
+  cluster_fn=None, encode=None, frame_domains=(), include_frame=False,
+  stability=None, n_cases_total=None) -> CrossAnalysis``.
+
+  - ``segments`` needs ``segment_id``, ``case_id`` and ``text``
+    (``SEGMENT_COLUMNS`` has them); ``n_words`` is used when present, else counted.
+  - ``vectors``: the segments' embedding vectors, rows aligned with ``segments``
+    (made unit length here).
+  - ``segment_domain``: int array aligned with the rows; -1 = in no domain (such
+    segments are in no category). ``DomainProposal.proposed_domain`` from
+    :mod:`pipeline.stages.protocol` is meant.
+  - ``cqr``: :class:`~pipeline.stages.cqr.CQRConfig`, the frequency cut-offs and
+    ``count_reassigned_above`` (the honest-frequency rule below).
+  - ``cluster_fn(vectors) -> (labels, probabilities)``: any clusterer; labels -1
+    are outliers, probabilities are membership strengths in [0, 1]. It is called
+    on one domain's (or one category's) unit vectors at a time. Default:
+    :func:`hdbscan_cluster_fn` ``()``. A run wraps its registered clusterer:
+    ``lambda X: (c := make_clusterer().fit(X)).labels_, c.probabilities_``.
+  - ``encode(list[str]) -> ndarray``: the embedder that made ``vectors``; it
+    embeds the stance anchors. Without it no stance subcategories are proposed.
+  - ``frame_domains``: the ids of the interview-frame domains (rows of kind
+    "frame" in ``DomainProposal.domains``); they are skipped unless
+    ``include_frame`` (``protocol.include_frame``).
+  - ``stability``: category id -> stable (bool), from a stability run; a
+    category marked False is flagged *unstable*.
+  - ``n_cases_total``: the number of cases in the study, the base of the
+    frequency labels; default: the distinct ``case_id`` of ``segments``.
+* :func:`hdbscan_cluster_fn` ``(min_cluster_size=None, min_samples=None,
+  floor=3) -> cluster_fn``: scikit-learn's HDBSCAN, the smallest category scaled
+  to the number of segments clustered.
+
+What :class:`CrossAnalysis` holds
+---------------------------------
+``categories`` (:data:`CATEGORY_COLUMNS`), one row per category, subcategory and
+stance subcategory, in display order: domains by id; within a domain, categories
+by counted cases (most first), then segments; each category followed by its
+subcategories. ``category_id`` numbers the rows in that order.
+
+=========================== ===========================================================
+category_id                 int
+parent_id                   int   the category of a subcategory; -1 for a category
+domain_id                   int
+kind                        str   "category", "subcategory" (content clustered again)
+                                  or "stance" (evaluative subcategory)
+n_segments                  int   its segments, reassigned outliers included
+n_cases                     int   cases among them
+cases                       list[str] those cases, in the order they first appear
+counted_cases               list[str] the cases that count (honest rule below)
+frequency_label             str   Hill's label from ``len(counted_cases)``
+label_if_reassigned_counted str   the label if every reassigned outlier counted
+                                  (``n_cases``): where it differs, the CQR table can
+                                  say the label rests on outliers
+flags                       list[str] "single story", "thin", "unstable" (below)
+spans_domains               list[int] other domains whose content the category
+                                  shares (categories only; [] otherwise)
+quote_ids                   list[str] segment ids, most central first, one per case
+                                  before a second from any case, counted segments
+                                  before the others (at most ``n_quotes``)
+n_reassigned                int   segments that are reassigned outliers
+thin_cases                  list[str] counted cases that are *thin* (below)
+pole                        str   for a stance subcategory, the pole's name ("helpful",
+                                  "negative", ...); "" otherwise
+=========================== ===========================================================
+
+Arrays aligned with the segments: ``category`` (its top-level category id; -1:
+none), ``subcategory`` (its subcategory or stance subcategory id; -1: none),
+``reassigned`` (an outlier moved to its category), ``strength`` (the clusterer's
+probability for a placed segment, the cosine to the category's centre for a
+reassigned one or for a category that is the whole domain, 0 when in no
+category), ``counted`` (the segment counts toward its category's frequency);
+``subcategory_reassigned`` and ``subcategory_counted`` the same for the
+subcategory level. ``counts`` says how many segments were analysed, skipped
+(frame, no domain), outliers, reassigned, counted and left unassigned.
+
+How categories are made
+-----------------------
+1. **Per domain.** Each analysed domain's segments are clustered on their own
+   (``cluster_fn``). A category's *centre* is the normalised mean of the segments
+   the clusterer placed there. An outlier moves to the nearest centre of its
+   domain when the cosine is at least ``reassign_similarity``; otherwise it stays
+   in no category. A domain where the clusterer finds no group (too few or too
+   uniform segments) becomes one category holding all its segments, all placed:
+   the protocol question put them together.
+2. **Subcategories.** A category with more than ``subcategory_min_segments``
+   segments is clustered again the same way; when that gives two groups or more,
+   they are its subcategories (two levels, as CQR papers print them). Its
+   segments that fit no subcategory stay in the category only.
+3. **Stance** (with ``encode`` and ``stance_axes``). Human categories often pair
+   a subject with the participant's judgement ("export was simple", "navigation
+   was confusing"). Each axis is the difference of the normalised means of its
+   positive and negative anchor phrases, embedded with ``encode``. A category's
+   segments are projected on the axis and cut where the two sides are tightest
+   (1-D 2-means). The cut is a *stance split* when each side has at least
+   ``stance_min_segments`` segments from ``stance_min_cases`` cases, the sides
+   are clearly apart (Ashman's D, the gap of the two means over their pooled
+   spread, at least ``stance_separation``; a cut of one normal hump gives about
+   2.6) and they lie on either side of the study's typical value on that axis
+   (the median over all analysed segments), so that the names "helpful" / "not
+   helpful" say which side leans which way. The axis with the largest D wins.
+   The two sides become the category's subcategories (kind "stance"), in place
+   of content subcategories.
+4. **Spans domains.** A category whose centre is at least as similar to another
+   domain's centre as to its own domain's centre minus ``spans_margin``, or
+   whose centre is within ``duplicate_similarity`` of a category of another
+   domain, lists those domains in ``spans_domains``. Nothing is moved or split:
+   the team decides.
+
+Honest frequencies and flags
+----------------------------
+A case counts toward a (sub)category's frequency label only through segments the
+clusterer placed there, or outliers reassigned with a cosine of at least
+``cqr.count_reassigned_above`` (stricter than ``reassign_similarity``). A
+subcategory's segment counts when it counts for the category and was placed in
+the subcategory or reassigned to it above the same threshold. Stance sides are a
+cut, not a reassignment: a segment counts in its side when it counts in the
+category.
+
+* **single story**: one case gives more than ``single_story_share`` of the
+  segments;
+* **thin**: a counted case is thin when all its counted segments are reassigned
+  outliers, or when it counts through a single segment of fewer than
+  ``thin_words`` words; the category is flagged when its label would change
+  without its thin cases;
+* **unstable**: ``stability[category_id]`` is False.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..errors import ConsensaError
+from ..types import check_columns
+from .cqr import CQRConfig, frequency_label
+
+ClusterFn = Callable[[np.ndarray], "tuple[np.ndarray, np.ndarray]"]
+Encoder = Callable[[list[str]], np.ndarray]
+
+#: CrossAnalysis.categories; see the module docstring for each column
+CATEGORY_COLUMNS = ("category_id", "parent_id", "domain_id", "kind", "n_segments", "n_cases",
+                    "cases", "counted_cases", "frequency_label", "label_if_reassigned_counted",
+                    "flags", "spans_domains", "quote_ids", "n_reassigned", "thin_cases", "pole")
+
+SINGLE_STORY = "single story"
+THIN = "thin"
+UNSTABLE = "unstable"
+
+
+# --- Config -------------------------------------------------------------------
+
+
+class StanceAxis(BaseModel):
+    """One evaluative axis: anchor phrases for each pole, and the poles' names."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    positive_name: str = Field(..., min_length=1, description="name of the positive pole")
+    negative_name: str = Field(..., min_length=1, description="name of the negative pole")
+    positive: list[str] = Field(..., min_length=1, description=(
+        "short phrases a participant might say at the positive pole"))
+    negative: list[str] = Field(..., min_length=1, description=(
+        "short phrases a participant might say at the negative pole"))
+
+    @field_validator("positive", "negative")
+    @classmethod
+    def _not_blank(cls, value: list[str]) -> list[str]:
+        if any(not p.strip() for p in value):
+            raise ValueError("an anchor phrase is blank; remove it or write it out")
+        return [p.strip() for p in value]
+
+
+#: Judgements that recur in interview studies: whether something helped, whether it
+#: was clear, and how the participant felt about it. Worded generically, first
+#: person, as participants speak; no study's own phrases.
+DEFAULT_STANCE_AXES = (
+    StanceAxis(positive_name="helpful", negative_name="not helpful",
+               positive=["it was helpful", "it was really useful", "I liked it",
+                         "it worked well for me"],
+               negative=["it was not helpful", "it was not useful at all", "I did not like it",
+                         "it did not work for me"]),
+    StanceAxis(positive_name="clear", negative_name="confusing",
+               positive=["it was clear and easy", "it was simple to understand"],
+               negative=["it was confusing and difficult", "it was hard to understand"]),
+    StanceAxis(positive_name="positive", negative_name="negative",
+               positive=["I felt good about it", "it was a positive experience", "I was glad"],
+               negative=["I felt bad about it", "it was a negative experience",
+                         "I regretted it"]),
+)
+
+
+class CrossAnalysisConfig(BaseModel):
+    """Settings of the cross-analysis stage (config section ``crossanalysis``).
+
+    Similarities are cosine similarities of the run's embedding vectors; the
+    defaults suit all-MiniLM-L6-v2.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    reassign_similarity: float = Field(0.35, ge=-1, le=1, description=(
+        "an outlier joins the nearest category of its domain when at least this similar "
+        "to the category's centre"))
+    subcategory_min_segments: int = Field(20, ge=2, description=(
+        "a category with more segments than this is clustered again into subcategories"))
+    single_story_share: float = Field(0.5, gt=0, lt=1, description=(
+        "flag 'single story' when one case gives more than this share of the segments"))
+    thin_words: int = Field(8, ge=1, le=200, description=(
+        "a case counting through one segment of fewer words than this is thin"))
+    spans_margin: float = Field(0.05, ge=0, le=2, description=(
+        "a category spans another domain when at least as similar to that domain's centre "
+        "as to its own domain's centre minus this"))
+    duplicate_similarity: float = Field(0.9, ge=-1, le=1, description=(
+        "categories of two domains whose centres are at least this similar hold the same "
+        "content: each spans the other's domain"))
+    n_quotes: int = Field(5, ge=1, le=100, description="quote ids kept per (sub)category")
+    stance: bool = Field(True, description=(
+        "propose evaluative subcategories (needs the embedder: 'encode')"))
+    stance_axes: list[StanceAxis] = Field(list(DEFAULT_STANCE_AXES), description=(
+        "the evaluative axes, each with anchor phrases for its two poles"))
+    stance_min_segments: int = Field(3, ge=1, description=(
+        "each side of a stance split needs at least this many segments"))
+    stance_min_cases: int = Field(2, ge=1, description=(
+        "each side of a stance split needs segments from at least this many cases"))
+    stance_separation: float = Field(2.5, ge=0, description=(
+        "a stance split needs its sides at least this far apart (Ashman's D: the gap of the "
+        "two means over their pooled standard deviation)"))
+    stance_null_quantile: float = Field(0.95, ge=0, le=1, description=(
+        "and further apart than this share of the same cuts along random directions "
+        "through the category's segments"))
+    stance_null_directions: int = Field(100, ge=10, le=10000, description=(
+        "random directions that set the bar for a clear stance split"))
+
+
+# --- Clusterers ---------------------------------------------------------------
+
+
+def hdbscan_cluster_fn(min_cluster_size: int | None = None, min_samples: int | None = None,
+                       floor: int = 3) -> ClusterFn:
+    """A ``cluster_fn`` over scikit-learn's HDBSCAN (euclidean on unit vectors, which
+    orders pairs as cosine does).
+
+    The smallest category, unless given, is scaled to the ``n`` segments clustered,
+    ``max(floor, round(sqrt(n) / 2))`` (3 for a domain of 40 segments, 5 for 100,
+    50 for 10,000), as the whole-corpus clusterer does. ``min_samples``, unless
+    given, is a third of it (at least 1): with HDBSCAN's default (equal to the
+    smallest category) most of a small domain's segments are called outliers.
+    Fewer than twice the smallest category's segments give no group at all.
+    """
+    if floor < 2:
+        raise ConsensaError(f"floor must be at least 2, got {floor}")
+
+    def fit(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from sklearn.cluster import HDBSCAN
+
+        X = np.asarray(vectors, dtype=np.float64)
+        n = len(X)
+        mcs = min_cluster_size or max(floor, int(round(math.sqrt(n) / 2)))
+        ms = min_samples or max(1, int(round(mcs / 3)))
+        if n < max(2 * mcs, ms, 2):
+            return np.full(n, -1, np.int64), np.zeros(n, np.float32)
+        model = HDBSCAN(min_cluster_size=mcs, min_samples=ms, copy=True).fit(X)
+        return (np.asarray(model.labels_, np.int64),
+                np.asarray(model.probabilities_, np.float32))
+
+    return fit
+
+
+# --- Result -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CrossAnalysis:
+    """What :func:`cross_analyse` returns; see the module docstring."""
+
+    categories: pd.DataFrame            # CATEGORY_COLUMNS
+    category: np.ndarray
+    subcategory: np.ndarray
+    counted: np.ndarray
+    reassigned: np.ndarray
+    strength: np.ndarray
+    subcategory_counted: np.ndarray
+    subcategory_reassigned: np.ndarray
+    n_cases_total: int
+    counts: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Group:
+    """A (sub)category while it is built: rows into the segments table."""
+
+    domain: int
+    kind: str
+    rows: np.ndarray                    # segment rows
+    reassigned: np.ndarray              # aligned with rows
+    counted: np.ndarray
+    strength: np.ndarray
+    centre: np.ndarray
+    pole: str = ""
+    children: list["_Group"] = field(default_factory=list)
+    spans: list[int] = field(default_factory=list)
+
+
+# --- Helpers ------------------------------------------------------------------
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+
+
+def _centre(vectors: np.ndarray) -> np.ndarray:
+    c = vectors.mean(axis=0)
+    n = np.linalg.norm(c)
+    return (c / n if n > 0 else c).astype(np.float32)
+
+
+def _cluster(X: np.ndarray, cluster_fn: ClusterFn, min_similarity: float, where: str):
+    """Cluster ``X``, then move outliers to the nearest group centre at least
+    ``min_similarity`` away. Returns (group per row, -1 = none; strength;
+    reassigned; centres), or None when the clusterer found no group."""
+    n = len(X)
+    try:
+        labels, probs = cluster_fn(X)
+    except (TypeError, ValueError) as exc:
+        raise ConsensaError(f"the clusterer failed on {where} ({n} segments): {exc}") from None
+    labels = np.asarray(labels).astype(np.int64).ravel()
+    probs = np.asarray(probs, dtype=np.float32).ravel()
+    if len(labels) != n or len(probs) != n:
+        raise ConsensaError(f"the clusterer returned {len(labels)} labels and {len(probs)} "
+                            f"probabilities for the {n} segments of {where}")
+    found = sorted(set(labels[labels >= 0].tolist()))
+    if not found:
+        return None
+    remap = {old: new for new, old in enumerate(found)}
+    group = np.array([remap.get(int(g), -1) for g in labels], dtype=np.int64)
+    centres = np.stack([_centre(X[group == g]) for g in range(len(found))])
+    strength = np.where(group >= 0, np.clip(np.nan_to_num(probs), 0.0, 1.0), 0.0)
+    strength = strength.astype(np.float32)
+    moved = np.zeros(n, bool)
+    out_idx = np.flatnonzero(group < 0)
+    if len(out_idx):
+        sims = X[out_idx] @ centres.T
+        best = sims.argmax(axis=1)
+        best_sim = sims[np.arange(len(out_idx)), best]
+        ok = best_sim >= min_similarity
+        group[out_idx[ok]] = best[ok]
+        strength[out_idx[ok]] = np.clip(best_sim[ok], 0.0, 1.0)
+        moved[out_idx[ok]] = True
+    return group, strength, moved, centres
+
+
+def _best_cut(s: np.ndarray, cases: np.ndarray, min_segments: int, min_cases: int):
+    """The 1-D 2-means cut of ``s`` (sides at least ``min_segments`` long with
+    ``min_cases`` cases each): (low-side mask, Ashman's D), or None."""
+    m = len(s)
+    if m < 2 * min_segments:
+        return None
+    order = np.argsort(s, kind="stable")
+    v = s[order].astype(np.float64)
+    c = cases[order]
+    csum, csq = np.cumsum(v), np.cumsum(v * v)
+    seen: set = set()
+    left_cases = np.zeros(m, np.int64)        # distinct cases in v[:k+1]
+    for k in range(m):
+        seen.add(c[k])
+        left_cases[k] = len(seen)
+    seen = set()
+    right_cases = np.zeros(m, np.int64)       # distinct cases in v[k:]
+    for k in range(m - 1, -1, -1):
+        seen.add(c[k])
+        right_cases[k] = len(seen)
+    best, best_sse = None, np.inf
+    for k in range(min_segments, m - min_segments + 1):     # left = v[:k]
+        if left_cases[k - 1] < min_cases or right_cases[k] < min_cases:
+            continue
+        sl, ql = csum[k - 1], csq[k - 1]
+        sr, qr = csum[-1] - sl, csq[-1] - ql
+        sse = (ql - sl * sl / k) + (qr - sr * sr / (m - k))
+        if sse < best_sse - 1e-12:
+            best, best_sse = k, sse
+    if best is None:
+        return None
+    lo, hi = v[:best], v[best:]
+    pooled = math.sqrt((lo.var() + hi.var()) / 2)
+    d = (hi.mean() - lo.mean()) / pooled if pooled > 1e-12 else math.inf
+    low = np.zeros(m, bool)
+    low[order[:best]] = True
+    return low, float(d), float(lo.mean()), float(hi.mean())
+
+
+def _random_directions(dim: int, k: int) -> np.ndarray:
+    """``k`` random unit directions, the same on every call (seeded): the stance
+    test's reference, so a run gives the same splits every time."""
+    r = np.random.default_rng(0).standard_normal((k, dim))
+    return (r / np.linalg.norm(r, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _stance(X: np.ndarray, cases: np.ndarray, axes, config: CrossAnalysisConfig):
+    """The clearest stance split of one category: (low-side mask, axis) or None.
+    ``axes`` holds (vector, typical value, StanceAxis)."""
+    found = []
+    for vec, typical, spec in axes:
+        cut = _best_cut(X @ vec, cases, config.stance_min_segments, config.stance_min_cases)
+        if cut is None:
+            continue
+        low, d, lo_mean, hi_mean = cut
+        if d >= config.stance_separation and lo_mean < typical < hi_mean:
+            found.append((d, low, spec))
+    if not found:
+        return None
+    # A few points cut in two always look apart: the split must be clearer than the
+    # same cut along most random directions through the same segments.
+    null = []
+    for r in _random_directions(X.shape[1], config.stance_null_directions):
+        cut = _best_cut(X @ r, cases, config.stance_min_segments, config.stance_min_cases)
+        null.append(cut[1] if cut is not None else 0.0)
+    bar = float(np.quantile(null, config.stance_null_quantile))
+    d, low, spec = max(found, key=lambda f: f[0])
+    return (low, spec) if d > bar else None
+
+
+def _case_order(segments: pd.DataFrame) -> dict[str, int]:
+    return {c: i for i, c in enumerate(dict.fromkeys(segments["case_id"].astype(str)))}
+
+
+# --- The stage ----------------------------------------------------------------
+
+
+def cross_analyse(segments: pd.DataFrame, vectors: np.ndarray, segment_domain: np.ndarray,
+                  config: CrossAnalysisConfig = CrossAnalysisConfig(),
+                  cqr: CQRConfig = CQRConfig(), *, cluster_fn: ClusterFn | None = None,
+                  encode: Encoder | None = None, frame_domains: Iterable[int] = (),
+                  include_frame: bool = False, stability: Mapping[int, bool] | None = None,
+                  n_cases_total: int | None = None) -> CrossAnalysis:
+    """Categories, subcategories and stance subcategories within each domain, with
+    honest frequency labels and flags. The contract and the rules are in the module
+    docstring."""
+    check_columns(segments, ("segment_id", "case_id", "text"), "the segments table")
+    n = len(segments)
+    vecs = np.asarray(vectors)
+    if vecs.ndim != 2 or len(vecs) != n:
+        raise ConsensaError(f"vectors have shape {vecs.shape}; expected one row per segment "
+                            f"({n})")
+    vecs = _unit_rows(vecs)
+    domain = np.asarray(segment_domain).astype(np.int64).ravel()
+    if len(domain) != n:
+        raise ConsensaError(f"segment_domain has {len(domain)} entries for {n} segments")
+    cluster_fn = cluster_fn or hdbscan_cluster_fn()
+    cases = segments["case_id"].astype(str).to_numpy(dtype=object)
+    ids = segments["segment_id"].astype(str).to_numpy(dtype=object)
+    if "n_words" in segments.columns:
+        words = pd.to_numeric(segments["n_words"], errors="coerce").fillna(0).to_numpy(np.int64)
+    else:
+        words = np.array([len(str(t).split()) for t in segments["text"]], dtype=np.int64)
+    total = int(n_cases_total) if n_cases_total is not None else len(set(cases.tolist()))
+    if total < 0:
+        raise ConsensaError(f"n_cases_total must not be negative, got {total}")
+    frame = {int(d) for d in frame_domains}
+    skipped_frame = np.isin(domain, list(frame)) if (frame and not include_frame) \
+        else np.zeros(n, bool)
+    analysed = (domain >= 0) & ~skipped_frame
+    domains = sorted(set(domain[analysed].tolist()))
+    counts = {"segments": n, "analysed": int(analysed.sum()), "no_domain": int((domain < 0).sum()),
+              "frame_skipped": int(skipped_frame.sum()), "outliers": 0, "reassigned": 0,
+              "reassigned_counted": 0, "unassigned": 0, "whole_domain_categories": 0,
+              "subcategorised": 0, "stance_splits": 0}
+
+    axes = []
+    if config.stance and encode is not None and config.stance_axes and analysed.any():
+        texts = [p for a in config.stance_axes for p in (*a.positive, *a.negative)]
+        anchor = _unit_rows(encode(texts))
+        if anchor.ndim != 2 or len(anchor) != len(texts) or anchor.shape[1] != vecs.shape[1]:
+            raise ConsensaError(f"the encoder returned vectors of shape {anchor.shape} for "
+                                f"{len(texts)} anchor phrases; the segments' vectors have "
+                                f"{vecs.shape[1]} dimensions")
+        at = 0
+        for a in config.stance_axes:
+            pos = anchor[at:at + len(a.positive)]
+            at += len(a.positive)
+            neg = anchor[at:at + len(a.negative)]
+            at += len(a.negative)
+            axis = _centre(pos) - _centre(neg)
+            norm = np.linalg.norm(axis)
+            if norm > 1e-6:     # the same phrases on both sides give no direction
+                axis = axis / norm
+                axes.append((axis, float(np.median(vecs[analysed] @ axis)), a))
+
+    threshold = cqr.count_reassigned_above
+    by_domain: dict[int, list[_Group]] = {}
+    for d in domains:
+        rows = np.flatnonzero(analysed & (domain == d))
+        X = vecs[rows]
+        res = _cluster(X, cluster_fn, config.reassign_similarity, f"domain {d}") \
+            if len(rows) >= 2 else None
+        groups: list[_Group] = []
+        if res is None:
+            # no group found: the protocol question holds the domain together
+            centre = _centre(X)
+            counts["whole_domain_categories"] += 1
+            groups.append(_Group(d, "category", rows, np.zeros(len(rows), bool),
+                                 np.ones(len(rows), bool),
+                                 np.clip(X @ centre, 0.0, 1.0).astype(np.float32), centre))
+        else:
+            group, strength, moved, centres = res
+            counts["outliers"] += int(((group < 0) | moved).sum())
+            counts["unassigned"] += int((group < 0).sum())
+            for g in range(len(centres)):
+                m = group == g
+                counted = ~moved[m] | (strength[m] >= threshold)
+                groups.append(_Group(d, "category", rows[m], moved[m], counted, strength[m],
+                                     centres[g]))
+        for g in groups:
+            counts["reassigned"] += int(g.reassigned.sum())
+            counts["reassigned_counted"] += int((g.reassigned & g.counted).sum())
+            split = _stance(vecs[g.rows], cases[g.rows], axes, config) if axes else None
+            if split is not None:
+                low, spec = split
+                counts["stance_splits"] += 1
+                for side, pole in ((~low, spec.positive_name), (low, spec.negative_name)):
+                    g.children.append(_Group(d, "stance", g.rows[side],
+                                             np.zeros(int(side.sum()), bool), g.counted[side],
+                                             g.strength[side], _centre(vecs[g.rows[side]]),
+                                             pole=pole))
+            elif len(g.rows) > config.subcategory_min_segments:
+                g.children = _subcategories(g, vecs, cluster_fn, config, threshold)
+                counts["subcategorised"] += bool(g.children)
+        groups.sort(key=lambda g: (-len(set(cases[g.rows[g.counted]].tolist())),
+                                   -len(g.rows), int(g.rows.min())))
+        by_domain[d] = groups
+
+    _spans(by_domain, vecs, analysed, domain, config)
+    return _assemble(segments, by_domain, ids, cases, words, vecs, total, config, cqr,
+                     stability, counts)
+
+
+def _subcategories(g: _Group, vecs: np.ndarray, cluster_fn: ClusterFn,
+                   config: CrossAnalysisConfig, threshold: float) -> list[_Group]:
+    res = _cluster(vecs[g.rows], cluster_fn, config.reassign_similarity,
+                   f"a category of domain {g.domain}")
+    if res is None or len(res[3]) < 2:
+        return []
+    group, strength, moved, centres = res
+    out = []
+    for s in range(len(centres)):
+        m = group == s
+        counted = g.counted[m] & (~moved[m] | (strength[m] >= threshold))
+        out.append(_Group(g.domain, "subcategory", g.rows[m], moved[m], counted, strength[m],
+                          centres[s]))
+    out.sort(key=lambda c: (-len(c.rows), int(c.rows.min())))
+    return out
+
+
+def _spans(by_domain: dict[int, list[_Group]], vecs: np.ndarray, analysed: np.ndarray,
+           domain: np.ndarray, config: CrossAnalysisConfig) -> None:
+    """Fill ``spans`` of each category (see the module docstring)."""
+    ids = sorted(by_domain)
+    if len(ids) < 2:
+        return
+    dcent = np.stack([_centre(vecs[analysed & (domain == d)]) for d in ids])
+    pos = {d: i for i, d in enumerate(ids)}
+    cats = [g for d in ids for g in by_domain[d]]
+    cc = np.stack([g.centre for g in cats])
+    to_domains = cc @ dcent.T
+    to_cats = cc @ cc.T
+    for i, g in enumerate(cats):
+        own = to_domains[i, pos[g.domain]]
+        spans = {ids[j] for j in range(len(ids))
+                 if ids[j] != g.domain and to_domains[i, j] >= own - config.spans_margin}
+        spans |= {cats[j].domain for j in range(len(cats))
+                  if cats[j].domain != g.domain and to_cats[i, j] >= config.duplicate_similarity}
+        g.spans = sorted(spans)
+
+
+def _assemble(segments, by_domain, ids, cases, words, vecs, total, config, cqr, stability,
+              counts) -> CrossAnalysis:
+    n = len(segments)
+    order = _case_order(segments)
+    category = np.full(n, -1, np.int64)
+    subcategory = np.full(n, -1, np.int64)
+    counted = np.zeros(n, bool)
+    reassigned = np.zeros(n, bool)
+    strength = np.zeros(n, np.float32)
+    sub_counted = np.zeros(n, bool)
+    sub_reassigned = np.zeros(n, bool)
+    rows = []
+
+    def row(g: _Group, cid: int, parent: int) -> dict:
+        seg_cases = cases[g.rows]
+        all_cases = sorted(set(seg_cases.tolist()), key=order.__getitem__)
+        count_cases = sorted(set(seg_cases[g.counted].tolist()), key=order.__getitem__)
+        thin = []
+        for c in count_cases:
+            m = (seg_cases == c) & g.counted
+            if g.reassigned[m].all() or (m.sum() == 1 and words[g.rows[m]][0] < config.thin_words):
+                thin.append(c)
+        label = frequency_label(len(count_cases), total, cqr)
+        flags = []
+        per_case = pd.Series(seg_cases).value_counts()
+        if len(g.rows) and per_case.iloc[0] > config.single_story_share * len(g.rows):
+            flags.append(SINGLE_STORY)
+        if thin and frequency_label(len(count_cases) - len(thin), total, cqr) != label:
+            flags.append(THIN)
+        if stability is not None and cid in stability and not bool(stability[cid]):
+            flags.append(UNSTABLE)
+        return {"category_id": cid, "parent_id": parent, "domain_id": g.domain, "kind": g.kind,
+                "n_segments": int(len(g.rows)), "n_cases": len(all_cases), "cases": all_cases,
+                "counted_cases": count_cases, "frequency_label": label,
+                "label_if_reassigned_counted": frequency_label(len(all_cases), total, cqr),
+                "flags": flags, "spans_domains": list(g.spans) if parent < 0 else [],
+                "quote_ids": _quotes(g, vecs, ids, cases, config.n_quotes),
+                "n_reassigned": int(g.reassigned.sum()), "thin_cases": thin, "pole": g.pole}
+
+    cid = 0
+    for d in sorted(by_domain):
+        for g in by_domain[d]:
+            top = cid
+            rows.append(row(g, top, -1))
+            category[g.rows] = top
+            counted[g.rows] = g.counted
+            reassigned[g.rows] = g.reassigned
+            strength[g.rows] = g.strength
+            cid += 1
+            for c in g.children:
+                rows.append(row(c, cid, top))
+                subcategory[c.rows] = cid
+                sub_counted[c.rows] = c.counted
+                sub_reassigned[c.rows] = c.reassigned
+                cid += 1
+    table = pd.DataFrame(rows, columns=list(CATEGORY_COLUMNS))
+    table = table.astype({"category_id": "int64", "parent_id": "int64", "domain_id": "int64",
+                          "n_segments": "int64", "n_cases": "int64", "n_reassigned": "int64"})
+    return CrossAnalysis(categories=table, category=category, subcategory=subcategory,
+                         counted=counted, reassigned=reassigned, strength=strength,
+                         subcategory_counted=sub_counted, subcategory_reassigned=sub_reassigned,
+                         n_cases_total=total, counts=dict(counts))
+
+
+def _quotes(g: _Group, vecs: np.ndarray, ids: np.ndarray, cases: np.ndarray,
+            k: int) -> list[str]:
+    """Most central first; counted segments first, one per case before a second."""
+    central = vecs[g.rows] @ g.centre
+    ranked = sorted(range(len(g.rows)), key=lambda i: (not g.counted[i], -central[i], g.rows[i]))
+    chosen: list[int] = []
+    seen: set = set()
+    for counted_pass in (True, False):
+        for i in ranked:
+            if bool(g.counted[i]) == counted_pass and cases[g.rows[i]] not in seen:
+                chosen.append(i)
+                seen.add(cases[g.rows[i]])
+    rest = [i for i in ranked if i not in set(chosen)]
+    return [str(ids[g.rows[i]]) for i in (chosen + rest)[:k]]

@@ -1,0 +1,219 @@
+"""The CQR analysis of a run (``analysis: consensa.CQR.v1``, pipeline/analysis.py),
+end to end on the invented study: domains from the protocol, the frame set apart,
+categories with names their quotes contain, honest labels, flags, core ideas, and
+the protocol file a team edits and passes back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from pipeline.cli import main
+from pipeline.runfolder import RunFolder
+from pipeline.stages.cqr import CQRConfig, cqr_markdown, frequency_label
+from pipeline.stages.naming import name_occurs_in
+from tests.study import write_study, study_config
+
+
+def _run(root: Path, **sections) -> Path:
+    folder = root / "study"
+    if not folder.exists():
+        write_study(folder)
+    cfg = study_config(folder, analysis="consensa.CQR.v1", **sections)
+    path = root / f"config-{len(list(root.glob('config-*')))}.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    out = root / f"run-{path.stem}"
+    assert main(["run", str(path), "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def cqr_run(tmp_path_factory) -> Path:
+    return _run(tmp_path_factory.mktemp("cqr"))
+
+
+def test_domains_start_from_the_interviewers_questions(cqr_run):
+    folder = RunFolder.open(cqr_run)
+    domains = folder.domains()
+    prompts = pd.read_csv(cqr_run / "protocol_prompts.csv", keep_default_na=False)
+    asked = set(prompts["question"].str.rstrip("?"))
+    areas = domains[domains["kind"] == "area"]
+    assert len(areas) >= 2
+    # each protocol domain is named after a question the interviewer asked
+    assert all(name in asked for name in areas["name"])
+    frame = domains[domains["kind"] == "frame"]
+    assert len(frame) == 1 and not frame["in_cross_analysis"].iat[0]
+    assert frame["frequency_label"].iat[0] == ""          # the frame is not a finding
+
+
+def test_no_category_is_made_of_the_interview_frame(cqr_run):
+    folder = RunFolder.open(cqr_run)
+    seg, themes, domains = folder.segments(), folder.themes(), folder.domains()
+    frame_id = int(domains.loc[domains["kind"] == "frame", "domain_id"].iat[0])
+    assert frame_id not in set(themes["domain_id"])
+    in_frame = seg[seg["domain_id"] == frame_id]
+    assert len(in_frame) and (in_frame["theme"] == -1).all()
+    # and no frame segment counts toward any category
+    assert not seg.loc[seg["domain_id"] == frame_id, "counted"].any()
+
+
+def test_every_category_has_a_name_its_quotes_contain(cqr_run):
+    folder = RunFolder.open(cqr_run)
+    seg = folder.segments().set_index("segment_id")
+    cats = folder.table("categories")
+    assert len(cats)
+    for r in cats.itertuples():
+        assert r.name.strip(), r
+        quotes = seg.loc[list(r.segment_ids), "text"].tolist()
+        assert name_occurs_in(r.name, quotes), (r.name, quotes[:2])
+
+
+def test_labels_count_only_the_counted_cases_and_flags_follow_their_rules(cqr_run):
+    folder = RunFolder.open(cqr_run)
+    seg = folder.segments().set_index("segment_id")
+    cats = folder.table("categories")
+    n_total = folder.segments()["case_id"].nunique()
+    for r in cats.itertuples():
+        assert r.frequency_label == frequency_label(len(r.counted_cases), n_total, CQRConfig())
+        assert r.label_if_reassigned_counted == frequency_label(r.n_cases, n_total, CQRConfig())
+        assert set(r.counted_cases) <= set(r.cases)
+        shares = seg.loc[list(r.segment_ids), "case_id"].value_counts(normalize=True)
+        assert ("single story" in list(r.flags)) == bool(shares.max() > 0.5), r
+    # the themes table (the review's unit) carries the same honest label
+    themes = folder.themes()
+    top = cats[cats["kind"] == "category"].set_index("theme_id")
+    for t in themes.itertuples():
+        assert t.frequency_label == top.loc[t.theme_id, "frequency_label"]
+        assert list(t.flags) == list(top.loc[t.theme_id, "flags"])
+
+
+def test_core_ideas_are_short_and_trace_back_to_the_case_and_domain(cqr_run):
+    folder = RunFolder.open(cqr_run)
+    seg = folder.segments().set_index("segment_id")
+    ideas = folder.table("core_ideas")
+    domains = folder.domains()
+    in_cross = set(domains.loc[domains["in_cross_analysis"], "domain_id"])
+    assert len(ideas)
+    for r in ideas.itertuples():
+        assert r.domain_id in in_cross
+        assert 0 < len(r.core_idea.split()) <= 40
+        assert len(r.segment_ids) >= 1
+        assert (seg.loc[list(r.segment_ids), "case_id"] == r.case_id).all()
+        assert (seg.loc[list(r.segment_ids), "domain_id"] == r.domain_id).all()
+    # every case that speaks in a domain has a core idea there
+    spoken = seg[seg["domain_id"].isin(in_cross)].reset_index()[["case_id", "domain_id"]]
+    assert set(map(tuple, spoken.drop_duplicates().to_numpy())) == \
+        set(zip(ideas["case_id"], ideas["domain_id"]))
+
+
+def test_the_cqr_table_shows_subcategories_flags_and_the_label_outliers_would_give():
+    table = pd.DataFrame([
+        {"domain": "Training", "category": "Never mentioned", "frequency_label": "typical",
+         "n_cases": 4, "cases_total": 6, "quote": "It never | came up.", "quote_case": "c1",
+         "quote_segment_id": "c1:1:0", "level": "category", "flags": ["single story"],
+         "label_if_reassigned_counted": "general"},
+        {"domain": "Training", "category": "On the job", "frequency_label": "variant",
+         "n_cases": 2, "cases_total": 6, "quote": "I learned it.", "quote_case": "c2",
+         "quote_segment_id": "c2:1:0", "level": "subcategory", "flags": [],
+         "label_if_reassigned_counted": "variant"},
+    ])
+    md = cqr_markdown(table).splitlines()
+    assert md[0].endswith("| Flags |")
+    assert "single story; general if reassigned outliers counted" in md[2]
+    assert "It never \\| came up." in md[2]
+    assert md[3].startswith("|  | ↳ On the job | variant | 2/6 |")
+
+
+def test_the_protocol_file_passed_back_gives_the_same_domains(cqr_run, tmp_path):
+    folder = RunFolder.open(cqr_run)
+    protocol = cqr_run / "protocol.yaml"
+    assert protocol.is_file()
+    again = _run(cqr_run.parent, protocol={"file": str(protocol)})
+    want = folder.domains()
+    got = RunFolder.open(again).domains()
+    areas = lambda d: list(d.loc[d["kind"] == "area", "name"])      # noqa: E731
+    assert areas(got) == areas(want)
+    # a team's edit is what the next run uses: rename an area
+    data = yaml.safe_load(protocol.read_text(encoding="utf-8"))
+    area = next(a for a in data["areas"] if not a["frame"])
+    area["name"] = "Training and supervision"
+    edited = tmp_path / "protocol.yaml"
+    edited.write_text(yaml.safe_dump(data), encoding="utf-8")
+    renamed = _run(cqr_run.parent, protocol={"file": str(edited)})
+    assert "Training and supervision" in set(RunFolder.open(renamed).domains()["name"])
+
+
+def test_a_broken_protocol_file_stops_the_run_naming_file_and_line(tmp_path, capsys):
+    write_study(tmp_path / "study")
+    bad = tmp_path / "protocol.yaml"
+    bad.write_text("areas:\n  - name: Training\n    questions: []\n", encoding="utf-8")
+    cfg = study_config(tmp_path / "study", analysis="consensa.CQR.v1",
+                       protocol={"file": str(bad)})
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    assert main(["run", str(path), "--out", str(tmp_path / "run")]) != 0
+    err = capsys.readouterr().err
+    assert "protocol.yaml" in err and "line" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_unknown_analysis_is_refused_naming_the_key(tmp_path, capsys):
+    write_study(tmp_path / "study")
+    cfg = study_config(tmp_path / "study", analysis="consensa.CQR.v9")
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    assert main(["validate", str(path)]) != 0
+    assert "analysis" in capsys.readouterr().err
+
+
+def test_the_run_summary_states_the_reassigned_share(tmp_path, capsys):
+    out = _run(tmp_path)
+    printed = capsys.readouterr().out
+    manifest = RunFolder.open(out).manifest
+    c = manifest["counts"]
+    share = c["reassigned"] / c["segment_segments"]
+    assert f"reassigned outliers: {c['reassigned']} ({share:.1%})" in printed
+    assert f"interview frame: {c['frame_segments']} (set apart)" in printed
+    assert manifest["reassigned_share"] == round(share, 4)
+    assert np.isclose(manifest["outlier_share"], c["unassigned"] / c["segment_segments"],
+                      atol=1e-4)
+
+
+def test_the_report_shows_the_protocol_and_the_core_ideas(cqr_run):
+    html = (cqr_run / "report.html").read_text(encoding="utf-8")
+    ideas = RunFolder.open(cqr_run).table("core_ideas")
+    assert 'id="protocol"' in html and 'id="core-ideas"' in html
+    assert "cqr.count_reassigned_above" in html
+    first = ideas["core_idea"].iat[0]
+    import html as htmllib
+    assert htmllib.escape(first, quote=False).split(".")[0] in html
+
+
+@pytest.mark.slow
+def test_the_demo_proposes_what_a_cqr_team_could_adopt(tmp_path):
+    """The demo (configs/demo.yaml) with the real model: domains follow its protocol,
+    the frame is set apart, every name is a phrase its quotes contain, every single
+    story is flagged, and every case has core ideas."""
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "demo"
+    assert main(["run", str(root / "configs" / "demo.yaml"), "--out", str(out)]) == 0
+    folder = RunFolder.open(out)
+    domains, cats, seg = folder.domains(), folder.table("categories"), folder.segments()
+    areas = domains[domains["kind"] == "area"]
+    assert len(areas) >= 8                 # the demo's protocol has ten main questions
+    assert any("training" in n.lower() for n in areas["name"])
+    assert any("supervision" in n.lower() for n in areas["name"])
+    frame = set(domains.loc[domains["kind"] == "frame", "domain_id"])
+    assert frame and not (set(cats["domain_id"]) & frame)
+    by_id = seg.set_index("segment_id")
+    for r in cats.itertuples():
+        quotes = by_id.loc[list(r.segment_ids), "text"].tolist()
+        assert name_occurs_in(r.name, quotes), r.name
+        top_share = by_id.loc[list(r.segment_ids), "case_id"].value_counts(normalize=True).max()
+        assert ("single story" in list(r.flags)) == bool(top_share > 0.5)
+    ideas = folder.table("core_ideas")
+    assert set(ideas["case_id"]) == set(seg["case_id"])
