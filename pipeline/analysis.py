@@ -57,7 +57,7 @@ WHOLE_STUDY = "Whole study (no interview protocol given or found)"
 
 def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFrame,
                  encode: Encoder, cfg, coords: np.ndarray, *,
-                 stability: Mapping[int, bool] | None = None) -> CrossAnalysis:
+                 stability: Mapping[int, bool] | None = None, llm=None) -> CrossAnalysis:
     """The CQR analysis of ``segments`` (SEGMENT_COLUMNS; ``vectors`` their unit
     embeddings, ``turns`` every turn ingest read, ``encode`` the run's embedder,
     ``cfg`` the RunConfig, ``coords`` the 2-D map).
@@ -65,6 +65,13 @@ def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFram
     Returns the run's tables as :class:`~pipeline.stages.cqr.CrossAnalysis`, with
     ``categories``, ``core_ideas``, ``protocol`` (the YAML a team edits and passes
     back as ``protocol.file``), ``prompts`` and ``merges`` filled in.
+
+    ``llm`` (a bound :class:`~pipeline.stages.llm.LocalLLM`, from the config's
+    ``llm`` section) names and defines each category from its quotes and keywords,
+    and writes each core idea from the case's segments in the domain; where it gives
+    no answer (``fallback: extractive``) the extractive name or core idea stays.
+    The extractive ones are kept beside them (``extractive_name``,
+    ``extractive_core_idea``), so the judges see both.
     """
     seg = segments.reset_index(drop=True)
     n = len(seg)
@@ -117,6 +124,16 @@ def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFram
     cats = cats.merge(names[["category_id", "name", "alternatives", "keywords"]],
                       on="category_id", how="left")
     cats["name"] = _fill_names(cats, seg)
+    cats["extractive_name"] = cats["name"]
+    cats["definition"] = ""
+    if llm is not None:
+        text_by_id = dict(zip(seg["segment_id"].astype(str), seg["text"].astype(str)))
+        for i, r in enumerate(cats.itertuples()):
+            quotes = [text_by_id[q] for q in r.quote_ids if q in text_by_id]
+            proposal = llm.name_category(quotes, list(r.keywords))
+            if proposal is not None:
+                cats.iat[i, cats.columns.get_loc("name")] = proposal.name
+                cats.iat[i, cats.columns.get_loc("definition")] = proposal.definition
     seg_ids = seg["segment_id"].astype(str).to_numpy()
     cats["segment_ids"] = [seg_ids[member_rows[int(c)]].tolist() for c in cats["category_id"]]
 
@@ -150,6 +167,14 @@ def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFram
     ideas.insert(2, "domain", [dom_name.get(int(d), "") for d in ideas["domain_id"]])
     ideas["spans"] = [[f"{s}:{a}-{b}" for s, a, b in spans] for spans in ideas["spans"]]
     ideas["segment_ids"] = [list(v) for v in ideas["segment_ids"]]
+    ideas["extractive_core_idea"] = ideas["core_idea"]
+    if llm is not None:
+        by_case_domain: dict[tuple[str, int], list[str]] = {}
+        for i in np.flatnonzero(core_dom >= 0):
+            by_case_domain.setdefault((cases[i], int(core_dom[i])), []).append(str(seg["text"].iat[i]))
+        written = [llm.core_idea(by_case_domain[(str(c), int(d))])
+                   for c, d in zip(ideas["case_id"], ideas["domain_id"])]
+        ideas["core_idea"] = [w if w else e for w, e in zip(written, ideas["core_idea"])]
 
     # the illustrative core idea of a (sub)category: what its most central case said
     # there, in fewer words: the core-idea step run with the (sub)categories as its
@@ -223,8 +248,9 @@ def _themes(top: pd.DataFrame, theme_of_cat: dict[int, int], member_rows: dict[i
             "mean_strength": float(np.mean(xa.strength[m])) if len(m) else 0.0,
             "n_reassigned": int(r.n_reassigned),
             "flags": list(r.flags), "n_counted_cases": len(r.counted_cases),
-            "label_if_reassigned_counted": r.label_if_reassigned_counted})
-    extra = ("flags", "n_counted_cases", "label_if_reassigned_counted")
+            "label_if_reassigned_counted": r.label_if_reassigned_counted,
+            "definition": r.definition})
+    extra = ("flags", "n_counted_cases", "label_if_reassigned_counted", "definition")
     return pd.DataFrame(rows, columns=[*THEME_COLUMNS, *extra])
 
 

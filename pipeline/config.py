@@ -200,6 +200,9 @@ class RunConfig(BaseModel):
     naming: NamingConfig = NamingConfig()
     #: one core idea per case and domain (CQR analysis)
     core_ideas: CoreIdeaConfig = CoreIdeaConfig()
+    #: a language model on this machine for names, definitions and core ideas (CQR
+    #: analysis; never the default): ``name: consensa.LocalLLM.v1`` and its ``model``
+    llm: StageSpec | None = None
     #: the 2-D map of segments in the report, fitted on the embeddings
     map: StageSpec = StageSpec(name="consensa.UMAP.v2", n_components=2, min_dist=0.1)
     #: dotted keys -> lists of values: the config stands for one run per combination
@@ -306,6 +309,19 @@ def validate_config(data: dict, path: Path | None = None) -> RunConfig:
         except pydantic.ValidationError as exc:
             raise config_error_from(exc, where=section, model=model,
                                     path=str(path) if path else None) from None
+    if cfg.llm is not None:
+        try:
+            model = REGISTRIES["namer"].params_model(cfg.llm.name)
+            model.model_validate(cfg.llm.params())
+        except ConfigError as exc:
+            raise ConfigError(exc.reason, path=path, field="llm.name", hint=exc.hint) from None
+        except pydantic.ValidationError as exc:
+            raise config_error_from(exc, where="llm", model=model,
+                                    path=str(path) if path else None) from None
+        if cfg.analysis != "consensa.CQR.v1":
+            raise ConfigError("the llm section names, defines and summarises categories of the "
+                              "CQR analysis; this config runs consensa.Themes.v1", path=path,
+                              field="llm", hint="set analysis: consensa.CQR.v1, or remove llm")
     return cfg
 
 
@@ -415,6 +431,9 @@ def check_inputs(cfg: RunConfig, base_dir: Path, path: Path | None = None) -> No
         # read now: a protocol file with a fault stops the run before any work,
         # with load_protocol's error naming the file, the line and the field
         load_protocol(cfg.protocol.file)
+    if cfg.llm is not None:
+        # a base_url on another machine is refused here, before any transcript is read
+        REGISTRIES["namer"].build(cfg.llm.name, cfg.llm.params(), where="llm").check_endpoint()
 
 
 def _spacy_model_installed(model: str) -> bool:

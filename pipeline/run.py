@@ -7,6 +7,7 @@ renamed when complete, so a run folder is never half-written and an existing one
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import platform
@@ -169,7 +170,7 @@ def build(cfg: RunConfig, base_dir: Path) -> RunResult:
                  theme_linkage=linkage, manifest=manifest, config=rcfg,
                  vectors=vectors, turns=corpus.turns, categories=analysis.categories,
                  core_ideas=analysis.core_ideas, protocol=analysis.protocol,
-                 prompts=analysis.prompts)
+                 prompts=analysis.prompts, llm_log=analysis.llm_log)
     if deid is not None:
         return DeidentifiedRunResult(**parts, files=dict(deid.files), mapping_csv=deid.mapping_csv())
     return RunResult(**parts)
@@ -219,8 +220,33 @@ def _cqr(cfg: RunConfig, cache, timer: Timer, segments: pd.DataFrame, vectors, c
     with timer.stage("map"):
         mapper = build_stage("map", cfg)
         coords = reduce(mapper, vectors, cache).coords
-    with timer.stage("cross-analysis"):
-        analysis = cqr_analysis(segments, vectors, corpus.turns, encode, cfg, coords)
+    llm = log = None
+    if cfg.llm is not None:
+        import tempfile
+
+        from .registry import REGISTRIES
+        from .stages.llm import LOG_NAME
+
+        llm = REGISTRIES["namer"].build(cfg.llm.name, cfg.llm.params(), where="llm")
+        # the log is kept beside the run's cache while the run is built, then written
+        # into the run folder with the rest
+        log = Path(tempfile.mkdtemp(prefix="consensa-llm-")) / LOG_NAME
+        llm.bind_run(log, section="llm")
+        llm.check_endpoint()       # a remote base_url is refused before the long stages
+    try:
+        with timer.stage("cross-analysis"):
+            analysis = cqr_analysis(segments, vectors, corpus.turns, encode, cfg, coords, llm=llm)
+    finally:
+        llm_log = log.read_text(encoding="utf-8") if log is not None and log.is_file() else \
+            ("" if log is not None else None)
+        if log is not None:
+            shutil.rmtree(log.parent, ignore_errors=True)
+    if llm is not None:
+        analysis = dataclasses.replace(
+            analysis, counts={**(analysis.counts or {}),
+                              **{f"llm_{k}": v for k, v in llm.stats().as_dict().items()
+                                 if not isinstance(v, dict)}},
+            llm_log=llm_log)
     seg = analysis.segments
     n_out = int(analysis.counts.get("crossanalysis_outliers", 0))
     clustering = Clustering(theme=seg["theme"].to_numpy(), strength=seg["strength"].to_numpy(),

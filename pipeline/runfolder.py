@@ -189,6 +189,8 @@ class RunFolder:
             (out / "protocol.yaml").write_text(result.protocol, encoding="utf-8")
         if result.prompts is not None:
             to_csv(result.prompts, out / "protocol_prompts.csv", index=False)
+        if result.llm_log is not None:       # every prompt and answer the run depends on
+            (out / "llm_log.jsonl").write_text(result.llm_log, encoding="utf-8")
         (out / "config.yaml").write_text(dump_yaml(dict(result.config)), encoding="utf-8")
         (out / "report.html").write_text(render_report(result), encoding="utf-8")
         for rel, text in getattr(result, "files", {}).items():     # de-identified sources

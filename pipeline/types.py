@@ -171,19 +171,21 @@ CONCEPT_COLUMNS = ("concept", "description", "status", "theme_ids", "similarity"
 #: subcategory in display order: the cross-analysis' columns
 #: (pipeline/stages/crossanalysis.py, CATEGORY_COLUMNS) and the category's name
 #: (pipeline/stages/naming.py), plus theme_id int (the run's theme row of its
-#: top-level category: the review's unit) and segment_ids list[str]
+#: top-level category: the review's unit), segment_ids list[str], extractive_name str
+#: (the phrase name; ``name`` is the language model's where the config has ``llm``)
+#: and definition str (the language model's; "" without one)
 CATEGORY_TABLE_COLUMNS = (
     "category_id", "parent_id", "theme_id", "domain_id", "kind", "name", "alternatives",
     "keywords", "n_segments", "n_cases", "cases", "counted_cases", "frequency_label",
     "label_if_reassigned_counted", "flags", "spans_domains", "quote_ids", "n_reassigned",
-    "thin_cases", "pole", "segment_ids")
+    "thin_cases", "pole", "segment_ids", "extractive_name", "definition")
 
 #: core_ideas.parquet/.csv (a CQR run only): one row per case and domain
 #: (pipeline/stages/coreideas.py): case_id str; domain_id int; domain str; core_idea
 #: str; segment_ids list[str]; n_words int; spans list[str] ("segment_id:start-end",
 #: offsets into the segment's text)
 CORE_IDEA_TABLE_COLUMNS = ("case_id", "domain_id", "domain", "core_idea", "segment_ids",
-                           "n_words", "spans")
+                           "n_words", "spans", "extractive_core_idea")
 
 LIST_COLUMNS: Mapping[str, Mapping[str, type]] = {
     "themes": {"keywords": str, "key_phrases": str, "cases": str, "quote_ids": str,
@@ -220,3 +222,4 @@ class RunResult:
     core_ideas: pd.DataFrame | None = None    # CORE_IDEA_TABLE_COLUMNS
     protocol: str | None = None               # protocol.yaml
     prompts: pd.DataFrame | None = None       # the protocol's prompts (protocol_prompts.csv)
+    llm_log: str | None = None                # llm_log.jsonl: every call to the language model

@@ -217,3 +217,108 @@ def test_the_demo_proposes_what_a_cqr_team_could_adopt(tmp_path):
         assert ("single story" in list(r.flags)) == bool(top_share > 0.5)
     ideas = folder.table("core_ideas")
     assert set(ideas["case_id"]) == set(seg["case_id"])
+
+
+# --- the local language model, end to end against a fake server on loopback -------
+
+def _llm_server(answer_core_idea: bool):
+    """A fake OpenAI-compatible server: a fixed name and definition for every
+    category; for a core idea, the first ten words of the case's first text (close
+    to the participant's words), or prose that is no JSON when told not to answer."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler
+
+    from tests.test_llm import Server, chat
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+            self.server.bodies.append(body)
+            user = body["messages"][-1]["content"]
+            if "core_idea" in body["messages"][0]["content"] + user:
+                if not answer_core_idea:
+                    return chat("I cannot summarise this.")(self)
+                first = next(json.loads(line) for line in user.splitlines()
+                             if line.startswith('"'))
+                return chat(json.dumps({"core_idea": " ".join(first.split()[:10])}))(self)
+            chat(json.dumps({"name": "Learning about tears",
+                             "definition": "What the therapists learned about crying."}))(self)
+
+        def log_message(self, *args):
+            pass
+
+    server = Server(("127.0.0.1", 0), Handler)
+    server.bodies = []
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                     daemon=True).start()
+    return server
+
+
+def test_a_local_model_names_categories_and_writes_core_ideas_and_every_call_is_logged(tmp_path):
+    server = _llm_server(answer_core_idea=True)
+    try:
+        llm = {"name": "consensa.LocalLLM.v1", "model": "test-model",
+               "base_url": f"http://127.0.0.1:{server.server_address[1]}/v1", "timeout_s": 5}
+        out = _run(tmp_path, llm=llm)
+    finally:
+        server.shutdown()
+        server.server_close()
+    folder = RunFolder.open(out)
+    cats, ideas = folder.table("categories"), folder.table("core_ideas")
+    assert (cats["name"] == "Learning about tears").all()
+    assert (cats["extractive_name"] != cats["name"]).all()        # the phrase name is kept
+    assert (cats["definition"] == "What the therapists learned about crying.").all()
+    assert (ideas["core_idea"] != ideas["extractive_core_idea"]).any()
+    log = (out / "llm_log.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(log) == len(server.bodies) == len(cats) + len(ideas)
+    c = folder.manifest["counts"]
+    assert c["llm_calls"] == len(log) and c["llm_answered"] == len(log)
+    # only quotes and keywords leave the process: no case id, no file name
+    sent = "\n".join(m["content"] for b in server.bodies for m in b["messages"])
+    assert "case01" not in sent and ".txt" not in sent
+
+
+def test_a_bad_answer_falls_back_to_the_extractive_core_idea_when_asked(tmp_path):
+    server = _llm_server(answer_core_idea=False)
+    try:
+        llm = {"name": "consensa.LocalLLM.v1", "model": "test-model", "fallback": "extractive",
+               "base_url": f"http://127.0.0.1:{server.server_address[1]}/v1", "timeout_s": 5}
+        out = _run(tmp_path, llm=llm)
+    finally:
+        server.shutdown()
+        server.server_close()
+    folder = RunFolder.open(out)
+    ideas = folder.table("core_ideas")
+    assert (ideas["core_idea"] == ideas["extractive_core_idea"]).all()
+    assert folder.manifest["counts"]["llm_fallbacks"] == len(ideas)
+
+
+def test_a_model_endpoint_that_is_down_stops_the_run_with_a_clear_error(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as s:              # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    write_study(tmp_path / "study")
+    cfg = study_config(tmp_path / "study", analysis="consensa.CQR.v1",
+                       llm={"name": "consensa.LocalLLM.v1", "model": "m",
+                            "base_url": f"http://127.0.0.1:{port}/v1", "timeout_s": 2})
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    assert main(["run", str(path), "--out", str(tmp_path / "run")]) != 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and str(port) in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_remote_model_is_refused_before_any_work(tmp_path, capsys):
+    write_study(tmp_path / "study")
+    cfg = study_config(tmp_path / "study", analysis="consensa.CQR.v1",
+                       llm={"name": "consensa.LocalLLM.v1", "model": "m",
+                            "base_url": "http://203.0.113.5:11434/v1"})
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    assert main(["run", str(path), "--out", str(tmp_path / "run")]) != 0
+    err = capsys.readouterr().err
+    assert "llm.base_url" in err or "allow_remote" in err

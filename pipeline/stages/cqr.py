@@ -128,6 +128,7 @@ class CrossAnalysis:
     prompts: pd.DataFrame | None = None         # every prompt, with its kind and area
     merges: pd.DataFrame | None = None          # areas proposed for merging
     counts: dict | None = None                  # the protocol's and cross-analysis' counts
+    llm_log: str | None = None                  # every language-model call (llm_log.jsonl)
 
 
 def cross_analysis(segments: pd.DataFrame, clustering, themes: pd.DataFrame, domains,
