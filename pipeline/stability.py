@@ -91,6 +91,8 @@ class StabilityResult:
     #: before they were saved) embedded again / taken from the cache
     embedded: dict = field(default_factory=dict)
     seconds: float = 0.0
+    #: what was run again on each resample, for the report's wording
+    regrouped_by: str = "reduce, cluster and outlier steps"
 
     @property
     def n_unstable(self) -> int:
@@ -180,9 +182,17 @@ def best_matches(original: np.ndarray, new: np.ndarray, k: int) -> tuple[np.ndar
 
 def compute_stability(segments: pd.DataFrame, themes: pd.DataFrame, vectors: np.ndarray,
                       cfg: RunConfig, settings: StabilityConfig,
-                      check_reproduction: bool = True) -> StabilityResult:
-    """Resample, re-cluster and match; ``segments`` (with ``theme``) align with ``vectors``."""
+                      check_reproduction: bool = True, regroup=None) -> StabilityResult:
+    """Resample, re-cluster and match; ``segments`` (with ``theme``) align with ``vectors``.
+
+    ``regroup(vectors, index, seed) -> labels`` groups the resampled segments
+    (``index``: their rows in ``segments``) as the run grouped all of them; the
+    default is the run's reduce + cluster + assign (:func:`recluster`). A CQR run
+    passes its cross-analysis (:func:`cqr_regroup`)."""
     start = time.perf_counter()
+    if regroup is None:
+        def regroup(x: np.ndarray, index: np.ndarray, seed: int | None) -> np.ndarray:
+            return recluster(x, cfg, seed).theme
     theme = segments["theme"].to_numpy(dtype=np.int64)
     case_ids = segments["case_id"].astype(str).to_numpy()
     tids = [int(t) for t in themes["theme_id"]]
@@ -201,7 +211,7 @@ def compute_stability(segments: pd.DataFrame, themes: pd.DataFrame, vectors: np.
         what = f"leaving out {', '.join(rs.withheld)}" if rs.kind == "leave-out" else \
             f"bootstrap, {len(rs.index)} distinct segments"
         log.info("stability: resample %d/%d (%s)", i, len(plan), what)
-        new = recluster(vectors[rs.index], cfg, rs.seed).theme
+        new = regroup(vectors[rs.index], np.asarray(rs.index), rs.seed)
         best, match, present = best_matches(theme[rs.index], new, k)
         has = present > 0
         back = has & (best >= settings.threshold)
@@ -224,7 +234,7 @@ def compute_stability(segments: pd.DataFrame, themes: pd.DataFrame, vectors: np.
     reproduced = None
     if check_reproduction and k:
         log.info("stability: re-clustering all segments with the run's own seed (a check)")
-        again = recluster(vectors, cfg).theme
+        again = regroup(vectors, np.arange(len(vectors)), None)
         best, _, present = best_matches(theme, again, k)
         weights = present.astype(float)
         reproduced = float(np.sum(best * weights) / weights.sum()) if weights.sum() else None
@@ -265,6 +275,60 @@ def _original_labels(themes: pd.DataFrame, theme: np.ndarray, case_ids: np.ndarr
 
 
 # --- On a run folder --------------------------------------------------------------
+
+def cqr_regroup(segments: pd.DataFrame, domains: pd.DataFrame, cfg: RunConfig):
+    """The regrouping of a CQR run (``analysis: consensa.CQR.v1``): the resampled
+    segments keep the domains the run proposed for them, and the cross-analysis
+    finds the categories within each domain again (stance subcategories aside: a
+    category's stability is about its segments, not its split). The labels are the
+    top-level categories, numbered as the resample's cross-analysis numbers them."""
+    from .stages.crossanalysis import cross_analyse
+
+    domain = segments["domain_id"].to_numpy(dtype=np.int64)
+    frame = tuple(int(d) for d in domains.loc[domains["kind"] == "frame", "domain_id"]) \
+        if "kind" in domains.columns else ()
+    xcfg = cfg.crossanalysis.model_copy(update={"stance": False})
+
+    def regroup(x: np.ndarray, index: np.ndarray, seed: int | None) -> np.ndarray:
+        sub = segments.iloc[index].reset_index(drop=True)
+        sub["segment_id"] = [f"{s}#{i}" for i, s in enumerate(sub["segment_id"])]  # bootstrap repeats
+        xa = cross_analyse(sub, x, domain[index], xcfg, cfg.cqr, frame_domains=frame,
+                           include_frame=cfg.protocol.include_frame,
+                           n_cases_total=int(segments["case_id"].nunique()))
+        return np.asarray(xa.category, dtype=np.int64)
+
+    return regroup
+
+
+def _flag_unstable(run: RunFolder, result: StabilityResult) -> None:
+    """A CQR run's categories that did not reappear often enough carry the flag
+    "unstable", in the categories and themes tables and the CQR table."""
+    from .stages.cqr import cqr_markdown
+
+    unstable = {int(t) for t, ok in zip(result.table["theme_id"], result.table["stable"]) if not ok}
+
+    def flagged(flags, is_unstable: bool) -> list[str]:
+        kept = [f for f in list(flags) if f != "unstable"]
+        return kept + ["unstable"] if is_unstable else kept
+
+    cats = run.table("categories")
+    top = cats["parent_id"] < 0
+    cats["flags"] = [flagged(f, bool(t) and int(th) in unstable)
+                     for f, t, th in zip(cats["flags"], top, cats["theme_id"])]
+    run.write_table("categories", cats)
+    themes = run.themes()
+    if "flags" in themes.columns:
+        themes["flags"] = [flagged(f, int(t) in unstable)
+                           for f, t in zip(themes["flags"], themes["theme_id"])]
+        run.write_table("themes", themes)
+    table = run.cqr()
+    if "flags" in table.columns and len(table) == len(cats):
+        table["flags"] = list(cats["flags"])
+        run.write_table("cqr", table)
+        from .fsutil import atomic_write_text
+
+        atomic_write_text(run.path / "cqr_table.md", cqr_markdown(table))
+
 
 def run_config(folder: Path) -> RunConfig:
     """The run's resolved config (config.yaml in the run folder).
@@ -320,13 +384,22 @@ def stability_for_run(folder: str | Path, settings: StabilityConfig | None = Non
         vectors, counts = _embed_again(run, cfg, segments, cache_dir)
     else:
         counts = {"embedded": 0, "from_cache": 0, "from_run_folder": len(vectors)}
-    # resamples are grouped as the run was: in context (computed on the whole study, so a
-    # left-out or repeated case does not change the others' context)
-    grouping = contextualize(vectors, segments, cfg.context.window, cfg.context.weight)
-    result = compute_stability(segments, themes, grouping, cfg, settings)
+    cqr_run = run.manifest.get("analysis") == "consensa.CQR.v1"
+    if cqr_run:
+        result = compute_stability(segments, themes, vectors, cfg, settings,
+                                   regroup=cqr_regroup(segments, run.domains(), cfg))
+    else:
+        # resamples are grouped as the run was: in context (computed on the whole study,
+        # so a left-out or repeated case does not change the others' context)
+        grouping = contextualize(vectors, segments, cfg.context.window, cfg.context.weight)
+        result = compute_stability(segments, themes, grouping, cfg, settings)
     result.embedded = counts
+    if cqr_run:
+        result.regrouped_by = "cross-analysis steps (categories found again within each domain)"
 
     write_stability(run, result, cfg.name)
+    if cqr_run:
+        _flag_unstable(run, result)
     extra = result.table.set_index("theme_id")[[
         "reappearance", "mean_jaccard", "label_change_rate", "resamples",
         "reappearance_leave_out", "reappearance_bootstrap"]]
@@ -379,7 +452,7 @@ def stability_markdown(result: StabilityResult, run_name: str = "") -> str:
         parts.append(f"{result.n_bootstrap} bootstrap samples of the segments (drawn with "
                      "replacement; the distinct ones clustered)")
     lines += [
-        f"The run's reduce, cluster and outlier steps were run again, with its settings, on "
+        f"The run's {result.regrouped_by} were run again, with its settings, on "
         f"{result.n_leave_out + result.n_bootstrap} resamples of its segments: "
         + " and ".join(parts) + f". Each resample used its own seed (resampling seed "
         f"{result.seed}).", "",

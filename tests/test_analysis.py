@@ -322,3 +322,41 @@ def test_a_remote_model_is_refused_before_any_work(tmp_path, capsys):
     assert main(["run", str(path), "--out", str(tmp_path / "run")]) != 0
     err = capsys.readouterr().err
     assert "llm.base_url" in err or "allow_remote" in err
+
+
+def test_stability_of_a_cqr_run_regroups_within_domains_and_flags_unstable_categories(
+        cqr_run, tmp_path, monkeypatch):
+    import shutil
+
+    import pipeline.stability as stability
+    from pipeline.config import StabilityConfig
+
+    run = Path(shutil.copytree(cqr_run, tmp_path / "run"))
+    settings = StabilityConfig(resamples=4, leave_out=1, bootstrap=False)
+    # the invented study's categories are made of the same sentences in every case:
+    # regrouped within their domains, every one comes back
+    result = stability.stability_for_run(run, settings)
+    assert result.table["stable"].all() and result.reproduced == 1.0
+    assert not any("unstable" in list(f) for f in RunFolder.open(run).table("categories")["flags"])
+
+    # a regrouping that finds none of them marks every category unstable, in every table
+    real = stability.cqr_regroup
+    calls = []
+
+    def lost(segments, domains, cfg):
+        regroup = real(segments, domains, cfg)
+
+        def none_back(x, index, seed):
+            calls.append(len(index))
+            return np.full(len(index), -1) if len(calls) > 1 else regroup(x, index, seed)
+        return none_back
+
+    monkeypatch.setattr(stability, "cqr_regroup", lost)
+    result = stability.stability_for_run(run, settings)
+    assert calls and not result.table["stable"].any()
+    folder = RunFolder.open(run)
+    cats = folder.table("categories")
+    for r in cats.itertuples():
+        assert list(r.flags).count("unstable") == (1 if r.parent_id < 0 else 0)
+    assert all("unstable" in list(f) for f in folder.themes()["flags"])
+    assert "unstable" in (run / "cqr_table.md").read_text(encoding="utf-8")
