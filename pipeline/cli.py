@@ -265,17 +265,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_precode(args: argparse.Namespace) -> int:
     import json
 
-    from .precode import precode
+    from .errors import InputError
+    from .precode import DEFAULT_THRESHOLD, import_queue, precode
 
-    out = precode(args.codebook, args.transcripts, args.config, args.threshold, args.out)
+    if str(args.codebook) == "import" and not Path("import").is_file():
+        if args.queue is None:
+            raise InputError("give the filled-in queue: `consensa precode import QUEUE.xlsx "
+                             "--by NAME`")
+        n, run = import_queue(args.queue, args.by or "")
+        print(f"stored {n} choice(s) by {args.by} from {args.queue}")
+        print(f"  in: {run / 'review' / 'decisions.sqlite'}")
+        print("  the next `consensa precode ... --retrain` learns from them")
+        return 0
+    if args.transcripts is None:
+        raise InputError("give the folder of new transcripts with --transcripts")
+    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    out = precode(args.codebook, args.transcripts, args.config, threshold, args.out,
+                  retrain=args.retrain)
     m = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-    cv = ", ".join(f"{k} {v:.2f}" for k, v in m["cv_accuracy"].items())
+    cal = m["calibration"]
     print(f"pre-coded {m['n_segments']} segments of {m['cases']} case(s) with {m['classifier']} "
-          f"(cross-validated accuracy: {cv})")
-    print(f"  coded: {m['n_coded']}   needs a human (confidence < {m['threshold']}): "
-          f"{m['n_needs_human']}")
+          f"(on held-out cases: accuracy {cal.get('accuracy', float('nan')):.2f}, macro F1 "
+          f"{cal.get('macro_f1', float('nan')):.2f}, calibration error "
+          f"{cal.get('ece', float('nan')):.3f}; {cal['folds']})")
+    print(f"  coded: {m['n_coded']}   none of these: {m['n_none']}   needs a human "
+          f"(confidence < {m['threshold']}): {m['n_needs_human']}")
     print(f"  output: {out}")
-    print(f"  queue:  {out / 'queue.xlsx'}")
+    print(f"  queue:  {out / 'queue.xlsx'}  (fill in, then `consensa precode import` it)")
     return 0
 
 
@@ -337,11 +353,28 @@ def cmd_review_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_review_answer(args: argparse.Namespace) -> int:
+    from .review.commands import answer
+
+    word = "accept" if args.accept else "argue" if args.argue is not None else ""
+    print(answer(Path(args.run), comment=args.comment, by=args.by, answer=word,
+                 text=args.argue or args.why, undo=args.undo))
+    return 0
+
+
+def cmd_review_next_round(args: argparse.Namespace) -> int:
+    from .review.commands import next_round
+
+    print(next_round(Path(args.run), by=args.by, undo=args.undo))
+    return 0
+
+
 def cmd_review_apply(args: argparse.Namespace) -> int:
     from .review.commands import apply
 
-    paths = apply(Path(args.run))
-    print("final codebook written:")
+    paths = apply(Path(args.run), preview=args.preview)
+    print("draft codebook written (items are still open):" if args.preview
+          else "final codebook written:")
     for p in paths.values():
         print(f"  {p}")
     return 0
@@ -416,8 +449,32 @@ def _add_review_parser(sub) -> None:
             q.add_argument("--comment", required=True)
             q.set_defaults(func=cmd_review_audit)
 
+    q = rs.add_parser("answer", parents=[_QUIET],
+                      help="a judge's answer to an auditor's comment: accept or argue")
+    q.add_argument("run")
+    q.add_argument("--comment", type=int, required=True,
+                   help="the comment's number (shown by `consensa review status`)")
+    q.add_argument("--by", required=True, help="the judge who answers")
+    g = q.add_mutually_exclusive_group(required=True)
+    g.add_argument("--accept", action="store_true", help="the judges take the comment up")
+    g.add_argument("--argue", metavar="WHY", help="the judges keep their decision, because WHY")
+    g.add_argument("--undo", action="store_true", help="take this judge's answer back")
+    q.add_argument("--why", default="", help="with --accept: an optional note")
+    q.set_defaults(func=cmd_review_answer)
+
+    q = rs.add_parser("next-round", parents=[_QUIET],
+                      help="close this round and open the next, starting from its consensus")
+    q.add_argument("run")
+    q.add_argument("--by", default="panel", help="who closes the round (default: panel)")
+    q.add_argument("--undo", action="store_true",
+                   help="go back to the round before (only while the new round is empty)")
+    q.set_defaults(func=cmd_review_next_round)
+
     q = rs.add_parser("apply", parents=[_QUIET], help="write the final codebook from the consensus")
     q.add_argument("run")
+    q.add_argument("--preview", action="store_true",
+                   help="write the codebook as it stands while items are open, marked as a "
+                   "draft, into RUN/review/draft/")
     q.set_defaults(func=cmd_review_apply)
 
 
@@ -425,14 +482,23 @@ def _add_precode_parser(sub) -> None:
     p = sub.add_parser("precode", parents=[_QUIET],
                        help="code new transcripts with an agreed codebook",
                        description="Segment and embed new transcripts and assign each segment "
-                       "to a category of the codebook; segments below --threshold go to a "
-                       "'needs a human' queue (queue.xlsx) instead of being coded.")
-    p.add_argument("codebook", type=Path, help="codebook.yaml from `consensa review apply`")
-    p.add_argument("--transcripts", type=Path, required=True, help="folder of new transcripts")
+                       "to a category of the codebook, or to none of them, with a confidence "
+                       "calibrated on held-out cases; segments below --threshold go to a "
+                       "'needs a human' queue (queue.xlsx) instead of being coded. "
+                       "`consensa precode import QUEUE.xlsx --by NAME` stores a person's "
+                       "choices from a filled-in queue; --retrain learns from them.")
+    p.add_argument("codebook", type=Path, help="codebook.yaml from `consensa review apply` "
+                   "(or the word 'import', then the queue workbook)")
+    p.add_argument("queue", type=Path, nargs="?", help="with 'import': the filled-in queue.xlsx")
+    p.add_argument("--transcripts", type=Path, help="folder of new transcripts")
     p.add_argument("--config", type=Path, help="a run config for ingest/segment/embed "
                    "(default: the codebook's run config)")
-    p.add_argument("--threshold", type=float, default=0.5,
-                   help="least confidence to code a segment automatically (default 0.5)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="least calibrated confidence to code a segment automatically "
+                   "(default 0.7)")
+    p.add_argument("--retrain", action="store_true",
+                   help="also learn from the queue choices imported so far")
+    p.add_argument("--by", help="with 'import': who made the choices")
     p.add_argument("--out", type=Path, help="output folder (default: beside the codebook)")
     p.set_defaults(func=cmd_precode)
 

@@ -218,7 +218,13 @@ def test_full_review_in_the_browser(browser, served):
     assert ana.locator("li.quote mark").first.inner_text().lower() in ("learn", "about", "tears")
     moved = ana.locator("li.quote").first.get_attribute("data-segment")
     ana.locator("li.quote input[name=segments]").first.check()
-    assert ana.locator("select[name=move_to]").input_value() == "1"
+    # no target is preselected, not even the theme searched for: a move is chosen
+    assert ana.locator("select[name=move_to]").input_value() == ""
+    assert submit(ana, "#move button[value=consensus]") == 400
+    assert "Choose the theme to move the segments to" in ana.content()
+    ana.go_back()
+    ana.locator("li.quote input[name=segments]").first.check()
+    ana.select_option("select[name=move_to]", "1")
     assert submit(ana, "#move button[value=consensus]") == 303
     assert "1 segment(s), move to theme 1" in flash(ana)
 
@@ -366,4 +372,24 @@ def test_switch_person_and_unknown_pages(browser, served):
     assert ana.locator("header .whoami").inner_text().startswith("ben")
     ana.goto(f"{base}/theme/1")
     assert re.search(r"Save as my position \(ben\)", ana.locator("#decide").inner_text())
+    ana.context.close()
+
+
+def test_forms_start_empty_and_refuse_a_save_without_a_choice(served, browser):
+    run, review, base = served
+    ana = open_as(browser, review, base, "ana")
+    ana.goto(f"{base}/theme/0")
+    assert ana.locator("#decide select[name=decision]").input_value() == ""
+    assert ana.locator("select[name=move_to]").input_value() == ""
+    assert submit(ana, "#decide button[value=position]") == 400
+    assert "Choose a decision first" in ana.locator(".error-box").inner_text()
+    # ticked segments without a target: refused, nothing moved to theme 0's neighbour
+    ana.locator("li.quote input[name=segments]").first.check()
+    assert submit(ana, ".bulk button[value=consensus]") == 400
+    assert "Choose the theme to move the segments to" in ana.content()
+    ana.goto(f"{base}/export")
+    assert ana.locator("#write-codebook").is_disabled()
+    assert "still open" in ana.locator("#why-not-final").inner_text()
+    with ReviewStore(load_run(run)) as store:
+        assert store.positions() == {} and store.consensus() == {}
     ana.context.close()

@@ -162,7 +162,7 @@ def test_overview_counts_and_filters(store):
     everything = pages.overview(run, store, pages.Filters())
     listed = [row["status"].item for d in everything["domains"] for row in d["themes"]]
     assert sorted(listed) == sorted(f"theme:{t}" for t in run.themes["theme_id"])
-    assert everything["counts"] == {"agreed": 1, "resolved": 0, "disputed": 1,
+    assert everything["counts"] == {"agreed": 1, "resolved": 0, "carried": 0, "disputed": 1,
                                     "open": len(run.items()) - 2}
     assert not everything["filtered"] and everything["n_unassigned"] == 0
 
@@ -195,7 +195,7 @@ def test_theme_page_quotes_prefill_and_moves(store):
     assert [q["id"] for q in page["quotes"][:len(proposed)]] == proposed
     assert len(page["quotes"]) == int(t["n_segments"]) and page["quote_ids"] == set(proposed)
     assert page["keywords"] == list(t["keywords"]) and len(page["keywords"]) > 1
-    assert page["prefill"] == Decision("theme:0", "accept")
+    assert page["prefill"] == Decision("theme:0", "")  # no choice made for the judge
     assert page["prefill_from"] == "nothing yet" and page["err"] is None
     assert any(turn.own for turn in page["quotes"][0]["context"])
 
@@ -230,7 +230,7 @@ def test_domain_and_segment_pages(store):
     sid = _seg_of(run, 0)[0]
     page = pages.segment_page(run, store, Context(run), sid, "ana")
     assert page["q"]["id"] == sid and page["status"].state == "untouched"
-    assert page["prefill"] == Decision(f"segment:{sid}", "keep")
+    assert page["prefill"] == Decision(f"segment:{sid}", "")
     assert set(page["status"].positions) == {"ana", "ben"}
     # more of the conversation than a quote on a theme page shows
     near = pages.quotes(run.segments[run.segments["segment_id"] == sid], Context(run),

@@ -5,9 +5,16 @@ decision (:meth:`Decision.key`); it then has that consensus automatically. An it
 *resolved* has a consensus decision recorded with ``consensa review resolve`` (or a
 consensus workbook). Otherwise it is *disputed* (positions differ) or *open* (a
 judge has not decided yet). A segment nobody moved needs no decision; one that a
-judge moved is an item, and a judge who left it alone counts as "keep".
+judge moved is an item. A judge who left it alone (a blank row in a workbook) has
+taken no position on it: it is open until the others decide or the panel resolves
+it, never disputed by a silence.
 
-The round is closed when every item is agreed or resolved.
+Rounds: round N+1 starts from round N's consensus (``consensa review next-round``).
+That consensus is each item's *baseline*; an item nobody proposes to change in the
+new round keeps it (state *carried*). A judge's position that differs from the
+baseline opens the item again, and it needs agreement or a resolve like any other.
+
+The round is closed when every item is agreed, resolved or carried.
 """
 
 from __future__ import annotations
@@ -20,7 +27,9 @@ import numpy as np
 from .model import FATE, Decision, RunItems
 from .store import ReviewStore
 
-STATES = ("agreed", "resolved", "disputed", "open")
+STATES = ("agreed", "resolved", "carried", "disputed", "open")
+#: the states in which an item has its consensus
+SETTLED = ("agreed", "resolved", "carried")
 
 
 @dataclass
@@ -32,6 +41,17 @@ class ItemStatus:
     consensus: Decision | None = None
     by: str = ""
     comments: list[tuple[str, str]] = field(default_factory=list)
+    #: the consensus of the round before (None in round 1, or for an item new to this round)
+    baseline: Decision | None = None
+    #: the auditors' comments as stored rows (id, by, comment, answers), to answer
+    audit: list[dict] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        """Whether this round's consensus differs from the round before's."""
+        if self.baseline is None or self.consensus is None:
+            return False
+        return not same_as(self.consensus, self.baseline)
 
     @property
     def kind(self) -> str:
@@ -69,10 +89,10 @@ class ReviewStatus:
 
     @property
     def closed(self) -> bool:
-        return all(i.state in ("agreed", "resolved") for i in self.items)
+        return all(i.state in SETTLED for i in self.items)
 
     def pending(self) -> list[ItemStatus]:
-        return [i for i in self.items if i.state not in ("agreed", "resolved")]
+        return [i for i in self.items if i.state not in SETTLED]
 
     def effective_consensus(self) -> dict[str, Decision]:
         return {i.item: i.consensus for i in self.items if i.consensus is not None}
@@ -86,6 +106,11 @@ def _agreed(positions: dict[str, Decision]) -> Decision:
     return replace(first, core_idea=core, comment=comments, source="all judges agreed")
 
 
+def same_as(d: Decision, base: Decision) -> bool:
+    """Whether position ``d`` keeps ``base`` (the same decision, and no other core idea)."""
+    return d.key() == base.key() and (not d.core_idea or d.core_idea == base.core_idea)
+
+
 def review_status(store: ReviewStore, round: int | None = None) -> ReviewStatus:
     run = store.run
     round = round or store.round
@@ -94,20 +119,26 @@ def review_status(store: ReviewStore, round: int | None = None) -> ReviewStatus:
     explicit = store.consensus(round)
     by = store.consensus_by(round)
     comments = store.audit_comments(round)
+    audit = store.audit_comment_rows(round)
+    baseline = review_status(store, round - 1).effective_consensus() if round > 1 else {}
     items = run.items()
-    touched = sorted({i for i in [*positions, *explicit, *comments] if i.startswith("segment:")})
+    touched = sorted({i for i in [*positions, *explicit, *comments, *baseline]
+                      if i.startswith("segment:")})
     out = []
     for item in items + touched:
         pos = {j: positions.get(item, {})[j] for j in judges if j in positions.get(item, {})}
-        if item.startswith("segment:"):
-            pos = {j: pos.get(j, Decision(item, "keep", source="left alone")) for j in judges}
-        st = ItemStatus(item, run.label(item), "open", pos, comments=comments.get(item, []))
+        base = baseline.get(item)
+        st = ItemStatus(item, run.label(item), "open", pos, comments=comments.get(item, []),
+                        baseline=base, audit=audit.get(item, []))
+        keys = {d.key() for d in pos.values()}
         if item in explicit:
             st.state, st.consensus, st.by = "resolved", explicit[item], by.get(item, "")
-        elif judges and len(pos) == len(judges) and len({d.key() for d in pos.values()}) == 1:
+        elif judges and len(pos) == len(judges) and len(keys) == 1:
             st.state, st.consensus, st.by = "agreed", _agreed(pos), "all judges"
-        elif len({d.key() for d in pos.values()}) > 1:
+        elif len(keys) > 1:
             st.state = "disputed"
+        elif base is not None and all(same_as(d, base) for d in pos.values()):
+            st.state, st.consensus, st.by = "carried", base, f"round {round - 1}"
         out.append(st)
     agreement = [agreement_stats([i for i in out if i.kind == k], judges, k)
                  for k in ("theme", "domain")]
@@ -135,7 +166,9 @@ def agreement_stats(items: list[ItemStatus], judges: list[str], kind: str) -> Ag
 
 
 def status_text(status: ReviewStatus, run: RunItems) -> str:
-    lines = [f"Review of run '{run.name}', round {status.round}: judges "
+    earlier = (f" (rounds 1-{status.round - 1} closed; this round starts from round "
+               f"{status.round - 1}'s consensus)" if status.round > 1 else "")
+    lines = [f"Review of run '{run.name}', round {status.round}{earlier}: judges "
              f"{', '.join(status.judges) or '(none)'}"
              + (f"; auditor(s) {', '.join(status.auditors)}" if status.auditors else "")]
     width = max([len(j) for j in status.judges] + [4])
@@ -150,24 +183,36 @@ def status_text(status: ReviewStatus, run: RunItems) -> str:
                 lines.append(f"  {i.label}: agreed, {i.consensus.describe()}")
             elif i.state == "resolved":
                 lines.append(f"  {i.label}: resolved by {i.by}, {i.consensus.describe()}")
+            elif i.state == "carried":
+                lines.append(f"  {i.label}: carried from {i.by}, {i.consensus.describe()}")
             else:
                 lines.append(f"  {i.label}: {i.state.upper()}")
-            if i.state != "agreed":
+            if i.state not in ("agreed", "carried"):
                 for j in status.judges:
                     d = i.positions.get(j)
                     text = d.describe() if d else "(no decision yet)"
                     if d and d.comment:
                         text += f'  "{d.comment}"'
                     lines.append(f"      {j:<{width}}  {text}")
-            for who, comment in i.comments:
-                lines.append(f"      auditor {who}: {comment}")
+            for c in i.audit:
+                lines.append(f"      auditor {c['by']} (comment {c['id']}): {c['comment']}")
+                for j in status.judges:
+                    a = c["answers"].get(j)
+                    if a is None:
+                        lines.append(f"        {j:<{width}}  (no answer yet: consensa review "
+                                     f"answer RUN --comment {c['id']} --by {j} --accept)")
+                    else:
+                        lines.append(f"        {j:<{width}}  {a['answer']}"
+                                     + (f": {a['text']}" if a["text"] else ""))
     lines += ["", "Agreement across judges"]
     lines += [f"  {a.line()}" for a in status.agreement]
     pending = status.pending()
     lines.append("")
     if status.closed:
         lines.append(f"Round {status.round} is closed: every item has a consensus decision. "
-                     "Next: consensa review apply RUN")
+                     "Next: the auditor's round (consensa review export RUN --auditor NAME), "
+                     f"round {status.round + 1} (consensa review next-round RUN) or the final "
+                     "codebook (consensa review apply RUN)")
     else:
         lines.append(f"Round {status.round} is open: {len(pending)} item(s) need a consensus "
                      "decision (consensa review resolve RUN --theme ID --decision ... --by NAME)")

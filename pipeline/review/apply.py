@@ -57,8 +57,15 @@ def _follow(start: str, cons: dict[str, Decision], kind: str) -> str:
         cur = d.target
 
 
-def build_codebook(run: RunItems, status: ReviewStatus) -> Codebook:
-    if not status.closed:
+def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> Codebook:
+    """The codebook the consensus makes of the run.
+
+    ``draft``: the codebook as it stands while items are still open (the live codebook
+    of the web app, ``review status`` and ``review apply --preview``): an item without
+    a consensus stays as proposed, and the codebook says it is a draft and which items
+    are open. Without it, an open round is refused.
+    """
+    if not status.closed and not draft:
         pending = "; ".join(f"{i.label} ({i.state})" for i in status.pending()[:10])
         raise ReviewError(f"round {status.round} is still open: {len(status.pending())} item(s) "
                           f"have no consensus decision: {pending}",
@@ -75,13 +82,18 @@ def build_codebook(run: RunItems, status: ReviewStatus) -> Codebook:
 
     # --- domains --------------------------------------------------------------
     dom_final = {int(d): int(_follow(str(d), cons, "domain")) for d in domains.index}
-    dom_name, dom_changes = {}, {int(d): [] for d in domains.index}
+    dom_name, dom_changes, dom_def = {}, {int(d): [] for d in domains.index}, {}
     for d in domains.index:
         dec = cons.get(domain_item(d))
         name = domains.at[d, "name"]
-        if dec and dec.new_name and dec.decision != "merge":
+        if dec and dec.decision == "create":
+            dom_changes[int(d)].append("created by the judges")
+        elif dec and dec.new_name and dec.decision != "merge":
             dom_changes[int(d)].append(f'renamed (proposed: "{name}")')
             name = dec.new_name
+        if dec and dec.core_idea and dec.decision != "merge":
+            dom_changes[int(d)].append("defined by the judges")
+            dom_def[int(d)] = dec.core_idea
         dom_name[int(d)] = name
     for d, final in dom_final.items():
         if final != d:
@@ -103,8 +115,20 @@ def build_codebook(run: RunItems, status: ReviewStatus) -> Codebook:
             continue
         dom = int(dec.domain) if dec.domain else int(row["domain_id"])
         changes = []
+        if dec.decision == "create":
+            changes.append(f"created by the judges from {len(dec.segments)} segment(s)")
+        parent = final_theme(int(dec.target)) if dec.decision == "subcategory" else -1
+        if dec.decision == "subcategory":
+            if parent < 0 or parent == t:
+                changes.append(f"meant as a subcategory of theme {dec.target}, which is no "
+                               "category in the end: kept as a category of its own")
+                parent = -1
+            else:
+                changes.append(f"subcategory of category {parent}")
         name = row["name"]
-        if dec.new_name and dec.decision != "split":
+        if dec.new_name and dec.decision == "create":
+            name = dec.new_name
+        elif dec.new_name and dec.decision != "split":
             changes.append(f'renamed (proposed: "{name}")')
             name = dec.new_name
         if dec.domain and int(dec.domain) != int(row["domain_id"]):
@@ -114,7 +138,7 @@ def build_codebook(run: RunItems, status: ReviewStatus) -> Codebook:
                   "core_idea_source": "judges" if dec.core_idea else "proposed",
                   "keywords": list(row["keywords"]), "quote_ids": list(row["quote_ids"]),
                   "changes": changes, "proposed_label": row["frequency_label"],
-                  "proposed_cases": int(row["n_cases"])}
+                  "proposed_cases": int(row["n_cases"]), "parent": parent}
         if dec.decision == "split":
             nid, next_id = next_id, next_id + 1
             for s in dec.segments:
@@ -124,7 +148,7 @@ def build_codebook(run: RunItems, status: ReviewStatus) -> Codebook:
                         "domain_id": dom, "from_themes": [t], "core_idea": "",
                         "core_idea_source": "proposed", "keywords": [], "quote_ids": [],
                         "changes": [f'split off from theme {t} "{row["name"]}"'],
-                        "proposed_label": "", "proposed_cases": 0}
+                        "proposed_label": "", "proposed_cases": 0, "parent": -1}
     for t in sorted(int(x) for x in themes.index):
         dec = cons.get(theme_item(t))
         if dec and dec.decision == "merge":
@@ -139,9 +163,15 @@ def build_codebook(run: RunItems, status: ReviewStatus) -> Codebook:
     final = []
     moved_in: dict[int, int] = {}
     moved_out: dict[int, int] = {}
+    created_of = {s: int(d.ident) for d in cons.values() if d.kind == "theme"
+                  and d.decision == "create" for s in d.segments}
     for s in seg.itertuples():
         t = int(s.theme)
         now = split_of.get(s.segment_id, final_theme(t) if t >= 0 else -1)
+        if s.segment_id in created_of:
+            before, now = now, final_theme(created_of[s.segment_id])
+            if before >= 0 and before != now:
+                moved_out[before] = moved_out.get(before, 0) + 1
         dec = cons.get(f"segment:{s.segment_id}")
         if dec is not None and dec.decision == "move":
             before = now
@@ -158,6 +188,15 @@ def build_codebook(run: RunItems, status: ReviewStatus) -> Codebook:
     for c, n in moved_out.items():
         cat[c]["changes"].append(f"{n} segment(s) moved out")
 
+    # a subcategory sits in its parent's domain; a parent that is itself a subcategory
+    # (through merges) makes its child a subcategory of the grandparent: one level only
+    for c in cat.values():
+        p = c["parent"]
+        while p >= 0 and p in cat and cat[p]["parent"] >= 0:
+            p = cat[p]["parent"]
+        c["parent"] = p if p in cat else -1
+        if c["parent"] >= 0:
+            c["domain_id"] = cat[c["parent"]]["domain_id"]
     total = run.n_cases
     rows = []
     for cid, c in cat.items():
@@ -185,11 +224,11 @@ def build_codebook(run: RunItems, status: ReviewStatus) -> Codebook:
                      "frequency_label": label, "quote_ids": quotes, "core_idea": core,
                      "core_idea_source": c["core_idea_source"], "keywords": c["keywords"],
                      "proposed_name": c["proposed_name"], "from_themes": c["from_themes"],
-                     "changes": c["changes"]})
+                     "changes": c["changes"], "parent": c["parent"]})
     cats = pd.DataFrame(rows, columns=["theme_id", "name", "domain_id", "n_segments", "n_cases",
                                        "cases", "frequency_label", "quote_ids", "core_idea",
                                        "core_idea_source", "keywords", "proposed_name",
-                                       "from_themes", "changes"])
+                                       "from_themes", "changes", "parent"])
     # domains of the final codebook: those holding at least one category
     dom_rows = []
     for d in sorted(set(cats["domain_id"])):
@@ -213,6 +252,8 @@ def build_codebook(run: RunItems, status: ReviewStatus) -> Codebook:
     case = dict(zip(run.segments["segment_id"], run.segments["case_id"]))
     data = {
         "consensa_codebook": 1,
+        **({"draft": True, "open_items": [f"{i.label} ({i.state})" for i in status.pending()]}
+           if draft and not status.closed else {}),
         "run": {"name": run.name, "id": run.run_id, "folder": str(run.folder.resolve())},
         "review": {"round": status.round, "judges": status.judges, "auditors": status.auditors,
                    "applied_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
@@ -226,11 +267,24 @@ def build_codebook(run: RunItems, status: ReviewStatus) -> Codebook:
         entry = {"id": int(d.domain_id), "name": d.name, "frequency_label": d.frequency_label,
                  "n_cases": int(d.n_cases), "changed": bool(d.changes),
                  "changes": list(d.changes), "categories": []}
-        if d.name != d.proposed_name:
+        if int(d.domain_id) in dom_def:
+            entry["definition"] = dom_def[int(d.domain_id)]
+        if str(d.domain_id) in run.created_domains:
+            entry["created"] = True
+        elif d.name != d.proposed_name:
             entry["proposed_name"] = d.proposed_name
-        for c in cats[cats["domain_id"] == d.domain_id].sort_values(
-                ["n_cases", "n_segments", "theme_id"], ascending=[False, False, True]).itertuples():
+        mine = cats[cats["domain_id"] == d.domain_id].sort_values(
+            ["n_cases", "n_segments", "theme_id"], ascending=[False, False, True])
+        ordered = []  # each category followed by its subcategories
+        for c in mine[mine["parent"] < 0].itertuples():
+            ordered.append(c)
+            ordered += list(mine[mine["parent"] == c.theme_id].itertuples())
+        ordered += [c for c in mine.itertuples() if c not in ordered]  # parent empty
+        cat_name = dict(zip(cats["theme_id"], cats["name"]))
+        for c in ordered:
             entry["categories"].append({
+                **({"parent": int(c.parent), "parent_name": cat_name.get(c.parent, "")}
+                   if c.parent >= 0 else {}),
                 "id": int(c.theme_id), "name": c.name,
                 **({"proposed_name": c.proposed_name} if c.proposed_name and
                    c.proposed_name != c.name else {}),
@@ -255,7 +309,11 @@ def build_codebook(run: RunItems, status: ReviewStatus) -> Codebook:
 
 def codebook_markdown(cb: Codebook) -> str:
     d = cb.data
-    lines = [f"# Codebook: {d['run']['name']}", "",
+    draft = ([f"**DRAFT**: {len(d['open_items'])} item(s) still have no consensus and stand "
+              "as proposed: " + "; ".join(d["open_items"][:20])
+              + (" ..." if len(d["open_items"]) > 20 else ""), ""] if d.get("draft") else [])
+    lines = [f"# {'Draft codebook' if d.get('draft') else 'Codebook'}: {d['run']['name']}", "",
+             *draft,
              f"Agreed by {', '.join(d['review']['judges'])} (round {d['review']['round']})"
              + (f", audited by {', '.join(d['review']['auditors'])}" if d['review']['auditors'] else "")
              + f"; {d['cases_total']} cases. Items marked **changed** differ from what "
@@ -264,12 +322,16 @@ def codebook_markdown(cb: Codebook) -> str:
         mark = " (changed)" if dom["changed"] else ""
         lines += [f"## {dom['name']}{mark}", "",
                   f"{dom['frequency_label']}, {dom['n_cases']}/{d['cases_total']} cases"]
+        if dom.get("definition"):
+            lines.append(f"\n**Definition**: {dom['definition']}")
         for ch in dom["changes"]:
             lines.append(f"- changed: {ch}")
         lines.append("")
         for c in dom["categories"]:
             mark = " **changed**" if c["changed"] else ""
-            lines += [f"### {c['name']}{mark}", "",
+            level = "####" if "parent" in c else "###"
+            under = f" (subcategory of {c['parent_name']})" if "parent" in c else ""
+            lines += [f"{level} {c['name']}{under}{mark}", "",
                       f"*{c['frequency_label']}*, {c['n_cases']}/{d['cases_total']} cases, "
                       f"{c['n_segments']} segments", "",
                       f"**Core idea** ({c['core_idea_source']}): {c['core_idea']}", ""]
@@ -297,14 +359,55 @@ def codebook_markdown(cb: Codebook) -> str:
 
 def write_codebook(cb: Codebook, folder: Path) -> dict[str, Path]:
     folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     paths = {n: folder / n for n in ("codebook.yaml", "codebook.md", "cqr_table.md",
                                      "cqr_table.csv", "assignments.csv")}
     # category names and quotes are text in a spreadsheet, never formulas; precode reads
     # assignments.csv back through sheets.restore_frame (codebook.yaml keeps the exact text)
     atomic_write_text(paths["assignments.csv"], to_csv(cb.assignments, index=False))
     atomic_write_text(paths["cqr_table.csv"], to_csv(cb.table, index=False))
-    atomic_write_text(paths["cqr_table.md"], cqr_markdown(cb.table))
+    mark = ("**DRAFT**: items are still open; see codebook.md.\n\n"
+            if cb.data.get("draft") else "")
+    atomic_write_text(paths["cqr_table.md"], mark + cqr_markdown(cb.table))
     atomic_write_text(paths["codebook.md"], codebook_markdown(cb))
     atomic_write_text(paths["codebook.yaml"], yaml.safe_dump(cb.data, sort_keys=False,
                                                              allow_unicode=True, width=100))
     return paths
+
+
+def live_codebook(run: RunItems, status: ReviewStatus) -> dict:
+    """The codebook as it stands, for the pages that show a theme or a domain: what
+    each proposed theme and domain has become so far.
+
+    ``{"themes": {id: {"name", "fate", "into", "domain_id", "domain"}}, "domains":
+    {id: {"name", "definition", "into", "categories": [category]}}, "draft": bool}``;
+    a theme's ``fate`` is ``category`` (it is one), ``merged`` (into category
+    ``into``) or ``rejected``.
+    """
+    cb = build_codebook(run, status, draft=True).data
+    themes, domains = {}, {}
+    for d in cb["domains"]:
+        domains[d["id"]] = {"name": d["name"], "definition": d.get("definition", ""),
+                            "into": d["id"], "categories": d["categories"]}
+        for c in d["categories"]:
+            for t in c["from_themes"]:
+                if t == c["id"]:
+                    themes[t] = {"name": c["name"], "fate": "category", "into": t,
+                                 "domain_id": d["id"], "domain": d["name"],
+                                 "parent": c.get("parent"), "parent_name": c.get("parent_name")}
+                elif t not in themes or themes[t]["fate"] != "category":
+                    themes[t] = {"name": c["name"], "fate": "merged", "into": c["id"],
+                                 "domain_id": d["id"], "domain": d["name"]}
+    for t in cb["rejected_themes"]:
+        themes.setdefault(t["id"], {"name": t["name"], "fate": "rejected", "into": None,
+                                    "domain_id": None, "domain": ""})
+    cons = status.effective_consensus()
+    for did in (int(x) for x in run.domains["domain_id"]):
+        if did not in domains:
+            end = int(_follow(str(did), cons, "domain"))
+            dec = cons.get(domain_item(did))
+            name = dec.new_name if dec and dec.new_name and dec.decision != "merge" \
+                else run.domain_name(did)
+            domains[did] = {"name": name, "definition": "", "into": end, "categories": []}
+    return {"themes": themes, "domains": domains, "draft": bool(cb.get("draft")),
+            "codebook": cb}

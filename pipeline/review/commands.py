@@ -5,15 +5,16 @@ pipeline/cli.py parses the arguments and prints; nothing here prints.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from ..fsutil import atomic_write_text
 from .agreement import review_status, status_text
-from .apply import build_codebook, write_codebook
+from .apply import build_codebook, live_codebook, write_codebook
 from .html import render_packet
 from .model import Decision, ReviewError, load_run
 from .signing import WorkbookCheck, ensure_key, load_key
-from .store import ReviewStore, db_path
+from .store import ReviewStore, db_path, listing
 from .workbook import build_workbook, read_workbook, write_workbook
 
 
@@ -29,10 +30,25 @@ def export(run_folder: Path, judges: list[str], auditors: list[str] = (), force:
                               hint="give them with --judges ana,ben,caro")
         folder = run.folder / "review" / f"round-{store.round}"
         people = [(j, "judge") for j in judges] + [(a, "auditor") for a in auditors]
+        st = review_status(store)
+        shown = st.effective_consensus()
+        baseline = {i.item: i.baseline for i in st.items if i.baseline is not None}
+        # from round 2 on a judge starts from the round before's consensus (their own
+        # comments start empty: the old ones are in the store and the log)
+        start = {k: replace(d, comment="") for k, d in baseline.items()}
+        worked = bool(store.positions() or store.consensus())
+        if judges and st.closed and worked and not consensus:
+            raise ReviewError(
+                f"round {store.round} is closed: every item has its consensus, so a judge's "
+                f"workbook of round {store.round} would only start the round again from the "
+                "proposal; nothing was written",
+                hint="open the next round, which starts from this consensus: `consensa review "
+                f"next-round {run.folder}`, then export its workbooks (auditors' workbooks of "
+                "a closed round can still be exported: they show the consensus)")
         prefill: dict[str, Decision] = {}
         if consensus:
             people = [(by or "consensus", "consensus")]
-            prefill = review_status(store).effective_consensus()
+            prefill = shown
         paths = [folder / f"{p}.xlsx" for p, _ in people]
         existing = [p for p in paths if p.exists()]
         if existing and not force:
@@ -40,7 +56,9 @@ def export(run_folder: Path, judges: list[str], auditors: list[str] = (), force:
                               hint="import it first, or pass --force to write it again")
         key = ensure_key(run.folder)
         for (person, role), path in zip(people, paths):
-            write_workbook(path, build_workbook(run, person, role, store.round, prefill, key=key))
+            fill = prefill if role == "consensus" else start if role == "judge" else {}
+            write_workbook(path, build_workbook(run, person, role, store.round, fill, key=key,
+                                                shown=shown, baseline=baseline))
         packet = folder / "packet.html"
         atomic_write_text(packet, render_packet(run, store.round, judges_all, auditors_all))
     return paths + [packet]
@@ -75,12 +93,12 @@ def import_workbooks(run_folder: Path, files: list[Path], consensus: bool = Fals
             from .model import check_set
             errors += check_set(decisions, run)
             if errors:
-                raise ReviewError(_listing(errors), hint="fix these rows and import again; "
+                raise ReviewError(listing(errors), hint="fix these rows and import again; "
                                   "nothing was imported")
             n = store.resolve(decisions, by=by or ",".join(wb.person for wb in read))
             return f"imported {n} consensus decision(s) from {len(read)} workbook(s)"
         if errors:
-            raise ReviewError(_listing(errors), hint="fix these rows and import again; "
+            raise ReviewError(listing(errors), hint="fix these rows and import again; "
                               "nothing was imported")
         batches = [(wb.person, wb.decisions) for wb in read if wb.role == "judge"]
         comments = [(wb.person, item, comment, where) for wb in read if wb.role == "auditor"
@@ -98,16 +116,30 @@ def _workbook_check(run) -> WorkbookCheck:
                              store.round)
 
 
-def _listing(errors: list[str]) -> str:
-    from .store import _listing as listing
-    return listing(errors)
-
-
 def status(run_folder: Path) -> tuple[str, bool]:
     run = load_run(run_folder)
     with ReviewStore(run) as store:
         st = review_status(store)
-    return status_text(st, run), st.closed
+    return status_text(st, run) + codebook_text(live_codebook(run, st)), st.closed
+
+
+def codebook_text(live: dict) -> str:
+    """The codebook as it stands, in short: domains, their categories, what changed."""
+    cb = live["codebook"]
+    head = ("Codebook as it stands (a draft: open items stand as proposed)" if live["draft"]
+            else "Codebook as it stands (every item has its consensus)")
+    lines = ["", head]
+    for d in cb["domains"]:
+        lines.append(f"  {d['name']}  [{d['frequency_label']}, {d['n_cases']}/"
+                     f"{cb['cases_total']} cases]" + ("  (changed)" if d["changed"] else ""))
+        if d.get("definition"):
+            lines.append(f"      definition: {d['definition']}")
+        for c in d["categories"]:
+            lines.append(f"    - {c['name']}  [{c['frequency_label']}, {c['n_cases']} cases]"
+                         + (f"  ({'; '.join(c['changes'])})" if c["changes"] else ""))
+    for t in cb["rejected_themes"]:
+        lines.append(f"  rejected: theme {t['id']} \"{t['name']}\"")
+    return "\n".join(lines) + "\n"
 
 
 def resolve(run_folder: Path, *, theme: str | None = None, domain: str | None = None,
@@ -146,12 +178,53 @@ def audit(run_folder: Path, *, by: str, comment: str, theme: str | None = None,
     return f"auditor comment on {run.label(f'{kind}:{ident}')} recorded"
 
 
-def apply(run_folder: Path) -> dict[str, Path]:
+def answer(run_folder: Path, *, comment: int, by: str, answer: str, text: str = "",
+           undo: bool = False) -> str:
+    """A judge's answer to an auditor's comment (accept, or argue with a reason), or with
+    ``undo`` the judge's answer taken back."""
+    run = load_run(run_folder)
+    with ReviewStore(run) as store:
+        if undo:
+            row = store.undo_answer(comment, by)
+            return (f"{by}'s answer to audit comment {comment} on {run.label(row['item'])} "
+                    "taken back")
+        row = store.answer_audit(comment, by, answer, text)
+    return (f"{by} {'accepts' if answer == 'accept' else 'argues against'} audit comment "
+            f"{comment} by {row['by']} on {run.label(row['item'])}")
+
+
+def next_round(run_folder: Path, by: str, undo: bool = False) -> str:
+    """Close the current round (every item must have its consensus) and open the next,
+    which starts from that consensus; with ``undo``, go back to the round before while
+    nothing was recorded in the new one."""
+    run = load_run(run_folder)
+    with ReviewStore(run) as store:
+        if undo:
+            back = store.reopen_round(by)
+            return f"round {back + 1} undone: round {back} is open again"
+        st = review_status(store)
+        if not st.closed:
+            pending = "; ".join(f"{i.label} ({i.state})" for i in st.pending()[:10])
+            raise ReviewError(f"round {st.round} is still open: {len(st.pending())} item(s) "
+                              f"have no consensus decision: {pending}",
+                              hint="resolve them with `consensa review resolve`, then open "
+                              "the next round")
+        new = store.next_round(by, closed=True)
+    return (f"round {new - 1} closed; round {new} is open and starts from round {new - 1}'s "
+            f"consensus. Next: consensa review export {run_folder} --judges ... (the "
+            "workbooks start from that consensus)")
+
+
+def apply(run_folder: Path, preview: bool = False) -> dict[str, Path]:
+    """The final codebook into ``RUN/review/``; with ``preview``, the codebook as it
+    stands, open items as proposed, into ``RUN/review/draft/`` and marked as a draft
+    (the final one is written only from a round where nothing is open)."""
     run = load_run(run_folder)
     with ReviewStore(run) as store:
         st = review_status(store)
-    cb = build_codebook(run, st)
-    return write_codebook(cb, run.folder / "review")
+    cb = build_codebook(run, st, draft=preview)
+    return write_codebook(cb, run.folder / "review" / ("draft" if preview else ""))
 
 
-__all__ = ["export", "import_workbooks", "status", "resolve", "audit", "apply", "db_path"]
+__all__ = ["export", "import_workbooks", "status", "resolve", "audit", "answer", "next_round",
+           "apply", "db_path"]

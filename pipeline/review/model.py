@@ -15,7 +15,16 @@ theme      merge       ``target``: the theme it merges into (chains allowed, no 
 theme      split       ``segments``: the segment ids that go to a new category, named
                        ``new_name`` (optional); the rest stays
 theme      reject      not a theme: its segments become unassigned
+theme      subcategory ``target``: the category it is a subcategory of (one level: the
+                       parent is not a subcategory itself); optional ``new_name``,
+                       ``core_idea``. It keeps its segments and takes the parent's domain
 domain     accept / rename (``new_name``) / merge (``target``: another domain)
+theme      create      a category the judges add from segments of any theme (consensus
+                       only): ``new_name`` (required), ``segments`` (required), optional
+                       ``domain`` and ``core_idea``; the segments leave their themes
+domain     create      a domain the judges add (consensus only): ``new_name`` (required),
+                       ``core_idea`` (its definition); its id follows the run's. Themes
+                       are reassigned to it like to any domain
 segment    move        ``target``: a theme id, or ``none`` to leave it unassigned
 =========  ==========  ===============================================================
 
@@ -36,8 +45,12 @@ from ..errors import ConsensaError
 from ..runfolder import RunFolder, run_id_of
 from ..stages.cqr import CQRConfig
 
-THEME_DECISIONS = ("accept", "rename", "reassign", "merge", "split", "reject")
+THEME_DECISIONS = ("accept", "rename", "reassign", "merge", "split", "reject", "subcategory")
 DOMAIN_DECISIONS = ("accept", "rename", "merge")
+#: what the consensus can decide about a domain the judges created
+CREATED_DOMAIN_DECISIONS = ("create", "merge")
+#: ... and about a category the judges created
+CREATED_THEME_DECISIONS = ("create", "merge", "subcategory", "reject")
 SEGMENT_DECISIONS = ("move", "keep")
 KINDS = ("theme", "domain", "segment")
 #: whose a review workbook is: a judge's positions, an auditor's comments, the consensus
@@ -47,7 +60,7 @@ DECISION_FIELDS = ("decision", "new_name", "target", "domain", "segments", "core
 
 #: for agreement statistics, the fate of a theme: what happens to it as a category
 FATE = {"accept": "keep", "rename": "keep", "reassign": "keep", "merge": "merge",
-        "split": "split", "reject": "reject", "move": "move"}
+        "split": "split", "reject": "reject", "move": "move", "subcategory": "keep"}
 
 
 class ReviewError(ConsensaError):
@@ -97,6 +110,13 @@ class Decision:
                 text += f' as "{self.new_name}"'
         elif d == "reassign":
             text = f"reassign to domain {self.domain}"
+        elif d == "create":
+            what = "domain" if self.kind == "domain" else "category"
+            text = f'create {what} "{self.new_name}"'
+        elif d == "subcategory":
+            text = f"subcategory of theme {self.target}"
+            if self.new_name:
+                text += f', named "{self.new_name}"'
         elif d == "rename":
             text = f'rename to "{self.new_name}"'
         else:
@@ -157,7 +177,7 @@ class Decision:
         """
         kind, _, ident = str(item).partition(":")
         # segment ids are text ("case01:3:0"); theme and domain ids are numbers
-        ident = ident.strip() if kind == "segment" else _norm_id(ident)
+        ident = ident.strip() if kind == "segment" else norm_id(ident)
         if kind not in KINDS or not ident:
             raise ReviewError(f"field 'item': {item!r} is not theme:ID, domain:ID or segment:ID")
         unknown = sorted(set(fields) - set(DECISION_FIELDS))
@@ -177,10 +197,10 @@ class Decision:
 
         decision = text("decision").lower()
         new_name = " ".join(text("new_name").split())
-        target = _norm_id(one("target"))
+        target = norm_id(one("target"))
         if target.lower() == "none":
             target = "none"
-        domain = _norm_id(one("domain"))
+        domain = norm_id(one("domain"))
         raw = fields.get("segments")
         if isinstance(raw, (list, tuple)):
             segments = tuple(dict.fromkeys(s for s in (str(v).strip() for v in raw) if s))
@@ -189,17 +209,38 @@ class Decision:
         else:
             segments = split_ids(raw)
         if ignore_unused:
-            if decision not in ("merge", "move"):
+            if decision not in ("merge", "move", "subcategory"):
                 target = ""
-            if decision != "split":
+            if decision not in ("split", "create"):
                 segments = ()
-            if kind != "theme" or decision not in ("accept", "rename", "reassign"):
+            if kind != "theme" or decision not in ("accept", "rename", "reassign", "create"):
                 domain = ""
             if decision in ("merge", "reject", "move", "keep"):
                 new_name = ""
         return cls(item=f"{kind}:{ident}", decision=decision, new_name=new_name, target=target,
                    domain=domain, segments=segments, core_idea=text("core_idea"),
                    comment=text("comment"), source=source)
+
+
+def say(run: "RunItems", d: Decision | None) -> str:
+    """A decision in words, with the names of the themes and domains it points to
+    (``merge into theme 2 "Supervision"``): what a judge reads in a page or a workbook."""
+    if d is None:
+        return ""
+    import re
+
+    def named(m: re.Match) -> str:
+        kind, ident = m.group(1), m.group(2)
+        name = run.theme_name(ident) if kind == "theme" else run.domain_name(ident)
+        return f'{kind} {ident} "{name}"' if name else m.group(0)
+
+    return re.sub(r"\b(theme|domain) (\d+)\b", named, d.describe())
+
+
+def is_change(d: Decision | None) -> bool:
+    """Whether a consensus changes what was proposed (anything but a plain accept)."""
+    return d is not None and not (d.decision in ("accept", "keep") and not d.new_name
+                                  and not d.domain and not d.core_idea)
 
 
 def theme_item(theme_id) -> str:
@@ -233,6 +274,15 @@ class RunItems:
     domains: pd.DataFrame
     segments: pd.DataFrame
     cqr: CQRConfig = field(default_factory=CQRConfig)
+    #: the domains the run proposed; :attr:`domains` adds those the judges created
+    #: (:meth:`with_created_domains`, kept in step by the review store)
+    proposed_domains: pd.DataFrame | None = None
+    #: ids of the domains the judges created
+    created_domains: frozenset[str] = frozenset()
+    #: the themes the run proposed; :attr:`themes` adds the categories the judges created
+    proposed_themes: pd.DataFrame | None = None
+    #: the categories the judges created: {id: their create decision}
+    created_themes: dict = field(default_factory=dict)
     #: name -> (the table it was built from, the lookup); see :meth:`_lookup`
     _lookups: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -242,6 +292,59 @@ class RunItems:
         if hit is None or hit[0] is not table:
             hit = self._lookups[name] = (table, build(table))
         return hit[1]
+
+    def with_created_domains(self, created: dict[int, str]) -> None:
+        """The domain table: the run's proposed domains and those the judges created
+        ({id: name}), so that every page, workbook and check sees both. The table is
+        replaced (never edited in place), so the id lookups follow it."""
+        if self.proposed_domains is None:
+            self.proposed_domains = self.domains
+        ids = frozenset(str(i) for i in created)
+        if ids == self.created_domains and all(
+                self.domain_name(i) == n for i, n in created.items()):
+            return
+        rows = pd.DataFrame([{"domain_id": int(i), "name": n, "keywords": [], "theme_ids": [],
+                              "n_themes": 0, "n_segments": 0, "n_cases": 0,
+                              "frequency_label": "", "created": True}
+                             for i, n in sorted(created.items())])
+        base = self.proposed_domains
+        self.domains = (pd.concat([base, rows], ignore_index=True) if len(rows)
+                        else base)
+        self.created_domains = ids
+
+    def with_created_themes(self, created: dict[int, Decision]) -> None:
+        """The theme table: the run's proposed themes and the categories the judges
+        created ({id: create decision}), as :meth:`with_created_domains` does for domains."""
+        if self.proposed_themes is None:
+            self.proposed_themes = self.themes
+        created = {str(k): v for k, v in created.items()}
+        if created == self.created_themes:
+            return
+        base = self.proposed_themes
+        case_of = dict(zip(self.segments["segment_id"], self.segments["case_id"]))
+        rows = []
+        for i, d in sorted(created.items(), key=lambda kv: int(kv[0])):
+            cases = sorted({case_of[s] for s in d.segments if s in case_of})
+            rows.append({"theme_id": int(i), "name": d.new_name,
+                         "domain_id": int(d.domain) if d.domain else -1, "keywords": [],
+                         "key_phrases": [], "n_segments": len(d.segments),
+                         "n_cases": len(cases), "cases": cases, "frequency_label": "",
+                         "quote_ids": list(d.segments[:3]), "core_idea": d.core_idea,
+                         "mean_strength": 0.0, "n_reassigned": 0, "created": True})
+        self.themes = pd.concat([base, pd.DataFrame(rows)], ignore_index=True) if rows else base
+        self.created_themes = created
+
+    def members(self, tid) -> list[str]:
+        """The segment ids a theme holds as the run proposed it, or a created category's."""
+        created = self.created_themes.get(str(int(tid)))
+        return list(created.segments) if created else sorted(self.segments_of(tid))
+
+    def next_theme_id(self) -> int:
+        return int(self.themes["theme_id"].max()) + 1 if len(self.themes) else 0
+
+    def next_domain_id(self) -> int:
+        """The id a newly created domain gets: after every proposed and created one."""
+        return int(self.domains["domain_id"].max()) + 1 if len(self.domains) else 0
 
     @property
     def run_id(self) -> str:
@@ -328,7 +431,7 @@ def load_run(folder: str | Path) -> RunItems:
 
 # --- validation ---------------------------------------------------------------
 
-def _norm_id(value) -> str:
+def norm_id(value) -> str:
     """A cell as an id: 3, 3.0 and " 3 " are all "3"; text stays text."""
     if value is None:
         return ""
@@ -351,20 +454,69 @@ def split_ids(value) -> tuple[str, ...]:
     return tuple(dict.fromkeys(p.strip() for p in parts if p.strip()))
 
 
+#: how each way in names a decision's fields: the command line's flags, the web
+#: form's labels, the workbook's columns (the default), so that an error names what
+#: the person can see and fix where they typed it
+FIELD_NAMES = {
+    "command line": {"target": "--target", "new_name": "--name", "domain": "--to-domain",
+                     "segments": "--segments"},
+    "web form": {"target": "'Merge into / subcategory of' or 'Move to'", "new_name": "'New name'",
+                 "domain": "'Domain'", "segments": "the ticked segments"},
+    "workbook": {"target": "column 'merge into'", "new_name": "column 'new name'",
+                 "domain": "column 'new domain'", "segments": "column 'split off segments'"},
+}
+
+
+def field_name(d: Decision, key: str) -> str:
+    """The name of field ``key`` where ``d`` was entered (see :data:`FIELD_NAMES`)."""
+    for way in ("command line", "web form"):
+        if d.source.startswith(way):
+            return FIELD_NAMES[way][key]
+    return FIELD_NAMES["workbook"][key]
+
+
 def check_decision(d: Decision, run: RunItems) -> list[str]:
     """Problems with one decision on its own, in words (empty when it is fine)."""
     kind = d.kind
     errs: list[str] = []
-    if kind == "theme":
+    if kind == "theme" and d.decision == "create":
+        if d.ident in run.theme_ids and d.ident not in run.created_themes:
+            return [f"theme {d.ident} is one the run proposed; create gives a new category"]
+        if not d.ident.isdigit():
+            return [f"a new category's id is a number, not {d.ident!r}"]
+        if not d.new_name.strip():
+            errs.append(f"create needs the new category's name ({field_name(d, 'new_name')})")
+        if not d.segments:
+            errs.append(f"create needs the segments of the new category "
+                        f"({field_name(d, 'segments')})")
+        unknown = [s for s in d.segments if s not in run.segment_ids]
+        if unknown:
+            errs.append(f"unknown segment id(s): {', '.join(unknown[:5])}")
+        if not d.domain:
+            errs.append(f"create needs the domain the new category goes in "
+                        f"({field_name(d, 'domain')})")
+        elif d.domain not in run.domain_ids:
+            errs.append(f"unknown domain id {d.domain!r}")
+        return errs
+    elif kind == "theme":
         if d.ident not in run.theme_ids:
             return [f"unknown theme id {d.ident!r} (this run has themes "
                     f"{', '.join(sorted(run.theme_ids, key=int))})"]
-        allowed = THEME_DECISIONS
+        allowed = (CREATED_THEME_DECISIONS if d.ident in run.created_themes
+                   else THEME_DECISIONS)
+    elif kind == "domain" and d.decision == "create":
+        if d.ident in run.domain_ids and d.ident not in run.created_domains:
+            return [f"domain {d.ident} is one the run proposed; create gives a new domain"]
+        if not d.ident.isdigit():
+            return [f"a new domain's id is a number, not {d.ident!r}"]
+        return [] if d.new_name.strip() else [f"create needs the new domain's name "
+                                              f"({field_name(d, 'new_name')})"]
     elif kind == "domain":
         if d.ident not in run.domain_ids:
             return [f"unknown domain id {d.ident!r} (this run has domains "
                     f"{', '.join(sorted(run.domain_ids, key=int))})"]
-        allowed = DOMAIN_DECISIONS
+        allowed = (CREATED_DOMAIN_DECISIONS if d.ident in run.created_domains
+                   else DOMAIN_DECISIONS)
     elif kind == "segment":
         if d.ident not in run.segment_ids:
             return [f"unknown segment id {d.ident!r}"]
@@ -375,19 +527,21 @@ def check_decision(d: Decision, run: RunItems) -> list[str]:
         return [f"unknown decision {d.decision!r} for a {kind}; use one of: {', '.join(allowed)}"]
     dec = d.decision
     ids = run.theme_ids if kind in ("theme", "segment") else run.domain_ids
-    if dec == "merge":
+    if dec in ("merge", "subcategory"):
+        what = "merge into" if dec == "merge" else "be a subcategory of"
         if not d.target:
-            errs.append(f"merge needs the {kind} id to merge into (column 'merge into')")
+            errs.append(f"{dec} needs the {kind} id to {what} ({field_name(d, 'target')})")
         elif d.target == d.ident:
-            errs.append(f"a {kind} cannot merge into itself ({kind} {d.ident})")
+            errs.append(f"a {kind} cannot {what} itself ({kind} {d.ident})")
         elif d.target not in ids:
-            errs.append(f"merge into unknown {kind} id {d.target!r}")
+            errs.append(f"{what} unknown {kind} id {d.target!r}")
     elif d.target:
         if dec == "move":
             if d.target != "none" and d.target not in ids:
                 errs.append(f"move to unknown theme id {d.target!r} (or 'none' for unassigned)")
         else:
-            errs.append(f"'merge into' is filled in but the decision is {dec!r}, not merge")
+            errs.append(f"{field_name(d, 'target')} is filled in but the decision is {dec!r}, "
+                        "not merge")
     if dec == "move" and not d.target:
         errs.append("move needs the theme to move the segment to")
     if dec == "rename" and not d.new_name.strip():
@@ -397,13 +551,14 @@ def check_decision(d: Decision, run: RunItems) -> list[str]:
     if dec == "reassign" and not d.domain:
         errs.append("reassign needs the domain id to move the theme to")
     if d.domain:
-        if kind != "theme" or dec in ("merge", "reject"):
+        if kind != "theme" or dec in ("merge", "reject", "subcategory"):
             errs.append(f"a new domain does not go with {dec!r}")
         elif d.domain not in run.domain_ids:
             errs.append(f"unknown domain id {d.domain!r}")
     if dec == "split":
         if not d.segments:
-            errs.append("split needs the ids of the segments that go (column 'split off segments')")
+            errs.append("split needs the ids of the segments that go "
+                        f"({field_name(d, 'segments')})")
         else:
             own = run.segments_of(d.ident)
             foreign = [s for s in d.segments if s not in own]
@@ -434,6 +589,36 @@ def merge_cycles(decisions: list[Decision]) -> list[list[Decision]]:
     return cycles
 
 
+def nesting_problems(decisions: list[Decision]) -> list[str]:
+    """Subcategories of subcategories among one set of decisions (one level only: a
+    CQR table prints a category and its subcategories, no deeper)."""
+    by_item = {d.item: d for d in decisions}
+    errs = []
+    for d in decisions:
+        if d.decision != "subcategory":
+            continue
+        parent = by_item.get(f"theme:{d.target}")
+        if parent is not None and parent.decision == "subcategory":
+            errs.append(f"{d.source or d.item}: theme {d.ident} would be a subcategory of theme "
+                        f"{d.target}, itself a subcategory of theme {parent.target}; "
+                        "subcategories go one level deep")
+    return errs
+
+
+def overlap_problems(decisions: list[Decision]) -> list[str]:
+    """Segments that two created categories in one set of decisions both take."""
+    owner: dict[str, str] = {}
+    errs = []
+    for d in decisions:
+        if d.kind == "theme" and d.decision == "create":
+            for s in d.segments:
+                if s in owner and owner[s] != d.ident:
+                    errs.append(f"{d.source or d.item}: segment {s} is in new category "
+                                f"{owner[s]} already")
+                owner[s] = d.ident
+    return errs
+
+
 def check_set(decisions: list[Decision], run: RunItems) -> list[str]:
     """Problems of a set of decisions by one person: each row, then cycles and duplicates."""
     errs = []
@@ -448,7 +633,7 @@ def check_set(decisions: list[Decision], run: RunItems) -> list[str]:
         chain = " -> ".join([cycle[0].ident] + [c.target for c in cycle])
         errs.append(f"{cycle[0].source}: merge cycle ({cycle[0].kind}s {chain}; "
                     f"rows: {'; '.join(c.source for c in cycle)})")
-    return errs
+    return errs + nesting_problems(decisions)
 
 
 def with_source(d: Decision, source: str) -> Decision:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from .model import ROLES, ReviewError, _norm_id
+from .model import ROLES, ReviewError, norm_id
 
 KEY_NAME = "workbook.key"
 KEY_BYTES = 32
@@ -110,7 +110,7 @@ def signature(key: bytes, meta: Mapping[str, str]) -> str:
     is taken as a number, so a spreadsheet that turned the text "2" into 2.0 still
     matches."""
     values = {k: str(meta.get(k, "")) for k in SIGNED_FIELDS}
-    values["round"] = _norm_id(values["round"])
+    values["round"] = norm_id(values["round"])
     identity = json.dumps([values[k] for k in SIGNED_FIELDS], ensure_ascii=False)
     return hmac.new(key, identity.encode("utf-8"), hashlib.sha256).hexdigest()
 

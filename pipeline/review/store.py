@@ -11,6 +11,8 @@ Tables
   positions       one judge's current position on one item in one round
   consensus       the panel's consensus decision on one item in one round
   audit_comments  the auditors' comments (append-only)
+  audit_answers   the judges' answers to them: accept or argue, with a reason
+                  (append-only; the latest answer of a judge to a comment counts)
   audit_log       every change: who, what, when, the new and the previous value
                   (append-only: triggers abort any UPDATE or DELETE)
 
@@ -43,6 +45,8 @@ from .model import (
     check_decision,
     check_set,
     merge_cycles,
+    nesting_problems,
+    overlap_problems,
 )
 
 SCHEMA_VERSION = "1"
@@ -73,6 +77,10 @@ CREATE TABLE IF NOT EXISTS consensus (
 CREATE TABLE IF NOT EXISTS audit_comments (
     id INTEGER PRIMARY KEY AUTOINCREMENT, round INTEGER NOT NULL, item TEXT NOT NULL,
     by TEXT NOT NULL, comment TEXT NOT NULL, at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS audit_answers (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, comment_id INTEGER NOT NULL, round INTEGER NOT NULL,
+    item TEXT NOT NULL, by TEXT NOT NULL, answer TEXT NOT NULL CHECK (answer IN ('accept',
+    'argue', 'withdrawn')), text TEXT NOT NULL, at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS audit_log (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, who TEXT NOT NULL,
     action TEXT NOT NULL, round INTEGER, item TEXT, value TEXT, previous TEXT,
@@ -85,7 +93,14 @@ CREATE TRIGGER IF NOT EXISTS audit_comments_no_update BEFORE UPDATE ON audit_com
 BEGIN SELECT RAISE(ABORT, 'audit comments are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_comments_no_delete BEFORE DELETE ON audit_comments
 BEGIN SELECT RAISE(ABORT, 'audit comments are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_answers_no_update BEFORE UPDATE ON audit_answers
+BEGIN SELECT RAISE(ABORT, 'answers to audit comments are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_answers_no_delete BEFORE DELETE ON audit_answers
+BEGIN SELECT RAISE(ABORT, 'answers to audit comments are append-only'); END;
 """
+
+#: what a judge answers to an auditor's comment
+ANSWERS = ("accept", "argue")
 
 #: Called as ``import_row_hook(n, total)`` before an import writes its ``n``-th row,
 #: inside the import's transaction; None in normal use. It lets a test stop an import
@@ -136,6 +151,39 @@ class ReviewStore:
             elif stored != run.run_id:
                 raise ReviewError(f"the review database belongs to another run ({stored}, this "
                                   f"run is {run.run_id})", path=self.path)
+        self._sync_domains()
+
+    def _sync_domains(self) -> None:
+        """Keep the run's domain table in step with the domains the judges created
+        (consensus ``create`` decisions still in force, in any round)."""
+        created: dict[int, str] = {}
+        for r in self.con.execute("SELECT item, new_name FROM consensus WHERE decision='create' "
+                                  "AND item LIKE 'domain:%' ORDER BY round, at"):
+            created[int(r["item"].split(":", 1)[1])] = r["new_name"]
+        self.run.with_created_domains(created)
+        themes: dict[int, Decision] = {}
+        for r in self.con.execute("SELECT * FROM consensus WHERE decision='create' AND item "
+                                  "LIKE 'theme:%' ORDER BY round, at"):
+            themes[int(r["item"].split(":", 1)[1])] = Decision.from_row(r)
+        self.run.with_created_themes(themes)
+
+    def create_category(self, name: str, segments: list[str], domain: str, by: str,
+                        definition: str = "") -> str:
+        """A new category of the given segments (from any theme), as a consensus
+        decision (undone like any other); its item."""
+        item = f"theme:{self.run.next_theme_id()}"
+        self.resolve([Decision(item, "create", new_name=" ".join(name.split()),
+                               segments=tuple(dict.fromkeys(segments)), domain=str(domain),
+                               core_idea=definition.strip(), source="create a category")],
+                     by=by)
+        return item
+
+    def create_domain(self, name: str, by: str, definition: str = "") -> str:
+        """A new domain, as a consensus decision (undone like any other); its item."""
+        item = f"domain:{self.run.next_domain_id()}"
+        self.resolve([Decision(item, "create", new_name=" ".join(name.split()),
+                               core_idea=definition.strip(), source="create a domain")], by=by)
+        return item
 
     # --- plumbing -------------------------------------------------------------
     def close(self) -> None:
@@ -225,7 +273,7 @@ class ReviewStore:
                 continue
             errors += check_set(decisions, self.run)
         if errors:
-            raise ReviewError(_listing(errors), hint="fix these rows and import again; "
+            raise ReviewError(listing(errors), hint="fix these rows and import again; "
                               "nothing was imported")
         rows = [(judge, d) for judge, ds in batches for d in ds]
         hook = import_row_hook
@@ -274,8 +322,10 @@ class ReviewStore:
             chain = " -> ".join([cycle[0].ident] + [c.target for c in cycle])
             errors.append(f"{decisions[0].source or decisions[0].item}: the consensus would "
                           f"merge in a cycle ({cycle[0].kind}s {chain})")
+        errors += nesting_problems(list(merged.values()))
+        errors += overlap_problems(list(merged.values()))
         if errors:
-            raise ReviewError(_listing(errors), hint="nothing was recorded")
+            raise ReviewError(listing(errors), hint="nothing was recorded")
         with self.transaction():
             for item, version in (expect or {}).items():
                 self._check_version(item, version)
@@ -287,6 +337,7 @@ class ReviewStore:
                     "INSERT OR REPLACE INTO consensus VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (round, d.item, *_decision_values(d), by, _now()))
                 self._log(by, "consensus", d.item, d.to_json(), previous, round)
+        self._sync_domains()
         return len(decisions)
 
     def consensus(self, round: int | None = None) -> dict[str, Decision]:
@@ -329,6 +380,133 @@ class ReviewStore:
                                   "ORDER BY id", (round or self.round,)):
             out.setdefault(r["item"], []).append((r["by"], r["comment"]))
         return out
+
+    def audit_comment_rows(self, round: int | None = None) -> dict[str, list[dict]]:
+        """{item: [comment]} of a round, each comment a dict (id, by, comment, at) with
+        ``answers``: {judge: their latest answer (answer, text, at)}; a judge who took
+        their answer back (:meth:`undo_answer`) is left out."""
+        round = round or self.round
+        answers: dict[int, dict[str, dict]] = {}
+        for r in self.con.execute("SELECT * FROM audit_answers WHERE round=? ORDER BY id",
+                                  (round,)):
+            mine = answers.setdefault(r["comment_id"], {})
+            if r["answer"] == "withdrawn":
+                mine.pop(r["by"], None)
+            else:
+                mine[r["by"]] = dict(r)
+        out: dict[str, list[dict]] = {}
+        for r in self.con.execute("SELECT id, item, by, comment, at FROM audit_comments "
+                                  "WHERE round=? ORDER BY id", (round,)):
+            out.setdefault(r["item"], []).append({**dict(r), "answers": answers.get(r["id"], {})})
+        return out
+
+    def answer_audit(self, comment_id: int, by: str, answer: str, text: str = "") -> dict:
+        """A judge's answer to an auditor's comment: ``accept`` it, or ``argue`` (with the
+        reason in ``text``). A later answer of the same judge replaces theirs; all stay
+        in the table and the audit log. Returns the comment answered."""
+        if self.panel().get(by) != "judge":
+            raise ReviewError(f"{by!r} is not a judge of this review "
+                              f"(judges: {', '.join(self.judges()) or 'none'})")
+        if answer not in ANSWERS:
+            raise ReviewError(f"the answer is {answer!r}; it is one of: {', '.join(ANSWERS)}"
+                              if answer else "choose an answer: accept or argue")
+        text = text.strip()
+        if answer == "argue" and not text:
+            raise ReviewError("say why you argue against the comment")
+        with self.transaction():
+            row = self.con.execute("SELECT * FROM audit_comments WHERE id=?",
+                                   (int(comment_id),)).fetchone()
+            if row is None:
+                raise ReviewError(f"there is no audit comment {comment_id}")
+            self.con.execute("INSERT INTO audit_answers (comment_id, round, item, by, answer, "
+                             "text, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             (row["id"], row["round"], row["item"], by, answer, text, _now()))
+            self._log(by, "audit answer", row["item"],
+                      f"{answer} comment {row['id']} ({row['by']})" + (f": {text}" if text else ""),
+                      None, row["round"])
+        return dict(row)
+
+    def undo_answer(self, comment_id: int, by: str) -> dict:
+        """Take back ``by``'s answer to a comment (recorded as ``withdrawn``: the comment
+        is unanswered by them again, and the log keeps both)."""
+        current = next((c for cs in self.audit_comment_rows(self._comment_round(comment_id))
+                        .values() for c in cs if c["id"] == int(comment_id)), None)
+        if current is None or by not in current["answers"]:
+            raise ReviewError(f"{by} has no answer to audit comment {comment_id} to take back")
+        with self.transaction():
+            self.con.execute("INSERT INTO audit_answers (comment_id, round, item, by, answer, "
+                             "text, at) VALUES (?, ?, ?, ?, 'withdrawn', '', ?)",
+                             (current["id"], self._comment_round(comment_id), current["item"],
+                              by, _now()))
+            self._log(by, "audit answer undo", current["item"],
+                      f"withdrew the answer to comment {current['id']}",
+                      current["answers"][by]["answer"], self._comment_round(comment_id))
+        return current
+
+    def _comment_round(self, comment_id: int) -> int:
+        row = self.con.execute("SELECT round FROM audit_comments WHERE id=?",
+                               (int(comment_id),)).fetchone()
+        if row is None:
+            raise ReviewError(f"there is no audit comment {comment_id}")
+        return int(row["round"])
+
+    # --- rounds -------------------------------------------------------------------
+    def next_round(self, by: str, closed: bool) -> int:
+        """Close the current round and open the next one, which starts from this round's
+        consensus (:func:`pipeline.review.agreement.review_status`). ``closed`` is whether
+        every item of the round has its consensus; an open round is not closed."""
+        if not by.strip():
+            raise ReviewError("say who closes the round")
+        now = self.round
+        if not closed:
+            raise ReviewError(f"round {now} is still open: some items have no consensus "
+                              "decision yet", hint="see `consensa review status RUN`")
+        with self.transaction():
+            if int(self.meta().get("round", "1")) != now:
+                raise StaleError(f"round {now} was closed by someone else meanwhile")
+            self.con.execute("UPDATE meta SET value=? WHERE key='round'", (str(now + 1),))
+            self._log(by, "round closed", value=str(now), round=now)
+            self._log(by, "round opened", value=str(now + 1), round=now + 1)
+        return now + 1
+
+    def reopen_round(self, by: str) -> int:
+        """Undo :meth:`next_round`: go back to the round before, as long as nothing was
+        recorded in the new round yet (no position, consensus or comment). The log keeps
+        the opening and its undoing."""
+        now = self.round
+        if now <= 1:
+            raise ReviewError("round 1 is the first round: there is no round to go back to")
+        with self.transaction():
+            for table in ("positions", "consensus", "audit_comments"):
+                if self.con.execute(f"SELECT 1 FROM {table} WHERE round=? LIMIT 1",
+                                    (now,)).fetchone():
+                    raise ReviewError(f"round {now} already holds decisions or comments, so it "
+                                      "cannot be undone", hint="undo them first, or go on in "
+                                      f"round {now}")
+            self.con.execute("UPDATE meta SET value=? WHERE key='round'", (str(now - 1),))
+            self._log(by, "round reopened", value=str(now - 1), previous=str(now),
+                      round=now - 1)
+        return now - 1
+
+    def rounds(self) -> list[dict]:
+        """Every round so far: {round, opened_at, closed_at, closed_by} (round 1 opened
+        with the review)."""
+        out = {1: {"round": 1, "opened_at": self.meta().get("created_at", ""),
+                   "closed_at": "", "closed_by": ""}}
+        for r in self.con.execute("SELECT * FROM audit_log WHERE action IN ('round closed', "
+                                  "'round opened', 'round reopened') ORDER BY id"):
+            n = int(r["value"])
+            if r["action"] == "round reopened":  # the later round is undone
+                out.pop(int(r["previous"]), None)
+                out[n]["closed_at"] = out[n]["closed_by"] = ""
+                continue
+            entry = out.setdefault(n, {"round": n, "opened_at": "", "closed_at": "",
+                                       "closed_by": ""})
+            if r["action"] == "round opened":
+                entry["opened_at"] = r["at"]
+            else:
+                entry["closed_at"], entry["closed_by"] = r["at"], r["who"]
+        return [out[k] for k in sorted(out)]
 
     def audit_log(self) -> list[dict]:
         return [dict(r) for r in self.con.execute("SELECT * FROM audit_log ORDER BY id")]
@@ -431,6 +609,7 @@ class ReviewStore:
                     "INSERT OR REPLACE INTO consensus VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (round, item, *_decision_values(d), prev_by, _now()))
             self._log(by, "consensus undo", item, target["previous"], target["value"], round)
+        self._sync_domains()
         return target
 
 
@@ -451,7 +630,8 @@ def _statements(script: str) -> list[str]:
     return out
 
 
-def _listing(errors: list[str], limit: int = 30) -> str:
+def listing(errors: list[str], limit: int = 30) -> str:
+    """Problems as one message: counted, one a line, the first ``limit`` shown."""
     shown = errors[:limit]
     more = f"\n  ... and {len(errors) - limit} more" if len(errors) > limit else ""
     head = "1 problem" if len(errors) == 1 else f"{len(errors)} problems"

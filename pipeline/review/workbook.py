@@ -29,8 +29,10 @@ from .model import (
     Decision,
     ReviewError,
     RunItems,
-    _norm_id,
     domain_item,
+    is_change,
+    norm_id,
+    say,
     segment_item,
     theme_item,
 )
@@ -57,7 +59,14 @@ THEME_COLS = [("theme id", "id", 9), ("name", "name", 30), ("domain id", "domain
 SEGMENT_COLS = [("segment id", "id", 16), ("case", "case", 12), ("theme id", "theme", 9),
                 ("theme", "theme_name", 28), ("text", "text", 90),
                 ("move to theme", "target", 14), ("comment", "comment", 40)]
+# after the person's columns, so that those keep their place in every round: the
+# consensus so far on the item and how it changes the proposal
+for _cols in (DOMAIN_COLS, THEME_COLS, SEGMENT_COLS):
+    _cols += [("consensus so far", "consensus", 34), ("changed", "changed", 30)]
 EDITABLE = {"decision", "new_name", "target", "domain", "segments", "core_idea", "comment"}
+#: the columns a workbook must have to be read back: the id and the person's own;
+#: the others only describe, and a workbook of an earlier version may lack some
+REQUIRED = EDITABLE | {"id"}
 
 _HEAD = Font(bold=True)
 _EDIT = PatternFill("solid", fgColor="FFF2CC")
@@ -76,11 +85,24 @@ themes sheet, decision:
   split     the segments listed in 'split off segments' (ids from the segments sheet,
             separated by ';') form a new category named 'new name'; the rest stays
   reject    not a theme: its segments become unassigned
+  subcategory  a subcategory of the theme whose id is in 'merge into' (it keeps its
+            segments and takes that theme's domain; optional 'new name')
   'core idea note' is the core idea (definition) of the category in your words.
 domains sheet, decision: accept, rename ('new name'), merge ('merge into' another domain id).
 segments and unassigned sheets: to move a segment, write the target theme id in
-  'move to theme' ('none' leaves it unassigned).
+  'move to theme' ('none' leaves it unassigned; 'keep' keeps it where it is). A blank
+  row is no position.
+'consensus so far' is what the panel has agreed on the item; 'changed' says how that
+  differs from what Consensa proposed{round_note}.
 'comment' is free text, shown next to the item.
+"""
+
+ROUND_NOTE = """, and whether round {prev} changed it.
+Round {round} starts from round {prev}'s consensus: the yellow columns hold it. Change
+  a row only where you would change the consensus; leave the rest as it is"""
+AUDITOR_NOTE = """
+As the auditor, write a comment on any item in its 'comment' column (leave the
+  decision columns blank): the judges answer each comment (accept or argue).
 """
 
 
@@ -125,21 +147,45 @@ def _sheet(wb, title: str, cols, rows, validations: dict[str, str]) -> None:
 def _prefilled(row: dict, d: Decision | None) -> dict:
     if d is None:
         return row
-    return {**row, "decision": d.decision if d.decision != "move" else "", "new_name": d.new_name,
-            "target": d.target, "domain": d.domain, "segments": list(d.segments),
-            "core_idea": d.core_idea, "comment": d.comment}
+    target = "keep" if d.decision == "keep" else d.target
+    return {**row, "decision": d.decision if d.decision not in ("move", "keep") else "",
+            "new_name": d.new_name, "target": target, "domain": d.domain,
+            "segments": list(d.segments), "core_idea": d.core_idea, "comment": d.comment}
+
+
+def _shown(run: RunItems, row: dict, item: str, shown: dict[str, Decision],
+           baseline: dict[str, Decision]) -> dict:
+    """``row`` with the consensus so far on ``item`` and how it changes the proposal
+    (and, from round 2 on, whether it differs from the round before's)."""
+    d, base = shown.get(item), baseline.get(item)
+    changed = say(run, d) if is_change(d) else ""
+    if base is not None and d is not None and d.key() != base.key():
+        changed = (changed + "; " if changed else "") + "changed in this round"
+    return {**row, "consensus": say(run, d) if d else "", "changed": changed}
 
 
 def build_workbook(run: RunItems, person: str, role: str, round: int,
                    prefill: dict[str, Decision] | None = None, *,
-                   key: bytes | None = None) -> bytes:
+                   key: bytes | None = None, shown: dict[str, Decision] | None = None,
+                   baseline: dict[str, Decision] | None = None) -> bytes:
     """The workbook for one person, as .xlsx bytes, its ``_meta`` signed with ``key``
-    (default: the review's, created on first use: :func:`pipeline.review.signing.ensure_key`)."""
-    prefill = prefill or {}
+    (default: the review's, created on first use: :func:`pipeline.review.signing.ensure_key`).
+
+    ``prefill`` fills the person's columns (a judge's from round 2 on: the round
+    before's consensus, their starting point); ``shown`` is the consensus so far,
+    shown beside each item with its change against the proposal (what an auditor
+    comments on); ``baseline`` the round before's, to mark what this round changed.
+    """
+    prefill, shown, baseline = prefill or {}, shown or {}, baseline or {}
     wb = openpyxl.Workbook()
     ws = wb.active
     ws.title = "instructions"
-    for line in INSTRUCTIONS.format(name=run.name, round=round, role=role, person=person).splitlines():
+    note = ROUND_NOTE.format(prev=round - 1, round=round) if round > 1 else ""
+    text = INSTRUCTIONS.format(name=run.name, round=round, role=role, person=person,
+                               round_note=note)
+    if role == "auditor":
+        text += AUDITOR_NOTE
+    for line in text.splitlines():
         append_row(ws, [line])
     ws.column_dimensions["A"].width = 110
 
@@ -148,7 +194,7 @@ def build_workbook(run: RunItems, person: str, role: str, round: int,
     choices = {"A": list(THEME_DECISIONS), "B": list(DOMAIN_DECISIONS),
                "C": [str(t) for t in run.themes["theme_id"]],
                "D": [str(d) for d in run.domains["domain_id"]],
-               "E": [str(t) for t in run.themes["theme_id"]] + ["none"]}
+               "E": [str(t) for t in run.themes["theme_id"]] + ["none", "keep"]}
     ref = {}
     for col, values in choices.items():
         for i, v in enumerate(values, start=1):
@@ -162,6 +208,7 @@ def build_workbook(run: RunItems, person: str, role: str, round: int,
             "id": int(d.domain_id), "name": d.name, "keywords": d.keywords,
             "themes": "\n".join(f"{t}: {theme_names.get(t, '')}" for t in d.theme_ids),
             "n_cases": int(d.n_cases), "freq": d.frequency_label}, prefill.get(domain_item(d.domain_id))))
+        drows[-1] = _shown(run, drows[-1], domain_item(d.domain_id), shown, baseline)
     _sheet(wb, "domains", DOMAIN_COLS, drows, {"decision": ref["B"], "target": ref["D"]})
 
     dom_names = dict(zip(run.domains["domain_id"], run.domains["name"]))
@@ -172,6 +219,7 @@ def build_workbook(run: RunItems, person: str, role: str, round: int,
             "domain_name": dom_names.get(int(t.domain_id), ""), "keywords": t.keywords,
             "core": t.core_idea, "quotes": _quotes(run, t.quote_ids), "cases": t.cases,
             "n_cases": int(t.n_cases), "freq": t.frequency_label}, prefill.get(theme_item(t.theme_id))))
+        trows[-1] = _shown(run, trows[-1], theme_item(t.theme_id), shown, baseline)
     _sheet(wb, "themes", THEME_COLS, trows,
            {"decision": ref["A"], "target": ref["C"], "domain": ref["D"]})
 
@@ -182,6 +230,7 @@ def build_workbook(run: RunItems, person: str, role: str, round: int,
             srows.append(_prefilled({"id": s.segment_id, "case": s.case_id, "theme": int(s.theme),
                                      "theme_name": s.theme_name, "text": s.text},
                                     prefill.get(segment_item(s.segment_id))))
+            srows[-1] = _shown(run, srows[-1], segment_item(s.segment_id), shown, baseline)
         _sheet(wb, title, SEGMENT_COLS, srows, {"target": ref["E"]})
 
     meta = wb.create_sheet("_meta")
@@ -251,7 +300,7 @@ def read_workbook(path: Path, run: RunItems,
     role = meta.get("role", "")
     if role not in ROLES:
         return None, [f"{name}, sheet '_meta': unknown role {role!r}"]
-    out = ReadWorkbook(path, meta.get("person", ""), role, int(_norm_id(meta.get("round")) or 1))
+    out = ReadWorkbook(path, meta.get("person", ""), role, int(norm_id(meta.get("round")) or 1))
     errors: list[str] = []
     for sheet, cols, kind in (("domains", DOMAIN_COLS, "domain"), ("themes", THEME_COLS, "theme"),
                               ("segments", SEGMENT_COLS, "segment"),
@@ -262,12 +311,14 @@ def read_workbook(path: Path, run: RunItems,
         ws = wb[sheet]
         header = [_cell(c) for c in next(ws.iter_rows(min_row=1, max_row=1, values_only=True), ())]
         index = {}
+        missing = False
         for h, key, _ in cols:
-            if h not in header:
-                errors.append(f"{name}, sheet '{sheet}', row 1: the column '{h}' is missing")
-            else:
+            if h in header:
                 index[key] = header.index(h)
-        if len(index) < len(cols):
+            elif key in REQUIRED:
+                errors.append(f"{name}, sheet '{sheet}', row 1: the column '{h}' is missing")
+                missing = True
+        if missing:
             continue
         for r, values in enumerate(ws.iter_rows(min_row=2, values_only=True), start=2):
             values = list(values) + [None] * (len(header) - len(values))
@@ -276,11 +327,14 @@ def read_workbook(path: Path, run: RunItems,
             edits = {k: get[k] for k in EDITABLE if k in get and _cell(get[k])}
             if not edits:
                 continue
-            ident = _norm_id(get["id"])
+            ident = norm_id(get["id"])
             item = f"{kind}:{ident}"
             comment = _cell(get.get("comment"))
             if kind == "segment":
-                word = "move" if _cell(get.get("target")) else ""
+                target = _cell(get.get("target"))
+                word = "keep" if target.lower() == "keep" else "move" if target else ""
+                if word == "keep":
+                    get["target"] = ""
             else:
                 word = _cell(get.get("decision")).lower()
             if not word:

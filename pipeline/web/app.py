@@ -31,12 +31,13 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..report.templating import make_environment
-from ..review.model import Decision, RunItems, load_run
+from ..review.model import Decision, RunItems, is_change, load_run
 from ..review.store import ReviewStore
 from . import pages, routes
 from .context import Context
 from .routes import Refused
 from .security import Access, Guard, Session, csrf_ok, read_form
+from .similar import Similar
 
 log = logging.getLogger("consensa.web")
 
@@ -52,12 +53,13 @@ class ReviewApp:
             pass
         self.access = Access(token)
         self.context = Context(self.run)
+        self.similar = Similar(self.run)  # loads the vectors at the first "find similar"
         # its own environment (it adds filters and globals), made like every page's
         self.env = make_environment(HERE / "templates", strict=False)
         self.env.filters["when"] = pages.when
         self.env.filters["item_url"] = pages.item_url
         self.env.globals.update(item_url=pages.item_url, state_words=pages.STATE_WORDS,
-                                say=self.say)
+                                say=self.say, is_change=is_change)
         table = [Route(path, self._endpoint(handler, needs_person), methods=methods)
                  for path, handler, methods, needs_person in routes.ROUTES]
         table.append(Mount("/static", StaticFiles(directory=HERE / "static"), name="static"))

@@ -9,17 +9,21 @@ and renders the result.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
 
+import numpy as np
 import pandas as pd
 
-from ..review.agreement import ItemStatus, ReviewStatus, review_status
+from ..errors import ConsensaError
+from ..review.agreement import SETTLED, ItemStatus, ReviewStatus, review_status
+from ..review.apply import live_codebook
 from ..review.model import (
+    CREATED_DOMAIN_DECISIONS,
+    CREATED_THEME_DECISIONS,
     DOMAIN_DECISIONS,
     SEGMENT_DECISIONS,
     THEME_DECISIONS,
@@ -29,11 +33,14 @@ from ..review.model import (
     segment_item,
     theme_item,
 )
+from ..review.model import say as say_named
 from ..review.store import ReviewStore, StaleError
 from .context import Context
+from .query import Query
+from .similar import Similar
 
-STATE_WORDS = {"agreed": "agreed", "resolved": "resolved", "disputed": "disputed",
-               "open": "not yet judged"}
+STATE_WORDS = {"agreed": "agreed", "resolved": "resolved", "carried": "carried over",
+               "disputed": "disputed", "open": "not yet judged"}
 #: quotes a search page lists (it says how many more matched)
 MAX_SEARCH_RESULTS = 200
 #: audit-log entries the log page lists, newest first (it says how many there are)
@@ -80,15 +87,7 @@ def is_item(run: RunItems, item: str) -> bool:
 
 def say(run: RunItems, d: Decision | None) -> str:
     """A decision in words, with the names of the themes and domains it points to."""
-    if d is None:
-        return ""
-
-    def named(m: re.Match) -> str:
-        kind, ident = m.group(1), m.group(2)
-        name = run.theme_name(ident) if kind == "theme" else run.domain_name(ident)
-        return f'{kind} {ident} "{name}"' if name else m.group(0)
-
-    return re.sub(r"\b(theme|domain) (\d+)\b", named, d.describe())
+    return say_named(run, d)
 
 
 def describe_json(run: RunItems, value: str | None) -> str:
@@ -112,14 +111,17 @@ def domain_choices(run: RunItems) -> list[tuple[str, str]]:
             run.domains.sort_values("domain_id").itertuples()]
 
 
-def highlight(text: str, words: list[str]) -> list[tuple[str, bool]]:
-    """``text`` cut into (piece, is_a_match) for the words searched (case-insensitive)."""
-    if not words:
+def highlight(text: str, query: Query | list[str]) -> list[tuple[str, bool]]:
+    """``text`` cut into (piece, is_a_match) for what was searched (case-insensitive)."""
+    if not isinstance(query, Query):
+        query = Query.parse(" OR ".join(f'"{w}"' for w in query))
+    pattern = query.pattern()
+    if pattern is None:
         return [(text, False)]
-    pattern = re.compile("|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)),
-                         re.IGNORECASE)
     out, pos = [], 0
     for m in pattern.finditer(text):
+        if m.end() == m.start():
+            continue
         if m.start() > pos:
             out.append((text[pos:m.start()], False))
         out.append((m.group(0), True))
@@ -148,7 +150,7 @@ class Filters:
         return cls(**f)
 
     def keeps(self, i: ItemStatus, judges: list[str]) -> bool:
-        if self.status == "pending" and i.state in ("agreed", "resolved"):
+        if self.status == "pending" and i.state in SETTLED:
             return False
         if self.status and self.status != "pending" and i.state != self.status:
             return False
@@ -203,7 +205,8 @@ def prefill(status: ItemStatus, who: str | None, start_from: str = "",
             draft: Decision | None = None) -> tuple[Decision, str]:
     """The decision the form starts from, and where it comes from: the refused entries,
     else the position or consensus asked for (``?from=``), else the consensus, else
-    the person's own position, else the default decision."""
+    the person's own position, else no decision at all: a form never starts on a
+    choice nobody made, so a save without one is refused rather than taken as "accept"."""
     if draft is not None:
         return draft, "your refused entries"
     if start_from in status.positions and status.positions[start_from].source != LEFT_ALONE:
@@ -212,8 +215,7 @@ def prefill(status: ItemStatus, who: str | None, start_from: str = "",
         return status.consensus, "the consensus"
     if who in status.positions and status.positions[who].source != LEFT_ALONE:
         return status.positions[who], "your position"
-    default = "keep" if status.kind == "segment" else "accept"
-    return Decision(status.item, default), "nothing yet"
+    return Decision(status.item, ""), "nothing yet"
 
 
 def error_box(error: Exception | None) -> dict | None:
@@ -239,7 +241,8 @@ def _item_common(run: RunItems, store: ReviewStore, item: str, who: str | None,
         status = ItemStatus(item, run.label(item), "untouched",
                             {j: Decision(item, "keep", source=LEFT_ALONE) for j in st.judges})
     start, start_text = prefill(status, who, start_from, draft)
-    return {"st": st, "status": status, "item": item, "v_item": versions.get(item, 0),
+    return {"st": st, "live": live_codebook(run, st), "status": status, "item": item,
+            "v_item": versions.get(item, 0),
             "v_mine": mine.get(item, 0), "versions": versions, "mine": mine,
             "prefill": start, "prefill_from": start_text, "err": error_box(error),
             "undo": undo, "item_log": log, "theme_choices": theme_choices(run),
@@ -272,7 +275,10 @@ def theme_page(run: RunItems, store: ReviewStore, context: Context, ident: str,
     tid = int(ident)
     ctx = _item_common(run, store, theme_item(tid), who, start_from, error, draft)
     t = run.themes[run.themes["theme_id"] == tid].iloc[0].to_dict()
-    seg = run.segments[run.segments["theme"] == tid].copy()
+    if str(tid) in run.created_themes:  # a category the judges made: its own segments
+        seg = run.segments[run.segments["segment_id"].isin(run.members(tid))].copy()
+    else:
+        seg = run.segments[run.segments["theme"] == tid].copy()
     quote_ids = list(t["quote_ids"])
     rank = {q: i for i, q in enumerate(quote_ids)}
     seg["_rank"] = [rank.get(s, len(rank)) for s in seg["segment_id"]]
@@ -282,9 +288,14 @@ def theme_page(run: RunItems, store: ReviewStore, context: Context, ident: str,
     moved_in = [i for i in ctx["st"].items if i.kind == "segment" and
                 (any(d.decision == "move" and d.target == ident for d in i.positions.values())
                  or (i.consensus is not None and i.consensus.target == ident))]
-    return {**ctx, "t": t, "tid": tid, "quotes": listed, "keywords": list(t["keywords"]),
+    fate = ctx["live"]["themes"].get(tid) or {"name": t["name"], "fate": "empty",
+                                              "into": None, "domain_id": None, "domain": ""}
+    return {**ctx, "t": t, "tid": tid, "quotes": listed, "now": fate,
+            "keywords": list(t["keywords"]),
             "quote_ids": set(quote_ids), "moved_in": moved_in,
-            "domain_name": run.domain_name(t["domain_id"]), "decisions": THEME_DECISIONS,
+            "domain_name": run.domain_name(t["domain_id"]),
+            "decisions": (CREATED_THEME_DECISIONS if str(tid) in run.created_themes
+                          else THEME_DECISIONS),
             "n_cases_total": run.n_cases,
             "context_from_turns": bool(context.from_turns)}
 
@@ -299,7 +310,11 @@ def domain_page(run: RunItems, store: ReviewStore, ident: str, who: str | None,
     items = {i.item: i for i in ctx["st"].items}
     themes = [{"t": t, "status": items[theme_item(t.theme_id)]} for t in
               run.themes[run.themes["domain_id"] == did].itertuples()]
-    return {**ctx, "d": d, "did": did, "themes": themes, "decisions": DOMAIN_DECISIONS,
+    now = ctx["live"]["domains"][did]
+    created = ident in run.created_domains
+    return {**ctx, "d": d, "did": did, "themes": themes, "now": now, "created": created,
+            "categories": now["categories"],
+            "decisions": CREATED_DOMAIN_DECISIONS if created else DOMAIN_DECISIONS,
             "n_cases_total": run.n_cases}
 
 
@@ -317,37 +332,62 @@ def segment_page(run: RunItems, store: ReviewStore, context: Context, ident: str
 # --- search ----------------------------------------------------------------------------
 
 def search(run: RunItems, store: ReviewStore, context: Context, text: str, where: str = "",
-           into: str = "", who: str | None = None) -> dict:
-    """The segments holding every word of ``text`` (case-insensitive; in the segment, its
-    theme's name or its case), within ``where``: ``unassigned``, a theme id, or
-    ``outside`` theme ``into`` (what a theme missed). Nothing without words or a place."""
-    text = " ".join(text.split())
+           into: str = "", who: str | None = None, like: str = "", like_text: str = "",
+           similar: Similar | None = None) -> dict:
+    """The segments the query finds (:class:`~.query.Query`: words, "phrases", OR, a
+    trailing wildcard; case-insensitive; in the segment, its theme's name or its case),
+    within ``where``: ``unassigned``, a theme id, or ``outside`` theme ``into`` (what a
+    theme missed). Nothing without words, a place or a similarity.
+
+    Find similar: ``like`` (a theme id: nearest to its centre) or ``like_text`` (a
+    typed sentence) ranks what is found by meaning, nearest first (``similar``: the
+    run's :class:`~.similar.Similar`); a search that cannot be answered says why.
+    """
+    query = Query.parse(text)
     seg = run.segments
     hits = seg
-    words = [w for w in text.casefold().split(" ") if w]
     if where == "unassigned":
         hits = hits[hits["theme"] < 0]
     elif where.lstrip("-").isdigit():
         hits = hits[hits["theme"] == int(where)]
     elif where == "outside" and into in run.theme_ids:
         hits = hits[hits["theme"] != int(into)]
-    if words:
+    if query:
         hay = (hits["text"].astype(str) + " \u0000 " + hits["theme_name"].astype(str)
-               + " \u0000 " + hits["case_id"].astype(str)).str.casefold()
-        mask = hay.str.contains(re.escape(words[0]), regex=True)
-        for w in words[1:]:
-            mask &= hay.str.contains(re.escape(w), regex=True)
-        hits = hits[mask]
-    elif not where:
+               + " \u0000 " + hits["case_id"].astype(str))
+        hits = hits[query.mask(hay)]
+    scores, problem, like_what = None, "", ""
+    like_text = " ".join(like_text.split())
+    if (like or like_text) and similar is not None:
+        try:
+            if like_text:
+                scores, like_what = similar.to_text(like_text), f"“{like_text}”"
+            elif like in run.theme_ids:
+                scores = similar.to_theme(int(like))
+                like_what = f"the centre of theme {like}: {run.theme_name(like)}"
+            else:
+                problem = f"There is no theme {like!r} to find similar segments to."
+        except ConsensaError as exc:
+            problem = exc.reason + (f" ({exc.hint})" if exc.hint else "")
+    if scores is not None:
+        pos = seg.index.get_indexer(hits.index)
+        order = np.argsort(-scores[pos], kind="stable")
+        hits = hits.iloc[order]
+        sims = dict(zip(hits["segment_id"], scores[pos][order]))
+    elif not query and not where:
         hits = hits.iloc[0:0]
     st = review_status(store)
     versions = store.item_versions()
     mine = store.item_versions(judge=who)
     results = quotes(hits.head(MAX_SEARCH_RESULTS), context, st, versions, mine)
     for r in results:
-        r["parts"] = highlight(r["text"], words)
-    return {"q": text, "where": where, "into": into, "results": results, "total": len(hits),
-            "limit": MAX_SEARCH_RESULTS, "theme_choices": theme_choices(run)}
+        r["parts"] = highlight(r["text"], query)
+        r["similarity"] = float(sims[r["id"]]) if scores is not None else None
+    return {"q": query.text, "where": where, "into": into, "results": results,
+            "total": len(hits), "limit": MAX_SEARCH_RESULTS, "theme_choices": theme_choices(run),
+            "domain_choices": domain_choices(run),
+            "like": like, "like_text": like_text, "like_what": like_what if scores is not None
+            else "", "problem": problem}
 
 
 # --- audit log -------------------------------------------------------------------------

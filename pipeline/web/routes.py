@@ -130,7 +130,8 @@ def search(review: ReviewApp, request: Request, form) -> Response:
     q = request.query_params
     with review.store() as store:
         ctx = pages.search(review.run, store, review.context, q.get("q", ""), q.get("in", ""),
-                           q.get("into", ""), _who(request))
+                           q.get("into", ""), _who(request), like=q.get("like", ""),
+                           like_text=q.get("like_text", ""), similar=review.similar)
     back = str(request.url.path) + (f"?{request.url.query}" if request.url.query else "")
     return review.render(request, "search.html", back=back, **ctx)
 
@@ -163,6 +164,10 @@ def decide(review: ReviewApp, request: Request, form) -> Response:
         d = decision_from_form(item, form, who)
     except ReviewError as exc:
         raise Refused(400, exc.reason, exc.hint or "") from None
+    if not d.decision:
+        return item_page(review, request, item, draft=d, status=400, error=ReviewError(
+            "Choose a decision first: the form starts without one, so that nothing is "
+            "recorded that nobody chose.", hint="Nothing was saved."))
     try:
         with review.store() as store:
             if mode == "position":
@@ -225,6 +230,87 @@ def comment(review: ReviewApp, request: Request, form) -> Response:
     return RedirectResponse(_back(form, item_url(item)), status_code=303)
 
 
+def answer(review: ReviewApp, request: Request, form) -> Response:
+    """A judge's answer to an auditor's comment (accept or argue), or ``undo``: their
+    answer taken back. The choice starts empty: no answer is given that nobody chose."""
+    who, _ = review.me(request, "judge")
+    try:
+        cid = int(str(form.get("comment_id", "")))
+    except ValueError:
+        raise Refused(400, "The form does not say which comment it answers.") from None
+    word = str(form.get("answer", "")).strip()
+    try:
+        with review.store() as store:
+            if word == "undo":
+                row = store.undo_answer(cid, who)
+            else:
+                row = store.answer_audit(cid, who, word, str(form.get("text", "")))
+    except ReviewError as exc:
+        raise Refused(400, exc.reason[:1].upper() + exc.reason[1:] + ".",
+                      "Nothing was saved.") from None
+    what = "taken back" if word == "undo" else f"recorded ({word})"
+    review.flash(request, f"Your answer to {row['by']}'s comment on "
+                 f"{review.run.label(row['item'])} {what}.")
+    return RedirectResponse(_back(form, item_url(row["item"])), status_code=303)
+
+
+def create_category(review: ReviewApp, request: Request, form) -> Response:
+    """A new category of the ticked segments (from a search or a theme's page), named
+    and put in a domain by the judges: a consensus decision, undone like any other."""
+    who, _ = review.me(request, "judge")
+    ids = list(dict.fromkeys(str(s) for s in form.getlist("segments") if str(s)))
+    name = " ".join(str(form.get("category_name", "")).split())
+    domain = str(form.get("category_domain", "")).strip()
+    if not ids:
+        raise Refused(400, "Tick the segments of the new category first.", "Nothing was saved.")
+    if not name or not domain:
+        raise Refused(400, "Give the new category a name and choose its domain.",
+                      "Nothing was saved.")
+    try:
+        with review.store() as store:
+            item = store.create_category(name, ids, domain, who,
+                                         str(form.get("category_definition", "")))
+    except ReviewError as exc:
+        raise Refused(400, exc.reason, "Nothing was saved.") from None
+    review.flash(request, f"Category created: {review.run.label(item)}, {len(ids)} segment(s).")
+    return RedirectResponse(item_url(item), status_code=303)
+
+
+def create_domain(review: ReviewApp, request: Request, form) -> Response:
+    """A new domain, named and defined by the judges: a consensus decision (undone from
+    the overview or the log like any other)."""
+    who, _ = review.me(request, "judge")
+    name = " ".join(str(form.get("new_name", "")).split())
+    if not name:
+        raise Refused(400, "Give the new domain a name.", "Nothing was saved.")
+    try:
+        with review.store() as store:
+            item = store.create_domain(name, who, str(form.get("core_idea", "")))
+    except ReviewError as exc:
+        raise Refused(400, exc.reason, "Nothing was saved.") from None
+    review.flash(request, f"Domain created: {review.run.label(item)}. Reassign themes to it "
+                 "from their pages.")
+    return RedirectResponse(item_url(item), status_code=303)
+
+
+def next_round(review: ReviewApp, request: Request, form) -> Response:
+    """Close the round the form was shown in and open the next, starting from its
+    consensus (as `consensa review next-round`)."""
+    who, _ = review.me(request, "judge")
+    try:
+        with review.store() as store:
+            if str(form.get("round", "")) != str(store.round):
+                raise Refused(409, f"Round {form.get('round')} is not the open round any more "
+                              f"(round {store.round} is).", "Nothing was changed.")
+            st = review_status(store)
+            new = store.next_round(who, closed=st.closed)
+    except ReviewError as exc:
+        raise Refused(400, exc.reason, "Nothing was changed.") from None
+    review.flash(request, f"Round {new - 1} closed; round {new} is open and starts from its "
+                 "consensus.")
+    return RedirectResponse("/", status_code=303)
+
+
 def undo(review: ReviewApp, request: Request, form) -> Response:
     who, _ = review.me(request, "judge")
     try:
@@ -253,6 +339,11 @@ def export_codebook(review: ReviewApp, request: Request, form) -> Response:
     run = review.run
     with review.store() as store:
         st = review_status(store)
+    if not st.closed:  # the button is disabled then; a form sent anyway gets the reason
+        n = len(st.pending())
+        review.flash(request, f"The final codebook was not written: round {st.round} is still "
+                     f"open, {n} item(s) need a consensus decision (listed below).", "error")
+        return RedirectResponse("/export", status_code=303)
     try:
         cb = build_codebook(run, st)
     except ReviewError as exc:
@@ -310,6 +401,10 @@ ROUTES = [
     ("/move", move, ["POST"], True),
     ("/comment", comment, ["POST"], True),
     ("/undo", undo, ["POST"], True),
+    ("/answer", answer, ["POST"], True),
+    ("/next-round", next_round, ["POST"], True),
+    ("/create-domain", create_domain, ["POST"], True),
+    ("/create-category", create_category, ["POST"], True),
     ("/search", search, ["GET"], True),
     ("/log", log, ["GET"], True),
     ("/export", export_page, ["GET"], True),

@@ -1,0 +1,601 @@
+"""Safer forms, rounds, the auditor's round and the judges' answers: through the store,
+the command line, the workbooks and the web app (in process, without a browser)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import openpyxl
+import pytest
+from starlette.testclient import TestClient
+
+from pipeline.cli import main
+from pipeline.review.agreement import review_status
+from pipeline.review.model import Decision, ReviewError, load_run
+from pipeline.review.store import ReviewStore
+from pipeline.web import create_app
+from tests.review_helpers import fill
+
+BASE = "http://127.0.0.1:8765"
+
+
+# --- an in-process client ------------------------------------------------------------------
+
+class Web:
+    """The review app of a run as one person sees it: signed in, with their CSRF token."""
+
+    def __init__(self, run: Path, name: str) -> None:
+        self.review = create_app(run)
+        self.client = TestClient(self.review.asgi, base_url=BASE, follow_redirects=False)
+        r = self.client.get(f"/?token={self.review.token}")
+        assert r.status_code in (302, 303, 307)
+        page = self.client.get("/login").text
+        self.post("/login", name=name, _page=page)
+
+    def csrf(self, page: str) -> str:
+        return re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+
+    def get(self, path: str) -> str:
+        r = self.client.get(path)
+        assert r.status_code == 200, r.text[:500]
+        return r.text
+
+    def post(self, path: str, _page: str | None = None, _pairs=(), **fields):
+        page = _page if _page is not None else self.get("/")
+        data: dict[str, list[str]] = {}
+        for k, v in [("csrf", self.csrf(page)), *fields.items(), *_pairs]:
+            data.setdefault(k, []).append(v)
+        return self.client.post(path, data=data, headers={"Origin": BASE})
+
+    def flashes(self) -> str:
+        return " ".join(re.findall(r'<p class="flash[^"]*"[^>]*>([^<]*)</p>', self.get("/")))
+
+
+@pytest.fixture()
+def panel(review_run):
+    with ReviewStore(load_run(review_run), create=True) as s:
+        s.set_panel(["ana", "ben"], ["dee"])
+    return review_run
+
+
+def _select(page: str, name: str) -> str:
+    """The HTML of the first <select name=...> of a page."""
+    return re.search(rf'<select name="{name}"[^>]*>(.*?)</select>', page, re.S).group(1)
+
+
+def _selected(html: str) -> list[str]:
+    return re.findall(r'<option value="([^"]*)"[^>]*\bselected\b', html)
+
+
+# --- 1. safer forms -----------------------------------------------------------------------
+
+def test_forms_start_without_a_choice_and_refuse_a_save_without_one(panel):
+    web = Web(panel, "ana")
+    page = web.get("/theme/0")
+    # the decision and the move target start on the empty choice, not on "accept" / theme 0
+    assert _selected(_select(page, "decision")) == [""]
+    assert _selected(_select(page, "move_to")) == [""]
+    assert _selected(_select(web.get("/search?q=the&in=0"), "move_to")) == [""]
+    seg = load_run(panel).segments["segment_id"].iloc[0]
+    assert _selected(_select(web.get(f"/segment/{seg}"), "decision")) == [""]
+
+    r = web.post("/decide", _page=page, item="theme:0", v_item="0", v_mine="0",
+                 decision="", new_name="", target="", domain="", core_idea="", comment="",
+                 **{"as": "position"})
+    assert r.status_code == 400 and "Choose a decision first" in r.text
+    r = web.post("/move", _page=page, _pairs=[("segments", seg)], move_to="",
+                 **{"as": "consensus"})
+    assert r.status_code == 400 and "Choose the theme to move the segments to" in r.text
+    with ReviewStore(load_run(panel)) as store:
+        assert store.positions() == {} and store.consensus() == {}
+        assert not [r for r in store.audit_log() if r["item"]]
+
+    # with a choice, the same form saves
+    r = web.post("/decide", _page=page, item="theme:0", v_item="0", v_mine="0",
+                 decision="accept", **{"as": "position"})
+    assert r.status_code == 303
+    with ReviewStore(load_run(panel)) as store:
+        assert store.positions()["theme:0"]["ana"].decision == "accept"
+
+
+def test_final_codebook_button_is_enabled_only_when_nothing_is_open(panel):
+    web = Web(panel, "ana")
+    page = web.get("/export")
+    button = re.search(r'<button[^>]*id="write-codebook"[^>]*>', page).group(0)
+    assert "disabled" in button and 'id="why-not-final"' in page
+    assert "still open" in page.split('id="why-not-final"')[1][:300]
+    # a form sent anyway: back to the export page with the reason, nothing written
+    r = web.post("/export/codebook", _page=page)
+    assert r.status_code == 303 and r.headers["location"] == "/export"
+    said = web.flashes()
+    assert "was not written" in said and "still open" in said
+    assert not (panel / "review" / "codebook.yaml").exists()
+
+    run = load_run(panel)
+    with ReviewStore(run) as store:
+        store.resolve([Decision(i, "accept") for i in run.items()], by="ana")
+    page = web.get("/export")
+    button = re.search(r'<button[^>]*id="write-codebook"[^>]*>', page).group(0)
+    assert "disabled" not in button and 'id="why-not-final"' not in page
+    assert web.post("/export/codebook", _page=page).status_code == 303
+    assert (panel / "review" / "codebook.yaml").is_file()
+
+
+def test_resolve_merge_without_target_names_the_flag(panel, capsys):
+    assert main(["review", "resolve", str(panel), "--theme", "1", "--decision", "merge",
+                 "--by", "ana"]) == 2
+    err = capsys.readouterr().err
+    assert "--target" in err and "column" not in err
+
+
+def test_a_blank_segment_row_is_no_position_and_keep_is_one(panel, capsys):
+    run = load_run(panel)
+    assert main(["review", "export", str(panel), "--judges", "ana,ben"]) == 0
+    rdir = panel / "review" / "round-1"
+    seg = run.segments[run.segments["theme"] == 0]["segment_id"].tolist()
+    fill(rdir / "ana.xlsx", "segments", seg[0], move_to_theme=1)
+    fill(rdir / "ana.xlsx", "segments", seg[1], move_to_theme=1)
+    fill(rdir / "ben.xlsx", "segments", seg[1], move_to_theme="keep")
+    capsys.readouterr()
+    assert main(["review", "import", str(panel), str(rdir / "ana.xlsx"),
+                 str(rdir / "ben.xlsx")]) == 0
+    with ReviewStore(run) as store:
+        st = {i.item: i for i in review_status(store).items}
+        pos = store.positions()
+    # ben left seg[0] blank: no position, so it waits for him; it is not disputed
+    assert st[f"segment:{seg[0]}"].state == "open"
+    assert set(st[f"segment:{seg[0]}"].positions) == {"ana"}
+    # "keep" written in the workbook is a position, and differs from ana's move
+    assert pos[f"segment:{seg[1]}"]["ben"].decision == "keep"
+    assert st[f"segment:{seg[1]}"].state == "disputed"
+
+
+# --- 2. rounds --------------------------------------------------------------------------
+
+def _close_round_one(run_folder: Path) -> tuple:
+    """Round 1 with every item settled: theme 1 renamed, theme 2 merged into 1."""
+    run = load_run(run_folder)
+    with ReviewStore(run) as store:
+        store.resolve([Decision(i, "accept") for i in run.items()], by="ana")
+        store.resolve([Decision("theme:1", "rename", new_name="Supervision as support"),
+                       Decision("theme:2", "merge", target="1")], by="ben")
+    return run
+
+
+def test_next_round_starts_from_the_consensus_and_marks_changes(panel, capsys):
+    run = _close_round_one(panel)
+    # workbooks of a closed round are not written again from the proposal, even with --force
+    assert main(["review", "export", str(panel), "--judges", "ana,ben", "--force"]) == 2
+    err = capsys.readouterr().err
+    assert "round 1 is closed" in err and "next-round" in err
+    assert not (panel / "review" / "round-1" / "ana.xlsx").exists()
+
+    assert main(["review", "next-round", str(panel), "--by", "ana"]) == 0
+    assert "round 2 is open" in capsys.readouterr().out
+    with ReviewStore(run) as store:
+        assert store.round == 2
+        assert [r["round"] for r in store.rounds()] == [1, 2]
+        assert store.rounds()[0]["closed_by"] == "ana"
+        st = review_status(store)
+        # nothing decided yet in round 2, and yet every item has its consensus: carried
+        assert st.closed and {i.state for i in st.items} == {"carried"}
+        assert st.effective_consensus()["theme:1"].new_name == "Supervision as support"
+        actions = [r["action"] for r in store.audit_log()]
+        assert "round closed" in actions and "round opened" in actions
+        # round 1 stays as it was
+        assert review_status(store, 1).effective_consensus()["theme:2"].target == "1"
+
+    assert main(["review", "status", str(panel)]) == 0
+    out = capsys.readouterr().out
+    assert "round 2 (rounds 1-1 closed" in out
+    assert re.search(r'theme 1 "[^"]*": carried from round 1, rename to "Supervision', out)
+
+    # the round-2 workbook starts from round 1's consensus and marks what it changed
+    assert main(["review", "export", str(panel), "--judges", "ana,ben"]) == 0
+    wb = openpyxl.load_workbook(panel / "review" / "round-2" / "ana.xlsx")
+    ws = wb["themes"]
+    head = [c.value for c in ws[1]]
+    rows = {r[0]: dict(zip(head, r)) for r in ws.iter_rows(min_row=2, values_only=True)}
+    assert rows[1]["decision"] == "rename" and rows[1]["new name"] == "Supervision as support"
+    assert rows[2]["decision"] == "merge" and str(rows[2]["merge into"]) == "1"
+    assert "rename" in rows[1]["changed"] and not rows[0]["changed"]
+    assert rows[0]["decision"] == "accept"
+
+    # a judge changes one item in round 2: only that item opens again
+    fill(panel / "review" / "round-2" / "ana.xlsx", "themes", 0, decision="rename",
+         new_name="Learning on the job")
+    capsys.readouterr()
+    assert main(["review", "import", str(panel), str(panel / "review" / "round-2" /
+                                                     "ana.xlsx")]) == 0
+    with ReviewStore(run) as store:
+        st = {i.item: i for i in review_status(store).items}
+    assert st["theme:0"].state == "open" and st["theme:1"].state == "carried"
+    assert st["theme:1"].baseline.new_name == "Supervision as support"
+    assert main(["review", "resolve", str(panel), "--theme", "0", "--decision", "rename",
+                 "--name", "Learning on the job", "--by", "ben"]) == 0
+    with ReviewStore(run) as store:
+        st = {i.item: i for i in review_status(store).items}
+    assert st["theme:0"].changed and not st["theme:1"].changed
+    assert main(["review", "apply", str(panel)]) == 0
+    import yaml
+    cb = yaml.safe_load((panel / "review" / "codebook.yaml").read_text())
+    names = {c["name"] for d in cb["domains"] for c in d["categories"]}
+    assert {"Supervision as support", "Learning on the job"} <= names
+    assert cb["review"]["round"] == 2
+
+
+def test_next_round_refuses_an_open_round(panel, capsys):
+    assert main(["review", "next-round", str(panel)]) == 2
+    assert "round 1 is still open" in capsys.readouterr().err
+    with ReviewStore(load_run(panel)) as store:
+        assert store.round == 1
+
+
+def test_web_shows_the_open_round_and_the_starting_point(panel):
+    run = _close_round_one(panel)
+    with ReviewStore(run) as store:
+        store.next_round("ana", closed=True)
+    web = Web(panel, "ana")
+    page = web.get("/")
+    assert "round 2" in page
+    theme1 = web.get("/theme/1")
+    assert "Starting point" in theme1 and "Supervision as support" in theme1
+
+
+# --- 3. the auditor's round ---------------------------------------------------------------
+
+def test_auditor_workbook_shows_the_consensus_and_takes_comments(panel, capsys):
+    _close_round_one(panel)
+    assert main(["review", "export", str(panel), "--auditor", "dee"]) == 0
+    path = panel / "review" / "round-1" / "dee.xlsx"
+    ws = openpyxl.load_workbook(path)["themes"]
+    head = [c.value for c in ws[1]]
+    rows = {r[0]: dict(zip(head, r)) for r in ws.iter_rows(min_row=2, values_only=True)}
+    assert rows[1]["consensus so far"] == 'rename to "Supervision as support"'
+    assert rows[1]["changed"] == 'rename to "Supervision as support"'
+    assert rows[2]["consensus so far"].startswith('merge into theme 1 "')
+    assert not rows[1]["decision"]  # the auditor's decision columns stay blank
+    fill(path, "themes", 2, comment="Is client support really supervision?")
+    capsys.readouterr()
+    assert main(["review", "import", str(panel), str(path)]) == 0
+    with ReviewStore(load_run(panel)) as store:
+        comments = store.audit_comment_rows()["theme:2"]
+    assert comments[0]["by"] == "dee" and comments[0]["answers"] == {}
+
+
+def test_judges_answer_audit_comments_with_undo(panel, capsys):
+    run = _close_round_one(panel)
+    assert main(["review", "audit", str(panel), "--theme", "2", "--by", "dee",
+                 "--comment", "Is client support really supervision?"]) == 0
+    with ReviewStore(run) as store:
+        cid = store.audit_comment_rows()["theme:2"][0]["id"]
+    capsys.readouterr()
+    assert main(["review", "answer", str(panel), "--comment", str(cid), "--by", "ana",
+                 "--accept"]) == 0
+    assert main(["review", "answer", str(panel), "--comment", str(cid), "--by", "ben",
+                 "--argue", "they say so themselves"]) == 0
+    assert main(["review", "answer", str(panel), "--comment", str(cid), "--by", "dee",
+                 "--accept"]) == 2  # an auditor does not answer themselves
+    assert "not a judge" in capsys.readouterr().err
+    assert main(["review", "status", str(panel)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"ana\s+accept", out) and re.search(r"ben\s+argue: they say so", out)
+    with ReviewStore(run) as store:
+        answers = store.audit_comment_rows()["theme:2"][0]["answers"]
+        assert answers["ana"]["answer"] == "accept" and answers["ben"]["answer"] == "argue"
+        with pytest.raises(ReviewError, match="say why"):
+            store.answer_audit(cid, "ana", "argue", "")
+        store.undo_answer(cid, "ben")
+        assert set(store.audit_comment_rows()["theme:2"][0]["answers"]) == {"ana"}
+        actions = [r["action"] for r in store.audit_log()]
+        assert actions.count("audit answer") == 2 and "audit answer undo" in actions
+
+
+def test_judges_answer_in_the_web_app(panel):
+    run = _close_round_one(panel)
+    with ReviewStore(run) as store:
+        store.add_audit_comment("theme:2", "dee", "Is client support really supervision?")
+        cid = store.audit_comment_rows()["theme:2"][0]["id"]
+    dee = Web(panel, "dee")
+    page = dee.get("/theme/2")
+    # the auditor sees the consensus and its change against the proposal
+    assert "Change against the proposal" in page and "merge into theme 1" in page
+    ana = Web(panel, "ana")
+    page = ana.get("/theme/2")
+    assert f'name="comment_id" value="{cid}"' in page
+    assert _selected(_select(page, "answer")) == [""]
+    r = ana.post("/answer", _page=page, comment_id=str(cid), answer="", text="")
+    assert r.status_code == 400 and "Choose an answer" in r.text
+    r = ana.post("/answer", _page=page, comment_id=str(cid), answer="argue",
+                 text="they say so themselves", back="/theme/2")
+    assert r.status_code == 303
+    with ReviewStore(run) as store:
+        a = store.audit_comment_rows()["theme:2"][0]["answers"]["ana"]
+    assert a["answer"] == "argue" and a["text"] == "they say so themselves"
+    assert "argue" in ana.get("/theme/2")
+
+
+# --- 4. the live codebook ----------------------------------------------------------------
+
+def test_live_codebook_in_pages_status_and_preview(panel, capsys):
+    run = load_run(panel)
+    d0 = int(run.themes.loc[run.themes["theme_id"] == 1, "domain_id"].iloc[0])
+    other = next(int(d) for d in run.domains["domain_id"] if int(d) != d0)
+    with ReviewStore(run) as store:
+        store.resolve([Decision("theme:1", "rename", new_name="Supervision as support",
+                                domain=str(other)),
+                       Decision("theme:2", "merge", target="1"),
+                       Decision(f"domain:{other}", "rename", new_name="Support",
+                                core_idea="Who helped, and how.")], by="ana")
+    web = Web(panel, "ana")
+    page = web.get("/theme/1")
+    # the header shows the consensus name while the round is open
+    assert re.search(r'<span class="live-name">Supervision as support</span>', page)
+    assert f"Now in domain {other}: Support" in page and "a draft" in page
+    assert "Merged into" in web.get("/theme/2")
+    dom = web.get(f"/domain/{other}")
+    assert '<span class="live-name">Support</span>' in dom and "Who helped, and how." in dom
+    cats = dom.split("Categories as they stand")[1].split("Themes proposed")[0]
+    assert "Supervision as support" in cats  # reassigned here before any apply
+
+    assert main(["review", "status", str(panel)]) == 0
+    out = capsys.readouterr().out
+    tail = out.split("Codebook as it stands")[1]
+    assert "(a draft" in tail and "Support  [" in tail and "- Supervision as support" in tail
+
+    assert main(["review", "apply", str(panel)]) == 2  # the final one waits
+    assert main(["review", "apply", str(panel), "--preview"]) == 0
+    capsys.readouterr()
+    import yaml
+    draft = panel / "review" / "draft"
+    cb = yaml.safe_load((draft / "codebook.yaml").read_text())
+    assert cb["draft"] is True and cb["open_items"]
+    assert (draft / "codebook.md").read_text().startswith("# Draft codebook")
+    assert "**DRAFT**" in (draft / "cqr_table.md").read_text()
+    dom = next(d for d in cb["domains"] if d["id"] == other)
+    assert dom["name"] == "Support" and dom["definition"] == "Who helped, and how."
+    assert not (panel / "review" / "codebook.yaml").exists()
+
+
+# --- 5. search -------------------------------------------------------------------------
+
+def test_query_phrases_or_wildcards_and_case():
+    import pandas as pd
+
+    from pipeline.web.query import Query
+    hay = pd.Series(["I was ASHAMED of it", "crying in session", "my Supervisor helped",
+                     "supervision was kind", "the supervisor, my own", "cry baby",
+                     "I cried (quietly)"])
+    def found(q):
+        return [i for i, hit in enumerate(Query.parse(q).mask(hay)) if hit]
+    assert found("ashamed OR crying") == [0, 1]
+    assert found('"my supervisor"') == [2]          # the phrase, not both words apart
+    assert found("my supervisor") == [2, 4]          # both words, anywhere
+    assert found("supervis*") == [2, 3, 4]
+    assert found("cry") == [5] and found("cry*") == [1, 5]
+    assert found("quietly") == [6]                   # next to punctuation
+    assert found("SUPERVISION OR ashamed session") == [3]  # AND binds tighter than OR
+    assert not Query.parse("  OR  ") and found("") == list(range(len(hay)))
+    from pipeline.web.pages import highlight
+    assert [p for p, hit in highlight("My supervisor, my supervision.",
+                                      Query.parse("supervis*")) if hit] == \
+        ["supervisor", "supervision"]
+
+
+def test_search_page_understands_the_query(panel):
+    run = load_run(panel)
+    with ReviewStore(run) as store:
+        from pipeline.web import pages
+        from pipeline.web.context import Context
+        ctx = Context(run)
+        words = pages.search(run, store, ctx, "train*", who="ana")
+        texts = run.segments["text"].str.lower()
+        want = int(texts.str.contains(r"(?<!\w)train\w*", regex=True).sum())
+        assert words["total"] == want > 0
+        either = pages.search(run, store, ctx, "training OR tears", who="ana")
+        one = pages.search(run, store, ctx, "training", who="ana")["total"]
+        other = pages.search(run, store, ctx, "tears", who="ana")["total"]
+        both = pages.search(run, store, ctx, "training tears", who="ana")["total"]
+        assert either["total"] == one + other - both and one and other
+
+
+def test_find_similar_to_a_category_and_to_a_sentence(panel):
+    import numpy as np
+
+    from pipeline.runfolder import RunFolder
+    from pipeline.web import pages
+    from pipeline.web.context import Context
+    from pipeline.web.similar import Similar
+    run = load_run(panel)
+    vecs = RunFolder(panel).vectors(len(run.segments))
+    assert vecs is not None
+    sim = Similar(run)
+    with ReviewStore(run) as store:
+        page = pages.search(run, store, Context(run), "", like="1", similar=sim, who="ana")
+        assert page["like_what"].startswith("the centre of theme 1") and not page["problem"]
+        scores = [r["similarity"] for r in page["results"]]
+        assert scores == sorted(scores, reverse=True) and page["total"] == len(run.segments)
+        # the nearest segments to a theme's centre are mostly its own
+        top = [r["theme"] for r in page["results"][:10]]
+        assert top.count(1) >= 7
+        # the centre is the mean of the theme's saved vectors, not something else
+        unit = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+        centre = unit[(run.segments["theme"] == 1).to_numpy()].mean(axis=0)
+        best = int(np.argmax(unit @ (centre / np.linalg.norm(centre))))
+        assert page["results"][0]["id"] == run.segments["segment_id"].iloc[best]
+
+        # a sentence, embedded with the run's own embedder: a segment's own text is nearest
+        target = run.segments.iloc[5]
+        page = pages.search(run, store, Context(run), "", like_text=target["text"],
+                            similar=sim, who="ana")
+        assert page["results"][0]["id"] == target["segment_id"]
+        assert page["results"][0]["similarity"] > 0.99
+        # within a place and a word filter, still ranked
+        page = pages.search(run, store, Context(run), "", where="outside", into="1", like="1",
+                            similar=sim, who="ana")
+        assert all(r["theme"] != 1 for r in page["results"])
+
+    (panel / "vectors.npy").unlink()
+    with ReviewStore(run) as store:
+        page = pages.search(run, store, Context(run), "", like="1", similar=Similar(run))
+    assert "no saved segment vectors" in page["problem"] and page["results"] == []
+
+
+def test_subcategory_is_a_decision_with_undo_in_the_codebook(panel, capsys):
+    run = load_run(panel)
+    with ReviewStore(run) as store:
+        store.resolve([Decision(i, "accept") for i in run.items()], by="ana")
+        store.resolve([Decision("theme:2", "subcategory", target="1",
+                                new_name="Support from clients")], by="ben")
+        # one level only: a subcategory of a subcategory is refused, nothing recorded
+        with pytest.raises(ReviewError, match="one level deep"):
+            store.resolve([Decision("theme:0", "subcategory", target="2")], by="ben")
+        assert store.consensus()["theme:0"].decision == "accept"
+    assert main(["review", "resolve", str(panel), "--theme", "0", "--decision",
+                 "subcategory", "--by", "ana"]) == 2
+    assert "--target" in capsys.readouterr().err
+    assert main(["review", "apply", str(panel)]) == 0
+    import yaml
+    cb = yaml.safe_load((panel / "review" / "codebook.yaml").read_text())
+    cats = [c for d in cb["domains"] for c in d["categories"]]
+    sub = next(c for c in cats if c["id"] == 2)
+    parent_domain = next(d["id"] for d in cb["domains"] for c in d["categories"] if c["id"] == 1)
+    assert sub["parent"] == 1 and sub["name"] == "Support from clients"
+    assert next(d["id"] for d in cb["domains"] for c in d["categories"] if c["id"] == 2) \
+        == parent_domain
+    ids = [c["id"] for d in cb["domains"] if d["id"] == parent_domain for c in d["categories"]]
+    assert ids.index(2) == ids.index(1) + 1  # listed right after its parent
+    assert "#### Support from clients (subcategory of" in \
+        (panel / "review" / "codebook.md").read_text()
+    with ReviewStore(run) as store:  # undo: a top-level category again
+        store.undo_consensus("ana")
+        st = review_status(store)
+    assert st.effective_consensus()["theme:2"].decision == "accept"
+
+
+def test_theme_page_shows_a_subcategory_and_next_round_button(panel):
+    run = _close_round_one(panel)
+    with ReviewStore(run) as store:
+        store.resolve([Decision("theme:0", "subcategory", target="1")], by="ana")
+    web = Web(panel, "ana")
+    assert "Subcategory of" in web.get("/theme/0") and "category 1: Supervision as support" \
+        in web.get("/theme/0")
+    page = web.get("/")
+    assert 'id="next-round"' in page
+    r = web.post("/next-round", _page=page, round="1")
+    assert r.status_code == 303
+    assert "round 2 open" in web.get("/")
+    # a second press from the old page does not close round 2
+    r = web.post("/next-round", _page=page, round="1")
+    assert r.status_code == 409
+    with ReviewStore(run) as store:
+        assert store.round == 2
+
+
+def test_next_round_can_be_undone_while_the_new_round_is_empty(panel, capsys):
+    run = _close_round_one(panel)
+    assert main(["review", "next-round", str(panel)]) == 0
+    assert main(["review", "next-round", str(panel), "--undo"]) == 0
+    with ReviewStore(run) as store:
+        assert store.round == 1 and [r["round"] for r in store.rounds()] == [1]
+        assert store.rounds()[0]["closed_at"] == ""
+        assert "round reopened" in [r["action"] for r in store.audit_log()]
+        store.next_round("ana", closed=True)
+        store.resolve([Decision("theme:0", "reject")], by="ana")
+    capsys.readouterr()
+    assert main(["review", "next-round", str(panel), "--undo"]) == 2
+    assert "already holds decisions" in capsys.readouterr().err
+
+
+def test_judges_create_and_define_a_domain_with_undo(panel, capsys):
+    run = load_run(panel)
+    proposed = set(run.items())
+    web = Web(panel, "ana")
+    page = web.get("/")
+    assert web.post("/create-domain", _page=page, new_name=" ").status_code == 400
+    r = web.post("/create-domain", _page=page, new_name="  Tears  as  data ",
+                 core_idea="What crying told the therapist.")
+    assert r.status_code == 303
+    new = r.headers["location"].rsplit("/", 1)[1]
+    assert new == str(int(run.domains["domain_id"].max()) + 1)
+    dom = web.get(f"/domain/{new}")
+    assert '<span class="live-name">Tears as data</span>' in dom
+    assert 'value="create"' in dom and 'value="accept"' not in _select(dom, "decision")
+    # the theme page offers it; a theme goes into it, as the consensus
+    assert f'<option value="{new}">domain {new}: Tears as data' in web.get("/theme/1")
+    r = web.post("/decide", _page=web.get("/theme/1"), item="theme:1", v_item="0",
+                 v_mine="0", decision="reassign", domain=new, **{"as": "consensus"})
+    assert r.status_code == 303
+    with ReviewStore(load_run(panel)) as store:
+        store.resolve([Decision(i, "accept") for i in proposed
+                       if i not in store.consensus()], by="ben")
+        assert review_status(store).closed
+    assert main(["review", "apply", str(panel)]) == 0
+    import yaml
+    cb = yaml.safe_load((panel / "review" / "codebook.yaml").read_text())
+    made = next(d for d in cb["domains"] if d["id"] == int(new))
+    assert made["name"] == "Tears as data" and made["created"]
+    assert made["definition"] == "What crying told the therapist."
+    assert [c["id"] for c in made["categories"]] == [1]
+    assert "created by the judges" in made["changes"]
+    # undo, newest first: ben's accepts, the reassign, then the domain itself
+    fresh = load_run(panel)
+    with ReviewStore(fresh) as store:
+        while store.undo_target()["item"] != f"domain:{new}":
+            store.undo_consensus("ana")
+        assert f"domain:{new}" in store.run.items()
+        store.undo_consensus("ana")
+        assert new not in store.run.domain_ids and set(store.run.items()) == proposed
+        assert [r["action"] for r in store.audit_log()].count("consensus undo") >= 2
+    # a new domain needs a name; a proposed domain cannot be "created"
+    with ReviewStore(load_run(panel)) as store:
+        with pytest.raises(ReviewError, match="needs the new domain's name"):
+            store.resolve([Decision("domain:99", "create")], by="ana")
+        with pytest.raises(ReviewError, match="one the run proposed"):
+            store.resolve([Decision("domain:0", "create", new_name="x")], by="ana")
+
+
+def test_judges_create_a_category_from_ticked_segments_with_undo(panel):
+    run = load_run(panel)
+    proposed = set(run.items())
+    picked = (run.segments[run.segments["theme"] == 0]["segment_id"].head(2).tolist()
+              + run.segments[run.segments["theme"] == 1]["segment_id"].head(1).tolist())
+    web = Web(panel, "ana")
+    page = web.get("/search?q=the")
+    assert 'id="create-category"' in page
+    assert _selected(_select(page, "category_domain")) == [""]
+    pairs = [("segments", s) for s in picked]
+    r = web.post("/create-category", _page=page, _pairs=pairs, category_name="Tears as data",
+                 category_domain="")
+    assert r.status_code == 400 and "choose its domain" in r.text
+    r = web.post("/create-category", _page=page, _pairs=pairs, category_name="Tears as data",
+                 category_domain="1", category_definition="What crying told them.")
+    assert r.status_code == 303
+    new = r.headers["location"].rsplit("/", 1)[1]
+    assert new == str(int(run.themes["theme_id"].max()) + 1)
+    page = web.get(f"/theme/{new}")
+    assert '<span class="live-name">Tears as data</span>' in page
+    assert sorted(re.findall(r'data-segment="([^"]+)"', page)) == sorted(picked)
+    # a segment can be in one new category only
+    with ReviewStore(load_run(panel)) as store:
+        with pytest.raises(ReviewError, match="is in new category"):
+            store.create_category("Again", picked[:1], "0", "ben")
+        store.resolve([Decision(i, "accept") for i in proposed], by="ben")
+    assert main(["review", "apply", str(panel)]) == 0
+    import pandas as pd
+    import yaml
+    cb = yaml.safe_load((panel / "review" / "codebook.yaml").read_text())
+    cats = {c["id"]: c for d in cb["domains"] for c in d["categories"]}
+    made = cats[int(new)]
+    assert made["name"] == "Tears as data" and made["n_segments"] == 3
+    assert made["core_idea"] == "What crying told them."
+    assert next(d["id"] for d in cb["domains"] if int(new) in
+                [c["id"] for c in d["categories"]]) == 1
+    assert "2 segment(s) moved out" in cats[0]["changes"]
+    assigned = pd.read_csv(panel / "review" / "assignments.csv")
+    assert set(assigned.loc[assigned["category_id"] == int(new), "segment_id"]) == set(picked)
+    with ReviewStore(load_run(panel)) as store:
+        while store.undo_target() is not None:
+            store.undo_consensus("ana")
+        assert set(store.run.items()) == proposed and new not in store.run.theme_ids
