@@ -76,6 +76,49 @@ def make_run(tmp: Path) -> Path:
     return run(validate_config(study_config(study)), study, tmp / "run")
 
 
+def agreed_check(folder: Path, tmp: Path, check) -> int:
+    """Review a copy of the run from the command line, export the agreed project,
+    validate it and read it back: rejected theme absent, renamed category present,
+    every coding's text at its offsets."""
+    import shutil
+    from contextlib import redirect_stdout
+
+    from pipeline.cli import main as cli
+    from pipeline.exchange.codes import load_run
+    from pipeline.exchange.refi import read_project
+
+    run = Path(shutil.copytree(folder, tmp / "reviewed"))
+    data = load_run(run)
+    with redirect_stdout(io.StringIO()):
+        cli(["review", "export", str(run), "--judges", "ana,ben"])
+        for t in data.themes["theme_id"]:
+            how = {0: ["reject"], 1: ["rename", "--name", "Agreed name"]}.get(int(t), ["accept"])
+            cli(["review", "resolve", str(run), "--theme", str(t), "--decision", how[0],
+                 *how[1:], "--by", "team"])
+        for d in data.domains["domain_id"]:
+            cli(["review", "resolve", str(run), "--domain", str(d), "--decision", "accept",
+                 "--by", "team"])
+        status = cli(["export", "qdpx", str(run), "--out", str(tmp / "agreed.qdpx")])
+    if status != 0:
+        print(f"   export failed with status {status}")
+        return 1
+    with zipfile.ZipFile(tmp / "agreed.qdpx") as zf:
+        errors = check(zf.read("project.qde"))
+    print(f"   project.qde of the agreed .qdpx: {'VALID' if not errors else 'INVALID'}")
+    for e in errors:
+        print(f"     {e}")
+    back = read_project(tmp / "agreed.qdpx")
+    rejected = str(data.themes.set_index("theme_id").at[0, "name"])
+    names = set(back.codebook["name"])
+    at_offsets = all(back.texts[r.case][r.start:r.end] == data.sources[r.case][r.start:r.end]
+                     for r in back.codings.itertuples())
+    ok = not errors and rejected not in names and "Agreed name" in names and at_offsets
+    print(f"   rejected theme left out: {rejected not in names}; renamed category present: "
+          f"{'Agreed name' in names}; codings: {len(back.codings)}, text at offsets: "
+          f"{at_offsets}; coders: {', '.join(back.coders)}")
+    return 0 if ok else 1
+
+
 def main() -> int:
     from pipeline.exchange.codes import load_run
     from pipeline.exchange.refi import (
@@ -169,6 +212,10 @@ def main() -> int:
               f"{want_spans == got_spans}; texts identical: {same_text}; quotes at their "
               f"offsets: {quotes}")
         print(f"   users: {', '.join(back.coders)}")
+
+        print("\n4. The agreed result of a review (theme 0 rejected, theme 1 renamed, the rest "
+              "accepted), on a copy of the run")
+        failures += agreed_check(folder, Path(tmp), check)
         print(f"\n{'OK' if not failures else f'{failures} FAILURE(S)'}")
     return 1 if failures else 0
 

@@ -213,31 +213,72 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """``consensa export qdc|qdpx``: write the file and say what it holds."""
-    from .exchange.refi import (
-        CONSENSA_USER,
-        export_qdc,
-        export_qdpx,
-        iter_codes,
-        read_judges,
-    )
+    """``consensa export qdc|qdpx|csv``: write the file(s) and say what they hold (the
+    agreed codebook, a draft, or Consensa's proposal)."""
+    from .exchange.refi import CONSENSUS_USER, export_qdc, export_qdpx, iter_codes
 
+    if args.draft and args.proposal:
+        from .errors import InputError
+
+        raise InputError("--draft and --proposal exclude each other", field="--draft",
+                         hint="--draft: the review as it stands; --proposal: Consensa's themes")
+    how = {"draft": args.draft, "proposal": args.proposal}
+    if args.kind == "csv":
+        from .exchange.tables import export_tables
+
+        paths, content = export_tables(args.source, args.out, **how)
+        print(f"Consensa tables written: {content.describe()}")
+        print(f"  codebook (Taguette: Import codebook; columns tag, description): "
+              f"{paths['codebook']}")
+        print(f"  case x category matrix for R/SPSS, segment counts: {paths['counts']}")
+        print(f"  case x category matrix, 0/1 (the category occurs in the case): "
+              f"{paths['presence']}")
+        _export_notes(content)
+        return 0
     if args.kind == "qdc":
-        target, codes = export_qdc(args.source, args.out)
+        target, codes, content = export_qdc(args.source, args.out, **how)
         n = sum(1 for _ in iter_codes(codes))
         print(f"Consensa codebook written: {target}")
+        if content is not None:
+            print(f"  it holds {content.describe()}")
+        elif Path(args.source).suffix.lower() in (".yaml", ".yml"):
+            print("  it holds the agreed codebook as `consensa review apply` wrote it")
         print(f"  {n} codes ({len(codes)} at the top level); import it in your QDA software "
               "as a REFI-QDA codebook (.qdc)")
+        if content is not None:
+            _export_notes(content)
         return 0
-    target, run = export_qdpx(args.source, args.out)
-    seg = run.segments
-    users = [CONSENSA_USER] + [j for j in read_judges(run.folder) if j != CONSENSA_USER]
+    target, content = export_qdpx(args.source, args.out, **how)
+    coded = content.assignments[content.assignments["category_id"] >= 0]
+    n_cat = sum(1 for _ in content.categories()) + len(
+        content.data.get("loose_categories") or [])
+    coder = "Consensa" if content.kind == "proposal" else CONSENSUS_USER
+    variables = [c for c in content.cases.columns if c != "case_id"] \
+        if content.cases is not None else []
     print(f"Consensa project written: {target}")
-    print(f"  {seg['case_id'].nunique()} text sources, {int((seg['theme'] >= 0).sum())} coded "
-          f"segments, {len(run.themes)} themes in {len(run.domains)} domains, users: "
-          f"{', '.join(users)}")
+    print(f"  it holds {content.describe()}")
+    print(f"  {coded['case_id'].nunique()} text sources, {len(coded)} coded segments (by the "
+          f"user '{coder}'), {n_cat} categories in {len(content.data['domains'])} domains, "
+          f"{len(content.notes)} notes, case variables: {', '.join(variables) or 'none'}")
+    users = ["Consensa"] + ([CONSENSUS_USER] if content.kind != "proposal" else []) + [
+        p for p in [*content.judges, *content.auditors] if p not in ("Consensa", CONSENSUS_USER)]
+    print(f"  users: {', '.join(dict.fromkeys(users))}")
     print("  import it in your QDA software as a REFI-QDA project (.qdpx)")
+    _export_notes(content)
     return 0
+
+
+def _export_notes(content) -> None:
+    if content.kind == "draft":
+        print(f"  DRAFT: {len(content.open_items)} item(s) have no consensus yet and keep the "
+              "proposal: " + "; ".join(content.open_items[:8])
+              + (" ..." if len(content.open_items) > 8 else ""))
+    rejected = content.data.get("rejected_themes") or []
+    if rejected:
+        print(f"  left out: {len(rejected)} rejected theme(s): "
+              + ", ".join(f"{t['id']} \"{t['name']}\"" for t in rejected))
+    for note in content.case_notes:
+        print(f"  note: {note}")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -590,17 +631,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("export", parents=[_QUIET],
-                       help="export a codebook (.qdc) or a project (.qdpx) for "
-                       "QDA software (REFI-QDA)",
-                       description="qdc: the codebook of a run (domains as parent codes, "
-                       "themes as child codes), or of a themes.csv / a table of code paths / "
-                       "a .qdpx. qdpx: the run as a project, its transcripts as text sources "
-                       "and every assigned segment coded with its theme.")
-    p.add_argument("kind", choices=("qdc", "qdpx"))
+                       help="export the codebook (.qdc), a project (.qdpx) for QDA software "
+                       "(REFI-QDA), or tables (csv) for Taguette, R and SPSS",
+                       description="From a run with a review: the codebook the judges agreed "
+                       "(consensus names, rejected themes left out, merges, splits and moved "
+                       "segments applied); while items are open it refuses and lists them "
+                       "(--draft exports what stands, marked as a draft). From a run without "
+                       "a review: Consensa's proposal, said so in the output. qdc: the "
+                       "codebook. qdpx: the project, transcripts as text sources, every "
+                       "segment of a category coded, notes, case variables and sets. csv: a "
+                       "codebook Taguette imports (tag, description) and a case x category "
+                       "matrix (counts and 0/1) for R and SPSS.")
+    p.add_argument("kind", choices=("qdc", "qdpx", "csv"))
     p.add_argument("source", metavar="RUN_OR_CODEBOOK",
-                   help="a run folder (qdc also: themes.csv, a table with a 'code' column, "
-                   "or a .qdpx)")
-    p.add_argument("--out", help="the file to write (default: RUN/export/<name>.qdc|.qdpx)")
+                   help="a run folder or its review/codebook.yaml (qdc also: themes.csv, a "
+                   "table with a 'code' column, or a .qdpx)")
+    p.add_argument("--out", help="the file to write (csv: the folder; default: "
+                   "RUN/export/<name>-<agreed|draft|proposal>.qdc|.qdpx)")
+    p.add_argument("--draft", action="store_true",
+                   help="while the review has open items: export the consensus so far, open "
+                   "items as proposed, marked as a draft")
+    p.add_argument("--proposal", action="store_true",
+                   help="export Consensa's proposal even though the run has a review")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("serve", parents=[_QUIET],

@@ -33,10 +33,14 @@ the codes' top level):
   ``disagreements.xlsx`` for review, and a section of ``compare.html``.
 * **Between coders** (when the codes name two or more): the segments are the
   units; a coder rates the segments of the cases they coded anything in, with
-  their primary code, or "(no code)". Cohen's kappa per pair, Fleiss' kappa
-  (units rated by all, statsmodels), Krippendorff's alpha (nominal, missing
-  ratings allowed, ``krippendorff``), and percent agreement (mean over pairs);
-  overall, and per code (the code present or absent).
+  their primary code, or "(no code)". The headline figures count only the
+  segments **at least one coder coded** (:func:`coded_units`): a segment both left
+  uncoded is no agreement about a code, and counting it inflates kappa. Cohen's
+  kappa per pair, Fleiss' kappa (units rated by all, statsmodels), Krippendorff's
+  alpha (nominal, missing ratings allowed, ``krippendorff``), and percent
+  agreement (mean over pairs); overall, and per code (the code present or absent,
+  on the same units). The same figures over all segments are shown beside them,
+  named as such (``all segments`` in ``coders.csv``).
 
 Everything is written to ``RUN/compare/`` (or ``--out``): CSV tables, the review
 workbook, ``compare.html`` (self-contained: inline CSS and SVG, no script, escaped)
@@ -234,10 +238,25 @@ class LevelResult:
 
 @dataclass
 class CoderResult:
+    """Agreement between coders. ``overall`` (the headline) and ``per_code`` count the
+    units at least one coder coded; ``all_units`` counts every unit of the cases each
+    coder coded, uncoded ones included, and is shown beside it, named as such."""
+
     level: str
     coders: list[str]
     overall: dict[str, Any]
     per_code: pd.DataFrame               # code, n_units, n_with_code, cohen, fleiss, krippendorff, percent
+    all_units: dict[str, Any] = field(default_factory=dict)
+
+
+def coded_units(nominal: pd.DataFrame) -> list:
+    """The units at least one coder gave a code (not "(no code)", not unrated).
+
+    Two coders who both leave a segment uncoded have not agreed on anything about it:
+    counting such segments as agreement inflates kappa, the more so the more of a
+    transcript goes uncoded."""
+    given = nominal.apply(lambda col: col.map(lambda v: _rated(v) and v != NO_CODE))
+    return list(nominal.index[given.any(axis=1)])
 
 
 @dataclass
@@ -499,18 +518,20 @@ def _coders(seg: pd.DataFrame, placed: pd.DataFrame, per: pd.DataFrame, coders: 
     unit_case = dict(zip(seg["segment_id"], seg["case_id"], strict=True))
     nominal = pd.DataFrame({c: [prim.get((u, c), NO_CODE) if unit_case[u] in cases_of[c]
                                 else None for u in units] for c in coders}, index=units)
-    overall = nominal_agreement(nominal)
+    coded = coded_units(nominal)
+    overall = nominal_agreement(nominal.loc[coded])
+    all_units = nominal_agreement(nominal)
     rows = []
     for code in sorted(set(got["code"])):
         binary = pd.DataFrame({c: [float(code in sets.get((u, c), ())) if unit_case[u] in
-                                   cases_of[c] else np.nan for u in units] for c in coders},
-                              index=units)
+                                   cases_of[c] else np.nan for u in coded] for c in coders},
+                              index=coded)
         stats = nominal_agreement(binary)
         rows.append({"code": code, "n_units": stats["n_units"],
                      "n_with_code": int((binary == 1).any(axis=1).sum()),
                      "cohen": stats["cohen"], "fleiss": stats["fleiss"],
                      "krippendorff": stats["krippendorff"], "percent": stats["percent"]})
-    return CoderResult(level="", coders=coders, overall=overall,
+    return CoderResult(level="", coders=coders, overall=overall, all_units=all_units,
                        per_code=pd.DataFrame(rows, columns=[
                            "code", "n_units", "n_with_code", "cohen", "fleiss", "krippendorff",
                            "percent"]))
@@ -595,9 +616,16 @@ def summary_text(res: CompareResult, folder: Path | None = None) -> str:
     if res.coders:
         cr = res.coders.get(res.level) or next(iter(res.coders.values()))
         o = cr.overall
-        lines.append(f"  between {len(cr.coders)} coders ({o['n_units']} segments): Cohen's "
-                     f"kappa {_f(o['cohen'])}, Fleiss' kappa {_f(o['fleiss'])}, Krippendorff's "
-                     f"alpha {_f(o['krippendorff'])}, agreement {_f(o['percent'] * 100, 0)}%")
+        lines.append(f"  between {len(cr.coders)} coders, on the {o['n_units']} segments at "
+                     f"least one of them coded: Cohen's kappa {_f(o['cohen'])}, Krippendorff's "
+                     f"alpha {_f(o['krippendorff'])}, Fleiss' kappa {_f(o['fleiss'])}, "
+                     f"agreement {_f(o['percent'] * 100, 0)}%")
+        a = cr.all_units
+        if a:
+            lines.append(f"    on all {a['n_units']} segments of the cases they coded (uncoded "
+                         f"by both counted as agreement): Cohen's kappa {_f(a['cohen'])}, "
+                         f"Krippendorff's alpha {_f(a['krippendorff'])}, agreement "
+                         f"{_f(a['percent'] * 100, 0)}%")
     if res.notes:
         lines.append(f"  notes: {len(res.notes)} (see compare.html): " + _listing(res.notes, 120))
     if folder is not None:
@@ -663,10 +691,11 @@ def _write_files(res: CompareResult, tmp: Path, final: Path) -> None:
         rows = []
         for lv, cr in res.coders.items():
             o = cr.overall
-            for key in ("cohen", "fleiss", "krippendorff", "percent"):
-                rows.append({"level": lv, "scope": "overall", "pair": "", "measure": key,
-                             "value": o[key], "n_units": o["n_units"] if key != "fleiss"
-                             else o["n_complete"]})
+            for scope, stats in (("overall", o), ("all segments", cr.all_units)):
+                for key in ("cohen", "fleiss", "krippendorff", "percent") if stats else ():
+                    rows.append({"level": lv, "scope": scope, "pair": "", "measure": key,
+                                 "value": stats[key], "n_units": stats["n_units"]
+                                 if key != "fleiss" else stats["n_complete"]})
             for (a, b), (k, p, n) in o["pairs"].items():
                 rows.append({"level": lv, "scope": "overall", "pair": f"{a} | {b}",
                              "measure": "cohen", "value": k, "n_units": n})

@@ -241,9 +241,10 @@ def test_two_coders(plain, tmp_path):
     o = cr.overall
     assert 0 < o["cohen"] < 1 and 0 < o["krippendorff"] < 1 and 0 < o["percent"] < 1
     assert set(o["pairs"]) == {("Ana", "Ben")}
-    # the same numbers from the segments table by hand
+    # the headline counts the segments at least one coder coded; all of them beside it
     seg = res.segments
-    assert o["n_units"] == len(seg)
+    assert o["n_units"] == sum(1 for c in seg["coders"] if len(c)) <= len(seg)
+    assert cr.all_units["n_units"] == len(seg)
     per = cr.per_code.set_index("code")
     assert per.at["Preparation > Training gaps", "percent"] == pytest.approx(1.0)
     assert per.at["Relationship > Client response", "percent"] < 1
@@ -252,7 +253,10 @@ def test_two_coders(plain, tmp_path):
     coders = pd.read_csv(out / "coders.csv")
     assert {"cohen", "fleiss", "krippendorff", "percent"} <= set(coders["measure"])
     assert "Between the human coders" in (out / "compare.html").read_text()
-    assert "between 2 coders" in summary_text(res)
+    text = summary_text(res)
+    assert f"between 2 coders, on the {o['n_units']} segments at least one of them coded" in text
+    assert f"on all {len(seg)} segments of the cases they coded" in text
+    assert set(coders["scope"]) >= {"overall", "all segments"}
 
 
 def test_compare_with_a_qdpx_of_crlf_nfd_transcripts(study_run, tmp_path):
@@ -364,3 +368,29 @@ def test_depth_cuts_code_paths(plain, tmp_path):
     res = compare(folder, write_csv(tmp_path / "codes.csv", rows), depth=2)
     assert set(res.levels["category"].by_code["code"]) == set(TOPIC_CODES.values())
     assert np.isclose(res.levels["category"].metrics["ari"], 1.0)
+
+
+def test_coder_agreement_counts_only_coded_units_by_hand():
+    """Ten segments of one case; both coders coded in it. Four segments carry a code by
+    at least one coder; six carry none by either, and are not agreement about codes."""
+    from pipeline.compare import _coders
+
+    seg = pd.DataFrame({"segment_id": [f"s{i}" for i in range(1, 11)], "case_id": "c1"})
+    placed = pd.DataFrame({"status": "placed", "coder": ["A", "B"], "case_id": "c1"})
+    per = pd.DataFrame([("s1", "A", "x"), ("s1", "B", "x"), ("s2", "A", "x"), ("s2", "B", "y"),
+                        ("s3", "A", "y"), ("s3", "B", "y"), ("s4", "A", "y")],
+                       columns=["segment_id", "coder", "code"]).assign(coverage=1.0)
+    votes = per.groupby(["segment_id", "code"]).size().to_dict()
+    res = _coders(seg, placed, per, ["A", "B"], 0.5, votes)
+    o, a = res.overall, res.all_units
+    # coded units: A x x y y, B x y y -; po = 2/4; pe = .5*.25 + .5*.5 + 0*.25 = .375
+    assert o["n_units"] == 4 and o["cohen"] == pytest.approx((0.5 - 0.375) / (1 - 0.375))
+    # Krippendorff: o_xx 2, o_yy 2, o_xy = o_yx = o_y- = o_-y = 1; n 8, n_x 3, n_y 4, n_- 1
+    assert o["krippendorff"] == pytest.approx(1 - (4 / 8) / (2 * (12 + 3 + 4) / 56))
+    # all ten units: po = 8/10; pe = .2*.1 + .2*.2 + .6*.7 = .48 -> 0.615, inflated
+    assert a["n_units"] == 10 and a["cohen"] == pytest.approx((0.8 - 0.48) / (1 - 0.48))
+    assert a["cohen"] > o["cohen"]
+    per_code = res.per_code.set_index("code")
+    assert (per_code["n_units"] == 4).all()
+    # code x present/absent on the 4 coded units: A 1 1 0 0, B 1 0 0 0 -> po 3/4
+    assert per_code.at["x", "percent"] == pytest.approx(0.75)

