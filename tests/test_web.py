@@ -251,9 +251,10 @@ def test_full_review_in_the_browser(browser, served):
     assert sorted(support["from_themes"]) == [1, 2]
     assert support["n_segments"] == int(seg["theme"].isin([1, 2]).sum()) + 1
     assert (run / "review" / "cqr_table.md").is_file()
-    assert submit(ana, "#export-qdc") == 303  # REFI-QDA, of the final codebook
-    assert "REFI-QDA file written" in flash(ana)
-    assert (run / "review" / "codebook.qdc").read_bytes().startswith(b"<?xml")
+    assert submit(ana, "#export-qdc") == 303  # REFI-QDA, of the agreed codebook
+    assert "REFI-QDA file written" in flash(ana) and "the agreed codebook" in flash(ana)
+    [qdc] = (run / "export").glob("*-agreed.qdc")
+    assert 'name="Training was silent"' in qdc.read_text(encoding="utf-8")
 
     # the store holds it all, and every action is in the audit log
     with ReviewStore(load_run(run)) as store:

@@ -21,7 +21,6 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 
 from ..errors import ConsensaError
-from ..exchange import codes as exchange_codes
 from ..exchange import refi
 from ..review.agreement import review_status
 from ..review.apply import build_codebook, write_codebook
@@ -357,26 +356,30 @@ def export_codebook(review: ReviewApp, request: Request, form) -> Response:
 
 
 def export_refi(review: ReviewApp, request: Request, form) -> Response:
+    """The REFI-QDA files of what the judges agreed (pipeline/exchange/agreed.py): the
+    agreed codebook once every item has a consensus, a draft marked as such while
+    items are open; Consensa's proposal only for a run nobody has reviewed yet. The
+    file name says which (``-agreed``, ``-draft``, ``-proposal``)."""
     review.me(request)
     run = review.run
     kind = request.path_params["kind"]
     if kind not in ("qdc", "qdpx"):
         raise Refused(404, "There is no such REFI-QDA export (there are .qdc and .qdpx).")
+    with review.store() as store:
+        st = review_status(store)
+    draft = not st.closed
     try:
         if kind == "qdc":
-            final = run.folder / "review" / "codebook.yaml"
-            source = final if str(form.get("which", "")) == "final" and final.is_file() \
-                else run.folder
-            book, origin = refi.export_codebook(source)
-            target = (final.with_suffix(".qdc") if source == final else
-                      run.folder / "export" / f"{run.name}.qdc")
-            refi.write_qdc(book, target, origin)
+            target, _, content = refi.export_qdc(run.folder, draft=draft)
         else:
-            target = run.folder / "export" / f"{run.name}.qdpx"
-            refi.write_qdpx(exchange_codes.load_run(run.folder), target)
+            target, content = refi.export_qdpx(run.folder, draft=draft)
     except ConsensaError as exc:
         raise Refused(400, exc.reason, exc.hint or "") from None
-    review.flash(request, f"REFI-QDA file written: {target.name}.")
+    what = {"draft": f"a DRAFT: {len(st.pending())} item(s) have no consensus yet and keep "
+                     "the proposal",
+            "proposal": "Consensa's proposal (nothing has been reviewed yet)"}.get(
+        getattr(content, "kind", ""), "the agreed codebook")
+    review.flash(request, f"REFI-QDA file written: {target.name}, {what}.")
     return RedirectResponse("/export", status_code=303)
 
 
