@@ -57,7 +57,8 @@ WHOLE_STUDY = "Whole study (no interview protocol given or found)"
 
 def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFrame,
                  encode: Encoder, cfg, coords: np.ndarray, *,
-                 stability: Mapping[int, bool] | None = None, llm=None) -> CrossAnalysis:
+                 stability: Mapping[int, bool] | None = None, llm=None,
+                 cache=None) -> CrossAnalysis:
     """The CQR analysis of ``segments`` (SEGMENT_COLUMNS; ``vectors`` their unit
     embeddings, ``turns`` every turn ingest read, ``encode`` the run's embedder,
     ``cfg`` the RunConfig, ``coords`` the 2-D map).
@@ -65,6 +66,9 @@ def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFram
     Returns the run's tables as :class:`~pipeline.stages.cqr.CrossAnalysis`, with
     ``categories``, ``core_ideas``, ``protocol`` (the YAML a team edits and passes
     back as ``protocol.file``), ``prompts`` and ``merges`` filled in.
+
+    ``cache`` (the run's :class:`~pipeline.cache.Cache`) keeps the phrases parsed for
+    the names, the slowest step of a re-run: they depend only on the texts parsed.
 
     ``llm`` (a bound :class:`~pipeline.stages.llm.LocalLLM`, from the config's
     ``llm`` section) names and defines each category from its quotes and keywords,
@@ -120,7 +124,8 @@ def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFram
         {c: [cases[i] for i in m] for c, m in member_rows.items()},
         dict(zip(cats["category_id"].astype(int), cats["domain_id"].astype(int))),
         encode, cfg.naming,
-        vectors_by_category={c: vectors[m] for c, m in member_rows.items()})
+        vectors_by_category={c: vectors[m] for c, m in member_rows.items()},
+        phrase_extractor=cached_phrases(cache) if cache is not None else None)
     cats = cats.merge(names[["category_id", "name", "alternatives", "keywords"]],
                       on="category_id", how="left")
     cats["name"] = _fill_names(cats, seg)
@@ -194,6 +199,41 @@ def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFram
                          n_cases=n_total, categories=cats, core_ideas=ideas,
                          protocol=protocol_to_yaml(protocol), prompts=inference.turns,
                          merges=merges, counts=counts)
+
+
+def cached_phrases(cache):
+    """:func:`~pipeline.stages.naming.extract_phrases` through ``cache``: one entry per
+    set of texts parsed, keyed by the texts, the parameters and the naming module's
+    code (a change to how phrases are found is a miss)."""
+    import json
+
+    from . import cache as cache_mod
+    from .stages import naming
+
+    def extract(texts, batch_size: int = 64, max_words: int = 6):
+        texts = [str(t) for t in texts]
+        k = cache_mod.key("consensa.phrases", {"max_words": max_words},
+                          cache_mod.digest(*texts), cache_mod.code_digest(naming.extract_phrases))
+
+        def encode(value):
+            rows = [[[p.text, p.start, p.end, list(p.lemmas), list(p.key), p.kind] for p in ps]
+                    for ps in value]
+            return {"json": np.array(json.dumps(rows))}
+
+        def decode(arrays):
+            rows = json.loads(str(arrays["json"]))
+            if len(rows) != len(texts):
+                return None
+            return [[naming.Phrase(t, int(a), int(b), tuple(lem), tuple(key), kind)
+                     for t, a, b, lem, key, kind in ps] for ps in rows]
+
+        value, _ = cache.cached("phrases", k,
+                                lambda: naming.extract_phrases(texts, batch_size=batch_size,
+                                                               max_words=max_words),
+                                encode, decode)
+        return value
+
+    return extract
 
 
 def _fill_names(cats: pd.DataFrame, seg: pd.DataFrame) -> list[str]:

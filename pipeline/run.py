@@ -235,7 +235,8 @@ def _cqr(cfg: RunConfig, cache, timer: Timer, segments: pd.DataFrame, vectors, c
         llm.check_endpoint()       # a remote base_url is refused before the long stages
     try:
         with timer.stage("cross-analysis"):
-            analysis = cqr_analysis(segments, vectors, corpus.turns, encode, cfg, coords, llm=llm)
+            analysis = cqr_analysis(segments, vectors, corpus.turns, encode, cfg, coords,
+                                    llm=llm, cache=cache)
     finally:
         llm_log = log.read_text(encoding="utf-8") if log is not None and log.is_file() else \
             ("" if log is not None else None)
