@@ -95,6 +95,10 @@ def cmd_run(args: argparse.Namespace) -> int:
               + (f" ({n_sub} with subcategories)" if n_sub else ""))
         print(f"  in no category: {c['unassigned']} ({manifest['outlier_share']:.1%})   "
               f"{reassigned}   interview frame: {c.get('frame_segments', 0)} (set apart)")
+        if c.get("crossanalysis_fitted_on_sample"):
+            print(f"  categories found on a case-stratified sample of "
+                  f"{c['crossanalysis_fitted_on_sample']} segments; the other "
+                  f"{c['crossanalysis_joined_after_sample']} joined their nearest category")
     else:
         print(f"  cases: {c['cases_analysed']}   segments: {c['segment_segments']}   "
               f"themes: {c['themes']}   domains: {c['domains']}   "

@@ -360,3 +360,40 @@ def test_stability_of_a_cqr_run_regroups_within_domains_and_flags_unstable_categ
         assert list(r.flags).count("unstable") == (1 if r.parent_id < 0 else 0)
     assert all("unstable" in list(f) for f in folder.themes()["flags"])
     assert "unstable" in (run / "cqr_table.md").read_text(encoding="utf-8")
+
+
+def test_a_large_domain_finds_its_categories_on_a_case_stratified_sample():
+    from pipeline.stages.crossanalysis import CrossAnalysisConfig, cross_analyse, stratified_sample
+
+    rng = np.random.default_rng(0)
+    n = 600
+    cases = np.array([f"c{i % 12}" for i in range(n)])
+    topic = rng.integers(0, 3, n)
+    X = rng.normal(size=(3, 32))[topic] + 0.3 * rng.normal(size=(n, 32))
+    seg = pd.DataFrame({"segment_id": [f"s{i}" for i in range(n)], "case_id": cases,
+                        "text": ["one two three four five six seven eight nine ten"] * n})
+    sample = stratified_sample(cases, 200, seed=0)
+    assert 190 <= len(sample) <= 210 and len(set(cases[sample])) == 12   # every case kept
+    full = cross_analyse(seg, X, np.zeros(n, int), CrossAnalysisConfig(stance=False))
+    cfg = CrossAnalysisConfig(stance=False, max_fit_segments=200)
+    part = cross_analyse(seg, X, np.zeros(n, int), cfg)
+    assert "fitted_on_sample" not in full.counts
+    assert part.counts["fitted_on_sample"] + part.counts["joined_after_sample"] == n
+    # the segments left out of the fit join their category, as reassigned segments
+    joined = part.reassigned.sum()
+    assert joined >= part.counts["joined_after_sample"] - part.counts["unassigned"]
+    # and the sample finds the same categories as the whole domain
+    same = pd.crosstab(full.category, part.category)
+    assert (same.max(axis=1) / same.sum(axis=1)).min() > 0.95
+
+
+def test_a_run_says_when_its_categories_were_found_on_a_sample(tmp_path, capsys):
+    write_study(tmp_path / "study", n_cases=30)        # domains of more than 100 segments
+    out = _run(tmp_path, crossanalysis={"max_fit_segments": 100})
+    printed = capsys.readouterr().out
+    c = RunFolder.open(out).manifest["counts"]
+    assert c["crossanalysis_fitted_on_sample"] > 0
+    assert c["crossanalysis_joined_after_sample"] > 0
+    assert (f"categories found on a case-stratified sample of "
+            f"{c['crossanalysis_fitted_on_sample']} segments") in printed
+    assert "Categories found on a sample" in (out / "report.html").read_text(encoding="utf-8")

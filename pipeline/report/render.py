@@ -328,6 +328,12 @@ def _header(seg: pd.DataFrame, seg_theme: np.ndarray, themes: pd.DataFrame,
         ("Reassigned outliers", _fmt_share(int(reassigned.sum()), n_seg)),
         ("Wall time", wall or "not recorded"),
     ]
+    counts = manifest.get("counts") or {}
+    if counts.get("crossanalysis_fitted_on_sample"):
+        stats.append(("Categories found on a sample",
+                      f"{counts['crossanalysis_fitted_on_sample']:,} segments, drawn from every "
+                      f"case; the other {counts.get('crossanalysis_joined_after_sample', 0):,} "
+                      "joined their nearest category (crossanalysis.max_fit_segments)"))
     name = config.get("name")
     return {"name": name or "Unnamed run", "started_at": started or "not recorded",
             "stats": stats}

@@ -245,6 +245,11 @@ class CrossAnalysisConfig(BaseModel):
         "through the category's segments"))
     stance_null_directions: int = Field(100, ge=10, le=10000, description=(
         "random directions that set the bar for a clear stance split"))
+    max_fit_segments: int = Field(20000, ge=100, le=10_000_000, description=(
+        "a domain with more segments than this finds its categories on a case-stratified "
+        "sample of this many; the others join the nearest category (as reassigned segments, "
+        "so they count only above cqr.count_reassigned_above) and the counts say so"))
+    sample_seed: int = Field(0, ge=0, description="seed of that sample")
 
 
 # --- Clusterers ---------------------------------------------------------------
@@ -331,20 +336,44 @@ def _centre(vectors: np.ndarray) -> np.ndarray:
     return (c / n if n > 0 else c).astype(np.float32)
 
 
-def _cluster(X: np.ndarray, cluster_fn: ClusterFn, min_similarity: float, where: str):
+def stratified_sample(cases: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """Rows of a sample of ``size`` rows in which every case keeps its share of the
+    rows (rounded, at least one row a case), drawn at random within each case."""
+    rng = np.random.default_rng(seed)
+    cases = np.asarray(cases, dtype=object)
+    n = len(cases)
+    picked: list[np.ndarray] = []
+    for case in dict.fromkeys(cases.tolist()):
+        rows = np.flatnonzero(cases == case)
+        k = max(1, int(round(len(rows) * size / n)))
+        picked.append(np.sort(rng.choice(rows, size=min(k, len(rows)), replace=False)))
+    return np.sort(np.concatenate(picked))
+
+
+def _cluster(X: np.ndarray, cluster_fn: ClusterFn, min_similarity: float, where: str,
+             fit_rows: np.ndarray | None = None):
     """Cluster ``X``, then move outliers to the nearest group centre at least
     ``min_similarity`` away. Returns (group per row, -1 = none; strength;
-    reassigned; centres), or None when the clusterer found no group."""
+    reassigned; centres), or None when the clusterer found no group.
+
+    ``fit_rows`` (a sample of the rows): only they are clustered; the other rows
+    join the nearest centre as outliers do."""
     n = len(X)
+    fit = np.arange(n) if fit_rows is None else np.asarray(fit_rows, dtype=np.int64)
     try:
-        labels, probs = cluster_fn(X)
+        fit_labels, fit_probs = cluster_fn(X[fit])
     except (TypeError, ValueError) as exc:
-        raise ConsensaError(f"the clusterer failed on {where} ({n} segments): {exc}") from None
-    labels = np.asarray(labels).astype(np.int64).ravel()
-    probs = np.asarray(probs, dtype=np.float32).ravel()
-    if len(labels) != n or len(probs) != n:
-        raise ConsensaError(f"the clusterer returned {len(labels)} labels and {len(probs)} "
-                            f"probabilities for the {n} segments of {where}")
+        raise ConsensaError(f"the clusterer failed on {where} ({len(fit)} segments): "
+                            f"{exc}") from None
+    fit_labels = np.asarray(fit_labels).astype(np.int64).ravel()
+    fit_probs = np.asarray(fit_probs, dtype=np.float32).ravel()
+    if len(fit_labels) != len(fit) or len(fit_probs) != len(fit):
+        raise ConsensaError(f"the clusterer returned {len(fit_labels)} labels and "
+                            f"{len(fit_probs)} probabilities for the {len(fit)} segments of "
+                            f"{where}")
+    labels = np.full(n, -1, np.int64)
+    probs = np.zeros(n, np.float32)
+    labels[fit], probs[fit] = fit_labels, fit_probs
     found = sorted(set(labels[labels >= 0].tolist()))
     if not found:
         return None
@@ -507,7 +536,14 @@ def cross_analyse(segments: pd.DataFrame, vectors: np.ndarray, segment_domain: n
     for d in domains:
         rows = np.flatnonzero(analysed & (domain == d))
         X = vecs[rows]
-        res = _cluster(X, cluster_fn, config.reassign_similarity, f"domain {d}") \
+        fit_rows = None
+        if len(rows) > config.max_fit_segments:
+            fit_rows = stratified_sample(cases[rows], config.max_fit_segments,
+                                         config.sample_seed + d)
+            counts["fitted_on_sample"] = counts.get("fitted_on_sample", 0) + len(fit_rows)
+            counts["joined_after_sample"] = counts.get("joined_after_sample", 0) + \
+                len(rows) - len(fit_rows)
+        res = _cluster(X, cluster_fn, config.reassign_similarity, f"domain {d}", fit_rows) \
             if len(rows) >= 2 else None
         groups: list[_Group] = []
         if res is None:
@@ -539,7 +575,7 @@ def cross_analyse(segments: pd.DataFrame, vectors: np.ndarray, segment_domain: n
                                              g.strength[side], _centre(vecs[g.rows[side]]),
                                              pole=pole))
             elif len(g.rows) > config.subcategory_min_segments:
-                g.children = _subcategories(g, vecs, cluster_fn, config, threshold)
+                g.children = _subcategories(g, vecs, cluster_fn, config, threshold, cases)
                 counts["subcategorised"] += bool(g.children)
         groups.sort(key=lambda g: (-len(set(cases[g.rows[g.counted]].tolist())),
                                    -len(g.rows), int(g.rows.min())))
@@ -551,9 +587,13 @@ def cross_analyse(segments: pd.DataFrame, vectors: np.ndarray, segment_domain: n
 
 
 def _subcategories(g: _Group, vecs: np.ndarray, cluster_fn: ClusterFn,
-                   config: CrossAnalysisConfig, threshold: float) -> list[_Group]:
+                   config: CrossAnalysisConfig, threshold: float,
+                   cases: np.ndarray | None = None) -> list[_Group]:
+    fit_rows = None
+    if len(g.rows) > config.max_fit_segments and cases is not None:
+        fit_rows = stratified_sample(cases[g.rows], config.max_fit_segments, config.sample_seed)
     res = _cluster(vecs[g.rows], cluster_fn, config.reassign_similarity,
-                   f"a category of domain {g.domain}")
+                   f"a category of domain {g.domain}", fit_rows)
     if res is None or len(res[3]) < 2:
         return []
     group, strength, moved, centres = res
