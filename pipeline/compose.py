@@ -72,11 +72,18 @@ def embed_texts(embedder: Any, texts: Sequence[str], cache: Cache) -> tuple[np.n
     weights); an embedder whose ``model_id`` is None fits itself to the texts it is
     given (TF-IDF), so its vectors are not a text's own and are never cached. The
     texts not in the cache are encoded together, each once, in a fixed order.
+
+    An embedder whose vectors depend on the batch they were made in
+    (``batch_dependent``: int8 quantization) is cached per set of texts: the whole
+    set is looked up, and embedded again, each text once, in a fixed order, when any
+    text is new. So the vectors of a run never depend on what the cache held.
     """
     texts = list(texts)
     model_id = embedder.model_id if cache.enabled else None
     if model_id is None:
         return embedder.encode(texts), {"embedded": len(texts), "from_cache": 0}
+    if getattr(embedder, "batch_dependent", False):
+        model_id = digest(model_id, *sorted(set(texts)))
     model = stage_key(embedder, digest(model_id))
     keys = text_keys(texts)
     found = cache.get_vectors(model, sorted(set(keys)))

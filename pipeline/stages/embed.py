@@ -114,6 +114,18 @@ class SentenceTransformerEmbedder:
         suffix = "" if self.quantize == "none" else f":{self.quantize}"
         return f"st:{path.name}:{stamp.hexdigest()[:12]}{suffix}"
 
+    @property
+    def batch_dependent(self) -> bool:
+        """True when a text's vector depends on the other texts embedded with it.
+
+        Dynamic int8 quantization scales each batch's activations by that batch's
+        largest value, so the same sentence embedded beside other sentences gets a
+        slightly different vector (cosine down to ~0.9). A cache of such vectors per
+        text would make a run's result depend on what earlier runs embedded; the
+        cache (pipeline/compose.py, :func:`embed_texts`) keeps them per set of texts
+        instead, so a run gives the same vectors whatever the cache holds."""
+        return self.quantize != "none"
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not hasattr(self, "model_"):
             import transformers
