@@ -386,7 +386,7 @@ def cmd_review_resolve(args: argparse.Namespace) -> int:
     print(resolve(Path(args.run), theme=args.theme, domain=args.domain, segment=args.segment,
                   decision=args.decision, by=args.by, name=args.name, target=args.target,
                   to_domain=args.to_domain, segments=args.segments, core_idea=args.core_idea,
-                  comment=args.comment))
+                  comment=args.comment, core_idea_of=args.core_idea_of, themes=args.themes))
     return 0
 
 
@@ -394,7 +394,7 @@ def cmd_review_audit(args: argparse.Namespace) -> int:
     from .review.commands import audit
 
     print(audit(Path(args.run), by=args.by, comment=args.comment, theme=args.theme,
-                domain=args.domain, segment=args.segment))
+                domain=args.domain, segment=args.segment, core_idea_of=args.core_idea_of))
     return 0
 
 
@@ -478,16 +478,22 @@ def _add_review_parser(sub) -> None:
         g.add_argument("--theme")
         g.add_argument("--domain")
         g.add_argument("--segment")
+        g.add_argument("--core-idea-of", metavar="CASE:DOMAIN_ID",
+                       help="the core idea of one case in one domain (a CQR run)")
         q.add_argument("--by", required=True)
         if name == "resolve":
             q.add_argument("--decision", required=True,
-                           help="accept, rename, reassign, merge, split, reject (themes); "
-                           "accept, rename, merge (domains); move, keep (segments)")
+                           help="accept, rename, reassign, merge, split, reject, subcategory "
+                           "(themes); accept, rename, merge, split (domains); move, keep "
+                           "(segments); edit (core ideas, with --core-idea)")
             q.add_argument("--name", default="", help="the new name (rename, split)")
             q.add_argument("--target", default="", help="merge into / move to this id")
             q.add_argument("--to-domain", default="", help="reassign to this domain id")
             q.add_argument("--segments", default="", help="split: segment ids, ';'-separated")
-            q.add_argument("--core-idea", default="", help="the core idea note")
+            q.add_argument("--themes", default="", help="split a domain: the theme ids that go "
+                           "to the new domain (named with --name), ';'-separated")
+            q.add_argument("--core-idea", default="", help="the core idea note; with "
+                           "--core-idea-of, the judges' core idea of that case and domain")
             q.add_argument("--comment", default="")
             q.set_defaults(func=cmd_review_resolve)
         else:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.study import study_config, write_study
@@ -54,6 +55,7 @@ print("RESULT=" + json.dumps({"codes": codes, "attempts": attempts,
 '''
 
 
+@pytest.mark.slow   # two whole runs in a fresh process, one with the real model and NER
 def test_whole_runs_open_no_connection(tmp_path):
     fast = write_study(tmp_path / "fast")
     fast_cfg = tmp_path / "fast.yaml"

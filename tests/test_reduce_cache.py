@@ -240,6 +240,7 @@ def test_umap_keeps_the_blobs_apart(data, reduce_fit, map_fit):
     assert same_partition(map_fit[1], labels)
 
 
+@pytest.mark.slow   # a second UMAP fit, with its own neighbour search
 def test_umap_on_our_neighbours_matches_umaps_own_search_in_structure(data, reduce_fit):
     """UMAP searching its own neighbours (float64 distances) does not give the same
     coordinates as UMAP given ours (float32, and see the self-distance test above),

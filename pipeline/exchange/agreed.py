@@ -209,6 +209,7 @@ def content_from_review(run: RunData, *, draft: bool) -> ExportContent:
             notes.append(ExportNote(f"changes/{cid}", f"Agreed changes: {c['name']}",
                                     "\n".join(f"- {x}" for x in c["changes"]), "Consensus",
                                     ("category", cid)))
+    notes += case_core_idea_notes(data)
     rejected = {int(t["id"]) for t in data.get("rejected_themes") or []}
     for st in status.items:
         kind, ident = st.item.split(":", 1)
@@ -288,6 +289,7 @@ def content_from_yaml(path: Path, *, sources: bool = True) -> ExportContent:
             notes.append(ExportNote(f"changes/{c['id']}", f"Agreed changes: {c['name']}",
                                     "\n".join(f"- {x}" for x in c["changes"]), "Consensus",
                                     ("category", int(c["id"]))))
+    notes += case_core_idea_notes(data)
     for t in data.get("rejected_themes") or []:
         notes.append(ExportNote(f"rejected/{t['id']}", f"Rejected: theme {t['id']} "
                                 f"\"{t['name']}\"", _s(t.get("comment")) or "Rejected by the "
@@ -302,6 +304,29 @@ def content_from_yaml(path: Path, *, sources: bool = True) -> ExportContent:
                             origin=f"as written to {path} by `consensa review apply`")
     content.cases, content.case_notes = case_attributes(run)
     return content
+
+
+def case_core_ideas_of(data: dict):
+    """(domain entry, core idea entry) for every case's core idea in the codebook (a CQR
+    run's review: ``core_ideas`` of each domain, the judges' where they wrote one)."""
+    for d in data.get("domains") or []:
+        for c in d.get("core_ideas") or []:
+            yield d, c
+
+
+def case_core_idea_notes(data: dict) -> list[ExportNote]:
+    """The core idea of each case in each domain as a note on the domain's code, by the
+    judges (Consensus) where they wrote it, else proposed (Consensa)."""
+    out = []
+    for d, c in case_core_ideas_of(data):
+        judges = c.get("source") == "judges"
+        out.append(ExportNote(
+            f"case-core-idea/{d['id']}/{c.get('from_domain', d['id'])}/{c['case']}",
+            f"Core idea of {c['case']} ({'the judges' if judges else 'proposed'}): {d['name']}",
+            str(c["core_idea"]) + (f"\n(from segments {', '.join(c['segment_ids'])})"
+                                   if c.get("segment_ids") else ""),
+            "Consensus" if judges else "Consensa", ("domain", int(d["id"]))))
+    return out
 
 
 def _categories(data: dict):

@@ -122,8 +122,17 @@ def review_status(store: ReviewStore, round: int | None = None) -> ReviewStatus:
     audit = store.audit_comment_rows(round)
     baseline = review_status(store, round - 1).effective_consensus() if round > 1 else {}
     items = run.items()
+    # segments and core ideas are items once someone decided or commented on them: one
+    # nobody touched stays as proposed and needs no consensus
     touched = sorted({i for i in [*positions, *explicit, *comments, *baseline]
-                      if i.startswith("segment:")})
+                      if i.startswith(("segment:", "core_idea:"))})
+    # the new domain of a domain split exists through the split: its consensus is the
+    # split's (a later decision on it, a rename or a merge, takes its place)
+    made = {f"domain:{d.target}": (Decision(f"domain:{d.target}", "create",
+                                            new_name=d.new_name, core_idea=d.core_idea,
+                                            source=f"split from domain {d.ident}"),
+                                   by.get(d.item, ""))
+            for d in explicit.values() if d.kind == "domain" and d.decision == "split"}
     out = []
     for item in items + touched:
         pos = {j: positions.get(item, {})[j] for j in judges if j in positions.get(item, {})}
@@ -133,6 +142,8 @@ def review_status(store: ReviewStore, round: int | None = None) -> ReviewStatus:
         keys = {d.key() for d in pos.values()}
         if item in explicit:
             st.state, st.consensus, st.by = "resolved", explicit[item], by.get(item, "")
+        elif item in made:
+            st.state, (st.consensus, st.by) = "resolved", made[item]
         elif judges and len(pos) == len(judges) and len(keys) == 1:
             st.state, st.consensus, st.by = "agreed", _agreed(pos), "all judges"
         elif len(keys) > 1:
@@ -150,7 +161,8 @@ def agreement_stats(items: list[ItemStatus], judges: list[str], kind: str) -> Ag
     from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
 
     complete = [i for i in items if len(i.positions) == len(judges) and judges]
-    cats = ["keep", "merge", "split", "reject"] if kind == "theme" else ["keep", "merge"]
+    cats = ["keep", "merge", "split", "reject"] if kind == "theme" else ["keep", "merge",
+                                                                         "split"]
     if not complete:
         return Agreement(kind, 0, len(judges), float("nan"), float("nan"), float("nan"), cats)
     exact = np.mean([len({i.positions[j].key() for j in judges}) == 1 for i in complete])
@@ -173,7 +185,8 @@ def status_text(status: ReviewStatus, run: RunItems) -> str:
              + (f"; auditor(s) {', '.join(status.auditors)}" if status.auditors else "")]
     width = max([len(j) for j in status.judges] + [4])
     for kind, title in (("domain", "Domains"), ("theme", "Themes (categories)"),
-                        ("segment", "Segments moved by a judge")):
+                        ("segment", "Segments moved by a judge"),
+                        ("core_idea", "Core ideas a judge edited")):
         group = [i for i in status.items if i.kind == kind]
         if not group:
             continue

@@ -5,15 +5,21 @@ another theme following chains, split, rename, reassign to a domain, core idea
 note); then segment moves. Counts and frequency labels are computed again from
 the segments each final category holds (:mod:`pipeline.stages.cqr`).
 
+Domain splits move their ticked themes to the new domain; each case's core idea
+per domain is the judges' where they wrote one. For a CQR run a category's label
+counts its counted cases again (a segment the judges placed counts) and its flags
+are computed again (:mod:`.evidence`).
+
 Writes into ``RUN/review/`` only (the run's own outputs stay as they are):
-``codebook.yaml``, ``codebook.md``, ``cqr_table.md``, ``cqr_table.csv`` and
-``assignments.csv`` (segment -> final category: the training labels for
-``consensa precode``).
+``codebook.yaml``, ``codebook.md``, ``cqr_table.md``, ``cqr_table.csv``,
+``cqr_subgroups.csv`` (with case attributes: each category's label within each
+group of an attribute) and ``assignments.csv`` (segment -> final category: the
+training labels for ``consensa precode``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,12 +28,15 @@ import yaml
 
 from ..fsutil import atomic_write_text
 from ..sheets import to_csv
-from ..stages.cqr import cqr_markdown, cqr_table, frequency_label
+from ..stages.cqr import frequency_label
+from ..types import CQR_COLUMNS
 from .agreement import ReviewStatus
+from .evidence import UNSTABLE, is_cqr, recount, subgroups, theme_evidence
 from .model import (
     Decision,
     ReviewError,
     RunItems,
+    core_idea_item,
     domain_item,
     merge_cycles,
     theme_item,
@@ -41,7 +50,10 @@ MAX_QUOTES = 5
 class Codebook:
     data: dict                 # what codebook.yaml holds
     assignments: pd.DataFrame  # segment_id, case_id, category_id, category, domain_id, domain
-    table: pd.DataFrame        # CQR_COLUMNS
+    table: pd.DataFrame        # CQR_COLUMNS + core_idea, core_idea_source, level, flags,
+    #                            label_if_reassigned_counted (see :func:`review_table`)
+    #: per category, its frequency label within each group of a case attribute
+    subgroups: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _follow(start: str, cons: dict[str, Decision], kind: str) -> str:
@@ -83,15 +95,27 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
     # --- domains --------------------------------------------------------------
     dom_final = {int(d): int(_follow(str(d), cons, "domain")) for d in domains.index}
     dom_name, dom_changes, dom_def = {}, {int(d): [] for d in domains.index}, {}
+    # a domain split moves its ticked themes to the new domain (theme id -> domain id)
+    split_to: dict[int, tuple[int, int]] = {}  # theme -> (the split domain, the new one)
+    for d in domains.index:
+        dec = cons.get(domain_item(d))
+        if dec and dec.decision == "split" and int(dec.target) in dom_changes:
+            for t in dec.segments:
+                split_to[int(t)] = (int(d), int(dec.target))
+            dom_changes[int(d)].append(f"split: theme(s) {', '.join(dec.segments)} moved to "
+                                       f'new domain {dec.target} "{dec.new_name}"')
     for d in domains.index:
         dec = cons.get(domain_item(d))
         name = domains.at[d, "name"]
         if dec and dec.decision == "create":
-            dom_changes[int(d)].append("created by the judges")
+            dom_changes[int(d)].append("created by the judges" if not dec.source.startswith(
+                "split from") else f"made by the judges: {dec.source}")
+        elif dec and dec.decision == "split":
+            pass  # its new name and definition are the new domain's
         elif dec and dec.new_name and dec.decision != "merge":
             dom_changes[int(d)].append(f'renamed (proposed: "{name}")')
             name = dec.new_name
-        if dec and dec.core_idea and dec.decision != "merge":
+        if dec and dec.core_idea and dec.decision not in ("merge", "split"):
             dom_changes[int(d)].append("defined by the judges")
             dom_def[int(d)] = dec.core_idea
         dom_name[int(d)] = name
@@ -115,6 +139,9 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
             continue
         dom = int(dec.domain) if dec.domain else int(row["domain_id"])
         changes = []
+        if t in split_to and split_to[t][0] == dom:  # in the split domain: it goes
+            changes.append(f"moved to domain {split_to[t][1]} by a split of domain {dom}")
+            dom = split_to[t][1]
         if dec.decision == "create":
             changes.append(f"created by the judges from {len(dec.segments)} segment(s)")
         parent = final_theme(int(dec.target)) if dec.decision == "subcategory" else -1
@@ -165,6 +192,9 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
     moved_out: dict[int, int] = {}
     created_of = {s: int(d.ident) for d in cons.values() if d.kind == "theme"
                   and d.decision == "create" for s in d.segments}
+    # the segments the judges placed (split off, in a category they made, moved): they
+    # count toward their category's frequency like the ones the clusterer placed
+    placed = set(split_of) | set(created_of)
     for s in seg.itertuples():
         t = int(s.theme)
         now = split_of.get(s.segment_id, final_theme(t) if t >= 0 else -1)
@@ -177,6 +207,7 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
             before = now
             now = -1 if dec.target == "none" else final_theme(int(dec.target))
             if now != before:
+                placed.add(s.segment_id)
                 if now >= 0:
                     moved_in[now] = moved_in.get(now, 0) + 1
                 if before >= 0:
@@ -212,7 +243,10 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
                 quotes.append(q)
         quotes = quotes[:MAX_QUOTES]
         cases = sorted(members["case_id"].unique())
-        label = frequency_label(len(cases), total, run.cqr)
+        own = cid in themes.index and c["from_themes"][0] == cid
+        counts = recount(run, run.segments[run.segments["segment_id"].isin(members_ids)],
+                         placed, unstable=own and UNSTABLE in theme_evidence(run, cid)["flags"])
+        label = counts["frequency_label"]
         core = c["core_idea"] or str(members.set_index("segment_id").at[quotes[0], "text"])
         if c["proposed_label"] and label != c["proposed_label"]:
             c["changes"].append(f"frequency {c['proposed_label']} -> {label} "
@@ -224,11 +258,14 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
                      "frequency_label": label, "quote_ids": quotes, "core_idea": core,
                      "core_idea_source": c["core_idea_source"], "keywords": c["keywords"],
                      "proposed_name": c["proposed_name"], "from_themes": c["from_themes"],
-                     "changes": c["changes"], "parent": c["parent"]})
+                     "changes": c["changes"], "parent": c["parent"],
+                     "n_counted_cases": len(counts["counted_cases"]), "flags": counts["flags"],
+                     "label_if_reassigned_counted": counts["label_if_reassigned_counted"]})
     cats = pd.DataFrame(rows, columns=["theme_id", "name", "domain_id", "n_segments", "n_cases",
                                        "cases", "frequency_label", "quote_ids", "core_idea",
                                        "core_idea_source", "keywords", "proposed_name",
-                                       "from_themes", "changes", "parent"])
+                                       "from_themes", "changes", "parent", "n_counted_cases",
+                                       "flags", "label_if_reassigned_counted"])
     # domains of the final codebook: those holding at least one category
     dom_rows = []
     for d in sorted(set(cats["domain_id"])):
@@ -239,7 +276,7 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
                          "proposed_name": domains.at[d, "name"], "changes": dom_changes[d]})
     doms = pd.DataFrame(dom_rows, columns=["domain_id", "name", "n_cases", "frequency_label",
                                            "proposed_name", "changes"])
-    table = cqr_table(cats, doms, run.segments, total)
+    table = review_table(cats, doms, run.segments, total, flags=is_cqr(run))
 
     name_of = dict(zip(cats["theme_id"], cats["name"]))
     dom_of = dict(zip(cats["theme_id"], cats["domain_id"]))
@@ -292,10 +329,17 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
                 "keywords": list(c.keywords),
                 "frequency_label": c.frequency_label, "n_cases": int(c.n_cases),
                 "n_segments": int(c.n_segments), "cases": list(c.cases),
+                **({"n_counted_cases": int(c.n_counted_cases), "flags": list(c.flags),
+                    "label_if_reassigned_counted": c.label_if_reassigned_counted}
+                   if is_cqr(run) else {}),
                 "from_themes": [int(x) for x in c.from_themes],
                 "changed": bool(c.changes), "changes": list(c.changes),
                 "example_quotes": [{"segment_id": q, "case": case.get(q, ""), "text": text.get(q, "")}
                                    for q in c.quote_ids]})
+        ideas = agreed_core_ideas(run, cons, [k for k, v in dom_final.items()
+                                              if v == int(d.domain_id)])
+        if ideas:
+            entry["core_ideas"] = ideas
         data["domains"].append(entry)
     for t in sorted(int(x) for x in themes.index):
         dec = cons.get(theme_item(t))
@@ -304,7 +348,106 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
             data["rejected_themes"].append({"id": t, "name": themes.at[t, "name"],
                                             "n_segments": int(themes.at[t, "n_segments"]),
                                             "comment": dec.comment})
-    return Codebook(data, assignments.reset_index(drop=True), table)
+    sub = [{"domain": dom_name.get(c.domain_id, ""), "category_id": int(c.theme_id),
+            "category": c.name, **g} for c in cats.itertuples()
+           for g in subgroups(run, c.cases)]
+    return Codebook(data, assignments.reset_index(drop=True), table,
+                    pd.DataFrame(sub, columns=SUBGROUP_COLUMNS))
+
+
+#: cqr_subgroups.csv: one row per category and group of a case attribute
+SUBGROUP_COLUMNS = ["domain", "category_id", "category", "attribute", "group", "n_group",
+                    "n_cases", "frequency_label"]
+
+
+def agreed_core_ideas(run: RunItems, cons: dict[str, Decision], domain_ids) -> list[dict]:
+    """The core ideas of the given (proposed) domains, one per case: the judges' where
+    they wrote one (``source: judges``, with the proposed one beside it), else the
+    proposed one (``source: proposed``); each with the segments it came from."""
+    ci = run.core_ideas
+    if ci.empty:
+        return []
+    out = []
+    mine = ci[ci["domain_id"].astype(int).isin([int(d) for d in domain_ids])]
+    for r in mine.sort_values(["case_id", "domain_id"]).itertuples():
+        dec = cons.get(core_idea_item(r.case_id, r.domain_id))
+        entry = {"case": str(r.case_id), "core_idea": str(r.core_idea), "source": "proposed",
+                 "segment_ids": [str(x) for x in r.segment_ids]}
+        if len(domain_ids) > 1:
+            entry["from_domain"] = int(r.domain_id)
+        if dec is not None and dec.decision == "edit" and dec.core_idea.strip():
+            entry.update(core_idea=dec.core_idea, source="judges", proposed=str(r.core_idea))
+        out.append(entry)
+    return out
+
+
+def review_table(cats: pd.DataFrame, doms: pd.DataFrame, segments: pd.DataFrame, total: int,
+                 flags: bool = False) -> pd.DataFrame:
+    """The CQR table of the agreed codebook: the columns of
+    :func:`pipeline.stages.cqr.cqr_table` (subcategories under their category) with
+    the core idea the judges wrote where they wrote one (``core_idea_source``: judges
+    or quote) and, for a CQR run, the flags and the label if reassigned outliers
+    counted."""
+    rows = []
+    by_id = cats.set_index("theme_id")
+    order = []
+    for d in sorted(set(cats["domain_id"])):
+        mine = cats[cats["domain_id"] == d].sort_values(
+            ["n_cases", "n_segments", "theme_id"], ascending=[False, False, True])
+        for c in mine[mine["parent"] < 0].itertuples():
+            order.append(c.theme_id)
+            order += list(mine[mine["parent"] == c.theme_id]["theme_id"])
+        order += [t for t in mine["theme_id"] if t not in order]
+    text = dict(zip(segments["segment_id"], segments["text"]))
+    case = dict(zip(segments["segment_id"], segments["case_id"]))
+    dom_name = dict(zip(doms["domain_id"], doms["name"]))
+    for tid in order:
+        c = by_id.loc[tid]
+        first = c["quote_ids"][0] if len(c["quote_ids"]) else ""
+        judges = c["core_idea_source"] == "judges"
+        rows.append({"domain": dom_name.get(c["domain_id"], ""), "category": c["name"],
+                     "frequency_label": c["frequency_label"],
+                     # a CQR label counts the counted cases: the table shows that count
+                     "n_cases": int(c["n_counted_cases"] if flags else c["n_cases"]),
+                     "cases_total": total, "quote": text.get(first, ""),
+                     "quote_case": case.get(first, ""), "quote_segment_id": first,
+                     "core_idea": c["core_idea"] if judges else text.get(first, ""),
+                     "core_idea_source": "judges" if judges else "quote",
+                     "level": "subcategory" if c["parent"] >= 0 else "category",
+                     "flags": list(c["flags"]) if flags else [],
+                     "label_if_reassigned_counted": c["label_if_reassigned_counted"]
+                     if flags else ""})
+    return pd.DataFrame(rows, columns=list(CQR_COLUMNS) + TABLE_EXTRA)
+
+
+TABLE_EXTRA = ["core_idea", "core_idea_source", "level", "flags", "label_if_reassigned_counted"]
+
+
+def table_markdown(table: pd.DataFrame, flags: bool) -> str:
+    """``cqr_table.md`` of the agreed codebook: the judges' core idea where they wrote
+    one (a quote, in quotation marks with its case, where they did not), subcategories
+    under their category, and for a CQR run the evidence column."""
+    def md(x) -> str:
+        return " ".join(str(x).split()).replace("|", "\\|")
+
+    head = "| Domain | Category | Frequency | Cases | Core idea |"
+    head += " Evidence |" if flags else ""
+    lines = [head, "|---|---|---|---|---|" + ("---|" if flags else "")]
+    last = None
+    for r in table.itertuples():
+        dom = md(r.domain) if r.domain != last else ""
+        last = r.domain
+        name = ("↳ " if r.level == "subcategory" else "") + md(r.category)
+        core = (md(r.core_idea) + " (judges)" if r.core_idea_source == "judges"
+                else f'"{md(r.quote)}" ({md(r.quote_case)})')
+        row = f"| {dom} | {name} | {r.frequency_label} | {r.n_cases}/{r.cases_total} | {core} |"
+        if flags:
+            ev = list(r.flags)
+            if r.label_if_reassigned_counted and r.label_if_reassigned_counted != r.frequency_label:
+                ev.append(f"{r.label_if_reassigned_counted} if reassigned outliers counted")
+            row += f" {md('; '.join(ev))} |"
+        lines.append(row)
+    return "\n".join(lines) + "\n"
 
 
 def codebook_markdown(cb: Codebook) -> str:
@@ -327,13 +470,23 @@ def codebook_markdown(cb: Codebook) -> str:
         for ch in dom["changes"]:
             lines.append(f"- changed: {ch}")
         lines.append("")
+        if dom.get("core_ideas"):
+            lines += ["**Core ideas** (one per case)", ""]
+            for ci in dom["core_ideas"]:
+                lines.append(f"- {ci['case']} ({ci['source']}): {' '.join(ci['core_idea'].split())}"
+                             f" [{', '.join(ci['segment_ids'])}]")
+            lines.append("")
         for c in dom["categories"]:
             mark = " **changed**" if c["changed"] else ""
             level = "####" if "parent" in c else "###"
             under = f" (subcategory of {c['parent_name']})" if "parent" in c else ""
             lines += [f"{level} {c['name']}{under}{mark}", "",
                       f"*{c['frequency_label']}*, {c['n_cases']}/{d['cases_total']} cases, "
-                      f"{c['n_segments']} segments", "",
+                      f"{c['n_segments']} segments"
+                      + (f" (counted: {c['n_counted_cases']} cases)" if "n_counted_cases" in c
+                         else ""), "",
+                      *([f"**Evidence**: {'; '.join(_evidence(c))}", ""] if _evidence(c)
+                        else []),
                       f"**Core idea** ({c['core_idea_source']}): {c['core_idea']}", ""]
             if c["keywords"]:
                 lines += [f"Keywords: {', '.join(c['keywords'])}", ""]
@@ -357,6 +510,15 @@ def codebook_markdown(cb: Codebook) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _evidence(c: dict) -> list[str]:
+    """A category's flags and its label if reassigned outliers counted (where it differs)."""
+    out = list(c.get("flags") or [])
+    other = c.get("label_if_reassigned_counted")
+    if other and other != c["frequency_label"]:
+        out.append(f"{other} if reassigned outliers counted")
+    return out
+
+
 def write_codebook(cb: Codebook, folder: Path) -> dict[str, Path]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -368,11 +530,20 @@ def write_codebook(cb: Codebook, folder: Path) -> dict[str, Path]:
     atomic_write_text(paths["cqr_table.csv"], to_csv(cb.table, index=False))
     mark = ("**DRAFT**: items are still open; see codebook.md.\n\n"
             if cb.data.get("draft") else "")
-    atomic_write_text(paths["cqr_table.md"], mark + cqr_markdown(cb.table))
+    cqr_run = any("n_counted_cases" in c for c in _all_categories(cb.data))
+    atomic_write_text(paths["cqr_table.md"], mark + table_markdown(cb.table, flags=cqr_run))
+    if len(cb.subgroups):
+        paths["cqr_subgroups.csv"] = folder / "cqr_subgroups.csv"
+        atomic_write_text(paths["cqr_subgroups.csv"], to_csv(cb.subgroups, index=False))
     atomic_write_text(paths["codebook.md"], codebook_markdown(cb))
     atomic_write_text(paths["codebook.yaml"], yaml.safe_dump(cb.data, sort_keys=False,
                                                              allow_unicode=True, width=100))
     return paths
+
+
+def _all_categories(data: dict):
+    for d in data.get("domains") or []:
+        yield from d.get("categories") or []
 
 
 def live_codebook(run: RunItems, status: ReviewStatus) -> dict:

@@ -145,19 +145,24 @@ def codebook_text(live: dict) -> str:
 def resolve(run_folder: Path, *, theme: str | None = None, domain: str | None = None,
             segment: str | None = None, decision: str, by: str, name: str = "",
             target: str = "", to_domain: str = "", segments: str = "", core_idea: str = "",
-            comment: str = "") -> str:
-    given = [(k, v) for k, v in (("theme", theme), ("domain", domain), ("segment", segment))
-             if v is not None]
-    if len(given) != 1:
-        raise ReviewError("name exactly one item: --theme ID, --domain ID or --segment ID")
-    kind, ident = given[0]
+            comment: str = "", core_idea_of: str | None = None, themes: str = "") -> str:
+    """Record one consensus decision. ``core_idea_of`` (``CASE:DOMAIN_ID``) names a core
+    idea (decision ``edit``, its text in ``core_idea``); ``themes`` are the theme ids a
+    domain split moves to the new domain, whose id the store gives."""
+    kind, ident = _one_item(theme, domain, segment, core_idea_of)
     if not by.strip():
         raise ReviewError("say who records the consensus with --by NAME")
-    d = Decision.parse(f"{kind}:{ident}", {
-        "decision": decision, "new_name": name, "target": target, "domain": to_domain,
-        "segments": segments, "core_idea": core_idea, "comment": comment}, source="command line")
+    split = kind == "domain" and decision.strip().lower() == "split"
+    if themes and not split:
+        raise ReviewError("--themes goes with --domain ID --decision split only")
     run = load_run(run_folder)
     with ReviewStore(run) as store:
+        if split and not target:
+            target = str(run.next_domain_id())
+        d = Decision.parse(f"{kind}:{ident}", {
+            "decision": decision, "new_name": name, "target": target, "domain": to_domain,
+            "segments": themes if split else segments, "core_idea": core_idea,
+            "comment": comment}, source="command line")
         store.resolve([d], by=by)
         st = review_status(store)
     left = len(st.pending())
@@ -166,16 +171,22 @@ def resolve(run_folder: Path, *, theme: str | None = None, domain: str | None = 
 
 
 def audit(run_folder: Path, *, by: str, comment: str, theme: str | None = None,
-          domain: str | None = None, segment: str | None = None) -> str:
-    given = [(k, v) for k, v in (("theme", theme), ("domain", domain), ("segment", segment))
-             if v is not None]
-    if len(given) != 1:
-        raise ReviewError("name exactly one item: --theme ID, --domain ID or --segment ID")
-    kind, ident = given[0]
+          domain: str | None = None, segment: str | None = None,
+          core_idea_of: str | None = None) -> str:
+    kind, ident = _one_item(theme, domain, segment, core_idea_of)
     run = load_run(run_folder)
     with ReviewStore(run) as store:
         store.add_audit_comment(f"{kind}:{ident}", by, comment)
     return f"auditor comment on {run.label(f'{kind}:{ident}')} recorded"
+
+
+def _one_item(theme, domain, segment, core_idea_of) -> tuple[str, str]:
+    given = [(k, v) for k, v in (("theme", theme), ("domain", domain), ("segment", segment),
+                                 ("core_idea", core_idea_of)) if v is not None]
+    if len(given) != 1:
+        raise ReviewError("name exactly one item: --theme ID, --domain ID, --segment ID or "
+                          "--core-idea-of CASE:DOMAIN_ID")
+    return given[0]
 
 
 def answer(run_folder: Path, *, comment: int, by: str, answer: str, text: str = "",

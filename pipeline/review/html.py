@@ -7,6 +7,7 @@ template lives with the other pages' templates (pipeline/report/templates/).
 from __future__ import annotations
 
 from ..report.templating import page_environment
+from .evidence import attribute_text, evidence_text, subgroups, theme_evidence
 from .model import RunItems
 
 #: pipeline/report/templates/, rendered by the environment every page shares
@@ -19,8 +20,17 @@ def render_packet(run: RunItems, round: int, judges: list[str], auditors: list[s
     themes = []
     for t in run.themes.to_dict("records"):
         themes.append({**t, "quotes": [{"id": q, "text": text.get(q, ""), "case": case.get(q, "")}
-                                       for q in t["quote_ids"][:5]]})
+                                       for q in t["quote_ids"][:5]],
+                       # a CQR run's flags and honest label, the subgroups where the run
+                       # has case attributes; nothing for a themes run without them
+                       "evidence": evidence_text(theme_evidence(run, t["theme_id"])),
+                       "subgroups": subgroups(run, list(t["cases"]))})
+    core_ideas = [{"domain": run.domain_name(c["domain_id"]), "case": c["case_id"],
+                   "attributes": attribute_text(run.attributes(c["case_id"])),
+                   "core_idea": c["core_idea"], "segment_ids": list(c["segment_ids"])}
+                  for c in run.core_ideas.to_dict("records")] if len(run.core_ideas) else []
     unassigned = run.segments[run.segments["theme"] < 0].to_dict("records")
     return page_environment().get_template(TEMPLATE).render(
         run=run, round=round, judges=judges, auditors=auditors,
-        domains=run.domains.to_dict("records"), themes=themes, unassigned=unassigned)
+        domains=run.domains.to_dict("records"), themes=themes, unassigned=unassigned,
+        core_ideas=core_ideas)

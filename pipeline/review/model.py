@@ -19,6 +19,11 @@ theme      subcategory ``target``: the category it is a subcategory of (one leve
                        parent is not a subcategory itself); optional ``new_name``,
                        ``core_idea``. It keeps its segments and takes the parent's domain
 domain     accept / rename (``new_name``) / merge (``target``: another domain)
+domain     split       ``segments``: the ids of the themes (categories) that leave it for a
+                       new domain named ``new_name`` (required), whose id is ``target``
+                       (given by the store, after every other domain's); optional
+                       ``core_idea`` (the new domain's definition). One decision, so one
+                       undo takes the whole split back
 theme      create      a category the judges add from segments of any theme (consensus
                        only): ``new_name`` (required), ``segments`` (required), optional
                        ``domain`` and ``core_idea``; the segments leave their themes
@@ -26,6 +31,9 @@ domain     create      a domain the judges add (consensus only): ``new_name`` (r
                        ``core_idea`` (its definition); its id follows the run's. Themes
                        are reassigned to it like to any domain
 segment    move        ``target``: a theme id, or ``none`` to leave it unassigned
+core_idea  edit        ``core_idea`` (required): the judges' core idea of one case in one
+                       domain (item ``core_idea:<case_id>:<domain_id>``), in place of the
+                       one the run proposed (a CQR run's ``core_ideas`` table)
 =========  ==========  ===============================================================
 
 ``core_idea`` is a core idea note (the category's definition in the codebook);
@@ -46,13 +54,15 @@ from ..runfolder import RunFolder, run_id_of
 from ..stages.cqr import CQRConfig
 
 THEME_DECISIONS = ("accept", "rename", "reassign", "merge", "split", "reject", "subcategory")
-DOMAIN_DECISIONS = ("accept", "rename", "merge")
+DOMAIN_DECISIONS = ("accept", "rename", "merge", "split")
 #: what the consensus can decide about a domain the judges created
 CREATED_DOMAIN_DECISIONS = ("create", "merge")
 #: ... and about a category the judges created
 CREATED_THEME_DECISIONS = ("create", "merge", "subcategory", "reject")
 SEGMENT_DECISIONS = ("move", "keep")
-KINDS = ("theme", "domain", "segment")
+#: a core idea is edited (a judge who keeps the proposed one takes no position)
+CORE_IDEA_DECISIONS = ("edit",)
+KINDS = ("theme", "domain", "segment", "core_idea")
 #: whose a review workbook is: a judge's positions, an auditor's comments, the consensus
 ROLES = ("judge", "auditor", "consensus")
 #: what a person fills in for a decision (form fields, workbook columns, command options)
@@ -60,7 +70,9 @@ DECISION_FIELDS = ("decision", "new_name", "target", "domain", "segments", "core
 
 #: for agreement statistics, the fate of a theme: what happens to it as a category
 FATE = {"accept": "keep", "rename": "keep", "reassign": "keep", "merge": "merge",
-        "split": "split", "reject": "reject", "move": "move", "subcategory": "keep"}
+        "split": "split", "reject": "reject", "move": "move", "subcategory": "keep",
+        # a category or domain the judges created, kept as it is in a later round
+        "create": "keep"}
 
 
 class ReviewError(ConsensaError):
@@ -91,6 +103,8 @@ class Decision:
     def key(self) -> tuple:
         """What two positions must share to count as the same decision."""
         decision = self.decision
+        if self.kind == "core_idea":  # the text is the decision: two judges agree on it
+            return (decision, " ".join(self.core_idea.split()).casefold())
         name = " ".join(self.new_name.split()).casefold()
         if decision in ("rename", "accept", "reassign"):
             decision = "keep"
@@ -104,12 +118,19 @@ class Decision:
             text = f"merge into {self.kind} {self.target}"
         elif d == "move":
             text = "move to unassigned" if self.target == "none" else f"move to theme {self.target}"
-        elif d == "split":
+        elif d == "split" and self.kind != "domain":
             text = f"split off {len(self.segments)} segment(s)"
             if self.new_name:
                 text += f' as "{self.new_name}"'
         elif d == "reassign":
             text = f"reassign to domain {self.domain}"
+        elif d == "split" and self.kind == "domain":
+            text = (f"split: theme(s) {', '.join(self.segments)} to new domain {self.target} "
+                    f'"{self.new_name}"')
+        elif d == "edit":
+            words = " ".join(self.core_idea.split())
+            return f'core idea: "{words[:80]}{"..." if len(words) > 80 else ""}"' + (
+                "" if words else " (empty)")
         elif d == "create":
             what = "domain" if self.kind == "domain" else "category"
             text = f'create {what} "{self.new_name}"'
@@ -176,10 +197,16 @@ class Decision:
         a field is reported by :func:`check_decision` instead.
         """
         kind, _, ident = str(item).partition(":")
-        # segment ids are text ("case01:3:0"); theme and domain ids are numbers
-        ident = ident.strip() if kind == "segment" else norm_id(ident)
+        # segment ids are text ("case01:3:0"); theme and domain ids are numbers; a core
+        # idea is a case (text) and a domain (a number)
+        if kind == "core_idea":
+            case, _, dom = ident.rpartition(":")
+            ident = f"{case.strip()}:{norm_id(dom)}" if case.strip() and norm_id(dom) else ""
+        else:
+            ident = ident.strip() if kind == "segment" else norm_id(ident)
         if kind not in KINDS or not ident:
-            raise ReviewError(f"field 'item': {item!r} is not theme:ID, domain:ID or segment:ID")
+            raise ReviewError(f"field 'item': {item!r} is not theme:ID, domain:ID, segment:ID "
+                              "or core_idea:CASE:DOMAIN_ID")
         unknown = sorted(set(fields) - set(DECISION_FIELDS))
         if unknown:
             raise ReviewError(f"field {unknown[0]!r} is not a field of a decision; the fields "
@@ -209,7 +236,8 @@ class Decision:
         else:
             segments = split_ids(raw)
         if ignore_unused:
-            if decision not in ("merge", "move", "subcategory"):
+            if decision not in ("merge", "move", "subcategory") and not (
+                    kind == "domain" and decision == "split"):
                 target = ""
             if decision not in ("split", "create"):
                 segments = ()
@@ -235,6 +263,10 @@ def say(run: "RunItems", d: Decision | None) -> str:
         return f'{kind} {ident} "{name}"' if name else m.group(0)
 
     return re.sub(r"\b(theme|domain) (\d+)\b", named, d.describe())
+
+
+def core_idea_item(case_id, domain_id) -> str:
+    return f"core_idea:{case_id}:{int(domain_id)}"
 
 
 def is_change(d: Decision | None) -> bool:
@@ -283,6 +315,14 @@ class RunItems:
     proposed_themes: pd.DataFrame | None = None
     #: the categories the judges created: {id: their create decision}
     created_themes: dict = field(default_factory=dict)
+    #: a CQR run's core ideas, one per case and domain (CORE_IDEA_TABLE_COLUMNS); empty
+    #: for a themes run, which proposes none
+    core_ideas: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: the case attributes (``case_id`` + one text column each: the run's cases table,
+    #: read as the exports read it), None when the run has none
+    cases: pd.DataFrame | None = None
+    #: the run's resolved config (its cross-analysis thresholds name the flags' rules)
+    config: dict = field(default_factory=dict)
     #: name -> (the table it was built from, the lookup); see :meth:`_lookup`
     _lookups: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -347,6 +387,24 @@ class RunItems:
         return int(self.domains["domain_id"].max()) + 1 if len(self.domains) else 0
 
     @property
+    def core_idea_ids(self) -> frozenset[str]:
+        """``case:domain_id`` of every proposed core idea."""
+        return self._lookup("core_idea_ids", self.core_ideas, _core_idea_id_set)
+
+    def core_idea_row(self, ident: str) -> dict | None:
+        """The proposed core idea ``case:domain_id`` as a dict, or None."""
+        case, _, dom = ident.rpartition(":")
+        ci = self.core_ideas
+        if ci.empty:
+            return None
+        hit = ci[(ci["case_id"].astype(str) == case) & (ci["domain_id"].astype(int) == int(dom))]
+        return hit.iloc[0].to_dict() if len(hit) else None
+
+    def attributes(self, case_id) -> dict[str, str]:
+        """The case's attributes ({} without a cases table, or for a case it lacks)."""
+        return self._lookup("attributes", self.cases, _attributes_by_case).get(str(case_id), {})
+
+    @property
     def run_id(self) -> str:
         return run_id_of(self.manifest)
 
@@ -380,6 +438,9 @@ class RunItems:
             return f'theme {ident} "{self.theme_name(ident)}"'
         if kind == "domain":
             return f'domain {ident} "{self.domain_name(ident)}"'
+        if kind == "core_idea":
+            case, _, dom = ident.rpartition(":")
+            return f'core idea of case {case} in domain {dom} "{self.domain_name(dom)}"'
         return f"segment {ident}"
 
     def items(self) -> list[str]:
@@ -410,6 +471,20 @@ def _segment_id_set(segments: pd.DataFrame) -> frozenset[str]:
     return frozenset(segments["segment_id"])
 
 
+def _core_idea_id_set(core_ideas: pd.DataFrame) -> frozenset[str]:
+    if core_ideas.empty:
+        return frozenset()
+    return frozenset(f"{c}:{int(d)}" for c, d in zip(core_ideas["case_id"],
+                                                     core_ideas["domain_id"]))
+
+
+def _attributes_by_case(cases: pd.DataFrame | None) -> dict[str, dict[str, str]]:
+    if cases is None or cases.empty:
+        return {}
+    return {str(r["case_id"]): {k: str(v) for k, v in r.items() if k != "case_id"}
+            for r in cases.to_dict("records")}
+
+
 def _segments_by_theme(segments: pd.DataFrame) -> dict[int, frozenset[str]]:
     """{theme id: its segment ids}, in one pass over the segments."""
     groups: dict[int, set[str]] = {}
@@ -422,11 +497,20 @@ def load_run(folder: str | Path) -> RunItems:
     """The parts of a run folder the review needs (through :class:`RunFolder`: typed
     tables, list columns as lists; a folder written before the typed tables is read
     from its CSVs). The CQR settings are the run's, the defaults when it has none."""
+    from ..exchange.codes import RunData, case_attributes
+
     run = RunFolder.open(folder, need=("manifest", "themes", "domains", "segments"))
     cqr = CQRConfig()
     if isinstance(run.config.get("cqr"), dict):
         cqr = CQRConfig(**run.config["cqr"])
-    return RunItems(run.path, run.manifest, run.themes(), run.domains(), run.segments(), cqr)
+    segments = run.segments()
+    core = run.table("core_ideas") if run.has("core_ideas") else pd.DataFrame()
+    # the cases table as the exports read it (ingest.cases_table, or cases.csv in the
+    # folder), so the judges see the same attributes the .qdpx carries
+    cases, _ = case_attributes(RunData(run.path, segments, pd.DataFrame(), pd.DataFrame(),
+                                       run.manifest, run.config))
+    return RunItems(run.path, run.manifest, run.themes(), run.domains(), segments, cqr,
+                    core_ideas=core, cases=cases, config=run.config)
 
 
 # --- validation ---------------------------------------------------------------
@@ -479,6 +563,10 @@ def check_decision(d: Decision, run: RunItems) -> list[str]:
     """Problems with one decision on its own, in words (empty when it is fine)."""
     kind = d.kind
     errs: list[str] = []
+    if kind == "core_idea":
+        return _check_core_idea(d, run)
+    if kind == "domain" and d.decision == "split":
+        return _check_domain_split(d, run)
     if kind == "theme" and d.decision == "create":
         if d.ident in run.theme_ids and d.ident not in run.created_themes:
             return [f"theme {d.ident} is one the run proposed; create gives a new category"]
@@ -569,6 +657,47 @@ def check_decision(d: Decision, run: RunItems) -> list[str]:
                 errs.append("split would move every segment of the theme; use rename instead")
     elif d.segments:
         errs.append(f"segment ids are filled in but the decision is {dec!r}, not split")
+    return errs
+
+
+def _check_core_idea(d: Decision, run: RunItems) -> list[str]:
+    """A judge's core idea of one case in one domain: an edit of one the run proposed."""
+    if d.ident not in run.core_idea_ids:
+        case, _, dom = d.ident.rpartition(":")
+        return [f"the run proposed no core idea of case {case!r} in domain {dom!r}"
+                + ("" if len(run.core_ideas) else " (only a CQR run proposes core ideas)")]
+    if d.decision not in CORE_IDEA_DECISIONS:
+        return [f"unknown decision {d.decision!r} for a core idea; use: "
+                f"{', '.join(CORE_IDEA_DECISIONS)} (with the core idea's text)"]
+    errs = []
+    if not d.core_idea.strip():
+        errs.append("edit needs the core idea's text")
+    for key in ("new_name", "target", "domain"):
+        if getattr(d, key):
+            errs.append(f"{field_name(d, key)} does not go with a core idea")
+    if d.segments:
+        errs.append(f"{field_name(d, 'segments')} does not go with a core idea")
+    return errs
+
+
+def _check_domain_split(d: Decision, run: RunItems) -> list[str]:
+    """Split a domain: the ticked themes leave it for a new domain (id ``target``)."""
+    if d.ident not in run.domain_ids:
+        return [f"unknown domain id {d.ident!r}"]
+    errs = []
+    if not d.new_name.strip():
+        errs.append(f"split needs the new domain's name ({field_name(d, 'new_name')})")
+    if not d.target.isdigit():
+        errs.append("split needs the id of the new domain (given when the split is made)")
+    elif d.target in run.domain_ids and d.target not in run.created_domains:
+        errs.append(f"domain {d.target} is one the run proposed; a split makes a new domain")
+    if not d.segments:
+        errs.append("split needs the themes that go to the new domain (tick them)")
+    unknown = [t for t in d.segments if t not in run.theme_ids]
+    if unknown:
+        errs.append(f"unknown theme id(s): {', '.join(unknown[:5])}")
+    if d.domain:
+        errs.append("a domain of a domain does not go with 'split'")
     return errs
 
 

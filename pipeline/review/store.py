@@ -155,11 +155,15 @@ class ReviewStore:
 
     def _sync_domains(self) -> None:
         """Keep the run's domain table in step with the domains the judges created
-        (consensus ``create`` decisions still in force, in any round)."""
+        (consensus ``create`` decisions still in force, in any round, and the new domains
+        of domain splits, whose id is the split's ``target``)."""
         created: dict[int, str] = {}
-        for r in self.con.execute("SELECT item, new_name FROM consensus WHERE decision='create' "
-                                  "AND item LIKE 'domain:%' ORDER BY round, at"):
-            created[int(r["item"].split(":", 1)[1])] = r["new_name"]
+        for r in self.con.execute("SELECT item, decision, target, new_name FROM consensus "
+                                  "WHERE decision IN ('create', 'split') AND item LIKE "
+                                  "'domain:%' ORDER BY round, at"):
+            new = r["target"] if r["decision"] == "split" else r["item"].split(":", 1)[1]
+            if str(new).isdigit():
+                created[int(new)] = r["new_name"]
         self.run.with_created_domains(created)
         themes: dict[int, Decision] = {}
         for r in self.con.execute("SELECT * FROM consensus WHERE decision='create' AND item "
@@ -177,6 +181,18 @@ class ReviewStore:
                                core_idea=definition.strip(), source="create a category")],
                      by=by)
         return item
+
+    def split_domain(self, domain: str, themes: list[str], name: str, by: str,
+                     definition: str = "", expect: int | None = None) -> str:
+        """Split a domain: ``themes`` leave it for a new domain named ``name``. One
+        consensus decision on the domain (undone like any other); the new domain's item.
+        ``expect``: the domain's version the caller saw (:meth:`item_version`)."""
+        new = str(self.run.next_domain_id())
+        self.resolve([Decision(f"domain:{int(domain)}", "split", new_name=" ".join(name.split()),
+                               target=new, segments=tuple(dict.fromkeys(str(t) for t in themes)),
+                               core_idea=definition.strip(), source="split a domain")], by=by,
+                     expect=None if expect is None else {f"domain:{int(domain)}": expect})
+        return f"domain:{new}"
 
     def create_domain(self, name: str, by: str, definition: str = "") -> str:
         """A new domain, as a consensus decision (undone like any other); its item."""
@@ -366,7 +382,8 @@ class ReviewStore:
     def _check_item(self, item: str) -> list[str]:
         kind, _, ident = item.partition(":")
         known = {"theme": self.run.theme_ids, "domain": self.run.domain_ids,
-                 "segment": self.run.segment_ids}.get(kind, set())
+                 "segment": self.run.segment_ids,
+                 "core_idea": self.run.core_idea_ids}.get(kind, set())
         return [] if ident in known else [f"unknown item {kind} {ident!r}"]
 
     def _add_comment(self, item: str, by: str, comment: str, round: int) -> None:

@@ -1,7 +1,8 @@
 """Review workbooks: one .xlsx per judge out, their decisions back in.
 
 Sheets: ``instructions``, ``domains``, ``themes``, ``segments`` (assigned ones),
-``unassigned`` (segments no theme took), and the hidden ``_meta`` (run id, judge,
+``unassigned`` (segments no theme took), ``core ideas`` (a CQR run only: one per
+case and domain, the judge's edit beside the proposed one), and the hidden ``_meta`` (run id, judge,
 role, round, and their signature: :mod:`pipeline.review.signing`) and ``_lists``
 (the dropdown choices). Columns with a yellow header
 are the judge's to fill in; the rest describe what the run proposed.
@@ -21,6 +22,7 @@ from openpyxl.worksheet.datavalidation import DataValidation
 
 from ..fsutil import atomic_write_bytes
 from ..sheets import append_row, set_cell
+from .evidence import attribute_text, is_cqr, subgroups, theme_evidence
 from .model import (
     DECISION_FIELDS,
     DOMAIN_DECISIONS,
@@ -29,6 +31,7 @@ from .model import (
     Decision,
     ReviewError,
     RunItems,
+    core_idea_item,
     domain_item,
     is_change,
     norm_id,
@@ -63,6 +66,19 @@ SEGMENT_COLS = [("segment id", "id", 16), ("case", "case", 12), ("theme id", "th
 # consensus so far on the item and how it changes the proposal
 for _cols in (DOMAIN_COLS, THEME_COLS, SEGMENT_COLS):
     _cols += [("consensus so far", "consensus", 34), ("changed", "changed", 30)]
+# the evidence a CQR run has (pipeline/review/evidence.py), after everything else; a
+# themes run's workbook has none of these columns
+EVIDENCE_COLS = [("flags", "flags", 24), ("label if reassigned counted", "label_if", 16),
+                 ("counted cases", "n_counted", 9), ("definition (proposed)", "definition", 40)]
+SUBGROUP_COL = [("subgroups", "subgroups", 50)]
+ATTRIBUTE_COL = [("case attributes", "attributes", 40)]
+CORE_COLS = [("core idea id", "id", 16), ("case", "case", 12), ("domain id", "domain_id", 10),
+             ("domain", "domain_name", 30), ("proposed core idea", "core", 60),
+             ("segment ids", "segment_ids", 30), ("your core idea", "core_idea", 60),
+             ("comment", "comment", 40), ("consensus so far", "consensus", 34),
+             ("changed", "changed", 30)]
+#: the sheet of the core ideas (a workbook of a themes run has none)
+CORE_SHEET = "core ideas"
 EDITABLE = {"decision", "new_name", "target", "domain", "segments", "core_idea", "comment"}
 #: the columns a workbook must have to be read back: the id and the person's own;
 #: the others only describe, and a workbook of an earlier version may lack some
@@ -92,6 +108,11 @@ domains sheet, decision: accept, rename ('new name'), merge ('merge into' anothe
 segments and unassigned sheets: to move a segment, write the target theme id in
   'move to theme' ('none' leaves it unassigned; 'keep' keeps it where it is). A blank
   row is no position.
+core ideas sheet (a CQR run): to change the core idea of a case in a domain, write
+  yours in 'your core idea' (one to three short sentences, close to the participant's
+  words); a blank row keeps the proposed one.
+'flags' (single story, thin, unstable) and 'label if reassigned counted' are the
+  run's evidence on a theme; 'subgroups' its frequency in each group of a case attribute.
 'consensus so far' is what the panel has agreed on the item; 'changed' says how that
   differs from what Consensa proposed{round_note}.
 'comment' is free text, shown next to the item.
@@ -147,6 +168,11 @@ def _sheet(wb, title: str, cols, rows, validations: dict[str, str]) -> None:
 def _prefilled(row: dict, d: Decision | None) -> dict:
     if d is None:
         return row
+    if d.kind == "domain" and d.decision == "split":
+        # a split (its themes ticked on the domain's page, or `review resolve --themes`)
+        # has no columns here: the row starts blank, which keeps it ('consensus so far'
+        # shows it)
+        return row
     target = "keep" if d.decision == "keep" else d.target
     return {**row, "decision": d.decision if d.decision not in ("move", "keep") else "",
             "new_name": d.new_name, "target": target, "domain": d.domain,
@@ -191,7 +217,8 @@ def build_workbook(run: RunItems, person: str, role: str, round: int,
 
     theme_names = dict(zip(run.themes["theme_id"], run.themes["name"]))
     lists = wb.create_sheet("_lists")
-    choices = {"A": list(THEME_DECISIONS), "B": list(DOMAIN_DECISIONS),
+    # a domain split is made on the domain's page or with `review resolve --themes`
+    choices = {"A": list(THEME_DECISIONS), "B": [x for x in DOMAIN_DECISIONS if x != "split"],
                "C": [str(t) for t in run.themes["theme_id"]],
                "D": [str(d) for d in run.domains["domain_id"]],
                "E": [str(t) for t in run.themes["theme_id"]] + ["none", "keep"]}
@@ -212,15 +239,22 @@ def build_workbook(run: RunItems, person: str, role: str, round: int,
     _sheet(wb, "domains", DOMAIN_COLS, drows, {"decision": ref["B"], "target": ref["D"]})
 
     dom_names = dict(zip(run.domains["domain_id"], run.domains["name"]))
+    cqr, with_cases = is_cqr(run), run.cases is not None
     trows = []
     for t in run.themes.itertuples():
+        ev = theme_evidence(run, t.theme_id)
         trows.append(_prefilled({
             "id": int(t.theme_id), "name": t.name, "domain_id": int(t.domain_id),
             "domain_name": dom_names.get(int(t.domain_id), ""), "keywords": t.keywords,
             "core": t.core_idea, "quotes": _quotes(run, t.quote_ids), "cases": t.cases,
-            "n_cases": int(t.n_cases), "freq": t.frequency_label}, prefill.get(theme_item(t.theme_id))))
+            "n_cases": int(t.n_cases), "freq": t.frequency_label,
+            "flags": "; ".join(ev["flags"]), "label_if": ev["label_if"],
+            "n_counted": "" if ev["n_counted"] is None else ev["n_counted"],
+            "definition": ev["definition"],
+            "subgroups": _subgroup_text(run, t.cases)}, prefill.get(theme_item(t.theme_id))))
         trows[-1] = _shown(run, trows[-1], theme_item(t.theme_id), shown, baseline)
-    _sheet(wb, "themes", THEME_COLS, trows,
+    _sheet(wb, "themes", THEME_COLS + (EVIDENCE_COLS if cqr else [])
+           + (SUBGROUP_COL if with_cases else []), trows,
            {"decision": ref["A"], "target": ref["C"], "domain": ref["D"]})
 
     for title, assigned in (("segments", True), ("unassigned", False)):
@@ -228,10 +262,23 @@ def build_workbook(run: RunItems, person: str, role: str, round: int,
         srows = []
         for s in seg.itertuples():
             srows.append(_prefilled({"id": s.segment_id, "case": s.case_id, "theme": int(s.theme),
-                                     "theme_name": s.theme_name, "text": s.text},
+                                     "theme_name": s.theme_name, "text": s.text,
+                                     "attributes": attribute_text(run.attributes(s.case_id))},
                                     prefill.get(segment_item(s.segment_id))))
             srows[-1] = _shown(run, srows[-1], segment_item(s.segment_id), shown, baseline)
-        _sheet(wb, title, SEGMENT_COLS, srows, {"target": ref["E"]})
+        _sheet(wb, title, SEGMENT_COLS + (ATTRIBUTE_COL if with_cases else []), srows,
+               {"target": ref["E"]})
+
+    if len(run.core_ideas):
+        crows = []
+        for c in run.core_ideas.sort_values(["domain_id", "case_id"]).itertuples():
+            item = core_idea_item(c.case_id, c.domain_id)
+            crows.append(_prefilled({
+                "id": item.split(":", 1)[1], "case": c.case_id, "domain_id": int(c.domain_id),
+                "domain_name": dom_names.get(int(c.domain_id), ""), "core": c.core_idea,
+                "segment_ids": list(c.segment_ids)}, prefill.get(item)))
+            crows[-1] = _shown(run, crows[-1], item, shown, baseline)
+        _sheet(wb, CORE_SHEET, CORE_COLS, crows, {})
 
     meta = wb.create_sheet("_meta")
     fields = [("format", FORMAT), ("run_id", run.run_id), ("run_name", run.name),
@@ -245,6 +292,17 @@ def build_workbook(run: RunItems, person: str, role: str, round: int,
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()
+
+
+def _subgroup_text(run: RunItems, cases) -> str:
+    """A theme's frequency within each group of a case attribute, one attribute a line:
+    ``cried: no variant 1/3; yes typical 2/3``."""
+    rows = subgroups(run, list(cases))
+    out: dict[str, list[str]] = {}
+    for g in rows:
+        out.setdefault(g["attribute"], []).append(
+            f"{g['group']} {g['frequency_label']} {g['n_cases']}/{g['n_group']}")
+    return "\n".join(f"{a}: {'; '.join(v)}" for a, v in out.items())
 
 
 def write_workbook(path: Path, data: bytes) -> None:
@@ -302,9 +360,11 @@ def read_workbook(path: Path, run: RunItems,
         return None, [f"{name}, sheet '_meta': unknown role {role!r}"]
     out = ReadWorkbook(path, meta.get("person", ""), role, int(norm_id(meta.get("round")) or 1))
     errors: list[str] = []
-    for sheet, cols, kind in (("domains", DOMAIN_COLS, "domain"), ("themes", THEME_COLS, "theme"),
-                              ("segments", SEGMENT_COLS, "segment"),
-                              ("unassigned", SEGMENT_COLS, "segment")):
+    sheets = [("domains", DOMAIN_COLS, "domain"), ("themes", THEME_COLS, "theme"),
+              ("segments", SEGMENT_COLS, "segment"), ("unassigned", SEGMENT_COLS, "segment")]
+    if CORE_SHEET in wb.sheetnames:  # a CQR run's workbook (a themes run's has none)
+        sheets.append((CORE_SHEET, CORE_COLS, "core_idea"))
+    for sheet, cols, kind in sheets:
         if sheet not in wb.sheetnames:
             errors.append(f"{name}: the sheet '{sheet}' is missing")
             continue
@@ -330,7 +390,9 @@ def read_workbook(path: Path, run: RunItems,
             ident = norm_id(get["id"])
             item = f"{kind}:{ident}"
             comment = _cell(get.get("comment"))
-            if kind == "segment":
+            if kind == "core_idea":
+                word = "edit" if _cell(get.get("core_idea")) else ""
+            elif kind == "segment":
                 target = _cell(get.get("target"))
                 word = "keep" if target.lower() == "keep" else "move" if target else ""
                 if word == "keep":
@@ -340,6 +402,11 @@ def read_workbook(path: Path, run: RunItems,
             if not word:
                 if role == "auditor" and set(edits) == {"comment"}:
                     out.comments.append((item, comment, where))
+                    continue
+                if kind == "core_idea":
+                    errors.append(f"{where}: 'your core idea' is blank but the comment is "
+                                  "filled in; write the core idea (or leave the row blank "
+                                  "to keep the proposed one)")
                     continue
                 errors.append(f"{where}: {'move to theme' if kind == 'segment' else 'decision'} "
                               "is blank but other columns are filled in; choose a decision "

@@ -361,7 +361,7 @@ def _hidden(relative: Path) -> bool:
         relative.name.startswith("~$")
 
 
-def _check_zip(data: bytes, shown: str, kind: str) -> None:
+def check_zip(data: bytes, shown: str, kind: str) -> None:
     """Refuse damaged archives and zip bombs before a parser unpacks them."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
@@ -811,7 +811,7 @@ _W_P = qn("w:p")
 
 def _docx_text(data: bytes, shown: str) -> str:
     """Body paragraphs (table cells included, in document order) joined with "\\n"."""
-    _check_zip(data, shown, ".docx")
+    check_zip(data, shown, ".docx")
     try:
         body = docx.Document(io.BytesIO(data)).element.body
         paragraphs = ["".join(part.text for part in p.xpath("w:r | w:hyperlink | w:ins/w:r"))
@@ -933,7 +933,7 @@ def _read_xlsx(data: bytes, sheet: str | int,
                shown: str) -> tuple[pd.DataFrame, list[tuple[int, int, str]], str]:
     """All cells of one sheet as str (whole numbers without a trailing '.0'), where its
     formula cells are (see :func:`_formula_positions`), and the sheet's name."""
-    _check_zip(data, shown, ".xlsx")
+    check_zip(data, shown, ".xlsx")
     names: list[str] = []
     frame = None
     try:

@@ -21,6 +21,7 @@ import pandas as pd
 from ..errors import ConsensaError
 from ..review.agreement import SETTLED, ItemStatus, ReviewStatus, review_status
 from ..review.apply import live_codebook
+from ..review.evidence import attribute_text, subgroups, theme_evidence
 from ..review.model import (
     CREATED_DOMAIN_DECISIONS,
     CREATED_THEME_DECISIONS,
@@ -29,6 +30,7 @@ from ..review.model import (
     THEME_DECISIONS,
     Decision,
     RunItems,
+    core_idea_item,
     domain_item,
     segment_item,
     theme_item,
@@ -60,6 +62,9 @@ LEFT_ALONE = "left alone"
 
 def item_url(item: str) -> str:
     kind, _, ident = item.partition(":")
+    if kind == "core_idea":  # shown, and edited, on its domain's page
+        case, _, dom = ident.rpartition(":")
+        return f"/domain/{dom}#core-{quote(case, safe='')}"
     return f"/{kind}/{quote(ident, safe='')}"
 
 
@@ -82,6 +87,8 @@ def is_item(run: RunItems, item: str) -> bool:
         return ident in run.domain_ids
     if kind == "segment":
         return ident in run.segment_ids
+    if kind == "core_idea":
+        return ident in run.core_idea_ids
     return False
 
 
@@ -259,6 +266,7 @@ def quotes(rows: pd.DataFrame, context: Context, st: ReviewStatus, versions: dic
         sid = str(r.segment_id)
         it = segment_item(sid)
         out.append({"id": sid, "case": r.case_id, "speaker": r.speaker, "text": r.text,
+                    "attributes": attribute_text(context.run.attributes(r.case_id)),
                     "question": r.question, "theme": int(r.theme),
                     "theme_name": r.theme_name, "strength": float(r.strength),
                     "context": context.around(sid, before, after),
@@ -291,6 +299,11 @@ def theme_page(run: RunItems, store: ReviewStore, context: Context, ident: str,
     fate = ctx["live"]["themes"].get(tid) or {"name": t["name"], "fate": "empty",
                                               "into": None, "domain_id": None, "domain": ""}
     return {**ctx, "t": t, "tid": tid, "quotes": listed, "now": fate,
+            "evidence": theme_evidence(run, tid),
+            "case_list": [{"case": c, "attributes": attribute_text(run.attributes(c))}
+                          for c in t["cases"]],
+            "subgroups": subgroups(run, list(t["cases"])),
+            "live_subgroups": _live_subgroups(run, ctx["live"], tid, fate),
             "keywords": list(t["keywords"]),
             "quote_ids": set(quote_ids), "moved_in": moved_in,
             "domain_name": run.domain_name(t["domain_id"]),
@@ -300,10 +313,50 @@ def theme_page(run: RunItems, store: ReviewStore, context: Context, ident: str,
             "context_from_turns": bool(context.from_turns)}
 
 
+def _live_subgroups(run: RunItems, live: dict, tid: int, fate: dict) -> list[dict]:
+    """The subgroups of the category a theme is now (after the consensus so far); []
+    without case attributes or when it is no category any more."""
+    if fate.get("fate") not in ("category", "merged") or run.cases is None:
+        return []
+    for d in live["codebook"]["domains"]:
+        for c in d["categories"]:
+            if c["id"] == fate.get("into"):
+                return subgroups(run, c["cases"])
+    return []
+
+
+def core_idea_rows(run: RunItems, st: ReviewStatus, did: int, versions: dict[str, int],
+                   mine: dict[str, int], drafts: dict[str, Decision] | None = None) -> list[dict]:
+    """The proposed core ideas of one domain, one per case, each with the judges'
+    positions, the consensus so far, the versions its form carries and the text the
+    form starts from (a refused entry, else the consensus, else the proposal)."""
+    ci = run.core_ideas
+    if ci.empty:
+        return []
+    items = {i.item: i for i in st.items}
+    text = dict(zip(run.segments["segment_id"], run.segments["text"]))
+    out = []
+    for r in ci[ci["domain_id"].astype(int) == did].sort_values("case_id").itertuples():
+        item = core_idea_item(r.case_id, did)
+        status = items.get(item)
+        cons = status.consensus if status else None
+        draft = (drafts or {}).get(item)
+        start = (draft.core_idea if draft else cons.core_idea if cons else str(r.core_idea))
+        out.append({"item": item, "case": r.case_id,
+                    "attributes": attribute_text(run.attributes(r.case_id)),
+                    "proposed": str(r.core_idea), "segment_ids": list(r.segment_ids),
+                    "segments": [{"id": s, "text": text.get(s, "")} for s in r.segment_ids],
+                    "status": status, "consensus": cons, "start": start,
+                    "v_item": versions.get(item, 0), "v_mine": mine.get(item, 0)})
+    return out
+
+
 def domain_page(run: RunItems, store: ReviewStore, ident: str, who: str | None,
                 start_from: str = "", error: Exception | None = None,
-                draft: Decision | None = None) -> dict:
-    """One domain: its themes with their status, and the decision form."""
+                draft: Decision | None = None, core_draft: Decision | None = None) -> dict:
+    """One domain: its themes with their status, the decision form, the core ideas of
+    its cases (a CQR run) with their edit forms, and the form that splits it.
+    ``core_draft``: a refused core idea, kept in its form."""
     did = int(ident)
     ctx = _item_common(run, store, domain_item(did), who, start_from, error, draft)
     d = run.domains[run.domains["domain_id"] == did].iloc[0].to_dict()
@@ -312,10 +365,18 @@ def domain_page(run: RunItems, store: ReviewStore, ident: str, who: str | None,
               run.themes[run.themes["domain_id"] == did].itertuples()]
     now = ctx["live"]["domains"][did]
     created = ident in run.created_domains
+    drafts = {core_draft.item: core_draft} if core_draft is not None else {}
+    # the themes a split can move: the categories in the domain now
+    movable = [(str(tid), info["name"]) for tid, info in sorted(ctx["live"]["themes"].items())
+               if info.get("domain_id") == did and info["fate"] == "category"]
     return {**ctx, "d": d, "did": did, "themes": themes, "now": now, "created": created,
             "categories": now["categories"],
-            "decisions": CREATED_DOMAIN_DECISIONS if created else DOMAIN_DECISIONS,
-            "n_cases_total": run.n_cases}
+            # a split is its own form (tick the themes, name the new domain)
+            "decisions": CREATED_DOMAIN_DECISIONS if created else
+            tuple(x for x in DOMAIN_DECISIONS if x != "split"),
+            "core_ideas": core_idea_rows(run, ctx["st"], did, ctx["versions"], ctx["mine"],
+                                         drafts),
+            "movable": movable, "n_cases_total": run.n_cases}
 
 
 def segment_page(run: RunItems, store: ReviewStore, context: Context, ident: str,

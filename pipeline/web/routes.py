@@ -98,10 +98,14 @@ def item_page(review: ReviewApp, request: Request, item: str, error: Exception |
     with ``error``, the refused save and, as ``draft``, the entries to keep."""
     run = review.run
     kind, _, ident = item.partition(":")
-    if kind not in ("theme", "domain", "segment") or not pages.is_item(run, item):
+    if kind not in ("theme", "domain", "segment", "core_idea") or not pages.is_item(run, item):
         raise Refused(404, f"This run has no {kind or 'item'} {ident!r}.")
     who, start_from = _who(request), request.query_params.get("from", "")
     with review.store() as store:
+        if kind == "core_idea":  # edited on its domain's page: that page, with the error
+            dom = ident.rpartition(":")[2]
+            ctx = pages.domain_page(run, store, dom, who, "", error, None, core_draft=draft)
+            return review.render(request, "domain.html", http_status=status, **ctx)
         if kind == "theme":
             ctx = pages.theme_page(run, store, review.context, ident, who, start_from, error,
                                    draft)
@@ -292,6 +296,34 @@ def create_domain(review: ReviewApp, request: Request, form) -> Response:
     return RedirectResponse(item_url(item), status_code=303)
 
 
+def split_domain(review: ReviewApp, request: Request, form) -> Response:
+    """Split a domain: the ticked categories go to a new domain the judges name. One
+    consensus decision on the domain, undone like any other."""
+    who, _ = review.me(request, "judge")
+    domain = str(form.get("domain", "")).strip()
+    if not pages.is_item(review.run, f"domain:{domain}"):
+        raise Refused(400, f"Unknown domain {domain!r}.")
+    themes = list(dict.fromkeys(str(t) for t in form.getlist("themes") if str(t)))
+    name = " ".join(str(form.get("new_name", "")).split())
+    if not themes:
+        raise Refused(400, "Tick the categories that go to the new domain first.",
+                      "Nothing was saved.")
+    if not name:
+        raise Refused(400, "Give the new domain a name.", "Nothing was saved.")
+    try:
+        with review.store() as store:
+            item = store.split_domain(domain, themes, name, who,
+                                      str(form.get("definition", "")),
+                                      expect=_version(form, "v_item"))
+    except StaleError as exc:
+        raise Refused(409, exc.reason, exc.hint or "") from None
+    except ReviewError as exc:
+        raise Refused(400, exc.reason, "Nothing was saved.") from None
+    review.flash(request, f"Domain {domain} split: {len(themes)} categor"
+                 f"{'y' if len(themes) == 1 else 'ies'} moved to {review.run.label(item)}.")
+    return RedirectResponse(item_url(item), status_code=303)
+
+
 def next_round(review: ReviewApp, request: Request, form) -> Response:
     """Close the round the form was shown in and open the next, starting from its
     consensus (as `consensa review next-round`)."""
@@ -407,6 +439,7 @@ ROUTES = [
     ("/answer", answer, ["POST"], True),
     ("/next-round", next_round, ["POST"], True),
     ("/create-domain", create_domain, ["POST"], True),
+    ("/split-domain", split_domain, ["POST"], True),
     ("/create-category", create_category, ["POST"], True),
     ("/search", search, ["GET"], True),
     ("/log", log, ["GET"], True),

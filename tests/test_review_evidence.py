@@ -1,0 +1,374 @@
+"""Core ideas the judges edit, the evidence in front of them (flags, honest labels,
+case attributes, subgroups) and domains they split and merge: on a CQR run of the
+invented study, through the store, the command line, the workbooks, the packet and
+the web app (in process). A themes run shows none of it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import openpyxl
+import pandas as pd
+import pytest
+import yaml
+
+from pipeline.cli import main
+from pipeline.review.agreement import review_status
+from pipeline.review.apply import build_codebook, live_codebook
+from pipeline.review.model import Decision, ReviewError, core_idea_item, load_run
+from pipeline.review.store import ReviewStore
+from pipeline.stages.cqr import frequency_label
+from tests.review_helpers import fill
+from tests.study import study_config, write_study
+from tests.test_review_rounds import Web
+
+CASES = {"case01": ("CBT", "yes"), "case02": ("CBT", "yes"), "case03": ("psychodynamic", "yes"),
+         "case04": ("CBT", "no"), "case05": ("psychodynamic", "no"),
+         "case06": ("psychodynamic", "no")}
+CORE = "Her training never spoke of tears; she learned about them on the job."
+
+
+@pytest.fixture(scope="module")
+def cqr_source(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cqr-review")
+    folder = write_study(root / "study")
+    path = root / "config.yaml"
+    path.write_text(yaml.safe_dump(study_config(folder, analysis="consensa.CQR.v1")))
+    assert main(["run", str(path), "--out", str(root / "run"), "-q"]) == 0
+    return root / "run"
+
+
+@pytest.fixture()
+def cqr(cqr_source, tmp_path) -> Path:
+    """A fresh copy of the CQR run with a cases table, and a panel (ana, ben; dee audits)."""
+    run = Path(shutil.copytree(cqr_source, tmp_path / "run"))
+    rows = ["case_id,orientation,cried"] + [f"{c},{o},{y}" for c, (o, y) in CASES.items()]
+    (run / "cases.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    with ReviewStore(load_run(run), create=True) as s:
+        s.set_panel(["ana", "ben"], ["dee"])
+    return run
+
+
+def _flag(run: Path, theme: int, flag: str) -> None:
+    """Mark a theme as `consensa stability` marks an unstable one."""
+    themes = pd.read_parquet(run / "themes.parquet")
+    themes["flags"] = [list(f) + ([flag] if t == theme else [])
+                       for t, f in zip(themes["theme_id"], themes["flags"])]
+    themes.to_parquet(run / "themes.parquet", index=False)
+
+
+def _first_core(run: Path) -> tuple[str, int]:
+    ci = pd.read_parquet(run / "core_ideas.parquet")
+    return str(ci["case_id"].iat[0]), int(ci["domain_id"].iat[0])
+
+
+def _settle(store: ReviewStore) -> None:
+    """Accept every item still open, so that the round closes."""
+    st = review_status(store)
+    store.resolve([Decision(i.item, "accept") for i in st.pending()], by="team")
+
+
+# --- 1. core ideas --------------------------------------------------------------------------
+
+def test_a_core_idea_the_judges_agree_on_reaches_the_codebook_and_undo_takes_it_back(cqr):
+    case, dom = _first_core(cqr)
+    item = core_idea_item(case, dom)
+    run = load_run(cqr)
+    with ReviewStore(run) as store:
+        # one judge's edit alone opens the item; the same text from both agrees it
+        store.record_positions([("ana", [Decision(item, "edit", core_idea=CORE)])])
+        assert next(i for i in review_status(store).items if i.item == item).state == "open"
+        store.record_positions([("ben", [Decision(item, "edit", core_idea=" " + CORE)])])
+        st = review_status(store)
+        got = next(i for i in st.items if i.item == item)
+        assert got.state == "agreed" and got.consensus.core_idea.strip() == CORE
+        # a different text from one of them is a dispute
+        store.record_positions([("ben", [Decision(item, "edit", core_idea="Something else.")])])
+        assert next(i for i in review_status(store).items if i.item == item).state == "disputed"
+        store.resolve([Decision(item, "edit", core_idea=CORE)], by="ana")
+        _settle(store)
+        book = build_codebook(run, review_status(store)).data
+    entry = next(c for d in book["domains"] for c in d.get("core_ideas", [])
+                 if c["case"] == case and c.get("from_domain", dom) == dom)
+    assert entry["core_idea"] == CORE and entry["source"] == "judges"
+    assert entry["proposed"] and entry["proposed"] != CORE and entry["segment_ids"]
+    others = [c for d in book["domains"] for c in d.get("core_ideas", []) if c["case"] != case]
+    assert others and all(c["source"] == "proposed" for c in others)
+    # written by apply (yaml and md), and undone: the proposed one is back
+    assert main(["review", "apply", str(cqr)]) == 0
+    data = yaml.safe_load((cqr / "review" / "codebook.yaml").read_text())
+    assert any(c["core_idea"] == CORE for d in data["domains"] for c in d.get("core_ideas", []))
+    assert f"- {case} (judges): {CORE}" in (cqr / "review" / "codebook.md").read_text()
+    with ReviewStore(load_run(cqr)) as store:
+        while store.undo_target()["item"] != item:
+            store.undo_consensus("ana")
+        store.undo_consensus("ana")
+        st = review_status(store)
+        assert next(i for i in st.items if i.item == item).state == "disputed"
+
+
+def test_core_ideas_refuse_what_is_not_one(cqr):
+    case, dom = _first_core(cqr)
+    with ReviewStore(load_run(cqr)) as store:
+        with pytest.raises(ReviewError, match="edit needs the core idea's text"):
+            store.resolve([Decision(core_idea_item(case, dom), "edit")], by="ana")
+        with pytest.raises(ReviewError, match="proposed no core idea of case 'case99'"):
+            store.resolve([Decision(core_idea_item("case99", dom), "edit", core_idea="x")],
+                          by="ana")
+        with pytest.raises(ReviewError, match="unknown decision 'rename' for a core idea"):
+            store.resolve([Decision(core_idea_item(case, dom), "rename", new_name="x")],
+                          by="ana")
+
+
+def test_core_ideas_on_the_command_line(cqr, capsys):
+    case, dom = _first_core(cqr)
+    assert main(["review", "resolve", str(cqr), "--core-idea-of", f"{case}:{dom}",
+                 "--decision", "edit", "--core-idea", CORE, "--by", "ana"]) == 0
+    assert "core idea of case" in capsys.readouterr().out
+    assert main(["review", "audit", str(cqr), "--core-idea-of", f"{case}:{dom}", "--by", "dee",
+                 "--comment", "too long"]) == 0
+    with ReviewStore(load_run(cqr)) as store:
+        assert store.consensus()[core_idea_item(case, dom)].core_idea == CORE
+        assert store.audit_comments()[core_idea_item(case, dom)] == [("dee", "too long")]
+    assert main(["review", "status", str(cqr)]) == 0
+    assert "Core ideas a judge edited" in capsys.readouterr().out
+
+
+def test_the_workbook_has_a_core_ideas_sheet_that_imports_as_positions(cqr, capsys):
+    case, dom = _first_core(cqr)
+    # a proposed core idea that looks like a formula is written as text
+    ci = pd.read_parquet(cqr / "core_ideas.parquet")
+    ci.loc[1, "core_idea"] = "=1+1 she said"
+    ci.to_parquet(cqr / "core_ideas.parquet", index=False)
+    assert main(["review", "export", str(cqr), "--judges", "ana,ben", "--auditor", "dee",
+                 "-q"]) == 0
+    book = cqr / "review" / "round-1" / "ana.xlsx"
+    ws = openpyxl.load_workbook(book)["core ideas"]
+    header = [c.value for c in ws[1]]
+    assert header[:7] == ["core idea id", "case", "domain id", "domain", "proposed core idea",
+                          "segment ids", "your core idea"]
+    assert ws.max_row - 1 == len(ci)
+    cells = [r[4] for r in ws.iter_rows(min_row=2) if r[4].value == "=1+1 she said"]
+    assert len(cells) == 1 and cells[0].data_type == "s"
+    fill(book, "core ideas", f"{case}:{dom}", your_core_idea=CORE)
+    assert main(["review", "import", str(cqr), str(book)]) == 0
+    with ReviewStore(load_run(cqr)) as store:
+        assert store.positions()[core_idea_item(case, dom)]["ana"].core_idea == CORE
+    # a comment without the core idea is refused with the sheet and row
+    other = ci.iloc[1]
+    row = fill(book, "core ideas", f"{other.case_id}:{int(other.domain_id)}", comment="hm")
+    assert main(["review", "import", str(cqr), str(book)]) != 0
+    err = capsys.readouterr().err
+    assert f"sheet 'core ideas', row {row}" in err and "'your core idea' is blank" in err
+
+
+# --- 2. evidence ----------------------------------------------------------------------------
+
+def test_flags_honest_labels_and_case_attributes_are_in_the_workbook_and_packet(cqr):
+    _flag(cqr, 3, "unstable")
+    assert main(["review", "export", str(cqr), "--judges", "ana,ben", "--auditor", "dee",
+                 "-q"]) == 0
+    wb = openpyxl.load_workbook(cqr / "review" / "round-1" / "ana.xlsx")
+    ws = wb["themes"]
+    header = [c.value for c in ws[1]]
+    rows = {r[0]: dict(zip(header, r)) for r in ws.iter_rows(min_row=2, values_only=True)}
+    assert rows[3]["flags"] == "unstable" and rows[2]["flags"] in (None, "")
+    assert "counted cases" in header and "label if reassigned counted" in header
+    # subgroups: the label within each group, from the cases the theme has
+    themes = pd.read_parquet(cqr / "themes.parquet").set_index("theme_id")
+    yes = [c for c in themes.at[3, "cases"] if CASES[c][1] == "yes"]
+    assert f"yes {frequency_label(len(yes), 3)} {len(yes)}/3" in rows[3]["subgroups"]
+    seg = wb["segments"]
+    sh = [c.value for c in seg[1]]
+    first = dict(zip(sh, next(seg.iter_rows(min_row=2, values_only=True))))
+    o, y = CASES[first["case"]]
+    assert first["case attributes"] == f"orientation: {o}; cried: {y}"
+    packet = (cqr / "review" / "round-1" / "packet.html").read_text()
+    assert "<b>Evidence:</b> unstable" in packet
+    assert "Core ideas (one per case and domain" in packet
+
+
+def test_the_theme_page_shows_flags_cases_and_subgroups(cqr):
+    _flag(cqr, 3, "single story")
+    web = Web(cqr, "ana")
+    page = web.get("/theme/3")
+    assert 'class="flag single-story">single story<' in page
+    assert "(orientation: CBT; cried: yes)" in page           # on the case list and quotes
+    assert 'id="subgroups-h"' in page and 'data-attribute="cried" data-group="no"' in page
+    plain = web.get("/theme/2")
+    assert 'class="flags"' not in plain
+
+
+def test_apply_counts_again_and_flags_a_single_story_and_writes_the_subgroups(cqr):
+    run = load_run(cqr)
+    seg = run.segments[run.segments["theme"] >= 0]
+    one = seg[seg["case_id"] == "case01"]["segment_id"].tolist()[:3]
+    two = seg[seg["case_id"] == "case02"]["segment_id"].tolist()[:1]
+    _flag(cqr, 4, "unstable")
+    with ReviewStore(load_run(cqr)) as store:
+        item = store.create_category("Her own story", one + two, "0", "ana")
+        store.resolve([Decision("theme:0", "rename", new_name="Crying in session",
+                                core_idea="Therapists cried and were not prepared for it.")],
+                      by="ana")
+        _settle(store)
+    assert main(["review", "apply", str(cqr)]) == 0
+    data = yaml.safe_load((cqr / "review" / "codebook.yaml").read_text())
+    cats = {c["id"]: c for d in data["domains"] for c in d["categories"]}
+    new = cats[int(item.split(":")[1])]
+    assert new["flags"] == ["single story"]            # 3 of its 4 segments from case01
+    assert new["n_counted_cases"] == 2                 # placed by the judges: they count
+    assert "unstable" in cats[4]["flags"]
+    table = (cqr / "review" / "cqr_table.md").read_text()
+    assert "| Evidence |" in table
+    assert "Her own story | single case" not in table
+    line = next(x for x in table.splitlines() if "Her own story" in x)
+    assert line.rstrip().endswith("single story |")
+    # the judges' core idea, not a quote (issue 16: the smaller fault)
+    line = next(x for x in table.splitlines() if "Crying in session" in x)
+    assert "Therapists cried and were not prepared for it. (judges)" in line
+    sub = pd.read_csv(cqr / "review" / "cqr_subgroups.csv")
+    mine = sub[(sub["category_id"] == new["id"]) & (sub["attribute"] == "cried")]
+    assert dict(zip(mine["group"], mine["n_cases"])) == {"yes": 2, "no": 0}
+    assert dict(zip(mine["group"], mine["frequency_label"])) == {
+        "yes": frequency_label(2, 3), "no": "none"}
+
+
+# --- 3. domains -----------------------------------------------------------------------------
+
+def test_a_domain_split_is_one_decision_shown_live_applied_and_undone(cqr, capsys):
+    run = load_run(cqr)
+    dom0 = run.themes[run.themes["domain_id"] == 0]["theme_id"].tolist()
+    moved = [str(t) for t in dom0[-2:]]
+    assert main(["review", "resolve", str(cqr), "--domain", "0", "--decision", "split",
+                 "--themes", ";".join(moved), "--name", "Supervision", "--core-idea",
+                 "Bringing the session to a supervisor", "--by", "ana"]) == 0
+    new = int(run.domains["domain_id"].max()) + 1
+    run = load_run(cqr)
+    with ReviewStore(run) as store:
+        st = review_status(store)
+        created = next(i for i in st.items if i.item == f"domain:{new}")
+        assert created.state == "resolved"               # made by the split: nothing open
+        live = live_codebook(run, st)
+        assert live["domains"][new]["name"] == "Supervision"
+        assert {c["id"] for c in live["domains"][new]["categories"]} == {int(t) for t in moved}
+        assert not {int(t) for t in moved} & {c["id"] for c in live["domains"][0]["categories"]}
+        _settle(store)
+        book = build_codebook(run, review_status(store)).data
+    d = next(x for x in book["domains"] if x["id"] == new)
+    assert d["definition"] == "Bringing the session to a supervisor"
+    assert any("split" in ch for ch in next(x for x in book["domains"] if x["id"] == 0)["changes"])
+    # one undo takes the whole split back (after the accepts recorded after it)
+    with ReviewStore(load_run(cqr)) as store:
+        while store.undo_target()["item"] != "domain:0":
+            store.undo_consensus("ana")
+        store.undo_consensus("ana")
+        assert str(new) not in store.run.domain_ids
+        live = live_codebook(store.run, review_status(store))
+        assert {int(t) for t in moved} <= {c["id"] for c in live["domains"][0]["categories"]}
+
+
+def test_a_domain_merge_is_one_decision_with_undo(cqr):
+    with ReviewStore(load_run(cqr)) as store:
+        store.resolve([Decision("domain:3", "merge", target="0")], by="ana")
+        live = live_codebook(store.run, review_status(store))
+        assert live["domains"][3]["into"] == 0
+        themes3 = store.run.themes[store.run.themes["domain_id"] == 3]["theme_id"].tolist()
+        assert set(themes3) <= {c["id"] for c in live["domains"][0]["categories"]}
+        store.undo_consensus("ana")
+        live = live_codebook(store.run, review_status(store))
+        assert live["domains"][3]["into"] == 3
+
+
+def test_the_domain_page_edits_core_ideas_and_splits_the_domain(cqr):
+    case, dom = _first_core(cqr)
+    web = Web(cqr, "ana")
+    page = web.get(f"/domain/{dom}")
+    assert f'id="core-{case}"' in page and 'id="split-h"' in page
+    r = web.post("/decide", _page=page, item=core_idea_item(case, dom), decision="edit",
+                 core_idea=CORE, v_item="0", v_mine="0", **{"as": "consensus"})
+    assert r.status_code == 303, r.text[:400]
+    with ReviewStore(load_run(cqr)) as store:
+        assert store.consensus()[core_idea_item(case, dom)].core_idea == CORE
+    assert CORE in web.get(f"/domain/{dom}")
+    # an empty core idea is refused on the domain page, nothing saved
+    r = web.post("/decide", _page=page, item=core_idea_item(case, dom), decision="edit",
+                 core_idea="", v_item="0", v_mine="0", **{"as": "position"})
+    assert r.status_code == 400 and "edit needs the core idea" in r.text
+    # the split form: no ticks is refused; ticks make the new domain
+    r = web.post("/split-domain", _page=page, domain=str(dom), new_name="Supervision",
+                 v_item="0")
+    assert r.status_code == 400
+    run = load_run(cqr)
+    ticks = [str(t) for t in run.themes[run.themes["domain_id"] == dom]["theme_id"][:1]]
+    with ReviewStore(load_run(cqr)) as store:   # someone decides on the domain meanwhile
+        store.resolve([Decision(f"domain:{dom}", "accept")], by="ben")
+        v = store.item_version(f"domain:{dom}")
+    r = web.post("/split-domain", _page=web.get(f"/domain/{dom}"), domain=str(dom),
+                 new_name="Supervision", v_item="0", _pairs=[("themes", t) for t in ticks])
+    assert r.status_code == 409                         # the form saw version 0: refused
+    r = web.post("/split-domain", _page=web.get(f"/domain/{dom}"), domain=str(dom),
+                 new_name="Supervision", v_item=str(v), _pairs=[("themes", t) for t in ticks])
+    assert r.status_code == 303, r.text[:400]
+    assert "Supervision" in web.get(r.headers["location"])
+
+
+# --- a themes run: nothing extra -------------------------------------------------------------
+
+def test_a_themes_run_shows_nothing_extra(review_run):
+    with ReviewStore(load_run(review_run), create=True) as s:
+        s.set_panel(["ana", "ben"])
+    assert main(["review", "export", str(review_run), "--judges", "ana,ben", "-q"]) == 0
+    wb = openpyxl.load_workbook(review_run / "review" / "round-1" / "ana.xlsx")
+    assert "core ideas" not in wb.sheetnames
+    header = [c.value for c in wb["themes"][1]]
+    assert "flags" not in header and "subgroups" not in header
+    assert "case attributes" not in [c.value for c in wb["segments"][1]]
+    web = Web(review_run, "ana")
+    assert 'id="core-h"' not in web.get("/domain/0")
+    page = web.get("/theme/0")
+    assert 'class="flags"' not in page and 'id="subgroups-h"' not in page
+    with ReviewStore(load_run(review_run)) as store:
+        _settle(store)
+    assert main(["review", "apply", str(review_run)]) == 0
+    assert "| Evidence |" not in (review_run / "review" / "cqr_table.md").read_text()
+    assert not (review_run / "review" / "cqr_subgroups.csv").exists()
+
+
+def test_round_two_workbooks_carry_a_split_and_a_core_idea_and_import_unchanged(cqr):
+    """The round-2 workbooks start from round 1's consensus (a split domain, the domain
+    it made, a judge's core idea); given back unchanged they keep it all."""
+    case, dom = _first_core(cqr)
+    with ReviewStore(load_run(cqr)) as store:
+        new = store.split_domain("0", ["3"], "Supervision", "ana", "Bringing it to a supervisor")
+        store.resolve([Decision(core_idea_item(case, dom), "edit", core_idea=CORE)], by="ana")
+        _settle(store)
+        store.next_round("team", closed=review_status(store).closed)
+    assert main(["review", "export", str(cqr), "--judges", "ana,ben", "-q"]) == 0
+    books = [cqr / "review" / "round-2" / f"{j}.xlsx" for j in ("ana", "ben")]
+    core = openpyxl.load_workbook(books[0])["core ideas"]
+    row = next(r for r in core.iter_rows(min_row=2, values_only=True) if r[0] == f"{case}:{dom}")
+    assert row[6] == CORE                                    # starts from the consensus
+    assert main(["review", "import", str(cqr), *map(str, books)]) == 0
+    with ReviewStore(load_run(cqr)) as store:
+        st = review_status(store)
+        assert st.closed, [i.label for i in st.pending()]
+        assert {i.item: i.state for i in st.items}[new] in ("agreed", "carried")
+        book = build_codebook(store.run, st).data
+    assert any(c["source"] == "judges" for d in book["domains"] for c in d.get("core_ideas", []))
+    assert any(d["name"] == "Supervision" for d in book["domains"])
+    # the agreed .qdpx carries each case's core idea as a note on its domain's code
+    assert main(["export", "qdpx", str(cqr)]) == 0
+    import zipfile
+    from xml.etree import ElementTree as ET
+
+    from pipeline.exchange.refi import NS_PROJECT
+    P = f"{{{NS_PROJECT}}}"
+    with zipfile.ZipFile(cqr / "export" / "mini-agreed.qdpx") as zf:
+        root = ET.fromstring(zf.read("project.qde"))
+    notes = {n.get("guid"): n.get("name") for n in root.iter(f"{P}Note")}
+    judged = [g for g, name in notes.items()
+              if name.startswith(f"Core idea of {case} (the judges)")]
+    assert len(judged) == 1
+    refs = {r.get("targetGUID") for c in root.iter(f"{P}Code") for r in c.findall(f"{P}NoteRef")}
+    assert judged[0] in refs
