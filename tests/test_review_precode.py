@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from pipeline.cli import main
-from pipeline.review.model import Decision, load_run
 from pipeline.precode import fit_classifier
+from pipeline.review.model import Decision, load_run
 from pipeline.review.store import ReviewStore
 from tests.study import TOPICS, write_study
 
@@ -30,15 +30,16 @@ def codebook(study_run, tmp_path_factory):
     return run / "review" / "codebook.yaml"
 
 
-def test_fit_classifier_picks_by_cross_validation():
+def test_fit_classifier_reports_held_out_calibration():
     rng = np.random.default_rng(0)
     centers = rng.normal(size=(3, 8))
     X = np.vstack([c + 0.1 * rng.normal(size=(20, 8)) for c in centers])
     y = np.repeat([0, 1, 2], 20)
     clf = fit_classifier(X, y, groups=np.tile(np.arange(5), 12), seed=0)
-    assert clf.name in ("nearest_centroid", "logistic_regression")
-    assert set(clf.cv_accuracy) == {"nearest_centroid", "logistic_regression"}
-    assert max(clf.cv_accuracy.values()) > 0.9
+    assert clf.name == "logistic_regression"
+    cal = clf.calibration
+    assert cal["accuracy"] > 0.9 and cal["folds"].startswith("GroupKFold")
+    assert 0 <= cal["ece"] < 0.1 and cal["reliability"]
     labels, conf = clf.predict(X)
     assert (labels == y).mean() > 0.9 and ((conf > 0) & (conf <= 1)).all()
 
@@ -57,19 +58,26 @@ def test_precode_codes_new_transcripts_and_queues_doubtful_ones(codebook, tmp_pa
     train = pd.read_parquet(codebook.parent.parent / "segments.parquet").merge(assignments,
                                                                                on="segment_id")
     topic_of = {s: t for t, ss in TOPICS.items() for s in ss}
-    cat_of_topic = {topic_of[t]: c for t, c in zip(train["text"], train["category_id"])
+    cat_of_topic = {topic_of[t]: c for t, c in zip(train["text"], train["category_id"], strict=True)
                     if t in topic_of}
     known = seg[seg["text"].isin(topic_of)]
     assert len(known) > 10
-    hits = [cat_of_topic[topic_of[t]] == c for t, c in zip(known["text"], known["category_id"])]
+    hits = [cat_of_topic[topic_of[t]] == c
+            for t, c in zip(known["text"], known["category_id"], strict=True)]
     assert np.mean(hits) >= 0.9
     m = json.loads((out / "manifest.json").read_text())
-    assert m["classifier"] in ("nearest_centroid", "logistic_regression") and m["n_needs_human"] == 0
+    assert m["classifier"] == "logistic_regression" and m["n_needs_human"] == 0
+    cal = m["calibration"]
+    assert {"ece", "reliability", "temperature", "accuracy", "macro_f1"} <= set(cal)
+    assert sum(r["n"] for r in cal["reliability"]) == cal["n_scored"] > 0
+    # never the certainty held-out cases cannot show: at most (k + 1) / (n + 2)
+    assert (seg["confidence"] <= cal["max_confidence"] + 1e-9).all()
+    assert cal["max_confidence"] < 1.0 and (seg["confidence"] < 1.0).all()
     table = (out / "cqr_table.md").read_text()
     assert all(c["name"] in table for d in cb["domains"] for c in d["categories"])
 
-    # a high threshold sends the doubtful ones to the queue instead of coding them
-    cut = float(seg["confidence"].median())
+    # a threshold above every confidence sends them all to the queue instead of coding them
+    cut = 1.0
     out2 = tmp_path / "pre2"
     assert main(["precode", str(codebook), "--transcripts", str(new), "--threshold", str(cut),
                  "--out", str(out2)]) == 0
@@ -77,7 +85,8 @@ def test_precode_codes_new_transcripts_and_queues_doubtful_ones(codebook, tmp_pa
     low = seg2["confidence"] < cut
     assert low.any() and (seg2["needs_human"] == low).all()
     assert (seg2.loc[low, "category_id"] == -1).all()
-    assert (seg2.loc[~low, "category_id"] >= 0).all()
+    assert (seg2.loc[~low, "status"].isin(["coded", "none"])).all()
+    assert (seg2.loc[seg2["status"] == "coded", "category_id"] >= 0).all()
     ws = openpyxl.load_workbook(out2 / "queue.xlsx")["queue"]
     assert ws.max_row - 1 == int(low.sum())
     assert json.loads((out2 / "manifest.json").read_text())["n_needs_human"] == int(low.sum())

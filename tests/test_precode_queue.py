@@ -1,0 +1,197 @@
+"""Pre-coding: "none" is an answer, the CQR table has no empty rows, and the queue is a review.
+
+The codebook comes from the small invented study (tests/study.py): its judges reject
+the theme of one topic, so a segment on that topic fits no category of the codebook.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import openpyxl
+import pandas as pd
+import pytest
+
+from pipeline.cli import main
+from pipeline.precode import CHOICE_ACTION, NONE, QUEUE_HEAD, stored_choices
+from pipeline.review.model import Decision, load_run
+from pipeline.review.store import ReviewStore, db_path
+from tests.study import TOPICS, write_study
+
+TOPIC_OF = {s: t for t, ss in TOPICS.items() for s in ss}
+REJECTED = "client"
+
+
+def _topic(text: str) -> str | None:
+    found = {t for s, t in TOPIC_OF.items() if s in text}
+    return found.pop() if len(found) == 1 else None
+
+
+@pytest.fixture(scope="module")
+def rejecting_codebook(study_run, tmp_path_factory):
+    """A codebook whose judges rejected the theme of the 'client' topic."""
+    run = Path(shutil.copytree(study_run(), tmp_path_factory.mktemp("precode-none") / "run"))
+    items = load_run(run)
+    seg = items.segments
+    topic = seg["text"].map(_topic)
+    share = (seg.assign(topic=topic)[seg["theme"] >= 0].groupby("theme")["topic"]
+             .agg(lambda t: (t == REJECTED).mean()))
+    rejected = {int(t) for t, v in share.items() if v > 0.5}
+    assert rejected, "the study run should have a theme of the client topic"
+    with ReviewStore(items, create=True) as store:
+        store.set_panel(["ana", "ben"])
+        store.resolve([Decision(i, "reject" if i in {f"theme:{t}" for t in rejected} else "accept")
+                       for i in items.items()], by="ana")
+    assert main(["review", "apply", str(run)]) == 0
+    return run / "review" / "codebook.yaml"
+
+
+@pytest.fixture(scope="module")
+def batch(rejecting_codebook, tmp_path_factory):
+    root = tmp_path_factory.mktemp("batch")
+    new = write_study(root / "new", n_cases=3)
+    out = root / "pre"
+    assert main(["precode", str(rejecting_codebook), "--transcripts", str(new), "--threshold",
+                 "0.5", "--out", str(out), "-q"]) == 0
+    return out
+
+
+def test_a_rejected_categorys_segments_are_never_forced_into_a_category(batch):
+    m = json.loads((batch / "manifest.json").read_text())
+    assert m["none_class"]["trained"] and m["none_class"]["n_segments"] >= 5
+    seg = pd.read_parquet(batch / "segments.parquet")
+    about = seg["text"].map(_topic)
+    off = seg[about == REJECTED]
+    assert len(off) >= 6
+    # each goes to "none" or to a person: not one is coded with a category
+    assert set(off["status"]) <= {"none", "needs_human"}
+    assert (off["category_id"] == NONE).all()
+    assert (off["status"] == "none").mean() >= 0.5
+    # the kept topics are still coded
+    kept = seg[about.isin(["training", "supervision"])]
+    assert (kept["status"] == "coded").mean() >= 0.8
+
+
+def test_the_cqr_table_has_no_empty_rows(batch):
+    table = pd.read_csv(batch / "cqr_table.csv", keep_default_na=False)
+    assert len(table) >= 1
+    assert (table["n_cases"] >= 1).all() and (table["quote"].str.strip() != "").all()
+    md = (batch / "cqr_table.md").read_text()
+    assert '""' not in md and " 0/" not in md and "| none |" not in md
+
+
+def test_queue_workbook_shows_three_suggestions_with_confidences(batch):
+    seg = pd.read_parquet(batch / "segments.parquet")
+    ws = openpyxl.load_workbook(batch / "queue.xlsx")["queue"]
+    rows = list(ws.iter_rows(values_only=True))
+    assert list(rows[0]) == QUEUE_HEAD
+    assert len(rows) - 1 == int(seg["needs_human"].sum())
+    for r in rows[1:]:
+        confs = [r[6], r[9], r[12]]
+        assert confs == sorted(confs, reverse=True) and 0 < sum(confs) <= 1.0001
+
+
+def _fill(queue: Path, out: Path, picks: dict[int, object]) -> Path:
+    wb = openpyxl.load_workbook(queue)
+    ws = wb["queue"]
+    col = QUEUE_HEAD.index("code as category") + 1
+    for row, value in picks.items():
+        ws.cell(row=row, column=col, value=value)
+    wb.save(out)
+    return out
+
+
+@pytest.fixture
+def queued(rejecting_codebook, tmp_path):
+    """A batch where every segment is queued (threshold 1), on a fresh copy of the run."""
+    root = tmp_path / "study"
+    shutil.copytree(rejecting_codebook.parent.parent, root / "run")
+    codebook = root / "run" / "review" / "codebook.yaml"
+    cb = codebook.read_text()
+    codebook.write_text(cb.replace(str(rejecting_codebook.parent.parent.resolve()),
+                                   str((root / "run").resolve())))
+    new = write_study(tmp_path / "new", n_cases=2)
+    out = tmp_path / "pre"
+    assert main(["precode", str(codebook), "--transcripts", str(new), "--threshold", "1",
+                 "--out", str(out), "-q"]) == 0
+    return codebook, out
+
+
+def test_queue_import_stores_every_choice_durably(queued, tmp_path, capsys):
+    codebook, out = queued
+    run = codebook.parent.parent
+    cats = [int(c["id"]) for d in __import__("yaml").safe_load(codebook.read_text())["domains"]
+            for c in d["categories"]]
+    ws = openpyxl.load_workbook(out / "queue.xlsx")["queue"]
+    n = ws.max_row - 1
+    assert n >= 6
+    picks = {r: (cats[r % len(cats)] if r % 3 else "none") for r in range(2, 2 + n, 2)}
+    filled = _fill(out / "queue.xlsx", tmp_path / "ana.xlsx", picks)
+    assert main(["precode", "import", str(filled), "--by", "ana"]) == 0
+    assert f"stored {len(picks)} choice(s) by ana" in capsys.readouterr().out
+
+    ids = {r: ws.cell(row=r, column=1).value for r in picks}
+    got = stored_choices(run)
+    assert len(got) == len(picks)
+    want = {ids[r]: (NONE if v == "none" else int(v)) for r, v in picks.items()}
+    assert dict(zip(got["segment_id"], got["label"], strict=True)) == want
+    seg = pd.read_parquet(out / "segments.parquet").set_index("segment_id")
+    assert all(seg.at[s, "text"] == t for s, t in zip(got["segment_id"], got["text"], strict=True))
+
+    # the store is the review's own, append-only: the rows cannot be changed afterwards
+    con = sqlite3.connect(db_path(run))
+    assert con.execute("SELECT COUNT(*) FROM audit_log WHERE action=? AND who='ana'",
+                       (CHOICE_ACTION,)).fetchone()[0] == len(picks)
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        con.execute("DELETE FROM audit_log WHERE action=?", (CHOICE_ACTION,))
+    con.close()
+
+    # a second person's choices are kept beside the first one's; a re-import replaces none
+    assert main(["precode", "import", str(_fill(out / "queue.xlsx", tmp_path / "ben.xlsx",
+                                                {2: "none"})), "--by", "ben"]) == 0
+    assert main(["precode", "import", str(filled), "--by", "ana"]) == 0
+    assert len(stored_choices(run)) == len(picks) + 1
+
+
+def test_a_bad_queue_row_imports_nothing_and_names_the_row(queued, tmp_path, capsys):
+    codebook, out = queued
+    filled = _fill(out / "queue.xlsx", tmp_path / "bad.xlsx", {2: "none", 3: 9999})
+    assert main(["precode", "import", str(filled), "--by", "ana"]) == 2
+    err = capsys.readouterr().err
+    assert "row 3" in err and "9999" in err and "code as category" in err
+    assert stored_choices(codebook.parent.parent).empty
+
+
+def test_retrain_learns_from_the_stored_choices(queued, tmp_path):
+    codebook, out = queued
+    ws = openpyxl.load_workbook(out / "queue.xlsx")["queue"]
+    picks = {r: "none" for r in range(2, ws.max_row + 1)
+             if _topic(str(ws.cell(row=r, column=4).value)) == "training"}
+    assert len(picks) >= 4
+    assert main(["precode", "import", str(_fill(out / "queue.xlsx", tmp_path / "q.xlsx", picks)),
+                 "--by", "ana"]) == 0
+    new = write_study(tmp_path / "next", n_cases=2)
+    plain, again = tmp_path / "plain", tmp_path / "again"
+    assert main(["precode", str(codebook), "--transcripts", str(new), "--threshold", "0",
+                 "--out", str(plain), "-q"]) == 0
+    assert main(["precode", str(codebook), "--transcripts", str(new), "--threshold", "0",
+                 "--retrain", "--out", str(again), "-q"]) == 0
+    m0 = json.loads((plain / "manifest.json").read_text())
+    m1 = json.loads((again / "manifest.json").read_text())
+    assert m1["retrain"] == {"enabled": True, "n_choices": len(picks)}
+    assert m1["n_training_segments"] == m0["n_training_segments"] + len(picks)
+    # the people said segments of the training topic are "none of these" here: the next
+    # batch gives "none" more weight on that topic, and its category less confidence
+    s0, s1 = (pd.read_parquet(p / "segments.parquet") for p in (plain, again))
+
+    def p_none(s):
+        t = s[s["text"].map(_topic) == "training"]
+        return sum(((t[f"top{k}_category_id"] == NONE) * t[f"top{k}_confidence"]).mean()
+                   for k in (1, 2, 3))
+
+    t0, t1 = (s[s["text"].map(_topic) == "training"] for s in (s0, s1))
+    assert p_none(s1) > p_none(s0) + 0.05
+    assert t1["confidence"].mean() < t0["confidence"].mean()
