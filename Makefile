@@ -33,10 +33,13 @@ chromium:
 		fi; \
 	fi
 
+# ruff (configured in pyproject.toml) checks the code before the tests run.
 test: $(STAMP) chromium
+	$(BIN)/ruff check pipeline tests bench
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP) chromium
+	$(BIN)/ruff check pipeline tests bench
 	$(BIN)/python -m pytest -q -m "not slow"
 
 clean-runs:

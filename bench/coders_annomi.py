@@ -30,8 +30,8 @@ DATA = Path(os.environ.get("CONSENSA_BENCH_DATA", "/work/shared/data")) / "annom
 
 
 def main() -> int:
-    from pipeline.exchange.codes import read_codes
     from pipeline.compare import coder_agreement_on_spans, nominal_agreement
+    from pipeline.exchange.codes import read_codes
 
     long = pd.read_csv(DATA / "annomi_full_long.csv", dtype={"annotator_id": str},
                        keep_default_na=False)

@@ -73,8 +73,8 @@ import argparse
 import os
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 os.environ.setdefault("TQDM_DISABLE", "1")          # BERTopic's hierarchy prints a bar
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

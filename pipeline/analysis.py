@@ -24,7 +24,7 @@ CQR run has (subcategories, flags, core ideas, the protocol) is in its own table
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pandas as pd

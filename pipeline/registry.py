@@ -42,10 +42,11 @@ import inspect
 import logging
 import reprlib
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from types import MappingProxyType
-from typing import Annotated, Any, Callable, Mapping, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import pydantic
 from pydantic import Field

@@ -17,14 +17,14 @@ import time
 import types
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
 
 from . import __version__
-from .config import RunConfig, config_hash, resolve_paths, resolved
+from .analysis import cqr_analysis
 from .compose import (
     build_stage,
     embed_texts,
@@ -35,9 +35,9 @@ from .compose import (
     stage_record,
     vocabulary,
 )
+from .config import RunConfig, config_hash, resolve_paths, resolved
 from .errors import ConfigError, InputError
 from .runfolder import RunFolder, theme_linkage
-from .analysis import cqr_analysis
 from .stages.cluster import centroids, no_themes_error
 from .stages.concepts import concept_text, match_concepts
 from .stages.context import contextualize
@@ -103,7 +103,7 @@ def build(cfg: RunConfig, base_dir: Path) -> RunResult:
     the cache is the config's ``cache_dir`` (:mod:`pipeline.cache`); the
     cross-analysis is :func:`pipeline.stages.cqr.cross_analysis`.
     """
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started = datetime.now(UTC).isoformat(timespec="seconds")
     timer = Timer()
     cache = open_cache(cfg, base_dir)
     with timer.stage("ingest"):

@@ -12,10 +12,9 @@ import unicodedata
 import zipfile
 from pathlib import Path
 
-from tests.study import QUESTIONS, TOPICS, study_config, write_study
-
 from pipeline.config import validate_config
 from pipeline.run import run
+from tests.study import QUESTIONS, TOPICS, study_config, write_study
 
 FIXTURES = Path(__file__).parent / "fixtures" / "refi"
 #: study topic -> a hierarchical code (domain > category)

@@ -16,7 +16,7 @@ from pipeline.cli import main
 from pipeline.runfolder import RunFolder
 from pipeline.stages.cqr import CQRConfig, cqr_markdown, frequency_label
 from pipeline.stages.naming import name_occurs_in
-from tests.study import write_study, study_config
+from tests.study import study_config, write_study
 
 
 def _run(root: Path, **sections) -> Path:

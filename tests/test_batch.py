@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from pipeline.batch import load_plans, plan_batch, safe_name
+from pipeline.cache import Cache
 from pipeline.cli import main
 from pipeline.config import validate_config
-from pipeline.cache import Cache
 from pipeline.errors import ConfigError
 from pipeline.run import run
 from tests.study import study_config, write_study

@@ -15,7 +15,6 @@ import docx
 import docx.oxml.parser
 import pytest
 
-
 from tests.broken import make_corpus as corpus
 
 ROOT = Path(__file__).resolve().parent.parent

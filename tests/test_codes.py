@@ -7,14 +7,8 @@ import unicodedata
 
 import pandas as pd
 import pytest
-from tests.compare_helpers import (
-    TOPIC_CODES,
-    nfc_lf,
-    nfd_crlf,
-    topic_rows,
-    write_csv,
-)
 
+from pipeline.errors import InputError
 from pipeline.exchange.codes import (
     Locator,
     TextMap,
@@ -29,7 +23,13 @@ from pipeline.exchange.codes import (
     read_codes,
     segment_coverage,
 )
-from pipeline.errors import InputError
+from tests.compare_helpers import (
+    TOPIC_CODES,
+    nfc_lf,
+    nfd_crlf,
+    topic_rows,
+    write_csv,
+)
 
 # --- Tables -----------------------------------------------------------------------
 

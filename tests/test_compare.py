@@ -11,12 +11,9 @@ import numpy as np
 import openpyxl
 import pandas as pd
 import pytest
-from tests.compare_helpers import TOPIC_CODES, nfc_lf, topic_rows, write_csv
 from scipy.special import comb
-from tests.study import TOPICS
 
 from pipeline.cli import main
-from pipeline.exchange.codes import load_run, read_codes
 from pipeline.compare import (
     agreement_metrics,
     best_matching,
@@ -28,7 +25,10 @@ from pipeline.compare import (
     write_compare,
 )
 from pipeline.errors import InputError
+from pipeline.exchange.codes import load_run, read_codes
 from pipeline.exchange.refi import qdpx_bytes
+from tests.compare_helpers import TOPIC_CODES, nfc_lf, topic_rows, write_csv
+from tests.study import TOPICS
 
 # --- Metrics by hand ----------------------------------------------------------------
 # Eight items, codes X/Y, themes 1/2, contingency [[3, 1], [1, 3]].

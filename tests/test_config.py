@@ -401,10 +401,9 @@ def test_a_run_folders_config_is_resolved_redacted_and_runs_again_from_anywhere(
         tmp_path, monkeypatch):
     """The saved config.yaml holds absolute paths (the mapping file redacted), its hash
     is the manifest's, and it loads again, from another folder, as the same config."""
-    from tests.study import study_config, write_study
-
     from pipeline.cli import main
     from pipeline.config import config_hash, resolved
+    from tests.study import study_config, write_study
 
     study = write_study(tmp_path / "study" / "interviews")
     data = study_config(study)

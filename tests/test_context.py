@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from pipeline.config import validate_config
-from pipeline.stages.context import contextualize, speaking_order
 from pipeline.errors import ConfigError, ConsensaError
+from pipeline.stages.context import contextualize, speaking_order
 
 
 def unit(x):

@@ -15,8 +15,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from pipeline.errors import InputError
-from pipeline.stages.coreideas import (CORE_IDEA_COLUMNS, CoreIdeaConfig, core_ideas, count_words,
-                                       tidy_utterance)
+from pipeline.stages.coreideas import CORE_IDEA_COLUMNS, CoreIdeaConfig, core_ideas, count_words, tidy_utterance
 
 
 def fake_encode(texts):

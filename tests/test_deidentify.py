@@ -20,9 +20,17 @@ from hypothesis import strategies as st
 
 from pipeline.cli import main
 from pipeline.config import load_config
-from pipeline.stages.deidentify import (MAPPING_MARK, PLACEHOLDER, DeidentifyConfig, deidentify_corpus,
-                                 deidentify_text, mapping_header, study_key, write_mapping)
 from pipeline.errors import ConfigError
+from pipeline.stages.deidentify import (
+    MAPPING_MARK,
+    PLACEHOLDER,
+    DeidentifyConfig,
+    deidentify_corpus,
+    deidentify_text,
+    mapping_header,
+    study_key,
+    write_mapping,
+)
 from pipeline.stages.ingest import IngestConfig, ingest
 from pipeline.types import TURN_COLUMNS
 from tests.builders import docx_bytes

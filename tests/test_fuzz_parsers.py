@@ -17,7 +17,6 @@ from pipeline.config import read_yaml, validate_config
 from pipeline.errors import ConsensaError
 from pipeline.stages.ingest import IngestConfig, _join_cases_table, _Reader
 from pipeline.textio import decode_bytes
-
 from tests.broken import make_corpus as corpus
 
 FUZZ = settings(max_examples=200, deadline=None,

@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from pipeline.stages import ingest as ingest_module
 from pipeline.errors import InputError
+from pipeline.stages import ingest as ingest_module
 from pipeline.stages.ingest import IngestConfig, TableMapping, ingest
 from pipeline.textio import decode_bytes, read_text_file
 from pipeline.types import TURN_COLUMNS, Corpus

@@ -20,8 +20,17 @@ import pytest
 from pipeline.errors import ConfigError, ConsensaError
 from pipeline.registry import REGISTRIES, get_params, namers
 from pipeline.stages import llm as llm_mod
-from pipeline.stages.llm import (CORE_IDEA_SYSTEM, NAME_SYSTEM, LLMError, LocalLLM, NameProposal,
-                                 clean_text, parse_core_idea_answer, parse_name_answer, word_overlap)
+from pipeline.stages.llm import (
+    CORE_IDEA_SYSTEM,
+    NAME_SYSTEM,
+    LLMError,
+    LocalLLM,
+    NameProposal,
+    clean_text,
+    parse_core_idea_answer,
+    parse_name_answer,
+    word_overlap,
+)
 
 QUOTES = ["I cried with her and it felt like she finally saw that I cared.",
           "Nobody taught us in training what to do when tears come.",

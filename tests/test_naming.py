@@ -15,9 +15,19 @@ import pytest
 from pydantic import ValidationError
 
 from pipeline.errors import InputError
-from pipeline.stages.naming import (FILLER_WORDS, GENERIC_WORDS, NAME_COLUMNS, NamingConfig, Phrase,
-                                    blank_transcriber_notes, extract_phrases, name_categories,
-                                    name_occurs_in, strip_transcriber_notes, transcriber_note_spans)
+from pipeline.stages.naming import (
+    FILLER_WORDS,
+    GENERIC_WORDS,
+    NAME_COLUMNS,
+    NamingConfig,
+    Phrase,
+    blank_transcriber_notes,
+    extract_phrases,
+    name_categories,
+    name_occurs_in,
+    strip_transcriber_notes,
+    transcriber_note_spans,
+)
 
 
 def fake_encode(texts):

@@ -15,8 +15,18 @@ from pydantic import ValidationError
 
 from pipeline.errors import ConfigError, ConsensaError
 from pipeline.stages.protocol import (
-    FRAME_DOMAIN, PROMPT_COLUMNS, Area, Protocol, ProtocolConfig, area_name, infer_protocol,
-    load_protocol, propose_domains_from_protocol, protocol_to_yaml, question_core)
+    FRAME_DOMAIN,
+    PROMPT_COLUMNS,
+    Area,
+    Protocol,
+    ProtocolConfig,
+    area_name,
+    infer_protocol,
+    load_protocol,
+    propose_domains_from_protocol,
+    protocol_to_yaml,
+    question_core,
+)
 from pipeline.types import SEGMENT_COLUMNS, TURN_COLUMNS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -579,9 +589,9 @@ def test_nothing_is_moved_into_the_frame():
 
 @pytest.mark.slow
 def test_demo_protocol_with_the_real_embedder(tmp_path):
-    from pipeline.config import load_config
     from pipeline.cache import Cache
     from pipeline.compose import embed_texts
+    from pipeline.config import load_config
     from pipeline.stages.embed import SentenceTransformerEmbedderV2
     from pipeline.stages.ingest import ingest
     from pipeline.stages.segment import SentenceSegmenter

@@ -11,12 +11,11 @@ from xml.etree import ElementTree as ET
 
 import pandas as pd
 import pytest
-from tests.compare_helpers import FIXTURES, zip_fixture
 
 from pipeline import __version__
 from pipeline.cli import main
-from pipeline.exchange.codes import load_run, read_codes
 from pipeline.errors import InputError
+from pipeline.exchange.codes import load_run, read_codes
 from pipeline.exchange.refi import (
     CONSENSA_USER,
     GUID_NAMESPACE,
@@ -31,8 +30,8 @@ from pipeline.exchange.refi import (
     read_judges,
     read_project,
 )
-
 from tests.broken import make_corpus as corpus
+from tests.compare_helpers import FIXTURES, zip_fixture
 
 P = f"{{{NS_PROJECT}}}"
 C = f"{{{NS_CODEBOOK}}}"
@@ -187,12 +186,12 @@ def test_codes_nested_thousands_deep_are_refused_without_recursion(tmp_path):
 def test_nested_codes_keep_document_order():
     """The walk without recursion visits the codes as the recursive one did: depth first,
     siblings in document order."""
-    from pipeline.exchange.refi import _read_root, _parse_xml
+    from pipeline.exchange.refi import _parse_xml, _read_root
 
-    xml = ('<Project xmlns="urn:QDA-XML:project:1.0"><CodeBook><Codes>'
-           '<Code guid="a" name="A"><Code guid="a1" name="A1"><Code guid="x" name="X"/></Code>'
-           '<Code guid="a2" name="A2"/></Code><Code guid="b" name="B"><Description>d</Description>'
-           '<Code guid="b1" name="B1"/></Code></Codes></CodeBook></Project>').encode()
+    xml = (b'<Project xmlns="urn:QDA-XML:project:1.0"><CodeBook><Codes>'
+           b'<Code guid="a" name="A"><Code guid="a1" name="A1"><Code guid="x" name="X"/></Code>'
+           b'<Code guid="a2" name="A2"/></Code><Code guid="b" name="B"><Description>d</Description>'
+           b'<Code guid="b1" name="B1"/></Code></Codes></CodeBook></Project>')
     codes = _read_root(_parse_xml(xml, "p.qde"), "p.qde", "qde", None)
     assert list(codes.codebook["code"]) == ["A", "A > A1", "A > A1 > X", "A > A2", "B",
                                             "B > B1"]

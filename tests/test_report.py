@@ -12,8 +12,14 @@ from scipy.cluster.hierarchy import linkage
 
 from pipeline.errors import ConsensaError
 from pipeline.report.render import MAX_MAP_POINTS, MAX_UNASSIGNED_LISTED, render_report
-from pipeline.types import (ASSIGNED_SEGMENT_COLUMNS, CONCEPT_COLUMNS, CQR_COLUMNS,
-                            DOMAIN_COLUMNS, THEME_COLUMNS, RunResult)
+from pipeline.types import (
+    ASSIGNED_SEGMENT_COLUMNS,
+    CONCEPT_COLUMNS,
+    CQR_COLUMNS,
+    DOMAIN_COLUMNS,
+    THEME_COLUMNS,
+    RunResult,
+)
 
 SCRIPT = "<script>alert(1)</script>"
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta",

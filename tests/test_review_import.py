@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import main
-from pipeline.review.model import load_run
 from pipeline.review import store as review_store
+from pipeline.review.model import load_run
 from pipeline.review.store import ReviewStore
 from tests.review_helpers import fill, set_meta
 

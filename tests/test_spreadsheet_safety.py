@@ -23,22 +23,22 @@ import openpyxl
 import pandas as pd
 import pytest
 import yaml
-from tests.compare_helpers import topic_rows, write_csv
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-from tests.study import study_config, write_study
 
 from pipeline import sheets
 from pipeline.cli import main
 from pipeline.config import validate_config
-from pipeline.stages.ingest import IngestConfig, ingest
 from pipeline.exchange.refi import codebook_from_table
 from pipeline.review.model import load_run
 from pipeline.review.store import ReviewStore
 from pipeline.review.workbook import build_workbook
 from pipeline.run import run
 from pipeline.runfolder import RunFolder, read_raw_csv
+from pipeline.stages.ingest import IngestConfig, ingest
+from tests.compare_helpers import topic_rows, write_csv
+from tests.study import study_config, write_study
 
 #: participant turns that a spreadsheet would run as formulas, by their first characters
 HOSTILE = {

@@ -15,8 +15,16 @@ from pipeline.errors import ConfigError, ConsensaError
 from pipeline.report.render import render_report
 from pipeline.run import run
 from pipeline.runfolder import RunFolder, read_raw_csv
-from pipeline.stability import (STABILITY_COLUMNS, StabilityConfig, best_matches, compute_stability, parse_stability,
-                                plan_resamples, run_config, stability_for_run)
+from pipeline.stability import (
+    STABILITY_COLUMNS,
+    StabilityConfig,
+    best_matches,
+    compute_stability,
+    parse_stability,
+    plan_resamples,
+    run_config,
+    stability_for_run,
+)
 from tests.study import study_config, write_study
 from tests.test_report import parse
 
@@ -232,7 +240,6 @@ def test_a_folder_without_saved_vectors_embeds_again_through_its_cache(tmp_path)
 
 def test_a_run_folder_from_before_the_context_stage_is_read_without_context(tmp_path):
     from pipeline.config import dump_yaml, resolved, validate_config
-    from pipeline.stability import run_config
 
     data = resolved(validate_config({"name": "old"}))
     (tmp_path / "config.yaml").write_text(dump_yaml(data), encoding="utf-8")

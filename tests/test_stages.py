@@ -183,8 +183,8 @@ def test_a_keyword_must_be_shared_by_two_cases_of_the_theme():
 
 
 def test_max_cluster_share_splits_a_block_holding_most_of_the_study():
-    from pipeline.stages.cluster import HDBSCANClusterer, HDBSCANClustererV2
     from pipeline.errors import ConfigError
+    from pipeline.stages.cluster import HDBSCANClusterer, HDBSCANClustererV2
 
     rng = np.random.default_rng(0)
     # two overlapping blobs HDBSCAN merges into one theme of 300, and a far one
@@ -201,10 +201,10 @@ def test_max_cluster_share_splits_a_block_holding_most_of_the_study():
 
 
 def test_v2_defaults_differ_from_v1_only_where_documented():
+    from pipeline.registry import get_params
     from pipeline.stages.cluster import HDBSCANClusterer, HDBSCANClustererV2
     from pipeline.stages.embed import SentenceTransformerEmbedder, SentenceTransformerEmbedderV2
     from pipeline.stages.reduce import UMAPReducer, UMAPReducerV2
-    from pipeline.registry import get_params
 
     for v1, v2, changed in ((HDBSCANClusterer, HDBSCANClustererV2, {"max_cluster_share": 0.25}),
                             (UMAPReducer, UMAPReducerV2, {"n_epochs": 200}),

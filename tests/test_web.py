@@ -14,11 +14,10 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-import yaml
-
 import playwright.sync_api as playwright_sync
+import pytest
 import uvicorn
+import yaml
 
 from pipeline.review.agreement import review_status
 from pipeline.review.model import load_run

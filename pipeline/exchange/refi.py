@@ -526,7 +526,7 @@ def codebook_from_table(path: Path) -> list[ExportCode]:
     desc_col = next((cols[c] for c in ("description", "definition", "memo") if c in cols), None)
     color_col = next((cols[c] for c in ("color", "colour") if c in cols), None)
     paths, descs, colors = [], {}, {}
-    for i, row in frame.iterrows():
+    for _i, row in frame.iterrows():
         p = JOIN.join(split_path(row[code_col]))
         if not p:
             continue

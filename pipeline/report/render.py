@@ -32,7 +32,8 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -395,7 +396,7 @@ def _core_ideas_section(core: pd.DataFrame | None, domains: pd.DataFrame,
         return None
     order = {int(d): i for i, d in enumerate(domains["domain_id"])}
     groups = []
-    for d, rows in sorted(core.groupby("domain_id"), key=lambda kv: order.get(int(kv[0]), 0)):
+    for _d, rows in sorted(core.groupby("domain_id"), key=lambda kv: order.get(int(kv[0]), 0)):
         by_case = {str(r["case_id"]): r for r in rows.to_dict("records")}
         groups.append({"domain": str(rows["domain"].iloc[0]), "rows": [
             {"case": c, "idea": by_case[c]["core_idea"],
@@ -562,7 +563,7 @@ def _heatmap_section(themes: pd.DataFrame, domain_names: dict[int, str], cases: 
         ax.tick_params(length=0)
         for side in ax.spines.values():
             side.set_visible(False)
-        for lo, hi, d in bands:
+        for lo, _hi, _d in bands:
             if lo > 0:
                 ax.axhline(lo, color="#1d1d1f", lw=0.8)
         twin = ax.twinx()

@@ -20,7 +20,7 @@ training labels for ``consensa precode``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -293,7 +293,7 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
            if draft and not status.closed else {}),
         "run": {"name": run.name, "id": run.run_id, "folder": str(run.folder.resolve())},
         "review": {"round": status.round, "judges": status.judges, "auditors": status.auditors,
-                   "applied_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+                   "applied_at": datetime.now(UTC).isoformat(timespec="seconds")},
         "training": {"run_folder": str(run.folder.resolve()), "assignments": "assignments.csv"},
         "cases_total": total,
         "domains": [],

@@ -156,14 +156,14 @@ class Decision:
         return json.dumps(data, ensure_ascii=False, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "Decision":
+    def from_json(cls, text: str) -> Decision:
         """The inverse of :meth:`to_json` (as the audit log holds decisions)."""
         data = json.loads(text)
         data["segments"] = tuple(data.get("segments") or ())
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
     @classmethod
-    def from_row(cls, row) -> "Decision":
+    def from_row(cls, row) -> Decision:
         segs = row["segments"] or ""
         return cls(item=row["item"], decision=row["decision"], new_name=row["new_name"] or "",
                    target=row["target"] or "", domain=row["domain"] or "",
@@ -250,7 +250,7 @@ class Decision:
                    comment=text("comment"), source=source)
 
 
-def say(run: "RunItems", d: Decision | None) -> str:
+def say(run: RunItems, d: Decision | None) -> str:
     """A decision in words, with the names of the themes and domains it points to
     (``merge into theme 2 "Supervision"``): what a judge reads in a page or a workbook."""
     if d is None:

@@ -22,9 +22,9 @@ import json
 import os
 import stat
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 from .model import ROLES, ReviewError, norm_id
 
@@ -95,7 +95,7 @@ def load_key(run_folder: Path) -> bytes | None:
         key = path.read_bytes()
     except OSError as exc:
         raise ReviewError(f"the review's workbook key cannot be read ({exc.strerror or exc})",
-                          path=path, hint="import as the user who exported the workbooks")
+                          path=path, hint="import as the user who exported the workbooks") from None
     if len(key) != KEY_BYTES:
         raise ReviewError(f"the review's workbook key is damaged ({len(key)} bytes, not "
                           f"{KEY_BYTES})", path=path,

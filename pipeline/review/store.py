@@ -32,11 +32,10 @@ overwritten. :meth:`ReviewStore.undo_consensus` takes back the last consensus de
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterable
 
 from .model import (
     Decision,
@@ -118,7 +117,7 @@ class StaleError(ReviewError):
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def db_path(run_folder: Path) -> Path:
@@ -205,7 +204,7 @@ class ReviewStore:
     def close(self) -> None:
         self.con.close()
 
-    def __enter__(self) -> "ReviewStore":
+    def __enter__(self) -> ReviewStore:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -278,7 +277,7 @@ class ReviewStore:
         round = round or self.round
         panel = self.panel()
         errors = []
-        for auditor, item, comment, source in comments:
+        for auditor, item, _comment, source in comments:
             if panel.get(auditor) != "auditor":
                 errors.append(f"{source}: {auditor!r} is not an auditor of this review")
             errors += [f"{source}: {e}" for e in self._check_item(item)]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import openpyxl
@@ -284,7 +284,7 @@ def build_workbook(run: RunItems, person: str, role: str, round: int,
     fields = [("format", FORMAT), ("run_id", run.run_id), ("run_name", run.name),
               ("run_folder", str(run.folder)), ("person", person), ("role", role),
               ("round", str(round)),
-              ("exported_at", datetime.now(timezone.utc).isoformat(timespec="seconds"))]
+              ("exported_at", datetime.now(UTC).isoformat(timespec="seconds"))]
     fields.append(("signature", signature(key or ensure_key(run.folder), dict(fields))))
     for k, v in fields:
         append_row(meta, [k, v])

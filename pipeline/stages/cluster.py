@@ -99,7 +99,7 @@ class HDBSCANClusterer:
         self.max_cluster_share = max_cluster_share
         self.min_samples_from = min_samples_from
 
-    def fit(self, X) -> "HDBSCANClusterer":
+    def fit(self, X) -> HDBSCANClusterer:
         """Fit on ``X``.
 
         HDBSCAN's hierarchy is built on every fit, not cached: keeping it would mean
@@ -194,7 +194,7 @@ class KMeansClusterer:
         self.n_clusters = n_clusters
         self.random_state = random_state
 
-    def fit(self, X) -> "KMeansClusterer":
+    def fit(self, X) -> KMeansClusterer:
         from sklearn.cluster import KMeans
 
         X = check_matrix(X, "reduced vectors")
@@ -214,7 +214,7 @@ class AgglomerativeClusterer:
     def __init__(self, n_clusters: NClusters = 10) -> None:
         self.n_clusters = n_clusters
 
-    def fit(self, X) -> "AgglomerativeClusterer":
+    def fit(self, X) -> AgglomerativeClusterer:
         from sklearn.cluster import AgglomerativeClustering
 
         X = check_matrix(X, "reduced vectors")

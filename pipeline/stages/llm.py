@@ -92,10 +92,11 @@ import socket
 import ssl
 import time
 import unicodedata
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Callable, Literal, Sequence
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field
@@ -639,7 +640,7 @@ class LocalLLM:
             failure = exc
         duration = time.monotonic() - start
         status = "ok" if failure is None else ("fallback" if self.fallback == "extractive" else "error")
-        self._log({"timestamp": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        self._log({"timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
                    "purpose": purpose, "model": self.model, "endpoint": endpoint.url,
                    "messages": messages, "response": content, "duration_s": round(duration, 3),
                    "status": status, "error": failure.message if failure else None,
@@ -698,7 +699,7 @@ class LocalLLM:
                                    f"check '{section}.base_url' points at a chat completion server")
         except _Failure:
             raise
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise _Failure("timeout", f"no answer within {self.timeout_s:g} s",
                            f"check the server is running and the model loaded, raise "
                            f"'{section}.timeout_s' (a CPU-only machine is slow)") from None

@@ -129,9 +129,9 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -583,7 +583,7 @@ class NamingConfig(BaseModel):
         "words that never name a category nor are keywords (e.g. the study's product name)"))
 
     @model_validator(mode="after")
-    def _check(self) -> "NamingConfig":
+    def _check(self) -> NamingConfig:
         if self.min_words > self.max_words:
             raise ValueError(f"min_words ({self.min_words}) is above max_words ({self.max_words})")
         if self.weight_centrality + self.weight_distinctiveness + self.weight_cases <= 0:

@@ -102,9 +102,10 @@ from __future__ import annotations
 import bisect
 import re
 from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Literal, Mapping, Sequence
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -1429,7 +1430,7 @@ def propose_domains_from_protocol(segment_vectors: np.ndarray, segment_area: np.
 
     for a in content_areas:
         rows.append(row(area_domain[a.area_id], a.name, "area", [a.area_id], True))
-    for k, (d, members, central) in enumerate(new_rows, 1):
+    for k, (d, _members, central) in enumerate(new_rows, 1):
         name = f"Not in the protocol ({k})"
         if segment_text is not None:
             words = str(segment_text[central]).split()

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
-from typing import Annotated, Iterable, Iterator, Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
