@@ -325,8 +325,13 @@ def cmd_precode(args: argparse.Namespace) -> int:
     if args.transcripts is None:
         raise InputError("give the folder of new transcripts with --transcripts")
     threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    if args.shard_size < 1:
+        raise InputError("--shard-size must be 1 or more", field="--shard-size")
+    if args.scheduler and args.engine != "dask":
+        raise InputError("--scheduler needs --engine dask", field="--scheduler")
     out = precode(args.codebook, args.transcripts, args.config, threshold, args.out,
-                  retrain=args.retrain)
+                  retrain=args.retrain, engine=args.engine, scheduler=args.scheduler,
+                  shard_size=args.shard_size, retries=args.retries)
     m = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     cal = m["calibration"]
     print(f"pre-coded {m['n_segments']} segments of {m['cases']} case(s) with {m['classifier']} "
@@ -335,6 +340,10 @@ def cmd_precode(args: argparse.Namespace) -> int:
           f"{cal.get('ece', float('nan')):.3f}; {cal['folds']})")
     print(f"  coded: {m['n_coded']}   none of these: {m['n_none']}   needs a human "
           f"(confidence < {m['threshold']}): {m['n_needs_human']}")
+    if "shards" in m:
+        sh = m["shards"]
+        print(f"  shards: {sh['shards']} on {sh['engine']} ({sh['computed']} run now, "
+              f"{sh['skipped']} finished by an earlier job)")
     print(f"  output: {out}")
     print(f"  queue:  {out / 'queue.xlsx'}  (fill in, then `consensa precode import` it)")
     return 0
@@ -550,7 +559,19 @@ def _add_precode_parser(sub) -> None:
     p.add_argument("--retrain", action="store_true",
                    help="also learn from the queue choices imported so far")
     p.add_argument("--by", help="with 'import': who made the choices")
-    p.add_argument("--out", type=Path, help="output folder (default: beside the codebook)")
+    p.add_argument("--out", type=Path, help="output folder (default: beside the codebook; "
+                   "required with --engine, so a stopped job can be resumed)")
+    p.add_argument("--engine", choices=("local", "dask"), default=None,
+                   help="read, segment, embed and code the transcripts in shards of files: "
+                   "'local' in this process, 'dask' on a Dask LocalCluster (or --scheduler); "
+                   "finished shards are kept, so the same command goes on after a stop")
+    p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                   help="with --engine dask: the address of a running Dask scheduler "
+                   "(e.g. one started by dask-jobqueue on a SLURM or PBS cluster)")
+    p.add_argument("--shard-size", type=int, default=20, metavar="FILES",
+                   help="transcript files per shard (default 20)")
+    p.add_argument("--retries", type=int, default=2,
+                   help="times a failed shard is tried again (default 2)")
     p.set_defaults(func=cmd_precode)
 
 

@@ -365,13 +365,47 @@ def training_set(cb: dict, run_folder: Path, labels: pd.DataFrame) -> pd.DataFra
     return train[["segment_id", "case_id", "text", "label", "origin"]].reset_index(drop=True)
 
 
+def label_segments(new: pd.DataFrame, Xnew: np.ndarray, clf: Classifier,
+                   cats: dict[int, tuple], threshold: float) -> pd.DataFrame:
+    """The new segments with the classifier's three likeliest categories, its
+    confidence, and what becomes of each: coded, "none", or the human queue."""
+    top_ids, top_p = clf.top(Xnew, 3)
+    name_of = {**{c: v[0] for c, v in cats.items()}, NONE: "none"}
+    seg = new.copy()
+    seg["suggested_category_id"] = top_ids[:, 0].astype(int)
+    seg["confidence"] = top_p[:, 0].astype(float)
+    for k in range(3):
+        have = k < top_ids.shape[1]
+        seg[f"top{k + 1}_category_id"] = top_ids[:, k].astype(int) if have else NONE
+        seg[f"top{k + 1}_category"] = [name_of[int(c)] for c in top_ids[:, k]] if have else ""
+        seg[f"top{k + 1}_confidence"] = top_p[:, k].astype(float) if have else 0.0
+    seg["needs_human"] = seg["confidence"] < threshold
+    # "none" is an answer: a confident "none" is coded as no category, never the nearest
+    seg["status"] = np.where(seg["needs_human"], "needs_human",
+                             np.where(seg["suggested_category_id"] == NONE, "none", "coded"))
+    seg["category_id"] = np.where(seg["status"] == "coded", seg["suggested_category_id"], NONE)
+    seg["category"] = [cats[c][0] if c in cats else "" for c in seg["category_id"]]
+    seg["suggested_category"] = [name_of[int(c)] for c in seg["suggested_category_id"]]
+    seg["domain_id"] = [cats[c][1] if c in cats else -1 for c in seg["category_id"]]
+    seg["domain"] = [cats[c][2] if c in cats else "" for c in seg["category_id"]]
+
+    return seg
+
+
 def precode(codebook: Path, transcripts: Path, config: Path | None = None,
             threshold: float = DEFAULT_THRESHOLD, out: Path | None = None,
-            retrain: bool = False) -> Path:
+            retrain: bool = False, engine: str | None = None, scheduler: str | None = None,
+            shard_size: int = 20, retries: int = 2) -> Path:
     """Pre-code ``transcripts`` with ``codebook``; returns the output folder.
 
     With ``retrain``, the choices people made for queued segments of earlier batches
     (``consensa precode import``) join the training data.
+
+    With ``engine`` ("local" or "dask"), the transcripts are read, segmented,
+    embedded and coded in shards of ``shard_size`` files (:mod:`pipeline.shards`):
+    on a Dask ``LocalCluster``, or on the cluster at ``scheduler``. Finished shards
+    are kept beside ``out`` (``.<out>.shards/``), so the same command after a
+    stopped job goes on where it stopped; they are removed once ``out`` is written.
     """
     from .compose import build_stage, embed_texts, open_cache
     from .config import load_config, resolve_paths, validate_config
@@ -399,24 +433,17 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
         update={"paths": [transcripts.resolve()], "cases_table": None})})
 
     cache = open_cache(cfg, base)       # cache_dir is absolute: resolved with the config
-
-    log.info("ingest and segment the new transcripts ...")
-    corpus = ingest(cfg.ingest, base)
-    deid = None
-    if cfg.deidentify.enabled:
-        # as in the run: nothing is segmented or embedded before names are replaced
-        from .stages.deidentify import deidentify_corpus
-
-        if config is None and not cfg.deidentify.known_names:
-            log.info("de-identify with the run's settings (its folder keeps no known names: "
-                     "give --config with the team's config to use them) ...")
-        else:
-            log.info("de-identify the new transcripts ...")
-        deid = deidentify_corpus(corpus, cfg.deidentify, cfg.ingest)
-        corpus = deid.corpus
-    new = build_stage("segment", cfg).segment(corpus, memory=cache).segments.reset_index(drop=True)
-    if new.empty:
-        raise InputError("no participant speech to code in the new transcripts", path=transcripts)
+    if engine is not None:
+        if out is None:
+            raise InputError("a sharded pre-coding needs --out: the same command with the same "
+                             "--out goes on where a stopped job stopped", field="--out")
+        if cfg.deidentify.enabled:
+            raise ConfigError("de-identification is not yet done shard by shard", field="--engine",
+                              hint="pre-code these transcripts without --engine")
+        if build_stage("embed", cfg).model_id is None:
+            raise ConfigError(f"the embedder {cfg.embed.name} fits itself to the texts it is given, "
+                              "so shards would not share one space", field="embed.name",
+                              hint="use a sentence-transformer embedder, or pre-code without --engine")
 
     cats = {int(c["id"]): (c["name"], int(d["id"]), d["name"])
             for d in cb["domains"] for c in d["categories"]}
@@ -433,14 +460,37 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
     if not none_class:
         train = train[~none].reset_index(drop=True)
 
-    log.info("embed %d judged and %d new segments ...", len(train), len(new))
+    deid = None
+    shards = None
+    if engine is None:
+        log.info("ingest and segment the new transcripts ...")
+        corpus = ingest(cfg.ingest, base)
+        if cfg.deidentify.enabled:
+            # as in the run: nothing is segmented or embedded before names are replaced
+            from .stages.deidentify import deidentify_corpus
+
+            if config is None and not cfg.deidentify.known_names:
+                log.info("de-identify with the run's settings (its folder keeps no known names: "
+                         "give --config with the team's config to use them) ...")
+            else:
+                log.info("de-identify the new transcripts ...")
+            deid = deidentify_corpus(corpus, cfg.deidentify, cfg.ingest)
+            corpus = deid.corpus
+        new = build_stage("segment", cfg).segment(corpus, memory=cache).segments.reset_index(drop=True)
+        if new.empty:
+            raise InputError("no participant speech to code in the new transcripts", path=transcripts)
+        texts = train["text"].tolist() + new["text"].tolist()
+    else:
+        texts = train["text"].tolist()
+
+    log.info("embed %d judged%s segments ...", len(train),
+             f" and {len(texts) - len(train)} new" if engine is None else "")
     started = time.perf_counter()
     # one call: a corpus-fitted embedder (TF-IDF) then shares one space for both
-    vecs, counts = embed_texts(build_stage("embed", cfg),
-                               train["text"].tolist() + new["text"].tolist(), cache)
+    vecs, counts = embed_texts(build_stage("embed", cfg), texts, cache)
     log.info("embedded %d text(s), %d from the cache, in %.1f s", counts["embedded"],
              counts["from_cache"], time.perf_counter() - started)
-    Xtr, Xnew = vecs[:len(train)], vecs[len(train):]
+    Xtr = vecs[:len(train)]
 
     log.info("fit the classifier and calibrate it on held-out cases ...")
     clf = fit_classifier(Xtr, train["label"].to_numpy(), train["case_id"].astype(str).to_numpy(),
@@ -448,25 +498,13 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
     cal = clf.calibration
     log.info("held-out accuracy %s, expected calibration error %s (temperature %s)",
              cal.get("accuracy"), cal.get("ece"), cal.get("temperature"))
-    top_ids, top_p = clf.top(Xnew, 3)
-    name_of = {**{c: v[0] for c, v in cats.items()}, NONE: "none"}
-    seg = new.copy()
-    seg["suggested_category_id"] = top_ids[:, 0].astype(int)
-    seg["confidence"] = top_p[:, 0].astype(float)
-    for k in range(3):
-        have = k < top_ids.shape[1]
-        seg[f"top{k + 1}_category_id"] = top_ids[:, k].astype(int) if have else NONE
-        seg[f"top{k + 1}_category"] = [name_of[int(c)] for c in top_ids[:, k]] if have else ""
-        seg[f"top{k + 1}_confidence"] = top_p[:, k].astype(float) if have else 0.0
-    seg["needs_human"] = seg["confidence"] < threshold
-    # "none" is an answer: a confident "none" is coded as no category, never the nearest
-    seg["status"] = np.where(seg["needs_human"], "needs_human",
-                             np.where(seg["suggested_category_id"] == NONE, "none", "coded"))
-    seg["category_id"] = np.where(seg["status"] == "coded", seg["suggested_category_id"], NONE)
-    seg["category"] = [cats[c][0] if c in cats else "" for c in seg["category_id"]]
-    seg["suggested_category"] = [name_of[int(c)] for c in seg["suggested_category_id"]]
-    seg["domain_id"] = [cats[c][1] if c in cats else -1 for c in seg["category_id"]]
-    seg["domain"] = [cats[c][2] if c in cats else "" for c in seg["category_id"]]
+    if engine is None:
+        seg = label_segments(new, vecs[len(train):], clf, cats, threshold)
+    else:
+        seg, shards = _code_in_shards(cfg, clf, cats, threshold, Path(out), engine, scheduler,
+                                      shard_size, retries)
+        if seg.empty:
+            raise InputError("no participant speech to code in the new transcripts", path=transcripts)
 
     total = int(seg["case_id"].nunique())
     coded = seg[seg["status"] == "coded"]
@@ -532,12 +570,86 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
             "deidentify": deid.summary(False) if deid is not None else {"enabled": False},
             "created_at": created,
         }
+        if shards is not None:
+            manifest["shards"] = shards.as_dict()
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     os.replace(tmp, out)
+    if shards is not None:              # the parts are in the output now
+        shutil.rmtree(_shards_dir(out), ignore_errors=True)
     return out
+
+
+# --- in shards (pipeline/shards.py) ---------------------------------------------------
+
+def _shards_dir(out: Path) -> Path:
+    """Where the finished shards of a sharded pre-coding wait for ``out``: beside it,
+    named after it, so the same command with the same ``--out`` finds them again."""
+    return out.parent / f".{out.name}.shards"
+
+
+def _code_in_shards(cfg, clf: Classifier, cats: dict[int, tuple], threshold: float, out: Path,
+                    engine: str, scheduler: str | None, shard_size: int,
+                    retries: int):
+    """The new transcripts read, segmented, embedded and coded shard by shard."""
+    import functools
+    import pickle
+
+    from .fsutil import atomic_write_bytes
+    from .shards import run_shards
+    from .stages.ingest import transcript_files
+
+    files, skipped = transcript_files(cfg.ingest)
+    for note in skipped:
+        log.info("skipped %s: %s", note.what, note.reason)
+    if not files:
+        raise InputError("no transcript files to pre-code", path=", ".join(map(str, cfg.ingest.paths)))
+    work = _shards_dir(out)
+    work.mkdir(parents=True, exist_ok=True)
+    model = work / "classifier.pkl"
+    # the workers load the classifier from this file, once each; a restarted job that
+    # fitted the same classifier writes the same bytes
+    atomic_write_bytes(model, pickle.dumps((clf, cats, threshold)))
+    shard = functools.partial(code_shard, config=cfg.model_dump(mode="json"),
+                              classifier_path=str(model))
+    report = run_shards(files, work / "parts", shard, shard_size=shard_size, engine=engine,
+                        scheduler=scheduler, retries=retries)
+    seg = report.read().reset_index(drop=True)
+    log.info("coded %d segments in %d shard(s) (%d run now, %d from an earlier job)",
+             len(seg), len(report.shards), len(report.computed), len(report.skipped))
+    return seg, report
+
+
+def code_shard(files: list[str], *, config: dict, classifier_path: str) -> pd.DataFrame:
+    """One shard of a sharded pre-coding, on a worker: its transcripts read,
+    segmented, embedded and coded. The embedder and the classifier are loaded once
+    per worker (:func:`pipeline.shards.worker_state`); nothing is cached on disk,
+    since many workers share no cache safely."""
+    import pickle
+
+    from .cache import Cache
+    from .compose import build_stage
+    from .config import validate_config
+    from .shards import file_sha256, worker_state
+    from .stages.ingest import ingest
+
+    cfg = validate_config(config)
+    cfg = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(
+        update={"paths": [Path(f) for f in files], "cases_table": None})})
+    clf, cats, threshold = worker_state(
+        ("classifier", classifier_path, file_sha256(classifier_path)),
+        lambda: pickle.loads(Path(classifier_path).read_bytes()))
+    embedder = worker_state(("embedder", json.dumps(config["embed"], sort_keys=True)),
+                            lambda: build_stage("embed", cfg))
+    corpus = ingest(cfg.ingest)
+    new = build_stage("segment", cfg).segment(corpus, memory=Cache(None)).segments
+    new = new.reset_index(drop=True)
+    if new.empty:               # a shard of title pages: nothing to code, nothing lost
+        return new
+    X = embedder.encode(new["text"].tolist())
+    return label_segments(new, X, clf, cats, threshold)
 
 
 QUEUE_HEAD = ["segment id", "case", "question", "text",

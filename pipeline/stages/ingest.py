@@ -280,6 +280,14 @@ def _mixed_encoding(data: bytes, encoding: str, shown: str,
 
 # --- Files --------------------------------------------------------------------
 
+def transcript_files(config: IngestConfig, base_dir: Path = Path(".")) -> tuple[list[Path], list[Skipped]]:
+    """The transcript files ``config.paths`` names, in the order ingest reads them
+    (each folder sorted), and what is not read (unsupported formats, missing paths).
+    A sharded job splits this list; the cases table is never a transcript."""
+    table = anchored(config.cases_table, base_dir) if config.cases_table is not None else None
+    return _list_files(config, base_dir, table)
+
+
 def _list_files(config: IngestConfig, base_dir: Path,
                 cases_table: Path | None) -> tuple[list[Path], list[Skipped]]:
     """Transcript files in config order, each folder sorted; unsupported ones noted."""
