@@ -229,6 +229,16 @@ def get_params(obj: Any) -> dict[str, Any]:
     return {k: getattr(obj, k) for k in params_model_for(type(obj)).model_fields}
 
 
+def clone(obj: Any) -> Any:
+    """A new, unfitted stage with the same parameters (deep copies), as scikit-learn's
+    ``clone``: for code handed a stage that needs a fresh one like it, without the
+    state the original learned (the attributes ending in ``_``). The contract suite
+    checks that every registered stage clones this way."""
+    import copy
+
+    return type(obj)(**copy.deepcopy(get_params(obj)))
+
+
 def config_error_from(exc: pydantic.ValidationError, *, where: str = "",
                       model: type[pydantic.BaseModel] | None = None,
                       path: str | None = None) -> ConfigError:

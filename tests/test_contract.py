@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from pipeline.errors import ConsensaError
-from pipeline.registry import REGISTRIES, get_params, params_model_for
+from pipeline.registry import REGISTRIES, clone, get_params, params_model_for
 from pipeline.types import SEGMENT_COLUMNS, TURN_COLUMNS, Corpus, Segmentation, SourceText
 
 ALL = [(kind, name) for kind, reg in REGISTRIES.items() for name in reg.names()]
@@ -138,6 +138,26 @@ def test_stage_output_type_determinism_and_input_untouched(kind, name):
             np.testing.assert_array_equal(data, before)
         else:
             assert data == before
+
+
+@pytest.mark.parametrize("kind,name", [(k, n) for k, n in ALL if k != "namer"])
+def test_a_clone_has_the_parameters_not_the_learned_state_and_gives_the_same_output(kind, name):
+    data = stage_input(kind)
+    fitted = make(kind, name)
+    out = run_stage(kind, fitted, data)
+    twin = clone(fitted)
+    assert type(twin) is type(fitted) and get_params(twin) == get_params(fitted)
+    assert not any(k.endswith("_") for k in vars(twin)), f"{name}: a clone kept learned state"
+    for value in get_params(twin).values():       # deep copies: the twin shares nothing mutable
+        if isinstance(value, (list, dict, set)):
+            assert all(value is not v for v in get_params(fitted).values())
+    again = run_stage(kind, twin, data)
+    if kind == "segmenter":
+        pd.testing.assert_frame_equal(out.segments, again.segments)
+    elif kind == "clusterer":
+        np.testing.assert_array_equal(out[0], again[0])
+    else:
+        np.testing.assert_allclose(out, again, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("kind,name", [(k, n) for k, n in ALL if k in ("reducer", "clusterer")])
