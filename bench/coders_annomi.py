@@ -31,7 +31,7 @@ DATA = Path(os.environ.get("CONSENSA_BENCH_DATA", "/work/shared/data")) / "annom
 
 def main() -> int:
     from pipeline.compare import coder_agreement_on_spans, nominal_agreement
-    from pipeline.exchange.codes import read_codes
+    from pipeline.exchange.read import read_codes
 
     long = pd.read_csv(DATA / "annomi_full_long.csv", dtype={"annotator_id": str},
                        keep_default_na=False)

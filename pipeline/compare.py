@@ -78,9 +78,9 @@ from .exchange.codes import (
     load_run,
     place_codes,
     primary_codes,
-    read_codes,
     segment_coverage,
 )
+from .exchange.read import read_codes
 from .fsutil import atomic_write_bytes, atomic_write_text
 from .sheets import append_row, to_csv
 

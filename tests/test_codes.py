@@ -20,9 +20,9 @@ from pipeline.exchange.codes import (
     offset_variants,
     place_codes,
     primary_codes,
-    read_codes,
     segment_coverage,
 )
+from pipeline.exchange.read import read_codes
 from tests.compare_helpers import (
     TOPIC_CODES,
     nfc_lf,

@@ -25,7 +25,8 @@ from pipeline.compare import (
     write_compare,
 )
 from pipeline.errors import InputError
-from pipeline.exchange.codes import load_run, read_codes
+from pipeline.exchange.codes import load_run
+from pipeline.exchange.read import read_codes
 from pipeline.exchange.refi import qdpx_bytes
 from tests.compare_helpers import TOPIC_CODES, nfc_lf, topic_rows, write_csv
 from tests.study import TOPICS

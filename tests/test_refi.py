@@ -15,7 +15,8 @@ import pytest
 from pipeline import __version__
 from pipeline.cli import main
 from pipeline.errors import InputError
-from pipeline.exchange.codes import load_run, read_codes
+from pipeline.exchange.codes import load_run
+from pipeline.exchange.read import read_codes
 from pipeline.exchange.refi import (
     CONSENSA_USER,
     GUID_NAMESPACE,

@@ -158,25 +158,6 @@ def codebook_from_paths(paths: Iterable[str], descriptions: Mapping[str, str] | 
         {"depth": "int64"})
 
 
-def read_codes(path: str | Path, *, separator: str = SEPARATOR,
-               columns: Mapping[str, str] | None = None, sheet: str | int = 0) -> HumanCodes:
-    """Read human codes from a table (.csv/.tsv/.xlsx) or a REFI-QDA project (.qdpx/.qde)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("codes file not found", path=path,
-                         hint="give a .csv/.xlsx table of codes or a REFI-QDA .qdpx project")
-    suffix = path.suffix.lower()
-    if suffix in (".qdpx", ".qde"):
-        from .refi import read_project  # deferred: refi imports this module at load time
-
-        return read_project(path)
-    if suffix in (".csv", ".tsv", ".txt", ".xlsx"):
-        return read_codes_table(path, separator=separator, columns=columns, sheet=sheet)
-    raise InputError(f"unsupported codes file type '{suffix or '(none)'}'", path=path,
-                     hint="give a .csv, .tsv or .xlsx table of codes, or a REFI-QDA .qdpx "
-                          "project (exported from NVivo, ATLAS.ti, MAXQDA, QDA Miner...)")
-
-
 def _table(path: Path, sheet: str | int) -> pd.DataFrame:
     shown = str(path)
     if path.suffix.lower() == ".xlsx":
