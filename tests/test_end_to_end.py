@@ -151,11 +151,13 @@ def test_sensitizing_concepts_are_matched_or_reported_unsupported(study):
 
 @pytest.mark.slow
 def test_demo_study_with_the_default_pipeline(tmp_path):
-    """The bundled demo, real model, default stages: themes a reader recognises, the
-    same twice and the same under another seed (the spectral reduction has none)."""
+    """The bundled demo, real model, the whole-corpus themes (consensa.Themes.v1; the
+    demo's CQR analysis is tested in test_analysis.py): themes a reader recognises,
+    the same twice and the same under another seed (the spectral reduction has none)."""
     from pipeline.config import load_config
 
-    cfg, base = load_config(ROOT / "configs" / "demo.yaml", [f"cache_dir={tmp_path / 'cache'}"])
+    themes = "analysis=consensa.Themes.v1"
+    cfg, base = load_config(ROOT / "configs" / "demo.yaml", [f"cache_dir={tmp_path / 'cache'}", themes])
     a = run(cfg, base, tmp_path / "a")
     b = run(cfg, base, tmp_path / "b")
     sa, sb = pd.read_parquet(a / "segments.parquet"), pd.read_parquet(b / "segments.parquet")
@@ -165,7 +167,7 @@ def test_demo_study_with_the_default_pipeline(tmp_path):
     assert len(list((tmp_path / "cache" / "spans").glob("*.npz"))) == 1    # spans reused
     pd.testing.assert_frame_equal(sa, sb)
     other, _ = load_config(ROOT / "configs" / "demo.yaml",
-                           [f"cache_dir={tmp_path / 'cache'}", "seed=7"])
+                           [f"cache_dir={tmp_path / 'cache'}", "seed=7", themes])
     sc = pd.read_parquet(run(other, base, tmp_path / "c") / "segments.parquet")
     assert sc["theme"].tolist() == sa["theme"].tolist()
     assert sc["map_x"].tolist() != sa["map_x"].tolist()       # the map is UMAP: seeded
