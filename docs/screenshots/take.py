@@ -4,6 +4,10 @@
     .venv/bin/consensa review export /tmp/demo-serve --judges ana,ben,caro --auditor dee
     .venv/bin/python docs/screenshots/take.py /tmp/demo-serve
 
+The README's screenshots come from the invented test study instead, written by
+``CONSENSA_SCREENSHOTS=docs/screenshots pytest tests/test_process.py``; this script
+overwrites overview.png and theme.png with pages of the demo run.
+
 Records a few example positions first (only when the review has none yet), so the
 pages show agreement and a dispute; then serves the run on a free local port and
 saves overview.png and theme.png beside this file, using headless Chromium.

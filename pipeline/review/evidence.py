@@ -82,7 +82,9 @@ def attribute_text(attrs: dict[str, str]) -> str:
 
 
 def subgroup_attributes(run: RunItems) -> dict[str, list[str]]:
-    """{attribute: its values} for the attributes that make subgroups (2-6 values)."""
+    """{attribute: its values} for the attributes that make subgroups: 2-6 values, and
+    fewer values than cases. A column whose every case has its own value (years in
+    practice in a study of six) makes groups of one, which compare nothing."""
     cases = run.cases
     if cases is None or cases.empty:
         return {}
@@ -91,8 +93,9 @@ def subgroup_attributes(run: RunItems) -> dict[str, list[str]]:
     for col in cases.columns:
         if col == "case_id":
             continue
-        values = sorted({str(v).strip() for v in cases[col] if str(v).strip()})
-        if lo <= len(values) <= hi:
+        given = [str(v).strip() for v in cases[col] if str(v).strip()]
+        values = sorted(set(given))
+        if lo <= len(values) <= hi and len(values) < len(given):
             out[col] = values
     return out
 
