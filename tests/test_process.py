@@ -462,3 +462,16 @@ def test_an_attribute_with_a_value_per_case_makes_no_subgroups():
     assert got == {"orientation": ["CBT", "psychodynamic"], "cried": ["no", "yes"],
                    "site": ["a", "b", "c", "d", "e"]}
     assert subgroup_attributes(SimpleNamespace(cases=cases.iloc[:2])) == {}
+
+
+def test_a_cases_core_idea_is_linked_to_its_case_and_its_domain(process):
+    root = _qde(process.run / "export" / "mini-agreed.qdpx")
+    case_guid = {c.get("name"): c.get("guid") for c in root.iter(f"{P}Case")}
+    note_text = {n.get("guid"): n.findtext(f"{P}PlainTextContent") or ""
+                 for n in root.find(f"{P}Notes")}
+    codes = {c.get("guid") for c in root.iter(f"{P}Code")}
+    links = list(root.iter(f"{P}Link"))
+    assert links
+    mine = [lk for lk in links if lk.get("originGUID") == case_guid["case01"]
+            and CORE in note_text[lk.find(f"{P}NoteRef").get("targetGUID")]]
+    assert len(mine) == 1 and mine[0].get("targetGUID") in codes

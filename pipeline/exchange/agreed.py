@@ -56,6 +56,7 @@ class ExportNote:
     author: str            # a user name (Consensa, Consensus, an auditor)
     about: tuple[str, object]
     guid: str = ""         # given by the writer
+    case: str = ""         # the case a note is about too (a case's core idea), or ""
 
 
 @dataclass
@@ -334,7 +335,7 @@ def case_core_idea_notes(data: dict) -> list[ExportNote]:
             f"Core idea of {c['case']} ({'the judges' if judges else 'proposed'}): {d['name']}",
             str(c["core_idea"]) + (f"\n(from segments {', '.join(c['segment_ids'])})"
                                    if c.get("segment_ids") else ""),
-            "Consensus" if judges else "Consensa", ("domain", int(d["id"]))))
+            "Consensus" if judges else "Consensa", ("domain", int(d["id"])), case=str(c["case"])))
     return out
 
 

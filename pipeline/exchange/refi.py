@@ -883,6 +883,21 @@ def project_bytes(content) -> bytes:
             n = el(notes_el, "Note", stamped({"guid": note.guid, "name": xml_safe(note.title),
                                               "creatingUser": user_guid[note.author]}))
             el(n, "PlainTextContent", note.text)
+        # a case cannot hold a NoteRef in REFI-QDA; a Link from the case to the note's
+        # code, carrying the note, ties a case's core idea to both
+        linked = [n for n in content.notes if n.case and n.case in src_guid]
+        if linked:
+            links = el(root, "Links")
+            for note in linked:
+                kind, ident = note.about
+                code = by_theme.get(ident) if kind == "category" else \
+                    by_domain.get(ident) if kind == "domain" else None
+                link = el(links, "Link", {
+                    "guid": guid(rid, "link", content.kind, note.key),
+                    "name": xml_safe(note.title), "direction": "Associative",
+                    "originGUID": guid(rid, "case", note.case),
+                    **({"targetGUID": code.guid} if code is not None else {})})
+                el(link, "NoteRef", {"targetGUID": note.guid})
 
     sets_el = el(root, "Sets")
     labels: dict[str, list[ExportCode]] = {}
