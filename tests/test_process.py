@@ -258,6 +258,8 @@ def process(tmp_path_factory) -> Process:
         ana.goto(f"{base}/")
         summary = ana.locator(".summary").inner_text()
         assert "Round 1 is closed; round 2 starts from round 1's consensus" in summary
+        # a round that has just begun is not called closed, while the header says open
+        assert "Round 2 has just begun" in summary and "Round 2 is closed" not in summary
         _shoot(ana, proc, "overview.png", height=1000)
         ana.goto(f"{base}/theme/1")
         assert RENAMED in ana.locator("dd.baseline").inner_text()
