@@ -1,6 +1,6 @@
 """Speed: `consensa run` vs an equivalent BERTopic script, end to end.
 
-    .venv/bin/python bench/speed.py [--sizes demo 10000] [--reps 2] [--with-float32]
+    .venv/bin/python bench/speed.py [--sizes demo 10000] [--reps 2] [--with-float32] [--with-cqr]
 
 Every run is a fresh process under ``/usr/bin/time -v`` (wall time, peak RSS),
 after waiting for a quiet machine; Consensa and BERTopic runs alternate (A/B,
@@ -64,6 +64,12 @@ def measured(cmd: list[str]) -> dict:
             "load_before": m.load_before}
 
 
+#: the rows named "consensa" measure the whole-corpus themes, whatever the config names
+#: (configs/demo.yaml asks for the CQR analysis); "consensa-cqr" rows measure that
+THEMES = ["--set", "analysis=consensa.Themes.v1"]
+CQR = ["--set", "analysis=consensa.CQR.v1"]
+
+
 def consensa(cfg: Path, out: Path, cache: Path, extra: list[str]) -> dict:
     row = measured([CONSENSA, "run", str(cfg), "--out", str(out), "--set", f"cache_dir={cache}", *extra])
     if row["rc"] != 0:
@@ -123,6 +129,8 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--with-float32", action="store_true")
     ap.add_argument("--no-warm-up", action="store_true")
+    ap.add_argument("--with-cqr", action="store_true",
+                    help="also the CQR analysis (analysis: consensa.CQR.v1), cold and warm")
     args = ap.parse_args(argv)
     print(SYNTHETIC_HOW)
     WORK.mkdir(parents=True, exist_ok=True)
@@ -140,30 +148,46 @@ def main(argv=None) -> int:
             order = ["consensa", "bertopic"] if rep % 2 == 0 else ["bertopic", "consensa"]
             if args.with_float32:
                 order.insert(1, "consensa-float32")
+            if args.with_cqr:
+                order.insert(1, "consensa-cqr")
             for tool in order:
                 print(f"{size} rep {rep}: {tool} cold ...", flush=True)
                 if tool == "bertopic":
                     r = bertopic(table, runs / "bertopic")
                 elif tool == "consensa":
                     shutil.rmtree(cache, ignore_errors=True)
-                    r = consensa(cfg, runs / "consensa-cold", cache, [])
+                    r = consensa(cfg, runs / "consensa-cold", cache, THEMES)
+                elif tool == "consensa-cqr":
+                    shutil.rmtree(folder / "cache-cqr", ignore_errors=True)
+                    r = consensa(cfg, runs / "consensa-cqr-cold", folder / "cache-cqr", CQR)
                 else:
                     shutil.rmtree(folder / "cache-float32", ignore_errors=True)
                     r = consensa(cfg, runs / "consensa-float32", folder / "cache-float32",
-                                 ["--set", "embed.quantize=none"])
+                                 [*THEMES, "--set", "embed.quantize=none"])
                 rows.append({"size": size, "rep": rep, "tool": tool, "mode": "cold", **r})
                 print(f"  {r['wall_s']:.1f} s, peak {r['peak_rss_mb']:.0f} MB", flush=True)
             # warm: caches filled by this rep's cold run, new clustering settings only
             mcs = 12 + rep if size == "demo" else 40 + 5 * rep
             print(f"{size} rep {rep}: consensa warm (cluster.min_cluster_size={mcs}) ...", flush=True)
-            r = consensa(cfg, runs / "consensa-warm", cache, ["--set", f"cluster.min_cluster_size={mcs}"])
+            r = consensa(cfg, runs / "consensa-warm", cache,
+                         [*THEMES, "--set", f"cluster.min_cluster_size={mcs}"])
             rows.append({"size": size, "rep": rep, "tool": "consensa", "mode": "warm", **r})
             print(f"  {r['wall_s']:.1f} s", flush=True)
             ms = 5 + rep
             print(f"{size} rep {rep}: consensa warm, new density (cluster.min_samples={ms}) ...", flush=True)
-            r = consensa(cfg, runs / "consensa-warm-density", cache, ["--set", f"cluster.min_samples={ms}"])
+            r = consensa(cfg, runs / "consensa-warm-density", cache,
+                         [*THEMES, "--set", f"cluster.min_samples={ms}"])
             rows.append({"size": size, "rep": rep, "tool": "consensa", "mode": "warm-density", **r})
             print(f"  {r['wall_s']:.1f} s", flush=True)
+            if args.with_cqr:
+                # warm: the cache of this rep's cold CQR run, a new cross-analysis setting
+                sub_min = 20 + rep
+                print(f"{size} rep {rep}: consensa CQR warm "
+                      f"(crossanalysis.subcategory_min_segments={sub_min}) ...", flush=True)
+                r = consensa(cfg, runs / "consensa-cqr-warm", folder / "cache-cqr",
+                             [*CQR, "--set", f"crossanalysis.subcategory_min_segments={sub_min}"])
+                rows.append({"size": size, "rep": rep, "tool": "consensa-cqr", "mode": "warm", **r})
+                print(f"  {r['wall_s']:.1f} s", flush=True)
 
     df = pd.DataFrame(rows)
     save(df.round(3), "speed.csv")
@@ -175,6 +199,8 @@ def main(argv=None) -> int:
         dens = g[(g["tool"] == "consensa") & (g["mode"] == "warm-density")].set_index("rep")
         bt = g[g["tool"] == "bertopic"].set_index("rep")
         f32 = g[g["tool"] == "consensa-float32"].set_index("rep")
+        cqr_cold = g[(g["tool"] == "consensa-cqr") & (g["mode"] == "cold")].set_index("rep")
+        cqr_warm = g[(g["tool"] == "consensa-cqr") & (g["mode"] == "warm")].set_index("rep")
         s = {"size": size, "reps": len(cold),
              "consensa_cold_s": cold["wall_s"].median(), "bertopic_s": bt["wall_s"].median(),
              "cold/bertopic (per pair, median)": (cold["wall_s"] / bt["wall_s"]).median(),
@@ -189,6 +215,12 @@ def main(argv=None) -> int:
             s["float32_cold_s"] = f32["wall_s"].median()
             s["float32/bertopic (per pair, median)"] = (f32["wall_s"] / bt["wall_s"]).median()
             s["float32_peak_MB"] = f32["peak_rss_mb"].max()
+        if not cqr_cold.empty:
+            s["cqr_cold_s"] = cqr_cold["wall_s"].median()
+            s["cqr cold/themes cold (per pair, median)"] = (cqr_cold["wall_s"] / cold["wall_s"]).median()
+            s["cqr_warm_s"] = cqr_warm["wall_s"].median()
+            s["cqr warm/themes warm (per pair, median)"] = (cqr_warm["wall_s"] / warm["wall_s"]).median()
+            s["cqr_peak_MB"] = cqr_cold["peak_rss_mb"].max()
         summary.append(s)
     summ = pd.DataFrame(summary).round(3)
     print_table(summ.T.reset_index().rename(columns={"index": "measure"}),
