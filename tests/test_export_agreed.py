@@ -263,3 +263,48 @@ def test_an_independent_refi_reader_reads_the_export(reviewed):
         "orientation", "years_in_practice", "cried"}
     assert all(len(c.variable_value) == 3 for c in project.cases.case)
     assert project.sets.set
+
+
+@pytest.mark.slow
+def test_the_demos_agreed_project_is_valid_and_read_back_whole(tmp_path):
+    """The demo (configs/demo.yaml, the CQR analysis) reviewed to a consensus, applied and
+    exported: the .qdpx validates against the REFI-QDA schema (where ../shared holds
+    it) and pyrefiqda reads every code, source, coding, note and case variable."""
+    from pyrefiqda import RefiProject
+
+    from pipeline.review.model import Decision
+    from pipeline.review.model import load_run as review_run
+    from pipeline.review.store import ReviewStore
+
+    root = Path(__file__).resolve().parent.parent
+    run = tmp_path / "demo"
+    assert main(["run", str(root / "configs" / "demo.yaml"), "--out", str(run)]) == 0
+    items = review_run(run)
+    with ReviewStore(items, create=True) as store:
+        store.set_panel(["ana", "ben"])
+        store.resolve([Decision(i, "accept") for i in items.items()
+                       if not i.startswith("core_idea:")], by="ana")
+    assert main(["review", "apply", str(run)]) == 0
+    assert main(["export", "qdpx", str(run)]) == 0
+    [path] = (run / "export").glob("*-agreed.qdpx")
+    qde = _qde(path)
+    schema_file = root.parent / "shared" / "refi_qda" / "Project-mrt2019.xsd"
+    if schema_file.is_file():
+        from lxml import etree
+
+        schema = etree.XMLSchema(etree.parse(str(schema_file)))
+        with zipfile.ZipFile(path) as zf:
+            doc = etree.parse(io.BytesIO(zf.read("project.qde")),
+                              etree.XMLParser(resolve_entities=False, no_network=True))
+        assert schema.validate(doc), [e.message for e in schema.error_log][:5]
+    project = RefiProject.load(path, extract_dir=str(tmp_path / "pyrefiqda"))
+    codes = [c for d in project.code_book.codes.code for c in [d, *d.code]]
+    assert len(codes) == len(list(qde.iter(f"{P}Code")))
+    sources = project.sources.text_source
+    assert len(sources) == 10
+    n_codings = len(list(qde.iter(f"{P}Coding")))
+    assert n_codings > 300
+    assert sum(len(s.coding) for src in sources for s in src.plain_text_selection) == n_codings
+    assert len(project.notes.note) == len(qde.find(f"{P}Notes")) > 0
+    assert {v.name for v in project.variables.variable} >= {"orientation"}
+    assert all(c.variable_value for c in project.cases.case)
