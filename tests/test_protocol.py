@@ -565,7 +565,7 @@ def test_frame_areas_form_one_domain_outside_the_cross_analysis():
     p = propose_domains_from_protocol(np.stack(vecs), np.array(areas), protocol,
                                       ProtocolConfig(), cases, segment_small_talk=talk)
     frame = p.domains[p.domains["kind"] == "frame"]
-    assert frame["name"].tolist() == [FRAME_DOMAIN] and frame["area_ids"].tolist() == ["4"]
+    assert frame["name"].tolist() == [FRAME_DOMAIN] and frame["area_ids"].tolist() == [[4]]
     assert not bool(frame["in_cross_analysis"].iloc[0])
     assert int(frame["n_segments"].iloc[0]) == 11
     assert p.proposed_domain[0] == int(frame["domain_id"].iloc[0])

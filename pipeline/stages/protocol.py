@@ -1259,7 +1259,7 @@ def _result(protocol: Protocol, prompts: list[_Prompt], segments: pd.DataFrame,
 #: DomainProposal.domains, one row per proposed domain, in protocol order, then new
 #: domains, then the frame domain.
 #: domain_id int; name str; kind str ("area": one protocol area; "new": content no
-#: area covers; "frame": the interview frame); area_ids str (";"-joined area ids);
+#: area covers; "frame": the interview frame); area_ids list[int] (the areas it comes from);
 #: n_segments int (segments proposed for it: its areas' segments after moves);
 #: n_cases int; in_cross_analysis bool (False for the frame unless include_frame);
 #: n_moved_in int; n_moved_out int; example_row int (for a new domain: the row of its
@@ -1422,7 +1422,7 @@ def propose_domains_from_protocol(segment_vectors: np.ndarray, segment_area: np.
     def row(d: int, name: str, kind: str, area_ids: list[int], in_cross: bool) -> dict:
         members = proposed == d
         return {"domain_id": d, "name": name, "kind": kind, "example_row": -1,
-                "area_ids": "; ".join(str(a) for a in area_ids),
+                "area_ids": [int(a) for a in area_ids],
                 "n_segments": int(members.sum()), "n_cases": int(len(set(cases[members]))),
                 "in_cross_analysis": in_cross,
                 "n_moved_in": int((members & (segment_domain != d)).sum()),
