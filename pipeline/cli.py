@@ -329,9 +329,19 @@ def cmd_precode(args: argparse.Namespace) -> int:
         raise InputError("--shard-size must be 1 or more", field="--shard-size")
     if args.scheduler and args.engine != "dask":
         raise InputError("--scheduler needs --engine dask", field="--scheduler")
+    cluster = None
+    if args.cluster is not None:
+        from . import safeyaml
+        from .shards import cluster_config
+
+        if args.engine != "dask":
+            raise InputError("--cluster needs --engine dask", field="--cluster")
+        data = safeyaml.load_file(args.cluster, what="cluster config") or {}
+        section = data.get("engine", data) if isinstance(data, dict) else data
+        cluster = cluster_config(section, path=args.cluster)    # errors name engine.<key>
     out = precode(args.codebook, args.transcripts, args.config, threshold, args.out,
                   retrain=args.retrain, engine=args.engine, scheduler=args.scheduler,
-                  shard_size=args.shard_size, retries=args.retries)
+                  shard_size=args.shard_size, retries=args.retries, cluster=cluster)
     m = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     cal = m["calibration"]
     print(f"pre-coded {m['n_segments']} segments of {m['cases']} case(s) with {m['classifier']} "
@@ -568,6 +578,11 @@ def _add_precode_parser(sub) -> None:
     p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
                    help="with --engine dask: the address of a running Dask scheduler "
                    "(e.g. one started by dask-jobqueue on a SLURM or PBS cluster)")
+    p.add_argument("--cluster", type=Path, metavar="ENGINE.yaml",
+                   help="with --engine dask: a YAML file whose 'engine:' section describes the "
+                   "cluster, e.g. {kind: slurm, cores: 8, memory: 16GB, walltime: '02:00:00', "
+                   "jobs: 4, job_script_prologue: ['source ~/consensa/.venv/bin/activate']}; "
+                   "the workers then run as SLURM or PBS jobs (dask-jobqueue)")
     p.add_argument("--shard-size", type=int, default=20, metavar="FILES",
                    help="transcript files per shard (default 20)")
     p.add_argument("--retries", type=int, default=2,

@@ -395,7 +395,7 @@ def label_segments(new: pd.DataFrame, Xnew: np.ndarray, clf: Classifier,
 def precode(codebook: Path, transcripts: Path, config: Path | None = None,
             threshold: float = DEFAULT_THRESHOLD, out: Path | None = None,
             retrain: bool = False, engine: str | None = None, scheduler: str | None = None,
-            shard_size: int = 20, retries: int = 2) -> Path:
+            shard_size: int = 20, retries: int = 2, cluster=None) -> Path:
     """Pre-code ``transcripts`` with ``codebook``; returns the output folder.
 
     With ``retrain``, the choices people made for queued segments of earlier batches
@@ -403,7 +403,9 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
 
     With ``engine`` ("local" or "dask"), the transcripts are read, segmented,
     embedded and coded in shards of ``shard_size`` files (:mod:`pipeline.shards`):
-    on a Dask ``LocalCluster``, or on the cluster at ``scheduler``. Finished shards
+    on a Dask ``LocalCluster``, on the cluster at ``scheduler``, or on the one
+    ``cluster`` describes (a validated ``engine:`` section,
+    :func:`pipeline.shards.cluster_config`: SLURM or PBS jobs). Finished shards
     are kept beside ``out`` (``.<out>.shards/``), so the same command after a
     stopped job goes on where it stopped; they are removed once ``out`` is written.
     """
@@ -502,7 +504,7 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
         seg = label_segments(new, vecs[len(train):], clf, cats, threshold)
     else:
         seg, shards = _code_in_shards(cfg, clf, cats, threshold, Path(out), engine, scheduler,
-                                      shard_size, retries)
+                                      shard_size, retries, cluster)
         if seg.empty:
             raise InputError("no participant speech to code in the new transcripts", path=transcripts)
 
@@ -592,7 +594,7 @@ def _shards_dir(out: Path) -> Path:
 
 def _code_in_shards(cfg, clf: Classifier, cats: dict[int, tuple], threshold: float, out: Path,
                     engine: str, scheduler: str | None, shard_size: int,
-                    retries: int):
+                    retries: int, cluster=None):
     """The new transcripts read, segmented, embedded and coded shard by shard."""
     import functools
     import pickle
@@ -615,7 +617,7 @@ def _code_in_shards(cfg, clf: Classifier, cats: dict[int, tuple], threshold: flo
     shard = functools.partial(code_shard, config=cfg.model_dump(mode="json"),
                               classifier_path=str(model))
     report = run_shards(files, work / "parts", shard, shard_size=shard_size, engine=engine,
-                        scheduler=scheduler, retries=retries)
+                        scheduler=scheduler, cluster_config=cluster, retries=retries)
     seg = report.read().reset_index(drop=True)
     log.info("coded %d segments in %d shard(s) (%d run now, %d from an earlier job)",
              len(seg), len(report.shards), len(report.computed), len(report.skipped))

@@ -77,12 +77,14 @@ def test_shards_code_as_one_process_does_and_a_stopped_job_goes_on(codebook, tmp
 
 
 @pytest.mark.slow
-def test_shards_run_on_a_dask_local_cluster(codebook, tmp_path):
+def test_shards_run_on_a_dask_local_cluster_the_cluster_file_describes(codebook, tmp_path):
     new = write_study(tmp_path / "new", n_cases=4)
     one, dask = tmp_path / "one", tmp_path / "dask"
+    cluster = tmp_path / "engine.yaml"
+    cluster.write_text("engine:\n  kind: localcluster\n  n_workers: 2\n", encoding="utf-8")
     assert main(["precode", str(codebook), "--transcripts", str(new), "--out", str(one)]) == 0
     assert main(["precode", str(codebook), "--transcripts", str(new), "--out", str(dask),
-                 "--engine", "dask", "--shard-size", "2"]) == 0
+                 "--engine", "dask", "--shard-size", "2", "--cluster", str(cluster)]) == 0
     m = json.loads((dask / "manifest.json").read_text())
     assert m["shards"]["engine"].startswith("dask") and m["shards"]["computed"] == 2
     got, want = _codes(dask), _codes(one)
@@ -108,3 +110,12 @@ def test_a_sharded_precoding_needs_out_and_a_shared_embedding_space(tmp_path, st
     assert main(["precode", str(cb), "--transcripts", str(new), "--scheduler",
                  "tcp://127.0.0.1:1", "--out", str(tmp_path / "o")]) == 2
     assert "--engine dask" in capsys.readouterr().err
+    # a cluster file with a fault is refused before anything runs, naming the key
+    bad = tmp_path / "engine.yaml"
+    bad.write_text("engine:\n  kind: slurm\n  cores: 0\n  memory: 16GB\n  walltime: '02:00:00'\n",
+                   encoding="utf-8")
+    assert main(["precode", str(cb), "--transcripts", str(new), "--engine", "dask",
+                 "--cluster", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "engine.cores" in err and "engine.yaml" in err and "Traceback" not in err
+    assert not (tmp_path / ".o.shards").exists()
