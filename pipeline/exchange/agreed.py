@@ -250,12 +250,12 @@ def content_from_review(run: RunData, *, draft: bool) -> ExportContent:
                          origin=f"from the review store {run.folder / 'review' / DB}")
 
 
-def content_from_yaml(path: Path, *, sources: bool = True) -> ExportContent:
-    """The codebook ``consensa review apply`` wrote, with its ``assignments.csv``."""
+def read_codebook_yaml(path: Path) -> dict:
+    """``RUN/review/codebook.yaml`` as ``consensa review apply`` wrote it; a file that is
+    not one is an InputError naming it."""
     import yaml
 
     from .. import safeyaml
-    from ..sheets import restore_frame
 
     try:
         data = safeyaml.load(path.read_text(encoding="utf-8"))
@@ -266,6 +266,14 @@ def content_from_yaml(path: Path, *, sources: bool = True) -> ExportContent:
     if not isinstance(data, dict) or not isinstance(data.get("domains"), list):
         raise InputError("is not a Consensa codebook (no domains: list)", path=path,
                          hint="give RUN/review/codebook.yaml from `consensa review apply`")
+    return data
+
+
+def content_from_yaml(path: Path, *, sources: bool = True) -> ExportContent:
+    """The codebook ``consensa review apply`` wrote, with its ``assignments.csv``."""
+    from ..sheets import restore_frame
+
+    data = read_codebook_yaml(path)
     folder = Path(str((data.get("run") or {}).get("folder") or path.parent.parent))
     if not (folder / "manifest.json").is_file():
         folder = path.parent.parent

@@ -542,19 +542,9 @@ def codebook_from_table(path: Path) -> list[ExportCode]:
 def codebook_from_yaml(path: Path) -> list[ExportCode]:
     """The final codebook ``consensa review apply`` writes (``RUN/review/codebook.yaml``):
     its domains and categories, with the judges' names and core ideas."""
-    import yaml
+    from .agreed import read_codebook_yaml
 
-    from .. import safeyaml
-
-    try:
-        data = safeyaml.load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise InputError(f"could not be read as a codebook ({type(exc).__name__})", path=path,
-                         hint="give RUN/review/codebook.yaml as `consensa review apply` wrote "
-                              "it") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("domains"), list):
-        raise InputError("is not a Consensa codebook (no domains: list)", path=path,
-                         hint="give RUN/review/codebook.yaml from `consensa review apply`")
+    data = read_codebook_yaml(path)
     rid = str((data.get("run") or {}).get("id") or path.parent.name)
     return codes_from_data(data, rid)
 
