@@ -39,3 +39,18 @@ def study_run(tmp_path_factory) -> Callable[..., Path]:
 def review_run(study_run, tmp_path) -> Path:
     """A fresh copy of the study run, at ``tmp_path/run``, for a test that reviews it."""
     return Path(shutil.copytree(study_run(), tmp_path / "run"))
+
+
+@pytest.fixture(scope="session")
+def applied_demo(tmp_path_factory) -> Path:
+    """The demo run (configs/demo.yaml, the real model), every item accepted and applied,
+    made once per session: its review/codebook.yaml is the demo's agreed codebook. Tests
+    write only beside it (exports, pre-coding output), never into its review."""
+    from pipeline.cli import main
+    from tests.review_helpers import agree_and_apply
+
+    run = tmp_path_factory.mktemp("demo") / "run"
+    root = Path(__file__).resolve().parent.parent
+    assert main(["run", str(root / "configs" / "demo.yaml"), "--out", str(run)]) == 0
+    agree_and_apply(run)
+    return run

@@ -9,6 +9,22 @@ import openpyxl
 import pandas as pd
 
 
+def agree_and_apply(run: Path) -> Path:
+    """Two judges, every item accepted as proposed (core ideas stay as proposed), and
+    ``consensa review apply``: the run's agreed codebook.yaml."""
+    from pipeline.cli import main
+    from pipeline.review.model import Decision, load_run
+    from pipeline.review.store import ReviewStore
+
+    items = load_run(run)
+    with ReviewStore(items, create=True) as store:
+        store.set_panel(["ana", "ben"])
+        store.resolve([Decision(i, "accept") for i in items.items()
+                       if not i.startswith("core_idea:")], by="ana")
+    assert main(["review", "apply", str(run)]) == 0
+    return run / "review" / "codebook.yaml"
+
+
 def segments(run_folder: Path) -> pd.DataFrame:
     return pd.read_parquet(run_folder / "segments.parquet")
 

@@ -266,25 +266,14 @@ def test_an_independent_refi_reader_reads_the_export(reviewed):
 
 
 @pytest.mark.slow
-def test_the_demos_agreed_project_is_valid_and_read_back_whole(tmp_path):
+def test_the_demos_agreed_project_is_valid_and_read_back_whole(applied_demo, tmp_path):
     """The demo (configs/demo.yaml, the CQR analysis) reviewed to a consensus, applied and
     exported: the .qdpx validates against the REFI-QDA schema (where ../shared holds
     it) and pyrefiqda reads every code, source, coding, note and case variable."""
     from pyrefiqda import RefiProject
 
-    from pipeline.review.model import Decision
-    from pipeline.review.model import load_run as review_run
-    from pipeline.review.store import ReviewStore
-
     root = Path(__file__).resolve().parent.parent
-    run = tmp_path / "demo"
-    assert main(["run", str(root / "configs" / "demo.yaml"), "--out", str(run)]) == 0
-    items = review_run(run)
-    with ReviewStore(items, create=True) as store:
-        store.set_panel(["ana", "ben"])
-        store.resolve([Decision(i, "accept") for i in items.items()
-                       if not i.startswith("core_idea:")], by="ana")
-    assert main(["review", "apply", str(run)]) == 0
+    run = applied_demo
     assert main(["export", "qdpx", str(run)]) == 0
     [path] = (run / "export").glob("*-agreed.qdpx")
     qde = _qde(path)

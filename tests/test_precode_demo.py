@@ -11,23 +11,14 @@ import pandas as pd
 import pytest
 
 from pipeline.cli import main
-from pipeline.review.model import Decision
-from pipeline.review.model import load_run as review_run
-from pipeline.review.store import ReviewStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
-def test_the_demo_codebook_pre_codes_new_interviews_and_queues_the_doubtful(tmp_path, capsys):
-    run = tmp_path / "demo"
-    assert main(["run", str(ROOT / "configs" / "demo.yaml"), "--out", str(run)]) == 0
-    items = review_run(run)
-    with ReviewStore(items, create=True) as store:
-        store.set_panel(["ana", "ben"])
-        store.resolve([Decision(i, "accept") for i in items.items()
-                       if not i.startswith("core_idea:")], by="ana")
-    assert main(["review", "apply", str(run)]) == 0
+def test_the_demo_codebook_pre_codes_new_interviews_and_queues_the_doubtful(applied_demo,
+                                                                             tmp_path, capsys):
+    run = applied_demo
     out = tmp_path / "new"
     capsys.readouterr()
     assert main(["precode", str(run / "review" / "codebook.yaml"),

@@ -13,8 +13,7 @@ import yaml
 
 import pipeline.precode as precode_mod
 from pipeline.cli import main
-from pipeline.review.model import Decision, load_run
-from pipeline.review.store import ReviewStore
+from tests.review_helpers import agree_and_apply
 from tests.study import study_config, write_study
 
 MODEL = {"name": "consensa.SentenceTransformer.v1"}     # float32: the same vector in any batch
@@ -28,12 +27,7 @@ def codebook(tmp_path_factory):
     path = root / "config.yaml"
     path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
     assert main(["run", str(path), "--out", str(root / "run")]) == 0
-    items = load_run(root / "run")
-    with ReviewStore(items, create=True) as store:
-        store.set_panel(["ana", "ben"])
-        store.resolve([Decision(i, "accept") for i in items.items()], by="ana")
-    assert main(["review", "apply", str(root / "run")]) == 0
-    return root / "run" / "review" / "codebook.yaml"
+    return agree_and_apply(root / "run")
 
 
 def _codes(out: Path) -> pd.DataFrame:
@@ -94,12 +88,7 @@ def test_shards_run_on_a_dask_local_cluster_the_cluster_file_describes(codebook,
 
 def test_a_sharded_precoding_needs_out_and_a_shared_embedding_space(tmp_path, study_run, capsys):
     run = Path(shutil.copytree(study_run(), tmp_path / "run"))      # TF-IDF embeddings
-    items = load_run(run)
-    with ReviewStore(items, create=True) as store:
-        store.set_panel(["ana", "ben"])
-        store.resolve([Decision(i, "accept") for i in items.items()], by="ana")
-    assert main(["review", "apply", str(run)]) == 0
-    cb = run / "review" / "codebook.yaml"
+    cb = agree_and_apply(run)
     new = write_study(tmp_path / "new", n_cases=2)
     assert main(["precode", str(cb), "--transcripts", str(new), "--engine", "local"]) == 2
     assert "--out" in capsys.readouterr().err

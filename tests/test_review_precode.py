@@ -14,20 +14,14 @@ import yaml
 
 from pipeline.cli import main
 from pipeline.precode import fit_classifier
-from pipeline.review.model import Decision, load_run
-from pipeline.review.store import ReviewStore
+from tests.review_helpers import agree_and_apply
 from tests.study import TOPICS, write_study
 
 
 @pytest.fixture(scope="module")
 def codebook(study_run, tmp_path_factory):
     run = Path(shutil.copytree(study_run(), tmp_path_factory.mktemp("precode") / "run"))
-    items = load_run(run)
-    with ReviewStore(items, create=True) as store:
-        store.set_panel(["ana", "ben"])
-        store.resolve([Decision(i, "accept") for i in items.items()], by="ana")
-    assert main(["review", "apply", str(run)]) == 0
-    return run / "review" / "codebook.yaml"
+    return agree_and_apply(run)
 
 
 def test_fit_classifier_reports_held_out_calibration():
