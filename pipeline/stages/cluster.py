@@ -238,6 +238,25 @@ def centroids(vectors: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+def join_nearest(vectors: np.ndarray, group: np.ndarray, strength: np.ndarray,
+                 centres: np.ndarray, min_similarity: float) -> np.ndarray:
+    """Move each outlier (group -1) to the nearest of ``centres`` by cosine when that
+    similarity is at least ``min_similarity``, in place: its group becomes that centre's
+    and its strength the similarity. Returns which rows moved. ``vectors`` and
+    ``centres`` are unit length."""
+    moved = np.zeros(len(group), dtype=bool)
+    out_idx = np.flatnonzero(group < 0)
+    if len(out_idx) and len(centres):
+        sims = vectors[out_idx] @ centres.T
+        best = sims.argmax(axis=1)
+        best_sim = sims[np.arange(len(out_idx)), best]
+        ok = best_sim >= min_similarity
+        group[out_idx[ok]] = best[ok]
+        strength[out_idx[ok]] = np.clip(best_sim[ok], 0.0, 1.0)
+        moved[out_idx[ok]] = True
+    return moved
+
+
 def assign(embeddings: np.ndarray, labels: np.ndarray, probabilities: np.ndarray,
            reassign: bool = True, min_similarity: float = 0.35) -> Clustering:
     """Number themes by size (largest first) and reassign outliers.
@@ -255,15 +274,8 @@ def assign(embeddings: np.ndarray, labels: np.ndarray, probabilities: np.ndarray
     moved = np.zeros(len(theme), dtype=bool)
     n_out = int(np.sum(theme < 0))
     if reassign and found and n_out:
-        cents = centroids(embeddings, theme, len(found))
-        out_idx = np.flatnonzero(theme < 0)
-        sims = embeddings[out_idx] @ cents.T
-        best = sims.argmax(axis=1)
-        best_sim = sims[np.arange(len(out_idx)), best]
-        ok = best_sim >= min_similarity
-        theme[out_idx[ok]] = best[ok]
-        strength[out_idx[ok]] = np.clip(best_sim[ok], 0.0, 1.0)
-        moved[out_idx[ok]] = True
+        moved = join_nearest(embeddings, theme, strength, centroids(embeddings, theme, len(found)),
+                             min_similarity)
     return Clustering(theme=theme, strength=strength, reassigned=moved, n_outliers_initial=n_out)
 
 

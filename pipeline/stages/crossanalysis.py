@@ -147,6 +147,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..errors import ConsensaError
 from ..types import check_columns
+from .cluster import join_nearest
 from .cqr import CQRConfig, frequency_label
 
 ClusterFn = Callable[[np.ndarray], "tuple[np.ndarray, np.ndarray]"]
@@ -382,16 +383,7 @@ def _cluster(X: np.ndarray, cluster_fn: ClusterFn, min_similarity: float, where:
     centres = np.stack([_centre(X[group == g]) for g in range(len(found))])
     strength = np.where(group >= 0, np.clip(np.nan_to_num(probs), 0.0, 1.0), 0.0)
     strength = strength.astype(np.float32)
-    moved = np.zeros(n, bool)
-    out_idx = np.flatnonzero(group < 0)
-    if len(out_idx):
-        sims = X[out_idx] @ centres.T
-        best = sims.argmax(axis=1)
-        best_sim = sims[np.arange(len(out_idx)), best]
-        ok = best_sim >= min_similarity
-        group[out_idx[ok]] = best[ok]
-        strength[out_idx[ok]] = np.clip(best_sim[ok], 0.0, 1.0)
-        moved[out_idx[ok]] = True
+    moved = join_nearest(X, group, strength, centres, min_similarity)
     return group, strength, moved, centres
 
 
