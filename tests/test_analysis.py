@@ -5,6 +5,7 @@ the protocol file a team edits and passes back."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -221,6 +222,7 @@ def test_the_demo_proposes_what_a_cqr_team_could_adopt(tmp_path):
 
 # --- the local language model, end to end against a fake server on loopback -------
 
+@contextmanager
 def _llm_server(answer_core_idea: bool):
     """A fake OpenAI-compatible server: a fixed name and definition for every
     category; for a core idea, the first ten words of the case's first text (close
@@ -250,20 +252,21 @@ def _llm_server(answer_core_idea: bool):
 
     server = Server(("127.0.0.1", 0), Handler)
     server.bodies = []
+    server.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                      daemon=True).start()
-    return server
-
-
-def test_a_local_model_names_categories_and_writes_core_ideas_and_every_call_is_logged(tmp_path):
-    server = _llm_server(answer_core_idea=True)
     try:
-        llm = {"name": "consensa.LocalLLM.v1", "model": "test-model",
-               "base_url": f"http://127.0.0.1:{server.server_address[1]}/v1", "timeout_s": 5}
-        out = _run(tmp_path, llm=llm)
+        yield server
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_local_model_names_categories_and_writes_core_ideas_and_every_call_is_logged(tmp_path):
+    with _llm_server(answer_core_idea=True) as server:
+        llm = {"name": "consensa.LocalLLM.v1", "model": "test-model",
+               "base_url": server.base_url, "timeout_s": 5}
+        out = _run(tmp_path, llm=llm)
     folder = RunFolder.open(out)
     cats, ideas = folder.table("categories"), folder.table("core_ideas")
     assert (cats["name"] == "Learning about tears").all()
@@ -280,14 +283,10 @@ def test_a_local_model_names_categories_and_writes_core_ideas_and_every_call_is_
 
 
 def test_a_bad_answer_falls_back_to_the_extractive_core_idea_when_asked(tmp_path):
-    server = _llm_server(answer_core_idea=False)
-    try:
+    with _llm_server(answer_core_idea=False) as server:
         llm = {"name": "consensa.LocalLLM.v1", "model": "test-model", "fallback": "extractive",
-               "base_url": f"http://127.0.0.1:{server.server_address[1]}/v1", "timeout_s": 5}
+               "base_url": server.base_url, "timeout_s": 5}
         out = _run(tmp_path, llm=llm)
-    finally:
-        server.shutdown()
-        server.server_close()
     folder = RunFolder.open(out)
     ideas = folder.table("core_ideas")
     assert (ideas["core_idea"] == ideas["extractive_core_idea"]).all()
