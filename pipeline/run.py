@@ -123,12 +123,13 @@ def build(cfg: RunConfig, base_dir: Path) -> RunResult:
         raise InputError("no participant speech left to analyse after segmentation",
                          path=", ".join(sorted({s.path for s in corpus.sources.values()})),
                          hint="check the speaker labels and the ingest.roles map in the config")
+    cqr_run = cfg.analysis == "consensa.CQR.v1"
     # settings that cannot give a theme on this many segments stop the run here,
-    # before the embeddings, rather than end it with "themes: 0"
-    check = getattr(build_stage("cluster", cfg), "check_n_segments", None)
+    # before the embeddings, rather than end it with "themes: 0" (the CQR analysis
+    # does not use the cluster section)
+    check = None if cqr_run else getattr(build_stage("cluster", cfg), "check_n_segments", None)
     if check is not None:
         check(len(segments))
-    cqr_run = cfg.analysis == "consensa.CQR.v1"
     with timer.stage("embed"):
         embedder = build_stage("embed", cfg)
         texts = segments["text"].tolist()
