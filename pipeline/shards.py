@@ -7,18 +7,21 @@ caller's function ``work(files) -> pandas.DataFrame`` on every shard, and writes
 each shard's rows as one parquet file of a partitioned dataset::
 
     OUT/part=<shard id>.parquet     one per shard, written whole or not at all
+    OUT/_extra=<shard id>           a file that belongs with the part (:class:`ShardOutput`),
+                                    when the shard function returns one
     OUT/_done.jsonl                 the ledger: one line per finished shard
 
 A shard's id is a hash of its file list, so the same inputs give the same shards.
 The ledger records, for each finished shard, the SHA-256 of every file it read;
 a restarted job skips a shard whose files are unchanged and whose part file is
-there, and recomputes one whose files changed. Part files are written to a
-temporary name and renamed, and a shard enters the ledger (an fsync'd append)
-only after its part file is in place, so a job killed at any moment loses at most
-the shards in flight and never leaves a half-written or duplicated one. ``OUT``
-holds the result of exactly the planned shards: parts of shards no longer planned
-(the input set changed) are removed, so reading the folder never counts a
-segment twice.
+there, and recomputes one whose files changed (or whose ``fingerprint``, what
+else its rows depend on, changed). Part files are written to a temporary name
+and renamed, and a shard enters the ledger (an fsync'd append) only after its
+part file (and its extra file, written before it) is in place, so a job killed
+at any moment loses at most the shards in flight and never leaves a
+half-written or duplicated one. ``OUT`` holds the result of exactly the planned
+shards: parts (and extra files) of shards no longer planned (the input set
+changed) are removed, so reading the folder never counts a segment twice.
 
 Engines:
 
@@ -83,11 +86,28 @@ LEDGER = "_done.jsonl"
 LOCK = "_lock"
 PART_PREFIX = "part="
 PART_SUFFIX = ".parquet"
+#: a shard's extra file: "_" first, so a parquet reader of the folder passes it by
+EXTRA_PREFIX = "_extra="
 ENGINES = ("local", "dask")
 #: how many failed shards a :class:`ShardError` lists one by one
 MAX_LISTED_FAILURES = 20
 
-Work = Callable[[list[str]], pd.DataFrame]
+
+@dataclass(frozen=True)
+class ShardOutput:
+    """What a shard function returns when its rows come with a file that belongs to them.
+
+    ``extra`` (any bytes; the caller chooses the format) is saved as
+    ``OUT/_extra=<shard id>`` before the part file, and the ledger records its
+    size, so a finished shard always has both and a restarted job reruns a shard
+    whose extra file is gone. Read it back with :meth:`ShardReport.extra`.
+    """
+
+    rows: pd.DataFrame
+    extra: bytes
+
+
+Work = Callable[[list[str]], "pd.DataFrame | ShardOutput"]
 
 
 # --- Shards --------------------------------------------------------------------------
@@ -104,6 +124,10 @@ class Shard:
     @property
     def part_name(self) -> str:
         return f"{PART_PREFIX}{self.id}{PART_SUFFIX}"
+
+    @property
+    def extra_name(self) -> str:
+        return f"{EXTRA_PREFIX}{self.id}"
 
 
 def shard_id(files: Sequence[str]) -> str:
@@ -340,13 +364,18 @@ def read_ledger(out_dir: str | Path) -> dict[str, dict]:
     return entries
 
 
-def _done(shard: Shard, entry: dict | None, out_dir: Path) -> bool:
-    """Whether ``entry`` shows ``shard`` finished with today's files and its part file is whole."""
-    if entry is None:
+def _done(shard: Shard, entry: dict | None, out_dir: Path, fingerprint: str | None = None) -> bool:
+    """Whether ``entry`` shows ``shard`` finished with today's files and fingerprint, and
+    its part file (and extra file, if it has one) is whole."""
+    if entry is None or entry.get("fingerprint") != fingerprint:
         return False
     recorded = [(f.get("path"), f.get("sha256")) for f in entry.get("files", [])]
     if recorded != list(zip(shard.files, shard.hashes, strict=True)):
         return False
+    if "extra_bytes" in entry:
+        extra = out_dir / shard.extra_name
+        if not extra.is_file() or extra.stat().st_size != entry["extra_bytes"]:
+            return False
     part = out_dir / shard.part_name
     if not part.is_file():
         return False
@@ -403,7 +432,8 @@ def run_one_shard(shard: Shard, out_dir: str, work: Work) -> dict:
     Hashes the files as read here (they may have changed since planning), so the
     ledger says what this shard's rows were made from. A ConsensaError from
     ``work`` comes back as ``{"error": ...}`` rather than raised: the input is at
-    fault, and a retry would fail the same way.
+    fault, and a retry would fail the same way. An extra file (:class:`ShardOutput`)
+    is written before the part file, so a part in place always has its extra file.
     """
     started = time.perf_counter()
     hashes = [file_sha256(p) for p in shard.files]
@@ -411,14 +441,22 @@ def run_one_shard(shard: Shard, out_dir: str, work: Work) -> dict:
         frame = work(list(shard.files))
     except ConsensaError as exc:
         return {"shard": shard.id, "error": str(exc)}
-    if not isinstance(frame, pd.DataFrame):
+    extra = None
+    if isinstance(frame, ShardOutput):
+        frame, extra = frame.rows, frame.extra
+    if not isinstance(frame, pd.DataFrame) or not isinstance(extra, bytes | None):
         raise TypeError(f"the shard function returned {type(frame).__name__}, "
-                        "not a pandas DataFrame")
+                        "not a pandas DataFrame (or a ShardOutput of one and bytes)")
+    entry: dict[str, Any] = {}
+    if extra is not None:
+        atomic_write_bytes(Path(out_dir) / shard.extra_name, extra)
+        entry["extra_bytes"] = len(extra)
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
     atomic_write_bytes(Path(out_dir) / shard.part_name, buffer.getvalue())
     _fsync_dir(Path(out_dir))
     return {"shard": shard.id, "index": shard.index, "part": shard.part_name, "rows": len(frame),
+            **entry,
             "files": [{"path": p, "sha256": h} for p, h in zip(shard.files, hashes, strict=True)],
             "seconds": round(time.perf_counter() - started, 3),
             "finished": datetime.now(UTC).isoformat(timespec="seconds")}
@@ -562,6 +600,11 @@ class ShardReport:
         """Every finished shard's rows, in the order of the input files."""
         return read_parts(self.parts)
 
+    def extra(self, shard: Shard) -> bytes | None:
+        """The extra file a finished shard's function returned (:class:`ShardOutput`), or None."""
+        path = self.out_dir / shard.extra_name
+        return path.read_bytes() if path.is_file() else None
+
     def as_dict(self) -> dict:
         """For a manifest: counts, the engine, and every failure with its files."""
         return {"engine": self.engine, "shards": len(self.shards), "computed": len(self.computed),
@@ -602,15 +645,16 @@ def read_dataset(out_dir: str | Path) -> pd.DataFrame:
     return read_parts([Path(out_dir) / e["part"] for e in entries])
 
 
-def _prepare(out_dir: Path, shards: list[Shard]) -> tuple[list[Shard], list[Shard], list[str]]:
+def _prepare(out_dir: Path, shards: list[Shard],
+             fingerprint: str | None = None) -> tuple[list[Shard], list[Shard], list[str]]:
     """Split the plan into shards already done and shards to run; tidy ``out_dir``.
 
     Rewrites the ledger with only the planned, finished shards (dropping a line cut
-    short and shards of an older plan), removes part files no shard of the plan
-    owns and temporary files of writes that were interrupted.
+    short and shards of an older plan), removes part and extra files no shard of
+    the plan owns and temporary files of writes that were interrupted.
     """
     entries = read_ledger(out_dir)
-    done = [s for s in shards if _done(s, entries.get(s.id), out_dir)]
+    done = [s for s in shards if _done(s, entries.get(s.id), out_dir, fingerprint)]
     done_ids = {s.id for s in done}
     todo = [s for s in shards if s.id not in done_ids]
     atomic_write_text(out_dir / LEDGER, "".join(json.dumps(entries[s.id], sort_keys=True) + "\n"
@@ -621,8 +665,13 @@ def _prepare(out_dir: Path, shards: list[Shard]) -> tuple[list[Shard], list[Shar
         if part.name not in planned:
             part.unlink()
             removed.append(part.name)
-    for tmp in out_dir.glob(f".{PART_PREFIX}*.tmp"):
-        tmp.unlink(missing_ok=True)
+    planned_extras = {s.extra_name for s in shards}
+    for extra in out_dir.glob(f"{EXTRA_PREFIX}*"):
+        if extra.name not in planned_extras:
+            extra.unlink()
+    for prefix in (PART_PREFIX, EXTRA_PREFIX):
+        for tmp in out_dir.glob(f".{prefix}*.tmp"):
+            tmp.unlink(missing_ok=True)
     if removed:
         log.info("removed %d part file(s) of shards that are no longer planned (the input files "
                  "changed)", len(removed))
@@ -643,13 +692,16 @@ def _bar(progress_wanted: bool, total: int, initial: int):
 def run_shards(files: Sequence[str | Path], out_dir: str | Path, work: Work, *, shard_size: int,
                engine: Literal["local", "dask"] = "local", scheduler: str | None = None,
                cluster_config: Mapping[str, Any] | ClusterConfig | None = None, retries: int = 2,
-               progress: bool = True) -> ShardReport:
+               progress: bool = True, fingerprint: str | None = None) -> ShardReport:
     """Run ``work`` on every shard of ``files`` not finished before; write the parquet dataset.
 
     ``work(files) -> DataFrame`` is called with a shard's absolute paths and must be
     picklable for the Dask engine (a module-level function, or a ``functools.partial``
     of one). Its rows are saved as ``out_dir/part=<shard id>.parquet`` (index not
-    kept). ``engine="dask"`` runs on ``scheduler`` (``tcp://HOST:PORT``) when given,
+    kept); it may return a :class:`ShardOutput` to keep a file beside them.
+    ``fingerprint`` says what else the rows depend on (a hash of the model, the
+    config): it is recorded with each finished shard, and a shard finished with
+    another fingerprint is run again. ``engine="dask"`` runs on ``scheduler`` (``tcp://HOST:PORT``) when given,
     else on the cluster ``cluster_config`` describes (see :class:`ClusterConfig`;
     default a ``LocalCluster``). Returns the :class:`ShardReport`; raises
     :class:`ShardError` (after all other shards are saved) if some shards failed
@@ -676,7 +728,7 @@ def run_shards(files: Sequence[str | Path], out_dir: str | Path, work: Work, *, 
     out = Path(out_dir).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     with _exclusive(out):
-        done, todo, removed = _prepare(out, shards)
+        done, todo, removed = _prepare(out, shards, fingerprint)
         entries = read_ledger(out)
         described = "local" if engine == "local" else f"dask ({settings.kind})"
         report = ShardReport(out_dir=out, engine=described, shards=shards,
@@ -700,6 +752,8 @@ def run_shards(files: Sequence[str | Path], out_dir: str | Path, work: Work, *, 
                         report.failed.append(ShardFailure(shard.id, shard.index, shard.files,
                                                           outcome["error"]))
                     else:
+                        if fingerprint is not None:
+                            outcome["fingerprint"] = fingerprint
                         _append(ledger, outcome)
                         report.computed.append(shard.id)
                         report.segments += outcome["rows"]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.errors import InputError
-from pipeline.shards import worker_state
+from pipeline.shards import ShardOutput, worker_state
 
 COLUMNS = ["file", "line", "text", "n_words", "score"]
 
@@ -51,6 +51,11 @@ def segment_files(files: list[str], delay: float = 0.0) -> pd.DataFrame:
             rows.append((Path(path).name, number, text, len(text.split()), score))
     time.sleep(delay)
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def with_extra(files: list[str]) -> ShardOutput:
+    """Like :func:`segment_files`, with a file kept beside the part: the shard's file names."""
+    return ShardOutput(segment_files(files), "\n".join(Path(f).name for f in files).encode())
 
 
 def crash_on(files: list[str], marker: str) -> pd.DataFrame:

@@ -25,6 +25,8 @@ from pipeline.stages.deidentify import (
     MAPPING_MARK,
     PLACEHOLDER,
     DeidentifyConfig,
+    combine_summaries,
+    corpus_names,
     deidentify_corpus,
     deidentify_text,
     mapping_header,
@@ -186,6 +188,32 @@ def test_every_format_keeps_exact_offsets_and_labels_are_pseudonymised(tmp_path)
     assert list(mapping.columns) == ["case_id", "type", "placeholder", "original", "occurrences"]
     assert {"Maria Lopez", "Maria", "Leeds", "07700 900123", "Priya Natarajan"} <= \
         set(mapping["original"])
+
+
+def test_a_corpus_de_identified_in_parts_gets_the_placeholders_of_one_pass(tmp_path):
+    folder = tmp_path / "t"
+    folder.mkdir()
+    # a participant's name is a speaker label in a.txt, a line label with no speech in c.txt
+    (folder / "a.txt").write_text("Interviewer: How was it?\nMara Reyes: Hard. I rang "
+                                  "020 7946 0958 in March.\n", encoding="utf-8")
+    (folder / "b.txt").write_text("Interviewer: And then?\nP2: The training with Mara Reyes "
+                                  "was good, and Tomasz Wilk came too.\n", encoding="utf-8")
+    (folder / "c.txt").write_text("Tomasz Wilk:\nInterviewer: Go on.\nP3: Fine.\n",
+                                  encoding="utf-8")
+    icfg = IngestConfig(paths=[folder])
+    whole = deidentify_corpus(ingest(icfg), NO_NER, icfg)
+    parts = [ingest(IngestConfig(paths=[folder / n])) for n in ("a.txt", "b.txt", "c.txt")]
+    alone = deidentify_corpus(parts[1], NO_NER, icfg)
+    assert "Mara Reyes" in alone.files["sources/b.txt"]         # b alone does not know them
+    names = corpus_names(parts, icfg)
+    assert json.loads(json.dumps(names)) == names                # plain data for the workers
+    shards = [deidentify_corpus(p, NO_NER, icfg, known=names) for p in parts]
+    files = {path: text for s in shards for path, text in s.files.items()}
+    assert files == dict(whole.files)
+    assert not any(n in files["sources/b.txt"] for n in ("Mara", "Reyes", "Tomasz", "Wilk"))
+    for s in shards:
+        assert_exact(s.corpus)
+    assert combine_summaries(s.summary() for s in shards) == whole.summary()
 
 
 def test_notes_about_skipped_items_lose_the_names_too(tmp_path):

@@ -33,7 +33,15 @@ from pipeline.shards import (
     run_shards,
 )
 from tests import shard_work
-from tests.shard_work import crash_on, dies, flaky, segment_files, with_model, write_transcripts
+from tests.shard_work import (
+    crash_on,
+    dies,
+    flaky,
+    segment_files,
+    with_extra,
+    with_model,
+    write_transcripts,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 #: a LocalCluster whose workers are threads of the test process: starts in ~0.1 s
@@ -150,6 +158,37 @@ def test_a_ledger_line_cut_short_reruns_that_shard_and_a_damaged_one_is_named(tm
     with pytest.raises(InputError) as err:
         run_shards(files, out, segment_files, shard_size=1)
     assert err.value.line == 1 and err.value.path.endswith(LEDGER)
+
+
+def test_an_extra_file_is_kept_beside_its_part_and_a_missing_one_reruns_its_shard(tmp_path):
+    files = write_transcripts(tmp_path / "in", 5)
+    out = tmp_path / "out"
+    report = run_shards(files, out, with_extra, shard_size=2)
+    assert [report.extra(s) for s in report.shards] == \
+        ["\n".join(Path(f).name for f in s.files).encode() for s in report.shards]
+    pd.testing.assert_frame_equal(report.read(), expected_rows(files))
+    assert len(pd.read_parquet(out)) == len(report.read())       # still a parquet dataset
+    (out / report.shards[1].extra_name).unlink()
+    again = run_shards(files, out, with_extra, shard_size=2)
+    assert again.computed == [report.shards[1].id] and len(again.skipped) == 2
+    assert again.extra(report.shards[1]) == b"case002.txt\ncase003.txt"
+    # a new input set: the extra files of shards no longer planned go with their parts
+    files[0].unlink()
+    third = run_shards(files[1:], out, with_extra, shard_size=2)
+    assert {p.name for p in out.glob("_extra=*")} == {s.extra_name for s in third.shards}
+
+
+def test_a_shard_finished_with_another_fingerprint_is_run_again(tmp_path):
+    files = write_transcripts(tmp_path / "in", 4)
+    out = tmp_path / "out"
+    first = run_shards(files, out, segment_files, shard_size=2, fingerprint="model-a")
+    same = run_shards(files, out, segment_files, shard_size=2, fingerprint="model-a")
+    assert same.computed == [] and sorted(same.skipped) == sorted(first.computed)
+    other = run_shards(files, out, segment_files, shard_size=2, fingerprint="model-b")
+    assert sorted(other.computed) == sorted(first.computed) and other.skipped == []
+    assert sorted(ledger_ids(out)) == sorted(first.computed)          # once each
+    assert {json.loads(line)["fingerprint"] for line in (out / LEDGER).read_text().splitlines()} \
+        == {"model-b"}
 
 
 def test_a_second_job_on_the_same_folder_is_refused(tmp_path):

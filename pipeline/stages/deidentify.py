@@ -1134,9 +1134,43 @@ def source_file_name(case_id: str, taken: set[str]) -> str:
     return name
 
 
-def deidentify_corpus(corpus: Corpus, config: DeidentifyConfig,
-                      ingest_config=None) -> Deidentified:
-    """Pseudonymise every case of ``corpus`` (see the module docstring)."""
+def corpus_names(corpora: Iterable[Corpus], ingest_config=None) -> dict[str, list[str]]:
+    """The labels of a whole corpus that :func:`deidentify_corpus` registers before any
+    case is pseudonymised: every speaker label (names become known names, roles are
+    kept) and, with ``ingest_config``, the line labels that look like full names
+    (a label with no speech after it is not a turn), each once, in corpus order.
+
+    Plain lists, so that a job that de-identifies a large corpus shard by shard can
+    collect them once from all its files (``corpora``: the corpus read part by part,
+    in order) and give them to every shard (``deidentify_corpus(..., known=...)``):
+    then a participant's name said in another shard's transcript is replaced too.
+    The config's ``known_names`` and the roles-map keys are not listed: each shard
+    has the config.
+    """
+    speakers: dict[str, None] = {}
+    lines: dict[str, None] = {}
+    for corpus in corpora:
+        speakers.update(dict.fromkeys(corpus.turns["speaker"]))
+        if ingest_config is None:
+            continue
+        for source in corpus.sources.values():
+            lines.update(dict.fromkeys(label for label in _line_labels(
+                source.text, ingest_config.speaker_pattern) if _looks_like_full_name(label)))
+    return {"speakers": list(speakers), "line_labels": list(lines)}
+
+
+def deidentify_corpus(corpus: Corpus, config: DeidentifyConfig, ingest_config=None,
+                      known: Mapping[str, Sequence[str]] | None = None) -> Deidentified:
+    """Pseudonymise every case of ``corpus`` (see the module docstring).
+
+    ``known``: when ``corpus`` is one shard of a larger corpus, that corpus's
+    :func:`corpus_names`, registered before this shard's own labels. The names are
+    then known, and numbered, in the same order as in one call on the whole corpus,
+    so a shard's texts get the placeholders that call would give them.
+    """
+    names = corpus_names([corpus], ingest_config)
+    if known is not None:
+        names = {k: list(dict.fromkeys([*known.get(k, ()), *v])) for k, v in names.items()}
     generic = []
     roles: dict[str, str] = {}
     if ingest_config is not None:
@@ -1150,13 +1184,10 @@ def deidentify_corpus(corpus: Corpus, config: DeidentifyConfig,
             ph = deid.add_known(key)
             if ph:
                 global_names[key] = ph
-    deid.add_labels(dict.fromkeys(corpus.turns["speaker"]))
-    if ingest_config is not None:          # labels with no speech after them are not turns
-        for source in corpus.sources.values():
-            for label in _line_labels(source.text, ingest_config.speaker_pattern):
-                if label not in deid.keep and _looks_like_full_name(label) and \
-                        deid.is_name_label(label):
-                    deid.add_known(label)
+    deid.add_labels(names["speakers"])
+    for label in names["line_labels"]:     # labels with no speech after them are not turns
+        if label not in deid.keep and deid.is_name_label(label):
+            deid.add_known(label)
     model = model_version(config.model) if config.ner and \
         (deid.types & {"PERSON", "PLACE", "ORG"}) else None
 
@@ -1190,6 +1221,24 @@ def deidentify_corpus(corpus: Corpus, config: DeidentifyConfig,
     new = Corpus(turns=turns, cases=corpus.cases, sources=sources, skipped=skipped)
     return Deidentified(new, results, dict(corpus.sources), files, config, model,
                         deid.n_config_names, global_names)
+
+
+def combine_summaries(summaries: Iterable[Mapping]) -> dict:
+    """One manifest ``deidentify`` section for a corpus de-identified in parts: the
+    :meth:`Deidentified.summary` of each part, counts summed, cases joined. The
+    settings (types, model, known names from the config) are the same in every part,
+    of which there is at least one."""
+    summaries = list(summaries)
+    out = dict(summaries[0])
+    total: Counter = Counter()
+    per_case: dict = {}
+    for part in summaries:
+        total.update(part["replacements"])
+        per_case.update(part["replacements_per_case"])
+    out["replacements"] = {t: int(total.get(t, 0)) for t in summaries[0]["replacements"]}
+    out["replacements_per_case"] = per_case
+    out["speaker_labels_replaced"] = sum(int(p["speaker_labels_replaced"]) for p in summaries)
+    return out
 
 
 def deidentify_text(text: str, config: DeidentifyConfig, labels: Iterable[str] = (),
@@ -1342,5 +1391,6 @@ def write_mapping(path: Path, csv_text: str, name: str, key: str) -> None:
 
 
 __all__ = ["DeidentifyConfig", "Deidentifier", "Deidentified", "CaseResult", "Replacement",
-           "deidentify_corpus", "deidentify_text", "check_mapping_path", "load_ner", "DEFAULT_KEEP", "TYPES",
+           "deidentify_corpus", "corpus_names", "combine_summaries", "deidentify_text",
+           "check_mapping_path", "load_ner", "DEFAULT_KEEP", "TYPES",
            "study_key", "mapping_header", "write_mapping", "MAPPING_MARK"]
