@@ -291,6 +291,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = listen(args.run, host=args.host, port=args.port, judges=_names(args.judges),
                  auditors=_names(args.auditor))
     print(f"Consensa review of '{app.review.run.name}' ({app.store_path})")
+    batch = app.review.queue
+    if batch is not None:
+        left = len(batch.queue) - batch.n_done()
+        print(f"  pre-coding queue of batch {batch.batch} ({batch.folder}): {left} of "
+              f"{len(batch.queue)} queued segment(s) left to code, on the Queue page (/queue)")
     if not app.panel:
         print("  the panel is empty: add people with --judges a,b,c --auditor d")
     else:
@@ -708,7 +713,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "consensus decisions, search, export. It reads and writes the same store "
                        "as the workbooks (RUN/review/decisions.sqlite). Prints an address with "
                        "a random access token; only that address opens the app.")
-    p.add_argument("run", help="a run folder made by `consensa run`")
+    p.add_argument("run", help="a run folder made by `consensa run`, or the output folder of "
+                   "`consensa precode`: the review of its codebook's run, with a Queue page "
+                   "to code the segments it queued")
     p.add_argument("--host", default="127.0.0.1",
                    help="the address to listen on (default 127.0.0.1: this computer only); "
                    "0.0.0.0 shares it on the local network")

@@ -17,9 +17,11 @@ held-out accuracy, macro F1, expected calibration error and reliability table.
 A segment whose confidence is below ``--threshold`` is not coded: it goes to the
 "needs a human" queue (``queue.xlsx``), never forced.
 
-A person codes the queue in the workbook; ``consensa precode import QUEUE.xlsx --by
-NAME`` stores the choices in the review store of the codebook's run (its append-only
-audit log), and ``--retrain`` adds them to the training data of the next batch.
+A person codes the queue in the workbook, and ``consensa precode import QUEUE.xlsx
+--by NAME`` stores the choices, or in the browser (``consensa serve OUT``, its queue
+page): either way into the review store of the codebook's run (its append-only audit
+log, :func:`record_choices`), and ``--retrain`` adds them to the training data of the
+next batch.
 
 Output folder: segments.parquet/.csv (the new segments, category, confidence, the
 three likeliest categories, status coded / none / needs_human), cqr_table.md/.csv
@@ -35,9 +37,11 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -45,6 +49,9 @@ import pandas as pd
 from . import safeyaml
 from .errors import ConfigError, InputError
 from .runfolder import RunFolder
+
+if TYPE_CHECKING:
+    from .review.store import ReviewStore
 
 log = logging.getLogger("consensa.precode")
 
@@ -343,6 +350,12 @@ DEFAULT_THRESHOLD = 0.7
 CHOICE_ACTION = "precode choice"
 
 
+def codebook_categories(cb: dict) -> dict[int, tuple[str, int, str]]:
+    """The codebook's categories: id -> (name, domain id, domain name)."""
+    return {int(c["id"]): (c["name"], int(d["id"]), d["name"])
+            for d in cb["domains"] for c in d["categories"]}
+
+
 def training_set(cb: dict, run_folder: Path, labels: pd.DataFrame) -> pd.DataFrame:
     """The judged segments with their final category, or :data:`NONE`.
 
@@ -408,6 +421,9 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
     :func:`pipeline.shards.cluster_config`: SLURM or PBS jobs). Finished shards
     are kept beside ``out`` (``.<out>.shards/``), so the same command after a
     stopped job goes on where it stopped; they are removed once ``out`` is written.
+    With de-identification on, each shard de-identifies its own files before
+    segmenting them, knowing the speaker labels of all files (:func:`code_shard`),
+    and keeps only the de-identified texts beside its part.
     """
     from .compose import build_stage, embed_texts, open_cache
     from .config import load_config, resolve_paths, validate_config
@@ -439,16 +455,12 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
         if out is None:
             raise InputError("a sharded pre-coding needs --out: the same command with the same "
                              "--out goes on where a stopped job stopped", field="--out")
-        if cfg.deidentify.enabled:
-            raise ConfigError("de-identification is not yet done shard by shard", field="--engine",
-                              hint="pre-code these transcripts without --engine")
         if build_stage("embed", cfg).model_id is None:
             raise ConfigError(f"the embedder {cfg.embed.name} fits itself to the texts it is given, "
                               "so shards would not share one space", field="embed.name",
                               hint="use a sentence-transformer embedder, or pre-code without --engine")
 
-    cats = {int(c["id"]): (c["name"], int(d["id"]), d["name"])
-            for d in cb["domains"] for c in d["categories"]}
+    cats = codebook_categories(cb)
     train = training_set(cb, run_folder, labels)
     n_choices = 0
     if retrain:
@@ -462,7 +474,9 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
     if not none_class:
         train = train[~none].reset_index(drop=True)
 
-    deid = None
+    # the de-identified texts the offsets index (path -> text), and the manifest's counts
+    deid_files: dict[str, str] = {}
+    deid_summary: dict = {"enabled": False}
     shards = None
     if engine is None:
         log.info("ingest and segment the new transcripts ...")
@@ -478,6 +492,8 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
                 log.info("de-identify the new transcripts ...")
             deid = deidentify_corpus(corpus, cfg.deidentify, cfg.ingest)
             corpus = deid.corpus
+            # counts only; the placeholder mapping of new transcripts is not written
+            deid_files, deid_summary = dict(deid.files), deid.summary(False)
         new = build_stage("segment", cfg).segment(corpus, memory=cache).segments.reset_index(drop=True)
         if new.empty:
             raise InputError("no participant speech to code in the new transcripts", path=transcripts)
@@ -503,8 +519,8 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
     if engine is None:
         seg = label_segments(new, vecs[len(train):], clf, cats, threshold)
     else:
-        seg, shards = _code_in_shards(cfg, clf, cats, threshold, Path(out), engine, scheduler,
-                                      shard_size, retries, cluster)
+        seg, shards, deid_files, deid_summary = _code_in_shards(
+            cfg, clf, cats, threshold, Path(out), engine, scheduler, shard_size, retries, cluster)
         if seg.empty:
             raise InputError("no participant speech to code in the new transcripts", path=transcripts)
 
@@ -547,7 +563,7 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
         meta = {"batch": batch, "codebook": str(Path(codebook).resolve()),
                 "precode_folder": str(out.resolve()), "run_id": RunFolder(run_folder).run_id}
         atomic_write_bytes(tmp / "queue.xlsx", queue_workbook(seg[seg["needs_human"]], cats, meta))
-        for rel, text in (deid.files.items() if deid is not None else ()):
+        for rel, text in deid_files.items():
             path = tmp / rel                       # the de-identified texts the offsets index
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(text.encode("utf-8"))
@@ -568,8 +584,7 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
             "n_needs_human": int(seg["needs_human"].sum()),
             "categories_not_found": absent,
             "cases": total, "embed": cfg.embed.name, "segment": cfg.segment.name,
-            # counts only; the placeholder mapping of new transcripts is not written
-            "deidentify": deid.summary(False) if deid is not None else {"enabled": False},
+            "deidentify": deid_summary,
             "created_at": created,
         }
         if shards is not None:
@@ -595,12 +610,17 @@ def _shards_dir(out: Path) -> Path:
 def _code_in_shards(cfg, clf: Classifier, cats: dict[int, tuple], threshold: float, out: Path,
                     engine: str, scheduler: str | None, shard_size: int,
                     retries: int, cluster=None):
-    """The new transcripts read, segmented, embedded and coded shard by shard."""
+    """The new transcripts read, (de-identified,) segmented, embedded and coded shard by shard.
+
+    Returns the coded segments, the :class:`~pipeline.shards.ShardReport`, and with
+    de-identification the de-identified texts (path -> text) and the manifest's counts.
+    """
     import functools
+    import hashlib
     import pickle
 
     from .fsutil import atomic_write_bytes
-    from .shards import run_shards
+    from .shards import file_sha256, run_shards
     from .stages.ingest import transcript_files
 
     files, skipped = transcript_files(cfg.ingest)
@@ -614,27 +634,113 @@ def _code_in_shards(cfg, clf: Classifier, cats: dict[int, tuple], threshold: flo
     # the workers load the classifier from this file, once each; a restarted job that
     # fitted the same classifier writes the same bytes
     atomic_write_bytes(model, pickle.dumps((clf, cats, threshold)))
-    shard = functools.partial(code_shard, config=cfg.model_dump(mode="json"),
-                              classifier_path=str(model))
+    config = cfg.model_dump(mode="json")
+    names = _corpus_names(cfg, files) if cfg.deidentify.enabled else None
+    # what the rows depend on besides the files: a shard finished with another config,
+    # classifier or corpus-wide names (a speaker added elsewhere) is run again; the
+    # names go into the hash, never into a file
+    fingerprint = hashlib.sha256(json.dumps([config, file_sha256(model), names],
+                                            sort_keys=True).encode("utf-8")).hexdigest()
+    shard = functools.partial(code_shard, config=config, classifier_path=str(model), names=names)
     report = run_shards(files, work / "parts", shard, shard_size=shard_size, engine=engine,
-                        scheduler=scheduler, cluster_config=cluster, retries=retries)
-    seg = report.read().reset_index(drop=True)
+                        scheduler=scheduler, cluster_config=cluster, retries=retries,
+                        fingerprint=fingerprint)
+    if names is None:
+        seg, deid_files, deid_summary = report.read(), {}, {"enabled": False}
+    else:
+        seg, deid_files, deid_summary = _deidentified_shards(report)
+    seg = seg.reset_index(drop=True)
     log.info("coded %d segments in %d shard(s) (%d run now, %d from an earlier job)",
              len(seg), len(report.shards), len(report.computed), len(report.skipped))
-    return seg, report
+    return seg, report, deid_files, deid_summary
 
 
-def code_shard(files: list[str], *, config: dict, classifier_path: str) -> pd.DataFrame:
+def _corpus_names(cfg, files: list[Path]) -> dict[str, list[str]]:
+    """The speaker and line labels of every file, for each shard's de-identification.
+
+    Read here, in the order of the files and a few at a time (memory stays flat),
+    before the shards run: a shard sees only its own files, but a participant named
+    in another shard's speaker labels must be replaced in its texts too. A file that
+    cannot be read is left out here; the shard reading it reports it.
+    """
+    from .errors import ConsensaError
+    from .stages.deidentify import corpus_names
+    from .stages.ingest import ingest
+
+    def corpora(step: int = 100):
+        for start in range(0, len(files), step):
+            some = cfg.ingest.model_copy(update={
+                "paths": [Path(f) for f in files[start:start + step]], "cases_table": None})
+            try:
+                yield ingest(some)
+            except ConsensaError:       # not one of these files could be read
+                continue
+
+    started = time.perf_counter()
+    names = corpus_names(corpora(), cfg.ingest)
+    log.info("collected the speaker labels of %d file(s) for de-identification in %.1f s",
+             len(files), time.perf_counter() - started)
+    return names
+
+
+def _deidentified_shards(report) -> tuple[pd.DataFrame, dict[str, str], dict]:
+    """The shards' segments, their de-identified texts and the summed counts.
+
+    Each shard names its texts ``sources/<case>.txt`` on its own; they are named
+    again here over the whole corpus, in order, as one de-identification of the
+    whole corpus would name them, so two cases whose names differ only in
+    characters a file name cannot hold never share a file (the segments' offsets
+    follow their text).
+    """
+    from .shards import read_parts
+    from .stages.deidentify import combine_summaries, source_file_name
+
+    frames, files, summaries, taken = [], {}, [], set()
+    for shard in report.shards:
+        extra = report.extra(shard)
+        if extra is None:
+            raise InputError("a finished shard has no de-identified texts",
+                             path=report.out_dir / shard.part_name,
+                             hint="delete the folder of finished shards and run again")
+        kept = json.loads(extra.decode("utf-8"))
+        frame = read_parts([report.out_dir / shard.part_name])
+        renamed = {}
+        for source in kept["sources"]:
+            path = source_file_name(source["case_id"], taken)
+            files[path] = source["text"]
+            if path != source["path"]:
+                renamed[source["path"]] = path
+        if renamed and "source_file" in frame.columns:
+            frame["source_file"] = frame["source_file"].replace(renamed)
+        frames.append(frame)
+        summaries.append(kept["deidentify"])
+    frames = [f for f in frames if len(f.columns)]
+    seg = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return seg, files, combine_summaries(summaries)
+
+
+def code_shard(files: list[str], *, config: dict, classifier_path: str,
+               names: dict[str, list[str]] | None = None):
     """One shard of a sharded pre-coding, on a worker: its transcripts read,
-    segmented, embedded and coded. The embedder and the classifier are loaded once
-    per worker (:func:`pipeline.shards.worker_state`); nothing is cached on disk,
-    since many workers share no cache safely."""
+    (de-identified,) segmented, embedded and coded. The embedder and the classifier
+    are loaded once per worker (:func:`pipeline.shards.worker_state`); nothing is
+    cached on disk, since many workers share no cache safely.
+
+    With de-identification on, ``names`` are the whole corpus's labels
+    (:func:`pipeline.stages.deidentify.corpus_names`): every shard knows the same
+    names, in the same order, so its texts get the placeholders one
+    de-identification of the whole corpus would give them (unless two files hold
+    the same case id: one ingest of the whole corpus leaves the second copy out,
+    a shard reads it, and its names may then shift the numbers). Only its de-identified
+    texts and counts are kept beside its part (a :class:`~pipeline.shards.ShardOutput`);
+    the original text is never written.
+    """
     import pickle
 
     from .cache import Cache
     from .compose import build_stage
     from .config import validate_config
-    from .shards import file_sha256, worker_state
+    from .shards import ShardOutput, file_sha256, worker_state
     from .stages.ingest import ingest
 
     cfg = validate_config(config)
@@ -646,12 +752,23 @@ def code_shard(files: list[str], *, config: dict, classifier_path: str) -> pd.Da
     embedder = worker_state(("embedder", json.dumps(config["embed"], sort_keys=True)),
                             lambda: build_stage("embed", cfg))
     corpus = ingest(cfg.ingest)
+    deid = None
+    if cfg.deidentify.enabled:
+        # as in one process: nothing is segmented or embedded before names are replaced
+        from .stages.deidentify import deidentify_corpus
+
+        deid = deidentify_corpus(corpus, cfg.deidentify, cfg.ingest, known=names)
+        corpus = deid.corpus
     new = build_stage("segment", cfg).segment(corpus, memory=Cache(None)).segments
     new = new.reset_index(drop=True)
-    if new.empty:               # a shard of title pages: nothing to code, nothing lost
+    if not new.empty:           # a shard of title pages: nothing to code, nothing lost
+        new = label_segments(new, embedder.encode(new["text"].tolist()), clf, cats, threshold)
+    if deid is None:
         return new
-    X = embedder.encode(new["text"].tolist())
-    return label_segments(new, X, clf, cats, threshold)
+    sources = [{"case_id": cid, "path": src.path, "text": src.text}
+               for cid, src in deid.corpus.sources.items()]
+    kept = {"sources": sources, "deidentify": deid.summary(False)}
+    return ShardOutput(new, json.dumps(kept, ensure_ascii=False).encode("utf-8"))
 
 
 QUEUE_HEAD = ["segment id", "case", "question", "text",
@@ -801,11 +918,8 @@ def read_queue(path: Path) -> tuple[dict, list[QueueChoice]]:
 def import_queue(path: Path, by: str) -> tuple[int, Path]:
     """Store ``by``'s choices from a filled-in queue workbook; returns (stored, run folder).
 
-    They go into the review store of the codebook's run (``RUN/review/decisions.sqlite``)
-    as rows of its append-only audit log, in one transaction with a row in its
-    ``imports`` table: durable as the judges' decisions are (WAL, synchronous=FULL),
-    and a killed import leaves nothing behind. A later choice for the same segment by
-    the same person replaces the earlier one when read; both stay in the log.
+    They go into the review store of the codebook's run through :func:`record_choices`,
+    as the queue page of ``consensa serve`` stores them.
     """
     from .review.model import load_run
     from .review.store import ReviewStore
@@ -813,22 +927,72 @@ def import_queue(path: Path, by: str) -> tuple[int, Path]:
     if not by or not all(ch.isalnum() or ch in "-_." for ch in by):
         raise InputError(f"--by must name the person (letters, digits, '-', '_', '.'): {by!r}")
     meta, choices = read_queue(path)
-    _, run_folder, _ = _load_codebook(Path(meta["codebook"]))
+    cb, run_folder, _ = _load_codebook(Path(meta["codebook"]))
     if not choices:
         return 0, run_folder
-    now = datetime.now(UTC).isoformat(timespec="microseconds")
     with ReviewStore(load_run(run_folder), create=True) as store:
-        with store.transaction() as con:
-            cur = con.execute("INSERT INTO imports (at, who, what, n_rows) VALUES (?, ?, ?, ?)",
-                              (now, by, f"precode queue {Path(path).name} ({meta['batch']})",
-                               len(choices)))
-            for c in choices:
-                value = json.dumps({**asdict(c), "batch": meta["batch"]}, ensure_ascii=False,
-                                   sort_keys=True)
-                con.execute("INSERT INTO audit_log (at, who, action, round, item, value, "
-                            "previous, import_id) VALUES (?, ?, ?, NULL, ?, ?, NULL, ?)",
-                            (now, by, CHOICE_ACTION, c.item(meta["batch"]), value, cur.lastrowid))
+        record_choices(store, str(meta["batch"]), choices, by,
+                       f"precode queue {Path(path).name} ({meta['batch']})",
+                       codebook_categories(cb))
     return len(choices), run_folder
+
+
+def record_choices(store: ReviewStore, batch: str, choices: list[QueueChoice], by: str,
+                   what: str, categories: Iterable[int]) -> int:
+    """Store ``by``'s choices for queued segments of ``batch``; the one writer of them.
+
+    ``consensa precode import`` and the queue page of ``consensa serve`` both store
+    here, so a choice is the same row whichever way it came in: an audit-log row of
+    the review store (``RUN/review/decisions.sqlite``, append-only) under
+    :data:`CHOICE_ACTION`, keyed :meth:`QueueChoice.item`, its value the choice as
+    JSON with its batch, all in one transaction with a row in the ``imports`` table:
+    durable as the judges' decisions are (WAL, synchronous=FULL), and a killed write
+    leaves nothing behind. A later choice for the same segment by the same person
+    replaces the earlier one when read (:func:`latest_choices`); both stay in the log.
+
+    A choice of an id that is not a category of the codebook (``categories``) nor
+    "none" refuses them all: nothing is stored.
+    """
+    known = set(categories)
+    bad = [c for c in choices if c.category_id != NONE and c.category_id not in known]
+    if bad:
+        raise InputError("; ".join(f"{c.source}: {c.category_id} is not a category of the "
+                                   "codebook" for c in bad[:30]),
+                         hint="choose one of the codebook's category ids, or 'none'; "
+                         "nothing was stored")
+    if not by:
+        raise InputError("a choice must name the person who made it")
+    now = datetime.now(UTC).isoformat(timespec="microseconds")
+    with store.transaction() as con:
+        cur = con.execute("INSERT INTO imports (at, who, what, n_rows) VALUES (?, ?, ?, ?)",
+                          (now, by, what, len(choices)))
+        for c in choices:
+            value = json.dumps({**asdict(c), "batch": batch}, ensure_ascii=False, sort_keys=True)
+            con.execute("INSERT INTO audit_log (at, who, action, round, item, value, "
+                        "previous, import_id) VALUES (?, ?, ?, NULL, ?, ?, NULL, ?)",
+                        (now, by, CHOICE_ACTION, c.item(batch), value, cur.lastrowid))
+    return len(choices)
+
+
+def latest_choices(run_folder: Path) -> dict[tuple[str, str], dict]:
+    """Every stored queue choice, the latest per (person, item): (who, item) -> its value.
+
+    Read from the review store without writing to it (no store: nothing stored yet).
+    """
+    import sqlite3
+
+    from .review.store import db_path
+
+    path = db_path(run_folder)
+    if not path.is_file():
+        return {}
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = con.execute("SELECT who, item, value FROM audit_log WHERE action=? ORDER BY id",
+                           (CHOICE_ACTION,)).fetchall()
+    finally:
+        con.close()
+    return {(who, item): json.loads(value) for who, item, value in rows}
 
 
 def stored_choices(run_folder: Path, cats: dict[int, tuple] | None = None) -> pd.DataFrame:
@@ -838,28 +1002,93 @@ def stored_choices(run_folder: Path, cats: dict[int, tuple] | None = None) -> pd
     is prefixed with its batch, so the case-grouped folds keep a new case whole. A
     choice of a category no longer in the codebook is left out.
     """
-    import sqlite3
-
-    from .review.store import db_path
-
     cols = ["segment_id", "case_id", "text", "label", "origin"]
-    path = db_path(run_folder)
-    if not path.is_file():
-        return pd.DataFrame(columns=cols)
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        rows = con.execute("SELECT who, item, value FROM audit_log WHERE action=? ORDER BY id",
-                           (CHOICE_ACTION,)).fetchall()
-    finally:
-        con.close()
-    latest: dict[tuple[str, str], dict] = {}
-    for who, item, value in rows:
-        latest[(who, item)] = json.loads(value)
     out = []
-    for v in latest.values():
+    for v in latest_choices(run_folder).values():
         cid = int(v["category_id"])
         if cats is not None and cid != NONE and cid not in cats:
             continue
         out.append({"segment_id": v["segment_id"], "case_id": f"{v['batch']}/{v['case_id']}",
                     "text": v["text"], "label": cid, "origin": "queue"})
     return pd.DataFrame(out, columns=cols)
+
+
+# --- a pre-coding's output folder, as `consensa serve` opens it -----------------------------
+
+@dataclass(frozen=True)
+class PrecodeBatch:
+    """One pre-coding's output folder: its batch, its codebook and that codebook's run,
+    and the segments queued for a person (lowest confidence first, as in queue.xlsx)."""
+
+    folder: Path
+    batch: str
+    codebook: Path
+    run_folder: Path
+    categories: dict[int, tuple[str, int, str]]
+    queue: pd.DataFrame
+
+    def choice(self, segment_id: str, category_id: int, comment: str, by: str) -> QueueChoice:
+        """``by``'s choice for one queued segment, as the queue page makes it (the
+        segment as the pre-coding wrote it, the classifier's first suggestion)."""
+        rows = self.queue[self.queue["segment_id"] == segment_id]
+        if rows.empty:
+            raise InputError(f"{segment_id!r} is not a queued segment of batch {self.batch}",
+                             path=self.folder / "segments.parquet")
+        r = rows.iloc[0]
+        return QueueChoice(segment_id=str(r["segment_id"]), case_id=str(r["case_id"]),
+                           text=str(r["text"]), category_id=int(category_id),
+                           suggested_category_id=int(r["suggested_category_id"]),
+                           confidence=float(r["confidence"]), comment=comment,
+                           source=f"web form ({by})")
+
+    def choices(self) -> dict[str, dict[str, dict]]:
+        """The stored choices for this batch's segments: segment id -> {person: the
+        latest choice's value}, however they came in (workbook or web)."""
+        out: dict[str, dict[str, dict]] = {}
+        for (who, _), v in latest_choices(self.run_folder).items():
+            if v.get("batch") == self.batch:
+                out.setdefault(str(v["segment_id"]), {})[who] = v
+        return out
+
+    def n_done(self, chosen: dict[str, dict] | None = None) -> int:
+        """How many queued segments have a stored choice (by anyone)."""
+        chosen = self.choices() if chosen is None else chosen
+        return int(self.queue["segment_id"].astype(str).isin(list(chosen)).sum())
+
+
+def is_precode_folder(folder: Path) -> bool:
+    """Whether ``folder`` is the output of ``consensa precode``: its manifest names a
+    batch and a codebook (a run folder's manifest does neither)."""
+    path = Path(folder) / "manifest.json"
+    if not path.is_file():
+        return False
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(manifest, dict) and "batch" in manifest and "codebook" in manifest
+
+
+def open_batch(folder: Path) -> PrecodeBatch:
+    """The pre-coding in ``folder`` with its codebook, the codebook's run and its queue."""
+    folder = Path(folder)
+    if not is_precode_folder(folder):
+        raise InputError("not the output folder of `consensa precode` (its manifest.json "
+                         "names no batch and codebook)", path=folder)
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    codebook = Path(manifest["codebook"])
+    if not codebook.is_file():
+        raise InputError(f"the pre-coding's codebook is missing: {codebook}",
+                         path=folder / "manifest.json",
+                         hint="keep the codebook's run folder where it was when this batch "
+                         "was pre-coded")
+    cb, run_folder, _ = _load_codebook(codebook)
+    seg_path = folder / "segments.parquet"
+    if not seg_path.is_file():
+        raise InputError("the pre-coding has no segments.parquet", path=folder,
+                         hint="pre-code the transcripts again into a new --out folder")
+    seg = pd.read_parquet(seg_path)
+    queue = seg[seg["needs_human"].astype(bool)].sort_values("confidence", kind="stable")
+    return PrecodeBatch(folder=folder, batch=str(manifest["batch"]), codebook=codebook,
+                        run_folder=run_folder, categories=codebook_categories(cb),
+                        queue=queue.reset_index(drop=True))

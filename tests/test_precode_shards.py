@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -84,6 +85,81 @@ def test_shards_run_on_a_dask_local_cluster_the_cluster_file_describes(codebook,
     got, want = _codes(dask), _codes(one)
     assert list(got.index) == list(want.index)
     assert (got["category_id"] == want["category_id"]).mean() >= 0.95
+
+
+SECRETS = ("Mara", "Reyes", "7946")
+
+
+def _holding(folder: Path, words) -> list[Path]:
+    """The files under ``folder`` that hold any of ``words``: parquet files read as rows,
+    workbooks unzipped, every other file as its bytes."""
+    found = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        if path.suffix == ".parquet":
+            text = pd.read_parquet(path).to_csv()
+        elif path.suffix == ".xlsx":
+            with zipfile.ZipFile(path) as z:
+                text = " ".join(z.read(n).decode("utf-8", "replace") for n in z.namelist())
+        else:
+            text = path.read_bytes().decode("utf-8", "replace")
+        if any(w in text for w in words):
+            found.append(path)
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_shards_de_identify_with_the_names_of_every_shard(codebook, tmp_path, monkeypatch, engine):
+    new = write_study(tmp_path / "new", n_cases=3)
+    # the participant of case01 is labelled by name; case03, another shard, mentions her
+    a, b = new / "case01.txt", new / "case03.txt"
+    a.write_text(a.read_text(encoding="utf-8").replace("Therapist:", "Mara Reyes:"), encoding="utf-8")
+    b.write_text(b.read_text(encoding="utf-8") + "\nTherapist: The training with Mara Reyes was "
+                 "good, and I rang her on 020 7946 0958 after.\n", encoding="utf-8")
+    run_cfg = yaml.safe_load((codebook.parent.parent / "config.yaml").read_text())
+    run_cfg["deidentify"] = {"enabled": True, "ner": False}
+    run_cfg["cache_dir"] = str(tmp_path / "cache")
+    team = tmp_path / "team.yaml"
+    team.write_text(yaml.safe_dump(run_cfg), encoding="utf-8")
+    one = tmp_path / "one"
+    precode_mod.precode(codebook, new, team, out=one)
+    sharded = tmp_path / "sharded"
+    cluster = {"kind": "localcluster", "n_workers": 2, "processes": False} if engine == "dask" else None
+    # stopped after its shards are done: what they keep beside their parts is de-identified
+    real = precode_mod.os.replace
+
+    def stop(src, dst):
+        if Path(dst) == sharded:
+            raise KeyboardInterrupt
+        return real(src, dst)
+
+    monkeypatch.setattr(precode_mod.os, "replace", stop)
+    with pytest.raises(KeyboardInterrupt):
+        precode_mod.precode(codebook, new, team, out=sharded, engine=engine, shard_size=1,
+                            cluster=cluster)
+    work = tmp_path / ".sharded.shards"
+    assert len(list((work / "parts").glob("_extra=*"))) == 3
+    assert _holding(work, SECRETS) == []
+    monkeypatch.setattr(precode_mod.os, "replace", real)
+    precode_mod.precode(codebook, new, team, out=sharded, engine=engine, shard_size=1,
+                        cluster=cluster)
+    m = json.loads((sharded / "manifest.json").read_text())
+    assert m["shards"]["skipped"] == 3 and m["shards"]["computed"] == 0
+    assert m["shards"]["engine"].startswith(engine)
+    assert _holding(sharded, SECRETS) == [] and not work.exists()
+    seg = pd.read_parquet(sharded / "segments.parquet")
+    mention = seg[(seg["case_id"] == "case03") & seg["text"].str.contains("rang")]
+    assert len(mention) == 1 and "The training with PERSON_" in mention["text"].iloc[0]
+    # as in one process: the same counts, placeholders, texts and offsets
+    assert m["deidentify"] == json.loads((one / "manifest.json").read_text())["deidentify"]
+    assert m["deidentify"]["replacements"]["PERSON"] >= 1 and m["deidentify"]["replacements"]["PHONE"] == 1
+    want = pd.read_parquet(one / "segments.parquet")
+    cols = ["segment_id", "speaker", "text", "start_char", "end_char", "source_file"]
+    pd.testing.assert_frame_equal(seg[cols], want[cols])
+    texts = {p.name: p.read_text(encoding="utf-8") for p in (sharded / "sources").glob("*.txt")}
+    assert texts == {p.name: p.read_text(encoding="utf-8") for p in (one / "sources").glob("*.txt")}
+    for row in seg.itertuples():
+        assert texts[Path(row.source_file).name][row.start_char:row.end_char] == row.text
 
 
 def test_a_sharded_precoding_needs_out_and_a_shared_embedding_space(tmp_path, study_run, capsys):

@@ -30,6 +30,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from ..precode import PrecodeBatch, is_precode_folder, open_batch
 from ..report.templating import make_environment
 from ..review.model import Decision, RunItems, is_change, load_run
 from ..review.store import ReviewStore
@@ -45,10 +46,16 @@ HERE = Path(__file__).resolve().parent
 
 
 class ReviewApp:
-    """One run's review, served. ``asgi`` is the application to give to a server."""
+    """One run's review, served. ``asgi`` is the application to give to a server.
 
-    def __init__(self, run_folder: str | Path, token: str | None = None) -> None:
+    With ``queue`` (a pre-coding of new transcripts with this run's codebook), it also
+    serves that batch's queue: the segments left to a person, coded on the queue page.
+    """
+
+    def __init__(self, run_folder: str | Path, token: str | None = None,
+                 queue: PrecodeBatch | None = None) -> None:
         self.run: RunItems = load_run(run_folder)
+        self.queue = queue
         with self.store():  # refuses a run without a review (with what to do)
             pass
         self.access = Access(token)
@@ -59,7 +66,8 @@ class ReviewApp:
         self.env.filters["when"] = pages.when
         self.env.filters["item_url"] = pages.item_url
         self.env.globals.update(item_url=pages.item_url, state_words=pages.STATE_WORDS,
-                                say=self.say, is_change=is_change)
+                                say=self.say, is_change=is_change,
+                                queue_batch=queue.batch if queue is not None else None)
         table = [Route(path, self._endpoint(handler, needs_person), methods=methods)
                  for path, handler, methods, needs_person in routes.ROUTES]
         table.append(Mount("/static", StaticFiles(directory=HERE / "static"), name="static"))
@@ -172,5 +180,20 @@ class ReviewApp:
         return p
 
 
-def create_app(run_folder: str | Path, token: str | None = None) -> ReviewApp:
-    return ReviewApp(run_folder, token)
+def open_folder(folder: str | Path) -> tuple[Path, PrecodeBatch | None]:
+    """The run whose review to serve, and the pre-coding whose queue to serve with it.
+
+    A run folder is served as it is. The output folder of ``consensa precode`` is
+    recognised by its manifest: its codebook's run is served, with its queue.
+    """
+    folder = Path(folder)
+    if is_precode_folder(folder):
+        batch = open_batch(folder)
+        return batch.run_folder, batch
+    return folder, None
+
+
+def create_app(folder: str | Path, token: str | None = None) -> ReviewApp:
+    """The review app of a run folder, or of a pre-coding's run with its queue."""
+    run_folder, batch = open_folder(folder)
+    return ReviewApp(run_folder, token, queue=batch)

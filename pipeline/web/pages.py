@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConsensaError
+from ..precode import NONE, PrecodeBatch
 from ..review.agreement import SETTLED, ItemStatus, ReviewStatus, review_status
 from ..review.apply import live_codebook
 from ..review.evidence import attribute_text, subgroups, theme_evidence
@@ -56,6 +57,10 @@ MEDIA_TYPES = {".yaml": "application/yaml", ".md": "text/markdown; charset=utf-8
                ".qdpx": "application/zip"}
 #: a position that only marks an item nobody touched (not a judge's decision)
 LEFT_ALONE = "left alone"
+#: queued segments the queue page lists at once (previous / next page through the rest)
+QUEUE_PAGE_SIZE = 50
+#: which queued segments the queue page lists: still without a choice, with one, all
+QUEUE_SHOW = {"left": "left to code", "done": "coded", "all": "all"}
 
 
 # --- words and addresses -------------------------------------------------------------
@@ -462,6 +467,78 @@ def audit_log(run: RunItems, store: ReviewStore) -> dict:
                 "label": run.label(r["item"]) if r["item"] else ""}
                for r in reversed(rows[-MAX_LOG_ENTRIES:])]
     return {"entries": entries, "total": len(rows), "undo": undo}
+
+
+# --- the pre-coding queue ------------------------------------------------------------------
+
+def category_label(batch: PrecodeBatch, category_id: int) -> str:
+    """A category of the codebook as the queue page names it ("none of these" for none)."""
+    if int(category_id) == NONE:
+        return "none of these"
+    name = batch.categories.get(int(category_id), ("(not in the codebook)",))[0]
+    return f"{int(category_id)}: {name}"
+
+
+def _queue_rows(batch: PrecodeBatch, chosen: dict[str, dict[str, dict]], show: str
+                ) -> list[tuple[int, str]]:
+    """(position in the whole queue, segment id) of the rows ``show`` keeps, in queue order."""
+    ids = batch.queue["segment_id"].astype(str).tolist()
+    return [(n, sid) for n, sid in enumerate(ids, start=1)
+            if show == "all" or (sid in chosen) == (show == "done")]
+
+
+def _text(value) -> str:
+    return "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+
+
+def queue_page(batch: PrecodeBatch, show: str = "left", page: int = 1) -> dict:
+    """One page of the pre-coding's queue: each segment with its case, question and
+    text, the classifier's three likeliest categories with their confidences, and the
+    choices stored for it (the latest of each person); how many are left and done."""
+    show = show if show in QUEUE_SHOW else "left"
+    chosen = batch.choices()
+    rows = _queue_rows(batch, chosen, show)
+    pages = max(1, -(-len(rows) // QUEUE_PAGE_SIZE))
+    page = min(max(1, page), pages)
+    shown = rows[(page - 1) * QUEUE_PAGE_SIZE: page * QUEUE_PAGE_SIZE]
+    by_id = batch.queue.set_index(batch.queue["segment_id"].astype(str))
+    listed = []
+    for n, sid in shown:
+        r = by_id.loc[sid]
+        top = [{"id": int(r[f"top{k}_category_id"]),
+                "label": category_label(batch, int(r[f"top{k}_category_id"])),
+                "confidence": float(r[f"top{k}_confidence"])} for k in (1, 2, 3)]
+        listed.append({"n": n, "id": sid, "case": str(r["case_id"]),
+                       "question": _text(r.get("question")),
+                       "text": str(r["text"]), "top": top,
+                       "choices": [{"who": who, "label": category_label(batch, v["category_id"]),
+                                    "comment": v.get("comment", "")}
+                                   for who, v in sorted(chosen.get(sid, {}).items())]})
+    total = len(batch.queue)
+    done = batch.n_done(chosen)
+    doms: dict[str, list[tuple[int, str]]] = {}
+    for cid, (name, _, dom) in sorted(batch.categories.items()):
+        doms.setdefault(dom, []).append((cid, name))
+    return {"batch": batch.batch, "folder": str(batch.folder), "rows": listed, "show": show,
+            "show_words": QUEUE_SHOW, "page": page, "pages": pages, "n_shown": len(rows),
+            "total": total, "done": done, "left": total - done,
+            "category_choices": list(doms.items())}
+
+
+def queue_next(batch: PrecodeBatch, after: str, show: str = "left") -> str:
+    """Where the queue page goes after a choice for segment ``after``: the next segment
+    still without a choice (from ``after`` on, then from the top), on its page."""
+    chosen = batch.choices()
+    show = "all" if show == "all" else "left"
+    rows = _queue_rows(batch, chosen, show)
+    ids = batch.queue["segment_id"].astype(str).tolist()
+    start = ids.index(after) + 1 if after in ids else 0
+    left = [n for n, sid in enumerate(ids, start=1) if sid not in chosen]
+    target = next((n for n in left if n > start), left[0] if left else None)
+    if target is None:
+        return f"/queue?show={show}"
+    at = next(i for i, (n, _) in enumerate(rows) if n == target)
+    return f"/queue?show={show}&page={at // QUEUE_PAGE_SIZE + 1}#q-{target}"
 
 
 # --- export ----------------------------------------------------------------------------

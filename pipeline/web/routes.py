@@ -22,6 +22,7 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 
 from ..errors import ConsensaError
 from ..exchange import refi
+from ..precode import NONE, PrecodeBatch, record_choices
 from ..review.agreement import review_status
 from ..review.apply import build_codebook, write_codebook
 from ..review.model import Decision, ReviewError, segment_item
@@ -357,6 +358,64 @@ def undo(review: ReviewApp, request: Request, form) -> Response:
     return RedirectResponse(_back(form), status_code=303)
 
 
+# --- the pre-coding queue ------------------------------------------------------------------
+
+def _batch(review: ReviewApp) -> PrecodeBatch:
+    if review.queue is None:
+        raise Refused(404, "This review serves no pre-coding queue.",
+                      "Start `consensa serve` with the output folder of `consensa precode` "
+                      "(its --out) to code that batch's queue here.")
+    return review.queue
+
+
+def _page_number(text: str | None) -> int:
+    try:
+        return int(str(text or "1"))
+    except ValueError:
+        return 1
+
+
+def queue(review: ReviewApp, request: Request, form) -> Response:
+    """The segments the pre-coding queued for a person, a page at a time."""
+    batch = _batch(review)
+    q = request.query_params
+    ctx = pages.queue_page(batch, q.get("show", "left"), _page_number(q.get("page")))
+    return review.render(request, "queue.html", **ctx)
+
+
+def choose(review: ReviewApp, request: Request, form) -> Response:
+    """A person's code for one queued segment, stored as `consensa precode import`
+    stores a filled-in queue workbook (:func:`pipeline.precode.record_choices`), by
+    whoever on the panel is signed in (as the import takes any ``--by`` name). The
+    category starts empty: nothing is stored that nobody chose."""
+    who, _ = review.me(request)
+    batch = _batch(review)
+    sid = str(form.get("segment", ""))
+    raw = str(form.get("category", "")).strip()
+    if not raw:
+        raise Refused(400, "Choose a category, or 'none', first: the form starts without one, "
+                      "so that nothing is stored that nobody chose.", "Nothing was saved.")
+    if raw.lower() == "none":
+        cid = NONE
+    else:
+        try:
+            cid = int(raw)
+        except ValueError:
+            raise Refused(400, f"{raw!r} is not a category id or 'none'.",
+                          "Nothing was saved.") from None
+    try:
+        choice = batch.choice(sid, cid, str(form.get("comment", "")).strip(), who)
+        with review.store() as store:
+            record_choices(store, batch.batch, [choice], who,
+                           f"web: {who}, precode queue ({batch.batch})", batch.categories)
+    except ConsensaError as exc:
+        raise Refused(400, exc.reason, exc.hint or "Nothing was saved.") from None
+    review.flash(request, f"Stored your choice for segment {sid}: "
+                 f"{pages.category_label(batch, cid)}.")
+    return RedirectResponse(pages.queue_next(batch, sid, str(form.get("show", ""))),
+                            status_code=303)
+
+
 # --- export ----------------------------------------------------------------------------
 
 def export_page(review: ReviewApp, request: Request, form) -> Response:
@@ -447,4 +506,6 @@ ROUTES = [
     ("/export/codebook", export_codebook, ["POST"], True),
     ("/export/refi/{kind}", export_refi, ["POST"], True),
     ("/download/{folder}/{name}", download, ["GET"], True),
+    ("/queue", queue, ["GET"], True),
+    ("/queue/choose", choose, ["POST"], True),
 ]

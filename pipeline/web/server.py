@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..review.model import ReviewError, load_run
 from ..review.store import ReviewStore, db_path
-from .app import ReviewApp
+from .app import ReviewApp, open_folder
 
 
 def is_loopback(host: str) -> bool:
@@ -78,12 +78,16 @@ class Listening:
         uvicorn.Server(config).run(sockets=[self.sock])
 
 
-def listen(run_folder: str | Path, host: str = "127.0.0.1", port: int = 0,
+def listen(folder: str | Path, host: str = "127.0.0.1", port: int = 0,
            judges: list[str] = (), auditors: list[str] = ()) -> Listening:
-    """Add the given people to the panel, open the review and bind its socket."""
-    run_folder = Path(run_folder)
+    """Add the given people to the panel, open the review and bind its socket.
+
+    ``folder`` is a run folder, or the output folder of ``consensa precode``: then the
+    review of its codebook's run, with the batch's queue (:func:`.app.open_folder`).
+    """
+    run_folder, batch = open_folder(folder)
     ensure_panel(run_folder, list(judges), list(auditors))
-    review = ReviewApp(run_folder)
+    review = ReviewApp(run_folder, queue=batch)
     with review.store() as store:
         panel = store.panel()
     sock = bind(host, port)
