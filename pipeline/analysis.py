@@ -204,7 +204,11 @@ def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFram
 def cached_phrases(cache):
     """:func:`~pipeline.stages.naming.extract_phrases` through ``cache``: one entry per
     set of texts parsed, keyed by the texts, the parameters and the naming module's
-    code (a change to how phrases are found is a miss)."""
+    code (a change to how phrases are found is a miss).
+
+    The entry holds offsets, lemmas and kinds, never the phrases' words as spoken: a
+    cache holds no transcript text (:mod:`pipeline.cache`). The spoken form is cut
+    from the given text again when the entry is read, as the extractor cuts it."""
     import json
 
     from . import cache as cache_mod
@@ -216,16 +220,17 @@ def cached_phrases(cache):
                           cache_mod.digest(*texts), cache_mod.code_digest(naming.extract_phrases))
 
         def encode(value):
-            rows = [[[p.text, p.start, p.end, list(p.lemmas), list(p.key), p.kind] for p in ps]
+            rows = [[[p.start, p.end, list(p.lemmas), list(p.key), p.kind] for p in ps]
                     for ps in value]
             return {"json": np.array(json.dumps(rows))}
 
         def decode(arrays):
             rows = json.loads(str(arrays["json"]))
-            if len(rows) != len(texts):
-                return None
-            return [[naming.Phrase(t, int(a), int(b), tuple(lem), tuple(key), kind)
-                     for t, a, b, lem, key, kind in ps] for ps in rows]
+            if len(rows) != len(texts) or any(len(r) != 5 for ps in rows for r in ps):
+                return None         # an entry of another layout: a miss
+            return [[naming.Phrase(naming.spoken_form(text, int(a), int(b)), int(a), int(b),
+                                   tuple(lem), tuple(key), kind)
+                     for a, b, lem, key, kind in ps] for text, ps in zip(texts, rows, strict=True)]
 
         value, _ = cache.cached("phrases", k,
                                 lambda: naming.extract_phrases(texts, batch_size=batch_size,

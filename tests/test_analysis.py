@@ -396,3 +396,23 @@ def test_a_run_says_when_its_categories_were_found_on_a_sample(tmp_path, capsys)
     assert (f"categories found on a case-stratified sample of "
             f"{c['crossanalysis_fitted_on_sample']} segments") in printed
     assert "Categories found on a sample" in (out / "report.html").read_text(encoding="utf-8")
+
+
+def test_the_phrase_cache_keeps_offsets_and_lemmas_never_the_spoken_words(tmp_path):
+    from pipeline.analysis import cached_phrases
+    from pipeline.cache import Cache
+    from pipeline.stages.naming import extract_phrases
+
+    texts = ["We talked about the Gatekeeping Protocols at length (laughs) in supervision.",
+             "My supervisor reviewed the Gatekeeping Protocols with the whole team."]
+    direct = extract_phrases(texts)
+    assert any("Gatekeeping Protocols" in p.text for ps in direct for p in ps)
+    cache = Cache(tmp_path / "cache")
+    assert cached_phrases(cache)(texts) == direct              # computed and stored
+    assert cached_phrases(cache)(texts) == direct              # read back: the same phrases
+    entries = list((tmp_path / "cache").rglob("*.npz"))
+    assert entries
+    for entry in entries:
+        with np.load(entry) as arrays:
+            stored = " ".join(str(arrays[k]) for k in arrays.files)
+        assert "Gatekeeping" not in stored and "Protocols" not in stored and "laughs" not in stored

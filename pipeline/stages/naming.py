@@ -441,7 +441,7 @@ def _phrase_from(doc, start: int, end: int, kind: str, stop: frozenset[str],
     if not any(_is_content(t, stop) for t in toks):
         return None
     s, e = toks[0].idx, toks[-1].idx + len(toks[-1].text)
-    text = _WS.sub(" ", doc.text[s:e]).strip()
+    text = _WS.sub(" ", doc.text[s:e]).strip()       # = spoken_form(the given text, s, e)
     if not 2 <= _word_count(text) <= max_words:
         return None
     lemmas = tuple(_lemma(t.lower_) for t in toks if not t.is_space)
@@ -530,6 +530,12 @@ def _phrases_of(doc, stop: frozenset[str], max_words: int) -> list[Phrase]:
             if _contiguous_under(doc, verb, start, end):
                 add(start, end, kind, keep_start=start < verb.i)
     return sorted(out.values(), key=lambda p: (p.start, p.end))
+
+
+def spoken_form(text: str, start: int, end: int) -> str:
+    """The words of ``text[start:end]`` as a phrase shows them: transcriber notes
+    blanked and whitespace normalised, as :func:`extract_phrases` cuts a phrase."""
+    return _WS.sub(" ", blank_transcriber_notes(str(text))[start:end]).strip()
 
 
 def extract_phrases(texts: Sequence[str], batch_size: int = 64, max_words: int = 6) -> list[list[Phrase]]:
