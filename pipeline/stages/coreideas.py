@@ -407,9 +407,10 @@ def _check(segments: pd.DataFrame, domain_of_segment, vectors) -> np.ndarray:
 def _lexical(texts: list[str]):
     """TF-IDF rows (L2-normalised, sparse) for ``texts``; None when no content word."""
     from sklearn.feature_extraction.text import TfidfVectorizer
-    from spacy.lang.en.stop_words import STOP_WORDS
 
-    skip = frozenset(STOP_WORDS) | FILLERS
+    from .nlp import stop_words
+
+    skip = stop_words() | FILLERS
 
     def words(text: str) -> list[str]:
         return [w for w in (_norm(x) for x in _WORD.findall(text))

@@ -591,9 +591,9 @@ _STOP: set[str] = set()
 def _stop_words() -> set[str]:
     """English function words (spaCy's list), never names on their own."""
     if not _STOP:
-        from spacy.lang.en.stop_words import STOP_WORDS
+        from .nlp import stop_words
 
-        _STOP.update(w.casefold() for w in STOP_WORDS)
+        _STOP.update(w.casefold() for w in stop_words())
         _STOP.update(_NOT_NAMES)
         _STOP.update(_DISCOURSE)
         _STOP.update({"everyone", "nobody", "somebody", "someone", "everybody", "anyone", "mum",
@@ -661,9 +661,9 @@ def load_ner(model: str = DEFAULT_MODEL):
     """The spaCy pipeline with only its NER (and what NER needs) enabled; cached."""
     if model not in _NLP_CACHE:
         try:
-            import spacy
+            from .nlp import spacy
 
-            nlp = spacy.load(model, exclude=["tagger", "parser", "attribute_ruler",
+            nlp = spacy().load(model, exclude=["tagger", "parser", "attribute_ruler",
                                              "lemmatizer", "senter", "morphologizer"])
         except (ImportError, OSError) as exc:
             raise ConfigError(f"the spaCy model '{model}' for de-identification is not "

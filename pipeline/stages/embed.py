@@ -242,10 +242,11 @@ class TfidfSVDEmbedder:
     def _fit(self, texts: list[str]) -> None:
         from sklearn.decomposition import TruncatedSVD
         from sklearn.feature_extraction.text import TfidfVectorizer
-        from spacy.lang.en.stop_words import STOP_WORDS
+
+        from .nlp import stop_words
 
         self.vectorizer_ = TfidfVectorizer(
-            sublinear_tf=True, stop_words=sorted(w for w in STOP_WORDS if w.isalpha()),
+            sublinear_tf=True, stop_words=sorted(w for w in stop_words() if w.isalpha()),
             token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z]+\b")
         tfidf = self.vectorizer_.fit_transform(texts or ["empty"])
         k = min(self.n_components, tfidf.shape[1] - 1, tfidf.shape[0] - 1)

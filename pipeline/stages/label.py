@@ -61,9 +61,9 @@ class Vocabulary:
 def _stop_words(extra: Sequence[str]) -> frozenset[str]:
     # spaCy's list, not scikit-learn's: the latter holds content words such as
     # "cry", "fire" and "system", fatal for interviews about crying.
-    from spacy.lang.en.stop_words import STOP_WORDS
+    from .nlp import stop_words
 
-    return frozenset(STOP_WORDS) | FILLER_WORDS | {w.lower() for w in extra}
+    return stop_words() | FILLER_WORDS | {w.lower() for w in extra}
 
 
 _FILLER_RE = re.compile(r"\b(" + "|".join(re.escape(p) for p in FILLER_PHRASES) + r")\b"
@@ -71,9 +71,9 @@ _FILLER_RE = re.compile(r"\b(" + "|".join(re.escape(p) for p in FILLER_PHRASES) 
 
 
 def build_vocabulary(texts: Sequence[str], extra_stop_words: Sequence[str] = ()) -> Vocabulary:
-    import spacy
+    from .nlp import spacy
 
-    nlp = spacy.blank("en")
+    nlp = spacy().blank("en")
     nlp.add_pipe("lemmatizer", config={"mode": "lookup"})
     nlp.initialize()
     stop = _stop_words(extra_stop_words)

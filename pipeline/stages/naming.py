@@ -138,6 +138,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..errors import ConfigError, InputError
+from .nlp import spacy, stop_words
 
 NAME_COLUMNS = ("category_id", "name", "name_score", "alternatives", "keywords",
                 "name_support", "name_cases")
@@ -294,18 +295,14 @@ def name_occurs_in(name: str, quotes: Sequence[str]) -> bool:
 # --- spaCy ----------------------------------------------------------------------------
 
 def _stop_words() -> frozenset[str]:
-    from spacy.lang.en.stop_words import STOP_WORDS
-
-    return frozenset(STOP_WORDS)
+    return stop_words()
 
 
 @lru_cache(maxsize=1)
 def _parser():
     """The tagger and parser, loaded once per process (about a second)."""
     try:
-        import spacy
-
-        return spacy.load(SPACY_MODEL, exclude=["ner", "lemmatizer"])
+        return spacy().load(SPACY_MODEL, exclude=["ner", "lemmatizer"])
     except OSError as err:
         raise ConfigError(f"spaCy model {SPACY_MODEL!r} is not installed ({err})",
                           field="naming",
@@ -316,9 +313,7 @@ def _parser():
 def _tokenizer_and_lemmas():
     """A blank English tokenizer (the same rules as the parser's) and spaCy's lookup
     lemma table: fast, and the same lemmas whether a text was parsed or not."""
-    import spacy
-
-    nlp = spacy.blank("en")
+    nlp = spacy().blank("en")
     lemmatizer = nlp.add_pipe("lemmatizer", config={"mode": "lookup"})
     nlp.initialize()
     return nlp.tokenizer, lemmatizer.lookups.get_table("lemma_lookup")

@@ -258,13 +258,13 @@ class SentenceSegmenter(_SegmenterBase):
         self.batch_size = batch_size
 
     def _spans(self, texts: list[str]) -> list[list[tuple[int, int]]]:
-        import spacy
+        from .nlp import spacy
 
         if not 0 < self.min_words <= self.target_words <= self.max_words:
             from ..errors import ConfigError
             raise ConfigError("segment: need 0 < min_words <= target_words <= max_words, got "
                               f"{self.min_words}, {self.target_words}, {self.max_words}")
-        nlp = spacy.blank("en")
+        nlp = spacy().blank("en")
         nlp.add_pipe("sentencizer")
         out = []
         for text, found in zip(texts, _sentences(nlp, texts, self.batch_size)):

@@ -1,0 +1,51 @@
+"""spaCy for the stages, imported without PyTorch where that is safe.
+
+spaCy's numerical library, thinc, imports PyTorch whenever it is installed, only to
+learn whether it could use it. The spaCy pipelines of Consensa (the tokenizer, the
+lookup lemmas, en_core_web_sm's tagger, parser and NER) never use it, and importing
+PyTorch costs about 1.4 s on a laptop: most of the difference between a re-run of a
+CQR analysis, whose vectors come from the cache, and a re-run of the themes.
+
+So when PyTorch is not loaded yet and nothing else runs in the process (one thread),
+spaCy is imported with PyTorch hidden for the duration; thinc then records that it
+has no PyTorch, which changes nothing for these pipelines. PyTorch itself stays
+importable: a stage that embeds with sentence-transformers imports it afterwards as
+usual. With other threads running (a Dask worker's), a hidden PyTorch could fail
+their imports, so spaCy is imported the ordinary way there.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from functools import lru_cache
+from types import ModuleType
+
+_LOCK = threading.Lock()
+
+
+def spacy() -> ModuleType:
+    """The ``spacy`` module (see the module docstring for how it is imported)."""
+    loaded = sys.modules.get("spacy")
+    if loaded is not None:
+        return loaded
+    with _LOCK:
+        hide = "torch" not in sys.modules and threading.active_count() == 1
+        if hide:
+            sys.modules["torch"] = None          # type: ignore[assignment]  # "import torch" fails
+        try:
+            import spacy as module
+        finally:
+            if hide and "torch" in sys.modules and sys.modules["torch"] is None:
+                del sys.modules["torch"]
+    return module
+
+
+@lru_cache(maxsize=1)
+def stop_words() -> frozenset[str]:
+    """spaCy's English stop words (not scikit-learn's list, which holds content words
+    such as "cry", "fire" and "system": fatal for interviews about crying)."""
+    spacy()
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    return frozenset(STOP_WORDS)
