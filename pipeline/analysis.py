@@ -184,7 +184,15 @@ def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFram
     # the illustrative core idea of a (sub)category: what its most central case said
     # there, in fewer words: the core-idea step run with the (sub)categories as its
     # groups, so the sentences are chosen for how central they are to the category
-    by_level = {level: core_ideas(seg, np.asarray(arr, dtype=np.int64), vectors, cfg.core_ideas)
+    # Only the case of each one's first quote is shown, so only that pair is computed.
+    case_by_id = dict(zip(seg["segment_id"].astype(str), cases))
+    shown: dict[str, list[tuple[str, int]]] = {"category": [], "subcategory": []}
+    for r in cats.itertuples():
+        if len(r.quote_ids):
+            shown["category" if r.parent_id < 0 else "subcategory"].append(
+                (case_by_id.get(str(r.quote_ids[0]), ""), int(r.category_id)))
+    by_level = {level: core_ideas(seg, np.asarray(arr, dtype=np.int64), vectors, cfg.core_ideas,
+                                  only=shown[level])
                 for level, arr in (("category", xa.category), ("subcategory", xa.subcategory))}
     illustrative = {}
     for level, df in by_level.items():

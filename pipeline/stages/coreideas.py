@@ -88,7 +88,7 @@ the text is returned with only its transcriber notes removed.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -459,12 +459,17 @@ def _split_units(texts: list[str], dom: np.ndarray, max_words: int) -> _Units:
 
 def core_ideas(segments: pd.DataFrame, domain_of_segment: np.ndarray, vectors: np.ndarray,
                config: CoreIdeaConfig, *,
-               encode: Callable[[list[str]], np.ndarray] | None = None) -> pd.DataFrame:
+               encode: Callable[[list[str]], np.ndarray] | None = None,
+               only: Collection[tuple[str, int]] | None = None) -> pd.DataFrame:
     """One core idea per (case, domain); see the module docstring.
 
     ``encode`` (optional, the embedder that made ``vectors``): with it, the best
     ``max_encoded`` sentences of each case and domain (by the segment-level
     relevance) are embedded themselves, and chosen by their own vectors.
+
+    ``only`` (optional): the (case, domain) pairs wanted; the others are skipped.
+    Centroids and word weights still come from every segment, so a pair's core idea
+    is the one a full pass gives it.
     """
     dom = _check(segments, domain_of_segment, vectors)
     vec = np.asarray(vectors, dtype=np.float32)
@@ -484,8 +489,11 @@ def core_ideas(segments: pd.DataFrame, domain_of_segment: np.ndarray, vectors: n
     for u, i in enumerate(units.seg):
         units_of.setdefault(int(i), []).append(u)
     plans = []
+    wanted = None if only is None else {(str(c), int(d)) for c, d in only}
     for case, by_domain in members_of.items():             # cases in order of appearance
         for d in sorted(by_domain):
+            if wanted is not None and (case, d) not in wanted:
+                continue
             members = np.array(by_domain[d], dtype=np.int64)
             mine = np.array([u for i in members for u in units_of.get(int(i), [])], dtype=np.int64)
             plans.append((case, d, members, mine, _candidates(mine, units, texts, config)))
