@@ -333,3 +333,18 @@ def test_demo_names_with_the_real_embedder(tmp_path):
     for d in range(3):
         sib = df[df["category_id"] % 3 == d]["name"].str.lower()
         assert sib.is_unique
+
+
+def test_a_verb_cut_from_its_object_is_no_phrase():
+    """"Didn't wipe" of "I didn't wipe it away" names half a thought; "wiped the tears"
+    keeps its object and stays."""
+    from pipeline.stages.naming import extract_phrases
+
+    texts = ["I didn't wipe it away, I was too surprised.",
+             "Honestly I can't handle it when they cry.",
+             "She decided to name it in the next session.",
+             "I wiped the tears from my face and we talked about the supervision group."]
+    found = [p.text.lower() for ps in extract_phrases(texts) for p in ps]
+    for fragment in ("didn't wipe", "can't handle", "decided to name"):
+        assert not any(f.endswith(fragment.split()[-1]) for f in found), (fragment, found)
+    assert any("tears" in f for f in found) and any("supervision group" in f for f in found)

@@ -350,6 +350,13 @@ class Phrase:
     kind: str
 
 
+#: What a verb at the end of a phrase takes after it: its object or a complement. A
+#: phrase that ends on a verb whose object or complement lies outside it names half a
+#: thought ("decided to name" of "decided to name it"). A prepositional phrase after
+#: it is mostly optional ("talk about crying | with anyone") and does not count.
+_VERB_COMPLEMENTS = frozenset({"dobj", "obj", "dative", "attr", "oprd", "ccomp", "xcomp",
+                               "acomp"})
+
 _LEFT_TRIM_POS = {"DET", "PRON", "CCONJ", "SCONJ", "ADP", "INTJ", "PART", "AUX", "PUNCT", "SPACE",
                   "SYM", "X", "ADV"}     # ADV: "exactly the incident", "mostly adults"
 
@@ -430,6 +437,10 @@ def _phrase_from(doc, start: int, end: int, kind: str, stop: frozenset[str],
     if any(t.pos_ == "PRON" and t.dep_ != "poss" for t in toks):
         return None
     last = toks[-1]
+    if last.pos_ in ("VERB", "AUX"):
+        inside = {t.i for t in toks}
+        if any(ch.dep_ in _VERB_COMPLEMENTS and ch.i not in inside for ch in last.children):
+            return None     # a verb cut from what it takes: "didn't wipe" (it away), "can't handle" (it)
     if not (_is_content(last, stop) or last.dep_ == "prt"
             or (last.pos_ == "NUM" and last.lower_ not in stop)):
         return None
