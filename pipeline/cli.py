@@ -316,7 +316,7 @@ def cmd_precode(args: argparse.Namespace) -> int:
     import json
 
     from .errors import InputError
-    from .precode import DEFAULT_THRESHOLD, import_queue, precode
+    from .precode import DEFAULT_THRESHOLD, QUEUE_ROWS_PER_WORKBOOK, import_queue, precode
 
     if str(args.codebook) == "import" and not Path("import").is_file():
         if args.queue is None:
@@ -360,7 +360,10 @@ def cmd_precode(args: argparse.Namespace) -> int:
         print(f"  shards: {sh['shards']} on {sh['engine']} ({sh['computed']} run now, "
               f"{sh['skipped']} finished by an earlier job)")
     print(f"  output: {out}")
-    print(f"  queue:  {out / 'queue.xlsx'}  (fill in, then `consensa precode import` it)")
+    files = m.get("queue_workbooks") or ["queue.xlsx"]
+    shown = out / files[0] if len(files) == 1 else out / "queue-*.xlsx"
+    more = "" if len(files) == 1 else f" ({len(files)} workbooks of at most {QUEUE_ROWS_PER_WORKBOOK:,} rows)"
+    print(f"  queue:  {shown}{more}  (fill in, then `consensa precode import` each)")
     return 0
 
 

@@ -562,7 +562,10 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
         (tmp / "cqr_table.md").write_text(cqr_markdown(table), encoding="utf-8")
         meta = {"batch": batch, "codebook": str(Path(codebook).resolve()),
                 "precode_folder": str(out.resolve()), "run_id": RunFolder(run_folder).run_id}
-        atomic_write_bytes(tmp / "queue.xlsx", queue_workbook(seg[seg["needs_human"]], cats, meta))
+        queue_files = []
+        for name, part in queue_parts(seg[seg["needs_human"]]):
+            atomic_write_bytes(tmp / name, queue_workbook(part, cats, {**meta, "file": name}))
+            queue_files.append(name)
         for rel, text in deid_files.items():
             path = tmp / rel                       # the de-identified texts the offsets index
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -582,6 +585,7 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
             "n_coded": int((seg["status"] == "coded").sum()),
             "n_none": int((seg["status"] == "none").sum()),
             "n_needs_human": int(seg["needs_human"].sum()),
+            "queue_workbooks": queue_files,
             "categories_not_found": absent,
             "cases": total, "embed": cfg.embed.name, "segment": cfg.segment.name,
             "deidentify": deid_summary,
@@ -780,6 +784,28 @@ QUEUE_HEAD = ["segment id", "case", "question", "text",
 CHOICE_COL, COMMENT_COL = QUEUE_HEAD.index("code as category"), QUEUE_HEAD.index("comment")
 
 
+#: Rows in one queue workbook. A larger queue is split into queue-001.xlsx,
+#: queue-002.xlsx, ...: each stays a file a person can work through and Excel opens
+#: quickly (its hard limit is 1,048,576 rows), and writing one never holds more than
+#: this many rows in memory as cells.
+QUEUE_ROWS_PER_WORKBOOK = 10_000
+
+
+def queue_parts(queue: pd.DataFrame, rows: int | None = None):
+    """(file name, rows) of the queue's workbooks, least confident first throughout:
+    ``queue.xlsx`` when one is enough (also for an empty queue), else numbered parts of
+    ``rows`` (default :data:`QUEUE_ROWS_PER_WORKBOOK`)."""
+    rows = rows or QUEUE_ROWS_PER_WORKBOOK
+    queue = queue.sort_values("confidence", kind="stable")
+    if len(queue) <= rows:
+        yield "queue.xlsx", queue
+        return
+    n = -(-len(queue) // rows)
+    width = max(3, len(str(n)))
+    for k in range(n):
+        yield f"queue-{k + 1:0{width}d}.xlsx", queue.iloc[k * rows:(k + 1) * rows]
+
+
 def queue_workbook(queue: pd.DataFrame, cats: dict[int, tuple], meta: dict) -> bytes:
     """The "needs a human" queue as a workbook: three suggestions, and a dropdown to code it.
 
@@ -802,7 +828,7 @@ def queue_workbook(queue: pd.DataFrame, cats: dict[int, tuple], meta: dict) -> b
     choice, comment = get_column_letter(CHOICE_COL + 1), get_column_letter(COMMENT_COL + 1)
     for c in (ws[f"{choice}1"], ws[f"{comment}1"]):
         c.fill = PatternFill("solid", fgColor="FFF2CC")
-    for r in queue.sort_values("confidence").itertuples():
+    for r in queue.sort_values("confidence", kind="stable").itertuples():
         row = [r.segment_id, r.case_id, getattr(r, "question", ""), r.text]
         for k in (1, 2, 3):
             cid = int(getattr(r, f"top{k}_category_id"))

@@ -195,3 +195,38 @@ def test_retrain_learns_from_the_stored_choices(queued, tmp_path):
     t0, t1 = (s[s["text"].map(_topic) == "training"] for s in (s0, s1))
     assert p_none(s1) > p_none(s0) + 0.05
     assert t1["confidence"].mean() < t0["confidence"].mean()
+
+
+def test_a_large_queue_is_split_into_workbooks_each_importable(rejecting_codebook, tmp_path,
+                                                               monkeypatch, capsys):
+    """Excel opens at most 1,048,576 rows, and one workbook is built in memory: a large
+    queue goes into numbered workbooks, least confident first throughout."""
+    import pipeline.precode as precode_mod
+
+    monkeypatch.setattr(precode_mod, "QUEUE_ROWS_PER_WORKBOOK", 4)
+    root = tmp_path / "study"
+    shutil.copytree(rejecting_codebook.parent.parent, root / "run")
+    codebook = root / "run" / "review" / "codebook.yaml"
+    codebook.write_text(codebook.read_text().replace(
+        str(rejecting_codebook.parent.parent.resolve()), str((root / "run").resolve())))
+    out = tmp_path / "pre"
+    assert main(["precode", str(codebook), "--transcripts", str(write_study(tmp_path / "new", n_cases=2)),
+                 "--threshold", "1", "--out", str(out), "-q"]) == 0
+    assert "queue-*.xlsx" in capsys.readouterr().out
+    seg = pd.read_parquet(out / "segments.parquet")
+    queued = seg[seg["needs_human"]]
+    files = json.loads((out / "manifest.json").read_text())["queue_workbooks"]
+    assert not (out / "queue.xlsx").exists() and len(files) == -(-len(queued) // 4) >= 2
+    ids, confs = [], []
+    for name in files:
+        rows = list(openpyxl.load_workbook(out / name)["queue"].iter_rows(min_row=2, values_only=True))
+        assert 1 <= len(rows) <= 4
+        ids += [r[0] for r in rows]
+        confs += [float(seg.set_index("segment_id").at[r[0], "confidence"]) for r in rows]
+    assert sorted(ids) == sorted(queued["segment_id"]) and len(set(ids)) == len(ids)
+    assert confs == sorted(confs)                       # least confident first, across the files
+    cats = [int(c["id"]) for d in __import__("yaml").safe_load(codebook.read_text())["domains"]
+            for c in d["categories"]]
+    last = _fill(out / files[-1], tmp_path / "last.xlsx", {2: cats[0]})
+    assert main(["precode", "import", str(last), "--by", "ana"]) == 0
+    assert len(stored_choices(root / "run")) == 1
