@@ -52,6 +52,7 @@ from .runfolder import RunFolder
 
 if TYPE_CHECKING:
     from .review.store import ReviewStore
+    from .shards import ShardReport
 
 log = logging.getLogger("consensa.precode")
 
@@ -687,7 +688,7 @@ def _corpus_names(cfg, files: list[Path]) -> dict[str, list[str]]:
     return names
 
 
-def _deidentified_shards(report) -> tuple[pd.DataFrame, dict[str, str], dict]:
+def _deidentified_shards(job: ShardReport) -> tuple[pd.DataFrame, dict[str, str], dict]:
     """The shards' segments, their de-identified texts and the summed counts.
 
     Each shard names its texts ``sources/<case>.txt`` on its own; they are named
@@ -700,14 +701,14 @@ def _deidentified_shards(report) -> tuple[pd.DataFrame, dict[str, str], dict]:
     from .stages.deidentify import combine_summaries, source_file_name
 
     frames, files, summaries, taken = [], {}, [], set()
-    for shard in report.shards:
-        extra = report.extra(shard)
+    for shard in job.shards:
+        extra = job.extra(shard)
         if extra is None:
             raise InputError("a finished shard has no de-identified texts",
-                             path=report.out_dir / shard.part_name,
+                             path=job.out_dir / shard.part_name,
                              hint="delete the folder of finished shards and run again")
         kept = json.loads(extra.decode("utf-8"))
-        frame = read_parts([report.out_dir / shard.part_name])
+        frame = read_parts([job.out_dir / shard.part_name])
         renamed = {}
         for source in kept["sources"]:
             path = source_file_name(source["case_id"], taken)
