@@ -132,6 +132,12 @@ def main(argv=None) -> int:
     ap.add_argument("--with-cqr", action="store_true",
                     help="also the CQR analysis (analysis: consensa.CQR.v1), cold and warm")
     args = ap.parse_args(argv)
+    import importlib.util
+
+    if importlib.util.find_spec("bertopic") is None:
+        print("BERTopic is not installed, and every ratio here is against it: "
+              "pip install -e '.[bench]' (after torch, see the Makefile)", file=sys.stderr)
+        return 2
     print(SYNTHETIC_HOW)
     WORK.mkdir(parents=True, exist_ok=True)
     if not args.no_warm_up:
@@ -190,6 +196,11 @@ def main(argv=None) -> int:
                 print(f"  {r['wall_s']:.1f} s", flush=True)
 
     df = pd.DataFrame(rows)
+    failed = df["rc"] != 0
+    if failed.any():                # a failed run's time is no measurement
+        print(f"{int(failed.sum())} run(s) failed (their output is above) and count as missing: "
+              + ", ".join(sorted(set(df.loc[failed, "tool"] + " " + df.loc[failed, "mode"]))))
+        df.loc[failed, [c for c in df.columns if c.startswith("t_") or c == "wall_s"]] = float("nan")
     save(df.round(3), "speed.csv")
     stage_cols = [c for c in df.columns if c.startswith("t_") and c != "t_total"]
     summary = []
