@@ -96,7 +96,8 @@ class StabilityConfig(BaseModel):
         "a theme reappears when its best Jaccard overlap in a resample is at least this"))
     unstable_below: float = Field(0.6, ge=0, le=1, description=(
         "themes reappearing in fewer than this share of the resamples are unstable"))
-    seed: int | None = Field(None, description="seed of the resampling; default: the run's seed")
+    seed: int | None = Field(None, ge=0, le=MAX_SEED, description=(
+        "seed of the resampling, 0 or more; default: the run's seed"))
 
 
 def parse_stability(value: Any, path: str | Path | None = None) -> StabilityConfig | None:

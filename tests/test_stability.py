@@ -208,6 +208,8 @@ def test_bad_settings_and_folders_are_clear_errors(separable, tmp_path, capsys):
         stability_for_run(separable, StabilityConfig(leave_out=6))
     assert main(["stability", str(tmp_path)]) == 2
     assert "not a Consensa run folder" in capsys.readouterr().err
+    assert main(["stability", str(separable), "--seed", "-5"]) == 2     # not a numpy traceback
+    assert "'stability.seed'" in capsys.readouterr().err
     with pytest.raises(ConsensaError, match="no such run folder"):
         stability_for_run(tmp_path / "nope")
 
