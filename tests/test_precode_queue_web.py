@@ -231,3 +231,27 @@ def test_serve_finds_the_run_of_a_precode_folder(batch, monkeypatch, capsys):
     web = Web(run, "ana")
     assert '<a href="/queue"' not in web.get("/")
     assert web.client.get("/queue").status_code == 404
+
+
+def test_a_form_body_over_the_limit_or_of_no_length_is_not_read(batch, monkeypatch):
+    import pipeline.web.security as security
+
+    run, out = batch
+    sid = _queue(out)["segment_id"][0]
+    web = Web(out, "ana")
+    page = web.get("/queue")
+    monkeypatch.setattr(security, "MAX_FORM_BYTES", 200)
+    r = web.post("/queue/choose", _page=page, segment=sid, category="none", comment="x" * 300)
+    assert r.status_code == 413 and "at most 200 are read" in r.text
+    body = f"csrf={web.csrf(page)}&segment={sid}&category=none".encode()
+
+    def chunks():                                   # no Content-Length: sent chunked
+        yield body
+
+    r = web.client.post("/queue/choose", content=chunks(), headers={
+        "Origin": BASE, "Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 411
+    assert _choice_rows(run) == [] and stored_choices(run).empty
+    monkeypatch.setattr(security, "MAX_FORM_BYTES", 10_000)
+    r = web.post("/queue/choose", _page=page, segment=sid, category="none", comment="fits")
+    assert r.status_code == 303 and len(stored_choices(run)) == 1

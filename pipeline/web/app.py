@@ -37,7 +37,7 @@ from ..review.store import ReviewStore
 from . import pages, routes
 from .context import Context
 from .routes import Refused
-from .security import Access, Guard, Session, csrf_ok, read_form
+from .security import Access, FormRefused, Guard, Session, csrf_ok, read_form
 from .similar import Similar
 
 log = logging.getLogger("consensa.web")
@@ -101,7 +101,10 @@ class ReviewApp:
             session: Session = request.state.session
             form = None
             if request.method == "POST":
-                form = await read_form(request)
+                try:
+                    form = await read_form(request)
+                except FormRefused as exc:
+                    return self.error(request, Refused(exc.status, exc.message, exc.hint))
                 if not csrf_ok(session, str(form.get("csrf", ""))):
                     return self.error(request, Refused(
                         403, "This form was refused: its security token (CSRF) is missing or "

@@ -11,7 +11,9 @@ CSRF
   or with another one, is refused (403). A POST whose Origin is another site is
   refused too, before its body is read.
 Forms
-  A form may hold no file and at most :data:`MAX_FORM_FIELDS` fields.
+  A form may hold no file, at most :data:`MAX_FORM_FIELDS` fields and at most
+  :data:`MAX_FORM_BYTES` bytes; its length must be declared (``Content-Length``, as
+  every browser sends it), so an endless body is refused before it is read.
 Headers
   ``Content-Security-Policy: default-src 'self'`` (no inline script or style, no
   outside resource), no referrer to other sites, no framing, no caching, on every
@@ -54,6 +56,9 @@ MAX_SESSIONS = 200
 #: the largest form: moving segments sends a box and two version fields per segment
 #: listed, and a theme page lists all of its segments
 MAX_FORM_FIELDS = 20000
+#: The largest form body read. The largest form of the app, a page of decisions with
+#: every segment of a large theme, is a few hundred kilobytes.
+MAX_FORM_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
@@ -107,8 +112,29 @@ def csrf_ok(session: Session, sent: str) -> bool:
     return bool(sent) and hmac.compare_digest(sent.encode(), session.csrf.encode())
 
 
+class FormRefused(Exception):
+    """A form body the app does not read (status, message, what to do)."""
+
+    def __init__(self, status: int, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.status, self.message, self.hint = status, message, hint
+
+
 async def read_form(request: Request) -> FormData:
     """The request's form, within the limits above (a file part is refused)."""
+    declared = request.headers.get("content-length")
+    if declared is None:
+        raise FormRefused(411, "This form was sent without its length, so it was not read.",
+                          "Submit the form from the app's page in a browser.")
+    try:
+        size = int(declared)
+    except ValueError:
+        raise FormRefused(400, f"This form's length {declared[:40]!r} is not a number.",
+                          "Submit the form from the app's page in a browser.") from None
+    if size > MAX_FORM_BYTES:
+        raise FormRefused(413, f"This form is {size:,} bytes; at most {MAX_FORM_BYTES:,} are "
+                          "read, so it was not read.",
+                          "Nothing was saved. Submit fewer items at once.")
     return await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
 
 
