@@ -37,6 +37,24 @@ def _codes(out: Path) -> pd.DataFrame:
 
 
 @pytest.mark.slow
+def _stopped_before_output(monkeypatch, *args, out: Path, **kwargs) -> None:
+    """``precode(*args, out=out, **kwargs)`` stopped once its shards are done, just
+    before the output folder is moved into place; ``os.replace`` is itself again after."""
+    real = precode_mod.os.replace
+
+    def stop(src, dst):
+        if Path(dst) == out:
+            raise KeyboardInterrupt
+        return real(src, dst)
+
+    monkeypatch.setattr(precode_mod.os, "replace", stop)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            precode_mod.precode(*args, out=out, **kwargs)
+    finally:
+        monkeypatch.setattr(precode_mod.os, "replace", real)
+
+
 def test_shards_code_as_one_process_does_and_a_stopped_job_goes_on(codebook, tmp_path,
                                                                    monkeypatch, capsys):
     new = write_study(tmp_path / "new", n_cases=5)
@@ -44,20 +62,10 @@ def test_shards_code_as_one_process_does_and_a_stopped_job_goes_on(codebook, tmp
     assert main(["precode", str(codebook), "--transcripts", str(new), "--out", str(one)]) == 0
     sharded = tmp_path / "sharded"
     # the job stops after its shards are done, before the output is written
-    real = precode_mod.os.replace
-
-    def stop(src, dst):
-        if Path(dst) == sharded:
-            raise KeyboardInterrupt
-        return real(src, dst)
-
-    monkeypatch.setattr(precode_mod.os, "replace", stop)
-    with pytest.raises(KeyboardInterrupt):
-        precode_mod.precode(codebook, new, out=sharded, engine="local", shard_size=2)
+    _stopped_before_output(monkeypatch, codebook, new, out=sharded, engine="local", shard_size=2)
     assert not sharded.exists()
     parts = sorted((sharded.parent / ".sharded.shards" / "parts").glob("part=*.parquet"))
     assert len(parts) == 3                                  # 5 files in shards of 2
-    monkeypatch.setattr(precode_mod.os, "replace", real)
     capsys.readouterr()
     assert main(["precode", str(codebook), "--transcripts", str(new), "--out", str(sharded),
                  "--engine", "local", "--shard-size", "2"]) == 0
@@ -126,21 +134,11 @@ def test_shards_de_identify_with_the_names_of_every_shard(codebook, tmp_path, mo
     sharded = tmp_path / "sharded"
     cluster = {"kind": "localcluster", "n_workers": 2, "processes": False} if engine == "dask" else None
     # stopped after its shards are done: what they keep beside their parts is de-identified
-    real = precode_mod.os.replace
-
-    def stop(src, dst):
-        if Path(dst) == sharded:
-            raise KeyboardInterrupt
-        return real(src, dst)
-
-    monkeypatch.setattr(precode_mod.os, "replace", stop)
-    with pytest.raises(KeyboardInterrupt):
-        precode_mod.precode(codebook, new, team, out=sharded, engine=engine, shard_size=1,
-                            cluster=cluster)
+    _stopped_before_output(monkeypatch, codebook, new, team, out=sharded, engine=engine,
+                           shard_size=1, cluster=cluster)
     work = tmp_path / ".sharded.shards"
     assert len(list((work / "parts").glob("_extra=*"))) == 3
     assert _holding(work, SECRETS) == []
-    monkeypatch.setattr(precode_mod.os, "replace", real)
     precode_mod.precode(codebook, new, team, out=sharded, engine=engine, shard_size=1,
                         cluster=cluster)
     m = json.loads((sharded / "manifest.json").read_text())
