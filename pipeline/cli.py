@@ -100,9 +100,14 @@ def cmd_run(args: argparse.Namespace) -> int:
                   f"{c['crossanalysis_fitted_on_sample']} segments; the other "
                   f"{c['crossanalysis_joined_after_sample']} joined their nearest category")
     else:
+        from .stages.cluster import sample_summary
+
         print(f"  cases: {c['cases_analysed']}   segments: {c['segment_segments']}   "
               f"themes: {c['themes']}   domains: {c['domains']}   "
               f"unassigned: {c['unassigned']} ({manifest['outlier_share']:.1%})   {reassigned}")
+        sampled = sample_summary(c)
+        if sampled:
+            print(f"  {sampled}")
     if manifest["skipped"]:
         print(f"  skipped: {len(manifest['skipped'])} item(s), listed in the report and manifest.json")
     print(f"  run folder: {folder}")

@@ -17,6 +17,7 @@ with it, so both always group segments the same way.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -26,13 +27,17 @@ from typing import Any
 import numpy as np
 
 from .cache import Cache, code_digest, digest, key, stage_key, text_keys
-from .config import STAGE_KINDS, RunConfig
+from .config import STAGE_KINDS, RunConfig, ScaleConfig
+from .errors import ConfigError, ConsensaError
 from .fsutil import anchored
-from .registry import REGISTRIES, get_params
+from .progress import progress
+from .registry import REGISTRIES, clone, get_params
 from .stages.cluster import assign
 from .stages.label import Vocabulary, build_vocabulary, vocabulary_arrays, vocabulary_from_arrays
 from .stages.reduce import check_matrix
 from .types import Clustering
+
+log = logging.getLogger("consensa.compose")
 
 
 def build_stage(section: str, cfg: RunConfig, *, seed: int | None = None) -> Any:
@@ -65,9 +70,14 @@ def open_cache(cfg: RunConfig, base_dir: str | Path | None = None) -> Cache:
 
 # --- embed --------------------------------------------------------------------------
 
-def embed_texts(embedder: Any, texts: Sequence[str], cache: Cache) -> tuple[np.ndarray, dict]:
+def embed_texts(embedder: Any, texts: Sequence[str], cache: Cache,
+                scale: ScaleConfig | None = None) -> tuple[np.ndarray, dict]:
     """``embedder.encode(texts)`` through ``cache``, one vector a text: ``(vectors,
     {"embedded": texts encoded now, "from_cache": texts read from the cache})``.
+
+    ``scale`` (the config's section): with an ``engine`` other than ``local`` the
+    texts the cache lacks are embedded on a Dask cluster (:func:`_embed_on_cluster`);
+    otherwise, and without it, here, as described below.
 
     The embedder's ``model_id`` names what else its vectors depend on (a model's
     weights); an embedder whose ``model_id`` is None fits itself to the texts it is
@@ -80,6 +90,8 @@ def embed_texts(embedder: Any, texts: Sequence[str], cache: Cache) -> tuple[np.n
     text is new. So the vectors of a run never depend on what the cache held.
     """
     texts = list(texts)
+    if scale is not None and scale.engine != "local" and texts:
+        return _embed_on_cluster(embedder, texts, cache, scale)
     model_id = embedder.model_id if cache.enabled else None
     if model_id is None:
         return embedder.encode(texts), {"embedded": len(texts), "from_cache": 0}
@@ -98,6 +110,132 @@ def embed_texts(embedder: Any, texts: Sequence[str], cache: Cache) -> tuple[np.n
         return embedder.encode([]), {"embedded": 0, "from_cache": 0}
     vecs = np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
     return vecs, {"embedded": len(todo), "from_cache": len(set(keys)) - len(todo)}
+
+
+def _embed_on_cluster(embedder: Any, texts: list[str], cache: Cache,
+                      scale: ScaleConfig) -> tuple[np.ndarray, dict]:
+    """:func:`embed_texts` on the Dask cluster ``scale.engine`` describes.
+
+    The distinct texts, in the order of their keys, are cut into chunks of
+    ``scale.chunk_size``; each chunk the cache lacks is one task, embedded by a
+    worker that loads the model once (:func:`encode_chunk`), and written to the
+    cache here as soon as it arrives. A run stopped half way has its finished
+    chunks in the cache, and started again embeds only what is missing; no cluster
+    is started when nothing is. A chunk that fails is tried again
+    ``scale.retries`` times (a dead worker's chunk on another worker); the chunks
+    that still fail are named together at the end, after every other chunk is
+    cached (the cache must be on: ``cache_dir``, else nothing survives a failure).
+
+    A text's vector must not depend on how the texts were cut. For an embedder
+    whose vectors are a text's own that holds, and its vectors are cached per text,
+    shared with the local engine. An embedder whose vectors depend on the batch
+    they were made in (``batch_dependent``: int8 quantization scales each batch by
+    its largest activation) is cached per chunk, under the chunk's set of texts:
+    the chunks are fixed by the run's set of texts and ``chunk_size`` alone, so a
+    restarted run cuts the same chunks and finds the finished ones, and a run's
+    vectors never depend on what else the cache holds. They are the vectors the
+    local engine would give each chunk embedded on its own: on the demo's
+    segments a mean cosine of 0.96 (at least 0.90) to those of the whole set
+    embedded at once, about what int8 costs against float32. That is the price of
+    embedding a large corpus in pieces, paid the same way by every run of the same
+    texts; refusing the default embedder on a cluster would cost its 1.8x speed
+    where it matters most.
+    """
+    model_id = embedder.model_id
+    if model_id is None:
+        raise ConfigError(f"the embedder {type(embedder).__name__} fits itself to the texts it "
+                          "is given, so texts embedded in chunks would not share one space",
+                          field="scale.engine", hint="set scale.engine: local")
+    keys = text_keys(texts)
+    distinct = sorted(dict(zip(keys, texts)).items())
+    size = scale.chunk_size
+    cut = [distinct[i:i + size] for i in range(0, len(distinct), size)]
+    found: dict[str, np.ndarray] = {}
+    todo: list[tuple[str, list[tuple[str, str]]]] = []      # (cache model key, chunk)
+    if getattr(embedder, "batch_dependent", False):
+        for chunk in cut:
+            model = stage_key(embedder, digest(digest(model_id, *sorted(t for _, t in chunk))))
+            hit = cache.get_vectors(model, [k for k, _ in chunk])
+            if len(hit) == len(chunk):
+                found.update(hit)
+            else:
+                todo.append((model, chunk))
+    else:
+        model = stage_key(embedder, digest(model_id))
+        found = cache.get_vectors(model, [k for k, _ in distinct])
+        missing = [(k, t) for k, t in distinct if k not in found]
+        todo = [(model, missing[i:i + size]) for i in range(0, len(missing), size)]
+    n_todo = sum(len(chunk) for _, chunk in todo)
+    if todo:
+        _run_chunks(embedder, todo, cache, scale, found)
+    vecs = np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
+    return vecs, {"embedded": n_todo, "from_cache": len(distinct) - n_todo}
+
+
+def _run_chunks(embedder: Any, todo: list[tuple[str, list[tuple[str, str]]]], cache: Cache,
+                scale: ScaleConfig, found: dict[str, np.ndarray]) -> None:
+    """Embed the chunks of ``todo`` on the cluster, each cached and added to ``found``
+    as it arrives; raise once at the end, naming the chunks that failed."""
+    from distributed import as_completed
+
+    from .shards import dask_client, describe_failure
+
+    n_texts = sum(len(chunk) for _, chunk in todo)
+    log.info("embedding %d text(s) in %d chunk(s) on a Dask cluster (%s)", n_texts, len(todo),
+             scale.engine.kind)
+    # the task carries the embedder's settings only, never a loaded model: each worker
+    # loads its own once (encode_chunk), keyed by what the vectors depend on
+    fresh = clone(embedder)
+    state = stage_key(embedder, digest(embedder.model_id))
+    failed: list[tuple[int, int, str]] = []
+    with dask_client(scale.engine, scale.retries, len(todo), where="scale.engine") as client:
+        futures = {}
+        for index, (model, chunk) in enumerate(todo):
+            future = client.submit(encode_chunk, [t for _, t in chunk], fresh, state,
+                                   retries=scale.retries, pure=False,
+                                   key=f"consensa-embed-{index}-{model[:12]}")
+            futures[future] = index
+        for future in progress(as_completed(futures), "embedding", total=len(futures),
+                               unit="chunk"):
+            index = futures[future]
+            model, chunk = todo[index]
+            if future.status == "error":
+                failed.append((index, len(chunk), describe_failure(future.exception())))
+            else:
+                vecs = future.result()
+                if vecs.shape[0] != len(chunk):
+                    failed.append((index, len(chunk), f"the embedder returned {vecs.shape[0]} "
+                                                      f"vectors for {len(chunk)} texts"))
+                else:
+                    fresh_vectors = {k: vecs[i] for i, (k, _) in enumerate(chunk)}
+                    cache.put_vectors(model, fresh_vectors)
+                    found.update(fresh_vectors)
+            future.release()
+    if failed:
+        failed.sort()
+        lines = [f"{len(failed)} of {len(todo)} embedding chunk(s) failed on the Dask cluster "
+                 f"after {scale.retries + 1} attempt(s)"
+                 + ("; the others are in the embedding cache:" if cache.enabled else ":")]
+        lines += [f"  chunk {i + 1} ({n:,} texts): {error}" for i, n, error in failed[:20]]
+        if len(failed) > 20:
+            lines.append(f"  ... and {len(failed) - 20} more")
+        hint = ("run the same command again: only the texts not in the cache are embedded"
+                if cache.enabled else
+                "set cache_dir, so that finished chunks are kept, and run again")
+        raise ConsensaError("\n".join(lines), field="scale.engine",
+                            hint=hint + "; a worker that ran out of memory needs a smaller "
+                                        "scale.chunk_size or more memory per worker")
+
+
+def encode_chunk(texts: list[str], embedder: Any, state: str) -> np.ndarray:
+    """One chunk of :func:`_embed_on_cluster`, on a Dask worker: ``embedder``'s vectors
+    of ``texts``. The embedder (and so its model) is loaded once per worker
+    (:func:`pipeline.shards.worker_state`), under ``state``: the cache's key of its
+    class, parameters and model, so a worker never mixes two models."""
+    from .shards import worker_state
+
+    model = worker_state(("embedder", state), lambda: clone(embedder))
+    return np.asarray(model.encode(list(texts)), dtype=np.float32)
 
 
 # --- reduce -------------------------------------------------------------------------

@@ -26,12 +26,14 @@ from typing import Any, Literal
 
 import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from . import safeyaml
 from .errors import ConfigError
 from .fsutil import anchored
 from .registry import MAX_SEED, REGISTRIES, config_error_from
+from .shards import JobQueueConfig, LocalClusterConfig, SchedulerConfig, cluster_config
 from .stages.concepts import ConceptsConfig
 from .stages.context import ContextConfig
 from .stages.coreideas import CoreIdeaConfig
@@ -123,6 +125,103 @@ def parse_stability(value: Any, path: str | Path | None = None) -> StabilityConf
     return settings
 
 
+class ScaleConfig(BaseModel):
+    """How a large ``consensa run`` is made (config section ``scale``).
+
+    **Themes fitted on a sample.** ``consensa.Themes.v1`` reduces and clusters
+    its segments together: the neighbour graph, the spectral or UMAP layout and
+    HDBSCAN's hierarchy grow faster than the corpus, and at 10^5-10^6 segments they
+    take hours and more memory than a laptop has. A run of more than
+    ``fit_sample_above`` segments therefore finds its themes on a case-stratified
+    sample of about ``fit_sample_size`` (every case keeps its share, at least one
+    segment), and every other segment joins its nearest theme when it is as close
+    as ``outliers.min_similarity`` asks of a reassigned outlier, else stays
+    unassigned (pipeline/run.py). Joined segments count as reassigned ones do.
+    The manifest, the summary and the report say how many were fitted and joined.
+    A run of at most ``fit_sample_above`` segments runs exactly as without this
+    section. The CQR analysis samples within each domain instead
+    (``crossanalysis.max_fit_segments``).
+
+    **Embedding on a cluster.** ``engine`` other than ``local`` embeds the texts the
+    embedding cache lacks on a Dask cluster, in chunks of ``chunk_size`` texts:
+    ``dask`` (a LocalCluster on this machine) or the same ``engine:`` section
+    ``consensa precode --engine dask --cluster`` takes (``kind: localcluster``,
+    ``scheduler`` with an ``address``, ``slurm`` or ``pbs``;
+    :func:`pipeline.shards.cluster_config`). Each finished chunk is written to the
+    cache as it arrives, so a stopped run, started again, embeds only what is
+    missing (:func:`pipeline.compose.embed_texts`).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    fit_sample_above: int = Field(50_000, ge=2, description=(
+        "a themes run of more than this many segments finds its themes on a sample"))
+    fit_sample_size: int = Field(20_000, ge=2, description=(
+        "about this many segments in that sample, drawn from every case; at most "
+        "fit_sample_above"))
+    sample_seed: int | None = Field(None, ge=0, le=MAX_SEED, description=(
+        "seed of the sample, 0 or more; default: the run's seed"))
+    engine: Literal["local"] | LocalClusterConfig | SchedulerConfig | JobQueueConfig = Field(
+        "local", description=(
+            "where the texts the cache lacks are embedded: local (this process), dask (a "
+            "Dask LocalCluster), or a section such as {kind: slurm, cores: 8, memory: 16GB, "
+            "walltime: '02:00:00'}"))
+    chunk_size: int = Field(5_000, ge=1, le=1_000_000, description=(
+        "texts one Dask task embeds, and the cache stores, at a time"))
+    retries: int = Field(2, ge=0, le=100, description=(
+        "times a failed chunk is tried again, on another worker if its worker died"))
+
+    @field_validator("engine", mode="before")
+    @classmethod
+    def _engine(cls, value: Any) -> Any:
+        return parse_engine(value)
+
+    @field_validator("fit_sample_size")
+    @classmethod
+    def _sample_fits(cls, size: int, info) -> int:
+        above = info.data.get("fit_sample_above")
+        if above is not None and size > above:
+            # pydantic's own error type, so the message is not prefixed "Value error"
+            raise PydanticCustomError(
+                "sample_too_large", "must be at most scale.fit_sample_above ({above}): only "
+                "a run of more segments than that is sampled", {"above": above})
+        return size
+
+
+def parse_engine(value: Any, path: str | Path | None = None) -> Any:
+    """``scale.engine`` as written: ``local``, ``dask`` (a LocalCluster with its
+    defaults) or a cluster section, validated by :func:`pipeline.shards.cluster_config`
+    so an error names the key (``scale.engine.cores``) as ``consensa precode``'s do."""
+    if value is None or value == "local":
+        return "local"
+    if value == "dask":
+        return LocalClusterConfig()
+    if isinstance(value, dict | LocalClusterConfig | SchedulerConfig | JobQueueConfig):
+        return cluster_config(value, path=path, where="scale.engine")
+    raise ConfigError(f"'scale.engine' must be local, dask or a cluster section such as "
+                      f"{{kind: slurm, cores: 8, memory: 16GB, walltime: '02:00:00'}}; "
+                      f"got {value!r}", path=path, field="scale.engine")
+
+
+def parse_scale(value: Any, path: str | Path | None = None) -> ScaleConfig:
+    """A config's ``scale:`` section, validated; errors name the file and the key."""
+    if isinstance(value, ScaleConfig):
+        return value
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise ConfigError("'scale' must be a section such as {fit_sample_above: 50000}; "
+                          f"got {value!r}", path=path, field="scale")
+    value = dict(value)
+    if "engine" in value:
+        value["engine"] = parse_engine(value["engine"], path)   # the file named in its errors
+    try:
+        return ScaleConfig.model_validate(value)
+    except pydantic.ValidationError as exc:
+        raise config_error_from(exc, where="scale", model=ScaleConfig,
+                                path=str(path) if path else None) from None
+
+
 #: keys of a config that a ``sweep:`` cannot vary: the runs are named after the swept
 #: values, and a sweep or stability check belongs to the whole config
 UNSWEPT = ("name", "sweep", "stability")
@@ -211,6 +310,8 @@ class RunConfig(BaseModel):
     sweep: dict[str, list[Any]] = {}
     #: check the themes' stability right after the run (``true`` for the defaults)
     stability: StabilityConfig | None = None
+    #: a large run: themes fitted on a sample, texts embedded on a Dask cluster
+    scale: ScaleConfig = ScaleConfig()
 
 
 def set_dotted(data: dict, dotted: str, value: Any) -> None:
@@ -289,6 +390,8 @@ def validate_config(data: dict, path: Path | None = None) -> RunConfig:
         data["sweep"] = parse_sweep(data["sweep"], path)
     if "stability" in data:
         data["stability"] = parse_stability(data["stability"], path)
+    if "scale" in data:
+        data["scale"] = parse_scale(data["scale"], path)
     for section in STAGE_KINDS:
         given = data.get(section)
         if isinstance(given, dict) and "name" not in given:
@@ -435,6 +538,24 @@ def check_inputs(cfg: RunConfig, base_dir: Path, path: Path | None = None) -> No
     if cfg.llm is not None:
         # a base_url on another machine is refused here, before any transcript is read
         REGISTRIES["namer"].build(cfg.llm.name, cfg.llm.params(), where="llm").check_endpoint()
+    check_engine(cfg, path)
+
+
+def check_engine(cfg: RunConfig, path: Path | None = None) -> None:
+    """Refuse ``scale.engine`` on a Dask cluster with an embedder that fits itself to
+    the texts it is given (TF-IDF, ``model_id`` None): each chunk would get vectors in
+    a space of its own, and no two chunks could be compared. Called by
+    :func:`check_inputs` and before a run reads any transcript."""
+    if cfg.scale.engine == "local":
+        return
+    embedder = REGISTRIES["embedder"].build(cfg.embed.name, cfg.embed.params(), seed=cfg.seed,
+                                            where="embed")
+    if embedder.model_id is None:
+        raise ConfigError(f"the embedder {cfg.embed.name} fits itself to the texts it is given, "
+                          "so texts embedded in chunks on a Dask cluster would not share one "
+                          "space", path=path, field="scale.engine",
+                          hint="set scale.engine: local, or embed with a sentence-transformer "
+                               "(embed.name: consensa.SentenceTransformer.v2)")
 
 
 def _spacy_model_installed(model: str) -> bool:

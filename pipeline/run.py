@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from . import __version__
@@ -35,10 +36,10 @@ from .compose import (
     stage_record,
     vocabulary,
 )
-from .config import RunConfig, config_hash, resolve_paths, resolved
+from .config import RunConfig, check_engine, config_hash, resolve_paths, resolved
 from .errors import ConfigError, InputError
 from .runfolder import RunFolder, theme_linkage
-from .stages.cluster import centroids, no_themes_error
+from .stages.cluster import centroids, join_sample, no_themes_error, stratified_sample
 from .stages.concepts import concept_text, match_concepts
 from .stages.context import contextualize
 from .stages.cqr import cross_analysis, cutoffs
@@ -52,6 +53,7 @@ from .stages.domains import propose_domains
 from .stages.ingest import ingest
 from .stages.label import label_themes
 from .stages.naming import strip_transcriber_notes
+from .stages.reduce import auto_neighbors, place_by_neighbours
 from .types import Clustering, RunResult
 
 
@@ -104,6 +106,7 @@ def build(cfg: RunConfig, base_dir: Path) -> RunResult:
     cross-analysis is :func:`pipeline.stages.cqr.cross_analysis`.
     """
     started = datetime.now(UTC).isoformat(timespec="seconds")
+    check_engine(cfg)           # before any transcript is read
     timer = Timer()
     cache = open_cache(cfg, base_dir)
     with timer.stage("ingest"):
@@ -124,12 +127,13 @@ def build(cfg: RunConfig, base_dir: Path) -> RunResult:
                          path=", ".join(sorted({s.path for s in corpus.sources.values()})),
                          hint="check the speaker labels and the ingest.roles map in the config")
     cqr_run = cfg.analysis == "consensa.CQR.v1"
+    sample = None if cqr_run else fit_sample(segments, cfg)
     # settings that cannot give a theme on this many segments stop the run here,
     # before the embeddings, rather than end it with "themes: 0" (the CQR analysis
-    # does not use the cluster section)
+    # does not use the cluster section); a sample is what is clustered
     check = None if cqr_run else getattr(build_stage("cluster", cfg), "check_n_segments", None)
     if check is not None:
-        check(len(segments))
+        check(len(segments) if sample is None else len(sample))
     with timer.stage("embed"):
         embedder = build_stage("embed", cfg)
         texts = segments["text"].tolist()
@@ -137,11 +141,11 @@ def build(cfg: RunConfig, base_dir: Path) -> RunResult:
             # transcriber notes ("(laughs)", "[inaudible]") say nothing of what the
             # participant meant: they stay in the quotes, not in the embeddings
             texts = [strip_transcriber_notes(t) or t for t in texts]
-        vectors, embed_counts = embed_texts(embedder, texts, cache)
+        vectors, embed_counts = embed_texts(embedder, texts, cache, cfg.scale)
     if cqr_run:
         analysis, cqr_fit = _cqr(cfg, cache, timer, segments, vectors, corpus, embedder)
     else:
-        analysis, cqr_fit = _themes(cfg, cache, timer, segments, vectors, embedder)
+        analysis, cqr_fit = _themes(cfg, cache, timer, segments, vectors, embedder, sample)
     concepts = pd.DataFrame()
     if cfg.concepts.items:
         with timer.stage("concepts"):
@@ -158,7 +162,7 @@ def build(cfg: RunConfig, base_dir: Path) -> RunResult:
         fitted=fitted,
         counts={"embedded": embed_counts["embedded"],
                 "embeddings_from_cache": embed_counts["from_cache"], **ingest_counts},
-        timings=timer.timings)
+        timings=timer.timings, sample=sample, sample_seed=_sample_seed(cfg))
     rcfg = resolved(cfg)
     if deid is not None:
         for item in manifest["inputs"]:
@@ -177,9 +181,31 @@ def build(cfg: RunConfig, base_dir: Path) -> RunResult:
     return RunResult(**parts)
 
 
-def _themes(cfg: RunConfig, cache, timer: Timer, segments: pd.DataFrame, vectors, embedder):
+def _sample_seed(cfg: RunConfig) -> int:
+    return cfg.seed if cfg.scale.sample_seed is None else cfg.scale.sample_seed
+
+
+def fit_sample(segments: pd.DataFrame, cfg: RunConfig):
+    """The rows a themes run clusters when it has more than ``scale.fit_sample_above``
+    segments: a case-stratified sample of about ``scale.fit_sample_size``
+    (:func:`~pipeline.stages.cluster.stratified_sample`, every case represented);
+    None for a run that clusters every segment."""
+    if len(segments) <= cfg.scale.fit_sample_above:
+        return None
+    return stratified_sample(segments["case_id"].to_numpy(), cfg.scale.fit_sample_size,
+                             _sample_seed(cfg))
+
+
+def _themes(cfg: RunConfig, cache, timer: Timer, segments: pd.DataFrame, vectors, embedder,
+            sample=None):
     """``analysis: consensa.Themes.v1``: themes over the whole corpus (reduce, cluster,
     assign), named by their keywords, and domains cut from the tree of themes.
+
+    ``sample`` (rows of ``segments``, :func:`fit_sample`): the themes are found on
+    these rows alone, every other segment joins its nearest theme
+    (:func:`~pipeline.stages.cluster.join_sample`) and is placed on the map among
+    its nearest sample segments (:func:`~pipeline.stages.reduce.place_by_neighbours`);
+    names, quotes and domains are then found on every segment, as without a sample.
 
     Returns the cross-analysis and (clustering, stages, fitted, linkage) for the
     manifest and the report."""
@@ -189,10 +215,14 @@ def _themes(cfg: RunConfig, cache, timer: Timer, segments: pd.DataFrame, vectors
         grouping = contextualize(vectors, segments, cfg.context.window, cfg.context.weight)
     # reduce, cluster and outlier assignment, timed as "reduce" and "cluster": the
     # step the stability check repeats on resamples
-    fit = find_themes(grouping, cfg, cache=cache, timed=timer.stage)
+    fitting = grouping if sample is None else grouping[sample]
+    fit = find_themes(fitting, cfg, cache=cache, timed=timer.stage)
     clustering = fit.clustering
     if clustering.n_themes == 0:
-        raise no_themes_error(fit.clusterer, len(segments))
+        raise no_themes_error(fit.clusterer, len(fitting))
+    if sample is not None:
+        with timer.stage("join"):
+            clustering = join_sample(grouping, sample, clustering, cfg.outliers.min_similarity)
     with timer.stage("label"):
         vocab = vocabulary(segments["text"].tolist(), cfg.label.extra_stop_words, cache)
         themes = label_themes(segments, vectors, clustering, cfg.label, vocab)
@@ -202,7 +232,12 @@ def _themes(cfg: RunConfig, cache, timer: Timer, segments: pd.DataFrame, vectors
     with timer.stage("map"):
         mapper = build_stage("map", cfg)
         # the reduce step's neighbour graph spares the map a second search
-        coords = reduce(mapper, grouping, cache, neighbours=fit.reduction.neighbours).coords
+        layout = reduce(mapper, fitting, cache, neighbours=fit.reduction.neighbours)
+        coords = layout.coords
+        if sample is not None:
+            # as many neighbours as the map's own graph had (UMAP's choice for this size)
+            k = int(layout.fitted.get("n_neighbors_") or auto_neighbors(len(sample)))
+            coords = place_by_neighbours(grouping, sample, coords, k)
     analysis = cross_analysis(segments, clustering, themes, doms, coords, cfg.cqr)
     stages = {"reduce": fit.reducer, "cluster": fit.clusterer, "map": mapper}
     fitted = {"reduce": fit.reduction.fitted, "cluster": learned_scalars(fit.clusterer)}
@@ -264,18 +299,32 @@ def _cqr(cfg: RunConfig, cache, timer: Timer, segments: pd.DataFrame, vectors, c
 
 def _manifest(cfg: RunConfig, base_dir: Path, started: str, corpus, deid, segmentation,
               analysis, clustering, *, stage_params: dict, fitted: dict, counts: dict,
-              timings: dict) -> dict:
+              timings: dict, sample=None, sample_seed: int | None = None) -> dict:
     """The run's manifest: where it came from, what the stages were and chose, and
-    what was counted and skipped (``counts``: the ingest's and the embedding's)."""
+    what was counted and skipped (``counts``: the ingest's and the embedding's).
+
+    ``sample``: the rows the themes were fitted on (:func:`fit_sample`), drawn with
+    ``sample_seed``. Then the outliers and reassigned outliers are the sample's, and
+    ``fitted_on_sample``, ``joined_after_sample`` (the other segments) and
+    ``unassigned_after_sample`` (those of them no theme was close enough to) say how
+    the rest joined; a run without a sample has none of these counts."""
     n_total = analysis.n_cases
     n_seg = len(analysis.segments)
     unassigned = int((clustering.theme < 0).sum())
+    moved = clustering.reassigned if sample is None else clustering.reassigned[sample]
+    n_fit = n_seg if sample is None else len(sample)
     counts = {"cases": len(corpus.sources), "cases_analysed": n_total, "turns": len(corpus.turns),
               **{f"segment_{k}": int(v) for k, v in segmentation.counts.items()},
               "themes": clustering.n_themes, "domains": len(analysis.domains),
               "outliers_before_reassignment": clustering.n_outliers_initial,
-              "reassigned": int(clustering.reassigned.sum()), "unassigned": unassigned,
+              "reassigned": int(moved.sum()), "unassigned": unassigned,
               **counts}
+    if sample is not None:
+        joined = np.ones(n_seg, dtype=bool)
+        joined[sample] = False
+        counts.update(fitted_on_sample=len(sample), joined_after_sample=int(joined.sum()),
+                      unassigned_after_sample=int((clustering.theme[joined] < 0).sum()),
+                      sample_seed=sample_seed)
     extra = {}
     if analysis.counts is not None:
         # a CQR run: the frame's segments are set apart on purpose, not unassigned
@@ -293,7 +342,7 @@ def _manifest(cfg: RunConfig, base_dir: Path, started: str, corpus, deid, segmen
         "deidentify": deid.summary(bool(cfg.deidentify.mapping_file)) if deid else {"enabled": False},
         "stage_params": stage_params, "fitted": fitted, "counts": counts,
         "outlier_share": round(unassigned / n_seg, 4),
-        "outlier_share_before_reassignment": round(clustering.n_outliers_initial / n_seg, 4),
+        "outlier_share_before_reassignment": round(clustering.n_outliers_initial / n_fit, 4),
         "frequency_cutoffs": cutoffs(n_total, cfg.cqr),
         "skipped": [s.as_dict() for s in (*corpus.skipped, *segmentation.skipped)],
         "timings": timings, **extra,

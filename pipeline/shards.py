@@ -51,6 +51,11 @@ other shard has been run and saved: a re-run then computes only the failed ones.
 
 Heavy state a shard needs (the embedding model, a fitted classifier) is loaded
 once per worker with :func:`worker_state`, not once per shard.
+
+The same clusters embed the texts of a large ``consensa run`` (``scale.engine``;
+:func:`pipeline.compose.embed_texts`): :func:`dask_client` starts or reaches the
+cluster and :func:`worker_state` holds each worker's model, with chunks of texts
+in place of shards and the embedding cache in place of the parquet dataset.
 """
 
 from __future__ import annotations
@@ -464,7 +469,7 @@ def run_one_shard(shard: Shard, out_dir: str, work: Work) -> dict:
 
 # --- Engines: each yields (shard, entry-or-error) as shards finish ----------------------------
 
-def _describe(exc: BaseException) -> str:
+def describe_failure(exc: BaseException) -> str:
     """An exception in one line, for a researcher: its kind and message, no traceback."""
     name = type(exc).__name__
     text = " ".join(str(exc).split())
@@ -482,14 +487,20 @@ def _run_local(shards: list[Shard], out_dir: str, work: Work,
                 break
             except Exception as exc:              # retried, then reported with the shard's files
                 log.warning("shard %d failed (attempt %d of %d): %s", shard.index, attempt + 1,
-                            retries + 1, _describe(exc))
-                outcome = {"shard": shard.id, "error": _describe(exc)}
+                            retries + 1, describe_failure(exc))
+                outcome = {"shard": shard.id, "error": describe_failure(exc)}
         yield shard, outcome
 
 
 @contextlib.contextmanager
-def _dask_client(settings: ClusterConfig, retries: int, n_shards: int):
+def dask_client(settings: ClusterConfig, retries: int, n_tasks: int, *,
+                where: str | None = None):
     """A ``distributed.Client`` for ``settings``, and its cluster, both closed after.
+
+    ``n_tasks`` caps the workers of a LocalCluster left to choose their number (no
+    more workers than tasks). ``where`` is the config key the settings came from
+    (``scale.engine``), named by the errors; None: the command line's ``--scheduler``
+    and ``engine``, as ``consensa precode`` takes them.
 
     Dask's own log is silenced meanwhile: what failed is reported once, at the end,
     in the job's words (which shard, which files), not as the scheduler's notes
@@ -516,7 +527,8 @@ def _dask_client(settings: ClusterConfig, retries: int, n_shards: int):
                     client = Client(settings.address, timeout=settings.timeout)
                 except (OSError, TimeoutError) as exc:
                     raise ConfigError(f"cannot reach the Dask scheduler at {settings.address} "
-                                      f"({_describe(exc)})", field="scheduler",
+                                      f"({describe_failure(exc)})",
+                                      field=f"{where}.address" if where else "scheduler",
                                       hint="start it with `dask scheduler` and check the address "
                                            "and port it prints") from None
             elif isinstance(settings, JobQueueConfig):
@@ -524,7 +536,7 @@ def _dask_client(settings: ClusterConfig, retries: int, n_shards: int):
                 cluster.scale(jobs=settings.jobs)
                 client = Client(cluster)
             else:
-                n_workers = settings.n_workers or max(1, min(os.cpu_count() or 1, n_shards))
+                n_workers = settings.n_workers or max(1, min(os.cpu_count() or 1, n_tasks))
                 try:
                     cluster = LocalCluster(n_workers=n_workers,
                                            threads_per_worker=settings.threads_per_worker,
@@ -533,9 +545,12 @@ def _dask_client(settings: ClusterConfig, retries: int, n_shards: int):
                                            dashboard_address=None, silence_logs=logging.CRITICAL)
                 except Exception as exc:             # e.g. too little memory for the workers
                     raise ConfigError(f"could not start a Dask LocalCluster of {n_workers} "
-                                      f"worker(s): {_describe(exc)}", field="engine",
-                                      hint="set engine.n_workers or engine.memory_limit lower, "
-                                           "or run with --engine local") from None
+                                      f"worker(s): {describe_failure(exc)}",
+                                      field=where or "engine",
+                                      hint=f"set {where or 'engine'}.n_workers or "
+                                           f"{where or 'engine'}.memory_limit lower, or run "
+                                           + ("with scale.engine: local" if where
+                                              else "with --engine local")) from None
                 client = Client(cluster)
         yield client
     finally:
@@ -559,7 +574,7 @@ def _run_dask(shards: list[Shard], out_dir: str, work: Work, retries: int,
     for future in as_completed(futures):
         shard = futures[future]
         if future.status == "error":
-            outcome = {"shard": shard.id, "error": _describe(future.exception())}
+            outcome = {"shard": shard.id, "error": describe_failure(future.exception())}
         else:
             outcome = future.result()
         future.release()
@@ -745,7 +760,7 @@ def run_shards(files: Sequence[str | Path], out_dir: str | Path, work: Work, *, 
                 if engine == "local":
                     outcomes = _run_local(todo, str(out), work, retries)
                 else:
-                    client = stack.enter_context(_dask_client(settings, retries, len(todo)))
+                    client = stack.enter_context(dask_client(settings, retries, len(todo)))
                     outcomes = _run_dask(todo, str(out), work, retries, client)
                 for shard, outcome in outcomes:
                     if "error" in outcome:

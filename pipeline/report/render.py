@@ -42,6 +42,7 @@ from markupsafe import Markup
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
+from ..stages.cluster import sample_summary
 from ..types import (
     ASSIGNED_SEGMENT_COLUMNS,
     CONCEPT_COLUMNS,
@@ -313,7 +314,12 @@ def _header(seg: pd.DataFrame, seg_theme: np.ndarray, themes: pd.DataFrame,
             cases: list[str]) -> dict[str, Any]:
     n_seg = len(seg)
     n_unassigned = int((seg_theme < 0).sum())
-    reassigned = seg["reassigned"].astype(bool)
+    counts = manifest.get("counts") or {}
+    sampled = sample_summary(counts)
+    # segments joined after a sample are marked reassigned (they count as such), but
+    # only the sample's outliers were moved: the manifest counts those
+    n_reassigned = int(counts.get("reassigned", 0)) if sampled else \
+        int(seg["reassigned"].astype(bool).sum())
     timings = manifest.get("timings")
     wall = _fmt_seconds(sum(timings.values())) if timings else None
     started = manifest.get("started_at")
@@ -326,10 +332,13 @@ def _header(seg: pd.DataFrame, seg_theme: np.ndarray, themes: pd.DataFrame,
         ("Themes", f"{len(themes):,}"),
         ("Domains", f"{len(domains):,}"),
         ("Unassigned segments", _fmt_share(n_unassigned, n_seg)),
-        ("Reassigned outliers", _fmt_share(int(reassigned.sum()), n_seg)),
+        ("Reassigned outliers", _fmt_share(n_reassigned, n_seg)),
         ("Wall time", wall or "not recorded"),
     ]
-    counts = manifest.get("counts") or {}
+    if sampled:
+        stats.append(("Themes found on a sample",
+                      f"{sampled[0].upper()}{sampled[1:]} (scale.fit_sample_above, "
+                      "scale.fit_sample_size)"))
     if counts.get("crossanalysis_fitted_on_sample"):
         stats.append(("Categories found on a sample",
                       f"{counts['crossanalysis_fitted_on_sample']:,} segments, drawn from every "

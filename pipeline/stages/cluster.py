@@ -5,14 +5,20 @@ Clusterers follow the scikit-learn contract: ``fit(X)`` returns ``self`` and set
 :func:`assign` then numbers themes by size and moves outliers to their nearest
 theme when they are similar enough, keeping the similarity as their strength, so
 nothing is hidden: the report shows who was moved and how close they were.
+
+A corpus too large to cluster whole is clustered on a :func:`stratified_sample`
+of its segments, every case represented, and :func:`join_sample` then gives every
+other segment its nearest theme by the same rule outliers are moved by.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Annotated, Literal
 
 import numpy as np
+import pandas as pd
 from pydantic import Field
 
 from ..errors import ConfigError, InputError
@@ -277,6 +283,95 @@ def assign(embeddings: np.ndarray, labels: np.ndarray, probabilities: np.ndarray
         moved = join_nearest(embeddings, theme, strength, centroids(embeddings, theme, len(found)),
                              min_similarity)
     return Clustering(theme=theme, strength=strength, reassigned=moved, n_outliers_initial=n_out)
+
+
+def stratified_sample(cases: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """Rows of a sample of ``size`` rows in which every case keeps its share of the
+    rows (rounded, at least one row a case), drawn at random within each case.
+
+    The sample is about ``size`` rows: each case's share is rounded on its own, and a
+    study with more cases than ``size`` gives every case its one row. Cases are
+    taken in the order they first appear, each case's rows in their order, so the
+    same rows and seed always give the same sample. The rows of each case are found
+    in one grouping pass, not one scan of all rows a case, so a million segments of
+    thousands of cases are sampled in a moment.
+    """
+    rng = np.random.default_rng(seed)
+    codes, uniques = pd.factorize(np.asarray(cases, dtype=object))
+    n = len(codes)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    by_case = np.argsort(codes, kind="stable")            # each case's rows, in order
+    bounds = np.r_[0, np.cumsum(np.bincount(codes, minlength=len(uniques)))]
+    picked: list[np.ndarray] = []
+    for c in range(len(uniques)):
+        rows = by_case[bounds[c]:bounds[c + 1]]
+        k = max(1, int(round(len(rows) * size / n)))
+        picked.append(np.sort(rng.choice(rows, size=min(k, len(rows)), replace=False)))
+    return np.sort(np.concatenate(picked))
+
+
+#: Rows compared with the theme centroids at a time when a sample's themes are
+#: joined: memory stays at a block of rows times the themes, whatever the corpus.
+JOIN_BLOCK = 65_536
+
+
+def join_sample(vectors: np.ndarray, rows: np.ndarray, fitted: Clustering,
+                min_similarity: float) -> Clustering:
+    """The themes of every row of ``vectors`` from ``fitted``, the themes found on the
+    sample ``rows`` alone.
+
+    A sample row keeps what the clustering gave it. Every other row joins the theme
+    whose centroid is nearest by cosine when that similarity is at least
+    ``min_similarity``, as an outlier is moved (:func:`assign`), and is marked
+    ``reassigned`` with the similarity as its strength: it was placed by its
+    similarity, not by the clustering, so it counts like a reassigned outlier
+    wherever frequencies are counted honestly, and quotes come from the clustered
+    segments first. Below ``min_similarity`` it stays unassigned. The centroids are
+    those outlier reassignment uses: the mean of each theme's clustered (not moved)
+    sample rows, in the space of ``vectors`` (unit length), the space the themes
+    were found in. Themes are numbered again by size over all rows, largest first.
+    """
+    n = len(vectors)
+    rows = np.asarray(rows, dtype=np.int64)
+    k = fitted.n_themes
+    theme = np.full(n, -1, dtype=np.int64)
+    strength = np.zeros(n, dtype=np.float32)
+    reassigned = np.zeros(n, dtype=bool)
+    theme[rows], strength[rows], reassigned[rows] = fitted.theme, fitted.strength, fitted.reassigned
+    clustered = np.where(fitted.reassigned, -1, fitted.theme)
+    cents = centroids(vectors[rows], clustered, k)
+    rest = np.setdiff1d(np.arange(n), rows, assume_unique=True)
+    for start in range(0, len(rest), JOIN_BLOCK):
+        block = rest[start:start + JOIN_BLOCK]
+        group = np.full(len(block), -1, dtype=np.int64)
+        sim = np.zeros(len(block), dtype=np.float32)
+        reassigned[block] = join_nearest(vectors[block], group, sim, cents, min_similarity)
+        theme[block], strength[block] = group, sim
+    if k:
+        size = np.bincount(theme[theme >= 0], minlength=k)
+        first = np.full(k, n, dtype=np.int64)
+        np.minimum.at(first, theme[theme >= 0], np.flatnonzero(theme >= 0))
+        order = sorted(range(k), key=lambda t: (-int(size[t]), int(first[t])))
+        remap = np.empty(k, dtype=np.int64)
+        remap[order] = np.arange(k)
+        theme = np.where(theme >= 0, remap[np.maximum(theme, 0)], -1)
+    return Clustering(theme=theme, strength=strength, reassigned=reassigned,
+                      n_outliers_initial=fitted.n_outliers_initial)
+
+
+def sample_summary(counts: Mapping) -> str | None:
+    """The sentence the summary and the report give a run whose themes were fitted
+    on a sample (its manifest's ``counts``); None for a run that clustered every
+    segment."""
+    fitted = int(counts.get("fitted_on_sample") or 0)
+    if not fitted:
+        return None
+    joined = int(counts.get("joined_after_sample") or 0)
+    left = int(counts.get("unassigned_after_sample") or 0)
+    return (f"themes fitted on a case-stratified sample of {fitted:,} of {fitted + joined:,} "
+            f"segments; the other {joined:,} joined their nearest theme ({left:,} left "
+            "unassigned)")
 
 
 #: HDBSCANClusterer with the defaults of v2 and v3, for code that builds a clusterer

@@ -147,7 +147,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..errors import ConsensaError
 from ..types import check_columns
-from .cluster import join_nearest
+from .cluster import join_nearest, stratified_sample
 from .cqr import CQRConfig, frequency_label
 
 ClusterFn = Callable[[np.ndarray], "tuple[np.ndarray, np.ndarray]"]
@@ -348,20 +348,6 @@ def _centre(vectors: np.ndarray) -> np.ndarray:
     c = vectors.mean(axis=0)
     n = np.linalg.norm(c)
     return (c / n if n > 0 else c).astype(np.float32)
-
-
-def stratified_sample(cases: np.ndarray, size: int, seed: int) -> np.ndarray:
-    """Rows of a sample of ``size`` rows in which every case keeps its share of the
-    rows (rounded, at least one row a case), drawn at random within each case."""
-    rng = np.random.default_rng(seed)
-    cases = np.asarray(cases, dtype=object)
-    n = len(cases)
-    picked: list[np.ndarray] = []
-    for case in dict.fromkeys(cases.tolist()):
-        rows = np.flatnonzero(cases == case)
-        k = max(1, int(round(len(rows) * size / n)))
-        picked.append(np.sort(rng.choice(rows, size=min(k, len(rows)), replace=False)))
-    return np.sort(np.concatenate(picked))
 
 
 def _cluster(X: np.ndarray, cluster_fn: ClusterFn, min_similarity: float, where: str,

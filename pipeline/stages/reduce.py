@@ -89,6 +89,64 @@ def nearest_neighbours(X: np.ndarray, k: int, metric: str = "cosine",
     return idx, dist
 
 
+def nearest_in(X: np.ndarray, reference: np.ndarray, k: int,
+               chunk_bytes: int = 64 << 20) -> np.ndarray:
+    """The indices of the ``k`` rows of ``reference`` nearest to each row of ``X`` by
+    cosine, nearest first; block by block (a block of ``X`` times all of
+    ``reference``, ``chunk_bytes`` at most), as :func:`nearest_neighbours` searches."""
+    import torch
+
+    def unit(A: np.ndarray) -> np.ndarray:
+        norms = np.linalg.norm(A, axis=1, keepdims=True)
+        norms[norms == 0] = 1.0
+        return np.ascontiguousarray(A / norms, dtype=np.float32)
+
+    k = min(k, reference.shape[0])
+    R = torch.from_numpy(unit(reference))
+    rows = int(max(1, chunk_bytes // (4 * max(1, reference.shape[0]))))
+    idx = np.empty((X.shape[0], k), dtype=np.int64)
+    with torch.inference_mode():
+        for start in range(0, X.shape[0], rows):
+            Q = torch.from_numpy(unit(X[start:start + rows]))
+            idx[start:start + rows] = torch.topk(Q @ R.T, k, dim=1, largest=True,
+                                                 sorted=True).indices.numpy()
+    return idx
+
+
+#: Rows placed on the map at a time by :func:`place_by_neighbours`.
+PLACE_BLOCK = 65_536
+
+
+def place_by_neighbours(X: np.ndarray, rows: np.ndarray, coords: np.ndarray,
+                        k: int) -> np.ndarray:
+    """Coordinates for every row of ``X`` from ``coords``, those of the sample ``rows``
+    of ``X`` alone: a sample row keeps its own, every other row gets the mean of the
+    coordinates of its ``k`` nearest sample rows (cosine, in the space of ``X``).
+
+    Why not fit the map on every row: a UMAP layout of a million segments takes
+    hours and more memory than the themes needed, and only a sample was clustered.
+    Why not the mapper's ``transform``: not every reducer has one (the UMAP reducer
+    gives UMAP precomputed neighbours, with which UMAP cannot place new points
+    without the whole index), and this works for every reducer alike. The mean of
+    the nearest sample points is where UMAP's own ``transform`` starts a new point
+    before refining it: a segment lands among the segments most like it, so the
+    map shows each theme where its sample lies, at the cost of the fine structure
+    between sample points.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    coords = np.asarray(coords, dtype=np.float32)
+    out = np.empty((X.shape[0], coords.shape[1]), dtype=np.float32)
+    out[rows] = coords
+    rest = np.setdiff1d(np.arange(X.shape[0]), rows, assume_unique=True)
+    if not len(rows):
+        return out
+    sample = X[rows]
+    for start in range(0, len(rest), PLACE_BLOCK):       # memory: a block, not the corpus
+        block = rest[start:start + PLACE_BLOCK]
+        out[block] = coords[nearest_in(X[block], sample, max(1, k))].mean(axis=1)
+    return out
+
+
 def neighbours_for(X: np.ndarray, k: int, metric: str,
                    knn: tuple[np.ndarray, np.ndarray] | None = None
                    ) -> tuple[np.ndarray, np.ndarray, bool]:
