@@ -61,9 +61,10 @@ Measures (one table each, one CSV each in bench/results/):
 AMI everywhere is over all units, the units in no group (unassigned, in no
 domain, in the interview frame's skipped domain) counting as one group of their
 own, as in ``bench/quality.py``. The scores of today's default and of BERTopic
-are means over the seeds of ``--seeds`` (0, 1 and 2 by default): both fit UMAP,
-whose result moves with the seed and with the installed numba. The CQR proposals
-do not depend on the seed. Names and quotes are printed only
+are means over the seeds of ``--seeds`` (0, 1 and 2 by default); the CQR
+proposals do not depend on the seed. The int8 vectors depend on the CPU's
+kernels, so every figure here moves a little from machine to machine: compare
+the methods within one run, not across runs. Names and quotes are printed only
 with ``--examples`` and are never written to the CSVs (the data stay outside the
 repository). ``cqr_summary.csv`` holds the goals and whether each is met.
 """
@@ -284,10 +285,12 @@ class Today:
 
 def todays_default(study: Study, seed: int = 0) -> Today:
     """The run's themes, names and domains with the default config and ``seed``
-    (pipeline/run.py: context -> find_themes -> label -> domains). Its UMAP step
-    depends on the seed, and on the installed numba and pynndescent: one seed's
-    domain AMI on PDPilot moved from 0.24 to 0.15 between two installations, so the
-    baseline is the mean over the seeds of ``--seeds``, as BERTopic's is."""
+    (pipeline/run.py: context -> find_themes -> label -> domains). A large study's
+    UMAP step depends on the seed, so the baseline is the mean over the seeds of
+    ``--seeds``, as BERTopic's is. (On PDPilot the seed changes nothing: 0.147 for
+    seeds 0-2. What moved its domain AMI from 0.24 to 0.15 across machines, with the
+    same code, was the installation: most likely the int8 vectors, whose kernels
+    depend on the CPU.)"""
     from pipeline.cache import Cache
     from pipeline.compose import find_themes, vocabulary
     from pipeline.stages.cluster import centroids
