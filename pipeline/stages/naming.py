@@ -618,27 +618,43 @@ def _fast_pass(texts: Sequence[str], stop: frozenset[str], extra: frozenset[str]
     """Tokens and lookup lemmas of every text (no model: ~0.3 ms a segment), the
     most common spoken form of each content lemma, and the words seen written
     other than capitalised (the rest are taken for names)."""
+    from spacy.attrs import IDX, IS_SPACE, ORTH
+
     tokenizer, _ = _tokenizer_and_lemmas()
     forms: dict[str, Counter] = defaultdict(Counter)
     not_title: set[str] = {"i"}
     out: list[_Tokens] = []
+    # what a token contributes depends only on its spelling, and a corpus has few
+    # distinct spellings: each is worked out once (reading the attributes of every
+    # token was most of this pass). (length, lemma, lower form if written other than
+    # capitalised, lower form if content)
+    seen: dict[int, tuple[int, str, str | None, str | None]] = {}
     for doc in tokenizer.pipe(texts, batch_size=512):
         lemmas, starts, ends, content = [], [], [], []
-        for tok in doc:
-            if tok.is_space:
+        for orth, idx, space in doc.to_array([ORTH, IDX, IS_SPACE]).tolist():
+            if space:
                 continue
-            low = tok.lower_.replace("’", "'")
-            lem = _lemma(low)
+            info = seen.get(orth)
+            if info is None:
+                tok = doc.vocab.strings[orth]
+                low = tok.lower().replace("’", "'")
+                lem = _lemma(low)
+                alpha = tok.isalpha()
+                is_content = (alpha and len(lem) > 2 and low not in stop and lem not in stop
+                              and lem not in GENERIC_WORDS and low not in FILLER_WORDS
+                              and low not in extra and lem not in extra
+                              and not _REDACTED.match(low))
+                info = seen[orth] = (len(tok), lem, low if alpha and not tok.istitle() else None,
+                                     low if is_content else None)
+            n, lem, lower_form, content_form = info
             lemmas.append(lem)
-            starts.append(tok.idx)
-            ends.append(tok.idx + len(tok.text))
-            if tok.is_alpha and not tok.is_title:
-                not_title.add(low)
-            if (tok.is_alpha and len(lem) > 2 and low not in stop and lem not in stop
-                    and lem not in GENERIC_WORDS and low not in FILLER_WORDS
-                    and low not in extra and lem not in extra and not _REDACTED.match(low)):
+            starts.append(idx)
+            ends.append(idx + n)
+            if lower_form is not None:
+                not_title.add(lower_form)
+            if content_form is not None:
                 content.append(lem)
-                forms[lem][low] += 1
+                forms[lem][content_form] += 1
         out.append(_Tokens(lemmas, starts, ends, content))
     return out, forms, not_title
 
