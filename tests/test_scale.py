@@ -131,6 +131,19 @@ def test_the_summary_and_the_report_say_so(sampled):
     assert sentence[1:] in html and "Themes found on a sample" in html
 
 
+def test_a_sample_of_more_cases_than_its_size_draws_cases_not_the_whole_corpus():
+    # a survey's open answers: one segment a respondent; every case getting its row
+    # would make the "sample" the corpus itself
+    cases = np.repeat([f"R{i}" for i in range(1000)], [1, 2] * 500)
+    sample = stratified_sample(cases, 100, seed=3)
+    assert len(sample) == 100 == len(set(cases[sample]))
+    assert np.array_equal(sample, stratified_sample(cases, 100, seed=3))
+    assert not np.array_equal(sample, stratified_sample(cases, 100, seed=4))
+    # with fewer cases than the size, every case is still in it
+    few = np.repeat([f"C{i}" for i in range(10)], 30)
+    assert set(few[stratified_sample(few, 50, seed=3)]) == set(few)
+
+
 def test_a_run_at_or_under_the_threshold_is_the_run_without_the_section(tmp_path):
     """120 segments and fit_sample_above: 120 is not more: the same files, byte for
     byte, as a config without the section, and no sample counted."""

@@ -289,11 +289,14 @@ def stratified_sample(cases: np.ndarray, size: int, seed: int) -> np.ndarray:
     """Rows of a sample of ``size`` rows in which every case keeps its share of the
     rows (rounded, at least one row a case), drawn at random within each case.
 
-    The sample is about ``size`` rows: each case's share is rounded on its own, and a
-    study with more cases than ``size`` gives every case its one row. Cases are
-    taken in the order they first appear, each case's rows in their order, so the
-    same rows and seed always give the same sample. The rows of each case are found
-    in one grouping pass, not one scan of all rows a case, so a million segments of
+    The sample is about ``size`` rows: each case's share is rounded on its own (at
+    most ``size`` more rows, from cases whose share rounds to none). A study with
+    more cases than ``size`` (a survey's open answers: one or two segments a
+    respondent) cannot give every case a row: ``size`` cases are drawn at random,
+    one row each, or the "sample" would be the whole corpus. Cases are taken in the
+    order they first appear, each case's rows in their order, so the same rows and
+    seed always give the same sample. The rows of each case are found in one
+    grouping pass, not one scan of all rows a case, so a million segments of
     thousands of cases are sampled in a moment.
     """
     rng = np.random.default_rng(seed)
@@ -303,6 +306,10 @@ def stratified_sample(cases: np.ndarray, size: int, seed: int) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     by_case = np.argsort(codes, kind="stable")            # each case's rows, in order
     bounds = np.r_[0, np.cumsum(np.bincount(codes, minlength=len(uniques)))]
+    if len(uniques) > size:
+        chosen = np.sort(rng.choice(len(uniques), size=size, replace=False))
+        return np.sort(np.array([rng.choice(by_case[bounds[c]:bounds[c + 1]]) for c in chosen],
+                                dtype=np.int64))
     picked: list[np.ndarray] = []
     for c in range(len(uniques)):
         rows = by_case[bounds[c]:bounds[c + 1]]
