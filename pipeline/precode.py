@@ -317,6 +317,23 @@ def precision_coverage(confidence: np.ndarray, correct: np.ndarray,
 
 # --- the command --------------------------------------------------------------
 
+def _moved_with(recorded: Path, relative: str | None, base: Path, exists) -> Path:
+    """Where a folder or file recorded by path is now. A relative ``recorded`` is read
+    from ``base``. An absolute one is recorded with its path as seen from ``base``
+    (``relative``, when the writer knew it): that one is tried first, since it holds
+    when the study folder was moved or copied whole, and the absolute one after it,
+    which holds when only ``base``'s folder moved. ``exists(path)`` says whether a
+    candidate is the thing; when neither is, the recorded path is returned, for the
+    caller's error to name."""
+    if not recorded.is_absolute():
+        return base / recorded
+    if relative:
+        near = (base / relative).resolve()
+        if exists(near):
+            return near
+    return recorded
+
+
 def _load_codebook(path: Path) -> tuple[dict, Path, pd.DataFrame]:
     path = Path(path)
     if not path.is_file():
@@ -325,9 +342,9 @@ def _load_codebook(path: Path) -> tuple[dict, Path, pd.DataFrame]:
     cb = safeyaml.load_file(path, what="codebook") or {}
     if not isinstance(cb, dict) or "training" not in cb or "domains" not in cb:
         raise InputError("not a Consensa codebook (no training: or domains: section)", path=path)
-    run_folder = Path(cb["training"]["run_folder"])
-    if not run_folder.is_absolute():
-        run_folder = path.parent / run_folder
+    run_folder = _moved_with(Path(cb["training"]["run_folder"]),
+                             cb["training"].get("run_folder_relative"), path.parent,
+                             lambda f: RunFolder(f).has("segments"))
     labels = Path(cb["training"]["assignments"])
     if not labels.is_absolute():
         labels = path.parent / labels
@@ -561,7 +578,9 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
         to_csv(seg, tmp / "segments.csv", index=False)        # no text starts a formula
         to_csv(table, tmp / "cqr_table.csv", index=False)
         (tmp / "cqr_table.md").write_text(cqr_markdown(table), encoding="utf-8")
+        codebook_rel = Path(os.path.relpath(Path(codebook).resolve(), out.resolve())).as_posix()
         meta = {"batch": batch, "codebook": str(Path(codebook).resolve()),
+                "codebook_relative": codebook_rel,
                 "precode_folder": str(out.resolve()), "run_id": RunFolder(run_folder).run_id}
         queue_files = []
         for name, part in queue_parts(seg[seg["needs_human"]]):
@@ -573,7 +592,8 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
             path.write_bytes(text.encode("utf-8"))
         manifest = {
             "batch": batch,
-            "codebook": str(Path(codebook).resolve()), "run_folder": str(run_folder),
+            "codebook": str(Path(codebook).resolve()), "codebook_relative": codebook_rel,
+            "run_folder": str(run_folder),
             "transcripts": str(transcripts.resolve()), "threshold": threshold,
             "classifier": clf.name, "cv_accuracy": clf.cv_accuracy, "calibration": cal,
             "none_class": {"trained": none_class, "n_segments": int(none.sum()),
@@ -954,7 +974,10 @@ def import_queue(path: Path, by: str) -> tuple[int, Path]:
     if not by or not all(ch.isalnum() or ch in "-_." for ch in by):
         raise InputError(f"--by must name the person (letters, digits, '-', '_', '.'): {by!r}")
     meta, choices = read_queue(path)
-    cb, run_folder, _ = _load_codebook(Path(meta["codebook"]))
+    # the workbook is usually still in its pre-coding's folder, moved with the study
+    codebook = _moved_with(Path(meta["codebook"]), meta.get("codebook_relative"),
+                           Path(path).resolve().parent, Path.is_file)
+    cb, run_folder, _ = _load_codebook(codebook)
     if not choices:
         return 0, run_folder
     with ReviewStore(load_run(run_folder), create=True) as store:
@@ -1103,12 +1126,13 @@ def open_batch(folder: Path) -> PrecodeBatch:
         raise InputError("not the output folder of `consensa precode` (its manifest.json "
                          "names no batch and codebook)", path=folder)
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    codebook = Path(manifest["codebook"])
+    codebook = _moved_with(Path(manifest["codebook"]), manifest.get("codebook_relative"),
+                           folder, Path.is_file)
     if not codebook.is_file():
         raise InputError(f"the pre-coding's codebook is missing: {codebook}",
                          path=folder / "manifest.json",
                          hint="keep the codebook's run folder where it was when this batch "
-                         "was pre-coded")
+                         "was pre-coded, or move the two together")
     cb, run_folder, _ = _load_codebook(codebook)
     seg_path = folder / "segments.parquet"
     if not seg_path.is_file():

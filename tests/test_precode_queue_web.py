@@ -255,3 +255,20 @@ def test_a_form_body_over_the_limit_or_of_no_length_is_not_read(batch, monkeypat
     monkeypatch.setattr(security, "MAX_FORM_BYTES", 10_000)
     r = web.post("/queue/choose", _page=page, segment=sid, category="none", comment="fits")
     assert r.status_code == 303 and len(stored_choices(run)) == 1
+
+
+def test_a_study_folder_moved_whole_still_serves_and_imports_its_queue(precoded, tmp_path):
+    """The run (with its codebook) and its pre-coding copied elsewhere together: the
+    copies find each other, not the originals, though those are still in place."""
+    from pipeline.precode import import_queue, open_batch
+
+    moved = Path(shutil.copytree(precoded, tmp_path / "moved to a shared drive"))
+    batch = open_batch(moved / "pre")
+    assert batch.codebook == (moved / "run" / "review" / "codebook.yaml").resolve()
+    assert batch.run_folder == (moved / "run").resolve()
+    assert import_queue(moved / "pre" / "queue.xlsx", by="ana") == (0, (moved / "run").resolve())
+    app = listen(moved / "pre")
+    try:
+        assert app.review.run.folder.resolve() == (moved / "run").resolve()
+    finally:
+        app.sock.close()

@@ -19,6 +19,7 @@ training labels for ``consensa precode``).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -536,7 +537,14 @@ def write_codebook(cb: Codebook, folder: Path) -> dict[str, Path]:
         paths["cqr_subgroups.csv"] = folder / "cqr_subgroups.csv"
         atomic_write_text(paths["cqr_subgroups.csv"], to_csv(cb.subgroups, index=False))
     atomic_write_text(paths["codebook.md"], codebook_markdown(cb))
-    atomic_write_text(paths["codebook.yaml"], yaml.safe_dump(cb.data, sort_keys=False,
+    data = cb.data
+    training = data.get("training") or {}
+    if training.get("run_folder"):
+        # the run as seen from the codebook too: a study folder moved or copied whole
+        # (to a shared drive, another laptop) keeps its codebook working
+        rel = os.path.relpath(Path(training["run_folder"]).resolve(), folder.resolve())
+        data = {**data, "training": {**training, "run_folder_relative": Path(rel).as_posix()}}
+    atomic_write_text(paths["codebook.yaml"], yaml.safe_dump(data, sort_keys=False,
                                                              allow_unicode=True, width=100))
     return paths
 
