@@ -33,14 +33,18 @@ chromium:
 		fi; \
 	fi
 
-# ruff (configured in pyproject.toml) checks the code before the tests run.
+# ruff (configured in pyproject.toml) checks the code before the tests run. The
+# tests run on up to 4 processes (pytest-xdist), a test file to a process, so a
+# module's fixtures are built once: 6 minutes instead of 10 on 2 cores.
+PYTEST := $(BIN)/python -m pytest -q -n auto --maxprocesses=4 --dist loadfile
+
 test: $(STAMP) chromium
 	$(BIN)/ruff check pipeline tests bench
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 test-fast: $(STAMP) chromium
 	$(BIN)/ruff check pipeline tests bench
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 clean-runs:
 	rm -rf runs
