@@ -53,6 +53,7 @@ from .errors import ConfigError, InputError
 from .fsutil import atomic_write_text
 from .progress import progress
 from .runfolder import RunFolder, raw_to_csv
+from .stages.cluster import join_sample, stratified_sample
 from .stages.cqr import frequency_label
 from .types import Clustering
 
@@ -158,6 +159,27 @@ def recluster(vectors: np.ndarray, cfg: RunConfig, seed: int | None = None) -> C
     return find_themes(vectors, cfg, seed=seed).clustering
 
 
+def themes_regroup(case_ids: np.ndarray, cfg: RunConfig):
+    """The ``regroup`` of a themes run: :func:`recluster`, and for a resample of more
+    than ``scale.fit_sample_above`` segments what the run did with all of them: the
+    themes found on a case-stratified sample of ``scale.fit_sample_size`` (drawn with
+    the resample's seed; the run's own sample seed when ``seed`` is None, as in the
+    reproduction check) and the other segments joined to their nearest theme
+    (pipeline/run.py). A resample of a large run thus costs what the run cost, and is
+    grouped the way the run was grouped."""
+    own_seed = cfg.seed if cfg.scale.sample_seed is None else cfg.scale.sample_seed
+
+    def regroup(x: np.ndarray, index: np.ndarray, seed: int | None) -> np.ndarray:
+        if len(x) <= cfg.scale.fit_sample_above:
+            return recluster(x, cfg, seed).theme
+        rows = stratified_sample(case_ids[index], cfg.scale.fit_sample_size,
+                                 own_seed if seed is None else seed)
+        fitted = recluster(x[rows], cfg, seed)
+        return join_sample(x, rows, fitted, cfg.outliers.min_similarity).theme
+
+    return regroup
+
+
 def best_matches(original: np.ndarray, new: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each original theme 0..k-1: best Jaccard, the matching new theme, members present.
 
@@ -190,11 +212,10 @@ def compute_stability(segments: pd.DataFrame, themes: pd.DataFrame, vectors: np.
     default is the run's reduce + cluster + assign (:func:`recluster`). A CQR run
     passes its cross-analysis (:func:`cqr_regroup`)."""
     start = time.perf_counter()
-    if regroup is None:
-        def regroup(x: np.ndarray, index: np.ndarray, seed: int | None) -> np.ndarray:
-            return recluster(x, cfg, seed).theme
-    theme = segments["theme"].to_numpy(dtype=np.int64)
     case_ids = segments["case_id"].astype(str).to_numpy()
+    if regroup is None:
+        regroup = themes_regroup(case_ids, cfg)
+    theme = segments["theme"].to_numpy(dtype=np.int64)
     tids = [int(t) for t in themes["theme_id"]]
     k = max([int(theme.max()) + 1 if len(theme) else 0, *(t + 1 for t in tids)])
     seed = settings.seed if settings.seed is not None else cfg.seed

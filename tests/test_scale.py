@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -396,3 +397,16 @@ def test_a_killed_run_embeds_only_the_missing_texts_when_started_again(tmp_path,
     assert counts == {"embedded": len(MANY) - before, "from_cache": before}
     assert len(ENCODED) == len(set(ENCODED)) == len(MANY) - before
     assert np.array_equal(vectors, OwnVectors().encode(MANY))
+
+
+def test_stability_of_a_sampled_run_regroups_each_resample_as_the_run_was_grouped(sampled, tmp_path):
+    """A resample of a large run is fitted on a sample and the rest joined, as the run
+    was: re-grouping all segments with the run's own seeds gives back its themes
+    exactly, where clustering all of them (what a run under the threshold does) would not."""
+    from pipeline.stability import StabilityConfig, stability_for_run
+
+    run, _ = sampled
+    copy = Path(shutil.copytree(run.path, tmp_path / "run"))
+    result = stability_for_run(copy, StabilityConfig(resamples=2, bootstrap=False))
+    assert result.reproduced == pytest.approx(1.0)
+    assert result.table["resamples"].max() >= 1
