@@ -437,3 +437,35 @@ def test_a_domains_clusterer_compares_all_pairs_and_finds_what_the_tree_search_f
     assert len(set(labels) - {-1}) >= 2
     assert np.array_equal(labels, tree.labels_) and np.allclose(probs, tree.probabilities_)
     assert CrossAnalysisConfig().max_fit_segments == BRUTE_MAX_SEGMENTS
+
+
+def test_a_group_of_uncounted_outliers_is_no_subcategory():
+    """Within a category, a group made only of segments that count for no case (weakly
+    reassigned outliers) is not proposed as a subcategory: it would print as "none,
+    0 cases"; its segments stay in the category."""
+    from pipeline.stages.crossanalysis import (
+        CrossAnalysisConfig,
+        _Group,
+        _subcategories,
+        hdbscan_cluster_fn,
+    )
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 32))
+    X = np.repeat(centres, 20, axis=0) + 0.05 * rng.normal(size=(60, 32))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    rows = np.arange(60)
+
+    def subs(counted):
+        g = _Group(0, "category", rows, np.zeros(60, bool), counted, np.ones(60, np.float32),
+                   X.mean(axis=0))
+        return _subcategories(g, X, hdbscan_cluster_fn(), CrossAnalysisConfig(), 0.5)
+
+    everyone = subs(np.ones(60, bool))
+    assert len(everyone) == 3 and all(c.counted.any() for c in everyone)
+    counted = np.arange(60) < 40                     # the third group counts for no case
+    kept = subs(counted)
+    assert len(kept) == 2 and all(c.counted.any() for c in kept)
+    assert not set(range(40, 60)) & {int(r) for c in kept for r in c.rows}
+    # with only one group left, there are no subcategories at all
+    assert subs(np.arange(60) < 20) == []

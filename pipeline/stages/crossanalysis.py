@@ -95,7 +95,10 @@ How categories are made
 2. **Subcategories.** A category with more than ``subcategory_min_segments``
    segments is clustered again the same way; when that gives two groups or more,
    they are its subcategories (two levels, as CQR papers print them). Its
-   segments that fit no subcategory stay in the category only.
+   segments that fit no subcategory stay in the category only, and so do those of
+   a group through which no case would count (made only of outliers reassigned to
+   the category below ``cqr.count_reassigned_above``): a subcategory of no case is
+   not proposed.
 3. **Stance** (with ``encode`` and ``stance_axes``). Human categories often pair
    a subject with the participant's judgement ("export was simple", "navigation
    was confusing"). Each axis is the difference of the normalised means of its
@@ -592,8 +595,15 @@ def _subcategories(g: _Group, vecs: np.ndarray, cluster_fn: ClusterFn,
     for s in range(len(centres)):
         m = group == s
         counted = g.counted[m] & (~moved[m] | (strength[m] >= threshold))
+        if not counted.any():
+            # a group of the category's weakly reassigned outliers: no case counts
+            # toward it, and a table row "none, 0 cases" says nothing a judge can use;
+            # its segments stay in the category only
+            continue
         out.append(_Group(g.domain, "subcategory", g.rows[m], moved[m], counted, strength[m],
                           centres[s]))
+    if len(out) < 2:
+        return []
     out.sort(key=lambda c: (-len(c.rows), int(c.rows.min())))
     return out
 
