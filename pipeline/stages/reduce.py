@@ -59,10 +59,8 @@ def nearest_neighbours(X: np.ndarray, k: int, metric: str = "cosine",
     """Exact ``k`` nearest neighbours of every row among all rows (itself included),
     nearest first: ``(indices, distances)``, as UMAP's ``precomputed_knn`` takes them.
 
-    Cosine neighbours are found block by block (a block of rows times all rows,
-    ``chunk_bytes`` at most) with torch's matrix product and top-k, which use both
-    cores: about 3x faster than scikit-learn's brute-force search, with memory
-    bounded by the block. Other metrics use scikit-learn.
+    Cosine neighbours are found by :func:`_cosine_topk` (a block of rows times all
+    rows at a time, with torch). Other metrics use scikit-learn.
     """
     n = X.shape[0]
     if metric != "cosine":
@@ -70,47 +68,49 @@ def nearest_neighbours(X: np.ndarray, k: int, metric: str = "cosine",
 
         dist, idx = NearestNeighbors(n_neighbors=k, metric=metric, algorithm="brute").fit(X).kneighbors(X)
         return idx.astype(np.int64), dist.astype(np.float32)
-    import torch
-
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
-    norms[norms == 0] = 1.0
-    T = torch.from_numpy(np.ascontiguousarray(X / norms, dtype=np.float32))
-    rows = int(max(1, chunk_bytes // (4 * n)))
-    idx = np.empty((n, k), dtype=np.int64)
-    dist = np.empty((n, k), dtype=np.float32)
-    with torch.inference_mode():
-        for start in range(0, n, rows):
-            sims, nbrs = torch.topk(T[start:start + rows] @ T.T, k, dim=1, largest=True, sorted=True)
-            idx[start:start + rows] = nbrs.numpy()
-            dist[start:start + rows] = np.clip(1.0 - sims.numpy(), 0.0, 2.0)
+    idx, sims = _cosine_topk(X, X, k, chunk_bytes)
+    dist = np.clip(1.0 - sims, 0.0, 2.0)
     # a row's distance to itself is 0, not float32's ~1e-7: UMAP takes the first
     # positive distance as the distance to the nearest other row
     dist[idx == np.arange(n)[:, None]] = 0.0
     return idx, dist
 
 
+def _unit_rows(A: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(A, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return np.ascontiguousarray(A / norms, dtype=np.float32)
+
+
+def _cosine_topk(X: np.ndarray, reference: np.ndarray, k: int,
+                 chunk_bytes: int = 64 << 20) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` rows of ``reference`` most cosine-similar to each row of ``X``,
+    nearest first: ``(indices, similarities)``. Block by block (a block of ``X``
+    times all of ``reference``, ``chunk_bytes`` at most) with torch's matrix product
+    and top-k, which use both cores: about 3x faster than scikit-learn's brute-force
+    search, with memory bounded by the block."""
+    import torch
+
+    k = min(k, reference.shape[0])
+    R = torch.from_numpy(_unit_rows(reference))
+    rows = int(max(1, chunk_bytes // (4 * max(1, reference.shape[0]))))
+    idx = np.empty((X.shape[0], k), dtype=np.int64)
+    sims = np.empty((X.shape[0], k), dtype=np.float32)
+    with torch.inference_mode():
+        for start in range(0, X.shape[0], rows):
+            Q = torch.from_numpy(_unit_rows(X[start:start + rows]))
+            top = torch.topk(Q @ R.T, k, dim=1, largest=True, sorted=True)
+            idx[start:start + rows] = top.indices.numpy()
+            sims[start:start + rows] = top.values.numpy()
+    return idx, sims
+
+
 def nearest_in(X: np.ndarray, reference: np.ndarray, k: int,
                chunk_bytes: int = 64 << 20) -> np.ndarray:
     """The indices of the ``k`` rows of ``reference`` nearest to each row of ``X`` by
-    cosine, nearest first; block by block (a block of ``X`` times all of
-    ``reference``, ``chunk_bytes`` at most), as :func:`nearest_neighbours` searches."""
-    import torch
-
-    def unit(A: np.ndarray) -> np.ndarray:
-        norms = np.linalg.norm(A, axis=1, keepdims=True)
-        norms[norms == 0] = 1.0
-        return np.ascontiguousarray(A / norms, dtype=np.float32)
-
-    k = min(k, reference.shape[0])
-    R = torch.from_numpy(unit(reference))
-    rows = int(max(1, chunk_bytes // (4 * max(1, reference.shape[0]))))
-    idx = np.empty((X.shape[0], k), dtype=np.int64)
-    with torch.inference_mode():
-        for start in range(0, X.shape[0], rows):
-            Q = torch.from_numpy(unit(X[start:start + rows]))
-            idx[start:start + rows] = torch.topk(Q @ R.T, k, dim=1, largest=True,
-                                                 sorted=True).indices.numpy()
-    return idx
+    cosine, nearest first (:func:`_cosine_topk`, the search :func:`nearest_neighbours`
+    makes among all rows)."""
+    return _cosine_topk(X, reference, k, chunk_bytes)[0]
 
 
 #: Rows placed on the map at a time by :func:`place_by_neighbours`.
