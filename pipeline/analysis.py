@@ -24,6 +24,7 @@ CQR run has (subcategories, flags, core ideas, the protocol) is in its own table
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -32,7 +33,6 @@ import pandas as pd
 from .stages.coreideas import core_ideas, tidy_utterance
 from .stages.cqr import CrossAnalysis, frequency_label
 from .stages.crossanalysis import cross_analyse
-from .stages.naming import name_categories
 from .stages.protocol import (
     FRAME_DOMAIN,
     infer_protocol,
@@ -67,8 +67,12 @@ def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFram
     ``categories``, ``core_ideas``, ``protocol`` (the YAML a team edits and passes
     back as ``protocol.file``), ``prompts`` and ``merges`` filled in.
 
-    ``cache`` (the run's :class:`~pipeline.cache.Cache`) keeps the phrases parsed for
-    the names, the slowest step of a re-run: they depend only on the texts parsed.
+    ``cache`` (the run's :class:`~pipeline.cache.Cache`) keeps what a re-run with new
+    settings of a later step would compute again: the phrases parsed for the names
+    (they depend only on the texts parsed), the groups the clusterer finds in each
+    domain and category (they depend only on the vectors clustered) and the sentences
+    chosen for each core idea (they depend on the segments and their domain or
+    category).
 
     ``llm`` (a bound :class:`~pipeline.stages.llm.LocalLLM`, from the config's
     ``llm`` section) names and defines each category from its quotes and keywords,
@@ -113,19 +117,18 @@ def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFram
 
     xa = cross_analyse(seg, vectors, proposed, cfg.crossanalysis, cfg.cqr, encode=encode,
                        frame_domains=frame_ids, include_frame=cfg.protocol.include_frame,
-                       stability=stability, n_cases_total=n_total)
+                       stability=stability, n_cases_total=n_total, memory=cache)
     cats = xa.categories.copy()
     member_rows = {}
     for r in cats.itertuples():
         where = xa.category if r.kind == "category" else xa.subcategory
         member_rows[int(r.category_id)] = np.flatnonzero(where == r.category_id)
-    names = name_categories(
+    names = cached_names(cache)(
         {c: seg["text"].iloc[m].tolist() for c, m in member_rows.items()},
         {c: [cases[i] for i in m] for c, m in member_rows.items()},
         dict(zip(cats["category_id"].astype(int), cats["domain_id"].astype(int))),
         encode, cfg.naming,
-        vectors_by_category={c: vectors[m] for c, m in member_rows.items()},
-        phrase_extractor=cached_phrases(cache) if cache is not None else None)
+        vectors_by_category={c: vectors[m] for c, m in member_rows.items()})
     cats = cats.merge(names[["category_id", "name", "alternatives", "keywords"]],
                       on="category_id", how="left")
     cats["name"] = _fill_names(cats, seg)
@@ -168,7 +171,7 @@ def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFram
     domains = _domains(dom_rows, themes, out, n_total, cfg)
     in_cross = set(domains.loc[domains["in_cross_analysis"], "domain_id"].astype(int))
     core_dom = np.array([int(d) if int(d) in in_cross else -1 for d in proposed], dtype=np.int64)
-    ideas = core_ideas(seg, core_dom, vectors, cfg.core_ideas, encode=encode)
+    ideas = core_ideas(seg, core_dom, vectors, cfg.core_ideas, encode=encode, memory=cache)
     ideas.insert(2, "domain", [dom_name.get(int(d), "") for d in ideas["domain_id"]])
     ideas["spans"] = [[f"{s}:{a}-{b}" for s, a, b in spans] for spans in ideas["spans"]]
     ideas["segment_ids"] = [list(v) for v in ideas["segment_ids"]]
@@ -192,7 +195,7 @@ def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFram
             shown["category" if r.parent_id < 0 else "subcategory"].append(
                 (case_by_id.get(str(r.quote_ids[0]), ""), int(r.category_id)))
     by_level = {level: core_ideas(seg, np.asarray(arr, dtype=np.int64), vectors, cfg.core_ideas,
-                                  only=shown[level])
+                                  only=shown[level], memory=cache)
                 for level, arr in (("category", xa.category), ("subcategory", xa.subcategory))}
     illustrative = {}
     for level, df in by_level.items():
@@ -247,6 +250,100 @@ def cached_phrases(cache):
         return value
 
     return extract
+
+
+def cached_names(cache):
+    """:func:`~pipeline.stages.naming.name_categories` through ``cache`` (None: no
+    cache), with its phrases through :func:`cached_phrases`: one entry per call,
+    keyed by every category's texts, cases, domain and vectors, the naming config
+    and the naming module's code. A re-run whose categories are what they were
+    (a new setting that changed none of them) reads the names.
+
+    The entry holds where each name and alternative was said (the text's position
+    among the inputs and character offsets: a name is a phrase its quotes contain)
+    and the keywords (single words, as the vocabulary entry holds them), never a
+    phrase as spoken. A name not found at a place its category's quotes give is not
+    kept, and the next run computes the names again. ``encode`` is taken to be the
+    embedder that made the vectors, so the vectors stand for it in the key."""
+    import json
+
+    from . import cache as cache_mod
+    from .stages import naming
+
+    def run(texts_by_category, cases_by_category, domain_of_category, encode, config, *,
+            vectors_by_category):
+        def compute():
+            return naming.name_categories(
+                texts_by_category, cases_by_category, domain_of_category, encode, config,
+                vectors_by_category=vectors_by_category,
+                phrase_extractor=cached_phrases(cache) if cache is not None else None)
+
+        if cache is None:
+            return compute()
+        cats = [int(c) for c in texts_by_category]
+        texts = [str(t) for c in texts_by_category for t in texts_by_category[c]]
+        owner = [int(c) for c in texts_by_category for _ in texts_by_category[c]]
+        entry = cache_mod.key(
+            "consensa.names", config.model_dump(),
+            cache_mod.digest(cats, texts, [str(x) for c in cats for x in cases_by_category[c]],
+                             [int(domain_of_category[c]) for c in cats],
+                             *[np.asarray(vectors_by_category[c], dtype=np.float32) for c in cats]),
+            cache_mod.code_digest(naming.name_categories))
+        blanked: dict[int, str] = {}
+
+        def said(i: int, a: int, b: int) -> str:
+            if i not in blanked:
+                blanked[i] = naming.blank_transcriber_notes(texts[i])
+            return naming._display(naming._WS.sub(" ", blanked[i][a:b]).strip())
+
+        def where(name: str, c: int) -> list[int]:
+            """(text, start, end) of a place in category ``c`` where ``name`` is said."""
+            words = name.split()
+            pattern = re.compile(r"(?<![\w'’-])" + r"\s+".join(map(re.escape, words)) +
+                                 r"(?![\w-])", re.I)
+            for i in (k for k, o in enumerate(owner) if o == c):
+                if i not in blanked:
+                    blanked[i] = naming.blank_transcriber_notes(texts[i])
+                for m in pattern.finditer(blanked[i]):
+                    if said(i, m.start(), m.end()) == name:
+                        return [i, m.start(), m.end()]
+            return None
+
+        def to_arrays(df: pd.DataFrame) -> dict[str, np.ndarray] | None:
+            rows = []
+            for r in df.itertuples():
+                c = int(r.category_id)
+                places = [where(x, c) for x in ([r.name] if r.name else []) + list(r.alternatives)]
+                if any(p is None for p in places):
+                    return None
+                rows.append({"c": c, "name": places[0] if r.name else None,
+                             "alternatives": places[1:] if r.name else places,
+                             "keywords": list(r.keywords), "score": float(r.name_score),
+                             "support": int(r.name_support), "cases": int(r.name_cases)})
+            return {"json": np.array(json.dumps(rows))}
+
+        def from_arrays(arrays) -> pd.DataFrame | None:
+            rows = json.loads(str(arrays["json"]))
+            if [r["c"] for r in rows] != cats:
+                return None
+            return pd.DataFrame([{"category_id": r["c"],
+                                  "name": said(*r["name"]) if r["name"] else "",
+                                  "name_score": r["score"],
+                                  "alternatives": [said(*a) for a in r["alternatives"]],
+                                  "keywords": r["keywords"], "name_support": r["support"],
+                                  "name_cases": r["cases"]} for r in rows],
+                                columns=list(naming.NAME_COLUMNS))
+
+        hit = cache.get("names", entry, from_arrays)
+        if hit is not None:
+            return hit
+        value = compute()
+        arrays = to_arrays(value)
+        if arrays is not None:        # else a name was not found as said: not kept
+            cache.put("names", entry, arrays)
+        return value
+
+    return run
 
 
 def _fill_names(cats: pd.DataFrame, seg: pd.DataFrame) -> list[str]:

@@ -469,3 +469,45 @@ def test_a_group_of_uncounted_outliers_is_no_subcategory():
     assert not set(range(40, 60)) & {int(r) for c in kept for r in c.rows}
     # with only one group left, there are no subcategories at all
     assert subs(np.arange(60) < 20) == []
+
+
+def test_a_rerun_reads_its_groups_names_and_core_ideas_from_the_cache_and_stores_no_words(
+        tmp_path, monkeypatch):
+    """A re-run whose categories are what they were pays for none of the CQR steps
+    again: the domains' groups, the names and the core ideas come from the cache,
+    exactly as computed. The entries hold positions and numbers, never what was said."""
+    import pipeline.stages.coreideas as coreideas
+    import pipeline.stages.crossanalysis as crossanalysis
+    import pipeline.stages.naming as naming
+
+    first = _run(tmp_path)
+    kinds = {p.name for p in (tmp_path / "study" / "cache").iterdir()}
+    assert {"crossanalysis", "names", "core_ideas"} <= kinds
+
+    def refuse(original):
+        def fail(*args, **kwargs):
+            raise AssertionError(f"{original.__name__} ran again")
+        fail.__module__ = original.__module__       # the cache keys on the module's code
+        return fail
+
+    for module, name in ((naming, "name_categories"), (coreideas, "_core_ideas_now"),
+                         (crossanalysis, "_cluster_now")):
+        monkeypatch.setattr(module, name, refuse(getattr(module, name)))
+    second = _run(tmp_path)
+    for table in ("categories", "core_ideas", "themes", "cqr"):
+        pd.testing.assert_frame_equal(RunFolder.open(first).table(table),
+                                      RunFolder.open(second).table(table))
+    pd.testing.assert_frame_equal(RunFolder.open(first).segments(), RunFolder.open(second).segments())
+    assert (first / "cqr_table.md").read_text(encoding="utf-8") == \
+        (second / "cqr_table.md").read_text(encoding="utf-8")
+
+    folder = RunFolder.open(first)
+    said = [n for n in folder.table("categories")["name"] if len(str(n).split()) > 1]
+    said += [s for idea in folder.table("core_ideas")["core_idea"]
+             for s in str(idea).split(". ") if len(s.split()) > 3]
+    assert said
+    for kind in ("crossanalysis", "names", "core_ideas"):
+        for entry in (tmp_path / "study" / "cache" / kind).rglob("*.npz"):
+            with np.load(entry) as arrays:
+                stored = " ".join(str(arrays[k]) for k in arrays.files).lower()
+            assert not [s for s in said if s.lower() in stored], entry

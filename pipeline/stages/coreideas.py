@@ -480,7 +480,7 @@ def _units_of(text: str, max_words: int) -> tuple[tuple[tuple[int, int], str], .
 def core_ideas(segments: pd.DataFrame, domain_of_segment: np.ndarray, vectors: np.ndarray,
                config: CoreIdeaConfig, *,
                encode: Callable[[list[str]], np.ndarray] | None = None,
-               only: Collection[tuple[str, int]] | None = None) -> pd.DataFrame:
+               only: Collection[tuple[str, int]] | None = None, memory=None) -> pd.DataFrame:
     """One core idea per (case, domain); see the module docstring.
 
     ``encode`` (optional, the embedder that made ``vectors``): with it, the best
@@ -490,8 +490,69 @@ def core_ideas(segments: pd.DataFrame, domain_of_segment: np.ndarray, vectors: n
     ``only`` (optional): the (case, domain) pairs wanted; the others are skipped.
     Centroids and word weights still come from every segment, so a pair's core idea
     is the one a full pass gives it.
+
+    ``memory`` (optional, a :class:`~pipeline.cache.Cache`): the choice is kept
+    there, keyed by the segments (ids, cases, texts), the domains, the vectors and
+    the config. An entry holds which sentences were chosen (segment rows and
+    character offsets), never their words: on a hit only the chosen sentences are
+    tidied again. ``encode`` is taken to be the embedder that made ``vectors``, as
+    the contract says, so the vectors stand for it in the key.
     """
     dom = _check(segments, domain_of_segment, vectors)
+    seg_ids = segments["segment_id"].astype(str).tolist()
+    if memory is None or len(set(seg_ids)) != len(seg_ids):
+        return _core_ideas_now(segments, dom, vectors, config, encode, only)
+    from .. import cache as cache_mod
+
+    texts = segments["text"].fillna("").astype(str).tolist()
+    cases = segments["case_id"].astype(str).tolist()
+    wanted = None if only is None else sorted({(str(c), int(d)) for c, d in only})
+    entry = cache_mod.key(
+        "consensa.core_ideas",
+        {**config.model_dump(), "encode": encode is not None, "only": wanted},
+        cache_mod.digest(seg_ids, cases, texts, dom, np.asarray(vectors, dtype=np.float32)),
+        cache_mod.code_digest(_core_ideas_now))
+    row_of = {sid: i for i, sid in enumerate(seg_ids)}
+    first_row: dict[str, int] = {}
+    for i, c in enumerate(cases):
+        first_row.setdefault(c, i)
+
+    def to_arrays(df: pd.DataFrame) -> dict[str, np.ndarray]:
+        picks = [[(row_of[sid], a, b) for sid, a, b in spans] for spans in df["spans"]]
+        flat = np.array([p for ps in picks for p in ps], dtype=np.int64).reshape(-1, 3)
+        return {"case_row": np.array([first_row[str(c)] for c in df["case_id"]], dtype=np.int64),
+                "domain": df["domain_id"].to_numpy(np.int64),
+                "n_picks": np.array([len(ps) for ps in picks], dtype=np.int64),
+                "picks": flat}
+
+    def from_arrays(arrays) -> pd.DataFrame | None:
+        picks, at, rows = arrays["picks"], 0, []
+        for case_row, d, k in zip(arrays["case_row"], arrays["domain"], arrays["n_picks"]):
+            chosen = []
+            for r, a, b in picks[at:at + int(k)]:
+                found = dict(_units_of(texts[int(r)], config.max_words)).get((int(a), int(b)))
+                if found is None:
+                    return None               # not a sentence of this text: a miss
+                chosen.append((int(r), int(a), int(b), found))
+            at += int(k)
+            row = {"case_id": cases[int(case_row)], "domain_id": int(d), "core_idea": "",
+                   "segment_ids": [], "n_words": 0, "spans": []}
+            if chosen:
+                text = " ".join(t for *_, t in chosen)
+                row.update(core_idea=text, n_words=count_words(text),
+                           segment_ids=list(dict.fromkeys(seg_ids[r] for r, *_ in chosen)),
+                           spans=[(seg_ids[r], a, b) for r, a, b, _ in chosen])
+            rows.append(row)
+        return pd.DataFrame(rows, columns=list(CORE_IDEA_COLUMNS))
+
+    value, _ = memory.cached("core_ideas", entry,
+                             lambda: _core_ideas_now(segments, dom, vectors, config, encode, only),
+                             to_arrays, from_arrays)
+    return value
+
+
+def _core_ideas_now(segments: pd.DataFrame, dom: np.ndarray, vectors: np.ndarray,
+                    config: CoreIdeaConfig, encode, only) -> pd.DataFrame:
     vec = np.asarray(vectors, dtype=np.float32)
     seg_ids = segments["segment_id"].astype(str).to_numpy()
     case_of = segments["case_id"].astype(str).to_numpy()

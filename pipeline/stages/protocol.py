@@ -632,6 +632,13 @@ def _encode(encode: Encoder, texts: list[str]) -> np.ndarray:
     return out
 
 
+def _max_similarity(vectors: np.ndarray, anchors: np.ndarray) -> np.ndarray:
+    """Each row's highest cosine to ``anchors`` (unit rows both); -inf without anchors."""
+    if len(vectors) == 0 or anchors.size == 0:
+        return np.full(len(vectors), -np.inf)
+    return (vectors @ anchors.T).max(axis=1)
+
+
 def _average_linkage_groups(vectors: np.ndarray, min_similarity: float) -> np.ndarray:
     """Groups of an average-linkage (cosine) tree cut at ``1 - min_similarity``."""
     n = len(vectors)
@@ -779,17 +786,18 @@ def infer_protocol(turns: pd.DataFrame, segments: pd.DataFrame, encode: Encoder,
                             f"{vecs.shape[1]} dimensions")
     seg_prompt = _segment_prompts(segments, prompts, counts)
     seg_text = segments["text"].astype(str).tolist()
+    # each segment's nearest anchor, for all segments in one product
+    talk_sim = _max_similarity(segment_vectors, talk_anchor_vecs)
+    bg_sim = _max_similarity(segment_vectors, bg_anchor_vecs)
+    short = np.array([len(_WORD.findall(t)) <= config.small_talk_max_words for t in seg_text],
+                     dtype=bool)
     small_talk = np.array(
-        [_is_small_talk(t, config.small_talk_max_words) or
-         (len(_words(t)) <= config.small_talk_max_words and talk_anchor_vecs.size > 0 and
-          float((talk_anchor_vecs @ v).max()) >= config.small_talk_similarity)
-         for t, v in zip(seg_text, segment_vectors)], dtype=bool) if len(segments) else \
-        np.zeros(0, dtype=bool)
+        [bool(sh) and (_is_small_talk(t, config.small_talk_max_words)
+                       or sim >= config.small_talk_similarity)
+         for t, sh, sim in zip(seg_text, short, talk_sim)], dtype=bool)
     background = np.array(
-        [bool(_BACKGROUND_CONTENT.search(t)) or
-         float((bg_anchor_vecs @ v).max()) >= config.frame_similarity
-         for t, v in zip(seg_text, segment_vectors)], dtype=bool) if len(segments) else \
-        np.zeros(0, dtype=bool)
+        [sim >= config.frame_similarity or bool(_BACKGROUND_CONTENT.search(t))
+         for t, sim in zip(seg_text, bg_sim)], dtype=bool)
     answers: dict[tuple[str, int], list[int]] = defaultdict(list)
     for i, (case, t) in enumerate(zip(segments["case_id"].astype(str), seg_prompt)):
         if t >= 0:
