@@ -18,6 +18,31 @@ def anchored(path: str | Path, base: str | Path) -> Path:
     return Path(os.path.normpath(p if p.is_absolute() else Path(base) / p))
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where the system says it
+    (Linux), else set and restored at once."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _mode_for(path: Path) -> int:
+    """The permissions a written file gets: an existing file's own, else what a plain
+    ``open(path, "w")`` would give (0o666 less the umask). A temporary file is made
+    0o600, and without this every table, report and export a team shares in a
+    project folder would open for its writer only."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_umask()
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -27,6 +52,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+            if hasattr(os, "fchmod"):
+                os.fchmod(fh.fileno(), _mode_for(path))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
