@@ -272,3 +272,24 @@ def test_a_study_folder_moved_whole_still_serves_and_imports_its_queue(precoded,
         assert app.review.run.folder.resolve() == (moved / "run").resolve()
     finally:
         app.sock.close()
+
+
+def test_an_auditor_cannot_code_a_queued_segment(batch):
+    """Coding is the judges' part; the auditor comments. An auditor's choice is
+    refused and nothing is stored."""
+    from pipeline.review.model import load_run
+    from pipeline.review.store import ReviewStore
+
+    run, out = batch
+    with ReviewStore(load_run(run), create=True) as s:
+        s.set_panel(["ana", "ben"], ["dee"])
+    sid = _queue(out)["segment_id"][0]
+    web = Web(out, "dee")
+    page = web.get("/queue")
+    assert 'action="/queue/choose"' not in page and "The judges code the queue" in page
+    r = web.post("/queue/choose", _page=page, segment=sid, category="none")
+    assert r.status_code == 403 and "Only a judge can do this" in r.text
+    assert _choice_rows(run) == [] and stored_choices(run).empty
+    judge = Web(out, "ana")
+    r = judge.post("/queue/choose", _page=judge.get("/queue"), segment=sid, category="none")
+    assert r.status_code == 303 and len(_choice_rows(run)) == 1

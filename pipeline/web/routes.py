@@ -386,9 +386,10 @@ def queue(review: ReviewApp, request: Request, form) -> Response:
 def choose(review: ReviewApp, request: Request, form) -> Response:
     """A person's code for one queued segment, stored as `consensa precode import`
     stores a filled-in queue workbook (:func:`pipeline.precode.record_choices`), by
-    whoever on the panel is signed in (as the import takes any ``--by`` name). The
-    category starts empty: nothing is stored that nobody chose."""
-    who, _ = review.me(request)
+    the judge who is signed in: coding is a judge's part, and an auditor's is to
+    comment on it (CQR), so an auditor's choice is refused and nothing is stored.
+    The category starts empty: nothing is stored that nobody chose."""
+    who, _ = review.me(request, "judge")
     batch = _batch(review)
     sid = str(form.get("segment", ""))
     raw = str(form.get("category", "")).strip()
