@@ -6,6 +6,7 @@ an embedder is cached per set of texts (pipeline/compose.py, embed_texts)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from pipeline.cache import Cache
 from pipeline.compose import embed_texts
@@ -63,3 +64,50 @@ def test_a_texts_own_vectors_are_cached_per_text(tmp_path):
     assert counts == {"embedded": 3, "from_cache": 2}
     assert sorted(embedder.calls[0]) == sorted(TEXTS[2:])
     assert np.array_equal(vecs, Own().encode(TEXTS))
+
+
+@pytest.mark.slow
+def test_a_run_repeats_exactly_on_another_machine_given_a_copy_of_its_cache(tmp_path, monkeypatch):
+    """The int8 embedder's vectors differ a little between CPUs, and so can a run's
+    categories. A copy of the run's cache_dir carries every vector the run used (the
+    segments', and the questions', names' and sentences' of a CQR analysis) and every
+    step's result, so the same config on another machine repeats the run exactly
+    without embedding anything. "Another machine" is simulated by an embedder whose
+    vectors are slightly off."""
+    import shutil
+
+    import yaml
+
+    from pipeline.cli import main
+    from pipeline.stages.embed import SentenceTransformerEmbedder
+    from tests.study import study_config, write_study
+
+    study = write_study(tmp_path / "study", n_cases=6)
+
+    def run(cache: str, out: str) -> None:
+        cfg = study_config(study, analysis="consensa.CQR.v1", cache_dir=str(tmp_path / cache),
+                           embed={"name": "consensa.SentenceTransformer.v2"})
+        path = tmp_path / f"{out}.yaml"
+        path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+        assert main(["run", str(path), "--out", str(tmp_path / out)]) == 0
+
+    run("cache", "here")
+    shutil.copytree(tmp_path / "cache", tmp_path / "copied")
+    real = SentenceTransformerEmbedder.encode
+    calls = []
+
+    def other_cpu(self, texts, *args, **kwargs):
+        calls.append(len(texts))
+        v = np.asarray(real(self, texts, *args, **kwargs), dtype=np.float32)
+        return v + np.float32(0.02) * np.sin(np.arange(v.size, dtype=np.float32)).reshape(v.shape)
+
+    monkeypatch.setattr(SentenceTransformerEmbedder, "encode", other_cpu)
+    run("copied", "there")
+    assert calls == []                                      # nothing embedded again
+    for name in ("segments.csv", "categories.csv", "core_ideas.csv", "cqr_table.md"):
+        assert (tmp_path / "here" / name).read_bytes() == (tmp_path / "there" / name).read_bytes(), name
+    assert np.array_equal(np.load(tmp_path / "here" / "vectors.npy"),
+                          np.load(tmp_path / "there" / "vectors.npy"))
+    run("empty", "fresh")                                   # the other machine on its own
+    assert calls and not np.array_equal(np.load(tmp_path / "here" / "vectors.npy"),
+                                        np.load(tmp_path / "fresh" / "vectors.npy"))
