@@ -624,3 +624,40 @@ def test_demo_protocol_with_the_real_embedder(tmp_path):
                                              segs["case_id"].tolist(),
                                              segment_small_talk=result.segment_small_talk)
     assert proposal.moved.mean() < 0.05
+
+
+def test_many_prompts_are_grouped_on_a_sample_without_losing_a_question(monkeypatch):
+    """Average linkage takes time and memory in the square of the prompts (a thousand
+    interviews ask tens of thousands of questions). Above LINKAGE_MAX_ROWS the groups
+    are found on a case-stratified sample and the rest join them; a question no
+    sampled case asked is grouped among the rest, not lost."""
+    import pipeline.stages.protocol as protocol
+    from sklearn.metrics import adjusted_rand_score
+
+    rng = np.random.default_rng(0)
+    dim, n_cases = 24, 40
+    questions = rng.normal(size=(4, dim))
+    rows, truth, cases = [], [], []
+    for c in range(n_cases):
+        asked = [0, 1, 2] + ([3] if c in (5, 17) else [])   # question 3: two cases only
+        for q in asked:
+            rows.append(questions[q] + 0.15 * rng.normal(size=dim))
+            truth.append(q)
+            cases.append(f"case{c}")
+    X = np.asarray(rows, dtype=np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    whole = protocol._average_linkage_groups(X, 0.5)
+    assert adjusted_rand_score(truth, whole) == 1.0
+    sampled = protocol._average_linkage_groups(X, 0.5, cases=cases, max_rows=20)
+    assert adjusted_rand_score(truth, sampled) == 1.0
+    rare = {int(g) for g, t in zip(sampled, truth) if t == 3}
+    assert len(rare) == 1
+
+    # the same protocol from a study's prompts, grouped on a sample
+    turns, segs = build(supervision_study())
+    full = infer_protocol(turns, segs, fake_encode, ProtocolConfig())
+    monkeypatch.setattr(protocol, "LINKAGE_MAX_ROWS", 12)
+    part = infer_protocol(turns, segs, fake_encode, ProtocolConfig())
+    assert part.counts["prompts_grouped_on_sample"] > 12
+    assert [a.name for a in part.protocol.areas] == [a.name for a in full.protocol.areas]
+    assert (part.segment_area == full.segment_area).all()
