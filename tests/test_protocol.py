@@ -631,8 +631,9 @@ def test_many_prompts_are_grouped_on_a_sample_without_losing_a_question(monkeypa
     interviews ask tens of thousands of questions). Above LINKAGE_MAX_ROWS the groups
     are found on a case-stratified sample and the rest join them; a question no
     sampled case asked is grouped among the rest, not lost."""
-    import pipeline.stages.protocol as protocol
     from sklearn.metrics import adjusted_rand_score
+
+    import pipeline.stages.protocol as protocol
 
     rng = np.random.default_rng(0)
     dim, n_cases = 24, 40
