@@ -292,9 +292,7 @@ def cached_names(cache):
         blanked: dict[int, str] = {}
 
         def said(i: int, a: int, b: int) -> str:
-            if i not in blanked:
-                blanked[i] = naming.blank_transcriber_notes(texts[i])
-            return naming._display(naming._WS.sub(" ", blanked[i][a:b]).strip())
+            return naming.name_as_said(texts[i], a, b)
 
         def where(name: str, c: int) -> list[int]:
             """(text, start, end) of a place in category ``c`` where ``name`` is said."""

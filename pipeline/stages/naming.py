@@ -544,6 +544,13 @@ def spoken_form(text: str, start: int, end: int) -> str:
     return _WS.sub(" ", blank_transcriber_notes(str(text))[start:end]).strip()
 
 
+def name_as_said(text: str, start: int, end: int) -> str:
+    """The name that ``text[start:end]`` makes, displayed as :func:`name_categories`
+    displays a name (its spoken form, lower case but for all-capital words, first
+    letter capitalised): how a stored place of a name gives the name back."""
+    return _display(spoken_form(text, start, end))
+
+
 def extract_phrases(texts: Sequence[str], batch_size: int = 64, max_words: int = 6) -> list[list[Phrase]]:
     """The noun and verb phrases of each text (module docstring, step 1).
 
