@@ -214,10 +214,12 @@ def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFram
 
 def cached_phrases(cache):
     """:func:`~pipeline.stages.naming.extract_phrases` through ``cache``: one entry per
-    set of texts parsed, keyed by the texts, the parameters and the naming module's
-    code (a change to how phrases are found is a miss).
+    text, keyed by the text, the parameters and the naming module's code (a change to
+    how phrases are found is a miss). A text's phrases depend on that text alone, so
+    a re-run whose categories changed (another sample of texts to parse, in another
+    order) parses only the texts no run parsed before.
 
-    The entry holds offsets, lemmas and kinds, never the phrases' words as spoken: a
+    An entry holds offsets, lemmas and kinds, never the phrases' words as spoken: a
     cache holds no transcript text (:mod:`pipeline.cache`). The spoken form is cut
     from the given text again when the entry is read, as the extractor cuts it."""
     import json
@@ -227,27 +229,34 @@ def cached_phrases(cache):
 
     def extract(texts, batch_size: int = 64, max_words: int = 6):
         texts = [str(t) for t in texts]
-        k = cache_mod.key("consensa.phrases", {"max_words": max_words},
-                          cache_mod.digest(*texts), cache_mod.code_digest(naming.extract_phrases))
+        code = cache_mod.code_digest(naming.extract_phrases)
+        keys = [cache_mod.key("consensa.phrases.text", {"max_words": max_words},
+                              cache_mod.digest(t), code) for t in texts]
 
-        def encode(value):
-            rows = [[[p.start, p.end, list(p.lemmas), list(p.key), p.kind] for p in ps]
-                    for ps in value]
-            return {"json": np.array(json.dumps(rows))}
+        def decoder(text):
+            def decode(arrays):
+                rows = json.loads(str(arrays["json"]))
+                if any(len(r) != 5 for r in rows):
+                    return None         # an entry of another layout: a miss
+                return [naming.Phrase(naming.spoken_form(text, int(a), int(b)), int(a), int(b),
+                                      tuple(lem), tuple(key), kind)
+                        for a, b, lem, key, kind in rows]
+            return decode
 
-        def decode(arrays):
-            rows = json.loads(str(arrays["json"]))
-            if len(rows) != len(texts) or any(len(r) != 5 for ps in rows for r in ps):
-                return None         # an entry of another layout: a miss
-            return [[naming.Phrase(naming.spoken_form(text, int(a), int(b)), int(a), int(b),
-                                   tuple(lem), tuple(key), kind)
-                     for a, b, lem, key, kind in ps] for text, ps in zip(texts, rows, strict=True)]
-
-        value, _ = cache.cached("phrases", k,
-                                lambda: naming.extract_phrases(texts, batch_size=batch_size,
-                                                               max_words=max_words),
-                                encode, decode)
-        return value
+        found: dict[int, list] = {}
+        for i, (text, k) in enumerate(zip(texts, keys)):
+            hit = cache.get("phrases", k, decoder(text))
+            if hit is not None:
+                found[i] = hit
+        todo = [i for i in range(len(texts)) if i not in found]
+        if todo:
+            parsed = naming.extract_phrases([texts[i] for i in todo], batch_size=batch_size,
+                                            max_words=max_words)
+            for i, ps in zip(todo, parsed, strict=True):
+                found[i] = ps
+                rows = [[p.start, p.end, list(p.lemmas), list(p.key), p.kind] for p in ps]
+                cache.put("phrases", keys[i], {"json": np.array(json.dumps(rows))})
+        return [found[i] for i in range(len(texts))]
 
     return extract
 

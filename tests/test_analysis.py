@@ -511,3 +511,28 @@ def test_a_rerun_reads_its_groups_names_and_core_ideas_from_the_cache_and_stores
             with np.load(entry) as arrays:
                 stored = " ".join(str(arrays[k]) for k in arrays.files).lower()
             assert not [s for s in said if s.lower() in stored], entry
+
+
+def test_phrases_are_kept_per_text_so_another_sample_parses_only_new_texts(tmp_path, monkeypatch):
+    """When a setting changes the categories, the names parse another sample of texts
+    in another order; the texts parsed before are read, not parsed again."""
+    import pipeline.stages.naming as naming
+    from pipeline.analysis import cached_phrases
+    from pipeline.cache import Cache
+
+    texts = ["My supervisor reviewed the notes with me.", "We talked about crying in session.",
+             "The training never covered tears.", "I held back the tears that day."]
+    cache = Cache(tmp_path / "cache")
+    first = cached_phrases(cache)(texts[:3])
+    parsed = []
+    real = naming.extract_phrases
+
+    def counting(batch, **kwargs):
+        parsed.extend(batch)
+        return real(batch, **kwargs)
+
+    counting.__module__ = real.__module__        # the cache keys on the module's code
+    monkeypatch.setattr(naming, "extract_phrases", counting)
+    again = cached_phrases(cache)([texts[3], texts[1], texts[0]])
+    assert parsed == [texts[3]]
+    assert again[1:] == [first[1], first[0]] and again[0] == real([texts[3]])[0]
