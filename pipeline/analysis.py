@@ -69,10 +69,10 @@ def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFram
 
     ``cache`` (the run's :class:`~pipeline.cache.Cache`) keeps what a re-run with new
     settings of a later step would compute again: the phrases parsed for the names
-    (they depend only on the texts parsed), the groups the clusterer finds in each
-    domain and category (they depend only on the vectors clustered) and the sentences
-    chosen for each core idea (they depend on the segments and their domain or
-    category).
+    (a text's phrases depend on that text alone), the groups the clusterer finds in each
+    domain and category (they depend only on the vectors clustered), the names (on the
+    categories' segments) and the sentences chosen for each core idea (on the segments
+    and their domain or category). No entry holds a phrase as spoken.
 
     ``llm`` (a bound :class:`~pipeline.stages.llm.LocalLLM`, from the config's
     ``llm`` section) names and defines each category from its quotes and keywords,
@@ -299,16 +299,19 @@ def cached_names(cache):
                              *[np.asarray(vectors_by_category[c], dtype=np.float32) for c in cats]),
             cache_mod.code_digest(naming.name_categories))
         blanked: dict[int, str] = {}
+        texts_of: dict[int, list[int]] = {}
+        for i, c in enumerate(owner):
+            texts_of.setdefault(c, []).append(i)
 
         def said(i: int, a: int, b: int) -> str:
             return naming.name_as_said(texts[i], a, b)
 
-        def where(name: str, c: int) -> list[int]:
+        def where(name: str, c: int) -> list[int] | None:
             """(text, start, end) of a place in category ``c`` where ``name`` is said."""
             words = name.split()
             pattern = re.compile(r"(?<![\w'’-])" + r"\s+".join(map(re.escape, words)) +
                                  r"(?![\w-])", re.I)
-            for i in (k for k, o in enumerate(owner) if o == c):
+            for i in texts_of.get(c, []):
                 if i not in blanked:
                     blanked[i] = naming.blank_transcriber_notes(texts[i])
                 for m in pattern.finditer(blanked[i]):

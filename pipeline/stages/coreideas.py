@@ -10,7 +10,8 @@ tidied of the noise of speech, for the team to edit.
 Public functions (pure: tables and arrays in, DataFrames out):
 
 * :func:`core_ideas` ``(segments, domain_of_segment, vectors, config, *,
-  encode=None) -> DataFrame``. ``segments`` needs ``segment_id``, ``case_id``
+  encode=None, only=None, memory=None) -> DataFrame`` (``memory``: a cache where
+  the chosen sentences are kept by position, never by their words). ``segments`` needs ``segment_id``, ``case_id``
   and ``text`` (``SEGMENT_COLUMNS`` has them); ``domain_of_segment`` is an int
   array aligned with its rows (-1: in no domain, so in no core idea); ``vectors``
   the segments' unit vectors, rows aligned. ``encode(list[str]) -> ndarray``,
