@@ -676,7 +676,7 @@ def _average_linkage_groups(vectors: np.ndarray, min_similarity: float, *,
 
 def _grouped_on_sample(vectors: np.ndarray, min_similarity: float,
                        cases: Sequence[str] | None, max_rows: int) -> np.ndarray:
-    from .cluster import stratified_sample
+    from .cluster import JOIN_BLOCK, centroids, join_nearest, stratified_sample
 
     n = len(vectors)
     case_arr = None if cases is None else np.asarray([str(c) for c in cases], dtype=object)
@@ -689,16 +689,14 @@ def _grouped_on_sample(vectors: np.ndarray, min_similarity: float,
                                              max_rows=max(max_rows, len(sample)))
     k = int(labels.max()) + 1
     unit = _unit_rows(vectors)
-    centres = np.zeros((k, unit.shape[1]), dtype=np.float32)
-    np.add.at(centres, labels[sample], unit[sample])
-    centres = _unit_rows(centres)
+    centres = centroids(unit[sample], labels[sample], k)
     rest = np.setdiff1d(np.arange(n), sample, assume_unique=True)
-    for start in range(0, len(rest), 4096):
-        block = rest[start:start + 4096]
-        sim = unit[block] @ centres.T
-        best = sim.argmax(axis=1)
-        ok = sim[np.arange(len(block)), best] >= min_similarity
-        labels[block[ok]] = best[ok]
+    for start in range(0, len(rest), JOIN_BLOCK):       # the rest join as outliers do
+        block = rest[start:start + JOIN_BLOCK]
+        group = np.full(len(block), -1, dtype=np.int64)
+        join_nearest(unit[block], group, np.zeros(len(block), np.float32), centres,
+                     min_similarity)
+        labels[block] = group
     alone = np.flatnonzero(labels < 0)
     if len(alone):
         labels[alone] = k + _average_linkage_groups(
