@@ -18,6 +18,10 @@ segment is coded by a model that never saw its case. Classifiers:
   tfidf          word 1-2-gram TF-IDF (fitted on the training part) beside the frozen
                  embeddings, class-balanced logistic regression (its confidence is the
                  classifier's probability, not calibrated)
+  tfidf_turns    the same for the segment and the turns around it: TF-IDF and frozen
+                 embeddings of the segment, of the turn before it by the other speaker
+                 and of the turn after it by the other speaker (AnnoMI only: PDPilot's
+                 units carry no turns around them)
   setfit         SetFit (contrastive fine-tuning of the same MiniLM, then logistic
                  regression), CPU, local model; only with --setfit (see SETFIT_NOTE);
                  (setfit is in the bench extra: pip install -e ".[bench]")
@@ -29,6 +33,14 @@ segment is coded by a model that never saw its case. Classifiers:
 SetFit and fine-tuning run on the first --slow-folds folds (default 1), and the other
 classifiers are scored again on those folds' segments beside them.
 
+Human coders, for reference (AnnoMI only): seven AnnoMI transcripts are coded by ten
+annotators each (annomi/annomi_full_long.csv). Two rows give how far people agree on
+the same code there: ``human pair``, the mean over every pair of annotators of one
+annotator's codes scored against the other's; ``human vs the others``, the mean over
+annotators of their codes scored against the majority code of the other nine. A
+classifier is scored against one set of codes per segment, so the first is the level
+to compare it with.
+
 Reported per classifier: accuracy, macro F1 and Cohen's kappa against the human codes
 at each confidence threshold with the coverage (share coded automatically), the
 expected calibration error (10 bins) with the reliability table, and the lowest
@@ -38,7 +50,8 @@ slightly optimistic for new data.
 
 Data (read from ../shared/data, never by the tests):
   annomi_client     annomi/annomi_utterances.csv, client utterances, client_talk_type
-                    (change / neutral / sustain)
+                    (change / neutral / sustain); the human reference from
+                    annomi/annomi_full_long.csv
   annomi_therapist  the same file, therapist utterances, main_therapist_behaviour
                     (question / reflection / therapist_input / other)
   pdpilot           pdpilot/pdpilot_segments.csv, participant segments, domain (8 codes)
@@ -96,23 +109,68 @@ def _before(df: pd.DataFrame) -> pd.Series:
     return pd.Series(out, index=df.index)
 
 
+def _after(df: pd.DataFrame) -> pd.Series:
+    """Per row, the text of the first turn after it by another speaker in its case."""
+    backwards = df.iloc[::-1]
+    return _before(backwards).iloc[::-1]
+
+
 def load(name: str) -> tuple[pd.DataFrame, str]:
-    """Rows (case_id, turn_index, text, label, prompt) of one data set, in speaking order;
-    ``prompt``: the turn before by the other speaker (AnnoMI; empty for PDPilot)."""
+    """Rows (case_id, turn_index, text, label, prompt, after) of one data set, in speaking
+    order; ``prompt``: the turn before by the other speaker, ``after``: the turn after by
+    the other speaker (AnnoMI; empty for PDPilot)."""
     if name.startswith("annomi"):
         df = pd.read_csv(DATA / "annomi" / "annomi_utterances.csv")
         df = df.sort_values(["case_id", "turn_index"], kind="stable")
         df["prompt"] = _before(df)
+        df["after"] = _after(df)
         speaker, code = (("client", "client_talk_type") if name == "annomi_client"
                          else ("therapist", "main_therapist_behaviour"))
         df = df[(df["speaker"] == speaker) & df[code].notna()]
     else:
         df = pd.read_csv(DATA / "pdpilot" / "pdpilot_segments.csv")
-        df["prompt"] = ""
+        df["prompt"] = df["after"] = ""
         code = "domain"
     df = df[df["text"].fillna("").astype(str).str.strip() != ""]
     df = df.rename(columns={code: "label"}).sort_values(["case_id", "turn_index"], kind="stable")
-    return df[["case_id", "turn_index", "text", "label", "prompt"]].reset_index(drop=True), code
+    return (df[["case_id", "turn_index", "text", "label", "prompt", "after"]]
+            .reset_index(drop=True), code)
+
+
+def human_reference(name: str) -> list[dict]:
+    """How far the AnnoMI annotators agree with one another on ``name``'s code (the
+    module docstring): rows ``human pair`` and ``human vs the others``, at full coverage."""
+    from itertools import combinations
+
+    from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score
+
+    if not name.startswith("annomi"):
+        return []
+    speaker, code = (("client", "client_talk_type") if name == "annomi_client"
+                     else ("therapist", "main_therapist_behaviour"))
+    long = pd.read_csv(DATA / "annomi" / "annomi_full_long.csv", dtype={"annotator_id": str})
+    long = long[(long["speaker"] == speaker) & long[code].notna()]
+    coders = long.groupby("case_id")["annotator_id"].nunique()
+    long = long[long["case_id"].isin(coders[coders >= 5].index)]
+    codes = long.pivot_table(index=["case_id", "turn_index"], columns="annotator_id",
+                             values=code, aggfunc="first")
+
+    def score(a: pd.Series, b: pd.Series) -> tuple[float, float, float]:
+        both = a.notna() & b.notna()
+        return (accuracy_score(b[both], a[both]),
+                f1_score(b[both], a[both], average="macro", zero_division=0),
+                cohen_kappa_score(b[both], a[both]))
+
+    pairs = [score(codes[a], codes[b]) for a, b in combinations(codes.columns, 2)]
+    others = [score(codes[a], codes.drop(columns=a).mode(axis=1)[0]) for a in codes.columns]
+    base = {"data": name, "code": code, "folds": np.nan, "segments": int(len(codes)),
+            "cases": int(codes.index.get_level_values(0).nunique()), "majority_baseline": np.nan,
+            "ece": np.nan, "threshold_90": np.nan, "coverage_at_90": np.nan, "seconds": np.nan,
+            "threshold": 0.0, "coverage": 1.0}
+    return [{**base, "method": method, "accuracy": round(float(np.mean([r[0] for r in rows])), 3),
+             "macro_f1": round(float(np.mean([r[1] for r in rows])), 3),
+             "kappa": round(float(np.mean([r[2] for r in rows])), 3)}
+            for method, rows in (("human pair", pairs), ("human vs the others", others))]
 
 
 def scores(y: np.ndarray, pred: np.ndarray, conf: np.ndarray) -> list[dict]:
@@ -161,6 +219,8 @@ def out_of_fold(method: str, X: np.ndarray, df: pd.DataFrame, splits, seed: int,
             pred[te], conf[te] = finetune_fold(df, tr, te, seed, finetune_epochs)
         elif method == "tfidf":
             pred[te], conf[te] = tfidf_fold(X, df, tr, te, seed)
+        elif method == "tfidf_turns":
+            pred[te], conf[te] = tfidf_fold(X, df, tr, te, seed, columns=("text", "prompt", "after"))
         else:
             weight = None if method == "logreg_plain" else "balanced"
             clf = fit_classifier(X[tr], y[tr], groups[tr], seed=seed, folds=3, class_weight=weight)
@@ -189,18 +249,24 @@ def setfit_fold(df, tr, te, seed, steps):
     return labels[proba.argmax(axis=1)], proba.max(axis=1)
 
 
-def tfidf_fold(X: np.ndarray, df: pd.DataFrame, tr, te, seed: int):
-    """Word 1-2-gram TF-IDF fitted on the training part, beside the embeddings."""
+def tfidf_fold(X: np.ndarray, df: pd.DataFrame, tr, te, seed: int, columns=("text",)):
+    """Word 1-2-gram TF-IDF fitted on the training part, beside the embeddings: of the
+    segment, or of each of ``columns`` (``X`` then holds their embeddings side by side,
+    one block of columns each)."""
     from scipy.sparse import csr_matrix, hstack
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    text = df["text"].astype(str).to_numpy()
-    words = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True).fit(text[tr])
-    unit = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+    texts = [df[c].fillna("").astype(str).to_numpy() for c in columns]
+    words = [TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True).fit(t[tr])
+             for t in texts]
+    blocks = np.split(X, len(columns), axis=1)
+    unit = np.hstack([b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+                      for b in blocks])
 
     def features(rows):
-        return hstack([words.transform(text[rows]), csr_matrix(unit[rows])]).tocsr()
+        return hstack([w.transform(t[rows]) for w, t in zip(words, texts)]
+                      + [csr_matrix(unit[rows])]).tocsr()
 
     clf = LogisticRegression(class_weight="balanced", max_iter=3000, random_state=seed)
     clf.fit(features(tr), df["label"].to_numpy()[tr])
@@ -288,6 +354,13 @@ def evaluate(name: str, methods: list[str], folds: int, seed: int, setfit_steps:
         X = vecs
         if method == "context":
             X = contextualize(vecs, df[["case_id", "turn_index"]], window=2, weight=0.2)
+        elif method == "tfidf_turns":
+            if not df["prompt"].astype(bool).any():
+                continue                    # no turns around the units (PDPilot)
+            around = [embed_texts(SentenceTransformerEmbedder(), df[c].astype(str).tolist(),
+                                  Cache(ROOT / ".cache" / "consensa"))[0]
+                      for c in ("prompt", "after")]
+            X = np.hstack([vecs, *around])
         t0 = time.perf_counter()
         pred, conf = out_of_fold(method, X, df, splits, seed, setfit_steps, slow_folds,
                                  finetune_epochs)
@@ -336,7 +409,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "precode_results.csv")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="  %(message)s")
-    methods = (["logreg_plain", "logreg", "context", "tfidf"] + (["setfit"] if args.setfit else [])
+    methods = (["logreg_plain", "logreg", "context", "tfidf", "tfidf_turns"]
+               + (["setfit"] if args.setfit else [])
                + (["finetune"] if args.finetune else []))
     if not args.setfit:
         print(SETFIT_NOTE)
@@ -347,7 +421,7 @@ def main(argv=None) -> int:
     for n in names:
         r, s = evaluate(n, methods, args.folds, args.seed, args.setfit_steps,
                         args.slow_folds, args.finetune_epochs)
-        rows += r
+        rows += r + human_reference(n)
         summaries += s
     table = pd.DataFrame(rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
