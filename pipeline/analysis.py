@@ -186,14 +186,15 @@ def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFram
 
     # the illustrative core idea of a (sub)category: what its most central case said
     # there, in fewer words: the core-idea step run with the (sub)categories as its
-    # groups, so the sentences are chosen for how central they are to the category
-    # Only the case of each one's first quote is shown, so only that pair is computed.
+    # groups, so the sentences are chosen for how central they are to the category.
+    # Only the cases of its first ILLUSTRATION_CANDIDATES quotes can be shown
+    # (cqr_rows), so only those pairs are computed.
     case_by_id = dict(zip(seg["segment_id"].astype(str), cases))
     shown: dict[str, list[tuple[str, int]]] = {"category": [], "subcategory": []}
     for r in cats.itertuples():
-        if len(r.quote_ids):
+        for q in list(r.quote_ids)[:ILLUSTRATION_CANDIDATES]:
             shown["category" if r.parent_id < 0 else "subcategory"].append(
-                (case_by_id.get(str(r.quote_ids[0]), ""), int(r.category_id)))
+                (case_by_id.get(str(q), ""), int(r.category_id)))
     by_level = {level: core_ideas(seg, np.asarray(arr, dtype=np.int64), vectors, cfg.core_ideas,
                                   only=shown[level], memory=cache)
                 for level, arr in (("category", xa.category), ("subcategory", xa.subcategory))}
@@ -444,26 +445,45 @@ def _domains(dom_rows: pd.DataFrame, themes: pd.DataFrame, segments: pd.DataFram
                                        "n_moved_in", "n_moved_out", "area_ids"])
 
 
+#: how many of a (sub)category's most central quotes may give its illustrative core
+#: idea (:func:`cqr_rows`)
+ILLUSTRATION_CANDIDATES = 3
+
+
 def cqr_rows(categories: pd.DataFrame, domains: pd.DataFrame, segments: pd.DataFrame,
              n_total: int, illustrative: Mapping[tuple[str, int, str], str]) -> pd.DataFrame:
     """The table a CQR paper prints, one row per category and subcategory in display
     order: domain, category, the honest frequency label over the counted cases,
     the flags, and an illustrative core idea: ``illustrative[(level, category_id,
     case)]``, for the case of the category's most central quote (its segment id is
-    kept); that quote tidied of fillers and false starts where there is none."""
+    kept); that quote tidied of fillers and false starts where there is none.
+
+    No two rows of a domain show the same core idea: a subcategory's most central
+    case often says its part in the very sentences that illustrate the category
+    above it, and a reader would take the repeat for an error. Such a row shows
+    the core idea of the case of its next most central quote (of the first
+    :data:`ILLUSTRATION_CANDIDATES`) that is not shown yet; when every one is, the
+    first."""
     text_by_id = dict(zip(segments["segment_id"].astype(str), segments["text"].astype(str)))
     case_by_id = dict(zip(segments["segment_id"].astype(str), segments["case_id"].astype(str)))
     dom_name = dict(zip(domains["domain_id"].astype(int), domains["name"]))
     rows = []
+    used: dict[int, set[str]] = {}
     for r in categories.itertuples():
-        first = r.quote_ids[0] if len(r.quote_ids) else ""
         level = "category" if r.parent_id < 0 else "subcategory"
-        idea = illustrative.get((level, int(r.category_id), case_by_id.get(first, "")))
+        seen = used.setdefault(int(r.domain_id), set())
+        options = []
+        for q in [str(q) for q in list(r.quote_ids)[:ILLUSTRATION_CANDIDATES]]:
+            idea = illustrative.get((level, int(r.category_id), case_by_id.get(q, "")))
+            options.append((q, idea or tidy_utterance(text_by_id.get(q, ""))))
+        first, quote = next((o for o in options if " ".join(o[1].split()) not in seen),
+                            options[0] if options else ("", ""))
+        seen.add(" ".join(quote.split()))
         rows.append({
             "domain": dom_name.get(int(r.domain_id), ""), "category": r.name,
             "frequency_label": r.frequency_label, "n_cases": len(r.counted_cases),
             "cases_total": n_total,
-            "quote": idea or tidy_utterance(text_by_id.get(first, "")),
+            "quote": quote,
             "quote_case": case_by_id.get(first, ""), "quote_segment_id": first,
             "level": level,
             "flags": list(r.flags),

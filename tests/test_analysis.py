@@ -536,3 +536,35 @@ def test_phrases_are_kept_per_text_so_another_sample_parses_only_new_texts(tmp_p
     again = cached_phrases(cache)([texts[3], texts[1], texts[0]])
     assert parsed == [texts[3]]
     assert again[1:] == [first[1], first[0]] and again[0] == real([texts[3]])[0]
+
+
+def test_no_two_rows_of_a_domain_show_the_same_core_idea():
+    """A subcategory whose most central case says its part in the sentences that
+    illustrate its category shows its next case's core idea instead."""
+    from pipeline.analysis import cqr_rows
+
+    segments = pd.DataFrame({"segment_id": ["A:1:0", "B:1:0", "C:1:0"],
+                             "case_id": ["A", "B", "C"],
+                             "text": ["Tears are not the enemy.", "Find a supervisor.",
+                                      "Talk about it after."]})
+    domains = pd.DataFrame({"domain_id": [0], "name": ["Advice to trainees"]})
+    base = {"domain_id": 0, "frequency_label": "typical", "counted_cases": ["A", "B"],
+            "flags": [], "label_if_reassigned_counted": "typical"}
+    cats = pd.DataFrame([
+        {**base, "category_id": 1, "parent_id": -1, "name": "Your tears",
+         "quote_ids": ["A:1:0", "B:1:0"]},
+        {**base, "category_id": 2, "parent_id": 1, "name": "Not the enemy",
+         "quote_ids": ["A:1:0", "C:1:0", "B:1:0"]},
+        {**base, "category_id": 3, "parent_id": 1, "name": "Only one quote",
+         "quote_ids": ["A:1:0"]},
+    ])
+    ideas = {("category", 1, "A"): "Tears are not the enemy.",
+             ("subcategory", 2, "A"): "Tears are  not the enemy.",    # the same, spaced
+             ("subcategory", 2, "C"): "Talk about it after.",
+             ("subcategory", 3, "A"): "Tears are not the enemy."}
+    table = cqr_rows(cats, domains, segments, 3, ideas)
+    assert table["quote"].tolist() == ["Tears are not the enemy.", "Talk about it after.",
+                                       "Tears are not the enemy."]
+    # the row names the quote its core idea came from
+    assert table["quote_case"].tolist() == ["A", "C", "A"]
+    assert table["quote_segment_id"].tolist() == ["A:1:0", "C:1:0", "A:1:0"]
