@@ -306,6 +306,42 @@ def _untimed(name: str) -> AbstractContextManager:
     return nullcontext()
 
 
+def fit_clusterer(clusterer: Any, X: np.ndarray, cache: Cache) -> Any:
+    """``clusterer.fit(X)`` through ``cache``: what it learned (its labels, membership
+    strengths and single values) is kept under its settings and ``X``.
+
+    Why keep a fit that takes a second: HDBSCAN's result depends on numpy's kernels,
+    which differ between CPUs (AVX-512 rounds some results otherwise than AVX2), so
+    the same reduced coordinates read from a copied cache could still give a few
+    other themes on a colleague's machine. Read from the cache, they give the
+    run's own. A clusterer that learns anything but arrays and single values (a
+    fitted model object, say) is fitted every time, as before.
+    """
+    X = check_matrix(X, "reduced vectors")
+    entry = stage_key(clusterer, digest(X))
+
+    def decode(arrays: Mapping[str, np.ndarray]) -> dict[str, Any] | None:
+        learned = {k[2:]: np.asarray(v) for k, v in arrays.items() if k.startswith("a:")}
+        learned.update(json.loads(str(arrays["scalars"])))
+        labels = learned.get("labels_")
+        return learned if labels is not None and len(labels) == X.shape[0] else None
+
+    learned = cache.get("clustered", entry, decode)
+    if learned is not None:
+        for name, value in learned.items():
+            setattr(clusterer, name, value)
+        return clusterer
+    clusterer.fit(X)
+    learned = {k: v for k, v in vars(clusterer).items() if k.endswith("_")}
+    if all(isinstance(v, np.ndarray) or np.isscalar(v) for v in learned.values()):
+        scalars = {k: (v.item() if isinstance(v, np.generic) else v)
+                   for k, v in learned.items() if not isinstance(v, np.ndarray)}
+        cache.put("clustered", entry, {
+            **{f"a:{k}": v for k, v in learned.items() if isinstance(v, np.ndarray)},
+            "scalars": np.asarray(json.dumps(scalars))})
+    return clusterer
+
+
 @dataclass(frozen=True)
 class ThemeFit:
     """The fitted reducer and clusterer, the reduction and the themes they gave."""
@@ -329,7 +365,8 @@ def find_themes(vectors: np.ndarray, cfg: RunConfig, *, cache: Cache | None = No
         reducer = build_stage("reduce", cfg, seed=seed)
         reduction = reduce(reducer, vectors, cache if cache is not None else Cache(None))
     with timed("cluster"):
-        clusterer = build_stage("cluster", cfg, seed=seed).fit(reduction.coords)
+        clusterer = fit_clusterer(build_stage("cluster", cfg, seed=seed), reduction.coords,
+                                  cache if cache is not None else Cache(None))
         clustering = assign(vectors, clusterer.labels_, clusterer.probabilities_,
                             cfg.outliers.reassign, cfg.outliers.min_similarity)
     return ThemeFit(reducer=reducer, reduction=reduction, clusterer=clusterer,

@@ -535,3 +535,54 @@ def test_laplacian_eigenmap_spans_scikit_learns_spectral_embedding(data):
     assert np.array_equal(ours, laplacian_eigenmap(graph.copy(), 5))
     # each vector's largest entry is positive: no sign flips between runs
     assert (ours[np.abs(ours).argmax(axis=0), np.arange(5)] > 0).all()
+
+
+# --- the clusterer's fit, through the same cache -------------------------------
+
+def test_a_clustering_is_read_back_from_the_cache_without_fitting(monkeypatch, tmp_path, data):
+    """The second fit of the same clusterer on the same coordinates is read from the
+    cache, learned values included; the entry holds numbers only."""
+    from pipeline.compose import fit_clusterer
+    from pipeline.stages.cluster import HDBSCANClusterer
+
+    X, _ = data
+    cache = Cache(tmp_path)
+    first = fit_clusterer(HDBSCANClusterer(min_cluster_size=10), X, cache)
+    assert (tmp_path / "clustered").is_dir() and first.labels_.max() >= 1
+
+    def refuse(self, X):
+        raise AssertionError("fitted again")
+
+    monkeypatch.setattr(HDBSCANClusterer, "fit", refuse)
+    again = fit_clusterer(HDBSCANClusterer(min_cluster_size=10), X, cache)
+    np.testing.assert_array_equal(again.labels_, first.labels_)
+    np.testing.assert_array_equal(again.probabilities_, first.probabilities_)
+    assert again.min_samples_ == first.min_samples_
+    assert again.labels_.dtype == first.labels_.dtype
+    # other settings or other coordinates are other entries
+    with pytest.raises(AssertionError, match="fitted again"):
+        fit_clusterer(HDBSCANClusterer(min_cluster_size=11), X, cache)
+    with pytest.raises(AssertionError, match="fitted again"):
+        fit_clusterer(HDBSCANClusterer(min_cluster_size=10), X[:-1], cache)
+
+
+def test_a_clusterer_that_learns_an_object_is_fitted_every_time(tmp_path, data):
+    """Only arrays and single values are kept: a fitted model object cannot be
+    restored from numbers, so such a clusterer is not cached."""
+    from pipeline.compose import fit_clusterer
+
+    class WithModel:
+        fits = 0
+
+        def fit(self, X):
+            WithModel.fits += 1
+            self.model_ = object()
+            self.labels_ = np.zeros(len(X), dtype=np.int64)
+            self.probabilities_ = np.ones(len(X), dtype=np.float32)
+            return self
+
+    X, _ = data
+    cache = Cache(tmp_path)
+    fit_clusterer(WithModel(), X, cache)
+    fit_clusterer(WithModel(), X, cache)
+    assert WithModel.fits == 2 and not (tmp_path / "clustered").exists()

@@ -108,10 +108,12 @@ class HDBSCANClusterer:
     def fit(self, X) -> HDBSCANClusterer:
         """Fit on ``X``.
 
-        HDBSCAN's hierarchy is built on every fit, not cached: keeping it would mean
-        cutting it with scikit-learn's private ``_hdbscan._tree.tree_to_labels``, and at
-        10,000 segments that saves about 1 s of a 5-7 s re-run with a new
-        ``min_cluster_size`` (2% of a cold run; bench/README.md).
+        A run keeps what the fit learned under these settings
+        (:func:`pipeline.compose.fit_clusterer`), but HDBSCAN's hierarchy is built on
+        every fit, not cached: keeping it would mean cutting it with scikit-learn's
+        private ``_hdbscan._tree.tree_to_labels``, and at 10,000 segments that saves
+        about 1 s of a 5-7 s re-run with a new ``min_cluster_size`` (2% of a cold run;
+        bench/README.md).
         """
         from sklearn.cluster import HDBSCAN
 
