@@ -333,12 +333,16 @@ def fit_clusterer(clusterer: Any, X: np.ndarray, cache: Cache) -> Any:
         return clusterer
     clusterer.fit(X)
     learned = {k: v for k, v in vars(clusterer).items() if k.endswith("_")}
-    if all(isinstance(v, np.ndarray) or np.isscalar(v) for v in learned.values()):
-        scalars = {k: (v.item() if isinstance(v, np.generic) else v)
-                   for k, v in learned.items() if not isinstance(v, np.ndarray)}
-        cache.put("clustered", entry, {
-            **{f"a:{k}": v for k, v in learned.items() if isinstance(v, np.ndarray)},
-            "scalars": np.asarray(json.dumps(scalars))})
+    if not all(isinstance(v, np.ndarray) or np.isscalar(v) for v in learned.values()):
+        return clusterer
+    try:
+        scalars = json.dumps({k: (v.item() if isinstance(v, np.generic) else v)
+                              for k, v in learned.items() if not isinstance(v, np.ndarray)})
+    except (TypeError, ValueError):          # a single value JSON cannot hold (bytes, say)
+        return clusterer
+    cache.put("clustered", entry, {
+        **{f"a:{k}": v for k, v in learned.items() if isinstance(v, np.ndarray)},
+        "scalars": np.asarray(scalars)})
     return clusterer
 
 
