@@ -339,8 +339,9 @@ def evaluate(name: str, methods: list[str], folds: int, seed: int, setfit_steps:
 
     df, code = load(name)
     t0 = time.perf_counter()
-    vecs, _ = embed_texts(SentenceTransformerEmbedder(), df["text"].astype(str).tolist(),
-                          Cache(ROOT / ".cache" / "consensa"))
+    # one model for the segments and, for tfidf_turns, the turns around them
+    embedder, cache = SentenceTransformerEmbedder(), Cache(ROOT / ".cache" / "consensa")
+    vecs, _ = embed_texts(embedder, df["text"].astype(str).tolist(), cache)
     log.info("%s: %d segments, %d cases, embedded in %.1f s", name, len(df),
              df["case_id"].nunique(), time.perf_counter() - t0)
     n = min(folds, df["case_id"].nunique())
@@ -357,8 +358,7 @@ def evaluate(name: str, methods: list[str], folds: int, seed: int, setfit_steps:
         elif method == "tfidf_turns":
             if not df["prompt"].astype(bool).any():
                 continue                    # no turns around the units (PDPilot)
-            around = [embed_texts(SentenceTransformerEmbedder(), df[c].astype(str).tolist(),
-                                  Cache(ROOT / ".cache" / "consensa"))[0]
+            around = [embed_texts(embedder, df[c].astype(str).tolist(), cache)[0]
                       for c in ("prompt", "after")]
             X = np.hstack([vecs, *around])
         t0 = time.perf_counter()

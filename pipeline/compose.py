@@ -332,17 +332,17 @@ def fit_clusterer(clusterer: Any, X: np.ndarray, cache: Cache) -> Any:
             setattr(clusterer, name, value)
         return clusterer
     clusterer.fit(X)
-    learned = {k: v for k, v in vars(clusterer).items() if k.endswith("_")}
-    if not all(isinstance(v, np.ndarray) or np.isscalar(v) for v in learned.values()):
-        return clusterer
+    arrays = {k: v for k, v in vars(clusterer).items()
+              if k.endswith("_") and isinstance(v, np.ndarray)}
+    scalars = learned_scalars(clusterer)
+    if len(arrays) + len(scalars) < sum(k.endswith("_") for k in vars(clusterer)):
+        return clusterer                     # it learned something else: not kept
     try:
-        scalars = json.dumps({k: (v.item() if isinstance(v, np.generic) else v)
-                              for k, v in learned.items() if not isinstance(v, np.ndarray)})
+        text = json.dumps(scalars)
     except (TypeError, ValueError):          # a single value JSON cannot hold (bytes, say)
         return clusterer
-    cache.put("clustered", entry, {
-        **{f"a:{k}": v for k, v in learned.items() if isinstance(v, np.ndarray)},
-        "scalars": np.asarray(scalars)})
+    cache.put("clustered", entry, {**{f"a:{k}": v for k, v in arrays.items()},
+                                   "scalars": np.asarray(text)})
     return clusterer
 
 

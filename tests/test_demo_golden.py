@@ -100,15 +100,20 @@ def _stored_run(out: Path, analysis: str, *, cache: Path) -> None:
     assert proc.returncode == 0, f"the stored {analysis} run failed:\n{proc.stderr[-4000:]}"
 
 
+def _assert_same_segments(out: Path, golden: Path) -> None:
+    """The run's segments.parquet holds the stored segments.csv, in the stored columns."""
+    want = pd.read_csv(golden / "segments.csv", keep_default_na=False)
+    got = pd.read_parquet(out / "segments.parquet")[list(want.columns)]
+    got = got.astype({c: want[c].dtype for c in want.columns})
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), want, check_dtype=False)
+
+
 @pytest.mark.slow
 def test_demo_run_reproduces_the_stored_run(tmp_path):
     out = tmp_path / "demo"
     _stored_run(out, "consensa.Themes.v1", cache=tmp_path / "cache")
 
-    want = pd.read_csv(GOLDEN / "segments.csv", keep_default_na=False)
-    got = pd.read_parquet(out / "segments.parquet")[list(want.columns)]
-    got = got.astype({c: want[c].dtype for c in want.columns})
-    pd.testing.assert_frame_equal(got.reset_index(drop=True), want, check_dtype=False)
+    _assert_same_segments(out, GOLDEN)
 
     for name in TABLES:
         want = pd.read_csv(GOLDEN / name, keep_default_na=False)
@@ -130,10 +135,7 @@ def test_demo_cqr_run_reproduces_the_stored_run(tmp_path):
     out = tmp_path / "demo"
     _stored_run(out, "consensa.CQR.v1", cache=tmp_path / "cache")
 
-    want = pd.read_csv(GOLDEN_CQR / "segments.csv", keep_default_na=False)
-    got = pd.read_parquet(out / "segments.parquet")[list(want.columns)]
-    got = got.astype({c: want[c].dtype for c in want.columns})
-    pd.testing.assert_frame_equal(got.reset_index(drop=True), want, check_dtype=False)
+    _assert_same_segments(out, GOLDEN_CQR)
     for name in CQR_TABLES:
         want = pd.read_csv(GOLDEN_CQR / name, keep_default_na=False)
         got = pd.read_csv(out / name, keep_default_na=False)
