@@ -117,6 +117,30 @@ def test_damaged_office_files(kind, flips, cut):
     read(bytes(data), suffix)
 
 
+def test_an_office_file_with_an_unnamed_part_is_refused_naming_the_file():
+    """Found by test_damaged_office_files: a central-directory entry whose name length
+    is 0 gave zipfile a part named "", and a traceback (IndexError in is_dir)."""
+    from pipeline.errors import InputError
+    from pipeline.stages.ingest import check_zip
+
+    data = bytearray(_DOCX)
+    entry = data.rfind(b"PK\x01\x02")          # the last part's central-directory entry
+    name_length = int.from_bytes(data[entry + 28:entry + 30], "little")
+    data[entry + 28:entry + 30] = (0).to_bytes(2, "little")
+    data[entry + 46:entry + 46 + name_length] = b""
+    size = data.rfind(b"PK\x05\x06")
+    central = int.from_bytes(data[size + 12:size + 16], "little") - name_length
+    data[size + 12:size + 16] = central.to_bytes(4, "little")
+    assert any(not m.filename for m in zipfile.ZipFile(io.BytesIO(bytes(data))).infolist())
+    try:
+        check_zip(bytes(data), "T01.docx", ".docx")
+    except InputError as exc:
+        assert "T01.docx" in str(exc) and "no name" in str(exc)
+    else:
+        raise AssertionError("an unnamed part was let through")
+    assert read(bytes(data), ".docx") is None          # the reader: our error, no traceback
+
+
 @FUZZ
 @given(xml=st.text(max_size=400), wrap=st.booleans())
 def test_docx_with_any_document_xml(xml, wrap):

@@ -378,6 +378,12 @@ def check_zip(data: bytes, shown: str, kind: str) -> None:
         raise InputError(f"is not a valid {kind} file (it may be damaged or only partly "
                          "copied)", path=shown,
                          hint=f"open it and save it again as {kind}") from exc
+    if any(not m.filename for m in members):
+        # every part of an Office package has a name; a damaged central directory can
+        # give one none (its name length overwritten with 0), which zipfile accepts
+        raise InputError(f"is not a valid {kind} file: one of its parts has no name (it "
+                         "may be damaged or only partly copied)", path=shown,
+                         hint=f"open it and save it again as {kind}")
     total = sum(m.file_size for m in members)
     ratio = max((m.file_size / max(m.compress_size, 1) for m in members
                  if m.file_size >= 1024 * 1024), default=0)
