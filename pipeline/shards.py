@@ -337,6 +337,60 @@ def worker_state(key: Any, load: Callable[[], Any]) -> Any:
         return holder[key]
 
 
+#: glibc's largest dynamic mmap threshold on 64-bit systems (DEFAULT_MMAP_THRESHOLD_MAX).
+MMAP_THRESHOLD = 32 * 1024 * 1024
+#: Environment variables that, when set, make glibc keep a fixed mmap threshold.
+_FIXED_MALLOC = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_THRESHOLD_",
+                 "MALLOC_MMAP_MAX_")
+
+
+def restore_mmap_threshold(environ: Mapping[str, str] | None = None) -> bool:
+    """Let a Dask worker's large allocations come from the heap again; True if changed.
+
+    Dask's nanny starts every worker with ``MALLOC_TRIM_THRESHOLD_=65536`` so that
+    freed memory goes back to the system. Setting any such variable also turns off
+    glibc's dynamic mmap threshold: from then on every allocation over 128 KiB is a
+    fresh ``mmap`` and every free an ``munmap``, and a transformer's activations are
+    allocated and freed many times a batch. The new pages fault in one by one; a
+    worker embedded at about half the speed of the same code in a plain process
+    (bench/README.md, *Pre-coding*). This sets the mmap threshold to the value glibc's
+    own dynamic threshold can reach (32 MiB) and leaves Dask's trim threshold alone,
+    so freed memory at the top of the heap is still returned.
+
+    Acts only on glibc, and only when the environment fixes the allocator (Dask's
+    variable, or another of ``_FIXED_MALLOC``) without choosing an mmap threshold:
+    a threshold someone set is kept.
+    """
+    env = os.environ if environ is None else environ
+    if not any(name in env for name in _FIXED_MALLOC) or "MALLOC_MMAP_THRESHOLD_" in env:
+        return False
+    import ctypes
+    import platform
+
+    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    m_mmap_threshold = -3                       # from glibc's malloc.h
+    return bool(mallopt(m_mmap_threshold, MMAP_THRESHOLD))
+
+
+def _worker_allocator_plugin():
+    """A Dask worker plugin that runs :func:`restore_mmap_threshold` on every worker,
+    those that join later included."""
+    from distributed import WorkerPlugin
+
+    class MmapThreshold(WorkerPlugin):
+        name = "consensa-mmap-threshold"
+
+        def setup(self, worker) -> None:
+            restore_mmap_threshold()
+
+    return MmapThreshold()
+
+
 # --- The ledger ---------------------------------------------------------------------------
 
 def read_ledger(out_dir: str | Path) -> dict[str, dict]:
@@ -552,6 +606,7 @@ def dask_client(settings: ClusterConfig, retries: int, n_tasks: int, *,
                                            + ("with scale.engine: local" if where
                                               else "with --engine local")) from None
                 client = Client(cluster)
+        client.register_plugin(_worker_allocator_plugin())
         yield client
     finally:
         if client is not None:

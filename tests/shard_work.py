@@ -100,6 +100,43 @@ def with_model(files: list[str], model_path: str, loads_log: str) -> pd.DataFram
     return frame
 
 
+def served_by_mmap(size: int = 1 << 20) -> bool | None:
+    """Whether glibc serves a ``size``-byte allocation with its own mmap (None: not glibc,
+    or a glibc too old for ``mallinfo2``). Counts glibc's mmapped blocks around one
+    malloc, so it says what the allocator does, not what it was told."""
+    import ctypes
+    import platform
+
+    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
+        return None
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in
+                    ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+                     "uordblks", "fordblks", "keepcost")]
+
+    libc = ctypes.CDLL(None)
+    if not hasattr(libc, "mallinfo2"):
+        return None
+    libc.mallinfo2.restype = MallInfo2
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+    before = libc.mallinfo2().hblks
+    block = libc.malloc(size)
+    try:
+        return libc.mallinfo2().hblks > before
+    finally:
+        libc.free(block)
+
+
+def heap_probe(files: list[str]) -> pd.DataFrame:
+    """One row per shard: the worker's pid, Dask's allocator setting, and whether a
+    1 MiB allocation is an mmap of its own there."""
+    return pd.DataFrame({"file": [Path(files[0]).name], "pid": [os.getpid()],
+                         "trim": [os.environ.get("MALLOC_TRIM_THRESHOLD_", "")],
+                         "mmapped": [served_by_mmap()]})
+
+
 def main(argv: list[str]) -> None:
     """``python -c '...main([...])'``: the job the kill test starts, then kills."""
     import functools

@@ -37,6 +37,7 @@ from tests.shard_work import (
     crash_on,
     dies,
     flaky,
+    heap_probe,
     segment_files,
     with_extra,
     with_model,
@@ -323,6 +324,55 @@ def test_process_workers_load_the_model_once_each(tmp_path):
     expected = expected_rows(files)
     expected["score"] = expected["score"] * 2.0
     pd.testing.assert_frame_equal(report.read(), expected)
+
+
+_PROBE = ("import json, sys; sys.path.insert(0, {root!r}); "
+          "from pipeline.shards import restore_mmap_threshold; "
+          "from tests.shard_work import served_by_mmap; "
+          "before = [served_by_mmap(), served_by_mmap()]; changed = restore_mmap_threshold(); "
+          "print(json.dumps([before, changed, served_by_mmap()]))")
+
+
+def _probe(env: dict) -> list:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")} | env
+    out = subprocess.run([sys.executable, "-c", _PROBE.format(root=str(ROOT))], env=env,
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def test_dasks_allocator_setting_no_longer_maps_every_large_allocation():
+    """With Dask's MALLOC_TRIM_THRESHOLD_ every 1 MiB block is an mmap of its own (and
+    an munmap when freed): what halved a worker's embedding speed."""
+    before, changed, after = _probe({"MALLOC_TRIM_THRESHOLD_": "65536"})
+    if None in before:
+        pytest.skip("not glibc, or a glibc without mallinfo2")
+    assert before == [True, True] and changed is True and after is False
+
+
+def test_the_allocator_is_left_alone_unless_dasks_setting_fixed_it():
+    before, changed, after = _probe({})
+    if None in before:
+        pytest.skip("not glibc, or a glibc without mallinfo2")
+    # glibc's own dynamic threshold: the first 1 MiB block is mapped, and once it is
+    # freed the threshold rises above it
+    assert (before, changed, after) == ([True, False], False, False)
+    # a threshold someone chose is kept
+    _, changed, after = _probe({"MALLOC_TRIM_THRESHOLD_": "65536",
+                                "MALLOC_MMAP_THRESHOLD_": str(1 << 16)})
+    assert changed is False and after is True
+
+
+@pytest.mark.slow
+def test_process_workers_keep_large_allocations_on_the_heap(tmp_path):
+    files = write_transcripts(tmp_path / "in", 4)
+    report = run_shards(files, tmp_path / "out", heap_probe, shard_size=1, engine="dask",
+                        cluster_config={"n_workers": 2, "processes": True})
+    rows = report.read()
+    assert len(rows) == 4 and str(os.getpid()) not in set(rows["pid"].astype(str))
+    assert set(rows["trim"]) == {"65536"}            # Dask's setting is there ...
+    if rows["mmapped"].isna().any():
+        pytest.skip("not glibc, or a glibc without mallinfo2")
+    assert not rows["mmapped"].any()                 # ... and no longer maps 1 MiB blocks
 
 
 # --- Dask engines ------------------------------------------------------------------------------
