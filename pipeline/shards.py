@@ -377,18 +377,43 @@ def restore_mmap_threshold(environ: Mapping[str, str] | None = None) -> bool:
     return bool(mallopt(m_mmap_threshold, MMAP_THRESHOLD))
 
 
+def trim_heap() -> bool:
+    """Give the free pages of every malloc arena back to the system (glibc's
+    ``malloc_trim(0)``); True if some memory was released. False off glibc."""
+    import ctypes
+    import platform
+
+    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        return bool(ctypes.CDLL(None).malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
+
+
 def _worker_allocator_plugin():
-    """A Dask worker plugin that runs :func:`restore_mmap_threshold` on every worker,
-    those that join later included."""
+    """A Dask worker plugin for the heap of every worker, those that join later included:
+    :func:`restore_mmap_threshold` when the worker starts, and :func:`trim_heap` after
+    each task it ran.
+
+    Keeping large blocks on the heap leaves freed blocks inside it, and a worker's
+    resident memory crept up shard after shard (1.15 GB after 5,000 segments, 1.34 GB
+    after 50,000). One trim per task (some 30 ms after a shard of 800 segments) puts a
+    worker back at its size between shards, so memory stays flat as the corpus grows.
+    """
     from distributed import WorkerPlugin
 
-    class MmapThreshold(WorkerPlugin):
-        name = "consensa-mmap-threshold"
+    class Heap(WorkerPlugin):
+        name = "consensa-heap"
 
         def setup(self, worker) -> None:
             restore_mmap_threshold()
 
-    return MmapThreshold()
+        def transition(self, key, start, finish, **kwargs) -> None:
+            if start == "executing":
+                trim_heap()
+
+    return Heap()
 
 
 # --- The ledger ---------------------------------------------------------------------------

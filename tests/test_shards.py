@@ -362,6 +362,41 @@ def test_the_allocator_is_left_alone_unless_dasks_setting_fixed_it():
     assert changed is False and after is True
 
 
+_TRIM = """
+import ctypes, json, sys
+sys.path.insert(0, {root!r})
+from pipeline.shards import _worker_allocator_plugin
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+rss = lambda: int(open("/proc/self/statm").read().split()[1]) * 4096 >> 20
+blocks = [libc.malloc(1 << 20) for _ in range(64)]
+for b in blocks:
+    ctypes.memset(b, 1, 1 << 20)
+for b in blocks[:-1]:                   # the last keeps the freed ones inside the heap
+    libc.free(b)
+plugin, sizes = _worker_allocator_plugin(), [rss()]
+plugin.transition("a-shard", "waiting", "processing")
+sizes.append(rss())
+plugin.transition("a-shard", "executing", "memory")
+sizes.append(rss())
+print(json.dumps(sizes))
+"""
+
+
+def test_a_worker_gives_freed_memory_back_after_each_task():
+    if sys.platform != "linux" or not os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc"):
+        pytest.skip("glibc only")
+    # freed blocks stay inside the heap: no automatic trim, no mmap of their own
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")} | {
+        "MALLOC_TRIM_THRESHOLD_": str(1 << 30), "MALLOC_MMAP_THRESHOLD_": str(1 << 25)}
+    out = subprocess.run([sys.executable, "-c", _TRIM.format(root=str(ROOT))], env=env,
+                         capture_output=True, text=True, check=True)
+    held, after_other, after_task = json.loads(out.stdout)
+    assert after_other > held - 8                  # only a finished task trims ...
+    assert after_task < held - 48                  # ... and 63 MiB freed go back
+
+
 @pytest.mark.slow
 def test_process_workers_keep_large_allocations_on_the_heap(tmp_path):
     files = write_transcripts(tmp_path / "in", 4)
