@@ -396,10 +396,13 @@ def _worker_allocator_plugin():
     :func:`restore_mmap_threshold` when the worker starts, and :func:`trim_heap` after
     each task it ran.
 
-    Keeping large blocks on the heap leaves freed blocks inside it, and a worker's
-    resident memory crept up shard after shard (1.15 GB after 5,000 segments, 1.34 GB
-    after 50,000). One trim per task (some 30 ms after a shard of 800 segments) puts a
-    worker back at its size between shards, so memory stays flat as the corpus grows.
+    Keeping large blocks on the heap leaves freed blocks inside it: at the end of a
+    shard a worker holds about 1.1 GB, of which some 0.3 GB is free heap that it keeps
+    until the next shard. One trim per task (some 30 ms after a shard of 800 segments,
+    about 0.5% of its time) gives that back, so a worker waiting for work, or sharing a
+    node with other jobs, holds about 0.76 GB. The trim does not lower the peak within a
+    shard, which rises over a worker's first shards and slowly after them (1% from
+    50,000 segments to 1 million; bench/README.md, *Pre-coding*).
     """
     from distributed import WorkerPlugin
 
