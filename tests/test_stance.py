@@ -1,0 +1,76 @@
+"""Stance subcategories (pipeline/stages/crossanalysis.py, step 3): a category whose
+segments split along an evaluative axis is proposed as two subcategories named after
+the axis' poles; one hump of segments, or a split that random directions make as
+well, is not."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from pipeline.stages.crossanalysis import CrossAnalysisConfig, StanceAxis, cross_analyse
+
+DIM = 32
+AXIS = StanceAxis(positive_name="helpful", negative_name="not helpful",
+                  positive=["it helped", "it was useful"],
+                  negative=["it did not help", "it was useless"])
+
+
+def _basis(i: int) -> np.ndarray:
+    v = np.zeros(DIM)
+    v[i] = 1.0
+    return v
+
+
+def _encode(texts: list[str]) -> np.ndarray:
+    """Anchor phrases on one subject (dimension 1), apart on dimension 0 only."""
+    sign = {**{t: 1.0 for t in AXIS.positive}, **{t: -1.0 for t in AXIS.negative}}
+    return np.array([_basis(1) + sign[t] * _basis(0) for t in texts])
+
+
+def _one_category(X: np.ndarray, cases: list[str]):
+    n = len(X)
+    seg = pd.DataFrame({"segment_id": [f"s{i}" for i in range(n)], "case_id": cases,
+                        "text": ["the supervision sessions with my supervisor helped"] * n})
+    whole = lambda Y: (np.zeros(len(Y), int), np.ones(len(Y)))  # noqa: E731 - one category
+    return cross_analyse(seg, X, np.zeros(n, int),
+                         CrossAnalysisConfig(stance_axes=[AXIS], subcategory_min_segments=1000),
+                         cluster_fn=whole, encode=_encode)
+
+
+def _segments(sides: np.ndarray, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return 3 * _basis(1) + np.outer(sides, _basis(0)) + 0.1 * rng.normal(size=(len(sides), DIM))
+
+
+def test_a_category_that_splits_by_judgement_gets_two_stance_subcategories():
+    sides = np.tile([1.0, -1.0], 20)                   # each case speaks on both sides
+    cases = [f"c{i % 8}" for i in range(len(sides))]
+    res = _one_category(_segments(sides), cases)
+    assert res.counts["stance_splits"] == 1
+    subs = res.categories[res.categories["kind"] == "stance"]
+    assert sorted(subs["pole"]) == ["helpful", "not helpful"]
+    pole = dict(zip(subs["category_id"], subs["pole"]))
+    got = np.array([pole.get(int(s), "") for s in res.subcategory])
+    assert (got[sides > 0] == "helpful").all() and (got[sides < 0] == "not helpful").all()
+
+
+def test_one_hump_of_segments_is_not_split():
+    n = 40
+    res = _one_category(_segments(np.zeros(n)), [f"c{i % 8}" for i in range(n)])
+    assert res.counts["stance_splits"] == 0
+    assert not (res.categories["kind"] == "stance").any()
+
+
+def test_repeated_segments_are_judged_without_arithmetic_on_infinities():
+    # Two texts said over and over: every cut, along the axis and along random
+    # directions alike, has sides without spread. Random directions split them as
+    # well as the axis does, so there is no stance to propose, and no warning.
+    sides = np.tile([1.0, -1.0], 20)
+    X = 3 * _basis(1) + np.outer(sides, _basis(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = _one_category(X, [f"c{i % 8}" for i in range(len(sides))])
+    assert res.counts["stance_splits"] == 0
