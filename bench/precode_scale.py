@@ -51,8 +51,13 @@ Goals (bench/README.md): 2 workers at least 1.7x the throughput of 1 (``seg_per_
 peak RSS per worker flat as the corpus grows (at most 10% more from the smallest
 size to the largest).
 
-Writes bench/results/precode_scale[_TAG].csv (one row per run) and
-precode_scale_projection[_TAG].csv.
+``--compare-profiler`` runs each (size, workers) a second time with Dask's profiler
+on in the workers (Dask's default; Consensa's clusters turn it off: pipeline/shards.py,
+``WORKER_PROFILE_OFF``) and prints peak RSS and throughput side by side, as ratios.
+
+Writes bench/results/precode_scale[_TAG].csv (one row per run),
+precode_scale_projection[_TAG].csv and, with --compare-profiler,
+precode_scale_profiler_on[_TAG].csv.
 """
 
 from __future__ import annotations
@@ -188,15 +193,16 @@ def one_row(files: list[str]) -> pd.DataFrame:
 
 # --- one measured run ------------------------------------------------------------------------
 
-def cluster(n_workers: int):
-    """A LocalCluster as ``--engine dask`` starts one (pipeline/shards.py), with the same
-    scheduler settings: retries of a dead worker's shards, and a worker holds only the
-    shard it runs."""
+def cluster(n_workers: int, worker_profile: bool = False):
+    """A LocalCluster as ``--engine dask`` starts one, with the same settings
+    (pipeline/shards.py, ``cluster_settings``); ``worker_profile``: with Dask's
+    profiler on in the workers, as Dask's default has it."""
     import dask
     from distributed import Client, LocalCluster
 
-    with dask.config.set({"distributed.scheduler.allowed-failures": 2,
-                          "distributed.scheduler.worker-saturation": 1.0}):
+    from pipeline.shards import cluster_settings
+
+    with dask.config.set(cluster_settings(2, worker_profile=worker_profile)):
         c = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                          memory_limit="auto", dashboard_address=None,
                          silence_logs=logging.CRITICAL)
@@ -218,7 +224,7 @@ def shard_timings(stream: list[dict]) -> pd.DataFrame:
 
 
 def measure(codebook: Path, config: Path, n_segments: int, n_workers: int,
-            shard_files: int, kind: str = "size") -> dict:
+            shard_files: int, kind: str = "size", worker_profile: bool = False) -> dict:
     from distributed import get_task_stream
 
     from pipeline.precode import precode
@@ -236,7 +242,7 @@ def measure(codebook: Path, config: Path, n_segments: int, n_workers: int,
 
     load = wait_for_quiet()
     started = time.time()
-    c, client = cluster(n_workers)
+    c, client = cluster(n_workers, worker_profile)
     try:
         startup = time.time() - started
         idle = client.run(worker_memory)
@@ -284,7 +290,7 @@ def measure(codebook: Path, config: Path, n_segments: int, n_workers: int,
         "idle_rss_mb": round(max(m["rss_mb"] for m in idle.values()), 1),
         "torch_threads": " ".join(map(str, threads)),
         "needs_human": int(manifest["n_needs_human"]),
-        "load_avg_before": round(load, 2), "run": kind,
+        "load_avg_before": round(load, 2), "run": kind, "worker_profile": worker_profile,
     }
 
 
@@ -369,6 +375,9 @@ def main(argv=None) -> int:
                     help="also pre-code 1,000,000 segments with the most workers (hours)")
     ap.add_argument("--quick", action="store_true",
                     help="800 and 1600 segments in shards of 4 files: checks the bench runs")
+    ap.add_argument("--compare-profiler", action="store_true",
+                    help="also run each size with Dask's profiler on in the workers (Dask's "
+                         "default; Consensa turns it off) and print the two side by side")
     ap.add_argument("--tag", default="")
     args = ap.parse_args(argv)
     if args.quick:
@@ -385,14 +394,20 @@ def main(argv=None) -> int:
     codebook = agreed_codebook()
     config = turn_config(codebook)
     warm_up(codebook)
-    rows = []
+    rows, profiled = [], []
     for n in sorted(set(args.sizes)):
         for w in sorted(set(args.workers)):
-            print(f"\n{n:,} segments, {w} worker(s) ...", flush=True)
-            rows.append(measure(codebook, config, n, w, args.shard_files))
-            r = rows[-1]
-            print(f"  {r['seg_per_s']} seg/s on the workers, peak RSS per worker {r['peak_rss_mb']} MB",
-                  flush=True)
+            # with --compare-profiler, the two settings take turns going first
+            order = [False, True] if args.compare_profiler else [False]
+            if args.compare_profiler and (n + w) % 2:
+                order.reverse()
+            for on in order:
+                print(f"\n{n:,} segments, {w} worker(s)"
+                      f"{', with Dask profiler' if on else ''} ...", flush=True)
+                r = measure(codebook, config, n, w, args.shard_files, worker_profile=on)
+                (profiled if on else rows).append(r)
+                print(f"  {r['seg_per_s']} seg/s on the workers, peak RSS per worker "
+                      f"{r['peak_rss_mb']} MB", flush=True)
     runs = pd.DataFrame(rows)
     overhead = engine_overhead(int(runs["workers"].max()))
     million = None
@@ -425,6 +440,15 @@ def main(argv=None) -> int:
         print_table(mem, f"Peak RSS per worker ({hi} workers; ru_maxrss of each worker process): "
                          f"x{growth:.2f} from {mem['segments'].iloc[0]:,} to {mem['segments'].iloc[-1]:,} "
                          f"segments; goal <= x{FLAT}: {'met' if growth <= FLAT else 'NOT met'}")
+    if profiled:
+        on = pd.DataFrame(profiled).set_index(["segments", "workers"])
+        off = runs[runs["run"] == "size"].set_index(["segments", "workers"]).loc[on.index]
+        side = pd.DataFrame({"peak_rss_mb off": off["peak_rss_mb"], "peak_rss_mb on": on["peak_rss_mb"],
+                             "rss ratio off/on": (off["peak_rss_mb"] / on["peak_rss_mb"]).round(3),
+                             "seg_per_s off": off["seg_per_s"], "seg_per_s on": on["seg_per_s"],
+                             "speed ratio off/on": (off["seg_per_s"] / on["seg_per_s"]).round(3)})
+        print_table(side.reset_index(), "Dask's profiler in the workers: off (Consensa) against on "
+                                        "(Dask's default), the same runs otherwise")
     proj = projection(runs, overhead, million)
     print_table(proj, "Time for 1M segments on one machine and 10M on 10 and 100 such machines")
     print(f"\nEngine overhead: {overhead * 1000:.1f} ms per shard (200 shards of one tiny file, "
@@ -434,6 +458,8 @@ def main(argv=None) -> int:
               "measurement (--million measures it).")
     print("Projection:", PROJECTION_NOTE)
     tag = f"_{args.tag}" if args.tag else ""
+    if profiled:
+        print("wrote", save(pd.DataFrame(profiled), f"precode_scale_profiler_on{tag}.csv"))
     print("wrote", save(runs, f"precode_scale{tag}.csv"), "and",
           save(proj.assign(note=PROJECTION_NOTE), f"precode_scale_projection{tag}.csv"))
     return 0

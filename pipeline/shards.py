@@ -273,6 +273,16 @@ def cluster_config(value: Mapping[str, Any] | BaseModel | None, *,
                                 path=str(path) if path else None) from None
 
 
+#: Set in a SLURM or PBS job before its worker starts, as a LocalCluster's workers get it
+#: from this process's Dask config. A Dask worker samples the stack of the task it runs
+#: every 10 ms for the dashboard's profile, which Consensa's clusters do not serve, and
+#: keeps a profile a second for its last 1,000 seconds. Coding the same 20,000
+#: segments on one LocalCluster worker, that cost 85 MB from the first shard, growing
+#: by about 1 MB a shard, and raised the peak from 1.12 GB to 1.19-1.25 GB (two runs),
+#: at the same speed (bench/README.md, *Pre-coding*).
+WORKER_PROFILE_OFF = "export DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False"
+
+
 def _jobqueue_cluster(cfg: JobQueueConfig):
     """The dask-jobqueue cluster object for ``cfg`` (a scheduler here; no job submitted yet)."""
     try:
@@ -286,7 +296,7 @@ def _jobqueue_cluster(cfg: JobQueueConfig):
         queue=cfg.queue, account=cfg.account, interface=cfg.interface,
         local_directory=cfg.local_directory, log_directory=cfg.log_directory,
         job_extra_directives=list(cfg.job_extra_directives),
-        job_script_prologue=list(cfg.job_script_prologue),
+        job_script_prologue=[WORKER_PROFILE_OFF, *cfg.job_script_prologue],
         python=cfg.python or sys.executable,
         scheduler_options={"dashboard_address": None},
     )
@@ -574,6 +584,22 @@ def _run_local(shards: list[Shard], out_dir: str, work: Work,
         yield shard, outcome
 
 
+def cluster_settings(retries: int, *, worker_profile: bool = False) -> dict[str, Any]:
+    """The Dask config of a cluster Consensa starts (LocalCluster, SLURM, PBS), set
+    while it starts; none of it reaches a scheduler given by its address.
+
+    A worker that dies takes its tasks with it; the scheduler reruns them on another
+    worker ``retries`` times before giving up (KilledWorker). It blames every task
+    the worker held, so a worker holds only the tasks it is running (saturation
+    1.0): a shard that kills its worker cannot use up the retries of a shard queued
+    behind it. The workers do not run Dask's profiler (:data:`WORKER_PROFILE_OFF`);
+    ``worker_profile=True`` leaves it on, for the benchmark that measures its cost.
+    """
+    return {"distributed.scheduler.allowed-failures": retries,
+            "distributed.scheduler.worker-saturation": 1.0,
+            "distributed.worker.profile.enabled": worker_profile}
+
+
 @contextlib.contextmanager
 def dask_client(settings: ClusterConfig, retries: int, n_tasks: int, *,
                 where: str | None = None):
@@ -596,14 +622,7 @@ def dask_client(settings: ClusterConfig, retries: int, n_tasks: int, *,
     dask_log.setLevel(logging.CRITICAL)
     cluster = client = None
     try:
-        # A worker that dies takes its tasks with it; the scheduler reruns them on
-        # another worker this many times before giving up (KilledWorker). It blames
-        # every task the worker held, so a worker holds only the tasks it is running
-        # (saturation 1.0): a shard that kills its worker cannot use up the retries
-        # of a shard queued behind it. Both settings apply to a scheduler started
-        # here (LocalCluster, SLURM, PBS), not to one reached by its address.
-        with dask.config.set({"distributed.scheduler.allowed-failures": retries,
-                              "distributed.scheduler.worker-saturation": 1.0}):
+        with dask.config.set(cluster_settings(retries)):
             if isinstance(settings, SchedulerConfig):
                 try:
                     client = Client(settings.address, timeout=settings.timeout)

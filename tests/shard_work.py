@@ -130,11 +130,15 @@ def served_by_mmap(size: int = 1 << 20) -> bool | None:
 
 
 def heap_probe(files: list[str]) -> pd.DataFrame:
-    """One row per shard: the worker's pid, Dask's allocator setting, and whether a
-    1 MiB allocation is an mmap of its own there."""
+    """One row per shard: the worker's pid, Dask's allocator setting, whether a
+    1 MiB allocation is an mmap of its own there, and whether the worker samples
+    its tasks for Dask's profiler."""
+    from distributed import get_worker
+
     return pd.DataFrame({"file": [Path(files[0]).name], "pid": [os.getpid()],
                          "trim": [os.environ.get("MALLOC_TRIM_THRESHOLD_", "")],
-                         "mmapped": [served_by_mmap()]})
+                         "mmapped": [served_by_mmap()],
+                         "profiled": ["profile" in get_worker().periodic_callbacks]})
 
 
 def main(argv: list[str]) -> None:

@@ -24,6 +24,7 @@ from pipeline import shards
 from pipeline.errors import ConfigError, ConsensaError, InputError
 from pipeline.shards import (
     LEDGER,
+    WORKER_PROFILE_OFF,
     ShardError,
     cluster_config,
     job_script,
@@ -405,6 +406,7 @@ def test_process_workers_keep_large_allocations_on_the_heap(tmp_path):
     rows = report.read()
     assert len(rows) == 4 and str(os.getpid()) not in set(rows["pid"].astype(str))
     assert set(rows["trim"]) == {"65536"}            # Dask's setting is there ...
+    assert not rows["profiled"].any()                # (and no profiler sampling the work)
     if rows["mmapped"].isna().any():
         pytest.skip("not glibc, or a glibc without mallinfo2")
     assert not rows["mmapped"].any()                 # ... and no longer maps 1 MiB blocks
@@ -420,6 +422,20 @@ def test_a_dask_localcluster_gives_the_local_result(tmp_path):
     assert on_dask.engine == "dask (localcluster)"
     assert sorted(on_dask.computed) == sorted(local.computed)
     pd.testing.assert_frame_equal(on_dask.read(), local.read())
+
+
+def test_the_workers_started_here_do_not_profile_their_tasks(tmp_path):
+    """Dask's profiler, which only its dashboard reads, cost a worker 85 MB and more
+    with each shard (WORKER_PROFILE_OFF); process workers are checked in
+    test_process_workers_keep_large_allocations_on_the_heap."""
+    files = write_transcripts(tmp_path / "in", 2)
+    report = run_shards(files, tmp_path / "out", heap_probe, shard_size=1, engine="dask",
+                        cluster_config=THREADS)
+    assert len(report.read()) == 2 and not report.read()["profiled"].any()
+    script = job_script(SLURM)
+    assert WORKER_PROFILE_OFF in script.split("\n")
+    # before the team's own lines, so that they can turn it back on
+    assert script.index(WORKER_PROFILE_OFF) < script.index(SLURM["job_script_prologue"][0])
 
 
 def test_a_running_scheduler_is_used_by_its_address(tmp_path):
