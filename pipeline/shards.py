@@ -277,9 +277,10 @@ def cluster_config(value: Mapping[str, Any] | BaseModel | None, *,
 #: from this process's Dask config. A Dask worker samples the stack of the task it runs
 #: every 10 ms for the dashboard's profile, which Consensa's clusters do not serve, and
 #: keeps a profile a second for its last 1,000 seconds. Coding the same 20,000
-#: segments on one LocalCluster worker, that cost 85 MB from the first shard, growing
-#: by about 1 MB a shard, and raised the peak from 1.12 GB to 1.19-1.25 GB (two runs),
-#: at the same speed (bench/README.md, *Pre-coding*).
+#: segments on one LocalCluster worker, a worker with the profiler held 85 MB more
+#: between shards from the first shard on, and about 1 MB more with each shard. Its
+#: effect on the peak and the speed is within the spread of repeated runs
+#: (bench/README.md, *Pre-coding*).
 WORKER_PROFILE_OFF = "export DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False"
 
 
@@ -411,8 +412,8 @@ def _worker_allocator_plugin():
     until the next shard. One trim per task (some 30 ms after a shard of 800 segments,
     about 0.5% of its time) gives that back, so a worker waiting for work, or sharing a
     node with other jobs, holds about 0.76 GB. The trim does not lower the peak within a
-    shard, which rises over a worker's first shards and slowly after them (1% from
-    50,000 segments to 1 million; bench/README.md, *Pre-coding*).
+    shard, which rises over a worker's first ten or so shards and then stays (1% more
+    from 50,000 segments to 1 million; bench/README.md, *Pre-coding*).
     """
     from distributed import WorkerPlugin
 
