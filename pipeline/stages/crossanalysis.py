@@ -438,6 +438,11 @@ def _cluster_now(X: np.ndarray, cluster_fn: ClusterFn, min_similarity: float, wh
     return group, strength, moved, centres
 
 
+#: Ashman's D of a cut whose sides have no spread (repeated segments): far apart, but
+#: finite, so that the stance test's quantile of such cuts never subtracts infinities
+_FAR = 1e12
+
+
 def _best_cut(s: np.ndarray, cases: np.ndarray, min_segments: int, min_cases: int):
     """The 1-D 2-means cut of ``s`` (sides at least ``min_segments`` long with
     ``min_cases`` cases each): (low-side mask, Ashman's D, low mean, high mean), or
@@ -470,14 +475,10 @@ def _best_cut(s: np.ndarray, cases: np.ndarray, min_segments: int, min_cases: in
     best = int(k[np.flatnonzero(sse <= sse.min() + 1e-12)[0]])
     lo, hi = v[:best], v[best:]
     pooled = math.sqrt((lo.var() + hi.var()) / 2)
-    d = (hi.mean() - lo.mean()) / pooled if pooled > 1e-12 else math.inf
+    d = (hi.mean() - lo.mean()) / pooled if pooled > 1e-12 else _FAR
     low = np.zeros(m, bool)
     low[order[:best]] = True
     return low, float(d), float(lo.mean()), float(hi.mean())
-
-
-#: Ashman's D of a cut whose sides have no spread, in the stance test's reference
-_FAR = 1e12
 
 
 def _random_directions(dim: int, k: int) -> np.ndarray:
@@ -503,17 +504,16 @@ def _stance(X: np.ndarray, cases: np.ndarray, axes, config: CrossAnalysisConfig)
         return None
     # A few points cut in two always look apart: the split must be clearer than the
     # same cut along most random directions through the same segments.
-    # Sides without spread (repeated segments) are infinitely apart: such a cut is
-    # capped at _FAR, so the quantile never subtracts infinities, and a split
-    # that random directions make just as well is no stance.
+    # Repeated segments give cuts of D = _FAR along the axis and the random
+    # directions alike: a split that random directions make just as well is no stance.
     null = []
     projected = X @ _random_directions(X.shape[1], config.stance_null_directions).T
     for j in range(projected.shape[1]):
         cut = _best_cut(projected[:, j], cases, config.stance_min_segments, config.stance_min_cases)
-        null.append(min(cut[1], _FAR) if cut is not None else 0.0)
+        null.append(cut[1] if cut is not None else 0.0)
     bar = float(np.quantile(null, config.stance_null_quantile))
     d, low, spec = max(found, key=lambda f: f[0])
-    return (low, spec) if min(d, _FAR) > bar else None
+    return (low, spec) if d > bar else None
 
 
 def _case_order(segments: pd.DataFrame) -> dict[str, int]:
