@@ -402,6 +402,59 @@ def test_question_core_and_area_names():
     assert area_name(long, 12) == "What would you say to a colleague who is about to start supervising"
 
 
+def test_area_names_leave_out_the_speech_around_the_question():
+    """Spoken questions restart, repeat words, open with a lead-in or the
+    participant's name and break off; the domain name is the question without
+    them."""
+    cases = {
+        "Which, which moments in the session stayed with you?":
+            "Which moments in the session stayed with you",
+        "Um, so I guess the first question would be, like, how long have you been seeing "
+        "clients?": "How long have you been seeing clients",
+        "So before we move on, any other things to add about, like, how your training "
+        "prepared you?": "Any other things to add about how your training prepared you",
+        "Did you, were you able to take it to supervision?":
+            "Were you able to take it to supervision",
+        "So do you think that it, would you want a written plan from your supervisor before "
+        "every session with a new client?":
+            "Would you want a written plan from your supervisor before every session…",
+        "And-and your-- So, um, you said the rupture came later?": "You said the rupture came later",
+        "Jordan, what did your supervisor say?": "What did your supervisor say",
+        "XXX, how was that for you?": "How was that for you",
+        "So what would you say are the biggest gaps in your training and are there any changes "
+        "that you would want the courses to make?": "What would you say are the biggest gaps in your training",
+    }
+    for question, name in cases.items():
+        assert area_name(question) == name, question
+    # what only looks like such speech stays: a topic before the comma, "like" as the
+    # verb, a preposition a question ends on, a comma inside the question
+    assert area_name("Supervision, was it any help?") == "Supervision, was it any help"
+    assert area_name("What did you like, and what did you not like about it?") == \
+        "What did you like, and what did you not like about it"
+    assert area_name("So which notes do you look at?") == "Which notes do you look at"
+    assert area_name("What, for you, was the hardest part?") == "What, for you, was the hardest part"
+    assert area_name("A time you cried, or came close to crying, in session?") == \
+        "A time you cried, or came close to crying, in session"
+
+
+def test_an_area_is_named_after_its_most_readable_wording():
+    """The wordings of one question are equally representative; the name comes from
+    one that reads whole, not from the shortest when that one must be cut short."""
+    cut_short = ("How did the supervisee react to the feedback in the weeks that came after "
+                 "that difficult supervision meeting?")
+    whole = ("And how did the supervisee react to the feedback, in the weeks that came after "
+             "that difficult supervision meeting?")
+    cases = {}
+    for k in range(4):
+        cases[f"c{k}"] = [(_I, cut_short if k < 2 else whole), (_P, STORIES[k]),
+                          (_I, Q_TRAINING[k]), (_P, f"Not really, I learned it on the job {k}.")]
+    turns, segs = build(cases)
+    result = infer_protocol(turns, segs, fake_encode, ProtocolConfig())
+    names = [a.name for a in result.protocol.areas]
+    assert "How did the supervisee react to the feedback" in names, names
+    assert not any(n.endswith("…") for n in names), names
+
+
 # --- protocol file ----------------------------------------------------------------
 
 def test_yaml_round_trip(inferred, tmp_path):

@@ -635,7 +635,7 @@ def _common_words() -> frozenset[str]:
     return _LEXICON["common"]
 
 
-def _first_names() -> frozenset[str]:
+def first_names() -> frozenset[str]:
     """The given names of ``pipeline/data/first_names.txt`` (written for Consensa)."""
     if "first" not in _LEXICON:
         from importlib.resources import files
@@ -830,7 +830,7 @@ class Deidentifier:
         (pipeline/data/first_names.txt) with the surname after them ("dmitri volkov"),
         and lower-case words in name contexts (_LOWER_PERSON_CONTEXTS)."""
         out = []
-        names = _first_names()
+        names = first_names()
         for m in _WORD_TOKEN.finditer(text):
             word = re.sub(r"['’]s$", "", m.group())
             if word.casefold() not in names or not self._may_be_name(word):

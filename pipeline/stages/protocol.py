@@ -68,11 +68,13 @@ How the protocol is inferred (each threshold is a ``ProtocolConfig`` field):
    own. Short prompts of at most ``probe_max_words`` words are probes unless they
    fall in an area group with a full question.
 7. Areas are numbered in interview order (mean relative position of their
-   questions) and named after their most representative question (the highest
-   mean similarity to the others; near ties go to the shortest), trimmed of
-   lead-ins such as "So, um," and "Could you tell me about" and cut at a clause
-   boundary after about ``name_max_words`` words. Frame areas are named
-   "Interview frame: opening" / "background" / "closing".
+   questions) and named after one of their most representative questions (mean
+   similarity to the others; :func:`_representative`): the wording that reads
+   best once its speech is taken out (:func:`area_name`: lead-ins such as "So,
+   um," and "Could you tell me about", fillers, restarts, words said twice, a
+   participant's name), cut at a clause boundary after about ``name_max_words``
+   words. Frame areas are named "Interview frame: opening" / "background" /
+   "closing".
 
 Frame, from the question and the content: a prompt is *background* when its
 core asks about years in practice, age, training, orientation or current role
@@ -419,8 +421,33 @@ _MAIN_MARKER = re.compile(
 _FILLER_IN_NAME = re.compile(r"\b(?:um+|uh+|erm|er)\b[,.…]*\s*", re.I)
 _NAME_LEAD = re.compile(
     r"^\W*(?:(?:so|and|but|okay|ok|right|well|now|then|just|maybe|also|great|yeah|yes|alright|"
-    r"mm-hmm|mm+|mhm|oh|ah)\b[,.…]*\s*|to (?:start|begin)(?: (?:us )?(?:off|with))?[,.]?\s*)+",
+    r"mm-hmm|mm+|mhm|oh|ah|like|i guess)\b[,.…]*\s*|"
+    r"to (?:start|begin)(?: (?:us )?(?:off|with))?[,.]?\s*|"
+    r"(?:just )?(?:to )?before we (?:move on|go on|finish)[,.]?\s*)+",
     re.I)
+#: A word or a run of two or three said again at once: the speaker restarting
+#: ("Which, which plots", "what a what a plot", "your, your your analysis").
+_REPEAT = re.compile(r"\b(\w[\w'’]*(?:[ ,]+\w[\w'’]*){0,2}?)(?:[ ,]+\1\b)+", re.I)
+#: "like" between commas, or opening the text before one: a filler ("whether,
+#: like, it helped"). Not "what did you like, and ...", where it is the verb.
+_LIKE_FILLER = re.compile(r"(?:,\s*|^\s*)like\s*,\s*", re.I)
+_ASKS = (r"(?:what|how|why|when|where|which|who|whose|do|does|did|are|is|was|were|would|could|"
+         r"can|will|have|has|had)")
+#: A question begun, dropped and begun again: the words before the comma say
+#: nothing, and a question starts after it ("How, what did you say", "did you, were
+#: you able to", "Do you think that it, would you want a written plan").
+_RESTART = re.compile(r"^([^,]{0,40}),\s+(?=(?:" + _ASKS + r"|so|if)\b)", re.I)
+#: Words broken off at the start of a turn ("And-and your-- So, you said ..."), or
+#: the dash of a turn that cuts in ("-those sessions ...").
+_CUT_IN = re.compile(r"^\s*(?:[^.?!\n]{0,40}?--|[-–—]+)\s*")
+#: Words after which a question is not finished: a name never ends on one. (Not the
+#: prepositions: "which notes to look at", "who did you turn to" end on theirs.)
+_OPEN_END = frozenset("""
+a an the and or but if than your my our their his her its like so because whether
+""".split())
+#: Verbs that carry no topic: a name whose only words past the stop words are these
+#: ("Do you think that it") says nothing.
+_LIGHT_VERBS = frozenset("think know say mean guess want get go like see feel".split())
 _NAME_REQUEST = re.compile(
     r"^(?:(?:could|can|would|will) you (?:please )?(?:tell me|describe|talk (?:me )?(?:about|through)|"
     r"say)(?: (?:a (?:little|bit)|a little bit|something|more))?(?: (?:about|of))?|"
@@ -428,7 +455,8 @@ _NAME_REQUEST = re.compile(
     r"(?:please )?describe|i(?:'d|’d| would) (?:like|love) (?:you )?to (?:ask|hear|know)(?: (?:you )?about)?|"
     r"i want(?:ed)? to ask you(?: about)?|i wonder(?:ed)?(?: if| whether)?|"
     r"(?:that |this )?brings? (?:me|us) to|(?:moving|move) on to|(?:turning|turn) (?:now )?to|"
-    r"(?:my|the) (?:first|next|last|final|main) question(?: is)?(?: about| whether| if)?|"
+    r"(?:my|the) (?:first|next|last|final|main) question(?: (?:is|would be|will be))?"
+    r"(?: about| whether| if)?|"
     r"let(?:'s|’s| us) (?:talk about|move on to|turn to))\s+", re.I)
 
 _STOP = frozenset("""
@@ -482,27 +510,134 @@ def question_core(text: str) -> str:
     return " ".join(sents[first:last + 1])
 
 
+#: The name of an area whose question leaves no words once cleaned.
+UNTITLED_AREA = "Untitled area"
+
+
+def _clean_spoken(text: str) -> str:
+    """A question as a name shows it: without the words broken off at the start of
+    the turn, fillers and words said twice ("Which, which particular plots" ->
+    "Which particular plots")."""
+    text = _CUT_IN.sub("", text)
+    text = _FILLER_IN_NAME.sub("", text)
+    text = _LIKE_FILLER.sub(lambda m: " " if m.group(0).lstrip()[:1] == "," else "", text)
+    text = _REPEAT.sub(r"\1", text)
+    return " ".join(text.split())
+
+
+def _without_vocative(text: str) -> str:
+    """The question without the participant's name it opens with ("Jordan, what
+    did ..." -> "what did ..."): a name says whom the interviewer asked, not what,
+    and a domain name must not carry it. A word counts as a name when it is a given
+    name of the de-identification list (``pipeline/data/first_names.txt``) or a
+    redaction mark ("XXX"); any other word before a comma may be the topic
+    ("Supervision, was it any help?") and stays."""
+    m = re.match(r"^([A-Za-z][\w'’-]*),\s+(\S.*)$", text, re.S)
+    if not m:
+        return text
+    from .deidentify import first_names
+
+    word, rest = m.group(1), m.group(2)
+    if re.fullmatch(r"[xX]{2,}", word) or (word[:1].isupper() and word.casefold() in first_names()):
+        return rest
+    return text
+
+
+#: A question broken off after its first words: "..., do you", "... or are there".
+_BROKEN_OFF = re.compile(r"(?:,\s*|\s+(?:and|or|but)\s+|\s+)" + _ASKS +
+                         r"\s+(?:you|we|they|it|there|i)\W*$", re.I)
+
+
+def _trim_open_end(text: str) -> str:
+    """Drop the words a question cannot end on (``_OPEN_END``: "... whether
+    your, like") and a question broken off after its first words ("..., do you"),
+    with the punctuation left before them, keeping at least two words."""
+    while True:
+        words = text.split()
+        if len(words) > 3 and _BROKEN_OFF.search(text):
+            text = _BROKEN_OFF.sub("", text)
+        elif len(words) > 2 and (_words(words[-1]) or [""])[-1] in _OPEN_END:
+            text = " ".join(words[:-1])
+        else:
+            return text.rstrip(" ,;:-–")
+
+
 def area_name(question: str, max_words: int = 12) -> str:
     """A readable name from a question's own words: its first question sentence
-    without lead-ins ("So, um,", "Could you tell me about") and the question mark,
-    cut at a clause boundary after about ``max_words`` words."""
-    sents = [s for s in _sentences(question) if _is_question(s)] or _sentences(question) or [question]
-    text = _FILLER_IN_NAME.sub("", sents[0])
-    text = _NAME_LEAD.sub("", text).strip()
-    stripped = _NAME_REQUEST.sub("", text, count=1).strip()
-    if len(_words(stripped)) >= 2:
-        text = stripped
-    text = text.strip(" \t\n\"'“”‘’").rstrip("?.!…,;: ").strip()
+    (or, when none asks, its first sentence that says something) without lead-ins
+    ("So, um,", "I guess the first question would be", "Could you tell me about"),
+    fillers, restarts, a participant's name and the question mark, cut at a clause
+    boundary after about ``max_words`` words and never on a word a question cannot
+    end on ("the", "for", "like")."""
+    sents = _sentences(question) or [question]
+    asked = [s for s in sents if _is_question(s)]
+
+    def clean(sentence: str) -> str:
+        text = _clean_spoken(sentence)
+        text = _NAME_LEAD.sub("", text).strip()
+        while (m := _RESTART.match(text)) and not _has_content(m.group(1)) \
+                and len(_words(text[m.end():])) >= 2:
+            text = _NAME_LEAD.sub("", text[m.end():]).strip()
+        text = _without_vocative(text)
+        text = _NAME_LEAD.sub("", text).strip()
+        stripped = _NAME_REQUEST.sub("", text, count=1).strip()
+        if len(_words(stripped)) >= 2:
+            text = stripped
+        return text.strip(" \t\n\"'“”‘’,").rstrip("?.!…,;: ").strip()
+
+    if asked:
+        text = clean(asked[0])
+    else:
+        said = [clean(s) for s in sents]
+        text = next((t for t in said if _has_content(t) and len(_words(t)) >= 3),
+                    said[0] if said else "")
     words = text.split()
     if len(words) > max_words + 3:
         head = " ".join(words[:max_words + 3])
-        cut = max(head.rfind(","), head.rfind(";"), head.rfind(" -"), head.rfind(" –"))
-        if cut >= len(" ".join(words[:3])):
-            text = head[:cut]
+        floor = len(" ".join(words[:3]))
+        # the latest clause boundary whose words make a name (a cut that leaves "Do
+        # you think that it" or ends on "of the" is not one): punctuation first,
+        # then a conjunction that joins two questions ("... in your work or have you")
+        good = []
+        for marks in (r",|;| -| –", r" (?:or|and|but) "):
+            cuts = sorted({m.start() for m in re.finditer(marks, head) if m.start() >= floor},
+                          reverse=True)
+            good += [c for c in cuts if _has_content(head[:c])
+                     and (_words(head[:c]) or [""])[-1] not in _OPEN_END]
+        if good:
+            text = head[:good[0]]
         else:
-            text = " ".join(words[:max_words]) + "…"
-    text = text.rstrip(" ,;:-–")
-    return (text[:1].upper() + text[1:]) if text else "Untitled area"
+            text = _trim_open_end(" ".join(words[:max_words])) + "…"
+    text = _trim_open_end(text.rstrip(" ,;:-–")) if not text.endswith("…") else text
+    return (text[:1].upper() + text[1:]) if text else UNTITLED_AREA
+
+
+def _has_content(text: str) -> bool:
+    """Whether ``text`` has a word beyond the stop words and the verbs that carry no
+    topic ("Do you think that it" has none)."""
+    return any(w not in _STOP and w not in _LIGHT_VERBS and len(w) > 2 for w in _words(text))
+
+
+_FALSE_START = re.compile(r"^\W*(\w[\w'’]*)(?:\s+(\w[\w'’]*))?\s*,")
+
+
+def _false_start(name: str) -> bool:
+    """One or two words that say nothing, then a comma: "For, how did your, ..."."""
+    m = _FALSE_START.match(name)
+    return bool(m) and all(w.lower() in _STOP for w in m.groups() if w)
+
+
+def _name_defects(name: str) -> int:
+    """How far an area name falls short of a readable one: no word that says
+    something (2); cut short ("…"), ending on a word a question cannot end on, a
+    word said twice, a false start (:func:`_false_start`) (1 each); no words at all
+    (10)."""
+    if name == UNTITLED_AREA:
+        return 10
+    words = _words(name)
+    return (2 * (not _has_content(name)) + name.endswith("…")
+            + bool(words and words[-1] in _OPEN_END) + bool(_REPEAT.search(name))
+            + _false_start(name))
 
 
 def _backchannel(text: str) -> bool:
@@ -1189,7 +1324,8 @@ def _infer_areas(prompts: list[_Prompt], qv: np.ndarray, config: ProtocolConfig,
             name = _FRAME_NAME[kinds[a]]
         else:
             full = [p for p in members if not p.short] or members
-            name = area_name(_representative(full, qv), config.name_max_words)
+            name = area_name(_representative(full, qv, config.name_max_words),
+                             config.name_max_words)
         names[name] += 1
         if names[name] > 1:
             name = f"{name} ({names[name]})"
@@ -1201,14 +1337,24 @@ def _infer_areas(prompts: list[_Prompt], qv: np.ndarray, config: ProtocolConfig,
     return Protocol(tuple(areas))
 
 
-def _representative(members: list[_Prompt], qv: np.ndarray) -> str:
-    """The question an area is named after: among those nearly as representative
-    as the best (mean similarity to the others within 0.05), the shortest, for
-    the plainest name."""
+#: How far below the most representative question an area's other wordings may
+#: score (mean cosine similarity to the others) and still give the area its name.
+_NAME_POOL = 0.15
+
+
+def _representative(members: list[_Prompt], qv: np.ndarray, max_words: int = 12) -> str:
+    """The question an area is named after. The wordings of one protocol question
+    are all representative of it, and spoken ones differ mostly in how readable
+    they are ("Do you think that it, would you want a written plan ..."), so among
+    those within ``_NAME_POOL`` of the best (mean similarity to the others) the one
+    whose name has the fewest defects (:func:`_name_defects`) is taken; then those
+    within 0.05 of the best, then the shortest, for the plainest name."""
     ranked = _ranked_questions(members, qv, with_scores=True)
     top = ranked[0][1]
-    near = [q for q, score in ranked if score >= top - 0.05]
-    return min(near, key=lambda q: (len(_words(q)), near.index(q)))
+    pool = [(i, q, score) for i, (q, score) in enumerate(ranked) if score >= top - _NAME_POOL]
+    best = min(pool, key=lambda x: (_name_defects(area_name(x[1], max_words)),
+                                    x[2] < top - 0.05, len(_words(x[1])), x[0]))
+    return best[1]
 
 
 def _ranked_questions(members: list[_Prompt], qv: np.ndarray, with_scores: bool = False):
