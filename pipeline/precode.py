@@ -908,7 +908,8 @@ def read_queue(path: Path) -> tuple[dict, list[QueueChoice]]:
     if not path.is_file():
         raise InputError("no such queue workbook", path=path)
     try:
-        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        # formulas as formulas: a person's "=..." is refused, not read as blank (sheets.py)
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=False)
     except Exception as exc:            # not a workbook: openpyxl raises many kinds
         raise InputError(f"not a readable .xlsx workbook ({exc})", path=path) from None
     if "queue" not in wb.sheetnames or "_meta" not in wb.sheetnames:
@@ -920,14 +921,21 @@ def read_queue(path: Path) -> tuple[dict, list[QueueChoice]]:
             raise InputError(f"the queue workbook's _meta sheet has no {need!r}", path=path)
     cats = {int(r[0]) for r in wb["categories"].iter_rows(min_row=2, values_only=True)
             if r and r[0] not in (None, "none")} if "categories" in wb.sheetnames else set()
-    rows = list(wb["queue"].iter_rows(values_only=True))
+    cell_rows = list(wb["queue"].iter_rows())
+    rows = [[c.value for c in cells] for cells in cell_rows]
     if not rows or list(rows[0][:len(QUEUE_HEAD)]) != QUEUE_HEAD:
         raise InputError("the queue sheet's header row was changed; expected: "
                          + ", ".join(QUEUE_HEAD), path=path)
-    from .sheets import restore
+    from .sheets import formula_problem, is_formula, restore
 
     choices, errors = [], []
     for n, r in enumerate(rows[1:], start=2):
+        cells = cell_rows[n - 1]
+        typed = [k for k in (CHOICE_COL, COMMENT_COL) if k < len(cells) and is_formula(cells[k])]
+        if typed:
+            errors.extend(formula_problem(f"sheet 'queue', row {n}", QUEUE_HEAD[k], r[k])
+                          for k in typed)
+            continue
         r = list(r) + [None] * (len(QUEUE_HEAD) - len(r))
         raw = r[CHOICE_COL]
         if raw is None or str(raw).strip() == "":

@@ -227,3 +227,28 @@ def append_row(ws, values: Iterable[Any]) -> int:
         cells.append(cell)
     ws.append(cells)
     return cells[0].row if cells else ws.max_row
+
+
+# --- reading what a person filled in ------------------------------------------------
+
+def is_formula(cell) -> bool:
+    """Whether an openpyxl cell, of a workbook loaded with ``data_only=False``, holds a
+    formula rather than text.
+
+    A judge who types ``=Grief for her mother`` into a cell makes a formula. Loaded
+    with ``data_only=True`` that cell reads as blank when the file was saved by a
+    script or LibreOffice without computed values, or as the formula's result
+    (``#NAME?``) when Excel saved it: the entry would be lost or misread. So readers
+    of filled-in workbooks load formulas as formulas and refuse them with
+    :func:`formula_problem`. Text Consensa wrote is a string cell whatever it starts
+    with (:func:`set_cell`), so it is never taken for one."""
+    return getattr(cell, "data_type", None) == "f"
+
+
+def formula_problem(where: str, column: str, value: Any) -> str:
+    """The error for a formula in a cell that is read as text (:func:`is_formula`)."""
+    shown = str(value if value is not None else "")
+    shown = shown[:40] + ("…" if len(shown) > 40 else "")
+    return (f"{where}, column '{column}': the cell holds a formula ({shown}), which is never "
+            "read as an answer; type the text itself (start it with an apostrophe, '=..., "
+            "to keep a leading =) and import again")

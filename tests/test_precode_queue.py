@@ -165,6 +165,18 @@ def test_a_bad_queue_row_imports_nothing_and_names_the_row(queued, tmp_path, cap
     assert stored_choices(codebook.parent.parent).empty
 
 
+def test_a_formula_typed_into_the_queue_imports_nothing_and_names_the_cell(queued, tmp_path,
+                                                                          capsys):
+    codebook, out = queued
+    filled = _fill(out / "queue.xlsx", tmp_path / "f.xlsx", {2: "none", 3: "=_lists!A1"})
+    assert openpyxl.load_workbook(filled)["queue"].cell(
+        row=3, column=QUEUE_HEAD.index("code as category") + 1).data_type == "f"
+    assert main(["precode", "import", str(filled), "--by", "ana"]) == 2
+    err = capsys.readouterr().err
+    assert "sheet 'queue', row 3, column 'code as category': the cell holds a formula" in err
+    assert stored_choices(codebook.parent.parent).empty
+
+
 def test_retrain_learns_from_the_stored_choices(queued, tmp_path):
     codebook, out = queued
     ws = openpyxl.load_workbook(out / "queue.xlsx")["queue"]

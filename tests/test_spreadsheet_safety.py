@@ -374,6 +374,43 @@ def test_review_round_trip_keeps_hostile_names_exact(run_copy, capsys, tmp_path)
     assert "'" + HOSTILE["=cmd"] in cells
 
 
+def test_a_formula_a_judge_types_is_refused_and_named_never_lost(run_copy, capsys):
+    """A judge who types "=..." into a workbook makes a formula: read for its value it
+    is blank (a file saved without computed values) or "#NAME?". The import names the
+    sheet, row and column and stores nothing, so the entry is not lost unseen."""
+    run_folder = run_copy
+    assert main(["review", "export", str(run_folder), "--judges", "ana,ben"]) == 0
+    path = run_folder / "review" / "round-1" / "ana.xlsx"
+    items = load_run(run_folder)
+    themes = [int(t) for t in items.themes["theme_id"]]
+    for t in themes:
+        enter(path, "themes", t, decision="accept")
+    wb = openpyxl.load_workbook(path)
+    ws = wb["themes"]
+    header = [c.value for c in ws[1]]
+    row = next(r for r in ws.iter_rows(min_row=2) if r[0].value == themes[0])
+    row[header.index("decision")].value = "rename"
+    row[header.index("new name")].value = '="Grief for "&"her mother"'     # typed, not quoted
+    row[header.index("comment")].value = "=HYPERLINK(\"http://x\",\"see\")"
+    assert row[header.index("new name")].data_type == "f"
+    wb.save(path)
+    capsys.readouterr()
+    assert main(["review", "import", str(run_folder), str(path)]) == 2
+    err = capsys.readouterr().err
+    r = row[0].row
+    assert f"sheet 'themes', row {r}, column 'new name': the cell holds a formula" in err
+    assert f"sheet 'themes', row {r}, column 'comment': the cell holds a formula" in err
+    assert "type the text itself" in err and "Traceback" not in err
+    with ReviewStore(load_run(run_folder)) as store:
+        assert store.positions() == {}
+
+    # typed as text (Excel's leading apostrophe), the same entry is read exactly
+    enter(path, "themes", themes[0], decision="rename", new_name='="Grief"', comment="fine")
+    assert main(["review", "import", str(run_folder), str(path)]) == 0
+    with ReviewStore(load_run(run_folder)) as store:
+        assert store.positions()[f"theme:{themes[0]}"]["ana"].new_name == '="Grief"'
+
+
 # --- compare: code names and quotes -------------------------------------------------------
 
 def test_compare_outputs_keep_code_names_as_text(hostile_run, tmp_path):

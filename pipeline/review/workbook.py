@@ -21,7 +21,7 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 
 from ..fsutil import atomic_write_bytes
-from ..sheets import append_row, set_cell
+from ..sheets import append_row, formula_problem, is_formula, set_cell
 from .evidence import attribute_text, is_cqr, subgroups, theme_evidence
 from .model import (
     DECISION_FIELDS,
@@ -332,7 +332,8 @@ def read_workbook(path: Path, run: RunItems,
     path = Path(path)
     name = path.name
     try:
-        wb = openpyxl.load_workbook(path, data_only=True)
+        # formulas as formulas: a judge's "=..." is refused, not read as blank (sheets.py)
+        wb = openpyxl.load_workbook(path, data_only=False)
     except Exception as exc:  # openpyxl raises many kinds for a file that is not .xlsx
         return None, [f"{name}: cannot be read as an .xlsx workbook ({type(exc).__name__}: {exc})"]
     if "_meta" not in wb.sheetnames:
@@ -380,10 +381,15 @@ def read_workbook(path: Path, run: RunItems,
                 missing = True
         if missing:
             continue
-        for r, values in enumerate(ws.iter_rows(min_row=2, values_only=True), start=2):
-            values = list(values) + [None] * (len(header) - len(values))
+        heading = {key: h for h, key, _ in cols}
+        for r, cells in enumerate(ws.iter_rows(min_row=2), start=2):
+            values = [c.value for c in cells] + [None] * (len(header) - len(cells))
             get = {k: values[i] for k, i in index.items()}
             where = f"{name}, sheet '{sheet}', row {r}"
+            formulas = [k for k, i in index.items() if i < len(cells) and is_formula(cells[i])]
+            if formulas:
+                errors.extend(formula_problem(where, heading[k], get[k]) for k in formulas)
+                continue
             edits = {k: get[k] for k in EDITABLE if k in get and _cell(get[k])}
             if not edits:
                 continue
