@@ -72,6 +72,30 @@ def _qde(path: Path) -> ET.Element:
         return ET.fromstring(zf.read("project.qde"))
 
 
+def test_an_auditor_who_commented_on_nothing_is_not_said_to_have_audited(review_run, capsys):
+    assert main(["review", "export", str(review_run), "--judges", "ana,ben",
+                 "--auditor", "dee"]) == 0
+    for step in (["--theme", "0", "--decision", "accept"], ["--theme", "1", "--decision", "accept"],
+                 ["--theme", "2", "--decision", "accept"], ["--domain", "0", "--decision", "accept"],
+                 ["--domain", "1", "--decision", "accept"]):
+        assert main(["review", "resolve", str(review_run), *step, "--by", "team"]) == 0
+    assert main(["review", "apply", str(review_run)]) == 0
+    md = (review_run / "review" / "codebook.md").read_text(encoding="utf-8")
+    assert "audited by" not in md and "(auditor dee: no audit comment recorded)" in md
+    capsys.readouterr()
+    assert main(["export", "qdpx", str(review_run)]) == 0
+    out = capsys.readouterr().out
+    assert "audited by" not in out and "auditor dee: no audit comment recorded" in out
+    # once dee comments, the audit is named, in the next codebook as in the next export
+    assert main(["review", "audit", str(review_run), "--theme", "1", "--by", "dee",
+                 "--comment", AUDIT]) == 0
+    assert main(["review", "apply", str(review_run)]) == 0
+    md = (review_run / "review" / "codebook.md").read_text(encoding="utf-8")
+    assert "Agreed by ana, ben (round 1), audited by dee;" in md
+    assert main(["export", "qdpx", str(review_run / "review" / "codebook.yaml")]) == 0
+    assert "audited by dee" in capsys.readouterr().out
+
+
 def test_agreed_qdpx_holds_the_consensus_not_the_proposal(reviewed, capsys):
     run, moved = reviewed
     capsys.readouterr()

@@ -188,7 +188,7 @@ def test_next_round_starts_from_the_consensus_and_marks_changes(panel, capsys):
 
     assert main(["review", "status", str(panel)]) == 0
     out = capsys.readouterr().out
-    assert "round 2 (rounds 1-1 closed" in out
+    assert "round 2 (round 1 closed" in out
     assert re.search(r'theme 1 "[^"]*": carried from round 1, rename to "Supervision', out)
 
     # the round-2 workbook starts from round 1's consensus and marks what it changed

@@ -68,6 +68,7 @@ class ExportContent:
     notes: list[ExportNote] = field(default_factory=list)
     judges: list[str] = field(default_factory=list)
     auditors: list[str] = field(default_factory=list)
+    audited: list[str] = field(default_factory=list)   # the auditors with a recorded comment
     open_items: list[str] = field(default_factory=list)
     round: int = 0
     origin: str = ""                       # where it came from, in words
@@ -78,7 +79,9 @@ class ExportContent:
         """One line saying what the export holds (the CLI prints it; files carry it)."""
         people = ", ".join(self.judges) or "the judges"
         if self.kind == AGREED:
-            audited = f", audited by {', '.join(self.auditors)}" if self.auditors else ""
+            from ..review.agreement import audit_words
+
+            audited = audit_words(self.auditors, self.audited)
             return (f"the codebook agreed by {people} in round {self.round}{audited} "
                     f"({self.origin})")
         if self.kind == DRAFT:
@@ -246,6 +249,7 @@ def content_from_review(run: RunData, *, draft: bool) -> ExportContent:
     assignments["category_id"] = assignments["category_id"].astype("int64")
     return ExportContent(DRAFT if pending else AGREED, run, data, assignments, notes,
                          judges=list(status.judges), auditors=list(status.auditors),
+                         audited=list(status.audited),
                          open_items=open_labels, round=status.round,
                          origin=f"from the review store {run.folder / 'review' / DB}")
 
@@ -317,7 +321,11 @@ def content_from_yaml(path: Path, *, sources: bool = True) -> ExportContent:
                                                errors="coerce").fillna(-1).astype("int64")
     content = ExportContent(AGREED, run, data, assignments, notes,
                             judges=list(review.get("judges") or []),
-                            auditors=list(review.get("auditors") or []),
+                            # a codebook written before audits were counted says
+                            # nothing of its audit rather than claim one
+                            auditors=list(review.get("auditors") or []) if "audited_by" in review
+                            else [],
+                            audited=list(review.get("audited_by") or []),
                             round=int(review.get("round") or 0),
                             origin=f"as written to {path} by `consensa review apply`")
     content.cases, content.case_notes = case_attributes(run)

@@ -86,6 +86,8 @@ class ReviewStatus:
     auditors: list[str]
     items: list[ItemStatus]
     agreement: list[Agreement]
+    #: the auditors with a recorded comment (ReviewStore.audited_by)
+    audited: list[str] = field(default_factory=list)
 
     @property
     def closed(self) -> bool:
@@ -153,7 +155,8 @@ def review_status(store: ReviewStore, round: int | None = None) -> ReviewStatus:
         out.append(st)
     agreement = [agreement_stats([i for i in out if i.kind == k], judges, k)
                  for k in ("theme", "domain")]
-    return ReviewStatus(round, judges, store.auditors(), out, agreement)
+    return ReviewStatus(round, judges, store.auditors(), out, agreement,
+                        audited=store.audited_by(round))
 
 
 def agreement_stats(items: list[ItemStatus], judges: list[str], kind: str) -> Agreement:
@@ -177,8 +180,18 @@ def agreement_stats(items: list[ItemStatus], judges: list[str], kind: str) -> Ag
     return Agreement(kind, len(complete), len(judges), float(exact), float(same), kappa, cats)
 
 
+def audit_words(auditors: list[str], audited: list[str]) -> str:
+    """What a codebook or an export says of its audit: only an auditor who recorded a
+    comment audited; one who is only named on the panel is said to have none."""
+    done = [a for a in auditors if a in audited]
+    idle = [a for a in auditors if a not in audited]
+    return ((f", audited by {', '.join(done)}" if done else "")
+            + (f" (auditor {', '.join(idle)}: no audit comment recorded)" if idle else ""))
+
+
 def status_text(status: ReviewStatus, run: RunItems) -> str:
-    earlier = (f" (rounds 1-{status.round - 1} closed; this round starts from round "
+    closed = "round 1" if status.round == 2 else f"rounds 1-{status.round - 1}"
+    earlier = (f" ({closed} closed; this round starts from round "
                f"{status.round - 1}'s consensus)" if status.round > 1 else "")
     lines = [f"Review of run '{run.name}', round {status.round}{earlier}: judges "
              f"{', '.join(status.judges) or '(none)'}"

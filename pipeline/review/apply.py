@@ -31,7 +31,7 @@ from ..fsutil import atomic_write_text
 from ..sheets import to_csv
 from ..stages.cqr import frequency_label
 from ..types import CQR_COLUMNS
-from .agreement import ReviewStatus
+from .agreement import ReviewStatus, audit_words
 from .evidence import UNSTABLE, is_cqr, recount, subgroups, theme_evidence
 from .model import (
     Decision,
@@ -294,6 +294,7 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
            if draft and not status.closed else {}),
         "run": {"name": run.name, "id": run.run_id, "folder": str(run.folder.resolve())},
         "review": {"round": status.round, "judges": status.judges, "auditors": status.auditors,
+                   "audited_by": status.audited,
                    "applied_at": datetime.now(UTC).isoformat(timespec="seconds")},
         "training": {"run_folder": str(run.folder.resolve()), "assignments": "assignments.csv"},
         "cases_total": total,
@@ -459,7 +460,7 @@ def codebook_markdown(cb: Codebook) -> str:
     lines = [f"# {'Draft codebook' if d.get('draft') else 'Codebook'}: {d['run']['name']}", "",
              *draft,
              f"Agreed by {', '.join(d['review']['judges'])} (round {d['review']['round']})"
-             + (f", audited by {', '.join(d['review']['auditors'])}" if d['review']['auditors'] else "")
+             + audit_words(d["review"]["auditors"], d["review"].get("audited_by") or [])
              + f"; {d['cases_total']} cases. Items marked **changed** differ from what "
              "Consensa proposed.", ""]
     for dom in d["domains"]:

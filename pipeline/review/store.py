@@ -260,6 +260,14 @@ class ReviewStore:
     def auditors(self) -> list[str]:
         return [n for n, r in self.panel().items() if r == "auditor"]
 
+    def audited_by(self, round: int | None = None) -> list[str]:
+        """The auditors who recorded at least one comment up to ``round`` (default: the
+        current one), in panel order: being named auditor is not having audited."""
+        rows = self.con.execute("SELECT DISTINCT by FROM audit_comments WHERE round <= ?",
+                                (round or self.round,))
+        commented = {r["by"] for r in rows}
+        return [a for a in self.auditors() if a in commented]
+
     # --- positions ------------------------------------------------------------
     def record_positions(self, batches: list[tuple[str, list[Decision]]], what: str = "",
                          round: int | None = None,
