@@ -442,18 +442,21 @@ def cmd_review_answer(args: argparse.Namespace) -> int:
 def cmd_review_next_round(args: argparse.Namespace) -> int:
     from .review.commands import next_round
 
-    print(next_round(Path(args.run), by=args.by, undo=args.undo))
+    print(next_round(Path(args.run), by=args.by, undo=args.undo, force=args.force))
     return 0
 
 
 def cmd_review_apply(args: argparse.Namespace) -> int:
     from .review.commands import apply
 
-    paths = apply(Path(args.run), preview=args.preview)
-    print("draft codebook written (items are still open):" if args.preview
-          else "final codebook written:")
+    paths, unanswered = apply(Path(args.run), preview=args.preview)
+    print("draft codebook written:" if args.preview else "final codebook written:")
     for p in paths.values():
         print(f"  {p}")
+    if unanswered:
+        print(f"warning: {len(unanswered)} auditor's comment(s) still wait for a judge's answer "
+              "(the codebook says so): " + "; ".join(unanswered[:10])
+              + (" ..." if len(unanswered) > 10 else ""), file=sys.stderr)
     return 0
 
 
@@ -551,6 +554,8 @@ def _add_review_parser(sub) -> None:
     q.add_argument("--by", default="panel", help="who closes the round (default: panel)")
     q.add_argument("--undo", action="store_true",
                    help="go back to the round before (only while the new round is empty)")
+    q.add_argument("--force", action="store_true",
+                   help="close the round although a judge has not answered an auditor's comment")
     q.set_defaults(func=cmd_review_next_round)
 
     q = rs.add_parser("apply", parents=[_QUIET], help="write the final codebook from the consensus")

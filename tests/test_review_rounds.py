@@ -292,6 +292,44 @@ def test_judges_answer_audit_comments_with_undo(panel, capsys):
         assert actions.count("audit answer") == 2 and "audit answer undo" in actions
 
 
+def test_a_round_with_an_unanswered_audit_comment_does_not_close_unseen(panel, capsys):
+    run = _close_round_one(panel)
+    assert main(["review", "audit", str(panel), "--theme", "2", "--by", "dee",
+                 "--comment", "Is client support really supervision?"]) == 0
+    with ReviewStore(run) as store:
+        cid = store.audit_comment_rows()["theme:2"][0]["id"]
+    assert main(["review", "answer", str(panel), "--comment", str(cid), "--by", "ana",
+                 "--accept"]) == 0
+    capsys.readouterr()
+    # the codebook is written, and says so; the command warns
+    assert main(["review", "apply", str(panel)]) == 0
+    captured = capsys.readouterr()
+    assert f"comment {cid} on" in captured.err and "not answered by ben" in captured.err
+    md = (panel / "review" / "codebook.md").read_text(encoding="utf-8")
+    assert "not answered by every judge" in md and "not answered by ben" in md
+    # the round is not closed over it, on the command line or in the web app
+    assert main(["review", "next-round", str(panel), "--by", "ana"]) == 2
+    err = capsys.readouterr().err
+    assert f"comment {cid} on" in err and "not answered by ben" in err and "--force" in err
+    web = Web(panel, "ana")
+    r = web.post("/next-round", _page=web.get("/"), round="1")
+    assert r.status_code == 409 and "not answered by ben" in r.text
+    with ReviewStore(run) as store:
+        assert store.round == 1
+    # once ben answers it closes; --force closes over an unanswered one and says so
+    assert main(["review", "answer", str(panel), "--comment", str(cid), "--by", "ben",
+                 "--argue", "they say so themselves"]) == 0
+    assert main(["review", "apply", str(panel)]) == 0
+    assert "not answered" not in (panel / "review" / "codebook.md").read_text(encoding="utf-8")
+    with ReviewStore(run) as store:
+        store.undo_answer(cid, "ben")
+    capsys.readouterr()
+    assert main(["review", "next-round", str(panel), "--by", "ana", "--force"]) == 0
+    assert "left unanswered" in capsys.readouterr().out
+    with ReviewStore(run) as store:
+        assert store.round == 2
+
+
 def test_judges_answer_in_the_web_app(panel):
     run = _close_round_one(panel)
     with ReviewStore(run) as store:

@@ -99,6 +99,18 @@ class ReviewStatus:
     def effective_consensus(self) -> dict[str, Decision]:
         return {i.item: i.consensus for i in self.items if i.consensus is not None}
 
+    def unanswered(self) -> list[str]:
+        """The auditors' comments of this round that a judge has not answered, one line
+        each: ``comment 3 on theme 1 "Grief" (dee): not answered by ben, caro``."""
+        out = []
+        for i in self.items:
+            for c in i.audit:
+                missing = [j for j in self.judges if j not in c["answers"]]
+                if missing:
+                    out.append(f"comment {c['id']} on {i.label} ({c['by']}): not answered by "
+                               + ", ".join(missing))
+        return out
+
 
 def _agreed(positions: dict[str, Decision]) -> Decision:
     """The common decision, keeping any core idea note and joining the comments."""

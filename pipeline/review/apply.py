@@ -295,6 +295,7 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
         "run": {"name": run.name, "id": run.run_id, "folder": str(run.folder.resolve())},
         "review": {"round": status.round, "judges": status.judges, "auditors": status.auditors,
                    "audited_by": status.audited,
+                   "unanswered_audit_comments": status.unanswered(),
                    "applied_at": datetime.now(UTC).isoformat(timespec="seconds")},
         "training": {"run_folder": str(run.folder.resolve()), "assignments": "assignments.csv"},
         "cases_total": total,
@@ -462,7 +463,10 @@ def codebook_markdown(cb: Codebook) -> str:
              f"Agreed by {', '.join(d['review']['judges'])} (round {d['review']['round']})"
              + audit_words(d["review"]["auditors"], d["review"].get("audited_by") or [])
              + f"; {d['cases_total']} cases. Items marked **changed** differ from what "
-             "Consensa proposed.", ""]
+             "Consensa proposed.", "",
+             *(["**Auditor's comments not answered by every judge**: "
+                + "; ".join(d["review"]["unanswered_audit_comments"]), ""]
+               if d["review"].get("unanswered_audit_comments") else [])]
     for dom in d["domains"]:
         mark = " (changed)" if dom["changed"] else ""
         lines += [f"## {dom['name']}{mark}", "",

@@ -204,8 +204,9 @@ def answer(run_folder: Path, *, comment: int, by: str, answer: str, text: str = 
             f"{comment} by {row['by']} on {run.label(row['item'])}")
 
 
-def next_round(run_folder: Path, by: str, undo: bool = False) -> str:
-    """Close the current round (every item must have its consensus) and open the next,
+def next_round(run_folder: Path, by: str, undo: bool = False, force: bool = False) -> str:
+    """Close the current round (every item must have its consensus, and every judge
+    must have answered each auditor's comment, unless ``force``) and open the next,
     which starts from that consensus; with ``undo``, go back to the round before while
     nothing was recorded in the new one."""
     run = load_run(run_folder)
@@ -220,21 +221,36 @@ def next_round(run_folder: Path, by: str, undo: bool = False) -> str:
                               f"have no consensus decision: {pending}",
                               hint="resolve them with `consensa review resolve`, then open "
                               "the next round")
+        unanswered = st.unanswered()
+        if unanswered and not force:
+            raise ReviewError(
+                f"round {st.round}: {len(unanswered)} auditor's comment(s) still wait for a "
+                "judge's answer: " + "; ".join(unanswered[:10])
+                + (" ..." if len(unanswered) > 10 else ""),
+                hint=f"answer with `consensa review answer {run_folder} --comment N --by JUDGE "
+                "--accept` (or --argue WHY), or close the round without them with --force")
         new = store.next_round(by, closed=True)
+    left = (f" {len(unanswered)} auditor's comment(s) were left unanswered: "
+            + "; ".join(unanswered[:10]) + "." if unanswered else "")
     return (f"round {new - 1} closed; round {new} is open and starts from round {new - 1}'s "
-            f"consensus. Next: consensa review export {run_folder} --judges ... (the "
+            f"consensus.{left} Next: consensa review export {run_folder} --judges ... (the "
             "workbooks start from that consensus)")
 
 
-def apply(run_folder: Path, preview: bool = False) -> dict[str, Path]:
+def apply(run_folder: Path, preview: bool = False) -> tuple[dict[str, Path], list[str]]:
     """The final codebook into ``RUN/review/``; with ``preview``, the codebook as it
     stands, open items as proposed, into ``RUN/review/draft/`` and marked as a draft
-    (the final one is written only from a round where nothing is open)."""
+    (the final one is written only from a round where nothing is open).
+
+    Returns the files written and the auditors' comments a judge has not answered
+    (:meth:`ReviewStatus.unanswered`): the codebook is written, says so, and the
+    command prints them, since the team may have settled them in the room."""
     run = load_run(run_folder)
     with ReviewStore(run) as store:
         st = review_status(store)
     cb = build_codebook(run, st, draft=preview)
-    return write_codebook(cb, run.folder / "review" / ("draft" if preview else ""))
+    return (write_codebook(cb, run.folder / "review" / ("draft" if preview else "")),
+            st.unanswered())
 
 
 __all__ = ["export", "import_workbooks", "status", "resolve", "audit", "answer", "next_round",

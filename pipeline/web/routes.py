@@ -335,6 +335,11 @@ def next_round(review: ReviewApp, request: Request, form) -> Response:
                 raise Refused(409, f"Round {form.get('round')} is not the open round any more "
                               f"(round {store.round} is).", "Nothing was changed.")
             st = review_status(store)
+            if st.closed and st.unanswered():
+                raise Refused(409, f"{len(st.unanswered())} auditor's comment(s) still wait for "
+                              "a judge's answer: " + "; ".join(st.unanswered()[:5]) + ".",
+                              "Nothing was changed. Answer them on the items' pages, or close "
+                              "the round without them: consensa review next-round RUN --force.")
             new = store.next_round(who, closed=st.closed)
     except ReviewError as exc:
         raise Refused(400, exc.reason, "Nothing was changed.") from None
