@@ -1009,7 +1009,9 @@ def record_choices(store: ReviewStore, batch: str, choices: list[QueueChoice], b
     replaces the earlier one when read (:func:`latest_choices`); both stay in the log.
 
     A choice of an id that is not a category of the codebook (``categories``) nor
-    "none" refuses them all: nothing is stored.
+    "none" refuses them all: nothing is stored. So does a person who is not a judge
+    of the review's panel, when it has one: coding is the judges' part, and a
+    choice under another name (an auditor's, a typo's) would train the next batch.
     """
     known = set(categories)
     bad = [c for c in choices if c.category_id != NONE and c.category_id not in known]
@@ -1020,6 +1022,13 @@ def record_choices(store: ReviewStore, batch: str, choices: list[QueueChoice], b
                          "nothing was stored")
     if not by:
         raise InputError("a choice must name the person who made it")
+    panel = store.panel()
+    if panel and panel.get(by) != "judge":
+        judges = ", ".join(n for n, r in panel.items() if r == "judge") or "none"
+        raise InputError(f"{by!r} is " + ("an auditor" if panel.get(by) == "auditor"
+                                          else "not on the review's panel")
+                         + f"; queued segments are coded by the judges ({judges})",
+                         hint="give --by the judge who made these choices; nothing was stored")
     now = datetime.now(UTC).isoformat(timespec="microseconds")
     with store.transaction() as con:
         cur = con.execute("INSERT INTO imports (at, who, what, n_rows) VALUES (?, ?, ?, ?)",

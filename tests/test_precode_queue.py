@@ -177,6 +177,28 @@ def test_a_formula_typed_into_the_queue_imports_nothing_and_names_the_cell(queue
     assert stored_choices(codebook.parent.parent).empty
 
 
+def test_only_a_judge_of_the_panel_can_import_queue_choices(queued, tmp_path, capsys):
+    from pipeline.review.model import load_run
+    from pipeline.review.store import ReviewStore
+
+    codebook, out = queued
+    run = codebook.parent.parent
+    with ReviewStore(load_run(run)) as store:
+        judges, auditors = store.judges(), store.auditors()
+        if not auditors:
+            store.set_panel(judges, ["dee"])
+            auditors = ["dee"]
+    filled = _fill(out / "queue.xlsx", tmp_path / "q.xlsx", {2: "none"})
+    capsys.readouterr()
+    for who, says in (("zed", "not on the review's panel"), (auditors[0], "an auditor")):
+        assert main(["precode", "import", str(filled), "--by", who]) == 2
+        err = capsys.readouterr().err
+        assert says in err and ", ".join(judges) in err and "nothing was stored" in err
+    assert stored_choices(run).empty
+    assert main(["precode", "import", str(filled), "--by", judges[0]]) == 0
+    assert len(stored_choices(run)) == 1
+
+
 def test_retrain_learns_from_the_stored_choices(queued, tmp_path):
     codebook, out = queued
     ws = openpyxl.load_workbook(out / "queue.xlsx")["queue"]
