@@ -4,9 +4,11 @@ the command line, the workbooks and the web app (in process, without a browser).
 from __future__ import annotations
 
 import re
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import openpyxl
+import pandas as pd
 import pytest
 from starlette.testclient import TestClient
 
@@ -506,6 +508,18 @@ def test_subcategory_is_a_decision_with_undo_in_the_codebook(panel, capsys):
     assert ids.index(2) == ids.index(1) + 1  # listed right after its parent
     assert "#### Support from clients (subcategory of" in \
         (panel / "review" / "codebook.md").read_text()
+    # in the QDA tools it sits under its category, not beside it
+    parent = next(c["name"] for c in cats if c["id"] == 1)
+    domain = next(d["name"] for d in cb["domains"] if d["id"] == parent_domain)
+    assert main(["export", "qdc", str(panel)]) == 0
+    root = ET.parse(next((panel / "export").glob("*-agreed.qdc"))).getroot()
+    ns = root.tag.split("}")[0] + "}"
+    parent_of = {child.get("name"): code.get("name") for code in root.iter(f"{ns}Code")
+                 for child in code.findall(f"{ns}Code")}
+    assert parent_of["Support from clients"] == parent and parent_of[parent] == domain
+    assert main(["export", "csv", str(panel)]) == 0
+    book = pd.read_csv(next((panel / "export").glob("*-agreed-codebook.csv")))
+    assert f"{domain} > {parent} > Support from clients" in set(book["tag"])
     with ReviewStore(run) as store:  # undo: a top-level category again
         store.undo_consensus("ana")
         st = review_status(store)

@@ -42,6 +42,7 @@ import sqlite3
 import uuid
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -552,8 +553,10 @@ def codebook_from_yaml(path: Path) -> list[ExportCode]:
 def codes_from_data(data: dict, rid: str) -> list[ExportCode]:
     """Domains and their categories from a codebook shaped like ``codebook.yaml`` (the
     agreed one, or a proposal put in that shape): domains as parent codes, categories as
-    their children, GUIDs from the run id and the ids (so a category the judges renamed
-    keeps the GUID of the theme it was, and a QDA tool sees the same code renamed)."""
+    their children and subcategories (a category with a ``parent`` in its domain) as
+    the children of their category, as CQR prints them; GUIDs from the run id and the
+    ids (so a category the judges renamed keeps the GUID of the theme it was, and a QDA
+    tool sees the same code renamed)."""
     total = data.get("cases_total", "?")
 
     def category(c: dict) -> ExportCode:
@@ -581,14 +584,16 @@ def codes_from_data(data: dict, rid: str) -> list[ExportCode]:
                          f"of {total} cases).", DOMAIN_COLOURS[did % len(DOMAIN_COLOURS)],
                          domain_id=did)
         cats = d.get("categories") or []
-        seen: dict[str, int] = {}
+        codes = {_int(c.get("id")): category(c) for c in cats}
         for c in cats:
-            seen[_s(c.get("name"))] = seen.get(_s(c.get("name")), 0) + 1
-        for c in cats:
-            code = category(c)
-            if seen[_s(c.get("name"))] > 1:   # two codes of one parent need two names
-                code.name = f"{code.name} [category {code.theme_id}]"
-            dom.children.append(code)
+            code, parent = codes[_int(c.get("id"))], _int(c.get("parent"), -1)
+            holder = codes[parent] if parent in codes and parent != code.theme_id else dom
+            holder.children.append(code)
+        for holder in [dom, *codes.values()]:
+            seen = Counter(child.name for child in holder.children)
+            for child in holder.children:
+                if seen[child.name] > 1:      # two codes of one parent need two names
+                    child.name = f"{child.name} [category {child.theme_id}]"
         out.append(dom)
     out += [category(c) for c in data.get("loose_categories") or []]
     return out
