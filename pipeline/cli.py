@@ -286,6 +286,11 @@ def _export_notes(content) -> None:
     if rejected:
         print(f"  left out: {len(rejected)} rejected theme(s): "
               + ", ".join(f"{t['id']} \"{t['name']}\"" for t in rejected))
+    subs = content.data.get("subcategories_not_reviewed") or []
+    if subs:
+        print(f"  left out: {len(subs)} proposed subcategories (the judges review categories; "
+              "their segments are coded with their category): "
+              + "; ".join(f"\"{s['name']}\"" for s in subs[:6]) + (" ..." if len(subs) > 6 else ""))
     for note in content.case_notes:
         print(f"  note: {note}")
 

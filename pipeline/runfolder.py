@@ -398,6 +398,22 @@ class RunFolder:
         parts["protocol"] = protocol.read_text(encoding="utf-8") if protocol.is_file() else None
         return parts
 
+    def proposed_subcategories(self) -> list[dict]:
+        """The subcategories a CQR run proposed ([] for a themes run): id, name, parent
+        theme id and parent name. The review's unit is the top-level category, so a
+        codebook or an export that leaves them out says so with this list."""
+        have = any((self.path / f).is_file() for f in TABLES["categories"][:2])
+        if not have:
+            return []
+        cats = self.table("categories")
+        name_of = {int(c): str(n) for c, n, p in zip(cats["category_id"], cats["name"],
+                                                       cats["parent_id"]) if int(p) < 0}
+        theme_of = {int(c): int(t) for c, t in zip(cats["category_id"], cats["theme_id"])}
+        return [{"id": int(c), "name": str(n), "parent_theme": theme_of.get(int(p), -1),
+                 "parent_name": name_of.get(int(p), "")}
+                for c, n, p in zip(cats["category_id"], cats["name"], cats["parent_id"])
+                if int(p) >= 0]
+
     # --- the transcripts --------------------------------------------------------
 
     def input_path(self, item: dict) -> Path | None:

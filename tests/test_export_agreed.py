@@ -321,3 +321,24 @@ def test_the_demos_agreed_project_is_valid_and_read_back_whole(applied_demo, tmp
     assert len(project.notes.note) == len(qde.find(f"{P}Notes")) > 0
     assert {v.name for v in project.variables.variable} >= {"orientation"}
     assert all(c.variable_value for c in project.cases.case)
+
+
+@pytest.mark.slow
+def test_the_proposed_subcategories_a_codebook_leaves_out_are_named(applied_demo, capsys):
+    """The judges review categories; the subcategories the demo's run proposed are not
+    in its codebook. The codebook, the export's message and the project's notes say
+    which, rather than drop them unseen."""
+    from pipeline.runfolder import RunFolder
+
+    run = applied_demo
+    subs = RunFolder.open(run).proposed_subcategories()
+    assert len(subs) >= 3
+    md = (run / "review" / "codebook.md").read_text(encoding="utf-8")
+    assert "## Proposed subcategories not in this codebook" in md
+    assert all(f"\"{s['name']}\" (under \"{s['parent_name']}\")" in md for s in subs)
+    capsys.readouterr()
+    assert main(["export", "qdpx", str(run)]) == 0
+    assert f"left out: {len(subs)} proposed subcategories" in capsys.readouterr().out
+    [path] = (run / "export").glob("*-agreed.qdpx")
+    notes = [n.get("name") for n in _qde(path).iter(f"{P}Note")]
+    assert f"Proposed subcategories left out: {len(subs)}" in notes

@@ -36,6 +36,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import InputError
+from ..runfolder import RunFolder
 from .codes import RunData, case_attributes, load_run
 
 PROPOSAL, AGREED, DRAFT = "proposal", "agreed", "draft"
@@ -127,6 +128,20 @@ def proposal_reason(run: RunData) -> str:
     return "this run has no review yet, so the names are Consensa's, not the judges'"
 
 
+def subcategory_note(data: dict) -> list[ExportNote]:
+    """A project note listing the proposal's subcategories that the export leaves out
+    (``data["subcategories_not_reviewed"]``), so their absence is said in the file."""
+    from ..review.apply import SUBCATEGORIES_NOT_REVIEWED
+
+    subs = data.get("subcategories_not_reviewed") or []
+    if not subs:
+        return []
+    return [ExportNote("subcategories", f"Proposed subcategories left out: {len(subs)}",
+                       SUBCATEGORIES_NOT_REVIEWED + "\n" + "\n".join(
+                           f"- {s['name']} (under {s['parent_name']})" for s in subs),
+                       "Consensa", ("project", ""))]
+
+
 def content_from_proposal(run: RunData, why: str) -> ExportContent:
     """The run's own themes and domains, shaped like ``codebook.yaml``."""
     n_cases = run.manifest.get("counts", {}).get("cases_analysed") or \
@@ -160,7 +175,9 @@ def content_from_proposal(run: RunData, why: str) -> ExportContent:
                                     cat["core_idea"], "Consensa", ("category", int(t.theme_id))))
     data = {"consensa_codebook": 1, "run": {"name": run.name, "id": run.run_id},
             "cases_total": int(n_cases), "domains": domains, "loose_categories": loose,
-            "rejected_themes": []}
+            "rejected_themes": [],
+            "subcategories_not_reviewed": RunFolder.open(run.folder).proposed_subcategories()}
+    notes += subcategory_note(data)
     seg = run.segments
     assignments = pd.DataFrame({"segment_id": seg["segment_id"], "case_id": seg["case_id"],
                                 "category_id": seg["theme"].astype("int64")})
@@ -240,6 +257,7 @@ def content_from_review(run: RunData, *, draft: bool) -> ExportContent:
                                 f"\"{t['name']}\" ({t['n_segments']} segments)"
                                 + (f": {t['comment']}" if t.get("comment") else "."),
                                 "Consensus", ("project", "")))
+    notes += subcategory_note(data)
     if pending:
         notes.append(ExportNote("draft", f"DRAFT: {len(pending)} open item(s)",
                                 "These items have no consensus yet and keep Consensa's "
@@ -316,6 +334,7 @@ def content_from_yaml(path: Path, *, sources: bool = True) -> ExportContent:
         notes.append(ExportNote(f"rejected/{t['id']}", f"Rejected: theme {t['id']} "
                                 f"\"{t['name']}\"", _s(t.get("comment")) or "Rejected by the "
                                 "judges.", "Consensus", ("project", "")))
+    notes += subcategory_note(data)
     assignments = frame[["segment_id", "case_id", "category_id"]].copy()
     assignments["category_id"] = pd.to_numeric(assignments["category_id"],
                                                errors="coerce").fillna(-1).astype("int64")

@@ -28,6 +28,7 @@ import pandas as pd
 import yaml
 
 from ..fsutil import atomic_write_text
+from ..runfolder import RunFolder
 from ..sheets import to_csv
 from ..stages.cqr import frequency_label
 from ..types import CQR_COLUMNS
@@ -302,6 +303,9 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
         "domains": [],
         "rejected_themes": [],
         "unassigned_segments": int((seg["category_id"] < 0).sum()),
+        # the review's unit is the category: the proposal's subcategories are not in the
+        # codebook, and it says so (SUBCATEGORIES_NOT_REVIEWED)
+        "subcategories_not_reviewed": RunFolder.open(run.folder).proposed_subcategories(),
     }
     for d in doms.itertuples():
         entry = {"id": int(d.domain_id), "name": d.name, "frequency_label": d.frequency_label,
@@ -453,6 +457,15 @@ def table_markdown(table: pd.DataFrame, flags: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Why a codebook holds none of the subcategories the run proposed, and how to keep one.
+SUBCATEGORIES_NOT_REVIEWED = (
+    "The judges review categories; the subcategories Consensa proposed within them were "
+    "not reviewed, so they are not part of this codebook (their segments are coded with "
+    "their category). To keep one, create a category of its segments (tick them on its "
+    "category's page in `consensa serve`) and make it a subcategory of that category "
+    "(decision 'subcategory').")
+
+
 def codebook_markdown(cb: Codebook) -> str:
     d = cb.data
     draft = ([f"**DRAFT**: {len(d['open_items'])} item(s) still have no consensus and stand "
@@ -511,6 +524,12 @@ def codebook_markdown(cb: Codebook) -> str:
         for t in d["rejected_themes"]:
             lines.append(f"- theme {t['id']} \"{t['name']}\" ({t['n_segments']} segments)"
                          + (f": {t['comment']}" if t["comment"] else ""))
+        lines.append("")
+    if d.get("subcategories_not_reviewed"):
+        lines += ["## Proposed subcategories not in this codebook", "",
+                  SUBCATEGORIES_NOT_REVIEWED, ""]
+        lines += [f"- \"{s['name']}\" (under \"{s['parent_name']}\")"
+                  for s in d["subcategories_not_reviewed"]]
         lines.append("")
     lines.append(f"Unassigned segments: {d['unassigned_segments']}")
     return "\n".join(lines) + "\n"
