@@ -538,6 +538,9 @@ def test_cases_missing_from_table_get_empty_attributes(tmp_path):
     corpus = run(tmp_path, "T01.txt", "T35.txt", cases_table="attrs.csv")
     assert corpus.cases.to_dict("records") == [{"case_id": "T01", "age": ""},
                                                {"case_id": "T35", "age": "41"}]
+    # and the run says which cases the table does not cover
+    (note,) = [s for s in corpus.skipped if "attrs.csv" in s.what]
+    assert "1 of 2 case(s) have no row in the cases table: T01" in note.reason
     write(tmp_path, "attrs.csv", "case_id,age\nT35,41\nT35,42\n")
     with pytest.raises(InputError, match=r"attrs\.csv.*more than one row for \['T35'\]"):
         run(tmp_path, "T35.txt", cases_table="attrs.csv")

@@ -1163,6 +1163,13 @@ def _join_cases_table(cases: pd.DataFrame, path: Path,
             f"{len(unknown)} row(s) of the cases table name cases that are not among the "
             f"transcripts: {', '.join(unknown[:20])}; their attributes were not used: "
             "check that the case ids match the transcript file names (without extension)")))
+    listed = set(table["case_id"])
+    absent = [cid for cid in cases["case_id"] if cid not in listed]
+    if absent:
+        notes.append(Skipped(shown, (
+            f"{len(absent)} of {len(cases)} case(s) have no row in the cases table: "
+            f"{', '.join(absent[:20])}{' ...' if len(absent) > 20 else ''}; their attributes "
+            "are blank, so the subgroup counts leave them out: add a row for each")))
     joined = cases.merge(table, on="case_id", how="left")
     return joined.fillna(""), notes
 
