@@ -218,6 +218,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
                   columns=_columns(args.column))
     folder = write_compare(res, args.out)
     print(summary_text(res, folder))
+    from .review.store import db_path
+
+    if db_path(Path(args.run)).is_file():
+        print("note: this compares the run's proposed themes with the codes; the judges' "
+              "review of the run (its renames, merges and moves) is not part of it")
     return 0
 
 

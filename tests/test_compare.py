@@ -163,9 +163,20 @@ def test_codes_that_are_the_topics_agree_fully(plain, tmp_path, capsys):
     assert set(agreement["level"]) == {"category", "domain"}
     manifest = json.loads((out / "compare_manifest.json").read_text())
     assert len(manifest["codes"]["sha256"]) == 64 and manifest["params"]["level"] == "category"
+    assert "review" not in printed
     html = (out / "compare.html").read_text()
     assert "<svg" in html and "<script" not in html and "http://" not in html.replace(
         "http://www.w3.org", "") and "https://" not in html
+
+
+def test_compare_on_a_reviewed_run_says_it_compares_the_proposal(study_run, review_run, tmp_path,
+                                                                 capsys):
+    study = study_run().parent / "study-plain"
+    codes = write_csv(tmp_path / "codes.csv", topic_rows(study))
+    assert main(["review", "export", str(review_run), "--judges", "ana,ben"]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(review_run), str(codes), "--out", str(tmp_path / "c")]) == 0
+    assert "compares the run's proposed themes" in capsys.readouterr().out
 
 
 def test_splits_mixes_new_codes_partial_overlaps_and_the_queue(plain, tmp_path):

@@ -64,6 +64,12 @@ def export(run_folder: Path, judges: list[str], auditors: list[str] = (), force:
     return paths + [packet]
 
 
+#: What to do about the problems an import lists: rows, or whole files (a file that
+#: is not a workbook, one of another run or round, two of one judge).
+FIX_HINT = ("fix what is listed (the rows named, or the files) and import again; nothing "
+            "was imported")
+
+
 def import_workbooks(run_folder: Path, files: list[Path], consensus: bool = False,
                      by: str = "") -> str:
     """Read and check every file, then record all of it in one transaction."""
@@ -93,13 +99,11 @@ def import_workbooks(run_folder: Path, files: list[Path], consensus: bool = Fals
             from .model import check_set
             errors += check_set(decisions, run)
             if errors:
-                raise ReviewError(listing(errors), hint="fix these rows and import again; "
-                                  "nothing was imported")
+                raise ReviewError(listing(errors), hint=FIX_HINT)
             n = store.resolve(decisions, by=by or ",".join(wb.person for wb in read))
             return f"imported {n} consensus decision(s) from {len(read)} workbook(s)"
         if errors:
-            raise ReviewError(listing(errors), hint="fix these rows and import again; "
-                              "nothing was imported")
+            raise ReviewError(listing(errors), hint=FIX_HINT)
         batches = [(wb.person, wb.decisions) for wb in read if wb.role == "judge"]
         comments = [(wb.person, item, comment, where) for wb in read if wb.role == "auditor"
                     for item, comment, where in wb.comments]
