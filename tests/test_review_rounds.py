@@ -315,7 +315,8 @@ def test_a_round_with_an_unanswered_audit_comment_does_not_close_unseen(panel, c
     assert f"comment {cid} on" in err and "not answered by ben" in err and "--force" in err
     web = Web(panel, "ana")
     r = web.post("/next-round", _page=web.get("/"), round="1")
-    assert r.status_code == 409 and "not answered by ben" in r.text
+    assert r.status_code == 400 and "not answered by ben" in r.text
+    assert "someone else changed" not in r.text
     with ReviewStore(run) as store:
         assert store.round == 1
     # once ben answers it closes; --force closes over an unanswered one and says so
@@ -651,3 +652,30 @@ def test_judges_create_a_category_from_ticked_segments_with_undo(panel):
         while store.undo_target() is not None:
             store.undo_consensus("ana")
         assert set(store.run.items()) == proposed and new not in store.run.theme_ids
+
+
+def test_an_undone_category_keeps_its_id_and_what_was_said_about_it(panel):
+    """A category created, judged and commented on, then undone: the next category
+    created gets a new id, so ben's position and dee's comment on the undone one never
+    appear on it."""
+    run = load_run(panel)
+    picked = run.segments[run.segments["theme"] == 0]["segment_id"].head(2).tolist()
+    with ReviewStore(run) as store:
+        store.resolve([Decision(i, "accept") for i in run.items()], by="ana")
+        first = store.create_category("Tears as data", picked, "1", "ana")
+        store.record_positions([("ben", [Decision(first, "merge", target="1")])])
+        store.add_audit_comment(first, "dee", "Why a category of its own?")
+        store.undo_consensus("ana")
+        assert first.split(":")[1] not in store.run.theme_ids
+        second = store.create_category("Tissues", picked, "1", "ana")
+        assert second != first
+        status = review_status(store)
+    again = next(i for i in status.items if i.item == second)
+    assert again.positions == {} and again.audit == []
+    # a domain split's new domain is not reused either
+    with ReviewStore(load_run(panel)) as store:
+        d1 = store.create_domain("Tears", "ana")
+        store.add_audit_comment(d1, "dee", "Is this a domain?")
+        store.undo_consensus("ana")
+        d2 = store.create_domain("Crying", "ana")
+    assert d2 != d1

@@ -162,7 +162,7 @@ def resolve(run_folder: Path, *, theme: str | None = None, domain: str | None = 
     run = load_run(run_folder)
     with ReviewStore(run) as store:
         if split and not target:
-            target = str(run.next_domain_id())
+            target = str(store.unused_id("domain"))
         d = Decision.parse(f"{kind}:{ident}", {
             "decision": decision, "new_name": name, "target": target, "domain": to_domain,
             "segments": themes if split else segments, "core_idea": core_idea,

@@ -170,11 +170,33 @@ class ReviewStore:
             themes[int(r["item"].split(":", 1)[1])] = Decision.from_row(r)
         self.run.with_created_themes(themes)
 
+    def unused_id(self, kind: str) -> int:
+        """The id a new ``kind`` ("theme" or "domain") gets: after every one the run
+        proposed and every one the store has ever named. Ids are never reused: a
+        category created and then undone keeps its id, so the positions and comments
+        recorded on it stay its own and never attach to the next one created."""
+        current = self.run.next_theme_id() if kind == "theme" else self.run.next_domain_id()
+        used = [current - 1]
+        for (item,) in self.con.execute(
+                "SELECT item FROM audit_log WHERE item LIKE ? UNION "
+                "SELECT item FROM positions WHERE item LIKE ? UNION "
+                "SELECT item FROM consensus WHERE item LIKE ? UNION "
+                "SELECT item FROM audit_comments WHERE item LIKE ?", (f"{kind}:%",) * 4):
+            ident = str(item).split(":", 1)[1]
+            if ident.isdigit():
+                used.append(int(ident))
+        for (target,) in self.con.execute(
+                "SELECT target FROM consensus WHERE item LIKE ? AND decision='split'",
+                (f"{kind}:%",)):
+            if str(target or "").isdigit():
+                used.append(int(target))       # a split's new domain, though undone
+        return max(used) + 1
+
     def create_category(self, name: str, segments: list[str], domain: str, by: str,
                         definition: str = "") -> str:
         """A new category of the given segments (from any theme), as a consensus
         decision (undone like any other); its item."""
-        item = f"theme:{self.run.next_theme_id()}"
+        item = f"theme:{self.unused_id('theme')}"
         self.resolve([Decision(item, "create", new_name=" ".join(name.split()),
                                segments=tuple(dict.fromkeys(segments)), domain=str(domain),
                                core_idea=definition.strip(), source="create a category")],
@@ -186,7 +208,7 @@ class ReviewStore:
         """Split a domain: ``themes`` leave it for a new domain named ``name``. One
         consensus decision on the domain (undone like any other); the new domain's item.
         ``expect``: the domain's version the caller saw (:meth:`item_version`)."""
-        new = str(self.run.next_domain_id())
+        new = str(self.unused_id("domain"))
         self.resolve([Decision(f"domain:{int(domain)}", "split", new_name=" ".join(name.split()),
                                target=new, segments=tuple(dict.fromkeys(str(t) for t in themes)),
                                core_idea=definition.strip(), source="split a domain")], by=by,
@@ -195,7 +217,7 @@ class ReviewStore:
 
     def create_domain(self, name: str, by: str, definition: str = "") -> str:
         """A new domain, as a consensus decision (undone like any other); its item."""
-        item = f"domain:{self.run.next_domain_id()}"
+        item = f"domain:{self.unused_id('domain')}"
         self.resolve([Decision(item, "create", new_name=" ".join(name.split()),
                                core_idea=definition.strip(), source="create a domain")], by=by)
         return item
@@ -296,8 +318,8 @@ class ReviewStore:
                 continue
             errors += check_set(decisions, self.run)
         if errors:
-            raise ReviewError(listing(errors), hint="fix these rows and import again; "
-                              "nothing was imported")
+            raise ReviewError(listing(errors), hint="fix what is listed and try again; "
+                              "nothing was imported or saved")
         rows = [(judge, d) for judge, ds in batches for d in ds]
         hook = import_row_hook
         with self.transaction():

@@ -336,7 +336,7 @@ def next_round(review: ReviewApp, request: Request, form) -> Response:
                               f"(round {store.round} is).", "Nothing was changed.")
             st = review_status(store)
             if st.closed and st.unanswered():
-                raise Refused(409, f"{len(st.unanswered())} auditor's comment(s) still wait for "
+                raise Refused(400, f"{len(st.unanswered())} auditor's comment(s) still wait for "
                               "a judge's answer: " + "; ".join(st.unanswered()[:5]) + ".",
                               "Nothing was changed. Answer them on the items' pages, or close "
                               "the round without them: consensa review next-round RUN --force.")
