@@ -16,6 +16,7 @@ from pipeline.cli import main
 from pipeline.review.agreement import review_status
 from pipeline.review.model import Decision, ReviewError, load_run
 from pipeline.review.store import ReviewStore
+from pipeline.stages.cqr import frequency_label
 from pipeline.web import create_app
 from tests.review_helpers import fill
 
@@ -672,6 +673,13 @@ def test_an_undone_category_keeps_its_id_and_what_was_said_about_it(panel):
         status = review_status(store)
     again = next(i for i in status.items if i.item == second)
     assert again.positions == {} and again.audit == []
+    # it has the frequency label of its cases, on its page too
+    cases = run.segments.set_index("segment_id").loc[picked, "case_id"].nunique()
+    web = Web(panel, "ana")
+    page = web.get(f"/theme/{second.split(':')[1]}")
+    label = frequency_label(int(cases), run.n_cases)
+    assert f'<span class="label {label.replace(" ", "-")}">{label}</span>' in page
+    assert "nan" not in page
     # a domain split's new domain is not reused either
     with ReviewStore(load_run(panel)) as store:
         d1 = store.create_domain("Tears", "ana")

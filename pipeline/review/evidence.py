@@ -59,7 +59,8 @@ def theme_evidence(run: RunItems, tid) -> dict:
     flags = row.get("flags")
     out["flags"] = [str(f) for f in flags] if isinstance(flags, (list, tuple)) or \
         hasattr(flags, "tolist") else []
-    other = str(row.get("label_if_reassigned_counted") or "")
+    other = row.get("label_if_reassigned_counted")
+    other = "" if other is None or (isinstance(other, float) and pd.isna(other)) else str(other)
     out["label_if"] = other if other and other != str(row["frequency_label"]) else ""
     n = row.get("n_counted_cases")
     out["n_counted"] = None if n is None or pd.isna(n) else int(n)

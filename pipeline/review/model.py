@@ -51,7 +51,7 @@ import pandas as pd
 
 from ..errors import ConsensaError
 from ..runfolder import RunFolder, run_id_of
-from ..stages.cqr import CQRConfig
+from ..stages.cqr import CQRConfig, frequency_label
 
 THEME_DECISIONS = ("accept", "rename", "reassign", "merge", "split", "reject", "subcategory")
 DOMAIN_DECISIONS = ("accept", "rename", "merge", "split")
@@ -363,12 +363,16 @@ class RunItems:
         base = self.proposed_themes
         case_of = dict(zip(self.segments["segment_id"], self.segments["case_id"]))
         rows = []
+        total = self.n_cases
         for i, d in sorted(created.items(), key=lambda kv: int(kv[0])):
             cases = sorted({case_of[s] for s in d.segments if s in case_of})
+            # every segment of it was placed by the judges, so every case counts
+            label = frequency_label(len(cases), total, self.cqr)
             rows.append({"theme_id": int(i), "name": d.new_name,
                          "domain_id": int(d.domain) if d.domain else -1, "keywords": [],
                          "key_phrases": [], "n_segments": len(d.segments),
-                         "n_cases": len(cases), "cases": cases, "frequency_label": "",
+                         "n_cases": len(cases), "cases": cases, "frequency_label": label,
+                         "label_if_reassigned_counted": label, "n_counted_cases": len(cases),
                          "quote_ids": list(d.segments[:3]), "core_idea": d.core_idea,
                          "mean_strength": 0.0, "n_reassigned": 0, "created": True})
         self.themes = pd.concat([base, pd.DataFrame(rows)], ignore_index=True) if rows else base
