@@ -93,8 +93,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  cases: {c['cases_analysed']}   segments: {c['segment_segments']}   "
               f"domains: {c['domains']}   categories: {c['themes']}"
               + (f" ({n_sub} with subcategories)" if n_sub else ""))
-        print(f"  in no category: {c['unassigned']} ({manifest['outlier_share']:.1%})   "
-              f"{reassigned}   interview frame: {c.get('frame_segments', 0)} (set apart)")
+        no_domain = int(c.get("crossanalysis_no_domain", 0))
+        print(f"  in no category: {c['unassigned']} ({manifest['outlier_share']:.1%}"
+              + (f"; {no_domain} answer no question of the protocol" if no_domain else "")
+              + f")   {reassigned}   interview frame: {c.get('frame_segments', 0)} (set apart)")
         if c.get("crossanalysis_fitted_on_sample"):
             print(f"  categories found on a case-stratified sample of "
                   f"{c['crossanalysis_fitted_on_sample']} segments; the other "

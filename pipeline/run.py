@@ -329,7 +329,11 @@ def _manifest(cfg: RunConfig, base_dir: Path, started: str, corpus, deid, segmen
     if analysis.counts is not None:
         # a CQR run: the frame's segments are set apart on purpose, not unassigned
         counts.update(analysis.counts)
-        unassigned = counts["unassigned"] = int(analysis.counts.get("crossanalysis_unassigned", 0))
+        # in no category: unassigned within their domain, or in no domain at all (they
+        # answer no question of the protocol), as the report counts them
+        unassigned = counts["unassigned"] = (
+            int(analysis.counts.get("crossanalysis_unassigned", 0))
+            + int(analysis.counts.get("crossanalysis_no_domain", 0)))
         counts["frame_segments"] = int(analysis.counts.get("crossanalysis_frame_skipped", 0))
         extra = {"analysis": cfg.analysis,
                  "reassigned_share": round(int(clustering.reassigned.sum()) / n_seg, 4)}

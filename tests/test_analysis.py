@@ -568,3 +568,24 @@ def test_no_two_rows_of_a_domain_show_the_same_core_idea():
     # the row names the quote its core idea came from
     assert table["quote_case"].tolist() == ["A", "C", "A"]
     assert table["quote_segment_id"].tolist() == ["A:1:0", "C:1:0", "A:1:0"]
+
+
+def test_segments_that_answer_no_question_count_as_in_no_category(tmp_path, capsys):
+    """A case with no interviewer answers no question of the protocol: its segments
+    are in no domain, so in no category, and the summary line counts them there, as
+    the report does (it printed 0 while the report said half the segments)."""
+    folder = tmp_path / "study"
+    write_study(folder)
+    (folder / "case99.txt").write_text(
+        "Therapist: I cried once with a client whose mother had died, and I still think "
+        "about what it meant for her that I did.\n\nTherapist: My supervisor said it was "
+        "fine, and that helped me more than any training did.\n", encoding="utf-8")
+    out = _run(tmp_path)
+    printed = capsys.readouterr().out
+    c = RunFolder.open(out).manifest["counts"]
+    seg = RunFolder.open(out).segments()
+    none = int(((seg["domain_id"] < 0)).sum())
+    assert none >= 2 and c["crossanalysis_no_domain"] == none
+    assert c["unassigned"] == int((seg["theme"] < 0).sum() - c["frame_segments"])
+    assert f"in no category: {c['unassigned']} (" in printed
+    assert f"{none} answer no question of the protocol" in printed
