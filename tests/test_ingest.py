@@ -794,3 +794,32 @@ def test_srt_cue_ending_before_it_starts_keeps_its_words_without_times(tmp_path)
     assert f"{tmp_path / 'T63.srt'}:6: line 6: the cue ends (00:00:04,000) before it starts " \
            "(00:00:09,000); its text was kept without times" in reasons(corpus)
     assert corpus.counts["cue_times_dropped"] == 1
+
+
+def test_time_stamped_speaker_labels_start_turns_and_keep_their_times(tmp_path):
+    """Transcription services put a time stamp before the label or after it in brackets;
+    such a line starts a turn (it was glued onto the turn before, the interviewer's
+    question read as the participant's speech) and the time is kept."""
+    write(tmp_path, "G01.txt",
+          "[00:00:05] Interviewer: How did you start gardening?\n"
+          "[00:00:09] Participant: My gran had a plot, and I took it over.\n"
+          "She taught me everything.\n"
+          "[00:04:02] Interviewer: What does a typical week look like?\n"
+          "00:04:10 - Participant: Two evenings and Saturday mornings.\n")
+    write(tmp_path, "G02.txt",
+          "Interviewer (0:05): How did you start?\n"
+          "Participant [1:02:03.5]: With my gran.\n"
+          "Participant: What I noticed was this: it calms me.\n")
+    corpus = run(tmp_path)
+    assert_exact(corpus)
+    t = corpus.turns
+    g1 = t[t["case_id"] == "G01"]
+    assert list(g1["role"]) == ["interviewer", "participant", "interviewer", "participant"]
+    assert list(g1["start_time"]) == [5.0, 9.0, 242.0, 250.0]
+    assert g1["text"].iloc[1] == "My gran had a plot, and I took it over.\nShe taught me everything."
+    g2 = t[t["case_id"] == "G02"]
+    assert list(g2["speaker"]) == ["Interviewer", "Participant", "Participant"]
+    assert g2["start_time"].iloc[0] == 5.0 and g2["start_time"].iloc[1] == 3723.5
+    assert math.isnan(g2["start_time"].iloc[2])
+    assert g2["text"].iloc[2] == "What I noticed was this: it calms me."
+    assert not corpus.skipped

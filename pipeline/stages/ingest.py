@@ -78,8 +78,13 @@ Role = Literal["participant", "interviewer", "other"]
 
 _FIRST_WORD = r"[A-ZÀ-ÖØ-Þ][\w.'’-]*"
 _NEXT_WORD = r"(?:[A-ZÀ-ÖØ-Þ0-9][\w.'’-]*|van|von|der|den|de|da|del|di|du|la|le|bin|al)"
+#: A time stamp beside a label, as transcription services write it: "[00:04:02]",
+#: "(4:02)", "00:04:02.5", before the label or, in brackets, after it.
+_STAMP = r"(?:\d{1,2}:)?\d{1,2}:\d{2}(?:[.,]\d{1,3})?"
 DEFAULT_SPEAKER_PATTERN = (
-    rf"^\s*[*_]{{0,2}}(?P<speaker>{_FIRST_WORD}(?: {_NEXT_WORD}){{0,3}})"
+    rf"^\s*(?:[\[(]?(?P<time>{_STAMP})[\])]?\s*[-–]?\s*)?"
+    rf"[*_]{{0,2}}(?P<speaker>{_FIRST_WORD}(?: {_NEXT_WORD}){{0,3}})"
+    rf"(?:\s*[\[(](?P<time_after>{_STAMP})[\])])?"
     r"[*_]{0,2}\s*:[*_]{0,2}\s*"
 )
 DEFAULT_INTERVIEWER_SPEAKERS = [r"interviewer( ?\d+)?", "i", "int", "q", "moderator",
@@ -599,25 +604,28 @@ class _Reader:
         source = SourceText(path.stem, shown, text, sha, encoding)
         return _Read([_Case(path.stem, source, turns)], mixed + notes, replaced, removed, tally)
 
-    def _label(self, line: str) -> tuple[str, int] | None:
-        """``(speaker, end of the label)`` when ``line`` starts with a speaker label."""
+    def _label(self, line: str) -> tuple[str, int, float] | None:
+        """``(speaker, end of the label, its time stamp in seconds or NaN)`` when
+        ``line`` starts with a speaker label."""
         match = self.pattern.match(line)
         if not match or not match.group("speaker"):
             return None
         speaker = _norm_label(match.group("speaker"))
         if not speaker or len(speaker.split()) > _MAX_WORDS_IN_LABEL:
             return None
-        return speaker, match.end()
+        found = match.groupdict()
+        stamp = found.get("time") or found.get("time_after")
+        return speaker, match.end(), _stamp_seconds(stamp) if stamp else math.nan
 
     # .txt, .md, .docx
     def _labelled_turns(self, text: str, shown: str) -> tuple[list[_Turn], int]:
         """Turns of a labelled text, and the number of non-blank lines before the first."""
-        blocks: list[tuple[str, int, int]] = []      # speaker, label line start, text start
+        blocks: list[tuple[str, int, int, float]] = []   # speaker, label line, text start, time
         lines = list(_lines(text))
         for line_start, line_end in lines:
             label = self._label(text[line_start:line_end])
             if label:
-                blocks.append((label[0], line_start, line_start + label[1]))
+                blocks.append((label[0], line_start, line_start + label[1], label[2]))
         if not blocks:
             raise InputError(
                 "has no speaker labels: each turn must start a line with a label such as "
@@ -634,7 +642,7 @@ class _Reader:
             header += 1
         first = blocks[header][1]
         n_before = sum(1 for s, e in lines if e <= first and text[s:e].strip())
-        turns = [_Turn(b[0], *span)
+        turns = [_Turn(b[0], *span, start_time=b[3])
                  for b, span in zip(blocks[header:], spans[header:], strict=True) if span]
         if not turns:
             raise InputError("has speaker labels but no speech after them", path=shown,
@@ -789,6 +797,15 @@ def _strip_span(text: str, start: int, end: int) -> tuple[int, int] | None:
 
 def _is_one_line(text: str, span: tuple[int, int] | None) -> bool:
     return span is None or not re.search(r"[\r\n]", text[span[0]:span[1]])
+
+
+def _stamp_seconds(stamp: str) -> float:
+    """"01:04:02" / "4:02" / "00:04:02,5" in seconds."""
+    parts = stamp.replace(",", ".").split(":")
+    seconds = 0.0
+    for part in parts:
+        seconds = seconds * 60 + float(part)
+    return seconds
 
 
 def _before_first_label(shown: str, n: int, unit: str) -> Skipped:
