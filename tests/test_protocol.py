@@ -289,6 +289,33 @@ def test_a_question_repeated_through_each_interview_is_a_probe_not_an_area():
     assert any("noticing" in a.name.lower() for a in lax.protocol.areas)
 
 
+def test_a_greeting_before_the_first_question_does_not_make_it_frame():
+    """"Thanks for joining. Could you tell me how you came to supervise?" opens every
+    interview with a greeting, but its question is the protocol's first: an area in
+    the cross-analysis, not the interview frame (all its answers were set apart)."""
+    first = "Thanks for joining. Could you tell me how you first came to supervise others?"
+    cases = {}
+    for k in range(4):
+        cases[f"c{k}"] = [(_I, first), (_P, STORIES[k]),
+                          (_I, Q_FEEDBACK[k]), (_P, STORIES[k + 1]),
+                          (_I, Q_TRAINING[k]), (_P, f"Not really, I learned it on the job {k}."),
+                          (_I, CLOSING_THANKS[k]), (_P, "Thank you.")]
+    turns, segs = build(cases)
+    result = infer_protocol(turns, segs, fake_encode, ProtocolConfig())
+    areas = {a.name: a for a in result.protocol.areas}
+    assert "How you first came to supervise others" in areas, list(areas)
+    assert not areas["How you first came to supervise others"].frame
+    # a thank-you with a recording check is still the frame
+    checks = {f"c{k}": [(_I, OPENINGS[0]), (_P, "Yes, all fine."), (_I, Q_FEEDBACK[k]),
+                        (_P, STORIES[k]), (_I, Q_TRAINING[k]), (_P, "Not really.")]
+              for k in range(4)}
+    turns, segs = build(checks)
+    result = infer_protocol(turns, segs, fake_encode, ProtocolConfig())
+    opening = [a for a in result.protocol.areas
+               if any("recording" in q.lower() for q in a.questions)]
+    assert len(opening) == 1 and opening[0].frame
+
+
 def test_task_lines_become_areas_in_a_think_aloud_study():
     tasks = ["Find the cheapest train from York to Leeds on Friday morning.",
              "Change the booking so that the return journey is on Sunday."]

@@ -1207,7 +1207,13 @@ def _recurring(members: list[_Prompt], qv: np.ndarray, config: ProtocolConfig,
     todo = [members]
     while todo:
         group = todo.pop()
-        content = [p for p in group if not p.frame]
+        # a greeting before a question ("Thanks for joining. Could you tell me how
+        # you started?") makes the prompt a tentative opening, but its core asks
+        # the protocol's first question: it counts, where a thank-you, a recording
+        # check or an instruction ("Please think aloud as you work") does not
+        content = [p for p in group if not p.frame or (
+            p.tentative and not p.short and "?" in p.core
+            and not _COURTESY_TURN.search(p.core))]
         per_case = Counter(p.case_id for p in content)
         if len(per_case) < config.min_cases or all(p.short for p in content):
             continue
