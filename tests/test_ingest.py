@@ -368,6 +368,15 @@ def test_vtt_malformed_timing_is_reported_and_other_cues_kept(tmp_path):
     assert "correct the timing line" in note.reason
     assert [t[2] for t in turns_of(corpus, "T14")][1] == "about the second session & what\n" \
                                                         "came after."
+    # an arrow typed wrong: the message names the timing line, not the cue number before it
+    arrow = TEAMS.replace("00:00:05.000 --> 00:00:07.250", "00:00:05.000 -> 00:00:07.250")
+    write(tmp_path, "T14.vtt", arrow)
+    corpus = run(tmp_path, roles={"Mara Reyes": "interviewer"})
+    line = arrow.splitlines().index("00:00:05.000 -> 00:00:07.250 align:start") + 1
+    (note,) = corpus.skipped
+    assert note.what == f"{tmp_path / 'T14.vtt'}:{line}"
+    assert note.reason.startswith(f"line {line}: expected a timing line HH:MM:SS.mmm --> ")
+    assert "found '00:00:05.000 -> 00:00:07.250" in note.reason
 
 
 def test_vtt_without_header_or_readable_cues_is_skipped(tmp_path):

@@ -904,7 +904,11 @@ def _cues(blocks: list[list[tuple[int, str]]], stamp: re.Pattern[str], form: str
     notes: list[Skipped] = []
     for block in blocks:
         at = next((i for i, (_, line) in enumerate(block[:2]) if "-->" in line), None)
-        number, timing = block[at] if at is not None else block[0]
+        # a broken timing line is named by its own line number, not by the cue number
+        # before it: the first of the block's first two lines that holds a time
+        shown_at = at if at is not None else next(
+            (i for i, (_, line) in enumerate(block[:2]) if re.search(r"\d:\d\d", line)), 0)
+        number, timing = block[shown_at]
         times = _parse_timing(timing, stamp) if at is not None else None
         if isinstance(times, tuple):
             payload = "\n".join(line for _, line in block[at + 1:])
