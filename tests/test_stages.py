@@ -269,3 +269,19 @@ def test_a_transcriber_note_is_never_cut_in_half():
     for p in pieces:
         assert p.count("[") == p.count("]") and p.count("(") == p.count(")"), p
     assert "".join(pieces).replace(" ", "") == text.replace(" ", "")
+
+
+def test_a_case_that_gives_no_segment_is_named():
+    """A case whose participant said only backchannels and short replies drops out of
+    the study; the segmentation names it rather than leave only turn counts."""
+    a = corpus_from("I: Tell me about the time you cried with a client.\n"
+                    "P: It was in my second year, with a client whose mother had died.\n")
+    b = corpus_from("I: Tell me about it.\nP: Yeah.\nI: And then?\nP: Mm-hmm.\nP: No.\n")
+    turns = pd.concat([a.turns, b.turns.assign(case_id="quiet")], ignore_index=True)
+    corpus = Corpus(turns, pd.DataFrame({"case_id": ["c", "quiet"]}),
+                    {**a.sources, "quiet": b.sources["c"]})
+    seg = SentenceSegmenter().segment(corpus)
+    assert set(seg.segments["case_id"]) == {"c"}
+    assert seg.counts["cases_without_segments"] == 1
+    (note,) = [s for s in seg.skipped if "case(s)" in s.what]
+    assert note.what == "1 case(s): quiet" and "not analysed" in note.reason

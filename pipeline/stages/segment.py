@@ -144,6 +144,17 @@ class _SegmenterBase(ABC):
         if counts["units_too_short"]:
             skipped.append(Skipped(f"{counts['units_too_short']} units", f"fewer than "
                                    f"{self.min_words} words", "segment"))
+        # a case whose analysed speech gave no segment drops out of the study: name it
+        spoken = dict.fromkeys(col["case_id"][i] for i in keep_idx)
+        kept = set(segments["case_id"])
+        lost = [str(c) for c in spoken if c not in kept]
+        counts["cases_without_segments"] = len(lost)
+        if lost:
+            skipped.append(Skipped(
+                f"{len(lost)} case(s): {', '.join(lost[:20])}{' ...' if len(lost) > 20 else ''}",
+                f"no segment: every {'/'.join(self.roles)} turn was a backchannel or shorter "
+                f"than {self.min_words} words, so the case is not analysed (check its speaker "
+                "labels and roles)", "segment"))
         return Segmentation(segments=segments, skipped=tuple(skipped), counts=counts)
 
     @abstractmethod
