@@ -687,3 +687,34 @@ def test_an_undone_category_keeps_its_id_and_what_was_said_about_it(panel):
         store.undo_consensus("ana")
         d2 = store.create_domain("Crying", "ana")
     assert d2 != d1
+
+
+def test_a_split_whose_segments_went_elsewhere_says_what_it_made(panel):
+    """Theme 0 splits off two segments, but the team moves both (or one) to theme 1:
+    the codebook says the split made no category (or a smaller one), never that the
+    segments went into a category that does not exist."""
+    import yaml
+
+    run = load_run(panel)
+    two = run.segments[run.segments["theme"] == 0]["segment_id"].head(2).tolist()
+    with ReviewStore(run) as store:
+        store.resolve([Decision(i, "accept") for i in run.items()], by="ana")
+        store.resolve([Decision("theme:0", "split", new_name="Learning on the job",
+                                segments=tuple(two))], by="ana")
+        store.resolve([Decision(f"segment:{s}", "move", target="1") for s in two], by="ben")
+    assert main(["review", "apply", str(panel)]) == 0
+    cb = yaml.safe_load((panel / "review" / "codebook.yaml").read_text())
+    cats = {c["id"]: c for d in cb["domains"] for c in d["categories"]}
+    assert not any(c["name"] == "Learning on the job" for c in cats.values())
+    assert "a split of 2 segment(s) made no category: the judges placed every one of them " \
+           "elsewhere" in cats[0]["changes"]
+    with ReviewStore(load_run(panel)) as store:
+        store.undo_consensus("ben")
+        store.resolve([Decision(f"segment:{two[0]}", "move", target="1")], by="ben")
+    assert main(["review", "apply", str(panel)]) == 0
+    cb = yaml.safe_load((panel / "review" / "codebook.yaml").read_text())
+    cats = {c["id"]: c for d in cb["domains"] for c in d["categories"]}
+    made = next(c for c in cats.values() if c["name"] == "Learning on the job")
+    assert made["n_segments"] == 1
+    assert f"1 of 2 segment(s) split off into category {made['id']} (the judges placed the " \
+           "others elsewhere)" in cats[0]["changes"]

@@ -134,6 +134,7 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
     cat: dict[int, dict] = {}
     next_id = int(themes.index.max()) + 1 if len(themes) else 0
     split_of: dict[str, int] = {}  # segment_id -> new category id
+    splits: dict[int, tuple[int, int, int]] = {}  # new id -> (theme, segments, its change)
     for t in sorted(int(x) for x in themes.index):
         row = themes.loc[t]
         dec = cons.get(theme_item(t)) or Decision(theme_item(t), "accept")
@@ -173,6 +174,7 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
             for s in dec.segments:
                 split_of[s] = nid
             cat[t]["changes"].append(f"{len(dec.segments)} segment(s) split off into category {nid}")
+            splits[nid] = (t, len(dec.segments), len(cat[t]["changes"]) - 1)
             cat[nid] = {"name": dec.new_name or f"{row['name']} (split)", "proposed_name": "",
                         "domain_id": dom, "from_themes": [t], "core_idea": "",
                         "core_idea_source": "proposed", "keywords": [], "quote_ids": [],
@@ -216,6 +218,17 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
                     moved_out[before] = moved_out.get(before, 0) + 1
         final.append(now)
     seg["category_id"] = final
+    # a split whose segments the judges placed elsewhere too (moved, or into a category
+    # they created) makes a smaller category, or none: the change says what it made
+    made = seg["category_id"].value_counts()
+    for nid, (t, asked, at) in splits.items():
+        got = int(made.get(nid, 0))
+        if got == 0:
+            cat[t]["changes"][at] = (f"a split of {asked} segment(s) made no category: the "
+                                     "judges placed every one of them elsewhere")
+        elif got < asked:
+            cat[t]["changes"][at] = (f"{got} of {asked} segment(s) split off into category {nid} "
+                                     "(the judges placed the others elsewhere)")
     for c, n in moved_in.items():
         cat[c]["changes"].append(f"{n} segment(s) moved in")
     for c, n in moved_out.items():
