@@ -410,8 +410,10 @@ class RunFolder:
                                                        cats["parent_id"]) if int(p) < 0}
         theme_of = {int(c): int(t) for c, t in zip(cats["category_id"], cats["theme_id"])}
         return [{"id": int(c), "name": str(n), "parent_theme": theme_of.get(int(p), -1),
-                 "parent_name": name_of.get(int(p), "")}
-                for c, n, p in zip(cats["category_id"], cats["name"], cats["parent_id"])
+                 "parent_name": name_of.get(int(p), ""), "n_segments": int(ns),
+                 "n_cases": int(nc)}
+                for c, n, p, ns, nc in zip(cats["category_id"], cats["name"], cats["parent_id"],
+                                           cats["n_segments"], cats["n_cases"])
                 if int(p) >= 0]
 
     # --- the transcripts --------------------------------------------------------

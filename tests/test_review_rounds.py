@@ -535,6 +535,9 @@ def test_theme_page_shows_a_subcategory_and_next_round_button(panel):
     web = Web(panel, "ana")
     assert "Subcategory of" in web.get("/theme/0") and "category 1: Supervision as support" \
         in web.get("/theme/0")
+    # and its category's page lists it
+    sub_name = re.search(r'<span class="live-name">([^<]*)</span>', web.get("/theme/0")).group(1)
+    assert f'<a href="/theme/0">category 0: {sub_name}</a>' in web.get("/theme/1")
     page = web.get("/")
     assert 'id="next-round"' in page
     r = web.post("/next-round", _page=page, round="1")
@@ -718,3 +721,24 @@ def test_a_split_whose_segments_went_elsewhere_says_what_it_made(panel):
     assert made["n_segments"] == 1
     assert f"1 of 2 segment(s) split off into category {made['id']} (the judges placed the " \
            "others elsewhere)" in cats[0]["changes"]
+
+
+@pytest.mark.slow
+def test_the_theme_page_lists_the_subcategories_consensa_proposed(applied_demo, tmp_path):
+    """The demo's run proposes subcategories; the review does not cover them. A theme's
+    page names them with their counts and says they are not in the codebook, and its
+    key phrases read as phrases, not as a Python list."""
+    import shutil
+
+    from pipeline.runfolder import RunFolder
+
+    run = Path(shutil.copytree(applied_demo, tmp_path / "run"))
+    subs = RunFolder.open(run).proposed_subcategories()
+    parent = subs[0]["parent_theme"]
+    page = Web(run, "ana").get(f"/theme/{parent}")
+    shown = re.search(r'<dd class="proposed-subcategories">(.*?)</dd>', page, re.S).group(1)
+    for s in (s for s in subs if s["parent_theme"] == parent):
+        assert f"{s['name']} <span class=\"muted\">({s['n_segments']} segments, " \
+               f"{s['n_cases']} cases)</span>" in shown.replace("&#39;", "'")
+    assert "not in the codebook" in shown
+    assert "['" not in page and "[&#39;" not in page

@@ -38,6 +38,7 @@ from ..review.model import (
 )
 from ..review.model import say as say_named
 from ..review.store import ReviewStore, StaleError
+from ..runfolder import RunFolder
 from .context import Context
 from .query import Query
 from .similar import Similar
@@ -303,7 +304,14 @@ def theme_page(run: RunItems, store: ReviewStore, context: Context, ident: str,
                  or (i.consensus is not None and i.consensus.target == ident))]
     fate = ctx["live"]["themes"].get(tid) or {"name": t["name"], "fate": "empty",
                                               "into": None, "domain_id": None, "domain": ""}
+    # its subcategories: those the judges made, and those Consensa proposed, which the
+    # review does not cover (the page says so, and how to keep one)
+    made = [(int(c), info["name"]) for c, info in sorted(ctx["live"]["themes"].items())
+            if info.get("fate") == "category" and info.get("parent") == tid]
+    proposed = [s for s in RunFolder.open(run.folder).proposed_subcategories()
+                if s["parent_theme"] == tid] if str(tid) not in run.created_themes else []
     return {**ctx, "t": t, "tid": tid, "quotes": listed, "now": fate,
+            "subcategories": made, "proposed_subcategories": proposed,
             "evidence": theme_evidence(run, tid),
             "case_list": [{"case": c, "attributes": attribute_text(run.attributes(c))}
                           for c in t["cases"]],
