@@ -742,3 +742,23 @@ def test_the_theme_page_lists_the_subcategories_consensa_proposed(applied_demo, 
                f"{s['n_cases']} cases)</span>" in shown.replace("&#39;", "'")
     assert "not in the codebook" in shown
     assert "['" not in page and "[&#39;" not in page
+
+
+@pytest.mark.slow
+def test_the_workbook_shows_the_subcategories_consensa_proposed(applied_demo, tmp_path):
+    import shutil
+
+    from pipeline.runfolder import RunFolder
+
+    run = Path(shutil.copytree(applied_demo, tmp_path / "run"))
+    shutil.rmtree(run / "review")                  # a fresh review of the demo's run
+    assert main(["review", "export", str(run), "--judges", "ana,ben"]) == 0
+    ws = openpyxl.load_workbook(run / "review" / "round-1" / "ana.xlsx")["themes"]
+    header = [c.value for c in ws[1]]
+    col = header.index("proposed subcategories")
+    shown = {r[0]: r[col] or "" for r in ws.iter_rows(min_row=2, values_only=True)}
+    subs = RunFolder.open(run).proposed_subcategories()
+    assert subs
+    for s in subs:
+        assert f"{s['name']} ({s['n_segments']} segments, {s['n_cases']} cases)" in \
+            shown[s["parent_theme"]]

@@ -21,6 +21,7 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 
 from ..fsutil import atomic_write_bytes
+from ..runfolder import RunFolder
 from ..sheets import append_row, formula_problem, is_formula, set_cell
 from .evidence import attribute_text, is_cqr, subgroups, theme_evidence
 from .model import (
@@ -69,7 +70,8 @@ for _cols in (DOMAIN_COLS, THEME_COLS, SEGMENT_COLS):
 # the evidence a CQR run has (pipeline/review/evidence.py), after everything else; a
 # themes run's workbook has none of these columns
 EVIDENCE_COLS = [("flags", "flags", 24), ("label if reassigned counted", "label_if", 16),
-                 ("counted cases", "n_counted", 9), ("definition (proposed)", "definition", 40)]
+                 ("counted cases", "n_counted", 9), ("definition (proposed)", "definition", 40),
+                 ("proposed subcategories", "subcategories", 40)]
 SUBGROUP_COL = [("subgroups", "subgroups", 50)]
 ATTRIBUTE_COL = [("case attributes", "attributes", 40)]
 CORE_COLS = [("core idea id", "id", 16), ("case", "case", 12), ("domain id", "domain_id", 10),
@@ -113,6 +115,9 @@ core ideas sheet (a CQR run): to change the core idea of a case in a domain, wri
   words); a blank row keeps the proposed one.
 'flags' (single story, thin, unstable) and 'label if reassigned counted' are the
   run's evidence on a theme; 'subgroups' its frequency in each group of a case attribute.
+'proposed subcategories' are the ones Consensa proposed within a theme: they are not
+  reviewed here and not part of the codebook (the judges' subcategories are made with
+  the 'subcategory' decision).
 'consensus so far' is what the panel has agreed on the item; 'changed' says how that
   differs from what Consensa proposed{round_note}.
 'comment' is free text, shown next to the item.
@@ -240,6 +245,10 @@ def build_workbook(run: RunItems, person: str, role: str, round: int,
 
     dom_names = dict(zip(run.domains["domain_id"], run.domains["name"]))
     cqr, with_cases = is_cqr(run), run.cases is not None
+    subs: dict[int, list[str]] = {}
+    for s in RunFolder.open(run.folder).proposed_subcategories() if cqr else []:
+        subs.setdefault(s["parent_theme"], []).append(
+            f"{s['name']} ({s['n_segments']} segments, {s['n_cases']} cases)")
     trows = []
     for t in run.themes.itertuples():
         ev = theme_evidence(run, t.theme_id)
@@ -251,6 +260,7 @@ def build_workbook(run: RunItems, person: str, role: str, round: int,
             "flags": "; ".join(ev["flags"]), "label_if": ev["label_if"],
             "n_counted": "" if ev["n_counted"] is None else ev["n_counted"],
             "definition": ev["definition"],
+            "subcategories": "\n".join(subs.get(int(t.theme_id), [])),
             "subgroups": _subgroup_text(run, t.cases)}, prefill.get(theme_item(t.theme_id))))
         trows[-1] = _shown(run, trows[-1], theme_item(t.theme_id), shown, baseline)
     _sheet(wb, "themes", THEME_COLS + (EVIDENCE_COLS if cqr else [])
