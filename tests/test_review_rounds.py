@@ -267,12 +267,17 @@ def test_auditor_workbook_shows_the_consensus_and_takes_comments(panel, capsys):
     assert comments[0]["by"] == "dee" and comments[0]["answers"] == {}
 
 
-def test_judges_answer_audit_comments_with_undo(panel, capsys):
+def _audited(panel) -> tuple:
+    """Round 1 closed, and dee's comment on theme 2: (the run, the comment's id)."""
     run = _close_round_one(panel)
     assert main(["review", "audit", str(panel), "--theme", "2", "--by", "dee",
                  "--comment", "Is client support really supervision?"]) == 0
     with ReviewStore(run) as store:
-        cid = store.audit_comment_rows()["theme:2"][0]["id"]
+        return run, store.audit_comment_rows()["theme:2"][0]["id"]
+
+
+def test_judges_answer_audit_comments_with_undo(panel, capsys):
+    run, cid = _audited(panel)
     capsys.readouterr()
     assert main(["review", "answer", str(panel), "--comment", str(cid), "--by", "ana",
                  "--accept"]) == 0
@@ -296,11 +301,7 @@ def test_judges_answer_audit_comments_with_undo(panel, capsys):
 
 
 def test_a_round_with_an_unanswered_audit_comment_does_not_close_unseen(panel, capsys):
-    run = _close_round_one(panel)
-    assert main(["review", "audit", str(panel), "--theme", "2", "--by", "dee",
-                 "--comment", "Is client support really supervision?"]) == 0
-    with ReviewStore(run) as store:
-        cid = store.audit_comment_rows()["theme:2"][0]["id"]
+    run, cid = _audited(panel)
     assert main(["review", "answer", str(panel), "--comment", str(cid), "--by", "ana",
                  "--accept"]) == 0
     capsys.readouterr()
