@@ -15,6 +15,7 @@ import pytest
 from pipeline.report.plots import figure_svg, mpl_text
 from pipeline.report.templating import (
     TEMPLATE_DIR,
+    counted,
     joined,
     make_environment,
     number,
@@ -49,6 +50,15 @@ def test_the_shared_filters():
     assert joined("a; b") == "a; b" and joined(None) == "" and joined(float("nan")) == ""
     out = page_environment().from_string("{{ x|joined }}").render(x=["<b>", "c"])
     assert out == "&lt;b&gt;; c"
+
+
+def test_a_count_takes_the_noun_its_number_needs():
+    assert counted(1, "case") == "1 case" and counted(2, "case") == "2 cases"
+    assert counted(0, "segment") == "0 segments" and counted(1.0, "segment") == "1 segment"
+    assert counted("1", "case") == "1 case" and counted(3, "story", "stories") == "3 stories"
+    assert counted(float("nan"), "case") == "n/a cases"
+    page = page_environment().from_string('{{ n|counted("case") }}')
+    assert page.render(n=1) == "1 case"
 
 
 def test_packaging_ships_every_template():

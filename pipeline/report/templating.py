@@ -20,7 +20,7 @@ import jinja2
 from ..sheets import is_list, join_list
 
 __all__ = ["TEMPLATE_DIR", "make_environment", "page_environment", "number", "percent",
-           "joined"]
+           "joined", "counted"]
 
 #: the templates of the report, the comparison page, the batch index and the review packet
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
@@ -51,8 +51,23 @@ def joined(x: Any) -> str:
     return "" if _absent(x) else str(x)
 
 
+def counted(n: Any, noun: str, plural: str | None = None) -> str:
+    """``n`` and its noun in the number ``n`` needs: "1 case", "2 cases", "0 cases".
+
+    Counts in the pages are the data's (a category of one case is common in a CQR
+    table), so the wording follows the number rather than assuming a plural.
+    """
+    if _absent(n):
+        return f"n/a {plural or noun + 's'}"
+    if isinstance(n, float) and n.is_integer():
+        n = int(n)  # a count read back from a table as a float
+    elif isinstance(n, str) and n.strip().isdigit():
+        n = int(n)  # a count already formatted for a page
+    return f"{n} {noun if n == 1 else (plural or noun + 's')}"
+
+
 #: filters every template may use
-FILTERS = {"f": number, "pct": percent, "joined": joined}
+FILTERS = {"f": number, "pct": percent, "joined": joined, "counted": counted}
 
 
 def make_environment(folder: str | Path = TEMPLATE_DIR, *,

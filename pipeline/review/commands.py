@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..fsutil import atomic_write_text
+from ..report.templating import counted
 from .agreement import review_status, status_text
 from .apply import build_codebook, live_codebook, write_codebook
 from .html import render_packet
@@ -139,7 +140,7 @@ def codebook_text(live: dict) -> str:
         if d.get("definition"):
             lines.append(f"      definition: {d['definition']}")
         for c in d["categories"]:
-            lines.append(f"    - {c['name']}  [{c['frequency_label']}, {c['n_cases']} cases]"
+            lines.append(f"    - {c['name']}  [{c['frequency_label']}, {counted(c['n_cases'], 'case')}]"
                          + (f"  ({'; '.join(c['changes'])})" if c["changes"] else ""))
     for t in cb["rejected_themes"]:
         lines.append(f"  rejected: theme {t['id']} \"{t['name']}\"")

@@ -21,6 +21,7 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 
 from ..fsutil import atomic_write_bytes
+from ..report.templating import counted
 from ..runfolder import RunFolder
 from ..sheets import append_row, formula_problem, is_formula, set_cell
 from .evidence import attribute_text, is_cqr, subgroups, theme_evidence
@@ -248,7 +249,7 @@ def build_workbook(run: RunItems, person: str, role: str, round: int,
     subs: dict[int, list[str]] = {}
     for s in RunFolder.open(run.folder).proposed_subcategories() if cqr else []:
         subs.setdefault(s["parent_theme"], []).append(
-            f"{s['name']} ({s['n_segments']} segments, {s['n_cases']} cases)")
+            f"{s['name']} ({counted(s['n_segments'], 'segment')}, {counted(s['n_cases'], 'case')})")
     trows = []
     for t in run.themes.itertuples():
         ev = theme_evidence(run, t.theme_id)
