@@ -359,6 +359,23 @@ def test_judges_answer_in_the_web_app(panel):
     assert "argue" in ana.get("/theme/2")
 
 
+def test_round_two_pages_show_round_one_comments_and_answers(panel, capsys):
+    run, cid = _audited(panel)
+    for judge, answer in (("ana", ["--accept"]), ("ben", ["--argue", "they <b>say</b> so"])):
+        assert main(["review", "answer", str(panel), "--comment", str(cid), "--by", judge,
+                     *answer]) == 0
+    assert main(["review", "next-round", str(panel), "--by", "ana"]) == 0
+    page = Web(panel, "ana").get("/theme/2")
+    earlier = re.search(r'<details class="earlier-comments" data-round="1".*?</details>',
+                        page, re.S).group(0)
+    assert "Round 1 (1 comment)" in earlier and "Is client support really supervision?" in earlier
+    assert re.search(r'data-judge="ana">ana: <b>accept</b>', earlier)
+    assert "they &lt;b&gt;say&lt;/b&gt; so" in earlier  # an answer is text, never markup
+    # round 2's own comments are still where they were, and the other pages have none
+    assert "<h3>Round 2</h3>" in page and "No comment yet." in page
+    assert "earlier-comments" not in Web(panel, "ana").get("/theme/1")
+
+
 # --- 4. the live codebook ----------------------------------------------------------------
 
 def test_live_codebook_in_pages_status_and_preview(panel, capsys):

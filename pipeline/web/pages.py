@@ -254,7 +254,12 @@ def _item_common(run: RunItems, store: ReviewStore, item: str, who: str | None,
         status = ItemStatus(item, run.label(item), "untouched",
                             {j: Decision(item, "keep", source=LEFT_ALONE) for j in st.judges})
     start, start_text = prefill(status, who, start_from, draft)
+    # the auditor's comments of earlier rounds on this item, with the judges' answers:
+    # a round starts from the last one's consensus, so what was argued then still matters
+    earlier = [{"round": r, "comments": cs} for r in range(1, st.round)
+               if (cs := store.audit_comment_rows(r).get(item))]
     return {"st": st, "live": live_codebook(run, st), "status": status, "item": item,
+            "earlier_comments": earlier,
             "v_item": versions.get(item, 0),
             "v_mine": mine.get(item, 0), "versions": versions, "mine": mine,
             "prefill": start, "prefill_from": start_text, "err": error_box(error),
