@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from pipeline.cli import main
-from pipeline.review.model import load_run
+from pipeline.review.model import Decision, ReviewError, load_run
 from pipeline.review.store import ReviewStore, db_path
 from tests.review_helpers import fill, segments
 
@@ -181,3 +181,27 @@ def test_reject_and_domain_merge_apply(review_run, capsys):
     assert len(cb["domains"]) == 1 and cb["domains"][0]["changed"]
     assert [t["id"] for t in cb["rejected_themes"]] == [0]
     assert cb["unassigned_segments"] == 24
+
+
+def test_a_merge_into_a_rejected_theme_is_refused(review_run, capsys):
+    run = review_run
+    assert main(["review", "export", str(run), "--judges", "ana,ben"]) == 0
+    with ReviewStore(load_run(run)) as store:
+        store.resolve([Decision("theme:0", "reject")], by="ana")
+        with pytest.raises(ReviewError, match="theme 1 would merge into theme 0, which is "
+                                               "rejected") as e:
+            store.resolve([Decision("theme:1", "merge", target="0")], by="ana")
+        assert "reject it too" in str(e.value)
+        # through a chain of merges too, whichever decision comes last
+        store.resolve([Decision("theme:2", "merge", target="1")], by="ana")
+        with pytest.raises(ReviewError, match=r"theme 2 would merge into theme 0 \(through "
+                                               r"theme 1\)"):
+            store.resolve([Decision("theme:1", "merge", target="0")], by="ana")
+        assert "theme:1" not in store.consensus()
+    # one judge's workbook that does both is refused as a whole, naming the row
+    wb = run / "review" / "round-1" / "ben.xlsx"
+    fill(wb, "themes", 0, decision="reject")
+    row = fill(wb, "themes", 1, decision="merge", merge_into=0)
+    assert main(["review", "import", str(run), str(wb)]) == 2
+    err = capsys.readouterr().err
+    assert f"row {row}" in err and "which is rejected" in err

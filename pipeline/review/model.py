@@ -738,6 +738,29 @@ def nesting_problems(decisions: list[Decision]) -> list[str]:
     return errs
 
 
+def rejected_target_problems(decisions: list[Decision]) -> list[str]:
+    """Themes merged, directly or through a chain of merges, into a theme the same set of
+    decisions rejects. The merged theme's segments would end in no category without
+    anyone having rejected them, so it is refused: reject it too, or merge it elsewhere."""
+    by_item = {d.item: d for d in decisions}
+    errs = []
+    for d in decisions:
+        if d.kind != "theme" or d.decision != "merge":
+            continue
+        seen, end = {d.item}, by_item.get(f"theme:{d.target}")
+        target = d.target
+        while end is not None and end.decision == "merge" and end.item not in seen:
+            seen.add(end.item)
+            target = end.target
+            end = by_item.get(f"theme:{target}")
+        if end is not None and end.decision == "reject":
+            via = "" if target == d.target else f" (through theme {d.target})"
+            errs.append(f"{d.source or d.item}: theme {d.ident} would merge into theme "
+                        f"{target}{via}, which is rejected, so its segments would end in no "
+                        "category; merge it into a theme that is kept, or reject it too")
+    return errs
+
+
 def overlap_problems(decisions: list[Decision]) -> list[str]:
     """Segments that two created categories in one set of decisions both take."""
     owner: dict[str, str] = {}
@@ -766,7 +789,7 @@ def check_set(decisions: list[Decision], run: RunItems) -> list[str]:
         chain = " -> ".join([cycle[0].ident] + [c.target for c in cycle])
         errs.append(f"{cycle[0].source}: merge cycle ({cycle[0].kind}s {chain}; "
                     f"rows: {'; '.join(c.source for c in cycle)})")
-    return errs + nesting_problems(decisions)
+    return errs + nesting_problems(decisions) + rejected_target_problems(decisions)
 
 
 def with_source(d: Decision, source: str) -> Decision:

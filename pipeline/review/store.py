@@ -46,6 +46,7 @@ from .model import (
     merge_cycles,
     nesting_problems,
     overlap_problems,
+    rejected_target_problems,
 )
 
 SCHEMA_VERSION = "1"
@@ -368,6 +369,7 @@ class ReviewStore:
             errors.append(f"{decisions[0].source or decisions[0].item}: the consensus would "
                           f"merge in a cycle ({cycle[0].kind}s {chain})")
         errors += nesting_problems(list(merged.values()))
+        errors += rejected_target_problems(list(merged.values()))
         errors += overlap_problems(list(merged.values()))
         if errors:
             raise ReviewError(listing(errors), hint="nothing was recorded")
