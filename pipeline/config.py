@@ -384,49 +384,78 @@ def validate_config(data: dict, path: Path | None = None) -> RunConfig:
     default parameters, with the keys it gives laid over them. The ``sweep`` and
     ``stability`` sections are checked here too, so every command reads a config the
     same way. Paths are kept as written: :func:`load_config` resolves them.
+
+    Every problem is reported at once: a misspelt top-level key does not hide a wrong
+    value in a stage section, so the user fixes the config in one pass.
     """
     data = dict(data)
-    if "sweep" in data:
-        data["sweep"] = parse_sweep(data["sweep"], path)
-    if "stability" in data:
-        data["stability"] = parse_stability(data["stability"], path)
-    if "scale" in data:
-        data["scale"] = parse_scale(data["scale"], path)
+    problems: list[ConfigError] = []
+    for key, parse in (("sweep", parse_sweep), ("stability", parse_stability),
+                       ("scale", parse_scale)):
+        if key in data:
+            try:
+                data[key] = parse(data[key], path)
+            except ConfigError as exc:
+                problems.append(exc)
+                del data[key]  # reported; the rest is still checked
     for section in STAGE_KINDS:
         given = data.get(section)
         if isinstance(given, dict) and "name" not in given:
             default = RunConfig.model_fields[section].default
             data[section] = {**default.model_dump(), **given}
+    cfg = None
     try:
         cfg = RunConfig.model_validate(data)
     except pydantic.ValidationError as exc:
-        raise config_error_from(exc, model=RunConfig, path=str(path) if path else None) from None
+        problems.append(config_error_from(exc, model=RunConfig,
+                                          path=str(path) if path else None))
     for section, kind in STAGE_KINDS.items():
-        spec: StageSpec = getattr(cfg, section)
-        registry = REGISTRIES[kind]
-        try:
-            model = registry.params_model(spec.name)
-        except ConfigError as exc:
-            raise ConfigError(exc.reason, path=path, field=f"{section}.name", hint=exc.hint) from None
-        try:
-            model.model_validate(spec.params())
-        except pydantic.ValidationError as exc:
-            raise config_error_from(exc, where=section, model=model,
-                                    path=str(path) if path else None) from None
-    if cfg.llm is not None:
-        try:
-            model = REGISTRIES["namer"].params_model(cfg.llm.name)
-            model.model_validate(cfg.llm.params())
-        except ConfigError as exc:
-            raise ConfigError(exc.reason, path=path, field="llm.name", hint=exc.hint) from None
-        except pydantic.ValidationError as exc:
-            raise config_error_from(exc, where="llm", model=model,
-                                    path=str(path) if path else None) from None
+        spec = getattr(cfg, section) if cfg is not None else data.get(section)
+        if spec is None or (isinstance(spec, dict) and not isinstance(spec.get("name"), str)):
+            continue  # the section's own shape was reported above
+        name, params = ((spec.name, spec.params()) if isinstance(spec, StageSpec) else
+                        (spec["name"], {k: v for k, v in spec.items() if k != "name"}))
+        problems += _stage_problems(REGISTRIES[kind], name, params, section, path)
+    llm = cfg.llm if cfg is not None else None
+    if llm is not None:
+        problems += _stage_problems(REGISTRIES["namer"], llm.name, llm.params(), "llm", path)
         if cfg.analysis != "consensa.CQR.v1":
-            raise ConfigError("the llm section names, defines and summarises categories of the "
-                              "CQR analysis; this config runs consensa.Themes.v1", path=path,
-                              field="llm", hint="set analysis: consensa.CQR.v1, or remove llm")
+            problems.append(ConfigError(
+                "the llm section names, defines and summarises categories of the CQR "
+                "analysis; this config runs consensa.Themes.v1", path=path, field="llm",
+                hint="set analysis: consensa.CQR.v1, or remove llm"))
+    lines = [line for p in problems for line in _lines(p)]
+    if len(problems) == 1 and len(lines) == 1:
+        raise problems[0]
+    if problems:
+        raise ConfigError(f"{len(lines)} problems:\n  " + "\n  ".join(lines), path=path,
+                          hint="fix the key(s) above; `consensa validate CONFIG` checks a "
+                               "config without running it")
     return cfg
+
+
+def _lines(problem: ConfigError) -> list[str]:
+    """A problem as the lines of a list: one a key, each naming its key."""
+    listed = getattr(problem, "problems", None)
+    if listed:
+        return list(listed)
+    return [(f"'{problem.field}': " if problem.field else "") + problem.reason]
+
+
+def _stage_problems(registry, name: str, params: dict, section: str,
+                    path: Path | None) -> list[ConfigError]:
+    """What is wrong with one stage section: an unknown name, or parameters its
+    implementation does not take."""
+    try:
+        model = registry.params_model(name)
+    except ConfigError as exc:
+        return [ConfigError(exc.reason, path=path, field=f"{section}.name", hint=exc.hint)]
+    try:
+        model.model_validate(params)
+    except pydantic.ValidationError as exc:
+        return [config_error_from(exc, where=section, model=model,
+                                  path=str(path) if path else None)]
+    return []
 
 
 def resolve_paths(cfg: RunConfig, base_dir: str | Path) -> RunConfig:

@@ -260,8 +260,10 @@ def config_error_from(exc: pydantic.ValidationError, *, where: str = "",
             if about:
                 msg += f"; {about}"
         lines.append(msg)
-    return ConfigError("; ".join(lines), path=path,
-                       hint="fix the key(s) above; `consensa validate CONFIG` checks a config without running it")
+    error = ConfigError("; ".join(lines), path=path,
+                        hint="fix the key(s) above; `consensa validate CONFIG` checks a config without running it")
+    error.problems = lines  # one a key, for a caller that lists several sections' problems
+    return error
 
 
 #: the refused value as the message shows it: a few items and characters, never a

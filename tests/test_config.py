@@ -51,6 +51,25 @@ def test_unknown_top_level_key_and_wrong_type(tmp_path):
         load_config(write(tmp_path, {"reduce": {"name": "consensa.UMAP.v1", "n_components": "five"}}))
 
 
+def test_every_problem_of_a_config_is_reported_at_once(tmp_path):
+    # a misspelt top-level key used to hide the stage sections' problems until fixed
+    p = write(tmp_path, {"sede": 1, "cluster": {"name": "consensa.HDBSCAN.v1",
+                                                "min_cluster_sise": 5},
+                         "reduce": {"name": "consensa.UMAP.v1", "n_components": "five"},
+                         "stability": {"resamples": 0}})
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    msg = str(e.value)
+    assert msg.startswith(f"{p}: 4 problems:\n")
+    for key in ("'sede' is not a known setting", "'cluster.min_cluster_sise'",
+                "'reduce.n_components'", "'stability.resamples'"):
+        assert msg.count(key) == 1, key
+    # one problem reads as before
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, {"sede": 1}))
+    assert "problems" not in str(e.value)
+
+
 def test_unknown_implementation_lists_the_registered_ones(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_config(write(tmp_path, {"cluster": {"name": "consensa.DBSCAN.v9"}}))
