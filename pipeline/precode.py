@@ -37,6 +37,7 @@ import logging
 import os
 import shutil
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -480,11 +481,15 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
 
     cats = codebook_categories(cb)
     train = training_set(cb, run_folder, labels)
-    n_choices = 0
+    n_choices = n_disagreed = 0
     if retrain:
         stored = stored_choices(run_folder, cats)
-        n_choices = len(stored)
+        n_choices, n_disagreed = len(stored), stored.attrs["n_disagreed"]
         log.info("retrain with %d stored queue choice(s) of earlier batches", n_choices)
+        if n_disagreed:
+            log.warning("%d queued segment(s) left out of the retraining: the people who coded "
+                        "them chose different categories, as many for one as for another",
+                        n_disagreed)
         train = pd.concat([train, stored], ignore_index=True)
     none = train["label"] == NONE
     none_cases = train.loc[none, "case_id"].nunique()
@@ -601,7 +606,8 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
                            "rule": "an explicit 'none' class" if none_class else
                            f"fewer than {NONE_MIN_SEGMENTS} segments from 2 cases: no 'none' "
                            "class; a segment below the threshold goes to the queue"},
-            "retrain": {"enabled": retrain, "n_choices": n_choices},
+            "retrain": {"enabled": retrain, "n_choices": n_choices,
+                        "n_disagreed": n_disagreed},
             "n_training_segments": len(train), "n_segments": len(seg),
             "n_coded": int((seg["status"] == "coded").sum()),
             "n_none": int((seg["status"] == "none").sum()),
@@ -1063,21 +1069,39 @@ def latest_choices(run_folder: Path) -> dict[tuple[str, str], dict]:
 
 
 def stored_choices(run_folder: Path, cats: dict[int, tuple] | None = None) -> pd.DataFrame:
-    """The stored queue choices as training rows: one per segment and person, the latest.
+    """The stored queue choices as training rows: one per queued segment.
 
-    Columns as :func:`training_set` (label: the category id or :data:`NONE`); the case
-    is prefixed with its batch, so the case-grouped folds keep a new case whole. A
-    choice of a category no longer in the codebook is left out.
+    Each person's latest choice counts once; where several people coded the same
+    segment, the row takes the category most of them chose. A segment they split
+    evenly on is left out (its code is not agreed, and training on both codes would
+    teach the classifier a contradiction); ``attrs["n_disagreed"]`` counts those, and
+    ``attrs["n_people_choices"]`` the choices read. Columns as :func:`training_set`
+    (label: the category id or :data:`NONE`); the case is prefixed with its batch, so
+    the case-grouped folds keep a new case whole. A choice of a category no longer
+    in the codebook is left out.
     """
     cols = ["segment_id", "case_id", "text", "label", "origin"]
-    out = []
-    for v in latest_choices(run_folder).values():
+    by_item: dict[str, list[dict]] = {}
+    n_read = 0
+    for (_, item), v in latest_choices(run_folder).items():
         cid = int(v["category_id"])
         if cats is not None and cid != NONE and cid not in cats:
             continue
+        by_item.setdefault(item, []).append(v)
+        n_read += 1
+    out, disagreed = [], 0
+    for item, votes in by_item.items():
+        tally = Counter(int(v["category_id"]) for v in votes)
+        (top, n), *rest = tally.most_common()
+        if rest and rest[0][1] == n:
+            disagreed += 1
+            continue
+        v = next(v for v in votes if int(v["category_id"]) == top)
         out.append({"segment_id": v["segment_id"], "case_id": f"{v['batch']}/{v['case_id']}",
-                    "text": v["text"], "label": cid, "origin": "queue"})
-    return pd.DataFrame(out, columns=cols)
+                    "text": v["text"], "label": top, "origin": "queue"})
+    frame = pd.DataFrame(out, columns=cols)
+    frame.attrs.update(n_disagreed=disagreed, n_people_choices=n_read)
+    return frame
 
 
 # --- a pre-coding's output folder, as `consensa serve` opens it -----------------------------

@@ -164,7 +164,22 @@ def test_a_choice_on_the_page_is_stored_as_an_imported_one_and_retrains(batch, t
     assert main(["precode", str(codebook), "--transcripts", str(new), "--retrain",
                  "--out", str(again), "-q"]) == 0
     assert json.loads((again / "manifest.json").read_text())["retrain"] == \
-        {"enabled": True, "n_choices": 3}
+        {"enabled": True, "n_choices": 3, "n_disagreed": 0}
+
+
+def test_retraining_takes_one_code_per_segment_and_leaves_out_a_split_one(batch):
+    run, out = batch
+    ids, cats = _queue(out)["segment_id"].tolist(), _categories(run)
+    for who, picks in (("ana", (cats[0], cats[0], "none")), ("ben", (cats[0], cats[1], "none"))):
+        web = Web(out, who)
+        page = web.get("/queue")
+        for sid, cat in zip(ids, picks, strict=False):
+            assert web.post("/queue/choose", _page=page, segment=sid,
+                            category=str(cat)).status_code == 303
+    got = stored_choices(run)
+    # agreed twice: one training row each, not two; split 1-1: no row, and counted
+    assert got.set_index("segment_id")["label"].to_dict() == {ids[0]: cats[0], ids[2]: NONE}
+    assert got.attrs == {"n_disagreed": 1, "n_people_choices": 6}
 
 
 def test_a_bad_choice_is_refused_and_nothing_is_stored(batch):
