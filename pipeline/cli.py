@@ -88,6 +88,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"Consensa run '{cfg.name}' finished in {time.perf_counter() - start:.1f} s")
     n_seg = max(int(c["segment_segments"]), 1)
     reassigned = f"reassigned outliers: {c['reassigned']} ({c['reassigned'] / n_seg:.1%})"
+    n_fit = int(c.get("fitted_on_sample") or 0)
+    if n_fit:  # themes fitted on a sample: its outliers are the sample's, and so the share
+        reassigned = (f"reassigned outliers: {c['reassigned']} of the {n_fit} fitted "
+                      f"({c['reassigned'] / n_fit:.1%})")
     if manifest.get("analysis") == "consensa.CQR.v1":
         n_sub = int(c.get("crossanalysis_subcategorised", 0))
         print(f"  cases: {c['cases_analysed']}   segments: {c['segment_segments']}   "

@@ -128,6 +128,8 @@ def test_the_summary_and_the_report_say_so(sampled):
                 f"segments; the other {c['joined_after_sample']} joined their nearest theme "
                 f"({c['unassigned_after_sample']} left unassigned)")
     assert f"  {sentence}\n" in printed
+    assert (f"reassigned outliers: {c['reassigned']} of the {c['fitted_on_sample']} fitted "
+            f"({c['reassigned'] / c['fitted_on_sample']:.1%})") in printed
     html = (run.path / "report.html").read_text(encoding="utf-8")
     assert sentence[1:] in html and "Themes found on a sample" in html
 
