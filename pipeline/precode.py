@@ -1090,7 +1090,7 @@ def stored_choices(run_folder: Path, cats: dict[int, tuple] | None = None) -> pd
         by_item.setdefault(item, []).append(v)
         n_read += 1
     out, disagreed = [], 0
-    for item, votes in by_item.items():
+    for votes in by_item.values():
         tally = Counter(int(v["category_id"]) for v in votes)
         (top, n), *rest = tally.most_common()
         if rest and rest[0][1] == n:
