@@ -411,7 +411,8 @@ def validate_config(data: dict, path: Path | None = None) -> RunConfig:
                                           path=str(path) if path else None))
     for section, kind in STAGE_KINDS.items():
         spec = getattr(cfg, section) if cfg is not None else data.get(section)
-        if spec is None or (isinstance(spec, dict) and not isinstance(spec.get("name"), str)):
+        if not isinstance(spec, StageSpec | dict) or (
+                isinstance(spec, dict) and not isinstance(spec.get("name"), str)):
             continue  # the section's own shape was reported above
         name, params = ((spec.name, spec.params()) if isinstance(spec, StageSpec) else
                         (spec["name"], {k: v for k, v in spec.items() if k != "name"}))

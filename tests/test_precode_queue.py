@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from pipeline.cli import main
-from pipeline.precode import CHOICE_ACTION, NONE, QUEUE_HEAD, stored_choices
+from pipeline.precode import CHOICE_ACTION, NONE, QUEUE_HEAD, latest_choices, stored_choices
 from pipeline.review.model import Decision, load_run
 from pipeline.review.store import ReviewStore, db_path
 from tests.study import TOPICS, write_study
@@ -153,7 +153,10 @@ def test_queue_import_stores_every_choice_durably(queued, tmp_path, capsys):
     assert main(["precode", "import", str(_fill(out / "queue.xlsx", tmp_path / "ben.xlsx",
                                                 {2: "none"})), "--by", "ben"]) == 0
     assert main(["precode", "import", str(filled), "--by", "ana"]) == 0
-    assert len(stored_choices(run)) == len(picks) + 1
+    assert len(latest_choices(run)) == len(picks) + 1
+    # ana and ben split on row 2's segment: training leaves it out, and counts it
+    got = stored_choices(run)
+    assert len(got) == len(picks) - 1 and got.attrs["n_disagreed"] == 1
 
 
 def test_a_bad_queue_row_imports_nothing_and_names_the_row(queued, tmp_path, capsys):
@@ -215,7 +218,7 @@ def test_retrain_learns_from_the_stored_choices(queued, tmp_path):
                  "--retrain", "--out", str(again), "-q"]) == 0
     m0 = json.loads((plain / "manifest.json").read_text())
     m1 = json.loads((again / "manifest.json").read_text())
-    assert m1["retrain"] == {"enabled": True, "n_choices": len(picks)}
+    assert m1["retrain"] == {"enabled": True, "n_choices": len(picks), "n_disagreed": 0}
     assert m1["n_training_segments"] == m0["n_training_segments"] + len(picks)
     # the people said segments of the training topic are "none of these" here: the next
     # batch gives "none" more weight on that topic, and its category less confidence
