@@ -359,6 +359,10 @@ def read_yaml(path: Path) -> dict:
         raise ConfigError(f"not a usable config: {exc.problem}", path=path,
                           line=exc.problem_mark.line + 1,
                           hint="write the values out instead of these aliases (*name)") from None
+    except safeyaml.DuplicateKeyError as exc:
+        raise ConfigError(f"not a usable config: {exc.problem}", path=path,
+                          line=exc.problem_mark.line + 1,
+                          hint="keep one of the two, with every setting it should hold") from None
     except RecursionError:
         raise ConfigError("not a usable config: its lists or sections are nested too deeply",
                           path=path, hint="a config nests sections a few levels deep; check "

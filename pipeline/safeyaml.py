@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from yaml.nodes import MappingNode, Node, SequenceNode
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 #: values the aliases of one document may add beyond those written out; a config
 #: that reuses a list of names in a few places adds hundreds
@@ -77,9 +77,40 @@ def _check_aliases(root: Node, limit: int) -> None:
     size(root)
 
 
+class DuplicateKeyError(yaml.MarkedYAMLError):
+    """A mapping gives the same key twice. YAML loaders keep the last value and drop
+    the first without a word (a ``segment:`` section written twice loses the first
+    one's settings), so a file from a user that does this is refused, naming both
+    lines."""
+
+
+def _check_duplicate_keys(root: Node) -> None:
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, MappingNode):
+            first: dict[str, Node] = {}
+            for key, value in node.value:
+                if isinstance(key, ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    if key.value in first:
+                        raise DuplicateKeyError(
+                            problem=f"the key '{key.value}' is given twice (first on line "
+                                    f"{first[key.value].start_mark.line + 1}), and only the last "
+                                    "would be kept", problem_mark=key.start_mark)
+                    first[key.value] = key
+                stack.append(value)
+        elif isinstance(node, SequenceNode):
+            stack.extend(node.value)
+
+
 class BoundedSafeLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` that checks the composed document with
-    :func:`_check_aliases` before constructing any Python object from it."""
+    :func:`_check_aliases` and :func:`_check_duplicate_keys` before constructing any
+    Python object from it."""
 
     alias_limit = MAX_ALIAS_VALUES
 
@@ -87,6 +118,7 @@ class BoundedSafeLoader(yaml.SafeLoader):
         node = super().get_single_node()
         if node is not None:
             _check_aliases(node, self.alias_limit)
+            _check_duplicate_keys(node)
         return node
 
 

@@ -179,6 +179,16 @@ def test_ordinary_aliases_and_merge_keys_still_load(tmp_path):
     assert cfg.map.params() == {"n_neighbors": 12, "n_components": 2}
 
 
+def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path):
+    # YAML keeps the last of two keys: the first section's settings vanished unseen
+    text = "segment:\n  max_words: 60\nseed: 3\nsegment:\n  min_words: 3\n"
+    with pytest.raises(ConfigError, match=r"line 4: .*'segment' is given twice \(first on "
+                                          r"line 1\)"):
+        load_config(write(tmp_path, text))
+    with pytest.raises(ConfigError, match="'max_words' is given twice"):
+        load_config(write(tmp_path, "segment:\n  max_words: 60\n  max_words: 80\n"))
+
+
 def test_other_yaml_readers_refuse_an_alias_bomb(tmp_path):
     from pipeline.errors import InputError
     from pipeline.exchange.refi import codebook_from_yaml
