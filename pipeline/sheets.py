@@ -50,6 +50,26 @@ _AS_SPACE = frozenset("\x0b\x0c")
 
 # --- text -----------------------------------------------------------------------
 
+#: characters Markdown would read as markup inside a line: emphasis, code, links
+_MD_MARKUP = re.compile(r"([\\`*_\[\]])")
+
+
+def markdown_text(text: Any) -> str:
+    """Transcript (or judges') text as one line of Markdown that shows it and obeys
+    none of it: ``<``, ``>`` and ``&`` as HTML entities (a Markdown viewer renders raw
+    HTML, so ``<img onerror=...>`` in a quote would run), emphasis, code and link
+    characters escaped, and a leading ``#`` kept from making a heading."""
+    one = " ".join(str(text).split())
+    one = one.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    one = _MD_MARKUP.sub(r"\\\1", one)
+    return "\\" + one if one.startswith("#") else one
+
+
+def markdown_cell(text: Any) -> str:
+    """:func:`markdown_text` for a cell of a Markdown table: pipes escaped too."""
+    return markdown_text(text).replace("|", "\\|")
+
+
 def neutralise(text: str) -> str:
     """``text`` as a CSV cell: a leading ``'`` when it would start a formula."""
     if _NEEDS_QUOTE.match(text) and not _NUMBER.fullmatch(text):

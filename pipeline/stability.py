@@ -53,6 +53,7 @@ from .errors import ConfigError, InputError
 from .fsutil import atomic_write_text
 from .progress import progress
 from .runfolder import RunFolder, raw_to_csv
+from .sheets import markdown_cell
 from .stages.cluster import join_sample, stratified_sample
 from .stages.cqr import frequency_label
 from .types import Clustering
@@ -508,4 +509,4 @@ def stability_markdown(result: StabilityResult, run_name: str = "") -> str:
 
 
 def _md(text: Any) -> str:
-    return " ".join(str(text).split()).replace("|", "\\|")
+    return markdown_cell(text)

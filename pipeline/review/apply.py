@@ -29,7 +29,7 @@ import yaml
 
 from ..fsutil import atomic_write_text
 from ..runfolder import RunFolder
-from ..sheets import to_csv
+from ..sheets import markdown_cell, markdown_text, to_csv
 from ..stages.cqr import frequency_label
 from ..types import CQR_COLUMNS
 from .agreement import ReviewStatus, audit_words
@@ -447,8 +447,7 @@ def table_markdown(table: pd.DataFrame, flags: bool) -> str:
     """``cqr_table.md`` of the agreed codebook: the judges' core idea where they wrote
     one (a quote, in quotation marks with its case, where they did not), subcategories
     under their category, and for a CQR run the evidence column."""
-    def md(x) -> str:
-        return " ".join(str(x).split()).replace("|", "\\|")
+    md = markdown_cell
 
     head = "| Domain | Category | Frequency | Cases | Core idea |"
     head += " Evidence |" if flags else ""
@@ -480,68 +479,72 @@ SUBCATEGORIES_NOT_REVIEWED = (
 
 
 def codebook_markdown(cb: Codebook) -> str:
+    """``codebook.md``. Every name, definition, core idea, quote and comment in it is
+    text the judges or the participants wrote: shown, never obeyed as Markdown or HTML
+    (:func:`pipeline.sheets.markdown_text`)."""
+    t = markdown_text
     d = cb.data
     draft = ([f"**DRAFT**: {len(d['open_items'])} item(s) still have no consensus and stand "
-              "as proposed: " + "; ".join(d["open_items"][:20])
+              "as proposed: " + "; ".join(t(i) for i in d["open_items"][:20])
               + (" ..." if len(d["open_items"]) > 20 else ""), ""] if d.get("draft") else [])
-    lines = [f"# {'Draft codebook' if d.get('draft') else 'Codebook'}: {d['run']['name']}", "",
+    lines = [f"# {'Draft codebook' if d.get('draft') else 'Codebook'}: {t(d['run']['name'])}", "",
              *draft,
-             f"Agreed by {', '.join(d['review']['judges'])} (round {d['review']['round']})"
+             f"Agreed by {t(', '.join(d['review']['judges']))} (round {d['review']['round']})"
              + audit_words(d["review"]["auditors"], d["review"].get("audited_by") or [])
              + f"; {d['cases_total']} cases. Items marked **changed** differ from what "
              "Consensa proposed.", "",
              *(["**Auditor's comments not answered by every judge**: "
-                + "; ".join(d["review"]["unanswered_audit_comments"]), ""]
+                + "; ".join(t(x) for x in d["review"]["unanswered_audit_comments"]), ""]
                if d["review"].get("unanswered_audit_comments") else [])]
     for dom in d["domains"]:
         mark = " (changed)" if dom["changed"] else ""
-        lines += [f"## {dom['name']}{mark}", "",
+        lines += [f"## {t(dom['name'])}{mark}", "",
                   f"{dom['frequency_label']}, {dom['n_cases']}/{d['cases_total']} cases"]
         if dom.get("definition"):
-            lines.append(f"\n**Definition**: {dom['definition']}")
+            lines.append(f"\n**Definition**: {t(dom['definition'])}")
         for ch in dom["changes"]:
-            lines.append(f"- changed: {ch}")
+            lines.append(f"- changed: {t(ch)}")
         lines.append("")
         if dom.get("core_ideas"):
             lines += ["**Core ideas** (one per case)", ""]
             for ci in dom["core_ideas"]:
-                lines.append(f"- {ci['case']} ({ci['source']}): {' '.join(ci['core_idea'].split())}"
-                             f" [{', '.join(ci['segment_ids'])}]")
+                lines.append(f"- {t(ci['case'])} ({ci['source']}): {t(ci['core_idea'])}"
+                             f" [{t(', '.join(ci['segment_ids']))}]")
             lines.append("")
         for c in dom["categories"]:
             mark = " **changed**" if c["changed"] else ""
             level = "####" if "parent" in c else "###"
-            under = f" (subcategory of {c['parent_name']})" if "parent" in c else ""
-            lines += [f"{level} {c['name']}{under}{mark}", "",
+            under = f" (subcategory of {t(c['parent_name'])})" if "parent" in c else ""
+            lines += [f"{level} {t(c['name'])}{under}{mark}", "",
                       f"*{c['frequency_label']}*, {c['n_cases']}/{d['cases_total']} cases, "
                       f"{c['n_segments']} segments"
                       + (f" (counted: {c['n_counted_cases']} cases)" if "n_counted_cases" in c
                          else ""), "",
-                      *([f"**Evidence**: {'; '.join(_evidence(c))}", ""] if _evidence(c)
+                      *([f"**Evidence**: {t('; '.join(_evidence(c)))}", ""] if _evidence(c)
                         else []),
-                      f"**Core idea** ({c['core_idea_source']}): {c['core_idea']}", ""]
+                      f"**Core idea** ({c['core_idea_source']}): {t(c['core_idea'])}", ""]
             if c["keywords"]:
-                lines += [f"Keywords: {', '.join(c['keywords'])}", ""]
+                lines += [f"Keywords: {t(', '.join(c['keywords']))}", ""]
             for ch in c["changes"]:
-                lines.append(f"- changed: {ch}")
+                lines.append(f"- changed: {t(ch)}")
             if c["changes"]:
                 lines.append("")
             for q in c["example_quotes"]:
-                lines.append(f"> {' '.join(q['text'].split())} ({q['case']}, {q['segment_id']})")
+                lines.append(f"> {t(q['text'])} ({t(q['case'])}, {t(q['segment_id'])})")
                 lines.append(">")
             if c["example_quotes"]:
                 lines.pop()
             lines.append("")
     if d["rejected_themes"]:
         lines += ["## Rejected proposals", ""]
-        for t in d["rejected_themes"]:
-            lines.append(f"- theme {t['id']} \"{t['name']}\" ({t['n_segments']} segments)"
-                         + (f": {t['comment']}" if t["comment"] else ""))
+        for r in d["rejected_themes"]:
+            lines.append(f"- theme {r['id']} \"{t(r['name'])}\" ({r['n_segments']} segments)"
+                         + (f": {t(r['comment'])}" if r["comment"] else ""))
         lines.append("")
     if d.get("subcategories_not_reviewed"):
         lines += ["## Proposed subcategories not in this codebook", "",
                   SUBCATEGORIES_NOT_REVIEWED, ""]
-        lines += [f"- \"{s['name']}\" (under \"{s['parent_name']}\")"
+        lines += [f"- \"{t(s['name'])}\" (under \"{t(s['parent_name'])}\")"
                   for s in d["subcategories_not_reviewed"]]
         lines.append("")
     lines.append(f"Unassigned segments: {d['unassigned_segments']}")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..sheets import markdown_cell
 from ..types import ASSIGNED_SEGMENT_COLUMNS, CQR_COLUMNS, DOMAIN_COLUMNS, THEME_COLUMNS
 
 
@@ -78,8 +79,8 @@ def cqr_table(themes: pd.DataFrame, domains: pd.DataFrame, segments: pd.DataFram
 
 
 def _md(text: object) -> str:
-    """A cell of a Markdown table: one line, pipes escaped."""
-    return " ".join(str(text).split()).replace("|", "\\|")
+    """A cell of a Markdown table: one line, text shown and never obeyed as markup."""
+    return markdown_cell(text)
 
 
 def cqr_markdown(table: pd.DataFrame) -> str:
