@@ -453,6 +453,10 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
 
     if not 0.0 <= threshold <= 1.0:
         raise ConfigError("--threshold must be between 0 and 1")
+    if out is not None and Path(out).exists():    # refused before the work, not after it
+        raise InputError("the output folder exists already; it is never overwritten", path=out,
+                         hint="choose another --out folder (a stopped job goes on with the "
+                              "same --out as long as the folder itself was not written)")
     cb, run_folder, labels = _load_codebook(Path(codebook))
     if config is not None:
         cfg, base = load_config(config)

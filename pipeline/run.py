@@ -353,6 +353,13 @@ def _manifest(cfg: RunConfig, base_dir: Path, started: str, corpus, deid, segmen
     }
 
 
+def _refuse_existing(out: Path) -> None:
+    if out.exists():
+        raise InputError("the run folder exists already; Consensa never overwrites a run "
+                         "(it may hold the judges' decisions)", path=out,
+                         hint="choose another --out folder, or move the old run away")
+
+
 def run(cfg: RunConfig, base_dir: Path = Path("."), out: Path | None = None,
         *, shared: tuple[Path, ...] = ()) -> Path:
     """Run the pipeline and write its folder; returns the folder's path.
@@ -373,15 +380,14 @@ def run(cfg: RunConfig, base_dir: Path = Path("."), out: Path | None = None,
         mapping = check_mapping_path(cfg.deidentify.mapping_file,
                                      Path(out) if out is not None else None, output_dir,
                                      study, shared)
+    if out is not None:
+        _refuse_existing(Path(out))     # before the work, not after it
     result = build(cfg, base_dir)
     if out is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out = cfg.output_dir / f"{cfg.name}-{stamp}"
     out = Path(out)
-    if out.exists():
-        raise InputError("the run folder exists already; Consensa never overwrites a run "
-                         "(it may hold the judges' decisions)", path=out,
-                         hint="choose another --out folder, or move the old run away")
+    _refuse_existing(out)               # and again: it may have appeared meanwhile
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     with Timer(result.manifest["timings"]).stage("write"):

@@ -207,3 +207,21 @@ def test_a_run_that_finds_no_theme_stops_with_what_to_change(study):
     assert "no themes found" in msg and "all 72 segments" in msg
     assert "cluster.min_cluster_size (it was 30)" in msg
     assert not (study.parent / "out").exists()
+
+
+def test_an_existing_out_folder_is_refused_before_any_work(study, tmp_path, monkeypatch):
+    import pipeline.run as run_module
+    from pipeline.precode import precode
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the pipeline ran although its output folder exists")
+
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    monkeypatch.setattr(run_module, "build", no_work)
+    cfg = validate_config(study_config(study))
+    with pytest.raises(InputError, match="exists already"):
+        run(cfg, tmp_path, out=taken)
+    # pre-coding too: refused before the codebook is even read
+    with pytest.raises(InputError, match="exists already"):
+        precode(tmp_path / "no-codebook.yaml", study, out=taken)
