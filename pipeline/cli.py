@@ -380,6 +380,12 @@ def cmd_precode(args: argparse.Namespace) -> int:
         sh = m["shards"]
         print(f"  shards: {sh['shards']} on {sh['engine']} ({sh['computed']} run now, "
               f"{sh['skipped']} finished by an earlier job)")
+    if m.get("skipped"):
+        print(f"  left out: {len(m['skipped'])} item(s), listed in manifest.json:")
+        for note in m["skipped"][:10]:
+            print(f"    - {note['what']}: {note['reason']}")
+        if len(m["skipped"]) > 10:
+            print(f"    ... and {len(m['skipped']) - 10} more")
     print(f"  output: {out}")
     files = m.get("queue_workbooks") or ["queue.xlsx"]
     shown = out / files[0] if len(files) == 1 else out / "queue-*.xlsx"

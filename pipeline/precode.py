@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from . import safeyaml
-from .errors import ConfigError, InputError
+from .errors import ConfigError, InputError, Skipped
 from .runfolder import RunFolder
 
 if TYPE_CHECKING:
@@ -521,9 +521,12 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
             corpus = deid.corpus
             # counts only; the placeholder mapping of new transcripts is not written
             deid_files, deid_summary = dict(deid.files), deid.summary(False)
-        new = build_stage("segment", cfg).segment(corpus, memory=cache).segments.reset_index(drop=True)
+        segmentation = build_stage("segment", cfg).segment(corpus, memory=cache)
+        new = segmentation.segments.reset_index(drop=True)
+        skipped = [*corpus.skipped, *segmentation.skipped]
         if new.empty:
-            raise InputError("no participant speech to code in the new transcripts", path=transcripts)
+            raise InputError("no participant speech to code in the new transcripts"
+                             + _listed(skipped), path=transcripts)
         texts = train["text"].tolist() + new["text"].tolist()
     else:
         texts = train["text"].tolist()
@@ -546,10 +549,13 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
     if engine is None:
         seg = label_segments(new, vecs[len(train):], clf, cats, threshold)
     else:
-        seg, shards, deid_files, deid_summary = _code_in_shards(
+        seg, shards, deid_files, deid_summary, skipped = _code_in_shards(
             cfg, clf, cats, threshold, Path(out), engine, scheduler, shard_size, retries, cluster)
         if seg.empty:
-            raise InputError("no participant speech to code in the new transcripts", path=transcripts)
+            raise InputError("no participant speech to code in the new transcripts"
+                             + _listed(skipped), path=transcripts)
+    for note in skipped:
+        log.warning("left out %s: %s", note.what, note.reason)
 
     total = int(seg["case_id"].nunique())
     coded = seg[seg["status"] == "coded"]
@@ -620,6 +626,7 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
             "categories_not_found": absent,
             "cases": total, "embed": cfg.embed.name, "segment": cfg.segment.name,
             "deidentify": deid_summary,
+            "skipped": [note.as_dict() for note in skipped],
             "created_at": created,
         }
         if shards is not None:
@@ -632,6 +639,14 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
     if shards is not None:              # the parts are in the output now
         shutil.rmtree(_shards_dir(out), ignore_errors=True)
     return out
+
+
+def _listed(skipped: list) -> str:
+    """What was left out, for an error that says nothing was left to code."""
+    if not skipped:
+        return ""
+    return ": what was left out:" + "".join(f"\n  - {n.what}: {n.reason}" for n in skipped[:10]) + (
+        f"\n  ... and {len(skipped) - 10} more" if len(skipped) > 10 else "")
 
 
 # --- in shards (pipeline/shards.py) ---------------------------------------------------
@@ -659,8 +674,6 @@ def _code_in_shards(cfg, clf: Classifier, cats: dict[int, tuple], threshold: flo
     from .stages.ingest import transcript_files
 
     files, skipped = transcript_files(cfg.ingest)
-    for note in skipped:
-        log.info("skipped %s: %s", note.what, note.reason)
     if not files:
         raise InputError("no transcript files to pre-code", path=", ".join(map(str, cfg.ingest.paths)))
     work = _shards_dir(out)
@@ -684,10 +697,51 @@ def _code_in_shards(cfg, clf: Classifier, cats: dict[int, tuple], threshold: flo
         seg, deid_files, deid_summary = report.read(), {}, {"enabled": False}
     else:
         seg, deid_files, deid_summary = _deidentified_shards(report)
-    seg = seg.reset_index(drop=True)
+    for shard in report.shards:         # what each shard left out, in the order of the files
+        extra = report.extra(shard)
+        if extra is not None:
+            skipped += [Skipped(**n) for n in json.loads(extra.decode("utf-8")).get("skipped", [])]
+    seg, dropped = _first_copy_of_each_case(seg.reset_index(drop=True))
+    skipped = _summed(skipped) + dropped
+    for note in dropped:                # a dropped copy's de-identified text goes too
+        deid_files.pop(note.what, None)
     log.info("coded %d segments in %d shard(s) (%d run now, %d from an earlier job)",
              len(seg), len(report.shards), len(report.computed), len(report.skipped))
-    return seg, report, deid_files, deid_summary
+    return seg, report, deid_files, deid_summary, skipped
+
+
+def _summed(notes: list[Skipped]) -> list[Skipped]:
+    """The shards' notes with the counted ones ("3 turns" of backchannel) summed over
+    the shards, as one segmentation of the whole corpus counts them."""
+    out: list[Skipped] = []
+    totals: dict[tuple[str, str, str], int] = {}
+    for note in notes:
+        number, _, unit = note.what.partition(" ")
+        if note.stage == "segment" and number.isdigit() and unit in ("turns", "units"):
+            key = (unit, note.reason, note.stage)
+            if key not in totals:
+                out.append(note)            # its place; the count is filled in below
+            totals[key] = totals.get(key, 0) + int(number)
+        else:
+            out.append(note)
+    return [Skipped(f"{totals[(u, n.reason, n.stage)]} {u}", n.reason, n.stage)
+            if (u := n.what.partition(" ")[2], n.reason, n.stage) in totals else n for n in out]
+
+
+def _first_copy_of_each_case(seg: pd.DataFrame) -> tuple[pd.DataFrame, list[Skipped]]:
+    """The segments with each case from the first file that holds it, as one ingest of
+    the whole corpus reads it: two files of one case id (``A05.txt`` in two folders)
+    land in different shards, where each shard reads its own copy. The later copies
+    are left out and named; cases are never merged."""
+    if seg.empty or "source_file" not in seg.columns:
+        return seg, []
+    first = seg.groupby("case_id", sort=False)["source_file"].first()
+    keep = seg["source_file"].to_numpy() == seg["case_id"].map(first).to_numpy()
+    notes = [Skipped(str(f), f"case '{c}' is also in {first[c]}; this copy was left out (cases "
+                             "are never merged): rename or remove one of the two")
+             for c, f in seg.loc[~keep, ["case_id", "source_file"]].drop_duplicates().itertuples(
+                 index=False)]
+    return seg[keep].reset_index(drop=True), notes
 
 
 def _corpus_names(cfg, files: list[Path]) -> dict[str, list[str]]:
@@ -740,7 +794,7 @@ def _deidentified_shards(job: ShardReport) -> tuple[pd.DataFrame, dict[str, str]
         kept = json.loads(extra.decode("utf-8"))
         frame = read_parts([job.out_dir / shard.part_name])
         renamed = {}
-        for source in kept["sources"]:
+        for source in kept.get("sources", []):
             path = source_file_name(source["case_id"], taken)
             files[path] = source["text"]
             if path != source["path"]:
@@ -748,7 +802,8 @@ def _deidentified_shards(job: ShardReport) -> tuple[pd.DataFrame, dict[str, str]
         if renamed and "source_file" in frame.columns:
             frame["source_file"] = frame["source_file"].replace(renamed)
         frames.append(frame)
-        summaries.append(kept["deidentify"])
+        if "deidentify" in kept:        # a shard whose files could not be read has none
+            summaries.append(kept["deidentify"])
     frames = [f for f in frames if len(f.columns)]
     seg = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     return seg, files, combine_summaries(summaries)
@@ -786,7 +841,15 @@ def code_shard(files: list[str], *, config: dict, classifier_path: str,
         lambda: pickle.loads(Path(classifier_path).read_bytes()))
     embedder = worker_state(("embedder", json.dumps(config["embed"], sort_keys=True)),
                             lambda: build_stage("embed", cfg))
-    corpus = ingest(cfg.ingest)
+    try:
+        corpus = ingest(cfg.ingest)
+    except InputError as exc:
+        if getattr(exc, "skipped", None) is None:
+            raise
+        # no file of this shard could be read: nothing to code here, and each file is
+        # named with its reason, as one ingest of the whole corpus would name it
+        kept = {"skipped": [n.as_dict() for n in exc.skipped], "sources": []}
+        return ShardOutput(pd.DataFrame(), json.dumps(kept, ensure_ascii=False).encode("utf-8"))
     deid = None
     if cfg.deidentify.enabled:
         # as in one process: nothing is segmented or embedded before names are replaced
@@ -794,15 +857,16 @@ def code_shard(files: list[str], *, config: dict, classifier_path: str,
 
         deid = deidentify_corpus(corpus, cfg.deidentify, cfg.ingest, known=names)
         corpus = deid.corpus
-    new = build_stage("segment", cfg).segment(corpus, memory=Cache(None)).segments
-    new = new.reset_index(drop=True)
+    segmentation = build_stage("segment", cfg).segment(corpus, memory=Cache(None))
+    new = segmentation.segments.reset_index(drop=True)
     if not new.empty:           # a shard of title pages: nothing to code, nothing lost
         new = label_segments(new, embedder.encode(new["text"].tolist()), clf, cats, threshold)
-    if deid is None:
-        return new
-    sources = [{"case_id": cid, "path": src.path, "text": src.text}
-               for cid, src in deid.corpus.sources.items()]
-    kept = {"sources": sources, "deidentify": deid.summary(False)}
+    # what the shard left out travels with its rows (the report lists it)
+    kept = {"skipped": [n.as_dict() for n in (*corpus.skipped, *segmentation.skipped)]}
+    if deid is not None:
+        kept["sources"] = [{"case_id": cid, "path": src.path, "text": src.text}
+                           for cid, src in deid.corpus.sources.items()]
+        kept["deidentify"] = deid.summary(False)
     return ShardOutput(new, json.dumps(kept, ensure_ascii=False).encode("utf-8"))
 
 

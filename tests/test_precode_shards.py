@@ -182,3 +182,41 @@ def test_a_sharded_precoding_needs_out_and_a_shared_embedding_space(tmp_path, st
     err = capsys.readouterr().err
     assert "engine.cores" in err and "engine.yaml" in err and "Traceback" not in err
     assert not (tmp_path / ".o.shards").exists()
+
+
+def test_what_is_left_out_is_named_the_same_with_or_without_shards(codebook, tmp_path, capsys):
+    new = write_study(tmp_path / "new", n_cases=3)
+    # a second file of case02 (its copy is left out, never merged) and an empty file;
+    # with shards of one file, each lands in a shard of its own
+    shutil.copy(new / "case02.txt", new / "case02.md")
+    (new / "zz-empty.txt").write_text("", encoding="utf-8")
+    outs = {}
+    for name, extra in (("one", []), ("sharded", ["--engine", "local", "--shard-size", "1"])):
+        capsys.readouterr()
+        outs[name] = tmp_path / name
+        assert main(["precode", str(codebook), "--transcripts", str(new),
+                     "--out", str(outs[name]), *extra]) == 0
+        printed = capsys.readouterr().out
+        notes = json.loads((outs[name] / "manifest.json").read_text())["skipped"]
+        assert f"left out: {len(notes)} item(s), listed in manifest.json" in printed, name
+        files = [n for n in notes if n["stage"] == "ingest"]
+        assert sorted(Path(n["what"]).name for n in files) == ["case02.txt", "zz-empty.txt"]
+        outs[name, "segment"] = [n for n in notes if n["stage"] == "segment"]
+        assert any("case 'case02' is also in" in n["reason"] for n in notes), name
+        seg = pd.read_parquet(outs[name] / "segments.parquet")
+        assert seg["segment_id"].is_unique, name
+    assert list(_codes(outs["sharded"]).index) == list(_codes(outs["one"]).index)
+    # one note per reason, its count summed over the shards (a shard also counts the
+    # backchannel turns of the copy that is left out afterwards)
+    sharded, one = outs["sharded", "segment"], outs["one", "segment"]
+    assert [n["reason"] for n in sharded] == [n["reason"] for n in one]
+    assert all(int(a["what"].split()[0]) >= int(b["what"].split()[0])
+               for a, b in zip(sharded, one, strict=True))
+    # a shard whose only file cannot be read is named, not a failed job
+    (tmp_path / "bad").mkdir()
+    shutil.copy(new / "case01.txt", tmp_path / "bad" / "case01.txt")
+    (tmp_path / "bad" / "zz-binary.txt").write_bytes(b"\x00\x01\x02" * 100)
+    assert main(["precode", str(codebook), "--transcripts", str(tmp_path / "bad"), "--out",
+                 str(tmp_path / "b"), "--engine", "local", "--shard-size", "1"]) == 0
+    notes = json.loads((tmp_path / "b" / "manifest.json").read_text())["skipped"]
+    assert [Path(n["what"]).name for n in notes if n["stage"] == "ingest"] == ["zz-binary.txt"]

@@ -830,9 +830,13 @@ def _nothing_read(config: IngestConfig, files: list[Path],
                           hint="supported formats are " + ", ".join(SUPPORTED_SUFFIXES))
     listed = "".join(f"\n  - {s.what}: {s.reason}" for s in skipped[:10])
     more = f"\n  ... and {len(skipped) - 10} more" if len(skipped) > 10 else ""
-    return InputError(f"no transcript could be read from {where}:{listed}{more}",
-                      field="ingest.paths",
-                      hint="fix the files listed above, or check ingest.paths in the config")
+    error = InputError(f"no transcript could be read from {where}:{listed}{more}",
+                       field="ingest.paths",
+                       hint="fix the files listed above, or check ingest.paths in the config")
+    # what was left out, for a caller that reads a part of a corpus (a shard) and
+    # reports it beside the other parts' notes instead of stopping
+    error.skipped = list(skipped)
+    return error
 
 
 # --- .docx --------------------------------------------------------------------
