@@ -343,9 +343,15 @@ def cmd_precode(args: argparse.Namespace) -> int:
         if args.queue is None:
             raise InputError("give the filled-in queue: `consensa precode import QUEUE.xlsx "
                              "--by NAME`")
-        n, run = import_queue(args.queue, args.by or "")
-        print(f"stored {n} choice(s) by {args.by} from {args.queue}")
-        print(f"  in: {run / 'review' / 'decisions.sqlite'}")
+        done = import_queue(args.queue, args.by or "")
+        print(f"stored {done.stored} choice(s) by {args.by} from {args.queue}")
+        print(f"  in: {done.run_folder / 'review' / 'decisions.sqlite'}")
+        if done.comment_only:
+            rows = ", ".join(done.comment_only[:20]) + (" ..." if len(done.comment_only) > 20
+                                                        else "")
+            print(f"  not stored: the comment of {len(done.comment_only)} row(s) with no code "
+                  f"({rows}); a comment is stored with a choice: code the row, then import "
+                  "again", file=sys.stderr)
         print("  the next `consensa precode ... --retrain` learns from them")
         return 0
     if args.transcripts is None:

@@ -39,7 +39,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -970,11 +970,27 @@ class QueueChoice:
         return f"precode:{batch}/{self.segment_id}"
 
 
-def read_queue(path: Path) -> tuple[dict, list[QueueChoice]]:
-    """The ``_meta`` of a queue workbook and the rows a person coded.
+@dataclass(frozen=True)
+class QueueRow:
+    """A row of a filled-in queue workbook as read: the segment it names, the code the
+    person chose (a category id or :data:`NONE`) and their comment. What the segment
+    is (its case, text, the classifier's suggestion) is taken from the pre-coding's
+    own ``segments.parquet``, never from the workbook, whose other cells anyone can
+    edit."""
+
+    segment_id: str
+    category_id: int
+    comment: str
+    source: str
+
+
+def read_queue(path: Path) -> tuple[dict, list[QueueRow], list[str]]:
+    """The ``_meta`` of a queue workbook, the rows a person coded, and the rows with a
+    comment but no code (their comments are not stored: a comment belongs to a choice).
 
     A row with an empty "code as category" is left for later; a code that is not a
-    category of the codebook (nor "none") is an error naming the sheet, row and column.
+    whole category id of the codebook (nor "none") is an error naming the sheet, row
+    and column. Only the segment id, the code and the comment are read.
     """
     import openpyxl
 
@@ -1002,7 +1018,7 @@ def read_queue(path: Path) -> tuple[dict, list[QueueChoice]]:
                          + ", ".join(QUEUE_HEAD), path=path)
     from .sheets import formula_problem, is_formula, restore
 
-    choices, errors = [], []
+    choices, errors, comment_only = [], [], []
     for n, r in enumerate(rows[1:], start=2):
         cells = cell_rows[n - 1]
         typed = [k for k in (CHOICE_COL, COMMENT_COL) if k < len(cells) and is_formula(cells[k])]
@@ -1012,7 +1028,10 @@ def read_queue(path: Path) -> tuple[dict, list[QueueChoice]]:
             continue
         r = list(r) + [None] * (len(QUEUE_HEAD) - len(r))
         raw = r[CHOICE_COL]
+        comment = restore(str(r[COMMENT_COL] or "")).strip()
         if raw is None or str(raw).strip() == "":
+            if comment:
+                comment_only.append(f"row {n}")
             continue
         code = str(raw).strip()
         where = f"sheet 'queue', row {n}, column 'code as category'"
@@ -1020,53 +1039,91 @@ def read_queue(path: Path) -> tuple[dict, list[QueueChoice]]:
             cid = NONE
         else:
             try:
-                cid = int(float(code))
+                number = float(code)
             except ValueError:
                 errors.append(f"{where}: {code!r} is not a category id or 'none'")
                 continue
+            if not number.is_integer():
+                errors.append(f"{where}: {code!r} is not a whole category id")
+                continue
+            cid = int(number)
             if cid not in cats:
                 errors.append(f"{where}: {cid} is not a category of the codebook")
                 continue
         if not r[0]:
             errors.append(f"sheet 'queue', row {n}: the segment id is empty")
             continue
-        suggested = r[4]
-        choices.append(QueueChoice(
-            segment_id=str(r[0]), case_id=str(r[1] or ""), text=restore(str(r[3] or "")),
-            category_id=cid,
-            suggested_category_id=NONE if str(suggested).lower() == "none" else int(suggested),
-            confidence=float(r[6] or 0.0), comment=str(r[COMMENT_COL] or ""),
-            source=f"{path.name}, row {n}"))
+        choices.append(QueueRow(segment_id=restore(str(r[0])).strip(), category_id=cid,
+                                comment=comment, source=f"{path.name}, row {n}"))
     if errors:
         raise InputError(f"{len(errors)} problem(s) in the queue workbook:\n  "
                          + "\n  ".join(errors[:30]), path=path,
                          hint="fix these rows and import again; nothing was imported")
-    return meta, choices
+    return meta, choices, comment_only
 
 
-def import_queue(path: Path, by: str) -> tuple[int, Path]:
-    """Store ``by``'s choices from a filled-in queue workbook; returns (stored, run folder).
+def _batch_of(meta: dict, path: Path) -> PrecodeBatch:
+    """The pre-coding a queue workbook came from: the folder the workbook is in (so a
+    study moved whole finds its own copy, not the original), else where it was written
+    (a judge's copy of the workbook saved elsewhere)."""
+    places = [Path(path).resolve().parent]
+    if meta.get("precode_folder"):
+        places.append(Path(str(meta["precode_folder"])))
+    for folder in places:
+        if is_precode_folder(folder):
+            batch = open_batch(folder)
+            if batch.batch == str(meta["batch"]):
+                return batch
+    raise InputError(f"cannot find the pre-coding this queue belongs to (batch {meta['batch']}): "
+                     f"not in {places[0]}" + (f" nor in {places[1]}" if len(places) > 1 else ""),
+                     path=path, hint="import the workbook from its pre-coding's folder (where "
+                     "segments.parquet is), or move that folder back; nothing was imported")
+
+
+@dataclass(frozen=True)
+class QueueImport:
+    """What ``consensa precode import`` stored: the count, the run folder of the store,
+    and the rows whose comment was not stored because they carry no code."""
+
+    stored: int
+    run_folder: Path
+    comment_only: list[str]
+
+
+def import_queue(path: Path, by: str) -> QueueImport:
+    """Store ``by``'s choices from a filled-in queue workbook.
 
     They go into the review store of the codebook's run through :func:`record_choices`,
-    as the queue page of ``consensa serve`` stores them.
+    as the queue page of ``consensa serve`` stores them, and as that page does, each
+    row must name a queued segment of the workbook's batch: the segment's case and
+    text come from the pre-coding, not from the workbook.
     """
     from .review.model import load_run
     from .review.store import ReviewStore
 
     if not by or not all(ch.isalnum() or ch in "-_." for ch in by):
         raise InputError(f"--by must name the person (letters, digits, '-', '_', '.'): {by!r}")
-    meta, choices = read_queue(path)
-    # the workbook is usually still in its pre-coding's folder, moved with the study
-    codebook = _moved_with(Path(meta["codebook"]), meta.get("codebook_relative"),
-                           Path(path).resolve().parent, Path.is_file)
-    cb, run_folder, _ = _load_codebook(codebook)
-    if not choices:
-        return 0, run_folder
-    with ReviewStore(load_run(run_folder), create=True) as store:
-        record_choices(store, str(meta["batch"]), choices, by,
-                       f"precode queue {Path(path).name} ({meta['batch']})",
-                       codebook_categories(cb))
-    return len(choices), run_folder
+    meta, rows, comment_only = read_queue(path)
+    batch = _batch_of(meta, Path(path))
+    choices, errors = [], []
+    for row in rows:
+        try:
+            choice = batch.choice(row.segment_id, row.category_id, row.comment, by)
+        except InputError:
+            errors.append(f"{row.source}: {row.segment_id!r} is not a queued segment of batch "
+                          f"{batch.batch}")
+            continue
+        choices.append(replace(choice, source=row.source))
+    if errors:
+        raise InputError(f"{len(errors)} problem(s) in the queue workbook:\n  "
+                         + "\n  ".join(errors[:30]), path=path,
+                         hint="keep the segment id column as it was written; nothing was "
+                              "imported")
+    if choices:
+        with ReviewStore(load_run(batch.run_folder), create=True) as store:
+            record_choices(store, batch.batch, choices, by,
+                           f"precode queue {Path(path).name} ({batch.batch})", batch.categories)
+    return QueueImport(len(choices), batch.run_folder, comment_only)
 
 
 def record_choices(store: ReviewStore, batch: str, choices: list[QueueChoice], by: str,

@@ -168,6 +168,46 @@ def test_a_bad_queue_row_imports_nothing_and_names_the_row(queued, tmp_path, cap
     assert stored_choices(codebook.parent.parent).empty
 
 
+def test_the_queue_import_takes_the_segment_from_the_batch_not_the_workbook(queued, tmp_path,
+                                                                          capsys):
+    codebook, out = queued
+    run = codebook.parent.parent
+    cats = sorted({int(c["id"]) for d in __import__("yaml").safe_load(codebook.read_text())[
+        "domains"] for c in d["categories"]})
+    head = {h: QUEUE_HEAD.index(h) + 1 for h in QUEUE_HEAD}
+
+    def edited(name: str, edits: dict[tuple[int, str], object]) -> Path:
+        wb = openpyxl.load_workbook(out / "queue.xlsx")
+        for (row, column), value in edits.items():
+            wb["queue"].cell(row=row, column=head[column], value=value)
+        wb.save(tmp_path / name)
+        return tmp_path / name
+
+    # a segment id that is not in the batch, or a code that is not a whole id: nothing stored
+    bad = edited("bad.xlsx", {(2, "segment id"): "ZZZ:99:0", (2, "code as category"): "none",
+                              (3, "code as category"): f"{cats[0]}.5"})
+    assert main(["precode", "import", str(bad), "--by", "ana"]) == 2
+    err = capsys.readouterr().err
+    assert "row 3" in err and "not a whole category id" in err
+    bad = edited("bad2.xlsx", {(2, "segment id"): "ZZZ:99:0", (2, "code as category"): "none"})
+    assert main(["precode", "import", str(bad), "--by", "ana"]) == 2
+    assert "'ZZZ:99:0' is not a queued segment" in capsys.readouterr().err
+    assert stored_choices(run).empty
+    # the other cells are the classifier's and the segment's: edits to them are not read
+    seg = pd.read_parquet(out / "segments.parquet").set_index("segment_id")
+    ws = openpyxl.load_workbook(out / "queue.xlsx")["queue"]
+    sid = ws.cell(row=2, column=1).value
+    good = edited("good.xlsx", {(2, "text"): "a text the judge typed over",
+                                (2, "1st category id"): "two", (2, "1st confidence"): "high",
+                                (2, "code as category"): cats[0], (3, "comment"): "later"})
+    assert main(["precode", "import", str(good), "--by", "ana"]) == 0
+    captured = capsys.readouterr()
+    assert "stored 1 choice(s)" in captured.out
+    assert "the comment of 1 row(s) with no code (row 3)" in captured.err
+    got = stored_choices(run)
+    assert list(got["segment_id"]) == [sid] and list(got["text"]) == [seg.at[sid, "text"]]
+
+
 def test_a_formula_typed_into_the_queue_imports_nothing_and_names_the_cell(queued, tmp_path,
                                                                           capsys):
     codebook, out = queued

@@ -56,6 +56,7 @@ def batch(precoded, tmp_path) -> tuple[Path, Path]:
     manifest["codebook"] = str(codebook.resolve())
     (out / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     set_meta(out / "queue.xlsx", "codebook", str(codebook.resolve()))
+    set_meta(out / "queue.xlsx", "precode_folder", str(out.resolve()))
     return run, out
 
 
@@ -281,7 +282,8 @@ def test_a_study_folder_moved_whole_still_serves_and_imports_its_queue(precoded,
     batch = open_batch(moved / "pre")
     assert batch.codebook == (moved / "run" / "review" / "codebook.yaml").resolve()
     assert batch.run_folder == (moved / "run").resolve()
-    assert import_queue(moved / "pre" / "queue.xlsx", by="ana") == (0, (moved / "run").resolve())
+    done = import_queue(moved / "pre" / "queue.xlsx", by="ana")
+    assert (done.stored, done.run_folder) == (0, (moved / "run").resolve())
     app = listen(moved / "pre")
     try:
         assert app.review.run.folder.resolve() == (moved / "run").resolve()
