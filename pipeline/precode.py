@@ -485,11 +485,15 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
 
     cats = codebook_categories(cb)
     train = training_set(cb, run_folder, labels)
-    n_choices = n_disagreed = 0
+    n_choices = n_disagreed = n_gone = 0
     if retrain:
-        stored = stored_choices(run_folder, cats)
+        stored = stored_choices(run_folder, cats, merged_into(cb))
         n_choices, n_disagreed = len(stored), stored.attrs["n_disagreed"]
+        n_gone = stored.attrs["n_not_in_codebook"]
         log.info("retrain with %d stored queue choice(s) of earlier batches", n_choices)
+        if n_gone:
+            log.warning("%d stored queue choice(s) left out of the retraining: they name a "
+                        "category that is not in this codebook (rejected since)", n_gone)
         if n_disagreed:
             log.warning("%d queued segment(s) left out of the retraining: the people who coded "
                         "them chose different categories, as many for one as for another",
@@ -617,7 +621,7 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
                            f"fewer than {NONE_MIN_SEGMENTS} segments from 2 cases: no 'none' "
                            "class; a segment below the threshold goes to the queue"},
             "retrain": {"enabled": retrain, "n_choices": n_choices,
-                        "n_disagreed": n_disagreed},
+                        "n_disagreed": n_disagreed, "n_not_in_codebook": n_gone},
             "n_training_segments": len(train), "n_segments": len(seg),
             "n_coded": int((seg["status"] == "coded").sum()),
             "n_none": int((seg["status"] == "none").sum()),
@@ -1193,7 +1197,17 @@ def latest_choices(run_folder: Path) -> dict[tuple[str, str], dict]:
     return {(who, item): json.loads(value) for who, item, value in rows}
 
 
-def stored_choices(run_folder: Path, cats: dict[int, tuple] | None = None) -> pd.DataFrame:
+def merged_into(cb: dict) -> dict[int, int]:
+    """Theme ids that are no category of the codebook themselves, but whose segments a
+    category took in (merged): old id -> the category's id. A choice made before the
+    merge names the old id."""
+    cats = codebook_categories(cb)
+    return {int(t): int(c["id"]) for d in cb["domains"] for c in d["categories"]
+            for t in c.get("from_themes") or [] if int(t) not in cats}
+
+
+def stored_choices(run_folder: Path, cats: dict[int, tuple] | None = None,
+                   merged: dict[int, int] | None = None) -> pd.DataFrame:
     """The stored queue choices as training rows: one per queued segment.
 
     Each person's latest choice counts once; where several people coded the same
@@ -1202,17 +1216,21 @@ def stored_choices(run_folder: Path, cats: dict[int, tuple] | None = None) -> pd
     teach the classifier a contradiction); ``attrs["n_disagreed"]`` counts those, and
     ``attrs["n_people_choices"]`` the choices read. Columns as :func:`training_set`
     (label: the category id or :data:`NONE`); the case is prefixed with its batch, so
-    the case-grouped folds keep a new case whole. A choice of a category no longer
-    in the codebook is left out.
+    the case-grouped folds keep a new case whole. A choice of a category merged into
+    another since (``merged``, :func:`merged_into`) counts for that one; a choice of a
+    category no longer in the codebook at all (rejected) is left out and counted in
+    ``attrs["n_not_in_codebook"]``.
     """
     cols = ["segment_id", "case_id", "text", "label", "origin"]
     by_item: dict[str, list[dict]] = {}
-    n_read = 0
+    n_read = n_gone = 0
     for (_, item), v in latest_choices(run_folder).items():
         cid = int(v["category_id"])
+        cid = (merged or {}).get(cid, cid) if cid != NONE else cid
         if cats is not None and cid != NONE and cid not in cats:
+            n_gone += 1
             continue
-        by_item.setdefault(item, []).append(v)
+        by_item.setdefault(item, []).append({**v, "category_id": cid})
         n_read += 1
     out, disagreed = [], 0
     for votes in by_item.values():
@@ -1225,7 +1243,8 @@ def stored_choices(run_folder: Path, cats: dict[int, tuple] | None = None) -> pd
         out.append({"segment_id": v["segment_id"], "case_id": f"{v['batch']}/{v['case_id']}",
                     "text": v["text"], "label": top, "origin": "queue"})
     frame = pd.DataFrame(out, columns=cols)
-    frame.attrs.update(n_disagreed=disagreed, n_people_choices=n_read)
+    frame.attrs.update(n_disagreed=disagreed, n_people_choices=n_read,
+                       n_not_in_codebook=n_gone)
     return frame
 
 

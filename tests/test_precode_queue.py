@@ -16,7 +16,15 @@ import pandas as pd
 import pytest
 
 from pipeline.cli import main
-from pipeline.precode import CHOICE_ACTION, NONE, QUEUE_HEAD, latest_choices, stored_choices
+from pipeline.precode import (
+    CHOICE_ACTION,
+    NONE,
+    QUEUE_HEAD,
+    codebook_categories,
+    latest_choices,
+    merged_into,
+    stored_choices,
+)
 from pipeline.review.model import Decision, load_run
 from pipeline.review.store import ReviewStore, db_path
 from tests.study import TOPICS, write_study
@@ -208,6 +216,29 @@ def test_the_queue_import_takes_the_segment_from_the_batch_not_the_workbook(queu
     assert list(got["segment_id"]) == [sid] and list(got["text"]) == [seg.at[sid, "text"]]
 
 
+def test_a_choice_of_a_category_merged_since_counts_for_the_one_it_joined(queued, tmp_path):
+    codebook, out = queued
+    run = codebook.parent.parent
+    cb = __import__("yaml").safe_load(codebook.read_text())
+    cats = codebook_categories(cb)
+    first, second = sorted(cats)[:2]
+    assert main(["precode", "import", str(_fill(out / "queue.xlsx", tmp_path / "q.xlsx",
+                                                {2: first, 3: second})), "--by", "ana"]) == 0
+    # the codebook of a later round: ``first`` merged into ``second``, and a codebook
+    # without ``second`` at all (rejected)
+    merged = {first: second}
+    later = {k: v for k, v in cats.items() if k != first}
+    got = stored_choices(run, later, merged)
+    assert sorted(got["label"]) == [second, second] and got.attrs["n_not_in_codebook"] == 0
+    gone = {k: v for k, v in later.items() if k != second}
+    got = stored_choices(run, gone, merged)
+    assert got.empty and got.attrs["n_not_in_codebook"] == 2
+    # merged_into reads the merge from the categories' from_themes
+    cb2 = {"domains": [{"id": 0, "name": "d", "categories": [
+        {"id": second, "name": "b", "from_themes": [second, first]}]}]}
+    assert merged_into(cb2) == {first: second}
+
+
 def test_a_formula_typed_into_the_queue_imports_nothing_and_names_the_cell(queued, tmp_path,
                                                                           capsys):
     codebook, out = queued
@@ -258,7 +289,8 @@ def test_retrain_learns_from_the_stored_choices(queued, tmp_path):
                  "--retrain", "--out", str(again), "-q"]) == 0
     m0 = json.loads((plain / "manifest.json").read_text())
     m1 = json.loads((again / "manifest.json").read_text())
-    assert m1["retrain"] == {"enabled": True, "n_choices": len(picks), "n_disagreed": 0}
+    assert m1["retrain"] == {"enabled": True, "n_choices": len(picks), "n_disagreed": 0,
+                            "n_not_in_codebook": 0}
     assert m1["n_training_segments"] == m0["n_training_segments"] + len(picks)
     # the people said segments of the training topic are "none of these" here: the next
     # batch gives "none" more weight on that topic, and its category less confidence
