@@ -5,6 +5,7 @@ the protocol file a team edits and passes back."""
 
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -182,6 +183,15 @@ def test_the_run_summary_states_the_reassigned_share(tmp_path, capsys):
     assert manifest["reassigned_share"] == round(share, 4)
     assert np.isclose(manifest["outlier_share"], c["unassigned"] / c["segment_segments"],
                       atol=1e-4)
+    # the report counts what the summary counts: the frame is set apart, not unassigned
+    assert c["frame_segments"] > 0
+    html = (out / "report.html").read_text(encoding="utf-8")
+    n = c["segment_segments"]
+    assert f"({c['unassigned']} of {n})" in re.search(
+        r"Unassigned segments</dt>\s*<dd>([^<]*)</dd>", html).group(1)
+    assert f"({c['frame_segments']} of {n})" in re.search(
+        r"Interview frame \(set apart\)</dt>\s*<dd>([^<]*)</dd>", html).group(1)
+    assert f"the {c['frame_segments']} segments of the interview frame" in html
 
 
 def test_the_report_shows_the_protocol_and_the_core_ideas(cqr_run):

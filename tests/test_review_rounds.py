@@ -13,9 +13,11 @@ import pytest
 from starlette.testclient import TestClient
 
 from pipeline.cli import main
+from pipeline.report.templating import counted
 from pipeline.review.agreement import review_status
 from pipeline.review.model import Decision, ReviewError, load_run
 from pipeline.review.store import ReviewStore
+from pipeline.review.workbook import FRAME_NOTE
 from pipeline.stages.cqr import frequency_label
 from pipeline.web import create_app
 from tests.review_helpers import fill
@@ -756,8 +758,8 @@ def test_the_theme_page_lists_the_subcategories_consensa_proposed(applied_demo, 
     page = Web(run, "ana").get(f"/theme/{parent}")
     shown = re.search(r'<dd class="proposed-subcategories">(.*?)</dd>', page, re.S).group(1)
     for s in (s for s in subs if s["parent_theme"] == parent):
-        assert f"{s['name']} <span class=\"muted\">({s['n_segments']} segments, " \
-               f"{s['n_cases']} cases)</span>" in shown.replace("&#39;", "'")
+        assert f"{s['name']} <span class=\"muted\">({counted(s['n_segments'], 'segment')}, " \
+               f"{counted(s['n_cases'], 'case')})</span>" in shown.replace("&#39;", "'")
     assert "not in the codebook" in shown
     assert "['" not in page and "[&#39;" not in page
 
@@ -777,6 +779,9 @@ def test_the_workbook_shows_the_subcategories_consensa_proposed(applied_demo, tm
     shown = {r[0]: r[col] or "" for r in ws.iter_rows(min_row=2, values_only=True)}
     subs = RunFolder.open(run).proposed_subcategories()
     assert subs
+    frame = [r for r in openpyxl.load_workbook(run / "review" / "round-1" / "ana.xlsx")[
+        "unassigned"].iter_rows(min_row=2, values_only=True) if r[3] == FRAME_NOTE]
+    assert frame                                   # the demo's greetings and thanks
     for s in subs:
-        assert f"{s['name']} ({s['n_segments']} segments, {s['n_cases']} cases)" in \
-            shown[s["parent_theme"]]
+        assert f"{s['name']} ({counted(s['n_segments'], 'segment')}, " \
+               f"{counted(s['n_cases'], 'case')})" in shown[s["parent_theme"]]

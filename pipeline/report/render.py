@@ -124,9 +124,10 @@ def render_report(result: RunResult) -> str:
     per_theme_case = _theme_case_counts(seg, seg_theme)
     n_cases_total = _cases_total(cqr, cases)
 
+    frame = _frame_segments(seg, seg_theme, domains)
     ctx: dict[str, Any] = {
         "header": _header(seg, seg_theme, themes, domains, manifest, config,
-                          n_cases_total, cases),
+                          n_cases_total, cases, frame),
         "toc": [],
         "cqr": _cqr_section(cqr, themes, lookup, manifest, n_cases_total, config),
         "protocol": _protocol_section(result.protocol, domains),
@@ -137,7 +138,7 @@ def render_report(result: RunResult) -> str:
         "concepts": _concepts_section(concepts, theme_names, lookup),
         "themes": _theme_cards(themes, domain_names, colours, per_theme_case, lookup),
         "stability": _stability_section(themes, manifest),
-        "unassigned": _unassigned_section(seg, seg_theme),
+        "unassigned": _unassigned_section(seg, seg_theme, frame),
         "skipped": _skipped_section(manifest),
         "provenance": _provenance_section(manifest, config),
     }
@@ -309,11 +310,22 @@ def _cases_total(cqr: pd.DataFrame, cases: list[str]) -> int:
 
 # --- Sections -----------------------------------------------------------------
 
+def _frame_segments(seg: pd.DataFrame, seg_theme: np.ndarray,
+                    domains: pd.DataFrame) -> np.ndarray:
+    """The segments of the interview frame (a CQR run's domains left out of the
+    cross-analysis: greetings, thanks, background): set apart on purpose, so not
+    counted or listed as unassigned, as the run's summary does not count them."""
+    if "in_cross_analysis" not in domains.columns or "domain_id" not in seg.columns:
+        return np.zeros(len(seg), dtype=bool)
+    apart = domains.loc[~domains["in_cross_analysis"].astype(bool), "domain_id"]
+    return (seg_theme < 0) & seg["domain_id"].isin(set(apart)).to_numpy()
+
+
 def _header(seg: pd.DataFrame, seg_theme: np.ndarray, themes: pd.DataFrame,
             domains: pd.DataFrame, manifest: Mapping, config: Mapping, n_cases_total: int,
-            cases: list[str]) -> dict[str, Any]:
+            cases: list[str], frame: np.ndarray) -> dict[str, Any]:
     n_seg = len(seg)
-    n_unassigned = int((seg_theme < 0).sum())
+    n_unassigned = int(((seg_theme < 0) & ~frame).sum())
     counts = manifest.get("counts") or {}
     sampled = sample_summary(counts)
     # segments joined after a sample are marked reassigned (they count as such), but
@@ -332,6 +344,8 @@ def _header(seg: pd.DataFrame, seg_theme: np.ndarray, themes: pd.DataFrame,
         ("Themes", f"{len(themes):,}"),
         ("Domains", f"{len(domains):,}"),
         ("Unassigned segments", _fmt_share(n_unassigned, n_seg)),
+        *([("Interview frame (set apart)", _fmt_share(int(frame.sum()), n_seg))]
+          if frame.any() else []),
         ("Reassigned outliers", _fmt_share(n_reassigned, n_seg)),
         ("Wall time", wall or "not recorded"),
     ]
@@ -767,8 +781,9 @@ def _stability_section(themes: pd.DataFrame, manifest: Mapping) -> dict[str, Any
             "cut": "—" if cut is None else f"{100.0 * cut:.0f} %"}
 
 
-def _unassigned_section(seg: pd.DataFrame, seg_theme: np.ndarray) -> dict[str, Any]:
-    idx = np.flatnonzero(seg_theme < 0)
+def _unassigned_section(seg: pd.DataFrame, seg_theme: np.ndarray,
+                        frame: np.ndarray) -> dict[str, Any]:
+    idx = np.flatnonzero((seg_theme < 0) & ~frame)
     total = len(idx)
     rows: list[dict[str, str]] = []
     if total:
@@ -787,7 +802,7 @@ def _unassigned_section(seg: pd.DataFrame, seg_theme: np.ndarray) -> dict[str, A
                          "text": r["text"]})
     share = f"{100.0 * total / len(seg):.1f} %" if len(seg) else "—"
     return {"total": total, "n_segments": len(seg), "rows": rows,
-            "truncated": total > len(rows), "share": share}
+            "truncated": total > len(rows), "share": share, "n_frame": int(frame.sum())}
 
 
 def _skipped_section(manifest: Mapping) -> dict[str, Any]:

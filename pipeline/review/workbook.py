@@ -196,6 +196,10 @@ def _shown(run: RunItems, row: dict, item: str, shown: dict[str, Decision],
     return {**row, "consensus": say(run, d) if d else "", "changed": changed}
 
 
+#: what the theme column of the unassigned sheet says of an interview-frame segment
+FRAME_NOTE = "(interview frame: set apart, not unassigned)"
+
+
 def build_workbook(run: RunItems, person: str, role: str, round: int,
                    prefill: dict[str, Decision] | None = None, *,
                    key: bytes | None = None, shown: dict[str, Decision] | None = None,
@@ -268,12 +272,19 @@ def build_workbook(run: RunItems, person: str, role: str, round: int,
            + (SUBGROUP_COL if with_cases else []), trows,
            {"decision": ref["A"], "target": ref["C"], "domain": ref["D"]})
 
+    # the interview frame's segments are set apart on purpose (a CQR run): listed with the
+    # unassigned ones, where a judge can still move one into a category, but named so
+    doms = run.domains
+    frame = (set(doms.loc[~doms["in_cross_analysis"].astype(bool), "domain_id"].astype(int))
+             if "in_cross_analysis" in doms.columns else set())
     for title, assigned in (("segments", True), ("unassigned", False)):
         seg = run.segments[(run.segments["theme"] >= 0) == assigned]
         srows = []
         for s in seg.itertuples():
+            in_frame = not assigned and int(getattr(s, "domain_id", -1)) in frame
             srows.append(_prefilled({"id": s.segment_id, "case": s.case_id, "theme": int(s.theme),
-                                     "theme_name": s.theme_name, "text": s.text,
+                                     "theme_name": FRAME_NOTE if in_frame else s.theme_name,
+                                     "text": s.text,
                                      "attributes": attribute_text(run.attributes(s.case_id))},
                                     prefill.get(segment_item(s.segment_id))))
             srows[-1] = _shown(run, srows[-1], segment_item(s.segment_id), shown, baseline)
