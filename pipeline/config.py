@@ -603,6 +603,16 @@ def _spacy_model_installed(model: str) -> bool:
         return False
 
 
+#: The first line of the config.yaml a de-identified run writes into its folder. That
+#: file keeps no name (known_names and mapping_file emptied, speaker names in
+#: ingest.roles replaced by placeholders), so on the original transcripts it would
+#: match no speaker and drop their cases: :func:`load_config` refuses it for a run.
+#: ``consensa precode`` still reads it for the run's settings.
+REDACTED_CONFIG_HEADER = (
+    "# consensa: the config of a de-identified run, with its names removed. It does not\n"
+    "# repeat the run on the original transcripts: repeat it with the team's own config.\n")
+
+
 def load_config(path: str | Path, overrides: list[str] = ()) -> tuple[RunConfig, Path]:
     """Read a config file, apply the ``--set`` overrides, validate every section
     (``sweep:`` and ``stability:`` included), resolve its paths against the file's
@@ -615,6 +625,13 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> tuple[RunConfig,
     """
     path = Path(path)
     data = read_yaml(path)
+    if _is_redacted(path):
+        raise ConfigError("this is the config a de-identified run wrote into its folder: its "
+                          "names were removed (known names, the mapping file, speaker names in "
+                          "ingest.roles), so on the original transcripts it would match no "
+                          "speaker and leave their cases out", path=path,
+                          hint="run the team's own config, kept outside the run folder (the "
+                               "manifest's stage_params show every other setting)")
     for item in overrides:
         key, value = parse_override(item)
         set_dotted(data, key, value)
@@ -626,6 +643,14 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> tuple[RunConfig,
         check_inputs(cfg, base, path)            # checked as written, the empty config too
         cfg = resolve_paths(cfg, base)
     return cfg, base
+
+
+def _is_redacted(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8-sig") as fh:
+            return fh.read(len(REDACTED_CONFIG_HEADER)) == REDACTED_CONFIG_HEADER
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 #: the longest run folder name a sweep gives (a longer one is cut and given a hash)

@@ -168,7 +168,10 @@ def build(cfg: RunConfig, base_dir: Path) -> RunResult:
         for item in manifest["inputs"]:
             item.update(deidentified=True,
                         original_sha256=deid.original_sources[item["case_id"]].sha256)
-        rcfg = deid.redact_config(rcfg)
+        redacted = deid.redact_config(rcfg)
+        # names left out of config.yaml: it cannot repeat the run, and says so (runfolder)
+        manifest["deidentify"]["config_names_removed"] = redacted != rcfg
+        rcfg = redacted
     manifest["config_sha256"] = config_hash(rcfg)
     parts = dict(segments=analysis.segments, themes=analysis.themes, domains=analysis.domains,
                  cqr=analysis.table, concepts=concepts,

@@ -163,7 +163,7 @@ class RunFolder:
         when complete, so the files here are written plainly, not one by one atomically.
         ``cache_dir`` (absolute) is recorded in the manifest as the run's cache.
         """
-        from .config import dump_yaml
+        from .config import REDACTED_CONFIG_HEADER, dump_yaml
         from .report.render import render_report
         from .stages.cqr import cqr_markdown
 
@@ -191,7 +191,9 @@ class RunFolder:
             to_csv(result.prompts, out / "protocol_prompts.csv", index=False)
         if result.llm_log is not None:       # every prompt and answer the run depends on
             (out / "llm_log.jsonl").write_text(result.llm_log, encoding="utf-8")
-        (out / "config.yaml").write_text(dump_yaml(dict(result.config)), encoding="utf-8")
+        removed = (result.manifest.get("deidentify") or {}).get("config_names_removed")
+        header = REDACTED_CONFIG_HEADER if removed else ""
+        (out / "config.yaml").write_text(header + dump_yaml(dict(result.config)), encoding="utf-8")
         (out / "report.html").write_text(render_report(result), encoding="utf-8")
         for rel, text in getattr(result, "files", {}).items():     # de-identified sources
             p = out / rel

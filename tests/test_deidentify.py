@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.cli import main
-from pipeline.config import load_config
+from pipeline.config import REDACTED_CONFIG_HEADER, load_config, validate_config
 from pipeline.errors import ConfigError
 from pipeline.stages.deidentify import (
     MAPPING_MARK,
@@ -329,7 +329,16 @@ def test_a_run_with_deidentification_holds_no_identifier(tmp_path, capsys):
     resolved = yaml.safe_load((out / "config.yaml").read_text())
     assert resolved["deidentify"]["known_names"] == [] and resolved["deidentify"]["enabled"]
     assert list(resolved["ingest"]["roles"]) == ["PERSON_2"]
-    load_config(out / "config.yaml")                 # still a valid config
+    validate_config(resolved)                        # still valid settings (precode reads them)
+    assert manifest["deidentify"]["config_names_removed"]
+    # but not a config to repeat the run with: on the original transcripts its roles would
+    # match no speaker and leave their cases out; it says so at its top and is refused
+    assert (out / "config.yaml").read_text().startswith(REDACTED_CONFIG_HEADER)
+    with pytest.raises(ConfigError, match="de-identified run wrote into its folder"):
+        load_config(out / "config.yaml")
+    capsys.readouterr()
+    assert main(["run", str(out / "config.yaml"), "--out", str(tmp_path / "again")]) == 2
+    assert "the team's own config" in capsys.readouterr().err
     # the mapping is kept apart, for the team: it says what it is and whose, on line 1
     path = tmp_path / "private" / "mapping.csv"
     assert path.read_text(encoding="utf-8").startswith(MAPPING_MARK + "; study mini; study key ")
