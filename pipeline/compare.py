@@ -634,8 +634,13 @@ def summary_text(res: CompareResult, folder: Path | None = None) -> str:
 
 
 def _listing(items: Sequence[str], limit: int) -> str:
+    """Items joined into one line of about ``limit`` characters, the rest counted. The
+    first item is always shown (cut short if it is long): a line of notes that shows
+    none of them says nothing."""
     out = ""
     for k, item in enumerate(items):
+        if not out and len(item) > limit:
+            item = item[:max(limit - 1, 1)].rstrip() + "…"
         piece = (", " if out else "") + item
         if len(out) + len(piece) > limit:
             return out + f", ... (+{len(items) - k})"

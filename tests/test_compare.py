@@ -406,3 +406,12 @@ def test_coder_agreement_counts_only_coded_units_by_hand():
     assert (per_code["n_units"] == 4).all()
     # code x present/absent on the 4 coded units: A 1 1 0 0, B 1 0 0 0 -> po 3/4
     assert per_code.at["x", "percent"] == pytest.approx(0.75)
+
+
+def test_a_summary_line_of_notes_shows_the_first_even_when_it_is_long():
+    from pipeline.compare import _listing
+
+    long = "case 'N99' is not in the run: " + "its codings were left out " * 8
+    line = _listing([long, "text not found"], 120)
+    assert line.startswith("case 'N99' is not in the run") and line.endswith(", ... (+1)")
+    assert len(line) < 140 and _listing(["a", "b"], 120) == "a, b"
