@@ -215,9 +215,25 @@ def params_model_for(cls: type, defaults: Mapping[str, Any] | None = None
         if defaults and pname in defaults:
             default = defaults[pname]
         fields[pname] = (hints.get(pname, Any), default)
+    validators = {}
+    check = getattr(cls, "params_problem", None)
+    if check is not None:
+        # a rule between parameters (min <= target <= max) that no single field's bounds
+        # can state: checked with the rest, so `consensa validate` refuses what the
+        # stage would refuse at run time, naming the keys
+        def _between(values):
+            problem = check(dict(values))
+            if problem:
+                raise ValueError(problem)
+            return values
+
+        validators["params_between"] = pydantic.model_validator(mode="after")(
+            lambda self: _between({k: getattr(self, k) for k in type(self).model_fields})
+            and self)
     model = pydantic.create_model(
         f"{cls.__name__}Params",
         __config__=pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=True),
+        __validators__=validators or None,
         **fields)
     if not defaults:
         cls._params_model = model  # type: ignore[attr-defined]
@@ -254,6 +270,9 @@ def config_error_from(exc: pydantic.ValidationError, *, where: str = "",
                 msg += f" (allowed here: {', '.join(allowed)})"
         elif err["type"] == "missing":
             msg = f"'{key}' is required"
+        elif err["type"] == "value_error" and not err["loc"]:
+            # a rule between a section's keys (params_problem): its message names them
+            msg = f"'{key}': {err['msg'].removeprefix('Value error, ')}"
         else:
             msg = f"'{key}': {err['msg']} (got {_SHORT.repr(err.get('input'))})"
             about = _field_description(model, err["loc"]) if model else None

@@ -169,8 +169,12 @@ def build(cfg: RunConfig, base_dir: Path) -> RunResult:
             item.update(deidentified=True,
                         original_sha256=deid.original_sources[item["case_id"]].sha256)
         redacted = deid.redact_config(rcfg)
-        # names left out of config.yaml: it cannot repeat the run, and says so (runfolder)
-        manifest["deidentify"]["config_names_removed"] = redacted != rcfg
+        # names left out of config.yaml (known names, speaker names in the roles): it
+        # cannot repeat the run, and says so (runfolder); a mapping file left out changes
+        # no result, only where the team's mapping goes
+        manifest["deidentify"]["config_names_removed"] = bool(
+            rcfg["deidentify"].get("known_names")
+            or redacted["ingest"].get("roles") != rcfg["ingest"].get("roles"))
         rcfg = redacted
     manifest["config_sha256"] = config_hash(rcfg)
     parts = dict(segments=analysis.segments, themes=analysis.themes, domains=analysis.domains,

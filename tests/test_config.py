@@ -235,6 +235,8 @@ BAD = [
     ({"domains": {"name_words": 0}}, "domains.name_words"),
     ({"concepts": {"n_quotes": 0}}, "concepts.n_quotes"),
     ({"context": {"window": -1}}, "context.window"),
+    ({"segment": {"min_words": 0}}, "segment"),       # min <= target <= max: one rule
+    ({"segment": {"max_words": 10, "target_words": 40}}, "segment"),
     ({"name": "x" * 300}, "name"),
     ({"ingest": {"paths": ["interviews", "no-such-folder"]}}, "ingest.paths"),
     ({"ingest": {"paths": []}}, "ingest.paths"),

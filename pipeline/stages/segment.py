@@ -268,6 +268,15 @@ class SentenceSegmenter(_SegmenterBase):
         self.backchannels = backchannels
         self.batch_size = batch_size
 
+    @staticmethod
+    def params_problem(params: dict) -> str | None:
+        """The rule between the sizes, checked when the config is (pipeline/registry.py)."""
+        lo, mid, hi = params["min_words"], params["target_words"], params["max_words"]
+        if not 0 < lo <= mid <= hi:
+            return (f"need 0 < min_words <= target_words <= max_words, got {lo}, {mid}, {hi}: "
+                    "set them in that order")
+        return None
+
     def _spans(self, texts: list[str]) -> list[list[tuple[int, int]]]:
         from .nlp import spacy
 
