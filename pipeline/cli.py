@@ -101,6 +101,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  in no category: {c['unassigned']} ({manifest['outlier_share']:.1%}"
               + (f"; {no_domain} answer no question of the protocol" if no_domain else "")
               + f")   {reassigned}   interview frame: {c.get('frame_segments', 0)} (set apart)")
+        off = int(c.get("protocol_prompts_not_in_protocol_after_frame", 0))
+        if off:
+            print(f"  note: {off} interviewer question(s) match no area of the protocol file "
+                  "and come after the interview frame, so their answers are in no domain; "
+                  "protocol_prompts.csv lists them (area_id -1): add them to the file")
         if c.get("crossanalysis_fitted_on_sample"):
             print(f"  categories found on a case-stratified sample of "
                   f"{c['crossanalysis_fitted_on_sample']} segments; the other "

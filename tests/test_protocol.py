@@ -407,6 +407,21 @@ def test_a_given_protocol_is_used_and_the_frame_added():
         assert _area_of(result, case, 18) == 3
 
 
+def test_a_question_the_file_omits_after_the_frame_is_not_sent_to_the_frame():
+    # the feedback question is not in the file: it comes right after the background
+    # question (the frame), and its answers are substance, not small talk
+    turns, segs = build(supervision_study())
+    config = ProtocolConfig(areas=[
+        {"name": "Reactions", "questions": [Q_REACTION[0], "What was the supervisee's reaction?"]},
+        {"name": "Training", "questions": [Q_TRAINING[0]]},
+        {"name": "Advice", "questions": [Q_ADVICE[0]]}])
+    result = infer_protocol(turns, segs, fake_encode, config)
+    for case in ("S1", "S2", "S4", "S5"):
+        assert _area_of(result, case, 6) == -1 and _area_of(result, case, 8) == -1
+        assert _area_of(result, case, 12) == 0 and _area_of(result, case, 16) == 1
+    assert result.counts["prompts_not_in_protocol_after_frame"] >= 4
+
+
 def test_no_protocol_without_inference():
     turns, segs = build(supervision_study())
     result = infer_protocol(turns, segs, fake_encode, ProtocolConfig(infer=False))

@@ -390,6 +390,7 @@ def load_protocol(path: str | Path) -> Protocol:
                                   line=line_of(qitems[j] if j < len(qitems) else qnode),
                                   field=f"{where}.questions[{j}]",
                                   hint="write the question out, or remove the line")
+
         frame = item.get("frame", False)
         if not isinstance(frame, bool):
             raise ConfigError("'frame' must be true or false", path=path,
@@ -1424,6 +1425,14 @@ def _assign_given(prompts: list[_Prompt], qv: np.ndarray, given: Protocol,
                 p.final_kind = "main"
             elif p.probe or p.short:
                 p.area, p.final_kind = current, "probe"
+            elif current >= 0 and areas[current].frame:
+                # a question the protocol does not list, asked after the frame (the
+                # background, the greeting): its answers are not small talk, so they are
+                # not sent to the frame unseen; they answer no area of the protocol, and
+                # the question is counted so the team can add it to the file
+                p.area = current = -1           # its probes follow it, not the frame
+                p.final_kind = "follow_up"
+                counts["prompts_not_in_protocol_after_frame"] += 1
             else:
                 p.area, p.final_kind = current, "follow_up"
                 if current < 0:
