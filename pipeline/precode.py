@@ -472,6 +472,7 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
         raise InputError("no such transcripts folder", path=transcripts)
     cfg = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(
         update={"paths": [transcripts.resolve()], "cases_table": None})})
+    cfg, embed_note = _batch_independent(cfg)
 
     cache = open_cache(cfg, base)       # cache_dir is absolute: resolved with the config
     if engine is not None:
@@ -629,6 +630,7 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
             "queue_workbooks": queue_files,
             "categories_not_found": absent,
             "cases": total, "embed": cfg.embed.name, "segment": cfg.segment.name,
+            "embed_params": cfg.embed.params(), "embed_note": embed_note,
             "deidentify": deid_summary,
             "skipped": [note.as_dict() for note in skipped],
             "created_at": created,
@@ -643,6 +645,28 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
     if shards is not None:              # the parts are in the output now
         shutil.rmtree(_shards_dir(out), ignore_errors=True)
     return out
+
+
+def _batch_independent(cfg) -> tuple:
+    """The config with an embedder whose vector for a text does not depend on the other
+    texts embedded beside it, and a note saying what was changed ("" if nothing).
+
+    A pre-coding's codes must not depend on which other files are in the batch, nor on
+    the shard size: with int8 quantization they did (a segment went from coded at 0.75
+    to queued at 0.55 when one file was added), since dynamic quantization scales each
+    batch by its largest activation. Pre-coding therefore embeds in float32
+    (``quantize: none``), its training texts included, so the classifier and the new
+    segments share one space."""
+    from .compose import build_stage
+
+    if not getattr(build_stage("embed", cfg), "batch_dependent", False):
+        return cfg, ""
+    params = {**cfg.embed.params(), "quantize": "none"}
+    spec = type(cfg.embed)(name=cfg.embed.name, **params)
+    note = (f"{cfg.embed.name} with quantize: none: int8 vectors depend on the texts "
+            "embedded beside them, and a segment's code must not depend on its batch")
+    log.info("embed with %s", note)
+    return cfg.model_copy(update={"embed": spec}), note
 
 
 def _listed(skipped: list) -> str:

@@ -220,3 +220,30 @@ def test_what_is_left_out_is_named_the_same_with_or_without_shards(codebook, tmp
                  str(tmp_path / "b"), "--engine", "local", "--shard-size", "1"]) == 0
     notes = json.loads((tmp_path / "b" / "manifest.json").read_text())["skipped"]
     assert [Path(n["what"]).name for n in notes if n["stage"] == "ingest"] == ["zz-binary.txt"]
+
+
+def test_a_segments_code_does_not_depend_on_the_other_files_of_its_batch(codebook, tmp_path):
+    """With the int8 embedder of the run's default, a text's vector depends on the texts
+    embedded beside it; pre-coding embeds in float32 so a file added to the batch, or
+    another shard size, changes no other segment's confidence."""
+    whole = write_study(tmp_path / "whole", n_cases=3)
+    part = tmp_path / "part"
+    part.mkdir()
+    for name in ("case01.txt", "case02.txt"):
+        shutil.copy(whole / name, part / name)
+    config = tmp_path / "int8.yaml"
+    config.write_text(yaml.safe_dump(study_config(
+        whole, embed={"name": "consensa.SentenceTransformer.v2"})), encoding="utf-8")
+    got = {}
+    for name, folder, extra in (("whole", whole, []), ("part", part, []),
+                                ("shards", whole, ["--engine", "local", "--shard-size", "1"])):
+        out = tmp_path / f"out-{name}"
+        assert main(["precode", str(codebook), "--transcripts", str(folder), "--config",
+                     str(config), "--out", str(out), *extra]) == 0
+        seg = pd.read_parquet(out / "segments.parquet").set_index("segment_id")
+        got[name] = seg.loc[seg["case_id"].isin(["case01", "case02"]), "confidence"].sort_index()
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest["embed_params"]["quantize"] == "none" and "int8" in manifest["embed_note"]
+    assert len(got["part"]) > 10
+    for name in ("whole", "shards"):
+        pd.testing.assert_series_equal(got[name], got["part"], atol=1e-5, check_exact=False)
