@@ -104,14 +104,33 @@ def _label(params: dict[str, Any]) -> str:
     return "__".join(f"{k}={format_value(v)}" for k, v in params.items())
 
 
-def collect_configs(items: list[str]) -> list[Path]:
-    """The config files named; a folder stands for its .yaml/.yml files, sorted."""
+def is_protocol_file(path: Path) -> bool:
+    """Whether a .yaml file is an interview protocol (only ``areas:``), not a config. A
+    config reads its protocol file from its own folder (``protocol: {file: ...}``), so a
+    folder of configs often holds one."""
+    from . import safeyaml
+
+    try:
+        data = safeyaml.load(path.read_text(encoding="utf-8-sig"))
+    except Exception:                   # unreadable: the config reader reports it
+        return False
+    return isinstance(data, dict) and set(data) == {"areas"}
+
+
+def collect_configs(items: list[str], notes: list[str] | None = None) -> list[Path]:
+    """The config files named; a folder stands for its .yaml/.yml files, sorted, less
+    the protocol files among them (each named in ``notes``)."""
     out: list[Path] = []
     for item in items:
         p = Path(item)
         if p.is_dir():
             found = sorted(f for f in p.iterdir()
                            if f.is_file() and f.suffix.lower() in (".yaml", ".yml"))
+            protocols = [f for f in found if is_protocol_file(f)]
+            found = [f for f in found if f not in protocols]
+            if notes is not None:
+                notes += [f"{f}: a protocol file, not a config (read by the configs that "
+                          "name it)" for f in protocols]
             if not found:
                 raise ConfigError("no .yaml config files in this folder", path=p,
                                   hint="give config files or a folder that holds some")
@@ -121,10 +140,12 @@ def collect_configs(items: list[str]) -> list[Path]:
     return out
 
 
-def plan_batch(items: list[str], overrides: list[str] = ()) -> list[Plan]:
-    """Every run of the batch; configs that cannot be read become failed plans."""
+def plan_batch(items: list[str], overrides: list[str] = (),
+               notes: list[str] | None = None) -> list[Plan]:
+    """Every run of the batch; configs that cannot be read become failed plans.
+    ``notes`` gets the files of a folder that were not taken as configs."""
     plans: list[Plan] = []
-    for path in collect_configs(items):
+    for path in collect_configs(items, notes):
         try:
             plans += load_plans(path, overrides)
         except ConsensaError as exc:

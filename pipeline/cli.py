@@ -149,11 +149,14 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise ConfigError("--jobs must be 1 or more")
     start = time.perf_counter()
-    plans = plan_batch(args.configs, list(args.set or []))
+    notes: list[str] = []
+    plans = plan_batch(args.configs, list(args.set or []), notes)
     result = run_batch(plans, args.out, args.jobs)
     rows = result.rows
     print(f"Consensa batch: {len(rows) - len(result.failed)} of {len(rows)} runs succeeded "
           f"in {time.perf_counter() - start:.1f} s")
+    for note in notes:
+        print(f"  skipped {note}")
     for r in rows:
         stab = "" if r["stability"] is None else f"  stability {r['stability']:.2f}"
         if r["status"] == "ok":

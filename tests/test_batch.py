@@ -197,3 +197,15 @@ def test_the_embedding_cache_takes_parallel_processes(tmp_path):
     assert all(c > 0 for c in counts)
     vecs = Cache(path).get_vectors("model", [f"k{j}" for j in range(100)])
     assert all(float(v[0]) == int(k[1:]) for k, v in vecs.items())
+
+
+def test_a_protocol_file_beside_the_configs_is_not_taken_for_a_config(study, tmp_path):
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    write_config(folder, "a.yaml", study)
+    (folder / "protocol.yaml").write_text(
+        "areas:\n  - name: Coping\n    questions:\n      - How did you cope?\n", encoding="utf-8")
+    notes: list[str] = []
+    plans = plan_batch([str(folder)], notes=notes)
+    assert [Path(p.config).name for p in plans] == ["a.yaml"] and not plans[0].error
+    assert len(notes) == 1 and "protocol.yaml: a protocol file, not a config" in notes[0]
