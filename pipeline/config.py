@@ -61,6 +61,10 @@ from .stages.protocol import ProtocolConfig
 #:   their meaning; configs/demo.yaml names the CQR analysis.
 ANALYSES = ("consensa.CQR.v1", "consensa.Themes.v1")
 
+#: sections only the themes analysis reads: the CQR analysis clusters within domains
+#: with its own ``crossanalysis`` settings and names with ``naming``
+UNUSED_BY_CQR = ("context", "reduce", "cluster", "outliers", "label", "domains")
+
 
 class StageSpec(BaseModel):
     """A swappable stage: a registered ``name`` and that implementation's parameters."""
@@ -421,6 +425,15 @@ def validate_config(data: dict, path: Path | None = None) -> RunConfig:
         name, params = ((spec.name, spec.params()) if isinstance(spec, StageSpec) else
                         (spec["name"], {k: v for k, v in spec.items() if k != "name"}))
         problems += _stage_problems(REGISTRIES[kind], name, params, section, path)
+    if cfg is not None and cfg.sweep and cfg.analysis == "consensa.CQR.v1":
+        for key in cfg.sweep:
+            if key.split(".", 1)[0] in UNUSED_BY_CQR:
+                problems.append(ConfigError(
+                    f"the CQR analysis does not use the {key.split('.', 1)[0]} section, so "
+                    "every run of this sweep would give the same result", path=path,
+                    field=f"sweep.{key}",
+                    hint="sweep a setting the analysis uses (crossanalysis.*, protocol.*, "
+                         "naming.*, ...), or set analysis: consensa.Themes.v1"))
     llm = cfg.llm if cfg is not None else None
     if llm is not None:
         problems += _stage_problems(REGISTRIES["namer"], llm.name, llm.params(), "llm", path)

@@ -236,6 +236,9 @@ BAD = [
     ({"concepts": {"n_quotes": 0}}, "concepts.n_quotes"),
     ({"context": {"window": -1}}, "context.window"),
     ({"segment": {"min_words": 0}}, "segment"),       # min <= target <= max: one rule
+    # a sweep of a section the CQR analysis never reads: runs that would all be the same
+    ({"analysis": "consensa.CQR.v1", "sweep": {"cluster.min_cluster_size": [3, 5]}},
+     "sweep.cluster.min_cluster_size"),
     ({"segment": {"max_words": 10, "target_words": 40}}, "segment"),
     ({"name": "x" * 300}, "name"),
     ({"ingest": {"paths": ["interviews", "no-such-folder"]}}, "ingest.paths"),
