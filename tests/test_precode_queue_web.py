@@ -181,6 +181,13 @@ def test_retraining_takes_one_code_per_segment_and_leaves_out_a_split_one(batch)
     # agreed twice: one training row each, not two; split 1-1: no row, and counted
     assert got.set_index("segment_id")["label"].to_dict() == {ids[0]: cats[0], ids[2]: NONE}
     assert got.attrs == {"n_disagreed": 1, "n_people_choices": 6, "n_not_in_codebook": 0}
+    # the queue page says which segment they split on, and counts it
+    page = Web(out, "ana").get("/queue?show=all")
+    assert re.search(r'<li class="split-count"><b>1</b> where the judges chose differently',
+                     page)
+    row = re.search(rf'data-segment="{re.escape(ids[1])}".*?</form>', page, re.S).group(0)
+    assert "The judges chose differently here" in row
+    assert page.count("The judges chose differently here") == 1
 
 
 def test_a_bad_choice_is_refused_and_nothing_is_stored(batch):

@@ -510,6 +510,7 @@ def queue_page(batch: PrecodeBatch, show: str = "left", page: int = 1) -> dict:
     choices stored for it (the latest of each person); how many are left and done."""
     show = show if show in QUEUE_SHOW else "left"
     chosen = batch.choices()
+    split = split_choices(chosen)
     rows = _queue_rows(batch, chosen, show)
     pages = max(1, -(-len(rows) // QUEUE_PAGE_SIZE))
     page = min(max(1, page), pages)
@@ -526,7 +527,8 @@ def queue_page(batch: PrecodeBatch, show: str = "left", page: int = 1) -> dict:
                        "text": str(r["text"]), "top": top,
                        "choices": [{"who": who, "label": category_label(batch, v["category_id"]),
                                     "comment": v.get("comment", "")}
-                                   for who, v in sorted(chosen.get(sid, {}).items())]})
+                                   for who, v in sorted(chosen.get(sid, {}).items())],
+                       "split": sid in split})
     total = len(batch.queue)
     done = batch.n_done(chosen)
     doms: dict[str, list[tuple[int, str]]] = {}
@@ -534,8 +536,22 @@ def queue_page(batch: PrecodeBatch, show: str = "left", page: int = 1) -> dict:
         doms.setdefault(dom, []).append((cid, name))
     return {"batch": batch.batch, "folder": str(batch.folder), "rows": listed, "show": show,
             "show_words": QUEUE_SHOW, "page": page, "pages": pages, "n_shown": len(rows),
-            "total": total, "done": done, "left": total - done,
+            "total": total, "done": done, "left": total - done, "split": len(split),
             "category_choices": list(doms.items())}
+
+
+def split_choices(chosen: dict[str, dict[str, dict]]) -> set[str]:
+    """The queued segments the people who coded them split evenly on (no category has
+    more of their choices than another): retraining leaves them out
+    (:func:`pipeline.precode.stored_choices`), so the page says which they are."""
+    from collections import Counter
+
+    out = set()
+    for sid, by in chosen.items():
+        tally = Counter(int(v["category_id"]) for v in by.values()).most_common()
+        if len(tally) > 1 and tally[0][1] == tally[1][1]:
+            out.add(sid)
+    return out
 
 
 def queue_next(batch: PrecodeBatch, after: str, show: str = "left") -> str:
