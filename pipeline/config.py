@@ -20,6 +20,7 @@ import importlib.util
 import itertools
 import json
 import re
+import types
 from hashlib import sha1
 from pathlib import Path
 from typing import Any, Literal
@@ -417,6 +418,7 @@ def validate_config(data: dict, path: Path | None = None) -> RunConfig:
     except pydantic.ValidationError as exc:
         problems.append(config_error_from(exc, model=RunConfig,
                                           path=str(path) if path else None))
+    problems += [ConfigError(msg, path=path) for msg in _bools_as_numbers(RunConfig, data)]
     for section, kind in STAGE_KINDS.items():
         spec = getattr(cfg, section) if cfg is not None else data.get(section)
         if not isinstance(spec, StageSpec | dict) or (
@@ -450,6 +452,47 @@ def validate_config(data: dict, path: Path | None = None) -> RunConfig:
                           hint="fix the key(s) above; `consensa validate CONFIG` checks a "
                                "config without running it")
     return cfg
+
+
+def _number_type(annotation: Any) -> type | None:
+    """int or float when a field holds a number (under Optional and Annotated)."""
+    import typing
+
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _number_type(args[0])
+    if args and typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        found = {_number_type(a) for a in args if a is not type(None)}
+        return found.pop() if len(found) == 1 else None
+    return annotation if annotation in (int, float) else None
+
+
+def _bools_as_numbers(model: type[BaseModel], raw: Any, prefix: str = "") -> list[str]:
+    """Settings that take a number but were given true/false (YAML's yes, no, on and
+    off too): pydantic reads them as 1 and 0, so ``seed: yes`` ran with seed 1 and
+    ``min_words: true`` with 1, without a word. Stage sections are checked against
+    their implementation's parameters."""
+    if not isinstance(raw, dict):
+        return []
+    out = []
+    for key, value in raw.items():
+        field = model.model_fields.get(str(key))
+        dotted = f"{prefix}{key}"
+        if field is None:
+            continue
+        if str(key) in STAGE_KINDS and isinstance(value, dict) and isinstance(value.get("name"), str):
+            try:
+                params = REGISTRIES[STAGE_KINDS[str(key)]].params_model(value["name"])
+            except ConfigError:
+                continue                # an unknown name is reported on its own
+            out += _bools_as_numbers(params, value, f"{dotted}.")
+        elif isinstance(value, bool) and _number_type(field.annotation) is not None:
+            out.append(f"'{dotted}' takes a number, not {str(value).lower()} (YAML reads yes, "
+                       "no, on and off as true and false)")
+        elif isinstance(value, dict) and isinstance(field.annotation, type) and \
+                issubclass(field.annotation, BaseModel):
+            out += _bools_as_numbers(field.annotation, value, f"{dotted}.")
+    return out
 
 
 def _lines(problem: ConfigError) -> list[str]:

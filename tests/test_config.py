@@ -236,6 +236,9 @@ BAD = [
     ({"concepts": {"n_quotes": 0}}, "concepts.n_quotes"),
     ({"context": {"window": -1}}, "context.window"),
     ({"segment": {"min_words": 0}}, "segment"),       # min <= target <= max: one rule
+    ({"seed": True}, "seed"),                          # `seed: yes` had run with seed 1
+    ({"segment": {"min_words": True}}, "segment.min_words"),
+    ({"embed": {"batch_size": True}}, "embed.batch_size"),
     # a sweep of a section the CQR analysis never reads: runs that would all be the same
     ({"analysis": "consensa.CQR.v1", "sweep": {"cluster.min_cluster_size": [3, 5]}},
      "sweep.cluster.min_cluster_size"),
