@@ -575,12 +575,19 @@ def test_folder_listing_unsupported_hidden_and_order(tmp_path):
     write(tmp_path, "~$a.docx", "lock")
     (tmp_path / "sub").mkdir()
     write(tmp_path / "sub", "c.txt", "Interviewer: C?\nP: C.\n")
+    (tmp_path / "cache").mkdir()                      # a folder of no transcript: no note
+    (tmp_path / "cache" / "embeddings.sqlite").write_bytes(b"x")
     corpus = run(tmp_path)
     assert list(corpus.cases["case_id"]) == ["a", "b"]
-    (note,) = corpus.skipped
-    assert note.what == str(tmp_path / "scan.pdf")
-    assert note.reason == "unsupported format '.pdf'; convert it to .docx or .txt"
-    assert list(run(tmp_path, recursive=True).cases["case_id"]) == ["a", "b", "c"]
+    notes = {n.what: n.reason for n in corpus.skipped}
+    assert set(notes) == {str(tmp_path / "scan.pdf"), str(tmp_path / "sub")}
+    assert notes[str(tmp_path / "scan.pdf")] == \
+        "unsupported format '.pdf'; convert it to .docx or .txt"
+    # a subfolder of transcripts is named, not passed over in silence
+    assert "ingest.recursive: true" in notes[str(tmp_path / "sub")]
+    recursive = run(tmp_path, recursive=True)
+    assert list(recursive.cases["case_id"]) == ["a", "b", "c"]
+    assert str(tmp_path / "sub") not in [n.what for n in recursive.skipped]
 
 
 def test_empty_and_binary_files_are_skipped(tmp_path):

@@ -357,7 +357,14 @@ def _not_a_file(path: Path, recursive: bool) -> str | None:
         return (f"is a symbolic link to '{target}', which does not exist (a broken link); it "
                 "was not read: what to do: point the link at the transcript, or remove it")
     if path.is_dir():
-        if recursive or path.suffix.lower() not in SUPPORTED_SUFFIXES:
+        if recursive:
+            return None
+        if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+            # a subfolder of transcripts (one per site, per wave) is easily missed
+            if _holds_transcripts(path):
+                return ("is a subfolder holding transcript files; it was not read: what to "
+                        "do: set ingest.recursive: true to read subfolders, or list it under "
+                        "ingest.paths")
             return None
         return ("is a folder, not a transcript file, although its name ends in "
                 f"'{path.suffix}'; it was not read: what to do: put the transcript file "
@@ -366,6 +373,15 @@ def _not_a_file(path: Path, recursive: bool) -> str | None:
         return ("is not a regular file (a pipe, socket or device); it was not read: what "
                 "to do: copy the transcript into the folder as a file")
     return None
+
+
+def _holds_transcripts(folder: Path) -> bool:
+    """Whether a folder holds a file Consensa reads, at any depth (stops at the first)."""
+    try:
+        return any(p.suffix.lower() in SUPPORTED_SUFFIXES and p.is_file()
+                   and not _hidden(p.relative_to(folder)) for p in folder.rglob("*"))
+    except OSError:
+        return False
 
 
 def _hidden(relative: Path) -> bool:
