@@ -752,8 +752,13 @@ def _summed(notes: list[Skipped]) -> list[Skipped]:
             totals[key] = totals.get(key, 0) + int(number)
         else:
             out.append(note)
-    return [Skipped(f"{totals[(u, n.reason, n.stage)]} {u}", n.reason, n.stage)
-            if (u := n.what.partition(" ")[2], n.reason, n.stage) in totals else n for n in out]
+    summed = []
+    for note in out:
+        unit = note.what.partition(" ")[2]
+        key = (unit, note.reason, note.stage)
+        summed.append(Skipped(f"{totals[key]} {unit}", note.reason, note.stage)
+                      if key in totals else note)
+    return summed
 
 
 def _first_copy_of_each_case(seg: pd.DataFrame) -> tuple[pd.DataFrame, list[Skipped]]:
