@@ -53,6 +53,7 @@ import pandas as pd
 from .. import __version__
 from ..errors import InputError
 from ..fsutil import atomic_write_bytes
+from ..report.templating import counted
 from ..runfolder import TABLES, RunFolder, read_csv_table
 from ..sheets import join_list, xml_safe
 from .codes import (
@@ -457,8 +458,8 @@ def codebook_from_run(run: RunData) -> list[ExportCode]:
         did = _int(d["domain_id"])
         desc = [(f"Consensa domain {did} ({_s(d.get('frequency_label'))}: "
                  f"{_int(d.get('n_cases'), 0)} of {n_cases} cases, "
-                 f"{_int(d.get('n_segments'), 0)} segments, {_int(d.get('n_themes'), 0)} "
-                 "themes).")]
+                 f"{_int(d.get('n_segments'), 0)} segments, "
+                 f"{counted(_int(d.get('n_themes'), 0), 'theme')}).")]
         if len(d.get("keywords") or []):
             desc.append(f"Keywords: {join_list(d['keywords'])}.")
         code = ExportCode(guid(rid, "domain", did), _s(d["name"]) or f"Domain {did}",
