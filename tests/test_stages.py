@@ -285,3 +285,22 @@ def test_a_case_that_gives_no_segment_is_named():
     assert seg.counts["cases_without_segments"] == 1
     (note,) = [s for s in seg.skipped if "case(s)" in s.what]
     assert note.what == "1 case(s): quiet" and "not analysed" in note.reason
+
+
+def test_umap_lays_out_identical_rows_once():
+    """Copies of one text (a "Thank you." in every interview) formed a component of
+    their own in the neighbour graph, and UMAP's layout of such a graph changed from
+    one run to the next with the same seed: the map is laid out on distinct rows, and
+    every copy takes its row's place."""
+    from pipeline.stages.reduce import UMAPReducerV2
+
+    rng = np.random.default_rng(3)
+    rows = rng.normal(size=(30, 16)).astype(np.float32)
+    X = np.vstack([rows, np.repeat(rows[:1], 6, axis=0), rows[5:8]])
+    reducer = UMAPReducerV2(n_components=2, random_state=7)
+    out = reducer.fit_transform(X)
+    assert reducer.graph_components_ == 1
+    np.testing.assert_array_equal(out[30:36], np.repeat(out[:1], 6, axis=0))
+    np.testing.assert_array_equal(out[36:], out[5:8])
+    again = UMAPReducerV2(n_components=2, random_state=7).fit_transform(X)
+    np.testing.assert_array_equal(out, again)

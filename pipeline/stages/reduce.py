@@ -229,6 +229,13 @@ class UMAPReducer:
         ``(indices, distances)`` nearest first with at least as many columns as
         this reducer's neighbourhood; they spare the second search."""
         X = check_matrix(X)
+        unique, inverse = np.unique(X, axis=0, return_inverse=True)
+        if len(unique) < len(X):
+            # identical texts (a "Thank you." in every interview) are one point: as
+            # copies they form a component of their own in the neighbour graph, and
+            # UMAP's layout of a graph of several components changed from one run to
+            # the next with the same seed. Laid out once, each copy takes its place.
+            return self.fit_transform(unique)[inverse.ravel()]
         found = _neighbour_graph(self, X, knn)
         if found is None:
             return PCAReducer(self.n_components).fit_transform(X)
