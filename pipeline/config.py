@@ -659,10 +659,10 @@ def _spacy_model_installed(model: str) -> bool:
         return False
 
 
-#: The first line of the config.yaml a de-identified run writes into its folder. That
-#: file keeps no name (known_names and mapping_file emptied, speaker names in
-#: ingest.roles replaced by placeholders), so on the original transcripts it would
-#: match no speaker and drop their cases: :func:`load_config` refuses it for a run.
+#: The first lines of the config.yaml a de-identified run writes into its folder when
+#: names were removed from it (known_names emptied, speaker names in ingest.roles
+#: replaced by placeholders): on the original transcripts it would match no speaker
+#: and drop their cases, so :func:`load_config` refuses it for a run.
 #: ``consensa precode`` still reads it for the run's settings.
 REDACTED_CONFIG_HEADER = (
     "# consensa: the config of a de-identified run, with its names removed. It does not\n"
@@ -683,9 +683,9 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> tuple[RunConfig,
     data = read_yaml(path)
     if _is_redacted(path):
         raise ConfigError("this is the config a de-identified run wrote into its folder: its "
-                          "names were removed (known names, the mapping file, speaker names in "
-                          "ingest.roles), so on the original transcripts it would match no "
-                          "speaker and leave their cases out", path=path,
+                          "names were removed (the known names, speaker names in ingest.roles), "
+                          "so on the original transcripts it would miss names and match no "
+                          "speaker, leaving their cases out", path=path,
                           hint="run the team's own config, kept outside the run folder (the "
                                "manifest's stage_params show every other setting)")
     for item in overrides:

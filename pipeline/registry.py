@@ -221,15 +221,13 @@ def params_model_for(cls: type, defaults: Mapping[str, Any] | None = None
         # a rule between parameters (min <= target <= max) that no single field's bounds
         # can state: checked with the rest, so `consensa validate` refuses what the
         # stage would refuse at run time, naming the keys
-        def _between(values):
-            problem = check(dict(values))
+        def _between(self):
+            problem = check({k: getattr(self, k) for k in type(self).model_fields})
             if problem:
                 raise ValueError(problem)
-            return values
+            return self
 
-        validators["params_between"] = pydantic.model_validator(mode="after")(
-            lambda self: _between({k: getattr(self, k) for k in type(self).model_fields})
-            and self)
+        validators["params_between"] = pydantic.model_validator(mode="after")(_between)
     model = pydantic.create_model(
         f"{cls.__name__}Params",
         __config__=pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=True),
