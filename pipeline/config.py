@@ -349,7 +349,19 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def read_yaml(path: Path) -> dict:
+#: The first lines of the config.yaml a de-identified run writes into its folder when
+#: names were removed from it (known_names emptied, speaker names in ingest.roles
+#: replaced by placeholders): on the original transcripts it would match no speaker
+#: and drop their cases, so :func:`load_config` refuses it for a run.
+#: ``consensa precode`` still reads it for the run's settings.
+REDACTED_CONFIG_HEADER = (
+    "# consensa: the config of a de-identified run, with its names removed. It does not\n"
+    "# repeat the run on the original transcripts: repeat it with the team's own config.\n")
+
+
+def read_yaml(path: Path, *, to_run: bool = False) -> dict:
+    """A config file's mapping. ``to_run``: refuse the redacted config of a
+    de-identified run (:data:`REDACTED_CONFIG_HEADER`), which cannot repeat it."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
@@ -358,6 +370,13 @@ def read_yaml(path: Path) -> dict:
     except (UnicodeDecodeError, IsADirectoryError) as exc:
         raise ConfigError(f"cannot read the config ({exc.__class__.__name__})", path=path,
                           hint="a config is a UTF-8 YAML text file") from None
+    if to_run and text.startswith(REDACTED_CONFIG_HEADER):
+        raise ConfigError("this is the config a de-identified run wrote into its folder: its "
+                          "names were removed (the known names, speaker names in ingest.roles), "
+                          "so on the original transcripts it would miss names and match no "
+                          "speaker, leaving their cases out", path=path,
+                          hint="run the team's own config, kept outside the run folder (the "
+                               "manifest's stage_params show every other setting)")
     try:
         data = safeyaml.load(text)
     except safeyaml.AliasExpansionError as exc:
@@ -659,16 +678,6 @@ def _spacy_model_installed(model: str) -> bool:
         return False
 
 
-#: The first lines of the config.yaml a de-identified run writes into its folder when
-#: names were removed from it (known_names emptied, speaker names in ingest.roles
-#: replaced by placeholders): on the original transcripts it would match no speaker
-#: and drop their cases, so :func:`load_config` refuses it for a run.
-#: ``consensa precode`` still reads it for the run's settings.
-REDACTED_CONFIG_HEADER = (
-    "# consensa: the config of a de-identified run, with its names removed. It does not\n"
-    "# repeat the run on the original transcripts: repeat it with the team's own config.\n")
-
-
 def load_config(path: str | Path, overrides: list[str] = ()) -> tuple[RunConfig, Path]:
     """Read a config file, apply the ``--set`` overrides, validate every section
     (``sweep:`` and ``stability:`` included), resolve its paths against the file's
@@ -680,14 +689,7 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> tuple[RunConfig,
     absolute, and the folder it lives in.
     """
     path = Path(path)
-    data = read_yaml(path)
-    if _is_redacted(path):
-        raise ConfigError("this is the config a de-identified run wrote into its folder: its "
-                          "names were removed (the known names, speaker names in ingest.roles), "
-                          "so on the original transcripts it would miss names and match no "
-                          "speaker, leaving their cases out", path=path,
-                          hint="run the team's own config, kept outside the run folder (the "
-                               "manifest's stage_params show every other setting)")
+    data = read_yaml(path, to_run=True)
     for item in overrides:
         key, value = parse_override(item)
         set_dotted(data, key, value)
@@ -699,14 +701,6 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> tuple[RunConfig,
         check_inputs(cfg, base, path)            # checked as written, the empty config too
         cfg = resolve_paths(cfg, base)
     return cfg, base
-
-
-def _is_redacted(path: Path) -> bool:
-    try:
-        with open(path, encoding="utf-8-sig") as fh:
-            return fh.read(len(REDACTED_CONFIG_HEADER)) == REDACTED_CONFIG_HEADER
-    except (OSError, UnicodeDecodeError):
-        return False
 
 
 #: the longest run folder name a sweep gives (a longer one is cut and given a hash)
