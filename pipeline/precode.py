@@ -1226,6 +1226,13 @@ def latest_choices(run_folder: Path) -> dict[tuple[str, str], dict]:
     return {(who, item): json.loads(value) for who, item, value in rows}
 
 
+def agreed_code(codes: Iterable[int]) -> int | None:
+    """The code most of the people who coded one queued segment chose; None when they
+    split evenly (no code has more of their choices than another)."""
+    (top, n), *rest = Counter(codes).most_common()
+    return None if rest and rest[0][1] == n else top
+
+
 def merged_into(cb: dict) -> dict[int, int]:
     """Theme ids that are no category of the codebook themselves, but whose segments a
     category took in (merged): old id -> the category's id. A choice made before the
@@ -1263,9 +1270,8 @@ def stored_choices(run_folder: Path, cats: dict[int, tuple] | None = None,
         n_read += 1
     out, disagreed = [], 0
     for votes in by_item.values():
-        tally = Counter(int(v["category_id"]) for v in votes)
-        (top, n), *rest = tally.most_common()
-        if rest and rest[0][1] == n:
+        top = agreed_code(int(v["category_id"]) for v in votes)
+        if top is None:
             disagreed += 1
             continue
         v = next(v for v in votes if int(v["category_id"]) == top)

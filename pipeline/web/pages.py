@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConsensaError
-from ..precode import NONE, PrecodeBatch
+from ..precode import NONE, PrecodeBatch, agreed_code
 from ..review.agreement import SETTLED, ItemStatus, ReviewStatus, review_status
 from ..review.apply import live_codebook
 from ..review.evidence import attribute_text, subgroups, theme_evidence
@@ -541,17 +541,11 @@ def queue_page(batch: PrecodeBatch, show: str = "left", page: int = 1) -> dict:
 
 
 def split_choices(chosen: dict[str, dict[str, dict]]) -> set[str]:
-    """The queued segments the people who coded them split evenly on (no category has
-    more of their choices than another): retraining leaves them out
+    """The queued segments the people who coded them split evenly on
+    (:func:`pipeline.precode.agreed_code`): retraining leaves them out
     (:func:`pipeline.precode.stored_choices`), so the page says which they are."""
-    from collections import Counter
-
-    out = set()
-    for sid, by in chosen.items():
-        tally = Counter(int(v["category_id"]) for v in by.values()).most_common()
-        if len(tally) > 1 and tally[0][1] == tally[1][1]:
-            out.add(sid)
-    return out
+    return {sid for sid, by in chosen.items()
+            if agreed_code(int(v["category_id"]) for v in by.values()) is None}
 
 
 def queue_next(batch: PrecodeBatch, after: str, show: str = "left") -> str:
