@@ -115,6 +115,14 @@ class Clustering:
         return float(np.mean(self.theme < 0)) if len(self.theme) else 0.0
 
 
+def frame_domain_ids(domains: pd.DataFrame) -> set[int]:
+    """The domains a CQR run sets apart from the cross-analysis (the interview frame:
+    greetings, thanks, background); none for a table without ``in_cross_analysis``."""
+    if "in_cross_analysis" not in domains.columns:
+        return set()
+    return set(domains.loc[~domains["in_cross_analysis"].astype(bool), "domain_id"].astype(int))
+
+
 def check_columns(df: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
     """Boundary check: a stage refuses a table that lacks the columns it needs."""
     missing = [c for c in columns if c not in df.columns]

@@ -51,6 +51,7 @@ from ..types import (
     THEME_COLUMNS,
     RunResult,
     check_columns,
+    frame_domain_ids,
 )
 from .plots import figure_svg, mpl_text
 from .templating import page_environment
@@ -315,10 +316,9 @@ def _frame_segments(seg: pd.DataFrame, seg_theme: np.ndarray,
     """The segments of the interview frame (a CQR run's domains left out of the
     cross-analysis: greetings, thanks, background): set apart on purpose, so not
     counted or listed as unassigned, as the run's summary does not count them."""
-    if "in_cross_analysis" not in domains.columns or "domain_id" not in seg.columns:
+    if "domain_id" not in seg.columns:
         return np.zeros(len(seg), dtype=bool)
-    apart = domains.loc[~domains["in_cross_analysis"].astype(bool), "domain_id"]
-    return (seg_theme < 0) & seg["domain_id"].isin(set(apart)).to_numpy()
+    return (seg_theme < 0) & seg["domain_id"].isin(frame_domain_ids(domains)).to_numpy()
 
 
 def _header(seg: pd.DataFrame, seg_theme: np.ndarray, themes: pd.DataFrame,

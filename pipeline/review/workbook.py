@@ -24,6 +24,7 @@ from ..fsutil import atomic_write_bytes
 from ..report.templating import counted
 from ..runfolder import RunFolder
 from ..sheets import append_row, formula_problem, is_formula, set_cell
+from ..types import frame_domain_ids
 from .evidence import attribute_text, is_cqr, subgroups, theme_evidence
 from .model import (
     DECISION_FIELDS,
@@ -274,9 +275,7 @@ def build_workbook(run: RunItems, person: str, role: str, round: int,
 
     # the interview frame's segments are set apart on purpose (a CQR run): listed with the
     # unassigned ones, where a judge can still move one into a category, but named so
-    doms = run.domains
-    frame = (set(doms.loc[~doms["in_cross_analysis"].astype(bool), "domain_id"].astype(int))
-             if "in_cross_analysis" in doms.columns else set())
+    frame = frame_domain_ids(run.domains)
     for title, assigned in (("segments", True), ("unassigned", False)):
         seg = run.segments[(run.segments["theme"] >= 0) == assigned]
         srows = []
