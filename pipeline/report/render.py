@@ -54,7 +54,7 @@ from ..types import (
     frame_domain_ids,
 )
 from .plots import figure_svg, mpl_text
-from .templating import page_environment
+from .templating import counted, page_environment
 
 __all__ = ["render_report", "MAX_MAP_POINTS", "MAX_UNASSIGNED_LISTED"]
 
@@ -452,7 +452,7 @@ def _frequency_text(manifest: Mapping, n_cases_total: int) -> str:
         return (-rng[0], label)
     for label, (lo, hi) in sorted(cut.items(), key=order):
         if lo == hi:
-            span = f"{lo} case" if lo == 1 else f"{lo} cases"
+            span = counted(lo, "case")
         else:
             span = f"{lo}–{hi} cases"
         parts.append(f"{label} = {span}")
