@@ -538,7 +538,7 @@ def run_one_shard(shard: Shard, out_dir: str, work: Work) -> dict:
     try:
         frame = work(list(shard.files))
     except ConsensaError as exc:
-        return {"shard": shard.id, "error": str(exc)}
+        return {"shard": shard.id, "error": str(exc), "input_fault": True}
     extra = None
     if isinstance(frame, ShardOutput):
         frame, extra = frame.rows, frame.extra
@@ -692,6 +692,8 @@ class ShardFailure:
     index: int
     files: tuple[str, ...]
     error: str
+    #: the input was at fault (a ConsensaError from ``work``): run once, not retried
+    input_fault: bool = False
 
 
 @dataclass
@@ -728,8 +730,8 @@ class ShardReport:
         return {"engine": self.engine, "shards": len(self.shards), "computed": len(self.computed),
                 "skipped": len(self.skipped), "removed": len(self.removed),
                 "segments": self.segments, "seconds": round(self.seconds, 3),
-                "failed": [{"shard": f.shard, "files": list(f.files), "error": f.error}
-                           for f in self.failed]}
+                "failed": [{"shard": f.shard, "files": list(f.files), "error": f.error,
+                            "retried": not f.input_fault} for f in self.failed]}
 
 
 class ShardError(ConsensaError):
@@ -738,7 +740,15 @@ class ShardError(ConsensaError):
     def __init__(self, done: ShardReport, retries: int) -> None:
         self.report = done
         n, total = len(done.failed), len(done.shards)
-        lines = [f"{n} of {total} shard(s) failed after {retries + 1} attempt(s); the other "
+        n_input = sum(f.input_fault for f in done.failed)
+        if n_input == n:        # the input's fault is not retried: a retry would fail the same way
+            how = "on their input (not retried: a retry would fail the same way)"
+        elif n_input == 0:
+            how = f"after {retries + 1} attempt(s)"
+        else:
+            how = (f"({n - n_input} after {retries + 1} attempt(s), {n_input} on their "
+                   "input, not retried)")
+        lines = [f"{n} of {total} shard(s) failed {how}; the other "
                  f"{total - n} are saved in {done.out_dir}:"]
         for failure in done.failed[:MAX_LISTED_FAILURES]:
             lines.append(f"  shard {failure.index} ({', '.join(failure.files)}): {failure.error}")
@@ -867,8 +877,9 @@ def run_shards(files: Sequence[str | Path], out_dir: str | Path, work: Work, *, 
                     outcomes = _run_dask(todo, str(out), work, retries, client)
                 for shard, outcome in outcomes:
                     if "error" in outcome:
-                        report.failed.append(ShardFailure(shard.id, shard.index, shard.files,
-                                                          outcome["error"]))
+                        report.failed.append(ShardFailure(
+                            shard.id, shard.index, shard.files, outcome["error"],
+                            input_fault=bool(outcome.get("input_fault"))))
                     else:
                         if fingerprint is not None:
                             outcome["fingerprint"] = fingerprint

@@ -283,6 +283,10 @@ def test_a_broken_transcript_is_reported_once_with_its_line(tmp_path, caplog):
     assert failure.files == (str(files[1].resolve()),)
     assert f"{files[1].resolve()}, line" in failure.error and "cannot be read" in failure.error
     assert "attempt" not in caplog.text              # the input's fault: not retried
+    message = str(err.value)
+    assert "1 of 3 shard(s) failed on their input (not retried" in message
+    assert "attempt" not in message
+    assert failure.input_fault and err.value.report.as_dict()["failed"][0]["retried"] is False
 
 
 # --- Heavy state, once per worker --------------------------------------------------------------
