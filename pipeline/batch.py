@@ -40,6 +40,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .config import (  # noqa: F401  (safe_name: also pipeline.batch's, as before)
+    CQR_ANALYSIS,
     RunConfig,
     expand_sweep,
     format_value,
@@ -59,6 +60,13 @@ SUMMARY_COLUMNS = ("run", "config", "status", "parameters", "themes", "domains",
                    "segments", "outlier_share", "n_general", "n_typical", "n_variant", "n_rare",
                    "n_single_case", "wall_time_s", "stability", "n_unstable", "report", "error")
 TEMPLATE = "batch_index.html.j2"
+
+
+def unit_heading(rows: list[dict[str, Any]]) -> str:
+    """What the batch's groups are called: themes, categories, or both in a mixed batch."""
+    units = {r.get("unit") for r in rows if r.get("unit")}
+    return "Categories" if units == {"categories"} else (
+        "Themes or categories" if len(units) > 1 else "Themes")
 
 
 # --- Reading configs: sweep and stability -----------------------------------------
@@ -322,6 +330,8 @@ def summarise_run(folder: Path) -> dict[str, Any]:
         return row
     manifest = run.manifest
     counts = manifest.get("counts", {})
+    # a CQR run's groups are categories within domains; a themes run's, themes
+    row["unit"] = "categories" if manifest.get("analysis") == CQR_ANALYSIS else "themes"
     row.update(themes=counts.get("themes"), domains=counts.get("domains"),
                cases=counts.get("cases_analysed"), segments=counts.get("segment_segments"),
                outlier_share=manifest.get("outlier_share"), wall_time_s=manifest.get("wall_time_s"))
@@ -416,5 +426,5 @@ def render_index(title: str, rows: list[dict[str, Any]], keys: list[str]) -> str
     n_failed = sum(r["status"] in ("failed", "not run") for r in rows)
     return page_environment().get_template(TEMPLATE).render(
         title=title, rows=view, keys=keys, labels=LABELS, n_ok=n_ok, n_failed=n_failed,
-        n_pending=len(rows) - n_ok - n_failed, any_stability=any(r["stability"] is not None
+        n_pending=len(rows) - n_ok - n_failed, unit=unit_heading(rows), any_stability=any(r["stability"] is not None
                                                                    for r in rows))

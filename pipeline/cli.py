@@ -81,6 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from .stability import stability_for_run
 
         stab = stability_for_run(folder, stability)
+    from .config import CQR_ANALYSIS
     from .runfolder import RunFolder
 
     manifest = RunFolder(folder).manifest
@@ -92,7 +93,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if n_fit:  # themes fitted on a sample: its outliers are the sample's, and so the share
         reassigned = (f"reassigned outliers: {c['reassigned']} of the {n_fit} fitted "
                       f"({c['reassigned'] / n_fit:.1%})")
-    if manifest.get("analysis") == "consensa.CQR.v1":
+    if manifest.get("analysis") == CQR_ANALYSIS:
         n_sub = int(c.get("crossanalysis_subcategorised", 0))
         print(f"  cases: {c['cases_analysed']}   segments: {c['segment_segments']}   "
               f"domains: {c['domains']}   categories: {c['themes']}"
@@ -160,7 +161,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
     for r in rows:
         stab = "" if r["stability"] is None else f"  stability {r['stability']:.2f}"
         if r["status"] == "ok":
-            print(f"  ok      {r['run']}: {r['themes']} themes, {r['domains']} domains, "
+            print(f"  ok      {r['run']}: {r['themes']} {r.get('unit') or 'themes'}, "
+                  f"{r['domains']} domains, "
                   f"outliers {100 * (r['outlier_share'] or 0):.1f} %{stab}")
         else:
             reason = r["error"].replace("\n", "\n          ")

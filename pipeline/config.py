@@ -60,7 +60,8 @@ from .stages.protocol import ProtocolConfig
 #:   from the tree of themes: what every run did before the CQR analysis existed.
 #:   It is the value when a config names none, so configs written before keep
 #:   their meaning; configs/demo.yaml names the CQR analysis.
-ANALYSES = ("consensa.CQR.v1", "consensa.Themes.v1")
+CQR_ANALYSIS = "consensa.CQR.v1"
+ANALYSES = (CQR_ANALYSIS, "consensa.Themes.v1")
 
 #: sections only the themes analysis reads: the CQR analysis clusters within domains
 #: with its own ``crossanalysis`` settings and names with ``naming``
@@ -446,7 +447,7 @@ def validate_config(data: dict, path: Path | None = None) -> RunConfig:
         name, params = ((spec.name, spec.params()) if isinstance(spec, StageSpec) else
                         (spec["name"], {k: v for k, v in spec.items() if k != "name"}))
         problems += _stage_problems(REGISTRIES[kind], name, params, section, path)
-    if cfg is not None and cfg.sweep and cfg.analysis == "consensa.CQR.v1":
+    if cfg is not None and cfg.sweep and cfg.analysis == CQR_ANALYSIS:
         for key in cfg.sweep:
             if key.split(".", 1)[0] in UNUSED_BY_CQR:
                 problems.append(ConfigError(
@@ -458,7 +459,7 @@ def validate_config(data: dict, path: Path | None = None) -> RunConfig:
     llm = cfg.llm if cfg is not None else None
     if llm is not None:
         problems += _stage_problems(REGISTRIES["namer"], llm.name, llm.params(), "llm", path)
-        if cfg.analysis != "consensa.CQR.v1":
+        if cfg.analysis != CQR_ANALYSIS:
             problems.append(ConfigError(
                 "the llm section names, defines and summarises categories of the CQR "
                 "analysis; this config runs consensa.Themes.v1", path=path, field="llm",
@@ -638,7 +639,7 @@ def check_inputs(cfg: RunConfig, base_dir: Path, path: Path | None = None) -> No
             check_mapping_path(deid.mapping_file, None, cfg.output_dir)
         except ConfigError as exc:
             refuse(exc.reason, "deidentify.mapping_file", exc.hint or "")
-    if cfg.analysis == "consensa.CQR.v1" and cfg.protocol.file is not None and not cfg.protocol.areas:
+    if cfg.analysis == CQR_ANALYSIS and cfg.protocol.file is not None and not cfg.protocol.areas:
         from .stages.protocol import load_protocol
 
         # read now: a protocol file with a fault stops the run before any work,

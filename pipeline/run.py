@@ -36,7 +36,7 @@ from .compose import (
     stage_record,
     vocabulary,
 )
-from .config import RunConfig, check_engine, config_hash, resolve_paths, resolved
+from .config import CQR_ANALYSIS, RunConfig, check_engine, config_hash, resolve_paths, resolved
 from .errors import ConfigError, InputError
 from .runfolder import RunFolder, theme_linkage
 from .stages.cluster import centroids, join_sample, no_themes_error, stratified_sample
@@ -126,7 +126,7 @@ def build(cfg: RunConfig, base_dir: Path) -> RunResult:
         raise InputError("no participant speech left to analyse after segmentation",
                          path=", ".join(sorted({s.path for s in corpus.sources.values()})),
                          hint="check the speaker labels and the ingest.roles map in the config")
-    cqr_run = cfg.analysis == "consensa.CQR.v1"
+    cqr_run = cfg.analysis == CQR_ANALYSIS
     sample = None if cqr_run else fit_sample(segments, cfg)
     # settings that cannot give a theme on this many segments stop the run here,
     # before the embeddings, rather than end it with "themes: 0" (the CQR analysis

@@ -209,3 +209,21 @@ def test_a_protocol_file_beside_the_configs_is_not_taken_for_a_config(study, tmp
     plans = plan_batch([str(folder)], notes=notes)
     assert [Path(p.config).name for p in plans] == ["a.yaml"] and not plans[0].error
     assert len(notes) == 1 and "protocol.yaml: a protocol file, not a config" in notes[0]
+
+
+def test_a_cqr_run_is_summarised_in_categories(study, tmp_path, capsys):
+    configs = tmp_path / "configs"
+    write_config(configs, "a_themes.yaml", study, name="themes-run")
+    write_config(configs, "b_cqr.yaml", study, name="cqr-run", analysis="consensa.CQR.v1")
+    out = tmp_path / "batch"
+    assert main(["batch", str(configs), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    table = summary(out).set_index("run")
+    assert f"themes-run: {table.loc['themes-run', 'themes']} themes," in printed
+    assert f"cqr-run: {table.loc['cqr-run', 'themes']} categories," in printed
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert "Themes or categories</th>" in index
+    out_cqr = tmp_path / "batch-cqr"
+    assert main(["batch", str(configs / "b_cqr.yaml"), "--out", str(out_cqr)]) == 0
+    index = (out_cqr / "index.html").read_text(encoding="utf-8")
+    assert ">Categories</th>" in index and ">Themes</th>" not in index
