@@ -201,8 +201,15 @@ def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFram
     illustrative = {}
     for level, df in by_level.items():
         for r in df.itertuples():
-            illustrative[(level, int(r.domain_id), str(r.case_id))] = r.core_idea
+            illustrative[(level, int(r.domain_id), str(r.case_id))] = (
+                r.core_idea, [str(s) for s in r.segment_ids])
     table = cqr_rows(cats, domains, seg, n_total, illustrative)
+    # the workbooks, the web pages and the report show a category's proposed core
+    # idea: the one its row of the CQR table shows, so all of them show one text
+    shown_idea = {int(c): q for c, q, lv in zip(table["category_id"], table["quote"],
+                                               table["level"]) if lv == "category"}
+    themes["core_idea"] = [shown_idea.get(int(c), idea) for c, idea in
+                           zip(top["category_id"], themes["core_idea"])]
     counts = {f"crossanalysis_{k}": int(v) for k, v in xa.counts.items()}
     counts.update({f"protocol_{k}": int(v) for k, v in inference.counts.items()})
     counts["protocol_areas"] = len(content_areas)
@@ -451,12 +458,15 @@ ILLUSTRATION_CANDIDATES = 3
 
 
 def cqr_rows(categories: pd.DataFrame, domains: pd.DataFrame, segments: pd.DataFrame,
-             n_total: int, illustrative: Mapping[tuple[str, int, str], str]) -> pd.DataFrame:
+             n_total: int,
+             illustrative: Mapping[tuple[str, int, str], tuple[str, list[str]]]) -> pd.DataFrame:
     """The table a CQR paper prints, one row per category and subcategory in display
     order: domain, category, the honest frequency label over the counted cases,
     the flags, and an illustrative core idea: ``illustrative[(level, category_id,
-    case)]``, for the case of the category's most central quote (its segment id is
-    kept); that quote tidied of fillers and false starts where there is none.
+    case)]`` (its text and the segments it was taken from), for the case of the
+    category's most central quote; that quote tidied of fillers and false starts
+    where there is none. ``quote_segment_ids`` lists every segment the core idea
+    quotes, so each of its sentences traces back (``quote_segment_id``: the first).
 
     No two rows of a domain show the same core idea: a subcategory's most central
     case often says its part in the very sentences that illustrate the category
@@ -474,11 +484,16 @@ def cqr_rows(categories: pd.DataFrame, domains: pd.DataFrame, segments: pd.DataF
         seen = used.setdefault(int(r.domain_id), set())
         options = []
         for q in [str(q) for q in list(r.quote_ids)[:ILLUSTRATION_CANDIDATES]]:
-            idea = illustrative.get((level, int(r.category_id), case_by_id.get(q, "")))
-            options.append((q, idea or tidy_utterance(text_by_id.get(q, ""))))
-        first, quote = next((o for o in options if " ".join(o[1].split()) not in seen),
-                            options[0] if options else ("", ""))
+            idea, ids = illustrative.get((level, int(r.category_id), case_by_id.get(q, "")),
+                                         ("", []))
+            if idea and ids:
+                options.append((ids, idea))
+            else:
+                options.append(([q], tidy_utterance(text_by_id.get(q, ""))))
+        ids, quote = next((o for o in options if " ".join(o[1].split()) not in seen),
+                          options[0] if options else ([], ""))
         seen.add(" ".join(quote.split()))
+        first = ids[0] if ids else ""
         rows.append({
             "domain": dom_name.get(int(r.domain_id), ""), "category": r.name,
             "frequency_label": r.frequency_label, "n_cases": len(r.counted_cases),
@@ -487,6 +502,8 @@ def cqr_rows(categories: pd.DataFrame, domains: pd.DataFrame, segments: pd.DataF
             "quote_case": case_by_id.get(first, ""), "quote_segment_id": first,
             "level": level,
             "flags": list(r.flags),
-            "label_if_reassigned_counted": r.label_if_reassigned_counted})
+            "label_if_reassigned_counted": r.label_if_reassigned_counted,
+            "quote_segment_ids": list(ids), "category_id": int(r.category_id)})
     return pd.DataFrame(rows, columns=[*CQR_COLUMNS, "level", "flags",
-                                       "label_if_reassigned_counted"])
+                                       "label_if_reassigned_counted", "quote_segment_ids",
+                                       "category_id"])

@@ -162,7 +162,10 @@ THEME_COLUMNS = ("theme_id", "name", "domain_id", "keywords", "key_phrases",
 DOMAIN_COLUMNS = ("domain_id", "name", "keywords", "theme_ids", "n_themes",
                   "n_segments", "n_cases", "frequency_label", "is_miscellaneous")
 
-#: cqr_table.parquet/.csv: Domain / Category / Frequency label / n cases / core idea quote
+#: cqr_table.parquet/.csv: Domain / Category / Frequency label / n cases / core idea quote.
+#: A CQR run's table adds level, flags, label_if_reassigned_counted, quote_segment_ids
+#: list[str] (every segment its illustrative core idea quotes; quote_segment_id is the
+#: first) and category_id (its row in categories.csv)
 CQR_COLUMNS = ("domain", "category", "frequency_label", "n_cases", "cases_total",
                "quote", "quote_case", "quote_segment_id")
 
@@ -199,7 +202,7 @@ LIST_COLUMNS: Mapping[str, Mapping[str, type]] = {
     "themes": {"keywords": str, "key_phrases": str, "cases": str, "quote_ids": str,
                "flags": str},
     "domains": {"keywords": str, "theme_ids": int, "area_ids": int},
-    "cqr": {"flags": str},
+    "cqr": {"flags": str, "quote_segment_ids": str},
     "concepts": {"theme_ids": int, "quote_ids": str},
     "categories": {"alternatives": str, "keywords": str, "cases": str, "counted_cases": str,
                    "flags": str, "spans_domains": int, "quote_ids": str, "thin_cases": str,

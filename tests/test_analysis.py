@@ -112,6 +112,28 @@ def test_core_ideas_are_short_and_trace_back_to_the_case_and_domain(cqr_run):
         set(zip(ideas["case_id"], ideas["domain_id"]))
 
 
+def test_the_cqr_table_core_idea_traces_to_its_segments_and_is_the_one_judges_see(cqr_run):
+    """Every sentence of an illustrative core idea comes from a segment the table
+    names (of the row's case and category), and the judges' workbook and web pages
+    (themes.core_idea) show the text the table shows."""
+    from pipeline.stages.coreideas import GAP, tidy_utterance
+    folder = RunFolder.open(cqr_run)
+    seg = folder.segments().set_index("segment_id")
+    table, cats, themes = folder.table("cqr"), folder.table("categories"), folder.themes()
+    members = dict(zip(cats["category_id"], cats["segment_ids"]))
+    for r in table.itertuples():
+        ids = list(r.quote_segment_ids)
+        assert ids and r.quote_segment_id == ids[0]
+        assert set(ids) <= set(members[r.category_id])
+        assert (seg.loc[ids, "case_id"] == r.quote_case).all()
+        tidied = " ".join(tidy_utterance(seg.at[i, "text"]) for i in ids)
+        for sentence in r.quote.split(GAP):
+            assert sentence in tidied, (sentence, ids)
+    top = table[table["level"] == "category"]
+    shown = dict(zip(top["category"], top["quote"]))
+    assert themes["core_idea"].tolist() == [shown[n] for n in themes["name"]]
+
+
 def test_the_cqr_table_shows_subcategories_flags_and_the_label_outliers_would_give():
     table = pd.DataFrame([
         {"domain": "Training", "category": "Never mentioned", "frequency_label": "typical",
@@ -568,16 +590,38 @@ def test_no_two_rows_of_a_domain_show_the_same_core_idea():
         {**base, "category_id": 3, "parent_id": 1, "name": "Only one quote",
          "quote_ids": ["A:1:0"]},
     ])
-    ideas = {("category", 1, "A"): "Tears are not the enemy.",
-             ("subcategory", 2, "A"): "Tears are  not the enemy.",    # the same, spaced
-             ("subcategory", 2, "C"): "Talk about it after.",
-             ("subcategory", 3, "A"): "Tears are not the enemy."}
+    ideas = {("category", 1, "A"): ("Tears are not the enemy.", ["A:1:0"]),
+             ("subcategory", 2, "A"): ("Tears are  not the enemy.", ["A:1:0"]),  # spaced
+             ("subcategory", 2, "C"): ("Talk about it after.", ["C:1:0"]),
+             ("subcategory", 3, "A"): ("Tears are not the enemy.", ["A:1:0"])}
     table = cqr_rows(cats, domains, segments, 3, ideas)
     assert table["quote"].tolist() == ["Tears are not the enemy.", "Talk about it after.",
                                        "Tears are not the enemy."]
     # the row names the quote its core idea came from
     assert table["quote_case"].tolist() == ["A", "C", "A"]
     assert table["quote_segment_id"].tolist() == ["A:1:0", "C:1:0", "A:1:0"]
+
+
+def test_a_core_idea_from_two_segments_names_both():
+    """An illustrative core idea stitched from two turns of one case names every
+    segment it quotes, not only the category's most central quote: each of its
+    sentences traces back to the transcript."""
+    from pipeline.analysis import cqr_rows
+
+    segments = pd.DataFrame({"segment_id": ["A:1:0", "A:5:0"], "case_id": ["A", "A"],
+                             "text": ["I froze.", "Later I told my supervisor."]})
+    domains = pd.DataFrame({"domain_id": [0], "name": ["Supervision"]})
+    cats = pd.DataFrame([{"domain_id": 0, "frequency_label": "variant", "counted_cases": ["A"],
+                          "flags": [], "label_if_reassigned_counted": "variant",
+                          "category_id": 1, "parent_id": -1, "name": "Telling the supervisor",
+                          "quote_ids": ["A:5:0", "A:1:0"]}])
+    ideas = {("category", 1, "A"): ("I froze. … Later I told my supervisor.",
+                                    ["A:1:0", "A:5:0"])}
+    row = cqr_rows(cats, domains, segments, 3, ideas).iloc[0]
+    assert row["quote_segment_ids"] == ["A:1:0", "A:5:0"]
+    assert row["quote_segment_id"] == "A:1:0" and row["category_id"] == 1
+    from pipeline.stages.cqr import cqr_markdown
+    assert "(A:1:0, A:5:0)" in cqr_markdown(pd.DataFrame([row]))
 
 
 def test_segments_that_answer_no_question_count_as_in_no_category(tmp_path, capsys):

@@ -15,7 +15,16 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from pipeline.errors import InputError
-from pipeline.stages.coreideas import CORE_IDEA_COLUMNS, CoreIdeaConfig, core_ideas, count_words, tidy_utterance
+from pipeline.stages.coreideas import (
+    CORE_IDEA_COLUMNS,
+    GAP,
+    CoreIdeaConfig,
+    _joined,
+    _turn_keys,
+    core_ideas,
+    count_words,
+    tidy_utterance,
+)
 
 
 def fake_encode(texts):
@@ -54,6 +63,11 @@ def fake_encode(texts):
     ("It was, um —", "It was"),
     ("My eyes filled... my eyes filled and I let it happen.", "My eyes filled and I let it happen."),
     ("The the session ended, erm, early.", "The session ended early."),
+    # a filler between two clauses leaves one comma, not a run-on sentence
+    ("Every few sessions, like, is this useful?", "Every few sessions, is this useful?"),
+    ("Was it me, you know, was I too young?", "Was it me, was I too young?"),
+    ("Make space for doubt, like, it's okay.", "Make space for doubt, it's okay."),
+    ("So, um, I think so.", "So I think so."),
     # kept: these are words, not noise
     ("I mean it.", "I mean it."),
     ("You know what I mean?", "You know what I mean?"),
@@ -122,7 +136,29 @@ def make_segments(sentences=SENTENCES, per_segment=1):
 
 
 def _n_sentences(text: str) -> int:
-    return len(re.findall(r"[.!?…](?=\s|$)", text))
+    return len(re.findall(r"[.!?…](?=\s|$)", text.replace(GAP, " ")))
+
+
+def test_sentences_from_apart_in_the_transcript_are_marked_as_a_cut():
+    """Two sentences that follow each other are joined by a space; sentences with
+    anything between them (a sentence not chosen, another turn) by an ellipsis, so
+    a reader does not take one participant's teenage story and the client's
+    description for one statement."""
+    seg = pd.DataFrame({"segment_id": ["A:1:0", "A:1:1", "A:3:0"], "case_id": ["A"] * 3,
+                        "turn_index": [1, 1, 3],
+                        "text": ["I was sixteen. I saw a counsellor. She asked about Mum.",
+                                 "I could not speak.", "My client was twenty-two."]})
+    texts, turns = seg["text"].tolist(), _turn_keys(seg)
+    assert _joined([(0, 0, 14, "I was sixteen."), (0, 15, 34, "I saw a counsellor.")],
+                   texts, turns) == "I was sixteen. I saw a counsellor."
+    assert _joined([(0, 0, 14, "I was sixteen."), (0, 35, 55, "She asked about Mum.")],
+                   texts, turns) == "I was sixteen. … She asked about Mum."
+    assert _joined([(0, 35, 55, "She asked about Mum."), (1, 0, 18, "I could not speak.")],
+                   texts, turns) == "She asked about Mum. I could not speak."
+    assert _joined([(1, 0, 18, "I could not speak."), (2, 0, 25, "My client was twenty-two.")],
+                   texts, turns) == "I could not speak. … My client was twenty-two."
+    # without a turn column the turn comes from the segment id
+    assert _turn_keys(seg.drop(columns="turn_index")) == turns
 
 
 def test_core_ideas_shape_links_and_clean_up():

@@ -385,6 +385,8 @@ def _cqr_section(cqr: pd.DataFrame, themes: pd.DataFrame, lookup: _SegmentLookup
             "freq": _freq(r["frequency_label"]),
             "n_cases": str(r["n_cases"]), "cases_total": str(r["cases_total"]),
             "quote": r["quote"], "quote_case": r["quote_case"], "quote_segment_id": sid,
+            "quote_segment_ids": [str(i) for i in r.get("quote_segment_ids", [])]
+            if isinstance(r.get("quote_segment_ids"), (list, tuple, np.ndarray)) else [],
             "sub": r.get("level") == "subcategory", "flags": _flags_text(r),
         })
     honest = None

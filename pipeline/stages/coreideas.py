@@ -172,15 +172,33 @@ def _boundary(toks: list[list], i: int) -> bool:
     return i < 0 or i >= len(toks) or not _is_word(toks[i][0])
 
 
+#: Words that open a clause: after a filler set off by commas ("every few
+#: sessions, like, is this useful"), one comma stays, or two clauses run together.
+_CLAUSE_OPENERS = frozenset("""
+i i'm i've i'd i'll you you're he she it it's we we're they they're there there's that's
+this what why how when where who which is was are were do did does can could would will
+should if because and but so then or
+""".split())
+
+
 def _drop(toks: list[list], start: int, end: int) -> list[list]:
-    """Remove toks[start:end] (a filler) with the commas touching it."""
+    """Remove toks[start:end] (a filler) with the commas touching it.
+
+    A filler between two commas takes both when it sat inside a clause ("it was,
+    you know, hard"), and only the one after it when a new clause follows
+    ("sessions, like, is this useful": "sessions, is this useful"), unless the
+    word before is itself a link ("And, you know, I cried": "And I cried")."""
     left, right = start, end
     if right < len(toks) and toks[right][0] in ("-", "—", "–", "--") and not toks[right][1]:
         right += 1                             # "um-": the dash is the filler's
-    if right < len(toks) and toks[right][0] == ",":
+    took_comma = right < len(toks) and toks[right][0] == ","
+    if took_comma:
         right += 1
+    opens = (right < len(toks) and _norm(toks[right][0]) in _CLAUSE_OPENERS
+             and left >= 2 and _is_word(toks[left - 2][0])
+             and _norm(toks[left - 2][0]) not in _BE_AND_LINKS)
     if left > 0 and toks[left - 1][0] == "," and (right >= len(toks) or not _is_word(toks[right][0])
-                                                   or toks[right - 1][0] == ","):
+                                                   or (took_comma and not opens)):
         left -= 1
     if left > 0 and toks[left - 1][0] == "," and right < len(toks) and toks[right][0] in _TERMINAL:
         left -= 1
@@ -433,6 +451,40 @@ def _lexical(texts: list[str]):
         return None
 
 
+#: Between two sentences of a core idea that are not next to each other in the
+#: transcript: the reader sees that something was left out between them (another
+#: turn, the interviewer's question, sentences not chosen), as an ellipsis marks a
+#: cut in a quotation, and does not take the two for one continuous statement.
+GAP = " … "
+
+
+def _turn_keys(segments: pd.DataFrame) -> list[tuple[str, str]]:
+    """The turn of each segment row: (case, turn index), from the columns when the
+    table has them, else from the segment id ("<case>:<turn>:<n>")."""
+    if "turn_index" in segments.columns:
+        return list(zip(segments["case_id"].astype(str), segments["turn_index"].astype(str)))
+    parts = [str(sid).rsplit(":", 2) for sid in segments["segment_id"]]
+    return [(str(c), p[-2] if len(p) == 3 else ":".join(p))
+            for c, p in zip(segments["case_id"], parts)]
+
+
+def _joined(pieces: list[tuple[int, int, int, str]], texts: list[str],
+            turns: list[tuple[str, str]]) -> str:
+    """The chosen sentences ``(segment row, start, end, tidied text)``, in transcript
+    order, as one core idea: a space between sentences that follow each other in
+    the transcript, :data:`GAP` where anything lies between them."""
+    out = []
+    for k, (r, a, _b, text) in enumerate(pieces):
+        if k:
+            pr, _pa, pb, _ = pieces[k - 1]
+            next_to = (r == pr and not texts[r][pb:a].strip(" \t\r\n,;:-—–")) or (
+                r == pr + 1 and turns[r] == turns[pr] and not texts[pr][pb:].strip()
+                and not texts[r][:a].strip())
+            out.append(" " if next_to else GAP)
+        out.append(text)
+    return "".join(out)
+
+
 @dataclass
 class _Units:
     """The candidate sentences of the corpus: segment row, span, tidied text, words."""
@@ -513,6 +565,7 @@ def core_ideas(segments: pd.DataFrame, domain_of_segment: np.ndarray, vectors: n
         {**config.model_dump(), "encode": encode is not None, "only": wanted},
         cache_mod.digest(seg_ids, cases, texts, dom, np.asarray(vectors, dtype=np.float32)),
         cache_mod.code_digest(_core_ideas_now))
+    turns = _turn_keys(segments)
     row_of = {sid: i for i, sid in enumerate(seg_ids)}
     first_row: dict[str, int] = {}
     for i, c in enumerate(cases):
@@ -539,7 +592,7 @@ def core_ideas(segments: pd.DataFrame, domain_of_segment: np.ndarray, vectors: n
             row = {"case_id": cases[int(case_row)], "domain_id": int(d), "core_idea": "",
                    "segment_ids": [], "n_words": 0, "spans": []}
             if chosen:
-                text = " ".join(t for *_, t in chosen)
+                text = _joined(chosen, texts, turns)
                 row.update(core_idea=text, n_words=count_words(text),
                            segment_ids=list(dict.fromkeys(seg_ids[r] for r, *_ in chosen)),
                            spans=[(seg_ids[r], a, b) for r, a, b, _ in chosen])
@@ -597,8 +650,9 @@ def _core_ideas_now(segments: pd.DataFrame, dom: np.ndarray, vectors: np.ndarray
             own_vector[todo] = True
         plans = [(case, d, members, mine, keep.get(k, cand))
                  for k, (case, d, members, mine, cand) in enumerate(plans)]
+    turns = _turn_keys(segments)
     rows = [_choose(case, d, members, mine, cand, units, unit_vec, own_vector, vec, domain_centroid[d],
-                    lex, seg_ids, config) for case, d, members, mine, cand in plans]
+                    lex, seg_ids, config, texts, turns) for case, d, members, mine, cand in plans]
     return pd.DataFrame(rows, columns=list(CORE_IDEA_COLUMNS))
 
 
@@ -638,7 +692,8 @@ def _relevance(cand, mine, units: _Units, unit_vec, own_vector, cd_mean, dom_cen
 
 
 def _choose(case, d, members, mine, cand, units: _Units, unit_vec, own_vector, vec, dom_centroid, lex,
-            seg_ids, config: CoreIdeaConfig) -> dict:
+            seg_ids, config: CoreIdeaConfig, texts: list[str],
+            turns: list[tuple[str, str]]) -> dict:
     empty = {"case_id": case, "domain_id": d, "core_idea": "", "segment_ids": [], "n_words": 0,
              "spans": []}
     if len(cand) == 0:
@@ -662,7 +717,8 @@ def _choose(case, d, members, mine, cand, units: _Units, unit_vec, own_vector, v
     if not chosen:
         return empty
     picked = sorted((int(cand[k]) for k in chosen), key=lambda u: (units.seg[u], units.span[u][0]))
-    text = " ".join(units.text[u] for u in picked)
+    text = _joined([(int(units.seg[u]), *units.span[u], units.text[u]) for u in picked],
+                   texts, turns)
     return {"case_id": case, "domain_id": d, "core_idea": text,
             "segment_ids": list(dict.fromkeys(str(seg_ids[units.seg[u]]) for u in picked)),
             "n_words": count_words(text),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -98,8 +99,12 @@ def cqr_markdown(table: pd.DataFrame) -> str:
         dom = _md(r["domain"]) if r["domain"] != last else ""
         last = r["domain"]
         category, label = _md(r["category"]), str(r["frequency_label"])
+        source = _md(r["quote_case"])
+        ids = r.get("quote_segment_ids")
+        if cqr_run and isinstance(ids, (list, tuple, np.ndarray)) and len(ids):
+            source = _md(", ".join(str(i) for i in ids))   # each sentence traces back
         row = (f"| {dom} | {category} | {label} | {r['n_cases']}/{r['cases_total']} | "
-               f"\"{_md(r['quote'])}\" ({_md(r['quote_case'])}) |")
+               f"\"{_md(r['quote'])}\" ({source}) |")
         if cqr_run:
             if r["level"] == "subcategory":
                 row = f"| {dom} | ↳ {category} |" + row.split("|", 3)[3]
