@@ -289,6 +289,78 @@ def test_a_question_repeated_through_each_interview_is_a_probe_not_an_area():
     assert any("noticing" in a.name.lower() for a in lax.protocol.areas)
 
 
+def test_a_short_prompt_that_names_no_topic_word_does_not_make_an_area():
+    """Two cases asking things the embedder finds alike ("And did you?" and "And what
+    brought you to it?") are no protocol question when the short one names no topic
+    word of the full one; "And supervision?" beside a full supervision question is."""
+    study = supervision_study()
+    study["S1"][10] = (_I, "And did you?")
+    study["S2"][10] = (_I, "And what brought you to it?")
+    alike = {"And did you?": "And what brought you to it?"}
+
+    def encode(texts):
+        return fake_encode([alike.get(t, t) for t in texts])
+
+    turns, segs = build(study)
+    result = infer_protocol(turns, segs, encode, ProtocolConfig())
+    assert not any("brought" in a.name.lower() for a in result.protocol.areas)
+    assert _kind_of(result, "S2", 10) == "follow_up"
+    # a short prompt that names the topic counts for its case
+    study["S1"][10] = (_I, "And the brother?")
+    study["S2"][10] = (_I, "What did his brother make of the feedback then?")
+    turns, segs = build(study)
+    result = infer_protocol(turns, segs, fake_encode, ProtocolConfig())
+    assert any("brother" in a.name.lower() for a in result.protocol.areas)
+
+
+def test_a_follow_up_whose_answer_belongs_to_a_later_area_opens_it():
+    """An interviewer who asks a protocol question in words of their own, as a
+    follow-up, opens that question's area when the answer says what the other
+    participants said there; the probe after it goes with it. A case-specific
+    follow-up whose answer fits its own area stays a follow-up."""
+    study = supervision_study()
+    # S5 asks the training question in words none of the others used, right after
+    # the reaction question's probe, and skips the usual wording later
+    study["S5"][16] = (_I, "And the course you did back then, what did it give you for that?")
+    study["S5"][18:18] = [(_I, "Mm, go on?"), (_P, "It covered models, never conflict, sadly.")]
+    turns, segs = build(study)
+    result = infer_protocol(turns, segs, fake_encode, ProtocolConfig())
+    training = _area_of(result, "S1", 16)
+    assert _area_of(result, "S5", 16) == training and _kind_of(result, "S5", 16) == "main"
+    assert _area_of(result, "S5", 18) == training            # the probe goes with it
+    assert result.counts["follow_ups_rehomed_by_content"] == 1
+    assert _kind_of(result, "S3", 10) == "follow_up"
+    assert _area_of(result, "S3", 10) == _area_of(result, "S3", 6)
+    never = infer_protocol(turns, segs, fake_encode, ProtocolConfig(rehome_margin=2))
+    assert _area_of(never, "S5", 16) == _area_of(never, "S5", 12)
+
+
+def test_one_question_is_background_in_every_interview_or_in_none():
+    """A question that the background patterns catch in some wordings and miss in
+    others is decided once: content in every case when most cases' wordings were
+    missed (they join the content area), frame in every case when most were caught."""
+    def study_with(caught: tuple[str, ...]):
+        study = supervision_study()
+        for case in ("S1", "S2", "S3", "S4", "S5"):
+            study[case][2] = (_I, "To begin, can you say a bit about the service you run and the "
+                                  "supervising you do there?")
+            study[case][3] = (_P, "It is a small team in a busy clinic, four supervisees.")
+        for case in caught:             # these wordings name the background outright
+            study[case][2] = (_I, "To begin, can you say a bit about your background, the "
+                                  "service you run and the supervising you do there?")
+        return build(study)
+
+    def frame_or_not(result) -> set[bool]:
+        frame = {a.area_id for a in result.protocol.areas if a.frame}
+        return {_area_of(result, c, 2) in frame for c in ("S1", "S2", "S3", "S4", "S5")}
+
+    result = infer_protocol(*study_with(("S4", "S5")), fake_encode, ProtocolConfig())
+    assert frame_or_not(result) == {False}
+    assert result.counts["background_prompts_made_content"] == 2
+    result = infer_protocol(*study_with(("S2", "S3", "S4", "S5")), fake_encode, ProtocolConfig())
+    assert frame_or_not(result) == {True}
+
+
 def test_a_greeting_before_the_first_question_does_not_make_it_frame():
     """"Thanks for joining. Could you tell me how you came to supervise?" opens every
     interview with a greeting, but its question is the protocol's first: an area in
@@ -463,6 +535,8 @@ def test_area_names_leave_out_the_speech_around_the_question():
         "And-and your-- So, um, you said the rupture came later?": "You said the rupture came later",
         "Jordan, what did your supervisor say?": "What did your supervisor say",
         "XXX, how was that for you?": "How was that for you",
+        "(laughs) And when he stopped answering, what went through your mind?":
+            "When he stopped answering, what went through your mind",
         "So what would you say are the biggest gaps in your training and are there any changes "
         "that you would want the courses to make?": "What would you say are the biggest gaps in your training",
     }

@@ -54,7 +54,10 @@ How the protocol is inferred (each threshold is a ``ProtocolConfig`` field):
    dreading it." asks nothing) are grouped across cases (average-linkage cosine
    clustering cut at ``area_similarity``). A group is a protocol area when it
    holds prompts from at least ``min_cases`` cases and at least one of them is a
-   full question (more than ``probe_max_words`` words). A group asked twice or
+   full question (more than ``probe_max_words`` words); a short prompt counts for
+   its case only when it names a topic word of a full question of the group
+   ("And supervision?"), not when it merely sounds alike ("And did you?"). A
+   group asked twice or
    more in at least ``probe_repeat_share`` of its cases is split along its tree
    (it joined two questions), and when it cannot be split it is a probe
    repeated through each interview ("What are you thinking now?"), not a topic.
@@ -67,7 +70,12 @@ How the protocol is inferred (each threshold is a ``ProtocolConfig`` field):
    it opens the most similar area (at least ``area_similarity``), or an area of its
    own. Short prompts of at most ``probe_max_words`` words are probes unless they
    fall in an area group with a full question.
-7. Areas are numbered in interview order (mean relative position of their
+7. A follow-up question whose answers say what the other cases said to a later
+   area's main questions, by ``rehome_margin`` more than to its own area's,
+   opens that area (:func:`_rehome_follow_ups`): a protocol question asked in the
+   interviewer's own words is found by its answers when its wording is too far
+   from the others'.
+8. Areas are numbered in interview order (mean relative position of their
    questions) and named after one of their most representative questions (mean
    similarity to the others; :func:`_representative`): the wording that reads
    best once its speech is taken out (:func:`area_name`: lead-ins such as "So,
@@ -220,6 +228,9 @@ class ProtocolConfig(BaseModel):
         "a new domain needs at least this many uncovered segments"))
     new_domain_min_cases: int = Field(2, ge=1, description=(
         "a new domain needs uncovered segments from at least this many cases"))
+    rehome_margin: float = Field(0.1, ge=0, le=2, description=(
+        "a follow-up question whose answers are this much more similar to another area's "
+        "answers (in the other cases) than to its own area's opens that area; 2: never"))
 
     @field_validator("areas")
     @classmethod
@@ -570,6 +581,9 @@ def area_name(question: str, max_words: int = 12) -> str:
     fillers, restarts, a participant's name and the question mark, cut at a clause
     boundary after about ``max_words`` words and never on a word a question cannot
     end on ("the", "for", "like")."""
+    from .naming import strip_transcriber_notes  # "(laughs)" is no part of a name
+
+    question = " ".join(strip_transcriber_notes(question).split()) or question
     sents = _sentences(question) or [question]
     asked = [s for s in sents if _is_question(s)]
 
@@ -663,6 +677,9 @@ _BACKGROUND_Q = re.compile(
     r"position|job|post)|job title|age|qualifications?|professional (?:background|training))\b|"
     r"\bhow old are you\b|\bwhere (?:did|do) you (?:train|work)\b|"
     r"\bwhat (?:was|is) your (?:training|discipline|profession)\b|"
+    r"\bwhere you are in your (?:training|course|studies)\b|\byour training so far\b|"
+    r"\bwhat (?:course|programme|program|year) are you (?:on|in)\b|"
+    r"\byour (?:current )?(?:clinical )?placement\b|"
     r"\b(?:a bit|a little|a little bit|something) about (?:you|yourself)\b|"
     r"\bwhat do you do (?:for (?:a living|work)|professionally)\b|\bintroduce yourself\b", re.I)
 _CLOSING_Q = re.compile(
@@ -1003,6 +1020,8 @@ def infer_protocol(turns: pd.DataFrame, segments: pd.DataFrame, encode: Encoder,
         protocol = _assign_given(prompts, qv, given, given_vecs, config, counts)
     else:
         protocol = _infer_areas(prompts, qv, config, counts)
+    _rehome_follow_ups(prompts, protocol, qv, answers, segment_vectors, small_talk, config,
+                       counts)
     seg_frame_area = np.array([False] * len(segments), dtype=bool)
     prompt_area = {(p.case_id, p.turn_index): p.area for p in prompts}
     frame_ids = set(protocol.frame_ids)
@@ -1078,6 +1097,115 @@ def _frame_kind(p: _Prompt, vec: np.ndarray, anchors: Mapping[str, np.ndarray],
     if p.courtesy and p.position >= 1 - _FRAME_EDGE:
         return "closing", True
     return "", False
+
+
+def _rehome_follow_ups(prompts: list[_Prompt], protocol: Protocol, qv: np.ndarray,
+                       answers: Mapping[tuple[str, int], list[int]], vecs: np.ndarray,
+                       small_talk: np.ndarray, config: ProtocolConfig,
+                       counts: Counter[str]) -> None:
+    """A follow-up question whose answers say what other participants said to
+    another area's main question opens that area (its probes and reflections go
+    with it).
+
+    An interviewer who asks a protocol question in words of their own ("And the
+    first young person who dropped out, can you tell me about them?" where the
+    others asked "Tell me about your first client who dropped out") is often too
+    far from the area's wordings to be matched by the question alone, and the
+    whole answer then lands in the area before it. The answers tell: an area's
+    *content centre* is the mean of the answers to its main questions in the other
+    cases (the case's own answers left out, so a long story cannot pull its own
+    area towards itself; a frame area's centre is its background or greeting
+    answers). A follow-up that asks something, with the answers of its
+    block (it and the probes and reflections after it) at least ``rehome_margin``
+    more similar to another content area's centre than to its own area's, and
+    whose question is no further from that area's questions than from its own
+    area's, opens that area, when the case has not reached it yet: an interview
+    moves on through its protocol, it does not come back to an area it covered.
+    """
+    if config.rehome_margin >= 2 or not len(vecs):
+        return
+    content = [a.area_id for a in protocol.areas if not a.frame]
+    if not content or len(protocol.areas) < 2:
+        return
+    dim = vecs.shape[1]
+    # every area has a centre (a follow-up after a background question can open a
+    # content area), but only content areas are opened: nothing moves into the frame
+    sums = {a.area_id: np.zeros(dim, np.float64) for a in protocol.areas}
+    by_case: dict[str, dict[int, np.ndarray]] = defaultdict(dict)
+    sizes: Counter[int] = Counter()
+    case_sizes: Counter[tuple[str, int]] = Counter()
+    for p in prompts:
+        if p.area in sums and p.final_kind in ("main", "task"):
+            rows = [i for i in answers.get((p.case_id, p.turn_index), []) if not small_talk[i]]
+            if rows:
+                v = vecs[rows].sum(axis=0)
+                sums[p.area] += v
+                by_case[p.case_id][p.area] = by_case[p.case_id].get(p.area, 0) + v
+                sizes[p.area] += len(rows)
+                case_sizes[(p.case_id, p.area)] += len(rows)
+
+    def centre(a: int, case: str) -> np.ndarray | None:
+        if sizes[a] - case_sizes[(case, a)] < config.min_centre_segments:
+            return None
+        rest = sums[a] - by_case[case].get(a, 0)
+        n = float(np.linalg.norm(rest))
+        return rest / n if n > 0 else None
+
+    asked: dict[int, list[int]] = defaultdict(list)
+    for p in prompts:
+        if p.area in sums and p.final_kind in ("main", "task") and p.vec >= 0:
+            asked[p.area].append(p.vec)
+    qcentre = {a: _centre(qv[v]) for a, v in asked.items()}
+
+    def asks_as_near(p: _Prompt, a: int) -> bool:
+        if p.vec < 0 or a not in qcentre or p.area not in qcentre:
+            return False
+        return float(qcentre[a] @ qv[p.vec]) >= float(qcentre[p.area] @ qv[p.vec])
+
+    cases: dict[str, list[_Prompt]] = defaultdict(list)
+    for p in prompts:
+        cases[p.case_id].append(p)
+    for case, ps in cases.items():
+        reached = set()
+        k = 0
+        while k < len(ps):
+            p = ps[k]
+            if p.final_kind in ("main", "task") and p.area >= 0:
+                reached.add(p.area)
+            k += 1
+            if not (p.final_kind == "follow_up" and p.asks and not p.short and not p.probe
+                    and p.area in sums):
+                continue
+            block = [p]
+            while k < len(ps) and (ps[k].final_kind in ("probe", "backchannel", "other")
+                                   or (ps[k].final_kind == "follow_up" and not ps[k].asks)) \
+                    and ps[k].area == p.area:
+                block.append(ps[k])
+                k += 1
+            rows = [i for q in block for i in answers.get((q.case_id, q.turn_index), [])
+                    if not small_talk[i]]
+            if not rows:
+                continue
+            b = vecs[rows].mean(axis=0)
+            b = b / (float(np.linalg.norm(b)) or 1.0)
+            own = centre(p.area, case)
+            if own is None:
+                continue
+            own_sim = float(b @ own)
+            best, best_sim = -1, -2.0
+            for a in content:
+                if a == p.area or a in reached:
+                    continue
+                c = centre(a, case)
+                if c is not None and float(b @ c) > best_sim:
+                    best, best_sim = a, float(b @ c)
+            if best >= 0 and best_sim - own_sim >= config.rehome_margin \
+                    and asks_as_near(p, best):
+                for q in block:
+                    q.area = best
+                p.final_kind = "main"
+                reached.add(best)
+                counts["follow_ups_rehomed_by_content"] += 1
 
 
 def _segment_prompts(segments: pd.DataFrame, prompts: list[_Prompt],
@@ -1215,7 +1343,14 @@ def _recurring(members: list[_Prompt], qv: np.ndarray, config: ProtocolConfig,
         content = [p for p in group if not p.frame or (
             p.tentative and not p.short and "?" in p.core
             and not _COURTESY_TURN.search(p.core))]
-        per_case = Counter(p.case_id for p in content)
+        # a short prompt asks the group's question only when it names a topic word of
+        # one of the full questions ("And supervision?" beside "How did supervision
+        # come into it?"); "And did you?" beside "And what brought you to it?" does not,
+        # and two cases asking such things are no protocol question
+        topic = {w for p in content if not p.short for w in _words(p.core)
+                 if w not in _STOP and w not in _LIGHT_VERBS and len(w) > 2}
+        asking = [p for p in content if not p.short or topic & set(_words(p.core))]
+        per_case = Counter(p.case_id for p in asking)
         if len(per_case) < config.min_cases or all(p.short for p in content):
             continue
         repeated = sum(1 for k in per_case.values() if k >= 2) / len(per_case)
@@ -1239,9 +1374,68 @@ def _recurring(members: list[_Prompt], qv: np.ndarray, config: ProtocolConfig,
     return out
 
 
+def _consistent_background(groups: list[list[_Prompt]], prompts: list[_Prompt],
+                           qv: np.ndarray, config: ProtocolConfig,
+                           counts: Counter[str]) -> list[list[_Prompt]]:
+    """One question is background, or content, in every interview that asks it.
+
+    The background patterns catch some wordings of a question and miss others
+    ("a little about yourself, your course" is background; "your training and
+    your placement" is not caught), so one question became frame in two cases and
+    a content domain in five. A background prompt outside any group that is as
+    similar to an early group's questions as a reworded protocol question is
+    (``join_similarity``) is taken as that question asked in its case. When such
+    prompts come from at least as many cases as the group's, the whole group is
+    background; otherwise they join the group as content. Only groups asked in the
+    first half of every interview that asks them, where background questions are,
+    are compared: a later "Did your training prepare you for this?" is content. A
+    question in the first half of its interview that is in no group and is as
+    similar to the background prompts is background too."""
+    background = [p for p in prompts if p.frame == "background" and not p.tentative
+                  and p.kind == "question" and p.vec >= 0]
+    if not background:
+        return groups
+    out, claimed = [], set()
+    for members in groups:
+        early = max(p.position for p in members) <= 0.5
+        if not early or any(p.kind == "task" for p in members):
+            out.append(members)
+            continue
+        centre = _centre(qv[[p.vec for p in members]])
+        cases = {p.case_id for p in members}
+        near = [p for p in background if id(p) not in claimed and p.case_id not in cases
+                and float(qv[p.vec] @ centre) >= config.join_similarity]
+        if not near:
+            out.append(members)
+        elif len({p.case_id for p in near}) >= len(cases):
+            for p in members:
+                p.frame, p.tentative = "background", False
+            counts["question_groups_made_background"] += 1
+        else:
+            for p in near:
+                p.frame = ""
+                claimed.add(id(p))
+            out.append(members + near)
+            counts["background_prompts_made_content"] += len(near)
+    # a wording asked in one case only, that the patterns missed, of a question the
+    # other cases asked as background, is background too
+    grouped = {id(p) for g in out for p in g}
+    bg_vecs = [p.vec for p in background if p.frame == "background"]
+    if bg_vecs:
+        centre = _centre(qv[bg_vecs])
+        for p in prompts:
+            if (p.kind == "question" and not p.frame and not p.probe and p.asks
+                    and p.vec >= 0 and id(p) not in grouped and p.position <= 0.5
+                    and float(qv[p.vec] @ centre) >= config.join_similarity):
+                p.frame, p.tentative = "background", False
+                counts["prompts_made_background"] += 1
+    return out
+
+
 def _infer_areas(prompts: list[_Prompt], qv: np.ndarray, config: ProtocolConfig,
                  counts: Counter[str]) -> Protocol:
-    groups = _group_areas(prompts, qv, config, counts)
+    groups = _consistent_background(_group_areas(prompts, qv, config, counts), prompts, qv,
+                                    config, counts)
     area_members: list[list[_Prompt]] = []
     for members in groups:
         for p in members:
