@@ -217,7 +217,8 @@ def test_name_and_core_idea_happy_path(fake, tmp_path, guard, monkeypatch):
         assert (body["model"], body["temperature"], body["seed"]) == ("test-model", 0.0, 0)
     assert {tuple(a)[0] for a in guard.connects} == {"127.0.0.1"}
     assert llm.stats().as_dict() == {"calls": 2, "answered": 2, "fallbacks": 0, "errors": 0,
-                                     "chars_left_out": 0, "reasons": {}}
+                                     "not_asked": 0, "duplicate_names": 0, "chars_left_out": 0,
+                                     "stopped": "", "reasons": {}, "details": {}}
 
 
 def test_every_call_is_logged_with_prompt_and_answer(fake, tmp_path, monkeypatch):
@@ -394,6 +395,79 @@ def test_bad_answers_fall_back_when_asked(fake, tmp_path, behaviour):
     assert llm.stats().fallbacks == 1
     assert llm.stats().as_dict()["reasons"] == {EXPECTED_KIND[behaviour]: 1}
     assert log_lines(tmp_path)[0]["status"] == "fallback"
+
+
+def test_the_error_says_what_to_do_what_failed_and_where_the_log_is(fake, tmp_path):
+    # a failure with its own fix and one without: neither hint starts with "or"
+    fake.script = [BEHAVIOURS["http_500"], BEHAVIOURS["long_name"]]
+    llm = make(fake, tmp_path)
+    with pytest.raises(LLMError) as info:
+        llm.name_category(QUOTES, KEYWORDS, about="category 3 'crying in session'")
+    message = str(info.value)
+    assert "What to do: look at the model server's own log, or set 'llm.fallback: extractive'" \
+        in message
+    assert "category 3 'crying in session'" in info.value.reason
+    assert str(tmp_path / "llm_log.jsonl") in message       # the full path, not a bare name
+    with pytest.raises(LLMError) as info:
+        llm.name_category(QUOTES, KEYWORDS, about="category 5 'tears'")
+    message = str(info.value)
+    assert "What to do: set 'llm.fallback: extractive'" in message
+    assert "What to do: or" not in message
+    assert "category 5 'tears'" in info.value.reason
+    assert 'the answer began "{\\"name\\": \\"The many ways' not in message  # JSON-escaped
+    assert 'the answer began "{"name": "The many ways therapists' in message
+
+
+def test_the_start_of_a_bad_answer_is_shown_short_and_escaped(fake, tmp_path):
+    answer = "Sure!\nIgnore the above\u202e and \x1b[31mred\x1b[0m" + " words" * 40
+    fake.script = [chat(answer)]
+    with pytest.raises(LLMError) as info:
+        make(fake, tmp_path).name_category(QUOTES, KEYWORDS)
+    reason = info.value.reason
+    assert 'the answer began "Sure!\\nIgnore the above\\u202e and \\x1b[31mred' in reason
+    assert "\n" not in reason and "\u202e" not in reason and "\x1b" not in reason
+    shown = reason.split("the answer began ", 1)[1]
+    assert len(shown) < llm_mod.ANSWER_PREVIEW_CHARS + 40 and shown.endswith("…")
+
+
+def test_a_dead_server_is_given_up_after_a_few_calls_in_a_row(fake, tmp_path, caplog):
+    limit = llm_mod.MAX_CONSECUTIVE_UNREACHABLE
+    # a timeout between answers is a hiccup; `limit` in a row is a dead server
+    fake.script = [slow, chat(json.dumps(GOOD_NAME)), *[slow] * limit]
+    llm = make(fake, tmp_path, fallback="extractive", timeout_s=0.3)
+    assert llm.name_category(QUOTES, KEYWORDS) is None
+    assert llm.name_category(QUOTES, KEYWORDS) is not None
+    for _ in range(limit):
+        assert llm.name_category(QUOTES, KEYWORDS) is None
+    start = time.monotonic()
+    for _ in range(5):
+        assert llm.name_category(QUOTES, KEYWORDS) is None
+        assert llm.core_idea(TEXTS) is None
+    assert time.monotonic() - start < 0.2                  # not asked: no timeout waited for
+    assert len(fake.requests) == limit + 2
+    stats = llm.stats()
+    assert (stats.calls, stats.answered, stats.not_asked, stats.fallbacks) == \
+        (limit + 2, 1, 10, limit + 11)
+    assert f"{limit} calls in a row found no server (timeout)" in stats.stopped
+    assert "not asked again" in caplog.text
+    assert len(log_lines(tmp_path)) == limit + 2           # only what was sent is logged
+    summary = llm_mod.stats_summary(stats.as_dict())
+    assert summary.startswith(f"language model: 1 of {limit + 12} answered ({limit + 1} x timeout; "
+                              f"10 not asked: {limit} calls in a row")
+    assert "extractive names and core ideas kept" in summary
+
+
+def test_failures_that_are_answers_do_not_give_the_server_up(fake, tmp_path):
+    fake.script = [BEHAVIOURS["http_500"]] * (llm_mod.MAX_CONSECUTIVE_UNREACHABLE + 2)
+    llm = make(fake, tmp_path, fallback="extractive")
+    for _ in range(llm_mod.MAX_CONSECUTIVE_UNREACHABLE + 2):
+        assert llm.name_category(QUOTES, KEYWORDS) is None
+    assert len(fake.requests) == llm_mod.MAX_CONSECUTIVE_UNREACHABLE + 2
+    stats = llm.stats().as_dict()
+    assert stats["not_asked"] == 0 and stats["details"] == {"HTTP 500": 5}
+    assert llm_mod.stats_summary(stats) == ("language model: 0 of 5 answered (5 x HTTP 500); "
+                                            "extractive names and core ideas kept where it "
+                                            "gave none")
 
 
 def test_server_down_says_how_to_start_it(tmp_path):

@@ -86,6 +86,7 @@ from __future__ import annotations
 import http.client
 import ipaddress
 import json
+import logging
 import os
 import re
 import socket
@@ -93,7 +94,7 @@ import ssl
 import time
 import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -109,6 +110,8 @@ DEFAULT_BASE_URL = "http://127.0.0.1:11434/v1"
 LOG_NAME = "llm_log.jsonl"
 DEFAULT_SECTION = "llm"
 
+_logger = logging.getLogger("consensa.llm")
+
 #: a chat answer for a name or a core idea is a few hundred bytes; a body beyond
 #: this is not an answer to our request and is not read into memory
 MAX_RESPONSE_BYTES = 1_000_000
@@ -121,8 +124,33 @@ DEFINITION_MAX_WORDS = 40
 CORE_IDEA_MIN_WORDS, CORE_IDEA_MAX_WORDS, CORE_IDEA_MAX_SENTENCES = 3, 40, 3
 
 
+#: after this many calls in a row that found no server (timeout, refused, connection
+#: failed), the run stops asking: a hung server would otherwise cost ``timeout_s``
+#: for every remaining category and core idea. Fixed, not a setting: three in a row
+#: is no passing hiccup, and a slow but working server answers some of them.
+MAX_CONSECUTIVE_UNREACHABLE = 3
+_UNREACHABLE_KINDS = frozenset({"timeout", "unreachable"})
+#: how much of a bad answer an error message shows
+ANSWER_PREVIEW_CHARS = 80
+
+
 class LLMError(ConsensaError):
-    """The language model endpoint gave no usable answer."""
+    """The language model endpoint gave no usable answer.
+
+    ``fix`` is what to do about the endpoint, ``log_path`` where every prompt and
+    answer so far is; the run moves the log out of its unfinished run folder and
+    names the new place with :meth:`log_kept_at`, so the message always points at a
+    file that exists."""
+
+    def __init__(self, message: str, *, fix: str, log_path: str | Path | None = None) -> None:
+        self.fix = fix
+        self.log_path = Path(log_path) if log_path is not None else None
+        where = f" (every prompt and answer is in {self.log_path})" if self.log_path else ""
+        super().__init__(message, hint=fix + where)
+
+    def log_kept_at(self, path: str | Path) -> LLMError:
+        """The same error, naming ``path`` as the log's place."""
+        return LLMError(self.reason, fix=self.fix, log_path=path)
 
 
 @dataclass(frozen=True)
@@ -137,8 +165,14 @@ class NameProposal:
 class LLMStats:
     """What the model was asked and how often its answer was not used.
 
-    ``fallbacks`` counts calls that returned ``None`` (``fallback: extractive``);
-    ``reasons`` counts failures by kind (timeout, http_error, bad_name, ...);
+    ``calls`` counts requests sent; ``not_asked`` the questions not sent once
+    :data:`MAX_CONSECUTIVE_UNREACHABLE` calls in a row found no server
+    (``stopped`` then says why); ``fallbacks`` counts questions answered with
+    ``None`` (``fallback: extractive``), the ones not asked included;
+    ``reasons`` counts failures by kind (timeout, http_error, bad_name, ...) and
+    ``details`` by what a reader needs to act on ("HTTP 500", "timeout", ...);
+    ``duplicate_names`` counts model names refused because another category of the
+    same domain got the same one (set by the analysis, :meth:`LocalLLM.count_duplicate_names`);
     ``chars_left_out`` counts input characters not sent because of
     ``max_input_chars``.
     """
@@ -147,24 +181,59 @@ class LLMStats:
     answered: int = 0
     fallbacks: int = 0
     errors: int = 0
+    not_asked: int = 0
+    duplicate_names: int = 0
     chars_left_out: int = 0
+    stopped: str = ""
     reasons: tuple[tuple[str, int], ...] = ()
+    details: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def questions(self) -> int:
+        """Questions the run had for the model, asked or not."""
+        return self.calls + self.not_asked
 
     def as_dict(self) -> dict[str, Any]:
         return {"calls": self.calls, "answered": self.answered, "fallbacks": self.fallbacks,
-                "errors": self.errors, "chars_left_out": self.chars_left_out,
-                "reasons": dict(self.reasons)}
+                "errors": self.errors, "not_asked": self.not_asked,
+                "duplicate_names": self.duplicate_names, "chars_left_out": self.chars_left_out,
+                "stopped": self.stopped, "reasons": dict(self.reasons),
+                "details": dict(self.details)}
+
+
+def stats_summary(stats: dict[str, Any]) -> str:
+    """One line on how the model did, from :meth:`LLMStats.as_dict` (as the manifest
+    keeps it), for the end of a run: "language model: 0 of 120 answered (120 x HTTP
+    500); extractive names and core ideas kept". A model that failed on every call
+    must be as visible as one that worked."""
+    calls, not_asked = int(stats.get("calls", 0)), int(stats.get("not_asked", 0))
+    answered = int(stats.get("answered", 0))
+    parts = [f"{n} x {what}" for what, n in sorted((stats.get("details") or {}).items(),
+                                                   key=lambda kv: (-kv[1], kv[0]))]
+    if not_asked:
+        parts.append(f"{not_asked} not asked: {stats.get('stopped') or 'the model was given up'}")
+    dup = int(stats.get("duplicate_names", 0))
+    if dup:
+        parts.append(f"{dup} x a name another category of its domain also got")
+    text = f"language model: {answered} of {calls + not_asked} answered"
+    if parts:
+        text += f" ({'; '.join(parts)})"
+    if answered - dup < calls + not_asked:
+        text += "; extractive names and core ideas kept where it gave none"
+    return text
 
 
 class _Failure(Exception):
     """A call that produced no usable answer: a short kind for the counts, the
     message and the fix for the user."""
 
-    def __init__(self, kind: str, message: str, hint: str = "") -> None:
+    def __init__(self, kind: str, message: str, hint: str = "", *, label: str = "") -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.hint = hint
+        #: what went wrong in a few words, for the run's summary ("HTTP 500")
+        self.label = label or kind.replace("_", " ")
 
 
 # --------------------------------------------------------------------- text
@@ -326,6 +395,17 @@ def _plain(value: Any, what: str, kind: str) -> str:
     if _MARKUP.search(text):
         raise _Failure(kind, f"the {what} contains markup or a formula sign: {text[:80]!r}")
     return text
+
+
+def preview(text: str) -> str:
+    """The start of a model's answer for an error message: quoted, on one line, at
+    most :data:`ANSWER_PREVIEW_CHARS` characters, with line breaks and control or
+    format characters written as escapes (an answer is data, not text for the
+    terminal to act on)."""
+    cut = text[:ANSWER_PREVIEW_CHARS]
+    shown = "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
+                    for ch in cut.replace("\\", "\\\\"))
+    return f'"{shown}"' + ("…" if len(text) > ANSWER_PREVIEW_CHARS else "")
 
 
 def _sentences(text: str) -> int:
@@ -601,27 +681,43 @@ class LocalLLM:
 
     # -- the two questions
 
-    def name_category(self, quotes: list[str], keywords: list[str]) -> NameProposal | None:
+    def name_category(self, quotes: list[str], keywords: list[str], *,
+                      about: str = "") -> NameProposal | None:
         """A name (2-6 words) and one-sentence definition for the category with
-        these quotes and keywords; ``None`` on failure with ``fallback: extractive``."""
+        these quotes and keywords; ``None`` on failure with ``fallback: extractive``.
+        ``about`` says which category it is (for the log and an error message only;
+        it is not sent)."""
         messages, left_out = build_name_messages(quotes, keywords, max_input_chars=self.max_input_chars)
-        return self._ask("name_category", messages, left_out, parse_name_answer)
+        return self._ask("name_category", messages, left_out, parse_name_answer, about)
 
-    def core_idea(self, texts: list[str]) -> str | None:
+    def core_idea(self, texts: list[str], *, about: str = "") -> str | None:
         """A core idea (1-3 sentences, at most 40 words, close to the participant's
         words) of one case's segment texts in one domain; ``None`` on failure with
-        ``fallback: extractive``."""
+        ``fallback: extractive``. ``about`` says which case and domain (not sent)."""
         messages, left_out = build_core_idea_messages(texts, max_input_chars=self.max_input_chars)
         return self._ask("core_idea", messages, left_out,
                          lambda content: parse_core_idea_answer(
-                             content, texts, min_word_overlap=self.min_word_overlap))
+                             content, texts, min_word_overlap=self.min_word_overlap), about)
+
+    def count_duplicate_names(self, n: int) -> None:
+        """Count ``n`` model names the caller did not use because another category
+        of the same domain got the same name (the extractive name stays)."""
+        old = self.stats()
+        self.stats_ = replace(old, duplicate_names=old.duplicate_names + n)
 
     # -- the call
 
     def _ask(self, purpose: str, messages: list[dict[str, str]], left_out: int,
-             parse: Callable[[str], Any]) -> Any:
+             parse: Callable[[str], Any], about: str = "") -> Any:
         if not hasattr(self, "log_path_"):
             raise RuntimeError("call bind_run(run_folder / 'llm_log.jsonl') before asking the model")
+        if getattr(self, "stopped_", ""):
+            # the server was given up on: the question is not sent, the caller keeps its
+            # own answer (only reached with fallback: extractive; error mode has stopped)
+            old = self.stats()
+            self.stats_ = replace(old, not_asked=old.not_asked + 1, fallbacks=old.fallbacks + 1,
+                                  chars_left_out=old.chars_left_out + left_out)
+            return None
         section = self.section_
         endpoint = getattr(self, "endpoint_", None) or self.check_endpoint()
         key = self._api_key(section)
@@ -641,20 +737,37 @@ class LocalLLM:
         duration = time.monotonic() - start
         status = "ok" if failure is None else ("fallback" if self.fallback == "extractive" else "error")
         self._log({"timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
-                   "purpose": purpose, "model": self.model, "endpoint": endpoint.url,
-                   "messages": messages, "response": content, "duration_s": round(duration, 3),
-                   "status": status, "error": failure.message if failure else None,
-                   "chars_left_out": left_out})
+                   "purpose": purpose, "about": about, "model": self.model,
+                   "endpoint": endpoint.url, "messages": messages, "response": content,
+                   "duration_s": round(duration, 3), "status": status,
+                   "error": failure.message if failure else None, "chars_left_out": left_out})
         self._count(status, failure, left_out)
+        self._watch_for_a_dead_server(failure)
         if failure is None:
             return result
         if self.fallback == "extractive":
             return None
-        hint = (f"{failure.hint}; " if failure.hint else "") + (
-            f"or set '{section}.fallback: extractive' to keep Consensa's own names and core ideas "
-            f"when the model fails (every prompt and answer is in {self.log_path_.name})")
-        raise LLMError(f"the language model at {endpoint.url} ({self.model}): {failure.message}",
-                       hint=hint)
+        what = f", {about}" if about else ""
+        answer = f"; the answer began {preview(content)}" if content is not None else ""
+        fix = (f"{failure.hint}, or set" if failure.hint else "set") + (
+            f" '{section}.fallback: extractive' to keep Consensa's own names and core ideas "
+            "when the model fails")
+        raise LLMError(f"the language model at {endpoint.url} ({self.model}){what}: "
+                       f"{failure.message}{answer}", fix=fix, log_path=self.log_path_)
+
+    def _watch_for_a_dead_server(self, failure: _Failure | None) -> None:
+        """Give the server up after :data:`MAX_CONSECUTIVE_UNREACHABLE` calls in a row
+        that found none, and say so once: the rest of the run keeps its own answers."""
+        if failure is None or failure.kind not in _UNREACHABLE_KINDS:
+            self.unreachable_in_a_row_ = 0
+            return
+        self.unreachable_in_a_row_ = getattr(self, "unreachable_in_a_row_", 0) + 1
+        if self.unreachable_in_a_row_ >= MAX_CONSECUTIVE_UNREACHABLE and self.fallback == "extractive":
+            self.stopped_ = (f"{MAX_CONSECUTIVE_UNREACHABLE} calls in a row found no server "
+                             f"({failure.label}), so it was not asked again")
+            self.stats_ = replace(self.stats(), stopped=self.stopped_)
+            _logger.warning("language model at %s: %s; Consensa's own names and core ideas are "
+                            "kept for the rest of the run", self.base_url, self.stopped_)
 
     def _api_key(self, section: str) -> str | None:
         if not self.api_key_env:
@@ -702,16 +815,17 @@ class LocalLLM:
         except TimeoutError:
             raise _Failure("timeout", f"no answer within {self.timeout_s:g} s",
                            f"check the server is running and the model loaded, raise "
-                           f"'{section}.timeout_s' (a CPU-only machine is slow)") from None
+                           f"'{section}.timeout_s' (a CPU-only machine is slow)",
+                           label="timeout") from None
         except ssl.SSLError as exc:
             raise _Failure("unreachable", f"the TLS connection failed ({exc.reason or exc})",
                            f"check '{section}.base_url' (http:// for a local server)") from None
         except ConnectionRefusedError:
             raise _Failure("unreachable", "connection refused: no server is listening there",
-                           start_hint) from None
+                           start_hint, label="connection refused") from None
         except (OSError, http.client.HTTPException) as exc:
             raise _Failure("unreachable", f"the connection failed ({type(exc).__name__}: {exc})",
-                           start_hint) from None
+                           start_hint, label="connection failed") from None
         finally:
             if conn is not None:
                 conn.close()
@@ -727,19 +841,23 @@ class LocalLLM:
                     if status in (400, 404) else
                     f"check '{section}.api_key_env'" if status in (401, 403) else
                     "look at the model server's own log")
-            raise _Failure("http_error", f"HTTP {status}: {_server_message(bytes(raw))}", hint)
+            raise _Failure("http_error", f"HTTP {status}: {_server_message(bytes(raw))}", hint,
+                           label=f"HTTP {status}")
         return _content_of(bytes(raw))
 
     def _count(self, status: str, failure: _Failure | None, left_out: int) -> None:
         old = self.stats()
         reasons = dict(old.reasons)
+        details = dict(old.details)
         if failure is not None:
             reasons[failure.kind] = reasons.get(failure.kind, 0) + 1
-        self.stats_ = LLMStats(calls=old.calls + 1, answered=old.answered + (status == "ok"),
-                               fallbacks=old.fallbacks + (status == "fallback"),
-                               errors=old.errors + (status == "error"),
-                               chars_left_out=old.chars_left_out + left_out,
-                               reasons=tuple(sorted(reasons.items())))
+            details[failure.label] = details.get(failure.label, 0) + 1
+        self.stats_ = replace(old, calls=old.calls + 1, answered=old.answered + (status == "ok"),
+                              fallbacks=old.fallbacks + (status == "fallback"),
+                              errors=old.errors + (status == "error"),
+                              chars_left_out=old.chars_left_out + left_out,
+                              reasons=tuple(sorted(reasons.items())),
+                              details=tuple(sorted(details.items())))
 
     def _log(self, entry: dict[str, Any]) -> None:
         # ASCII JSON: a U+2028 in a quote would otherwise split the line for readers
