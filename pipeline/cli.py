@@ -120,6 +120,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         sampled = sample_summary(c)
         if sampled:
             print(f"  {sampled}")
+    if isinstance(manifest.get("llm"), dict):
+        # as visible as the counts above: a model that never answered must not pass
+        # for one that named every category
+        from .stages.llm import stats_summary
+
+        print(f"  {stats_summary(manifest['llm'])} ({folder / 'llm_log.jsonl'})")
     if manifest["skipped"]:
         print(f"  skipped: {len(manifest['skipped'])} item(s), listed in the report and manifest.json")
     print(f"  run folder: {folder}")

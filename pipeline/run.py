@@ -98,8 +98,10 @@ def versions() -> dict[str, str]:
     return out
 
 
-def build(cfg: RunConfig, base_dir: Path) -> RunResult:
-    """Run every stage and return the result, without writing anything but the cache.
+def build(cfg: RunConfig, base_dir: Path, *, failed_llm_log: Path | None = None) -> RunResult:
+    """Run every stage and return the result, without writing anything but the cache
+    (and, when a run with a language model fails, its log at ``failed_llm_log``;
+    by default beside where the run folder would be, :func:`failed_llm_log_path`).
 
     The stages are the config's (:func:`pipeline.compose.build_stage`), each timed;
     the cache is the config's ``cache_dir`` (:mod:`pipeline.cache`); the
@@ -143,7 +145,11 @@ def build(cfg: RunConfig, base_dir: Path) -> RunResult:
             texts = [strip_transcriber_notes(t) or t for t in texts]
         vectors, embed_counts = embed_texts(embedder, texts, cache, cfg.scale)
     if cqr_run:
-        analysis, cqr_fit = _cqr(cfg, cache, timer, segments, vectors, corpus, embedder)
+        if failed_llm_log is None:
+            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+            failed_llm_log = failed_llm_log_path(cfg.output_dir / f"{cfg.name}-{stamp}")
+        analysis, cqr_fit = _cqr(cfg, cache, timer, segments, vectors, corpus, embedder,
+                                 failed_llm_log)
     else:
         analysis, cqr_fit = _themes(cfg, cache, timer, segments, vectors, embedder, sample)
     concepts = pd.DataFrame()
@@ -177,6 +183,8 @@ def build(cfg: RunConfig, base_dir: Path) -> RunResult:
             or redacted["ingest"].get("roles") != rcfg["ingest"].get("roles"))
         rcfg = redacted
     manifest["config_sha256"] = config_hash(rcfg)
+    if getattr(analysis, "llm_stats", None) is not None:
+        manifest["llm"] = analysis.llm_stats
     parts = dict(segments=analysis.segments, themes=analysis.themes, domains=analysis.domains,
                  cqr=analysis.table, concepts=concepts,
                  theme_linkage=linkage, manifest=manifest, config=rcfg,
@@ -251,19 +259,53 @@ def _themes(cfg: RunConfig, cache, timer: Timer, segments: pd.DataFrame, vectors
     return analysis, (clustering, stages, fitted, doms.linkage)
 
 
-def _cqr(cfg: RunConfig, cache, timer: Timer, segments: pd.DataFrame, vectors, corpus, embedder):
+def _keep_llm_log(log_path: Path, dest: Path) -> Path | None:
+    """Move the language model log of a run that failed to ``dest`` (or ``dest``
+    with ``-2``, ``-3`` ... before the suffix if that exists), so the prompts and
+    answers the failure is about outlive the unfinished run; the path it is now
+    at, ``log_path`` itself if it cannot be moved, None if nothing was logged."""
+    if not log_path.is_file() or log_path.stat().st_size == 0:
+        return None
+    target, n = dest, 1
+    while target.exists():
+        n += 1
+        target = dest.with_name(f"{dest.stem}-{n}{dest.suffix}")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(log_path, target)
+    except OSError as exc:
+        log.warning("cannot move the language model log to %s (%s); it stays at %s",
+                    target, exc.strerror or exc, log_path)
+        return log_path
+    return target
+
+
+def failed_llm_log_path(out: Path) -> Path:
+    """Where a run that fails keeps its language model log: beside the run folder
+    ``out`` would have been, named after it (``<run folder>-llm_log.jsonl``)."""
+    from .stages.llm import LOG_NAME
+
+    return out.parent / f"{out.name}-{LOG_NAME}"
+
+
+def _cqr(cfg: RunConfig, cache, timer: Timer, segments: pd.DataFrame, vectors, corpus, embedder,
+         failed_llm_log: Path):
     """``analysis: consensa.CQR.v1``: domains from the interview protocol, categories
     within each domain, core ideas per case and domain (pipeline/analysis.py).
 
     The map is fitted on the segments' own vectors (no whole-corpus reduction is
-    made). Returns the cross-analysis and (clustering, stages, fitted, linkage)."""
+    made). Returns the cross-analysis and (clustering, stages, fitted, linkage).
+
+    ``failed_llm_log``: where the language model log goes if the cross-analysis
+    fails (a model that stops the run, ``fallback: error``, or anything else), so
+    the error can point at the prompts and answers it is about."""
     def encode(texts: list[str]):
         return embed_texts(embedder, [strip_transcriber_notes(t) or t for t in texts], cache)[0]
 
     with timer.stage("map"):
         mapper = build_stage("map", cfg)
         coords = reduce(mapper, vectors, cache).coords
-    llm = log = None
+    llm = log_path = None
     if cfg.llm is not None:
         import tempfile
 
@@ -271,26 +313,42 @@ def _cqr(cfg: RunConfig, cache, timer: Timer, segments: pd.DataFrame, vectors, c
         from .stages.llm import LOG_NAME
 
         llm = REGISTRIES["namer"].build(cfg.llm.name, cfg.llm.params(), where="llm")
-        # the log is kept beside the run's cache while the run is built, then written
-        # into the run folder with the rest
-        log = Path(tempfile.mkdtemp(prefix="consensa-llm-")) / LOG_NAME
-        llm.bind_run(log, section="llm")
+        # the log is written to a folder of its own while the run is built, then into
+        # the run folder with the rest; a run that fails leaves it at failed_llm_log
+        log_path = Path(tempfile.mkdtemp(prefix="consensa-llm-")) / LOG_NAME
+        llm.bind_run(log_path, section="llm")
         llm.check_endpoint()       # a remote base_url is refused before the long stages
+    remove_log = True
     try:
         with timer.stage("cross-analysis"):
             analysis = cqr_analysis(segments, vectors, corpus.turns, encode, cfg, coords,
                                     llm=llm, cache=cache)
+    except BaseException as exc:
+        kept = _keep_llm_log(log_path, failed_llm_log) if log_path is not None else None
+        if kept is None:
+            raise
+        remove_log = kept != log_path
+        from .stages.llm import LLMError
+
+        if isinstance(exc, LLMError):
+            raise exc.log_kept_at(kept) from None
+        log.error("the run stopped; every prompt and answer the language model had is kept "
+                  "in %s", kept)
+        raise
     finally:
-        llm_log = log.read_text(encoding="utf-8") if log is not None and log.is_file() else \
-            ("" if log is not None else None)
-        if log is not None:
-            shutil.rmtree(log.parent, ignore_errors=True)
+        llm_log = log_path.read_text(encoding="utf-8") if log_path is not None and log_path.is_file() \
+            else ("" if log_path is not None else None)
+        if log_path is not None and remove_log:
+            shutil.rmtree(log_path.parent, ignore_errors=True)
     if llm is not None:
+        stats = llm.stats().as_dict()
+        # the flat counts go with the cross-analysis' counts; the whole record (why
+        # calls failed, whether the model was given up) is the manifest's "llm"
         analysis = dataclasses.replace(
             analysis, counts={**(analysis.counts or {}),
-                              **{f"llm_{k}": v for k, v in llm.stats().as_dict().items()
-                                 if not isinstance(v, dict)}},
-            llm_log=llm_log)
+                              **{f"llm_{k}": v for k, v in stats.items()
+                                 if isinstance(v, int)}},
+            llm_log=llm_log, llm_stats=stats)
     seg = analysis.segments
     n_out = int(analysis.counts.get("crossanalysis_outliers", 0))
     clustering = Clustering(theme=seg["theme"].to_numpy(), strength=seg["strength"].to_numpy(),
@@ -389,7 +447,9 @@ def run(cfg: RunConfig, base_dir: Path = Path("."), out: Path | None = None,
                                      study, shared)
     if out is not None:
         _refuse_existing(Path(out))     # before the work, not after it
-    result = build(cfg, base_dir)
+    started = datetime.now().strftime("%Y%m%d-%H%M%S")
+    result = build(cfg, base_dir, failed_llm_log=failed_llm_log_path(
+        Path(out) if out is not None else cfg.output_dir / f"{cfg.name}-{started}"))
     if out is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out = cfg.output_dir / f"{cfg.name}-{stamp}"

@@ -135,6 +135,7 @@ class CrossAnalysis:
     merges: pd.DataFrame | None = None          # areas proposed for merging
     counts: dict | None = None                  # the protocol's and cross-analysis' counts
     llm_log: str | None = None                  # every language-model call (llm_log.jsonl)
+    llm_stats: dict | None = None               # LLMStats.as_dict(): the manifest's "llm"
 
 
 def cross_analysis(segments: pd.DataFrame, clustering, themes: pd.DataFrame, domains,

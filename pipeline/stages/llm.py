@@ -30,7 +30,9 @@ What leaves the process, and where to
 Every call is recorded: one JSON line per call in the log given to
 :meth:`LocalLLM.bind_run` (the run folder's ``llm_log.jsonl``), with timestamp,
 purpose, the request messages, the response text, model, duration and status,
-flushed and fsynced line by line so a crash keeps what was asked.
+flushed and fsynced line by line so a crash keeps what was asked (a run that
+stops moves the log beside where its run folder would have been and names it in
+the error).
 
 Failures
 --------
@@ -38,9 +40,15 @@ An endpoint that is down, slow beyond ``timeout_s``, answers with an HTTP error 
 a redirect, or answers badly (not JSON, no choices, empty content, cut off at
 ``max_tokens``, not the JSON object asked for, a name outside 2-6 words or with
 markup, a core idea over 40 words or far from the participant's words) raises a
-:class:`LLMError` (a ``ConsensaError``) naming the endpoint and what to do; with
+:class:`LLMError` (a ``ConsensaError``) naming the endpoint, the category or case
+(``about``), the start of the answer and what to do, and where the log is; with
 ``fallback: extractive`` the method returns ``None`` instead, the caller keeps its
-extractive name/definition/core idea, and :meth:`LocalLLM.stats` counts it.
+extractive name/definition/core idea, and :meth:`LocalLLM.stats` counts it and why.
+After :data:`MAX_CONSECUTIVE_UNREACHABLE` (3) calls in a row that found no server
+(timeout, refused, connection failed) the model is not asked again: every later
+question returns ``None`` at once and is counted as ``not_asked``, so a hung
+server costs three timeouts, not one per category and core idea.
+:func:`stats_summary` says in one line how the model did.
 Problems with the settings themselves (a remote ``base_url``, a missing key
 variable) are ``ConfigError`` in both modes.
 
@@ -53,7 +61,7 @@ Contract for the run
     llm.check_endpoint()        # optional: refuse a remote base_url before the long stages
     proposal = llm.name_category(quotes, keywords)    # NameProposal | None
     idea = llm.core_idea(texts)                        # str | None
-    manifest["llm"] = llm.stats().as_dict()            # calls, answered, fallbacks, ...
+    manifest["llm"] = llm.stats().as_dict()            # calls, answered, fallbacks, reasons, ...
 
 The object is not thread-safe: call it from one thread.
 
