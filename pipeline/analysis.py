@@ -134,14 +134,20 @@ def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFram
     cats["name"] = _fill_names(cats, seg)
     cats["extractive_name"] = cats["name"]
     cats["definition"] = ""
+    dom_name = dict(zip(dom_rows["domain_id"].astype(int), dom_rows["name"]))
     if llm is not None:
+        from .stages.llm import preview
+
         text_by_id = dict(zip(seg["segment_id"].astype(str), seg["text"].astype(str)))
         for i, r in enumerate(cats.itertuples()):
             quotes = [text_by_id[q] for q in r.quote_ids if q in text_by_id]
-            proposal = llm.name_category(quotes, list(r.keywords))
+            about = (f"naming {r.kind} {int(r.category_id)} ({preview(str(r.name))}) in domain "
+                     f"{preview(str(dom_name.get(int(r.domain_id), '')))}")
+            proposal = llm.name_category(quotes, list(r.keywords), about=about)
             if proposal is not None:
                 cats.iat[i, cats.columns.get_loc("name")] = proposal.name
                 cats.iat[i, cats.columns.get_loc("definition")] = proposal.definition
+        llm.count_duplicate_names(_keep_model_names_distinct(cats))
     seg_ids = seg["segment_id"].astype(str).to_numpy()
     cats["segment_ids"] = [seg_ids[member_rows[int(c)]].tolist() for c in cats["category_id"]]
 
@@ -152,7 +158,6 @@ def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFram
                         for c, p in zip(cats["category_id"], cats["parent_id"])]
     cats = cats[list(CATEGORY_TABLE_COLUMNS)]
 
-    dom_name = dict(zip(dom_rows["domain_id"].astype(int), dom_rows["name"]))
     theme = np.array([theme_of_cat.get(int(c), -1) for c in xa.category], dtype=np.int64)
     themes = _themes(top, theme_of_cat, member_rows, seg, xa, n_total)
     out = seg.copy()
@@ -180,7 +185,9 @@ def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFram
         by_case_domain: dict[tuple[str, int], list[str]] = {}
         for i in np.flatnonzero(core_dom >= 0):
             by_case_domain.setdefault((cases[i], int(core_dom[i])), []).append(str(seg["text"].iat[i]))
-        written = [llm.core_idea(by_case_domain[(str(c), int(d))])
+        written = [llm.core_idea(by_case_domain[(str(c), int(d))],
+                                 about=f"the core idea of case {preview(str(c))} in domain "
+                                       f"{preview(str(dom_name.get(int(d), '')))}")
                    for c, d in zip(ideas["case_id"], ideas["domain_id"])]
         ideas["core_idea"] = [w if w else e for w, e in zip(written, ideas["core_idea"])]
 
@@ -417,9 +424,28 @@ def _themes(top: pd.DataFrame, theme_of_cat: dict[int, int], member_rows: dict[i
             "n_reassigned": int(r.n_reassigned),
             "flags": list(r.flags), "n_counted_cases": len(r.counted_cases),
             "label_if_reassigned_counted": r.label_if_reassigned_counted,
-            "definition": r.definition})
-    extra = ("flags", "n_counted_cases", "label_if_reassigned_counted", "definition")
+            "definition": r.definition, "extractive_name": r.extractive_name})
+    extra = ("flags", "n_counted_cases", "label_if_reassigned_counted", "definition",
+             "extractive_name")
     return pd.DataFrame(rows, columns=[*THEME_COLUMNS, *extra])
+
+
+def _keep_model_names_distinct(cats: pd.DataFrame) -> int:
+    """Give back the extractive name (and no definition) to every (sub)category
+    whose model name another (sub)category of its domain also got, in place; the
+    number of names given back.
+
+    A model asked about one category at a time cannot see that it named two the
+    same; two categories of one domain under one name would read as one in the
+    CQR table and the judges could not tell which the name is for. The extractive
+    names differ (they come from each category's own quotes)."""
+    model = cats["name"] != cats["extractive_name"]
+    key = pd.Series(list(zip(cats["domain_id"].astype(int),
+                             cats["name"].astype(str).str.strip().str.casefold())), index=cats.index)
+    same = model & (key.map(key.value_counts()) > 1)
+    cats.loc[same, "name"] = cats.loc[same, "extractive_name"]
+    cats.loc[same, "definition"] = ""
+    return int(same.sum())
 
 
 def _domains(dom_rows: pd.DataFrame, themes: pd.DataFrame, segments: pd.DataFrame,

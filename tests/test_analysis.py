@@ -255,15 +255,17 @@ def test_the_demo_proposes_what_a_cqr_team_could_adopt(tmp_path):
 # --- the local language model, end to end against a fake server on loopback -------
 
 @contextmanager
-def _llm_server(answer_core_idea: bool):
-    """A fake OpenAI-compatible server: a fixed name and definition for every
-    category; for a core idea, the first ten words of the case's first text (close
-    to the participant's words), or prose that is no JSON when told not to answer."""
+def _llm_server(answer_core_idea: bool, names: str = "distinct"):
+    """A fake OpenAI-compatible server. For a category: a name and definition of its
+    own ("distinct", numbered in the order asked), the same name for every category
+    ("same"), or HTTP 500 ("http_500"). For a core idea: the first ten words of the
+    case's first text (close to the participant's words), or prose that is no JSON
+    when told not to answer."""
     import json
     import threading
     from http.server import BaseHTTPRequestHandler
 
-    from tests.test_llm import Server, chat
+    from tests.test_llm import Server, chat, raw
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
@@ -276,8 +278,12 @@ def _llm_server(answer_core_idea: bool):
                 first = next(json.loads(line) for line in user.splitlines()
                              if line.startswith('"'))
                 return chat(json.dumps({"core_idea": " ".join(first.split()[:10])}))(self)
-            chat(json.dumps({"name": "Learning about tears",
-                             "definition": "What the therapists learned about crying."}))(self)
+            if names == "http_500":
+                return raw(500, {"error": {"message": "model runner crashed"}})(self)
+            n = len(self.server.bodies)
+            name = "Learning about tears" + (f" number {n}" if names == "distinct" else "")
+            chat(json.dumps({"name": name,
+                             "definition": f"What the therapists learned about crying ({n})."}))(self)
 
         def log_message(self, *args):
             pass
@@ -294,24 +300,102 @@ def _llm_server(answer_core_idea: bool):
         server.server_close()
 
 
-def test_a_local_model_names_categories_and_writes_core_ideas_and_every_call_is_logged(tmp_path):
+def test_a_local_model_names_categories_and_writes_core_ideas_and_every_call_is_logged(
+        tmp_path, capsys):
+    from pipeline.exchange.codes import load_run
+    from pipeline.exchange.refi import codebook_from_run, iter_codes
+
     with _llm_server(answer_core_idea=True) as server:
         llm = {"name": "consensa.LocalLLM.v1", "model": "test-model",
                "base_url": server.base_url, "timeout_s": 5}
         out = _run(tmp_path, llm=llm)
     folder = RunFolder.open(out)
     cats, ideas = folder.table("categories"), folder.table("core_ideas")
-    assert (cats["name"] == "Learning about tears").all()
+    assert cats["name"].str.startswith("Learning about tears number ").all()
     assert (cats["extractive_name"] != cats["name"]).all()        # the phrase name is kept
-    assert (cats["definition"] == "What the therapists learned about crying.").all()
+    assert cats["definition"].str.startswith("What the therapists learned about crying").all()
     assert (ideas["core_idea"] != ideas["extractive_core_idea"]).any()
     log = (out / "llm_log.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(log) == len(server.bodies) == len(cats) + len(ideas)
     c = folder.manifest["counts"]
     assert c["llm_calls"] == len(log) and c["llm_answered"] == len(log)
+    assert folder.manifest["llm"]["reasons"] == {} and folder.manifest["llm"]["not_asked"] == 0
+    printed = capsys.readouterr().out
+    assert f"language model: {len(log)} of {len(log)} answered" in printed
+    assert "extractive names and core ideas kept" not in printed
     # only quotes and keywords leave the process: no case id, no file name
     sent = "\n".join(m["content"] for b in server.bodies for m in b["messages"])
     assert "case01" not in sent and ".txt" not in sent
+    # the model's definition and Consensa's own name reach the report and the export
+    import html
+    report = html.unescape((out / "report.html").read_text(encoding="utf-8"))
+    top = folder.themes()
+    for r in top.itertuples():
+        assert r.definition in report and r.extractive_name in report
+    assert "Extractive name" in report
+    descriptions = {code.name: code.description
+                    for _, code in iter_codes(codebook_from_run(load_run(out, sources=False)))}
+    for r in top.itertuples():
+        assert descriptions[r.name].startswith(r.definition)
+        assert f"Extractive name: \u201c{r.extractive_name}\u201d" in descriptions[r.name]
+
+
+def test_one_model_name_for_several_categories_of_a_domain_gives_back_the_extractive_names(
+        tmp_path, capsys):
+    with _llm_server(answer_core_idea=True, names="same") as server:
+        llm = {"name": "consensa.LocalLLM.v1", "model": "test-model",
+               "base_url": server.base_url, "timeout_s": 5}
+        out = _run(tmp_path, llm=llm)
+    folder = RunFolder.open(out)
+    cats = folder.table("categories")
+    per_domain = cats.groupby("domain_id")["category_id"].transform("size")
+    shared = per_domain > 1
+    assert shared.any() and (~shared).any()      # the study has both kinds of domain
+    assert (cats.loc[shared, "name"] == cats.loc[shared, "extractive_name"]).all()
+    assert (cats.loc[shared, "definition"] == "").all()
+    assert (cats.loc[~shared, "name"] == "Learning about tears").all()
+    for _, names in cats.groupby("domain_id")["name"]:
+        assert names.is_unique, list(names)
+    assert folder.manifest["llm"]["duplicate_names"] == int(shared.sum())
+    assert f"{int(shared.sum())} x a name another category of its domain also got" \
+        in capsys.readouterr().out
+
+
+def test_a_model_that_fails_every_call_is_visible_and_its_reasons_are_kept(tmp_path, capsys):
+    with _llm_server(answer_core_idea=False, names="http_500") as server:
+        llm = {"name": "consensa.LocalLLM.v1", "model": "test-model", "fallback": "extractive",
+               "base_url": server.base_url, "timeout_s": 5}
+        out = _run(tmp_path, llm=llm)
+    folder = RunFolder.open(out)
+    n_cats, n_ideas = len(folder.table("categories")), len(folder.table("core_ideas"))
+    n = n_cats + n_ideas
+    assert folder.manifest["llm"]["reasons"] == {"http_error": n_cats, "bad_format": n_ideas}
+    assert folder.manifest["llm"]["details"] == {"HTTP 500": n_cats, "bad format": n_ideas}
+    line = (f"language model: 0 of {n} answered ({max(n_cats, n_ideas)} x "
+            f"{'HTTP 500' if n_cats >= n_ideas else 'bad format'}")
+    printed = capsys.readouterr().out
+    assert line in printed and "extractive names and core ideas kept" in printed
+    assert line in (out / "report.html").read_text(encoding="utf-8")
+
+
+def test_a_model_that_stops_the_run_keeps_its_log_and_says_where(tmp_path, capsys):
+    with _llm_server(answer_core_idea=True, names="http_500") as server:
+        write_study(tmp_path / "study")
+        cfg = study_config(tmp_path / "study", analysis="consensa.CQR.v1",
+                           llm={"name": "consensa.LocalLLM.v1", "model": "test-model",
+                                "base_url": server.base_url, "timeout_s": 5})
+        path = tmp_path / "c.yaml"
+        path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+        assert main(["run", str(path), "--out", str(tmp_path / "run")]) != 0
+    err = capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    kept = tmp_path / "run-llm_log.jsonl"
+    assert f"every prompt and answer is in {kept}" in " ".join(err.split())
+    lines = kept.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 1 and '"status": "error"' in lines[0]
+    assert "HTTP 500: model runner crashed" in err and "What to do: or" not in err
+    assert "naming category 0" in err
+    assert "Traceback" not in err
 
 
 def test_a_bad_answer_falls_back_to_the_extractive_core_idea_when_asked(tmp_path):
@@ -341,6 +425,32 @@ def test_a_model_endpoint_that_is_down_stops_the_run_with_a_clear_error(tmp_path
     err = capsys.readouterr().err
     assert "Traceback" not in err and str(port) in err
     assert not (tmp_path / "run").exists()
+    assert (tmp_path / "run-llm_log.jsonl").is_file()          # what was asked is kept
+    assert str(tmp_path / "run-llm_log.jsonl") in " ".join(err.split())
+
+
+def test_a_model_server_that_is_down_is_given_up_after_a_few_calls(tmp_path, capsys):
+    import socket
+
+    from pipeline.stages.llm import MAX_CONSECUTIVE_UNREACHABLE
+
+    with socket.socket() as s:              # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = _run(tmp_path, llm={"name": "consensa.LocalLLM.v1", "model": "m",
+                              "fallback": "extractive",
+                              "base_url": f"http://127.0.0.1:{port}/v1", "timeout_s": 2})
+    folder = RunFolder.open(out)
+    stats = folder.manifest["llm"]
+    assert stats["calls"] == MAX_CONSECUTIVE_UNREACHABLE
+    assert stats["not_asked"] > 0 and "not asked again" in stats["stopped"]
+    assert len((out / "llm_log.jsonl").read_text(encoding="utf-8").splitlines()) == \
+        MAX_CONSECUTIVE_UNREACHABLE
+    cats = folder.table("categories")
+    assert (cats["name"] == cats["extractive_name"]).all()
+    captured = capsys.readouterr()
+    assert f"{stats['not_asked']} not asked: {MAX_CONSECUTIVE_UNREACHABLE} calls in a row " \
+        "found no server (connection refused)" in captured.out
 
 
 def test_a_remote_model_is_refused_before_any_work(tmp_path, capsys):

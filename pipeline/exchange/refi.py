@@ -477,9 +477,17 @@ def codebook_from_run(run: RunData) -> list[ExportCode]:
         name = _s(t["name"]) or f"Theme {tid}"
         if names.get((did, _s(t["name"])), 0) > 1 or not _s(t["name"]):
             name = f"{name} [theme {tid}]"
-        desc = [(f"Consensa theme {tid}, {_s(t.get('frequency_label'))} "
-                 f"({_int(t.get('n_cases'), 0)} of {n_cases} cases, "
-                 f"{_int(t.get('n_segments'), 0)} segments).")]
+        desc = []
+        # a CQR run with a language model: its definition first (what a coder reads to
+        # decide whether a passage belongs), and Consensa's own name beside its name
+        if _s(t.get("definition")):
+            desc.append(_s(t.get("definition")))
+        desc.append(f"Consensa theme {tid}, {_s(t.get('frequency_label'))} "
+                    f"({_int(t.get('n_cases'), 0)} of {n_cases} cases, "
+                    f"{_int(t.get('n_segments'), 0)} segments).")
+        if _s(t.get("extractive_name")) and _s(t.get("extractive_name")) != _s(t["name"]):
+            desc.append(f"Extractive name: \u201c{_s(t.get('extractive_name'))}\u201d "
+                        "(the name is the language model's).")
         if len(t.get("keywords") or []):
             desc.append(f"Keywords: {join_list(t['keywords'])}.")
         if len(t.get("key_phrases") or []):

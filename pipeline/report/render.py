@@ -43,6 +43,7 @@ from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
 from ..stages.cluster import sample_summary
+from ..stages.llm import stats_summary
 from ..types import (
     ASSIGNED_SEGMENT_COLUMNS,
     CONCEPT_COLUMNS,
@@ -706,6 +707,11 @@ def _concepts_section(concepts: pd.DataFrame | None, theme_names: dict[int, str]
     return rows
 
 
+def _text_or_empty(value: Any) -> str:
+    """A table cell as text: "" for a missing column's None or a CSV's NaN."""
+    return "" if value is None or (isinstance(value, float) and value != value) else str(value)
+
+
 def _theme_cards(themes: pd.DataFrame, domain_names: dict[int, str], colours: dict[int, str],
                  per_theme_case: dict[int, dict[str, int]], lookup: _SegmentLookup
                  ) -> list[dict[str, Any]]:
@@ -727,6 +733,11 @@ def _theme_cards(themes: pd.DataFrame, domain_names: dict[int, str], colours: di
             "n_reassigned": str(r["n_reassigned"]),
             "keywords": list(r["keywords"]), "key_phrases": list(r["key_phrases"]),
             "core_idea": r["core_idea"],
+            # a CQR run with a language model: its definition, and Consensa's own name
+            # beside the model's (the judges choose; neither replaces the other)
+            "definition": _text_or_empty(r.get("definition")),
+            "extractive_name": "" if _text_or_empty(r.get("extractive_name")) == r["name"]
+            else _text_or_empty(r.get("extractive_name")),
             "quotes": [lookup.quote(q) for q in r["quote_ids"]],
             # set by `consensa stability` (a "stability" column in themes.csv), else None
             "stability": _stability_of(r),
@@ -827,6 +838,9 @@ def _skipped_section(manifest: Mapping) -> dict[str, Any]:
         "by_reason": sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0])),
         "entries": items[:MAX_SKIPPED_LISTED], "truncated": len(items) > MAX_SKIPPED_LISTED,
         "counts": counts, "counts_recorded": isinstance(counts_raw, Mapping),
+        # how the language model did, in words: a raw "llm_fallbacks 120" among the
+        # counts hides a model that never answered
+        "llm": stats_summary(manifest["llm"]) if isinstance(manifest.get("llm"), Mapping) else None,
     }
 
 
