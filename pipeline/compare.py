@@ -25,6 +25,15 @@ the codes' top level):
   codes are needed to hold 80% of its coded segments), its purity (share of its
   most frequent primary code), its uncoded share; a theme whose segments are
   mostly uncoded (>= 50%) is a *candidate new code*.
+
+  Both count only the segments of the *coded cases*, those with at least one placed
+  coding (as the between-coder figures do): coders often code a subset of the
+  transcripts, and a case nobody opened says nothing about whether a theme would
+  have been coded. Counting such cases made codes look not found and themes mostly
+  uncoded at perfect agreement. The summary says "over the 2 coded cases of 10"
+  whenever cases were left out; ``by_theme.csv`` keeps each theme's size over all
+  cases beside it (``n_segments_all_cases``), and a theme with no segment in the
+  coded cases is *outside the coded cases*.
 * **Disagreement queue**: coded segments in a theme other than their code's
   matched theme (unless they also carry the code matched to their theme), with
   quotes: first the *conflicts* (the code is matched to another theme), then the
@@ -301,6 +310,9 @@ def compare(run_folder: str | Path, codes_path: str | Path, *, level: str = "cat
                          "codes have one level", path=codes.path, field="--level",
                          hint="use --level category")
     seg = run.segments.reset_index(drop=True).copy()
+    # the cases the coders opened: a case without a placed coding was not coded, and its
+    # segments are not evidence that a theme is uncoded (see _level)
+    coded_cases = set(placed.loc[placed["status"] == "placed", "case_id"])
     levels = ["category"] + (["domain"] if codes.hierarchical else [])
     log.info("laying the codes over the segments ...")
     table = seg[["segment_id", "case_id", "turn_index", "speaker", "text", "start_char",
@@ -334,7 +346,8 @@ def compare(run_folder: str | Path, codes_path: str | Path, *, level: str = "cat
         theme_col = "theme" if lv == "category" else "domain_id"
         names = _theme_names(run, lv)
         used = {level_of(c, lv, depth) for c in placed.loc[placed["status"] == "placed", "code"]}
-        results[lv] = _level(lv, table, theme_col, prefix, names, carried, part, used)
+        results[lv] = _level(lv, table, theme_col, prefix, names, carried, part, used,
+                             coded_cases)
         if len(codes.coders) >= 2:
             coder_results[lv] = _coders(seg, placed, per, codes.coders, min_coverage, votes)
     queue = _queue(table, results[level], level)
@@ -357,10 +370,20 @@ def _theme_names(run: RunData, level: str) -> dict[int, str]:
 
 def _level(level: str, table: pd.DataFrame, theme_col: str, prefix: str,
            names: dict[int, str], carried: dict[str, list[str]],
-           partial: dict[str, list[str]], used: set[str]) -> LevelResult:
+           partial: dict[str, list[str]], used: set[str],
+           coded_cases: set[str]) -> LevelResult:
+    """Agreement, per code and per theme at one level.
+
+    The per-code F1 and the per-theme shares count only the segments of
+    ``coded_cases`` (cases with at least one placed coding). Coders often code a
+    subset of the transcripts; a theme's segments in the cases nobody coded say
+    nothing about whether the coders would have coded them, and counting them made
+    codes look "not found" and every theme "mostly uncoded" even at perfect agreement.
+    """
     code_col = f"{prefix}code"
     in_theme = table[theme_col] >= 0
     coded = table[code_col] != ""
+    in_scope = table["case_id"].isin(coded_cases)
     both = table[in_theme & coded]
     metrics = agreement_metrics(both[code_col].tolist(), both[theme_col].tolist())
     contingency = pd.crosstab(both[code_col], both[theme_col]) if len(both) else \
@@ -369,8 +392,11 @@ def _level(level: str, table: pd.DataFrame, theme_col: str, prefix: str,
     code_theme = {c: t for t, c in match.items()}
     counts = {"segments": len(table), "in_theme": int(in_theme.sum()),
               "coded": int(coded.sum()), "compared": len(both),
+              "cases": int(table["case_id"].nunique()),
+              "coded_cases": int(table.loc[in_scope, "case_id"].nunique()),
+              "segments_in_coded_cases": int(in_scope.sum()),
               "coded_unassigned": int((coded & ~in_theme).sum()),
-              "uncoded_in_theme": int((in_theme & ~coded).sum()),
+              "uncoded_in_theme": int((in_theme & in_scope & ~coded).sum()),
               "partly_covered": int(sum(1 for s, c in zip(table["segment_id"], table[code_col],
                                                            strict=True)
                                         if not c and partial.get(s))),
@@ -382,7 +408,7 @@ def _level(level: str, table: pd.DataFrame, theme_col: str, prefix: str,
     long = pd.DataFrame(long, columns=["segment_id", "code", "theme", "case_id"])
     part_long = pd.DataFrame([(sid, code) for sid, codes in partial.items() for code in codes],
                              columns=["segment_id", "code"])
-    theme_sizes = table[in_theme].groupby(theme_col).size().to_dict()
+    theme_sizes = table[in_theme & in_scope].groupby(theme_col).size().to_dict()
     code_rows = []
     all_codes = sorted(set(long["code"]) | set(part_long["code"]) | used)
     for code in all_codes:
@@ -427,7 +453,8 @@ def _level(level: str, table: pd.DataFrame, theme_col: str, prefix: str,
     # --- per theme ---
     theme_rows = []
     for t in sorted(int(x) for x in table.loc[in_theme, theme_col].unique()):
-        mine = table[table[theme_col] == t]
+        n_all = int((table[theme_col] == t).sum())
+        mine = table[(table[theme_col] == t) & in_scope]
         n = len(mine)
         sub = long[long["theme"] == t]
         n_coded = int(sub["segment_id"].nunique())
@@ -436,8 +463,10 @@ def _level(level: str, table: pd.DataFrame, theme_col: str, prefix: str,
         purity = float(primary.iloc[0] / primary.sum()) if len(primary) else 0.0
         need = int(np.searchsorted(np.cumsum(primary.to_numpy()) / max(primary.sum(), 1),
                                    0.8 - 1e-9) + 1) if len(primary) else 0
-        uncoded = 1 - n_coded / n if n else 0.0
-        if uncoded >= NEW_CODE_SHARE:
+        uncoded = 1 - n_coded / n if n else math.nan
+        if n == 0:
+            status = "outside the coded cases"
+        elif uncoded >= NEW_CODE_SHARE:
             status = "candidate new code (mostly uncoded)"
         elif need >= 2:
             status = f"mixes {need} codes"
@@ -447,6 +476,7 @@ def _level(level: str, table: pd.DataFrame, theme_col: str, prefix: str,
             status = "no matching code"
         theme_rows.append({
             "level": level, "theme": t, "name": names.get(t, ""), "n_segments": n,
+            "n_segments_all_cases": n_all,
             "n_coded": n_coded, "uncoded_share": round(uncoded, 4),
             "matched_code": match.get(t, ""),
             "top_code": primary.index[0] if len(primary) else "",
@@ -454,7 +484,8 @@ def _level(level: str, table: pd.DataFrame, theme_col: str, prefix: str,
             "codes": "; ".join(f"{c} ({int(k)})" for c, k in by_c.head(6).items()),
             "status": status})
     by_theme = pd.DataFrame(theme_rows, columns=[
-        "level", "theme", "name", "n_segments", "n_coded", "uncoded_share", "matched_code",
+        "level", "theme", "name", "n_segments", "n_segments_all_cases", "n_coded",
+        "uncoded_share", "matched_code",
         "top_code", "purity", "n_codes", "codes_for_80pct", "codes", "status"])
     return LevelResult(level, metrics, contingency, match, by_code, by_theme, names, counts)
 
@@ -592,6 +623,9 @@ def summary_text(res: CompareResult, folder: Path | None = None) -> str:
         lines.append(f"    {METRIC_NAMES[key]:<38}" +
                      "".join(f"{_f(res.levels[lv].metrics[key]):>20}" for lv in shown))
     lv = res.levels[res.level]
+    scope = coded_scope(lv.counts)
+    if scope:
+        lines.append(f"  per code and per theme: {scope}")
     bc = lv.by_code
     st = bc["status"].value_counts().to_dict() if len(bc) else {}
     order = ("found", "partly found", "split", "not found", "not in the analysed segments")
@@ -606,7 +640,10 @@ def summary_text(res: CompareResult, folder: Path | None = None) -> str:
     bt = lv.by_theme
     new = bt[bt["status"].str.startswith("candidate")]
     mixed = bt[bt["status"].str.startswith("mixes")]
-    lines.append(f"  themes ({res.level}): {len(bt)}; {len(mixed)} mix codes, {len(new)} "
+    outside = int((bt["status"] == "outside the coded cases").sum())
+    lines.append(f"  themes ({res.level}): {len(bt)}; " +
+                 (f"{outside} outside the coded cases, " if outside else "") +
+                 f"{len(mixed)} mix codes, {len(new)} "
                  "candidate new codes (mostly uncoded)" + (": " + _listing(
                      [f"{t} {n}" for t, n in zip(new["theme"], new["name"], strict=True)], 60)
                      if len(new) else ""))
@@ -631,6 +668,19 @@ def summary_text(res: CompareResult, folder: Path | None = None) -> str:
     if folder is not None:
         lines.append(f"  folder: {folder}   (compare.html, disagreements.xlsx)")
     return "\n".join(lines)
+
+
+def coded_scope(counts: Mapping[str, int]) -> str:
+    """What the per-code and per-theme tables count, when the coders left cases out:
+    "over the 2 coded cases of 10 (63 segments) ...". Empty when every case was coded."""
+    from .report.templating import counted
+
+    n, m = counts.get("coded_cases", 0), counts.get("cases", 0)
+    if n >= m:
+        return ""
+    return (f"over the {counted(n, 'coded case')} of {m} "
+            f"({counted(counts.get('segments_in_coded_cases', 0), 'segment')}); cases "
+            "without a placed coding are left out")
 
 
 def _listing(items: Sequence[str], limit: int) -> str:
@@ -862,7 +912,8 @@ def render_html(res: CompareResult, summary: str) -> str:
                 f"{'themes' if lv == 'category' else 'domains'} (share of each code's segments)"
         levels.append({"name": lv, "metrics": [(METRIC_NAMES[k], r.metrics[k])
                                                for k in METRIC_NAMES],
-                       "counts": r.counts, "svg": Markup(heatmap_svg(r, title)),
+                       "counts": r.counts, "scope": coded_scope(r.counts),
+                       "svg": Markup(heatmap_svg(r, title)),
                        "by_code": r.by_code.to_dict("records"),
                        "by_theme": r.by_theme.to_dict("records")})
     coders = []

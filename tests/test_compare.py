@@ -242,6 +242,34 @@ def test_splits_mixes_new_codes_partial_overlaps_and_the_queue(plain, tmp_path):
     assert len(text.splitlines()) <= 24 and "candidate new codes" in text
 
 
+def test_codes_on_some_cases_are_compared_over_those_cases(plain, tmp_path):
+    """Coders who coded one transcript of six, perfectly: every code is found and no
+    theme is "mostly uncoded". The five cases nobody opened are left out of the
+    per-code and per-theme figures, and the summary and page say so."""
+    folder, study = plain
+    rows = [r for r in topic_rows(study) if r["case"] == "case01"]
+    res = compare(folder, write_csv(tmp_path / "codes.csv", rows))
+    cat = res.levels["category"]
+    assert cat.metrics["ari"] == pytest.approx(1.0)
+    assert set(cat.by_code["status"]) == {"found"}
+    assert cat.by_code["best_f1"].tolist() == pytest.approx([1.0] * 3)
+    themes = cat.by_theme[cat.by_theme["n_segments"] > 0]
+    assert len(themes) == 3 and set(themes["status"]) == {"matches a code"}
+    assert cat.counts["coded_cases"] == 1 and cat.counts["cases"] == 6
+    assert (themes["uncoded_share"] == 0).all()
+    assert (themes["n_segments_all_cases"] > themes["n_segments"]).all()
+    text = summary_text(res)
+    assert "over the 1 coded case of 6" in text
+    assert "0 candidate new codes" in text and "3 found" in text
+    html = write_compare(res, tmp_path / "cmp").joinpath("compare.html").read_text()
+    assert "Per code and per theme: over the 1 coded case of 6" in html
+    # with every case coded, nothing is left out and nothing is said about it
+    full = compare(folder, write_csv(tmp_path / "all.csv", topic_rows(study)))
+    assert "coded case" not in summary_text(full)
+    assert (full.levels["category"].by_theme["n_segments_all_cases"] ==
+            full.levels["category"].by_theme["n_segments"]).all()
+
+
 def test_two_coders(plain, tmp_path):
     folder, study = plain
     rows = topic_rows(study, coder="Ana")
