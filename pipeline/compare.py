@@ -18,9 +18,13 @@ the codes' top level):
 * **Per code**: the themes that hold its segments (a code *split* across themes),
   its best theme (F1 = 2|both| / (|code| + |theme|), on segments carrying it);
   status *found* (F1 >= 0.5), *partly found* (>= 0.25), *split* (no theme holds
-  half of it, and two or more are needed to hold 80%), *not found*, or *not in the
+  half of it, and two or more are needed to hold 80%), *not found*, *not in the
   analysed segments* (it covers no analysed segment by half, e.g. it was applied
-  to interviewer talk or to passages shorter than half a segment).
+  to interviewer talk or to passages shorter than half a segment), or *not placed
+  (n codings)* (none of its codings was found in the run's texts: a quote that is
+  not there, a case the run does not have). Every code has a row, so a code that
+  could not be placed is seen where the codes are, not only in ``coding_spans.csv``;
+  the note on the codings not placed is the first of the notes, in full.
 * **Per theme**: the codes it mixes (it *mixes* codes when two or more primary
   codes are needed to hold 80% of its coded segments), its purity (share of its
   most frequent primary code), its uncoded share; a theme whose segments are
@@ -85,6 +89,7 @@ from .exchange.codes import (
     file_sha256,
     level_of,
     load_run,
+    not_placed_note,
     place_codes,
     primary_codes,
     segment_coverage,
@@ -280,6 +285,8 @@ class CompareResult:
     level: str
     params: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    #: the note on codings that could not be placed (also first in ``notes``), "" if none
+    unplaced_note: str = ""
 
 
 def compare(run_folder: str | Path, codes_path: str | Path, *, level: str = "category",
@@ -299,7 +306,9 @@ def compare(run_folder: str | Path, codes_path: str | Path, *, level: str = "cat
     codes = read_codes(codes_path, separator=separator, columns=columns)
     log.info("placing %d codings in the run's texts ...", len(codes.codings))
     placed, place_notes = place_codes(codes, run, min_match=min_match)
-    notes = list(run.notes) + list(codes.notes) + place_notes
+    unplaced_note = not_placed_note(placed)
+    notes = ([unplaced_note] if unplaced_note else []) + list(run.notes) + list(codes.notes) \
+        + [n for n in place_notes if n != unplaced_note]
     if not (placed["status"] == "placed").any():
         raise InputError(
             "none of the codes could be placed in the run's texts", path=codes.path,
@@ -346,8 +355,10 @@ def compare(run_folder: str | Path, codes_path: str | Path, *, level: str = "cat
         theme_col = "theme" if lv == "category" else "domain_id"
         names = _theme_names(run, lv)
         used = {level_of(c, lv, depth) for c in placed.loc[placed["status"] == "placed", "code"]}
+        unplaced = placed.loc[placed["status"] != "placed", "code"].map(
+            lambda c, lv=lv: level_of(c, lv, depth)).value_counts().to_dict()
         results[lv] = _level(lv, table, theme_col, prefix, names, carried, part, used,
-                             coded_cases)
+                             coded_cases, unplaced)
         if len(codes.coders) >= 2:
             coder_results[lv] = _coders(seg, placed, per, codes.coders, min_coverage, votes)
     queue = _queue(table, results[level], level)
@@ -355,7 +366,7 @@ def compare(run_folder: str | Path, codes_path: str | Path, *, level: str = "cat
               "depth": depth, "separator": separator}
     return CompareResult(run=run, codes=codes, placed=placed, segments=table, levels=results,
                          queue=queue, coders=coder_results, level=level, params=params,
-                         notes=notes)
+                         notes=notes, unplaced_note=unplaced_note)
 
 
 def _theme_names(run: RunData, level: str) -> dict[int, str]:
@@ -371,7 +382,7 @@ def _theme_names(run: RunData, level: str) -> dict[int, str]:
 def _level(level: str, table: pd.DataFrame, theme_col: str, prefix: str,
            names: dict[int, str], carried: dict[str, list[str]],
            partial: dict[str, list[str]], used: set[str],
-           coded_cases: set[str]) -> LevelResult:
+           coded_cases: set[str], unplaced: Mapping[str, int] | None = None) -> LevelResult:
     """Agreement, per code and per theme at one level.
 
     The per-code F1 and the per-theme shares count only the segments of
@@ -379,7 +390,15 @@ def _level(level: str, table: pd.DataFrame, theme_col: str, prefix: str,
     subset of the transcripts; a theme's segments in the cases nobody coded say
     nothing about whether the coders would have coded them, and counting them made
     codes look "not found" and every theme "mostly uncoded" even at perfect agreement.
+
+    Every code of the codes file has a row, also one none of whose codings could be
+    placed (``unplaced``: code -> codings not placed): it is *not placed (n codings)*
+    rather than missing from the table, so the codes counted in the summary's header
+    and in the table are the same.
     """
+    from .report.templating import counted
+
+    unplaced = dict(unplaced or {})
     code_col = f"{prefix}code"
     in_theme = table[theme_col] >= 0
     coded = table[code_col] != ""
@@ -410,7 +429,7 @@ def _level(level: str, table: pd.DataFrame, theme_col: str, prefix: str,
                              columns=["segment_id", "code"])
     theme_sizes = table[in_theme & in_scope].groupby(theme_col).size().to_dict()
     code_rows = []
-    all_codes = sorted(set(long["code"]) | set(part_long["code"]) | used)
+    all_codes = sorted(set(long["code"]) | set(part_long["code"]) | used | set(unplaced))
     for code in all_codes:
         mine = long[long["code"] == code]
         held = mine[mine["theme"] >= 0]
@@ -423,7 +442,9 @@ def _level(level: str, table: pd.DataFrame, theme_col: str, prefix: str,
         top_share = by_t.iloc[0] / n_held if n_held else 0.0
         need = int(np.searchsorted(np.cumsum(by_t.to_numpy()) / max(n_held, 1), 0.8 - 1e-9)
                    + 1) if n_held else 0
-        if n == 0:
+        if code not in used:
+            status = f"not placed ({counted(unplaced.get(code, 0), 'coding')})"
+        elif n == 0:
             status = "not in the analysed segments"
         elif best_f1 >= FOUND_F1:
             status = "found"
@@ -437,6 +458,7 @@ def _level(level: str, table: pd.DataFrame, theme_col: str, prefix: str,
             "level": level, "code": code, "n_segments": n,
             "n_cases": int(mine["case_id"].nunique()),
             "n_partial": int((part_long["code"] == code).sum()),
+            "n_not_placed": int(unplaced.get(code, 0)),
             "n_unassigned": int((mine["theme"] < 0).sum()),
             "matched_theme": code_theme.get(code, -1),
             "matched_theme_name": names.get(code_theme.get(code, -1), ""),
@@ -447,7 +469,8 @@ def _level(level: str, table: pd.DataFrame, theme_col: str, prefix: str,
                                 for t, k in by_t.head(6).items()),
             "status": status})
     by_code = pd.DataFrame(code_rows, columns=[
-        "level", "code", "n_segments", "n_cases", "n_partial", "n_unassigned", "matched_theme",
+        "level", "code", "n_segments", "n_cases", "n_partial", "n_not_placed", "n_unassigned",
+        "matched_theme",
         "matched_theme_name", "best_theme", "best_theme_name", "best_f1", "share_in_top_theme",
         "n_themes", "themes_for_80pct", "themes", "status"])
     # --- per theme ---
@@ -627,10 +650,17 @@ def summary_text(res: CompareResult, folder: Path | None = None) -> str:
     if scope:
         lines.append(f"  per code and per theme: {scope}")
     bc = lv.by_code
-    st = bc["status"].value_counts().to_dict() if len(bc) else {}
-    order = ("found", "partly found", "split", "not found", "not in the analysed segments")
+    unplaced = bc[bc["status"].str.startswith("not placed")]
+    st = bc["status"].where(~bc["status"].str.startswith("not placed"), "not placed") \
+        .value_counts().to_dict() if len(bc) else {}
+    order = ("found", "partly found", "split", "not found", "not in the analysed segments",
+             "not placed")
     lines.append(f"  codes ({res.level}): {len(bc)}; " +
                  ", ".join(f"{st[s]} {s}" for s in order if st.get(s)))
+    if len(unplaced):
+        lines.append("    not placed (no coding found in the run's texts): " + _listing(
+            [f"{c} ({n})" for c, n in zip(unplaced["code"], unplaced["n_not_placed"],
+                                          strict=True)], 100))
     missed = bc[bc["status"].isin(["not found", "split"])].sort_values(
         "n_segments", ascending=False)
     if len(missed):
@@ -664,7 +694,17 @@ def summary_text(res: CompareResult, folder: Path | None = None) -> str:
                          f"Krippendorff's alpha {_f(a['krippendorff'])}, agreement "
                          f"{_f(a['percent'] * 100, 0)}%")
     if res.notes:
-        lines.append(f"  notes: {len(res.notes)} (see compare.html): " + _listing(res.notes, 120))
+        # the codings left out come first and in full: cut short or counted as "(+1)"
+        # behind a long note about case names, they were easy to miss
+        first = [n for n in res.notes[:1] if n == res.unplaced_note]
+        rest = res.notes[len(first):]
+        head = f"  notes: {len(res.notes)} (see compare.html): "
+        if first:
+            lines.append(head + first[0])
+            if rest:
+                lines.append("    " + _listing(rest, 120))
+        else:
+            lines.append(head + _listing(rest, 120))
     if folder is not None:
         lines.append(f"  folder: {folder}   (compare.html, disagreements.xlsx)")
     return "\n".join(lines)

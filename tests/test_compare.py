@@ -270,6 +270,45 @@ def test_codes_on_some_cases_are_compared_over_those_cases(plain, tmp_path):
             full.levels["category"].by_theme["n_segments"]).all()
 
 
+def test_codes_that_could_not_be_placed_are_in_the_per_code_table(plain, tmp_path, capsys):
+    """Two codes whose only quotes are not in the transcripts and a coding of a case the
+    run does not have: every code of the file has a row, the unplaced ones say so, and
+    the note on what was not placed is the first note, in full."""
+    folder, study = plain
+    rows = topic_rows(study, offsets=False) + [
+        {"case": "case01", "code": "Invented > Quote one",
+         "text": "A sentence nobody in this study ever said about lighthouses."},
+        {"case": "case02", "code": "Invented > Quote two",
+         "text": "Another invented line on the price of umbrellas in spring."},
+        {"case": "case99", "code": TOPIC_CODES["client"],
+         "text": "The client said she felt truly seen when she noticed my eyes were wet."}]
+    codes = write_csv(tmp_path / "codes.csv", rows)
+    out = tmp_path / "cmp"
+    assert main(["compare", str(folder), str(codes), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    by_code = pd.read_csv(out / "by_code.csv")
+    cat = by_code[by_code["level"] == "category"].set_index("code")
+    assert set(cat.index) == set(TOPIC_CODES.values()) | {"Invented > Quote one",
+                                                          "Invented > Quote two"}
+    assert cat.at["Invented > Quote one", "status"] == "not placed (1 coding)"
+    assert cat.at["Invented > Quote two", "n_not_placed"] == 1
+    assert cat.at[TOPIC_CODES["client"], "status"] == "found"
+    assert cat.at[TOPIC_CODES["client"], "n_not_placed"] == 1     # the case99 coding
+    dom = by_code[by_code["level"] == "domain"].set_index("code")
+    assert dom.at["Invented", "status"] == "not placed (2 codings)"
+    assert "(table; 5 codes" in printed
+    assert "codes (category): 5; 3 found, 2 not placed" in printed
+    assert "Invented > Quote one (1), Invented > Quote two (1)" in printed
+    notes = printed[printed.index("  notes: "):].splitlines()
+    n_rows = len(rows)
+    assert notes[0] == (f"  notes: 2 (see compare.html): 3 of {n_rows} coding(s) not placed "
+                        "in Consensa's text: 1 case not in the run, 2 text not found in "
+                        "Consensa's text (listed in coding_spans.csv)")
+    assert "'case99'" in notes[1]
+    html = (out / "compare.html").read_text()
+    assert "not placed (1 coding)" in html and "Invented &gt; Quote two" in html
+
+
 def test_two_coders(plain, tmp_path):
     folder, study = plain
     rows = topic_rows(study, coder="Ana")

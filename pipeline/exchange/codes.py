@@ -841,7 +841,6 @@ def place_codes(codes: HumanCodes, run: RunData, *,
                      f"{' ...' if len(run.sources) > 10 else ''}): name the cases as the "
                      "transcript files are named, without extension")
     df.loc[df["case_id"] == "", "status"] = "case not in the run"
-    counts: dict[str, int] = {}
     for case, idx in df[df["case_id"] != ""].groupby("case").groups.items():
         case_id = cases[case]
         target = run.sources[case_id]
@@ -861,13 +860,22 @@ def place_codes(codes: HumanCodes, run: RunData, *,
             df.at[i, "how"] = how
             df.at[i, "match"] = round(share, 4)
             df.at[i, "status"] = status
-            counts[status] = counts.get(status, 0) + 1
-    not_placed = {k: v for k, v in counts.items() if k != "placed"}
-    if not_placed:
-        notes.append("codings not placed in Consensa's text: " + ", ".join(
-            f"{v} {k}" for k, v in sorted(not_placed.items())) + " (listed in coding_spans.csv)")
     df = df.astype({"start_char": "int64", "end_char": "int64"})
-    return df[list(PLACED_COLUMNS)], notes
+    summary = not_placed_note(df)
+    return df[list(PLACED_COLUMNS)], ([summary] if summary else []) + notes
+
+
+def not_placed_note(placed: pd.DataFrame) -> str:
+    """One sentence on the codings that could not be placed, every reason counted ("" when
+    all were placed). It comes first among the notes: a coding left out of every
+    comparison is the thing a reader must not miss."""
+    status = placed["status"]
+    missing = status[status != "placed"].value_counts()
+    if missing.empty:
+        return ""
+    reasons = ", ".join(f"{int(n)} {why}" for why, n in sorted(missing.items()))
+    return (f"{int(missing.sum())} of {len(placed)} coding(s) not placed in Consensa's "
+            f"text: {reasons} (listed in coding_spans.csv)")
 
 
 Result = tuple[int, int, str, float, str]
