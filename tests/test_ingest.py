@@ -540,6 +540,26 @@ def test_cases_table_join_and_unknown_case(tmp_path):
     assert "match the transcript file names" in note.reason
 
 
+def test_the_cases_table_is_joined_in_one_pass(tmp_path, monkeypatch):
+    """A survey's cases table has thousands of rows: the transcripts' case ids are
+    gathered once, not once per row (2,500 cases took 19 s, 10,000 took 144 s)."""
+    n = 300
+    cases = pd.DataFrame({"case_id": [f"R{i:04d}" for i in range(n)]})
+    (tmp_path / "cases.csv").write_text(
+        "case_id,site\n" + "".join(f"R{i:04d},north\n" for i in range(n + 5)), encoding="utf-8")
+    made = []
+
+    def counting_set(*args):
+        made.append(1)
+        return set(*args)
+
+    monkeypatch.setattr(ingest_module, "set", counting_set, raising=False)
+    joined, notes = ingest_module._join_cases_table(cases, tmp_path / "cases.csv", "utf-8")
+    assert len(joined) == n and set(joined["site"]) == {"north"}
+    assert "5 row(s) of the cases table name cases" in notes[0].reason
+    assert len(made) < 10, len(made)
+
+
 def test_cases_missing_from_table_get_empty_attributes(tmp_path):
     write(tmp_path, "T01.txt", T01)
     write(tmp_path, "T35.txt", "Interviewer: Hi.\nP35: Hello.\n")

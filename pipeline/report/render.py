@@ -720,9 +720,10 @@ def _theme_cards(themes: pd.DataFrame, domain_names: dict[int, str], colours: di
         tid = int(r["theme_id"])
         counts = per_theme_case.get(tid, {})
         listed = list(r["cases"])
+        shown = set(listed)
         case_list = [{"case": c, "n": counts.get(c)} for c in listed]
         case_list += [{"case": c, "n": n} for c, n in sorted(counts.items(), key=lambda kv: _natural_key(kv[0]))
-                      if c not in set(listed)]
+                      if c not in shown]
         cards.append({
             "id": tid, "name": r["name"], "colour": colours[tid],
             "domain_id": int(r["domain_id"]),

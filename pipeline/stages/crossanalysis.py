@@ -763,5 +763,6 @@ def _quotes(g: _Group, vecs: np.ndarray, ids: np.ndarray, cases: np.ndarray,
             if bool(g.counted[i]) == counted_pass and cases[g.rows[i]] not in seen:
                 chosen.append(i)
                 seen.add(cases[g.rows[i]])
-    rest = [i for i in ranked if i not in set(chosen)]
+    taken = set(chosen)
+    rest = [i for i in ranked if i not in taken]
     return [str(ids[g.rows[i]]) for i in (chosen + rest)[:k]]

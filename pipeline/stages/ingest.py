@@ -1196,8 +1196,8 @@ def _join_cases_table(cases: pd.DataFrame, path: Path,
     if repeated:
         raise InputError(f"the cases table has more than one row for {repeated}", path=shown,
                          field="ingest.cases_table", hint="keep one row per case")
-    unknown = [cid or "(no case id)" for cid in table["case_id"]
-               if cid not in set(cases["case_id"])]
+    known = set(cases["case_id"])                     # once: a survey has thousands of cases
+    unknown = [cid or "(no case id)" for cid in table["case_id"] if cid not in known]
     notes = _mixed_encoding(data, used, shown, Counter())
     if unknown:
         notes.append(Skipped(shown, (
