@@ -196,14 +196,43 @@ def join_lists(df: pd.DataFrame) -> pd.DataFrame:
 
 # --- workbooks ----------------------------------------------------------------------
 
+#: The most characters a spreadsheet cell holds (Excel's limit; openpyxl cuts longer
+#: text without a word).
+CELL_LIMIT = 32_767
+
+
+def fit_cell(text: str, items: int | None = None) -> str:
+    """``text`` as one cell holds it: whole when it fits; else cut, and the cut said in
+    the cell, so a reader never takes a part for the whole. A joined list (``items``
+    items) is cut after its last whole item ("... and 173 more"); other text at the
+    limit. The run's CSV and parquet tables keep the full text."""
+    if len(text) <= CELL_LIMIT:
+        return text
+    if items is not None:
+        parts = text.split(LIST_SEPARATOR)
+        kept, size = [], 0
+        for part in parts:
+            # room for the separator and the longest ending it may need
+            if size + len(part) + len(LIST_SEPARATOR) + 120 > CELL_LIMIT:
+                break
+            kept.append(part)
+            size += len(part) + len(LIST_SEPARATOR)
+        return (LIST_SEPARATOR.join(kept) + f" … and {len(parts) - len(kept):,} more "
+                "(too many for a spreadsheet cell; Consensa's .csv tables list them all)")
+    note = (" … [cut: {:,} more characters do not fit in a spreadsheet cell; Consensa's "
+            ".csv tables have the full text]")
+    kept = text[:CELL_LIMIT - len(note.format(len(text)))]    # the count is no wider
+    return kept + note.format(len(text) - len(kept))
+
+
 def cell_value(value: Any) -> Any:
     """``value`` as openpyxl can store it: numpy scalars as Python ones, NaN as an empty
     cell, a list joined into text (:func:`join_list`), text without the characters an
-    .xlsx cannot hold."""
+    .xlsx cannot hold and no longer than a cell holds (:func:`fit_cell`)."""
     if isinstance(value, str):
-        return xml_safe(value)
+        return fit_cell(xml_safe(value))
     if is_list(value):
-        return xml_safe(join_list(value))
+        return fit_cell(xml_safe(join_list(value)), items=len(value))
     if isinstance(value, np.bool_):
         return bool(value)
     if isinstance(value, np.integer):

@@ -193,6 +193,28 @@ def test_cells_are_strings_and_illegal_characters_never_raise():
     assert back.active["A5"].data_type == "s"
 
 
+def test_text_longer_than_a_cell_holds_is_cut_where_the_cell_says_so():
+    """A cell holds 32,767 characters and openpyxl cuts longer text without a word:
+    900 long case ids ended half-way through the 727th. The cell now says it was cut
+    and how much is left out; a list is cut after a whole item."""
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ids = [f"participant_{i:04d}_interview_2024-03-12_final" for i in range(900)]
+    long_text = "word " * 10_000
+    row = sheets.append_row(ws, [ids, long_text, "short"])
+    buf = io.BytesIO()
+    wb.save(buf)
+    back = [c.value for c in openpyxl.load_workbook(buf).active[row]]
+    assert all(len(v) <= sheets.CELL_LIMIT for v in back)
+    listed, _, rest = back[0].partition(" … and ")
+    assert listed.split("; ") == ids[:len(listed.split("; "))]       # whole items only
+    assert rest.startswith(f"{900 - len(listed.split('; ')):,} more")
+    kept, _, note = back[1].partition(" … [cut: ")
+    assert long_text.startswith(kept)
+    assert note.startswith(f"{len(long_text) - len(kept):,} more characters")
+    assert back[2] == "short"
+
+
 # --- ingest: control characters ---------------------------------------------------------
 
 def test_control_characters_are_normalised_at_ingest_in_every_format(tmp_path):
