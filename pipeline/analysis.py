@@ -483,6 +483,14 @@ def _domains(dom_rows: pd.DataFrame, themes: pd.DataFrame, segments: pd.DataFram
 ILLUSTRATION_CANDIDATES = 3
 
 
+def _fresh(option: tuple[list[str], str], seen: set[str], quoted: list[set[str]]) -> bool:
+    """An illustrative core idea not shown in a row above it: not the same text,
+    nor half of its segments or more quoted by one such row."""
+    ids, text = option
+    return " ".join(text.split()) not in seen and not any(
+        2 * len(set(ids) & shown) >= len(ids) for shown in quoted)
+
+
 def cqr_rows(categories: pd.DataFrame, domains: pd.DataFrame, segments: pd.DataFrame,
              n_total: int,
              illustrative: Mapping[tuple[str, int, str], tuple[str, list[str]]]) -> pd.DataFrame:
@@ -494,9 +502,11 @@ def cqr_rows(categories: pd.DataFrame, domains: pd.DataFrame, segments: pd.DataF
     where there is none. ``quote_segment_ids`` lists every segment the core idea
     quotes, so each of its sentences traces back (``quote_segment_id``: the first).
 
-    No two rows of a domain show the same core idea: a subcategory's most central
-    case often says its part in the very sentences that illustrate the category
-    above it, and a reader would take the repeat for an error. Such a row shows
+    No two rows of a domain show the same core idea, nor one drawn mostly (half
+    its segments or more) from the segments a row above quotes: a subcategory's
+    most central case often says its part in the very sentences that illustrate
+    the category above it, and a reader would take the repeat for an error. Such a
+    row shows
     the core idea of the case of its next most central quote (of the first
     :data:`ILLUSTRATION_CANDIDATES`) that is not shown yet; when every one is, the
     first."""
@@ -505,6 +515,7 @@ def cqr_rows(categories: pd.DataFrame, domains: pd.DataFrame, segments: pd.DataF
     dom_name = dict(zip(domains["domain_id"].astype(int), domains["name"]))
     rows = []
     used: dict[int, set[str]] = {}
+    quoted_ids: dict[int, list[set[str]]] = {}
     for r in categories.itertuples():
         level = "category" if r.parent_id < 0 else "subcategory"
         seen = used.setdefault(int(r.domain_id), set())
@@ -516,9 +527,11 @@ def cqr_rows(categories: pd.DataFrame, domains: pd.DataFrame, segments: pd.DataF
                 options.append((ids, idea))
             else:
                 options.append(([q], tidy_utterance(text_by_id.get(q, ""))))
-        ids, quote = next((o for o in options if " ".join(o[1].split()) not in seen),
+        quoted = quoted_ids.setdefault(int(r.domain_id), [])
+        ids, quote = next((o for o in options if _fresh(o, seen, quoted)),
                           options[0] if options else ([], ""))
         seen.add(" ".join(quote.split()))
+        quoted.append(set(ids))
         first = ids[0] if ids else ""
         rows.append({
             "domain": dom_name.get(int(r.domain_id), ""), "category": r.name,

@@ -710,6 +710,9 @@ def test_no_two_rows_of_a_domain_show_the_same_core_idea():
     # the row names the quote its core idea came from
     assert table["quote_case"].tolist() == ["A", "C", "A"]
     assert table["quote_segment_id"].tolist() == ["A:1:0", "C:1:0", "A:1:0"]
+    # another text drawn mostly from the segments a row above quotes is a repeat too
+    ideas[("subcategory", 2, "A")] = ("Tears are not the enemy. … Really.", ["A:1:0", "A:2:0"])
+    assert cqr_rows(cats, domains, segments, 3, ideas)["quote_case"].tolist() == ["A", "C", "A"]
 
 
 def test_a_core_idea_from_two_segments_names_both():
