@@ -274,13 +274,15 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
                      "core_idea_source": c["core_idea_source"], "keywords": c["keywords"],
                      "proposed_name": c["proposed_name"], "from_themes": c["from_themes"],
                      "changes": c["changes"], "parent": c["parent"],
-                     "n_counted_cases": len(counts["counted_cases"]), "flags": counts["flags"],
+                     "n_counted_cases": len(counts["counted_cases"]),
+                     "counted_cases": list(counts["counted_cases"]), "flags": counts["flags"],
                      "label_if_reassigned_counted": counts["label_if_reassigned_counted"]})
     cats = pd.DataFrame(rows, columns=["theme_id", "name", "domain_id", "n_segments", "n_cases",
                                        "cases", "frequency_label", "quote_ids", "core_idea",
                                        "core_idea_source", "keywords", "proposed_name",
                                        "from_themes", "changes", "parent", "n_counted_cases",
-                                       "flags", "label_if_reassigned_counted"])
+                                       "counted_cases", "flags",
+                                       "label_if_reassigned_counted"])
     # domains of the final codebook: those holding at least one category
     dom_rows = []
     for d in sorted(set(cats["domain_id"])):
@@ -349,7 +351,10 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
                 "keywords": list(c.keywords),
                 "frequency_label": c.frequency_label, "n_cases": int(c.n_cases),
                 "n_segments": int(c.n_segments), "cases": list(c.cases),
-                **({"n_counted_cases": int(c.n_counted_cases), "flags": list(c.flags),
+                # the cases themselves, not only their number: an export's case x
+                # category matrix marks what the label counts (exchange/tables.py)
+                **({"n_counted_cases": int(c.n_counted_cases),
+                    "counted_cases": [str(x) for x in c.counted_cases], "flags": list(c.flags),
                     "label_if_reassigned_counted": c.label_if_reassigned_counted}
                    if is_cqr(run) else {}),
                 "from_themes": [int(x) for x in c.from_themes],
