@@ -266,9 +266,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"Consensa tables written: {content.describe()}")
         print(f"  codebook (Taguette: Import codebook; columns tag, description): "
               f"{paths['codebook']}")
-        print(f"  case x category matrix for R/SPSS, segment counts: {paths['counts']}")
-        print(f"  case x category matrix, 0/1 (the category occurs in the case): "
-              f"{paths['presence']}")
+        print(f"  case x category matrix for R/SPSS, segment counts (every segment, "
+              f"reassigned outliers included): {paths['counts']}")
+        counts_what = ("the case counts toward the category's frequency label"
+                       if content.counted is not None else "the category occurs in the case")
+        print(f"  case x category matrix, 0/1 ({counts_what}): {paths['presence']}")
         _export_notes(content)
         return 0
     if args.kind == "qdc":

@@ -75,6 +75,10 @@ class ExportContent:
     origin: str = ""                       # where it came from, in words
     cases: pd.DataFrame | None = None      # case_id + attributes (text)
     case_notes: list[str] = field(default_factory=list)
+    #: per category, the cases its frequency label counts (a CQR run: a reassigned
+    #: outlier below ``cqr.count_reassigned_above`` does not make its case count); None
+    #: for a themes run, whose labels count every case with a segment
+    counted: dict[int, set[str]] | None = None
 
     def describe(self) -> str:
         """One line saying what the export holds (the CLI prints it; files carry it)."""
@@ -113,7 +117,34 @@ def export_content(source: str | Path, *, draft: bool = False, proposal: bool = 
     else:
         content = content_from_review(run, draft=draft)
     content.cases, content.case_notes = case_attributes(run)
+    content.counted = counted_cases(content.data, content.assignments, run.segments)
     return content
+
+
+def counted_cases(data: dict, assignments: pd.DataFrame,
+                  segments: pd.DataFrame) -> dict[int, set[str]] | None:
+    """Per category, the cases its frequency label counts; None for a themes run.
+
+    A CQR label counts a case only through a segment the clustering placed in the
+    category, a reassigned outlier above ``cqr.count_reassigned_above``, or a segment
+    the judges placed: the codebook's ``counted_cases`` (the proposal's from the
+    run, the agreed ones from the review's recount). A codebook.yaml written before
+    it kept that list falls back on the run's own ``counted`` flag of the segments
+    it holds, which misses only the segments the judges placed.
+    """
+    if "counted" not in segments.columns:
+        return None
+    flagged = set(segments.loc[segments["counted"].astype(bool), "segment_id"].astype(str))
+    out = {}
+    for _, c in _categories(data):
+        cid = int(c["id"])
+        if c.get("counted_cases") is not None:
+            out[cid] = {str(x) for x in c["counted_cases"]}
+            continue
+        mine = assignments[(assignments["category_id"] == cid)
+                           & assignments["segment_id"].astype(str).isin(flagged)]
+        out[cid] = set(mine["case_id"].astype(str))
+    return out
 
 
 def has_review(run: RunData) -> bool:
@@ -157,6 +188,7 @@ def content_from_proposal(run: RunData, why: str) -> ExportContent:
         domains.append(entry)
     loose = []
     notes = []
+    counted = _counted_by_theme(run.segments)
     for t in run.themes.sort_values("theme_id").itertuples():
         cat = {"id": int(t.theme_id), "name": str(t.name), "core_idea": _s(t.core_idea),
                "core_idea_source": "proposed", "keywords": list(t.keywords),
@@ -164,6 +196,9 @@ def content_from_proposal(run: RunData, why: str) -> ExportContent:
                "frequency_label": str(t.frequency_label), "n_cases": int(t.n_cases),
                "n_segments": int(t.n_segments), "changes": [],
                "definition": _s(getattr(t, "definition", ""))}
+        if counted is not None:
+            mine = counted.get(int(t.theme_id), [])
+            cat.update({"n_counted_cases": len(mine), "counted_cases": mine})
         did = int(t.domain_id)
         if did >= 0 and did not in by_id:
             by_id[did] = {"id": did, "name": f"Domain {did}", "frequency_label": "",
@@ -182,6 +217,15 @@ def content_from_proposal(run: RunData, why: str) -> ExportContent:
     assignments = pd.DataFrame({"segment_id": seg["segment_id"], "case_id": seg["case_id"],
                                 "category_id": seg["theme"].astype("int64")})
     return ExportContent(PROPOSAL, run, data, assignments, notes, origin=why)
+
+
+def _counted_by_theme(segments: pd.DataFrame) -> dict[int, list[str]] | None:
+    """Per proposed theme, the cases its label counts (the segments' ``counted``
+    flag); None for a themes run, which has no such flag."""
+    if "counted" not in segments.columns:
+        return None
+    seg = segments[segments["counted"].astype(bool) & (segments["theme"] >= 0)]
+    return {int(t): sorted(set(g["case_id"].astype(str))) for t, g in seg.groupby("theme")}
 
 
 def content_from_review(run: RunData, *, draft: bool) -> ExportContent:
@@ -348,6 +392,7 @@ def content_from_yaml(path: Path, *, sources: bool = True) -> ExportContent:
                             round=int(review.get("round") or 0),
                             origin=f"as written to {path} by `consensa review apply`")
     content.cases, content.case_notes = case_attributes(run)
+    content.counted = counted_cases(data, assignments, run.segments)
     return content
 
 

@@ -445,6 +445,27 @@ def _int(x, default: int = -1) -> int:
         return default
 
 
+def cases_text(n_cases: int, n_counted: int | None, total, n_segments: int) -> str:
+    """A category's cases and segments as its description gives them, after its label.
+
+    A CQR label counts only the counted cases (``n_counted``; None in a themes run,
+    where every case counts): "8 of 10 cases counted, 10 if reassigned outliers
+    counted; 24 segments", so that nobody reads 10 of 10 cases labelled typical.
+    """
+    if n_counted is None:
+        return f"{n_cases} of {total} cases, {n_segments} segments"
+    if n_counted == n_cases:
+        return f"{n_counted} of {total} cases counted, {n_segments} segments"
+    return (f"{n_counted} of {total} cases counted, {n_cases} if reassigned outliers "
+            f"counted; {n_segments} segments")
+
+
+def _counted_or_none(x) -> int | None:
+    """A category's ``n_counted_cases``, or None where it has none (a themes run)."""
+    n = _int(x, -1)
+    return n if n >= 0 else None
+
+
 def codebook_from_run(run: RunData) -> list[ExportCode]:
     """Domains as parent codes, themes as child codes (see the module docstring)."""
     rid = run.run_id
@@ -482,9 +503,9 @@ def codebook_from_run(run: RunData) -> list[ExportCode]:
         # decide whether a passage belongs), and Consensa's own name beside its name
         if _s(t.get("definition")):
             desc.append(_s(t.get("definition")))
-        desc.append(f"Consensa theme {tid}, {_s(t.get('frequency_label'))} "
-                    f"({_int(t.get('n_cases'), 0)} of {n_cases} cases, "
-                    f"{_int(t.get('n_segments'), 0)} segments).")
+        figures = cases_text(_int(t.get("n_cases"), 0), _counted_or_none(
+            t.get("n_counted_cases")), n_cases, _int(t.get("n_segments"), 0))
+        desc.append(f"Consensa theme {tid}, {_s(t.get('frequency_label'))} ({figures}).")
         if _s(t.get("extractive_name")) and _s(t.get("extractive_name")) != _s(t["name"]):
             desc.append(f"Extractive name: \u201c{_s(t.get('extractive_name'))}\u201d "
                         "(the name is the language model's).")
@@ -573,9 +594,9 @@ def codes_from_data(data: dict, rid: str) -> list[ExportCode]:
         desc = []
         if _s(c.get("definition")):
             desc.append(_s(c.get("definition")))
-        desc.append(f"Category ({_s(c.get('frequency_label'))}: "
-                    f"{_int(c.get('n_cases'), 0)} of {total} cases, "
-                    f"{_int(c.get('n_segments'), 0)} segments).")
+        figures = cases_text(_int(c.get("n_cases"), 0), _counted_or_none(
+            c.get("n_counted_cases")), total, _int(c.get("n_segments"), 0))
+        desc.append(f"Category ({_s(c.get('frequency_label'))}: {figures}).")
         if c.get("keywords"):
             kw = c["keywords"]
             desc.append("Keywords: " + (join_list(kw) if isinstance(kw, list) else _s(kw)) + ".")

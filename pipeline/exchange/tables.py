@@ -11,11 +11,16 @@ Two kinds of tool take a table rather than a REFI-QDA file:
   label, counts, the matrix column that holds the category).
 * **R and SPSS** take a matrix: one row per case, its attributes (from the study's
   table of cases), then one column per category: the number of the case's segments
-  in it (``..._counts.csv``) or whether it occurs in the case at all, 0/1
-  (``..._presence.csv``, what CQR's frequency labels count). A category's column
-  name is a valid SPSS and R variable name (``c3_training_was_silent``: a letter
-  first, letters, digits and ``_``, at most 40 characters, unique); the codebook CSV
-  maps it back to the category.
+  in it, every segment the category holds, reassigned outliers included
+  (``..._counts.csv``), or 0/1, whether the case counts toward the category's
+  frequency label (``..._presence.csv``). A team tabulating the presence matrix must
+  get the labels it publishes, so in a CQR run a case is 1 only where the label
+  counts it (a segment the clustering or the judges placed there, or an outlier
+  reassigned above ``cqr.count_reassigned_above``: the codebook's counted cases,
+  its ``n_counted_cases`` column); in a themes run every case with a segment in the
+  category counts. A category's column name is a valid SPSS and R variable name
+  (``c3_training_was_silent``: a letter first, letters, digits and ``_``, at most
+  40 characters, unique); the codebook CSV maps it back to the category.
 
 Every file is written atomically and formula-safe (:mod:`pipeline.sheets`): a
 category named ``=SUM(A1)`` or a case attribute starting with ``-`` stays text.
@@ -51,7 +56,9 @@ def variable_name(cid: int, name: str, taken: set[str]) -> str:
 
 
 def codebook_table(content: ExportContent) -> pd.DataFrame:
-    """One row per category: tag, description, and what the matrix needs."""
+    """One row per category: tag, description, and what the matrix needs. A CQR run's
+    has ``n_counted_cases`` beside ``n_cases`` (every case with a segment), since its
+    label counts the former."""
     codes = codes_from_data(content.data, content.run.run_id)
     info = {int(c["id"]): (d, c) for d, c in content.categories()}
     for c in content.data.get("loose_categories") or []:
@@ -66,17 +73,21 @@ def codebook_table(content: ExportContent) -> pd.DataFrame:
                      "category": code.name, "category_id": code.theme_id,
                      "frequency_label": str(cat.get("frequency_label", "")),
                      "n_cases": int(cat.get("n_cases") or 0),
+                     "n_counted_cases": len((content.counted or {}).get(code.theme_id, ())),
                      "n_segments": int(cat.get("n_segments") or 0),
                      "variable": variable_name(code.theme_id, code.name, taken),
                      "status": content.kind})
-    return pd.DataFrame(rows, columns=["tag", "description", "domain", "category",
-                                       "category_id", "frequency_label", "n_cases",
-                                       "n_segments", "variable", "status"])
+    columns = ["tag", "description", "domain", "category", "category_id", "frequency_label",
+               "n_cases", "n_counted_cases", "n_segments", "variable", "status"]
+    if content.counted is None:          # a themes run: every case counts
+        columns.remove("n_counted_cases")
+    return pd.DataFrame(rows, columns=columns)
 
 
 def case_matrix(content: ExportContent, book: pd.DataFrame) -> pd.DataFrame:
-    """Cases x categories: the number of each case's segments in each category, after the
-    case's attributes. Every analysed case has a row, also one with no coded segment."""
+    """Cases x categories: the number of each case's segments in each category (all of
+    them, reassigned outliers included), after the case's attributes. Every analysed
+    case has a row, also one with no coded segment."""
     cases = sorted(content.run.segments["case_id"].unique())
     coded = content.assignments[content.assignments["category_id"] >= 0]
     counts = pd.crosstab(coded["case_id"], coded["category_id"])
@@ -90,6 +101,24 @@ def case_matrix(content: ExportContent, book: pd.DataFrame) -> pd.DataFrame:
         out = out[["case_id"] + [c for c in attrs.columns if c != "case_id"]
                   + list(book["variable"])]
     return out
+
+
+def presence_matrix(content: ExportContent, book: pd.DataFrame,
+                    counts: pd.DataFrame) -> pd.DataFrame:
+    """The counts matrix as 0/1: whether the case counts toward the category's label.
+
+    In a CQR run a case with only reassigned outliers below the threshold has
+    segments in the category (counts > 0) but is not counted, so the matrix takes
+    the counted cases, not the counts; a themes run counts every case with a segment.
+    """
+    presence = counts.copy()
+    for cid, v in zip(book["category_id"], book["variable"], strict=True):
+        if content.counted is None:
+            presence[v] = (presence[v] > 0).astype("int64")
+        else:
+            mine = content.counted.get(int(cid), set())
+            presence[v] = presence["case_id"].astype(str).isin(mine).astype("int64")
+    return presence
 
 
 def export_tables(source: str | Path, out: str | Path | None = None, *, draft: bool = False,
@@ -106,9 +135,7 @@ def export_tables(source: str | Path, out: str | Path | None = None, *, draft: b
     stem = f"{content.run.name}{KIND_SUFFIX[content.kind]}"
     book = codebook_table(content)
     counts = case_matrix(content, book)
-    presence = counts.copy()
-    for v in book["variable"]:
-        presence[v] = (presence[v] > 0).astype("int64")
+    presence = presence_matrix(content, book, counts)
     paths = {"codebook": folder / f"{stem}-codebook.csv",
              "counts": folder / f"{stem}-case_category_counts.csv",
              "presence": folder / f"{stem}-case_category_presence.csv"}
