@@ -393,6 +393,17 @@ def content_from_yaml(path: Path, *, sources: bool = True) -> ExportContent:
                             origin=f"as written to {path} by `consensa review apply`")
     content.cases, content.case_notes = case_attributes(run)
     content.counted = counted_cases(data, assignments, run.segments)
+    stale = [c["name"] for _, c in _categories(data) if content.counted is not None
+             and c.get("counted_cases") is None and c.get("n_counted_cases") is not None
+             and len(content.counted[int(c["id"])]) != int(c["n_counted_cases"])]
+    if stale:
+        # a file that disagrees with the label it sits beside is worth a word
+        content.case_notes.append(
+            f"{path} was written before it listed each category's counted cases: for "
+            f"{len(stale)} categor{'y' if len(stale) == 1 else 'ies'} ("
+            + "; ".join(stale[:5]) + (" ..." if len(stale) > 5 else "")
+            + ") the presence matrix marks the cases the run counted, not the segments "
+            "the judges placed; run `consensa review apply RUN` again for the agreed ones")
     return content
 
 
