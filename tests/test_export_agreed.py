@@ -342,3 +342,190 @@ def test_the_proposed_subcategories_a_codebook_leaves_out_are_named(applied_demo
     [path] = (run / "export").glob("*-agreed.qdpx")
     notes = [n.get("name") for n in _qde(path).iter(f"{P}Note")]
     assert f"Proposed subcategories left out: {len(subs)}" in notes
+
+
+# --- a CQR run: the presence matrix marks what the labels count -------------------------
+
+@pytest.fixture(scope="module")
+def cqr_source(tmp_path_factory) -> Path:
+    """The invented study run with the CQR analysis (k-means places every segment, so
+    no outlier is reassigned: :func:`_uncount` makes some)."""
+    from tests.study import study_config, write_study
+
+    root = tmp_path_factory.mktemp("cqr-export")
+    folder = write_study(root / "study")
+    path = root / "config.yaml"
+    path.write_text(yaml.safe_dump(study_config(folder, analysis="consensa.CQR.v1")))
+    assert main(["run", str(path), "--out", str(root / "run"), "-q"]) == 0
+    return root / "run"
+
+
+def _uncount(run: Path, segment_id: str) -> None:
+    """Make a segment an outlier reassigned below ``cqr.count_reassigned_above``, as
+    the clustering marks one: it stays in its theme but its case does not count
+    there; the theme's counted cases and label follow, as the run would give them."""
+    from pipeline.stages.cqr import CQRConfig, frequency_label
+
+    seg = pd.read_parquet(run / "segments.parquet")
+    at = seg["segment_id"] == segment_id
+    seg.loc[at, "reassigned"], seg.loc[at, "counted"] = True, False
+    seg.to_parquet(run / "segments.parquet", index=False)
+    theme = int(seg.loc[at, "theme"].iloc[0])
+    mine = seg[(seg["theme"] == theme) & seg["counted"]]
+    themes = pd.read_parquet(run / "themes.parquet")
+    row = themes["theme_id"] == theme
+    n = mine["case_id"].nunique()
+    themes.loc[row, "n_counted_cases"] = n
+    themes.loc[row, "frequency_label"] = frequency_label(n, seg["case_id"].nunique(), CQRConfig())
+    themes.to_parquet(run / "themes.parquet", index=False)
+
+
+@pytest.fixture()
+def cqr_export(cqr_source, tmp_path):
+    """A copy of the CQR run where, in theme 0, one case (``lost``) holds only a reassigned
+    outlier below the threshold; and a case outside theme 0 (``placed``) whose one
+    segment of theme 1 is such an outlier too, for the judges to move into theme 0."""
+    import shutil
+
+    run = Path(shutil.copytree(cqr_source, tmp_path / "run"))
+    seg = pd.read_parquet(run / "segments.parquet")
+    zero = seg[seg["theme"] == 0]
+    lost = str(zero["case_id"].iloc[0])
+    assert (zero["case_id"] == lost).sum() == 1
+    _uncount(run, str(zero["segment_id"].iloc[0]))
+    one = seg[(seg["theme"] == 1) & ~seg["case_id"].isin(zero["case_id"])]
+    moved = str(one["segment_id"].iloc[0])
+    _uncount(run, moved)
+    return run, lost, str(one["case_id"].iloc[0]), moved
+
+
+def _agree(run: Path, moved: str, *, close: bool = True) -> None:
+    """Two judges accept every theme and domain (one theme left open unless ``close``),
+    and move the segment ``moved`` into theme 0."""
+    from pipeline.review.model import Decision
+    from pipeline.review.model import load_run as review_run
+    from pipeline.review.store import ReviewStore
+
+    items = review_run(run)
+    keep_open = "theme:2"
+    with ReviewStore(items, create=True) as store:
+        store.set_panel(["ana", "ben"])
+        store.resolve([Decision(i, "accept") for i in items.items()
+                       if not i.startswith(("core_idea:", "segment:"))
+                       and (close or i != keep_open)], by="ana")
+    assert main(["review", "resolve", str(run), "--segment", moved, "--decision", "move",
+                 "--target", "0", "--by", "team"]) == 0
+
+
+def _tables(folder: Path, stem: str):
+    book = pd.read_csv(folder / f"{stem}-codebook.csv")
+    counts = pd.read_csv(folder / f"{stem}-case_category_counts.csv").set_index("case_id")
+    presence = pd.read_csv(folder / f"{stem}-case_category_presence.csv").set_index("case_id")
+    return book.set_index("category_id"), counts, presence
+
+
+def _matches_the_labels(book: pd.DataFrame, presence: pd.DataFrame) -> None:
+    """Every presence column sums to its category's counted cases, which give its label."""
+    from pipeline.stages.cqr import CQRConfig, frequency_label
+
+    for cid, row in book.iterrows():
+        assert presence[row["variable"]].sum() == row["n_counted_cases"], cid
+        assert row["frequency_label"] == frequency_label(
+            int(row["n_counted_cases"]), len(presence), CQRConfig()), cid
+
+
+def test_cqr_proposal_presence_marks_the_counted_cases_not_every_reassigned_one(
+        cqr_export, capsys):
+    run, lost, _, _ = cqr_export
+    assert main(["export", "csv", str(run)]) == 0
+    assert "counts toward the category's frequency label" in capsys.readouterr().out
+    book, counts, presence = _tables(run / "export", "mini-proposal")
+    v = book.at[0, "variable"]
+    assert counts.at[lost, v] == 1 and presence.at[lost, v] == 0
+    assert book.at[0, "n_cases"] == 4 and book.at[0, "n_counted_cases"] == 3
+    _matches_the_labels(book, presence)
+    assert "3 of 6 cases counted, 4 if reassigned outliers counted; " in book.at[0, "description"]
+    # a category whose every case counts says so too, with one figure
+    assert "4 of 6 cases counted, " in book.at[2, "description"]
+    # the proposal's .qdc says the same
+    assert main(["export", "qdc", str(run)]) == 0
+    qdc = (run / "export" / "mini-proposal.qdc").read_text(encoding="utf-8")
+    assert "3 of 6 cases counted, 4 if reassigned outliers counted; " in qdc
+
+
+def test_cqr_agreed_presence_counts_what_the_judges_placed(cqr_export):
+    """After the review the counted cases are the recount's: the case the judges moved a
+    segment in from counts (it was an uncounted outlier where it came from), the case
+    with only an uncounted outlier still does not; the same from the store, from
+    codebook.yaml, in the .qdc and the .qdpx."""
+    run, lost, placed, moved = cqr_export
+    _agree(run, moved)
+    assert main(["export", "csv", str(run)]) == 0
+    book, counts, presence = _tables(run / "export", "mini-agreed")
+    v = book.at[0, "variable"]
+    assert counts.at[lost, v] == 1 and presence.at[lost, v] == 0
+    assert counts.at[placed, v] == 1 and presence.at[placed, v] == 1
+    assert book.at[0, "n_cases"] == 5 and book.at[0, "n_counted_cases"] == 4
+    _matches_the_labels(book, presence)
+    assert "4 of 6 cases counted, 5 if reassigned outliers counted; " in book.at[0, "description"]
+
+    assert main(["review", "apply", str(run)]) == 0
+    data = yaml.safe_load((run / "review" / "codebook.yaml").read_text(encoding="utf-8"))
+    zero = next(c for d in data["domains"] for c in d["categories"] if c["id"] == 0)
+    assert zero["n_counted_cases"] == 4 and lost not in zero["counted_cases"]
+    assert placed in zero["counted_cases"]
+    out = run / "from-yaml"
+    assert main(["export", "csv", str(run / "review" / "codebook.yaml"), "--out", str(out)]) == 0
+    again = _tables(out, "mini-agreed")[2]
+    assert again.equals(presence)
+    for kind in ("qdc", "qdpx"):
+        assert main(["export", kind, str(run)]) == 0
+    qdc = (run / "export" / "mini-agreed.qdc").read_text(encoding="utf-8")
+    assert "4 of 6 cases counted, 5 if reassigned outliers counted; " in qdc
+    with zipfile.ZipFile(run / "export" / "mini-agreed.qdpx") as zf:
+        qde = zf.read("project.qde").decode("utf-8")
+    assert "4 of 6 cases counted, 5 if reassigned outliers counted; " in qde
+
+
+def test_cqr_draft_presence_counts_what_the_judges_placed(cqr_export):
+    run, lost, placed, moved = cqr_export
+    _agree(run, moved, close=False)
+    assert main(["export", "csv", str(run), "--draft"]) == 0
+    book, _, presence = _tables(run / "export", "mini-draft")
+    v = book.at[0, "variable"]
+    assert presence.at[lost, v] == 0 and presence.at[placed, v] == 1
+    _matches_the_labels(book, presence)
+
+
+def test_a_codebook_yaml_without_counted_cases_says_its_matrix_may_differ(cqr_export, capsys):
+    """A codebook.yaml written before it listed the counted cases: the matrix marks the
+    cases the run counted, and the export says where that leaves out the judges' moves."""
+    run, lost, placed, moved = cqr_export
+    _agree(run, moved)
+    assert main(["review", "apply", str(run)]) == 0
+    path = run / "review" / "codebook.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for d in data["domains"]:
+        for c in d["categories"]:
+            del c["counted_cases"]
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    capsys.readouterr()
+    assert main(["export", "csv", str(path), "--out", str(run / "old")]) == 0
+    out = capsys.readouterr().out
+    assert "written before it listed each category's counted cases" in out
+    book, _, presence = _tables(run / "old", "mini-agreed")
+    v = book.at[0, "variable"]
+    assert presence.at[lost, v] == 0 and presence.at[placed, v] == 0
+
+
+def test_a_themes_run_presence_is_every_case_with_a_segment(reviewed):
+    """A themes run has no counted cases: its label counts every case with a segment,
+    and its files are as they were (no n_counted_cases, no 'counted' in descriptions)."""
+    run, _ = reviewed
+    assert main(["export", "csv", str(run)]) == 0
+    book, counts, presence = _tables(run / "export", "mini-agreed")
+    assert "n_counted_cases" not in book.columns
+    cols = list(book["variable"])
+    assert presence[cols].equals((counts[cols] > 0).astype("int64"))
+    assert not book["description"].str.contains("counted").any()
+    assert book["description"].str.contains(r"\(\w+: \d+ of \d+ cases, \d+ segments\)").all()
