@@ -529,3 +529,27 @@ def test_a_themes_run_presence_is_every_case_with_a_segment(reviewed):
     assert presence[cols].equals((counts[cols] > 0).astype("int64"))
     assert not book["description"].str.contains("counted").any()
     assert book["description"].str.contains(r"\(\w+: \d+ of \d+ cases, \d+ segments\)").all()
+
+
+def test_the_matrix_names_the_case_attributes_as_r_and_spss_read_them():
+    """A study's table of cases has the team's own headers ("Years in practice",
+    "=orientation", "2nd site"): in the matrix they are variable names R and SPSS
+    accept, unique beside the category columns, in the table's order."""
+    from types import SimpleNamespace
+
+    from pipeline.exchange.tables import attribute_name, case_matrix
+
+    taken = {"case_id", "c1_tears"}
+    assert [attribute_name(n, taken) for n in
+            ("Years in practice", "=orientation", "2nd site", "years_in_practice", "", "Ärztin")] \
+        == ["years_in_practice", "orientation", "a_2nd_site", "years_in_practice_2", "a",
+            "arztin"]
+    content = SimpleNamespace(
+        run=SimpleNamespace(segments=pd.DataFrame({"case_id": ["A", "B"]})),
+        assignments=pd.DataFrame({"case_id": ["A", "B"], "category_id": [1, 1]}),
+        cases=pd.DataFrame({"case_id": ["A", "B"], "Years in practice": ["3", "12"],
+                            "=orientation": ["CBT", "psychodynamic"]}))
+    book = pd.DataFrame({"category_id": [1], "variable": ["c1_tears"]})
+    out = case_matrix(content, book)
+    assert list(out.columns) == ["case_id", "years_in_practice", "orientation", "c1_tears"]
+    assert out["years_in_practice"].tolist() == ["3", "12"] and out["c1_tears"].tolist() == [1, 1]

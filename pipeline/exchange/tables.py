@@ -20,7 +20,9 @@ Two kinds of tool take a table rather than a REFI-QDA file:
   its ``n_counted_cases`` column); in a themes run every case with a segment in the
   category counts. A category's column name is a valid SPSS and R variable name
   (``c3_training_was_silent``: a letter first, letters, digits and ``_``, at most
-  40 characters, unique); the codebook CSV maps it back to the category.
+  40 characters, unique); the codebook CSV maps it back to the category. The
+  attributes' columns are named the same way (``Years in practice`` ->
+  ``years_in_practice``).
 
 Every file is written atomically and formula-safe (:mod:`pipeline.sheets`): a
 category named ``=SUM(A1)`` or a case attribute starting with ``-`` stays text.
@@ -47,6 +49,23 @@ def variable_name(cid: int, name: str, taken: set[str]) -> str:
     ascii_ = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^0-9A-Za-z]+", "_", ascii_).strip("_").lower()
     base = f"c{cid}_{slug}".rstrip("_")[:MAX_VARIABLE].rstrip("_") if slug else f"c{cid}"
+    out, k = base, 2
+    while out.lower() in taken:
+        out = f"{base[:MAX_VARIABLE - len(str(k)) - 1]}_{k}"
+        k += 1
+    taken.add(out.lower())
+    return out
+
+
+def attribute_name(name: str, taken: set[str]) -> str:
+    """A column name SPSS and R accept for a case attribute from the study's table of
+    cases ("Years in practice" -> ``years_in_practice``; a name that does not start
+    with a letter gets ``a_`` before it), unique among the matrix's columns."""
+    ascii_ = unicodedata.normalize("NFKD", str(name)).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^0-9A-Za-z]+", "_", ascii_).strip("_").lower()
+    if not slug[:1].isalpha():
+        slug = f"a_{slug}".rstrip("_")
+    base = slug[:MAX_VARIABLE].rstrip("_")
     out, k = base, 2
     while out.lower() in taken:
         out = f"{base[:MAX_VARIABLE - len(str(k)) - 1]}_{k}"
@@ -98,8 +117,13 @@ def case_matrix(content: ExportContent, book: pd.DataFrame) -> pd.DataFrame:
     if content.cases is not None:
         attrs = content.cases.drop_duplicates("case_id")
         out = attrs.merge(out, on="case_id", how="right").fillna("")
-        out = out[["case_id"] + [c for c in attrs.columns if c != "case_id"]
-                  + list(book["variable"])]
+        own = [c for c in attrs.columns if c != "case_id"]
+        out = out[["case_id"] + own + list(book["variable"])]
+        # the attributes' headers are the team's ("Years in practice", "=orientation"):
+        # named like the category columns, so R and SPSS read every column
+        taken = {"case_id", *(v.lower() for v in book["variable"])}
+        out.columns = ["case_id", *(attribute_name(c, taken) for c in own),
+                       *book["variable"]]
     return out
 
 
