@@ -82,6 +82,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         stab = stability_for_run(folder, stability)
     from .config import CQR_ANALYSIS
+    from .report.templating import counted
     from .runfolder import RunFolder
 
     manifest = RunFolder(folder).manifest
@@ -107,6 +108,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"  note: {off} interviewer question(s) match no area of the protocol file "
                   "and come after the interview frame, so their answers are in no domain; "
                   "protocol_prompts.csv lists them (area_id -1): add them to the file")
+        empty = _empty_protocol_domains(RunFolder(folder))
+        if empty:
+            shown = "; ".join(f"'{n}'" for n in empty[:5]) + ("; ..." if len(empty) > 5 else "")
+            print(f"  note: {counted(len(empty), 'area')} of the protocol matched no question "
+                  f"in any interview, so {'its domain is' if len(empty) == 1 else 'their domains are'}"
+                  f" empty: {shown}; add the interviewer's "
+                  "own wordings to its questions in the protocol file (protocol_prompts.csv "
+                  "lists every question and the area it went to)")
         if c.get("crossanalysis_fitted_on_sample"):
             print(f"  categories found on a case-stratified sample of "
                   f"{c['crossanalysis_fitted_on_sample']} segments; the other "
@@ -137,6 +146,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  stability:  {stab.summary()['overall']} overall; {stab.n_unstable} of "
               f"{len(stab.table)} themes unstable ({folder / 'stability.md'})")
     return 0
+
+
+def _empty_protocol_domains(run) -> list[str]:
+    """The protocol areas (a team's protocol file may list one that no interviewer
+    asked in the words given) whose domain holds no segment."""
+    domains = run.domains()
+    if "kind" not in domains.columns:
+        return []
+    empty = domains[(domains["kind"] == "area") & (domains["n_segments"] == 0)]
+    return [str(n) for n in empty["name"]]
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -171,6 +171,29 @@ def test_the_protocol_file_passed_back_gives_the_same_domains(cqr_run, tmp_path)
     assert "Training and supervision" in set(RunFolder.open(renamed).domains()["name"])
 
 
+def test_an_area_of_the_protocol_file_no_question_matched_is_named_in_the_summary(
+        cqr_run, tmp_path, capsys):
+    """A team's protocol file can list a question no interviewer asked in words near
+    it: its domain is empty, and the run says which area and what to do, rather than
+    leave the team to find an empty domain in the report."""
+    data = yaml.safe_load((cqr_run / "protocol.yaml").read_text(encoding="utf-8"))
+    data["areas"].insert(1, {"name": "Holidays abroad", "frame": False,
+                             "questions": ["Where did you travel last summer, by train or air?"]})
+    edited = tmp_path / "protocol.yaml"
+    edited.write_text(yaml.safe_dump(data), encoding="utf-8")
+    capsys.readouterr()
+    run = _run(cqr_run.parent, protocol={"file": str(edited)})
+    out = capsys.readouterr().out
+    assert "1 area of the protocol matched no question in any interview, so its domain " \
+           "is empty: 'Holidays abroad'" in out
+    domains = RunFolder.open(run).domains()
+    assert domains.loc[domains["name"] == "Holidays abroad", "n_segments"].tolist() == [0]
+    # a run whose areas all matched says nothing of it
+    capsys.readouterr()
+    _run(cqr_run.parent, protocol={"file": str(cqr_run / "protocol.yaml")})
+    assert "matched no question" not in capsys.readouterr().out
+
+
 def test_a_broken_protocol_file_stops_the_run_naming_file_and_line(tmp_path, capsys):
     write_study(tmp_path / "study")
     bad = tmp_path / "protocol.yaml"
