@@ -200,12 +200,13 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 def cmd_stability(args: argparse.Namespace) -> int:
     """``consensa stability RUN``: check, write, print the table."""
-    from .runfolder import check_run_folder
+    from .runfolder import RunFolder, check_run_folder
     from .stability import (
         fmt_number,
         fmt_share,
         parse_stability,
         stability_for_run,
+        written_files,
     )
 
     given = {"resamples": args.resamples, "leave_out": args.leave_out,
@@ -230,8 +231,8 @@ def cmd_stability(args: argparse.Namespace) -> int:
         print(f"  {r.theme_id:>5}  {fmt_share(r.reappearance):>8}  {split:>11}  "
               f"{fmt_number(r.mean_jaccard):>7}  {fmt_share(r.label_change_rate):>9}  "
               f"{'yes' if r.stable else 'NO ':<6}  {r.name}")
-    print(f"  written: {folder / 'stability.csv'}, stability.md, themes.csv (column 'stability'), "
-          "report.html")
+    files = written_files(RunFolder(folder))
+    print(f"  written: {folder / files[0]}, {', '.join(files[1:])}")
     return 0
 
 

@@ -22,7 +22,9 @@ the resamples are marked unstable.
 
 The run folder gains ``stability.csv``, ``stability.md`` and a ``stability``
 column in ``themes.csv``; ``report.html`` is rendered again with a stability
-section. All writes are atomic; no other output of the run is changed.
+section; in a CQR run the flag "unstable" is set in ``categories.csv``,
+``themes.csv`` and ``cqr_table.csv``/``.md`` (:func:`written_files` lists them
+for the summary). All writes are atomic; no other output of the run is changed.
 """
 
 from __future__ import annotations
@@ -320,6 +322,14 @@ def cqr_regroup(segments: pd.DataFrame, domains: pd.DataFrame, cfg: RunConfig):
         return np.asarray(xa.category, dtype=np.int64)
 
     return regroup
+
+
+def written_files(run: RunFolder) -> list[str]:
+    """What ``consensa stability`` writes into the run folder, as its summary names it."""
+    files = ["stability.csv", "stability.md", "themes.csv (column 'stability')"]
+    if "flags" in run.cqr().columns:           # a CQR run: the flag 'unstable' too
+        files += ["categories.csv", "cqr_table.csv", "cqr_table.md"]
+    return files + ["report.html"]
 
 
 def _flag_unstable(run: RunFolder, result: StabilityResult) -> None:

@@ -524,6 +524,10 @@ def test_stability_of_a_cqr_run_regroups_within_domains_and_flags_unstable_categ
         assert list(r.flags).count("unstable") == (1 if r.parent_id < 0 else 0)
     assert all("unstable" in list(f) for f in folder.themes()["flags"])
     assert "unstable" in (run / "cqr_table.md").read_text(encoding="utf-8")
+    # the summary names every file the check rewrote
+    assert stability.written_files(folder) == [
+        "stability.csv", "stability.md", "themes.csv (column 'stability')", "categories.csv",
+        "cqr_table.csv", "cqr_table.md", "report.html"]
 
 
 def test_a_large_domain_finds_its_categories_on_a_case_stratified_sample():

@@ -76,6 +76,7 @@ def test_cli_writes_stability_files_and_the_themes_column(separable, capsys):
     assert main(["stability", str(separable), "--resamples", "12", "--seed", "5"]) == 0
     out = capsys.readouterr().out
     assert "unstable themes: 0 of 3" in out
+    assert "stability.md, themes.csv (column 'stability'), report.html" in out   # a themes run
 
     table = pd.read_csv(separable / "stability.csv")
     assert tuple(table.columns) == STABILITY_COLUMNS
