@@ -27,6 +27,10 @@ that judge's positions on it). A writer that read the item at version v passes
 changed since, checked inside the write's transaction, so nothing is silently
 overwritten. :meth:`ReviewStore.undo_consensus` takes back the last consensus decision
 (the audit log keeps both the decision and its undoing).
+
+A damaged store (a truncated file, one overwritten with something else, a bad page met
+by a later query) is a :class:`ReviewError` naming the file and saying how to restore
+it, never a traceback.
 """
 
 from __future__ import annotations
@@ -125,6 +129,83 @@ def db_path(run_folder: Path) -> Path:
     return Path(run_folder) / "review" / DB_NAME
 
 
+#: SQLite's primary result codes for a damaged file: SQLITE_CORRUPT, SQLITE_NOTADB
+_DAMAGE_CODES = (11, 26)
+
+_RESTORE_HINT = (
+    "stop `consensa serve` on this run, move {name} (and any {name}-wal and {name}-shm "
+    "beside it) aside, copy your last backup of it in its place, then check it with "
+    "`consensa review status RUN` (README: \"Keeping the review safe\"); the judges' "
+    "decisions are kept only in this file, so do not start a new review over it")
+
+
+def is_damage(exc: BaseException) -> bool:
+    """Whether ``exc`` says the file is damaged or not a database at all (as opposed to a
+    locked store, a constraint or a bug, which keep their own error)."""
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return (code & 0xFF) in _DAMAGE_CODES
+    text = str(exc)
+    return "malformed" in text or "not a database" in text
+
+
+def damaged_error(path: Path, exc: BaseException) -> ReviewError:
+    """The error a damaged store is reported with: the file, what SQLite found, what to do."""
+    return ReviewError(f"the review store is damaged and cannot be read ({exc}); nothing was "
+                       "changed", path=path, hint=_RESTORE_HINT.format(name=Path(path).name))
+
+
+class _Cursor(sqlite3.Cursor):
+    """A cursor of the review store: damage met while stepping through rows (a bad page
+    is found only when a query reaches it) becomes :func:`damaged_error`."""
+
+    def execute(self, sql, parameters=()):
+        try:
+            return super().execute(sql, parameters)
+        except sqlite3.DatabaseError as exc:
+            raise _translated(self.connection, exc) from exc
+
+    def __next__(self):
+        try:
+            return super().__next__()
+        except sqlite3.DatabaseError as exc:
+            raise _translated(self.connection, exc) from exc
+
+    def fetchone(self):
+        try:
+            return super().fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise _translated(self.connection, exc) from exc
+
+    def fetchall(self):
+        try:
+            return super().fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise _translated(self.connection, exc) from exc
+
+    def fetchmany(self, size=None):
+        try:
+            return super().fetchmany(self.arraysize if size is None else size)
+        except sqlite3.DatabaseError as exc:
+            raise _translated(self.connection, exc) from exc
+
+
+class _Connection(sqlite3.Connection):
+    """The store's connection: every query runs on a :class:`_Cursor`, so damage found
+    by any query, not only on opening, names the file."""
+
+    path: Path = Path(DB_NAME)
+
+    def execute(self, sql, parameters=()):
+        return self.cursor(_Cursor).execute(sql, parameters)
+
+
+def _translated(con: sqlite3.Connection, exc: sqlite3.DatabaseError) -> BaseException:
+    return damaged_error(getattr(con, "path", Path(DB_NAME)), exc) if is_damage(exc) else exc
+
+
 class ReviewStore:
     """The review database of one run. Use as a context manager, or call close()."""
 
@@ -135,11 +216,22 @@ class ReviewStore:
             raise ReviewError("this run has no review yet", path=run.folder,
                               hint="start one with `consensa review export RUN --judges a,b,c`")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.con = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-        self.con.row_factory = sqlite3.Row
-        self.con.execute("PRAGMA journal_mode=WAL")
-        self.con.execute("PRAGMA synchronous=FULL")
-        self.con.execute("PRAGMA foreign_keys=ON")
+        self.con = sqlite3.connect(self.path, isolation_level=None, timeout=30,
+                                   factory=_Connection)
+        self.con.path = self.path
+        try:
+            self.con.row_factory = sqlite3.Row
+            self.con.execute("PRAGMA journal_mode=WAL")
+            self.con.execute("PRAGMA synchronous=FULL")
+            self.con.execute("PRAGMA foreign_keys=ON")
+            self._open(run)
+        except BaseException:
+            self.con.close()
+            raise
+
+    def _open(self, run: RunItems) -> None:
+        """Create the tables (first use) and check the store is this run's; apart from
+        __init__ so a failure here closes the connection instead of leaking it."""
         with self.transaction():
             for statement in _statements(SCHEMA):
                 self.con.execute(statement)
@@ -239,7 +331,10 @@ class ReviewStore:
         try:
             yield self.con
         except BaseException:
-            self.con.execute("ROLLBACK")
+            # SQLite may have rolled back already (a damaged page ends the transaction):
+            # a second ROLLBACK would fail and hide the error that matters
+            if self.con.in_transaction:
+                self.con.execute("ROLLBACK")
             raise
         self.con.execute("COMMIT")
 

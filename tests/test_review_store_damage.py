@@ -1,0 +1,91 @@
+"""A review store that cannot be trusted is named, never a traceback and never a new
+review: the judges' decisions live only in ``RUN/review/decisions.sqlite``, so a damaged
+file must say which file and how to restore it, and an emptied one beside an earlier
+review must not quietly start the review again (and then refuse the judges' workbooks
+as "not a judge")."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from pipeline.cli import main
+from pipeline.review.model import Decision, ReviewError, load_run
+from pipeline.review.store import ReviewStore, db_path
+from tests.review_helpers import fill
+
+
+@pytest.fixture()
+def exported(review_run, capsys):
+    """A run whose review was started: the store, workbook.key and round-1 workbooks."""
+    assert main(["review", "export", str(review_run), "--judges", "ana,ben"]) == 0
+    capsys.readouterr()
+    return review_run
+
+
+def _half(path):
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+
+
+def _garbage(path):
+    path.write_text("garbage")
+
+
+def _spoil_table(path, table: str) -> None:
+    """Overwrite the first page of ``table`` with bytes that are no b-tree page: the file
+    still opens, and only a query that reads the table finds the damage."""
+    con = sqlite3.connect(path)
+    root = con.execute("SELECT rootpage FROM sqlite_master WHERE name=?", (table,)).fetchone()[0]
+    page = con.execute("PRAGMA page_size").fetchone()[0]
+    con.close()
+    with open(path, "r+b") as fh:
+        fh.seek((root - 1) * page)
+        fh.write(b"\xff" * page)
+
+
+def _says_damaged(err: str, path) -> None:
+    assert f"{path}: the review store is damaged" in err, err
+    assert "backup" in err and "Keeping the review safe" in err, err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("damage", [_half, _garbage], ids=["truncated", "garbage"])
+@pytest.mark.parametrize("command", [["review", "status"], ["export", "csv"]],
+                         ids=["status", "export-csv"])
+def test_a_damaged_store_is_named_with_what_to_do(exported, capsys, damage, command):
+    path = db_path(exported)
+    damage(path)
+    before = path.read_bytes()
+    assert main([*command, str(exported)]) == 2
+    _says_damaged(capsys.readouterr().err, path)
+    assert path.read_bytes() == before
+    assert not path.with_name(path.name + "-wal").exists()
+
+
+def test_damage_found_by_a_later_query_is_named(exported, capsys):
+    """The file opens; the damaged table is met only when a command reads it."""
+    rdir = exported / "review" / "round-1"
+    fill(rdir / "ana.xlsx", "themes", 0, decision="accept")
+    assert main(["review", "import", str(exported), str(rdir / "ana.xlsx")]) == 0
+    capsys.readouterr()
+    path = db_path(exported)
+    _spoil_table(path, "positions")
+    with ReviewStore(load_run(exported)) as store:
+        assert store.judges() == ["ana", "ben"]
+        with pytest.raises(ReviewError, match="damaged") as err:
+            store.positions()
+        assert str(path) in str(err.value)
+        # met inside a write's transaction: the damage is reported, not a failed ROLLBACK
+        with pytest.raises(ReviewError, match="damaged"):
+            store.record_positions([("ben", [Decision("theme:0", "accept")])])
+    assert main(["review", "status", str(exported)]) == 2
+    _says_damaged(capsys.readouterr().err, path)
+
+
+def test_other_database_errors_keep_their_own_type(exported):
+    """Only damage is reported as damage: the append-only triggers still refuse as before."""
+    with ReviewStore(load_run(exported)) as store:
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            store.con.execute("DELETE FROM audit_log")
