@@ -89,3 +89,47 @@ def test_other_database_errors_keep_their_own_type(exported):
     with ReviewStore(load_run(exported)) as store:
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
             store.con.execute("DELETE FROM audit_log")
+
+
+@pytest.mark.parametrize("emptied", ["zero bytes", "no schema"])
+def test_an_emptied_store_beside_an_earlier_review_is_refused(exported, capsys, emptied):
+    path = db_path(exported)
+    if emptied == "zero bytes":
+        path.write_bytes(b"")
+    else:   # a valid SQLite file without the review's tables
+        path.unlink()
+        con = sqlite3.connect(path)
+        con.execute("PRAGMA user_version=1")
+        con.close()
+    before = path.read_bytes()
+    rdir = exported / "review" / "round-1"
+    fill(rdir / "ana.xlsx", "themes", 0, decision="accept")
+    for command in (["review", "status", str(exported)],
+                    ["review", "import", str(exported), str(rdir / "ana.xlsx")],
+                    ["review", "export", str(exported), "--judges", "ana,ben", "--force"],
+                    ["export", "csv", str(exported)]):
+        assert main(command) == 2, command
+        err = capsys.readouterr().err
+        assert f"{path}: the review store " in err, err
+        assert "earlier review" in err and "workbook.key" in err and "round-1/ana.xlsx" in err
+        assert "not a judge" not in err and "Traceback" not in err
+        assert path.read_bytes() == before, command
+
+
+def test_an_empty_file_without_an_earlier_review_is_no_review_yet(review_run, capsys):
+    """Nothing to lose (say a first export stopped before its first commit): reading
+    says there is no review yet, and starting one works."""
+    path = db_path(review_run)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"")
+    assert main(["review", "status", str(review_run)]) == 2
+    assert "has no review yet" in capsys.readouterr().err
+    assert main(["review", "export", str(review_run), "--judges", "ana,ben"]) == 0
+    with ReviewStore(load_run(review_run)) as store:
+        assert store.judges() == ["ana", "ben"]
+
+
+def test_an_absent_store_is_still_created(review_run):
+    with ReviewStore(load_run(review_run), create=True) as store:
+        assert store.round == 1
+    assert db_path(review_run).stat().st_size > 0

@@ -30,7 +30,10 @@ overwritten. :meth:`ReviewStore.undo_consensus` takes back the last consensus de
 
 A damaged store (a truncated file, one overwritten with something else, a bad page met
 by a later query) is a :class:`ReviewError` naming the file and saying how to restore
-it, never a traceback.
+it, never a traceback. A new store is created only where there is no file: an existing
+file that holds no review (empty, or no schema) is refused when the review folder shows
+an earlier review, because starting afresh there would silently drop the judges'
+acknowledged decisions (and then refuse their workbooks as "not a judge").
 """
 
 from __future__ import annotations
@@ -206,6 +209,17 @@ def _translated(con: sqlite3.Connection, exc: sqlite3.DatabaseError) -> BaseExce
     return damaged_error(getattr(con, "path", Path(DB_NAME)), exc) if is_damage(exc) else exc
 
 
+def earlier_review(folder: Path) -> list[Path]:
+    """Files in a review folder that only an earlier review leaves behind: its workbook
+    key, its codebook, the files of its rounds (workbooks, packets)."""
+    folder = Path(folder)
+    found = [folder / n for n in ("workbook.key", "codebook.yaml") if (folder / n).is_file()]
+    for round_folder in sorted(folder.glob("round-*")):
+        if round_folder.is_dir():
+            found += sorted(p for p in round_folder.iterdir() if p.is_file())
+    return found
+
+
 class ReviewStore:
     """The review database of one run. Use as a context manager, or call close()."""
 
@@ -215,11 +229,14 @@ class ReviewStore:
         if not self.path.is_file() and not create:
             raise ReviewError("this run has no review yet", path=run.folder,
                               hint="start one with `consensa review export RUN --judges a,b,c`")
+        existed = self.path.is_file()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.con = sqlite3.connect(self.path, isolation_level=None, timeout=30,
                                    factory=_Connection)
         self.con.path = self.path
         try:
+            if existed:
+                self._check_holds_review(create)
             self.con.row_factory = sqlite3.Row
             self.con.execute("PRAGMA journal_mode=WAL")
             self.con.execute("PRAGMA synchronous=FULL")
@@ -228,6 +245,41 @@ class ReviewStore:
         except BaseException:
             self.con.close()
             raise
+
+    def _check_holds_review(self, create: bool) -> None:
+        """Refuse an existing file that holds no review, before anything is written to it.
+
+        Only an absent file means "no review yet": an empty file (or one without the
+        review's tables) beside an earlier review's workbooks, key or codebook is a store
+        that lost its decisions, and starting a new review in it would hide that."""
+        tables = {r[0] for r in self.con.execute("SELECT name FROM sqlite_master WHERE "
+                                                 "type='table'")}
+        if "meta" in tables and self.con.execute(
+                "SELECT 1 FROM meta WHERE key='run_id'").fetchone():
+            return
+        size = self.path.stat().st_size
+        what = "is empty (0 bytes)" if size == 0 else (
+            "holds no review" if not tables else
+            f"is not a review store (its tables: {', '.join(sorted(tables))})")
+        traces = earlier_review(self.path.parent)
+        if traces:
+            shown = ", ".join(str(p.relative_to(self.path.parent)) for p in traces[:4])
+            more = f" and {len(traces) - 4} more" if len(traces) > 4 else ""
+            raise ReviewError(
+                f"the review store {what}, but this review folder holds an earlier review "
+                f"({shown}{more}); its decisions are missing, so no new review is started "
+                "over them", path=self.path,
+                hint=_RESTORE_HINT.format(name=self.path.name) + "; if no decision was ever "
+                "recorded in this review, delete the file and start again with `consensa "
+                "review export RUN --judges a,b,c --force`")
+        if tables:
+            raise ReviewError(f"the review store {what}", path=self.path,
+                              hint="move it aside; `consensa review export RUN --judges a,b,c` "
+                              "then starts the review in a new file")
+        if not create:
+            raise ReviewError("this run has no review yet (its review store is empty)",
+                              path=self.path,
+                              hint="start one with `consensa review export RUN --judges a,b,c`")
 
     def _open(self, run: RunItems) -> None:
         """Create the tables (first use) and check the store is this run's; apart from
