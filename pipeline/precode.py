@@ -1212,7 +1212,7 @@ def latest_choices(run_folder: Path) -> dict[tuple[str, str], dict]:
     """
     import sqlite3
 
-    from .review.store import db_path
+    from .review.store import damaged_error, db_path, is_damage
 
     path = db_path(run_folder)
     if not path.is_file():
@@ -1221,6 +1221,10 @@ def latest_choices(run_folder: Path) -> dict[tuple[str, str], dict]:
     try:
         rows = con.execute("SELECT who, item, value FROM audit_log WHERE action=? ORDER BY id",
                            (CHOICE_ACTION,)).fetchall()
+    except sqlite3.DatabaseError as exc:   # read here directly, not through ReviewStore
+        if is_damage(exc):
+            raise damaged_error(path, exc) from exc
+        raise
     finally:
         con.close()
     return {(who, item): json.loads(value) for who, item, value in rows}

@@ -133,3 +133,15 @@ def test_an_absent_store_is_still_created(review_run):
     with ReviewStore(load_run(review_run), create=True) as store:
         assert store.round == 1
     assert db_path(review_run).stat().st_size > 0
+
+
+def test_the_precode_reader_of_the_store_names_a_damaged_file(tmp_path):
+    """Pre-coding reads the stored choices straight from the file, not through ReviewStore."""
+    from pipeline.precode import latest_choices
+
+    path = db_path(tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_text("garbage")
+    with pytest.raises(ReviewError, match="damaged") as err:
+        latest_choices(tmp_path)
+    assert str(path) in str(err.value)
