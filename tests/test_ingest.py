@@ -818,6 +818,51 @@ def test_broken_links_loops_and_folders_named_like_transcripts_are_listed(tmp_pa
     assert "T02.docx" not in reasons(run(tmp_path, recursive=True))
 
 
+def bytes_named(folder: Path, name: bytes, content: bytes | None = None) -> Path:
+    """A file (or, with no content, a folder) whose name is raw bytes, as Linux allows."""
+    path = os.path.join(os.fsencode(folder), name)
+    try:
+        if content is None:
+            os.mkdir(path)
+        else:
+            with open(path, "wb") as fh:
+                fh.write(content)
+    except OSError:                    # a file system that only takes UTF-8 names
+        pytest.skip("this file system does not accept names that are not UTF-8")
+    return Path(os.fsdecode(path))
+
+
+def test_file_name_not_utf8_is_skipped_and_the_others_are_read(tmp_path):
+    write(tmp_path, "T01.txt", T01)
+    bytes_named(tmp_path, b"bad\xffname.txt", T01.encode())
+    bytes_named(tmp_path, b"caf\xe9.pdf", b"%PDF-1.4")          # not read in any case
+    (tmp_path / "gone\udcff.txt").symlink_to("nowhere.txt")       # a broken link, same
+    corpus = run(tmp_path)
+    assert list(corpus.cases["case_id"]) == ["T01"]
+    skipped = {s.what: s.reason for s in corpus.skipped}
+    bad = str(tmp_path / "bad\ufffdname.txt")
+    assert skipped[bad].startswith("its name is not valid UTF-8")
+    assert "rename it" in skipped[bad]
+    assert str(tmp_path / "caf\ufffd.pdf") in skipped
+    assert "broken link" in skipped[str(tmp_path / "gone\ufffd.txt")]
+    assert corpus.counts["paths_not_read"] == 3
+    for note in corpus.skipped:                  # every note can be printed and stored
+        note.what.encode("utf-8")
+        note.reason.encode("utf-8")
+    corpus.turns.to_parquet(tmp_path.parent / "turns.parquet")
+
+
+def test_folder_name_not_utf8_is_named_for_each_file_in_it(tmp_path):
+    write(tmp_path, "T01.txt", T01)
+    folder = bytes_named(tmp_path, b"site\xff")
+    write(folder, "T02.txt", T01)
+    corpus = run(tmp_path, recursive=True)
+    assert list(corpus.cases["case_id"]) == ["T01"]
+    reason = {s.what: s.reason for s in corpus.skipped}[str(tmp_path / "site\ufffd" / "T02.txt")]
+    assert "the name of a folder it is in is not valid UTF-8" in reason
+    assert "rename that folder" in reason
+
+
 def test_srt_cue_ending_before_it_starts_keeps_its_words_without_times(tmp_path):
     (tmp_path / "T63.srt").write_bytes(make_corpus.SRT_BACKWARDS)
     corpus = run(tmp_path)

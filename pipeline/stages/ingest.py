@@ -35,7 +35,9 @@ gets role "other": its turns are kept but not analysed, and it is reported in
 ``Corpus.skipped``.
 
 Nothing is lost without a word: a listed path that is not a file (a broken
-symbolic link, a link loop, a folder named "T01.txt", a pipe) is noted; so is
+symbolic link, a link loop, a folder named "T01.txt", a pipe) is noted, and so is
+a file whose name is not valid UTF-8 (possible on Linux; it is not read, since no
+table or report can hold its name, and the other files are); so is
 each line of a file that mixes UTF-8 and Windows-1252 lines (each line is decoded
 in its own encoding, see :mod:`pipeline.textio`), each .xlsx text cell holding a
 formula (a formula is not spoken words: the turn is left out), and each subtitle
@@ -310,11 +312,11 @@ def _list_files(config: IngestConfig, base_dir: Path,
                     continue
                 why = _not_a_file(p, config.recursive)
                 if why:
-                    notes.append(Skipped(str(p), why))
+                    notes.append(Skipped(shown_path(p), why))
         elif root.is_file():
             candidates = [root]
         else:
-            notes.append(Skipped(str(root), _not_a_file(root, True) or (
+            notes.append(Skipped(shown_path(root), _not_a_file(root, True) or (
                 "file or folder not found: check the path under ingest.paths in the config")))
             continue
         for path in candidates:
@@ -323,12 +325,50 @@ def _list_files(config: IngestConfig, base_dir: Path,
                 continue
             ignored.add(key)
             suffix = path.suffix.lower()
-            if suffix in SUPPORTED_SUFFIXES:
+            why = _name_not_utf8(path, root)
+            if why:
+                notes.append(Skipped(shown_path(path), why))
+            elif suffix in SUPPORTED_SUFFIXES:
                 files.append(path)
             else:
                 what = f"unsupported format '{suffix}'" if suffix else "no file extension"
                 notes.append(Skipped(str(path), f"{what}; convert it to .docx or .txt"))
     return files, list(dict.fromkeys(notes))     # a path listed twice is noted once
+
+
+def shown_path(path: Path) -> str:
+    """``path`` as text that can always be printed and stored.
+
+    On Linux a file name is any bytes; Python keeps bytes that are not UTF-8 as
+    lone surrogates ("bad\\udcffname.txt"), which no UTF-8 output (a terminal,
+    JSON, Parquet) accepts. Here each such byte shows as U+FFFD instead."""
+    return os.fsencode(path).decode("utf-8", "replace")
+
+
+def _name_not_utf8(path: Path, root: Path) -> str | None:
+    """Why a file whose name (or a folder's on its path) is not valid UTF-8 is not
+    read, or None. Its name becomes its case id and its source path in every table
+    and report, and none of them can hold such a name: reading it would stop the
+    whole run, so it is left out and the others are read."""
+    if _utf8(str(path)):
+        return None
+    if not _utf8(path.name):
+        return ("its name is not valid UTF-8 (the bytes that are not are shown as \ufffd); "
+                "it was not read: what to do: rename it")
+    if not _utf8(str(root)):
+        return ("the name of the folder listed under ingest.paths is not valid UTF-8; this "
+                "file was not read: what to do: rename the folder")
+    return ("the name of a folder it is in is not valid UTF-8; it was not read: what to "
+            "do: rename that folder")
+
+
+def _utf8(name: str) -> bool:
+    """Whether ``name`` (from the file system) is valid UTF-8, with no lone surrogates."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _not_a_file(path: Path, recursive: bool) -> str | None:
@@ -840,7 +880,7 @@ def _as_skipped(err: ConsensaError, shown: str) -> Skipped:
 
 def _nothing_read(config: IngestConfig, files: list[Path],
                   skipped: list[Skipped]) -> InputError:
-    where = ", ".join(str(p) for p in config.paths)
+    where = ", ".join(shown_path(p) for p in config.paths)
     if not files and not skipped:
         return InputError(f"no transcripts found in {where}", field="ingest.paths",
                           hint="supported formats are " + ", ".join(SUPPORTED_SUFFIXES))
