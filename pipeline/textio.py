@@ -12,6 +12,14 @@ accented letters are valid UTF-8 and others are not, each line is decoded on its
 own: UTF-8 when it is valid UTF-8, else Windows-1252. That mixture is the codec
 :data:`MIXED` (registered here, so ``data.decode(MIXED)`` works), and
 :func:`cp1252_lines` says which lines were Windows-1252, for a note to the user.
+
+A NUL character never belongs in text, but one can stray into a transcript (a
+copy from another program, a glitch of an editor) and it should not cost the whole
+interview. A caller that removes control characters and counts them (ingest does)
+passes ``stray_nuls=True`` to keep a few isolated NULs in the text it gets back;
+every other caller gets an error naming the line of the first one. Many NULs, or
+two or more in a row, are what binary files (images, archives, a Word file renamed
+.txt) are made of: such bytes are refused either way.
 """
 
 from __future__ import annotations
@@ -83,32 +91,43 @@ def _search_codec(name: str) -> codecs.CodecInfo | None:
 codecs.register(_search_codec)
 
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+_BREAK = re.compile(r"\r\n|\r|\n")
+#: At most this many NULs (or one per this many characters in a longer text) may be
+#: "a few" stray ones, when none is next to another
+_FEW_NULS, _CHARS_PER_NUL = 3, 1000
 _SAVE_AS_TEXT = "save the transcript as UTF-8 text (.txt) or as a Word document (.docx)"
 
 
-def read_text_file(path: str | Path, encoding: str = "auto") -> tuple[str, str]:
+def read_text_file(path: str | Path, encoding: str = "auto",
+                   stray_nuls: bool = False) -> tuple[str, str]:
     """Read and decode a text file; return ``(text, encoding used)``."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise InputError(f"cannot be read ({exc.strerror})", path=path,
                          hint="check that the file exists and is readable") from exc
-    return decode_bytes(data, encoding, path=path)
+    return decode_bytes(data, encoding, path=path, stray_nuls=stray_nuls)
 
 
-def decode_bytes(data: bytes, encoding: str = "auto",
-                 path: str | Path | None = None) -> tuple[str, str]:
+def decode_bytes(data: bytes, encoding: str = "auto", path: str | Path | None = None,
+                 stray_nuls: bool = False) -> tuple[str, str]:
     """Decode ``data``; return ``(text, encoding used)``. Line endings are kept as they are.
 
     Raises :class:`InputError` for bytes that are not text in any encoding tried
-    (or in the forced ``encoding``), or that look like a binary file.
+    (or in the forced ``encoding``), or that look like a binary file. With
+    ``stray_nuls``, a few isolated NUL characters are kept in the text for the caller
+    to remove (see the module docstring); without it, any NUL is refused.
     """
+
+    def checked(text: str) -> str:
+        return _checked(text, path, stray_nuls)
+
     if encoding != "auto":
         name = codecs.lookup(encoding).name
         if name == "utf-8" and data.startswith(codecs.BOM_UTF8):
             name = "utf-8-sig"
         try:
-            return _checked(data.decode(name), path), name
+            return checked(data.decode(name)), name
         except UnicodeDecodeError as exc:
             raise InputError(
                 f"cannot be decoded as {encoding} (invalid bytes at position {exc.start})",
@@ -117,7 +136,7 @@ def decode_bytes(data: bytes, encoding: str = "auto",
     for bom, name in _BOMS:
         if data.startswith(bom):
             try:
-                return _checked(data.decode(name), path), name
+                return checked(data.decode(name)), name
             except UnicodeDecodeError as exc:
                 raise InputError(f"starts with a {name.upper()} byte-order mark but is not "
                                  f"valid {name.upper()} text", path=path,
@@ -125,18 +144,18 @@ def decode_bytes(data: bytes, encoding: str = "auto",
     name = _utf16_without_bom(data)
     if name is not None:
         try:
-            return _checked(data.decode(name), path), name
+            return checked(data.decode(name)), name
         except UnicodeDecodeError:
             raise _binary(path) from None
-    if b"\x00" in data:
-        raise _binary(path)
+    # before guessing an encoding: a binary file is not "neither UTF-8 nor Windows-1252"
+    _checked_nuls(data.decode("latin-1"), path, stray_nuls)   # one character per byte
     try:
-        return _checked(data.decode("utf-8"), path), "utf-8"
+        return checked(data.decode("utf-8")), "utf-8"
     except UnicodeDecodeError:
         pass
     name = MIXED if _has_utf8_lines(data) else "cp1252"
     try:
-        return _checked(data.decode(name), path), name
+        return checked(data.decode(name)), name
     except UnicodeDecodeError:
         pass
     raise InputError("is neither UTF-8 nor Windows-1252 text", path=path,
@@ -156,12 +175,32 @@ def _utf16_without_bom(data: bytes) -> str | None:
     return None
 
 
-def _checked(text: str, path: str | Path | None) -> str:
-    """``text``, unless it holds NULs or many control characters (a binary file)."""
-    if "\x00" in text or len(_CONTROL.findall(text)) > 0.05 * len(text):
-        raise _binary(path)
+def _checked(text: str, path: str | Path | None, stray_nuls: bool) -> str:
+    """``text``, unless it holds NULs (but a few stray ones, with ``stray_nuls``) or
+    many control characters (a binary file)."""
+    _checked_nuls(text, path, stray_nuls)
+    if len(_CONTROL.findall(text)) > 0.05 * len(text):
+        raise _binary(path, text)
     return text
 
 
-def _binary(path: str | Path | None) -> InputError:
-    return InputError("looks like a binary file, not text", path=path, hint=_SAVE_AS_TEXT)
+def _checked_nuls(text: str, path: str | Path | None, stray_nuls: bool) -> None:
+    """Refuse ``text`` with NULs in it, unless ``stray_nuls`` and they are a few
+    isolated ones (see the module docstring)."""
+    count = text.count("\x00")
+    if not count:
+        return
+    few = max(_FEW_NULS, len(text) // _CHARS_PER_NUL)
+    if not stray_nuls or count > few or "\x00\x00" in text:
+        raise _binary(path, text)
+
+
+def _binary(path: str | Path | None, text: str = "") -> InputError:
+    """The error for a binary file, naming the line of its first NUL if it has one."""
+    at = text.find("\x00")
+    if at < 0:
+        return InputError("looks like a binary file, not text", path=path, hint=_SAVE_AS_TEXT)
+    line = len(_BREAK.findall(text, 0, at)) + 1
+    return InputError(f"looks like a binary file, not text: it has {text.count(chr(0))} NUL "
+                      f"character(s), which text never has (the first on line {line})",
+                      path=path, hint=_SAVE_AS_TEXT)

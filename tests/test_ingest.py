@@ -610,6 +610,47 @@ def test_folder_listing_unsupported_hidden_and_order(tmp_path):
     assert str(tmp_path / "sub") not in [n.what for n in recursive.skipped]
 
 
+def test_stray_nul_is_removed_and_counted_not_a_reason_to_refuse_the_file(tmp_path):
+    (tmp_path / "T45.txt").write_bytes(T01.replace("nervous", "ner\x00vous").encode())
+    (tmp_path / "T46.csv").write_bytes(b"case_id,speaker,text\r\n"
+                                       b"T46,Interviewer,How was it?\r\n"
+                                       b'T46,P2,"Fine\x00, really."\r\n')
+    corpus = run(tmp_path)
+    assert_exact(corpus)
+    assert turns_of(corpus, "T45")[1][2].startswith("Honestly, I was nervous.")
+    assert turns_of(corpus, "T46")[1][2] == "Fine, really."
+    assert corpus.counts["control_characters_removed"] == 2
+    notes = {s.what: s.reason for s in corpus.skipped}
+    for name in ("T45.txt", "T46.csv"):
+        assert "1 other control character(s) (such as escape or NUL) were removed" in \
+            notes[str(tmp_path / name)]
+
+
+def test_binary_file_is_refused_naming_the_line_of_its_first_nul(tmp_path):
+    padded = "Interviewer: Hello?\nP1: Hi.\r\nP1: And\x00\x00\x00\x00 more.\n"
+    (tmp_path / "T47.txt").write_bytes(padded.encode())               # NULs in a row
+    many = "".join(f"P1: word {i}\x00.\n" for i in range(20))       # 20 apart, in 200 chars
+    (tmp_path / "T48.txt").write_bytes(("Interviewer: Hello?\n" + many).encode())
+    (tmp_path / "T49.txt").write_bytes(b"%PDF\n" + bytes(range(256)) * 4)
+    write(tmp_path, "T01.txt", T01)
+    skipped = {s.what: s.reason for s in run(tmp_path).skipped}
+    assert "looks like a binary file, not text: it has 4 NUL character(s), which text " \
+           "never has (the first on line 3)" in skipped[str(tmp_path / "T47.txt")]
+    assert "(the first on line 2)" in skipped[str(tmp_path / "T48.txt")]
+    assert "(the first on line 2)" in skipped[str(tmp_path / "T49.txt")]
+    assert all("save the transcript as UTF-8 text" in skipped[str(tmp_path / name)]
+               for name in ("T47.txt", "T48.txt", "T49.txt"))
+
+
+def test_a_caller_that_does_not_remove_nuls_gets_an_error_naming_the_line():
+    data = b"Code,Definition\nTrust,Believing\x00 others\n"
+    with pytest.raises(InputError, match=r"codes\.csv: .*1 NUL .*first on line 2"):
+        decode_bytes(data, path="codes.csv")
+    assert decode_bytes(data, path="codes.csv", stray_nuls=True)[0] == data.decode()
+    with pytest.raises(InputError, match="first on line 2"):
+        decode_bytes(data, "utf-8", path="codes.csv")           # a forced encoding too
+
+
 def test_empty_and_binary_files_are_skipped(tmp_path):
     write(tmp_path, "T01.txt", T01)
     write(tmp_path, "T40.txt", "")

@@ -11,9 +11,11 @@ Control characters: a form feed or vertical tab (page and line breaks from a
 conversion) becomes a space, and every other C0/C1 control character but tab,
 newline and carriage return (escape, DEL, ...) is removed, in every format and
 before anything is parsed, so the source text, the turns and every offset agree.
-Each file where this happened gets a note, and the manifest counts them
-(``control_characters_replaced``, ``control_characters_removed``). A spreadsheet
-cannot hold these characters, and they carry no words.
+So is a stray NUL in a text or CSV file (a few, none next to another: more are a
+binary file, refused, see :mod:`pipeline.textio`). Each file where this happened
+gets a note, and the manifest counts them (``control_characters_replaced``,
+``control_characters_removed``). A spreadsheet cannot hold these characters, and
+they carry no words.
 
 Speaker labels (.txt/.md/.docx and subtitle prefixes): ``speaker_pattern`` is
 matched at the start of each line; a label of more than four words is not a
@@ -639,7 +641,9 @@ class _Reader:
         if suffix == ".docx":
             text, encoding = _docx_text(data, shown), "docx"
         else:
-            text, encoding = decode_bytes(data, self.config.encoding, path=shown)
+            # a stray NUL is removed and counted below, with the other control characters
+            text, encoding = decode_bytes(data, self.config.encoding, path=shown,
+                                          stray_nuls=True)
             mixed = _mixed_encoding(data, encoding, shown, tally)
         # before parsing: labels, turns and offsets all see the normalised text
         text, replaced, removed = clean_controls(text)
@@ -767,7 +771,8 @@ class _Reader:
     def _table(self, suffix: str, data: bytes, shown: str, sha: str) -> _Read:
         tally: Counter[str] = Counter()
         if suffix == ".csv":
-            text, encoding = decode_bytes(data, self.config.encoding, path=shown)
+            text, encoding = decode_bytes(data, self.config.encoding, path=shown,
+                                          stray_nuls=True)          # see _clean_frame
             first = _mixed_encoding(data, encoding, shown, tally)
             frame = _read_csv(text, shown)
         else:
@@ -827,7 +832,7 @@ def _controls_note(shown: str, replaced: int, removed: int) -> list[Skipped]:
     if replaced:
         parts.append(f"{replaced} form feed or vertical tab character(s) became spaces")
     if removed:
-        parts.append(f"{removed} other control character(s) (such as escape) were removed")
+        parts.append(f"{removed} other control character(s) (such as escape or NUL) were removed")
     return [Skipped(shown, " and ".join(parts) + "; quotes and offsets refer to the text "
                     "without them: check the export that made this file if that is unexpected")]
 
