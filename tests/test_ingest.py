@@ -299,6 +299,93 @@ def test_docx_larger_than_the_unpacked_limit_is_refused(tmp_path, monkeypatch):
     assert reason.startswith("was not opened: it would unpack to") and "limits" in reason
 
 
+
+_WML = ('xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main" '
+        'xmlns:mc="http://schemas.openxmlformats.org/markup-compatibility/2006" '
+        'xmlns:v="urn:schemas-microsoft-com:vml"')
+
+
+def r(text: str, tag: str = "w:t") -> str:
+    """A Word run holding ``text`` (in ``tag``: w:t, or w:delText for deleted text)."""
+    return f'<w:r><{tag} xml:space="preserve">{text}</{tag}></w:r>'
+
+
+def docx_from_xml(*paragraphs: str) -> bytes:
+    """A .docx whose body is ``paragraphs`` (the inside of each w:p), written as raw
+    XML: python-docx cannot write most of the markup Word wraps runs in."""
+    body = "".join(f"<w:p>{p}</w:p>" for p in paragraphs)
+    xml = f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>' \
+          f'<w:document {_WML}><w:body>{body}</w:body></w:document>'
+    return make_corpus.replace_member(docx_bytes(), "word/document.xml", xml.encode())
+
+
+def test_docx_text_inside_wrapping_markup_is_read(tmp_path):
+    (tmp_path / "T70.docx").write_bytes(docx_from_xml(
+        r("Interviewer: Where did it start?"),
+        r("P1: ") + '<w:smartTag w:uri="urn:x" w:element="place">' + r("In Leeds.")
+        + "</w:smartTag>",
+        r("Interviewer: ") + '<w:sdt><w:sdtPr/><w:sdtContent>' + r("And then?")
+        + "</w:sdtContent></w:sdt>",
+        r("P1: ") + '<w:dir w:val="rtl">' + r("שלום") + "</w:dir>" + r(" and ")
+        + '<w:bdo w:val="rtl">' + r("مرحبا") + "</w:bdo>",
+        r("Interviewer: Moved?"),
+        r("P1: ") + '<w:moveFrom w:id="1" w:author="A">' + r("Old place. ") + "</w:moveFrom>"
+        + '<w:moveTo w:id="2" w:author="A">' + r("New place.") + "</w:moveTo>",
+        r("Interviewer: Custom?"),
+        r("P1: ") + '<w:customXml w:element="answer">' + r("Tagged answer.") + "</w:customXml>",
+        r("Interviewer: A field?"),
+        r("P1: ") + '<w:fldSimple w:instr=" DATE ">' + r("3 May.") + "</w:fldSimple>"
+        + '<w:r><w:fldChar w:fldCharType="begin"/></w:r>'
+        + '<w:r><w:instrText xml:space="preserve"> PAGE </w:instrText></w:r>'
+        + '<w:r><w:fldChar w:fldCharType="separate"/></w:r>' + r(" Page 2.")
+        + '<w:r><w:fldChar w:fldCharType="end"/></w:r>',
+        r("Interviewer: Edited?"),
+        r("P1: ") + '<w:del w:id="3" w:author="A">' + r("Gone. ", "w:delText") + "</w:del>"
+        + '<w:ins w:id="4" w:author="A">' + r("Added") + "</w:ins>"
+        + '<w:hyperlink w:anchor="x">' + r(" linked") + "</w:hyperlink>"
+        + '<w:ins w:id="5" w:author="A"><w:del w:id="6" w:author="B">'
+        + r(" added then deleted", "w:delText") + "</w:del></w:ins>"
+        + '<w:smartTag w:element="x"><w:del w:id="7" w:author="A">' + r(" not this")
+        + "</w:del></w:smartTag>"
+        + '<w:r><w:t>Tab</w:t><w:tab/><w:t>and</w:t><w:br/><w:t>break.</w:t></w:r>',
+        r("Interviewer: A box?"),
+        r("P1: Beside it.") + '<w:r><w:pict><v:shape><v:textbox><w:txbxContent><w:p>'
+        + r("Box text") + "</w:p></w:txbxContent></v:textbox></v:shape></w:pict></w:r>"
+        + '<mc:AlternateContent><mc:Choice Requires="w14">' + r(" Once.")
+        + "</mc:Choice><mc:Fallback>" + r(" Once.") + "</mc:Fallback></mc:AlternateContent>",
+    ))
+    corpus = run(tmp_path)
+    assert_exact(corpus)
+    assert [t[2] for t in turns_of(corpus, "T70")] == [
+        "Where did it start?", "In Leeds.", "And then?", "שלום and مرحبا", "Moved?",
+        "New place.", "Custom?", "Tagged answer.", "A field?", "3 May. Page 2.", "Edited?",
+        "Added linked" "Tab\tand\nbreak.", "A box?", "Beside it. Once."]
+    assert corpus.counts["labelled_turns_without_text"] == 0
+    assert not [s for s in corpus.skipped if "T70" in s.what]
+
+
+def test_labels_with_no_words_after_them_are_counted_and_noted(tmp_path):
+    (tmp_path / "T71.docx").write_bytes(docx_from_xml(
+        r("Interviewer: What happened?"),
+        r("P1: ") + '<w:del w:id="1" w:author="A">' + r("All deleted.", "w:delText")
+        + "</w:del>",
+        r("Interviewer: And after?"),
+        r("P1: It got better."),
+    ))
+    write(tmp_path, "T72.txt", "Interviewer: Hello?\nP1:\nInterviewer: Hello?\nP1:   \n"
+                               "Interviewer: Can you hear me?\nP1: Yes.\n")
+    corpus = run(tmp_path)
+    assert [t[2] for t in turns_of(corpus, "T71")] == [
+        "What happened?", "And after?", "It got better."]
+    assert corpus.counts["labelled_turns_without_text"] == 3
+    notes = {s.what: s.reason for s in corpus.skipped}
+    docx_note = notes[f"{tmp_path / 'T71.docx'}:2"]
+    assert docx_note.startswith("1 speaker label(s) have no words after them, on line(s) "
+                                "2 ('P1'); no turn was made for them: what to do:")
+    assert "a tracked deletion are not read" in docx_note
+    assert notes[f"{tmp_path / 'T72.txt'}:2"].startswith(
+        "2 speaker label(s) have no words after them, on line(s) 2 ('P1'), 4 ('P1');")
+
 # --- .vtt / .srt ---------------------------------------------------------------------
 
 TEAMS = """WEBVTT

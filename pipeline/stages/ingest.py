@@ -71,6 +71,7 @@ from typing import Literal
 import docx
 import pandas as pd
 from docx.oxml.ns import qn
+from docx.oxml.xmlchemy import BaseOxmlElement
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from ..errors import ConsensaError, InputError, Skipped
@@ -267,8 +268,10 @@ class _Read:
 #: counted in the manifest (``counts``) and noted with the file and line, cell or cue:
 #: text cells of an .xlsx holding formulas (or formula cells without a saved value),
 #: lines of a mixed UTF-8/Windows-1252 file read as Windows-1252, subtitle cues whose
-#: times were dropped because they end before they start.
-_TALLIES = ("xlsx_formula_cells_not_read", "lines_decoded_as_cp1252", "cue_times_dropped")
+#: times were dropped because they end before they start, speaker labels of a
+#: .txt/.md/.docx with no words after them (no turn is made for them).
+_TALLIES = ("xlsx_formula_cells_not_read", "lines_decoded_as_cp1252", "cue_times_dropped",
+            "labelled_turns_without_text")
 
 
 def _mixed_encoding(data: bytes, encoding: str, shown: str,
@@ -656,8 +659,9 @@ class _Reader:
             turns, text, n_before = self._cue_turns(cues, shown)
             unit = "cue"
         else:
-            turns, n_before = self._labelled_turns(text, shown)
-            notes, unit = [], "line"
+            turns, n_before, empty = self._labelled_turns(text, shown)
+            notes, unit = _without_text(shown, empty, suffix), "line"
+            tally["labelled_turns_without_text"] += len(empty)
         if n_before:
             notes.append(_before_first_label(shown, n_before, unit))
         notes += _controls_note(shown, replaced, removed)
@@ -678,14 +682,18 @@ class _Reader:
         return speaker, match.end(), _stamp_seconds(stamp) if stamp else math.nan
 
     # .txt, .md, .docx
-    def _labelled_turns(self, text: str, shown: str) -> tuple[list[_Turn], int]:
-        """Turns of a labelled text, and the number of non-blank lines before the first."""
+    def _labelled_turns(self, text: str,
+                        shown: str) -> tuple[list[_Turn], int, list[tuple[int, str]]]:
+        """Turns of a labelled text, the number of non-blank lines before the first, and
+        the ``(line number, speaker)`` of each label with no words after it."""
         blocks: list[tuple[str, int, int, float]] = []   # speaker, label line, text start, time
+        numbers: list[int] = []                          # each block's line number
         lines = list(_lines(text))
-        for line_start, line_end in lines:
+        for number, (line_start, line_end) in enumerate(lines, 1):
             label = self._label(text[line_start:line_end])
             if label:
                 blocks.append((label[0], line_start, line_start + label[1], label[2]))
+                numbers.append(number)
         if not blocks:
             raise InputError(
                 "has no speaker labels: each turn must start a line with a label such as "
@@ -707,7 +715,9 @@ class _Reader:
         if not turns:
             raise InputError("has speaker labels but no speech after them", path=shown,
                              hint="check that the transcript text follows the labels")
-        return turns, n_before
+        empty = [(n, b[0]) for n, b, span in zip(numbers[header:], blocks[header:],
+                                                 spans[header:], strict=True) if not span]
+        return turns, n_before, empty
 
     # .vtt, .srt
     def _cue_turns(self, cues: list[_Cue], shown: str) -> tuple[list[_Turn], str, int]:
@@ -869,6 +879,20 @@ def _stamp_seconds(stamp: str) -> float:
     return seconds
 
 
+def _without_text(shown: str, empty: list[tuple[int, str]], suffix: str) -> list[Skipped]:
+    """A note on the speaker labels with no words after them: an answer that was lost
+    in an export, or is kept where it is not read, must not vanish without a word."""
+    if not empty:
+        return []
+    listed = ", ".join(f"{n} ('{speaker}')" for n, speaker in empty[:20]) + (
+        f" and {len(empty) - 20} more" if len(empty) > 20 else "")
+    where = ("; in a Word document, words in a text box, a comment, a footnote or a tracked "
+             "deletion are not read" if suffix == ".docx" else "")
+    return [Skipped(f"{shown}:{empty[0][0]}", (
+        f"{len(empty)} speaker label(s) have no words after them, on line(s) {listed}; no "
+        f"turn was made for them: what to do: check the transcript there{where}"))]
+
+
 def _before_first_label(shown: str, n: int, unit: str) -> Skipped:
     noun, verb = (unit, "was") if n == 1 else (f"{unit}s", "were")
     return Skipped(shown, f"{n} {noun} before the first speaker label {verb} not read as "
@@ -903,6 +927,13 @@ def _nothing_read(config: IngestConfig, files: list[Path],
 # --- .docx --------------------------------------------------------------------
 
 _W_P = qn("w:p")
+_W_R = qn("w:r")
+#: Markup whose runs are not the document's text as Word shows it: deleted text
+#: (tracked deletions, the old place of a tracked move), the phonetic guide above
+#: ruby text, and the copy of a text box or drawing kept for older readers
+#: (mc:Fallback; what Word shows is in mc:Choice).
+_NOT_SHOWN = frozenset({qn("w:del"), qn("w:moveFrom"), qn("w:rt"),
+                        "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"})
 
 
 def _docx_text(data: bytes, shown: str) -> str:
@@ -910,13 +941,39 @@ def _docx_text(data: bytes, shown: str) -> str:
     check_zip(data, shown, ".docx")
     try:
         body = docx.Document(io.BytesIO(data)).element.body
-        paragraphs = ["".join(part.text for part in p.xpath("w:r | w:hyperlink | w:ins/w:r"))
-                      for p in body.iter(_W_P)
+        paragraphs = [_paragraph_text(p) for p in body.iter(_W_P)
                       if next(p.iterancestors(_W_P), None) is None]   # not text boxes
     except Exception as exc:  # python-docx/lxml raise many types for a damaged file
         raise InputError(f"could not be read as a Word document ({type(exc).__name__})",
                          path=shown, hint="open it in Word and save it again as .docx") from exc
     return "\n".join(paragraphs)
+
+
+def _paragraph_text(paragraph: BaseOxmlElement) -> str:
+    """The text of every run of ``paragraph`` in document order, at any depth.
+
+    Word wraps runs in much markup: hyperlinks and tracked insertions, but also
+    smart tags, inline content controls (w:sdt), right-to-left spans (w:dir,
+    w:bdo), tracked moves (w:moveTo), custom XML and simple fields (their shown
+    result). Taking only the paragraph's direct runs lost the words inside those,
+    so a participant's answer could read as nothing. Runs under :data:`_NOT_SHOWN`
+    are left out, and so are the paragraphs of a text box inside this one (a nested
+    w:p): a text box is layout beside the conversation, not the turn it sits in.
+    Each run gives its text as python-docx reads it (w:t, w:tab and w:ptab as a tab,
+    a line break w:br or w:cr as a newline, a page break as nothing); field codes
+    (w:instrText) and deleted text (w:delText) are not text.
+    """
+    parts: list[str] = []
+    stack = list(reversed(paragraph))
+    while stack:
+        element = stack.pop()
+        tag = element.tag
+        if not isinstance(tag, str) or tag in _NOT_SHOWN or tag == _W_P:
+            continue                                # comments, left-out markup, text boxes
+        if tag == _W_R:
+            parts.append(element.text)
+        stack.extend(reversed(element))
+    return "".join(parts)
 
 
 # --- .vtt, .srt ---------------------------------------------------------------
