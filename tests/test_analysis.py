@@ -16,6 +16,7 @@ import yaml
 
 from pipeline.cli import main
 from pipeline.runfolder import RunFolder
+from pipeline.stages.coreideas import count_words
 from pipeline.stages.cqr import CQRConfig, cqr_markdown, frequency_label
 from pipeline.stages.naming import name_occurs_in
 from tests.study import study_config, write_study
@@ -50,6 +51,12 @@ def test_domains_start_from_the_interviewers_questions(cqr_run):
     frame = domains[domains["kind"] == "frame"]
     assert len(frame) == 1 and not frame["in_cross_analysis"].iat[0]
     assert frame["frequency_label"].iat[0] == ""          # the frame is not a finding
+    # a follow-up whose answers no area covers is not pushed into the nearest area:
+    # the supervision follow-up stays with the training question in every case
+    supervision = prompts[prompts["question"] == "Did you bring it to supervision?"]
+    assert len(supervision) == 6 and set(supervision["kind"]) == {"follow_up"}
+    training = prompts[prompts["question"].str.startswith("Did your training prepare")]
+    assert list(supervision["area_id"]) == list(training["area_id"])
 
 
 def test_no_category_is_made_of_the_interview_frame(cqr_run):
@@ -102,7 +109,7 @@ def test_core_ideas_are_short_and_trace_back_to_the_case_and_domain(cqr_run):
     assert len(ideas)
     for r in ideas.itertuples():
         assert r.domain_id in in_cross
-        assert 0 < len(r.core_idea.split()) <= 40
+        assert 0 < count_words(r.core_idea) <= 40       # "…" between pieces is no word
         assert len(r.segment_ids) >= 1
         assert (seg.loc[list(r.segment_ids), "case_id"] == r.case_id).all()
         assert (seg.loc[list(r.segment_ids), "domain_id"] == r.domain_id).all()

@@ -319,10 +319,18 @@ def test_a_follow_up_whose_answer_belongs_to_a_later_area_opens_it():
     participants said there; the probe after it goes with it. A case-specific
     follow-up whose answer fits its own area stays a follow-up."""
     study = supervision_study()
+    answers = ["Not really, the course covered models of supervision but never conflict.",
+               "The course covered supervision models, conflict never came up.",
+               "No, supervision training covered models and never any conflict.",
+               "Our course covered models of supervision; conflict was never covered.",
+               "Not really, the course covered models of supervision but never conflict."]
+    for k, case in enumerate(("S1", "S2", "S3", "S4", "S5")):
+        study[case][17] = (_P, answers[k])
     # S5 asks the training question in words none of the others used, right after
     # the reaction question's probe, and skips the usual wording later
     study["S5"][16] = (_I, "And the course you did back then, what did it give you for that?")
-    study["S5"][18:18] = [(_I, "Mm, go on?"), (_P, "It covered models, never conflict, sadly.")]
+    study["S5"][18:18] = [(_I, "Mm, go on?"),
+                          (_P, "The course covered supervision models but never conflict.")]
     turns, segs = build(study)
     result = infer_protocol(turns, segs, fake_encode, ProtocolConfig())
     training = _area_of(result, "S1", 16)

@@ -1117,7 +1117,9 @@ def _rehome_follow_ups(prompts: list[_Prompt], protocol: Protocol, qv: np.ndarra
     area towards itself; a frame area's centre is its background or greeting
     answers). A follow-up that asks something, with the answers of its
     block (it and the probes and reflections after it) at least ``rehome_margin``
-    more similar to another content area's centre than to its own area's, and
+    more similar to another content area's centre than to its own area's, at
+    least as similar to it as every case's own answers there are (content no area
+    covers is not pushed into the nearest one), and
     whose question is no further from that area's questions than from its own
     area's, opens that area, when the case has not reached it yet: an interview
     moves on through its protocol, it does not come back to an area it covered.
@@ -1151,6 +1153,19 @@ def _rehome_follow_ups(prompts: list[_Prompt], protocol: Protocol, qv: np.ndarra
         n = float(np.linalg.norm(rest))
         return rest / n if n > 0 else None
 
+    # how close a case's own answers to an area's main questions come to what the
+    # other cases answered there (the least close case): a block that is not as
+    # close is no answer to that area, however much closer than to its own
+    fit: dict[int, float] = {}
+    for a in content:
+        sims = []
+        for case, parts in by_case.items():
+            c = centre(a, case)
+            n = float(np.linalg.norm(parts[a])) if a in parts else 0.0
+            if c is not None and n > 0:
+                sims.append(float(parts[a] @ c) / n)
+        if len(sims) >= 2:
+            fit[a] = float(min(sims))
     asked: dict[int, list[int]] = defaultdict(list)
     for p in prompts:
         if p.area in sums and p.final_kind in ("main", "task") and p.vec >= 0:
@@ -1200,7 +1215,7 @@ def _rehome_follow_ups(prompts: list[_Prompt], protocol: Protocol, qv: np.ndarra
                 if c is not None and float(b @ c) > best_sim:
                     best, best_sim = a, float(b @ c)
             if best >= 0 and best_sim - own_sim >= config.rehome_margin \
-                    and asks_as_near(p, best):
+                    and best_sim >= fit.get(best, 2.0) and asks_as_near(p, best):
                 for q in block:
                     q.area = best
                 p.final_kind = "main"
