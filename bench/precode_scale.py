@@ -136,9 +136,10 @@ def turn_config(codebook: Path) -> Path:
 
 def transcripts(n_segments: int) -> Path:
     """``n_segments`` synthetic participant turns as text files, one case each; written
-    once per size (a stamp file says the set is complete)."""
+    once per size (a stamp file beside the folder says the set is complete: inside it,
+    pre-coding would report it as a file it left out)."""
     folder = WORK / "transcripts" / str(n_segments)
-    stamp = folder / "_complete.json"
+    stamp = folder.with_name(f"{n_segments}.complete.json")
     if stamp.is_file():
         return folder
     shutil.rmtree(folder, ignore_errors=True)
