@@ -348,3 +348,14 @@ def test_a_verb_cut_from_its_object_is_no_phrase():
     for fragment in ("didn't wipe", "can't handle", "decided to name"):
         assert not any(f.endswith(fragment.split()[-1]) for f in found), (fragment, found)
     assert any("tears" in f for f in found) and any("supervision group" in f for f in found)
+
+
+def test_a_category_whose_cases_share_no_word_still_has_keywords():
+    """Keywords are the words a category's cases share; a category of two cases that
+    share none is ranked on all its words, not left with an empty keywords column."""
+    from pipeline.stages.naming import _ctfidf
+
+    ranked = _ctfidf({0: [["door", "goodbye"], ["homework", "missed"]],
+                      1: [["supervisor", "kind"], ["supervisor", "listened"]]})
+    assert ranked[1] == ["supervisor"]                      # shared by both of its cases
+    assert set(ranked[0]) == {"door", "goodbye", "homework", "missed"}

@@ -692,7 +692,9 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 def _ctfidf(groups: dict[int, list[list[str]]], min_docs: int = 2) -> dict[int, list[str]]:
     """Class-based TF-IDF ranking of terms per group (a local copy of label.py's):
-    a term must occur in ``min_docs`` of a group's documents (all, if fewer)."""
+    a term must occur in ``min_docs`` of a group's documents (all, if fewer). A group
+    none of whose terms does (two cases that share no content word) is ranked on all
+    its terms, so its keywords column is never empty."""
     tf = {g: Counter(t for d in docs for t in d) for g, docs in groups.items()}
     dfg = {g: Counter(t for d in docs for t in set(d)) for g, docs in groups.items()}
     total: Counter = Counter()
@@ -705,6 +707,8 @@ def _ctfidf(groups: dict[int, list[list[str]]], min_docs: int = 2) -> dict[int, 
         need = min(min_docs, len(groups[g])) if groups[g] else 1
         scored = [(t, (c / n) * math.log(1 + avg / total[t])) for t, c in counts.items()
                   if dfg[g][t] >= need]
+        if not scored:
+            scored = [(t, (c / n) * math.log(1 + avg / total[t])) for t, c in counts.items()]
         scored.sort(key=lambda x: (-x[1], x[0]))
         out[g] = [t for t, _ in scored]
     return out
