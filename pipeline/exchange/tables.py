@@ -44,34 +44,38 @@ from .refi import KIND_SUFFIX, codes_from_data, iter_codes
 MAX_VARIABLE = 40
 
 
-def variable_name(cid: int, name: str, taken: set[str]) -> str:
-    """A column name SPSS and R accept for category ``cid`` (see the module docstring)."""
-    ascii_ = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^0-9A-Za-z]+", "_", ascii_).strip("_").lower()
-    base = f"c{cid}_{slug}".rstrip("_")[:MAX_VARIABLE].rstrip("_") if slug else f"c{cid}"
+def _slug(name: str) -> str:
+    """``name`` in lower-case ASCII letters, digits and ``_`` (accents dropped)."""
+    ascii_ = unicodedata.normalize("NFKD", str(name)).encode("ascii", "ignore").decode()
+    return re.sub(r"[^0-9A-Za-z]+", "_", ascii_).strip("_").lower()
+
+
+def _unique(base: str, taken: set[str]) -> str:
+    """``base``, or ``base_2``, ``base_3`` ... cut to fit, whichever ``taken`` (lower
+    case) does not hold yet; it is added to ``taken``."""
     out, k = base, 2
     while out.lower() in taken:
         out = f"{base[:MAX_VARIABLE - len(str(k)) - 1]}_{k}"
         k += 1
     taken.add(out.lower())
     return out
+
+
+def variable_name(cid: int, name: str, taken: set[str]) -> str:
+    """A column name SPSS and R accept for category ``cid`` (see the module docstring)."""
+    slug = _slug(name)
+    return _unique(f"c{cid}_{slug}".rstrip("_")[:MAX_VARIABLE].rstrip("_") if slug
+                   else f"c{cid}", taken)
 
 
 def attribute_name(name: str, taken: set[str]) -> str:
     """A column name SPSS and R accept for a case attribute from the study's table of
     cases ("Years in practice" -> ``years_in_practice``; a name that does not start
     with a letter gets ``a_`` before it), unique among the matrix's columns."""
-    ascii_ = unicodedata.normalize("NFKD", str(name)).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^0-9A-Za-z]+", "_", ascii_).strip("_").lower()
+    slug = _slug(name)
     if not slug[:1].isalpha():
         slug = f"a_{slug}".rstrip("_")
-    base = slug[:MAX_VARIABLE].rstrip("_")
-    out, k = base, 2
-    while out.lower() in taken:
-        out = f"{base[:MAX_VARIABLE - len(str(k)) - 1]}_{k}"
-        k += 1
-    taken.add(out.lower())
-    return out
+    return _unique(slug[:MAX_VARIABLE].rstrip("_"), taken)
 
 
 def codebook_table(content: ExportContent) -> pd.DataFrame:
