@@ -20,6 +20,7 @@ from pipeline.stages.coreideas import (
     GAP,
     CoreIdeaConfig,
     _joined,
+    _sentence_spans,
     _turn_keys,
     core_ideas,
     count_words,
@@ -159,6 +160,24 @@ def test_sentences_from_apart_in_the_transcript_are_marked_as_a_cut():
                    texts, turns) == "I could not speak. … My client was twenty-two."
     # without a turn column the turn comes from the segment id
     assert _turn_keys(seg.drop(columns="turn_index")) == turns
+
+
+@pytest.mark.parametrize("text, sentences", [
+    # an initial after a title, or before a word in lower case, is not a sentence end
+    ('So when Mr. A. said "thank you," I cried. Then he left.',
+     ['So when Mr. A. said "thank you," I cried.', "Then he left."]),
+    ("I met J. R. Smith at the clinic. She was kind.",
+     ["I met J. R. Smith at the clinic.", "She was kind."]),
+    ("Dr. Okafor agreed, e.g. on Tuesday. We stopped.",
+     ["Dr. Okafor agreed, e.g. on Tuesday.", "We stopped."]),
+    # a capital letter that ends a sentence still ends it
+    ("I was in group A. Then it ended.", ["I was in group A.", "Then it ended."]),
+    ("It was plan B... I think.", ["It was plan B...", "I think."]),
+])
+def test_sentences_keep_initials_and_titles_inside(text, sentences):
+    """A core idea is made of whole sentences: one cut after "Mr. A." ended a core
+    idea of the demo on "So when Mr. A."."""
+    assert [text[a:b] for a, b in _sentence_spans(text)] == sentences
 
 
 def test_core_ideas_shape_links_and_clean_up():

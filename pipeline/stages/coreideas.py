@@ -341,7 +341,32 @@ def count_words(text: str) -> int:
 
 # --- sentences ------------------------------------------------------------------------
 
-_ABBREVIATIONS = frozenset("dr mr mrs ms prof st vs etc e.g i.e eg ie cf approx fig".split())
+#: a full stop after one of these does not end the sentence: a title or a Latin or
+#: common abbreviation
+_ABBREVIATION = re.compile(
+    r"\b(?i:dr|mr|mrs|ms|prof|st|mt|vs|etc|e\.g|i\.e|eg|ie|cf|approx|fig)\.$")
+#: a single capital letter with its full stop, and what comes before it
+_INITIAL = re.compile(r"(.*?)\b[A-Z]\.$", re.DOTALL)
+
+
+def ends_with_abbreviation(text: str, following: str = "") -> bool:
+    """Whether the full stop ending ``text`` belongs to an abbreviation or an initial
+    rather than ending the sentence; ``following`` is the text after it.
+
+    A single capital letter is an initial when a title or another initial comes
+    before or after it, or when the next word starts in lower case: "So when Mr. A. said
+    thank you" is one sentence, not "So when Mr. A." and "said thank you"; "I was
+    in group A. Then it ended." is two."""
+    text = text.rstrip()
+    if _ABBREVIATION.search(text):
+        return True
+    initial = _INITIAL.match(text)
+    if initial is None:
+        return False
+    before = initial.group(1).rstrip()
+    return following.lstrip()[:1].islower() or bool(
+        _ABBREVIATION.search(before) or re.search(r"\b[A-Z]\.$", before)
+        or re.match(r"\s*[A-Z]\.(?!\w)", following))
 _END = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s|$)|\n\s*\n")
 _CLAUSE = re.compile(r"[,;:]+\s+|\s+[—–-]{1,2}\s+|[—–]")
 
@@ -351,10 +376,9 @@ def _sentence_spans(text: str) -> list[tuple[int, int]]:
     blanked = blank_transcriber_notes(text)
     spans, start = [], 0
     for m in _END.finditer(blanked):
-        if m.group().startswith("."):
-            before = re.search(r"([\w.]+)$", blanked[start:m.start()])
-            if before and before.group(1).lower().rstrip(".") in _ABBREVIATIONS:
-                continue
+        if m.group() == "." and ends_with_abbreviation(blanked[start:m.end()],
+                                                       blanked[m.end():m.end() + 4]):
+            continue
         spans.append((start, m.end()))
         start = m.end()
     spans.append((start, len(text)))

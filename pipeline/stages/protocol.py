@@ -125,6 +125,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from .. import safeyaml
 from ..errors import ConfigError, ConsensaError
 from ..types import SEGMENT_COLUMNS, TURN_COLUMNS, check_columns
+from .coreideas import ends_with_abbreviation
 
 Encoder = Callable[[list[str]], np.ndarray]
 
@@ -486,16 +487,13 @@ def _words(text: str) -> list[str]:
     return [w.lower().replace("’", "'") for w in _WORD.findall(text)]
 
 
-_ABBREVIATION = re.compile(r"(?:\b(?:Mr|Mrs|Ms|Dr|Prof|St|Mt|vs|etc|e\.g|i\.e|approx)|\b[A-Z])\.$")
-
-
 def _sentences(text: str) -> list[str]:
     out: list[str] = []
     for piece in _SENTENCE_END.split(text.strip()):
         piece = piece.strip()
         if not piece:
             continue
-        if out and _ABBREVIATION.search(out[-1]):     # "Mr. A. to supervision?" is one
+        if out and ends_with_abbreviation(out[-1], piece):     # "Mr. A. to supervision?" is one
             out[-1] += " " + piece
         else:
             out.append(piece)
