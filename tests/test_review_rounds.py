@@ -104,6 +104,33 @@ def test_forms_start_without_a_choice_and_refuse_a_save_without_one(panel):
         assert store.positions()["theme:0"]["ana"].decision == "accept"
 
 
+def test_a_busy_store_keeps_the_judges_entry_on_the_page(panel, monkeypatch):
+    """When another program holds the store past the wait, the judge's decision is not
+    lost on an error page: the form comes back with what they wrote and says that
+    nothing was saved and what to do."""
+    import sqlite3
+
+    import pipeline.review.store as store_module
+
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_S", 0.2)
+    web = Web(panel, "ana")
+    page = web.get("/theme/0")
+    other = sqlite3.connect(store_module.db_path(panel), isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        r = web.post("/decide", _page=page, item="theme:0", v_item="0", v_mine="0",
+                     decision="rename", new_name="Tears as a signal",
+                     comment="my reasons, written at length", **{"as": "position"})
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert r.status_code == 400, r.text[:300]
+    assert "stayed busy" in r.text and "nothing was recorded" in r.text
+    assert "Tears as a signal" in r.text and "my reasons, written at length" in r.text
+    with ReviewStore(load_run(panel)) as store:
+        assert store.positions() == {}
+
+
 def test_final_codebook_button_is_enabled_only_when_nothing_is_open(panel):
     web = Web(panel, "ana")
     page = web.get("/export")

@@ -91,6 +91,58 @@ def test_other_database_errors_keep_their_own_type(exported):
             store.con.execute("DELETE FROM audit_log")
 
 
+def _positions(path) -> int:
+    con = sqlite3.connect(path)
+    try:
+        return con.execute("SELECT COUNT(*) FROM positions").fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_a_store_held_by_another_program_is_named_and_nothing_is_half_written(
+        exported, capsys, monkeypatch):
+    """Another program writing to the store past the wait (an import running beside the
+    web app) is an error naming the file and what to do, not a traceback; the import
+    records nothing, and runs once the store is free."""
+    import pipeline.review.store as store_module
+
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_S", 0.2)
+    rdir = exported / "review" / "round-1"
+    fill(rdir / "ana.xlsx", "themes", 0, decision="accept")
+    path = db_path(exported)
+    before = _positions(path)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        assert main(["review", "import", str(exported), str(rdir / "ana.xlsx")]) == 2
+        err = capsys.readouterr().err
+        assert f"{path}: the review store stayed busy for 0.2 seconds" in err, err
+        assert "nothing was recorded" in err and "try again" in err
+        assert "Traceback" not in err and "database is locked" not in err
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert _positions(path) == before
+    assert main(["review", "import", str(exported), str(rdir / "ana.xlsx")]) == 0
+    assert _positions(path) == before + 1
+
+
+def test_a_write_the_disk_refuses_is_named_and_leaves_the_store_as_it_was(exported):
+    """A store that may be read but not written (a read-only or full disk) refuses the
+    decision with the file and what to check; the decisions before it are kept."""
+    with ReviewStore(load_run(exported)) as store:
+        store.record_positions([("ana", [Decision("theme:0", "accept")])])
+        store.con.execute("PRAGMA query_only=ON")     # SQLite's "readonly database"
+        with pytest.raises(ReviewError, match="could not be read or written") as err:
+            store.record_positions([("ben", [Decision("theme:0", "reject")])])
+        assert str(db_path(exported)) in str(err.value)
+        assert "free space" in (err.value.hint or "")
+        assert not store.con.in_transaction
+        store.con.execute("PRAGMA query_only=OFF")
+        held = store.positions()["theme:0"]
+        assert {j: d.decision for j, d in held.items()} == {"ana": "accept"}
+
+
 @pytest.mark.parametrize("emptied", ["zero bytes", "no schema"])
 def test_an_emptied_store_beside_an_earlier_review_is_refused(exported, capsys, emptied):
     path = db_path(exported)

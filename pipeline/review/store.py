@@ -38,6 +38,7 @@ acknowledged decisions (and then refuse their workbooks as "not a judge").
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
@@ -142,14 +143,20 @@ _RESTORE_HINT = (
     "decisions are kept only in this file, so do not start a new review over it")
 
 
+def _code(exc: BaseException) -> int | None:
+    """SQLite's primary result code of ``exc`` (None when it carries none)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else code & 0xFF
+
+
 def is_damage(exc: BaseException) -> bool:
     """Whether ``exc`` says the file is damaged or not a database at all (as opposed to a
     locked store, a constraint or a bug, which keep their own error)."""
     if not isinstance(exc, sqlite3.DatabaseError):
         return False
-    code = getattr(exc, "sqlite_errorcode", None)
+    code = _code(exc)
     if code is not None:
-        return (code & 0xFF) in _DAMAGE_CODES
+        return code in _DAMAGE_CODES
     text = str(exc)
     return "malformed" in text or "not a database" in text
 
@@ -168,31 +175,31 @@ class _Cursor(sqlite3.Cursor):
         try:
             return super().execute(sql, parameters)
         except sqlite3.DatabaseError as exc:
-            raise _translated(self.connection, exc) from exc
+            raise _translated(self.connection.path, exc) from exc
 
     def __next__(self):
         try:
             return super().__next__()
         except sqlite3.DatabaseError as exc:
-            raise _translated(self.connection, exc) from exc
+            raise _translated(self.connection.path, exc) from exc
 
     def fetchone(self):
         try:
             return super().fetchone()
         except sqlite3.DatabaseError as exc:
-            raise _translated(self.connection, exc) from exc
+            raise _translated(self.connection.path, exc) from exc
 
     def fetchall(self):
         try:
             return super().fetchall()
         except sqlite3.DatabaseError as exc:
-            raise _translated(self.connection, exc) from exc
+            raise _translated(self.connection.path, exc) from exc
 
     def fetchmany(self, size=None):
         try:
             return super().fetchmany(self.arraysize if size is None else size)
         except sqlite3.DatabaseError as exc:
-            raise _translated(self.connection, exc) from exc
+            raise _translated(self.connection.path, exc) from exc
 
 
 class _Connection(sqlite3.Connection):
@@ -205,8 +212,43 @@ class _Connection(sqlite3.Connection):
         return self.cursor(_Cursor).execute(sql, parameters)
 
 
-def _translated(con: sqlite3.Connection, exc: sqlite3.DatabaseError) -> BaseException:
-    return damaged_error(getattr(con, "path", Path(DB_NAME)), exc) if is_damage(exc) else exc
+#: how long a command waits for another program that is writing to the store
+BUSY_TIMEOUT_S = 30.0
+
+#: SQLite's primary result codes for a store that is held by another process:
+#: SQLITE_BUSY, SQLITE_LOCKED
+_BUSY_CODES = (5, 6)
+#: ... and for a file that cannot be written or read where it is: SQLITE_PERM,
+#: SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN
+_DISK_CODES = (3, 8, 10, 13, 14)
+
+
+def _translated(path: Path, exc: sqlite3.DatabaseError) -> BaseException:
+    """The error a failed query is reported with. Damage, a store held by another
+    process past :data:`BUSY_TIMEOUT_S`, and a disk that refuses the write each get a
+    :class:`ReviewError` naming the file and what to do, so the command line prints it
+    and the web app shows it above the judge's unsaved entry instead of an error page
+    that loses it. A write that fails is rolled back: nothing of it is recorded, and
+    the decisions recorded before it are untouched. Anything else (a constraint, a
+    bug) keeps its own error."""
+    if is_damage(exc):
+        return damaged_error(path, exc)
+    code = _code(exc)
+    if code in _BUSY_CODES:
+        return ReviewError(
+            f"the review store stayed busy for {BUSY_TIMEOUT_S:g} seconds: another program "
+            "is writing to it (a `consensa serve` or a `consensa review` command on this "
+            "run); nothing was recorded", path=path,
+            hint="wait for the other command to finish, or stop it, and try again; the "
+            "decisions recorded so far are safe")
+    if code in _DISK_CODES:
+        return ReviewError(
+            f"the review store could not be read or written where it is ({exc}); nothing "
+            "was recorded", path=path,
+            hint="check that the disk has free space and that you may write to this "
+            "folder (a read-only or synced folder can refuse it), then try again; the "
+            "decisions recorded so far are safe")
+    return exc
 
 
 def earlier_review(folder: Path) -> list[Path]:
@@ -231,8 +273,11 @@ class ReviewStore:
                               hint="start one with `consensa review export RUN --judges a,b,c`")
         existed = self.path.is_file()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.con = sqlite3.connect(self.path, isolation_level=None, timeout=30,
-                                   factory=_Connection)
+        try:
+            self.con = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_S,
+                                       factory=_Connection)
+        except sqlite3.DatabaseError as exc:
+            raise _translated(self.path, exc) from exc
         self.con.path = self.path
         try:
             if existed:
@@ -283,18 +328,27 @@ class ReviewStore:
 
     def _open(self, run: RunItems) -> None:
         """Create the tables (first use) and check the store is this run's; apart from
-        __init__ so a failure here closes the connection instead of leaking it."""
-        with self.transaction():
-            for statement in _statements(SCHEMA):
-                self.con.execute(statement)
-            stored = self.meta().get("run_id")
-            if stored is None:
-                for k, v in (("run_id", run.run_id), ("run_name", run.name), ("round", "1"),
-                             ("schema", SCHEMA_VERSION), ("created_at", _now())):
-                    self.con.execute("INSERT INTO meta VALUES (?, ?)", (k, v))
-            elif stored != run.run_id:
-                raise ReviewError(f"the review database belongs to another run ({stored}, this "
-                                  f"run is {run.run_id})", path=self.path)
+        __init__ so a failure here closes the connection instead of leaking it.
+
+        A store that has all its tables and its run is opened without taking the write
+        lock: in WAL mode readers go on beside one writer, so the web app's pages, the
+        status and the exports read the store while an import writes to it, and a
+        judge's save that must wait is the only thing that waits."""
+        have = {r[0] for r in self.con.execute("SELECT name FROM sqlite_master")}
+        stored = self.meta().get("run_id") if "meta" in have else None
+        if stored is None or not set(_SCHEMA_OBJECTS) <= have:
+            with self.transaction():
+                for statement in _statements(SCHEMA):
+                    self.con.execute(statement)
+                stored = self.meta().get("run_id")
+                if stored is None:
+                    for k, v in (("run_id", run.run_id), ("run_name", run.name),
+                                 ("round", "1"), ("schema", SCHEMA_VERSION),
+                                 ("created_at", _now())):
+                        self.con.execute("INSERT INTO meta VALUES (?, ?)", (k, v))
+        if stored is not None and stored != run.run_id:
+            raise ReviewError(f"the review database belongs to another run ({stored}, this "
+                              f"run is {run.run_id})", path=self.path)
         self._sync_domains()
 
     def _sync_domains(self) -> None:
@@ -388,7 +442,12 @@ class ReviewStore:
             if self.con.in_transaction:
                 self.con.execute("ROLLBACK")
             raise
-        self.con.execute("COMMIT")
+        try:
+            self.con.execute("COMMIT")
+        except BaseException:
+            if self.con.in_transaction:     # a refused commit leaves nothing half-written
+                self.con.execute("ROLLBACK")
+            raise
 
     def meta(self) -> dict[str, str]:
         return {r["key"]: r["value"] for r in self.con.execute("SELECT key, value FROM meta")}
@@ -823,6 +882,11 @@ def _statements(script: str) -> list[str]:
             out.append(text)
             buf = []
     return out
+
+
+#: the tables and triggers SCHEMA creates: a store holding all of them needs no write to open
+_SCHEMA_OBJECTS = tuple(re.findall(r"CREATE (?:TABLE|TRIGGER|INDEX|VIEW) IF NOT EXISTS (\w+)",
+                                   SCHEMA))
 
 
 def listing(errors: list[str], limit: int = 30) -> str:
