@@ -487,6 +487,37 @@ def test_a_given_protocol_is_used_and_the_frame_added():
         assert _area_of(result, case, 18) == 3
 
 
+def test_a_team_question_asked_in_the_interviewers_own_words_opens_its_area():
+    """A team writes each question once; the interviewers word it their own way. Here
+    only S5's wording is near the file's; the others' stay below ``join_similarity``
+    and used to be follow-ups of the feedback area. The wording matched in S5, and
+    the question the other four interviews share, open the reactions area."""
+    turns, segs = build(supervision_study())
+    team = "What was the reaction of the supervisee, in the end?"
+    cores = fake_encode([question_core(q) for q in Q_REACTION])
+    assert (cores[:4] @ fake_encode([team])[0] < 0.6).all()   # the file's words reach S5 only
+    config = ProtocolConfig(areas=[
+        {"name": "Giving difficult feedback", "questions": [Q_FEEDBACK[0]]},
+        {"name": "Reactions", "questions": [team]},
+        {"name": "Training", "questions": [Q_TRAINING[0]]},
+        {"name": "Advice", "questions": [Q_ADVICE[0]]}])
+    result = infer_protocol(turns, segs, fake_encode, config)
+    asked = {"S1": 12, "S2": 12, "S3": 14, "S4": 12, "S5": 12}   # S3 reflects first
+    for case, turn in asked.items():
+        assert _area_of(result, case, turn) == 1, case
+    for case in ("S1", "S2", "S4", "S5"):
+        assert _area_of(result, case, 16) == 2 and _area_of(result, case, 18) == 3
+    assert result.counts["prompts_matched_by_interviewer_wording"] == 4
+    # reached by no wording of the file, the question the five interviews share opens
+    # the area nearest to the centre of their wordings, when it is near enough
+    loose = [{**a.model_dump(), "questions": ["Tell me about the supervisee's response."]}
+             if a.name == "Reactions" else a.model_dump() for a in config.areas]
+    for floor, area in ((0.4, 1), (0.6, 0)):
+        held = infer_protocol(turns, segs, fake_encode,
+                              ProtocolConfig(areas=loose, wording_similarity=floor))
+        assert [_area_of(held, c, t) for c, t in asked.items()] == [area] * 5, floor
+
+
 def test_a_question_the_file_omits_after_the_frame_is_not_sent_to_the_frame():
     # the feedback question is not in the file: it comes right after the background
     # question (the frame), and its answers are substance, not small talk

@@ -229,6 +229,10 @@ class ProtocolConfig(BaseModel):
         "a new domain needs at least this many uncovered segments"))
     new_domain_min_cases: int = Field(2, ge=1, description=(
         "a new domain needs uncovered segments from at least this many cases"))
+    wording_similarity: float = Field(0.4, ge=-1, le=1, description=(
+        "with a team's protocol: a question the interviewers asked in at least min_cases "
+        "interviews, in words the file's questions do not reach, opens the area whose "
+        "question is at least this similar to the centre of its wordings"))
     rehome_margin: float = Field(0.1, ge=0, le=2, description=(
         "a follow-up question whose answers are this much more similar to another area's "
         "answers (in the other cases) than to its own area's opens that area; 2: never"))
@@ -1596,12 +1600,14 @@ def _assign_given(prompts: list[_Prompt], qv: np.ndarray, given: Protocol,
                   counts: Counter[str]) -> Protocol:
     """Prompts matched to a protocol the team gave: a prompt opens the area of its
     most similar question at ``join_similarity`` (``area_similarity`` when it says
-    it moves on, or is a task); frame prompts the protocol does not cover get an
-    inferred frame area added at the end; probes and the rest follow the area in
-    progress."""
+    it moves on, or is a task), or the area the interviewers' own wordings of it
+    point to (:func:`_interviewer_wordings`); frame prompts the protocol does not
+    cover get an inferred frame area added at the end; probes and the rest follow
+    the area in progress."""
     owner = np.array([a.area_id for a in given.areas for _ in a.questions], dtype=np.int64)
     areas = list(given.areas)
     frame_given = {a.area_id for a in given.areas if a.frame}
+    worded = _interviewer_wordings(prompts, qv, owner, given_vecs, frame_given, config)
     added: dict[str, int] = {}
     by_case: dict[str, list[_Prompt]] = defaultdict(list)
     for p in prompts:
@@ -1620,6 +1626,10 @@ def _assign_given(prompts: list[_Prompt], qv: np.ndarray, given: Protocol,
             if best >= 0 and sim >= bar and not (p.probe and best == current):
                 p.area = current = best
                 p.final_kind = "task" if p.kind == "task" else "main"
+            elif worded.get((p.case_id, p.turn_index), current) != current:
+                p.area = current = worded[(p.case_id, p.turn_index)]
+                p.final_kind = "main"
+                counts["prompts_matched_by_interviewer_wording"] += 1
             elif p.frame:
                 if frame_given:
                     fr = [i for i in range(len(owner)) if owner[i] in frame_given]
@@ -1656,6 +1666,72 @@ def _assign_given(prompts: list[_Prompt], qv: np.ndarray, given: Protocol,
     counts["frame_areas"] = sum(a.frame for a in areas)
     counts["frame_areas_added"] = len(added)
     return Protocol(tuple(areas))
+
+
+def _interviewer_wordings(prompts: list[_Prompt], qv: np.ndarray, owner: np.ndarray,
+                          given_vecs: np.ndarray, frame_given: set[int],
+                          config: ProtocolConfig) -> dict[tuple[str, int], int]:
+    """The content area of each question that the team's wording does not reach but
+    the interviewers' own wordings do, keyed by (case, turn).
+
+    A team writes each protocol question once; the interviewers ask it in their own
+    words ("And how did she respond?" for "How did the client react to your
+    tears?"), and a sentence embedder puts such paraphrases at a cosine of 0.3-0.5,
+    below ``join_similarity``. Left as follow-ups, their answers fall into the area
+    asked before, and an area can end up with no question at all.
+
+    So the questions (no probe, no frame prompt, no reflection without a question)
+    are grouped across interviews by average linkage at ``area_similarity``, as an
+    inferred protocol's are. A group asked in at least ``min_cases`` interviews is
+    a question the interviewers asked everyone, and its questions that no wording
+    of the file reaches open the area that
+
+    * the team's wording gave to other questions of the group (the most of them),
+      or, when it reached none,
+    * whose team wording is nearest to the group's centre, when that is at least
+      ``wording_similarity``: one paraphrase carries its own interview's words
+      ("How did Dana respond, in the moment itself?"), the centre of several keeps
+      what they share.
+
+    An interview asks each protocol question once, so a question never opens an
+    area that the team's words reached in its own interview: a question the file
+    omits, asked everywhere next to one it lists, is not taken for that one. Short
+    questions ("How did she respond?") take part, as they do in an inferred area
+    group.
+    """
+    content = np.array([a not in frame_given for a in owner], dtype=bool)
+    asked = [p for p in prompts if p.kind == "question" and p.vec >= 0 and p.asks
+             and not (p.frame or p.probe)]
+    if not content.any() or len(asked) < config.min_cases:
+        return {}
+    av = qv[[p.vec for p in asked]]
+    sims = av @ given_vecs.T
+    best = owner[sims.argmax(axis=1)]
+    reached = sims.max(axis=1) >= np.array(
+        [config.area_similarity if p.marked else config.join_similarity for p in asked])
+    groups = _average_linkage_groups(av, config.area_similarity,
+                                     cases=[p.case_id for p in asked])
+    # an interview asks a protocol question once: where the team's words reached an
+    # area's question in an interview, no other question there opens it by these rules
+    own_words = {(p.case_id, int(b)) for p, b, r, g in zip(asked, best, reached, groups) if r}
+    team, team_owner = given_vecs[content], owner[content]
+    out: dict[tuple[str, int], int] = {}
+    for g in np.unique(groups):
+        members = np.flatnonzero(groups == g)
+        if len({asked[i].case_id for i in members}) < config.min_cases or reached[members].all():
+            continue
+        hit = Counter(int(best[i]) for i in members if reached[i] and int(best[i]) not in frame_given)
+        if hit:
+            area = hit.most_common(1)[0][0]
+        else:
+            s = team @ _centre(av[members])
+            if s.max() < config.wording_similarity:
+                continue
+            area = int(team_owner[int(s.argmax())])
+        for i in members:
+            if not reached[i] and (asked[i].case_id, area) not in own_words:
+                out[(asked[i].case_id, asked[i].turn_index)] = area
+    return out
 
 
 def _result(protocol: Protocol, prompts: list[_Prompt], segments: pd.DataFrame,
