@@ -60,6 +60,14 @@ def fake_encode(texts):
     ("She didn't like, um, the room.", "She didn't like the room."),
     ("I was, um.", "I was."),
     ("[inaudible] and then she, er, left.", "and then she left."),
+    # a sentence that lost its start to a note or a filler starts with a capital when
+    # the transcript is written in sentence case
+    ("[inaudible] and then she left. I was shocked.", "And then she left. I was shocked."),
+    ("I cried. [pause] and then she left.", "I cried. And then she left."),
+    ("I cried. Um, and then she left.", "I cried. And then she left."),
+    ('She said "no." and I left.', 'She said "no." and I left.'),
+    ("I met Mr. smith there.", "I met Mr. smith there."),
+    ("all in lower case. like a caption.", "all in lower case. like a caption."),
     ("Um- I said it.", "I said it."),
     ("It was, um —", "It was"),
     ("My eyes filled... my eyes filled and I let it happen.", "My eyes filled and I let it happen."),

@@ -312,8 +312,10 @@ def tidy_utterance(text: str) -> str:
     repetitions and cut-off words (the rules are in the module docstring).
 
     Extractive: the words left are a subsequence of the text's words, none cut;
-    only the case of the first letter may change (capitalised when the text began
-    with a capital). Never empty when the text has a word other than a filler.
+    only the case of a sentence's first letter may change: capitalised when the text
+    is written in sentence case (it has a capital letter outside its transcriber
+    notes), so a sentence that lost its start to a filler or a note still starts
+    with one. Never empty when the text has a word other than a filler.
     """
     stripped = strip_transcriber_notes(text)
     toks = _tokens(stripped)
@@ -327,12 +329,25 @@ def tidy_utterance(text: str) -> str:
         substantive = [w for w in _WORD.findall(stripped) if _norm(w) not in FILLERS]
         return re.sub(r"\s+", " ", stripped).strip() if substantive else ""
     first_alpha = next((ch for ch in stripped if ch.isalpha()), "")
-    if first_alpha.isupper():
-        for k, ch in enumerate(out):
-            if ch.isalpha():
-                out = out[:k] + ch.upper() + out[k + 1:]
-                break
+    if first_alpha.isupper() or any(ch.isupper() for ch in stripped):
+        out = _sentence_case(out)
     return out
+
+
+#: where a sentence's first letter is: the text's start, or after a sentence end (not
+#: after a quotation's closing mark: 'she said "no." and left' goes on)
+_SENTENCE_START = re.compile(r"(?:^|(?<=[.!?…])\s+)[\"'“‘(\[]?([a-z])")
+
+
+def _sentence_case(text: str) -> str:
+    """Every sentence of ``text`` starting with a capital. Used when the transcript is
+    written in sentence case: a sentence whose start was a filler or a transcriber
+    note ("[inaudible] and then she left") keeps its next word, in lower case."""
+    def up(m: re.Match) -> str:
+        if m.start() and ends_with_abbreviation(text[:m.start()].rstrip(), m.group(1)):
+            return m.group(0)
+        return m.group(0)[:-1] + m.group(1).upper()
+    return _SENTENCE_START.sub(up, text)
 
 
 def count_words(text: str) -> int:
