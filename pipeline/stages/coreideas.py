@@ -328,8 +328,7 @@ def tidy_utterance(text: str) -> str:
     if not any(_is_word(t[0]) for t in toks):
         substantive = [w for w in _WORD.findall(stripped) if _norm(w) not in FILLERS]
         return re.sub(r"\s+", " ", stripped).strip() if substantive else ""
-    first_alpha = next((ch for ch in stripped if ch.isalpha()), "")
-    if first_alpha.isupper() or any(ch.isupper() for ch in stripped):
+    if any(ch.isupper() for ch in stripped):
         out = _sentence_case(out)
     return out
 
@@ -344,7 +343,9 @@ def _sentence_case(text: str) -> str:
     written in sentence case: a sentence whose start was a filler or a transcriber
     note ("[inaudible] and then she left") keeps its next word, in lower case."""
     def up(m: re.Match) -> str:
-        if m.start() and ends_with_abbreviation(text[:m.start()].rstrip(), m.group(1)):
+        # the words just before the stop are enough to tell an abbreviation
+        if m.start() and ends_with_abbreviation(text[max(0, m.start() - 24):m.start()],
+                                                m.group(1)):
             return m.group(0)
         return m.group(0)[:-1] + m.group(1).upper()
     return _SENTENCE_START.sub(up, text)
@@ -360,8 +361,8 @@ def count_words(text: str) -> int:
 #: common abbreviation
 _ABBREVIATION = re.compile(
     r"\b(?i:dr|mr|mrs|ms|prof|st|mt|vs|etc|e\.g|i\.e|eg|ie|cf|approx|fig)\.$")
-#: a single capital letter with its full stop, and what comes before it
-_INITIAL = re.compile(r"(.*?)\b[A-Z]\.$", re.DOTALL)
+#: a single capital letter with its full stop
+_INITIAL = re.compile(r"\b[A-Z]\.$")
 
 
 def ends_with_abbreviation(text: str, following: str = "") -> bool:
@@ -375,12 +376,12 @@ def ends_with_abbreviation(text: str, following: str = "") -> bool:
     text = text.rstrip()
     if _ABBREVIATION.search(text):
         return True
-    initial = _INITIAL.match(text)
+    initial = _INITIAL.search(text)
     if initial is None:
         return False
-    before = initial.group(1).rstrip()
+    before = text[:initial.start()].rstrip()
     return following.lstrip()[:1].islower() or bool(
-        _ABBREVIATION.search(before) or re.search(r"\b[A-Z]\.$", before)
+        _ABBREVIATION.search(before) or _INITIAL.search(before)
         or re.match(r"\s*[A-Z]\.(?!\w)", following))
 _END = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s|$)|\n\s*\n")
 _CLAUSE = re.compile(r"[,;:]+\s+|\s+[—–-]{1,2}\s+|[—–]")
