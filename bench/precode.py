@@ -22,6 +22,18 @@ segment is coded by a model that never saw its case. Classifiers:
                  embeddings of the segment, of the turn before it by the other speaker
                  and of the turn after it by the other speaker (AnnoMI only: PDPilot's
                  units carry no turns around them)
+  offsets        the default classifier (logreg), then a decision rule for macro F1:
+                 per-code offsets added to the calibrated log-probabilities before the
+                 argmax, chosen to maximise macro F1 on out-of-fold scores of the
+                 training part (3 case-grouped folds inside it; the test fold is never
+                 seen). Confidence: the calibrated probability of the code chosen
+  tfidf_offsets  the tfidf features, calibrated by temperature like the default, and
+                 the same offsets
+  neighbours     stacking: the calibrated log-probabilities of the default classifier
+                 for the segment, for the two segments of the same set before it and
+                 after it in its case, and their mean over the case's other segments,
+                 go into a second class-balanced logistic regression (trained on the
+                 training part's out-of-fold log-probabilities), then the offsets
   setfit         SetFit (contrastive fine-tuning of the same MiniLM, then logistic
                  regression), CPU, local model; only with --setfit (see SETFIT_NOTE);
                  (setfit is in the bench extra: pip install -e ".[bench]")
@@ -76,7 +88,12 @@ sys.path.insert(0, str(ROOT))
 from pipeline.cache import Cache  # noqa: E402
 from pipeline.compose import embed_texts  # noqa: E402
 from pipeline.precode import (  # noqa: E402
+    _logits,
+    _softmax,
+    case_folds,
     fit_classifier,
+    fit_temperature,
+    make_logistic_regression,
     reliability,
 )
 from pipeline.stages.context import contextualize  # noqa: E402
@@ -90,6 +107,8 @@ SETFIT_NOTE = ("SetFit is left out of the default run: 200 steps on one fold of 
                "than the default (bench/README.md). --setfit runs it on --slow-folds folds "
                "(--setfit-steps sets the steps per fold).")
 log = logging.getLogger("consensa.bench.precode")
+#: the offsets tried for each code, in log-probability (e^2: a factor of 7.4 either way)
+OFFSET_GRID = tuple(np.round(np.linspace(-2.0, 2.0, 41), 2))
 
 
 FINETUNE_NOTE = ("Fine-tuning is left out of the default run: one fold of AnnoMI client talk "
@@ -221,6 +240,8 @@ def out_of_fold(method: str, X: np.ndarray, df: pd.DataFrame, splits, seed: int,
             pred[te], conf[te] = tfidf_fold(X, df, tr, te, seed)
         elif method == "tfidf_turns":
             pred[te], conf[te] = tfidf_fold(X, df, tr, te, seed, columns=("text", "prompt", "after"))
+        elif method in ("offsets", "tfidf_offsets", "neighbours"):
+            pred[te], conf[te] = decision_fold(method, X, df, tr, te, seed)
         else:
             weight = None if method == "logreg_plain" else "balanced"
             clf = fit_classifier(X[tr], y[tr], groups[tr], seed=seed, folds=3, class_weight=weight)
@@ -272,6 +293,111 @@ def tfidf_fold(X: np.ndarray, df: pd.DataFrame, tr, te, seed: int, columns=("tex
     clf.fit(features(tr), df["label"].to_numpy()[tr])
     proba = clf.predict_proba(features(te))
     return clf.classes_[proba.argmax(axis=1)], proba.max(axis=1)
+
+
+def calibrated_log_proba(features, y, groups, tr, te, classes, seed: int, inner: int = 3):
+    """Calibrated log-probabilities of a class-balanced logistic regression: out of fold
+    on the training part (``inner`` case-grouped folds inside it) and, from a model fitted
+    on all of it, on the test part; the temperature is fitted on the former (as
+    ``fit_classifier`` does). ``features(fit_rows, rows)``: the matrix of ``rows``, with
+    whatever is fitted (TF-IDF) fitted on ``fit_rows`` only. Columns follow ``classes``."""
+    def scores(fit_rows, rows):
+        m = make_logistic_regression(seed).fit(features(fit_rows, fit_rows), y[fit_rows])
+        out = np.full((len(rows), len(classes)), -1e9)
+        out[:, np.searchsorted(classes, m.classes_)] = _logits(m, features(fit_rows, rows))
+        return out
+
+    oof = np.full((len(tr), len(classes)), -1e9)
+    for a, b in case_folds(y[tr], groups[tr], inner, seed)[0]:
+        oof[b] = scores(tr[a], tr[b])
+    temperature = fit_temperature(oof, np.searchsorted(classes, y[tr]))
+
+    def log_proba(z):
+        return np.log(np.clip(_softmax(z / temperature), 1e-12, 1.0))
+
+    return log_proba(oof), log_proba(scores(tr, te))
+
+
+def macro_f1_offsets(log_proba: np.ndarray, y_index: np.ndarray, rounds: int = 3,
+                     grid=OFFSET_GRID) -> np.ndarray:
+    """Per-class offsets b (the first class's fixed at 0) for which argmax(log_proba + b)
+    has the highest macro F1 on these rows: coordinate ascent over ``grid``, a class at a
+    time, until a round changes nothing. Ties keep the smaller change (argmax is
+    unchanged by offsets of 0)."""
+    k = log_proba.shape[1]
+
+    def macro_f1(b):
+        pred = (log_proba + b).argmax(axis=1)
+        cm = np.bincount(y_index * k + pred, minlength=k * k).reshape(k, k)
+        both = cm.sum(axis=0) + cm.sum(axis=1)
+        return float(np.mean(np.where(both > 0, 2 * np.diag(cm) / np.maximum(both, 1), 0.0)))
+
+    b = np.zeros(k)
+    best = macro_f1(b)
+    for _ in range(rounds):
+        changed = False
+        for c in range(1, k):
+            for v in sorted(grid, key=abs):
+                trial = b.copy()
+                trial[c] = v
+                score = macro_f1(trial)
+                if score > best + 1e-12:
+                    best, b, changed = score, trial, True
+        if not changed:
+            break
+    return b
+
+
+def _case_context(log_proba: np.ndarray, cases: np.ndarray, lags=(1, -1, 2, -2)) -> np.ndarray:
+    """Per row: the log-probabilities of the rows ``lag`` before it in its case (zeros and
+    a flag of 1 when there is none), and their mean over the case's other rows."""
+    n = len(log_proba)
+    cols = []
+    for lag in lags:
+        at = np.arange(n) - lag
+        ok = (at >= 0) & (at < n)
+        at = np.clip(at, 0, n - 1)
+        ok &= cases[at] == cases
+        cols += [np.where(ok[:, None], log_proba[at], 0.0), (~ok)[:, None].astype(float)]
+    mean = np.zeros_like(log_proba)
+    for c in np.unique(cases):
+        rows = np.flatnonzero(cases == c)
+        mean[rows] = (log_proba[rows].sum(axis=0) - log_proba[rows]) / max(len(rows) - 1, 1)
+    return np.hstack([log_proba, *cols, mean])
+
+
+def decision_fold(method: str, X: np.ndarray, df: pd.DataFrame, tr, te, seed: int):
+    """``offsets``, ``tfidf_offsets`` and ``neighbours`` on one fold (module docstring).
+    Everything chosen (temperatures, the second model, the offsets) is chosen on the
+    training part; rows are in speaking order within a case."""
+    from scipy.sparse import csr_matrix, hstack
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    y = df["label"].astype(str).to_numpy()
+    groups = df["case_id"].astype(str).to_numpy()
+    classes = np.unique(y[tr])
+    unit = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+    if method == "tfidf_offsets":
+        text = df["text"].fillna("").astype(str).to_numpy()
+
+        def features(fit_rows, rows):
+            words = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+            words.fit(text[fit_rows])
+            return hstack([words.transform(text[rows]), csr_matrix(unit[rows])]).tocsr()
+    else:
+        def features(fit_rows, rows):
+            return unit[rows]
+    oof, test = calibrated_log_proba(features, y, groups, tr, te, classes, seed)
+    if method == "neighbours":
+        both = np.zeros((len(y), len(classes)))
+        both[tr], both[te] = oof, test
+        stacked = _case_context(both, groups)
+        oof, test = calibrated_log_proba(lambda fit_rows, rows: stacked[rows], y, groups,
+                                         tr, te, classes, seed)
+    b = macro_f1_offsets(oof, np.searchsorted(classes, y[tr]))
+    proba = np.exp(test)
+    chosen = (test + b).argmax(axis=1)
+    return classes[chosen], proba[np.arange(len(te)), chosen]
 
 
 def finetune_fold(df: pd.DataFrame, tr, te, seed: int, epochs: int, batch_size: int = 32):
@@ -409,7 +535,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "precode_results.csv")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="  %(message)s")
-    methods = (["logreg_plain", "logreg", "context", "tfidf", "tfidf_turns"]
+    methods = (["logreg_plain", "logreg", "context", "tfidf", "tfidf_turns", "offsets",
+                "tfidf_offsets", "neighbours"]
                + (["setfit"] if args.setfit else [])
                + (["finetune"] if args.finetune else []))
     if not args.setfit:
