@@ -129,6 +129,18 @@ def test_a_busy_store_keeps_the_judges_entry_on_the_page(panel, monkeypatch):
     assert "Tears as a signal" in r.text and "my reasons, written at length" in r.text
     with ReviewStore(load_run(panel)) as store:
         assert store.positions() == {}
+    # a form whose page cannot keep the entry (moving segments) says what to do
+    other = sqlite3.connect(store_module.db_path(panel), isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        seg = load_run(panel).segments["segment_id"].iloc[0]
+        r = web.post("/move", _page=page, _pairs=[("segments", seg)], move_to="keep",
+                     **{"as": "position"})
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert r.status_code == 400 and "stayed busy" in r.text
+    assert "Nothing was saved. Wait for the other command to finish" in r.text
 
 
 def test_final_codebook_button_is_enabled_only_when_nothing_is_open(panel):

@@ -148,6 +148,14 @@ def log(review: ReviewApp, request: Request, form) -> Response:
 
 # --- writes ----------------------------------------------------------------------------
 
+def _not_saved(exc: ReviewError, what: str = "Nothing was saved.") -> Refused:
+    """A refused save as an error page: the store's reason, that nothing was saved, and
+    the store's advice where it gives one (a store busy or a disk refusing the write
+    says what to do; a bad entry needs none)."""
+    hint = str(exc.hint or "")
+    return Refused(400, exc.reason, f"{what} {hint[:1].upper()}{hint[1:]}" if hint else what)
+
+
 def decision_from_form(item: str, form, who: str) -> Decision:
     """The decision form's entries as a Decision (:meth:`Decision.parse`, as workbooks
     and the command line). The form shows every field at once, so the fields that do
@@ -212,7 +220,7 @@ def move(review: ReviewApp, request: Request, form) -> Response:
     except StaleError as exc:
         raise Refused(409, exc.reason, exc.hint or "") from None
     except ReviewError as exc:
-        raise Refused(400, exc.reason, "Nothing was saved.") from None
+        raise _not_saved(exc) from None
     what = "your position" if mode == "position" else "the consensus"
     words = review.say(decisions[0])
     review.flash(request, f"Saved {what}: {len(decisions)} segment(s), {words}.")
@@ -275,7 +283,7 @@ def create_category(review: ReviewApp, request: Request, form) -> Response:
             item = store.create_category(name, ids, domain, who,
                                          str(form.get("category_definition", "")))
     except ReviewError as exc:
-        raise Refused(400, exc.reason, "Nothing was saved.") from None
+        raise _not_saved(exc) from None
     review.flash(request, f"Category created: {review.run.label(item)}, {len(ids)} segment(s).")
     return RedirectResponse(item_url(item), status_code=303)
 
@@ -291,7 +299,7 @@ def create_domain(review: ReviewApp, request: Request, form) -> Response:
         with review.store() as store:
             item = store.create_domain(name, who, str(form.get("core_idea", "")))
     except ReviewError as exc:
-        raise Refused(400, exc.reason, "Nothing was saved.") from None
+        raise _not_saved(exc) from None
     review.flash(request, f"Domain created: {review.run.label(item)}. Reassign themes to it "
                  "from their pages.")
     return RedirectResponse(item_url(item), status_code=303)
@@ -319,7 +327,7 @@ def split_domain(review: ReviewApp, request: Request, form) -> Response:
     except StaleError as exc:
         raise Refused(409, exc.reason, exc.hint or "") from None
     except ReviewError as exc:
-        raise Refused(400, exc.reason, "Nothing was saved.") from None
+        raise _not_saved(exc) from None
     review.flash(request, f"Domain {domain} split: {len(themes)} categor"
                  f"{'y' if len(themes) == 1 else 'ies'} moved to {review.run.label(item)}.")
     return RedirectResponse(item_url(item), status_code=303)
@@ -342,7 +350,7 @@ def next_round(review: ReviewApp, request: Request, form) -> Response:
                               "the round without them: consensa review next-round RUN --force.")
             new = store.next_round(who, closed=st.closed)
     except ReviewError as exc:
-        raise Refused(400, exc.reason, "Nothing was changed.") from None
+        raise _not_saved(exc, "Nothing was changed.") from None
     review.flash(request, f"Round {new - 1} closed; round {new} is open and starts from its "
                  "consensus.")
     return RedirectResponse("/", status_code=303)
