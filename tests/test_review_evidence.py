@@ -5,6 +5,7 @@ the web app (in process). A themes run shows none of it."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -175,9 +176,10 @@ def test_flags_honest_labels_and_case_attributes_are_in_the_workbook_and_packet(
     rows = {r[0]: dict(zip(header, r)) for r in ws.iter_rows(min_row=2, values_only=True)}
     assert rows[3]["flags"] == "unstable" and rows[2]["flags"] in (None, "")
     assert "counted cases" in header and "label if reassigned counted" in header
-    # subgroups: the label within each group, from the cases the theme has
-    themes = pd.read_parquet(cqr / "themes.parquet").set_index("theme_id")
-    yes = [c for c in themes.at[3, "cases"] if CASES[c][1] == "yes"]
+    # subgroups: the label within each group, from the cases the theme's label counts
+    seg = pd.read_parquet(cqr / "segments.parquet")
+    counting = set(seg.loc[(seg["theme"] == 3) & seg["counted"], "case_id"])
+    yes = [c for c in counting if CASES[c][1] == "yes"]
     assert f"yes {frequency_label(len(yes), 3)} {len(yes)}/3" in rows[3]["subgroups"]
     seg = wb["segments"]
     sh = [c.value for c in seg[1]]
@@ -232,6 +234,58 @@ def test_apply_counts_again_and_flags_a_single_story_and_writes_the_subgroups(cq
     assert dict(zip(mine["group"], mine["n_cases"])) == {"yes": 2, "no": 0}
     assert dict(zip(mine["group"], mine["frequency_label"])) == {
         "yes": frequency_label(2, 3), "no": "none"}
+
+
+def test_subgroups_count_only_the_cases_the_label_counts(cqr):
+    """A case whose only segments in a category are outliers reassigned below
+    cqr.count_reassigned_above is not counted by the label: the subgroups (workbook,
+    packet, theme page, cqr_subgroups.csv) must not count it either, and the theme page
+    says which case it is."""
+    seg = pd.read_parquet(cqr / "segments.parquet")
+    themes = pd.read_parquet(cqr / "themes.parquet").set_index("theme_id")
+    tid = next(int(t) for t in themes.index
+               if len(set(seg.loc[(seg["theme"] == t) & seg["counted"], "case_id"])) >= 2)
+    counted = seg.loc[(seg["theme"] == tid) & seg["counted"], "case_id"]
+    gone = str(counted.iloc[0])
+    # gone's segments there become weakly reassigned outliers: no longer counted
+    mine = (seg["theme"] == tid) & (seg["case_id"] == gone)
+    seg.loc[mine, "reassigned"] = True
+    seg.loc[mine, "counted"] = False
+    seg.to_parquet(cqr / "segments.parquet", index=False)
+    counting = set(counted) - {gone}
+    themes.at[tid, "n_counted_cases"] = len(counting)
+    themes.reset_index().to_parquet(cqr / "themes.parquet", index=False)
+    group = CASES[gone][1]
+    n_group = sum(1 for o, y in CASES.values() if y == group)
+    n = sum(1 for c in counting if CASES[c][1] == group)
+    want = f"{group} {frequency_label(n, n_group)} {n}/{n_group}"
+    assert gone in themes.at[tid, "cases"]      # it still has the case, uncounted
+
+    assert main(["review", "export", str(cqr), "--judges", "ana,ben", "-q"]) == 0
+    ws = openpyxl.load_workbook(cqr / "review" / "round-1" / "ana.xlsx")["themes"]
+    header = [c.value for c in ws[1]]
+    rows = {r[0]: dict(zip(header, r)) for r in ws.iter_rows(min_row=2, values_only=True)}
+    assert want in rows[tid]["subgroups"], rows[tid]["subgroups"]
+    packet = (cqr / "review" / "round-1" / "packet.html").read_text()
+    part = packet.split(f"<h3>Theme {tid}: ")[1].split("<h3>")[0]
+    assert f"<td>cried</td><td>{group}</td><td>{n}/{n_group}</td>" in part
+    assert f"{len(counting)} of {len(themes.at[tid, 'cases'])} cases counted" in part
+
+    page = Web(cqr, "ana").get(f"/theme/{tid}")
+    row = re.search(rf'<tr data-attribute="cried" data-group="{group}">(.*?)</tr>', page).group(1)
+    assert f"<td>{n}/{n_group}</td>" in row
+    item = re.search(rf"<li>{gone}\b.*?</li>", page).group(0)
+    assert "not counted" in item
+    assert all("not counted" not in re.search(rf"<li>{c}\b.*?</li>", page).group(0)
+               for c in counting)
+
+    with ReviewStore(load_run(cqr)) as store:
+        _settle(store)
+    assert main(["review", "apply", str(cqr)]) == 0
+    sub = pd.read_csv(cqr / "review" / "cqr_subgroups.csv")
+    got = sub[(sub["category_id"] == tid) & (sub["attribute"] == "cried") &
+              (sub["group"] == group)].iloc[0]
+    assert (int(got["n_cases"]), got["frequency_label"]) == (n, frequency_label(n, n_group))
 
 
 # --- 3. domains -----------------------------------------------------------------------------

@@ -375,7 +375,7 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
                                             "comment": dec.comment})
     sub = [{"domain": dom_name.get(c.domain_id, ""), "category_id": int(c.theme_id),
             "category": c.name, **g} for c in cats.itertuples()
-           for g in subgroups(run, c.cases)]
+           for g in subgroups(run, list(c.counted_cases))]
     return Codebook(data, assignments.reset_index(drop=True), table,
                     pd.DataFrame(sub, columns=SUBGROUP_COLUMNS))
 

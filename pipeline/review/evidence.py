@@ -101,11 +101,29 @@ def subgroup_attributes(run: RunItems) -> dict[str, list[str]]:
     return out
 
 
+def counted_cases(run: RunItems, tid, cases) -> list[str]:
+    """The cases a proposed theme's frequency label counts. In a CQR run a case counts
+    through a segment the clustering placed in the theme or an outlier reassigned above
+    ``cqr.count_reassigned_above`` (the segments' ``counted`` column); a category the
+    judges created counts every case of its segments (they placed them), and so does
+    every theme of a themes run. ``cases`` are the theme's cases, returned as they are
+    where every case counts."""
+    if not is_cqr(run) or str(tid) in run.created_themes:
+        return [str(c) for c in cases]
+    seg = run.segments
+    mine = (seg["theme"] == int(tid)).to_numpy() & seg["counted"].astype(bool).to_numpy()
+    order = {str(c): i for i, c in enumerate(cases)}
+    return sorted(set(seg.loc[mine, "case_id"].astype(str)),
+                  key=lambda c: (order.get(c, len(order)), c))
+
+
 def subgroups(run: RunItems, category_cases) -> list[dict]:
     """The frequency label of a category within each group of each attribute:
     ``[{attribute, group, n_group, n_cases, frequency_label}]``. The label counts the
     group's cases that have the category against the group's size, with the run's
-    cut-offs, as CQR papers print the cried / held-back comparison."""
+    cut-offs, as CQR papers print the cried / held-back comparison. Give the cases
+    the category's label counts (:func:`counted_cases`; a codebook category's
+    ``counted_cases``), so that each group's label is counted as the category's is."""
     attrs = subgroup_attributes(run)
     if not attrs:
         return []

@@ -7,7 +7,13 @@ template lives with the other pages' templates (pipeline/report/templates/).
 from __future__ import annotations
 
 from ..report.templating import page_environment
-from .evidence import attribute_text, evidence_text, subgroups, theme_evidence
+from .evidence import (
+    attribute_text,
+    counted_cases,
+    evidence_text,
+    subgroups,
+    theme_evidence,
+)
 from .model import RunItems
 
 #: pipeline/report/templates/, rendered by the environment every page shares
@@ -24,7 +30,9 @@ def render_packet(run: RunItems, round: int, judges: list[str], auditors: list[s
                        # a CQR run's flags and honest label, the subgroups where the run
                        # has case attributes; nothing for a themes run without them
                        "evidence": evidence_text(theme_evidence(run, t["theme_id"])),
-                       "subgroups": subgroups(run, list(t["cases"]))})
+                       # the cases its label counts, where that is not every case it has
+                       "n_counted": theme_evidence(run, t["theme_id"])["n_counted"],
+                       "subgroups": subgroups(run, counted_cases(run, t["theme_id"], t["cases"]))})
     core_ideas = [{"domain": run.domain_name(c["domain_id"]), "case": c["case_id"],
                    "attributes": attribute_text(run.attributes(c["case_id"])),
                    "core_idea": c["core_idea"], "segment_ids": list(c["segment_ids"])}

@@ -25,7 +25,7 @@ from ..report.templating import counted
 from ..runfolder import RunFolder
 from ..sheets import append_row, formula_problem, is_formula, set_cell
 from ..types import frame_domain_ids
-from .evidence import attribute_text, is_cqr, subgroups, theme_evidence
+from .evidence import attribute_text, counted_cases, is_cqr, subgroups, theme_evidence
 from .model import (
     DECISION_FIELDS,
     DOMAIN_DECISIONS,
@@ -267,7 +267,8 @@ def build_workbook(run: RunItems, person: str, role: str, round: int,
             "n_counted": "" if ev["n_counted"] is None else ev["n_counted"],
             "definition": ev["definition"],
             "subcategories": "\n".join(subs.get(int(t.theme_id), [])),
-            "subgroups": _subgroup_text(run, t.cases)}, prefill.get(theme_item(t.theme_id))))
+            "subgroups": _subgroup_text(run, counted_cases(run, t.theme_id, t.cases))},
+            prefill.get(theme_item(t.theme_id))))
         trows[-1] = _shown(run, trows[-1], theme_item(t.theme_id), shown, baseline)
     _sheet(wb, "themes", THEME_COLS + (EVIDENCE_COLS if cqr else [])
            + (SUBGROUP_COL if with_cases else []), trows,
@@ -317,7 +318,7 @@ def build_workbook(run: RunItems, person: str, role: str, round: int,
 
 def _subgroup_text(run: RunItems, cases) -> str:
     """A theme's frequency within each group of a case attribute, one attribute a line:
-    ``cried: no variant 1/3; yes typical 2/3``."""
+    ``cried: no variant 1/3; yes typical 2/3``, from the cases its label counts."""
     rows = subgroups(run, list(cases))
     out: dict[str, list[str]] = {}
     for g in rows:

@@ -22,7 +22,7 @@ from ..errors import ConsensaError
 from ..precode import NONE, PrecodeBatch, agreed_code
 from ..review.agreement import SETTLED, ItemStatus, ReviewStatus, review_status
 from ..review.apply import live_codebook
-from ..review.evidence import attribute_text, subgroups, theme_evidence
+from ..review.evidence import attribute_text, counted_cases, subgroups, theme_evidence
 from ..review.model import (
     CREATED_DOMAIN_DECISIONS,
     CREATED_THEME_DECISIONS,
@@ -294,6 +294,8 @@ def theme_page(run: RunItems, store: ReviewStore, context: Context, ident: str,
     tid = int(ident)
     ctx = _item_common(run, store, theme_item(tid), who, start_from, error, draft)
     t = run.themes[run.themes["theme_id"] == tid].iloc[0].to_dict()
+    # the cases its label counts: the case list marks the others, the subgroups count these
+    counting = counted_cases(run, tid, list(t["cases"]))
     if str(tid) in run.created_themes:  # a category the judges made: its own segments
         seg = run.segments[run.segments["segment_id"].isin(run.members(tid))].copy()
     else:
@@ -318,9 +320,10 @@ def theme_page(run: RunItems, store: ReviewStore, context: Context, ident: str,
     return {**ctx, "t": t, "tid": tid, "quotes": listed, "now": fate,
             "subcategories": made, "proposed_subcategories": proposed,
             "evidence": theme_evidence(run, tid),
-            "case_list": [{"case": c, "attributes": attribute_text(run.attributes(c))}
-                          for c in t["cases"]],
-            "subgroups": subgroups(run, list(t["cases"])),
+            "case_list": [{"case": c, "attributes": attribute_text(run.attributes(c)),
+                           "counts": c in counting} for c in t["cases"]],
+            "count_above": run.cqr.count_reassigned_above,
+            "subgroups": subgroups(run, counting),
             "live_subgroups": _live_subgroups(run, ctx["live"], tid, fate),
             "keywords": list(t["keywords"]),
             "quote_ids": set(quote_ids), "moved_in": moved_in,
@@ -339,7 +342,7 @@ def _live_subgroups(run: RunItems, live: dict, tid: int, fate: dict) -> list[dic
     for d in live["codebook"]["domains"]:
         for c in d["categories"]:
             if c["id"] == fate.get("into"):
-                return subgroups(run, c["cases"])
+                return subgroups(run, c.get("counted_cases", c["cases"]))
     return []
 
 
