@@ -17,7 +17,7 @@ import yaml
 from pipeline.cli import main
 from pipeline.review.agreement import review_status
 from pipeline.review.apply import build_codebook, live_codebook
-from pipeline.review.model import Decision, ReviewError, core_idea_item, load_run
+from pipeline.review.model import Decision, ReviewError, core_idea_item, load_run, theme_item
 from pipeline.review.store import ReviewStore
 from pipeline.stages.cqr import frequency_label
 from tests.review_helpers import fill
@@ -236,25 +236,37 @@ def test_apply_counts_again_and_flags_a_single_story_and_writes_the_subgroups(cq
         "yes": frequency_label(2, 3), "no": "none"}
 
 
+def _uncount(run: Path, fits) -> tuple[int, str, set[str]]:
+    """Make one counted case of a theme (the first whose number of counted cases then
+    ``fits``) count no more, as a case does whose only segments there are outliers reassigned
+    below cqr.count_reassigned_above; the theme's row says so, as a run writes it.
+    Returns the theme, that case and the cases still counted."""
+    seg = pd.read_parquet(run / "segments.parquet")
+    themes = pd.read_parquet(run / "themes.parquet").set_index("theme_id")
+    tid = next(int(t) for t in themes.index
+               if fits(len(set(seg.loc[(seg["theme"] == t) & seg["counted"], "case_id"])) - 1))
+    counted = seg.loc[(seg["theme"] == tid) & seg["counted"], "case_id"]
+    gone = str(counted.iloc[0])
+    mine = (seg["theme"] == tid) & (seg["case_id"] == gone)
+    seg.loc[mine, "reassigned"] = True
+    seg.loc[mine, "counted"] = False
+    seg.to_parquet(run / "segments.parquet", index=False)
+    counting = set(counted) - {gone}
+    themes.at[tid, "n_counted_cases"] = len(counting)
+    themes.at[tid, "frequency_label"] = frequency_label(len(counting), len(CASES))
+    themes.at[tid, "label_if_reassigned_counted"] = frequency_label(
+        len(themes.at[tid, "cases"]), len(CASES))
+    themes.reset_index().to_parquet(run / "themes.parquet", index=False)
+    return tid, gone, counting
+
+
 def test_subgroups_count_only_the_cases_the_label_counts(cqr):
     """A case whose only segments in a category are outliers reassigned below
     cqr.count_reassigned_above is not counted by the label: the subgroups (workbook,
     packet, theme page, cqr_subgroups.csv) must not count it either, and the theme page
     says which case it is."""
-    seg = pd.read_parquet(cqr / "segments.parquet")
+    tid, gone, counting = _uncount(cqr, lambda n: n >= 1)
     themes = pd.read_parquet(cqr / "themes.parquet").set_index("theme_id")
-    tid = next(int(t) for t in themes.index
-               if len(set(seg.loc[(seg["theme"] == t) & seg["counted"], "case_id"])) >= 2)
-    counted = seg.loc[(seg["theme"] == tid) & seg["counted"], "case_id"]
-    gone = str(counted.iloc[0])
-    # gone's segments there become weakly reassigned outliers: no longer counted
-    mine = (seg["theme"] == tid) & (seg["case_id"] == gone)
-    seg.loc[mine, "reassigned"] = True
-    seg.loc[mine, "counted"] = False
-    seg.to_parquet(cqr / "segments.parquet", index=False)
-    counting = set(counted) - {gone}
-    themes.at[tid, "n_counted_cases"] = len(counting)
-    themes.reset_index().to_parquet(cqr / "themes.parquet", index=False)
     group = CASES[gone][1]
     n_group = sum(1 for o, y in CASES.values() if y == group)
     n = sum(1 for c in counting if CASES[c][1] == group)
@@ -286,6 +298,42 @@ def test_subgroups_count_only_the_cases_the_label_counts(cqr):
     got = sub[(sub["category_id"] == tid) & (sub["attribute"] == "cried") &
               (sub["group"] == group)].iloc[0]
     assert (int(got["n_cases"]), got["frequency_label"]) == (n, frequency_label(n, n_group))
+
+
+def test_the_codebook_gives_the_counted_cases_beside_each_label(cqr):
+    """codebook.md gives beside a CQR label the number it was counted from (and every
+    case beside it), a label the judges' decisions changed is explained by the counted
+    cases before and after, and the agreed CQR table cites the quote's segment."""
+    tid, gone, counting = _uncount(cqr, lambda n: n >= 2 and frequency_label(n, len(CASES))
+                                   != frequency_label(1, len(CASES)))
+    themes = pd.read_parquet(cqr / "themes.parquet").set_index("theme_id")
+    n_all = len(themes.at[tid, "cases"])
+    seg = pd.read_parquet(cqr / "segments.parquet")
+    # the judges split off every segment of the counted cases but one: its label changes
+    left = sorted(counting)[1:]
+    off = seg.loc[(seg["theme"] == tid) & seg["case_id"].isin(left), "segment_id"].tolist()
+    with ReviewStore(load_run(cqr)) as store:
+        store.resolve([Decision(theme_item(tid), "split", new_name="Split off",
+                                segments=tuple(off))], by="ana")
+        _settle(store)
+    assert main(["review", "apply", str(cqr)]) == 0
+    data = yaml.safe_load((cqr / "review" / "codebook.yaml").read_text())
+    cat = next(c for d in data["domains"] for c in d["categories"] if c["id"] == tid)
+    k, n_now = 1, n_all - len(left)
+    assert cat["n_counted_cases"] == k and cat["n_cases"] == n_now
+    md = (cqr / "review" / "codebook.md").read_text()
+    block = md.split(f"### {cat['name']}")[1]
+    assert block.split("\n\n")[1].startswith(
+        f"*{cat['frequency_label']}*, {k}/{len(CASES)} cases counted, {n_now} with "
+        "reassigned outliers,")
+    before, after = frequency_label(len(counting), len(CASES)), cat["frequency_label"]
+    assert before != after, (before, after)
+    assert f"frequency {before} -> {after} ({len(counting)} -> {k} cases)" in cat["changes"]
+    table = (cqr / "review" / "cqr_table.md").read_text()
+    rows = pd.read_csv(cqr / "review" / "cqr_table.csv")
+    for r in rows.itertuples():
+        if r.core_idea_source == "quote":
+            assert f'({r.quote_segment_id}) |' in table
 
 
 # --- 3. domains -----------------------------------------------------------------------------

@@ -168,7 +168,8 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
                   "core_idea_source": "judges" if dec.core_idea else "proposed",
                   "keywords": list(row["keywords"]), "quote_ids": list(row["quote_ids"]),
                   "changes": changes, "proposed_label": row["frequency_label"],
-                  "proposed_cases": int(row["n_cases"]), "parent": parent}
+                  # the cases the proposed label counted (a CQR run's counted cases)
+                  "proposed_cases": _label_cases(row), "parent": parent}
         if dec.decision == "split":
             nid, next_id = next_id, next_id + 1
             for s in dec.segments:
@@ -264,8 +265,10 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
         label = counts["frequency_label"]
         core = c["core_idea"] or str(members.set_index("segment_id").at[quotes[0], "text"])
         if c["proposed_label"] and label != c["proposed_label"]:
+            # the cases each label counts, so that the two numbers explain the change
             c["changes"].append(f"frequency {c['proposed_label']} -> {label} "
-                                f"({c['proposed_cases']} -> {len(cases)} cases)")
+                                f"({c['proposed_cases']} -> "
+                                f"{len(counts['counted_cases'])} cases)")
         if c["core_idea_source"] == "judges":
             c["changes"].append("core idea written by the judges")
         rows.append({"theme_id": cid, "name": c["name"], "domain_id": dom_final[c["domain_id"]],
@@ -450,7 +453,7 @@ TABLE_EXTRA = ["core_idea", "core_idea_source", "level", "flags", "label_if_reas
 
 def table_markdown(table: pd.DataFrame, flags: bool) -> str:
     """``cqr_table.md`` of the agreed codebook: the judges' core idea where they wrote
-    one (a quote, in quotation marks with its case, where they did not), subcategories
+    one (a quote, in quotation marks with its segment id, where they did not), subcategories
     under their category, and for a CQR run the evidence column."""
     md = markdown_cell
 
@@ -463,6 +466,7 @@ def table_markdown(table: pd.DataFrame, flags: bool) -> str:
         last = r.domain
         name = ("↳ " if r.level == "subcategory" else "") + md(r.category)
         core = (md(r.core_idea) + " (judges)" if r.core_idea_source == "judges"
+                else f'"{md(r.quote)}" ({md(r.quote_segment_id)})' if r.quote_segment_id
                 else f'"{md(r.quote)}" ({md(r.quote_case)})')
         row = f"| {dom} | {name} | {r.frequency_label} | {r.n_cases}/{r.cases_total} | {core} |"
         if flags:
@@ -481,6 +485,23 @@ SUBCATEGORIES_NOT_REVIEWED = (
     "their category). To keep one, create a category of its segments (tick them on its "
     "category's page in `consensa serve`) and make it a subcategory of that category "
     "(decision 'subcategory').")
+
+
+def _label_cases(row) -> int:
+    """How many cases a proposed theme's label counts: ``n_counted_cases`` in a CQR
+    run, every case it has in a themes run."""
+    n = row.get("n_counted_cases")
+    return int(row["n_cases"]) if n is None or pd.isna(n) else int(n)
+
+
+def _cases_text(c: dict, total: int) -> str:
+    """A category's cases beside its label: the cases the label counts, and every case
+    it has where reassigned outliers add some (``6/10 cases counted, 10 with reassigned
+    outliers``), so that the number beside a label is the one it was counted from."""
+    n = int(c.get("n_counted_cases", c["n_cases"]))
+    if n == int(c["n_cases"]):
+        return f"{n}/{total} cases"
+    return f"{n}/{total} cases counted, {c['n_cases']} with reassigned outliers"
 
 
 def codebook_markdown(cb: Codebook) -> str:
@@ -521,10 +542,8 @@ def codebook_markdown(cb: Codebook) -> str:
             level = "####" if "parent" in c else "###"
             under = f" (subcategory of {t(c['parent_name'])})" if "parent" in c else ""
             lines += [f"{level} {t(c['name'])}{under}{mark}", "",
-                      f"*{c['frequency_label']}*, {c['n_cases']}/{d['cases_total']} cases, "
-                      f"{c['n_segments']} segments"
-                      + (f" (counted: {c['n_counted_cases']} cases)" if "n_counted_cases" in c
-                         else ""), "",
+                      f"*{c['frequency_label']}*, {_cases_text(c, d['cases_total'])}, "
+                      f"{c['n_segments']} segments", "",
                       *([f"**Evidence**: {t('; '.join(_evidence(c)))}", ""] if _evidence(c)
                         else []),
                       f"**Core idea** ({c['core_idea_source']}): {t(c['core_idea'])}", ""]
