@@ -283,7 +283,15 @@ def test_subgroups_count_only_the_cases_the_label_counts(cqr):
     assert f"<td>cried</td><td>{group}</td><td>{n}/{n_group}</td>" in part
     assert f"{len(counting)} of {len(themes.at[tid, 'cases'])} cases counted" in part
 
-    page = Web(cqr, "ana").get(f"/theme/{tid}")
+    web = Web(cqr, "ana")
+    # the overview and the domain's page give the counted cases beside the label
+    n_all = len(themes.at[tid, "cases"])
+    row = re.search(rf'<tr data-item="theme:{tid}".*?</tr>', web.get("/"), re.S).group(0)
+    assert f">{len(counting)} of {n_all}</span>" in row
+    dom = web.get(f"/domain/{int(themes.at[tid, 'domain_id'])}")
+    item = re.search(rf'<li data-category="{tid}">.*?</li>', dom, re.S).group(0)
+    assert f"{len(counting)} of {n_all} cases counted" in item
+    page = web.get(f"/theme/{tid}")
     row = re.search(rf'<tr data-attribute="cried" data-group="{group}">(.*?)</tr>', page).group(1)
     assert f"<td>{n}/{n_group}</td>" in row
     item = re.search(rf"<li>{gone}\b.*?</li>", page).group(0)
