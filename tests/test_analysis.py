@@ -647,6 +647,31 @@ def test_a_group_of_uncounted_outliers_is_no_subcategory():
     assert subs(np.arange(60) < 20) == []
 
 
+def test_a_subcategory_keeps_the_category_s_reassigned_outliers():
+    """A segment reassigned to a category (an outlier of its domain) is reassigned in the
+    subcategory it falls in too: the subcategory's n_reassigned and thin cases see it."""
+    from pipeline.stages.crossanalysis import (
+        CrossAnalysisConfig,
+        _Group,
+        _subcategories,
+        hdbscan_cluster_fn,
+    )
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(2, 32))
+    X = np.repeat(centres, 20, axis=0) + 0.05 * rng.normal(size=(40, 32))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    rows = np.arange(40)
+    reassigned = np.isin(rows, [0, 1, 20])           # reassigned to the category, counted
+    g = _Group(0, "category", rows, reassigned, np.ones(40, bool), np.ones(40, np.float32),
+               X.mean(axis=0))
+    subs = _subcategories(g, X, hdbscan_cluster_fn(), CrossAnalysisConfig(), 0.5)
+    assert len(subs) == 2
+    for c in subs:
+        assert reassigned[c.rows][~c.reassigned].sum() == 0   # none of them lost
+    assert sum(int(c.reassigned[np.isin(c.rows, [0, 1, 20])].sum()) for c in subs) == 3
+
+
 def test_a_rerun_reads_its_groups_names_and_core_ideas_from_the_cache_and_stores_no_words(
         tmp_path, monkeypatch):
     """A re-run whose categories are what they were pays for none of the CQR steps

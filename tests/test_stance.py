@@ -74,3 +74,35 @@ def test_repeated_segments_are_judged_without_arithmetic_on_infinities():
         warnings.simplefilter("error")
         res = _one_category(X, [f"c{i % 8}" for i in range(len(sides))])
     assert res.counts["stance_splits"] == 0
+
+
+def test_a_stance_subcategory_keeps_the_category_s_reassigned_outliers():
+    """The sides of a category hold its segments as they are: a segment reassigned to
+    the category is reassigned in its side too, so the side's n_reassigned counts it
+    and a case that counts only through such segments is a thin case there as well."""
+    sides = np.tile([1.0, -1.0], 20)
+    cases = [f"c{(i // 2) % 8}" for i in range(len(sides))]   # each case on both sides
+    X = _segments(sides)
+    n = len(X)
+    outlier = np.array([c == "c0" for c in cases])   # c0's segments: the clusterer's outliers
+    seg = pd.DataFrame({"segment_id": [f"s{i}" for i in range(n)], "case_id": cases,
+                        "text": ["the supervision sessions with my supervisor helped"] * n})
+
+    def one_with_outliers(Y):
+        return np.where(outlier, -1, 0), np.where(outlier, 0.0, 1.0)
+
+    res = cross_analyse(seg, X, np.zeros(n, int),
+                        CrossAnalysisConfig(stance_axes=[AXIS], subcategory_min_segments=1000),
+                        cluster_fn=one_with_outliers, encode=_encode)
+    assert res.reassigned[outlier].all() and res.counted[outlier].all()
+    cats = res.categories.set_index("category_id")
+    top = cats[cats["kind"] == "category"]
+    assert int(top["n_reassigned"].iloc[0]) == int(outlier.sum())
+    assert list(top["thin_cases"].iloc[0]) == ["c0"]
+    subs = cats[cats["kind"] == "stance"]
+    assert len(subs) == 2
+    for cid, r in subs.iterrows():
+        mine = res.subcategory == cid
+        assert int(r["n_reassigned"]) == int((mine & outlier).sum()) > 0
+        assert list(r["thin_cases"]) == ["c0"]
+    assert int(subs["n_reassigned"].sum()) == int(outlier.sum())

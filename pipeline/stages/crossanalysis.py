@@ -621,10 +621,11 @@ def cross_analyse(segments: pd.DataFrame, vectors: np.ndarray, segment_domain: n
                 low, spec = split
                 counts["stance_splits"] += 1
                 for side, pole in ((~low, spec.positive_name), (low, spec.negative_name)):
-                    g.children.append(_Group(d, "stance", g.rows[side],
-                                             np.zeros(int(side.sum()), bool), g.counted[side],
-                                             g.strength[side], _centre(vecs[g.rows[side]]),
-                                             pole=pole))
+                    # a side holds the category's segments as they are: its reassigned
+                    # outliers stay reassigned (n_reassigned, and the thin cases)
+                    g.children.append(_Group(d, "stance", g.rows[side], g.reassigned[side],
+                                             g.counted[side], g.strength[side],
+                                             _centre(vecs[g.rows[side]]), pole=pole))
             elif len(g.rows) > config.subcategory_min_segments:
                 g.children = _subcategories(g, vecs, cluster_fn, config, threshold, cases,
                                             memory)
@@ -653,12 +654,14 @@ def _subcategories(g: _Group, vecs: np.ndarray, cluster_fn: ClusterFn,
     for s in range(len(centres)):
         m = group == s
         counted = g.counted[m] & (~moved[m] | (strength[m] >= threshold))
+        # reassigned: to the category (an outlier of its domain) or within it
+        reassigned = g.reassigned[m] | moved[m]
         if not counted.any():
             # a group of the category's weakly reassigned outliers: no case counts
             # toward it, and a table row "none, 0 cases" says nothing a judge can use;
             # its segments stay in the category only
             continue
-        out.append(_Group(g.domain, "subcategory", g.rows[m], moved[m], counted, strength[m],
+        out.append(_Group(g.domain, "subcategory", g.rows[m], reassigned, counted, strength[m],
                           centres[s]))
     if len(out) < 2:
         return []
