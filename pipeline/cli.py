@@ -67,6 +67,14 @@ def _logging_to_stderr(quiet: bool) -> Iterator[None]:
         logger.setLevel(level)
 
 
+def _categories_with_subcategories(folder) -> int:
+    """How many categories of a CQR run folder have subcategories (of either kind)."""
+    cats = folder.table("categories")
+    if cats.empty or "parent_id" not in cats.columns:
+        return 0
+    return len({int(p) for p in cats["parent_id"] if int(p) >= 0})
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .batch import (
         load_single,  # load_config, also refusing sweep: and reading stability:
@@ -95,7 +103,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         reassigned = (f"reassigned outliers: {c['reassigned']} of the {n_fit} fitted "
                       f"({c['reassigned'] / n_fit:.1%})")
     if manifest.get("analysis") == CQR_ANALYSIS:
-        n_sub = int(c.get("crossanalysis_subcategorised", 0))
+        # every category the CQR table shows with subcategories under it: those split by
+        # size and those split by the participants' judgement (stance)
+        n_sub = _categories_with_subcategories(RunFolder(folder))
         print(f"  cases: {c['cases_analysed']}   segments: {c['segment_segments']}   "
               f"domains: {c['domains']}   categories: {c['themes']}"
               + (f" ({n_sub} with subcategories)" if n_sub else ""))

@@ -796,6 +796,22 @@ def test_a_core_idea_from_two_segments_names_both():
     assert "(A:1:0, A:5:0)" in cqr_markdown(pd.DataFrame([row]))
 
 
+def test_the_summary_counts_every_category_the_table_shows_with_subcategories():
+    """"(N with subcategories)" counts the categories the CQR table shows with rows
+    under them: subcategories by size and by the participants' judgement (stance)
+    alike. It counted only those by size: the demo printed 2 while its table showed 5."""
+    from types import SimpleNamespace
+
+    from pipeline.cli import _categories_with_subcategories
+
+    cats = pd.DataFrame({"category_id": range(7), "parent_id": [-1, 0, 0, -1, 3, 3, -1],
+                         "kind": ["category", "subcategory", "subcategory", "category",
+                                  "stance", "stance", "category"]})
+    assert _categories_with_subcategories(SimpleNamespace(table=lambda name: cats)) == 2
+    none = cats[cats["parent_id"] < 0]
+    assert _categories_with_subcategories(SimpleNamespace(table=lambda name: none)) == 0
+
+
 def test_segments_that_answer_no_question_count_as_in_no_category(tmp_path, capsys):
     """A case with no interviewer answers no question of the protocol: its segments
     are in no domain, so in no category, and the summary line counts them there, as
