@@ -146,6 +146,49 @@ def test_demo_cqr_run_reproduces_the_stored_run(tmp_path):
             (GOLDEN_CQR / name).read_text(encoding="utf-8"), name
 
 
+def _readme_block(after: str) -> list[str]:
+    """The lines of the README's block that starts with the line ``after``."""
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(after))
+    end = next((i for i in range(start, len(lines)) if lines[i].strip() in ("", "```")),
+               len(lines))
+    return lines[start:end]
+
+
+def test_the_readme_walkthrough_shows_the_stored_cqr_run():
+    """The README's walkthrough prints the demo's summary and an excerpt of its CQR
+    table: every number and row there is the stored run's, so a reader who runs the
+    demo can check it (they were a run of months before, and matched no run since)."""
+    seg = pd.read_csv(GOLDEN_CQR / "segments.csv", keep_default_na=False)
+    domains = pd.read_csv(GOLDEN_CQR / "domains.csv", keep_default_na=False)
+    cats = pd.read_csv(GOLDEN_CQR / "categories.csv", keep_default_na=False)
+    frame = seg["domain_id"].isin(domains.loc[domains["kind"] == "frame", "domain_id"])
+    n = len(seg)
+    unassigned = int(((seg["theme"] < 0) & ~frame).sum())
+    reassigned = int(seg["reassigned"].astype(str).eq("True").sum())
+    n_sub = len({int(p) for p in cats["parent_id"] if int(p) >= 0})
+    summary = "\n".join(_readme_block("Consensa run 'demo-therapist-tears' finished in"))
+    assert (f"cases: {seg['case_id'].nunique()}   segments: {n}   domains: {len(domains)}   "
+            f"categories: {int((cats['kind'] == 'category').sum())} ({n_sub} with "
+            "subcategories)") in summary, summary
+    assert (f"in no category: {unassigned} ({unassigned / n:.1%})   reassigned outliers: "
+            f"{reassigned} ({reassigned / n:.1%})   interview frame: {int(frame.sum())} "
+            "(set apart)") in summary, summary
+
+    stored = (GOLDEN_CQR / "cqr_table.md").read_text(encoding="utf-8").splitlines()
+    domain_of, last = {}, ""
+    for line in stored[2:]:
+        cell = line.split(" | ", 1)[0].removeprefix("| ").strip()
+        last = cell or last
+        domain_of[line.split(" | ", 1)[1]] = last
+    excerpt = _readme_block("| Domain | Category | Frequency | Cases |")
+    assert excerpt[0] == stored[0] and len(excerpt) > 4
+    for line in excerpt[2:]:
+        cell, rest = line.split(" | ", 1)
+        assert rest in domain_of, f"README row not in the stored CQR table: {line[:120]}"
+        assert cell.removeprefix("| ").strip() in ("", domain_of[rest]), line[:120]
+
+
 def _write_cqr(out: Path) -> None:
     GOLDEN_CQR.mkdir(parents=True, exist_ok=True)
     pd.read_parquet(out / "segments.parquet")[list(CQR_SEGMENT_COLUMNS)].to_csv(
