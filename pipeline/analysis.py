@@ -95,6 +95,8 @@ def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFram
         dom_rows = proposal.domains.copy()
         merges = proposal.merges
         moved = np.asarray(proposal.moved, dtype=bool)
+        # the domain of the question each segment answers: where a moved one came from
+        asked = np.asarray(proposal.segment_domain, dtype=np.int64)
     else:
         # no interviewer questions to start from: the study is one domain, and its
         # categories are found over all segments (small talk still set apart)
@@ -111,6 +113,7 @@ def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFram
         dom_rows = dom_rows[dom_rows["n_segments"] > 0].reset_index(drop=True)
         merges = pd.DataFrame(columns=["area_a", "area_b", "name_a", "name_b", "similarity"])
         moved = np.zeros(n, dtype=bool)
+        asked = proposed.copy()
     dom_rows["area_ids"] = [_int_list(v) for v in dom_rows["area_ids"]]
     frame_ids = tuple(int(d) for d in dom_rows.loc[dom_rows["kind"] == "frame", "domain_id"])
     n_total = int(seg["case_id"].nunique())
@@ -172,6 +175,12 @@ def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFram
     out = out[list(ASSIGNED_SEGMENT_COLUMNS)]
     out["moved_domain"] = moved
     out["counted"] = np.asarray(xa.counted, dtype=bool)
+    # a subcategory's label counts its own way (its outliers reassigned within the
+    # category): which subcategory a segment is in and whether it counts there, so that
+    # a subcategory's counted cases trace back to its segments as a category's do
+    out["subcategory_id"] = np.asarray(xa.subcategory, dtype=np.int64)
+    out["subcategory_counted"] = np.asarray(xa.subcategory_counted, dtype=bool)
+    out["question_domain_id"] = asked
 
     domains = _domains(dom_rows, themes, out, n_total, cfg)
     in_cross = set(domains.loc[domains["in_cross_analysis"], "domain_id"].astype(int))

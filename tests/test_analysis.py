@@ -59,6 +59,41 @@ def test_domains_start_from_the_interviewers_questions(cqr_run):
     assert list(supervision["area_id"]) == list(training["area_id"])
 
 
+def assert_counts_trace_to_segments(run: Path) -> None:
+    """Every count of a CQR run folder's categories and domains is the count of rows of
+    its segments table: a category's or subcategory's segments, cases, counted cases
+    and reassigned outliers, and a domain's segments moved in and out (from the domain
+    of the question they answer)."""
+    folder = RunFolder.open(run)
+    seg = folder.segments()
+    cats = folder.table("categories")
+    for c in cats.itertuples():
+        top = int(c.parent_id) < 0
+        mine = seg[(seg["theme"] == int(c.theme_id)) if top
+                   else (seg["subcategory_id"] == int(c.category_id))]
+        counts = mine["counted"] if top else mine["subcategory_counted"]
+        assert sorted(mine["segment_id"]) == sorted(c.segment_ids), c.name
+        assert int(c.n_segments) == len(mine) and int(c.n_cases) == mine["case_id"].nunique()
+        assert sorted(c.counted_cases) == sorted(set(mine.loc[counts, "case_id"])), c.name
+        if top:
+            assert int(c.n_reassigned) == int(mine["reassigned"].sum()), c.name
+    domains = folder.domains()
+    moved = seg["domain_id"] != seg["question_domain_id"]
+    assert int(seg["moved_domain"].sum()) <= int(moved.sum())
+    for d in domains.itertuples():
+        assert int(d.n_segments) == int((seg["domain_id"] == d.domain_id).sum())
+        assert int(d.n_moved_in) == int((moved & (seg["domain_id"] == d.domain_id)).sum())
+        assert int(d.n_moved_out) == int((moved & (seg["question_domain_id"] == d.domain_id)).sum())
+
+
+def test_every_count_traces_to_the_segments_table(cqr_run):
+    assert_counts_trace_to_segments(cqr_run)
+    seg = RunFolder.open(cqr_run).segments()
+    assert {"subcategory_id", "subcategory_counted", "question_domain_id"} <= set(seg.columns)
+    assert (seg.loc[seg["moved_domain"], "question_domain_id"]
+            != seg.loc[seg["moved_domain"], "domain_id"]).all()
+
+
 def test_no_category_is_made_of_the_interview_frame(cqr_run):
     folder = RunFolder.open(cqr_run)
     seg, themes, domains = folder.segments(), folder.themes(), folder.domains()

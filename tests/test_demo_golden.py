@@ -144,6 +144,9 @@ def test_demo_cqr_run_reproduces_the_stored_run(tmp_path):
     for name in CQR_FILES:
         assert (out / name).read_text(encoding="utf-8") == \
             (GOLDEN_CQR / name).read_text(encoding="utf-8"), name
+    # and every count in its tables is a count of rows of its segments table
+    from tests.test_analysis import assert_counts_trace_to_segments
+    assert_counts_trace_to_segments(out)
 
 
 def _readme_block(after: str) -> list[str]:
