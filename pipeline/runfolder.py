@@ -328,7 +328,10 @@ class RunFolder:
         return self.table("cqr")
 
     def concepts(self) -> pd.DataFrame:
-        return self.table("concepts")
+        df = self.table("concepts")
+        if "segment_ids" not in df.columns:     # a folder written before the column was
+            df = df.assign(segment_ids=[[] for _ in range(len(df))])
+        return df
 
     def vectors(self, n_segments: int | None = None) -> np.ndarray | None:
         """The segments' embeddings (float32, segment order); None for a folder written

@@ -172,9 +172,10 @@ CQR_COLUMNS = ("domain", "category", "frequency_label", "n_cases", "cases_total"
 #: concepts.parquet/.csv: one row per sensitizing concept from the config.
 #: concept str; description str; status "supported"/"unsupported"; theme_ids list[int]
 #: (themes that support it, best first); similarity float (best theme);
-#: n_segments int (segments above the threshold); n_cases int; quote_ids list[str]
+#: n_segments int (segments above the threshold); n_cases int; quote_ids list[str];
+#: segment_ids list[str] (the n_segments segments, most similar first)
 CONCEPT_COLUMNS = ("concept", "description", "status", "theme_ids", "similarity",
-                   "n_segments", "n_cases", "quote_ids")
+                   "n_segments", "n_cases", "quote_ids", "segment_ids")
 
 #: The list columns of the run's tables and the type of their items, per table (the
 #: keys of :class:`RunResult`'s tables): written as parquet lists, read back as lists.
@@ -203,7 +204,7 @@ LIST_COLUMNS: Mapping[str, Mapping[str, type]] = {
                "flags": str},
     "domains": {"keywords": str, "theme_ids": int, "area_ids": int},
     "cqr": {"flags": str, "quote_segment_ids": str},
-    "concepts": {"theme_ids": int, "quote_ids": str},
+    "concepts": {"theme_ids": int, "quote_ids": str, "segment_ids": str},
     "categories": {"alternatives": str, "keywords": str, "cases": str, "counted_cases": str,
                    "flags": str, "spans_domains": int, "quote_ids": str, "thin_cases": str,
                    "segment_ids": str},

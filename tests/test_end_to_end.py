@@ -144,6 +144,18 @@ def test_sensitizing_concepts_are_matched_or_reported_unsupported(study):
     out = run(validate_config(study_config(study, concepts=concepts)), study, study.parent / "out")
     table = pd.read_csv(out / "concepts.csv", dtype=str, keep_default_na=False)
     assert table["status"].tolist() == ["supported", "unsupported"]
+    # the segments a concept's support counts are listed: each is one of the run's
+    seg = pd.read_parquet(out / "segments.parquet")
+    for r in table.itertuples():
+        ids = [s for s in r.segment_ids.split("; ") if s]
+        assert len(ids) == int(r.n_segments) and set(ids) <= set(seg["segment_id"])
+        assert set(r.quote_ids.split("; ")) <= set(ids) or not r.quote_ids
+        assert len({s.split(":")[0] for s in ids}) == int(r.n_cases)
+    # a run folder written before the column still renders
+    old = pd.read_parquet(out / "concepts.parquet").drop(columns=["segment_ids"])
+    old.to_parquet(out / "concepts.parquet", index=False)
+    from pipeline.runfolder import RunFolder
+    assert RunFolder.open(out).result().concepts["segment_ids"].tolist() == [[], []]
     themes = pd.read_csv(out / "themes.csv")
     best = int(table.loc[0, "theme_ids"].split(";")[0])
     assert "train" in themes.loc[themes["theme_id"] == best, "keywords"].iloc[0]

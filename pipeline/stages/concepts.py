@@ -64,5 +64,7 @@ def match_concepts(concept_vectors: np.ndarray, config: ConceptsConfig, segments
                      "theme_ids": [int(t) for t in themes],
                      "similarity": float(theme_sims.max()) if len(theme_sims) else 0.0,
                      "n_segments": int(len(support)), "n_cases": len(sup_cases),
-                     "quote_ids": [ids[q] for q in quotes]})
+                     "quote_ids": [ids[q] for q in quotes],
+                     # the segments n_segments counts, most similar first
+                     "segment_ids": [ids[i] for i in sorted(support, key=lambda i: (-sims[i], i))]})
     return pd.DataFrame(rows, columns=list(CONCEPT_COLUMNS))
