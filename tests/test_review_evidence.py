@@ -278,6 +278,15 @@ def test_subgroups_count_only_the_cases_the_label_counts(cqr):
     header = [c.value for c in ws[1]]
     rows = {r[0]: dict(zip(header, r)) for r in ws.iter_rows(min_row=2, values_only=True)}
     assert want in rows[tid]["subgroups"], rows[tid]["subgroups"]
+    # the segments sheet says which segments count: the counted cases are those of a "yes"
+    seg_ws = openpyxl.load_workbook(cqr / "review" / "round-1" / "ana.xlsx")["segments"]
+    sh = [c.value for c in seg_ws[1]]
+    mine = [dict(zip(sh, r)) for r in seg_ws.iter_rows(min_row=2, values_only=True)
+            if r[sh.index("theme id")] == tid]
+    said = {r["case"] for r in mine if r["counts toward the label"] == "yes"}
+    assert said == counting and rows[tid]["counted cases"] == len(said)
+    assert all(r["counts toward the label"].startswith("no: an outlier reassigned")
+               for r in mine if r["case"] == gone)
     packet = (cqr / "review" / "round-1" / "packet.html").read_text()
     part = packet.split(f"<h3>Theme {tid}: ")[1].split("<h3>")[0]
     assert f"<td>cried</td><td>{group}</td><td>{n}/{n_group}</td>" in part

@@ -76,6 +76,10 @@ EVIDENCE_COLS = [("flags", "flags", 24), ("label if reassigned counted", "label_
                  ("proposed subcategories", "subcategories", 40)]
 SUBGROUP_COL = [("subgroups", "subgroups", 50)]
 ATTRIBUTE_COL = [("case attributes", "attributes", 40)]
+NOT_COUNTED = "an outlier reassigned with a similarity below {} (cqr.count_reassigned_above)"
+#: a CQR run's segments sheet: whether the segment counts toward its category's label
+#: (the theme's "counted cases" are the cases with a "yes" here)
+COUNTS_COL = [("counts toward the label", "counts", 22)]
 CORE_COLS = [("core idea id", "id", 16), ("case", "case", 12), ("domain id", "domain_id", 10),
              ("domain", "domain_name", 30), ("proposed core idea", "core", 60),
              ("segment ids", "segment_ids", 30), ("your core idea", "core_idea", 60),
@@ -285,11 +289,14 @@ def build_workbook(run: RunItems, person: str, role: str, round: int,
             srows.append(_prefilled({"id": s.segment_id, "case": s.case_id, "theme": int(s.theme),
                                      "theme_name": FRAME_NOTE if in_frame else s.theme_name,
                                      "text": s.text,
-                                     "attributes": attribute_text(run.attributes(s.case_id))},
+                                     "attributes": attribute_text(run.attributes(s.case_id)),
+                                     "counts": ("yes" if bool(getattr(s, "counted", True))
+                                                else "no: " + NOT_COUNTED.format(
+                                                    run.cqr.count_reassigned_above))},
                                     prefill.get(segment_item(s.segment_id))))
             srows[-1] = _shown(run, srows[-1], segment_item(s.segment_id), shown, baseline)
-        _sheet(wb, title, SEGMENT_COLS + (ATTRIBUTE_COL if with_cases else []), srows,
-               {"target": ref["E"]})
+        _sheet(wb, title, SEGMENT_COLS + (ATTRIBUTE_COL if with_cases else [])
+               + (COUNTS_COL if cqr and assigned else []), srows, {"target": ref["E"]})
 
     if len(run.core_ideas):
         crows = []
