@@ -322,6 +322,31 @@ def test_theme_card_details(result, html):
     assert "phrase 1a" in card
 
 
+def test_a_cqr_theme_card_says_which_cases_its_label_counts():
+    """In a CQR run a case whose only segments in a theme are outliers reassigned below
+    cqr.count_reassigned_above has the theme but does not count toward its label: the
+    card gives the counted number and marks that case (it listed every case alike)."""
+    base = make_result()
+    seg = base.segments.copy()
+    # T3's segments of theme 1 are weakly reassigned outliers: T3 does not count there
+    seg["counted"] = ~((seg["case_id"] == "T3") & (seg["theme"] == 1))
+    res = RunResult(segments=seg, themes=base.themes, domains=base.domains, cqr=base.cqr,
+                    concepts=base.concepts, theme_linkage=base.theme_linkage,
+                    manifest=base.manifest, config=base.config)
+    out = render_report(res)
+    assert parse(out).errors == []
+    one = out[out.index('id="theme-1"'):out.index('id="theme-2"')]
+    cases = re.search(r"<dt>Cases</dt><dd>(.*?)</dd>", one, re.S).group(1)
+    assert "(2 counted toward the label)" in cases
+    assert re.search(r"T3 <span[^>]*>\(2\)</span> <span class=\"meta not-counted\">not counted",
+                     cases)
+    assert cases.count("not counted") == 1
+    zero = out[out.index('id="theme-0"'):out.index('id="theme-1"')]
+    assert "counted toward" not in zero and "not counted" not in zero
+    # a themes run (no counted column) marks nothing
+    assert "not counted" not in render_report(base)
+
+
 def test_skipped_counts_and_provenance(html):
     part = html[html.index('id="skipped"'):]
     assert "unsupported file type" in part and "empty transcript" in part

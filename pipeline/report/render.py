@@ -138,7 +138,8 @@ def render_report(result: RunResult) -> str:
         "heatmap": _heatmap_section(themes, domain_names, cases, per_theme_case),
         "tree": _tree_section(result.theme_linkage, themes, domains, domain_rank, colours),
         "concepts": _concepts_section(concepts, theme_names, lookup),
-        "themes": _theme_cards(themes, domain_names, colours, per_theme_case, lookup),
+        "themes": _theme_cards(themes, domain_names, colours, per_theme_case, lookup,
+                               _counted_cases(seg, seg_theme)),
         "stability": _stability_section(themes, manifest),
         "unassigned": _unassigned_section(seg, seg_theme, frame),
         "skipped": _skipped_section(manifest),
@@ -712,17 +713,33 @@ def _text_or_empty(value: Any) -> str:
     return "" if value is None or (isinstance(value, float) and value != value) else str(value)
 
 
+def _counted_cases(seg: pd.DataFrame, seg_theme: np.ndarray) -> dict[int, set[str]] | None:
+    """{theme: the cases its CQR label counts} (segments.counted), None in a themes run,
+    where every case with a segment counts."""
+    if "counted" not in seg.columns:
+        return None
+    out: dict[int, set[str]] = {}
+    for t, c, k in zip(seg_theme, seg["case_id"].astype(str), seg["counted"].astype(bool)):
+        if t >= 0 and k:
+            out.setdefault(int(t), set()).add(c)
+    return out
+
+
 def _theme_cards(themes: pd.DataFrame, domain_names: dict[int, str], colours: dict[int, str],
-                 per_theme_case: dict[int, dict[str, int]], lookup: _SegmentLookup
-                 ) -> list[dict[str, Any]]:
+                 per_theme_case: dict[int, dict[str, int]], lookup: _SegmentLookup,
+                 counted: dict[int, set[str]] | None = None) -> list[dict[str, Any]]:
     cards = []
     for r in themes.to_dict("records"):
         tid = int(r["theme_id"])
         counts = per_theme_case.get(tid, {})
         listed = list(r["cases"])
         shown = set(listed)
-        case_list = [{"case": c, "n": counts.get(c)} for c in listed]
-        case_list += [{"case": c, "n": n} for c, n in sorted(counts.items(), key=lambda kv: _natural_key(kv[0]))
+        # a CQR label counts some cases only: each case says whether it is one of them
+        mine = None if counted is None else counted.get(tid, set())
+        case_list = [{"case": c, "n": counts.get(c), "counted": None if mine is None else c in mine}
+                     for c in listed]
+        case_list += [{"case": c, "n": n, "counted": None if mine is None else c in mine}
+                      for c, n in sorted(counts.items(), key=lambda kv: _natural_key(kv[0]))
                       if c not in shown]
         cards.append({
             "id": tid, "name": r["name"], "colour": colours[tid],
@@ -730,6 +747,7 @@ def _theme_cards(themes: pd.DataFrame, domain_names: dict[int, str], colours: di
             "domain": domain_names.get(int(r["domain_id"]), ""),
             "freq": _freq(r["frequency_label"]),
             "n_segments": str(r["n_segments"]), "n_cases": str(r["n_cases"]),
+            "n_counted": None if mine is None or len(mine) == len(case_list) else str(len(mine)),
             "cases": case_list, "mean_strength": _fmt_float(r["mean_strength"]),
             "n_reassigned": str(r["n_reassigned"]),
             "keywords": list(r["keywords"]), "key_phrases": list(r["key_phrases"]),
