@@ -739,25 +739,37 @@ def _code_in_shards(cfg, clf: Classifier, cats: dict[int, tuple], threshold: flo
 
 
 def _summed(notes: list[Skipped]) -> list[Skipped]:
-    """The shards' notes with the counted ones ("3 turns" of backchannel) summed over
-    the shards, as one segmentation of the whole corpus counts them."""
+    """The shards' notes with the counted ones ("3 turns: T01:4, ..." of backchannel)
+    summed over the shards, and their places listed, as one segmentation of the whole
+    corpus counts and names them."""
+    from .stages.segment import SKIPPED_LISTED
+
     out: list[Skipped] = []
     totals: dict[tuple[str, str, str], int] = {}
+    places: dict[tuple[str, str, str], list[str]] = {}
     for note in notes:
-        number, _, unit = note.what.partition(" ")
+        head, _, listed = note.what.partition(": ")
+        number, _, unit = head.partition(" ")
         if note.stage == "segment" and number.isdigit() and unit in ("turns", "units"):
             key = (unit, note.reason, note.stage)
             if key not in totals:
                 out.append(note)            # its place; the count is filled in below
             totals[key] = totals.get(key, 0) + int(number)
+            places.setdefault(key, []).extend(
+                x for x in listed.removesuffix(" ...").split(", ") if x)
         else:
             out.append(note)
     summed = []
     for note in out:
-        unit = note.what.partition(" ")[2]
+        unit = note.what.partition(": ")[0].partition(" ")[2]
         key = (unit, note.reason, note.stage)
-        summed.append(Skipped(f"{totals[key]} {unit}", note.reason, note.stage)
-                      if key in totals else note)
+        if key not in totals:
+            summed.append(note)
+            continue
+        shown = places[key][:SKIPPED_LISTED]
+        summed.append(Skipped(f"{totals[key]} {unit}: " + ", ".join(shown)
+                              + (" ..." if totals[key] > len(shown) else ""),
+                              note.reason, note.stage))
     return summed
 
 

@@ -212,6 +212,12 @@ def test_what_is_left_out_is_named_the_same_with_or_without_shards(codebook, tmp
     assert [n["reason"] for n in sharded] == [n["reason"] for n in one]
     assert all(int(a["what"].split()[0]) >= int(b["what"].split()[0])
                for a, b in zip(sharded, one, strict=True))
+    # and each names the turns it counts (case:turn), those of every shard
+
+    def places(note):
+        return {x for x in note["what"].partition(": ")[2].removesuffix(" ...").split(", ") if x}
+
+    assert all(places(b) and places(b) <= places(a) for a, b in zip(sharded, one, strict=True))
     # a shard whose only file cannot be read is named, not a failed job
     (tmp_path / "bad").mkdir()
     shutil.copy(new / "case01.txt", tmp_path / "bad" / "case01.txt")

@@ -1,5 +1,7 @@
 """Unit tests of the stages that follow ingest, on small hand-made inputs."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -285,6 +287,25 @@ def test_a_case_that_gives_no_segment_is_named():
     assert seg.counts["cases_without_segments"] == 1
     (note,) = [s for s in seg.skipped if "case(s)" in s.what]
     assert note.what == "1 case(s): quiet" and "not analysed" in note.reason
+
+
+def test_the_turns_and_units_left_out_are_named_where_they_are():
+    """The report and manifest count the backchannel turns and too-short units left out;
+    each is named (case:turn, and a unit's characters in its source), so the counts
+    trace back to the transcript."""
+    text = ("I: Tell me about the time you cried with a client.\n"
+            "P: Yeah, yeah.\n"
+            "P: It was in my second year, with a client whose mother had died.\n"
+            "I: Did your training cover it?\n"
+            "P: Never in training.\n")
+    corpus = corpus_from(text)
+    seg = SentenceSegmenter().segment(corpus)
+    assert seg.counts["turns_backchannel"] == 1 and seg.counts["units_too_short"] == 1
+    (turns,) = [s for s in seg.skipped if "backchannel" in s.reason]
+    assert turns.what == "1 turns: c:1"
+    (units,) = [s for s in seg.skipped if "fewer than" in s.reason]
+    at = re.fullmatch(r"1 units: c:4 \(chars (\d+)-(\d+)\)", units.what)
+    assert at and text[int(at.group(1)):int(at.group(2))].strip() == "Never in training."
 
 
 def test_umap_lays_out_identical_rows_once():

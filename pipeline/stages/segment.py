@@ -36,6 +36,15 @@ no nope nah really interesting great good fine cool thanks thank you sorry
 _WORD = re.compile(r"[\w'’-]+")
 
 
+#: how many turns or units a skipped entry names (case:turn); the count gives the rest
+SKIPPED_LISTED = 20
+
+
+def _listed(where: list[str]) -> str:
+    """``T03:12, T07:40`` (at most :data:`SKIPPED_LISTED`, then `` ...``)."""
+    return ", ".join(where[:SKIPPED_LISTED]) + (" ..." if len(where) > SKIPPED_LISTED else "")
+
+
 def is_backchannel(text: str, extra_words: Iterable[str] = ()) -> bool:
     """True when every word of ``text`` is a backchannel word (and there is one)."""
     words = _WORD.findall(text)
@@ -109,9 +118,14 @@ class _SegmenterBase(ABC):
                 spans_to_arrays, lambda arrays: spans_from_arrays(arrays, texts))
         else:
             spans_per_turn = self._spans(texts)
+        # where each turn or unit left out is (case:turn, and the unit's characters in the
+        # source), so that the counts the report gives trace back to the transcripts
+        left_turns: list[str] = []
+        left_units: list[str] = []
         for i, text, spans in zip(keep_idx, texts, spans_per_turn):
             if is_backchannel(text, self.backchannels):
                 counts["turns_backchannel"] += 1
+                left_turns.append(f"{col['case_id'][i]}:{int(col['turn_index'][i])}")
                 continue
             turn = {c: v[i] for c, v in col.items()}
             n = 0
@@ -120,6 +134,9 @@ class _SegmenterBase(ABC):
                 nw = count_words(unit)
                 if nw < self.min_words:
                     counts["units_too_short"] += 1
+                    at = int(turn["start_char"])
+                    left_units.append(f"{turn['case_id']}:{int(turn['turn_index'])} "
+                                      f"(chars {at + s}-{at + e})")
                     continue
                 rows.append({
                     "segment_id": f"{turn['case_id']}:{int(turn['turn_index'])}:{n}",
@@ -139,11 +156,12 @@ class _SegmenterBase(ABC):
         counts["segments"] = len(segments)
         skipped = []
         if counts["turns_backchannel"]:
-            skipped.append(Skipped(f"{counts['turns_backchannel']} turns", "backchannel "
+            skipped.append(Skipped(f"{counts['turns_backchannel']} turns: "
+                                   + _listed(left_turns), "backchannel "
                                    "(e.g. 'mm-hmm', 'yeah'): not a theme", "segment"))
         if counts["units_too_short"]:
-            skipped.append(Skipped(f"{counts['units_too_short']} units", f"fewer than "
-                                   f"{self.min_words} words", "segment"))
+            skipped.append(Skipped(f"{counts['units_too_short']} units: " + _listed(left_units),
+                                   f"fewer than {self.min_words} words", "segment"))
         # a case whose analysed speech gave no segment drops out of the study: name it
         spoken = dict.fromkeys(col["case_id"][i] for i in keep_idx)
         kept = set(segments["case_id"])
