@@ -83,6 +83,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import ConfigError, ConsensaError, InputError
 from .fsutil import atomic_write_bytes, atomic_write_text
+from .heap import trim_after_each_batch, trim_heap
 from .progress import bars_wanted
 
 log = logging.getLogger("consensa.shards")
@@ -388,32 +389,21 @@ def restore_mmap_threshold(environ: Mapping[str, str] | None = None) -> bool:
     return bool(mallopt(m_mmap_threshold, MMAP_THRESHOLD))
 
 
-def trim_heap() -> bool:
-    """Give the free pages of every malloc arena back to the system (glibc's
-    ``malloc_trim(0)``); True if some memory was released. False off glibc."""
-    import ctypes
-    import platform
-
-    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        return bool(ctypes.CDLL(None).malloc_trim(0))
-    except (OSError, AttributeError):
-        return False
-
-
 def _worker_allocator_plugin():
     """A Dask worker plugin for the heap of every worker, those that join later included:
-    :func:`restore_mmap_threshold` when the worker starts, and :func:`trim_heap` after
-    each task it ran.
+    :func:`restore_mmap_threshold` and the heap trimmed after each batch of model work
+    (:func:`pipeline.heap.trim_after_each_batch`) from when the worker starts, and
+    :func:`~pipeline.heap.trim_heap` after each task it ran.
 
     Keeping large blocks on the heap leaves freed blocks inside it: at the end of a
     shard a worker holds about 1.1 GB, of which some 0.3 GB is free heap that it keeps
     until the next shard. One trim per task (some 30 ms after a shard of 800 segments,
     about 0.5% of its time) gives that back, so a worker waiting for work, or sharing a
-    node with other jobs, holds about 0.76 GB. The trim does not lower the peak within a
-    shard, which rises over a worker's first ten or so shards and then stays (1% more
-    from 50,000 segments to 1 million; bench/README.md, *Pre-coding*).
+    node with other jobs, holds about 0.76 GB. The trim after a task does not lower the
+    peak within a shard, which rose over a worker's first ten or so shards as the free
+    part of the heap grew (about 12 MB a shard); trimming after each batch as well keeps
+    that peak where the first shard left it (:mod:`pipeline.heap`; bench/README.md,
+    *Pre-coding*).
     """
     from distributed import WorkerPlugin
 
@@ -422,6 +412,7 @@ def _worker_allocator_plugin():
 
         def setup(self, worker) -> None:
             restore_mmap_threshold()
+            trim_after_each_batch(True)
 
         def transition(self, key, start, finish, **kwargs) -> None:
             if start == "executing":

@@ -131,14 +131,17 @@ def served_by_mmap(size: int = 1 << 20) -> bool | None:
 
 def heap_probe(files: list[str]) -> pd.DataFrame:
     """One row per shard: the worker's pid, Dask's allocator setting, whether a
-    1 MiB allocation is an mmap of its own there, and whether the worker samples
-    its tasks for Dask's profiler."""
+    1 MiB allocation is an mmap of its own there, whether the worker samples
+    its tasks for Dask's profiler, and whether it trims its heap after each batch."""
     from distributed import get_worker
+
+    from pipeline.heap import trims_after_each_batch
 
     return pd.DataFrame({"file": [Path(files[0]).name], "pid": [os.getpid()],
                          "trim": [os.environ.get("MALLOC_TRIM_THRESHOLD_", "")],
                          "mmapped": [served_by_mmap()],
-                         "profiled": ["profile" in get_worker().periodic_callbacks]})
+                         "profiled": ["profile" in get_worker().periodic_callbacks],
+                         "batch_trim": [trims_after_each_batch()]})
 
 
 def main(argv: list[str]) -> None:

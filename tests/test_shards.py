@@ -411,6 +411,7 @@ def test_process_workers_keep_large_allocations_on_the_heap(tmp_path):
     assert len(rows) == 4 and str(os.getpid()) not in set(rows["pid"].astype(str))
     assert set(rows["trim"]) == {"65536"}            # Dask's setting is there ...
     assert not rows["profiled"].any()                # (and no profiler sampling the work)
+    assert rows["batch_trim"].all()                  # freed heap given back after each batch
     if rows["mmapped"].isna().any():
         pytest.skip("not glibc, or a glibc without mallinfo2")
     assert not rows["mmapped"].any()                 # ... and no longer maps 1 MiB blocks

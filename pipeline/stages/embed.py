@@ -19,6 +19,7 @@ import numpy as np
 from pydantic import Field
 
 from ..errors import ConfigError
+from ..heap import batch_done
 from ..progress import bars_wanted, progress
 from ..registry import LocalPath, RandomState, embedders
 
@@ -153,6 +154,7 @@ class SentenceTransformerEmbedder:
             out[idx] = self.model_.encode([texts[i] for i in idx], batch_size=len(idx),
                                           show_progress_bar=False, convert_to_numpy=True,
                                           normalize_embeddings=True)
+            batch_done()                # a Dask worker gives the batch's freed heap back
         return _normalise(out)
 
     def _show_bar(self, n_texts: int) -> bool:
