@@ -4,12 +4,13 @@ A Dask worker codes shard after shard for hours. glibc keeps the memory a shard
 freed inside its heap, and a transformer frees a batch's activations (blocks of
 up to tens of MB) after every batch; the next batch, of another shape, does not
 always fit in the holes they leave, so the heap takes new pages while the old
-free ones stay resident. Traced on one worker thread (float32 all-MiniLM-L6-v2,
-shards of 800 synthetic segments): the memory in use stayed at 187 MB after
-every shard, but the heap's free part grew by about 12 MB a shard (88 MB after
-the first of 20 shards, 337 MB after the last), and the peak within a shard rose
-from 851 to 954 MB over 11 shards. Giving the free pages back after each batch
-(:func:`batch_done`) kept that peak at 748-764 MB (bench/README.md, *Pre-coding*).
+free ones stay resident. Traced on one Dask worker (float32 all-MiniLM-L6-v2, 20
+shards of 200 synthetic segments): the memory in use stayed at 187 MB after every
+shard, but the heap's free part grew by about 12 MB a shard (88 MB after the first
+shard, 337 MB after the last). On one worker thread with shards of 800 segments the
+peak within a shard rose from 818 to 919-936 MB over 6 shards; giving the free pages
+back after each batch (:func:`batch_done`) kept it at 730-752 MB, for about 2% more
+CPU time (bench/README.md, *Pre-coding*).
 
 The pipeline's worker plugin (:mod:`pipeline.shards`) turns the per-batch trim on
 in every Dask worker; a stage that runs a model batch by batch calls
