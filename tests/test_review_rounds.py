@@ -141,6 +141,23 @@ def test_a_busy_store_keeps_the_judges_entry_on_the_page(panel, monkeypatch):
         other.close()
     assert r.status_code == 400 and "stayed busy" in r.text
     assert "Nothing was saved. Wait for the other command to finish" in r.text
+    # an auditor's comment comes back in its box, as a judge's decision does (and as
+    # text, never markup)
+    dee = Web(panel, "dee")
+    page = dee.get("/theme/0")
+    other = sqlite3.connect(store_module.db_path(panel), isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        r = dee.post("/comment", _page=page, item="theme:0", back="/theme/0",
+                     comment="Why <b>typical</b>? Only 3 cases say it in their own words.")
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert r.status_code == 400 and "stayed busy" in r.text
+    assert ("Why &lt;b&gt;typical&lt;/b&gt;? Only 3 cases say it in their own words."
+            "</textarea>") in r.text
+    with ReviewStore(load_run(panel)) as store:
+        assert not store.audit_comment_rows(store.round)
 
 
 def test_final_codebook_button_is_enabled_only_when_nothing_is_open(panel):

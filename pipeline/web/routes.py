@@ -94,9 +94,11 @@ def overview(review: ReviewApp, request: Request, form) -> Response:
 
 
 def item_page(review: ReviewApp, request: Request, item: str, error: Exception | None = None,
-              draft: Decision | None = None, status: int = 200) -> Response:
+              draft: Decision | None = None, status: int = 200,
+              comment_draft: str = "") -> Response:
     """The page of a theme, domain or segment (404 for one this run does not have);
-    with ``error``, the refused save and, as ``draft``, the entries to keep."""
+    with ``error``, the refused save and, as ``draft`` (a decision) or
+    ``comment_draft`` (an auditor's comment), the entries to keep."""
     run = review.run
     kind, _, ident = item.partition(":")
     if kind not in ("theme", "domain", "segment", "core_idea") or not pages.is_item(run, item):
@@ -115,7 +117,8 @@ def item_page(review: ReviewApp, request: Request, item: str, error: Exception |
         else:
             ctx = pages.segment_page(run, store, review.context, ident, who, start_from,
                                      error, draft)
-    return review.render(request, f"{kind}.html", http_status=status, **ctx)
+    return review.render(request, f"{kind}.html", http_status=status,
+                         **{**ctx, "comment_draft": comment_draft})
 
 
 def theme(review: ReviewApp, request: Request, form) -> Response:
@@ -237,7 +240,7 @@ def comment(review: ReviewApp, request: Request, form) -> Response:
         with review.store() as store:
             store.add_audit_comment(item, who, text)
     except ReviewError as exc:
-        return item_page(review, request, item, error=exc, status=400)
+        return item_page(review, request, item, error=exc, status=400, comment_draft=text)
     review.flash(request, f"Comment on {review.run.label(item)} recorded.")
     return RedirectResponse(_back(form, item_url(item)), status_code=303)
 
