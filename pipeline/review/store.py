@@ -38,6 +38,7 @@ acknowledged decisions (and then refuse their workbooks as "not a judge").
 
 from __future__ import annotations
 
+import functools
 import re
 import sqlite3
 from collections.abc import Callable, Iterable
@@ -167,39 +168,28 @@ def damaged_error(path: Path, exc: BaseException) -> ReviewError:
                        "changed", path=path, hint=_RESTORE_HINT.format(name=Path(path).name))
 
 
+def _naming_the_store(method):
+    """``method`` of :class:`sqlite3.Cursor` with a store error (damage, a busy store, a
+    refusing disk) raised as :func:`_translated` gives it."""
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            raise _translated(self.connection.path, exc) from exc
+    return call
+
+
 class _Cursor(sqlite3.Cursor):
     """A cursor of the review store: damage met while stepping through rows (a bad page
-    is found only when a query reaches it) becomes :func:`damaged_error`."""
+    is found only when a query reaches it) becomes :func:`damaged_error`, and so on for
+    every error :func:`_translated` names."""
 
-    def execute(self, sql, parameters=()):
-        try:
-            return super().execute(sql, parameters)
-        except sqlite3.DatabaseError as exc:
-            raise _translated(self.connection.path, exc) from exc
-
-    def __next__(self):
-        try:
-            return super().__next__()
-        except sqlite3.DatabaseError as exc:
-            raise _translated(self.connection.path, exc) from exc
-
-    def fetchone(self):
-        try:
-            return super().fetchone()
-        except sqlite3.DatabaseError as exc:
-            raise _translated(self.connection.path, exc) from exc
-
-    def fetchall(self):
-        try:
-            return super().fetchall()
-        except sqlite3.DatabaseError as exc:
-            raise _translated(self.connection.path, exc) from exc
-
-    def fetchmany(self, size=None):
-        try:
-            return super().fetchmany(self.arraysize if size is None else size)
-        except sqlite3.DatabaseError as exc:
-            raise _translated(self.connection.path, exc) from exc
+    execute = _naming_the_store(sqlite3.Cursor.execute)
+    __next__ = _naming_the_store(sqlite3.Cursor.__next__)
+    fetchone = _naming_the_store(sqlite3.Cursor.fetchone)
+    fetchall = _naming_the_store(sqlite3.Cursor.fetchall)
+    fetchmany = _naming_the_store(sqlite3.Cursor.fetchmany)
 
 
 class _Connection(sqlite3.Connection):
