@@ -72,3 +72,17 @@ def study_config(folder: Path, **sections) -> dict:
     }
     cfg.update(sections)
     return cfg
+
+
+def run_study_cli(root: Path, **sections) -> Path:
+    """The study written under ``root`` and run with ``consensa run`` (the command line,
+    quiet) on :func:`study_config` with ``sections``; returns the run folder."""
+    import yaml
+
+    from pipeline.cli import main
+
+    folder = write_study(root / "study")
+    path = root / "config.yaml"
+    path.write_text(yaml.safe_dump(study_config(folder, **sections)))
+    assert main(["run", str(path), "--out", str(root / "run"), "-q"]) == 0
+    return root / "run"

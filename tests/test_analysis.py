@@ -650,6 +650,14 @@ def test_a_domains_clusterer_compares_all_pairs_and_finds_what_the_tree_search_f
     assert CrossAnalysisConfig().max_fit_segments == BRUTE_MAX_SEGMENTS
 
 
+
+def _blobs(k: int, per: int, dim: int = 32) -> np.ndarray:
+    """``k`` tight groups of ``per`` unit vectors each, in group order (seeded)."""
+    rng = np.random.default_rng(0)
+    X = np.repeat(rng.normal(size=(k, dim)), per, axis=0) + 0.05 * rng.normal(size=(k * per, dim))
+    return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+
 def test_a_group_of_uncounted_outliers_is_no_subcategory():
     """Within a category, a group made only of segments that count for no case (weakly
     reassigned outliers) is not proposed as a subcategory: it would print as "none,
@@ -661,10 +669,7 @@ def test_a_group_of_uncounted_outliers_is_no_subcategory():
         hdbscan_cluster_fn,
     )
 
-    rng = np.random.default_rng(0)
-    centres = rng.normal(size=(3, 32))
-    X = np.repeat(centres, 20, axis=0) + 0.05 * rng.normal(size=(60, 32))
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    X = _blobs(3, 20)
     rows = np.arange(60)
 
     def subs(counted):
@@ -692,10 +697,7 @@ def test_a_subcategory_keeps_the_category_s_reassigned_outliers():
         hdbscan_cluster_fn,
     )
 
-    rng = np.random.default_rng(0)
-    centres = rng.normal(size=(2, 32))
-    X = np.repeat(centres, 20, axis=0) + 0.05 * rng.normal(size=(40, 32))
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    X = _blobs(2, 20)
     rows = np.arange(40)
     reassigned = np.isin(rows, [0, 1, 20])           # reassigned to the category, counted
     g = _Group(0, "category", rows, reassigned, np.ones(40, bool), np.ones(40, np.float32),

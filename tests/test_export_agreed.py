@@ -350,14 +350,9 @@ def test_the_proposed_subcategories_a_codebook_leaves_out_are_named(applied_demo
 def cqr_source(tmp_path_factory) -> Path:
     """The invented study run with the CQR analysis (k-means places every segment, so
     no outlier is reassigned: :func:`_uncount` makes some)."""
-    from tests.study import study_config, write_study
+    from tests.study import run_study_cli
 
-    root = tmp_path_factory.mktemp("cqr-export")
-    folder = write_study(root / "study")
-    path = root / "config.yaml"
-    path.write_text(yaml.safe_dump(study_config(folder, analysis="consensa.CQR.v1")))
-    assert main(["run", str(path), "--out", str(root / "run"), "-q"]) == 0
-    return root / "run"
+    return run_study_cli(tmp_path_factory.mktemp("cqr-export"), analysis="consensa.CQR.v1")
 
 
 def _uncount(run: Path, segment_id: str) -> None:

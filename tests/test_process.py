@@ -32,7 +32,7 @@ from pipeline.review.agreement import review_status
 from pipeline.review.model import core_idea_item, load_run, segment_item
 from pipeline.review.store import ReviewStore
 from tests.review_helpers import fill
-from tests.study import study_config, write_study
+from tests.study import run_study_cli
 from tests.test_web import CHROMIUM, CHROMIUM_ARGS, decide, flash, open_as, serving, submit
 
 NEEDS_CHROMIUM = pytest.mark.skipif(not CHROMIUM.exists() and not os.environ.get("CI"),
@@ -85,11 +85,7 @@ class Process:
 def _cqr_run(root: Path) -> Path:
     """A CQR run of the invented study, resampled by `consensa stability`, with a
     table of three case attributes in the run folder."""
-    folder = write_study(root / "study")
-    config = root / "config.yaml"
-    config.write_text(yaml.safe_dump(study_config(folder, analysis="consensa.CQR.v1")))
-    run = root / "run"
-    assert main(["run", str(config), "--out", str(run), "-q"]) == 0
+    run = run_study_cli(root, analysis="consensa.CQR.v1")
     assert main(["stability", str(run), "--resamples", "6", "--unstable-below", "0.7",
                  "-q"]) == 0
     rows = ["case_id,orientation,years_in_practice,cried"]

@@ -21,7 +21,7 @@ from pipeline.review.model import Decision, ReviewError, core_idea_item, load_ru
 from pipeline.review.store import ReviewStore
 from pipeline.stages.cqr import frequency_label
 from tests.review_helpers import fill
-from tests.study import study_config, write_study
+from tests.study import run_study_cli
 from tests.test_review_rounds import Web
 
 CASES = {"case01": ("CBT", "yes"), "case02": ("CBT", "yes"), "case03": ("psychodynamic", "yes"),
@@ -32,12 +32,7 @@ CORE = "Her training never spoke of tears; she learned about them on the job."
 
 @pytest.fixture(scope="module")
 def cqr_source(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("cqr-review")
-    folder = write_study(root / "study")
-    path = root / "config.yaml"
-    path.write_text(yaml.safe_dump(study_config(folder, analysis="consensa.CQR.v1")))
-    assert main(["run", str(path), "--out", str(root / "run"), "-q"]) == 0
-    return root / "run"
+    return run_study_cli(tmp_path_factory.mktemp("cqr-review"), analysis="consensa.CQR.v1")
 
 
 @pytest.fixture()
