@@ -235,6 +235,7 @@ def read_codes_table(path: str | Path, *, separator: str = SEPARATOR,
     rows = []
     no_code = no_case = 0
     bad_offsets: list[int] = []
+    nothing_to_place: list[int] = []
     for i, (case, code, text, start, end, coder, turn) in enumerate(zip(
             *(cells(k) for k in ("case", "code", "text", "start", "end", "coder", "turn_index")),
             strict=True)):
@@ -253,6 +254,7 @@ def read_codes_table(path: str | Path, *, separator: str = SEPARATOR,
             bad_offsets.append(row)
             s = e = None
         if s is None and not text.strip():
+            nothing_to_place.append(row)
             continue
         t = _as_int(turn)
         for c in codes:
@@ -269,6 +271,12 @@ def read_codes_table(path: str | Path, *, separator: str = SEPARATOR,
         notes.append(f"{len(bad_offsets)} row(s) have start/end offsets that are not whole "
                      f"numbers with start < end (rows {listed}); their text was used instead "
                      "where they have one")
+    if nothing_to_place:
+        listed = ", ".join(map(str, nothing_to_place[:10])) + (" ..." if len(nothing_to_place) > 10
+                                                               else "")
+        notes.append(f"{len(nothing_to_place)} row(s) have a case and a code but neither the coded "
+                     f"text nor usable offsets, so they were left out (rows {listed}): fill in "
+                     f"the '{col['text'] or 'text'}' column")
     if not rows:
         raise InputError("holds no coded passage (no row has a case, a code and a text or "
                          "offsets)", path=shown,
