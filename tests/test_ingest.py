@@ -494,6 +494,27 @@ def test_srt_prefixes_continuation_lines_and_tags(tmp_path):
     assert "T18.srt:15: line 15: timing '00:0x:08,000' is not HH:MM:SS,mmm" in reasons(corpus)
 
 
+def test_cues_without_a_blank_line_between_them_stay_apart(tmp_path):
+    """A lost blank line made the next cue's number and timing line words of the
+    previous speaker, gave its words the previous cue's times, and dropped a .vtt cue
+    glued to the WEBVTT line without a word."""
+    write(tmp_path, "T19.srt", "1\n00:00:01,000 --> 00:00:02,000\nInterviewer: Hello?\n"
+                               "2\n00:00:02,000 --> 00:00:03,000\nP1: Fine, thanks.\n\n"
+                               "3\n00:00:04,000 --> 00:00:05,000\nP1: More.\n")
+    write(tmp_path, "T19b.vtt", "WEBVTT\nKind: captions\n00:00:01.000 --> 00:00:02.000\n"
+                                "<v Int>Hello?</v>\n5f3a/13-0\n00:00:02.000 --> 00:00:03.000\n"
+                                "<v Ann>Fine, thanks.</v>\n")
+    corpus = run(tmp_path, roles={"Int": "interviewer"})
+    assert_exact(corpus)
+    assert corpus.skipped == ()
+    assert turns_of(corpus, "T19") == [("Interviewer", "interviewer", "Hello?"),
+                                       ("P1", "participant", "Fine, thanks.\nMore.")]
+    assert turns_of(corpus, "T19b") == [("Int", "interviewer", "Hello?"),
+                                        ("Ann", "participant", "Fine, thanks.")]
+    times = corpus.turns[["start_time", "end_time"]].to_numpy().tolist()
+    assert times == [[1.0, 2.0], [2.0, 5.0], [1.0, 2.0], [2.0, 3.0]]
+
+
 # --- tables ------------------------------------------------------------------------
 
 CSV = ("case_id,turn_index,speaker,text\n"

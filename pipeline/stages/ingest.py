@@ -1006,17 +1006,63 @@ def _blocks(text: str) -> list[list[tuple[int, str]]]:
     return [b for b in blocks if b]
 
 
+_A_TIME = re.compile(r"\d:\d\d")
+
+
+def _timed(line: str) -> bool:
+    """Whether ``line`` holds a cue timing, well formed or not: an arrow and a time
+    (two searches, not one pattern with ".*" between them: that is quadratic in a
+    long line of arrows)."""
+    return "-->" in line and _A_TIME.search(line) is not None
+
+
+#: A cue number (.srt, Zoom) or a Teams cue identifier ("5f3a/12-0") above a timing line
+_CUE_ID = re.compile(r"\s*(?:\d+|[0-9a-fA-F-]+/\d+-\d+)\s*")
+
+
+def _one_cue_each(blocks: list[list[tuple[int, str]]]) -> list[list[tuple[int, str]]]:
+    """``blocks`` with each block that holds more than one timing line cut before every
+    timing line after the first (and before the cue number just above it).
+
+    Cues are separated by a blank line, but an edited or hand-made file can lose one
+    (and a .vtt its blank line after WEBVTT). Read as one block, the next cue's number
+    and timing line became words of the previous speaker, its words took the previous
+    cue's times, and a cue glued to the header was dropped without a word. A cue's text
+    never holds "-->" (WebVTT forbids it), so a timing line always starts a cue.
+    """
+    out: list[list[tuple[int, str]]] = []
+    for block in blocks:
+        out.append([])
+        timed = False
+        for item in block:
+            if _timed(item[1]):
+                if timed:
+                    last = out[-1]
+                    number = [last.pop()] if len(last) > 1 and _CUE_ID.fullmatch(last[-1][1]) \
+                        else []
+                    out.append(number)
+                timed = True
+            out[-1].append(item)
+    return out
+
+
 def _vtt_cues(text: str, shown: str) -> tuple[list[_Cue], list[Skipped]]:
     if not re.match(r"WEBVTT(?:[ \t\r\n]|$)", text):
         raise InputError("is not a WebVTT file: the first line must be WEBVTT", path=shown,
                          hint="export the transcript again as .vtt, or save it as .txt")
-    blocks = [b for b in _blocks(text)[1:]
-              if not re.match(r"(?:NOTE|STYLE|REGION)(?:[ \t]|$)", b[0][1])]
+    header, *rest = _blocks(text)
+    # the header's own lines (WEBVTT, "Kind: captions") end where a cue glued to it starts
+    at = next((i for i, (_, line) in enumerate(header) if _timed(line)), len(header))
+    if 1 < at < len(header) and _CUE_ID.fullmatch(header[at - 1][1]):
+        at -= 1                                           # its cue number
+    blocks = [b for b in _one_cue_each([header[at:], *rest])
+              if b and not re.match(r"(?:NOTE|STYLE|REGION)(?:[ \t]|$)", b[0][1])]
     return _cues(blocks, _VTT_STAMP, "HH:MM:SS.mmm --> HH:MM:SS.mmm", shown)
 
 
 def _srt_cues(text: str, shown: str) -> tuple[list[_Cue], list[Skipped]]:
-    return _cues(_blocks(text), _SRT_STAMP, "HH:MM:SS,mmm --> HH:MM:SS,mmm", shown)
+    return _cues(_one_cue_each(_blocks(text)), _SRT_STAMP, "HH:MM:SS,mmm --> HH:MM:SS,mmm",
+                 shown)
 
 
 def _cues(blocks: list[list[tuple[int, str]]], stamp: re.Pattern[str], form: str,
