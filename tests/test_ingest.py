@@ -7,6 +7,7 @@ import math
 import os
 import re
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -492,6 +493,24 @@ def test_srt_prefixes_continuation_lines_and_tags(tmp_path):
     ]
     assert corpus.turns["start_time"].tolist() == [1.0, 3.4, 6.1]
     assert "T18.srt:15: line 15: timing '00:0x:08,000' is not HH:MM:SS,mmm" in reasons(corpus)
+
+
+def test_a_less_than_sign_in_a_cue_is_text_not_a_tag(tmp_path):
+    """A "<" that opens no tag took the words up to the next ">" with it, without a
+    note; searching from every "<" to the end of its line was quadratic."""
+    write(tmp_path, "T18b.srt", "1\n00:00:01,000 --> 00:00:02,000\n"
+                                "P1: It went from <3 to >5 sessions, <I>mostly</I>.\n"
+                                + "<" * 60_000 + "\n")
+    write(tmp_path, "T18c.vtt", "WEBVTT\n\n00:00:01.000 --> 00:00:02.000\n"
+                                "<v.loud Ann>It was <3 a <c.x>week</c>, <00:00:01.500>then "
+                                "> 5.</v>\n")
+    started = time.perf_counter()
+    corpus = run(tmp_path)
+    assert time.perf_counter() - started < 5           # it took 14 s
+    assert_exact(corpus)
+    assert turns_of(corpus, "T18b") == [
+        ("P1", "participant", "It went from <3 to >5 sessions, mostly.\n" + "<" * 60_000)]
+    assert turns_of(corpus, "T18c") == [("Ann", "participant", "It was <3 a week, then > 5.")]
 
 
 def test_cues_without_a_blank_line_between_them_stay_apart(tmp_path):

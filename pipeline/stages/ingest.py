@@ -986,7 +986,13 @@ class _Cue:
     payload: str
 
 
-_TAG = re.compile(r"<[^>\n]*>")
+#: Cue markup: WebVTT's tags (voice, class, italic, bold, underline, ruby, language)
+#: and timestamps, and the .srt's <font>. A "<" that opens none of them is what was
+#: said ("from <3 to >5 sessions"): taken for a tag, it swallowed the words up to the
+#: next ">" without a word, and searching from each "<" to the end of the line made a
+#: long line of them quadratic.
+_TAG = re.compile(r"</?(?:[cibuv]|ruby|rt|lang|font)(?=[\s.>])[^<>\n]*>"
+                  r"|<(?:\d+:)?\d{2}:\d{2}\.\d{3}>", re.IGNORECASE)
 _VOICE_OPEN = re.compile(r"<v(?:\.[^\s>]*)?[ \t]+([^>]*)>")
 _VOICE_CLOSE = re.compile(r"</v\s*>")
 _TIMING = re.compile(r"\s*(\S+?)\s*-->\s*(\S+)(?:\s.*)?")
