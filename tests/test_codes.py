@@ -62,7 +62,7 @@ def test_csv_codes_several_per_cell_rows_hierarchies_and_coders(tmp_path):
     assert book.at["Emotion > Shame > Hidden", "domain"] == "Emotion"
     assert book.at["Emotion > Shame", "parent"] == "Emotion"
     assert any("without a code" in n for n in codes.notes)
-    assert any("start < end" in n and "rows 6" in n for n in codes.notes)
+    assert any("start < end" in n and "rows 6)" in n for n in codes.notes)
     # a coding with nowhere to go is counted and named, never dropped unseen
     assert any(n.startswith("1 row(s) have a case and a code but neither") and "(rows 7)" in n
                and "'Quote' column" in n for n in codes.notes)

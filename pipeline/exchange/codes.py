@@ -254,7 +254,8 @@ def read_codes_table(path: str | Path, *, separator: str = SEPARATOR,
             bad_offsets.append(row)
             s = e = None
         if s is None and not text.strip():
-            nothing_to_place.append(row)
+            if row not in bad_offsets[-1:]:           # that row's note says so already
+                nothing_to_place.append(row)
             continue
         t = _as_int(turn)
         for c in codes:
