@@ -188,13 +188,14 @@ def test_codes_nested_thousands_deep_are_refused_without_recursion(tmp_path):
 def test_nested_codes_keep_document_order():
     """The walk without recursion visits the codes as the recursive one did: depth first,
     siblings in document order."""
-    from pipeline.exchange.refi import _parse_xml, _read_root
+    from pipeline.exchange.qde import parse_xml
+    from pipeline.exchange.refi import _read_root  # the walk alone, without a file around it
 
     xml = (b'<Project xmlns="urn:QDA-XML:project:1.0"><CodeBook><Codes>'
            b'<Code guid="a" name="A"><Code guid="a1" name="A1"><Code guid="x" name="X"/></Code>'
            b'<Code guid="a2" name="A2"/></Code><Code guid="b" name="B"><Description>d</Description>'
            b'<Code guid="b1" name="B1"/></Code></Codes></CodeBook></Project>')
-    codes = _read_root(_parse_xml(xml, "p.qde"), "p.qde", "qde", None)
+    codes = _read_root(parse_xml(xml, "p.qde"), "p.qde", "qde", None)
     assert list(codes.codebook["code"]) == ["A", "A > A1", "A > A1 > X", "A > A2", "B",
                                             "B > B1"]
     assert codes.codebook.set_index("code").at["B", "description"] == "d"

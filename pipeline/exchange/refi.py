@@ -16,11 +16,9 @@ coding's coder is its ``creatingUser`` (else its selection's). Picture, PDF,
 audio and video sources are counted and left out. From a bare ``.qde`` whose
 texts are inside a .qdpx (``internal://``) or outside the project, selections keep
 their positions and are placed against the text Consensa read (as a table's
-offsets are, see :mod:`pipeline.exchange.codes`). XML is parsed with defusedxml
-(no DTDs, no entities, nothing fetched), and a .qdpx is refused before anything
-is unpacked when a member's name would leave the archive (zip slip) or when the
-members read would unpack to more than :data:`MAX_UNPACKED_BYTES` or at a
-compression ratio above :data:`MAX_RATIO` (zip bomb).
+offsets are, see :mod:`pipeline.exchange.codes`). Opening the project safely
+(defusedxml, zip slip, zip bombs) is :mod:`pipeline.exchange.qde`'s, which the
+ingest stage shares to read a project's text sources as transcripts.
 
 **Writing** (:func:`write_qdc`, :func:`write_qdpx`): domains as parent codes, themes
 as their child codes, with stable GUIDs (uuid5 of the run id and the theme id) and
@@ -35,17 +33,15 @@ same run exports to the same bytes.
 from __future__ import annotations
 
 import io
-import lzma
 import math
 import re
 import sqlite3
 import uuid
 import zipfile
-import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import pandas as pd
@@ -64,22 +60,22 @@ from .codes import (
     codebook_from_paths,
     split_path,
 )
+from .qde import (
+    MAX_RATIO,
+    MAX_UNPACKED_BYTES,
+    Archive,
+    open_project,
+    source_text,
+    xml_child,
+    xml_children,
+    xml_local,
+)
 
 NS_PROJECT = "urn:QDA-XML:project:1.0"
 NS_CODEBOOK = "urn:QDA-XML:codebook:1.0"
-#: Members read from a .qdpx (project.qde and text sources) may unpack to at most this.
-MAX_UNPACKED_BYTES = 200 * 1024 * 1024
-#: ... at a compression ratio of at most this (for members of 1 MB or more).
-MAX_RATIO = 100
-MAX_MEMBERS = 100_000
 #: Codes nested deeper than this are refused: REFI-QDA codebooks are a few levels deep,
 #: and a file nesting thousands of <Code> elements is damaged or made to attack the reader.
 MAX_CODE_DEPTH = 100
-#: Compression methods Python's zipfile unpacks, and names of some it does not.
-_ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate",
-                zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "lzma"}
-_OTHER_ZIP_METHODS = {9: "Deflate64", 93: "Zstandard", 95: "xz", 96: "JPEG", 97: "WavPack",
-                      98: "PPMd", 99: "AES encryption"}
 #: Namespace of the uuid5 GUIDs Consensa writes (a fixed random UUID).
 GUID_NAMESPACE = uuid.UUID("6f1c2a52-4a8e-5c3e-9d1b-7b3f0e2c9a41")
 CONSENSA_USER = "Consensa"
@@ -95,170 +91,18 @@ DOMAIN_COLOURS = ("#1B9E77", "#D95F02", "#7570B3", "#E7298A", "#66A61E", "#E6AB0
                   "#666666")
 
 
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
-def _children(el, name: str):
-    return [c for c in el if _local(c.tag) == name]
-
-
-def _child(el, name: str):
-    return next((c for c in el if _local(c.tag) == name), None)
-
-
-# --- Reading ------------------------------------------------------------------------
-
-class _Archive:
-    """The members of a .qdpx, checked before any is read."""
-
-    def __init__(self, path: Path, max_bytes: int, max_ratio: float) -> None:
-        self.shown = str(path)
-        self.max_bytes = max_bytes
-        self.max_ratio = max_ratio
-        self.read_bytes = 0
-        try:
-            self.zip = zipfile.ZipFile(path)
-            infos = self.zip.infolist()
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
-            raise InputError("is not a valid .qdpx project (not a zip archive, or damaged)",
-                             path=self.shown, hint="export the project again from your QDA "
-                             "software (REFI-QDA project, .qdpx)") from exc
-        if len(infos) > MAX_MEMBERS:
-            raise InputError(f"holds {len(infos)} files; at most {MAX_MEMBERS} are accepted",
-                             path=self.shown, hint="export the project again without media")
-        self.members: dict[str, zipfile.ZipInfo] = {}
-        for info in infos:
-            name = info.filename.replace("\\", "/")
-            parts = PurePosixPath(name).parts
-            if name.startswith("/") or ".." in parts or (parts and ":" in parts[0]):
-                raise InputError(
-                    f"was not opened: it holds a file named '{info.filename}' that points "
-                    "outside the archive (a \"zip slip\"; the file may have been tampered "
-                    "with)", path=self.shown,
-                    hint="export the project again from your QDA software; do not open this "
-                         "file elsewhere")
-            self.members[name.casefold()] = info
-
-    def find(self, name: str) -> zipfile.ZipInfo | None:
-        return self.members.get(name.replace("\\", "/").casefold())
-
-    def read(self, info: zipfile.ZipInfo) -> bytes:
-        ratio = info.file_size / max(info.compress_size, 1)
-        if self.read_bytes + info.file_size > self.max_bytes or \
-                (info.file_size >= 1024 * 1024 and ratio > self.max_ratio):
-            raise InputError(
-                f"was not opened: '{info.filename}' would unpack to "
-                f"{info.file_size / 1e6:.1f} MB (compression ratio {ratio:.0f}); the limits are "
-                f"{self.max_bytes / 1e6:.0f} MB in all and a ratio of {self.max_ratio:.0f} "
-                "(a \"zip bomb\" is refused)", path=self.shown,
-                hint="export the project again from your QDA software, without embedded media")
-        data = self._unpack(info)
-        if len(data) > info.file_size:
-            raise InputError(f"was not opened: '{info.filename}' is larger than its zip entry "
-                             "says (the archive may have been tampered with)", path=self.shown,
-                             hint="export the project again from your QDA software")
-        self.read_bytes += len(data)
-        return data
-
-    def _unpack(self, info: zipfile.ZipInfo) -> bytes:
-        """The bytes of ``info`` (at most one more than its entry says), or a
-        :class:`_DamagedPart` saying what is wrong with it and what to do."""
-        part = f"its part '{info.filename}'"
-        again = "export the project again from your QDA software"
-        if info.flag_bits & 0x1 or info.compress_type == 99:
-            raise _DamagedPart(f"was not opened: {part} is encrypted (password-protected); "
-                               "Consensa reads projects without a password", path=self.shown,
-                               hint=f"{again} without a password")
-        if info.compress_type not in _ZIP_METHODS:
-            method = _OTHER_ZIP_METHODS.get(info.compress_type, "unknown")
-            raise _DamagedPart(
-                f"was not opened: {part} is packed with compression method "
-                f"{info.compress_type} ({method}), which Consensa cannot unpack (it reads "
-                f"{', '.join(_ZIP_METHODS.values())})", path=self.shown,
-                hint=f"{again}, or unzip it and zip it again with standard (deflate) "
-                     "compression")
-        try:
-            with self.zip.open(info) as fh:
-                return fh.read(info.file_size + 1)
-        except zipfile.BadZipFile as exc:    # a bad CRC-32, a broken local header
-            problem = "its checksum does not match its contents" if "CRC" in str(exc) \
-                else str(exc)
-            raise _DamagedPart(f"is damaged: {part} cannot be read ({problem})",
-                               path=self.shown, hint="copy the file again from where it was "
-                               f"saved (the copy may be incomplete), or {again}") from exc
-        except (zlib.error, EOFError, OSError, ValueError, NotImplementedError, RuntimeError,
-                lzma.LZMAError) as exc:      # corrupt compressed data, an unknown feature
-            raise _DamagedPart(f"is damaged: {part} cannot be unpacked ({exc})",
-                               path=self.shown, hint="copy the file again from where it was "
-                               f"saved (the copy may be incomplete), or {again}") from exc
-
-
-class _DamagedPart(InputError):
-    """A member of a .qdpx that cannot be unpacked: damaged, encrypted, or packed with a
-    method Python cannot unpack. For a source text it is a note (the selections keep
-    their positions), for project.qde the error."""
-
-
-def _parse_xml(data: bytes, shown: str):
-    from defusedxml import DefusedXmlException
-    from defusedxml.ElementTree import ParseError, fromstring
-
-    try:
-        return fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
-    except DefusedXmlException as exc:
-        raise InputError(f"was not read: its XML declares a DTD or entities "
-                         f"({type(exc).__name__}), which REFI-QDA projects never need and "
-                         "which can be used to attack the reader", path=shown,
-                         hint="export the project again from your QDA software") from exc
-    except ParseError as exc:
-        raise InputError(f"is not well-formed XML ({exc})", path=shown,
-                         hint="export the project again from your QDA software") from exc
-
-
 def read_project(path: str | Path, *, max_bytes: int = MAX_UNPACKED_BYTES,
                  max_ratio: float = MAX_RATIO) -> HumanCodes:
     """Read a REFI-QDA project, ``.qdpx`` (zip) or bare ``.qde``/``project.qde`` (XML)."""
-    path = Path(path)
-    shown = str(path)
-    if not path.is_file():
-        raise InputError("file not found", path=shown,
-                         hint="give the .qdpx file your QDA software exported")
-    archive = None
-    if zipfile.is_zipfile(path):
-        archive = _Archive(path, max_bytes, max_ratio)
-        info = archive.find("project.qde") or next(
-            (i for n, i in archive.members.items() if n.endswith(".qde") and "/" not in n), None)
-        if info is None:
-            raise InputError("holds no project.qde: it is not a REFI-QDA project",
-                             path=shown, hint="export a REFI-QDA project (.qdpx) from your "
-                             "QDA software")
-        xml = archive.read(info)
-        kind = "qdpx"
-    else:
-        if path.suffix.lower() == ".qdpx":
-            raise InputError("is not a valid .qdpx project (not a zip archive, or damaged)",
-                             path=shown, hint="export the project again from your QDA software")
-        if path.stat().st_size > max_bytes:
-            raise InputError(f"is larger than {max_bytes / 1e6:.0f} MB", path=shown,
-                             hint="export the project again without embedded content")
-        xml = path.read_bytes()
-        kind = "qde"
-    root = _parse_xml(xml, shown)
-    if _local(root.tag) != "Project":
-        hint = ("this looks like a codebook (.qdc): it has codes but no codings; export the "
-                "whole project (.qdpx)" if _local(root.tag) == "CodeBook" else
-                "export a REFI-QDA project (.qdpx) from your QDA software")
-        raise InputError(f"is not a REFI-QDA project (its root element is "
-                         f"<{_local(root.tag)}>)", path=shown, hint=hint)
+    root, shown, kind, archive = open_project(path, max_bytes, max_ratio)
     return _read_root(root, shown, kind, archive)
 
 
-def _read_root(root, shown: str, kind: str, archive: _Archive | None) -> HumanCodes:
+def _read_root(root, shown: str, kind: str, archive: Archive | None) -> HumanCodes:
     notes: list[str] = []
     users = {}
-    users_el = _child(root, "Users")
-    for u in (_children(users_el, "User") if users_el is not None else []):
+    users_el = xml_child(root, "Users")
+    for u in (xml_children(users_el, "User") if users_el is not None else []):
         users[(u.get("guid") or "").strip("{}").lower()] = u.get("name") or u.get("id") or \
             u.get("guid") or ""
     codes: dict[str, str] = {}            # guid -> path
@@ -271,7 +115,7 @@ def _read_root(root, shown: str, kind: str, archive: _Archive | None) -> HumanCo
         """The codes depth first, in document order, with a stack of sibling iterators
         rather than recursion (a file nesting thousands of codes cannot exhaust Python's
         stack) and a bound on the depth."""
-        stack: list[tuple[Iterator, list[str]]] = [(iter(_children(top, "Code")), [])]
+        stack: list[tuple[Iterator, list[str]]] = [(iter(xml_children(top, "Code")), [])]
         while stack:
             siblings, parents = stack[-1]
             code = next(siblings, None)
@@ -292,24 +136,24 @@ def _read_root(root, shown: str, kind: str, archive: _Archive | None) -> HumanCo
             codes[guid] = path
             guids[path] = guid
             order.append(path)
-            desc = _child(code, "Description")
+            desc = xml_child(code, "Description")
             if desc is not None and desc.text:
                 descriptions[path] = desc.text.strip()
             if code.get("color"):
                 colors[path] = code.get("color")
-            stack.append((iter(_children(code, "Code")), parts))
+            stack.append((iter(xml_children(code, "Code")), parts))
 
-    book = _child(root, "CodeBook")
-    if book is not None and _child(book, "Codes") is not None:
-        walk(_child(book, "Codes"))
+    book = xml_child(root, "CodeBook")
+    if book is not None and xml_child(book, "Codes") is not None:
+        walk(xml_child(book, "Codes"))
     rows = []
     texts: dict[str, str] = {}
     counts = {"text sources": 0, "selections": 0, "codings": 0}
     other_sources: dict[str, int] = {}
     unknown_code = 0
-    sources = _child(root, "Sources")
+    sources = xml_child(root, "Sources")
     for src in (list(sources) if sources is not None else []):
-        kind_of = _local(src.tag)
+        kind_of = xml_local(src.tag)
         if kind_of != "TextSource":
             other_sources[kind_of] = other_sources.get(kind_of, 0) + 1
             continue
@@ -319,13 +163,13 @@ def _read_root(root, shown: str, kind: str, archive: _Archive | None) -> HumanCo
             notes.append(f"two text sources are named '{name}'; the second was read as "
                          f"'{name} ({src.get('guid')})'")
             name = f"{name} ({src.get('guid')})"
-        text, why = _source_text(src, archive)
+        text, why = source_text(src, archive)
         if text is not None:
             texts[name] = text
         src_user = (src.get("creatingUser") or "").strip("{}").lower()
-        whole = _children(src, "Coding")
+        whole = xml_children(src, "Coding")
         selections = [(s, int_or_none(s.get("startPosition")), int_or_none(s.get("endPosition")))
-                      for s in _children(src, "PlainTextSelection")]
+                      for s in xml_children(src, "PlainTextSelection")]
         if text is not None:
             selections += [(c, 0, len(text)) for c in whole]
         elif whole:
@@ -336,8 +180,8 @@ def _read_root(root, shown: str, kind: str, archive: _Archive | None) -> HumanCo
                          "their positions and are placed against the text Consensa read")
         for sel, start, end in selections:
             counts["selections"] += 1
-            is_whole = _local(sel.tag) == "Coding"
-            codings = [sel] if is_whole else _children(sel, "Coding")
+            is_whole = xml_local(sel.tag) == "Coding"
+            codings = [sel] if is_whole else xml_children(sel, "Coding")
             if start is None or end is None or start < 0 or end <= start or \
                     (text is not None and end > len(text)):
                 size = f"its text of {len(text)} characters" if text is not None else "its text"
@@ -347,7 +191,7 @@ def _read_root(root, shown: str, kind: str, archive: _Archive | None) -> HumanCo
                 continue
             sel_user = (sel.get("creatingUser") or "").strip("{}").lower() or src_user
             for coding in codings:
-                ref = _child(coding, "CodeRef")
+                ref = xml_child(coding, "CodeRef")
                 target = (ref.get("targetGUID") if ref is not None else "") or ""
                 path = codes.get(target.strip("{}").lower())
                 if path is None:
@@ -379,35 +223,6 @@ def int_or_none(text: str | None) -> int | None:
         return int(str(text).strip())
     except (TypeError, ValueError):
         return None
-
-
-def _source_text(src, archive: _Archive | None) -> tuple[str | None, str]:
-    content = _child(src, "PlainTextContent")
-    if content is not None and content.text is not None:
-        return content.text, ""
-    where = src.get("plainTextPath") or ""
-    if not where:
-        return None, "it has no plain text (no PlainTextContent and no plainTextPath)"
-    if where.startswith("internal://"):
-        if archive is None:
-            return None, (f"its text is inside a .qdpx ({where}), but a bare .qde was given "
-                          "(give the .qdpx for exact placing)")
-        info = archive.find("Sources/" + where[len("internal://"):])
-        if info is None:
-            return None, f"its text {where} is missing from the .qdpx"
-        from ..textio import decode_bytes
-
-        try:
-            data = archive.read(info)
-        except _DamagedPart as exc:
-            return None, f"its text {where} could not be unpacked ({exc.reason})"
-        try:
-            return decode_bytes(data, "auto", path=f"{archive.shown}:{info.filename}")[0] \
-                .removeprefix("\ufeff"), ""
-        except InputError as exc:
-            return None, f"its text {where} could not be decoded ({exc.reason})"
-    return None, (f"its text is kept outside the project ({where}; export the project with "
-                  "its sources embedded for exact placing)")
 
 
 # --- Writing ------------------------------------------------------------------------
