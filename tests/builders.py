@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import zipfile
 from collections.abc import Callable, Iterable
 
 #: a two-turn interview, for a test that needs any valid .docx
@@ -22,4 +23,31 @@ def docx_bytes(content: Iterable[str] | Callable = TWO_TURNS) -> bytes:
             document.add_paragraph(paragraph)
     buffer = io.BytesIO()
     document.save(buffer)
+    return buffer.getvalue()
+
+
+def qdpx_bytes_of(sources: Iterable[tuple], files: dict[str, bytes] | None = None) -> bytes:
+    """A REFI-QDA project (.qdpx) as NVivo, ATLAS.ti or MAXQDA export one: ``sources``
+    are ``(kind, name, guid, text_or_path)``; kind "content" puts the text inside the
+    XML (PlainTextContent), "internal" refers to ``internal://<path>`` (its bytes in
+    ``files``, under Sources/), anything else ("PDFSource") is a source of that kind."""
+    from xml.sax.saxutils import escape, quoteattr
+
+    parts = []
+    for kind, name, guid, value in sources:
+        if kind == "content":
+            parts.append(f'<TextSource guid="{guid}" name={quoteattr(name)}>'
+                         f"<PlainTextContent>{escape(value)}</PlainTextContent></TextSource>")
+        elif kind == "internal":
+            parts.append(f'<TextSource guid="{guid}" name={quoteattr(name)} '
+                         f'plainTextPath="internal://{value}"/>')
+        else:
+            parts.append(f'<{kind} guid="{guid}" name={quoteattr(name)} path="internal://{value}"/>')
+    qde = ('<?xml version="1.0" encoding="utf-8"?>\n<Project xmlns="urn:QDA-XML:project:1.0" '
+           f'name="study"><Sources>{"".join(parts)}</Sources></Project>')
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("project.qde", qde.encode("utf-8"))
+        for name, data in (files or {}).items():
+            zf.writestr(f"Sources/{name}", data)
     return buffer.getvalue()

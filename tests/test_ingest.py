@@ -1072,3 +1072,55 @@ def test_time_stamped_speaker_labels_start_turns_and_keep_their_times(tmp_path):
     assert math.isnan(g2["start_time"].iloc[2])
     assert g2["text"].iloc[2] == "What I noticed was this: it calms me."
     assert not corpus.skipped
+
+
+# --- REFI-QDA projects (.qdpx) as transcripts -------------------------------------------
+
+def test_a_qda_project_gives_each_text_source_as_a_case(tmp_path):
+    """A team's transcripts exported from NVivo, ATLAS.ti or MAXQDA as one .qdpx: each
+    text source is a case named after it (without its document extension), the text
+    inside the XML or in Sources/; what cannot be a transcript is named, source by
+    source, and the rest is read."""
+    from tests.builders import qdpx_bytes_of
+
+    t01 = "Interviewer: How was it?\nP1: It was hard, but I stayed.\n"
+    t02 = "I: And then?\r\nP2: Then I cried (laughs).\r\n"
+    project = tmp_path / "study.qdpx"
+    project.write_bytes(qdpx_bytes_of([
+        ("content", "T01.docx", "a1", t01),
+        ("internal", "Interview 2", "a2", "a2.txt"),
+        ("content", "Notes on the study", "a3", "Some thoughts without any speaker."),
+        ("internal", "T04.rtf", "a4", "missing.txt"),
+        ("content", "T01.docx", "a5", "Interviewer: Again?\nP5: Yes.\n"),
+        ("PDFSource", "Consent form", "a6", "consent.pdf"),
+    ], files={"a2.txt": ("\ufeff" + t02).encode("utf-8")}))
+    corpus = ingest(IngestConfig(paths=[str(tmp_path)]))
+    assert list(corpus.sources) == ["T01", "Interview 2", "T01.docx (a5)"]
+    assert corpus.sources["T01"].text == t01
+    assert corpus.sources["Interview 2"].text == t02              # the BOM is not text
+    assert corpus.sources["T01"].path == str(project)
+    turns = corpus.turns.set_index(["case_id", "turn_index"])
+    assert turns.loc[("Interview 2", 1), ["speaker", "role", "text"]].tolist() == \
+        ["P2", "participant", "Then I cried (laughs)."]
+    for case, source in corpus.sources.items():
+        for t in corpus.turns[corpus.turns["case_id"] == case].itertuples():
+            assert source.text[t.start_char:t.end_char] == t.text
+    notes = {s.what: s.reason for s in corpus.skipped}
+    assert "has no speaker labels" in notes[f"{project}: source 'Notes on the study'"]
+    assert "missing from the .qdpx" in notes[f"{project}: source 'T04.rtf'"]
+    assert "not text were not read (1 pdf)" in notes[str(project)]
+
+
+def test_a_project_with_no_readable_transcript_is_named(tmp_path):
+    from tests.builders import qdpx_bytes_of
+
+    (tmp_path / "notes.qdpx").write_bytes(qdpx_bytes_of([
+        ("content", "Memo", "b1", "No speakers here."), ("PDFSource", "Scan", "b2", "s.pdf")]))
+    (tmp_path / "broken.qdpx").write_bytes(b"PK\x03\x04 not really a zip")
+    (tmp_path / "T9.txt").write_text("Interviewer: Hi?\nP9: Hello.\n", encoding="utf-8")
+    corpus = ingest(IngestConfig(paths=[str(tmp_path)]))
+    assert list(corpus.sources) == ["T9"]
+    notes = {s.what: s.reason for s in corpus.skipped}
+    assert "holds no text source that could be read as a transcript (1 text source(s)" in \
+        notes[str(tmp_path / "notes.qdpx")]
+    assert "not a valid .qdpx project" in notes[str(tmp_path / "broken.qdpx")]

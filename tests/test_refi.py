@@ -348,3 +348,27 @@ def test_export_of_something_else_is_refused(tmp_path, capsys):
     other.write_text("a,b\n1,2\n")
     assert main(["export", "qdc", str(other)]) == 2
     assert "is not a codebook" in capsys.readouterr().err
+
+
+def test_a_project_exported_by_consensa_is_read_back_as_the_same_transcripts(run_folder, tmp_path):
+    """A team that keeps its transcripts in a QDA program hands Consensa the project: a
+    run on Consensa's own export of a run reads the same cases and turns, and the
+    project's codings place on the new run's texts exactly (``consensa compare``)."""
+    import yaml
+
+    from pipeline.exchange.codes import place_codes
+    from tests.study import study_config
+
+    project = tmp_path / "study.qdpx"
+    assert main(["export", "qdpx", str(run_folder), "--out", str(project)]) == 0
+    config = study_config(tmp_path, ingest={"paths": [str(project)]})
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    assert main(["run", str(tmp_path / "config.yaml"), "--out", str(tmp_path / "run"), "-q"]) == 0
+    first, again = load_run(run_folder), load_run(tmp_path / "run")
+    assert again.sources == first.sources
+    cols = ["case_id", "turn_index", "speaker", "role", "text", "start_char", "end_char"]
+    turns = [pd.read_parquet(f / "turns.parquet")[cols].reset_index(drop=True)
+             for f in (run_folder, tmp_path / "run")]
+    pd.testing.assert_frame_equal(turns[0], turns[1])
+    placed, _ = place_codes(read_project(project), again)
+    assert len(placed) > 0 and set(placed["how"]) == {"identical"}

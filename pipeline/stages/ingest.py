@@ -2,8 +2,9 @@
 
 Formats, by extension: ``.txt``/``.md``/``.docx`` (a speaker label starts each
 turn at the start of a line), ``.vtt``/``.srt`` (subtitle cues with ``<v Name>``
-voice tags or ``Name:`` prefixes) and ``.csv``/``.xlsx`` (one row per turn, many
-cases per table). Every turn's ``text`` is exactly
+voice tags or ``Name:`` prefixes), ``.csv``/``.xlsx`` (one row per turn, many
+cases per table) and ``.qdpx`` (a REFI-QDA project: each text source a case, read
+as a .txt is). Every turn's ``text`` is exactly
 ``corpus.sources[case_id].text[start_char:end_char]``, so quotes point back to
 the place they came from.
 
@@ -75,6 +76,7 @@ from docx.oxml.xmlchemy import BaseOxmlElement
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from ..errors import ConsensaError, InputError, Skipped
+from ..exchange.qde import text_sources
 from ..fsutil import anchored
 from ..textio import MIXED, cp1252_lines, decode_bytes
 from ..types import ROLES, TURN_COLUMNS, Corpus, SourceText
@@ -96,7 +98,7 @@ DEFAULT_INTERVIEWER_SPEAKERS = [r"interviewer( ?\d+)?", "i", "int", "q", "modera
                                 "facilitator", r"researcher( ?\d+)?"]
 DEFAULT_PARTICIPANT_SPEAKERS = [r"participant( ?\d+)?", r"p ?\d*", "t", r"therapist( ?\d+)?",
                                 r"respondent( ?\d+)?", "r", "client", "interviewee", "a"]
-SUPPORTED_SUFFIXES = (".txt", ".md", ".docx", ".vtt", ".srt", ".csv", ".xlsx")
+SUPPORTED_SUFFIXES = (".txt", ".md", ".docx", ".vtt", ".srt", ".csv", ".xlsx", ".qdpx")
 MAX_UNZIPPED_BYTES = 200 * 1024 * 1024
 MAX_COMPRESSION_RATIO = 100
 _MAX_WORDS_IN_LABEL = 4
@@ -639,6 +641,8 @@ class _Reader:
         suffix = path.suffix.lower()
         if suffix in (".csv", ".xlsx"):
             return self._table(suffix, data, shown, sha)
+        if suffix == ".qdpx":
+            return self._project(path, shown, sha)
         tally: Counter[str] = Counter()
         mixed: list[Skipped] = []
         if suffix == ".docx":
@@ -777,6 +781,59 @@ class _Reader:
                 segments.append((label[0], line[label[1]:]) if label else (None, line))
         return segments
 
+    # .qdpx
+    def _project(self, path: Path, shown: str, sha: str) -> _Read:
+        """Each text source of a REFI-QDA project as a case, read as a .txt is.
+
+        A team whose transcripts already live in NVivo, ATLAS.ti or MAXQDA exports
+        them as one project; each text source is one interview, its case id the
+        source's name without a document extension ("T01.docx" is case "T01", as the
+        file T01.docx would be), so that the project's own codes place on the run
+        (``consensa compare``). A source that cannot be read as a transcript (no
+        text in the project, no speaker labels) is left out with a note naming the
+        project and the source, and the others are read; sources that are not text
+        (PDF, pictures, audio, video) are counted in one note. The project's codes
+        are not read here: they are the team's, compared with the run, not input to it.
+        """
+        sources, other = text_sources(path)
+        cases: list[_Case] = []
+        notes: list[Skipped] = []
+        tally: Counter[str] = Counter()
+        replaced = removed = 0
+        for source in sources:
+            where = f"{shown}: source '{source.name}'"
+            if source.text is None:
+                notes.append(Skipped(where, f"{source.why}; it was not read"))
+                continue
+            text, rep, rem = clean_controls(source.text)
+            replaced, removed = replaced + rep, removed + rem
+            notes += _controls_note(where, rep, rem)
+            if not text.strip():
+                notes.append(Skipped(where, "contains no text; it was not read"))
+                continue
+            try:
+                turns, n_before, empty = self._labelled_turns(text, where)
+            except InputError as err:
+                notes.append(_as_skipped(err, where))
+                continue
+            notes += _without_text(where, empty, ".txt")
+            tally["labelled_turns_without_text"] += len(empty)
+            if n_before:
+                notes.append(_before_first_label(where, n_before, "line"))
+            case_id = _source_case_id(source.name)
+            cases.append(_Case(case_id, SourceText(case_id, shown, text, sha, "qdpx"), turns))
+        if other:
+            listed = ", ".join(f"{n} {kind.replace('Source', '').lower()}" for kind, n in
+                               sorted(other.items()))
+            notes.append(Skipped(shown, f"sources that are not text were not read ({listed}): "
+                                 "Consensa reads transcripts as text"))
+        if not cases:
+            raise InputError(f"holds no text source that could be read as a transcript "
+                             f"({len(sources)} text source(s); see the notes above)", path=shown,
+                             hint="export the project with its sources embedded, and speaker "
+                                  "labels ('Interviewer:', 'P3:') at the start of each turn")
+        return _Read(cases, notes, replaced, removed, tally)
+
     # .csv, .xlsx
     def _table(self, suffix: str, data: bytes, shown: str, sha: str) -> _Read:
         tally: Counter[str] = Counter()
@@ -801,6 +858,16 @@ class _Reader:
 #: C0 and C1 control characters and DEL, but tab, newline and carriage return
 _CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _AS_SPACE = "\x0b\x0c"          # vertical tab, form feed: line and page breaks
+
+
+#: Extensions a QDA program keeps in a source's name ("T01.docx"); a case id drops them.
+DOCUMENT_SUFFIXES = (".txt", ".md", ".docx", ".doc", ".rtf", ".pdf", ".odt", ".vtt", ".srt")
+
+
+def _source_case_id(name: str) -> str:
+    """A project source's case id: its name without a document extension."""
+    stem, dot, suffix = name.rpartition(".")
+    return stem if dot and stem.strip() and f".{suffix.lower()}" in DOCUMENT_SUFFIXES else name
 
 
 def clean_controls(text: str) -> tuple[str, int, int]:
