@@ -190,7 +190,7 @@ def build(cfg: RunConfig, base_dir: Path, *, failed_llm_log: Path | None = None)
                  theme_linkage=linkage, manifest=manifest, config=rcfg,
                  vectors=vectors, turns=corpus.turns, categories=analysis.categories,
                  core_ideas=analysis.core_ideas, protocol=analysis.protocol,
-                 prompts=analysis.prompts, llm_log=analysis.llm_log)
+                 prompts=analysis.prompts, llm_log=analysis.llm_log, cases=corpus.cases)
     if deid is not None:
         return DeidentifiedRunResult(**parts, files=dict(deid.files), mapping_csv=deid.mapping_csv())
     return RunResult(**parts)

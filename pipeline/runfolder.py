@@ -16,6 +16,8 @@ turns.parquet              every turn ingest read, interviewer turns included
                            (TURN_COLUMNS): the review app shows what was said around
                            a segment without reading the transcripts again
 manifest.json              provenance; ``cache_dir`` is the cache's absolute location
+cases.csv                  the case attributes the run read (a cases table, a QDA
+                           project's case variables), when it read any
 config.yaml                the run's resolved config
 segments.csv, themes.csv,  for people: lists joined with "; ", text that would start a
 domains.csv, cqr_table.csv spreadsheet formula quoted (pipeline/sheets.py)
@@ -189,6 +191,8 @@ class RunFolder:
             (out / "protocol.yaml").write_text(result.protocol, encoding="utf-8")
         if result.prompts is not None:
             to_csv(result.prompts, out / "protocol_prompts.csv", index=False)
+        if result.cases is not None and len(result.cases.columns) > 1:
+            to_csv(result.cases, out / "cases.csv", index=False)
         if result.llm_log is not None:       # every prompt and answer the run depends on
             (out / "llm_log.jsonl").write_text(result.llm_log, encoding="utf-8")
         removed = (result.manifest.get("deidentify") or {}).get("config_names_removed")

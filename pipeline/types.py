@@ -235,3 +235,7 @@ class RunResult:
     protocol: str | None = None               # protocol.yaml
     prompts: pd.DataFrame | None = None       # the protocol's prompts (protocol_prompts.csv)
     llm_log: str | None = None                # llm_log.jsonl: every call to the language model
+    #: the case attributes ingest read (case_id + one text column per attribute, from a
+    #: cases table or a QDA project's case variables): cases.csv, so the run folder keeps
+    #: the attributes its subgroups and exports use; None or no attribute: not written
+    cases: pd.DataFrame | None = None

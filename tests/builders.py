@@ -26,11 +26,15 @@ def docx_bytes(content: Iterable[str] | Callable = TWO_TURNS) -> bytes:
     return buffer.getvalue()
 
 
-def qdpx_bytes_of(sources: Iterable[tuple], files: dict[str, bytes] | None = None) -> bytes:
+def qdpx_bytes_of(sources: Iterable[tuple], files: dict[str, bytes] | None = None,
+                  cases: Iterable[tuple] = ()) -> bytes:
     """A REFI-QDA project (.qdpx) as NVivo, ATLAS.ti or MAXQDA export one: ``sources``
     are ``(kind, name, guid, text_or_path)``; kind "content" puts the text inside the
     XML (PlainTextContent), "internal" refers to ``internal://<path>`` (its bytes in
-    ``files``, under Sources/), anything else ("PDFSource") is a source of that kind."""
+    ``files``, under Sources/), anything else ("PDFSource") is a source of that kind.
+    ``cases`` are ``(name, {variable: value}, [source guids])``: the project's cases,
+    their variable values (an int is written as an IntegerValue) and the sources they
+    hold."""
     from xml.sax.saxutils import escape, quoteattr
 
     parts = []
@@ -43,8 +47,23 @@ def qdpx_bytes_of(sources: Iterable[tuple], files: dict[str, bytes] | None = Non
                          f'plainTextPath="internal://{value}"/>')
         else:
             parts.append(f'<{kind} guid="{guid}" name={quoteattr(name)} path="internal://{value}"/>')
+    cases = list(cases)
+    names = list(dict.fromkeys(v for _, values, _ in cases for v in values))
+    variables = "".join(f'<Variable guid="v{k}" name={quoteattr(v)} typeOfVariable="Text"/>'
+                        for k, v in enumerate(names))
+    case_parts = []
+    for k, (name, values, holds) in enumerate(cases):
+        vv = "".join(
+            f'<VariableValue><VariableRef targetGUID="v{names.index(v)}"/>'
+            + (f"<IntegerValue>{x}</IntegerValue>" if isinstance(x, int) else
+               f"<TextValue>{escape(x)}</TextValue>") + "</VariableValue>"
+            for v, x in values.items())
+        refs = "".join(f'<SourceRef targetGUID="{g}"/>' for g in holds)
+        case_parts.append(f'<Case guid="c{k}" name={quoteattr(name)}>{vv}{refs}</Case>')
+    extra = (f"<Variables>{variables}</Variables>" if variables else "") + \
+        (f"<Cases>{''.join(case_parts)}</Cases>" if case_parts else "")
     qde = ('<?xml version="1.0" encoding="utf-8"?>\n<Project xmlns="urn:QDA-XML:project:1.0" '
-           f'name="study"><Sources>{"".join(parts)}</Sources></Project>')
+           f'name="study">{extra}<Sources>{"".join(parts)}</Sources></Project>')
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:
         zf.writestr("project.qde", qde.encode("utf-8"))

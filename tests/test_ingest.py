@@ -1124,3 +1124,40 @@ def test_a_project_with_no_readable_transcript_is_named(tmp_path):
     assert "holds no text source that could be read as a transcript (1 text source(s)" in \
         notes[str(tmp_path / "notes.qdpx")]
     assert "not a valid .qdpx project" in notes[str(tmp_path / "broken.qdpx")]
+
+
+def test_a_projects_case_variables_are_the_cases_attributes(tmp_path):
+    """NVivo's classified cases and MAXQDA's document variables come as REFI-QDA cases
+    with variable values, each holding its sources: they become the case attributes
+    CQR's subgroups compare, unless the cases table named in the config gives the same
+    attribute. Two cases disagreeing on one source leave it blank, with a note."""
+    from tests.builders import qdpx_bytes_of
+
+    talk = "Interviewer: How was it?\nP: Hard.\n"
+    (tmp_path / "study.qdpx").write_bytes(qdpx_bytes_of(
+        [("content", "T01.docx", "s1", talk), ("content", "T02", "s2", talk),
+         ("content", "T03", "s3", talk), ("PDFSource", "Scan", "s4", "x.pdf")],
+        cases=[("Ana", {"orientation": "CBT", "years": 4}, ["s1"]),
+               ("Ben", {"orientation": "psychodynamic", "years": 11}, ["s2"]),
+               ("Site A", {"site": "A"}, ["s1", "s2", "s4"]),
+               ("Cara", {"orientation": "CBT"}, ["s3"]),
+               ("Cara again", {"orientation": "EFT"}, ["s3"])]))
+    corpus = ingest(IngestConfig(paths=[str(tmp_path / "study.qdpx")]))
+    cases = corpus.cases.set_index("case_id")
+    assert list(cases.columns) == ["orientation", "years", "site"]
+    assert cases.loc["T01"].tolist() == ["CBT", "4", "A"]
+    assert cases.loc["T02"].tolist() == ["psychodynamic", "11", "A"]
+    assert cases.loc["T03"].tolist() == ["", "", ""]
+    reasons = [s.reason for s in corpus.skipped if s.what == str(tmp_path / "study.qdpx")]
+    assert any("1 variable value(s) differ" in r and "'orientation' of 'T03' (CBT / EFT)" in r
+               for r in reasons)
+    assert any("1 case reference(s) point at sources that are not text" in r for r in reasons)
+
+    table = tmp_path / "attrs.csv"
+    table.write_text("case_id,orientation,cried\nT01,humanistic,yes\nT02,CBT,no\n",
+                     encoding="utf-8")
+    both = ingest(IngestConfig(paths=[str(tmp_path / "study.qdpx")], cases_table=str(table)))
+    cases = both.cases.set_index("case_id")
+    assert list(cases.columns) == ["orientation", "cried", "years", "site"]
+    assert cases.loc["T01"].tolist() == ["humanistic", "yes", "4", "A"]
+    assert any("(orientation) are the cases table's" in s.reason for s in both.skipped)

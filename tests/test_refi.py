@@ -7,6 +7,7 @@ import shutil
 import sqlite3
 import uuid
 import zipfile
+from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import pandas as pd
@@ -350,25 +351,39 @@ def test_export_of_something_else_is_refused(tmp_path, capsys):
     assert "is not a codebook" in capsys.readouterr().err
 
 
-def test_a_project_exported_by_consensa_is_read_back_as_the_same_transcripts(run_folder, tmp_path):
+def test_a_project_exported_by_consensa_is_read_back_as_the_same_transcripts(tmp_path):
     """A team that keeps its transcripts in a QDA program hands Consensa the project: a
-    run on Consensa's own export of a run reads the same cases and turns, and the
-    project's codings place on the new run's texts exactly (``consensa compare``)."""
+    run on Consensa's own export of a run reads the same cases, turns and case
+    attributes (the project's case variables), and the project's codings place on the
+    new run's texts exactly (``consensa compare``)."""
     import yaml
 
     from pipeline.exchange.codes import place_codes
-    from tests.study import study_config
+    from tests.study import study_config, write_study
 
+    def run(name: str, **ingest) -> Path:
+        config = study_config(tmp_path / "study", ingest=ingest)
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+        assert main(["run", str(tmp_path / f"{name}.yaml"), "--out", str(tmp_path / name),
+                     "-q"]) == 0
+        return tmp_path / name
+
+    folder = write_study(tmp_path / "study")
+    ids = sorted(p.stem for p in folder.glob("*.txt"))
+    table = tmp_path / "attributes.csv"
+    table.write_text("case_id,orientation,years\n" + "".join(
+        f"{c},{'CBT' if k % 2 else 'psychodynamic'},{3 + k}\n" for k, c in enumerate(ids)),
+        encoding="utf-8")
+    first = run("first", paths=[str(folder)], cases_table=str(table))
     project = tmp_path / "study.qdpx"
-    assert main(["export", "qdpx", str(run_folder), "--out", str(project)]) == 0
-    config = study_config(tmp_path, ingest={"paths": [str(project)]})
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    assert main(["run", str(tmp_path / "config.yaml"), "--out", str(tmp_path / "run"), "-q"]) == 0
-    first, again = load_run(run_folder), load_run(tmp_path / "run")
-    assert again.sources == first.sources
+    assert main(["export", "qdpx", str(first), "--out", str(project)]) == 0
+    again = run("again", paths=[str(project)])
+    assert load_run(again).sources == load_run(first).sources
     cols = ["case_id", "turn_index", "speaker", "role", "text", "start_char", "end_char"]
-    turns = [pd.read_parquet(f / "turns.parquet")[cols].reset_index(drop=True)
-             for f in (run_folder, tmp_path / "run")]
+    turns = [pd.read_parquet(f / "turns.parquet")[cols] for f in (first, again)]
     pd.testing.assert_frame_equal(turns[0], turns[1])
-    placed, _ = place_codes(read_project(project), again)
+    attrs = [pd.read_csv(f / "cases.csv", dtype=str) for f in (first, again)]
+    pd.testing.assert_frame_equal(attrs[0], attrs[1])
+    assert list(attrs[1].columns) == ["case_id", "orientation", "years"]
+    placed, _ = place_codes(read_project(project), load_run(again))
     assert len(placed) > 0 and set(placed["how"]) == {"identical"}

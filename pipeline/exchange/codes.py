@@ -1058,8 +1058,9 @@ def file_sha256(path: str | Path) -> str:
 
 
 
-#: Where a run's case attributes are looked for, first found first: a table the run
-#: folder holds, else the config's ``ingest.cases_table`` (the file the run joined).
+#: Where a run's case attributes are looked for, first found first: the table the run
+#: folder holds (what the run read, also from a QDA project), else the config's
+#: ``ingest.cases_table`` (the file the run joined; folders written before cases.csv).
 CASES_FILES = ("cases.csv",)
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import lzma
 import zipfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from ..errors import InputError
@@ -163,18 +163,36 @@ class ProjectSource:
     name: str                 # the source's name in the project (unique: see text_sources)
     text: str | None          # its plain text; None when the project does not hold it
     why: str = ""             # why there is no text
+    #: the variables of the project's cases that hold this source (a participant's
+    #: orientation, years in practice): variable name -> value as text
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+#: The value elements of a REFI-QDA VariableValue.
+_VALUE_TAGS = ("TextValue", "BooleanValue", "IntegerValue", "FloatValue", "DateValue",
+               "DateTimeValue")
 
 
 def text_sources(path: str | Path, *, max_bytes: int = MAX_UNPACKED_BYTES,
-                 max_ratio: float = MAX_RATIO) -> tuple[list[ProjectSource], dict[str, int]]:
-    """The text sources of a REFI-QDA project in document order, and the number of its
-    other sources by kind ("PDFSource": 2). A team that keeps its transcripts in NVivo,
-    ATLAS.ti or MAXQDA exports them as one .qdpx; each text source is one interview.
-    Two sources with one name are told apart by their GUID, as :func:`read_project`
-    does, so that no case is silently merged with another."""
+                 max_ratio: float = MAX_RATIO) -> tuple[list[ProjectSource], dict[str, int],
+                                                        list[str]]:
+    """The text sources of a REFI-QDA project in document order, the number of its
+    other sources by kind ("PDFSource": 2), and notes on case variables that could not
+    be given to a source.
+
+    A team that keeps its transcripts in NVivo, ATLAS.ti or MAXQDA exports them as one
+    .qdpx; each text source is one interview. Two sources with one name are told apart
+    by their GUID, as :func:`read_project` does, so that no case is silently merged with
+    another. The project's cases (``<Case>``, NVivo's classified cases, MAXQDA's
+    document variables) carry the participants' attributes; each source gets the
+    variables of the cases that hold it (``<SourceRef>``), which CQR's subgroup
+    comparisons need. Two cases giving one source different values of a variable leave
+    that variable blank for the source, with a note, rather than choose one.
+    """
     root, _, _, archive = open_project(path, max_bytes, max_ratio)
     found: list[ProjectSource] = []
     names: set[str] = set()
+    by_guid: dict[str, ProjectSource] = {}
     other: dict[str, int] = {}
     sources = xml_child(root, "Sources")
     for src in (list(sources) if sources is not None else []):
@@ -188,7 +206,56 @@ def text_sources(path: str | Path, *, max_bytes: int = MAX_UNPACKED_BYTES,
         names.add(name)
         text, why = source_text(src, archive)
         found.append(ProjectSource(name, text, why))
-    return found, other
+        by_guid[_guid_key(src.get("guid"))] = found[-1]
+    return found, other, _case_variables(root, by_guid)
+
+
+def _guid_key(value: str | None) -> str:
+    return (value or "").strip().strip("{}").lower()
+
+
+def _case_variables(root, by_guid: dict[str, ProjectSource]) -> list[str]:
+    """Give each source the variable values of the project's cases that hold it (see
+    :func:`text_sources`); the notes say what could not be given."""
+    variables = xml_child(root, "Variables")
+    var_name = {_guid_key(v.get("guid")): (v.get("name") or "").strip()
+                for v in (xml_children(variables, "Variable") if variables is not None else [])}
+    cases = xml_child(root, "Cases")
+    given: dict[tuple[str, str], set[str]] = {}          # (source, variable) -> values
+    unknown_sources = 0
+    for case in (xml_children(cases, "Case") if cases is not None else []):
+        values: dict[str, str] = {}
+        for vv in xml_children(case, "VariableValue"):
+            ref = xml_child(vv, "VariableRef")
+            name = var_name.get(_guid_key(ref.get("targetGUID") if ref is not None else ""))
+            value = next((xml_child(vv, t) for t in _VALUE_TAGS if xml_child(vv, t) is not None),
+                         None)
+            if name and value is not None and (value.text or "").strip():
+                values[name] = value.text.strip()
+        for ref in xml_children(case, "SourceRef"):
+            source = by_guid.get(_guid_key(ref.get("targetGUID")))
+            if source is None:
+                unknown_sources += 1
+                continue
+            for name, value in values.items():
+                given.setdefault((source.name, name), set()).add(value)
+    notes = []
+    conflicts: list[str] = []
+    named = {s.name: s for s in by_guid.values()}
+    for (source, name), values in given.items():
+        if len(values) == 1:
+            named[source].attributes[name] = next(iter(values))
+        else:
+            conflicts.append(f"'{name}' of '{source}' ({' / '.join(sorted(values))})")
+    if conflicts:
+        notes.append(f"{len(conflicts)} variable value(s) differ between the cases that hold "
+                     f"one source and were left blank: {'; '.join(sorted(conflicts)[:10])}"
+                     f"{' ...' if len(conflicts) > 10 else ''}: give each source one case, "
+                     "or one value")
+    if unknown_sources:
+        notes.append(f"{unknown_sources} case reference(s) point at sources that are not text "
+                     "sources of the project; their variables were not used")
+    return notes
 
 
 def open_project(path: str | Path, max_bytes: int, max_ratio: float):

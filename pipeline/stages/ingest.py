@@ -189,6 +189,7 @@ def ingest(config: IngestConfig, base_dir: Path = Path(".")) -> Corpus:
     n_listed = len(skipped)                 # paths listed but not read (not files, unsupported)
     reader = _Reader(config)
     cases: dict[str, _Case] = {}
+    attributes: dict[str, dict[str, str]] = {}       # of the cases kept, from their file
     reads: list[_Read] = []
     for path in files:
         shown = str(path)
@@ -207,6 +208,8 @@ def ingest(config: IngestConfig, base_dir: Path = Path(".")) -> Corpus:
                     "one of the two")))
                 continue
             cases[case.case_id] = case
+            if case.attributes:
+                attributes[case.case_id] = case.attributes
     if not cases:
         raise _nothing_read(config, files, skipped)
 
@@ -226,13 +229,31 @@ def ingest(config: IngestConfig, base_dir: Path = Path(".")) -> Corpus:
     turns = pd.DataFrame.from_records(records, columns=list(TURN_COLUMNS)).astype(
         {"turn_index": "int64", "start_char": "int64", "end_char": "int64",
          "start_time": "float64", "end_time": "float64"})
-    case_frame = pd.DataFrame({"case_id": list(cases)})
+    given = _given_attributes(list(cases), attributes)
+    case_frame = given
     if cases_table is not None:
-        case_frame, notes = _join_cases_table(case_frame, cases_table, config.encoding)
+        # the cases table is named in the config: where it and a project give the same
+        # attribute, the table's is used, and the note says so
+        case_frame, notes = _join_cases_table(given[["case_id"]], cases_table, config.encoding)
         skipped.extend(notes)
+        both = [c for c in given.columns[1:] if c in case_frame.columns]
+        if both:
+            skipped.append(Skipped(str(cases_table), (
+                f"attributes given both by the cases table and by a QDA project "
+                f"({', '.join(both)}) are the cases table's")))
+        case_frame = case_frame.merge(given.drop(columns=both), on="case_id", how="left")
     return Corpus(turns=turns, cases=case_frame,
                   sources={cid: case.source for cid, case in cases.items()},
                   skipped=tuple(skipped), counts=counts)
+
+
+def _given_attributes(case_ids: list[str], given: dict[str, dict[str, str]]) -> pd.DataFrame:
+    """One row per case: its id and the attributes its file gave (a QDA project's case
+    variables), blank where a case has none; columns in the order first seen."""
+    columns = list(dict.fromkeys(a for c in case_ids for a in given.get(c, {})
+                                 if a != "case_id"))
+    return pd.DataFrame({"case_id": case_ids,
+                         **{a: [given.get(c, {}).get(a, "") for c in case_ids] for a in columns}})
 
 
 # --- Internal records ---------------------------------------------------------
@@ -252,6 +273,8 @@ class _Case:
     case_id: str
     source: SourceText
     turns: list[_Turn]
+    #: attributes the file gives the case (a QDA project's case variables)
+    attributes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -789,15 +812,17 @@ class _Reader:
         them as one project; each text source is one interview, its case id the
         source's name without a document extension ("T01.docx" is case "T01", as the
         file T01.docx would be), so that the project's own codes place on the run
-        (``consensa compare``). A source that cannot be read as a transcript (no
+        (``consensa compare``). The variables of the project's cases that hold a source
+        (a participant's orientation, years in practice) are its case attributes, as a
+        cases table's are. A source that cannot be read as a transcript (no
         text in the project, no speaker labels) is left out with a note naming the
         project and the source, and the others are read; sources that are not text
         (PDF, pictures, audio, video) are counted in one note. The project's codes
         are not read here: they are the team's, compared with the run, not input to it.
         """
-        sources, other = text_sources(path)
+        sources, other, variable_notes = text_sources(path)
         cases: list[_Case] = []
-        notes: list[Skipped] = []
+        notes: list[Skipped] = [Skipped(shown, n) for n in variable_notes]
         tally: Counter[str] = Counter()
         replaced = removed = 0
         for source in sources:
@@ -821,7 +846,8 @@ class _Reader:
             if n_before:
                 notes.append(_before_first_label(where, n_before, "line"))
             case_id = _source_case_id(source.name)
-            cases.append(_Case(case_id, SourceText(case_id, shown, text, sha, "qdpx"), turns))
+            cases.append(_Case(case_id, SourceText(case_id, shown, text, sha, "qdpx"), turns,
+                               dict(source.attributes)))
         if other:
             listed = ", ".join(f"{n} {kind.replace('Source', '').lower()}" for kind, n in
                                sorted(other.items()))
