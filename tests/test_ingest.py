@@ -667,6 +667,30 @@ def test_cases_table_join_and_unknown_case(tmp_path):
     assert "match the transcript file names" in note.reason
 
 
+def test_a_cases_table_can_be_a_workbook(tmp_path):
+    """Teams keep their participants' table in Excel as often as in a CSV: its first
+    sheet is read, numbers as typed, and a formula never calculated (a workbook written
+    by a script) is named, since it reads as blank."""
+    folder = tmp_path / "transcripts"
+    folder.mkdir()
+    write(folder, "T01.txt", T01)
+    write(folder, "T34.txt", "Interviewer: Hi.\nP34: Hello.\n")
+    book = openpyxl.Workbook()
+    book.active.append(["case_id", "modality", "years", "decade"])
+    book.active.append(["T34", "CBT", 12, "=C2/10"])
+    book.active.append(["T01", "psychodynamic", 3, "later"])
+    book.create_sheet("notes").append(["not", "read"])
+    book.save(folder / "cases.xlsx")
+    corpus = run(tmp_path, "transcripts", cases_table="transcripts/cases.xlsx")
+    assert corpus.cases.to_dict("records") == [
+        {"case_id": "T01", "modality": "psychodynamic", "years": "3", "decade": "later"},
+        {"case_id": "T34", "modality": "CBT", "years": "12", "decade": ""}]
+    (note,) = [s for s in corpus.skipped if "cases.xlsx" in s.what]
+    assert "1 formula cell(s) of sheet 'Sheet' have no saved result and read as blank (D2)" \
+        in note.reason
+    assert not any("cases.xlsx" in s.what and "binary" in s.reason for s in corpus.skipped)
+
+
 def test_the_cases_table_is_joined_in_one_pass(tmp_path, monkeypatch):
     """A survey's cases table has thousands of rows: the transcripts' case ids are
     gathered once, not once per row (2,500 cases took 19 s, 10,000 took 144 s)."""

@@ -1421,7 +1421,8 @@ def _table_cases(frame: pd.DataFrame, mapping: TableMapping, shown: str, sha: st
 
 def _join_cases_table(cases: pd.DataFrame, path: Path,
                       encoding: str) -> tuple[pd.DataFrame, list[Skipped]]:
-    """``cases`` with the table's attributes (empty strings where a case has no row)."""
+    """``cases`` with the table's attributes (empty strings where a case has no row); the
+    table is a CSV or the first sheet of an .xlsx."""
     shown = str(path)
     try:
         data = path.read_bytes()
@@ -1429,8 +1430,24 @@ def _join_cases_table(cases: pd.DataFrame, path: Path,
         raise InputError(f"the cases table cannot be read ({exc.strerror})", path=shown,
                          field="ingest.cases_table",
                          hint="check the path of ingest.cases_table in the config") from exc
-    text, used = decode_bytes(data, encoding, path=shown)
-    table = _read_csv(text, shown)
+    notes: list[Skipped] = []
+    if path.suffix.lower() == ".xlsx":
+        # a team's table of participants is as often a workbook as a CSV; the first
+        # sheet is the table. A formula's saved result is an attribute like any other
+        # (an age worked out from a birth date); one never calculated reads as blank
+        table, formulas, sheet = _read_xlsx(data, 0, shown)
+        blank = [ref for row, column, ref in formulas
+                 if row < len(table) and column < len(table.columns) and
+                 not table.iat[row, column].strip()]
+        if blank:
+            notes.append(Skipped(shown, (
+                f"{len(blank)} formula cell(s) of sheet '{sheet}' have no saved result and "
+                f"read as blank ({', '.join(blank[:10])}{' ...' if len(blank) > 10 else ''}): "
+                "open the workbook in Excel and save it, so that their values are saved")))
+    else:
+        text, used = decode_bytes(data, encoding, path=shown)
+        table = _read_csv(text, shown)
+        notes += _mixed_encoding(data, used, shown, Counter())
     if table.empty or not len(table.columns):
         raise InputError("the cases table has no rows", path=shown, field="ingest.cases_table",
                          hint="add one row per case, with the case id in the first column")
@@ -1445,7 +1462,6 @@ def _join_cases_table(cases: pd.DataFrame, path: Path,
                          field="ingest.cases_table", hint="keep one row per case")
     known = set(cases["case_id"])                     # once: a survey has thousands of cases
     unknown = [cid or "(no case id)" for cid in table["case_id"] if cid not in known]
-    notes = _mixed_encoding(data, used, shown, Counter())
     if unknown:
         notes.append(Skipped(shown, (
             f"{len(unknown)} row(s) of the cases table name cases that are not among the "
