@@ -86,6 +86,36 @@ def test_xlsx_codes(tmp_path):
     assert read_codes(path).codings.loc[0, "code"] == "A > B"
 
 
+@pytest.mark.parametrize("name, header, where", [
+    ("codes.csv", "case,code,text,text", "(columns 3 and 4)"),
+    ("codes.tsv", "case\tcode\ttext\tText ", "(columns 3 'text' and 4 'Text ')"),
+    ("codes.xlsx", "case,text,code,text", "(columns B and D)"),
+])
+def test_a_column_read_that_the_header_repeats_is_refused(tmp_path, name, header, where):
+    # pandas reads the second 'text' as 'text.1', so its passages would never be read
+    path = tmp_path / name
+    sep = "\t" if name.endswith(".tsv") else ","
+    rows = [header.split(sep), ["T01", "A", "hello", "world"]]
+    if name.endswith(".xlsx"):
+        pd.DataFrame(rows[1:], columns=rows[0]).to_excel(path, index=False)
+    else:
+        path.write_text("".join(sep.join(r) + "\n" for r in rows), encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        read_codes(path)
+    message = str(err.value)
+    assert str(path) in message
+    assert f"the column 'text' (the text column) is in the header twice {where}" in message
+    assert "rename the column that is not meant" in message
+
+
+def test_a_repeated_column_that_is_not_read_is_left_alone(tmp_path):
+    path = tmp_path / "codes.csv"
+    path.write_text("case,code,quote,text,Quote\nT01,A,q1,hello,q2\n", encoding="utf-8")
+    codes = read_codes(path)
+    assert codes.codings[["case", "code", "text"]].values.tolist() == [["T01", "A", "hello"]]
+    assert codes.notes == []
+
+
 @pytest.mark.parametrize("rows, message", [
     ([{"who": "T01", "code": "A", "text": "x"}], "has no case column"),
     ([{"case": "T01", "what": "A", "text": "x"}], "has no code column"),

@@ -605,6 +605,42 @@ def test_csv_duplicate_turn_index_names_the_rows(tmp_path):
     assert "case 'T27' has the same turn_index twice: rows 4 and 5 (turn 0)" in reasons(corpus)
 
 
+def _table_file(folder: Path, name: str, rows: list[list[str]]) -> Path:
+    if name.endswith(".xlsx"):
+        book = openpyxl.Workbook()
+        for row in rows:
+            book.active.append(row)
+        book.save(folder / name)
+        return folder / name
+    return write(folder, name, "".join(",".join(row) + "\n" for row in rows))
+
+
+@pytest.mark.parametrize("name, header, where", [
+    ("t.csv", ["case_id", "speaker", "text", "text"], "(columns 3 and 4)"),
+    ("t.csv", ["case_id", "speaker", "text", " Text"], "(columns 3 'text' and 4 ' Text')"),
+    ("t.xlsx", ["case_id", "text", "speaker", "text"], "(columns B and D)"),
+])
+def test_a_column_read_that_the_header_repeats_is_refused(tmp_path, name, header, where):
+    # pandas reads the second 'text' as 'text.1', so its cells would never be read
+    path = _table_file(tmp_path, name, [header, ["T34", "I", "How was it?", "It was hard."]])
+    with pytest.raises(InputError) as caught:
+        run(tmp_path, table={"turn_index": None})
+    message = str(caught.value)
+    assert str(path) in message
+    assert f"the column 'text' (ingest.table.text) is in the header twice {where}" in message
+    assert "rename the column that is not meant" in message
+
+
+@pytest.mark.parametrize("name", ["t.csv", "t.xlsx"])
+def test_a_repeated_column_that_is_not_read_is_left_alone(tmp_path, name):
+    _table_file(tmp_path, name, [["case_id", "notes", "speaker", "text", "Notes"],
+                                 ["T35", "a", "I", "How was it?", "b"],
+                                 ["T35", "c", "P", "It was hard.", "d"]])
+    corpus = run(tmp_path, table={"turn_index": None})
+    assert [t[2] for t in turns_of(corpus, "T35")] == ["How was it?", "It was hard."]
+    assert corpus.skipped == ()
+
+
 def test_csv_bad_turn_index_and_role(tmp_path):
     write(tmp_path, "a.csv", "case_id,turn_index,speaker,text,role\nT28,x,I,Hi,\n")
     write(tmp_path, "b.csv", "case_id,speaker,text,role\nT29,I,Hi,host\n")

@@ -158,16 +158,20 @@ def codebook_from_paths(paths: Iterable[str], descriptions: Mapping[str, str] | 
         {"depth": "int64"})
 
 
-def _table(path: Path, sheet: str | int) -> pd.DataFrame:
+def _table(path: Path, sheet: str | int) -> tuple[pd.DataFrame, list[str]]:
+    """All cells of the table as str, and its header row as the file writes it (pandas
+    renames a repeated column name, so :func:`read_codes_table` checks this row)."""
+    from ..stages.ingest import check_zip, header_row
+
     shown = str(path)
     if path.suffix.lower() == ".xlsx":
-        from ..stages.ingest import check_zip
-
         data = path.read_bytes()
         check_zip(data, shown, ".xlsx")
         try:
-            frame = pd.read_excel(io.BytesIO(data), sheet_name=sheet, dtype=str,
-                                  engine="openpyxl").fillna("")
+            with pd.ExcelFile(io.BytesIO(data), engine="openpyxl") as book:
+                frame = pd.read_excel(book, sheet_name=sheet, dtype=str).fillna("")
+                written = header_row(pd.read_excel(book, sheet_name=sheet, header=None,
+                                                   nrows=1, dtype=object))
         except Exception as exc:  # openpyxl raises many types for a damaged file
             raise InputError(f"could not be read as an Excel workbook ({type(exc).__name__})",
                              path=shown, hint="open it in Excel and save it again as .xlsx "
@@ -180,12 +184,14 @@ def _table(path: Path, sheet: str | int) -> pd.DataFrame:
         try:
             frame = pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str,
                                 keep_default_na=False)
+            written = header_row(pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str,
+                                             keep_default_na=False, header=None, nrows=1))
         except ValueError as exc:
             raise InputError(f"could not be read as a CSV table ({exc})", path=shown,
                              hint="save it again as CSV (UTF-8), one row per coded passage"
                              ) from exc
     frame.columns = [str(c).strip().lstrip("\ufeff") for c in frame.columns]
-    return frame
+    return frame, written
 
 
 def _find_columns(frame: pd.DataFrame, given: Mapping[str, str] | None,
@@ -222,11 +228,20 @@ def _find_columns(frame: pd.DataFrame, given: Mapping[str, str] | None,
 def read_codes_table(path: str | Path, *, separator: str = SEPARATOR,
                      columns: Mapping[str, str] | None = None,
                      sheet: str | int = 0) -> HumanCodes:
-    """A table of codes: one row per coded passage (see the module docstring)."""
+    """A table of codes: one row per coded passage (see the module docstring).
+
+    A column read here whose name the header gives twice (two ``text`` columns, or
+    ``Text`` and ``text``) is refused, since only one could be read and the other's
+    passages would be lost (:func:`~pipeline.stages.ingest.check_columns_read_once`)."""
+    from ..stages.ingest import check_columns_read_once
+
     path = Path(path)
     shown = str(path)
-    frame = _table(path, sheet)
+    frame, written = _table(path, sheet)
     col = _find_columns(frame, columns, shown)
+    check_columns_read_once(
+        written, list(frame.columns), {f"the {key} column": name for key, name in col.items()},
+        shown, letters=path.suffix.lower() == ".xlsx")
 
     def cells(key: str) -> list[str]:
         name = col[key]

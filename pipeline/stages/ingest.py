@@ -46,7 +46,9 @@ in its own encoding, see :mod:`pipeline.textio`), each .xlsx text cell holding a
 formula (a formula is not spoken words: the turn is left out), and each subtitle
 cue that ends before it starts (its words are kept, its times dropped). The
 manifest counts them (``paths_not_read``, ``lines_decoded_as_cp1252``,
-``xlsx_formula_cells_not_read``, ``cue_times_dropped``).
+``xlsx_formula_cells_not_read``, ``cue_times_dropped``). A .csv/.xlsx table whose
+header gives a column Consensa reads twice (two ``text`` columns, or ``Text`` and
+``text``) is refused, naming both, since only one of them would be read.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ import re
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -867,13 +869,15 @@ class _Reader:
             text, encoding = decode_bytes(data, self.config.encoding, path=shown,
                                           stray_nuls=True)          # see _clean_frame
             first = _mixed_encoding(data, encoding, shown, tally)
-            frame = _read_csv(text, shown)
+            frame, written = _read_csv(text, shown)
         else:
-            frame, formulas, sheet = _read_xlsx(data, self.config.table.sheet, shown)
+            frame, written, formulas, sheet = _read_xlsx(data, self.config.table.sheet,
+                                                         shown)
             encoding = "xlsx"
             first = _formula_cells(frame, formulas, self.config.table, shown, sheet, tally)
         frame, replaced, removed = _clean_frame(frame)
-        result = _table_cases(frame, self.config.table, shown, sha, encoding)
+        result = _table_cases(frame, written, self.config.table, shown, sha, encoding,
+                              letters=suffix != ".csv")
         result.notes[:0] = first
         result.tally = tally
         result.notes += _controls_note(shown, replaced, removed)
@@ -1216,25 +1220,29 @@ def _parse_timing(line: str, stamp: re.Pattern[str]) -> tuple[float, float] | st
 
 # --- .csv, .xlsx --------------------------------------------------------------
 
-def _read_csv(text: str, shown: str) -> pd.DataFrame:
-    """All cells as str; the delimiter (, ; or tab) is the one the header uses most."""
+def _read_csv(text: str, shown: str) -> tuple[pd.DataFrame, list[str]]:
+    """All cells as str, and the header row as written (see :func:`header_row`); the
+    delimiter (, ; or tab) is the one the header uses most."""
     header = text.split("\n", 1)[0]
     delimiter = max((",", ";", "\t"), key=header.count)
+    options = {"sep": delimiter, "dtype": str, "keep_default_na": False,
+               "skip_blank_lines": False}
     try:
-        frame = pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str,
-                            keep_default_na=False, skip_blank_lines=False)
+        frame = pd.read_csv(io.StringIO(text), **options)
+        written = header_row(pd.read_csv(io.StringIO(text), header=None, nrows=1, **options))
     except ValueError as exc:             # pandas' ParserError, EmptyDataError
         raise InputError(f"could not be read as a CSV table ({exc})", path=shown,
                          hint="open it in a spreadsheet program and save it again as CSV "
                               "(UTF-8)") from exc
     frame.columns = [str(c).strip() for c in frame.columns]
-    return frame
+    return frame, written
 
 
 def _read_xlsx(data: bytes, sheet: str | int,
-               shown: str) -> tuple[pd.DataFrame, list[tuple[int, int, str]], str]:
-    """All cells of one sheet as str (whole numbers without a trailing '.0'), where its
-    formula cells are (see :func:`_formula_positions`), and the sheet's name."""
+               shown: str) -> tuple[pd.DataFrame, list[str], list[tuple[int, int, str]], str]:
+    """All cells of one sheet as str (whole numbers without a trailing '.0'), its header
+    row as written (see :func:`header_row`), where its formula cells are (see
+    :func:`_formula_positions`), and the sheet's name."""
     check_zip(data, shown, ".xlsx")
     names: list[str] = []
     frame = None
@@ -1243,6 +1251,8 @@ def _read_xlsx(data: bytes, sheet: str | int,
             names = [str(n) for n in book.sheet_names]
             if sheet in names if isinstance(sheet, str) else 0 <= sheet < len(names):
                 frame = pd.read_excel(book, sheet_name=sheet, dtype=object)
+                written = header_row(pd.read_excel(book, sheet_name=sheet, header=None,
+                                                   nrows=1, dtype=object))
                 name = sheet if isinstance(sheet, str) else names[sheet]
                 formulas = _formula_positions(data, name)
     except Exception as exc:  # openpyxl raises many types for a damaged file
@@ -1253,7 +1263,7 @@ def _read_xlsx(data: bytes, sheet: str | int,
                          field="ingest.table.sheet",
                          hint="set ingest.table.sheet to a sheet name or its 0-based position")
     frame.columns = [_cell_str(c).strip() for c in frame.columns]
-    return frame.map(_cell_str), formulas, name
+    return frame.map(_cell_str), written, formulas, name
 
 
 def _formula_positions(data: bytes, sheet: str) -> list[tuple[int, int, str]]:
@@ -1337,14 +1347,75 @@ def _find_column(columns: list[str], name: str) -> str | None:
     return next((c for c in columns if c.strip().casefold() == name.strip().casefold()), None)
 
 
+def header_row(first: pd.DataFrame) -> list[str]:
+    """The header row of a table as its file writes it, from the table read again with
+    ``header=None, nrows=1`` (and otherwise the same options).
+
+    pandas renames a repeated column name in the header it reads (a second ``text``
+    becomes ``text.1``), so its column names cannot tell a repeated name from one
+    written that way; this row can. Empty cells are ""."""
+    return [_cell_str(c) for c in first.iloc[0]] if len(first) else []
+
+
+def check_columns_read_once(written: list[str], columns: list[str],
+                            read: Mapping[str, str | None], shown: str, *,
+                            letters: bool) -> None:
+    """Refuse a table whose header names a column Consensa reads more than once.
+
+    ``written`` is the header row as the file writes it (:func:`header_row`);
+    ``columns`` the names of the frame read from it, position by position; ``read``
+    what each column read is used as (``ingest.table.text``) and its name among
+    ``columns``. Names are compared as columns are found, ignoring case and the spaces
+    around them. Of two ``text`` columns only one would be read, and the other's cells
+    would be lost without a word, so the table is refused naming both (as spreadsheet
+    letters when ``letters``, else as numbers counted from 1), and saying to rename or
+    delete the one that is not meant.
+
+    A repeated name that Consensa does not read (two ``notes`` columns, two blank
+    headers) is left alone: none of those cells would be read either way, and tables
+    exported from survey software and edited by hand often carry such columns, so refusing
+    them would send the user to change a file for nothing.
+    """
+    def key(name: str) -> str:
+        return name.strip().lstrip("\ufeff").strip().casefold()
+
+    for what, name in read.items():
+        if name is None or name not in columns:
+            continue
+        at = columns.index(name)
+        if at >= len(written) or not key(written[at]):
+            continue
+        same = [i for i, w in enumerate(written) if key(w) == key(written[at])]
+        if len(same) < 2:
+            continue
+        if letters:
+            from openpyxl.utils import get_column_letter
+
+            places = [get_column_letter(i + 1) for i in same]
+        else:
+            places = [str(i + 1) for i in same]
+        if len({written[i] for i in same}) > 1:
+            places = [f"{p} '{written[i]}'" for p, i in zip(places, same, strict=True)]
+        where = ", ".join(places[:-1]) + " and " + places[-1]
+        raise InputError(
+            f"the column '{written[at].strip()}' ({what}) is in the header "
+            f"{'twice' if len(same) == 2 else f'{len(same)} times'} (columns {where}), and "
+            "only one of them would be read", path=shown,
+            hint="rename the column that is not meant (names are compared ignoring case "
+                 "and surrounding spaces), or delete it, and save the table again")
+
+
 def _rows_text(rows: list[int]) -> str:
     shown = ", ".join(str(r) for r in rows[:10])
     return f"row{'s' if len(rows) > 1 else ''} {shown}" + (" ..." if len(rows) > 10 else "")
 
 
-def _table_cases(frame: pd.DataFrame, mapping: TableMapping, shown: str, sha: str,
-                 encoding: str) -> _Read:
-    """One case per case id; rows ordered by the turn_index column when there is one."""
+def _table_cases(frame: pd.DataFrame, written: list[str], mapping: TableMapping, shown: str,
+                 sha: str, encoding: str, *, letters: bool) -> _Read:
+    """One case per case id; rows ordered by the turn_index column when there is one.
+
+    ``written`` is the header row as the file writes it: a column read here that the
+    header names twice is refused (:func:`check_columns_read_once`)."""
     columns = list(frame.columns)
     found: dict[str, str | None] = {}
     for key in ("case_id", "speaker", "text", "turn_index", "role"):
@@ -1355,6 +1426,9 @@ def _table_cases(frame: pd.DataFrame, mapping: TableMapping, shown: str, sha: st
                 f"has no column '{name}' (ingest.table.{key}); its columns are {columns}",
                 path=shown, hint=f"rename the column, or set ingest.table.{key} to its name "
                 "(if this is a table of case attributes, set ingest.cases_table instead)")
+    check_columns_read_once(
+        written, columns, {f"ingest.table.{key}": name for key, name in found.items()}, shown,
+        letters=letters)
 
     def cells(key: str) -> list[str]:
         column = found[key]
@@ -1435,7 +1509,7 @@ def _join_cases_table(cases: pd.DataFrame, path: Path,
         # a team's table of participants is as often a workbook as a CSV; the first
         # sheet is the table. A formula's saved result is an attribute like any other
         # (an age worked out from a birth date); one never calculated reads as blank
-        table, formulas, sheet = _read_xlsx(data, 0, shown)
+        table, _, formulas, sheet = _read_xlsx(data, 0, shown)
         blank = [ref for row, column, ref in formulas
                  if row < len(table) and column < len(table.columns) and
                  not table.iat[row, column].strip()]
@@ -1446,7 +1520,7 @@ def _join_cases_table(cases: pd.DataFrame, path: Path,
                 "open the workbook in Excel and save it, so that their values are saved")))
     else:
         text, used = decode_bytes(data, encoding, path=shown)
-        table = _read_csv(text, shown)
+        table, _ = _read_csv(text, shown)
         notes += _mixed_encoding(data, used, shown, Counter())
     if table.empty or not len(table.columns):
         raise InputError("the cases table has no rows", path=shown, field="ingest.cases_table",
