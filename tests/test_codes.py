@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
+import re
 import shutil
 import unicodedata
+import zipfile
 
+import openpyxl
 import pandas as pd
 import pytest
 
@@ -23,6 +27,7 @@ from pipeline.exchange.codes import (
     segment_coverage,
 )
 from pipeline.exchange.read import read_codes
+from tests.broken import make_corpus
 from tests.compare_helpers import (
     TOPIC_CODES,
     nfc_lf,
@@ -84,6 +89,33 @@ def test_xlsx_codes(tmp_path):
     pd.DataFrame({"case_id": ["T01"], "code": ["A > B"], "text": ["hello"]}).to_excel(
         path, index=False)
     assert read_codes(path).codings.loc[0, "code"] == "A > B"
+
+
+def test_formula_cells_in_a_codes_workbook_are_noted_by_cell(tmp_path):
+    book = openpyxl.Workbook()
+    for row in (["case", "code", "text", "start", "end"],
+                ["T01", "A", "hello", None, None],
+                ["T01", "=B2", "world", None, None],        # no saved result: no code
+                ["T01", "A", '=A2&" said"', None, None],    # saved result, below
+                ["T01", "A", "=C2", 0, 5]):                 # placed by its offsets
+        book.active.append(row)
+    path = tmp_path / "codes.xlsx"
+    book.save(path)
+    # Excel saves a formula's result: pandas alone would read C4 as "T01 said"
+    data = path.read_bytes()
+    sheet = zipfile.ZipFile(io.BytesIO(data)).read("xl/worksheets/sheet1.xml")
+    sheet, n = re.subn(rb'<c r="C4"><f>(.*?)</f><v\s*/?>(</v>)?</c>',
+                       rb'<c r="C4" t="str"><f>\1</f><v>T01 said</v></c>', sheet)
+    assert n == 1
+    path.write_bytes(make_corpus.replace_member(data, "xl/worksheets/sheet1.xml", sheet))
+    codes = read_codes(path)
+    assert codes.codings[["code", "text", "start", "end", "origin"]].values.tolist() == [
+        ["A", "hello", -1, -1, "row 2"], ["A", "", 0, 5, "row 5"]]
+    notes = "\n".join(codes.notes)
+    assert ("sheet 'Sheet': 2 cell(s) of the text column 'text' hold formulas (C4, C5); a "
+            "formula is not the words that were coded") in notes
+    assert "1 cell(s) hold formulas with no saved result (B3) and were read as empty" in notes
+    assert "1 row(s) have a case and a code but neither" in notes and "(rows 4)" in notes
 
 
 @pytest.mark.parametrize("name, header, where", [

@@ -158,12 +158,17 @@ def codebook_from_paths(paths: Iterable[str], descriptions: Mapping[str, str] | 
         {"depth": "int64"})
 
 
-def _table(path: Path, sheet: str | int) -> tuple[pd.DataFrame, list[str]]:
-    """All cells of the table as str, and its header row as the file writes it (pandas
-    renames a repeated column name, so :func:`read_codes_table` checks this row)."""
-    from ..stages.ingest import check_zip, header_row
+def _table(path: Path,
+           sheet: str | int) -> tuple[pd.DataFrame, list[str], list[tuple[int, int, str]], str]:
+    """All cells of the table as str; its header row as the file writes it (pandas
+    renames a repeated column name, so :func:`read_codes_table` checks this row); and,
+    for a workbook, where its formula cells are and the sheet's name (pandas reads a
+    formula's saved result, or nothing, as if it had been typed), else ``[]`` and ""."""
+    from ..stages.ingest import check_zip, formula_positions, header_row
 
     shown = str(path)
+    formulas: list[tuple[int, int, str]] = []
+    name = ""
     if path.suffix.lower() == ".xlsx":
         data = path.read_bytes()
         check_zip(data, shown, ".xlsx")
@@ -172,6 +177,8 @@ def _table(path: Path, sheet: str | int) -> tuple[pd.DataFrame, list[str]]:
                 frame = pd.read_excel(book, sheet_name=sheet, dtype=str).fillna("")
                 written = header_row(pd.read_excel(book, sheet_name=sheet, header=None,
                                                    nrows=1, dtype=object))
+                name = sheet if isinstance(sheet, str) else str(book.sheet_names[sheet])
+                formulas = formula_positions(data, name)
         except Exception as exc:  # openpyxl raises many types for a damaged file
             raise InputError(f"could not be read as an Excel workbook ({type(exc).__name__})",
                              path=shown, hint="open it in Excel and save it again as .xlsx "
@@ -191,7 +198,7 @@ def _table(path: Path, sheet: str | int) -> tuple[pd.DataFrame, list[str]]:
                              hint="save it again as CSV (UTF-8), one row per coded passage"
                              ) from exc
     frame.columns = [str(c).strip().lstrip("\ufeff") for c in frame.columns]
-    return frame, written
+    return frame, written, formulas, name
 
 
 def _find_columns(frame: pd.DataFrame, given: Mapping[str, str] | None,
@@ -232,16 +239,26 @@ def read_codes_table(path: str | Path, *, separator: str = SEPARATOR,
 
     A column read here whose name the header gives twice (two ``text`` columns, or
     ``Text`` and ``text``) is refused, since only one could be read and the other's
-    passages would be lost (:func:`~pipeline.stages.ingest.check_columns_read_once`)."""
-    from ..stages.ingest import check_columns_read_once
+    passages would be lost (:func:`~pipeline.stages.ingest.check_columns_read_once`).
+
+    A workbook's formula cells in the columns read are treated as in a transcript
+    workbook (:func:`~pipeline.stages.ingest.formula_cell_notes`): a coded text cell
+    that is a formula is not the words that were coded, so it is read as empty (the
+    row is placed by its offsets, if it has them); a formula with no saved result
+    elsewhere reads as empty. Either way a note counts and names the cells."""
+    from ..stages.ingest import check_columns_read_once, formula_cell_notes
 
     path = Path(path)
     shown = str(path)
-    frame, written = _table(path, sheet)
+    frame, written, formulas, sheet_name = _table(path, sheet)
     col = _find_columns(frame, columns, shown)
     check_columns_read_once(
         written, list(frame.columns), {f"the {key} column": name for key, name in col.items()},
         shown, letters=path.suffix.lower() == ".xlsx")
+    notes, _ = formula_cell_notes(
+        frame, formulas, col["text"], [name for key, name in col.items() if key != "text"],
+        sheet_name, so="a formula is not the words that were coded, so those cells were read "
+                       "as empty (a row with start/end offsets is placed by them)")
 
     def cells(key: str) -> list[str]:
         name = col[key]
@@ -276,7 +293,6 @@ def read_codes_table(path: str | Path, *, separator: str = SEPARATOR,
         for c in codes:
             rows.append((case.strip(), c, coder.strip(), -1 if s is None else s,
                          -1 if e is None else e, text, -1 if t is None else t, f"row {row}"))
-    notes = []
     if no_code:
         notes.append(f"{no_code} row(s) without a code were left out (uncoded rows)")
     if no_case:

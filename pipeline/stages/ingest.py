@@ -65,7 +65,7 @@ import re
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -1242,7 +1242,7 @@ def _read_xlsx(data: bytes, sheet: str | int,
                shown: str) -> tuple[pd.DataFrame, list[str], list[tuple[int, int, str]], str]:
     """All cells of one sheet as str (whole numbers without a trailing '.0'), its header
     row as written (see :func:`header_row`), where its formula cells are (see
-    :func:`_formula_positions`), and the sheet's name."""
+    :func:`formula_positions`), and the sheet's name."""
     check_zip(data, shown, ".xlsx")
     names: list[str] = []
     frame = None
@@ -1254,7 +1254,7 @@ def _read_xlsx(data: bytes, sheet: str | int,
                 written = header_row(pd.read_excel(book, sheet_name=sheet, header=None,
                                                    nrows=1, dtype=object))
                 name = sheet if isinstance(sheet, str) else names[sheet]
-                formulas = _formula_positions(data, name)
+                formulas = formula_positions(data, name)
     except Exception as exc:  # openpyxl raises many types for a damaged file
         raise InputError(f"could not be read as an Excel workbook ({type(exc).__name__})",
                          path=shown, hint="open it in Excel and save it again as .xlsx") from exc
@@ -1266,7 +1266,7 @@ def _read_xlsx(data: bytes, sheet: str | int,
     return frame.map(_cell_str), written, formulas, name
 
 
-def _formula_positions(data: bytes, sheet: str) -> list[tuple[int, int, str]]:
+def formula_positions(data: bytes, sheet: str) -> list[tuple[int, int, str]]:
     """``(row, column, cell reference)`` of each formula cell below the header row, as
     positions in the frame pandas reads (row 1 is the header, and pandas reads every
     row and column from A1 on, blank ones included: sheet row 2 is frame row 0).
@@ -1292,44 +1292,59 @@ def _formula_positions(data: bytes, sheet: str) -> list[tuple[int, int, str]]:
 def _formula_cells(frame: pd.DataFrame, formulas: list[tuple[int, int, str]],
                    mapping: TableMapping, shown: str, sheet: str,
                    tally: Counter[str]) -> list[Skipped]:
-    """Blank the formula cells of the text column (a formula is not spoken words, even
-    when Excel saved its result) and note them; note formula cells of the other columns
-    read (case id, speaker, turn index, role) that have no saved result and so read as
-    empty. Formula cells of columns that are not read are no concern."""
+    """:func:`formula_cell_notes` for a transcript table: the turns of formula cells in
+    the text column are left out, and the cells are counted in ``tally``."""
     columns = list(frame.columns)
-    text = _find_column(columns, mapping.text)
-    others = {_find_column(columns, name) for name in (mapping.case_id, mapping.speaker,
+    others = [_find_column(columns, name) for name in (mapping.case_id, mapping.speaker,
                                                        mapping.turn_index, mapping.role)
-              if name} - {None, text}
+              if name]
+    reasons, count = formula_cell_notes(frame, formulas, _find_column(columns, mapping.text),
+                                        others, sheet,
+                                        so="a formula is not spoken words, so those turns "
+                                           "were left out")
+    tally["xlsx_formula_cells_not_read"] += count
+    return [Skipped(shown, reason) for reason in reasons]
+
+
+def formula_cell_notes(frame: pd.DataFrame, formulas: list[tuple[int, int, str]],
+                       text: str | None, others: Iterable[str | None], sheet: str, *,
+                       so: str) -> tuple[list[str], int]:
+    """Blank the formula cells of the ``text`` column (a formula is not the words people
+    said, even when Excel saved its result) and note them, saying ``so`` what became of
+    them; note formula cells of the ``others`` columns read that have no saved result
+    and so read as empty. Formula cells of columns that are not read are no concern.
+
+    ``formulas`` are from :func:`formula_positions`. Returns the notes (naming the sheet
+    and the cells, no file) and how many cells they name."""
+    columns = list(frame.columns)
+    others = set(others) - {None, text}
     left_out, empty = [], []
     for row, column, ref in formulas:
         if column >= len(columns):
             continue
         inside = row < len(frame)
-        if columns[column] == text:
+        if text is not None and columns[column] == text:
             if inside:
                 frame.iat[row, column] = ""
             left_out.append(ref)
         elif columns[column] in others and (not inside or frame.iat[row, column] == ""):
             empty.append(ref)
-    tally["xlsx_formula_cells_not_read"] += len(left_out) + len(empty)
 
     def listed(refs: list[str]) -> str:
         return ", ".join(refs[:30]) + (f" and {len(refs) - 30} more" if len(refs) > 30 else "")
 
     notes = []
     if left_out:
-        notes.append(Skipped(shown, (
+        notes.append(
             f"sheet '{sheet}': {len(left_out)} cell(s) of the text column '{text}' hold "
-            f"formulas ({listed(left_out)}); a formula is not spoken words, so those turns "
-            "were left out: what to do: replace each formula by the words themselves (copy, "
-            "then Paste Special > Values) and save the workbook again")))
+            f"formulas ({listed(left_out)}); {so}: what to do: replace each formula by the "
+            "words themselves (copy, then Paste Special > Values) and save the workbook again")
     if empty:
-        notes.append(Skipped(shown, (
+        notes.append(
             f"sheet '{sheet}': {len(empty)} cell(s) hold formulas with no saved result "
             f"({listed(empty)}) and were read as empty: what to do: open the workbook in "
-            "Excel and save it again so that the results are saved, or type the values")))
-    return notes
+            "Excel and save it again so that the results are saved, or type the values")
+    return notes, len(left_out) + len(empty)
 
 
 def _cell_str(value: object) -> str:
