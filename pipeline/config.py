@@ -795,4 +795,4 @@ def config_hash(data: dict) -> str:
 
 
 def dump_yaml(data: dict) -> str:
-    return yaml.safe_dump(copy.deepcopy(data), sort_keys=False, allow_unicode=True)
+    return safeyaml.dump(copy.deepcopy(data))

@@ -10,6 +10,9 @@ how many values the aliases add; past :data:`MAX_ALIAS_VALUES` (or on an alias
 that contains itself) it raises :class:`AliasExpansionError` naming the line,
 before anything is constructed. Ordinary aliases (a shared list of names, a
 ``<<: *defaults`` merge) add a few dozen values and load as before.
+
+YAML that Consensa writes (config.yaml, protocol.yaml, codebook.yaml) goes through
+:func:`dump`, so that every string it holds reads back exactly: see :class:`Dumper`.
 """
 
 from __future__ import annotations
@@ -120,6 +123,41 @@ class BoundedSafeLoader(yaml.SafeLoader):
             _check_aliases(node, self.alias_limit)
             _check_duplicate_keys(node)
         return node
+
+
+#: the characters YAML reads as line breaks besides "\n": carriage return, NEL
+#: (U+0085: a Windows-1252 ellipsis read as Latin-1 by another program, which a .qdc or
+#: .qdpx file or a pasted note can carry), line separator and paragraph separator
+LINE_BREAKS = frozenset("\r\x85\u2028\u2029")
+
+
+class Dumper(yaml.SafeDumper):
+    r"""``yaml.SafeDumper`` whose strings all read back as they were written.
+
+    With ``allow_unicode=True`` PyYAML writes a string holding NEL (U+0085) in single
+    quotes, with the NEL itself as a line break, and its loader folds that break into a
+    space: a judge's note or a code name from a .qdpx came back changed in
+    codebook.yaml or protocol.yaml. U+2028 and U+2029 happen to survive, but as raw
+    line breaks that editors and diff programs show as new lines. A string holding any of
+    :data:`LINE_BREAKS` is therefore written in double quotes, where PyYAML escapes
+    them (``\N``, ``\L``, ``\P``, ``\r``); every other string is written as before.
+    """
+
+
+def _represent_str(dumper: Dumper, data: str) -> yaml.ScalarNode:
+    if LINE_BREAKS.isdisjoint(data):
+        return dumper.represent_str(data)
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style='"')
+
+
+Dumper.add_representer(str, _represent_str)
+
+
+def dump(data: Any, **options: Any) -> str:
+    """``yaml.safe_dump(data, allow_unicode=True, sort_keys=False, **options)`` with
+    :class:`Dumper`, so that :func:`load` gives ``data`` back exactly."""
+    return yaml.dump(data, Dumper=Dumper, **{"allow_unicode": True, "sort_keys": False,
+                                              **options})
 
 
 def load(text: str | bytes) -> Any:

@@ -1,8 +1,17 @@
+import re
+from pathlib import Path
+
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pipeline.config import load_config, parse_override, resolved, validate_config
 from pipeline.errors import ConfigError
+
+#: any text that can be saved as UTF-8, with YAML's line breaks often among it
+_TEXT = st.text(st.one_of(st.sampled_from(list("\x85\u2028\u2029\r\n\t '\"#:-")),
+                          st.characters(exclude_categories=("Cs",))), max_size=12)
 
 
 def write(tmp_path, data, name="c.yaml"):
@@ -196,6 +205,47 @@ def test_other_yaml_readers_refuse_an_alias_bomb(tmp_path):
     path = write(tmp_path, alias_bomb("domains"), name="codebook.yaml")
     with pytest.raises(InputError, match="AliasExpansionError"):
         codebook_from_yaml(path)
+
+
+# --- YAML that Consensa writes reads back exactly ----------------------------------
+
+#: every character YAML reads as a line break, and strings that hold them
+LINE_BREAK_STRINGS = ["a\x85b", "\x85", "ends with NEL\x85", "\u2028", "a\u2029b",
+                      "a\rb", "a\r\nb", "\r", "a\nb", "\n\n", " \x85 \u2028 ",
+                      "- \x85 # not a list, not a comment", "word " * 30 + "\x85" + " word" * 30]
+
+
+def _round_trips(value: object, folder) -> None:
+    from pipeline import safeyaml
+
+    text = safeyaml.dump(value, width=100)
+    assert safeyaml.load(text) == value
+    path = folder / "back.yaml"
+    path.write_text(text, encoding="utf-8")       # read as the files Consensa wrote are
+    assert safeyaml.load_file(path) == value
+
+
+@pytest.mark.parametrize("text", LINE_BREAK_STRINGS)
+def test_written_yaml_gives_back_every_line_break_character(tmp_path, text):
+    # PyYAML alone writes NEL raw inside single quotes, and reads it back as a space
+    _round_trips({"name": text, text: [text, {"note": text}]}, tmp_path)
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(_TEXT, st.lists(_TEXT, max_size=3), max_size=3))
+def test_written_yaml_gives_back_any_text(tmp_path, value):
+    _round_trips(value, tmp_path)
+
+
+def test_consensa_writes_yaml_only_through_safeyaml_dump():
+    import pipeline
+
+    root = Path(pipeline.__file__).parent
+    direct = [str(path.relative_to(root)) for path in root.rglob("*.py")
+              if path.name != "safeyaml.py"
+              and re.search(r"\byaml\.(safe_)?dump(_all)?\(", path.read_text(encoding="utf-8"))]
+    assert direct == [], "write YAML with pipeline.safeyaml.dump, so that it reads back"
 
 
 def test_a_refused_value_is_shown_short(tmp_path):

@@ -630,6 +630,16 @@ def test_yaml_keeps_transcript_text_as_plain_strings(tmp_path):
     assert load_protocol(path) == tricky
 
 
+def test_yaml_keeps_line_break_characters_in_questions(tmp_path):
+    # NEL (U+0085) came back as a space; U+2028/U+2029 must stay as they are too
+    odd = Protocol((Area(0, "Work\x85life", ("How was it?\x85And after?",
+                                              "First\u2028second\u2029third", "a\rb"),
+                         False),))
+    path = tmp_path / "p.yaml"
+    path.write_text(protocol_to_yaml(odd), encoding="utf-8")
+    assert load_protocol(path) == odd
+
+
 @pytest.mark.parametrize("text, field, line", [
     ("areas:\n  - name: Training\n    questions: Did it help?\n", "areas[0].questions", 3),
     ("areas:\n  - questions: [Did it help]\n", "areas[0].name", 2),

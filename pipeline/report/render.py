@@ -911,9 +911,8 @@ def _provenance_section(manifest: Mapping, config: Mapping) -> dict[str, Any]:
 def _dump_config(config: Mapping) -> str:
     data = _plain(config)
     try:
-        import yaml
-        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True,
-                              default_flow_style=False, width=100)
+        from .. import safeyaml
+        return safeyaml.dump(data, default_flow_style=False, width=100)
     except ImportError:  # pragma: no cover - PyYAML is a dependency of the CLI
         import json
         return json.dumps(data, indent=2, ensure_ascii=False, default=str)

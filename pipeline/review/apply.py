@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
+from .. import safeyaml
 from ..fsutil import atomic_write_text
 from ..runfolder import RunFolder
 from ..sheets import markdown_cell, markdown_text, to_csv
@@ -608,8 +608,7 @@ def write_codebook(cb: Codebook, folder: Path) -> dict[str, Path]:
         # (to a shared drive, another laptop) keeps its codebook working
         rel = os.path.relpath(Path(training["run_folder"]).resolve(), folder.resolve())
         data = {**data, "training": {**training, "run_folder_relative": Path(rel).as_posix()}}
-    atomic_write_text(paths["codebook.yaml"], yaml.safe_dump(data, sort_keys=False,
-                                                             allow_unicode=True, width=100))
+    atomic_write_text(paths["codebook.yaml"], safeyaml.dump(data, width=100))
     return paths
 
 

@@ -307,7 +307,7 @@ def protocol_to_yaml(protocol: Protocol) -> str:
     all with source "given" (the team has taken them over)."""
     data = {"areas": [{"name": a.name, "frame": a.frame, "questions": list(a.questions)}
                       for a in protocol.areas]}
-    return _YAML_HEADER + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+    return _YAML_HEADER + safeyaml.dump(data, width=100)
 
 
 _AREA_KEYS = ("name", "questions", "frame")
