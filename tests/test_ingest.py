@@ -1177,13 +1177,15 @@ def test_a_project_with_no_readable_transcript_is_named(tmp_path):
     (tmp_path / "notes.qdpx").write_bytes(qdpx_bytes_of([
         ("content", "Memo", "b1", "No speakers here."), ("PDFSource", "Scan", "b2", "s.pdf")]))
     (tmp_path / "broken.qdpx").write_bytes(b"PK\x03\x04 not really a zip")
+    (tmp_path / "scans.qdpx").write_bytes(qdpx_bytes_of([("PDFSource", "Scan", "c1", "s.pdf")]))
     (tmp_path / "T9.txt").write_text("Interviewer: Hi?\nP9: Hello.\n", encoding="utf-8")
     corpus = ingest(IngestConfig(paths=[str(tmp_path)]))
     assert list(corpus.sources) == ["T9"]
     notes = {s.what: s.reason for s in corpus.skipped}
-    assert "holds no text source that could be read as a transcript (1 text source(s)" in \
+    assert "none of its 1 text source(s) could be read as a transcript" in \
         notes[str(tmp_path / "notes.qdpx")]
     assert "not a valid .qdpx project" in notes[str(tmp_path / "broken.qdpx")]
+    assert "it holds no text source (its sources are not text: 1 pdf)" in notes[str(tmp_path / "scans.qdpx")]
 
 
 def test_a_projects_case_variables_are_the_cases_attributes(tmp_path):

@@ -856,8 +856,12 @@ class _Reader:
             notes.append(Skipped(shown, f"sources that are not text were not read ({listed}): "
                                  "Consensa reads transcripts as text"))
         if not cases:
-            raise InputError(f"holds no text source that could be read as a transcript "
-                             f"({len(sources)} text source(s); see the notes above)", path=shown,
+            found = (f"none of its {len(sources)} text source(s) could be read as a transcript "
+                     "(see the notes above)" if sources else
+                     "it holds no text source" + (" (its sources are not text: " + ", ".join(
+                         f"{n} {kind.replace('Source', '').lower()}" for kind, n in
+                         sorted(other.items())) + ")" if other else ""))
+            raise InputError(f"was not read as transcripts: {found}", path=shown,
                              hint="export the project with its sources embedded, and speaker "
                                   "labels ('Interviewer:', 'P3:') at the start of each turn")
         return _Read(cases, notes, replaced, removed, tally)
