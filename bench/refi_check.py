@@ -7,7 +7,8 @@
    Project schema (QDA-XML 1.0 Project.xsd, with lxml; tests/refi_schema.py). The schema has no global
    CodeBook element, so the .qdc's codes are validated inside a minimal Project.
 2. Reads the real exports in /work/shared/data/refi_qda (NVivo 12, ATLAS.ti) with
-   Consensa's reader and prints what it found: sources, codes, coders, codings.
+   Consensa's reader and prints what it found: sources, codes, coders, codings; and,
+   for a .qdpx, what a run reading it as transcripts gets (cases, turns by role).
    Only counts are printed for the NVivo project (its sources hold offensive
    comments); nothing of its text is shown.
 3. Round trip: the exported project read back by Consensa's reader has the same
@@ -37,6 +38,21 @@ DATA = Path(os.environ.get("CONSENSA_REFI_DATA", "/work/shared/data/refi_qda"))
 REAL = [("NVivo 12", DATA / "oltas0517.qdpx", False),
         ("ATLAS.ti", DATA / "atlas_standard_project.qde", True),
         ("ATLAS.ti", DATA / "atlas_target_project.qdpx", True)]
+
+
+def as_transcripts(path: Path) -> str:
+    """What ``consensa run`` reads of a real project given as transcripts: counts only."""
+    from pipeline.errors import ConsensaError
+    from pipeline.stages.ingest import IngestConfig, ingest
+
+    try:
+        corpus = ingest(IngestConfig(paths=[str(path)]))
+    except ConsensaError as err:
+        return f"not read ({err.reason[:120]})"
+    roles = corpus.turns["role"].value_counts().to_dict()
+    return (f"{len(corpus.sources)} case(s), {len(corpus.turns)} turns "
+            f"({', '.join(f'{n} {r}' for r, n in roles.items())}), "
+            f"{len(corpus.cases.columns) - 1} case attribute(s), {len(corpus.skipped)} note(s)")
 
 
 def make_run(tmp: Path) -> Path:
@@ -158,6 +174,8 @@ def main() -> int:
                 ok = sum(1 for r in got.codings.itertuples()
                          if 0 <= r.start < r.end <= len(got.texts[r.case]))
                 print(f"     spans inside their source text: {ok} of {len(got.codings)}")
+            if path.suffix == ".qdpx":
+                print("     as transcripts (ingest): " + as_transcripts(path))
             errors = check(zipfile.ZipFile(path).read("project.qde")
                            if zipfile.is_zipfile(path) else path.read_bytes())
             print(f"     against the schema: {'valid' if not errors else 'not valid'}"
