@@ -299,8 +299,15 @@ def all_text(folder: Path) -> str:
 
 def test_a_run_with_deidentification_holds_no_identifier(tmp_path, capsys):
     config = run_config(tmp_path, mapping_file="private/mapping.csv")
+    # case attributes are not de-identified: the folder made to be shared keeps none
+    (tmp_path / "cases.csv").write_text("case_id,supervisor\ncase07,Siobhan Byrne\n",
+                                        encoding="utf-8")
+    cfg = yaml.safe_load(config.read_text())
+    cfg["ingest"]["cases_table"] = str(tmp_path / "cases.csv")
+    config.write_text(yaml.safe_dump(cfg), encoding="utf-8")
     out = tmp_path / "out"
     assert main(["run", str(config), "--out", str(out)]) == 0
+    assert not (out / "cases.csv").exists()
     # the run folder, the report and the embedding cache hold none of the identifiers
     text = all_text(out)
     cache = tmp_path / "study" / "cache" / "embeddings.sqlite"
