@@ -355,7 +355,8 @@ def test_a_project_exported_by_consensa_is_read_back_as_the_same_transcripts(tmp
     """A team that keeps its transcripts in a QDA program hands Consensa the project: a
     run on Consensa's own export of a run reads the same cases, turns and case
     attributes (the project's case variables), and the project's codings place on the
-    new run's texts exactly (``consensa compare``)."""
+    new run's texts exactly (``consensa compare``). A subtitle transcript goes out with
+    its speakers' names before their turns, since its text has none."""
     import yaml
 
     from pipeline.exchange.codes import place_codes
@@ -369,7 +370,13 @@ def test_a_project_exported_by_consensa_is_read_back_as_the_same_transcripts(tmp
         return tmp_path / name
 
     folder = write_study(tmp_path / "study")
-    ids = sorted(p.stem for p in folder.glob("*.txt"))
+    # a Teams transcript: who spoke is in the voice tags, not in the text Consensa reads
+    (folder / "case90.vtt").write_text(
+        "WEBVTT\n\n00:00:01.000 --> 00:00:04.000\n<v Interviewer>How did supervision help "
+        "you with it?\n\n00:00:04.500 --> 00:00:09.000\n<v Participant>My supervisor helped "
+        "me understand my tears with a client.\n\n00:00:09.500 --> 00:00:12.000\n"
+        "<v Participant>She listened without judging me at all.\n", encoding="utf-8")
+    ids = sorted(p.stem for p in folder.iterdir() if p.suffix in (".txt", ".vtt"))
     table = tmp_path / "attributes.csv"
     table.write_text("case_id,orientation,years\n" + "".join(
         f"{c},{'CBT' if k % 2 else 'psychodynamic'},{3 + k}\n" for k, c in enumerate(ids)),
@@ -378,12 +385,21 @@ def test_a_project_exported_by_consensa_is_read_back_as_the_same_transcripts(tmp
     project = tmp_path / "study.qdpx"
     assert main(["export", "qdpx", str(first), "--out", str(project)]) == 0
     again = run("again", paths=[str(project)])
-    assert load_run(again).sources == load_run(first).sources
-    cols = ["case_id", "turn_index", "speaker", "role", "text", "start_char", "end_char"]
-    turns = [pd.read_parquet(f / "turns.parquet")[cols] for f in (first, again)]
-    pd.testing.assert_frame_equal(turns[0], turns[1])
+    before, after = load_run(first).sources, load_run(again).sources
+    assert {c: t for c, t in after.items() if c != "case90"} == \
+        {c: t for c, t in before.items() if c != "case90"}
+    # the subtitle case is written with its speakers' names, so it reads as an interview
+    assert after["case90"].startswith("Interviewer: How did supervision help you with it?\n"
+                                      "Participant: My supervisor helped")
+    cols = ["case_id", "turn_index", "speaker", "role", "text"]
+    turns = [pd.read_parquet(f / "turns.parquet") for f in (first, again)]
+    pd.testing.assert_frame_equal(turns[0][cols], turns[1][cols])
+    spans = ["start_char", "end_char"]
+    pd.testing.assert_frame_equal(turns[0].loc[turns[0]["case_id"] != "case90", spans],
+                                  turns[1].loc[turns[1]["case_id"] != "case90", spans])
     attrs = [pd.read_csv(f / "cases.csv", dtype=str) for f in (first, again)]
     pd.testing.assert_frame_equal(attrs[0], attrs[1])
     assert list(attrs[1].columns) == ["case_id", "orientation", "years"]
     placed, _ = place_codes(read_project(project), load_run(again))
+    assert (placed["case_id"] == "case90").any()
     assert len(placed) > 0 and set(placed["how"]) == {"identical"}

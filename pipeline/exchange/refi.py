@@ -574,6 +574,45 @@ MAX_SET_VALUES = 10
 _LABEL_ORDER = ("general", "typical", "variant", "rare", "single case")
 
 
+#: Transcript formats whose text, as Consensa reads it, holds no speaker names: a
+#: subtitle file keeps them in its voice tags or cue prefixes.
+SUBTITLE_SUFFIXES = (".vtt", ".srt")
+
+
+def speaker_labelled(text: str, turns: pd.DataFrame):
+    """``text`` with ``Speaker: `` before each turn, and the function that moves a
+    position of ``text`` to the same character of the new text (``end=True`` for the
+    end of a span, which stays before a name inserted exactly there).
+
+    A subtitle transcript's text is its cues' words; who spoke is in the voice tags.
+    Written as it is into a project, a QDA program shows an interview with no
+    speakers, and Consensa, reading the project back, finds no speaker labels. With
+    the names written as a .txt transcript writes them, both read it as an interview.
+    """
+    from bisect import bisect_left, bisect_right
+
+    rows = turns.sort_values("start_char")
+    starts: list[int] = []
+    added = [0]
+    parts: list[str] = []
+    position = 0
+    for start, speaker in zip(rows["start_char"], rows["speaker"], strict=True):
+        start = int(start)
+        if start < position:            # turns never overlap; a damaged table is left as is
+            return text, lambda p, end=False: p
+        label = f"{speaker}: "
+        parts += [text[position:start], label]
+        position = start
+        starts.append(start)
+        added.append(added[-1] + len(label))
+    parts.append(text[position:])
+
+    def moved(p: int, end: bool = False) -> int:
+        return p + added[(bisect_left if end else bisect_right)(starts, p)]
+
+    return "".join(parts), moved
+
+
 def project_bytes(content) -> bytes:
     """An export (:class:`pipeline.exchange.agreed.ExportContent`) as a REFI-QDA project.
 
@@ -692,16 +731,23 @@ def project_bytes(content) -> bytes:
     coded = coded.assign(start=seg.loc[coded["segment_id"], "start_char"].to_numpy(),
                          end=seg.loc[coded["segment_id"], "end_char"].to_numpy())
     me, by = user_guid[CONSENSA_USER], user_guid[coder]
+    turns = RunFolder(run.folder).turns()
     for c in case_ids:
         text = run.sources[c]
+        item = inputs.get(c, {})
+        read_from = Path(_s(item.get("path"))).name
+        moved = None
+        how = "as Consensa read it"
+        if Path(read_from).suffix.lower() in SUBTITLE_SUFFIXES and turns is not None:
+            text, moved = speaker_labelled(text, turns[turns["case_id"] == c])
+            how = "as Consensa read it, with each speaker's name before their turn"
         member = f"{src_guid[c]}.txt"
         files[f"Sources/{member}"] = text.encode("utf-8")
         src = el(sources_el, "TextSource", stamped(
             {"guid": src_guid[c], "name": c, "plainTextPath": f"internal://{member}",
              "creatingUser": me}))
-        item = inputs.get(c, {})
         el(src, "Description",
-           f"Case {c} as Consensa read it from {Path(_s(item.get('path'))).name or '?'} "
+           f"Case {c} {how} from {read_from or '?'} "
            f"(sha256 {_s(item.get('sha256'))[:12]}); positions count Unicode code points.")
         rows = coded[coded["case_id"] == c].sort_values(["start", "end", "segment_id"])
         for sid, s, e, cat in zip(rows["segment_id"], rows["start"], rows["end"],
@@ -709,6 +755,8 @@ def project_bytes(content) -> bytes:
             code = by_theme.get(int(cat))
             if code is None:
                 continue
+            if moved is not None:
+                s, e = moved(int(s), end=False), moved(int(e), end=True)
             sel = el(src, "PlainTextSelection", stamped(
                 {"guid": guid(rid, "segment", sid), "name": str(sid),
                  "startPosition": str(int(s)), "endPosition": str(int(e)),
