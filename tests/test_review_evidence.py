@@ -486,3 +486,27 @@ def test_round_two_workbooks_carry_a_split_and_a_core_idea_and_import_unchanged(
     assert len(judged) == 1
     refs = {r.get("targetGUID") for c in root.iter(f"{P}Code") for r in c.findall(f"{P}NoteRef")}
     assert judged[0] in refs
+
+
+def test_a_domain_split_refuses_a_theme_of_another_domain(cqr, capsys):
+    # a split moves only its own domain's categories: a theme from elsewhere would stay
+    # where it is and leave the new domain empty, while the split read as done
+    run = load_run(cqr)
+    other = run.themes[run.themes["domain_id"] != 0].iloc[0]
+    tid, dom = int(other["theme_id"]), int(other["domain_id"])
+    assert main(["review", "resolve", str(cqr), "--domain", "0", "--decision", "split",
+                 "--themes", str(tid), "--name", "Supervision", "--by", "ana"]) == 2
+    err = capsys.readouterr().err
+    assert f"theme {tid} is in domain {dom}, not in domain 0" in err
+    assert "nothing was recorded" in err
+    with ReviewStore(load_run(cqr)) as store:
+        assert "domain:0" not in store.consensus()
+        # reassigned to domain 0 by the consensus, it is in domain 0 and the split takes it
+        store.resolve([Decision(theme_item(tid), "reassign", domain="0")], by="ana")
+    assert main(["review", "resolve", str(cqr), "--domain", "0", "--decision", "split",
+                 "--themes", str(tid), "--name", "Supervision", "--by", "ana"]) == 0
+    run = load_run(cqr)
+    with ReviewStore(run) as store:
+        live = live_codebook(run, review_status(store))
+    new = int(run.domains["domain_id"].max())
+    assert {c["id"] for c in live["domains"][new]["categories"]} == {tid}

@@ -761,6 +761,30 @@ def rejected_target_problems(decisions: list[Decision]) -> list[str]:
     return errs
 
 
+def split_outside_problems(splits: list[Decision], consensus: dict[str, Decision],
+                           run: RunItems) -> list[str]:
+    """Themes a domain split lists that are not in that domain as the consensus stands
+    (the run's proposal, or the domain the judges reassigned the theme to). A split moves
+    only its own domain's categories, so such a theme would stay where it is and the new
+    domain would be empty while the split reads as done: it is refused, naming where
+    the theme is."""
+    proposed = dict(zip(run.themes["theme_id"].astype(int).astype(str),
+                        run.themes["domain_id"].astype(int).astype(str)))
+    errs = []
+    for d in splits:
+        if d.kind != "domain" or d.decision != "split":
+            continue
+        for t in d.segments:
+            dec = consensus.get(f"theme:{t}")
+            now = dec.domain if dec is not None and dec.domain else proposed.get(t)
+            if now is not None and now != d.ident:
+                errs.append(f"{d.source or d.item}: theme {t} is in domain {now}, not in "
+                            f"domain {d.ident}; a split moves categories of the domain it "
+                            f"splits (reassign theme {t} with --theme {t} --decision "
+                            "reassign --to-domain ID instead)")
+    return errs
+
+
 def overlap_problems(decisions: list[Decision]) -> list[str]:
     """Segments that two created categories in one set of decisions both take."""
     owner: dict[str, str] = {}

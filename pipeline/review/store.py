@@ -56,6 +56,7 @@ from .model import (
     nesting_problems,
     overlap_problems,
     rejected_target_problems,
+    split_outside_problems,
 )
 
 SCHEMA_VERSION = "1"
@@ -567,6 +568,7 @@ class ReviewStore:
         errors += nesting_problems(list(merged.values()))
         errors += rejected_target_problems(list(merged.values()))
         errors += overlap_problems(list(merged.values()))
+        errors += split_outside_problems(decisions, merged, self.run)
         if errors:
             raise ReviewError(listing(errors), hint="nothing was recorded")
         with self.transaction():
