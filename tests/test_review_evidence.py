@@ -510,3 +510,21 @@ def test_a_domain_split_refuses_a_theme_of_another_domain(cqr, capsys):
         live = live_codebook(run, review_status(store))
     new = int(run.domains["domain_id"].max())
     assert {c["id"] for c in live["domains"][new]["categories"]} == {tid}
+
+
+def test_status_gives_a_label_the_cases_it_was_counted_from(cqr, capsys):
+    # "typical, 10 cases" read as a contradiction (typical is fewer than all but one):
+    # the codebook in `review status` gives the counted cases beside every case
+    from pipeline.review.commands import codebook_text
+
+    cat = {"name": "Came close to crying", "frequency_label": "typical", "n_cases": 10,
+           "n_counted_cases": 6, "changes": []}
+    live = {"draft": False, "codebook": {"cases_total": 10, "rejected_themes": [], "domains": [
+        {"name": "A time you cried", "frequency_label": "general", "n_cases": 10,
+         "changed": False, "categories": [cat, {**cat, "name": "Plain", "n_counted_cases": 10}]}]}}
+    text = codebook_text(live)
+    assert "- Came close to crying  [typical, 6/10 cases counted, 10 with reassigned outliers]" in text
+    assert "- Plain  [typical, 10/10 cases]" in text
+    assert main(["review", "status", str(cqr)]) == 0
+    tail = capsys.readouterr().out.split("Codebook as it stands")[1]
+    assert re.search(r"- .+  \[(general|typical|variant|rare), \d+/\d+ cases", tail)

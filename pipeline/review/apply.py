@@ -494,7 +494,7 @@ def _label_cases(row) -> int:
     return int(row["n_cases"]) if n is None or pd.isna(n) else int(n)
 
 
-def _cases_text(c: dict, total: int) -> str:
+def cases_text(c: dict, total: int) -> str:
     """A category's cases beside its label: the cases the label counts, and every case
     it has where reassigned outliers add some (``6/10 cases counted, 10 with reassigned
     outliers``), so that the number beside a label is the one it was counted from."""
@@ -542,7 +542,7 @@ def codebook_markdown(cb: Codebook) -> str:
             level = "####" if "parent" in c else "###"
             under = f" (subcategory of {t(c['parent_name'])})" if "parent" in c else ""
             lines += [f"{level} {t(c['name'])}{under}{mark}", "",
-                      f"*{c['frequency_label']}*, {_cases_text(c, d['cases_total'])}, "
+                      f"*{c['frequency_label']}*, {cases_text(c, d['cases_total'])}, "
                       f"{c['n_segments']} segments", "",
                       *([f"**Evidence**: {t('; '.join(_evidence(c)))}", ""] if _evidence(c)
                         else []),

@@ -9,9 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..fsutil import atomic_write_text
-from ..report.templating import counted
 from .agreement import review_status, status_text
-from .apply import build_codebook, live_codebook, write_codebook
+from .apply import build_codebook, cases_text, live_codebook, write_codebook
 from .html import render_packet
 from .model import Decision, ReviewError, load_run
 from .signing import WorkbookCheck, ensure_key, load_key
@@ -140,7 +139,9 @@ def codebook_text(live: dict) -> str:
         if d.get("definition"):
             lines.append(f"      definition: {d['definition']}")
         for c in d["categories"]:
-            lines.append(f"    - {c['name']}  [{c['frequency_label']}, {counted(c['n_cases'], 'case')}]"
+            # the cases the label was counted from, beside every case it has
+            lines.append(f"    - {c['name']}  [{c['frequency_label']}, "
+                         f"{cases_text(c, cb['cases_total'])}]"
                          + (f"  ({'; '.join(c['changes'])})" if c["changes"] else ""))
     for t in cb["rejected_themes"]:
         lines.append(f"  rejected: theme {t['id']} \"{t['name']}\"")
