@@ -691,10 +691,20 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> tuple[RunConfig,
     """
     path = Path(path)
     data = read_yaml(path, to_run=True)
+    keys = []
     for item in overrides:
         key, value = parse_override(item)
         set_dotted(data, key, value)
+        keys.append(key)
     cfg, base = validate_config(data, path), path.resolve().parent
+    unused = [k for k in keys if k.split(".", 1)[0] in UNUSED_BY_CQR]
+    if unused and cfg.analysis == CQR_ANALYSIS:
+        # as a sweep of such a key is refused: the run would be the one without it
+        raise ConfigError(
+            f"--set {unused[0]}: the CQR analysis does not use the {unused[0].split('.', 1)[0]} "
+            "section, so the run would be the same without it", path=path,
+            hint="set a setting the analysis uses (crossanalysis.*, protocol.*, naming.*, "
+                 "core_ideas.*, ...), or add --set analysis=consensa.Themes.v1")
     if cfg.sweep:
         cfg = resolve_paths(cfg, base)
         expand_sweep(cfg, base, path)            # a sweep may change ingest.paths: each run

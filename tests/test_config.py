@@ -107,6 +107,18 @@ def test_overrides_are_dotted_and_typed(tmp_path):
         parse_override("cluster.min_cluster_size")
 
 
+def test_an_override_of_a_section_the_cqr_analysis_does_not_use_is_refused(tmp_path):
+    # the run would be the same without it, and the user would think it was tuned
+    p = write(tmp_path, runnable(tmp_path, {"analysis": "consensa.CQR.v1"}))
+    with pytest.raises(ConfigError) as e:
+        load_config(p, ["cluster.min_cluster_size=8"])
+    assert "--set cluster.min_cluster_size" in str(e.value) and "crossanalysis" in str(e.value)
+    cfg, _ = load_config(p, ["crossanalysis.subcategory_min_segments=15", "seed=1"])
+    assert cfg.crossanalysis.subcategory_min_segments == 15
+    cfg, _ = load_config(p, ["cluster.min_cluster_size=8", "analysis=consensa.Themes.v1"])
+    assert cfg.cluster.params() == {"min_cluster_size": 8}
+
+
 def test_demo_config_is_valid():
     from pathlib import Path
 
