@@ -132,6 +132,19 @@ def test_reimport_keeps_previous_value_in_audit_log(review_run, capsys):
     assert '"decision": "accept"' in rows[1]["previous"]
 
 
+def test_a_workbook_given_by_its_bare_name_is_pointed_to_where_export_wrote_it(
+        review_run, capsys, tmp_path, monkeypatch):
+    run = review_run
+    assert main(["review", "export", str(run), "--judges", "ana,ben"]) == 0
+    capsys.readouterr()
+    monkeypatch.chdir(tmp_path)  # not the workbooks' folder
+    assert main(["review", "import", str(run), "ana.xlsx", "nobody.xlsx"]) == 2
+    err = capsys.readouterr().err
+    where = run / "review" / "round-1" / "ana.xlsx"
+    assert f"ana.xlsx: no such file (the exported one is {where}: give its path)" in err
+    assert "nobody.xlsx: no such file\n" in err
+
+
 def test_audit_log_is_append_only(review_run):
     run = review_run
     assert main(["review", "export", str(run), "--judges", "ana,ben", "--auditor", "dee"]) == 0

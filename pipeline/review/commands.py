@@ -78,7 +78,7 @@ def import_workbooks(run_folder: Path, files: list[Path], consensus: bool = Fals
     read, errors = [], []
     for f in files:
         if not Path(f).is_file():
-            errors.append(f"{f}: no such file")
+            errors.append(f"{f}: no such file" + _exported_as(run.folder, Path(f)))
             continue
         wb, errs = read_workbook(Path(f), run, check)
         errors += errs
@@ -110,6 +110,15 @@ def import_workbooks(run_folder: Path, files: list[Path], consensus: bool = Fals
         n = store.record_positions(batches, what="; ".join(str(f) for f in files),
                                    comments=comments)
     return f"imported {n} decision(s) and comment(s) from {len(read)} workbook(s)"
+
+
+def _exported_as(run_folder: Path, missing: Path) -> str:
+    """Where `review export` wrote a workbook of that name, when it did: a workbook is
+    given by its path, and a bare name is looked for in the current folder only."""
+    rounds = sorted(run_folder.glob(f"review/round-*/{missing.name}"),
+                    key=lambda p: int(p.parent.name.split("-")[1])
+                    if p.parent.name.split("-")[1].isdigit() else 0)
+    return f" (the exported one is {rounds[-1]}: give its path)" if rounds else ""
 
 
 def _workbook_check(run) -> WorkbookCheck:
