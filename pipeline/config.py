@@ -393,10 +393,9 @@ def read_yaml(path: Path, *, to_run: bool = False) -> dict:
                           path=path, hint="a config nests sections a few levels deep; check "
                                           "the brackets") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
+        line, hint = safeyaml.error_line(exc, "check indentation and colons on that line")
         raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', exc)}", path=path,
-                          line=mark.line + 1 if mark else None,
-                          hint="check indentation and colons on that line") from None
+                          line=line, hint=hint) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -171,6 +171,21 @@ def load(text: str | bytes) -> Any:
         loader.dispose()
 
 
+def error_line(exc: yaml.YAMLError, hint: str) -> tuple[int | None, str]:
+    """The line a YAML error names, and ``hint`` with where the part it breaks began
+    when that is lines earlier: a quote left open runs on until YAML fails far below
+    it, so "that line" alone points past the mistake."""
+    mark = getattr(exc, "problem_mark", None)
+    start = getattr(exc, "context_mark", None)
+    if mark is None:
+        return None, hint
+    if start is not None and start.line < mark.line - 1:
+        hint = (f"{hint}; the part it breaks begins at line {start.line + 1}: a quote "
+                f"left open between lines {start.line + 1} and {mark.line + 1} gives this "
+                "error too")
+    return mark.line + 1, hint
+
+
 def load_file(path: str | Path, *, what: str = "YAML file", hint: str = "") -> Any:
     """A YAML file read with :func:`load`; a file that is not valid YAML, or that
     holds an alias bomb, is an :class:`~pipeline.errors.InputError` naming the file
@@ -186,7 +201,6 @@ def load_file(path: str | Path, *, what: str = "YAML file", hint: str = "") -> A
     try:
         return load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
+        line, hint = error_line(exc, hint or "check the indentation and colons on that line")
         raise InputError(f"the {what} is not valid YAML: {getattr(exc, 'problem', None) or exc}",
-                         path=path, line=mark.line + 1 if mark else None,
-                         hint=hint or "check the indentation and colons on that line") from None
+                         path=path, line=line, hint=hint) from None

@@ -676,6 +676,20 @@ def test_broken_yaml_and_missing_file(tmp_path):
         load_protocol(path)
 
 
+def test_a_quote_left_open_is_named_from_where_the_part_it_breaks_begins(tmp_path):
+    # YAML fails lines below an open quote: the message names the start of the part too
+    path = tmp_path / "protocol.yaml"
+    path.write_text("areas:\n- name: Training\n  questions:\n  - 'Did your training help?\n"
+                    "- name: Supervision\n  questions:\n  - Did you take it to supervision?\n"
+                    "- name: Advice\n  questions: [What would you tell trainees?]\n",
+                    encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_protocol(path)
+    message = str(err.value)
+    assert "line 10: not valid YAML" in message      # past the end: where YAML gave up
+    assert "begins at line 4: a quote left open between lines 4 and 10" in message
+
+
 def test_config_refuses_unknown_keys_and_bad_patterns():
     with pytest.raises(ValidationError):
         ProtocolConfig(infer_areas=True)

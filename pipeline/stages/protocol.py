@@ -335,10 +335,9 @@ def load_protocol(path: str | Path) -> Protocol:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
+        line, hint = safeyaml.error_line(exc, "check indentation and colons on that line")
         raise ConfigError(f"not valid YAML: {getattr(exc, 'problem', None) or exc}", path=path,
-                          line=mark.line + 1 if mark else None,
-                          hint="check indentation and colons on that line") from None
+                          line=line, hint=hint) from None
     except RecursionError:
         raise ConfigError("not a usable protocol: nested too deeply", path=path,
                           hint=hint_form) from None
