@@ -77,6 +77,9 @@ def fake_encode(texts):
     ("Was it me, you know, was I too young?", "Was it me, was I too young?"),
     ("Make space for doubt, like, it's okay.", "Make space for doubt, it's okay."),
     ("So, um, I think so.", "So I think so."),
+    # a grammatical double said twice: parted by a comma, or "that that" before a subject
+    ("There's one that that I think about a lot.", "There's one that I think about a lot."),
+    ("I had, had a bad week.", "I had a bad week."),
     # kept: these are words, not noise
     ("I mean it.", "I mean it."),
     ("You know what I mean?", "You know what I mean?"),

@@ -78,7 +78,9 @@ in their order; only the first letter's case may change):
 * false starts and immediate repetitions: a run of one to four words said
   twice in a row, the two separated by nothing, a comma, a dash or an ellipsis
   ("I — I was", "we, we", "it was, it was", "very very", "it it"); the second
-  is dropped. "had had", "that that" and "is is" are grammatical and kept;
+  is dropped. "had had", "that that" and "is is" are grammatical and kept,
+  unless a comma or dash parts them or "that that" comes before a subject
+  ("the one that that I think about");
 * cut-off words: a fragment ending in a hyphen followed by the word it starts
   ("go- going").
 
@@ -133,6 +135,9 @@ was is were are am be been being it's that's 's and but so just
 #: "I mean" followed by one of these is the verb ("I mean it"), not a filler.
 _MEAN_OBJECTS = frozenset("it that this what to nothing something everything anything well business".split())
 _KEEP_DOUBLED = frozenset({"had", "that", "is"})
+#: "that that" before one of these is said twice ("the one that that I think about"):
+#: the grammatical double is a conjunction before a demonstrative ("said that that was").
+_SUBJECTS = frozenset("i you he she we they i'm i've i'd i'll you're we're they're he's she's".split())
 _SEPARATORS = frozenset({",", "-", "--", "—", "–", "...", "…", "—,", ",—"})
 _TERMINAL = frozenset({".", "!", "?", "…", "...", "?!", "!?"})
 
@@ -261,7 +266,8 @@ def _find_repetition(toks: list[list], norms: list[str], words: list[bool]) -> t
             if j + n > size or norms[j] != norms[i] or norms[i:i + n] != norms[j:j + n] \
                     or not all(words[j:j + n]):
                 continue
-            if n == 1 and norms[i] in _KEEP_DOUBLED:
+            if n == 1 and norms[i] in _KEEP_DOUBLED and j == i + 1 and not (
+                    norms[i] == "that" and j + 1 < size and norms[j + 1] in _SUBJECTS):
                 continue
             return i, n, j
     return None
