@@ -727,6 +727,19 @@ def test_a_cases_table_can_be_a_workbook(tmp_path):
     assert not any("cases.xlsx" in s.what and "binary" in s.reason for s in corpus.skipped)
 
 
+def test_a_cases_table_naming_an_attribute_twice_is_refused(tmp_path):
+    """Two 'age' columns: pandas would call the second 'age.1', and the subgroups would
+    compare an attribute nobody named. Two blank headers (trailing empty columns of a
+    spreadsheet) are no attribute and are left alone."""
+    write(tmp_path, "T01.txt", T01)
+    write(tmp_path, "attrs.csv", "case_id,age,site,,\nT01,41,north,,\n")
+    assert run(tmp_path, "T01.txt", cases_table="attrs.csv").cases.loc[0, "age"] == "41"
+    write(tmp_path, "attrs.csv", "case_id,age,site, Age\nT01,41,north,40\n")
+    with pytest.raises(InputError, match=r"attrs\.csv.*'age' \(a case attribute\) is in the "
+                                         r"header twice \(columns 2 'age' and 4 ' Age'\)"):
+        run(tmp_path, "T01.txt", cases_table="attrs.csv")
+
+
 def test_the_cases_table_is_joined_in_one_pass(tmp_path, monkeypatch):
     """A survey's cases table has thousands of rows: the transcripts' case ids are
     gathered once, not once per row (2,500 cases took 19 s, 10,000 took 144 s)."""

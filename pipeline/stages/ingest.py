@@ -1528,7 +1528,7 @@ def _join_cases_table(cases: pd.DataFrame, path: Path,
         # a team's table of participants is as often a workbook as a CSV; the first
         # sheet is the table. A formula's saved result is an attribute like any other
         # (an age worked out from a birth date); one never calculated reads as blank
-        table, _, formulas, sheet = _read_xlsx(data, 0, shown)
+        table, written, formulas, sheet = _read_xlsx(data, 0, shown)
         blank = [ref for row, column, ref in formulas
                  if row < len(table) and column < len(table.columns) and
                  not table.iat[row, column].strip()]
@@ -1539,8 +1539,13 @@ def _join_cases_table(cases: pd.DataFrame, path: Path,
                 "open the workbook in Excel and save it, so that their values are saved")))
     else:
         text, used = decode_bytes(data, encoding, path=shown)
-        table, _ = _read_csv(text, shown)
+        table, written = _read_csv(text, shown)
         notes += _mixed_encoding(data, used, shown, Counter())
+    # every named column is an attribute: one named twice would reach the subgroups
+    # under a name pandas made up ("age.1")
+    for column in table.columns:
+        check_columns_read_once(written, list(table.columns), {"a case attribute": column},
+                                shown, letters=path.suffix.lower() == ".xlsx")
     if table.empty or not len(table.columns):
         raise InputError("the cases table has no rows", path=shown, field="ingest.cases_table",
                          hint="add one row per case, with the case id in the first column")
