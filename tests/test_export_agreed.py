@@ -530,3 +530,29 @@ def test_the_matrix_names_the_case_attributes_as_r_and_spss_read_them():
     out = case_matrix(content, book)
     assert list(out.columns) == ["case_id", "years_in_practice", "orientation", "c1_tears"]
     assert out["years_in_practice"].tolist() == ["3", "12"] and out["c1_tears"].tolist() == [1, 1]
+
+
+def test_a_workbook_cases_table_reaches_the_export(review_run):
+    """A run folder without cases.csv (a de-identified run keeps none) reads the config's
+    cases table, which may be an .xlsx, as ingest does."""
+    import openpyxl
+
+    from pipeline.exchange.codes import case_attributes
+
+    cases = sorted(pd.read_parquet(review_run / "segments.parquet")["case_id"].unique())
+    book = openpyxl.Workbook()
+    book.active.append(["case_id", "orientation", "years"])
+    for k, c in enumerate(cases):
+        book.active.append([c, "CBT" if k % 2 else "psychodynamic", 5 + k])
+    book.save(review_run.parent / "cases.xlsx")
+    cfg = yaml.safe_load((review_run / "config.yaml").read_text())
+    cfg["ingest"]["cases_table"] = str(review_run.parent / "cases.xlsx")
+    (review_run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert not (review_run / "cases.csv").exists()
+    frame, notes = case_attributes(load_run(review_run))
+    assert list(frame.columns) == ["case_id", "orientation", "years"] and notes == []
+    assert frame.set_index("case_id").loc[cases[1]].tolist() == ["CBT", "6"]
+    assert main(["export", "qdpx", str(review_run), "--draft"]) == 0
+    [path] = (review_run / "export").glob("*.qdpx")
+    root = _qde(path)
+    assert {v.get("name") for v in root.iter(f"{P}Variable")} == {"orientation", "years"}

@@ -1114,19 +1114,23 @@ def case_attributes(run: RunData) -> tuple[pd.DataFrame | None, list[str]]:
         return None, []
     notes: list[str] = []
     try:
-        text, _ = decode_bytes(path.read_bytes(), "auto", path=str(path))
+        if path.suffix.lower() == ".xlsx":      # a cases table may be a workbook (ingest)
+            frame = _table(path, 0)[0]
+        else:
+            text, _ = decode_bytes(path.read_bytes(), "auto", path=str(path))
     except OSError as exc:
         return None, [f"the case attributes in {path} could not be read ({exc.strerror}); "
                       "the export has no case variables"]
-    header = text.lstrip("\ufeff").split("\n", 1)[0]
-    delimiter = max((",", ";", "\t"), key=header.count)
-    try:
-        frame = pd.read_csv(io.StringIO(text.lstrip("\ufeff")), sep=delimiter, dtype=str,
-                            keep_default_na=False)
-    except ValueError as exc:
-        raise InputError(f"could not be read as a table of case attributes ({exc})",
-                         path=path, field="ingest.cases_table",
-                         hint="save it again as CSV (UTF-8), one row per case") from exc
+    if path.suffix.lower() != ".xlsx":
+        header = text.lstrip("\ufeff").split("\n", 1)[0]
+        delimiter = max((",", ";", "\t"), key=header.count)
+        try:
+            frame = pd.read_csv(io.StringIO(text.lstrip("\ufeff")), sep=delimiter, dtype=str,
+                                keep_default_na=False)
+        except ValueError as exc:
+            raise InputError(f"could not be read as a table of case attributes ({exc})",
+                             path=path, field="ingest.cases_table",
+                             hint="save it again as CSV (UTF-8), one row per case") from exc
     from ..sheets import restore_frame
 
     frame = restore_frame(frame)
