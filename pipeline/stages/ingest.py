@@ -850,17 +850,15 @@ class _Reader:
             case_id = _source_case_id(source.name)
             cases.append(_Case(case_id, SourceText(case_id, shown, text, sha, "qdpx"), turns,
                                dict(source.attributes)))
+        listed = ", ".join(f"{n} {kind.replace('Source', '').lower()}" for kind, n in
+                           sorted(other.items()))          # "2 pdf, 1 audio"
         if other:
-            listed = ", ".join(f"{n} {kind.replace('Source', '').lower()}" for kind, n in
-                               sorted(other.items()))
             notes.append(Skipped(shown, f"sources that are not text were not read ({listed}): "
                                  "Consensa reads transcripts as text"))
         if not cases:
             found = (f"none of its {len(sources)} text source(s) could be read as a transcript "
-                     "(see the notes above)" if sources else
-                     "it holds no text source" + (" (its sources are not text: " + ", ".join(
-                         f"{n} {kind.replace('Source', '').lower()}" for kind, n in
-                         sorted(other.items())) + ")" if other else ""))
+                     "(see the notes above)" if sources else "it holds no text source"
+                     + (f" (its sources are not text: {listed})" if other else ""))
             raise InputError(f"was not read as transcripts: {found}", path=shown,
                              hint="export the project with its sources embedded, and speaker "
                                   "labels ('Interviewer:', 'P3:') at the start of each turn")
