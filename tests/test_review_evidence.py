@@ -394,6 +394,41 @@ def test_a_domain_merge_is_one_decision_with_undo(cqr):
         assert live["domains"][3]["into"] == 3
 
 
+def test_a_merged_domain_lists_each_case_once_with_the_core_idea_of_each_domain(cqr):
+    """A core idea is one per case and domain: after a domain merge the codebook lists
+    each case once, the core ideas of the two proposed domains together under it and
+    marked with their domain, the judges' edit of the merged one kept."""
+    ci = pd.read_parquet(cqr / "core_ideas.parquet")
+    into, merged = 0, 3
+    both = sorted(set(ci[ci["domain_id"] == into]["case_id"])
+                  & set(ci[ci["domain_id"] == merged]["case_id"]))
+    assert both, "the fixture has a case with a core idea in both domains"
+    case = both[0]
+    with ReviewStore(load_run(cqr)) as store:
+        store.resolve([Decision(f"domain:{merged}", "merge", target=str(into)),
+                       Decision(core_idea_item(case, merged), "edit", core_idea=CORE)],
+                      by="ana")
+        _settle(store)
+    assert main(["review", "apply", str(cqr)]) == 0
+    md = (cqr / "review" / "codebook.md").read_text(encoding="utf-8")
+    section = md.split("**Core ideas**", 1)[1].split("\n### ", 1)[0]
+    cases = re.findall(r"^- (\S+?)[: ]", section, flags=re.M)
+    assert len(cases) == len(set(cases)), cases               # each case once
+    assert set(both) <= set(cases)
+    assert f"domain {merged} was merged in" in section.splitlines()[0]
+    block = section.split(f"- {case}: 2 core ideas, one from each merged domain\n", 1)[1]
+    lines = [x.strip() for x in block.split("\n- ", 1)[0].strip().splitlines()]
+    assert lines[0].startswith(f"- domain {into} ")
+    assert lines[1].startswith(f"- domain {merged} ") and ", merged in (judges): " + CORE in lines[1]
+    # the export's notes say which domain each of the case's two core ideas came from
+    assert main(["export", "qdpx", str(cqr)]) == 0
+    from pipeline.exchange.agreed import export_content
+    titles = [n.title for n in export_content(cqr).notes
+              if n.title.startswith(f"Core idea of {case} ") and n.about == ("domain", into)]
+    assert len(titles) == len(set(titles)) == 2
+    assert any(f"(from domain {merged} " in t for t in titles)
+
+
 def test_the_domain_page_edits_core_ideas_and_splits_the_domain(cqr):
     case, dom = _first_core(cqr)
     web = Web(cqr, "ana")

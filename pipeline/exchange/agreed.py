@@ -421,9 +421,16 @@ def case_core_idea_notes(data: dict) -> list[ExportNote]:
     out = []
     for d, c in case_core_ideas_of(data):
         judges = c.get("source") == "judges"
+        origin = int(c.get("from_domain", d["id"]))
+        # a domain merged into this one keeps its core ideas: a case can have one from
+        # each, and the title says which is which
+        merged = (f" (from domain {origin}"
+                  + (f" \"{c['from_domain_name']}\"" if c.get("from_domain_name") else "")
+                  + ", merged in)") if origin != int(d["id"]) else ""
         out.append(ExportNote(
-            f"case-core-idea/{d['id']}/{c.get('from_domain', d['id'])}/{c['case']}",
-            f"Core idea of {c['case']} ({'the judges' if judges else 'proposed'}): {d['name']}",
+            f"case-core-idea/{d['id']}/{origin}/{c['case']}",
+            f"Core idea of {c['case']} ({'the judges' if judges else 'proposed'}): "
+            f"{d['name']}{merged}",
             str(c["core_idea"]) + (f"\n(from segments {', '.join(c['segment_ids'])})"
                                    if c.get("segment_ids") else ""),
             "Consensus" if judges else "Consensa", ("domain", int(d["id"])), case=str(c["case"])))

@@ -365,7 +365,8 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
                 "example_quotes": [{"segment_id": q, "case": case.get(q, ""), "text": text.get(q, "")}
                                    for q in c.quote_ids]})
         ideas = agreed_core_ideas(run, cons, [k for k, v in dom_final.items()
-                                              if v == int(d.domain_id)])
+                                              if v == int(d.domain_id)],
+                                  names={int(k): str(v) for k, v in domains["name"].items()})
         if ideas:
             entry["core_ideas"] = ideas
         data["domains"].append(entry)
@@ -388,10 +389,14 @@ SUBGROUP_COLUMNS = ["domain", "category_id", "category", "attribute", "group", "
                     "n_cases", "frequency_label"]
 
 
-def agreed_core_ideas(run: RunItems, cons: dict[str, Decision], domain_ids) -> list[dict]:
-    """The core ideas of the given (proposed) domains, one per case: the judges' where
-    they wrote one (``source: judges``, with the proposed one beside it), else the
-    proposed one (``source: proposed``); each with the segments it came from."""
+def agreed_core_ideas(run: RunItems, cons: dict[str, Decision], domain_ids,
+                      names: dict[int, str] | None = None) -> list[dict]:
+    """The core ideas of the given (proposed) domains, one per case and domain: the
+    judges' where they wrote one (``source: judges``, with the proposed one beside it),
+    else the proposed one (``source: proposed``); each with the segments it came from.
+    Domains merged into one keep each its own core ideas (``from_domain``, and its
+    proposed name in ``from_domain_name``): a case can then have one from each, and
+    none of them, the judges' least of all, is dropped."""
     ci = run.core_ideas
     if ci.empty:
         return []
@@ -403,6 +408,8 @@ def agreed_core_ideas(run: RunItems, cons: dict[str, Decision], domain_ids) -> l
                  "segment_ids": [str(x) for x in r.segment_ids]}
         if len(domain_ids) > 1:
             entry["from_domain"] = int(r.domain_id)
+            entry["from_domain_name"] = (names or {}).get(int(r.domain_id),
+                                                          run.domain_name(r.domain_id))
         if dec is not None and dec.decision == "edit" and dec.core_idea.strip():
             entry.update(core_idea=dec.core_idea, source="judges", proposed=str(r.core_idea))
         out.append(entry)
@@ -532,11 +539,7 @@ def codebook_markdown(cb: Codebook) -> str:
             lines.append(f"- changed: {t(ch)}")
         lines.append("")
         if dom.get("core_ideas"):
-            lines += ["**Core ideas** (one per case)", ""]
-            for ci in dom["core_ideas"]:
-                lines.append(f"- {t(ci['case'])} ({ci['source']}): {t(ci['core_idea'])}"
-                             f" [{t(', '.join(ci['segment_ids']))}]")
-            lines.append("")
+            lines += _core_idea_lines(dom)
         for c in dom["categories"]:
             mark = " **changed**" if c["changed"] else ""
             level = "####" if "parent" in c else "###"
@@ -573,6 +576,47 @@ def codebook_markdown(cb: Codebook) -> str:
         lines.append("")
     lines.append(f"Unassigned segments: {d['unassigned_segments']}")
     return "\n".join(lines) + "\n"
+
+
+def _core_idea_lines(dom: dict) -> list[str]:
+    """A domain's core ideas in codebook.md, each case once. In a domain others were
+    merged into, a case can have a core idea from each of them (a core idea is one per
+    case and domain, and the judges reviewed each proposed domain's): they are listed
+    together under the case, each with the domain it came from."""
+    t = markdown_text
+    by_case: dict[str, list[dict]] = {}
+    for ci in dom["core_ideas"]:
+        by_case.setdefault(str(ci["case"]), []).append(ci)
+
+    def idea(ci: dict) -> str:
+        return (f"({ci['source']}): {t(ci['core_idea'])} "
+                f"[{t(', '.join(ci['segment_ids']))}]")
+
+    def origin(ci: dict) -> str:
+        did = int(ci.get("from_domain", dom["id"]))
+        name = ci.get("from_domain_name") or ""
+        merged = ", merged in" if did != int(dom["id"]) else ""
+        return f"domain {did}" + (f' "{t(name)}"' if name else "") + merged
+
+    merged = {int(ci["from_domain"]) for ci in dom["core_ideas"]
+              if "from_domain" in ci} - {int(dom["id"])}
+    head = ("**Core ideas** (one per case)" if not merged else
+            "**Core ideas** (one per case and proposed domain: "
+            + ("domain " if len(merged) == 1 else "domains ")
+            + ", ".join(str(x) for x in sorted(merged))
+            + (" was" if len(merged) == 1 else " were") + " merged in, so a case can have "
+            "one from each, listed together)")
+    lines = [head, ""]
+    for case, ideas in by_case.items():
+        if len(ideas) == 1:
+            ci = ideas[0]
+            where = f" {origin(ci)}" if int(ci.get("from_domain", dom["id"])) != int(
+                dom["id"]) else ""
+            lines.append(f"- {t(case)}{where} {idea(ci)}")
+            continue
+        lines.append(f"- {t(case)}: {len(ideas)} core ideas, one from each merged domain")
+        lines += [f"  - {origin(ci)} {idea(ci)}" for ci in ideas]
+    return lines + [""]
 
 
 def _evidence(c: dict) -> list[str]:
