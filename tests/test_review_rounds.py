@@ -393,6 +393,41 @@ def test_a_round_with_an_unanswered_audit_comment_does_not_close_unseen(panel, c
         assert store.round == 2
 
 
+def test_a_renamed_item_goes_by_the_name_the_judges_agreed(panel, capsys):
+    """After a rename by consensus the audit, the answers, the status, the codebook's
+    list of unanswered comments and the web pages (title and heading alike) name the
+    theme by its agreed name, the proposed one beside it."""
+    run = load_run(panel)
+    old, new = run.theme_name(1), "Came close to crying"
+    assert main(["review", "resolve", str(panel), "--theme", "1", "--decision", "rename",
+                 "--name", new, "--by", "team"]) == 0
+    assert f'theme 1 "{old}": rename to "{new}"' in capsys.readouterr().out
+    now = f'theme 1 "{new}" (proposed: "{old}")'
+    assert main(["review", "audit", str(panel), "--theme", "1", "--by", "dee",
+                 "--comment", "check the quotes"]) == 0
+    assert f"auditor comment on {now} recorded" in capsys.readouterr().out
+    with ReviewStore(run) as store:
+        cid = store.audit_comment_rows()["theme:1"][0]["id"]
+    assert main(["review", "answer", str(panel), "--comment", str(cid), "--by", "ana",
+                 "--accept"]) == 0
+    assert capsys.readouterr().out.strip().endswith(f"on {now}")
+    assert main(["review", "status", str(panel)]) == 0
+    out = capsys.readouterr().out
+    # the line that gives the rename names the theme as it was; the comment is on its
+    # agreed name
+    assert f'  theme 1 "{old}": resolved by team, rename to "{new}"' in out
+    assert main(["review", "apply", str(panel), "--preview"]) == 0
+    assert f"comment {cid} on {now} (dee): not answered by ben" in capsys.readouterr().err
+    page = Web(panel, "ana").get("/theme/1")
+    title = re.search(r"<title>(.*?)</title>", page, re.S).group(1)
+    assert new.replace("'", "&#39;") in title and old not in title
+    # a renamed domain too
+    assert main(["review", "resolve", str(panel), "--domain", "0", "--decision", "rename",
+                 "--name", "Tears in the room", "--by", "team"]) == 0
+    page = Web(panel, "ana").get("/domain/0")
+    assert "Tears in the room" in re.search(r"<title>(.*?)</title>", page, re.S).group(1)
+
+
 def test_judges_answer_in_the_web_app(panel):
     run = _close_round_one(panel)
     with ReviewStore(run) as store:

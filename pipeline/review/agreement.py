@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .model import FATE, Decision, RunItems
+from .model import FATE, Decision, RunItems, agreed_name
 from .store import ReviewStore
 
 STATES = ("agreed", "resolved", "carried", "disputed", "open")
@@ -165,6 +165,10 @@ def review_status(store: ReviewStore, round: int | None = None) -> ReviewStatus:
         elif base is not None and all(same_as(d, base) for d in pos.values()):
             st.state, st.consensus, st.by = "carried", base, f"round {round - 1}"
         out.append(st)
+    # an item goes by the name the judges agreed so far (a renamed theme or domain)
+    agreed = {i.item: i.consensus for i in out if i.consensus is not None}
+    for i in out:
+        i.label = run.label(i.item, agreed)
     agreement = [agreement_stats([i for i in out if i.kind == k], judges, k)
                  for k in ("theme", "domain")]
     return ReviewStatus(round, judges, store.auditors(), out, agreement,
@@ -217,14 +221,17 @@ def status_text(status: ReviewStatus, run: RunItems) -> str:
             continue
         lines += ["", title]
         for i in group:
+            # a line that gives the rename names the item as it was: "theme 1 "Fourth
+            # session": agreed, rename to "Came close to crying""
+            label = run.label(i.item) if agreed_name(i.consensus) else i.label
             if i.state == "agreed":
-                lines.append(f"  {i.label}: agreed, {i.consensus.describe()}")
+                lines.append(f"  {label}: agreed, {i.consensus.describe()}")
             elif i.state == "resolved":
-                lines.append(f"  {i.label}: resolved by {i.by}, {i.consensus.describe()}")
+                lines.append(f"  {label}: resolved by {i.by}, {i.consensus.describe()}")
             elif i.state == "carried":
-                lines.append(f"  {i.label}: carried from {i.by}, {i.consensus.describe()}")
+                lines.append(f"  {label}: carried from {i.by}, {i.consensus.describe()}")
             else:
-                lines.append(f"  {i.label}: {i.state.upper()}")
+                lines.append(f"  {label}: {i.state.upper()}")
             if i.state not in ("agreed", "carried"):
                 for j in status.judges:
                     d = i.positions.get(j)

@@ -174,6 +174,9 @@ def resolve(run_folder: Path, *, theme: str | None = None, domain: str | None = 
     with ReviewStore(run) as store:
         if split and not target:
             target = str(store.unused_id("domain"))
+        # named as it stands before this decision: a rename reads "theme 1 "old":
+        # rename to "new""
+        label = store.label(f"{kind}:{ident}")
         d = Decision.parse(f"{kind}:{ident}", {
             "decision": decision, "new_name": name, "target": target, "domain": to_domain,
             "segments": themes if split else segments, "core_idea": core_idea,
@@ -181,7 +184,7 @@ def resolve(run_folder: Path, *, theme: str | None = None, domain: str | None = 
         store.resolve([d], by=by)
         st = review_status(store)
     left = len(st.pending())
-    return (f"consensus on {run.label(d.item)}: {d.describe()} (recorded by {by}); "
+    return (f"consensus on {label}: {d.describe()} (recorded by {by}); "
             + ("round closed" if not left else f"{left} item(s) still open"))
 
 
@@ -192,7 +195,8 @@ def audit(run_folder: Path, *, by: str, comment: str, theme: str | None = None,
     run = load_run(run_folder)
     with ReviewStore(run) as store:
         store.add_audit_comment(f"{kind}:{ident}", by, comment)
-    return f"auditor comment on {run.label(f'{kind}:{ident}')} recorded"
+        label = store.label(f"{kind}:{ident}")
+    return f"auditor comment on {label} recorded"
 
 
 def _one_item(theme, domain, segment, core_idea_of) -> tuple[str, str]:
@@ -212,11 +216,12 @@ def answer(run_folder: Path, *, comment: int, by: str, answer: str, text: str = 
     with ReviewStore(run) as store:
         if undo:
             row = store.undo_answer(comment, by)
-            return (f"{by}'s answer to audit comment {comment} on {run.label(row['item'])} "
+            return (f"{by}'s answer to audit comment {comment} on {store.label(row['item'])} "
                     "taken back")
         row = store.answer_audit(comment, by, answer, text)
+        label = store.label(row["item"])
     return (f"{by} {'accepts' if answer == 'accept' else 'argues against'} audit comment "
-            f"{comment} by {row['by']} on {run.label(row['item'])}")
+            f"{comment} by {row['by']} on {label}")
 
 
 def next_round(run_folder: Path, by: str, undo: bool = False, force: bool = False) -> str:

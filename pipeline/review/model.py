@@ -265,6 +265,14 @@ def say(run: RunItems, d: Decision | None) -> str:
     return re.sub(r"\b(theme|domain) (\d+)\b", named, d.describe())
 
 
+def agreed_name(d: Decision | None) -> str:
+    """The name a theme's or domain's consensus gives it ("" where it gives none: a
+    merge or a reject keeps the name, a split's name is the new category's or domain's)."""
+    if d is None or d.decision in ("merge", "reject", "split"):
+        return ""
+    return d.new_name
+
+
 def core_idea_item(case_id, domain_id) -> str:
     return f"core_idea:{case_id}:{int(domain_id)}"
 
@@ -436,16 +444,29 @@ class RunItems:
         hit = self.domains.loc[self.domains["domain_id"] == int(did), "name"]
         return str(hit.iloc[0]) if len(hit) else ""
 
-    def label(self, item: str) -> str:
+    def label(self, item: str, consensus: Mapping[str, Decision] | None = None) -> str:
+        """The item in words: ``theme 1 "Fourth session"``. With ``consensus`` (item ->
+        its consensus so far) a theme or domain the judges renamed goes by the name they
+        agreed, the one it had before beside it: ``theme 1 "Came close to crying"
+        (proposed: "Fourth session")``."""
         kind, ident = item.split(":", 1)
         if kind == "theme":
-            return f'theme {ident} "{self.theme_name(ident)}"'
+            return f"theme {ident} {self._named(item, self.theme_name(ident), consensus)}"
         if kind == "domain":
-            return f'domain {ident} "{self.domain_name(ident)}"'
+            return f"domain {ident} {self._named(item, self.domain_name(ident), consensus)}"
         if kind == "core_idea":
             case, _, dom = ident.rpartition(":")
-            return f'core idea of case {case} in domain {dom} "{self.domain_name(dom)}"'
+            return (f"core idea of case {case} in domain {dom} "
+                    f"{self._named(domain_item(dom), self.domain_name(dom), consensus)}")
         return f"segment {ident}"
+
+    def _named(self, item: str, name: str, consensus: Mapping[str, Decision] | None) -> str:
+        agreed = agreed_name((consensus or {}).get(item))
+        if not agreed or agreed == name:
+            return f'"{name}"'
+        kind, ident = item.split(":", 1)
+        made = ident in (self.created_themes if kind == "theme" else self.created_domains)
+        return f'"{agreed}" ({"created as" if made else "proposed"}: "{name}")'
 
     def items(self) -> list[str]:
         """The items every judge is asked about: all domains and themes."""

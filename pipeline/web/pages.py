@@ -208,7 +208,9 @@ def overview(run: RunItems, store: ReviewStore, filters: Filters) -> dict:
     counts = {s: sum(1 for i in st.items if i.state == s) for s in STATE_WORDS}
     f = asdict(filters)
     return {"st": st, "domains": domains, "seg_items": seg_items, "counts": counts,
-            "filters": f, "undo": undo, "n_unassigned": int((run.segments["theme"] < 0).sum()),
+            "filters": f, "undo": undo,
+            "undo_label": run.label(undo["item"], st.effective_consensus()) if undo else "",
+            "n_unassigned": int((run.segments["theme"] < 0).sum()),
             "filtered": any(f.values())}
 
 
@@ -251,7 +253,7 @@ def _item_common(run: RunItems, store: ReviewStore, item: str, who: str | None,
     log = [r for r in store.audit_log() if r["item"] == item][-ITEM_LOG_ENTRIES:]
     status = next((i for i in st.items if i.item == item), None)
     if status is None:  # a segment nobody touched: not an item of the status yet
-        status = ItemStatus(item, run.label(item), "untouched",
+        status = ItemStatus(item, run.label(item, st.effective_consensus()), "untouched",
                             {j: Decision(item, "keep", source=LEFT_ALONE) for j in st.judges})
     start, start_text = prefill(status, who, start_from, draft)
     # the auditor's comments of earlier rounds on this item, with the judges' answers:
@@ -478,11 +480,14 @@ def audit_log(run: RunItems, store: ReviewStore) -> dict:
     """The newest entries of the audit log first, values in words."""
     rows = store.audit_log()
     undo = store.undo_target()
+    # items go by the names the judges agreed so far
+    agreed = review_status(store).effective_consensus()
     entries = [{**r, "value_text": describe_json(run, r["value"]),
                 "previous_text": describe_json(run, r["previous"]),
-                "label": run.label(r["item"]) if r["item"] else ""}
+                "label": run.label(r["item"], agreed) if r["item"] else ""}
                for r in reversed(rows[-MAX_LOG_ENTRIES:])]
-    return {"entries": entries, "total": len(rows), "undo": undo}
+    return {"entries": entries, "total": len(rows), "undo": undo,
+            "undo_label": run.label(undo["item"], agreed) if undo else ""}
 
 
 # --- the pre-coding queue ------------------------------------------------------------------

@@ -190,12 +190,13 @@ def decide(review: ReviewApp, request: Request, form) -> Response:
                                        expect={(who, item): _version(form, "v_mine")})
             else:
                 store.resolve([d], by=who, expect={item: _version(form, "v_item")})
+            label = store.label(item)
     except StaleError as exc:
         return item_page(review, request, item, error=exc, draft=d, status=409)
     except ReviewError as exc:
         return item_page(review, request, item, error=exc, draft=d, status=400)
     what = "your position" if mode == "position" else "the consensus"
-    review.flash(request, f"Saved {what} on {review.run.label(item)}: {review.say(d)}.")
+    review.flash(request, f"Saved {what} on {label}: {review.say(d)}.")
     return RedirectResponse(_back(form, item_url(item)), status_code=303)
 
 
@@ -239,9 +240,10 @@ def comment(review: ReviewApp, request: Request, form) -> Response:
     try:
         with review.store() as store:
             store.add_audit_comment(item, who, text)
+            label = store.label(item)
     except ReviewError as exc:
         return item_page(review, request, item, error=exc, status=400, comment_draft=text)
-    review.flash(request, f"Comment on {review.run.label(item)} recorded.")
+    review.flash(request, f"Comment on {label} recorded.")
     return RedirectResponse(_back(form, item_url(item)), status_code=303)
 
 
@@ -260,12 +262,13 @@ def answer(review: ReviewApp, request: Request, form) -> Response:
                 row = store.undo_answer(cid, who)
             else:
                 row = store.answer_audit(cid, who, word, str(form.get("text", "")))
+            label = store.label(row["item"])
     except ReviewError as exc:
         raise Refused(400, exc.reason[:1].upper() + exc.reason[1:] + ".",
                       "Nothing was saved.") from None
     what = "taken back" if word == "undo" else f"recorded ({word})"
     review.flash(request, f"Your answer to {row['by']}'s comment on "
-                 f"{review.run.label(row['item'])} {what}.")
+                 f"{label} {what}.")
     return RedirectResponse(_back(form, item_url(row["item"])), status_code=303)
 
 
@@ -285,9 +288,10 @@ def create_category(review: ReviewApp, request: Request, form) -> Response:
         with review.store() as store:
             item = store.create_category(name, ids, domain, who,
                                          str(form.get("category_definition", "")))
+            label = store.label(item)
     except ReviewError as exc:
         raise _not_saved(exc) from None
-    review.flash(request, f"Category created: {review.run.label(item)}, {len(ids)} segment(s).")
+    review.flash(request, f"Category created: {label}, {len(ids)} segment(s).")
     return RedirectResponse(item_url(item), status_code=303)
 
 
@@ -301,9 +305,10 @@ def create_domain(review: ReviewApp, request: Request, form) -> Response:
     try:
         with review.store() as store:
             item = store.create_domain(name, who, str(form.get("core_idea", "")))
+            label = store.label(item)
     except ReviewError as exc:
         raise _not_saved(exc) from None
-    review.flash(request, f"Domain created: {review.run.label(item)}. Reassign themes to it "
+    review.flash(request, f"Domain created: {label}. Reassign themes to it "
                  "from their pages.")
     return RedirectResponse(item_url(item), status_code=303)
 
@@ -327,12 +332,13 @@ def split_domain(review: ReviewApp, request: Request, form) -> Response:
             item = store.split_domain(domain, themes, name, who,
                                       str(form.get("definition", "")),
                                       expect=_version(form, "v_item"))
+            label = store.label(item)
     except StaleError as exc:
         raise Refused(409, exc.reason, exc.hint or "") from None
     except ReviewError as exc:
         raise _not_saved(exc) from None
     review.flash(request, f"Domain {domain} split: {len(themes)} categor"
-                 f"{'y' if len(themes) == 1 else 'ies'} moved to {review.run.label(item)}.")
+                 f"{'y' if len(themes) == 1 else 'ies'} moved to {label}.")
     return RedirectResponse(item_url(item), status_code=303)
 
 
@@ -364,12 +370,13 @@ def undo(review: ReviewApp, request: Request, form) -> Response:
     try:
         with review.store() as store:
             row = store.undo_consensus(who, expect=_version(form, "expect"))
+            label = store.label(row["item"])
     except StaleError as exc:
         raise Refused(409, exc.reason, exc.hint or "") from None
     except ReviewError as exc:
         raise Refused(400, exc.reason, exc.hint or "") from None
     d = Decision.from_json(row["value"])
-    review.flash(request, f"Undone: the consensus on {review.run.label(row['item'])} "
+    review.flash(request, f"Undone: the consensus on {label} "
                  f"({review.say(d)}, recorded by {row['who']}).")
     return RedirectResponse(_back(form), status_code=303)
 
