@@ -621,6 +621,13 @@ def test_subcategory_is_a_decision_with_undo_in_the_codebook(panel, capsys):
     assert ids.index(2) == ids.index(1) + 1  # listed right after its parent
     assert "#### Support from clients (subcategory of" in \
         (panel / "review" / "codebook.md").read_text()
+    # and in the status's codebook, one level in under its category
+    capsys.readouterr()
+    assert main(["review", "status", str(panel)]) == 0
+    listed = capsys.readouterr().out.split("Codebook as it stands", 1)[1].splitlines()
+    parent_name = next(c["name"] for c in cats if c["id"] == 1)
+    at = next(n for n, line in enumerate(listed) if line.startswith(f"    - {parent_name}  ["))
+    assert listed[at + 1].startswith("        - Support from clients  [")
     # in the QDA tools it sits under its category, not beside it
     parent = next(c["name"] for c in cats if c["id"] == 1)
     domain = next(d["name"] for d in cb["domains"] if d["id"] == parent_domain)

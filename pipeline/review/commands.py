@@ -148,8 +148,11 @@ def codebook_text(live: dict) -> str:
         if d.get("definition"):
             lines.append(f"      definition: {d['definition']}")
         for c in d["categories"]:
-            # the cases the label was counted from, beside every case it has
-            lines.append(f"    - {c['name']}  [{c['frequency_label']}, "
+            # the cases the label was counted from, beside every case it has; a
+            # subcategory the judges made sits under its category (the codebook lists
+            # it right after it), one level in
+            lead = "        - " if "parent" in c else "    - "
+            lines.append(f"{lead}{c['name']}  [{c['frequency_label']}, "
                          f"{cases_text(c, cb['cases_total'])}]"
                          + (f"  ({'; '.join(c['changes'])})" if c["changes"] else ""))
     for t in cb["rejected_themes"]:
