@@ -31,7 +31,8 @@ def qdpx_bytes_of(sources: Iterable[tuple], files: dict[str, bytes] | None = Non
     """A REFI-QDA project (.qdpx) as NVivo, ATLAS.ti or MAXQDA export one: ``sources``
     are ``(kind, name, guid, text_or_path)``; kind "content" puts the text inside the
     XML (PlainTextContent), "internal" refers to ``internal://<path>`` (its bytes in
-    ``files``, under Sources/), anything else ("PDFSource") is a source of that kind.
+    ``files``, under Sources/), "recording" is an audio source holding the transcripts
+    listed in ``text_or_path``, anything else ("PDFSource") is a source of that kind.
     ``cases`` are ``(name, {variable: value}, [source guids])``: the project's cases,
     their variable values (an int is written as an IntegerValue) and the sources they
     hold."""
@@ -45,6 +46,13 @@ def qdpx_bytes_of(sources: Iterable[tuple], files: dict[str, bytes] | None = Non
         elif kind == "internal":
             parts.append(f'<TextSource guid="{guid}" name={quoteattr(name)} '
                          f'plainTextPath="internal://{value}"/>')
+        elif kind == "recording":      # value: the transcripts' texts
+            transcripts = "".join(
+                f'<Transcript guid="{guid}-t{k}" name="transcript {k}">'
+                f"<PlainTextContent>{escape(t)}</PlainTextContent></Transcript>"
+                for k, t in enumerate(value, 1))
+            parts.append(f'<AudioSource guid="{guid}" name={quoteattr(name)} '
+                         f'path="internal://{guid}.mp3">{transcripts}</AudioSource>')
         else:
             parts.append(f'<{kind} guid="{guid}" name={quoteattr(name)} path="internal://{value}"/>')
     cases = list(cases)

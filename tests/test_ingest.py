@@ -1166,9 +1166,18 @@ def test_a_qda_project_gives_each_text_source_as_a_case(tmp_path):
         ("internal", "T04.rtf", "a4", "missing.txt"),
         ("content", "T01.docx", "a5", "Interviewer: Again?\nP5: Yes.\n"),
         ("PDFSource", "Consent form", "a6", "consent.pdf"),
+        # recorded and transcribed in the QDA program: the transcript is inside the audio
+        ("recording", "T07.m4a", "a7", ["Interviewer: And you?\nP7: I wept.\n"]),
+        ("recording", "Focus group.mp3", "a8", ["I: Part one?\nP8: Yes.\n",
+                                                "I: Part two?\nP8: No.\n"]),
+        ("recording", "Untranscribed.wav", "a9", []),
     ], files={"a2.txt": ("\ufeff" + t02).encode("utf-8")}))
     corpus = ingest(IngestConfig(paths=[str(tmp_path)]))
-    assert list(corpus.sources) == ["T01", "Interview 2", "T01.docx (a5)"]
+    assert list(corpus.sources) == ["T01", "Interview 2", "T01.docx (a5)", "T07",
+                                    "Focus group.mp3 (transcript 1)",
+                                    "Focus group.mp3 (transcript 2)"]
+    assert corpus.turns[corpus.turns["case_id"] == "T07"]["text"].tolist() == \
+        ["And you?", "I wept."]
     assert corpus.sources["T01"].text == t01
     assert corpus.sources["Interview 2"].text == t02              # the BOM is not text
     assert corpus.sources["T01"].path == str(project)
@@ -1181,7 +1190,7 @@ def test_a_qda_project_gives_each_text_source_as_a_case(tmp_path):
     notes = {s.what: s.reason for s in corpus.skipped}
     assert "has no speaker labels" in notes[f"{project}: source 'Notes on the study'"]
     assert "missing from the .qdpx" in notes[f"{project}: source 'T04.rtf'"]
-    assert "not text were not read (1 pdf)" in notes[str(project)]
+    assert "not text were not read (1 audio, 1 pdf)" in notes[str(project)]
 
 
 def test_a_project_with_no_readable_transcript_is_named(tmp_path):
@@ -1211,8 +1220,10 @@ def test_a_projects_case_variables_are_the_cases_attributes(tmp_path):
     talk = "Interviewer: How was it?\nP: Hard.\n"
     (tmp_path / "study.qdpx").write_bytes(qdpx_bytes_of(
         [("content", "T01.docx", "s1", talk), ("content", "T02", "s2", talk),
-         ("content", "T03", "s3", talk), ("PDFSource", "Scan", "s4", "x.pdf")],
+         ("content", "T03", "s3", talk), ("PDFSource", "Scan", "s4", "x.pdf"),
+         ("recording", "T04.mp3", "s5", [talk])],
         cases=[("Ana", {"orientation": "CBT", "years": 4}, ["s1"]),
+               ("Dev", {"orientation": "EFT"}, ["s5"]),
                ("Ben", {"orientation": "psychodynamic", "years": 11}, ["s2"]),
                ("Site A", {"site": "A"}, ["s1", "s2", "s4"]),
                ("Cara", {"orientation": "CBT"}, ["s3"]),
@@ -1223,6 +1234,7 @@ def test_a_projects_case_variables_are_the_cases_attributes(tmp_path):
     assert cases.loc["T01"].tolist() == ["CBT", "4", "A"]
     assert cases.loc["T02"].tolist() == ["psychodynamic", "11", "A"]
     assert cases.loc["T03"].tolist() == ["", "", ""]
+    assert cases.loc["T04"].tolist() == ["EFT", "", ""]         # the recording's transcript
     reasons = [s.reason for s in corpus.skipped if s.what == str(tmp_path / "study.qdpx")]
     assert any("1 variable value(s) differ" in r and "'orientation' of 'T03' (CBT / EFT)" in r
                for r in reasons)

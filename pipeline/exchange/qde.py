@@ -168,6 +168,8 @@ class ProjectSource:
     attributes: dict[str, str] = field(default_factory=dict)
 
 
+#: Sources that can hold transcripts (``<Transcript>``, text like a text source's).
+MEDIA_SOURCES = ("AudioSource", "VideoSource")
 #: The value elements of a REFI-QDA VariableValue.
 _VALUE_TAGS = ("TextValue", "BooleanValue", "IntegerValue", "FloatValue", "DateValue",
                "DateTimeValue")
@@ -183,7 +185,9 @@ def text_sources(path: str | Path, *, max_bytes: int = MAX_UNPACKED_BYTES,
     A team that keeps its transcripts in NVivo, ATLAS.ti or MAXQDA exports them as one
     .qdpx; each text source is one interview. Two sources with one name are told apart
     by their GUID, as :func:`read_project` does, so that no case is silently merged with
-    another. The project's cases (``<Case>``, NVivo's classified cases, MAXQDA's
+    another. An audio or video source's transcripts (``<Transcript>``: an interview
+    recorded and transcribed in the QDA program) are text sources too, named after the
+    recording. The project's cases (``<Case>``, NVivo's classified cases, MAXQDA's
     document variables) carry the participants' attributes; each source gets the
     variables of the cases that hold it (``<SourceRef>``), which CQR's subgroup
     comparisons need. Two cases giving one source different values of a variable leave
@@ -192,21 +196,32 @@ def text_sources(path: str | Path, *, max_bytes: int = MAX_UNPACKED_BYTES,
     root, _, _, archive = open_project(path, max_bytes, max_ratio)
     found: list[ProjectSource] = []
     names: set[str] = set()
-    by_guid: dict[str, ProjectSource] = {}
+    by_guid: dict[str, list[ProjectSource]] = {}
     other: dict[str, int] = {}
+
+    def add(element, name: str, guid: str | None) -> None:
+        if name in names:
+            name = f"{name} ({element.get('guid')})"
+        names.add(name)
+        text, why = source_text(element, archive)
+        found.append(ProjectSource(name, text, why))
+        by_guid.setdefault(_guid_key(guid), []).append(found[-1])
+
     sources = xml_child(root, "Sources")
     for src in (list(sources) if sources is not None else []):
         kind_of = xml_local(src.tag)
-        if kind_of != "TextSource":
-            other[kind_of] = other.get(kind_of, 0) + 1
-            continue
         name = src.get("name") or src.get("guid") or f"source {len(found) + 1}"
-        if name in names:
-            name = f"{name} ({src.get('guid')})"
-        names.add(name)
-        text, why = source_text(src, archive)
-        found.append(ProjectSource(name, text, why))
-        by_guid[_guid_key(src.get("guid"))] = found[-1]
+        if kind_of == "TextSource":
+            add(src, name, src.get("guid"))
+            continue
+        # an interview recorded and transcribed in the QDA program: the recording is an
+        # audio or video source and its transcripts are inside it, as text
+        transcripts = xml_children(src, "Transcript") if kind_of in MEDIA_SOURCES else []
+        if not transcripts:
+            other[kind_of] = other.get(kind_of, 0) + 1
+        for k, transcript in enumerate(transcripts, 1):
+            add(transcript, name if len(transcripts) == 1 else
+                f"{name} ({transcript.get('name') or f'transcript {k}'})", src.get("guid"))
     return found, other, _case_variables(root, by_guid)
 
 
@@ -214,7 +229,7 @@ def _guid_key(value: str | None) -> str:
     return (value or "").strip().strip("{}").lower()
 
 
-def _case_variables(root, by_guid: dict[str, ProjectSource]) -> list[str]:
+def _case_variables(root, by_guid: dict[str, list[ProjectSource]]) -> list[str]:
     """Give each source the variable values of the project's cases that hold it (see
     :func:`text_sources`); the notes say what could not be given."""
     variables = xml_child(root, "Variables")
@@ -233,15 +248,16 @@ def _case_variables(root, by_guid: dict[str, ProjectSource]) -> list[str]:
             if name and value is not None and (value.text or "").strip():
                 values[name] = value.text.strip()
         for ref in xml_children(case, "SourceRef"):
-            source = by_guid.get(_guid_key(ref.get("targetGUID")))
-            if source is None:
+            held = by_guid.get(_guid_key(ref.get("targetGUID")))
+            if held is None:
                 unknown_sources += 1
                 continue
-            for name, value in values.items():
-                given.setdefault((source.name, name), set()).add(value)
+            for source in held:
+                for name, value in values.items():
+                    given.setdefault((source.name, name), set()).add(value)
     notes = []
     conflicts: list[str] = []
-    named = {s.name: s for s in by_guid.values()}
+    named = {s.name: s for held in by_guid.values() for s in held}
     for (source, name), values in given.items():
         if len(values) == 1:
             named[source].attributes[name] = next(iter(values))

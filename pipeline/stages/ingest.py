@@ -892,8 +892,10 @@ _CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _AS_SPACE = "\x0b\x0c"          # vertical tab, form feed: line and page breaks
 
 
-#: Extensions a QDA program keeps in a source's name ("T01.docx"); a case id drops them.
-DOCUMENT_SUFFIXES = (".txt", ".md", ".docx", ".doc", ".rtf", ".pdf", ".odt", ".vtt", ".srt")
+#: Extensions a QDA program keeps in a source's name ("T01.docx", a recording's
+#: "T01.mp3"); a case id drops them.
+DOCUMENT_SUFFIXES = (".txt", ".md", ".docx", ".doc", ".rtf", ".pdf", ".odt", ".vtt", ".srt",
+                     ".mp3", ".m4a", ".wav", ".mp4", ".mov")
 
 
 def _source_case_id(name: str) -> str:
