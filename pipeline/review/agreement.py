@@ -205,6 +205,12 @@ def audit_words(auditors: list[str], audited: list[str]) -> str:
             + (f" (auditor {', '.join(idle)}: no audit comment recorded)" if idle else ""))
 
 
+def current_label(store: ReviewStore, item: str) -> str:
+    """The item in words, by the name the judges agreed so far (a renamed theme or
+    domain: :meth:`RunItems.label` with the consensus of the open round)."""
+    return store.run.label(item, review_status(store).effective_consensus())
+
+
 def status_text(status: ReviewStatus, run: RunItems) -> str:
     closed = "round 1" if status.round == 2 else f"rounds 1-{status.round - 1}"
     earlier = (f" ({closed} closed; this round starts from round "

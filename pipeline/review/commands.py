@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..fsutil import atomic_write_text
-from .agreement import review_status, status_text
+from .agreement import current_label, review_status, status_text
 from .apply import build_codebook, cases_text, live_codebook, write_codebook
 from .html import render_packet
 from .model import Decision, ReviewError, load_run
@@ -179,7 +179,7 @@ def resolve(run_folder: Path, *, theme: str | None = None, domain: str | None = 
             target = str(store.unused_id("domain"))
         # named as it stands before this decision: a rename reads "theme 1 "old":
         # rename to "new""
-        label = store.label(f"{kind}:{ident}")
+        label = current_label(store, f"{kind}:{ident}")
         d = Decision.parse(f"{kind}:{ident}", {
             "decision": decision, "new_name": name, "target": target, "domain": to_domain,
             "segments": themes if split else segments, "core_idea": core_idea,
@@ -198,7 +198,7 @@ def audit(run_folder: Path, *, by: str, comment: str, theme: str | None = None,
     run = load_run(run_folder)
     with ReviewStore(run) as store:
         store.add_audit_comment(f"{kind}:{ident}", by, comment)
-        label = store.label(f"{kind}:{ident}")
+        label = current_label(store, f"{kind}:{ident}")
     return f"auditor comment on {label} recorded"
 
 
@@ -219,10 +219,10 @@ def answer(run_folder: Path, *, comment: int, by: str, answer: str, text: str = 
     with ReviewStore(run) as store:
         if undo:
             row = store.undo_answer(comment, by)
-            return (f"{by}'s answer to audit comment {comment} on {store.label(row['item'])} "
+            return (f"{by}'s answer to audit comment {comment} on {current_label(store, row['item'])} "
                     "taken back")
         row = store.answer_audit(comment, by, answer, text)
-        label = store.label(row["item"])
+        label = current_label(store, row["item"])
     return (f"{by} {'accepts' if answer == 'accept' else 'argues against'} audit comment "
             f"{comment} by {row['by']} on {label}")
 

@@ -792,19 +792,12 @@ class ReviewStore:
                                     "AND who=? AND action='position' GROUP BY item", (judge,))
         return {r[0]: int(r[1]) for r in rows}
 
-    def label(self, item: str) -> str:
-        """The item in words, by the name the judges agreed so far (a renamed theme or
-        domain: :meth:`RunItems.label` with the consensus of the open round)."""
-        from .agreement import review_status
-
-        return self.run.label(item, review_status(self).effective_consensus())
-
     def _check_version(self, item: str, version: int, judge: str | None = None) -> None:
         change = self.last_change(item, judge)
         if (int(change["id"]) if change else 0) != int(version):
             what = f"{judge}'s position on " if judge else ""
             raise StaleError(
-                f"{what}{self.label(item)} has changed since you opened it "
+                f"{what}{self.run.label(item)} has changed since you opened it "
                 f"({(change or {}).get('who', '?')}: {(change or {}).get('action', '?')} at "
                 f"{str((change or {}).get('at', '?'))[:19].replace('T', ' ')} UTC); "
                 "nothing was saved", item=item, change=change,
@@ -847,7 +840,7 @@ class ReviewStore:
             target = stack[-1]
             if expect is not None and int(target["id"]) != int(expect):
                 raise StaleError(f"the last consensus decision is now the one on "
-                                 f"{self.label(target['item'])} by {target['who']}, not the "
+                                 f"{self.run.label(target['item'])} by {target['who']}, not the "
                                  "one you meant to undo; nothing was undone",
                                  item=target["item"], change=target,
                                  hint="look at the log again, then undo once more")

@@ -23,7 +23,7 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from ..errors import ConsensaError
 from ..exchange import refi
 from ..precode import NONE, PrecodeBatch, record_choices
-from ..review.agreement import review_status
+from ..review.agreement import current_label, review_status
 from ..review.apply import build_codebook, write_codebook
 from ..review.model import Decision, ReviewError, segment_item
 from ..review.store import StaleError
@@ -190,7 +190,7 @@ def decide(review: ReviewApp, request: Request, form) -> Response:
                                        expect={(who, item): _version(form, "v_mine")})
             else:
                 store.resolve([d], by=who, expect={item: _version(form, "v_item")})
-            label = store.label(item)
+            label = current_label(store, item)
     except StaleError as exc:
         return item_page(review, request, item, error=exc, draft=d, status=409)
     except ReviewError as exc:
@@ -240,7 +240,7 @@ def comment(review: ReviewApp, request: Request, form) -> Response:
     try:
         with review.store() as store:
             store.add_audit_comment(item, who, text)
-            label = store.label(item)
+            label = current_label(store, item)
     except ReviewError as exc:
         return item_page(review, request, item, error=exc, status=400, comment_draft=text)
     review.flash(request, f"Comment on {label} recorded.")
@@ -262,7 +262,7 @@ def answer(review: ReviewApp, request: Request, form) -> Response:
                 row = store.undo_answer(cid, who)
             else:
                 row = store.answer_audit(cid, who, word, str(form.get("text", "")))
-            label = store.label(row["item"])
+            label = current_label(store, row["item"])
     except ReviewError as exc:
         raise Refused(400, exc.reason[:1].upper() + exc.reason[1:] + ".",
                       "Nothing was saved.") from None
@@ -288,7 +288,7 @@ def create_category(review: ReviewApp, request: Request, form) -> Response:
         with review.store() as store:
             item = store.create_category(name, ids, domain, who,
                                          str(form.get("category_definition", "")))
-            label = store.label(item)
+            label = current_label(store, item)
     except ReviewError as exc:
         raise _not_saved(exc) from None
     review.flash(request, f"Category created: {label}, {len(ids)} segment(s).")
@@ -305,7 +305,7 @@ def create_domain(review: ReviewApp, request: Request, form) -> Response:
     try:
         with review.store() as store:
             item = store.create_domain(name, who, str(form.get("core_idea", "")))
-            label = store.label(item)
+            label = current_label(store, item)
     except ReviewError as exc:
         raise _not_saved(exc) from None
     review.flash(request, f"Domain created: {label}. Reassign themes to it "
@@ -332,7 +332,7 @@ def split_domain(review: ReviewApp, request: Request, form) -> Response:
             item = store.split_domain(domain, themes, name, who,
                                       str(form.get("definition", "")),
                                       expect=_version(form, "v_item"))
-            label = store.label(item)
+            label = current_label(store, item)
     except StaleError as exc:
         raise Refused(409, exc.reason, exc.hint or "") from None
     except ReviewError as exc:
@@ -370,7 +370,7 @@ def undo(review: ReviewApp, request: Request, form) -> Response:
     try:
         with review.store() as store:
             row = store.undo_consensus(who, expect=_version(form, "expect"))
-            label = store.label(row["item"])
+            label = current_label(store, row["item"])
     except StaleError as exc:
         raise Refused(409, exc.reason, exc.hint or "") from None
     except ReviewError as exc:
