@@ -403,3 +403,47 @@ def test_a_project_exported_by_consensa_is_read_back_as_the_same_transcripts(tmp
     placed, _ = place_codes(read_project(project), load_run(again))
     assert (placed["case_id"] == "case90").any()
     assert len(placed) > 0 and set(placed["how"]) == {"identical"}
+
+
+def test_codes_on_a_recordings_transcript_are_read_at_their_sync_points(tmp_path):
+    """NVivo and MAXQDA keep an interview recorded and transcribed in the program as an
+    audio source holding its transcript; codes on it are transcript selections between
+    two sync points. They are read on the case named after the recording, the case a
+    run reading the same project gets (see tests/test_ingest.py)."""
+    from pipeline.stages.ingest import IngestConfig, ingest
+
+    text = "Interviewer: And you?\nP7: I wept in the session.\n"
+    start = text.index("I wept")
+    end = start + len("I wept")
+    qde = f"""<?xml version="1.0" encoding="utf-8"?>
+<Project xmlns="urn:QDA-XML:project:1.0" name="p">
+ <Users><User guid="u1" name="Ana"/></Users>
+ <CodeBook><Codes><Code guid="c1" name="Tears" isCodable="true"/></Codes></CodeBook>
+ <Sources>
+  <AudioSource guid="a1" name="T07.m4a" path="internal://a1.m4a">
+   <Transcript guid="t1" name="T07 transcript">
+    <PlainTextContent>{text}</PlainTextContent>
+    <SyncPoint guid="s1" timeStamp="1000" position="{start}"/>
+    <SyncPoint guid="s2" timeStamp="2000" position="{end}"/>
+    <TranscriptSelection guid="x1" fromSyncPoint="s1" toSyncPoint="s2" creatingUser="u1">
+     <Coding guid="k1"><CodeRef targetGUID="c1"/></Coding>
+    </TranscriptSelection>
+    <TranscriptSelection guid="x2" fromSyncPoint="s1" toSyncPoint="nowhere">
+     <Coding guid="k2"><CodeRef targetGUID="c1"/></Coding>
+    </TranscriptSelection>
+   </Transcript>
+  </AudioSource>
+ </Sources>
+</Project>"""
+    path = tmp_path / "p.qdpx"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("project.qde", qde)
+    codes = read_project(path)
+    assert codes.texts == {"T07.m4a": text}
+    rows = codes.codings[["case", "code", "coder", "start", "end"]].values.tolist()
+    assert rows == [["T07.m4a", "Tears", "Ana", start, end]]
+    assert any("selection x2 has positions" in n and "left out" in n for n in codes.notes)
+    assert list(ingest(IngestConfig(paths=[str(path)])).sources) == ["T07"]
+    from pipeline.exchange.codes import match_cases
+
+    assert match_cases(["T07.m4a"], ["T07"]) == {"T07.m4a": "T07"}

@@ -841,15 +841,18 @@ def _read_sources(run: RunData, folder: RunFolder) -> None:
 # --- Placing codes in a run's texts ---------------------------------------------------
 
 def match_cases(names: Iterable[str], case_ids: Iterable[str]) -> dict[str, str]:
-    """Each codes case name -> the run's case id (exact, then ignoring case and extension)."""
+    """Each codes case name -> the run's case id (exact, then ignoring case and extension:
+    the extensions a transcript file or a QDA program's source name has, "T01.docx",
+    "T07.m4a")."""
+    from ..stages.ingest import DOCUMENT_SUFFIXES
+
     case_ids = list(case_ids)
     exact = set(case_ids)
     folded = {c.casefold(): c for c in case_ids}
+    suffixes = (*DOCUMENT_SUFFIXES, ".csv", ".xlsx")
     out = {}
     for name in names:
-        stem = Path(name).stem if Path(name).suffix.lower() in (
-            ".txt", ".md", ".docx", ".doc", ".rtf", ".pdf", ".vtt", ".srt", ".csv", ".xlsx",
-            ".odt") else name
+        stem = Path(name).stem if Path(name).suffix.lower() in suffixes else name
         for cand in (name, stem):
             if cand in exact:
                 out[name] = cand

@@ -195,34 +195,47 @@ def text_sources(path: str | Path, *, max_bytes: int = MAX_UNPACKED_BYTES,
     """
     root, _, _, archive = open_project(path, max_bytes, max_ratio)
     found: list[ProjectSource] = []
-    names: set[str] = set()
     by_guid: dict[str, list[ProjectSource]] = {}
-    other: dict[str, int] = {}
-
-    def add(element, name: str, guid: str | None) -> None:
-        if name in names:
-            name = f"{name} ({element.get('guid')})"
-        names.add(name)
+    elements, other = text_elements(root)
+    for element, name, _, owner in elements:
         text, why = source_text(element, archive)
         found.append(ProjectSource(name, text, why))
-        by_guid.setdefault(_guid_key(guid), []).append(found[-1])
+        by_guid.setdefault(_guid_key(owner), []).append(found[-1])
+    return found, other, _case_variables(root, by_guid)
+
+
+def text_elements(root) -> tuple[list[tuple], dict[str, int]]:
+    """``(element, name, name as written, owner's GUID)`` of every element of a project
+    that holds an interview's text, in document order, and the number of the other
+    sources by kind: a text source, or a transcript inside an audio or video source
+    (an interview recorded and transcribed in the QDA program), whose owner is the
+    recording. Names are unique: a repeated one gets the element's GUID beside it; a
+    recording with several transcripts names each ("Focus group.mp3 (transcript 2)").
+    The readers of a project's texts and of its codes both name them so, so that codes
+    place on the cases a run read from the same project."""
+    out: list[tuple] = []
+    names: set[str] = set()
+    other: dict[str, int] = {}
+
+    def add(element, name: str, owner: str | None) -> None:
+        unique = f"{name} ({element.get('guid')})" if name in names else name
+        names.add(unique)
+        out.append((element, unique, name, owner))
 
     sources = xml_child(root, "Sources")
     for src in (list(sources) if sources is not None else []):
         kind_of = xml_local(src.tag)
-        name = src.get("name") or src.get("guid") or f"source {len(found) + 1}"
+        name = src.get("name") or src.get("guid") or f"source {len(out) + 1}"
         if kind_of == "TextSource":
             add(src, name, src.get("guid"))
             continue
-        # an interview recorded and transcribed in the QDA program: the recording is an
-        # audio or video source and its transcripts are inside it, as text
         transcripts = xml_children(src, "Transcript") if kind_of in MEDIA_SOURCES else []
         if not transcripts:
             other[kind_of] = other.get(kind_of, 0) + 1
         for k, transcript in enumerate(transcripts, 1):
             add(transcript, name if len(transcripts) == 1 else
                 f"{name} ({transcript.get('name') or f'transcript {k}'})", src.get("guid"))
-    return found, other, _case_variables(root, by_guid)
+    return out, other
 
 
 def _guid_key(value: str | None) -> str:

@@ -66,6 +66,7 @@ from .qde import (
     Archive,
     open_project,
     source_text,
+    text_elements,
     xml_child,
     xml_children,
     xml_local,
@@ -149,27 +150,31 @@ def _read_root(root, shown: str, kind: str, archive: Archive | None) -> HumanCod
     rows = []
     texts: dict[str, str] = {}
     counts = {"text sources": 0, "selections": 0, "codings": 0}
-    other_sources: dict[str, int] = {}
     unknown_code = 0
-    sources = xml_child(root, "Sources")
-    for src in (list(sources) if sources is not None else []):
-        kind_of = xml_local(src.tag)
-        if kind_of != "TextSource":
-            other_sources[kind_of] = other_sources.get(kind_of, 0) + 1
-            continue
+    elements, other_sources = text_elements(root)
+    for src, name, written, _ in elements:
         counts["text sources"] += 1
-        name = src.get("name") or src.get("guid") or f"source {counts['text sources']}"
-        if name in texts:
-            notes.append(f"two text sources are named '{name}'; the second was read as "
-                         f"'{name} ({src.get('guid')})'")
-            name = f"{name} ({src.get('guid')})"
+        if name != written:
+            notes.append(f"two text sources are named '{written}'; the second was read as "
+                         f"'{name}'")
         text, why = source_text(src, archive)
         if text is not None:
             texts[name] = text
         src_user = (src.get("creatingUser") or "").strip("{}").lower()
-        whole = xml_children(src, "Coding")
-        selections = [(s, int_or_none(s.get("startPosition")), int_or_none(s.get("endPosition")))
-                      for s in xml_children(src, "PlainTextSelection")]
+        if xml_local(src.tag) == "Transcript":
+            # a recording's transcript: a selection runs from one sync point's text
+            # position to another's
+            sync = {(p.get("guid") or "").strip("{}").lower(): int_or_none(p.get("position"))
+                    for p in xml_children(src, "SyncPoint")}
+            whole = []
+            selections = [(s, sync.get((s.get("fromSyncPoint") or "").strip("{}").lower()),
+                           sync.get((s.get("toSyncPoint") or "").strip("{}").lower()))
+                          for s in xml_children(src, "TranscriptSelection")]
+        else:
+            whole = xml_children(src, "Coding")
+            selections = [(s, int_or_none(s.get("startPosition")),
+                           int_or_none(s.get("endPosition")))
+                          for s in xml_children(src, "PlainTextSelection")]
         if text is not None:
             selections += [(c, 0, len(text)) for c in whole]
         elif whole:
@@ -186,8 +191,8 @@ def _read_root(root, shown: str, kind: str, archive: Archive | None) -> HumanCod
                     (text is not None and end > len(text)):
                 size = f"its text of {len(text)} characters" if text is not None else "its text"
                 notes.append(f"source '{name}': selection {sel.get('guid')} has positions "
-                             f"{sel.get('startPosition')}-{sel.get('endPosition')} outside "
-                             f"{size}; left out")
+                             f"{'?' if start is None else start}-{'?' if end is None else end} "
+                             f"outside {size}; left out")
                 continue
             sel_user = (sel.get("creatingUser") or "").strip("{}").lower() or src_user
             for coding in codings:
