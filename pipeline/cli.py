@@ -281,7 +281,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     """``consensa export qdc|qdpx|csv``: write the file(s) and say what they hold (the
     agreed codebook, a draft, or Consensa's proposal)."""
-    from .exchange.refi import CONSENSUS_USER, export_qdc, export_qdpx, iter_codes
+    from .exchange.refi import CONSENSUS_USER, export_qdc, export_qdpx, is_precode_folder, iter_codes
 
     if args.draft and args.proposal:
         from .errors import InputError
@@ -316,6 +316,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         if content is not None:
             _export_notes(content)
         return 0
+    if args.kind == "qdpx" and is_precode_folder(args.source):
+        return _export_precoded(args)
     target, content = export_qdpx(args.source, args.out, **how)
     coded = content.assignments[content.assignments["category_id"] >= 0]
     n_cat = sum(1 for _ in content.categories()) + len(
@@ -333,6 +335,28 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(f"  users: {', '.join(dict.fromkeys(users))}")
     print("  import it in your QDA software as a REFI-QDA project (.qdpx)")
     _export_notes(content)
+    return 0
+
+
+def _export_precoded(args: argparse.Namespace) -> int:
+    """``consensa export qdpx PRECODE_OUT``: the pre-coded transcripts as a project."""
+    from .errors import InputError
+    from .exchange.refi import QUEUE_CODE, precoded_project
+    from .fsutil import atomic_write_bytes
+
+    if args.draft or args.proposal:
+        raise InputError("a pre-coding has no review: --draft and --proposal are for run "
+                         "folders", field="--draft" if args.draft else "--proposal",
+                         hint="leave the option out")
+    target = Path(args.out) if args.out else Path(args.source) / "export" / "precoded.qdpx"
+    data, held = precoded_project(args.source)
+    atomic_write_bytes(target, data)
+    print(f"Consensa project written: {target}")
+    print(f"  it holds the pre-coded transcripts of {args.source}: {held['sources']} text "
+          f"sources, {held['coded']} segments coded with the agreed codebook (user "
+          f"'Consensa'), {held['chosen']} of the queue coded by people since and "
+          f"{held['queue']} still under '{QUEUE_CODE}'")
+    print("  import it in your QDA software as a REFI-QDA project (.qdpx)")
     return 0
 
 

@@ -615,6 +615,8 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
             "codebook": str(Path(codebook).resolve()), "codebook_relative": codebook_rel,
             "run_folder": str(run_folder),
             "transcripts": str(transcripts.resolve()), "threshold": threshold,
+            # how the transcripts were read, so that an export can read the same texts
+            "ingest": cfg.ingest.model_dump(mode="json"),
             "classifier": clf.name, "cv_accuracy": clf.cv_accuracy, "calibration": cal,
             "none_class": {"trained": none_class, "n_segments": int(none.sum()),
                            "n_cases": int(none_cases),

@@ -339,3 +339,57 @@ def test_a_large_queue_is_split_into_workbooks_each_importable(rejecting_codeboo
     last = _fill(out / files[-1], tmp_path / "last.xlsx", {2: cats[0]})
     assert main(["precode", "import", str(last), "--by", "ana"]) == 0
     assert len(stored_choices(root / "run")) == 1
+
+
+def test_a_precoding_opens_in_qda_software_with_the_peoples_choices(queued, tmp_path, capsys):
+    """`consensa export qdpx PRECODE_OUT`: the pre-coded transcripts as a REFI-QDA project
+    that validates against the schema, each segment at its exact offsets, coded by
+    Consensa, or by each person who coded it from the queue, or still under the queue's
+    code with the classifier's suggestions."""
+    from pipeline.exchange.refi import QUEUE_CODE, read_project
+    from tests.refi_schema import schema_errors
+
+    codebook, out = queued
+    cats = {int(c["id"]): c["name"] for d in __import__("yaml").safe_load(
+        codebook.read_text())["domains"] for c in d["categories"]}
+    first = sorted(cats)[0]
+    ws = openpyxl.load_workbook(out / "queue.xlsx")["queue"]
+    picked = {ws.cell(row=2, column=1).value: first, ws.cell(row=3, column=1).value: NONE}
+    assert main(["precode", "import", str(_fill(out / "queue.xlsx", tmp_path / "ana.xlsx",
+                                                {2: first, 3: "none"})), "--by", "ana"]) == 0
+    capsys.readouterr()
+    assert main(["export", "qdpx", str(out)]) == 0
+    said = capsys.readouterr().out
+    path = out / "export" / "precoded.qdpx"
+    seg = pd.read_parquet(out / "segments.parquet")
+    n = len(seg)
+    assert f"2 text sources, 0 segments coded with the agreed codebook (user 'Consensa'), " \
+           f"2 of the queue coded by people since and {n - 2} still under" in said
+    assert schema_errors(path) == []
+    project = read_project(path)
+    rows = project.codings
+    assert sorted(set(rows["coder"])) == ["Consensa", "ana"]
+    by_ana = rows[rows["coder"] == "ana"]
+    assert by_ana["code"].str.endswith(f"> {cats[first]}").all() and len(by_ana) == 1
+    queue = rows[rows["code"] == QUEUE_CODE]
+    assert len(queue) == n - 2                      # 'none of these' takes the queue code away
+    # every coding is a segment, at its exact place in the text the pre-coding read
+    placed = {(c, s, e): t for c, s, e, t in zip(seg["case_id"], seg["start_char"],
+                                                 seg["end_char"], seg["text"], strict=True)}
+    for r in rows.itertuples():
+        assert project.texts[r.case][r.start:r.end] == placed[(r.case, r.start, r.end)]
+    assert set(picked) <= set(seg["segment_id"])
+
+
+def test_a_precoding_whose_transcripts_changed_is_not_exported(queued, tmp_path, capsys):
+    """Codings at offsets into a text that is no longer the one coded would land in the
+    wrong place in a QDA program: the export stops and names the case."""
+    _, out = queued
+    first = sorted((tmp_path / "new").glob("*.txt"))[0]
+    first.write_text("Interviewer: Something else entirely?\nP1: Yes, all new.\n",
+                     encoding="utf-8")
+    capsys.readouterr()
+    assert main(["export", "qdpx", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"could not be read again exactly as the pre-coding read them ({first.stem})" in err
+    assert not (out / "export" / "precoded.qdpx").exists()

@@ -33,6 +33,7 @@ same run exports to the same bytes.
 from __future__ import annotations
 
 import io
+import json
 import math
 import re
 import sqlite3
@@ -821,14 +822,7 @@ def project_bytes(content) -> bytes:
     el(root, "Description", _project_description(content))
     for g in project_notes:
         el(root, "NoteRef", {"targetGUID": g})
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in [("project.qde", _xml_bytes(root, NS_PROJECT)), *sorted(files.items())]:
-            info = zipfile.ZipInfo(name, _ZIP_TIME)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            zf.writestr(info, data)
-    return buf.getvalue()
+    return _zipped(root, files)
 
 
 def _proposal_codes(content, rid: str) -> list[ExportCode]:
@@ -958,3 +952,184 @@ def export_qdpx(source: str | Path, out: str | Path | None = None, *, draft: boo
     target = Path(out) if out else default_target(src, content, ".qdpx")
     atomic_write_bytes(target, project_bytes(content))
     return target, content
+
+
+# --- A pre-coding's result as a project ------------------------------------------------
+
+#: The code a pre-coding puts its queue under: segments a person still has to code.
+QUEUE_CODE = "Needs a human (pre-coding queue)"
+
+
+def is_precode_folder(folder: str | Path) -> bool:
+    """Whether ``folder`` is the output of ``consensa precode`` (not a run folder)."""
+    folder = Path(folder)
+    if not (folder / "segments.parquet").is_file() or (folder / "themes.csv").is_file():
+        return False
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and "classifier" in manifest and "codebook" in manifest
+
+
+def precoded_texts(folder: Path, manifest: dict, segments: pd.DataFrame) -> dict[str, str]:
+    """Each pre-coded case's text, exactly as the pre-coding read it: the de-identified
+    texts it kept beside its output, or the transcripts read again with the ingest
+    settings it recorded. Every segment's text must be found at its offsets, or the
+    export stops: a coding at the wrong place in a QDA program is worse than none."""
+    from ..stages.ingest import IngestConfig, ingest
+
+    texts: dict[str, str] = {}
+    if (manifest.get("deidentify") or {}).get("enabled"):
+        for case, rel in segments.groupby("case_id")["source_file"].first().items():
+            path = folder / str(rel)
+            if path.is_file():
+                texts[str(case)] = path.read_text(encoding="utf-8")
+    elif manifest.get("ingest"):
+        corpus = ingest(IngestConfig(**manifest["ingest"]))
+        texts = {c: s.text for c, s in corpus.sources.items()}
+    else:
+        raise InputError("was written before pre-coding recorded how it read the transcripts, "
+                         "so their texts cannot be read again exactly", path=folder,
+                         hint="run `consensa precode` again (with a new --out) and export that")
+    wrong = sorted({str(r.case_id) for r in segments.itertuples()
+                    if texts.get(str(r.case_id), "")[int(r.start_char):int(r.end_char)] != r.text})
+    if wrong:
+        raise InputError(
+            f"the texts of {len(wrong)} pre-coded case(s) could not be read again exactly as "
+            f"the pre-coding read them ({', '.join(wrong[:5])}{' ...' if len(wrong) > 5 else ''})",
+            path=folder, hint=f"put the transcripts back in {manifest.get('transcripts', '?')} "
+            "as they were; the export needs the whole texts so that the codings' offsets are "
+            "exact")
+    return texts
+
+
+def _zipped(root: ET.Element, files: dict[str, bytes]) -> bytes:
+    """A .qdpx: ``project.qde`` first, then ``files`` by name, with fixed times, so the
+    same project is the same bytes."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in [("project.qde", _xml_bytes(root, NS_PROJECT)), *sorted(files.items())]:
+            info = zipfile.ZipInfo(name, _ZIP_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, data)
+    return buf.getvalue()
+
+
+def precoded_project(folder: str | Path) -> tuple[bytes, dict[str, int]]:
+    """A pre-coding's result as a REFI-QDA project, to check the machine's codes in the
+    team's QDA program: the agreed codebook (domains and categories, with the GUIDs of
+    the codebook's own export, so a program that holds the study sees the same codes),
+    each pre-coded transcript as a source, one coding per coded segment, and the
+    segments of the queue under :data:`QUEUE_CODE`, each with its three suggestions, or,
+    once people have coded them (``consensa precode import``), coded by each of them. A
+    selection's description gives the category and the confidence; segments coded
+    "none of these" are not coded. Returns the bytes and how many sources, coded
+    segments and queued segments they hold."""
+    folder = Path(folder)
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    seg = pd.read_parquet(folder / "segments.parquet")
+    book_path = Path(str(manifest.get("codebook", "")))
+    if not book_path.is_file():
+        raise InputError("the codebook this pre-coding used is not where it was",
+                         path=book_path or folder, hint="put the run's review/codebook.yaml "
+                         "back where the pre-coding found it (manifest.json: codebook)")
+    codes = codebook_from_yaml(book_path)
+    by_category = {code.theme_id: code for _, code in iter_codes(codes)
+                   if code.theme_id is not None}
+    batch = str(manifest.get("batch") or folder.name)
+    queue = ExportCode(guid(batch, "queue"), QUEUE_CODE,
+                       "Segments the pre-coding left to a person: no category reached the "
+                       f"confidence threshold ({manifest.get('threshold')}). Each selection "
+                       "lists the classifier's three suggestions.", "#7F7F7F")
+    texts = precoded_texts(folder, manifest, seg)
+    stamp = _s(manifest.get("created_at")).replace("+00:00", "Z") or None
+    me = guid("user", CONSENSA_USER)
+    # the queue's segments that people have coded since (consensa precode import, or
+    # the browser): each person's latest choice, stored in the run's review store
+    from ..precode import NONE, latest_choices
+
+    chosen: dict[str, list[tuple[str, int]]] = {}
+    run_folder = Path(str(manifest.get("run_folder") or ""))
+    if run_folder.is_dir():
+        for (who, _), v in sorted(latest_choices(run_folder).items()):
+            if str(v.get("batch")) == str(manifest.get("batch")):
+                chosen.setdefault(str(v["segment_id"]), []).append((who, int(v["category_id"])))
+    people = sorted({who for picks in chosen.values() for who, _ in picks})
+
+    def el(parent, tag: str, attrs: dict | None = None, text: str | None = None):
+        e = ET.SubElement(parent, f"{{{NS_PROJECT}}}{tag}", attrs or {})
+        if text is not None:
+            e.text = xml_safe(text)
+        return e
+
+    def stamped(attrs: dict) -> dict:
+        return {**attrs, "creationDateTime": stamp} if stamp else attrs
+
+    root = ET.Element(f"{{{NS_PROJECT}}}Project", stamped(
+        {"name": f"{folder.name} (pre-coded by Consensa)", "origin": f"Consensa {__version__}",
+         "creatingUserGUID": me}))
+    users = el(root, "Users")
+    for name in [CONSENSA_USER, *people]:
+        el(users, "User", {"guid": guid("user", name), "name": name})
+    book = el(el(root, "CodeBook"), "Codes")
+    for code in [*codes, queue]:
+        _code_el(book, code, NS_PROJECT)
+    sources_el = el(root, "Sources")
+    files: dict[str, bytes] = {}
+    n_coded = n_queue = n_chosen = 0
+    for case in sorted(texts):
+        src_guid = guid(batch, "source", case)
+        files[f"Sources/{src_guid}.txt"] = texts[case].encode("utf-8")
+        src = el(sources_el, "TextSource", stamped(
+            {"guid": src_guid, "name": case, "plainTextPath": f"internal://{src_guid}.txt",
+             "creatingUser": me}))
+        el(src, "Description", text=f"Case {case} as the pre-coding read it; positions count "
+                                    "Unicode code points.")
+        rows = seg[seg["case_id"].astype(str) == case].sort_values(["start_char", "end_char"])
+        for r in rows.itertuples():
+            codings: list[tuple[str, ExportCode]] = []        # (who, code)
+            if r.status == "coded" and int(r.category_id) in by_category:
+                codings.append((CONSENSA_USER, by_category[int(r.category_id)]))
+                said = f"pre-coded as '{r.category}', confidence {float(r.confidence):.2f}"
+                n_coded += 1
+            elif bool(r.needs_human):
+                said = "needs a human; suggested: " + "; ".join(
+                    f"'{getattr(r, f'top{k}_category')}' "
+                    f"({float(getattr(r, f'top{k}_confidence')):.2f})" for k in (1, 2, 3)
+                    if str(getattr(r, f"top{k}_category") or ""))
+                picks = chosen.get(str(r.segment_id), [])
+                for who, cid in picks:
+                    if cid in by_category:
+                        codings.append((who, by_category[cid]))
+                if picks:
+                    said += "; coded by " + ", ".join(
+                        f"{who}: " + (f"'{by_category[cid].name}'" if cid in by_category else
+                                      "none of these" if cid == NONE else f"category {cid}")
+                        for who, cid in picks)
+                    n_chosen += 1
+                else:
+                    codings.append((CONSENSA_USER, queue))
+                    n_queue += 1
+            else:
+                continue
+            sel = el(src, "PlainTextSelection", stamped(
+                {"guid": guid(batch, "segment", r.segment_id), "name": str(r.segment_id),
+                 "startPosition": str(int(r.start_char)), "endPosition": str(int(r.end_char)),
+                 "creatingUser": me}))
+            el(sel, "Description", text=said)
+            for who, code in codings:
+                coding = el(sel, "Coding", stamped(
+                    {"guid": guid(batch, "coding", r.segment_id, who), "creatingUser":
+                     guid("user", who)}))
+                el(coding, "CodeRef", {"targetGUID": code.guid})
+    el(root, "Description", text=(
+        f"Pre-coded by Consensa {__version__} with the codebook {book_path.name} "
+        f"({manifest.get('classifier', '?')}, confidence threshold {manifest.get('threshold')}): "
+        f"{n_coded} segment(s) coded, {n_chosen} of the queue coded by people since, "
+        f"{n_queue} left to a person under '{QUEUE_CODE}'. The "
+        "codes' descriptions (frequency labels, core ideas) are those of the study that "
+        "agreed the codebook, not of these transcripts."))
+    return _zipped(root, files), {"sources": len(texts), "coded": n_coded, "queue": n_queue,
+                                  "chosen": n_chosen}
