@@ -14,6 +14,7 @@ import yaml
 
 import pipeline.precode as precode_mod
 from pipeline.cli import main
+from tests.refi_schema import schema_errors
 from tests.review_helpers import agree_and_apply
 from tests.study import study_config, write_study
 
@@ -158,6 +159,10 @@ def test_shards_de_identify_with_the_names_of_every_shard(codebook, tmp_path, mo
     assert texts == {p.name: p.read_text(encoding="utf-8") for p in (one / "sources").glob("*.txt")}
     for row in seg.itertuples():
         assert texts[Path(row.source_file).name][row.start_char:row.end_char] == row.text
+    # its project for QDA software holds the de-identified texts, and only those
+    assert main(["export", "qdpx", str(sharded)]) == 0
+    assert schema_errors(sharded / "export" / "precoded.qdpx") == []
+    assert _holding(sharded, SECRETS) == []
 
 
 def test_a_sharded_precoding_needs_out_and_a_shared_embedding_space(tmp_path, study_run, capsys):
