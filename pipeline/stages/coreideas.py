@@ -138,6 +138,7 @@ _KEEP_DOUBLED = frozenset({"had", "that", "is"})
 #: "that that" before one of these is said twice ("the one that that I think about"):
 #: the grammatical double is a conjunction before a demonstrative ("said that that was").
 _SUBJECTS = frozenset("i you he she we they i'm i've i'd i'll you're we're they're he's she's".split())
+_DASHES = frozenset({"-", "—", "–", "--"})
 _SEPARATORS = frozenset({",", "-", "--", "—", "–", "...", "…", "—,", ",—"})
 _TERMINAL = frozenset({".", "!", "?", "…", "...", "?!", "!?"})
 
@@ -172,11 +173,6 @@ def _join(toks: list[list]) -> str:
     return "".join(out)
 
 
-def _boundary(toks: list[list], i: int) -> bool:
-    """Position i (a token index, or len) borders a pause: the text's edge or punctuation."""
-    return i < 0 or i >= len(toks) or not _is_word(toks[i][0])
-
-
 #: Words that open a clause: after a filler set off by commas ("every few
 #: sessions, like, is this useful"), one comma stays, or two clauses run together.
 _CLAUSE_OPENERS = frozenset("""
@@ -186,7 +182,63 @@ should if because and but so then or
 """.split())
 
 
-def _drop(toks: list[list], start: int, end: int) -> list[list]:
+class _Gap:
+    """A token list edited near a cursor: the items before it in ``head``, the rest in
+    ``tail``, reversed; and as many lists in step with it (a token's normalised form,
+    say), edited alike. Removing items at the cursor costs what is removed, moving the
+    cursor what it moves; rebuilding the list at each removal (``toks[:i] + toks[j:]``)
+    cost its whole length, so a long utterance full of fillers or repeats ("I, I, I,
+    ...", 16,000 words) took a minute, quadratic in its length."""
+
+    __slots__ = ("head", "tail", "columns")
+
+    def __init__(self, items: list, *in_step: list) -> None:
+        #: (head, tail) of the items, then of each list in step with them
+        self.columns = [([], x[::-1]) for x in (items, *in_step)]
+        self.head, self.tail = self.columns[0]
+
+    def __len__(self) -> int:
+        return len(self.head) + len(self.tail)
+
+    def __getitem__(self, k: int):
+        return self.get(k)
+
+    def __setitem__(self, k: int, value) -> None:
+        self.put(k, value)
+
+    def get(self, k: int, column: int = 0):
+        head, tail = self.columns[column]
+        return head[k] if k < len(head) else tail[len(head) - k - 1]
+
+    def put(self, k: int, value, column: int = 0) -> None:
+        head, tail = self.columns[column]
+        if k < len(head):
+            head[k] = value
+        else:
+            tail[len(head) - k - 1] = value
+
+    def seek(self, k: int) -> None:
+        """Move the cursor to ``k`` (or the end)."""
+        step = min(k - len(self.head), len(self.tail))
+        for head, tail in self.columns:
+            if step > 0:
+                head.extend(tail[:-step - 1:-1])
+                del tail[-step:]
+            elif step < 0:
+                tail.extend(head[:step - 1:-1])
+                del head[step:]
+
+    def delete(self, start: int, end: int) -> None:
+        """Remove items ``start`` to ``end``."""
+        self.seek(start)
+        for _, tail in self.columns:
+            del tail[len(tail) - (end - start):]
+
+    def items(self) -> list:
+        return self.head + self.tail[::-1]
+
+
+def _drop(toks: _Gap, start: int, end: int) -> _Gap:
     """Remove toks[start:end] (a filler) with the commas touching it.
 
     A filler between two commas takes both when it sat inside a clause ("it was,
@@ -194,7 +246,7 @@ def _drop(toks: list[list], start: int, end: int) -> list[list]:
     ("sessions, like, is this useful": "sessions, is this useful"), unless the
     word before is itself a link ("And, you know, I cried": "And I cried")."""
     left, right = start, end
-    if right < len(toks) and toks[right][0] in ("-", "—", "–", "--") and not toks[right][1]:
+    if right < len(toks) and toks[right][0] in _DASHES and not toks[right][1]:
         right += 1                             # "um-": the dash is the filler's
     took_comma = right < len(toks) and toks[right][0] == ","
     if took_comma:
@@ -208,91 +260,159 @@ def _drop(toks: list[list], start: int, end: int) -> list[list]:
     if left > 0 and toks[left - 1][0] == "," and right < len(toks) and toks[right][0] in _TERMINAL:
         left -= 1
     kept_space = toks[left][1] if left < len(toks) else False
-    rest = toks[:left] + toks[right:]
-    if left < len(rest):
-        rest[left] = [rest[left][0], rest[left][1] or kept_space]
-    return rest
-
-
-def _sentence_start(toks: list[list], i: int) -> bool:
-    return i == 0 or toks[i - 1][0] in _TERMINAL
-
-
-def _remove_fillers(toks: list[list]) -> list[list]:
-    i = 0
-    while i < len(toks):
-        w = _norm(toks[i][0])
-        nxt = _norm(toks[i + 1][0]) if i + 1 < len(toks) else None
-        if w in FILLERS:
-            toks = _drop(toks, i, i + 1)
-            i = max(0, i - 1)
-            continue
-        if w == "you" and nxt == "know" and _boundary(toks, i - 1) and _boundary(toks, i + 2):
-            toks = _drop(toks, i, i + 2)
-            i = max(0, i - 1)
-            continue
-        if w == "i" and nxt == "mean" and _boundary(toks, i - 1) and (
-                _boundary(toks, i + 2) or (_sentence_start(toks, i)
-                                            and _norm(toks[i + 2][0]) not in _MEAN_OBJECTS)):
-            toks = _drop(toks, i, i + 2)
-            i = max(0, i - 1)
-            continue
-        if w == "like" and nxt == "," and (_boundary(toks, i - 1)
-                                           or _norm(toks[i - 1][0]) in _BE_AND_LINKS):
-            toks = _drop(toks, i, i + 1)
-            i = max(0, i - 1)
-            continue
-        i += 1
+    toks.delete(left, right)
+    if left < len(toks):
+        toks[left] = [toks[left][0], toks[left][1] or kept_space]
     return toks
 
 
-def _find_repetition(toks: list[list], norms: list[str], words: list[bool]) -> tuple[int, int, int] | None:
+#: a filler, or the first and second word of one: without any, nothing is removed
+_FILLER_PAIRS = frozenset({("you", "know"), ("i", "mean"), ("like", ",")})
+
+
+def _remove_fillers(tokens: list[list]) -> list[list]:
+    norms = [_norm(t[0]) for t in tokens]
+    if FILLERS.isdisjoint(norms) and _FILLER_PAIRS.isdisjoint(zip(norms, norms[1:])):
+        return tokens                          # most sentences
+    toks = _Gap(tokens, norms)
+    head, tail = toks.head, toks.tail          # the cursor is at i
+    norm_head, norm_tail = toks.columns[1]
+    while tail:
+        i = len(head)
+        w = norm_tail[-1]
+        nxt = norm_tail[-2] if len(tail) > 1 else None
+        # toks[i - 1] is head[-1], toks[i + 2] tail[-3]; "borders a pause": the text's
+        # edge or punctuation
+        if w in FILLERS:
+            end = i + 1
+        elif w == "you" and nxt == "know" and (not head or not _is_word(head[-1][0])) \
+                and (len(tail) < 3 or not _is_word(tail[-3][0])):
+            end = i + 2
+        elif w == "i" and nxt == "mean" and (not head or not _is_word(head[-1][0])) and (
+                len(tail) < 3 or not _is_word(tail[-3][0])
+                or ((not head or head[-1][0] in _TERMINAL)
+                    and _norm(tail[-3][0]) not in _MEAN_OBJECTS)):
+            end = i + 2
+        elif w == "like" and nxt == "," and (not head or not _is_word(head[-1][0])
+                                             or _norm(head[-1][0]) in _BE_AND_LINKS):
+            end = i + 1
+        else:
+            head.append(tail.pop())
+            norm_head.append(norm_tail.pop())
+            continue
+        _drop(toks, i, end)
+        toks.seek(max(0, i - 1))                # the word before may start one now
+    return toks.items()
+
+
+#: A repetition starting at i reads no further than i + 9 (four words, two separators,
+#: four words; the word after "that that"): an edit at k makes or unmakes one only from
+#: k - _REACH on.
+_REACH = 12
+#: how many starts :func:`_find_repetition` looks at in one go
+_SCAN = 64
+_NORM, _IS_WORD = 1, 2                 # the columns of the tokens' _Gap
+
+
+def _find_repetition(toks: _Gap, start: int) -> tuple[int, int, int] | None:
     """(i, n, j): toks[i:i + n] said again at toks[j:j + n], with only separators
-    between; the leftmost, longest first."""
-    size = len(toks)
-    for i in range(size):
-        if not words[i]:
-            continue
-        # a repeat of toks[i:i + n] starts within n + 2 tokens of i (n <= 4): without
-        # the same word there, no repetition starts at i (the common case)
-        if norms[i] not in norms[i + 1:i + 7]:
-            continue
-        for n in (4, 3, 2, 1):
-            if i + 2 * n > size or not all(words[i:i + n]):
-                continue
-            j = i + n
-            while j < size and toks[j][0] in _SEPARATORS and j - (i + n) < 2:
-                j += 1
-            if j + n > size or norms[j] != norms[i] or norms[i:i + n] != norms[j:j + n] \
-                    or not all(words[j:j + n]):
-                continue
-            if n == 1 and norms[i] in _KEEP_DOUBLED and j == i + 1 and not (
-                    norms[i] == "that" and j + 1 < size and norms[j + 1] in _SUBJECTS):
-                continue
-            return i, n, j
+    between; the leftmost at or after ``start``, longest first. Moves the cursor."""
+    toks.seek(start)
+    head, tail = toks.head, toks.tail
+    norm_tail, word_tail = toks.columns[_NORM][1], toks.columns[_IS_WORD][1]
+    while tail:
+        # the next _SCAN starts, and the ten tokens from each: all a repetition reads
+        texts = [t[0] for t in tail[:-_SCAN - 11:-1]]
+        norms = norm_tail[:-_SCAN - 11:-1]
+        words = word_tail[:-_SCAN - 11:-1]
+        for p in range(min(_SCAN, len(norms))):
+            # a repeat of toks[i:i + n] starts within n + 2 tokens of i (n <= 4): without
+            # the same word there, no repetition starts at i (the common case)
+            if words[p] and norms[p] in norms[p + 1:p + 7]:
+                found = _repetition_at(texts[p:p + 10], norms[p:p + 10], words[p:p + 10])
+                if found is not None:
+                    i = len(head) + p
+                    toks.seek(i)
+                    return i, found[0], i + found[1]
+        toks.seek(len(head) + _SCAN)
     return None
 
 
-def _remove_repetitions(toks: list[list]) -> list[list]:
-    while True:
-        norms = [_norm(t[0]) for t in toks]
-        words = [_is_word(t[0]) for t in toks]
-        # cut-off words: "go- going"
-        for i in range(len(toks) - 2):
-            if words[i] and words[i + 2] and toks[i + 1][0] in ("-", "—", "–", "--") \
-                    and not toks[i + 1][1] and toks[i + 2][1] \
-                    and len(norms[i + 2]) > len(norms[i]) and norms[i + 2].startswith(norms[i]):
-                toks = toks[:i] + [[toks[i + 2][0], toks[i][1]]] + toks[i + 3:]
+def _repetition_at(texts: list[str], norms: list[str], words: list[bool]) -> tuple[int, int] | None:
+    """(n, j): the tokens from 0 to n said again from j; None if none starts at 0."""
+    size = len(norms)
+    for n in (4, 3, 2, 1):
+        if 2 * n > size or not all(words[:n]):
+            continue
+        j = n
+        while j < size and texts[j] in _SEPARATORS and j - n < 2:
+            j += 1
+        if j + n > size or norms[j] != norms[0] or norms[:n] != norms[j:j + n] \
+                or not all(words[j:j + n]):
+            continue
+        if n == 1 and norms[0] in _KEEP_DOUBLED and j == 1 and not (
+                norms[0] == "that" and j + 1 < size and norms[j + 1] in _SUBJECTS):
+            continue
+        return n, j
+    return None
+
+
+def _cut_off(part: list, dash: list, whole: list) -> bool:
+    """``part``, ``dash`` and ``whole`` are a cut-off word and the word it starts."""
+    if not (dash[0] in _DASHES and not dash[1] and whole[1]
+            and _is_word(part[0]) and _is_word(whole[0])):
+        return False
+    part, whole = _norm(part[0]), _norm(whole[0])
+    return len(whole) > len(part) and whole.startswith(part)
+
+
+def _remove_repetitions(tokens: list[list]) -> list[list]:
+    """Cut-off words first (the leftmost, until none is left), then the leftmost
+    repetition, and again. An edit changes what is found only near it, so the search
+    goes on from there rather than from the start: linear in the length."""
+    norms = [_norm(t[0]) for t in tokens]
+    dashes = [k for k, t in enumerate(tokens) if t[0] in _DASHES]
+    cuts = [k - 1 for k in dashes if 0 < k < len(tokens) - 1
+            and _cut_off(tokens[k - 1], tokens[k], tokens[k + 1])]
+    # the first repetition: at a word said again within six tokens
+    for first, norm in enumerate(norms):
+        if norm in norms[first + 1:first + 7] and _is_word(tokens[first][0]):
+            near = tokens[first:first + 10]
+            if _repetition_at([t[0] for t in near], norms[first:first + 10],
+                              [_is_word(t[0]) for t in near]) is not None:
                 break
-        else:
-            found = _find_repetition(toks, norms, words)
-            if found is None:
-                return toks
-            i, n, j = found
-            after_space = toks[j + n][1] if j + n < len(toks) else False
-            toks = toks[:i + n] + toks[j + n:]
-            if i + n < len(toks):
-                toks[i + n] = [toks[i + n][0], toks[i + n][1] or after_space]
+    else:
+        if not cuts:
+            return tokens             # nothing to remove: most sentences
+        first = len(norms)
+    toks = _Gap(tokens, norms, [_is_word(t[0]) for t in tokens])
+    # a cut-off word can start only in [cut_lo, cut_hi)
+    cut_lo, cut_hi = (cuts[0], cuts[-1] + 1) if cuts else (0, 0)
+    rep_lo = first                    # no repetition starts before rep_lo
+    while True:
+        # cut-off words: "go- going"
+        at = next((k for k in range(cut_lo, min(cut_hi, len(toks) - 2))
+                   if _cut_off(toks[k], toks[k + 1], toks[k + 2])), None)
+        if at is not None:
+            toks[at] = [toks[at + 2][0], toks[at][1]]
+            toks.put(at, toks.get(at + 2, _NORM), _NORM)
+            toks.put(at, toks.get(at + 2, _IS_WORD), _IS_WORD)
+            toks.delete(at + 1, at + 3)
+            # a new one can start two before; those after moved two to the left
+            cut_lo, cut_hi = max(0, at - 2), max(cut_hi - 2, at + 1)
+            rep_lo = min(rep_lo, max(0, at - _REACH))
+            continue
+        found = _find_repetition(toks, rep_lo)
+        if found is None:
+            return toks.items()
+        i, n, j = found
+        after_space = toks[j + n][1] if j + n < len(toks) else False
+        toks.delete(i + n, j + n)
+        if i + n < len(toks):
+            toks[i + n] = [toks[i + n][0], toks[i + n][1] or after_space]
+        # the only cut-off words now are those across the join
+        cut_lo, cut_hi = max(0, i + n - 2), i + n
+        rep_lo = max(0, i + n - _REACH)
 
 
 _DANGLING = frozenset({",", ";", ":", "-", "--", "—", "–"})
