@@ -206,6 +206,21 @@ def test_sentences_keep_initials_and_titles_inside(text, sentences):
     assert [text[a:b] for a, b in _sentence_spans(text)] == sentences
 
 
+def test_sentence_spans_of_a_long_stretch_of_abbreviations_and_stops_are_linear():
+    """A full stop that does not end the sentence ("Mr. A.") was checked against the
+    whole sentence so far, and a run of stops with no space after it was tried from
+    each of its characters: these took 11 s, now a few hundredths."""
+    import time
+
+    initials = "So Mr. A. " * 2000
+    stops = "It was" + "." * 8000 + "x. Then"
+    started = time.perf_counter()
+    assert _sentence_spans(initials) == [(0, len(initials) - 1)]
+    assert _sentence_spans(stops) == [(0, 8008), (8009, 8013)]
+    took = time.perf_counter() - started
+    assert took < 3, f"{took:.1f} s"
+
+
 def test_core_ideas_shape_links_and_clean_up():
     seg, dom, vec = make_segments()
     df = core_ideas(seg, dom, vec, CoreIdeaConfig())

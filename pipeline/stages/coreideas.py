@@ -509,8 +509,23 @@ def ends_with_abbreviation(text: str, following: str = "") -> bool:
     return following.lstrip()[:1].islower() or bool(
         _ABBREVIATION.search(before) or _INITIAL.search(before)
         or re.match(r"\s*[A-Z]\.(?!\w)", following))
-_END = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s|$)|\n\s*\n")
+#: a sentence's end: stops (never from inside a run of them), closing marks, a space;
+#: or a blank line. Possessive, and starting where a run of stops starts: trying every
+#: start inside a long run of stops ("......" with no space after) was quadratic
+_END = re.compile(r"(?<![.!?…])[.!?…]++[\"'”’)\]]*+(?=\s|$)|\n\s*\n")
 _CLAUSE = re.compile(r"[,;:]+\s+|\s+[—–-]{1,2}\s+|[—–]")
+
+
+def _abbreviation_reads(text: str, start: int, end: int) -> int:
+    """Where the sentence so far (``text[start:end]``, ending in a full stop) can start
+    for :func:`ends_with_abbreviation` to give the same answer: the last word before the
+    stop, the spaces before it, and twelve characters more (the longest abbreviation,
+    its full stop and the character before it). Passing all of it, again at each full
+    stop that does not end the sentence ("Dr. A. and Dr. B. and ..."), was quadratic."""
+    at = end - 2                              # the letter of an initial
+    while at > start and text[at - 1].isspace():
+        at -= 1
+    return max(start, at - 12)
 
 
 def _sentence_spans(text: str) -> list[tuple[int, int]]:
@@ -518,8 +533,9 @@ def _sentence_spans(text: str) -> list[tuple[int, int]]:
     blanked = blank_transcriber_notes(text)
     spans, start = [], 0
     for m in _END.finditer(blanked):
-        if m.group() == "." and ends_with_abbreviation(blanked[start:m.end()],
-                                                       blanked[m.end():m.end() + 4]):
+        if m.group() == "." and ends_with_abbreviation(
+                blanked[_abbreviation_reads(blanked, start, m.end()):m.end()],
+                blanked[m.end():m.end() + 4]):
             continue
         spans.append((start, m.end()))
         start = m.end()
