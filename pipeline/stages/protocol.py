@@ -490,17 +490,30 @@ def _words(text: str) -> list[str]:
     return [w.lower().replace("’", "'") for w in _WORD.findall(text)]
 
 
+def _last_words(parts: list[str]) -> str:
+    """The end of ``" ".join(parts)`` that :func:`ends_with_abbreviation` reads: its last
+    two words (an abbreviation is inside one; an initial's title is the word before)."""
+    last = parts[-1]
+    if len(parts) == 1 or len(last.split(None, 1)) > 1:
+        return last
+    return parts[-2] + " " + last
+
+
 def _sentences(text: str) -> list[str]:
-    out: list[str] = []
+    """The sentences of ``text``. A sentence joined from many pieces ("Mr. A. ...
+    Mr. A. ...") is kept as its pieces until the end, and only its last words are
+    checked for an abbreviation: checking (and growing) the whole sentence at each
+    piece was quadratic in its length."""
+    out: list[list[str]] = []
     for piece in _SENTENCE_END.split(text.strip()):
         piece = piece.strip()
         if not piece:
             continue
-        if out and ends_with_abbreviation(out[-1], piece):     # "Mr. A. to supervision?" is one
-            out[-1] += " " + piece
+        if out and ends_with_abbreviation(_last_words(out[-1]), piece):  # "Mr. A. to supervision?" is one
+            out[-1].append(piece)
         else:
-            out.append(piece)
-    return out
+            out.append([piece])
+    return [" ".join(parts) for parts in out]
 
 
 def _is_question(sentence: str) -> bool:
