@@ -200,7 +200,7 @@ def text_sources(path: str | Path, *, max_bytes: int = MAX_UNPACKED_BYTES,
     for element, name, _, owner in elements:
         text, why = source_text(element, archive)
         found.append(ProjectSource(name, text, why))
-        by_guid.setdefault(_guid_key(owner), []).append(found[-1])
+        by_guid.setdefault(guid_key(owner), []).append(found[-1])
     return found, other, _case_variables(root, by_guid)
 
 
@@ -238,7 +238,8 @@ def text_elements(root) -> tuple[list[tuple], dict[str, int]]:
     return out, other
 
 
-def _guid_key(value: str | None) -> str:
+def guid_key(value: str | None) -> str:
+    """A GUID as references compare it: braces, case and surrounding spaces ignored."""
     return (value or "").strip().strip("{}").lower()
 
 
@@ -246,7 +247,7 @@ def _case_variables(root, by_guid: dict[str, list[ProjectSource]]) -> list[str]:
     """Give each source the variable values of the project's cases that hold it (see
     :func:`text_sources`); the notes say what could not be given."""
     variables = xml_child(root, "Variables")
-    var_name = {_guid_key(v.get("guid")): (v.get("name") or "").strip()
+    var_name = {guid_key(v.get("guid")): (v.get("name") or "").strip()
                 for v in (xml_children(variables, "Variable") if variables is not None else [])}
     cases = xml_child(root, "Cases")
     given: dict[tuple[str, str], set[str]] = {}          # (source, variable) -> values
@@ -255,13 +256,13 @@ def _case_variables(root, by_guid: dict[str, list[ProjectSource]]) -> list[str]:
         values: dict[str, str] = {}
         for vv in xml_children(case, "VariableValue"):
             ref = xml_child(vv, "VariableRef")
-            name = var_name.get(_guid_key(ref.get("targetGUID") if ref is not None else ""))
+            name = var_name.get(guid_key(ref.get("targetGUID") if ref is not None else ""))
             value = next((xml_child(vv, t) for t in _VALUE_TAGS if xml_child(vv, t) is not None),
                          None)
             if name and value is not None and (value.text or "").strip():
                 values[name] = value.text.strip()
         for ref in xml_children(case, "SourceRef"):
-            held = by_guid.get(_guid_key(ref.get("targetGUID")))
+            held = by_guid.get(guid_key(ref.get("targetGUID")))
             if held is None:
                 unknown_sources += 1
                 continue

@@ -65,6 +65,7 @@ from .qde import (
     MAX_RATIO,
     MAX_UNPACKED_BYTES,
     Archive,
+    guid_key,
     open_project,
     source_text,
     text_elements,
@@ -165,11 +166,11 @@ def _read_root(root, shown: str, kind: str, archive: Archive | None) -> HumanCod
         if xml_local(src.tag) == "Transcript":
             # a recording's transcript: a selection runs from one sync point's text
             # position to another's
-            sync = {(p.get("guid") or "").strip("{}").lower(): int_or_none(p.get("position"))
+            sync = {guid_key(p.get("guid")): int_or_none(p.get("position"))
                     for p in xml_children(src, "SyncPoint")}
             whole = []
-            selections = [(s, sync.get((s.get("fromSyncPoint") or "").strip("{}").lower()),
-                           sync.get((s.get("toSyncPoint") or "").strip("{}").lower()))
+            selections = [(s, sync.get(guid_key(s.get("fromSyncPoint"))),
+                           sync.get(guid_key(s.get("toSyncPoint"))))
                           for s in xml_children(src, "TranscriptSelection")]
         else:
             whole = xml_children(src, "Coding")
@@ -619,6 +620,23 @@ def speaker_labelled(text: str, turns: pd.DataFrame):
     return "".join(parts), moved
 
 
+def _el(parent, tag: str, attrs: dict | str | None = None, text: str | None = None):
+    """A child element of a project, its text made safe for XML; ``_el(parent,
+    "Description", "its text")`` for an element with text only."""
+    if isinstance(attrs, str):
+        attrs, text = None, attrs
+    e = ET.SubElement(parent, f"{{{NS_PROJECT}}}{tag}", attrs or {})
+    if text is not None:
+        e.text = xml_safe(text)
+    return e
+
+
+def _stamped(attrs: dict, stamp: str | None) -> dict:
+    """``attrs`` with the export's creation time, when it has one (the same content
+    gives the same bytes: the time is the run's or the pre-coding's, not the export's)."""
+    return {**attrs, "creationDateTime": stamp} if stamp else attrs
+
+
 def project_bytes(content) -> bytes:
     """An export (:class:`pipeline.exchange.agreed.ExportContent`) as a REFI-QDA project.
 
@@ -653,18 +671,9 @@ def project_bytes(content) -> bytes:
     stamp = _s(run.manifest.get("started_at")).replace("+00:00", "Z") or None
 
     def stamped(attrs: dict) -> dict:
-        if stamp:
-            attrs["creationDateTime"] = stamp
-        return attrs
+        return _stamped(attrs, stamp)
 
-    def el(parent, tag: str, attrs: dict | str | None = None, text: str | None = None):
-        if isinstance(attrs, str):      # el(parent, "Description", "its text")
-            attrs, text = None, attrs
-        e = ET.SubElement(parent, f"{{{NS_PROJECT}}}{tag}", attrs or {})
-        if text is not None:
-            e.text = xml_safe(text)
-        return e
-
+    el = _el
     codes = codes_from_data(content.data, rid) if content.kind != PROPOSAL \
         else _proposal_codes(content, rid)
     by_theme: dict[int, ExportCode] = {}
@@ -1058,14 +1067,10 @@ def precoded_project(folder: str | Path) -> tuple[bytes, dict[str, int]]:
                 chosen.setdefault(str(v["segment_id"]), []).append((who, int(v["category_id"])))
     people = sorted({who for picks in chosen.values() for who, _ in picks})
 
-    def el(parent, tag: str, attrs: dict | None = None, text: str | None = None):
-        e = ET.SubElement(parent, f"{{{NS_PROJECT}}}{tag}", attrs or {})
-        if text is not None:
-            e.text = xml_safe(text)
-        return e
-
     def stamped(attrs: dict) -> dict:
-        return {**attrs, "creationDateTime": stamp} if stamp else attrs
+        return _stamped(attrs, stamp)
+
+    el = _el
 
     root = ET.Element(f"{{{NS_PROJECT}}}Project", stamped(
         {"name": f"{folder.name} (pre-coded by Consensa)", "origin": f"Consensa {__version__}",
