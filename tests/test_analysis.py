@@ -651,6 +651,95 @@ def test_a_domains_clusterer_compares_all_pairs_and_finds_what_the_tree_search_f
 
 
 
+def _one_storyteller(story_segments: int = 7) -> tuple[pd.DataFrame, np.ndarray]:
+    """One domain where ten cases each speak once to each of two topics, and case C0
+    also tells one story over ``story_segments`` turns, in words close to each other,
+    near the first topic (seeded)."""
+    rng = np.random.default_rng(1)
+    topic_a, topic_b = rng.normal(size=32), rng.normal(size=32)
+    vectors, cases = [], []
+    for i in range(10):
+        for topic in (topic_a, topic_b):
+            vectors.append(topic + 0.6 * rng.normal(size=32))
+            cases.append(f"C{i}")
+    story = topic_a + 0.5 * rng.normal(size=32)
+    for _ in range(story_segments):
+        vectors.append(story + 0.1 * rng.normal(size=32))
+        cases.append("C0")
+    seg = pd.DataFrame({"segment_id": [f"s{i}" for i in range(len(cases))], "case_id": cases,
+                        "text": ["what was said"] * len(cases)})
+    return seg, np.array(vectors)
+
+
+def test_one_participant_s_story_is_no_category_of_its_own():
+    """A CQR category is what several cases said. One participant's story told over
+    seven turns in close words is a dense group, and on content alone it became a
+    category of one case (flagged, but proposed). By default the smallest category
+    grows with the cases that spoke in the domain, and turns of one case are held
+    apart, so the story joins the topic the other cases spoke to."""
+    from pipeline.stages.crossanalysis import CrossAnalysisConfig, cross_analyse
+
+    seg, X = _one_storyteller()
+    story = np.flatnonzero(seg["case_id"].eq("C0"))[2:]         # C0's story turns
+    domain = np.zeros(len(seg), np.int64)
+
+    content_only = cross_analyse(seg, X, domain, CrossAnalysisConfig(
+        stance=False, same_case_distance=0, min_category_case_share=0))
+    told = content_only.categories.set_index("category_id").loc[
+        int(content_only.category[story[0]])]
+    assert set(content_only.category[story].tolist()) == {int(told.name)}
+    assert told["n_cases"] == 1 and "single story" in told["flags"]
+
+    default = cross_analyse(seg, X, domain, CrossAnalysisConfig(stance=False))
+    cats = default.categories.set_index("category_id")
+    assert (cats["n_cases"] > 1).all()
+    assert not any("single story" in f for f in cats["flags"])
+    [home] = set(default.category[story].tolist())
+    topic_a = np.arange(0, 20, 2)                                # every case's first topic
+    assert (default.category[topic_a] == home).mean() > 0.5
+
+
+def test_a_domain_s_cases_reach_the_clusterer_and_its_cache_key(tmp_path):
+    """The default clusterer sees which segments share a case: two of one case are
+    ``same_case_distance`` further apart than their content says, the same algorithm
+    on that distance matrix. The cached groups are keyed on which rows share a case
+    too, so a re-run with the same vectors told by other cases clusters again."""
+    from sklearn.cluster import HDBSCAN
+
+    from pipeline.cache import Cache
+    from pipeline.stages.crossanalysis import _cluster, hdbscan_cluster_fn
+
+    seg, X = _one_storyteller()
+    X = X / np.linalg.norm(X, axis=1, keepdims=True)
+    cases = seg["case_id"].to_numpy()
+    labels, probs = hdbscan_cluster_fn(same_case_distance=0.3)(X, cases)
+    D = np.sqrt(np.clip(2 - 2 * X @ X.T, 0, None)) + 0.3 * (cases[:, None] == cases[None, :])
+    np.fill_diagonal(D, 0)
+    mcs = max(3, round(np.sqrt(len(X)) / 2))
+    ref = HDBSCAN(min_cluster_size=mcs, min_samples=max(1, round(mcs / 3)),
+                  metric="precomputed", copy=True).fit(D)
+    assert np.array_equal(labels, ref.labels_) and np.allclose(probs, ref.probabilities_)
+    plain = hdbscan_cluster_fn()(X)                       # no cases: content alone
+    assert not np.array_equal(plain[0], labels)
+
+    calls = []
+    inner = hdbscan_cluster_fn(same_case_distance=0.3)
+
+    def fit(vectors, cases):
+        calls.append(list(cases))
+        return inner(vectors, cases)
+
+    fit.case_aware, fit.cache_params = True, inner.cache_params
+    memory = Cache(tmp_path / "cache")
+    first = _cluster(X, fit, 0.35, "domain 0", memory=memory, cases=cases)
+    again = _cluster(X, fit, 0.35, "domain 0", memory=memory, cases=cases)
+    assert len(calls) == 1 and calls[0] == list(cases)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    others = np.array([f"C{i % 10}" for i in range(len(X))], dtype=object)
+    _cluster(X, fit, 0.35, "domain 0", memory=memory, cases=others)
+    assert len(calls) == 2 and calls[1] == list(others)
+
+
 def _blobs(k: int, per: int, dim: int = 32) -> np.ndarray:
     """``k`` tight groups of ``per`` unit vectors each, in group order (seeded)."""
     rng = np.random.default_rng(0)

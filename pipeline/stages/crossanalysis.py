@@ -24,8 +24,10 @@ nothing is printed or written):
     ``count_reassigned_above`` (the honest-frequency rule below).
   - ``cluster_fn(vectors) -> (labels, probabilities)``: any clusterer; labels -1
     are outliers, probabilities are membership strengths in [0, 1]. It is called
-    on one domain's (or one category's) unit vectors at a time. Default:
-    :func:`hdbscan_cluster_fn` ``()``. A run wraps its registered clusterer:
+    on one domain's (or one category's) unit vectors at a time; one with the
+    attribute ``case_aware = True`` is called ``cluster_fn(vectors, cases)``.
+    Default: :func:`hdbscan_cluster_fn` with the config's ``same_case_distance``
+    and ``min_category_case_share``. Any clusterer can be wrapped:
     ``lambda X: (c := make_clusterer().fit(X)).labels_, c.probabilities_``.
   - ``encode(list[str]) -> ndarray``: the embedder that made ``vectors``; it
     embeds the stance anchors. Without it no stance subcategories are proposed.
@@ -43,8 +45,9 @@ nothing is printed or written):
     again; a ``cluster_fn`` given by the caller is never cached (nothing says
     what it computes).
 * :func:`hdbscan_cluster_fn` ``(min_cluster_size=None, min_samples=None,
-  floor=3) -> cluster_fn``: scikit-learn's HDBSCAN, the smallest category scaled
-  to the number of segments clustered.
+  floor=3, same_case_distance=0.0, case_share=0.0, case_share_cap=15) ->
+  cluster_fn``: scikit-learn's HDBSCAN, the smallest category scaled to the
+  number of segments and of cases clustered, segments of one case held apart.
 
 What :class:`CrossAnalysis` holds
 ---------------------------------
@@ -92,8 +95,12 @@ subcategory level. ``counts`` says how many segments were analysed, skipped
 How categories are made
 -----------------------
 1. **Per domain.** Each analysed domain's segments are clustered on their own
-   (``cluster_fn``). A category's *centre* is the normalised mean of the segments
-   the clusterer placed there. An outlier moves to the nearest centre of its
+   (``cluster_fn``). By default two segments of one case are held a little apart
+   (``same_case_distance``) and the smallest category grows with the cases that
+   spoke in the domain (``min_category_case_share``), so that a category is what
+   several cases said, not one participant's story told over several turns. A
+   category's *centre* is the normalised mean of the segments the clusterer
+   placed there. An outlier moves to the nearest centre of its
    domain when the cosine is at least ``reassign_similarity``; otherwise it stays
    in no category. A domain where the clusterer finds no group (too few or too
    uniform segments) becomes one category holding all its segments, all placed:
@@ -267,13 +274,22 @@ class CrossAnalysisConfig(BaseModel):
         "so they count only above cqr.count_reassigned_above) and the counts say so. "
         "Clustering time and memory grow with the square of this number"))
     sample_seed: int = Field(0, ge=0, description="seed of that sample")
+    same_case_distance: float = Field(0.2, ge=0, le=2, description=(
+        "added to the distance between two segments of one case when a domain is clustered, "
+        "so that a category forms from what several cases said rather than from one "
+        "participant's story told over several turns; 0 clusters on the content alone"))
+    min_category_case_share: float = Field(0.5, ge=0, le=5, description=(
+        "a category holds at least this many segments per case that spoke in the domain "
+        "(cases counted up to 15), besides the size scaled to the domain's segments; "
+        "0 scales it to the segments only"))
 
 
 # --- Clusterers ---------------------------------------------------------------
 
 
 def hdbscan_cluster_fn(min_cluster_size: int | None = None, min_samples: int | None = None,
-                       floor: int = 3) -> ClusterFn:
+                       floor: int = 3, same_case_distance: float = 0.0,
+                       case_share: float = 0.0, case_share_cap: int = 15) -> ClusterFn:
     """A ``cluster_fn`` over scikit-learn's HDBSCAN (euclidean on unit vectors, which
     orders pairs as cosine does).
 
@@ -283,32 +299,65 @@ def hdbscan_cluster_fn(min_cluster_size: int | None = None, min_samples: int | N
     given, is a third of it (at least 1): with HDBSCAN's default (equal to the
     smallest category) most of a small domain's segments are called outliers.
     Fewer than twice the smallest category's segments give no group at all.
+
+    Called with the segments' cases as well (``fit(vectors, cases)``; the
+    cross-analysis does), two settings make a category what several cases said
+    rather than one participant's story, which is what a CQR category is:
+
+    * ``same_case_distance`` is added to the distance between two segments of one
+      case. A participant who tells one story over several turns says it in words
+      close to each other, and a density clusterer makes a category of it; with the
+      penalty, those turns group only where other cases come close too.
+    * ``case_share``: the smallest category holds at least this many segments per
+      case among those clustered (``round(case_share * k)``, ``k`` counted up to
+      ``case_share_cap``, the size of a CQR sample). In a domain where ten cases
+      spoke, three segments are rarely a category the team would keep.
+
+    The penalty needs the full distance matrix, so it applies to sets of at most
+    ``BRUTE_MAX_SEGMENTS`` segments (the cross-analysis fits larger domains on a
+    sample of that size).
     """
     if floor < 2:
         raise ConsensaError(f"floor must be at least 2, got {floor}")
 
-    def fit(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def fit(vectors: np.ndarray, cases: np.ndarray | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
         from sklearn.cluster import HDBSCAN
 
         X = np.asarray(vectors, dtype=np.float64)
         n = len(X)
-        mcs = min_cluster_size or max(floor, int(round(math.sqrt(n) / 2)))
+        k = len(set(np.asarray(cases).tolist())) if cases is not None else 0
+        mcs = min_cluster_size or max(floor, int(round(math.sqrt(n) / 2)),
+                                      int(round(case_share * min(k, case_share_cap))))
         ms = min_samples or max(1, int(round(mcs / 3)))
         if n < max(2 * mcs, ms, 2):
             return np.full(n, -1, np.int64), np.zeros(n, np.float32)
-        # The same exact algorithm either way. In 384 dimensions a tree cannot prune,
-        # and scikit-learn's tree search took 5.2 s for 3,300 segments where the full
-        # distance matrix took 0.46 s (10x; quadratic in both). The matrix holds n^2
-        # doubles (200 MB at 5,000), so beyond BRUTE_MAX_SEGMENTS the tree is used.
-        algorithm = "brute" if n <= BRUTE_MAX_SEGMENTS else "auto"
-        model = HDBSCAN(min_cluster_size=mcs, min_samples=ms, algorithm=algorithm,
-                        copy=True).fit(X)
+        if cases is not None and same_case_distance > 0 and n <= BRUTE_MAX_SEGMENTS:
+            codes = pd.factorize(pd.Series(np.asarray(cases).astype(str)))[0]
+            D = np.sqrt(np.clip(2.0 - 2.0 * (X @ X.T), 0.0, None))
+            D += same_case_distance * (codes[:, None] == codes[None, :])
+            np.fill_diagonal(D, 0.0)
+            model = HDBSCAN(min_cluster_size=mcs, min_samples=ms, metric="precomputed",
+                            copy=True).fit(D)
+        else:
+            # The same exact algorithm either way. In 384 dimensions a tree cannot
+            # prune, and scikit-learn's tree search took 5.2 s for 3,300 segments where
+            # the full distance matrix took 0.46 s (10x; quadratic in both). The matrix
+            # holds n^2 doubles (200 MB at 5,000), so beyond BRUTE_MAX_SEGMENTS the tree
+            # is used.
+            algorithm = "brute" if n <= BRUTE_MAX_SEGMENTS else "auto"
+            model = HDBSCAN(min_cluster_size=mcs, min_samples=ms, algorithm=algorithm,
+                            copy=True).fit(X)
         return (np.asarray(model.labels_, np.int64),
                 np.asarray(model.probabilities_, np.float32))
 
+    #: the cross-analysis passes the segments' cases (see above)
+    fit.case_aware = True
     # what the cache keys the groups on (``memory`` of :func:`cross_analyse`)
     fit.cache_params = {"clusterer": "sklearn.HDBSCAN", "min_cluster_size": min_cluster_size,
                         "min_samples": min_samples, "floor": floor,
+                        "same_case_distance": float(same_case_distance),
+                        "case_share": float(case_share), "case_share_cap": int(case_share_cap),
                         "brute_max_segments": BRUTE_MAX_SEGMENTS}
     return fit
 
@@ -364,7 +413,7 @@ def _centre(vectors: np.ndarray) -> np.ndarray:
 
 
 def _cluster(X: np.ndarray, cluster_fn: ClusterFn, min_similarity: float, where: str,
-             fit_rows: np.ndarray | None = None, memory=None):
+             fit_rows: np.ndarray | None = None, memory=None, cases: np.ndarray | None = None):
     """Cluster ``X``, then move outliers to the nearest group centre at least
     ``min_similarity`` away. Returns (group per row, -1 = none; strength;
     reassigned; centres), or None when the clusterer found no group.
@@ -373,16 +422,21 @@ def _cluster(X: np.ndarray, cluster_fn: ClusterFn, min_similarity: float, where:
     join the nearest centre as outliers do.
 
     ``memory``: the cache where the result is kept, for a ``cluster_fn`` that says
-    what it computes (``cache_params``, as :func:`hdbscan_cluster_fn` does)."""
+    what it computes (``cache_params``, as :func:`hdbscan_cluster_fn` does).
+
+    ``cases``: the rows' cases, passed on to a ``cluster_fn`` marked ``case_aware``."""
     params = getattr(cluster_fn, "cache_params", None)
+    if not getattr(cluster_fn, "case_aware", False):
+        cases = None
     if memory is None or params is None:
-        return _cluster_now(X, cluster_fn, min_similarity, where, fit_rows)
+        return _cluster_now(X, cluster_fn, min_similarity, where, fit_rows, cases)
     from .. import cache as cache_mod
 
     fit = np.arange(len(X)) if fit_rows is None else np.asarray(fit_rows, dtype=np.int64)
     entry = cache_mod.key("consensa.crossanalysis.cluster",
                           {**params, "min_similarity": float(min_similarity)},
-                          cache_mod.digest(np.asarray(X, dtype=np.float32), fit),
+                          cache_mod.digest(np.asarray(X, dtype=np.float32), fit,
+                                           _case_codes(cases)),
                           cache_mod.code_digest(_cluster_now))
 
     def encode(res):
@@ -399,7 +453,8 @@ def _cluster(X: np.ndarray, cluster_fn: ClusterFn, min_similarity: float, where:
         return res if all(len(a) == len(X) for a in res[:3]) else None
 
     res, _ = memory.cached("crossanalysis", entry,
-                           lambda: _cluster_now(X, cluster_fn, min_similarity, where, fit_rows),
+                           lambda: _cluster_now(X, cluster_fn, min_similarity, where, fit_rows,
+                                                cases),
                            encode, decode)
     return None if res is _NO_GROUP else res
 
@@ -408,12 +463,23 @@ def _cluster(X: np.ndarray, cluster_fn: ClusterFn, min_similarity: float, where:
 _NO_GROUP = object()
 
 
+def _case_codes(cases: np.ndarray | None) -> np.ndarray:
+    """The cases as integers, numbered in order of first appearance: what a case-aware
+    clusterer's result depends on (which rows share a case), not the case ids."""
+    if cases is None:
+        return np.zeros(0, np.int64)
+    return pd.factorize(pd.Series(np.asarray(cases).astype(str)))[0].astype(np.int64)
+
+
 def _cluster_now(X: np.ndarray, cluster_fn: ClusterFn, min_similarity: float, where: str,
-                 fit_rows: np.ndarray | None = None):
+                 fit_rows: np.ndarray | None = None, cases: np.ndarray | None = None):
     n = len(X)
     fit = np.arange(n) if fit_rows is None else np.asarray(fit_rows, dtype=np.int64)
     try:
-        fit_labels, fit_probs = cluster_fn(X[fit])
+        if cases is not None:
+            fit_labels, fit_probs = cluster_fn(X[fit], np.asarray(cases)[fit])
+        else:
+            fit_labels, fit_probs = cluster_fn(X[fit])
     except (TypeError, ValueError) as exc:
         raise ConsensaError(f"the clusterer failed on {where} ({len(fit)} segments): "
                             f"{exc}") from None
@@ -542,7 +608,8 @@ def cross_analyse(segments: pd.DataFrame, vectors: np.ndarray, segment_domain: n
     domain = np.asarray(segment_domain).astype(np.int64).ravel()
     if len(domain) != n:
         raise ConsensaError(f"segment_domain has {len(domain)} entries for {n} segments")
-    cluster_fn = cluster_fn or hdbscan_cluster_fn()
+    cluster_fn = cluster_fn or hdbscan_cluster_fn(
+        same_case_distance=config.same_case_distance, case_share=config.min_category_case_share)
     cases = segments["case_id"].astype(str).to_numpy(dtype=object)
     ids = segments["segment_id"].astype(str).to_numpy(dtype=object)
     if "n_words" in segments.columns:
@@ -595,7 +662,7 @@ def cross_analyse(segments: pd.DataFrame, vectors: np.ndarray, segment_domain: n
             counts["joined_after_sample"] = counts.get("joined_after_sample", 0) + \
                 len(rows) - len(fit_rows)
         res = _cluster(X, cluster_fn, config.reassign_similarity, f"domain {d}", fit_rows,
-                       memory) if len(rows) >= 2 else None
+                       memory, cases[rows]) if len(rows) >= 2 else None
         groups: list[_Group] = []
         if res is None:
             # no group found: the protocol question holds the domain together
@@ -646,7 +713,8 @@ def _subcategories(g: _Group, vecs: np.ndarray, cluster_fn: ClusterFn,
     if len(g.rows) > config.max_fit_segments and cases is not None:
         fit_rows = stratified_sample(cases[g.rows], config.max_fit_segments, config.sample_seed)
     res = _cluster(vecs[g.rows], cluster_fn, config.reassign_similarity,
-                   f"a category of domain {g.domain}", fit_rows, memory)
+                   f"a category of domain {g.domain}", fit_rows, memory,
+                   None if cases is None else cases[g.rows])
     if res is None or len(res[3]) < 2:
         return []
     group, strength, moved, centres = res
