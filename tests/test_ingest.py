@@ -1118,6 +1118,25 @@ def test_srt_cue_ending_before_it_starts_keeps_its_words_without_times(tmp_path)
     assert corpus.counts["cue_times_dropped"] == 1
 
 
+def test_srt_cue_going_back_in_time_is_kept_in_file_order_and_named(tmp_path):
+    """Two exports pasted into one file put a cue before the ones above it in time; its
+    words stay where the file has them (the file's order is the transcript's), and the
+    cue is named so the team can check the file."""
+    (tmp_path / "T64.srt").write_text(
+        "1\n00:00:01,000 --> 00:00:03,000\nInterviewer: How did it start?\n\n"
+        "2\n00:00:10,000 --> 00:00:12,000\nP4: Slowly, over a winter.\n\n"
+        "3\n00:00:05,000 --> 00:00:08,000\nP4: Then all at once, in spring.\n\n"
+        "4\n00:00:20,000 --> 00:00:22,000\nInterviewer: Thank you.\n", encoding="utf-8")
+    corpus = run(tmp_path)
+    assert_exact(corpus)
+    assert turns_of(corpus, "T64")[1] == ("P4", "participant",
+                                          "Slowly, over a winter.\nThen all at once, in spring.")
+    assert f"{tmp_path / 'T64.srt'}:10: line 10: the cue starts (00:00:05,000) before the " \
+           "cue at line 6 (00:00:10,000); it was kept in the file's order" in reasons(corpus)
+    assert corpus.counts["cues_out_of_order"] == 1
+    assert corpus.counts["cue_times_dropped"] == 0
+
+
 def test_time_stamped_speaker_labels_start_turns_and_keep_their_times(tmp_path):
     """Transcription services put a time stamp before the label or after it in brackets;
     such a line starts a turn (it was glued onto the turn before, the interviewer's

@@ -44,9 +44,10 @@ table or report can hold its name, and the other files are); so is
 each line of a file that mixes UTF-8 and Windows-1252 lines (each line is decoded
 in its own encoding, see :mod:`pipeline.textio`), each .xlsx text cell holding a
 formula (a formula is not spoken words: the turn is left out), and each subtitle
-cue that ends before it starts (its words are kept, its times dropped). The
+cue that ends before it starts (its words are kept, its times dropped), and each
+cue that starts before an earlier cue of its file (kept where the file has it). The
 manifest counts them (``paths_not_read``, ``lines_decoded_as_cp1252``,
-``xlsx_formula_cells_not_read``, ``cue_times_dropped``). A .csv/.xlsx table whose
+``xlsx_formula_cells_not_read``, ``cue_times_dropped``, ``cues_out_of_order``). A .csv/.xlsx table whose
 header gives a column Consensa reads twice (two ``text`` columns, or ``Text`` and
 ``text``) is refused, naming both, since only one of them would be read.
 """
@@ -295,10 +296,11 @@ class _Read:
 #: counted in the manifest (``counts``) and noted with the file and line, cell or cue:
 #: text cells of an .xlsx holding formulas (or formula cells without a saved value),
 #: lines of a mixed UTF-8/Windows-1252 file read as Windows-1252, subtitle cues whose
-#: times were dropped because they end before they start, speaker labels of a
+#: times were dropped because they end before they start, cues that start before an
+#: earlier cue (kept in the file's order), speaker labels of a
 #: .txt/.md/.docx with no words after them (no turn is made for them).
 _TALLIES = ("xlsx_formula_cells_not_read", "lines_decoded_as_cp1252", "cue_times_dropped",
-            "labelled_turns_without_text")
+            "cues_out_of_order", "labelled_turns_without_text")
 
 
 def _mixed_encoding(data: bytes, encoding: str, shown: str,
@@ -685,6 +687,7 @@ class _Reader:
         if suffix in (".vtt", ".srt"):
             cues, notes = (_vtt_cues if suffix == ".vtt" else _srt_cues)(text, shown)
             tally["cue_times_dropped"] += sum(math.isnan(c.start) for c in cues)
+            tally["cues_out_of_order"] += sum(c.out_of_order for c in cues)
             turns, text, n_before = self._cue_turns(cues, shown)
             unit = "cue"
         else:
@@ -1085,6 +1088,7 @@ class _Cue:
     start: float
     end: float
     payload: str
+    out_of_order: bool = False   # starts before an earlier cue of the file
 
 
 #: Cue markup: WebVTT's tags (voice, class, italic, bold, underline, ruby, language)
@@ -1174,9 +1178,11 @@ def _srt_cues(text: str, shown: str) -> tuple[list[_Cue], list[Skipped]]:
 
 def _cues(blocks: list[list[tuple[int, str]]], stamp: re.Pattern[str], form: str,
           shown: str) -> tuple[list[_Cue], list[Skipped]]:
-    """Cues of the blocks after a header; a cue whose timing is broken is noted and left out."""
+    """Cues of the blocks after a header, in the file's order; a cue whose timing is broken
+    is noted and left out, one that starts before an earlier cue is noted and kept."""
     cues: list[_Cue] = []
     notes: list[Skipped] = []
+    latest = (-math.inf, 0, "")          # the latest start so far: seconds, line, as written
     for block in blocks:
         at = next((i for i, (_, line) in enumerate(block[:2]) if "-->" in line), None)
         # a broken timing line is named by its own line number, not by the cue number
@@ -1194,7 +1200,18 @@ def _cues(blocks: list[list[tuple[int, str]]], stamp: re.Pattern[str], form: str
                     f"line {number}: the cue ends ({end}) before it starts ({start}); its text "
                     "was kept without times: correct the timing line")))
                 times = (math.nan, math.nan)
-            cues.append(_Cue(number, times[0], times[1], payload))
+            back = times[0] < latest[0]
+            if back:
+                # kept where the file has it (the file's order is the transcript's), but
+                # said: a cue that goes back in time is usually two exports pasted together
+                start = _TIMING.fullmatch(timing).group(1)
+                notes.append(Skipped(f"{shown}:{number}", (
+                    f"line {number}: the cue starts ({start}) before the cue at line "
+                    f"{latest[1]} ({latest[2]}); it was kept in the file's order: check that "
+                    "the cues are in time order")))
+            if times[0] >= latest[0]:
+                latest = (times[0], number, _TIMING.fullmatch(timing).group(1))
+            cues.append(_Cue(number, times[0], times[1], payload, out_of_order=back))
             continue
         problem = (f"timing '{times}' is not {form}" if at is not None else
                    f"expected a timing line {form}, found '{timing.strip()[:60]}'")
