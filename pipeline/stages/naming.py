@@ -58,7 +58,11 @@ How a name is made
    stays), at least one content word that is not a stop word nor a generic word
    ("thing", "people", "time", "way", "lot", "years", ...), and ends on such a
    content word (or on a particle, "held back"). A span never starts or ends
-   inside a hyphenated word ("two-way plots" stays whole). Phrases with a
+   inside a hyphenated word ("two-way plots" stays whole), on a clitic ("'m not
+   afraid" is "not afraid") or on anything but a letter or digit (the hyphen of a
+   stutter, "it-it's"); a filler the parser splits ("gonna" is "gon na") is still
+   a filler, and a generic word counts as generic whatever its lookup lemma
+   ("bit" reads as "bite"). Phrases with a
    person's name (a word only ever written capitalised in the texts, as in
    ``label.py``), a redaction mark ("XXX") or a word of ``extra_stop_words`` are
    dropped.
@@ -369,6 +373,16 @@ def _word_count(text: str) -> int:
     return len(text.split())
 
 
+#: Fillers as written: the parser splits some of them in two ("gon" "na").
+_WRITTEN_FILLERS = FILLER_WORDS - {"like"}
+
+
+def _clean_ends(text: str) -> bool:
+    """A name starts and ends on a letter or digit: not on the hyphen of a stutter
+    ("-it's fine" of "it-it's fine") or a stray quote."""
+    return text[:1].isalnum() and text[-1:].isalnum()
+
+
 def _hyphen_joined(toks) -> bool:
     """The first token is the head of a hyphenated word ("two-way"): trimming it
     would leave half a word."""
@@ -392,8 +406,9 @@ def _is_content(tok, stop: frozenset[str]) -> bool:
     lemma = _lemma(low)
     if tok.pos_ == "VERB":
         return lemma not in LIGHT_VERBS
+    # the word and its lookup lemma both: the table reads "bit" as "bite"
     return (tok.pos_ in ("NOUN", "PROPN", "ADJ") and low not in stop and lemma not in stop
-            and lemma not in GENERIC_WORDS)
+            and lemma not in GENERIC_WORDS and low not in GENERIC_WORDS)
 
 
 def _phrase_from(doc, start: int, end: int, kind: str, stop: frozenset[str],
@@ -402,6 +417,8 @@ def _phrase_from(doc, start: int, end: int, kind: str, stop: frozenset[str],
     ``keep_start``: the span starts on a word that belongs to it (a negation, or a
     passive auxiliary such as "felt"), not on one to trim."""
     toks = list(doc[start:end + 1])
+    while toks and toks[0].text[:1] in "'’":
+        toks = toks[1:]     # a clitic ("'m not afraid"): the rest of a word, never a start
     negated_start = bool(toks) and (_is_negation(toks[0]) or (
         len(toks) > 1 and toks[0].pos_ == "AUX" and _is_negation(toks[1])))
     if not (negated_start or keep_start):
@@ -448,8 +465,10 @@ def _phrase_from(doc, start: int, end: int, kind: str, stop: frozenset[str],
         return None
     s, e = toks[0].idx, toks[-1].idx + len(toks[-1].text)
     text = _WS.sub(" ", doc.text[s:e]).strip()       # = spoken_form(the given text, s, e)
-    if not 2 <= _word_count(text) <= max_words:
+    if not 2 <= _word_count(text) <= max_words or not _clean_ends(text):
         return None
+    if any(w.lower().replace("’", "'") in _WRITTEN_FILLERS for w in text.split()):
+        return None         # "gonna", "wanna": the parser splits them ("gon na")
     lemmas = tuple(_lemma(t.lower_) for t in toks if not t.is_space)
     key = tuple(_lemma(t.lower_) for t in toks if not t.is_space and (
         _is_negation(t) or _is_content(t, stop)
@@ -944,7 +963,8 @@ def name_categories(texts_by_category: Mapping[int, Sequence[str]],
             # the most common spoken form in this category that passes the containment rule
             forms_c = g_forms[(c, r["group"])]
             for form, _ in sorted(forms_c.items(), key=lambda x: (-x[1], x[0])):
-                if config.min_words <= _word_count(form) <= config.max_words and _occurs(form, normed[c]):
+                if config.min_words <= _word_count(form) <= config.max_words and \
+                        _clean_ends(form) and _occurs(form, normed[c]):
                     r["name"] = _display(form)
                     r["seg_sim"] = float(np.mean(seg_sim[g_segs[(c, r["group"])]]))
                     kept.append(r)
