@@ -80,9 +80,14 @@ How a name is made
    groups of each category by distinctiveness plus cases are embedded and
    scored:
 
-   * *centrality*: the mean of cos(phrase, centroid) and of cos(segment,
-     centroid) over the segments of c that contain g; the centroid is the mean
-     of c's segment vectors.
+   * *centrality*: cos(phrase, centroid), the centroid being the mean of c's
+     segment vectors: how well the name, read on its own, stands for what the
+     category's segments say (KeyBERT's criterion). It carries most of the
+     weight (0.7): a name is read as the category's summary, and on the coded
+     studies of ``bench/cqr.py`` raising its weight from 0.4 brought the names
+     closer to the human codes' names. (The similarity of the segments that
+     contain g to the centroid was averaged in before; it favoured phrases of
+     central segments over phrases that say what is central.)
    * *distinctiveness*: the geometric mean of two class-based contrasts. For the
      phrase, the normalised lift of its occurrences, ``log(P(c|g) / P(c)) / log(1
      / P(c))`` over segments (1 when g occurs only in c, 0 when it is spread like
@@ -600,10 +605,11 @@ class NamingConfig(BaseModel):
     min_distinctiveness: float = Field(0.1, ge=0.0, le=1.0, description=(
         "a name's distinctiveness (0: spread like the segments, 1: only in this category) "
         "must reach this; relaxed when no phrase qualifies"))
-    weight_centrality: float = Field(0.4, ge=0.0, le=1.0, description="weight of centrality in the score")
-    weight_distinctiveness: float = Field(0.35, ge=0.0, le=1.0, description=(
+    weight_centrality: float = Field(0.7, ge=0.0, le=1.0, description=(
+        "weight of centrality (the name's similarity to the category's centre) in the score"))
+    weight_distinctiveness: float = Field(0.15, ge=0.0, le=1.0, description=(
         "weight of distinctiveness against the other categories"))
-    weight_cases: float = Field(0.25, ge=0.0, le=1.0, description="weight of the share of cases using it")
+    weight_cases: float = Field(0.15, ge=0.0, le=1.0, description="weight of the share of cases using it")
     diversity: float = Field(0.5, ge=0.0, le=1.0, description=(
         "how strongly a name similar to a sibling's (same domain) is penalised"))
     redundancy_floor: float = Field(0.7, ge=0.0, lt=1.0, description=(
@@ -898,7 +904,6 @@ def name_categories(texts_by_category: Mapping[int, Sequence[str]],
     g_df: dict[int, Counter] = {c: Counter() for c in cats}
     g_all: Counter = Counter()
     g_cases: dict[tuple[int, tuple], set] = defaultdict(set)
-    g_segs: dict[tuple[int, tuple], list[int]] = defaultdict(list)
     g_forms: dict[tuple[int, tuple], Counter] = defaultdict(Counter)
     for i, t in enumerate(toks):
         found: dict[tuple[str, ...], str] = {}
@@ -919,7 +924,6 @@ def name_categories(texts_by_category: Mapping[int, Sequence[str]],
             g_df[cat_of[i]][g] += 1
             g_all[g] += 1
             g_cases[(cat_of[i], g)].add(case_of[i])
-            g_segs[(cat_of[i], g)].append(i)
 
     # keywords (secondary column), pooled per case within each category
     pooled = {}
@@ -966,7 +970,6 @@ def name_categories(texts_by_category: Mapping[int, Sequence[str]],
                 if config.min_words <= _word_count(form) <= config.max_words and \
                         _clean_ends(form) and _occurs(form, normed[c]):
                     r["name"] = _display(form)
-                    r["seg_sim"] = float(np.mean(seg_sim[g_segs[(c, r["group"])]]))
                     kept.append(r)
                     break
         cand[c] = kept
@@ -983,7 +986,7 @@ def name_categories(texts_by_category: Mapping[int, Sequence[str]],
                                  f"are {centroid[c].shape[0]}-d", field="vectors_by_category",
                                  hint="pass the vectors made by the same embedder as encode")
             phrase_sim = float(v @ centroid[c])
-            r["centrality"] = 0.5 * phrase_sim + 0.5 * r["seg_sim"]
+            r["centrality"] = phrase_sim
             r["score"] = w_cen * r["centrality"] + w_dis * r["distinct"] + w_cas * r["coverage"]
         rows.sort(key=lambda r: (r["tier"], -r["score"], r["name"]))
 
