@@ -377,3 +377,23 @@ def test_spoken_forms_the_parser_splits_are_no_phrase():
                    or "gonna" in f.lower() or "not gon" in f.lower() for f in found), found
     assert all(f[:1].isalnum() and f[-1:].isalnum() for f in found), found
     assert "keep the whisky in the garage" in found and "shock to the family" in found, found
+
+
+def test_the_name_says_what_the_category_says_over_a_detail_only_it_mentions():
+    """Every segment of category 0 is about regular supervision and mentions a red
+    umbrella in passing; the other category mentions regular supervision too, so
+    "red umbrella" is the more distinctive phrase. The name is read as the
+    category's summary: centrality (the name's similarity to the centre) decides,
+    and the detail stays an alternative."""
+    lines = {0: ["Regular supervision helped, regular supervision mattered, the red umbrella stayed.",
+                 "I had regular supervision, and regular supervision was the anchor; a red umbrella.",
+                 "The red umbrella aside, regular supervision and more regular supervision.",
+                 "Regular supervision, weekly regular supervision, by the red umbrella."],
+             1: ["Regular supervision was offered to the trainees once.",
+                 "The trainees had regular supervision and waiting lists.",
+                 "Waiting lists for trainees were a rule.",
+                 "Waiting lists grew for the trainees."]}
+    texts, cases = study(lines, common="")
+    df = run(texts, cases, domains={0: 0, 1: 1})
+    assert df["name"][0] == "Regular supervision"
+    assert "Red umbrella" in df["alternatives"][0]
