@@ -221,6 +221,31 @@ def test_sentence_spans_of_a_long_stretch_of_abbreviations_and_stops_are_linear(
     assert took < 3, f"{took:.1f} s"
 
 
+def test_cutting_a_long_sentence_of_fillers_tidies_each_word_a_bounded_number_of_times(
+        monkeypatch):
+    """A sentence is cut into pieces of at most ``max_words`` tidied words, and each
+    clause re-tidied the piece it would join: on "um, um, um, ..." the piece never
+    filled, so 4,000 clauses took 61 s (quadratic). The work is counted here, not
+    timed: the characters tidied stay within a constant times the sentence's."""
+    from pipeline.stages import coreideas
+
+    tidied = []
+    real = coreideas.tidy_utterance
+
+    def counting(text):
+        tidied.append(len(text))
+        return real(text)
+
+    monkeypatch.setattr(coreideas, "tidy_utterance", counting)
+    for filler in ("um, ", "I, "):
+        text = filler * 4000 + "and then I cried in the session with her."
+        tidied.clear()
+        pieces = coreideas._pieces(text, 0, len(text), 40)
+        assert sum(tidied) < 400 * len(text), (filler, sum(tidied) / len(text))
+        assert pieces[0][0] == 0 and pieces[-1][1] == len(text.rstrip())
+        assert all(coreideas.count_words(real(text[a:b])) <= 40 for a, b in pieces)
+
+
 def test_core_ideas_shape_links_and_clean_up():
     seg, dom, vec = make_segments()
     df = core_ideas(seg, dom, vec, CoreIdeaConfig())

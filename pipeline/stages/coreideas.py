@@ -550,20 +550,35 @@ def _sentence_spans(text: str) -> list[tuple[int, int]]:
     return out
 
 
+#: A span of :func:`_pieces` holds at most this many words as spoken per tidied word
+#: it may hold.
+_RAW_PER_TIDIED = 4
+
+
 def _pieces(text: str, s: int, e: int, max_words: int) -> list[tuple[int, int]]:
     """A sentence too long after tidying, cut into spans of at most ``max_words``
-    tidied words: at clause punctuation, else at word boundaries."""
+    tidied words: at clause punctuation, else at word boundaries.
+
+    A span also closes at ``_RAW_PER_TIDIED`` times ``max_words`` words as spoken:
+    each clause re-tidies the span it would join, so a span of fillers or
+    repetitions ("um, um, um, ...", "I, I, I, ...") that tidies to almost nothing
+    would otherwise grow with every clause, quadratic in the sentence's length."""
     cuts = [s] + [s + m.end() for m in _CLAUSE.finditer(text[s:e])] + [e]
     clauses = [(a, b) for a, b in zip(cuts, cuts[1:]) if text[a:b].strip()]
     out: list[tuple[int, int]] = []
     cur: tuple[int, int] | None = None
+    cur_raw = 0
+    raw_cap = _RAW_PER_TIDIED * max_words
     for a, b in clauses:
-        if cur is not None and count_words(tidy_utterance(text[cur[0]:b])) <= max_words:
+        raw = len(_WORD.findall(text[a:b]))
+        if cur is not None and cur_raw + raw <= raw_cap and \
+                count_words(tidy_utterance(text[cur[0]:b])) <= max_words:
             cur = (cur[0], b)
+            cur_raw += raw
             continue
         if cur is not None:
             out.append(cur)
-        cur = (a, b)
+        cur, cur_raw = (a, b), raw
         if count_words(tidy_utterance(text[a:b])) > max_words:
             words = list(_WORD.finditer(text[a:b]))
             for k in range(0, len(words), max_words):
