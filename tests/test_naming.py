@@ -397,3 +397,16 @@ def test_the_name_says_what_the_category_says_over_a_detail_only_it_mentions():
     df = run(texts, cases, domains={0: 0, 1: 1})
     assert df["name"][0] == "Regular supervision"
     assert "Red umbrella" in df["alternatives"][0]
+
+
+def test_a_phrase_keeps_the_number_that_counts_its_modifier():
+    """"Two way plots" written without its hyphen: the parser reads "two" as counting
+    "way", and trimming it (a stop word) left "way plot", half a word. A number that
+    counts the noun itself ("one session") is trimmed as before."""
+    from pipeline.stages.naming import extract_phrases
+
+    texts = ["I look at the two way plot first, then the residuals.",
+             "It was one session only, and then I left the clinic."]
+    found = [p.text.lower() for ps in extract_phrases(texts) for p in ps]
+    assert "two way plot" in found and "way plot" not in found, found
+    assert "one session" not in found, found

