@@ -333,7 +333,7 @@ def hdbscan_cluster_fn(min_cluster_size: int | None = None, min_samples: int | N
         if n < max(2 * mcs, ms, 2):
             return np.full(n, -1, np.int64), np.zeros(n, np.float32)
         if cases is not None and same_case_distance > 0 and n <= BRUTE_MAX_SEGMENTS:
-            codes = pd.factorize(pd.Series(np.asarray(cases).astype(str)))[0]
+            codes = _case_codes(cases)
             D = np.sqrt(np.clip(2.0 - 2.0 * (X @ X.T), 0.0, None))
             D += same_case_distance * (codes[:, None] == codes[None, :])
             np.fill_diagonal(D, 0.0)

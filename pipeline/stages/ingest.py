@@ -1193,9 +1193,9 @@ def _cues(blocks: list[list[tuple[int, str]]], stamp: re.Pattern[str], form: str
         times = _parse_timing(timing, stamp) if at is not None else None
         if isinstance(times, tuple):
             payload = "\n".join(line for _, line in block[at + 1:])
+            start, end = _TIMING.fullmatch(timing).group(1, 2)      # as written
             if times[1] < times[0]:
                 # the words are still what was said: keep them, without the times
-                start, end = _TIMING.fullmatch(timing).group(1, 2)
                 notes.append(Skipped(f"{shown}:{number}", (
                     f"line {number}: the cue ends ({end}) before it starts ({start}); its text "
                     "was kept without times: correct the timing line")))
@@ -1204,13 +1204,12 @@ def _cues(blocks: list[list[tuple[int, str]]], stamp: re.Pattern[str], form: str
             if back:
                 # kept where the file has it (the file's order is the transcript's), but
                 # said: a cue that goes back in time is usually two exports pasted together
-                start = _TIMING.fullmatch(timing).group(1)
                 notes.append(Skipped(f"{shown}:{number}", (
                     f"line {number}: the cue starts ({start}) before the cue at line "
                     f"{latest[1]} ({latest[2]}); it was kept in the file's order: check that "
                     "the cues are in time order")))
             if times[0] >= latest[0]:
-                latest = (times[0], number, _TIMING.fullmatch(timing).group(1))
+                latest = (times[0], number, start)
             cues.append(_Cue(number, times[0], times[1], payload, out_of_order=back))
             continue
         problem = (f"timing '{times}' is not {form}" if at is not None else
