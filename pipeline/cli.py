@@ -21,7 +21,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from . import __version__
-from .errors import ConsensaError
+from .errors import ConsensaError, left_out_and_kept
 from .progress import ROOT_LOGGER, bars_wanted
 
 
@@ -65,6 +65,16 @@ def _logging_to_stderr(quiet: bool) -> Iterator[None]:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+
+
+def _skipped_line(notes: list, word: str = "skipped") -> str:
+    """The summary's count of the manifest's notes: what was left out, and apart from
+    it the notes on text that was read and kept (a cue kept without its times)."""
+    left, kept = left_out_and_kept(notes)
+    parts = [f"{word}: {left} item(s)"] if left else []
+    if kept:
+        parts.append(f"notes on text that was kept: {kept}")
+    return "; ".join(parts)
 
 
 def _categories_with_subcategories(folder) -> int:
@@ -146,7 +156,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         print(f"  {stats_summary(manifest['llm'])} ({folder / 'llm_log.jsonl'})")
     if manifest["skipped"]:
-        print(f"  skipped: {len(manifest['skipped'])} item(s), listed in the report and manifest.json")
+        print(f"  {_skipped_line(manifest['skipped'])}, listed in the report and manifest.json")
     print(f"  run folder: {folder}")
     print(f"  report:     {folder / 'report.html'}")
     if (folder / "protocol.yaml").is_file():
@@ -459,9 +469,10 @@ def cmd_precode(args: argparse.Namespace) -> int:
         print(f"  shards: {sh['shards']} on {sh['engine']} ({sh['computed']} run now, "
               f"{sh['skipped']} finished by an earlier job)")
     if m.get("skipped"):
-        print(f"  left out: {len(m['skipped'])} item(s), listed in manifest.json:")
+        print(f"  {_skipped_line(m['skipped'], 'left out')}, listed in manifest.json:")
         for note in m["skipped"][:10]:
-            print(f"    - {note['what']}: {note['reason']}")
+            kept = " (kept)" if note.get("kept") is True else ""
+            print(f"    - {note['what']}{kept}: {note['reason']}")
         if len(m["skipped"]) > 10:
             print(f"    ... and {len(m['skipped']) - 10} more")
     print(f"  output: {out}")

@@ -54,11 +54,30 @@ class ConfigError(ConsensaError):
 
 @dataclass(frozen=True)
 class Skipped:
-    """Something left out of a run, and why. Counted in the manifest and report."""
+    """Something left out of a run, and why. Counted in the manifest and report.
+
+    ``kept``: nothing was left out; the note says what was changed in, or is doubtful
+    about, text that was read (a cue kept without its times, a line read as
+    Windows-1252). Such notes are listed with the others, so that nothing changes
+    without a word, but counted apart: a summary that calls them skipped says that
+    text was lost when it was not. The manifest writes ``"kept": true`` on them only,
+    so a manifest from before has every note as left out, as it was."""
 
     what: str      # the file (or file:line) that was skipped
     reason: str    # why, in words a researcher understands
     stage: str = "ingest"
+    kept: bool = False
 
-    def as_dict(self) -> dict[str, str]:
-        return {"what": self.what, "reason": self.reason, "stage": self.stage}
+    def as_dict(self) -> dict[str, str | bool]:
+        out: dict[str, str | bool] = {"what": self.what, "reason": self.reason, "stage": self.stage}
+        if self.kept:
+            out["kept"] = True
+        return out
+
+
+def left_out_and_kept(notes) -> tuple[int, int]:
+    """(notes on something left out, notes on text that was kept) among ``notes``:
+    :class:`Skipped` or the manifest's dicts of them."""
+    kept = sum(1 for n in notes
+               if (n.get("kept") is True if isinstance(n, dict) else getattr(n, "kept", False)))
+    return len(notes) - kept, kept

@@ -957,3 +957,33 @@ def test_segments_that_answer_no_question_count_as_in_no_category(tmp_path, caps
     assert c["unassigned"] == int((seg["theme"] < 0).sum() - c["frame_segments"])
     assert f"in no category: {c['unassigned']} (" in printed
     assert f"{none} answer no question of the protocol" in printed
+
+
+def test_a_note_on_text_that_was_kept_is_not_counted_as_skipped(tmp_path, capsys):
+    """A subtitle cue that goes back in time is kept where the file has it and named;
+    the summary, the manifest and the report count it apart from what was left out
+    (the summary once said "skipped: 6 item(s)" where five were left out and one was
+    read)."""
+    folder = write_study(tmp_path / "study")
+    (folder / "case07.srt").write_text(
+        "1\n00:00:01,000 --> 00:00:03,000\nInterviewer: How did it start for you?\n\n"
+        "2\n00:00:10,000 --> 00:00:14,000\nTherapist: I cried with a client whose mother "
+        "had died, and I still think about it.\n\n"
+        "3\n00:00:05,000 --> 00:00:08,000\nTherapist: My supervisor said it was fine, and "
+        "that helped me more than my training.\n", encoding="utf-8")
+    out = _run(tmp_path)
+    printed = capsys.readouterr().out
+    notes = RunFolder.open(out).manifest["skipped"]
+    kept = [n for n in notes if n.get("kept") is True]
+    assert [Path(n["what"].rsplit(":", 1)[0]).name for n in kept] == ["case07.srt"]
+    assert "kept in the file's order" in kept[0]["reason"]
+    left = len(notes) - 1
+    assert left >= 1 and all("kept" not in n for n in notes if n is not kept[0])
+    assert f"skipped: {left} item(s); notes on text that was kept: 1, listed" in printed
+    seg = RunFolder.open(out).segments()
+    assert seg["text"].str.contains("My supervisor said it was fine").any()
+    html = (out / "report.html").read_text(encoding="utf-8")
+    part = html[html.index('id="skipped"'):]
+    items = "item" if left == 1 else "items"
+    assert f"{left} {items} left out of the analysis. 1 note on text that was read and kept" \
+        in part

@@ -1116,6 +1116,8 @@ def test_srt_cue_ending_before_it_starts_keeps_its_words_without_times(tmp_path)
     assert f"{tmp_path / 'T63.srt'}:6: line 6: the cue ends (00:00:04,000) before it starts " \
            "(00:00:09,000); its text was kept without times" in reasons(corpus)
     assert corpus.counts["cue_times_dropped"] == 1
+    # counted apart from what was left out: its words are in the transcript
+    assert [n.as_dict().get("kept") for n in corpus.skipped] == [True]
 
 
 def test_srt_cue_going_back_in_time_is_kept_in_file_order_and_named(tmp_path):

@@ -845,15 +845,16 @@ def _skipped_section(manifest: Mapping) -> dict[str, Any]:
             it = it.as_dict()
         if isinstance(it, Mapping):
             items.append({"what": it.get("what", ""), "reason": it.get("reason", ""),
-                          "stage": it.get("stage", "")})
+                          "stage": it.get("stage", ""), "kept": it.get("kept") is True})
         else:
-            items.append({"what": str(it), "reason": "", "stage": ""})
+            items.append({"what": str(it), "reason": "", "stage": "", "kept": False})
     by_reason = Counter(it["reason"] or "(no reason given)" for it in items)
     counts_raw = manifest.get("counts")
     counts = [(str(k), str(v)) for k, v in counts_raw.items()] \
         if isinstance(counts_raw, Mapping) else []
     return {
         "recorded": raw is not None, "total": len(items),
+        "left_out": sum(not it["kept"] for it in items), "kept": sum(it["kept"] for it in items),
         "by_reason": sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0])),
         "entries": items[:MAX_SKIPPED_LISTED], "truncated": len(items) > MAX_SKIPPED_LISTED,
         "counts": counts, "counts_recorded": isinstance(counts_raw, Mapping),

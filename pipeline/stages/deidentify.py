@@ -1287,7 +1287,7 @@ def _redact_note(note: Skipped, corpus: Corpus, results: Mapping[str, CaseResult
                 pairs.setdefault(label, new)
     for surface in sorted(pairs, key=len, reverse=True):
         reason = re.sub(rf"(?<!\w){re.escape(surface)}(?!\w)", pairs[surface], reason)
-    return Skipped(note.what, reason, note.stage)
+    return Skipped(note.what, reason, note.stage, note.kept)
 
 
 def check_mapping_path(mapping: Path, run_folder: Path | None, output_dir: Path | None,

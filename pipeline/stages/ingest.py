@@ -243,7 +243,7 @@ def ingest(config: IngestConfig, base_dir: Path = Path(".")) -> Corpus:
         if both:
             skipped.append(Skipped(str(cases_table), (
                 f"attributes given both by the cases table and by a QDA project "
-                f"({', '.join(both)}) are the cases table's")))
+                f"({', '.join(both)}) are the cases table's"), kept=True))
         case_frame = case_frame.merge(given.drop(columns=both), on="case_id", how="left")
     return Corpus(turns=turns, cases=case_frame,
                   sources={cid: case.source for cid, case in cases.items()},
@@ -316,7 +316,8 @@ def _mixed_encoding(data: bytes, encoding: str, shown: str,
     return [Skipped(f"{shown}:{lines[0]}", (
         f"mixes UTF-8 and Windows-1252 text: {len(lines)} line(s) ({listed}) are not valid "
         "UTF-8 and were read as Windows-1252, every other line as UTF-8; what to do: check "
-        "the accented letters and quotes on those lines, and save the file as UTF-8"))]
+        "the accented letters and quotes on those lines, and save the file as UTF-8"),
+        kept=True)]
 
 
 # --- Files --------------------------------------------------------------------
@@ -948,7 +949,8 @@ def _controls_note(shown: str, replaced: int, removed: int) -> list[Skipped]:
     if removed:
         parts.append(f"{removed} other control character(s) (such as escape or NUL) were removed")
     return [Skipped(shown, " and ".join(parts) + "; quotes and offsets refer to the text "
-                    "without them: check the export that made this file if that is unexpected")]
+                    "without them: check the export that made this file if that is unexpected",
+                    kept=True)]
 
 
 def _lines(text: str) -> Iterator[tuple[int, int]]:
@@ -1198,7 +1200,7 @@ def _cues(blocks: list[list[tuple[int, str]]], stamp: re.Pattern[str], form: str
                 # the words are still what was said: keep them, without the times
                 notes.append(Skipped(f"{shown}:{number}", (
                     f"line {number}: the cue ends ({end}) before it starts ({start}); its text "
-                    "was kept without times: correct the timing line")))
+                    "was kept without times: correct the timing line"), kept=True))
                 times = (math.nan, math.nan)
             back = times[0] < latest[0]
             if back:
@@ -1207,7 +1209,7 @@ def _cues(blocks: list[list[tuple[int, str]]], stamp: re.Pattern[str], form: str
                 notes.append(Skipped(f"{shown}:{number}", (
                     f"line {number}: the cue starts ({start}) before the cue at line "
                     f"{latest[1]} ({latest[2]}); it was kept in the file's order: check that "
-                    "the cues are in time order")))
+                    "the cues are in time order"), kept=True))
             if times[0] >= latest[0]:
                 latest = (times[0], number, start)
             cues.append(_Cue(number, times[0], times[1], payload, out_of_order=back))
@@ -1587,7 +1589,8 @@ def _join_cases_table(cases: pd.DataFrame, path: Path,
         notes.append(Skipped(shown, (
             f"{len(absent)} of {len(cases)} case(s) have no row in the cases table: "
             f"{', '.join(absent[:20])}{' ...' if len(absent) > 20 else ''}; their attributes "
-            "are blank, so the subgroup counts leave them out: add a row for each")))
+            "are blank, so the subgroup counts leave them out: add a row for each"),
+            kept=True))
     joined = cases.merge(table, on="case_id", how="left")
     return joined.fillna(""), notes
 
