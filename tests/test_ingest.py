@@ -1168,6 +1168,51 @@ def test_time_stamped_speaker_labels_start_turns_and_keep_their_times(tmp_path):
     assert not corpus.skipped
 
 
+def test_a_name_and_time_alone_on_a_line_start_a_turn_as_teams_and_otter_write_them(tmp_path):
+    """Teams saves a meeting's transcript as .docx with each speaker's name and time on
+    a line of its own and the words below; Otter's .txt does the same. Such a file has
+    no "Name:" label at all, and was refused ("has no speaker labels")."""
+    document = docx.Document()
+    document.add_paragraph("Transcript")
+    for line in ("Mara Reyes   0:03", "Thanks for joining. Can you tell me about a time you "
+                 "cried in session?", "Sam Lee   0:10", "Yes, with a client whose mother had "
+                 "died.", "I felt the tears come.", "Mara Reyes   1:02", "What happened next?",
+                 "Sam Lee   1:01:05", "She said it meant a lot to her."):
+        document.add_paragraph(line)
+    document.save(tmp_path / "M01.docx")
+    write(tmp_path, "M02.txt", "Speaker 1  0:00\nHow did you start?\n\nSpeaker 2  0:04\n"
+                               "With my gran, in her garden.\n")
+    corpus = run(tmp_path, roles={"Mara Reyes": "interviewer", "Speaker 1": "interviewer",
+                                  "Speaker 2": "participant"})
+    assert_exact(corpus)
+    assert turns_of(corpus, "M01") == [
+        ("Mara Reyes", "interviewer", "Thanks for joining. Can you tell me about a time you "
+                                      "cried in session?"),
+        ("Sam Lee", "participant", "Yes, with a client whose mother had died.\n"
+                                   "I felt the tears come."),
+        ("Mara Reyes", "interviewer", "What happened next?"),
+        ("Sam Lee", "participant", "She said it meant a lot to her.")]
+    m01 = corpus.turns[corpus.turns["case_id"] == "M01"]
+    assert list(m01["start_time"]) == [3.0, 10.0, 62.0, 3665.0]
+    assert turns_of(corpus, "M02") == [("Speaker 1", "interviewer", "How did you start?"),
+                                       ("Speaker 2", "participant", "With my gran, in her garden.")]
+    assert reasons(corpus).count("before the first speaker label") == 1       # "Transcript"
+
+
+def test_a_name_and_time_on_a_line_is_speech_in_a_file_with_name_labels(tmp_path):
+    """A file keeps to one way of writing labels: where "Name:" labels start the turns,
+    a line such as "Monday 9:00" is part of what was said, not a new speaker (it was
+    read as speaker "Monday 9" saying "00")."""
+    write(tmp_path, "G03.txt", "Interviewer: When do you garden?\n"
+                               "Participant: Mostly early, before work.\nMonday 9:00\n"
+                               "is the one fixed slot.\n")
+    corpus = run(tmp_path)
+    assert turns_of(corpus, "G03")[1] == (
+        "Participant", "participant",
+        "Mostly early, before work.\nMonday 9:00\nis the one fixed slot.")
+    assert not corpus.skipped
+
+
 # --- REFI-QDA projects (.qdpx) as transcripts -------------------------------------------
 
 def test_a_qda_project_gives_each_text_source_as_a_case(tmp_path):

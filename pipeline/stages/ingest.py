@@ -22,7 +22,10 @@ Speaker labels (.txt/.md/.docx and subtitle prefixes): ``speaker_pattern`` is
 matched at the start of each line; a label of more than four words is not a
 label. The default accepts "Interviewer:", "I:", "P3:", "**Therapist:**",
 "Participant 7:", "Dr. Okafor:" and rejects "What I noticed was this: ..." (words
-after the first must be capitalised or numbers). Known trade-off: a paragraph
+after the first must be capitalised or numbers). A file with no such label may
+write each label alone on a line with its time and no colon, the words following
+("Mara Reyes   0:03", as Teams and Otter save transcripts;
+:data:`HEADING_LABEL_PATTERN`). Known trade-off: a paragraph
 inside a turn that starts with one capitalised word and a colon ("Note: ...")
 starts a new turn for speaker "Note"; it matches no role, so it is reported.
 Leading one-line "Key: value" lines whose key matches no role and is used only
@@ -95,7 +98,16 @@ DEFAULT_SPEAKER_PATTERN = (
     rf"^\s*(?:[\[(]?(?P<time>{_STAMP})[\])]?\s*[-–]?\s*)?"
     rf"[*_]{{0,2}}(?P<speaker>{_FIRST_WORD}(?: {_NEXT_WORD}){{0,3}})"
     rf"(?:\s*[\[(](?P<time_after>{_STAMP})[\])])?"
-    r"[*_]{0,2}\s*:[*_]{0,2}\s*"
+    r"[*_]{0,2}\s*:(?!\d)[*_]{0,2}\s*"      # "Monday 9:00" is a time, not a label
+)
+#: A speaker's name and a time stamp alone on a line, the words on the lines after it:
+#: "Mara Reyes   0:03" (a Teams transcript saved as .docx), "Speaker 1  0:00" (Otter's
+#: .txt). Read only in a file with no "Name:" label, and only with the default
+#: ``speaker_pattern``: a file keeps to one way of writing labels, so a line such as
+#: "Monday 9:00" inside a labelled turn is speech, never a new turn.
+HEADING_LABEL_PATTERN = (
+    rf"^\s*[*_]{{0,2}}(?P<speaker>{_FIRST_WORD}(?: {_NEXT_WORD}){{0,3}})[*_]{{0,2}}"
+    rf"(?:\s+|\s*[-–|]\s*)[\[(]?(?P<time_after>{_STAMP})[\])]?[*_]{{0,2}}\s*$"
 )
 DEFAULT_INTERVIEWER_SPEAKERS = [r"interviewer( ?\d+)?", "i", "int", "q", "moderator",
                                 "facilitator", r"researcher( ?\d+)?"]
@@ -654,6 +666,8 @@ class _Reader:
     def __init__(self, config: IngestConfig) -> None:
         self.config = config
         self.pattern = re.compile(config.speaker_pattern)
+        self.heading = re.compile(HEADING_LABEL_PATTERN) \
+            if config.speaker_pattern == DEFAULT_SPEAKER_PATTERN else None
         self.roles = _Roles(config)
 
     def read(self, path: Path, shown: str) -> _Read:
@@ -701,10 +715,10 @@ class _Reader:
         source = SourceText(path.stem, shown, text, sha, encoding)
         return _Read([_Case(path.stem, source, turns)], mixed + notes, replaced, removed, tally)
 
-    def _label(self, line: str) -> tuple[str, int, float] | None:
+    def _label(self, line: str, pattern: re.Pattern | None = None) -> tuple[str, int, float] | None:
         """``(speaker, end of the label, its time stamp in seconds or NaN)`` when
-        ``line`` starts with a speaker label."""
-        match = self.pattern.match(line)
+        ``line`` starts with a speaker label (``pattern``: the config's by default)."""
+        match = (pattern or self.pattern).match(line)
         if not match or not match.group("speaker"):
             return None
         speaker = _norm_label(match.group("speaker"))
@@ -722,15 +736,19 @@ class _Reader:
         blocks: list[tuple[str, int, int, float]] = []   # speaker, label line, text start, time
         numbers: list[int] = []                          # each block's line number
         lines = list(_lines(text))
-        for number, (line_start, line_end) in enumerate(lines, 1):
-            label = self._label(text[line_start:line_end])
-            if label:
-                blocks.append((label[0], line_start, line_start + label[1], label[2]))
-                numbers.append(number)
+        for pattern in (self.pattern, self.heading):
+            if blocks or pattern is None:
+                break
+            for number, (line_start, line_end) in enumerate(lines, 1):
+                label = self._label(text[line_start:line_end], pattern)
+                if label:
+                    blocks.append((label[0], line_start, line_start + label[1], label[2]))
+                    numbers.append(number)
         if not blocks:
             raise InputError(
                 "has no speaker labels: each turn must start a line with a label such as "
-                "'Interviewer:' or 'P3:'", path=shown,
+                "'Interviewer:' or 'P3:', or a line of its own with the speaker's name and "
+                "time ('Mara Reyes   0:03', as Teams and Otter write them)", path=shown,
                 hint="add speaker labels, or set ingest.speaker_pattern to match the "
                      "labels this transcript uses")
         ends = [b[1] for b in blocks[1:]] + [len(text)]
