@@ -1170,7 +1170,8 @@ def test_time_stamped_speaker_labels_start_turns_and_keep_their_times(tmp_path):
 
 def test_a_name_and_time_alone_on_a_line_start_a_turn_as_teams_and_otter_write_them(tmp_path):
     """Teams saves a meeting's transcript as .docx with each speaker's name and time on
-    a line of its own and the words below; Otter's .txt does the same. Such a file has
+    a line of its own and the words below; Otter's .txt and Zoom's saved captions
+    ("[Name] 14:02:03") do the same. Such a file has
     no "Name:" label at all, and was refused ("has no speaker labels")."""
     document = docx.Document()
     document.add_paragraph("Transcript")
@@ -1182,6 +1183,8 @@ def test_a_name_and_time_alone_on_a_line_start_a_turn_as_teams_and_otter_write_t
     document.save(tmp_path / "M01.docx")
     write(tmp_path, "M02.txt", "Speaker 1  0:00\nHow did you start?\n\nSpeaker 2  0:04\n"
                                "With my gran, in her garden.\n")
+    write(tmp_path, "M03.txt", "[Mara Reyes] 14:02:03\nAnd since then?\n"
+                               "[Sam Lee] 14:02:09\nI let it show, now and then.\n")
     corpus = run(tmp_path, roles={"Mara Reyes": "interviewer", "Speaker 1": "interviewer",
                                   "Speaker 2": "participant"})
     assert_exact(corpus)
@@ -1196,6 +1199,10 @@ def test_a_name_and_time_alone_on_a_line_start_a_turn_as_teams_and_otter_write_t
     assert list(m01["start_time"]) == [3.0, 10.0, 62.0, 3665.0]
     assert turns_of(corpus, "M02") == [("Speaker 1", "interviewer", "How did you start?"),
                                        ("Speaker 2", "participant", "With my gran, in her garden.")]
+    assert turns_of(corpus, "M03") == [("Mara Reyes", "interviewer", "And since then?"),
+                                       ("Sam Lee", "participant", "I let it show, now and then.")]
+    assert list(corpus.turns.loc[corpus.turns["case_id"] == "M03", "start_time"]) == [
+        50523.0, 50529.0]
     assert reasons(corpus).count("before the first speaker label") == 1       # "Transcript"
 
 

@@ -102,11 +102,12 @@ DEFAULT_SPEAKER_PATTERN = (
 )
 #: A speaker's name and a time stamp alone on a line, the words on the lines after it:
 #: "Mara Reyes   0:03" (a Teams transcript saved as .docx), "Speaker 1  0:00" (Otter's
-#: .txt). Read only in a file with no "Name:" label, and only with the default
-#: ``speaker_pattern``: a file keeps to one way of writing labels, so a line such as
-#: "Monday 9:00" inside a labelled turn is speech, never a new turn.
+#: .txt), "[Mara Reyes] 14:02:03" (Zoom's saved captions). Read only in a file with
+#: no "Name:" label, and only with the default ``speaker_pattern``: a file keeps to
+#: one way of writing labels, so a line such as "Monday 9:00" inside a labelled turn
+#: is speech, never a new turn.
 HEADING_LABEL_PATTERN = (
-    rf"^\s*[*_]{{0,2}}(?P<speaker>{_FIRST_WORD}(?: {_NEXT_WORD}){{0,3}})[*_]{{0,2}}"
+    rf"^\s*(?:[*_]{{0,2}}|\[)(?P<speaker>{_FIRST_WORD}(?: {_NEXT_WORD}){{0,3}})(?:[*_]{{0,2}}|\])"
     rf"(?:\s+|\s*[-–|]\s*)[\[(]?(?P<time_after>{_STAMP})[\])]?[*_]{{0,2}}\s*$"
 )
 DEFAULT_INTERVIEWER_SPEAKERS = [r"interviewer( ?\d+)?", "i", "int", "q", "moderator",
