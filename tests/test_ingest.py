@@ -258,6 +258,49 @@ def test_docx_bold_labels_title_and_table_cells(tmp_path):
     assert "1 line before the first speaker label was not read" in reasons(corpus)
 
 
+def test_docx_transcript_tables_read_a_row_as_a_turn(tmp_path):
+    """Transcription services deliver interviews as a Word table: a speaker column,
+    sometimes a time column, the words in the last. Each row is a turn (a blank name
+    goes on with the turn above), a header row is a title line, and a table that is
+    not a conversation keeps its cells as lines. Such files were refused ("has no
+    speaker labels") or ran the cells together."""
+    def build(document):
+        document.add_paragraph("Interview T41")
+        table = document.add_table(rows=0, cols=3)
+        for row in (("Time", "Speaker", "Text"),
+                    ("00:00:03", "Interviewer", "What do you remember about the rupture?"),
+                    ("00:00:09", "Therapist", "That I got defensive."),
+                    ("", "", "Then I named it, and something shifted."),
+                    ("00:01:02", "Interviewer", "Shifted how?"),
+                    ("00:01:05", "Therapist", "She came back the next week.")):
+            cells = table.add_row().cells
+            for cell, text in zip(cells, row):
+                cell.text = text
+        facts = document.add_table(rows=0, cols=2)     # not a conversation
+        for row in (("Age", "42"), ("Years in practice", "12"), ("Modality", "CBT")):
+            cells = facts.add_row().cells
+            cells[0].text, cells[1].text = row
+        document.add_paragraph("Therapist: One more thing.")
+
+    (tmp_path / "T41.docx").write_bytes(docx_bytes(build))
+    corpus = run(tmp_path)
+    assert_exact(corpus)
+    assert turns_of(corpus, "T41") == [
+        ("Interviewer", "interviewer", "What do you remember about the rupture?"),
+        ("Therapist", "participant", "That I got defensive.\nThen I named it, and "
+                                     "something shifted."),
+        ("Interviewer", "interviewer", "Shifted how?"),
+        ("Therapist", "participant", "She came back the next week.\nAge\n42\n"
+                                     "Years in practice\n12\nModality\nCBT"),
+        ("Therapist", "participant", "One more thing."),
+    ]
+    t = corpus.turns
+    assert list(t["start_time"].iloc[:4]) == [3.0, 9.0, 62.0, 65.0]
+    assert corpus.sources["T41"].text.startswith(
+        "Interview T41\nTime Speaker Text\n[00:00:03] Interviewer: What do you")
+    assert "2 lines before the first speaker label were not read" in reasons(corpus)
+
+
 def test_corrupt_docx_is_skipped_with_a_reason(tmp_path):
     (tmp_path / "T08.docx").write_bytes(docx_bytes(build_t07)[:900])
     (tmp_path / "T09.docx").write_bytes(b"PK\x03\x04 this is not really a zip archive")

@@ -1062,16 +1062,98 @@ _NOT_SHOWN = frozenset({qn("w:del"), qn("w:moveFrom"), qn("w:rt"),
 
 
 def _docx_text(data: bytes, shown: str) -> str:
-    """Body paragraphs (table cells included, in document order) joined with "\\n"."""
+    """Body paragraphs (table cells included, in document order) joined with "\\n";
+    a transcript table's rows as labelled lines (:func:`_transcript_rows`)."""
     check_zip(data, shown, ".docx")
     try:
         body = docx.Document(io.BytesIO(data)).element.body
-        paragraphs = [_paragraph_text(p) for p in body.iter(_W_P)
-                      if next(p.iterancestors(_W_P), None) is None]   # not text boxes
+        lines: list[str] = []
+        read_as_rows = []                       # transcript tables (held: lxml keeps
+        for p in body.iter(_W_P, _W_TBL):       # one proxy per element while it lives)
+            if p.tag == _W_TBL:
+                if next(p.iterancestors(_W_TBL), None) is None:
+                    rows = _transcript_rows(p)
+                    if rows is not None:
+                        lines.extend(rows)
+                        read_as_rows.append(p)
+                continue
+            if next(p.iterancestors(_W_P), None) is not None:
+                continue                                                # text boxes
+            if read_as_rows and any(t is read_as_rows[-1] for t in p.iterancestors(_W_TBL)):
+                continue                                # its row is read already
+            lines.append(_paragraph_text(p))
     except Exception as exc:  # python-docx/lxml raise many types for a damaged file
         raise InputError(f"could not be read as a Word document ({type(exc).__name__})",
                          path=shown, hint="open it in Word and save it again as .docx") from exc
-    return "\n".join(paragraphs)
+    return "\n".join(lines)
+
+
+_W_TBL = qn("w:tbl")
+_W_TR = qn("w:tr")
+_W_TC = qn("w:tc")
+_NAME_CELL = re.compile(rf"{_FIRST_WORD}(?: {_NEXT_WORD}){{0,3}}")
+_STAMP_CELL = re.compile(rf"[\[(]?{_STAMP}[\])]?")
+
+
+def _transcript_rows(table: BaseOxmlElement) -> list[str] | None:
+    """A table laid out as a transcript (a speaker column, optionally a time column,
+    the words in the last column; transcription services deliver interviews so) as
+    one line per row, "Name: words" or "[0:03] Name: words"; None for any other table,
+    whose cells stay paragraphs as they are.
+
+    A transcript table has at least three rows, and in at least 80% of its rows
+    with words after the first, a column before the last holds a name of one to four
+    capitalised words, no colon, taken by few speakers (at most half the rows, or
+    two), one of whom speaks twice at least. A row whose name cell is blank continues the turn above; a first row whose
+    name is no speaker of the others ("Speaker | Text") is a header, read as a title
+    line is. Cells with a colon already
+    ("Interviewer:") are read as before, line by line."""
+    rows = []
+    for tr in table.iter(_W_TR):
+        if next(tr.iterancestors(_W_TBL)) is not table:
+            continue                                            # a nested table's row
+        cells = ["\n".join(_paragraph_text(p) for p in tc.iter(_W_P)).strip()
+                 for tc in tr if tc.tag == _W_TC]
+        rows.append(cells)
+    width = max((len(r) for r in rows), default=0)
+    if width < 2 or len(rows) < 3:
+        return None
+    spoken = [r for r in rows[1:] if len(r) == width and r[-1]]     # the first: below
+    if len(spoken) < 2:
+        return None
+
+    def share(col: int, test) -> float:
+        return sum(1 for r in spoken if test(r[col])) / len(spoken)
+
+    def is_name(cell: str) -> bool:
+        return bool(_NAME_CELL.fullmatch(cell)) and not _STAMP_CELL.fullmatch(cell)
+
+    names = [c for c in range(width - 1) if share(c, is_name) >= 0.8]
+    if not names:
+        return None
+    who = names[0]
+    said = Counter(r[who] for r in spoken if is_name(r[who]))
+    speakers = set(said)
+    if len(speakers) > max(2, len(spoken) // 2) or max(said.values()) < 2:
+        return None                     # a table of attributes: "Age | 42", "Sex | F"
+    stamps = [c for c in range(width - 1) if c != who
+              and share(c, lambda x: bool(_STAMP_CELL.fullmatch(x))) >= 0.8]
+    when = stamps[0] if stamps else None
+    first = rows[0]
+    header = len(first) != width or first[who] not in speakers or (
+        when is not None and not _STAMP_CELL.fullmatch(first[when]))
+    lines = []
+    for i, r in enumerate(rows):
+        if len(r) != width or (i == 0 and header):
+            lines.append(" ".join(c for c in r if c))          # as a title line is read
+            continue
+        words = r[-1]
+        if not r[who]:
+            lines.append(words)                                 # the turn above goes on
+            continue
+        stamp = f"[{r[when].strip('[]()')}] " if when is not None and r[when] else ""
+        lines.append(f"{stamp}{r[who]}: {words}")
+    return lines
 
 
 def _paragraph_text(paragraph: BaseOxmlElement) -> str:
