@@ -393,3 +393,42 @@ def test_a_precoding_whose_transcripts_changed_is_not_exported(queued, tmp_path,
     err = capsys.readouterr().err
     assert f"could not be read again exactly as the pre-coding read them ({first.stem})" in err
     assert not (out / "export" / "precoded.qdpx").exists()
+
+
+def test_a_precoded_subtitle_transcript_opens_with_its_speakers_named(rejecting_codebook,
+                                                                       tmp_path, capsys):
+    """A .vtt's text, as Consensa reads it, is its cues' words; who spoke is in the voice
+    tags. The pre-coding's project now writes each speaker's name before their turn, as
+    the run's own export does (a QDA program showed an interview without speakers),
+    and every coding still covers exactly its segment's words."""
+    from pipeline.exchange.refi import read_project
+
+    root = tmp_path / "study"
+    shutil.copytree(rejecting_codebook.parent.parent, root / "run")
+    codebook = root / "run" / "review" / "codebook.yaml"
+    codebook.write_text(codebook.read_text().replace(
+        str(rejecting_codebook.parent.parent.resolve()), str((root / "run").resolve())))
+    new = write_study(tmp_path / "new", n_cases=2)
+    spoken = [p.split(": ", 1) for p in (new / "case02.txt").read_text().split("\n\n") if p.strip()]
+    (new / "case02.txt").unlink()
+    (new / "case02.vtt").write_text("WEBVTT\n\n" + "".join(
+        f"00:{i // 60:02d}:{i % 60:02d}.000 --> 00:{i // 60:02d}:{i % 60:02d}.900\n"
+        f"<v {who}>{words.strip()}</v>\n\n" for i, (who, words) in enumerate(spoken)),
+        encoding="utf-8")
+    out = tmp_path / "pre"
+    assert main(["precode", str(codebook), "--transcripts", str(new), "--threshold", "1",
+                 "--out", str(out), "-q"]) == 0
+    capsys.readouterr()
+    assert main(["export", "qdpx", str(out)]) == 0
+    project = read_project(out / "export" / "precoded.qdpx")
+    vtt = project.texts["case02"]
+    assert vtt.startswith(f"Interviewer: {spoken[0][1].strip()}\nTherapist: ")
+    assert vtt.count("Interviewer: ") == sum(who == "Interviewer" for who, _ in spoken)
+    assert project.texts["case01"] == (new / "case01.txt").read_text()     # labelled already
+    seg = pd.read_parquet(out / "segments.parquet")
+    words = dict(zip(zip(seg["case_id"], seg["text"]), seg["segment_id"]))
+    rows = project.codings
+    assert set(rows["case"]) == {"case01", "case02"}
+    for r in rows.itertuples():
+        assert (r.case, project.texts[r.case][r.start:r.end]) in words
+    assert len(rows) == len(seg)

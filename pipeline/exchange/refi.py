@@ -981,11 +981,17 @@ def is_precode_folder(folder: str | Path) -> bool:
     return isinstance(manifest, dict) and "classifier" in manifest and "codebook" in manifest
 
 
-def precoded_texts(folder: Path, manifest: dict, segments: pd.DataFrame) -> dict[str, str]:
+def precoded_texts(folder: Path, manifest: dict, segments: pd.DataFrame,
+                   subtitle_turns: dict[str, pd.DataFrame] | None = None) -> dict[str, str]:
     """Each pre-coded case's text, exactly as the pre-coding read it: the de-identified
     texts it kept beside its output, or the transcripts read again with the ingest
     settings it recorded. Every segment's text must be found at its offsets, or the
-    export stops: a coding at the wrong place in a QDA program is worse than none."""
+    export stops: a coding at the wrong place in a QDA program is worse than none.
+
+    ``subtitle_turns``, when given, receives the turns of each case read from a
+    subtitle file (:data:`SUBTITLE_SUFFIXES`), whose text holds no speaker names; a
+    de-identified pre-coding gives none (its speakers' names were replaced, and the
+    turns read again would carry the real ones)."""
     from ..stages.ingest import IngestConfig, ingest
 
     texts: dict[str, str] = {}
@@ -997,6 +1003,10 @@ def precoded_texts(folder: Path, manifest: dict, segments: pd.DataFrame) -> dict
     elif manifest.get("ingest"):
         corpus = ingest(IngestConfig(**manifest["ingest"]))
         texts = {c: s.text for c, s in corpus.sources.items()}
+        if subtitle_turns is not None:
+            for c, source in corpus.sources.items():
+                if Path(source.path).suffix.lower() in SUBTITLE_SUFFIXES:
+                    subtitle_turns[c] = corpus.turns[corpus.turns["case_id"] == c]
     else:
         raise InputError("was written before pre-coding recorded how it read the transcripts, "
                          "so their texts cannot be read again exactly", path=folder,
@@ -1052,7 +1062,8 @@ def precoded_project(folder: str | Path) -> tuple[bytes, dict[str, int]]:
                        "Segments the pre-coding left to a person: no category reached the "
                        f"confidence threshold ({manifest.get('threshold')}). Each selection "
                        "lists the classifier's three suggestions.", "#7F7F7F")
-    texts = precoded_texts(folder, manifest, seg)
+    subtitles: dict[str, pd.DataFrame] = {}
+    texts = precoded_texts(folder, manifest, seg, subtitles)
     stamp = _s(manifest.get("created_at")).replace("+00:00", "Z") or None
     me = guid("user", CONSENSA_USER)
     # the queue's segments that people have coded since (consensa precode import, or
@@ -1086,12 +1097,16 @@ def precoded_project(folder: str | Path) -> tuple[bytes, dict[str, int]]:
     n_coded = n_queue = n_chosen = 0
     for case in sorted(texts):
         src_guid = guid(batch, "source", case)
-        files[f"Sources/{src_guid}.txt"] = texts[case].encode("utf-8")
+        text, moved, how = texts[case], (lambda p, end=False: p), "as the pre-coding read it"
+        if case in subtitles:       # a subtitle's words alone: a QDA program shows no speakers
+            text, moved = speaker_labelled(text, subtitles[case])
+            how += ", with each speaker's name before their turn"
+        files[f"Sources/{src_guid}.txt"] = text.encode("utf-8")
         src = el(sources_el, "TextSource", stamped(
             {"guid": src_guid, "name": case, "plainTextPath": f"internal://{src_guid}.txt",
              "creatingUser": me}))
-        el(src, "Description", text=f"Case {case} as the pre-coding read it; positions count "
-                                    "Unicode code points.")
+        el(src, "Description", text=f"Case {case} {how}; positions count Unicode code "
+                                    "points.")
         rows = seg[seg["case_id"].astype(str) == case].sort_values(["start_char", "end_char"])
         for r in rows.itertuples():
             codings: list[tuple[str, ExportCode]] = []        # (who, code)
@@ -1121,8 +1136,8 @@ def precoded_project(folder: str | Path) -> tuple[bytes, dict[str, int]]:
                 continue
             sel = el(src, "PlainTextSelection", stamped(
                 {"guid": guid(batch, "segment", r.segment_id), "name": str(r.segment_id),
-                 "startPosition": str(int(r.start_char)), "endPosition": str(int(r.end_char)),
-                 "creatingUser": me}))
+                 "startPosition": str(moved(int(r.start_char))),
+                 "endPosition": str(moved(int(r.end_char), end=True)), "creatingUser": me}))
             el(sel, "Description", text=said)
             for who, code in codings:
                 coding = el(sel, "Coding", stamped(
