@@ -98,6 +98,43 @@ def versions() -> dict[str, str]:
     return out
 
 
+def kernels() -> dict[str, object]:
+    """The CPU kernels this process computes with, where they change results: numpy's
+    SIMD groups, its BLAS's kernel set (OpenBLAS picks one by CPU: "SkylakeX" for its
+    AVX-512 kernels, "Haswell" for AVX2) and PyTorch's, which the int8 embedder's
+    vectors depend on (read only when a stage has loaded PyTorch). Two machines that
+    show the same versions and the same kernels compute the same run from the same
+    config; where the kernels differ, a few segments may land elsewhere (README,
+    *Settings*, ``seed``). ``OPENBLAS_CORETYPE=Haswell`` and
+    ``NPY_DISABLE_CPU_FEATURES`` make an AVX-512 machine compute as an AVX2 one."""
+    import sys
+
+    # numpy lists its SIMD groups only in its private module (np.show_runtime reads them
+    # there and prints them); numpy 1.26 keeps the same lists under numpy.core
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__  # no public list
+    except ImportError:
+        from numpy.core._multiarray_umath import __cpu_dispatch__, __cpu_features__  # in numpy 1.26
+    out: dict[str, object] = {
+        "machine": platform.machine(),
+        "numpy": [f for f in __cpu_dispatch__ if __cpu_features__.get(f)]}
+    try:
+        from threadpoolctl import threadpool_info
+
+        out["blas"] = sorted({f"{i.get('internal_api')} {i.get('version')} "
+                              f"{i.get('architecture') or ''}".strip()
+                              for i in threadpool_info() if i.get("user_api") == "blas"})
+    except Exception:       # threadpoolctl (scikit-learn's) reads the loaded libraries
+        out["blas"] = []
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        try:
+            out["torch"] = str(torch.backends.cpu.get_cpu_capability())
+        except Exception:   # an old PyTorch without it
+            pass
+    return out
+
+
 def build(cfg: RunConfig, base_dir: Path, *, failed_llm_log: Path | None = None) -> RunResult:
     """Run every stage and return the result, without writing anything but the cache
     (and, when a run with a language model fails, its log at ``failed_llm_log``;
@@ -409,7 +446,7 @@ def _manifest(cfg: RunConfig, base_dir: Path, started: str, corpus, deid, segmen
     return {
         "consensa_version": __version__, "name": cfg.name, "started_at": started,
         "seed": cfg.seed, "base_dir": str(base_dir.resolve()), "platform": platform.platform(),
-        "versions": versions(),
+        "versions": versions(), "kernels": kernels(),
         "inputs": [{"case_id": s.case_id, "path": s.path, "sha256": s.sha256, "encoding": s.encoding}
                    for s in corpus.sources.values()],
         "deidentify": deid.summary(bool(cfg.deidentify.mapping_file)) if deid else {"enabled": False},

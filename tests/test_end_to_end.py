@@ -58,6 +58,8 @@ def test_cli_run_writes_a_complete_run_folder(study, capsys):
                                         "domains", "map", "write"}
     assert len(manifest["inputs"]) == 6 and all(len(i["sha256"]) == 64 for i in manifest["inputs"])
     assert any("backchannel" in s["reason"] for s in manifest["skipped"])
+    # the CPU kernels the results depend on, beside the versions
+    assert manifest["kernels"]["numpy"] and manifest["kernels"]["blas"]
     resolved = yaml.safe_load((out / "config.yaml").read_text())
     assert resolved["cluster"] == {"name": "consensa.KMeans.v1", "n_clusters": 3, "random_state": None}
     themes = pd.read_csv(out / "themes.csv")
@@ -237,3 +239,26 @@ def test_an_existing_out_folder_is_refused_before_any_work(study, tmp_path, monk
     # pre-coding too: refused before the codebook is even read
     with pytest.raises(InputError, match="exists already"):
         precode(tmp_path / "no-codebook.yaml", study, out=taken)
+
+
+def test_the_manifest_names_the_kernels_an_avx512_machine_computes_with_as_avx2():
+    """Two machines with the same versions compute different runs when their kernels
+    differ (OpenBLAS's AVX-512 ones chose another sentence for a demo core idea): the
+    manifest says which ran, and the settings that make an AVX-512 machine compute
+    as an AVX2 one show there."""
+    import os
+    import subprocess
+    import sys
+
+    from pipeline.run import kernels
+
+    here = kernels()
+    if "X86_V3" not in here["numpy"]:
+        pytest.skip("a CPU without AVX2: nothing to pin")
+    code = "import json; from pipeline.run import kernels; print(json.dumps(kernels()))"
+    env = {**os.environ, "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
+           "OPENBLAS_CORETYPE": "Haswell"}
+    pinned = json.loads(subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT,
+                                       capture_output=True, text=True, check=True).stdout)
+    assert pinned["numpy"] == ["X86_V3"]
+    assert [b.rsplit(" ", 1)[-1] for b in pinned["blas"]] == ["Haswell"]
