@@ -1213,15 +1213,18 @@ def test_time_stamped_speaker_labels_start_turns_and_keep_their_times(tmp_path):
 
 def test_a_name_and_time_alone_on_a_line_start_a_turn_as_teams_and_otter_write_them(tmp_path):
     """Teams saves a meeting's transcript as .docx with each speaker's name and time on
-    a line of its own and the words below; Otter's .txt and Zoom's saved captions
+    a line of its own and the words below, and its notices ("... started
+    transcription") between them; Otter's .txt and Zoom's saved captions
     ("[Name] 14:02:03") do the same. Such a file has
     no "Name:" label at all, and was refused ("has no speaker labels")."""
     document = docx.Document()
     document.add_paragraph("Transcript")
-    for line in ("Mara Reyes   0:03", "Thanks for joining. Can you tell me about a time you "
-                 "cried in session?", "Sam Lee   0:10", "Yes, with a client whose mother had "
-                 "died.", "I felt the tears come.", "Mara Reyes   1:02", "What happened next?",
-                 "Sam Lee   1:01:05", "She said it meant a lot to her."):
+    for line in ("Mara Reyes started transcription", "Mara Reyes   0:03",
+                 "Thanks for joining. Can you tell me about a time you cried in session?",
+                 "Sam Lee   0:10", "Yes, with a client whose mother had died.",
+                 "I felt the tears come.", "Mara Reyes   1:02", "What happened next?",
+                 "Sam Lee   1:01:05", "She said it meant a lot to her.",
+                 "Mara Reyes stopped transcription"):
         document.add_paragraph(line)
     document.save(tmp_path / "M01.docx")
     write(tmp_path, "M02.txt", "Speaker 1  0:00\nHow did you start?\n\nSpeaker 2  0:04\n"
@@ -1247,6 +1250,10 @@ def test_a_name_and_time_alone_on_a_line_start_a_turn_as_teams_and_otter_write_t
     assert list(corpus.turns.loc[corpus.turns["case_id"] == "M03", "start_time"]) == [
         50523.0, 50529.0]
     assert reasons(corpus).count("before the first speaker label") == 1       # "Transcript"
+    # Teams's own notices are not what anyone said: the last turn ends before the one
+    # after it, and it is counted and named
+    assert corpus.counts["meeting_notices_not_read"] == 1
+    assert f"{tmp_path / 'M01.docx'}:12: 1 line(s) of the meeting program" in reasons(corpus)
 
 
 def test_a_name_and_time_on_a_line_is_speech_in_a_file_with_name_labels(tmp_path):

@@ -57,6 +57,7 @@ header gives a column Consensa reads twice (two ``text`` columns, or ``Text`` an
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import errno
 import hashlib
@@ -106,6 +107,11 @@ DEFAULT_SPEAKER_PATTERN = (
 #: no "Name:" label, and only with the default ``speaker_pattern``: a file keeps to
 #: one way of writing labels, so a line such as "Monday 9:00" inside a labelled turn
 #: is speech, never a new turn.
+#: What Teams writes between the turns of such a transcript: "Mara Reyes started
+#: transcription", "... stopped transcription". Not speech: it ends the turn above.
+_MEETING_NOTICE = re.compile(
+    rf"^\s*{_FIRST_WORD}(?: {_NEXT_WORD}){{0,3}} (?:started|stopped) "
+    r"(?:transcription|recording)\s*$")
 HEADING_LABEL_PATTERN = (
     rf"^\s*(?:[*_]{{0,2}}|\[)(?P<speaker>{_FIRST_WORD}(?: {_NEXT_WORD}){{0,3}})(?:[*_]{{0,2}}|\])"
     rf"(?:\s+|\s*[-–|]\s*)[\[(]?(?P<time_after>{_STAMP})[\])]?[*_]{{0,2}}\s*$"
@@ -311,9 +317,10 @@ class _Read:
 #: lines of a mixed UTF-8/Windows-1252 file read as Windows-1252, subtitle cues whose
 #: times were dropped because they end before they start, cues that start before an
 #: earlier cue (kept in the file's order), speaker labels of a
-#: .txt/.md/.docx with no words after them (no turn is made for them).
+#: .txt/.md/.docx with no words after them (no turn is made for them), a meeting
+#: program's notices between the turns of a transcript in the Teams form.
 _TALLIES = ("xlsx_formula_cells_not_read", "lines_decoded_as_cp1252", "cue_times_dropped",
-            "cues_out_of_order", "labelled_turns_without_text")
+            "cues_out_of_order", "labelled_turns_without_text", "meeting_notices_not_read")
 
 
 def _mixed_encoding(data: bytes, encoding: str, shown: str,
@@ -707,9 +714,10 @@ class _Reader:
             turns, text, n_before = self._cue_turns(cues, shown)
             unit = "cue"
         else:
-            turns, n_before, empty = self._labelled_turns(text, shown)
-            notes, unit = _without_text(shown, empty, suffix), "line"
+            turns, n_before, empty, notices = self._labelled_turns(text, shown)
+            notes, unit = _without_text(shown, empty, suffix) + _notices(shown, notices), "line"
             tally["labelled_turns_without_text"] += len(empty)
+            tally["meeting_notices_not_read"] += len(notices)
         if n_before:
             notes.append(_before_first_label(shown, n_before, unit))
         notes += _controls_note(shown, replaced, removed)
@@ -731,15 +739,19 @@ class _Reader:
 
     # .txt, .md, .docx
     def _labelled_turns(self, text: str,
-                        shown: str) -> tuple[list[_Turn], int, list[tuple[int, str]]]:
-        """Turns of a labelled text, the number of non-blank lines before the first, and
-        the ``(line number, speaker)`` of each label with no words after it."""
+                        shown: str) -> tuple[list[_Turn], int, list[tuple[int, str]], list[int]]:
+        """Turns of a labelled text, the number of non-blank lines before the first, the
+        ``(line number, speaker)`` of each label with no words after it, and the line
+        numbers of the meeting program's notices after the first label (Teams form
+        only: :data:`_MEETING_NOTICE`), each of which ends the turn above it."""
         blocks: list[tuple[str, int, int, float]] = []   # speaker, label line, text start, time
         numbers: list[int] = []                          # each block's line number
         lines = list(_lines(text))
+        used = None                                      # the pattern that found the labels
         for pattern in (self.pattern, self.heading):
             if blocks or pattern is None:
                 break
+            used = pattern
             for number, (line_start, line_end) in enumerate(lines, 1):
                 label = self._label(text[line_start:line_end], pattern)
                 if label:
@@ -753,6 +765,15 @@ class _Reader:
                 hint="add speaker labels, or set ingest.speaker_pattern to match the "
                      "labels this transcript uses")
         ends = [b[1] for b in blocks[1:]] + [len(text)]
+        notices: list[tuple[int, int]] = []              # (line number, line start)
+        if used is not None and used is self.heading:
+            notices = [(n, s) for n, (s, e) in enumerate(lines, 1)
+                       if s > blocks[0][1] and _MEETING_NOTICE.match(text[s:e])]
+            cut = [s for _, s in notices]                # in text order
+            for i, b in enumerate(blocks):
+                k = bisect.bisect_left(cut, b[2])
+                if k < len(cut) and cut[k] < ends[i]:
+                    ends[i] = cut[k]
         spans = [_strip_span(text, b[2], end) for b, end in zip(blocks, ends, strict=True)]
         counts = Counter(b[0] for b in blocks)
         header = 0
@@ -769,7 +790,7 @@ class _Reader:
                              hint="check that the transcript text follows the labels")
         empty = [(n, b[0]) for n, b, span in zip(numbers[header:], blocks[header:],
                                                  spans[header:], strict=True) if not span]
-        return turns, n_before, empty
+        return turns, n_before, empty, [n for n, _ in notices]
 
     # .vtt, .srt
     def _cue_turns(self, cues: list[_Cue], shown: str) -> tuple[list[_Turn], str, int]:
@@ -862,12 +883,13 @@ class _Reader:
                 notes.append(Skipped(where, "contains no text; it was not read"))
                 continue
             try:
-                turns, n_before, empty = self._labelled_turns(text, where)
+                turns, n_before, empty, notices = self._labelled_turns(text, where)
             except InputError as err:
                 notes.append(_as_skipped(err, where))
                 continue
-            notes += _without_text(where, empty, ".txt")
+            notes += _without_text(where, empty, ".txt") + _notices(where, notices)
             tally["labelled_turns_without_text"] += len(empty)
+            tally["meeting_notices_not_read"] += len(notices)
             if n_before:
                 notes.append(_before_first_label(where, n_before, "line"))
             case_id = _source_case_id(source.name)
@@ -1016,6 +1038,16 @@ def _without_text(shown: str, empty: list[tuple[int, str]], suffix: str) -> list
     return [Skipped(f"{shown}:{empty[0][0]}", (
         f"{len(empty)} speaker label(s) have no words after them, on line(s) {listed}; no "
         f"turn was made for them: what to do: check the transcript there{where}"))]
+
+
+def _notices(shown: str, numbers: list[int]) -> list[Skipped]:
+    """A note on the meeting program's notices that ended a turn and were not read."""
+    if not numbers:
+        return []
+    listed = ", ".join(str(n) for n in numbers[:10]) + (" ..." if len(numbers) > 10 else "")
+    return [Skipped(f"{shown}:{numbers[0]}", (
+        f"{len(numbers)} line(s) of the meeting program ('... started transcription', "
+        f"'... stopped transcription'), on line(s) {listed}, were not read as speech"))]
 
 
 def _before_first_label(shown: str, n: int, unit: str) -> Skipped:
