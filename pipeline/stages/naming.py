@@ -38,7 +38,8 @@ dataclasses out; nothing is printed or written):
   caching wrapper as ``phrase_extractor``.
 * :func:`strip_transcriber_notes` / :func:`blank_transcriber_notes` /
   :func:`transcriber_note_spans`: transcriber notes ("(laughs)", "[inaudible]",
-  "(The participant reads the task)") recognised and removed, for any stage.
+  "(The participant reads the task)", f4transkript's "#00:01:23-4#") recognised and
+  removed, for any stage.
 * :func:`name_occurs_in` ``(name, quotes) -> bool``: the containment rule below.
 
 How a name is made
@@ -199,7 +200,9 @@ _NOTE_ROLES = re.compile(r"\b(participants?|interviewers?|interviewees?|responde
 _BRACKETED = re.compile(r"\(\([^()\n]{0,200}\)\)"       # ((coughs)): Jefferson notation
                         r"|\[[^\[\]\n]{0,200}\]"         # [inaudible]
                         r"|\{[^{}\n]{0,200}\}"           # {laughs}
-                        r"|<[^<>\n]{0,200}>")            # <crosstalk>
+                        r"|<[^<>\n]{0,200}>"             # <crosstalk>
+                        # f4/f5transkript's time marks, which MAXQDA also reads
+                        r"|#(?:\d{1,2}:)?\d{1,2}:\d{2}(?:[-.,]\d{1,3})?#")
 _PAREN = re.compile(r"\([^()\n]{0,200}\)")
 _NOTE_WORD = re.compile(r"[A-Za-z]+(?:-[A-Za-z]+)*")
 
@@ -241,7 +244,8 @@ def transcriber_note_spans(text: str) -> list[tuple[int, int]]:
 def blank_transcriber_notes(text: str) -> str:
     """``text`` with every transcriber note replaced by as many spaces: the same
     length, so character offsets still index the original text."""
-    if "(" not in text and "[" not in text and "{" not in text and "<" not in text:
+    if "(" not in text and "[" not in text and "{" not in text and "<" not in text \
+            and "#" not in text:
         return text
     out = list(text)
     for s, e in transcriber_note_spans(text):
