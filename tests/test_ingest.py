@@ -1256,6 +1256,20 @@ def test_a_name_and_time_alone_on_a_line_start_a_turn_as_teams_and_otter_write_t
     assert f"{tmp_path / 'M01.docx'}:12: 1 line(s) of the meeting program" in reasons(corpus)
 
 
+def test_role_words_in_lower_case_are_labels_and_other_lower_case_words_are_not(tmp_path):
+    """A transcript typed with "interviewer:" and "participant 2:" was refused ("has no
+    speaker labels"); a line of speech such as "so: that was it" still is speech."""
+    write(tmp_path, "G04.txt", "interviewer: When did it start?\n"
+                               "participant 2: In my first year.\nso: that was it.\n"
+                               "client: And you?\n")
+    corpus = run(tmp_path)
+    assert_exact(corpus)
+    assert turns_of(corpus, "G04") == [
+        ("interviewer", "interviewer", "When did it start?"),
+        ("participant 2", "participant", "In my first year.\nso: that was it."),
+        ("client", "participant", "And you?")]
+
+
 def test_a_name_and_time_on_a_line_is_speech_in_a_file_with_name_labels(tmp_path):
     """A file keeps to one way of writing labels: where "Name:" labels start the turns,
     a line such as "Monday 9:00" is part of what was said, not a new speaker (it was

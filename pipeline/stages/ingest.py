@@ -21,8 +21,9 @@ they carry no words.
 Speaker labels (.txt/.md/.docx and subtitle prefixes): ``speaker_pattern`` is
 matched at the start of each line; a label of more than four words is not a
 label. The default accepts "Interviewer:", "I:", "P3:", "**Therapist:**",
-"Participant 7:", "Dr. Okafor:" and rejects "What I noticed was this: ..." (words
-after the first must be capitalised or numbers). A file with no such label may
+"Participant 7:", "Dr. Okafor:", role words in lower case ("interviewer:") and
+rejects "What I noticed was this: ..." (words after the first must be capitalised
+or numbers) and "so: ..." (a word in lower case is a label only if it is a role). A file with no such label may
 write each label alone on a line with its time and no colon, the words following
 ("Mara Reyes   0:03", as Teams and Otter save transcripts;
 :data:`HEADING_LABEL_PATTERN`). Known trade-off: a paragraph
@@ -95,9 +96,13 @@ _NEXT_WORD = r"(?:[A-ZÀ-ÖØ-Þ0-9][\w.'’-]*|van|von|der|den|de|da|del|di|du|
 #: A time stamp beside a label, as transcription services write it: "[00:04:02]",
 #: "(4:02)", "00:04:02.5", before the label or, in brackets, after it.
 _STAMP = r"(?:\d{1,2}:)?\d{1,2}:\d{2}(?:[.,]\d{1,3})?"
+#: Role words a transcript may write in lower case ("interviewer:", "participant 3:"):
+#: a label all the same. Any other word in lower case before a colon is speech.
+_ROLE_WORD = (r"(?:interviewer|interviewee|participant|respondent|therapist|client"
+              r"|moderator|facilitator|researcher)(?: ?\d+)?")
 DEFAULT_SPEAKER_PATTERN = (
     rf"^\s*(?:[\[(]?(?P<time>{_STAMP})[\])]?\s*[-–]?\s*)?"
-    rf"[*_]{{0,2}}(?P<speaker>{_FIRST_WORD}(?: {_NEXT_WORD}){{0,3}})"
+    rf"[*_]{{0,2}}(?P<speaker>{_FIRST_WORD}(?: {_NEXT_WORD}){{0,3}}|{_ROLE_WORD})"
     rf"(?:\s*[\[(](?P<time_after>{_STAMP})[\])])?"
     r"[*_]{0,2}\s*:(?!\d)[*_]{0,2}\s*"      # "Monday 9:00" is a time, not a label
 )
