@@ -280,6 +280,13 @@ def test_docx_transcript_tables_read_a_row_as_a_turn(tmp_path):
         for row in (("Age", "42"), ("Years in practice", "12"), ("Modality", "CBT")):
             cells = facts.add_row().cells
             cells[0].text, cells[1].text = row
+        notes = document.add_table(rows=0, cols=3)     # a column of notes: nothing dropped
+        for row in (("Therapist", "It stayed with me.", "key quote"),
+                    ("Interviewer", "For how long?", ""),
+                    ("Therapist", "Weeks.", "check")):
+            cells = notes.add_row().cells
+            for cell, text in zip(cells, row):
+                cell.text = text
         document.add_paragraph("Therapist: One more thing.")
 
     (tmp_path / "T41.docx").write_bytes(docx_bytes(build))
@@ -291,7 +298,9 @@ def test_docx_transcript_tables_read_a_row_as_a_turn(tmp_path):
                                      "something shifted."),
         ("Interviewer", "interviewer", "Shifted how?"),
         ("Therapist", "participant", "She came back the next week.\nAge\n42\n"
-                                     "Years in practice\n12\nModality\nCBT"),
+                                     "Years in practice\n12\nModality\nCBT\nTherapist\n"
+                                     "It stayed with me.\nkey quote\nInterviewer\n"
+                                     "For how long?\n\nTherapist\nWeeks.\ncheck"),
         ("Therapist", "participant", "One more thing."),
     ]
     t = corpus.turns

@@ -1133,18 +1133,20 @@ _STAMP_CELL = re.compile(rf"[\[(]?{_STAMP}[\])]?")
 
 
 def _transcript_rows(table: BaseOxmlElement) -> list[str] | None:
-    """A table laid out as a transcript (a speaker column, optionally a time column,
-    the words in the last column; transcription services deliver interviews so) as
-    one line per row, "Name: words" or "[0:03] Name: words"; None for any other table,
-    whose cells stay paragraphs as they are.
+    """A table laid out as a transcript (a speaker column, the words, optionally a
+    time column; transcription services deliver interviews so) as one line per row,
+    "Name: words" or "[0:03] Name: words"; None for any other table, whose cells stay
+    paragraphs as they are.
 
-    A transcript table has at least three rows, and in at least 80% of its rows
-    with words after the first, a column before the last holds a name of one to four
-    capitalised words, no colon, taken by few speakers (at most half the rows, or
-    two), one of whom speaks twice at least. A row whose name cell is blank continues the turn above; a first row whose
-    name is no speaker of the others ("Speaker | Text") is a header, read as a title
-    line is. Cells with a colon already
-    ("Interviewer:") are read as before, line by line."""
+    A transcript table has at least three rows and two or three columns, each with
+    its part: in at least 80% of its filled cells after the first row, one column holds
+    a name of one to four capitalised words and no colon, taken by few speakers (at most half
+    the rows, or two), one of whom speaks twice at least; in a third column, a time
+    stamp; the other column holds the words. A table with any other column (notes,
+    codes) is read as before, so that nothing in it is dropped. A row whose name is
+    blank goes on with the turn above; a first row whose name is no speaker of the
+    others ("Speaker | Text") is a header, read as a title line is. Cells that hold a
+    label already ("Interviewer:") are read as before, line by line."""
     rows = []
     for tr in table.iter(_W_TR):
         if next(tr.iterancestors(_W_TBL)) is not table:
@@ -1153,43 +1155,51 @@ def _transcript_rows(table: BaseOxmlElement) -> list[str] | None:
                  for tc in tr if tc.tag == _W_TC]
         rows.append(cells)
     width = max((len(r) for r in rows), default=0)
-    if width < 2 or len(rows) < 3:
+    if width not in (2, 3) or len(rows) < 3:
         return None
-    spoken = [r for r in rows[1:] if len(r) == width and r[-1]]     # the first: below
-    if len(spoken) < 2:
+    body = [r for r in rows[1:] if len(r) == width]            # the first: below
+    if len(body) < 2:
         return None
 
     def share(col: int, test) -> float:
-        return sum(1 for r in spoken if test(r[col])) / len(spoken)
+        """Of the column's filled cells (a blank name continues a turn): how many pass."""
+        filled = [r[col] for r in body if r[col]]
+        return sum(1 for c in filled if test(c)) / len(filled) if len(filled) >= 2 else 0.0
+
+    def is_stamp(cell: str) -> bool:
+        return bool(_STAMP_CELL.fullmatch(cell))
 
     def is_name(cell: str) -> bool:
-        return bool(_NAME_CELL.fullmatch(cell)) and not _STAMP_CELL.fullmatch(cell)
+        return bool(_NAME_CELL.fullmatch(cell)) and not is_stamp(cell)
 
-    names = [c for c in range(width - 1) if share(c, is_name) >= 0.8]
-    if not names:
-        return None
+    columns = list(range(width))
+    when = None
+    if width == 3:
+        stamps = [c for c in columns if share(c, is_stamp) >= 0.8]
+        if len(stamps) != 1:
+            return None
+        when = stamps[0]
+    names = [c for c in columns if c != when and share(c, is_name) >= 0.8]
+    if len(names) != 1:
+        return None                     # no speaker column, or no column of words
     who = names[0]
-    said = Counter(r[who] for r in spoken if is_name(r[who]))
-    speakers = set(said)
-    if len(speakers) > max(2, len(spoken) // 2) or max(said.values()) < 2:
+    text = next(c for c in columns if c not in (who, when))
+    said = Counter(r[who] for r in body if is_name(r[who]))
+    if len(said) > max(2, len(body) // 2) or max(said.values()) < 2:
         return None                     # a table of attributes: "Age | 42", "Sex | F"
-    stamps = [c for c in range(width - 1) if c != who
-              and share(c, lambda x: bool(_STAMP_CELL.fullmatch(x))) >= 0.8]
-    when = stamps[0] if stamps else None
     first = rows[0]
-    header = len(first) != width or first[who] not in speakers or (
-        when is not None and not _STAMP_CELL.fullmatch(first[when]))
+    header = len(first) != width or first[who] not in said or (
+        when is not None and not is_stamp(first[when]))
     lines = []
     for i, r in enumerate(rows):
         if len(r) != width or (i == 0 and header):
             lines.append(" ".join(c for c in r if c))          # as a title line is read
             continue
-        words = r[-1]
         if not r[who]:
-            lines.append(words)                                 # the turn above goes on
+            lines.append(r[text])                               # the turn above goes on
             continue
         stamp = f"[{r[when].strip('[]()')}] " if when is not None and r[when] else ""
-        lines.append(f"{stamp}{r[who]}: {words}")
+        lines.append(f"{stamp}{r[who]}: {r[text]}")
     return lines
 
 
