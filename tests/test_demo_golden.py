@@ -63,11 +63,11 @@ NUMPY_KERNELS = ({"NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR"}
 
 
 def _has_avx2() -> bool:
-    try:                                    # numpy 2
-        from numpy._core._multiarray_umath import __cpu_features__
-    except ImportError:                     # numpy 1.26
-        from numpy.core._multiarray_umath import __cpu_features__
-    return bool(__cpu_features__.get("AVX2"))
+    """numpy's SIMD groups as the run's manifest records them: X86_V3 (numpy 2) or
+    AVX2 (numpy 1.26) is there on a CPU with AVX2."""
+    from pipeline.run import kernels
+
+    return bool({"X86_V3", "AVX2"} & set(kernels()["numpy"]))
 
 
 #: OpenBLAS's kernels, pinned to its AVX2 ones where the CPU has AVX2 (a CPU without

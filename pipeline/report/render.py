@@ -42,6 +42,7 @@ from markupsafe import Markup
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
+from ..errors import left_out_and_kept
 from ..stages.cluster import sample_summary
 from ..stages.llm import stats_summary
 from ..types import (
@@ -854,7 +855,7 @@ def _skipped_section(manifest: Mapping) -> dict[str, Any]:
         if isinstance(counts_raw, Mapping) else []
     return {
         "recorded": raw is not None, "total": len(items),
-        "left_out": sum(not it["kept"] for it in items), "kept": sum(it["kept"] for it in items),
+        **dict(zip(("left_out", "kept"), left_out_and_kept(items), strict=True)),
         "by_reason": sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0])),
         "entries": items[:MAX_SKIPPED_LISTED], "truncated": len(items) > MAX_SKIPPED_LISTED,
         "counts": counts, "counts_recorded": isinstance(counts_raw, Mapping),

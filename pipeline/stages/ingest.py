@@ -93,6 +93,8 @@ Role = Literal["participant", "interviewer", "other"]
 
 _FIRST_WORD = r"[A-ZÀ-ÖØ-Þ][\w.'’-]*"
 _NEXT_WORD = r"(?:[A-ZÀ-ÖØ-Þ0-9][\w.'’-]*|van|von|der|den|de|da|del|di|du|la|le|bin|al)"
+#: A speaker's name or label: one to four words, the first capitalised
+_NAME = rf"{_FIRST_WORD}(?: {_NEXT_WORD}){{0,3}}"
 #: A time stamp beside a label, as transcription services write it: "[00:04:02]",
 #: "(4:02)", "00:04:02.5", before the label or, in brackets, after it.
 _STAMP = r"(?:\d{1,2}:)?\d{1,2}:\d{2}(?:[.,]\d{1,3})?"
@@ -102,7 +104,7 @@ _ROLE_WORD = (r"(?:interviewer|interviewee|participant|respondent|therapist|clie
               r"|moderator|facilitator|researcher)(?: ?\d+)?")
 DEFAULT_SPEAKER_PATTERN = (
     rf"^\s*(?:[\[(]?(?P<time>{_STAMP})[\])]?\s*[-–]?\s*)?"
-    rf"[*_]{{0,2}}(?P<speaker>{_FIRST_WORD}(?: {_NEXT_WORD}){{0,3}}|{_ROLE_WORD})"
+    rf"[*_]{{0,2}}(?P<speaker>{_NAME}|{_ROLE_WORD})"
     rf"(?:\s*[\[(](?P<time_after>{_STAMP})[\])])?"
     r"[*_]{0,2}\s*:(?!\d)[*_]{0,2}\s*"      # "Monday 9:00" is a time, not a label
 )
@@ -115,10 +117,10 @@ DEFAULT_SPEAKER_PATTERN = (
 #: What Teams writes between the turns of such a transcript: "Mara Reyes started
 #: transcription", "... stopped transcription". Not speech: it ends the turn above.
 _MEETING_NOTICE = re.compile(
-    rf"^\s*{_FIRST_WORD}(?: {_NEXT_WORD}){{0,3}} (?:started|stopped) "
+    rf"^\s*{_NAME} (?:started|stopped) "
     r"(?:transcription|recording)\s*$")
 HEADING_LABEL_PATTERN = (
-    rf"^\s*(?:[*_]{{0,2}}|\[)(?P<speaker>{_FIRST_WORD}(?: {_NEXT_WORD}){{0,3}})(?:[*_]{{0,2}}|\])"
+    rf"^\s*(?:[*_]{{0,2}}|\[)(?P<speaker>{_NAME})(?:[*_]{{0,2}}|\])"
     rf"(?:\s+|\s*[-–|]\s*)[\[(]?(?P<time_after>{_STAMP})[\])]?[*_]{{0,2}}\s*$"
 )
 DEFAULT_INTERVIEWER_SPEAKERS = [r"interviewer( ?\d+)?", "i", "int", "q", "moderator",
@@ -1128,7 +1130,7 @@ def _docx_text(data: bytes, shown: str) -> str:
 _W_TBL = qn("w:tbl")
 _W_TR = qn("w:tr")
 _W_TC = qn("w:tc")
-_NAME_CELL = re.compile(rf"{_FIRST_WORD}(?: {_NEXT_WORD}){{0,3}}")
+_NAME_CELL = re.compile(_NAME)
 _STAMP_CELL = re.compile(rf"[\[(]?{_STAMP}[\])]?")
 
 
@@ -1169,8 +1171,8 @@ def _transcript_rows(table: BaseOxmlElement) -> list[str] | None:
     def is_stamp(cell: str) -> bool:
         return bool(_STAMP_CELL.fullmatch(cell))
 
-    def is_name(cell: str) -> bool:
-        return bool(_NAME_CELL.fullmatch(cell)) and not is_stamp(cell)
+    def is_name(cell: str) -> bool:         # capitalised first: never a time stamp
+        return bool(_NAME_CELL.fullmatch(cell))
 
     columns = list(range(width))
     when = None
