@@ -23,10 +23,10 @@ matched at the start of each line; a label of more than four words is not a
 label. The default accepts "Interviewer:", "I:", "P3:", "**Therapist:**",
 "Participant 7:", "Dr. Okafor:", role words in lower case ("interviewer:") and
 rejects "What I noticed was this: ..." (words after the first must be capitalised
-or numbers) and "so: ..." (a word in lower case is a label only if it is a role). A file with no such label may
-write each label alone on a line with its time and no colon, the words following
-("Mara Reyes   0:03", as Teams and Otter save transcripts;
-:data:`HEADING_LABEL_PATTERN`). Known trade-off: a paragraph
+or numbers) and "so: ..." (a word in lower case is a label only if it is a role).
+A file with no such label may write each label alone on a line with its time and
+no colon, the words following ("Mara Reyes   0:03", as Teams and Otter save
+transcripts; :data:`HEADING_LABEL_PATTERN`). Known trade-off: a paragraph
 inside a turn that starts with one capitalised word and a colon ("Note: ...")
 starts a new turn for speaker "Note"; it matches no role, so it is reported.
 Leading one-line "Key: value" lines whose key matches no role and is used only
@@ -114,15 +114,15 @@ DEFAULT_SPEAKER_PATTERN = (
 #: no "Name:" label, and only with the default ``speaker_pattern``: a file keeps to
 #: one way of writing labels, so a line such as "Monday 9:00" inside a labelled turn
 #: is speech, never a new turn.
-#: What Teams writes between the turns of such a transcript: "Mara Reyes started
-#: transcription", "... stopped transcription". Not speech: it ends the turn above.
-_MEETING_NOTICE = re.compile(
-    rf"^\s*{_NAME} (?:started|stopped) "
-    r"(?:transcription|recording)\s*$")
 HEADING_LABEL_PATTERN = (
     rf"^\s*(?:[*_]{{0,2}}|\[)(?P<speaker>{_NAME})(?:[*_]{{0,2}}|\])"
     rf"(?:\s+|\s*[-–|]\s*)[\[(]?(?P<time_after>{_STAMP})[\])]?[*_]{{0,2}}\s*$"
 )
+#: What Teams writes between the turns of a transcript in that form: "Mara Reyes started
+#: transcription", "... stopped transcription". Not speech: it ends the turn above.
+_MEETING_NOTICE = re.compile(
+    rf"^\s*{_NAME} (?:started|stopped) "
+    r"(?:transcription|recording)\s*$")
 DEFAULT_INTERVIEWER_SPEAKERS = [r"interviewer( ?\d+)?", "i", "int", "q", "moderator",
                                 "facilitator", r"researcher( ?\d+)?"]
 DEFAULT_PARTICIPANT_SPEAKERS = [r"participant( ?\d+)?", r"p ?\d*", "t", r"therapist( ?\d+)?",
