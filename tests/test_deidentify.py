@@ -129,6 +129,21 @@ def test_known_names_and_name_labels_are_replaced_in_text_and_labels():
     assert result.labels == {"Mara Reyes": "PERSON_2", "Jon Park": "PERSON_1"}
 
 
+def test_a_name_in_a_labels_aside_is_replaced_and_the_role_kept(tmp_path):
+    """ "Interviewer (Mara Reyes):" is a role with a name beside it: the name is the same
+    person as "Mara" in the text, and the role word stays, in the text and in the turns."""
+    (tmp_path / "A1.txt").write_text("Interviewer (Mara Reyes): When did it start, Sam?\n"
+                                     "Sam Lee (P3): In my first year. Mara asked me too.\n",
+                                     encoding="utf-8")
+    icfg = IngestConfig(paths=["."])
+    new = deidentify_corpus(ingest(icfg, tmp_path), ON, icfg).corpus
+    assert_exact(new)
+    assert new.sources["A1"].text == ("Interviewer (PERSON_1): When did it start, PERSON_2?\n"
+                                      "PERSON_2 (P3): In my first year. PERSON_1 asked me too.\n")
+    assert list(new.turns["speaker"]) == ["Interviewer (PERSON_1)", "PERSON_2 (P3)"]
+    assert list(new.turns["role"]) == ["interviewer", "participant"]
+
+
 def test_types_can_be_chosen_and_keep_words_are_kept():
     config = DeidentifyConfig(enabled=True, types=["EMAIL"], keep=[])
     assert replaced("Maria wrote from a@b.org in 2019.", config) == "Maria wrote from EMAIL_1 in 2019."

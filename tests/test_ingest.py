@@ -1293,6 +1293,26 @@ def test_a_name_and_time_on_a_line_is_speech_in_a_file_with_name_labels(tmp_path
     assert not corpus.skipped
 
 
+def test_a_label_with_an_aside_takes_its_role_from_either_part(tmp_path):
+    """Transcribers add the name to a role or the role to a name: "Interviewer (Mara):",
+    "Sam Lee (P3):". Such a file was refused ("has no speaker labels"). The label is kept
+    whole; its role comes from the part a rule knows, and a label neither part of which
+    is known is reported as before."""
+    write(tmp_path, "G05.txt", "Interviewer (Mara): When did it start?\n"
+                               "Sam Lee (P3): In my first year (laughs).\n"
+                               "Observer (Kim): Sorry, go on.\n")
+    corpus = run(tmp_path)
+    assert_exact(corpus)
+    assert turns_of(corpus, "G05") == [
+        ("Interviewer (Mara)", "interviewer", "When did it start?"),
+        ("Sam Lee (P3)", "participant", "In my first year (laughs)."),
+        ("Observer (Kim)", "other", "Sorry, go on.")]
+    assert "speaker labels 'Observer (Kim)' match no role" in reasons(corpus)
+    # the roles map names the whole label or either part
+    corpus = run(tmp_path, roles={"Kim": "interviewer"})
+    assert turns_of(corpus, "G05")[2][1] == "interviewer"
+
+
 # --- REFI-QDA projects (.qdpx) as transcripts -------------------------------------------
 
 def test_a_qda_project_gives_each_text_source_as_a_case(tmp_path):

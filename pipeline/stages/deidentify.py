@@ -101,6 +101,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..errors import ConfigError, Skipped
 from ..types import Corpus, SourceText
+from .ingest import label_parts
 
 TYPES = ("PERSON", "PLACE", "ORG", "ADDRESS", "DATE", "PHONE", "EMAIL", "AGE")
 PlaceholderType = Literal["PERSON", "PLACE", "ORG", "ADDRESS", "DATE", "PHONE", "EMAIL", "AGE"]
@@ -727,15 +728,19 @@ class Deidentifier:
         """Register a corpus's speaker labels: names become known names, role labels
         ("INT", "Interviewer 2") are never replaced in the text."""
         for label in labels:
-            if self.is_name_label(label):
-                self.add_known(label)
-            elif label.strip():
-                self.keep.add(_norm(label).casefold())
+            # "Interviewer (Mara)": the role is kept, the name in the aside replaced
+            for part in label_parts(label):
+                if self.is_name_label(part):
+                    self.add_known(part)
+                elif part.strip():
+                    self.keep.add(_norm(part).casefold())
 
     def is_name_label(self, label: str) -> bool:
         """A speaker label that is a person's name rather than a role ("Mara Reyes")."""
         label = _norm(label)
         if not label or not any(c.isalpha() for c in label) or PLACEHOLDER.search(label):
+            return False
+        if len(label_parts(label)) > 1:     # its parts are judged one by one (add_labels)
             return False
         if GENERIC_LABEL.fullmatch(label) or any(p.fullmatch(label) for p in self.generic):
             return False
@@ -993,7 +998,8 @@ class Deidentifier:
 
     def pseudonymise_label(self, label: str, person_map: Mapping[str, str] | None = None) -> str:
         """A speaker label with the names in it replaced (titles kept: "Dr. PERSON_2")."""
-        if not self.is_name_label(label) and not self._has_known(label):
+        if not any(self.is_name_label(part) or self._has_known(part)
+                   for part in label_parts(label)):
             return label
         person_map = dict(person_map or {})
         surfaces = _Surfaces()

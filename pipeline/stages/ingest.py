@@ -21,7 +21,8 @@ they carry no words.
 Speaker labels (.txt/.md/.docx and subtitle prefixes): ``speaker_pattern`` is
 matched at the start of each line; a label of more than four words is not a
 label. The default accepts "Interviewer:", "I:", "P3:", "**Therapist:**",
-"Participant 7:", "Dr. Okafor:", role words in lower case ("interviewer:") and
+"Participant 7:", "Dr. Okafor:", role words in lower case ("interviewer:"), a
+name or role with an aside in parentheses ("Interviewer (Mara):", "Sam (P3):"), and
 rejects "What I noticed was this: ..." (words after the first must be capitalised
 or numbers) and "so: ..." (a word in lower case is a label only if it is a role).
 A file with no such label may write each label alone on a line with its time and
@@ -102,9 +103,21 @@ _STAMP = r"(?:\d{1,2}:)?\d{1,2}:\d{2}(?:[.,]\d{1,3})?"
 #: a label all the same. Any other word in lower case before a colon is speech.
 _ROLE_WORD = (r"(?:interviewer|interviewee|participant|respondent|therapist|client"
               r"|moderator|facilitator|researcher)(?: ?\d+)?")
+#: A label with an aside in parentheses: "Interviewer (Mara)", "Sam (P3)". The role
+#: comes from the whole label, else from the part before the parentheses, else from
+#: the aside (:class:`_Roles`).
+_LABEL = rf"(?:{_NAME}|{_ROLE_WORD})(?: ?\((?:{_NAME}|{_ROLE_WORD})\))?"
+_ASIDE = re.compile(r"^(?P<outer>.+?) ?\((?P<inner>[^()]+)\)$")
+
+
+def label_parts(label: str) -> tuple[str, ...]:
+    """A speaker label's parts: ("Interviewer", "Mara") for "Interviewer (Mara)", the
+    label alone when it has no aside in parentheses."""
+    aside = _ASIDE.match(" ".join(label.split()))
+    return (aside["outer"], aside["inner"]) if aside else (label,)
 DEFAULT_SPEAKER_PATTERN = (
     rf"^\s*(?:[\[(]?(?P<time>{_STAMP})[\])]?\s*[-–]?\s*)?"
-    rf"[*_]{{0,2}}(?P<speaker>{_NAME}|{_ROLE_WORD})"
+    rf"[*_]{{0,2}}(?P<speaker>{_LABEL})"
     rf"(?:\s*[\[(](?P<time_after>{_STAMP})[\])])?"
     r"[*_]{0,2}\s*:(?!\d)[*_]{0,2}\s*"      # "Monday 9:00" is a time, not a label
 )
@@ -634,7 +647,19 @@ class _Roles:
         self.participant = [re.compile(p, re.IGNORECASE) for p in config.participant_speakers]
 
     def known(self, label: str) -> str | None:
-        """The role the roles map or the patterns give ``label``, else None."""
+        """The role the roles map or the patterns give ``label``, else None.
+
+        A label with an aside, "Interviewer (Mara)" or "Sam (P3)", is known by the
+        whole label, else by the part before the parentheses, else by the aside:
+        transcribers add the role to a name or the name to a role.
+        """
+        role = self._known(label)
+        parts = label_parts(label)
+        if role is None and len(parts) > 1:
+            role = self._known(parts[0]) or self._known(parts[1])
+        return role
+
+    def _known(self, label: str) -> str | None:
         if label.casefold() in self.explicit:
             return self.explicit[label.casefold()]
         if any(p.fullmatch(label) for p in self.interviewer):
