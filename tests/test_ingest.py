@@ -726,6 +726,37 @@ def test_several_unknown_speakers_become_other_and_are_reported(tmp_path):
     assert "case 'T32': no participant speech found" in text
 
 
+def test_of_two_unnamed_speakers_the_one_who_asks_is_the_interviewer(tmp_path):
+    """Otter and Zoom name the speakers "Speaker 1" and "Speaker 2", Teams by display
+    name: no rule gives a role, and every turn was "other" ("no participant speech
+    found"). When one of two speakers clearly asks the questions, that one is the
+    interviewer, and a note on kept text says so; where the turns do not say it
+    clearly, nothing is guessed; the roles map still decides."""
+    interview = ("Speaker 1  0:00\nHow did you start?\n\nSpeaker 2  0:04\nWith my gran.\n\n"
+                 "Speaker 1  0:09\nWhat did she grow? Vegetables?\n\nSpeaker 2  0:12\n"
+                 "Beans, mostly. Do you garden?\n\nSpeaker 1  0:20\nA little. And later?\n\n"
+                 "Speaker 2  0:25\nLater I had my own plot.\n\nSpeaker 1  0:30\nWas it far?\n\n"
+                 "Speaker 2  0:33\nNo, close by.\n")
+    write(tmp_path, "M05.txt", interview)
+    corpus = run(tmp_path)
+    assert_exact(corpus)
+    assert [(t[0], t[1]) for t in turns_of(corpus, "M05")][:2] == [
+        ("Speaker 1", "interviewer"), ("Speaker 2", "participant")]
+    (note,) = corpus.skipped
+    assert note.kept and "'Speaker 1' asks questions in 4 of 4 turns, 'Speaker 2' in 1 of 4" \
+        in note.reason and "ingest.roles" in note.reason
+    # the roles map decides
+    corpus = run(tmp_path, roles={"Speaker 2": "interviewer", "Speaker 1": "participant"})
+    assert [t[1] for t in turns_of(corpus, "M05")][:2] == ["participant", "interviewer"]
+    assert corpus.skipped == ()
+    # both ask as often: nothing is guessed
+    write(tmp_path, "M05.txt", interview.replace("Later I had my own plot.",
+                                                 "Later? Why? Who knows?"))
+    corpus = run(tmp_path)
+    assert set(corpus.turns["role"]) == {"other"}
+    assert "no participant speech found" in reasons(corpus)
+
+
 def test_no_participant_speech_is_reported_but_kept(tmp_path):
     write(tmp_path, "T33.txt", "Interviewer: Hello?\nInterviewer: Is the sound working?\n")
     corpus = run(tmp_path)

@@ -38,9 +38,14 @@ configured and filled in), ``roles`` (label -> role, case-insensitive),
 ``interviewer_speakers``, then ``participant_speakers`` (case-insensitive
 regexes, full match on the label). If no label of a case is a participant by
 these rules and exactly one label matched nothing, that label is the
-participant (an interview with a named participant). Every other unmatched label
-gets role "other": its turns are kept but not analysed, and it is reported in
-``Corpus.skipped``.
+participant (an interview with a named participant). If no label of a case has a
+role by these rules and it has exactly two speakers ("Speaker 1" and "Speaker 2",
+as Otter and Zoom name them, or two display names from Teams), the one who asks
+the questions is the interviewer and the other the participant, when the turns say
+so clearly (:data:`ASKER_MIN_QUESTIONS` turns with a question, a share of
+questions at least :data:`ASKER_RATIO` times the other's); the note says so, and
+``roles`` overrides it. Every other unmatched label gets role "other": its turns
+are kept but not analysed, and it is reported in ``Corpus.skipped``.
 
 Nothing is lost without a word: a listed path that is not a file (a broken
 symbolic link, a link loop, a folder named "T01.txt", a pipe) is noted, and so is
@@ -261,8 +266,12 @@ def ingest(config: IngestConfig, base_dir: Path = Path(".")) -> Corpus:
                    **{key: sum(r.tally[key] for r in reads) for key in _TALLIES}})
     records = []
     for case in cases.values():
-        roles, unmatched = reader.roles.assign(case.turns)
         text = case.source.text
+        roles, unmatched, asked = reader.roles.assign(case.turns, text)
+        if asked is not None:
+            skipped.append(Skipped(case.source.path, (
+                f"case '{case.case_id}': no speaker label names a role; {asked}; "
+                "name them in ingest.roles if that is wrong"), kept=True))
         for index, (turn, role) in enumerate(zip(case.turns, roles, strict=True)):
             records.append((case.case_id, index, turn.speaker, role,
                             text[turn.start:turn.end], turn.start, turn.end,
@@ -668,16 +677,47 @@ class _Roles:
             return "participant"
         return None
 
-    def assign(self, turns: list[_Turn]) -> tuple[list[str], list[str]]:
-        """Roles for ``turns`` (one case), and the labels left as "other"."""
+    def assign(self, turns: list[_Turn], text: str) -> tuple[list[str], list[str], str | None]:
+        """Roles for ``turns`` (one case) of ``text``, the labels left as "other", and
+        what was read from who asks the questions (None: nothing)."""
         by_label = {t.speaker: self.known(t.speaker) for t in turns if t.role is None}
         unmatched = [label for label, role in by_label.items() if role is None]
         has_participant = any(t.role == "participant" for t in turns) or \
             "participant" in by_label.values()
+        asked = None
         if not has_participant and len(unmatched) == 1:
             by_label[unmatched.pop()] = "participant"
+        elif len(unmatched) == 2 and len(by_label) == 2 and all(t.role is None for t in turns):
+            asked = _asker(turns, text)
+            if asked is not None:
+                interviewer, participant, why = asked
+                by_label.update({interviewer: "interviewer", participant: "participant"})
+                unmatched, asked = [], why
         roles = [t.role or by_label[t.speaker] or "other" for t in turns]
-        return roles, unmatched
+        return roles, unmatched, asked
+
+
+#: Two speakers whose roles no rule gives: the one who asks is the interviewer when at
+#: least this many of their turns hold a question ...
+ASKER_MIN_QUESTIONS = 3
+#: ... and the share of their turns that do is at least this many times the other's
+#: (a participant asks now and then: "What do you mean?")
+ASKER_RATIO = 3.0
+
+
+def _asker(turns: list[_Turn], text: str) -> tuple[str, str, str] | None:
+    """(interviewer, participant, the evidence in words) for a case of two speakers
+    whose roles no rule gives, when one of them clearly asks the questions."""
+    asks: dict[str, list[int]] = {}
+    for t in turns:
+        tally = asks.setdefault(t.speaker, [0, 0])
+        tally[0] += "?" in text[t.start:t.end]
+        tally[1] += 1
+    (a, (qa, na)), (b, (qb, nb)) = sorted(asks.items(), key=lambda kv: -kv[1][0] / kv[1][1])
+    if qa < ASKER_MIN_QUESTIONS or qa / na < ASKER_RATIO * qb / nb:
+        return None
+    return a, b, (f"'{a}' asks questions in {qa} of {na} turns, '{b}' in {qb} of {nb}: "
+                  f"'{a}' is taken as the interviewer and '{b}' as the participant")
 
 
 def _role_notes(case: _Case, roles: list[str], unmatched: list[str]) -> list[Skipped]:
