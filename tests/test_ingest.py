@@ -310,6 +310,32 @@ def test_docx_transcript_tables_read_a_row_as_a_turn(tmp_path):
     assert "2 lines before the first speaker label were not read" in reasons(corpus)
 
 
+def test_a_transcript_tables_first_speaker_who_speaks_once_is_a_turn(tmp_path):
+    """A first row whose speaker never speaks again was taken as the table's header and
+    left out of the analysis: "Chair | Welcome, everyone..." said something. A header
+    names the columns in a few words and no sentence mark."""
+    def build(rows):
+        def fill(document):
+            table = document.add_table(rows=0, cols=2)
+            for row in rows:
+                cells = table.add_row().cells
+                cells[0].text, cells[1].text = row
+        return fill
+
+    turns = [("Interviewer", "How did it start?"), ("Participant", "Slowly, then all at once."),
+             ("Interviewer", "And now?"), ("Participant", "Now it is calm.")]
+    (tmp_path / "T42.docx").write_bytes(docx_bytes(build(
+        [("Chair", "Welcome, everyone, and thank you for coming.")] + turns)))
+    (tmp_path / "T43.docx").write_bytes(docx_bytes(build([("Speaker", "What was said")] + turns)))
+    corpus = run(tmp_path, roles={"Chair": "interviewer"})
+    assert_exact(corpus)
+    assert turns_of(corpus, "T42")[0] == (
+        "Chair", "interviewer", "Welcome, everyone, and thank you for coming.")
+    assert len(turns_of(corpus, "T42")) == 5
+    assert [t[0] for t in turns_of(corpus, "T43")] == ["Interviewer", "Participant"] * 2
+    assert corpus.sources["T43"].text.startswith("Speaker What was said\nInterviewer: How")
+
+
 def test_corrupt_docx_is_skipped_with_a_reason(tmp_path):
     (tmp_path / "T08.docx").write_bytes(docx_bytes(build_t07)[:900])
     (tmp_path / "T09.docx").write_bytes(b"PK\x03\x04 this is not really a zip archive")

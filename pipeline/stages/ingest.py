@@ -1199,6 +1199,10 @@ _NAME_CELL = re.compile(_NAME)
 _STAMP_CELL = re.compile(rf"[\[(]?{_STAMP}[\])]?")
 
 
+#: Words that are speech, not a column's name: four words or more, or a sentence mark
+_SAID = re.compile(r"[.,;!?…]|\S+(?:\s+\S+){3}")
+
+
 def _transcript_rows(table: BaseOxmlElement) -> list[str] | None:
     """A table laid out as a transcript (a speaker column, the words, optionally a
     time column; transcription services deliver interviews so) as one line per row,
@@ -1212,7 +1216,8 @@ def _transcript_rows(table: BaseOxmlElement) -> list[str] | None:
     stamp; the other column holds the words. A table with any other column (notes,
     codes) is read as before, so that nothing in it is dropped. A row whose name is
     blank goes on with the turn above; a first row whose name is no speaker of the
-    others ("Speaker | Text") is a header, read as a title line is. Cells that hold a
+    others and whose words are a column's name ("Speaker | Text": at most three words,
+no sentence mark) is a header, read as a title line is. Cells that hold a
     label already ("Interviewer:") are read as before, line by line."""
     rows = []
     for tr in table.iter(_W_TR):
@@ -1255,8 +1260,11 @@ def _transcript_rows(table: BaseOxmlElement) -> list[str] | None:
     if len(said) > max(2, len(body) // 2) or max(said.values()) < 2:
         return None                     # a table of attributes: "Age | 42", "Sex | F"
     first = rows[0]
-    header = len(first) != width or first[who] not in said or (
-        when is not None and not is_stamp(first[when]))
+    # a header names the columns in a word or three ("Speaker | Text", "Name | What was
+    # said"); a first speaker who never speaks again ("Chair | Welcome, everyone. ...")
+    # said something, which is a turn
+    header = len(first) != width or (when is not None and not is_stamp(first[when])) or (
+        first[who] not in said and not _SAID.search(first[text]))
     lines = []
     for i, r in enumerate(rows):
         if len(r) != width or (i == 0 and header):
