@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/precode.py                       # AnnoMI (2 codes) and PDPilot
     .venv/bin/python bench/precode.py --data annomi_client --setfit
+    .venv/bin/python bench/precode.py --model models/all-mpnet-base-v2 --out bench/results/precode_mpnet.csv
 
 Every data set is cut once into case-grouped folds (GroupKFold by case: a case is
 never on both sides), and every classifier is scored on the same folds, so each
@@ -41,6 +42,10 @@ segment is coded by a model that never saw its case. Classifiers:
                  class-weighted cross-entropy, AdamW, --finetune-epochs), each segment
                  paired with the turn before it of the other speaker (the question it
                  answers); only with --finetune (FINETUNE_NOTE)
+
+``--model`` embeds with another local SentenceTransformer folder (models/README.md)
+instead of all-MiniLM-L6-v2, for every classifier but SetFit and fine-tuning, which
+always start from MiniLM. ``--methods`` runs some classifiers only.
 
 SetFit and fine-tuning run on the first --slow-folds folds (default 1), and the other
 classifiers are scored again on those folds' segments beside them.
@@ -97,11 +102,14 @@ from pipeline.precode import (  # noqa: E402
     reliability,
 )
 from pipeline.stages.context import contextualize  # noqa: E402
-from pipeline.stages.embed import SentenceTransformerEmbedder  # noqa: E402
+from pipeline.stages.embed import DEFAULT_MODEL, SentenceTransformerEmbedder  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 THRESHOLDS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 SETS = ("annomi_client", "annomi_therapist", "pdpilot")
+#: every classifier, in the table's order; the last two only when asked for (slow)
+METHODS = ("logreg_plain", "logreg", "context", "tfidf", "tfidf_turns", "offsets",
+           "tfidf_offsets", "neighbours", "setfit", "finetune")
 SETFIT_NOTE = ("SetFit is left out of the default run: 200 steps on one fold of AnnoMI client "
                "talk type took 327 s on this 2-core machine (1.6 s a step) and coded no better "
                "than the default (bench/README.md). --setfit runs it on --slow-folds folds "
@@ -460,13 +468,13 @@ def finetune_fold(df: pd.DataFrame, tr, te, seed: int, epochs: int, batch_size: 
 
 
 def evaluate(name: str, methods: list[str], folds: int, seed: int, setfit_steps: int,
-             slow_folds: int = 1, finetune_epochs: int = 2):
+             slow_folds: int = 1, finetune_epochs: int = 2, model: str = DEFAULT_MODEL):
     from sklearn.model_selection import GroupKFold
 
     df, code = load(name)
     t0 = time.perf_counter()
     # one model for the segments and, for tfidf_turns, the turns around them
-    embedder, cache = SentenceTransformerEmbedder(), Cache(ROOT / ".cache" / "consensa")
+    embedder, cache = SentenceTransformerEmbedder(model=model), Cache(ROOT / ".cache" / "consensa")
     vecs, _ = embed_texts(embedder, df["text"].astype(str).tolist(), cache)
     log.info("%s: %d segments, %d cases, embedded in %.1f s", name, len(df),
              df["case_id"].nunique(), time.perf_counter() - t0)
@@ -533,12 +541,16 @@ def main(argv=None) -> int:
                     help="folds SetFit and fine-tuning run on (default 1; 5: all)")
     ap.add_argument("--finetune-epochs", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "precode_results.csv")
+    ap.add_argument("--model", default=DEFAULT_MODEL,
+                    help="the embedding model: all-MiniLM-L6-v2 (default) or a local "
+                         "SentenceTransformer folder")
+    ap.add_argument("--methods", nargs="+", choices=METHODS, default=None,
+                    help="run only these classifiers (default: all but setfit and finetune)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="  %(message)s")
-    methods = (["logreg_plain", "logreg", "context", "tfidf", "tfidf_turns", "offsets",
-                "tfidf_offsets", "neighbours"]
-               + (["setfit"] if args.setfit else [])
-               + (["finetune"] if args.finetune else []))
+    methods = list(dict.fromkeys([*(args.methods or METHODS[:-2])]
+                                 + (["setfit"] if args.setfit else [])
+                                 + (["finetune"] if args.finetune else [])))
     if not args.setfit:
         print(SETFIT_NOTE)
     if not args.finetune:
@@ -547,7 +559,7 @@ def main(argv=None) -> int:
     rows, summaries = [], []
     for n in names:
         r, s = evaluate(n, methods, args.folds, args.seed, args.setfit_steps,
-                        args.slow_folds, args.finetune_epochs)
+                        args.slow_folds, args.finetune_epochs, args.model)
         rows += r + human_reference(n)
         summaries += s
     table = pd.DataFrame(rows)
