@@ -88,10 +88,20 @@ def open_as(browser, review, base: str, name: str):
     page.goto(review.url("127.0.0.1", int(base.rsplit(":", 1)[1])))
     assert page.url == f"{base}/login"  # the token is gone from the address bar
     page.check(f"input[name=name][value={name}]")
-    page.click("button:has-text('Continue')")
+    follow(page, "button:has-text('Continue')")
     assert page.url == f"{base}/"
     assert page.locator("header .whoami").inner_text().startswith(name)
     return page
+
+
+def follow(page, selector: str) -> None:
+    """Click a link or a GET form's button and wait for the page it opens to load.
+
+    A click returns once the navigation starts; ``count()`` does not wait, so a
+    count read right after it can see a page with no rows yet.
+    """
+    with page.expect_navigation(wait_until="load"):
+        page.click(selector)
 
 
 def submit(page, selector: str) -> int:
@@ -161,7 +171,7 @@ def test_full_review_in_the_browser(browser, served):
     assert row_state(ben, "theme:0") == "agreed" and row_state(ben, "theme:1") == "agreed"
     assert row_state(ben, "theme:2") == "disputed"
     ben.select_option("select[name=status]", "disputed")
-    ben.click("button:has-text('Filter')")
+    follow(ben, "button:has-text('Filter')")
     assert ben.locator("tr[data-item^='theme:']").count() == 1
     assert ben.locator("tr[data-item='theme:2']").count() == 1
 
@@ -189,7 +199,7 @@ def test_full_review_in_the_browser(browser, served):
     assert details.locator("li.turn.interviewer").count() >= 1  # read from the transcripts
 
     # resolve: ana records the consensus; ben's page, opened before, is now stale
-    ana.click("tr[data-judge=ana] a:has-text('start from this')")
+    follow(ana, "tr[data-judge=ana] a:has-text('start from this')")
     assert ana.locator("#decide select[name=decision]").input_value() == "merge"
     assert submit(ana, "#decide button[value=consensus]") == 303
     assert "Saved the consensus" in flash(ana)
@@ -232,7 +242,7 @@ def test_full_review_in_the_browser(browser, served):
     assert row_state(ana, f"segment:{moved}") == "resolved"
 
     # export: the final codebook, downloaded from the export page
-    ana.click("nav a:has-text('Export')")
+    follow(ana, "nav a:has-text('Export')")
     assert submit(ana, "#write-codebook") == 303
     assert "Final codebook written: 2 categories" in flash(ana)
     with ana.expect_download() as dl:
@@ -365,10 +375,10 @@ def test_switch_person_and_unknown_pages(browser, served):
     ana = open_as(browser, review, base, "ana")
     resp = ana.goto(f"{base}/theme/42")
     assert resp.status == 404 and "no theme '42'" in ana.locator("main").inner_text()
-    ana.click("button:has-text('switch person')")
+    follow(ana, "button:has-text('switch person')")
     assert ana.url == f"{base}/login"
     ana.check("input[name=name][value=ben]")
-    ana.click("button:has-text('Continue')")
+    follow(ana, "button:has-text('Continue')")
     assert ana.locator("header .whoami").inner_text().startswith("ben")
     ana.goto(f"{base}/theme/1")
     assert re.search(r"Save as my position \(ben\)", ana.locator("#decide").inner_text())
