@@ -1471,3 +1471,23 @@ def test_a_projects_case_variables_are_the_cases_attributes(tmp_path):
     assert list(cases.columns) == ["orientation", "cried", "years", "site"]
     assert cases.loc["T01"].tolist() == ["humanistic", "yes", "4", "A"]
     assert any("(orientation) are the cases table's" in s.reason for s in both.skipped)
+
+
+def test_f4transkript_time_marks_give_the_turns_their_times(tmp_path):
+    # f4transkript ends every paragraph with the time reached; the next turn starts there
+    write(tmp_path, "F4.txt",
+          "I: How did the first session go? #00:00:12-5#\n\n"
+          "B: I was nervous, to be honest.\n\nIt got better. #00:01:03-0#\n\n"
+          "I: What helped? #00:01:09-4#\n\n"
+          "B: Her patience. #00:00:30-0#\n\n"          # before the turn starts: not read
+          "I: Thank you.\n")
+    corpus = run(tmp_path, roles={"I": "interviewer", "B": "participant"})
+    assert_exact(corpus)
+    times = corpus.turns[["start_time", "end_time"]].to_numpy().tolist()
+    assert times[0][1] == 12.5 and math.isnan(times[0][0])
+    assert times[1] == [12.5, 63.0] and times[2] == [63.0, 69.4]
+    assert times[3][0] == 69.4 and math.isnan(times[3][1])
+    assert math.isnan(times[4][0]) and math.isnan(times[4][1])
+    # the marks stay in the words, as the transcriber wrote them
+    assert turns_of(corpus, "F4")[1][2] == ("I was nervous, to be honest.\n\nIt got better. "
+                                            "#00:01:03-0#")

@@ -115,6 +115,14 @@ _LABEL = rf"(?:{_NAME}|{_ROLE_WORD})(?: ?\((?:{_NAME}|{_ROLE_WORD})\))?"
 _ASIDE = re.compile(r"^(?P<outer>.+?) ?\((?P<inner>[^()]+)\)$")
 
 
+#: f4transkript's and f5transkript's time mark, "#00:01:23-4#" (the digit after the dash
+#: a tenth of a second), which they write at the end of every paragraph and MAXQDA
+#: reads: the time the turn it ends has reached. Kept in the text; the names and
+#: vectors leave it out (:mod:`pipeline.stages.naming`).
+TIME_MARK = re.compile(r"#(?P<time>(?:\d{1,2}:)?\d{1,2}:\d{2}(?:[-.,]\d{1,3})?)#")
+_MARK_AT_END = re.compile(TIME_MARK.pattern + r"\s*\Z")
+
+
 def label_parts(label: str) -> tuple[str, ...]:
     """A speaker label's parts: ("Interviewer", "Mara") for "Interviewer (Mara)", the
     label alone when it has no aside in parentheses."""
@@ -860,6 +868,7 @@ class _Reader:
         if not turns:
             raise InputError("has speaker labels but no speech after them", path=shown,
                              hint="check that the transcript text follows the labels")
+        _mark_times(text, turns)
         empty = [(n, b[0]) for n, b, span in zip(numbers[header:], blocks[header:],
                                                  spans[header:], strict=True) if not span]
         return turns, n_before, empty, [n for n, _ in notices]
@@ -1089,9 +1098,25 @@ def _is_one_line(text: str, span: tuple[int, int] | None) -> bool:
     return span is None or not re.search(r"[\r\n]", text[span[0]:span[1]])
 
 
+def _mark_times(text: str, turns: list[_Turn]) -> None:
+    """Times from f4transkript's marks (:data:`TIME_MARK`): a turn that ends with one
+    ended then, and the turn after it, with no time of its own, started then (one
+    speaker follows another). A mark that would end a turn before it starts is not
+    read; the words stay either way."""
+    for before, turn in zip([None, *turns], turns):
+        if (math.isnan(turn.start_time) and before is not None
+                and not math.isnan(before.end_time)):
+            turn.start_time = before.end_time
+        mark = _MARK_AT_END.search(text, turn.start, turn.end)
+        if mark and math.isnan(turn.end_time):
+            end = _stamp_seconds(mark["time"])
+            if math.isnan(turn.start_time) or end >= turn.start_time:
+                turn.end_time = end
+
+
 def _stamp_seconds(stamp: str) -> float:
-    """"01:04:02" / "4:02" / "00:04:02,5" in seconds."""
-    parts = stamp.replace(",", ".").split(":")
+    """"01:04:02" / "4:02" / "00:04:02,5" / f4transkript's "00:04:02-5" in seconds."""
+    parts = stamp.replace(",", ".").replace("-", ".").split(":")
     seconds = 0.0
     for part in parts:
         seconds = seconds * 60 + float(part)

@@ -149,6 +149,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..errors import ConfigError, InputError
+from .ingest import TIME_MARK
 from .nlp import spacy, stop_words
 
 NAME_COLUMNS = ("category_id", "name", "name_score", "alternatives", "keywords",
@@ -202,7 +203,7 @@ _BRACKETED = re.compile(r"\(\([^()\n]{0,200}\)\)"       # ((coughs)): Jefferson 
                         r"|\{[^{}\n]{0,200}\}"           # {laughs}
                         r"|<[^<>\n]{0,200}>"             # <crosstalk>
                         # f4/f5transkript's time marks, which MAXQDA also reads
-                        r"|#(?:\d{1,2}:)?\d{1,2}:\d{2}(?:[-.,]\d{1,3})?#")
+                        rf"|{TIME_MARK.pattern}")
 _PAREN = re.compile(r"\([^()\n]{0,200}\)")
 _NOTE_WORD = re.compile(r"[A-Za-z]+(?:-[A-Za-z]+)*")
 
