@@ -1491,3 +1491,19 @@ def test_f4transkript_time_marks_give_the_turns_their_times(tmp_path):
     # the marks stay in the words, as the transcriber wrote them
     assert turns_of(corpus, "F4")[1][2] == ("I was nervous, to be honest.\n\nIt got better. "
                                             "#00:01:03-0#")
+
+
+def test_a_bad_turn_number_or_role_leaves_out_its_case_only(tmp_path):
+    write(tmp_path, "t.csv", "case_id,turn_index,speaker,text,role\n"
+                             "C1,0,I,What happened?,interviewer\n"
+                             "C1,1,P,I cried with a client.,participant\n"
+                             "C2,0,I,What happened?,interviewer\n"
+                             "C2,x,P,I held it back.,participant\n"
+                             "C3,0,I,And then?,host\n"
+                             "C3,1,P,I told my supervisor.,participant\n")
+    corpus = run(tmp_path, table={"role": "role"})
+    assert list(corpus.cases["case_id"]) == ["C1"]
+    assert [t[2] for t in turns_of(corpus, "C1")] == ["What happened?", "I cried with a client."]
+    said = reasons(corpus)
+    assert "case 'C2' (2 rows) was left out: row 5: turn_index is not a whole number" in said
+    assert "case 'C3' (2 rows) was left out: row 6: role is not one of participant" in said

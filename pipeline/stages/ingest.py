@@ -1720,7 +1720,9 @@ def _table_cases(frame: pd.DataFrame, written: list[str], mapping: TableMapping,
         return list(frame[column]) if column else [""] * len(frame)
 
     rows: dict[str, list[tuple[int, int, str, str, str | None]]] = {}
-    no_case, bad_order, bad_role = [], [], []
+    no_case: list[int] = []
+    bad_order: dict[str, list[int]] = {}             # case id -> its rows
+    bad_role: dict[str, list[int]] = {}
     keys = ("case_id", "speaker", "text", "turn_index", "role")
     for i, (case_id, speaker, text, order, role) in enumerate(
             zip(*(cells(k) for k in keys), strict=True)):
@@ -1732,22 +1734,40 @@ def _table_cases(frame: pd.DataFrame, written: list[str], mapping: TableMapping,
             continue
         number = re.fullmatch(r"\s*(-?\d+)(?:\.0*)?\s*", order)
         if found["turn_index"] and not number:
-            bad_order.append(row)
+            bad_order.setdefault(case_id.strip(), []).append(row)
         role = role.strip().lower() or None
         if role is not None and role not in ROLES:
-            bad_role.append(row)
+            bad_role.setdefault(case_id.strip(), []).append(row)
         rows.setdefault(case_id.strip(), []).append(
             (row, int(number.group(1)) if number else i, _norm_label(speaker), text, role))
-    if bad_order:
-        raise InputError(f"{_rows_text(bad_order)}: {found['turn_index']} is not a whole "
-                         "number", path=shown,
-                         hint="fill in the turn numbers, or set ingest.table.turn_index: null "
-                              "to keep the rows in file order")
-    if bad_role:
-        raise InputError(f"{_rows_text(bad_role)}: {found['role']} is not one of "
-                         f"{', '.join(ROLES)}", path=shown,
-                         hint="use participant, interviewer or other (or leave it empty)")
+    order_fix = ("fill in the turn numbers, or set ingest.table.turn_index: null to keep "
+                 "the rows in file order")
+    role_fix = "use participant, interviewer or other (or leave it empty)"
+    if rows and set(bad_order) | set(bad_role) >= set(rows):
+        # no case is readable: the file is refused with what to fix first
+        if bad_order:
+            raise InputError(f"{_rows_text(sorted(sum(bad_order.values(), [])))}: "
+                             f"{found['turn_index']} is not a whole number", path=shown,
+                             hint=order_fix)
+        raise InputError(f"{_rows_text(sorted(sum(bad_role.values(), [])))}: {found['role']} "
+                         f"is not one of {', '.join(ROLES)}", path=shown, hint=role_fix)
     notes = []
+    # a bad cell leaves out its own case, never the file's other cases: each is named
+    for case_id in rows:
+        problems = []
+        if case_id in bad_order:
+            problems.append((f"{_rows_text(bad_order[case_id])}: {found['turn_index']} is "
+                             "not a whole number", order_fix))
+        if case_id in bad_role:
+            problems.append((f"{_rows_text(bad_role[case_id])}: {found['role']} is not one "
+                             f"of {', '.join(ROLES)}", role_fix))
+        if problems:
+            n = len(rows[case_id])
+            notes.append(Skipped(shown, (
+                f"case '{case_id}' ({n} row{'s' if n > 1 else ''}) was left out: "
+                + "; ".join(what for what, _ in problems) + ". To keep it, "
+                + "; ".join(fix for _, fix in problems))))
+    rows = {c: r for c, r in rows.items() if c not in bad_order and c not in bad_role}
     if no_case:
         verbs = "has no case id and was" if len(no_case) == 1 else "have no case id and were"
         notes.append(Skipped(shown, f"{_rows_text(no_case)} {verbs} left out: fill in the "
