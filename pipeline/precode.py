@@ -1066,6 +1066,15 @@ def read_queue(path: Path) -> tuple[dict, list[QueueRow], list[str]]:
     from .sheets import formula_problem, is_formula, restore
 
     choices, errors, comment_only = [], [], []
+    # a segment is on one row: a second row with its id means the id column was edited,
+    # and storing both would code it twice and the segment that row held not at all
+    first_row: dict[str, int] = {}
+    for n, r in enumerate(rows[1:], start=2):
+        ident = restore(str(r[0])).strip() if r and r[0] is not None else ""
+        if ident and ident in first_row:
+            errors.append(f"sheet 'queue', row {n}: segment {ident!r} is also on row "
+                          f"{first_row[ident]}; each segment has one row")
+        first_row.setdefault(ident, n)
     for n, r in enumerate(rows[1:], start=2):
         cells = cell_rows[n - 1]
         typed = [k for k in (CHOICE_COL, COMMENT_COL) if k < len(cells) and is_formula(cells[k])]

@@ -200,6 +200,13 @@ def test_the_queue_import_takes_the_segment_from_the_batch_not_the_workbook(queu
     bad = edited("bad2.xlsx", {(2, "segment id"): "ZZZ:99:0", (2, "code as category"): "none"})
     assert main(["precode", "import", str(bad), "--by", "ana"]) == 2
     assert "'ZZZ:99:0' is not a queued segment" in capsys.readouterr().err
+    # row 3's id typed over with row 2's: one segment coded twice, another not at all
+    twice = edited("twice.xlsx", {(3, "segment id"): ws_id(out, 2),
+                                  (2, "code as category"): cats[0],
+                                  (3, "code as category"): cats[-1]})
+    assert main(["precode", "import", str(twice), "--by", "ana"]) == 2
+    err = capsys.readouterr().err
+    assert f"row 3: segment '{ws_id(out, 2)}' is also on row 2" in err and "nothing" in err
     assert stored_choices(run).empty
     # the other cells are the classifier's and the segment's: edits to them are not read
     seg = pd.read_parquet(out / "segments.parquet").set_index("segment_id")
@@ -214,6 +221,11 @@ def test_the_queue_import_takes_the_segment_from_the_batch_not_the_workbook(queu
     assert "the comment of 1 row(s) with no code (row 3)" in captured.err
     got = stored_choices(run)
     assert list(got["segment_id"]) == [sid] and list(got["text"]) == [seg.at[sid, "text"]]
+
+
+def ws_id(out: Path, row: int) -> str:
+    """The segment id on ``row`` of the queue sheet a pre-coding wrote."""
+    return openpyxl.load_workbook(out / "queue.xlsx")["queue"].cell(row=row, column=1).value
 
 
 def test_a_choice_of_a_category_merged_since_counts_for_the_one_it_joined(queued, tmp_path):
