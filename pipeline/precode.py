@@ -49,6 +49,7 @@ import pandas as pd
 
 from . import safeyaml
 from .errors import ConfigError, InputError, Skipped
+from .exchange.agreed import check_codebook
 from .runfolder import RunFolder
 
 if TYPE_CHECKING:
@@ -340,9 +341,11 @@ def _load_codebook(path: Path) -> tuple[dict, Path, pd.DataFrame]:
     if not path.is_file():
         raise InputError("no such codebook", path=path,
                          hint="give the codebook.yaml that `consensa review apply` wrote")
-    cb = safeyaml.load_file(path, what="codebook") or {}
-    if not isinstance(cb, dict) or "training" not in cb or "domains" not in cb:
-        raise InputError("not a Consensa codebook (no training: or domains: section)", path=path)
+    cb = check_codebook(safeyaml.load_file(path, what="codebook") or {}, path)
+    if cb.get("training") is None:
+        raise InputError("has no training: section: the judged run it learns from",
+                         path=path, field="training",
+                         hint="give the codebook.yaml that `consensa review apply` wrote")
     run_folder = _moved_with(Path(cb["training"]["run_folder"]),
                              cb["training"].get("run_folder_relative"), path.parent,
                              lambda f: RunFolder(f).has("segments"))

@@ -556,3 +556,33 @@ def test_a_workbook_cases_table_reaches_the_export(review_run):
     [path] = (review_run / "export").glob("*.qdpx")
     root = _qde(path)
     assert {v.get("name") for v in root.iter(f"{P}Variable")} == {"orientation", "years"}
+
+
+@pytest.mark.parametrize("edit, said", [
+    (lambda cb: [c for d in cb["domains"] for c in d["categories"]][1].update(
+        id=cb["domains"][0]["categories"][0]["id"]),
+     "category id {first} is also the id of domains[0].categories[0]"),
+    (lambda cb: cb["domains"][0]["categories"][0].update(id="abc"),
+     "field 'domains[0].categories[0].id': the category's id must be a whole number"),
+    (lambda cb: cb.update(training="x"), "field 'training': must be a mapping"),
+    (lambda cb: cb["domains"][0].update(categories="x"),
+     "field 'domains[0].categories': must be a list"),
+    (lambda cb: cb.update(consensa_codebook=99), "is a codebook of format 99"),
+])
+def test_a_hand_edited_codebook_with_a_broken_key_is_refused_by_name(reviewed, tmp_path,
+                                                                     capsys, edit, said):
+    run = reviewed[0]
+    main(["review", "apply", str(run)])
+    source = run / "review" / "codebook.yaml"
+    cb = yaml.safe_load(source.read_text(encoding="utf-8"))
+    first = cb["domains"][0]["categories"][0]["id"]
+    edit(cb)
+    broken = source.with_name("broken.yaml")
+    broken.write_text(yaml.safe_dump(cb, sort_keys=False), encoding="utf-8")
+    capsys.readouterr()
+    for argv in (["export", "qdpx", str(broken), "--out", str(tmp_path / "x.qdpx")],
+                 ["precode", str(broken), "--transcripts", str(tmp_path), "--out",
+                  str(tmp_path / "pc")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert said.format(first=first) in err and "Traceback" not in err

@@ -316,9 +316,76 @@ def content_from_review(run: RunData, *, draft: bool) -> ExportContent:
                          origin=f"from the review store {run.folder / 'review' / DB}")
 
 
+#: the codebook.yaml format this version writes and reads (``consensa_codebook:``)
+CODEBOOK_FORMAT = 1
+
+
+def check_codebook(data: object, path: Path) -> dict:
+    """``data``, a codebook read from ``path``, when its shape is the one every reader
+    relies on: a list of domains, each with a whole-number ``id``, a ``name`` and a list
+    of categories, each with a whole-number ``id`` (unique in the codebook) and a
+    ``name``. A codebook is a file people open and edit by hand; a slip there must be
+    an error naming the key, not a traceback in an export or a pre-coding, and two
+    categories with one id would silently become one."""
+    hint = ("fix the key in the file, or write the codebook again with "
+            "`consensa review apply RUN`")
+    if not isinstance(data, dict) or not isinstance(data.get("domains"), list):
+        raise InputError("is not a Consensa codebook (no domains: list)", path=path,
+                         field="domains", hint="give RUN/review/codebook.yaml from "
+                                               "`consensa review apply`")
+    version = data.get("consensa_codebook", CODEBOOK_FORMAT)
+    if version != CODEBOOK_FORMAT:
+        raise InputError(f"is a codebook of format {version!r}; this version of Consensa "
+                         f"reads format {CODEBOOK_FORMAT}", path=path, field="consensa_codebook",
+                         hint="use the Consensa version that wrote it, or write it again "
+                              "with `consensa review apply RUN`")
+
+    def whole(value: object) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    seen: dict[str, dict[int, str]] = {"domain": {}, "category": {}}
+
+    def check(item: object, where: str, kind: str) -> None:
+        if not isinstance(item, dict):
+            raise InputError(f"is not a {kind} (a mapping with id: and name:)", path=path,
+                             field=where, hint=hint)
+        if not whole(item.get("id")):
+            raise InputError(f"the {kind}'s id must be a whole number, not "
+                             f"{item.get('id')!r}", path=path, field=f"{where}.id", hint=hint)
+        if not isinstance(item.get("name"), str) or not item["name"].strip():
+            raise InputError(f"the {kind} has no name", path=path, field=f"{where}.name",
+                             hint=hint)
+        if item["id"] in seen[kind]:
+            raise InputError(f"{kind} id {item['id']} is also the id of "
+                             f"{seen[kind][item['id']]}; each {kind} has its own id", path=path,
+                             field=f"{where}.id", hint=hint)
+        seen[kind][item["id"]] = where
+
+    for i, domain in enumerate(data["domains"]):
+        where = f"domains[{i}]"
+        check(domain, where, "domain")
+        categories = domain.get("categories", [])
+        if not isinstance(categories, list):
+            raise InputError("must be a list of categories", path=path,
+                             field=f"{where}.categories", hint=hint)
+        for j, category in enumerate(categories):
+            check(category, f"{where}.categories[{j}]", "category")
+    if not seen["category"]:
+        raise InputError("has no categories: there is nothing to export or pre-code with",
+                         path=path, field="domains",
+                         hint="agree at least one category in the review, then `consensa "
+                              "review apply RUN`")
+    training = data.get("training")
+    if training is not None and not (isinstance(training, dict) and all(
+            isinstance(training.get(k), str) for k in ("run_folder", "assignments"))):
+        raise InputError("must be a mapping with run_folder: and assignments: paths",
+                         path=path, field="training", hint=hint)
+    return data
+
+
 def read_codebook_yaml(path: Path) -> dict:
     """``RUN/review/codebook.yaml`` as ``consensa review apply`` wrote it; a file that is
-    not one is an InputError naming it."""
+    not one is an InputError naming it and the key (:func:`check_codebook`)."""
     import yaml
 
     from .. import safeyaml
@@ -329,10 +396,7 @@ def read_codebook_yaml(path: Path) -> dict:
         raise InputError(f"could not be read as a codebook ({type(exc).__name__})", path=path,
                          hint="give RUN/review/codebook.yaml as `consensa review apply` wrote "
                               "it") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("domains"), list):
-        raise InputError("is not a Consensa codebook (no domains: list)", path=path,
-                         hint="give RUN/review/codebook.yaml from `consensa review apply`")
-    return data
+    return check_codebook(data, path)
 
 
 def content_from_yaml(path: Path, *, sources: bool = True) -> ExportContent:
