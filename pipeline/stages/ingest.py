@@ -1740,27 +1740,22 @@ def _table_cases(frame: pd.DataFrame, written: list[str], mapping: TableMapping,
             bad_role.setdefault(case_id.strip(), []).append(row)
         rows.setdefault(case_id.strip(), []).append(
             (row, int(number.group(1)) if number else i, _norm_label(speaker), text, role))
-    order_fix = ("fill in the turn numbers, or set ingest.table.turn_index: null to keep "
-                 "the rows in file order")
-    role_fix = "use participant, interviewer or other (or leave it empty)"
+    # (rows by case, what is wrong with them, what to do)
+    checks = [(bad_order, f"{found['turn_index']} is not a whole number",
+               "fill in the turn numbers, or set ingest.table.turn_index: null to keep "
+               "the rows in file order"),
+              (bad_role, f"{found['role']} is not one of {', '.join(ROLES)}",
+               "use participant, interviewer or other (or leave it empty)")]
     if rows and set(bad_order) | set(bad_role) >= set(rows):
         # no case is readable: the file is refused with what to fix first
-        if bad_order:
-            raise InputError(f"{_rows_text(sorted(sum(bad_order.values(), [])))}: "
-                             f"{found['turn_index']} is not a whole number", path=shown,
-                             hint=order_fix)
-        raise InputError(f"{_rows_text(sorted(sum(bad_role.values(), [])))}: {found['role']} "
-                         f"is not one of {', '.join(ROLES)}", path=shown, hint=role_fix)
+        bad, what, fix = next(c for c in checks if c[0])
+        raise InputError(f"{_rows_text(sorted(sum(bad.values(), [])))}: {what}", path=shown,
+                         hint=fix)
     notes = []
     # a bad cell leaves out its own case, never the file's other cases: each is named
     for case_id in rows:
-        problems = []
-        if case_id in bad_order:
-            problems.append((f"{_rows_text(bad_order[case_id])}: {found['turn_index']} is "
-                             "not a whole number", order_fix))
-        if case_id in bad_role:
-            problems.append((f"{_rows_text(bad_role[case_id])}: {found['role']} is not one "
-                             f"of {', '.join(ROLES)}", role_fix))
+        problems = [(f"{_rows_text(bad[case_id])}: {what}", fix)
+                    for bad, what, fix in checks if case_id in bad]
         if problems:
             n = len(rows[case_id])
             notes.append(Skipped(shown, (
