@@ -175,6 +175,24 @@ def test_only_auditors_comment_and_only_judges_decide(review_run, capsys):
     assert f"dee.xlsx, sheet 'themes', row {row}" in err and "comments only" in err
 
 
+@pytest.mark.parametrize("verb", ["resolve", "audit"])
+@pytest.mark.parametrize("option, value", [
+    ("--theme", "abc"), ("--domain", "1.5"), ("--core-idea-of", "case01"),
+    ("--core-idea-of", "case01:x"), ("--core-idea-of", ":0"), ("--core-idea-of", "0"),
+])
+def test_an_item_id_of_the_wrong_form_is_refused_by_its_option(review_run, capsys, verb,
+                                                                option, value):
+    run = review_run
+    assert main(["review", "export", str(run), "--judges", "ana,ben", "--auditor", "dee"]) == 0
+    before = db_path(run).read_bytes()
+    extra = (["--decision", "accept", "--by", "ana"] if verb == "resolve"
+             else ["--comment", "x", "--by", "dee"])
+    assert main(["review", verb, str(run), option, value, *extra]) == 2
+    err = capsys.readouterr().err
+    assert f"{option} {value!r}: expected {option} " in err and "Traceback" not in err
+    assert db_path(run).read_bytes() == before
+
+
 def test_reject_and_domain_merge_apply(review_run, capsys):
     run = review_run
     assert main(["review", "export", str(run), "--judges", "ana,ben"]) == 0

@@ -208,7 +208,18 @@ def _one_item(theme, domain, segment, core_idea_of) -> tuple[str, str]:
     if len(given) != 1:
         raise ReviewError("name exactly one item: --theme ID, --domain ID, --segment ID or "
                           "--core-idea-of CASE:DOMAIN_ID")
-    return given[0]
+    kind, ident = given[0]
+    ident = ident.strip()
+    # theme and domain ids are whole numbers; a core idea is named by its case and its
+    # domain's number (the case id may hold a colon, so the domain is after the last)
+    case, colon, number = ident.rpartition(":") if kind == "core_idea" else ("-", ":", ident)
+    if kind != "segment" and not (case.strip() and colon and number.isascii()
+                                  and number.isdigit()):
+        option = "--" + kind.replace("_", "-") + ("-of" if kind == "core_idea" else "")
+        form = "CASE:DOMAIN_ID, e.g. P01:2" if kind == "core_idea" else "ID, a whole number"
+        raise ReviewError(f"{option} {ident!r}: expected {option} {form}",
+                          hint="the ids are in the workbook and in `consensa review status RUN`")
+    return kind, ident
 
 
 def answer(run_folder: Path, *, comment: int, by: str, answer: str, text: str = "",
