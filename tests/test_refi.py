@@ -259,6 +259,27 @@ def test_qdc_of_a_run(run_folder, tmp_path):
                                                                        ("D", [])]
 
 
+@pytest.mark.parametrize("rows, said", [
+    ([["A", "one"], ["A", "two"]], "row 3: code 'A' is also on row 2, with another description"),
+    ([["A", "one"], ["", "a description"]], "row 3 has no code in its 'code' column"),
+])
+def test_a_code_table_that_would_lose_a_row_is_refused_naming_it(tmp_path, capsys, rows,
+                                                                   said):
+    table = tmp_path / "codes.csv"
+    pd.DataFrame(rows, columns=["code", "description"]).to_csv(table, index=False)
+    assert main(["export", "qdc", str(table), "--out", str(tmp_path / "c.qdc")]) == 2
+    assert said in capsys.readouterr().err and not (tmp_path / "c.qdc").exists()
+
+
+def test_a_code_table_written_twice_or_with_gaps_gives_each_code_once(tmp_path):
+    table = tmp_path / "codes.csv"
+    pd.DataFrame([["A", "one"], ["", ""], ["A", "one "], ["A > B", ""], ["A", ""]],
+                 columns=["code", "description"]).to_csv(table, index=False)
+    codes, _ = export_codebook(table)
+    assert [(c.name, c.description, [k.name for k in c.children]) for c in codes] == [
+        ("A", "one", ["B"])]
+
+
 def test_qdc_of_a_final_codebook(tmp_path):
     book = tmp_path / "codebook.yaml"
     book.write_text("""consensa_codebook: 1

@@ -378,16 +378,33 @@ def codebook_from_table(path: Path) -> list[ExportCode]:
                               "column holding code paths like 'Parent > Child'")
     desc_col = next((cols[c] for c in ("description", "definition", "memo") if c in cols), None)
     color_col = next((cols[c] for c in ("color", "colour") if c in cols), None)
-    paths, descs, colors = [], {}, {}
-    for _i, row in frame.iterrows():
-        p = JOIN.join(split_path(row[code_col]))
+    paths, descs, colors, first_row = [], {}, {}, {}
+    for i, row in enumerate(frame.itertuples(index=False)):
+        cells = dict(zip(frame.columns, row))
+        line = i + 2  # the spreadsheet's row number: the header is row 1
+        p = JOIN.join(split_path(cells[code_col]))
         if not p:
+            # a row with nothing in it is a gap; one with a description or colour but no
+            # code would lose what it says, so the table is refused rather than shortened
+            if any(str(v).strip() for v in cells.values()):
+                raise InputError(f"row {line} has no code in its '{code_col}' column but "
+                                 "other cells filled", path=path,
+                                 hint=f"give row {line} its code, or delete the row")
             continue
+        for col, seen in ((desc_col, descs), (color_col, colors)):
+            value = str(cells[col]).strip() if col else ""
+            if not value:
+                continue
+            if p in seen and seen[p] != value:
+                # the same code twice with two descriptions: keeping one would drop the
+                # other without a word
+                raise InputError(f"row {line}: code '{p}' is also on row {first_row[p]}, "
+                                 f"with another {col}", path=path,
+                                 hint="give each code one row, or the same "
+                                      f"{col} on both")
+            seen[p] = value
+        first_row.setdefault(p, line)
         paths.append(p)
-        if desc_col and row[desc_col]:
-            descs[p] = row[desc_col]
-        if color_col and row[color_col]:
-            colors[p] = row[color_col]
     book = codebook_from_paths(paths, descs, colors=colors)
     return _tree(book, f"table/{path.name}")
 
