@@ -310,8 +310,10 @@ def read_codes_table(path: str | Path, *, separator: str = SEPARATOR,
                      f"text nor usable offsets, so they were left out (rows {listed}): fill in "
                      f"the '{col['text'] or 'text'}' column")
     if not rows:
+        # the notes say why each row went: without them the refusal names no row to mend
+        why = "; ".join(notes)
         raise InputError("holds no coded passage (no row has a case, a code and a text or "
-                         "offsets)", path=shown,
+                         "offsets)" + (f": {why}" if why else ""), path=shown,
                          hint="one row per coded passage: case, code, and the coded text or "
                               "its start/end offsets")
     codings = pd.DataFrame(rows, columns=list(CODING_COLUMNS)).astype(
