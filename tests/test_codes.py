@@ -166,6 +166,17 @@ def test_unusable_tables_are_refused_naming_the_file(tmp_path, rows, message):
     assert "What to do" in str(err.value)
 
 
+def test_a_codes_table_that_is_not_text_is_refused_with_advice_for_a_table(tmp_path):
+    path = tmp_path / "codes.csv"
+    # UTF-16 with its byte-order mark, cut inside a character
+    path.write_bytes("case,code,text\nT01,A,hello\n".encode("utf-16") + b"\x00\xd8")
+    with pytest.raises(InputError) as err:
+        read_codes(path)
+    said = str(err.value)
+    assert str(path) in said and "UTF-16" in said
+    assert "CSV UTF-8" in said and "transcript" not in said and "ingest." not in said
+
+
 def test_missing_or_unknown_codes_files(tmp_path):
     with pytest.raises(InputError, match="not found"):
         read_codes(tmp_path / "nope.csv")

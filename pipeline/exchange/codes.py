@@ -158,6 +158,21 @@ def codebook_from_paths(paths: Iterable[str], descriptions: Mapping[str, str] | 
         {"depth": "int64"})
 
 
+
+#: What to do with a table whose bytes are not text: the decoder's own advice is about
+#: transcripts (ingest.encoding, .docx), which does not fit a table of codes
+TABLE_AS_TEXT = ("save the table again as CSV UTF-8 (Excel: Save As > 'CSV UTF-8'), or "
+                 "give the .xlsx workbook itself")
+
+
+def decoded_table(path: Path, shown: str) -> str:
+    """The text of a CSV/TSV table, its encoding detected; bytes that are not text are an
+    :class:`InputError` naming the file, with advice for a table."""
+    try:
+        return decode_bytes(path.read_bytes(), "auto", path=shown)[0]
+    except InputError as exc:
+        raise InputError(exc.reason, path=shown, hint=TABLE_AS_TEXT) from None
+
 def _table(path: Path,
            sheet: str | int) -> tuple[pd.DataFrame, list[str], list[tuple[int, int, str]], str]:
     """All cells of the table as str; its header row as the file writes it (pandas
@@ -184,7 +199,7 @@ def _table(path: Path,
                              path=shown, hint="open it in Excel and save it again as .xlsx "
                              "(or as CSV, UTF-8)") from exc
     else:
-        text, _ = decode_bytes(path.read_bytes(), "auto", path=shown)
+        text = decoded_table(path, shown)
         header = text.lstrip("\ufeff").split("\n", 1)[0]
         delimiter = "\t" if path.suffix.lower() == ".tsv" else \
             max((",", ";", "\t"), key=header.count)
@@ -1122,7 +1137,7 @@ def case_attributes(run: RunData) -> tuple[pd.DataFrame | None, list[str]]:
         if path.suffix.lower() == ".xlsx":      # a cases table may be a workbook (ingest)
             frame = _table(path, 0)[0]
         else:
-            text, _ = decode_bytes(path.read_bytes(), "auto", path=str(path))
+            text = decoded_table(path, str(path))
     except OSError as exc:
         return None, [f"the case attributes in {path} could not be read ({exc.strerror}); "
                       "the export has no case variables"]
