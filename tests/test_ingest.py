@@ -98,6 +98,8 @@ def test_empty_section_is_valid_and_ingest_asks_for_paths(tmp_path):
     {"speaker_pattern": r"^(\w+):"},
     {"interviewer_speakers": ["[oops"]},
     {"encoding": "klingon-8"},
+    {"encoding": "base64"},            # a codec Python knows, but bytes to bytes
+    {"encoding": "rot13"},
     {"unknown_key": 1},
     {"table": {"speaker_col": "who"}},
     {"roles": {"Mara": "host"}},

@@ -213,12 +213,25 @@ class IngestConfig(BaseModel):
     @classmethod
     def _known_encoding(cls, value: str) -> str:
         if value != "auto":
+            # any text encoding Python knows (a study may have Mac Roman or Latin-1 files);
+            # codecs.lookup alone also passes bytes-to-bytes codecs such as 'base64',
+            # which only fail on the first file, so a decode is tried here
             try:
                 codecs.lookup(value)
             except LookupError:
-                raise ValueError(f"unknown encoding '{value}'; use 'auto', 'utf-8', "
-                                 "'utf-16' or 'cp1252'") from None
+                raise ValueError(f"unknown encoding '{value}'; {_ENCODINGS}") from None
+            try:
+                b"a".decode(value)
+            except LookupError:
+                raise ValueError(f"'{value}' is not a text encoding; {_ENCODINGS}") from None
+            except (UnicodeError, ValueError):
+                pass            # a text encoding in which one byte "a" is no character
         return value
+
+
+_ENCODINGS = ("use 'auto' (the default: UTF-8, UTF-16 or Windows-1252, detected per file) "
+              "or the name of a text encoding, such as 'utf-8', 'utf-16', 'cp1252', "
+              "'latin-1' or 'mac-roman'")
 
 
 def _compile(pattern: str) -> re.Pattern[str]:
