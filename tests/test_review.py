@@ -193,6 +193,23 @@ def test_an_item_id_of_the_wrong_form_is_refused_by_its_option(review_run, capsy
     assert db_path(run).read_bytes() == before
 
 
+def test_two_names_that_differ_only_in_case_are_refused_before_a_workbook_is_written(
+        review_run, capsys):
+    run = review_run
+    rdir = run / "review" / "round-1"
+    assert main(["review", "export", str(run), "--judges", "ana,ANA"]) == 2
+    assert "'ANA' and 'ana' differ only in upper and lower case" in capsys.readouterr().err
+    assert not list(rdir.glob("*.xlsx"))
+    assert main(["review", "export", str(run), "--judges", "ana,ben"]) == 0
+    capsys.readouterr()
+    # a later export adding someone already on the panel in another spelling
+    assert main(["review", "export", str(run), "--auditor", "Ben"]) == 2
+    assert "'Ben' and 'ben'" in capsys.readouterr().err
+    assert sorted(p.name for p in rdir.glob("*.xlsx")) == ["ana.xlsx", "ben.xlsx"]
+    with ReviewStore(load_run(run)) as store:
+        assert store.panel() == {"ana": "judge", "ben": "judge"}
+
+
 def test_reject_and_domain_merge_apply(review_run, capsys):
     run = review_run
     assert main(["review", "export", str(run), "--judges", "ana,ben"]) == 0

@@ -460,6 +460,16 @@ class ReviewStore:
         if len(set(judges) | set(auditors)) != len(judges) + len(auditors):
             raise ReviewError("a name appears twice among the judges and auditors")
         current = self.panel()
+        # each person has a workbook named after them, and Windows and macOS read 'Ana.xlsx'
+        # and 'ana.xlsx' as one file: one would overwrite the other's decisions
+        seen = {n.casefold(): n for n in current}
+        for name in judges + auditors:
+            other = seen.setdefault(name.casefold(), name)
+            if other != name and name not in current:
+                raise ReviewError(f"'{name}' and '{other}' differ only in upper and lower case; "
+                                  "their workbooks would be one file on Windows and macOS",
+                                  hint=f"give each person one spelling (on the panel: "
+                                       f"{', '.join(current) or 'nobody yet'})")
         with self.transaction():
             for role, names in (("judge", judges), ("auditor", auditors)):
                 for name in names:
