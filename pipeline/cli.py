@@ -713,7 +713,8 @@ def _add_precode_parser(sub) -> None:
                    "jobs: 4, job_script_prologue: ['source ~/consensa/.venv/bin/activate']}; "
                    "the workers then run as SLURM or PBS jobs (dask-jobqueue)")
     p.add_argument("--shard-size", type=int, default=20, metavar="FILES",
-                   help="transcript files per shard (default 20)")
+                   help="transcript files per shard (default 20); a table or .qdpx of "
+                   "more cases is cut into parts of this many cases, a shard each")
     p.add_argument("--retries", type=int, default=2,
                    help="times a failed shard is tried again (default 2)")
     p.set_defaults(func=cmd_precode)

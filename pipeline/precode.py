@@ -437,7 +437,8 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
     (``consensa precode import``) join the training data.
 
     With ``engine`` ("local" or "dask"), the transcripts are read, segmented,
-    embedded and coded in shards of ``shard_size`` files (:mod:`pipeline.shards`):
+    embedded and coded in shards of ``shard_size`` files, a file of more cases cut into
+    parts of as many cases (:func:`_cut_into_parts`; :mod:`pipeline.shards`):
     on a Dask ``LocalCluster``, on the cluster at ``scheduler``, or on the one
     ``cluster`` describes (a validated ``engine:`` section,
     :func:`pipeline.shards.cluster_config`: SLURM or PBS jobs). Finished shards
@@ -717,13 +718,14 @@ def _code_in_shards(cfg, clf: Classifier, cats: dict[int, tuple], threshold: flo
     atomic_write_bytes(model, pickle.dumps((clf, cats, threshold)))
     config = cfg.model_dump(mode="json")
     names = _corpus_names(cfg, files) if cfg.deidentify.enabled else None
+    units = _cut_into_parts(cfg, files, shard_size)
     # what the rows depend on besides the files: a shard finished with another config,
     # classifier or corpus-wide names (a speaker added elsewhere) is run again; the
     # names go into the hash, never into a file
     fingerprint = hashlib.sha256(json.dumps([config, file_sha256(model), names],
                                             sort_keys=True).encode("utf-8")).hexdigest()
     shard = functools.partial(code_shard, config=config, classifier_path=str(model), names=names)
-    report = run_shards(files, work / "parts", shard, shard_size=shard_size, engine=engine,
+    report = run_shards(units, work / "parts", shard, shard_size=shard_size, engine=engine,
                         scheduler=scheduler, cluster_config=cluster, retries=retries,
                         fingerprint=fingerprint)
     if names is None:
@@ -792,6 +794,61 @@ def _first_copy_of_each_case(seg: pd.DataFrame) -> tuple[pd.DataFrame, list[Skip
              for c, f in seg.loc[~keep, ["case_id", "source_file"]].drop_duplicates().itertuples(
                  index=False)]
     return seg[keep].reset_index(drop=True), notes
+
+
+#: the files that can hold many cases: transcript tables and REFI-QDA projects
+MANY_CASES = (".csv", ".xlsx", ".qdpx")
+
+
+def _cut_into_parts(cfg, files: list[Path], shard_size: int) -> list[str]:
+    """The shards' inputs: the files, with each one that holds more cases than a shard
+    has files (a table of a survey's answers, a QDA program's project of a whole study)
+    cut into parts of ``shard_size`` cases (:func:`pipeline.shards.file_part`).
+
+    As one file, such a table was one shard: a single worker coded all of it while the
+    others waited, and a stopped job started it again from its first case. Each file of
+    that kind is read here once, one at a time, for its cases in the order ingest reads
+    them, the order :func:`code_shard` counts the parts in; one that cannot be read stays
+    whole, and the shard reading it reports it.
+    """
+    from .errors import ConsensaError
+    from .shards import file_part
+    from .stages.ingest import ingest
+
+    units: list[str] = []
+    for f in files:
+        n = 1
+        if Path(f).suffix.lower() in MANY_CASES:
+            try:
+                n = len(ingest(cfg.ingest.model_copy(
+                    update={"paths": [Path(f)], "cases_table": None})).cases)
+            except ConsensaError:
+                n = 1
+        if n <= shard_size:
+            units.append(str(f))
+            continue
+        units += [file_part(f, first + 1, min(first + shard_size, n))
+                  for first in range(0, n, shard_size)]
+    if len(units) > len(files):
+        log.info("%d file(s) of many cases cut into parts of %d cases: %d shard input(s)",
+                 sum(1 for u in units if "#cases=1-" in u), shard_size, len(units))
+    return units
+
+
+def _part_of(corpus, part: tuple[int, int] | None):
+    """The cases ``part`` (first, last; from 1) of a corpus read from one file, in the
+    order ingest gives them; what the file left out is reported by its first part only,
+    so it is named once over the job."""
+    if part is None:
+        return corpus
+    first, last = part
+    keep = list(corpus.cases["case_id"])[first - 1:last]
+    chosen = set(keep)
+    return replace(
+        corpus, turns=corpus.turns[corpus.turns["case_id"].isin(chosen)].reset_index(drop=True),
+        cases=corpus.cases[corpus.cases["case_id"].isin(chosen)].reset_index(drop=True),
+        sources={c: src for c, src in corpus.sources.items() if c in chosen},
+        skipped=corpus.skipped if first == 1 else ())
 
 
 def _corpus_names(cfg, files: list[Path]) -> dict[str, list[str]]:
@@ -880,19 +937,22 @@ def code_shard(files: list[str], *, config: dict, classifier_path: str,
     from .cache import Cache
     from .compose import build_stage
     from .config import validate_config
-    from .shards import ShardOutput, file_sha256, worker_state
+    from .shards import ShardOutput, file_sha256, split_part, worker_state
     from .stages.ingest import ingest
 
     cfg = validate_config(config)
+    read = [split_part(f) for f in files]
+    # a part of a file of many cases is a shard of its own (pipeline.shards.plan_shards)
+    part = read[0][1] if len(read) == 1 else None
     cfg = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(
-        update={"paths": [Path(f) for f in files], "cases_table": None})})
+        update={"paths": [Path(path) for path, _ in read], "cases_table": None})})
     clf, cats, threshold = worker_state(
         ("classifier", classifier_path, file_sha256(classifier_path)),
         lambda: pickle.loads(Path(classifier_path).read_bytes()))
     embedder = worker_state(("embedder", json.dumps(config["embed"], sort_keys=True)),
                             lambda: build_stage("embed", cfg))
     try:
-        corpus = ingest(cfg.ingest)
+        corpus = _part_of(ingest(cfg.ingest), part)
     except InputError as exc:
         if getattr(exc, "skipped", None) is None:
             raise

@@ -11,6 +11,11 @@ each shard's rows as one parquet file of a partitioned dataset::
                                     when the shard function returns one
     OUT/_done.jsonl                 the ledger: one line per finished shard
 
+A file that holds many cases (a transcript table, a REFI-QDA project) can be given
+as parts, ``PATH#cases=FIRST-LAST`` (:func:`file_part`): each part is a shard of its
+own, so one file of a thousand cases spreads over the workers and a stopped job
+loses one part of it, not the file.
+
 A shard's id is a hash of its file list, so the same inputs give the same shards.
 The ledger records, for each finished shard, the SHA-256 of every file it read;
 a restarted job skips a shard whose files are unchanged and whose part file is
@@ -124,7 +129,7 @@ class Shard:
 
     index: int                      # its place in the plan (the order of the files)
     id: str                         # a hash of its file list
-    files: tuple[str, ...]          # absolute paths, sorted
+    files: tuple[str, ...]          # absolute paths, sorted; or one part of a file
     hashes: tuple[str, ...]         # SHA-256 of each file when the job was planned
 
     @property
@@ -134,6 +139,27 @@ class Shard:
     @property
     def extra_name(self) -> str:
         return f"{EXTRA_PREFIX}{self.id}"
+
+
+#: One part of a file of many cases: the path, then ``#cases=FIRST-LAST``
+_PART = re.compile(r"^(?P<path>.+)#cases=(?P<first>[1-9]\d*)-(?P<last>[1-9]\d*)$")
+
+
+def file_part(path: str | Path, first: int, last: int) -> str:
+    """The input that stands for cases ``first`` to ``last`` (counted from 1, in the order
+    the work function reads them) of the file at ``path``: ``PATH#cases=FIRST-LAST``."""
+    if not 1 <= first <= last:
+        raise ValueError(f"a part's cases run from 1 up: got {first}-{last}")
+    return f"{path}#cases={first}-{last}"
+
+
+def split_part(unit: str) -> tuple[str, tuple[int, int] | None]:
+    """``(path, (first, last))`` of a part made by :func:`file_part`; ``(path, None)`` for
+    a whole file (also for a file whose own name ends like a part)."""
+    m = _PART.match(unit)
+    if m is None or Path(unit).is_file():
+        return unit, None
+    return m["path"], (int(m["first"]), int(m["last"]))
 
 
 def shard_id(files: Sequence[str]) -> str:
@@ -150,7 +176,8 @@ def file_sha256(path: str | Path) -> str:
 
 
 def plan_shards(files: Sequence[str | Path], shard_size: int) -> list[Shard]:
-    """``files`` (deduplicated, sorted by absolute path) cut into shards of ``shard_size``.
+    """``files`` (deduplicated, sorted by absolute path) cut into shards of ``shard_size``;
+    a part of a file (:func:`file_part`) is a shard of its own.
 
     Sorting makes the plan independent of the order the files were listed or
     found in, so a restarted job plans the same shards.
@@ -158,20 +185,44 @@ def plan_shards(files: Sequence[str | Path], shard_size: int) -> list[Shard]:
     if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
         raise ConfigError("the shard size must be a whole number of files, 1 or more; "
                           f"got {shard_size!r}", field="shard_size")
-    paths = sorted({str(Path(f).expanduser().resolve()) for f in files})
-    if not paths:
+    units: dict[str, tuple[str, tuple[int, int]]] = {}
+    for f in files:
+        path, part = split_part(str(f))
+        path = str(Path(path).expanduser().resolve())
+        units[path if part is None else file_part(path, *part)] = (path, part or (0, 0))
+    if not units:
         # an empty plan would also clear an earlier job's results from its folder
         raise InputError("there are no input files to run", hint="check the transcripts folder")
-    for p in paths:
-        if not Path(p).is_file():
-            raise InputError("this input file does not exist (or is not a file)", path=p,
-                             hint="check the transcripts folder; list only files that exist")
-    shards = []
-    for index, start in enumerate(range(0, len(paths), shard_size)):
-        group = tuple(paths[start:start + shard_size])
-        shards.append(Shard(index=index, id=shard_id(group), files=group,
-                            hashes=tuple(file_sha256(p) for p in group)))
-    return shards
+    hashes: dict[str, str] = {}
+    for path, _ in units.values():
+        if path not in hashes:
+            if not Path(path).is_file():
+                raise InputError("this input file does not exist (or is not a file)", path=path,
+                                 hint="check the transcripts folder; list only files that exist")
+            hashes[path] = file_sha256(path)
+    groups: list[tuple[str, ...]] = []
+    group: list[str] = []
+    for unit, (_path, part) in sorted(units.items(), key=lambda kv: kv[1]):
+        if part != (0, 0):
+            if group:
+                groups.append(tuple(group))
+                group = []
+            groups.append((unit,))
+            continue
+        group.append(unit)
+        if len(group) == shard_size:
+            groups.append(tuple(group))
+            group = []
+    if group:
+        groups.append(tuple(group))
+    return [Shard(index=index, id=shard_id(g), files=g,
+                  hashes=tuple(hashes[units[u][0]] for u in g))
+            for index, g in enumerate(groups)]
+
+
+def unit_sha256(unit: str) -> str:
+    """The SHA-256 of the file a shard's input (a file or a part of one) is read from."""
+    return file_sha256(split_part(unit)[0])
 
 
 # --- Cluster settings ------------------------------------------------------------------
@@ -525,7 +576,7 @@ def run_one_shard(shard: Shard, out_dir: str, work: Work) -> dict:
     is written before the part file, so a part in place always has its extra file.
     """
     started = time.perf_counter()
-    hashes = [file_sha256(p) for p in shard.files]
+    hashes = [unit_sha256(p) for p in shard.files]
     try:
         frame = work(list(shard.files))
     except ConsensaError as exc:

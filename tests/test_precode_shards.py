@@ -80,6 +80,65 @@ def test_shards_code_as_one_process_does_and_a_stopped_job_goes_on(codebook, tmp
     assert (got["category_id"] == want["category_id"]).mean() >= 0.95
 
 
+def _as_one_table(folder: Path, table: Path) -> Path:
+    """The interviews of ``folder`` as one transcript table (case_id, speaker, text,
+    turn_index), with a last case whose turn number is broken: ingest leaves it out."""
+    from pipeline.stages.ingest import IngestConfig, ingest
+
+    turns = ingest(IngestConfig(paths=[folder])).turns
+    frame = turns[["case_id", "speaker", "text", "turn_index"]].astype(str)
+    bad = pd.DataFrame([["zz-bad", "Therapist", "Some words.", "one"]], columns=frame.columns)
+    table.parent.mkdir(parents=True, exist_ok=True)
+    pd.concat([frame, bad]).to_csv(table, index=False)
+    return table
+
+
+def test_a_table_of_many_cases_is_cut_into_parts_each_coded_once(codebook, tmp_path,
+                                                                 monkeypatch, capsys):
+    table = _as_one_table(write_study(tmp_path / "txt", n_cases=5), tmp_path / "new" / "all.csv")
+    one = tmp_path / "one"
+    assert main(["precode", str(codebook), "--transcripts", str(table.parent), "--out",
+                 str(one)]) == 0
+    sharded = tmp_path / "sharded"
+    _stopped_before_output(monkeypatch, codebook, table.parent, out=sharded, engine="local",
+                           shard_size=2)
+    ledger = sharded.parent / ".sharded.shards" / "parts" / "_done.jsonl"
+    done = [json.loads(line) for line in ledger.read_text().splitlines()]
+    # one file of 5 cases, in parts of 2: cases 1-2, 3-4 and 5, one shard each
+    assert sorted(e["files"][0]["path"].rpartition("#")[2] for e in done) == [
+        "cases=1-2", "cases=3-4", "cases=5-5"]
+    capsys.readouterr()
+    assert main(["precode", str(codebook), "--transcripts", str(table.parent), "--out",
+                 str(sharded), "--engine", "local", "--shard-size", "2"]) == 0
+    assert "shards: 3 on local (0 run now, 3 finished by an earlier job)" in capsys.readouterr().out
+    got, want = _codes(sharded), _codes(one)
+    assert list(got.index) == list(want.index) and got.index.is_unique
+    assert (got["category_id"] == want["category_id"]).mean() >= 0.95
+    assert sorted(pd.read_parquet(sharded / "segments.parquet")["case_id"].unique()) == [
+        f"case{i:02d}" for i in range(1, 6)]
+    # what the file left out is named once, as one process names it, not once per part
+    notes = {name: [n for n in json.loads((out / "manifest.json").read_text())["skipped"]
+                    if "zz-bad" in n["what"] + n["reason"]] for name, out in
+             (("one", one), ("sharded", sharded))}
+    assert len(notes["one"]) == 1 and notes["sharded"] == notes["one"]
+
+
+def test_a_qda_project_of_many_interviews_is_cut_into_parts(codebook, tmp_path):
+    project = tmp_path / "new" / "study.qdpx"
+    project.parent.mkdir()
+    assert main(["export", "qdpx", str(codebook.parent.parent), "--out", str(project)]) == 0
+    outs = {}
+    for name, extra in (("one", []), ("sharded", ["--engine", "local", "--shard-size", "4"])):
+        outs[name] = tmp_path / name
+        assert main(["precode", str(codebook), "--transcripts", str(project.parent),
+                     "--out", str(outs[name]), *extra]) == 0
+    shards = json.loads((outs["sharded"] / "manifest.json").read_text())["shards"]
+    assert shards["computed"] == 2                      # 6 interviews: cases 1-4 and 5-6
+    got, want = _codes(outs["sharded"]), _codes(outs["one"])
+    assert list(got.index) == list(want.index) and len(got) > 30
+    assert (got["category_id"] == want["category_id"]).mean() >= 0.95
+
+
 @pytest.mark.slow
 def test_shards_run_on_a_dask_local_cluster_the_cluster_file_describes(codebook, tmp_path):
     new = write_study(tmp_path / "new", n_cases=4)

@@ -77,6 +77,23 @@ def test_plan_is_sorted_fixed_size_and_independent_of_listing_order(tmp_path):
     assert plan[1].hashes[0] == shards.file_sha256(plan[1].files[0])
 
 
+def test_parts_of_a_file_are_shards_of_their_own_in_the_order_of_their_cases(tmp_path):
+    files = write_transcripts(tmp_path / "in", 3)
+    table = files[1]
+    parts = [shards.file_part(table, a, a + 1) for a in (11, 1, 3, 5, 7, 9)]
+    odd = tmp_path / "in" / "named#cases=1-2"        # a file whose own name looks like a part
+    odd.write_text("x", encoding="utf-8")
+    plan = plan_shards([files[0], *parts, files[2], odd], 2)
+    assert [[f.rpartition("/")[2] for f in s.files] for s in plan] == [
+        [files[0].name], *[[f"{table.name}#cases={a}-{a + 1}"] for a in (1, 3, 5, 7, 9, 11)],
+        [files[2].name, odd.name]]
+    assert {h for s in plan[1:7] for h in s.hashes} == {shards.file_sha256(table)}
+    assert shards.split_part(plan[3].files[0]) == (str(table.resolve()), (5, 6))
+    assert shards.split_part(str(odd)) == (str(odd), None)
+    with pytest.raises(InputError, match="does not exist"):
+        plan_shards([shards.file_part(tmp_path / "gone.csv", 1, 2)], 2)
+
+
 def test_plan_refuses_a_bad_shard_size_and_a_missing_file(tmp_path):
     files = write_transcripts(tmp_path / "in", 2)
     with pytest.raises(ConfigError, match="shard size") as err:
