@@ -57,6 +57,11 @@ size to the largest).
 on in the workers (Dask's default; Consensa's clusters turn it off: pipeline/shards.py,
 ``WORKER_PROFILE_OFF``) and prints peak RSS and throughput side by side, as ratios.
 
+``--table`` also runs each (size, workers) on the same cases written as one transcript
+table (``all.csv``), which ``precode`` cuts into parts of ``--shard-files`` cases, a
+shard each, and prints its throughput and memory beside the file-per-case run's
+(precode_scale_onetable[_TAG].csv).
+
 Writes bench/results/precode_scale[_TAG].csv (one row per run),
 precode_scale_projection[_TAG].csv and, with --compare-profiler,
 precode_scale_profiler_on[_TAG].csv.
@@ -137,18 +142,28 @@ def turn_config(codebook: Path) -> Path:
     return path
 
 
-def transcripts(n_segments: int) -> Path:
-    """``n_segments`` synthetic participant turns as text files, one case each; written
-    once per size (a stamp file beside the folder says the set is complete: inside it,
-    pre-coding would report it as a file it left out)."""
-    folder = WORK / "transcripts" / str(n_segments)
+def transcripts(n_segments: int, table: bool = False) -> Path:
+    """``n_segments`` synthetic participant turns as text files, one case each, or with
+    ``table`` the same turns as one transcript table (``all.csv``: case_id, speaker, text,
+    turn_index); written once per size (a stamp file beside the folder says the set is
+    complete: inside it, pre-coding would report it as a file it left out)."""
+    folder = WORK / ("tables" if table else "transcripts") / str(n_segments)
     stamp = folder.with_name(f"{n_segments}.complete.json")
     if stamp.is_file():
         return folder
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    print(f"writing {n_segments:,} synthetic segments as transcripts (once) ...", flush=True)
+    print(f"writing {n_segments:,} synthetic segments as "
+          f"{'one table' if table else 'transcripts'} (once) ...", flush=True)
     frame, info = synthetic_table(n_segments, seed=0, turns_per_case=TURNS_PER_CASE)
+    if table:
+        rows = frame.sort_values("case_id", kind="stable").copy()
+        rows["speaker"] = np.where(rows["speaker"] == "interviewer", "Interviewer", "Participant")
+        rows["text"] = [" ".join(str(t).split()) for t in rows["text"]]
+        rows["turn_index"] = rows.groupby("case_id").cumcount()
+        rows[["case_id", "speaker", "text", "turn_index"]].to_csv(folder / "all.csv", index=False)
+        stamp.write_text(json.dumps(info), encoding="utf-8")
+        return folder
     for case, turns in frame.groupby("case_id", sort=True):
         lines = []
         for speaker, text in zip(turns["speaker"], turns["text"]):
@@ -246,18 +261,29 @@ def shard_timings(stream: list[dict]) -> pd.DataFrame:
 
 
 def measure(codebook: Path, config: Path, n_segments: int, n_workers: int,
-            shard_files: int, kind: str = "size", worker_profile: bool = False) -> dict:
+            shard_files: int, kind: str = "size", worker_profile: bool = False,
+            table: bool = False) -> dict:
     from distributed import get_task_stream
 
     from pipeline.precode import precode
-    from pipeline.shards import plan_shards
+    from pipeline.shards import file_part, plan_shards
 
-    folder = transcripts(n_segments)
-    files = sorted(folder.glob("*.txt"))
-    turns = {str(f.resolve()): TURNS_PER_CASE for f in files}
-    turns[str(files[-1].resolve())] = n_segments - TURNS_PER_CASE * (len(files) - 1)   # the last case
+    folder = transcripts(n_segments, table)
+    n_cases = math.ceil(n_segments / TURNS_PER_CASE)
+    if table:
+        # precode cuts the table into parts of shard_files cases, a shard each
+        csv = (folder / "all.csv").resolve()
+        files = [file_part(csv, a + 1, min(a + shard_files, n_cases))
+                 for a in range(0, n_cases, shard_files)]
+        turns = {f: TURNS_PER_CASE * (min(a + shard_files, n_cases) - a)
+                 for f, a in zip(files, range(0, n_cases, shard_files), strict=True)}
+        turns[files[-1]] -= TURNS_PER_CASE * n_cases - n_segments        # the last case
+    else:
+        files = sorted(folder.glob("*.txt"))
+        turns = {str(f.resolve()): TURNS_PER_CASE for f in files}
+        turns[str(files[-1].resolve())] = n_segments - TURNS_PER_CASE * (len(files) - 1)   # the last case
     per_shard = {s.index: sum(turns[f] for f in s.files) for s in plan_shards(files, shard_files)}
-    out = WORK / "out" / f"{n_segments}_{n_workers}w"
+    out = WORK / "out" / f"{n_segments}_{n_workers}w{'_table' if table else ''}"
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(out.parent / f".{out.name}.shards", ignore_errors=True)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -316,6 +342,7 @@ def measure(codebook: Path, config: Path, n_segments: int, n_workers: int,
         "torch_threads": " ".join(map(str, threads)),
         "needs_human": int(manifest["n_needs_human"]),
         "load_avg_before": round(load, 2), "run": kind, "worker_profile": worker_profile,
+        "input": "one table" if table else "a file per case",
     }
 
 
@@ -403,6 +430,9 @@ def main(argv=None) -> int:
     ap.add_argument("--compare-profiler", action="store_true",
                     help="also run each size with Dask's profiler on in the workers (Dask's "
                          "default; Consensa turns it off) and print the two side by side")
+    ap.add_argument("--table", action="store_true",
+                    help="also pre-code each size as one transcript table (all.csv) and print "
+                         "its throughput beside the file-per-case runs")
     ap.add_argument("--tag", default="")
     args = ap.parse_args(argv)
     if args.quick:
@@ -419,7 +449,7 @@ def main(argv=None) -> int:
     codebook = agreed_codebook()
     config = turn_config(codebook)
     warm_up(codebook)
-    rows, profiled = [], []
+    rows, profiled, tabled = [], [], []
     for n in sorted(set(args.sizes)):
         for w in sorted(set(args.workers)):
             # with --compare-profiler, the two settings take turns going first
@@ -433,6 +463,12 @@ def main(argv=None) -> int:
                 (profiled if on else rows).append(r)
                 print(f"  {r['seg_per_s']} seg/s on the workers, peak RSS per worker "
                       f"{r['peak_rss_mb']} MB", flush=True)
+            if args.table:
+                print(f"\n{n:,} segments as one table, {w} worker(s) ...", flush=True)
+                r = measure(codebook, config, n, w, args.shard_files, kind="table", table=True)
+                tabled.append(r)
+                print(f"  {r['seg_per_s']} seg/s on the workers in {r['shards']} shard(s)",
+                      flush=True)
     runs = pd.DataFrame(rows)
     overhead = engine_overhead(int(runs["workers"].max()))
     million = None
@@ -475,6 +511,18 @@ def main(argv=None) -> int:
                              "speed ratio off/on": (off["seg_per_s"] / on["seg_per_s"]).round(3)})
         print_table(side.reset_index(), "Dask's profiler in the workers: off (Consensa) against on "
                                         "(Dask's default), the same runs otherwise")
+    if tabled:
+        tab = pd.DataFrame(tabled).set_index(["segments", "workers"])
+        files = runs[runs["run"] == "size"].set_index(["segments", "workers"]).loc[tab.index]
+        side = pd.DataFrame({"shards (files)": files["shards"], "shards (table)": tab["shards"],
+                             "seg_per_s files": files["seg_per_s"],
+                             "seg_per_s table": tab["seg_per_s"],
+                             "ratio table/files": (tab["seg_per_s"] / files["seg_per_s"]).round(2),
+                             "peak_rss_mb files": files["peak_rss_mb"],
+                             "peak_rss_mb table": tab["peak_rss_mb"]})
+        print_table(side.reset_index(), "The same cases as one transcript table (cut into parts "
+                                        "of --shard-files cases) against a file per case")
+        print("wrote", save(pd.DataFrame(tabled), f"precode_scale_onetable{'_' + args.tag if args.tag else ''}.csv"))
     proj = projection(runs, overhead, million)
     print_table(proj, "Time for 1M segments on one machine and 10M on 10 and 100 such machines")
     print(f"\nEngine overhead: {overhead * 1000:.1f} ms per shard (200 shards of one tiny file, "
