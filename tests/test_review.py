@@ -210,6 +210,65 @@ def test_two_names_that_differ_only_in_case_are_refused_before_a_workbook_is_wri
         assert store.panel() == {"ana": "judge", "ben": "judge"}
 
 
+def test_a_consensus_is_checked_against_what_the_judges_agreed_not_only_resolved(
+        review_run, capsys):
+    run = review_run
+    assert main(["review", "export", str(run), "--judges", "ana,ben"]) == 0
+    rdir = run / "review" / "round-1"
+    for j in ("ana", "ben"):
+        fill(rdir / f"{j}.xlsx", "themes", 2, decision="reject")
+        fill(rdir / f"{j}.xlsx", "themes", 0, decision="merge", merge_into=1)
+    assert main(["review", "import", str(run), str(rdir / "ana.xlsx"),
+                 str(rdir / "ben.xlsx")]) == 0
+    capsys.readouterr()
+    seg = segments(run)
+    mover = seg[seg["theme"] == 1]["segment_id"].iloc[0]
+    # the judges rejected theme 2 in their workbooks; nobody resolved anything
+    for args, said in (
+            (["--theme", "1", "--decision", "merge", "--target", "2"],
+             "theme 1 would merge into theme 2, which is rejected"),
+            (["--segment", mover, "--decision", "move", "--target", "2"],
+             f"segment {mover} would move into theme 2, which is rejected"),
+    ):
+        assert main(["review", "resolve", str(run), *args, "--by", "ana"]) == 2
+        assert said in capsys.readouterr().err
+    with ReviewStore(load_run(run)) as store:
+        with pytest.raises(ReviewError, match="cycle"):            # 0 -> 1 agreed, 1 -> 0
+            store.resolve([Decision("theme:1", "merge", target="0")], by="ana")
+        before = store.consensus()
+    assert before == {}
+
+
+def test_a_segment_moved_into_a_theme_merged_into_a_rejected_one_is_refused():
+    from pipeline.review.model import moved_into_rejected_problems
+
+    ds = [Decision("theme:3", "reject"), Decision("theme:1", "merge", target="3"),
+          Decision("segment:a:1:0", "move", target="1"), Decision("segment:a:2:0", "move",
+                                                                   target="none")]
+    problems = moved_into_rejected_problems(ds)
+    assert len(problems) == 1
+    assert "segment a:1:0 would move into theme 1 (merged into theme 3)" in problems[0]
+    assert moved_into_rejected_problems(ds[1:]) == []
+
+
+def test_two_different_core_idea_notes_on_a_category_are_a_dispute(review_run, capsys):
+    run = review_run
+    assert main(["review", "export", str(run), "--judges", "ana,ben,caro"]) == 0
+    rdir = run / "review" / "round-1"
+    fill(rdir / "ana.xlsx", "themes", 1, decision="accept", core_idea_note="Grief as her own")
+    fill(rdir / "ben.xlsx", "themes", 1, decision="accept", core_idea_note="Family deaths")
+    fill(rdir / "caro.xlsx", "themes", 1, decision="accept")
+    for j in ("ana", "ben", "caro"):         # one note and two blanks: agreed, with the note
+        fill(rdir / f"{j}.xlsx", "themes", 2, decision="accept",
+             core_idea_note="Supervision helped" if j == "ana" else None)
+    assert main(["review", "import", str(run), *(str(rdir / f"{j}.xlsx")
+                                                  for j in ("ana", "ben", "caro"))]) == 0
+    assert main(["review", "status", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r'theme 1 "[^"]*": DISPUTED', out)
+    assert re.search(r'theme 2 "[^"]*": agreed, accept \(\+ core idea\)', out)
+
+
 def test_reject_and_domain_merge_apply(review_run, capsys):
     run = review_run
     assert main(["review", "export", str(run), "--judges", "ana,ben"]) == 0

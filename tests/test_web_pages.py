@@ -200,9 +200,10 @@ def test_theme_page_quotes_prefill_and_moves(store):
     assert any(turn.own for turn in page["quotes"][0]["context"])
 
     mover = _seg_of(run, 1)[0]
-    store.record_positions([("ana", [Decision("theme:0", "reject"),
+    store.record_positions([("ana", [Decision("theme:0", "reject")])])
+    # ben keeps theme 0 and moves a segment into it (ana, who rejects it, could not)
+    store.record_positions([("ben", [Decision("theme:0", "accept"),
                                      Decision(f"segment:{mover}", "move", target="0")])])
-    store.record_positions([("ben", [Decision("theme:0", "accept")])])
     page = pages.theme_page(run, store, context, "0", "ana")
     assert (page["prefill"].decision, page["prefill_from"]) == ("reject", "your position")
     assert [i.item for i in page["moved_in"]] == [f"segment:{mover}"]

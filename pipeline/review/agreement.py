@@ -20,11 +20,12 @@ The round is closed when every item is agreed, resolved or carried.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .model import FATE, Decision, RunItems, agreed_name
+from .settle import made_by_splits, same_as, settle, touched_items
 from .store import ReviewStore
 
 STATES = ("agreed", "resolved", "carried", "disputed", "open")
@@ -112,19 +113,6 @@ class ReviewStatus:
         return out
 
 
-def _agreed(positions: dict[str, Decision]) -> Decision:
-    """The common decision, keeping any core idea note and joining the comments."""
-    first = next(iter(positions.values()))
-    core = next((d.core_idea for d in positions.values() if d.core_idea), "")
-    comments = "; ".join(f"{j}: {d.comment}" for j, d in positions.items() if d.comment)
-    return replace(first, core_idea=core, comment=comments, source="all judges agreed")
-
-
-def same_as(d: Decision, base: Decision) -> bool:
-    """Whether position ``d`` keeps ``base`` (the same decision, and no other core idea)."""
-    return d.key() == base.key() and (not d.core_idea or d.core_idea == base.core_idea)
-
-
 def review_status(store: ReviewStore, round: int | None = None) -> ReviewStatus:
     run = store.run
     round = round or store.round
@@ -134,36 +122,18 @@ def review_status(store: ReviewStore, round: int | None = None) -> ReviewStatus:
     by = store.consensus_by(round)
     comments = store.audit_comments(round)
     audit = store.audit_comment_rows(round)
-    baseline = review_status(store, round - 1).effective_consensus() if round > 1 else {}
+    baseline = store.standing(round - 1) if round > 1 else {}
     items = run.items()
-    # segments and core ideas are items once someone decided or commented on them: one
-    # nobody touched stays as proposed and needs no consensus
-    touched = sorted({i for i in [*positions, *explicit, *comments, *baseline]
-                      if i.startswith(("segment:", "core_idea:"))})
-    # the new domain of a domain split exists through the split: its consensus is the
-    # split's (a later decision on it, a rename or a merge, takes its place)
-    made = {f"domain:{d.target}": (Decision(f"domain:{d.target}", "create",
-                                            new_name=d.new_name, core_idea=d.core_idea,
-                                            source=f"split from domain {d.ident}"),
-                                   by.get(d.item, ""))
-            for d in explicit.values() if d.kind == "domain" and d.decision == "split"}
+    touched = touched_items(positions, explicit, comments, baseline)
+    made = made_by_splits(explicit, by)
     out = []
     for item in items + touched:
         pos = {j: positions.get(item, {})[j] for j in judges if j in positions.get(item, {})}
         base = baseline.get(item)
         st = ItemStatus(item, run.label(item), "open", pos, comments=comments.get(item, []),
                         baseline=base, audit=audit.get(item, []))
-        keys = {d.key() for d in pos.values()}
-        if item in explicit:
-            st.state, st.consensus, st.by = "resolved", explicit[item], by.get(item, "")
-        elif item in made:
-            st.state, (st.consensus, st.by) = "resolved", made[item]
-        elif judges and len(pos) == len(judges) and len(keys) == 1:
-            st.state, st.consensus, st.by = "agreed", _agreed(pos), "all judges"
-        elif len(keys) > 1:
-            st.state = "disputed"
-        elif base is not None and all(same_as(d, base) for d in pos.values()):
-            st.state, st.consensus, st.by = "carried", base, f"round {round - 1}"
+        st.state, st.consensus, st.by = settle(item, pos, judges, explicit, by, made, base,
+                                               round)
         out.append(st)
     # an item goes by the name the judges agreed so far (a renamed theme or domain)
     agreed = {i.item: i.consensus for i in out if i.consensus is not None}

@@ -782,6 +782,30 @@ def rejected_target_problems(decisions: list[Decision]) -> list[str]:
     return errs
 
 
+def moved_into_rejected_problems(decisions: list[Decision]) -> list[str]:
+    """Segments moved into a theme the same set of decisions rejects (directly, or into a
+    theme merged into a rejected one). The segment would end in no category although
+    nobody moved it out: refused, like a merge into a rejected theme."""
+    by_item = {d.item: d for d in decisions}
+    errs = []
+    for d in decisions:
+        if d.kind != "segment" or d.decision != "move" or d.target in ("", "none"):
+            continue
+        seen, target = set(), d.target
+        end = by_item.get(f"theme:{target}")
+        while end is not None and end.decision == "merge" and end.item not in seen:
+            seen.add(end.item)
+            target = end.target
+            end = by_item.get(f"theme:{target}")
+        if end is not None and end.decision == "reject":
+            via = "" if target == d.target else f" (merged into theme {target})"
+            errs.append(f"{d.source or d.item}: segment {d.ident} would move into theme "
+                        f"{d.target}{via}, which is rejected, so it would end in no "
+                        "category; move it to a theme that is kept, or to 'none' to leave "
+                        "it unassigned on purpose")
+    return errs
+
+
 def split_outside_problems(splits: list[Decision], consensus: dict[str, Decision],
                            run: RunItems) -> list[str]:
     """Themes a domain split lists that are not in that domain as the consensus stands
@@ -834,7 +858,8 @@ def check_set(decisions: list[Decision], run: RunItems) -> list[str]:
         chain = " -> ".join([cycle[0].ident] + [c.target for c in cycle])
         errs.append(f"{cycle[0].source}: merge cycle ({cycle[0].kind}s {chain}; "
                     f"rows: {'; '.join(c.source for c in cycle)})")
-    return errs + nesting_problems(decisions) + rejected_target_problems(decisions)
+    return (errs + nesting_problems(decisions) + rejected_target_problems(decisions)
+            + moved_into_rejected_problems(decisions))
 
 
 def with_source(d: Decision, source: str) -> Decision:

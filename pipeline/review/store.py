@@ -53,11 +53,13 @@ from .model import (
     check_decision,
     check_set,
     merge_cycles,
+    moved_into_rejected_problems,
     nesting_problems,
     overlap_problems,
     rejected_target_problems,
     split_outside_problems,
 )
+from .settle import made_by_splits, settle, touched_items
 
 SCHEMA_VERSION = "1"
 DB_NAME = "decisions.sqlite"
@@ -570,13 +572,16 @@ class ReviewStore:
         errors = []
         for d in decisions:
             errors += [f"{d.source or d.item}: {e}" for e in check_decision(d, self.run)]
-        merged = {**self.consensus(round), **{d.item: d for d in decisions}}
+        # against all that stands, the judges' agreed positions too, not only the decisions
+        # recorded one by one (pipeline/review/settle.py)
+        merged = {**self.standing(round), **{d.item: d for d in decisions}}
         for cycle in merge_cycles(list(merged.values())):
             chain = " -> ".join([cycle[0].ident] + [c.target for c in cycle])
             errors.append(f"{decisions[0].source or decisions[0].item}: the consensus would "
                           f"merge in a cycle ({cycle[0].kind}s {chain})")
         errors += nesting_problems(list(merged.values()))
         errors += rejected_target_problems(list(merged.values()))
+        errors += moved_into_rejected_problems(list(merged.values()))
         errors += overlap_problems(list(merged.values()))
         errors += split_outside_problems(decisions, merged, self.run)
         if errors:
@@ -594,6 +599,25 @@ class ReviewStore:
                 self._log(by, "consensus", d.item, d.to_json(), previous, round)
         self._sync_domains()
         return len(decisions)
+
+    def standing(self, round: int | None = None) -> dict[str, Decision]:
+        """The consensus as it stands in ``round`` (default: the current one), {item:
+        Decision}: the recorded decisions, the items the judges agreed on, the domains a
+        split made and what the round before settled that nobody changed
+        (:func:`pipeline.review.settle.settle`)."""
+        round = round or self.round
+        judges, positions = self.judges(), self.positions(round)
+        explicit, by = self.consensus(round), self.consensus_by(round)
+        baseline = self.standing(round - 1) if round > 1 else {}
+        made = made_by_splits(explicit, by)
+        out = {}
+        for item in self.run.items() + touched_items(positions, explicit, baseline):
+            pos = {j: positions.get(item, {})[j] for j in judges if j in positions.get(item, {})}
+            _, decision, _ = settle(item, pos, judges, explicit, by, made, baseline.get(item),
+                                    round)
+            if decision is not None:
+                out[item] = decision
+        return out
 
     def consensus(self, round: int | None = None) -> dict[str, Decision]:
         """The recorded (explicit) consensus decisions: {item: Decision}."""

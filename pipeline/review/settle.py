@@ -1,0 +1,83 @@
+"""How an item of a review round gets its consensus, from what the store holds.
+
+One rule, used by the status the judges read (:func:`pipeline.review.agreement.review_status`)
+and by the store when it checks a consensus decision before recording it
+(:meth:`pipeline.review.store.ReviewStore.standing`). A consensus decision must be checked
+against everything that stands, not only the decisions recorded one by one: a theme the
+judges all rejected in their workbooks is as rejected as one a panel resolved, and a merge
+into it would otherwise leave its segments in no category without anyone saying so.
+
+An item's consensus, first rule that applies:
+
+1. *resolved*: a decision recorded for it (``consensa review resolve``, a consensus
+   workbook, the web app);
+2. *resolved*: a domain made by a domain split, whose consensus is the split's;
+3. *agreed*: every judge took the same position on it, with at most one core idea
+   note between them (two different notes are two positions);
+4. *disputed*: the judges' positions differ;
+5. *carried*: each judge who took a position kept the round before's consensus.
+
+Otherwise it is *open*.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from .model import Decision
+
+
+def agreed(positions: dict[str, Decision]) -> Decision:
+    """The common decision, keeping any core idea note and joining the comments."""
+    first = next(iter(positions.values()))
+    core = next((d.core_idea for d in positions.values() if d.core_idea), "")
+    comments = "; ".join(f"{j}: {d.comment}" for j, d in positions.items() if d.comment)
+    return replace(first, core_idea=core, comment=comments, source="all judges agreed")
+
+
+def same_as(d: Decision, base: Decision) -> bool:
+    """Whether position ``d`` keeps ``base`` (the same decision, and no other core idea)."""
+    return d.key() == base.key() and (not d.core_idea or d.core_idea == base.core_idea)
+
+
+def _notes(positions: dict[str, Decision]) -> set[str]:
+    """The distinct core idea notes of a theme's or domain's positions (a case's core
+    idea is its decision's own text, compared by :meth:`Decision.key`)."""
+    return {" ".join(d.core_idea.split()).casefold() for d in positions.values()
+            if d.kind != "core_idea" and d.core_idea.strip()}
+
+
+def made_by_splits(explicit: dict[str, Decision], by: dict[str, str]
+                   ) -> dict[str, tuple[Decision, str]]:
+    """The domains a domain split made: item -> (its "create" consensus, who recorded it)."""
+    return {f"domain:{d.target}": (Decision(f"domain:{d.target}", "create",
+                                            new_name=d.new_name, core_idea=d.core_idea,
+                                            source=f"split from domain {d.ident}"),
+                                   by.get(d.item, ""))
+            for d in explicit.values() if d.kind == "domain" and d.decision == "split"}
+
+
+def touched_items(*tables) -> list[str]:
+    """Segments and core ideas are items once someone decided or commented on them: one
+    nobody touched stays as proposed and needs no consensus."""
+    return sorted({i for t in tables for i in t if i.startswith(("segment:", "core_idea:"))})
+
+
+def settle(item: str, positions: dict[str, Decision], judges: list[str],
+           explicit: dict[str, Decision], by: dict[str, str],
+           made: dict[str, tuple[Decision, str]], base: Decision | None,
+           round: int) -> tuple[str, Decision | None, str]:
+    """``(state, consensus or None, who)`` of one item (the rules in the module's words).
+    ``positions``: the judges' positions on it; ``base``: the round before's consensus."""
+    keys = {d.key() for d in positions.values()}
+    if item in explicit:
+        return "resolved", explicit[item], by.get(item, "")
+    if item in made:
+        return "resolved", *made[item]
+    if len(keys) > 1 or len(_notes(positions)) > 1:
+        return "disputed", None, ""
+    if judges and len(positions) == len(judges) and keys:
+        return "agreed", agreed(positions), "all judges"
+    if base is not None and all(same_as(d, base) for d in positions.values()):
+        return "carried", base, f"round {round - 1}"
+    return "open", None, ""
