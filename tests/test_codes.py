@@ -177,6 +177,13 @@ def test_a_codes_table_that_is_not_text_is_refused_with_advice_for_a_table(tmp_p
     assert "CSV UTF-8" in said and "transcript" not in said and "ingest." not in said
 
 
+def test_a_codes_table_row_with_a_stray_comma_is_refused_naming_it(tmp_path):
+    path = tmp_path / "codes.csv"
+    path.write_text("case,code,text\nT01,A,hello, world\nT01,B,bye\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"row 2 \(line 2\) has 4 cells but the header has 3"):
+        read_codes(path)
+
+
 def test_missing_or_unknown_codes_files(tmp_path):
     with pytest.raises(InputError, match="not found"):
         read_codes(tmp_path / "nope.csv")

@@ -677,6 +677,31 @@ def test_csv_missing_column_names_the_file_and_column(tmp_path):
     assert "['case_id', 'who', 'text']" in message and "ingest.table.speaker" in message
 
 
+@pytest.mark.parametrize("rows, bad", [
+    # the first data row one cell too long: pandas took the first column as an index
+    ('G01,Interviewer,So, could you tell me?\nG01,Participant,"Yes, I could."\n', "row 2 (line 2)"),
+    ('G01,Interviewer,Could you tell me?\nG01,Participant,Yes, I could.\n', "row 3 (line 3)"),
+    # a cell over two lines in quotes is one cell
+    ('G01,Interviewer,"Could you\ntell me?"\nG01,Participant,Yes I could,\n', "row 3 (line 4)"),
+])
+def test_a_table_row_with_more_cells_than_its_header_is_refused_naming_it(tmp_path, rows,
+                                                                           bad):
+    write(tmp_path, "study.csv", "case_id,speaker,text\n" + rows)
+    with pytest.raises(InputError) as caught:
+        run(tmp_path)
+    message = str(caught.value)
+    assert "study.csv" in message and f"{bad} has 4 cells but the header has 3" in message
+    assert "double quotes" in message
+
+
+def test_a_cases_table_row_with_more_cells_than_its_header_is_refused(tmp_path):
+    write(tmp_path, "T01.txt", T01)
+    write(tmp_path, "cases.csv", "case_id,modality\nT01,CBT, then DBT\n")
+    with pytest.raises(InputError) as caught:
+        run(tmp_path, "T01.txt", cases_table="cases.csv")
+    assert "cases.csv" in str(caught.value) and "row 2 (line 2) has 3 cells" in str(caught.value)
+
+
 def test_csv_duplicate_turn_index_names_the_rows(tmp_path):
     write(tmp_path, "turns.csv", "case_id,turn_index,speaker,text\nT26,0,I,Hi\nT26,1,P,Hello\n"
                                  "T27,0,I,Hi\nT27,0,P,Hello\n")

@@ -179,7 +179,7 @@ def _table(path: Path,
     renames a repeated column name, so :func:`read_codes_table` checks this row); and,
     for a workbook, where its formula cells are and the sheet's name (pandas reads a
     formula's saved result, or nothing, as if it had been typed), else ``[]`` and ""."""
-    from ..stages.ingest import check_zip, formula_positions, header_row
+    from ..stages.ingest import check_row_widths, check_zip, formula_positions, header_row
 
     shown = str(path)
     formulas: list[tuple[int, int, str]] = []
@@ -203,6 +203,7 @@ def _table(path: Path,
         header = text.lstrip("\ufeff").split("\n", 1)[0]
         delimiter = "\t" if path.suffix.lower() == ".tsv" else \
             max((",", ";", "\t"), key=header.count)
+        check_row_widths(text, delimiter, shown)
         try:
             frame = pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str,
                                 keep_default_na=False)
@@ -1125,6 +1126,8 @@ def case_attributes(run: RunData) -> tuple[pd.DataFrame | None, list[str]]:
     (else the first column) is the case; cases the run did not analyse are dropped
     with a note; every value stays text (its type is decided by the writer).
     """
+    from ..stages.ingest import check_row_widths
+
     candidates = [run.folder / name for name in CASES_FILES]
     table = ((run.config or {}).get("ingest") or {}).get("cases_table")
     if table:
@@ -1144,6 +1147,7 @@ def case_attributes(run: RunData) -> tuple[pd.DataFrame | None, list[str]]:
     if path.suffix.lower() != ".xlsx":
         header = text.lstrip("\ufeff").split("\n", 1)[0]
         delimiter = max((",", ";", "\t"), key=header.count)
+        check_row_widths(text, delimiter, str(path), field="ingest.cases_table")
         try:
             frame = pd.read_csv(io.StringIO(text.lstrip("\ufeff")), sep=delimiter, dtype=str,
                                 keep_default_na=False)

@@ -1510,6 +1510,7 @@ def _read_csv(text: str, shown: str) -> tuple[pd.DataFrame, list[str]]:
     delimiter = max((",", ";", "\t"), key=header.count)
     options = {"sep": delimiter, "dtype": str, "keep_default_na": False,
                "skip_blank_lines": False}
+    check_row_widths(text, delimiter, shown)
     try:
         frame = pd.read_csv(io.StringIO(text), **options)
         written = header_row(pd.read_csv(io.StringIO(text), header=None, nrows=1, **options))
@@ -1643,6 +1644,31 @@ def _find_column(columns: list[str], name: str) -> str | None:
     if name in columns:
         return name
     return next((c for c in columns if c.strip().casefold() == name.strip().casefold()), None)
+
+
+def check_row_widths(text: str, delimiter: str, shown: str, field: str | None = None) -> None:
+    """Refuse a delimited table in which a row has more cells than its header.
+
+    pandas reads such a table without a word: when the first data row has one cell
+    more it takes the first column as the index and shifts every column by one (the
+    case ids become speakers, the text a stray column), and with ``index_col=False``
+    it drops the extra cell with a warning. The usual cause is a comma inside a cell
+    that is not in quotes, which a hand-made CSV has easily."""
+    import csv
+
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")), delimiter=delimiter)
+    try:
+        width = len(next(reader, []))
+        for row_number, row in enumerate(reader, start=2):
+            if len(row) > width:
+                raise InputError(
+                    f"row {row_number} (line {reader.line_num}) has {len(row)} cells but the "
+                    f"header has {width}: {delimiter!r} inside a cell that is not in "
+                    "quotes?", path=shown, field=field,
+                    hint="put that cell in double quotes (\"...\"), or save the table again "
+                         "from a spreadsheet program, which quotes it")
+    except csv.Error:
+        return              # pandas reads what the csv module cannot, or says why
 
 
 def header_row(first: pd.DataFrame) -> list[str]:
