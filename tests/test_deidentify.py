@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import sqlite3
 import stat
 import tempfile
@@ -66,6 +67,13 @@ def test_one_person_keeps_one_pseudonym_in_a_case_short_and_long_forms_alike():
     assert out == ("Dr. PERSON_1 ran the group. Later PERSON_1 told me that PERSON_1 is her "
                    "married name, and that PERSON_1's sister PERSON_2 lives in PLACE_1. "
                    "PERSON_2 was kind.")
+
+
+def test_a_line_longer_than_spacy_takes_is_read_in_pieces_to_its_end():
+    blob = "data:image/png;base64," + "QUJD" * 300_000     # one "word" of 1.2 M characters
+    out = replaced(f"Here it is {blob} and then Maria Lopez told me about it.")
+    assert "Maria" not in out and "Lopez" not in out
+    assert re.search(r"and then PERSON_\d+ told me about it\.$", out)
 
 
 def test_an_ambiguous_first_name_gets_its_own_pseudonym():

@@ -411,3 +411,13 @@ def test_a_phrase_keeps_the_number_that_counts_its_modifier():
     found = [p.text.lower() for ps in extract_phrases(texts) for p in ps]
     assert "two way plot" in found and "way plot" not in found, found
     assert "one session" not in found, found
+
+
+def test_a_segment_longer_than_spacy_takes_is_named_from_its_start():
+    from pipeline.stages.label import build_vocabulary
+
+    blob = "QUJD" * 300_000                                   # one "word" of 1.2 M characters
+    text = f"I kept the garden notebook {blob}"
+    (phrases,) = extract_phrases([text])
+    assert any(text[p.start:p.end].lower().startswith("garden notebook") for p in phrases)
+    assert "garden" in build_vocabulary([text]).docs[0]

@@ -658,6 +658,22 @@ def _name_like(word: str) -> bool:
     return all(p not in stop and p not in common for p in parts)
 
 
+def _pieces_at_spaces(text: str, width: int) -> list[tuple[int, int]]:
+    """``text`` as (start, end) pieces of at most ``width`` characters, each cut after the
+    last ". " of its second half, else after its last space, else at ``width``: a name is
+    not cut in two unless a piece has no space in half its width. One piece, (0, len),
+    for a text that fits (also for an empty one)."""
+    out, start = [], 0
+    while len(text) - start > width:
+        lo, hi = start + width // 2, start + width
+        cut = text.rfind(". ", lo, hi) + 2 if text.rfind(". ", lo, hi) >= 0 else \
+            text.rfind(" ", lo, hi) + 1 or hi
+        out.append((start, cut))
+        start = cut
+    out.append((start, len(text)))
+    return out
+
+
 def load_ner(model: str = DEFAULT_MODEL):
     """The spaCy pipeline with only its NER (and what NER needs) enabled; cached."""
     if model not in _NLP_CACHE:
@@ -751,10 +767,15 @@ class Deidentifier:
         if not self.config.ner or not (self.types & {"PERSON", "PLACE", "ORG"}):
             return [[] for _ in texts]
         nlp = load_ner(self.config.model)
-        out = []
-        for doc in nlp.pipe(texts, batch_size=128):
-            out.append([(e.start_char, e.end_char, _NER_TYPES[e.label_]) for e in doc.ents
-                        if e.label_ in _NER_TYPES])
+        # spaCy refuses a text longer than nlp.max_length: a longer line is read in pieces,
+        # never cut short, since a name in its tail must be found too
+        pieces = [(i, a, b) for i, t in enumerate(texts)
+                  for a, b in _pieces_at_spaces(t, max(nlp.max_length // 2, 2))]
+        out: list[list[tuple[int, int, str]]] = [[] for _ in texts]
+        docs = nlp.pipe((texts[i][a:b] for i, a, b in pieces), batch_size=128)
+        for (i, a, _), doc in zip(pieces, docs, strict=True):
+            out[i] += [(a + e.start_char, a + e.end_char, _NER_TYPES[e.label_])
+                       for e in doc.ents if e.label_ in _NER_TYPES]
         return out
 
     def _entities(self, text: str) -> list[tuple[int, int, str]]:

@@ -80,7 +80,9 @@ def build_vocabulary(texts: Sequence[str], extra_stop_words: Sequence[str] = ())
     forms: dict[str, Counter] = defaultdict(Counter)
     lower_seen: set[str] = set()     # lemmas seen in lower case somewhere
     docs, chains = [], []
-    cleaned = [_FILLER_RE.sub(" | ", t) for t in texts]
+    # spaCy refuses a text longer than nlp.max_length (only one unbroken "word" makes a
+    # segment that long): its keywords come from its start
+    cleaned = [_FILLER_RE.sub(" | ", t)[:nlp.max_length - 1] for t in texts]
     for doc in nlp.pipe(cleaned, batch_size=512):
         lemmas: list[str] = []
         runs: list[list[str]] = [[]]

@@ -601,7 +601,9 @@ def extract_phrases(texts: Sequence[str], batch_size: int = 64, max_words: int =
     """
     nlp = _parser()
     stop = _stop_words()
-    blanked = [blank_transcriber_notes(str(t)) for t in texts]
+    # spaCy refuses a text longer than nlp.max_length; a segment that long is one unbroken
+    # "word" (an embedded image, a file's contents) and its names come from its start
+    blanked = [blank_transcriber_notes(str(t))[:nlp.max_length - 1] for t in texts]
     return [_phrases_of(doc, stop, max_words) for doc in nlp.pipe(blanked, batch_size=batch_size)]
 
 
