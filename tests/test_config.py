@@ -449,6 +449,7 @@ def test_relative_paths_are_read_from_the_configs_folder_whatever_the_current_fo
     (study / "interviews").mkdir(parents=True)
     (study / "cases.csv").write_text("case_id\nT01\n")
     (study / "conf" / "models" / "mini").mkdir(parents=True)
+    (study / "conf" / "models" / "mini" / "modules.json").write_text("[]")
     path = write(study / "conf", {
         "output_dir": "../runs", "cache_dir": "~/consensa-cache",
         "ingest": {"paths": ["../interviews"], "cases_table": "../cases.csv"},
@@ -524,3 +525,24 @@ def test_a_run_folders_config_is_resolved_redacted_and_runs_again_from_anywhere(
     monkeypatch.chdir(out)
     again, _ = load_config(out / "config.yaml")
     assert resolved(again) == saved
+
+
+def test_a_model_folder_that_holds_no_model_is_refused_by_validate_naming_the_key(tmp_path,
+                                                                                  capsys):
+    from pipeline.cli import main
+    from pipeline.stages.embed import SentenceTransformerEmbedder
+
+    (tmp_path / "interviews").mkdir()
+    (tmp_path / "interviews" / "T01.txt").write_text("Interviewer: Hi?\nP1: Hello.\n")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("not a model")
+    path = write(tmp_path, {"ingest": {"paths": ["interviews"]}, "embed": {"model": "notes"}})
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "'embed.model'" in err and "holds no SentenceTransformer model" in err
+    # a folder that looks like one but is not loads into a refusal, not a traceback
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{}")
+    with pytest.raises(ConfigError, match="could not be loaded") as caught:
+        SentenceTransformerEmbedder(model=str(tmp_path / "broken")).encode(["hello"])
+    assert caught.value.field == "embed.model"

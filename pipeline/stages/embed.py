@@ -67,6 +67,12 @@ def resolve_model_path(model: str) -> Path:
                           field="embed.model",
                           hint="Consensa never downloads models: give the path of a SentenceTransformer "
                                "folder on this machine (see models/README.md)")
+    if not any((path / name).is_file() for name in ("modules.json", "config.json")):
+        # checked with the config, not when the model loads at the embed stage, after ingest
+        raise ConfigError(f"the folder {model!r} holds no SentenceTransformer model (it has "
+                          "neither modules.json nor config.json)", field="embed.model",
+                          hint="give the folder that holds the model's files (config.json, "
+                               "modules.json, the weights), see models/README.md")
     return path
 
 
@@ -134,7 +140,14 @@ class SentenceTransformerEmbedder:
             from sentence_transformers import SentenceTransformer
 
             transformers.utils.logging.disable_progress_bar()  # "Loading weights" noise
-            self.model_ = SentenceTransformer(str(resolve_model_path(self.model)), device=self.device)
+            path = resolve_model_path(self.model)
+            try:
+                self.model_ = SentenceTransformer(str(path), device=self.device)
+            except (OSError, ValueError) as exc:   # a damaged or partial model folder
+                raise ConfigError(f"the embedding model in {str(path)!r} could not be loaded: "
+                                  f"{' '.join(str(exc).split())[:300]}", field="embed.model",
+                                  hint="give a complete SentenceTransformer folder, see "
+                                       "models/README.md") from None
             if self.quantize == "int8":
                 self.model_ = _quantize_int8(self.model_)
         if not texts:
