@@ -1099,8 +1099,8 @@ def read_queue(path: Path) -> tuple[dict, list[QueueRow], list[str]]:
     comment but no code (their comments are not stored: a comment belongs to a choice).
 
     A row with an empty "code as category" is left for later; a code that is not a
-    whole category id of the codebook (nor "none") is an error naming the sheet, row
-    and column. Only the segment id, the code and the comment are read.
+    whole number (nor "none") is an error naming the sheet, row and column. Only the
+    segment id, the code and the comment are read.
     """
     import openpyxl
 
@@ -1119,8 +1119,6 @@ def read_queue(path: Path) -> tuple[dict, list[QueueRow], list[str]]:
     for need in ("batch", "codebook"):
         if not meta.get(need):
             raise InputError(f"the queue workbook's _meta sheet has no {need!r}", path=path)
-    cats = {int(r[0]) for r in wb["categories"].iter_rows(min_row=2, values_only=True)
-            if r and r[0] not in (None, "none")} if "categories" in wb.sheetnames else set()
     cell_rows = list(wb["queue"].iter_rows())
     rows = [[c.value for c in cells] for cells in cell_rows]
     if not rows or list(rows[0][:len(QUEUE_HEAD)]) != QUEUE_HEAD:
@@ -1165,10 +1163,10 @@ def read_queue(path: Path) -> tuple[dict, list[QueueRow], list[str]]:
             if not number.is_integer():
                 errors.append(f"{where}: {code!r} is not a whole category id")
                 continue
+            # whether it is a category is checked against the pre-coding's own codebook
+            # (record_choices), not the workbook's 'categories' sheet, which a person may
+            # have written a note on, renamed or deleted
             cid = int(number)
-            if cid not in cats:
-                errors.append(f"{where}: {cid} is not a category of the codebook")
-                continue
         if not r[0]:
             errors.append(f"sheet 'queue', row {n}: the segment id is empty")
             continue
@@ -1226,6 +1224,10 @@ def import_queue(path: Path, by: str) -> QueueImport:
     batch = _batch_of(meta, Path(path))
     choices, errors = [], []
     for row in rows:
+        if row.category_id != NONE and row.category_id not in batch.categories:
+            errors.append(f"{row.source}, column 'code as category': {row.category_id} is not "
+                          "a category of the codebook")
+            continue
         try:
             choice = batch.choice(row.segment_id, row.category_id, row.comment, by)
         except InputError:

@@ -176,6 +176,26 @@ def test_a_bad_queue_row_imports_nothing_and_names_the_row(queued, tmp_path, cap
     assert stored_choices(codebook.parent.parent).empty
 
 
+@pytest.mark.parametrize("edit", ["note", "rename", "delete"])
+def test_the_categories_sheet_as_people_edit_it_does_not_decide_what_a_category_is(
+        queued, tmp_path, edit):
+    codebook, out = queued
+    cat = next(int(c["id"]) for d in __import__("yaml").safe_load(codebook.read_text())["domains"]
+               for c in d["categories"])
+    filled = _fill(out / "queue.xlsx", tmp_path / "ana.xlsx", {2: cat})
+    wb = openpyxl.load_workbook(filled)
+    sheet = wb["categories"]
+    if edit == "note":
+        sheet.append([f"note: {cat} is the one we mean"])
+    elif edit == "rename":
+        sheet.title = "Categories (do not edit)"
+    else:
+        wb.remove(sheet)
+    wb.save(filled)
+    assert main(["precode", "import", str(filled), "--by", "ana"]) == 0
+    assert list(stored_choices(codebook.parent.parent)["label"]) == [cat]
+
+
 def test_the_queue_import_takes_the_segment_from_the_batch_not_the_workbook(queued, tmp_path,
                                                                           capsys):
     codebook, out = queued
