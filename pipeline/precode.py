@@ -342,6 +342,15 @@ def _load_codebook(path: Path) -> tuple[dict, Path, pd.DataFrame]:
         raise InputError("no such codebook", path=path,
                          hint="give the codebook.yaml that `consensa review apply` wrote")
     cb = check_codebook(safeyaml.load_file(path, what="codebook") or {}, path)
+    if cb.get("draft"):
+        # a pre-coding says it coded with the agreed codebook, and its choices train the
+        # next batch: a draft's open items would pass for decisions nobody made
+        open_items = cb.get("open_items") or []
+        raise InputError(f"is a draft codebook: {len(open_items)} item(s) of the review were "
+                         "still open when it was written, so it is not what the judges agreed",
+                         path=path, field="draft",
+                         hint="settle the open items, run `consensa review apply RUN`, and "
+                              "pre-code with RUN/review/codebook.yaml")
     if cb.get("training") is None:
         raise InputError("has no training: section: the judged run it learns from",
                          path=path, field="training",

@@ -509,6 +509,15 @@ def test_live_codebook_in_pages_status_and_preview(panel, capsys):
     dom = next(d for d in cb["domains"] if d["id"] == other)
     assert dom["name"] == "Support" and dom["definition"] == "Who helped, and how."
     assert not (panel / "review" / "codebook.yaml").exists()
+    # a draft is not what the judges agreed: pre-coding with it is refused
+    new = panel.parent / "new"
+    new.mkdir()
+    (new / "T01.txt").write_text("Interviewer: Hi?\nP1: Hello there, I cried once.\n")
+    assert main(["precode", str(draft / "codebook.yaml"), "--transcripts", str(new),
+                 "--out", str(panel.parent / "pre")]) == 2
+    err = capsys.readouterr().err
+    assert "is a draft codebook" in err and "review apply" in err
+    assert not (panel.parent / "pre").exists()
 
 
 # --- 5. search -------------------------------------------------------------------------
