@@ -132,6 +132,24 @@ def test_reimport_keeps_previous_value_in_audit_log(review_run, capsys):
     assert '"decision": "accept"' in rows[1]["previous"]
 
 
+def test_an_auditors_workbook_imported_twice_gives_each_comment_once(review_run, capsys):
+    run = review_run
+    assert main(["review", "export", str(run), "--judges", "ana,ben", "--auditor", "dee"]) == 0
+    wb = run / "review" / "round-1" / "dee.xlsx"
+    fill(wb, "themes", 1, comment="Check the quotes of case 3.")
+    fill(wb, "themes", 2, comment="Too broad?")
+    for _ in range(2):
+        assert main(["review", "import", str(run), str(wb)]) == 0
+    fill(wb, "themes", 2, comment="Too broad, and too few cases?")      # a new comment
+    assert main(["review", "import", str(run), str(wb)]) == 0
+    assert "imported 1 decision(s) and comment(s)" in capsys.readouterr().out.splitlines()[-1]
+    with ReviewStore(load_run(run)) as store:
+        comments = store.audit_comments()
+    assert comments == {"theme:1": [("dee", "Check the quotes of case 3.")],
+                        "theme:2": [("dee", "Too broad?"),
+                                    ("dee", "Too broad, and too few cases?")]}
+
+
 def test_a_workbook_given_by_its_bare_name_is_pointed_to_where_export_wrote_it(
         review_run, capsys, tmp_path, monkeypatch):
     run = review_run

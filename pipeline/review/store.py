@@ -548,9 +548,17 @@ class ReviewStore:
                     "INSERT OR REPLACE INTO positions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (round, d.item, judge, *_decision_values(d), import_id, _now()))
                 self._log(judge, "position", d.item, d.to_json(), previous, round, import_id)
+            added = 0
             for auditor, item, comment, _ in comments:
+                # the same workbook imported again holds the same comments: each stays one
+                # comment for the judges to answer, not two
+                if self.con.execute("SELECT 1 FROM audit_comments WHERE round=? AND item=? "
+                                    "AND by=? AND comment=?",
+                                    (round, item, auditor, comment)).fetchone():
+                    continue
                 self._add_comment(item, auditor, comment, round)
-        return len(rows) + len(comments)
+                added += 1
+        return len(rows) + added
 
     def positions(self, round: int | None = None) -> dict[str, dict[str, Decision]]:
         """{item: {judge: Decision}} for one round (default: the current one)."""
