@@ -157,6 +157,17 @@ def test_the_workbook_has_a_core_ideas_sheet_that_imports_as_positions(cqr, caps
     assert main(["review", "import", str(cqr), str(book)]) != 0
     err = capsys.readouterr().err
     assert f"sheet 'core ideas', row {row}" in err and "'your core idea' is blank" in err
+    # the sheet renamed or deleted: refused, not imported without the judge's core ideas
+    for edit in ("rename", "delete"):
+        wb = openpyxl.load_workbook(book)
+        if edit == "rename":
+            wb["core ideas"].title = "Core ideas"
+        else:
+            wb.remove(wb["core ideas"])
+        changed = book.with_name(f"ana-{edit}.xlsx")
+        wb.save(changed)
+        assert main(["review", "import", str(cqr), str(changed)]) == 2
+        assert "the sheet 'core ideas' is missing" in capsys.readouterr().err
 
 
 # --- 2. evidence ----------------------------------------------------------------------------

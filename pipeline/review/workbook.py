@@ -118,7 +118,9 @@ segments and unassigned sheets: to move a segment, write the target theme id in
   row is no position.
 core ideas sheet (a CQR run): to change the core idea of a case in a domain, write
   yours in 'your core idea' (one to three short sentences, close to the participant's
-  words); a blank row keeps the proposed one.
+  words); a blank row takes no position, and the core idea stays as it stands (the
+  proposed one in round 1; from round 2 on, the one the round before agreed, which the
+  row then shows). To go back to the proposed one, copy 'proposed core idea' into it.
 'flags' (single story, thin, unstable) and 'label if reassigned counted' are the
   run's evidence on a theme; 'subgroups' its frequency in each group of a case attribute.
 'proposed subcategories' are the ones Consensa proposed within a theme: they are not
@@ -392,7 +394,9 @@ def read_workbook(path: Path, run: RunItems,
     errors: list[str] = []
     sheets = [("domains", DOMAIN_COLS, "domain"), ("themes", THEME_COLS, "theme"),
               ("segments", SEGMENT_COLS, "segment"), ("unassigned", SEGMENT_COLS, "segment")]
-    if CORE_SHEET in wb.sheetnames:  # a CQR run's workbook (a themes run's has none)
+    # a CQR run's workbook (a themes run's has none); renamed or deleted, it is missing,
+    # not skipped: the core ideas a judge wrote on it would be lost without a word
+    if CORE_SHEET in wb.sheetnames or len(run.core_ideas):
         sheets.append((CORE_SHEET, CORE_COLS, "core_idea"))
     for sheet, cols, kind in sheets:
         if sheet not in wb.sheetnames:
