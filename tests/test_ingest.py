@@ -958,8 +958,25 @@ def test_stray_nul_is_removed_and_counted_not_a_reason_to_refuse_the_file(tmp_pa
     assert corpus.counts["control_characters_removed"] == 2
     notes = {s.what: s.reason for s in corpus.skipped}
     for name in ("T45.txt", "T46.csv"):
-        assert "1 other control character(s) (such as escape or NUL) were removed" in \
+        assert "1 other control character(s) (such as escape or NUL, or an invisible " in \
             notes[str(tmp_path / name)]
+
+
+def test_an_invisible_character_before_a_label_does_not_join_the_turn_to_the_one_before(
+        tmp_path):
+    text = ("Interviewer: What do you enjoy most?\nP1: The mornings.\n"
+            "\u200bInterviewer: And bad weather?\n\ufeffP1: I \u200b\u200bwait it out.\n"
+            "\u2060\u200bInterviewer: Thanks.\n")
+    write(tmp_path, "T47.txt", text)
+    corpus = run(tmp_path)
+    assert_exact(corpus)
+    assert [(s, t) for s, _, t in turns_of(corpus, "T47")] == [
+        ("Interviewer", "What do you enjoy most?"), ("P1", "The mornings."),
+        ("Interviewer", "And bad weather?"), ("P1", "I \u200b\u200bwait it out."),
+        ("Interviewer", "Thanks.")]
+    assert corpus.counts["control_characters_removed"] == 4
+    (note,) = [n for n in corpus.skipped if n.what.endswith("T47.txt")]
+    assert "4 other control character(s)" in note.reason
 
 
 def test_binary_file_is_refused_naming_the_line_of_its_first_nul(tmp_path):

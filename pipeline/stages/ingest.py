@@ -11,7 +11,9 @@ the place they came from.
 Control characters: a form feed or vertical tab (page and line breaks from a
 conversion) becomes a space, and every other C0/C1 control character but tab,
 newline and carriage return (escape, DEL, ...) is removed, in every format and
-before anything is parsed, so the source text, the turns and every offset agree.
+before anything is parsed, so the source text, the turns and every offset agree; so
+is an invisible character at a line's start (a zero-width space, a word joiner, a
+byte-order mark in the middle of a file), which would hide the label after it.
 So is a stray NUL in a text or CSV file (a few, none next to another: more are a
 binary file, refused, see :mod:`pipeline.textio`). Each file where this happened
 gets a note, and the manifest counts them (``control_characters_replaced``,
@@ -1027,7 +1029,11 @@ class _Reader:
 
 
 #: C0 and C1 control characters and DEL, but tab, newline and carriage return
-_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+#: control characters anywhere; at a line's start also the invisible ones a pasted or
+#: joined file brings (zero-width space, word joiner, a byte-order mark mid-file), which
+#: would hide the speaker label after them and join that turn to the one before.
+#: Elsewhere they stay: a zero-width space separates words in Thai or Khmer.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]|(?m:^)[\u200b\u2060\ufeff]+")
 _AS_SPACE = "\x0b\x0c"          # vertical tab, form feed: line and page breaks
 
 
@@ -1056,7 +1062,7 @@ def clean_controls(text: str) -> tuple[str, int, int]:
         return text, 0, 0
     replaced = sum(1 for ch in found if ch in _AS_SPACE)
     cleaned = _CONTROLS.sub(lambda m: " " if m.group() in _AS_SPACE else "", text)
-    return cleaned, replaced, len(found) - replaced
+    return cleaned, replaced, sum(len(ch) for ch in found) - replaced
 
 
 def _clean_frame(frame: pd.DataFrame) -> tuple[pd.DataFrame, int, int]:
@@ -1082,7 +1088,8 @@ def _controls_note(shown: str, replaced: int, removed: int) -> list[Skipped]:
     if replaced:
         parts.append(f"{replaced} form feed or vertical tab character(s) became spaces")
     if removed:
-        parts.append(f"{removed} other control character(s) (such as escape or NUL) were removed")
+        parts.append(f"{removed} other control character(s) (such as escape or NUL, or an "
+                     "invisible zero-width space or byte-order mark before a line) were removed")
     return [Skipped(shown, " and ".join(parts) + "; quotes and offsets refer to the text "
                     "without them: check the export that made this file if that is unexpected",
                     kept=True)]
