@@ -1028,11 +1028,11 @@ class _Reader:
         return result
 
 
-#: C0 and C1 control characters and DEL, but tab, newline and carriage return
-#: control characters anywhere; at a line's start also the invisible ones a pasted or
-#: joined file brings (zero-width space, word joiner, a byte-order mark mid-file), which
-#: would hide the speaker label after them and join that turn to the one before.
-#: Elsewhere they stay: a zero-width space separates words in Thai or Khmer.
+#: C0 and C1 control characters and DEL, but tab, newline and carriage return, anywhere;
+#: at a line's start also the invisible characters a pasted or joined file brings
+#: (zero-width space, word joiner, a byte-order mark mid-file), which would hide the
+#: speaker label after them and join that turn to the one before. Elsewhere they stay:
+#: a zero-width space separates words in Thai or Khmer.
 _CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]|(?m:^)[\u200b\u2060\ufeff]+")
 _AS_SPACE = "\x0b\x0c"          # vertical tab, form feed: line and page breaks
 
