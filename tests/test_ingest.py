@@ -702,6 +702,24 @@ def test_a_cases_table_row_with_more_cells_than_its_header_is_refused(tmp_path):
     assert "cases.csv" in str(caught.value) and "row 2 (line 2) has 3 cells" in str(caught.value)
 
 
+def test_the_other_sheets_of_a_workbook_that_hold_transcripts_are_named_not_passed_over(
+        tmp_path):
+    book = openpyxl.Workbook()
+    for n, name in enumerate(["G01", "G02", "G03"]):
+        sheet = book.active if n == 0 else book.create_sheet(name)
+        sheet.title = name
+        sheet.append(["Case_ID", "speaker", "TEXT"])
+        sheet.append([name, "Interviewer", "How did you start?"])
+        sheet.append([name, "P1", "In a nursery, years ago."])
+    book.create_sheet("Notes").append(["who", "what"])
+    book.save(tmp_path / "study.xlsx")
+    corpus = run(tmp_path)
+    assert list(corpus.cases["case_id"]) == ["G01"]
+    (note,) = [n for n in corpus.skipped if n.what.endswith("study.xlsx")]
+    assert "2 other sheet(s) with the columns 'case_id' and 'text' were not read ('G02', " \
+           "'G03')" in note.reason and "'G01'" in note.reason and not note.kept
+
+
 def test_csv_duplicate_turn_index_names_the_rows(tmp_path):
     write(tmp_path, "turns.csv", "case_id,turn_index,speaker,text\nT26,0,I,Hi\nT26,1,P,Hello\n"
                                  "T27,0,I,Hi\nT27,0,P,Hello\n")

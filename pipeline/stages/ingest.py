@@ -1014,10 +1014,20 @@ class _Reader:
             first = _mixed_encoding(data, encoding, shown, tally)
             frame, written = _read_csv(text, shown)
         else:
-            frame, written, formulas, sheet = _read_xlsx(data, self.config.table.sheet,
-                                                         shown)
+            mapping = self.config.table
+            frame, written, formulas, sheet, others = _read_xlsx(
+                data, mapping.sheet, shown, look_for=(mapping.case_id, mapping.text))
             encoding = "xlsx"
-            first = _formula_cells(frame, formulas, self.config.table, shown, sheet, tally)
+            first = _formula_cells(frame, formulas, mapping, shown, sheet, tally)
+            if others:
+                # one interview a sheet is a common way to keep a study in one workbook:
+                # the sheets not read are named, not passed over in silence
+                listed = ", ".join(f"'{n}'" for n in others)
+                first.append(Skipped(shown, (
+                    f"{len(others)} other sheet(s) with the columns '{mapping.case_id}' and "
+                    f"'{mapping.text}' were not read ({listed}): a workbook is read from one "
+                    f"sheet (ingest.table.sheet, here '{sheet}'); put the cases on one sheet, "
+                    "or save each sheet as a workbook of its own")))
         frame, replaced, removed = _clean_frame(frame)
         result = _table_cases(frame, written, self.config.table, shown, sha, encoding,
                               letters=suffix != ".csv")
@@ -1529,14 +1539,16 @@ def _read_csv(text: str, shown: str) -> tuple[pd.DataFrame, list[str]]:
     return frame, written
 
 
-def _read_xlsx(data: bytes, sheet: str | int,
-               shown: str) -> tuple[pd.DataFrame, list[str], list[tuple[int, int, str]], str]:
+def _read_xlsx(data: bytes, sheet: str | int, shown: str, look_for: tuple[str, ...] = ()
+               ) -> tuple[pd.DataFrame, list[str], list[tuple[int, int, str]], str, list[str]]:
     """All cells of one sheet as str (whole numbers without a trailing '.0'), its header
     row as written (see :func:`header_row`), where its formula cells are (see
-    :func:`formula_positions`), and the sheet's name."""
+    :func:`formula_positions`), the sheet's name, and the other sheets whose header
+    names every column of ``look_for`` (any case): tables like it, which are not read."""
     check_zip(data, shown, ".xlsx")
     names: list[str] = []
     frame = None
+    others: list[str] = []
     try:
         with pd.ExcelFile(io.BytesIO(data), engine="openpyxl") as book:
             names = [str(n) for n in book.sheet_names]
@@ -1546,6 +1558,12 @@ def _read_xlsx(data: bytes, sheet: str | int,
                                                    nrows=1, dtype=object))
                 name = sheet if isinstance(sheet, str) else names[sheet]
                 formulas = formula_positions(data, name)
+                wanted = {c.strip().casefold() for c in look_for}
+                for other in (n for n in names if n != name and wanted):
+                    head = pd.read_excel(book, sheet_name=other, header=None, nrows=1,
+                                         dtype=object)
+                    if wanted <= {_cell_str(c).strip().casefold() for c in header_row(head)}:
+                        others.append(other)
     except Exception as exc:  # openpyxl raises many types for a damaged file
         raise InputError(f"could not be read as an Excel workbook ({type(exc).__name__})",
                          path=shown, hint="open it in Excel and save it again as .xlsx") from exc
@@ -1554,7 +1572,7 @@ def _read_xlsx(data: bytes, sheet: str | int,
                          field="ingest.table.sheet",
                          hint="set ingest.table.sheet to a sheet name or its 0-based position")
     frame.columns = [_cell_str(c).strip() for c in frame.columns]
-    return frame.map(_cell_str), written, formulas, name
+    return frame.map(_cell_str), written, formulas, name, others
 
 
 def formula_positions(data: bytes, sheet: str) -> list[tuple[int, int, str]]:
@@ -1855,7 +1873,7 @@ def _join_cases_table(cases: pd.DataFrame, path: Path,
         # a team's table of participants is as often a workbook as a CSV; the first
         # sheet is the table. A formula's saved result is an attribute like any other
         # (an age worked out from a birth date); one never calculated reads as blank
-        table, written, formulas, sheet = _read_xlsx(data, 0, shown)
+        table, written, formulas, sheet, _ = _read_xlsx(data, 0, shown)
         blank = [ref for row, column, ref in formulas
                  if row < len(table) and column < len(table.columns) and
                  not table.iat[row, column].strip()]
