@@ -857,6 +857,25 @@ def test_cases_table_join_and_unknown_case(tmp_path):
     assert "match the transcript file names" in note.reason
 
 
+@pytest.mark.parametrize("table, said, advice", [
+    (b"orientation,years\nCBT,3\nCBT,4\n",
+     "more than one row for ['CBT'] in its first column, 'orientation', taken as the case id",
+     "add a column named case_id"),
+    (b"case_id,years\nT01,3\nT01,4\n", "more than one row for ['T01'] in its column 'case_id'",
+     "keep one row per case"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(range(256)) * 8,   # an old .xls workbook
+     "the cases table looks like a binary file", "save it as .xlsx"),
+])
+def test_a_cases_table_that_cannot_be_joined_says_why_and_what_to_do(tmp_path, table, said,
+                                                                        advice):
+    write(tmp_path, "T01.txt", T01)
+    (tmp_path / "cases.csv").write_bytes(table)
+    with pytest.raises(InputError) as caught:
+        run(tmp_path, "T01.txt", cases_table="cases.csv")
+    message = str(caught.value)
+    assert said in message and advice in message and "transcript as UTF-8" not in message
+
+
 def test_a_cases_table_can_be_a_workbook(tmp_path):
     """Teams keep their participants' table in Excel as often as in a CSV: its first
     sheet is read, numbers as typed, and a formula never calculated (a workbook written

@@ -1883,7 +1883,15 @@ def _join_cases_table(cases: pd.DataFrame, path: Path,
                 f"read as blank ({', '.join(blank[:10])}{' ...' if len(blank) > 10 else ''}): "
                 "open the workbook in Excel and save it, so that their values are saved")))
     else:
-        text, used = decode_bytes(data, encoding, path=shown)
+        try:
+            text, used = decode_bytes(data, encoding, path=shown)
+        except InputError as exc:
+            # the decoder's advice is for a transcript (save it as .txt or .docx)
+            raise InputError(f"the cases table {exc.reason}", path=shown,
+                             field="ingest.cases_table",
+                             hint="save the table as CSV UTF-8 or as an .xlsx workbook (an "
+                                  "old .xls workbook too: open it and save it as .xlsx)"
+                             ) from None
         table, written = _read_csv(text, shown)
         notes += _mixed_encoding(data, used, shown, Counter())
     # every named column is an attribute: one named twice would reach the subgroups
@@ -1901,8 +1909,16 @@ def _join_cases_table(cases: pd.DataFrame, path: Path,
     table = table[(table.map(str.strip) != "").any(axis=1)]             # blank rows
     repeated = sorted(set(table["case_id"][table["case_id"].duplicated()]))
     if repeated:
-        raise InputError(f"the cases table has more than one row for {repeated}", path=shown,
-                         field="ingest.cases_table", hint="keep one row per case")
+        # with no column named case_id the first column is taken for it, and a table of
+        # attributes only (orientation, years) repeats its first attribute's values
+        which = ("its column 'case_id'" if key.strip().casefold() == "case_id" else
+                 f"its first column, '{key}', taken as the case id since no column is named "
+                 "'case_id'")
+        raise InputError(f"the cases table has more than one row for {repeated} in {which}",
+                         path=shown, field="ingest.cases_table",
+                         hint="keep one row per case" if key.strip().casefold() == "case_id"
+                         else "add a column named case_id with the transcripts' case ids "
+                              "(their file names without extension), one row per case")
     known = set(cases["case_id"])                     # once: a survey has thousands of cases
     unknown = [cid or "(no case id)" for cid in table["case_id"] if cid not in known]
     if unknown:
