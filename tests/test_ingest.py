@@ -720,6 +720,23 @@ def test_the_other_sheets_of_a_workbook_that_hold_transcripts_are_named_not_pass
            "'G03')" in note.reason and "'G01'" in note.reason and not note.kept
 
 
+def test_a_table_row_with_an_empty_speaker_goes_on_with_the_speaker_before(tmp_path):
+    write(tmp_path, "study.csv", "case_id,speaker,text\n"
+                                 "G02,Interviewer,How did you start?\n"
+                                 "G02,Participant,In a nursery.\n"
+                                 "G02,,Then I moved to private clients.\n"
+                                 "G02,  ,And I stayed.\n"
+                                 "G02,Interviewer,Why?\n")
+    corpus = run(tmp_path)
+    assert [(s, r) for s, r, _ in turns_of(corpus, "G02")] == [
+        ("Interviewer", "interviewer"), ("Participant", "participant"),
+        ("Participant", "participant"), ("Participant", "participant"),
+        ("Interviewer", "interviewer")]
+    (note,) = [n for n in corpus.skipped if n.what.endswith("study.csv")]
+    assert note.reason.startswith("rows 4, 5: the speaker cell is empty") and note.kept
+    assert not any("match no role" in n.reason for n in corpus.skipped)
+
+
 def test_csv_duplicate_turn_index_names_the_rows(tmp_path):
     write(tmp_path, "turns.csv", "case_id,turn_index,speaker,text\nT26,0,I,Hi\nT26,1,P,Hello\n"
                                  "T27,0,I,Hi\nT27,0,P,Hello\n")

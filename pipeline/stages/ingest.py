@@ -1832,6 +1832,7 @@ def _table_cases(frame: pd.DataFrame, written: list[str], mapping: TableMapping,
         notes.append(Skipped(shown, f"{_rows_text(no_case)} {verbs} left out: fill in the "
                                     f"{found['case_id']} column"))
     cases = []
+    continued: list[int] = []
     for case_id, case_rows in rows.items():
         case_rows.sort(key=lambda r: r[1])
         duplicates = [(a[0], b[0], a[1]) for a, b in pairwise(case_rows) if a[1] == b[1]]
@@ -1841,6 +1842,14 @@ def _table_cases(frame: pd.DataFrame, written: list[str], mapping: TableMapping,
                 f"case '{case_id}' has the same {found['turn_index']} twice: {listed}; this "
                 f"case was left out: number each turn of a case once")))
             continue
+        # a row with an empty speaker cell goes on with the speaker of the row before in
+        # its case (and that row's role, unless it gives its own), as a row with no
+        # speaker does in a .docx table: an answer split over two rows stays the answer
+        for k in range(1, len(case_rows)):
+            r, before = case_rows[k], case_rows[k - 1]
+            if not r[2] and before[2]:
+                case_rows[k] = (r[0], r[1], before[2], r[3], r[4] or before[4])
+                continued.append(r[0])
         text = "\n".join(r[3] for r in case_rows)
         turns, position = [], 0
         for _, _, speaker, cell, role in case_rows:
@@ -1852,6 +1861,11 @@ def _table_cases(frame: pd.DataFrame, written: list[str], mapping: TableMapping,
     if not cases:
         raise InputError("has no rows with both a case id and text", path=shown,
                          hint="fill in the case_id and text columns")
+    if continued:
+        notes.append(Skipped(shown, (
+            f"{_rows_text(sorted(continued))}: the {found['speaker']} cell is empty, so the "
+            "speaker of the row before in the same case was taken (a turn split over rows); "
+            "fill in the cell if that is not who spoke"), kept=True))
     return _Read(cases, notes)
 
 
