@@ -274,7 +274,11 @@ def test_docx_transcript_tables_read_a_row_as_a_turn(tmp_path):
                     ("00:00:09", "Therapist", "That I got defensive."),
                     ("", "", "Then I named it, and something shifted."),
                     ("00:01:02", "Interviewer", "Shifted how?"),
-                    ("00:01:05", "Therapist", "She came back the next week.")):
+                    ("00:01:05", "Therapist", "She came back the next week."),
+                    # a second paragraph in the cell that opens like a label is the
+                    # therapist's words, not a turn of "Mum"
+                    ("00:01:09", "Therapist", "I rang my mother.\nMum: you did the right "
+                                              "thing, she told me.")):
             cells = table.add_row().cells
             for cell, text in zip(cells, row):
                 cell.text = text
@@ -299,14 +303,17 @@ def test_docx_transcript_tables_read_a_row_as_a_turn(tmp_path):
         ("Therapist", "participant", "That I got defensive.\nThen I named it, and "
                                      "something shifted."),
         ("Interviewer", "interviewer", "Shifted how?"),
-        ("Therapist", "participant", "She came back the next week.\nAge\n42\n"
+        ("Therapist", "participant", "She came back the next week."),
+        ("Therapist", "participant", "I rang my mother. Mum: you did the right thing, she "
+                                     "told me.\nAge\n42\n"
                                      "Years in practice\n12\nModality\nCBT\nTherapist\n"
                                      "It stayed with me.\nkey quote\nInterviewer\n"
                                      "For how long?\n\nTherapist\nWeeks.\ncheck"),
         ("Therapist", "participant", "One more thing."),
     ]
     t = corpus.turns
-    assert list(t["start_time"].iloc[:4]) == [3.0, 9.0, 62.0, 65.0]
+    assert list(t["start_time"].iloc[:5]) == [3.0, 9.0, 62.0, 65.0, 69.0]
+    assert not any("Mum" in n.reason for n in corpus.skipped)
     assert corpus.sources["T41"].text.startswith(
         "Interview T41\nTime Speaker Text\n[00:00:03] Interviewer: What do you")
     assert "2 lines before the first speaker label were not read" in reasons(corpus)

@@ -1325,11 +1325,15 @@ no sentence mark) is a header, read as a title line is. Cells that hold a
         if len(r) != width or (i == 0 and header):
             lines.append(" ".join(c for c in r if c))          # as a title line is read
             continue
+        # the speaker column says who speaks: the paragraphs of a cell of words are one
+        # line, so that one of them that opens like a label ("Mum: you should have...",
+        # "Note: ...") is the speaker's words, not a turn of someone else's
+        words = " ".join(r[text].split("\n"))
         if not r[who]:
-            lines.append(r[text])                               # the turn above goes on
+            lines.append(words)                                 # the turn above goes on
             continue
         stamp = f"[{r[when].strip('[]()')}] " if when is not None and r[when] else ""
-        lines.append(f"{stamp}{r[who]}: {r[text]}")
+        lines.append(f"{stamp}{r[who]}: {words}")
     return lines
 
 
