@@ -142,7 +142,13 @@ def test_an_auditors_workbook_imported_twice_gives_each_comment_once(review_run,
         assert main(["review", "import", str(run), str(wb)]) == 0
     fill(wb, "themes", 2, comment="Too broad, and too few cases?")      # a new comment
     assert main(["review", "import", str(run), str(wb)]) == 0
-    assert "imported 1 decision(s) and comment(s)" in capsys.readouterr().out.splitlines()[-1]
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "imported 1 decision(s) and comment(s) from 1 workbook(s): dee.xlsx")
+    # a copy of one person's workbook under another's name says whose it is
+    copy = wb.with_name("ben.xlsx")
+    copy.write_bytes(wb.read_bytes())
+    assert main(["review", "import", str(run), str(copy)]) == 0
+    assert capsys.readouterr().out.strip().endswith("workbook(s): dee's (ben.xlsx)")
     with ReviewStore(load_run(run)) as store:
         comments = store.audit_comments()
     assert comments == {"theme:1": [("dee", "Check the quotes of case 3.")],

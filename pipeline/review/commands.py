@@ -109,7 +109,11 @@ def import_workbooks(run_folder: Path, files: list[Path], consensus: bool = Fals
                     for item, comment, where in wb.comments]
         n = store.record_positions(batches, what="; ".join(str(f) for f in files),
                                    comments=comments)
-    return f"imported {n} decision(s) and comment(s) from {len(read)} workbook(s)"
+    # whose each workbook is, from its signed _meta sheet, not its file name: a copy of
+    # one judge's workbook saved under another's name records the first judge's positions
+    whose = ", ".join(f"{wb.person}'s ({wb.path.name})" if wb.path.stem != wb.person
+                      else wb.path.name for wb in read)
+    return f"imported {n} decision(s) and comment(s) from {len(read)} workbook(s): {whose}"
 
 
 def _exported_as(run_folder: Path, missing: Path) -> str:
