@@ -900,6 +900,17 @@ def test_a_cases_table_that_cannot_be_joined_says_why_and_what_to_do(tmp_path, t
     assert said in message and advice in message and "transcript as UTF-8" not in message
 
 
+def test_a_case_id_spelled_with_decomposed_accents_joins_its_composed_row(tmp_path):
+    import unicodedata
+
+    nfd = unicodedata.normalize("NFD", "Zoë")              # as a Mac names the file
+    write(tmp_path, f"{nfd}.txt", T01)
+    write(tmp_path, "cases.csv", "case_id,modality\nZoë,CBT\n")  # as typed in a sheet
+    corpus = run(tmp_path, f"{nfd}.txt", cases_table="cases.csv")
+    assert corpus.cases.to_dict("records") == [{"case_id": nfd, "modality": "CBT"}]
+    assert not [n for n in corpus.skipped if "cases.csv" in n.what]
+
+
 def test_a_cases_table_can_be_a_workbook(tmp_path):
     """Teams keep their participants' table in Excel as often as in a CSV: its first
     sheet is read, numbers as typed, and a formula never calculated (a workbook written

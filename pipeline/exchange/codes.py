@@ -1165,8 +1165,13 @@ def case_attributes(run: RunData) -> tuple[pd.DataFrame | None, list[str]]:
     frame = frame.rename(columns={key: "case_id"})
     frame = frame[["case_id"] + [c for c in frame.columns if c != "case_id"]]
     frame["case_id"] = frame["case_id"].str.strip()
-    frame = frame[frame["case_id"] != ""].drop_duplicates("case_id")
     analysed = set(run.segments["case_id"])
+    # a row spelled with composed accents takes the case's decomposed spelling (a Mac's
+    # file names), as the run's own join does (pipeline/stages/ingest.py)
+    spelled = {unicodedata.normalize("NFC", c): c for c in analysed}
+    frame["case_id"] = [spelled.get(unicodedata.normalize("NFC", c), c)
+                        for c in frame["case_id"]]
+    frame = frame[frame["case_id"] != ""].drop_duplicates("case_id")
     extra = sorted(set(frame["case_id"]) - analysed)
     if extra:
         notes.append(f"{len(extra)} row(s) of {path.name} name cases the run did not analyse "

@@ -76,6 +76,7 @@ import lzma
 import math
 import os
 import re
+import unicodedata
 import zipfile
 import zlib
 from collections import Counter
@@ -1924,6 +1925,12 @@ def _join_cases_table(cases: pd.DataFrame, path: Path,
     table = table.rename(columns={key: "case_id"})
     table = table[["case_id"] + [c for c in table.columns if c != "case_id"]]
     table["case_id"] = table["case_id"].str.strip()
+    # a Mac writes a file name's accents decomposed (NFD, "Zoe" + a combining diaeresis)
+    # and a spreadsheet keeps them as typed, composed (NFC): one name, two spellings
+    # that look alike and never matched. A row takes the transcript's spelling.
+    spelled = {unicodedata.normalize("NFC", c): c for c in cases["case_id"]}
+    table["case_id"] = [spelled.get(unicodedata.normalize("NFC", c), c)
+                        for c in table["case_id"]]
     table = table[(table.map(str.strip) != "").any(axis=1)]             # blank rows
     repeated = sorted(set(table["case_id"][table["case_id"].duplicated()]))
     if repeated:
