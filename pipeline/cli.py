@@ -560,7 +560,7 @@ def cmd_review_next_round(args: argparse.Namespace) -> int:
 def cmd_review_apply(args: argparse.Namespace) -> int:
     from .review.commands import apply
 
-    paths, unanswered = apply(Path(args.run), preview=args.preview)
+    paths, unanswered, alike = apply(Path(args.run), preview=args.preview)
     print("draft codebook written:" if args.preview else "final codebook written:")
     for p in paths.values():
         print(f"  {p}")
@@ -568,6 +568,8 @@ def cmd_review_apply(args: argparse.Namespace) -> int:
         print(f"warning: {len(unanswered)} auditor's comment(s) still wait for a judge's answer "
               "(the codebook says so): " + "; ".join(unanswered[:10])
               + (" ..." if len(unanswered) > 10 else ""), file=sys.stderr)
+    for clash in alike:
+        print(f"warning: {clash}", file=sys.stderr)
     return 0
 
 

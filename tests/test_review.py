@@ -293,6 +293,26 @@ def test_two_different_core_idea_notes_on_a_category_are_a_dispute(review_run, c
     assert re.search(r'theme 2 "[^"]*": agreed, accept \(\+ core idea\)', out)
 
 
+def test_two_categories_of_one_domain_named_alike_are_written_with_a_warning(review_run,
+                                                                           capsys):
+    run = review_run
+    items = load_run(run)
+    themes = items.themes
+    dom = themes["domain_id"].value_counts().idxmax()
+    a, b = (int(t) for t in themes[themes["domain_id"] == dom]["theme_id"][:2])
+    with ReviewStore(items, create=True) as store:
+        store.set_panel(["ana", "ben"])
+        store.resolve([Decision(i, "accept") for i in items.items()], by="ana")
+        store.resolve([Decision(f"theme:{a}", "rename", new_name="Crying")], by="ana")
+    assert main(["review", "resolve", str(run), "--theme", str(b), "--decision", "rename",
+                 "--name", " crying ", "--by", "ana"]) == 0
+    assert main(["review", "apply", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert f'holds categories {a} "Crying" and {b} "crying", named alike' in err
+    assert f"--theme {b} --decision rename" in err
+    assert (run / "review" / "codebook.yaml").is_file()
+
+
 def test_reject_and_domain_merge_apply(review_run, capsys):
     run = review_run
     assert main(["review", "export", str(run), "--judges", "ana,ben"]) == 0

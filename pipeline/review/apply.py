@@ -656,6 +656,25 @@ def write_codebook(cb: Codebook, folder: Path) -> dict[str, Path]:
     return paths
 
 
+def name_clashes(data: dict) -> list[str]:
+    """Categories of one domain, at one level (categories, or the subcategories of one
+    category), whose names differ at most in case and spacing: "Crying" and "crying".
+    A QDA program merges such codes on import or refuses them, and the judges likely
+    meant one category: the codebook is written, and ``review apply`` says so."""
+    out = []
+    for d in data.get("domains") or []:
+        seen: dict[tuple[int, str], dict] = {}
+        for c in d.get("categories") or []:
+            key = (int(c.get("parent", -1)), " ".join(str(c["name"]).split()).casefold())
+            first = seen.setdefault(key, c)
+            if first is not c:
+                out.append(f'domain {d["id"]} "{d["name"]}" holds categories {first["id"]} '
+                           f'"{first["name"]}" and {c["id"]} "{c["name"]}", named alike: '
+                           f"rename one (`consensa review resolve RUN --theme {c['id']} "
+                           "--decision rename --name ...`) or merge them")
+    return out
+
+
 def _all_categories(data: dict):
     for d in data.get("domains") or []:
         yield from d.get("categories") or []

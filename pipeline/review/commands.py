@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..fsutil import atomic_write_text
 from .agreement import current_label, review_status, status_text
-from .apply import build_codebook, cases_text, live_codebook, write_codebook
+from .apply import build_codebook, cases_text, live_codebook, name_clashes, write_codebook
 from .html import render_packet
 from .model import Decision, ReviewError, load_run
 from .signing import WorkbookCheck, ensure_key, load_key
@@ -275,20 +275,22 @@ def next_round(run_folder: Path, by: str, undo: bool = False, force: bool = Fals
             "workbooks start from that consensus)")
 
 
-def apply(run_folder: Path, preview: bool = False) -> tuple[dict[str, Path], list[str]]:
+def apply(run_folder: Path, preview: bool = False
+          ) -> tuple[dict[str, Path], list[str], list[str]]:
     """The final codebook into ``RUN/review/``; with ``preview``, the codebook as it
     stands, open items as proposed, into ``RUN/review/draft/`` and marked as a draft
     (the final one is written only from a round where nothing is open).
 
-    Returns the files written and the auditors' comments a judge has not answered
-    (:meth:`ReviewStatus.unanswered`): the codebook is written, says so, and the
-    command prints them, since the team may have settled them in the room."""
+    Returns the files written, the auditors' comments a judge has not answered
+    (:meth:`ReviewStatus.unanswered`) and the categories of one domain named alike
+    (:func:`~pipeline.review.apply.name_clashes`): the codebook is written and the
+    command prints both, since the team may have settled them in the room."""
     run = load_run(run_folder)
     with ReviewStore(run) as store:
         st = review_status(store)
     cb = build_codebook(run, st, draft=preview)
     return (write_codebook(cb, run.folder / "review" / ("draft" if preview else "")),
-            st.unanswered())
+            st.unanswered(), name_clashes(cb.data))
 
 
 __all__ = ["export", "import_workbooks", "status", "resolve", "audit", "answer", "next_round",
