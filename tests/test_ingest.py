@@ -900,6 +900,21 @@ def test_a_cases_table_that_cannot_be_joined_says_why_and_what_to_do(tmp_path, t
     assert said in message and advice in message and "transcript as UTF-8" not in message
 
 
+def test_a_cases_workbook_whose_table_is_not_on_the_first_sheet_says_where_it_is(tmp_path):
+    write(tmp_path, "T01.txt", T01)
+    book = openpyxl.Workbook()
+    book.active.title = "Notes"
+    book.active.append(["Collected in spring; see the protocol."])
+    table = book.create_sheet("Participants")
+    table.append(["case_id", "modality"])
+    table.append(["T01", "CBT"])
+    book.save(tmp_path / "cases.xlsx")
+    with pytest.raises(InputError) as caught:
+        run(tmp_path, "T01.txt", cases_table="cases.xlsx")
+    assert "first sheet, 'Notes', which has no case_id column; sheet 'Participants' has one" \
+        in str(caught.value) and "move sheet 'Participants' to the front" in str(caught.value)
+
+
 def test_a_case_id_spelled_with_decomposed_accents_joins_its_composed_row(tmp_path):
     import unicodedata
 

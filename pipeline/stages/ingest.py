@@ -1892,7 +1892,15 @@ def _join_cases_table(cases: pd.DataFrame, path: Path,
         # a team's table of participants is as often a workbook as a CSV; the first
         # sheet is the table. A formula's saved result is an attribute like any other
         # (an age worked out from a birth date); one never calculated reads as blank
-        table, written, formulas, sheet, _ = _read_xlsx(data, 0, shown)
+        table, written, formulas, sheet, others = _read_xlsx(data, 0, shown,
+                                                              look_for=("case_id",))
+        if others and _find_column(list(table.columns), "case_id") is None:
+            # a workbook whose first sheet is a cover or notes sheet: the table is later
+            raise InputError(f"the cases table is read from the workbook's first sheet, "
+                             f"'{sheet}', which has no case_id column; sheet '{others[0]}' "
+                             "has one", path=shown, field="ingest.cases_table",
+                             hint=f"move sheet '{others[0]}' to the front of the workbook, "
+                                  "or save it as a CSV file of its own")
         blank = [ref for row, column, ref in formulas
                  if row < len(table) and column < len(table.columns) and
                  not table.iat[row, column].strip()]
