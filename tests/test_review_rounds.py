@@ -452,6 +452,37 @@ def test_judges_answer_in_the_web_app(panel):
     assert "argue" in ana.get("/theme/2")
 
 
+def test_typed_text_that_no_file_can_hold_is_stored_without_it(panel, capsys):
+    """A name with U+FFFE was saved from the web form, and then every workbook and
+    REFI-QDA file written after it was broken; an escape sequence reached the terminal
+    through `review status`."""
+    web = Web(panel, "ana")
+    page = web.get("/theme/0")
+    r = web.post("/decide", _page=page, item="theme:0", v_item="0", v_mine="0",
+                 decision="rename", new_name="Felt \ufffe ashamed\x1b[2J\x00",
+                 core_idea="line one\nline two\x07", **{"as": "consensus"})
+    assert r.status_code == 303
+    with ReviewStore(load_run(panel)) as store:
+        d = store.consensus()["theme:0"]
+    assert (d.new_name, d.core_idea) == ("Felt ashamed[2J", "line one\nline two")
+    assert main(["review", "export", str(panel), "--judges", "ana,ben", "--force"]) == 0
+    assert main(["export", "qdc", str(panel), "--draft", "--out",
+                 str(panel / "x.qdc")]) == 0
+    __import__("xml.etree.ElementTree").etree.ElementTree.parse(panel / "x.qdc")
+    # an audit comment id beyond any integer the store holds is no comment, not an error
+    with ReviewStore(load_run(panel)) as store:
+        store.add_audit_comment("theme:1", "dee", "Which\x1b[31m cases?")
+        assert store.audit_comments()["theme:1"] == [("dee", "Which[31m cases?")]
+    r = web.post("/answer", _page=web.get("/theme/1"), comment_id="9" * 23, answer="accept")
+    assert r.status_code == 400 and "no audit comment" in r.text
+    # the address with the token never sends the judge to another site
+    fresh = create_app(panel)
+    client = TestClient(fresh.asgi, base_url=BASE, follow_redirects=False)
+    for path in ("//evil.example/", "/%2F%2Fevil.example"):
+        r = client.get(f"{path}?token={fresh.token}")
+        assert r.status_code == 303 and r.headers["location"] == "/", path
+
+
 def test_round_two_pages_show_round_one_comments_and_answers(panel, capsys):
     run, cid = _audited(panel)
     for judge, answer in (("ana", ["--accept"]), ("ben", ["--argue", "they <b>say</b> so"])):

@@ -300,7 +300,7 @@ def test_is_item_and_say(store):
 def test_back_addresses_stay_on_this_site():
     assert local_target("/theme/1?from=ana#decide") == "/theme/1?from=ana#decide"
     for bad in ("https://example.org/", "//example.org/x", "javascript:alert(1)", "theme/1",
-                None, ""):
+                "/\\example.org/x", None, ""):
         assert local_target(bad, "/x") == "/x", bad
 
 

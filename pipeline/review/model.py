@@ -43,6 +43,7 @@ core_idea  edit        ``core_idea`` (required): the judges' core idea of one ca
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -79,6 +80,20 @@ class ReviewError(ConsensaError):
     """Review input that cannot be used as it is (a bad workbook row, an unknown item)."""
 
 
+#: What no typed text holds: control characters but tab and line breaks (an escape
+#: sequence would reach a judge's terminal through `review status`), and what XML cannot
+#: hold at all (U+FFFE, U+FFFF, lone surrogates), which broke every workbook and REFI-QDA
+#: file written after it.
+_NOT_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff\ud800-\udfff]")
+
+
+def typed_text(value: str) -> str:
+    """``value`` without the characters no text a person types holds (:data:`_NOT_TEXT`):
+    names, core ideas, comments and answers are stored without them, whichever way they
+    came in (web form, workbook, command line), so every writer can write what is stored."""
+    return _NOT_TEXT.sub("", value)
+
+
 @dataclass(frozen=True)
 class Decision:
     item: str
@@ -91,6 +106,15 @@ class Decision:
     comment: str = ""
     #: where it came from ("ana.xlsx, sheet 'themes', row 4", or "command line")
     source: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("new_name", "core_idea", "comment"):
+            value = getattr(self, name)
+            if isinstance(value, str) and _NOT_TEXT.search(value):
+                value = typed_text(value)
+                # a name is one line with single spaces, also where a character went
+                object.__setattr__(self, name, " ".join(value.split()) if name == "new_name"
+                                   else value)
 
     @property
     def kind(self) -> str:

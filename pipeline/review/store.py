@@ -58,6 +58,7 @@ from .model import (
     overlap_problems,
     rejected_target_problems,
     split_outside_problems,
+    typed_text,
 )
 from .settle import made_by_splits, settle, touched_items
 
@@ -550,6 +551,7 @@ class ReviewStore:
                 self._log(judge, "position", d.item, d.to_json(), previous, round, import_id)
             added = 0
             for auditor, item, comment, _ in comments:
+                comment = typed_text(comment)
                 # the same workbook imported again holds the same comments: each stays one
                 # comment for the judges to answer, not two
                 if self.con.execute("SELECT 1 FROM audit_comments WHERE round=? AND item=? "
@@ -645,6 +647,7 @@ class ReviewStore:
         errors = self._check_item(item)
         if errors:
             raise ReviewError(errors[0])
+        comment = typed_text(comment)
         if not comment.strip():
             raise ReviewError("the comment is empty")
         with self.transaction():
@@ -658,6 +661,7 @@ class ReviewStore:
         return [] if ident in known else [f"unknown item {kind} {ident!r}"]
 
     def _add_comment(self, item: str, by: str, comment: str, round: int) -> None:
+        comment = typed_text(comment)
         self.con.execute("INSERT INTO audit_comments (round, item, by, comment, at) VALUES "
                          "(?, ?, ?, ?, ?)", (round, item, by, comment, _now()))
         self._log(by, "audit comment", item, comment, None, round)
@@ -698,7 +702,7 @@ class ReviewStore:
         if answer not in ANSWERS:
             raise ReviewError(f"the answer is {answer!r}; it is one of: {', '.join(ANSWERS)}"
                               if answer else "choose an answer: accept or argue")
-        text = text.strip()
+        text = typed_text(text).strip()
         if answer == "argue" and not text:
             raise ReviewError("say why you argue against the comment")
         with self.transaction():

@@ -255,6 +255,8 @@ def answer(review: ReviewApp, request: Request, form) -> Response:
         cid = int(str(form.get("comment_id", "")))
     except ValueError:
         raise Refused(400, "The form does not say which comment it answers.") from None
+    if not 0 < cid < 2 ** 63:           # SQLite's integers: a larger one is no comment id
+        raise Refused(400, f"There is no audit comment {cid}.", "Nothing was saved.")
     word = str(form.get("answer", "")).strip()
     try:
         with review.store() as store:

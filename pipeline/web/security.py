@@ -154,7 +154,8 @@ def local_target(target: object, default: str = "/") -> str:
     ``back`` field is the client's to set, so it cannot be trusted to stay here."""
     text = str(target or default)
     parts = urlsplit(text)
-    if parts.scheme or parts.netloc or not text.startswith("/") or text.startswith("//"):
+    # "//host" and "/\host" are another site to a browser ("\" reads as "/")
+    if parts.scheme or parts.netloc or not text.startswith("/") or text[1:2] in ("/", "\\"):
         return default
     return text
 
@@ -194,7 +195,9 @@ class Guard:
                 session = access.session_of(request.cookies.get(access.cookie)) \
                     or access.new_session()
                 rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
-                target = request.url.path + (f"?{urlencode(rest)}" if rest else "")
+                # the path as asked, but never "//other.site": a link with the token
+                # must not send the judge elsewhere
+                target = local_target(request.url.path + (f"?{urlencode(rest)}" if rest else ""))
                 response = RedirectResponse(target, status_code=303)
                 response.set_cookie(access.cookie, session.sid, httponly=True,
                                     samesite="strict", path="/")
