@@ -15,7 +15,8 @@ overlap of members, counted over the segments present in that resample. A theme
 *reappears* when that best Jaccard is at least ``threshold`` (0.5). Per theme:
 the share of resamples it reappears in, its mean best Jaccard, and, over the
 leave-out resamples, the share in which its CQR frequency label (recomputed with
-:func:`pipeline.stages.cqr.frequency_label` on the cases present) differs from the
+:func:`pipeline.stages.cqr.frequency_label` on the cases present, each counted by the
+rule the run's label used: in a CQR run through placed segments only) differs from the
 run's: the label the re-analysis would print, which is "none" when the theme
 does not reappear. Themes reappearing in fewer than ``unstable_below`` (0.6) of
 the resamples are marked unstable.
@@ -213,7 +214,9 @@ def compute_stability(segments: pd.DataFrame, themes: pd.DataFrame, vectors: np.
     ``regroup(vectors, index, seed) -> labels`` groups the resampled segments
     (``index``: their rows in ``segments``) as the run grouped all of them; the
     default is the run's reduce + cluster + assign (:func:`recluster`). A CQR run
-    passes its cross-analysis (:func:`cqr_regroup`)."""
+    passes its cross-analysis (:func:`cqr_regroup`), which also says which segments
+    count toward a frequency label (the labels, counted): a resample's label is
+    recounted by the run's own rule."""
     start = time.perf_counter()
     case_ids = segments["case_id"].astype(str).to_numpy()
     if regroup is None:
@@ -235,7 +238,7 @@ def compute_stability(segments: pd.DataFrame, themes: pd.DataFrame, vectors: np.
         what = f"leaving out {', '.join(rs.withheld)}" if rs.kind == "leave-out" else \
             f"bootstrap, {len(rs.index)} distinct segments"
         log.info("stability: resample %d/%d (%s)", i, len(plan), what)
-        new = regroup(vectors[rs.index], np.asarray(rs.index), rs.seed)
+        new, counts = _grouped(regroup(vectors[rs.index], np.asarray(rs.index), rs.seed))
         best, match, present = best_matches(theme[rs.index], new, k)
         has = present > 0
         back = has & (best >= settings.threshold)
@@ -249,7 +252,10 @@ def compute_stability(segments: pd.DataFrame, themes: pd.DataFrame, vectors: np.
             n_present = len(set(sub_cases.tolist()))
             for t in range(k):
                 if back[t]:
-                    n = len(set(sub_cases[new == match[t]].tolist()))
+                    # the cases the label counts, by the rule the run's label used: in a
+                    # CQR run only segments placed there (or reassigned above the
+                    # stricter similarity), not every reassigned outlier
+                    n = len(set(sub_cases[(new == match[t]) & counts].tolist()))
                     label = frequency_label(n, n_present, cfg.cqr)
                 else:
                     label = "none"
@@ -258,7 +264,7 @@ def compute_stability(segments: pd.DataFrame, themes: pd.DataFrame, vectors: np.
     reproduced = None
     if check_reproduction and k:
         log.info("stability: re-clustering all segments with the run's own seed (a check)")
-        again = regroup(vectors, np.arange(len(vectors)), None)
+        again, _ = _grouped(regroup(vectors, np.arange(len(vectors)), None))
         best, _, present = best_matches(theme, again, k)
         weights = present.astype(float)
         reproduced = float(np.sum(best * weights) / weights.sum()) if weights.sum() else None
@@ -285,6 +291,16 @@ def compute_stability(segments: pd.DataFrame, themes: pd.DataFrame, vectors: np.
     return StabilityResult(table=table, overall=overall, settings=settings, seed=seed,
                            n_leave_out=n_lo, n_bootstrap=len(plan) - n_lo, reproduced=reproduced,
                            seconds=round(time.perf_counter() - start, 3))
+
+
+def _grouped(out) -> tuple[np.ndarray, np.ndarray]:
+    """A regrouping's labels, and which segments count toward a label: a regroup returns
+    the labels, or (labels, counted) when its analysis counts only some segments (a CQR
+    run's honest frequencies, :func:`cqr_regroup`)."""
+    labels, counted = out if isinstance(out, tuple) else (out, None)
+    labels = np.asarray(labels, dtype=np.int64)
+    return labels, (np.ones(len(labels), bool) if counted is None
+                    else np.asarray(counted, dtype=bool))
 
 
 def _original_labels(themes: pd.DataFrame, theme: np.ndarray, case_ids: np.ndarray,
@@ -319,7 +335,8 @@ def cqr_regroup(segments: pd.DataFrame, domains: pd.DataFrame, cfg: RunConfig):
         xa = cross_analyse(sub, x, domain[index], xcfg, cfg.cqr, frame_domains=frame,
                            include_frame=cfg.protocol.include_frame,
                            n_cases_total=int(segments["case_id"].nunique()))
-        return np.asarray(xa.category, dtype=np.int64)
+        # with the segments that count toward a label, as the run's label counted them
+        return np.asarray(xa.category, dtype=np.int64), np.asarray(xa.counted, dtype=bool)
 
     return regroup
 

@@ -188,6 +188,25 @@ def test_label_change_counts_leave_out_resamples_that_change_the_cqr_label():
     assert res.overall == 1
 
 
+def test_a_resamples_label_counts_the_cases_by_the_runs_own_rule():
+    """A CQR label counts a case only through segments placed in the category (not every
+    reassigned outlier); a resample's label must be counted the same way, or a category
+    whose label holds reads as changing. Theme 0 has a segment in each of 10 cases, but
+    only 4 cases count (variant): leaving one case out keeps it variant."""
+    seg = pd.DataFrame({"case_id": [f"c{c}" for c in range(10)], "theme": [0] * 10})
+    themes = pd.DataFrame({"theme_id": [0], "name": ["some"], "frequency_label": ["variant"]})
+    counted = np.array([c < 4 for c in range(10)])
+    cfg = validate_config({"reduce": {"name": "consensa.Identity.v1"}})
+
+    def regroup(x, index, seed):                # every segment back in one category
+        return np.zeros(len(index), dtype=np.int64), counted[index]
+
+    res = compute_stability(seg, themes, np.eye(10, dtype=np.float32), cfg,
+                            StabilityConfig(resamples=10, bootstrap=False),
+                            check_reproduction=False, regroup=regroup)
+    assert res.table.loc[0, "reappearance"] == 1 and res.table.loc[0, "label_change_rate"] == 0
+
+
 def test_run_honours_a_stability_section(tmp_path, capsys):
     study = write_study(tmp_path / "interviews")
     data = study_config(study, **SEPARABLE)
