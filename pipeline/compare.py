@@ -310,10 +310,16 @@ def compare(run_folder: str | Path, codes_path: str | Path, *, level: str = "cat
     notes = ([unplaced_note] if unplaced_note else []) + list(run.notes) + list(codes.notes) \
         + [n for n in place_notes if n != unplaced_note]
     if not (placed["status"] == "placed").any():
+        # why, counted: a case name that is not the run's is one reason among several
+        cases = sorted(run.sources)
+        listed = ", ".join(cases[:10]) + (f" ... ({len(cases)} cases)" if len(cases) > 10 else "")
+        names_only = set(placed["status"]) == {"case not in the run"}
         raise InputError(
-            "none of the codes could be placed in the run's texts", path=codes.path,
-            hint="check that the codes' case names match the run's case ids "
-                 f"({', '.join(sorted(run.sources)[:8])}) and that they code these transcripts")
+            f"none of the codes could be placed in the run's texts: {unplaced_note}",
+            path=codes.path,
+            hint=(f"name the cases as the run's case ids ({listed})" if names_only else
+                  "check that the codes code these transcripts (the texts, or their offsets, "
+                  f"as the run read them); the run's cases are {listed}"))
     if level == "domain" and not codes.hierarchical:
         raise InputError("--level domain needs hierarchical codes ('Parent > Child'); these "
                          "codes have one level", path=codes.path, field="--level",

@@ -153,10 +153,6 @@ def test_a_repeated_column_that_is_not_read_is_left_alone(tmp_path):
     ([{"case": "T01", "what": "A", "text": "x"}], "has no code column"),
     ([{"case": "T01", "code": "A", "start": "1"}], "neither a text column nor start/end"),
     ([{"case": "T01", "code": "", "text": "x"}], "holds no coded passage"),
-    # every row's offsets unusable: the refusal says which rows and why
-    ([{"case": "T01", "code": "A", "start": "x", "end": "4"},
-      {"case": "T01", "code": "B", "start": "9", "end": "3"}],
-     "offsets that are not whole numbers with start < end (rows 2, 3)"),
 ])
 def test_unusable_tables_are_refused_naming_the_file(tmp_path, rows, message):
     path = write_csv(tmp_path / "codes.csv", rows)

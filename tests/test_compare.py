@@ -412,6 +412,24 @@ def test_html_escapes_code_names_and_quotes(plain, tmp_path):
     assert "<img" not in html and "&lt;img src=x onerror=alert(1) &amp; co" in html
 
 
+def test_a_coding_whose_offsets_excel_mangled_is_counted_not_placed(plain, tmp_path, capsys):
+    """Offsets Excel wrote as "1,927" or 2.5E+03, with no text: the rows were dropped, the
+    note said their text was used, and their codes had no row in by_code.csv."""
+    folder, study = plain
+    rows = topic_rows(study, offsets=False) + [
+        {"case": "case01", "code": "Mangled", "start": "1,927", "end": "2,176"},
+        {"case": "case01", "code": "Mangled too", "start": "2.5E+03", "end": "2730"}]
+    out = tmp_path / "cmp"
+    table = write_csv(tmp_path / "codes.csv", rows, columns=["case", "code", "text", "start",
+                                                              "end"])
+    assert main(["compare", str(folder), str(table), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    cat = pd.read_csv(out / "by_code.csv").query("level == 'category'").set_index("code")
+    assert cat.at["Mangled", "status"] == "not placed (1 coding)"
+    assert cat.at["Mangled too", "n_not_placed"] == 1
+    assert "2 offsets not whole numbers, no text" in printed
+
+
 def test_output_folder_is_replaced_but_a_foreign_folder_is_not_touched(plain, tmp_path):
     folder, study = plain
     res = compare(folder, write_csv(tmp_path / "codes.csv", topic_rows(study)))
@@ -433,6 +451,13 @@ def test_compare_errors_exit_2(plain, tmp_path, capsys):
     assert main(["compare", str(folder), str(bad)]) == 2
     err = capsys.readouterr().err
     assert "none of the codes could be placed" in err and "case01" in err
+    assert "1 case not in the run" in err and "name the cases as the run's case ids" in err
+    # a case the run has, a text it does not: the message says so, not "check the names"
+    absent = write_csv(tmp_path / "absent.csv", [{"case": "case01", "code": "A",
+                                                  "text": "Words nobody in this study said."}])
+    assert main(["compare", str(folder), str(absent)]) == 2
+    err = capsys.readouterr().err
+    assert "1 text not found in Consensa's text" in err and "name the cases" not in err
     flat = write_csv(tmp_path / "flat.csv", [{"case": "case01", "code": "A",
                                               "text": "Thank you for joining me today."}])
     assert main(["compare", str(folder), str(flat), "--level", "domain"]) == 2

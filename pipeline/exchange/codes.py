@@ -304,7 +304,9 @@ def read_codes_table(path: str | Path, *, separator: str = SEPARATOR,
         if s is None and not text.strip():
             if row not in bad_offsets[-1:]:           # that row's note says so already
                 nothing_to_place.append(row)
-            continue
+                continue
+            # its offsets are unreadable and it has no text: kept, so that the code is
+            # counted as not placed (and has its row in by_code.csv), not dropped unseen
         t = _as_int(turn)
         for c in codes:
             rows.append((case.strip(), c, coder.strip(), -1 if s is None else s,
@@ -318,7 +320,7 @@ def read_codes_table(path: str | Path, *, separator: str = SEPARATOR,
         listed = ", ".join(map(str, bad_offsets[:10])) + (" ..." if len(bad_offsets) > 10 else "")
         notes.append(f"{len(bad_offsets)} row(s) have start/end offsets that are not whole "
                      f"numbers with start < end (rows {listed}); their text was used instead "
-                     "where they have one")
+                     "where they have one, and those without are not placed (coding_spans.csv)")
     if nothing_to_place:
         listed = ", ".join(map(str, nothing_to_place[:10])) + (" ..." if len(nothing_to_place) > 10
                                                                else "")
@@ -989,6 +991,10 @@ def _place_by_offsets_or_text(rows: pd.DataFrame, target: str, min_match: float,
             if not text.strip():
                 out.append((-1, -1, "", 0.0, "offsets outside the text"))
                 continue
+        if s < 0 and not text.strip():
+            # a row whose offsets could not be read (Excel's "1,927") and has no text
+            out.append((-1, -1, "", 0.0, "offsets not whole numbers, no text"))
+            continue
         if locator is None:
             locator = Locator(target)
         hint = turn_start(int(turn)) if turn >= 0 else None
