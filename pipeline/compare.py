@@ -297,6 +297,10 @@ def compare(run_folder: str | Path, codes_path: str | Path, *, level: str = "cat
     if level not in LEVELS:
         raise InputError(f"unknown level '{level}'", field="--level",
                          hint="use --level category or --level domain")
+    if depth is not None and depth < 1:
+        # a negative cut dropped the last levels and 0 cut nothing, both without a word
+        raise InputError(f"--depth must be 1 or more; got {depth}", field="--depth",
+                         hint="--depth 1 keeps the top level of 'Parent > Child', 2 two levels")
     if not 0 < min_coverage <= 1:
         raise InputError("min_coverage must be in (0, 1]", field="--min-coverage",
                          hint="e.g. 0.5: a code must cover half a segment's characters")

@@ -462,6 +462,9 @@ def test_compare_errors_exit_2(plain, tmp_path, capsys):
                                               "text": "Thank you for joining me today."}])
     assert main(["compare", str(folder), str(flat), "--level", "domain"]) == 2
     assert "needs hierarchical codes" in capsys.readouterr().err
+    for depth in ("0", "-1"):
+        assert main(["compare", str(folder), str(flat), "--depth", depth]) == 2
+        assert f"--depth must be 1 or more; got {depth}" in capsys.readouterr().err
     assert main(["compare", str(tmp_path), str(flat)]) == 2
     assert "not a Consensa run folder" in capsys.readouterr().err
 
