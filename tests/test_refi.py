@@ -271,6 +271,22 @@ def test_a_code_table_that_would_lose_a_row_is_refused_naming_it(tmp_path, capsy
     assert said in capsys.readouterr().err and not (tmp_path / "c.qdc").exists()
 
 
+@pytest.mark.parametrize("name, data", [
+    ("latin.csv", "code;description\nEmotion > L\xe4rm;Noise\nEmotion>Tears;\n".encode("cp1252")),
+    ("tabs.tsv", "code\tdescription\nEmotion > Lärm\tNoise\nEmotion>Tears\t\n".encode()),
+    ("one.csv", "code,description\nEmotion > Lärm,Noise\n\"Emotion>Tears;Emotion > Lärm\",\n"
+                .encode()),
+])
+def test_a_code_table_is_read_as_compare_reads_one(tmp_path, name, data):
+    """A Windows-1252 table ended in a UnicodeDecodeError traceback, a tab- or
+    semicolon-separated one had 'no code column', and "A;B" became one code 'A;B'."""
+    table = tmp_path / name
+    table.write_bytes(data)
+    codes, _ = export_codebook(table)
+    assert [(c.name, [(k.name, k.description) for k in c.children]) for c in codes] == [
+        ("Emotion", [("Lärm", "Noise"), ("Tears", "")])]
+
+
 def test_a_code_table_written_twice_or_with_gaps_gives_each_code_once(tmp_path):
     table = tmp_path / "codes.csv"
     pd.DataFrame([["A", "one"], ["", ""], ["A", "one "], ["A > B", ""], ["A", ""]],

@@ -173,7 +173,7 @@ def decoded_table(path: Path, shown: str) -> str:
     except InputError as exc:
         raise InputError(exc.reason, path=shown, hint=TABLE_AS_TEXT) from None
 
-def _table(path: Path,
+def read_table(path: Path,
            sheet: str | int) -> tuple[pd.DataFrame, list[str], list[tuple[int, int, str]], str]:
     """All cells of the table as str; its header row as the file writes it (pandas
     renames a repeated column name, so :func:`read_codes_table` checks this row); and,
@@ -266,7 +266,7 @@ def read_codes_table(path: str | Path, *, separator: str = SEPARATOR,
 
     path = Path(path)
     shown = str(path)
-    frame, written, formulas, sheet_name = _table(path, sheet)
+    frame, written, formulas, sheet_name = read_table(path, sheet)
     col = _find_columns(frame, columns, shown)
     check_columns_read_once(
         written, list(frame.columns), {f"the {key} column": name for key, name in col.items()},
@@ -1144,7 +1144,7 @@ def case_attributes(run: RunData) -> tuple[pd.DataFrame | None, list[str]]:
     notes: list[str] = []
     try:
         if path.suffix.lower() == ".xlsx":      # a cases table may be a workbook (ingest)
-            frame = _table(path, 0)[0]
+            frame = read_table(path, 0)[0]
         else:
             text = decoded_table(path, str(path))
     except OSError as exc:

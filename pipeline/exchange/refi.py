@@ -355,8 +355,13 @@ def codebook_from_run(run: RunData) -> list[ExportCode]:
 def codebook_from_table(path: Path) -> list[ExportCode]:
     """A codebook from a table: a Consensa ``themes.csv`` (with ``domains.csv`` beside
     it), or any table with a ``code`` column of paths (``Parent > Child``) and
-    optionally ``description`` and ``color`` columns."""
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    optionally ``description`` and ``color`` columns. The table is read as ``compare``
+    reads a table of codes (:func:`pipeline.exchange.codes.read_table`: its encoding and
+    delimiter detected, an .xlsx's first sheet), and a cell of several codes joined
+    with ";" is several codes, as there."""
+    from .codes import read_table
+
+    frame = read_table(path, 0)[0]
     cols = {c.casefold(): c for c in frame.columns}
     if "theme_id" in cols and "name" in cols:
         folder = path.parent
@@ -382,8 +387,9 @@ def codebook_from_table(path: Path) -> list[ExportCode]:
     for i, row in enumerate(frame.itertuples(index=False)):
         cells = dict(zip(frame.columns, row))
         line = i + 2  # the spreadsheet's row number: the header is row 1
-        p = JOIN.join(split_path(cells[code_col]))
-        if not p:
+        found = [q for q in (JOIN.join(split_path(c)) for c in str(cells[code_col]).split(";"))
+                 if q]
+        if not found:
             # a row with nothing in it is a gap; one with a description or colour but no
             # code would lose what it says, so the table is refused rather than shortened
             if any(str(v).strip() for v in cells.values()):
@@ -391,20 +397,22 @@ def codebook_from_table(path: Path) -> list[ExportCode]:
                                  "other cells filled", path=path,
                                  hint=f"give row {line} its code, or delete the row")
             continue
-        for col, seen in ((desc_col, descs), (color_col, colors)):
-            value = str(cells[col]).strip() if col else ""
-            if not value:
-                continue
-            if p in seen and seen[p] != value:
-                # the same code twice with two descriptions: keeping one would drop the
-                # other without a word
-                raise InputError(f"row {line}: code '{p}' is also on row {first_row[p]}, "
-                                 f"with another {col}", path=path,
-                                 hint="give each code one row, or the same "
-                                      f"{col} on both")
-            seen[p] = value
-        first_row.setdefault(p, line)
-        paths.append(p)
+        for p in found:
+            for col, seen in ((desc_col, descs), (color_col, colors)):
+                # a description or colour belongs to a row of one code
+                value = str(cells[col]).strip() if col and len(found) == 1 else ""
+                if not value:
+                    continue
+                if p in seen and seen[p] != value:
+                    # the same code twice with two descriptions: keeping one would drop
+                    # the other without a word
+                    raise InputError(f"row {line}: code '{p}' is also on row {first_row[p]}, "
+                                     f"with another {col}", path=path,
+                                     hint="give each code one row, or the same "
+                                          f"{col} on both")
+                seen[p] = value
+            first_row.setdefault(p, line)
+            paths.append(p)
     book = codebook_from_paths(paths, descs, colors=colors)
     return _tree(book, f"table/{path.name}")
 
@@ -903,7 +911,7 @@ def export_codebook(source: str | Path) -> tuple[list[ExportCode], str]:
         codes = read_project(source)
         return _tree(codes.codebook, f"project/{source.name}"), \
             codes.info.get("origin") or f"Consensa {__version__}"
-    if source.suffix.lower() in (".csv", ".tsv"):
+    if source.suffix.lower() in (".csv", ".tsv", ".xlsx"):
         return codebook_from_table(source), f"Consensa {__version__}"
     if source.suffix.lower() in (".yaml", ".yml"):
         return codebook_from_yaml(source), f"Consensa {__version__} (final codebook)"
