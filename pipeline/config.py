@@ -695,7 +695,17 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> tuple[RunConfig,
         key, value = parse_override(item)
         set_dotted(data, key, value)
         keys.append(key)
-    cfg, base = validate_config(data, path), path.resolve().parent
+    try:
+        cfg = validate_config(data, path)
+    except ConfigError as exc:
+        # a value given with --set is not in the file the error names: say where it is
+        given = [item for item, key in zip(overrides, keys, strict=True) if f"'{key}'" in exc.reason]
+        if not given:
+            raise
+        raise ConfigError(f"{exc.reason} (given on the command line: "
+                          + ", ".join(f"--set {g}" for g in given) + ")", path=path,
+                          field=exc.field, hint="change the value given with --set") from None
+    base = path.resolve().parent
     unused = [k for k in keys if k.split(".", 1)[0] in UNUSED_BY_CQR]
     if unused and cfg.analysis == CQR_ANALYSIS:
         # as a sweep of such a key is refused: the run would be the one without it

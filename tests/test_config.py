@@ -546,3 +546,20 @@ def test_a_model_folder_that_holds_no_model_is_refused_by_validate_naming_the_ke
     with pytest.raises(ConfigError, match="could not be loaded") as caught:
         SentenceTransformerEmbedder(model=str(tmp_path / "broken")).encode(["hello"])
     assert caught.value.field == "embed.model"
+
+
+def test_a_bad_value_given_with_set_is_said_to_come_from_the_command_line(tmp_path, capsys):
+    from pipeline.cli import main
+
+    (tmp_path / "interviews").mkdir()
+    (tmp_path / "interviews" / "T01.txt").write_text("Interviewer: Hi?\nP1: Hello.\n")
+    path = write(tmp_path, {"ingest": {"paths": ["interviews"]}})
+    assert main(["validate", str(path), "--set", "naming.max_words=1"]) == 2
+    err = capsys.readouterr().err
+    assert "'naming.max_words'" in err and "(given on the command line: --set " \
+        "naming.max_words=1)" in err and "change the value given with --set" in err
+    # an error of the file itself is the file's, as before
+    bad = write(tmp_path, {"ingest": {"paths": ["interviews"]}, "naming": {"max_words": 1}},
+                name="bad.yaml")
+    assert main(["validate", str(bad), "--set", "seed=3"]) == 2
+    assert "command line" not in capsys.readouterr().err
