@@ -275,7 +275,8 @@ def _themes(cfg: RunConfig, cache, timer: Timer, segments: pd.DataFrame, vectors
     fit = find_themes(fitting, cfg, cache=cache, timed=timer.stage)
     clustering = fit.clustering
     if clustering.n_themes == 0:
-        raise no_themes_error(fit.clusterer, len(fitting))
+        raise no_themes_error(fit.clusterer, len(fitting),
+                              cfg.reduce.params().get("n_components"))
     if sample is not None:
         with timer.stage("join"):
             clustering = join_sample(grouping, sample, clustering, cfg.outliers.min_similarity)

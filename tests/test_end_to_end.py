@@ -223,6 +223,17 @@ def test_a_run_that_finds_no_theme_stops_with_what_to_change(study):
     assert not (study.parent / "out").exists()
 
 
+def test_a_run_of_as_many_dimensions_as_segments_says_so_not_the_cluster_settings(study):
+    # a sweep's largest n_components: the spectral map is cut to the 72 segments and
+    # padded, and nothing is dense; the cluster settings are not what to change
+    data = study_config(study, reduce={"name": "consensa.Spectral.v1", "n_components": 1000},
+                        cluster={"name": "consensa.HDBSCAN.v1", "min_cluster_size": 5})
+    with pytest.raises(InputError) as e:
+        run(validate_config(data), study, study.parent / "out")
+    assert "reduce.n_components (1000) is as many as the segments" in str(e.value)
+    assert "cluster.min_cluster_size" not in str(e.value)
+
+
 def test_an_existing_out_folder_is_refused_before_any_work(study, tmp_path, monkeypatch):
     import pipeline.run as run_module
     from pipeline.precode import precode

@@ -182,9 +182,19 @@ class HDBSCANClusterer:
                 hint=f"set it to at most {n}, or leave it out to choose it by default")
 
 
-def no_themes_error(clusterer, n: int) -> InputError:
+def no_themes_error(clusterer, n: int, n_components: int | None = None) -> InputError:
     """The error of a run whose clusterer left every one of its ``n`` segments an
-    outlier: a run without themes has nothing for the judges to review."""
+    outlier: a run without themes has nothing for the judges to review.
+
+    ``n_components``: the reducer's dimensions. As many as the segments (a sweep's
+    largest value, say) leave no density to find, whatever the cluster settings, so the
+    error names that setting first."""
+    if n_components is not None and n_components >= n - 2:
+        return InputError(f"no themes found: the clusterer left all {n} segments as outliers; "
+                          f"reduce.n_components ({n_components}) is as many as the segments "
+                          "(or more), which leaves nothing dense to find", field="reduce",
+                          hint="set reduce.n_components well below the number of segments "
+                               "(5-50 is usual)")
     settings = [f"cluster.{k} (it was {getattr(clusterer, k + '_')})"
                 for k in ("min_cluster_size", "min_samples") if hasattr(clusterer, k + "_")]
     lower = f"lower {' or '.join(settings)}, " if settings else ""
