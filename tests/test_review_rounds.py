@@ -483,6 +483,22 @@ def test_typed_text_that_no_file_can_hold_is_stored_without_it(panel, capsys):
         assert r.status_code == 303 and r.headers["location"] == "/", path
 
 
+def test_a_category_named_like_another_of_its_domain_is_flagged_where_it_is_typed(panel):
+    items = load_run(panel)
+    dom = items.themes["domain_id"].value_counts().idxmax()
+    a, b = (int(t) for t in items.themes[items.themes["domain_id"] == dom]["theme_id"][:2])
+    web = Web(panel, "ana")
+    for tid, name, alike in ((a, "Crying", False), (b, " crying ", True)):
+        r = web.post("/decide", _page=web.get(f"/theme/{tid}"), item=f"theme:{tid}",
+                     v_item="0", v_mine="0", decision="rename", new_name=name,
+                     **{"as": "consensus"})
+        assert r.status_code == 303
+        warned = re.findall(r'<p class="flash warn"[^>]*>([^<]*)</p>', web.get("/"))
+        assert bool(warned) == alike, warned
+    # escaped as any text is (the names are the judges')
+    assert f"categories {a} &#34;Crying&#34; and {b} &#34;crying&#34;, named alike" in warned[0]
+
+
 def test_round_two_pages_show_round_one_comments_and_answers(panel, capsys):
     run, cid = _audited(panel)
     for judge, answer in (("ana", ["--accept"]), ("ben", ["--argue", "they <b>say</b> so"])):

@@ -656,11 +656,11 @@ def write_codebook(cb: Codebook, folder: Path) -> dict[str, Path]:
     return paths
 
 
-def name_clashes(data: dict) -> list[str]:
-    """Categories of one domain, at one level (categories, or the subcategories of one
-    category), whose names differ at most in case and spacing: "Crying" and "crying".
-    A QDA program merges such codes on import or refuses them, and the judges likely
-    meant one category: the codebook is written, and ``review apply`` says so."""
+def alike_categories(data: dict) -> list[tuple[dict, dict, dict]]:
+    """(domain, category, category) for each two categories of one domain, at one level
+    (categories, or the subcategories of one category), whose names differ at most in
+    case and spacing: "Crying" and "crying". A QDA program merges such codes on import
+    or refuses them, and the judges likely meant one category."""
     out = []
     for d in data.get("domains") or []:
         seen: dict[tuple[int, str], dict] = {}
@@ -668,11 +668,17 @@ def name_clashes(data: dict) -> list[str]:
             key = (int(c.get("parent", -1)), " ".join(str(c["name"]).split()).casefold())
             first = seen.setdefault(key, c)
             if first is not c:
-                out.append(f'domain {d["id"]} "{d["name"]}" holds categories {first["id"]} '
-                           f'"{first["name"]}" and {c["id"]} "{c["name"]}", named alike: '
-                           f"rename one (`consensa review resolve RUN --theme {c['id']} "
-                           "--decision rename --name ...`) or merge them")
+                out.append((d, first, c))
     return out
+
+
+def name_clashes(data: dict) -> list[str]:
+    """:func:`alike_categories` in words, with the command that renames one: the
+    codebook is written, and ``review apply`` says so."""
+    return [f'domain {d["id"]} "{d["name"]}" holds categories {a["id"]} "{a["name"]}" and '
+            f'{b["id"]} "{b["name"]}", named alike: rename one (`consensa review resolve RUN '
+            f"--theme {b['id']} --decision rename --name ...`) or merge them"
+            for d, a, b in alike_categories(data)]
 
 
 def _all_categories(data: dict):

@@ -24,7 +24,7 @@ from ..errors import ConsensaError
 from ..exchange import refi
 from ..precode import NONE, PrecodeBatch, record_choices
 from ..review.agreement import current_label, review_status
-from ..review.apply import build_codebook, write_codebook
+from ..review.apply import alike_categories, build_codebook, live_codebook, write_codebook
 from ..review.model import Decision, ReviewError, segment_item
 from ..review.store import StaleError
 from . import pages
@@ -159,6 +159,17 @@ def _not_saved(exc: ReviewError, what: str = "Nothing was saved.") -> Refused:
     return Refused(400, exc.reason, f"{what} {hint[:1].upper()}{hint[1:]}" if hint else what)
 
 
+def _warn_alike(review: ReviewApp, request: Request, store) -> None:
+    """After a consensus that names a category: warn, as ``review apply`` does, when a
+    category of the same domain now has a name alike ("Crying" and "crying"); the judges
+    see it where they typed the name, not only when the codebook is written."""
+    codebook = live_codebook(review.run, review_status(store))["codebook"]
+    for d, a, b in alike_categories(codebook):
+        review.flash(request, f'Domain {d["id"]} "{d["name"]}" now holds categories {a["id"]} '
+                     f'"{a["name"]}" and {b["id"]} "{b["name"]}", named alike: rename one, '
+                     "or merge them.", "warn")
+
+
 def decision_from_form(item: str, form, who: str) -> Decision:
     """The decision form's entries as a Decision (:meth:`Decision.parse`, as workbooks
     and the command line). The form shows every field at once, so the fields that do
@@ -191,12 +202,14 @@ def decide(review: ReviewApp, request: Request, form) -> Response:
             else:
                 store.resolve([d], by=who, expect={item: _version(form, "v_item")})
             label = current_label(store, item)
+            what = "your position" if mode == "position" else "the consensus"
+            review.flash(request, f"Saved {what} on {label}: {review.say(d)}.")
+            if mode != "position" and d.kind == "theme" and d.new_name:
+                _warn_alike(review, request, store)
     except StaleError as exc:
         return item_page(review, request, item, error=exc, draft=d, status=409)
     except ReviewError as exc:
         return item_page(review, request, item, error=exc, draft=d, status=400)
-    what = "your position" if mode == "position" else "the consensus"
-    review.flash(request, f"Saved {what} on {label}: {review.say(d)}.")
     return RedirectResponse(_back(form, item_url(item)), status_code=303)
 
 
@@ -291,9 +304,10 @@ def create_category(review: ReviewApp, request: Request, form) -> Response:
             item = store.create_category(name, ids, domain, who,
                                          str(form.get("category_definition", "")))
             label = current_label(store, item)
+            review.flash(request, f"Category created: {label}, {len(ids)} segment(s).")
+            _warn_alike(review, request, store)
     except ReviewError as exc:
         raise _not_saved(exc) from None
-    review.flash(request, f"Category created: {label}, {len(ids)} segment(s).")
     return RedirectResponse(item_url(item), status_code=303)
 
 
