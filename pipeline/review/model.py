@@ -783,6 +783,19 @@ def nesting_problems(decisions: list[Decision]) -> list[str]:
     return errs
 
 
+def _end_of_merges(by_item: dict[str, Decision], target: str,
+                   seen: set[str] | None = None) -> tuple[str, Decision | None]:
+    """Where theme ``target`` ends, following merges (a cycle stops at the first repeat):
+    the last theme's id and its decision (None: it has none)."""
+    seen = set(seen or ())
+    end = by_item.get(f"theme:{target}")
+    while end is not None and end.decision == "merge" and end.item not in seen:
+        seen.add(end.item)
+        target = end.target
+        end = by_item.get(f"theme:{target}")
+    return target, end
+
+
 def rejected_target_problems(decisions: list[Decision]) -> list[str]:
     """Themes merged, directly or through a chain of merges, into a theme the same set of
     decisions rejects. The merged theme's segments would end in no category without
@@ -792,12 +805,7 @@ def rejected_target_problems(decisions: list[Decision]) -> list[str]:
     for d in decisions:
         if d.kind != "theme" or d.decision != "merge":
             continue
-        seen, end = {d.item}, by_item.get(f"theme:{d.target}")
-        target = d.target
-        while end is not None and end.decision == "merge" and end.item not in seen:
-            seen.add(end.item)
-            target = end.target
-            end = by_item.get(f"theme:{target}")
+        target, end = _end_of_merges(by_item, d.target, seen={d.item})
         if end is not None and end.decision == "reject":
             via = "" if target == d.target else f" (through theme {d.target})"
             errs.append(f"{d.source or d.item}: theme {d.ident} would merge into theme "
@@ -815,12 +823,7 @@ def moved_into_rejected_problems(decisions: list[Decision]) -> list[str]:
     for d in decisions:
         if d.kind != "segment" or d.decision != "move" or d.target in ("", "none"):
             continue
-        seen, target = set(), d.target
-        end = by_item.get(f"theme:{target}")
-        while end is not None and end.decision == "merge" and end.item not in seen:
-            seen.add(end.item)
-            target = end.target
-            end = by_item.get(f"theme:{target}")
+        target, end = _end_of_merges(by_item, d.target)
         if end is not None and end.decision == "reject":
             via = "" if target == d.target else f" (merged into theme {target})"
             errs.append(f"{d.source or d.item}: segment {d.ident} would move into theme "
