@@ -228,10 +228,8 @@ def build(cfg: RunConfig, base_dir: Path, *, failed_llm_log: Path | None = None)
                  vectors=vectors, turns=corpus.turns, categories=analysis.categories,
                  core_ideas=analysis.core_ideas, protocol=analysis.protocol,
                  prompts=analysis.prompts, llm_log=analysis.llm_log,
-                 # a de-identified folder is made to be shared, and the case attributes
-                 # (a project's case variables can hold a participant's name) are not
-                 # de-identified: it does not copy them
-                 cases=corpus.cases if deid is None else None)
+                 # a de-identified run's attributes were de-identified with its texts
+                 cases=corpus.cases)
     if deid is not None:
         return DeidentifiedRunResult(**parts, files=dict(deid.files), mapping_csv=deid.mapping_csv())
     return RunResult(**parts)

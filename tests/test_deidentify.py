@@ -7,6 +7,7 @@ import io
 import json
 import os
 import re
+import shutil
 import sqlite3
 import stat
 import tempfile
@@ -30,6 +31,7 @@ from pipeline.stages.deidentify import (
     corpus_names,
     deidentify_corpus,
     deidentify_text,
+    identifying_column,
     mapping_header,
     study_key,
     write_mapping,
@@ -74,6 +76,37 @@ def test_a_line_longer_than_spacy_takes_is_read_in_pieces_to_its_end():
     out = replaced(f"Here it is {blob} and then Maria Lopez told me about it.")
     assert "Maria" not in out and "Lopez" not in out
     assert re.search(r"and then PERSON_\d+ told me about it\.$", out)
+
+
+@pytest.mark.parametrize("header, expected", [
+    ("participant_name", "PERSON"), ("Full name", "PERSON"), ("name", "PERSON"),
+    ("Surname", "PERSON"), ("E-mail", "EMAIL"), ("email address", "EMAIL"),
+    ("Mobile", "PHONE"), ("home address", "ADDRESS"), ("Postcode", "ADDRESS"),
+    ("date_of_birth", "DATE"), ("DOB", "DATE"),
+    ("therapy_name", None), ("site name", None), ("orientation", None),
+    ("years_in_practice", None), ("gender", None), ("cried_in_session", None)])
+def test_attribute_columns_that_hold_identifiers_are_known_by_their_header(header, expected):
+    assert identifying_column(header) == expected
+
+
+def test_case_attributes_are_replaced_as_the_case_text_numbers_them():
+    from pipeline.stages.deidentify import Deidentifier
+
+    deid = Deidentifier(DeidentifyConfig(enabled=True, ner=False, known_names=["Mara Reyes"]))
+    text = "I told Mara Reyes, and later my supervisor Dr. Siobhan Byrne, about it."
+    result = deid.pseudonymise("c1", text)
+    byrne = next(r.placeholder for r in result.replacements if "Byrne" in r.surface)
+    out = deid.pseudonymise_attributes(result, {
+        "participant_name": "Oona Vantreight", "supervisor": "Siobhan Byrne",
+        "interviewer": "Mara Reyes", "email": "n/a", "orientation": "CBT", "years": 22})
+    assert out["supervisor"] == byrne                  # the text's number, kept
+    assert out["interviewer"] == "PERSON_1"            # a known name's own number
+    assert re.fullmatch(r"PERSON_\d+", out["participant_name"])
+    assert out["participant_name"] not in {byrne, "PERSON_1"}
+    assert (out["email"], out["orientation"], out["years"]) == ("n/a", "CBT", 22)
+    assert {(c, r.surface) for c, r in result.attributes} == {
+        ("participant_name", "Oona Vantreight"), ("supervisor", "Siobhan Byrne"),
+        ("interviewer", "Mara Reyes")}
 
 
 def test_an_ambiguous_first_name_gets_its_own_pseudonym():
@@ -322,22 +355,39 @@ def all_text(folder: Path) -> str:
 
 def test_a_run_with_deidentification_holds_no_identifier(tmp_path, capsys):
     config = run_config(tmp_path, mapping_file="private/mapping.csv")
-    # case attributes are not de-identified: the folder made to be shared keeps none
-    (tmp_path / "cases.csv").write_text("case_id,supervisor\ncase07,Siobhan Byrne\n",
-                                        encoding="utf-8")
+    # case attributes are de-identified with the texts: a column that holds names is
+    # replaced whole, a name typed elsewhere is found, a study variable stays
+    (tmp_path / "cases.csv").write_text(
+        "case_id,orientation,years,participant_name,E-mail,supervisor\n"
+        "case07,CBT,22,Wilhelmina Dart,w.dart@example.org,Siobhan Byrne\n"
+        "case01,psychodynamic,9,Quince,,\n", encoding="utf-8")
     cfg = yaml.safe_load(config.read_text())
     cfg["ingest"]["cases_table"] = str(tmp_path / "cases.csv")
     config.write_text(yaml.safe_dump(cfg), encoding="utf-8")
     out = tmp_path / "out"
     assert main(["run", str(config), "--out", str(out)]) == 0
-    assert not (out / "cases.csv").exists()
+    cases = pd.read_csv(out / "cases.csv", dtype=str, keep_default_na=False).set_index("case_id")
+    assert cases.loc["case07", "orientation"] == "CBT" and cases.loc["case07", "years"] == "22"
+    assert cases.loc["case01", "orientation"] == "psychodynamic"
+    assert re.fullmatch(r"PERSON_\d+", cases.loc["case07", "participant_name"])
+    assert re.fullmatch(r"PERSON_\d+", cases.loc["case01", "participant_name"])
+    assert re.fullmatch(r"EMAIL_\d+", cases.loc["case07", "E-mail"])
+    # the supervisor named in case07's text keeps her placeholder of that text
+    supervisor = cases.loc["case07", "supervisor"]
+    assert supervisor in (out / "sources" / "case07.txt").read_text(encoding="utf-8")
+    assert cases.loc["case01", "E-mail"] == ""
+    # exports read the folder's de-identified attributes, never the original table
+    assert main(["export", "qdpx", str(out)]) == 0
+    assert main(["export", "csv", str(out)]) == 0
+    exported = all_text(out / "export")
+    assert supervisor in exported and "psychodynamic" in exported
     # the run folder, the report and the embedding cache hold none of the identifiers
     text = all_text(out)
     cache = tmp_path / "study" / "cache" / "embeddings.sqlite"
     if cache.exists():             # the LSA embedder of the fast config caches nothing
         with sqlite3.connect(cache) as con:
             text += "\n".join(str(row) for row in con.execute("SELECT * FROM vectors"))
-    for raw in RAW:
+    for raw in RAW + ["Wilhelmina", "Dart", "Quince"]:
         assert raw not in text, raw
     # quotes trace back to the de-identified sources in the run folder
     seg = pd.read_parquet(out / "segments.parquet")
@@ -373,7 +423,10 @@ def test_a_run_with_deidentification_holds_no_identifier(tmp_path, capsys):
     path = tmp_path / "private" / "mapping.csv"
     assert path.read_text(encoding="utf-8").startswith(MAPPING_MARK + "; study mini; study key ")
     mapping = pd.read_csv(path, dtype=str, skiprows=1)
-    assert {"Maria Lopez", "Siobhan Byrne", "s.byrne@example.org"} <= set(mapping["original"])
+    assert {"Maria Lopez", "Siobhan Byrne", "s.byrne@example.org", "Wilhelmina Dart",
+            "w.dart@example.org", "Quince"} <= set(mapping["original"])
+    assert section["attribute_replacements"] == {"E-mail": 1, "participant_name": 2,
+                                                 "supervisor": 1}
     assert not list((tmp_path / "private").glob(".*tmp"))
     # owner-only, whatever the umask was
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -384,6 +437,14 @@ def test_a_run_with_deidentification_holds_no_identifier(tmp_path, capsys):
     os.chmod(path, 0o644)
     assert main(["run", str(config), "--out", str(tmp_path / "out2")]) == 0
     assert path.read_bytes() == first and stat.S_IMODE(path.stat().st_mode) == 0o600
+    # a de-identified folder without cases.csv (as written before attributes were
+    # de-identified) exports no case variables, never the config's original table
+    shutil.rmtree(out / "export")
+    (out / "cases.csv").unlink()
+    capsys.readouterr()
+    assert main(["export", "qdpx", str(out)]) == 0
+    assert "the run was de-identified" in capsys.readouterr().out
+    assert "Wilhelmina" not in all_text(out / "export")
 
 
 def test_the_mapping_file_is_refused_inside_the_run_folder(tmp_path, capsys):

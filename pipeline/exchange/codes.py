@@ -1136,10 +1136,18 @@ def case_attributes(run: RunData) -> tuple[pd.DataFrame | None, list[str]]:
 
     candidates = [run.folder / name for name in CASES_FILES]
     table = ((run.config or {}).get("ingest") or {}).get("cases_table")
-    if table:
+    deidentified = bool(((run.config or {}).get("deidentify") or {}).get("enabled"))
+    if table and not deidentified:
         candidates.append(Path(str(table)))
     path = next((p for p in candidates if p.is_file()), None)
     if path is None:
+        if table and deidentified:
+            # the table the config names is the original: in a run made to be shared, its
+            # names and e-mails would reach the export that the texts kept them out of
+            return None, [f"the run was de-identified and its folder holds no de-identified "
+                          f"case attributes (cases.csv); {Path(str(table)).name} is not read, "
+                          "so the export has no case variables (run the study again to "
+                          "get them)"]
         return None, []
     notes: list[str] = []
     try:

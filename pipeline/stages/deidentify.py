@@ -69,8 +69,14 @@ replaces a file that is not this study's mapping: its first line (``# Consensa
 de-identification mapping; study NAME; study key KEY; ...``) names the study by the
 transcripts it read (:func:`study_key`), and only a mapping with the same key is
 replaced. Not de-identified: file names and case ids (name your files
-by code; the manifest's list of skipped files shows the original paths), and the
-attributes in the cases table.
+by code; the manifest's list of skipped files shows the original paths).
+
+The case attributes (the cases table, a QDA project's case variables) are
+de-identified with the case's text and numbered like it, since exports carry them:
+a column whose header names an identifier (``participant_name``, ``email``) is
+replaced whole, other values go through the same finder as the text. The run
+folder keeps them as ``cases.csv``, and exports read only that file, never the
+cases table the config names (:func:`pipeline.exchange.codes.case_attributes`).
 
 This is an aid, not a guarantee: NER misses unusual names and spellings, and
 indirect identifiers (a rare job, a unique event) are left as they are. Read
@@ -411,6 +417,8 @@ class CaseResult:
     text: str
     replacements: list[Replacement]
     labels: dict[str, str] = field(default_factory=dict)   # original label -> new label
+    #: identifiers replaced in the case's attributes: (column, replacement in its value)
+    attributes: list[tuple[str, Replacement]] = field(default_factory=list)
 
     def mapper(self):
         """Offset map old -> new; a position inside a replaced span maps to its edge."""
@@ -461,10 +469,12 @@ class Deidentified:
             c = Counter(r.type for r in case.replacements)
             per_case[cid] = {t: int(n) for t, n in sorted(c.items())}
         n_labels = sum(1 for c in self.cases.values() for a, b in c.labels.items() if a != b)
+        columns = Counter(column for c in self.cases.values() for column, _ in c.attributes)
         return {
             "enabled": True, "types": list(self.config.types), "ner_model": self.model,
             "known_names": self.n_known, "replacements": self.counts(),
             "replacements_per_case": per_case, "speaker_labels_replaced": n_labels,
+            "attribute_replacements": {c: int(n) for c, n in sorted(columns.items())},
             "mapping_file": "written outside the run folder" if mapping_written else None,
             "sources": "sources/<case>.txt (the de-identified texts the offsets index into)",
         }
@@ -479,7 +489,8 @@ class Deidentified:
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(["case_id", "type", "placeholder", "original", "occurrences"])
         for cid, case in self.cases.items():
-            seen = Counter((r.type, r.placeholder, r.surface) for r in case.replacements)
+            seen = Counter((r.type, r.placeholder, r.surface) for r in
+                           [*case.replacements, *(r for _, r in case.attributes)])
             for (typ, ph, surface), n in sorted(seen.items(), key=lambda x: _ph_key(x[0][1])
                                                   + (x[0][2],)):
                 writer.writerow([neutralise(cid), typ, ph, neutralise(surface), n])
@@ -1017,6 +1028,51 @@ class Deidentifier:
             result.labels[label] = self.pseudonymise_label(label, person_map)
         return result
 
+    def pseudonymise_attributes(self, result: CaseResult, values: Mapping[str, object]
+                                ) -> dict[str, object]:
+        """A case's attributes (its row of the cases table, a QDA project's case
+        variables) with the identifiers in them replaced, numbered as in the case's text:
+        "Helen Okafor" in a name column is the PERSON_1 of her transcript. The
+        replacements are added to ``result.attributes`` (for the mapping file).
+
+        Attributes are exported with the run (REFI-QDA case variables, the case x
+        category matrix), so a shared folder must not carry what its texts do not. A
+        column whose header says it holds an identifier (``participant_name``,
+        ``email``, ``date_of_birth``: :func:`identifying_column`) has every value
+        replaced whole, found or not: a name alone in a cell, with no words around it,
+        is what NER is worst at. Other values ("psychodynamic", "22", "yes") go through
+        the same finder as the text, so a name or an e-mail typed into a notes column
+        goes too, and a study variable stays what it was.
+        """
+        numbers = _CaseNumbers(self)
+        for r in result.replacements:              # the text's placeholders, kept
+            typ, _, n = r.placeholder.rpartition("_")
+            key = _person_key(r.surface) if typ == "PERSON" else _value_key(typ, r.surface)
+            numbers.by_key.setdefault((typ, key), int(n))
+            numbers.next[typ] = max(numbers.next[typ], int(n) + 1)
+        persons = [r.surface for r in result.replacements if r.type == "PERSON"]
+        out: dict[str, object] = {}
+        for column, value in values.items():
+            if not isinstance(value, str) or not any(c.isalnum() for c in value) \
+                    or value.strip().casefold() in _NOT_GIVEN:
+                out[column] = value
+                continue
+            spans = [(s, e, t) for s, e, t, _ in self._resolve(value)]
+            whole = identifying_column(str(column))
+            if whole is not None and whole in self.types and any(
+                    c.isalnum() for c in _outside(value, spans)):
+                spans = [(0, len(value), whole)]
+            pieces, position = [], 0
+            for s, e, typ in spans:
+                surface = value[s:e]
+                placeholder = f"{typ}_{numbers.number(typ, surface, persons)}"
+                result.attributes.append((str(column), Replacement(s, e, typ, surface,
+                                                                   placeholder)))
+                pieces += [value[position:s], placeholder]
+                position = e
+            out[column] = "".join(pieces) + value[position:]
+        return out
+
     def pseudonymise_label(self, label: str, person_map: Mapping[str, str] | None = None) -> str:
         """A speaker label with the names in it replaced (titles kept: "Dr. PERSON_2")."""
         if not any(self.is_name_label(part) or self._has_known(part)
@@ -1092,6 +1148,55 @@ class _CaseNumbers:
                 self.next["PERSON"] += 1
         self.by_key[("PERSON", key)] = number
         return number
+
+
+#: Attribute values that say a value is missing; never replaced.
+_NOT_GIVEN = {"n/a", "na", "none", "unknown", "not given", "not known", "missing",
+              "declined", "-", "--", "?"}
+
+#: Headers of case attribute columns whose values are identifiers, and their type. A
+#: header is read as words ("participant_name", "E-mail address", "DOB").
+_IDENTIFYING_HEADERS = (
+    ("EMAIL", {"email", "mail"}),
+    ("PHONE", {"phone", "telephone", "tel", "mobile"}),
+    ("ADDRESS", {"address", "postcode", "zip", "zipcode", "street"}),
+    ("DATE", {"dob", "birthday", "birthdate", "birth"}),
+    ("PERSON", {"surname", "forename", "firstname", "lastname", "fullname", "initials",
+                "nickname", "username", "signature"}),
+)
+#: Words that make "name" a person's name ("participant name", "name"), where other
+#: words make it a study variable's ("therapy name", "site name").
+_PERSON_WORDS = {"participant", "client", "therapist", "patient", "interviewee",
+                 "respondent", "counsellor", "counselor", "person", "first", "last", "full",
+                 "given", "family", "middle", "real", "legal", "contact", "supervisor",
+                 "parent", "child", "partner", "subject", "user", "interviewer", "their",
+                 "of", "s"}
+
+
+def identifying_column(header: str) -> str | None:
+    """The identifier type of a case attribute column named ``header``, or None for a
+    study variable: "participant_name", "Full name", "E-mail", "date_of_birth" and
+    "DOB" are identifying; "orientation", "years_in_practice" and "therapy_name" are
+    not (their values still go through the finder)."""
+    words = [w for w in re.split(r"[\W_]+", header.casefold().replace("e-mail", "email"))
+             if w]
+    joined = "".join(words)
+    for typ, keys in _IDENTIFYING_HEADERS:
+        if any(w in keys for w in words) or joined in keys:
+            return typ
+    if any(w in {"name", "names"} for w in words) and all(
+            w in _PERSON_WORDS | {"name", "names"} for w in words):
+        return "PERSON"
+    return None
+
+
+def _outside(text: str, spans: Sequence[tuple[int, int, str]]) -> str:
+    """The text of ``text`` outside ``spans``."""
+    pieces, position = [], 0
+    for s, e, _ in spans:
+        pieces.append(text[position:s])
+        position = e
+    return "".join(pieces) + text[position:]
 
 
 def _value_key(typ: str, surface: str) -> tuple:
@@ -1245,9 +1350,24 @@ def deidentify_corpus(corpus: Corpus, config: DeidentifyConfig, ingest_config=No
             global_names[key] = deid.pseudonymise_label(key)
     turns = turns.astype({"start_char": "int64", "end_char": "int64"})
     skipped = tuple(_redact_note(note, corpus, results, deid) for note in corpus.skipped)
-    new = Corpus(turns=turns, cases=corpus.cases, sources=sources, skipped=skipped)
+    new = Corpus(turns=turns, cases=_deidentified_cases(corpus.cases, results, deid),
+                 sources=sources, skipped=skipped)
     return Deidentified(new, results, dict(corpus.sources), files, config, model,
                         deid.n_config_names, global_names)
+
+
+def _deidentified_cases(cases, results: Mapping[str, CaseResult], deid: Deidentifier):
+    """The cases frame (``case_id`` + attributes) with each case's attributes
+    de-identified (:meth:`Deidentifier.pseudonymise_attributes`)."""
+    if cases is None or len(cases.columns) < 2:
+        return cases
+    columns = [c for c in cases.columns if c != "case_id"]
+    rows = []
+    for row in cases.to_dict("records"):
+        result = results[str(row["case_id"])]        # a corpus's cases are its texts'
+        rows.append({"case_id": row["case_id"],
+                     **deid.pseudonymise_attributes(result, {c: row[c] for c in columns})})
+    return cases.__class__(rows, columns=list(cases.columns)).astype(cases.dtypes.to_dict())
 
 
 def combine_summaries(summaries: Iterable[Mapping]) -> dict:
@@ -1265,6 +1385,10 @@ def combine_summaries(summaries: Iterable[Mapping]) -> dict:
     out["replacements"] = {t: int(total.get(t, 0)) for t in summaries[0]["replacements"]}
     out["replacements_per_case"] = per_case
     out["speaker_labels_replaced"] = sum(int(p["speaker_labels_replaced"]) for p in summaries)
+    columns: Counter = Counter()
+    for part in summaries:
+        columns.update(part.get("attribute_replacements") or {})
+    out["attribute_replacements"] = {c: int(n) for c, n in sorted(columns.items())}
     return out
 
 
