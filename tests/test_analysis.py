@@ -279,6 +279,11 @@ def test_the_run_summary_states_the_reassigned_share(tmp_path, capsys):
     assert f"({c['frame_segments']} of {n})" in re.search(
         r"Interview frame \(set apart\)</dt>\s*<dd>([^<]*)</dd>", html).group(1)
     assert f"the {c['frame_segments']} segments of the interview frame" in html
+    caption = re.search(r"<figcaption>Each dot is a segment(.*?)</figcaption>", html, re.S).group(1)
+    assert re.search(r"light grey = unassigned \((\d+) segments?\)", caption).group(1) == \
+        str(c["unassigned"])
+    assert re.search(r"the interview frame, set apart [^(]*\((\d+) segments?\)",
+                     caption).group(1) == str(c["frame_segments"])
 
 
 def test_the_report_shows_the_protocol_and_the_core_ideas(cqr_run):

@@ -347,6 +347,62 @@ def test_a_cqr_theme_card_says_which_cases_its_label_counts():
     assert "not counted" not in render_report(base)
 
 
+def with_interview_frame(base: RunResult) -> RunResult:
+    """``base`` as a CQR run whose interview frame (greetings, thanks) holds two
+    segments: in no theme, on purpose, in a domain left out of the cross-analysis.
+    The one segment of T2 in no theme stays the run's only unassigned one."""
+    seg = base.segments
+    hello = seg[seg["turn_index"] == 1].iloc[:2].copy()
+    hello["segment_id"] = [f"{c}:0:0" for c in hello["case_id"]]
+    hello["turn_index"] = 0
+    hello["text"] = ["Thanks for having me <i>today</i>.", "Hello, shall we start?"]
+    hello["question"] = ""
+    hello["theme"], hello["theme_name"], hello["strength"] = -1, "", 0.0
+    hello["domain_id"], hello["domain_name"] = 2, "Interview frame"
+    hello["map_x"], hello["map_y"] = [9.0, 9.5], [-4.0, -4.5]
+    domains = pd.concat([
+        base.domains.assign(in_cross_analysis=True),
+        pd.DataFrame([{"domain_id": 2, "name": "Interview frame", "keywords": [], "theme_ids": [],
+                       "n_themes": 0, "n_segments": 2, "n_cases": 2, "frequency_label": "",
+                       "is_miscellaneous": True, "in_cross_analysis": False}])],
+        ignore_index=True)
+    return RunResult(segments=pd.concat([seg, hello], ignore_index=True), themes=base.themes,
+                     domains=domains, cqr=base.cqr, concepts=base.concepts,
+                     theme_linkage=base.theme_linkage, manifest=base.manifest,
+                     config=base.config)
+
+
+def test_the_map_counts_the_interview_frame_apart_from_the_unassigned():
+    """The frame's segments are in no theme on purpose: the header, the run's summary
+    and the manifest count them apart from the unassigned ones, and so does the map
+    (its caption called all three segments in no theme unassigned, and drew them
+    alike in light grey)."""
+    out = render_report(with_interview_frame(make_result()))
+    assert parse(out).errors == []
+    head = out[:out.index('id="cqr"')]
+    assert re.search(r"Unassigned segments</dt><dd>[^<]*\(1 of 14\)", head)
+    assert re.search(r"Interview frame \(set apart\)</dt><dd>[^<]*\(2 of 14\)", head)
+    part = out[out.index('<section id="map"'):out.index('<section id="heatmap"')]
+    caption = re.search(r"<figcaption>(.*?)</figcaption>", part, re.S).group(1)
+    assert "light grey = unassigned (1 segment)" in caption
+    assert "grey rings = the interview frame, set apart from the cross-analysis on purpose " \
+           "(2 segments)" in caption
+    from pipeline.report.render import FRAME_COLOUR, UNASSIGNED_COLOUR
+
+    svg = part[:part.index("<figcaption>")]
+    # the figure agrees with its caption: one light-grey dot, two rings
+    assert svg.count(f"fill: {UNASSIGNED_COLOUR}") == 1
+    assert svg.count(f"stroke: {FRAME_COLOUR}") == 2
+    legend = part[part.index('class="legend"'):]
+    assert "unassigned</li>" in legend and "interview frame (set apart)</li>" in legend
+    # the frame's text is data, escaped wherever it is shown
+    assert "<i>today</i>" not in out
+    # a run without a frame draws and captions as before, with no frame key
+    plain = render_report(make_result())
+    assert "light grey = unassigned (1 segment)." in plain
+    assert "grey rings" not in plain and "interview frame (set apart)</li>" not in plain
+
+
 def test_skipped_counts_and_provenance(html):
     part = html[html.index('id="skipped"'):]
     assert "unsupported file type" in part and "empty transcript" in part

@@ -79,6 +79,13 @@ RASTERIZE_ABOVE = 3_000
 
 MAP_SEED = 20240531
 UNASSIGNED_COLOUR = "#cfcfd4"
+#: The interview frame is drawn as rings of this grey, not as filled light-grey dots:
+#: it was set apart on purpose, and a reader who saw it as unassigned would take the
+#: run for one that left far more of its data unexplained than it did.
+FRAME_COLOUR = "#8e8e96"
+#: the map's stratum for the frame's segments (themes are >= 0, unassigned -1), so a
+#: subsampled map keeps some of each as it keeps some of every theme
+_FRAME_GROUP = -2
 TEMPLATE_NAME = "report.html.j2"
 
 # tab20 without its grey pair (kept for "unassigned"), dark shades first so that
@@ -135,7 +142,7 @@ def render_report(result: RunResult) -> str:
         "cqr": _cqr_section(cqr, themes, lookup, manifest, n_cases_total, config),
         "protocol": _protocol_section(result.protocol, domains),
         "core_ideas": _core_ideas_section(result.core_ideas, domains, cases),
-        "map": _map_section(seg, seg_theme, themes, colours),
+        "map": _map_section(seg, seg_theme, themes, colours, frame),
         "heatmap": _heatmap_section(themes, domain_names, cases, per_theme_case),
         "tree": _tree_section(result.theme_linkage, themes, domains, domain_rank, colours),
         "concepts": _concepts_section(concepts, theme_names, lookup),
@@ -487,20 +494,27 @@ def _subsample(groups: np.ndarray, cap: int, seed: int = MAP_SEED) -> np.ndarray
 
 
 def _map_section(seg: pd.DataFrame, seg_theme: np.ndarray, themes: pd.DataFrame,
-                 colours: dict[int, str]) -> dict[str, Any]:
+                 colours: dict[int, str], frame: np.ndarray | None = None) -> dict[str, Any]:
+    """The 2-D map of the segments. ``frame`` marks the interview frame's segments
+    (:func:`_frame_segments`): they are drawn and counted apart from the unassigned
+    ones, as the header, the run's summary and the manifest count them."""
     n = len(seg)
+    frame = np.zeros(n, dtype=bool) if frame is None else frame
     x = seg["map_x"].to_numpy(dtype=float)
     y = seg["map_y"].to_numpy(dtype=float)
     ok = np.isfinite(x) & np.isfinite(y)
     legend = [{"id": int(t), "name": nm, "colour": colours[int(t)]}
               for t, nm in zip(themes["theme_id"], themes["name"])]
+    keys = {"unassigned_colour": UNASSIGNED_COLOUR, "frame_colour": FRAME_COLOUR,
+            "has_frame": False}
     if not ok.any():
         return {"svg": None, "caption": "Map coordinates were not recorded for any segment; "
-                "no map is drawn." if n else "There are no segments to map.", "legend": legend}
+                "no map is drawn." if n else "There are no segments to map.", "legend": legend,
+                **keys}
     idx = np.flatnonzero(ok)
-    pick = idx[_subsample(seg_theme[idx], MAX_MAP_POINTS)]
-    px, py, pt = x[pick], y[pick], seg_theme[pick]
-    grey = pt < 0
+    pick = idx[_subsample(np.where(frame, _FRAME_GROUP, seg_theme)[idx], MAX_MAP_POINTS)]
+    px, py, pt, pf = x[pick], y[pick], seg_theme[pick], frame[pick]
+    grey = (pt < 0) & ~pf
     size = 4 if len(pick) > 5000 else (9 if len(pick) > 500 else 22)
     raster = len(pick) > RASTERIZE_ABOVE
     names = {int(t): nm for t, nm in zip(themes["theme_id"], themes["name"])}
@@ -511,9 +525,13 @@ def _map_section(seg: pd.DataFrame, seg_theme: np.ndarray, themes: pd.DataFrame,
         if grey.any():
             ax.scatter(px[grey], py[grey], s=size, c=UNASSIGNED_COLOUR, linewidths=0,
                        rasterized=raster, label="unassigned")
-        if (~grey).any():
-            cols = [colours.get(int(t), "#444444") for t in pt[~grey]]
-            ax.scatter(px[~grey], py[~grey], s=size, c=cols, linewidths=0, alpha=0.85,
+        if pf.any():
+            ax.scatter(px[pf], py[pf], s=size, facecolors="none", edgecolors=FRAME_COLOUR,
+                       linewidths=0.7, rasterized=raster, label="interview frame")
+        placed = pt >= 0
+        if placed.any():
+            cols = [colours.get(int(t), "#444444") for t in pt[placed]]
+            ax.scatter(px[placed], py[placed], s=size, c=cols, linewidths=0, alpha=0.85,
                        rasterized=raster)
         all_theme = seg_theme[idx]
         for t in themes["theme_id"]:
@@ -533,9 +551,13 @@ def _map_section(seg: pd.DataFrame, seg_theme: np.ndarray, themes: pd.DataFrame,
 
     svg = figure_svg("map", (9.0, 6.4), draw)
     n_drawn, n_ok = len(pick), int(ok.sum())
+    n_frame = int(frame[idx].sum())
+    n_grey = int(((seg_theme[idx] < 0) & ~frame[idx]).sum())
+    frame_text = (f", grey rings = the interview frame, set apart from the cross-analysis on "
+                  f"purpose ({_n(n_frame, 'segment')})" if n_frame else "")
     caption = (f"Each dot is a segment, placed by similarity of meaning (the axes have no "
                f"units); colour = theme, light grey = unassigned "
-               f"({_n(int((seg_theme[idx] < 0).sum()), 'segment')}). Labels sit at each "
+               f"({_n(n_grey, 'segment')}){frame_text}. Labels sit at each "
                f"theme's median position" + (" (theme id and name)." if with_names else
                                              " (theme id only, as there are many themes; "
                                              "names are in the legend below)."))
@@ -548,7 +570,8 @@ def _map_section(seg: pd.DataFrame, seg_theme: np.ndarray, themes: pd.DataFrame,
         caption += f" All {n_ok:,} segments are drawn."
     if n_ok < n:
         caption += f" {_n(n - n_ok, 'segment')} without map coordinates are not drawn."
-    return {"svg": svg, "caption": caption, "legend": legend}
+    return {"svg": svg, "caption": caption, "legend": legend, **keys,
+            "has_frame": bool(n_frame)}
 
 
 def _heatmap_section(themes: pd.DataFrame, domain_names: dict[int, str], cases: list[str],
