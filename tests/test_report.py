@@ -322,18 +322,23 @@ def test_theme_card_details(result, html):
     assert "phrase 1a" in card
 
 
+def t3_not_counted_in_theme_1(base: RunResult) -> RunResult:
+    """``base`` as a CQR run (segments say which count toward their theme's label)
+    in which T3's segments of theme 1 are weakly reassigned outliers: theme 1 has 3
+    cases, and its label counts 2."""
+    seg = base.segments.copy()
+    seg["counted"] = ~((seg["case_id"] == "T3") & (seg["theme"] == 1))
+    return RunResult(segments=seg, themes=base.themes, domains=base.domains, cqr=base.cqr,
+                     concepts=base.concepts, theme_linkage=base.theme_linkage,
+                     manifest=base.manifest, config=base.config)
+
+
 def test_a_cqr_theme_card_says_which_cases_its_label_counts():
     """In a CQR run a case whose only segments in a theme are outliers reassigned below
     cqr.count_reassigned_above has the theme but does not count toward its label: the
     card gives the counted number and marks that case (it listed every case alike)."""
     base = make_result()
-    seg = base.segments.copy()
-    # T3's segments of theme 1 are weakly reassigned outliers: T3 does not count there
-    seg["counted"] = ~((seg["case_id"] == "T3") & (seg["theme"] == 1))
-    res = RunResult(segments=seg, themes=base.themes, domains=base.domains, cqr=base.cqr,
-                    concepts=base.concepts, theme_linkage=base.theme_linkage,
-                    manifest=base.manifest, config=base.config)
-    out = render_report(res)
+    out = render_report(t3_not_counted_in_theme_1(base))
     assert parse(out).errors == []
     one = out[out.index('id="theme-1"'):out.index('id="theme-2"')]
     cases = re.search(r"<dt>Cases</dt><dd>(.*?)</dd>", one, re.S).group(1)
@@ -401,6 +406,27 @@ def test_the_map_counts_the_interview_frame_apart_from_the_unassigned():
     plain = render_report(make_result())
     assert "light grey = unassigned (1 segment)." in plain
     assert "grey rings" not in plain and "interview frame (set apart)</li>" not in plain
+
+
+def test_the_domains_tree_gives_the_cases_a_label_counts():
+    """Beside a theme's label the domains' tree gave every case with a segment there,
+    while a CQR label counts fewer ("typical" beside 10 cases of 10): it gives the
+    counted cases, as the CQR table does, and every case where that differs, worded
+    as the table's flag words the other label."""
+    def tree_row(html: str, tid: int) -> str:
+        part = html[html.index('<section id="domains"'):html.index('<section id="themes"')]
+        row = re.search(rf'<a href="#theme-{tid}">.*?</li>', part, re.S).group(0)
+        return " ".join(re.sub(r"<[^>]+>", " ", row).split())
+
+    out = render_report(t3_not_counted_in_theme_1(make_result()))
+    assert parse(out).errors == []
+    assert "general 2 cases counted, 3 if reassigned outliers counted · 5 segments" in \
+        tree_row(out, 1)
+    # a theme whose label counts every case it has, and a themes run, say it once
+    assert "general 3 cases · 4 segments" in tree_row(out, 0)
+    plain = render_report(make_result())
+    assert "general 3 cases · 5 segments" in tree_row(plain, 1)
+    assert "if reassigned outliers counted" not in plain
 
 
 def test_skipped_counts_and_provenance(html):

@@ -135,6 +135,9 @@ def render_report(result: RunResult) -> str:
     n_cases_total = _cases_total(cqr, cases)
 
     frame = _frame_segments(seg, seg_theme, domains)
+    # one answer to "which cases does a theme's label count", for every place that
+    # shows a count beside a label (the domains' tree, the theme cards)
+    counted_cases = _counted_cases(seg, seg_theme)
     ctx: dict[str, Any] = {
         "header": _header(seg, seg_theme, themes, domains, manifest, config,
                           n_cases_total, cases, frame),
@@ -144,10 +147,11 @@ def render_report(result: RunResult) -> str:
         "core_ideas": _core_ideas_section(result.core_ideas, domains, cases),
         "map": _map_section(seg, seg_theme, themes, colours, frame),
         "heatmap": _heatmap_section(themes, domain_names, cases, per_theme_case),
-        "tree": _tree_section(result.theme_linkage, themes, domains, domain_rank, colours),
+        "tree": _tree_section(result.theme_linkage, themes, domains, domain_rank, colours,
+                              counted_cases),
         "concepts": _concepts_section(concepts, theme_names, lookup),
         "themes": _theme_cards(themes, domain_names, colours, per_theme_case, lookup,
-                               _counted_cases(seg, seg_theme)),
+                               counted_cases),
         "stability": _stability_section(themes, manifest),
         "unassigned": _unassigned_section(seg, seg_theme, frame),
         "skipped": _skipped_section(manifest),
@@ -646,14 +650,33 @@ def _heatmap_section(themes: pd.DataFrame, domain_names: dict[int, str], cases: 
     return {"svg": svg, "caption": caption}
 
 
+def _cases_beside_label(n_cases: Any, n_counted: int | None) -> str:
+    """The cases a theme's frequency label stands on, as the CQR table gives them.
+
+    In a CQR run the label counts a case only through segments the clustering placed
+    in the theme or outliers reassigned to it above cqr.count_reassigned_above, while
+    ``n_cases`` counts every case with a segment there: "typical" beside "10 cases"
+    of 10 reads as a mistake. So the counted cases come first, and every case only
+    where it differs, worded as the CQR table's flag words the other label.
+    ``n_counted`` is None in a themes run, where every case counts."""
+    if n_counted is None or n_counted == int(n_cases):
+        return counted(n_cases, "case")
+    return f"{counted(n_counted, 'case')} counted, {n_cases} if reassigned outliers counted"
+
+
 def _tree_section(linkage: Any, themes: pd.DataFrame, domains: pd.DataFrame,
-                  domain_rank: dict[int, tuple], colours: dict[int, str]) -> dict[str, Any]:
+                  domain_rank: dict[int, tuple], colours: dict[int, str],
+                  counted_cases: dict[int, set[str]] | None = None) -> dict[str, Any]:
+    """The domains with their themes, each beside its frequency label and the cases
+    that label counts (``counted_cases``: :func:`_counted_cases`)."""
     by_domain: dict[int, list[dict[str, Any]]] = {}
     for r in themes.to_dict("records"):
+        tid = int(r["theme_id"])
+        n_counted = None if counted_cases is None else len(counted_cases.get(tid, ()))
         by_domain.setdefault(int(r["domain_id"]), []).append({
-            "id": int(r["theme_id"]), "name": r["name"], "n_cases": str(r["n_cases"]),
+            "id": tid, "name": r["name"], "cases": _cases_beside_label(r["n_cases"], n_counted),
             "n_segments": str(r["n_segments"]), "freq": _freq(r["frequency_label"]),
-            "colour": colours[int(r["theme_id"])]})
+            "colour": colours[tid]})
     drows = {int(r["domain_id"]): r for r in domains.to_dict("records")}
     tree = []
     for d in sorted(domain_rank, key=lambda d: domain_rank[d]):
