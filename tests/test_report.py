@@ -408,6 +408,19 @@ def test_the_map_counts_the_interview_frame_apart_from_the_unassigned():
     assert "grey rings" not in plain and "interview frame (set apart)</li>" not in plain
 
 
+def test_the_domains_tree_says_the_interview_frame_has_no_label_on_purpose():
+    """The frame is left out of the cross-analysis and so has no frequency label; the
+    tree showed "not recorded" beside its cases, as if the label had gone missing."""
+    out = render_report(with_interview_frame(make_result()))
+    part = out[out.index('id="domain-2"'):out.index("</li>", out.index('id="domain-2"'))]
+    text = " ".join(re.sub(r"<[^>]+>", " ", part).split())
+    assert "not recorded" not in text
+    assert "Interview frame miscellaneous not in the cross-analysis, so no frequency label · " \
+           "2 cases · 2 segments" in text
+    # the other domains keep their labels
+    assert "freq-general" in out[out.index('id="domain-0"'):out.index('id="domain-1"')]
+
+
 def test_the_domains_tree_gives_the_cases_a_label_counts():
     """Beside a theme's label the domains' tree gave every case with a segment there,
     while a CQR label counts fewer ("typical" beside 10 cases of 10): it gives the

@@ -678,6 +678,9 @@ def _tree_section(linkage: Any, themes: pd.DataFrame, domains: pd.DataFrame,
             "n_segments": str(r["n_segments"]), "freq": _freq(r["frequency_label"]),
             "colour": colours[tid]})
     drows = {int(r["domain_id"]): r for r in domains.to_dict("records")}
+    # the interview frame has no frequency label on purpose (it is not a finding):
+    # "not recorded" beside its cases would read as data gone missing
+    set_apart = frame_domain_ids(domains)
     tree = []
     for d in sorted(domain_rank, key=lambda d: domain_rank[d]):
         r = drows.get(d)
@@ -690,6 +693,7 @@ def _tree_section(linkage: Any, themes: pd.DataFrame, domains: pd.DataFrame,
                      "misc": bool(r["is_miscellaneous"]),
                      "n_cases": str(r["n_cases"]), "n_segments": str(r["n_segments"]),
                      "freq": _freq(r["frequency_label"])}
+        entry["set_apart"] = d in set_apart
         entry["themes"] = by_domain.get(d, [])
         listed = {t["id"] for t in entry["themes"]}
         entry["unlisted"] = [t for t in r["theme_ids"] if t not in listed] \
