@@ -329,6 +329,10 @@ def test_files_named_after_a_participant_leave_the_name_out_of_every_case_id(tmp
     ids = mapping[mapping["type"] == "CASE_ID"]
     assert dict(zip(ids["original"], ids["case_id"], strict=True)) == {
         "Kowalczyk": "PERSON_1", "kowalczyk 2": "PERSON_1 2"}
+    # the config written to the run folder lists such a file by the case's new id
+    paths = [str(tmp_path / "Kowalczyk.txt"), "kowalczyk 2.txt", "T01.txt"]
+    assert deid.redact_config({"ingest": {"paths": paths}})["ingest"]["paths"] == [
+        f"{tmp_path.as_posix()}/PERSON_1.txt", "PERSON_1 2.txt", "T01.txt"]
 
 
 _PIECES = st.sampled_from([

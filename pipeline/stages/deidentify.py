@@ -514,7 +514,9 @@ class Deidentified:
 
     def redact_config(self, resolved: dict) -> dict:
         """The resolved config as written to the run folder: known names and roles-map
-        keys that are names replaced by their placeholders."""
+        keys that are names replaced by their placeholders, and a transcript listed by
+        a file name that was a case id with a name in it given the case's new id
+        (``paths: [data/Kowalczyk.txt]`` -> ``data/PERSON_1.txt``)."""
         out = dict(resolved)
         section = dict(out.get("deidentify") or {})
         section["known_names"] = []
@@ -523,8 +525,22 @@ class Deidentified:
         ingest = dict(out.get("ingest") or {})
         if isinstance(ingest.get("roles"), dict):
             ingest["roles"] = {self.global_names.get(k, k): v for k, v in ingest["roles"].items()}
+        if isinstance(ingest.get("paths"), list) and self.case_ids:
+            ingest["paths"] = [self._renamed_path(p) for p in ingest["paths"]]
         out["ingest"] = ingest
         return out
+
+    def _renamed_path(self, path):
+        """``path`` with its file name's stem replaced by its case's new id, when the
+        stem was a case id that held a name."""
+        if not isinstance(path, str):
+            return path
+        folder, sep, name = path.replace("\\", "/").rpartition("/")
+        stem, dot, suffix = name.rpartition(".") if "." in name else (name, "", "")
+        new = self.case_ids.get(stem)
+        if new is None:
+            return path
+        return f"{folder}{sep}{new}{dot}{suffix}"
 
 
 def _ph_key(ph: str) -> tuple:
