@@ -199,6 +199,35 @@ def test_deidentifying_twice_changes_nothing_more():
     assert len(PLACEHOLDER.findall(once)) == 5
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    ("[00:01:50] Marguerite Quillfeather-Dunmore: I started that spring.\n",
+     "[00:01:50] PERSON_1: I started that spring.\n"),
+    ("(00:01:50) Marguerite Quillfeather-Dunmore: I started that spring.\n",
+     "(00:01:50) PERSON_1: I started that spring.\n"),
+    ("It was the 3rd of May. Then we met.", "It was the DATE_1. Then we met."),
+    ("We met on 3 May.", "We met on DATE_1."),
+    ("She lived at 12 Kings Rd. Then she moved.", "She lived at ADDRESS_1. Then she moved."),
+    ("It was 14 Feb. 2020, I think.", "It was DATE_1, I think."),
+])
+def test_a_replacement_never_takes_a_time_stamp_a_bracket_or_a_full_stop(text, expected):
+    """NER read "[00:01:50] Name" as one ORG from the time to the name's end, and the
+    date and street patterns took an abbreviation's full stop that ended the sentence."""
+    assert replaced(text) == expected
+
+
+def test_a_speaker_after_a_time_stamp_keeps_the_stamp_in_the_corpus(tmp_path):
+    (tmp_path / "T1.txt").write_text(
+        "[00:01:50] Marguerite Quillfeather-Dunmore: I started that spring.\n"
+        "[00:02:10] Interviewer: And then?\n"
+        "[00:02:30] Marguerite Quillfeather-Dunmore: Then it changed.\n", encoding="utf-8")
+    icfg = IngestConfig(paths=["."])
+    new = deidentify_corpus(ingest(icfg, tmp_path), ON, icfg).corpus
+    assert_exact(new)
+    assert new.sources["T1"].text == ("[00:01:50] PERSON_1: I started that spring.\n"
+                                      "[00:02:10] Interviewer: And then?\n"
+                                      "[00:02:30] PERSON_1: Then it changed.\n")
+
+
 # --- the corpus -------------------------------------------------------------------------
 
 def test_every_format_keeps_exact_offsets_and_labels_are_pseudonymised(tmp_path):

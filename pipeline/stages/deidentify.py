@@ -189,8 +189,9 @@ _MONTHS_ANY = (_MONTHS_FULL + "|May|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept|Sep|Oct|Nov
 _DAY = r"(?:[12]\d|3[01]|0?[1-9])(?:st|nd|rd|th)?"
 _YEAR = r"(?:19|20)\d{2}"
 _DATE_PATTERNS = [
-    # 3 May 2024, 3rd of March, 14 Feb. 2020
-    rf"\b{_DAY}(?:[ \t]+of)?[ \t]+(?:{_MONTHS_ANY})\b\.?(?:,?[ \t]+{_YEAR}\b)?",
+    # 3 May 2024, 3rd of March, 14 Feb. 2020 (an abbreviation's full stop only before
+    # the year: at the end, "the 3rd of May." ends a sentence and stays in the text)
+    rf"\b{_DAY}(?:[ \t]+of)?[ \t]+(?:{_MONTHS_ANY})\b(?:\.?,?[ \t]+{_YEAR}\b)?",
     # May 3rd, 2024 / March 12 / Sept. 5
     rf"\b(?:{_MONTHS_ANY})\.?[ \t]+{_DAY}\b(?:,?[ \t]+{_YEAR}\b)?",
     # March 2019, Sept 2020, May 2024
@@ -697,6 +698,39 @@ def _name_like(word: str) -> bool:
     return all(p not in stop and p not in common for p in parts)
 
 
+#: Transcript markup a named entity never spans: brackets, time stamps ("00:01:50",
+#: "4:02.5") and f4transkript's time marks ("#00:01:23-4#").
+_MARKUP = re.compile(r"[\[\](){}<>#]|(?<!\w)(?:\d{1,2}:)?\d{1,2}:\d{2}(?:[-.,]\d{1,3})?(?!\w)")
+#: What may stand before a speaker label on its line: spaces and a time stamp.
+_BEFORE_LABEL = re.compile(r"[ \t]*(?:[\[(]?(?:\d{1,2}:)?\d{1,2}:\d{2}(?:[.,]\d{1,3})?[\])]?"
+                           r"[ \t]*[-–]?[ \t]*)?[*_]{0,2}")
+
+
+def _without_markup(line: str, start: int, end: int) -> list[tuple[int, int]]:
+    """The parts of ``line[start:end]`` between markup (:data:`_MARKUP`), without the
+    spaces and punctuation at their edges; parts with no letter are dropped."""
+    out, position = [], start
+    for m in [*_MARKUP.finditer(line, start, end), None]:
+        s, e = position, (m.start() if m else end)
+        while s < e and not line[s].isalnum():
+            s += 1
+        while e > s and not line[e - 1].isalnum():
+            e -= 1
+        if any(c.isalpha() for c in line[s:e]):
+            out.append((s, e))
+        if m:
+            position = m.end()
+    return out
+
+
+def _is_label_place(line: str, start: int, end: int) -> bool:
+    """Whether ``line[start:end]`` is where a speaker label stands (after nothing but a
+    time stamp, before a colon) and looks like a person's full name ("Mara Reyes")."""
+    return bool(_BEFORE_LABEL.fullmatch(line, 0, start)
+                and re.match(r"[*_]{0,2}[ \t]*:(?!\d)", line[end:])
+                and _looks_like_full_name(line[start:end]))
+
+
 def _pieces_at_spaces(text: str, width: int) -> list[tuple[int, int]]:
     """``text`` as (start, end) pieces of at most ``width`` characters, each cut after the
     last ". " of its second half, else after its last space, else at ``width``: a name is
@@ -818,12 +852,24 @@ class Deidentifier:
         return out
 
     def _entities(self, text: str) -> list[tuple[int, int, str]]:
-        """NER entities of ``text``, line by line (a line is at most one speaker's)."""
+        """NER entities of ``text``, line by line (a line is at most one speaker's).
+
+        The model reads a transcript's markup as words: "[00:01:50] Marguerite
+        Quillfeather-Dunmore:" comes back as one ORG from "00:01:50" to the name's end,
+        and replacing that would take the time stamp and its bracket with it. So an
+        entity is cut at brackets and time stamps (:data:`_MARKUP`), and what remains
+        in a speaker label's place (a line's start, after its time stamp, before the
+        colon) is a person, whatever type the model gave it."""
         lines = [(m.start(), m.group()) for m in re.finditer(r"[^\r\n]+", text)
                  if m.group().strip()]
         found = []
-        for (offset, _), ents in zip(lines, self._ner([line for _, line in lines]), strict=True):
-            found += [(offset + s, offset + e, t) for s, e, t in ents]
+        for (offset, line), ents in zip(lines, self._ner([line for _, line in lines]),
+                                        strict=True):
+            for s, e, t in ents:
+                for ps, pe in _without_markup(line, s, e):
+                    if t != "PERSON" and _is_label_place(line, ps, pe):
+                        t = "PERSON"
+                    found.append((offset + ps, offset + pe, t))
         return found
 
     def _clean(self, text: str, start: int, end: int, typ: str) -> tuple[int, int] | None:
@@ -945,6 +991,8 @@ class Deidentifier:
             for pattern in _COMPILED[typ]:
                 for m in pattern.finditer(text):
                     s, e = m.span("n") if "n" in pattern.groupindex else m.span()
+                    if text[s:e].endswith(".") and (e == len(text) or text[e].isspace()):
+                        e -= 1      # "12 Kings Rd." ending a sentence: the full stop stays
                     if typ == "DATE" and _YEAR_RANGE.fullmatch(m.group()):
                         continue
                     if _norm(text[s:e]).casefold() in self.keep:
