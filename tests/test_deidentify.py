@@ -200,6 +200,26 @@ def test_deidentifying_twice_changes_nothing_more():
 
 
 @pytest.mark.parametrize(("text", "expected"), [
+    ("The client was 34 at the time.", "The client was AGE_1 at the time."),
+    ("My eldest is 12 now, and the young woman was 19 then.",
+     "My eldest is AGE_1 now, and the young woman was AGE_2 then."),
+    ("The patient was only seventeen, and frightened.",
+     "The patient was only AGE_1, and frightened."),
+    ("He was 40 years of age when he came.", "He was AGE_1 years of age when he came."),
+    # not ages: a decade of life (not replaced in de-identification practice), years of
+    # practice, counts, durations, and numbers said of things
+    ("She was in her thirties then.", "She was in her thirties then."),
+    ("I have practised for 22 years.", "I have practised for 22 years."),
+    ("We had 34 sessions, and the client was 34 minutes late.",
+     "We had 34 sessions, and the client was 34 minutes late."),
+    ("The score was 34 at the time; our group was 12 at the start.",
+     "The score was 34 at the time; our group was 12 at the start."),
+])
+def test_ages_said_of_a_person_in_the_common_spoken_forms(text, expected):
+    assert replaced(text, NO_NER) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
     ("[00:01:50] Marguerite Quillfeather-Dunmore: I started that spring.\n",
      "[00:01:50] PERSON_1: I started that spring.\n"),
     ("(00:01:50) Marguerite Quillfeather-Dunmore: I started that spring.\n",

@@ -36,7 +36,10 @@ PHONE     phone numbers in national and international formats (+44 20 7946
           digit by digit ("oh seven seven double oh, nine double oh one two
           three"; counting aloud is not a phone number)
 EMAIL     e-mail addresses, also spelled out ("maria dot lopez at gmail dot com")
-AGE       ages: "I was 34", "a 52-year-old", "aged 40", "turned sixty", "34 yo"
+AGE       ages: "I was 34", "the client was 34 at the time", "a 52-year-old", "aged
+          40", "40 years of age", "turned sixty", "34 yo"; not decades of life ("in
+          her thirties", too broad to identify), years of practice or counts ("for 22
+          years", "34 sessions")
 ========  ==================================================================
 
 Each replacement is a placeholder ``TYPE_n``. Within a case the same identifier
@@ -234,14 +237,21 @@ _NUMBER = (rf"(?:\d{{1,3}}|(?:{_TENS})(?:[- ](?:{_UNITS}))?|{_TEENS}|{_UNITS}|a 
 _AGE_FOLLOW = (r"(?=[ \t]*(?:[.,;:!?)\u2014\u2013]|$|[ \t]+(?:when|and|at the time|then|now|back "
                r"then|at that point|or so|or something|I think|I|she|he|maybe|this|last|next|in|"
                r"but|so|that|because|if)\b))")
+#: Words for a person whose age a speaker gives: "the client was 34 at the time", "my
+#: eldest is 12". Only people: "the score was 34", "the group was 12" are not ages.
+_PERSON_NOUNS = (r"client|patient|participant|man|woman|boy|girl|child|kid|baby|son|daughter|"
+                 r"mother|father|mum|mom|dad|sister|brother|wife|husband|partner|friend|"
+                 r"grandmother|grandfather|grandson|granddaughter|teenager|lad|guy|person|"
+                 r"therapist|counsellor|counselor|supervisor|colleague|student|cousin|niece|"
+                 r"nephew|aunt|uncle|boyfriend|girlfriend|eldest|youngest|oldest|twins?")
 _SUBJECT = (r"(?:I|i|(?!(?:It|That|This|There|What|Which|Who|Where|Everything|Nothing|Session|"
             r"Score|Number|Time|Page|Room)\b)[A-Z][a-z'’-]+|[Hh]e|[Ss]he|[Ww]e|[Tt]hey|[Yy]ou|"
-            r"[Mm]y (?:mother|father|mum|mom|dad|son|"
-            r"daughter|sister|brother|wife|husband|partner|client|grandmother|grandfather|"
-            r"friend|boy|girl|kid|child)|[Hh](?:is|er) (?:mother|father|mum|mom|dad|son|"
-            r"daughter|sister|brother|wife|husband|partner|kid|child|boy|girl))")
+            r"(?:[Tt]he|[Mm]y|[Hh]is|[Hh]er|[Oo]ur|[Tt]heir|[Yy]our|[Tt]his|[Tt]hat)[ \t]+"
+            r"(?:(?:young|little|older|younger|elder|eldest|youngest|oldest|new|first|second|"
+            rf"other|late)[ \t]+)?(?:{_PERSON_NOUNS}))")
 _AGE_PATTERNS = [
     rf"\b(?P<n>{_NUMBER})[- \t](?:years?|yrs?)[- \t]old\b",
+    rf"\b(?P<n>{_NUMBER})[ \t]+years?[ \t]+of[ \t]+age\b",
     rf"\b(?P<n>{_NUMBER})[- \t]?(?:yo|y/o|y\.o\.)(?!\w)",
     rf"\b(?:[Aa]ged|[Aa]ges?)[: \t]+(?P<n>{_NUMBER})\b",
     rf"\b[Aa]ge of (?P<n>{_NUMBER})\b",
