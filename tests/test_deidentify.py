@@ -781,6 +781,23 @@ def test_postcodes_of_the_uk_ireland_the_us_and_canada_go_whole(code, expected):
     assert out == f"It went to {expected}, then nowhere."
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    ("She lives in Leeds LS6 2AB now.", "She lives in PLACE_1 ADDRESS_1 now."),
+    ("Just off Gloucester Road, Bristol BS7 8AE. I loved Bristol.",
+     "Just off ADDRESS_1, PLACE_1 ADDRESS_2. I loved PLACE_1."),
+    ("Newcastle upon Tyne NE1 4ST, that was the office.", "PLACE_1 ADDRESS_1, that was the office."),
+    ("Send it to 12 Kings Road\nLeeds\nLS6 2AB\n", "Send it to ADDRESS_1\nPLACE_1\nADDRESS_2\n"),
+    ("He lived at 12 Kings Road, Leeds and I visited.", "He lived at ADDRESS_1, PLACE_1 and I visited."),
+    ("She moved to Toronto, ON M5V 3L9 in the end.", "She moved to PLACE_1, ON ADDRESS_1 in the end."),
+    ("i lived in cardiff cf10 3at back then.", "i lived in PLACE_1 ADDRESS_1 back then."),
+    ("We were in a basement flat, LS6 3QH, and the damp got in.",
+     "We were in a basement flat, ADDRESS_1, and the damp got in."),
+])
+def test_the_town_beside_a_postcode_or_a_street_goes_too(text, expected):
+    """A postcode narrows a place to a street; the town before it says which one."""
+    assert replaced(text, NO_NER) == expected
+
+
 @pytest.mark.parametrize("holiday", [
     "Christmas Eve", "christmas eve", "Easter Monday", "Boxing Day", "Thanksgiving",
     "St Patrick's Day", "St. Patrick’s Day", "new year's eve", "Good Friday", "Halloween",

