@@ -199,6 +199,32 @@ def test_deidentifying_twice_changes_nothing_more():
     assert len(PLACEHOLDER.findall(once)) == 5
 
 
+@pytest.mark.parametrize(("known", "text", "expected"), [
+    (["Ellsworth"], "I spoke to Will Ellsworth yesterday.", "I spoke to PERSON_1 yesterday."),
+    (["Quillby"], "I met Zebedee Quillby there; Quillby was kind.",
+     "I met PERSON_1 there; PERSON_1 was kind."),
+    (["Quillby"], "Priya Quillby came in late.", "PERSON_1 came in late."),
+    (["Will Ellsworth"], "Will Ellsworth came in late. Will you say more?",
+     "PERSON_1 came in late. Will you say more?"),
+    (["Ellsworth"], "Will you call Ellsworth? Mark my words.", "Will you call PERSON_1? Mark my words."),
+    (["Hélène Dubois"], "later hélène dubois rang, and hélène cried.",
+     "later PERSON_1 rang, and PERSON_1 cried."),
+])
+def test_the_rest_of_a_half_replaced_name_goes_too(known, text, expected):
+    """A name part beside a replaced one is the same name ("Will" of "Will Ellsworth");
+    a word that starts a sentence is only taken when it may be a name ("Will you..."
+    keeps its verb)."""
+    config = DeidentifyConfig(enabled=True, ner=False, known_names=known)
+    assert replaced(text, config) == expected
+
+
+def test_a_name_ner_finds_half_of_loses_its_other_half():
+    assert replaced("then hélène dubois rang me, and hélène was upset.") == \
+        "then PERSON_1 rang me, and PERSON_1 was upset."
+    assert replaced("I spoke to Will Ellsworth yesterday about it.") == \
+        "I spoke to PERSON_1 yesterday about it."
+
+
 @pytest.mark.parametrize(("text", "expected"), [
     ("The client was 34 at the time.", "The client was AGE_1 at the time."),
     ("My eldest is 12 now, and the young woman was 19 then.",

