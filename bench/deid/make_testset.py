@@ -249,6 +249,19 @@ HARD = [
     "P35: I saw her last on [St. Patrick's Day|DATE] and again on [Halloween|DATE].",
     "Interviewer: anything else?\n\nP36: only that [ravi|PERSON] and [ines|PERSON] both "
     "said the same thing. grace under pressure, my mum calls it.",
+    # half a name, ages said of a person, a town beside its postcode, markup around a name
+    "known: Ellsworth\nInterviewer: who referred you?\n\nP37: I spoke to [Will Ellsworth|PERSON] "
+    "about it first. Will you need his letter too?",
+    "P38: then [hélène dubois|PERSON] rang me, and [hélène|PERSON] was upset, so i will ring "
+    "back.",
+    "Interviewer: how old was she?\n\nP39: The client was [34|AGE] at the time. We had 34 "
+    "sessions, and I have practised for 22 years; she was in her thirties, I suppose.",
+    "P40: My eldest was [twelve|AGE] then, and the score was 12 at the start.",
+    "P41: The letters went to [Leeds LS6 2AB|ADDRESS], a damp flat above a shop.",
+    "P42: We rented just off [Quarry Lane, Tadcaster LS24 9QR|ADDRESS] for a year.",
+    "[00:01:50] [Marguerite Quillfeather-Dunmore|PERSON]: It was the [3rd of May|DATE]. I "
+    "remember the rain.",
+    "P44: send it to [12 Orchard Close, Ilkley|ADDRESS] and mark it private.",
 ]
 RELATIONS = ["My sister", "My brother", "My colleague", "My friend", "My cousin", "My wife",
              "My husband", "My supervisor"]

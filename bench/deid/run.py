@@ -6,9 +6,11 @@ Two sets, both written for Consensa (everything in them is invented):
 
 * ``testset.jsonl`` (made by ``make_testset.py``): 110 snippets from templates (800
   identifiers; the rules were tuned on them, so their numbers are optimistic) and a
-  hard subset of 36 hand-written snippets (48 identifiers: lower-case and unusual
-  names, phone numbers spoken as words, UK, Irish, US and Canadian postcodes,
-  holidays as dates, and look-alikes that are not identifiers), scored separately.
+  hard subset of 44 hand-written snippets (58 identifiers: lower-case and unusual
+  names, names half found, phone numbers spoken as words, UK, Irish, US and Canadian
+  postcodes and the towns before them, ages said of a person, holidays as dates,
+  names after time stamps, and look-alikes that are not identifiers), scored
+  separately.
 * ``heldout.txt``: 30 passages written by hand after the tuning, in another style,
   and not used to tune anything. It runs through the real path: each passage is a
   .txt transcript, read by ``ingest`` and de-identified by ``deidentify_corpus``.
