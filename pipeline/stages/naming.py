@@ -105,6 +105,11 @@ How a name is made
    the score: a candidate breaking the case rule comes only after every one that
    keeps both, one breaking the distinctiveness rule after those, so a category
    whose qualifying phrases all went to siblings still gets a name.
+   ``min_cases`` is 1 by default, so the share of cases counts only through the
+   score: participants seldom say the same words, and in a small study the
+   phrases two cases share verbatim are mostly chance details ("young woman",
+   "fourth session", cosine 0.08 and 0.30 to their category's centre), which the
+   rule put before every phrase that says what the category is about.
 4. **Diversity across siblings.** Within each domain the names are chosen
    greedily, the best (category, candidate) pair first, each candidate's score
    lowered by ``diversity`` times its redundancy with the names already given in
@@ -618,9 +623,11 @@ class NamingConfig(BaseModel):
     max_words: int = Field(6, ge=2, le=6, description="most words in a name")
     n_alternatives: int = Field(3, ge=0, le=10, description="next-best names listed for the judges")
     n_keywords: int = Field(10, ge=1, le=50, description="keywords per category (secondary column)")
-    min_cases: int = Field(2, ge=1, le=1000, description=(
+    min_cases: int = Field(1, ge=1, le=1000, description=(
         "a name must be used in at least this many of the category's cases (fewer if the "
-        "category has fewer); relaxed when no phrase qualifies"))
+        "category has fewer); relaxed when no phrase qualifies. Above 1 the rule ranks "
+        "before the score: a phrase two cases share by chance beats every more central "
+        "phrase one case used"))
     min_distinctiveness: float = Field(0.1, ge=0.0, le=1.0, description=(
         "a name's distinctiveness (0: spread like the segments, 1: only in this category) "
         "must reach this; relaxed when no phrase qualifies"))
