@@ -351,6 +351,23 @@ def test_a_verb_cut_from_its_object_is_no_phrase():
     assert any("tears" in f for f in found) and any("supervision group" in f for f in found)
 
 
+def test_a_phrase_does_not_stop_between_an_object_and_its_particle():
+    """"Felt my eyes" of "I felt my eyes well up" says something else; the phrase
+    runs to the particle, which the parser hangs from the verb as an adverb or tags
+    as a particle ("picked the phone up", "gave up")."""
+    from pipeline.stages.naming import extract_phrases
+
+    texts = ["I looked at her face, and I felt my eyes well up.",
+             "She wiped the tears away and went on.",
+             "I picked the phone up.",
+             "I gave up."]
+    found = [p.text.lower() for ps in extract_phrases(texts) for p in ps]
+    assert "felt my eyes" not in found and "felt my eyes well up" in found
+    assert "wiped the tears" not in found and "wiped the tears away" in found
+    assert "picked the phone" not in found and "picked the phone up" in found
+    assert "gave up" in found
+
+
 def test_a_category_whose_cases_share_no_word_still_has_keywords():
     """Keywords are the words a category's cases share; a category of two cases that
     share none is ranked on all its words, not left with an empty keywords column."""

@@ -59,7 +59,9 @@ How a name is made
    no pronoun but a possessive ("telling me" goes, "talk to my supervisor"
    stays), at least one content word that is not a stop word nor a generic word
    ("thing", "people", "time", "way", "lot", "years", ...), and ends on such a
-   content word (or on a particle, "held back"). A span never starts or ends
+   content word (or on a particle, "held back"). A verb's object followed by the
+   verb's particle is no end: "felt my eyes" of "felt my eyes well up" says
+   something else, so the span runs to the particle. A span never starts or ends
    inside a hyphenated word ("two-way plots" stays whole), on a clitic ("'m not
    afraid" is "not afraid") or on anything but a letter or digit (the hyphen of a
    stutter, "it-it's"); a filler the parser splits ("gonna" is "gon na") is still
@@ -377,6 +379,31 @@ class Phrase:
 _VERB_COMPLEMENTS = frozenset({"dobj", "obj", "dative", "attr", "oprd", "ccomp", "xcomp",
                                "acomp"})
 
+#: The particles of a phrasal verb. The parser often hangs one that follows the
+#: object from the verb as an adverb ("felt my eyes well up", "wiped the tears
+#: away"): a phrase that stops at the object then says something else ("felt my
+#: eyes"), so it ends on the particle or is no name.
+_PARTICLES = frozenset({"up", "down", "out", "away", "off", "back", "over"})
+
+
+def _particle_of(tok) -> bool:
+    """``tok`` is a verb's particle: tagged so, or an adverb from the list."""
+    return tok.head.pos_ == "VERB" and tok.head.i < tok.i and (
+        tok.dep_ == "prt" or (tok.dep_ == "advmod" and tok.lower_ in _PARTICLES))
+
+
+def _cut_before_particle(doc, last) -> bool:
+    """The object ``last`` is followed by its verb's particle (with nothing but the
+    particle's own modifiers between): a phrase ending on it is half of one."""
+    if last.dep_ not in ("dobj", "obj") or last.head.pos_ != "VERB":
+        return False
+    for ch in last.head.children:
+        if ch.i > last.i and _particle_of(ch) and all(
+                t.i == ch.i or ch in t.ancestors for t in doc[last.i + 1:ch.i + 1]):
+            return True
+    return False
+
+
 _LEFT_TRIM_POS = {"DET", "PRON", "CCONJ", "SCONJ", "ADP", "INTJ", "PART", "AUX", "PUNCT", "SPACE",
                   "SYM", "X", "ADV"}     # ADV: "exactly the incident", "mostly adults"
 
@@ -452,7 +479,8 @@ def _phrase_from(doc, start: int, end: int, kind: str, stop: frozenset[str],
             toks = toks[1:]
     while toks and (toks[-1].is_punct or toks[-1].is_space
                     or toks[-1].pos_ in ("ADP", "CCONJ", "SCONJ", "DET", "AUX", "PRON")
-                    or (toks[-1].pos_ == "PART" and toks[-1].dep_ != "prt")):
+                    or (toks[-1].pos_ == "PART" and toks[-1].dep_ != "prt"))\
+            and not (_particle_of(toks[-1]) and any(t.i == toks[-1].head.i for t in toks)):
         toks = toks[:-1]
     if len(toks) < 2:
         return None
@@ -478,11 +506,13 @@ def _phrase_from(doc, start: int, end: int, kind: str, stop: frozenset[str],
     if any(t.pos_ == "PRON" and t.dep_ != "poss" for t in toks):
         return None
     last = toks[-1]
+    if _cut_before_particle(doc, last):
+        return None         # "felt my eyes" of "felt my eyes well up"
     if last.pos_ in ("VERB", "AUX"):
         inside = {t.i for t in toks}
         if any(ch.dep_ in _VERB_COMPLEMENTS and ch.i not in inside for ch in last.children):
             return None     # a verb cut from what it takes: "didn't wipe" (it away), "can't handle" (it)
-    if not (_is_content(last, stop) or last.dep_ == "prt"
+    if not (_is_content(last, stop) or last.dep_ == "prt" or _particle_of(last)
             or (last.pos_ == "NUM" and last.lower_ not in stop)):
         return None
     if not any(_is_content(t, stop) for t in toks):
@@ -562,7 +592,7 @@ def _phrases_of(doc, stop: frozenset[str], max_words: int) -> list[Phrase]:
         for child in verb.children:
             if child.i <= verb.i:
                 continue
-            if child.dep_ in ("dobj", "prt"):
+            if child.dep_ in ("dobj", "prt") or _particle_of(child):
                 ends.append((child.i, "verb+obj"))
             elif child.dep_ in ("acomp", "oprd", "xcomp") and child.pos_ in ("ADJ", "VERB"):
                 ends.append((child.i, "verb+comp"))
