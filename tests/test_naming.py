@@ -354,14 +354,20 @@ def test_a_verb_cut_from_its_object_is_no_phrase():
 def test_a_phrase_does_not_stop_between_an_object_and_its_particle():
     """"Felt my eyes" of "I felt my eyes well up" says something else; the phrase
     runs to the particle, which the parser hangs from the verb as an adverb or tags
-    as a particle ("picked the phone up", "gave up")."""
+    as a particle ("picked the phone up", "gave up"), and not past it when the verb
+    takes an object or a clause after it ("sort out" of "sort out whether ...")."""
     from pipeline.stages.naming import extract_phrases
 
     texts = ["I looked at her face, and I felt my eyes well up.",
              "She wiped the tears away and went on.",
              "I picked the phone up.",
-             "I gave up."]
+             "I gave up.",
+             "The supervisor helped me sort out whether it was my own grief.",
+             "I held back the tears."]
     found = [p.text.lower() for ps in extract_phrases(texts) for p in ps]
+    # a verb and its particle without the clause or object the verb takes is half too
+    assert "sort out" not in found and "held back" not in found
+    assert "held back the tears" in found
     assert "felt my eyes" not in found and "felt my eyes well up" in found
     assert "wiped the tears" not in found and "wiped the tears away" in found
     assert "picked the phone" not in found and "picked the phone up" in found

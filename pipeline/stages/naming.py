@@ -61,7 +61,9 @@ How a name is made
    ("thing", "people", "time", "way", "lot", "years", ...), and ends on such a
    content word (or on a particle, "held back"). A verb's object followed by the
    verb's particle is no end: "felt my eyes" of "felt my eyes well up" says
-   something else, so the span runs to the particle. A span never starts or ends
+   something else, so the span runs to the particle; a verb (with its particle or
+   not) that ends a span without the object or clause it takes is no end either
+   ("sort out" of "sort out whether it was grief"). A span never starts or ends
    inside a hyphenated word ("two-way plots" stays whole), on a clitic ("'m not
    afraid" is "not afraid") or on anything but a letter or digit (the hyphen of a
    stutter, "it-it's"); a filler the parser splits ("gonna" is "gon na") is still
@@ -508,10 +510,12 @@ def _phrase_from(doc, start: int, end: int, kind: str, stop: frozenset[str],
     last = toks[-1]
     if _cut_before_particle(doc, last):
         return None         # "felt my eyes" of "felt my eyes well up"
-    if last.pos_ in ("VERB", "AUX"):
+    verb = last.head if _particle_of(last) else last
+    if verb.pos_ in ("VERB", "AUX") and (verb is last or any(t.i == verb.i for t in toks)):
         inside = {t.i for t in toks}
-        if any(ch.dep_ in _VERB_COMPLEMENTS and ch.i not in inside for ch in last.children):
-            return None     # a verb cut from what it takes: "didn't wipe" (it away), "can't handle" (it)
+        if any(ch.dep_ in _VERB_COMPLEMENTS and ch.i not in inside for ch in verb.children):
+            return None     # a verb cut from what it takes: "didn't wipe" (it away), "can't
+            # handle" (it), "sort out" (whether it was grief), "held back" (the tears)
     if not (_is_content(last, stop) or last.dep_ == "prt" or _particle_of(last)
             or (last.pos_ == "NUM" and last.lower_ not in stop)):
         return None
