@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from pipeline.errors import InputError
 from pipeline.stages import ingest as ingest_module
-from pipeline.stages.ingest import IngestConfig, TableMapping, ingest
+from pipeline.stages.ingest import IngestConfig, TableMapping, asks_a_question, ingest
 from pipeline.textio import decode_bytes, read_text_file
 from pipeline.types import TURN_COLUMNS, Corpus
 from tests.builders import docx_bytes
@@ -850,6 +850,42 @@ def test_of_two_unnamed_speakers_the_one_who_asks_is_the_interviewer(tmp_path):
     corpus = run(tmp_path)
     assert set(corpus.turns["role"]) == {"other"}
     assert "no participant speech found" in reasons(corpus)
+
+
+def test_a_tag_question_or_a_note_does_not_make_a_speaker_the_interviewer(tmp_path):
+    """A participant who ends every other sentence with "you know?" or "right?" asks
+    nothing of the interviewer, nor does a transcriber's "[inaudible?]". Counted as
+    questions, they made both speakers ask "as often", so every turn was left out as
+    "other"; an interviewer who prompts more than asks was then taken for the
+    participant."""
+    interview = ("Speaker 1  0:00\nTell me how you started.\n\n"
+                 "Speaker 2  0:04\nWith my gran, you know? She had a plot.\n\n"
+                 "Speaker 1  0:09\nWhat did she grow?\n\n"
+                 "Speaker 2  0:12\nBeans, mostly. It was hard work, right?\n\n"
+                 "Speaker 1  0:20\nAnd later, when you moved?\n\n"
+                 "Speaker 2  0:25\nLater I had my own [inaudible?], isn't it?\n\n"
+                 "Speaker 1  0:30\nWas it far from home?\n\n"
+                 "Speaker 2  0:33\nNo, close by, you know what I mean?\n")
+    write(tmp_path, "M06.txt", interview)
+    corpus = run(tmp_path)
+    assert [(t[0], t[1]) for t in turns_of(corpus, "M06")][:2] == [
+        ("Speaker 1", "interviewer"), ("Speaker 2", "participant")]
+    (note,) = corpus.skipped
+    assert "'Speaker 1' asks questions in 3 of 4 turns, 'Speaker 2' in 0 of 4" in note.reason
+
+
+@pytest.mark.parametrize("words, asks", [
+    ("What did she grow? Vegetables?", True),
+    ("Is that right?", True),
+    ("It was hard, you know?", False),
+    ("Hard work. Right?", False),
+    ("It was cold, wasn\u2019t it?", False),
+    ("He said [inaudible?] and left.", False),
+    ("I said (what?) and left. And you, how was it for you?", True),
+    ("No question here.", False),
+])
+def test_which_turns_ask_a_question(words, asks):
+    assert asks_a_question(words) is asks
 
 
 def test_no_participant_speech_is_reported_but_kept(tmp_path):

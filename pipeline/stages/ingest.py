@@ -729,13 +729,43 @@ ASKER_MIN_QUESTIONS = 3
 ASKER_RATIO = 3.0
 
 
+#: A question that asks nothing of the other speaker: a tag at the end of a sentence
+#: ("..., you know?", "..., right?", "..., isn't it?") or a question heard in speech
+#: that a participant says as often as an interviewer.
+_TAG_QUESTION = re.compile(
+    r"(?:you know|you see|know what i mean|(?:do )?you know what i mean|you know what i'm"
+    r" saying|right|yeah|yes|no|okay|ok|eh|huh|innit|see|sure|or not|or something"
+    r"|(?:is|was|are|were|do|does|did|have|has|had|can|could|would|will|should|wo|ca)n'?t"
+    r" (?:it|i|you|he|she|we|they|there|that))", re.I)
+#: A note in brackets or parentheses ("[inaudible?]", "(unclear?)"): a transcriber's
+#: doubt, not a question.
+_NOTE_SPAN = re.compile(r"\[[^\[\]\n]*\]|\([^()\n]*\)|\{[^{}\n]*\}|<[^<>\n]*>")
+
+
+def asks_a_question(words: str) -> bool:
+    """Whether a turn asks the other speaker something: a sentence that ends with "?"
+    and is not a tag ("It was hard, you know?") or inside a transcriber's note.
+
+    A participant who says "you know?" in every other turn does not ask the questions
+    of the interview; counted as questions, those tags made the interviewer of two
+    unnamed speakers impossible to tell, or told the wrong one."""
+    words = _NOTE_SPAN.sub(" ", words)
+    for sentence in re.findall(r"[^.!?\n]*\?", words):
+        last = re.split(r"[,;:\u2013\u2014-]", sentence.rstrip("? "))[-1]
+        last = last.strip(" \t'\"\u2018\u2019\u201c\u201d").lower().replace("\u2019", "'")
+        if last and not _TAG_QUESTION.fullmatch(last):
+            return True
+    return False
+
+
 def _asker(turns: list[_Turn], text: str) -> tuple[str, str, str] | None:
     """(interviewer, participant, the evidence in words) for a case of two speakers
-    whose roles no rule gives, when one of them clearly asks the questions."""
+    whose roles no rule gives, when one of them clearly asks the questions
+    (:func:`asks_a_question`)."""
     asks: dict[str, list[int]] = {}
     for t in turns:
         tally = asks.setdefault(t.speaker, [0, 0])
-        tally[0] += "?" in text[t.start:t.end]
+        tally[0] += asks_a_question(text[t.start:t.end])
         tally[1] += 1
     (a, (qa, na)), (b, (qb, nb)) = sorted(asks.items(), key=lambda kv: -kv[1][0] / kv[1][1])
     if qa < ASKER_MIN_QUESTIONS or qa / na < ASKER_RATIO * qb / nb:
