@@ -633,7 +633,8 @@ def _add_review_parser(sub) -> None:
             q.add_argument("--decision", required=True,
                            help="accept, rename, reassign, merge, split, reject, subcategory "
                            "(themes); accept, rename, merge, split (domains); move, keep "
-                           "(segments); edit (core ideas, with --core-idea)")
+                           "(segments); edit (core ideas, with --core-idea), merge (core ideas, with "
+                           "--target DOMAIN_ID: one core idea of the case for merged domains)")
             q.add_argument("--name", default="", help="the new name (rename, split)")
             q.add_argument("--target", default="", help="merge into / move to this id")
             q.add_argument("--to-domain", default="", help="reassign to this domain id")

@@ -156,7 +156,7 @@ def test_the_workbook_has_a_core_ideas_sheet_that_imports_as_positions(cqr, caps
     row = fill(book, "core ideas", f"{other.case_id}:{int(other.domain_id)}", comment="hm")
     assert main(["review", "import", str(cqr), str(book)]) != 0
     err = capsys.readouterr().err
-    assert f"sheet 'core ideas', row {row}" in err and "'your core idea' is blank" in err
+    assert f"sheet 'core ideas', row {row}" in err and "'your core idea' and 'merge into' are blank" in err
     # the sheet renamed or deleted: refused, not imported without the judge's core ideas
     for edit in ("rename", "delete"):
         wb = openpyxl.load_workbook(book)
@@ -438,6 +438,129 @@ def test_a_merged_domain_lists_each_case_once_with_the_core_idea_of_each_domain(
               if n.title.startswith(f"Core idea of {case} ") and n.about == ("domain", into)]
     assert len(titles) == len(set(titles)) == 2
     assert any(f"(from domain {merged} " in t for t in titles)
+
+
+def _case_in_both(run: Path, into: int = 0, merged: int = 3) -> str:
+    ci = pd.read_parquet(run / "core_ideas.parquet")
+    both = sorted(set(ci[ci["domain_id"] == into]["case_id"])
+                  & set(ci[ci["domain_id"] == merged]["case_id"]))
+    assert both, "the fixture has a case with a core idea in both domains"
+    return str(both[0])
+
+
+def test_the_judges_make_one_core_idea_of_a_case_for_merged_domains(cqr, capsys):
+    """After a domain merge a case has a core idea from each domain; CQR writes one per
+    case and domain. The judges write it on one and merge the other into it: the
+    codebook and the exports then hold one core idea of the case, with the segments of
+    both, saying which domains it stands for. A merge whose domains are not merged, into
+    itself, or into one that merges on is refused, nothing recorded."""
+    into, merged = 0, 3
+    case = _case_in_both(cqr, into, merged)
+    ci = pd.read_parquet(cqr / "core_ideas.parquet")
+    segs = {d: [str(x) for x in ci[(ci["case_id"] == case) & (ci["domain_id"] == d)]
+                ["segment_ids"].iat[0]] for d in (into, merged)}
+    fold = Decision(core_idea_item(case, merged), "merge", target=str(into))
+    with ReviewStore(load_run(cqr)) as store:
+        with pytest.raises(ReviewError, match=f"domains {merged} and {into} are not merged"):
+            store.resolve([fold], by="ana")
+        with pytest.raises(ReviewError, match="cannot merge into itself"):
+            store.resolve([Decision(core_idea_item(case, merged), "merge",
+                                    target=str(merged))], by="ana")
+        with pytest.raises(ReviewError, match="takes no text"):
+            store.resolve([Decision(core_idea_item(case, merged), "merge", target=str(into),
+                                    core_idea=CORE)], by="ana")
+        with pytest.raises(ReviewError, match="merges into the one in domain"):
+            store.resolve([Decision(f"domain:{merged}", "merge", target=str(into)), fold,
+                           Decision(core_idea_item(case, into), "merge",
+                                    target=str(merged))], by="ana")
+        assert store.consensus() == {}
+        store.resolve([Decision(f"domain:{merged}", "merge", target=str(into)),
+                       Decision(core_idea_item(case, into), "edit", core_idea=CORE), fold],
+                      by="ana")
+        _settle(store)
+    assert main(["review", "apply", str(cqr)]) == 0
+    md = (cqr / "review" / "codebook.md").read_text(encoding="utf-8")
+    section = md.split("**Core ideas**", 1)[1].split("\n### ", 1)[0]
+    (line,) = [x for x in section.splitlines() if x.startswith(f"- {case}")]
+    assert f"(judges): {CORE}" in line and f"(one core idea for domains {into} and {merged})" \
+        in line and "2 core ideas" not in line
+    for s in segs[into] + segs[merged]:
+        assert s in line
+    data = yaml.safe_load((cqr / "review" / "codebook.yaml").read_text(encoding="utf-8"))
+    dom = next(d for d in data["domains"] if d["id"] == into)
+    (mine,) = [c for c in dom["core_ideas"] if c["case"] == case]
+    assert mine["core_idea"] == CORE and mine["merged_from"][0]["domain"] == merged
+    # one note in the exports for the case, naming both domains
+    assert main(["export", "qdpx", str(cqr)]) == 0
+    from pipeline.exchange.agreed import export_content
+    titles = [n.title for n in export_content(cqr).notes
+              if n.title.startswith(f"Core idea of {case} ") and n.about == ("domain", into)]
+    assert len(titles) == 1 and f"one core idea for domains {into}, {merged}" in titles[0]
+
+
+def test_merged_proposed_core_ideas_are_joined_and_a_stale_merge_keeps_both(cqr):
+    """A merge into a core idea the judges did not write joins the two proposed texts
+    (nothing proposed is lost); when the domain merge is taken back, the core idea
+    merge is not applied and each domain keeps its own."""
+    into, merged = 0, 3
+    case = _case_in_both(cqr, into, merged)
+    ci = pd.read_parquet(cqr / "core_ideas.parquet")
+    text = {d: str(ci[(ci["case_id"] == case) & (ci["domain_id"] == d)]["core_idea"].iat[0])
+            for d in (into, merged)}
+    run = load_run(cqr)
+    with ReviewStore(run) as store:
+        store.resolve([Decision(f"domain:{merged}", "merge", target=str(into))], by="ana")
+        store.resolve([Decision(core_idea_item(case, merged), "merge", target=str(into))],
+                      by="ana")
+        cb = build_codebook(run, review_status(store), draft=True)
+        dom = next(d for d in cb.data["domains"] if d["id"] == into)
+        (mine,) = [c for c in dom["core_ideas"] if c["case"] == case]
+        assert mine["source"] == "proposed"
+        assert mine["core_idea"] == f"{text[into].rstrip()} {text[merged].strip()}"
+        # the domain merge cannot be taken back while a core idea merge depends on it
+        with pytest.raises(ReviewError, match=f"domains {merged} and {into} are not merged"):
+            store.resolve([Decision(f"domain:{merged}", "accept")], by="ana")
+        cons = store.consensus()
+    # where it no longer stands all the same (the judges' agreed positions changed), the
+    # core idea merge is not applied, and each domain keeps its own
+    from pipeline.review.apply import agreed_core_ideas
+    cons[f"domain:{merged}"] = Decision(f"domain:{merged}", "accept")
+    for d in (into, merged):
+        (own,) = [c for c in agreed_core_ideas(run, cons, [d]) if c["case"] == case]
+        assert own["core_idea"] == text[d] and "merged_from" not in own
+
+
+def test_the_workbook_and_the_domain_page_merge_core_ideas(cqr, capsys):
+    into, merged = 0, 3
+    case = _case_in_both(cqr, into, merged)
+    with ReviewStore(load_run(cqr)) as store:
+        store.resolve([Decision(f"domain:{merged}", "merge", target=str(into))], by="team")
+    # the workbook: 'merge into' on the core ideas sheet is a merge position
+    assert main(["review", "export", str(cqr), "--judges", "ana,ben", "--auditor", "dee",
+                 "-q"]) == 0
+    book = cqr / "review" / "round-1" / "ana.xlsx"
+    wb = openpyxl.load_workbook(book)
+    assert "merge into" in [c.value for c in wb["core ideas"][1]]
+    fill(book, "core ideas", f"{case}:{merged}", merge_into=into)
+    assert main(["review", "import", str(cqr), str(book)]) == 0, capsys.readouterr().err
+    with ReviewStore(load_run(cqr)) as store:
+        got = store.positions()[core_idea_item(case, merged)]["ana"]
+    assert (got.decision, got.target) == ("merge", str(into))
+    # the domain page offers the merge where the domains are merged, and records it
+    web = Web(cqr, "ben")
+    page = web.get(f"/domain/{merged}")
+    block = page.split(f'id="core-{case}"', 1)[1].split("</article>", 1)[0]
+    assert 'class="core-idea-merge"' in block and f'<option value="{into}">' in block
+    form = block.split('class="core-idea-merge"', 1)[1]
+    v_item, v_mine = (re.search(rf'name="{k}" value="(\d+)"', form).group(1)
+                      for k in ("v_item", "v_mine"))
+    r = web.post("/decide", _page=page, item=core_idea_item(case, merged), decision="merge",
+                 target=str(into), v_item=v_item, v_mine=v_mine, **{"as": "consensus"})
+    assert r.status_code == 303, r.text[:400]
+    block = web.get(f"/domain/{merged}").split(f'id="core-{case}"', 1)[1]
+    assert "Merged into" in block.split("</article>", 1)[0]
+    block = web.get(f"/domain/{into}").split(f'id="core-{case}"', 1)[1].split("</article>")[0]
+    assert f"Stands also for the core idea of this case in domain {merged}" in block
 
 
 def test_the_domain_page_edits_core_ideas_and_splits_the_domain(cqr):

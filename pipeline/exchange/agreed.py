@@ -491,6 +491,10 @@ def case_core_idea_notes(data: dict) -> list[ExportNote]:
         merged = (f" (from domain {origin}"
                   + (f" \"{c['from_domain_name']}\"" if c.get("from_domain_name") else "")
                   + ", merged in)") if origin != int(d["id"]) else ""
+        # ... unless the judges merged the case's core ideas into one, for the domains it names
+        folded = [int(m["domain"]) for m in c.get("merged_from") or () if m.get("domain") is not None]
+        if folded:
+            merged += f" (one core idea for domains {', '.join(str(x) for x in [origin] + folded)})"
         out.append(ExportNote(
             f"case-core-idea/{d['id']}/{origin}/{c['case']}",
             f"Core idea of {c['case']} ({'the judges' if judges else 'proposed'}): "

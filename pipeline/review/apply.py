@@ -396,12 +396,19 @@ def agreed_core_ideas(run: RunItems, cons: dict[str, Decision], domain_ids,
     else the proposed one (``source: proposed``); each with the segments it came from.
     Domains merged into one keep each its own core ideas (``from_domain``, and its
     proposed name in ``from_domain_name``): a case can then have one from each, and
-    none of them, the judges' least of all, is dropped."""
+    none of them, the judges' least of all, is dropped, until the judges merge them.
+    A core idea the judges merged into the case's core idea of another of the merged
+    domains is listed in that one's ``merged_from`` (with its text), and its segments
+    join that one's: the case then has one core idea in the domain, as CQR writes it.
+    The target's text is the judges' where they wrote one (for both domains); where
+    they did not, the proposed texts are joined, so that nothing proposed is lost. A
+    merge whose domains are not (or no longer) merged is not applied: each stays."""
     ci = run.core_ideas
     if ci.empty:
         return []
-    out = []
-    mine = ci[ci["domain_id"].astype(int).isin([int(d) for d in domain_ids])]
+    ids = {int(d) for d in domain_ids}
+    out, folded, own = [], [], {}
+    mine = ci[ci["domain_id"].astype(int).isin(ids)]
     for r in mine.sort_values(["case_id", "domain_id"]).itertuples():
         dec = cons.get(core_idea_item(r.case_id, r.domain_id))
         entry = {"case": str(r.case_id), "core_idea": str(r.core_idea), "source": "proposed",
@@ -412,7 +419,23 @@ def agreed_core_ideas(run: RunItems, cons: dict[str, Decision], domain_ids,
                                                           run.domain_name(r.domain_id))
         if dec is not None and dec.decision == "edit" and dec.core_idea.strip():
             entry.update(core_idea=dec.core_idea, source="judges", proposed=str(r.core_idea))
+        if dec is not None and dec.decision == "merge" and dec.target.isdigit() \
+                and int(dec.target) in ids - {int(r.domain_id)}:
+            folded.append((entry, int(dec.target)))
+            continue
+        own[(entry["case"], int(r.domain_id))] = entry
         out.append(entry)
+    for entry, target in folded:
+        into = own.get((entry["case"], target))
+        if into is None:    # its target merged on in turn: refused when recorded
+            out.append(entry)
+            continue
+        into.setdefault("merged_from", []).append(
+            {"domain": entry.get("from_domain"), "domain_name": entry.get("from_domain_name", ""),
+             "core_idea": entry["core_idea"]})
+        into["segment_ids"] = list(dict.fromkeys(into["segment_ids"] + entry["segment_ids"]))
+        if into["source"] == "proposed":
+            into["core_idea"] = f"{into['core_idea'].rstrip()} {entry['core_idea'].strip()}"
     return out
 
 
@@ -582,15 +605,22 @@ def _core_idea_lines(dom: dict) -> list[str]:
     """A domain's core ideas in codebook.md, each case once. In a domain others were
     merged into, a case can have a core idea from each of them (a core idea is one per
     case and domain, and the judges reviewed each proposed domain's): they are listed
-    together under the case, each with the domain it came from."""
+    together under the case, each with the domain it came from, unless the judges
+    merged them into one, which says the domains it stands for."""
     t = markdown_text
     by_case: dict[str, list[dict]] = {}
     for ci in dom["core_ideas"]:
         by_case.setdefault(str(ci["case"]), []).append(ci)
 
     def idea(ci: dict) -> str:
+        both = ""
+        if ci.get("merged_from"):
+            dids = [int(ci.get("from_domain", dom["id"]))] + [
+                int(m["domain"]) for m in ci["merged_from"] if m.get("domain") is not None]
+            both = (" (one core idea for domains " + ", ".join(str(x) for x in dids[:-1])
+                    + f" and {dids[-1]})")
         return (f"({ci['source']}): {t(ci['core_idea'])} "
-                f"[{t(', '.join(ci['segment_ids']))}]")
+                f"[{t(', '.join(ci['segment_ids']))}]{both}")
 
     def origin(ci: dict) -> str:
         did = int(ci.get("from_domain", dom["id"]))
@@ -598,14 +628,15 @@ def _core_idea_lines(dom: dict) -> list[str]:
         merged = ", merged in" if did != int(dom["id"]) else ""
         return f"domain {did}" + (f' "{t(name)}"' if name else "") + merged
 
-    merged = {int(ci["from_domain"]) for ci in dom["core_ideas"]
-              if "from_domain" in ci} - {int(dom["id"])}
+    merged = ({int(ci["from_domain"]) for ci in dom["core_ideas"] if "from_domain" in ci}
+              | {int(m["domain"]) for ci in dom["core_ideas"] for m in ci.get("merged_from", ())
+                 if m.get("domain") is not None}) - {int(dom["id"])}
     head = ("**Core ideas** (one per case)" if not merged else
             "**Core ideas** (one per case and proposed domain: "
             + ("domain " if len(merged) == 1 else "domains ")
             + ", ".join(str(x) for x in sorted(merged))
             + (" was" if len(merged) == 1 else " were") + " merged in, so a case can have "
-            "one from each, listed together)")
+            "one from each, listed together, unless the judges merged them into one)")
     lines = [head, ""]
     for case, ideas in by_case.items():
         if len(ideas) == 1:

@@ -169,7 +169,8 @@ def resolve(run_folder: Path, *, theme: str | None = None, domain: str | None = 
             target: str = "", to_domain: str = "", segments: str = "", core_idea: str = "",
             comment: str = "", core_idea_of: str | None = None, themes: str = "") -> str:
     """Record one consensus decision. ``core_idea_of`` (``CASE:DOMAIN_ID``) names a core
-    idea (decision ``edit``, its text in ``core_idea``); ``themes`` are the theme ids a
+    idea (decision ``edit``, its text in ``core_idea``; or ``merge`` into the case's core
+    idea in domain ``target``, once the domains are merged); ``themes`` are the theme ids a
     domain split moves to the new domain, whose id the store gives."""
     kind, ident = _one_item(theme, domain, segment, core_idea_of)
     if not by.strip():

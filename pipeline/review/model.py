@@ -34,6 +34,9 @@ segment    move        ``target``: a theme id, or ``none`` to leave it unassigne
 core_idea  edit        ``core_idea`` (required): the judges' core idea of one case in one
                        domain (item ``core_idea:<case_id>:<domain_id>``), in place of the
                        one the run proposed (a CQR run's ``core_ideas`` table)
+core_idea  merge       ``target``: the id of another domain the case has a core idea in;
+                       once the two domains are merged, the case has one core idea there
+                       (the target's, which the judges write for both), not one of each
 =========  ==========  ===============================================================
 
 ``core_idea`` is a core idea note (the category's definition in the codebook);
@@ -62,7 +65,7 @@ CREATED_DOMAIN_DECISIONS = ("create", "merge")
 CREATED_THEME_DECISIONS = ("create", "merge", "subcategory", "reject")
 SEGMENT_DECISIONS = ("move", "keep")
 #: a core idea is edited (a judge who keeps the proposed one takes no position)
-CORE_IDEA_DECISIONS = ("edit",)
+CORE_IDEA_DECISIONS = ("edit", "merge")
 KINDS = ("theme", "domain", "segment", "core_idea")
 #: whose a review workbook is: a judge's positions, an auditor's comments, the consensus
 ROLES = ("judge", "auditor", "consensus")
@@ -128,7 +131,7 @@ class Decision:
         """What two positions must share to count as the same decision."""
         decision = self.decision
         if self.kind == "core_idea":  # the text is the decision: two judges agree on it
-            return (decision, " ".join(self.core_idea.split()).casefold())
+            return (decision, " ".join(self.core_idea.split()).casefold(), self.target)
         name = " ".join(self.new_name.split()).casefold()
         if decision in ("rename", "accept", "reassign"):
             decision = "keep"
@@ -138,6 +141,8 @@ class Decision:
     def describe(self) -> str:
         """Short words for the status table: ``merge into theme 2``."""
         d = self.decision
+        if d == "merge" and self.kind == "core_idea":
+            return f"merge into the core idea in domain {self.target}"
         if d == "merge":
             text = f"merge into {self.kind} {self.target}"
         elif d == "move":
@@ -716,14 +721,29 @@ def _check_core_idea(d: Decision, run: RunItems) -> list[str]:
         return [f"the run proposed no core idea of case {case!r} in domain {dom!r}"
                 + ("" if len(run.core_ideas) else " (only a CQR run proposes core ideas)")]
     if d.decision not in CORE_IDEA_DECISIONS:
-        return [f"unknown decision {d.decision!r} for a core idea; use: "
-                f"{', '.join(CORE_IDEA_DECISIONS)} (with the core idea's text)"]
+        return [f"unknown decision {d.decision!r} for a core idea; use: edit (with the core "
+                "idea's text) or merge (with the domain whose core idea of the case it "
+                "goes into)"]
     errs = []
-    if not d.core_idea.strip():
+    if d.decision == "merge":
+        case, _, dom = d.ident.rpartition(":")
+        if not d.target:
+            errs.append(f"merge needs {field_name(d, 'target')}: the id of the domain whose "
+                        f"core idea of case {case!r} this one goes into")
+        elif d.target == dom:
+            errs.append(f"a core idea cannot merge into itself (domain {dom})")
+        elif f"{case}:{d.target}" not in run.core_idea_ids:
+            errs.append(f"{field_name(d, 'target')}: case {case!r} has no core idea in domain "
+                        f"{d.target!r} to merge into")
+        if d.core_idea.strip():
+            errs.append("a merged core idea takes no text: write it on the core idea of "
+                        f"domain {d.target or '(the target)'}, which stands for both")
+    elif not d.core_idea.strip():
         errs.append("edit needs the core idea's text")
-    for key in ("new_name", "target", "domain"):
+    for key in ("new_name", "domain") + (("target",) if d.decision == "edit" else ()):
         if getattr(d, key):
-            errs.append(f"{field_name(d, key)} does not go with a core idea")
+            errs.append(f"{field_name(d, key)} does not go with a core idea"
+                        + (" edit" if key == "target" else ""))
     if d.segments:
         errs.append(f"{field_name(d, 'segments')} does not go with a core idea")
     return errs
@@ -784,15 +804,16 @@ def nesting_problems(decisions: list[Decision]) -> list[str]:
 
 
 def _end_of_merges(by_item: dict[str, Decision], target: str,
-                   seen: set[str] | None = None) -> tuple[str, Decision | None]:
-    """Where theme ``target`` ends, following merges (a cycle stops at the first repeat):
-    the last theme's id and its decision (None: it has none)."""
+                   seen: set[str] | None = None, kind: str = "theme"
+                   ) -> tuple[str, Decision | None]:
+    """Where theme (or domain) ``target`` ends, following merges (a cycle stops at the
+    first repeat): the last one's id and its decision (None: it has none)."""
     seen = set(seen or ())
-    end = by_item.get(f"theme:{target}")
+    end = by_item.get(f"{kind}:{target}")
     while end is not None and end.decision == "merge" and end.item not in seen:
         seen.add(end.item)
         target = end.target
-        end = by_item.get(f"theme:{target}")
+        end = by_item.get(f"{kind}:{target}")
     return target, end
 
 
@@ -830,6 +851,31 @@ def moved_into_rejected_problems(decisions: list[Decision]) -> list[str]:
                         f"{d.target}{via}, which is rejected, so it would end in no "
                         "category; move it to a theme that is kept, or to 'none' to leave "
                         "it unassigned on purpose")
+    return errs
+
+
+def core_idea_merge_problems(decisions: list[Decision], domains_too: bool = True) -> list[str]:
+    """Core ideas merged into one that is itself merged on (merge into the one that
+    stays), or, with ``domains_too`` (a consensus, checked against all that stands),
+    into the core idea of a domain that is not merged with their own: the case would
+    lose its core idea in a domain that is still there."""
+    by_item = {d.item: d for d in decisions}
+    errs = []
+    for d in decisions:
+        if d.kind != "core_idea" or d.decision != "merge" or not d.target:
+            continue
+        case, _, dom = d.ident.rpartition(":")
+        into = by_item.get(core_idea_item(case, d.target)) if d.target.isdigit() else None
+        if into is not None and into.decision == "merge":
+            errs.append(f"{d.source or d.item}: the core idea of case {case!r} in domain {dom} "
+                        f"would merge into the one in domain {d.target}, which merges into the "
+                        f"one in domain {into.target} in turn; merge it into the one that stays")
+        elif domains_too and (_end_of_merges(by_item, dom, kind="domain")[0]
+                              != _end_of_merges(by_item, d.target, kind="domain")[0]):
+            errs.append(f"{d.source or d.item}: domains {dom} and {d.target} are not merged, "
+                        f"so case {case!r} would be left without a core idea in domain {dom}; "
+                        "merge the domains first (a domain's decision 'merge'), or keep a core "
+                        "idea in each")
     return errs
 
 
@@ -886,7 +932,8 @@ def check_set(decisions: list[Decision], run: RunItems) -> list[str]:
         errs.append(f"{cycle[0].source}: merge cycle ({cycle[0].kind}s {chain}; "
                     f"rows: {'; '.join(c.source for c in cycle)})")
     return (errs + nesting_problems(decisions) + rejected_target_problems(decisions)
-            + moved_into_rejected_problems(decisions))
+            + moved_into_rejected_problems(decisions)
+            + core_idea_merge_problems(decisions, domains_too=False))
 
 
 def with_source(d: Decision, source: str) -> Decision:

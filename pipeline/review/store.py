@@ -52,6 +52,7 @@ from .model import (
     RunItems,
     check_decision,
     check_set,
+    core_idea_merge_problems,
     merge_cycles,
     moved_into_rejected_problems,
     nesting_problems,
@@ -592,6 +593,7 @@ class ReviewStore:
         errors += nesting_problems(list(merged.values()))
         errors += rejected_target_problems(list(merged.values()))
         errors += moved_into_rejected_problems(list(merged.values()))
+        errors += core_idea_merge_problems(list(merged.values()))
         errors += overlap_problems(list(merged.values()))
         errors += split_outside_problems(decisions, merged, self.run)
         if errors:

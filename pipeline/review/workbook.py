@@ -83,7 +83,7 @@ COUNTS_COL = [("counts toward the label", "counts", 22)]
 CORE_COLS = [("core idea id", "id", 16), ("case", "case", 12), ("domain id", "domain_id", 10),
              ("domain", "domain_name", 30), ("proposed core idea", "core", 60),
              ("segment ids", "segment_ids", 30), ("your core idea", "core_idea", 60),
-             ("comment", "comment", 40), ("consensus so far", "consensus", 34),
+             ("merge into", "target", 12), ("comment", "comment", 40), ("consensus so far", "consensus", 34),
              ("changed", "changed", 30)]
 #: the sheet of the core ideas (a workbook of a themes run has none)
 CORE_SHEET = "core ideas"
@@ -121,6 +121,9 @@ core ideas sheet (a CQR run): to change the core idea of a case in a domain, wri
   words); a blank row takes no position, and the core idea stays as it stands (the
   proposed one in round 1; from round 2 on, the one the round before agreed, which the
   row then shows). To go back to the proposed one, copy 'proposed core idea' into it.
+  Once two domains are merged, a case has a core idea from each: to make them one, write
+  the case's core idea for both in one row and, in the other row, put that row's domain
+  id in 'merge into' (and leave 'your core idea' blank).
 'flags' (single story, thin, unstable) and 'label if reassigned counted' are the
   run's evidence on a theme; 'subgroups' its frequency in each group of a case attribute.
 'proposed subcategories' are the ones Consensa proposed within a theme: they are not
@@ -409,7 +412,9 @@ def read_workbook(path: Path, run: RunItems,
         for h, key, _ in cols:
             if h in header:
                 index[key] = header.index(h)
-            elif key in REQUIRED:
+            elif key in REQUIRED and not (kind == "core_idea" and key == "target"):
+                # (a core ideas sheet written before core ideas could merge has no
+                # 'merge into', and its judge's core ideas still count)
                 errors.append(f"{name}, sheet '{sheet}', row 1: the column '{h}' is missing")
                 missing = True
         if missing:
@@ -430,7 +435,8 @@ def read_workbook(path: Path, run: RunItems,
             item = f"{kind}:{ident}"
             comment = _cell(get.get("comment"))
             if kind == "core_idea":
-                word = "edit" if _cell(get.get("core_idea")) else ""
+                word = ("merge" if _cell(get.get("target")) else
+                        "edit" if _cell(get.get("core_idea")) else "")
             elif kind == "segment":
                 target = _cell(get.get("target"))
                 word = "keep" if target.lower() == "keep" else "move" if target else ""
@@ -443,9 +449,9 @@ def read_workbook(path: Path, run: RunItems,
                     out.comments.append((item, comment, where))
                     continue
                 if kind == "core_idea":
-                    errors.append(f"{where}: 'your core idea' is blank but the comment is "
-                                  "filled in; write the core idea (or leave the row blank "
-                                  "to keep the proposed one)")
+                    errors.append(f"{where}: 'your core idea' and 'merge into' are blank but "
+                                  "the comment is filled in; write the core idea (or leave "
+                                  "the row blank to keep the proposed one)")
                     continue
                 errors.append(f"{where}: {'move to theme' if kind == 'segment' else 'decision'} "
                               "is blank but other columns are filled in; choose a decision "

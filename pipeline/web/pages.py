@@ -349,27 +349,46 @@ def _live_subgroups(run: RunItems, live: dict, tid: int, fate: dict) -> list[dic
 
 
 def core_idea_rows(run: RunItems, st: ReviewStatus, did: int, versions: dict[str, int],
-                   mine: dict[str, int], drafts: dict[str, Decision] | None = None) -> list[dict]:
+                   mine: dict[str, int], drafts: dict[str, Decision] | None = None,
+                   live_domains: dict | None = None) -> list[dict]:
     """The proposed core ideas of one domain, one per case, each with the judges'
     positions, the consensus so far, the versions its form carries and the text the
-    form starts from (a refused entry, else the consensus, else the proposal)."""
+    form starts from (a refused entry, else the consensus, else the proposal).
+
+    Where the domain and others are merged into one (``live_domains``, the codebook as
+    it stands), a case can have a core idea in each: ``merge_into`` lists the other
+    domains whose core idea of the case this one can merge into, and ``merged_in``
+    the domains whose core idea of the case the consensus merged into this one."""
     ci = run.core_ideas
     if ci.empty:
         return []
     items = {i.item: i for i in st.items}
     text = dict(zip(run.segments["segment_id"], run.segments["text"]))
+    ends = {int(d): int(info.get("into", d)) for d, info in (live_domains or {}).items()}
+    fellows = [d for d in sorted(ends) if d != did and ends[d] == ends.get(did, did)]
+    ideas = set(zip(ci["case_id"].astype(str), ci["domain_id"].astype(int)))
+
+    def consensus_of(item: str) -> Decision | None:
+        status = items.get(item)
+        return status.consensus if status else None
+
     out = []
     for r in ci[ci["domain_id"].astype(int) == did].sort_values("case_id").itertuples():
         item = core_idea_item(r.case_id, did)
         status = items.get(item)
         cons = status.consensus if status else None
         draft = (drafts or {}).get(item)
-        start = (draft.core_idea if draft else cons.core_idea if cons else str(r.core_idea))
+        start = (draft.core_idea if draft else cons.core_idea if cons and cons.core_idea
+                 else str(r.core_idea))
+        others = [d for d in fellows if (str(r.case_id), d) in ideas]
+        merged_in = [d for d in others if (m := consensus_of(core_idea_item(r.case_id, d)))
+                     is not None and m.decision == "merge" and m.target == str(did)]
         out.append({"item": item, "case": r.case_id,
                     "attributes": attribute_text(run.attributes(r.case_id)),
                     "proposed": str(r.core_idea), "segment_ids": list(r.segment_ids),
                     "segments": [{"id": s, "text": text.get(s, "")} for s in r.segment_ids],
                     "status": status, "consensus": cons, "start": start,
+                    "merge_into": others, "merged_in": merged_in,
                     "v_item": versions.get(item, 0), "v_mine": mine.get(item, 0)})
     return out
 
@@ -398,7 +417,7 @@ def domain_page(run: RunItems, store: ReviewStore, ident: str, who: str | None,
             "decisions": CREATED_DOMAIN_DECISIONS if created else
             tuple(x for x in DOMAIN_DECISIONS if x != "split"),
             "core_ideas": core_idea_rows(run, ctx["st"], did, ctx["versions"], ctx["mine"],
-                                         drafts),
+                                         drafts, ctx["live"]["domains"]),
             "movable": movable, "n_cases_total": run.n_cases}
 
 
