@@ -1145,7 +1145,6 @@ def read_queue(path: Path) -> tuple[dict, list[QueueRow], list[str]]:
             errors.append(f"sheet 'queue', row {n}: segment {ident!r} is also on row "
                           f"{first_row[ident]}; each segment has one row")
         first_row.setdefault(ident, n)
-    for n, r in enumerate(rows[1:], start=2):
         cells = cell_rows[n - 1]
         typed = [k for k in (CHOICE_COL, COMMENT_COL) if k < len(cells) and is_formula(cells[k])]
         if typed:
@@ -1176,10 +1175,10 @@ def read_queue(path: Path) -> tuple[dict, list[QueueRow], list[str]]:
             # (record_choices), not the workbook's 'categories' sheet, which a person may
             # have written a note on, renamed or deleted
             cid = int(number)
-        if not r[0]:
+        if not ident:
             errors.append(f"sheet 'queue', row {n}: the segment id is empty")
             continue
-        choices.append(QueueRow(segment_id=restore(str(r[0])).strip(), category_id=cid,
+        choices.append(QueueRow(segment_id=ident, category_id=cid,
                                 comment=comment, source=f"{path.name}, row {n}"))
     if errors:
         raise InputError(f"{len(errors)} problem(s) in the queue workbook:\n  "

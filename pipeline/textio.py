@@ -37,6 +37,11 @@ _BOMS = (  # UTF-32 first: its little-endian mark starts with the UTF-16 one
     (codecs.BOM_UTF16_LE, "utf-16"),
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
+#: f4transkript's and f5transkript's time mark, "#00:01:23-4#" (the digit after the dash
+#: a tenth of a second), which they write at the end of every paragraph and MAXQDA
+#: reads: the time the turn it ends has reached. Kept in the text; ingest reads the
+#: time from it, and the names and vectors leave it out (:mod:`pipeline.stages.naming`).
+TIME_MARK = re.compile(r"#(?P<time>(?:\d{1,2}:)?\d{1,2}:\d{2}(?:[-.,]\d{1,3})?)#")
 #: The codec of a file whose lines are UTF-8 or Windows-1252 (see the module docstring).
 MIXED = "utf-8-with-cp1252-lines"
 _LINE = re.compile(rb"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")

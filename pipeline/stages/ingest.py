@@ -95,7 +95,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from ..errors import ConsensaError, InputError, Skipped
 from ..exchange.qde import text_sources
 from ..fsutil import anchored
-from ..textio import MIXED, cp1252_lines, decode_bytes
+from ..textio import MIXED, TIME_MARK, cp1252_lines, decode_bytes
 from ..types import ROLES, TURN_COLUMNS, Corpus, SourceText
 
 Role = Literal["participant", "interviewer", "other"]
@@ -118,11 +118,6 @@ _LABEL = rf"(?:{_NAME}|{_ROLE_WORD})(?: ?\((?:{_NAME}|{_ROLE_WORD})\))?"
 _ASIDE = re.compile(r"^(?P<outer>.+?) ?\((?P<inner>[^()]+)\)$")
 
 
-#: f4transkript's and f5transkript's time mark, "#00:01:23-4#" (the digit after the dash
-#: a tenth of a second), which they write at the end of every paragraph and MAXQDA
-#: reads: the time the turn it ends has reached. Kept in the text; the names and
-#: vectors leave it out (:mod:`pipeline.stages.naming`).
-TIME_MARK = re.compile(r"#(?P<time>(?:\d{1,2}:)?\d{1,2}:\d{2}(?:[-.,]\d{1,3})?)#")
 _MARK_AT_END = re.compile(TIME_MARK.pattern + r"\s*\Z")
 
 

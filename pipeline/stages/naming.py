@@ -158,7 +158,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..errors import ConfigError, InputError
-from .ingest import TIME_MARK
+from ..textio import TIME_MARK
 from .nlp import spacy, stop_words
 
 NAME_COLUMNS = ("category_id", "name", "name_score", "alternatives", "keywords",
