@@ -191,7 +191,7 @@ def status_text(status: ReviewStatus, run: RunItems) -> str:
     width = max([len(j) for j in status.judges] + [4])
     for kind, title in (("domain", "Domains"), ("theme", "Themes (categories)"),
                         ("segment", "Segments moved by a judge"),
-                        ("core_idea", "Core ideas a judge edited")):
+                        ("core_idea", "Core ideas a judge edited or merged")):
         group = [i for i in status.items if i.kind == kind]
         if not group:
             continue
