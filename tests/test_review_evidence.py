@@ -5,6 +5,7 @@ the web app (in process). A themes run shows none of it."""
 
 from __future__ import annotations
 
+import html
 import re
 import shutil
 from pathlib import Path
@@ -561,6 +562,12 @@ def test_the_workbook_and_the_domain_page_merge_core_ideas(cqr, capsys):
     assert "Merged into" in block.split("</article>", 1)[0]
     block = web.get(f"/domain/{into}").split(f'id="core-{case}"', 1)[1].split("</article>")[0]
     assert f"Stands also for the core idea of this case in domain {merged}" in block
+    # ... and shows the merged one's text, where the judge writes the one for both
+    ci = pd.read_parquet(cqr / "core_ideas.parquet")
+    text = str(ci[(ci["case_id"] == case) & (ci["domain_id"] == merged)]["core_idea"].iat[0])
+    fellow = block.split(f'data-domain="{merged}"', 1)[1].split("</li>", 1)[0]
+    assert "(merged into this one), proposed: " in fellow
+    assert text[:60] in html.unescape(fellow)
 
 
 def test_the_domain_page_edits_core_ideas_and_splits_the_domain(cqr):

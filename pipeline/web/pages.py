@@ -358,7 +358,9 @@ def core_idea_rows(run: RunItems, st: ReviewStatus, did: int, versions: dict[str
     Where the domain and others are merged into one (``live_domains``, the codebook as
     it stands), a case can have a core idea in each: ``merge_into`` lists the other
     domains whose core idea of the case this one can merge into, and ``merged_in``
-    the domains whose core idea of the case the consensus merged into this one."""
+    the domains whose core idea of the case the consensus merged into this one;
+    ``fellow_ideas`` the case's core ideas in those other domains as they stand, so that
+    a judge who writes one core idea for all of them reads them all in one place."""
     ci = run.core_ideas
     if ci.empty:
         return []
@@ -366,7 +368,8 @@ def core_idea_rows(run: RunItems, st: ReviewStatus, did: int, versions: dict[str
     text = dict(zip(run.segments["segment_id"], run.segments["text"]))
     ends = {int(d): int(info.get("into", d)) for d, info in (live_domains or {}).items()}
     fellows = [d for d in sorted(ends) if d != did and ends[d] == ends.get(did, did)]
-    ideas = set(zip(ci["case_id"].astype(str), ci["domain_id"].astype(int)))
+    ideas = dict(zip(zip(ci["case_id"].astype(str), ci["domain_id"].astype(int)),
+                     ci["core_idea"].astype(str)))
 
     def consensus_of(item: str) -> Decision | None:
         status = items.get(item)
@@ -383,12 +386,20 @@ def core_idea_rows(run: RunItems, st: ReviewStatus, did: int, versions: dict[str
         others = [d for d in fellows if (str(r.case_id), d) in ideas]
         merged_in = [d for d in others if (m := consensus_of(core_idea_item(r.case_id, d)))
                      is not None and m.decision == "merge" and m.target == str(did)]
+        fellow_ideas = []
+        for d in others:
+            m = consensus_of(core_idea_item(r.case_id, d))
+            fellow_ideas.append({"domain": d, "merged": d in merged_in,
+                                 "text": m.core_idea if m is not None and m.core_idea
+                                 else ideas[(str(r.case_id), d)],
+                                 "judges": m is not None and bool(m.core_idea)})
         out.append({"item": item, "case": r.case_id,
                     "attributes": attribute_text(run.attributes(r.case_id)),
                     "proposed": str(r.core_idea), "segment_ids": list(r.segment_ids),
                     "segments": [{"id": s, "text": text.get(s, "")} for s in r.segment_ids],
                     "status": status, "consensus": cons, "start": start,
                     "merge_into": others, "merged_in": merged_in,
+                    "fellow_ideas": fellow_ideas,
                     "v_item": versions.get(item, 0), "v_mine": mine.get(item, 0)})
     return out
 
