@@ -272,3 +272,15 @@ def save(df: pd.DataFrame, name: str) -> Path:
     path = RESULTS / name
     df.to_csv(path, index=False)
     return path
+
+
+def save_environment(name: str) -> Path:
+    """The package versions and CPU kernels a bench ran with, beside its results: the
+    same code gives other figures under other versions (bench/README, "The same code
+    in a fresh environment"), and a comparison across runs needs to know which."""
+    from pipeline.run import kernels, versions
+
+    rows = [{"what": k, "value": v} for k, v in versions().items()]
+    rows += [{"what": f"kernels.{k}", "value": "; ".join(v) if isinstance(v, list) else v}
+             for k, v in kernels().items()]
+    return save(pd.DataFrame(rows), name)

@@ -83,7 +83,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
 import pandas as pd
-from bench_common import ANNOMI, PDPILOT_TURNS, ROOT, coded_sets, embed_with_cache, print_table, save
+from bench_common import ANNOMI, PDPILOT_TURNS, ROOT, coded_sets, embed_with_cache, print_table, save, save_environment
 from sklearn.metrics import adjusted_mutual_info_score as ami
 
 warnings.filterwarnings("ignore")
@@ -612,6 +612,7 @@ def main(argv=None) -> int:
                          (summary, "cqr_summary")):
         if len(frame_):          # --only AnnoMI has no domains and no distribution
             save(frame_, f"{name}{tag}.csv")
+    save_environment(f"cqr_env{tag}.csv")
     print(f"\nwhole bench: {time.perf_counter() - t_start:.0f} s "
           f"(load average at start {load_before:.1f})")
     return 0
