@@ -128,14 +128,24 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"  note: {off} interviewer question(s) match no area of the protocol file "
                   "and come after the interview frame, so their answers are in no domain; "
                   "protocol_prompts.csv lists them (area_id -1): add them to the file")
+        from .stages.protocol import scattered_protocol
+
+        scattered = scattered_protocol(RunFolder(folder).domains(), int(c["cases_analysed"]))
+        if scattered:
+            print(f"  note: {scattered}")
         empty = _empty_protocol_domains(RunFolder(folder))
-        if empty:
-            shown = "; ".join(f"'{n}'" for n in empty[:5]) + ("; ..." if len(empty) > 5 else "")
+        shown = "; ".join(f"'{n}'" for n in empty[:5]) + ("; ..." if len(empty) > 5 else "")
+        its = "its domain is" if len(empty) == 1 else "their domains are"
+        if empty and (cfg.protocol.file or cfg.protocol.areas):
             print(f"  note: {counted(len(empty), 'area')} of the protocol matched no question "
-                  f"in any interview, so {'its domain is' if len(empty) == 1 else 'their domains are'}"
-                  f" empty: {shown}; add the interviewer's "
+                  f"in any interview, so {its} empty: {shown}; add the interviewer's "
                   "own wordings to its questions in the protocol file (protocol_prompts.csv "
                   "lists every question and the area it went to)")
+        elif empty:
+            # an inferred area is made of questions that were asked: no wording is missing,
+            # but no answer segment was left in it (small talk, the frame, moved by content)
+            print(f"  note: {counted(len(empty), 'inferred area')} kept no answer segment, so "
+                  f"{its} empty: {shown} (protocol_prompts.csv lists their questions)")
         if c.get("crossanalysis_fitted_on_sample"):
             print(f"  categories found on a case-stratified sample of "
                   f"{c['crossanalysis_fitted_on_sample']} segments; the other "

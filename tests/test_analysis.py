@@ -236,6 +236,23 @@ def test_an_area_of_the_protocol_file_no_question_matched_is_named_in_the_summar
     assert "matched no question" not in capsys.readouterr().out
 
 
+def test_an_empty_inferred_area_is_not_sent_to_a_protocol_file(cqr_run, monkeypatch, capsys):
+    """An inferred area is made of questions the interviewer asked, so "add the
+    interviewer's own wordings to the protocol file" is wrong advice when its domain is
+    empty (its answers were small talk, the frame, or moved by content; 8 such areas in
+    a run on 133 counselling sessions): the run says so without sending the user to a
+    file they never wrote."""
+    import pipeline.cli as cli
+
+    monkeypatch.setattr(cli, "_empty_protocol_domains", lambda run: ["Holidays abroad"])
+    capsys.readouterr()
+    _run(cqr_run.parent)
+    out = capsys.readouterr().out
+    assert "1 inferred area kept no answer segment, so its domain is empty: " \
+           "'Holidays abroad' (protocol_prompts.csv lists their questions)" in out
+    assert "protocol file" not in out
+
+
 def test_a_broken_protocol_file_stops_the_run_naming_file_and_line(tmp_path, capsys):
     write_study(tmp_path / "study")
     bad = tmp_path / "protocol.yaml"

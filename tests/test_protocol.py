@@ -907,3 +907,37 @@ def test_many_prompts_are_grouped_on_a_sample_without_losing_a_question(monkeypa
     assert part.counts["prompts_grouped_on_sample"] > 12
     assert [a.name for a in part.protocol.areas] == [a.name for a in full.protocol.areas]
     assert (part.segment_area == full.segment_area).all()
+
+
+# --- a protocol whose questions do not recur ------------------------------------------
+
+def _areas(n_cases_per_area: list[int], frame: int = 0) -> pd.DataFrame:
+    rows = [{"domain_id": i, "name": f"Area {i}", "kind": "area", "n_segments": 3 * n,
+             "n_cases": n} for i, n in enumerate(n_cases_per_area)]
+    rows += [{"domain_id": 99, "name": "Interview frame", "kind": "frame", "n_segments": 40,
+              "n_cases": frame}] if frame else []
+    return pd.DataFrame(rows)
+
+
+def test_a_protocol_whose_areas_recur_little_gets_a_note():
+    """Counselling sessions, not interviews: an inferred "protocol" of one session's
+    questions each (a median of 3 of 133 cases) made domains named after one client's
+    dog, with nothing in the output to say so. A semi-structured study, even one whose
+    areas spread (a median of 2 of 7), and a small study get no note; the frame and
+    empty areas do not count."""
+    from pipeline.report.render import _protocol_section
+    from pipeline.stages.protocol import scattered_protocol
+
+    sessions = _areas([3, 2, 7, 3, 1, 2, 4, 3] + [0] * 5, frame=120)
+    note = scattered_protocol(sessions, 133)
+    assert note is not None
+    assert note.startswith("the 8 protocol areas are answered in a median of 3 of 133 cases")
+    assert "protocol.file" in note and "consensa.Themes.v1" in note
+    assert scattered_protocol(_areas([10, 9, 10, 8, 7]), 10) is None       # the demo's shape
+    assert scattered_protocol(_areas([1, 2, 7, 2, 1, 2]), 7) is None       # too few cases
+    assert scattered_protocol(_areas([14, 13, 2, 1]), 20) is None          # median 7.5 of 20
+    assert scattered_protocol(_areas([1, 1]), 100) is None                 # two areas say little
+    assert scattered_protocol(sessions.drop(columns="kind"), 133) is None  # a themes run
+    # the report's protocol section carries it
+    assert _protocol_section("areas: []\n", sessions, 133)["note"] == note
+    assert _protocol_section("areas: []\n", sessions, 10)["note"] is None

@@ -301,6 +301,37 @@ _YAML_HEADER = """\
 """
 
 
+#: A protocol's areas are questions asked of most participants. When the median area is
+#: answered in fewer than this share of the cases (and the study has at least
+#: :data:`SCATTERED_MIN_CASES`), the interviewer's questions do not recur: sessions or
+#: open conversations rather than semi-structured interviews, whose "areas" are one
+#: interview's questions each (a real semi-structured study of 7 interviews: a median
+#: of 2 of 7; 133 counselling sessions: 3 of 133).
+SCATTERED_SHARE = 0.1
+SCATTERED_MIN_CASES = 10
+
+
+def scattered_protocol(domains: pd.DataFrame, n_cases: int) -> str | None:
+    """A note for the user when a CQR run's protocol areas recur little across its
+    cases, else None. Its domains then follow single interviews more than a protocol,
+    and nothing else in the output says so: a domain named after one session's
+    question ("What kind of dog do you have") reads like any other."""
+    if "kind" not in domains.columns or n_cases < SCATTERED_MIN_CASES:
+        return None
+    areas = domains[(domains["kind"] == "area") & (domains["n_segments"] > 0)]
+    if len(areas) < 3:
+        return None
+    median = float(areas["n_cases"].median())
+    if median >= SCATTERED_SHARE * n_cases:
+        return None
+    return (f"the {len(areas)} protocol areas are answered in a median of {median:g} of "
+            f"{n_cases} cases: the interviewer's questions recur little, so the domains "
+            "follow single interviews more than a shared protocol. If there is a protocol, "
+            "give it as protocol.file (protocol.yaml in the run folder is a start); if these "
+            "are sessions rather than semi-structured interviews, analysis: "
+            "consensa.Themes.v1 finds themes across the whole study")
+
+
 def protocol_to_yaml(protocol: Protocol) -> str:
     """The protocol as a YAML file: ``areas:``, each with ``name``, ``frame`` and
     ``questions``. Loading it back with :func:`load_protocol` gives the same areas,
