@@ -130,13 +130,15 @@ def cmd_run(args: argparse.Namespace) -> int:
                   "protocol_prompts.csv lists them (area_id -1): add them to the file")
         from .stages.protocol import scattered_protocol
 
-        scattered = scattered_protocol(RunFolder(folder).domains(), int(c["cases_analysed"]))
+        given = bool(cfg.protocol.file or cfg.protocol.areas)
+        scattered = scattered_protocol(RunFolder(folder).domains(), int(c["cases_analysed"]),
+                                       given)
         if scattered:
             print(f"  note: {scattered}")
         empty = _empty_protocol_domains(RunFolder(folder))
         shown = "; ".join(f"'{n}'" for n in empty[:5]) + ("; ..." if len(empty) > 5 else "")
         its = "its domain is" if len(empty) == 1 else "their domains are"
-        if empty and (cfg.protocol.file or cfg.protocol.areas):
+        if empty and given:
             print(f"  note: {counted(len(empty), 'area')} of the protocol matched no question "
                   f"in any interview, so {its} empty: {shown}; add the interviewer's "
                   "own wordings to its questions in the protocol file (protocol_prompts.csv "

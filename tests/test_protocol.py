@@ -938,6 +938,11 @@ def test_a_protocol_whose_areas_recur_little_gets_a_note():
     assert scattered_protocol(_areas([14, 13, 2, 1]), 20) is None          # median 7.5 of 20
     assert scattered_protocol(_areas([1, 1]), 100) is None                 # two areas say little
     assert scattered_protocol(sessions.drop(columns="kind"), 133) is None  # a themes run
+    # a protocol the team gave: the advice is to check it, not to give one
+    mine = scattered_protocol(sessions, 133, given=True)
+    assert "check its wordings against protocol_prompts.csv" in mine
+    assert "give it as protocol.file" not in mine and "Themes.v1" not in mine
     # the report's protocol section carries it
     assert _protocol_section("areas: []\n", sessions, 133)["note"] == note
+    assert _protocol_section("areas: []\n", sessions, 133, given=True)["note"] == mine
     assert _protocol_section("areas: []\n", sessions, 10)["note"] is None

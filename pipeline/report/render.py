@@ -143,7 +143,8 @@ def render_report(result: RunResult) -> str:
                           n_cases_total, cases, frame),
         "toc": [],
         "cqr": _cqr_section(cqr, themes, lookup, manifest, n_cases_total, config),
-        "protocol": _protocol_section(result.protocol, domains, n_cases_total),
+        "protocol": _protocol_section(result.protocol, domains, n_cases_total,
+                                      _protocol_given(config)),
         "core_ideas": _core_ideas_section(result.core_ideas, domains, cases),
         "map": _map_section(seg, seg_theme, themes, colours, frame),
         "heatmap": _heatmap_section(themes, domain_names, cases, per_theme_case),
@@ -444,8 +445,14 @@ def _core_ideas_section(core: pd.DataFrame | None, domains: pd.DataFrame,
     return {"groups": groups}
 
 
+def _protocol_given(config: Mapping) -> bool:
+    """Whether the run's config gave the protocol (a file or inline areas)."""
+    section = config.get("protocol") if isinstance(config, Mapping) else None
+    return isinstance(section, Mapping) and bool(section.get("file") or section.get("areas"))
+
+
 def _protocol_section(protocol: str | None, domains: pd.DataFrame,
-                      n_cases_total: int = 0) -> dict[str, Any] | None:
+                      n_cases_total: int = 0, given: bool = False) -> dict[str, Any] | None:
     """Where a CQR run's domains came from: the protocol's areas, the moves and the
     frame set apart; and a note when the areas recur little across the cases
     (:func:`pipeline.stages.protocol.scattered_protocol`)."""
@@ -459,7 +466,7 @@ def _protocol_section(protocol: str | None, domains: pd.DataFrame,
                      "in_cross": bool(r.get("in_cross_analysis", True)),
                      "n_segments": str(r["n_segments"]), "n_cases": str(r["n_cases"]),
                      "moved_in": str(r.get("n_moved_in", 0)), "moved_out": str(r.get("n_moved_out", 0))})
-    return {"rows": rows, "yaml": protocol, "note": scattered_protocol(domains, n_cases_total)}
+    return {"rows": rows, "yaml": protocol, "note": scattered_protocol(domains, n_cases_total, given)}
 
 
 def _frequency_text(manifest: Mapping, n_cases_total: int) -> str:

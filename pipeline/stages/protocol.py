@@ -311,11 +311,12 @@ SCATTERED_SHARE = 0.1
 SCATTERED_MIN_CASES = 10
 
 
-def scattered_protocol(domains: pd.DataFrame, n_cases: int) -> str | None:
+def scattered_protocol(domains: pd.DataFrame, n_cases: int, given: bool = False) -> str | None:
     """A note for the user when a CQR run's protocol areas recur little across its
     cases, else None. Its domains then follow single interviews more than a protocol,
     and nothing else in the output says so: a domain named after one session's
-    question ("What kind of dog do you have") reads like any other."""
+    question ("What kind of dog do you have") reads like any other. ``given``: the
+    team gave the protocol (a file or inline areas), so the advice is to check it."""
     if "kind" not in domains.columns or n_cases < SCATTERED_MIN_CASES:
         return None
     areas = domains[(domains["kind"] == "area") & (domains["n_segments"] > 0)]
@@ -324,12 +325,17 @@ def scattered_protocol(domains: pd.DataFrame, n_cases: int) -> str | None:
     median = float(areas["n_cases"].median())
     if median >= SCATTERED_SHARE * n_cases:
         return None
-    return (f"the {len(areas)} protocol areas are answered in a median of {median:g} of "
-            f"{n_cases} cases: the interviewer's questions recur little, so the domains "
-            "follow single interviews more than a shared protocol. If there is a protocol, "
-            "give it as protocol.file (protocol.yaml in the run folder is a start); if these "
-            "are sessions rather than semi-structured interviews, analysis: "
-            "consensa.Themes.v1 finds themes across the whole study")
+    head = (f"the {len(areas)} protocol areas are answered in a median of {median:g} of "
+            f"{n_cases} cases")
+    if given:
+        return (head + ": most of the protocol's questions were not found in most "
+                "interviews; check its wordings against protocol_prompts.csv, which lists "
+                "every question the interviewers asked and the area it went to")
+    return (head + ": the interviewer's questions recur little, so the domains follow "
+            "single interviews more than a shared protocol. If there is a protocol, give it "
+            "as protocol.file (protocol.yaml in the run folder is a start); if these are "
+            "sessions rather than semi-structured interviews, analysis: consensa.Themes.v1 "
+            "finds themes across the whole study")
 
 
 def protocol_to_yaml(protocol: Protocol) -> str:
