@@ -921,8 +921,8 @@ def _areas(n_cases_per_area: list[int], frame: int = 0) -> pd.DataFrame:
 
 def test_a_protocol_whose_areas_recur_little_gets_a_note():
     """Counselling sessions, not interviews: an inferred "protocol" of one session's
-    questions each (a median of 3 of 133 cases) made domains named after one client's
-    dog, with nothing in the output to say so. A semi-structured study, even one whose
+    questions each (a median of 3 of 133 cases) made domains named after what one
+    session asked, with nothing in the output to say so. A semi-structured study, even one whose
     areas spread (a median of 2 of 7), and a small study get no note; the frame and
     empty areas do not count."""
     from pipeline.report.render import _protocol_section

@@ -314,8 +314,8 @@ SCATTERED_MIN_CASES = 10
 def scattered_protocol(domains: pd.DataFrame, n_cases: int, given: bool = False) -> str | None:
     """A note for the user when a CQR run's protocol areas recur little across its
     cases, else None. Its domains then follow single interviews more than a protocol,
-    and nothing else in the output says so: a domain named after one session's
-    question ("What kind of dog do you have") reads like any other. ``given``: the
+    and nothing else in the output says so: a domain named after a question one
+    session asked about a client's pet reads like any other. ``given``: the
     team gave the protocol (a file or inline areas), so the advice is to check it."""
     if "kind" not in domains.columns or n_cases < SCATTERED_MIN_CASES:
         return None
