@@ -51,7 +51,11 @@ Measures (one table each, one CSV each in bench/results/):
    code's cases: the cases with a unit coded with it) and today's themes (PDPilot).
 4. ``cqr_noloss.csv``: AMI of the final categories (and of the leaves:
    subcategory where there is one) against PDPilot categories and AnnoMI topics,
-   next to today's themes. Goal: not below today's.
+   next to today's themes. Goal: not below today's. Two rows run the analysis
+   without the protocol (``protocol.infer: false``: one domain of all segments, as
+   a study of written answers or of sessions that share no questions gets), with
+   the large-domain layout (``crossanalysis.layout_above``, the default) and
+   without it (``layout_above: null``).
    ``AMI_vs_case`` says how far a grouping follows the case (interview or
    session) rather than the content: AnnoMI's topic is one label per session, so
    there grouping by session alone scores high (the reference row).
@@ -235,8 +239,10 @@ class Proposals:
 _SUB = 1_000_000
 
 
-def cqr_proposals(study: Study, *, stance: bool = True) -> Proposals:
-    """What a run with ``analysis: consensa.CQR.v1`` and default settings proposes:
+def cqr_proposals(study: Study, *, stance: bool = True, protocol: dict | None = None,
+                  crossanalysis: dict | None = None) -> Proposals:
+    """What a run with ``analysis: consensa.CQR.v1`` and default settings proposes
+    (or with the ``protocol`` and ``crossanalysis`` settings given):
     :func:`pipeline.analysis.cqr_analysis` (protocol inference -> domains from the
     protocol -> categories within domains -> phrase names -> core ideas), given the
     segments' vectors and an encoder with transcriber notes stripped, as the run
@@ -247,7 +253,8 @@ def cqr_proposals(study: Study, *, stance: bool = True) -> Proposals:
 
     t0 = time.perf_counter()
     cfg = validate_config({"seed": 0, "analysis": "consensa.CQR.v1",
-                           "crossanalysis": {"stance": stance}})
+                           "protocol": dict(protocol or {}),
+                           "crossanalysis": {"stance": stance, **(crossanalysis or {})}})
     seg = study.segments
 
     def encode(texts: list[str]) -> np.ndarray:
@@ -480,6 +487,14 @@ def main(argv=None) -> int:
               f"({new.counts.get('protocol_areas', 0)} protocol areas, {new.n_domains} "
               f"domains, {len(new.category_names)} categories)", flush=True)
         flat = cqr_proposals(s, stance=False)
+        # a study whose protocol is not used (or not there): one domain of every segment,
+        # clustered on a layout when large (crossanalysis.layout_above), and without
+        no_protocol = cqr_proposals(s, protocol={"infer": False})
+        no_layout = cqr_proposals(s, protocol={"infer": False},
+                                  crossanalysis={"layout_above": None})
+        print(f"  {s.name}: CQR proposals without a protocol {no_protocol.seconds:.1f} s "
+              f"({no_protocol.counts.get('crossanalysis_laid_out_domains', 0)} domain(s) "
+              f"clustered on a layout)", flush=True)
         todays = [todays_default(s, seed) for seed in args.seeds]
         today = todays[0]           # the examples and the label distribution: the first seed
         print(f"  {s.name}: today's default {today.seconds:.1f} s a seed", flush=True)
@@ -494,6 +509,10 @@ def main(argv=None) -> int:
         timing += [{"dataset": s.name, "method": "CQR proposals", "seconds": new.seconds},
                    {"dataset": s.name, "method": "CQR proposals, stance off",
                     "seconds": flat.seconds},
+                   {"dataset": s.name, "method": "CQR proposals, no protocol",
+                    "seconds": no_protocol.seconds},
+                   {"dataset": s.name, "method": "CQR proposals, no protocol, no layout",
+                    "seconds": no_layout.seconds},
                    {"dataset": s.name, "method": "today's default",
                     "seconds": float(np.mean([t.seconds for t in todays]))},
                    {"dataset": s.name, "method": "BERTopic (fit, hierarchy, 2 representations)",
@@ -572,6 +591,10 @@ def main(argv=None) -> int:
             base = float(np.mean([ami_all(truth, t.theme) for t in todays]))
             for method, preds in (("CQR proposals: categories", [new.category]),
                                   ("CQR proposals: leaves", [new.leaf]),
+                                  ("CQR proposals, no protocol: categories",
+                                   [no_protocol.category]),
+                                  ("CQR proposals, no protocol, no layout: categories",
+                                   [no_layout.category]),
                                   ("today's default: themes", [t.theme for t in todays]),
                                   ("reference, not a method: one group per case", [case])):
                 a = float(np.mean([ami_all(truth, p) for p in preds]))

@@ -148,6 +148,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             # but no answer segment was left in it (small talk, the frame, moved by content)
             print(f"  note: {counted(len(empty), 'inferred area')} kept no answer segment, so "
                   f"{its} empty: {shown} (protocol_prompts.csv lists their questions)")
+        if c.get("crossanalysis_laid_out_domains"):
+            n_dom = int(c["crossanalysis_laid_out_domains"])
+            print(f"  {counted(n_dom, 'large domain')} ({c['crossanalysis_laid_out_segments']} "
+                  "segments) clustered on a UMAP layout of the vectors "
+                  "(crossanalysis.layout_above)")
         if c.get("crossanalysis_fitted_on_sample"):
             print(f"  categories found on a case-stratified sample of "
                   f"{c['crossanalysis_fitted_on_sample']} segments; the other "

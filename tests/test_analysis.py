@@ -619,16 +619,100 @@ def test_a_large_domain_finds_its_categories_on_a_case_stratified_sample():
     assert (same.max(axis=1) / same.sum(axis=1)).min() > 0.95
 
 
-def test_a_run_says_when_its_categories_were_found_on_a_sample(tmp_path, capsys):
+def test_a_run_says_when_its_categories_were_found_on_a_sample_or_a_layout(tmp_path, capsys):
     write_study(tmp_path / "study", n_cases=30)        # domains of more than 100 segments
-    out = _run(tmp_path, crossanalysis={"max_fit_segments": 100})
+    out = _run(tmp_path, crossanalysis={"max_fit_segments": 100, "layout_above": 50})
     printed = capsys.readouterr().out
     c = RunFolder.open(out).manifest["counts"]
     assert c["crossanalysis_fitted_on_sample"] > 0
     assert c["crossanalysis_joined_after_sample"] > 0
     assert (f"categories found on a case-stratified sample of "
             f"{c['crossanalysis_fitted_on_sample']} segments") in printed
-    assert "Categories found on a sample" in (out / "report.html").read_text(encoding="utf-8")
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert "Categories found on a sample" in report
+    # each sampled domain's sample (about 100 segments) was clustered on a layout
+    assert c["crossanalysis_laid_out_domains"] >= 1
+    assert c["crossanalysis_laid_out_segments"] >= c["crossanalysis_fitted_on_sample"]
+    assert (f"({c['crossanalysis_laid_out_segments']} segments) clustered on a UMAP layout"
+            in printed)
+    assert "Categories found on a layout" in report
+
+
+def _crowded(n: int, k: int = 6, noise: float = 3.0) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """``n`` segments of ``k`` topics in 384 dimensions, each its topic's direction under
+    noise three times as long (cosine to it about 0.3, as a turn is to its topic), told
+    by 40 cases (seeded)."""
+    rng = np.random.default_rng(0)
+    topic = rng.integers(0, k, n)
+    X = rng.normal(size=(k, 384))[topic] + noise * rng.normal(size=(n, 384))
+    seg = pd.DataFrame({"segment_id": [f"s{i}" for i in range(n)],
+                        "case_id": [f"c{i % 40}" for i in range(n)],
+                        "text": ["one two three four five six seven eight nine ten"] * n})
+    return seg, X, topic
+
+
+def test_a_large_domain_whose_groups_crowd_together_is_clustered_on_a_layout():
+    """In many dimensions the distances between many segments crowd together and the
+    density clusterer calls most of them outliers; a layout of the domain (as the
+    whole-corpus themes have) finds its topics."""
+    from sklearn.metrics import adjusted_mutual_info_score
+
+    from pipeline.stages.crossanalysis import CrossAnalysisConfig, cross_analyse
+
+    seg, X, topic = _crowded(400)
+    n = len(seg)
+    plain = cross_analyse(seg, X, np.zeros(n, int),
+                          CrossAnalysisConfig(stance=False, layout_above=None))
+    laid = cross_analyse(seg, X, np.zeros(n, int),
+                         CrossAnalysisConfig(stance=False, layout_above=200))
+    assert "laid_out_domains" not in plain.counts
+    assert laid.counts["laid_out_domains"] == 1 and laid.counts["laid_out_segments"] == n
+    assert adjusted_mutual_info_score(topic, plain.category) < 0.6
+    assert (plain.category < 0).sum() > 0.1 * n
+    assert adjusted_mutual_info_score(topic, laid.category) > 0.95
+    assert (laid.category < 0).sum() < 0.02 * n
+    # a domain no larger than layout_above is clustered as before: on the vectors
+    small = cross_analyse(seg, X, np.zeros(n, int),
+                          CrossAnalysisConfig(stance=False, layout_above=n))
+    assert np.array_equal(small.category, plain.category)
+
+
+def test_the_layout_groups_and_the_vectors_measure():
+    """Only the grouping is made on the layout: the clusterer is given the layout (and
+    the cases) for a set above the bound and the vectors below it; the layout keeps the
+    vectors' median distance, so the same-case penalty keeps its size; the cache key
+    says whether and how the set was laid out."""
+    from pipeline.stages.crossanalysis import (
+        _distances,
+        _layout,
+        _median_distance,
+        hdbscan_cluster_fn,
+        layout_cluster_fn,
+    )
+
+    seg, X, _ = _crowded(300)
+    X = X / np.linalg.norm(X, axis=1, keepdims=True)
+    cases = seg["case_id"].to_numpy()
+    seen = []
+
+    def inner(vectors, cases_):
+        seen.append((vectors.shape, list(cases_)))
+        return np.zeros(len(vectors), np.int64), np.ones(len(vectors), np.float32)
+
+    inner.case_aware, inner.cache_params = True, {"clusterer": "spy"}
+    fit = layout_cluster_fn(inner, above=200, n_components=5, seed=0)
+    assert fit.case_aware
+    fit(X, cases)
+    fit(X[:200], cases[:200])
+    assert seen[0] == ((300, 5), list(cases)) and seen[1] == ((200, 384), list(cases[:200]))
+    Y = _layout(X, 5, 0)
+    assert abs(_median_distance(Y) - _median_distance(X)) < 0.05 * _median_distance(X)
+    D = _distances(Y)
+    assert np.allclose(D, np.linalg.norm(Y[:, None] - Y[None], axis=2), atol=1e-6)
+    keys = [layout_cluster_fn(hdbscan_cluster_fn(), above, 5, seed).cache_params
+            for above, seed in ((200, 0), (None, 0), (200, 1))]
+    assert keys[0] != keys[1] and keys[0] != keys[2]
+    assert keys[0]["layout"]["n_components"] == 5
 
 
 def test_the_phrase_cache_keeps_offsets_and_lemmas_never_the_spoken_words(tmp_path):

@@ -368,6 +368,13 @@ def _header(seg: pd.DataFrame, seg_theme: np.ndarray, themes: pd.DataFrame,
         stats.append(("Themes found on a sample",
                       f"{sampled[0].upper()}{sampled[1:]} (scale.fit_sample_above, "
                       "scale.fit_sample_size)"))
+    if counts.get("crossanalysis_laid_out_domains"):
+        n_dom = int(counts["crossanalysis_laid_out_domains"])
+        stats.append(("Categories found on a layout",
+                      f"{counted(n_dom, 'large domain')} "
+                      f"({int(counts.get('crossanalysis_laid_out_segments', 0)):,} segments) "
+                      "clustered on a UMAP layout of the vectors; similarities and "
+                      "reassignment use the vectors (crossanalysis.layout_above)"))
     if counts.get("crossanalysis_fitted_on_sample"):
         stats.append(("Categories found on a sample",
                       f"{counts['crossanalysis_fitted_on_sample']:,} segments, drawn from every "
