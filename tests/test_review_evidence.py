@@ -531,6 +531,44 @@ def test_merged_proposed_core_ideas_are_joined_and_a_stale_merge_keeps_both(cqr)
         assert own["core_idea"] == text[d] and "merged_from" not in own
 
 
+def test_a_core_idea_merge_the_judges_agree_on_is_blocked_until_the_domains_merge(cqr, capsys):
+    """Both judges merge a case's core idea into another domain's while the domains are
+    not merged: the positions agree, but the merge cannot stand. It is *blocked*, saying
+    why, the round stays open and the codebook keeps each core idea; once the domains
+    are merged it is agreed and applied. Other decisions can be resolved meanwhile."""
+    into, merged = 0, 3
+    case = _case_in_both(cqr, into, merged)
+    item = core_idea_item(case, merged)
+    fold = Decision(item, "merge", target=str(into))
+    run = load_run(cqr)
+    with ReviewStore(run) as store:
+        store.record_positions([("ana", [fold]), ("ben", [fold])])
+        st = review_status(store)
+        (mine,) = [i for i in st.items if i.item == item]
+        assert mine.state == "blocked" and mine.consensus is None
+        assert f"domains {merged} and {into} are not merged" in mine.note
+        assert mine in st.pending() and not st.closed
+        assert item not in store.standing()
+        # the dangling merge does not stop the panel from resolving something else
+        store.resolve([Decision("theme:0", "accept")], by="team")
+        cb = build_codebook(run, st, draft=True)
+        dom = next(d for d in cb.data["domains"] if d["id"] == merged)
+        assert [c for c in dom["core_ideas"] if c["case"] == case]     # still its own
+    assert main(["review", "status", str(cqr)]) == 0
+    out = capsys.readouterr().out
+    assert "Round 1 is open" in out
+    assert f"BLOCKED: merged into the core idea of case {case!r} in domain {into}" in out
+    assert "are not merged; merge the domains, or keep a core idea in each" in out
+    page = Web(cqr, "ana").get(f"/domain/{merged}")
+    block = page.split(f'id="core-{case}"', 1)[1].split("</article>", 1)[0]
+    assert 'class="badge blocked"' in block and "Blocked: merged into" in block
+    with ReviewStore(run) as store:
+        store.resolve([Decision(f"domain:{merged}", "merge", target=str(into))], by="team")
+        (mine,) = [i for i in review_status(store).items if i.item == item]
+        assert mine.state == "agreed" and mine.consensus.target == str(into)
+        assert store.standing()[item].decision == "merge"
+
+
 def test_the_workbook_and_the_domain_page_merge_core_ideas(cqr, capsys):
     into, merged = 0, 3
     case = _case_in_both(cqr, into, merged)

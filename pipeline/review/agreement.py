@@ -1,7 +1,9 @@
 """Where the judges agree, where they do not, and how much (percent, Fleiss' kappa).
 
 An item is *agreed* when every judge took a position and the positions are the same
-decision (:meth:`Decision.key`); it then has that consensus automatically. An item
+decision (:meth:`Decision.key`); it then has that consensus automatically. A core idea
+merged into the case's core idea in a domain that is not merged with its own is
+*blocked*, however it was agreed (:func:`pipeline.review.settle.blocked_merges`). An item
 *resolved* has a consensus decision recorded with ``consensa review resolve`` (or a
 consensus workbook). Otherwise it is *disputed* (positions differ) or *open* (a
 judge has not decided yet). A segment nobody moved needs no decision; one that a
@@ -25,10 +27,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .model import FATE, Decision, RunItems, agreed_name
-from .settle import made_by_splits, same_as, settle, touched_items
+from .settle import blocked_merges, made_by_splits, same_as, settle, touched_items
 from .store import ReviewStore
 
-STATES = ("agreed", "resolved", "carried", "disputed", "open")
+STATES = ("agreed", "resolved", "carried", "disputed", "blocked", "open")
 #: the states in which an item has its consensus
 SETTLED = ("agreed", "resolved", "carried")
 
@@ -46,6 +48,8 @@ class ItemStatus:
     baseline: Decision | None = None
     #: the auditors' comments as stored rows (id, by, comment, answers), to answer
     audit: list[dict] = field(default_factory=list)
+    #: why a blocked item's consensus does not stand
+    note: str = ""
 
     @property
     def changed(self) -> bool:
@@ -135,6 +139,11 @@ def review_status(store: ReviewStore, round: int | None = None) -> ReviewStatus:
         st.state, st.consensus, st.by = settle(item, pos, judges, explicit, by, made, base,
                                                round)
         out.append(st)
+    # a core idea merge between domains that are not merged does not stand (settle.py)
+    blocked = blocked_merges({i.item: i.consensus for i in out if i.consensus is not None})
+    for i in out:
+        if i.item in blocked:
+            i.state, i.consensus, i.by, i.note = "blocked", None, "", blocked[i.item]
     # an item goes by the name the judges agreed so far (a renamed theme or domain)
     agreed = {i.item: i.consensus for i in out if i.consensus is not None}
     for i in out:
@@ -207,7 +216,7 @@ def status_text(status: ReviewStatus, run: RunItems) -> str:
             elif i.state == "carried":
                 lines.append(f"  {label}: carried from {i.by}, {i.consensus.describe()}")
             else:
-                lines.append(f"  {label}: {i.state.upper()}")
+                lines.append(f"  {label}: {i.state.upper()}" + (f": {i.note}" if i.note else ""))
             if i.state not in ("agreed", "carried"):
                 for j in status.judges:
                     d = i.positions.get(j)

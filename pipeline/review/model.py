@@ -803,7 +803,7 @@ def nesting_problems(decisions: list[Decision]) -> list[str]:
     return errs
 
 
-def _end_of_merges(by_item: dict[str, Decision], target: str,
+def end_of_merges(by_item: dict[str, Decision], target: str,
                    seen: set[str] | None = None, kind: str = "theme"
                    ) -> tuple[str, Decision | None]:
     """Where theme (or domain) ``target`` ends, following merges (a cycle stops at the
@@ -826,7 +826,7 @@ def rejected_target_problems(decisions: list[Decision]) -> list[str]:
     for d in decisions:
         if d.kind != "theme" or d.decision != "merge":
             continue
-        target, end = _end_of_merges(by_item, d.target, seen={d.item})
+        target, end = end_of_merges(by_item, d.target, seen={d.item})
         if end is not None and end.decision == "reject":
             via = "" if target == d.target else f" (through theme {d.target})"
             errs.append(f"{d.source or d.item}: theme {d.ident} would merge into theme "
@@ -844,7 +844,7 @@ def moved_into_rejected_problems(decisions: list[Decision]) -> list[str]:
     for d in decisions:
         if d.kind != "segment" or d.decision != "move" or d.target in ("", "none"):
             continue
-        target, end = _end_of_merges(by_item, d.target)
+        target, end = end_of_merges(by_item, d.target)
         if end is not None and end.decision == "reject":
             via = "" if target == d.target else f" (merged into theme {target})"
             errs.append(f"{d.source or d.item}: segment {d.ident} would move into theme "
@@ -852,6 +852,16 @@ def moved_into_rejected_problems(decisions: list[Decision]) -> list[str]:
                         "category; move it to a theme that is kept, or to 'none' to leave "
                         "it unassigned on purpose")
     return errs
+
+
+def merges_across_domains(d: Decision, by_item: dict[str, Decision]) -> bool:
+    """Whether ``d`` merges a case's core idea into its core idea in a domain that, as
+    ``by_item`` (item -> Decision) has it, is not merged with the core idea's own."""
+    if d.kind != "core_idea" or d.decision != "merge" or not d.target:
+        return False
+    dom = d.ident.rpartition(":")[2]
+    return (end_of_merges(by_item, dom, kind="domain")[0]
+            != end_of_merges(by_item, d.target, kind="domain")[0])
 
 
 def core_idea_merge_problems(decisions: list[Decision], domains_too: bool = True) -> list[str]:
@@ -870,8 +880,7 @@ def core_idea_merge_problems(decisions: list[Decision], domains_too: bool = True
             errs.append(f"{d.source or d.item}: the core idea of case {case!r} in domain {dom} "
                         f"would merge into the one in domain {d.target}, which merges into the "
                         f"one in domain {into.target} in turn; merge it into the one that stays")
-        elif domains_too and (_end_of_merges(by_item, dom, kind="domain")[0]
-                              != _end_of_merges(by_item, d.target, kind="domain")[0]):
+        elif domains_too and merges_across_domains(d, by_item):
             errs.append(f"{d.source or d.item}: domains {dom} and {d.target} are not merged, "
                         f"so case {case!r} would be left without a core idea in domain {dom}; "
                         "merge the domains first (a domain's decision 'merge'), or keep a core "

@@ -18,13 +18,21 @@ An item's consensus, first rule that applies:
 5. *carried*: each judge who took a position kept the round before's consensus.
 
 Otherwise it is *open*.
+
+After that, one rule looks at the consensus as a whole (:func:`blocked_merges`): a case's
+core idea merged into its core idea in another domain stands only while the two domains
+are merged. Every judge may agree to such a merge while the domains' own consensus is
+still open, or a domain merge may be taken back after it; the core idea merge is then
+*blocked*: it has no consensus, and the round is not closed until the domains are merged
+or the core idea is decided again. (A consensus recorded one by one is refused in that
+case; agreed and carried positions are not recorded, so they are checked here.)
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from .model import Decision
+from .model import Decision, merges_across_domains
 
 
 def agreed(positions: dict[str, Decision]) -> Decision:
@@ -81,3 +89,16 @@ def settle(item: str, positions: dict[str, Decision], judges: list[str],
     if base is not None and all(same_as(d, base) for d in positions.values()):
         return "carried", base, f"round {round - 1}"
     return "open", None, ""
+
+
+def blocked_merges(consensus: dict[str, Decision]) -> dict[str, str]:
+    """The core idea merges in ``consensus`` (item -> Decision, all that stands) whose two
+    domains are not merged in it: item -> why, in the judges' words."""
+    out = {}
+    for item, d in consensus.items():
+        if merges_across_domains(d, consensus):
+            case, _, dom = d.ident.rpartition(":")
+            out[item] = (f"merged into the core idea of case {case!r} in domain {d.target}, but "
+                         f"domains {dom} and {d.target} are not merged; merge the domains, or "
+                         "keep a core idea in each")
+    return out

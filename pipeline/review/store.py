@@ -61,7 +61,7 @@ from .model import (
     split_outside_problems,
     typed_text,
 )
-from .settle import made_by_splits, settle, touched_items
+from .settle import blocked_merges, made_by_splits, settle, touched_items
 
 SCHEMA_VERSION = "1"
 DB_NAME = "decisions.sqlite"
@@ -616,7 +616,8 @@ class ReviewStore:
         """The consensus as it stands in ``round`` (default: the current one), {item:
         Decision}: the recorded decisions, the items the judges agreed on, the domains a
         split made and what the round before settled that nobody changed
-        (:func:`pipeline.review.settle.settle`)."""
+        (:func:`pipeline.review.settle.settle`), less the core idea merges between domains
+        that are not merged (:func:`~pipeline.review.settle.blocked_merges`)."""
         round = round or self.round
         judges, positions = self.judges(), self.positions(round)
         explicit, by = self.consensus(round), self.consensus_by(round)
@@ -629,6 +630,9 @@ class ReviewStore:
                                     round)
             if decision is not None:
                 out[item] = decision
+        # a core idea merge between domains that are not merged does not stand (blocked)
+        for item in blocked_merges(out):
+            del out[item]
         return out
 
     def consensus(self, round: int | None = None) -> dict[str, Decision]:

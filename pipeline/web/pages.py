@@ -44,7 +44,7 @@ from .query import Query
 from .similar import Similar
 
 STATE_WORDS = {"agreed": "agreed", "resolved": "resolved", "carried": "carried over",
-               "disputed": "disputed", "open": "not yet judged"}
+               "disputed": "disputed", "blocked": "blocked", "open": "not yet judged"}
 #: quotes a search page lists (it says how many more matched)
 MAX_SEARCH_RESULTS = 200
 #: audit-log entries the log page lists, newest first (it says how many there are)
@@ -150,7 +150,7 @@ def highlight(text: str, query: Query | list[str]) -> list[tuple[str, bool]]:
 class Filters:
     """The overview's filters, as the address gives them."""
 
-    status: str = ""   # a state, or "pending" (disputed or not yet judged)
+    status: str = ""   # a state, or "pending" (disputed, blocked or not yet judged)
     domain: str = ""   # a domain id
     judge: str = ""    # a judge's name ...
     judged: str = ""   # ... and "yes" (judged by them) or anything else (waiting for them)
@@ -206,6 +206,8 @@ def overview(run: RunItems, store: ReviewStore, filters: Filters) -> dict:
             domains.append({"d": d, "status": ds, "themes": themes, "shown": keep(ds)})
     seg_items = [i for i in st.items if i.kind == "segment" and keep(i)]
     counts = {s: sum(1 for i in st.items if i.state == s) for s in STATE_WORDS}
+    if not counts["blocked"]:       # rare (a core idea merge across unmerged domains)
+        del counts["blocked"]
     f = asdict(filters)
     return {"st": st, "domains": domains, "seg_items": seg_items, "counts": counts,
             "filters": f, "undo": undo,
