@@ -11,7 +11,8 @@ Consensual Qualitative Research, proposed from the segments (Hill et al. 1997,
 2. **Core ideas**: one per case and domain, short and close to the participant's
    words (:mod:`pipeline.stages.coreideas`).
 3. **Cross-analysis**: categories and subcategories within each domain, with
-   honest frequency labels and the flags single story / thin / unstable
+   honest frequency labels and the flags single story / thin / unstable /
+   minimal responses
    (:mod:`pipeline.stages.crossanalysis`), named with phrases their quotes contain
    (:mod:`pipeline.stages.naming`).
 

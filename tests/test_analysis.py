@@ -677,6 +677,48 @@ def test_a_large_domain_whose_groups_crowd_together_is_clustered_on_a_layout():
     assert np.array_equal(small.category, plain.category)
 
 
+@pytest.mark.parametrize("text, little", [
+    ("Yeah, I guess so.", True), ("Yes, I have.", True), ("I think I could do that.", True),
+    ("-you know,-", True), ("I don't know.", True), ("A little bit.", True),
+    ("Um, maybe like a four or five.", True), ("Thanks for having me. All right.", True),
+    ("E-exactly. [sighs]", True), ("", True),
+    ("Three weeks, one day.", False), ("I cried in the session.", False),
+    ("I can't stop drinking.", False), ("My supervisor was kind.", False),
+    ("I-I got the job.", False),
+])
+def test_a_reply_that_says_nothing_of_its_own_is_told_apart(text, little):
+    from pipeline.stages.crossanalysis import says_little
+
+    assert says_little(text) is little
+
+
+def test_a_category_of_minimal_responses_is_flagged_and_listed_last():
+    """Replies such as "Yeah, I guess so." group together by their words, from many
+    cases: a category the team would not keep, however general. It is flagged and
+    listed after the domain's categories about something; those are not flagged."""
+    from pipeline.stages.crossanalysis import MINIMAL, CrossAnalysisConfig, cross_analyse
+
+    rng = np.random.default_rng(3)
+    k, per = 10, 3
+    centres = rng.normal(size=(2, 64))
+    X = np.concatenate([centres[0] + 0.1 * rng.normal(size=(k * per, 64)),
+                        centres[1] + 0.1 * rng.normal(size=(k * per // 2, 64))])
+    assent = ["Yeah, I guess so.", "Yes, I think so.", "I don't know, really."]
+    texts = [assent[i % 3] for i in range(k * per)] + \
+        ["Crying with a client changed how I saw the work."] * (k * per // 2)
+    cases = [f"c{i % k}" for i in range(k * per)] + [f"c{i % (k // 2)}" for i in range(k * per // 2)]
+    seg = pd.DataFrame({"segment_id": [f"s{i}" for i in range(len(texts))], "case_id": cases,
+                        "text": texts})
+    xa = cross_analyse(seg, X, np.zeros(len(seg), int), CrossAnalysisConfig(stance=False))
+    top = xa.categories[xa.categories["parent_id"] < 0].reset_index(drop=True)
+    assert len(top) == 2
+    assert [MINIMAL in f for f in top["flags"]] == [False, True]       # the replies last
+    assert len(top["counted_cases"].iat[1]) > len(top["counted_cases"].iat[0])
+    flat = cross_analyse(seg, X, np.zeros(len(seg), int),
+                         CrossAnalysisConfig(stance=False, minimal_share=1.0))
+    assert not any(MINIMAL in f for f in flat.categories["flags"])
+
+
 def test_the_layout_groups_and_the_vectors_measure():
     """Only the grouping is made on the layout: the clusterer is given the layout (and
     the cases) for a set above the bound and the vectors below it; the layout keeps the

@@ -209,6 +209,20 @@ def test_the_theme_page_shows_flags_cases_and_subgroups(cqr):
     assert 'class="flags"' not in plain
 
 
+def test_a_final_category_of_minimal_responses_is_flagged_when_counted_again(cqr):
+    """The codebook counts each final category again from its segments; a category the
+    judges made of replies such as "Yeah, I guess so." keeps the run's flag for it."""
+    from pipeline.review.evidence import recount
+
+    run = load_run(cqr)
+    seg = run.segments[run.segments["theme"] >= 0]
+    members = seg.groupby("case_id").head(1).head(4).copy()
+    assert "minimal responses" not in recount(run, members, set())["flags"]
+    members["text"] = ["Yeah, I guess so.", "I don't know, really.", "Yes, I have.",
+                       members["text"].iat[3]]
+    assert "minimal responses" in recount(run, members, set())["flags"]
+
+
 def test_apply_counts_again_and_flags_a_single_story_and_writes_the_subgroups(cqr):
     run = load_run(cqr)
     seg = run.segments[run.segments["theme"] >= 0]

@@ -419,7 +419,9 @@ def _cqr_section(cqr: pd.DataFrame, themes: pd.DataFrame, lookup: _SegmentLookup
                   f"at least {cfg_cqr.get('count_reassigned_above', 0.5)} "
                   "(cqr.count_reassigned_above). Flags: single story (one case gives more "
                   "than half the segments), thin (a case counts only through reassigned "
-                  "outliers or one short segment), unstable (from consensa stability).")
+                  "outliers or one short segment), unstable (from consensa stability), "
+                  "minimal responses (many segments say nothing beyond assent, fillers and "
+                  "hedges, such as \"Yeah, I guess so.\": their sense is in the questions).")
     return {"groups": groups, "frequency_text": _frequency_text(manifest, n_cases_total),
             "honest": honest}
 

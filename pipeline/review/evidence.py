@@ -18,10 +18,18 @@ judge placed counts (the judges, not the clusterer, put it there).
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from ..stages.cqr import frequency_label
-from ..stages.crossanalysis import SINGLE_STORY, THIN, UNSTABLE, CrossAnalysisConfig
+from ..stages.crossanalysis import (
+    MINIMAL,
+    SINGLE_STORY,
+    THIN,
+    UNSTABLE,
+    CrossAnalysisConfig,
+    says_little,
+)
 from .model import RunItems
 
 #: a case attribute makes subgroups when it has this many distinct values (a column
@@ -178,6 +186,9 @@ def recount(run: RunItems, members: pd.DataFrame, placed: set[str],
         flags.append(THIN)
     if unstable:
         flags.append(UNSTABLE)
+    if len(members) and np.mean([says_little(t) for t in members["text"].astype(str)]) \
+            > cfg.minimal_share:
+        flags.append(MINIMAL)
     return {"counted_cases": counted_cases, "frequency_label": label,
             "label_if_reassigned_counted": frequency_label(len(all_cases), total, run.cqr),
             "flags": flags}

@@ -70,7 +70,7 @@ frequency_label             str   Hill's label from ``len(counted_cases)``
 label_if_reassigned_counted str   the label if every reassigned outlier counted
                                   (``n_cases``): where it differs, the CQR table can
                                   say the label rests on outliers
-flags                       list[str] "single story", "thin", "unstable" (below)
+flags                       list[str] "single story", "thin", "unstable", "minimal responses" (below)
 spans_domains               list[int] other domains whose content the category
                                   shares (categories only; [] otherwise)
 quote_ids                   list[str] segment ids, most central first, one per case
@@ -152,12 +152,18 @@ category.
   outliers, or when it counts through a single segment of fewer than
   ``thin_words`` words; the category is flagged when its label would change
   without its thin cases;
-* **unstable**: ``stability[category_id]`` is False.
+* **unstable**: ``stability[category_id]`` is False;
+* **minimal responses**: more than ``minimal_share`` of the segments say nothing
+  beyond assent, fillers, hedges and function words (:func:`says_little`: "Yeah, I
+  guess so.", "I don't know."). Their sense is in the questions they answer, so such
+  a category gathers replies to many questions rather than one thing several cases
+  said; it is listed after the other categories of its domain.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -181,6 +187,47 @@ CATEGORY_COLUMNS = ("category_id", "parent_id", "domain_id", "kind", "n_segments
 SINGLE_STORY = "single story"
 THIN = "thin"
 UNSTABLE = "unstable"
+MINIMAL = "minimal responses"
+
+#: words that, with assent, fillers and function words, make a reply that says nothing
+#: of its own: hedges ("I guess", "I think", "I don't know"), degree ("a little bit"),
+#: agreement and courtesy ("I agree", "No problem", "Thank you", "Nice to meet you")
+_HEDGE_WORDS = frozenset("""
+guess think know mean suppose reckon say said would could maybe probably perhaps
+definitely little bit lot much pretty quite kind sort stuff thing things
+agree understand point hi hello hey welcome problem worries thank thanks please bye
+goodbye morning afternoon evening nice meet having
+""".split())
+_ANY_WORD = re.compile(r"[\w'’-]+")
+
+
+def says_little(text: str) -> bool:
+    """Whether a segment says nothing beyond assent, fillers, hedges and function words
+    ("Yeah, I guess so.", "Yes, I have.", "I think I could do that.", "-you know,-"): its
+    sense is in the question it answers, so a category of such replies gathers the
+    answers to many questions, not one thing several cases said. A text with no word at
+    all says little too."""
+    from .naming import FILLER_WORDS, strip_transcriber_notes
+    from .nlp import stop_words
+    from .segment import BACKCHANNEL_WORDS
+
+    stop = stop_words()
+
+    def empty(w: str) -> bool:
+        if len(w) < 2 or not any(ch.isalnum() for ch in w):
+            return True
+        # a contraction says what its first part says: "don't" -> do, "I'm" -> i
+        base = w[:-3] if w.endswith("n't") else w.split("'")[0]
+        return any(x in stop or x in FILLER_WORDS or x in BACKCHANNEL_WORDS or x in _HEDGE_WORDS
+                   for x in (w, base)) or base in ("ca", "wo")
+
+    # transcriber notes ("[sighs]") are no words of the participant's
+    for w in _ANY_WORD.findall(strip_transcriber_notes(text)):
+        w = w.lower().replace("’", "'").strip("-'")
+        # a stutter or a word said twice ("I-I", "E-exactly", "that-that's"): its parts
+        if not empty(w) and not ("-" in w and all(empty(p) for p in w.split("-"))):
+            return False
+    return True
 
 
 # --- Config -------------------------------------------------------------------
@@ -247,6 +294,10 @@ class CrossAnalysisConfig(BaseModel):
         "a category with more segments than this is clustered again into subcategories"))
     single_story_share: float = Field(0.5, gt=0, lt=1, description=(
         "flag 'single story' when one case gives more than this share of the segments"))
+    minimal_share: float = Field(0.3, gt=0, le=1, description=(
+        "flag 'minimal responses' when more than this share of the segments say nothing "
+        "beyond assent, fillers and hedges (\"Yeah, I guess so.\"); such a category is "
+        "listed after the others of its domain"))
     thin_words: int = Field(8, ge=1, le=200, description=(
         "a case counting through one segment of fewer words than this is thin"))
     spans_margin: float = Field(0.05, ge=0, le=2, description=(
@@ -710,6 +761,8 @@ def cross_analyse(segments: pd.DataFrame, vectors: np.ndarray, segment_domain: n
         words = pd.to_numeric(segments["n_words"], errors="coerce").fillna(0).to_numpy(np.int64)
     else:
         words = np.array([len(str(t).split()) for t in segments["text"]], dtype=np.int64)
+    texts = segments["text"].astype(str).tolist()
+    minimal = np.array([says_little(t) for t in texts], dtype=bool)
     total = int(n_cases_total) if n_cases_total is not None else len(set(cases.tolist()))
     if total < 0:
         raise ConsensaError(f"n_cases_total must not be negative, got {total}")
@@ -795,13 +848,15 @@ def cross_analyse(segments: pd.DataFrame, vectors: np.ndarray, segment_domain: n
                 g.children = _subcategories(g, vecs, cluster_fn, config, threshold, cases,
                                             memory)
                 counts["subcategorised"] += bool(g.children)
-        groups.sort(key=lambda g: (-len(set(cases[g.rows[g.counted]].tolist())),
+        # categories of minimal responses last: they are listed, flagged, not led with
+        groups.sort(key=lambda g: (bool(minimal[g.rows].mean() > config.minimal_share),
+                                   -len(set(cases[g.rows[g.counted]].tolist())),
                                    -len(g.rows), int(g.rows.min())))
         by_domain[d] = groups
 
     _spans(by_domain, vecs, analysed, domain, config)
     return _assemble(segments, by_domain, ids, cases, words, vecs, total, config, cqr,
-                     stability, counts)
+                     stability, counts, minimal)
 
 
 def _subcategories(g: _Group, vecs: np.ndarray, cluster_fn: ClusterFn,
@@ -857,7 +912,7 @@ def _spans(by_domain: dict[int, list[_Group]], vecs: np.ndarray, analysed: np.nd
 
 
 def _assemble(segments, by_domain, ids, cases, words, vecs, total, config, cqr, stability,
-              counts) -> CrossAnalysis:
+              counts, minimal) -> CrossAnalysis:
     n = len(segments)
     order = _case_order(segments)
     category = np.full(n, -1, np.int64)
@@ -887,6 +942,8 @@ def _assemble(segments, by_domain, ids, cases, words, vecs, total, config, cqr, 
             flags.append(THIN)
         if stability is not None and cid in stability and not bool(stability[cid]):
             flags.append(UNSTABLE)
+        if len(g.rows) and minimal[g.rows].mean() > config.minimal_share:
+            flags.append(MINIMAL)
         return {"category_id": cid, "parent_id": parent, "domain_id": g.domain, "kind": g.kind,
                 "n_segments": int(len(g.rows)), "n_cases": len(all_cases), "cases": all_cases,
                 "counted_cases": count_cases, "frequency_label": label,
