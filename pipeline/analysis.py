@@ -136,6 +136,7 @@ def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFram
     cats = cats.merge(names[["category_id", "name", "alternatives", "keywords"]],
                       on="category_id", how="left")
     cats["name"] = _fill_names(cats, seg)
+    cats["name"], cats["alternatives"] = _name_minimal(cats, seg, member_rows)
     cats["extractive_name"] = cats["name"]
     cats["definition"] = ""
     dom_name = dict(zip(dom_rows["domain_id"].astype(int), dom_rows["name"]))
@@ -403,6 +404,44 @@ def _fill_names(cats: pd.DataFrame, seg: pd.DataFrame) -> list[str]:
                 " ".join(quote.split()[:5]) or f"Category {int(r.category_id)}"
         names.append(name)
     return names
+
+
+#: hesitation sounds before a reply ("Um, maybe a five"): not part of its name
+_HESITATION = re.compile(r"^(?:(?:um+|uh+|er+m?|hm+|mm+)\b[\s,.…-]*)+", re.I)
+
+
+def _name_minimal(cats: pd.DataFrame, seg: pd.DataFrame,
+                  member_rows: Mapping[int, np.ndarray]) -> tuple[list[str], list[list[str]]]:
+    """A category flagged *minimal responses* is named after the most central of such
+    replies among its quotes ("Yeah, I guess so"), so that the judges see what it
+    gathers; a phrase name would come from the one longer segment among them. The
+    phrase name goes first among its alternatives. Other categories keep theirs."""
+    from .stages.crossanalysis import MINIMAL, says_little
+    from .stages.naming import strip_transcriber_notes
+
+    text_by_id = dict(zip(seg["segment_id"].astype(str), seg["text"].astype(str)))
+    names, alternatives = [], []
+    for r in cats.itertuples():
+        alts = list(r.alternatives) if r.alternatives is not None else []
+        reply = ""
+        if MINIMAL in list(r.flags):
+            # the quotes, most central first (one a case); then any member
+            ids = [str(q) for q in r.quote_ids] + \
+                seg["segment_id"].astype(str).iloc[member_rows[int(r.category_id)]].tolist()
+            for q in ids:
+                text = text_by_id.get(q, "")
+                said = " ".join(strip_transcriber_notes(text).split()).strip(" -–—,.;:…")
+                said = _HESITATION.sub("", said)
+                if said and says_little(text):
+                    reply = " ".join(said.split()[:6]).rstrip(" -–—,;:")
+                    break
+        if reply:
+            names.append(reply[:1].upper() + reply[1:])
+            alternatives.append([str(r.name), *[a for a in alts if a != r.name]])
+        else:
+            names.append(str(r.name))
+            alternatives.append(alts)
+    return names, alternatives
 
 
 def _int_list(value) -> list[int]:

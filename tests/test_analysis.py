@@ -719,6 +719,27 @@ def test_a_category_of_minimal_responses_is_flagged_and_listed_last():
     assert not any(MINIMAL in f for f in flat.categories["flags"])
 
 
+def test_a_category_of_minimal_responses_is_named_after_its_most_central_reply():
+    """Not after the one longer segment among its replies, which is where a phrase name
+    comes from: the judges see what the category gathers; the phrase stays an
+    alternative. A category about something keeps its phrase name."""
+    from pipeline.analysis import _name_minimal
+
+    seg = pd.DataFrame({"segment_id": ["a", "b", "c", "d", "e"],
+                        "text": ["I appreciate your care for my family.", "Um, all right.",
+                                 "Yeah, I guess so. [laughs]", "All right.",
+                                 "Supervision helped me most."]})
+    cats = pd.DataFrame({"category_id": [0, 1], "name": ["Appreciate your care", "Helped me"],
+                         "alternatives": [["Your care"], []],
+                         "flags": [["minimal responses"], []],
+                         "quote_ids": [["a", "b", "c"], ["e"]]})
+    names, alternatives = _name_minimal(cats, seg, {0: np.array([0, 1, 2, 3]), 1: np.array([4])})
+    assert names == ["All right", "Helped me"]
+    assert alternatives == [["Appreciate your care", "Your care"], []]
+    assert all(name_occurs_in(n, [t]) for n, t in zip(names, ["Um, all right.",
+                                                              "Supervision helped me most."]))
+
+
 def test_the_layout_groups_and_the_vectors_measure():
     """Only the grouping is made on the layout: the clusterer is given the layout (and
     the cases) for a set above the bound and the vectors below it; the layout keeps the
