@@ -85,6 +85,17 @@ def _categories_with_subcategories(folder) -> int:
     return len({int(p) for p in cats["parent_id"] if int(p) >= 0})
 
 
+def _minimal_categories(folder) -> int:
+    """How many top-level categories of a CQR run folder are flagged minimal responses."""
+    from .stages.crossanalysis import MINIMAL
+
+    cats = folder.table("categories")
+    if cats.empty or "flags" not in cats.columns:
+        return 0
+    return sum(1 for p, f in zip(cats["parent_id"], cats["flags"])
+               if int(p) < 0 and f is not None and MINIMAL in list(f))
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .batch import (
         load_single,  # load_config, also refusing sweep: and reading stability:
@@ -116,9 +127,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         # every category the CQR table shows with subcategories under it: those split by
         # size and those split by the participants' judgement (stance)
         n_sub = _categories_with_subcategories(RunFolder(folder))
+        n_min = _minimal_categories(RunFolder(folder))
+        about = [f"{n_sub} with subcategories"] if n_sub else []
+        about += [f"{n_min} of minimal responses, listed last"] if n_min else []
         print(f"  cases: {c['cases_analysed']}   segments: {c['segment_segments']}   "
               f"domains: {c['domains']}   categories: {c['themes']}"
-              + (f" ({n_sub} with subcategories)" if n_sub else ""))
+              + (f" ({'; '.join(about)})" if about else ""))
         no_domain = int(c.get("crossanalysis_no_domain", 0))
         print(f"  in no category: {c['unassigned']} ({manifest['outlier_share']:.1%}"
               + (f"; {no_domain} answer no question of the protocol" if no_domain else "")

@@ -740,6 +740,28 @@ def test_a_category_of_minimal_responses_is_named_after_its_most_central_reply()
                                                               "Supervision helped me most."]))
 
 
+def test_a_run_counts_its_categories_of_minimal_responses_and_lists_them_last(
+        tmp_path, monkeypatch, capsys):
+    """The summary says how many categories gather minimal responses; the CQR table
+    lists each after its domain's other categories, with the flag."""
+    import pipeline.stages.crossanalysis as xa
+
+    # the invented study has no such replies: its clients' words stand in for them
+    monkeypatch.setattr(xa, "says_little", lambda text: "client" in text.lower())
+    out = _run(tmp_path)
+    printed = capsys.readouterr().out
+    cats = RunFolder.open(out).table("categories")
+    top = cats[cats["parent_id"] < 0]
+    flagged = [xa.MINIMAL in list(f) for f in top["flags"]]
+    assert any(flagged)
+    assert f"{sum(flagged)} of minimal responses, listed last)" in printed
+    for _, dom in top.groupby("domain_id", sort=False):
+        marks = [xa.MINIMAL in list(f) for f in dom["flags"]]
+        assert marks == sorted(marks)                  # flagged ones after the others
+    table = (out / "cqr_table.md").read_text(encoding="utf-8")
+    assert "minimal responses |" in table
+
+
 def test_the_layout_groups_and_the_vectors_measure():
     """Only the grouping is made on the layout: the clusterer is given the layout (and
     the cases) for a set above the bound and the vectors below it; the layout keeps the
