@@ -445,8 +445,8 @@ def layout_cluster_fn(cluster_fn: ClusterFn, above: int | None, n_components: in
 
     The layout is centred and scaled so that its median distance between two
     segments is the vectors' own, so that ``same_case_distance`` (added to the
-    distances) keeps its meaning. Its distances are then no longer those of unit
-    rows: the clusterer gets them whole (``fit.distances``).
+    distances) keeps its meaning. Its rows are then not of unit length, and
+    :func:`hdbscan_cluster_fn` measures them as they are (:func:`_distances`).
     """
     inner_params = getattr(cluster_fn, "cache_params", None)
     case_aware = getattr(cluster_fn, "case_aware", False)
@@ -468,8 +468,9 @@ def layout_cluster_fn(cluster_fn: ClusterFn, above: int | None, n_components: in
 
 
 def _layout(X: np.ndarray, n_components: int, seed: int) -> np.ndarray:
-    """The UMAP layout of :func:`layout_cluster_fn`, centred and scaled to the median
-    distance of ``X``'s rows (of a sample of 2,000 pairs' worth of rows, seeded)."""
+    """The UMAP layout of :func:`layout_cluster_fn`, centred and scaled so that the
+    median distance between its rows is that of ``X``'s (both measured on the same
+    seeded sample of at most 2,000 rows)."""
     from .reduce import UMAPReducer
 
     Y = UMAPReducer(n_components=n_components, min_dist=0.0, metric="cosine",
