@@ -419,7 +419,8 @@ def _name_minimal(cats: pd.DataFrame, seg: pd.DataFrame,
     from .stages.crossanalysis import MINIMAL, says_little
     from .stages.naming import strip_transcriber_notes
 
-    text_by_id = dict(zip(seg["segment_id"].astype(str), seg["text"].astype(str)))
+    seg_ids = seg["segment_id"].astype(str).tolist()
+    text_by_id = dict(zip(seg_ids, seg["text"].astype(str)))
     names, alternatives = [], []
     for r in cats.itertuples():
         alts = list(r.alternatives) if r.alternatives is not None else []
@@ -427,7 +428,7 @@ def _name_minimal(cats: pd.DataFrame, seg: pd.DataFrame,
         if MINIMAL in list(r.flags):
             # the quotes, most central first (one a case); then any member
             ids = [str(q) for q in r.quote_ids] + \
-                seg["segment_id"].astype(str).iloc[member_rows[int(r.category_id)]].tolist()
+                [seg_ids[i] for i in member_rows[int(r.category_id)]]
             for q in ids:
                 text = text_by_id.get(q, "")
                 said = " ".join(strip_transcriber_notes(text).split()).strip(" -–—,.;:…")

@@ -28,6 +28,7 @@ from ..stages.crossanalysis import (
     THIN,
     UNSTABLE,
     CrossAnalysisConfig,
+    mostly_minimal,
     says_little,
 )
 from .model import RunItems
@@ -186,8 +187,8 @@ def recount(run: RunItems, members: pd.DataFrame, placed: set[str],
         flags.append(THIN)
     if unstable:
         flags.append(UNSTABLE)
-    if len(members) and np.mean([says_little(t) for t in members["text"].astype(str)]) \
-            > cfg.minimal_share:
+    if mostly_minimal(np.array([says_little(t) for t in members["text"].astype(str)], bool),
+                      cfg.minimal_share):
         flags.append(MINIMAL)
     return {"counted_cases": counted_cases, "frequency_label": label,
             "label_if_reassigned_counted": frequency_label(len(all_cases), total, run.cqr),

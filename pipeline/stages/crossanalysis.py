@@ -230,6 +230,13 @@ def says_little(text: str) -> bool:
     return True
 
 
+def mostly_minimal(minimal: np.ndarray, share: float) -> bool:
+    """The rule of the *minimal responses* flag: more than ``share`` of a category's
+    segments (``minimal``, one bool each from :func:`says_little`) say little."""
+    minimal = np.asarray(minimal, dtype=bool)
+    return bool(len(minimal)) and float(minimal.mean()) > share
+
+
 # --- Config -------------------------------------------------------------------
 
 
@@ -485,10 +492,8 @@ def _layout(X: np.ndarray, n_components: int, seed: int) -> np.ndarray:
 
 
 def _median_distance(A: np.ndarray) -> float:
-    sq = (A * A).sum(axis=1)
-    D2 = sq[:, None] + sq[None, :] - 2.0 * (A @ A.T)
     iu = np.triu_indices(len(A), k=1)
-    return float(np.sqrt(np.clip(np.median(D2[iu]), 0.0, None))) if len(iu[0]) else 0.0
+    return float(np.median(_distances(A)[iu])) if len(iu[0]) else 0.0
 
 
 # --- Result -------------------------------------------------------------------
@@ -850,7 +855,7 @@ def cross_analyse(segments: pd.DataFrame, vectors: np.ndarray, segment_domain: n
                                             memory)
                 counts["subcategorised"] += bool(g.children)
         # categories of minimal responses last: they are listed, flagged, not led with
-        groups.sort(key=lambda g: (bool(minimal[g.rows].mean() > config.minimal_share),
+        groups.sort(key=lambda g: (mostly_minimal(minimal[g.rows], config.minimal_share),
                                    -len(set(cases[g.rows[g.counted]].tolist())),
                                    -len(g.rows), int(g.rows.min())))
         by_domain[d] = groups
@@ -943,7 +948,7 @@ def _assemble(segments, by_domain, ids, cases, words, vecs, total, config, cqr, 
             flags.append(THIN)
         if stability is not None and cid in stability and not bool(stability[cid]):
             flags.append(UNSTABLE)
-        if len(g.rows) and minimal[g.rows].mean() > config.minimal_share:
+        if mostly_minimal(minimal[g.rows], config.minimal_share):
             flags.append(MINIMAL)
         return {"category_id": cid, "parent_id": parent, "domain_id": g.domain, "kind": g.kind,
                 "n_segments": int(len(g.rows)), "n_cases": len(all_cases), "cases": all_cases,
