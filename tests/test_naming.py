@@ -284,6 +284,23 @@ def test_parsing_is_bounded_but_counting_covers_every_segment():
     assert (df["name_support"] >= 5).all()      # found in unparsed segments too
 
 
+
+def test_a_text_in_a_category_and_its_subcategory_is_parsed_once():
+    texts, cases = study()
+    # category 2 stands for a subcategory of category 0: the same segments again
+    texts = {**texts, 2: texts[0][:3]}
+    cases = {**cases, 2: cases[0][:3]}
+    parsed = []
+
+    def extractor(batch, batch_size=64):
+        parsed.extend(batch)
+        return extract_phrases(batch, batch_size=batch_size)
+
+    df = name_categories(texts, cases, {c: 0 for c in texts}, fake_encode, NamingConfig(),
+                         phrase_extractor=extractor)
+    assert len(parsed) == len(set(parsed)) == len({t for ts in texts.values() for t in ts})
+    assert (df["name"] != "").all()
+
 def test_bad_inputs_are_clear_errors():
     texts, cases = study()
     with pytest.raises(InputError, match="case ids"):

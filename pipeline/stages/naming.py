@@ -721,7 +721,12 @@ def _fast_pass(texts: Sequence[str], stop: frozenset[str], extra: frozenset[str]
     # token was most of this pass). (length, lemma, lower form if written other than
     # capitalised, lower form if content)
     seen: dict[int, tuple[int, str, str | None, str | None]] = {}
-    for doc in tokenizer.pipe(texts, batch_size=512):
+    # a text named twice (a segment of a category and of its subcategory) is read
+    # once and counted as often as it is given
+    times = Counter(texts)
+    distinct = list(times)
+    for text, doc in zip(distinct, tokenizer.pipe(distinct, batch_size=512)):
+        said = times[text]
         lemmas, starts, ends, content = [], [], [], []
         for orth, idx, space in doc.to_array([ORTH, IDX, IS_SPACE]).tolist():
             if space:
@@ -746,9 +751,10 @@ def _fast_pass(texts: Sequence[str], stop: frozenset[str], extra: frozenset[str]
                 not_title.add(lower_form)
             if content_form is not None:
                 content.append(lem)
-                forms[lem][content_form] += 1
+                forms[lem][content_form] += said
         out.append(_Tokens(lemmas, starts, ends, content))
-    return out, forms, not_title
+    of_text = dict(zip(distinct, out))
+    return [of_text[t] for t in texts], forms, not_title
 
 
 def _glued(t: _Tokens, j: int) -> bool:
@@ -937,9 +943,13 @@ def name_categories(texts_by_category: Mapping[int, Sequence[str]],
         if len(members[c]):
             sample.extend(_parse_sample(members[c], [case_of[i] for i in members[c]],
                                         seg_sim[members[c]], cap))
-    parsed = extractor([texts[i] for i in sample], batch_size=config.batch_size)
-    if len(parsed) != len(sample):
-        raise InputError(f"the phrase extractor returned {len(parsed)} lists for {len(sample)} texts",
+    # a subcategory's segments are its category's too, and a text said in many
+    # interviews ("Thank you.") is one text: each is parsed once (the phrases are
+    # gathered below in the order of first appearance, as from the whole sample)
+    to_parse = list(dict.fromkeys(texts[i] for i in sample))
+    parsed = extractor(to_parse, batch_size=config.batch_size)
+    if len(parsed) != len(to_parse):
+        raise InputError(f"the phrase extractor returned {len(parsed)} lists for {len(to_parse)} texts",
                          field="phrase_extractor", hint="return one list of phrases per text")
     tokenizer, _ = _tokenizer_and_lemmas()
     group_of_seq: dict[tuple[str, ...], tuple[str, ...]] = {}
@@ -965,21 +975,27 @@ def name_categories(texts_by_category: Mapping[int, Sequence[str]],
     g_all: Counter = Counter()
     g_cases: dict[tuple[int, tuple], set] = defaultdict(set)
     g_forms: dict[tuple[int, tuple], Counter] = defaultdict(Counter)
+    # what a text holds depends on the text alone: a text given twice (a segment of a
+    # category and of its subcategory) is searched once
+    held: dict[str, tuple[list[tuple[tuple, str]], list[tuple]]] = {}
     for i, t in enumerate(toks):
-        found: dict[tuple[str, ...], str] = {}
-        lem = t.lemmas
-        for j in range(len(lem)):
-            if lem[j] not in firsts or (j > 0 and _glued(t, j - 1)):
-                continue
-            for L in lengths:
-                if j + L > len(lem):
-                    break
-                seq = tuple(lem[j:j + L])
-                if seq in by_len[L] and not (j + L < len(lem) and _glued(t, j + L - 1)):
-                    g = group_of_seq[seq]
-                    text = _WS.sub(" ", blanked[i][t.starts[j]:t.ends[j + L - 1]]).strip()
-                    g_forms[(cat_of[i], g)][text] += 1
-                    found.setdefault(g, text)
+        if blanked[i] not in held:
+            said: list[tuple[tuple, str]] = []
+            lem = t.lemmas
+            for j in range(len(lem)):
+                if lem[j] not in firsts or (j > 0 and _glued(t, j - 1)):
+                    continue
+                for L in lengths:
+                    if j + L > len(lem):
+                        break
+                    seq = tuple(lem[j:j + L])
+                    if seq in by_len[L] and not (j + L < len(lem) and _glued(t, j + L - 1)):
+                        said.append((group_of_seq[seq],
+                                     _WS.sub(" ", blanked[i][t.starts[j]:t.ends[j + L - 1]]).strip()))
+            held[blanked[i]] = (said, list(dict.fromkeys(g for g, _ in said)))
+        said, found = held[blanked[i]]
+        for g, text in said:
+            g_forms[(cat_of[i], g)][text] += 1
         for g in found:
             g_df[cat_of[i]][g] += 1
             g_all[g] += 1
