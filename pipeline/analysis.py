@@ -57,12 +57,13 @@ WHOLE_STUDY = "Whole study (no interview protocol given or found)"
 
 
 def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFrame,
-                 encode: Encoder, cfg, coords: np.ndarray, *,
+                 encode: Encoder, cfg, coords: np.ndarray | None, *,
                  stability: Mapping[int, bool] | None = None, llm=None,
                  cache=None) -> CrossAnalysis:
     """The CQR analysis of ``segments`` (SEGMENT_COLUMNS; ``vectors`` their unit
     embeddings, ``turns`` every turn ingest read, ``encode`` the run's embedder,
-    ``cfg`` the RunConfig, ``coords`` the 2-D map).
+    ``cfg`` the RunConfig, ``coords`` the 2-D map, or None while it is being made:
+    the caller then places the segments with :func:`on_map`).
 
     Returns the run's tables as :class:`~pipeline.stages.cqr.CrossAnalysis`, with
     ``categories``, ``core_ideas``, ``protocol`` (the YAML a team edits and passes
@@ -172,8 +173,7 @@ def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFram
     out["domain_name"] = [dom_name.get(int(d), "") for d in proposed]
     out["strength"] = np.asarray(xa.strength, dtype=float)
     out["reassigned"] = np.asarray(xa.reassigned, dtype=bool)
-    out["map_x"] = coords[:, 0].astype(float)
-    out["map_y"] = coords[:, 1].astype(float) if coords.shape[1] > 1 else 0.0
+    out = on_map(out, coords)
     out = out[list(ASSIGNED_SEGMENT_COLUMNS)]
     out["moved_domain"] = moved
     out["counted"] = np.asarray(xa.counted, dtype=bool)
@@ -236,6 +236,19 @@ def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFram
                          n_cases=n_total, categories=cats, core_ideas=ideas,
                          protocol=protocol_to_yaml(protocol), prompts=inference.turns,
                          merges=merges, counts=counts)
+
+
+def on_map(segments: pd.DataFrame, coords: np.ndarray | None) -> pd.DataFrame:
+    """``segments`` with their places on the 2-D map (``map_x``, ``map_y``); NaN
+    where ``coords`` is None, a map still being made (the run fills it in)."""
+    out = segments.copy()
+    if coords is None:
+        out["map_x"] = out["map_y"] = np.nan
+        return out
+    coords = np.asarray(coords)
+    out["map_x"] = coords[:, 0].astype(float)
+    out["map_y"] = coords[:, 1].astype(float) if coords.shape[1] > 1 else 0.0
+    return out
 
 
 def cached_phrases(cache):

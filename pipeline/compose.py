@@ -18,6 +18,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -298,6 +304,154 @@ def reduce(reducer: Any, X: np.ndarray, cache: Cache,
     # a graph reducer keeps the graph it built in knn_ (pipeline/stages/reduce.py)
     graph = None if from_cache else getattr(reducer, "knn_", None)
     return Reduction(coords=coords, neighbours=graph, fitted={**fitted, "from_cache_": from_cache})
+
+
+#: A reduction of more rows than this is made by :func:`reduce_apart` in a process of
+#: its own; below it, starting the process (a new interpreter that imports UMAP) costs
+#: about what the reduction does.
+APART_ABOVE = 2000
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:                      # not on Linux
+        return os.cpu_count() or 1
+
+
+#: what the process of :func:`reduce_apart` runs (``python -c``): nothing of the
+#: caller's own script is imported again, as a "spawn" process would import it
+_APART_MAIN = "import sys; from pipeline.compose import reduce_in_folder; reduce_in_folder(sys.argv[1])"
+
+
+def reduce_in_folder(folder: str | Path) -> None:
+    """The process of :func:`reduce_apart`: fit the reducer of ``folder``'s
+    ``task.pickle`` to its rows and write ``answer.pickle``: ("ok", coordinates,
+    learned scalars), ("error", the exception the reducer raised) or
+    ("unavailable", why the task could not be read)."""
+    where = Path(folder)
+    answer: tuple
+    try:
+        with open(where / "task.pickle", "rb") as f:
+            reducer, X = pickle.load(f)
+    except Exception as exc:                    # e.g. a reducer class only the caller has
+        answer = ("unavailable", f"{type(exc).__name__}: {exc}")
+    else:
+        try:
+            coords = reducer.fit_transform(X)
+            answer = ("ok", np.asarray(coords, dtype=np.float32), learned_scalars(reducer))
+        except Exception as exc:
+            answer = ("error", exc)
+    part = where / "answer.pickle.part"
+    try:
+        payload = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:                    # an exception that cannot be pickled
+        payload = pickle.dumps(("error", ConsensaError(f"{type(answer[1]).__name__}: {answer[1]}"))
+                               if answer[0] == "error" else ("unavailable", str(exc)))
+    part.write_bytes(payload)
+    os.replace(part, where / "answer.pickle")
+
+
+class PendingReduction:
+    """A reduction :func:`reduce_apart` started: :meth:`result` waits for it, and
+    :meth:`cancel` stops it (a run that fails does not wait for its map)."""
+
+    def __init__(self, reducer: Any, X: np.ndarray, cache: Cache, *,
+                 done: Reduction | None = None, process: subprocess.Popen | None = None,
+                 folder: Path | None = None) -> None:
+        self._reducer, self._X, self._cache = reducer, X, cache
+        self._done, self._process, self._folder = done, process, folder
+
+    @property
+    def apart(self) -> bool:
+        """Whether the reduction is being made in a process of its own."""
+        return self._process is not None
+
+    def _answer(self) -> tuple | None:
+        try:
+            self._process.wait()
+            with open(self._folder / "answer.pickle", "rb") as f:
+                return pickle.load(f)
+        except Exception:                       # no answer, or one that cannot be read
+            return None
+        finally:
+            shutil.rmtree(self._folder, ignore_errors=True)
+
+    def result(self) -> Reduction:
+        if self._done is not None:
+            return self._done
+        answer = self._answer()
+        code, self._process = self._process.returncode, None
+        if answer is None or answer[0] == "unavailable":
+            # killed (out of memory, a signal), or a reducer the process cannot build:
+            # the reduction is made here instead
+            why = f"exit code {code}" if answer is None else answer[1]
+            log.warning("the process making the %s-row reduction gave no answer (%s); "
+                        "making it here", self._X.shape[0], why)
+            self._done = reduce(self._reducer, self._X, self._cache)
+            return self._done
+        if answer[0] == "error":
+            raise answer[1]
+        _, coords, fitted = answer
+        for name, value in fitted.items():      # as if fitted here (learned_scalars)
+            setattr(self._reducer, name, value)
+        (coords, fitted), _ = self._cache.cached(
+            "reduced", stage_key(self._reducer, digest(self._X)), lambda: (coords, fitted),
+            _reduction_arrays, lambda arrays: _reduction_from(arrays, self._X.shape[0]))
+        self._done = Reduction(coords=coords, fitted={**fitted, "from_cache_": False})
+        return self._done
+
+    def cancel(self) -> None:
+        """Stop the process, if one is still making the reduction."""
+        if self._done is None and self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+            shutil.rmtree(self._folder, ignore_errors=True)
+
+
+def reduce_apart(reducer: Any, X: np.ndarray, cache: Cache, *,
+                 above: int | None = None) -> PendingReduction:
+    """:func:`reduce` (without ``neighbours``) begun in a process of its own, while
+    the caller goes on: what the CQR analysis does with its map, which nothing in
+    the analysis waits for.
+
+    Why: UMAP's layout holds Python's lock for all of its 200 epochs, so a thread
+    would not run beside the analysis; a process does, on another processor. At
+    10,000 segments the map is a third of what a CQR run does after embedding.
+
+    Made here and at once, as :func:`reduce` makes it, when the cache holds it,
+    for ``above`` rows or fewer (default :data:`APART_ABOVE`), on a machine with one usable processor, or when
+    the process cannot be started. The process is a new interpreter
+    (:func:`reduce_in_folder`), given the task in a private temporary folder that
+    is removed afterwards: not a fork of a process that holds the embedding model's
+    threads, and not a "spawn" process, which imports the caller's script again.
+    The result is the one :func:`reduce` gives (the reducer is seeded), and is
+    cached the same way.
+    """
+    X = check_matrix(X)
+    hit = cache.get("reduced", stage_key(reducer, digest(X)),
+                    lambda arrays: _reduction_from(arrays, X.shape[0]))
+    if hit is not None:
+        coords, fitted = hit
+        return PendingReduction(reducer, X, cache,
+                                done=Reduction(coords=coords, fitted={**fitted, "from_cache_": True}))
+    if X.shape[0] <= (APART_ABOVE if above is None else above) or _usable_cpus() < 2:
+        return PendingReduction(reducer, X, cache, done=reduce(reducer, X, cache))
+    folder = Path(tempfile.mkdtemp(prefix="consensa-reduce-"))
+    try:
+        with open(folder / "task.pickle", "wb") as f:
+            pickle.dump((reducer, X), f, protocol=pickle.HIGHEST_PROTOCOL)
+        # the package is found where this process found it
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        process = subprocess.Popen([sys.executable, "-c", _APART_MAIN, str(folder)],
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, env=env)
+    except (OSError, pickle.PicklingError, TypeError, AttributeError) as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        log.warning("cannot start a process for the reduction (%s); making it here", exc)
+        return PendingReduction(reducer, X, cache, done=reduce(reducer, X, cache))
+    return PendingReduction(reducer, X, cache, process=process, folder=folder)
 
 
 # --- reduce + cluster + assign ----------------------------------------------------------
