@@ -586,3 +586,24 @@ def test_a_clusterer_that_learns_an_object_is_fitted_every_time(tmp_path, data):
     fit_clusterer(WithModel(), X, cache)
     fit_clusterer(WithModel(), X, cache)
     assert WithModel.fits == 2 and not (tmp_path / "clustered").exists()
+
+
+@pytest.mark.slow
+def test_umaps_compiled_layout_is_kept_on_disk_for_the_next_process(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    code = ("import numpy as np; from pipeline.stages.reduce import UMAPReducer; "
+            "X = np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32); "
+            "np.save(sys.argv[1], UMAPReducer(n_components=2, random_state=0, n_epochs=20)"
+            ".fit_transform(X))")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    outs = []
+    for run in range(2):
+        out = tmp_path / f"coords{run}.npy"
+        subprocess.run([sys.executable, "-c", "import sys; " + code, str(out)], env=env, check=True)
+        outs.append(np.load(out))
+    kept = {p.name.split("-")[0] for p in (tmp_path / "numba").glob("umap_*/*.nbi")}
+    assert {"layouts._optimize_layout_euclidean_single_epoch", "umap_.smooth_knn_dist"} <= kept
+    np.testing.assert_array_equal(outs[0], outs[1])      # compiled or loaded: the same layout

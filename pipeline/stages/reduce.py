@@ -43,6 +43,46 @@ NEpochs = Annotated[int | None, Field(ge=1, le=10_000, description=(
     "UMAP's optimisation epochs, 1 to 10000; null (or left out) is UMAP's own choice"))]
 
 
+#: UMAP's modules whose compiled functions :func:`umap_module` keeps on disk
+_UMAP_MODULES = ("umap.umap_", "umap.layouts", "umap.utils", "umap.spectral", "umap.distances",
+                 "umap.sparse")
+_umap_cached = False
+
+
+def umap_module():
+    """The ``umap`` package, its compiled functions kept in numba's disk cache.
+
+    Why: UMAP compiles its functions (numba) on first use in every process, 6-8 s
+    before the first layout, and unlike pynndescent's they are not marked for
+    caching. Each one is marked here (numba's ``enable_caching``), so a later
+    process loads the machine code instead (about 1 s): every run after the
+    first on a machine, and the process that makes a large map beside a CQR run.
+    The code is what numba compiles anyway, so the layouts are the same. A module
+    whose cache has nowhere to go (no writable folder) compiles as before.
+    """
+    global _umap_cached
+    import importlib
+
+    import umap
+
+    if not _umap_cached:
+        _umap_cached = True
+        from numba.core.registry import CPUDispatcher
+
+        for name in _UMAP_MODULES:
+            try:
+                module = importlib.import_module(name)
+            except ImportError:
+                continue
+            for obj in vars(module).values():
+                if isinstance(obj, CPUDispatcher) and obj.__module__ == name:
+                    try:
+                        obj.enable_caching()
+                    except (RuntimeError, OSError):
+                        pass            # no locator (no writable folder): compiled each time
+    return umap
+
+
 def check_matrix(X, what: str = "embeddings") -> np.ndarray:
     """The boundary check for the numeric stages: a finite 2-D float32 array."""
     X = np.asarray(X, dtype=np.float32)
@@ -247,9 +287,7 @@ class UMAPReducer:
         self.init_ = "spectral" if self.graph_components_ <= MAX_SPECTRAL_COMPONENTS else "pca"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            import umap
-
-            model = umap.UMAP(n_components=self.n_components, n_neighbors=k,
+            model = umap_module().UMAP(n_components=self.n_components, n_neighbors=k,
                               min_dist=self.min_dist, metric=self.metric,
                               random_state=self.random_state, init=self.init_,
                               precomputed_knn=(idx, dist, None), n_epochs=self.n_epochs,
@@ -330,6 +368,7 @@ class SpectralReducer:
         k, idx, dist = found
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            umap_module()
             from umap.umap_ import fuzzy_simplicial_set
 
             graph, _, _ = fuzzy_simplicial_set(X, k, np.random.RandomState(0), self.metric,
