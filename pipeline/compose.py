@@ -420,12 +420,13 @@ def reduce_apart(reducer: Any, X: np.ndarray, cache: Cache, *,
     would not run beside the analysis; a process does, on another processor. At
     10,000 segments the map is a third of what a CQR run does after embedding.
 
-    Made here and at once, as :func:`reduce` makes it, when the cache holds it,
-    for ``above`` rows or fewer (default :data:`APART_ABOVE`), on a machine with one usable processor, or when
-    the process cannot be started. The process is a new interpreter
-    (:func:`reduce_in_folder`), given the task in a private temporary folder that
-    is removed afterwards: not a fork of a process that holds the embedding model's
-    threads, and not a "spawn" process, which imports the caller's script again.
+    Made here and at once, as :func:`reduce` makes it, when the cache holds it, for
+    ``above`` rows or fewer (default :data:`APART_ABOVE`), on a machine with one
+    usable processor, or when the process cannot be started. The process is a new
+    interpreter (:func:`reduce_in_folder`), given the task in a private temporary
+    folder that is removed afterwards: not a fork of a process that holds the
+    embedding model's threads, and not a "spawn" process, which imports the
+    caller's script again.
     The result is the one :func:`reduce` gives (the reducer is seeded), and is
     cached the same way.
     """
