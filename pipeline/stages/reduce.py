@@ -288,10 +288,10 @@ class UMAPReducer:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = umap_module().UMAP(n_components=self.n_components, n_neighbors=k,
-                              min_dist=self.min_dist, metric=self.metric,
-                              random_state=self.random_state, init=self.init_,
-                              precomputed_knn=(idx, dist, None), n_epochs=self.n_epochs,
-                              verbose=False)
+                                       min_dist=self.min_dist, metric=self.metric,
+                                       random_state=self.random_state, init=self.init_,
+                                       precomputed_knn=(idx, dist, None),
+                                       n_epochs=self.n_epochs, verbose=False)
             out = model.fit_transform(X)
         self.method_ = "umap"
         self.n_neighbors_ = k
