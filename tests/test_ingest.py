@@ -752,6 +752,20 @@ def test_csv_duplicate_turn_index_names_the_rows(tmp_path):
     assert "case 'T27' has the same turn_index twice: rows 4 and 5 (turn 0)" in reasons(corpus)
 
 
+def test_a_table_whose_every_case_repeats_a_turn_number_is_refused_with_that_reason(tmp_path):
+    # a table of segments (several rows per turn) read as a table of turns: the error
+    # names the repeated numbers and the way out, not "no rows with a case id and text"
+    write(tmp_path, "turns.csv", "case_id,turn_index,speaker,text\nT26,1,P,Hi\nT26,1,P,Hello\n"
+                                 "T27,0,I,Hi\nT27,0,P,Hello\n")
+    with pytest.raises(InputError) as err:
+        run(tmp_path)
+    message = str(err.value)
+    assert ("every case has the same turn_index on two rows: case 'T26' rows 2 and 3 (turn 1); "
+            "case 'T27' rows 4 and 5 (turn 0)") in message
+    assert "turns.csv" in message and "ingest.table.turn_index: null" in message
+    assert "no rows with both" not in message
+
+
 def _table_file(folder: Path, name: str, rows: list[list[str]]) -> Path:
     if name.endswith(".xlsx"):
         book = openpyxl.Workbook()

@@ -1784,6 +1784,11 @@ def check_columns_read_once(written: list[str], columns: list[str],
                  "and surrounding spaces), or delete it, and save the table again")
 
 
+#: what to do about a case whose table numbers a turn twice
+_ONCE = ("number each turn of a case once, or set ingest.table.turn_index: null to keep the "
+         "rows in file order")
+
+
 def _rows_text(rows: list[int]) -> str:
     shown = ", ".join(str(r) for r in rows[:10])
     return f"row{'s' if len(rows) > 1 else ''} {shown}" + (" ..." if len(rows) > 10 else "")
@@ -1863,6 +1868,7 @@ def _table_cases(frame: pd.DataFrame, written: list[str], mapping: TableMapping,
                                     f"{found['case_id']} column"))
     cases = []
     continued: list[int] = []
+    repeated: list[str] = []                         # cases left out for a repeated turn
     for case_id, case_rows in rows.items():
         case_rows.sort(key=lambda r: r[1])
         duplicates = [(a[0], b[0], a[1]) for a, b in pairwise(case_rows) if a[1] == b[1]]
@@ -1870,7 +1876,9 @@ def _table_cases(frame: pd.DataFrame, written: list[str], mapping: TableMapping,
             listed = "; ".join(f"rows {a} and {b} (turn {t})" for a, b, t in duplicates[:5])
             notes.append(Skipped(shown, (
                 f"case '{case_id}' has the same {found['turn_index']} twice: {listed}; this "
-                f"case was left out: number each turn of a case once")))
+                f"case was left out: {_ONCE}")))
+            a, b, t = duplicates[0]
+            repeated.append(f"case '{case_id}' rows {a} and {b} (turn {t})")
             continue
         # a row with an empty speaker cell goes on with the speaker of the row before in
         # its case (and that row's role, unless it gives its own), as a row with no
@@ -1888,6 +1896,12 @@ def _table_cases(frame: pd.DataFrame, written: list[str], mapping: TableMapping,
             if span is not None:
                 turns.append(_Turn(speaker, *span, role=role))
         cases.append(_Case(case_id, SourceText(case_id, shown, text, sha, encoding), turns))
+    if not cases and repeated:
+        # every case was left out for the same reason: the file is refused with it, not
+        # with "no rows", which would send the user to the wrong columns
+        more = f" (and {len(repeated) - 3} more cases)" if len(repeated) > 3 else ""
+        raise InputError(f"every case has the same {found['turn_index']} on two rows: "
+                         f"{'; '.join(repeated[:3])}{more}", path=shown, hint=_ONCE)
     if not cases:
         raise InputError("has no rows with both a case id and text", path=shown,
                          hint="fill in the case_id and text columns")
