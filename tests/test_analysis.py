@@ -677,6 +677,26 @@ def test_a_large_domain_whose_groups_crowd_together_is_clustered_on_a_layout():
     assert np.array_equal(small.category, plain.category)
 
 
+def test_a_domain_of_a_few_hundred_segments_is_clustered_on_a_layout_by_default():
+    """A study without a protocol makes one domain of a few hundred segments; on the
+    vectors most of them were called outliers (PDPilot: 54% left out or reassigned),
+    so the default lays such a domain out too, while the tens of segments of a CQR
+    sample's domain are clustered as they are."""
+    from sklearn.metrics import adjusted_mutual_info_score
+
+    from pipeline.stages.crossanalysis import CrossAnalysisConfig, cross_analyse
+
+    seg, X, topic = _crowded(300)
+    n = len(seg)
+    out = cross_analyse(seg, X, np.zeros(n, int), CrossAnalysisConfig(stance=False))
+    assert out.counts["laid_out_domains"] == 1
+    assert adjusted_mutual_info_score(topic, out.category) > 0.9
+    assert (out.category < 0).sum() < 0.05 * n
+    few, Xf, _ = _crowded(60)
+    small = cross_analyse(few, Xf, np.zeros(60, int), CrossAnalysisConfig(stance=False))
+    assert "laid_out_domains" not in small.counts
+
+
 @pytest.mark.parametrize("text, little", [
     ("Yeah, I guess so.", True), ("Yes, I have.", True), ("I think I could do that.", True),
     ("-you know,-", True), ("I don't know.", True), ("A little bit.", True),
