@@ -39,6 +39,7 @@ from .stages.protocol import (
     infer_protocol,
     propose_domains_from_protocol,
     protocol_to_yaml,
+    question_centres,
 )
 from .types import (
     ASSIGNED_SEGMENT_COLUMNS,
@@ -89,10 +90,18 @@ def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFram
     inference = infer_protocol(turns, seg, encode, cfg.protocol, segment_vectors=vectors)
     protocol = inference.protocol
     content_areas = [a for a in protocol.areas if not a.frame]
+    placed = np.zeros(n, dtype=bool)
     if content_areas:
+        area_vectors = None
+        if not (np.asarray(inference.segment_area) >= 0).any():
+            # answers without their questions (the participant's words only, the
+            # protocol given): the areas' own questions start the domains
+            area_vectors = question_centres(protocol, encode)
         proposal = propose_domains_from_protocol(
             vectors, inference.segment_area, protocol, cfg.protocol, cases,
-            segment_small_talk=inference.segment_small_talk, segment_text=seg["text"].tolist())
+            segment_small_talk=inference.segment_small_talk, segment_text=seg["text"].tolist(),
+            area_vectors=area_vectors)
+        placed = np.asarray(proposal.placed, dtype=bool)
         proposed = np.asarray(proposal.proposed_domain, dtype=np.int64)
         dom_rows = proposal.domains.copy()
         merges = proposal.merges
@@ -232,6 +241,7 @@ def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFram
     counts.update({f"protocol_{k}": int(v) for k, v in inference.counts.items()})
     counts["protocol_areas"] = len(content_areas)
     counts["segments_moved_domain"] = int(moved.sum())
+    counts["segments_placed_by_content"] = int(placed.sum())
     return CrossAnalysis(segments=out, themes=themes, domains=domains, table=table,
                          n_cases=n_total, categories=cats, core_ideas=ideas,
                          protocol=protocol_to_yaml(protocol), prompts=inference.turns,

@@ -137,6 +137,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  in no category: {c['unassigned']} ({manifest['outlier_share']:.1%}"
               + (f"; {no_domain} answer no question of the protocol" if no_domain else "")
               + f")   {reassigned}   interview frame: {c.get('frame_segments', 0)} (set apart)")
+        placed = int(c.get("segments_placed_by_content", 0))
+        if placed:
+            print(f"  note: {counted(placed, 'segment')} "
+                  f"{'answers' if placed == 1 else 'answer'} no interviewer question (before "
+                  "the first question, or transcripts of the participants' words only); each "
+                  "was proposed for the protocol domain nearest in content (segments.csv: "
+                  "question_domain_id -1)")
         off = int(c.get("protocol_prompts_not_in_protocol_after_frame", 0))
         if off:
             print(f"  note: {off} interviewer question(s) match no area of the protocol file "
@@ -152,7 +159,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         empty = _empty_protocol_domains(RunFolder(folder))
         shown = "; ".join(f"'{n}'" for n in empty[:5]) + ("; ..." if len(empty) > 5 else "")
         its = "its domain is" if len(empty) == 1 else "their domains are"
-        if empty and given:
+        if empty and given and placed and not int(c.get("protocol_prompts", 0)):
+            # no interviewer turn at all: the answers were placed by content alone
+            print(f"  note: {counted(len(empty), 'area')} of the protocol "
+                  f"{'is' if len(empty) == 1 else 'are'} nearest in content to no answer, so "
+                  f"{its} empty: {shown}; the transcripts hold no "
+                  "interviewer questions, so the answers went to the domains nearest in "
+                  "content (move them in the review if they belong there)")
+        elif empty and given:
             print(f"  note: {counted(len(empty), 'area')} of the protocol matched no question "
                   f"in any interview, so {its} empty: {shown}; add the interviewer's "
                   "own wordings to its questions in the protocol file (protocol_prompts.csv "

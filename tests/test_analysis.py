@@ -34,6 +34,39 @@ def _run(root: Path, **sections) -> Path:
     return out
 
 
+def test_answers_without_their_questions_take_the_domains_of_the_protocol_given(tmp_path,
+                                                                              capsys):
+    """Transcripts of the participants' words only (the questions were not transcribed)
+    with the team's protocol in the config: the areas' questions place the answers, and
+    the run says so; before, no segment had a domain and the run stopped."""
+    from tests.study import TOPICS
+
+    folder = write_study(tmp_path / "study")
+    for path in folder.glob("*.txt"):
+        kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+                if line.startswith("Therapist:")]
+        path.write_text("\n\n".join(kept), encoding="utf-8")
+    # the protocol's wording, as a team writes it (the test's embedder knows only the
+    # answers' words)
+    questions = {"training": "What did your training teach you about crying in session?",
+                 "supervision": "What did your supervisor say?",
+                 "client": "How did the client respond when you cried?"}
+    areas = [{"name": topic.capitalize(), "questions": [questions[topic]]} for topic in TOPICS]
+    out = _run(tmp_path, protocol={"areas": areas})
+    printed = capsys.readouterr().out
+    seg = RunFolder.open(out).segments()
+    assert (seg["question_domain_id"] == -1).all()
+    placed = RunFolder.open(out).manifest["counts"]["segments_placed_by_content"]
+    assert placed >= 0.9 * len(seg)
+    assert f"note: {placed} segments answer no interviewer question" in printed
+    # most answers about each topic went to that topic's domain
+    topic_of = {s: t for t, sentences in TOPICS.items() for s in sentences}
+    for topic in TOPICS:
+        rows = seg[seg["domain_name"] == topic.capitalize()]
+        said = [topic_of[s] for text in rows["text"] for s in topic_of if s in text]
+        assert said.count(topic) >= 0.7 * len(said) > 0, topic
+
+
 @pytest.fixture(scope="module")
 def cqr_run(tmp_path_factory) -> Path:
     return _run(tmp_path_factory.mktemp("cqr"))
@@ -1150,25 +1183,35 @@ def test_the_summary_counts_every_category_the_table_shows_with_subcategories():
     assert _categories_with_subcategories(SimpleNamespace(table=lambda name: none)) == 0
 
 
-def test_segments_that_answer_no_question_count_as_in_no_category(tmp_path, capsys):
-    """A case with no interviewer answers no question of the protocol: its segments
-    are in no domain, so in no category, and the summary line counts them there, as
-    the report does (it printed 0 while the report said half the segments)."""
+def test_segments_that_answer_no_question_go_to_the_domain_nearest_in_content(tmp_path,
+                                                                              capsys):
+    """A case with no interviewer answers no question of the protocol. Its segments
+    were in no domain, so in no category (half a study's segments, in one report);
+    now each goes to the domain nearest in content, and the summary says how many."""
     folder = tmp_path / "study"
     write_study(folder)
     (folder / "case99.txt").write_text(
-        "Therapist: I cried once with a client whose mother had died, and I still think "
-        "about what it meant for her that I did.\n\nTherapist: My supervisor said it was "
-        "fine, and that helped me more than any training did.\n", encoding="utf-8")
+        "Therapist: The client looked surprised and said nobody had ever been moved by "
+        "her story, and she trusted me more after that session.\n\nTherapist: My "
+        "supervisor listened, and meeting my supervisor was where I could talk about "
+        "that session.\n", encoding="utf-8")
     out = _run(tmp_path)
     printed = capsys.readouterr().out
     c = RunFolder.open(out).manifest["counts"]
     seg = RunFolder.open(out).segments()
-    none = int(((seg["domain_id"] < 0)).sum())
-    assert none >= 2 and c["crossanalysis_no_domain"] == none
+    mine = seg[seg["case_id"] == "case99"]
+    assert len(mine) >= 2 and (mine["question_domain_id"] == -1).all()
+    assert c["segments_placed_by_content"] == len(mine) and (mine["domain_id"] >= 0).all()
+    assert f"note: {len(mine)} segments answer no interviewer question" in printed
+    # each went where the other cases' answers to the same topic are
+    asked = seg[seg["question_domain_id"] >= 0]
+    for text, domain in zip(mine["text"], mine["domain_id"]):
+        word = "supervisor" if "supervisor" in text else "client"
+        about = asked[asked["text"].str.contains(word)]
+        assert domain == about["question_domain_id"].mode().iloc[0], text
+    assert c["crossanalysis_no_domain"] == int((seg["domain_id"] < 0).sum())
     assert c["unassigned"] == int((seg["theme"] < 0).sum() - c["frame_segments"])
     assert f"in no category: {c['unassigned']} (" in printed
-    assert f"{none} answer no question of the protocol" in printed
 
 
 def test_a_note_on_text_that_was_kept_is_not_counted_as_skipped(tmp_path, capsys):

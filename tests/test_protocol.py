@@ -830,6 +830,52 @@ def test_nothing_is_moved_into_the_frame():
     assert not p.moved[-1] and p.proposed_domain[-1] == p.area_domain[0]
 
 
+def test_a_segment_that_answers_no_question_goes_to_the_domain_nearest_in_content():
+    protocol, vecs, areas, cases = _domain_study()
+    vecs += [_noisy(1, 0), _noisy(7, 0)]   # before any question: Reactions, then nothing known
+    areas += [-1, -1]
+    cases += ["C0", "C1"]
+    p = propose_domains_from_protocol(np.stack(vecs), np.array(areas), protocol,
+                                      ProtocolConfig(), cases)
+    assert p.proposed_domain[-2] == p.area_domain[1] and p.placed[-2]
+    assert not p.placed[-1] and p.uncovered[-1] and p.proposed_domain[-1] == -1
+    assert p.segment_domain[-2] == -1 and not p.moved[-2]
+    # placed, not moved: the Reactions domain moved nothing in
+    assert p.domains.set_index("domain_id").loc[p.area_domain[1], "n_moved_in"] == 0
+    # nothing is placed in the frame either
+    vecs.append(_noisy(3, 1))
+    areas.append(-1)
+    cases.append("C2")
+    q = propose_domains_from_protocol(np.stack(vecs), np.array(areas), protocol,
+                                      ProtocolConfig(), cases)
+    frame = int(q.domains.loc[q.domains["kind"] == "frame", "domain_id"].iloc[0])
+    assert q.proposed_domain[-1] != frame
+
+
+def test_answers_without_their_questions_start_from_the_areas_questions():
+    """The participant's words only, and the team's protocol given: no segment answers
+    a prompt, so the areas' questions place the segments, and the centres follow."""
+    protocol, vecs, areas, cases = _domain_study()
+    truth = np.array(areas)
+    unlinked = np.full(len(vecs), -1)
+    # each area's questions point where its answers are (area 3 shares area 2's content)
+    questions = np.stack([_basis(d) for d in (0, 1, 2, 5, 3)])
+    p = propose_domains_from_protocol(np.stack(vecs), unlinked, protocol, ProtocolConfig(),
+                                      cases, area_vectors=questions)
+    content = truth != 4
+    assert p.placed[content].all()
+    expect = np.array([p.area_domain[a] for a in np.where(truth == 3, 2, truth)[content]])
+    assert (p.proposed_domain[content] == expect).all()
+    assert (p.segment_domain == -1).all() and not p.moved.any()
+    # without the questions nothing places them: they stay in no domain, as before
+    q = propose_domains_from_protocol(np.stack(vecs), unlinked, protocol, ProtocolConfig(),
+                                      cases)
+    assert (q.proposed_domain == -1).all() and not q.placed.any()
+    with pytest.raises(ConsensaError, match="one row per protocol area"):
+        propose_domains_from_protocol(np.stack(vecs), unlinked, protocol, ProtocolConfig(),
+                                      cases, area_vectors=questions[:2])
+
+
 # --- the demo study with the real model ---------------------------------------------
 
 @pytest.mark.slow

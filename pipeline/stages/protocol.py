@@ -836,6 +836,22 @@ def _encode(encode: Encoder, texts: list[str]) -> np.ndarray:
     return out
 
 
+def question_centres(protocol: Protocol, encode: Encoder) -> np.ndarray:
+    """One unit row per area of ``protocol``: the normalised mean of its questions'
+    vectors (zeros for an area without questions); what
+    :func:`propose_domains_from_protocol` starts from when no segment answers a
+    prompt."""
+    questions = [q for a in protocol.areas for q in a.questions]
+    vecs = _encode(encode, questions)
+    out = np.zeros((len(protocol.areas), vecs.shape[1]), dtype=np.float32)
+    at = 0
+    for i, a in enumerate(protocol.areas):
+        if a.questions:
+            out[i] = vecs[at:at + len(a.questions)].mean(axis=0)
+        at += len(a.questions)
+    return _unit_rows(out)
+
+
 def _max_similarity(vectors: np.ndarray, anchors: np.ndarray) -> np.ndarray:
     """Each row's highest cosine to ``anchors`` (unit rows both); -inf without anchors."""
     if len(vectors) == 0 or anchors.size == 0:
@@ -1832,7 +1848,9 @@ class DomainProposal:
     segment's area (-1: no area), ``moved`` where its content belongs to another
     area's domain, ``uncovered`` where no area centre is near it,
     ``proposed_domain`` where the segment is proposed to go (the moved-to or new
-    domain, else its area's; -1: none), ``area_domain`` area id -> domain id.
+    domain, else its area's; -1: none), ``placed`` where a segment that answers no
+    prompt was proposed for the domain nearest in content, ``area_domain`` area id ->
+    domain id.
     """
 
     domains: pd.DataFrame               # DOMAIN_PROPOSAL_COLUMNS
@@ -1842,13 +1860,19 @@ class DomainProposal:
     moved: np.ndarray
     uncovered: np.ndarray
     area_domain: Mapping[int, int]
+    placed: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+
+
+#: k-means steps that move the centres seeded by the areas' questions to the answers
+SEED_STEPS = 10
 
 
 def propose_domains_from_protocol(segment_vectors: np.ndarray, segment_area: np.ndarray,
                                   protocol: Protocol, config: ProtocolConfig,
                                   segment_case: Sequence[str], *,
                                   segment_small_talk: np.ndarray | None = None,
-                                  segment_text: Sequence[str] | None = None) -> DomainProposal:
+                                  segment_text: Sequence[str] | None = None,
+                                  area_vectors: np.ndarray | None = None) -> DomainProposal:
     """One domain per content area, one "Interview frame" domain for the frame
     areas (and small talk), checked against what the segments say.
 
@@ -1865,6 +1889,16 @@ def propose_domains_from_protocol(segment_vectors: np.ndarray, segment_area: np.
     * **merge**: two content areas whose centres have a cosine similarity of at
       least ``merge_similarity`` hold the same content; they are listed as a
       proposed merge (the domains stay apart until the team decides).
+    * **placed**: a segment that answers no prompt (it comes before the first
+      question of its case, or its transcript holds the participant's words only)
+      is proposed for the domain of the content area whose centre is most similar,
+      when that similarity is at least ``uncovered_similarity``; below it, the
+      segment is uncovered (next rule). Where no segment answers a prompt at all
+      (answers without their questions, and the protocol given), the areas'
+      questions start the centres: ``area_vectors`` (one row per area: the
+      normalised mean of its questions' vectors) puts each segment in the area
+      whose questions it is closest to, and the centres are those segments' mean.
+      Without ``area_vectors`` such segments stay in no domain.
     * **new domain**: segments less similar than ``uncovered_similarity`` to every
       centre (their own without them) are *uncovered*; uncovered segments grouped by
       average linkage at ``new_domain_similarity`` make a new domain when a group has
@@ -1903,6 +1937,30 @@ def propose_domains_from_protocol(segment_vectors: np.ndarray, segment_area: np.
         sizes[a] = int(m.sum())
         if sizes[a]:
             sums[a] = vecs[m].sum(axis=0)
+    content_cols = np.array([not a.frame for a in protocol.areas], dtype=bool)
+    unlinked = (area < 0) & ~talk
+    if unlinked.any() and area_vectors is not None and content_cols.any() and \
+            not sizes[content_cols].any():
+        # no segment answers a prompt: the areas' questions place each segment first
+        av = _unit_rows(np.asarray(area_vectors, dtype=np.float32))
+        if av.shape != (len(protocol.areas), dim):
+            raise ConsensaError(f"area_vectors has shape {av.shape}; expected one row per "
+                                f"protocol area ({len(protocol.areas)}) of {dim} dimensions")
+        cols = np.flatnonzero(content_cols)
+        rows_u = np.flatnonzero(unlinked)
+        start = cols[(vecs[rows_u] @ av[cols].T).argmax(axis=1)]
+        # then k-means steps from there: an answer is closer to other answers than to
+        # a question, so the centres move to where the answers are
+        for _ in range(SEED_STEPS):
+            for a in cols:
+                sizes[a] = int((start == a).sum())
+                sums[a] = vecs[rows_u[start == a]].sum(axis=0) if sizes[a] else 0.0
+            live = cols[sizes[cols] > 0]
+            centre = sums[live] / np.linalg.norm(sums[live], axis=1, keepdims=True)
+            step = live[(vecs[rows_u] @ centre.T).argmax(axis=1)]
+            if np.array_equal(step, start):
+                break
+            start = step
     has_centre = sizes >= config.min_centre_segments
     norms = np.linalg.norm(sums, axis=1, keepdims=True)
     centres = np.divide(sums, norms, out=np.zeros_like(sums), where=norms > 0).astype(np.float32)
@@ -1944,6 +2002,14 @@ def propose_domains_from_protocol(segment_vectors: np.ndarray, segment_area: np.
             moved[i] = True
             proposed[i] = domain_of(b)
 
+    # segments that answer no prompt: to the nearest content area's domain, when near
+    placed = np.zeros(n, bool)
+    if unlinked.any() and sim.shape[1]:
+        content_sim = np.where(content_cols[None, :], sim, -2.0)
+        nearest = content_sim.argmax(axis=1)
+        placed = unlinked & (content_sim[np.arange(n), nearest] >= config.uncovered_similarity)
+        proposed[placed] = [domain_of(int(b)) for b in nearest[placed]]
+
     # uncovered content and new domains
     candidates = ~talk & (best_sim < config.uncovered_similarity) & \
         (has_centre.any() if len(has_centre) else False)
@@ -1980,7 +2046,10 @@ def propose_domains_from_protocol(segment_vectors: np.ndarray, segment_area: np.
                 "area_ids": [int(a) for a in area_ids],
                 "n_segments": int(members.sum()), "n_cases": int(len(set(cases[members]))),
                 "in_cross_analysis": in_cross,
-                "n_moved_in": int((members & (segment_domain != d)).sum()),
+                # moved in: from another question's domain (a segment that answers no
+                # question was placed, not moved)
+                "n_moved_in": int((members & (segment_domain >= 0)
+                                   & (segment_domain != d)).sum()),
                 "n_moved_out": int(((segment_domain == d) & ~members).sum())}
 
     for a in content_areas:
@@ -2006,4 +2075,4 @@ def propose_domains_from_protocol(segment_vectors: np.ndarray, segment_area: np.
     merges_df = pd.DataFrame(merges, columns=list(MERGE_COLUMNS))
     return DomainProposal(domains=domains, merges=merges_df, segment_domain=segment_domain,
                           proposed_domain=proposed, moved=moved, uncovered=uncovered,
-                          area_domain=dict(area_domain))
+                          area_domain=dict(area_domain), placed=placed)
