@@ -1203,6 +1203,8 @@ def test_segments_that_answer_no_question_go_to_the_domain_nearest_in_content(tm
     assert len(mine) >= 2 and (mine["question_domain_id"] == -1).all()
     assert c["segments_placed_by_content"] == len(mine) and (mine["domain_id"] >= 0).all()
     assert f"note: {len(mine)} segments answer no interviewer question" in printed
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert f"{len(mine)} segments answer no interviewer question" in report
     # each went where the other cases' answers to the same topic are
     asked = seg[seg["question_domain_id"] >= 0]
     for text, domain in zip(mine["text"], mine["domain_id"]):
