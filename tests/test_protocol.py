@@ -867,6 +867,9 @@ def test_answers_without_their_questions_start_from_the_areas_questions():
     expect = np.array([p.area_domain[a] for a in np.where(truth == 3, 2, truth)[content]])
     assert (p.proposed_domain[content] == expect).all()
     assert (p.segment_domain == -1).all() and not p.moved.any()
+    # the background answers go where the background question would have sent them
+    frame = int(p.domains.loc[p.domains["kind"] == "frame", "domain_id"].iloc[0])
+    assert (p.proposed_domain[truth == 4] == frame).all() and p.placed[truth == 4].all()
     # without the questions nothing places them: they stay in no domain, as before
     q = propose_domains_from_protocol(np.stack(vecs), unlinked, protocol, ProtocolConfig(),
                                       cases)

@@ -1896,9 +1896,12 @@ def propose_domains_from_protocol(segment_vectors: np.ndarray, segment_area: np.
       segment is uncovered (next rule). Where no segment answers a prompt at all
       (answers without their questions, and the protocol given), the areas'
       questions start the centres: ``area_vectors`` (one row per area: the
-      normalised mean of its questions' vectors) puts each segment in the area
-      whose questions it is closest to, and the centres are those segments' mean.
-      Without ``area_vectors`` such segments stay in no domain.
+      normalised mean of its questions' vectors) puts each segment in the area,
+      the frame's included, whose questions it is closest to; k-means steps
+      (``SEED_STEPS``) move the centres to the answers, and each segment is then
+      placed as above, in the frame too (the background questions take the
+      background answers, as they would have). Without ``area_vectors`` such
+      segments stay in no domain.
     * **new domain**: segments less similar than ``uncovered_similarity`` to every
       centre (their own without them) are *uncovered*; uncovered segments grouped by
       average linkage at ``new_domain_similarity`` make a new domain when a group has
@@ -1939,28 +1942,30 @@ def propose_domains_from_protocol(segment_vectors: np.ndarray, segment_area: np.
             sums[a] = vecs[m].sum(axis=0)
     content_cols = np.array([not a.frame for a in protocol.areas], dtype=bool)
     unlinked = (area < 0) & ~talk
-    if unlinked.any() and area_vectors is not None and content_cols.any() and \
-            not sizes[content_cols].any():
-        # no segment answers a prompt: the areas' questions place each segment first
+    # no segment answers a prompt: the areas' questions place the segments, the frame's
+    # too (the background questions take the background answers, as they would have)
+    seeded = bool(unlinked.any() and area_vectors is not None and content_cols.any()
+                  and not sizes[content_cols].any())
+    if seeded:
         av = _unit_rows(np.asarray(area_vectors, dtype=np.float32))
         if av.shape != (len(protocol.areas), dim):
             raise ConsensaError(f"area_vectors has shape {av.shape}; expected one row per "
                                 f"protocol area ({len(protocol.areas)}) of {dim} dimensions")
-        cols = np.flatnonzero(content_cols)
+        cols = np.flatnonzero(np.linalg.norm(av, axis=1) > 0)      # areas with questions
         rows_u = np.flatnonzero(unlinked)
         start = cols[(vecs[rows_u] @ av[cols].T).argmax(axis=1)]
         # then k-means steps from there: an answer is closer to other answers than to
         # a question, so the centres move to where the answers are
         for _ in range(SEED_STEPS):
-            for a in cols:
-                sizes[a] = int((start == a).sum())
-                sums[a] = vecs[rows_u[start == a]].sum(axis=0) if sizes[a] else 0.0
-            live = cols[sizes[cols] > 0]
-            centre = sums[live] / np.linalg.norm(sums[live], axis=1, keepdims=True)
+            live = np.unique(start)
+            centre = _unit_rows(np.stack([vecs[rows_u[start == a]].sum(axis=0) for a in live]))
             step = live[(vecs[rows_u] @ centre.T).argmax(axis=1)]
             if np.array_equal(step, start):
                 break
             start = step
+        for a in cols:
+            sizes[a] += int((start == a).sum())
+            sums[a] += vecs[rows_u[start == a]].sum(axis=0)
     has_centre = sizes >= config.min_centre_segments
     norms = np.linalg.norm(sums, axis=1, keepdims=True)
     centres = np.divide(sums, norms, out=np.zeros_like(sums), where=norms > 0).astype(np.float32)
@@ -2003,9 +2008,10 @@ def propose_domains_from_protocol(segment_vectors: np.ndarray, segment_area: np.
             proposed[i] = domain_of(b)
 
     # segments that answer no prompt: to the nearest content area's domain, when near
+    # (the frame's too when the questions placed them: see above)
     placed = np.zeros(n, bool)
     if unlinked.any() and sim.shape[1]:
-        content_sim = np.where(content_cols[None, :], sim, -2.0)
+        content_sim = sim if seeded else np.where(content_cols[None, :], sim, -2.0)
         nearest = content_sim.argmax(axis=1)
         placed = unlinked & (content_sim[np.arange(n), nearest] >= config.uncovered_similarity)
         proposed[placed] = [domain_of(int(b)) for b in nearest[placed]]
