@@ -635,6 +635,23 @@ def test_yaml_round_trip(inferred, tmp_path):
     assert loaded == expected
 
 
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_an_empty_protocol_file_shows_a_protocol_that_loads_once_uncommented(tmp_path):
+    """A study whose transcripts hold no interviewer question gets an empty protocol;
+    the file shows the form to write, and that form, uncommented, is a protocol."""
+    text = protocol_to_yaml(Protocol())
+    assert "No interviewer question was found" in text
+    note = text.split("No interviewer question was found")[1]
+    example = [line[2:] for line in note.splitlines() if line.startswith("#   ")]
+    given = load_protocol(_write(tmp_path / "given.yaml", "\n".join(example) + "\n"))
+    assert [(a.name, a.frame) for a in given.areas] == [
+        ("Experience of crying in session", False), ("Interview frame: background", True)]
+
+
 def test_yaml_keeps_transcript_text_as_plain_strings(tmp_path):
     tricky = Protocol((Area(0, "=SUM(A1:A2)", ("- not a list item: really?", "*alias? &anchor",
                                                "'quoted' \"twice\" # not a comment"), False),))

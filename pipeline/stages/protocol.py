@@ -344,7 +344,25 @@ def protocol_to_yaml(protocol: Protocol) -> str:
     all with source "given" (the team has taken them over)."""
     data = {"areas": [{"name": a.name, "frame": a.frame, "questions": list(a.questions)}
                       for a in protocol.areas]}
+    if not protocol.areas:
+        # nothing to edit: say what to write, since the answers can be placed by it
+        return _YAML_HEADER + _NO_AREAS + safeyaml.dump(data, width=100)
     return _YAML_HEADER + safeyaml.dump(data, width=100)
+
+
+_NO_AREAS = """\
+# No interviewer question was found in the transcripts, so no area was inferred. To
+# give the interviews' topic areas, write them in place of the empty list, e.g.
+#   areas:
+#   - name: Experience of crying in session
+#     questions:
+#     - Could you tell me about a time you cried in session?
+#   - name: 'Interview frame: background'
+#     frame: true
+#     questions:
+#     - How long have you been practising?
+# Each answer then goes to the area whose questions and answers it is nearest to.
+"""
 
 
 _AREA_KEYS = ("name", "questions", "frame")
