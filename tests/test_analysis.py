@@ -58,7 +58,7 @@ def test_answers_without_their_questions_take_the_domains_of_the_protocol_given(
     assert (seg["question_domain_id"] == -1).all()
     placed = RunFolder.open(out).manifest["counts"]["segments_placed_by_content"]
     assert placed >= 0.9 * len(seg)
-    assert f"note: {placed} segments answer no interviewer question" in printed
+    assert f"note: {placed} segments answer no question of the protocol" in printed
     # most answers about each topic went to that topic's domain
     topic_of = {s: t for t, sentences in TOPICS.items() for s in sentences}
     for topic in TOPICS:
@@ -1202,9 +1202,9 @@ def test_segments_that_answer_no_question_go_to_the_domain_nearest_in_content(tm
     mine = seg[seg["case_id"] == "case99"]
     assert len(mine) >= 2 and (mine["question_domain_id"] == -1).all()
     assert c["segments_placed_by_content"] == len(mine) and (mine["domain_id"] >= 0).all()
-    assert f"note: {len(mine)} segments answer no interviewer question" in printed
+    assert f"note: {len(mine)} segments answer no question of the protocol" in printed
     report = (out / "report.html").read_text(encoding="utf-8")
-    assert f"{len(mine)} segments answer no interviewer question" in report
+    assert f"{len(mine)} segments answer no question of the protocol" in report
     # each went where the other cases' answers to the same topic are
     asked = seg[seg["question_domain_id"] >= 0]
     for text, domain in zip(mine["text"], mine["domain_id"]):

@@ -375,12 +375,14 @@ def _header(seg: pd.DataFrame, seg_theme: np.ndarray, themes: pd.DataFrame,
                       f"({int(counts.get('crossanalysis_laid_out_segments', 0)):,} segments) "
                       "clustered on a UMAP layout of the vectors; similarities and "
                       "reassignment use the vectors (crossanalysis.layout_above)"))
-    if counts.get("segments_placed_by_content"):
+    n_placed = int(counts.get("segments_placed_by_content", 0))
+    if n_placed:
         stats.append(("Domains by content",
-                      f"{counted(int(counts['segments_placed_by_content']), 'segment')} "
-                      "answer no interviewer question (before the first question, or "
-                      "transcripts of the participants' words only); each was proposed for "
-                      "the protocol domain nearest in content"))
+                      f"{counted(n_placed, 'segment')} "
+                      f"{'answers' if n_placed == 1 else 'answer'} no question of the protocol "
+                      "(said before the first question, to a question the protocol file "
+                      "lacks, or in transcripts of the participants' words only); each was "
+                      "proposed for the domain nearest in content"))
     if counts.get("crossanalysis_fitted_on_sample"):
         stats.append(("Categories found on a sample",
                       f"{counts['crossanalysis_fitted_on_sample']:,} segments, drawn from every "
