@@ -854,6 +854,16 @@ def _encode(encode: Encoder, texts: list[str]) -> np.ndarray:
     return out
 
 
+def _group_sums(rows: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
+    """The sum of ``rows`` per group (``group[i]`` in 0..n_groups-1), in one sparse
+    product: linear in the rows, where a mask per group is rows x groups."""
+    from scipy.sparse import csr_matrix
+
+    onehot = csr_matrix((np.ones(len(group), np.float64), (group, np.arange(len(group)))),
+                        shape=(n_groups, len(group)))
+    return np.asarray(onehot @ rows.astype(np.float64))
+
+
 def question_centres(protocol: Protocol, encode: Encoder) -> np.ndarray:
     """One unit row per area of ``protocol``: the normalised mean of its questions'
     vectors (zeros for an area without questions); what
@@ -1970,20 +1980,19 @@ def propose_domains_from_protocol(segment_vectors: np.ndarray, segment_area: np.
             raise ConsensaError(f"area_vectors has shape {av.shape}; expected one row per "
                                 f"protocol area ({len(protocol.areas)}) of {dim} dimensions")
         cols = np.flatnonzero(np.linalg.norm(av, axis=1) > 0)      # areas with questions
-        rows_u = np.flatnonzero(unlinked)
-        start = cols[(vecs[rows_u] @ av[cols].T).argmax(axis=1)]
+        u = vecs[unlinked]
+        start = cols[(u @ av[cols].T).argmax(axis=1)]
         # then k-means steps from there: an answer is closer to other answers than to
         # a question, so the centres move to where the answers are
         for _ in range(SEED_STEPS):
             live = np.unique(start)
-            centre = _unit_rows(np.stack([vecs[rows_u[start == a]].sum(axis=0) for a in live]))
-            step = live[(vecs[rows_u] @ centre.T).argmax(axis=1)]
+            centre = _unit_rows(_group_sums(u, np.searchsorted(live, start), len(live)))
+            step = live[(u @ centre.T).argmax(axis=1)]
             if np.array_equal(step, start):
                 break
             start = step
-        for a in cols:
-            sizes[a] += int((start == a).sum())
-            sums[a] += vecs[rows_u[start == a]].sum(axis=0)
+        sizes += np.bincount(start, minlength=len(sizes))
+        sums += _group_sums(u, start, len(sums))
     has_centre = sizes >= config.min_centre_segments
     norms = np.linalg.norm(sums, axis=1, keepdims=True)
     centres = np.divide(sums, norms, out=np.zeros_like(sums), where=norms > 0).astype(np.float32)
@@ -2029,10 +2038,12 @@ def propose_domains_from_protocol(segment_vectors: np.ndarray, segment_area: np.
     # (the frame's too when the questions placed them: see above)
     placed = np.zeros(n, bool)
     if unlinked.any() and sim.shape[1]:
-        content_sim = sim if seeded else np.where(content_cols[None, :], sim, -2.0)
-        nearest = content_sim.argmax(axis=1)
-        placed = unlinked & (content_sim[np.arange(n), nearest] >= config.uncovered_similarity)
-        proposed[placed] = [domain_of(int(b)) for b in nearest[placed]]
+        rows_u = np.flatnonzero(unlinked)
+        near = sim[rows_u] if seeded else np.where(content_cols[None, :], sim[rows_u], -2.0)
+        nearest = near.argmax(axis=1)
+        ok = near[np.arange(len(rows_u)), nearest] >= config.uncovered_similarity
+        placed[rows_u[ok]] = True
+        proposed[rows_u[ok]] = [domain_of(int(b)) for b in nearest[ok]]
 
     # uncovered content and new domains
     candidates = ~talk & (best_sim < config.uncovered_similarity) & \
