@@ -93,9 +93,10 @@ def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFram
     placed = np.zeros(n, dtype=bool)
     if content_areas:
         area_vectors = None
-        if not (np.asarray(inference.segment_area) >= 0).any():
-            # answers without their questions (the participant's words only, the
-            # protocol given): the areas' own questions start the domains
+        if not np.isin(inference.segment_area, [a.area_id for a in content_areas]).any():
+            # answers without their questions (the participant's words only, or after
+            # a greeting alone; the protocol given): the areas' own questions start
+            # the domains
             area_vectors = question_centres(protocol, encode)
         proposal = propose_domains_from_protocol(
             vectors, inference.segment_area, protocol, cfg.protocol, cases,

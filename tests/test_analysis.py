@@ -34,17 +34,22 @@ def _run(root: Path, **sections) -> Path:
     return out
 
 
-def test_answers_without_their_questions_take_the_domains_of_the_protocol_given(tmp_path,
-                                                                              capsys):
-    """Transcripts of the participants' words only (the questions were not transcribed)
-    with the team's protocol in the config: the areas' questions place the answers, and
-    the run says so; before, no segment had a domain and the run stopped."""
+@pytest.mark.parametrize("greeting", [False, True])
+def test_answers_without_their_questions_take_the_domains_of_the_protocol_given(
+        tmp_path, capsys, greeting):
+    """Transcripts of the participants' words only (the questions were not transcribed),
+    or of a greeting and then the participant's story, with the team's protocol in the
+    config: the areas' questions place the answers, and the run says so. Before, no
+    segment had a domain (or every one answered the greeting, in the frame) and the run
+    stopped."""
     from tests.study import TOPICS
 
     folder = write_study(tmp_path / "study")
     for path in folder.glob("*.txt"):
-        kept = [line for line in path.read_text(encoding="utf-8").splitlines()
-                if line.startswith("Therapist:")]
+        lines = path.read_text(encoding="utf-8").splitlines()
+        kept = [line for line in lines if line.startswith("Therapist:")]
+        if greeting:                          # "Interviewer: Thank you for joining me today."
+            kept.insert(0, lines[0])
         path.write_text("\n\n".join(kept), encoding="utf-8")
     # the protocol's wording, as a team writes it (the test's embedder knows only the
     # answers' words)
@@ -55,7 +60,9 @@ def test_answers_without_their_questions_take_the_domains_of_the_protocol_given(
     out = _run(tmp_path, protocol={"areas": areas})
     printed = capsys.readouterr().out
     seg = RunFolder.open(out).segments()
-    assert (seg["question_domain_id"] == -1).all()
+    frame = RunFolder.open(out).domains().query("kind == 'frame'")["domain_id"].tolist()
+    assert seg["question_domain_id"].isin([-1, *frame]).all()
+    assert greeting == seg["question_domain_id"].isin(frame).any()
     placed = RunFolder.open(out).manifest["counts"]["segments_placed_by_content"]
     assert placed >= 0.9 * len(seg)
     assert f"note: {placed} segments answer no question of the protocol" in printed

@@ -1921,15 +1921,17 @@ def propose_domains_from_protocol(segment_vectors: np.ndarray, segment_area: np.
       question of its case, or its transcript holds the participant's words only)
       is proposed for the domain of the content area whose centre is most similar,
       when that similarity is at least ``uncovered_similarity``; below it, the
-      segment is uncovered (next rule). Where no segment answers a prompt at all
-      (answers without their questions, and the protocol given), the areas'
-      questions start the centres: ``area_vectors`` (one row per area: the
+      segment is uncovered (next rule). Where no segment answers a content
+      question (no prompt at all, or a greeting and then the participant's story;
+      the protocol given), every segment is placed so, and the areas' questions
+      start the centres: ``area_vectors`` (one row per area: the
       normalised mean of its questions' vectors) puts each segment in the area,
       the frame's included, whose questions it is closest to; k-means steps
       (``SEED_STEPS``) move the centres to the answers, and each segment is then
       placed as above, in the frame too (the background questions take the
-      background answers, as they would have). Without ``area_vectors`` such
-      segments stay in no domain.
+      background answers, as they would have); one that answered a frame prompt
+      and goes elsewhere is marked as moved. Without ``area_vectors`` segments that
+      answer no prompt stay in no domain.
     * **new domain**: segments less similar than ``uncovered_similarity`` to every
       centre (their own without them) are *uncovered*; uncovered segments grouped by
       average linkage at ``new_domain_similarity`` make a new domain when a group has
@@ -1958,22 +1960,27 @@ def propose_domains_from_protocol(segment_vectors: np.ndarray, segment_area: np.
     area_domain = {a.area_id: d for d, a in enumerate(content_areas)}
     next_id = len(content_areas)
 
+    # no segment answers a content question (no question at all, or a greeting and
+    # then the participant's story): the areas' questions place every segment, the
+    # frame's too (the background questions take the background answers, as they would
+    # have); otherwise only the segments that answer no prompt are placed
+    content_cols = np.array([not a.frame for a in protocol.areas], dtype=bool)
+    in_content = (area >= 0) & content_cols[np.clip(area, 0, None)] if len(content_cols) \
+        else np.zeros(n, bool)
+    seeded = bool(area_vectors is not None and content_cols.any() and (~talk).any()
+                  and not (in_content & ~talk).any())
+    unlinked = ~talk if seeded else (area < 0) & ~talk
+
     # centres, with each member's leave-one-out similarity to its own centre
     dim = vecs.shape[1]
     sums = np.zeros((len(protocol.areas), dim), np.float64)
     sizes = np.zeros(len(protocol.areas), np.int64)
-    active = (area >= 0) & ~talk
+    active = (area >= 0) & ~talk & ~unlinked
     for a in range(len(protocol.areas)):
         m = active & (area == a)
         sizes[a] = int(m.sum())
         if sizes[a]:
             sums[a] = vecs[m].sum(axis=0)
-    content_cols = np.array([not a.frame for a in protocol.areas], dtype=bool)
-    unlinked = (area < 0) & ~talk
-    # no segment answers a prompt: the areas' questions place the segments, the frame's
-    # too (the background questions take the background answers, as they would have)
-    seeded = bool(unlinked.any() and area_vectors is not None and content_cols.any()
-                  and not sizes[content_cols].any())
     if seeded:
         av = _unit_rows(np.asarray(area_vectors, dtype=np.float32))
         if av.shape != (len(protocol.areas), dim):
@@ -2044,6 +2051,8 @@ def propose_domains_from_protocol(segment_vectors: np.ndarray, segment_area: np.
         ok = near[np.arange(len(rows_u)), nearest] >= config.uncovered_similarity
         placed[rows_u[ok]] = True
         proposed[rows_u[ok]] = [domain_of(int(b)) for b in nearest[ok]]
+        # one that answers a frame prompt (a greeting) and goes elsewhere has moved
+        moved |= placed & (area >= 0) & (proposed != segment_domain)
 
     # uncovered content and new domains
     candidates = ~talk & (best_sim < config.uncovered_similarity) & \
