@@ -321,22 +321,30 @@ def _usable_cpus() -> int:
 
 #: what the process of :func:`reduce_apart` runs (``python -c``): nothing of the
 #: caller's own script is imported again, as a "spawn" process would import it
-_APART_MAIN = "import sys; from pipeline.compose import reduce_in_folder; reduce_in_folder(sys.argv[1])"
+_APART_MAIN = ("import sys; from pipeline.compose import reduce_in_folder; "
+               "reduce_in_folder(sys.argv[1], int(sys.argv[2]))")
 
 
-def reduce_in_folder(folder: str | Path) -> None:
+def reduce_in_folder(folder: str | Path, parent: int | None = None) -> None:
     """The process of :func:`reduce_apart`: fit the reducer of ``folder``'s
     ``task.pickle`` to its rows and write ``answer.pickle``: ("ok", coordinates,
     learned scalars), ("error", the exception the reducer raised) or
-    ("unavailable", why the task could not be read)."""
+    ("unavailable", why the task could not be read).
+
+    The task holds the study's vectors, so it is deleted as soon as it is read: they
+    are then in memory only. When ``parent`` (the caller's process id) is no longer
+    this process's parent once the answer is written, the caller was killed and no
+    one will read the answer: the folder is removed.
+    """
     where = Path(folder)
-    answer: tuple
+    answer: tuple | None = None
     try:
         with open(where / "task.pickle", "rb") as f:
             reducer, X = pickle.load(f)
     except Exception as exc:                    # e.g. a reducer class only the caller has
         answer = ("unavailable", f"{type(exc).__name__}: {exc}")
-    else:
+    (where / "task.pickle").unlink(missing_ok=True)
+    if answer is None:
         try:
             coords = reducer.fit_transform(X)
             answer = ("ok", np.asarray(coords, dtype=np.float32), learned_scalars(reducer))
@@ -350,6 +358,8 @@ def reduce_in_folder(folder: str | Path) -> None:
                                if answer[0] == "error" else ("unavailable", str(exc)))
     part.write_bytes(payload)
     os.replace(part, where / "answer.pickle")
+    if parent is not None and os.getppid() != parent:
+        shutil.rmtree(where, ignore_errors=True)
 
 
 class PendingReduction:
@@ -445,7 +455,8 @@ def reduce_apart(reducer: Any, X: np.ndarray, cache: Cache, *,
             pickle.dump((reducer, X), f, protocol=pickle.HIGHEST_PROTOCOL)
         # the package is found where this process found it
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-        process = subprocess.Popen([sys.executable, "-c", _APART_MAIN, str(folder)],
+        process = subprocess.Popen([sys.executable, "-c", _APART_MAIN, str(folder),
+                                    str(os.getpid())],
                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL, env=env)
     except (OSError, pickle.PicklingError, TypeError, AttributeError) as exc:

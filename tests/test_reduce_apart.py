@@ -95,6 +95,30 @@ def test_a_cancelled_map_leaves_no_process_and_no_files(tmp_path, monkeypatch):
     assert not any(p.name.startswith("consensa-reduce-") for p in tmp_path.iterdir())
 
 
+def _task(folder, X):
+    import pickle
+
+    folder.mkdir()
+    with open(folder / "task.pickle", "wb") as f:
+        pickle.dump((PCAReducer(n_components=2), X), f)
+    return folder
+
+
+def test_the_maps_process_keeps_the_vectors_on_disk_only_until_it_has_read_them(tmp_path):
+    """The task file holds the study's vectors: the process deletes it once read, so a
+    run killed mid-map leaves none of them in the temporary folder."""
+    folder = _task(tmp_path / "task", blobs())
+    compose.reduce_in_folder(folder, parent=os.getppid())
+    assert sorted(p.name for p in folder.iterdir()) == ["answer.pickle"]
+
+
+def test_the_maps_process_removes_its_folder_when_the_run_that_started_it_is_gone(tmp_path):
+    # the process's parent is no longer the run (killed): no one will read the answer
+    folder = _task(tmp_path / "task", blobs())
+    compose.reduce_in_folder(folder, parent=os.getppid() + 1)
+    assert not folder.exists()
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="made apart only with two processors")
 def test_a_cqr_run_whose_map_is_made_apart_is_the_run_made_in_one_process(tmp_path, monkeypatch):
