@@ -207,7 +207,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"  report:     {folder / 'report.html'}")
     if (folder / "protocol.yaml").is_file():
         print(f"  CQR table:  {folder / 'cqr_table.md'}")
-        print(f"  protocol:   {folder / 'protocol.yaml'} (edit it and pass it back as protocol.file)")
+        what = ("no interviewer question was found: write the interviews' topic areas there "
+                "and pass it as protocol.file" if not int(c.get("protocol_areas", 0))
+                and not int(c.get("protocol_frame_areas", 0))
+                else "edit it and pass it back as protocol.file")
+        print(f"  protocol:   {folder / 'protocol.yaml'} ({what})")
     if stab is not None:
         print(f"  stability:  {stab.summary()['overall']} overall; {stab.n_unstable} of "
               f"{len(stab.table)} themes unstable ({folder / 'stability.md'})")

@@ -74,6 +74,19 @@ def test_answers_without_their_questions_take_the_domains_of_the_protocol_given(
         assert said.count(topic) >= 0.7 * len(said) > 0, topic
 
 
+def test_a_study_without_questions_is_told_where_to_write_its_protocol(tmp_path, capsys):
+    folder = write_study(tmp_path / "study")
+    for path in folder.glob("*.txt"):
+        kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+                if line.startswith("Therapist:")]
+        path.write_text("\n\n".join(kept), encoding="utf-8")
+    out = _run(tmp_path)
+    printed = capsys.readouterr().out
+    assert (f"protocol:   {out / 'protocol.yaml'} (no interviewer question was found: write "
+            "the interviews' topic areas there and pass it as protocol.file)") in printed
+    assert "No interviewer question was found" in (out / "protocol.yaml").read_text()
+
+
 @pytest.fixture(scope="module")
 def cqr_run(tmp_path_factory) -> Path:
     return _run(tmp_path_factory.mktemp("cqr"))
