@@ -563,3 +563,30 @@ def test_a_bad_value_given_with_set_is_said_to_come_from_the_command_line(tmp_pa
                 name="bad.yaml")
     assert main(["validate", str(bad), "--set", "seed=3"]) == 2
     assert "command line" not in capsys.readouterr().err
+
+
+#: README's settings table: sections whose defaults are plain fields of the config
+_PLAIN_SECTIONS = ("deidentify", "context", "outliers", "concepts", "domains", "cqr",
+                   "protocol", "crossanalysis", "naming", "core_ideas", "scale", "label")
+
+
+def test_the_readmes_settings_table_gives_the_defaults_the_code_has():
+    """Every "`key` value" the README's table of sections gives for a plain section is
+    that section's default (the table once said naming.min_cases 2 where it was 1)."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    cfg = validate_config({})
+    checked = 0
+    for row in re.findall(r"^\| `(\w+)` \|[^|]*\|(.*)\|$", readme, flags=re.M):
+        section, settings = row
+        if section not in _PLAIN_SECTIONS:
+            continue
+        model = getattr(cfg, section)
+        for key, written in re.findall(r"`(\w+)` (-?[\d,]*\.?\d+|true|false)\b", settings):
+            if key not in type(model).model_fields:
+                continue
+            default = getattr(model, key)
+            value = (written == "true") if written in ("true", "false") else \
+                float(written.replace(",", ""))
+            assert value == default, f"README: {section}.{key} {written}; the code: {default}"
+            checked += 1
+    assert checked >= 20
