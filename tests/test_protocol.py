@@ -869,6 +869,33 @@ def test_a_segment_that_answers_no_question_goes_to_the_domain_nearest_in_conten
     assert q.proposed_domain[-1] != frame
 
 
+def test_a_story_told_after_a_greeting_goes_to_the_domain_of_its_content():
+    """A participant who answers "thanks for joining me" with their whole story: the
+    greeting's area (the frame) is made of that story, so the move rule, which asks
+    for more similarity elsewhere than to the segment's own area, kept it all in the
+    frame, out of the cross-analysis. Answers to a greeting are placed by content."""
+    protocol = Protocol((Area(0, "Feedback", ("q0?",), False, "inferred"),
+                         Area(1, "Reactions", ("q1?",), False, "inferred"),
+                         Area(2, "Interview frame: opening", ("Thanks for joining me.",), True,
+                              "inferred")))
+    vecs = [_noisy(0, k) for k in range(10)] + [_noisy(1, k) for k in range(10)]
+    areas = [0] * 10 + [1] * 10
+    cases = [f"C{k % 5}" for k in range(20)]
+    vecs += [_noisy(1, k + 3) for k in range(6)] + [_noisy(5, 0), _noisy(5, 1)]
+    areas += [2] * 8
+    cases += ["C9"] * 6 + ["C8"] * 2         # C9 tells its story; C8 chats
+    greeted = np.array([False] * 20 + [True] * 8)
+    before = propose_domains_from_protocol(np.stack(vecs), np.array(areas), protocol,
+                                           ProtocolConfig(), cases)
+    frame = int(before.domains.loc[before.domains["kind"] == "frame", "domain_id"].iloc[0])
+    assert (before.proposed_domain[20:26] == frame).all()
+    p = propose_domains_from_protocol(np.stack(vecs), np.array(areas), protocol,
+                                      ProtocolConfig(), cases, segment_greeted=greeted)
+    assert (p.proposed_domain[20:26] == p.area_domain[1]).all() and p.moved[20:26].all()
+    assert not p.placed.any()               # moved from the greeting, not unanswered
+    assert (p.proposed_domain[26:] == frame).all() and not p.moved[26:].any()
+
+
 def test_answers_without_their_questions_start_from_the_areas_questions():
     """The participant's words only, and the team's protocol given: no segment answers
     a prompt, so the areas' questions place the segments, and the centres follow."""

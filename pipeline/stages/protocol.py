@@ -1900,7 +1900,8 @@ def propose_domains_from_protocol(segment_vectors: np.ndarray, segment_area: np.
                                   segment_case: Sequence[str], *,
                                   segment_small_talk: np.ndarray | None = None,
                                   segment_text: Sequence[str] | None = None,
-                                  area_vectors: np.ndarray | None = None) -> DomainProposal:
+                                  area_vectors: np.ndarray | None = None,
+                                  segment_greeted: np.ndarray | None = None) -> DomainProposal:
     """One domain per content area, one "Interview frame" domain for the frame
     areas (and small talk), checked against what the segments say.
 
@@ -1931,7 +1932,11 @@ def propose_domains_from_protocol(segment_vectors: np.ndarray, segment_area: np.
       placed as above, in the frame too (the background questions take the
       background answers, as they would have); one that answered a frame prompt
       and goes elsewhere is marked as moved. Without ``area_vectors`` segments that
-      answer no prompt stay in no domain.
+      answer no prompt stay in no domain. A segment that answers a greeting
+      (``segment_greeted``: its prompt opens the interview and asks nothing, so it
+      is in a frame area) is placed the same way when its content is near a
+      content area, and marked as moved; else it stays in the frame. (A participant
+      who tells their story after "thanks for joining me" was set apart whole.)
     * **new domain**: segments less similar than ``uncovered_similarity`` to every
       centre (their own without them) are *uncovered*; uncovered segments grouped by
       average linkage at ``new_domain_similarity`` make a new domain when a group has
@@ -1969,7 +1974,9 @@ def propose_domains_from_protocol(segment_vectors: np.ndarray, segment_area: np.
         else np.zeros(n, bool)
     seeded = bool(area_vectors is not None and content_cols.any() and (~talk).any()
                   and not (in_content & ~talk).any())
-    unlinked = ~talk if seeded else (area < 0) & ~talk
+    greeted = np.zeros(n, bool) if segment_greeted is None else \
+        np.asarray(segment_greeted, dtype=bool)
+    unlinked = ~talk if seeded else ((area < 0) | greeted) & ~talk
 
     # centres, with each member's leave-one-out similarity to its own centre
     dim = vecs.shape[1]
@@ -2053,6 +2060,8 @@ def propose_domains_from_protocol(segment_vectors: np.ndarray, segment_area: np.
         proposed[rows_u[ok]] = [domain_of(int(b)) for b in nearest[ok]]
         # one that answers a frame prompt (a greeting) and goes elsewhere has moved
         moved |= placed & (area >= 0) & (proposed != segment_domain)
+        if not seeded:
+            placed &= ~greeted              # counted as moved, not as answering no prompt
 
     # uncovered content and new domains
     candidates = ~talk & (best_sim < config.uncovered_similarity) & \
