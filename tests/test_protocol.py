@@ -894,6 +894,15 @@ def test_a_story_told_after_a_greeting_goes_to_the_domain_of_its_content():
     assert (p.proposed_domain[20:26] == p.area_domain[1]).all() and p.moved[20:26].all()
     assert not p.placed.any()               # moved from the greeting, not unanswered
     assert (p.proposed_domain[26:] == frame).all() and not p.moved[26:].any()
+    # however many such replies, in however many cases, they make no new domain
+    vecs += [_noisy(5, k) for k in range(2, 6)]
+    areas += [2] * 4
+    cases += ["C5", "C6", "C7", "C8"]
+    greeted = np.append(greeted, [True] * 4)
+    chat = propose_domains_from_protocol(np.stack(vecs), np.array(areas), protocol,
+                                         ProtocolConfig(), cases, segment_greeted=greeted)
+    assert not (chat.domains["kind"] == "new").any()
+    assert (chat.proposed_domain[26:] == frame).all() and not chat.uncovered[26:].any()
 
 
 def test_answers_without_their_questions_start_from_the_areas_questions():

@@ -2066,6 +2066,10 @@ def propose_domains_from_protocol(segment_vectors: np.ndarray, segment_area: np.
     # uncovered content and new domains
     candidates = ~talk & (best_sim < config.uncovered_similarity) & \
         (has_centre.any() if len(has_centre) else False)
+    if not seeded:
+        # a reply to a greeting that no content area is near stays in the frame: chat
+        # such as "I can hear you fine" is no new domain
+        candidates &= ~greeted
     uncovered = candidates.copy()
     new_rows = []
     idx = np.flatnonzero(candidates)
