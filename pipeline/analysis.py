@@ -93,22 +93,16 @@ def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFram
     placed = np.zeros(n, dtype=bool)
     if content_areas:
         area_vectors = None
-        if not np.isin(inference.segment_area, [a.area_id for a in content_areas]).any():
+        talk = np.asarray(inference.segment_small_talk, dtype=bool)
+        if not np.isin(inference.segment_area[~talk], [a.area_id for a in content_areas]).any():
             # answers without their questions (the participant's words only, or after
             # a greeting alone; the protocol given): the areas' own questions start
             # the domains
             area_vectors = question_centres(protocol, encode)
-        # the segments that answer a greeting ("thanks for joining me"): placed by
-        # content when near a content area
-        opening = {(str(c), int(t)) for c, t, k in zip(
-            inference.turns["case_id"], inference.turns["turn_index"],
-            inference.turns["frame_kind"]) if k == "opening"}
-        greeted = np.array([(c, int(t)) in opening for c, t in
-                            zip(cases, inference.segment_prompt_turn)], dtype=bool)
         proposal = propose_domains_from_protocol(
             vectors, inference.segment_area, protocol, cfg.protocol, cases,
             segment_small_talk=inference.segment_small_talk, segment_text=seg["text"].tolist(),
-            area_vectors=area_vectors, segment_greeted=greeted)
+            area_vectors=area_vectors, segment_greeted=inference.segment_greeted)
         placed = np.asarray(proposal.placed, dtype=bool)
         proposed = np.asarray(proposal.proposed_domain, dtype=np.int64)
         dom_rows = proposal.domains.copy()

@@ -137,21 +137,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  in no category: {c['unassigned']} ({manifest['outlier_share']:.1%}"
               + (f"; {no_domain} in no domain" if no_domain else "")
               + f")   {reassigned}   interview frame: {c.get('frame_segments', 0)} (set apart)")
+        from .stages.protocol import placed_summary, scattered_protocol
+
         placed = int(c.get("segments_placed_by_content", 0))
         if placed:
-            print(f"  note: {counted(placed, 'segment')} "
-                  f"{'answers' if placed == 1 else 'answer'} no question of the protocol (said "
-                  "before the first question, to a question the protocol file lacks, or in "
-                  "transcripts of the participants' words only); each was proposed for the "
-                  "domain nearest in content (segments.csv: question_domain_id -1)")
+            print(f"  note: {placed_summary(c)} (segments.csv: question_domain_id -1)")
         off = int(c.get("protocol_prompts_not_in_protocol_after_frame", 0))
         if off:
             print(f"  note: {off} interviewer question(s) match no area of the protocol file "
                   "and come after the interview frame, so their answers went to the domain "
                   "nearest in content, or to none; "
                   "protocol_prompts.csv lists them (area_id -1): add them to the file")
-        from .stages.protocol import scattered_protocol
-
         given = bool(cfg.protocol.file or cfg.protocol.areas)
         scattered = scattered_protocol(RunFolder(folder).domains(), int(c["cases_analysed"]),
                                        given)

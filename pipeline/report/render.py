@@ -45,6 +45,7 @@ from matplotlib.figure import Figure
 from ..errors import left_out_and_kept
 from ..stages.cluster import sample_summary
 from ..stages.llm import stats_summary
+from ..stages.protocol import placed_summary
 from ..types import (
     ASSIGNED_SEGMENT_COLUMNS,
     CONCEPT_COLUMNS,
@@ -375,14 +376,9 @@ def _header(seg: pd.DataFrame, seg_theme: np.ndarray, themes: pd.DataFrame,
                       f"({int(counts.get('crossanalysis_laid_out_segments', 0)):,} segments) "
                       "clustered on a UMAP layout of the vectors; similarities and "
                       "reassignment use the vectors (crossanalysis.layout_above)"))
-    n_placed = int(counts.get("segments_placed_by_content", 0))
-    if n_placed:
-        stats.append(("Domains by content",
-                      f"{counted(n_placed, 'segment')} "
-                      f"{'answers' if n_placed == 1 else 'answer'} no question of the protocol "
-                      "(said before the first question, to a question the protocol file "
-                      "lacks, or in transcripts of the participants' words only); each was "
-                      "proposed for the domain nearest in content"))
+    placed = placed_summary(counts)
+    if placed:
+        stats.append(("Domains by content", placed))
     if counts.get("crossanalysis_fitted_on_sample"):
         stats.append(("Categories found on a sample",
                       f"{counts['crossanalysis_fitted_on_sample']:,} segments, drawn from every "

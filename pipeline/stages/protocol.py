@@ -311,6 +311,18 @@ SCATTERED_SHARE = 0.1
 SCATTERED_MIN_CASES = 10
 
 
+def placed_summary(counts: Mapping) -> str | None:
+    """What the run summary and the report say of the segments placed by content
+    (``segments_placed_by_content`` of a CQR run's counts); None when there are none."""
+    n = int(counts.get("segments_placed_by_content", 0))
+    if not n:
+        return None
+    return (f"{n} segment{'s' if n != 1 else ''} {'answers' if n == 1 else 'answer'} no "
+            "question of the protocol (said before the first question, to a question the "
+            "protocol file lacks, or in transcripts of the participants' words only); each "
+            "was proposed for the domain nearest in content")
+
+
 def scattered_protocol(domains: pd.DataFrame, n_cases: int, given: bool = False) -> str | None:
     """A note for the user when a CQR run's protocol areas recur little across its
     cases, else None. Its domains then follow single interviews more than a protocol,
@@ -985,7 +997,8 @@ class ProtocolInference:
     ``segment_area`` is the area (-1: the segment answers no prompt),
     ``segment_prompt_turn`` the turn_index of that prompt (-1: none),
     ``segment_small_talk`` flags courtesy segments, ``segment_frame`` segments in a
-    frame area or small talk.
+    frame area or small talk, ``segment_greeted`` segments that answer a prompt of
+    the frame's opening (a greeting: ``frame_kind`` "opening" in ``turns``).
     """
 
     protocol: Protocol
@@ -995,6 +1008,7 @@ class ProtocolInference:
     segment_small_talk: np.ndarray
     segment_frame: np.ndarray
     counts: Mapping[str, int] = field(default_factory=dict)
+    segment_greeted: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
 
 
 @dataclass
@@ -1839,6 +1853,10 @@ def _result(protocol: Protocol, prompts: list[_Prompt], segments: pd.DataFrame,
           (p.frame or "frame") if p.area >= 0 and protocol.areas[p.area].frame else "",
           p.core) for p in prompts], columns=list(PROMPT_COLUMNS))
     table = table.astype({"turn_index": "int64", "area_id": "int64"})
+    opening = set(zip(table.loc[table["frame_kind"] == "opening", "case_id"],
+                      table.loc[table["frame_kind"] == "opening", "turn_index"]))
+    greeted = np.array([t >= 0 and (c, int(t)) in opening for c, t in
+                        zip(segments["case_id"].astype(str), seg_prompt)], dtype=bool)
     kinds = Counter(table["kind"])
     counts.update({"prompts": len(prompts), "main_questions": kinds.get("main", 0),
                    "follow_ups": kinds.get("follow_up", 0), "probes": kinds.get("probe", 0),
@@ -1849,7 +1867,7 @@ def _result(protocol: Protocol, prompts: list[_Prompt], segments: pd.DataFrame,
         protocol=protocol, turns=table, segment_area=seg_area, segment_prompt_turn=seg_prompt,
         segment_small_talk=small_talk.astype(bool),
         segment_frame=(frame if frame is not None else np.zeros(len(segments), bool)).astype(bool),
-        counts=dict(counts))
+        counts=dict(counts), segment_greeted=greeted)
 
 
 # --- Domains from the protocol --------------------------------------------------
@@ -2034,7 +2052,7 @@ def propose_domains_from_protocol(segment_vectors: np.ndarray, segment_area: np.
     proposed = np.array([domain_of(a) for a in area], dtype=np.int64)
     segment_domain = proposed.copy()
     best_sim = sim.max(axis=1) if sim.shape[1] else np.full(n, -2.0)
-    frame_cols = np.array([a.frame for a in protocol.areas], dtype=bool)
+    frame_cols = ~content_cols
     for i in np.flatnonzero(active):
         a = area[i]
         others = sim[i].copy()
