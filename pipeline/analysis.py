@@ -26,7 +26,9 @@ CQR run has (subcategories, flags, core ideas, the protocol) is in its own table
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Mapping
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
@@ -139,32 +141,16 @@ def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFram
     for r in cats.itertuples():
         where = xa.category if r.kind == "category" else xa.subcategory
         member_rows[int(r.category_id)] = np.flatnonzero(where == r.category_id)
-    names = cached_names(cache)(
-        {c: seg["text"].iloc[m].tolist() for c, m in member_rows.items()},
-        {c: [cases[i] for i in m] for c, m in member_rows.items()},
-        dict(zip(cats["category_id"].astype(int), cats["domain_id"].astype(int))),
-        encode, cfg.naming,
-        vectors_by_category={c: vectors[m] for c, m in member_rows.items()})
-    cats = cats.merge(names[["category_id", "name", "alternatives", "keywords"]],
-                      on="category_id", how="left")
-    cats["name"] = _fill_names(cats, seg)
-    cats["name"], cats["alternatives"] = _name_minimal(cats, seg, member_rows)
-    cats["extractive_name"] = cats["name"]
-    cats["definition"] = ""
+    # the core ideas need the domains and the categories, never the names: they are
+    # chosen on a second thread while the categories are named (see _beside)
+    in_cross = {int(d) for d, keep in zip(dom_rows["domain_id"], dom_rows["in_cross_analysis"])
+                if keep}
+    core_dom = np.array([int(d) if int(d) in in_cross else -1 for d in proposed], dtype=np.int64)
     dom_name = dict(zip(dom_rows["domain_id"].astype(int), dom_rows["name"]))
-    if llm is not None:
-        from .stages.llm import preview
-
-        text_by_id = dict(zip(seg["segment_id"].astype(str), seg["text"].astype(str)))
-        for i, r in enumerate(cats.itertuples()):
-            quotes = [text_by_id[q] for q in r.quote_ids if q in text_by_id]
-            about = (f"naming {r.kind} {int(r.category_id)} ({preview(str(r.name))}) in domain "
-                     f"{preview(str(dom_name.get(int(r.domain_id), '')))}")
-            proposal = llm.name_category(quotes, list(r.keywords), about=about)
-            if proposal is not None:
-                cats.iat[i, cats.columns.get_loc("name")] = proposal.name
-                cats.iat[i, cats.columns.get_loc("definition")] = proposal.definition
-        llm.count_duplicate_names(_keep_model_names_distinct(cats))
+    encode = _one_call_at_a_time(encode)
+    with _beside(_core_ideas_of, seg, core_dom, vectors, xa, cfg, encode, cache) as ideas_job:
+        cats = _named(cats, seg, cases, member_rows, vectors, encode, cfg, cache, llm, dom_rows)
+        ideas, illustrative = ideas_job.result()
     seg_ids = seg["segment_id"].astype(str).to_numpy()
     cats["segment_ids"] = [seg_ids[member_rows[int(c)]].tolist() for c in cats["category_id"]]
 
@@ -196,14 +182,13 @@ def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFram
     out["question_domain_id"] = asked
 
     domains = _domains(dom_rows, themes, out, n_total, cfg)
-    in_cross = set(domains.loc[domains["in_cross_analysis"], "domain_id"].astype(int))
-    core_dom = np.array([int(d) if int(d) in in_cross else -1 for d in proposed], dtype=np.int64)
-    ideas = core_ideas(seg, core_dom, vectors, cfg.core_ideas, encode=encode, memory=cache)
     ideas.insert(2, "domain", [dom_name.get(int(d), "") for d in ideas["domain_id"]])
     ideas["spans"] = [[f"{s}:{a}-{b}" for s, a, b in spans] for spans in ideas["spans"]]
     ideas["segment_ids"] = [list(v) for v in ideas["segment_ids"]]
     ideas["extractive_core_idea"] = ideas["core_idea"]
     if llm is not None:
+        from .stages.llm import preview
+
         by_case_domain: dict[tuple[str, int], list[str]] = {}
         for i in np.flatnonzero(core_dom >= 0):
             by_case_domain.setdefault((cases[i], int(core_dom[i])), []).append(str(seg["text"].iat[i]))
@@ -213,25 +198,6 @@ def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFram
                    for c, d in zip(ideas["case_id"], ideas["domain_id"])]
         ideas["core_idea"] = [w if w else e for w, e in zip(written, ideas["core_idea"])]
 
-    # the illustrative core idea of a (sub)category: what its most central case said
-    # there, in fewer words: the core-idea step run with the (sub)categories as its
-    # groups, so the sentences are chosen for how central they are to the category.
-    # Only the cases of its first ILLUSTRATION_CANDIDATES quotes can be shown
-    # (cqr_rows), so only those pairs are computed.
-    case_by_id = dict(zip(seg["segment_id"].astype(str), cases))
-    shown: dict[str, list[tuple[str, int]]] = {"category": [], "subcategory": []}
-    for r in cats.itertuples():
-        for q in list(r.quote_ids)[:ILLUSTRATION_CANDIDATES]:
-            shown["category" if r.parent_id < 0 else "subcategory"].append(
-                (case_by_id.get(str(q), ""), int(r.category_id)))
-    by_level = {level: core_ideas(seg, np.asarray(arr, dtype=np.int64), vectors, cfg.core_ideas,
-                                  only=shown[level], memory=cache)
-                for level, arr in (("category", xa.category), ("subcategory", xa.subcategory))}
-    illustrative = {}
-    for level, df in by_level.items():
-        for r in df.itertuples():
-            illustrative[(level, int(r.domain_id), str(r.case_id))] = (
-                r.core_idea, [str(s) for s in r.segment_ids])
     table = cqr_rows(cats, domains, seg, n_total, illustrative)
     # the workbooks, the web pages and the report show a category's proposed core
     # idea: the one its row of the CQR table shows, so all of them show one text
@@ -248,6 +214,103 @@ def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFram
                          n_cases=n_total, categories=cats, core_ideas=ideas,
                          protocol=protocol_to_yaml(protocol), prompts=inference.turns,
                          merges=merges, counts=counts)
+
+
+def _named(cats: pd.DataFrame, seg: pd.DataFrame, cases: list[str],
+           member_rows: dict[int, np.ndarray], vectors: np.ndarray, encode: Encoder, cfg,
+           cache, llm, dom_rows: pd.DataFrame) -> pd.DataFrame:
+    """``cats`` with each (sub)category's extractive name, its alternatives and
+    keywords, and, with a language model, the model's name and definition."""
+    names = cached_names(cache)(
+        {c: seg["text"].iloc[m].tolist() for c, m in member_rows.items()},
+        {c: [cases[i] for i in m] for c, m in member_rows.items()},
+        dict(zip(cats["category_id"].astype(int), cats["domain_id"].astype(int))),
+        encode, cfg.naming,
+        vectors_by_category={c: vectors[m] for c, m in member_rows.items()})
+    cats = cats.merge(names[["category_id", "name", "alternatives", "keywords"]],
+                      on="category_id", how="left")
+    cats["name"] = _fill_names(cats, seg)
+    cats["name"], cats["alternatives"] = _name_minimal(cats, seg, member_rows)
+    cats["extractive_name"] = cats["name"]
+    cats["definition"] = ""
+    if llm is not None:
+        from .stages.llm import preview
+
+        dom_name = dict(zip(dom_rows["domain_id"].astype(int), dom_rows["name"]))
+        text_by_id = dict(zip(seg["segment_id"].astype(str), seg["text"].astype(str)))
+        for i, r in enumerate(cats.itertuples()):
+            quotes = [text_by_id[q] for q in r.quote_ids if q in text_by_id]
+            about = (f"naming {r.kind} {int(r.category_id)} ({preview(str(r.name))}) in domain "
+                     f"{preview(str(dom_name.get(int(r.domain_id), '')))}")
+            proposal = llm.name_category(quotes, list(r.keywords), about=about)
+            if proposal is not None:
+                cats.iat[i, cats.columns.get_loc("name")] = proposal.name
+                cats.iat[i, cats.columns.get_loc("definition")] = proposal.definition
+        llm.count_duplicate_names(_keep_model_names_distinct(cats))
+    return cats
+
+
+def _core_ideas_of(seg: pd.DataFrame, core_dom: np.ndarray, vectors: np.ndarray, xa, cfg,
+                   encode: Encoder, cache) -> tuple[pd.DataFrame, dict]:
+    """The core idea of each case in each domain of the cross-analysis (``core_dom``:
+    a segment's domain, -1 outside it), and the illustrative core ideas of the
+    (sub)categories: ``(ideas, {(level, category id, case): (text, segment ids)})``.
+
+    An illustrative core idea is what a (sub)category's most central case said there,
+    in fewer words: the core-idea step run with the (sub)categories as its groups, so
+    the sentences are chosen for how central they are to the category. Only the cases
+    of its first ILLUSTRATION_CANDIDATES quotes can be shown (:func:`cqr_rows`), so
+    only those pairs are computed."""
+    ideas = core_ideas(seg, core_dom, vectors, cfg.core_ideas, encode=encode, memory=cache)
+    case_by_id = dict(zip(seg["segment_id"].astype(str), seg["case_id"].astype(str)))
+    shown: dict[str, list[tuple[str, int]]] = {"category": [], "subcategory": []}
+    for r in xa.categories.itertuples():
+        for q in list(r.quote_ids)[:ILLUSTRATION_CANDIDATES]:
+            shown["category" if r.parent_id < 0 else "subcategory"].append(
+                (case_by_id.get(str(q), ""), int(r.category_id)))
+    illustrative = {}
+    for level, arr in (("category", xa.category), ("subcategory", xa.subcategory)):
+        df = core_ideas(seg, np.asarray(arr, dtype=np.int64), vectors, cfg.core_ideas,
+                        only=shown[level], memory=cache)
+        for r in df.itertuples():
+            illustrative[(level, int(r.domain_id), str(r.case_id))] = (
+                r.core_idea, [str(s) for s in r.segment_ids])
+    return ideas, illustrative
+
+
+def _one_call_at_a_time(encode: Encoder) -> Encoder:
+    """``encode`` behind a lock. The embedder is one model with one tokenizer, and
+    Hugging Face's fast tokenizers refuse to be entered from two threads at once
+    ("Already borrowed"); the other thread's Python work goes on meanwhile."""
+    lock = threading.Lock()
+
+    def encode_locked(texts: list[str]) -> np.ndarray:
+        with lock:
+            return encode(texts)
+
+    return encode_locked
+
+
+@contextmanager
+def _beside(fn: Callable, *args):
+    """``fn(*args)`` on a second thread while the ``with`` block runs; the block gets
+    its :class:`~concurrent.futures.Future`, and leaving it waits for ``fn``.
+
+    Why: naming the categories is spaCy's parser, Python that holds its lock, on one
+    processor; choosing the core ideas is mostly the embedder, whose arithmetic runs
+    outside that lock on every processor. Side by side, a laptop does both in little
+    more than the time of the longer (bench/README.md, "Speed"); the tables are byte
+    for byte the same, as neither step reads what the other makes.
+
+    spaCy is imported first, while this is the process's only thread, so that it can
+    be imported without PyTorch (pipeline/stages/nlp.py)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .stages.nlp import spacy
+
+    spacy()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="consensa-core-ideas") as pool:
+        yield pool.submit(fn, *args)
 
 
 def on_map(segments: pd.DataFrame, coords: np.ndarray | None) -> pd.DataFrame:

@@ -1264,3 +1264,55 @@ def test_a_note_on_text_that_was_kept_is_not_counted_as_skipped(tmp_path, capsys
     items = "item" if left == 1 else "items"
     assert f"{left} {items} left out of the analysis. 1 note on text that was read and kept" \
         in part
+
+
+def test_core_ideas_are_chosen_on_a_second_thread_while_the_categories_are_named(
+        tmp_path, monkeypatch):
+    """Naming (spaCy's parser, on one processor) and choosing the core ideas (mostly the
+    embedder) run side by side; the tables are those of the steps run one after the
+    other, which the golden demo test holds, and the embedder is entered by one thread
+    at a time."""
+    import threading
+
+    import pipeline.run as run_mod
+
+    real = run_mod.embed_texts
+    callers: list[str] = []
+
+    def watched(*args, **kwargs):
+        callers.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(run_mod, "embed_texts", watched)
+    run = _run(tmp_path)
+    assert any(name.startswith("consensa-core-ideas") for name in callers)
+    assert not RunFolder.open(run).table("core_ideas").empty
+
+
+def test_the_embedder_shared_by_two_threads_is_entered_by_one_at_a_time():
+    """Hugging Face's fast tokenizers refuse a second thread ("Already borrowed"), so the
+    encoder the naming and the core ideas share is called one call at a time."""
+    import threading
+    import time
+
+    from pipeline.analysis import _one_call_at_a_time
+
+    inside, most = [0], [0]
+    count = threading.Lock()
+
+    def slow(texts):
+        with count:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        time.sleep(0.02)
+        with count:
+            inside[0] -= 1
+        return np.zeros((len(texts), 2), dtype=np.float32)
+
+    encode = _one_call_at_a_time(slow)
+    threads = [threading.Thread(target=lambda: [encode(["a"]) for _ in range(5)]) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most[0] == 1
