@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -461,3 +462,24 @@ def test_a_segment_longer_than_spacy_takes_is_named_from_its_start():
     (phrases,) = extract_phrases([text])
     assert any(text[p.start:p.end].lower().startswith("garden notebook") for p in phrases)
     assert "garden" in build_vocabulary([text]).docs[0]
+
+
+def test_the_parser_gives_every_token_the_part_of_speech_of_the_whole_attribute_ruler():
+    """The names' parser keeps only the attribute ruler's part-of-speech rules (the
+    morphology and lemmas it no longer sets are never read); each token's part of
+    speech, which the phrases are cut by, is the one the full ruler gives."""
+    from pipeline.stages.naming import SPACY_MODEL, _parser
+    from pipeline.stages.nlp import spacy
+
+    demo = Path(__file__).resolve().parent.parent / "data" / "demo"
+    texts = [line.split(":", 1)[-1] for path in sorted(demo.glob("*.txt"))
+             for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    texts += ["Ain't nobody gonna tell me that.", "There's something about it, isn't there?",
+              "Let's say I did, but I didn't.", "That that is, is.", "Whether or not they'd go."]
+    assert len(texts) > 100
+    full = spacy().load(SPACY_MODEL, exclude=["ner", "lemmatizer"])
+    reduced = _parser()
+    assert len(reduced.get_pipe("attribute_ruler").patterns) < len(full.get_pipe("attribute_ruler").patterns)
+    ours = [[t.pos_ for t in doc] for doc in reduced.pipe(texts)]
+    theirs = [[t.pos_ for t in doc] for doc in full.pipe(texts)]
+    assert ours == theirs
