@@ -327,9 +327,10 @@ def on_map(segments: pd.DataFrame, coords: np.ndarray | None) -> pd.DataFrame:
 
 
 def cached_phrases(cache):
-    """:func:`~pipeline.stages.naming.extract_phrases` through ``cache``: one entry per
-    text, keyed by the text, the parameters and the naming module's code (a change to
-    how phrases are found is a miss). A text's phrases depend on that text alone, so
+    """:func:`~pipeline.stages.naming.extract_phrases` through ``cache``: one row per
+    text (:meth:`~pipeline.cache.Cache.get_rows`, read and written a call at a time),
+    keyed by the text, the parameters and the naming module's code (a change to how
+    phrases are found is a miss). A text's phrases depend on that text alone, so
     a re-run whose categories changed (another sample of texts to parse, in another
     order) parses only the texts no run parsed before.
 
@@ -347,29 +348,33 @@ def cached_phrases(cache):
         keys = [cache_mod.key("consensa.phrases.text", {"max_words": max_words},
                               cache_mod.digest(t), code) for t in texts]
 
-        def decoder(text):
-            def decode(arrays):
-                rows = json.loads(str(arrays["json"]))
+        def decoded(text: str, value: bytes) -> list | None:
+            try:
+                rows = json.loads(value.decode("utf-8"))
                 if any(len(r) != 5 for r in rows):
                     return None         # an entry of another layout: a miss
                 return [naming.Phrase(naming.spoken_form(text, int(a), int(b)), int(a), int(b),
                                       tuple(lem), tuple(key), kind)
                         for a, b, lem, key, kind in rows]
-            return decode
+            except (ValueError, TypeError):
+                return None             # a damaged row: a miss, parsed again
 
+        stored = cache.get_rows("phrases", set(keys))
         found: dict[int, list] = {}
         for i, (text, k) in enumerate(zip(texts, keys)):
-            hit = cache.get("phrases", k, decoder(text))
+            hit = decoded(text, stored[k]) if k in stored else None
             if hit is not None:
                 found[i] = hit
         todo = [i for i in range(len(texts)) if i not in found]
         if todo:
             parsed = naming.extract_phrases([texts[i] for i in todo], batch_size=batch_size,
                                             max_words=max_words)
+            new = {}
             for i, ps in zip(todo, parsed, strict=True):
                 found[i] = ps
                 rows = [[p.start, p.end, list(p.lemmas), list(p.key), p.kind] for p in ps]
-                cache.put("phrases", keys[i], {"json": np.array(json.dumps(rows))})
+                new[keys[i]] = json.dumps(rows).encode("utf-8")
+            cache.put_rows("phrases", new)
         return [found[i] for i in range(len(texts))]
 
     return extract

@@ -886,12 +886,43 @@ def test_the_phrase_cache_keeps_offsets_and_lemmas_never_the_spoken_words(tmp_pa
     cache = Cache(tmp_path / "cache")
     assert cached_phrases(cache)(texts) == direct              # computed and stored
     assert cached_phrases(cache)(texts) == direct              # read back: the same phrases
-    entries = list((tmp_path / "cache").rglob("*.npz"))
-    assert entries
-    for entry in entries:
-        with np.load(entry) as arrays:
-            stored = " ".join(str(arrays[k]) for k in arrays.files)
+    import sqlite3
+
+    con = sqlite3.connect(tmp_path / "cache" / "embeddings.sqlite")
+    try:
+        entries = [bytes(v).decode("utf-8") for (v,) in
+                   con.execute("SELECT value FROM text_rows WHERE kind='phrases'")]
+    finally:
+        con.close()
+    assert len(entries) == len(texts) and "gatekeeping" in " ".join(entries)   # the lemmas
+    for stored in entries:
         assert "Gatekeeping" not in stored and "Protocols" not in stored and "laughs" not in stored
+
+
+def test_the_phrases_of_a_call_are_written_and_read_in_one_transaction_each(tmp_path, monkeypatch):
+    """Phrases are a few hundred bytes a text, asked for by the hundred: one file each
+    cost a millisecond a text. A damaged row is parsed again, never a failure."""
+    import sqlite3
+
+    import pipeline.cache as cache_mod
+    from pipeline.analysis import cached_phrases
+    from pipeline.cache import Cache
+    from pipeline.stages.naming import extract_phrases
+
+    texts = [f"We talked about supervision number {i} at length." for i in range(40)]
+    cache = Cache(tmp_path / "cache")
+    connects = []
+    real = cache_mod.Cache._connect
+    monkeypatch.setattr(cache_mod.Cache, "_connect", lambda self: connects.append(1) or real(self))
+    first = cached_phrases(cache)(texts)
+    assert len(connects) == 2                       # one read, one write
+    assert cached_phrases(cache)(texts) == first and len(connects) == 3
+    assert not list((tmp_path / "cache").rglob("*.npz"))
+    con = sqlite3.connect(tmp_path / "cache" / "embeddings.sqlite")
+    with con:
+        con.execute("UPDATE text_rows SET value = ? WHERE kind = 'phrases'", (b"\xff{not json",))
+    con.close()
+    assert cached_phrases(cache)(texts) == extract_phrases(texts)
 
 
 def test_a_domains_clusterer_compares_all_pairs_and_finds_what_the_tree_search_finds():
