@@ -229,7 +229,7 @@ def _named(cats: pd.DataFrame, seg: pd.DataFrame, cases: list[str],
         vectors_by_category={c: vectors[m] for c, m in member_rows.items()})
     cats = cats.merge(names[["category_id", "name", "alternatives", "keywords"]],
                       on="category_id", how="left")
-    cats["name"] = _fill_names(cats, seg)
+    cats["name"] = _fill_names(cats, seg, None if cache is None else cached_phrases(cache))
     cats["name"], cats["alternatives"] = _name_minimal(cats, seg, member_rows)
     cats["extractive_name"] = cats["name"]
     cats["definition"] = ""
@@ -475,13 +475,18 @@ def cached_names(cache):
     return run
 
 
-def _fill_names(cats: pd.DataFrame, seg: pd.DataFrame) -> list[str]:
+def _fill_names(cats: pd.DataFrame, seg: pd.DataFrame, phrases=None) -> list[str]:
     """Every category gets a name. Where the naming stage found no phrase that meets
     its rules (few or near-identical segments), the name is the first phrase of two
     words or more of the category's most central quote, so it still is a phrase its
-    quotes contain; failing that, the first words of that quote."""
+    quotes contain; failing that, the first words of that quote.
+
+    ``phrases``: :func:`~pipeline.stages.naming.extract_phrases` or the run's
+    :func:`cached_phrases`, through which a re-run reads those quotes' phrases and
+    loads no parser (at 10,000 segments, about a second of a re-run)."""
     from .stages.naming import extract_phrases
 
+    phrases = extract_phrases if phrases is None else phrases
     text_by_id = dict(zip(seg["segment_id"].astype(str), seg["text"].astype(str)))
     names = []
     for r in cats.itertuples():
@@ -491,9 +496,9 @@ def _fill_names(cats: pd.DataFrame, seg: pd.DataFrame) -> list[str]:
             name = alternatives[0] if alternatives else ""
         if not name.strip():
             quote = text_by_id.get(r.quote_ids[0], "") if len(r.quote_ids) else ""
-            phrases = [p.text for p in extract_phrases([quote])[0]
-                       if 2 <= len(p.text.split()) <= 6] if quote else []
-            name = phrases[0][:1].upper() + phrases[0][1:] if phrases else \
+            found = [p.text for p in phrases([quote])[0]
+                     if 2 <= len(p.text.split()) <= 6] if quote else []
+            name = found[0][:1].upper() + found[0][1:] if found else \
                 " ".join(quote.split()[:5]) or f"Category {int(r.category_id)}"
         names.append(name)
     return names

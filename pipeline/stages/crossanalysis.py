@@ -166,6 +166,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -207,7 +208,21 @@ def says_little(text: str) -> bool:
     sense is in the question it answers, so a category of such replies gathers the
     answers to many questions, not one thing several cases said. A text with no word at
     all says little too."""
-    from .naming import FILLER_WORDS, strip_transcriber_notes
+    from .naming import strip_transcriber_notes
+
+    # transcriber notes ("[sighs]") are no words of the participant's
+    for w in _ANY_WORD.findall(strip_transcriber_notes(text)):
+        if not _says_nothing(w):
+            return False
+    return True
+
+
+@lru_cache(maxsize=100_000)
+def _says_nothing(word: str) -> bool:
+    """Whether one word of :func:`says_little`'s is assent, a filler, a hedge or a
+    function word. Worked out once a spelling: a study has few, and every segment is
+    asked (10,000 segments took a second)."""
+    from .naming import FILLER_WORDS
     from .nlp import stop_words
     from .segment import BACKCHANNEL_WORDS
 
@@ -221,13 +236,9 @@ def says_little(text: str) -> bool:
         return any(x in stop or x in FILLER_WORDS or x in BACKCHANNEL_WORDS or x in _HEDGE_WORDS
                    for x in (w, base)) or base in ("ca", "wo")
 
-    # transcriber notes ("[sighs]") are no words of the participant's
-    for w in _ANY_WORD.findall(strip_transcriber_notes(text)):
-        w = w.lower().replace("’", "'").strip("-'")
-        # a stutter or a word said twice ("I-I", "E-exactly", "that-that's"): its parts
-        if not empty(w) and not ("-" in w and all(empty(p) for p in w.split("-"))):
-            return False
-    return True
+    w = word.lower().replace("’", "'").strip("-'")
+    # a stutter or a word said twice ("I-I", "E-exactly", "that-that's"): its parts
+    return empty(w) or ("-" in w and all(empty(p) for p in w.split("-")))
 
 
 def mostly_minimal(minimal: np.ndarray, share: float) -> bool:
