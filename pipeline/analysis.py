@@ -302,13 +302,12 @@ def _beside(fn: Callable, *args):
     more than the time of the longer (bench/README.md, "Speed"); the tables are byte
     for byte the same, as neither step reads what the other makes.
 
-    spaCy is imported first, while this is the process's only thread, so that it can
-    be imported without PyTorch (pipeline/stages/nlp.py)."""
+    With the second thread running, spaCy, when naming needs it, is imported with
+    PyTorch (pipeline/stages/nlp.py): naming that parses anew embeds new candidate
+    names too, which loads PyTorch anyway; a re-run whose names come from the cache
+    imports neither."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from .stages.nlp import spacy
-
-    spacy()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="consensa-core-ideas") as pool:
         yield pool.submit(fn, *args)
 

@@ -39,3 +39,16 @@ def test_with_other_threads_running_spacy_is_imported_the_ordinary_way():
         "print('torch' in sys.modules)\n"
         "stop.set(); t.join()\n")
     assert out == "True"
+
+
+def test_the_stop_words_are_spacys_and_read_without_importing_it():
+    """A re-run whose every step comes from the cache needs the stop words and no
+    parser: they are read from spaCy's own file, spaCy left unimported."""
+    out = _run(
+        "import sys\n"
+        "from pipeline.stages.nlp import stop_words\n"
+        "mine = stop_words()\n"
+        "print('spacy' in sys.modules)\n"
+        "from spacy.lang.en.stop_words import STOP_WORDS\n"
+        "print(mine == frozenset(STOP_WORDS) and 'the' in mine and 'cry' not in mine)\n")
+    assert out.splitlines() == ["False", "True"]

@@ -44,7 +44,25 @@ def spacy() -> ModuleType:
 @lru_cache(maxsize=1)
 def stop_words() -> frozenset[str]:
     """spaCy's English stop words (not scikit-learn's list, which holds content words
-    such as "cry", "fire" and "system": fatal for interviews about crying)."""
+    such as "cry", "fire" and "system": fatal for interviews about crying).
+
+    Read from spaCy's own module file, loaded on its own, when spaCy is not imported
+    yet: that file is a list of words, and importing spaCy for it cost a re-run
+    whose every step came from the cache about half a second, a tenth of its time."""
+    if "spacy" not in sys.modules:
+        import importlib.util
+        from pathlib import Path
+
+        found = importlib.util.find_spec("spacy")
+        if found is not None and found.origin:
+            path = Path(found.origin).parent / "lang" / "en" / "stop_words.py"
+            spec = importlib.util.spec_from_file_location("_consensa_spacy_en_stop_words", path)
+            if path.is_file() and spec is not None and spec.loader is not None:
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+                words = getattr(module, "STOP_WORDS", None)
+                if isinstance(words, set) and words:
+                    return frozenset(words)
     spacy()
     from spacy.lang.en.stop_words import STOP_WORDS
 
