@@ -20,9 +20,9 @@ read-only or full disk says so once, not once per stage. A cache never raises.
 
 Entries are ``.npz`` files of plain arrays (never pickles), one a result, written
 atomically (:mod:`pipeline.fsutil`) in a folder per kind; what is kept per text
-(its vector, its phrases) is rows of one SQLite file, safe for several runs at once. Transcript text
-is never written: spans are integers, texts are known by their SHA-256, and the
-vocabulary holds lemmas, not sentences.
+(its vector, its phrases) is rows of one SQLite file, safe for several runs at
+once. Transcript text is never written: spans are integers, texts are known by
+their SHA-256, and the vocabulary holds lemmas, not sentences.
 """
 
 from __future__ import annotations
@@ -291,7 +291,6 @@ class Cache:
         except (sqlite3.Error, OSError) as exc:
             self._trouble("write", self.vectors_path, exc)
 
-
     # --- one small entry a text, many at once: the phrases ---------------------------
 
     def get_rows(self, kind: str, keys: Iterable[str]) -> dict[str, bytes]:
@@ -315,7 +314,8 @@ class Cache:
                     for k, value in con.execute(
                             f"SELECT key, value FROM text_rows WHERE kind=? AND key IN ({marks})",
                             [kind, *chunk]):
-                        found[k] = bytes(value)
+                        if isinstance(value, bytes):    # else damaged: a miss
+                            found[k] = value
             finally:
                 con.close()
         except (sqlite3.Error, OSError) as exc:
