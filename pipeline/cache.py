@@ -32,7 +32,7 @@ import json
 import logging
 import sqlite3
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
@@ -249,27 +249,44 @@ class Cache:
                     "PRIMARY KEY (kind, key))")
         return con
 
+    def _rows_for(self, sql: str, head: list, keys: list[str]) -> Iterator[tuple]:
+        """The rows ``sql`` selects for ``keys`` (its ``{marks}``: the key
+        placeholders), 500 keys a query, ``head`` the parameters before them.
+        Raises what SQLite raises; the callers apply the error policy."""
+        con = self._connect()
+        try:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start:start + 500]
+                yield from con.execute(sql.format(marks=",".join("?" * len(chunk))),
+                                       [*head, *chunk])
+        finally:
+            con.close()
+
+    def _insert(self, sql: str, rows: list[tuple]) -> None:
+        """``sql`` for each of ``rows``, in one transaction; a failure is reported."""
+        try:
+            con = self._connect()
+            try:
+                with con:
+                    con.executemany(sql, rows)
+            finally:
+                con.close()
+        except (sqlite3.Error, OSError) as exc:
+            self._trouble("write", self.vectors_path, exc)
+
     def get_vectors(self, model: str, keys: Iterable[str]) -> dict[str, np.ndarray]:
         """The stored vectors of ``model`` for those of ``keys`` that have one."""
         if self.folder is None:
             return {}
-        keys = list(keys)
         found: dict[str, np.ndarray] = {}
         try:
-            con = self._connect()
-            try:
-                for start in range(0, len(keys), 500):
-                    chunk = keys[start:start + 500]
-                    marks = ",".join("?" * len(chunk))
-                    for k, dim, blob in con.execute(
-                            f"SELECT key, dim, vec FROM vectors WHERE model=? AND key IN ({marks})",
-                            [model, *chunk]):
-                        vec = np.frombuffer(blob, dtype=np.float32)
-                        if vec.shape != (dim,):
-                            raise ValueError(f"a stored vector has {vec.size} numbers, not {dim}")
-                        found[k] = vec
-            finally:
-                con.close()
+            for k, dim, blob in self._rows_for(
+                    "SELECT key, dim, vec FROM vectors WHERE model=? AND key IN ({marks})",
+                    [model], list(keys)):
+                vec = np.frombuffer(blob, dtype=np.float32)
+                if vec.shape != (dim,):
+                    raise ValueError(f"a stored vector has {vec.size} numbers, not {dim}")
+                found[k] = vec
         except (sqlite3.Error, OSError, ValueError) as exc:
             self._trouble("read", self.vectors_path, exc)
             return {}
@@ -279,17 +296,9 @@ class Cache:
         """Store ``items`` (key -> vector) for ``model``, in one transaction."""
         if self.folder is None or not items:
             return
-        rows = [(model, k, int(v.shape[0]), np.ascontiguousarray(v, np.float32).tobytes())
-                for k, v in items.items()]
-        try:
-            con = self._connect()
-            try:
-                with con:
-                    con.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?)", rows)
-            finally:
-                con.close()
-        except (sqlite3.Error, OSError) as exc:
-            self._trouble("write", self.vectors_path, exc)
+        self._insert("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?)",
+                     [(model, k, int(v.shape[0]), np.ascontiguousarray(v, np.float32).tobytes())
+                      for k, v in items.items()])
 
     # --- one small entry a text, many at once: the phrases ---------------------------
 
@@ -303,21 +312,13 @@ class Cache:
         written a call at a time, in one transaction."""
         if self.folder is None:
             return {}
-        keys = list(keys)
         found: dict[str, bytes] = {}
         try:
-            con = self._connect()
-            try:
-                for start in range(0, len(keys), 500):
-                    chunk = keys[start:start + 500]
-                    marks = ",".join("?" * len(chunk))
-                    for k, value in con.execute(
-                            f"SELECT key, value FROM text_rows WHERE kind=? AND key IN ({marks})",
-                            [kind, *chunk]):
-                        if isinstance(value, bytes):    # else damaged: a miss
-                            found[k] = value
-            finally:
-                con.close()
+            for k, value in self._rows_for(
+                    "SELECT key, value FROM text_rows WHERE kind=? AND key IN ({marks})",
+                    [kind], list(keys)):
+                if isinstance(value, bytes):    # else damaged: a miss
+                    found[k] = value
         except (sqlite3.Error, OSError) as exc:
             self._trouble("read", self.vectors_path, exc)
             return {}
@@ -327,16 +328,8 @@ class Cache:
         """Store ``items`` (key -> value) of ``kind``, in one transaction."""
         if self.folder is None or not items:
             return
-        rows = [(kind, k, bytes(v)) for k, v in items.items()]
-        try:
-            con = self._connect()
-            try:
-                with con:
-                    con.executemany("INSERT OR REPLACE INTO text_rows VALUES (?, ?, ?)", rows)
-            finally:
-                con.close()
-        except (sqlite3.Error, OSError) as exc:
-            self._trouble("write", self.vectors_path, exc)
+        self._insert("INSERT OR REPLACE INTO text_rows VALUES (?, ?, ?)",
+                     [(kind, k, bytes(v)) for k, v in items.items()])
 
 
 def text_keys(texts: Sequence[str]) -> list[str]:
