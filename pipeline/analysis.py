@@ -483,7 +483,7 @@ def _fill_names(cats: pd.DataFrame, seg: pd.DataFrame, phrases=None) -> list[str
     ``phrases``: :func:`~pipeline.stages.naming.extract_phrases` or the run's
     :func:`cached_phrases`, through which a re-run reads those quotes' phrases and
     loads no parser (at 10,000 segments, about a second of a re-run)."""
-    from .stages.naming import extract_phrases
+    from .stages.naming import extract_phrases, strip_transcriber_notes
 
     phrases = extract_phrases if phrases is None else phrases
     text_by_id = dict(zip(seg["segment_id"].astype(str), seg["text"].astype(str)))
@@ -497,8 +497,9 @@ def _fill_names(cats: pd.DataFrame, seg: pd.DataFrame, phrases=None) -> list[str
             quote = text_by_id.get(r.quote_ids[0], "") if len(r.quote_ids) else ""
             found = [p.text for p in phrases([quote])[0]
                      if 2 <= len(p.text.split()) <= 6] if quote else []
+            said = strip_transcriber_notes(quote).split()[:5]
             name = found[0][:1].upper() + found[0][1:] if found else \
-                " ".join(quote.split()[:5]) or f"Category {int(r.category_id)}"
+                " ".join(said) or f"Category {int(r.category_id)}"
         names.append(name)
     return names
 
@@ -673,7 +674,10 @@ def cqr_rows(categories: pd.DataFrame, domains: pd.DataFrame, segments: pd.DataF
             if idea and ids:
                 options.append((ids, idea))
             else:
-                options.append(([q], tidy_utterance(text_by_id.get(q, ""))))
+                # a quote of fillers alone ("Um, uh, mm, er.") tidies to nothing:
+                # it is shown as said
+                raw = text_by_id.get(q, "")
+                options.append(([q], tidy_utterance(raw) or " ".join(raw.split())))
         quoted = quoted_ids.setdefault(int(r.domain_id), [])
         ids, quote = next((o for o in options if _fresh(o, seen, quoted)),
                           options[0] if options else ([], ""))

@@ -1218,6 +1218,28 @@ def test_a_core_idea_from_two_segments_names_both():
     assert "(A:1:0, A:5:0)" in cqr_markdown(pd.DataFrame([row]))
 
 
+def test_a_quote_of_fillers_alone_is_shown_as_said_and_no_name_is_line_numbers():
+    """A category of minimal responses can have as its quote a segment of fillers alone
+    ("Um, uh, mm, er."), which tidies to nothing: the CQR table showed "" and the
+    judges could not see what the row was. It shows the quote as said. A category that
+    the naming stage left without a name takes the first words of its quote, never a
+    run of line numbers."""
+    from pipeline.analysis import _fill_names, cqr_rows
+
+    segments = pd.DataFrame({"segment_id": ["A:1:0", "B:1:0"], "case_id": ["A", "B"],
+                             "text": ["Um, uh, mm, er.",
+                                      "41 42 43 44 45 46 47 So hard, that one."]})
+    domains = pd.DataFrame({"domain_id": [0], "name": ["Crying"]})
+    cats = pd.DataFrame([{"domain_id": 0, "frequency_label": "variant", "counted_cases": ["A"],
+                          "flags": ["minimal responses"], "label_if_reassigned_counted": "variant",
+                          "category_id": c, "parent_id": -1, "name": "", "alternatives": [],
+                          "quote_ids": [q]} for c, q in ((1, "A:1:0"), (2, "B:1:0"))])
+    table = cqr_rows(cats, domains, segments, 3, {})
+    assert table["quote"].tolist()[0] == "Um, uh, mm, er."
+    names = _fill_names(cats, segments, phrases=lambda texts: [[] for _ in texts])
+    assert names[1] == "So hard, that one."
+
+
 def test_the_summary_counts_every_category_the_table_shows_with_subcategories():
     """"(N with subcategories)" counts the categories the CQR table shows with rows
     under them: subcategories by size and by the participants' judgement (stance)

@@ -94,6 +94,31 @@ def test_spoken_asides_in_parentheses_are_kept(aside):
     assert strip_transcriber_notes(text) == text
 
 
+@pytest.mark.parametrize("text, kept", [
+    # a transcript's line numbers, or a slide's numbering taken down by the transcriber
+    ("81 82 83 84 85 86 87", ""),
+    ("So we compared the predicted and the actual 1 2 3 4 5 6 7 8 9 10 11",
+     "So we compared the predicted and the actual"),
+    ("Precisely. And where there is no 75 76 77 78 79 80 trend, it helps.",
+     "Precisely. And where there is no trend, it helps."),
+    ("It was (laughs) 5 6 7 8 9 hard.", "It was hard."),
+    # numbers someone says are kept: too few, not counting up by one, or not alone
+    ("I had 2 3 4 5 sessions with her.", "I had 2 3 4 5 sessions with her."),
+    ("We saw 2 4 6 8 10 12 clients.", "We saw 2 4 6 8 10 12 clients."),
+    ("In 2019, 2020, 2021, 2022 and 2023 I worked there.",
+     "In 2019, 2020, 2021, 2022 and 2023 I worked there."),
+    ("Version 1.2 3.4 5.6 7.8 9.1 of it.", "Version 1.2 3.4 5.6 7.8 9.1 of it."),
+])
+def test_runs_of_line_numbers_are_notes(text, kept):
+    """Five or more whole numbers in a row, each one more than the last, are line
+    numbers (an export's or a transcriber's), never a participant's words."""
+    assert strip_transcriber_notes(text) == kept
+    blanked = blank_transcriber_notes(text)
+    assert len(blanked) == len(text)                    # offsets still index the text
+    assert " ".join(blanked.split()) == kept
+    assert (transcriber_note_spans(text) == []) == (kept == text)
+
+
 def test_strip_leaves_no_gap_before_punctuation():
     assert strip_transcriber_notes("It helped (laughs). Really [inaudible] it did.") == \
         "It helped. Really it did."

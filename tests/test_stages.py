@@ -308,6 +308,28 @@ def test_the_turns_and_units_left_out_are_named_where_they_are():
     assert at and text[int(at.group(1)):int(at.group(2))].strip() == "Never in training."
 
 
+def test_units_of_line_numbers_or_notes_alone_are_left_out_and_named():
+    """A transcript exported with its line numbers, or taken down by automatic
+    transcription while a slide was shown, holds turns such as "63 64 65 66 67 68":
+    no words of the participant's, yet long enough to pass as a unit, and every case of
+    such a study has them, so they made a category of their own. They are left out
+    and named as the too-short units are; the numbers stay in a unit that also holds
+    words, which is the participant's."""
+    text = ("I: Tell me about the time you cried with a client.\n"
+            "P: 63 64 65 66 67 68 69 70 71 72\n"
+            "P: [inaudible] [crosstalk] [laughs] [inaudible] [crosstalk]\n"
+            "P: It was in my second year 41 42 43 44 45 46, with a client whose mother had died.\n")
+    corpus = corpus_from(text)
+    seg = SentenceSegmenter().segment(corpus)
+    assert seg.segments["turn_index"].tolist() == [3]
+    assert "41 42 43 44 45 46" in seg.segments["text"].iat[0]
+    assert seg.counts["units_no_words"] == 2 and seg.counts["units_too_short"] == 0
+    (units,) = [s for s in seg.skipped if "line numbers" in s.reason]
+    where = re.findall(r"c:(\d+) \(chars (\d+)-(\d+)\)", units.what)
+    assert units.what.startswith("2 units: ") and [w[0] for w in where] == ["1", "2"]
+    assert text[int(where[0][1]):int(where[0][2])].strip() == "63 64 65 66 67 68 69 70 71 72"
+
+
 def test_umap_lays_out_identical_rows_once():
     """Copies of one text (a "Thank you." in every interview) formed a component of
     their own in the neighbour graph, and UMAP's layout of such a graph changed from

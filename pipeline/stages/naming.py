@@ -38,8 +38,9 @@ dataclasses out; nothing is printed or written):
   caching wrapper as ``phrase_extractor``.
 * :func:`strip_transcriber_notes` / :func:`blank_transcriber_notes` /
   :func:`transcriber_note_spans`: transcriber notes ("(laughs)", "[inaudible]",
-  "(The participant reads the task)", f4transkript's "#00:01:23-4#") recognised and
-  removed, for any stage.
+  "(The participant reads the task)", f4transkript's "#00:01:23-4#", and line
+  numbers that a transcript's export or automatic transcription left in the text,
+  "41 42 43 44 45") recognised and removed, for any stage.
 * :func:`name_occurs_in` ``(name, quotes) -> bool``: the containment rule below.
 
 How a name is made
@@ -214,6 +215,9 @@ _BRACKETED = re.compile(r"\(\([^()\n]{0,200}\)\)"       # ((coughs)): Jefferson 
                         # f4/f5transkript's time marks, which MAXQDA also reads
                         rf"|{TIME_MARK.pattern}")
 _PAREN = re.compile(r"\([^()\n]{0,200}\)")
+_DIGIT = re.compile(r"\d")
+#: the fewest numbers counting up by one that are taken for line numbers, not speech
+NUMBERING_RUN = 5
 _NOTE_WORD = re.compile(r"[A-Za-z]+(?:-[A-Za-z]+)*")
 
 
@@ -238,8 +242,36 @@ def _paren_is_note(inner: str) -> bool:
     return len(words) <= 4 and any(w in _NOTE_CUES for w in words)
 
 
+#: numbers in a row, each its own token ("12 13 14 15 16"); :func:`_numbering_runs`
+#: keeps those that count up by one
+_NUMBERS_IN_A_ROW = re.compile(r"(?<![\w.,:/-])\d{1,6}(?:[ \t]+\d{1,6}){"
+                               + str(NUMBERING_RUN - 1) + r",}(?![\w.,:/-]?\d)")
+_NUMBER = re.compile(r"\d+")
+
+
+def _numbering_runs(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each run of at least NUMBERING_RUN whole numbers that count up
+    by one ("81 82 83 84 85 86"): a transcript's line numbers, or a slide's or an
+    axis' numbering that automatic transcription took down, never a participant's
+    words. Numbers that do not count up by one ("2 4 6 8 10"), or fewer of them ("I
+    had 2 3 4 5 sessions"), are kept."""
+    runs = []
+    for m in _NUMBERS_IN_A_ROW.finditer(text):
+        nums = [(int(n.group()), m.start() + n.start(), m.start() + n.end())
+                for n in _NUMBER.finditer(m.group())]
+        first = 0
+        for i in range(1, len(nums) + 1):
+            if i == len(nums) or nums[i][0] != nums[i - 1][0] + 1:
+                if i - first >= NUMBERING_RUN:
+                    runs.append((nums[first][1], nums[i - 1][2]))
+                first = i
+    return runs
+
+
 def transcriber_note_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each transcriber note in ``text``, in order, not overlapping."""
+    """(start, end) of each transcriber note in ``text``, in order, not overlapping:
+    bracketed and parenthesised notes (:func:`_paren_is_note`) and runs of line
+    numbers (:func:`_numbering_runs`)."""
     spans = [m.span() for m in _BRACKETED.finditer(text)]
     taken = np.zeros(len(text) + 1, dtype=bool)
     for s, e in spans:
@@ -248,6 +280,9 @@ def transcriber_note_spans(text: str) -> list[tuple[int, int]]:
         s, e = m.span()
         if not taken[s:e].any() and _paren_is_note(m.group()[1:-1]):
             spans.append((s, e))
+            taken[s:e] = True
+    if _DIGIT.search(text):
+        spans += [(s, e) for s, e in _numbering_runs(text) if not taken[s:e].any()]
     return sorted(spans)
 
 
@@ -255,7 +290,7 @@ def blank_transcriber_notes(text: str) -> str:
     """``text`` with every transcriber note replaced by as many spaces: the same
     length, so character offsets still index the original text."""
     if "(" not in text and "[" not in text and "{" not in text and "<" not in text \
-            and "#" not in text:
+            and "#" not in text and not _DIGIT.search(text):
         return text
     out = list(text)
     for s, e in transcriber_note_spans(text):

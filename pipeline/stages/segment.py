@@ -4,8 +4,11 @@ A participant turn is split into sentences (spaCy's rule-based sentencizer on a
 blank English pipeline: no model needed) and consecutive sentences are grouped
 into meaning units of bounded length. Backchannels ("mm-hmm", "yeah", "right")
 and turns of roles that are not analysed (the interviewer, by default) do not
-become segments; each is counted. Every participant segment carries the
-interviewer question it answers.
+become segments; each is counted, as are units of fewer than ``min_words`` words
+and units of transcriber notes and line numbers alone ("[inaudible] [crosstalk]",
+"63 64 65 66 67 68": an export's line numbers, or a slide's numbering that automatic
+transcription took down), which hold no word of the speaker's. Every participant
+segment carries the interviewer question it answers.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ no nope nah really interesting great good fine cool thanks thank you sorry
 """.split())
 
 _WORD = re.compile(r"[\w'’-]+")
+_WORD_CHAR = re.compile(r"\w")
 
 
 #: how many turns or units a skipped entry names (case:turn); the count gives the rest
@@ -61,6 +65,14 @@ def _backchannel_vocab(extra_words: tuple[str, ...]) -> frozenset[str]:
 
 def count_words(text: str) -> int:
     return len(_WORD.findall(text))
+
+
+def _has_words(unit: str) -> bool:
+    """Whether a word is left in ``unit`` once its transcriber notes and line numbers
+    are removed (:func:`pipeline.stages.naming.strip_transcriber_notes`)."""
+    from .naming import strip_transcriber_notes
+
+    return _WORD_CHAR.search(strip_transcriber_notes(unit)) is not None
 
 
 def _questions(turns: pd.DataFrame, extra_words: tuple[str, ...]) -> tuple[list[str], list[int]]:
@@ -103,7 +115,7 @@ class _SegmenterBase(ABC):
         questions, q_idx = _questions(turns, tuple(self.backchannels))
         analysed = turns["role"].isin(list(self.roles)).to_numpy()
         counts = {"turns": len(turns), "turns_not_analysed_role": int((~analysed).sum()),
-                  "turns_backchannel": 0, "units_too_short": 0}
+                  "turns_backchannel": 0, "units_too_short": 0, "units_no_words": 0}
         rows: list[dict] = []
         keep_idx = np.flatnonzero(analysed)
         # plain lists, one per column: reading a turn is then a list index (pandas'
@@ -122,6 +134,7 @@ class _SegmenterBase(ABC):
         # source), so that the counts the report gives trace back to the transcripts
         left_turns: list[str] = []
         left_units: list[str] = []
+        wordless: list[str] = []
         for i, text, spans in zip(keep_idx, texts, spans_per_turn):
             if is_backchannel(text, self.backchannels):
                 counts["turns_backchannel"] += 1
@@ -132,11 +145,15 @@ class _SegmenterBase(ABC):
             for s, e in spans:
                 unit = text[s:e]
                 nw = count_words(unit)
-                if nw < self.min_words:
-                    counts["units_too_short"] += 1
+                if nw < self.min_words or not _has_words(unit):
+                    # too short, or transcriber notes and line numbers alone ("[inaudible]
+                    # [crosstalk] [laughs] [inaudible]", "63 64 65 66 67 68"): no words of
+                    # the speaker's, which every case's export may hold alike
+                    short = nw < self.min_words
+                    counts["units_too_short" if short else "units_no_words"] += 1
                     at = int(turn["start_char"])
-                    left_units.append(f"{turn['case_id']}:{int(turn['turn_index'])} "
-                                      f"(chars {at + s}-{at + e})")
+                    (left_units if short else wordless).append(
+                        f"{turn['case_id']}:{int(turn['turn_index'])} (chars {at + s}-{at + e})")
                     continue
                 rows.append({
                     "segment_id": f"{turn['case_id']}:{int(turn['turn_index'])}:{n}",
@@ -162,6 +179,10 @@ class _SegmenterBase(ABC):
         if counts["units_too_short"]:
             skipped.append(Skipped(f"{counts['units_too_short']} units: " + _listed(left_units),
                                    f"fewer than {self.min_words} words", "segment"))
+        if counts["units_no_words"]:
+            skipped.append(Skipped(f"{counts['units_no_words']} units: " + _listed(wordless),
+                                   "no words once transcriber notes and line numbers are "
+                                   "removed", "segment"))
         # a case whose analysed speech gave no segment drops out of the study: name it
         spoken = dict.fromkeys(col["case_id"][i] for i in keep_idx)
         kept = set(segments["case_id"])
