@@ -191,9 +191,9 @@ class _SegmenterBase(ABC):
         if lost:
             skipped.append(Skipped(
                 f"{len(lost)} case(s): {', '.join(lost[:20])}{' ...' if len(lost) > 20 else ''}",
-                f"no segment: every {'/'.join(self.roles)} turn was a backchannel or shorter "
-                f"than {self.min_words} words, so the case is not analysed (check its speaker "
-                "labels and roles)", "segment"))
+                f"no segment: every {'/'.join(self.roles)} turn was a backchannel, shorter "
+                f"than {self.min_words} words or notes alone, so the case is not analysed "
+                "(check its speaker labels and roles)", "segment"))
         return Segmentation(segments=segments, skipped=tuple(skipped), counts=counts)
 
     @abstractmethod
