@@ -17,6 +17,7 @@ from pipeline.errors import ConfigError, ConsensaError
 from pipeline.stages.protocol import (
     FRAME_DOMAIN,
     PROMPT_COLUMNS,
+    REDACTED_AREA,
     Area,
     Protocol,
     ProtocolConfig,
@@ -621,6 +622,30 @@ def test_an_area_is_named_after_its_most_readable_wording():
     names = [a.name for a in result.protocol.areas]
     assert "How did the supervisee react to the feedback" in names, names
     assert not any(n.endswith("…") for n in names), names
+
+
+def test_a_redacted_question_names_no_area():
+    """De-identified transcripts replace what would identify with marks ("XXX"). A
+    question of marks alone made a domain named "XXX XXXX XXX": the area is named
+    from a wording with words when one of its cases has it, "Redacted question" when
+    none has; a mark inside a question that says something stays in its name."""
+    assert area_name("XXX XXX XXX XXXX XXX XXXXX?") == REDACTED_AREA
+    assert area_name("So, um, xxxx xxx?") == REDACTED_AREA
+    assert area_name("Did XXX help you in supervision?") == "Did XXX help you in supervision"
+    redacted = "XXX XXXX XXX XXXXX XXXX XXXXX?"
+    for readable, expected in ((True, "How did the supervisee react to the feedback"),
+                               (False, REDACTED_AREA)):
+        cases = {}
+        for k in range(4):
+            q = ("How did the supervisee react to the feedback?" if readable and k >= 2
+                 else redacted)
+            cases[f"c{k}"] = [(_I, q), (_P, STORIES[k]), (_I, Q_TRAINING[k]),
+                              (_P, f"Not really, I learned it on the job {k}.")]
+        turns, segs = build(cases)
+        names = [a.name for a in infer_protocol(turns, segs, fake_encode,
+                                                ProtocolConfig()).protocol.areas]
+        assert expected in names, names
+        assert not any("XXX" in n for n in names), names
 
 
 # --- protocol file ----------------------------------------------------------------

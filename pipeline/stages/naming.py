@@ -184,7 +184,7 @@ part side fact case example number area level aspect matter place sense piece gu
 folk one minute hour week month whatever sure able certain likely little deal
 """.split())
 #: A redaction mark ("XXX", "xxxxx"): says nothing, never names.
-_REDACTED = re.compile(r"^[xX]{2,}$")
+REDACTION_MARK = re.compile(r"^[xX]{2,}$")
 #: Verbs that carry no topic of their own; a verb phrase never starts with one.
 LIGHT_VERBS = frozenset("""
 be have do get go say know think mean guess want let come seem suppose like need
@@ -553,7 +553,7 @@ def _phrase_from(doc, start: int, end: int, kind: str, stop: frozenset[str],
             return None
     for t in toks:
         if (t.lower_ in FILLER_WORDS and not (t.lower_ == "like" and t.pos_ == "VERB")) \
-                or _REDACTED.match(t.text):
+                or REDACTION_MARK.match(t.text):
             return None
     for pair in zip(lowers, lowers[1:]):
         if pair in FILLER_PHRASES or (pair[0] == pair[1] and pair[0][:1].isalnum()):
@@ -795,7 +795,7 @@ def _fast_pass(texts: Sequence[str], stop: frozenset[str], extra: frozenset[str]
                 is_content = (alpha and len(lem) > 2 and low not in stop and lem not in stop
                               and lem not in GENERIC_WORDS and low not in FILLER_WORDS
                               and low not in extra and lem not in extra
-                              and not _REDACTED.match(low))
+                              and not REDACTION_MARK.match(low))
                 info = seen[orth] = (len(tok), lem, low if alpha and not tok.istitle() else None,
                                      low if is_content else None)
             n, lem, lower_form, content_form = info

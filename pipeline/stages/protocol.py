@@ -126,6 +126,7 @@ from .. import safeyaml
 from ..errors import ConfigError, ConsensaError
 from ..types import SEGMENT_COLUMNS, TURN_COLUMNS, check_columns
 from .coreideas import ends_with_abbreviation
+from .naming import REDACTION_MARK
 
 Encoder = Callable[[list[str]], np.ndarray]
 
@@ -605,6 +606,9 @@ def question_core(text: str) -> str:
 
 #: The name of an area whose question leaves no words once cleaned.
 UNTITLED_AREA = "Untitled area"
+#: The name of an area whose question is redaction marks alone ("XXX XXXX XXX?"):
+#: the marks would read as a name and say nothing; the team names it in protocol.yaml.
+REDACTED_AREA = "Redacted question"
 
 
 def _clean_spoken(text: str) -> str:
@@ -661,7 +665,8 @@ def area_name(question: str, max_words: int = 12) -> str:
     ("So, um,", "I guess the first question would be", "Could you tell me about"),
     fillers, restarts, a participant's name and the question mark, cut at a clause
     boundary after about ``max_words`` words and never on a word a question cannot
-    end on ("the", "for", "like")."""
+    end on ("the", "for", "like"). A question of redaction marks alone is
+    :data:`REDACTED_AREA`."""
     from .naming import strip_transcriber_notes  # "(laughs)" is no part of a name
 
     question = " ".join(strip_transcriber_notes(question).split()) or question
@@ -705,13 +710,17 @@ def area_name(question: str, max_words: int = 12) -> str:
         else:
             text = _trim_open_end(" ".join(words[:max_words])) + "…"
     text = _trim_open_end(text.rstrip(" ,;:-–")) if not text.endswith("…") else text
+    if _words(text) and all(REDACTION_MARK.match(w) for w in _words(text)):
+        return REDACTED_AREA
     return (text[:1].upper() + text[1:]) if text else UNTITLED_AREA
 
 
 def _has_content(text: str) -> bool:
-    """Whether ``text`` has a word beyond the stop words and the verbs that carry no
-    topic ("Do you think that it" has none)."""
-    return any(w not in _STOP and w not in _LIGHT_VERBS and len(w) > 2 for w in _words(text))
+    """Whether ``text`` has a word beyond the stop words, the verbs that carry no
+    topic ("Do you think that it" has none) and redaction marks ("XXX XXXX": a
+    question redacted in the transcript says nothing a name could carry)."""
+    return any(w not in _STOP and w not in _LIGHT_VERBS and len(w) > 2
+               and not REDACTION_MARK.match(w) for w in _words(text))
 
 
 _FALSE_START = re.compile(r"^\W*(\w[\w'’]*)(?:\s+(\w[\w'’]*))?\s*,")
@@ -727,9 +736,12 @@ def _name_defects(name: str) -> int:
     """How far an area name falls short of a readable one: no word that says
     something (2); cut short ("…"), ending on a word a question cannot end on, a
     word said twice, a false start (:func:`_false_start`) (1 each); no words at all
-    (10)."""
+    (10). A question of redaction marks alone (:data:`REDACTED_AREA`) counts as one
+    with no word that says something: the better wording of the two is taken."""
     if name == UNTITLED_AREA:
         return 10
+    if name == REDACTED_AREA:           # says no more than a question with no content
+        return 2
     words = _words(name)
     return (2 * (not _has_content(name)) + name.endswith("…")
             + bool(words and words[-1] in _OPEN_END) + bool(_REPEAT.search(name))
