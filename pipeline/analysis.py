@@ -504,15 +504,23 @@ def _fill_names(cats: pd.DataFrame, seg: pd.DataFrame, phrases=None) -> list[str
     return names
 
 
-#: hesitation sounds before a reply ("Um, maybe a five"): not part of its name
-_HESITATION = re.compile(r"^(?:(?:um+|uh+|er+m?|hm+|mm+)\b[\s,.…-]*)+", re.I)
+#: hesitation sounds and joining words before a reply ("Um, maybe a five", "And, um,
+#: yes"): not part of its name
+_HESITATION = re.compile(r"^(?:(?:um+|uh+|er+m?|hm+|mm+|and|but|so|or)\b[\s,.…-]*)+", re.I)
+
+
+def _tidy_words(text: str) -> list[str]:
+    """The words of ``text``, for comparing it with its tidied form."""
+    return re.findall(r"[\w'’]+", text.casefold())
 
 
 def _name_minimal(cats: pd.DataFrame, seg: pd.DataFrame,
                   member_rows: Mapping[int, np.ndarray]) -> tuple[list[str], list[list[str]]]:
     """A category flagged *minimal responses* is named after the most central of such
     replies among its quotes ("Yeah, I guess so"), so that the judges see what it
-    gathers; a phrase name would come from the one longer segment among them. The
+    gathers; a phrase name would come from the one longer segment among them. A reply
+    that reads clean as said (no filler or restart inside) and whole in six words goes
+    before a more central one: the name is a run of its words, never tidied. The
     phrase name goes first among its alternatives. Other categories keep theirs."""
     from .stages.crossanalysis import MINIMAL, says_little
     from .stages.naming import strip_transcriber_notes
@@ -527,13 +535,22 @@ def _name_minimal(cats: pd.DataFrame, seg: pd.DataFrame,
             # the quotes, most central first (one a case); then any member
             ids = [str(q) for q in r.quote_ids] + \
                 [seg_ids[i] for i in member_rows[int(r.category_id)]]
-            for q in ids:
+            candidates = []
+            for q in dict.fromkeys(ids):
                 text = text_by_id.get(q, "")
                 said = " ".join(strip_transcriber_notes(text).split()).strip(" -–—,.;:…")
                 said = _HESITATION.sub("", said)
                 if said and says_little(text):
-                    reply = " ".join(said.split()[:6]).rstrip(" -–—,;:")
-                    break
+                    first = re.split(r"(?<=[.?!…])\s+", said)[0]    # one sentence
+                    said = first if len(first.split()) >= 2 else said
+                    words = " ".join(said.split()[:6]).rstrip(" -–—,.;:")
+                    # a reply that reads clean as said, and whole in six words, before
+                    # a more central one: not "And, uh, well, uh, I think" (cut short,
+                    # fillers inside) when "I don't think so" is there
+                    clean = _tidy_words(words) == _tidy_words(tidy_utterance(words))
+                    candidates.append((not clean, len(said.split()) > 6, len(candidates), words))
+            if candidates:
+                reply = min(candidates)[3]
         if reply:
             names.append(reply[:1].upper() + reply[1:])
             alternatives.append([str(r.name), *[a for a in alts if a != r.name]])

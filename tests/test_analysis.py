@@ -813,6 +813,26 @@ def test_a_category_of_minimal_responses_is_named_after_its_most_central_reply()
                                                               "Supervision helped me most."]))
 
 
+def test_a_minimal_reply_that_reads_clean_and_whole_names_its_category_before_a_central_one():
+    """"And, uh, well, uh, I think that's, that's all." was the most central reply of a
+    real study's category, and named it "And, uh, well, uh, I think": fillers inside,
+    cut before what it says. A reply that reads clean in six words, as said, names it;
+    with none, the most central reply still does."""
+    from pipeline.analysis import _name_minimal
+
+    seg = pd.DataFrame({"segment_id": ["a", "b", "c", "d"],
+                        "text": ["And, uh, well, uh, I think that's, that's all. That's all.",
+                                 "No, that I can, that I can think of right now, but, um.",
+                                 "I don't think so.", "Yes, yes, I have, I have."]})
+    cats = pd.DataFrame({"category_id": [0, 1], "name": ["That's all", "Yes"],
+                         "alternatives": [[], []],
+                         "flags": [["minimal responses"], ["minimal responses"]],
+                         "quote_ids": [["a", "b"], ["d"]]})
+    names, _ = _name_minimal(cats, seg, {0: np.array([0, 1, 2]), 1: np.array([3])})
+    assert names == ["I don't think so", "Yes, yes, I have, I have"]
+    assert name_occurs_in(names[0], ["I don't think so."])
+
+
 def test_a_run_counts_its_categories_of_minimal_responses_and_lists_them_last(
         tmp_path, monkeypatch, capsys):
     """The summary says how many categories gather minimal responses; the CQR table
