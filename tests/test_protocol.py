@@ -397,6 +397,33 @@ def test_a_greeting_before_the_first_question_does_not_make_it_frame():
     assert len(opening) == 1 and opening[0].frame
 
 
+def test_what_follows_a_greeting_and_is_none_is_not_set_apart_with_it():
+    """A counselling session opens "Hi, thanks for coming in" and goes on "Can you tell
+    me more about your concerns about vaccines?": a probe, asked in that session only.
+    It and the reflections after it followed the greeting into the interview frame, and
+    most of what the client said was left out of the cross-analysis. What follows a
+    greeting and is no greeting is content: no area of the frame."""
+    own = ["Can you tell me more about your worries about the vaccines?",
+           "Tell me more about the drinking at the weekends.",
+           "So what made you decide to come and see me about your sleep?",
+           "Can you say more about the arguments at home?"]
+    cases = {}
+    for k in range(4):
+        cases[f"c{k}"] = [(_I, OPENINGS[k]), (_P, "Yes, all fine."),
+                          (_I, own[k]), (_P, STORIES[k]),
+                          (_I, "So it has been weighing on you for a while."),
+                          (_P, STORIES[k + 1]),
+                          (_I, Q_TRAINING[k]), (_P, f"Not really, I learned it on the job {k}.")]
+    turns, segs = build(cases)
+    result = infer_protocol(turns, segs, fake_encode, ProtocolConfig())
+    frame = {a.area_id for a in result.protocol.areas if a.frame}
+    assert frame, [a.name for a in result.protocol.areas]
+    for case in cases:
+        assert _area_of(result, case, 0) in frame           # the greeting is the frame
+        for turn in (2, 4):                                  # what follows it is not
+            assert _area_of(result, case, turn) not in frame, (case, turn)
+
+
 def test_task_lines_become_areas_in_a_think_aloud_study():
     tasks = ["Find the cheapest train from York to Leeds on Friday morning.",
              "Change the booking so that the return journey is on Sunday."]

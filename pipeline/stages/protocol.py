@@ -1629,6 +1629,12 @@ def _infer_areas(prompts: list[_Prompt], qv: np.ndarray, config: ProtocolConfig,
                 area_members[p.area].append(p)
                 p.final_kind = "main"
                 continue
+            if kinds.get(current) == "opening":
+                # a greeting is answered by a greeting; what the interviewer asks or
+                # says next that is no greeting ("Can you tell me more about your
+                # concerns about vaccines?") is content, whether or not other cases
+                # ask it: its answers are placed by what they say, not set apart
+                current = -1
             if p.group >= 0 and not (p.short and not p.marked and p.group == current):
                 p.area = current = p.group
                 p.final_kind = "task" if p.kind == "task" else "main"
