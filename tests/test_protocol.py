@@ -615,6 +615,10 @@ def test_area_names_leave_out_the_speech_around_the_question():
         "And-and your-- So, um, you said the rupture came later?": "You said the rupture came later",
         "Jordan, what did your supervisor say?": "What did your supervisor say",
         "XXX, how was that for you?": "How was that for you",
+        # the name can close the question or sit between commas
+        "So, what brings you here, Bob? What can I do to help?": "What brings you here",
+        "And how did that feel, Mrs. Okafor?": "How did that feel",
+        "So tell me, Jordan, what made you stay?": "Tell me, what made you stay",
         "(laughs) And when he stopped answering, what went through your mind?":
             "When he stopped answering, what went through your mind",
         "So what would you say are the biggest gaps in your training and are there any changes "
@@ -627,6 +631,7 @@ def test_area_names_leave_out_the_speech_around_the_question():
     assert area_name("Supervision, was it any help?") == "Supervision, was it any help"
     assert area_name("What did you like, and what did you not like about it?") == \
         "What did you like, and what did you not like about it"
+    assert area_name("What did you do, then?") == "What did you do, then"
     assert area_name("So which notes do you look at?") == "Which notes do you look at"
     assert area_name("What, for you, was the hardest part?") == "What, for you, was the hardest part"
     assert area_name("A time you cried, or came close to crying, in session?") == \

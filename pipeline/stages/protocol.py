@@ -624,20 +624,32 @@ def _clean_spoken(text: str) -> str:
 
 def _without_vocative(text: str) -> str:
     """The question without the participant's name it opens with ("Jordan, what
-    did ..." -> "what did ..."): a name says whom the interviewer asked, not what,
+    did ..." -> "what did ..."), ends on or says between commas ("..., Bob?", "...,
+    Mrs. Smith, ..."): a name says whom the interviewer asked, not what,
     and a domain name must not carry it. A word counts as a name when it is a given
     name of the de-identification list (``pipeline/data/first_names.txt``) or a
     redaction mark ("XXX"); any other word before a comma may be the topic
     ("Supervision, was it any help?") and stays."""
-    m = re.match(r"^([A-Za-z][\w'’-]*),\s+(\S.*)$", text, re.S)
-    if not m:
-        return text
     from .deidentify import first_names
 
-    word, rest = m.group(1), m.group(2)
-    if re.fullmatch(r"[xX]{2,}", word) or (word[:1].isupper() and word.casefold() in first_names()):
-        return rest
-    return text
+    def is_name(word: str) -> bool:
+        return bool(re.fullmatch(r"[xX]{2,}", word)) or (
+            word[:1].isupper() and word.casefold() in first_names())
+
+    m = re.match(r"^([A-Za-z][\w'’-]*),\s+(\S.*)$", text, re.S)
+    if m and is_name(m.group(1)):
+        text = m.group(2)
+    # the name it ends on, or says between commas: "What brings you here, Bob",
+    # "Let me ask you this, Bob, what ...", "How are things, Mrs. Smith"
+    text = _TITLED_VOCATIVE.sub(lambda t: t.group(1), text)
+    return _VOCATIVE.sub(lambda v: v.group(1) if is_name(v.group(2)) else v.group(0), text)
+
+
+#: ", Bob" at the end of a question or between commas (the name is checked apart).
+_VOCATIVE = re.compile(r"(,)\s+([A-Za-z][\w'’-]*)(?=\s*(?:[,?.!…]|$))(?:\s*,(?=\s))?")
+#: ", Mrs. Smith": a title and a capitalised word, at the end or between commas.
+_TITLED_VOCATIVE = re.compile(r"(,)\s+(?:Mr|Mrs|Ms|Miss|Mx|Dr)\.?\s+[A-Z][\w'’-]*"
+                              r"(?=\s*(?:[,?.!…]|$))(?:\s*,(?=\s))?")
 
 
 #: A question broken off after its first words: "..., do you", "... or are there".
