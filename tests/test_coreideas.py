@@ -69,7 +69,17 @@ def fake_encode(texts):
     ("I met Mr. smith there.", "I met Mr. smith there."),
     ("all in lower case. like a caption.", "all in lower case. like a caption."),
     ("Um- I said it.", "I said it."),
-    ("It was, um —", "It was"),
+    # speech broken off keeps its dash, or the sentence reads finished where it stopped
+    ("It was, um —", "It was—"),
+    ("I don't really know what issues I need to-", "I don't really know what issues I need to-"),
+    ("So I --", "So I--"),
+    # a dash left before a stop by a removed filler goes, with the space
+    ("It was nothing too-- you know.", "It was nothing too."),
+    # speech the transcriber could not take down is marked where it was, once
+    ("It was going on [unintelligible 00:02:29] the and I get it.",
+     "It was going on […] the and I get it."),
+    ("I [inaudible] [crosstalk] went, um, (inaudible) home.", "I […] went […] home."),
+    ("[inaudible] She left [inaudible]", "She left"),
     ("My eyes filled... my eyes filled and I let it happen.", "My eyes filled and I let it happen."),
     ("The the session ended, erm, early.", "The session ended early."),
     # a filler between two clauses leaves one comma, not a run-on sentence
@@ -284,6 +294,17 @@ def test_the_word_budget_and_the_sentence_limit_hold():
     only_long = core_ideas(*make_segments({("A", 0): [long]}), CoreIdeaConfig()).iloc[0]
     assert 0 < only_long.n_words <= 40 and only_long.core_idea.endswith("…")
     assert set(re.findall(r"\w+", only_long.core_idea.lower())) <= set(re.findall(r"\w+", long.lower()))
+
+
+def test_a_sentence_said_again_is_not_a_second_sentence_of_the_core_idea():
+    """A client said "I don't really know what issues I need to sort." and, a turn
+    later, "I don't really know what issues I need to-": the core idea held both."""
+    said = "I don't really know what issues I need to sort."
+    again = "I don't really know what issues I need to-"
+    sents = {("A", 0): [said, again, "My drinking at the weekends worries my wife."]}
+    row = core_ideas(*make_segments(sents), CoreIdeaConfig()).iloc[0]
+    assert row.core_idea.count("I don't really know what issues") == 1, row.core_idea
+    assert "worries my wife" in row.core_idea
 
 
 def test_filler_only_cases_segments_outside_domains_and_short_answers():

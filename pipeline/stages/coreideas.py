@@ -68,7 +68,10 @@ What tidying removes (and nothing else: the words left are the participant's,
 in their order; only the first letter's case may change):
 
 * transcriber notes ("(laughs)", "[inaudible]"; the rule is
-  :func:`pipeline.stages.naming.strip_transcriber_notes`'s);
+  :func:`pipeline.stages.naming.strip_transcriber_notes`'s); a note of speech the
+  transcriber could not take down ("[inaudible]", "<crosstalk>") between words
+  leaves the omission mark "[…]", so that words not said together do not read as
+  one phrase;
 * fillers: "um", "uh", "er", "erm", "hmm", "mm" and the like, everywhere;
   "you know" and "I mean" where they stand apart (between punctuation, or
   "I mean" opening a sentence and not followed by "it", "that", ...); "like"
@@ -82,7 +85,10 @@ in their order; only the first letter's case may change):
   unless a comma or dash parts them or "that that" comes before a subject
   ("the one that that I think about");
 * cut-off words: a fragment ending in a hyphen followed by the word it starts
-  ("go- going").
+  ("go- going"). A dash the text ends on stays: the speech broke off there.
+
+A sentence said again, whole or in part, is not chosen a second time for one
+core idea.
 
 If tidying would leave nothing of a text that has a word other than a filler,
 the text is returned with only its transcriber notes removed.
@@ -100,7 +106,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import InputError
-from .naming import blank_transcriber_notes, strip_transcriber_notes
+from .naming import blank_transcriber_notes, strip_transcriber_notes, transcriber_note_spans
 
 CORE_IDEA_COLUMNS = ("case_id", "domain_id", "core_idea", "segment_ids", "n_words", "spans")
 
@@ -427,9 +433,55 @@ def _tidy_punctuation(toks: list[list]) -> list[list]:
                 continue                       # nothing before it any more
             if out and out[-1][0] in _DANGLING and t in (",", *_TERMINAL):
                 out.pop()                      # ", ," and ", ." left by a removal
+                tok = [t, False]               # "too." from "too-- you know."
         out.append(tok)
-    while out and out[-1][0] in _DANGLING:
+    # a dash the text itself ends on marks speech broken off ("so I-"): it stays, or
+    # the sentence would read as finished where the speaker stopped
+    broken_off = bool(toks) and toks[-1][0] in _DASHES and bool(out) and out[-1] is toks[-1]
+    while out and out[-1][0] in _DANGLING and not (broken_off and len(out) > 1
+                                                    and out[-1] is toks[-1]
+                                                    and _is_word(out[-2][0])):
         out.pop()                              # nothing after it any more
+    if out and out[-1][0] in _DASHES:
+        out[-1] = [out[-1][0], False]          # "so I-", not "so I -"
+    return out
+
+
+#: Where a tidied text lost speech the transcriber could not take down: an omission
+#: mark, as a quotation shows one. Without it "going on [unintelligible 00:02:29] the
+#: and I get" read "going on the and I get", words run together that were not said so.
+MISSING_MARK = "[…]"
+#: the cues of such notes ("[inaudible]", "(unintelligible 00:02:29)", "<crosstalk>")
+_MISSING_CUES = frozenset("""
+inaudible unintelligible unclear indistinct incomprehensible crosstalk cross-talk
+overlapping garbled
+""".split())
+_MISSING = "\ue000"          # stands for a gap while tidying: no word, no note, no filler
+_NOTE_WORDS = re.compile(r"[A-Za-z]+(?:-[A-Za-z]+)*")
+
+
+def _mark_missing(text: str) -> str:
+    """``text`` with each note of missing speech replaced by :data:`_MISSING`."""
+    if not any(ch in text for ch in "([{<"):
+        return text
+    parts, last = [], 0
+    for s, e in transcriber_note_spans(text):
+        if _MISSING_CUES.intersection(w.lower() for w in _NOTE_WORDS.findall(text[s:e])):
+            parts += [text[last:s], f" {_MISSING} "]
+            last = e
+    return "".join(parts) + text[last:] if parts else text
+
+
+def _missing_inside(toks: list[list]) -> list[list]:
+    """Marks of missing speech between words only, one for a run: at either end of the text
+    nothing reads as joined, and the sentence keeps its own start."""
+    out: list[list] = []
+    for tok in toks:
+        if tok[0] == _MISSING and (not out or out[-1][0] == _MISSING):
+            continue
+        out.append([tok[0], True] if tok[0] == _MISSING else tok)
+    while out and out[-1][0] == _MISSING:
+        out.pop()
     return out
 
 
@@ -444,13 +496,14 @@ def tidy_utterance(text: str) -> str:
     with one. Never empty when the text has a word other than a filler.
     """
     stripped = strip_transcriber_notes(text)
-    toks = _tokens(stripped)
+    toks = _tokens(strip_transcriber_notes(_mark_missing(text)))
     if not toks:
         return ""
     toks = _remove_fillers(toks)
     toks = _remove_repetitions(toks)
     toks = _tidy_punctuation(toks)
-    out = _join(toks).strip()
+    toks = _missing_inside(toks)
+    out = _join(toks).strip().replace(_MISSING, MISSING_MARK)
     if not any(_is_word(t[0]) for t in toks):
         substantive = [w for w in _WORD.findall(stripped) if _norm(w) not in FILLERS]
         return re.sub(r"\s+", " ", stripped).strip() if substantive else ""
@@ -901,9 +954,11 @@ def _choose(case, d, members, mine, cand, units: _Units, unit_vec, own_vector, v
     chosen: list[int] = []
     used = 0
     redundancy = np.zeros(len(cand))
+    said = [f" {' '.join(_WORD.findall(units.text[int(u)].casefold()))} " for u in cand]
+    repeated = np.zeros(len(cand), dtype=bool)
     while len(chosen) < config.max_sentences:
         score = rel - config.diversity * redundancy if chosen else rel.copy()
-        score = np.where(words <= config.max_words - used, score, -np.inf)
+        score = np.where((words <= config.max_words - used) & ~repeated, score, -np.inf)
         score[chosen] = -np.inf
         best = int(np.argmax(score))
         if not np.isfinite(score[best]) or (chosen and score[best] <= 0):
@@ -911,6 +966,10 @@ def _choose(case, d, members, mine, cand, units: _Units, unit_vec, own_vector, v
         chosen.append(best)
         used += int(words[best])
         redundancy = np.maximum(redundancy, red_matrix[best])
+        # a sentence said again, whole or in part ("I don't really know what issues I
+        # need to sort." then "I don't really know what issues I need to-"), is never
+        # a second sentence of the core idea
+        repeated |= np.array([a in said[best] or said[best] in a for a in said], dtype=bool)
     if not chosen:
         return empty
     picked = sorted((int(cand[k]) for k in chosen), key=lambda u: (units.seg[u], units.span[u][0]))
