@@ -113,6 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .config import CQR_ANALYSIS
     from .report.templating import counted
     from .runfolder import RunFolder
+    from .types import SKIPPED_CSV
 
     manifest = RunFolder(folder).manifest
     c = manifest["counts"]
@@ -198,7 +199,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         print(f"  {stats_summary(manifest['llm'])} ({folder / 'llm_log.jsonl'})")
     if manifest["skipped"]:
-        print(f"  {_skipped_line(manifest['skipped'])}, listed in the report and manifest.json")
+        where = "the report and manifest.json"
+        if (folder / SKIPPED_CSV).is_file():
+            where = f"the report and manifest.json; every turn and unit in {SKIPPED_CSV}"
+        print(f"  {_skipped_line(manifest['skipped'])}, listed in {where}")
     print(f"  run folder: {folder}")
     print(f"  report:     {folder / 'report.html'}")
     if (folder / "protocol.yaml").is_file():

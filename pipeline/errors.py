@@ -61,23 +61,42 @@ class Skipped:
     Windows-1252). Such notes are listed with the others, so that nothing changes
     without a word, but counted apart: a summary that calls them skipped says that
     text was lost when it was not. The manifest writes ``"kept": true`` on them only,
-    so a manifest from before has every note as left out, as it was."""
+    so a manifest from before has every note as left out, as it was.
+
+    ``count``: how many items one note stands for ("341 turns: T01:3, ..."). Counts are
+    what summaries add up: a note of 341 backchannel turns is not one item. The
+    manifest writes ``"count"`` only where it is not 1."""
 
     what: str      # the file (or file:line) that was skipped
     reason: str    # why, in words a researcher understands
     stage: str = "ingest"
     kept: bool = False
+    count: int = 1
 
-    def as_dict(self) -> dict[str, str | bool]:
-        out: dict[str, str | bool] = {"what": self.what, "reason": self.reason, "stage": self.stage}
+    def as_dict(self) -> dict[str, str | bool | int]:
+        out: dict[str, str | bool | int] = {"what": self.what, "reason": self.reason,
+                                            "stage": self.stage}
         if self.kept:
             out["kept"] = True
+        if self.count != 1:
+            out["count"] = int(self.count)
         return out
 
 
+def note_count(note) -> int:
+    """How many items a note (:class:`Skipped` or the manifest's dict of one) stands for."""
+    n = note.get("count", 1) if isinstance(note, dict) else getattr(note, "count", 1)
+    return int(n) if isinstance(n, int) and not isinstance(n, bool) and n >= 0 else 1
+
+
 def left_out_and_kept(notes) -> tuple[int, int]:
-    """(notes on something left out, notes on text that was kept) among ``notes``:
-    :class:`Skipped` or the manifest's dicts of them."""
-    kept = sum(1 for n in notes
-               if (n.get("kept") is True if isinstance(n, dict) else getattr(n, "kept", False)))
-    return len(notes) - kept, kept
+    """(items left out, notes on text that was kept) among ``notes``: :class:`Skipped`
+    or the manifest's dicts of them. Items are counted (:func:`note_count`), notes on
+    kept text one each."""
+    left = kept = 0
+    for n in notes:
+        if n.get("kept") is True if isinstance(n, dict) else getattr(n, "kept", False):
+            kept += 1
+        else:
+            left += note_count(n)
+    return left, kept

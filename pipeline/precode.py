@@ -785,7 +785,7 @@ def _summed(notes: list[Skipped]) -> list[Skipped]:
         shown = places[key][:SKIPPED_LISTED]
         summed.append(Skipped(f"{totals[key]} {unit}: " + ", ".join(shown)
                               + (" ..." if totals[key] > len(shown) else ""),
-                              note.reason, note.stage))
+                              note.reason, note.stage, count=totals[key]))
     return summed
 
 

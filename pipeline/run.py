@@ -230,6 +230,7 @@ def build(cfg: RunConfig, base_dir: Path, *, failed_llm_log: Path | None = None)
                  vectors=vectors, turns=corpus.turns, categories=analysis.categories,
                  core_ideas=analysis.core_ideas, protocol=analysis.protocol,
                  prompts=analysis.prompts, llm_log=analysis.llm_log,
+                 left_out=segmentation.left_out,
                  # a de-identified run's attributes were de-identified with its texts
                  cases=corpus.cases)
     if deid is not None:

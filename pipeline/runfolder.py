@@ -59,6 +59,7 @@ from .types import (
     CQR_COLUMNS,
     DOMAIN_COLUMNS,
     LIST_COLUMNS,
+    SKIPPED_CSV,
     THEME_COLUMNS,
     TURN_COLUMNS,
     RunResult,
@@ -191,6 +192,10 @@ class RunFolder:
             (out / "protocol.yaml").write_text(result.protocol, encoding="utf-8")
         if result.prompts is not None:
             to_csv(result.prompts, out / "protocol_prompts.csv", index=False)
+        if result.left_out is not None and len(result.left_out):
+            # every turn and unit set aside, with its words: the notes count them and
+            # name the first few places
+            to_csv(result.left_out, out / SKIPPED_CSV, index=False)
         if result.cases is not None and len(result.cases.columns) > 1:
             to_csv(result.cases, out / "cases.csv", index=False)
         if result.llm_log is not None:       # every prompt and answer the run depends on

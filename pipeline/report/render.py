@@ -42,7 +42,7 @@ from markupsafe import Markup
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
-from ..errors import left_out_and_kept
+from ..errors import left_out_and_kept, note_count
 from ..stages.cluster import sample_summary
 from ..stages.llm import stats_summary
 from ..stages.protocol import placed_summary
@@ -51,6 +51,7 @@ from ..types import (
     CONCEPT_COLUMNS,
     CQR_COLUMNS,
     DOMAIN_COLUMNS,
+    SKIPPED_CSV,
     THEME_COLUMNS,
     RunResult,
     check_columns,
@@ -156,7 +157,7 @@ def render_report(result: RunResult) -> str:
                                counted_cases),
         "stability": _stability_section(themes, manifest),
         "unassigned": _unassigned_section(seg, seg_theme, frame),
-        "skipped": _skipped_section(manifest),
+        "skipped": _skipped_section(manifest, getattr(result, "left_out", None)),
         "provenance": _provenance_section(manifest, config),
     }
     ctx["toc"] = [(anchor, title) for anchor, title, key in (
@@ -912,7 +913,10 @@ def _unassigned_section(seg: pd.DataFrame, seg_theme: np.ndarray,
             "truncated": total > len(rows), "share": share, "n_frame": int(frame.sum())}
 
 
-def _skipped_section(manifest: Mapping) -> dict[str, Any]:
+def _skipped_section(manifest: Mapping, left_out: pd.DataFrame | None = None) -> dict[str, Any]:
+    """The notes of what was skipped, counted by the items each stands for;
+    ``left_out`` (the segmenter's rows, written to skipped.csv) only says whether the
+    folder has that file."""
     raw = manifest.get("skipped")
     items = []
     for it in raw or []:
@@ -920,15 +924,21 @@ def _skipped_section(manifest: Mapping) -> dict[str, Any]:
             it = it.as_dict()
         if isinstance(it, Mapping):
             items.append({"what": it.get("what", ""), "reason": it.get("reason", ""),
-                          "stage": it.get("stage", ""), "kept": it.get("kept") is True})
+                          "stage": it.get("stage", ""), "kept": it.get("kept") is True,
+                          "count": note_count(dict(it))})
         else:
-            items.append({"what": str(it), "reason": "", "stage": "", "kept": False})
-    by_reason = Counter(it["reason"] or "(no reason given)" for it in items)
+            items.append({"what": str(it), "reason": "", "stage": "", "kept": False,
+                          "count": 1})
+    by_reason: Counter[str] = Counter()
+    for it in items:
+        # a note of 341 turns counts 341 (errors.Skipped.count), not 1
+        by_reason[it["reason"] or "(no reason given)"] += 1 if it["kept"] else it["count"]
     counts_raw = manifest.get("counts")
     counts = [(str(k), str(v)) for k, v in counts_raw.items()] \
         if isinstance(counts_raw, Mapping) else []
     return {
         "recorded": raw is not None, "total": len(items),
+        "csv": SKIPPED_CSV if left_out is not None and len(left_out) else "",
         **dict(zip(("left_out", "kept"), left_out_and_kept(items), strict=True)),
         "by_reason": sorted(by_reason.items(), key=lambda kv: (-kv[1], kv[0])),
         "entries": items[:MAX_SKIPPED_LISTED], "truncated": len(items) > MAX_SKIPPED_LISTED,

@@ -26,7 +26,14 @@ from pydantic import Field
 from ..cache import Cache, digest, stage_key
 from ..errors import Skipped
 from ..registry import segmenters
-from ..types import SEGMENT_COLUMNS, TURN_COLUMNS, Corpus, Segmentation, check_columns
+from ..types import (
+    LEFT_OUT_COLUMNS,
+    SEGMENT_COLUMNS,
+    TURN_COLUMNS,
+    Corpus,
+    Segmentation,
+    check_columns,
+)
 
 #: Words that, alone or together, make an utterance a backchannel.
 BACKCHANNEL_WORDS = frozenset("""
@@ -135,10 +142,22 @@ class _SegmenterBase(ABC):
         left_turns: list[str] = []
         left_units: list[str] = []
         wordless: list[str] = []
+        left_rows: list[tuple] = []         # every one of them, for skipped.csv
+        backchannel = "backchannel (e.g. 'mm-hmm', 'yeah'): not a theme"
+        too_short = f"fewer than {self.min_words} words"
+        no_words = "no words once transcriber notes and line numbers are removed"
+
+        def left(i: int, s: int, e: int, text: str, reason: str) -> None:
+            at = int(col["start_char"][i])
+            left_rows.append((col["case_id"][i], int(col["turn_index"][i]), col["speaker"][i],
+                              col["role"][i], at + s, at + e, col["source_file"][i], reason,
+                              text[s:e]))
+
         for i, text, spans in zip(keep_idx, texts, spans_per_turn):
             if is_backchannel(text, self.backchannels):
                 counts["turns_backchannel"] += 1
                 left_turns.append(f"{col['case_id'][i]}:{int(col['turn_index'][i])}")
+                left(i, 0, len(text), text, backchannel)
                 continue
             turn = {c: v[i] for c, v in col.items()}
             n = 0
@@ -154,6 +173,7 @@ class _SegmenterBase(ABC):
                     at = int(turn["start_char"])
                     (left_units if short else wordless).append(
                         f"{turn['case_id']}:{int(turn['turn_index'])} (chars {at + s}-{at + e})")
+                    left(i, s, e, text, too_short if short else no_words)
                     continue
                 rows.append({
                     "segment_id": f"{turn['case_id']}:{int(turn['turn_index'])}:{n}",
@@ -174,15 +194,14 @@ class _SegmenterBase(ABC):
         skipped = []
         if counts["turns_backchannel"]:
             skipped.append(Skipped(f"{counts['turns_backchannel']} turns: "
-                                   + _listed(left_turns), "backchannel "
-                                   "(e.g. 'mm-hmm', 'yeah'): not a theme", "segment"))
+                                   + _listed(left_turns), backchannel, "segment",
+                                   count=counts["turns_backchannel"]))
         if counts["units_too_short"]:
             skipped.append(Skipped(f"{counts['units_too_short']} units: " + _listed(left_units),
-                                   f"fewer than {self.min_words} words", "segment"))
+                                   too_short, "segment", count=counts["units_too_short"]))
         if counts["units_no_words"]:
             skipped.append(Skipped(f"{counts['units_no_words']} units: " + _listed(wordless),
-                                   "no words once transcriber notes and line numbers are "
-                                   "removed", "segment"))
+                                   no_words, "segment", count=counts["units_no_words"]))
         # a case whose analysed speech gave no segment drops out of the study: name it
         spoken = dict.fromkeys(col["case_id"][i] for i in keep_idx)
         kept = set(segments["case_id"])
@@ -193,8 +212,11 @@ class _SegmenterBase(ABC):
                 f"{len(lost)} case(s): {', '.join(lost[:20])}{' ...' if len(lost) > 20 else ''}",
                 f"no segment: every {'/'.join(self.roles)} turn was a backchannel, shorter "
                 f"than {self.min_words} words or notes alone, so the case is not analysed "
-                "(check its speaker labels and roles)", "segment"))
-        return Segmentation(segments=segments, skipped=tuple(skipped), counts=counts)
+                "(check its speaker labels and roles)", "segment", count=len(lost)))
+        left_out = pd.DataFrame(left_rows, columns=list(LEFT_OUT_COLUMNS)).astype(
+            {"turn_index": "int64", "start_char": "int64", "end_char": "int64"})
+        return Segmentation(segments=segments, skipped=tuple(skipped), counts=counts,
+                            left_out=left_out)
 
     @abstractmethod
     def _spans(self, texts: list[str]) -> list[list[tuple[int, int]]]:
