@@ -33,9 +33,9 @@ from contextlib import contextmanager
 import numpy as np
 import pandas as pd
 
-from .stages.coreideas import core_ideas, tidy_utterance
+from .stages.coreideas import core_ideas, count_words, tidy_utterance
 from .stages.cqr import CrossAnalysis, frequency_label
-from .stages.crossanalysis import cross_analyse
+from .stages.crossanalysis import MINIMAL, cross_analyse
 from .stages.protocol import (
     FRAME_DOMAIN,
     infer_protocol,
@@ -522,7 +522,7 @@ def _name_minimal(cats: pd.DataFrame, seg: pd.DataFrame,
     that reads clean as said (no filler or restart inside) and whole in six words goes
     before a more central one: the name is a run of its words, never tidied. The
     phrase name goes first among its alternatives. Other categories keep theirs."""
-    from .stages.crossanalysis import MINIMAL, says_little
+    from .stages.crossanalysis import says_little
     from .stages.naming import strip_transcriber_notes
 
     seg_ids = seg["segment_id"].astype(str).tolist()
@@ -646,6 +646,9 @@ def _domains(dom_rows: pd.DataFrame, themes: pd.DataFrame, segments: pd.DataFram
 #: how many of a (sub)category's most central quotes may give its illustrative core
 #: idea (:func:`cqr_rows`)
 ILLUSTRATION_CANDIDATES = 3
+#: an illustrative core idea shorter than this goes after the other candidates, unless
+#: the category gathers minimal responses
+ILLUSTRATION_MIN_WORDS = 8
 
 
 def _fresh(option: tuple[list[str], str], seen: set[str], quoted: list[set[str]]) -> bool:
@@ -674,7 +677,9 @@ def cqr_rows(categories: pd.DataFrame, domains: pd.DataFrame, segments: pd.DataF
     row shows
     the core idea of the case of its next most central quote (of the first
     :data:`ILLUSTRATION_CANDIDATES`) that is not shown yet; when every one is, the
-    first."""
+    first. Among those not shown yet, one of :data:`ILLUSTRATION_MIN_WORDS` words or
+    more goes first, so a category is not shown by a line that says nothing of it;
+    a category of minimal responses keeps its most central."""
     text_by_id = dict(zip(segments["segment_id"].astype(str), segments["text"].astype(str)))
     case_by_id = dict(zip(segments["segment_id"].astype(str), segments["case_id"].astype(str)))
     dom_name = dict(zip(domains["domain_id"].astype(int), domains["name"]))
@@ -696,8 +701,12 @@ def cqr_rows(categories: pd.DataFrame, domains: pd.DataFrame, segments: pd.DataF
                 raw = text_by_id.get(q, "")
                 options.append(([q], tidy_utterance(raw) or " ".join(raw.split())))
         quoted = quoted_ids.setdefault(int(r.domain_id), [])
-        ids, quote = next((o for o in options if _fresh(o, seen, quoted)),
-                          options[0] if options else ([], ""))
+        fresh = [o for o in options if _fresh(o, seen, quoted)]
+        if MINIMAL not in list(r.flags):
+            # one that says something before a more central one that does not: "That
+            # was two weeks ago." showed nothing of a category of 49 segments
+            fresh.sort(key=lambda o: count_words(o[1]) < ILLUSTRATION_MIN_WORDS)
+        ids, quote = fresh[0] if fresh else (options[0] if options else ([], ""))
         seen.add(" ".join(quote.split()))
         quoted.append(set(ids))
         first = ids[0] if ids else ""

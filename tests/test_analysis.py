@@ -1261,6 +1261,32 @@ def test_a_quote_of_fillers_alone_is_shown_as_said_and_no_name_is_line_numbers()
     assert names[1] == "So hard, that one."
 
 
+def test_a_category_is_illustrated_by_a_core_idea_that_says_something():
+    """A category of 49 segments on a client's sickness was illustrated by "That was
+    two weeks ago.", the core idea of its most central case. A candidate of eight
+    words or more goes first; a category of minimal responses keeps its most central
+    reply, which is what it gathers."""
+    from pipeline.analysis import cqr_rows
+
+    segments = pd.DataFrame({"segment_id": ["A:1:0", "B:1:0", "C:1:0"],
+                             "case_id": ["A", "B", "C"],
+                             "text": ["That was two weeks ago.",
+                                      "I was sick for a whole month and could not keep food down.",
+                                      "Yeah, I guess so."]})
+    domains = pd.DataFrame({"domain_id": [0], "name": ["Health"]})
+    ideas = {("category", c, case): (text, [sid])
+             for c in (1, 2) for sid, case, text in segments.itertuples(index=False)}
+    cats = pd.DataFrame([{"domain_id": 0, "frequency_label": "variant", "counted_cases": ["A"],
+                          "flags": flags, "label_if_reassigned_counted": "variant",
+                          "category_id": c, "parent_id": -1, "name": "", "alternatives": [],
+                          "quote_ids": ["A:1:0", "B:1:0", "C:1:0"]}
+                         for c, flags in ((1, []), (2, ["minimal responses"]))])
+    cats.loc[1, "quote_ids"] = ["C:1:0", "A:1:0"]
+    table = cqr_rows(cats, domains, segments, 3, ideas)
+    assert table["quote"].tolist() == [segments["text"][1], "Yeah, I guess so."]
+    assert table["quote_case"].tolist() == ["B", "C"]
+
+
 def test_the_summary_counts_every_category_the_table_shows_with_subcategories():
     """"(N with subcategories)" counts the categories the CQR table shows with rows
     under them: subcategories by size and by the participants' judgement (stance)
