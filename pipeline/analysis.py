@@ -497,11 +497,29 @@ def _fill_names(cats: pd.DataFrame, seg: pd.DataFrame, phrases=None) -> list[str
             quote = text_by_id.get(r.quote_ids[0], "") if len(r.quote_ids) else ""
             found = [p.text for p in phrases([quote])[0]
                      if 2 <= len(p.text.split()) <= 6] if quote else []
-            said = strip_transcriber_notes(quote).split()[:5]
+            said = _without_open_end(strip_transcriber_notes(quote).split()[:5])
             name = found[0][:1].upper() + found[0][1:] if found else \
                 " ".join(said) or f"Category {int(r.category_id)}"
         names.append(name)
     return names
+
+
+def _without_open_end(words: list[str]) -> list[str]:
+    """The first words of a quote as a name, not ending on a word that leaves it open
+    ("It's just overwhelming when you" -> "It's just overwhelming"): trailing stop
+    words go, while two words are left; a word that ends a sentence ("one.") ends it."""
+    from .stages.nlp import stop_words
+
+    stop = stop_words()
+    words = list(words)
+    while len(words) > 2:
+        bare = words[-1].strip(" ,;:-–—…\"'“”‘’").casefold().replace("’", "'")
+        if bare and bare not in stop and "'" not in bare:
+            break
+        words.pop()
+    if words:
+        words[-1] = words[-1].rstrip(" ,;:-–—")
+    return words
 
 
 #: hesitation sounds and joining words before a reply ("Um, maybe a five", "And, um,

@@ -1259,6 +1259,10 @@ def test_a_quote_of_fillers_alone_is_shown_as_said_and_no_name_is_line_numbers()
     assert table["quote"].tolist()[0] == "Um, uh, mm, er."
     names = _fill_names(cats, segments, phrases=lambda texts: [[] for _ in texts])
     assert names[1] == "So hard, that one."
+    # nor words that leave it open
+    segments.loc[1, "text"] = "It's just overwhelming when you see them all."
+    names = _fill_names(cats, segments, phrases=lambda texts: [[] for _ in texts])
+    assert names[1] == "It's just overwhelming"
 
 
 def test_a_category_is_illustrated_by_a_core_idea_that_says_something():
