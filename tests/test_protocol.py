@@ -619,6 +619,14 @@ def test_area_names_leave_out_the_speech_around_the_question():
         "So, what brings you here, Bob? What can I do to help?": "What brings you here",
         "And how did that feel, Mrs. Okafor?": "How did that feel",
         "So tell me, Jordan, what made you stay?": "Tell me, what made you stay",
+        # a check said as a question is not the question; words joined by a hyphen
+        # said twice, and "you know" between commas, are speech, not the name
+        "Yeah, that makes sense? Yeah? So how confident are you that-that, you know, you "
+        "can do it?": "How confident are you that you can do it",
+        "Would-would this feel like a natural time to-to stop?":
+            "Would this feel like a natural time to stop",
+        # a question that ends on its verb and object is whole, not broken off
+        "How often do you do it?": "How often do you do it",
         "(laughs) And when he stopped answering, what went through your mind?":
             "When he stopped answering, what went through your mind",
         "So what would you say are the biggest gaps in your training and are there any changes "
@@ -654,6 +662,32 @@ def test_an_area_is_named_after_its_most_readable_wording():
     names = [a.name for a in result.protocol.areas]
     assert "How did the supervisee react to the feedback" in names, names
     assert not any(n.endswith("…") for n in names), names
+
+
+def test_an_area_is_named_after_a_wording_that_asks():
+    """In counselling sessions the counsellor reflects back as often as asking: "So,
+    maybe around 20 drinks a week?" named an area whose other wordings asked "How
+    many drinks would you say you'd have over a week?". A wording that asks goes
+    first; a statement with a tag ("..., isn't it?") does not ask."""
+    reflection = "So, maybe around 20 drinks a week?"
+    asking = "How many drinks would you say you'd have over a week?"
+    for k, (first, second) in enumerate(((reflection, asking), (asking, reflection))):
+        cases = {}
+        for c in range(4):
+            q = first if c < 2 else second
+            cases[f"c{c}"] = [(_I, q), (_P, STORIES[c]), (_I, Q_TRAINING[c]),
+                              (_P, f"Not really, I learned it on the job {c}.")]
+        turns, segs = build(cases)
+        names = [a.name for a in infer_protocol(turns, segs, fake_encode,
+                                                ProtocolConfig()).protocol.areas]
+        assert "How many drinks would you say you'd have over a week" in names, (k, names)
+    from pipeline.stages.protocol import _asks
+
+    assert not _asks("That's what you want from friends, isn't it?")
+    assert not _asks("Yeah, that makes sense?") and not _asks(reflection)
+    assert _asks("That's for the sorting, but for the filtering are there any other ways?")
+    assert _asks("Same scale, 0 to 10, how confident are you?") and _asks("Any thoughts on it?")
+    assert _asks("Tell me about your supervisor.")
 
 
 def test_a_redacted_question_names_no_area():

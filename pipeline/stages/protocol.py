@@ -511,12 +511,28 @@ _NAME_LEAD = re.compile(
     re.I)
 #: A word or a run of two or three said again at once: the speaker restarting
 #: ("Which, which plots", "what a what a plot", "your, your your analysis").
-_REPEAT = re.compile(r"\b(\w[\w'’]*(?:[ ,]+\w[\w'’]*){0,2}?)(?:[ ,]+\1\b)+", re.I)
-#: "like" between commas, or opening the text before one: a filler ("whether,
-#: like, it helped"). Not "what did you like, and ...", where it is the verb.
-_LIKE_FILLER = re.compile(r"(?:,\s*|^\s*)like\s*,\s*", re.I)
+_REPEAT = re.compile(r"\b(\w[\w'’]*(?:[ ,]+\w[\w'’]*){0,2}?)(?:(?:[ ,]+|-)\1\b)+", re.I)
+#: "like", "you know" or "I mean" between commas, or opening the text before one: a
+#: filler ("whether, like, it helped", "that, you know, you can"). Not "what did you
+#: like, and ...", where it is the verb.
+_LIKE_FILLER = re.compile(r"(?:,\s*|^\s*)(?:like|you know|i mean)\s*,\s*", re.I)
 _ASKS = (r"(?:what|how|why|when|where|which|who|whose|do|does|did|are|is|was|were|would|could|"
          r"can|will|have|has|had)")
+#: A question tag at the end of a statement ("..., isn't it?", "..., right?").
+_TAG = re.compile(r",\s*(?:(?:\w+n['’]t|is|are|do|does|did|was|were|will|would|can|could) "
+                  r"(?:it|you|they|he|she|we|there|that|i)|right|yeah|no|okay|ok)\W*$", re.I)
+#: A question word that asks ("what do", not the "what" of "that's what you want"), or
+#: a verb before its subject, inside a sentence.
+_ASKS_INSIDE = re.compile(
+    r"\b(?:what|how|why|where|which|whom?)(?:['’]s)? (?:do|does|did|are|is|was|were|would|"
+    r"could|can|will|have|has|about|else|kind|sort|made|makes|happened)\b|"
+    r"\b(?:do|does|did|are|is|was|were|would|could|"
+    r"can|will|have|has|had|should)(?:n't|n’t)? (?:you|we|they|he|she|it|there|i|that|this|"
+    r"these|those|your|any)\b", re.I)
+#: A sentence that opens asking, after the lead-ins and a short preamble or two ("So,
+#: um, how ...", "Same scale, 0 to 10, how confident ...", "Any thoughts on ...?").
+_OPENS_ASKING = re.compile(r"^\W*" + _LEAD + r"(?:[^,?]{0,30},\s+){0,2}(?:" + _ASKS +
+                           r"|any|anything|anyone|anybody)\b", re.I)
 #: A question begun, dropped and begun again: the words before the comma say
 #: nothing, and a question starts after it ("How, what did you say", "did you, were
 #: you able to", "Do you think that it, would you want a written plan").
@@ -588,6 +604,17 @@ def _is_question(sentence: str) -> bool:
     return sentence.rstrip(" \"'”’)]").endswith("?") or bool(_REQUEST.match(sentence))
 
 
+def _asks(sentence: str) -> bool:
+    """Whether a sentence asks: it opens with a question word or a request ("How many
+    drinks ...?", "Tell me about ..."), or has a question word or a verb before its
+    subject in it ("..., but for the filtering are there any other ways?"); not a
+    statement that only ends on a question mark or a tag ("So, maybe around 20 drinks
+    a week?", "Yeah, that makes sense?", "..., isn't it?": a reflection or a check the
+    participant confirms)."""
+    return bool(_OPENS_ASKING.match(sentence) or _REQUEST.match(sentence)
+                or _ASKS_INSIDE.search(_TAG.sub("", sentence)))
+
+
 def question_core(text: str) -> str:
     """The part of a prompt that asks: from its first question or request sentence
     to its last. A prompt with none (a reflection, a task) is kept whole."""
@@ -653,7 +680,9 @@ _TITLED_VOCATIVE = re.compile(r"(,)\s+(?:Mr|Mrs|Ms|Miss|Mx|Dr)\.?\s+[A-Z][\w'’
 
 
 #: A question broken off after its first words: "..., do you", "... or are there".
-_BROKEN_OFF = re.compile(r"(?:,\s*|\s+(?:and|or|but)\s+|\s+)" + _ASKS +
+#: After a comma or a conjunction only: "How often do you do it" ends on its verb
+#: and object, which a space alone before them took for a question begun again.
+_BROKEN_OFF = re.compile(r"(?:,\s*|\s+(?:and|or|but)\s+)" + _ASKS +
                          r"\s+(?:you|we|they|it|there|i)\W*$", re.I)
 
 
@@ -683,7 +712,7 @@ def area_name(question: str, max_words: int = 12) -> str:
 
     question = " ".join(strip_transcriber_notes(question).split()) or question
     sents = _sentences(question) or [question]
-    asked = [s for s in sents if _is_question(s)]
+    asked = _asked(sents)
 
     def clean(sentence: str) -> str:
         text = _clean_spoken(sentence)
@@ -1717,14 +1746,38 @@ def _representative(members: list[_Prompt], qv: np.ndarray, max_words: int = 12)
     are all representative of it, and spoken ones differ mostly in how readable
     they are ("Do you think that it, would you want a written plan ..."), so among
     those within ``_NAME_POOL`` of the best (mean similarity to the others) the one
-    whose name has the fewest defects (:func:`_name_defects`) is taken; then those
+    whose name has the fewest defects (:func:`_name_defects`, and one more for a
+    wording that does not ask, :func:`_asks`) is taken; then those
     within 0.05 of the best, then the shortest, for the plainest name."""
     ranked = _ranked_questions(members, qv, with_scores=True)
     top = ranked[0][1]
     pool = [(i, q, score) for i, (q, score) in enumerate(ranked) if score >= top - _NAME_POOL]
-    best = min(pool, key=lambda x: (_name_defects(area_name(x[1], max_words)),
+    best = min(pool, key=lambda x: (_wording_defects(x[1], max_words),
                                     x[2] < top - 0.05, len(_words(x[1])), x[0]))
     return best[1]
+
+
+def _asked(sents: list[str]) -> list[str]:
+    """The question sentences among ``sents`` that :func:`area_name` may take, in order:
+    one that asks ("So how confident are you ...?") before a statement said as a
+    question, which checks or reflects ("Yeah, that makes sense?")."""
+    asked = [s for s in sents if _is_question(s)]
+    return [s for s in asked if _asks(s)] or asked
+
+
+def _wording_defects(question: str, max_words: int) -> int:
+    """The defects of the name a wording gives (:func:`_name_defects`), and one more
+    when the sentence it is named from does not ask (:func:`_asks`): a reflection said
+    as a question ("So, maybe around 20 drinks a week?") names an area worse than "How
+    many drinks would you have in a week?". A redacted question is not asked to ask."""
+    from .naming import strip_transcriber_notes
+
+    name = area_name(question, max_words)
+    if name in (REDACTED_AREA, UNTITLED_AREA):
+        return _name_defects(name)
+    text = " ".join(strip_transcriber_notes(question).split()) or question
+    asked = _asked(_sentences(text) or [text])
+    return _name_defects(name) + (not asked or not _asks(asked[0]))
 
 
 def _ranked_questions(members: list[_Prompt], qv: np.ndarray, with_scores: bool = False):
