@@ -377,6 +377,24 @@ def with_interview_frame(base: RunResult) -> RunResult:
                      config=base.config)
 
 
+def test_a_protocol_that_recurs_little_is_noted_at_the_top_of_the_report(result, monkeypatch):
+    """Counselling sessions run as a CQR study: the note that their "protocol" is one
+    session's questions each stood in the protocol section, far down the page, while
+    the summary printed it at once. The report says it under its summary too."""
+    from dataclasses import replace
+
+    import pipeline.stages.protocol as protocol
+
+    note = "the 46 protocol areas are answered in a median of 3 of 40 cases: ..."
+    monkeypatch.setattr(protocol, "scattered_protocol", lambda *a, **k: note)
+    out = render_report(replace(result, protocol="areas: []\n"))
+    top = out[out.index('id="summary"'):out.index('id="cqr"')]
+    assert "The 46 protocol areas are answered in a median of 3 of 40 cases" in top
+    monkeypatch.setattr(protocol, "scattered_protocol", lambda *a, **k: None)
+    out = render_report(replace(result, protocol="areas: []\n"))
+    assert "protocol-note" not in out[out.index('id="summary"'):out.index('id="cqr"')]
+
+
 def test_the_map_counts_the_interview_frame_apart_from_the_unassigned():
     """The frame's segments are in no theme on purpose: the header, the run's summary
     and the manifest count them apart from the unassigned ones, and so does the map
