@@ -514,6 +514,9 @@ def cmd_precode(args: argparse.Namespace) -> int:
           f"{cal.get('ece', float('nan')):.3f}; {cal['folds']})")
     print(f"  coded: {m['n_coded']}   none of these: {m['n_none']}   needs a human "
           f"(confidence < {m['threshold']}): {m['n_needs_human']}")
+    if m["n_needs_human"]:
+        print("  the CQR table's frequency labels count the coded segments only: those in "
+              "the queue count once a person codes them")
     if "shards" in m:
         sh = m["shards"]
         print(f"  shards: {sh['shards']} on {sh['engine']} ({sh['computed']} run now, "

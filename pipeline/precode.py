@@ -35,10 +35,11 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -610,7 +611,9 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
         seg.to_parquet(tmp / "segments.parquet", index=False)
         to_csv(seg, tmp / "segments.csv", index=False)        # no text starts a formula
         to_csv(table, tmp / "cqr_table.csv", index=False)
-        (tmp / "cqr_table.md").write_text(cqr_markdown(table), encoding="utf-8")
+        (tmp / "cqr_table.md").write_text(
+            cqr_markdown(table) + provisional_note(int(len(coded)), int(seg["needs_human"].sum()),
+                                                   threshold), encoding="utf-8")
         codebook_rel = Path(os.path.relpath(Path(codebook).resolve(), out.resolve())).as_posix()
         meta = {"batch": batch, "codebook": str(Path(codebook).resolve()),
                 "codebook_relative": codebook_rel,
@@ -1020,6 +1023,17 @@ def queue_parts(queue: pd.DataFrame, rows: int | None = None):
         yield f"queue-{k + 1:0{width}d}.xlsx", queue.iloc[k * rows:(k + 1) * rows]
 
 
+def provisional_note(n_coded: int, n_queued: int, threshold: float) -> str:
+    """The line under a pre-coding's CQR table: its frequency labels count the segments
+    the classifier coded, and none of those in the queue, until a person codes them."""
+    if not n_queued:
+        return ""
+    return (f"\nFrequency labels count the {n_coded} segment(s) coded with a confidence of "
+            f"at least {threshold:g}; the {n_queued} segment(s) in the queue are not counted "
+            "until a person codes them (queue.xlsx, then `consensa precode import`), so a "
+            "label can rise.\n")
+
+
 def queue_workbook(queue: pd.DataFrame, cats: dict[int, tuple], meta: dict) -> bytes:
     """The "needs a human" queue as a workbook: three suggestions, and a dropdown to code it.
 
@@ -1050,11 +1064,13 @@ def queue_workbook(queue: pd.DataFrame, cats: dict[int, tuple], meta: dict) -> b
                     round(float(getattr(r, f"top{k}_confidence")), 3)]
         append_row(ws, row + [None, None])
     lists = wb.create_sheet("categories")
-    append_row(lists, ["category id", "category", "domain"])
+    # the dropdown offers "12 – Trauma language": an id alone said nothing to the
+    # person choosing (import reads the id, or a name typed alone)
+    append_row(lists, ["category id", "category", "domain", "to choose"])
     for cid, (name, _, dom) in cats.items():
-        append_row(lists, [cid, name, dom])
-    append_row(lists, ["none", "not any category", ""])
-    dv = DataValidation(type="list", formula1=f"'categories'!$A$2:$A${len(cats) + 2}",
+        append_row(lists, [cid, name, dom, f"{cid} – {name}"])
+    append_row(lists, ["none", "not any category", "", "none"])
+    dv = DataValidation(type="list", formula1=f"'categories'!$D$2:$D${len(cats) + 2}",
                         allow_blank=True)
     ws.add_data_validation(dv)
     dv.add(f"{choice}2:{choice}{max(ws.max_row, 2)}")
@@ -1098,9 +1114,31 @@ class QueueRow:
     edit."""
 
     segment_id: str
-    category_id: int
+    category_id: int | None     # None: the person typed a name (``name``)
     comment: str
     source: str
+    name: str = ""
+
+
+#: "12", "12 – Trauma language", "12: ...": a category id first, what follows it read
+#: as its name and not checked
+_ID_FIRST = re.compile(r"^\s*(\d+)(?:\.0+)?(?:\s*[-–—:]\s*\S.*|\s+\S.*)?$", re.S)
+
+
+def _not_whole(code: str) -> bool:
+    """Whether ``code`` is a number with a fraction ("3.5"): no id, and no name."""
+    try:
+        return not float(code).is_integer()
+    except ValueError:
+        return False
+
+
+def _category_by_name(name: str, categories: Mapping[int, tuple]) -> int | None:
+    """The id of the category named ``name`` (case and spacing aside), if one is."""
+    key = " ".join(name.split()).casefold()
+    found = [cid for cid, (cname, *_rest) in categories.items()
+             if " ".join(str(cname).split()).casefold() == key]
+    return found[0] if len(found) == 1 else None
 
 
 def read_queue(path: Path) -> tuple[dict, list[QueueRow], list[str]]:
@@ -1158,28 +1196,26 @@ def read_queue(path: Path) -> tuple[dict, list[QueueRow], list[str]]:
             if comment:
                 comment_only.append(f"row {n}")
             continue
-        code = str(raw).strip()
+        code = restore(str(raw)).strip()
         where = f"sheet 'queue', row {n}, column 'code as category'"
-        if code.lower() == "none":
-            cid = NONE
-        else:
-            try:
-                number = float(code)
-            except ValueError:
-                errors.append(f"{where}: {code!r} is not a category id or 'none'")
-                continue
-            if not number.is_integer():
-                errors.append(f"{where}: {code!r} is not a whole category id")
-                continue
+        name = ""
+        if code.lower() in ("none", "not any category"):
+            cid: int | None = NONE
+        elif _not_whole(code):
+            errors.append(f"{where}: {code!r} is not a whole category id")
+            continue
+        elif m := _ID_FIRST.match(code):
             # whether it is a category is checked against the pre-coding's own codebook
-            # (record_choices), not the workbook's 'categories' sheet, which a person may
+            # (import_queue), not the workbook's 'categories' sheet, which a person may
             # have written a note on, renamed or deleted
-            cid = int(number)
+            cid = int(m.group(1))
+        else:
+            cid, name = None, code       # a category's name, typed: looked up on import
         if not ident:
             errors.append(f"sheet 'queue', row {n}: the segment id is empty")
             continue
-        choices.append(QueueRow(segment_id=ident, category_id=cid,
-                                comment=comment, source=f"{path.name}, row {n}"))
+        choices.append(QueueRow(segment_id=ident, category_id=cid, comment=comment,
+                                source=f"{path.name}, row {n}", name=name))
     if errors:
         raise InputError(f"{len(errors)} problem(s) in the queue workbook:\n  "
                          + "\n  ".join(errors[:30]), path=path,
@@ -1231,23 +1267,36 @@ def import_queue(path: Path, by: str) -> QueueImport:
     meta, rows, comment_only = read_queue(path)
     batch = _batch_of(meta, Path(path))
     choices, errors = [], []
+    unknown = gone = False
     for row in rows:
-        if row.category_id != NONE and row.category_id not in batch.categories:
-            errors.append(f"{row.source}, column 'code as category': {row.category_id} is not "
+        cid = row.category_id
+        if cid is None:
+            cid = _category_by_name(row.name, batch.categories)
+            if cid is None:
+                unknown = True
+                errors.append(f"{row.source}, column 'code as category': {row.name!r} is not "
+                              "the id nor the name of a category of the codebook")
+                continue
+        elif cid != NONE and cid not in batch.categories:
+            unknown = True
+            errors.append(f"{row.source}, column 'code as category': {cid} is not "
                           "a category of the codebook")
             continue
         try:
-            choice = batch.choice(row.segment_id, row.category_id, row.comment, by)
+            choice = batch.choice(row.segment_id, cid, row.comment, by)
         except InputError:
+            gone = True
             errors.append(f"{row.source}: {row.segment_id!r} is not a queued segment of batch "
                           f"{batch.batch}")
             continue
         choices.append(replace(choice, source=row.source))
     if errors:
+        hints = ["type a category's id or name as the 'categories' sheet lists it, or "
+                 "'none'"] if unknown else []
+        hints += ["keep the segment id column as it was written"] if gone else []
         raise InputError(f"{len(errors)} problem(s) in the queue workbook:\n  "
                          + "\n  ".join(errors[:30]), path=path,
-                         hint="keep the segment id column as it was written; nothing was "
-                              "imported")
+                         hint="; ".join(hints) + "; nothing was imported")
     if choices:
         with ReviewStore(load_run(batch.run_folder), create=True) as store:
             record_choices(store, batch.batch, choices, by,

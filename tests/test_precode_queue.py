@@ -91,6 +91,26 @@ def test_the_cqr_table_has_no_empty_rows(batch):
     assert '""' not in md and " 0/" not in md and "| none |" not in md
 
 
+def test_the_cqr_table_says_its_labels_wait_for_the_queue(queued, batch):
+    """The table's labels counted the coded segments alone ("variant, 2/7" where the
+    queue held most of the category) and said so nowhere."""
+    _, out = queued
+    seg = pd.read_parquet(out / "segments.parquet")
+    md = (out / "cqr_table.md").read_text()
+    n = int(seg["needs_human"].sum())
+    assert n and f"the {n} segment(s) in the queue are not counted" in md
+    # a batch with nothing queued has nothing to wait for
+    assert not pd.read_parquet(batch / "segments.parquet")["needs_human"].any()
+    assert "in the queue" not in (batch / "cqr_table.md").read_text()
+
+
+def test_the_summary_says_the_labels_wait_for_the_queue(rejecting_codebook, tmp_path, capsys):
+    new = write_study(tmp_path / "new", n_cases=2)
+    assert main(["precode", str(rejecting_codebook), "--transcripts", str(new), "--threshold",
+                 "1", "--out", str(tmp_path / "pre")]) == 0
+    assert "frequency labels count the coded segments only" in capsys.readouterr().out
+
+
 def test_queue_workbook_shows_three_suggestions_with_confidences(batch):
     seg = pd.read_parquet(batch / "segments.parquet")
     ws = openpyxl.load_workbook(batch / "queue.xlsx")["queue"]
@@ -174,6 +194,32 @@ def test_a_bad_queue_row_imports_nothing_and_names_the_row(queued, tmp_path, cap
     err = capsys.readouterr().err
     assert "row 3" in err and "9999" in err and "code as category" in err
     assert stored_choices(codebook.parent.parent).empty
+
+
+def test_a_queue_row_may_name_its_category_and_the_dropdown_shows_names(queued, tmp_path,
+                                                                       capsys):
+    """The dropdown offered bare ids, and a category's exact name typed in was refused
+    ("is not a category id or 'none'"), with a hint about the segment id column. The
+    dropdown offers "id – name"; an id, that form, or a name (case and spacing aside)
+    is read; an unknown name or id says to choose from the categories sheet."""
+    codebook, out = queued
+    cb = __import__("yaml").safe_load(codebook.read_text())
+    cats = codebook_categories(cb)
+    first, second = sorted(cats)[:2]
+    name = cats[second][0]
+    wb = openpyxl.load_workbook(out / "queue.xlsx")
+    offered = [r[3] for r in wb["categories"].iter_rows(min_row=2, values_only=True)]
+    assert f"{first} – {cats[first][0]}" in offered and offered[-1] == "none"
+    assert "$D$2" in wb["queue"].data_validations.dataValidation[0].formula1
+    filled = _fill(out / "queue.xlsx", tmp_path / "names.xlsx",
+                   {2: f"  {name.upper()} ", 3: f"{first} – {cats[first][0]}"})
+    assert main(["precode", "import", str(filled), "--by", "ana"]) == 0
+    assert sorted(stored_choices(codebook.parent.parent)["label"]) == sorted([second, first])
+    bad = _fill(out / "queue.xlsx", tmp_path / "typo.xlsx", {2: name + "x", 3: 9999})
+    assert main(["precode", "import", str(bad), "--by", "ben"]) == 2
+    err = capsys.readouterr().err
+    assert f"{name + 'x'!r} is not the id nor the name" in err and "9999" in err
+    assert "'categories' sheet" in err and "segment id column" not in err
 
 
 @pytest.mark.parametrize("edit", ["note", "rename", "delete"])
