@@ -9,6 +9,7 @@ import io
 import os
 import stat
 import zipfile
+from dataclasses import replace
 
 import openpyxl
 import pytest
@@ -181,3 +182,44 @@ def test_missing_key_is_named(exported, capsys):
     assert "ana.xlsx, sheet '_meta': cannot be checked: this review has no workbook key" in err
     assert "export fresh workbooks" in err
     assert _state(run) == ({}, {}, {})
+
+
+def test_an_untouched_consensus_workbook_changes_nothing_and_a_judges_is_not_one(exported,
+                                                                                capsys):
+    """A consensus workbook is exported with the consensus as it stands; imported back
+    untouched it recorded every row again without what its sheets have no column for
+    (a rejection's recorded reason, a split domain's definition), and they were lost.
+    And one judge's own workbook imported with --consensus became the panel's consensus."""
+    run, rdir = exported
+    assert main(["review", "resolve", str(run), "--theme", "1", "--decision", "reject",
+                 "--comment", "single story; not a category", "--by", "team"]) == 0
+    assert main(["review", "resolve", str(run), "--theme", "2", "--decision", "rename",
+                 "--name", "Peer consultation", "--core-idea", "colleagues who listened",
+                 "--by", "team"]) == 0
+    assert main(["review", "resolve", str(run), "--domain", "0", "--decision", "split",
+                 "--themes", "4", "--name", "Shame", "--core-idea", "shame in supervision",
+                 "--by", "team"]) == 0
+    before = _standing(run)
+    assert main(["review", "export", str(run), "--consensus", "--by", "team"]) == 0
+    capsys.readouterr()
+    assert main(["review", "import", str(run), str(rdir / "team.xlsx"), "--consensus",
+                 "--by", "team"]) == 0
+    assert "as the consensus stands, left as recorded" in capsys.readouterr().out
+    after = _standing(run)
+    made = next(k for k, d in before.items() if d.decision == "create")   # the split's domain
+    assert before["domain:0"].core_idea == before[made].core_idea == "shame in supervision"
+    for item in (made, "domain:0", "theme:1", "theme:2"):
+        assert replace(after[item], source="") == replace(before[item], source=""), item
+    assert after["theme:1"].comment == "single story; not a category"
+    # a judge's workbook is not the consensus, whoever --by names
+    state = _state(run)
+    fill(rdir / "ana.xlsx", "themes", 0, decision="reject")
+    assert main(["review", "import", str(run), str(rdir / "ana.xlsx"), "--consensus",
+                 "--by", "team"]) == 2
+    assert "not a consensus workbook" in capsys.readouterr().err
+    assert _state(run) == state
+
+
+def _standing(run):
+    with ReviewStore(load_run(run)) as store:
+        return store.standing()

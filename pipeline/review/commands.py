@@ -91,6 +91,11 @@ def import_workbooks(run_folder: Path, files: list[Path], consensus: bool = Fals
                               f"the review is in round {store.round}")
             if not consensus and wb.role == "consensus":
                 errors.append(f"{wb.path.name}: a consensus workbook; import it with --consensus")
+            if consensus and wb.role != "consensus":
+                # one judge's positions are not the panel's consensus
+                errors.append(f"{wb.path.name}: {wb.person}'s {wb.role} workbook, not a "
+                              "consensus workbook; import it without --consensus, or export "
+                              "one with `consensa review export RUN --consensus --by NAME`")
         people = [wb.person for wb in read if wb.role == "judge"]
         dupes = {p for p in people if people.count(p) > 1}
         errors += [f"two workbooks of judge {p!r} in one import" for p in sorted(dupes)]
@@ -100,8 +105,12 @@ def import_workbooks(run_folder: Path, files: list[Path], consensus: bool = Fals
             errors += check_set(decisions, run)
             if errors:
                 raise ReviewError(listing(errors), hint=FIX_HINT)
-            n = store.resolve(decisions, by=by or ",".join(wb.person for wb in read))
-            return f"imported {n} consensus decision(s) from {len(read)} workbook(s)"
+            decisions, same = _changed_from_standing(decisions, store.standing())
+            n = store.resolve(decisions, by=by or ",".join(wb.person for wb in read)) \
+                if decisions else 0
+            unchanged = f"; {same} row(s) as the consensus stands, left as recorded" if same \
+                else ""
+            return f"imported {n} consensus decision(s) from {len(read)} workbook(s){unchanged}"
         if errors:
             raise ReviewError(listing(errors), hint=FIX_HINT)
         batches = [(wb.person, wb.decisions) for wb in read if wb.role == "judge"]
@@ -114,6 +123,28 @@ def import_workbooks(run_folder: Path, files: list[Path], consensus: bool = Fals
     whose = ", ".join(f"{wb.person}'s ({wb.path.name})" if wb.path.stem != wb.person
                       else wb.path.name for wb in read)
     return f"imported {n} decision(s) and comment(s) from {len(read)} workbook(s): {whose}"
+
+
+def _changed_from_standing(decisions: list[Decision],
+                           standing: dict[str, Decision]) -> tuple[list[Decision], int]:
+    """The consensus workbook's decisions that change what stands, and how many do not.
+
+    A consensus workbook is exported prefilled with the consensus as it stands, but its
+    sheets carry no column for some of what a decision holds (a new domain's
+    definition, the reason recorded with a rejection): imported untouched, every row was
+    recorded again without them, and they were lost. A row that decides what stands
+    decides is left as recorded; one whose decision is the same but whose text columns
+    the sheet left empty keeps the recorded text."""
+    changed, same = [], 0
+    for d in decisions:
+        s = standing.get(d.item)
+        if s is not None and d.key() == s.key():
+            d = replace(d, core_idea=d.core_idea or s.core_idea, comment=d.comment or s.comment)
+            if (d.new_name, d.core_idea, d.comment) == (s.new_name, s.core_idea, s.comment):
+                same += 1
+                continue
+        changed.append(d)
+    return changed, same
 
 
 def _exported_as(run_folder: Path, missing: Path) -> str:
