@@ -396,10 +396,12 @@ class RunFolder:
         link = None
         if vectors is not None and "theme" in segments.columns:
             link = theme_linkage(vectors, segments["theme"].to_numpy())
+        skipped = self.path / SKIPPED_CSV
         return RunResult(segments=segments, themes=themes, domains=self.domains(),
                          cqr=self.cqr(), concepts=self.concepts(), theme_linkage=link,
                          manifest=manifest, config=self.config, vectors=vectors,
-                         turns=self.turns(), **self.cqr_parts())
+                         turns=self.turns(), **self.cqr_parts(),
+                         left_out=read_raw_csv(skipped) if skipped.is_file() else None)
 
     def cqr_parts(self) -> dict[str, Any]:
         """A CQR run's own parts (categories, core ideas, protocol), None where the
