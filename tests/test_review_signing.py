@@ -10,6 +10,7 @@ import os
 import stat
 import zipfile
 from dataclasses import replace
+from pathlib import Path
 
 import openpyxl
 import pytest
@@ -223,3 +224,27 @@ def test_an_untouched_consensus_workbook_changes_nothing_and_a_judges_is_not_one
 def _standing(run):
     with ReviewStore(load_run(run)) as store:
         return store.standing()
+
+
+def test_an_older_copy_imported_after_a_newer_one_says_which_positions_it_puts_back(
+        exported, tmp_path, capsys):
+    """A judge imported v1 (reject), then v2 (accept), then v1 again by mistake: the
+    reject came back with no word. Each position that replaces a different one of the
+    same judge is named in the import's message; the earlier stay in the audit log."""
+    import shutil
+
+    run, rdir = exported
+    fill(rdir / "ana.xlsx", "themes", 0, decision="reject")
+    v1 = Path(shutil.copy(rdir / "ana.xlsx", tmp_path / "ana-v1.xlsx"))
+    assert main(["review", "import", str(run), str(v1)]) == 0
+    assert "replace" not in capsys.readouterr().out
+    fill(rdir / "ana.xlsx", "themes", 0, decision="accept")
+    assert main(["review", "import", str(run), str(rdir / "ana.xlsx")]) == 0
+    assert "1 position(s) replace a different one" in capsys.readouterr().out
+    assert main(["review", "import", str(run), str(v1)]) == 0
+    out = capsys.readouterr().out
+    assert "1 position(s) replace a different one" in out and "ana on theme:0" in out
+    assert _state(run)[0]["theme:0"]["ana"].decision == "reject"
+    # the same workbook again replaces nothing
+    assert main(["review", "import", str(run), str(v1)]) == 0
+    assert "replace" not in capsys.readouterr().out

@@ -116,13 +116,35 @@ def import_workbooks(run_folder: Path, files: list[Path], consensus: bool = Fals
         batches = [(wb.person, wb.decisions) for wb in read if wb.role == "judge"]
         comments = [(wb.person, item, comment, where) for wb in read if wb.role == "auditor"
                     for item, comment, where in wb.comments]
+        replaced = _replaced_positions(batches, store.positions())
         n = store.record_positions(batches, what="; ".join(str(f) for f in files),
                                    comments=comments)
     # whose each workbook is, from its signed _meta sheet, not its file name: a copy of
     # one judge's workbook saved under another's name records the first judge's positions
     whose = ", ".join(f"{wb.person}'s ({wb.path.name})" if wb.path.stem != wb.person
                       else wb.path.name for wb in read)
-    return f"imported {n} decision(s) and comment(s) from {len(read)} workbook(s): {whose}"
+    out = f"imported {n} decision(s) and comment(s) from {len(read)} workbook(s): {whose}"
+    if replaced:
+        # an older copy of a workbook imported after a newer one puts its positions back:
+        # never without a word (the earlier ones stay in the audit log)
+        shown = "; ".join(replaced[:10]) + (f"; ... and {len(replaced) - 10} more"
+                                            if len(replaced) > 10 else "")
+        out += (f"\n{len(replaced)} position(s) replace a different one the same judge "
+                f"recorded before (kept in the audit log): {shown}")
+    return out
+
+
+def _replaced_positions(batches: list[tuple[str, list[Decision]]],
+                        stored: dict[str, dict[str, Decision]]) -> list[str]:
+    """``judge on item: old -> new`` for each position that replaces a different one."""
+    out = []
+    for judge, decisions in batches:
+        for d in decisions:
+            old = stored.get(d.item, {}).get(judge)
+            if old is not None and (old.key(), old.core_idea, old.comment) != \
+                    (d.key(), d.core_idea, d.comment):
+                out.append(f"{judge} on {d.item}: {old.describe()} -> {d.describe()}")
+    return out
 
 
 def _changed_from_standing(decisions: list[Decision],
