@@ -286,6 +286,29 @@ def test_next_round_starts_from_the_consensus_and_marks_changes(panel, capsys):
     assert cb["review"]["round"] == 2
 
 
+def test_an_item_disputed_in_round_two_stands_as_round_one_left_it(panel, capsys):
+    """Round 1 renamed theme 1 and merged theme 2 into it; in round 2 two judges
+    disputed theme 1's name, and the draft codebook showed theme 1 as Consensa had
+    proposed it: round 2 starts from round 1's consensus, until the judges settle it."""
+    run = _close_round_one(panel)
+    assert main(["review", "next-round", str(panel), "--by", "ana"]) == 0
+    assert main(["review", "export", str(panel), "--judges", "ana,ben"]) == 0
+    for judge, name in (("ana", "Support from supervisors"), ("ben", "Supervisors' support")):
+        path = panel / "review" / "round-2" / f"{judge}.xlsx"
+        fill(path, "themes", 1, decision="rename", new_name=name)
+        assert main(["review", "import", str(panel), str(path)]) == 0
+    capsys.readouterr()
+    with ReviewStore(run) as store:
+        st = review_status(store)
+    item = {i.item: i for i in st.items}["theme:1"]
+    assert item.state == "disputed" and item.consensus is None
+    assert st.effective_consensus()["theme:1"].new_name == "Supervision as support"
+    assert main(["review", "status", str(panel)]) == 0
+    out = capsys.readouterr().out
+    codebook = out[out.index("Codebook as it stands"):]
+    assert "Supervision as support" in codebook
+
+
 def test_next_round_refuses_an_open_round(panel, capsys):
     assert main(["review", "next-round", str(panel)]) == 2
     assert "round 1 is still open" in capsys.readouterr().err

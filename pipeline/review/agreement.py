@@ -102,7 +102,17 @@ class ReviewStatus:
         return [i for i in self.items if i.state not in SETTLED]
 
     def effective_consensus(self) -> dict[str, Decision]:
-        return {i.item: i.consensus for i in self.items if i.consensus is not None}
+        """What stands for each item: its consensus; for an item open again in a later
+        round (disputed, or decided by some judges only), the round before's, which
+        the round starts from: a theme made a subcategory in round 1 whose name the
+        judges dispute in round 2 is a subcategory still, not back to the proposal."""
+        out = {}
+        for i in self.items:
+            if i.consensus is not None:
+                out[i.item] = i.consensus
+            elif i.baseline is not None and i.state != "blocked":
+                out[i.item] = i.baseline
+        return out
 
     def unanswered(self) -> list[str]:
         """The auditors' comments of this round that a judge has not answered, one line

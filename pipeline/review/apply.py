@@ -76,8 +76,9 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
 
     ``draft``: the codebook as it stands while items are still open (the live codebook
     of the web app, ``review status`` and ``review apply --preview``): an item without
-    a consensus stays as proposed, and the codebook says it is a draft and which items
-    are open. Without it, an open round is refused.
+    a consensus stays as proposed (from round 2 on, as the round before left it), and
+    the codebook says it is a draft and which items are open. Without it, an open
+    round is refused.
     """
     if not status.closed and not draft:
         pending = "; ".join(f"{i.label} ({i.state})" for i in status.pending()[:10])
@@ -540,8 +541,10 @@ def codebook_markdown(cb: Codebook) -> str:
     (:func:`pipeline.sheets.markdown_text`)."""
     t = markdown_text
     d = cb.data
+    standing = "as proposed" if d["review"]["round"] == 1 else \
+        "as proposed, or as the round before left them"
     draft = ([f"**DRAFT**: {len(d['open_items'])} item(s) still have no consensus and stand "
-              "as proposed: " + "; ".join(t(i) for i in d["open_items"][:20])
+              f"{standing}: " + "; ".join(t(i) for i in d["open_items"][:20])
               + (" ..." if len(d["open_items"]) > 20 else ""), ""] if d.get("draft") else [])
     lines = [f"# {'Draft codebook' if d.get('draft') else 'Codebook'}: {t(d['run']['name'])}", "",
              *draft,

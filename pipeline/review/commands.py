@@ -196,7 +196,8 @@ def status(run_folder: Path) -> tuple[str, bool]:
 def codebook_text(live: dict) -> str:
     """The codebook as it stands, in short: domains, their categories, what changed."""
     cb = live["codebook"]
-    head = ("Codebook as it stands (a draft: open items stand as proposed)" if live["draft"]
+    head = ("Codebook as it stands (a draft: open items stand as proposed, or as the "
+            "round before left them)" if live["draft"]
             else "Codebook as it stands (every item has its consensus)")
     lines = ["", head]
     for d in cb["domains"]:
