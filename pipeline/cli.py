@@ -476,8 +476,14 @@ def cmd_precode(args: argparse.Namespace) -> int:
             raise InputError("give the filled-in queue: `consensa precode import QUEUE.xlsx "
                              "--by NAME`")
         done = import_queue(args.queue, args.by or "")
-        print(f"stored {done.stored} choice(s) by {args.by} from {args.queue}")
+        again = f" ({done.repeated} as already stored, not stored again)" if done.repeated \
+            else ""
+        print(f"stored {done.stored} choice(s) by {args.by} from {args.queue}{again}")
         print(f"  in: {done.run_folder / 'review' / 'decisions.sqlite'}")
+        if not done.stored and not done.repeated:
+            print("  nothing to store: no row of the queue has a code in 'code as category'",
+                  file=sys.stderr)
+            return 0
         if done.comment_only:
             rows = ", ".join(done.comment_only[:20]) + (" ..." if len(done.comment_only) > 20
                                                         else "")

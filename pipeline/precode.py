@@ -1249,6 +1249,8 @@ class QueueImport:
     stored: int
     run_folder: Path
     comment_only: list[str]
+    #: choices this person had stored as they are: not stored again
+    repeated: int = 0
 
 
 def import_queue(path: Path, by: str) -> QueueImport:
@@ -1297,11 +1299,20 @@ def import_queue(path: Path, by: str) -> QueueImport:
         raise InputError(f"{len(errors)} problem(s) in the queue workbook:\n  "
                          + "\n  ".join(errors[:30]), path=path,
                          hint="; ".join(hints) + "; nothing was imported")
-    if choices:
+    # the same workbook imported again repeats what is stored: counted, not stored twice
+    latest = latest_choices(batch.run_folder)
+
+    def stored_as_is(c: QueueChoice) -> bool:
+        v = latest.get((by, c.item(batch.batch)))
+        return v is not None and (v.get("category_id"), v.get("comment", "")) == \
+            (c.category_id, c.comment)
+
+    new = [c for c in choices if not stored_as_is(c)]
+    if new:
         with ReviewStore(load_run(batch.run_folder), create=True) as store:
-            record_choices(store, batch.batch, choices, by,
+            record_choices(store, batch.batch, new, by,
                            f"precode queue {Path(path).name} ({batch.batch})", batch.categories)
-    return QueueImport(len(choices), batch.run_folder, comment_only)
+    return QueueImport(len(new), batch.run_folder, comment_only, len(choices) - len(new))
 
 
 def record_choices(store: ReviewStore, batch: str, choices: list[QueueChoice], by: str,

@@ -222,6 +222,30 @@ def test_a_queue_row_may_name_its_category_and_the_dropdown_shows_names(queued, 
     assert "'categories' sheet" in err and "segment id column" not in err
 
 
+def test_a_queue_imported_again_or_left_empty_says_so(queued, tmp_path, capsys):
+    """The same filled-in queue imported twice printed "stored 16 choice(s)" twice and
+    stored them twice; an unfilled one printed "stored 0 choice(s) ... the next
+    --retrain learns from them"."""
+    codebook, out = queued
+    first = sorted(codebook_categories(__import__("yaml").safe_load(codebook.read_text())))[0]
+    filled = _fill(out / "queue.xlsx", tmp_path / "q.xlsx", {2: first, 3: "none"})
+    assert main(["precode", "import", str(filled), "--by", "ana"]) == 0
+    assert "stored 2 choice(s)" in capsys.readouterr().out
+    assert main(["precode", "import", str(filled), "--by", "ana"]) == 0
+    printed = capsys.readouterr().out
+    assert "stored 0 choice(s) by ana from" in printed and "(2 as already stored" in printed
+    assert len(stored_choices(codebook.parent.parent)) == 2
+    # one row changed: only it is stored
+    again = _fill(filled, tmp_path / "q2.xlsx", {3: first})
+    assert main(["precode", "import", str(again), "--by", "ana"]) == 0
+    printed = capsys.readouterr().out
+    assert "stored 1 choice(s) by ana from" in printed
+    assert "(1 as already stored, not stored again)" in printed
+    assert main(["precode", "import", str(out / "queue.xlsx"), "--by", "ana"]) == 0
+    captured = capsys.readouterr()
+    assert "nothing to store" in captured.err and "--retrain" not in captured.out
+
+
 @pytest.mark.parametrize("edit", ["note", "rename", "delete"])
 def test_the_categories_sheet_as_people_edit_it_does_not_decide_what_a_category_is(
         queued, tmp_path, edit):
