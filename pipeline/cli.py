@@ -349,6 +349,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise InputError("--draft and --proposal exclude each other", field="--draft",
                          hint="--draft: the review as it stands; --proposal: Consensa's themes")
     how = {"draft": args.draft, "proposal": args.proposal}
+    if args.kind in ("csv", "qdc") and is_precode_folder(args.source):
+        from .errors import InputError
+
+        # a pre-coding applies a codebook; its tables are its own files
+        raise InputError(f"a pre-coding folder: `consensa export {args.kind}` exports a run "
+                         "folder or its review's codebook", path=args.source,
+                         hint="`consensa export qdpx` exports the pre-coded transcripts with "
+                         "their codes; its segments.csv and cqr_table.csv are the tables, and "
+                         "the codebook it applied is the one to give `export qdc`")
     if args.kind == "csv":
         from .exchange.tables import export_tables
 

@@ -460,6 +460,12 @@ def test_a_precoding_opens_in_qda_software_with_the_peoples_choices(queued, tmp_
     assert main(["precode", "import", str(_fill(out / "queue.xlsx", tmp_path / "ana.xlsx",
                                                 {2: first, 3: "none"})), "--by", "ana"]) == 0
     capsys.readouterr()
+    # the tables and the codebook are not what a pre-coding exports: it says which is
+    for kind in ("csv", "qdc"):
+        assert main(["export", kind, str(out)]) == 2
+        err = capsys.readouterr().err
+        assert "a pre-coding folder" in err and "`consensa export qdpx`" in err
+        assert "Traceback" not in err
     assert main(["export", "qdpx", str(out)]) == 0
     said = capsys.readouterr().out
     path = out / "export" / "precoded.qdpx"
