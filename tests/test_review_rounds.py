@@ -781,6 +781,12 @@ def test_judges_create_and_define_a_domain_with_undo(panel, capsys):
     r = web.post("/decide", _page=web.get("/theme/1"), item="theme:1", v_item="0",
                  v_mine="0", decision="reassign", domain=new, **{"as": "consensus"})
     assert r.status_code == 303
+    # its page gives the figures of the codebook as it stands, not the empty proposal's
+    with ReviewStore(load_run(panel)) as store:
+        live = {d["id"]: d for d in review_status_codebook(store)["domains"]}
+    figures = _between(web.get(f"/domain/{new}"), 'class="live-frequency"', "</dd>")
+    assert f"{live[int(new)]['n_cases']}/{run.n_cases} cases, as the codebook stands" in figures
+    assert live[int(new)]["n_cases"] > 0 and "proposed:" not in figures
     with ReviewStore(load_run(panel)) as store:
         store.resolve([Decision(i, "accept") for i in proposed
                        if i not in store.consensus()], by="ben")
@@ -962,3 +968,14 @@ def test_the_workbook_shows_the_subcategories_consensa_proposed(applied_demo, tm
     for s in subs:
         assert f"{s['name']} ({counted(s['n_segments'], 'segment')}, " \
                f"{counted(s['n_cases'], 'case')})" in shown[s["parent_theme"]]
+
+
+def review_status_codebook(store) -> dict:
+    from pipeline.review.apply import build_codebook
+
+    return build_codebook(store.run, review_status(store), draft=True).data
+
+
+def _between(page: str, start: str, end: str) -> str:
+    i = page.index(start)
+    return page[i:page.index(end, i)]

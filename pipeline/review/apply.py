@@ -733,7 +733,9 @@ def live_codebook(run: RunItems, status: ReviewStatus) -> dict:
     themes, domains = {}, {}
     for d in cb["domains"]:
         domains[d["id"]] = {"name": d["name"], "definition": d.get("definition", ""),
-                            "into": d["id"], "categories": d["categories"]}
+                            "into": d["id"], "categories": d["categories"],
+                            "frequency_label": d.get("frequency_label", ""),
+                            "n_cases": d.get("n_cases")}
         for c in d["categories"]:
             for t in c["from_themes"]:
                 if t == c["id"]:
@@ -753,6 +755,7 @@ def live_codebook(run: RunItems, status: ReviewStatus) -> dict:
             dec = cons.get(domain_item(did))
             name = dec.new_name if dec and dec.new_name and dec.decision != "merge" \
                 else run.domain_name(did)
-            domains[did] = {"name": name, "definition": "", "into": end, "categories": []}
+            domains[did] = {"name": name, "definition": "", "into": end, "categories": [],
+                            "frequency_label": "", "n_cases": None}
     return {"themes": themes, "domains": domains, "draft": bool(cb.get("draft")),
             "codebook": cb}
