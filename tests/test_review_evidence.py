@@ -455,6 +455,41 @@ def test_a_merged_domain_lists_each_case_once_with_the_core_idea_of_each_domain(
     assert any(f"(from domain {merged} " in t for t in titles)
 
 
+def test_a_core_idea_quotes_only_its_domain_and_moved_sentences_follow_their_segments(cqr):
+    """A segment the judges moved to a category of another domain stayed quoted by the
+    core idea of its first domain, and a domain made of moved segments had no core
+    ideas. A proposed core idea keeps the sentences of segments still in its domain; the
+    others go, with their segment, to the case's core ideas in the domain they joined."""
+    import yaml
+
+    ci = pd.read_parquet(cqr / "core_ideas.parquet")
+    seg = pd.read_parquet(cqr / "segments.parquet")
+    themes = pd.read_parquet(cqr / "themes.parquet")
+    row = next(r for r in ci.itertuples() if len(set(r.segment_ids)) >= 2)
+    case, dom = str(row.case_id), int(row.domain_id)
+    moved = str(row.segment_ids[-1])
+    other = themes[(themes["domain_id"] != dom) & (themes["domain_id"] >= 0)]
+    target = int(other["theme_id"].iat[0])
+    to_dom = int(other["domain_id"].iat[0])
+    assert moved in set(seg["segment_id"])
+    with ReviewStore(load_run(cqr)) as store:
+        store.resolve([Decision(f"segment:{moved}", "move", target=str(target))], by="ana")
+        _settle(store)
+    assert main(["review", "apply", str(cqr)]) == 0
+    cb = yaml.safe_load((cqr / "review" / "codebook.yaml").read_text(encoding="utf-8"))
+    ideas = {d["id"]: d.get("core_ideas", []) for d in cb["domains"]}
+    home = [c for c in ideas[dom] if c["case"] == case and "moved_from" not in c]
+    assert home and moved not in home[0]["segment_ids"]
+    kept = [str(x) for x in row.segment_ids if str(x) != moved]
+    assert set(home[0]["segment_ids"]) == set(kept)
+    away = [c for c in ideas[to_dom] if c["case"] == case and c.get("moved_from") == dom]
+    assert away and away[0]["segment_ids"] == [moved] and away[0]["core_idea"]
+    text = seg.set_index("segment_id").at[moved, "text"]
+    assert set(re.findall(r"\w+", away[0]["core_idea"])) <= set(re.findall(r"\w+", text))
+    md = (cqr / "review" / "codebook.md").read_text(encoding="utf-8")
+    assert f"from the core idea proposed in domain {dom}" in md
+
+
 def _case_in_both(run: Path, into: int = 0, merged: int = 3) -> str:
     ci = pd.read_parquet(run / "core_ideas.parquet")
     both = sorted(set(ci[ci["domain_id"] == into]["case_id"])

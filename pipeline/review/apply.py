@@ -20,6 +20,7 @@ training labels for ``consensa precode``).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -308,6 +309,14 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
 
     text = dict(zip(run.segments["segment_id"], run.segments["text"]))
     case = dict(zip(run.segments["segment_id"], run.segments["case_id"]))
+    # where each segment ends up: its category's domain, or for one in no category the
+    # domain its proposed domain became (a core idea quotes only what is in its domain)
+    proposed_dom = dict(zip(run.segments["segment_id"].astype(str),
+                            run.segments["domain_id"].astype(int)
+                            if "domain_id" in run.segments.columns else [-1] * len(run.segments)))
+    seg_final_domain = {str(sid): (int(dm) if int(dm) >= 0 else
+                                   dom_final.get(proposed_dom.get(str(sid), -1), -1))
+                        for sid, dm in zip(seg["segment_id"], seg["domain_id"])}
     data = {
         "consensa_codebook": 1,
         **({"draft": True, "open_items": [f"{i.label} ({i.state})" for i in status.pending()]}
@@ -367,7 +376,8 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
                                    for q in c.quote_ids]})
         ideas = agreed_core_ideas(run, cons, [k for k, v in dom_final.items()
                                               if v == int(d.domain_id)],
-                                  names={int(k): str(v) for k, v in domains["name"].items()})
+                                  names={int(k): str(v) for k, v in domains["name"].items()},
+                                  where=(int(d.domain_id), seg_final_domain))
         if ideas:
             entry["core_ideas"] = ideas
         data["domains"].append(entry)
@@ -391,7 +401,8 @@ SUBGROUP_COLUMNS = ["domain", "category_id", "category", "attribute", "group", "
 
 
 def agreed_core_ideas(run: RunItems, cons: dict[str, Decision], domain_ids,
-                      names: dict[int, str] | None = None) -> list[dict]:
+                      names: dict[int, str] | None = None,
+                      where: tuple[int, Mapping[str, int]] | None = None) -> list[dict]:
     """The core ideas of the given (proposed) domains, one per case and domain: the
     judges' where they wrote one (``source: judges``, with the proposed one beside it),
     else the proposed one (``source: proposed``); each with the segments it came from.
@@ -403,22 +414,39 @@ def agreed_core_ideas(run: RunItems, cons: dict[str, Decision], domain_ids,
     join that one's: the case then has one core idea in the domain, as CQR writes it.
     The target's text is the judges' where they wrote one (for both domains); where
     they did not, the proposed texts are joined, so that nothing proposed is lost. A
-    merge whose domains are not (or no longer) merged is not applied: each stays."""
+    merge whose domains are not (or no longer) merged is not applied: each stays.
+
+    ``where``: (the final domain, segment id -> its final domain). A proposed core idea
+    quotes only segments that are in the domain: the sentences of segments the judges
+    moved out go with them, to the core idea of the case in the domain they went to
+    (``moved_from``: the proposed domain they came from); one left with none is not
+    listed. A core idea the judges wrote stays as they wrote it."""
     ci = run.core_ideas
     if ci.empty:
         return []
     ids = {int(d) for d in domain_ids}
     out, folded, own = [], [], {}
     mine = ci[ci["domain_id"].astype(int).isin(ids)]
+    final, seg_dom = where if where is not None else (None, {})
+    texts = dict(zip(run.segments["segment_id"].astype(str), run.segments["text"].astype(str)))
     for r in mine.sort_values(["case_id", "domain_id"]).itertuples():
         dec = cons.get(core_idea_item(r.case_id, r.domain_id))
         entry = {"case": str(r.case_id), "core_idea": str(r.core_idea), "source": "proposed",
                  "segment_ids": [str(x) for x in r.segment_ids]}
+        written = dec is not None and dec.decision == "edit" and dec.core_idea.strip()
+        if final is not None and not written:
+            kept = _spans_in(r, texts, lambda sid: seg_dom.get(sid, final) == final)
+            if kept is None:
+                pass                                     # all its segments are here
+            elif not kept[0]:
+                continue                                 # they all went elsewhere
+            else:
+                entry.update(core_idea=kept[0], segment_ids=kept[1])
         if len(domain_ids) > 1:
             entry["from_domain"] = int(r.domain_id)
             entry["from_domain_name"] = (names or {}).get(int(r.domain_id),
                                                           run.domain_name(r.domain_id))
-        if dec is not None and dec.decision == "edit" and dec.core_idea.strip():
+        if written:
             entry.update(core_idea=dec.core_idea, source="judges", proposed=str(r.core_idea))
         if dec is not None and dec.decision == "merge" and dec.target.isdigit() \
                 and int(dec.target) in ids - {int(r.domain_id)}:
@@ -437,7 +465,44 @@ def agreed_core_ideas(run: RunItems, cons: dict[str, Decision], domain_ids,
         into["segment_ids"] = list(dict.fromkeys(into["segment_ids"] + entry["segment_ids"]))
         if into["source"] == "proposed":
             into["core_idea"] = f"{into['core_idea'].rstrip()} {entry['core_idea'].strip()}"
+    if final is not None:
+        # the sentences of segments moved here from a domain outside this one
+        others = ci[~ci["domain_id"].astype(int).isin(ids)]
+        for r in others.sort_values(["case_id", "domain_id"]).itertuples():
+            dec = cons.get(core_idea_item(r.case_id, r.domain_id))
+            if dec is not None and dec.decision == "edit" and dec.core_idea.strip():
+                continue                     # the judges wrote that one for its domain
+            kept = _spans_in(r, texts, lambda sid: seg_dom.get(sid) == final)
+            if kept is not None and kept[0]:
+                out.append({"case": str(r.case_id), "core_idea": kept[0], "source": "proposed",
+                            "segment_ids": kept[1], "moved_from": int(r.domain_id),
+                            "moved_from_name": (names or {}).get(int(r.domain_id),
+                                                                 run.domain_name(r.domain_id))})
+        out.sort(key=lambda e: e["case"])
     return out
+
+
+def _spans_in(row, texts: Mapping[str, str], here) -> tuple[str, list[str]] | None:
+    """A proposed core idea cut to its sentences whose segment is ``here`` (a predicate
+    on segment ids): (text, segment ids); None when every sentence is, so the text
+    stays exactly as proposed. The text is rebuilt from the sentences as core ideas are
+    (tidied, joined with " … ")."""
+    from ..stages.coreideas import GAP, tidy_utterance
+
+    spans = [str(x) for x in (row.spans if getattr(row, "spans", None) is not None else [])]
+    parsed = []
+    for sp in spans:
+        sid, _, rng = sp.rpartition(":")
+        a, _, b = rng.partition("-")
+        if sid and a.isdigit() and b.isdigit():
+            parsed.append((sid, int(a), int(b)))
+    if not parsed:                  # no sentence spans (an older run): the whole or nothing
+        return None if any(here(str(i)) for i in row.segment_ids) else ("", [])
+    keep = [p for p in parsed if here(p[0])]
+    if len(keep) == len(parsed):
+        return None
+    pieces = [tidy_utterance(texts.get(sid, "")[a:b]) for sid, a, b in keep]
+    return GAP.join(p for p in pieces if p), list(dict.fromkeys(sid for sid, _, _ in keep))
 
 
 def review_table(cats: pd.DataFrame, doms: pd.DataFrame, segments: pd.DataFrame, total: int,
@@ -622,6 +687,10 @@ def _core_idea_lines(dom: dict) -> list[str]:
                 int(m["domain"]) for m in ci["merged_from"] if m.get("domain") is not None]
             both = (" (one core idea for domains " + ", ".join(str(x) for x in dids[:-1])
                     + f" and {dids[-1]})")
+        if ci.get("moved_from") is not None:
+            name = ci.get("moved_from_name") or ""
+            both += (f" (from the core idea proposed in domain {int(ci['moved_from'])}"
+                     + (f' "{t(name)}"' if name else "") + ": its segments moved here)")
         return (f"({ci['source']}): {t(ci['core_idea'])} "
                 f"[{t(', '.join(ci['segment_ids']))}]{both}")
 
