@@ -204,6 +204,15 @@ def test_qdpx_and_qdc_of_the_applied_codebook_yaml(reviewed, capsys):
     qdc = ET.parse(run / "review" / "codebook.qdc").getroot()
     names = {c.get("name") for c in qdc.iter("{urn:QDA-XML:codebook:1.0}Code")}
     assert RENAMED in names
+    # the core ideas and the rejections read the same from either (a judges' core idea
+    # was labelled plain "Core idea:" from the codebook.yaml)
+    from pipeline.exchange.agreed import export_content
+
+    def notes(source):
+        return sorted((n.key, n.title, n.text, n.author) for n in export_content(source).notes
+                      if n.key.startswith(("core-idea/", "rejected/")))
+
+    assert notes(book) == notes(run) and notes(run)
 
 
 def _taguette_tags(path: Path) -> list[dict]:

@@ -269,10 +269,7 @@ def content_from_review(run: RunData, *, draft: bool) -> ExportContent:
     for _, c in _categories(data):
         cid = int(c["id"])
         if c.get("core_idea"):
-            who = "Consensus" if c.get("core_idea_source") == "judges" else "Consensa"
-            src = "the judges" if who == "Consensus" else "proposed"
-            notes.append(ExportNote(f"core-idea/{cid}", f"Core idea ({src}): {c['name']}",
-                                    str(c["core_idea"]), who, ("category", cid)))
+            notes.append(_core_idea_note(c))
         if c.get("changes"):
             notes.append(ExportNote(f"changes/{cid}", f"Agreed changes: {c['name']}",
                                     "\n".join(f"- {x}" for x in c["changes"]), "Consensus",
@@ -295,12 +292,7 @@ def content_from_review(run: RunData, *, draft: bool) -> ExportContent:
                 notes.append(ExportNote(f"audit/{rnd}/{st.item}/{c['id']}",
                                         f"Auditor {c['by']} (round {rnd}): {st.label}",
                                         text, c["by"], about))
-    for t in data.get("rejected_themes") or []:
-        notes.append(ExportNote(f"rejected/{t['id']}", f"Rejected: theme {t['id']} "
-                                f"\"{t['name']}\"", f"The judges rejected theme {t['id']} "
-                                f"\"{t['name']}\" ({t['n_segments']} segments)"
-                                + (f": {t['comment']}" if t.get("comment") else "."),
-                                "Consensus", ("project", "")))
+    notes += [_rejected_note(t) for t in data.get("rejected_themes") or []]
     notes += subcategory_note(data)
     if pending:
         notes.append(ExportNote("draft", f"DRAFT: {len(pending)} open item(s)",
@@ -399,6 +391,25 @@ def read_codebook_yaml(path: Path) -> dict:
     return check_codebook(data, path)
 
 
+def _core_idea_note(c: dict) -> ExportNote:
+    """A category's core idea as a note, the same whether exported from the review or
+    from the codebook.yaml it wrote: who wrote it, in its title and as its author."""
+    judges = c.get("core_idea_source") == "judges"
+    return ExportNote(f"core-idea/{int(c['id'])}",
+                      f"Core idea ({'the judges' if judges else 'proposed'}): {c['name']}",
+                      str(c["core_idea"]), "Consensus" if judges else "Consensa",
+                      ("category", int(c["id"])))
+
+
+def _rejected_note(t: dict) -> ExportNote:
+    """A rejected theme as a note, with the reason the judges recorded where there is one."""
+    size = f" ({int(t['n_segments'])} segments)" if t.get("n_segments") is not None else ""
+    reason = _s(t.get("comment"))
+    return ExportNote(f"rejected/{t['id']}", f"Rejected: theme {t['id']} \"{t['name']}\"",
+                      f"The judges rejected theme {t['id']} \"{t['name']}\"{size}"
+                      + (f": {reason}" if reason else "."), "Consensus", ("project", ""))
+
+
 def content_from_yaml(path: Path, *, sources: bool = True) -> ExportContent:
     """The codebook ``consensa review apply`` wrote, with its ``assignments.csv``."""
     from ..sheets import restore_frame
@@ -430,18 +441,13 @@ def content_from_yaml(path: Path, *, sources: bool = True) -> ExportContent:
     notes = []
     for _, c in _categories(data):
         if c.get("core_idea"):
-            who = "Consensus" if c.get("core_idea_source") == "judges" else "Consensa"
-            notes.append(ExportNote(f"core-idea/{c['id']}", f"Core idea: {c['name']}",
-                                    str(c["core_idea"]), who, ("category", int(c["id"]))))
+            notes.append(_core_idea_note(c))
         if c.get("changes"):
             notes.append(ExportNote(f"changes/{c['id']}", f"Agreed changes: {c['name']}",
                                     "\n".join(f"- {x}" for x in c["changes"]), "Consensus",
                                     ("category", int(c["id"]))))
     notes += case_core_idea_notes(data)
-    for t in data.get("rejected_themes") or []:
-        notes.append(ExportNote(f"rejected/{t['id']}", f"Rejected: theme {t['id']} "
-                                f"\"{t['name']}\"", _s(t.get("comment")) or "Rejected by the "
-                                "judges.", "Consensus", ("project", "")))
+    notes += [_rejected_note(t) for t in data.get("rejected_themes") or []]
     notes += subcategory_note(data)
     assignments = frame[["segment_id", "case_id", "category_id"]].copy()
     assignments["category_id"] = pd.to_numeric(assignments["category_id"],
