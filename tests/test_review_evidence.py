@@ -488,6 +488,14 @@ def test_a_core_idea_quotes_only_its_domain_and_moved_sentences_follow_their_seg
     assert set(re.findall(r"\w+", away[0]["core_idea"])) <= set(re.findall(r"\w+", text))
     md = (cqr / "review" / "codebook.md").read_text(encoding="utf-8")
     assert f"from the core idea proposed in domain {dom}" in md
+    # in the project, a note of its own on the domain it joined
+    from pipeline.exchange.agreed import export_content
+
+    notes = [n for n in export_content(cqr).notes if n.key.startswith("case-core-idea/")]
+    assert len({n.key for n in notes}) == len(notes)
+    assert any(n.about == ("domain", to_dom) and f"(from domain {dom}: its segments moved "
+               "here)" in n.title and n.case == case for n in notes)
+    assert main(["export", "qdpx", str(cqr)]) == 0
 
 
 def _case_in_both(run: Path, into: int = 0, merged: int = 3) -> str:
@@ -736,6 +744,10 @@ def test_round_two_workbooks_carry_a_split_and_a_core_idea_and_import_unchanged(
     assert any(d["name"] == "Supervision" for d in book["domains"])
     # the agreed .qdpx carries each case's core idea as a note on its domain's code
     assert main(["export", "qdpx", str(cqr)]) == 0
+    from tests.refi_schema import schema_errors
+
+    (project,) = (cqr / "export").glob("*.qdpx")
+    assert schema_errors(project) == []
     import zipfile
     from xml.etree import ElementTree as ET
 

@@ -501,8 +501,13 @@ def case_core_idea_notes(data: dict) -> list[ExportNote]:
         folded = [int(m["domain"]) for m in c.get("merged_from") or () if m.get("domain") is not None]
         if folded:
             merged += f" (one core idea for domains {', '.join(str(x) for x in [origin] + folded)})"
+        moved = ""
+        if c.get("moved_from") is not None:
+            # the sentences of segments the judges moved here: a core idea of its own
+            merged += f" (from domain {int(c['moved_from'])}: its segments moved here)"
+            moved = f"/moved-from-{int(c['moved_from'])}"
         out.append(ExportNote(
-            f"case-core-idea/{d['id']}/{origin}/{c['case']}",
+            f"case-core-idea/{d['id']}/{origin}/{c['case']}{moved}",
             f"Core idea of {c['case']} ({'the judges' if judges else 'proposed'}): "
             f"{d['name']}{merged}",
             str(c["core_idea"]) + (f"\n(from segments {', '.join(c['segment_ids'])})"
