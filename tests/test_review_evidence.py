@@ -498,6 +498,35 @@ def test_a_core_idea_quotes_only_its_domain_and_moved_sentences_follow_their_seg
     assert main(["export", "qdpx", str(cqr)]) == 0
 
 
+def test_the_judges_domain_changes_and_definition_reach_the_project(cqr):
+    """Renaming a domain, merging one in or creating one left no trace in the exported
+    project, where every category change is a note; and the definition the judges
+    wrote was not where a coder reads a code."""
+    import xml.etree.ElementTree as ET
+    import zipfile
+
+    with ReviewStore(load_run(cqr)) as store:
+        store.resolve([Decision("domain:0", "rename", new_name="Crying in the room",
+                                core_idea="When the therapist's tears came in session.")],
+                      by="ana")
+        _settle(store)
+    assert main(["review", "apply", str(cqr)]) == 0
+    from pipeline.exchange.agreed import export_content
+
+    (note,) = [n for n in export_content(cqr).notes if n.key == "domain-changes/0"]
+    assert note.about == ("domain", 0) and "renamed" in note.text
+    assert main(["export", "qdpx", str(cqr)]) == 0
+    (project,) = (cqr / "export").glob("*.qdpx")
+    with zipfile.ZipFile(project) as z:
+        root = ET.fromstring(z.read("project.qde"))
+    ns = "{urn:QDA-XML:project:1.0}"
+    code = next(c for c in root.iter(f"{ns}Code") if c.get("name") == "Crying in the room")
+    assert code.find(f"{ns}Description").text.startswith(
+        "When the therapist's tears came in session. Domain (")
+    titles = [n.get("name") for n in root.iter(f"{ns}Note")]
+    assert "Agreed changes: Crying in the room" in titles
+
+
 def _case_in_both(run: Path, into: int = 0, merged: int = 3) -> str:
     ci = pd.read_parquet(run / "core_ideas.parquet")
     both = sorted(set(ci[ci["domain_id"] == into]["case_id"])

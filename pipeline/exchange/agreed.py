@@ -274,7 +274,7 @@ def content_from_review(run: RunData, *, draft: bool) -> ExportContent:
             notes.append(ExportNote(f"changes/{cid}", f"Agreed changes: {c['name']}",
                                     "\n".join(f"- {x}" for x in c["changes"]), "Consensus",
                                     ("category", cid)))
-    notes += case_core_idea_notes(data)
+    notes += domain_notes(data) + case_core_idea_notes(data)
     rejected = {int(t["id"]) for t in data.get("rejected_themes") or []}
     for st in status.items:
         kind, ident = st.item.split(":", 1)
@@ -446,7 +446,7 @@ def content_from_yaml(path: Path, *, sources: bool = True) -> ExportContent:
             notes.append(ExportNote(f"changes/{c['id']}", f"Agreed changes: {c['name']}",
                                     "\n".join(f"- {x}" for x in c["changes"]), "Consensus",
                                     ("category", int(c["id"]))))
-    notes += case_core_idea_notes(data)
+    notes += domain_notes(data) + case_core_idea_notes(data)
     notes += [_rejected_note(t) for t in data.get("rejected_themes") or []]
     notes += subcategory_note(data)
     assignments = frame[["segment_id", "case_id", "category_id"]].copy()
@@ -483,6 +483,20 @@ def case_core_ideas_of(data: dict):
     for d in data.get("domains") or []:
         for c in d.get("core_ideas") or []:
             yield d, c
+
+
+def domain_notes(data: dict) -> list[ExportNote]:
+    """What the judges changed in each domain (renamed, merged in, split, created), as
+    notes on the domain's code: the categories' changes reached the project, the
+    domains' left no trace. (A definition the judges wrote is the code's description.)"""
+    out = []
+    for d in data.get("domains") or []:
+        did = int(d["id"])
+        if d.get("changes"):
+            out.append(ExportNote(f"domain-changes/{did}", f"Agreed changes: {d['name']}",
+                                  "\n".join(f"- {x}" for x in d["changes"]), "Consensus",
+                                  ("domain", did)))
+    return out
 
 
 def case_core_idea_notes(data: dict) -> list[ExportNote]:

@@ -456,10 +456,12 @@ def codes_from_data(data: dict, rid: str) -> list[ExportCode]:
     out = []
     for d in data["domains"]:
         did = _int(d.get("id"))
+        # the definition the judges wrote first: what a coder reads of the domain
+        defined = f"{_s(d.get('definition'))} " if _s(d.get("definition")) else ""
         dom = ExportCode(guid(rid, "domain", did), _s(d.get("name")) or f"Domain {did}",
-                         f"Domain ({_s(d.get('frequency_label'))}: {_int(d.get('n_cases'), 0)} "
-                         f"of {total} cases).", DOMAIN_COLOURS[did % len(DOMAIN_COLOURS)],
-                         domain_id=did)
+                         f"{defined}Domain ({_s(d.get('frequency_label'))}: "
+                         f"{_int(d.get('n_cases'), 0)} of {total} cases).",
+                         DOMAIN_COLOURS[did % len(DOMAIN_COLOURS)], domain_id=did)
         cats = d.get("categories") or []
         codes = {_int(c.get("id")): category(c) for c in cats}
         for c in cats:
