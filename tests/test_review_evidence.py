@@ -498,6 +498,27 @@ def test_a_core_idea_quotes_only_its_domain_and_moved_sentences_follow_their_seg
     assert main(["export", "qdpx", str(cqr)]) == 0
 
 
+def test_a_core_idea_whose_segments_all_moved_goes_whole_with_them(cqr):
+    import yaml
+
+    ci = pd.read_parquet(cqr / "core_ideas.parquet")
+    themes = pd.read_parquet(cqr / "themes.parquet")
+    row = ci.iloc[0]
+    case, dom = str(row["case_id"]), int(row["domain_id"])
+    other = themes[(themes["domain_id"] != dom) & (themes["domain_id"] >= 0)]
+    target, to_dom = int(other["theme_id"].iat[0]), int(other["domain_id"].iat[0])
+    with ReviewStore(load_run(cqr)) as store:
+        store.resolve([Decision(f"segment:{s}", "move", target=str(target))
+                       for s in dict.fromkeys(str(x) for x in row["segment_ids"])], by="ana")
+        _settle(store)
+    assert main(["review", "apply", str(cqr)]) == 0
+    cb = yaml.safe_load((cqr / "review" / "codebook.yaml").read_text(encoding="utf-8"))
+    ideas = {d["id"]: d.get("core_ideas", []) for d in cb["domains"]}
+    assert not [c for c in ideas.get(dom, []) if c["case"] == case and "moved_from" not in c]
+    (away,) = [c for c in ideas[to_dom] if c["case"] == case and c.get("moved_from") == dom]
+    assert away["core_idea"] == row["core_idea"]
+
+
 def test_the_judges_domain_changes_and_definition_reach_the_project(cqr):
     """Renaming a domain, merging one in or creating one left no trace in the exported
     project, where every category change is a note; and the definition the judges

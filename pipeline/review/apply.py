@@ -472,8 +472,10 @@ def agreed_core_ideas(run: RunItems, cons: dict[str, Decision], domain_ids,
             dec = cons.get(core_idea_item(r.case_id, r.domain_id))
             if dec is not None and dec.decision == "edit" and dec.core_idea.strip():
                 continue                     # the judges wrote that one for its domain
-            kept = _spans_in(r, texts, lambda sid: seg_dom.get(sid) == final)
-            if kept is not None and kept[0]:
+            kept = _spans_in(r, texts, lambda sid: seg_dom.get(sid) == final, home=False)
+            if kept is None:                 # every segment of it came here
+                kept = (str(r.core_idea), [str(x) for x in r.segment_ids])
+            if kept[0]:
                 out.append({"case": str(r.case_id), "core_idea": kept[0], "source": "proposed",
                             "segment_ids": kept[1], "moved_from": int(r.domain_id),
                             "moved_from_name": (names or {}).get(int(r.domain_id),
@@ -482,11 +484,14 @@ def agreed_core_ideas(run: RunItems, cons: dict[str, Decision], domain_ids,
     return out
 
 
-def _spans_in(row, texts: Mapping[str, str], here) -> tuple[str, list[str]] | None:
+def _spans_in(row, texts: Mapping[str, str], here,
+              home: bool = True) -> tuple[str, list[str]] | None:
     """A proposed core idea cut to its sentences whose segment is ``here`` (a predicate
     on segment ids): (text, segment ids); None when every sentence is, so the text
     stays exactly as proposed. The text is rebuilt from the sentences as core ideas are
-    (tidied, joined with " … ")."""
+    (tidied, joined with " … "). A core idea without sentence spans (an older run) is
+    not cut: whole in its ``home`` domain while any of its segments is there, whole
+    elsewhere only when all of them are."""
     from ..stages.coreideas import GAP, tidy_utterance
 
     spans = [str(x) for x in (row.spans if getattr(row, "spans", None) is not None else [])]
@@ -497,7 +502,8 @@ def _spans_in(row, texts: Mapping[str, str], here) -> tuple[str, list[str]] | No
         if sid and a.isdigit() and b.isdigit():
             parsed.append((sid, int(a), int(b)))
     if not parsed:                  # no sentence spans (an older run): the whole or nothing
-        return None if any(here(str(i)) for i in row.segment_ids) else ("", [])
+        test = any if home else all
+        return None if test(here(str(i)) for i in row.segment_ids) else ("", [])
     keep = [p for p in parsed if here(p[0])]
     if len(keep) == len(parsed):
         return None
