@@ -518,9 +518,21 @@ def cmd_precode(args: argparse.Namespace) -> int:
         data = safeyaml.load_file(args.cluster, what="cluster config") or {}
         section = data.get("engine", data) if isinstance(data, dict) else data
         cluster = cluster_config(section, path=args.cluster)    # errors name engine.<key>
-    out = precode(args.codebook, args.transcripts, args.config, threshold, args.out,
-                  retrain=args.retrain, engine=args.engine, scheduler=args.scheduler,
-                  shard_size=args.shard_size, retries=args.retries, cluster=cluster)
+    try:
+        out = precode(args.codebook, args.transcripts, args.config, threshold, args.out,
+                      retrain=args.retrain, engine=args.engine, scheduler=args.scheduler,
+                      shard_size=args.shard_size, retries=args.retries, cluster=cluster)
+    except InputError as exc:
+        if exc.field != "ingest.paths" or args.config is not None:
+            raise
+        # the transcripts came from --transcripts, not from a config the user wrote
+        raise InputError(exc.reason.replace("set ingest.speaker_pattern",
+                                            "set ingest.speaker_pattern in a config given "
+                                            "with --config"),
+                         path=exc.path, line=exc.line, field="--transcripts",
+                         hint=(exc.hint or "").replace("check ingest.paths in the config",
+                                                       "check the folder --transcripts names")
+                         ) from None
     m = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     cal = m["calibration"]
     print(f"pre-coded {m['n_segments']} segments of {m['cases']} case(s) with {m['classifier']} "

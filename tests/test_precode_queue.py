@@ -540,3 +540,22 @@ def test_a_precoded_subtitle_transcript_opens_with_its_speakers_named(rejecting_
     for r in rows.itertuples():
         assert (r.case, project.texts[r.case][r.start:r.end]) in words
     assert len(rows) == len(seg)
+
+
+def test_transcripts_that_cannot_be_read_are_named_by_the_option_that_gave_them(
+        rejecting_codebook, tmp_path, capsys):
+    """A pre-coding without --config was told to "check ingest.paths in the config", a
+    key it never wrote: the folder came from --transcripts."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    unlabelled = tmp_path / "unlabelled"
+    unlabelled.mkdir()
+    (unlabelled / "a.txt").write_text("We talked about the tears for a long while.\n",
+                                      encoding="utf-8")
+    for folder in (empty, unlabelled):
+        assert main(["precode", str(rejecting_codebook), "--transcripts", str(folder),
+                     "--out", str(tmp_path / f"out-{folder.name}")]) == 2
+        err = capsys.readouterr().err
+        assert "'--transcripts'" in err and "ingest.paths" not in err, err
+        assert "Traceback" not in err
+    assert "in a config given with --config" in err
