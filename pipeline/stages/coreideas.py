@@ -456,13 +456,17 @@ _MISSING_CUES = frozenset("""
 inaudible unintelligible unclear indistinct incomprehensible crosstalk cross-talk
 overlapping garbled
 """.split())
+_MISSING_HINT = re.compile(r"inaudib|unintellig|unclear|indistinct|incomprehens|cross-?talk|"
+                           r"overlapping|garbled", re.I)
 _MISSING = "\ue000"          # stands for a gap while tidying: no word, no note, no filler
 _NOTE_WORDS = re.compile(r"[A-Za-z]+(?:-[A-Za-z]+)*")
 
 
 def _mark_missing(text: str) -> str:
-    """``text`` with each note of missing speech replaced by :data:`_MISSING`."""
-    if not any(ch in text for ch in "([{<"):
+    """``text`` with each note of missing speech replaced by :data:`_MISSING`. Most texts
+    have no such cue: they are returned at once, unscanned (tidying is most of the core
+    ideas' time)."""
+    if not _MISSING_HINT.search(text):
         return text
     parts, last = [], 0
     for s, e in transcriber_note_spans(text):
@@ -495,15 +499,20 @@ def tidy_utterance(text: str) -> str:
     notes), so a sentence that lost its start to a filler or a note still starts
     with one. Never empty when the text has a word other than a filler.
     """
-    stripped = strip_transcriber_notes(text)
-    toks = _tokens(strip_transcriber_notes(_mark_missing(text)))
+    marked = _mark_missing(text)
+    base = strip_transcriber_notes(marked)
+    stripped = base if marked is text else strip_transcriber_notes(text)
+    toks = _tokens(base)
     if not toks:
         return ""
     toks = _remove_fillers(toks)
     toks = _remove_repetitions(toks)
     toks = _tidy_punctuation(toks)
-    toks = _missing_inside(toks)
-    out = _join(toks).strip().replace(_MISSING, MISSING_MARK)
+    if marked is not text:
+        toks = _missing_inside(toks)
+    out = _join(toks).strip()
+    if marked is not text:
+        out = out.replace(_MISSING, MISSING_MARK)
     if not any(_is_word(t[0]) for t in toks):
         substantive = [w for w in _WORD.findall(stripped) if _norm(w) not in FILLERS]
         return re.sub(r"\s+", " ", stripped).strip() if substantive else ""
