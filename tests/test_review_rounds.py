@@ -979,3 +979,47 @@ def review_status_codebook(store) -> dict:
 def _between(page: str, start: str, end: str) -> str:
     i = page.index(start)
     return page[i:page.index(end, i)]
+
+
+def test_a_category_made_by_a_split_is_an_item_of_the_review_with_a_lasting_id(panel, capsys):
+    """A category split off a theme got its id only at apply: the judges could not
+    rename, reject, move segments to or audit it ("unknown theme id '18'"), and a
+    category created in the browser afterwards took its id. Recorded as the consensus,
+    a split now gives the new category its id; the category is an item like any other."""
+
+    run = load_run(panel)
+    own = sorted(run.segments_of(0))
+    new = str(int(run.themes["theme_id"].max()) + 1)
+    assert main(["review", "resolve", str(panel), "--theme", "0", "--decision", "split",
+                 "--name", "Peer consultation", "--segments", ",".join(own[:2]),
+                 "--by", "ana"]) == 0
+    capsys.readouterr()
+    with ReviewStore(load_run(panel)) as store:
+        items = {i.item: i for i in review_status(store).items}
+        assert items[f"theme:{new}"].state == "resolved"
+        # a category created since takes the next id, not the split's
+        made = store.create_category("Created later", own[2:3], "0", by="ben")
+    assert made == f"theme:{int(new) + 1}"
+    assert main(["review", "audit", str(panel), "--theme", new, "--by", "dee",
+                 "--comment", "is this one thing?"]) == 0
+    assert main(["review", "resolve", str(panel), "--segment", own[3], "--decision", "move",
+                 "--target", new, "--by", "ana"]) == 0
+    capsys.readouterr()
+    from pipeline.review.apply import build_codebook
+
+    with ReviewStore(load_run(panel)) as store:
+        assert [c["comment"] for c in store.audit_comment_rows()[f"theme:{new}"]] == \
+            ["is this one thing?"]
+        cb = build_codebook(store.run, review_status(store), draft=True)
+    cats = {c["id"]: c for d in cb.data["domains"] for c in d["categories"]}
+    assert cats[int(new)]["name"] == "Peer consultation"
+    assert cats[int(new)]["changes"][0] == f'split off from theme 0 "{run.theme_name(0)}"'
+    placed = cb.assignments.set_index("segment_id")["category_id"]
+    assert {int(placed[s]) for s in own[:2] + own[3:4]} == {int(new)}
+    assert int(placed[own[2]]) == int(new) + 1
+    # the split's position of a judge (no id) is the same decision as the consensus
+    with ReviewStore(load_run(panel)) as store:
+        cons = store.consensus()["theme:0"]
+        assert cons.target == new
+        assert Decision("theme:0", "split", new_name="Peer consultation",
+                        segments=tuple(own[:2])).key() == cons.key()

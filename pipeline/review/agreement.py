@@ -27,7 +27,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .model import FATE, Decision, RunItems, agreed_name
-from .settle import blocked_merges, made_by_splits, same_as, settle, touched_items
+from .settle import (
+    blocked_merges,
+    made_by_splits,
+    same_as,
+    settle,
+    theme_domains,
+    touched_items,
+)
 from .store import ReviewStore
 
 STATES = ("agreed", "resolved", "carried", "disputed", "blocked", "open")
@@ -139,7 +146,7 @@ def review_status(store: ReviewStore, round: int | None = None) -> ReviewStatus:
     baseline = store.standing(round - 1) if round > 1 else {}
     items = run.items()
     touched = touched_items(positions, explicit, comments, baseline)
-    made = made_by_splits(explicit, by)
+    made = made_by_splits(explicit, by, theme_domains(run))
     out = []
     for item in items + touched:
         pos = {j: positions.get(item, {})[j] for j in judges if j in positions.get(item, {})}

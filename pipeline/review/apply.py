@@ -136,6 +136,7 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
     cat: dict[int, dict] = {}
     next_id = int(themes.index.max()) + 1 if len(themes) else 0
     split_of: dict[str, int] = {}  # segment_id -> new category id
+    split_from: dict[int, int] = {}  # new category id -> the theme it was split from
     splits: dict[int, tuple[int, int, int]] = {}  # new id -> (theme, segments, its change)
     for t in sorted(int(x) for x in themes.index):
         row = themes.loc[t]
@@ -173,16 +174,34 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
                   # the cases the proposed label counted (a CQR run's counted cases)
                   "proposed_cases": _label_cases(row), "parent": parent}
         if dec.decision == "split":
-            nid, next_id = next_id, next_id + 1
+            made = dec.target.isdigit() and int(dec.target) in themes.index
+            if made:                 # its id given when recorded: an item of the review
+                nid = int(dec.target)
+            else:                    # the judges agreed on it without a recorded consensus
+                nid, next_id = next_id, next_id + 1
             for s in dec.segments:
                 split_of[s] = nid
             cat[t]["changes"].append(f"{len(dec.segments)} segment(s) split off into category {nid}")
             splits[nid] = (t, len(dec.segments), len(cat[t]["changes"]) - 1)
-            cat[nid] = {"name": dec.new_name or f"{row['name']} (split)", "proposed_name": "",
-                        "domain_id": dom, "from_themes": [t], "core_idea": "",
-                        "core_idea_source": "proposed", "keywords": [], "quote_ids": [],
-                        "changes": [f'split off from theme {t} "{row["name"]}"'],
-                        "proposed_label": "", "proposed_cases": 0, "parent": -1}
+            split_from[nid] = t
+            if not made:
+                cat[nid] = {"name": dec.new_name or f"{row['name']} (split)", "proposed_name": "",
+                            "domain_id": dom, "from_themes": [t], "core_idea": "",
+                            "core_idea_source": "proposed", "keywords": [], "quote_ids": [],
+                            "changes": [f'split off from theme {t} "{row["name"]}"'],
+                            "proposed_label": "", "proposed_cases": 0, "parent": -1}
+    for nid, t in split_from.items():
+        # a category a recorded split made is its own "create" item: it reads as split
+        # off from the theme, and goes where the theme went unless the judges placed it
+        if nid not in cat:
+            continue
+        made = cons.get(theme_item(nid))
+        as_split = made is None or made.source.startswith("split from theme")
+        if as_split and t in cat:
+            cat[nid]["domain_id"] = cat[t]["domain_id"]
+        cat[nid]["proposed_name"] = ""
+        cat[nid]["changes"] = [f'split off from theme {t} "{themes.at[t, "name"]}"'] + [
+            c for c in cat[nid]["changes"] if not c.startswith("created by the judges")]
     for t in sorted(int(x) for x in themes.index):
         dec = cons.get(theme_item(t))
         if dec and dec.decision == "merge":

@@ -135,7 +135,10 @@ class Decision:
         name = " ".join(self.new_name.split()).casefold()
         if decision in ("rename", "accept", "reassign"):
             decision = "keep"
-        return (decision, name if self.decision != "merge" else "", self.target, self.domain,
+        # a theme split's target is the id its new category got when the consensus was
+        # recorded: the judges' positions name no id, and say the same split
+        target = "" if self.kind == "theme" and self.decision == "split" else self.target
+        return (decision, name if self.decision != "merge" else "", target, self.domain,
                 tuple(sorted(self.segments)))
 
     def describe(self) -> str:
@@ -677,6 +680,12 @@ def check_decision(d: Decision, run: RunItems) -> list[str]:
             errs.append(f"a {kind} cannot {what} itself ({kind} {d.ident})")
         elif d.target not in ids:
             errs.append(f"{what} unknown {kind} id {d.target!r}")
+    elif d.target and kind == "theme" and dec == "split":
+        # the new category's id, given when the consensus is recorded
+        if not d.target.isdigit():
+            errs.append(f"a split's new category id is a number, not {d.target!r}")
+        elif d.target in run.theme_ids and d.target not in run.created_themes:
+            errs.append(f"theme {d.target} is one the run proposed; a split makes a new one")
     elif d.target:
         if dec == "move":
             if d.target != "none" and d.target not in ids:

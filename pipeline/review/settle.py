@@ -30,6 +30,7 @@ case; agreed and carried positions are not recorded, so they are checked here.)
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 from .model import Decision, merges_across_domains
@@ -55,14 +56,37 @@ def _notes(positions: dict[str, Decision]) -> set[str]:
             if d.kind != "core_idea" and d.core_idea.strip()}
 
 
-def made_by_splits(explicit: dict[str, Decision], by: dict[str, str]
+def made_by_splits(explicit: dict[str, Decision], by: dict[str, str],
+                   theme_domain: Mapping[str, str] | None = None
                    ) -> dict[str, tuple[Decision, str]]:
-    """The domains a domain split made: item -> (its "create" consensus, who recorded it)."""
-    return {f"domain:{d.target}": (Decision(f"domain:{d.target}", "create",
-                                            new_name=d.new_name, core_idea=d.core_idea,
-                                            source=f"split from domain {d.ident}"),
-                                   by.get(d.item, ""))
-            for d in explicit.values() if d.kind == "domain" and d.decision == "split"}
+    """The domains a domain split made, and the categories a theme split made (its
+    ``target``, given when the consensus was recorded): item -> (its "create"
+    consensus, who recorded it). ``theme_domain``: a proposed theme's domain id, where
+    the category split off from it begins."""
+    out = {f"domain:{d.target}": (Decision(f"domain:{d.target}", "create",
+                                           new_name=d.new_name, core_idea=d.core_idea,
+                                           source=f"split from domain {d.ident}"),
+                                  by.get(d.item, ""))
+           for d in explicit.values() if d.kind == "domain" and d.decision == "split"}
+    for d in explicit.values():
+        if d.kind == "theme" and d.decision == "split" and d.target.isdigit():
+            out[f"theme:{d.target}"] = (split_category(d, (theme_domain or {}).get(d.ident, "")),
+                                        by.get(d.item, ""))
+    return out
+
+
+def theme_domains(run) -> dict[str, str]:
+    """Theme id -> its domain id, as strings, for :func:`made_by_splits`."""
+    themes = run.themes
+    return {str(int(t)): str(int(d)) for t, d in zip(themes["theme_id"], themes["domain_id"])}
+
+
+def split_category(d: Decision, domain: str) -> Decision:
+    """The "create" of the category a theme split ``d`` made, in ``domain``."""
+    return Decision(f"theme:{d.target}", "create",
+                    new_name=d.new_name or f"split from theme {d.ident}",
+                    segments=tuple(d.segments), domain=str(domain),
+                    source=f"split from theme {d.ident}")
 
 
 def touched_items(*tables) -> list[str]:

@@ -43,6 +43,7 @@ import re
 import sqlite3
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -61,7 +62,14 @@ from .model import (
     split_outside_problems,
     typed_text,
 )
-from .settle import blocked_merges, made_by_splits, settle, touched_items
+from .settle import (
+    blocked_merges,
+    made_by_splits,
+    settle,
+    split_category,
+    theme_domains,
+    touched_items,
+)
 
 SCHEMA_VERSION = "1"
 DB_NAME = "decisions.sqlite"
@@ -359,9 +367,14 @@ class ReviewStore:
                 created[int(new)] = r["new_name"]
         self.run.with_created_domains(created)
         themes: dict[int, Decision] = {}
-        for r in self.con.execute("SELECT * FROM consensus WHERE decision='create' AND item "
-                                  "LIKE 'theme:%' ORDER BY round, at"):
-            themes[int(r["item"].split(":", 1)[1])] = Decision.from_row(r)
+        domain_of = theme_domains(self.run)
+        for r in self.con.execute("SELECT * FROM consensus WHERE item LIKE 'theme:%' AND "
+                                  "decision IN ('create', 'split') ORDER BY round, at"):
+            d = Decision.from_row(r)
+            if d.decision == "create":
+                themes[int(d.ident)] = d
+            elif d.target.isdigit():       # the category a theme split made
+                themes[int(d.target)] = split_category(d, domain_of.get(d.ident, ""))
         self.run.with_created_themes(themes)
 
     def unused_id(self, kind: str) -> int:
@@ -580,6 +593,7 @@ class ReviewStore:
         one has changed since, nothing is recorded (:class:`StaleError`).
         """
         round = round or self.round
+        decisions = self._split_targets(decisions, round)
         errors = []
         for d in decisions:
             errors += [f"{d.source or d.item}: {e}" for e in check_decision(d, self.run)]
@@ -612,6 +626,26 @@ class ReviewStore:
         self._sync_domains()
         return len(decisions)
 
+    def _split_targets(self, decisions: list[Decision], round: int) -> list[Decision]:
+        """Theme splits with the id of the category they make, given here, when the
+        consensus is recorded (as a domain split's new domain gets its id): the new
+        category is then an item of the review, which the judges rename, merge, move
+        segments to or audit like any other, and its id does not change at apply. A
+        split recorded again keeps the id it had."""
+        out, taken = [], 0
+        for d in decisions:
+            if d.kind == "theme" and d.decision == "split" and not d.target:
+                old = self.con.execute("SELECT target FROM consensus WHERE item=? AND "
+                                       "decision='split' ORDER BY round DESC LIMIT 1",
+                                       (d.item,)).fetchone()
+                if old is not None and str(old["target"] or "").isdigit():
+                    d = replace(d, target=str(old["target"]))
+                else:
+                    d = replace(d, target=str(self.unused_id("theme") + taken))
+                    taken += 1
+            out.append(d)
+        return out
+
     def standing(self, round: int | None = None) -> dict[str, Decision]:
         """The consensus as it stands in ``round`` (default: the current one), {item:
         Decision}: the recorded decisions, the items the judges agreed on, the domains a
@@ -622,7 +656,7 @@ class ReviewStore:
         judges, positions = self.judges(), self.positions(round)
         explicit, by = self.consensus(round), self.consensus_by(round)
         baseline = self.standing(round - 1) if round > 1 else {}
-        made = made_by_splits(explicit, by)
+        made = made_by_splits(explicit, by, theme_domains(self.run))
         out = {}
         for item in self.run.items() + touched_items(positions, explicit, baseline):
             pos = {j: positions.get(item, {})[j] for j in judges if j in positions.get(item, {})}
