@@ -1004,7 +1004,11 @@ def test_a_category_made_by_a_split_is_an_item_of_the_review_with_a_lasting_id(p
                  "--comment", "is this one thing?"]) == 0
     assert main(["review", "resolve", str(panel), "--segment", own[3], "--decision", "move",
                  "--target", new, "--by", "ana"]) == 0
-    capsys.readouterr()
+    assert main(["review", "resolve", str(panel), "--theme", new, "--decision", "rename",
+                 "--name", "Peer consultation group", "--by", "ana"]) == 0
+    assert main(["review", "resolve", str(panel), "--theme", new, "--decision", "split",
+                 "--segments", own[0], "--name", "again", "--by", "ana"]) == 2
+    assert "unknown decision 'split'" in capsys.readouterr().err
     from pipeline.review.apply import build_codebook
 
     with ReviewStore(load_run(panel)) as store:
@@ -1012,8 +1016,10 @@ def test_a_category_made_by_a_split_is_an_item_of_the_review_with_a_lasting_id(p
             ["is this one thing?"]
         cb = build_codebook(store.run, review_status(store), draft=True)
     cats = {c["id"]: c for d in cb.data["domains"] for c in d["categories"]}
-    assert cats[int(new)]["name"] == "Peer consultation"
+    assert cats[int(new)]["name"] == "Peer consultation group"
     assert cats[int(new)]["changes"][0] == f'split off from theme 0 "{run.theme_name(0)}"'
+    dom_of = {c["id"]: d["id"] for d in cb.data["domains"] for c in d["categories"]}
+    assert dom_of[int(new)] == dom_of[0]
     placed = cb.assignments.set_index("segment_id")["category_id"]
     assert {int(placed[s]) for s in own[:2] + own[3:4]} == {int(new)}
     assert int(placed[own[2]]) == int(new) + 1

@@ -36,6 +36,7 @@ from ..types import CQR_COLUMNS
 from .agreement import ReviewStatus, audit_words
 from .evidence import UNSTABLE, is_cqr, recount, subgroups, theme_evidence
 from .model import (
+    SPLIT_SOURCE,
     Decision,
     ReviewError,
     RunItems,
@@ -196,8 +197,9 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
         if nid not in cat:
             continue
         made = cons.get(theme_item(nid))
-        as_split = made is None or made.source.startswith("split from theme")
-        if as_split and t in cat:
+        placed = made is not None and made.decision in ("reassign", "create") and \
+            not made.source.startswith(SPLIT_SOURCE)
+        if not placed and t in cat:
             cat[nid]["domain_id"] = cat[t]["domain_id"]
         cat[nid]["proposed_name"] = ""
         cat[nid]["changes"] = [f'split off from theme {t} "{themes.at[t, "name"]}"'] + [

@@ -63,6 +63,8 @@ DOMAIN_DECISIONS = ("accept", "rename", "merge", "split")
 CREATED_DOMAIN_DECISIONS = ("create", "merge")
 #: ... and about a category the judges created
 CREATED_THEME_DECISIONS = ("create", "merge", "subcategory", "reject")
+#: the ``source`` of the "create" a theme split makes (pipeline/review/settle.py)
+SPLIT_SOURCE = "split from theme"
 SEGMENT_DECISIONS = ("move", "keep")
 #: a core idea is edited (a judge who keeps the proposed one takes no position)
 CORE_IDEA_DECISIONS = ("edit", "merge")
@@ -418,6 +420,18 @@ class RunItems:
         self.themes = pd.concat([base, pd.DataFrame(rows)], ignore_index=True) if rows else base
         self.created_themes = created
 
+    def theme_decisions(self, tid) -> tuple[str, ...]:
+        """The decisions a theme takes: a category the judges created takes its create
+        again (to rename or redefine it), merge, subcategory or reject; one a recorded
+        split made (its "create" is the split's) is renamed, reassigned, merged,
+        rejected or made a subcategory like a proposed theme, but not split again."""
+        created = self.created_themes.get(str(int(tid)))
+        if created is None:
+            return THEME_DECISIONS
+        if created.source.startswith(SPLIT_SOURCE):
+            return tuple(x for x in THEME_DECISIONS if x != "split")
+        return CREATED_THEME_DECISIONS
+
     def members(self, tid) -> list[str]:
         """The segment ids a theme holds as the run proposed it, or a created category's."""
         created = self.created_themes.get(str(int(tid)))
@@ -647,8 +661,7 @@ def check_decision(d: Decision, run: RunItems) -> list[str]:
         if d.ident not in run.theme_ids:
             return [f"unknown theme id {d.ident!r} (this run has themes "
                     f"{', '.join(sorted(run.theme_ids, key=int))})"]
-        allowed = (CREATED_THEME_DECISIONS if d.ident in run.created_themes
-                   else THEME_DECISIONS)
+        allowed = run.theme_decisions(d.ident)
     elif kind == "domain" and d.decision == "create":
         if d.ident in run.domain_ids and d.ident not in run.created_domains:
             return [f"domain {d.ident} is one the run proposed; create gives a new domain"]

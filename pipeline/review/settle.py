@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
-from .model import Decision, merges_across_domains
+from .model import SPLIT_SOURCE, Decision, merges_across_domains
 
 
 def agreed(positions: dict[str, Decision]) -> Decision:
@@ -86,7 +86,7 @@ def split_category(d: Decision, domain: str) -> Decision:
     return Decision(f"theme:{d.target}", "create",
                     new_name=d.new_name or f"split from theme {d.ident}",
                     segments=tuple(d.segments), domain=str(domain),
-                    source=f"split from theme {d.ident}")
+                    source=f"{SPLIT_SOURCE} {d.ident}")
 
 
 def touched_items(*tables) -> list[str]:

@@ -25,10 +25,8 @@ from ..review.apply import live_codebook
 from ..review.evidence import attribute_text, counted_cases, subgroups, theme_evidence
 from ..review.model import (
     CREATED_DOMAIN_DECISIONS,
-    CREATED_THEME_DECISIONS,
     DOMAIN_DECISIONS,
     SEGMENT_DECISIONS,
-    THEME_DECISIONS,
     Decision,
     RunItems,
     core_idea_item,
@@ -332,8 +330,7 @@ def theme_page(run: RunItems, store: ReviewStore, context: Context, ident: str,
             "keywords": list(t["keywords"]),
             "quote_ids": set(quote_ids), "moved_in": moved_in,
             "domain_name": run.domain_name(t["domain_id"]),
-            "decisions": (CREATED_THEME_DECISIONS if str(tid) in run.created_themes
-                          else THEME_DECISIONS),
+            "decisions": run.theme_decisions(tid),
             "n_cases_total": run.n_cases,
             "context_from_turns": bool(context.from_turns)}
 
