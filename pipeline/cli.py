@@ -544,6 +544,13 @@ def cmd_precode(args: argparse.Namespace) -> int:
     if m["n_needs_human"]:
         print("  the CQR table's frequency labels count the coded segments only: those in "
               "the queue count once a person codes them")
+    none = m.get("none_class") or {}
+    if none and not none.get("trained", True):
+        # without it, only the threshold keeps an off-topic segment out of a category
+        print(f"  note: no 'none of these' class: the codebook's run has "
+              f"{none.get('n_segments', 0)} segment(s) of rejected categories, no category "
+              "or the interview frame to train it from; a segment that fits no category is "
+              "queued only when its confidence is below the threshold")
     if "shards" in m:
         sh = m["shards"]
         print(f"  shards: {sh['shards']} on {sh['engine']} ({sh['computed']} run now, "

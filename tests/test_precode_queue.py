@@ -559,3 +559,25 @@ def test_transcripts_that_cannot_be_read_are_named_by_the_option_that_gave_them(
         assert "'--transcripts'" in err and "ingest.paths" not in err, err
         assert "Traceback" not in err
     assert "in a config given with --config" in err
+
+
+def test_a_pre_coding_without_a_none_class_says_so(rejecting_codebook, tmp_path, capsys,
+                                                    monkeypatch):
+    """A codebook whose run has too few segments outside its categories trains no "none
+    of these" class; only the manifest said so, and the summary read "none of these: 0"
+    as if the answer had been possible."""
+    import pipeline.precode as precode_module
+
+    monkeypatch.setattr(precode_module, "NONE_MIN_SEGMENTS", 10 ** 6)
+    new = write_study(tmp_path / "new", n_cases=2)
+    assert main(["precode", str(rejecting_codebook), "--transcripts", str(new),
+                 "--out", str(tmp_path / "pre")]) == 0
+    out = capsys.readouterr().out
+    assert "note: no 'none of these' class" in out and "below the threshold" in out
+    m = json.loads((tmp_path / "pre" / "manifest.json").read_text())
+    assert not m["none_class"]["trained"]
+    # with the class, no such note
+    monkeypatch.setattr(precode_module, "NONE_MIN_SEGMENTS", 5)
+    assert main(["precode", str(rejecting_codebook), "--transcripts", str(new),
+                 "--out", str(tmp_path / "pre2")]) == 0
+    assert "none of these' class" not in capsys.readouterr().out
