@@ -104,11 +104,6 @@ def test_the_cqr_table_says_its_labels_wait_for_the_queue(queued, batch):
     assert "in the queue" not in (batch / "cqr_table.md").read_text()
 
 
-def test_the_summary_says_the_labels_wait_for_the_queue(rejecting_codebook, tmp_path, capsys):
-    new = write_study(tmp_path / "new", n_cases=2)
-    assert main(["precode", str(rejecting_codebook), "--transcripts", str(new), "--threshold",
-                 "1", "--out", str(tmp_path / "pre")]) == 0
-    assert "frequency labels count the coded segments only" in capsys.readouterr().out
 
 
 def test_queue_workbook_shows_three_suggestions_with_confidences(batch):
@@ -570,14 +565,17 @@ def test_a_pre_coding_without_a_none_class_says_so(rejecting_codebook, tmp_path,
 
     monkeypatch.setattr(precode_module, "NONE_MIN_SEGMENTS", 10 ** 6)
     new = write_study(tmp_path / "new", n_cases=2)
-    assert main(["precode", str(rejecting_codebook), "--transcripts", str(new),
-                 "--out", str(tmp_path / "pre")]) == 0
+    assert main(["precode", str(rejecting_codebook), "--transcripts", str(new), "--threshold",
+                 "1", "--out", str(tmp_path / "pre")]) == 0
     out = capsys.readouterr().out
     assert "note: no 'none of these' class" in out and "below the threshold" in out
+    # and with a queue, the labels of the CQR table wait for it
+    assert "frequency labels count the coded segments only" in out
     m = json.loads((tmp_path / "pre" / "manifest.json").read_text())
     assert not m["none_class"]["trained"]
     # with the class, no such note
     monkeypatch.setattr(precode_module, "NONE_MIN_SEGMENTS", 5)
     assert main(["precode", str(rejecting_codebook), "--transcripts", str(new),
-                 "--out", str(tmp_path / "pre2")]) == 0
-    assert "none of these' class" not in capsys.readouterr().out
+                 "--threshold", "0", "--out", str(tmp_path / "pre2")]) == 0
+    out = capsys.readouterr().out
+    assert "none of these' class" not in out and "coded segments only" not in out
