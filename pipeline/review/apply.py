@@ -398,7 +398,7 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
         ideas = agreed_core_ideas(run, cons, [k for k, v in dom_final.items()
                                               if v == int(d.domain_id)],
                                   names={int(k): str(v) for k, v in domains["name"].items()},
-                                  where=(int(d.domain_id), seg_final_domain))
+                                  where=(int(d.domain_id), seg_final_domain), texts=text)
         if ideas:
             entry["core_ideas"] = ideas
         data["domains"].append(entry)
@@ -423,7 +423,8 @@ SUBGROUP_COLUMNS = ["domain", "category_id", "category", "attribute", "group", "
 
 def agreed_core_ideas(run: RunItems, cons: dict[str, Decision], domain_ids,
                       names: dict[int, str] | None = None,
-                      where: tuple[int, Mapping[str, int]] | None = None) -> list[dict]:
+                      where: tuple[int, Mapping[str, int]] | None = None,
+                      texts: Mapping[str, str] | None = None) -> list[dict]:
     """The core ideas of the given (proposed) domains, one per case and domain: the
     judges' where they wrote one (``source: judges``, with the proposed one beside it),
     else the proposed one (``source: proposed``); each with the segments it came from.
@@ -449,7 +450,9 @@ def agreed_core_ideas(run: RunItems, cons: dict[str, Decision], domain_ids,
     out, folded, own = [], [], {}
     mine = ci[ci["domain_id"].astype(int).isin(ids)]
     final, seg_dom = where if where is not None else (None, {})
-    texts = dict(zip(run.segments["segment_id"].astype(str), run.segments["text"].astype(str)))
+    if texts is None:       # the segments' texts, which a caller per domain passes once
+        texts = dict(zip(run.segments["segment_id"].astype(str),
+                         run.segments["text"].astype(str)))
     for r in mine.sort_values(["case_id", "domain_id"]).itertuples():
         dec = cons.get(core_idea_item(r.case_id, r.domain_id))
         entry = {"case": str(r.case_id), "core_idea": str(r.core_idea), "source": "proposed",

@@ -660,7 +660,7 @@ def _without_vocative(text: str) -> str:
     from .deidentify import first_names
 
     def is_name(word: str) -> bool:
-        return bool(re.fullmatch(r"[xX]{2,}", word)) or (
+        return bool(REDACTION_MARK.match(word)) or (
             word[:1].isupper() and word.casefold() in first_names())
 
     m = re.match(r"^([A-Za-z][\w'’-]*),\s+(\S.*)$", text, re.S)
@@ -708,6 +708,12 @@ def area_name(question: str, max_words: int = 12) -> str:
     boundary after about ``max_words`` words and never on a word a question cannot
     end on ("the", "for", "like"). A question of redaction marks alone is
     :data:`REDACTED_AREA`."""
+    return _named(question, max_words)[0]
+
+
+def _named(question: str, max_words: int) -> tuple[str, bool]:
+    """:func:`area_name`'s name, and whether the sentence it comes from asks
+    (:func:`_asks`; False when no sentence is a question)."""
     from .naming import strip_transcriber_notes  # "(laughs)" is no part of a name
 
     question = " ".join(strip_transcriber_notes(question).split()) or question
@@ -751,9 +757,11 @@ def area_name(question: str, max_words: int = 12) -> str:
         else:
             text = _trim_open_end(" ".join(words[:max_words])) + "…"
     text = _trim_open_end(text.rstrip(" ,;:-–")) if not text.endswith("…") else text
-    if _words(text) and all(REDACTION_MARK.match(w) for w in _words(text)):
-        return REDACTED_AREA
-    return (text[:1].upper() + text[1:]) if text else UNTITLED_AREA
+    asks = bool(asked) and _asks(asked[0])
+    words = _words(text)
+    if words and all(REDACTION_MARK.match(w) for w in words):
+        return REDACTED_AREA, asks
+    return ((text[:1].upper() + text[1:]) if text else UNTITLED_AREA), asks
 
 
 def _has_content(text: str) -> bool:
@@ -1770,14 +1778,10 @@ def _wording_defects(question: str, max_words: int) -> int:
     when the sentence it is named from does not ask (:func:`_asks`): a reflection said
     as a question ("So, maybe around 20 drinks a week?") names an area worse than "How
     many drinks would you have in a week?". A redacted question is not asked to ask."""
-    from .naming import strip_transcriber_notes
-
-    name = area_name(question, max_words)
+    name, asks = _named(question, max_words)
     if name in (REDACTED_AREA, UNTITLED_AREA):
         return _name_defects(name)
-    text = " ".join(strip_transcriber_notes(question).split()) or question
-    asked = _asked(_sentences(text) or [text])
-    return _name_defects(name) + (not asked or not _asks(asked[0]))
+    return _name_defects(name) + (not asks)
 
 
 def _ranked_questions(members: list[_Prompt], qv: np.ndarray, with_scores: bool = False):
