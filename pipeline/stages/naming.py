@@ -71,8 +71,8 @@ How a name is made
    a filler, and a generic word counts as generic whatever its lookup lemma
    ("bit" reads as "bite"). Phrases with a
    person's name (a word only ever written capitalised in the texts, as in
-   ``label.py``), a redaction mark ("XXX") or a word of ``extra_stop_words`` are
-   dropped.
+   ``label.py``), a redaction mark (two or more x's: "XX", "xx") or a word of
+   ``extra_stop_words`` are dropped.
 2. **Groups.** Phrases with the same content lemmas in the same order (negations
    count as content) are one candidate: "talked about crying" and "talk about
    crying" are counted together. Each group is then *found in every segment*
@@ -183,7 +183,7 @@ anything everything nothing someone somebody anyone anybody everyone everybody p
 part side fact case example number area level aspect matter place sense piece guy
 folk one minute hour week month whatever sure able certain likely little deal
 """.split())
-#: A redaction mark ("XXX", "xxxxx"): says nothing, never names.
+#: A redaction mark (two or more x's: "XX", "xx"): says nothing, never names.
 REDACTION_MARK = re.compile(r"^[xX]{2,}$")
 #: Verbs that carry no topic of their own; a verb phrase never starts with one.
 LIGHT_VERBS = frozenset("""

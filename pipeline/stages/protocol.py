@@ -633,8 +633,9 @@ def question_core(text: str) -> str:
 
 #: The name of an area whose question leaves no words once cleaned.
 UNTITLED_AREA = "Untitled area"
-#: The name of an area whose question is redaction marks alone ("XXX XXXX XXX?"):
-#: the marks would read as a name and say nothing; the team names it in protocol.yaml.
+#: The name of an area whose question is redaction marks alone ("XX XX?", each word two
+#: or more x's): the marks would read as a name and say nothing; the team names it in
+#: protocol.yaml.
 REDACTED_AREA = "Redacted question"
 
 
@@ -655,7 +656,7 @@ def _without_vocative(text: str) -> str:
     Mrs. Smith, ..."): a name says whom the interviewer asked, not what,
     and a domain name must not carry it. A word counts as a name when it is a given
     name of the de-identification list (``pipeline/data/first_names.txt``) or a
-    redaction mark ("XXX"); any other word before a comma may be the topic
+    redaction mark ("XX"); any other word before a comma may be the topic
     ("Supervision, was it any help?") and stays."""
     from .deidentify import first_names
 
@@ -766,7 +767,7 @@ def _named(question: str, max_words: int) -> tuple[str, bool]:
 
 def _has_content(text: str) -> bool:
     """Whether ``text`` has a word beyond the stop words, the verbs that carry no
-    topic ("Do you think that it" has none) and redaction marks ("XXX XXXX": a
+    topic ("Do you think that it" has none) and redaction marks ("XX XX": a
     question redacted in the transcript says nothing a name could carry)."""
     return any(w not in _STOP and w not in _LIGHT_VERBS and len(w) > 2
                and not REDACTION_MARK.match(w) for w in _words(text))
