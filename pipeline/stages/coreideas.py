@@ -898,15 +898,15 @@ def _core_ideas_now(segments: pd.DataFrame, dom: np.ndarray, vectors: np.ndarray
                 rel, _ = _relevance(cand, mine, units, unit_vec, own_vector, vec[members].mean(axis=0),
                                     domain_centroid[d], lex, config)
                 keep[k] = cand[np.argsort(-rel, kind="stable")[:config.max_encoded]]
-        todo = sorted({int(u) for c in keep.values() for u in c})
-        if todo:
-            sv = np.asarray(encode([units.text[u] for u in todo]), dtype=np.float32)
-            if sv.shape != (len(todo), vec.shape[1]):
-                raise InputError(f"the encoder returned {sv.shape} for {len(todo)} sentences "
+        to_embed = sorted({int(u) for c in keep.values() for u in c})
+        if to_embed:
+            sv = np.asarray(encode([units.text[u] for u in to_embed]), dtype=np.float32)
+            if sv.shape != (len(to_embed), vec.shape[1]):
+                raise InputError(f"the encoder returned {sv.shape} for {len(to_embed)} sentences "
                                  f"(segment vectors are {vec.shape[1]}-d)", field="encode",
                                  hint="pass the embedder that made the segment vectors")
-            unit_vec[todo] = sv
-            own_vector[todo] = True
+            unit_vec[to_embed] = sv
+            own_vector[to_embed] = True
         plans = [(case, d, members, mine, keep.get(k, cand))
                  for k, (case, d, members, mine, cand) in enumerate(plans)]
     turns = _turn_keys(segments)
