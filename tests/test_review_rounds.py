@@ -262,6 +262,16 @@ def test_next_round_starts_from_the_consensus_and_marks_changes(panel, capsys):
     assert rows[2]["decision"] == "merge" and str(rows[2]["merge into"]) == "1"
     assert "rename" in rows[1]["changed"] and not rows[0]["changed"]
     assert rows[0]["decision"] == "accept"
+    # the round-2 packet shows round 1's consensus beside each proposal, as the
+    # workbooks start from it; round 1's packet showed the proposal alone
+    packet = (panel / "review" / "round-2" / "packet.html").read_text()
+    theme_1 = packet.split("<h3>Theme 1: ")[1].split("<h3>")[0]
+    assert "<b>Consensus of round 1:</b> rename to &#34;Supervision as support&#34;" in theme_1
+    theme_2 = packet.split("<h3>Theme 2: ")[1].split("<h3>")[0]
+    assert re.search(r"Consensus of round 1:</b> merge into theme 1 &#34;", theme_2)
+    assert "consensus of round 1, which this round" in packet
+    from pipeline.review.html import render_packet
+    assert "onsensus of round" not in render_packet(load_run(panel), 1, ["ana", "ben"], [])
 
     # a judge changes one item in round 2: only that item opens again
     fill(panel / "review" / "round-2" / "ana.xlsx", "themes", 0, decision="rename",

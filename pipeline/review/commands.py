@@ -60,7 +60,8 @@ def export(run_folder: Path, judges: list[str], auditors: list[str] = (), force:
             write_workbook(path, build_workbook(run, person, role, store.round, fill, key=key,
                                                 shown=shown, baseline=baseline))
         packet = folder / "packet.html"
-        atomic_write_text(packet, render_packet(run, store.round, judges_all, auditors_all))
+        atomic_write_text(packet, render_packet(run, store.round, judges_all, auditors_all,
+                                                    standing=baseline))
     return paths + [packet]
 
 

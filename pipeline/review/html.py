@@ -14,13 +14,22 @@ from .evidence import (
     subgroups,
     theme_evidence,
 )
-from .model import RunItems
+from .model import Decision, RunItems, core_idea_item, domain_item, say, segment_item, theme_item
 
 #: pipeline/report/templates/, rendered by the environment every page shares
 TEMPLATE = "packet.html.j2"
 
 
-def render_packet(run: RunItems, round: int, judges: list[str], auditors: list[str]) -> str:
+def render_packet(run: RunItems, round: int, judges: list[str], auditors: list[str],
+                  standing: dict[str, Decision] | None = None) -> str:
+    """The packet of ``round``. From round 2 on, ``standing`` is the round before's
+    consensus by item: the packet shows it beside each proposal, since that, and not
+    Consensa's proposal, is what the judges' workbooks start from."""
+    standing = standing or {}
+
+    def agreed(item: str) -> str:
+        return say(run, standing.get(item))
+
     text = dict(zip(run.segments["segment_id"], run.segments["text"]))
     case = dict(zip(run.segments["segment_id"], run.segments["case_id"]))
     themes = []
@@ -32,13 +41,18 @@ def render_packet(run: RunItems, round: int, judges: list[str], auditors: list[s
                        "evidence": evidence_text(theme_evidence(run, t["theme_id"])),
                        # the cases its label counts, where that is not every case it has
                        "n_counted": theme_evidence(run, t["theme_id"])["n_counted"],
-                       "subgroups": subgroups(run, counted_cases(run, t["theme_id"], t["cases"]))})
+                       "subgroups": subgroups(run, counted_cases(run, t["theme_id"], t["cases"])),
+                       "agreed": agreed(theme_item(t["theme_id"]))})
     core_ideas = [{"domain": run.domain_name(c["domain_id"]), "case": c["case_id"],
                    "attributes": attribute_text(run.attributes(c["case_id"])),
-                   "core_idea": c["core_idea"], "segment_ids": list(c["segment_ids"])}
+                   "core_idea": c["core_idea"], "segment_ids": list(c["segment_ids"]),
+                   "agreed": agreed(core_idea_item(c["case_id"], c["domain_id"]))}
                   for c in run.core_ideas.to_dict("records")] if len(run.core_ideas) else []
-    unassigned = run.segments[run.segments["theme"] < 0].to_dict("records")
+    unassigned = [{**s, "agreed": agreed(segment_item(s["segment_id"]))}
+                  for s in run.segments[run.segments["theme"] < 0].to_dict("records")]
+    domains = [{**d, "agreed": agreed(domain_item(d["domain_id"]))}
+               for d in run.domains.to_dict("records")]
     return page_environment().get_template(TEMPLATE).render(
-        run=run, round=round, judges=judges, auditors=auditors,
-        domains=run.domains.to_dict("records"), themes=themes, unassigned=unassigned,
-        core_ideas=core_ideas)
+        run=run, round=round, judges=judges, auditors=auditors, domains=domains,
+        themes=themes, unassigned=unassigned, core_ideas=core_ideas,
+        before=round - 1 if standing else 0)
