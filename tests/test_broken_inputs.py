@@ -26,16 +26,33 @@ def good_run(tmp_path_factory):
     return corpus.make_run(tmp_path_factory.mktemp("good"))
 
 
+@pytest.fixture(scope="module")
+def corpus_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("corpus")
+
+
+@pytest.fixture(scope="module")
+def ran(corpus_root, good_run):
+    """Every broken input run once, by name: what the table script prints is what the
+    tests check."""
+    return {case.name: (case, code, out, err)
+            for case, code, out, err in corpus.outcomes(corpus_root, good_run)}
+
+
+@pytest.fixture(scope="module")
+def joint(corpus_root):
+    return corpus.together(corpus_root)
+
+
 def test_the_corpus_has_at_least_thirty_broken_inputs():
     assert len(BY_NAME) >= 30
     assert sum(c.transcript for c in BY_NAME.values()) >= 20
 
 
 @pytest.mark.parametrize("name", corpus.CASE_NAMES)
-def test_each_broken_input_gets_a_clear_message(name, tmp_path, good_run):
-    case = corpus.write_case(corpus.cases()[corpus.CASE_NAMES.index(name)], tmp_path, good_run)
-    folder = tmp_path / name
-    code, out, err = corpus.run_cli(case.args)
+def test_each_broken_input_gets_a_clear_message(name, ran, corpus_root):
+    case, code, out, err = ran[name]
+    folder = corpus_root / name
     assert "Traceback" not in err + out
     if case.kind == "note":
         assert code == 0, err
@@ -56,8 +73,8 @@ def test_each_broken_input_gets_a_clear_message(name, tmp_path, good_run):
     assert not (folder / "runs").exists() or not any((folder / "runs").iterdir())
 
 
-def test_broken_transcripts_beside_good_ones_are_skipped_and_the_run_goes_on(tmp_path):
-    code, manifest, folder = corpus.together(tmp_path)
+def test_broken_transcripts_beside_good_ones_are_skipped_and_the_run_goes_on(joint):
+    code, manifest, folder = joint
     assert code == 0
     # the six good ones, and each "note" transcript that is a file (not a link or folder)
     kept = [c for c in BY_NAME.values() if c.transcript and c.kind == "note" and not any(
@@ -116,8 +133,8 @@ def test_the_command_line_program_exits_2_without_a_traceback(tmp_path):
     assert "'clustr' is not a known setting" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_the_table_script_prints_every_case(tmp_path):
-    table = corpus.table(tmp_path)
+def test_the_table_script_prints_every_case(corpus_root, ran, joint):
+    table = corpus.table(corpus_root, list(ran.values()), joint)
     for case in BY_NAME.values():
         assert case.what.replace("|", "/") in table
     assert "Traceback" not in table

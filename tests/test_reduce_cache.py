@@ -591,13 +591,20 @@ def test_a_clusterer_that_learns_an_object_is_fitted_every_time(tmp_path, data):
 @pytest.mark.slow
 def test_umaps_compiled_layout_is_kept_on_disk_for_the_next_process(tmp_path):
     import os
+    import shutil
     import subprocess
     import sys
+    from pathlib import Path
 
     code = ("import numpy as np; from pipeline.stages.reduce import UMAPReducer; "
             "X = np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32); "
             "np.save(sys.argv[1], UMAPReducer(n_components=2, random_state=0, n_epochs=20)"
             ".fit_transform(X))")
+    # pynndescent compiles and caches its own functions when umap is imported (25 s
+    # into an empty folder); they are not what is tested, so they are copied in
+    cached = Path(os.environ["NUMBA_CACHE_DIR"])
+    for folder in cached.glob("pynndescent_*") if cached.is_dir() else ():
+        shutil.copytree(folder, tmp_path / "numba" / folder.name, dirs_exist_ok=True)
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
     outs = []
     for run in range(2):

@@ -602,11 +602,19 @@ def message(stderr: str, root: Path) -> str:
     return " ".join(text.split())
 
 
-def table(root: Path) -> str:
-    run = make_run(root)
+def outcomes(root: Path, run_folder: Path | None = None) -> list[tuple[Case, int, str, str]]:
+    """Every case laid out under ``root`` and run once: (case, exit, stdout, stderr)."""
+    run = run_folder if run_folder is not None else make_run(root)
+    return [(case, *run_cli(case.args)) for case in write(root, run)]
+
+
+def table(root: Path, results: list[tuple[Case, int, str, str]] | None = None,
+          joint: tuple[int, dict, Path] | None = None) -> str:
+    """The corpus as a table; ``results`` and ``joint`` are :func:`outcomes` and
+    :func:`together` of the same ``root`` when they were already run."""
+    results = results if results is not None else outcomes(root)
     rows = ["| # | broken input | exit | message |", "|---|---|---|---|"]
-    for i, case in enumerate(write(root, run), 1):
-        code, out, err = run_cli(case.args)
+    for i, (case, code, _out, err) in enumerate(results, 1):
         if case.kind == "note":
             manifest = json.loads((root / case.name / "out" / "manifest.json").read_text())
             text = message("run goes on; manifest skipped: " + "; ".join(
@@ -615,7 +623,7 @@ def table(root: Path) -> str:
         else:
             text = message(err, root)
         rows.append(f"| {i} | {case.what} | {code} | {text.replace('|', '/')} |")
-    code, manifest, folder = together(root)
+    code, manifest, folder = joint if joint is not None else together(root)
     rows.append("")
     rows.append(f"All {sum(c.transcript for c in cases())} transcript-level inputs beside six "
                 f"good transcripts: exit {code}, cases analysed "
