@@ -248,3 +248,25 @@ def test_an_older_copy_imported_after_a_newer_one_says_which_positions_it_puts_b
     # the same workbook again replaces nothing
     assert main(["review", "import", str(run), str(v1)]) == 0
     assert "replace" not in capsys.readouterr().out
+
+
+def test_a_row_cleared_in_the_workbook_is_named_and_its_position_stays(exported, capsys):
+    """A judge cleared a row she had filled in and imported again, as if that took her
+    position back: it did not, without a word. The import names each position that a
+    blank row leaves as recorded, and says how to change it."""
+    run, rdir = exported
+    fill(rdir / "ana.xlsx", "themes", 0, decision="accept")
+    fill(rdir / "ana.xlsx", "themes", 1, decision="rename", new_name="Support")
+    assert main(["review", "import", str(run), str(rdir / "ana.xlsx")]) == 0
+    assert "blank in the workbook" not in capsys.readouterr().out
+    row = fill(rdir / "ana.xlsx", "themes", 1, decision=None, new_name=None)
+    assert main(["review", "import", str(run), str(rdir / "ana.xlsx")]) == 0
+    out = capsys.readouterr().out
+    assert "1 position(s) recorded before are blank in the workbook and stay" in out
+    assert f"ana on theme:1 (ana.xlsx, sheet 'themes', row {row}): rename" in out
+    assert "write the new decision in its row" in out
+    assert _state(run)[0]["theme:1"]["ana"].new_name == "Support"
+    # another judge's blank rows say nothing of ana's positions
+    fill(rdir / "ben.xlsx", "themes", 0, decision="accept")
+    assert main(["review", "import", str(run), str(rdir / "ben.xlsx")]) == 0
+    assert "blank in the workbook" not in capsys.readouterr().out

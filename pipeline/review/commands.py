@@ -118,6 +118,7 @@ def import_workbooks(run_folder: Path, files: list[Path], consensus: bool = Fals
         comments = [(wb.person, item, comment, where) for wb in read if wb.role == "auditor"
                     for item, comment, where in wb.comments]
         replaced = _replaced_positions(batches, store.positions())
+        kept = _kept_positions(read, store.positions())
         n = store.record_positions(batches, what="; ".join(str(f) for f in files),
                                    comments=comments)
     # whose each workbook is, from its signed _meta sheet, not its file name: a copy of
@@ -132,6 +133,28 @@ def import_workbooks(run_folder: Path, files: list[Path], consensus: bool = Fals
                                             if len(replaced) > 10 else "")
         out += (f"\n{len(replaced)} position(s) replace a different one the same judge "
                 f"recorded before (kept in the audit log): {shown}")
+    if kept:
+        # a row cleared in the workbook takes nothing back: the judge must not think it did
+        shown = "; ".join(kept[:10]) + (f"; ... and {len(kept) - 10} more"
+                                        if len(kept) > 10 else "")
+        out += (f"\n{len(kept)} position(s) recorded before are blank in the workbook and "
+                f"stay as recorded (a blank row takes no position back; to change one, "
+                f"write the new decision in its row and import again): {shown}")
+    return out
+
+
+def _kept_positions(read: list, stored: dict[str, dict[str, Decision]]) -> list[str]:
+    """``judge on item (place): position`` for each position a judge recorded before
+    (from an earlier workbook or the browser) whose row this import's workbook of that
+    judge leaves blank."""
+    out = []
+    for wb in read:
+        if wb.role != "judge":
+            continue
+        for item, where in wb.blank.items():
+            old = stored.get(item, {}).get(wb.person)
+            if old is not None:
+                out.append(f"{wb.person} on {item} ({where}): {old.describe()}")
     return out
 
 

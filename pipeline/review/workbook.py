@@ -354,6 +354,8 @@ class ReadWorkbook:
     decisions: list[Decision] = field(default_factory=list)
     #: rows with only a comment (auditors): (item, comment, source)
     comments: list[tuple[str, str, str]] = field(default_factory=list)
+    #: the items whose rows were left blank, by item: the row's place
+    blank: dict[str, str] = field(default_factory=dict)
 
 
 def read_workbook(path: Path, run: RunItems,
@@ -429,10 +431,12 @@ def read_workbook(path: Path, run: RunItems,
                 errors.extend(formula_problem(where, heading[k], get[k]) for k in formulas)
                 continue
             edits = {k: get[k] for k in EDITABLE if k in get and _cell(get[k])}
-            if not edits:
-                continue
             ident = norm_id(get["id"])
             item = f"{kind}:{ident}"
+            if not edits:
+                if ident:
+                    out.blank[item] = where
+                continue
             comment = _cell(get.get("comment"))
             if kind == "core_idea":
                 word = ("merge" if _cell(get.get("target")) else
