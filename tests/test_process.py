@@ -373,6 +373,13 @@ def test_every_decision_is_in_the_final_codebook(process):
     assert [(c["core_idea"], c["source"]) for c in core] == [(CORE, "judges")]
     md = (run / "review" / "codebook.md").read_text(encoding="utf-8")
     assert RENAMED_2 in md and DOMAIN in md and "(subcategory of" in md
+    # the audit of round 1 with the judges' answers: part of the record, in both files
+    audit = {c["comment"]: c for c in book["review"]["audit"]}
+    assert set(audit) == {AUDIT_WEB, AUDIT_BOOK}
+    assert {c["round"] for c in audit.values()} == {1} and audit[AUDIT_WEB]["by"] == "dee"
+    assert {a["judge"]: (a["answer"], a["text"]) for a in audit[AUDIT_WEB]["answers"]} == {
+        "ana": ("accept", "we read case02 again"), "ben": ("argue", ARGUE)}
+    assert f"dee: {AUDIT_WEB} Answers: ana: accept (we read case02 again); ben: argue" in md
     if process.unstable:
         flagged = [cid for cid, (_, c) in cats.items() if "unstable" in c.get("flags", [])]
         assert set(flagged) == {t for t in process.unstable if t in cats}

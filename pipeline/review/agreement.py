@@ -100,6 +100,9 @@ class ReviewStatus:
     agreement: list[Agreement]
     #: the auditors with a recorded comment (ReviewStore.audited_by)
     audited: list[str] = field(default_factory=list)
+    #: every auditor's comment of this round and the rounds before, with the judges'
+    #: answers: {round, item, label, id, by, comment, answers: {judge: row}}
+    audit_trail: list[dict] = field(default_factory=list)
 
     @property
     def closed(self) -> bool:
@@ -167,8 +170,13 @@ def review_status(store: ReviewStore, round: int | None = None) -> ReviewStatus:
         i.label = run.label(i.item, agreed)
     agreement = [agreement_stats([i for i in out if i.kind == k], judges, k)
                  for k in ("theme", "domain")]
+    label = {i.item: i.label for i in out}
+    trail = [{"round": r, "item": item, "label": label.get(item) or run.label(item), **c}
+             for r in range(1, round + 1)
+             for item, rows in (audit if r == round else store.audit_comment_rows(r)).items()
+             for c in rows]
     return ReviewStatus(round, judges, store.auditors(), out, agreement,
-                        audited=store.audited_by(round))
+                        audited=store.audited_by(round), audit_trail=trail)
 
 
 def agreement_stats(items: list[ItemStatus], judges: list[str], kind: str) -> Agreement:

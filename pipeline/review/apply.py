@@ -346,6 +346,13 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
         "review": {"round": status.round, "judges": status.judges, "auditors": status.auditors,
                    "audited_by": status.audited,
                    "unanswered_audit_comments": status.unanswered(),
+                   # the auditors' comments and the judges' answers, every round: what
+                   # the audit asked and how the panel answered is part of the record
+                   "audit": [{"round": c["round"], "item": c["label"], "comment_id": int(c["id"]),
+                              "by": c["by"], "comment": c["comment"],
+                              "answers": [{"judge": j, "answer": a["answer"], "text": a["text"]}
+                                          for j, a in c["answers"].items()]}
+                             for c in status.audit_trail],
                    "applied_at": datetime.now(UTC).isoformat(timespec="seconds")},
         "training": {"run_folder": str(run.folder.resolve()), "assignments": "assignments.csv"},
         "cases_total": total,
@@ -683,6 +690,15 @@ def codebook_markdown(cb: Codebook) -> str:
             if c["example_quotes"]:
                 lines.pop()
             lines.append("")
+    if d["review"].get("audit"):
+        lines += ["## Audit", ""]
+        for c in d["review"]["audit"]:
+            answers = "; ".join(f"{t(a['judge'])}: {a['answer']}"
+                                + (f" ({t(a['text'])})" if a["text"] else "")
+                                for a in c["answers"]) or "not answered"
+            lines.append(f"- round {c['round']}, {t(c['item'])}, {t(c['by'])}: "
+                         f"{t(c['comment'])} Answers: {answers}.")
+        lines.append("")
     if d["rejected_themes"]:
         lines += ["## Rejected proposals", ""]
         for r in d["rejected_themes"]:
