@@ -379,7 +379,7 @@ def test_every_decision_is_in_the_final_codebook(process):
     assert {c["round"] for c in audit.values()} == {1} and audit[AUDIT_WEB]["by"] == "dee"
     assert {a["judge"]: (a["answer"], a["text"]) for a in audit[AUDIT_WEB]["answers"]} == {
         "ana": ("accept", "we read case02 again"), "ben": ("argue", ARGUE)}
-    assert f"dee: {AUDIT_WEB} Answers: ana: accept (we read case02 again); ben: argue" in md
+    assert f'dee: "{AUDIT_WEB}"; answers: ana: accept (we read case02 again); ben: argue' in md
     if process.unstable:
         flagged = [cid for cid, (_, c) in cats.items() if "unstable" in c.get("flags", [])]
         assert set(flagged) == {t for t in process.unstable if t in cats}

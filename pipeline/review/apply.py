@@ -697,7 +697,7 @@ def codebook_markdown(cb: Codebook) -> str:
                                 + (f" ({t(a['text'])})" if a["text"] else "")
                                 for a in c["answers"]) or "not answered"
             lines.append(f"- round {c['round']}, {t(c['item'])}, {t(c['by'])}: "
-                         f"{t(c['comment'])} Answers: {answers}.")
+                         f"\"{t(c['comment'])}\"; answers: {answers}")
         lines.append("")
     if d["rejected_themes"]:
         lines += ["## Rejected proposals", ""]
