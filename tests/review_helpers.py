@@ -43,6 +43,22 @@ def fill(path: Path, sheet: str, ident, **values) -> int:
     raise KeyError(f"{ident} not on sheet {sheet}")
 
 
+def fill_rows(path: Path, sheet: str, rows: dict) -> None:
+    """:func:`fill` for many rows at once (``{ident: {header: value}}``), the workbook
+    read and saved once: a judge's whole sheet in one step."""
+    wb = openpyxl.load_workbook(path)
+    ws = wb[sheet]
+    header = [c.value for c in ws[1]]
+    left = {str(k): v for k, v in rows.items()}
+    for row in ws.iter_rows(min_row=2):
+        values = left.pop(str(row[0].value), None)
+        for key, value in (values or {}).items():
+            row[header.index(key.replace("_", " "))].value = value
+    if left:
+        raise KeyError(f"{sorted(left)} not on sheet {sheet}")
+    wb.save(path)
+
+
 def set_meta(path: Path, key: str, value: str) -> None:
     wb = openpyxl.load_workbook(path)
     for row in wb["_meta"].iter_rows():

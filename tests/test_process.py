@@ -31,7 +31,7 @@ from pipeline.review.agreement import review_status
 from pipeline.review.model import core_idea_item, load_run, segment_item
 from pipeline.review.store import ReviewStore
 from tests.refi_schema import schema_errors
-from tests.review_helpers import fill
+from tests.review_helpers import fill, fill_rows
 from tests.study import run_study_cli
 from tests.test_web import CHROMIUM, CHROMIUM_ARGS, decide, flash, open_as, serving, submit
 
@@ -179,12 +179,10 @@ def process(tmp_path_factory) -> Process:
 
         # ben fills his workbook; it is imported
         ben = books / "ben.xlsx"
-        for tid in _rows(ben, "themes"):
-            fill(ben, "themes", tid, decision="accept")
-        fill(ben, "themes", 1, decision="rename", new_name=RENAMED)
-        fill(ben, "themes", MERGED, decision="merge", merge_into=3)
-        for did in _rows(ben, "domains"):
-            fill(ben, "domains", did, decision="accept")
+        fill_rows(ben, "themes", {**{tid: {"decision": "accept"} for tid in _rows(ben, "themes")},
+                                  "1": {"decision": "rename", "new_name": RENAMED},
+                                  str(MERGED): {"decision": "merge", "merge_into": 3}})
+        fill_rows(ben, "domains", {did: {"decision": "accept"} for did in _rows(ben, "domains")})
         fill(ben, "core ideas", "case01:0", your_core_idea=CORE_BEN)
         fill(ben, "unassigned", proc.moved, move_to_theme=1)
         _cli("review", "import", str(run), str(ben))
