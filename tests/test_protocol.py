@@ -397,6 +397,24 @@ def test_a_greeting_before_the_first_question_does_not_make_it_frame():
     assert len(opening) == 1 and opening[0].frame
 
 
+def test_an_informal_greeting_opens_the_frame():
+    """"Hey, can I help you?" and "Hiya, come on in" open counselling sessions as
+    "Hello" does; they were read as questions of the protocol, and their cases' first
+    answers went to an area of small talk."""
+    hellos = ["Hey, can I help you?", "Hiya, come on in, how are you doing?",
+              "Hey there, how have you been?", "Hey, good to see you again, how are things?"]
+    cases = {f"c{k}": [(_I, hellos[k]), (_P, "Yes, fine thanks."),
+                       (_I, Q_FEEDBACK[k]), (_P, STORIES[k]),
+                       (_I, Q_TRAINING[k]), (_P, f"Not really, I learned it on the job {k}.")]
+             for k in range(4)}
+    turns, segs = build(cases)
+    result = infer_protocol(turns, segs, fake_encode, ProtocolConfig())
+    frame = {a.area_id for a in result.protocol.areas if a.frame}
+    for case in cases:
+        assert _area_of(result, case, 0) in frame, [a.name for a in result.protocol.areas]
+        assert _area_of(result, case, 2) not in frame
+
+
 def test_what_follows_a_greeting_and_is_none_is_not_set_apart_with_it():
     """A counselling session opens "Hi, thanks for coming in" and goes on "Can you tell
     me more about your concerns about vaccines?": a probe, asked in that session only.

@@ -838,7 +838,8 @@ _COURTESY_TURN = re.compile(
     r"\b(?:stop|end|turn off|switch off|pause) the (?:recording|recorder|transcription)\b|"
     r"\bcan you (?:hear|see) me\b|\bconsent(?: form)?\b|\binformation sheet\b|"
     r"\bthank(?:s| you)\b|\bappreciate (?:you|it|your)\b|"
-    r"^\W*(?:hi|hello|good (?:morning|afternoon|evening)|welcome|nice to (?:meet|see) you)\b|"
+    r"^\W*(?:hi|hiya|hey|hello|good (?:morning|afternoon|evening)|welcome|nice to (?:meet|see) "
+    r"you)\b|"
     r"\b(?:good|nice|lovely|great) (?:place|point) to (?:end|finish|stop|wrap up)\b|"
     r"\b(?:that(?:'s|’s| is)|those are) (?:all|it for) (?:my|the) questions\b", re.I)
 _PROBE = re.compile(
