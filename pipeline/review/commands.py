@@ -151,9 +151,10 @@ def _kept_positions(read: list, stored: dict[str, dict[str, Decision]]) -> list[
     for wb in read:
         if wb.role != "judge":
             continue
+        decided = {d.item for d in wb.decisions}          # (an item on two sheets)
         for item, where in wb.blank.items():
             old = stored.get(item, {}).get(wb.person)
-            if old is not None:
+            if old is not None and item not in decided:
                 out.append(f"{wb.person} on {item} ({where}): {old.describe()}")
     return out
 
