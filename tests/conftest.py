@@ -7,6 +7,7 @@ tables) are imported from the ``tests`` package: ``from tests.study import ...``
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -64,9 +65,9 @@ def pytest_collection_modifyitems(session, config, items):
     late leaves the other worker idle at the end; started first, the long files
     run beside the many short ones. The order is the same in every worker, as
     pytest-xdist requires."""
-    slow: dict[str, int] = {}
-    for item in items:
-        slow[item.nodeid.split("::")[0]] = (slow.get(item.nodeid.split("::")[0], 0)
-                                            + (item.get_closest_marker("slow") is not None))
-    first = {f: i for i, f in enumerate(dict.fromkeys(i.nodeid.split("::")[0] for i in items))}
-    items.sort(key=lambda it: (-slow[it.nodeid.split("::")[0]], first[it.nodeid.split("::")[0]]))
+    def file(item) -> str:
+        return item.nodeid.split("::")[0]
+
+    slow = Counter(file(i) for i in items if i.get_closest_marker("slow") is not None)
+    first = {f: n for n, f in enumerate(dict.fromkeys(map(file, items)))}
+    items.sort(key=lambda i: (-slow[file(i)], first[file(i)]))
