@@ -539,7 +539,8 @@ def cmd_precode(args: argparse.Namespace) -> int:
           f"(on held-out cases: accuracy {cal.get('accuracy', float('nan')):.2f}, macro F1 "
           f"{cal.get('macro_f1', float('nan')):.2f}, calibration error "
           f"{cal.get('ece', float('nan')):.3f}; {cal['folds']})")
-    print(f"  coded: {m['n_coded']}   none of these: {m['n_none']}   needs a human "
+    talk = f" ({m['n_small_talk']} of them small talk)" if m.get("n_small_talk") else ""
+    print(f"  coded: {m['n_coded']}   none of these: {m['n_none']}{talk}   needs a human "
           f"(confidence < {m['threshold']}): {m['n_needs_human']}")
     if m["n_needs_human"]:
         print("  the CQR table's frequency labels count the coded segments only: those in "

@@ -414,6 +414,8 @@ def label_segments(new: pd.DataFrame, Xnew: np.ndarray, clf: Classifier,
                    cats: dict[int, tuple], threshold: float) -> pd.DataFrame:
     """The new segments with the classifier's three likeliest categories, its
     confidence, and what becomes of each: coded, "none", or the human queue."""
+    from .stages.protocol import is_small_talk
+
     top_ids, top_p = clf.top(Xnew, 3)
     name_of = {**{c: v[0] for c, v in cats.items()}, NONE: "none"}
     seg = new.copy()
@@ -424,10 +426,15 @@ def label_segments(new: pd.DataFrame, Xnew: np.ndarray, clf: Classifier,
         seg[f"top{k + 1}_category_id"] = top_ids[:, k].astype(int) if have else NONE
         seg[f"top{k + 1}_category"] = [name_of[int(c)] for c in top_ids[:, k]] if have else ""
         seg[f"top{k + 1}_confidence"] = top_p[:, k].astype(float) if have else 0.0
-    seg["needs_human"] = seg["confidence"] < threshold
+    # courtesy ("Not at all, it was good to talk about it.") is the interview frame,
+    # which the run sets apart whatever question it answers: "none", neither the
+    # nearest category nor a person's time in the queue
+    seg["small_talk"] = np.array([is_small_talk(str(t)) for t in seg["text"]], dtype=bool)
+    seg["needs_human"] = (seg["confidence"] < threshold) & ~seg["small_talk"]
     # "none" is an answer: a confident "none" is coded as no category, never the nearest
-    seg["status"] = np.where(seg["needs_human"], "needs_human",
-                             np.where(seg["suggested_category_id"] == NONE, "none", "coded"))
+    seg["status"] = np.where(seg["small_talk"], "none", np.where(
+        seg["needs_human"], "needs_human",
+        np.where(seg["suggested_category_id"] == NONE, "none", "coded")))
     seg["category_id"] = np.where(seg["status"] == "coded", seg["suggested_category_id"], NONE)
     seg["category"] = [cats[c][0] if c in cats else "" for c in seg["category_id"]]
     seg["suggested_category"] = [name_of[int(c)] for c in seg["suggested_category_id"]]
@@ -644,6 +651,7 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
             "n_training_segments": len(train), "n_segments": len(seg),
             "n_coded": int((seg["status"] == "coded").sum()),
             "n_none": int((seg["status"] == "none").sum()),
+            "n_small_talk": int(seg["small_talk"].sum()),
             "n_needs_human": int(seg["needs_human"].sum()),
             "queue_workbooks": queue_files,
             "categories_not_found": absent,

@@ -37,3 +37,13 @@ def test_the_demo_codebook_pre_codes_new_interviews_and_queues_the_doubtful(appl
     assert f"needs a human (confidence < 0.7): {m['n_needs_human']}" in printed
     coded = seg[seg["status"] == "coded"]
     assert (coded["confidence"] >= 0.7).all() and (coded["category_id"] >= 0).all()
+    # courtesy is the interview frame, set apart as the run sets it apart: "Not at all,
+    # it was good to talk about it." had gone to the queue under a content category
+    talk = seg[seg["text"].str.contains("good to talk about it")]
+    assert len(talk) == 1 and talk["small_talk"].all()
+    assert (talk["status"] == "none").all() and not talk["needs_human"].any()
+    assert (seg.loc[seg["small_talk"], "category_id"] < 0).all()
+    assert m["n_small_talk"] == int(seg["small_talk"].sum()) >= 1
+    assert f"({m['n_small_talk']} of them small talk)" in printed
+    # few segments are courtesy alone: the rule takes no content
+    assert seg["small_talk"].sum() <= 3

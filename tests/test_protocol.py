@@ -1181,3 +1181,15 @@ def test_a_protocol_whose_areas_recur_little_gets_a_note():
     assert _protocol_section("areas: []\n", sessions, 133)["note"] == note
     assert _protocol_section("areas: []\n", sessions, 133, given=True)["note"] == mine
     assert _protocol_section("areas: []\n", sessions, 10)["note"] is None
+
+
+def test_small_talk_is_courtesy_with_little_else():
+    """What pre-coding sets apart as the frame: courtesy and at most two other content
+    words, never an answer that thanks and then says something."""
+    from pipeline.stages.protocol import is_small_talk
+
+    assert is_small_talk("Not at all, it was good to talk about it.")
+    assert is_small_talk("Good luck with the project, and with the writing up.")
+    assert not is_small_talk("Thank you. My supervisor helped me sort out the grief "
+                             "from my own mother's death.")
+    assert not is_small_talk("I cried in the session and she saw it.")

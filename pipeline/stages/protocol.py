@@ -902,6 +902,17 @@ _COURTESY_PHRASES = re.compile(
     r"\bno problem\b|\bany time\b", re.I)
 
 
+def is_small_talk(text: str, max_words: int | None = None) -> bool:
+    """Whether a participant's segment is courtesy and little else ("Not at all, it was
+    good to talk about it."), by the phrases the run's small-talk rule looks for (the
+    run also compares short segments with anchor phrases); ``max_words`` defaults to
+    ``ProtocolConfig.small_talk_max_words``. Pre-coding sets such a segment apart as
+    the run does."""
+    if max_words is None:
+        max_words = ProtocolConfig.model_fields["small_talk_max_words"].default
+    return _is_small_talk(text, max_words)
+
+
 def _is_small_talk(text: str, max_words: int) -> bool:
     """Courtesy with at most a few other content words left ("Thank you. It was,
     um, good to talk about it, actually.")."""
