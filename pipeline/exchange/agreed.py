@@ -239,9 +239,11 @@ def content_from_review(run: RunData, *, draft: bool) -> ExportContent:
     items = review_run(run.folder)
     with ReviewStore(items) as store:
         status = review_status(store)
-        # every round's comments, each with the judges' answers: the audit trail of the
-        # whole process, not only of the round that is open now
-        audits = {r: store.audit_comment_rows(r) for r in range(1, status.round + 1)}
+    # every round's comments, each with the judges' answers: the audit trail of the
+    # whole process, not only of the round that is open now
+    audits: dict[str, list[dict]] = {}
+    for c in status.audit_trail:
+        audits.setdefault(c["item"], []).append(c)
     pending = status.pending()
     open_labels = [f"{i.label} ({i.state})" for i in pending]
     if pending and not draft:
@@ -283,15 +285,15 @@ def content_from_review(run: RunData, *, draft: bool) -> ExportContent:
         if dec is not None and dec.comment:
             notes.append(ExportNote(f"consensus/{st.item}", f"Consensus comment: {st.label}",
                                     dec.comment, "Consensus", about))
-        for rnd, rows in audits.items():
-            for c in rows.get(st.item, []):
-                answers = [f"- {judge}: {a['answer']}" + (f" ({a['text']})" if a.get("text") else "")
-                           for judge, a in sorted(c["answers"].items())]
-                text = c["comment"] + ("\n\nThe judges' answers:\n" + "\n".join(answers)
-                                       if answers else "")
-                notes.append(ExportNote(f"audit/{rnd}/{st.item}/{c['id']}",
-                                        f"Auditor {c['by']} (round {rnd}): {st.label}",
-                                        text, c["by"], about))
+        for c in audits.get(st.item, []):
+            rnd = c["round"]
+            answers = [f"- {judge}: {a['answer']}" + (f" ({a['text']})" if a.get("text") else "")
+                       for judge, a in sorted(c["answers"].items())]
+            text = c["comment"] + ("\n\nThe judges' answers:\n" + "\n".join(answers)
+                                   if answers else "")
+            notes.append(ExportNote(f"audit/{rnd}/{st.item}/{c['id']}",
+                                    f"Auditor {c['by']} (round {rnd}): {st.label}",
+                                    text, c["by"], about))
     notes += [_rejected_note(t) for t in data.get("rejected_themes") or []]
     notes += subcategory_note(data)
     if pending:

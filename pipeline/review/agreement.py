@@ -145,7 +145,8 @@ def review_status(store: ReviewStore, round: int | None = None) -> ReviewStatus:
     explicit = store.consensus(round)
     by = store.consensus_by(round)
     comments = store.audit_comments(round)
-    audit = store.audit_comment_rows(round)
+    audit_rounds = store.audit_rounds(round)
+    audit = audit_rounds.get(round, {})
     baseline = store.standing(round - 1) if round > 1 else {}
     items = run.items()
     touched = touched_items(positions, explicit, comments, baseline)
@@ -171,10 +172,9 @@ def review_status(store: ReviewStore, round: int | None = None) -> ReviewStatus:
     agreement = [agreement_stats([i for i in out if i.kind == k], judges, k)
                  for k in ("theme", "domain")]
     label = {i.item: i.label for i in out}
-    trail = [{"round": r, "item": item, "label": label.get(item) or run.label(item), **c}
-             for r in range(1, round + 1)
-             for item, rows in (audit if r == round else store.audit_comment_rows(r)).items()
-             for c in rows]
+    trail = [{"round": r, "label": label.get(item) or run.label(item), **c}
+             for r, by_item in sorted(audit_rounds.items())
+             for item, rows in by_item.items() for c in rows]
     return ReviewStatus(round, judges, store.auditors(), out, agreement,
                         audited=store.audited_by(round), audit_trail=trail)
 

@@ -718,18 +718,28 @@ class ReviewStore:
         ``answers``: {judge: their latest answer (answer, text, at)}; a judge who took
         their answer back (:meth:`undo_answer`) is left out."""
         round = round or self.round
+        return self.audit_rounds(round, first=round).get(round, {})
+
+    def audit_rounds(self, last: int | None = None, first: int = 1
+                     ) -> dict[int, dict[str, list[dict]]]:
+        """{round: {item: [comment]}} of rounds ``first`` to ``last`` (default: the
+        current one), each comment as :meth:`audit_comment_rows` gives it: the whole
+        audit trail in two queries."""
+        last = last or self.round
         answers: dict[int, dict[str, dict]] = {}
-        for r in self.con.execute("SELECT * FROM audit_answers WHERE round=? ORDER BY id",
-                                  (round,)):
+        for r in self.con.execute("SELECT * FROM audit_answers WHERE round BETWEEN ? AND ? "
+                                  "ORDER BY id", (first, last)):
             mine = answers.setdefault(r["comment_id"], {})
             if r["answer"] == "withdrawn":
                 mine.pop(r["by"], None)
             else:
                 mine[r["by"]] = dict(r)
-        out: dict[str, list[dict]] = {}
-        for r in self.con.execute("SELECT id, item, by, comment, at FROM audit_comments "
-                                  "WHERE round=? ORDER BY id", (round,)):
-            out.setdefault(r["item"], []).append({**dict(r), "answers": answers.get(r["id"], {})})
+        out: dict[int, dict[str, list[dict]]] = {}
+        for r in self.con.execute("SELECT id, round, item, by, comment, at FROM audit_comments "
+                                  "WHERE round BETWEEN ? AND ? ORDER BY round, id", (first, last)):
+            row = {k: r[k] for k in ("id", "item", "by", "comment", "at")}
+            out.setdefault(r["round"], {}).setdefault(r["item"], []).append(
+                {**row, "answers": answers.get(r["id"], {})})
         return out
 
     def answer_audit(self, comment_id: int, by: str, answer: str, text: str = "") -> dict:

@@ -259,7 +259,7 @@ def _item_common(run: RunItems, store: ReviewStore, item: str, who: str | None,
     # the auditor's comments of earlier rounds on this item, with the judges' answers:
     # a round starts from the last one's consensus, so what was argued then still matters
     earlier = [{"round": r, "comments": cs} for r in range(1, st.round)
-               if (cs := store.audit_comment_rows(r).get(item))]
+               if (cs := [c for c in st.audit_trail if c["round"] == r and c["item"] == item])]
     return {"st": st, "live": live_codebook(run, st), "status": status, "item": item,
             "earlier_comments": earlier,
             "v_item": versions.get(item, 0),
