@@ -117,8 +117,9 @@ def import_workbooks(run_folder: Path, files: list[Path], consensus: bool = Fals
         batches = [(wb.person, wb.decisions) for wb in read if wb.role == "judge"]
         comments = [(wb.person, item, comment, where) for wb in read if wb.role == "auditor"
                     for item, comment, where in wb.comments]
-        replaced = _replaced_positions(batches, store.positions())
-        kept = _kept_positions(read, store.positions())
+        stored = store.positions()
+        replaced = _replaced_positions(batches, stored)
+        kept = _kept_positions(read, stored)
         n = store.record_positions(batches, what="; ".join(str(f) for f in files),
                                    comments=comments)
     # whose each workbook is, from its signed _meta sheet, not its file name: a copy of
