@@ -456,8 +456,8 @@ _MISSING_CUES = frozenset("""
 inaudible unintelligible unclear indistinct incomprehensible crosstalk cross-talk
 overlapping garbled
 """.split())
-_MISSING_HINT = re.compile(r"inaudib|unintellig|unclear|indistinct|incomprehens|cross-?talk|"
-                           r"overlapping|garbled", re.I)
+#: any of those cues, anywhere: a text without one has no such note to look for
+_MISSING_HINT = re.compile("|".join(map(re.escape, sorted(_MISSING_CUES))), re.I)
 _MISSING = "\ue000"          # stands for a gap while tidying: no word, no note, no filler
 _NOTE_WORDS = re.compile(r"[A-Za-z]+(?:-[A-Za-z]+)*")
 
