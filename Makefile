@@ -12,11 +12,21 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# uv installs what pip would, from the same registries, in a third of the time:
+# it fetches and unpacks in parallel and compiles the bytecode on every core.
+# It does not read pip's settings, so a wheel folder pip is pointed at
+# (PIP_FIND_LINKS, or find-links in pip.conf: where a machine keeps its CPU torch)
+# is passed on to it.
+FIND_LINKS = $(strip $(or $(PIP_FIND_LINKS),$(shell $(BIN)/python -m pip config get global.find-links 2>/dev/null)))
+UV_INSTALL = $(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode \
+	$(addprefix --find-links ,$(FIND_LINKS))
+
 # torch is pinned first: its CPU wheel is what this machine has, and letting a
 # dependency resolve torch on its own pulls a multi-GB CUDA build.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet uv
+	$(UV_INSTALL) torch==2.13.0
+	$(UV_INSTALL) -e '.[test]'
 	touch $(STAMP)
 
 demo: $(STAMP)
