@@ -470,7 +470,8 @@ def test_skipped_counts_and_provenance(html):
 
 
 def test_dendrogram_and_plots_present(html):
-    assert html.count("<svg") == 3               # map, heat map, dendrogram
+    assert html.count("<svg") == 2               # map, dendrogram (the heat map is a table)
+    assert html.count('<table class="heatmap">') == 1
     assert "Dendrogram" in html
     assert "<metadata" not in html               # no dates or creator in the SVGs
 
@@ -581,8 +582,9 @@ def test_heat_map_of_many_cases_labels_every_nth_case_only():
     from pipeline.report.render import MAX_CASE_LABELS, _heatmap_section
 
     cases = [f"C{i:03d}" for i in range(130)]
-    themes = pd.DataFrame({"theme_id": [0, 1], "name": ["grief / loss", "training"],
-                           "domain_id": [0, 0]})
+    # 4 x 130 cells: too many to print counts, so the drawn figure
+    themes = pd.DataFrame({"theme_id": [0, 1, 2, 3], "domain_id": [0, 0, 0, 0],
+                           "name": ["grief / loss", "training", "supervision", "shame"]})
     counts = {0: {c: 1 + i % 3 for i, c in enumerate(cases)}, 1: {"C001": 2}}
     out = _heatmap_section(themes, {0: "Crying"}, cases, counts)
     step = -(-130 // MAX_CASE_LABELS)
@@ -590,4 +592,42 @@ def test_heat_map_of_many_cases_labels_every_nth_case_only():
     svg = str(out["svg"])
     assert "C000" in svg and f"C{step:03d}" in svg and "C001" not in svg
     few = _heatmap_section(themes, {0: "Crying"}, cases[:12], counts)
-    assert "labelled" not in few["caption"] and "C001" in str(few["svg"])
+    assert "labelled" not in few["caption"] and few["table"]["cases"] == cases[:12]
+
+
+def test_a_small_heat_map_is_a_table_of_the_counts_with_names_as_text():
+    """Up to ANNOTATE_MAX_CELLS cells the heat map is a table: every theme's row holds
+    its count for each case, under its domain's heading, and names are text, never
+    markup."""
+    from pipeline.report.render import ANNOTATE_MAX_CELLS, _heatmap_section
+    from pipeline.report.templating import page_environment
+
+    cases = ["case01", "case02", "case03"]
+    themes = pd.DataFrame({"theme_id": [0, 1, 2], "domain_id": [0, 0, 1],
+                           "name": ["<b>tears</b>", "=SUM(A1)", "training"]})
+    counts = {0: {"case01": 4, "case03": 1}, 1: {"case02": 2}, 2: {"case01": 1, "case02": 1}}
+    out = _heatmap_section(themes, {0: "Crying <i>in</i> session", 1: "Training"}, cases, counts)
+    assert out["svg"] is None and 9 < ANNOTATE_MAX_CELLS
+    html = page_environment().from_string(
+        "{% set heatmap = h %}" + _template_part("heatmap")).render(h=out)
+    doc = parse(html)
+    assert "b" not in doc.tags and "i" not in doc.tags
+    assert "&lt;b&gt;tears&lt;/b&gt;" in html and "Crying &lt;i&gt;in&lt;/i&gt; session" in html
+    rows = re.findall(r'<tr><th scope="row">(\d+) [^<]*</th>(.*?)</tr>', html)
+    got = {int(t): [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>[^<]*</td>", cells)]
+           for t, cells in rows}
+    assert got == {0: ["4", "", "1"], 1: ["", "2", ""], 2: ["1", "1", ""]}
+    # the darkest cell is the largest count; an empty cell has no colour of its own
+    assert re.search(r'<td style="background: #[0-9a-f]{6}" class="dark">4</td>', html)
+    assert html.index("Crying") < html.index("=SUM(A1)") < html.index(">Training<")
+
+
+def _template_part(section: str) -> str:
+    """The report template's ``<section id=SECTION>``, to render on its own."""
+    from pathlib import Path
+
+    import pipeline.report as report
+
+    text = (Path(report.__file__).parent / "templates" / "report.html.j2").read_text("utf-8")
+    start = text.index(f'<section id="{section}">')
+    return text[start:text.index("</section>", start) + len("</section>")]

@@ -68,7 +68,9 @@ MAX_MAP_POINTS = 20_000
 MAX_UNASSIGNED_LISTED = 500
 #: Skipped items listed individually up to this many (all are counted by reason).
 MAX_SKIPPED_LISTED = 2_000
-#: The heat map prints counts in its cells when it has fewer cells than this.
+#: The heat map prints counts in its cells when it has fewer cells than this; such a
+#: grid is an HTML table (text a reader can select and zoom, 1 ms to write against
+#: matplotlib's 0.4 s), a larger one a drawn figure.
 ANNOTATE_MAX_CELLS = 400
 #: above this many cases the heat map labels every n-th case column only
 MAX_CASE_LABELS = 60
@@ -606,7 +608,7 @@ def _map_section(seg: pd.DataFrame, seg_theme: np.ndarray, themes: pd.DataFrame,
 def _heatmap_section(themes: pd.DataFrame, domain_names: dict[int, str], cases: list[str],
                      per_theme_case: dict[int, dict[str, int]]) -> dict[str, Any]:
     if not len(themes) or not cases:
-        return {"svg": None, "caption": "No themes or no cases: nothing to show."}
+        return {"svg": None, "table": None, "caption": "No themes or no cases: nothing to show."}
     tids = [int(t) for t in themes["theme_id"]]
     dids = [int(d) for d in themes["domain_id"]]
     grid = np.array([[per_theme_case.get(t, {}).get(c, 0) for c in cases] for t in tids], float)
@@ -621,6 +623,9 @@ def _heatmap_section(themes: pd.DataFrame, domain_names: dict[int, str], cases: 
         else:
             bands.append((i, i, d))
     vmax = max(float(grid.max()), 1.0)
+    if annotate:
+        return _heatmap_table(grid, vmax, tids, themes["name"].tolist(), dids, bands,
+                              domain_names, cases)
     font = 8 if n_rows <= 60 else 6
     width = min(max(5.5, 3.6 + 0.32 * n_cols), 22.0)
     # a label per column up to MAX_CASE_LABELS cases; beyond, every step-th case
@@ -655,24 +660,43 @@ def _heatmap_section(themes: pd.DataFrame, domain_names: dict[int, str], cases: 
         twin.tick_params(length=0)
         for side in twin.spines.values():
             side.set_visible(False)
-        if annotate:
-            for i in range(n_rows):
-                for j in range(n_cols):
-                    v = int(grid[i, j])
-                    if v:
-                        ax.text(j + 0.5, i + 0.5, str(v), ha="center", va="center",
-                                fontsize=7, color="white" if v > 0.55 * vmax else "#1d1d1f")
         fig.colorbar(mesh, ax=[ax, twin], location="bottom", shrink=0.5, aspect=40,
                      pad=0.02, label="segments")
 
     svg = figure_svg("heatmap", (width, height), draw)
     caption = ("Rows: themes, grouped by domain (domain names on the right); columns: cases; "
                "cell: number of the case's segments in the theme.")
-    caption += " Counts are printed in non-empty cells." if annotate else \
-        " The grid is too large to print counts; the theme cards below list them."
+    caption += " The grid is too large to print counts; the theme cards below list them."
     if step > 1:
         caption += f" {n_cols:,} cases: one in every {step} is labelled, in case order."
-    return {"svg": svg, "caption": caption}
+    return {"svg": svg, "table": None, "caption": caption}
+
+
+def _heatmap_table(grid: np.ndarray, vmax: float, tids: list[int], names: list[Any],
+                   dids: list[int], bands: list[tuple[int, int, int]],
+                   domain_names: dict[int, str], cases: list[str]) -> dict[str, Any]:
+    """The heat map as a table: a row per theme under its domain's heading, a column
+    per case, each cell its count on the colour of matplotlib's "Blues" scale (the
+    drawn map's), so a small grid reads as the large one looks. The template writes
+    every label as text."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    blues = colormaps["Blues"]
+    groups = []
+    for lo, hi, d in bands:
+        rows = []
+        for i in range(lo, hi + 1):
+            cells = []
+            for v in grid[i].astype(int).tolist():
+                cells.append({"n": v, "bg": to_hex(blues(v / vmax)) if v else "",
+                              "dark": v > 0.55 * vmax})
+            rows.append({"id": tids[i], "name": str(names[i]), "cells": cells})
+        groups.append({"name": domain_names.get(d, f"domain {d}"), "rows": rows})
+    caption = ("Rows: themes, grouped by domain; columns: cases; cell: number of the case's "
+               "segments in the theme, darker for more.")
+    return {"svg": None, "table": {"cases": [str(c) for c in cases], "groups": groups},
+            "caption": caption}
 
 
 def _cases_beside_label(n_cases: Any, n_counted: int | None) -> str:
