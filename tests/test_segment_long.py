@@ -162,3 +162,26 @@ def test_pieces_cover_the_text_within_the_limit(text):
             assert text[b - 1].isspace()     # not inside a word when a space is near the limit
         else:
             assert b == a + 150              # one word longer than half the limit: cut there
+
+
+def test_a_thread_keeps_its_sentencizer_until_its_strings_pass_the_bound(monkeypatch):
+    """spaCy's blank pipeline costs more to make than a small study costs to sentencize:
+    each thread makes one and keeps it, and makes a new one once its string store holds
+    more than SENTENCIZER_MAX_STRINGS strings. Units are the same either way."""
+    import threading
+
+    from pipeline.stages import nlp
+
+    seg = SentenceSegmenter(target_words=5, max_words=12, min_words=1)
+    text = "I cried once. It was in session, with a client I had seen for years. She saw it."
+    first = nlp.sentencizer()
+    units = seg._spans([text])
+    assert nlp.sentencizer() is first and seg._spans([text]) == units
+    other = []
+    thread = threading.Thread(target=lambda: other.append(nlp.sentencizer()))
+    thread.start()
+    thread.join()
+    assert other[0] is not first
+    monkeypatch.setattr(nlp, "SENTENCIZER_MAX_STRINGS", len(first.vocab.strings) - 1)
+    renewed = nlp.sentencizer()
+    assert renewed is not first and seg._spans([text]) == units

@@ -339,14 +339,13 @@ class SentenceSegmenter(_SegmenterBase):
         return None
 
     def _spans(self, texts: list[str]) -> list[list[tuple[int, int]]]:
-        from .nlp import spacy
+        from .nlp import sentencizer
 
         if not 0 < self.min_words <= self.target_words <= self.max_words:
             from ..errors import ConfigError
             raise ConfigError("segment: need 0 < min_words <= target_words <= max_words, got "
                               f"{self.min_words}, {self.target_words}, {self.max_words}")
-        nlp = spacy().blank("en")
-        nlp.add_pipe("sentencizer")
+        nlp = sentencizer()
         out = []
         for text, found in zip(texts, _sentences(nlp, texts, self.batch_size)):
             sents: list[tuple[int, int]] = []
