@@ -582,9 +582,9 @@ def test_heat_map_of_many_cases_labels_every_nth_case_only():
     from pipeline.report.render import MAX_CASE_LABELS, _heatmap_section
 
     cases = [f"C{i:03d}" for i in range(130)]
-    # 4 x 130 cells: too many to print counts, so the drawn figure
-    themes = pd.DataFrame({"theme_id": [0, 1, 2, 3], "domain_id": [0, 0, 0, 0],
-                           "name": ["grief / loss", "training", "supervision", "shame"]})
+    # more cases than a table labels: the drawn figure
+    themes = pd.DataFrame({"theme_id": [0, 1], "name": ["grief / loss", "training"],
+                           "domain_id": [0, 0]})
     counts = {0: {c: 1 + i % 3 for i, c in enumerate(cases)}, 1: {"C001": 2}}
     out = _heatmap_section(themes, {0: "Crying"}, cases, counts)
     step = -(-130 // MAX_CASE_LABELS)
@@ -596,10 +596,10 @@ def test_heat_map_of_many_cases_labels_every_nth_case_only():
 
 
 def test_a_small_heat_map_is_a_table_of_the_counts_with_names_as_text():
-    """Up to ANNOTATE_MAX_CELLS cells the heat map is a table: every theme's row holds
+    """Up to MAX_CASE_LABELS cases the heat map is a table: every theme's row holds
     its count for each case, under its domain's heading, and names are text, never
     markup."""
-    from pipeline.report.render import ANNOTATE_MAX_CELLS, _heatmap_section
+    from pipeline.report.render import MAX_CASE_LABELS, TABLE_MAX_CELLS, _heatmap_section
     from pipeline.report.templating import page_environment
 
     cases = ["case01", "case02", "case03"]
@@ -607,7 +607,7 @@ def test_a_small_heat_map_is_a_table_of_the_counts_with_names_as_text():
                            "name": ["<b>tears</b>", "=SUM(A1)", "training"]})
     counts = {0: {"case01": 4, "case03": 1}, 1: {"case02": 2}, 2: {"case01": 1, "case02": 1}}
     out = _heatmap_section(themes, {0: "Crying <i>in</i> session", 1: "Training"}, cases, counts)
-    assert out["svg"] is None and 9 < ANNOTATE_MAX_CELLS
+    assert out["svg"] is None and 3 <= MAX_CASE_LABELS and 9 <= TABLE_MAX_CELLS
     html = page_environment().from_string(
         "{% set heatmap = h %}" + _template_part("heatmap")).render(h=out)
     doc = parse(html)
@@ -620,6 +620,12 @@ def test_a_small_heat_map_is_a_table_of_the_counts_with_names_as_text():
     # the darkest cell is the largest count; an empty cell has no colour of its own
     assert re.search(r'<td style="background: #[0-9a-f]{6}" class="dark">4</td>', html)
     assert html.index("Crying") < html.index("=SUM(A1)") < html.index(">Training<")
+    # past TABLE_MAX_CELLS cells, however few the cases, the figure
+    many = pd.DataFrame({"theme_id": range(51), "domain_id": [0] * 51,
+                         "name": [f"theme {i}" for i in range(51)]})
+    assert 51 * MAX_CASE_LABELS > TABLE_MAX_CELLS
+    drawn = _heatmap_section(many, {0: "Crying"}, [f"c{i}" for i in range(MAX_CASE_LABELS)], {})
+    assert drawn["table"] is None and drawn["svg"] is not None
 
 
 def _template_part(section: str) -> str:

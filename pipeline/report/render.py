@@ -68,12 +68,13 @@ MAX_MAP_POINTS = 20_000
 MAX_UNASSIGNED_LISTED = 500
 #: Skipped items listed individually up to this many (all are counted by reason).
 MAX_SKIPPED_LISTED = 2_000
-#: The heat map prints counts in its cells when it has fewer cells than this; such a
-#: grid is an HTML table (text a reader can select and zoom, 1 ms to write against
-#: matplotlib's 0.4 s), a larger one a drawn figure.
-ANNOTATE_MAX_CELLS = 400
 #: above this many cases the heat map labels every n-th case column only
 MAX_CASE_LABELS = 60
+#: The heat map of at most MAX_CASE_LABELS cases and this many cells is a table, its
+#: counts in its cells (text a reader can select and zoom, and a millisecond to write
+#: where matplotlib took 0.4 s); a larger one is drawn, without the counts. A CQR
+#: study has a few dozen cases; a pre-coded archive may have thousands.
+TABLE_MAX_CELLS = 3_000
 #: The question a quote answers is shown up to about this many characters.
 QUESTION_CHARS = 200
 #: Map labels show theme names up to this many themes, ids only beyond.
@@ -613,7 +614,7 @@ def _heatmap_section(themes: pd.DataFrame, domain_names: dict[int, str], cases: 
     dids = [int(d) for d in themes["domain_id"]]
     grid = np.array([[per_theme_case.get(t, {}).get(c, 0) for c in cases] for t in tids], float)
     n_rows, n_cols = grid.shape
-    annotate = n_rows * n_cols < ANNOTATE_MAX_CELLS
+    as_table = n_cols <= MAX_CASE_LABELS and n_rows * n_cols <= TABLE_MAX_CELLS
     row_labels = [mpl_text(f"{t} {n}", 40) for t, n in zip(tids, themes["name"])]
     # domain bands: (first row, last row, name)
     bands: list[tuple[int, int, str]] = []
@@ -623,7 +624,7 @@ def _heatmap_section(themes: pd.DataFrame, domain_names: dict[int, str], cases: 
         else:
             bands.append((i, i, d))
     vmax = max(float(grid.max()), 1.0)
-    if annotate:
+    if as_table:
         return _heatmap_table(grid, vmax, tids, themes["name"].tolist(), dids, bands,
                               domain_names, cases)
     font = 8 if n_rows <= 60 else 6
