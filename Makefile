@@ -14,12 +14,13 @@ $(BIN)/python:
 
 # uv installs what pip would, from the same registries, in a third of the time:
 # it fetches and unpacks in parallel and compiles the bytecode on every core.
-# It does not read pip's settings, so a wheel folder pip is pointed at
-# (PIP_FIND_LINKS, or find-links in pip.conf: where a machine keeps its CPU torch)
-# is passed on to it.
-FIND_LINKS = $(strip $(or $(PIP_FIND_LINKS),$(shell $(BIN)/python -m pip config get global.find-links 2>/dev/null)))
+# It does not read pip's settings, so a wheel folder pip is pointed at (where a
+# machine keeps its CPU torch) and an index that stands in for PyPI (a mirror) are
+# passed on to it, from pip's environment variable or else pip.conf.
+pip_setting = $(strip $(or $($(1)),$(shell $(BIN)/python -m pip config get global.$(2) 2>/dev/null)))
 UV_INSTALL = $(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode \
-	$(addprefix --find-links ,$(FIND_LINKS))
+	$(addprefix --find-links ,$(call pip_setting,PIP_FIND_LINKS,find-links)) \
+	$(addprefix --index-url ,$(call pip_setting,PIP_INDEX_URL,index-url))
 
 # torch is pinned first: its CPU wheel is what this machine has, and letting a
 # dependency resolve torch on its own pulls a multi-GB CUDA build.
