@@ -615,7 +615,6 @@ def _heatmap_section(themes: pd.DataFrame, domain_names: dict[int, str], cases: 
     grid = np.array([[per_theme_case.get(t, {}).get(c, 0) for c in cases] for t in tids], float)
     n_rows, n_cols = grid.shape
     as_table = n_cols <= MAX_CASE_LABELS and n_rows * n_cols <= TABLE_MAX_CELLS
-    row_labels = [mpl_text(f"{t} {n}", 40) for t, n in zip(tids, themes["name"])]
     # domain bands: (first row, last row, name)
     bands: list[tuple[int, int, str]] = []
     for i, d in enumerate(dids):
@@ -627,6 +626,7 @@ def _heatmap_section(themes: pd.DataFrame, domain_names: dict[int, str], cases: 
     if as_table:
         return _heatmap_table(grid, vmax, tids, themes["name"].tolist(), dids, bands,
                               domain_names, cases)
+    row_labels = [mpl_text(f"{t} {n}", 40) for t, n in zip(tids, themes["name"])]
     font = 8 if n_rows <= 60 else 6
     width = min(max(5.5, 3.6 + 0.32 * n_cols), 22.0)
     # a label per column up to MAX_CASE_LABELS cases; beyond, every step-th case
