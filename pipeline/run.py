@@ -83,7 +83,9 @@ class Timer:
 
     @contextmanager
     def stage(self, name: str):
-        log.info("%s ...", name)
+        # a stage entered again (the CQR run's map: begun apart, then waited for) says
+        # so, rather than seem to start over
+        log.info("%s, continued ..." if name in self.timings else "%s ...", name)
         start = time.perf_counter()
         yield
         # a stage entered twice (the CQR run's map: begun, then waited for) adds up

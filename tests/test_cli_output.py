@@ -131,3 +131,18 @@ def test_progress_lines_go_to_stderr_and_quiet_keeps_only_the_error(tmp_path, ca
     assert quiet.splitlines() == lines[2:]            # the same error, no progress lines
     # each call removes its handler: the next call does not print its lines twice
     assert logging.getLogger(ROOT_LOGGER).handlers == handlers
+
+
+def test_a_stage_entered_again_says_it_goes_on_and_its_times_add_up(caplog):
+    """The CQR run begins its map apart and waits for it after the cross-analysis: the
+    second entry is logged as the map going on, not as a second map."""
+    from pipeline.run import Timer
+
+    timer = Timer()
+    with caplog.at_level(logging.INFO, logger="consensa.run"):
+        for name in ("map", "cross-analysis", "map"):
+            with timer.stage(name):
+                pass
+    said = [r.getMessage() for r in caplog.records if r.name == "consensa.run"]
+    assert said == ["map ...", "cross-analysis ...", "map, continued ..."]
+    assert list(timer.timings) == ["map", "cross-analysis"]
