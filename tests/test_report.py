@@ -617,8 +617,9 @@ def test_a_small_heat_map_is_a_table_of_the_counts_with_names_as_text():
     got = {int(t): [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>[^<]*</td>", cells)]
            for t, cells in rows}
     assert got == {0: ["4", "", "1"], 1: ["", "2", ""], 2: ["1", "1", ""]}
-    # the darkest cell is the largest count; an empty cell has no colour of its own
-    assert re.search(r'<td style="background: #[0-9a-f]{6}" class="dark">4</td>', html)
+    # the darkest cell is the largest count, and says whose it is when pointed at
+    assert re.search(r'<td style="background: #[0-9a-f]{6}" class="dark" '
+                     r'title="case01, theme 0: 4">4</td>', html)
     assert html.index("Crying") < html.index("=SUM(A1)") < html.index(">Training<")
     # past TABLE_MAX_CELLS cells, however few the cases, the figure
     many = pd.DataFrame({"theme_id": range(51), "domain_id": [0] * 51,
