@@ -624,7 +624,7 @@ def _heatmap_section(themes: pd.DataFrame, domain_names: dict[int, str], cases: 
             bands.append((i, i, d))
     vmax = max(float(grid.max()), 1.0)
     if as_table:
-        return _heatmap_table(grid, vmax, tids, themes["name"].tolist(), dids, bands,
+        return _heatmap_table(grid, vmax, tids, themes["name"].tolist(), bands,
                               domain_names, cases)
     row_labels = [mpl_text(f"{t} {n}", 40) for t, n in zip(tids, themes["name"])]
     font = 8 if n_rows <= 60 else 6
@@ -674,8 +674,7 @@ def _heatmap_section(themes: pd.DataFrame, domain_names: dict[int, str], cases: 
 
 
 def _heatmap_table(grid: np.ndarray, vmax: float, tids: list[int], names: list[Any],
-                   dids: list[int], bands: list[tuple[int, int, int]],
-                   domain_names: dict[int, str], cases: list[str]) -> dict[str, Any]:
+                   bands: list[tuple[int, int, int]], domain_names: dict[int, str], cases: list[str]) -> dict[str, Any]:
     """The heat map as a table: a row per theme under its domain's heading, a column
     per case, each cell its count on the colour of matplotlib's "Blues" scale (the
     drawn map's), so a small grid reads as the large one looks. The template writes
