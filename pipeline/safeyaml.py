@@ -213,6 +213,10 @@ def load_file(path: str | Path, *, what: str = "YAML file", hint: str = "") -> A
                          hint=hint or "check that it is a UTF-8 text file you can read") from None
     try:
         return load(text)
+    except RecursionError:
+        raise InputError(f"the {what} is nested too deeply to read", path=path,
+                         hint=hint or "a file Consensa reads nests a few levels deep; check "
+                                      "the brackets") from None
     except yaml.YAMLError as exc:
         line, hint = error_line(exc, hint or "check the indentation and colons on that line")
         raise InputError(f"the {what} is not valid YAML: {getattr(exc, 'problem', None) or exc}",

@@ -386,6 +386,18 @@ def test_lists_nested_thousands_deep_are_one_line_not_a_recursion_traceback(tmp_
         load_config(path)
 
 
+def test_a_file_read_for_a_command_nested_thousands_deep_is_named_not_a_traceback(tmp_path):
+    """A codebook, cluster file or run config (safeyaml.load_file) gets the same clear
+    error as a config: libyaml's nesting limit, or Python's stack, is not a traceback."""
+    from pipeline.errors import InputError
+    from pipeline.safeyaml import load_file
+
+    path = write(tmp_path, "domains: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(InputError, match="codebook is nested too deeply") as e:
+        load_file(path, what="codebook")
+    assert str(path) in str(e.value)
+
+
 # --- one config model: sweep: and stability: sections, paths resolved at load -------
 
 def test_validate_and_run_read_the_stability_and_sweep_sections_alike(tmp_path, capsys):
