@@ -22,10 +22,13 @@ UV_INSTALL = $(BIN)/uv pip install --quiet --python $(BIN)/python --compile-byte
 	$(addprefix --find-links ,$(call pip_setting,PIP_FIND_LINKS,find-links)) \
 	$(addprefix --index-url ,$(call pip_setting,PIP_INDEX_URL,index-url))
 
-# torch is pinned first: its CPU wheel is what this machine has, and letting a
-# dependency resolve torch on its own pulls a multi-GB CUDA build.
+# uv is pinned to the version a fresh clone's `make test` was checked with: a later
+# one may resolve or read its settings otherwise. torch is pinned first: its CPU
+# wheel is what this machine has, and letting a dependency resolve torch on its own
+# pulls a multi-GB CUDA build.
+UV_VERSION := 0.13.9
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet uv
+	$(BIN)/python -m pip install --quiet uv==$(UV_VERSION)
 	$(UV_INSTALL) torch==2.13.0
 	$(UV_INSTALL) -e '.[test]'
 	touch $(STAMP)
