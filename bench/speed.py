@@ -27,17 +27,31 @@ segments Consensa cut from it, as a table, since it reads no transcripts);
 so both get the same 10,000 texts). Before measuring, one untimed run of each
 tool fills numba's compile caches (a property of the installation).
 
+* Baseline (``--baseline REV``): the whole run as Consensa made it at the git
+  revision REV, cold and warm (a new ``min_cluster_size``), taking turns with the
+  runs above. Its code is that revision's files (``git archive``, under
+  .cache/bench/speed), run by this environment's Python; the demo is run through
+  that revision's own configs/demo.yaml, the 10k study through the same config as
+  the other runs. The CQR issue bounds the CQR run by "today's" times: the runs
+  Consensa made when the issue was filed, b4e21b8 (the 529 tests of the brief).
+  Comparing with today's whole-corpus themes instead is stricter: they have since
+  been made faster too.
+
 Targets: on 10k segments, cold Consensa at most half of BERTopic's wall time; a
-warm re-run under 10% of the cold run. Writes bench/results/speed.csv (every
-run) and bench/results/speed_summary.csv.
+warm re-run under 10% of the cold run; the CQR run within 1.2x of the baseline's
+cold and warm times. Writes bench/results/speed.csv (every run),
+speed_summary.csv and speed_stages.csv (``--tag T``: speed_T.csv, ...).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import shutil
+import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pandas as pd
@@ -70,15 +84,47 @@ THEMES = ["--set", "analysis=consensa.Themes.v1"]
 CQR = ["--set", "analysis=consensa.CQR.v1"]
 
 
-def consensa(cfg: Path, out: Path, cache: Path, extra: list[str]) -> dict:
-    row = measured([CONSENSA, "run", str(cfg), "--out", str(out), "--set", f"cache_dir={cache}", *extra])
+def consensa(cfg: Path, out: Path, cache: Path, extra: list[str], code: Path | None = None) -> dict:
+    """``consensa run``: this checkout's, or with ``code`` the package in that folder
+    (a baseline revision's files), run as ``python -m pipeline.cli`` from there."""
+    cmd = [CONSENSA] if code is None else [PYTHON, "-m", "pipeline.cli"]
+    row = measured_in([*cmd, "run", str(cfg), "--out", str(out), "--set", f"cache_dir={cache}",
+                       *extra], code)
     if row["rc"] != 0:
         return row
     man = json.loads((out / "manifest.json").read_text())
+    counts = man.get("counts", {})
     row.update({f"t_{k}": v for k, v in man["timings"].items()})
-    row.update(themes=man["counts"]["themes"], outlier_share=man["outlier_share"],
-               embedded=man["counts"]["embedded"], from_cache=man["counts"]["embeddings_from_cache"])
+    row.update(themes=counts.get("themes"), outlier_share=man.get("outlier_share"),
+               embedded=counts.get("embedded"), from_cache=counts.get("embeddings_from_cache"))
     return row
+
+
+def measured_in(cmd: list[str], cwd: Path | None) -> dict:
+    if cwd is None:
+        return measured(cmd)
+    # the baseline's package is the one in its folder: python -m puts the folder first
+    m = run_measured(cmd, cwd=cwd)
+    if m.returncode != 0:
+        print(m.stderr[-2000:], file=sys.stderr)
+    return {"wall_s": m.wall_s, "peak_rss_mb": m.peak_rss_mb, "rc": m.returncode,
+            "load_before": m.load_before}
+
+
+def baseline_code(rev: str) -> tuple[Path, str]:
+    """The files of git revision ``rev`` of this repository, unpacked once under WORK:
+    (folder, the commit's full id)."""
+    sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--verify", f"{rev}^{{commit}}"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    folder = WORK / f"baseline-{sha[:12]}"
+    if not (folder / ".unpacked").exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        tar = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", sha],
+                             capture_output=True, check=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
+            archive.extractall(folder, filter="data")
+        (folder / ".unpacked").write_text(sha + "\n")
+    return folder, sha
 
 
 def bertopic(table: Path, out: Path) -> dict:
@@ -131,7 +177,12 @@ def main(argv=None) -> int:
     ap.add_argument("--no-warm-up", action="store_true")
     ap.add_argument("--with-cqr", action="store_true",
                     help="also the CQR analysis (analysis: consensa.CQR.v1), cold and warm")
+    ap.add_argument("--baseline", metavar="REV", default=None,
+                    help="also the whole run at git revision REV, cold and warm (b4e21b8: the "
+                         "runs the issues were filed against)")
+    ap.add_argument("--tag", default="", help="write speed_TAG.csv etc. instead of speed.csv")
     args = ap.parse_args(argv)
+    tag = f"_{args.tag}" if args.tag else ""
     import importlib.util
 
     if importlib.util.find_spec("bertopic") is None:
@@ -142,10 +193,17 @@ def main(argv=None) -> int:
     WORK.mkdir(parents=True, exist_ok=True)
     if not args.no_warm_up:
         warm_up(WORK / "warm-up")
+    base = None
+    if args.baseline:
+        base, sha = baseline_code(args.baseline)
+        print(f"baseline: the run at {sha[:12]} ({args.baseline}), its files in {base}")
     rows = []
     for size in args.sizes:
         folder = WORK / size
         cfg, table = inputs(size, folder)
+        # the baseline runs the demo as that revision's own config asked; the 10k
+        # study through the same config as the others
+        base_cfg = (base / "configs" / "demo.yaml") if base is not None and size == "demo" else cfg
         for rep in range(args.reps):
             cache = folder / "cache"
             runs = folder / f"runs-{rep}"
@@ -156,6 +214,8 @@ def main(argv=None) -> int:
                 order.insert(1, "consensa-float32")
             if args.with_cqr:
                 order.insert(1, "consensa-cqr")
+            if base is not None:
+                order.insert(1, "baseline")
             for tool in order:
                 print(f"{size} rep {rep}: {tool} cold ...", flush=True)
                 if tool == "bertopic":
@@ -166,6 +226,10 @@ def main(argv=None) -> int:
                 elif tool == "consensa-cqr":
                     shutil.rmtree(folder / "cache-cqr", ignore_errors=True)
                     r = consensa(cfg, runs / "consensa-cqr-cold", folder / "cache-cqr", CQR)
+                elif tool == "baseline":
+                    shutil.rmtree(folder / "cache-baseline", ignore_errors=True)
+                    r = consensa(base_cfg, runs / "baseline-cold", folder / "cache-baseline", [],
+                                 code=base)
                 else:
                     shutil.rmtree(folder / "cache-float32", ignore_errors=True)
                     r = consensa(cfg, runs / "consensa-float32", folder / "cache-float32",
@@ -185,6 +249,13 @@ def main(argv=None) -> int:
                          [*THEMES, "--set", f"cluster.min_samples={ms}"])
             rows.append({"size": size, "rep": rep, "tool": "consensa", "mode": "warm-density", **r})
             print(f"  {r['wall_s']:.1f} s", flush=True)
+            if base is not None:
+                print(f"{size} rep {rep}: baseline warm (cluster.min_cluster_size={mcs}) ...",
+                      flush=True)
+                r = consensa(base_cfg, runs / "baseline-warm", folder / "cache-baseline",
+                             ["--set", f"cluster.min_cluster_size={mcs}"], code=base)
+                rows.append({"size": size, "rep": rep, "tool": "baseline", "mode": "warm", **r})
+                print(f"  {r['wall_s']:.1f} s", flush=True)
             if args.with_cqr:
                 # warm: the cache of this rep's cold CQR run, a new cross-analysis setting
                 sub_min = 20 + rep
@@ -201,7 +272,7 @@ def main(argv=None) -> int:
         print(f"{int(failed.sum())} run(s) failed (their output is above) and count as missing: "
               + ", ".join(sorted(set(df.loc[failed, "tool"] + " " + df.loc[failed, "mode"]))))
         df.loc[failed, [c for c in df.columns if c.startswith("t_") or c == "wall_s"]] = float("nan")
-    save(df.round(3), "speed.csv")
+    save(df.round(3), f"speed{tag}.csv")
     stage_cols = [c for c in df.columns if c.startswith("t_") and c != "t_total"]
     summary = []
     for size, g in df.groupby("size", sort=False):
@@ -212,6 +283,8 @@ def main(argv=None) -> int:
         f32 = g[g["tool"] == "consensa-float32"].set_index("rep")
         cqr_cold = g[(g["tool"] == "consensa-cqr") & (g["mode"] == "cold")].set_index("rep")
         cqr_warm = g[(g["tool"] == "consensa-cqr") & (g["mode"] == "warm")].set_index("rep")
+        base_cold = g[(g["tool"] == "baseline") & (g["mode"] == "cold")].set_index("rep")
+        base_warm = g[(g["tool"] == "baseline") & (g["mode"] == "warm")].set_index("rep")
         s = {"size": size, "reps": len(cold),
              "consensa_cold_s": cold["wall_s"].median(), "bertopic_s": bt["wall_s"].median(),
              "cold/bertopic (per pair, median)": (cold["wall_s"] / bt["wall_s"]).median(),
@@ -232,6 +305,16 @@ def main(argv=None) -> int:
             s["cqr_warm_s"] = cqr_warm["wall_s"].median()
             s["cqr warm/themes warm (per pair, median)"] = (cqr_warm["wall_s"] / warm["wall_s"]).median()
             s["cqr_peak_MB"] = cqr_cold["peak_rss_mb"].max()
+        if not base_cold.empty:
+            s["baseline_cold_s"] = base_cold["wall_s"].median()
+            s["baseline_warm_s"] = base_warm["wall_s"].median()
+            s["themes cold/baseline cold (per pair, median)"] = (
+                cold["wall_s"] / base_cold["wall_s"]).median()
+            if not cqr_cold.empty:
+                s["cqr cold/baseline cold (per pair, median)"] = (
+                    cqr_cold["wall_s"] / base_cold["wall_s"]).median()
+                s["cqr warm/baseline warm (per pair, median)"] = (
+                    cqr_warm["wall_s"] / base_warm["wall_s"]).median()
         summary.append(s)
     summ = pd.DataFrame(summary).round(3)
     print_table(summ.T.reset_index().rename(columns={"index": "measure"}),
@@ -240,8 +323,15 @@ def main(argv=None) -> int:
     stages = stages.dropna(axis=1, how="all").reset_index()
     print_table(stages, "Per-stage wall time, median over reps (Consensa: manifest timings; "
                         "BERTopic: the script's steps)")
-    save(summ, "speed_summary.csv")
-    save(stages, "speed_stages.csv")
+    save(summ, f"speed_summary{tag}.csv")
+    save(stages, f"speed_stages{tag}.csv")
+    for _, r in summ.iterrows():
+        if "cqr cold/baseline cold (per pair, median)" in r and pd.notna(
+                r["cqr cold/baseline cold (per pair, median)"]):
+            for mode in ("cold", "warm"):
+                ratio = r[f"cqr {mode}/baseline {mode} (per pair, median)"]
+                print(f"Target CQR {mode} <= 1.2 x the baseline's ({r['size']}): {ratio:.2f} -> "
+                      f"{'met' if ratio <= 1.2 else 'NOT met'}")
     ten = summ[summ["size"] == "10000"]
     if not ten.empty:
         r = ten.iloc[0]
