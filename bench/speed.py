@@ -32,8 +32,8 @@ tool fills numba's compile caches (a property of the installation).
   runs above. Its code is that revision's files (``git archive``, under
   .cache/bench/speed), run by this environment's Python; the demo is run through
   that revision's own configs/demo.yaml, the 10k study through the same config as
-  the other runs. The CQR issue bounds the CQR run by "today's" times: the runs
-  Consensa made when the issue was filed, b4e21b8 (the 529 tests of the brief).
+  the other runs. The CQR analysis's time goal bounds the CQR run by the times
+  Consensa had before it was begun: the runs of b4e21b8, the last commit before it.
   Comparing with today's whole-corpus themes instead is stricter: they have since
   been made faster too.
 
@@ -179,7 +179,7 @@ def main(argv=None) -> int:
                     help="also the CQR analysis (analysis: consensa.CQR.v1), cold and warm")
     ap.add_argument("--baseline", metavar="REV", default=None,
                     help="also the whole run at git revision REV, cold and warm (b4e21b8: the "
-                         "runs the issues were filed against)")
+                         "last commit before the CQR analysis)")
     ap.add_argument("--tag", default="", help="write speed_TAG.csv etc. instead of speed.csv")
     args = ap.parse_args(argv)
     tag = f"_{args.tag}" if args.tag else ""
