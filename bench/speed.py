@@ -69,9 +69,10 @@ from bench_common import (
 WORK = ROOT / ".cache" / "bench" / "speed"
 
 
-def measured(cmd: list[str]) -> dict:
-    """Run ``cmd`` in a fresh process: wall time, peak RSS, exit status, load before."""
-    m = run_measured(cmd)
+def measured(cmd: list[str], cwd: Path | None = None) -> dict:
+    """Run ``cmd`` in a fresh process (in ``cwd``): wall time, peak RSS, exit status,
+    load before."""
+    m = run_measured(cmd, cwd=cwd)
     if m.returncode != 0:
         print(m.stderr[-2000:], file=sys.stderr)
     return {"wall_s": m.wall_s, "peak_rss_mb": m.peak_rss_mb, "rc": m.returncode,
@@ -88,8 +89,9 @@ def consensa(cfg: Path, out: Path, cache: Path, extra: list[str], code: Path | N
     """``consensa run``: this checkout's, or with ``code`` the package in that folder
     (a baseline revision's files), run as ``python -m pipeline.cli`` from there."""
     cmd = [CONSENSA] if code is None else [PYTHON, "-m", "pipeline.cli"]
-    row = measured_in([*cmd, "run", str(cfg), "--out", str(out), "--set", f"cache_dir={cache}",
-                       *extra], code)
+    # the baseline's package is the one in its folder: python -m puts the folder first
+    row = measured([*cmd, "run", str(cfg), "--out", str(out), "--set", f"cache_dir={cache}",
+                    *extra], cwd=code)
     if row["rc"] != 0:
         return row
     man = json.loads((out / "manifest.json").read_text())
@@ -98,17 +100,6 @@ def consensa(cfg: Path, out: Path, cache: Path, extra: list[str], code: Path | N
     row.update(themes=counts.get("themes"), outlier_share=man.get("outlier_share"),
                embedded=counts.get("embedded"), from_cache=counts.get("embeddings_from_cache"))
     return row
-
-
-def measured_in(cmd: list[str], cwd: Path | None) -> dict:
-    if cwd is None:
-        return measured(cmd)
-    # the baseline's package is the one in its folder: python -m puts the folder first
-    m = run_measured(cmd, cwd=cwd)
-    if m.returncode != 0:
-        print(m.stderr[-2000:], file=sys.stderr)
-    return {"wall_s": m.wall_s, "peak_rss_mb": m.peak_rss_mb, "rc": m.returncode,
-            "load_before": m.load_before}
 
 
 def baseline_code(rev: str) -> tuple[Path, str]:
