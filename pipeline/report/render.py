@@ -679,10 +679,7 @@ def _heatmap_table(grid: np.ndarray, vmax: float, tids: list[int], names: list[A
     per case, each cell its count on the colour of matplotlib's "Blues" scale (the
     drawn map's), so a small grid reads as the large one looks. The template writes
     every label as text."""
-    from matplotlib import colormaps
-    from matplotlib.colors import to_hex
-
-    blues = colormaps["Blues"]
+    blues = matplotlib.colormaps["Blues"]
     groups = []
     for lo, hi, d in bands:
         rows = []
