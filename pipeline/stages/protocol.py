@@ -110,6 +110,7 @@ get area -1.
 from __future__ import annotations
 
 import bisect
+import functools
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -1187,6 +1188,7 @@ def infer_protocol(turns: pd.DataFrame, segments: pd.DataFrame, encode: Encoder,
                             f"{vecs.shape[1]} dimensions")
     seg_prompt = _segment_prompts(segments, prompts, counts)
     seg_text = segments["text"].astype(str).tolist()
+    seg_case = segments["case_id"].astype(str).tolist()
     # each segment's nearest anchor, for all segments in one product
     talk_sim = _max_similarity(segment_vectors, talk_anchor_vecs)
     bg_sim = _max_similarity(segment_vectors, bg_anchor_vecs)
@@ -1196,20 +1198,34 @@ def infer_protocol(turns: pd.DataFrame, segments: pd.DataFrame, encode: Encoder,
         [bool(sh) and (_is_small_talk(t, config.small_talk_max_words)
                        or sim >= config.small_talk_similarity)
          for t, sh, sim in zip(seg_text, short, talk_sim)], dtype=bool)
-    background = np.array(
-        [sim >= config.frame_similarity or bool(_BACKGROUND_CONTENT.search(t))
-         for t, sim in zip(seg_text, bg_sim)], dtype=bool)
+
+    def background_share(ans: list[int]) -> float | None:
+        """The share of the answer segments ``ans`` that describe a background. The
+        regular expression is the slow part, and only a few prompts need it (those
+        _frame_kind asks about), so it is run on their answers alone."""
+        if not ans:
+            return None
+        return float(np.mean([bg_sim[i] >= config.frame_similarity
+                              or bool(_BACKGROUND_CONTENT.search(seg_text[i])) for i in ans]))
+
     answers: dict[tuple[str, int], list[int]] = defaultdict(list)
-    for i, (case, t) in enumerate(zip(segments["case_id"].astype(str), seg_prompt)):
+    for i, (case, t) in enumerate(zip(seg_case, seg_prompt)):
         if t >= 0:
             answers[(case, int(t))].append(i)
 
+    # a question asked in several interviews in the same words has one core, and so
+    # one similarity to each frame anchor and one reading of its words
+    by_core: dict[int, tuple[dict[str, float], tuple[bool, bool, bool]]] = {}
     for p in prompts:
         if p.kind != "question":
             continue
         ans = answers.get((p.case_id, p.turn_index), [])
-        bg_share = float(np.mean(background[ans])) if ans else None
-        p.frame, p.tentative = _frame_kind(p, qv[p.vec], anchor_vecs, bg_share, config)
+        if p.vec not in by_core:
+            by_core[p.vec] = ({k: float((anchor_vecs[k] @ qv[p.vec]).max())
+                               for k in FRAME_KINDS if anchor_vecs[k].size},
+                              _frame_words(p.core))
+        p.frame, p.tentative = _frame_kind(p, *by_core[p.vec],
+                                           functools.partial(background_share, ans), config)
         if not p.frame and not p.marked:
             p.probe = bool(_PROBE.match(p.core)) or (
                 probe_anchor_vecs.size > 0 and
@@ -1223,7 +1239,7 @@ def infer_protocol(turns: pd.DataFrame, segments: pd.DataFrame, encode: Encoder,
     seg_frame_area = np.array([False] * len(segments), dtype=bool)
     prompt_area = {(p.case_id, p.turn_index): p.area for p in prompts}
     frame_ids = set(protocol.frame_ids)
-    for i, (case, t) in enumerate(zip(segments["case_id"].astype(str), seg_prompt)):
+    for i, (case, t) in enumerate(zip(seg_case, seg_prompt)):
         if t >= 0 and prompt_area.get((case, int(t)), -1) in frame_ids:
             seg_frame_area[i] = True
     counts["segments_small_talk"] = int(small_talk.sum())
@@ -1236,29 +1252,37 @@ def _read_prompts(ordered: pd.DataFrame, config: ProtocolConfig) -> list[_Prompt
     speaker_res = [re.compile(p, re.I) for p in config.prompt_speakers]
     sizes = ordered.groupby("case_id", sort=False)["turn_index"].transform("size").to_numpy()
     ranks = ordered.groupby("case_id", sort=False).cumcount().to_numpy()
+    # what a prompt's words say, once per distinct wording: interviewers say the same
+    # backchannels and follow-ups ("Mm-hm.", "Can you say more?") many times over
+    read: dict[tuple[str, bool, str], dict[str, object]] = {}
+
+    def labels(role: str, label_is_prompt: bool, text: str) -> dict[str, object]:
+        core = question_core(text)
+        if role == "other" and label_is_prompt:
+            return {"core": core, "kind": "task" if core.strip() else "other"}
+        if role == "other" and "?" not in text:
+            return {"core": core, "kind": "other"}
+        if _backchannel(text) or not core.strip():
+            return {"core": core, "kind": "backchannel"}
+        return {"core": core, "kind": "question", "marked": bool(_MAIN_MARKER.search(text)),
+                "asks": any(_is_question(s) for s in _sentences(text)),
+                "short": len(_words(core)) <= config.probe_max_words,
+                "courtesy": bool(_COURTESY_TURN.search(text))}
+
     prompts: list[_Prompt] = []
     for row, (case, ti, role, speaker, text) in enumerate(zip(
-            ordered["case_id"].astype(str), ordered["turn_index"], ordered["role"],
-            ordered["speaker"].astype(str), ordered["text"].fillna("").astype(str))):
+            ordered["case_id"].astype(str).tolist(), ordered["turn_index"].tolist(),
+            ordered["role"].tolist(), ordered["speaker"].astype(str).tolist(),
+            ordered["text"].fillna("").astype(str).tolist())):
         if role not in ("interviewer", "other"):
             continue
-        p = _Prompt(row, case, int(ti), role, speaker, text,
-                    float(ranks[row]) / max(int(sizes[row]) - 1, 1))
-        p.core = question_core(text)
-        label_is_prompt = any(r.fullmatch(speaker.strip()) for r in speaker_res)
-        if role == "other" and label_is_prompt:
-            p.kind = "task" if p.core.strip() else "other"
-        elif role == "other" and "?" not in text:
-            p.kind = "other"
-        elif _backchannel(text) or not p.core.strip():
-            p.kind = "backchannel"
-        else:
-            p.kind = "question"
-            p.marked = bool(_MAIN_MARKER.search(text))
-            p.asks = any(_is_question(s) for s in _sentences(text))
-            p.short = len(_words(p.core)) <= config.probe_max_words
-            p.courtesy = bool(_COURTESY_TURN.search(text))
-        prompts.append(p)
+        label_is_prompt = role == "other" and any(r.fullmatch(speaker.strip())
+                                                  for r in speaker_res)
+        key = (role, label_is_prompt, text)
+        if key not in read:
+            read[key] = labels(role, label_is_prompt, text)
+        prompts.append(_Prompt(row, case, int(ti), role, speaker, text,
+                               float(ranks[row]) / max(int(sizes[row]) - 1, 1), **read[key]))
     return prompts
 
 
@@ -1267,28 +1291,45 @@ def _read_prompts(ordered: pd.DataFrame, config: ProtocolConfig) -> list[_Prompt
 _FRAME_EDGE = 0.25
 
 
-def _frame_kind(p: _Prompt, vec: np.ndarray, anchors: Mapping[str, np.ndarray],
-                bg_share: float | None, config: ProtocolConfig) -> tuple[str, bool]:
+def _frame_words(core: str) -> tuple[bool, bool, bool]:
+    """Whether a question's core asks for a background, closes the interview, or asks
+    "anything else?"."""
+    return (bool(_BACKGROUND_Q.search(core)), bool(_CLOSING_Q.search(core)),
+            bool(_ANYTHING_ELSE.match(core)))
+
+
+def _frame_kind(p: _Prompt, sims: Mapping[str, float], words: tuple[bool, bool, bool],
+                bg_share: Callable[[], float | None], config: ProtocolConfig
+                ) -> tuple[str, bool]:
     """Which part of the interview frame a question prompt is ("" for none), and
     whether that is tentative: a courtesy turn or an anchor match on opening or
     closing stays a content prompt when its core turns out to ask a protocol
-    question (step 5)."""
-    agrees = bg_share is not None and bg_share >= config.frame_content_share and bg_share > 0
-    if _BACKGROUND_Q.search(p.core) and (p.position <= 0.5 or agrees):
+    question (step 5). ``sims`` holds the core's highest similarity to each kind's
+    anchors, ``words`` :func:`_frame_words` of the core, ``bg_share()`` the share
+    of its answers that describe a background (None without answers), asked for
+    only where it decides."""
+    share: list[float | None] = []
+
+    def agrees() -> bool:
+        if not share:
+            share.append(bg_share())
+        s = share[0]
+        return s is not None and s >= config.frame_content_share and s > 0
+
+    asks_background, closes, anything_else = words
+    if asks_background and (p.position <= 0.5 or agrees()):
         return "background", False
-    if _CLOSING_Q.search(p.core) or (_ANYTHING_ELSE.match(p.core)
-                                     and p.position >= 1 - _FRAME_EDGE):
+    if closes or (anything_else and p.position >= 1 - _FRAME_EDGE):
         return "closing", False
-    sims = {k: float((anchors[k] @ vec).max()) for k in FRAME_KINDS if anchors[k].size}
     best = max(sims, key=sims.get) if sims else ""
     if best and sims[best] >= config.frame_similarity:
-        if best == "background" and (bg_share is None or agrees):
+        if best == "background" and (agrees() or share[0] is None):
             return "background", False
         if best == "opening" and p.position <= _FRAME_EDGE:
             return "opening", True
         if best == "closing" and p.position >= 1 - _FRAME_EDGE:
             return "closing", True
-    if p.position <= _FRAME_EDGE and agrees:
+    if p.position <= _FRAME_EDGE and agrees():
         return "background", False
     if p.courtesy and p.position <= _FRAME_EDGE:
         return "opening", True
