@@ -75,7 +75,8 @@ def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFram
     ``cache`` (the run's :class:`~pipeline.cache.Cache`) keeps what a re-run with new
     settings of a later step would compute again: the phrases parsed for the names
     (a text's phrases depend on that text alone), the groups the clusterer finds in each
-    domain and category (they depend only on the vectors clustered), the names (on the
+    domain and category (they depend only on the vectors clustered), each category's
+    stance split (on its vectors and the axes), the names (on the
     categories' segments) and the sentences chosen for each core idea (on the segments
     and their domain or category). No entry holds a phrase as spoken.
 

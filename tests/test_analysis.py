@@ -1135,7 +1135,8 @@ def test_a_rerun_reads_its_groups_names_and_core_ideas_from_the_cache_and_stores
         return fail
 
     for module, name in ((naming, "name_categories"), (naming, "extract_phrases"),
-                         (coreideas, "_core_ideas_now"), (crossanalysis, "_cluster_now")):
+                         (coreideas, "_core_ideas_now"), (crossanalysis, "_cluster_now"),
+                         (crossanalysis, "_stance")):
         monkeypatch.setattr(module, name, refuse(getattr(module, name)))
     second = _run(tmp_path)
     for table in ("categories", "core_ideas", "themes", "cqr"):

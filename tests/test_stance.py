@@ -106,3 +106,46 @@ def test_a_stance_subcategory_keeps_the_category_s_reassigned_outliers():
         assert int(r["n_reassigned"]) == int((mine & outlier).sum()) > 0
         assert list(r["thin_cases"]) == ["c0"]
     assert int(subs["n_reassigned"].sum()) == int(outlier.sum())
+
+
+def test_a_rerun_reads_the_stance_split_from_the_cache_keyed_on_its_settings(tmp_path,
+                                                                            monkeypatch):
+    """The stance test (a hundred random cuts a category) is kept in the run's cache: a
+    re-run on the same categories reads the split, the same segments on each side; a
+    new stance setting, or no split at all, is computed and kept in its own entry."""
+    import pipeline.stages.crossanalysis as xa
+    from pipeline.cache import Cache
+
+    sides = np.tile([1.0, -1.0], 20)
+    X = _segments(sides)
+    cases = [f"c{i % 8}" for i in range(len(sides))]
+    seg = pd.DataFrame({"segment_id": [f"s{i}" for i in range(len(X))], "case_id": cases,
+                        "text": ["the supervision sessions with my supervisor helped"] * len(X)})
+    whole = lambda Y: (np.zeros(len(Y), int), np.ones(len(Y)))  # noqa: E731 - one category
+    memory = Cache(tmp_path / "cache")
+    calls = []
+    real = xa._stance
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    counted.__module__ = real.__module__          # the cache keys on the module's code
+    monkeypatch.setattr(xa, "_stance", counted)
+
+    def run(**settings):
+        return cross_analyse(seg, X, np.zeros(len(X), int),
+                             CrossAnalysisConfig(stance_axes=[AXIS], subcategory_min_segments=1000,
+                                                 **settings),
+                             cluster_fn=whole, encode=_encode, memory=memory)
+
+    first = run()
+    assert len(calls) == 1 and first.counts["stance_splits"] == 1
+    again = run()
+    assert len(calls) == 1
+    assert np.array_equal(again.subcategory, first.subcategory)
+    pd.testing.assert_frame_equal(again.categories, first.categories)
+    strict = run(stance_separation=1000.0)            # no split clears this bar
+    assert len(calls) == 2 and strict.counts["stance_splits"] == 0
+    run(stance_separation=1000.0)                     # "no split" is kept too
+    assert len(calls) == 2
