@@ -231,24 +231,47 @@ def test_siblings_in_one_domain_get_different_names():
 
 
 def test_near_synonyms_between_siblings_are_penalised():
-    # Category 1's best phrase, "warm clinical supervision", is another phrase than
-    # category 0's "warm supervision" but nearly the same name (cosine 0.82 with the
-    # fake encoder): the diversity penalty gives category 1 its other phrase.
+    # Category 1's best phrase, "warm clinical oversight", shares "warm" with category
+    # 0's "warm supervision" (cosine 0.41 with the fake encoder): with every similarity
+    # counted as redundancy (a floor of 0), the diversity penalty gives category 1 its
+    # phrase without the shared word; the default floor (0.7) lets a pair this far
+    # apart be.
+    lines = {0: ["The warm supervision helped.", "Warm supervision, um, mattered.",
+                 "I had warm supervision.", "It was warm supervision."],
+             1: ["Warm clinical oversight helped, and calm feedback.",
+                 "We had warm clinical oversight.", "Warm clinical oversight, calm feedback.",
+                 "Honestly it was fine."]}
+    texts, cases = study(lines, common="")
+    no_penalty = run(texts, cases, diversity=0.0)
+    penalty = run(texts, cases, diversity=1.0, redundancy_floor=0.0)
+    assert no_penalty["name"][0].lower() == penalty["name"][0].lower() == "warm supervision"
+    assert no_penalty["name"][1].lower() == "warm clinical oversight"
+    assert penalty["name"][1].lower() == "clinical oversight"
+    assert run(texts, cases)["name"][1].lower() == "warm clinical oversight"
+
+
+def test_a_name_that_says_a_sibling_s_name_and_more_is_not_given():
+    """"Warm clinical supervision" beside a sibling's "warm supervision" reads as one
+    topic, however the penalty is set; a judgement of the same subject, or its
+    negation, is another name."""
+    from pipeline.stages.naming import _says_the_other
+
     lines = {0: ["The warm supervision helped.", "Warm supervision, um, mattered.",
                  "I had warm supervision.", "It was warm supervision."],
              1: ["Warm clinical supervision helped, and calm feedback.",
                  "We had warm clinical supervision.", "Warm clinical supervision, calm feedback.",
                  "Honestly it was fine."]}
     texts, cases = study(lines, common="")
-    no_penalty = run(texts, cases, diversity=0.0)
-    penalty = run(texts, cases, diversity=1.0, redundancy_floor=0.0)
-    assert no_penalty["name"][0].lower() == penalty["name"][0].lower() == "warm supervision"
-    assert no_penalty["name"][1].lower() == "warm clinical supervision"
-    assert penalty["name"][1].lower() == "calm feedback"
-    # the defaults (diversity 0.5 above a floor of 0.7) penalise this pair too,
-    # but not "clinical supervision" (cosine 0.5); a floor above 0.82 does not
-    assert run(texts, cases)["name"][1].lower() == "clinical supervision"
-    assert run(texts, cases, redundancy_floor=0.9)["name"][1].lower() == "warm clinical supervision"
+    for settings in ({"diversity": 0.0}, {}, {"redundancy_floor": 0.9}):
+        names = run(texts, cases, **settings)["name"].str.lower().tolist()
+        assert names[0] == "warm supervision"
+        assert names[1] == "clinical supervision", settings
+    apart = run(texts, cases, domains={0: 0, 1: 1})          # not siblings: no rule
+    assert apart["name"][1].lower() == "warm clinical supervision"
+    assert _says_the_other(("supervisor", "reaction", "warm"), ("supervisor", "reaction"))
+    assert not _says_the_other(("supervisor", "reaction", "warm"),
+                               ("supervisor", "reaction", "harsh"))
+    assert not _says_the_other(("never", "feel", "ashamed"), ("feel", "ashamed"))
 
 
 def test_person_names_and_extra_stop_words_never_name():
@@ -377,6 +400,26 @@ def test_demo_names_with_the_real_embedder(tmp_path):
     for d in range(3):
         sib = df[df["category_id"] % 3 == d]["name"].str.lower()
         assert sib.is_unique
+
+
+def test_a_subject_with_the_judgement_said_of_it_is_a_phrase():
+    """"The export was simple" gives "export was simple": the judgement is what the
+    category is about, and the subject alone would name "simple" and "confusing"
+    alike. A pronoun subject ("it was simple") makes none, and neither does a subject
+    whose own words run on after it."""
+    from pipeline.stages.naming import extract_phrases
+
+    texts = ["Honestly the export was simple.",
+             "The cluster plots looked confusing at first.",
+             "The navigation wasn't clear to me.",
+             "It was simple.",
+             "The part of the tool that I used was useful."]
+    got = [_texts(ps) for ps in extract_phrases(texts)]
+    assert "export was simple" in got[0]
+    assert "cluster plots looked confusing" in got[1]
+    assert "navigation wasn't clear" in got[2]                # the negation stays
+    assert not any("was simple" in t for t in got[3])
+    assert not any(t.endswith("was useful") for t in got[4])
 
 
 def test_a_verb_cut_from_its_object_is_no_phrase():

@@ -54,6 +54,10 @@ How a name is made
    particle, prepositional object or complement ("talk about crying", "hold back
    the tears", "felt ashamed"), with its negation kept ("didn't talk about
    crying", "no training"): dropping a "not" would turn a name into its opposite.
+   A noun subject with the judgement its verb says of it is a candidate too
+   ("the export was simple" -> "export was simple", "the plots looked confusing"):
+   the participants' judgement is what many categories are about, and a name
+   of the subject alone puts "clear" and "unclear" under one heading.
    A span is kept when it has 2-6 words, no internal punctuation (hyphens and
    apostrophes inside a word aside), no filler ("um", "you know", "kind of", "I
    mean", "sort of", "like" other than the verb) and no word said twice in a row,
@@ -122,7 +126,10 @@ How a name is made
    similarity to those names, rescaled so that ``redundancy_floor`` and below
    count 0 and 1 counts 1: siblings share their domain's topic, so only
    near-synonyms ("ICE plots", "ICE curves") are pushed apart. A phrase group
-   (or displayed text) already given to a sibling is never given again.
+   (or displayed text) already given to a sibling is never given again, nor one
+   whose content words hold all of a sibling's name's or are all held by them,
+   with the same negations ("supervisor's reaction was warm" beside "supervisor's
+   reaction").
 5. **Display.** The name is the group's most common spoken form in c, lower case
    (all-capital words such as "NHS" kept), first letter capitalised. The
    alternatives are the category's next candidates by score, without
@@ -418,7 +425,8 @@ class Phrase:
     lookup lemma of each of its tokens, lower case (punctuation tokens included:
     the sequence that is searched for in other texts); ``key`` its content lemmas
     and negations in order (phrases with the same key are one candidate);
-    ``kind`` one of "noun", "noun+prep", "verb+obj", "verb+prep", "verb+comp".
+    ``kind`` one of "noun", "noun+prep", "verb+obj", "verb+prep", "verb+comp",
+    "subj+comp".
     """
 
     text: str
@@ -670,6 +678,21 @@ def _phrases_of(doc, stop: frozenset[str], max_words: int) -> list[Phrase]:
         for end, kind in ends:
             if _contiguous_under(doc, verb, start, end):
                 add(start, end, kind, keep_start=start < verb.i)
+    for subj in doc:
+        # a subject with the judgement said of it: "the export was simple", "the plots
+        # looked confusing" ("Export was simple"); the subject's own words only
+        if subj.dep_ not in ("nsubj", "nsubjpass") or subj.pos_ not in ("NOUN", "PROPN"):
+            continue
+        pred = subj.head
+        if pred.i < subj.i or pred.pos_ not in ("AUX", "VERB"):
+            continue
+        left = min(t.i for t in subj.subtree)
+        if max(t.i for t in subj.subtree) != subj.i:
+            continue                                # "the part of the export that ..."
+        for comp in pred.children:
+            if comp.dep_ == "acomp" and comp.pos_ == "ADJ" and comp.i > pred.i \
+                    and _contiguous_under(doc, pred, left, comp.i):
+                add(left, comp.i, "subj+comp")
     return sorted(out.values(), key=lambda p: (p.start, p.end))
 
 
@@ -822,6 +845,18 @@ def _glued(t: _Tokens, j: int) -> bool:
 
 
 # --- scoring helpers ------------------------------------------------------------------------
+
+def _says_the_other(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """One phrase group's content words hold all of the other's, with the same
+    negations: the longer name says the shorter and more ("supervisor's reaction was
+    warm" and "supervisor's reaction"), so two siblings named so read as one topic.
+    Two judgements of one subject ("... was warm", "... was harsh") hold different
+    words, and a negation ("felt ashamed", "never felt ashamed") keeps them apart."""
+    if {w for w in a if w in NEGATIONS} != {w for w in b if w in NEGATIONS}:
+        return False
+    sa, sb = set(a), set(b)
+    return sa <= sb or sb <= sa
+
 
 def _lift(df_c: float, df_all: float, p_c: float) -> float:
     """Normalised, smoothed lift of x for class c, clipped to [0, 1] (docstring, step 3)."""
@@ -1138,7 +1173,8 @@ def name_categories(texts_by_category: Mapping[int, Sequence[str]],
             best = None
             for c in open_cats:
                 for j, r in enumerate(cand[c]):
-                    if r["group"] in taken_groups or r["name"].lower() in taken_names:
+                    if r["group"] in taken_groups or r["name"].lower() in taken_names or \
+                            any(_says_the_other(r["group"], g) for g in taken_groups):
                         continue
                     adj = r["score"] - config.diversity * redundancy[c][j]
                     key = (-r["tier"], adj, r["score"], -position[c], r["name"])
