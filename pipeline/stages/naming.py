@@ -1187,7 +1187,7 @@ def name_categories(texts_by_category: Mapping[int, Sequence[str]],
         redundancy = {c: np.zeros(len(cand[c])) for c in open_cats}
         # a candidate a sibling's name rules out stays out: marked once, when that name
         # is given (testing each against every given name on every pass grew with the
-        # cube of a domain's categories: 12 s of a 10,000-segment run)
+        # cube of a domain's categories: 18 s of a cold 10,000-segment run)
         blocked = {c: [False] * len(cand[c]) for c in open_cats}
         while open_cats:
             best = None
