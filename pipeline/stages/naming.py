@@ -852,28 +852,10 @@ def _says_the_other(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     warm" and "supervisor's reaction"), so two siblings named so read as one topic.
     Two judgements of one subject ("... was warm", "... was harsh") hold different
     words, and a negation ("felt ashamed", "never felt ashamed") keeps them apart."""
-    return _Taken(b, "").says(a)
-
-
-class _Taken:
-    """A name given to a sibling: which candidates it rules out (the same group, the
-    same displayed text, or a group that says it or that it says)."""
-
-    __slots__ = ("group", "name", "words", "negations")
-
-    def __init__(self, group: tuple[str, ...], name: str) -> None:
-        self.group, self.name = group, name
-        self.words = frozenset(group)
-        self.negations = self.words & NEGATIONS
-
-    def says(self, group: tuple[str, ...]) -> bool:
-        words = set(group)
-        if words & NEGATIONS != self.negations:
-            return False
-        return words <= self.words or self.words <= words
-
-    def rules_out(self, group: tuple[str, ...], name: str) -> bool:
-        return group == self.group or name.lower() == self.name or self.says(group)
+    if {w for w in a if w in NEGATIONS} != {w for w in b if w in NEGATIONS}:
+        return False
+    sa, sb = set(a), set(b)
+    return sa <= sb or sb <= sa
 
 
 def _lift(df_c: float, df_all: float, p_c: float) -> float:
@@ -1204,12 +1186,13 @@ def name_categories(texts_by_category: Mapping[int, Sequence[str]],
             _, c, r = best
             chosen[c] = r
             open_cats.remove(c)
-            taken = _Taken(r["group"], r["name"].lower())
+            g, name = r["group"], r["name"].lower()
             v = vec_of[r["name"]]
             for o in open_cats:
                 flags = blocked[o]
                 for j, q in enumerate(cand[o]):
-                    if not flags[j] and taken.rules_out(q["group"], q["name"]):
+                    if not flags[j] and (q["group"] == g or q["name"].lower() == name
+                                         or _says_the_other(q["group"], g)):
                         flags[j] = True
                 sims = np.clip((mats[o] @ v - floor) / (1.0 - floor), 0.0, None)
                 redundancy[o] = np.maximum(redundancy[o], sims)
