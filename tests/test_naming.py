@@ -551,3 +551,25 @@ def test_the_parser_gives_every_token_the_part_of_speech_of_the_whole_attribute_
     ours = [[t.pos_ for t in doc] for doc in reduced.pipe(texts)]
     theirs = [[t.pos_ for t in doc] for doc in full.pipe(texts)]
     assert ours == theirs
+
+
+def test_a_judgement_the_cases_share_is_named_with_its_subject():
+    """Three of four participants say the filter panel was useful: "useful" is one of
+    the category's keywords, so "Filter panel was useful" is named, as a team codes
+    it, over the more central "Filter panel". When one participant alone says so, the
+    judgement is not the category's and the subject alone is the name."""
+    other = ["The colour legend confused me at first.", "A colour legend with eight colours is too many.",
+             "I never understood the colour legend.", "The colour legend needs labels."]
+    shared = ["The filter panel was useful for the big tables.", "Honestly the filter panel was useful to me.",
+              "The filter panel, useful, saved time.", "We kept the filter panel open all day."]
+    texts, cases = study({0: shared, 1: other}, common="")
+    assert run(texts, cases)["name"][0] == "Filter panel was useful"
+    off = run(texts, cases, judgement_bonus=0.0)
+    assert off["name"][0] == "Filter panel"
+    assert "Filter panel was useful" in off["alternatives"][0]
+    one = ["The filter panel was useful for the big tables.", "Honestly the filter panel was slow to me.",
+           "The filter panel, confusing, cost time.", "We kept the filter panel open all day."]
+    texts, cases = study({0: one, 1: other}, common="")
+    df = run(texts, cases)
+    assert "useful" not in df["keywords"][0]
+    assert df["name"][0] == "Filter panel"
