@@ -1193,3 +1193,35 @@ def test_small_talk_is_courtesy_with_little_else():
     assert not is_small_talk("Thank you. My supervisor helped me sort out the grief "
                              "from my own mother's death.")
     assert not is_small_talk("I cried in the session and she saw it.")
+
+
+def test_a_how_long_question_answered_in_years_is_background():
+    """"How long you have supervised trainees" names the work in words no pattern
+    lists; its answers give a number of years ("About ten years now"), so at the start
+    of the interview it is background. The same question answered with events ("Two
+    years ago a supervisee ...") dates them and stays content."""
+    def study_with(answers):
+        study = supervision_study()
+        for k, case in enumerate(("S1", "S2", "S3", "S4", "S5")):
+            study[case][2] = (_I, "Can you tell me how long you have supervised trainees?")
+            study[case][3] = (_P, answers[k])
+        return build(study)
+
+    def frame_or_not(result) -> set[bool]:
+        frame = {a.area_id for a in result.protocol.areas if a.frame}
+        return {_area_of(result, c, 2) in frame for c in ("S1", "S2", "S3", "S4", "S5")}
+
+    years = ["About ten years now, mostly counselling trainees in their second year.",
+             "Eight years, give or take, at the university clinic.",
+             "Only three years. I started after my own accreditation.",
+             "Fifteen years, on and off, with a gap when my kids were small.",
+             "Um, six years at the community service."]
+    result = infer_protocol(*study_with(years), fake_encode, ProtocolConfig())
+    assert frame_or_not(result) == {True}
+    events = ["Two years ago a trainee brought me a case that frightened us both.",
+              "Three years ago, when the service was reorganised, we lost our rooms.",
+              "A trainee cried in our first session and I did not know what to do.",
+              "Supervising changed when the clinic moved online during the pandemic.",
+              "Ten years ago I was the one being supervised, and badly."]
+    result = infer_protocol(*study_with(events), fake_encode, ProtocolConfig())
+    assert frame_or_not(result) == {False}

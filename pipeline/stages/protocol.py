@@ -91,7 +91,9 @@ agree), or is within ``frame_similarity`` of such anchor questions and its
 answers agree, or comes in the first quarter of the interview and at least
 ``frame_content_share`` of its answer segments describe a background ("I've been
 practising for nine years", "I trained as ..."; patterns, or
-``frame_similarity`` to anchor sentences). It is *closing* when it asks for
+``frame_similarity`` to anchor sentences; for a question that asks "how long",
+an answer that opens with a number of years, "About ten years now", not "Two
+years ago"). It is *closing* when it asks for
 anything else to add. A greeting, consent or recording notice or a thank-you
 (patterns, or ``frame_similarity`` to anchor phrases) is *opening* in the first
 quarter of the interview and *closing* in the last, unless its core asks a
@@ -891,6 +893,16 @@ _BACKGROUND_CONTENT = re.compile(
     r"engineer|scientist|teacher|manager|student)\b|\byears old\b|"
     r"\bi work (?:in|at|for|as) (?:a |an |the )?(?:private practice|practice|clinic|hospital|"
     r"service|university|company|team)", re.I)
+#: "How long ...?" asks for a duration, and an answer that opens with a number of years
+#: ("About ten years now", "Eight years, give or take") gives one: in the first quarter
+#: of an interview, where such questions ask how long someone has done their work
+#: ("how long you have supervised trainees"), that is background however the question
+#: names the work. Not "two years ago", which dates an event.
+_HOW_LONG = re.compile(r"\bhow long\b", re.I)
+_DURATION_ANSWER = re.compile(
+    r"^\W*(?:(?:about|around|nearly|almost|over|only|just|roughly|maybe|probably|oh|um|uh|"
+    r"er|well|so|hmm|i'?d say|it'?s been|it has been|i think)[\s,.…-]+)*" + _NUMBER
+    + r"[\s-]*(?:-?ish )?(?:years?|yrs)\b(?![^.?!]{0,12}\bago\b)", re.I)
 _COURTESY_PHRASES = re.compile(
     r"\bthank(?:s| you)(?: (?:so|very) much| again| too)?(?: for (?:having me|asking|"
     r"the (?:interview|conversation|questions|opportunity)|your time))?\b|"
@@ -1199,14 +1211,17 @@ def infer_protocol(turns: pd.DataFrame, segments: pd.DataFrame, encode: Encoder,
                        or sim >= config.small_talk_similarity)
          for t, sh, sim in zip(seg_text, short, talk_sim)], dtype=bool)
 
-    def background_share(ans: list[int]) -> float | None:
-        """The share of the answer segments ``ans`` that describe a background. The
+    def background_share(ans: list[int], how_long: bool) -> float | None:
+        """The share of the answer segments ``ans`` that describe a background (for a
+        "how long" question, an answer that opens with a number of years does). The
         regular expression is the slow part, and only a few prompts need it (those
         _frame_kind asks about), so it is run on their answers alone."""
         if not ans:
             return None
         return float(np.mean([bg_sim[i] >= config.frame_similarity
-                              or bool(_BACKGROUND_CONTENT.search(seg_text[i])) for i in ans]))
+                              or bool(_BACKGROUND_CONTENT.search(seg_text[i]))
+                              or (how_long and bool(_DURATION_ANSWER.match(seg_text[i])))
+                              for i in ans]))
 
     answers: dict[tuple[str, int], list[int]] = defaultdict(list)
     for i, (case, t) in enumerate(zip(seg_case, seg_prompt)):
@@ -1225,7 +1240,9 @@ def infer_protocol(turns: pd.DataFrame, segments: pd.DataFrame, encode: Encoder,
                                for k in FRAME_KINDS if anchor_vecs[k].size},
                               _frame_words(p.core))
         p.frame, p.tentative = _frame_kind(p, *by_core[p.vec],
-                                           functools.partial(background_share, ans), config)
+                                           functools.partial(background_share, ans,
+                                                             bool(_HOW_LONG.search(p.core))),
+                                           config)
         if not p.frame and not p.marked:
             p.probe = bool(_PROBE.match(p.core)) or (
                 probe_anchor_vecs.size > 0 and
