@@ -376,7 +376,35 @@ def test_demo_core_ideas_with_the_real_embedder():
     df = core_ideas(segs, dom, vecs, CoreIdeaConfig(), encode=embedder.encode)
     assert len(df) == len(set(zip(segs["case_id"], dom)))
     case_dom = dict(zip(segs["segment_id"], zip(segs["case_id"], dom)))
+    text_of = dict(zip(segs["segment_id"], segs["text"]))
+    attached = 0
     for row in df.itertuples():
-        assert 0 < row.n_words <= 40 and 1 <= len(row.spans) <= 3
+        # a short answer that opens a turn comes with the chosen sentence right after it
+        # in its segment, and is not counted among the sentences
+        answers = sum(1 for (s, a, b), (s2, a2, _) in zip(row.spans, row.spans[1:])
+                      if s == s2 and len(text_of[s][a:b].split()) < 4 and not text_of[s][b:a2].strip())
+        attached += answers
+        assert 0 < row.n_words <= 40 and 1 <= len(row.spans) - answers <= 3
         assert all(case_dom[s] == (row.case_id, row.domain_id) for s in row.segment_ids)
         assert not re.search(r"\b(um|uh)\b", row.core_idea.lower())
+    assert attached > 0
+
+
+def test_the_short_answer_that_opens_a_turn_stays_with_the_sentence_after_it():
+    """"Not at all." is too short to be chosen alone, but it is the participant's
+    answer, and the sentence after it only explains it: the core idea keeps both.
+    An acknowledgement ("Okay.") is no answer, a short sentence inside a turn is not
+    its opening, and the word budget still holds."""
+    seg = pd.DataFrame({
+        "segment_id": ["A:1:0", "A:1:1", "A:3:0"], "case_id": ["A"] * 3, "turn_index": [1, 1, 3],
+        "text": ["Not at all. My training covered models of supervision and never any tears.",
+                 "No. The placement taught me about tears in the room instead.",
+                 "Okay. So the diploma had one lecture on self-care and burnout."]})
+    dom = np.zeros(3, dtype=np.int64)
+    vec = fake_encode(seg["text"].tolist())
+    row = core_ideas(seg, dom, vec, CoreIdeaConfig()).iloc[0]
+    assert row.core_idea.startswith("Not at all. My training covered"), row.core_idea
+    assert ("A:1:0", 0, 11) in [tuple(s) for s in row.spans]
+    assert "No." not in row.core_idea.split() and "Okay" not in row.core_idea
+    tight = core_ideas(seg, dom, vec, CoreIdeaConfig(max_words=12, max_sentences=1)).iloc[0]
+    assert tight.n_words <= 12 and "Not at all" not in tight.core_idea

@@ -87,6 +87,12 @@ in their order; only the first letter's case may change):
 * cut-off words: a fragment ending in a hyphen followed by the word it starts
   ("go- going"). A dash the text ends on stays: the speech broke off there.
 
+A short sentence that opens a turn ("Not at all.", "Partly.", "I did.") goes with
+the chosen sentence right after it, while the word budget allows: it is the
+participant's answer to the question, which the next sentence only explains. It
+is not counted among the ``max_sentences``, and has a span of its own. An
+acknowledgement alone ("Okay.", "Right.") is not an answer.
+
 A sentence said again, whole or in part, is not chosen a second time for one
 core idea.
 
@@ -117,7 +123,9 @@ class CoreIdeaConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_words: int = Field(40, ge=5, le=200, description="most words in one core idea")
-    max_sentences: int = Field(3, ge=1, le=10, description="most sentences in one core idea")
+    max_sentences: int = Field(3, ge=1, le=10, description=(
+        "most sentences chosen for one core idea (a short answer that opens a turn, kept "
+        "with the chosen sentence after it, is not counted)"))
     min_sentence_words: int = Field(4, ge=1, le=40, description=(
         "a shorter sentence is used only when the case has nothing longer in the domain"))
     domain_weight: float = Field(0.5, ge=0.0, le=1.0, description=(
@@ -962,6 +970,39 @@ def _relevance(cand, mine, units: _Units, unit_vec, own_vector, cd_mean, dom_cen
     return rel, red
 
 
+#: words that acknowledge a question rather than answer it ("Okay. So in my training
+#: ..."): a short opening made only of them is not the answer
+_ACKNOWLEDGEMENTS = frozenset("okay ok right well so sure alright oh ah hmm mm".split())
+
+
+def _short_answers(picked: list[int], units: _Units, budget: int, config: CoreIdeaConfig,
+                   turns: list[tuple[str, str]]) -> list[int]:
+    """The short sentences that open an answer ("Almost nothing.", "No.", "Not
+    really.") right before a chosen sentence of the same segment. Too short to be
+    chosen on their own, they are the participant's answer to the question, and the
+    sentence after them only explains it: "Supervising was treated as something you
+    just know how to do" says less without "Almost nothing." before it. Added while
+    the word budget allows."""
+    out: list[int] = []
+    for u in sorted(picked):
+        p = u - 1
+        if p < 0 or units.seg[p] != units.seg[u] or p in picked or p in out:
+            continue
+        r = int(units.seg[p])
+        opens_segment = p == 0 or units.seg[p - 1] != r
+        opens_turn = r == 0 or turns[r - 1] != turns[r]
+        text = units.text[p]
+        words = [w.casefold() for w in _WORD.findall(text)]
+        if not (opens_segment and opens_turn) or not words \
+                or int(units.words[p]) >= config.min_sentence_words \
+                or int(units.words[p]) > budget or text.rstrip("…\"'”’) ").endswith("?") \
+                or all(w in _ACKNOWLEDGEMENTS for w in words):
+            continue
+        out.append(p)
+        budget -= int(units.words[p])
+    return out
+
+
 def _choose(case, d, members, mine, cand, units: _Units, unit_vec, own_vector, vec, dom_centroid, lex,
             seg_ids, config: CoreIdeaConfig, texts: list[str],
             turns: list[tuple[str, str]]) -> dict:
@@ -993,7 +1034,9 @@ def _choose(case, d, members, mine, cand, units: _Units, unit_vec, own_vector, v
         repeated |= np.array([a in said[best] or said[best] in a for a in said], dtype=bool)
     if not chosen:
         return empty
-    picked = sorted((int(cand[k]) for k in chosen), key=lambda u: (units.seg[u], units.span[u][0]))
+    picked = [int(cand[k]) for k in chosen]
+    picked += _short_answers(picked, units, config.max_words - used, config, turns)
+    picked.sort(key=lambda u: (units.seg[u], units.span[u][0]))
     text = _joined([(int(units.seg[u]), *units.span[u], units.text[u]) for u in picked],
                    texts, turns)
     return {"case_id": case, "domain_id": d, "core_idea": text,
