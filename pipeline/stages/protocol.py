@@ -894,10 +894,11 @@ _BACKGROUND_CONTENT = re.compile(
     r"\bi work (?:in|at|for|as) (?:a |an |the )?(?:private practice|practice|clinic|hospital|"
     r"service|university|company|team)", re.I)
 #: "How long ...?" asks for a duration, and an answer that opens with a number of years
-#: ("About ten years now", "Eight years, give or take") gives one: in the first quarter
-#: of an interview, where such questions ask how long someone has done their work
-#: ("how long you have supervised trainees"), that is background however the question
-#: names the work. Not "two years ago", which dates an event.
+#: ("About ten years now", "Eight years, give or take") gives one. Where the answers are
+#: asked at all (_frame_kind: in the first quarter of an interview, or for a question
+#: close to the background anchors), such a question asks how long someone has done
+#: their work ("how long you have supervised trainees"), which is background however
+#: the question names the work. Not "two years ago", which dates an event.
 _HOW_LONG = re.compile(r"\bhow long\b", re.I)
 _DURATION_ANSWER = re.compile(
     r"^\W*(?:(?:about|around|nearly|almost|over|only|just|roughly|maybe|probably|oh|um|uh|"
