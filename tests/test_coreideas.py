@@ -408,3 +408,8 @@ def test_the_short_answer_that_opens_a_turn_stays_with_the_sentence_after_it():
     assert "No." not in row.core_idea.split() and "Okay" not in row.core_idea
     tight = core_ideas(seg, dom, vec, CoreIdeaConfig(max_words=12, max_sentences=1)).iloc[0]
     assert tight.n_words <= 12 and "Not at all" not in tight.core_idea
+    for opening in ("Good question.", "Let me think.", "So, two things."):
+        floor = seg.assign(text=[f"{opening} My training covered models of supervision and never "
+                                 "any tears."] + seg["text"].tolist()[1:])
+        row = core_ideas(floor, dom, fake_encode(floor["text"].tolist()), CoreIdeaConfig()).iloc[0]
+        assert row.core_idea.startswith("My training covered"), (opening, row.core_idea)

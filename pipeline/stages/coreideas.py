@@ -91,7 +91,8 @@ A short sentence that opens a turn ("Not at all.", "Partly.", "I did.") goes wit
 the chosen sentence right after it, while the word budget allows: it is the
 participant's answer to the question, which the next sentence only explains. It
 is not counted among the ``max_sentences``, and has a span of its own. An
-acknowledgement alone ("Okay.", "Right.") is not an answer.
+acknowledgement alone ("Okay.", "Right.") is not an answer, nor a remark that takes
+the floor ("Good question.", "Let me think.", "So, two things.").
 
 A sentence said again, whole or in part, is not chosen a second time for one
 core idea.
@@ -973,6 +974,15 @@ def _relevance(cand, mine, units: _Units, unit_vec, own_vector, cd_mean, dom_cen
 #: words that acknowledge a question rather than answer it ("Okay. So in my training
 #: ..."): a short opening made only of them is not the answer
 _ACKNOWLEDGEMENTS = frozenset("okay ok right well so sure alright oh ah hmm mm".split())
+#: openings that take the floor rather than answer: a remark on the question ("Good
+#: question."), time to think ("Let me think."), an announcement ("So, two things.")
+_NOT_AN_ANSWER = re.compile(
+    r"\b(?:good|great|interesting|hard|tough|difficult|big|fair) question\b|"
+    r"\b(?:that|it)(?:'s|’s| is) a (?:good|great|hard|tough|big|difficult) one\b|"
+    r"\blet me (?:think|see)\b|\bwhere (?:do|should|shall) i (?:start|begin)\b|"
+    r"\bhow (?:do|can|shall|should) i put (?:it|this)\b|"
+    r"^\W*(?:so\W+)?(?:two|three|four|a few|a couple of|several|some) (?:things|points|reasons|"
+    r"parts|ways)\b", re.I)
 
 
 def _short_answers(picked: list[int], units: _Units, budget: int, config: CoreIdeaConfig,
@@ -996,7 +1006,7 @@ def _short_answers(picked: list[int], units: _Units, budget: int, config: CoreId
         if not (opens_segment and opens_turn) or not words \
                 or int(units.words[p]) >= config.min_sentence_words \
                 or int(units.words[p]) > budget or text.rstrip("…\"'”’) ").endswith("?") \
-                or all(w in _ACKNOWLEDGEMENTS for w in words):
+                or all(w in _ACKNOWLEDGEMENTS for w in words) or _NOT_AN_ANSWER.search(text):
             continue
         out.append(p)
         budget -= int(units.words[p])
