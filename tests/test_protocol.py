@@ -200,6 +200,12 @@ def _area_of(result, case: str, turn: int) -> int:
     return int(t.loc[(t["case_id"] == case) & (t["turn_index"] == turn), "area_id"].iloc[0])
 
 
+def _second_prompt_in_frame(result) -> set[bool]:
+    """Whether each case's second interviewer turn (turn 2) is in a frame area."""
+    frame = {a.area_id for a in result.protocol.areas if a.frame}
+    return {_area_of(result, c, 2) in frame for c in ("S1", "S2", "S3", "S4", "S5")}
+
+
 def _kind_of(result, case: str, turn: int) -> str:
     t = result.turns
     return str(t.loc[(t["case_id"] == case) & (t["turn_index"] == turn), "kind"].iloc[0])
@@ -359,15 +365,11 @@ def test_one_question_is_background_in_every_interview_or_in_none():
                                   "service you run and the supervising you do there?")
         return build(study)
 
-    def frame_or_not(result) -> set[bool]:
-        frame = {a.area_id for a in result.protocol.areas if a.frame}
-        return {_area_of(result, c, 2) in frame for c in ("S1", "S2", "S3", "S4", "S5")}
-
     result = infer_protocol(*study_with(("S4", "S5")), fake_encode, ProtocolConfig())
-    assert frame_or_not(result) == {False}
+    assert _second_prompt_in_frame(result) == {False}
     assert result.counts["background_prompts_made_content"] == 2
     result = infer_protocol(*study_with(("S2", "S3", "S4", "S5")), fake_encode, ProtocolConfig())
-    assert frame_or_not(result) == {True}
+    assert _second_prompt_in_frame(result) == {True}
 
 
 def test_a_greeting_before_the_first_question_does_not_make_it_frame():
@@ -1207,21 +1209,17 @@ def test_a_how_long_question_answered_in_years_is_background():
             study[case][3] = (_P, answers[k])
         return build(study)
 
-    def frame_or_not(result) -> set[bool]:
-        frame = {a.area_id for a in result.protocol.areas if a.frame}
-        return {_area_of(result, c, 2) in frame for c in ("S1", "S2", "S3", "S4", "S5")}
-
     years = ["About ten years now, mostly counselling trainees in their second year.",
              "Eight years, give or take, at the university clinic.",
              "Only three years. I started after my own accreditation.",
              "Fifteen years, on and off, with a gap when my kids were small.",
              "Um, six years at the community service."]
     result = infer_protocol(*study_with(years), fake_encode, ProtocolConfig())
-    assert frame_or_not(result) == {True}
+    assert _second_prompt_in_frame(result) == {True}
     events = ["Two years ago a trainee brought me a case that frightened us both.",
               "Three years ago, when the service was reorganised, we lost our rooms.",
               "A trainee cried in our first session and I did not know what to do.",
               "Supervising changed when the clinic moved online during the pandemic.",
               "Ten years ago I was the one being supervised, and badly."]
     result = infer_protocol(*study_with(events), fake_encode, ProtocolConfig())
-    assert frame_or_not(result) == {False}
+    assert _second_prompt_in_frame(result) == {False}
