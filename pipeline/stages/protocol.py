@@ -1230,8 +1230,9 @@ def infer_protocol(turns: pd.DataFrame, segments: pd.DataFrame, encode: Encoder,
             answers[(case, int(t))].append(i)
 
     # a question asked in several interviews in the same words has one core, and so
-    # one similarity to each frame anchor and one reading of its words
-    by_core: dict[int, tuple[dict[str, float], tuple[bool, bool, bool]]] = {}
+    # one similarity to each frame anchor and one reading of its words (the frame
+    # patterns, and whether it asks "how long")
+    by_core: dict[int, tuple[dict[str, float], tuple[bool, bool, bool], bool]] = {}
     for p in prompts:
         if p.kind != "question":
             continue
@@ -1239,10 +1240,10 @@ def infer_protocol(turns: pd.DataFrame, segments: pd.DataFrame, encode: Encoder,
         if p.vec not in by_core:
             by_core[p.vec] = ({k: float((anchor_vecs[k] @ qv[p.vec]).max())
                                for k in FRAME_KINDS if anchor_vecs[k].size},
-                              _frame_words(p.core))
-        p.frame, p.tentative = _frame_kind(p, *by_core[p.vec],
-                                           functools.partial(background_share, ans,
-                                                             bool(_HOW_LONG.search(p.core))),
+                              _frame_words(p.core), bool(_HOW_LONG.search(p.core)))
+        sims, words, how_long = by_core[p.vec]
+        p.frame, p.tentative = _frame_kind(p, sims, words,
+                                           functools.partial(background_share, ans, how_long),
                                            config)
         if not p.frame and not p.marked:
             p.probe = bool(_PROBE.match(p.core)) or (
