@@ -936,13 +936,19 @@ def _core_ideas_now(segments: pd.DataFrame, dom: np.ndarray, vectors: np.ndarray
     return pd.DataFrame(rows, columns=list(CORE_IDEA_COLUMNS))
 
 
+def _asks(text: str) -> bool:
+    """The sentence is a question ("Does that make sense?"), its closing quote or
+    bracket aside."""
+    return text.rstrip("…\"'”’) ").endswith("?")
+
+
 def _candidates(mine: np.ndarray, units: _Units, texts: list[str], config: CoreIdeaConfig) -> np.ndarray:
     """The sentences a core idea may use: long enough and not a question, unless the
     case has nothing else in the domain (then long enough, then anything)."""
     if len(mine) == 0:
         return mine
     long_enough = mine[units.words[mine] >= config.min_sentence_words]
-    statements = np.array([u for u in long_enough if not units.text[u].rstrip("…\"'”’) ").endswith("?")],
+    statements = np.array([u for u in long_enough if not _asks(units.text[u])],
                           dtype=np.int64)
     for pool in (statements, long_enough):
         if len(pool):
@@ -1005,7 +1011,7 @@ def _short_answers(picked: list[int], units: _Units, budget: int, config: CoreId
         words = [w.casefold() for w in _WORD.findall(text)]
         if not (opens_segment and opens_turn) or not words \
                 or int(units.words[p]) >= config.min_sentence_words \
-                or int(units.words[p]) > budget or text.rstrip("…\"'”’) ").endswith("?") \
+                or int(units.words[p]) > budget or _asks(text) \
                 or all(w in _ACKNOWLEDGEMENTS for w in words) or _NOT_AN_ANSWER.search(text):
             continue
         out.append(p)
