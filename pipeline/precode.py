@@ -580,8 +580,8 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
         if seg.empty:
             raise InputError("no participant speech to code in the new transcripts"
                              + _listed(skipped), path=transcripts)
-    for note in skipped:
-        log.warning("left out %s: %s", note.what, note.reason)
+    for note in skipped:        # a note on text that was read says so: nothing was lost there
+        log.warning("%s %s: %s", "note on" if note.kept else "left out", note.what, note.reason)
 
     total = int(seg["case_id"].nunique())
     coded = seg[seg["status"] == "coded"]

@@ -318,3 +318,22 @@ def test_a_segments_code_does_not_depend_on_the_other_files_of_its_batch(codeboo
     assert len(got["part"]) > 10
     for name in ("whole", "shards"):
         pd.testing.assert_series_equal(got[name], got["part"], atol=1e-5, check_exact=False)
+
+
+def test_a_note_on_text_that_was_read_is_not_called_left_out(codebook, tmp_path, capsys):
+    """Speakers labelled by name alone are read, the one who asks the questions taken
+    as the interviewer: the run notes it and loses nothing. precode printed such notes
+    as "left out", so a team went looking for text that had in fact been coded."""
+    new = write_study(tmp_path / "new", n_cases=2)
+    first = new / "case01.txt"
+    text = first.read_text(encoding="utf-8")
+    first.write_text(text.replace("Interviewer:", "Mara:").replace("Therapist:", "Nia:"),
+                     encoding="utf-8")
+    capsys.readouterr()
+    assert main(["precode", str(codebook), "--transcripts", str(new),
+                 "--out", str(tmp_path / "o")]) == 0
+    err = capsys.readouterr().err
+    said = [line for line in err.splitlines() if "case01.txt" in line]
+    assert said and all("note on" in line and "left out" not in line for line in said), err
+    seg = pd.read_parquet(tmp_path / "o" / "segments.parquet")
+    assert (seg["case_id"] == "case01").sum() == (seg["case_id"] == "case02").sum()
