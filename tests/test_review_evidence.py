@@ -408,6 +408,51 @@ def test_a_domain_split_is_one_decision_shown_live_applied_and_undone(cqr, capsy
         assert {int(t) for t in moved} <= {c["id"] for c in live["domains"][0]["categories"]}
 
 
+def test_the_judges_core_idea_follows_a_split_that_empties_its_domain(cqr):
+    """A judges' core idea is listed in its own domain; a split that took every category
+    of that domain to a new one left the domain out of the codebook, and the core idea
+    with it: the codebook said "one per case" and had no line for that case. It goes,
+    as written, to the domain that now holds its segments."""
+    run = load_run(cqr)
+    ci = run.core_ideas
+    dom = int(ci["domain_id"].iat[0])
+    case = str(ci[ci["domain_id"] == dom]["case_id"].iat[0])
+    every = [str(t) for t in run.themes[run.themes["domain_id"] == dom]["theme_id"]]
+    with ReviewStore(run) as store:
+        store.resolve([Decision(core_idea_item(case, dom), "edit", core_idea=CORE)], by="ana")
+    assert main(["review", "resolve", str(cqr), "--domain", str(dom), "--decision", "split",
+                 "--themes", ";".join(every), "--name", "All of it", "--by", "ana"]) == 0
+    new = int(run.domains["domain_id"].max()) + 1
+    with ReviewStore(load_run(cqr)) as store:
+        _settle(store)
+        book = build_codebook(store.run, review_status(store)).data
+    assert dom not in {d["id"] for d in book["domains"]}
+    got = [c for c in next(d for d in book["domains"] if d["id"] == new)["core_ideas"]
+           if c["case"] == case]
+    assert [(c["core_idea"], c["source"], c["moved_from"]) for c in got] == [(CORE, "judges", dom)]
+    assert main(["review", "apply", str(cqr)]) == 0
+    assert CORE in (cqr / "review" / "codebook.md").read_text()
+
+
+def test_the_judges_core_idea_of_a_domain_left_with_no_category_is_listed_apart(cqr):
+    """Every category of the domain rejected: no domain of the codebook holds the
+    segments of the core idea the judges wrote there. It is listed apart, never lost."""
+    run = load_run(cqr)
+    dom = int(run.core_ideas["domain_id"].iat[0])
+    case = str(run.core_ideas[run.core_ideas["domain_id"] == dom]["case_id"].iat[0])
+    with ReviewStore(run) as store:
+        store.resolve([Decision(core_idea_item(case, dom), "edit", core_idea=CORE)]
+                      + [Decision(theme_item(int(t)), "reject") for t in
+                         run.themes[run.themes["domain_id"] == dom]["theme_id"]], by="ana")
+        _settle(store)
+        book = build_codebook(store.run, review_status(store)).data
+    assert dom not in {d["id"] for d in book["domains"]}
+    assert [(c["case"], c["domain"], c["core_idea"]) for c in book["core_ideas_without_domain"]] \
+        == [(case, dom, CORE)]
+    assert main(["review", "apply", str(cqr)]) == 0
+    assert CORE in (cqr / "review" / "codebook.md").read_text()
+
+
 def test_a_domain_merge_is_one_decision_with_undo(cqr):
     with ReviewStore(load_run(cqr)) as store:
         store.resolve([Decision("domain:3", "merge", target="0")], by="ana")

@@ -363,6 +363,9 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
         # codebook, and it says so (SUBCATEGORIES_NOT_REVIEWED)
         "subcategories_not_reviewed": RunFolder.open(run.folder).proposed_subcategories(),
     }
+    adopted, unplaced = _written_without_domain(run, cons, dom_final, doms, seg_final_domain)
+    if unplaced:
+        data["core_ideas_without_domain"] = unplaced
     for d in doms.itertuples():
         entry = {"id": int(d.domain_id), "name": d.name, "frequency_label": d.frequency_label,
                  "n_cases": int(d.n_cases), "changed": bool(d.changes),
@@ -405,7 +408,8 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
         ideas = agreed_core_ideas(run, cons, [k for k, v in dom_final.items()
                                               if v == int(d.domain_id)],
                                   names={int(k): str(v) for k, v in domains["name"].items()},
-                                  where=(int(d.domain_id), seg_final_domain), texts=text)
+                                  where=(int(d.domain_id), seg_final_domain), texts=text,
+                                  adopted=adopted.get(int(d.domain_id), set()))
         if ideas:
             entry["core_ideas"] = ideas
         data["domains"].append(entry)
@@ -428,10 +432,46 @@ SUBGROUP_COLUMNS = ["domain", "category_id", "category", "attribute", "group", "
                     "n_cases", "frequency_label"]
 
 
+def _written_without_domain(run: RunItems, cons: dict[str, Decision], dom_final: Mapping,
+                            doms: pd.DataFrame, seg_final_domain: Mapping[str, int]):
+    """The core ideas the judges wrote for a domain the codebook no longer lists (a
+    split or moves took all its categories elsewhere). A judges' core idea is listed
+    in its own domain only, so such a one would be in no domain of the codebook: it
+    goes, as written, to the listed domain that holds most of its segments (the first
+    of them on a tie). Returns (final domain -> {(case, proposed domain)}, and the
+    entries no listed domain holds a segment of, which the codebook lists apart)."""
+    listed = {int(x) for x in doms["domain_id"]}
+    adopted: dict[int, set] = {}
+    unplaced = []
+    if run.core_ideas.empty:
+        return adopted, unplaced
+    for r in run.core_ideas.itertuples():
+        dec = cons.get(core_idea_item(r.case_id, r.domain_id))
+        if dec is None or dec.decision != "edit" or not dec.core_idea.strip() \
+                or dom_final.get(int(r.domain_id), -1) in listed:
+            continue
+        votes: dict[int, int] = {}
+        for sid in r.segment_ids:
+            d = seg_final_domain.get(str(sid), -1)
+            if d in listed:
+                votes[d] = votes.get(d, 0) + 1
+        if votes:
+            best = max(votes.values())
+            home = next(d for d in votes if votes[d] == best)
+            adopted.setdefault(home, set()).add((str(r.case_id), int(r.domain_id)))
+        else:
+            unplaced.append({"case": str(r.case_id), "domain": int(r.domain_id),
+                             "domain_name": run.domain_name(r.domain_id),
+                             "core_idea": dec.core_idea, "source": "judges",
+                             "segment_ids": [str(x) for x in r.segment_ids]})
+    return adopted, unplaced
+
+
 def agreed_core_ideas(run: RunItems, cons: dict[str, Decision], domain_ids,
                       names: dict[int, str] | None = None,
                       where: tuple[int, Mapping[str, int]] | None = None,
-                      texts: Mapping[str, str] | None = None) -> list[dict]:
+                      texts: Mapping[str, str] | None = None,
+                      adopted: set[tuple[str, int]] = frozenset()) -> list[dict]:
     """The core ideas of the given (proposed) domains, one per case and domain: the
     judges' where they wrote one (``source: judges``, with the proposed one beside it),
     else the proposed one (``source: proposed``); each with the segments it came from.
@@ -449,7 +489,9 @@ def agreed_core_ideas(run: RunItems, cons: dict[str, Decision], domain_ids,
     quotes only segments that are in the domain: the sentences of segments the judges
     moved out go with them, to the core idea of the case in the domain they went to
     (``moved_from``: the proposed domain they came from); one left with none is not
-    listed. A core idea the judges wrote stays as they wrote it."""
+    listed. A core idea the judges wrote stays as they wrote it, in its own domain,
+    or, for the (case, proposed domain) pairs in ``adopted``, in this one (its domain
+    is no longer listed: :func:`_written_without_domain`)."""
     ci = run.core_ideas
     if ci.empty:
         return []
@@ -502,6 +544,13 @@ def agreed_core_ideas(run: RunItems, cons: dict[str, Decision], domain_ids,
         for r in others.sort_values(["case_id", "domain_id"]).itertuples():
             dec = cons.get(core_idea_item(r.case_id, r.domain_id))
             if dec is not None and dec.decision == "edit" and dec.core_idea.strip():
+                if (str(r.case_id), int(r.domain_id)) in adopted:
+                    out.append({"case": str(r.case_id), "core_idea": dec.core_idea,
+                                "source": "judges", "proposed": str(r.core_idea),
+                                "segment_ids": [str(x) for x in r.segment_ids],
+                                "moved_from": int(r.domain_id),
+                                "moved_from_name": (names or {}).get(
+                                    int(r.domain_id), run.domain_name(r.domain_id))})
                 continue                     # the judges wrote that one for its domain
             kept = _spans_in(r, texts, lambda sid: seg_dom.get(sid) == final, home=False)
             if kept is None:                 # every segment of it came here
@@ -705,6 +754,13 @@ def codebook_markdown(cb: Codebook) -> str:
             lines.append(f"- theme {r['id']} \"{t(r['name'])}\" ({r['n_segments']} segments)"
                          + (f": {t(r['comment'])}" if r["comment"] else ""))
         lines.append("")
+    if d.get("core_ideas_without_domain"):
+        lines += ["## Core ideas the judges wrote for a domain no longer in the codebook", "",
+                  "None of their segments is in a category of the codebook.", ""]
+        lines += [f"- {t(ci['case'])}, domain {ci['domain']} \"{t(ci['domain_name'])}\": "
+                  f"{t(ci['core_idea'])} [{t(', '.join(ci['segment_ids']))}]"
+                  for ci in d["core_ideas_without_domain"]]
+        lines.append("")
     if d.get("subcategories_not_reviewed"):
         lines += ["## Proposed subcategories not in this codebook", "",
                   SUBCATEGORIES_NOT_REVIEWED, ""]
@@ -735,7 +791,8 @@ def _core_idea_lines(dom: dict) -> list[str]:
                     + f" and {dids[-1]})")
         if ci.get("moved_from") is not None:
             name = ci.get("moved_from_name") or ""
-            both += (f" (from the core idea proposed in domain {int(ci['moved_from'])}"
+            made = "written for" if ci["source"] == "judges" else "proposed in"
+            both += (f" (from the core idea {made} domain {int(ci['moved_from'])}"
                      + (f' "{t(name)}"' if name else "") + ": its segments moved here)")
         return (f"({ci['source']}): {t(ci['core_idea'])} "
                 f"[{t(', '.join(ci['segment_ids']))}]{both}")
