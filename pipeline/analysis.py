@@ -214,7 +214,7 @@ def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFram
     counts["segments_placed_by_content"] = int(placed.sum())
     return CrossAnalysis(segments=out, themes=themes, domains=domains, table=table,
                          n_cases=n_total, categories=cats, core_ideas=ideas,
-                         protocol=protocol_to_yaml(protocol), prompts=inference.turns,
+                         protocol=protocol_to_yaml(protocol, inference.turns), prompts=inference.turns,
                          merges=merges, counts=counts)
 
 

@@ -746,6 +746,37 @@ def test_yaml_round_trip(inferred, tmp_path):
     assert loaded == expected
 
 
+def test_an_unedited_protocol_file_keeps_the_frames_follow_ups_in_the_frame(tmp_path):
+    """The file lists each area's main questions. Given back unedited, a follow-up
+    asked after the background question ("And is that private practice?") was a
+    question the file omits, asked after the frame: it answered no area, and its
+    answers went to the content domain nearest to them. A frame area now lists its
+    follow-ups, and given back they stay in the frame, as the inference had them."""
+    study = supervision_study()
+    asked = ["And is that private practice, or a clinic?", "So mostly trainees these days.",
+             "And that was after the hospital job?", "So a lot of group work, then."]
+    cases = sorted(study)[:4]
+    for case, q in zip(cases, asked):
+        study[case][4] = (_I, q)
+    turns, segs = build(study)
+    result = infer_protocol(turns, segs, fake_encode, ProtocolConfig())
+    frame = {a.area_id for a in result.protocol.areas if a.frame}
+    assert all(_area_of(result, c, 4) in frame for c in cases)
+    path = tmp_path / "protocol.yaml"
+    path.write_text(protocol_to_yaml(result.protocol, result.turns), encoding="utf-8")
+    given = load_protocol(path)
+    assert sorted(q for a in given.areas for q in a.follow_ups) == sorted(asked)
+    back = infer_protocol(turns, segs, fake_encode, ProtocolConfig(file=path))
+    assert [_area_of(back, c, 4) for c in cases] == [_area_of(result, c, 4) for c in cases]
+    assert back.counts.get("prompts_not_in_protocol_after_frame", 0) == 0
+    assert back.counts["prompts_matched_as_frame_follow_up"] == 4
+    assert (back.segment_area == result.segment_area).all()
+    # without them (a file written before), each is a question of no area
+    path.write_text(protocol_to_yaml(result.protocol), encoding="utf-8")
+    old = infer_protocol(turns, segs, fake_encode, ProtocolConfig(file=path))
+    assert [_area_of(old, c, 4) for c in cases] == [-1] * 4
+
+
 def _write(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
@@ -790,6 +821,9 @@ def test_yaml_keeps_line_break_characters_in_questions(tmp_path):
      "areas[1].name", 4),
     ("areas:\n  - name: A\n    questions: ['q', '']\n", "areas[0].questions[1]", 3),
     ("areas:\n  - name: A\n    questions: [q]\n    frame: maybe\n", "areas[0].frame", 4),
+    ("areas:\n  - name: A\n    questions: [q]\n    follow_ups: So?\n", "areas[0].follow_ups", 4),
+    ("areas:\n  - name: A\n    questions: [q]\n    follow_ups: ['', b]\n",
+     "areas[0].follow_ups[0]", 4),
     ("areas: []\n", "areas", 1),
     ("name: x\n", "areas", 1),
 ])

@@ -150,6 +150,9 @@ class AreaSpec(BaseModel):
         "the questions of this area, as asked (one is enough; variants help matching)"))
     frame: bool = Field(False, description=(
         "part of the interview frame (greeting, background, closing), not a topic"))
+    follow_ups: list[str] = Field([], description=(
+        "a frame area's follow-up questions, as asked: a question asked inside the frame "
+        "that is listed here stays in it, with its answers"))
 
     @field_validator("name")
     @classmethod
@@ -158,7 +161,7 @@ class AreaSpec(BaseModel):
             raise ValueError("an area needs a name that is not blank")
         return value.strip()
 
-    @field_validator("questions")
+    @field_validator("questions", "follow_ups")
     @classmethod
     def _questions_not_blank(cls, value: list[str]) -> list[str]:
         if any(not q.strip() for q in value):
@@ -276,6 +279,8 @@ class Area:
     questions: tuple[str, ...]
     frame: bool = False
     source: Source = "given"
+    #: a frame area's follow-up questions (:func:`protocol_to_yaml`)
+    follow_ups: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -291,8 +296,8 @@ class Protocol:
 
 
 def protocol_from_specs(specs: Sequence[AreaSpec]) -> Protocol:
-    return Protocol(tuple(Area(i, s.name, tuple(s.questions), s.frame, "given")
-                          for i, s in enumerate(specs)))
+    return Protocol(tuple(Area(i, s.name, tuple(s.questions), s.frame, "given",
+                               tuple(s.follow_ups)) for i, s in enumerate(specs)))
 
 
 _YAML_HEADER = """\
@@ -302,6 +307,8 @@ _YAML_HEADER = """\
 #   protocol:
 #     file: this-file.yaml
 # Areas keep the order written here. Every area needs a name and one question or more.
+# A frame area can list 'follow_ups': questions asked inside the frame, which keep
+# their answers in it.
 """
 
 
@@ -354,12 +361,32 @@ def scattered_protocol(domains: pd.DataFrame, n_cases: int, given: bool = False)
             "finds themes across the whole study")
 
 
-def protocol_to_yaml(protocol: Protocol) -> str:
+def protocol_to_yaml(protocol: Protocol, prompts: pd.DataFrame | None = None) -> str:
     """The protocol as a YAML file: ``areas:``, each with ``name``, ``frame`` and
     ``questions``. Loading it back with :func:`load_protocol` gives the same areas,
-    all with source "given" (the team has taken them over)."""
-    data = {"areas": [{"name": a.name, "frame": a.frame, "questions": list(a.questions)}
-                      for a in protocol.areas]}
+    all with source "given" (the team has taken them over).
+
+    ``prompts`` (the inference's prompt table: ``kind``, ``area_id``, ``question``):
+    a frame area also lists, under ``follow_ups``, the follow-up questions asked
+    inside it ("And is that private practice?" after the background question).
+    Given back, a question the file does not list, asked after the frame, answers no
+    area (:func:`_assign_given`): without them an unedited file sent the background's
+    follow-ups, and their answers, out of the frame, to the domain nearest in content.
+    They are kept apart from the questions because a follow-up ("So a lot of high-risk
+    work.") must not open the frame when it is matched elsewhere in an interview."""
+    follow_ups: dict[int, list[str]] = defaultdict(list)
+    if prompts is not None and len(prompts):
+        frame = {a.area_id for a in protocol.areas if a.frame}
+        for kind, area, q in zip(prompts["kind"], prompts["area_id"], prompts["question"]):
+            if kind == "follow_up" and int(area) in frame and isinstance(q, str) and q.strip():
+                follow_ups[int(area)].append(" ".join(q.split()))
+    data = {"areas": []}
+    for a in protocol.areas:
+        entry = {"name": a.name, "frame": a.frame, "questions": list(a.questions)}
+        asked = list(dict.fromkeys([*a.follow_ups, *follow_ups[a.area_id]]))
+        if asked:
+            entry["follow_ups"] = asked
+        data["areas"].append(entry)
     if not protocol.areas:
         # nothing to edit: say what to write, since the answers can be placed by it
         return _YAML_HEADER + _NO_AREAS + safeyaml.dump(data, width=100)
@@ -381,7 +408,7 @@ _NO_AREAS = """\
 """
 
 
-_AREA_KEYS = ("name", "questions", "frame")
+_AREA_KEYS = ("name", "questions", "frame", "follow_ups")
 
 
 def load_protocol(path: str | Path) -> Protocol:
@@ -482,7 +509,23 @@ def load_protocol(path: str | Path) -> Protocol:
             raise ConfigError("'frame' must be true or false", path=path,
                               line=line_of(child(inode, "frame")), field=f"{where}.frame",
                               hint="write 'frame: true' for greetings, background and closing")
-        areas.append(Area(len(areas), name, tuple(q.strip() for q in questions), frame, "given"))
+        follow = item.get("follow_ups", [])
+        fnode = child(inode, "follow_ups")
+        if follow is None:
+            follow = []
+        if not isinstance(follow, list):
+            raise ConfigError("'follow_ups' must be a list of questions", path=path,
+                              line=line_of(fnode or inode), field=f"{where}.follow_ups",
+                              hint="write each follow-up on its own '- ' line under 'follow_ups:'")
+        fitems = fnode.value if isinstance(fnode, yaml.SequenceNode) else []
+        for j, q in enumerate(follow):
+            if not isinstance(q, str) or not q.strip():
+                raise ConfigError("a follow-up must be text, not blank", path=path,
+                                  line=line_of(fitems[j] if j < len(fitems) else fnode),
+                                  field=f"{where}.follow_ups[{j}]",
+                                  hint="write the question out, or remove the line")
+        areas.append(Area(len(areas), name, tuple(q.strip() for q in questions), frame, "given",
+                          tuple(q.strip() for q in follow)))
     return Protocol(tuple(areas))
 
 
@@ -1884,11 +1927,17 @@ def _assign_given(prompts: list[_Prompt], qv: np.ndarray, given: Protocol,
     most similar question at ``join_similarity`` (``area_similarity`` when it says
     it moves on, or is a task), or the area the interviewers' own wordings of it
     point to (:func:`_interviewer_wordings`); frame prompts the protocol does not
-    cover get an inferred frame area added at the end; probes and the rest follow
-    the area in progress."""
+    cover get an inferred frame area added at the end; a frame area's listed
+    follow-ups, asked inside it, stay there; probes and the rest follow the area in
+    progress, but for a question the file does not list asked after the frame, which
+    answers no area."""
     owner = np.array([a.area_id for a in given.areas for _ in a.questions], dtype=np.int64)
     areas = list(given.areas)
     frame_given = {a.area_id for a in given.areas if a.frame}
+    # a frame area's follow-ups, as written in the file (the prompt's core, spaced and
+    # cased alike): asked inside that area, such a question stays there
+    listed_follow_ups = {a.area_id: {" ".join(q.split()).casefold() for q in a.follow_ups}
+                         for a in given.areas if a.frame and a.follow_ups}
     worded = _interviewer_wordings(prompts, qv, owner, given_vecs, frame_given, config)
     added: dict[str, int] = {}
     by_case: dict[str, list[_Prompt]] = defaultdict(list)
@@ -1924,6 +1973,9 @@ def _assign_given(prompts: list[_Prompt], qv: np.ndarray, given: Protocol,
                 p.final_kind = "main"
             elif p.probe or p.short:
                 p.area, p.final_kind = current, "probe"
+            elif " ".join(p.core.split()).casefold() in listed_follow_ups.get(current, ()):
+                p.area, p.final_kind = current, "follow_up"
+                counts["prompts_matched_as_frame_follow_up"] += 1
             elif current >= 0 and areas[current].frame:
                 # a question the protocol does not list, asked after the frame (the
                 # background, the greeting): its answers are not small talk, so they are
