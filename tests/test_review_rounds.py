@@ -704,6 +704,12 @@ def test_subcategory_is_a_decision_with_undo_in_the_codebook(panel, capsys):
     sub = next(c for c in cats if c["id"] == 2)
     parent_domain = next(d["id"] for d in cb["domains"] for c in d["categories"] if c["id"] == 1)
     assert sub["parent"] == 1 and sub["name"] == "Support from clients"
+    # a category counts its subcategory's cases and segments, as CQR nests them: a
+    # subcategory never has more cases than its category
+    top = next(c for c in cats if c["id"] == 1)
+    assert set(sub["cases"]) <= set(top["cases"])
+    before = load_run(panel).themes.set_index("theme_id")["n_segments"]
+    assert top["n_segments"] == before[1] + before[2]
     assert next(d["id"] for d in cb["domains"] for c in d["categories"] if c["id"] == 2) \
         == parent_domain
     ids = [c["id"] for d in cb["domains"] if d["id"] == parent_domain for c in d["categories"]]

@@ -268,9 +268,16 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
         if c["parent"] >= 0:
             c["domain_id"] = cat[c["parent"]]["domain_id"]
     total = run.n_cases
+    # a category counts the segments of its subcategories too, as CQR nests them: a
+    # subcategory's case is a case of its category (the proposal's categories hold
+    # their subcategories' segments so)
+    children: dict[int, list[int]] = {}
+    for cid, c in cat.items():
+        if c["parent"] >= 0:
+            children.setdefault(c["parent"], []).append(cid)
     rows = []
     for cid, c in cat.items():
-        members = seg[seg["category_id"] == cid]
+        members = seg[seg["category_id"].isin([cid, *children.get(cid, [])])]
         if members.empty:
             continue
         members_ids = set(members["segment_id"])
