@@ -489,16 +489,18 @@ def cmd_precode(args: argparse.Namespace) -> int:
             else ""
         print(f"stored {done.stored} choice(s) by {args.by} from {args.queue}{again}")
         print(f"  in: {done.run_folder / 'review' / 'decisions.sqlite'}")
-        if not done.stored and not done.repeated:
-            print("  nothing to store: no row of the queue has a code in 'code as category'",
-                  file=sys.stderr)
-            return 0
+        # said whether or not anything was stored: a comment typed on a row with no
+        # code is not kept, and must not go without a word
         if done.comment_only:
             rows = ", ".join(done.comment_only[:20]) + (" ..." if len(done.comment_only) > 20
                                                         else "")
             print(f"  not stored: the comment of {len(done.comment_only)} row(s) with no code "
                   f"({rows}); a comment is stored with a choice: code the row, then import "
                   "again", file=sys.stderr)
+        if not done.stored and not done.repeated:
+            print("  nothing to store: no row of the queue has a code in 'code as category'",
+                  file=sys.stderr)
+            return 0
         print("  the next `consensa precode ... --retrain` learns from them")
         return 0
     if args.transcripts is None:

@@ -293,6 +293,13 @@ def test_the_queue_import_takes_the_segment_from_the_batch_not_the_workbook(queu
     err = capsys.readouterr().err
     assert f"row 3: segment '{ws_id(out, 2)}' is also on row 2" in err and "nothing" in err
     assert stored_choices(run).empty
+    # a comment on a row with no code, and no row coded: nothing stored, and the comment
+    # that was not kept is named
+    alone = edited("alone.xlsx", {(3, "comment"): "ask the panel about this one"})
+    assert main(["precode", "import", str(alone), "--by", "ana"]) == 0
+    err = capsys.readouterr().err
+    assert "nothing to store" in err and "the comment of 1 row(s) with no code (row 3)" in err
+    assert stored_choices(run).empty
     # the other cells are the classifier's and the segment's: edits to them are not read
     seg = pd.read_parquet(out / "segments.parquet").set_index("segment_id")
     ws = openpyxl.load_workbook(out / "queue.xlsx")["queue"]
