@@ -263,7 +263,7 @@ def test_docx_bold_labels_title_and_table_cells(tmp_path):
 def test_docx_transcript_tables_read_a_row_as_a_turn(tmp_path):
     """Transcription services deliver interviews as a Word table: a speaker column,
     sometimes a time column, the words in the last. Each row is a turn (a blank name
-    goes on with the turn above), a header row is a title line, and a table that is
+    goes on with the turn above), a header row is a title line in brackets, and a table that is
     not a conversation keeps its cells as lines. Such files were refused ("has no
     speaker labels") or ran the cells together."""
     def build(document):
@@ -315,8 +315,53 @@ def test_docx_transcript_tables_read_a_row_as_a_turn(tmp_path):
     assert list(t["start_time"].iloc[:5]) == [3.0, 9.0, 62.0, 65.0, 69.0]
     assert not any("Mum" in n.reason for n in corpus.skipped)
     assert corpus.sources["T41"].text.startswith(
-        "Interview T41\nTime Speaker Text\n[00:00:03] Interviewer: What do you")
+        "Interview T41\n[Time Speaker Text]\n[00:00:03] Interviewer: What do you")
     assert "2 lines before the first speaker label were not read" in reasons(corpus)
+
+
+def test_short_transcript_tables_of_the_documents_speakers_are_read_row_by_row(tmp_path):
+    """A two-row table of "Interviewer | question", "Therapist | answer" inside a
+    labelled document, or a transcript split over several small tables, was too short
+    to pass for a transcript table: its cells became lines of the turn above, so the
+    interviewer's question was read as the participant's words, and a document of
+    small tables alone "has no speaker labels". The speakers the document names
+    elsewhere make such a table a transcript table."""
+    def inside(document):
+        document.add_paragraph("Interviewer: Did you cry in session?")
+        document.add_paragraph("Therapist: Once, and I let it show.")
+        table = document.add_table(rows=0, cols=2)
+        for row in (("Speaker", "Text"),
+                    ("Interviewer", "What did your supervisor say?"),
+                    ("Therapist", "She said it was human.")):
+            cells = table.add_row().cells
+            cells[0].text, cells[1].text = row
+        document.add_paragraph("Interviewer: Thank you.")
+
+    def split(document):
+        for rows in ((("Interviewer", "Did you cry in session?"), ("Therapist", "Once.")),
+                     (("Interviewer", "What did your supervisor say?"),
+                      ("Therapist", "She said it was human."))):
+            table = document.add_table(rows=0, cols=2)
+            for row in rows:
+                cells = table.add_row().cells
+                cells[0].text, cells[1].text = row
+            document.add_paragraph("")
+
+    (tmp_path / "T44.docx").write_bytes(docx_bytes(inside))
+    (tmp_path / "T45.docx").write_bytes(docx_bytes(split))
+    corpus = run(tmp_path)
+    assert_exact(corpus)
+    assert turns_of(corpus, "T44") == [
+        ("Interviewer", "interviewer", "Did you cry in session?"),
+        ("Therapist", "participant", "Once, and I let it show.\n[Speaker Text]"),
+        ("Interviewer", "interviewer", "What did your supervisor say?"),
+        ("Therapist", "participant", "She said it was human."),
+        ("Interviewer", "interviewer", "Thank you.")]
+    assert turns_of(corpus, "T45") == [
+        ("Interviewer", "interviewer", "Did you cry in session?"),
+        ("Therapist", "participant", "Once."),
+        ("Interviewer", "interviewer", "What did your supervisor say?"),
+        ("Therapist", "participant", "She said it was human.")]
 
 
 def test_a_transcript_tables_first_speaker_who_speaks_once_is_a_turn(tmp_path):
@@ -342,7 +387,7 @@ def test_a_transcript_tables_first_speaker_who_speaks_once_is_a_turn(tmp_path):
         "Chair", "interviewer", "Welcome, everyone, and thank you for coming.")
     assert len(turns_of(corpus, "T42")) == 5
     assert [t[0] for t in turns_of(corpus, "T43")] == ["Interviewer", "Participant"] * 2
-    assert corpus.sources["T43"].text.startswith("Speaker What was said\nInterviewer: How")
+    assert corpus.sources["T43"].text.startswith("[Speaker What was said]\nInterviewer: How")
 
 
 def test_corrupt_docx_is_skipped_with_a_reason(tmp_path):

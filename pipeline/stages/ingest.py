@@ -1252,12 +1252,13 @@ def _docx_text(data: bytes, shown: str) -> str:
     check_zip(data, shown, ".docx")
     try:
         body = docx.Document(io.BytesIO(data)).element.body
+        known = _speakers_of(body)
         lines: list[str] = []
         read_as_rows = []                       # transcript tables (held: lxml keeps
         for p in body.iter(_W_P, _W_TBL):       # one proxy per element while it lives)
             if p.tag == _W_TBL:
                 if next(p.iterancestors(_W_TBL), None) is None:
-                    rows = _transcript_rows(p)
+                    rows = _transcript_rows(p, known)
                     if rows is not None:
                         lines.extend(rows)
                         read_as_rows.append(p)
@@ -1284,7 +1285,44 @@ _STAMP_CELL = re.compile(rf"[\[(]?{_STAMP}[\])]?")
 _SAID = re.compile(r"[.,;!?…]|\S+(?:\s+\S+){3}")
 
 
-def _transcript_rows(table: BaseOxmlElement) -> list[str] | None:
+#: A paragraph that opens with a speaker label ("Interviewer:", "[0:03] Sam:")
+_LABELLED_PARAGRAPH = re.compile(rf"^\s*(?:[\[(]?{_STAMP}[\])]?\s*)?(?P<label>{_NAME}):\s*\S")
+
+
+def _table_rows(table: BaseOxmlElement) -> list[list[str]]:
+    """The text of each cell of each row of ``table`` (not of a table nested in it)."""
+    rows = []
+    for tr in table.iter(_W_TR):
+        if next(tr.iterancestors(_W_TBL)) is not table:
+            continue                                            # a nested table's row
+        rows.append(["\n".join(_paragraph_text(p) for p in tc.iter(_W_P)).strip()
+                     for tc in tr if tc.tag == _W_TC])
+    return rows
+
+
+def _speakers_of(body: BaseOxmlElement) -> frozenset[str]:
+    """The speakers a Word document names outside any one table: the labels that open
+    its paragraphs ("Interviewer: ..."), and the names that stand alone in a cell of
+    two or more of its tables. A short table of such speakers' turns is a transcript
+    table too (:func:`_transcript_rows`): one of two rows inside a labelled document,
+    or a transcript split over several small tables, was read cell by cell, each cell
+    a line of the turn above, so the interviewer's question became the participant's
+    words."""
+    labels = set()
+    for p in body.iter(_W_P):
+        if next(p.iterancestors(_W_TBL), None) is None:
+            m = _LABELLED_PARAGRAPH.match(_paragraph_text(p))
+            if m:
+                labels.add(m.group("label"))
+    tables: Counter = Counter()
+    for t in body.iter(_W_TBL):
+        if next(t.iterancestors(_W_TBL), None) is None:
+            tables.update({c for r in _table_rows(t) for c in r if _NAME_CELL.fullmatch(c)})
+    return frozenset(labels | {n for n, k in tables.items() if k >= 2})
+
+
+def _transcript_rows(table: BaseOxmlElement,
+                     known: frozenset[str] = frozenset()) -> list[str] | None:
     """A table laid out as a transcript (a speaker column, the words, optionally a
     time column; transcription services deliver interviews so) as one line per row,
     "Name: words" or "[0:03] Name: words"; None for any other table, whose cells stay
@@ -1299,25 +1337,25 @@ def _transcript_rows(table: BaseOxmlElement) -> list[str] | None:
     blank goes on with the turn above; a first row whose name is no speaker of the
     others and whose words are a column's name ("Speaker | Text": at most three words,
 no sentence mark) is a header, read as a title line is. Cells that hold a
-    label already ("Interviewer:") are read as before, line by line."""
-    rows = []
-    for tr in table.iter(_W_TR):
-        if next(tr.iterancestors(_W_TBL)) is not table:
-            continue                                            # a nested table's row
-        cells = ["\n".join(_paragraph_text(p) for p in tc.iter(_W_P)).strip()
-                 for tc in tr if tc.tag == _W_TC]
-        rows.append(cells)
+    label already ("Interviewer:") are read as before, line by line.
+
+    ``known``: the speakers the document names elsewhere (:func:`_speakers_of`). A
+    table whose speaker column holds only those is a transcript table however short:
+    one or two rows, each name once."""
+    rows = _table_rows(table)
     width = max((len(r) for r in rows), default=0)
-    if width not in (2, 3) or len(rows) < 3:
+    short = len(rows) < 3
+    if width not in (2, 3) or not rows or (short and not known):
         return None
-    body = [r for r in rows[1:] if len(r) == width]            # the first: below
-    if len(body) < 2:
+    body = [r for r in (rows if short else rows[1:]) if len(r) == width]   # the first: below
+    if len(body) < (1 if known else 2):
         return None
 
     def share(col: int, test) -> float:
         """Of the column's filled cells (a blank name continues a turn): how many pass."""
         filled = [r[col] for r in body if r[col]]
-        return sum(1 for c in filled if test(c)) / len(filled) if len(filled) >= 2 else 0.0
+        enough = len(filled) >= 2 or (filled and known)
+        return sum(1 for c in filled if test(c)) / len(filled) if enough else 0.0
 
     def is_stamp(cell: str) -> bool:
         return bool(_STAMP_CELL.fullmatch(cell))
@@ -1338,17 +1376,27 @@ no sentence mark) is a header, read as a title line is. Cells that hold a
     who = names[0]
     text = next(c for c in columns if c not in (who, when))
     said = Counter(r[who] for r in body if is_name(r[who]))
-    if len(said) > max(2, len(body) // 2) or max(said.values()) < 2:
+    named = bool(said) and set(said) <= known
+    if not named and (not said or short or len(said) > max(2, len(body) // 2)
+                      or max(said.values()) < 2):
         return None                     # a table of attributes: "Age | 42", "Sex | F"
     first = rows[0]
     # a header names the columns in a word or three ("Speaker | Text", "Name | What was
     # said"); a first speaker who never speaks again ("Chair | Welcome, everyone. ...")
     # said something, which is a turn
-    header = len(first) != width or (when is not None and not is_stamp(first[when])) or (
-        first[who] not in said and not _SAID.search(first[text]))
+    header = not short and (
+        len(first) != width or (when is not None and not is_stamp(first[when])) or (
+            first[who] not in said and first[who] not in known
+            and not _SAID.search(first[text])))
     lines = []
     for i, r in enumerate(rows):
-        if len(r) != width or (i == 0 and header):
+        if i == 0 and header:
+            # the columns' names, in brackets as a transcriber's note: kept in the text,
+            # read as a title line before the first label, and never as anyone's words
+            # (left out of the vectors and the names) where the table follows a turn
+            lines.append("[" + " ".join(c for c in r if c) + "]")
+            continue
+        if len(r) != width:
             lines.append(" ".join(c for c in r if c))          # as a title line is read
             continue
         # the speaker column says who speaks: the paragraphs of a cell of words are one
