@@ -743,7 +743,7 @@ def test_a_table_row_with_more_cells_than_its_header_is_refused_naming_it(tmp_pa
         run(tmp_path)
     message = str(caught.value)
     assert "study.csv" in message and f"{bad} has 4 cells but the header has 3" in message
-    assert "double quotes" in message
+    assert "double quotes" in message and "none of the table's rows was read" in message
 
 
 def test_a_cases_table_row_with_more_cells_than_its_header_is_refused(tmp_path):

@@ -1767,7 +1767,8 @@ def check_row_widths(text: str, delimiter: str, shown: str, field: str | None = 
                 raise InputError(
                     f"row {row_number} (line {reader.line_num}) has {len(row)} cells but the "
                     f"header has {width}: {delimiter!r} inside a cell that is not in "
-                    "quotes?", path=shown, field=field,
+                    "quotes? The cells of that row cannot be told apart, so none of the "
+                    "table's rows was read (its other cases neither)", path=shown, field=field,
                     hint="put that cell in double quotes (\"...\"), or save the table again "
                          "from a spreadsheet program, which quotes it")
     except csv.Error:
