@@ -209,10 +209,13 @@ def test_qdpx_and_qdc_of_the_applied_codebook_yaml(reviewed, capsys):
     from pipeline.exchange.agreed import export_content
 
     def notes(source):
-        return sorted((n.key, n.title, n.text, n.author) for n in export_content(source).notes
-                      if n.key.startswith(("core-idea/", "rejected/")))
+        return sorted((n.key, n.title, n.text, n.author, n.about)
+                      for n in export_content(source).notes
+                      if n.key.startswith(("core-idea/", "rejected/", "audit/")))
 
     assert notes(book) == notes(run) and notes(run)
+    # the auditor's comment too, on the category it is about
+    assert [n[3:] for n in notes(book) if n[0].startswith("audit/")] == [("dee", ("category", 1))]
 
 
 def _taguette_tags(path: Path) -> list[dict]:

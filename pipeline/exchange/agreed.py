@@ -286,14 +286,10 @@ def content_from_review(run: RunData, *, draft: bool) -> ExportContent:
             notes.append(ExportNote(f"consensus/{st.item}", f"Consensus comment: {st.label}",
                                     dec.comment, "Consensus", about))
         for c in audits.get(st.item, []):
-            rnd = c["round"]
-            answers = [f"- {judge}: {a['answer']}" + (f" ({a['text']})" if a.get("text") else "")
-                       for judge, a in sorted(c["answers"].items())]
-            text = c["comment"] + ("\n\nThe judges' answers:\n" + "\n".join(answers)
-                                   if answers else "")
-            notes.append(ExportNote(f"audit/{rnd}/{st.item}/{c['id']}",
-                                    f"Auditor {c['by']} (round {rnd}): {st.label}",
-                                    text, c["by"], about))
+            notes.append(_audit_note(c["round"], st.item, st.label, c["id"], c["by"],
+                                     c["comment"], [(judge, a["answer"], a.get("text"))
+                                                    for judge, a in c["answers"].items()],
+                                     about))
     notes += [_rejected_note(t) for t in data.get("rejected_themes") or []]
     notes += subcategory_note(data)
     if pending:
@@ -403,6 +399,17 @@ def _core_idea_note(c: dict) -> ExportNote:
                       ("category", int(c["id"])))
 
 
+def _audit_note(rnd: int, item: str, label: str, comment_id: int, by: str, comment: str,
+                answers: list[tuple[str, str, str | None]], about) -> ExportNote:
+    """An auditor's comment with the judges' answers, the same whether exported from the
+    review or from the codebook.yaml it wrote."""
+    lines = [f"- {judge}: {answer}" + (f" ({text})" if text else "")
+             for judge, answer, text in sorted(answers)]
+    body = comment + ("\n\nThe judges' answers:\n" + "\n".join(lines) if lines else "")
+    return ExportNote(f"audit/{rnd}/{item}/{comment_id}", f"Auditor {by} (round {rnd}): {label}",
+                      body, by, about)
+
+
 def _rejected_note(t: dict) -> ExportNote:
     """A rejected theme as a note, with the reason the judges recorded where there is one."""
     size = f" ({int(t['n_segments'])} segments)" if t.get("n_segments") is not None else ""
@@ -449,11 +456,25 @@ def content_from_yaml(path: Path, *, sources: bool = True) -> ExportContent:
                                     "\n".join(f"- {x}" for x in c["changes"]), "Consensus",
                                     ("category", int(c["id"]))))
     notes += domain_notes(data) + case_core_idea_notes(data)
-    notes += [_rejected_note(t) for t in data.get("rejected_themes") or []]
-    notes += subcategory_note(data)
     assignments = frame[["segment_id", "case_id", "category_id"]].copy()
     assignments["category_id"] = pd.to_numeric(assignments["category_id"],
                                                errors="coerce").fillna(-1).astype("int64")
+    # the auditors' comments and the judges' answers, as the review's export gives them
+    # (a codebook written before it named each comment's item: on the project)
+    final_of = _final_category(assignments, run.segments)
+    rejected = {int(t["id"]) for t in data.get("rejected_themes") or []}
+    for c in review.get("audit") or []:
+        item = str(c.get("item_id") or c.get("item") or "")
+        kind, _, ident = item.partition(":")
+        about = _about(kind, ident, final_of, rejected, data) if ident.lstrip("-").isdigit() \
+            else ("project", "")
+        notes.append(_audit_note(int(c.get("round") or 0), item, str(c.get("item") or item),
+                                 c.get("comment_id", 0), str(c.get("by") or ""),
+                                 str(c.get("comment") or ""),
+                                 [(str(a.get("judge")), str(a.get("answer")), a.get("text"))
+                                  for a in c.get("answers") or []], about))
+    notes += [_rejected_note(t) for t in data.get("rejected_themes") or []]
+    notes += subcategory_note(data)
     content = ExportContent(AGREED, run, data, assignments, notes,
                             judges=list(review.get("judges") or []),
                             # a codebook written before audits were counted says

@@ -355,7 +355,8 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
                    "unanswered_audit_comments": status.unanswered(),
                    # the auditors' comments and the judges' answers, every round: what
                    # the audit asked and how the panel answered is part of the record
-                   "audit": [{"round": c["round"], "item": c["label"], "comment_id": int(c["id"]),
+                   "audit": [{"round": c["round"], "item": c["label"], "item_id": c["item"],
+                              "comment_id": int(c["id"]),
                               "by": c["by"], "comment": c["comment"],
                               "answers": [{"judge": j, "answer": a["answer"], "text": a["text"]}
                                           for j, a in c["answers"].items()]}
