@@ -347,8 +347,10 @@ def _load_codebook(path: Path) -> tuple[dict, Path, pd.DataFrame]:
         # a pre-coding says it coded with the agreed codebook, and its choices train the
         # next batch: a draft's open items would pass for decisions nobody made
         open_items = cb.get("open_items") or []
-        raise InputError(f"is a draft codebook: {len(open_items)} item(s) of the review were "
-                         "still open when it was written, so it is not what the judges agreed",
+        why = (f"{len(open_items)} item(s) of the review were still open when it was written"
+               if open_items else "a preview, written before the review was applied (an "
+               "audit or a later round may have changed it)")
+        raise InputError(f"is a draft codebook: {why}, so it is not what the judges agreed",
                          path=path, field="draft",
                          hint="settle the open items, run `consensa review apply RUN`, and "
                               "pre-code with RUN/review/codebook.yaml")

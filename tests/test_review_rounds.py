@@ -600,6 +600,32 @@ def test_live_codebook_in_pages_status_and_preview(panel, capsys):
     assert not (panel.parent / "pre").exists()
 
 
+def test_a_preview_with_nothing_open_is_still_a_draft_that_precode_refuses(panel, capsys):
+    """With every item settled, `apply --preview` wrote a codebook labelled as agreed,
+    without the draft mark, into review/draft/: written before the audit and any later
+    round, pre-coding took it for the agreed codebook."""
+    run = load_run(panel)
+    with ReviewStore(run) as store:
+        store.resolve([Decision(i, "accept") for i in run.items()], by="ana")
+    assert main(["review", "apply", str(panel), "--preview"]) == 0
+    import yaml
+    draft = panel / "review" / "draft"
+    cb = yaml.safe_load((draft / "codebook.yaml").read_text())
+    assert cb["draft"] is True and cb["open_items"] == []
+    assert "**DRAFT**: a preview" in (draft / "codebook.md").read_text()
+    assert (draft / "cqr_table.md").read_text().startswith("**DRAFT**: a preview")
+    new = panel.parent / "new"
+    new.mkdir()
+    (new / "T01.txt").write_text("Interviewer: Hi?\nP1: Hello there, I cried once.\n")
+    capsys.readouterr()
+    assert main(["precode", str(draft / "codebook.yaml"), "--transcripts", str(new),
+                 "--out", str(panel.parent / "pre")]) == 2
+    assert "is a draft codebook: a preview" in capsys.readouterr().err
+    # the codebook apply writes is no draft
+    assert main(["review", "apply", str(panel)]) == 0
+    assert "draft" not in yaml.safe_load((panel / "review" / "codebook.yaml").read_text())
+
+
 # --- 5. search -------------------------------------------------------------------------
 
 def test_query_phrases_or_wildcards_and_case():

@@ -704,7 +704,10 @@ def codebook_markdown(cb: Codebook) -> str:
         "as proposed, or as the round before left them"
     draft = ([f"**DRAFT**: {len(d['open_items'])} item(s) still have no consensus and stand "
               f"{standing}: " + "; ".join(t(i) for i in d["open_items"][:20])
-              + (" ..." if len(d["open_items"]) > 20 else ""), ""] if d.get("draft") else [])
+              + (" ..." if len(d["open_items"]) > 20 else ""), ""] if d.get("open_items") else
+             ["**DRAFT**: a preview (`consensa review apply RUN --preview`), written with no "
+              "item open; the codebook is what `consensa review apply RUN` writes.", ""]
+             if d.get("draft") else [])
     lines = [f"# {'Draft codebook' if d.get('draft') else 'Codebook'}: {t(d['run']['name'])}", "",
              *draft,
              f"Agreed by {t(', '.join(d['review']['judges']))} (round {d['review']['round']})"
@@ -851,8 +854,8 @@ def write_codebook(cb: Codebook, folder: Path) -> dict[str, Path]:
     # assignments.csv back through sheets.restore_frame (codebook.yaml keeps the exact text)
     atomic_write_text(paths["assignments.csv"], to_csv(cb.assignments, index=False))
     atomic_write_text(paths["cqr_table.csv"], to_csv(cb.table, index=False))
-    mark = ("**DRAFT**: items are still open; see codebook.md.\n\n"
-            if cb.data.get("draft") else "")
+    mark = ("**DRAFT**: items are still open; see codebook.md.\n\n" if cb.data.get("open_items")
+            else "**DRAFT**: a preview; see codebook.md.\n\n" if cb.data.get("draft") else "")
     cqr_run = any("n_counted_cases" in c for c in _all_categories(cb.data))
     atomic_write_text(paths["cqr_table.md"], mark + table_markdown(cb.table, flags=cqr_run))
     if len(cb.subgroups):

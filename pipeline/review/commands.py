@@ -370,6 +370,10 @@ def apply(run_folder: Path, preview: bool = False
     with ReviewStore(run) as store:
         st = review_status(store)
     cb = build_codebook(run, st, draft=preview)
+    if preview and not cb.data.get("draft"):
+        # nothing open now, but a preview is not the codebook: it is written before the
+        # audit and the rounds to come, and pre-coding must not take it for the agreed one
+        cb.data["draft"], cb.data["open_items"] = True, []
     return (write_codebook(cb, run.folder / "review" / ("draft" if preview else "")),
             st.unanswered(), name_clashes(cb.data))
 
