@@ -146,14 +146,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         off = int(c.get("protocol_prompts_not_in_protocol_after_frame", 0))
         if off:
             print(f"  note: {off} interviewer question(s) match no area of the protocol file "
-                  "and come after the interview frame, so their answers went to the domain "
-                  "nearest in content, or to none; "
-                  "protocol_prompts.csv lists them (area_id -1): add them to the file")
+                  "and were asked after a question of the interview frame, so their answers "
+                  "went to the domain nearest in content, or to none; "
+                  "protocol_prompts.csv lists them (area_id -1): add them to the file (a "
+                  "follow-up of the frame under its area's follow_ups)")
         given = bool(cfg.protocol.file or cfg.protocol.areas)
         scattered = scattered_protocol(RunFolder(folder).domains(), int(c["cases_analysed"]),
                                        given)
         if scattered:
             print(f"  note: {scattered}")
+        from .config import unread_note, unread_sections
+
+        unread = unread_sections(cfg)
+        if unread:
+            print(f"  note: {unread_note(unread)}")
         empty = _empty_protocol_domains(RunFolder(folder))
         shown = "; ".join(f"'{n}'" for n in empty[:5]) + ("; ..." if len(empty) > 5 else "")
         its = "its domain is" if len(empty) == 1 else "their domains are"
@@ -230,10 +236,14 @@ def _empty_protocol_domains(run) -> list[str]:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from .batch import load_plans  # validates sweep: and stability: sections too
+    from .config import unread_note, unread_sections
 
     plans = load_plans(args.config, args.set or [])
     runs = f"{len(plans)} runs in its sweep" if len(plans) > 1 else f"run name '{plans[0].cfg.name}'"
     print(f"{args.config}: valid ({runs})")
+    unread = unread_sections(plans[0].cfg)
+    if unread:
+        print(f"  note: {unread_note(unread)}")
     return 0
 
 

@@ -68,6 +68,24 @@ ANALYSES = (CQR_ANALYSIS, "consensa.Themes.v1")
 UNUSED_BY_CQR = ("context", "reduce", "cluster", "outliers", "label", "domains")
 
 
+def unread_sections(cfg: RunConfig) -> list[str]:
+    """The sections a config gives that its analysis does not read: for the CQR
+    analysis, those of the whole-corpus themes (:data:`UNUSED_BY_CQR`). A value set
+    there with ``--set`` is refused; written in the file (a copy of the demo's config,
+    which keeps them for ``--set analysis=consensa.Themes.v1``) it passed without a
+    word, and a team tuned ``cluster:`` to no effect. ``validate`` and ``run`` say so."""
+    if cfg.analysis != CQR_ANALYSIS:
+        return []
+    return [s for s in UNUSED_BY_CQR if s in cfg.model_fields_set]
+
+
+def unread_note(sections: list[str]) -> str:
+    """The note :func:`unread_sections` gives rise to."""
+    return (f"the CQR analysis does not read the {', '.join(sections)} section"
+            f"{'s' if len(sections) > 1 else ''} of this config: they apply with analysis: "
+            "consensa.Themes.v1 (the CQR analysis finds categories with crossanalysis.*)")
+
+
 class StageSpec(BaseModel):
     """A swappable stage: a registered ``name`` and that implementation's parameters."""
 

@@ -602,3 +602,24 @@ def test_the_readmes_settings_table_gives_the_defaults_the_code_has():
             assert value == default, f"README: {section}.{key} {written}; the code: {default}"
             checked += 1
     assert checked >= 20
+
+
+def test_a_section_the_cqr_analysis_does_not_read_is_named_by_validate(tmp_path, capsys):
+    """`--set cluster.min_cluster_size=5` on a CQR config is refused; the same setting
+    written in the file passed `validate` and changed nothing. validate names it (run
+    does too, after its summary). The demo's config gives no such section."""
+    from pipeline.cli import main
+
+    path = write(tmp_path, runnable(tmp_path, {
+        "analysis": "consensa.CQR.v1",
+        "cluster": {"name": "consensa.HDBSCAN.v3", "min_cluster_size": 5},
+        "outliers": {"min_similarity": 0.5}}))
+    assert main(["validate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "note: the CQR analysis does not read the cluster, outliers sections" in out
+    themes = write(tmp_path, runnable(tmp_path, {"cluster": {"name": "consensa.HDBSCAN.v3"}}),
+                   "themes.yaml")
+    demo = Path(__file__).parent.parent / "configs" / "demo.yaml"
+    for quiet in (themes, demo):
+        assert main(["validate", str(quiet)]) == 0
+        assert "does not read" not in capsys.readouterr().out
