@@ -631,6 +631,9 @@ def check_inputs(cfg: RunConfig, base_dir: Path, path: Path | None = None) -> No
             refuse(f"the cases table {table} is {'a folder' if table.is_dir() else 'not there'}",
                    "ingest.cases_table",
                    f"give the .csv/.xlsx file with one row per case, or leave the key out; {where}")
+        from .stages.ingest import check_cases_table
+
+        check_cases_table(table, cfg.ingest.encoding)
     for key in ("output_dir", "cache_dir"):
         folder = getattr(cfg, key)
         if folder is not None and folder.is_file():

@@ -623,3 +623,20 @@ def test_a_section_the_cqr_analysis_does_not_read_is_named_by_validate(tmp_path,
     for quiet in (themes, demo):
         assert main(["validate", str(quiet)]) == 0
         assert "does not read" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("table, said", [
+    ("case_id,orientation\nT01,CBT\nT01,PD\n", "more than one row for ['T01']"),
+    ("", "could not be read as a CSV table"),
+])
+def test_validate_reads_the_cases_table_as_the_run_would(tmp_path, capsys, table, said):
+    """validate said "valid" of a config whose run then stopped on its cases table (a
+    case on two rows, an empty file)."""
+    from pipeline.cli import main
+
+    (tmp_path / "cases.csv").write_text(table, encoding="utf-8")
+    path = write(tmp_path, runnable(tmp_path, {"ingest": {"paths": ["interviews"],
+                                                          "cases_table": "cases.csv"}}))
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "cases.csv" in err and "Traceback" not in err

@@ -1964,6 +1964,13 @@ def _table_cases(frame: pd.DataFrame, written: list[str], mapping: TableMapping,
 
 # --- Cases table ----------------------------------------------------------------
 
+def check_cases_table(path: Path, encoding: str = "auto") -> None:
+    """Read the cases table as a run joins it, and refuse it as the run would (no rows,
+    a case on two rows, a damaged file): ``consensa validate`` said "valid" of a config
+    whose run then stopped on its cases table."""
+    _join_cases_table(pd.DataFrame({"case_id": pd.Series([], dtype=str)}), path, encoding)
+
+
 def _join_cases_table(cases: pd.DataFrame, path: Path,
                       encoding: str) -> tuple[pd.DataFrame, list[Skipped]]:
     """``cases`` with the table's attributes (empty strings where a case has no row); the
