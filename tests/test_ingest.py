@@ -1330,6 +1330,18 @@ def test_mixed_lines_in_a_csv_table_are_noted(tmp_path):
     assert any(s.what.endswith("t.csv:3") and "mixes UTF-8" in s.reason for s in corpus.skipped)
 
 
+def test_a_table_row_with_no_text_is_noted_and_a_blank_row_is_not(tmp_path):
+    """A row with a case and a speaker but an empty text cell made no turn and was
+    counted nowhere: an answer lost in copying a table looks just so. A row left
+    empty altogether (a spreadsheet's trailing rows) is no row."""
+    (tmp_path / "t.csv").write_text("case_id,speaker,text\nT62,I,How was it?\nT62,P62,\n"
+                                    ",,\nT62,P62,Hard at first.\n", encoding="utf-8")
+    corpus = run(tmp_path)
+    assert [t[2] for t in turns_of(corpus, "T62")] == ["How was it?", "Hard at first."]
+    notes = [s for s in corpus.skipped if "cell is empty, so no turn" in s.reason]
+    assert [(n.reason.split(":")[0], n.kept) for n in notes] == [("row 3", True)]
+
+
 def _xlsx_with_formulas(path: Path) -> None:
     path.write_bytes(make_corpus.xlsx_formulas())
     # a formula Excel has calculated carries its saved result: D4 as text, B3 as a number

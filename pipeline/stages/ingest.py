@@ -1869,6 +1869,7 @@ def _table_cases(frame: pd.DataFrame, written: list[str], mapping: TableMapping,
 
     rows: dict[str, list[tuple[int, int, str, str, str | None]]] = {}
     no_case: list[int] = []
+    blank: list[int] = []          # rows with a case or a speaker but no text
     bad_order: dict[str, list[int]] = {}             # case id -> its rows
     bad_role: dict[str, list[int]] = {}
     keys = ("case_id", "speaker", "text", "turn_index", "role")
@@ -1876,6 +1877,8 @@ def _table_cases(frame: pd.DataFrame, written: list[str], mapping: TableMapping,
             zip(*(cells(k) for k in keys), strict=True)):
         row = i + 2                                  # as numbered in a spreadsheet
         if not text.strip():
+            if case_id.strip() or speaker.strip():
+                blank.append(row)                    # a row left empty is no row
             continue
         if not case_id.strip():
             no_case.append(row)
@@ -1954,6 +1957,13 @@ def _table_cases(frame: pd.DataFrame, written: list[str], mapping: TableMapping,
     if not cases:
         raise InputError("has no rows with both a case id and text", path=shown,
                          hint="fill in the case_id and text columns")
+    if blank:
+        # nothing is lost, but a row is not read as a turn: it is counted, not dropped
+        # without a word (an answer left out of a copied table looks just so)
+        notes.append(Skipped(shown, (
+            f"{_rows_text(sorted(blank))}: the {found['text']} cell is empty, so no turn was "
+            "made for it; what to do: check the cell, and fill it in if words are missing "
+            "there"), kept=True))
     if continued:
         notes.append(Skipped(shown, (
             f"{_rows_text(sorted(continued))}: the {found['speaker']} cell is empty, so the "
