@@ -1118,7 +1118,8 @@ def test_folder_listing_unsupported_hidden_and_order(tmp_path):
     corpus = run(tmp_path)
     assert list(corpus.cases["case_id"]) == ["a", "b"]
     notes = {n.what: n.reason for n in corpus.skipped}
-    assert set(notes) == {str(tmp_path / "scan.pdf"), str(tmp_path / "sub")}
+    assert set(notes) == {str(tmp_path / "scan.pdf"), str(tmp_path / "sub"),
+                          str(tmp_path / ".hidden.txt")}          # named, not read
     assert notes[str(tmp_path / "scan.pdf")] == \
         "unsupported format '.pdf'; convert it to .docx or .txt"
     # a subfolder of transcripts is named, not passed over in silence
@@ -1340,6 +1341,21 @@ def test_a_table_row_with_no_text_is_noted_and_a_blank_row_is_not(tmp_path):
     assert [t[2] for t in turns_of(corpus, "T62")] == ["How was it?", "Hard at first."]
     notes = [s for s in corpus.skipped if "cell is empty, so no turn" in s.reason]
     assert [(n.reason.split(":")[0], n.kept) for n in notes] == [("row 3", True)]
+
+
+def test_a_hidden_file_named_as_a_transcript_is_named_not_read(tmp_path):
+    """".T63.txt" holding a transcript was left out without a word. Hidden files are
+    not read, but one named as a transcript is listed; a Mac's "._T63.txt" and the
+    files of a hidden folder are not."""
+    write(tmp_path, "T63.txt", T01)
+    write(tmp_path, ".T64.txt", T01)
+    write(tmp_path, "._T63.txt", "\x00\x05")
+    (tmp_path / ".git").mkdir()
+    write(tmp_path / ".git", "notes.txt", T01)
+    corpus = run(tmp_path)
+    assert set(corpus.sources) == {"T63"}
+    named = [Path(s.what).name for s in corpus.skipped if "hidden file" in s.reason]
+    assert named == [".T64.txt"]
 
 
 def _xlsx_with_formulas(path: Path) -> None:

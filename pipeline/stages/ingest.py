@@ -409,7 +409,12 @@ def _list_files(config: IngestConfig, base_dir: Path,
         if root.is_dir():
             found = root.rglob("*") if config.recursive else root.iterdir()
             candidates = []
-            for p in sorted(p for p in found if not _hidden(p.relative_to(root))):
+            found = sorted(found)
+            notes += [Skipped(shown_path(p), (
+                "a hidden file (its name starts with '.') is not read; what to do: rename it "
+                "without the dot if it is a transcript"))
+                for p in found if _hidden_transcript(p.relative_to(root)) and p.is_file()]
+            for p in (p for p in found if not _hidden(p.relative_to(root))):
                 if p.is_file():
                     candidates.append(p)
                     continue
@@ -525,6 +530,16 @@ def _holds_transcripts(folder: Path) -> bool:
                    and not _hidden(p.relative_to(folder)) for p in folder.rglob("*"))
     except OSError:
         return False
+
+
+def _hidden_transcript(relative: Path) -> bool:
+    """A hidden file in a folder that is not hidden, named as a transcript would be
+    (".T07.txt"): left out like the rest, but named, since it may be one. A Mac's
+    "._T07.docx" (the resource fork a copy leaves beside each file) is not."""
+    name = relative.name
+    return (name.startswith(".") and not name.startswith("._")
+            and not any(part.startswith(".") for part in relative.parts[:-1])
+            and Path(name).suffix.lower() in SUPPORTED_SUFFIXES)
 
 
 def _hidden(relative: Path) -> bool:
