@@ -720,6 +720,26 @@ def test_xlsx(tmp_path):
         run(tmp_path, table={"sheet": "Sheet9"})
 
 
+def test_a_workbooks_first_sheet_is_the_first_one_excel_shows(tmp_path):
+    """A workbook whose first sheet is hidden (lookups a template keeps) was read from
+    that sheet: 'has no column case_id; its columns are [foo]', and the table was never
+    read. A sheet's position counts the sheets Excel shows."""
+    book = openpyxl.Workbook()
+    hidden = book.active
+    hidden.title = "lists"
+    hidden.append(["foo"])
+    hidden.sheet_state = "hidden"
+    sheet = book.create_sheet("data")
+    sheet.append(["case_id", "turn_index", "speaker", "text"])
+    sheet.append(["T26", 0, "Interviewer", "What did you expect?"])
+    sheet.append(["T26", 1, "P26", "Advice, probably."])
+    book.save(tmp_path / "turns.xlsx")
+    corpus = run(tmp_path)
+    assert turns_of(corpus, "T26")[1] == ("P26", "participant", "Advice, probably.")
+    assert run(tmp_path, table={"sheet": "data"}).sources["T26"].text == \
+        corpus.sources["T26"].text
+
+
 def test_csv_missing_column_names_the_file_and_column(tmp_path):
     write(tmp_path, "turns.csv", "case_id,who,text\nT25,P25,Hi\n")
     with pytest.raises(InputError) as caught:

@@ -1645,11 +1645,15 @@ def _read_xlsx(data: bytes, sheet: str | int, shown: str, look_for: tuple[str, .
     try:
         with pd.ExcelFile(io.BytesIO(data), engine="openpyxl") as book:
             names = [str(n) for n in book.sheet_names]
-            if sheet in names if isinstance(sheet, str) else 0 <= sheet < len(names):
-                frame = pd.read_excel(book, sheet_name=sheet, dtype=object)
-                written = header_row(pd.read_excel(book, sheet_name=sheet, header=None,
+            # a sheet's position counts the sheets Excel shows: the first sheet is the
+            # first one a person sees, not a hidden sheet of lookups before it
+            shown_names = [str(ws.title) for ws in book.book.worksheets
+                           if getattr(ws, "sheet_state", "visible") == "visible"] or names
+            if sheet in names if isinstance(sheet, str) else 0 <= sheet < len(shown_names):
+                name = sheet if isinstance(sheet, str) else shown_names[sheet]
+                frame = pd.read_excel(book, sheet_name=name, dtype=object)
+                written = header_row(pd.read_excel(book, sheet_name=name, header=None,
                                                    nrows=1, dtype=object))
-                name = sheet if isinstance(sheet, str) else names[sheet]
                 formulas = formula_positions(data, name)
                 wanted = {c.strip().casefold() for c in look_for}
                 for other in (n for n in names if n != name and wanted):
@@ -1661,7 +1665,8 @@ def _read_xlsx(data: bytes, sheet: str | int, shown: str, look_for: tuple[str, .
         raise InputError(f"could not be read as an Excel workbook ({type(exc).__name__})",
                          path=shown, hint="open it in Excel and save it again as .xlsx") from exc
     if frame is None:
-        raise InputError(f"has no sheet {sheet!r}; its sheets are {names}", path=shown,
+        raise InputError(f"has no sheet {sheet!r}; its sheets are {names} (a position counts "
+                         "the sheets that are not hidden)", path=shown,
                          field="ingest.table.sheet",
                          hint="set ingest.table.sheet to a sheet name or its 0-based position")
     frame.columns = [_cell_str(c).strip() for c in frame.columns]
