@@ -740,6 +740,23 @@ def test_a_workbooks_first_sheet_is_the_first_one_excel_shows(tmp_path):
         corpus.sources["T26"].text
 
 
+def test_a_stamp_that_is_no_time_is_read_as_none_and_noted(tmp_path):
+    """"[99:99:99]" and "(12:61)" beside a label were read as times hours away (362,439
+    s), without a word. A minute or second past 59 is no time: the turn keeps its
+    words and has no time, and the file says so."""
+    write(tmp_path, "T27.txt", "[00:00:05] Interviewer: How was it?\n"
+                               "[99:99:99] Therapist: Hard at first.\n"
+                               "Interviewer (12:61): And later?\n"
+                               "[00:01:10] Therapist: Easier.\n")
+    corpus = run(tmp_path)
+    t = corpus.turns
+    assert [x for x in t["text"]] == ["How was it?", "Hard at first.", "And later?", "Easier."]
+    assert t["start_time"].iloc[0] == 5.0 and t["start_time"].iloc[3] == 70.0
+    assert t["start_time"].iloc[1:3].isna().all()
+    note = next(s for s in corpus.skipped if "are no time" in s.reason)
+    assert "2 time stamp(s)" in note.reason and "'99:99:99'" in note.reason and note.kept
+
+
 def test_csv_missing_column_names_the_file_and_column(tmp_path):
     write(tmp_path, "turns.csv", "case_id,who,text\nT25,P25,Hi\n")
     with pytest.raises(InputError) as caught:

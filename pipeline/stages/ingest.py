@@ -813,6 +813,7 @@ class _Reader:
         self.heading = re.compile(HEADING_LABEL_PATTERN) \
             if config.speaker_pattern == DEFAULT_SPEAKER_PATTERN else None
         self.roles = _Roles(config)
+        self.not_times: list[str] = []      # stamps beside labels that are no time
 
     def read(self, path: Path, shown: str) -> _Read:
         try:
@@ -850,8 +851,16 @@ class _Reader:
             turns, text, n_before = self._cue_turns(cues, shown)
             unit = "cue"
         else:
+            self.not_times = []
             turns, n_before, empty, notices = self._labelled_turns(text, shown)
             notes, unit = _without_text(shown, empty, suffix) + _notices(shown, notices), "line"
+            if self.not_times:
+                shown_stamps = ", ".join(f"'{t}'" for t in list(dict.fromkeys(self.not_times))[:5])
+                notes.append(Skipped(shown, (
+                    f"{len(self.not_times)} time stamp(s) beside a speaker label are no time "
+                    f"of day or of the recording ({shown_stamps}: minutes or seconds past "
+                    "59); those turns were read without a time: what to do: check the "
+                    "stamps"), kept=True))
             tally["labelled_turns_without_text"] += len(empty)
             tally["meeting_notices_not_read"] += len(notices)
         if n_before:
@@ -871,7 +880,10 @@ class _Reader:
             return None
         found = match.groupdict()
         stamp = found.get("time") or found.get("time_after")
-        return speaker, match.end(), _stamp_seconds(stamp) if stamp else math.nan
+        seconds = _stamp_seconds(stamp) if stamp else math.nan
+        if stamp and math.isnan(seconds):
+            self.not_times.append(stamp)
+        return speaker, match.end(), seconds
 
     # .txt, .md, .docx
     def _labelled_turns(self, text: str,
@@ -1186,11 +1198,16 @@ def _mark_times(text: str, turns: list[_Turn]) -> None:
 
 
 def _stamp_seconds(stamp: str) -> float:
-    """"01:04:02" / "4:02" / "00:04:02,5" / f4transkript's "00:04:02-5" in seconds."""
+    """"01:04:02" / "4:02" / "00:04:02,5" / f4transkript's "00:04:02-5" in seconds; NaN
+    for a stamp that is no time ("99:99:99", "12:61"): minutes or seconds past 59 were
+    read as a time hours away, without a word."""
     parts = stamp.replace(",", ".").replace("-", ".").split(":")
     seconds = 0.0
-    for part in parts:
-        seconds = seconds * 60 + float(part)
+    for n, part in enumerate(parts):
+        value = float(part)
+        if n and value >= 60:
+            return math.nan
+        seconds = seconds * 60 + value
     return seconds
 
 
