@@ -453,6 +453,25 @@ def test_the_judges_core_idea_of_a_domain_left_with_no_category_is_listed_apart(
     assert CORE in (cqr / "review" / "codebook.md").read_text()
 
 
+def test_a_core_idea_whose_segments_moved_here_is_not_said_to_be_a_merged_domains():
+    """A theme merged into a category of another domain brings its case's sentences
+    with it: the case has two core ideas in that domain although no domain was
+    merged. codebook.md said "one from each merged domain" and marked both with this
+    domain."""
+    from pipeline.review.apply import _core_idea_lines
+
+    dom = {"id": 1, "core_ideas": [
+        {"case": "T01", "core_idea": "Tears came.", "source": "proposed", "segment_ids": ["a"]},
+        {"case": "T01", "core_idea": "I held them.", "source": "proposed", "segment_ids": ["b"],
+         "moved_from": 2, "moved_from_name": "Holding back"}]}
+    lines = _core_idea_lines(dom)
+    assert lines[0] == "**Core ideas** (one per case)"
+    assert "- T01: 2 core ideas, one from each domain its segments here come from" in lines
+    assert "merged domain" not in "\n".join(lines)
+    assert lines[-2].strip().startswith("- moved here (proposed): I held them.")
+    assert 'from the core idea proposed in domain 2 "Holding back"' in lines[-2]
+
+
 def test_a_domain_merge_is_one_decision_with_undo(cqr):
     with ReviewStore(load_run(cqr)) as store:
         store.resolve([Decision("domain:3", "merge", target="0")], by="ana")
@@ -487,7 +506,8 @@ def test_a_merged_domain_lists_each_case_once_with_the_core_idea_of_each_domain(
     assert len(cases) == len(set(cases)), cases               # each case once
     assert set(both) <= set(cases)
     assert f"domain {merged} was merged in" in section.splitlines()[0]
-    block = section.split(f"- {case}: 2 core ideas, one from each merged domain\n", 1)[1]
+    block = section.split(f"- {case}: 2 core ideas, one from each domain its segments here "
+                          "come from\n", 1)[1]
     lines = [x.strip() for x in block.split("\n- ", 1)[0].strip().splitlines()]
     assert lines[0].startswith(f"- domain {into} ")
     assert lines[1].startswith(f"- domain {merged} ") and ", merged in (judges): " + CORE in lines[1]

@@ -809,6 +809,8 @@ def _core_idea_lines(dom: dict) -> list[str]:
                 f"[{t(', '.join(ci['segment_ids']))}]{both}")
 
     def origin(ci: dict) -> str:
+        if ci.get("moved_from") is not None:         # idea() says where it came from
+            return "moved here"
         did = int(ci.get("from_domain", dom["id"]))
         name = ci.get("from_domain_name") or ""
         merged = ", merged in" if did != int(dom["id"]) else ""
@@ -831,7 +833,9 @@ def _core_idea_lines(dom: dict) -> list[str]:
                 dom["id"]) else ""
             lines.append(f"- {t(case)}{where} {idea(ci)}")
             continue
-        lines.append(f"- {t(case)}: {len(ideas)} core ideas, one from each merged domain")
+        # from merged domains, or from segments the judges moved here from another domain
+        lines.append(f"- {t(case)}: {len(ideas)} core ideas, one from each domain its "
+                     "segments here come from")
         lines += [f"  - {origin(ci)} {idea(ci)}" for ci in ideas]
     return lines + [""]
 
