@@ -1537,6 +1537,10 @@ def test_srt_cue_going_back_in_time_is_kept_in_file_order_and_named(tmp_path):
            "cue at line 6 (00:00:10,000); it was kept in the file's order" in reasons(corpus)
     assert corpus.counts["cues_out_of_order"] == 1
     assert corpus.counts["cue_times_dropped"] == 0
+    # the turn of the two cues ends when the later of them does, never before it starts
+    # (it ended at 8 s, having started at 10 s)
+    turn = corpus.turns.iloc[1]
+    assert (turn["start_time"], turn["end_time"]) == (10.0, 12.0)
 
 
 def test_time_stamped_speaker_labels_start_turns_and_keep_their_times(tmp_path):

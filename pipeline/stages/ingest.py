@@ -961,7 +961,12 @@ class _Reader:
             if label is None:
                 before.add(cue.line)
             elif turns and turns[-1].speaker == label:
-                turns[-1].end, turns[-1].end_time = end, cue.end
+                # the turn ends when the last of its cues does: an overlapping or
+                # out-of-order cue that ends earlier gave a turn an end before its start
+                last = turns[-1].end_time
+                turns[-1].end = end
+                turns[-1].end_time = cue.end if math.isnan(last) else (
+                    last if math.isnan(cue.end) else max(last, cue.end))
             else:
                 turns.append(_Turn(label, start, end, cue.start, cue.end))
         if not turns:
