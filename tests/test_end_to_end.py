@@ -118,6 +118,18 @@ def test_a_warm_run_with_another_smallest_theme_uses_the_cache_and_matches_a_col
     assert sw["theme"].nunique() >= 2
 
 
+def test_the_number_of_themes_k_means_used_is_in_the_manifest(study):
+    """k-means asked for more themes than there are segments uses as many as there are;
+    that went without a trace (the manifest's fitted cluster state was empty)."""
+    cfg = write_config(study.parent, study_config(
+        study, cluster={"name": "consensa.KMeans.v1", "n_clusters": 1000}))
+    out = study.parent / "many"
+    assert main(["run", str(cfg), "--out", str(out), "-q"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    n = len(pd.read_parquet(out / "segments.parquet"))
+    assert manifest["fitted"]["cluster"]["n_clusters_"] == n < 1000
+
+
 def test_bad_config_and_bad_input_exit_2_without_traceback(study, capsys):
     bad = write_config(study.parent, {**study_config(study), "clustr": {}})
     assert main(["validate", str(bad)]) == 2

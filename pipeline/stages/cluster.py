@@ -219,6 +219,9 @@ class KMeansClusterer:
         k = max(1, min(self.n_clusters, X.shape[0]))
         model = KMeans(k, n_init=10, random_state=self.random_state).fit(X)
         self.labels_ = model.labels_.astype(np.int64)
+        # the number of themes used: fewer than asked when there are fewer segments,
+        # which the manifest's fitted state then shows
+        self.n_clusters_ = int(k)
         d = model.transform(X).min(axis=1)
         scale = float(np.max(d)) or 1.0
         self.probabilities_ = (1.0 - d / scale).astype(np.float32)
@@ -241,6 +244,7 @@ class AgglomerativeClusterer:
             self.labels_ = np.zeros(n, dtype=np.int64)
         else:
             self.labels_ = AgglomerativeClustering(min(self.n_clusters, n)).fit(X).labels_.astype(np.int64)
+        self.n_clusters_ = int(max(1, min(self.n_clusters, n)))   # as k-means records it
         self.probabilities_ = np.ones(n, dtype=np.float32)
         return self
 
