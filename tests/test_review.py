@@ -167,6 +167,11 @@ def test_a_workbook_given_by_its_bare_name_is_pointed_to_where_export_wrote_it(
     where = run / "review" / "round-1" / "ana.xlsx"
     assert f"ana.xlsx: no such file (the exported one is {where}: give its path)" in err
     assert "nobody.xlsx: no such file\n" in err
+    # the round's folder given for its workbooks is named as a folder
+    folder = run / "review" / "round-1"
+    assert main(["review", "import", str(run), str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert f"{folder}: a folder, not a workbook" in err and "no such file" not in err
 
 
 def test_audit_log_is_append_only(review_run):

@@ -78,6 +78,11 @@ def import_workbooks(run_folder: Path, files: list[Path], consensus: bool = Fals
     check = _workbook_check(run)
     read, errors = [], []
     for f in files:
+        if Path(f).is_dir():
+            # a folder of the round's workbooks: its .xlsx files are what was meant
+            errors.append(f"{f}: a folder, not a workbook; give the workbooks themselves "
+                          f"(e.g. {Path(f) / '*.xlsx'})")
+            continue
         if not Path(f).is_file():
             errors.append(f"{f}: no such file" + _exported_as(run.folder, Path(f)))
             continue
