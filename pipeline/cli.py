@@ -338,14 +338,34 @@ def cmd_compare(args: argparse.Namespace) -> int:
     res = compare(args.run, args.codes, level=args.level, min_coverage=args.min_coverage,
                   min_match=args.min_match, depth=args.depth, separator=args.separator,
                   columns=_columns(args.column))
+    target = Path(args.out) if args.out else res.run.folder / "compare"
+    earlier = _earlier_comparison(target)
     folder = write_compare(res, args.out)
     print(summary_text(res, folder))
+    if earlier:
+        # a comparison with another coder's codes is replaced, never kept beside: say so
+        print(f"note: this replaced the earlier comparison in {folder} (with {earlier}); "
+              "give --out to keep comparisons side by side")
     from .review.store import db_path
 
     if db_path(Path(args.run)).is_file():
         print("note: this compares the run's proposed themes with the codes; the judges' "
               "review of the run (its renames, merges and moves) is not part of it")
     return 0
+
+
+def _earlier_comparison(folder: Path) -> str:
+    """The codes file of the comparison a `consensa compare` wrote in ``folder`` ("" when
+    there is none)."""
+    import json
+
+    try:
+        manifest = json.loads((folder / "compare_manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    codes = manifest.get("codes") if isinstance(manifest, dict) else None
+    path = codes.get("path") if isinstance(codes, dict) else None
+    return str(path) if path else "codes"
 
 
 def cmd_export(args: argparse.Namespace) -> int:

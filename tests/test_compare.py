@@ -167,6 +167,12 @@ def test_codes_that_are_the_topics_agree_fully(plain, tmp_path, capsys):
     html = (out / "compare.html").read_text()
     assert "<svg" in html and "<script" not in html and "http://" not in html.replace(
         "http://www.w3.org", "") and "https://" not in html
+    assert "replaced the earlier comparison" not in printed
+    # a second comparison in the same folder replaces the first, and says so
+    other = write_csv(tmp_path / "other.csv", topic_rows(study))
+    assert main(["compare", str(folder), str(other), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"replaced the earlier comparison in {out} (with {codes})" in printed
 
 
 def test_compare_on_a_reviewed_run_says_it_compares_the_proposal(study_run, review_run, tmp_path,
