@@ -1373,7 +1373,7 @@ def _transcript_rows(table: BaseOxmlElement,
     codes) is read as before, so that nothing in it is dropped. A row whose name is
     blank goes on with the turn above; a first row whose name is no speaker of the
     others and whose words are a column's name ("Speaker | Text": at most three words,
-no sentence mark) is a header, read as a title line is. Cells that hold a
+no sentence mark) is a header, kept in brackets as a transcriber's note. Cells that hold a
     label already ("Interviewer:") are read as before, line by line.
 
     ``known``: the speakers the document names elsewhere (:func:`_speakers_of`). A
