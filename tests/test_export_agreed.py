@@ -211,11 +211,13 @@ def test_qdpx_and_qdc_of_the_applied_codebook_yaml(reviewed, capsys):
     def notes(source):
         return sorted((n.key, n.title, n.text, n.author, n.about)
                       for n in export_content(source).notes
-                      if n.key.startswith(("core-idea/", "rejected/", "audit/")))
+                      if n.key.startswith(("core-idea/", "rejected/", "audit/", "consensus/")))
 
     assert notes(book) == notes(run) and notes(run)
     # the auditor's comment too, on the category it is about
     assert [n[3:] for n in notes(book) if n[0].startswith("audit/")] == [("dee", ("category", 1))]
+    # and the comment the panel recorded with a decision (theme 0 rejected: "not a theme")
+    assert [n[2] for n in notes(book) if n[0].startswith("consensus/")] == ["not a theme"]
 
 
 def _taguette_tags(path: Path) -> list[dict]:

@@ -283,8 +283,7 @@ def content_from_review(run: RunData, *, draft: bool) -> ExportContent:
         about = _about(kind, ident, final_of, rejected, data)
         dec = cons.get(st.item)
         if dec is not None and dec.comment:
-            notes.append(ExportNote(f"consensus/{st.item}", f"Consensus comment: {st.label}",
-                                    dec.comment, "Consensus", about))
+            notes.append(_comment_note(st.item, st.label, dec.comment, about))
         for c in audits.get(st.item, []):
             notes.append(_audit_note(c["round"], st.item, st.label, c["id"], c["by"],
                                      c["comment"], [(judge, a["answer"], a.get("text"))
@@ -399,6 +398,12 @@ def _core_idea_note(c: dict) -> ExportNote:
                       ("category", int(c["id"])))
 
 
+def _comment_note(item: str, label: str, comment: str, about) -> ExportNote:
+    """The panel's comment on a decision, the same from the review or its codebook.yaml."""
+    return ExportNote(f"consensus/{item}", f"Consensus comment: {label}", comment, "Consensus",
+                      about)
+
+
 def _audit_note(rnd: int, item: str, label: str, comment_id: int, by: str, comment: str,
                 answers: list[tuple[str, str, str | None]], about) -> ExportNote:
     """An auditor's comment with the judges' answers, the same whether exported from the
@@ -463,11 +468,19 @@ def content_from_yaml(path: Path, *, sources: bool = True) -> ExportContent:
     # (a codebook written before it named each comment's item: on the project)
     final_of = _final_category(assignments, run.segments)
     rejected = {int(t["id"]) for t in data.get("rejected_themes") or []}
+
+    def about_item(item: str):
+        kind, _, ident = item.partition(":")
+        return _about(kind, ident, final_of, rejected, data) if ident.lstrip("-").isdigit() \
+            else ("project", "")
+
+    for c in review.get("comments") or []:
+        item = str(c.get("item_id") or "")
+        notes.append(_comment_note(item, str(c.get("item") or item), str(c.get("comment") or ""),
+                                   about_item(item)))
     for c in review.get("audit") or []:
         item = str(c.get("item_id") or c.get("item") or "")
-        kind, _, ident = item.partition(":")
-        about = _about(kind, ident, final_of, rejected, data) if ident.lstrip("-").isdigit() \
-            else ("project", "")
+        about = about_item(item)
         notes.append(_audit_note(int(c.get("round") or 0), item, str(c.get("item") or item),
                                  c.get("comment_id", 0), str(c.get("by") or ""),
                                  str(c.get("comment") or ""),

@@ -361,6 +361,12 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
                               "answers": [{"judge": j, "answer": a["answer"], "text": a["text"]}
                                           for j, a in c["answers"].items()]}
                              for c in status.audit_trail],
+                   # the comments the panel recorded with its decisions ("why we merged
+                   # these"): an export of this file carries them as the review's does
+                   "comments": [{"item_id": i.item, "item": i.label,
+                                 "comment": cons[i.item].comment}
+                                for i in status.items
+                                if i.item in cons and cons[i.item].comment],
                    "applied_at": datetime.now(UTC).isoformat(timespec="seconds")},
         "training": {"run_folder": str(run.folder.resolve()), "assignments": "assignments.csv"},
         "cases_total": total,
