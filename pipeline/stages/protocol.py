@@ -452,6 +452,26 @@ def load_protocol(path: str | Path) -> Protocol:
                     return v
         return None
 
+    def texts(item: dict, inode: object, where: str, key: str, noun: str,
+              needed: str | None) -> tuple[str, ...]:
+        """The list under ``key`` of an area, each entry text and not blank;
+        ``needed``: the message when it is missing or empty (None: it may be)."""
+        value, seq = item.get(key), child(inode, key)
+        if value is None and needed is None:
+            return ()
+        if not isinstance(value, list) or (needed and not value):
+            raise ConfigError(needed or f"'{key}' must be a list of questions", path=path,
+                              line=line_of(seq or inode), field=f"{where}.{key}",
+                              hint=f"write each {noun} on its own '- ' line under '{key}:'")
+        entries = seq.value if isinstance(seq, yaml.SequenceNode) else []
+        for j, q in enumerate(value):
+            if not isinstance(q, str) or not q.strip():
+                raise ConfigError(f"a {noun} must be text, not blank", path=path,
+                                  line=line_of(entries[j] if j < len(entries) else seq),
+                                  field=f"{where}.{key}[{j}]",
+                                  hint="write the question out, or remove the line")
+        return tuple(q.strip() for q in value)
+
     if not isinstance(data, dict) or "areas" not in data:
         raise ConfigError("a protocol is a mapping with the key 'areas'", path=path,
                           line=line_of(node), field="areas", hint=hint_form)
@@ -490,42 +510,16 @@ def load_protocol(path: str | Path) -> Protocol:
                               hint=f"areas[{seen[name.casefold()]}] has the same name: merge "
                                    "them or rename one")
         seen[name.casefold()] = i
-        questions = item.get("questions")
-        qnode = child(inode, "questions")
-        if not isinstance(questions, list) or not questions:
-            raise ConfigError("an area needs 'questions': a list with one question or more",
-                              path=path, line=line_of(qnode or inode), field=f"{where}.questions",
-                              hint="write each question on its own '- ' line under 'questions:'")
-        qitems = qnode.value if isinstance(qnode, yaml.SequenceNode) else []
-        for j, q in enumerate(questions):
-            if not isinstance(q, str) or not q.strip():
-                raise ConfigError("a question must be text, not blank", path=path,
-                                  line=line_of(qitems[j] if j < len(qitems) else qnode),
-                                  field=f"{where}.questions[{j}]",
-                                  hint="write the question out, or remove the line")
 
+        questions = texts(item, inode, where, "questions", "question",
+                          "an area needs 'questions': a list with one question or more")
         frame = item.get("frame", False)
         if not isinstance(frame, bool):
             raise ConfigError("'frame' must be true or false", path=path,
                               line=line_of(child(inode, "frame")), field=f"{where}.frame",
                               hint="write 'frame: true' for greetings, background and closing")
-        follow = item.get("follow_ups", [])
-        fnode = child(inode, "follow_ups")
-        if follow is None:
-            follow = []
-        if not isinstance(follow, list):
-            raise ConfigError("'follow_ups' must be a list of questions", path=path,
-                              line=line_of(fnode or inode), field=f"{where}.follow_ups",
-                              hint="write each follow-up on its own '- ' line under 'follow_ups:'")
-        fitems = fnode.value if isinstance(fnode, yaml.SequenceNode) else []
-        for j, q in enumerate(follow):
-            if not isinstance(q, str) or not q.strip():
-                raise ConfigError("a follow-up must be text, not blank", path=path,
-                                  line=line_of(fitems[j] if j < len(fitems) else fnode),
-                                  field=f"{where}.follow_ups[{j}]",
-                                  hint="write the question out, or remove the line")
-        areas.append(Area(len(areas), name, tuple(q.strip() for q in questions), frame, "given",
-                          tuple(q.strip() for q in follow)))
+        follow = texts(item, inode, where, "follow_ups", "follow-up", None)
+        areas.append(Area(len(areas), name, questions, frame, "given", follow))
     return Protocol(tuple(areas))
 
 
