@@ -917,6 +917,25 @@ def test_several_unknown_speakers_become_other_and_are_reported(tmp_path):
     assert "case 'T32': no participant speech found" in text
 
 
+def test_a_transcribers_note_line_is_no_speaker_and_leaves_the_roles_alone(tmp_path):
+    """"Note: the phone rang" used to count as a second unknown speaker beside the
+    named participant, so the one-unknown-speaker rule no longer applied and every
+    participant turn became "other" ("no participant speech found"). A note label is
+    a turn of role "other" that takes no part in the rule, and a note says so; the
+    roles map still makes it a speaker."""
+    write(tmp_path, "T33.txt", "Interviewer: What was hard?\nNote: the phone rang.\n"
+                               "Sam: The silences.\nInterviewer: And later?\nSam: Waiting.\n"
+                               "NB: recording ends here.\n")
+    corpus = run(tmp_path)
+    assert_exact(corpus)
+    assert [t[1] for t in turns_of(corpus, "T33")] == [
+        "interviewer", "other", "participant", "interviewer", "participant", "other"]
+    assert "transcriber's notes (1 labelled 'Note', 1 labelled 'NB') were read as " \
+           "notes, not speech" in reasons(corpus)
+    assert all(s.kept for s in corpus.skipped)
+    spoken = run(tmp_path, roles={"note": "participant"})
+    assert [t[1] for t in turns_of(spoken, "T33")][1] == "participant"
+
 def test_of_two_unnamed_speakers_the_one_who_asks_is_the_interviewer(tmp_path):
     """Otter and Zoom name the speakers "Speaker 1" and "Speaker 2", Teams by display
     name: no rule gives a role, and every turn was "other" ("no participant speech

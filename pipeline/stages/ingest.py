@@ -29,9 +29,12 @@ rejects "What I noticed was this: ..." (words after the first must be capitalise
 or numbers) and "so: ..." (a word in lower case is a label only if it is a role).
 A file with no such label may write each label alone on a line with its time and
 no colon, the words following ("Mara Reyes   0:03", as Teams and Otter save
-transcripts; :data:`HEADING_LABEL_PATTERN`). Known trade-off: a paragraph
-inside a turn that starts with one capitalised word and a colon ("Note: ...")
-starts a new turn for speaker "Note"; it matches no role, so it is reported.
+transcripts; :data:`HEADING_LABEL_PATTERN`). A line labelled as a
+transcriber's note ("Note:", "NB:", "Transcriber's note:"; ``note_labels``) is a turn
+of role "other", kept and not analysed, and takes no part in the role rules below.
+Known trade-off: a paragraph inside a turn that starts with another capitalised word
+and a colon ("Update: ...") starts a new turn for that "speaker"; it matches no role,
+so it is reported.
 Leading one-line "Key: value" lines whose key matches no role and is used only
 once (``Date: 3 May``) are header lines, not turns.
 
@@ -151,6 +154,12 @@ DEFAULT_INTERVIEWER_SPEAKERS = [r"interviewer( ?\d+)?", "i", "int", "q", "modera
                                 "facilitator", r"researcher( ?\d+)?"]
 DEFAULT_PARTICIPANT_SPEAKERS = [r"participant( ?\d+)?", r"p ?\d*", "t", r"therapist( ?\d+)?",
                                 r"respondent( ?\d+)?", "r", "client", "interviewee", "a"]
+#: Labels a transcriber writes before a note of their own ("Note: the phone rang"):
+#: not a speaker, so such a line is kept as role "other" and never counts as an unknown
+#: speaker in the role rule (one note would otherwise leave a named participant unknown)
+DEFAULT_NOTE_LABELS = [r"notes?", "nb", r"n\.b\.", r"(transcriber|editor|translator)('?s)?( note)?",
+                       r"transcription note", "comment", r"observer('?s)?( note)?",
+                       "observation", "aside"]
 SUPPORTED_SUFFIXES = (".txt", ".md", ".docx", ".vtt", ".srt", ".csv", ".xlsx", ".qdpx")
 MAX_UNZIPPED_BYTES = 200 * 1024 * 1024
 MAX_COMPRESSION_RATIO = 100
@@ -183,6 +192,7 @@ class IngestConfig(BaseModel):
     speaker_pattern: str = DEFAULT_SPEAKER_PATTERN
     interviewer_speakers: list[str] = DEFAULT_INTERVIEWER_SPEAKERS
     participant_speakers: list[str] = DEFAULT_PARTICIPANT_SPEAKERS
+    note_labels: list[str] = DEFAULT_NOTE_LABELS
     roles: dict[str, Role] = {}
     table: TableMapping = TableMapping()
     encoding: str = "auto"
@@ -200,7 +210,7 @@ class IngestConfig(BaseModel):
             raise ValueError("needs a named group (?P<speaker>...) around the label")
         return value
 
-    @field_validator("interviewer_speakers", "participant_speakers")
+    @field_validator("interviewer_speakers", "participant_speakers", "note_labels")
     @classmethod
     def _role_patterns_compile(cls, value: list[str]) -> list[str]:
         for pattern in value:
@@ -295,7 +305,7 @@ def ingest(config: IngestConfig, base_dir: Path = Path(".")) -> Corpus:
             records.append((case.case_id, index, turn.speaker, role,
                             text[turn.start:turn.end], turn.start, turn.end,
                             turn.start_time, turn.end_time, case.source.path))
-        skipped.extend(_role_notes(case, roles, unmatched))
+        skipped.extend(_role_notes(case, roles, unmatched, reader.roles))
     turns = pd.DataFrame.from_records(records, columns=list(TURN_COLUMNS)).astype(
         {"turn_index": "int64", "start_char": "int64", "end_char": "int64",
          "start_time": "float64", "end_time": "float64"})
@@ -688,6 +698,11 @@ class _Roles:
         self.explicit = {_norm_label(k).casefold(): v for k, v in config.roles.items()}
         self.interviewer = [re.compile(p, re.IGNORECASE) for p in config.interviewer_speakers]
         self.participant = [re.compile(p, re.IGNORECASE) for p in config.participant_speakers]
+        self.note = [re.compile(p, re.IGNORECASE) for p in config.note_labels]
+
+    def is_note(self, label: str) -> bool:
+        """Whether ``label`` is a transcriber's note label that no role rule names."""
+        return self.known(label) is None and any(p.fullmatch(label) for p in self.note)
 
     def known(self, label: str) -> str | None:
         """The role the roles map or the patterns give ``label``, else None.
@@ -713,21 +728,24 @@ class _Roles:
 
     def assign(self, turns: list[_Turn], text: str) -> tuple[list[str], list[str], str | None]:
         """Roles for ``turns`` (one case) of ``text``, the labels left as "other", and
-        what was read from who asks the questions (None: nothing)."""
-        by_label = {t.speaker: self.known(t.speaker) for t in turns if t.role is None}
+        what was read from who asks the questions (None: nothing). Note labels
+        (:data:`DEFAULT_NOTE_LABELS`) are "other" and take no part in the rule."""
+        notes = {t.speaker for t in turns if t.role is None and self.is_note(t.speaker)}
+        spoken = [t for t in turns if t.role is not None or t.speaker not in notes]
+        by_label = {t.speaker: self.known(t.speaker) for t in spoken if t.role is None}
         unmatched = [label for label, role in by_label.items() if role is None]
-        has_participant = any(t.role == "participant" for t in turns) or \
+        has_participant = any(t.role == "participant" for t in spoken) or \
             "participant" in by_label.values()
         asked = None
         if not has_participant and len(unmatched) == 1:
             by_label[unmatched.pop()] = "participant"
-        elif len(unmatched) == 2 and len(by_label) == 2 and all(t.role is None for t in turns):
-            asked = _asker(turns, text)
+        elif len(unmatched) == 2 and len(by_label) == 2 and all(t.role is None for t in spoken):
+            asked = _asker(spoken, text)
             if asked is not None:
                 interviewer, participant, why = asked
                 by_label.update({interviewer: "interviewer", participant: "participant"})
                 unmatched, asked = [], why
-        roles = [t.role or by_label[t.speaker] or "other" for t in turns]
+        roles = [t.role or by_label.get(t.speaker) or "other" for t in turns]
         return roles, unmatched, asked
 
 
@@ -784,8 +802,17 @@ def _asker(turns: list[_Turn], text: str) -> tuple[str, str, str] | None:
                   f"'{a}' is taken as the interviewer and '{b}' as the participant")
 
 
-def _role_notes(case: _Case, roles: list[str], unmatched: list[str]) -> list[Skipped]:
+def _role_notes(case: _Case, roles: list[str], unmatched: list[str],
+                rule: _Roles) -> list[Skipped]:
     notes = []
+    noted = Counter(t.speaker for t, r in zip(case.turns, roles, strict=True)
+                    if r == "other" and t.role is None and rule.is_note(t.speaker))
+    if noted:
+        lines = ", ".join(f"{n} labelled '{label}'" for label, n in noted.items())
+        notes.append(Skipped(case.source.path, (
+            f"case '{case.case_id}': transcriber's notes ({lines}) were read as notes, "
+            "not speech: kept as role 'other' and not analysed; name the label in "
+            "ingest.roles if it is a speaker"), kept=True))
     if unmatched:
         n = sum(1 for t, r in zip(case.turns, roles, strict=True)
                 if r == "other" and t.speaker in unmatched)
