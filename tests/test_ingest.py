@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from pipeline.errors import InputError
 from pipeline.stages import ingest as ingest_module
 from pipeline.stages.ingest import IngestConfig, TableMapping, asks_a_question, ingest
+from pipeline.stages.protocol import DEFAULT_PROMPT_SPEAKERS
 from pipeline.textio import decode_bytes, read_text_file
 from pipeline.types import TURN_COLUMNS, Corpus
 from tests.builders import docx_bytes
@@ -918,20 +919,23 @@ def test_several_unknown_speakers_become_other_and_are_reported(tmp_path):
 
 
 def test_a_transcribers_note_line_is_no_speaker_and_leaves_the_roles_alone(tmp_path):
-    """"Note: the phone rang" used to count as a second unknown speaker beside the
-    named participant, so the one-unknown-speaker rule no longer applied and every
-    participant turn became "other" ("no participant speech found"). A note label is
-    a turn of role "other" that takes no part in the rule, and a note says so; the
-    roles map still makes it a speaker."""
+    """"Note: the phone rang" (or "Task 1: ..." in a think-aloud study) used to count as
+    a second unknown speaker beside the named participant, so the one-unknown-speaker
+    rule no longer applied and every participant turn became "other" ("no participant
+    speech found"). A note's or prompt's label is a turn of role "other" that takes no
+    part in the rule, and a note says so; the roles map still makes it a speaker."""
     write(tmp_path, "T33.txt", "Interviewer: What was hard?\nNote: the phone rang.\n"
                                "Sam: The silences.\nInterviewer: And later?\nSam: Waiting.\n"
                                "NB: recording ends here.\n")
+    write(tmp_path, "T34.txt", "Interviewer: Try this one.\nTask 2: Change the colours.\n"
+                               "Sam: They are under settings.\n")
     corpus = run(tmp_path)
     assert_exact(corpus)
     assert [t[1] for t in turns_of(corpus, "T33")] == [
         "interviewer", "other", "participant", "interviewer", "participant", "other"]
-    assert "transcriber's notes (1 labelled 'Note', 1 labelled 'NB') were read as " \
-           "notes, not speech" in reasons(corpus)
+    assert "notes, tasks or headings (1 labelled 'Note', 1 labelled 'NB') were read as " \
+           "no one's speech" in reasons(corpus)
+    assert [t[1] for t in turns_of(corpus, "T34")] == ["interviewer", "other", "participant"]
     assert all(s.kept for s in corpus.skipped)
     spoken = run(tmp_path, roles={"note": "participant"})
     assert [t[1] for t in turns_of(spoken, "T33")][1] == "participant"
@@ -1589,6 +1593,46 @@ def test_time_stamped_speaker_labels_start_turns_and_keep_their_times(tmp_path):
     assert math.isnan(g2["start_time"].iloc[2])
     assert g2["text"].iloc[2] == "What I noticed was this: it calms me."
     assert not corpus.skipped
+
+
+def test_a_word_heading_is_no_ones_speech_and_can_set_a_topic(tmp_path):
+    """A heading between turns ("Training", Heading 2) was read as the last words of
+    the turn above it: the participant "said" the section's title. A heading (a
+    heading style, a team's own style with an outline level, or a paragraph's own
+    outline level) after the first labelled line is a turn of its own labelled
+    "Heading", role "other", which the protocol reads as a prompt; a heading above
+    the first label stays a title line. A labelled heading keeps its label."""
+    document = docx.Document()
+    document.add_heading("Interview 3", level=1)
+    document.add_paragraph("Interviewer: How did you start?")
+    document.add_paragraph("Sam: As a nurse.")
+    document.add_heading("Training", level=2)
+    document.add_paragraph("Interviewer: What about training?")
+    table = document.add_table(rows=2, cols=2)
+    for row, (who, said) in zip(table.rows, [("Sam", "It was thin."),
+                                             ("Interviewer", "And supervision?")]):
+        row.cells[0].text, row.cells[1].text = who, said
+    document.add_paragraph("Closing   and   thanks").paragraph_format.element.get_or_add_pPr(
+        ).append(docx.oxml.parse_xml(
+            '<w:outlineLvl xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/'
+            '2006/main" w:val="0"/>'))
+    document.add_paragraph("Sam: It helped.")
+    document.add_heading("Sam: the last word", level=2)
+    document.save(tmp_path / "W01.docx")
+    corpus = run(tmp_path)
+    assert turns_of(corpus, "W01") == [
+        ("Interviewer", "interviewer", "How did you start?"),
+        ("Sam", "participant", "As a nurse."),
+        ("Heading", "other", "Training"),
+        ("Interviewer", "interviewer", "What about training?"),
+        ("Sam", "participant", "It was thin."),
+        ("Interviewer", "interviewer", "And supervision?"),
+        ("Heading", "other", "Closing and thanks"),
+        ("Sam", "participant", "It helped."),
+        ("Sam", "participant", "the last word")]
+    assert "1 line before the first speaker label" in reasons(corpus)
+    assert "(2 labelled 'Heading')" in reasons(corpus)
+    assert any(re.fullmatch(p, "Heading", re.I) for p in DEFAULT_PROMPT_SPEAKERS)
 
 
 def test_a_name_and_time_alone_on_a_line_start_a_turn_as_teams_and_otter_write_them(tmp_path):

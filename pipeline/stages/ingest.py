@@ -30,8 +30,9 @@ or numbers) and "so: ..." (a word in lower case is a label only if it is a role)
 A file with no such label may write each label alone on a line with its time and
 no colon, the words following ("Mara Reyes   0:03", as Teams and Otter save
 transcripts; :data:`HEADING_LABEL_PATTERN`). A line labelled as a
-transcriber's note ("Note:", "NB:", "Transcriber's note:"; ``note_labels``) is a turn
-of role "other", kept and not analysed, and takes no part in the role rules below.
+transcriber's note ("Note:", "NB:", "Transcriber's note:") or a prompt ("Task 1:",
+"Section B:"; ``not_speakers``) is a turn of role "other", kept and not analysed, and
+takes no part in the role rules below.
 Known trade-off: a paragraph inside a turn that starts with another capitalised word
 and a colon ("Update: ...") starts a new turn for that "speaker"; it matches no role,
 so it is reported.
@@ -154,12 +155,21 @@ DEFAULT_INTERVIEWER_SPEAKERS = [r"interviewer( ?\d+)?", "i", "int", "q", "modera
                                 "facilitator", r"researcher( ?\d+)?"]
 DEFAULT_PARTICIPANT_SPEAKERS = [r"participant( ?\d+)?", r"p ?\d*", "t", r"therapist( ?\d+)?",
                                 r"respondent( ?\d+)?", "r", "client", "interviewee", "a"]
-#: Labels a transcriber writes before a note of their own ("Note: the phone rang"):
-#: not a speaker, so such a line is kept as role "other" and never counts as an unknown
-#: speaker in the role rule (one note would otherwise leave a named participant unknown)
-DEFAULT_NOTE_LABELS = [r"notes?", "nb", r"n\.b\.", r"(transcriber|editor|translator)('?s)?( note)?",
-                       r"transcription note", "comment", r"observer('?s)?( note)?",
-                       "observation", "aside"]
+#: Labels a transcriber writes before a note of their own ("Note: the phone rang")
+NOTE_LABELS = [r"notes?", "nb", r"n\.b\.", r"(transcriber|editor|translator)('?s)?( note)?",
+               r"transcription note", "comment", r"observer('?s)?( note)?", "observation",
+               "aside"]
+#: Labels of a prompt read out or shown: "Task 1", "Section B", "Vignette 1a", and a
+#: .docx heading (:data:`HEADING_SPEAKER`). The protocol stage reads them as prompts.
+PROMPT_LABELS = [
+    r"(?:task|scenario|prompt|vignette|exercise|activity|section|topic|part|question|stimulus|"
+    r"instruction|heading)s?(?: ?\d[\w.]{0,3}| [a-z](?:\d[\w.]{0,2})?)?"]
+#: Labels that name no speaker: a note's or a prompt's. Such a line is kept as role
+#: "other" and takes no part in the role rules: one "Note:" or "Task 1:" line beside a
+#: named participant made two unknown labels, and every participant turn "other".
+DEFAULT_NOT_SPEAKERS = NOTE_LABELS + PROMPT_LABELS
+#: The label a .docx heading paragraph is given (Heading 1-9, Title, Subtitle styles)
+HEADING_SPEAKER = "Heading"
 SUPPORTED_SUFFIXES = (".txt", ".md", ".docx", ".vtt", ".srt", ".csv", ".xlsx", ".qdpx")
 MAX_UNZIPPED_BYTES = 200 * 1024 * 1024
 MAX_COMPRESSION_RATIO = 100
@@ -192,7 +202,7 @@ class IngestConfig(BaseModel):
     speaker_pattern: str = DEFAULT_SPEAKER_PATTERN
     interviewer_speakers: list[str] = DEFAULT_INTERVIEWER_SPEAKERS
     participant_speakers: list[str] = DEFAULT_PARTICIPANT_SPEAKERS
-    note_labels: list[str] = DEFAULT_NOTE_LABELS
+    not_speakers: list[str] = DEFAULT_NOT_SPEAKERS
     roles: dict[str, Role] = {}
     table: TableMapping = TableMapping()
     encoding: str = "auto"
@@ -210,7 +220,7 @@ class IngestConfig(BaseModel):
             raise ValueError("needs a named group (?P<speaker>...) around the label")
         return value
 
-    @field_validator("interviewer_speakers", "participant_speakers", "note_labels")
+    @field_validator("interviewer_speakers", "participant_speakers", "not_speakers")
     @classmethod
     def _role_patterns_compile(cls, value: list[str]) -> list[str]:
         for pattern in value:
@@ -698,11 +708,11 @@ class _Roles:
         self.explicit = {_norm_label(k).casefold(): v for k, v in config.roles.items()}
         self.interviewer = [re.compile(p, re.IGNORECASE) for p in config.interviewer_speakers]
         self.participant = [re.compile(p, re.IGNORECASE) for p in config.participant_speakers]
-        self.note = [re.compile(p, re.IGNORECASE) for p in config.note_labels]
+        self.not_speakers = [re.compile(p, re.IGNORECASE) for p in config.not_speakers]
 
-    def is_note(self, label: str) -> bool:
-        """Whether ``label`` is a transcriber's note label that no role rule names."""
-        return self.known(label) is None and any(p.fullmatch(label) for p in self.note)
+    def names_no_speaker(self, label: str) -> bool:
+        """Whether ``label`` is a note's or a prompt's that no role rule names."""
+        return self.known(label) is None and any(p.fullmatch(label) for p in self.not_speakers)
 
     def known(self, label: str) -> str | None:
         """The role the roles map or the patterns give ``label``, else None.
@@ -728,9 +738,9 @@ class _Roles:
 
     def assign(self, turns: list[_Turn], text: str) -> tuple[list[str], list[str], str | None]:
         """Roles for ``turns`` (one case) of ``text``, the labels left as "other", and
-        what was read from who asks the questions (None: nothing). Note labels
-        (:data:`DEFAULT_NOTE_LABELS`) are "other" and take no part in the rule."""
-        notes = {t.speaker for t in turns if t.role is None and self.is_note(t.speaker)}
+        what was read from who asks the questions (None: nothing). A note's or a prompt's
+        label (:data:`DEFAULT_NOT_SPEAKERS`) is "other" and takes no part in the rule."""
+        notes = {t.speaker for t in turns if t.role is None and self.names_no_speaker(t.speaker)}
         spoken = [t for t in turns if t.role is not None or t.speaker not in notes]
         by_label = {t.speaker: self.known(t.speaker) for t in spoken if t.role is None}
         unmatched = [label for label, role in by_label.items() if role is None]
@@ -806,13 +816,14 @@ def _role_notes(case: _Case, roles: list[str], unmatched: list[str],
                 rule: _Roles) -> list[Skipped]:
     notes = []
     noted = Counter(t.speaker for t, r in zip(case.turns, roles, strict=True)
-                    if r == "other" and t.role is None and rule.is_note(t.speaker))
+                    if r == "other" and t.role is None and rule.names_no_speaker(t.speaker))
     if noted:
         lines = ", ".join(f"{n} labelled '{label}'" for label, n in noted.items())
         notes.append(Skipped(case.source.path, (
-            f"case '{case.case_id}': transcriber's notes ({lines}) were read as notes, "
-            "not speech: kept as role 'other' and not analysed; name the label in "
-            "ingest.roles if it is a speaker"), kept=True))
+            f"case '{case.case_id}': lines of notes, tasks or headings ({lines}) were "
+            "read as no one's speech: kept as role 'other' and not analysed (a task or "
+            "heading may set a topic of the protocol); name the label in ingest.roles "
+            "if it is a speaker"), kept=True))
     if unmatched:
         n = sum(1 for t, r in zip(case.turns, roles, strict=True)
                 if r == "other" and t.speaker in unmatched)
@@ -1312,11 +1323,21 @@ _NOT_SHOWN = frozenset({qn("w:del"), qn("w:moveFrom"), qn("w:rt"),
 
 def _docx_text(data: bytes, shown: str) -> str:
     """Body paragraphs (table cells included, in document order) joined with "\\n";
-    a transcript table's rows as labelled lines (:func:`_transcript_rows`)."""
+    a transcript table's rows as labelled lines (:func:`_transcript_rows`).
+
+    A heading paragraph (:func:`_is_heading`) after the first labelled line is labelled
+    :data:`HEADING_SPEAKER`: unlabelled, "Training" under "Sam: As a nurse." was read as
+    Sam's words. Labelled, it is no one's speech and can set a topic of the protocol.
+    A heading before the first labelled line stays a line before the first label (a
+    title).
+    """
     check_zip(data, shown, ".docx")
     try:
-        body = docx.Document(io.BytesIO(data)).element.body
+        document = docx.Document(io.BytesIO(data))
+        body = document.element.body
         known = _speakers_of(body)
+        headings = _heading_styles(document)
+        started = False                         # a labelled line or a transcript row read
         lines: list[str] = []
         read_as_rows = []                       # transcript tables (held: lxml keeps
         for p in body.iter(_W_P, _W_TBL):       # one proxy per element while it lives)
@@ -1326,12 +1347,18 @@ def _docx_text(data: bytes, shown: str) -> str:
                     if rows is not None:
                         lines.extend(rows)
                         read_as_rows.append(p)
+                        started = True
                 continue
             if next(p.iterancestors(_W_P), None) is not None:
                 continue                                                # text boxes
             if read_as_rows and any(t is read_as_rows[-1] for t in p.iterancestors(_W_TBL)):
                 continue                                # its row is read already
-            lines.append(_paragraph_text(p))
+            line = _paragraph_text(p)
+            if _LABELLED_PARAGRAPH.match(line):
+                started = True
+            elif started and line.strip() and _is_heading(p, headings):
+                line = f"{HEADING_SPEAKER}: {' '.join(line.split())}"
+            lines.append(line)
     except Exception as exc:  # python-docx/lxml raise many types for a damaged file
         raise InputError(f"could not be read as a Word document ({type(exc).__name__})",
                          path=shown, hint="open it in Word and save it again as .docx") from exc
@@ -1339,6 +1366,38 @@ def _docx_text(data: bytes, shown: str) -> str:
 
 
 _W_TBL = qn("w:tbl")
+_W_PPR = qn("w:pPr")
+_W_PSTYLE = qn("w:pStyle")
+_W_OUTLINE = qn("w:outlineLvl")
+_W_VAL = qn("w:val")
+#: Body-text outline level: what Word writes for a paragraph that is no heading
+_BODY_LEVEL = "9"
+
+
+def _heading_styles(document: docx.document.Document) -> frozenset[str]:
+    """Ids of the paragraph styles that are headings: "Heading 1" to "Heading 9" (Word
+    stores the built-in names in English whatever its language) or any style with an
+    outline level, as a team's own heading style has."""
+    ids = set()
+    for style in document.styles.element.iterchildren(qn("w:style")):
+        name = style.find(qn("w:name"))
+        level = style.find(f"{_W_PPR}/{_W_OUTLINE}")
+        if (name is not None and re.fullmatch(r"heading [1-9]", name.get(_W_VAL, "").lower())
+                or level is not None and level.get(_W_VAL) != _BODY_LEVEL):
+            ids.add(style.get(qn("w:styleId")))
+    return frozenset(ids)
+
+
+def _is_heading(paragraph: BaseOxmlElement, styles: frozenset[str]) -> bool:
+    """Whether ``paragraph`` has a heading style or an outline level of its own."""
+    props = paragraph.find(_W_PPR)
+    if props is None:
+        return False
+    level = props.find(_W_OUTLINE)
+    if level is not None:
+        return level.get(_W_VAL) != _BODY_LEVEL
+    style = props.find(_W_PSTYLE)
+    return style is not None and style.get(_W_VAL) in styles
 _W_TR = qn("w:tr")
 _W_TC = qn("w:tc")
 _NAME_CELL = re.compile(_NAME)

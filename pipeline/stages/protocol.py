@@ -33,10 +33,10 @@ Prompts are the interviewer's turns and the non-participant turns that set a
 topic: a task read out or shown (a think-aloud study writes ``Task: ...``; role
 'other', speaker label matching ``config.prompt_speakers``), a section heading
 given as a turn of role 'other', and any other 'other' turn that asks a question
-(a second interviewer whose label matched no role). Ingest keeps no .docx
-heading styles: a heading paragraph without a speaker label is read as part of
-the turn before it, so a heading counts as a prompt only when the transcript
-gives it a label ("Section: Training").
+(a second interviewer whose label matched no role). Ingest labels a .docx heading
+after the first labelled line "Heading", so it is such a turn; in a .txt or .md a
+heading counts as a prompt only when the transcript gives it a label ("Section:
+Training").
 
 How the protocol is inferred (each threshold is a ``ProtocolConfig`` field):
 
@@ -129,6 +129,7 @@ from .. import safeyaml
 from ..errors import ConfigError, ConsensaError
 from ..types import SEGMENT_COLUMNS, TURN_COLUMNS, check_columns
 from .coreideas import ends_with_abbreviation
+from .ingest import PROMPT_LABELS
 from .naming import REDACTION_MARK
 
 Encoder = Callable[[list[str]], np.ndarray]
@@ -169,10 +170,9 @@ class AreaSpec(BaseModel):
         return [q.strip() for q in value]
 
 
-#: 'other' speaker labels that set a topic: "Task", "Task 2", "Section B", "Vignette 1a"
-DEFAULT_PROMPT_SPEAKERS = [
-    r"(?:task|scenario|prompt|vignette|exercise|activity|section|topic|part|question|stimulus|"
-    r"instruction|heading)s?(?: ?\d[\w.]{0,3}| [a-z](?:\d[\w.]{0,2})?)?"]
+#: 'other' speaker labels that set a topic: "Task", "Task 2", "Section B", "Vignette 1a",
+#: and the label ingest gives a .docx heading
+DEFAULT_PROMPT_SPEAKERS = PROMPT_LABELS
 
 
 class ProtocolConfig(BaseModel):
