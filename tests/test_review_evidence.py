@@ -8,12 +8,14 @@ from __future__ import annotations
 import html
 import re
 import shutil
+import zipfile
 from pathlib import Path
 
 import openpyxl
 import pandas as pd
 import pytest
 import yaml
+from lxml import etree
 
 from pipeline.cli import main
 from pipeline.review.agreement import review_status
@@ -21,9 +23,12 @@ from pipeline.review.apply import build_codebook, live_codebook
 from pipeline.review.model import Decision, ReviewError, core_idea_item, load_run, theme_item
 from pipeline.review.store import ReviewStore
 from pipeline.stages.cqr import frequency_label
+from tests.refi_schema import schema_errors
 from tests.review_helpers import fill
 from tests.study import run_study_cli
 from tests.test_review_rounds import Web
+
+QDA = "{urn:QDA-XML:project:1.0}"
 
 CASES = {"case01": ("CBT", "yes"), "case02": ("CBT", "yes"), "case03": ("psychodynamic", "yes"),
          "case04": ("CBT", "no"), "case05": ("psychodynamic", "no"),
@@ -451,6 +456,17 @@ def test_the_judges_core_idea_of_a_domain_left_with_no_category_is_listed_apart(
         == [(case, dom, CORE)]
     assert main(["review", "apply", str(cqr)]) == 0
     assert CORE in (cqr / "review" / "codebook.md").read_text()
+    # ... and it reaches the team's other tools, from the store and from codebook.yaml
+    for source in (cqr, cqr / "review" / "codebook.yaml"):
+        out = cqr / "export" / "apart.qdpx"
+        assert main(["export", "qdpx", str(source), "--out", str(out)]) == 0
+        project = etree.fromstring(zipfile.ZipFile(out).read("project.qde"))
+        notes = {n.get("name"): n.findtext(f"{QDA}PlainTextContent")
+                 for n in project.iter(f"{QDA}Note")}
+        title = next(t for t in notes if t.startswith(f"Core idea of {case} (the judges)"))
+        assert "no longer in the codebook" in title and notes[title].startswith(CORE)
+        assert any(link.get("name") == title for link in project.iter(f"{QDA}Link"))
+        assert schema_errors(out) == []
 
 
 def test_a_core_idea_whose_segments_moved_here_is_not_said_to_be_a_merged_domains():
@@ -859,7 +875,6 @@ def test_round_two_workbooks_carry_a_split_and_a_core_idea_and_import_unchanged(
     assert any(d["name"] == "Supervision" for d in book["domains"])
     # the agreed .qdpx carries each case's core idea as a note on its domain's code
     assert main(["export", "qdpx", str(cqr)]) == 0
-    from tests.refi_schema import schema_errors
 
     (project,) = (cqr / "export").glob("*.qdpx")
     assert schema_errors(project) == []

@@ -537,7 +537,9 @@ def domain_notes(data: dict) -> list[ExportNote]:
 
 def case_core_idea_notes(data: dict) -> list[ExportNote]:
     """The core idea of each case in each domain as a note on the domain's code, by the
-    judges (Consensus) where they wrote it, else proposed (Consensa)."""
+    judges (Consensus) where they wrote it, else proposed (Consensa); a core idea the
+    judges wrote for a domain the codebook no longer lists (``core_ideas_without_domain``)
+    as a note on the project."""
     out = []
     for d, c in case_core_ideas_of(data):
         judges = c.get("source") == "judges"
@@ -563,6 +565,16 @@ def case_core_idea_notes(data: dict) -> list[ExportNote]:
             str(c["core_idea"]) + (f"\n(from segments {', '.join(c['segment_ids'])})"
                                    if c.get("segment_ids") else ""),
             "Consensus" if judges else "Consensa", ("domain", int(d["id"])), case=str(c["case"])))
+    for c in data.get("core_ideas_without_domain") or []:
+        # a judges' core idea whose segments are in no category of the codebook: a note
+        # on the project, linked to its case, so that no decision stays behind
+        out.append(ExportNote(
+            f"case-core-idea/without-domain/{c['domain']}/{c['case']}",
+            f"Core idea of {c['case']} (the judges): domain {c['domain']} "
+            f"\"{c.get('domain_name') or ''}\", no longer in the codebook",
+            str(c["core_idea"]) + (f"\n(from segments {', '.join(c['segment_ids'])})"
+                                   if c.get("segment_ids") else ""),
+            "Consensus", ("project", ""), case=str(c["case"])))
     return out
 
 
