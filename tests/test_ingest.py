@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import io
 import math
 import os
@@ -1444,6 +1445,30 @@ def test_xlsx_formula_text_cells_are_left_out_and_noted(tmp_path):
     assert note.reason.startswith("sheet 'Turns': 2 cell(s) of the text column 'text' hold "
                                   "formulas (D4, D6); a formula is not spoken words")
     assert corpus.counts["xlsx_formula_cells_not_read"] == 2      # B3's saved 1 was used
+
+
+def test_xlsx_dates_in_the_text_column_are_noted(tmp_path):
+    """Excel turns "3/4" or "10:30" typed into a cell into a date or a time: the turn
+    read "2026-03-04 00:00:00" as if it had been said, without a word. It is kept as
+    Excel saved it (a day without a midnight time) and a note names the cells; a date in
+    another column (the interview's day in a case column) is no concern."""
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "Turns"
+    for row in (["case_id", "speaker", "text", "day"],
+                ["X01", "Interviewer", "How many sessions?", datetime.date(2026, 3, 1)],
+                ["X01", "Participant", datetime.datetime(2026, 3, 4), None],
+                ["X01", "Interviewer", "And when?", None],
+                ["X01", "Participant", datetime.time(10, 30), None],
+                ["X01", "Interviewer", "Your age?", None], ["X01", "Participant", 42, None]):
+        sheet.append(row)
+    book.save(tmp_path / "turns.xlsx")
+    corpus = run(tmp_path)
+    assert [t[2] for t in turns_of(corpus, "X01")][1::2] == ["2026-03-04", "10:30:00", "42"]
+    (note,) = corpus.skipped
+    assert note.kept and note.reason.startswith(
+        "sheet 'Turns': 2 cell(s) of the text column 'text' hold a date or time, not words "
+        "(C3 '2026-03-04', C5 '10:30:00')")
 
 
 def test_xlsx_formula_without_a_saved_result_in_another_column_is_noted(tmp_path):

@@ -72,6 +72,7 @@ from __future__ import annotations
 
 import bisect
 import codecs
+import datetime
 import errno
 import hashlib
 import html
@@ -1111,10 +1112,11 @@ class _Reader:
             frame, written = _read_csv(text, shown)
         else:
             mapping = self.config.table
-            frame, written, formulas, sheet, others = _read_xlsx(
+            frame, written, formulas, sheet, others, dates = _read_xlsx(
                 data, mapping.sheet, shown, look_for=(mapping.case_id, mapping.text))
             encoding = "xlsx"
             first = _formula_cells(frame, formulas, mapping, shown, sheet, tally)
+            first += _date_cells(frame, dates, mapping, shown, sheet, formulas)
             if others:
                 # one interview a sheet is a common way to keep a study in one workbook:
                 # the sheets not read are named, not passed over in silence
@@ -1741,11 +1743,14 @@ def _read_csv(text: str, shown: str) -> tuple[pd.DataFrame, list[str]]:
 
 
 def _read_xlsx(data: bytes, sheet: str | int, shown: str, look_for: tuple[str, ...] = ()
-               ) -> tuple[pd.DataFrame, list[str], list[tuple[int, int, str]], str, list[str]]:
-    """All cells of one sheet as str (whole numbers without a trailing '.0'), its header
-    row as written (see :func:`header_row`), where its formula cells are (see
-    :func:`formula_positions`), the sheet's name, and the other sheets whose header
-    names every column of ``look_for`` (any case): tables like it, which are not read."""
+               ) -> tuple[pd.DataFrame, list[str], list[tuple[int, int, str]], str, list[str],
+                          list[tuple[int, int, str]]]:
+    """All cells of one sheet as str (whole numbers without a trailing '.0', a date
+    without a time as its day), its header row as written (see :func:`header_row`),
+    where its formula cells are (see :func:`formula_positions`), the sheet's name, the
+    other sheets whose header names every column of ``look_for`` (any case): tables
+    like it, which are not read, and ``(row, column, cell reference)`` of each cell
+    that holds a date or time, in the frame's positions as for the formulas."""
     check_zip(data, shown, ".xlsx")
     names: list[str] = []
     frame = None
@@ -1778,7 +1783,16 @@ def _read_xlsx(data: bytes, sheet: str | int, shown: str, look_for: tuple[str, .
                          field="ingest.table.sheet",
                          hint="set ingest.table.sheet to a sheet name or its 0-based position")
     frame.columns = [_cell_str(c).strip() for c in frame.columns]
-    return frame.map(_cell_str), written, formulas, name, others
+    from openpyxl.utils import get_column_letter
+
+    dates = [(row, column, f"{get_column_letter(column + 1)}{row + 2}")
+             for column in range(frame.shape[1])
+             for row, value in enumerate(frame.iloc[:, column]) if _is_date(value)]
+    return frame.map(_cell_str), written, formulas, name, others, dates
+
+
+def _is_date(value: object) -> bool:
+    return isinstance(value, (datetime.date, datetime.time))
 
 
 def formula_positions(data: bytes, sheet: str) -> list[tuple[int, int, str]]:
@@ -1819,6 +1833,27 @@ def _formula_cells(frame: pd.DataFrame, formulas: list[tuple[int, int, str]],
                                            "were left out")
     tally["xlsx_formula_cells_not_read"] += count
     return [Skipped(shown, reason) for reason in reasons]
+
+
+def _date_cells(frame: pd.DataFrame, dates: list[tuple[int, int, str]],
+                mapping: TableMapping, shown: str, sheet: str,
+                formulas: list[tuple[int, int, str]]) -> list[Skipped]:
+    """A note on the cells of the text column that hold a date or time: Excel turns
+    words typed as "3/4", "1-2" or "10:30" into one, and a turn that read "2024-03-04"
+    without a word would pass for what was said. They are kept as Excel saved them."""
+    text = _find_column(list(frame.columns), mapping.text)
+    computed = {ref for _, _, ref in formulas}
+    cells = [(row, ref) for row, column, ref in dates
+             if frame.columns[column] == text and ref not in computed]
+    if not cells:
+        return []
+    shown_cells = ", ".join(f"{ref} '{frame.iat[row, frame.columns.get_loc(text)]}'"
+                            for row, ref in cells[:10]) + (" ..." if len(cells) > 10 else "")
+    return [Skipped(shown, (
+        f"sheet '{sheet}': {len(cells)} cell(s) of the text column '{text}' hold a date or "
+        f"time, not words ({shown_cells}); they are read as Excel saved them: what to do: "
+        "if Excel turned what was typed (\"3/4\", \"1-2\") into a date, format the column "
+        "as Text, type the words again and save the workbook"), kept=True)]
 
 
 def formula_cell_notes(frame: pd.DataFrame, formulas: list[tuple[int, int, str]],
@@ -1867,6 +1902,8 @@ def _cell_str(value: object) -> str:
         return ""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
+    if isinstance(value, datetime.datetime) and value.time() == datetime.time():
+        return value.date().isoformat()         # a day, as a person typed it
     return str(value)
 
 
@@ -2125,8 +2162,8 @@ def _join_cases_table(cases: pd.DataFrame, path: Path,
         # a team's table of participants is as often a workbook as a CSV; the first
         # sheet is the table. A formula's saved result is an attribute like any other
         # (an age worked out from a birth date); one never calculated reads as blank
-        table, written, formulas, sheet, others = _read_xlsx(data, 0, shown,
-                                                              look_for=("case_id",))
+        table, written, formulas, sheet, others, _ = _read_xlsx(data, 0, shown,
+                                                                 look_for=("case_id",))
         if others and _find_column(list(table.columns), "case_id") is None:
             # a workbook whose first sheet is a cover or notes sheet: the table is later
             raise InputError(f"the cases table is read from the workbook's first sheet, "
