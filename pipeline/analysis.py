@@ -483,7 +483,8 @@ def _fill_names(cats: pd.DataFrame, seg: pd.DataFrame, phrases=None) -> list[str
     """Every category gets a name. Where the naming stage found no phrase that meets
     its rules (few or near-identical segments), the name is the first phrase of two
     words or more of the category's most central quote, so it still is a phrase its
-    quotes contain; failing that, the first words of that quote.
+    quotes contain; failing that, the first words of that quote after any hesitation
+    or joining word it opens with ("So I learned ..." gives "I learned ...").
 
     ``phrases``: :func:`~pipeline.stages.naming.extract_phrases` or the run's
     :func:`cached_phrases`, through which a re-run reads those quotes' phrases and
@@ -502,9 +503,14 @@ def _fill_names(cats: pd.DataFrame, seg: pd.DataFrame, phrases=None) -> list[str
             quote = text_by_id.get(r.quote_ids[0], "") if len(r.quote_ids) else ""
             found = [p.text for p in phrases([quote])[0]
                      if 2 <= len(p.text.split()) <= 6] if quote else []
-            said = _without_open_end(strip_transcriber_notes(quote).split()[:5])
+            # the first words after a hesitation or joining word ("So I learned to wait"
+            # -> "I learned to wait"): a name does not open on how the reply began
+            bare = strip_transcriber_notes(quote)
+            said = _without_open_end((_HESITATION.sub("", bare) or bare).split()[:5])
+            if not found and said:
+                found = [" ".join(said)]
             name = found[0][:1].upper() + found[0][1:] if found else \
-                " ".join(said) or f"Category {int(r.category_id)}"
+                f"Category {int(r.category_id)}"
         names.append(name)
     return names
 

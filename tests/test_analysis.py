@@ -1245,7 +1245,7 @@ def test_a_quote_of_fillers_alone_is_shown_as_said_and_no_name_is_line_numbers()
     ("Um, uh, mm, er."), which tidies to nothing: the CQR table showed "" and the
     judges could not see what the row was. It shows the quote as said. A category that
     the naming stage left without a name takes the first words of its quote, never a
-    run of line numbers."""
+    run of line numbers, nor the hesitation or joining word it opens with."""
     from pipeline.analysis import _fill_names, cqr_rows
 
     segments = pd.DataFrame({"segment_id": ["A:1:0", "B:1:0"], "case_id": ["A", "B"],
@@ -1259,7 +1259,7 @@ def test_a_quote_of_fillers_alone_is_shown_as_said_and_no_name_is_line_numbers()
     table = cqr_rows(cats, domains, segments, 3, {})
     assert table["quote"].tolist()[0] == "Um, uh, mm, er."
     names = _fill_names(cats, segments, phrases=lambda texts: [[] for _ in texts])
-    assert names[1] == "So hard, that one."
+    assert names[1] == "Hard, that one."            # not "So hard": how the reply began
     # nor words that leave it open
     segments.loc[1, "text"] = "It's just overwhelming when you see them all."
     names = _fill_names(cats, segments, phrases=lambda texts: [[] for _ in texts])
