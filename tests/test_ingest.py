@@ -1620,7 +1620,7 @@ def test_time_stamped_speaker_labels_start_turns_and_keep_their_times(tmp_path):
     assert not corpus.skipped
 
 
-def test_a_word_heading_is_no_ones_speech_and_can_set_a_topic(tmp_path):
+def test_a_heading_is_no_ones_speech_and_can_set_a_topic(tmp_path):
     """A heading between turns ("Training", Heading 2) was read as the last words of
     the turn above it: the participant "said" the section's title. A heading (a
     heading style, a team's own style with an outline level, or a paragraph's own
@@ -1658,6 +1658,18 @@ def test_a_word_heading_is_no_ones_speech_and_can_set_a_topic(tmp_path):
     assert "1 line before the first speaker label" in reasons(corpus)
     assert "(2 labelled 'Heading')" in reasons(corpus)
     assert any(re.fullmatch(p, "Heading", re.I) for p in DEFAULT_PROMPT_SPEAKERS)
+    # the same in Markdown, where the heading's words are an exact slice of the file
+    (tmp_path / "W01.docx").unlink()
+    write(tmp_path, "W02.md", "# Interview 3\n\nInterviewer: How did you start?\n"
+                              "Sam: As a nurse.\n\n## Training  \n\nInterviewer: And then?\n"
+                              "Sam: It was thin.\n#00:01:23-4# mark, no heading\n")
+    corpus = run(tmp_path)
+    assert_exact(corpus)
+    assert [t[:2] for t in turns_of(corpus, "W02")] == [
+        ("Interviewer", "interviewer"), ("Sam", "participant"), ("Heading", "other"),
+        ("Interviewer", "interviewer"), ("Sam", "participant")]
+    assert turns_of(corpus, "W02")[2][2] == "Training"
+    assert turns_of(corpus, "W02")[4][2].endswith("#00:01:23-4# mark, no heading")
 
 
 def test_a_name_and_time_alone_on_a_line_start_a_turn_as_teams_and_otter_write_them(tmp_path):

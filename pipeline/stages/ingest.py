@@ -29,7 +29,9 @@ rejects "What I noticed was this: ..." (words after the first must be capitalise
 or numbers) and "so: ..." (a word in lower case is a label only if it is a role).
 A file with no such label may write each label alone on a line with its time and
 no colon, the words following ("Mara Reyes   0:03", as Teams and Otter save
-transcripts; :data:`HEADING_LABEL_PATTERN`). A line labelled as a
+transcripts; :data:`HEADING_LABEL_PATTERN`). A Markdown heading
+line after the first label ("## Training") is a turn labelled "Heading", as a Word
+heading is (see :func:`_docx_text`). A line labelled as a
 transcriber's note ("Note:", "NB:", "Transcriber's note:") or a prompt ("Task 1:",
 "Section B:"; ``not_speakers``) is a turn of role "other", kept and not analysed, and
 takes no part in the role rules below.
@@ -123,6 +125,10 @@ _LABEL = rf"(?:{_NAME}|{_ROLE_WORD})(?: ?\((?:{_NAME}|{_ROLE_WORD})\))?"
 _ASIDE = re.compile(r"^(?P<outer>.+?) ?\((?P<inner>[^()]+)\)$")
 
 
+#: A Markdown heading line ("## Training"): after the first speaker label, a turn of
+#: its own labelled :data:`HEADING_SPEAKER` (as a Word heading is), not the last words of
+#: the turn above it
+_MD_HEADING = re.compile(r"[ ]{0,3}#{1,6}[ \t]+(?P<words>\S.*?)[ \t]*")
 _MARK_AT_END = re.compile(TIME_MARK.pattern + r"\s*\Z")
 
 
@@ -943,6 +949,11 @@ class _Reader:
                 label = self._label(text[line_start:line_end], pattern)
                 if label:
                     blocks.append((label[0], line_start, line_start + label[1], label[2]))
+                    numbers.append(number)
+                elif blocks and (heading := _MD_HEADING.fullmatch(text[line_start:line_end])):
+                    # "## Training" between turns: a turn of its own, no one's speech
+                    blocks.append((HEADING_SPEAKER, line_start,
+                                   line_start + heading.start("words"), math.nan))
                     numbers.append(number)
         if not blocks:
             raise InputError(
