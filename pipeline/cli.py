@@ -527,6 +527,13 @@ def cmd_precode(args: argparse.Namespace) -> int:
             print(f"  not stored: the comment of {len(done.comment_only)} row(s) with no code "
                   f"({rows}); a comment is stored with a choice: code the row, then import "
                   "again", file=sys.stderr)
+        if done.still_stored:
+            rows = ", ".join(done.still_stored[:20]) + (" ..." if len(done.still_stored) > 20
+                                                        else "")
+            print(f"  still stored: {len(done.still_stored)} row(s) with no code now ({rows}) "
+                  f"keep the choice {args.by} stored for them before; an empty cell takes "
+                  "no choice back: to change one, choose another code (or 'none') and "
+                  "import again", file=sys.stderr)
         if not done.stored and not done.repeated:
             print("  nothing to store: no row of the queue has a code in 'code as category'",
                   file=sys.stderr)

@@ -40,7 +40,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -1112,7 +1112,12 @@ class QueueChoice:
     source: str
 
     def item(self, batch: str) -> str:
-        return f"precode:{batch}/{self.segment_id}"
+        return queue_item(batch, self.segment_id)
+
+
+def queue_item(batch: str, segment_id: str) -> str:
+    """The review store's item of a queued segment of ``batch``."""
+    return f"precode:{batch}/{segment_id}"
 
 
 @dataclass(frozen=True)
@@ -1127,12 +1132,14 @@ class QueueRow:
     category_id: int | None     # None: the person typed a name (``name``)
     comment: str
     source: str
-    name: str = ""
+    name: str = ""              # the name typed, alone or after the id ("6 – Teared up")
 
 
-#: "12", "12 – Trauma language", "12: ...": a category id first, what follows it read
-#: as its name and not checked
-_ID_FIRST = re.compile(r"^\s*(\d+)(?:\.0+)?(?:\s*[-–—:]\s*\S.*|\s+\S.*)?$", re.S)
+#: "12", "12 – Trauma language", "12: ...": a category id first, then its name, which
+#: must be that category's (:func:`import_queue`)
+_ID_FIRST = re.compile(r"^\s*(\d+)(?:\.0+)?(?:\s*[-–—:]\s*(\S.*)|\s+(\S.*))?$", re.S)
+#: what a person may type for "none of these" (the queue's dropdown offers "none")
+NONE_WORDS = ("none", "none of these", "not any category")
 
 
 def _not_whole(code: str) -> bool:
@@ -1151,9 +1158,10 @@ def _category_by_name(name: str, categories: Mapping[int, tuple]) -> int | None:
     return found[0] if len(found) == 1 else None
 
 
-def read_queue(path: Path) -> tuple[dict, list[QueueRow], list[str]]:
-    """The ``_meta`` of a queue workbook, the rows a person coded, and the rows with a
-    comment but no code (their comments are not stored: a comment belongs to a choice).
+def read_queue(path: Path) -> tuple[dict, list[QueueRow], list[str], list[tuple[str, int]]]:
+    """The ``_meta`` of a queue workbook, the rows a person coded, the rows with a
+    comment but no code (their comments are not stored: a comment belongs to a choice),
+    and the (segment id, row) of each row with no code.
 
     A row with an empty "code as category" is left for later; a code that is not a
     whole number (nor "none") is an error naming the sheet, row and column. Only the
@@ -1184,6 +1192,7 @@ def read_queue(path: Path) -> tuple[dict, list[QueueRow], list[str]]:
     from .sheets import formula_problem, is_formula, restore
 
     choices, errors, comment_only = [], [], []
+    blank: list[tuple[str, int]] = []          # (segment id, row) with no code
     # a segment is on one row: a second row with its id means the id column was edited,
     # and storing both would code it twice and the segment that row held not at all
     first_row: dict[str, int] = {}
@@ -1205,11 +1214,13 @@ def read_queue(path: Path) -> tuple[dict, list[QueueRow], list[str]]:
         if raw is None or str(raw).strip() == "":
             if comment:
                 comment_only.append(f"row {n}")
+            if ident:
+                blank.append((ident, n))
             continue
         code = restore(str(raw)).strip()
         where = f"sheet 'queue', row {n}, column 'code as category'"
         name = ""
-        if code.lower() in ("none", "not any category"):
+        if " ".join(code.lower().split()) in NONE_WORDS:
             cid: int | None = NONE
         elif _not_whole(code):
             errors.append(f"{where}: {code!r} is not a whole category id")
@@ -1218,7 +1229,7 @@ def read_queue(path: Path) -> tuple[dict, list[QueueRow], list[str]]:
             # whether it is a category is checked against the pre-coding's own codebook
             # (import_queue), not the workbook's 'categories' sheet, which a person may
             # have written a note on, renamed or deleted
-            cid = int(m.group(1))
+            cid, name = int(m.group(1)), (m.group(2) or m.group(3) or "").strip()
         else:
             cid, name = None, code       # a category's name, typed: looked up on import
         if not ident:
@@ -1230,7 +1241,7 @@ def read_queue(path: Path) -> tuple[dict, list[QueueRow], list[str]]:
         raise InputError(f"{len(errors)} problem(s) in the queue workbook:\n  "
                          + "\n  ".join(errors[:30]), path=path,
                          hint="fix these rows and import again; nothing was imported")
-    return meta, choices, comment_only
+    return meta, choices, comment_only, blank
 
 
 def _batch_of(meta: dict, path: Path) -> PrecodeBatch:
@@ -1261,6 +1272,9 @@ class QueueImport:
     comment_only: list[str]
     #: choices this person had stored as they are: not stored again
     repeated: int = 0
+    #: rows with no code whose segment this person chose a code for before: that
+    #: choice stands (an empty cell takes nothing back)
+    still_stored: list[str] = field(default_factory=list)
 
 
 def import_queue(path: Path, by: str) -> QueueImport:
@@ -1274,14 +1288,31 @@ def import_queue(path: Path, by: str) -> QueueImport:
     from .review.model import load_run
     from .review.store import ReviewStore
 
-    if not by or not all(ch.isalnum() or ch in "-_." for ch in by):
-        raise InputError(f"--by must name the person (letters, digits, '-', '_', '.'): {by!r}")
-    meta, rows, comment_only = read_queue(path)
+    if not by:
+        raise InputError("say who made these choices: --by NAME, as a judge of the panel "
+                         "is named", field="--by")
+    if not all(ch.isalnum() or ch in "-_." for ch in by):
+        raise InputError(f"--by must name the person (letters, digits, '-', '_', '.'): {by!r}",
+                         field="--by")
+    meta, rows, comment_only, blank = read_queue(path)
     batch = _batch_of(meta, Path(path))
     choices, errors = [], []
     unknown = gone = False
     for row in rows:
         cid = row.category_id
+        if cid is not None and cid != NONE and row.name and cid in batch.categories:
+            # "6 – Took a breath" where 6 is "Teared up": which one the person meant
+            # cannot be told, so neither is stored
+            own = str(batch.categories[cid][0])
+            if " ".join(row.name.split()).casefold() != " ".join(own.split()).casefold():
+                other = _category_by_name(row.name, batch.categories)
+                unknown = True
+                errors.append(
+                    f"{row.source}, column 'code as category': category {cid} is {own!r}, "
+                    f"not {row.name!r}" + (f" (that is category {other})" if other is not None
+                                           else "")
+                    + "; choose the row's code again from the list")
+                continue
         if cid is None:
             cid = _category_by_name(row.name, batch.categories)
             if cid is None:
@@ -1322,7 +1353,10 @@ def import_queue(path: Path, by: str) -> QueueImport:
         with ReviewStore(load_run(batch.run_folder), create=True) as store:
             record_choices(store, batch.batch, new, by,
                            f"precode queue {Path(path).name} ({batch.batch})", batch.categories)
-    return QueueImport(len(new), batch.run_folder, comment_only, len(choices) - len(new))
+    # a row emptied since an earlier import takes no choice back: said, with the rows
+    kept = [f"row {n}" for ident, n in blank
+            if latest.get((by, queue_item(batch.batch, ident)))]
+    return QueueImport(len(new), batch.run_folder, comment_only, len(choices) - len(new), kept)
 
 
 def record_choices(store: ReviewStore, batch: str, choices: list[QueueChoice], by: str,

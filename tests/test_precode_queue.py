@@ -122,7 +122,7 @@ def _fill(queue: Path, out: Path, picks: dict[int, object]) -> Path:
     ws = wb["queue"]
     col = QUEUE_HEAD.index("code as category") + 1
     for row, value in picks.items():
-        ws.cell(row=row, column=col, value=value)
+        ws.cell(row=row, column=col).value = value     # None empties the cell
     wb.save(out)
     return out
 
@@ -215,6 +215,47 @@ def test_a_queue_row_may_name_its_category_and_the_dropdown_shows_names(queued, 
     err = capsys.readouterr().err
     assert f"{name + 'x'!r} is not the id nor the name" in err and "9999" in err
     assert "'categories' sheet" in err and "segment id column" not in err
+
+
+def test_an_id_with_another_categorys_name_is_refused(queued, tmp_path, capsys):
+    """"6 – Took a breath", where 6 is "Teared up" (a dropdown value edited, a cell
+    pasted from another row): the id was stored and the name thrown away, so the
+    person's choice could silently become another category. Which one they meant
+    cannot be told: the row is named and nothing is imported. "none of these", the
+    label the queue page and summary use, is read as "none"."""
+    codebook, out = queued
+    cats = codebook_categories(__import__("yaml").safe_load(codebook.read_text()))
+    first, second = sorted(cats)[:2]
+    filled = _fill(out / "queue.xlsx", tmp_path / "mixed.xlsx",
+                   {2: f"{first} – {cats[second][0]}", 3: "None of these"})
+    assert main(["precode", "import", str(filled), "--by", "ana"]) == 2
+    err = capsys.readouterr().err
+    assert f"row 2, column 'code as category': category {first} is {cats[first][0]!r}, " \
+           f"not {cats[second][0]!r} (that is category {second})" in err
+    assert "row 3" not in err and stored_choices(codebook.parent.parent).empty
+    right = _fill(filled, tmp_path / "right.xlsx", {2: f"{first}: {cats[first][0].upper()}"})
+    assert main(["precode", "import", str(right), "--by", "ana"]) == 0
+    assert sorted(stored_choices(codebook.parent.parent)["label"]) == sorted([first, NONE])
+
+
+def test_an_emptied_row_says_its_choice_stays(queued, tmp_path, capsys):
+    """A code cleared in the workbook and imported again printed "nothing to store"
+    while the choice stayed stored, and --retrain learned from it. The rows whose
+    earlier choice stands are named, with how to change one."""
+    codebook, out = queued
+    first = sorted(codebook_categories(__import__("yaml").safe_load(codebook.read_text())))[0]
+    filled = _fill(out / "queue.xlsx", tmp_path / "q.xlsx", {2: first, 3: first})
+    assert main(["precode", "import", str(filled), "--by", "ana"]) == 0
+    capsys.readouterr()
+    cleared = _fill(filled, tmp_path / "cleared.xlsx", {2: None})
+    assert main(["precode", "import", str(cleared), "--by", "ana"]) == 0
+    err = capsys.readouterr().err
+    assert "still stored: 1 row(s) with no code now (row 2) keep the choice ana stored" in err
+    assert len(stored_choices(codebook.parent.parent)) == 2
+    assert main(["precode", "import", str(cleared), "--by", "ben"]) == 0   # none by ben
+    assert "still stored" not in capsys.readouterr().err
+    assert main(["precode", "import", str(cleared)]) == 2
+    assert "say who made these choices: --by NAME" in capsys.readouterr().err
 
 
 def test_a_queue_imported_again_or_left_empty_says_so(queued, tmp_path, capsys):
