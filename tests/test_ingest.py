@@ -937,6 +937,17 @@ def test_a_transcribers_note_line_is_no_speaker_and_leaves_the_roles_alone(tmp_p
     assert "notes, tasks or headings (1 labelled 'Note', 1 labelled 'NB') were read as " \
            "no one's speech" in reasons(corpus)
     assert [t[1] for t in turns_of(corpus, "T34")] == ["interviewer", "other", "participant"]
+    # a note covers its own line: the words under it are the speaker's before it, never
+    # the note's (role "other", not analysed); a task's lines below stay the task's
+    write(tmp_path, "T35.txt", "Interviewer: And then?\nSam: I felt guilt.\nNote: phone rang.\n"
+                               "When we started again I said so.\n\nInterviewer: Go on.\n"
+                               "Sam: Fine.\nTask 2: Export it.\nAs a file.\n")
+    assert turns_of(run(tmp_path), "T35") == [
+        ("Interviewer", "interviewer", "And then?"), ("Sam", "participant", "I felt guilt."),
+        ("Note", "other", "phone rang."),
+        ("Sam", "participant", "When we started again I said so."),
+        ("Interviewer", "interviewer", "Go on."), ("Sam", "participant", "Fine."),
+        ("Task 2", "other", "Export it.\nAs a file.")]
     assert all(s.kept for s in corpus.skipped)
     spoken = run(tmp_path, roles={"note": "participant"})
     assert [t[1] for t in turns_of(spoken, "T33")][1] == "participant"
@@ -1658,6 +1669,30 @@ def test_a_heading_is_no_ones_speech_and_can_set_a_topic(tmp_path):
     assert "1 line before the first speaker label" in reasons(corpus)
     assert "(2 labelled 'Heading')" in reasons(corpus)
     assert any(re.fullmatch(p, "Heading", re.I) for p in DEFAULT_PROMPT_SPEAKERS)
+    # a heading under a "Date:" line and above the first turn is a title with the date:
+    # it joined the date's block, so neither was a header and "Date" became a speaker
+    # (no participant found); and a Teams document's headings leave its labels' form
+    dated, teams = docx.Document(), docx.Document()
+    dated.add_paragraph("Date: 4 March 2024")
+    dated.add_heading("Introduction and consent", level=1)
+    for line in ("Interviewer: Is the recording okay?", "Sam: Yes.", "Interviewer: And?",
+                 "Sam: No more."):
+        dated.add_paragraph(line)
+    dated.save(tmp_path / "W03.docx")
+    teams.add_heading("Part one", level=1)
+    for line in ("Mara Reyes   0:03", "What happened?", "Sam Lee   0:10", "I cried."):
+        teams.add_paragraph(line)
+    teams.add_heading("Part two", level=1)
+    for line in ("Mara Reyes   1:02", "And then?", "Sam Lee   1:05", "She thanked me."):
+        teams.add_paragraph(line)
+    teams.save(tmp_path / "W04.docx")
+    corpus = run(tmp_path, roles={"Mara Reyes": "interviewer"})
+    assert [t[:2] for t in turns_of(corpus, "W03")] == [
+        ("Interviewer", "interviewer"), ("Sam", "participant")] * 2
+    assert "W03.docx: 2 lines before the first speaker label" in "\n".join(
+        f"{s.what}: {s.reason}" for s in corpus.skipped)
+    assert [t[0] for t in turns_of(corpus, "W04")] == [
+        "Mara Reyes", "Sam Lee", "Heading", "Mara Reyes", "Sam Lee"]
     # the same in Markdown, where the heading's words are an exact slice of the file
     (tmp_path / "W01.docx").unlink()
     write(tmp_path, "W02.md", "# Interview 3\n\nInterviewer: How did you start?\n"

@@ -716,6 +716,12 @@ class _Roles:
         self.interviewer = [re.compile(p, re.IGNORECASE) for p in config.interviewer_speakers]
         self.participant = [re.compile(p, re.IGNORECASE) for p in config.participant_speakers]
         self.not_speakers = [re.compile(p, re.IGNORECASE) for p in config.not_speakers]
+        self.notes = [re.compile(p, re.IGNORECASE) for p in NOTE_LABELS
+                      if p in config.not_speakers]
+
+    def is_note(self, label: str) -> bool:
+        """Whether ``label`` is a transcriber's note's (not a task's or a heading's)."""
+        return self.known(label) is None and any(p.fullmatch(label) for p in self.notes)
 
     def names_no_speaker(self, label: str) -> bool:
         """Whether ``label`` is a note's or a prompt's that no role rule names."""
@@ -942,11 +948,17 @@ class _Reader:
         lines = list(_lines(text))
         used = None                                      # the pattern that found the labels
         for pattern in (self.pattern, self.heading):
-            if blocks or pattern is None:
+            # headings alone ("Heading: Part 1" of a Word heading) are no sign of the
+            # labels' form: a Teams document with headings has its labels on lines alone
+            if pattern is None or any(b[0] != HEADING_SPEAKER for b in blocks):
                 break
-            used = pattern
+            used, blocks, numbers = pattern, [], []
             for number, (line_start, line_end) in enumerate(lines, 1):
-                label = self._label(text[line_start:line_end], pattern)
+                line = text[line_start:line_end]
+                label = self._label(line, pattern)
+                if not label and pattern is not self.pattern:
+                    label = self._label(line, self.pattern)
+                    label = label if label and label[0] == HEADING_SPEAKER else None
                 if label:
                     blocks.append((label[0], line_start, line_start + label[1], label[2]))
                     numbers.append(number)
@@ -955,6 +967,8 @@ class _Reader:
                     blocks.append((HEADING_SPEAKER, line_start,
                                    line_start + heading.start("words"), math.nan))
                     numbers.append(number)
+        if all(b[0] == HEADING_SPEAKER for b in blocks):
+            blocks = []                                  # headings and no speaker
         if not blocks:
             raise InputError(
                 "has no speaker labels: each turn must start a line with a label such as "
@@ -962,6 +976,7 @@ class _Reader:
                 "time ('Mara Reyes   0:03', as Teams and Otter write them)", path=shown,
                 hint="add speaker labels, or set ingest.speaker_pattern to match the "
                      "labels this transcript uses")
+        blocks, numbers = self._after_notes(text, lines, blocks, numbers)
         ends = [b[1] for b in blocks[1:]] + [len(text)]
         notices: list[tuple[int, int]] = []              # (line number, line start)
         if used is not None and used is self.heading:
@@ -975,7 +990,9 @@ class _Reader:
         spans = [_strip_span(text, b[2], end) for b, end in zip(blocks, ends, strict=True)]
         counts = Counter(b[0] for b in blocks)
         header = 0
-        while (header < len(blocks) - 1 and counts[blocks[header][0]] == 1
+        # a heading above the first turn is a title, however many headings follow
+        while (header < len(blocks) - 1
+               and (counts[blocks[header][0]] == 1 or blocks[header][0] == HEADING_SPEAKER)
                and self.roles.known(blocks[header][0]) is None
                and _is_one_line(text, spans[header])):
             header += 1
@@ -990,6 +1007,36 @@ class _Reader:
         empty = [(n, b[0]) for n, b, span in zip(numbers[header:], blocks[header:],
                                                  spans[header:], strict=True) if not span]
         return turns, n_before, empty, [n for n, _ in notices]
+
+    def _after_notes(self, text: str, lines: list[tuple[int, int]],
+                     blocks: list[tuple[str, int, int, float]], numbers: list[int]):
+        """``blocks`` and their line ``numbers`` with the unlabelled lines after a
+        transcriber's note's line (:meth:`_Roles.is_note`) given back to the speaker
+        before it, as a block of their own: "Note: the phone rang." covers its line, and
+        "And then when we started again I said..." below it is the participant's, not
+        the note's (it was read as the note's, role "other", and never analysed). A note
+        with no speaker before it keeps its lines; so do a task and a heading, whose
+        lines below may be anyone's (a think-aloud participant's, or the task's own)."""
+        out, out_numbers = [], []
+        starts = [s for s, _ in lines]
+        speaker = None                                  # the last block that is speech
+        for i, (block, number) in enumerate(zip(blocks, numbers, strict=True)):
+            out.append(block)
+            out_numbers.append(number)
+            if not self.roles.names_no_speaker(block[0]):
+                speaker = block[0]
+            if not self.roles.is_note(block[0]):
+                continue
+            k = bisect.bisect_right(starts, block[2]) - 1        # the label's line
+            nxt = blocks[i + 1][1] if i + 1 < len(blocks) else len(text)
+            if speaker is None or k + 1 >= len(lines) or lines[k + 1][0] >= nxt \
+                    or not text[lines[k + 1][0]:nxt].strip():
+                continue
+            line = next(j for j in range(k + 1, len(lines))
+                        if text[lines[j][0]:lines[j][1]].strip())
+            out.append((speaker, lines[line][0], lines[line][0], math.nan))
+            out_numbers.append(line + 1)
+        return out, out_numbers
 
     # .vtt, .srt
     def _cue_turns(self, cues: list[_Cue], shown: str) -> tuple[list[_Turn], str, int]:
@@ -1338,11 +1385,14 @@ def _docx_text(data: bytes, shown: str) -> str:
     """Body paragraphs (table cells included, in document order) joined with "\\n";
     a transcript table's rows as labelled lines (:func:`_transcript_rows`).
 
-    A heading paragraph (:func:`_is_heading`) after the first labelled line is labelled
+    A heading paragraph (:func:`_is_heading`) after the first labelled line (or a
+    line of a name and a time alone, as Teams writes a label) is labelled
     :data:`HEADING_SPEAKER`: unlabelled, "Training" under "Sam: As a nurse." was read as
-    Sam's words. Labelled, it is no one's speech and can set a topic of the protocol.
-    A heading before the first labelled line stays a line before the first label (a
-    title).
+    Sam's words. Labelled, it is no one's speech and can set a topic of the protocol. A
+    heading above the first labelled line stays as written, a title; one under a
+    header line ("Date: 4 March") and above the first turn is a title too, which
+    :meth:`_Reader._labelled_turns` leaves out with the header lines (unlabelled, it
+    made the date's block two lines long, so neither was taken for a header).
     """
     check_zip(data, shown, ".docx")
     try:
@@ -1367,7 +1417,7 @@ def _docx_text(data: bytes, shown: str) -> str:
             if read_as_rows and any(t is read_as_rows[-1] for t in p.iterancestors(_W_TBL)):
                 continue                                # its row is read already
             line = _paragraph_text(p)
-            if _LABELLED_PARAGRAPH.match(line):
+            if _LABELLED_PARAGRAPH.match(line) or _NAME_AND_TIME.match(line):
                 started = True
             elif started and line.strip() and _is_heading(p, headings):
                 line = f"{HEADING_SPEAKER}: {' '.join(line.split())}"
@@ -1421,6 +1471,8 @@ _STAMP_CELL = re.compile(rf"[\[(]?{_STAMP}[\])]?")
 _SAID = re.compile(r"[.,;!?…]|\S+(?:\s+\S+){3}")
 
 
+#: A paragraph of a speaker's name and time alone, as Teams writes it ("Mara Reyes 0:03")
+_NAME_AND_TIME = re.compile(HEADING_LABEL_PATTERN)
 #: A paragraph that opens with a speaker label ("Interviewer:", "[0:03] Sam:")
 _LABELLED_PARAGRAPH = re.compile(rf"^\s*(?:[\[(]?{_STAMP}[\])]?\s*)?(?P<label>{_NAME}):\s*\S")
 
