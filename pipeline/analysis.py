@@ -108,7 +108,12 @@ def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFram
             area_vectors=area_vectors, segment_greeted=inference.segment_greeted)
         placed = np.asarray(proposal.placed, dtype=bool)
         proposed = np.asarray(proposal.proposed_domain, dtype=np.int64)
-        dom_rows = proposal.domains.copy()
+        # an area no segment is in (a section heading read as a prompt, "Main
+        # questions", or a question whose answers all went elsewhere) proposes no
+        # domain: the judges had an empty domain to settle. protocol.yaml keeps it.
+        empty = proposal.domains["n_segments"] == 0
+        dom_rows = proposal.domains[~empty].reset_index(drop=True)
+        n_empty_areas = int((empty & (proposal.domains["kind"] == "area")).sum())
         merges = proposal.merges
         moved = np.asarray(proposal.moved, dtype=bool)
         # the domain of the question each segment answers: where a moved one came from
@@ -130,6 +135,7 @@ def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFram
         merges = pd.DataFrame(columns=["area_a", "area_b", "name_a", "name_b", "similarity"])
         moved = np.zeros(n, dtype=bool)
         asked = proposed.copy()
+        n_empty_areas = 0
     dom_rows["area_ids"] = [_int_list(v) for v in dom_rows["area_ids"]]
     frame_ids = tuple(int(d) for d in dom_rows.loc[dom_rows["kind"] == "frame", "domain_id"])
     n_total = int(seg["case_id"].nunique())
@@ -210,6 +216,7 @@ def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFram
     counts = {f"crossanalysis_{k}": int(v) for k, v in xa.counts.items()}
     counts.update({f"protocol_{k}": int(v) for k, v in inference.counts.items()})
     counts["protocol_areas"] = len(content_areas)
+    counts["protocol_areas_without_segments"] = n_empty_areas
     counts["segments_moved_domain"] = int(moved.sum())
     counts["segments_placed_by_content"] = int(placed.sum())
     return CrossAnalysis(segments=out, themes=themes, domains=domains, table=table,

@@ -162,24 +162,24 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"  note: {unread_note(unread)}")
         empty = _empty_protocol_domains(RunFolder(folder))
         shown = "; ".join(f"'{n}'" for n in empty[:5]) + ("; ..." if len(empty) > 5 else "")
-        its = "its domain is" if len(empty) == 1 else "their domains are"
+        its = "it proposes no domain" if len(empty) == 1 else "they propose no domain"
         if empty and given and placed and not int(c.get("protocol_prompts", 0)):
             # no interviewer turn at all: the answers were placed by content alone
             print(f"  note: {counted(len(empty), 'area')} of the protocol "
                   f"{'is' if len(empty) == 1 else 'are'} nearest in content to no answer, so "
-                  f"{its} empty: {shown}; the transcripts hold no "
+                  f"{its}: {shown}; the transcripts hold no "
                   "interviewer questions, so the answers went to the domains nearest in "
                   "content (move them in the review if they belong there)")
         elif empty and given:
             print(f"  note: {counted(len(empty), 'area')} of the protocol matched no question "
-                  f"in any interview, so {its} empty: {shown}; add the interviewer's "
+                  f"in any interview, so {its}: {shown}; add the interviewer's "
                   "own wordings to its questions in the protocol file (protocol_prompts.csv "
                   "lists every question and the area it went to)")
         elif empty:
             # an inferred area is made of questions that were asked: no wording is missing,
             # but no answer segment was left in it (small talk, the frame, moved by content)
             print(f"  note: {counted(len(empty), 'inferred area')} kept no answer segment, so "
-                  f"{its} empty: {shown} (protocol_prompts.csv lists their questions)")
+                  f"{its}: {shown} (protocol_prompts.csv lists their questions)")
         if c.get("crossanalysis_laid_out_domains"):
             n_dom = int(c["crossanalysis_laid_out_domains"])
             print(f"  {counted(n_dom, 'large domain')} ({c['crossanalysis_laid_out_segments']} "
@@ -225,13 +225,24 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _empty_protocol_domains(run) -> list[str]:
-    """The protocol areas (a team's protocol file may list one that no interviewer
-    asked in the words given) whose domain holds no segment."""
+    """The content areas of the run's protocol.yaml (a team's protocol file may list
+    one that no interviewer asked in the words given) that hold no segment, and so
+    propose no domain (an older run folder lists such a domain with no segment)."""
+    import yaml
+
     domains = run.domains()
     if "kind" not in domains.columns:
         return []
-    empty = domains[(domains["kind"] == "area") & (domains["n_segments"] == 0)]
-    return [str(n) for n in empty["name"]]
+    areas = domains[domains["kind"] == "area"]
+    empty = [str(n) for n in areas.loc[areas["n_segments"] == 0, "name"]]
+    path = Path(run.path) / "protocol.yaml"
+    if path.is_file():
+        listed = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("areas") or []
+        proposed = set(areas["name"].astype(str))
+        empty += [str(a["name"]) for a in listed
+                  if isinstance(a, dict) and not a.get("frame") and str(a.get("name")) not in
+                  proposed and str(a.get("name")) not in empty]
+    return empty
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

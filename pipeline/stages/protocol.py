@@ -882,6 +882,17 @@ _COURTESY_TURN = re.compile(
     r"you)\b|"
     r"\b(?:good|nice|lovely|great) (?:place|point) to (?:end|finish|stop|wrap up)\b|"
     r"\b(?:that(?:'s|’s| is)|those are) (?:all|it for) (?:my|the) questions\b", re.I)
+#: A question that asks leave to record, or about the consent form: the frame's
+#: opening itself, even when every interview asks it ("We're recording now, is that
+#: okay?", "Are you okay with me recording?", "Any questions about the consent form?").
+#: A courtesy turn is frame only tentatively (its core may be the first protocol
+#: question); this one is not, and asked in most cases it became a content domain.
+_CONSENT_Q = re.compile(
+    r"\b(?:okay|ok|alright|all right|happy|fine|comfortable|mind)\b[^.?!]{0,30}?"
+    r"\b(?:record(?:ing|ed)?|transcrib(?:e|ed|ing))\b|"
+    r"\b(?:record(?:ing|ed)?|transcrib(?:e|ed|ing))\b[^.?!]{0,30}?"
+    r"\b(?:okay|ok|alright|all right|fine)\b|"
+    r"\bconsent(?: form)?\b|\binformation sheet\b|\bcan you (?:hear|see) me\b", re.I)
 _PROBE = re.compile(
     r"^\W*" + _LEAD + r"(?:(?:can|could|would) you (?:say|tell me|talk|explain|expand)"
     r"(?: (?:a (?:bit|little)|a little bit|some(?:thing)?))? more\b|tell me more\b|"
@@ -1373,6 +1384,8 @@ def _frame_kind(p: _Prompt, sims: Mapping[str, float], words: tuple[bool, bool, 
         return s is not None and s >= config.frame_content_share and s > 0
 
     asks_background, closes, anything_else = words
+    if p.position <= _FRAME_EDGE and _CONSENT_Q.search(p.core):
+        return "opening", False
     if asks_background and (p.position <= 0.5 or agrees()):
         return "background", False
     if closes or (anything_else and p.position >= 1 - _FRAME_EDGE):
