@@ -1406,7 +1406,9 @@ def record_choices(store: ReviewStore, batch: str, choices: list[QueueChoice], b
 
 
 def latest_choices(run_folder: Path) -> dict[tuple[str, str], dict]:
-    """Every stored queue choice, the latest per (person, item): (who, item) -> its value.
+    """Every stored queue choice, the latest per (person, item): (who, item) -> its value,
+    with ``chosen_at``, the time it was stored (the audit log's, not part of the stored
+    value): an export dates a person's coding by when they chose, not by the pre-coding.
 
     Read from the review store without writing to it (no store: nothing stored yet).
     """
@@ -1419,15 +1421,15 @@ def latest_choices(run_folder: Path) -> dict[tuple[str, str], dict]:
         return {}
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        rows = con.execute("SELECT who, item, value FROM audit_log WHERE action=? ORDER BY id",
-                           (CHOICE_ACTION,)).fetchall()
+        rows = con.execute("SELECT who, item, value, at FROM audit_log WHERE action=? "
+                           "ORDER BY id", (CHOICE_ACTION,)).fetchall()
     except sqlite3.DatabaseError as exc:   # read here directly, not through ReviewStore
         if is_damage(exc):
             raise damaged_error(path, exc) from exc
         raise
     finally:
         con.close()
-    return {(who, item): json.loads(value) for who, item, value in rows}
+    return {(who, item): {**json.loads(value), "chosen_at": at} for who, item, value, at in rows}
 
 
 def agreed_code(codes: Iterable[int]) -> int | None:

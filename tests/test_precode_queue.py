@@ -532,6 +532,56 @@ def test_a_precoding_opens_in_qda_software_with_the_peoples_choices(queued, tmp_
     assert set(picked) <= set(seg["segment_id"])
 
 
+def test_a_persons_comment_and_time_travel_with_their_coding_to_the_qdpx(queued, tmp_path,
+                                                                          capsys):
+    """A comment written in the queue ("agree, but borderline") is often the reason for
+    the choice; the project dropped it, so the team saw it on the queue page only. It
+    now goes with the person's coding (in the selection's description and as a note by
+    them the selection refers to, "none of these" included), and their coding is dated
+    when they chose, not when the machine pre-coded."""
+    from xml.etree import ElementTree as ET
+
+    from tests.refi_schema import schema_errors
+
+    codebook, out = queued
+    first = sorted(codebook_categories(__import__("yaml").safe_load(codebook.read_text())))[0]
+    filled = _fill(out / "queue.xlsx", tmp_path / "ana.xlsx", {2: first, 3: "none"})
+    wb = openpyxl.load_workbook(filled)
+    ws = wb["queue"]
+    col = QUEUE_HEAD.index("comment") + 1
+    ws.cell(row=2, column=col).value = "agree, but <b>borderline</b> & late"
+    ws.cell(row=3, column=col).value = "small talk, cat"
+    ids = [ws.cell(row=r, column=1).value for r in (2, 3)]
+    wb.save(filled)
+    assert main(["precode", "import", str(filled), "--by", "ana"]) == 0
+    assert main(["export", "qdpx", str(out)]) == 0
+    capsys.readouterr()
+    path = out / "export" / "precoded.qdpx"
+    assert schema_errors(path) == []
+    with __import__("zipfile").ZipFile(path) as zf:
+        root = ET.fromstring(zf.read("project.qde"))
+    ns = {"q": "urn:QDA-XML:project:1.0"}
+    users = {u.get("name"): u.get("guid") for u in root.iterfind(".//q:User", ns)}
+    notes = {n.get("guid"): n for n in root.iterfind("q:Notes/q:Note", ns)}
+    with sqlite3.connect(db_path(codebook.parent.parent)) as con:
+        at = con.execute("SELECT max(at) FROM audit_log WHERE action=?",
+                         (CHOICE_ACTION,)).fetchone()[0].replace("+00:00", "Z")
+    sels = {s.get("name"): s for s in root.iterfind(".//q:PlainTextSelection", ns)}
+    for sid, said in zip(ids, ["agree, but <b>borderline</b> & late", "small talk, cat"],
+                         strict=True):
+        sel = sels[sid]
+        assert f'(comment: "{said}")' in sel.find("q:Description", ns).text
+        (ref,) = sel.findall("q:NoteRef", ns)
+        note = notes[ref.get("targetGUID")]
+        assert note.find("q:PlainTextContent", ns).text == said      # as text, not markup
+        assert note.get("creatingUser") == users["ana"] and note.get("creationDateTime") == at
+    (coding,) = [c for c in sels[ids[0]].iterfind("q:Coding", ns)
+                 if c.get("creatingUser") == users["ana"]]
+    assert coding.get("creationDateTime") == at
+    assert sels[ids[0]].get("creationDateTime") != at               # the pre-coding's time
+    assert not sels[ids[1]].findall("q:Coding", ns)                  # none of these
+
+
 def test_a_precoding_whose_transcripts_changed_is_not_exported(queued, tmp_path, capsys):
     """Codings at offsets into a text that is no longer the one coded would land in the
     wrong place in a QDA program: the export stops and names the case."""

@@ -1063,6 +1063,18 @@ def _zipped(root: ET.Element, files: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
+@dataclass(frozen=True)
+class Pick:
+    """One person's stored choice for a queued segment, as a pre-coding's project writes
+    it: who, the category (or :data:`pipeline.precode.NONE`), their comment, and when
+    they chose (REFI-QDA's dateTime; None when the store has no time)."""
+
+    who: str
+    category_id: int
+    comment: str
+    at: str | None
+
+
 def precoded_project(folder: str | Path) -> tuple[bytes, dict[str, int]]:
     """A pre-coding's result as a REFI-QDA project, to check the machine's codes in the
     team's QDA program: the agreed codebook (domains and categories, with the GUIDs of
@@ -1071,8 +1083,12 @@ def precoded_project(folder: str | Path) -> tuple[bytes, dict[str, int]]:
     segments of the queue under :data:`QUEUE_CODE`, each with its three suggestions, or,
     once people have coded them (``consensa precode import``), coded by each of them. A
     selection's description gives the category and the confidence; segments coded
-    "none of these" are not coded. Returns the bytes and how many sources, coded
-    segments and queued segments they hold."""
+    "none of these" are not coded. A person's coding is dated when they chose, and the
+    comment they wrote with it travels with it: in the selection's description, and as
+    a note by them that the selection refers to (the comment is often the reason, "agree,
+    but borderline", which the team reads beside the coding, not in Consensa's store
+    only). Returns the bytes and how many sources, coded segments and queued segments
+    they hold."""
     folder = Path(folder)
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     seg = pd.read_parquet(folder / "segments.parquet")
@@ -1097,13 +1113,16 @@ def precoded_project(folder: str | Path) -> tuple[bytes, dict[str, int]]:
     # the browser): each person's latest choice, stored in the run's review store
     from ..precode import NONE, latest_choices
 
-    chosen: dict[str, list[tuple[str, int]]] = {}
+    chosen: dict[str, list[Pick]] = {}
     run_folder = Path(str(manifest.get("run_folder") or ""))
     if run_folder.is_dir():
         for (who, _), v in sorted(latest_choices(run_folder).items()):
             if str(v.get("batch")) == str(manifest.get("batch")):
-                chosen.setdefault(str(v["segment_id"]), []).append((who, int(v["category_id"])))
-    people = sorted({who for picks in chosen.values() for who, _ in picks})
+                chosen.setdefault(str(v["segment_id"]), []).append(Pick(
+                    who, int(v["category_id"]), str(v.get("comment") or "").strip(),
+                    _s(v.get("chosen_at")).replace("+00:00", "Z") or None))
+    people = sorted({p.who for picks in chosen.values() for p in picks})
+    notes: list[tuple[str, str, Pick]] = []           # (note guid, segment id, pick)
 
     def stamped(attrs: dict) -> dict:
         return _stamped(attrs, stamp)
@@ -1136,9 +1155,9 @@ def precoded_project(folder: str | Path) -> tuple[bytes, dict[str, int]]:
                                     "points.")
         rows = seg[seg["case_id"].astype(str) == case].sort_values(["start_char", "end_char"])
         for r in rows.itertuples():
-            codings: list[tuple[str, ExportCode]] = []        # (who, code)
+            codings: list[tuple[str, ExportCode, str | None]] = []   # (who, code, when)
             if r.status == "coded" and int(r.category_id) in by_category:
-                codings.append((CONSENSA_USER, by_category[int(r.category_id)]))
+                codings.append((CONSENSA_USER, by_category[int(r.category_id)], stamp))
                 said = f"pre-coded as '{r.category}', confidence {float(r.confidence):.2f}"
                 n_coded += 1
             elif bool(r.needs_human):
@@ -1147,17 +1166,20 @@ def precoded_project(folder: str | Path) -> tuple[bytes, dict[str, int]]:
                     f"({float(getattr(r, f'top{k}_confidence')):.2f})" for k in (1, 2, 3)
                     if str(getattr(r, f"top{k}_category") or ""))
                 picks = chosen.get(str(r.segment_id), [])
-                for who, cid in picks:
-                    if cid in by_category:
-                        codings.append((who, by_category[cid]))
+                for p in picks:
+                    if p.category_id in by_category:
+                        codings.append((p.who, by_category[p.category_id], p.at or stamp))
                 if picks:
                     said += "; coded by " + ", ".join(
-                        f"{who}: " + (f"'{by_category[cid].name}'" if cid in by_category else
-                                      "none of these" if cid == NONE else f"category {cid}")
-                        for who, cid in picks)
+                        f"{p.who}: " + (f"'{by_category[p.category_id].name}'"
+                                        if p.category_id in by_category else
+                                        "none of these" if p.category_id == NONE else
+                                        f"category {p.category_id}")
+                        + (f" (comment: \"{p.comment}\")" if p.comment else "")
+                        for p in picks)
                     n_chosen += 1
                 else:
-                    codings.append((CONSENSA_USER, queue))
+                    codings.append((CONSENSA_USER, queue, stamp))
                     n_queue += 1
             else:
                 continue
@@ -1166,11 +1188,23 @@ def precoded_project(folder: str | Path) -> tuple[bytes, dict[str, int]]:
                  "startPosition": str(moved(int(r.start_char))),
                  "endPosition": str(moved(int(r.end_char), end=True)), "creatingUser": me}))
             el(sel, "Description", text=said)
-            for who, code in codings:
-                coding = el(sel, "Coding", stamped(
+            for who, code, when in codings:
+                coding = el(sel, "Coding", _stamped(
                     {"guid": guid(batch, "coding", r.segment_id, who), "creatingUser":
-                     guid("user", who)}))
+                     guid("user", who)}, when))
                 el(coding, "CodeRef", {"targetGUID": code.guid})
+            for p in chosen.get(str(r.segment_id), []) if bool(r.needs_human) else []:
+                if p.comment:
+                    # a "none of these" has no coding to hold it: the selection refers to it
+                    notes.append((guid(batch, "note", r.segment_id, p.who), str(r.segment_id), p))
+                    el(sel, "NoteRef", {"targetGUID": notes[-1][0]})
+    if notes:
+        notes_el = el(root, "Notes")
+        for note_guid, segment_id, p in notes:
+            n = el(notes_el, "Note", _stamped(
+                {"guid": note_guid, "name": f"{p.who} on {segment_id}",
+                 "creatingUser": guid("user", p.who)}, p.at or stamp))
+            el(n, "PlainTextContent", text=p.comment)
     el(root, "Description", text=(
         f"Pre-coded by Consensa {__version__} with the codebook {book_path.name} "
         f"({manifest.get('classifier', '?')}, confidence threshold {manifest.get('threshold')}): "
