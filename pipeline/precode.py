@@ -536,6 +536,7 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
     if engine is None:
         log.info("ingest and segment the new transcripts ...")
         corpus = ingest(cfg.ingest, base)
+        read_sha256 = {src.path: src.sha256 for src in corpus.sources.values()}
         if cfg.deidentify.enabled:
             # as in the run: nothing is segmented or embedded before names are replaced
             from .stages.deidentify import deidentify_corpus
@@ -577,7 +578,7 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
     if engine is None:
         seg = label_segments(new, vecs[len(train):], clf, cats, threshold)
     else:
-        seg, shards, deid_files, deid_summary, skipped = _code_in_shards(
+        seg, shards, deid_files, deid_summary, skipped, read_sha256 = _code_in_shards(
             cfg, clf, cats, threshold, Path(out), engine, scheduler, shard_size, retries, cluster)
         if seg.empty:
             raise InputError("no participant speech to code in the new transcripts"
@@ -660,6 +661,11 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
             "cases": total, "embed": cfg.embed.name, "segment": cfg.segment.name,
             "embed_params": cfg.embed.params(), "embed_note": embed_note,
             "deidentify": deid_summary,
+            # each transcript file's sha256 as read: the export reads them again, and a
+            # file changed since (a turn added after the coded ones moves no segment)
+            # must stop it, not reach the QDA program uncoded; a de-identified
+            # pre-coding exports the texts it kept, and records no original file
+            **({} if cfg.deidentify.enabled else {"transcript_sha256": read_sha256}),
             "skipped": [note.as_dict() for note in skipped],
             "created_at": created,
         }
@@ -718,15 +724,17 @@ def _code_in_shards(cfg, clf: Classifier, cats: dict[int, tuple], threshold: flo
                     retries: int, cluster=None):
     """The new transcripts read, (de-identified,) segmented, embedded and coded shard by shard.
 
-    Returns the coded segments, the :class:`~pipeline.shards.ShardReport`, and with
-    de-identification the de-identified texts (path -> text) and the manifest's counts.
+    Returns the coded segments, the :class:`~pipeline.shards.ShardReport`, with
+    de-identification the de-identified texts (path -> text) and the manifest's counts,
+    what was left out, and the sha256 of each file the shards read (path -> sha256, from
+    the ledger of finished shards, which hashed them as they were read).
     """
     import functools
     import hashlib
     import pickle
 
     from .fsutil import atomic_write_bytes
-    from .shards import file_sha256, run_shards
+    from .shards import file_sha256, read_ledger, run_shards, split_part
     from .stages.ingest import transcript_files
 
     files, skipped = transcript_files(cfg.ingest)
@@ -764,7 +772,10 @@ def _code_in_shards(cfg, clf: Classifier, cats: dict[int, tuple], threshold: flo
         deid_files.pop(note.what, None)
     log.info("coded %d segments in %d shard(s) (%d run now, %d from an earlier job)",
              len(seg), len(report.shards), len(report.computed), len(report.skipped))
-    return seg, report, deid_files, deid_summary, skipped
+    ledger = read_ledger(report.out_dir)
+    read_sha256 = {split_part(f["path"])[0]: f["sha256"] for shard in report.shards
+                   for f in (ledger.get(shard.id) or {}).get("files", [])}
+    return seg, report, deid_files, deid_summary, skipped, read_sha256
 
 
 def _summed(notes: list[Skipped]) -> list[Skipped]:

@@ -592,8 +592,46 @@ def test_a_precoding_whose_transcripts_changed_is_not_exported(queued, tmp_path,
     capsys.readouterr()
     assert main(["export", "qdpx", str(out)]) == 2
     err = capsys.readouterr().err
+    assert f"changed since the pre-coding read them: {first.name} (case {first.stem})" in err
+    assert not (out / "export" / "precoded.qdpx").exists()
+    # a pre-coding made before the files' sha256 were recorded: the segments' texts tell
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    del manifest["transcript_sha256"]
+    (out / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    assert main(["export", "qdpx", str(out)]) == 2
+    err = capsys.readouterr().err
     assert f"could not be read again exactly as the pre-coding read them ({first.stem})" in err
     assert not (out / "export" / "precoded.qdpx").exists()
+
+
+def test_a_transcript_changed_after_its_coded_turns_stops_the_export(queued, tmp_path,
+                                                                      capsys):
+    """A turn added after the coded ones leaves every segment where it was, so the check
+    of the segments' texts passed, and the added turn reached the QDA program never
+    coded nor queued. The pre-coding records each file's sha256, and a file whose bytes
+    changed, or one it never read, stops the export, naming the case and the file."""
+    _, out = queued
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    files = sorted((tmp_path / "new").glob("*.txt"))
+    assert set(manifest["transcript_sha256"]) == {str(f) for f in files}
+    first = files[0]
+    first.write_text(first.read_text(encoding="utf-8") + "\nTherapist: added later.\n",
+                     encoding="utf-8")
+    capsys.readouterr()
+    assert main(["export", "qdpx", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"1 transcript file(s) changed since the pre-coding read them: {first.name} " \
+           f"(case {first.stem})" in err
+    assert "pre-code the folder again with a new --out" in err and "Traceback" not in err
+    assert not (out / "export" / "precoded.qdpx").exists()
+    # a transcript put into the folder since is named too
+    first.write_bytes(first.read_bytes().replace(b"\nTherapist: added later.\n", b""))
+    shutil.copy(files[1], tmp_path / "new" / "case99.txt")
+    assert main(["export", "qdpx", str(out)]) == 2
+    assert "were not there when it pre-coded: case99.txt (case case99)" in \
+        capsys.readouterr().err
+    (tmp_path / "new" / "case99.txt").unlink()
+    assert main(["export", "qdpx", str(out)]) == 0
 
 
 def test_a_precoded_subtitle_transcript_opens_with_its_speakers_named(rejecting_codebook,

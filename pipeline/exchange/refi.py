@@ -1013,7 +1013,11 @@ def precoded_texts(folder: Path, manifest: dict, segments: pd.DataFrame,
     """Each pre-coded case's text, exactly as the pre-coding read it: the de-identified
     texts it kept beside its output, or the transcripts read again with the ingest
     settings it recorded. Every segment's text must be found at its offsets, or the
-    export stops: a coding at the wrong place in a QDA program is worse than none.
+    export stops: a coding at the wrong place in a QDA program is worse than none. So
+    does a transcript whose bytes are not those the pre-coding read (its manifest's
+    ``transcript_sha256``): a turn added after the coded ones moves no segment, yet
+    would reach the QDA program never coded nor queued, as if the machine had found
+    nothing in it; and so does a transcript the pre-coding did not read at all.
 
     ``subtitle_turns``, when given, receives the turns of each case read from a
     subtitle file (:data:`SUBTITLE_SUFFIXES`), whose text holds no speaker names; a
@@ -1029,6 +1033,8 @@ def precoded_texts(folder: Path, manifest: dict, segments: pd.DataFrame,
                 texts[str(case)] = path.read_text(encoding="utf-8")
     elif manifest.get("ingest"):
         corpus = ingest(IngestConfig(**manifest["ingest"]))
+        if isinstance(manifest.get("transcript_sha256"), dict):
+            _same_transcripts(folder, manifest, corpus.sources)
         texts = {c: s.text for c, s in corpus.sources.items()}
         if subtitle_turns is not None:
             for c, source in corpus.sources.items():
@@ -1048,6 +1054,41 @@ def precoded_texts(folder: Path, manifest: dict, segments: pd.DataFrame,
             "as they were; the export needs the whole texts so that the codings' offsets are "
             "exact")
     return texts
+
+
+def _same_transcripts(folder: Path, manifest: dict, sources: dict) -> None:
+    """Stop unless every transcript read again is, byte for byte, one the pre-coding read
+    (``manifest["transcript_sha256"]``: path -> sha256), naming each case and file that
+    changed or is new, and what to do."""
+    recorded = manifest["transcript_sha256"]
+    changed: dict[str, list[str]] = {}
+    new: dict[str, list[str]] = {}
+    for case, source in sorted(sources.items()):
+        was = recorded.get(source.path)
+        if was is None:
+            new.setdefault(source.path, []).append(case)
+        elif was != source.sha256:
+            changed.setdefault(source.path, []).append(case)
+    if not changed and not new:
+        return
+
+    def listed(files: dict[str, list[str]]) -> str:
+        shown = [f"{Path(f).name} (case {', '.join(c[:3])}{' ...' if len(c) > 3 else ''})"
+                 for f, c in sorted(files.items())]
+        return "; ".join(shown[:5]) + (f"; and {len(shown) - 5} more" if len(shown) > 5 else "")
+
+    said = []
+    if changed:
+        said.append(f"{len(changed)} transcript file(s) changed since the pre-coding read "
+                    f"them: {listed(changed)}")
+    if new:
+        said.append(f"{len(new)} transcript file(s) were not there when it pre-coded: "
+                    f"{listed(new)}")
+    raise InputError(
+        "; ".join(said) + "; their new text would reach the QDA program neither coded nor "
+        "queued", path=manifest.get("transcripts") or folder,
+        hint="put the transcripts back as they were when pre-coded (and move new ones "
+        "out), or pre-code the folder again with a new --out and export that")
 
 
 def _zipped(root: ET.Element, files: dict[str, bytes]) -> bytes:
