@@ -392,8 +392,9 @@ def test_a_project_exported_by_consensa_is_read_back_as_the_same_transcripts(tmp
     """A team that keeps its transcripts in a QDA program hands Consensa the project: a
     run on Consensa's own export of a run reads the same cases, turns and case
     attributes (the project's case variables), and the project's codings place on the
-    new run's texts exactly (``consensa compare``). A subtitle transcript goes out with
-    its speakers' names before their turns, since its text has none."""
+    new run's texts exactly (``consensa compare``). A subtitle transcript and a table of
+    turns go out with their speakers' names before their turns, since their texts have
+    none (a table's went out as bare lines: in NVivo nobody could tell who spoke)."""
     import yaml
 
     from pipeline.exchange.codes import place_codes
@@ -413,7 +414,15 @@ def test_a_project_exported_by_consensa_is_read_back_as_the_same_transcripts(tmp
         "you with it?\n\n00:00:04.500 --> 00:00:09.000\n<v Participant>My supervisor helped "
         "me understand my tears with a client.\n\n00:00:09.500 --> 00:00:12.000\n"
         "<v Participant>She listened without judging me at all.\n", encoding="utf-8")
-    ids = sorted(p.stem for p in folder.iterdir() if p.suffix in (".txt", ".vtt"))
+    # a table of turns: the speakers are in their own column, the text is the cells
+    (folder / "survey.csv").write_text(
+        "case_id,turn_index,speaker,text\n"
+        "case91,0,Interviewer,How did supervision help you with it?\n"
+        "case91,1,Participant,My supervisor helped me understand my tears with a client.\n"
+        "case91,2,Participant,\"She listened, without judging me at all.\"\n",
+        encoding="utf-8")
+    ids = sorted([*(p.stem for p in folder.iterdir() if p.suffix in (".txt", ".vtt")),
+                  "case91"])
     table = tmp_path / "attributes.csv"
     table.write_text("case_id,orientation,years\n" + "".join(
         f"{c},{'CBT' if k % 2 else 'psychodynamic'},{3 + k}\n" for k, c in enumerate(ids)),
@@ -423,22 +432,28 @@ def test_a_project_exported_by_consensa_is_read_back_as_the_same_transcripts(tmp
     assert main(["export", "qdpx", str(first), "--out", str(project)]) == 0
     again = run("again", paths=[str(project)])
     before, after = load_run(first).sources, load_run(again).sources
-    assert {c: t for c, t in after.items() if c != "case90"} == \
-        {c: t for c, t in before.items() if c != "case90"}
+    labelled = ["case90", "case91"]
+    assert {c: t for c, t in after.items() if c not in labelled} == \
+        {c: t for c, t in before.items() if c not in labelled}
     # the subtitle case is written with its speakers' names, so it reads as an interview
     assert after["case90"].startswith("Interviewer: How did supervision help you with it?\n"
                                       "Participant: My supervisor helped")
+    assert before["case91"].startswith("How did supervision help you with it?\nMy supervisor")
+    assert after["case91"] == (
+        "Interviewer: How did supervision help you with it?\nParticipant: My supervisor "
+        "helped me understand my tears with a client.\nParticipant: She listened, without "
+        "judging me at all.")
     cols = ["case_id", "turn_index", "speaker", "role", "text"]
     turns = [pd.read_parquet(f / "turns.parquet") for f in (first, again)]
     pd.testing.assert_frame_equal(turns[0][cols], turns[1][cols])
     spans = ["start_char", "end_char"]
-    pd.testing.assert_frame_equal(turns[0].loc[turns[0]["case_id"] != "case90", spans],
-                                  turns[1].loc[turns[1]["case_id"] != "case90", spans])
+    pd.testing.assert_frame_equal(turns[0].loc[~turns[0]["case_id"].isin(labelled), spans],
+                                  turns[1].loc[~turns[1]["case_id"].isin(labelled), spans])
     attrs = [pd.read_csv(f / "cases.csv", dtype=str) for f in (first, again)]
     pd.testing.assert_frame_equal(attrs[0], attrs[1])
     assert list(attrs[1].columns) == ["case_id", "orientation", "years"]
     placed, _ = place_codes(read_project(project), load_run(again))
-    assert (placed["case_id"] == "case90").any()
+    assert {"case90", "case91"} <= set(placed["case_id"])
     assert len(placed) > 0 and set(placed["how"]) == {"identical"}
 
 

@@ -611,6 +611,10 @@ _LABEL_ORDER = ("general", "typical", "variant", "rare", "single case")
 #: Transcript formats whose text, as Consensa reads it, holds no speaker names: a
 #: subtitle file keeps them in its voice tags or cue prefixes.
 SUBTITLE_SUFFIXES = (".vtt", ".srt")
+#: ... and every format whose speakers are kept apart from the words: a table's text is
+#: its text cells, one a line, its speakers in their own column. A project writes these
+#: with :func:`speaker_labelled`.
+UNLABELLED_SUFFIXES = (*SUBTITLE_SUFFIXES, ".csv", ".xlsx")
 
 
 def speaker_labelled(text: str, turns: pd.DataFrame):
@@ -618,10 +622,12 @@ def speaker_labelled(text: str, turns: pd.DataFrame):
     position of ``text`` to the same character of the new text (``end=True`` for the
     end of a span, which stays before a name inserted exactly there).
 
-    A subtitle transcript's text is its cues' words; who spoke is in the voice tags.
-    Written as it is into a project, a QDA program shows an interview with no
-    speakers, and Consensa, reading the project back, finds no speaker labels. With
-    the names written as a .txt transcript writes them, both read it as an interview.
+    A subtitle transcript's text is its cues' words; who spoke is in the voice tags
+    (a table's, its text cells; who spoke is in the speaker column). Written as it is
+    into a project, a QDA program shows an interview with no speakers, and Consensa,
+    reading the project back, finds no speaker labels. With the names written as a
+    .txt transcript writes them, both read it as an interview. A turn with no speaker
+    (a table without a speaker column) gets no label.
     """
     from bisect import bisect_left, bisect_right
 
@@ -634,7 +640,7 @@ def speaker_labelled(text: str, turns: pd.DataFrame):
         start = int(start)
         if start < position:            # turns never overlap; a damaged table is left as is
             return text, lambda p, end=False: p
-        label = f"{speaker}: "
+        label = f"{speaker}: " if str(speaker or "").strip() else ""
         parts += [text[position:start], label]
         position = start
         starts.append(start)
@@ -780,7 +786,7 @@ def project_bytes(content) -> bytes:
         read_from = Path(_s(item.get("path"))).name
         moved = None
         how = "as Consensa read it"
-        if Path(read_from).suffix.lower() in SUBTITLE_SUFFIXES and turns is not None:
+        if Path(read_from).suffix.lower() in UNLABELLED_SUFFIXES and turns is not None:
             text, moved = speaker_labelled(text, turns[turns["case_id"] == c])
             how = "as Consensa read it, with each speaker's name before their turn"
         member = f"{src_guid[c]}.txt"
@@ -1020,7 +1026,8 @@ def precoded_texts(folder: Path, manifest: dict, segments: pd.DataFrame,
     nothing in it; and so does a transcript the pre-coding did not read at all.
 
     ``subtitle_turns``, when given, receives the turns of each case read from a
-    subtitle file (:data:`SUBTITLE_SUFFIXES`), whose text holds no speaker names; a
+    subtitle file or a table (:data:`UNLABELLED_SUFFIXES`), whose text holds no speaker
+    names; a
     de-identified pre-coding gives none (its speakers' names were replaced, and the
     turns read again would carry the real ones)."""
     from ..stages.ingest import IngestConfig, ingest
@@ -1038,7 +1045,7 @@ def precoded_texts(folder: Path, manifest: dict, segments: pd.DataFrame,
         texts = {c: s.text for c, s in corpus.sources.items()}
         if subtitle_turns is not None:
             for c, source in corpus.sources.items():
-                if Path(source.path).suffix.lower() in SUBTITLE_SUFFIXES:
+                if Path(source.path).suffix.lower() in UNLABELLED_SUFFIXES:
                     subtitle_turns[c] = corpus.turns[corpus.turns["case_id"] == c]
     else:
         raise InputError("was written before pre-coding recorded how it read the transcripts, "
@@ -1185,7 +1192,7 @@ def precoded_project(folder: str | Path) -> tuple[bytes, dict[str, int]]:
     for case in sorted(texts):
         src_guid = guid(batch, "source", case)
         text, moved, how = texts[case], (lambda p, end=False: p), "as the pre-coding read it"
-        if case in subtitles:       # a subtitle's words alone: a QDA program shows no speakers
+        if case in subtitles:       # words alone (subtitles, a table): no speakers shown
             text, moved = speaker_labelled(text, subtitles[case])
             how += ", with each speaker's name before their turn"
         files[f"Sources/{src_guid}.txt"] = text.encode("utf-8")
