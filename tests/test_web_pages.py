@@ -17,7 +17,7 @@ from pipeline.review.model import Decision, ReviewError, load_run
 from pipeline.review.signing import WorkbookCheck, load_key
 from pipeline.review.store import ReviewStore, StaleError
 from pipeline.review.workbook import read_workbook
-from pipeline.web import pages
+from pipeline.web import create_app, pages
 from pipeline.web.context import Context
 from pipeline.web.routes import decision_from_form
 from pipeline.web.security import (
@@ -225,6 +225,65 @@ def test_theme_page_quotes_prefill_and_moves(store):
     page = pages.theme_page(run, store, context, "0", "ana", error=stale, draft=draft)
     assert page["prefill"] is draft and page["prefill_from"] == "your refused entries"
     assert page["err"] == {"stale": True, "message": stale.reason, "hint": "look again"}
+
+
+def _render(store, template: str, ctx: dict) -> str:
+    """A page's HTML as the app renders it for ana, a judge."""
+    review = create_app(store.run.folder)
+    return review.env.get_template(template).render(
+        run=review.run, round=store.round, who="ana", role="judge", panel=store.panel(),
+        csrf="x", flash=[], path="/", **ctx)
+
+
+def test_theme_page_shows_the_category_as_the_codebook_stands(store):
+    """After a merge and a move by consensus the page's frequency, cases and quotes are
+    the live codebook's (as the domain page and `review status` give them), the
+    proposal's beside them; the segments that left are listed apart, saying where."""
+    run = store.run
+    themes = run.themes.set_index("theme_id")
+    tid, other = 1, 2
+    seg = run.segments
+    gone_case = themes.at[tid, "cases"][-1]
+    # every segment of one case leaves (the merged theme's too): one case fewer
+    leavers = seg[seg["theme"].isin([tid, other]) & (seg["case_id"] == gone_case)]
+    newcomer = seg[(seg["theme"] == 0) & (seg["case_id"] != gone_case)]["segment_id"].iloc[0]
+    store.resolve([Decision(f"theme:{other}", "merge", target=str(tid)),
+                   Decision(f"segment:{newcomer}", "move", target=str(tid))]
+                  + [Decision(f"segment:{s}", "move", target="none")
+                     for s in leavers["segment_id"]], by="ana")
+    page = pages.theme_page(run, store, Context(run), str(tid), "ana")
+    cat = next(c for d in page["live"]["codebook"]["domains"] for c in d["categories"]
+               if c["id"] == tid)
+    ids = {q["id"] for q in page["quotes"]}
+    assert len(ids) == cat["n_segments"] == int(themes.at[tid, "n_segments"]) + int(
+        themes.at[other, "n_segments"]) + 1 - len(leavers)
+    assert newcomer in ids and not ids & set(leavers["segment_id"])
+    assert set(seg[seg["theme"] == other]["segment_id"]) - set(leavers["segment_id"]) <= ids
+    own_leavers = leavers[leavers["theme"] == tid]["segment_id"]
+    assert sorted(q["id"] for q in page["left"]) == sorted(own_leavers)
+    assert all(q["now_in"]["id"] == -1 for q in page["left"])
+    assert page["live_frequency"] and page["frequency"]["n_cases"] == cat["n_cases"] == \
+        int(themes.at[tid, "n_cases"]) - 1
+    assert page["frequency"]["n_segments"] == cat["n_segments"]
+    assert page["proposed_frequency"]["n_segments"] == int(themes.at[tid, "n_segments"])
+    assert [c["case"] for c in page["case_list"]] == cat["cases"]
+    assert gone_case not in cat["cases"]
+    assert page["proposed_cases"] == list(themes.at[tid, "cases"])
+    html = _render(store, "theme.html", page)
+    facts = html[html.index("<dt>Frequency"):html.index("<dt>Keywords")]
+    assert f'{cat["n_cases"]}/{run.n_cases} cases' in facts
+    assert f'{cat["n_segments"]} segments, as the codebook stands' in facts
+    assert f'(proposed: {themes.at[tid, "frequency_label"]} · ' in facts
+    assert html.count('name="segments"') == cat["n_segments"] + len(own_leavers)
+    assert f"placed elsewhere by the consensus ({len(own_leavers)})" in html
+    assert "now in no category" in html
+
+    # a theme merged away is no category: its figures are the proposal's, and say so
+    page = pages.theme_page(run, store, Context(run), str(other), "ana")
+    assert not page["live_frequency"] and page["proposed_frequency"] is None
+    assert page["frequency"]["n_segments"] == int(themes.at[other, "n_segments"])
+    assert "Frequency <span class=\"muted\">(proposed)</span>" in _render(store, "theme.html",
+                                                                           page)
 
 
 def test_domain_and_segment_pages(store):

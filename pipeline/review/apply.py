@@ -918,11 +918,14 @@ def live_codebook(run: RunItems, status: ReviewStatus) -> dict:
     each proposed theme and domain has become so far.
 
     ``{"themes": {id: {"name", "fate", "into", "domain_id", "domain"}}, "domains":
-    {id: {"name", "definition", "into", "categories": [category]}}, "draft": bool}``;
+    {id: {"name", "definition", "into", "categories": [category]}}, "draft": bool,
+    "codebook": the codebook's data, "assignments": each segment's category}``;
     a theme's ``fate`` is ``category`` (it is one), ``merged`` (into category
-    ``into``) or ``rejected``.
+    ``into``) or ``rejected``. The assignments let a page list a category's segments
+    as they stand (moved in, merged in), not only count them.
     """
-    cb = build_codebook(run, status, draft=True).data
+    built = build_codebook(run, status, draft=True)
+    cb = built.data
     themes, domains = {}, {}
     for d in cb["domains"]:
         domains[d["id"]] = {"name": d["name"], "definition": d.get("definition", ""),
@@ -951,4 +954,4 @@ def live_codebook(run: RunItems, status: ReviewStatus) -> dict:
             domains[did] = {"name": name, "definition": "", "into": end, "categories": [],
                             "frequency_label": "", "n_cases": None}
     return {"themes": themes, "domains": domains, "draft": bool(cb.get("draft")),
-            "codebook": cb}
+            "codebook": cb, "assignments": built.assignments}

@@ -291,39 +291,77 @@ def quotes(rows: pd.DataFrame, context: Context, st: ReviewStatus, versions: dic
 def theme_page(run: RunItems, store: ReviewStore, context: Context, ident: str,
                who: str | None, start_from: str = "", error: Exception | None = None,
                draft: Decision | None = None) -> dict:
-    """One theme: its quotes (the proposed quotes first, then by strength), keywords,
-    the segments someone moved into it, and the decision form."""
+    """One theme: its quotes (the representative quotes first, then by strength),
+    keywords, the segments someone moved into it, and the decision form.
+
+    Its frequency, cases and quotes are the category's in the codebook as it stands
+    (:func:`~pipeline.review.apply.live_codebook`), as the domain page and ``review
+    status`` give them, with the proposal's figures beside them where they differ: a
+    judge who reads "variant" here and "typical" there cannot tell which stands. A
+    theme that is no category now (merged, rejected) shows the proposal's, marked so."""
     tid = int(ident)
     ctx = _item_common(run, store, theme_item(tid), who, start_from, error, draft)
     t = run.themes[run.themes["theme_id"] == tid].iloc[0].to_dict()
-    # the cases its label counts: the case list marks the others, the subgroups count these
-    counting = counted_cases(run, tid, list(t["cases"]))
-    if str(tid) in run.created_themes:  # a category the judges made: its own segments
-        seg = run.segments[run.segments["segment_id"].isin(run.members(tid))].copy()
-    else:
-        seg = run.segments[run.segments["theme"] == tid].copy()
-    quote_ids = list(t["quote_ids"])
-    rank = {q: i for i, q in enumerate(quote_ids)}
-    seg["_rank"] = [rank.get(s, len(rank)) for s in seg["segment_id"]]
-    seg = seg.sort_values(["_rank", "strength"], ascending=[True, False])
-    listed = quotes(seg, context, ctx["st"], ctx["versions"], ctx["mine"])
-    # segments moved into this theme by someone (positions or consensus)
-    moved_in = [i for i in ctx["st"].items if i.kind == "segment" and
-                (any(d.decision == "move" and d.target == ident for d in i.positions.values())
-                 or (i.consensus is not None and i.consensus.target == ident))]
-    fate = ctx["live"]["themes"].get(tid) or {"name": t["name"], "fate": "empty",
-                                              "into": None, "domain_id": None, "domain": ""}
+    live = ctx["live"]
+    fate = live["themes"].get(tid) or {"name": t["name"], "fate": "empty",
+                                       "into": None, "domain_id": None, "domain": ""}
     # its subcategories: those the judges made, and those Consensa proposed, which the
     # review does not cover (the page says so, and how to keep one)
-    made = [(int(c), info["name"]) for c, info in sorted(ctx["live"]["themes"].items())
+    made = [(int(c), info["name"]) for c, info in sorted(live["themes"].items())
             if info.get("fate") == "category" and info.get("parent") == tid]
     proposed = [s for s in RunFolder.open(run.folder).proposed_subcategories()
                 if s["parent_theme"] == tid] if str(tid) not in run.created_themes else []
-    return {**ctx, "t": t, "tid": tid, "quotes": listed, "now": fate,
+    # the cases its label counts: the case list marks the others, the subgroups count these
+    counting = counted_cases(run, tid, list(t["cases"]))
+    if str(tid) in run.created_themes:  # a category the judges made: its own segments
+        own = run.members(tid)
+    else:
+        own = run.segments.loc[run.segments["theme"] == tid, "segment_id"].tolist()
+    # the page is about the category as the codebook stands: its segments now (those
+    # moved in, merged in, in its subcategories), then those proposed here that the
+    # consensus placed elsewhere (a split's ticks stay on them, and they say where)
+    cat = _live_category(live, tid) if fate["fate"] == "category" else None
+    where = dict(zip(live["assignments"]["segment_id"].astype(str),
+                     live["assignments"]["category_id"].astype(int)))
+    holds = {tid, *(c for c, _ in made)}
+    if cat is not None:
+        members = [s for s, c in where.items() if c in holds]
+        quote_ids = [q["segment_id"] for q in cat["example_quotes"]]
+    else:
+        members, quote_ids = list(own), list(t["quote_ids"])
+    kept = set(members)
+    left = [s for s in own if s not in kept] if cat is not None else []
+    listed = _ranked_quotes(run, members, quote_ids, context, ctx)
+    gone = _ranked_quotes(run, left, [], context, ctx)
+    names = _category_names(live)
+    for q in listed + gone:  # where a segment is, when not in this category itself
+        c = where.get(q["id"], -1)
+        q["now_in"] = None if c == tid or cat is None else {
+            "id": c, "name": names.get(c, ""), "sub": c in holds}
+    shown = {q["id"] for q in listed}
+    # segments moved into this theme by someone (positions or consensus), not yet among
+    # its segments above
+    moved_in = [i for i in ctx["st"].items if i.kind == "segment"
+                and i.item.partition(":")[2] not in shown and (any(d.decision == "move" and d.target == ident
+                         for d in i.positions.values())
+                     or (i.consensus is not None and i.consensus.target == ident))]
+    evidence = theme_evidence(run, tid)
+    asked = _frequency(t["frequency_label"], int(t["n_cases"]), evidence["n_counted"],
+                       int(t["n_segments"]), evidence["label_if"], evidence["flags"])
+    if cat is not None:
+        now = _frequency(cat["frequency_label"], int(cat["n_cases"]),
+                         cat.get("n_counted_cases"), int(cat["n_segments"]),
+                         cat.get("label_if_reassigned_counted", ""), cat.get("flags", []))
+        cases, counts = list(cat["cases"]), set(cat.get("counted_cases", cat["cases"]))
+    else:
+        now, cases, counts = None, list(t["cases"]), set(counting)
+    return {**ctx, "t": t, "tid": tid, "quotes": listed, "left": gone, "now": fate,
             "subcategories": made, "proposed_subcategories": proposed,
-            "evidence": theme_evidence(run, tid),
+            "evidence": evidence, "frequency": now or asked, "live_frequency": now is not None,
+            "proposed_frequency": asked if now is not None and now != asked else None,
             "case_list": [{"case": c, "attributes": attribute_text(run.attributes(c)),
-                           "counts": c in counting} for c in t["cases"]],
+                           "counts": c in counts} for c in cases],
+            "proposed_cases": list(t["cases"]) if set(cases) != set(t["cases"]) else [],
             "count_above": run.cqr.count_reassigned_above,
             "subgroups": subgroups(run, counting),
             "live_subgroups": _live_subgroups(run, ctx["live"], tid, fate),
@@ -333,6 +371,43 @@ def theme_page(run: RunItems, store: ReviewStore, context: Context, ident: str,
             "decisions": run.theme_decisions(tid),
             "n_cases_total": run.n_cases,
             "context_from_turns": bool(context.from_turns)}
+
+
+def _live_category(live: dict, tid: int) -> dict | None:
+    """Category ``tid`` of the codebook as it stands (None where it is none)."""
+    for d in live["codebook"]["domains"]:
+        for c in d["categories"]:
+            if c["id"] == tid:
+                return c
+    return None
+
+
+def _category_names(live: dict) -> dict[int, str]:
+    """Every category of the codebook as it stands: id -> its name there."""
+    return {c["id"]: c["name"] for d in live["codebook"]["domains"] for c in d["categories"]}
+
+
+def _ranked_quotes(run: RunItems, ids: list[str], quote_ids: list[str], context: Context,
+                   ctx: dict) -> list[dict]:
+    """Segments ``ids`` as a theme page lists them: ``quote_ids`` (its representative
+    quotes) first in their order, then by how strongly they belong to their theme."""
+    seg = run.segments[run.segments["segment_id"].isin(ids)].copy()
+    rank = {q: i for i, q in enumerate(quote_ids)}
+    seg["_rank"] = [rank.get(s, len(rank)) for s in seg["segment_id"]]
+    seg = seg.sort_values(["_rank", "strength"], ascending=[True, False], kind="stable")
+    return quotes(seg, context, ctx["st"], ctx["versions"], ctx["mine"])
+
+
+def _frequency(label: str, n_cases: int, n_counted, n_segments: int, label_if,
+               flags) -> dict:
+    """A category's frequency facts as a theme page prints them: the label, its cases
+    (``n_counted`` those the label counts, None where every case counts), segments, the
+    label if reassigned outliers counted ("" where it is the same) and the flags."""
+    label_if = "" if not label_if or str(label_if) == str(label) else str(label_if)
+    return {"label": str(label), "n_cases": n_cases,
+            "n_counted": None if n_counted is None or int(n_counted) == n_cases
+            else int(n_counted),
+            "n_segments": n_segments, "label_if": label_if, "flags": [str(f) for f in flags]}
 
 
 def _live_subgroups(run: RunItems, live: dict, tid: int, fate: dict) -> list[dict]:
