@@ -4,12 +4,14 @@ request checks (pipeline.web.security), and one Decision whichever way it is ent
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import pandas as pd
 import pytest
 from starlette.datastructures import FormData
 from starlette.requests import Request
+from starlette.testclient import TestClient
 
 from pipeline.cli import main
 from pipeline.review.agreement import review_status
@@ -284,6 +286,44 @@ def test_theme_page_shows_the_category_as_the_codebook_stands(store):
     assert page["frequency"]["n_segments"] == int(themes.at[other, "n_segments"])
     assert "Frequency <span class=\"muted\">(proposed)</span>" in _render(store, "theme.html",
                                                                            page)
+
+
+def test_dropdowns_and_messages_name_themes_as_agreed(store):
+    """After a rename by consensus the forms' dropdowns, the decisions in words and the
+    messages after a save name the theme and the domain by the agreed name, the
+    proposed one beside it; names are text, escaped like everything else."""
+    run = store.run
+    theme, dom = run.theme_name(1), run.domain_name(0)
+    store.resolve([Decision("theme:1", "rename", new_name="Came <b>close</b>"),
+                   Decision("domain:0", "rename", new_name="Support")], by="ben")
+    page = pages.theme_page(run, store, Context(run), "0", "ana")
+    assert ("1", f"Came <b>close</b> (proposed: {theme})") in page["theme_choices"]
+    assert ("0", f"Support (proposed: {dom})") in page["domain_choices"]
+    assert ("2", run.theme_name(2)) in page["theme_choices"]  # not renamed: as proposed
+    found = pages.search(run, store, Context(run), "", where="1", who="ana")
+    assert found["theme_choices"] == page["theme_choices"]
+    assert ("0", f"Support (proposed: {dom})") in pages.overview(
+        run, store, pages.Filters())["domain_choices"]
+    agreed = review_status(store).effective_consensus()
+    assert pages.say(run, Decision("theme:2", "merge", target="1"), agreed) == \
+        f'merge into theme 1 "Came <b>close</b>" (proposed: "{theme}")'
+    html = _render(store, "theme.html", page)
+    assert f"theme 1: Came &lt;b&gt;close&lt;/b&gt; (proposed: {theme})" in html
+    assert "<b>close</b>" not in html
+
+    # the message after a move, through the app: the theme by its agreed name
+    review = create_app(run.folder)
+    sid = _seg_of(run, 0)[0]
+    with TestClient(review.asgi, base_url="http://127.0.0.1:8000") as client:
+        client.get(review.url("127.0.0.1", 8000))
+        csrf = re.search(r'name="csrf" value="([^"]*)"', client.get("/login").text).group(1)
+        client.post("/login", data={"csrf": csrf, "name": "ana"})
+        moved = client.post("/move", data={"csrf": csrf, "segments": sid, "move_to": "1",
+                                           "as": "position", "back": "/theme/0"})
+        assert moved.status_code == 200
+        flash = moved.text[moved.text.index('class="flash'):]
+        flash = flash[:flash.index("</")]
+        assert "move to theme 1 &#34;Came &lt;b&gt;close&lt;/b&gt;&#34; (proposed: " in flash
 
 
 def test_domain_and_segment_pages(store):

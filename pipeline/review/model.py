@@ -284,9 +284,13 @@ class Decision:
                    comment=text("comment"), source=source)
 
 
-def say(run: RunItems, d: Decision | None) -> str:
+def say(run: RunItems, d: Decision | None,
+        consensus: Mapping[str, Decision] | None = None) -> str:
     """A decision in words, with the names of the themes and domains it points to
-    (``merge into theme 2 "Supervision"``): what a judge reads in a page or a workbook."""
+    (``merge into theme 2 "Supervision"``): what a judge reads in a page or a workbook.
+    With ``consensus`` (item -> its consensus so far) a theme or domain the judges
+    renamed goes by the agreed name, the proposed one beside it (:meth:`RunItems.label`):
+    after a rename the meeting knows it by its new name, not by the one it replaced."""
     if d is None:
         return ""
     import re
@@ -294,7 +298,7 @@ def say(run: RunItems, d: Decision | None) -> str:
     def named(m: re.Match) -> str:
         kind, ident = m.group(1), m.group(2)
         name = run.theme_name(ident) if kind == "theme" else run.domain_name(ident)
-        return f'{kind} {ident} "{name}"' if name else m.group(0)
+        return run.label(f"{kind}:{ident}", consensus) if name else m.group(0)
 
     return re.sub(r"\b(theme|domain) (\d+)\b", named, d.describe())
 

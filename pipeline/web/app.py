@@ -20,6 +20,8 @@ Who
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -32,6 +34,7 @@ from starlette.staticfiles import StaticFiles
 
 from ..precode import PrecodeBatch, is_precode_folder, open_batch
 from ..report.templating import make_environment
+from ..review.agreement import ReviewStatus
 from ..review.model import Decision, RunItems, is_change, load_run
 from ..review.store import ReviewStore
 from . import pages, routes
@@ -43,6 +46,11 @@ from .similar import Similar
 log = logging.getLogger("consensa.web")
 
 HERE = Path(__file__).resolve().parent
+
+#: the consensus so far of the page being rendered: ``say`` in a template names the
+#: themes and domains a decision points to by it (a template's macros see the
+#: environment's globals, not the page's context, so it cannot be passed to them)
+_AGREED: ContextVar[Mapping[str, Decision] | None] = ContextVar("agreed", default=None)
 
 
 class ReviewApp:
@@ -87,9 +95,11 @@ class ReviewApp:
     def url(self, host: str, port: int) -> str:
         return self.access.url(host, port)
 
-    def say(self, d: Decision | None) -> str:
-        """A decision in words, with the names of the themes and domains it points to."""
-        return pages.say(self.run, d)
+    def say(self, d: Decision | None, agreed: Mapping[str, Decision] | None = None) -> str:
+        """A decision in words, with the names of the themes and domains it points to,
+        as ``agreed`` (the consensus so far; in a template, the rendered page's) names
+        them: after a rename the judges know a theme by its new name."""
+        return pages.say(self.run, d, agreed if agreed is not None else _AGREED.get())
 
     def store(self) -> ReviewStore:
         return ReviewStore(self.run)
@@ -142,9 +152,15 @@ class ReviewApp:
         flash = []
         if session is not None and http_status < 400:
             flash, session.flash = session.flash, []
-        html = self.env.get_template(template).render(
-            run=self.run, round=rnd, who=who, role=role, panel=panel,
-            csrf=session.csrf if session else "", flash=flash, path=request.url.path, **ctx)
+        st = ctx.get("st")
+        agreed = _AGREED.set(st.effective_consensus() if isinstance(st, ReviewStatus) else None)
+        try:
+            html = self.env.get_template(template).render(
+                run=self.run, round=rnd, who=who, role=role, panel=panel,
+                csrf=session.csrf if session else "", flash=flash, path=request.url.path,
+                **ctx)
+        finally:
+            _AGREED.reset(agreed)
         return HTMLResponse(html, status_code=http_status)
 
     def error(self, request: Request, exc: Refused, **ctx) -> HTMLResponse:

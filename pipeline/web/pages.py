@@ -29,6 +29,7 @@ from ..review.model import (
     SEGMENT_DECISIONS,
     Decision,
     RunItems,
+    agreed_name,
     core_idea_item,
     domain_item,
     segment_item,
@@ -96,12 +97,15 @@ def is_item(run: RunItems, item: str) -> bool:
     return False
 
 
-def say(run: RunItems, d: Decision | None) -> str:
-    """A decision in words, with the names of the themes and domains it points to."""
-    return say_named(run, d)
+def say(run: RunItems, d: Decision | None,
+        agreed: Mapping[str, Decision] | None = None) -> str:
+    """A decision in words, with the names of the themes and domains it points to: by
+    the names ``agreed`` (the consensus so far) gives them, the proposed one beside."""
+    return say_named(run, d, agreed)
 
 
-def describe_json(run: RunItems, value: str | None) -> str:
+def describe_json(run: RunItems, value: str | None,
+                  agreed: Mapping[str, Decision] | None = None) -> str:
     """An audit-log value in words (decisions as decisions; other text as it is)."""
     if not value or not value.startswith("{"):
         return value or ""
@@ -109,17 +113,32 @@ def describe_json(run: RunItems, value: str | None) -> str:
         d = Decision.from_json(value)
     except (ValueError, TypeError):
         return value
-    return say(run, d) + (f' "{d.comment}"' if d.comment else "")
+    return say(run, d, agreed) + (f' "{d.comment}"' if d.comment else "")
 
 
-def theme_choices(run: RunItems) -> list[tuple[str, str]]:
-    return [(str(int(t.theme_id)), t.name) for t in
-            run.themes.sort_values("theme_id").itertuples()]
+def _choice_name(proposed: str, d: Decision | None) -> str:
+    """A theme's or domain's name in a dropdown: the one the judges agreed, the proposed
+    one beside it where they renamed it (they pick it by the name the meeting gave it,
+    and may remember the old one)."""
+    agreed = agreed_name(d)
+    return f"{agreed} (proposed: {proposed})" if agreed and agreed != proposed else proposed
 
 
-def domain_choices(run: RunItems) -> list[tuple[str, str]]:
-    return [(str(int(d.domain_id)), d.name) for d in
-            run.domains.sort_values("domain_id").itertuples()]
+def theme_choices(run: RunItems, agreed: Mapping[str, Decision] | None = None
+                  ) -> list[tuple[str, str]]:
+    """(id, name) of every theme, for the forms' dropdowns: named as ``agreed`` (the
+    consensus so far) names them."""
+    agreed = agreed or {}
+    return [(str(int(t.theme_id)), _choice_name(t.name, agreed.get(theme_item(t.theme_id))))
+            for t in run.themes.sort_values("theme_id").itertuples()]
+
+
+def domain_choices(run: RunItems, agreed: Mapping[str, Decision] | None = None
+                   ) -> list[tuple[str, str]]:
+    """(id, name) of every domain, for the forms' dropdowns, as :func:`theme_choices`."""
+    agreed = agreed or {}
+    return [(str(int(d.domain_id)), _choice_name(d.name, agreed.get(domain_item(d.domain_id))))
+            for d in run.domains.sort_values("domain_id").itertuples()]
 
 
 def highlight(text: str, query: Query | list[str]) -> list[tuple[str, bool]]:
@@ -209,6 +228,7 @@ def overview(run: RunItems, store: ReviewStore, filters: Filters) -> dict:
     f = asdict(filters)
     return {"st": st, "domains": domains, "seg_items": seg_items, "counts": counts,
             "filters": f, "undo": undo,
+            "domain_choices": domain_choices(run, st.effective_consensus()),
             "undo_label": run.label(undo["item"], st.effective_consensus()) if undo else "",
             "n_unassigned": int((run.segments["theme"] < 0).sum()),
             "filtered": any(f.values())}
@@ -260,13 +280,14 @@ def _item_common(run: RunItems, store: ReviewStore, item: str, who: str | None,
     # a round starts from the last one's consensus, so what was argued then still matters
     earlier = [{"round": r, "comments": cs} for r in range(1, st.round)
                if (cs := [c for c in st.audit_trail if c["round"] == r and c["item"] == item])]
+    agreed = st.effective_consensus()
     return {"st": st, "live": live_codebook(run, st), "status": status, "item": item,
             "earlier_comments": earlier,
             "v_item": versions.get(item, 0),
             "v_mine": mine.get(item, 0), "versions": versions, "mine": mine,
             "prefill": start, "prefill_from": start_text, "err": error_box(error),
-            "undo": undo, "item_log": log, "theme_choices": theme_choices(run),
-            "domain_choices": domain_choices(run)}
+            "undo": undo, "item_log": log, "theme_choices": theme_choices(run, agreed),
+            "domain_choices": domain_choices(run, agreed)}
 
 
 def quotes(rows: pd.DataFrame, context: Context, st: ReviewStatus, versions: dict[str, int],
@@ -571,9 +592,11 @@ def search(run: RunItems, store: ReviewStore, context: Context, text: str, where
     for r in results:
         r["parts"] = highlight(r["text"], query)
         r["similarity"] = float(sims[r["id"]]) if scores is not None else None
-    return {"q": query.text, "where": where, "into": into, "results": results,
-            "total": len(hits), "limit": MAX_SEARCH_RESULTS, "theme_choices": theme_choices(run),
-            "domain_choices": domain_choices(run),
+    agreed = st.effective_consensus()
+    return {"st": st, "q": query.text, "where": where, "into": into, "results": results,
+            "total": len(hits), "limit": MAX_SEARCH_RESULTS,
+            "theme_choices": theme_choices(run, agreed),
+            "domain_choices": domain_choices(run, agreed),
             "like": like, "like_text": like_text, "like_what": like_what if scores is not None
             else "", "problem": problem}
 
@@ -586,8 +609,8 @@ def audit_log(run: RunItems, store: ReviewStore) -> dict:
     undo = store.undo_target()
     # items go by the names the judges agreed so far
     agreed = review_status(store).effective_consensus()
-    entries = [{**r, "value_text": describe_json(run, r["value"]),
-                "previous_text": describe_json(run, r["previous"]),
+    entries = [{**r, "value_text": describe_json(run, r["value"], agreed),
+                "previous_text": describe_json(run, r["previous"], agreed),
                 "label": run.label(r["item"], agreed) if r["item"] else ""}
                for r in reversed(rows[-MAX_LOG_ENTRIES:])]
     return {"entries": entries, "total": len(rows), "undo": undo,

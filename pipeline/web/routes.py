@@ -201,9 +201,10 @@ def decide(review: ReviewApp, request: Request, form) -> Response:
                                        expect={(who, item): _version(form, "v_mine")})
             else:
                 store.resolve([d], by=who, expect={item: _version(form, "v_item")})
-            label = current_label(store, item)
+            agreed = review_status(store).effective_consensus()
+            label = review.run.label(item, agreed)
             what = "your position" if mode == "position" else "the consensus"
-            review.flash(request, f"Saved {what} on {label}: {review.say(d)}.")
+            review.flash(request, f"Saved {what} on {label}: {review.say(d, agreed)}.")
             if mode != "position" and d.kind == "theme" and d.new_name:
                 _warn_alike(review, request, store)
     except StaleError as exc:
@@ -234,12 +235,13 @@ def move(review: ReviewApp, request: Request, form) -> Response:
             else:
                 store.resolve(decisions, by=who, expect={
                     d.item: _version(form, f"vi:{d.ident}") for d in decisions})
+            agreed = review_status(store).effective_consensus()
     except StaleError as exc:
         raise Refused(409, exc.reason, exc.hint or "") from None
     except ReviewError as exc:
         raise _not_saved(exc) from None
     what = "your position" if mode == "position" else "the consensus"
-    words = review.say(decisions[0])
+    words = review.say(decisions[0], agreed)
     review.flash(request, f"Saved {what}: {len(decisions)} segment(s), {words}.")
     return RedirectResponse(back, status_code=303)
 
@@ -386,14 +388,15 @@ def undo(review: ReviewApp, request: Request, form) -> Response:
     try:
         with review.store() as store:
             row = store.undo_consensus(who, expect=_version(form, "expect"))
-            label = current_label(store, row["item"])
+            agreed = review_status(store).effective_consensus()
+            label = review.run.label(row["item"], agreed)
     except StaleError as exc:
         raise Refused(409, exc.reason, exc.hint or "") from None
     except ReviewError as exc:
         raise Refused(400, exc.reason, exc.hint or "") from None
     d = Decision.from_json(row["value"])
     review.flash(request, f"Undone: the consensus on {label} "
-                 f"({review.say(d)}, recorded by {row['who']}).")
+                 f"({review.say(d, agreed)}, recorded by {row['who']}).")
     return RedirectResponse(_back(form), status_code=303)
 
 
