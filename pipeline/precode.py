@@ -342,6 +342,14 @@ def _load_codebook(path: Path) -> tuple[dict, Path, pd.DataFrame]:
     if not path.is_file():
         raise InputError("no such codebook", path=path,
                          hint="give the codebook.yaml that `consensa review apply` wrote")
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        # codebook.md beside it is for people to read: its YAML error at line 7 said
+        # nothing of the file to give
+        sibling = path.with_suffix(".yaml")
+        raise InputError("is not a codebook.yaml: pre-coding reads the codebook that "
+                         "`consensa review apply` wrote as YAML", path=path,
+                         hint=f"give {sibling}" if sibling.is_file() else
+                         "give the codebook.yaml that `consensa review apply` wrote")
     cb = check_codebook(safeyaml.load_file(path, what="codebook") or {}, path)
     if cb.get("draft"):
         # a pre-coding says it coded with the agreed codebook, and its choices train the

@@ -843,8 +843,8 @@ def _prepare(out_dir: Path, shards: list[Shard],
         for tmp in out_dir.glob(f".{prefix}*.tmp"):
             tmp.unlink(missing_ok=True)
     if removed:
-        log.info("removed %d part file(s) of shards that are no longer planned (the input files "
-                 "changed)", len(removed))
+        log.info("removed %d part file(s) of shards that are no longer planned (the input "
+                 "files or the shard size changed)", len(removed))
     return done, todo, removed
 
 

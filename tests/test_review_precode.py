@@ -89,6 +89,13 @@ def test_precode_codes_new_transcripts_and_queues_doubtful_ones(codebook, tmp_pa
 def test_precode_refuses_a_missing_codebook(tmp_path, capsys):
     assert main(["precode", str(tmp_path / "nope.yaml"), "--transcripts", str(tmp_path)]) == 2
     assert "no such codebook" in capsys.readouterr().err
+    # codebook.md, which apply writes beside it for people, is named for what it is
+    # (its Markdown was read as YAML: "line 7: ..." said nothing of the file to give)
+    (tmp_path / "codebook.md").write_text("# Codebook\n\n- a: b\n  c\n", encoding="utf-8")
+    (tmp_path / "codebook.yaml").write_text("{}\n", encoding="utf-8")
+    assert main(["precode", str(tmp_path / "codebook.md"), "--transcripts", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "is not a codebook.yaml" in err and f"give {tmp_path / 'codebook.yaml'}" in err
 
 
 def test_precode_de_identifies_new_transcripts_when_the_config_says_so(codebook, tmp_path):
