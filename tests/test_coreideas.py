@@ -86,6 +86,10 @@ def fake_encode(texts):
     ("Every few sessions, like, is this useful?", "Every few sessions, is this useful?"),
     ("Was it me, you know, was I too young?", "Was it me, was I too young?"),
     ("Make space for doubt, like, it's okay.", "Make space for doubt, it's okay."),
+    ("Irritated with her, you know, in my head I'd decided.",
+     "Irritated with her, in my head I'd decided."),
+    ("I was, um, in the room.", "I was in the room."),
+    ("The kind, um, of person.", "The kind of person."),
     ("So, um, I think so.", "So I think so."),
     # a grammatical double said twice: parted by a comma, or "that that" before a subject
     ("There's one that that I think about a lot.", "There's one that I think about a lot."),

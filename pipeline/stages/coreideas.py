@@ -197,6 +197,15 @@ should if because and but so then or
 """.split())
 
 
+#: words that open a phrase of their own after a filler between commas ("with her, you
+#: know, in my head": "with her, in my head", not the run-on "with her in my head");
+#: not "of" or "to", which go on the words before ("the kind, um, of person")
+_PHRASE_OPENERS = frozenset("""
+in on at from with about after before during since until into onto over under through
+without within although though while
+""".split())
+
+
 class _Gap:
     """A token list edited near a cursor: the items before it in ``head``, the rest in
     ``tail``, reversed; and as many lists in step with it (a token's normalised form,
@@ -257,16 +266,17 @@ def _drop(toks: _Gap, start: int, end: int) -> _Gap:
     """Remove toks[start:end] (a filler) with the commas touching it.
 
     A filler between two commas takes both when it sat inside a clause ("it was,
-    you know, hard"), and only the one after it when a new clause follows
-    ("sessions, like, is this useful": "sessions, is this useful"), unless the
-    word before is itself a link ("And, you know, I cried": "And I cried")."""
+    you know, hard"), and only the one after it when a new clause or phrase follows
+    ("sessions, like, is this useful": "sessions, is this useful"; "with her, you
+    know, in my head": "with her, in my head"), unless the word before is itself a
+    link ("And, you know, I cried": "And I cried")."""
     left, right = start, end
     if right < len(toks) and toks[right][0] in _DASHES and not toks[right][1]:
         right += 1                             # "um-": the dash is the filler's
     took_comma = right < len(toks) and toks[right][0] == ","
     if took_comma:
         right += 1
-    opens = (right < len(toks) and _norm(toks[right][0]) in _CLAUSE_OPENERS
+    opens = (right < len(toks) and _norm(toks[right][0]) in _CLAUSE_OPENERS | _PHRASE_OPENERS
              and left >= 2 and _is_word(toks[left - 2][0])
              and _norm(toks[left - 2][0]) not in _BE_AND_LINKS)
     if left > 0 and toks[left - 1][0] == "," and (right >= len(toks) or not _is_word(toks[right][0])
