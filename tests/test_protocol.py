@@ -601,6 +601,34 @@ def test_a_question_the_file_omits_after_the_frame_is_not_sent_to_the_frame():
     assert result.counts["prompts_not_in_protocol_after_frame"] >= 4
 
 
+def test_a_late_question_is_not_matched_to_a_frame_area_by_its_words_alone():
+    """"Looking back, has it changed how you practise?", asked late, was nearer in words
+    to the file's "How long have you been practising?" (the background, in the frame)
+    than to "How has it changed the way you work?", and its answer was set apart with
+    the frame. Past the opening, a question nothing marks as frame is matched to the
+    content areas only; the background question asked first still opens the frame."""
+    late = ["Has practising for so long changed you?",
+            "Has practising for so long changed you, do you think?",
+            "And has practising for so long changed you?"]
+    cases = {f"L{k}": [(_I, "How long have you been practising?"),
+                       (_P, f"About {k + 8} years, in a clinic."),
+                       (_I, Q_FEEDBACK[k]), (_P, STORIES[k]),
+                       (_I, Q_TRAINING[k]), (_P, f"Not really, I learned it on the job {k}."),
+                       (_I, late[k]), (_P, "I check the admin notes now and get curious.")]
+             for k in range(3)}
+    turns, segs = build(cases)
+    config = ProtocolConfig(areas=[
+        {"name": "Background", "frame": True,
+         "questions": ["How long have you been practising in this field?"]},
+        {"name": "Feedback", "questions": [Q_FEEDBACK[0]]},
+        {"name": "Training", "questions": [Q_TRAINING[0]]},
+        {"name": "Change", "questions": ["Has it changed you, over the years?"]}])
+    result = infer_protocol(turns, segs, fake_encode, config)
+    for case in cases:
+        assert _area_of(result, case, 0) == 0
+        assert _area_of(result, case, 6) not in (0, -1), [a.name for a in result.protocol.areas]
+
+
 def test_no_protocol_without_inference():
     turns, segs = build(supervision_study())
     result = infer_protocol(turns, segs, fake_encode, ProtocolConfig(infer=False))

@@ -1957,6 +1957,12 @@ def _assign_given(prompts: list[_Prompt], qv: np.ndarray, given: Protocol,
                 p.area, p.final_kind = current, p.kind
                 continue
             sims = given_vecs @ qv[p.vec] if len(owner) else np.zeros(0)
+            if len(sims) and frame_given and not p.frame and p.position > _FRAME_EDGE:
+                # past the opening, a question nothing marks as frame is not matched to
+                # a frame area by its words alone: "Looking back, has it changed how you
+                # practise?" is nearer "How long have you been practising?" than "How
+                # has it changed the way you work?", and its answer was set apart
+                sims = np.where(np.isin(owner, list(frame_given)), -2.0, sims)
             best = int(owner[int(np.argmax(sims))]) if len(sims) else -1
             sim = float(sims.max()) if len(sims) else -2.0
             bar = config.area_similarity if (p.marked or p.kind == "task" or p.frame) \
