@@ -319,6 +319,64 @@ def test_an_item_disputed_in_round_two_stands_as_round_one_left_it(panel, capsys
     assert "Supervision as support" in codebook
 
 
+def test_every_rounds_reasons_reach_the_codebook_and_the_qdpx_each_as_whose(panel, capsys):
+    """A reason the panel recorded in round 1 was lost once the judges agreed on the
+    same decision in round 2 (their prefilled workbooks imported unchanged): the
+    codebook took its comments from the last round's consensus only. And a judge's
+    own comment on their position ("@ben is this too broad?") was exported as the
+    "Consensus comment" of an item every judge agreed on."""
+    import yaml
+
+    from pipeline.exchange.agreed import export_content
+
+    run = load_run(panel)
+    with ReviewStore(run) as store:
+        store.record_positions([("ana", [Decision("theme:0", "reject",
+                                                  comment="@ben is this too broad?")]),
+                                ("ben", [Decision("theme:0", "reject")])])
+        store.resolve([Decision(i, "accept") for i in run.items() if i != "theme:0"], by="ana")
+        store.resolve([Decision("theme:1", "rename", new_name="Supervision as support",
+                                comment="WHY: the name ben gave")], by="team")
+        store.next_round("team", closed=True)
+    assert main(["review", "export", str(panel), "--judges", "ana,ben"]) == 0
+    rdir = panel / "review" / "round-2"
+    assert main(["review", "import", str(panel), str(rdir / "ana.xlsx"),
+                 str(rdir / "ben.xlsx")]) == 0
+    with ReviewStore(run) as store:
+        st = {i.item: i for i in review_status(store).items}
+    assert st["theme:1"].state == "agreed" and not st["theme:0"].consensus.comment
+    assert main(["review", "apply", str(panel)]) == 0
+    capsys.readouterr()
+    cb = yaml.safe_load((panel / "review" / "codebook.yaml").read_text())
+    comments = {c["comment"]: c for c in cb["review"]["comments"]}
+    assert comments["WHY: the name ben gave"]["round"] == 1
+    assert comments["WHY: the name ben gave"]["written_with"] == "consensus"
+    assert comments["WHY: the name ben gave"]["by"] == "team"
+    mine = comments["@ben is this too broad?"]
+    assert (mine["written_with"], mine["by"], mine["round"]) == ("position", "ana", 1)
+    # the rejection's reason is ana's, and says so
+    assert cb["rejected_themes"][0]["comment"] == "ana: @ben is this too broad?"
+    md = (panel / "review" / "codebook.md").read_text(encoding="utf-8")
+    assert re.search(r'- round 1, theme 1 [^\n]*consensus, recorded by team: '
+                     r'"WHY: the name ben gave"', md)
+    assert re.search(r"- round 1, theme 0 [^\n]*ana, with their position \(reject\): "
+                     r'"@ben is this too broad\?"', md)
+    # the exports, from the store and from the codebook.yaml, say the same
+    for source in (panel, panel / "review" / "codebook.yaml"):
+        notes = {n.text.split("\n")[0]: n for n in export_content(source).notes}
+        why = notes["WHY: the name ben gave"]
+        assert why.title.startswith("Consensus comment (round 1): theme 1")
+        assert why.author == "Consensus" and why.about == ("category", 1)
+        question = notes["@ben is this too broad?"]
+        assert question.author == "ana" and "Consensus" not in question.title
+        assert question.title.startswith("Comment of ana on their position (round 1)")
+    assert main(["export", "qdpx", str(panel)]) == 0
+    qde = next((panel / "export").glob("*-agreed.qdpx"))
+    import zipfile
+    with zipfile.ZipFile(qde) as zf:
+        assert "WHY: the name ben gave" in zf.read("project.qde").decode("utf-8")
+
+
 def test_next_round_refuses_an_open_round(panel, capsys):
     assert main(["review", "next-round", str(panel)]) == 2
     assert "round 1 is still open" in capsys.readouterr().err

@@ -265,7 +265,6 @@ def content_from_review(run: RunData, *, draft: bool) -> ExportContent:
     except ReviewError as exc:
         raise InputError(exc.reason, path=run.folder, hint=exc.hint) from exc
     data = book.data
-    cons = status.effective_consensus()
     final_of = _final_category(book.assignments, run.segments)
     notes = []
     for _, c in _categories(data):
@@ -281,14 +280,17 @@ def content_from_review(run: RunData, *, draft: bool) -> ExportContent:
     for st in status.items:
         kind, ident = st.item.split(":", 1)
         about = _about(kind, ident, final_of, rejected, data)
-        dec = cons.get(st.item)
-        if dec is not None and dec.comment:
-            notes.append(_comment_note(st.item, st.label, dec.comment, about))
         for c in audits.get(st.item, []):
             notes.append(_audit_note(c["round"], st.item, st.label, c["id"], c["by"],
                                      c["comment"], [(judge, a["answer"], a.get("text"))
                                                     for judge, a in c["answers"].items()],
                                      about))
+    # every round's comments written with the decisions, each said to be whose
+    for c in status.comment_trail:
+        kind, ident = c["item"].split(":", 1)
+        notes.append(_comment_note(c["round"], c["item"], c["label"], c["comment"],
+                                   _about(kind, ident, final_of, rejected, data), by=c["by"],
+                                   judge=not c["consensus"], position=c["position"]))
     notes += [_rejected_note(t) for t in data.get("rejected_themes") or []]
     notes += subcategory_note(data)
     if pending:
@@ -398,10 +400,18 @@ def _core_idea_note(c: dict) -> ExportNote:
                       ("category", int(c["id"])))
 
 
-def _comment_note(item: str, label: str, comment: str, about) -> ExportNote:
-    """The panel's comment on a decision, the same from the review or its codebook.yaml."""
-    return ExportNote(f"consensus/{item}", f"Consensus comment: {label}", comment, "Consensus",
-                      about)
+def _comment_note(rnd: int, item: str, label: str, comment: str, about, *, by: str = "",
+                  judge: bool = False, position: str = "") -> ExportNote:
+    """A comment written with a decision in round ``rnd``, the same from the review or
+    its codebook.yaml: the panel's with its consensus (by Consensus), or (``judge``) one
+    judge's ``by`` with their own ``position``, by the judge and titled so: what one
+    judge wrote ("@ben is this too broad?") is not the consensus's."""
+    if judge:
+        return ExportNote(f"position/{rnd}/{item}/{by}",
+                          f"Comment of {by} on their position (round {rnd}): {label}",
+                          f"{comment}\n\n({by}'s position: {position})", by, about)
+    return ExportNote(f"consensus/{rnd}/{item}", f"Consensus comment (round {rnd}): {label}",
+                      comment, "Consensus", about)
 
 
 def _audit_note(rnd: int, item: str, label: str, comment_id: int, by: str, comment: str,
@@ -474,10 +484,15 @@ def content_from_yaml(path: Path, *, sources: bool = True) -> ExportContent:
         return _about(kind, ident, final_of, rejected, data) if ident.lstrip("-").isdigit() \
             else ("project", "")
 
+    # (a codebook written before comments were kept per round has only the last
+    # round's consensus comments: no round and no written_with)
     for c in review.get("comments") or []:
         item = str(c.get("item_id") or "")
-        notes.append(_comment_note(item, str(c.get("item") or item), str(c.get("comment") or ""),
-                                   about_item(item)))
+        notes.append(_comment_note(int(c.get("round") or review.get("round") or 0), item,
+                                   str(c.get("item") or item), str(c.get("comment") or ""),
+                                   about_item(item), by=str(c.get("by") or ""),
+                                   judge=c.get("written_with") == "position",
+                                   position=str(c.get("position") or "")))
     for c in review.get("audit") or []:
         item = str(c.get("item_id") or c.get("item") or "")
         about = about_item(item)

@@ -103,6 +103,11 @@ class ReviewStatus:
     #: every auditor's comment of this round and the rounds before, with the judges'
     #: answers: {round, item, label, id, by, comment, answers: {judge: row}}
     audit_trail: list[dict] = field(default_factory=list)
+    #: every comment written with a decision, this round and the rounds before:
+    #: {round, item, label, by, comment, consensus, decision, position}; ``consensus``
+    #: tells the panel's comment on its consensus decision from a judge's on their own
+    #: position (``position``: it in words), which is the judge's, not the panel's
+    comment_trail: list[dict] = field(default_factory=list)
 
     @property
     def closed(self) -> bool:
@@ -176,7 +181,28 @@ def review_status(store: ReviewStore, round: int | None = None) -> ReviewStatus:
              for r, by_item in sorted(audit_rounds.items())
              for item, rows in by_item.items() for c in rows]
     return ReviewStatus(round, judges, store.auditors(), out, agreement,
-                        audited=store.audited_by(round), audit_trail=trail)
+                        audited=store.audited_by(round), audit_trail=trail,
+                        comment_trail=comment_trail(store, round, label))
+
+
+def comment_trail(store: ReviewStore, round: int, label: dict[str, str]) -> list[dict]:
+    """:attr:`ReviewStatus.comment_trail`: the comments of rounds 1 to ``round`` as the
+    store keeps them (:meth:`ReviewStore.decision_comments`). A comment a later round
+    wrote again on the same item (a form or workbook that started from it) is listed
+    once, in the round that first gave it."""
+    out, seen = [], set()
+    for c in store.decision_comments(round):
+        key = (c["item"], c["by"], c["consensus"], " ".join(c["comment"].split()))
+        if key in seen:
+            continue
+        seen.add(key)
+        d = c["decision"]
+        out.append({"round": c["round"], "item": c["item"],
+                    "label": label.get(c["item"]) or store.run.label(c["item"]),
+                    "by": c["by"], "comment": c["comment"], "consensus": c["consensus"],
+                    "decision": d.decision,
+                    "position": "" if c["consensus"] else d.describe()})
+    return out
 
 
 def agreement_stats(items: list[ItemStatus], judges: list[str], kind: str) -> Agreement:

@@ -361,12 +361,16 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
                               "answers": [{"judge": j, "answer": a["answer"], "text": a["text"]}
                                           for j, a in c["answers"].items()]}
                              for c in status.audit_trail],
-                   # the comments the panel recorded with its decisions ("why we merged
-                   # these"): an export of this file carries them as the review's does
-                   "comments": [{"item_id": i.item, "item": i.label,
-                                 "comment": cons[i.item].comment}
-                                for i in status.items
-                                if i.item in cons and cons[i.item].comment],
+                   # the comments written with the decisions, every round ("why we
+                   # merged these"): the panel's with its consensus, a judge's with
+                   # their own position, each said to be whose; an export of this
+                   # file carries them as the review's does
+                   "comments": [{"round": c["round"], "item_id": c["item"],
+                                 "item": c["label"], "by": c["by"],
+                                 "written_with": "consensus" if c["consensus"] else "position",
+                                 **({} if c["consensus"] else {"position": c["position"]}),
+                                 "comment": c["comment"]}
+                                for c in status.comment_trail],
                    "applied_at": datetime.now(UTC).isoformat(timespec="seconds")},
         "training": {"run_folder": str(run.folder.resolve()), "assignments": "assignments.csv"},
         "cases_total": total,
@@ -433,12 +437,27 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
                                 (dec.decision == "merge" and final_theme(t) < 0)):
             data["rejected_themes"].append({"id": t, "name": themes.at[t, "name"],
                                             "n_segments": int(themes.at[t, "n_segments"]),
-                                            "comment": dec.comment})
+                                            "comment": _reasons(status, theme_item(t), dec)})
     sub = [{"domain": dom_name.get(c.domain_id, ""), "category_id": int(c.theme_id),
             "category": c.name, **g} for c in cats.itertuples()
            for g in subgroups(run, list(c.counted_cases))]
     return Codebook(data, assignments.reset_index(drop=True), table,
                     pd.DataFrame(sub, columns=SUBGROUP_COLUMNS))
+
+
+def _reasons(status: ReviewStatus, item: str, dec: Decision) -> str:
+    """Why ``item`` has its consensus ``dec``, in the words recorded: the panel's comments
+    on it in every round, and each judge's comment on a position that decided as the
+    consensus did (``ana: not a theme``: the judge's, and said so)."""
+    out = []
+    for c in status.comment_trail:
+        if c["item"] != item:
+            continue
+        if c["consensus"]:
+            out.append(c["comment"])
+        elif c["decision"] == dec.decision:
+            out.append(f"{c['by']}: {c['comment']}")
+    return "; ".join(dict.fromkeys(out))
 
 
 #: cqr_subgroups.csv: one row per category and group of a case attribute
@@ -756,6 +775,17 @@ def codebook_markdown(cb: Codebook) -> str:
             if c["example_quotes"]:
                 lines.pop()
             lines.append("")
+    if d["review"].get("comments"):
+        # every round's reasons: the panel's with its consensus, a judge's with their
+        # own position (never presented as the panel's)
+        lines += ["## Comments with the decisions", ""]
+        for c in d["review"]["comments"]:
+            who = (f"{t(c.get('by') or '')}, with their position ({t(c.get('position') or '')})"
+                   if c.get("written_with") == "position" else
+                   "consensus" + (f", recorded by {t(c['by'])}" if c.get("by") else ""))
+            lines.append(f"- round {c.get('round', d['review']['round'])}, {t(c['item'])}, "
+                         f"{who}: \"{t(c['comment'])}\"")
+        lines.append("")
     if d["review"].get("audit"):
         lines += ["## Audit", ""]
         for c in d["review"]["audit"]:

@@ -37,11 +37,13 @@ from .model import SPLIT_SOURCE, Decision, merges_across_domains
 
 
 def agreed(positions: dict[str, Decision]) -> Decision:
-    """The common decision, keeping any core idea note and joining the comments."""
+    """The common decision, keeping any core idea note. It carries no comment: what a
+    judge wrote with their position is theirs, not the panel's, and stays with the
+    position (the codebook and the exports list it as the judge's: the store's
+    :meth:`~pipeline.review.store.ReviewStore.decision_comments`)."""
     first = next(iter(positions.values()))
     core = next((d.core_idea for d in positions.values() if d.core_idea), "")
-    comments = "; ".join(f"{j}: {d.comment}" for j, d in positions.items() if d.comment)
-    return replace(first, core_idea=core, comment=comments, source="all judges agreed")
+    return replace(first, core_idea=core, comment="", source="all judges agreed")
 
 
 def same_as(d: Decision, base: Decision) -> bool:

@@ -678,6 +678,26 @@ class ReviewStore:
         return {r["item"]: r["by"] for r in self.con.execute(
             "SELECT item, by FROM consensus WHERE round=?", (round or self.round,))}
 
+    def decision_comments(self, last: int | None = None) -> list[dict]:
+        """The comments written with a decision in rounds 1 to ``last`` (default: the
+        current one), oldest round first: ``{round, item, by, comment, decision,
+        consensus}``, where ``consensus`` says whether the comment came with a consensus
+        decision (``by`` is who recorded it) or with a judge's own position (``by`` is
+        the judge). A round's consensus stands on the round before's, so a reason
+        recorded in round 1 is nowhere in round 2's consensus: the record of why the
+        panel decided is every round's, kept apart from what a judge wrote for their
+        position."""
+        last = last or self.round
+        out = []
+        for table, who, panel in (("consensus", "by", True), ("positions", "judge", False)):
+            for r in self.con.execute(f"SELECT * FROM {table} WHERE round <= ? AND "
+                                      f"comment IS NOT NULL AND comment != '' "
+                                      f"ORDER BY round, item, {who}", (last,)):
+                out.append({"round": int(r["round"]), "item": r["item"], "by": r[who],
+                            "comment": r["comment"], "decision": Decision.from_row(r),
+                            "consensus": panel})
+        return sorted(out, key=lambda c: (c["round"], not c["consensus"]))
+
     # --- auditors -----------------------------------------------------------------
     def add_audit_comment(self, item: str, by: str, comment: str, round: int | None = None) -> None:
         if self.panel().get(by) != "auditor":
