@@ -117,6 +117,39 @@ def test_review_round_end_to_end(review_run, capsys):
     assert all(r["who"] and r["at"] for r in log)
 
 
+def test_a_split_every_judge_chose_is_said_once(review_run, capsys):
+    """Two judges chose the same split and no one recorded it: the new category's
+    "split off from theme 0" was listed twice, in codebook.md, in `review status` and
+    in the .qdpx's "Agreed changes" note (given when the category was made, and again
+    as to every category a split made)."""
+    from pipeline.exchange.agreed import export_content
+
+    run = review_run
+    seg = segments(run)
+    t0 = seg[seg["theme"] == 0]
+    ids = tuple(t0[t0["case_id"].isin(["case01", "case02"])]["segment_id"])
+    items = load_run(run)
+    with ReviewStore(items, create=True) as store:
+        store.set_panel(["ana", "ben"])
+        split = Decision("theme:0", "split", new_name="Learning on the job", segments=ids)
+        store.record_positions([("ana", [split]), ("ben", [split])])
+        store.resolve([Decision(i, "accept") for i in items.items() if i != "theme:0"],
+                      by="ana")
+    once = 'split off from theme 0 "'
+    assert main(["review", "status", str(run)]) == 0
+    assert capsys.readouterr().out.count(once) == 1
+    assert main(["review", "apply", str(run)]) == 0
+    cb = yaml.safe_load((run / "review" / "codebook.yaml").read_text())
+    new = next(c for d in cb["domains"] for c in d["categories"]
+               if c["name"] == "Learning on the job")
+    assert [ch for ch in new["changes"] if ch.startswith(once)] == [
+        f'split off from theme 0 "{items.themes.set_index("theme_id").at[0, "name"]}"']
+    assert (run / "review" / "codebook.md").read_text().count(once) == 1
+    note = next(n for n in export_content(run).notes
+                if n.title == "Agreed changes: Learning on the job")
+    assert note.text.count(once) == 1
+
+
 def test_reimport_keeps_previous_value_in_audit_log(review_run, capsys):
     run = review_run
     assert main(["review", "export", str(run), "--judges", "ana,ben"]) == 0

@@ -186,14 +186,17 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
             splits[nid] = (t, len(dec.segments), len(cat[t]["changes"]) - 1)
             split_from[nid] = t
             if not made:
+                # its "split off from theme" change is given below, as to every
+                # category a split made (given here too, it was listed twice)
                 cat[nid] = {"name": dec.new_name or f"{row['name']} (split)", "proposed_name": "",
                             "domain_id": dom, "from_themes": [t], "core_idea": "",
                             "core_idea_source": "proposed", "keywords": [], "quote_ids": [],
-                            "changes": [f'split off from theme {t} "{row["name"]}"'],
-                            "proposed_label": "", "proposed_cases": 0, "parent": -1}
+                            "changes": [], "proposed_label": "", "proposed_cases": 0,
+                            "parent": -1}
     for nid, t in split_from.items():
-        # a category a recorded split made is its own "create" item: it reads as split
-        # off from the theme, and goes where the theme went unless the judges placed it
+        # a category a split made reads as split off from the theme (a recorded split's
+        # is its own "create" item), and goes where the theme went unless the judges
+        # placed it
         if nid not in cat:
             continue
         made = cons.get(theme_item(nid))
