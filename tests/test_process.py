@@ -208,7 +208,7 @@ def process(tmp_path_factory) -> Process:
             _cli("review", "resolve", str(run), f"--{kind}", ident, "--decision", "accept",
                  "--by", "team")
         ana.goto(f"{base}/")
-        assert "Round 1 is closed" in ana.locator(".summary").inner_text()
+        assert "Every item of round 1 is agreed" in ana.locator(".summary").inner_text()
         # the new domain's page: its categories as they stand, the merge and subcategory in
         ana.goto(f"{base}/domain/{proc.new_domain}")
         cats = ana.locator("ul.category-list").inner_text()
@@ -259,7 +259,7 @@ def process(tmp_path_factory) -> Process:
         summary = ana.locator(".summary").inner_text()
         assert "Round 1 is closed; round 2 starts from round 1's consensus" in summary
         # a round that has just begun is not called closed, while the header says open
-        assert "Round 2 has just begun" in summary and "Round 2 is closed" not in summary
+        assert "Round 2 has just begun" in summary and "of round 2 is agreed" not in summary
         _shoot(ana, proc, "overview.png", height=1000)
         ana.goto(f"{base}/theme/1")
         assert RENAMED in ana.locator("dd.baseline").inner_text()

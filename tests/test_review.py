@@ -81,10 +81,11 @@ def test_review_round_end_to_end(review_run, capsys):
                  "--comment", "Split looks right."]) == 0
     assert main(["review", "resolve", str(run), "--segment", mover, "--decision", "move",
                  "--target", "1", "--by", "ben"]) == 0
-    assert "round closed" in capsys.readouterr().out
+    assert "every item of round 1 has its consensus" in capsys.readouterr().out
     assert main(["review", "status", str(run)]) == 0
     out = capsys.readouterr().out
-    assert "Round 1 is closed" in out and "resolved by ana, merge into theme 2" not in out
+    assert "Every item of round 1 has a consensus decision" in out
+    assert "resolved by ana, merge into theme 2" not in out
     assert re.search(r"auditor dee \(comment \d+\): Split looks right\.", out)
 
     assert main(["review", "apply", str(run)]) == 0
@@ -364,7 +365,8 @@ def test_reject_and_domain_merge_apply(review_run, capsys):
     assert main(["review", "import", str(run), str(rdir / "ana.xlsx"), str(rdir / "ben.xlsx")]) == 0
     assert main(["review", "status", str(run)]) == 0
     out = capsys.readouterr().out
-    assert "Round 1 is closed" in out and "identical decisions 100%" in out
+    assert "Every item of round 1 has a consensus decision" in out
+    assert "identical decisions 100%" in out
     assert main(["review", "apply", str(run)]) == 0
     cb = yaml.safe_load((run / "review" / "codebook.yaml").read_text())
     assert len(cb["domains"]) == 1 and cb["domains"][0]["changed"]

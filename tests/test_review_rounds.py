@@ -229,7 +229,7 @@ def test_next_round_starts_from_the_consensus_and_marks_changes(panel, capsys):
     # workbooks of a closed round are not written again from the proposal, even with --force
     assert main(["review", "export", str(panel), "--judges", "ana,ben", "--force"]) == 2
     err = capsys.readouterr().err
-    assert "round 1 is closed" in err and "next-round" in err
+    assert "every item of round 1 has its consensus" in err and "next-round" in err
     assert not (panel / "review" / "round-1" / "ana.xlsx").exists()
 
     assert main(["review", "next-round", str(panel), "--by", "ana"]) == 0
@@ -393,6 +393,30 @@ def test_web_shows_the_open_round_and_the_starting_point(panel):
     assert "round 2" in page
     theme1 = web.get("/theme/1")
     assert "Starting point" in theme1 and "Supervision as support" in theme1
+
+
+def test_a_settled_round_is_called_open_until_the_next_one_starts(panel, capsys):
+    """Every item of round 1 had its consensus: `review status` (and `resolve`) said
+    "Round 1 is closed" while the web app's header said "round 1 open". The round is
+    closed by `next-round` only: until then both say it is open, and settled."""
+    run = load_run(panel)
+    with ReviewStore(run) as store:
+        store.resolve([Decision(i, "accept") for i in run.items() if i != "theme:0"], by="ana")
+    assert main(["review", "resolve", str(panel), "--theme", "0", "--decision", "accept",
+                 "--by", "ana"]) == 0
+    out = capsys.readouterr().out
+    assert "every item of round 1 has its consensus (the round stays open" in out
+    assert "round closed" not in out
+    assert main(["review", "status", str(panel)]) == 0
+    out = capsys.readouterr().out
+    assert ("Every item of round 1 has a consensus decision; the round stays open until "
+            "round 2 starts") in out
+    assert "is closed" not in out
+    page = Web(panel, "ana").get("/")
+    assert '<span id="round">round 1 open</span>' in page
+    assert "Every item of round 1 is agreed, resolved or carried over; the round stays open " \
+           "until round 2 starts" in page
+    assert "is closed" not in page
 
 
 # --- 3. the auditor's round ---------------------------------------------------------------

@@ -377,7 +377,7 @@ def test_review_round_trip_keeps_hostile_names_exact(run_copy, capsys, tmp_path)
         assert pos[f"segment:{mover['segment_id']}"][judge].comment == "@SUM(A1) belongs elsewhere"
     capsys.readouterr()
     assert main(["review", "status", str(run_folder)]) == 0
-    assert "Round 1 is closed" in capsys.readouterr().out
+    assert "Every item of round 1 has a consensus decision" in capsys.readouterr().out
 
     # the consensus workbook holds the judges' name as text, and so does a name typed into it
     assert main(["review", "export", str(run_folder), "--consensus"]) == 0

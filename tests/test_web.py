@@ -238,7 +238,7 @@ def test_full_review_in_the_browser(browser, served):
     assert "1 segment(s), move to theme 1" in flash(ana)
 
     ana.goto(f"{base}/")
-    assert "Round 1 is closed" in ana.locator(".summary").inner_text()
+    assert "Every item of round 1 is agreed" in ana.locator(".summary").inner_text()
     assert row_state(ana, f"segment:{moved}") == "resolved"
 
     # export: the final codebook, downloaded from the export page

@@ -4,8 +4,8 @@ A CQR team exports to NVivo, MAXQDA, ATLAS.ti, Taguette or R what it *agreed*, n
 what the machine proposed. So every export (``consensa export qdc|qdpx|csv``) starts
 from one :class:`ExportContent`:
 
-* **agreed**: the run has a review (``RUN/review/decisions.sqlite``) and its round
-  is closed. The codebook is the one ``consensa review apply`` writes
+* **agreed**: the run has a review (``RUN/review/decisions.sqlite``) and every item
+  of its current round has a consensus. The codebook is the one ``consensa review apply`` writes
   (:func:`pipeline.review.apply.build_codebook`, computed again from the store so it
   is never stale): consensus names, rejected themes left out, merges, splits,
   reassignments and segment moves applied, counts and frequency labels recomputed.

@@ -16,7 +16,10 @@ That consensus is each item's *baseline*; an item nobody proposes to change in t
 new round keeps it (state *carried*). A judge's position that differs from the
 baseline opens the item again, and it needs agreement or a resolve like any other.
 
-The round is closed when every item is agreed, resolved or carried.
+An item agreed, resolved or carried is *settled*; a round whose items are all settled
+(:attr:`ReviewStatus.closed`) can be closed, but stays open until ``consensa review
+next-round`` closes it (or ``apply`` writes its codebook): the judges can still change
+an item, and ``status``, the web app and the codebook speak of it as the open round.
 """
 
 from __future__ import annotations
@@ -111,6 +114,8 @@ class ReviewStatus:
 
     @property
     def closed(self) -> bool:
+        """Whether every item of the round has its consensus (is settled), so that the
+        round can be closed: it is still the open round until ``next-round``."""
         return all(i.state in SETTLED for i in self.items)
 
     def pending(self) -> list[ItemStatus]:
@@ -290,9 +295,12 @@ def status_text(status: ReviewStatus, run: RunItems) -> str:
     pending = status.pending()
     lines.append("")
     if status.closed:
-        lines.append(f"Round {status.round} is closed: every item has a consensus decision. "
-                     "Next: the auditor's round (consensa review export RUN --auditor NAME), "
-                     f"round {status.round + 1} (consensa review next-round RUN) or the final "
+        # settled, not closed: the round is open until next-round (the web app's
+        # header says "round N open" meanwhile)
+        lines.append(f"Every item of round {status.round} has a consensus decision; the round "
+                     f"stays open until round {status.round + 1} starts. Next: the auditor's "
+                     "round (consensa review export RUN --auditor NAME), round "
+                     f"{status.round + 1} (consensa review next-round RUN) or the final "
                      "codebook (consensa review apply RUN)")
     else:
         lines.append(f"Round {status.round} is open: {len(pending)} item(s) need a consensus "

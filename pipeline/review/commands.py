@@ -39,12 +39,12 @@ def export(run_folder: Path, judges: list[str], auditors: list[str] = (), force:
         worked = bool(store.positions() or store.consensus())
         if judges and st.closed and worked and not consensus:
             raise ReviewError(
-                f"round {store.round} is closed: every item has its consensus, so a judge's "
+                f"every item of round {store.round} has its consensus, so a judge's "
                 f"workbook of round {store.round} would only start the round again from the "
                 "proposal; nothing was written",
                 hint="open the next round, which starts from this consensus: `consensa review "
                 f"next-round {run.folder}`, then export its workbooks (auditors' workbooks of "
-                "a closed round can still be exported: they show the consensus)")
+                "this round can still be exported: they show the consensus)")
         prefill: dict[str, Decision] = {}
         if consensus:
             people = [(by or "consensus", "consensus")]
@@ -278,7 +278,9 @@ def resolve(run_folder: Path, *, theme: str | None = None, domain: str | None = 
         st = review_status(store)
     left = len(st.pending())
     return (f"consensus on {label}: {d.describe()} (recorded by {by}); "
-            + ("round closed" if not left else f"{left} item(s) still open"))
+            + (f"every item of round {st.round} has its consensus (the round stays open "
+               "until `consensa review next-round`)" if not left
+               else f"{left} item(s) still open"))
 
 
 def audit(run_folder: Path, *, by: str, comment: str, theme: str | None = None,
