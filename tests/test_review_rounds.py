@@ -430,7 +430,9 @@ def test_auditor_workbook_shows_the_consensus_and_takes_comments(panel, capsys):
     rows = {r[0]: dict(zip(head, r)) for r in ws.iter_rows(min_row=2, values_only=True)}
     assert rows[1]["consensus so far"] == 'rename to "Supervision as support"'
     assert rows[1]["changed"] == 'rename to "Supervision as support"'
-    assert rows[2]["consensus so far"].startswith('merge into theme 1 "')
+    # theme 1 by the name agreed for it, not the one its rename replaced
+    assert rows[2]["consensus so far"].startswith(
+        'merge into theme 1 "Supervision as support" (proposed: "')
     assert not rows[1]["decision"]  # the auditor's decision columns stay blank
     fill(path, "themes", 2, comment="Is client support really supervision?")
     capsys.readouterr()
