@@ -204,10 +204,10 @@ def test_flags_honest_labels_and_case_attributes_are_in_the_workbook_and_packet(
 
 
 def test_the_theme_page_shows_flags_cases_and_subgroups(cqr):
-    _flag(cqr, 3, "single story")
+    _flag(cqr, 3, "unstable")
     web = Web(cqr, "ana")
     page = web.get("/theme/3")
-    assert 'class="flag single-story">single story<' in page
+    assert 'class="flag unstable">unstable<' in page
     assert "(orientation: CBT; cried: yes)" in page           # on the case list and quotes
     assert 'id="subgroups-h"' in page and 'data-attribute="cried" data-group="no"' in page
     plain = web.get("/theme/2")
