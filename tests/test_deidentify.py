@@ -250,6 +250,10 @@ def test_ages_said_of_a_person_in_the_common_spoken_forms(text, expected):
      "[00:01:50] PERSON_1: I started that spring.\n"),
     ("(00:01:50) Marguerite Quillfeather-Dunmore: I started that spring.\n",
      "(00:01:50) PERSON_1: I started that spring.\n"),
+    # the model reads a label and the first word said as one name across the colon:
+    # the label was replaced with the word, and the participant's "Walks" was lost
+    ("Interviewer: What helped?\n\nMarek Wisniewski: Walks, mostly. Along the canal.\n",
+     "Interviewer: What helped?\n\nPERSON_1: Walks, mostly. Along the canal.\n"),
     ("It was the 3rd of May. Then we met.", "It was the DATE_1. Then we met."),
     ("We met on 3 May.", "We met on DATE_1."),
     ("She lived at 12 Kings Rd. Then she moved.", "She lived at ADDRESS_1. Then she moved."),
@@ -259,6 +263,17 @@ def test_a_replacement_never_takes_a_time_stamp_a_bracket_or_a_full_stop(text, e
     """NER read "[00:01:50] Name" as one ORG from the time to the name's end, and the
     date and street patterns took an abbreviation's full stop that ended the sentence."""
     assert replaced(text) == expected
+
+
+def test_an_entity_across_a_labels_colon_is_cut_there():
+    from pipeline.stages.deidentify import _at_the_label
+
+    line = "Marek Wisniewski: Walks, mostly."
+    colon = line.index(":")
+    assert _at_the_label(line, 0, 23, colon) == [(0, colon)]
+    line = "Sam: Anna Lee said so."
+    assert _at_the_label(line, 0, 13, 3) == [(0, 3), (4, 13)]    # a full name after it
+    assert _at_the_label(line, 5, 13, 3) == [(5, 13)]            # not across the colon
 
 
 def test_a_speaker_after_a_time_stamp_keeps_the_stamp_in_the_corpus(tmp_path):

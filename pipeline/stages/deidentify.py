@@ -755,6 +755,23 @@ def _without_markup(line: str, start: int, end: int) -> list[tuple[int, int]]:
     return out
 
 
+#: A line that opens with a speaker label: its colon ends the match
+_LABEL_COLON = re.compile(_BEFORE_LABEL.pattern + r"[^\s:][^:\n]{0,60}?[*_]{0,2}[ \t]*:(?!\d)")
+
+
+def _at_the_label(line: str, start: int, end: int, colon: int) -> list[tuple[int, int]]:
+    """``(start, end)`` of an entity, cut at a speaker label's colon that it spans.
+
+    The model reads "Marek Wisniewski: Walks, mostly." as one name across the colon,
+    and replacing it took the label and the participant's first word with it
+    ("PERSON_9, mostly."). The label's part is kept; the part after the colon is the
+    speaker's words, kept only where it is a full name itself ("Sam: Anna Lee said")."""
+    if not start < colon < end:
+        return [(start, end)]
+    after = line[colon + 1:end].strip()
+    return [(start, colon)] + ([(colon + 1, end)] if _looks_like_full_name(after) else [])
+
+
 def _is_label_place(line: str, start: int, end: int) -> bool:
     """Whether ``line[start:end]`` is where a speaker label stands (after nothing but a
     time stamp, before a colon) and looks like a person's full name ("Mara Reyes")."""
@@ -924,11 +941,14 @@ class Deidentifier:
         found = []
         for (offset, line), ents in zip(lines, self._ner([line for _, line in lines]),
                                         strict=True):
+            label = _LABEL_COLON.match(line)
+            colon = label.end() - 1 if label else -1
             for s, e, t in ents:
-                for ps, pe in _without_markup(line, s, e):
-                    if t != "PERSON" and _is_label_place(line, ps, pe):
-                        t = "PERSON"
-                    found.append((offset + ps, offset + pe, t))
+                for ps, pe in _at_the_label(line, s, e, colon):
+                    for ms, me in _without_markup(line, ps, pe):
+                        if t != "PERSON" and _is_label_place(line, ms, me):
+                            t = "PERSON"
+                        found.append((offset + ms, offset + me, t))
         return found
 
     def _clean(self, text: str, start: int, end: int, typ: str) -> tuple[int, int] | None:
