@@ -346,6 +346,7 @@ def _columns(items: list[str] | None) -> dict[str, str]:
 def cmd_compare(args: argparse.Namespace) -> int:
     from .compare import compare, summary_text, write_compare
 
+    _no_codes_text_in_a_deidentified_run(Path(args.run), args.out)
     res = compare(args.run, args.codes, level=args.level, min_coverage=args.min_coverage,
                   min_match=args.min_match, depth=args.depth, separator=args.separator,
                   columns=_columns(args.column))
@@ -363,6 +364,36 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print("note: this compares the run's proposed themes with the codes; the judges' "
               "review of the run (its renames, merges and moves) is not part of it")
     return 0
+
+
+def _no_codes_text_in_a_deidentified_run(run: Path, out: str | None) -> None:
+    """Refuse to write a comparison into a de-identified run's folder.
+
+    A run made to be shared holds placeholders only; a comparison writes the codes'
+    own quotes, case names and code names (coding_spans.csv, the summary, the page),
+    and codes made on the original transcripts hold the very names the run replaced.
+    Written beside the run, they would travel with it. Given --out outside the run's
+    folder, the comparison is the team's own, kept where they keep the originals."""
+    import yaml
+
+    from .errors import InputError
+
+    try:
+        cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return                                  # compare names what is wrong with the run
+    if not (isinstance(cfg, dict) and (cfg.get("deidentify") or {}).get("enabled")):
+        return
+    target = Path(out).resolve() if out else run.resolve() / "compare"
+    if target == run.resolve() or run.resolve() in target.parents:
+        raise InputError(
+            "the run was de-identified, and a comparison writes the codes' own quotes, case "
+            "names and code names, which codes made on the original transcripts hold: "
+            "written in the run's folder, they would be shared with it", path=run,
+            field="--out",
+            hint="give --out a folder outside the run's folder, kept with the original "
+                 "transcripts; or code the run's de-identified texts (`consensa export "
+                 "qdpx RUN`) and compare those codes with --out")
 
 
 def _earlier_comparison(folder: Path) -> str:

@@ -580,6 +580,18 @@ def test_a_run_with_deidentification_holds_no_identifier(tmp_path, capsys):
     capsys.readouterr()
     assert main(["run", str(out / "config.yaml"), "--out", str(tmp_path / "again")]) == 2
     assert "the team's own config" in capsys.readouterr().err
+    # a comparison with codes made on the original transcripts writes their words:
+    # not into the run's folder, which is shared; given --out elsewhere, it runs
+    codes = tmp_path / "codes.csv"
+    codes.write_text("case,code,text\ncase07,Named,Maria Lopez\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["compare", str(out), str(codes)]) == 2
+    assert "the run was de-identified" in capsys.readouterr().err
+    assert not (out / "compare").exists()
+    assert main(["compare", str(out), str(codes), "--out", str(out / "cmp")]) == 2
+    capsys.readouterr()
+    main(["compare", str(out), str(codes), "--out", str(tmp_path / "private" / "cmp")])
+    assert "the run was de-identified" not in capsys.readouterr().err
     # the mapping is kept apart, for the team: it says what it is and whose, on line 1
     path = tmp_path / "private" / "mapping.csv"
     assert path.read_text(encoding="utf-8").startswith(MAPPING_MARK + "; study mini; study key ")
