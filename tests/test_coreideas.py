@@ -90,6 +90,10 @@ def fake_encode(texts):
      "Irritated with her, in my head I'd decided."),
     ("I was, um, in the room.", "I was in the room."),
     ("The kind, um, of person.", "The kind of person."),
+    # a hyphen on the first word is the word's: a minus, a suffix said alone
+    ("-10 degrees outside and cold.", "-10 degrees outside and cold."),
+    ("-ish, I would say.", "-ish, I would say."),
+    ("- And then she left.", "And then she left."),
     ("So, um, I think so.", "So I think so."),
     # a grammatical double said twice: parted by a comma, or "that that" before a subject
     ("There's one that that I think about a lot.", "There's one that I think about a lot."),

@@ -445,11 +445,15 @@ _DANGLING = frozenset({",", ";", ":", "-", "--", "—", "–"})
 
 def _tidy_punctuation(toks: list[list]) -> list[list]:
     out: list[list] = []
-    for tok in toks:
+    for k, tok in enumerate(toks):
         t = tok[0]
         if not _is_word(t):
-            if not out and t in _DANGLING:
-                continue                       # nothing before it any more
+            # nothing before it any more; but a hyphen on the word after it is that
+            # word's ("-10 degrees", "-ish"): dropped, it changed what was said
+            attached = t == "-" and k + 1 < len(toks) and not toks[k + 1][1] \
+                and _is_word(toks[k + 1][0])
+            if not out and t in _DANGLING and not attached:
+                continue
             if out and out[-1][0] in _DANGLING and t in (",", *_TERMINAL):
                 out.pop()                      # ", ," and ", ." left by a removal
                 tok = [t, False]               # "too." from "too-- you know."
