@@ -318,8 +318,14 @@ def compare(run_folder: str | Path, codes_path: str | Path, *, level: str = "cat
         cases = sorted(run.sources)
         listed = ", ".join(cases[:10]) + (f" ... ({len(cases)} cases)" if len(cases) > 10 else "")
         names_only = set(placed["status"]) == {"case not in the run"}
+        # nothing is written, so the codings are named here, not in a coding_spans.csv
+        shown = [f"{r.case} '{r.code}'"
+                 + (f" {int(r.start)}-{int(r.end)}" if r.start >= 0 and r.end >= 0 else "")
+                 + f": {r.status}" for r in placed.head(5).itertuples()]
+        said = unplaced_note.replace(" (listed in coding_spans.csv)", "")
         raise InputError(
-            f"none of the codes could be placed in the run's texts: {unplaced_note}",
+            f"none of the codes could be placed in the run's texts: {said}; "
+            + "; ".join(shown) + (f"; and {len(placed) - 5} more" if len(placed) > 5 else ""),
             path=codes.path,
             hint=(f"name the cases as the run's case ids ({listed})" if names_only else
                   "check that the codes code these transcripts (the texts, or their offsets, "
