@@ -374,7 +374,7 @@ def compare(run_folder: str | Path, codes_path: str | Path, *, level: str = "cat
         unplaced = placed.loc[placed["status"] != "placed", "code"].map(
             lambda c, lv=lv: level_of(c, lv, depth)).value_counts().to_dict()
         results[lv] = _level(lv, table, theme_col, prefix, names, carried, part, used,
-                             coded_cases, unplaced)
+                             coded_cases, unplaced, _codebook_codes(codes.codebook, lv, depth))
         if len(codes.coders) >= 2:
             coder_results[lv] = _coders(seg, placed, per, codes.coders, min_coverage, votes)
     queue = _queue(table, results[level], level)
@@ -395,10 +395,24 @@ def _theme_names(run: RunData, level: str) -> dict[int, str]:
     return {}
 
 
+def _codebook_codes(codebook: pd.DataFrame, level: str, depth: int | None) -> set[str]:
+    """The codes of the codes' codebook at ``level``: every code with no child (a
+    category), or every code's top level (a domain). A code never applied has a row in
+    the per-code table too, "not used": the team sees that no passage carries it."""
+    if codebook is None or codebook.empty:
+        return set()
+    codes = [str(c) for c in codebook["code"]]
+    if level == "category":
+        parents = {str(p) for p in codebook["parent"] if str(p)}
+        codes = [c for c in codes if c not in parents]
+    return {level_of(c, level, depth) for c in codes}
+
+
 def _level(level: str, table: pd.DataFrame, theme_col: str, prefix: str,
            names: dict[int, str], carried: dict[str, list[str]],
            partial: dict[str, list[str]], used: set[str],
-           coded_cases: set[str], unplaced: Mapping[str, int] | None = None) -> LevelResult:
+           coded_cases: set[str], unplaced: Mapping[str, int] | None = None,
+           listed: set[str] = frozenset()) -> LevelResult:
     """Agreement, per code and per theme at one level.
 
     The per-code F1 and the per-theme shares count only the segments of
@@ -445,7 +459,8 @@ def _level(level: str, table: pd.DataFrame, theme_col: str, prefix: str,
                              columns=["segment_id", "code"])
     theme_sizes = table[in_theme & in_scope].groupby(theme_col).size().to_dict()
     code_rows = []
-    all_codes = sorted(set(long["code"]) | set(part_long["code"]) | used | set(unplaced))
+    all_codes = sorted(set(long["code"]) | set(part_long["code"]) | used | set(unplaced)
+                       | set(listed))
     for code in all_codes:
         mine = long[long["code"] == code]
         held = mine[mine["theme"] >= 0]
@@ -458,7 +473,9 @@ def _level(level: str, table: pd.DataFrame, theme_col: str, prefix: str,
         top_share = by_t.iloc[0] / n_held if n_held else 0.0
         need = int(np.searchsorted(np.cumsum(by_t.to_numpy()) / max(n_held, 1), 0.8 - 1e-9)
                    + 1) if n_held else 0
-        if code not in used:
+        if code not in used and not unplaced.get(code):
+            status = "not used (0 codings)"
+        elif code not in used:
             status = f"not placed ({counted(unplaced.get(code, 0), 'coding')})"
         elif n == 0:
             status = "not in the analysed segments"

@@ -371,6 +371,10 @@ def test_compare_with_a_qdpx_of_crlf_nfd_transcripts(study_run, tmp_path):
     codes_xml = "".join(f'<Code guid="20000000-0000-4000-8000-{i:012d}" name="{d}" '
                         f'isCodable="true">{"".join(cs)}</Code>'
                         for i, (d, cs) in enumerate(sorted(domains.items())))
+    # a code the coders never applied: it has its row in the per-code table all the same
+    codes_xml += '<Code guid="50000000-0000-4000-8000-000000000001" name="Never used" ' \
+                 'isCodable="true"/>'
+
     src_xml = ""
     for name, g, _ in sources:
         sel_xml = "".join(
@@ -395,6 +399,11 @@ def test_compare_with_a_qdpx_of_crlf_nfd_transcripts(study_run, tmp_path):
     assert {(r.case_id, r.code, r.start_char, r.end_char) for r in placed.itertuples()} == truth
     assert res.levels["category"].metrics["ari"] == pytest.approx(1.0)
     assert run.sources["case01"].count("\r\n") > 10
+    for lv in ("category", "domain"):
+        rows = res.levels[lv].by_code.set_index("code")
+        assert rows.at["Never used", "status"] == "not used (0 codings)"
+        assert set(rows.index) - {"Never used"} == {
+            c if lv == "category" else c.split(" > ")[0] for c in TOPIC_CODES.values()}
 
 
 def test_exported_project_compared_with_its_run_agrees_fully(plain, tmp_path):
@@ -433,7 +442,7 @@ def test_a_coding_whose_offsets_excel_mangled_is_counted_not_placed(plain, tmp_p
     cat = pd.read_csv(out / "by_code.csv").query("level == 'category'").set_index("code")
     assert cat.at["Mangled", "status"] == "not placed (1 coding)"
     assert cat.at["Mangled too", "n_not_placed"] == 1
-    assert "2 offsets not whole numbers, no text" in printed
+    assert "2 offsets unusable (not whole numbers, or start not before end), no text" in printed
 
 
 def test_output_folder_is_replaced_but_a_foreign_folder_is_not_touched(plain, tmp_path):

@@ -993,7 +993,8 @@ def _place_by_offsets_or_text(rows: pd.DataFrame, target: str, min_match: float,
                 continue
         if s < 0 and not text.strip():
             # a row whose offsets could not be read (Excel's "1,927") and has no text
-            out.append((-1, -1, "", 0.0, "offsets not whole numbers, no text"))
+            out.append((-1, -1, "", 0.0, "offsets unusable (not whole numbers, or start not "
+                        "before end), no text"))
             continue
         if locator is None:
             locator = Locator(target)
