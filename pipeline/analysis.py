@@ -491,7 +491,9 @@ def _fill_names(cats: pd.DataFrame, seg: pd.DataFrame, phrases=None) -> list[str
     its rules (few or near-identical segments), the name is the first phrase of two
     words or more of the category's most central quote, so it still is a phrase its
     quotes contain; failing that, the first words of that quote after any hesitation
-    or joining word it opens with ("So I learned ..." gives "I learned ...").
+    or joining word it opens with ("So I learned ..." gives "I learned ..."). Such a
+    name is never one a category of the same domain has: the next quote's phrase is
+    taken, or the name numbered.
 
     ``phrases``: :func:`~pipeline.stages.naming.extract_phrases` or the run's
     :func:`cached_phrases`, through which a re-run reads those quotes' phrases and
@@ -500,24 +502,40 @@ def _fill_names(cats: pd.DataFrame, seg: pd.DataFrame, phrases=None) -> list[str
 
     phrases = extract_phrases if phrases is None else phrases
     text_by_id = dict(zip(seg["segment_id"].astype(str), seg["text"].astype(str)))
+    # the names of each domain's (sub)categories: a fallback name is never a sibling's
+    # (two stance subcategories of one category were both "Work as a nurse coordinator",
+    # a phrase all their quotes share, and the judges could not tell them apart)
+    taken: dict[int, set[str]] = {}
+    for r in cats.itertuples():
+        if isinstance(r.name, str) and r.name.strip():
+            taken.setdefault(int(r.domain_id), set()).add(r.name.strip().casefold())
     names = []
     for r in cats.itertuples():
+        used = taken.setdefault(int(r.domain_id), set())
         name = str(r.name) if isinstance(r.name, str) else ""
         if not name.strip():
             alternatives = list(r.alternatives) if r.alternatives is not None else []
-            name = alternatives[0] if alternatives else ""
+            name = next((a for a in alternatives if a.strip().casefold() not in used), "")
         if not name.strip():
-            quote = text_by_id.get(r.quote_ids[0], "") if len(r.quote_ids) else ""
-            found = [p.text for p in phrases([quote])[0]
-                     if 2 <= len(p.text.split()) <= 6] if quote else []
-            # the first words after a hesitation or joining word ("So I learned to wait"
-            # -> "I learned to wait"): a name does not open on how the reply began
-            bare = strip_transcriber_notes(quote)
-            said = _without_open_end((_HESITATION.sub("", bare) or bare).split()[:5])
-            if not found and said:
-                found = [" ".join(said)]
-            name = found[0][:1].upper() + found[0][1:] if found else \
-                f"Category {int(r.category_id)}"
+            candidates = []
+            for q in list(r.quote_ids)[:3]:
+                quote = text_by_id.get(q, "")
+                found = [p.text for p in phrases([quote])[0]
+                         if 2 <= len(p.text.split()) <= 6] if quote else []
+                # the first words after a hesitation or joining word ("So I learned to
+                # wait" -> "I learned to wait"): a name does not open on how the reply began
+                bare = strip_transcriber_notes(quote)
+                said = _without_open_end((_HESITATION.sub("", bare) or bare).split()[:5])
+                candidates += found + ([" ".join(said)] if said else [])
+            candidates = [c[:1].upper() + c[1:] for c in candidates]
+            name = next((c for c in candidates if c.casefold() not in used), "")
+            if not name and candidates:
+                k = 2
+                while f"{candidates[0]} ({k})".casefold() in used:
+                    k += 1
+                name = f"{candidates[0]} ({k})"
+            name = name or f"Category {int(r.category_id)}"
+            used.add(name.casefold())
         names.append(name)
     return names
 

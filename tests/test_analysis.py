@@ -1268,6 +1268,28 @@ def test_a_quote_of_fillers_alone_is_shown_as_said_and_no_name_is_line_numbers()
     assert names[1] == "It's just overwhelming"
 
 
+def test_a_fallback_name_is_never_a_siblings():
+    """Two stance subcategories of one category had no phrase of their own and both
+    took the first phrase of their quotes, "Work as a nurse coordinator": the judges
+    saw two rows of one name. A fallback name is never one its domain has."""
+    from pipeline.analysis import _fill_names
+
+    segments = pd.DataFrame({"segment_id": ["A", "B", "C"], "case_id": ["1", "2", "3"],
+                             "text": ["Work as a nurse coordinator, I liked it.",
+                                      "Work as a nurse coordinator, I hated it.",
+                                      "Work as a nurse coordinator was all right."]})
+    cats = pd.DataFrame([{"domain_id": 0, "category_id": c, "name": n, "alternatives": [],
+                          "quote_ids": q} for c, n, q in (
+        (0, "Work as a nurse coordinator", ["C"]), (1, "", ["A"]), (2, "", ["B"]))])
+    names = _fill_names(cats, segments, phrases=lambda texts: [[] for _ in texts])
+    assert len({n.casefold() for n in names}) == 3, names
+    assert names[1:] == ["Work as a nurse coordinator (2)", "Work as a nurse coordinator (3)"]
+    # where a quote has a phrase of its own, it is that, not a number
+    names = _fill_names(cats, segments, phrases=lambda texts: [
+        [type("P", (), {"text": t.split(", ")[-1].rstrip(".")})()] for t in texts])
+    assert names[1:] == ["I liked it", "I hated it"]
+
+
 def test_a_category_is_illustrated_by_a_core_idea_that_says_something():
     """A category of 49 segments on a client's sickness was illustrated by "That was
     two weeks ago.", the core idea of its most central case. A candidate of eight
