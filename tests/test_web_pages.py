@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 
 from pipeline.cli import main
 from pipeline.review.agreement import review_status
+from pipeline.review.apply import live_codebook
 from pipeline.review.model import Decision, ReviewError, load_run
 from pipeline.review.signing import WorkbookCheck, load_key
 from pipeline.review.store import ReviewStore, StaleError
@@ -192,6 +193,36 @@ def test_overview_counts_and_filters(store):
     one = int(run.domains["domain_id"].iloc[0])
     only = pages.overview(run, store, pages.Filters(domain=str(one)))
     assert [int(d["d"].domain_id) for d in only["domains"]] == [one]
+
+
+def test_overview_headers_and_grouping_as_the_codebook_stands(store):
+    """After a split the overview agrees with ``review status`` and the domain page:
+    the new domain's header gives its live label and cases (not the created row's empty
+    ones, with a dangling comma), the moved theme is listed under it, and the domain it
+    left shows its proposal beside what it is now."""
+    run = store.run
+    dom = next(int(d) for d, n in run.themes.groupby("domain_id").size().items() if n > 1)
+    moved = int(run.themes[run.themes["domain_id"] == dom]["theme_id"].iloc[0])
+    new = int(store.split_domain(str(dom), [str(moved)], "Split <off>", "ana",
+                                 "its definition").split(":")[1])
+    run = store.run
+    live = live_codebook(run, review_status(store))["domains"]
+    page = pages.overview(run, store, pages.Filters())
+    entry = {int(e["d"].domain_id): e for e in page["domains"]}
+    for did in (dom, new):
+        now = live[did]
+        assert entry[did]["name"] == now["name"]
+        assert entry[did]["freq"] == f"{now['frequency_label']}, {now['n_cases']}/{run.n_cases} cases"
+    assert [int(r["t"].theme_id) for r in entry[new]["themes"]] == [moved]
+    assert entry[new]["themes"][0]["proposed_in"] == dom and not entry[new]["proposed_freq"]
+    assert moved not in [int(r["t"].theme_id) for r in entry[dom]["themes"]]
+    proposed = run.domains[run.domains["domain_id"] == dom].iloc[0]
+    was = f"{proposed['frequency_label']}, {proposed['n_cases']}/{run.n_cases} cases"
+    assert entry[dom]["proposed_freq"] == ("" if was == entry[dom]["freq"] else was)
+    html = _render(store, "overview.html", page)
+    assert "Split &lt;off&gt;" in html and "Split <off>" not in html
+    assert f"(proposed in domain {dom})" in html and '<span class="freq">, ' not in html
+    assert pages.frequency_text("", 10, 10) == "10/10 cases"
 
 
 def test_theme_page_quotes_prefill_and_moves(store):

@@ -200,27 +200,44 @@ def _judged(i: ItemStatus, judge: str) -> bool:
 
 def overview(run: RunItems, store: ReviewStore, filters: Filters) -> dict:
     """Every domain with its themes (most cases first), the segments someone decided
-    about, and the counts per state; only what the filters keep."""
+    about, and the counts per state; only what the filters keep.
+
+    Domains and themes stand as the codebook stands (:func:`live_codebook`), as on the
+    domain pages and in ``consensa review status``: a domain's header gives its name
+    and frequency now, a theme is listed under the domain its category is in now (a
+    split or a move takes it along), and the proposal shows beside it where it differs.
+    A rejected theme stays under the domain it was proposed in: it is nowhere now."""
     st = review_status(store)
     undo = store.undo_target()
     items = {i.item: i for i in st.items}
+    live = live_codebook(run, st)
 
     def keep(i: ItemStatus) -> bool:
         return filters.keeps(i, st.judges)
 
+    def where(t) -> int:
+        now = live["themes"].get(int(t.theme_id), {}).get("domain_id")
+        return int(t.domain_id) if now is None else int(now)
+
+    in_domain: dict[int, list] = {}
+    for t in run.themes.sort_values(["n_cases", "n_segments"], ascending=False).itertuples():
+        in_domain.setdefault(where(t), []).append(t)
     domains = []
     for d in run.domains.sort_values("domain_id").itertuples():
-        if filters.domain and filters.domain != str(int(d.domain_id)):
+        did = int(d.domain_id)
+        if filters.domain and filters.domain != str(did):
             continue
         themes = []
-        for t in run.themes[run.themes["domain_id"] == d.domain_id].sort_values(
-                ["n_cases", "n_segments"], ascending=False).itertuples():
+        for t in in_domain.get(did, []):
             i = items[theme_item(t.theme_id)]
             if keep(i):
-                themes.append({"t": t, "status": i})
-        ds = items[domain_item(d.domain_id)]
+                themes.append({"t": t, "status": i,
+                               "proposed_in": int(t.domain_id) if int(t.domain_id) != did
+                               and int(t.domain_id) >= 0 else None})
+        ds = items[domain_item(did)]
         if themes or keep(ds):
-            domains.append({"d": d, "status": ds, "themes": themes, "shown": keep(ds)})
+            domains.append({"d": d, "status": ds, "themes": themes, "shown": keep(ds),
+                            **_domain_header(run, d, live["domains"].get(did))})
     seg_items = [i for i in st.items if i.kind == "segment" and keep(i)]
     counts = {s: sum(1 for i in st.items if i.state == s) for s in STATE_WORDS}
     if not counts["blocked"]:       # rare (a core idea merge across unmerged domains)
@@ -232,6 +249,35 @@ def overview(run: RunItems, store: ReviewStore, filters: Filters) -> dict:
             "undo_label": run.label(undo["item"], st.effective_consensus()) if undo else "",
             "n_unassigned": int((run.segments["theme"] < 0).sum()),
             "filtered": any(f.values())}
+
+
+def frequency_text(label: str, n_cases, total: int) -> str:
+    """"variant, 4/10 cases": a domain's frequency in a header. A domain without a
+    label (the interview frame has none, by design) shows its cases alone, with no
+    dangling comma; without a count (no category now) it is empty."""
+    parts = [label] if label else []
+    if n_cases is not None and n_cases == n_cases:
+        parts.append(f"{int(n_cases)}/{total} cases")
+    return ", ".join(parts) if parts else ""
+
+
+def _domain_header(run: RunItems, d, now: dict | None) -> dict:
+    """A domain's header in the overview, as the codebook stands: its name, frequency
+    and fate now, and the proposal's beside them where they differ (never for a domain
+    the judges created: it had no proposal)."""
+    created = str(int(d.domain_id)) in run.created_domains
+    proposed = frequency_text(d.frequency_label, d.n_cases, run.n_cases)
+    if now is None or getattr(d, "kind", "") == "frame":
+        # the interview frame is never in the codebook: the proposal is all there is
+        return {"name": d.name, "freq": proposed, "proposed_name": "",
+                "proposed_freq": "", "into": None}
+    into = int(now["into"]) if int(now["into"]) != int(d.domain_id) else None
+    freq = frequency_text(now.get("frequency_label", ""), now.get("n_cases"), run.n_cases)
+    if not freq and into is None:
+        freq = "no category now"
+    return {"name": now["name"], "freq": freq, "into": into,
+            "proposed_name": d.name if not created and now["name"] != d.name else "",
+            "proposed_freq": proposed if not created and freq != proposed else ""}
 
 
 # --- item pages ------------------------------------------------------------------------
