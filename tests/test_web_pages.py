@@ -357,6 +357,39 @@ def test_dropdowns_and_messages_name_themes_as_agreed(store):
         assert "move to theme 1 &#34;Came &lt;b&gt;close&lt;/b&gt;&#34; (proposed: " in flash
 
 
+def test_a_store_that_cannot_be_opened_refuses_in_words_and_keeps_what_was_typed(
+        store, monkeypatch):
+    """The run folder turns read-only while ``serve`` runs: each page says which file
+    cannot be opened and what to do (not a bare "Something went wrong"), and a save
+    gives back what the judge typed, escaped like any text from a person."""
+    review = create_app(store.run.folder)
+    path = store.path
+
+    def unwritable():
+        raise ReviewError("the review store could not be read or written where it is "
+                          "(unable to open database file); nothing was recorded", path=path,
+                          hint="check that you may write to this folder, then try again")
+
+    with TestClient(review.asgi, base_url="http://127.0.0.1:8000") as client:
+        client.get(review.url("127.0.0.1", 8000))
+        csrf = re.search(r'name="csrf" value="([^"]*)"', client.get("/login").text).group(1)
+        client.post("/login", data={"csrf": csrf, "name": "ana"})
+        page = client.get("/theme/1").text
+        v = {k: re.search(rf'name="{k}" value="([^"]*)"', page).group(1)
+             for k in ("v_item", "v_mine")}
+        monkeypatch.setattr(review, "store", unwritable)
+        shown = client.get("/theme/1")
+        assert shown.status_code == 503 and str(path) in shown.text
+        assert "This page cannot be shown" in shown.text and "Check that you may" in shown.text
+        saved = client.post("/decide", data={
+            "csrf": csrf, "item": "theme:1", "decision": "rename", "as": "position",
+            "new_name": "Tears <i>held</i>", "comment": "keep me", **v})
+        assert saved.status_code == 503 and "Not saved" in saved.text
+        assert str(path) in saved.text and "keep me" in saved.text
+        assert "Tears &lt;i&gt;held&lt;/i&gt;" in saved.text and "<i>held" not in saved.text
+        assert "ana" in saved.text          # the header still says who is there
+
+
 def test_domain_and_segment_pages(store):
     run = store.run
     did = int(run.domains["domain_id"].iloc[0])

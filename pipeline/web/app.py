@@ -35,7 +35,7 @@ from starlette.staticfiles import StaticFiles
 from ..precode import PrecodeBatch, is_precode_folder, open_batch
 from ..report.templating import make_environment
 from ..review.agreement import ReviewStatus
-from ..review.model import Decision, RunItems, is_change, load_run
+from ..review.model import Decision, ReviewError, RunItems, is_change, load_run
 from ..review.store import ReviewStore
 from . import pages, routes
 from .context import Context
@@ -52,6 +52,13 @@ HERE = Path(__file__).resolve().parent
 #: environment's globals, not the page's context, so it cannot be passed to them)
 _AGREED: ContextVar[Mapping[str, Decision] | None] = ContextVar("agreed", default=None)
 
+#: the form fields a person types into (names, definitions, core ideas, comments): when
+#: the store cannot be opened to save them, the refusal gives them back, not the form
+TYPED_FIELDS = {"new_name": "Name", "definition": "Definition", "core_idea": "Core idea",
+                "category_name": "Name of the category",
+                "category_definition": "Definition of the category",
+                "comment": "Comment", "text": "Comment"}
+
 
 class ReviewApp:
     """One run's review, served. ``asgi`` is the application to give to a server.
@@ -64,8 +71,10 @@ class ReviewApp:
                  queue: PrecodeBatch | None = None) -> None:
         self.run: RunItems = load_run(run_folder)
         self.queue = queue
-        with self.store():  # refuses a run without a review (with what to do)
-            pass
+        with self.store() as store:  # refuses a run without a review (with what to do)
+            #: the panel and round last read: the header of a page that says the store
+            #: cannot be opened (the folder turned read-only, say) still has them
+            self.seen: tuple[dict[str, str], int] = (store.panel(), store.round)
         self.access = Access(token)
         self.context = Context(self.run)
         self.similar = Similar(self.run)  # loads the vectors at the first "find similar"
@@ -120,13 +129,36 @@ class ReviewApp:
                         403, "This form was refused: its security token (CSRF) is missing or "
                         "is not the one of your session.",
                         "Open the page again from the app and submit the form there."))
-            if needs_person and not self.person(session):
-                return RedirectResponse("/login", status_code=303)
             try:
+                if needs_person and not self.person(session):
+                    return RedirectResponse("/login", status_code=303)
                 return await run_in_threadpool(handler, self, request, form)
             except Refused as exc:
                 return self.error(request, exc)
+            except ReviewError as exc:
+                # the store could not be opened at all (the folder turned read-only,
+                # the disk went away): a save refused in words, not a crash, and what
+                # the person typed given back. A store that opens but refuses a write
+                # is the handlers' own refusal, with the form as it was sent.
+                return self.unreachable(request, exc, form)
         return endpoint
+
+    def unreachable(self, request: Request, exc: ReviewError, form) -> HTMLResponse:
+        """The page for a request the review store could not be opened for: the file
+        and the store's reason and advice, and for a form, what was typed in it (text
+        from a person: the template escapes it), so that nothing typed is lost."""
+        typed = [(label, str(form.get(k, ""))) for k, label in TYPED_FIELDS.items()
+                 if form is not None and str(form.get(k, "")).strip()]
+        lead = "Not saved:" if request.method == "POST" else "This page cannot be shown:"
+        hint = str(exc.hint or "")
+        log.warning("the review store could not be opened (%s %s): %s", request.method,
+                    request.url.path, exc)
+        # the store names its file when it cannot open it; a refusal without a file is
+        # about the request, not the store
+        return self.error(request, Refused(
+            503 if exc.path else 400,
+            f"{lead} {exc.path}: {exc.reason}." if exc.path else f"{lead} {exc.reason}.",
+            hint[:1].upper() + hint[1:]), typed=typed)
 
     def person(self, session: Session) -> tuple[str, str] | None:
         """(name, role) of the session's person, if they are (still) on the panel."""
@@ -145,9 +177,15 @@ class ReviewApp:
         who = role = None
         if session is not None and session.who:
             who = session.who
-        with self.store() as store:
-            panel = store.panel()
-            rnd = store.round
+        try:
+            with self.store() as store:
+                panel = store.panel()
+                rnd = store.round
+            self.seen = (panel, rnd)
+        except ReviewError:
+            # the page says why the store cannot be opened; its header shows the
+            # panel and round as last read
+            panel, rnd = self.seen
         role = panel.get(who) if who else None
         flash = []
         if session is not None and http_status < 400:
