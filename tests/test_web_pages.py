@@ -257,7 +257,8 @@ def test_theme_page_quotes_prefill_and_moves(store):
     stale = StaleError("theme 0 has changed since you opened it", hint="look again")
     page = pages.theme_page(run, store, context, "0", "ana", error=stale, draft=draft)
     assert page["prefill"] is draft and page["prefill_from"] == "your refused entries"
-    assert page["err"] == {"stale": True, "message": stale.reason, "hint": "look again"}
+    assert page["err"] == {"stale": True, "by_you": False, "message": stale.reason,
+                           "hint": "look again"}
 
 
 def _render(store, template: str, ctx: dict) -> str:
@@ -388,6 +389,36 @@ def test_a_store_that_cannot_be_opened_refuses_in_words_and_keeps_what_was_typed
         assert str(path) in saved.text and "keep me" in saved.text
         assert "Tears &lt;i&gt;held&lt;/i&gt;" in saved.text and "<i>held" not in saved.text
         assert "ana" in saved.text          # the header still says who is there
+
+
+def test_a_stale_save_overtaken_by_the_same_judge_says_so(store):
+    """Two tabs of one judge: the second save is stale, and the page says she changed it
+    herself, not "someone else"; a save overtaken by another judge still says that."""
+    review = create_app(store.run.folder)
+    with TestClient(review.asgi, base_url="http://127.0.0.1:8000") as client:
+        client.get(review.url("127.0.0.1", 8000))
+        csrf = re.search(r'name="csrf" value="([^"]*)"', client.get("/login").text).group(1)
+        client.post("/login", data={"csrf": csrf, "name": "ana"})
+        page = client.get("/theme/1").text
+        form = {"csrf": csrf, "item": "theme:1", "as": "consensus",
+                **{k: re.search(rf'name="{k}" value="([^"]*)"', page).group(1)
+                   for k in ("v_item", "v_mine")}}
+        assert client.post("/decide", data={**form, "decision": "accept"},
+                           follow_redirects=False).status_code == 303
+        again = client.post("/decide", data={**form, "decision": "reject"})
+        assert again.status_code == 409
+        assert "by you, in another tab or form" in again.text
+        assert "someone else changed this first" not in again.text
+
+        page = client.get("/theme/2").text
+        form = {**form, "item": "theme:2",
+                **{k: re.search(rf'name="{k}" value="([^"]*)"', page).group(1)
+                   for k in ("v_item", "v_mine")}}
+        store.resolve([Decision("theme:2", "accept")], by="ben")
+        other = client.post("/decide", data={**form, "decision": "reject"})
+        assert other.status_code == 409 and "someone else changed this first" in other.text
+    assert pages.error_box(StaleError("x", change={"who": "ana"}), "ana")["by_you"]
+    assert not pages.error_box(StaleError("x", change={"who": "ben"}), "ana")["by_you"]
 
 
 def test_domain_and_segment_pages(store):

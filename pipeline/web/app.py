@@ -203,8 +203,8 @@ class ReviewApp:
 
     def error(self, request: Request, exc: Refused, **ctx) -> HTMLResponse:
         return self.render(request, "error.html", http_status=exc.status, code=exc.status,
-                           message=exc.message,
-                           hint=exc.hint, **ctx)
+                           message=exc.message, hint=exc.hint,
+                           by_you=getattr(exc, "by_you", False), **ctx)
 
     async def _not_found(self, request: Request, exc: HTTPException) -> Response:
         status = getattr(exc, "status_code", 404)

@@ -299,11 +299,20 @@ def prefill(status: ItemStatus, who: str | None, start_from: str = "",
     return Decision(status.item, ""), "nothing yet"
 
 
-def error_box(error: Exception | None) -> dict | None:
-    """A refused save as the page's error box shows it (stale: someone changed it first)."""
+def stale_by(error: Exception, who: str | None) -> bool:
+    """Whether a stale save was overtaken by the person's own earlier save (a second tab,
+    or a form left open while they saved another): "someone else changed this" would
+    send them looking for a judge who was never there."""
+    change = getattr(error, "change", None) or {}
+    return isinstance(error, StaleError) and who is not None and change.get("who") == who
+
+
+def error_box(error: Exception | None, who: str | None = None) -> dict | None:
+    """A refused save as the page's error box shows it (stale: changed since the page was
+    read, by someone else or by ``who`` themself)."""
     if error is None:
         return None
-    return {"stale": isinstance(error, StaleError),
+    return {"stale": isinstance(error, StaleError), "by_you": stale_by(error, who),
             "message": getattr(error, "reason", str(error)),
             "hint": getattr(error, "hint", "")}
 
@@ -331,7 +340,7 @@ def _item_common(run: RunItems, store: ReviewStore, item: str, who: str | None,
             "earlier_comments": earlier,
             "v_item": versions.get(item, 0),
             "v_mine": mine.get(item, 0), "versions": versions, "mine": mine,
-            "prefill": start, "prefill_from": start_text, "err": error_box(error),
+            "prefill": start, "prefill_from": start_text, "err": error_box(error, who),
             "undo": undo, "item_log": log, "theme_choices": theme_choices(run, agreed),
             "domain_choices": domain_choices(run, agreed)}
 

@@ -38,9 +38,11 @@ if TYPE_CHECKING:
 class Refused(Exception):
     """A request the app answers with an error page (status, message)."""
 
-    def __init__(self, status: int, message: str, hint: str = "") -> None:
+    def __init__(self, status: int, message: str, hint: str = "", by_you: bool = False) -> None:
         super().__init__(message)
         self.status, self.message, self.hint = status, message, hint
+        #: a stale save overtaken by the person's own earlier save (the page says so)
+        self.by_you = by_you
 
 
 def _version(form, key: str) -> int:
@@ -237,7 +239,7 @@ def move(review: ReviewApp, request: Request, form) -> Response:
                     d.item: _version(form, f"vi:{d.ident}") for d in decisions})
             agreed = review_status(store).effective_consensus()
     except StaleError as exc:
-        raise Refused(409, exc.reason, exc.hint or "") from None
+        raise Refused(409, exc.reason, exc.hint or "", pages.stale_by(exc, who)) from None
     except ReviewError as exc:
         raise _not_saved(exc) from None
     what = "your position" if mode == "position" else "the consensus"
@@ -352,7 +354,7 @@ def split_domain(review: ReviewApp, request: Request, form) -> Response:
                                       expect=_version(form, "v_item"))
             label = current_label(store, item)
     except StaleError as exc:
-        raise Refused(409, exc.reason, exc.hint or "") from None
+        raise Refused(409, exc.reason, exc.hint or "", pages.stale_by(exc, who)) from None
     except ReviewError as exc:
         raise _not_saved(exc) from None
     review.flash(request, f"Domain {domain} split: {len(themes)} categor"
@@ -391,7 +393,7 @@ def undo(review: ReviewApp, request: Request, form) -> Response:
             agreed = review_status(store).effective_consensus()
             label = review.run.label(row["item"], agreed)
     except StaleError as exc:
-        raise Refused(409, exc.reason, exc.hint or "") from None
+        raise Refused(409, exc.reason, exc.hint or "", pages.stale_by(exc, who)) from None
     except ReviewError as exc:
         raise Refused(400, exc.reason, exc.hint or "") from None
     d = Decision.from_json(row["value"])
