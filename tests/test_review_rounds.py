@@ -1021,6 +1021,67 @@ def test_an_undone_category_keeps_its_id_and_what_was_said_about_it(panel):
     assert d2 != d1
 
 
+def _meanwhile(folder: Path, save):
+    """``save(store)`` by another judge, on a connection of its own that does not wait
+    for the write lock: what it returns, or None when another write holds the store."""
+    with ReviewStore(load_run(folder)) as other:
+        other.con.execute("PRAGMA busy_timeout=0")
+        try:
+            return save(other)
+        except ReviewError as exc:
+            assert "busy" in str(exc), exc
+            return None
+
+
+def _two_domains(run) -> list[tuple[str, str]]:
+    """Two domains of the run, those with most themes: (domain, its first theme)."""
+    counts = run.themes.groupby("domain_id")["theme_id"].agg(list)
+    return [(str(d), str(ts[0])) for d, ts in sorted(counts.items(), key=lambda x: -len(x[1]))][:2]
+
+
+@pytest.mark.parametrize("what", ["category", "domain", "split"])
+def test_two_creates_at_the_same_moment_each_get_their_own_id(panel, monkeypatch, what):
+    """ben's new category (domain, domain split) is recorded just as ana's has chosen
+    its id: each keeps its own id and both are recorded, instead of both being told
+    "created" and ana's replacing ben's. Forced: ben saves from inside ana's
+    ``unused_id``; when ana's save holds the write lock there, ben's waits (here: is
+    refused as busy) and goes after it."""
+    run = load_run(panel)
+    picked = run.segments["segment_id"].head(2).tolist()
+    (dom_a, theme_a), (dom_b, theme_b) = _two_domains(run)
+    saves = {
+        "category": (lambda s: s.create_category("Tears", picked[:1], dom_a, "ana"),
+                     lambda s: s.create_category("Tissues", picked[1:], dom_a, "ben")),
+        "domain": (lambda s: s.create_domain("Tears", "ana"),
+                   lambda s: s.create_domain("Tissues", "ben")),
+        "split": (lambda s: s.split_domain(dom_a, [theme_a], "Tears", "ana"),
+                  lambda s: s.split_domain(dom_b, [theme_b], "Tissues", "ben")),
+    }[what]
+    made: dict[str, str | None] = {}
+    unused_id = ReviewStore.unused_id
+
+    def ben_meanwhile(self, kind):
+        ident = unused_id(self, kind)
+        if "ben" not in made:
+            made["ben"] = None
+            made["ben"] = _meanwhile(panel, saves[1])
+        return ident
+
+    monkeypatch.setattr(ReviewStore, "unused_id", ben_meanwhile)
+    with ReviewStore(load_run(panel)) as store:
+        made["ana"] = saves[0](store)
+    if made["ben"] is None:         # ana's save held the store: ben's goes after it
+        with ReviewStore(load_run(panel)) as store:
+            made["ben"] = saves[1](store)
+    assert made["ana"] != made["ben"]
+    with ReviewStore(load_run(panel)) as store:
+        names = {i: store.run.label(i) for i in made.values()}
+        if what == "split":
+            splits = {d.target for d in store.consensus().values() if d.decision == "split"}
+            assert splits == {m.split(":")[1] for m in made.values()}
+    assert '"Tears"' in names[made["ana"]] and '"Tissues"' in names[made["ben"]]
+
+
 def test_a_split_whose_segments_went_elsewhere_says_what_it_made(panel):
     """Theme 0 splits off two segments, but the team moves both (or one) to theme 1:
     the codebook says the split made no category (or a smaller one), never that the

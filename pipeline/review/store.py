@@ -402,31 +402,43 @@ class ReviewStore:
     def create_category(self, name: str, segments: list[str], domain: str, by: str,
                         definition: str = "") -> str:
         """A new category of the given segments (from any theme), as a consensus
-        decision (undone like any other); its item."""
-        item = f"theme:{self.unused_id('theme')}"
-        self.resolve([Decision(item, "create", new_name=" ".join(name.split()),
-                               segments=tuple(dict.fromkeys(segments)), domain=str(domain),
-                               core_idea=definition.strip(), source="create a category")],
-                     by=by)
+        decision (undone like any other); its item.
+
+        The id is chosen in the transaction that records the category: two judges
+        creating a category at the same moment would otherwise both be given the
+        next id, and the second create would replace the first."""
+        with self.transaction():
+            item = f"theme:{self.unused_id('theme')}"
+            self.resolve([Decision(item, "create", new_name=" ".join(name.split()),
+                                   segments=tuple(dict.fromkeys(segments)), domain=str(domain),
+                                   core_idea=definition.strip(), source="create a category")],
+                         by=by)
         return item
 
     def split_domain(self, domain: str, themes: list[str], name: str, by: str,
                      definition: str = "", expect: int | None = None) -> str:
         """Split a domain: ``themes`` leave it for a new domain named ``name``. One
         consensus decision on the domain (undone like any other); the new domain's item.
-        ``expect``: the domain's version the caller saw (:meth:`item_version`)."""
-        new = str(self.unused_id("domain"))
-        self.resolve([Decision(f"domain:{int(domain)}", "split", new_name=" ".join(name.split()),
-                               target=new, segments=tuple(dict.fromkeys(str(t) for t in themes)),
-                               core_idea=definition.strip(), source="split a domain")], by=by,
-                     expect=None if expect is None else {f"domain:{int(domain)}": expect})
+        ``expect``: the domain's version the caller saw (:meth:`item_version`). The new
+        domain's id is chosen in the transaction that records the split, so two splits
+        at the same moment make two domains, not one."""
+        with self.transaction():
+            new = str(self.unused_id("domain"))
+            self.resolve([Decision(f"domain:{int(domain)}", "split",
+                                   new_name=" ".join(name.split()), target=new,
+                                   segments=tuple(dict.fromkeys(str(t) for t in themes)),
+                                   core_idea=definition.strip(), source="split a domain")],
+                         by=by, expect=None if expect is None else {f"domain:{int(domain)}": expect})
         return f"domain:{new}"
 
     def create_domain(self, name: str, by: str, definition: str = "") -> str:
-        """A new domain, as a consensus decision (undone like any other); its item."""
-        item = f"domain:{self.unused_id('domain')}"
-        self.resolve([Decision(item, "create", new_name=" ".join(name.split()),
-                               core_idea=definition.strip(), source="create a domain")], by=by)
+        """A new domain, as a consensus decision (undone like any other); its item. Its
+        id is chosen in the transaction that records it (as :meth:`create_category`)."""
+        with self.transaction():
+            item = f"domain:{self.unused_id('domain')}"
+            self.resolve([Decision(item, "create", new_name=" ".join(name.split()),
+                                   core_idea=definition.strip(), source="create a domain")],
+                         by=by)
         return item
 
     # --- plumbing -------------------------------------------------------------
@@ -441,6 +453,14 @@ class ReviewStore:
 
     @contextmanager
     def transaction(self):
+        """One write (``BEGIN IMMEDIATE ... COMMIT``): the write lock is taken first, so
+        what the write reads (a free id, an item's version, the consensus it is checked
+        against) cannot change before it commits. Inside another transaction it is part
+        of that one, so a caller can read and write under one lock (a new category's
+        id, then its create)."""
+        if self.con.in_transaction:
+            yield self.con
+            return
         self.con.execute("BEGIN IMMEDIATE")
         try:
             yield self.con
@@ -591,8 +611,21 @@ class ReviewStore:
 
         ``expect`` maps items to the version the caller saw (:meth:`item_version`); if
         one has changed since, nothing is recorded (:class:`StaleError`).
+
+        The checks run in the write's transaction, on the run and consensus as they are
+        once the write lock is held: checked before it, two decisions saved at the same
+        moment (a split's new category each, two merges into each other) would each be
+        checked without the other and both be recorded.
         """
-        round = round or self.round
+        with self.transaction():
+            self._sync_domains()
+            self._resolve(decisions, by, round or self.round, expect)
+        self._sync_domains()
+        return len(decisions)
+
+    def _resolve(self, decisions: list[Decision], by: str, round: int,
+                 expect: dict[str, int] | None) -> None:
+        """:meth:`resolve`, in its transaction."""
         decisions = self._split_targets(decisions, round)
         errors = []
         for d in decisions:
@@ -612,19 +645,16 @@ class ReviewStore:
         errors += split_outside_problems(decisions, merged, self.run)
         if errors:
             raise ReviewError(listing(errors), hint="nothing was recorded")
-        with self.transaction():
-            for item, version in (expect or {}).items():
-                self._check_version(item, version)
-            for d in decisions:
-                old = self.con.execute("SELECT * FROM consensus WHERE round=? AND item=?",
-                                       (round, d.item)).fetchone()
-                previous = Decision.from_row(old).to_json() if old else None
-                self.con.execute(
-                    "INSERT OR REPLACE INTO consensus VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (round, d.item, *_decision_values(d), by, _now()))
-                self._log(by, "consensus", d.item, d.to_json(), previous, round)
-        self._sync_domains()
-        return len(decisions)
+        for item, version in (expect or {}).items():
+            self._check_version(item, version)
+        for d in decisions:
+            old = self.con.execute("SELECT * FROM consensus WHERE round=? AND item=?",
+                                   (round, d.item)).fetchone()
+            previous = Decision.from_row(old).to_json() if old else None
+            self.con.execute(
+                "INSERT OR REPLACE INTO consensus VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (round, d.item, *_decision_values(d), by, _now()))
+            self._log(by, "consensus", d.item, d.to_json(), previous, round)
 
     def _split_targets(self, decisions: list[Decision], round: int) -> list[Decision]:
         """Theme splits with the id of the category they make, given here, when the
