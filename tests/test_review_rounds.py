@@ -1082,6 +1082,36 @@ def test_two_creates_at_the_same_moment_each_get_their_own_id(panel, monkeypatch
     assert '"Tears"' in names[made["ana"]] and '"Tissues"' in names[made["ben"]]
 
 
+def test_two_judges_starting_the_next_round_at_once_start_one(panel, monkeypatch):
+    """ana and ben press "Start round 2" at the same moment: one round is started, and
+    the second request is refused (409) instead of closing round 2 unseen. Forced: ana
+    starts round 2 while ben's request, past its check of the form's round, reads the
+    status."""
+    from pipeline.web import routes
+
+    run = load_run(panel)
+    with ReviewStore(run) as store:
+        store.resolve([Decision(i, "accept") for i in run.items()], by="ana")
+    ben = Web(panel, "ben")
+    page = ben.get("/")
+    status = routes.review_status
+
+    def ana_meanwhile(store):
+        if store.round == 1:
+            with ReviewStore(load_run(panel)) as other:
+                other.next_round("ana", closed=True, round=1)
+        return status(store)
+
+    monkeypatch.setattr(routes, "review_status", ana_meanwhile)
+    r = ben.post("/next-round", _page=page, round="1")
+    assert r.status_code == 409, r.text[:300]
+    assert "Round 1 is not the open round any more" in r.text
+    with ReviewStore(load_run(panel)) as store:
+        assert store.round == 2
+        with pytest.raises(ReviewError, match="round 1 is not the open round any more"):
+            store.next_round("ben", closed=True, round=1)
+
+
 def test_a_split_whose_segments_went_elsewhere_says_what_it_made(panel):
     """Theme 0 splits off two segments, but the team moves both (or one) to theme 1:
     the codebook says the split made no category (or a smaller one), never that the

@@ -355,7 +355,7 @@ def next_round(run_folder: Path, by: str, undo: bool = False, force: bool = Fals
                 + (" ..." if len(unanswered) > 10 else ""),
                 hint=f"answer with `consensa review answer {run_folder} --comment N --by JUDGE "
                 "--accept` (or --argue WHY), or close the round without them with --force")
-        new = store.next_round(by, closed=True)
+        new = store.next_round(by, closed=True, round=st.round)
     left = (f" {len(unanswered)} auditor's comment(s) were left unanswered: "
             + "; ".join(unanswered[:10]) + "." if unanswered else "")
     return (f"round {new - 1} closed; round {new} is open and starts from round {new - 1}'s "

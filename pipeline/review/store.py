@@ -843,19 +843,27 @@ class ReviewStore:
         return int(row["round"])
 
     # --- rounds -------------------------------------------------------------------
-    def next_round(self, by: str, closed: bool) -> int:
+    def next_round(self, by: str, closed: bool, round: int | None = None) -> int:
         """Close the current round and open the next one, which starts from this round's
         consensus (:func:`pipeline.review.agreement.review_status`). ``closed`` is whether
-        every item of the round has its consensus; an open round is not closed."""
+        every item of the round has its consensus; an open round is not closed.
+
+        ``round`` is the round the caller means to close (the one its page showed; default:
+        the open one). It is compared with the open round inside the write's transaction:
+        two judges pressing "Start round 2" at the same moment would otherwise close round
+        1 and then round 2, skipping a round nobody reviewed."""
         if not by.strip():
             raise ReviewError("say who closes the round")
-        now = self.round
+        now = self.round if round is None else int(round)
         if not closed:
             raise ReviewError(f"round {now} is still open: some items have no consensus "
                               "decision yet", hint="see `consensa review status RUN`")
         with self.transaction():
-            if int(self.meta().get("round", "1")) != now:
-                raise StaleError(f"round {now} was closed by someone else meanwhile")
+            current = int(self.meta().get("round", "1"))
+            if current != now:
+                raise StaleError(f"round {now} is not the open round any more (round {current} "
+                                 "is: someone else started it meanwhile); nothing was changed",
+                                 hint=f"look at round {current} before closing it")
             self.con.execute("UPDATE meta SET value=? WHERE key='round'", (str(now + 1),))
             self._log(by, "round closed", value=str(now), round=now)
             self._log(by, "round opened", value=str(now + 1), round=now + 1)

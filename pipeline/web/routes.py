@@ -368,8 +368,9 @@ def next_round(review: ReviewApp, request: Request, form) -> Response:
     who, _ = review.me(request, "judge")
     try:
         with review.store() as store:
-            if str(form.get("round", "")) != str(store.round):
-                raise Refused(409, f"Round {form.get('round')} is not the open round any more "
+            shown = str(form.get("round", ""))
+            if shown != str(store.round):
+                raise Refused(409, f"Round {shown} is not the open round any more "
                               f"(round {store.round} is).", "Nothing was changed.")
             st = review_status(store)
             if st.closed and st.unanswered():
@@ -377,7 +378,13 @@ def next_round(review: ReviewApp, request: Request, form) -> Response:
                               "a judge's answer: " + "; ".join(st.unanswered()[:5]) + ".",
                               "Nothing was changed. Answer them on the items' pages, or close "
                               "the round without them: consensa review next-round RUN --force.")
-            new = store.next_round(who, closed=st.closed)
+            # the round the form showed, checked again in the store's write: two judges
+            # pressing "Start round 2" at once both pass the check above
+            new = store.next_round(who, closed=st.closed, round=int(shown))
+    except StaleError:
+        raise Refused(409, f"Round {shown} is not the open round any more: another judge "
+                      "started the next round meanwhile.",
+                      "Nothing was changed. Look at the open round before closing it.") from None
     except ReviewError as exc:
         raise _not_saved(exc, "Nothing was changed.") from None
     review.flash(request, f"Round {new - 1} closed; round {new} is open and starts from its "
