@@ -1112,6 +1112,44 @@ def test_two_judges_starting_the_next_round_at_once_start_one(panel, monkeypatch
             store.next_round("ben", closed=True, round=1)
 
 
+@pytest.mark.parametrize("path", ["/", "/domain/{domain}"])
+def test_a_page_built_while_another_judge_creates_a_category_is_shown(panel, monkeypatch,
+                                                                     path):
+    """ben's page is being built when ana's request creates a category in its domain
+    (on another thread, as the app serves judges at once): ben's page is the review as
+    it was when his request read it, not a 500 because ana's store changed the run's
+    themes under it. Forced: ana's request runs while ben's reads the status."""
+    import threading
+
+    from pipeline.web import pages
+
+    ben = Web(panel, "ben")
+    run = load_run(panel)
+    domain = str(int(run.themes["domain_id"].iloc[0]))
+    picked = run.segments["segment_id"].head(1).tolist()
+    status = pages.review_status
+    made = []
+
+    def ana(review):
+        with review.store() as store:
+            made.append(store.create_category(f"Tears {len(made)}", picked, domain, "ana"))
+
+    def ana_meanwhile(store):
+        st = status(store)
+        if not made:
+            other = threading.Thread(target=ana, args=(ben.review,))
+            other.start()
+            other.join()
+        return st
+
+    monkeypatch.setattr(pages, "review_status", ana_meanwhile)
+    r = ben.client.get(path.format(domain=domain))
+    assert r.status_code == 200, r.text[:300]
+    assert made and 'Tears 0' not in r.text
+    monkeypatch.setattr(pages, "review_status", status)
+    assert "Tears 0" in ben.get(path.format(domain=domain))
+
+
 def test_a_split_whose_segments_went_elsewhere_says_what_it_made(panel):
     """Theme 0 splits off two segments, but the team moves both (or one) to theme 1:
     the codebook says the split made no category (or a smaller one), never that the

@@ -45,6 +45,7 @@ core_idea  merge       ``target``: the id of another domain the case has a core 
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Mapping
@@ -378,6 +379,17 @@ class RunItems:
         if hit is None or hit[0] is not table:
             hit = self._lookups[name] = (table, build(table))
         return hit[1]
+
+    def view(self) -> RunItems:
+        """A copy whose created themes and domains are its own: the review store keeps
+        them in step with the store it opens (:meth:`with_created_domains`), so a copy
+        given to each request of the web app lets one judge's request see the store as
+        it was when it opened it, while another judge's creates a category. The tables
+        are shared, not copied (they are replaced, never edited in place), and so are
+        the lookups built so far."""
+        out = copy.copy(self)
+        out._lookups = dict(self._lookups)
+        return out
 
     def with_created_domains(self, created: dict[int, str]) -> None:
         """The domain table: the run's proposed domains and those the judges created

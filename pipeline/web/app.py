@@ -58,6 +58,8 @@ TYPED_FIELDS = {"new_name": "Name", "definition": "Definition", "core_idea": "Co
                 "category_name": "Name of the category",
                 "category_definition": "Definition of the category",
                 "comment": "Comment", "text": "Comment"}
+#: the run as the request being handled sees it (:attr:`ReviewApp.run`)
+_RUN: ContextVar[RunItems | None] = ContextVar("run", default=None)
 
 
 class ReviewApp:
@@ -69,15 +71,15 @@ class ReviewApp:
 
     def __init__(self, run_folder: str | Path, token: str | None = None,
                  queue: PrecodeBatch | None = None) -> None:
-        self.run: RunItems = load_run(run_folder)
+        self._run: RunItems = load_run(run_folder)
         self.queue = queue
         with self.store() as store:  # refuses a run without a review (with what to do)
             #: the panel and round last read: the header of a page that says the store
             #: cannot be opened (the folder turned read-only, say) still has them
             self.seen: tuple[dict[str, str], int] = (store.panel(), store.round)
         self.access = Access(token)
-        self.context = Context(self.run)
-        self.similar = Similar(self.run)  # loads the vectors at the first "find similar"
+        self.context = Context(self._run)
+        self.similar = Similar(self._run)  # loads the vectors at the first "find similar"
         # its own environment (it adds filters and globals), made like every page's
         self.env = make_environment(HERE / "templates", strict=False)
         self.env.filters["when"] = pages.when
@@ -110,8 +112,33 @@ class ReviewApp:
         them: after a rename the judges know a theme by its new name."""
         return pages.say(self.run, d, agreed if agreed is not None else _AGREED.get())
 
+    @property
+    def run(self) -> RunItems:
+        """The run as the request being handled sees it: a view of its own
+        (:meth:`RunItems.view`), which its store keeps in step with the categories and
+        domains the judges created. The requests of several judges run at once on
+        threads; one shared run, changed by every store opened, changed under a page
+        being built (a theme created or undone by another judge between reading the
+        status and listing the themes) and the page failed. Outside a request (opening
+        the app, checking who is signed in), each use gets a view of its own."""
+        view = _RUN.get()
+        return view if view is not None else self._run.view()
+
     def store(self) -> ReviewStore:
         return ReviewStore(self.run)
+
+    def _handle(self, handler, request: Request, form) -> Response:
+        """``handler`` with a view of the run of its own (:attr:`run`), in step with the
+        store as the request begins: a handler asks it about an item (a created
+        category's page) before opening the store."""
+        view = self._run.view()
+        with ReviewStore(view):
+            pass
+        token = _RUN.set(view)
+        try:
+            return handler(self, request, form)
+        finally:
+            _RUN.reset(token)
 
     def _endpoint(self, handler, needs_person: bool = True):
         """``handler`` as a Starlette endpoint: the form read within its limits and its
@@ -132,7 +159,7 @@ class ReviewApp:
             try:
                 if needs_person and not self.person(session):
                     return RedirectResponse("/login", status_code=303)
-                return await run_in_threadpool(handler, self, request, form)
+                return await run_in_threadpool(self._handle, handler, request, form)
             except Refused as exc:
                 return self.error(request, exc)
             except ReviewError as exc:
@@ -177,8 +204,11 @@ class ReviewApp:
         who = role = None
         if session is not None and session.who:
             who = session.who
+        run = self.run
         try:
-            with self.store() as store:
+            # the panel and round on a view of its own: the page shows the run as the
+            # request saw it, even if a category was created since
+            with ReviewStore(self._run.view()) as store:
                 panel = store.panel()
                 rnd = store.round
             self.seen = (panel, rnd)
@@ -194,7 +224,7 @@ class ReviewApp:
         agreed = _AGREED.set(st.effective_consensus() if isinstance(st, ReviewStatus) else None)
         try:
             html = self.env.get_template(template).render(
-                run=self.run, round=rnd, who=who, role=role, panel=panel,
+                run=run, round=rnd, who=who, role=role, panel=panel,
                 csrf=session.csrf if session else "", flash=flash, path=request.url.path,
                 **ctx)
         finally:
