@@ -403,9 +403,16 @@ def test_an_informal_greeting_opens_the_frame():
     """"Hey, can I help you?" and "Hiya, come on in" open counselling sessions as
     "Hello" does; they were read as questions of the protocol, and their cases' first
     answers went to an area of small talk."""
-    hellos = ["Hey, can I help you?", "Hiya, come on in, how are you doing?",
-              "Hey there, how have you been?", "Hey, good to see you again, how are things?"]
-    cases = {f"c{k}": [(_I, hellos[k]), (_P, "Yes, fine thanks."),
+    _assert_opens_the_frame(["Hey, can I help you?", "Hiya, come on in, how are you doing?",
+                             "Hey there, how have you been?",
+                             "Hey, good to see you again, how are things?"],
+                            "Yes, fine thanks.")
+
+
+def _assert_opens_the_frame(openers: list[str], reply: str) -> None:
+    """Four interviews, each opened by one of ``openers`` and answered ``reply``, then two
+    protocol questions: the opener is in the frame, the first question is not."""
+    cases = {f"c{k}": [(_I, openers[k]), (_P, reply),
                        (_I, Q_FEEDBACK[k]), (_P, STORIES[k]),
                        (_I, Q_TRAINING[k]), (_P, f"Not really, I learned it on the job {k}.")]
              for k in range(4)}
@@ -422,19 +429,10 @@ def test_asking_leave_to_record_opens_the_frame_however_often_it_is_asked():
     turn frame only tentatively, and as a question many cases share it became a content
     area, its "Yes, that's okay" a category at the top of the CQR table. A question
     that asks leave to record, or about the consent form, opens the frame."""
-    asks = ["We're recording now, is that okay?", "Is it okay if I record?",
-            "Are you okay with me recording the interview?",
-            "You've had the consent form, any questions about it?"]
-    cases = {f"c{k}": [(_I, asks[k]), (_P, "Yes, that's fine."),
-                       (_I, Q_FEEDBACK[k]), (_P, STORIES[k]),
-                       (_I, Q_TRAINING[k]), (_P, f"Not really, I learned it on the job {k}.")]
-             for k in range(4)}
-    turns, segs = build(cases)
-    result = infer_protocol(turns, segs, fake_encode, ProtocolConfig())
-    frame = {a.area_id for a in result.protocol.areas if a.frame}
-    for case in cases:
-        assert _area_of(result, case, 0) in frame, [a.name for a in result.protocol.areas]
-        assert _area_of(result, case, 2) not in frame
+    _assert_opens_the_frame(["We're recording now, is that okay?", "Is it okay if I record?",
+                             "Are you okay with me recording the interview?",
+                             "You've had the consent form, any questions about it?"],
+                            "Yes, that's fine.")
 
 
 def test_what_follows_a_greeting_and_is_none_is_not_set_apart_with_it():
