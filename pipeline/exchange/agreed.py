@@ -577,9 +577,8 @@ def case_core_idea_notes(data: dict) -> list[ExportNote]:
             f"case-core-idea/{d['id']}/{origin}/{c['case']}{moved}",
             f"Core idea of {c['case']} ({'the judges' if judges else 'proposed'}): "
             f"{d['name']}{merged}",
-            str(c["core_idea"]) + (f"\n(from segments {', '.join(c['segment_ids'])})"
-                                   if c.get("segment_ids") else ""),
-            "Consensus" if judges else "Consensa", ("domain", int(d["id"])), case=str(c["case"])))
+            _core_idea_text(c), "Consensus" if judges else "Consensa", ("domain", int(d["id"])),
+            case=str(c["case"])))
     for c in data.get("core_ideas_without_domain") or []:
         # a judges' core idea whose segments are in no category of the codebook: a note
         # on the project, linked to its case, so that no decision stays behind
@@ -587,10 +586,14 @@ def case_core_idea_notes(data: dict) -> list[ExportNote]:
             f"case-core-idea/without-domain/{c['domain']}/{c['case']}",
             f"Core idea of {c['case']} (the judges): domain {c['domain']} "
             f"\"{c.get('domain_name') or ''}\", no longer in the codebook",
-            str(c["core_idea"]) + (f"\n(from segments {', '.join(c['segment_ids'])})"
-                                   if c.get("segment_ids") else ""),
-            "Consensus", ("project", ""), case=str(c["case"])))
+            _core_idea_text(c), "Consensus", ("project", ""), case=str(c["case"])))
     return out
+
+
+def _core_idea_text(c: dict) -> str:
+    """A case's core idea as a note's text, with the segments it came from."""
+    return str(c["core_idea"]) + (f"\n(from segments {', '.join(c['segment_ids'])})"
+                                  if c.get("segment_ids") else "")
 
 
 def _categories(data: dict):
