@@ -828,8 +828,9 @@ def _asker(turns: list[_Turn], text: str) -> tuple[str, str, str] | None:
 def _role_notes(case: _Case, roles: list[str], unmatched: list[str],
                 rule: _Roles) -> list[Skipped]:
     notes = []
-    noted = Counter(t.speaker for t, r in zip(case.turns, roles, strict=True)
-                    if r == "other" and t.role is None and rule.names_no_speaker(t.speaker))
+    others = Counter(t.speaker for t, r in zip(case.turns, roles, strict=True)
+                     if r == "other" and t.role is None)
+    noted = {label: n for label, n in others.items() if rule.names_no_speaker(label)}
     if noted:
         lines = ", ".join(f"{n} labelled '{label}'" for label, n in noted.items())
         notes.append(Skipped(case.source.path, (
