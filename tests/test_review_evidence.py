@@ -115,7 +115,7 @@ def test_core_ideas_refuse_what_is_not_one(cqr):
     with ReviewStore(load_run(cqr)) as store:
         with pytest.raises(ReviewError, match="edit needs the core idea's text"):
             store.resolve([Decision(core_idea_item(case, dom), "edit")], by="ana")
-        with pytest.raises(ReviewError, match="proposed no core idea of case 'case99'"):
+        with pytest.raises(ReviewError, match="the run has no case 'case99'"):
             store.resolve([Decision(core_idea_item("case99", dom), "edit", core_idea="x")],
                           by="ana")
         with pytest.raises(ReviewError, match="unknown decision 'rename' for a core idea"):
@@ -598,6 +598,73 @@ def test_a_core_idea_whose_segments_all_moved_goes_whole_with_them(cqr):
     assert not [c for c in ideas.get(dom, []) if c["case"] == case and "moved_from" not in c]
     (away,) = [c for c in ideas[to_dom] if c["case"] == case and c.get("moved_from") == dom]
     assert away["core_idea"] == row["core_idea"]
+
+
+def _moved_where_none_was_proposed(run: Path) -> tuple[str, int, str, int, int]:
+    """(case, its domain, a segment of its core idea there, a theme of another domain,
+    that domain) where the run proposed the case no core idea."""
+    ci = pd.read_parquet(run / "core_ideas.parquet")
+    themes = pd.read_parquet(run / "themes.parquet")
+    have = set(zip(ci["case_id"].astype(str), ci["domain_id"].astype(int)))
+    for r in ci.itertuples():
+        if len(set(r.segment_ids)) < 2:
+            continue
+        for t in themes[(themes["domain_id"] != r.domain_id)
+                        & (themes["domain_id"] >= 0)].itertuples():
+            if (str(r.case_id), int(t.domain_id)) not in have:
+                return (str(r.case_id), int(r.domain_id), str(r.segment_ids[-1]),
+                        int(t.theme_id), int(t.domain_id))
+    raise AssertionError("the fixture has a case with no core idea in some domain")
+
+
+def test_the_judges_write_the_core_idea_of_a_case_whose_segments_they_moved(cqr):
+    """The judges moved a case's segment into a domain where the run proposed the case
+    no core idea, and rewrote its core idea at home. The judges' text at home still
+    cited the moved segment, the moved sentences were lost (the judges' edit at home
+    kept them there), and no core idea could be written for the case in its new
+    domain: "the run proposed no core idea"."""
+    case, dom, moved, target, to_dom = _moved_where_none_was_proposed(cqr)
+    home_text = "Came close to tears, and said so to the client."
+    new_text = "Told the story to the client's family, later."
+    with ReviewStore(load_run(cqr)) as store:
+        store.resolve([Decision(f"segment:{moved}", "move", target=str(target)),
+                       Decision(core_idea_item(case, dom), "edit", core_idea=home_text)],
+                      by="ana")
+        _settle(store)
+    assert main(["review", "apply", str(cqr)]) == 0
+    cb = yaml.safe_load((cqr / "review" / "codebook.yaml").read_text(encoding="utf-8"))
+    ideas = {d["id"]: d.get("core_ideas", []) for d in cb["domains"]}
+    (home,) = [c for c in ideas[dom] if c["case"] == case]
+    assert home["core_idea"] == home_text and moved not in home["segment_ids"]
+    (away,) = [c for c in ideas[to_dom] if c["case"] == case]
+    assert away["source"] == "proposed" and away["segment_ids"] == [moved]
+    assert away["moved_from"] == dom and away["core_idea"]
+
+    # the next round's workbook gives the case a row in its new domain
+    assert main(["review", "next-round", str(cqr), "--by", "team"]) == 0
+    assert main(["review", "export", str(cqr), "--judges", "ana,ben"]) == 0
+    wb = openpyxl.load_workbook(cqr / "review" / "round-2" / "ana.xlsx")
+    ids = [r[0] for r in wb["core ideas"].iter_rows(min_row=2, values_only=True)]
+    assert f"{case}:{to_dom}" in ids
+    # and the web's domain page a form
+    from pipeline.web.pages import domain_page
+
+    run = load_run(cqr)
+    with ReviewStore(run) as store:
+        page = domain_page(run, store, str(to_dom), "ana")
+        assert core_idea_item(case, to_dom) in [c["item"] for c in page["core_ideas"]]
+        store.resolve([Decision(core_idea_item(case, to_dom), "edit", core_idea=new_text)],
+                      by="team")
+        _settle(store)
+    assert main(["review", "apply", str(cqr)]) == 0
+    cb = yaml.safe_load((cqr / "review" / "codebook.yaml").read_text(encoding="utf-8"))
+    (away,) = [c for c in next(d for d in cb["domains"] if d["id"] == to_dom)["core_ideas"]
+               if c["case"] == case]
+    assert away["source"] == "judges" and away["core_idea"] == new_text
+    assert away["segment_ids"] == [moved] and away["proposed"]
+    # a case or domain the run does not have is still refused, naming it
+    with ReviewStore(load_run(cqr)) as store, pytest.raises(ReviewError, match="no case 'X9'"):
+        store.resolve([Decision(core_idea_item("X9", to_dom), "edit", core_idea="x")], by="team")
 
 
 def test_the_judges_domain_changes_and_definition_reach_the_project(cqr):

@@ -557,6 +557,9 @@ def agreed_core_ideas(run: RunItems, cons: dict[str, Decision], domain_ids,
                                                           run.domain_name(r.domain_id))
         if written:
             entry.update(core_idea=dec.core_idea, source="judges", proposed=str(r.core_idea))
+            if final is not None:   # it cites only the segments still in its domain
+                entry["segment_ids"] = [x for x in entry["segment_ids"]
+                                        if seg_dom.get(x, final) == final]
         if dec is not None and dec.decision == "merge" and dec.target.isdigit() \
                 and int(dec.target) in ids - {int(r.domain_id)}:
             folded.append((entry, int(dec.target)))
@@ -579,15 +582,17 @@ def agreed_core_ideas(run: RunItems, cons: dict[str, Decision], domain_ids,
         others = ci[~ci["domain_id"].astype(int).isin(ids)]
         for r in others.sort_values(["case_id", "domain_id"]).itertuples():
             dec = cons.get(core_idea_item(r.case_id, r.domain_id))
-            if dec is not None and dec.decision == "edit" and dec.core_idea.strip():
-                if (str(r.case_id), int(r.domain_id)) in adopted:
-                    out.append({"case": str(r.case_id), "core_idea": dec.core_idea,
-                                "source": "judges", "proposed": str(r.core_idea),
-                                "segment_ids": [str(x) for x in r.segment_ids],
-                                "moved_from": int(r.domain_id),
-                                "moved_from_name": (names or {}).get(
-                                    int(r.domain_id), run.domain_name(r.domain_id))})
-                continue                     # the judges wrote that one for its domain
+            if dec is not None and dec.decision == "edit" and dec.core_idea.strip() \
+                    and (str(r.case_id), int(r.domain_id)) in adopted:
+                out.append({"case": str(r.case_id), "core_idea": dec.core_idea,
+                            "source": "judges", "proposed": str(r.core_idea),
+                            "segment_ids": [str(x) for x in r.segment_ids],
+                            "moved_from": int(r.domain_id),
+                            "moved_from_name": (names or {}).get(
+                                int(r.domain_id), run.domain_name(r.domain_id))})
+                continue
+            # the judges' text for its own domain speaks for what stayed there; the
+            # sentences of the segments they moved here come with the segments
             kept = _spans_in(r, texts, lambda sid: seg_dom.get(sid) == final, home=False)
             if kept is None:                 # every segment of it came here
                 kept = (str(r.core_idea), [str(x) for x in r.segment_ids])
@@ -596,7 +601,68 @@ def agreed_core_ideas(run: RunItems, cons: dict[str, Decision], domain_ids,
                             "segment_ids": kept[1], "moved_from": int(r.domain_id),
                             "moved_from_name": (names or {}).get(int(r.domain_id),
                                                                  run.domain_name(r.domain_id))})
+        out = _written_here(run, cons, ids, final, seg_dom, out)
         out.sort(key=lambda e: e["case"])
+    return out
+
+
+def _written_here(run: RunItems, cons: dict[str, Decision], ids: set[int], final: int,
+                  seg_dom: Mapping[str, int], out: list[dict]) -> list[dict]:
+    """``out`` with the core ideas the judges wrote for a case in one of the domains
+    ``ids`` where the run proposed the case none (its segments came there from another
+    domain). The judges' text stands for the case's segments moved here: it takes the
+    place of the proposed sentences that came with them (``moved_from`` entries of the
+    case), and cites the case's segments now in the domain."""
+    proposed = run.core_idea_ids
+    new = {}
+    for item, dec in cons.items():
+        if not item.startswith("core_idea:") or dec.decision != "edit" \
+                or not dec.core_idea.strip():
+            continue
+        ident = item.split(":", 1)[1]
+        case, _, dom = ident.rpartition(":")
+        if ident in proposed or not dom.isdigit() or int(dom) not in ids:
+            continue
+        new[(case, int(dom))] = dec.core_idea
+    if not new:
+        return out
+    from ..stages.coreideas import GAP
+
+    segs = run.segments
+    in_final = [str(sid) for sid in segs["segment_id"] if seg_dom.get(str(sid)) == final]
+    case_of = dict(zip(segs["segment_id"].astype(str), segs["case_id"].astype(str)))
+    cases = {case for case, _ in new}
+    kept = [e for e in out if not (e["case"] in cases and e.get("moved_from") is not None
+                                   and e["source"] == "proposed")]
+    for case, dom in sorted(new):
+        replaced = [e for e in out if e not in kept and e["case"] == case]
+        kept.append({"case": case, "core_idea": new[(case, dom)], "source": "judges",
+                     "proposed": GAP.join(e["core_idea"] for e in replaced),
+                     "segment_ids": [s for s in in_final if case_of.get(s) == case],
+                     **({"from_domain": dom} if len(ids) > 1 else {})})
+        out = [e for e in out if e not in replaced]
+    return kept
+
+
+def unproposed_core_ideas(run: RunItems, codebook: dict) -> dict[int, list[dict]]:
+    """Domain id -> the core ideas of the codebook as it stands (``codebook``:
+    :func:`build_codebook`'s data) for cases the run proposed none in that domain: the
+    sentences of segments the judges moved there, or the core idea the judges wrote
+    for them. Each is an item the judges can write (``core_idea:CASE:DOMAIN``), so the
+    workbooks and the domain pages give it a row of its own."""
+    proposed = run.core_idea_ids
+    out: dict[int, list[dict]] = {}
+    for dom in codebook.get("domains", []):
+        seen = set()
+        for ci in dom.get("core_ideas", []):
+            ident = f"{ci['case']}:{int(dom['id'])}"
+            if ident in proposed or ident in seen:
+                continue
+            seen.add(ident)
+            out.setdefault(int(dom["id"]), []).append(
+                {"case": ci["case"], "domain_id": int(dom["id"]), "domain_name": dom["name"],
+                 "core_idea": ci.get("proposed") if ci["source"] == "judges"
+                 else ci["core_idea"], "segment_ids": list(ci["segment_ids"])})
     return out
 
 
@@ -844,8 +910,9 @@ def _core_idea_lines(dom: dict) -> list[str]:
             made = "written for" if ci["source"] == "judges" else "proposed in"
             both += (f" (from the core idea {made} domain {int(ci['moved_from'])}"
                      + (f' "{t(name)}"' if name else "") + ": its segments moved here)")
-        return (f"({ci['source']}): {t(ci['core_idea'])} "
-                f"[{t(', '.join(ci['segment_ids']))}]{both}")
+        cited = (t(", ".join(ci["segment_ids"])) if ci["segment_ids"] else
+                 "no segment of the case is left in this domain")
+        return f"({ci['source']}): {t(ci['core_idea'])} [{cited}]{both}"
 
     def origin(ci: dict) -> str:
         if ci.get("moved_from") is not None:         # idea() says where it came from

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..fsutil import atomic_write_text
 from .agreement import current_label, review_status, status_text
-from .apply import build_codebook, cases_text, live_codebook, name_clashes, write_codebook
+from .apply import build_codebook, cases_text, live_codebook, name_clashes, unproposed_core_ideas, write_codebook
 from .html import render_packet
 from .model import Decision, ReviewError, load_run
 from .signing import WorkbookCheck, ensure_key, load_key
@@ -55,10 +55,16 @@ def export(run_folder: Path, judges: list[str], auditors: list[str] = (), force:
             raise ReviewError(f"the workbook exists already (it may hold decisions): {existing[0]}",
                               hint="import it first, or pass --force to write it again")
         key = ensure_key(run.folder)
+        more = []
+        if shown and len(run.core_ideas):
+            # a case whose segments the judges moved into a domain needs its core idea there
+            more = [c for cs in unproposed_core_ideas(
+                run, build_codebook(run, st, draft=True).data).values() for c in cs]
         for (person, role), path in zip(people, paths):
             fill = prefill if role == "consensus" else start if role == "judge" else {}
             write_workbook(path, build_workbook(run, person, role, store.round, fill, key=key,
-                                                shown=shown, baseline=baseline))
+                                                shown=shown, baseline=baseline,
+                                                more_core_ideas=more))
         packet = folder / "packet.html"
         atomic_write_text(packet, render_packet(run, store.round, judges_all, auditors_all,
                                                     standing=baseline))

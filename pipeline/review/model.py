@@ -312,6 +312,11 @@ def agreed_name(d: Decision | None) -> str:
     return d.new_name
 
 
+#: the proposed text of a core idea the run did not propose (a case's segments the
+#: judges moved into a domain) when the judges' own text is all it has
+MOVED_IN = "(none proposed: the case's segments here were moved in by the judges)"
+
+
 def core_idea_item(case_id, domain_id) -> str:
     return f"core_idea:{case_id}:{int(domain_id)}"
 
@@ -465,6 +470,17 @@ class RunItems:
         """``case:domain_id`` of every proposed core idea."""
         return self._lookup("core_idea_ids", self.core_ideas, _core_idea_id_set)
 
+    def core_idea_writable(self, ident: str) -> bool:
+        """Whether the judges may write the core idea ``case:domain_id``: one the run
+        proposed, or any case of the run in any domain of the run. CQR wants one core
+        idea per case in each domain the case speaks to, and a case's segments that the
+        judges move into a domain where the run proposed it none need one there."""
+        if ident in self.core_idea_ids:
+            return True
+        case, _, dom = ident.rpartition(":")
+        return (not self.core_ideas.empty and dom in self.domain_ids
+                and case in self._lookup("case_ids", self.segments, _case_id_set))
+
     def core_idea_row(self, ident: str) -> dict | None:
         """The proposed core idea ``case:domain_id`` as a dict, or None."""
         case, _, dom = ident.rpartition(":")
@@ -556,6 +572,10 @@ def _domain_id_set(domains: pd.DataFrame) -> frozenset[str]:
 
 def _segment_id_set(segments: pd.DataFrame) -> frozenset[str]:
     return frozenset(segments["segment_id"])
+
+
+def _case_id_set(segments: pd.DataFrame) -> frozenset[str]:
+    return frozenset(segments["case_id"].astype(str))
 
 
 def _core_idea_id_set(core_ideas: pd.DataFrame) -> frozenset[str]:
@@ -753,11 +773,21 @@ def check_decision(d: Decision, run: RunItems) -> list[str]:
 
 
 def _check_core_idea(d: Decision, run: RunItems) -> list[str]:
-    """A judge's core idea of one case in one domain: an edit of one the run proposed."""
-    if d.ident not in run.core_idea_ids:
+    """A judge's core idea of one case in one domain: an edit of one the run proposed,
+    or a new one (a case whose segments the judges moved into a domain)."""
+    if not run.core_idea_writable(d.ident):
         case, _, dom = d.ident.rpartition(":")
-        return [f"the run proposed no core idea of case {case!r} in domain {dom!r}"
-                + ("" if len(run.core_ideas) else " (only a CQR run proposes core ideas)")]
+        if not len(run.core_ideas):
+            return [f"the run proposed no core idea of case {case!r} in domain {dom!r} (only "
+                    "a CQR run proposes core ideas)"]
+        what = (f"the run has no domain {dom!r}" if dom not in run.domain_ids
+                else f"the run has no case {case!r}")
+        return [f"no core idea of case {case!r} in domain {dom!r} can be written: {what}"]
+    if d.ident not in run.core_idea_ids and d.decision != "edit":
+        case, _, dom = d.ident.rpartition(":")
+        return [f"the run proposed no core idea of case {case!r} in domain {dom!r}, so there "
+                "is none to merge; write the case's core idea there instead (edit, with its "
+                "text)"]
     if d.decision not in CORE_IDEA_DECISIONS:
         return [f"unknown decision {d.decision!r} for a core idea; use: edit (with the core "
                 "idea's text) or merge (with the domain whose core idea of the case it "

@@ -29,6 +29,7 @@ from .evidence import attribute_text, counted_cases, is_cqr, subgroups, theme_ev
 from .model import (
     DECISION_FIELDS,
     DOMAIN_DECISIONS,
+    MOVED_IN,
     ROLES,
     THEME_DECISIONS,
     Decision,
@@ -214,7 +215,8 @@ FRAME_NOTE = "(interview frame: set apart, not unassigned)"
 def build_workbook(run: RunItems, person: str, role: str, round: int,
                    prefill: dict[str, Decision] | None = None, *,
                    key: bytes | None = None, shown: dict[str, Decision] | None = None,
-                   baseline: dict[str, Decision] | None = None) -> bytes:
+                   baseline: dict[str, Decision] | None = None,
+                   more_core_ideas: list[dict] = ()) -> bytes:
     """The workbook for one person, as .xlsx bytes, its ``_meta`` signed with ``key``
     (default: the review's, created on first use: :func:`pipeline.review.signing.ensure_key`).
 
@@ -222,6 +224,9 @@ def build_workbook(run: RunItems, person: str, role: str, round: int,
     before's consensus, their starting point); ``shown`` is the consensus so far,
     shown beside each item with its change against the proposal (what an auditor
     comments on); ``baseline`` the round before's, to mark what this round changed.
+    ``more_core_ideas``: rows of the core ideas sheet for cases the run proposed none
+    in a domain, whose segments the judges moved there
+    (:func:`~pipeline.review.apply.unproposed_core_ideas`).
     """
     prefill, shown, baseline = prefill or {}, shown or {}, baseline or {}
     wb = openpyxl.Workbook()
@@ -312,6 +317,13 @@ def build_workbook(run: RunItems, person: str, role: str, round: int,
                 "id": item.split(":", 1)[1], "case": c.case_id, "domain_id": int(c.domain_id),
                 "domain_name": dom_names.get(int(c.domain_id), ""), "core": c.core_idea,
                 "segment_ids": list(c.segment_ids)}, prefill.get(item)))
+            crows[-1] = _shown(run, crows[-1], item, shown, baseline)
+        for c in sorted(more_core_ideas, key=lambda c: (c["domain_id"], str(c["case"]))):
+            item = core_idea_item(c["case"], c["domain_id"])
+            crows.append(_prefilled({
+                "id": item.split(":", 1)[1], "case": c["case"], "domain_id": c["domain_id"],
+                "domain_name": c["domain_name"], "core": c["core_idea"] or MOVED_IN,
+                "segment_ids": c["segment_ids"]}, prefill.get(item)))
             crows[-1] = _shown(run, crows[-1], item, shown, baseline)
         _sheet(wb, CORE_SHEET, CORE_COLS, crows, {})
 

@@ -21,11 +21,12 @@ import pandas as pd
 from ..errors import ConsensaError
 from ..precode import NONE, PrecodeBatch, agreed_code
 from ..review.agreement import SETTLED, ItemStatus, ReviewStatus, review_status
-from ..review.apply import live_codebook
+from ..review.apply import live_codebook, unproposed_core_ideas
 from ..review.evidence import attribute_text, counted_cases, subgroups, theme_evidence
 from ..review.model import (
     CREATED_DOMAIN_DECISIONS,
     DOMAIN_DECISIONS,
+    MOVED_IN,
     SEGMENT_DECISIONS,
     Decision,
     RunItems,
@@ -93,7 +94,7 @@ def is_item(run: RunItems, item: str) -> bool:
     if kind == "segment":
         return ident in run.segment_ids
     if kind == "core_idea":
-        return ident in run.core_idea_ids
+        return run.core_idea_writable(ident)
     return False
 
 
@@ -500,7 +501,7 @@ def _live_subgroups(run: RunItems, live: dict, tid: int, fate: dict) -> list[dic
 
 def core_idea_rows(run: RunItems, st: ReviewStatus, did: int, versions: dict[str, int],
                    mine: dict[str, int], drafts: dict[str, Decision] | None = None,
-                   live_domains: dict | None = None) -> list[dict]:
+                   live_domains: dict | None = None, more: list[dict] = ()) -> list[dict]:
     """The proposed core ideas of one domain, one per case, each with the judges'
     positions, the consensus so far, the versions its form carries and the text the
     form starts from (a refused entry, else the consensus, else the proposal).
@@ -510,7 +511,10 @@ def core_idea_rows(run: RunItems, st: ReviewStatus, did: int, versions: dict[str
     domains whose core idea of the case this one can merge into, and ``merged_in``
     the domains whose core idea of the case the consensus merged into this one;
     ``fellow_ideas`` the case's core ideas in those other domains as they stand, so that
-    a judge who writes one core idea for all of them reads them all in one place."""
+    a judge who writes one core idea for all of them reads them all in one place.
+    ``more``: the domain's core ideas the run did not propose, for cases whose segments
+    the judges moved here (:func:`~pipeline.review.apply.unproposed_core_ideas`), each
+    with a row of its own."""
     ci = run.core_ideas
     if ci.empty:
         return []
@@ -551,6 +555,20 @@ def core_idea_rows(run: RunItems, st: ReviewStatus, did: int, versions: dict[str
                     "merge_into": others, "merged_in": merged_in,
                     "fellow_ideas": fellow_ideas,
                     "v_item": versions.get(item, 0), "v_mine": mine.get(item, 0)})
+    for c in more:       # cases whose segments the judges moved here: none was proposed
+        item = core_idea_item(c["case"], did)
+        status = items.get(item)
+        cons = status.consensus if status else None
+        draft = (drafts or {}).get(item)
+        out.append({"item": item, "case": c["case"],
+                    "attributes": attribute_text(run.attributes(c["case"])),
+                    "proposed": c["core_idea"] or MOVED_IN, "segment_ids": c["segment_ids"],
+                    "segments": [{"id": s, "text": text.get(s, "")} for s in c["segment_ids"]],
+                    "status": status, "consensus": cons,
+                    "start": draft.core_idea if draft else cons.core_idea if cons
+                    and cons.core_idea else c["core_idea"],
+                    "merge_into": [], "merged_in": [], "fellow_ideas": [],
+                    "v_item": versions.get(item, 0), "v_mine": mine.get(item, 0)})
     return out
 
 
@@ -578,7 +596,9 @@ def domain_page(run: RunItems, store: ReviewStore, ident: str, who: str | None,
             "decisions": CREATED_DOMAIN_DECISIONS if created else
             tuple(x for x in DOMAIN_DECISIONS if x != "split"),
             "core_ideas": core_idea_rows(run, ctx["st"], did, ctx["versions"], ctx["mine"],
-                                         drafts, ctx["live"]["domains"]),
+                                         drafts, ctx["live"]["domains"],
+                                         unproposed_core_ideas(run, ctx["live"]["codebook"])
+                                         .get(did, [])),
             "movable": movable, "n_cases_total": run.n_cases}
 
 
