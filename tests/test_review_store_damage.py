@@ -197,3 +197,42 @@ def test_the_precode_reader_of_the_store_names_a_damaged_file(tmp_path):
     with pytest.raises(ReviewError, match="damaged") as err:
         latest_choices(tmp_path)
     assert str(path) in str(err.value)
+
+
+def _archived(monkeypatch, path) -> None:
+    """The store as a read-only folder holds it: a tester running as root may write
+    whatever the permissions say, so the check Consensa makes is what is answered."""
+    import os
+
+    real = os.access
+    monkeypatch.setattr("pipeline.review.store.os.access",
+                        lambda p, mode: False if mode == os.W_OK and str(p) in
+                        (str(path), str(path.parent)) else real(p, mode))
+
+
+@pytest.mark.parametrize("left_wal", [False, True], ids=["closed", "with-wal"])
+def test_an_archived_review_is_read_and_refuses_writes_by_name(exported, capsys, monkeypatch,
+                                                               left_wal):
+    """`consensa review status` on an archived (read-only) run failed with "attempt to
+    write a readonly database": the store was opened for writing (WAL mode), although
+    status only reads. A read-only store is read, with the decisions still in a -wal
+    file too, and a write says the store is read-only."""
+    path = db_path(exported)
+    with ReviewStore(load_run(exported)) as store:
+        store.resolve([Decision("theme:0", "accept")], by="ana")
+    if left_wal:        # a store not closed cleanly: the decision is still in the -wal
+        keep = sqlite3.connect(path, isolation_level=None)
+        keep.execute("PRAGMA wal_autocheckpoint=0")
+        keep.execute("INSERT INTO meta VALUES ('left', 'in the wal')")
+        assert path.with_name(path.name + "-wal").stat().st_size > 0
+    _archived(monkeypatch, path)
+    with ReviewStore(load_run(exported)) as store:
+        assert store.read_only and "theme:0" in store.consensus()
+        assert store.meta().get("left") == ("in the wal" if left_wal else None)
+        with pytest.raises(ReviewError, match="the review store is read-only here"):
+            store.resolve([Decision("theme:1", "accept")], by="ana")
+    capsys.readouterr()
+    assert main(["review", "status", str(exported)]) == 0
+    assert "Review of run" in capsys.readouterr().out
+    if left_wal:
+        keep.close()

@@ -39,6 +39,7 @@ acknowledged decisions (and then refuse their workbooks as "not a judge").
 from __future__ import annotations
 
 import functools
+import os
 import re
 import sqlite3
 from collections.abc import Callable, Iterable
@@ -275,10 +276,15 @@ class ReviewStore:
             raise ReviewError("this run has no review yet", path=run.folder,
                               hint="start one with `consensa review export RUN --judges a,b,c`")
         existed = self.path.is_file()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        #: an archived run (a read-only folder or file) is opened for reading only
+        self.read_only = existed and not (os.access(self.path, os.W_OK)
+                                          and os.access(self.path.parent, os.W_OK))
+        if not existed:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.con = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_S,
-                                       factory=_Connection)
+            self.con = sqlite3.connect(self._uri() if self.read_only else self.path,
+                                       isolation_level=None, timeout=BUSY_TIMEOUT_S,
+                                       factory=_Connection, uri=self.read_only)
         except sqlite3.DatabaseError as exc:
             raise _translated(self.path, exc) from exc
         self.con.path = self.path
@@ -286,13 +292,24 @@ class ReviewStore:
             if existed:
                 self._check_holds_review(create)
             self.con.row_factory = sqlite3.Row
-            self.con.execute("PRAGMA journal_mode=WAL")
+            if not self.read_only:
+                self.con.execute("PRAGMA journal_mode=WAL")
             self.con.execute("PRAGMA synchronous=FULL")
             self.con.execute("PRAGMA foreign_keys=ON")
             self._open(run)
         except BaseException:
             self.con.close()
             raise
+
+    def _uri(self) -> str:
+        """The URI that opens the store for reading only. Without a ``-wal`` file beside
+        it, every decision is in the file itself, which is opened as immutable: SQLite
+        then needs no lock or ``-shm`` file, which a read-only folder could not hold.
+        With one (a store not closed cleanly), its decisions are read from it as well,
+        which SQLite can do only where it may create the ``-shm`` file, or one is there."""
+        wal = self.path.with_name(self.path.name + "-wal")
+        mode = "mode=ro" if wal.exists() else "immutable=1"
+        return f"{self.path.resolve().as_uri()}?{mode}"
 
     def _check_holds_review(self, create: bool) -> None:
         """Refuse an existing file that holds no review, before anything is written to it.
@@ -461,6 +478,13 @@ class ReviewStore:
         if self.con.in_transaction:
             yield self.con
             return
+        if self.read_only:
+            raise ReviewError(
+                "the review store is read-only here (the run folder or the file may not be "
+                "written: an archived run); nothing was recorded", path=self.path,
+                hint="read it as it is (`consensa review status`, the exports with --out "
+                "elsewhere), or make the run's review folder writable to record decisions; "
+                "the decisions recorded so far are safe")
         self.con.execute("BEGIN IMMEDIATE")
         try:
             yield self.con
@@ -748,7 +772,9 @@ class ReviewStore:
         known = {"theme": self.run.theme_ids, "domain": self.run.domain_ids,
                  "segment": self.run.segment_ids,
                  "core_idea": self.run.core_idea_ids}.get(kind, set())
-        return [] if ident in known else [f"unknown item {kind} {ident!r}"]
+        if ident in known or (kind == "core_idea" and self.run.core_idea_writable(ident)):
+            return []
+        return [f"unknown item {kind} {ident!r}"]
 
     def _add_comment(self, item: str, by: str, comment: str, round: int) -> None:
         comment = typed_text(comment)
