@@ -8,6 +8,7 @@ renamed when complete, so a run folder is never half-written and an existing one
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import os
 import platform
@@ -502,9 +503,10 @@ def run(cfg: RunConfig, base_dir: Path = Path("."), out: Path | None = None,
     started = datetime.now().strftime("%Y%m%d-%H%M%S")
     result = build(cfg, base_dir, failed_llm_log=failed_llm_log_path(
         Path(out) if out is not None else cfg.output_dir / f"{cfg.name}-{started}"))
+    named = out is not None
     if out is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        out = cfg.output_dir / f"{cfg.name}-{stamp}"
+        out = _free(cfg.output_dir / f"{cfg.name}-{stamp}")
     out = Path(out)
     _refuse_existing(out)               # and again: it may have appeared meanwhile
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
@@ -530,8 +532,37 @@ def run(cfg: RunConfig, base_dir: Path = Path("."), out: Path | None = None,
                               "no run folder was written", path=mapping,
                               field="deidentify.mapping_file",
                               hint="choose a folder you can write to, outside the run folder") from None
-    os.replace(tmp, out)
-    return out
+    return _publish(tmp, out, named)
+
+
+def _free(out: Path) -> Path:
+    """``out``, or the first of ``out-2``, ``out-3``, ... that does not exist: two runs of
+    one config started in the same second each get a folder of their own."""
+    k = 1
+    while (found := out if k == 1 else out.with_name(f"{out.name}-{k}")).exists():
+        k += 1
+    return found
+
+
+def _publish(tmp: Path, out: Path, named: bool) -> Path:
+    """Move the finished folder ``tmp`` to ``out`` in one step, and return where it went.
+    A folder that appeared at ``out`` while the run worked (another run of the same
+    config, started in the same second) is never overwritten: a run named by its time
+    takes the next free name, one named by --out stops, naming the folder; either way
+    nothing half-made is left behind."""
+    while True:
+        try:
+            if out.exists():
+                raise FileExistsError(errno.EEXIST, "exists", str(out))
+            os.replace(tmp, out)
+            return out
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY) or named:
+                shutil.rmtree(tmp, ignore_errors=True)
+                if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                    _refuse_existing(out)
+                raise
+            out = _free(out)
 
 
 class _CallableModule(types.ModuleType):

@@ -264,6 +264,31 @@ def test_an_existing_out_folder_is_refused_before_any_work(study, tmp_path, monk
         precode(tmp_path / "no-codebook.yaml", study, out=taken)
 
 
+def test_two_runs_started_in_the_same_second_each_get_a_folder(tmp_path):
+    """Two runs of one config started in the same second were given one folder name:
+    the second did all its work, then failed with "Directory not empty" and left its
+    hidden .partial folder behind. A run named by its time takes the next free name;
+    one named by --out stops, naming the folder; neither leaves anything behind."""
+    from pipeline.run import _free, _publish
+
+    def made(name: str) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "manifest.json").write_text(name)
+        return folder
+
+    first = made("study-20261207-204235")
+    assert _free(first) == tmp_path / "study-20261207-204235-2"
+    went = _publish(made(".study.partial-2"), first, named=False)
+    assert went == tmp_path / "study-20261207-204235-2"
+    assert (went / "manifest.json").read_text() == ".study.partial-2"
+    assert (first / "manifest.json").read_text() == "study-20261207-204235"
+    with pytest.raises(InputError, match="exists already"):
+        _publish(made(".study.partial-3"), first, named=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "study-20261207-204235", "study-20261207-204235-2"]
+
+
 def test_the_manifest_names_the_kernels_an_avx512_machine_computes_with_as_avx2():
     """Two machines with the same versions compute different runs when their kernels
     differ (OpenBLAS's AVX-512 ones chose another sentence for a demo core idea): the
