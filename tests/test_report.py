@@ -405,6 +405,11 @@ def test_the_map_counts_the_interview_frame_apart_from_the_unassigned():
     head = out[:out.index('id="cqr"')]
     assert re.search(r"Unassigned segments</dt><dd>[^<]*\(1 of 14\)", head)
     assert re.search(r"Interview frame \(set apart\)</dt><dd>[^<]*\(2 of 14\)", head)
+    # the unassigned share is of all segments, and said so; of the cross-analysis's
+    # segments (the frame set apart) it is given beside it
+    part = out[out.index('<section id="unassigned"'):]
+    assert "The share above is of all 14 segments" in part
+    assert "of the 12 segments in the cross-analysis, 8.3 % are unassigned" in part
     part = out[out.index('<section id="map"'):out.index('<section id="heatmap"')]
     caption = re.search(r"<figcaption>(.*?)</figcaption>", part, re.S).group(1)
     assert "light grey = unassigned (1 segment)" in caption

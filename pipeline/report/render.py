@@ -930,8 +930,10 @@ def _unassigned_section(seg: pd.DataFrame, seg_theme: np.ndarray,
                          "start": str(r["start_char"]), "end": str(r["end_char"]),
                          "text": r["text"]})
     share = f"{100.0 * total / len(seg):.1f} %" if len(seg) else "—"
+    analysed = len(seg) - int(frame.sum())
     return {"total": total, "n_segments": len(seg), "rows": rows,
-            "truncated": total > len(rows), "share": share, "n_frame": int(frame.sum())}
+            "truncated": total > len(rows), "share": share, "n_frame": int(frame.sum()),
+            "share_analysed": f"{100.0 * total / analysed:.1f} %" if analysed else "—"}
 
 
 def _skipped_section(manifest: Mapping, left_out: pd.DataFrame | None = None) -> dict[str, Any]:
