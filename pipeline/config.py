@@ -293,9 +293,9 @@ class RunConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field("run", pattern=r"^[\w.-]+$", max_length=200, description=(
-        "the run's name, in its folder's name: letters, digits, '_', '.' and '-', at most "
-        "200 (a folder name longer than 255 fails only when the run is written)"))
+    name: str = Field("run", pattern=r"^[\w.=-]+$", max_length=200, description=(
+        "the run's name, in its folder's name: letters, digits, '_', '.', '=' and '-', at "
+        "most 200 (a folder name longer than 255 fails only when the run is written)"))
     seed: int = Field(42, ge=0, le=MAX_SEED, description=(
         "the seed of every random step, 0 to 4294967295 (2**32 - 1)"))
     output_dir: Path = Path("runs")
@@ -802,7 +802,9 @@ def expand_sweep(cfg: RunConfig, base_dir: str | Path,
         trial = copy.deepcopy(data)
         for key, value in params.items():
             set_dotted(trial, key, value)
-        trial["name"] = re.sub(r"[^\w.-]", "-", safe_name(f"{cfg.name}__{label}"))
+        # the run's own name is its folder's in the batch: "min_cluster_size=8", not
+        # "min_cluster_size-8", which reads as a negative value
+        trial["name"] = re.sub(r"[^\w.=-]", "-", safe_name(f"{cfg.name}__{label}"))
         try:
             run_cfg = resolve_paths(validate_config(trial), base_dir)
             check_inputs(run_cfg, base_dir)
