@@ -113,7 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .config import CQR_ANALYSIS
     from .report.templating import counted
     from .runfolder import RunFolder
-    from .types import SKIPPED_CSV
+    from .types import SKIPPED_CSV, frame_domain_ids
 
     manifest = RunFolder(folder).manifest
     c = manifest["counts"]
@@ -131,8 +131,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         n_min = _minimal_categories(RunFolder(folder))
         about = [f"{n_sub} with subcategories"] if n_sub else []
         about += [f"{n_min} of minimal responses, listed last"] if n_min else []
+        # the frame is listed as a domain but is not one of the cross-analysis's
+        n_frame = len(frame_domain_ids(RunFolder(folder).table("domains")))
+        domains = (f"{c['domains'] - n_frame} and the interview frame" if n_frame
+                   else f"{c['domains']}")
         print(f"  cases: {c['cases_analysed']}   segments: {c['segment_segments']}   "
-              f"domains: {c['domains']}   categories: {c['themes']}"
+              f"domains: {domains}   categories: {c['themes']}"
               + (f" ({'; '.join(about)})" if about else ""))
         no_domain = int(c.get("crossanalysis_no_domain", 0))
         print(f"  in no category: {c['unassigned']} ({manifest['outlier_share']:.1%}"

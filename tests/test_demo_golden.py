@@ -190,7 +190,10 @@ def test_the_readme_walkthrough_shows_the_stored_cqr_run():
     reassigned = int(seg["reassigned"].astype(str).eq("True").sum())
     n_sub = len({int(p) for p in cats["parent_id"] if int(p) >= 0})
     summary = "\n".join(_readme_block("Consensa run 'demo-therapist-tears' finished in"))
-    assert (f"cases: {seg['case_id'].nunique()}   segments: {n}   domains: {len(domains)}   "
+    n_frame = int((domains["kind"] == "frame").sum())
+    assert n_frame == 1
+    assert (f"cases: {seg['case_id'].nunique()}   segments: {n}   "
+            f"domains: {len(domains) - n_frame} and the interview frame   "
             f"categories: {int((cats['kind'] == 'category').sum())} ({n_sub} with "
             "subcategories)") in summary, summary
     assert (f"in no category: {unassigned} ({unassigned / n:.1%})   reassigned outliers: "
