@@ -1889,8 +1889,8 @@ def test_a_projects_case_variables_are_the_cases_attributes(tmp_path):
     assert cases.loc["T03"].tolist() == ["", "", ""]
     assert cases.loc["T04"].tolist() == ["EFT", "", ""]         # the recording's transcript
     reasons = [s.reason for s in corpus.skipped if s.what == str(tmp_path / "study.qdpx")]
-    assert any("1 variable value(s) differ" in r and "'orientation' of 'T03' (CBT / EFT)" in r
-               for r in reasons)
+    assert any("1 variable value(s) differ" in r and "'orientation' of 'T03' (CBT from "
+               "case 'Cara' / EFT from case 'Cara again')" in r for r in reasons)
     assert any("1 case reference(s) point at sources that are not text" in r for r in reasons)
 
     table = tmp_path / "attrs.csv"
@@ -1901,6 +1901,64 @@ def test_a_projects_case_variables_are_the_cases_attributes(tmp_path):
     assert list(cases.columns) == ["orientation", "cried", "years", "site"]
     assert cases.loc["T01"].tolist() == ["humanistic", "yes", "4", "A"]
     assert any("(orientation) are the cases table's" in s.reason for s in both.skipped)
+
+
+def test_a_projects_source_variables_are_the_cases_attributes(tmp_path):
+    """MAXQDA's document variables can come on the source itself (a VariableValue in
+    the TextSource, as the REFI-QDA schema allows) rather than on a case: they are the
+    case's attributes too, a recording's go to its transcript, and a case and its
+    source that disagree leave the variable blank, with a note, as two cases do. The
+    values of sources that are not text are named, not lost."""
+    from tests.builders import qdpx_bytes_of
+
+    talk = "Interviewer: How was it?\nP: Hard.\n"
+    (tmp_path / "study.qdpx").write_bytes(qdpx_bytes_of(
+        [("content", "C01", "s1", talk, {"mode": "in person", "years": 7, "level": "primary"}),
+         ("internal", "C02.txt", "s2", "c02.txt", {"mode": "video"}),
+         ("content", "C03", "s3", talk, {"mode": "phone", "level": "primary"}),
+         ("recording", "C04.mp3", "s4", [talk], {"mode": "video"}),
+         ("PDFSource", "Consent", "s5", "c.pdf", {"mode": "paper"})],
+        files={"c02.txt": talk.encode()},
+        cases=[("Site A", {"site": "A"}, ["s1", "s2"]),
+               ("Counsellor 3", {"level": "secondary", "mode": "phone"}, ["s3"])]))
+    corpus = ingest(IngestConfig(paths=[str(tmp_path / "study.qdpx")]))
+    cases = corpus.cases.set_index("case_id")
+    assert set(cases.columns) == {"mode", "years", "level", "site"}
+    assert cases.loc["C01", ["mode", "years", "site"]].tolist() == ["in person", "7", "A"]
+    assert cases.loc["C01", "level"] == "primary"
+    assert cases.loc["C02", ["mode", "site"]].tolist() == ["video", "A"]
+    assert cases.loc["C03", ["mode", "level"]].tolist() == ["phone", ""]  # agree / differ
+    assert cases.loc["C04", "mode"] == "video"              # the recording's transcript
+    reasons = [s.reason for s in corpus.skipped if s.what == str(tmp_path / "study.qdpx")]
+    assert any("1 variable value(s) differ" in r and "'level' of 'C03' (primary from the "
+               "source / secondary from case 'Counsellor 3')" in r for r in reasons), reasons
+    assert any("variable values of 1 source(s) that are not text were not used" in r
+               and "Consent" in r for r in reasons), reasons
+
+
+def test_variable_values_that_cannot_be_used_are_named(tmp_path):
+    """A value naming no variable of the project is named in what was skipped; one
+    written on a recording's transcript (which the schema does not provide for) is
+    still that transcript's."""
+    qde = ('<?xml version="1.0" encoding="utf-8"?>\n<Project xmlns="urn:QDA-XML:project:1.0" '
+           'name="study"><Variables><Variable guid="v0" name="mode" typeOfVariable="Text"/>'
+           '</Variables><Sources>'
+           '<TextSource guid="s1" name="T01"><PlainTextContent>Interviewer: Hi?\nP: Hello.'
+           '</PlainTextContent><VariableValue><VariableRef targetGUID="gone"/>'
+           '<TextValue>x</TextValue></VariableValue></TextSource>'
+           '<VideoSource guid="s2" name="T02.mp4"><Transcript guid="t2">'
+           '<PlainTextContent>Interviewer: Hi?\nP: Hello.</PlainTextContent>'
+           '<VariableValue><VariableRef targetGUID="v0"/><TextValue>video</TextValue>'
+           '</VariableValue></Transcript></VideoSource></Sources></Project>')
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("project.qde", qde)
+    (tmp_path / "study.qdpx").write_bytes(buffer.getvalue())
+    corpus = ingest(IngestConfig(paths=[str(tmp_path / "study.qdpx")]))
+    assert corpus.cases.set_index("case_id")["mode"].to_dict() == {"T01": "", "T02": "video"}
+    reasons = [s.reason for s in corpus.skipped if s.what == str(tmp_path / "study.qdpx")]
+    assert any("1 variable value(s) refer to a variable the project does not define" in r
+               for r in reasons), reasons
 
 
 def test_f4transkript_time_marks_give_the_turns_their_times(tmp_path):

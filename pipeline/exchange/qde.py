@@ -163,8 +163,8 @@ class ProjectSource:
     name: str                 # the source's name in the project (unique: see text_sources)
     text: str | None          # its plain text; None when the project does not hold it
     why: str = ""             # why there is no text
-    #: the variables of the project's cases that hold this source (a participant's
-    #: orientation, years in practice): variable name -> value as text
+    #: the variables of the project's cases that hold this source, and the source's
+    #: own (a participant's orientation, years in practice): variable name -> value
     attributes: dict[str, str] = field(default_factory=dict)
 
 
@@ -187,21 +187,28 @@ def text_sources(path: str | Path, *, max_bytes: int = MAX_UNPACKED_BYTES,
     by their GUID, as :func:`read_project` does, so that no case is silently merged with
     another. An audio or video source's transcripts (``<Transcript>``: an interview
     recorded and transcribed in the QDA program) are text sources too, named after the
-    recording. The project's cases (``<Case>``, NVivo's classified cases, MAXQDA's
-    document variables) carry the participants' attributes; each source gets the
-    variables of the cases that hold it (``<SourceRef>``), which CQR's subgroup
-    comparisons need. Two cases giving one source different values of a variable leave
-    that variable blank for the source, with a note, rather than choose one.
+    recording. The participants' attributes, which CQR's subgroup comparisons need,
+    come in two places, and both are read: the project's cases (``<Case>``, NVivo's
+    classified cases), each giving its variables to the sources it holds
+    (``<SourceRef>``), and the sources themselves (``<VariableValue>`` on a
+    ``<TextSource>``, as MAXQDA's document variables can come; on an audio or video
+    source, for each of its transcripts). Two places giving one source different
+    values of a variable (two cases, or a case and the source) leave that variable
+    blank for the source, with a note, rather than choose one.
     """
     root, _, _, archive = open_project(path, max_bytes, max_ratio)
     found: list[ProjectSource] = []
     by_guid: dict[str, list[ProjectSource]] = {}
+    own_values: list[tuple[ProjectSource, object]] = []
     elements, other = text_elements(root)
     for element, name, _, owner in elements:
         text, why = source_text(element, archive)
         found.append(ProjectSource(name, text, why))
         by_guid.setdefault(guid_key(owner), []).append(found[-1])
-    return found, other, _case_variables(root, by_guid)
+        if xml_local(element.tag) == "Transcript":   # the schema keeps variables on the
+            own_values += [(found[-1], vv)             # recording; any written here are read
+                           for vv in xml_children(element, "VariableValue")]
+    return found, other, _case_variables(root, by_guid, own_values)
 
 
 def text_elements(root) -> tuple[list[tuple], dict[str, int]]:
@@ -243,32 +250,60 @@ def guid_key(value: str | None) -> str:
     return (value or "").strip().strip("{}").lower()
 
 
-def _case_variables(root, by_guid: dict[str, list[ProjectSource]]) -> list[str]:
-    """Give each source the variable values of the project's cases that hold it (see
-    :func:`text_sources`); the notes say what could not be given."""
+def _case_variables(root, by_guid: dict[str, list[ProjectSource]],
+                    own_values: list[tuple[ProjectSource, object]] = ()) -> list[str]:
+    """Give each source the variable values of the project's cases that hold it and
+    its own (see :func:`text_sources`); the notes say what could not be given.
+    ``own_values`` are ``(source, VariableValue)`` written on a transcript itself."""
     variables = xml_child(root, "Variables")
     var_name = {guid_key(v.get("guid")): (v.get("name") or "").strip()
                 for v in (xml_children(variables, "Variable") if variables is not None else [])}
-    cases = xml_child(root, "Cases")
-    given: dict[tuple[str, str], set[str]] = {}          # (source, variable) -> values
+    #: (source, variable) -> value -> where it was given ("case 'Ana'", "the source")
+    given: dict[tuple[str, str], dict[str, list[str]]] = {}
+    undefined = 0                      # values whose variable the project does not define
+
+    def read(holder) -> list[tuple[str, str]]:
+        nonlocal undefined
+        values: list[tuple[str, str]] = []
+        for vv in xml_children(holder, "VariableValue"):
+            value = _variable_value(vv, var_name)
+            undefined += value is None
+            values += value or []
+        return values
+
+    def give(source: ProjectSource, values: list[tuple[str, str]], where: str) -> None:
+        for name, value in values:
+            places = given.setdefault((source.name, name), {}).setdefault(value, [])
+            if where not in places:
+                places.append(where)
+
     unknown_sources = 0
+    cases = xml_child(root, "Cases")
     for case in (xml_children(cases, "Case") if cases is not None else []):
-        values: dict[str, str] = {}
-        for vv in xml_children(case, "VariableValue"):
-            ref = xml_child(vv, "VariableRef")
-            name = var_name.get(guid_key(ref.get("targetGUID") if ref is not None else ""))
-            value = next((xml_child(vv, t) for t in _VALUE_TAGS if xml_child(vv, t) is not None),
-                         None)
-            if name and value is not None and (value.text or "").strip():
-                values[name] = value.text.strip()
+        values = read(case)
+        label = f"case '{case.get('name') or case.get('guid') or '?'}'"
         for ref in xml_children(case, "SourceRef"):
             held = by_guid.get(guid_key(ref.get("targetGUID")))
             if held is None:
                 unknown_sources += 1
                 continue
             for source in held:
-                for name, value in values.items():
-                    given.setdefault((source.name, name), set()).add(value)
+                give(source, values, label)
+    sources = xml_child(root, "Sources")
+    not_text: dict[str, int] = {}      # source name -> its variable values not used
+    for src in (list(sources) if sources is not None else []):
+        values = read(src)
+        held = by_guid.get(guid_key(src.get("guid")))
+        if held is None:
+            if values:
+                not_text[src.get("name") or src.get("guid") or "?"] = len(values)
+            continue
+        for source in held:
+            give(source, values, "the source")
+    for source, vv in own_values:
+        value = _variable_value(vv, var_name)
+        undefined += value is None
+        give(source, value or [], "the source")
     notes = []
     conflicts: list[str] = []
     named = {s.name: s for held in by_guid.values() for s in held}
@@ -276,16 +311,42 @@ def _case_variables(root, by_guid: dict[str, list[ProjectSource]]) -> list[str]:
         if len(values) == 1:
             named[source].attributes[name] = next(iter(values))
         else:
-            conflicts.append(f"'{name}' of '{source}' ({' / '.join(sorted(values))})")
+            conflicts.append(f"'{name}' of '{source}' (" + " / ".join(
+                f"{value} from {' and '.join(where)}" for value, where in
+                sorted(values.items())) + ")")
     if conflicts:
         notes.append(f"{len(conflicts)} variable value(s) differ between the cases that hold "
-                     f"one source and were left blank: {'; '.join(sorted(conflicts)[:10])}"
-                     f"{' ...' if len(conflicts) > 10 else ''}: give each source one case, "
-                     "or one value")
+                     "one source, or between a source and its case, and were left blank: "
+                     f"{'; '.join(sorted(conflicts)[:10])}"
+                     f"{' ...' if len(conflicts) > 10 else ''}: give each source one value "
+                     "(on one case, or on the source)")
     if unknown_sources:
         notes.append(f"{unknown_sources} case reference(s) point at sources that are not text "
                      "sources of the project; their variables were not used")
+    if not_text:
+        listed = sorted(not_text)
+        notes.append(f"the variable values of {len(listed)} source(s) that are not text "
+                     f"were not used ({sum(not_text.values())} value(s): "
+                     f"{', '.join(listed[:10])}{' ...' if len(listed) > 10 else ''}): "
+                     "Consensa reads transcripts as text")
+    if undefined:
+        notes.append(f"{undefined} variable value(s) refer to a variable the project does "
+                     "not define (no named <Variable> with that GUID) and were not used: "
+                     "export the project again from your QDA software")
     return notes
+
+
+def _variable_value(vv, var_name: dict[str, str]) -> list[tuple[str, str]] | None:
+    """``[(variable, value)]`` of a ``<VariableValue>`` (empty when it holds no value:
+    a blank is nothing lost), or None when it names no variable of the project."""
+    ref = xml_child(vv, "VariableRef")
+    name = var_name.get(guid_key(ref.get("targetGUID") if ref is not None else ""))
+    if not name:
+        return None
+    value = next((xml_child(vv, t) for t in _VALUE_TAGS if xml_child(vv, t) is not None), None)
+    if value is None or not (value.text or "").strip():
+        return []
+    return [(name, value.text.strip())]
 
 
 def open_project(path: str | Path, max_bytes: int, max_ratio: float):

@@ -1110,11 +1110,12 @@ class _Reader:
         them as one project; each text source is one interview, its case id the
         source's name without a document extension ("T01.docx" is case "T01", as the
         file T01.docx would be), so that the project's own codes place on the run
-        (``consensa compare``). The variables of the project's cases that hold a source
-        (a participant's orientation, years in practice) are its case attributes, as a
-        cases table's are. A source that cannot be read as a transcript (no
-        text in the project, no speaker labels) is left out with a note naming the
-        project and the source, and the others are read; sources that are not text
+        (``consensa compare``). The variables of the project's cases that hold a source,
+        and the source's own (a participant's orientation, years in practice), are its
+        case attributes, as a cases table's are (see :func:`text_sources`). A source
+        that cannot be read as a transcript (no text in the project, no speaker labels)
+        is left out with a note naming the project and the source, and the others are
+        read; sources that are not text
         (PDF, pictures, audio, video) are counted in one note. The project's codes
         are not read here: they are the team's, compared with the run, not input to it.
         """
