@@ -18,11 +18,14 @@ the codes' top level):
 * **Per code**: the themes that hold its segments (a code *split* across themes),
   its best theme (F1 = 2|both| / (|code| + |theme|), on segments carrying it);
   status *found* (F1 >= 0.5), *partly found* (>= 0.25), *split* (no theme holds
-  half of it, and two or more are needed to hold 80%), *not found*, *not in the
-  analysed segments* (it covers no analysed segment by half, e.g. it was applied
-  to interviewer talk or to passages shorter than half a segment), or *not placed
-  (n codings)* (none of its codings was found in the run's texts: a quote that is
-  not there, a case the run does not have). Every code has a row, so a code that
+  half of it, and two or more are needed to hold 80%), *not found*, *coded
+  passages shorter than half a segment (n codings)* (its codings lie in analysed
+  segments, but none covers half of one, so no segment carries it: sentence-level
+  coding; a lower ``min_coverage`` counts them, and a note says so), *not in the
+  analysed segments* (none of its codings touches an analysed segment, e.g. it was
+  applied to interviewer talk only), or *not placed (n codings)* (none of its
+  codings was found in the run's texts: a quote that is not there, a case the run
+  does not have). Every code has a row, so a code that
   could not be placed is seen where the codes are, not only in ``coding_spans.csv``;
   the note on the codings not placed is the first of the notes, in full.
 * **Per theme**: the codes it mixes (it *mixes* codes when two or more primary
@@ -106,6 +109,8 @@ MAX_HEATMAP = 40
 MAX_HTML_QUEUE = 60
 VERDICTS = ("theme fits", "code fits", "both fit", "neither fits", "unsure")
 FOUND_F1 = 0.5
+#: the status of a code whose codings are all too short to carry a segment
+SHORT_PASSAGES = "coded passages shorter than"
 PARTLY_F1 = 0.25
 NEW_CODE_SHARE = 0.5
 
@@ -287,6 +292,9 @@ class CompareResult:
     notes: list[str] = field(default_factory=list)
     #: the note on codings that could not be placed (also first in ``notes``), "" if none
     unplaced_note: str = ""
+    #: the note on codes coded only in passages too short to carry a segment (also in
+    #: ``notes``; the summary lists those codes on a line of their own), "" if none
+    short_note: str = ""
 
 
 def compare(run_folder: str | Path, codes_path: str | Path, *, level: str = "category",
@@ -374,15 +382,66 @@ def compare(run_folder: str | Path, codes_path: str | Path, *, level: str = "cat
         unplaced = placed.loc[placed["status"] != "placed", "code"].map(
             lambda c, lv=lv: level_of(c, lv, depth)).value_counts().to_dict()
         results[lv] = _level(lv, table, theme_col, prefix, names, carried, part, used,
-                             coded_cases, unplaced, _codebook_codes(codes.codebook, lv, depth))
+                             coded_cases, unplaced, _codebook_codes(codes.codebook, lv, depth),
+                             in_segments=_codings_in_segments(seg, placed, lv, depth),
+                             short=_shorter_than(min_coverage))
         if len(codes.coders) >= 2:
             coder_results[lv] = _coders(seg, placed, per, codes.coders, min_coverage, votes)
     queue = _queue(table, results[level], level)
     params = {"level": level, "min_coverage": min_coverage, "min_match": min_match,
               "depth": depth, "separator": separator}
+    short_note = _short_passages_note(results[level].by_code, min_coverage)
     return CompareResult(run=run, codes=codes, placed=placed, segments=table, levels=results,
                          queue=queue, coders=coder_results, level=level, params=params,
-                         notes=notes, unplaced_note=unplaced_note)
+                         notes=notes + ([short_note] if short_note else []),
+                         unplaced_note=unplaced_note, short_note=short_note)
+
+
+def _shorter_than(min_coverage: float) -> str:
+    """The placing rule as a status says it: "half a segment" at the default 0.5."""
+    return "half a segment" if abs(min_coverage - 0.5) < 1e-9 else \
+        f"{min_coverage:.0%} of a segment"
+
+
+def _codings_in_segments(seg: pd.DataFrame, placed: pd.DataFrame, level: str,
+                         depth: int | None) -> dict[str, int]:
+    """code (at ``level``) -> how many of its placed codings overlap an analysed
+    segment at all, however little: a code none of whose segments it carries is coded
+    in passages too short to carry one when this is not 0, and outside the analysed
+    segments (interviewer talk, say) when it is."""
+    ok = placed[placed["status"] == "placed"]
+    out: dict[str, int] = {}
+    for case_id, spans in ok.groupby("case_id"):
+        mine = seg[seg["case_id"] == case_id]
+        if mine.empty:
+            continue
+        st = mine["start_char"].to_numpy(dtype=np.int64)
+        en = mine["end_char"].to_numpy(dtype=np.int64)
+        for code, a, b in zip(spans["code"], spans["start_char"], spans["end_char"],
+                              strict=True):
+            if ((np.minimum(en, int(b)) - np.maximum(st, int(a))) > 0).any():
+                label = level_of(code, level, depth)
+                out[label] = out.get(label, 0) + 1
+    return out
+
+
+def _short_passages_note(by_code: pd.DataFrame, min_coverage: float) -> str:
+    """The note naming the codes coded only in passages too short to carry a segment,
+    and what to do about it; "" when there are none."""
+    from .report.templating import counted
+
+    short = by_code[by_code["status"].str.startswith(SHORT_PASSAGES)] if len(by_code) \
+        else by_code
+    if not len(short):
+        return ""
+    lower = max(round(min_coverage / 2, 2), 0.05)
+    return (f"{counted(len(short), 'code')} coded only in passages shorter than "
+            f"{_shorter_than(min_coverage)} (sentence-level coding): "
+            + _listing(list(short["code"]), 200)
+            + f". A segment carries a code that covers at least {min_coverage:.0%} of it, so "
+            "these codes are in no segment and are not compared; to count shorter passages, "
+            f"compare again with a lower minimum coverage (--min-coverage {lower:g}, say), which "
+            "applies to every code")
 
 
 def _theme_names(run: RunData, level: str) -> dict[int, str]:
@@ -412,7 +471,8 @@ def _level(level: str, table: pd.DataFrame, theme_col: str, prefix: str,
            names: dict[int, str], carried: dict[str, list[str]],
            partial: dict[str, list[str]], used: set[str],
            coded_cases: set[str], unplaced: Mapping[str, int] | None = None,
-           listed: set[str] = frozenset()) -> LevelResult:
+           listed: set[str] = frozenset(), *, in_segments: Mapping[str, int] | None = None,
+           short: str = "half a segment") -> LevelResult:
     """Agreement, per code and per theme at one level.
 
     The per-code F1 and the per-theme shares count only the segments of
@@ -424,11 +484,14 @@ def _level(level: str, table: pd.DataFrame, theme_col: str, prefix: str,
     Every code of the codes file has a row, also one none of whose codings could be
     placed (``unplaced``: code -> codings not placed): it is *not placed (n codings)*
     rather than missing from the table, so the codes counted in the summary's header
-    and in the table are the same.
+    and in the table are the same. A code in no segment whose codings do overlap
+    analysed segments (``in_segments``: code -> such codings) is coded in passages
+    shorter than ``short``, not "not in the analysed segments".
     """
     from .report.templating import counted
 
     unplaced = dict(unplaced or {})
+    in_segments = dict(in_segments or {})
     code_col = f"{prefix}code"
     in_theme = table[theme_col] >= 0
     coded = table[code_col] != ""
@@ -477,6 +540,8 @@ def _level(level: str, table: pd.DataFrame, theme_col: str, prefix: str,
             status = "not used (0 codings)"
         elif code not in used:
             status = f"not placed ({counted(unplaced.get(code, 0), 'coding')})"
+        elif n == 0 and in_segments.get(code):
+            status = f"{SHORT_PASSAGES} {short} ({counted(in_segments[code], 'coding')})"
         elif n == 0:
             status = "not in the analysed segments"
         elif best_f1 >= FOUND_F1:
@@ -684,16 +749,20 @@ def summary_text(res: CompareResult, folder: Path | None = None) -> str:
         lines.append(f"  per code and per theme: {scope}")
     bc = lv.by_code
     unplaced = bc[bc["status"].str.startswith("not placed")]
+    short = "coded only in short passages"
     st = bc["status"].where(~bc["status"].str.startswith("not placed"), "not placed") \
+        .where(~bc["status"].str.startswith(SHORT_PASSAGES), short) \
         .value_counts().to_dict() if len(bc) else {}
-    order = ("found", "partly found", "split", "not found", "not in the analysed segments",
-             "not placed")
+    order = ("found", "partly found", "split", "not found", short,
+             "not in the analysed segments", "not placed")
     lines.append(f"  codes ({res.level}): {len(bc)}; " +
                  ", ".join(f"{st[s]} {s}" for s in order if st.get(s)))
     if len(unplaced):
         lines.append("    not placed (no coding found in the run's texts): " + _listing(
             [f"{c} ({n})" for c, n in zip(unplaced["code"], unplaced["n_not_placed"],
                                           strict=True)], 100))
+    if res.short_note:
+        lines.append("    " + res.short_note)
     missed = bc[bc["status"].isin(["not found", "split"])].sort_values(
         "n_segments", ascending=False)
     if len(missed):
@@ -726,12 +795,14 @@ def summary_text(res: CompareResult, folder: Path | None = None) -> str:
                          f"by both counted as agreement): Cohen's kappa {_f(a['cohen'])}, "
                          f"Krippendorff's alpha {_f(a['krippendorff'])}, agreement "
                          f"{_f(a['percent'] * 100, 0)}%")
-    if res.notes:
+    # the note on short passages is on the codes' lines above, in full
+    notes = [n for n in res.notes if n != res.short_note]
+    if notes:
         # the codings left out come first and in full: cut short or counted as "(+1)"
         # behind a long note about case names, they were easy to miss
-        first = [n for n in res.notes[:1] if n == res.unplaced_note]
-        rest = res.notes[len(first):]
-        head = f"  notes: {len(res.notes)} (see compare.html): "
+        first = [n for n in notes[:1] if n == res.unplaced_note]
+        rest = notes[len(first):]
+        head = f"  notes: {len(notes)} (see compare.html): "
         if first:
             lines.append(head + first[0])
             if rest:

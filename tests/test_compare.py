@@ -248,6 +248,40 @@ def test_splits_mixes_new_codes_partial_overlaps_and_the_queue(plain, tmp_path):
     assert len(text.splitlines()) <= 24 and "candidate new codes" in text
 
 
+def test_sentence_level_codes_are_named_as_such_not_as_outside_the_segments(plain, tmp_path):
+    """A code whose codings lie in participant segments but each cover less than half
+    of one (sentence-level coding) carries no segment. It is named as coded in short
+    passages, with what to do, not "not in the analysed segments", which stays for
+    codings outside every segment (the interviewer's questions)."""
+    folder, study = plain
+    run = load_run(folder)
+    rows = topic_rows(study)
+    for case in ("case01", "case02"):
+        for _, seg in run.segments[run.segments["case_id"] == case].head(2).iterrows():
+            n = seg["end_char"] - seg["start_char"]
+            rows.append({"case": case, "code": "Short", "start": seg["start_char"],
+                         "end": seg["start_char"] + n // 4, "text": ""})
+    text = (study / "case02.txt").read_text()
+    q = text.index("Did you bring it to supervision?")
+    rows.append({"case": "case02", "code": "Questions", "start": q, "end": q + 32,
+                 "text": "Did you bring it to supervision?"})
+    codes = write_csv(tmp_path / "codes.csv", rows, ["case", "code", "start", "end", "text"])
+    res = compare(folder, codes)
+    by_code = res.levels["category"].by_code.set_index("code")
+    assert by_code.at["Short", "status"] == "coded passages shorter than half a segment " \
+        "(4 codings)"
+    assert by_code.at["Short", "n_segments"] == 0 and by_code.at["Short", "n_partial"] == 4
+    assert by_code.at["Questions", "status"] == "not in the analysed segments"
+    note = next(n for n in res.notes if "passages shorter than half a segment" in n)
+    assert "Short" in note and "--min-coverage" in note and "Questions" not in note
+    summary = summary_text(res)
+    assert "1 coded only in short passages" in summary and "1 not in the analysed" in summary
+    assert summary.count("--min-coverage") == 1            # once, not again among the notes
+    # the hint holds: a lower minimum coverage counts the short passages
+    lower = compare(folder, codes, min_coverage=0.2).levels["category"].by_code
+    assert lower.set_index("code").at["Short", "n_segments"] == 4
+
+
 def test_codes_on_some_cases_are_compared_over_those_cases(plain, tmp_path):
     """Coders who coded one transcript of six, perfectly: every code is found and no
     theme is "mostly uncoded". The five cases nobody opened are left out of the
