@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing
-import re
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
