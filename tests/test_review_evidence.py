@@ -176,6 +176,35 @@ def test_the_workbook_has_a_core_ideas_sheet_that_imports_as_positions(cqr, caps
         assert "the sheet 'core ideas' is missing" in capsys.readouterr().err
 
 
+def test_the_auditor_reads_the_agreed_core_ideas_in_full(cqr):
+    """The auditor's workbook cut the consensus core idea at 80 characters ("...a
+    self-funded course o...") and showed a category's core idea note only as "(+ core
+    idea)": what the auditor audits must be there whole."""
+    case, dom = _first_core(cqr)
+    long_text = ("Twenty years of procedural updates and not one word on what it does to "
+                 "you; the best training was a self-funded course on grief at the end.")
+    note = "Tears the therapist did not hide, and what the client made of them afterwards."
+    assert len(long_text) > 100
+    with ReviewStore(load_run(cqr)) as store:
+        store.resolve([Decision(core_idea_item(case, dom), "edit", core_idea=long_text),
+                       Decision("theme:0", "accept", core_idea=note)], by="team")
+    assert main(["review", "export", str(cqr), "--auditor", "dee", "-q"]) == 0
+    wb = openpyxl.load_workbook(cqr / "review" / "round-1" / "dee.xlsx")
+
+    def rows(sheet: str) -> dict:
+        ws = wb[sheet]
+        header = [c.value for c in ws[1]]
+        return {str(r[0]): dict(zip(header, r)) for r in ws.iter_rows(min_row=2,
+                                                                      values_only=True)}
+
+    assert rows("core ideas")[f"{case}:{dom}"]["consensus so far"] == f'core idea: "{long_text}"'
+    assert f'core idea: "{note}"' in rows("themes")["0"]["consensus so far"]
+    # the terminal's status table still cuts it
+    with ReviewStore(load_run(cqr)) as store:
+        d = store.consensus()[core_idea_item(case, dom)]
+    assert d.describe().endswith('..."') and len(d.describe()) < len(long_text)
+
+
 # --- 2. evidence ----------------------------------------------------------------------------
 
 def test_flags_honest_labels_and_case_attributes_are_in_the_workbook_and_packet(cqr):

@@ -28,7 +28,7 @@ def render_packet(run: RunItems, round: int, judges: list[str], auditors: list[s
     standing = standing or {}
 
     def agreed(item: str) -> str:
-        return say(run, standing.get(item), standing)       # by the names agreed
+        return say(run, standing.get(item), standing, full=True)   # by the names agreed
 
     text = dict(zip(run.segments["segment_id"], run.segments["text"]))
     case = dict(zip(run.segments["segment_id"], run.segments["case_id"]))

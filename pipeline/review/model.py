@@ -144,8 +144,10 @@ class Decision:
         return (decision, name if self.decision != "merge" else "", target, self.domain,
                 tuple(sorted(self.segments)))
 
-    def describe(self) -> str:
-        """Short words for the status table: ``merge into theme 2``."""
+    def describe(self, full: bool = False) -> str:
+        """Short words for the status table: ``merge into theme 2``. ``full`` gives a
+        core idea's whole text, where an auditor reads what the panel agreed (a
+        workbook's "consensus so far", the packet); the status table cuts it."""
         d = self.decision
         if d == "merge" and self.kind == "core_idea":
             return f"merge into the core idea in domain {self.target}"
@@ -164,8 +166,8 @@ class Decision:
                     f'"{self.new_name}"')
         elif d == "edit":
             words = " ".join(self.core_idea.split())
-            return f'core idea: "{words[:80]}{"..." if len(words) > 80 else ""}"' + (
-                "" if words else " (empty)")
+            shown = words if full or len(words) <= 80 else words[:80] + "..."
+            return f'core idea: "{shown}"' + ("" if words else " (empty)")
         elif d == "create":
             what = "domain" if self.kind == "domain" else "category"
             text = f'create {what} "{self.new_name}"'
@@ -182,7 +184,8 @@ class Decision:
         if d == "accept" and self.new_name:
             text += f', named "{self.new_name}"'
         if self.core_idea:
-            text += " (+ core idea)"
+            text += (f', core idea: "{" ".join(self.core_idea.split())}"' if full
+                     else " (+ core idea)")
         return text
 
     def to_json(self) -> str:
@@ -286,12 +289,13 @@ class Decision:
 
 
 def say(run: RunItems, d: Decision | None,
-        consensus: Mapping[str, Decision] | None = None) -> str:
+        consensus: Mapping[str, Decision] | None = None, full: bool = False) -> str:
     """A decision in words, with the names of the themes and domains it points to
     (``merge into theme 2 "Supervision"``): what a judge reads in a page or a workbook.
     With ``consensus`` (item -> its consensus so far) a theme or domain the judges
     renamed goes by the agreed name, the proposed one beside it (:meth:`RunItems.label`):
-    after a rename the meeting knows it by its new name, not by the one it replaced."""
+    after a rename the meeting knows it by its new name, not by the one it replaced.
+    ``full``: with a core idea's whole text (:meth:`Decision.describe`)."""
     if d is None:
         return ""
     import re
@@ -301,7 +305,7 @@ def say(run: RunItems, d: Decision | None,
         name = run.theme_name(ident) if kind == "theme" else run.domain_name(ident)
         return run.label(f"{kind}:{ident}", consensus) if name else m.group(0)
 
-    return re.sub(r"\b(theme|domain) (\d+)\b", named, d.describe())
+    return re.sub(r"\b(theme|domain) (\d+)\b", named, d.describe(full))
 
 
 def agreed_name(d: Decision | None) -> str:

@@ -202,10 +202,10 @@ def _shown(run: RunItems, row: dict, item: str, shown: dict[str, Decision],
     (and, from round 2 on, whether it differs from the round before's)."""
     d, base = shown.get(item), baseline.get(item)
     # themes and domains by the names agreed so far (the proposed beside a renamed one)
-    changed = say(run, d, shown) if is_change(d) else ""
+    changed = say(run, d, shown, full=True) if is_change(d) else ""
     if base is not None and d is not None and d.key() != base.key():
         changed = (changed + "; " if changed else "") + "changed in this round"
-    return {**row, "consensus": say(run, d, shown) if d else "", "changed": changed}
+    return {**row, "consensus": say(run, d, shown, full=True) if d else "", "changed": changed}
 
 
 #: what the theme column of the unassigned sheet says of an interview-frame segment
