@@ -213,6 +213,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if (folder / SKIPPED_CSV).is_file():
             where = f"the report and manifest.json; every turn and unit in {SKIPPED_CSV}"
         print(f"  {_skipped_line(manifest['skipped'])}, listed in {where}")
+    repeat = _repeat_note(Path(args.config), manifest)
+    if repeat:
+        print(f"  note: {repeat}")
     print(f"  run folder: {folder}")
     print(f"  report:     {folder / 'report.html'}")
     if (folder / "protocol.yaml").is_file():
@@ -226,6 +229,41 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  stability:  {stab.summary()['overall']} overall; {stab.n_unstable} of "
               f"{len(stab.table)} themes unstable ({folder / 'stability.md'})")
     return 0
+
+
+def _repeat_note(config: Path, manifest: dict) -> str:
+    """For a run of the config.yaml an earlier run folder holds (``consensa run
+    RUN/config.yaml``, repeating that run): whether it read the same transcripts, by
+    the sha256 of each file both manifests record. A repeat that read edited or other
+    transcripts is not the run it repeats, and nothing else would say so."""
+    import json
+
+    earlier = config.parent / "manifest.json"
+    if config.name != "config.yaml" or not earlier.is_file():
+        return ""
+    try:
+        then = json.loads(earlier.read_text(encoding="utf-8"))
+        old = {str(i["case_id"]): i.get("original_sha256") or i["sha256"]
+               for i in then["inputs"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    new = {str(i["case_id"]): i.get("original_sha256") or i["sha256"]
+           for i in manifest.get("inputs", [])}
+    changed = sorted(c for c in old.keys() & new.keys() if old[c] != new[c])
+    gone, added = sorted(old.keys() - new.keys()), sorted(new.keys() - old.keys())
+    if not (changed or gone or added):
+        return (f"the same transcripts as the run in {config.parent} read (the sha256 of "
+                f"each of the {len(new)} files)")
+
+    def listed(cases: list[str], what: str) -> str:
+        return (f"{len(cases)} {what} ({', '.join(cases[:5])}{' ...' if len(cases) > 5 else ''})"
+                if cases else "")
+
+    parts = [p for p in (listed(changed, "changed since"), listed(gone, "not read now"),
+                         listed(added, "new")) if p]
+    return (f"this is not a repeat of the run in {config.parent}: its transcripts differ "
+            f"from those that run read: {'; '.join(parts)} (by each file's sha256 in the two "
+            "manifests)")
 
 
 def _empty_protocol_domains(run) -> list[str]:

@@ -611,6 +611,11 @@ def check_inputs(cfg: RunConfig, base_dir: Path, path: Path | None = None) -> No
         raise ConfigError(reason, path=path, field=field, hint=hint)
 
     where = f"relative paths are read from the config's folder ({base_dir})"
+    if path is not None and (Path(path).parent / "manifest.json").is_file():
+        # a run folder's config.yaml records the paths the run read, in full
+        where = ("this config is the record an earlier run folder keeps, with the paths "
+                 "that run read: after the project moved, run the study's own config, or "
+                 "change ingest.paths here")
     if not cfg.model_fields_set:        # before resolve_paths, which sets the paths
         refuse("the config is empty: a run needs at least the transcripts to read",
                "ingest.paths", "write e.g. 'ingest:' and under it '  paths: [interviews/]'; "

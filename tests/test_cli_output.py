@@ -146,3 +146,43 @@ def test_a_stage_entered_again_says_it_goes_on_and_its_times_add_up(caplog):
     said = [r.getMessage() for r in caplog.records if r.name == "consensa.run"]
     assert said == ["map ...", "cross-analysis ...", "map, continued ..."]
     assert list(timer.timings) == ["map", "cross-analysis"]
+
+
+def test_a_repeat_from_a_run_folders_config_says_whether_it_read_the_same_transcripts(
+        tmp_path):
+    """`consensa run RUN/config.yaml` repeats a run, but after a transcript was edited
+    (or the project moved and another copy sat at the recorded paths) it read other
+    transcripts without a word. It now compares each file's sha256 with the earlier
+    run's manifest."""
+    import json
+
+    from pipeline.cli import _repeat_note
+
+    run = tmp_path / "runs" / "study-20261207-204235"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("name: study\n")
+    inputs = [{"case_id": "R01", "sha256": "a"}, {"case_id": "R02", "sha256": "b"}]
+    (run / "manifest.json").write_text(json.dumps({"inputs": inputs}))
+    same = _repeat_note(run / "config.yaml", {"inputs": inputs})
+    assert same.startswith("the same transcripts as the run in") and "2 files" in same
+    edited = _repeat_note(run / "config.yaml", {"inputs": [
+        {"case_id": "R01", "sha256": "a"}, {"case_id": "R02", "sha256": "c"},
+        {"case_id": "R03", "sha256": "d"}]})
+    assert edited.startswith(f"this is not a repeat of the run in {run}")
+    assert "1 changed since (R02)" in edited and "1 new (R03)" in edited
+    # a study's own config is no repeat of anything
+    assert _repeat_note(tmp_path / "study.yaml", {"inputs": inputs}) == ""
+
+
+def test_a_run_folders_config_whose_transcripts_moved_says_what_to_do(tmp_path, capsys):
+    """The hint said relative paths are read from the config's folder, but a run folder's
+    config records absolute paths: after the project moved, that hint did not apply."""
+    run = tmp_path / "runs" / "study-20261207-204235"
+    run.mkdir(parents=True)
+    (run / "manifest.json").write_text("{}")
+    (run / "config.yaml").write_text(
+        f"name: study\ningest:\n  paths: [{tmp_path / 'gone' / 'transcripts'}]\n")
+    assert main(["validate", str(run / "config.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "no transcript file or folder at" in err
+    assert "the record an earlier run folder keeps" in err and "Traceback" not in err
