@@ -272,7 +272,11 @@ def config_error_from(exc: pydantic.ValidationError, *, where: str = "",
             # a rule between a section's keys (params_problem): its message names them
             msg = f"'{key}': {err['msg'].removeprefix('Value error, ')}"
         else:
-            msg = f"'{key}': {err['msg']} (got {_SHORT.repr(err.get('input'))})"
+            said = err["msg"]
+            if err["type"] in _LIST_TYPES and isinstance(err.get("input"), str):
+                # "a valid tuple" says nothing to a researcher: one value wants brackets
+                said = f"a list is wanted here, such as [{err['input']}]"
+            msg = f"'{key}': {said} (got {_SHORT.repr(err.get('input'))})"
             about = _field_description(model, err["loc"]) if model else None
             if about:
                 msg += f"; {about}"
@@ -282,6 +286,9 @@ def config_error_from(exc: pydantic.ValidationError, *, where: str = "",
     error.problems = lines  # one a key, for a caller that lists several sections' problems
     return error
 
+
+#: pydantic's error types for a value that should have been a list
+_LIST_TYPES = ("list_type", "tuple_type", "set_type", "frozen_set_type")
 
 #: the refused value as the message shows it: a few items and characters, never a
 #: whole list of thousands of names

@@ -640,3 +640,15 @@ def test_validate_reads_the_cases_table_as_the_run_would(tmp_path, capsys, table
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
     assert said in err and "cases.csv" in err and "Traceback" not in err
+
+
+def test_one_value_where_a_list_is_wanted_says_so(tmp_path, capsys):
+    """`segment.roles: participant` was refused with pydantic's "Input should be a
+    valid tuple", which names no fix."""
+    from pipeline.cli import main
+
+    path = write(tmp_path, runnable(tmp_path, {"segment": {"roles": "participant"}}))
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "'segment.roles': a list is wanted here, such as [participant] (got 'participant')" \
+        in err and "valid tuple" not in err
