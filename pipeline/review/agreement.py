@@ -107,7 +107,7 @@ class ReviewStatus:
     #: answers: {round, item, label, id, by, comment, answers: {judge: row}}
     audit_trail: list[dict] = field(default_factory=list)
     #: every comment written with a decision, this round and the rounds before:
-    #: {round, item, label, by, comment, consensus, decision, position}; ``consensus``
+    #: {round, item, label, by, comment, consensus, decision, position, at}; ``consensus``
     #: tells the panel's comment on its consensus decision from a judge's on their own
     #: position (``position``: it in words), which is the judge's, not the panel's
     comment_trail: list[dict] = field(default_factory=list)
@@ -205,7 +205,7 @@ def comment_trail(store: ReviewStore, round: int, label: dict[str, str]) -> list
         out.append({"round": c["round"], "item": c["item"],
                     "label": label.get(c["item"]) or store.run.label(c["item"]),
                     "by": c["by"], "comment": c["comment"], "consensus": c["consensus"],
-                    "decision": d.decision,
+                    "decision": d.decision, "at": c["at"],
                     "position": "" if c["consensus"] else d.describe()})
     return out
 

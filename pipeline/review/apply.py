@@ -360,8 +360,9 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
                    # the audit asked and how the panel answered is part of the record
                    "audit": [{"round": c["round"], "item": c["label"], "item_id": c["item"],
                               "comment_id": int(c["id"]),
-                              "by": c["by"], "comment": c["comment"],
-                              "answers": [{"judge": j, "answer": a["answer"], "text": a["text"]}
+                              "by": c["by"], "comment": c["comment"], "at": c["at"],
+                              "answers": [{"judge": j, "answer": a["answer"], "text": a["text"],
+                                           "at": a["at"]}
                                           for j, a in c["answers"].items()]}
                              for c in status.audit_trail],
                    # the comments written with the decisions, every round ("why we
@@ -372,7 +373,7 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
                                  "item": c["label"], "by": c["by"],
                                  "written_with": "consensus" if c["consensus"] else "position",
                                  **({} if c["consensus"] else {"position": c["position"]}),
-                                 "comment": c["comment"]}
+                                 "comment": c["comment"], "at": c["at"]}
                                 for c in status.comment_trail],
                    "applied_at": datetime.now(UTC).isoformat(timespec="seconds")},
         "training": {"run_folder": str(run.folder.resolve()), "assignments": "assignments.csv"},

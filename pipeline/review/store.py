@@ -732,15 +732,23 @@ class ReviewStore:
         return {r["item"]: r["by"] for r in self.con.execute(
             "SELECT item, by FROM consensus WHERE round=?", (round or self.round,))}
 
+    def consensus_times(self, last: int | None = None) -> dict[str, str]:
+        """{item: when its latest consensus up to round ``last`` (default: the current
+        one) was recorded}: the time a decision the judges agreed (a core idea they
+        wrote, a theme they rejected) was written, for the notes an export makes of it."""
+        last = last or self.round
+        return {r["item"]: r["at"] for r in self.con.execute(
+            "SELECT item, at FROM consensus WHERE round <= ? ORDER BY round, at", (last,))}
+
     def decision_comments(self, last: int | None = None) -> list[dict]:
         """The comments written with a decision in rounds 1 to ``last`` (default: the
         current one), oldest round first: ``{round, item, by, comment, decision,
-        consensus}``, where ``consensus`` says whether the comment came with a consensus
-        decision (``by`` is who recorded it) or with a judge's own position (``by`` is
-        the judge). A round's consensus stands on the round before's, so a reason
-        recorded in round 1 is nowhere in round 2's consensus: the record of why the
-        panel decided is every round's, kept apart from what a judge wrote for their
-        position."""
+        consensus, at}`` (``at``: when it was recorded), where ``consensus`` says
+        whether the comment came with a consensus decision (``by`` is who recorded
+        it) or with a judge's own position (``by`` is the judge). A round's consensus
+        stands on the round before's, so a reason recorded in round 1 is nowhere in
+        round 2's consensus: the record of why the panel decided is every round's,
+        kept apart from what a judge wrote for their position."""
         last = last or self.round
         out = []
         for table, who, panel in (("consensus", "by", True), ("positions", "judge", False)):
@@ -749,7 +757,7 @@ class ReviewStore:
                                       f"ORDER BY round, item, {who}", (last,)):
                 out.append({"round": int(r["round"]), "item": r["item"], "by": r[who],
                             "comment": r["comment"], "decision": Decision.from_row(r),
-                            "consensus": panel})
+                            "consensus": panel, "at": r["at"]})
         return sorted(out, key=lambda c: (c["round"], not c["consensus"]))
 
     # --- auditors -----------------------------------------------------------------
