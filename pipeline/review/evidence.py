@@ -95,7 +95,12 @@ def subgroup_attributes(run: RunItems) -> dict[str, list[str]]:
     """{attribute: its values} for the attributes that make subgroups: 2-6 values, and
     fewer values than cases. A column whose every case has its own value (years in
     practice in a study of six) makes groups of one, which compare nothing."""
-    cases = run.cases
+    return subgroup_values(run.cases)
+
+
+def subgroup_values(cases: pd.DataFrame | None) -> dict[str, list[str]]:
+    """:func:`subgroup_attributes` of a table of cases (``case_id`` and one column per
+    attribute): the rule the review's subgroups and the exports' sets of cases share."""
     if cases is None or cases.empty:
         return {}
     lo, hi = SUBGROUP_VALUES
