@@ -58,6 +58,10 @@ class ExportNote:
     about: tuple[str, object]
     guid: str = ""         # given by the writer
     case: str = ""         # the case a note is about too (a case's core idea), or ""
+    #: when it was written (the review store's time of the comment, answer or decision
+    #: it holds), "" where there is none: the project dates it at the run's time
+    at: str = ""
+    modified: str = ""     # when it last changed (the latest answer to an audit comment)
 
 
 @dataclass
@@ -79,6 +83,8 @@ class ExportContent:
     #: outlier below ``cqr.count_reassigned_above`` does not make its case count); None
     #: for a themes run, whose labels count every case with a segment
     counted: dict[int, set[str]] | None = None
+    #: what the project export says of the team's project it carried over (or why not)
+    project_notes: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         """One line saying what the export holds (the CLI prints it; files carry it)."""
@@ -239,6 +245,7 @@ def content_from_review(run: RunData, *, draft: bool) -> ExportContent:
     items = review_run(run.folder)
     with ReviewStore(items) as store:
         status = review_status(store)
+        decided = store.consensus_times()
     # every round's comments, each with the judges' answers: the audit trail of the
     # whole process, not only of the round that is open now
     audits: dict[str, list[dict]] = {}
@@ -267,15 +274,32 @@ def content_from_review(run: RunData, *, draft: bool) -> ExportContent:
     data = book.data
     final_of = _final_category(book.assignments, run.segments)
     notes = []
+    from ..review.model import core_idea_item
+
     for _, c in _categories(data):
         cid = int(c["id"])
         if c.get("core_idea"):
             notes.append(_core_idea_note(c))
+            if c.get("core_idea_source") == "judges":      # written with their decision
+                notes[-1].at = decided.get(f"theme:{cid}", "")
         if c.get("changes"):
             notes.append(ExportNote(f"changes/{cid}", f"Agreed changes: {c['name']}",
                                     "\n".join(f"- {x}" for x in c["changes"]), "Consensus",
-                                    ("category", cid)))
-    notes += domain_notes(data) + case_core_idea_notes(data)
+                                    ("category", cid), at=decided.get(f"theme:{cid}", "")))
+    for note in domain_notes(data):
+        note.at = decided.get(f"domain:{note.about[1]}", "")
+        notes.append(note)
+    # a case's core idea the judges wrote: when they recorded it (the notes come in the
+    # order of the codebook's core ideas, then those of domains no longer listed)
+    written = [(idea["case"], int(idea.get("from_domain", d["id"])))
+               if idea.get("source") == "judges" else None
+               for d, idea in case_core_ideas_of(data)]
+    written += [(c["case"], int(c["domain"])) for c in data.get("core_ideas_without_domain")
+                or []]
+    for note, item in zip(case_core_idea_notes(data), written, strict=True):
+        if item is not None:
+            note.at = decided.get(core_idea_item(*item), "")
+        notes.append(note)
     rejected = {int(t["id"]) for t in data.get("rejected_themes") or []}
     for st in status.items:
         kind, ident = st.item.split(":", 1)
@@ -284,14 +308,18 @@ def content_from_review(run: RunData, *, draft: bool) -> ExportContent:
             notes.append(_audit_note(c["round"], st.item, st.label, c["id"], c["by"],
                                      c["comment"], [(judge, a["answer"], a.get("text"))
                                                     for judge, a in c["answers"].items()],
-                                     about))
+                                     about, at=c.get("at") or "",
+                                     answered=[a.get("at") or "" for a in c["answers"].values()]))
     # every round's comments written with the decisions, each said to be whose
     for c in status.comment_trail:
         kind, ident = c["item"].split(":", 1)
         notes.append(_comment_note(c["round"], c["item"], c["label"], c["comment"],
                                    _about(kind, ident, final_of, rejected, data), by=c["by"],
-                                   judge=not c["consensus"], position=c["position"]))
-    notes += [_rejected_note(t) for t in data.get("rejected_themes") or []]
+                                   judge=not c["consensus"], position=c["position"],
+                                   at=c.get("at") or ""))
+    for t in data.get("rejected_themes") or []:
+        notes.append(_rejected_note(t))
+        notes[-1].at = decided.get(f"theme:{t['id']}", "")
     notes += subcategory_note(data)
     if pending:
         notes.append(ExportNote("draft", f"DRAFT: {len(pending)} open item(s)",
@@ -401,7 +429,7 @@ def _core_idea_note(c: dict) -> ExportNote:
 
 
 def _comment_note(rnd: int, item: str, label: str, comment: str, about, *, by: str = "",
-                  judge: bool = False, position: str = "") -> ExportNote:
+                  judge: bool = False, position: str = "", at: str = "") -> ExportNote:
     """A comment written with a decision in round ``rnd``, the same from the review or
     its codebook.yaml: the panel's with its consensus (by Consensus), or (``judge``) one
     judge's ``by`` with their own ``position``, by the judge and titled so: what one
@@ -409,20 +437,23 @@ def _comment_note(rnd: int, item: str, label: str, comment: str, about, *, by: s
     if judge:
         return ExportNote(f"position/{rnd}/{item}/{by}",
                           f"Comment of {by} on their position (round {rnd}): {label}",
-                          f"{comment}\n\n({by}'s position: {position})", by, about)
+                          f"{comment}\n\n({by}'s position: {position})", by, about, at=at)
     return ExportNote(f"consensus/{rnd}/{item}", f"Consensus comment (round {rnd}): {label}",
-                      comment, "Consensus", about)
+                      comment, "Consensus", about, at=at)
 
 
 def _audit_note(rnd: int, item: str, label: str, comment_id: int, by: str, comment: str,
-                answers: list[tuple[str, str, str | None]], about) -> ExportNote:
+                answers: list[tuple[str, str, str | None]], about, *, at: str = "",
+                answered: list[str] = ()) -> ExportNote:
     """An auditor's comment with the judges' answers, the same whether exported from the
-    review or from the codebook.yaml it wrote."""
+    review or from the codebook.yaml it wrote: dated when the auditor wrote it
+    (``at``), and changed when the last judge answered (the latest of ``answered``)."""
     lines = [f"- {judge}: {answer}" + (f" ({text})" if text else "")
              for judge, answer, text in sorted(answers)]
     body = comment + ("\n\nThe judges' answers:\n" + "\n".join(lines) if lines else "")
     return ExportNote(f"audit/{rnd}/{item}/{comment_id}", f"Auditor {by} (round {rnd}): {label}",
-                      body, by, about)
+                      body, by, about, at=at, modified=max((a for a in answered if a),
+                                                           default=""))
 
 
 def _rejected_note(t: dict) -> ExportNote:
@@ -492,7 +523,8 @@ def content_from_yaml(path: Path, *, sources: bool = True) -> ExportContent:
                                    str(c.get("item") or item), str(c.get("comment") or ""),
                                    about_item(item), by=str(c.get("by") or ""),
                                    judge=c.get("written_with") == "position",
-                                   position=str(c.get("position") or "")))
+                                   position=str(c.get("position") or ""),
+                                   at=str(c.get("at") or "")))
     for c in review.get("audit") or []:
         item = str(c.get("item_id") or c.get("item") or "")
         about = about_item(item)
@@ -500,7 +532,10 @@ def content_from_yaml(path: Path, *, sources: bool = True) -> ExportContent:
                                  c.get("comment_id", 0), str(c.get("by") or ""),
                                  str(c.get("comment") or ""),
                                  [(str(a.get("judge")), str(a.get("answer")), a.get("text"))
-                                  for a in c.get("answers") or []], about))
+                                  for a in c.get("answers") or []], about,
+                                 at=str(c.get("at") or ""),
+                                 answered=[str(a.get("at") or "") for a in
+                                           c.get("answers") or []]))
     notes += [_rejected_note(t) for t in data.get("rejected_themes") or []]
     notes += subcategory_note(data)
     content = ExportContent(AGREED, run, data, assignments, notes,
