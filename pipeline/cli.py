@@ -516,6 +516,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     users = ["Consensa"] + ([CONSENSUS_USER] if content.kind != "proposal" else []) + [
         p for p in [*content.judges, *content.auditors] if p not in ("Consensa", CONSENSUS_USER)]
     print(f"  users: {', '.join(dict.fromkeys(users))}")
+    for note in content.project_notes:       # the team's project the run read, if any
+        print(f"  team's project: {note}")
     print("  import it in your QDA software as a REFI-QDA project (.qdpx)")
     _export_notes(content)
     return 0

@@ -252,6 +252,7 @@ class ExportCode:
     domain_id: int | None = None
     frequency_label: str = ""
     notes: list[str] = field(default_factory=list)      # GUIDs of its notes (a project)
+    codable: bool = True        # False: a code that only holds others (isCodable)
 
 
 def _s(x) -> str:
@@ -506,7 +507,8 @@ def _tree(book: pd.DataFrame, key: str) -> list[ExportCode]:
 
 
 def _code_el(parent: ET.Element, code: ExportCode, ns: str) -> None:
-    attrs = {"guid": code.guid, "name": xml_safe(code.name), "isCodable": "true"}
+    attrs = {"guid": code.guid, "name": xml_safe(code.name),
+             "isCodable": "true" if code.codable else "false"}
     if code.color:
         attrs["color"] = code.color
     el = ET.SubElement(parent, f"{{{ns}}}Code", attrs)
@@ -601,10 +603,6 @@ def _variable_type(values: list[str]) -> str:
     return "Text"
 
 
-#: A case attribute with at most this many distinct values gets a set of sources per
-#: value (the subgroups a CQR paper compares: cried / held back); more values (years in
-#: practice) are a variable only.
-MAX_SET_VALUES = 10
 _LABEL_ORDER = ("general", "typical", "variant", "rare", "single case")
 
 
@@ -681,14 +679,28 @@ def project_bytes(content) -> bytes:
       with one coding per segment of a category, at its code-point offsets, by the user
       ``Consensus`` (the agreed result) or ``Consensa`` (the proposal);
     * ``Notes``: core ideas, agreed changes, consensus and audit comments, rejected
-      themes, the open items of a draft;
+      themes, the open items of a draft; each dated when it was written (a comment,
+      an answer, a core idea the judges wrote: the review store's time), else at the
+      run's time;
     * ``Sets``: the categories of each CQR frequency label, and the sources of each value
-      of a case attribute with few values.
+      of a case attribute that makes subgroups (the review's rule,
+      :func:`pipeline.review.evidence.subgroup_values`).
 
-    GUIDs are lower case (uuid5, stable), so the same content exports to the same bytes
-    and readers that skip upper-case GUIDs read every element.
+    When the run read its transcripts from the team's own project (a .qdpx, still
+    there and unchanged: :func:`pipeline.exchange.teamproject.team_project`), the
+    export is that project with Consensa's work added: its users, code system,
+    codings, notes, links, sets, variables, cases, graphs, name and description are
+    kept as they were; Consensa's codes go under one parent code of their own; a
+    source whose text is the text the run read keeps its GUID and name and gets
+    Consensa's codings beside the team's; one whose text differs stays as it was, with
+    the team's codings, and Consensa's codings go on a second source (said in
+    ``content.project_notes``).
+
+    GUIDs Consensa makes are lower case (uuid5, stable), so the same content exports
+    to the same bytes and readers that skip upper-case GUIDs read every element.
     """
     from .agreed import AGREED, DRAFT, PROPOSAL
+    from .teamproject import selections_in, team_project
 
     run = content.run
     missing = [c for c in sorted(content.assignments["case_id"].unique())
@@ -702,11 +714,22 @@ def project_bytes(content) -> bytes:
             "texts so that the codings' offsets are exact")
     rid = run.run_id
     stamp = _s(run.manifest.get("started_at")).replace("+00:00", "Z") or None
+    team, said = team_project(run)
+    content.project_notes = list(said)
 
     def stamped(attrs: dict) -> dict:
         return _stamped(attrs, stamp)
 
+    def theirs(name: str) -> list:
+        """The children of the team's project section ``name`` (none without one)."""
+        section = xml_child(team.root, name) if team is not None else None
+        return list(section) if section is not None else []
+
     el = _el
+    if team is not None:
+        for e in team.root.iter():          # a tool that writes no namespace
+            if isinstance(e.tag, str) and not e.tag.startswith("{"):
+                e.tag = f"{{{NS_PROJECT}}}{e.tag}"
     codes = codes_from_data(content.data, rid) if content.kind != PROPOSAL \
         else _proposal_codes(content, rid)
     by_theme: dict[int, ExportCode] = {}
@@ -723,6 +746,9 @@ def project_bytes(content) -> bytes:
         if name and name not in people:
             people.append(name)
     user_guid = {name: guid("user", name) for name in people}
+    # a judge who is a user of the team's project already is that user
+    team_users = {u.get("name"): u.get("guid") for u in theirs("Users") if u.get("name")}
+    user_guid.update({n: team_users[n] for n in people if n in team_users})
     # notes: their GUIDs, attached to codes (NoteRef) or to the project
     project_notes = []
     for note in content.notes:
@@ -734,32 +760,66 @@ def project_bytes(content) -> bytes:
 
     title = run.name + {AGREED: " (agreed codebook)", DRAFT: " (DRAFT codebook)",
                         PROPOSAL: " (Consensa's proposal)"}[content.kind]
-    root = ET.Element(f"{{{NS_PROJECT}}}Project", stamped(
-        {"name": title, "origin": f"Consensa {__version__}",
-         "creatingUserGUID": user_guid[CONSENSA_USER]}))
+    if team is None:
+        root = ET.Element(f"{{{NS_PROJECT}}}Project", stamped(
+            {"name": title, "origin": f"Consensa {__version__}",
+             "creatingUserGUID": user_guid[CONSENSA_USER]}))
+    else:       # the team's project, as it was: its name, creator, dates
+        root = ET.Element(f"{{{NS_PROJECT}}}Project", dict(team.root.attrib))
     users = el(root, "Users")
+    users.extend(theirs("Users"))
     for name in people:
-        el(users, "User", {"guid": user_guid[name], "name": name})
+        if name not in team_users:
+            el(users, "User", {"guid": user_guid[name], "name": name})
     book = el(el(root, "CodeBook"), "Codes")
+    their_book = next((c for c in theirs("CodeBook") if xml_local(c.tag) == "Codes"), None)
+    book.extend(list(their_book) if their_book is not None else [])
+    if team is not None:
+        # the team's code system stays as it was; Consensa's codes under one parent
+        codes = [ExportCode(guid(rid, "consensa-codes", content.kind), f"Consensa: {title}",
+                            f"The codes of Consensa's run '{run.name}': "
+                            f"{content.describe()}. Domains are the codes below this one and "
+                            "categories their children.", "#7F7F7F", children=codes,
+                            codable=False)]
     for code in codes:
         _code_el(book, code, NS_PROJECT)
 
     case_ids = sorted(content.assignments["case_id"].unique())
-    src_guid = {c: guid(rid, "source", c) for c in case_ids}
+    kept = team.guid if team is not None else {}
+    src_guid = {c: kept.get(c) or guid(rid, "source", c) for c in case_ids}
     cases = content.cases
     attrs = [c for c in cases.columns if c != "case_id"] if cases is not None else []
     values = {a: dict(zip(cases["case_id"], cases[a], strict=True)) for a in attrs}
     var_type = {a: _variable_type([values[a].get(c, "") for c in case_ids]) for a in attrs}
     var_guid = {a: guid(rid, "variable", a) for a in attrs}
-    if attrs:
+    their_vars = {v.get("name"): v for v in theirs("Variables")}
+    for a in attrs:
+        if a in their_vars:            # the team's variable, which the attribute came from
+            var_guid[a] = their_vars[a].get("guid")
+            var_type[a] = their_vars[a].get("typeOfVariable") or var_type[a]
+    new_vars = [a for a in attrs if a not in their_vars]
+    if new_vars or their_vars:
         variables = el(root, "Variables")
-        for a in attrs:
+        variables.extend(theirs("Variables"))
+        for a in new_vars:
             v = el(variables, "Variable", {"guid": var_guid[a], "name": a,
                                            "typeOfVariable": var_type[a]})
             el(v, "Description", "Case attribute from the study's table of cases")
+    # a case of the team's that holds exactly one source of a case is that case
+    case_guid = {c: guid(rid, "case", c) for c in case_ids}
+    their_cases = set()
+    by_source = {guid_key(g): c for c, g in src_guid.items()}
+    for case in theirs("Cases"):
+        held = [guid_key(r.get("targetGUID")) for r in xml_children(case, "SourceRef")]
+        if len(held) == 1 and held[0] in by_source and by_source[held[0]] in kept:
+            case_guid[by_source[held[0]]] = case.get("guid")
+            their_cases.add(by_source[held[0]])
     cases_el = el(root, "Cases")
+    cases_el.extend(theirs("Cases"))
     for c in case_ids:
-        case_el = el(cases_el, "Case", {"guid": guid(rid, "case", c), "name": c})
+        if c in their_cases:
+            continue
+        case_el = el(cases_el, "Case", {"guid": case_guid[c], "name": c})
         for a in attrs:
             value = values[a].get(c, "")
             if value == "":
@@ -770,9 +830,12 @@ def project_bytes(content) -> bytes:
                                                                          "TextValue")
             el(vv, tag, text=str(int(value)) if tag == "IntegerValue" else value)
         el(case_el, "SourceRef", {"targetGUID": src_guid[c]})
+    if not len(cases_el):
+        root.remove(cases_el)
 
     sources_el = el(root, "Sources")
-    files: dict[str, bytes] = {}
+    sources_el.extend(theirs("Sources"))
+    files: dict[str, bytes] = dict(team.members) if team is not None else {}
     inputs = {str(i.get("case_id")): i for i in run.manifest.get("inputs") or []}
     seg = run.segments.set_index("segment_id")
     coded = content.assignments[content.assignments["category_id"] >= 0]
@@ -780,6 +843,8 @@ def project_bytes(content) -> bytes:
                          end=seg.loc[coded["segment_id"], "end_char"].to_numpy())
     me, by = user_guid[CONSENSA_USER], user_guid[coder]
     turns = RunFolder(run.folder).turns()
+    if team is not None:        # counted before Consensa's codings join the team's
+        content.project_notes += _carried(team, theirs, selections_in)
     for c in case_ids:
         text = run.sources[c]
         item = inputs.get(c, {})
@@ -789,14 +854,23 @@ def project_bytes(content) -> bytes:
         if Path(read_from).suffix.lower() in UNLABELLED_SUFFIXES and turns is not None:
             text, moved = speaker_labelled(text, turns[turns["case_id"] == c])
             how = "as Consensa read it, with each speaker's name before their turn"
-        member = f"{src_guid[c]}.txt"
-        files[f"Sources/{member}"] = text.encode("utf-8")
-        src = el(sources_el, "TextSource", stamped(
-            {"guid": src_guid[c], "name": c, "plainTextPath": f"internal://{member}",
-             "creatingUser": me}))
-        el(src, "Description",
-           f"Case {c} {how} from {read_from or '?'} "
-           f"(sha256 {_s(item.get('sha256'))[:12]}); positions count Unicode code points.")
+        if c in kept:
+            # the team's source: the same text, so its codings and Consensa's share it
+            src = team.sources[c].element
+            at = max((k + 1 for k, child in enumerate(src) if xml_local(child.tag) in
+                      ("Description", "PlainTextContent", "PlainTextSelection")), default=0)
+        else:
+            member = f"{src_guid[c]}.txt"
+            files[f"Sources/{member}"] = text.encode("utf-8")
+            name = c if team is None or c not in team.sources else \
+                f"{team.sources[c].name} (as Consensa read it)"
+            src = el(sources_el, "TextSource", stamped(
+                {"guid": src_guid[c], "name": name, "plainTextPath": f"internal://{member}",
+                 "creatingUser": me}))
+            el(src, "Description",
+               f"Case {c} {how} from {read_from or '?'} "
+               f"(sha256 {_s(item.get('sha256'))[:12]}); positions count Unicode code points.")
+            at = len(src)
         rows = coded[coded["case_id"] == c].sort_values(["start", "end", "segment_id"])
         for sid, s, e, cat in zip(rows["segment_id"], rows["start"], rows["end"],
                                   rows["category_id"], strict=True):
@@ -805,37 +879,47 @@ def project_bytes(content) -> bytes:
                 continue
             if moved is not None:
                 s, e = moved(int(s), end=False), moved(int(e), end=True)
-            sel = el(src, "PlainTextSelection", stamped(
+            sel = ET.Element(f"{{{NS_PROJECT}}}PlainTextSelection", stamped(
                 {"guid": guid(rid, "segment", sid), "name": str(sid),
                  "startPosition": str(int(s)), "endPosition": str(int(e)),
                  "creatingUser": by}))
             coding = el(sel, "Coding", stamped({"guid": guid(rid, "coding", sid),
                                                 "creatingUser": by}))
             el(coding, "CodeRef", {"targetGUID": code.guid})
+            src.insert(at, sel)
+            at += 1
 
-    if content.notes:
-        notes_el = el(root, "Notes")
-        for note in content.notes:
-            n = el(notes_el, "Note", stamped({"guid": note.guid, "name": xml_safe(note.title),
-                                              "creatingUser": user_guid[note.author]}))
-            el(n, "PlainTextContent", note.text)
-        # a case cannot hold a NoteRef in REFI-QDA; a Link from the case to the note's
-        # code, carrying the note, ties a case's core idea to both
-        linked = [n for n in content.notes if n.case and n.case in src_guid]
-        if linked:
-            links = el(root, "Links")
-            for note in linked:
-                kind, ident = note.about
-                code = by_theme.get(ident) if kind == "category" else \
-                    by_domain.get(ident) if kind == "domain" else None
-                link = el(links, "Link", {
-                    "guid": guid(rid, "link", content.kind, note.key),
-                    "name": xml_safe(note.title), "direction": "Associative",
-                    "originGUID": guid(rid, "case", note.case),
-                    **({"targetGUID": code.guid} if code is not None else {})})
-                el(link, "NoteRef", {"targetGUID": note.guid})
+    notes_el = el(root, "Notes")
+    notes_el.extend(theirs("Notes"))
+    for note in content.notes:
+        n = el(notes_el, "Note", _stamped({"guid": note.guid, "name": xml_safe(note.title),
+                                           "creatingUser": user_guid[note.author],
+                                           **({"modifiedDateTime": _when(note.modified)}
+                                              if note.modified else {})},
+                                          _when(note.at) or stamp))
+        el(n, "PlainTextContent", note.text)
+    if not len(notes_el):
+        root.remove(notes_el)
+    # a case cannot hold a NoteRef in REFI-QDA; a Link from the case to the note's
+    # code, carrying the note, ties a case's core idea to both
+    linked = [n for n in content.notes if n.case and n.case in src_guid]
+    links = el(root, "Links")
+    links.extend(theirs("Links"))
+    for note in linked:
+        kind, ident = note.about
+        code = by_theme.get(ident) if kind == "category" else \
+            by_domain.get(ident) if kind == "domain" else None
+        link = el(links, "Link", {
+            "guid": guid(rid, "link", content.kind, note.key),
+            "name": xml_safe(note.title), "direction": "Associative",
+            "originGUID": case_guid[note.case],
+            **({"targetGUID": code.guid} if code is not None else {})})
+        el(link, "NoteRef", {"targetGUID": note.guid})
+    if not len(links):
+        root.remove(links)
 
     sets_el = el(root, "Sets")
+    sets_el.extend(theirs("Sets"))
     labels: dict[str, list[ExportCode]] = {}
     for code in by_theme.values():
         labels.setdefault(code.frequency_label or "no label", []).append(code)
@@ -849,22 +933,78 @@ def project_bytes(content) -> bytes:
            f"(of {total} cases).")
         for code in sorted(labels[label], key=lambda k: k.theme_id):
             el(st, "MemberCode", {"targetGUID": code.guid})
-    for a in attrs:
-        distinct = sorted({values[a].get(c, "") for c in case_ids} - {""})
-        if not 2 <= len(distinct) <= MAX_SET_VALUES:
-            continue
+    from ..review.evidence import subgroup_values
+
+    groups = subgroup_values(cases[cases["case_id"].isin(case_ids)]) \
+        if cases is not None else {}
+    for a, distinct in groups.items():
         for v in distinct:
             st = el(sets_el, "Set", {"guid": guid(rid, "set", a, v), "name": f"{a} = {v}"})
             el(st, "Description", f"The cases whose attribute {a} is {v}, for comparing "
                "subgroups.")
             for c in case_ids:
-                if values[a].get(c, "") == v:
+                if str(values[a].get(c, "")).strip() == v:
                     el(st, "MemberSource", {"targetGUID": src_guid[c]})
+    if not len(sets_el):
+        root.remove(sets_el)
+    root.extend(theirs("Graphs"))
 
-    el(root, "Description", _project_description(content))
+    ours = _project_description(content)
+    if team is not None:
+        before = xml_child(team.root, "Description")
+        before = (before.text or "").strip() if before is not None else ""
+        ours = (f"{before}\n\n" if before else "") + (
+            f"Exported by Consensa {__version__} with the team's project "
+            f"{team.path.name} carried over as it was (origin: "
+            f"{team.root.get('origin') or '?'}). {ours}")
+    el(root, "Description", ours)
+    for ref in [r for r in team.root if xml_local(r.tag) == "NoteRef"] \
+            if team is not None else []:
+        root.append(ref)
     for g in project_notes:
         el(root, "NoteRef", {"targetGUID": g})
     return _zipped(root, files)
+
+
+def _when(at: str | None) -> str | None:
+    """A time from the review store (ISO 8601, UTC) as a project's dateTime."""
+    return _s(at).replace("+00:00", "Z") or None
+
+
+def _carried(team, theirs, selections_in) -> list[str]:
+    """What the export carried over from the team's project, and what it could not
+    place, in words for the command's output."""
+    n_codes = sum(1 for section in theirs("CodeBook") for _ in section.iter()
+                  if xml_local(_.tag) == "Code")
+    n_sel = n_bad = 0
+    shared = {id(s.element): s for s in team.sources.values()}
+    differ = []
+    for src in theirs("Sources"):
+        sels = selections_in(src)
+        n_sel += len(sels)
+        mine = shared.get(id(src))
+        if mine is not None and mine.same:
+            n_bad += sum(1 for s in sels if not (
+                0 <= _int(s.get("startPosition")) < _int(s.get("endPosition"))
+                <= len(mine.text)))
+        elif mine is not None:
+            differ.append(f"'{mine.name}' ({mine.why}; {len(sels)} coding(s) of the team "
+                          "stay on it; Consensa's codings are on the source "
+                          f"'{mine.name} (as Consensa read it)')")
+    out = [f"carried over from {team.path.name}: {len(theirs('Users'))} user(s), "
+           f"{n_codes} code(s) (kept as they were, Consensa's codes under their own "
+           f"parent code), {n_sel} coded selection(s), {len(theirs('Notes'))} note(s), "
+           f"{len(theirs('Sets'))} set(s), {len(theirs('Variables'))} variable(s), "
+           f"{len(theirs('Cases'))} case(s); "
+           f"{sum(1 for s in team.sources.values() if s.same)} source(s) keep their name "
+           "and GUID and hold the team's codings and Consensa's"]
+    if differ:
+        out.append(f"{len(differ)} source(s) of the project differ from the text the run "
+                   "read: " + "; ".join(differ[:5]) + (" ..." if len(differ) > 5 else ""))
+    if n_bad:
+        out.append(f"{n_bad} coded selection(s) of the project lie outside their source's "
+                   "text (as they did in the project); a QDA program may refuse them")
+    return out
 
 
 def _proposal_codes(content, rid: str) -> list[ExportCode]:

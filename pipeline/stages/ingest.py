@@ -1145,7 +1145,7 @@ class _Reader:
             tally["meeting_notices_not_read"] += len(notices)
             if n_before:
                 notes.append(_before_first_label(where, n_before, "line"))
-            case_id = _source_case_id(source.name)
+            case_id = source_case_id(source.name)
             cases.append(_Case(case_id, SourceText(case_id, shown, text, sha, "qdpx"), turns,
                                dict(source.attributes)))
         listed = ", ".join(f"{n} {kind.replace('Source', '').lower()}" for kind, n in
@@ -1211,7 +1211,7 @@ DOCUMENT_SUFFIXES = (".txt", ".md", ".docx", ".doc", ".rtf", ".pdf", ".odt", ".v
                      ".mp3", ".m4a", ".wav", ".mp4", ".mov")
 
 
-def _source_case_id(name: str) -> str:
+def source_case_id(name: str) -> str:
     """A project source's case id: its name without a document extension."""
     stem, dot, suffix = name.rpartition(".")
     return stem if dot and stem.strip() and f".{suffix.lower()}" in DOCUMENT_SUFFIXES else name
