@@ -32,6 +32,7 @@ store, codebook.yaml): only the spreadsheet files carry the quote.
 
 from __future__ import annotations
 
+import csv
 import re
 from collections.abc import Iterable
 from functools import cache
@@ -160,8 +161,25 @@ def restore_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 def to_csv(df: pd.DataFrame, path: Any = None, **kwargs: Any) -> str | None:
     """``df.to_csv(path, **kwargs)`` with list cells joined (:func:`join_list`) and every
-    text cell neutralised first."""
-    return neutralise_frame(join_lists(df)).to_csv(path, **kwargs)
+    text cell neutralised first.
+
+    A table with a carriage return in a text cell (a transcript with old Mac line
+    endings, a pasted cell) is written with every field quoted: neither pandas nor
+    Python's csv module quotes a field for a lone ``\r``, and every reader (Excel,
+    pandas, R) ends the row there, so the rest of the cell became a row of its own,
+    its first cell a formula no leading quote guarded."""
+    out = neutralise_frame(join_lists(df))
+    if "quoting" not in kwargs and has_carriage_return(out):
+        kwargs["quoting"] = csv.QUOTE_ALL
+    return out.to_csv(path, **kwargs)
+
+
+def has_carriage_return(df: pd.DataFrame) -> bool:
+    """Whether a text cell, a column name or the index of ``df`` holds ``\r``."""
+    cols = [df.iloc[:, i] for i in range(df.shape[1])]
+    cells = [df.columns, df.index] + [c for c in cols if c.dtype == object
+                                      or pd.api.types.is_string_dtype(c)]
+    return any(isinstance(v, str) and "\r" in v for col in cells for v in col)
 
 
 # --- lists in one cell ----------------------------------------------------------------

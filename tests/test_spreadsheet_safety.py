@@ -194,6 +194,32 @@ def test_a_formula_after_white_space_or_in_full_width_is_quoted_too():
     assert [c.quotePrefix for c in wb.active[row]] == [True, True, False]
 
 
+def test_a_carriage_return_in_a_cell_never_splits_its_row(tmp_path):
+    """Neither pandas nor Python's csv module quotes a field for a lone "\r", and every
+    reader ends the row there: a transcript with old Mac line endings gave a
+    segments.csv of 16 rows for 8 segments, the rest of a cell a row of its own whose
+    first cell was a formula ("=cmd|' /C calc'!A0") with no leading quote."""
+    df = pd.DataFrame({"segment_id": ["a:1:0", "a:2:0"], "n": [1, 2],
+                       "text": ["My training never mentioned it\r=cmd|' /C calc'!A0", "Fine."]})
+    path = tmp_path / "segments.csv"
+    sheets.to_csv(df, path, index=False)
+    rows = list(csv.reader(path.open(newline="", encoding="utf-8")))
+    assert len(rows) == 3 and not any(c.startswith("=") for r in rows for c in r)
+    back = pd.read_csv(path)
+    assert back["n"].tolist() == [1, 2] and back["text"].iat[0] == df["text"].iat[0]
+    assert read_raw_csv(path)["text"].tolist() == df["text"].tolist()
+    # a table without one is written as before, quoting only where it must
+    plain = sheets.to_csv(df.assign(text=["a, b", "c"]), index=False)
+    assert plain.splitlines()[1] == 'a:1:0,1,"a, b"'
+    # and the de-identification mapping too (written with Python's csv module)
+    from pipeline.stages.deidentify import CaseResult, Deidentified, Replacement
+
+    case = CaseResult("a", "", "", [Replacement(0, 4, "PERSON", "Ann\r=cmd", "PERSON_1")])
+    mapping = Deidentified(None, {"a": case}, {}, {}, None, None, 0, {}).mapping_csv()
+    rows = list(csv.reader(io.StringIO(mapping, newline="")))
+    assert len(rows) == 2 and rows[1][3] == "Ann\r=cmd"
+
+
 def test_cells_are_strings_and_illegal_characters_never_raise():
     wb = openpyxl.Workbook()
     ws = wb.active

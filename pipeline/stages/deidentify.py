@@ -525,22 +525,26 @@ class Deidentified:
         spreadsheet ("+44 20 7946 0958") gets a leading quote (:mod:`pipeline.sheets`)."""
         from ..sheets import neutralise
 
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["case_id", "type", "placeholder", "original", "occurrences"])
+        # the rows first: a "\r" in any of them quotes every field
+        rows: list[list] = [["case_id", "type", "placeholder", "original", "occurrences"]]
         for cid, case in self.cases.items():
             seen = Counter((r.type, r.placeholder, r.surface) for r in
                            [*case.replacements, *(r for _, r in case.attributes)])
             for (typ, ph, surface), n in sorted(seen.items(), key=lambda x: _ph_key(x[0][1])
                                                   + (x[0][2],)):
-                writer.writerow([neutralise(cid), typ, ph, neutralise(surface), n])
+                rows.append([neutralise(cid), typ, ph, neutralise(surface), n])
             for label, new in case.labels.items():
                 if label != new and (cid, label) not in {(cid, r.surface) for r in
                                                          case.replacements}:
-                    writer.writerow([neutralise(cid), "PERSON", new, neutralise(label), 0])
+                    rows.append([neutralise(cid), "PERSON", new, neutralise(label), 0])
         for original, new in self.case_ids.items():      # the team finds its files by these
-            writer.writerow([neutralise(new), "CASE_ID", neutralise(new), neutralise(original),
-                             0])
+            rows.append([neutralise(new), "CASE_ID", neutralise(new), neutralise(original), 0])
+        buf = io.StringIO()
+        # a lone "\r" is quoted by no quoting rule but QUOTE_ALL, and ends the row
+        # in every reader (:func:`pipeline.sheets.to_csv`)
+        crs = any(isinstance(v, str) and "\r" in v for row in rows for v in row)
+        csv.writer(buf, lineterminator="\n",
+                   quoting=csv.QUOTE_ALL if crs else csv.QUOTE_MINIMAL).writerows(rows)
         return buf.getvalue()
 
     def redact_config(self, resolved: dict) -> dict:
