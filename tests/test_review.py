@@ -151,6 +151,18 @@ def test_a_split_every_judge_chose_is_said_once(review_run, capsys):
     assert note.text.count(once) == 1
 
 
+def test_a_review_refused_for_one_judge_leaves_no_review_behind(review_run, capsys):
+    """`review export RUN --judges ana` was refused ("needs at least two judges") but
+    had already created the store with ana as its panel: the proposal's exports then
+    stopped ("round 1 ... have no consensus") until someone deleted review/."""
+    from pipeline.review.store import db_path
+
+    assert main(["review", "export", str(review_run), "--judges", "ana"]) == 2
+    assert "at least two judges" in capsys.readouterr().err
+    assert not db_path(review_run).exists()
+    assert main(["export", "qdpx", str(review_run)]) == 0
+
+
 def test_reimport_keeps_previous_value_in_audit_log(review_run, capsys):
     run = review_run
     assert main(["review", "export", str(run), "--judges", "ana,ben"]) == 0

@@ -21,6 +21,11 @@ from .workbook import build_workbook, read_workbook, write_workbook
 def export(run_folder: Path, judges: list[str], auditors: list[str] = (), force: bool = False,
            consensus: bool = False, by: str = "") -> list[Path]:
     run = load_run(run_folder)
+    if not consensus and not db_path(run.folder).is_file() and len(set(judges)) < 2:
+        # refused before the store exists: a refused command leaves no review behind
+        # (a store with a panel of one would stop the proposal's exports as "open")
+        raise ReviewError("a CQR review needs at least two judges (three or more is usual)",
+                          hint="give them with --judges ana,ben,caro; nothing was written")
     with ReviewStore(run, create=True) as store:
         if judges or auditors:
             store.set_panel(judges, auditors)
