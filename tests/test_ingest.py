@@ -898,6 +898,18 @@ def test_csv_bad_turn_index_and_role(tmp_path):
 
 # --- roles ----------------------------------------------------------------------
 
+def test_thousands_of_unknown_labels_are_counted_not_all_named(tmp_path):
+    """A file whose every line starts "Something:" (numbered lines, time stamps) named
+    every label in one note, thousands of them, in the manifest and the report."""
+    lines = "".join(f"Interviewer: Question {i}?\nSpeaker{i}: Answer {i}.\n"
+                    for i in range(30))
+    write(tmp_path, "T40.txt", lines)
+    corpus = run(tmp_path)
+    (note,) = [n.reason for n in corpus.skipped if "match no role" in n.reason]
+    assert "'Speaker0', 'Speaker1'" in note and "'Speaker19' and 10 more match no role " \
+        "(30 turns)" in note and "Speaker25" not in note
+
+
 def test_roles_map_wins_and_single_unknown_speaker_is_participant(tmp_path):
     write(tmp_path, "T30.txt", "Interviewer: Hello.\nSam: Hi.\nInterviewer: Ready?\nSam: Yes.\n")
     write(tmp_path, "T31.txt", "T: I was the one asking.\nR: And I answered.\n")

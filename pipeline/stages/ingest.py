@@ -825,6 +825,11 @@ def _asker(turns: list[_Turn], text: str) -> tuple[str, str, str] | None:
                   f"'{a}' is taken as the interviewer and '{b}' as the participant")
 
 
+#: the labels a note on unmatched speaker labels names; the rest are counted (a file
+#: whose every line starts "Something:" would name thousands)
+MAX_LABELS_NAMED = 20
+
+
 def _role_notes(case: _Case, roles: list[str], unmatched: list[str],
                 rule: _Roles) -> list[Skipped]:
     notes = []
@@ -839,9 +844,12 @@ def _role_notes(case: _Case, roles: list[str], unmatched: list[str],
             "heading may set a topic of the protocol); name the label in ingest.roles "
             "if it is a speaker"), kept=True))
     if unmatched:
+        looked_up = set(unmatched)      # a file of thousands of labels: not turns x labels
         n = sum(1 for t, r in zip(case.turns, roles, strict=True)
-                if r == "other" and t.speaker in unmatched)
-        labels = ", ".join(f"'{label}'" for label in unmatched)
+                if r == "other" and t.speaker in looked_up)
+        labels = ", ".join(f"'{label}'" for label in unmatched[:MAX_LABELS_NAMED]) + (
+            f" and {len(unmatched) - MAX_LABELS_NAMED} more" if len(unmatched) >
+            MAX_LABELS_NAMED else "")
         turns = "1 turn" if n == 1 else f"{n} turns"
         notes.append(Skipped(case.source.path, (
             f"case '{case.case_id}': speaker labels {labels} match no role ({turns}); "
