@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -1079,6 +1080,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConsensaError as exc:
         print(f"consensa: error: {exc}", file=sys.stderr)
         return exc.exit_status
+    except BrokenPipeError:
+        # the output went into a pipe whose reader stopped (`... | head`): nothing to say
+        # about a path or a disk; as Python's documentation does, stdout goes to devnull
+        # so that the interpreter's own flush at exit does not fail in turn
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):       # a stdout that is no file (captured)
+            pass
+        return 141
     except OSError as exc:      # a folder that is a file, a full disk, no permission
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"consensa: error: {where}{exc.strerror or exc}\n  What to do: check that this "

@@ -186,3 +186,16 @@ def test_a_run_folders_config_whose_transcripts_moved_says_what_to_do(tmp_path, 
     err = capsys.readouterr().err
     assert "no transcript file or folder at" in err
     assert "the record an earlier run folder keeps" in err and "Traceback" not in err
+
+
+def test_a_reader_that_stops_reading_is_no_disk_error(tmp_path, monkeypatch, capsys):
+    """`consensa ... | head` printed "Broken pipe ... check that this path is a folder
+    you can write to ... the disk is not full": nothing of the kind was wrong."""
+    import pipeline.cli as cli
+
+    def stopped(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "cmd_validate", stopped)
+    assert main(["validate", str(tmp_path / "c.yaml")]) == 141
+    assert capsys.readouterr().err == ""
