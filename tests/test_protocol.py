@@ -584,6 +584,45 @@ def test_a_team_question_asked_in_the_interviewers_own_words_opens_its_area():
         assert [_area_of(held, c, t) for c, t in asked.items()] == [area] * 5, floor
 
 
+def test_a_short_question_naming_another_areas_word_opens_that_area():
+    """With the team's protocol given, "And contacting her parents?" (four words, so a
+    probe by length, and at a cosine of 0.37 to the file's "How did you involve the
+    student's parents or carers?") was a probe of the area asked before it, and its
+    answer about the parents stayed there. A short question that names a word only
+    one area's questions use opens that area; one naming the area in progress, or a
+    word two areas share, stays a probe."""
+    cases = {}
+    for k in range(3):
+        cases[f"C{k + 1}"] = [
+            (_I, "Could you tell me about a time a student disclosed self-harm to you?"),
+            (_P, "A girl in year nine showed me her arm after a lesson, quite calmly."),
+            (_I, "How did you respond in that moment?"),
+            (_P, "I stayed calm and followed the risk steps we have at the school."),
+            (_I, ["And contacting her parents?", "And the risk steps?",
+                  "Anything more, later?"][k]),
+            (_P, "Her father was angry at first and then very quiet on the phone."),
+        ]
+    turns, segs = build(cases)
+    config = ProtocolConfig(areas=[
+        {"name": "A student's disclosure", "questions": [
+            "Could you tell me about a time a student disclosed self-harm to you?"]},
+        {"name": "Responding in the moment", "questions": [
+            "How did you respond in that moment?", "Which risk steps did you follow?"]},
+        {"name": "Involving parents and carers", "questions": [
+            "How did you involve the student's parents or carers?"]}])
+    result = infer_protocol(turns, segs, fake_encode, config)
+    assert _area_of(result, "C1", 4) == 2 and _kind_of(result, "C1", 4) == "main"
+    assert _area_of(result, "C2", 4) == 1          # the area in progress: it stays
+    assert result.counts["prompts_matched_by_area_word"] == 1
+    # "student" is in the disclosure area's and the parents area's questions alike
+    from pipeline.stages.protocol import _area_words, _named_area, protocol_from_specs
+
+    words = _area_words(protocol_from_specs(config.areas))
+    assert _named_area("And the student, later?", words, current=1) is None
+    assert _named_area("And her carers?", words, current=1) == 2
+    assert _named_area("And her carers?", words, current=2) is None
+
+
 def test_a_question_the_file_omits_after_the_frame_is_not_sent_to_the_frame():
     # the feedback question is not in the file: it comes right after the background
     # question (the frame), and its answers are substance, not small talk

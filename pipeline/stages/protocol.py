@@ -1946,6 +1946,7 @@ def _assign_given(prompts: list[_Prompt], qv: np.ndarray, given: Protocol,
     listed_follow_ups = {a.area_id: {" ".join(q.split()).casefold() for q in a.follow_ups}
                          for a in given.areas if a.frame and a.follow_ups}
     worded = _interviewer_wordings(prompts, qv, owner, given_vecs, frame_given, config)
+    word_areas = _area_words(given)
     added: dict[str, int] = {}
     by_case: dict[str, list[_Prompt]] = defaultdict(list)
     for p in prompts:
@@ -1984,6 +1985,11 @@ def _assign_given(prompts: list[_Prompt], qv: np.ndarray, given: Protocol,
                         areas.append(Area(len(areas), _FRAME_NAME[p.frame], (), True, "inferred"))
                     p.area = current = added[p.frame]
                 p.final_kind = "main"
+            elif p.short and not p.probe and (named := _named_area(p.core, word_areas,
+                                                                   current)) is not None:
+                p.area = current = named
+                p.final_kind = "main"
+                counts["prompts_matched_by_area_word"] += 1
             elif p.probe or p.short:
                 p.area, p.final_kind = current, "probe"
             elif " ".join(p.core.split()).casefold() in listed_follow_ups.get(current, ()):
@@ -2013,6 +2019,46 @@ def _assign_given(prompts: list[_Prompt], qv: np.ndarray, given: Protocol,
     counts["frame_areas"] = sum(a.frame for a in areas)
     counts["frame_areas_added"] = len(added)
     return Protocol(tuple(areas))
+
+
+def _content_words(text: str) -> set[str]:
+    """The words of ``text`` that name a topic: no stop word, no word under four
+    letters, a plural's "s" and a possessive dropped ("parents", "parent" and
+    "parent's" alike)."""
+    out = set()
+    for w in _words(text):
+        w = w.removesuffix("'s").removesuffix("'")       # "student's", "students'"
+        if len(w) >= 4 and w not in _STOP:
+            out.add(w[:-1] if w.endswith("s") and not w.endswith("ss") else w)
+    return out
+
+
+def _area_words(given: Protocol) -> dict[str, int]:
+    """Each content word of a team's protocol that the questions of one content area
+    alone use -> that area ("parent" -> "Involving parents and carers")."""
+    where: dict[str, set[int]] = defaultdict(set)
+    for a in given.areas:
+        if a.frame:
+            continue
+        for q in (*a.questions, a.name):
+            for w in _content_words(q):
+                where[w].add(a.area_id)
+    return {w: next(iter(ids)) for w, ids in where.items() if len(ids) == 1}
+
+
+def _named_area(question: str, word_areas: dict[str, int], current: int) -> int | None:
+    """The area a short question names by a word only that area's protocol questions
+    use, when it is not the area in progress and the question names no other:
+    "And contacting her parents?" asked after "How did you respond in that moment?"
+    opens "How did you involve the student's parents or carers?". A short question is
+    otherwise a probe of the area in progress, and a sentence embedder puts a
+    four-word paraphrase at a cosine of 0.3-0.4 to the team's wording, below any bar
+    that keeps probes where they are."""
+    named = {word_areas[w] for w in _content_words(question) if w in word_areas}
+    if len(named) != 1:
+        return None
+    area = next(iter(named))
+    return None if area == current else area
 
 
 def _interviewer_wordings(prompts: list[_Prompt], qv: np.ndarray, owner: np.ndarray,
