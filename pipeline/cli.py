@@ -540,7 +540,9 @@ def _export_precoded(args: argparse.Namespace) -> int:
     print(f"Consensa project written: {target}")
     print(f"  it holds the pre-coded transcripts of {args.source}: {held['sources']} text "
           f"sources, {held['coded']} segments coded with the agreed codebook (user "
-          f"'Consensa'), {held['chosen']} of the queue coded by people since and "
+          f"'Consensa'), {held['chosen']} of the queue coded by people since"
+          + (f", {held['by_people']} coded by people in an earlier queue" if held.get("by_people")
+             else "") + " and "
           f"{held['queue']} still under '{QUEUE_CODE}'")
     print("  import it in your QDA software as a REFI-QDA project (.qdpx)")
     return 0
@@ -668,6 +670,12 @@ def cmd_precode(args: argparse.Namespace) -> int:
     talk = f" ({m['n_small_talk']} of them small talk)" if m.get("n_small_talk") else ""
     print(f"  coded: {m['n_coded']}   none of these: {m['n_none']}{talk}   needs a human "
           f"(confidence < {m['threshold']}): {m['n_needs_human']}")
+    if m.get("n_coded_by_people"):
+        print(f"  coded by people: {m['n_coded_by_people']} (the code most of them chose in an "
+              "earlier queue; not queued again)")
+    if m.get("n_split_by_people"):
+        print(f"  queued again: {m['n_split_by_people']} the people who coded them in an earlier "
+              "queue split evenly on (see the queue's last column)")
     if m["n_needs_human"]:
         print("  the CQR table's frequency labels count the coded segments only: those in "
               "the queue count once a person codes them")

@@ -24,7 +24,8 @@ log, :func:`record_choices`), and ``--retrain`` adds them to the training data o
 next batch.
 
 Output folder: segments.parquet/.csv (the new segments, category, confidence, the
-three likeliest categories, status coded / none / needs_human), cqr_table.md/.csv
+three likeliest categories, status coded / none / needs_human / coded_by_people, and for
+a segment people coded in an earlier batch's queue who chose what), cqr_table.md/.csv
 (confident codes only; a category no segment was coded with has no row),
 queue.xlsx, manifest.json.
 """
@@ -593,9 +594,21 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
                              + _listed(skipped), path=transcripts)
     for note in skipped:        # a note on text that was read says so: nothing was lost there
         log.warning("%s %s: %s", "note on" if note.kept else "left out", note.what, note.reason)
+    # a segment people coded in an earlier batch's queue keeps their code, retrained or not:
+    # the classifier that learned it is no better judge of it than they were
+    seg = apply_people_choices(seg, run_folder, cats, merged_into(cb))
+    n_by_people = int((seg["status"] == BY_PEOPLE).sum())
+    n_split = int((seg["needs_human"] & (seg["people_choices"] != "")).sum())
+    if n_by_people:
+        log.info("%d segment(s) keep the code people chose for them in an earlier queue",
+                 n_by_people)
+    if n_split:
+        log.warning("%d segment(s) queued again: the people who coded them in an earlier queue "
+                    "chose different categories, as many for one as for another", n_split)
 
     total = int(seg["case_id"].nunique())
-    coded = seg[seg["status"] == "coded"]
+    # what the table counts: the classifier's codes and the people's, "none of these" aside
+    coded = seg[seg["status"].isin(["coded", BY_PEOPLE]) & (seg["category_id"] != NONE)]
     from .stages.cqr import CQRConfig
     rcfg = RunFolder(run_folder).config
     cqr_cfg = CQRConfig(**rcfg.get("cqr", {})) if isinstance(rcfg.get("cqr"), dict) else CQRConfig()
@@ -631,7 +644,9 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
         to_csv(table, tmp / "cqr_table.csv", index=False)
         (tmp / "cqr_table.md").write_text(
             cqr_markdown(table) + provisional_note(int(len(coded)), int(seg["needs_human"].sum()),
-                                                   threshold), encoding="utf-8")
+                                                   threshold,
+                                                   int((coded["status"] == BY_PEOPLE).sum())),
+            encoding="utf-8")
         codebook_rel = Path(os.path.relpath(Path(codebook).resolve(), out.resolve())).as_posix()
         meta = {"batch": batch, "codebook": str(Path(codebook).resolve()),
                 "codebook_relative": codebook_rel,
@@ -661,6 +676,9 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
                         "n_disagreed": n_disagreed, "n_not_in_codebook": n_gone},
             "n_training_segments": len(train), "n_segments": len(seg),
             "n_coded": int((seg["status"] == "coded").sum()),
+            # coded by people in an earlier batch's queue (same segment id, same text), and
+            # those they split evenly on, queued again (counted in n_needs_human too)
+            "n_coded_by_people": n_by_people, "n_split_by_people": n_split,
             "n_none": int((seg["status"] == "none").sum()),
             "n_small_talk": int(seg["small_talk"].sum()),
             "n_needs_human": int(seg["needs_human"].sum()),
@@ -1052,13 +1070,31 @@ def queue_parts(queue: pd.DataFrame, rows: int | None = None):
         yield f"queue-{k + 1:0{width}d}.xlsx", queue.iloc[k * rows:(k + 1) * rows]
 
 
-def provisional_note(n_coded: int, n_queued: int, threshold: float) -> str:
+#: the queue workbook's column, after those a person fills in, for a segment people
+#: coded in an earlier queue and split evenly on
+EARLIER_HEAD = "coded before (split evenly)"
+
+
+def split_said(people_choices: str) -> str:
+    """Who chose what for a segment, from its ``people_choices`` ("" if none):
+    "ana: Felt hurt; ben: none"."""
+    if not people_choices:
+        return ""
+    return "; ".join(f"{c['who']}: {c['category'] or 'none'}"
+                     for c in json.loads(people_choices))
+
+
+def provisional_note(n_coded: int, n_queued: int, threshold: float, n_by_people: int = 0) -> str:
     """The line under a pre-coding's CQR table: its frequency labels count the segments
-    the classifier coded, and none of those in the queue, until a person codes them."""
+    coded (by the classifier, or by people in an earlier batch's queue), and none of
+    those in the queue, until a person codes them."""
     if not n_queued:
         return ""
-    return (f"\nFrequency labels count the {n_coded} segment(s) coded with a confidence of "
-            f"at least {threshold:g}; the {n_queued} segment(s) in the queue are not counted "
+    how = (f"coded with a confidence of at least {threshold:g}" if not n_by_people else
+           f"coded ({n_coded - n_by_people} with a confidence of at least {threshold:g}, "
+           f"{n_by_people} by people in an earlier queue)")
+    return (f"\nFrequency labels count the {n_coded} segment(s) {how}; "
+            f"the {n_queued} segment(s) in the queue are not counted "
             "until a person codes them (queue.xlsx, then `consensa precode import`), so a "
             "label can rise.\n")
 
@@ -1079,7 +1115,11 @@ def queue_workbook(queue: pd.DataFrame, cats: dict[int, tuple], meta: dict) -> b
     wb = openpyxl.Workbook()
     ws = wb.active
     ws.title = "queue"
-    append_row(ws, QUEUE_HEAD)   # every str a string cell: a quote or a name is never a formula
+    # a segment people split evenly on in an earlier queue says who chose what, in a
+    # column after the ones import reads
+    earlier = "people_choices" in queue.columns and bool((queue["people_choices"] != "").any())
+    append_row(ws, QUEUE_HEAD + ([EARLIER_HEAD] if earlier else []))
+    # every str a string cell: a quote or a name is never a formula
     for c in ws[1]:
         c.font = Font(bold=True)
     choice, comment = get_column_letter(CHOICE_COL + 1), get_column_letter(COMMENT_COL + 1)
@@ -1091,7 +1131,10 @@ def queue_workbook(queue: pd.DataFrame, cats: dict[int, tuple], meta: dict) -> b
             cid = int(getattr(r, f"top{k}_category_id"))
             row += ["none" if cid == NONE else cid, getattr(r, f"top{k}_category"),
                     round(float(getattr(r, f"top{k}_confidence")), 3)]
-        append_row(ws, row + [None, None])
+        row += [None, None]
+        if earlier:
+            row.append(split_said(r.people_choices))
+        append_row(ws, row)
     lists = wb.create_sheet("categories")
     # the dropdown offers "12 – Trauma language": an id alone said nothing to the
     # person choosing (import reads the id, or a name typed alone)
@@ -1456,6 +1499,76 @@ def agreed_code(codes: Iterable[int]) -> int | None:
     split evenly (no code has more of their choices than another)."""
     (top, n), *rest = Counter(codes).most_common()
     return None if rest and rest[0][1] == n else top
+
+
+#: the status of a segment people coded in an earlier batch's queue: their code stands
+BY_PEOPLE = "coded_by_people"
+
+
+def people_votes(run_folder: Path, cats: Mapping[int, tuple] | None = None,
+                 merged: Mapping[int, int] | None = None) -> dict[tuple[str, str], dict[str, dict]]:
+    """The stored queue choices of every batch, by segment: (segment id, its text) ->
+    {person: their latest choice}. A segment is the one people coded only if its id
+    and its text are both the same: a transcript edited since gives the id to other
+    words, whose code nobody chose. A choice of a category merged since counts for the
+    one it joined; one of a category no longer in the codebook is left out."""
+    out: dict[tuple[str, str], dict[str, dict]] = {}
+    for (who, _), v in latest_choices(run_folder).items():
+        cid = int(v["category_id"])
+        cid = (merged or {}).get(cid, cid) if cid != NONE else cid
+        if cats is not None and cid != NONE and cid not in cats:
+            continue
+        votes = out.setdefault((str(v["segment_id"]), str(v["text"])), {})
+        was = votes.get(who)
+        if was is None or str(v.get("chosen_at", "")) >= str(was.get("chosen_at", "")):
+            votes[who] = {**v, "category_id": cid}
+    return out
+
+
+def apply_people_choices(seg: pd.DataFrame, run_folder: Path, cats: dict[int, tuple],
+                         merged: Mapping[int, int] | None = None) -> pd.DataFrame:
+    """The segments with the codes people chose for them in an earlier batch's queue.
+
+    A segment of the same id and the same text as one people coded takes the code most
+    of them chose, whatever the classifier says now: status :data:`BY_PEOPLE`, never
+    queued again, ``coded_by`` naming who chose that code. One they split evenly on
+    stays in the queue (or goes back to it), since the classifier cannot settle what
+    the people did not. ``people_choices`` holds each person's choice (JSON) for both.
+    """
+    seg = seg.copy()
+    seg["coded_by"] = ""
+    seg["people_choices"] = ""
+    votes = people_votes(run_folder, cats, merged)
+    if not votes or seg.empty:
+        return seg
+    name_of = {**{c: v[0] for c, v in cats.items()}, NONE: "none"}
+    status, needs, category = (seg["status"].to_numpy(dtype=object).copy(),
+                               seg["needs_human"].to_numpy(dtype=bool).copy(),
+                               seg["category_id"].to_numpy(dtype=int).copy())
+    coded_by, said = seg["coded_by"].to_list(), seg["people_choices"].to_list()
+    for i, (sid, text) in enumerate(zip(seg["segment_id"].astype(str), seg["text"].astype(str),
+                                        strict=True)):
+        by = votes.get((sid, text))
+        if not by:
+            continue
+        said[i] = json.dumps([{"who": who, "category_id": int(v["category_id"]),
+                               "category": name_of.get(int(v["category_id"]), ""),
+                               "comment": str(v.get("comment") or ""),
+                               "chosen_at": v.get("chosen_at"), "batch": v.get("batch")}
+                              for who, v in sorted(by.items())], ensure_ascii=False)
+        top = agreed_code(int(v["category_id"]) for v in by.values())
+        if top is None:
+            status[i], needs[i], category[i] = "needs_human", True, NONE
+            continue
+        status[i], needs[i], category[i] = BY_PEOPLE, False, top
+        coded_by[i] = ", ".join(who for who, v in sorted(by.items())
+                                if int(v["category_id"]) == top)
+    seg["status"], seg["needs_human"], seg["category_id"] = status, needs, category
+    seg["coded_by"], seg["people_choices"] = coded_by, said
+    seg["category"] = [cats[c][0] if c in cats else "" for c in seg["category_id"]]
+    seg["domain_id"] = [cats[c][1] if c in cats else -1 for c in seg["category_id"]]
+    seg["domain"] = [cats[c][2] if c in cats else "" for c in seg["category_id"]]
+    return seg
 
 
 def merged_into(cb: dict) -> dict[int, int]:

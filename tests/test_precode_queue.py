@@ -715,3 +715,91 @@ def test_a_pre_coding_without_a_none_class_says_so(rejecting_codebook, tmp_path,
                  "--threshold", "0", "--out", str(tmp_path / "pre2")]) == 0
     out = capsys.readouterr().out
     assert "none of these' class" not in out and "coded segments only" not in out
+
+
+def test_segments_people_coded_keep_their_code_in_the_next_pre_coding(queued, tmp_path,
+                                                                       capsys):
+    """Pre-coding the same transcripts again after the queue was coded queued a segment
+    three judges had coded once more, with the classifier's suggestions, and coded the
+    others by the classifier (which had just learned them) with nothing saying a person
+    chose the code. A segment of the same id and the same text keeps the code most of
+    the people chose, says who, and is not queued again, with --retrain or without; one
+    they split evenly on is queued again and says who chose what; one whose text
+    changed since is a new segment to code. The CQR table and the .qdpx count it as
+    coded, once, by the people who chose its code."""
+    from xml.etree import ElementTree as ET
+
+    from pipeline.precode import BY_PEOPLE, EARLIER_HEAD
+    from pipeline.review.model import load_run
+    from pipeline.review.store import ReviewStore
+
+    codebook, out = queued
+    run = codebook.parent.parent
+    with ReviewStore(load_run(run)) as store:
+        store.set_panel(["ana", "ben", "caro"])
+    cats = codebook_categories(__import__("yaml").safe_load(codebook.read_text()))
+    x, y = sorted(cats)[:2]
+    ids = {r: ws_id(out, r) for r in (2, 3, 4, 5)}
+    for who, picks in (("ana", {2: x, 3: x, 4: x, 5: "none"}), ("ben", {2: y, 4: y}),
+                       ("caro", {2: y})):
+        assert main(["precode", "import", str(_fill(out / "queue.xlsx", tmp_path / f"{who}.xlsx",
+                                                    picks)), "--by", who]) == 0
+    new = tmp_path / "new"
+    for flags, name in (([], "plain"), (["--retrain"], "again")):
+        again = tmp_path / name
+        capsys.readouterr()
+        assert main(["precode", str(codebook), "--transcripts", str(new), "--threshold", "0",
+                     "--out", str(again), "-q", *flags]) == 0
+        printed = capsys.readouterr().out
+        assert "coded by people: 3" in printed and "queued again: 1" in printed
+        seg = pd.read_parquet(again / "segments.parquet").set_index("segment_id")
+        majority, alone, split, none = (seg.loc[ids[r]] for r in (2, 3, 4, 5))
+        assert (majority["status"], majority["category_id"], majority["coded_by"]) == \
+            (BY_PEOPLE, y, "ben, caro")
+        assert [(c["who"], c["category_id"]) for c in json.loads(majority["people_choices"])] \
+            == [("ana", x), ("ben", y), ("caro", y)]
+        assert (alone["status"], alone["category_id"], alone["coded_by"]) == (BY_PEOPLE, x, "ana")
+        assert (none["status"], none["category_id"]) == (BY_PEOPLE, NONE)
+        assert not seg.loc[[ids[r] for r in (2, 3, 5)], "needs_human"].any()
+        # threshold 0 codes every other segment: the split one alone is queued, and says so
+        assert split["needs_human"] and split["status"] == "needs_human"
+        assert list(seg.index[seg["needs_human"]]) == [ids[4]]
+        rows = list(openpyxl.load_workbook(again / "queue.xlsx")["queue"].iter_rows(
+            values_only=True))
+        assert list(rows[0]) == [*QUEUE_HEAD, EARLIER_HEAD] and rows[1][0] == ids[4]
+        assert rows[1][-1] == f"ana: {cats[x][0]}; ben: {cats[y][0]}"
+        m = json.loads((again / "manifest.json").read_text())
+        assert (m["n_coded_by_people"], m["n_split_by_people"], m["n_needs_human"]) == (3, 1, 1)
+        assert m["n_coded"] == len(seg) - 4 - m["n_none"]
+        assert "2 by people in an earlier queue" in (again / "cqr_table.md").read_text()
+        table = pd.read_csv(again / "cqr_table.csv", keep_default_na=False)
+        assert cats[y][0] in set(table["category"])
+
+    # the .qdpx: the majority's code by each person who chose it, no machine coding nor queue
+    assert main(["export", "qdpx", str(tmp_path / "plain")]) == 0
+    assert "3 coded by people in an earlier queue" in capsys.readouterr().out
+    with __import__("zipfile").ZipFile(tmp_path / "plain" / "export" / "precoded.qdpx") as zf:
+        root = ET.fromstring(zf.read("project.qde"))
+    ns = {"q": "urn:QDA-XML:project:1.0"}
+    users = {u.get("guid"): u.get("name") for u in root.iterfind(".//q:User", ns)}
+    codes = {c.get("guid"): c.get("name") for c in root.iterfind(".//q:Code", ns)}
+    sels = {s.get("name"): s for s in root.iterfind(".//q:PlainTextSelection", ns)}
+
+    def codings(sid):
+        return sorted((users[c.get("creatingUser")], codes[c.find("q:CodeRef", ns).get(
+            "targetGUID")]) for c in sels[sid].iterfind("q:Coding", ns))
+
+    assert codings(ids[2]) == [("ben", cats[y][0]), ("caro", cats[y][0])]
+    assert "ana: " in sels[ids[2]].find("q:Description", ns).text
+    assert codings(ids[3]) == [("ana", cats[x][0])] and codings(ids[5]) == []
+
+    # a transcript edited since: its segment is not the one people coded
+    text = str(seg.loc[ids[3], "text"])
+    path = new / f"{seg.loc[ids[3], 'case_id']}.txt"
+    path.write_text(path.read_text(encoding="utf-8").replace(text, text.replace(" ", " really ", 1)),
+                    encoding="utf-8")
+    assert main(["precode", str(codebook), "--transcripts", str(new), "--threshold", "0",
+                 "--out", str(tmp_path / "edited"), "-q"]) == 0
+    seg = pd.read_parquet(tmp_path / "edited" / "segments.parquet").set_index("segment_id")
+    assert seg.loc[ids[3], "status"] != BY_PEOPLE and seg.loc[ids[3], "coded_by"] == ""
+    assert seg.loc[ids[2], "status"] == BY_PEOPLE

@@ -1299,7 +1299,7 @@ def precoded_project(folder: str | Path) -> tuple[bytes, dict[str, int]]:
     me = guid("user", CONSENSA_USER)
     # the queue's segments that people have coded since (consensa precode import, or
     # the browser): each person's latest choice, stored in the run's review store
-    from ..precode import NONE, latest_choices
+    from ..precode import BY_PEOPLE, NONE, latest_choices
 
     chosen: dict[str, list[Pick]] = {}
     run_folder = Path(str(manifest.get("run_folder") or ""))
@@ -1309,7 +1309,14 @@ def precoded_project(folder: str | Path) -> tuple[bytes, dict[str, int]]:
                 chosen.setdefault(str(v["segment_id"]), []).append(Pick(
                     who, int(v["category_id"]), str(v.get("comment") or "").strip(),
                     _s(v.get("chosen_at")).replace("+00:00", "Z") or None))
-    people = sorted({p.who for picks in chosen.values() for p in picks})
+    # segments people coded in an earlier batch's queue: the pre-coding kept their code
+    # (status BY_PEOPLE) and who chose what (people_choices)
+    earlier = {str(r.segment_id): [Pick(
+        str(c["who"]), int(c["category_id"]), str(c.get("comment") or "").strip(),
+        _s(c.get("chosen_at")).replace("+00:00", "Z") or None)
+        for c in json.loads(r.people_choices)]
+        for r in seg.itertuples() if r.status == BY_PEOPLE and getattr(r, "people_choices", "")}
+    people = sorted({p.who for picks in [*chosen.values(), *earlier.values()] for p in picks})
     notes: list[tuple[str, str, Pick]] = []           # (note guid, segment id, pick)
 
     def stamped(attrs: dict) -> dict:
@@ -1328,7 +1335,7 @@ def precoded_project(folder: str | Path) -> tuple[bytes, dict[str, int]]:
         _code_el(book, code, NS_PROJECT)
     sources_el = el(root, "Sources")
     files: dict[str, bytes] = {}
-    n_coded = n_queue = n_chosen = 0
+    n_coded = n_queue = n_chosen = n_by_people = 0
     for case in sorted(texts):
         src_guid = guid(batch, "source", case)
         text, moved, how = texts[case], (lambda p, end=False: p), "as the pre-coding read it"
@@ -1344,7 +1351,19 @@ def precoded_project(folder: str | Path) -> tuple[bytes, dict[str, int]]:
         rows = seg[seg["case_id"].astype(str) == case].sort_values(["start_char", "end_char"])
         for r in rows.itertuples():
             codings: list[tuple[str, ExportCode, str | None]] = []   # (who, code, when)
-            if r.status == "coded" and int(r.category_id) in by_category:
+            picks = chosen.get(str(r.segment_id), []) if bool(r.needs_human) else []
+            if r.status == BY_PEOPLE:
+                # one code, the one most of them chose, by each person who chose it; the
+                # others' choices are said in the description
+                picks = earlier.get(str(r.segment_id), [])
+                cid = int(r.category_id)
+                codings += [(p.who, by_category[cid], p.at or stamp) for p in picks
+                            if p.category_id == cid and cid in by_category]
+                said = "coded by people in an earlier queue: " + (
+                    f"'{by_category[cid].name}'" if cid in by_category else "none of these") + \
+                    ", the code most of them chose; " + _picks_said(picks, by_category, NONE)
+                n_by_people += 1
+            elif r.status == "coded" and int(r.category_id) in by_category:
                 codings.append((CONSENSA_USER, by_category[int(r.category_id)], stamp))
                 said = f"pre-coded as '{r.category}', confidence {float(r.confidence):.2f}"
                 n_coded += 1
@@ -1353,18 +1372,11 @@ def precoded_project(folder: str | Path) -> tuple[bytes, dict[str, int]]:
                     f"'{getattr(r, f'top{k}_category')}' "
                     f"({float(getattr(r, f'top{k}_confidence')):.2f})" for k in (1, 2, 3)
                     if str(getattr(r, f"top{k}_category") or ""))
-                picks = chosen.get(str(r.segment_id), [])
                 for p in picks:
                     if p.category_id in by_category:
                         codings.append((p.who, by_category[p.category_id], p.at or stamp))
                 if picks:
-                    said += "; coded by " + ", ".join(
-                        f"{p.who}: " + (f"'{by_category[p.category_id].name}'"
-                                        if p.category_id in by_category else
-                                        "none of these" if p.category_id == NONE else
-                                        f"category {p.category_id}")
-                        + (f" (comment: \"{p.comment}\")" if p.comment else "")
-                        for p in picks)
+                    said += "; coded by " + _picks_said(picks, by_category, NONE)
                     n_chosen += 1
                 else:
                     codings.append((CONSENSA_USER, queue, stamp))
@@ -1381,7 +1393,7 @@ def precoded_project(folder: str | Path) -> tuple[bytes, dict[str, int]]:
                     {"guid": guid(batch, "coding", r.segment_id, who), "creatingUser":
                      guid("user", who)}, when))
                 el(coding, "CodeRef", {"targetGUID": code.guid})
-            for p in chosen.get(str(r.segment_id), []) if bool(r.needs_human) else []:
+            for p in picks:
                 if p.comment:
                     # a "none of these" has no coding to hold it: the selection refers to it
                     notes.append((guid(batch, "note", r.segment_id, p.who), str(r.segment_id), p))
@@ -1397,8 +1409,20 @@ def precoded_project(folder: str | Path) -> tuple[bytes, dict[str, int]]:
         f"Pre-coded by Consensa {__version__} with the codebook {book_path.name} "
         f"({manifest.get('classifier', '?')}, confidence threshold {manifest.get('threshold')}): "
         f"{n_coded} segment(s) coded, {n_chosen} of the queue coded by people since, "
+        f"{n_by_people} coded by people in an earlier queue, "
         f"{n_queue} left to a person under '{QUEUE_CODE}'. The "
         "codes' descriptions (frequency labels, core ideas) are those of the study that "
         "agreed the codebook, not of these transcripts."))
     return _zipped(root, files), {"sources": len(texts), "coded": n_coded, "queue": n_queue,
-                                  "chosen": n_chosen}
+                                  "chosen": n_chosen, "by_people": n_by_people}
+
+
+def _picks_said(picks: list[Pick], by_category: dict, none: int) -> str:
+    """Each person's choice for a segment, with their comment: "ana: 'Felt hurt'
+    (comment: "...")", for a selection's description."""
+    return ", ".join(
+        f"{p.who}: " + (f"'{by_category[p.category_id].name}'" if p.category_id in by_category
+                        else "none of these" if p.category_id == none else
+                        f"category {p.category_id}")
+        + (f" (comment: \"{p.comment}\")" if p.comment else "")
+        for p in picks)
