@@ -541,6 +541,7 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
     # the de-identified texts the offsets index (path -> text), and the manifest's counts
     deid_files: dict[str, str] = {}
     deid_summary: dict = {"enabled": False}
+    deid_originals: dict[str, tuple[str, str | None]] = {}   # path -> (case, original sha256)
     shards = None
     if engine is None:
         log.info("ingest and segment the new transcripts ...")
@@ -559,6 +560,8 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
             corpus = deid.corpus
             # counts only; the placeholder mapping of new transcripts is not written
             deid_files, deid_summary = dict(deid.files), deid.summary(False)
+            deid_originals = {src.path: (cid, deid.original_sources[cid].sha256)
+                              for cid, src in corpus.sources.items()}
         segmentation = build_stage("segment", cfg).segment(corpus, memory=cache)
         new = segmentation.segments.reset_index(drop=True)
         skipped = [*corpus.skipped, *segmentation.skipped]
@@ -587,7 +590,7 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
     if engine is None:
         seg = label_segments(new, vecs[len(train):], clf, cats, threshold)
     else:
-        seg, shards, deid_files, deid_summary, skipped, read_sha256 = _code_in_shards(
+        seg, shards, deid_files, deid_summary, skipped, read_sha256, deid_originals = _code_in_shards(
             cfg, clf, cats, threshold, Path(out), engine, scheduler, shard_size, retries, cluster)
         if seg.empty:
             raise InputError("no participant speech to code in the new transcripts"
@@ -690,8 +693,11 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
             # each transcript file's sha256 as read: the export reads them again, and a
             # file changed since (a turn added after the coded ones moves no segment)
             # must stop it, not reach the QDA program uncoded; a de-identified
-            # pre-coding exports the texts it kept, and records no original file
-            **({} if cfg.deidentify.enabled else {"transcript_sha256": read_sha256}),
+            # pre-coding exports the texts it kept, and checks the originals all the same:
+            # its inputs hold each text's sha256 and its original's, as a de-identified
+            # run's do, and no original file's path (a file name may hold a name)
+            **({"inputs": deidentified_inputs(deid_files, deid_originals)}
+               if cfg.deidentify.enabled else {"transcript_sha256": read_sha256}),
             "skipped": [note.as_dict() for note in skipped],
             "created_at": created,
         }
@@ -704,6 +710,22 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
     os.replace(tmp, out)
     if shards is not None:              # the parts are in the output now
         shutil.rmtree(_shards_dir(out), ignore_errors=True)
+    return out
+
+
+def deidentified_inputs(files: Mapping[str, str],
+                        originals: Mapping[str, tuple[str, str | None]]) -> list[dict]:
+    """A de-identified pre-coding's texts as a de-identified run's manifest lists its
+    ``inputs``: each case, the text kept beside the output (``sources/<case>.txt``) and
+    its sha256, and the sha256 of the original file it was read from."""
+    import hashlib
+
+    out = []
+    for path, text in files.items():
+        case_id, original = originals.get(path, (None, None))
+        out.append({"case_id": case_id, "path": path,
+                    "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+                    "encoding": "utf-8", "deidentified": True, "original_sha256": original})
     return out
 
 
@@ -752,8 +774,9 @@ def _code_in_shards(cfg, clf: Classifier, cats: dict[int, tuple], threshold: flo
 
     Returns the coded segments, the :class:`~pipeline.shards.ShardReport`, with
     de-identification the de-identified texts (path -> text) and the manifest's counts,
-    what was left out, and the sha256 of each file the shards read (path -> sha256, from
-    the ledger of finished shards, which hashed them as they were read).
+    what was left out, the sha256 of each file the shards read (path -> sha256, from
+    the ledger of finished shards, which hashed them as they were read), and with
+    de-identification each text's case and original file's sha256 (path -> (case, sha256)).
     """
     import functools
     import hashlib
@@ -785,9 +808,9 @@ def _code_in_shards(cfg, clf: Classifier, cats: dict[int, tuple], threshold: flo
                         scheduler=scheduler, cluster_config=cluster, retries=retries,
                         fingerprint=fingerprint)
     if names is None:
-        seg, deid_files, deid_summary = report.read(), {}, {"enabled": False}
+        seg, deid_files, deid_summary, originals = report.read(), {}, {"enabled": False}, {}
     else:
-        seg, deid_files, deid_summary = _deidentified_shards(report)
+        seg, deid_files, deid_summary, originals = _deidentified_shards(report)
     for shard in report.shards:         # what each shard left out, in the order of the files
         extra = report.extra(shard)
         if extra is not None:
@@ -801,7 +824,7 @@ def _code_in_shards(cfg, clf: Classifier, cats: dict[int, tuple], threshold: flo
     ledger = read_ledger(report.out_dir)
     read_sha256 = {split_part(f["path"])[0]: f["sha256"] for shard in report.shards
                    for f in (ledger.get(shard.id) or {}).get("files", [])}
-    return seg, report, deid_files, deid_summary, skipped, read_sha256
+    return seg, report, deid_files, deid_summary, skipped, read_sha256, originals
 
 
 def _summed(notes: list[Skipped]) -> list[Skipped]:
@@ -938,8 +961,10 @@ def _corpus_names(cfg, files: list[Path]) -> dict[str, list[str]]:
     return names
 
 
-def _deidentified_shards(job: ShardReport) -> tuple[pd.DataFrame, dict[str, str], dict]:
-    """The shards' segments, their de-identified texts and the summed counts.
+def _deidentified_shards(job: ShardReport) -> tuple[pd.DataFrame, dict[str, str], dict,
+                                                     dict[str, tuple[str, str | None]]]:
+    """The shards' segments, their de-identified texts, the summed counts, and each
+    text's case and its original file's sha256 (path -> (case id, sha256)).
 
     Each shard names its texts ``sources/<case>.txt`` on its own; they are named
     again here over the whole corpus, in order, as one de-identification of the
@@ -951,6 +976,7 @@ def _deidentified_shards(job: ShardReport) -> tuple[pd.DataFrame, dict[str, str]
     from .stages.deidentify import combine_summaries, source_file_name
 
     frames, files, summaries, taken = [], {}, [], set()
+    originals: dict[str, tuple[str, str | None]] = {}
     for shard in job.shards:
         extra = job.extra(shard)
         if extra is None:
@@ -963,6 +989,7 @@ def _deidentified_shards(job: ShardReport) -> tuple[pd.DataFrame, dict[str, str]
         for source in kept.get("sources", []):
             path = source_file_name(source["case_id"], taken)
             files[path] = source["text"]
+            originals[path] = (str(source["case_id"]), source.get("original_sha256"))
             if path != source["path"]:
                 renamed[source["path"]] = path
         if renamed and "source_file" in frame.columns:
@@ -972,7 +999,7 @@ def _deidentified_shards(job: ShardReport) -> tuple[pd.DataFrame, dict[str, str]
             summaries.append(kept["deidentify"])
     frames = [f for f in frames if len(f.columns)]
     seg = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    return seg, files, combine_summaries(summaries)
+    return seg, files, combine_summaries(summaries), originals
 
 
 def code_shard(files: list[str], *, config: dict, classifier_path: str,
@@ -1033,7 +1060,8 @@ def code_shard(files: list[str], *, config: dict, classifier_path: str,
     # what the shard left out travels with its rows (the report lists it)
     kept = {"skipped": [n.as_dict() for n in (*corpus.skipped, *segmentation.skipped)]}
     if deid is not None:
-        kept["sources"] = [{"case_id": cid, "path": src.path, "text": src.text}
+        kept["sources"] = [{"case_id": cid, "path": src.path, "text": src.text,
+                            "original_sha256": deid.original_sources[cid].sha256}
                            for cid, src in deid.corpus.sources.items()]
         kept["deidentify"] = deid.summary(False)
     return ShardOutput(new, json.dumps(kept, ensure_ascii=False).encode("utf-8"))

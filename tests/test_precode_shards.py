@@ -3,6 +3,7 @@ stopped job resumed where it stopped, and what cannot be sharded refused."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import zipfile
@@ -208,8 +209,12 @@ def test_shards_de_identify_with_the_names_of_every_shard(codebook, tmp_path, mo
     seg = pd.read_parquet(sharded / "segments.parquet")
     mention = seg[(seg["case_id"] == "case03") & seg["text"].str.contains("rang")]
     assert len(mention) == 1 and "The training with PERSON_" in mention["text"].iloc[0]
-    # as in one process: the same counts, placeholders, texts and offsets
+    # as in one process: the same counts, placeholders, texts and offsets, and the same
+    # sha256 of each kept text and of the original file it came from
     assert m["deidentify"] == json.loads((one / "manifest.json").read_text())["deidentify"]
+    assert m["inputs"] == json.loads((one / "manifest.json").read_text())["inputs"]
+    assert {i["original_sha256"] for i in m["inputs"]} == \
+        {hashlib.sha256(f.read_bytes()).hexdigest() for f in new.glob("*.txt")}
     assert m["deidentify"]["replacements"]["PERSON"] >= 1 and m["deidentify"]["replacements"]["PHONE"] == 1
     want = pd.read_parquet(one / "segments.parquet")
     cols = ["segment_id", "speaker", "text", "start_char", "end_char", "source_file"]

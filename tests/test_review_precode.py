@@ -124,3 +124,46 @@ def test_precode_de_identifies_new_transcripts_when_the_config_says_so(codebook,
     src = {p.stem: p.read_text(encoding="utf-8") for p in (out / "sources").glob("*.txt")}
     row = seg[seg["text"].str.contains("PERSON")].iloc[0]
     assert src[row["case_id"]][row["start_char"]:row["end_char"]] == row["text"]
+
+
+def test_a_de_identified_precoding_keeps_the_sha256_its_export_checks(codebook, tmp_path, capsys):
+    """A de-identified pre-coding recorded no sha256 of what it read, so a transcript
+    edited after pre-coding reached its export unnoticed, where the pre-coding of the
+    same transcripts without de-identification stopped and named the file. It records
+    them as a de-identified run does (``inputs``: each kept text's sha256 and its original
+    file's, no original path), and the export checks both."""
+    import hashlib
+
+    new = write_study(tmp_path / "new", n_cases=2)
+    run_cfg = yaml.safe_load((codebook.parent.parent / "config.yaml").read_text())
+    run_cfg["deidentify"] = {"enabled": True, "known_names": ["Zelda Quist"], "ner": False}
+    run_cfg["cache_dir"] = str(tmp_path / "cache")
+    cfg = tmp_path / "team.yaml"
+    cfg.write_text(yaml.safe_dump(run_cfg))
+    out = tmp_path / "pre"
+    assert main(["precode", str(codebook), "--transcripts", str(new), "--config", str(cfg),
+                 "--threshold", "0", "--out", str(out)]) == 0
+    m = json.loads((out / "manifest.json").read_text())
+    sha = {f.stem: hashlib.sha256(f.read_bytes()).hexdigest() for f in new.glob("*.txt")}
+    assert {i["case_id"]: i["original_sha256"] for i in m["inputs"]} == sha
+    for item in m["inputs"]:
+        assert item["deidentified"] and item["path"].startswith("sources/")
+        assert item["sha256"] == hashlib.sha256((out / item["path"]).read_bytes()).hexdigest()
+    assert str(new) not in json.dumps(m["inputs"])
+    capsys.readouterr()
+    assert main(["export", "qdpx", str(out)]) == 0
+    # a turn added to an original after pre-coding stops the export, naming the file
+    first = sorted(new.glob("*.txt"))[0]
+    was = first.read_bytes()
+    first.write_bytes(was + b"\nTherapist: added later, about Zelda Quist.\n")
+    assert main(["export", "qdpx", str(out), "--out", str(tmp_path / "x.qdpx")]) == 2
+    err = capsys.readouterr().err
+    assert f"changed since the pre-coding read them, or were not there when it pre-coded: " \
+           f"{first.name} (case {first.stem})" in err and "Traceback" not in err
+    assert not (tmp_path / "x.qdpx").exists()
+    first.write_bytes(was)
+    # and so does a kept text edited since
+    kept = out / m["inputs"][0]["path"]
+    kept.write_text(kept.read_text(encoding="utf-8") + "\nadded", encoding="utf-8")
+    assert main(["export", "qdpx", str(out), "--out", str(tmp_path / "x.qdpx")]) == 2
+    assert "changed since the pre-coding wrote it" in capsys.readouterr().err

@@ -1170,14 +1170,28 @@ def precoded_texts(folder: Path, manifest: dict, segments: pd.DataFrame,
     names; a
     de-identified pre-coding gives none (its speakers' names were replaced, and the
     turns read again would carry the real ones)."""
+    import hashlib
+
     from ..stages.ingest import IngestConfig, ingest
 
     texts: dict[str, str] = {}
     if (manifest.get("deidentify") or {}).get("enabled"):
+        # the originals too: a turn added to one since would reach the QDA program neither
+        # coded nor queued, as in a pre-coding that kept no texts of its own
+        inputs = [i for i in manifest.get("inputs") or [] if isinstance(i, dict)]
+        if inputs and manifest.get("ingest"):
+            _same_originals(manifest, inputs, ingest(IngestConfig(**manifest["ingest"])).sources)
+        kept = {str(i.get("path")): i.get("sha256") for i in inputs}
         for case, rel in segments.groupby("case_id")["source_file"].first().items():
             path = folder / str(rel)
             if path.is_file():
-                texts[str(case)] = path.read_text(encoding="utf-8")
+                data = path.read_bytes()
+                if kept.get(str(rel)) not in (None, hashlib.sha256(data).hexdigest()):
+                    raise InputError(f"the de-identified text of case {case} changed since the "
+                                     "pre-coding wrote it", path=path,
+                                     hint="put the text back as it was, or pre-code the "
+                                     "transcripts again with a new --out and export that")
+                texts[str(case)] = data.decode("utf-8")
     elif manifest.get("ingest"):
         corpus = ingest(IngestConfig(**manifest["ingest"]))
         if isinstance(manifest.get("transcript_sha256"), dict):
@@ -1236,6 +1250,31 @@ def _same_transcripts(folder: Path, manifest: dict, sources: dict) -> None:
         "queued", path=manifest.get("transcripts") or folder,
         hint="put the transcripts back as they were when pre-coded (and move new ones "
         "out), or pre-code the folder again with a new --out and export that")
+
+
+def _same_originals(manifest: dict, inputs: list[dict], sources: dict) -> None:
+    """Stop unless every transcript read again is, byte for byte, one a de-identified
+    pre-coding read: its ``inputs`` keep each original's sha256 (``original_sha256``), not
+    its path, so a file is named as changed or new when its bytes are none of those."""
+    recorded = {i.get("original_sha256") for i in inputs} - {None}
+    if not recorded:                # written before the originals' sha256 were kept
+        return
+    files: dict[str, list[str]] = {}
+    for case, source in sorted(sources.items()):
+        if source.sha256 not in recorded:
+            files.setdefault(source.path, []).append(case)
+    if not files:
+        return
+    shown = [f"{Path(f).name} (case {', '.join(c[:3])}{' ...' if len(c) > 3 else ''})"
+             for f, c in sorted(files.items())]
+    raise InputError(
+        f"{len(files)} transcript file(s) changed since the pre-coding read them, or were not "
+        f"there when it pre-coded: " + "; ".join(shown[:5])
+        + (f"; and {len(shown) - 5} more" if len(shown) > 5 else "")
+        + "; their new text would reach the QDA program neither coded nor queued",
+        path=manifest.get("transcripts") or "", hint="put the transcripts back as they were "
+        "when pre-coded (and move new ones out), or pre-code the folder again with a new "
+        "--out and export that")
 
 
 def _zipped(root: ET.Element, files: dict[str, bytes]) -> bytes:
