@@ -646,7 +646,7 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
         to_csv(seg, tmp / "segments.csv", index=False)        # no text starts a formula
         to_csv(table, tmp / "cqr_table.csv", index=False)
         (tmp / "cqr_table.md").write_text(
-            cqr_markdown(table) + provisional_note(int(len(coded)), int(seg["needs_human"].sum()),
+            cqr_markdown(table, by_segment=True) + provisional_note(int(len(coded)), int(seg["needs_human"].sum()),
                                                    threshold,
                                                    int((coded["status"] == BY_PEOPLE).sum())),
             encoding="utf-8")

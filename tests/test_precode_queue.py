@@ -91,6 +91,17 @@ def test_the_cqr_table_has_no_empty_rows(batch):
     assert '""' not in md and " 0/" not in md and "| none |" not in md
 
 
+def test_the_cqr_tables_quotes_are_cited_by_segment(batch):
+    """The pre-coding's table cited a quote by its case alone ("(case01)"), where the
+    run's table cites the segment ("(T01:5:2)"), so the quote could not be found."""
+    table = pd.read_csv(batch / "cqr_table.csv", keep_default_na=False)
+    seg = pd.read_parquet(batch / "segments.parquet").set_index("segment_id")
+    md = (batch / "cqr_table.md").read_text()
+    for r in table.itertuples():
+        assert seg.at[r.quote_segment_id, "text"] == r.quote
+        assert f'({r.quote_segment_id}) |' in md and f'({r.quote_case}) |' not in md
+
+
 def test_the_cqr_table_says_its_labels_wait_for_the_queue(queued, batch):
     """The table's labels counted the coded segments alone ("variant, 2/7" where the
     queue held most of the category) and said so nowhere."""

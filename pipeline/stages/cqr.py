@@ -84,12 +84,14 @@ def _md(text: object) -> str:
     return markdown_cell(text)
 
 
-def cqr_markdown(table: pd.DataFrame) -> str:
+def cqr_markdown(table: pd.DataFrame, by_segment: bool = False) -> str:
     """``cqr_table.md``: the table in Markdown, one row per category.
 
     A CQR run's table (pipeline/analysis.py) also has subcategories (indented
     under their category), flags, and the label a category would have if the
-    reassigned outliers counted, shown where it differs."""
+    reassigned outliers counted, shown where it differs. Its quotes are cited by
+    segment id, as are those of a table with ``by_segment`` (a pre-coding's); others
+    by case."""
     cqr_run = "level" in table.columns
     head = "| Domain | Category | Frequency | Cases | Illustrative core idea |"
     lines = [head + " Flags |" if cqr_run else head,
@@ -99,7 +101,8 @@ def cqr_markdown(table: pd.DataFrame) -> str:
         dom = _md(r["domain"]) if r["domain"] != last else ""
         last = r["domain"]
         category, label = _md(r["category"]), str(r["frequency_label"])
-        source = _md(r["quote_case"])
+        source = _md(r["quote_segment_id"] if by_segment and r.get("quote_segment_id")
+                     else r["quote_case"])
         ids = r.get("quote_segment_ids")
         if cqr_run and isinstance(ids, (list, tuple, np.ndarray)) and len(ids):
             source = _md(", ".join(str(i) for i in ids))   # each sentence traces back
