@@ -476,9 +476,11 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
     segmenting them, knowing the speaker labels of all files (:func:`code_shard`),
     and keeps only the de-identified texts beside its part.
     """
+    from . import __version__
     from .compose import build_stage, embed_texts, open_cache
     from .config import load_config, resolve_paths, validate_config
     from .fsutil import atomic_write_bytes
+    from .run import kernels, versions
     from .sheets import to_csv
     from .stages.cqr import cqr_markdown, cqr_table, frequency_label
     from .stages.ingest import ingest
@@ -665,6 +667,12 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
         manifest = {
             "batch": batch,
             "codebook": str(Path(codebook).resolve()), "codebook_relative": codebook_rel,
+            # what produced the codes, as a run's manifest pins it: the codebook's bytes
+            # and the review round it was applied from, the seed, the versions and the
+            # CPU kernels the classifier and the embedder computed with
+            **codebook_pin(Path(codebook), cb),
+            "consensa_version": __version__, "seed": cfg.seed,
+            "versions": versions(), "kernels": kernels(),
             "run_folder": str(run_folder),
             "transcripts": str(transcripts.resolve()), "threshold": threshold,
             # how the transcripts were read, so that an export can read the same texts
@@ -710,6 +718,19 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
     os.replace(tmp, out)
     if shards is not None:              # the parts are in the output now
         shutil.rmtree(_shards_dir(out), ignore_errors=True)
+    return out
+
+
+def codebook_pin(path: Path, cb: dict) -> dict:
+    """The codebook a pre-coding coded with: its file's sha256, and the review round
+    and time it was applied (when it records them)."""
+    import hashlib
+
+    review = cb.get("review") if isinstance(cb.get("review"), dict) else {}
+    out = {"codebook_sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
+    for key in ("round", "applied_at"):
+        if review.get(key) is not None:
+            out[f"codebook_{key}"] = review[key]
     return out
 
 

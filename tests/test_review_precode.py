@@ -167,3 +167,26 @@ def test_a_de_identified_precoding_keeps_the_sha256_its_export_checks(codebook, 
     kept.write_text(kept.read_text(encoding="utf-8") + "\nadded", encoding="utf-8")
     assert main(["export", "qdpx", str(out), "--out", str(tmp_path / "x.qdpx")]) == 2
     assert "changed since the pre-coding wrote it" in capsys.readouterr().err
+
+
+def test_a_precodings_manifest_pins_what_produced_its_codes(codebook, tmp_path):
+    """The pre-coding's manifest named the codebook by path alone, and said nothing of the
+    seed, the package versions or the CPU kernels a run's manifest records: a codebook
+    applied again since, or another machine, could not be told apart."""
+    import hashlib
+
+    from pipeline.run import kernels, versions
+
+    out = tmp_path / "pre"
+    assert main(["precode", str(codebook), "--transcripts",
+                 str(write_study(tmp_path / "new", n_cases=2)), "--threshold", "0",
+                 "--out", str(out), "-q"]) == 0
+    m = json.loads((out / "manifest.json").read_text())
+    cb = yaml.safe_load(codebook.read_text())
+    assert m["codebook_sha256"] == hashlib.sha256(codebook.read_bytes()).hexdigest()
+    assert m["codebook_round"] == cb["review"]["round"]
+    assert m["codebook_applied_at"] == cb["review"]["applied_at"]
+    run_cfg = yaml.safe_load((codebook.parent.parent / "config.yaml").read_text())
+    assert m["seed"] == run_cfg.get("seed", 0)
+    assert m["versions"] == versions() and m["versions"]["scikit-learn"]
+    assert m["kernels"]["machine"] == kernels()["machine"] and "numpy" in m["kernels"]
