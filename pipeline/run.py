@@ -40,7 +40,7 @@ from .compose import (
 )
 from .config import CQR_ANALYSIS, RunConfig, check_engine, config_hash, resolve_paths, resolved
 from .errors import ConfigError, InputError
-from .runfolder import RunFolder, theme_linkage
+from .runfolder import RunFolder, text_sha256, theme_linkage
 from .stages.cluster import centroids, join_sample, no_themes_error, stratified_sample
 from .stages.concepts import concept_text, match_concepts
 from .stages.context import contextualize
@@ -459,8 +459,7 @@ def _manifest(cfg: RunConfig, base_dir: Path, started: str, corpus, deid, segmen
         "consensa_version": __version__, "name": cfg.name, "started_at": started,
         "seed": cfg.seed, "base_dir": str(base_dir.resolve()), "platform": platform.platform(),
         "versions": versions(), "kernels": kernels(),
-        "inputs": [{"case_id": s.case_id, "path": s.path, "sha256": s.sha256, "encoding": s.encoding}
-                   for s in corpus.sources.values()],
+        "inputs": [input_record(s) for s in corpus.sources.values()],
         "deidentify": deid.summary(bool(cfg.deidentify.mapping_file)) if deid else {"enabled": False},
         "stage_params": stage_params, "fitted": fitted, "counts": counts,
         "outlier_share": round(unassigned / n_seg, 4),
@@ -469,6 +468,18 @@ def _manifest(cfg: RunConfig, base_dir: Path, started: str, corpus, deid, segmen
         "skipped": [s.as_dict() for s in (*corpus.skipped, *segmentation.skipped)],
         "timings": timings, **extra,
     }
+
+
+def input_record(source) -> dict:
+    """One transcript in the manifest: its case, path, the file's sha256 and encoding.
+    A source of a REFI-QDA project also records the sha256 of its own text: the team
+    goes on coding in its QDA program and saves the project again, which changes the
+    file but not the texts the run read, and the exports check the texts."""
+    item = {"case_id": source.case_id, "path": source.path, "sha256": source.sha256,
+            "encoding": source.encoding}
+    if source.encoding == "qdpx":
+        item["text_sha256"] = text_sha256(source.text)
+    return item
 
 
 def _refuse_existing(out: Path) -> None:

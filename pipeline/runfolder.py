@@ -110,6 +110,12 @@ def check_run_folder(folder: str | Path) -> Path:
     return RunFolder.open(folder).path
 
 
+def text_sha256(text: str) -> str:
+    """The sha256 of a case's text as the run read it (UTF-8): what a project source's
+    manifest entry records beside the project file's (``text_sha256``)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 @dataclass
 class Sources:
     """The case texts a run read, read again from their files (the REFI-QDA export and
@@ -508,7 +514,12 @@ class RunFolder:
             rows = seg[seg["case_id"] == case_id]
             if text is None:
                 out.problems[case_id] = "its file was not found or could not be read again"
-            elif item.get("sha256") and sha != item.get("sha256"):
+            elif item.get("text_sha256") and text_sha256(text) != item["text_sha256"]:
+                out.problems[case_id] = "its text has changed since the run (sha256 differs)"
+            elif item.get("sha256") and sha != item.get("sha256") \
+                    and not item.get("text_sha256"):
+                # (a project's source: its own text is checked above, so a project the
+                # team saved again after more coding still exports)
                 out.problems[case_id] = "its file has changed since the run (sha256 differs)"
             elif any(text[int(s):int(e)] != t for s, e, t in
                      zip(rows["start_char"], rows["end_char"], rows["text"], strict=True)):

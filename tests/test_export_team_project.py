@@ -246,8 +246,9 @@ def test_a_source_whose_text_differs_keeps_the_teams_codings_and_says_so(tmp_pat
         assert text[int(sel.get("startPosition")):int(sel.get("endPosition"))] == row["text"]
 
 
-def test_a_changed_or_missing_project_is_not_carried_over_and_says_so(team_run, tmp_path):
-    """The project is carried over only as the run read it: the manifest's sha256."""
+def test_a_missing_project_is_not_carried_over_and_says_so(team_run, tmp_path):
+    """A project no longer there, or one changed since a run folder that recorded only
+    the project file's sha256 (no text_sha256 per source), is not carried over."""
     from pipeline.exchange.codes import load_run
     from pipeline.exchange.teamproject import team_project
 
@@ -258,12 +259,30 @@ def test_a_changed_or_missing_project_is_not_carried_over_and_says_so(team_run, 
     shutil.copy(project, changed)
     with zipfile.ZipFile(changed, "a") as zf:         # the same texts, one file more
         zf.writestr("Sources/extra.txt", "added in the QDA program")
-    for where, said in ((changed, "has changed since the run read it"),
-                        (tmp_path / "gone.qdpx", "is no longer there")):
-        for item in data.manifest["inputs"]:
-            item["path"] = str(where)
+    older = [{k: v for k, v in i.items() if k != "text_sha256"}
+             for i in data.manifest["inputs"]]
+    for where, inputs, said in ((changed, older, "has changed since the run read it"),
+                                (tmp_path / "gone.qdpx", data.manifest["inputs"],
+                                 "is no longer there")):
+        data.manifest["inputs"] = [{**i, "path": str(where)} for i in inputs]
         team, notes = team_project(data)
         assert team is None and said in notes[0] and "Consensa's work only" in notes[0]
+
+
+def test_a_project_the_team_saved_again_still_exports_as_it_is_now(tmp_path, capsys):
+    """The team went on coding in its QDA program and saved the project again: the
+    file's sha256 changed, not the texts the run read, and the export stopped ("put
+    the transcripts back"). Each source's text has its own sha256 in the manifest: the
+    export carries the project as it is now, and says so."""
+    run, project, _ = _run_from_project(tmp_path)
+    inputs = json.loads((run / "manifest.json").read_text())["inputs"]
+    assert all(i["text_sha256"] for i in inputs)
+    with zipfile.ZipFile(project, "a") as zf:        # the same texts, one file more
+        zf.writestr("Sources/extra.txt", "added in the QDA program")
+    root, files, said = _export(run, tmp_path / "team.qdpx", capsys)
+    assert "was saved again since" in said and "carried over from project.qdpx" in said
+    assert "Sources/extra.txt" in files
+    assert root.get("name") == "Tears in therapy (team)"
 
 
 def test_sets_of_cases_follow_the_reviews_subgroup_rule(team_run, tmp_path, capsys):

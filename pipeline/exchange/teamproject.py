@@ -102,7 +102,10 @@ def team_project(run, *, max_bytes: int = MAX_UNPACKED_BYTES,
         return None, [lost.format("is no longer there")]
     recorded = {str(i.get("sha256")) for i in inputs
                 if str(i.get("path")) == given and i.get("sha256")}
-    if recorded and recorded != {_sha256(path)}:
+    resaved = bool(recorded) and recorded != {_sha256(path)}
+    by_text = all(i.get("text_sha256") for i in inputs if str(i.get("path")) == given)
+    if resaved and not by_text:
+        # a run folder written before each source's text had its own sha256
         return None, [lost.format("has changed since the run read it (its sha256 differs)")]
     try:
         root, _, _, archive = open_project(path, max_bytes, max_ratio)
@@ -122,6 +125,12 @@ def team_project(run, *, max_bytes: int = MAX_UNPACKED_BYTES,
             except InputError as exc:
                 return None, [lost.format(f"could not be read again ({exc.reason})")]
     notes: list[str] = []
+    if resaved:
+        # the team went on working in its QDA program: its codings and memos as they
+        # are now go into the export; each source's text is compared below
+        notes.append(f"the project the run read ({path.name}) was saved again since; the "
+                     "export carries it as it is now, and each source's text is compared "
+                     "with the text the run read")
     elements, _ = text_elements(root)
     by_case: dict[str, list[tuple]] = {}
     for element, name, written, _owner in elements:
