@@ -137,6 +137,10 @@ def kernels() -> dict[str, object]:
             out["torch"] = str(torch.backends.cpu.get_cpu_capability())
         except Exception:   # an old PyTorch without it
             pass
+    else:
+        # said, not left out: a manifest without it read as if the kernels were unknown
+        out["torch"] = ("not loaded: no stage of this process computed with PyTorch (the "
+                        "vectors came from the cache, or from an embedder without it)")
     return out
 
 

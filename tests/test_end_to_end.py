@@ -264,6 +264,19 @@ def test_an_existing_out_folder_is_refused_before_any_work(study, tmp_path, monk
         precode(tmp_path / "no-codebook.yaml", study, out=taken)
 
 
+def test_the_manifest_says_when_pytorch_computed_nothing():
+    """A run whose vectors all came from the cache recorded no "torch" kernels at all,
+    which read as if they were unknown; it now says PyTorch was not loaded."""
+    import subprocess
+    import sys
+
+    code = ("import json, sys; from pipeline.run import kernels; "
+            "print(json.dumps(['torch' in sys.modules, kernels().get('torch')]))")
+    loaded, said = json.loads(subprocess.run([sys.executable, "-c", code], check=True,
+                                             capture_output=True, text=True).stdout)
+    assert not loaded and said.startswith("not loaded: no stage of this process computed")
+
+
 def test_two_runs_started_in_the_same_second_each_get_a_folder(tmp_path):
     """Two runs of one config started in the same second were given one folder name:
     the second did all its work, then failed with "Directory not empty" and left its
