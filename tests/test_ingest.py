@@ -1506,6 +1506,24 @@ def test_xlsx_formula_without_a_saved_result_in_another_column_is_noted(tmp_path
                in s.reason for s in corpus.skipped)
 
 
+def test_a_transcript_linked_from_outside_its_folder_is_read_and_named(tmp_path):
+    """A link in the study's folder to a file elsewhere (another study's transcript) was
+    read without a word, and its text went into the run, the report and the .qdpx. It
+    is read, and named; a link within the folder, or a file named itself, is not."""
+    study, other = tmp_path / "study", tmp_path / "other"
+    study.mkdir(), other.mkdir()
+    write(study, "T01.txt", T01)
+    write(other, "X01.txt", T01.replace("Sam", "Kim"))
+    (study / "X01.txt").symlink_to(other / "X01.txt")
+    (study / "T01-copy.txt").symlink_to("T01.txt")            # inside: nothing to say
+    corpus = run(study)
+    assert "X01" in set(corpus.cases["case_id"])
+    (note,) = [s for s in corpus.skipped if "outside" in s.reason]
+    assert Path(note.what).name == "X01.txt" and note.kept
+    assert f"is a link to {other / 'X01.txt'}, outside {study}" in note.reason
+    assert not [s for s in run(other).skipped if "outside" in s.reason]
+
+
 def test_broken_links_loops_and_folders_named_like_transcripts_are_listed(tmp_path):
     write(tmp_path, "T01.txt", T01)
     (tmp_path / "gone.txt").symlink_to("nowhere.txt")

@@ -465,10 +465,30 @@ def _list_files(config: IngestConfig, base_dir: Path,
                 notes.append(Skipped(shown_path(path), why))
             elif suffix in SUPPORTED_SUFFIXES:
                 files.append(path)
+                outside = _linked_from_outside(path, root, key)
+                if outside:
+                    notes.append(Skipped(shown_path(path), outside, kept=True))
             else:
                 what = f"unsupported format '{suffix}'" if suffix else "no file extension"
                 notes.append(Skipped(str(path), f"{what}; convert it to .docx or .txt"))
     return files, list(dict.fromkeys(notes))     # a path listed twice is noted once
+
+
+def _linked_from_outside(path: Path, root: Path, target: Path) -> str | None:
+    """A note on a transcript in a listed folder that is a link to a file outside that
+    folder (``target``, resolved), or None. It is read, as the team may keep its files
+    so; but a link into another study's folder would bring that text into the run, its
+    report and its .qdpx without a word."""
+    if root == path or not root.is_dir() or not any(
+            p.is_symlink() for p in (path, *path.parents) if p != root and root in p.parents):
+        return None
+    try:
+        target.relative_to(root.resolve())
+        return None
+    except ValueError:
+        return (f"is a link to {shown_path(target)}, outside {shown_path(root)}; it was read "
+                "as a transcript: what to do: remove the link if it was not meant to bring "
+                "that file into this study")
 
 
 def shown_path(path: Path) -> str:
