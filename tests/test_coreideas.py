@@ -154,6 +154,18 @@ def test_tidying_a_long_utterance_full_of_fillers_and_repeats_is_linear():
     assert tidy_utterance("We, we, we — we had no training, no training.") == "We had no training."
 
 
+def test_a_word_that_opens_a_list_of_like_phrases_is_not_a_stutter():
+    """"they're all slightly different, different forms, different leads" became "they're
+    all slightly different forms, different leads" and was printed in quotation marks
+    as the participant's words: the second "different" opened a list, not a stutter."""
+    said = "they're all slightly different, different forms, different leads"
+    assert tidy_utterance(said) == said
+    assert tidy_utterance("I, I, I think so") == "I think so"
+    assert tidy_utterance("it was very, very hard") == "it was very hard"
+    assert tidy_utterance("She was very, very CBT, very focused on the protocol.") == \
+        "She was very CBT, very focused on the protocol."
+
+
 # --- core ideas ---------------------------------------------------------------------------
 
 SENTENCES = {

@@ -378,8 +378,28 @@ def _repetition_at(texts: list[str], norms: list[str], words: list[bool]) -> tup
         if n == 1 and norms[0] in _KEEP_DOUBLED and j == 1 and not (
                 norms[0] == "that" and j + 1 < size and norms[j + 1] in _SUBJECTS):
             continue
+        if n == 1 and j > 1 and _parallel(norms, words, j):
+            continue
         return n, j
     return None
+
+
+def _parallel(norms: list[str], words: list[bool], j: int) -> bool:
+    """Whether the word at 0, said again at ``j`` after a comma or dash, opens a list
+    of like phrases: it comes a third time after other words ("all slightly
+    different, different forms, different leads"). Dropping the second would change
+    what was said ("different forms, different leads" became "different forms");
+    a stutter ("I, I, I think") says it again with nothing between, and an
+    intensifier said twice is emphasis ("very, very CBT, very focused" is "very CBT,
+    very focused")."""
+    return norms[0] not in _INTENSIFIERS and j + 1 < len(norms) and words[j + 1] \
+        and norms[j + 1] != norms[0] and any(norms[k] == norms[0]
+                                             for k in range(j + 2, len(norms)))
+
+
+#: words said twice for emphasis, never opening a list of like phrases
+_INTENSIFIERS = frozenset({"very", "really", "so", "too", "quite", "much", "more", "most",
+                           "completely", "totally", "absolutely", "just", "such"})
 
 
 def _cut_off(part: list, dash: list, whole: list) -> bool:
