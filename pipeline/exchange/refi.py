@@ -687,7 +687,7 @@ def project_bytes(content) -> bytes:
       :func:`pipeline.review.evidence.subgroup_values`).
 
     When the run read its transcripts from the team's own project (a .qdpx, still
-    there and unchanged: :func:`pipeline.exchange.teamproject.team_project`), the
+    there: :func:`pipeline.exchange.teamproject.team_project`), the
     export is that project with Consensa's work added: its users, code system,
     codings, notes, links, sets, variables, cases, graphs, name and description are
     kept as they were; Consensa's codes go under one parent code of their own; a

@@ -5,8 +5,9 @@ project itself (``ingest: {paths: [project.qdpx]}``). Its export must then be th
 project with Consensa's work added, not a new project holding only what Consensa
 made: the team imports it and expects its own code system, codings, memos, sets and
 variables next to the agreed codebook. :func:`team_project` finds the project the
-run read (the run's manifest lists it for every case, with its sha256), checks that
-it is still there and unchanged, and reads it: its XML tree, the other files of its
+run read (the run's manifest lists it for every case, with the project file's sha256
+and each source's text's), checks that it is still there, and reads it as it is now
+(the team may have saved it again after more coding): its XML tree, the other files of its
 archive, and for each case the run read from it, the source element that holds the
 case and whether its text is the very text the run read (so that the team's codings
 and Consensa's can share one source). The project writer
@@ -14,7 +15,8 @@ and Consensa's can share one source). The project writer
 
 Nothing is carried over when the run was de-identified (the project holds the real
 names the run kept out), when it read more than one project, or when the project is
-gone or has changed since: each is said in words for the command's output.
+gone (or, for a run folder that kept only the file's sha256, has changed since):
+each is said in words for the command's output.
 """
 
 from __future__ import annotations
