@@ -89,7 +89,6 @@ from .exchange.codes import (
     MIN_MATCH,
     HumanCodes,
     RunData,
-    file_sha256,
     level_of,
     load_run,
     not_placed_note,
@@ -98,7 +97,7 @@ from .exchange.codes import (
     segment_coverage,
 )
 from .exchange.read import read_codes
-from .fsutil import atomic_write_bytes, atomic_write_text
+from .fsutil import atomic_write_bytes, atomic_write_text, file_sha256
 from .sheets import append_row, to_csv
 
 log = logging.getLogger("consensa.compare")

@@ -724,10 +724,10 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
 def codebook_pin(path: Path, cb: dict) -> dict:
     """The codebook a pre-coding coded with: its file's sha256, and the review round
     and time it was applied (when it records them)."""
-    import hashlib
+    from .fsutil import file_sha256
 
     review = cb.get("review") if isinstance(cb.get("review"), dict) else {}
-    out = {"codebook_sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
+    out = {"codebook_sha256": file_sha256(path)}
     for key in ("round", "applied_at"):
         if review.get(key) is not None:
             out[f"codebook_{key}"] = review[key]

@@ -87,7 +87,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import ConfigError, ConsensaError, InputError
-from .fsutil import atomic_write_bytes, atomic_write_text
+from .fsutil import atomic_write_bytes, atomic_write_text, file_sha256
 from .heap import trim_after_each_batch, trim_heap
 from .progress import bars_wanted
 
@@ -165,14 +165,6 @@ def split_part(unit: str) -> tuple[str, tuple[int, int] | None]:
 def shard_id(files: Sequence[str]) -> str:
     """The id of a shard of ``files``: the same files give the same id in every run."""
     return hashlib.sha256("\n".join(files).encode("utf-8")).hexdigest()[:16]
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def plan_shards(files: Sequence[str | Path], shard_size: int) -> list[Shard]:

@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import bisect
 import difflib
-import hashlib
 import io
 import re
 import unicodedata
@@ -1112,8 +1111,6 @@ def _neg(text: str) -> tuple[int, ...]:
     return tuple(-ord(ch) for ch in text)
 
 
-def file_sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 

@@ -21,11 +21,11 @@ each is said in words for the command's output.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from ..errors import InputError
+from ..fsutil import file_sha256
 from ..runfolder import RunFolder
 from .qde import (
     MAX_RATIO,
@@ -65,14 +65,6 @@ class TeamProject:
         return {c: s.element.get("guid") for c, s in self.sources.items() if s.same}
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def team_project(run, *, max_bytes: int = MAX_UNPACKED_BYTES,
                  max_ratio: float = MAX_RATIO) -> tuple[TeamProject | None, list[str]]:
     """The REFI-QDA project ``run`` (a :class:`~pipeline.exchange.codes.RunData`) read
@@ -104,7 +96,7 @@ def team_project(run, *, max_bytes: int = MAX_UNPACKED_BYTES,
         return None, [lost.format("is no longer there")]
     recorded = {str(i.get("sha256")) for i in inputs
                 if str(i.get("path")) == given and i.get("sha256")}
-    resaved = bool(recorded) and recorded != {_sha256(path)}
+    resaved = bool(recorded) and recorded != {file_sha256(path)}
     by_text = all(i.get("text_sha256") for i in inputs if str(i.get("path")) == given)
     if resaved and not by_text:
         # a run folder written before each source's text had its own sha256
