@@ -101,11 +101,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .batch import (
         load_single,  # load_config, also refusing sweep: and reading stability:
     )
-    from .run import run
+    from .run import config_given, run
 
     cfg, base, stability = load_single(args.config, args.set or [])
     start = time.perf_counter()
-    folder = run(cfg, base, Path(args.out) if args.out else None)
+    folder = run(cfg, base, Path(args.out) if args.out else None,
+                 given=config_given(Path(args.config), args.set or []))
     stab = None
     if stability is not None:
         from .stability import stability_for_run

@@ -474,6 +474,15 @@ def _manifest(cfg: RunConfig, base_dir: Path, started: str, corpus, deid, segmen
     }
 
 
+def config_given(path: Path, overrides: list[str]) -> dict:
+    """The config file a command read (its path and sha256) and its ``--set`` settings,
+    for the manifest: which values came from the command line, and which file."""
+    from .fsutil import file_sha256
+
+    return {"path": str(Path(path).resolve()), "sha256": file_sha256(path),
+            "set": list(overrides)}
+
+
 def input_record(source) -> dict:
     """One transcript in the manifest: its case, path, the file's sha256 and encoding.
     A source of a REFI-QDA project also records the sha256 of its own text: the team
@@ -494,12 +503,15 @@ def _refuse_existing(out: Path) -> None:
 
 
 def run(cfg: RunConfig, base_dir: Path = Path("."), out: Path | None = None,
-        *, shared: tuple[Path, ...] = ()) -> Path:
+        *, shared: tuple[Path, ...] = (), given: dict | None = None) -> Path:
     """Run the pipeline and write its folder; returns the folder's path.
 
     The folder is ``out`` if given, else ``<output_dir>/<name>-<YYYYmmdd-HHMMSS>``.
     ``shared``: other folders whose contents are meant to be shared (a batch folder),
     where the de-identification mapping is refused as in the run and output folders.
+    ``given``: the config file the command read and the settings ``--set`` changed
+    (:func:`config_given`), recorded in the manifest as ``config_given``: config.yaml
+    holds the settings resolved, not which of them the command line changed.
     """
     total_start = time.perf_counter()
     # a loaded config's paths are absolute already; one built in code has them read
@@ -533,6 +545,8 @@ def run(cfg: RunConfig, base_dir: Path = Path("."), out: Path | None = None,
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+    if given:
+        result.manifest["config_given"] = given
     result.manifest["wall_time_s"] = round(time.perf_counter() - total_start, 3)
     folder.write_manifest(result.manifest)
     if mapping is not None:          # written before the run folder appears, or neither is

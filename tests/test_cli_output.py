@@ -199,3 +199,24 @@ def test_a_reader_that_stops_reading_is_no_disk_error(tmp_path, monkeypatch, cap
     monkeypatch.setattr(cli, "cmd_validate", stopped)
     assert main(["validate", str(tmp_path / "c.yaml")]) == 141
     assert capsys.readouterr().err == ""
+
+
+def test_the_manifest_names_the_config_file_and_the_settings_set_on_the_command_line(
+        tmp_path):
+    """Which values came from `--set` was recorded nowhere: config.yaml holds the
+    settings resolved, and the manifest neither the config file read nor its sha256."""
+    import hashlib
+    import json
+
+    from tests.study import study_config, write_study
+
+    write_study(tmp_path / "study")
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(study_config(tmp_path / "study")), encoding="utf-8")
+    assert main(["run", str(path), "--out", str(tmp_path / "run"), "-q",
+                 "--set", "seed=3"]) == 0
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["config_given"] == {
+        "path": str(path.resolve()), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "set": ["seed=3"]}
+    assert manifest["seed"] == 3
