@@ -424,8 +424,8 @@ def test_validate_and_run_read_the_stability_and_sweep_sections_alike(tmp_path, 
     assert [(p.params, p.cfg.cluster.params(), p.cfg.sweep) for p in plans] == [
         ({"cluster.min_cluster_size": 4, "seed": 1}, {"min_cluster_size": 4}, {}),
         ({"cluster.min_cluster_size": 6, "seed": 1}, {"min_cluster_size": 6}, {})]
-    assert [p.cfg.name for p in plans] == ["run__cluster.min_cluster_size-4__seed-1",
-                                           "run__cluster.min_cluster_size-6__seed-1"]
+    assert [p.cfg.name for p in plans] == ["run__cluster.min_cluster_size=4__seed=1",
+                                           "run__cluster.min_cluster_size=6__seed=1"]
     assert main(["validate", str(path)]) == 0
     capsys.readouterr()
 
