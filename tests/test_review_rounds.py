@@ -160,6 +160,28 @@ def test_a_busy_store_keeps_the_judges_entry_on_the_page(panel, monkeypatch):
         assert not store.audit_comment_rows(store.round)
 
 
+def test_a_form_sent_after_the_server_started_again_gives_the_words_back(panel):
+    """After `consensa serve` was killed and started again, a judge's form from the page
+    still open got "This review can be opened only with the address ... printed" (403):
+    it did not say nothing was saved, nor why, and what she typed was gone."""
+    web = Web(panel, "ana")
+    page = web.get("/theme/0")
+    again = Web(panel, "ben")            # a new start: the sessions of the old one are gone
+    again.client.cookies.clear()
+    data = {"csrf": web.csrf(page), "item": "theme:0", "v_item": "0", "v_mine": "0",
+            "decision": "rename", "new_name": "Tears as a signal",
+            "comment": "my reasons, written at length", "as": "position"}
+    r = again.client.post("/decide", data=data, headers={"Origin": BASE})
+    assert r.status_code == 403
+    assert "started again" in r.text and "Nothing was saved" in r.text and "--port" in r.text
+    assert "Tears as a signal" in r.text and "my reasons, written at length" in r.text
+    with ReviewStore(load_run(panel)) as store:
+        assert store.positions() == {}
+    # a form from another site is still refused, with nothing of it shown
+    r = again.client.post("/decide", data=data, headers={"Origin": "https://elsewhere.example"})
+    assert r.status_code == 403 and "Tears as a signal" not in r.text
+
+
 def test_final_codebook_button_is_enabled_only_when_nothing_is_open(panel):
     web = Web(panel, "ana")
     page = web.get("/export")

@@ -40,7 +40,7 @@ from ..review.store import ReviewStore
 from . import pages, routes
 from .context import Context
 from .routes import Refused
-from .security import Access, FormRefused, Guard, Session, csrf_ok, read_form
+from .security import Access, FormRefused, Guard, Session, csrf_ok, read_form, typed_fields
 from .similar import Similar
 
 log = logging.getLogger("consensa.web")
@@ -52,12 +52,6 @@ HERE = Path(__file__).resolve().parent
 #: environment's globals, not the page's context, so it cannot be passed to them)
 _AGREED: ContextVar[Mapping[str, Decision] | None] = ContextVar("agreed", default=None)
 
-#: the form fields a person types into (names, definitions, core ideas, comments): when
-#: the store cannot be opened to save them, the refusal gives them back, not the form
-TYPED_FIELDS = {"new_name": "Name", "definition": "Definition", "core_idea": "Core idea",
-                "category_name": "Name of the category",
-                "category_definition": "Definition of the category",
-                "comment": "Comment", "text": "Comment"}
 #: the run as the request being handled sees it (:attr:`ReviewApp.run`)
 _RUN: ContextVar[RunItems | None] = ContextVar("run", default=None)
 
@@ -174,8 +168,7 @@ class ReviewApp:
         """The page for a request the review store could not be opened for: the file
         and the store's reason and advice, and for a form, what was typed in it (text
         from a person: the template escapes it), so that nothing typed is lost."""
-        typed = [(label, str(form.get(k, ""))) for k, label in TYPED_FIELDS.items()
-                 if form is not None and str(form.get(k, "")).strip()]
+        typed = typed_fields(form)
         lead = "Not saved:" if request.method == "POST" else "This page cannot be shown:"
         hint = str(exc.hint or "")
         log.warning("the review store could not be opened (%s %s): %s", request.method,
@@ -250,9 +243,11 @@ class ReviewApp:
                             "<p>The error was printed where <code>consensa serve</code> runs. "
                             "Nothing was saved by this request.</p>", status_code=500)
 
-    def _forbidden(self, message: str, hint: str) -> str:
-        """The 403 page :class:`Guard` sends: it shows nothing of the review."""
-        return self.env.get_template("forbidden.html").render(message=message, hint=hint)
+    def _forbidden(self, message: str, hint: str, typed: list[tuple[str, str]] = ()) -> str:
+        """The 403 page :class:`Guard` sends: it shows nothing of the review, only what
+        the person typed into a form it refused (:func:`typed_fields`)."""
+        return self.env.get_template("forbidden.html").render(message=message, hint=hint,
+                                                              typed=typed)
 
     def flash(self, request: Request, text: str, kind: str = "ok") -> None:
         request.state.session.flash.append((kind, text))

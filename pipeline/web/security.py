@@ -61,6 +61,22 @@ MAX_FORM_FIELDS = 20000
 MAX_FORM_BYTES = 16 * 1024 * 1024
 
 
+
+#: the form fields a person types into (names, definitions, core ideas, comments): a
+#: refusal that saved nothing (the store cannot be opened, the server was started
+#: again) gives them back, not the form
+TYPED_FIELDS = {"new_name": "Name", "definition": "Definition", "core_idea": "Core idea",
+                "category_name": "Name of the category",
+                "category_definition": "Definition of the category",
+                "comment": "Comment", "text": "Comment"}
+
+
+def typed_fields(form) -> list[tuple[str, str]]:
+    """(label, text) of each field of ``form`` a person typed into and filled in."""
+    return [(label, str(form.get(k, ""))) for k, label in TYPED_FIELDS.items()
+            if form is not None and str(form.get(k, "")).strip()]
+
+
 @dataclass
 class Session:
     sid: str
@@ -168,7 +184,8 @@ class Guard:
     rest of the review, but it is given nothing of the review to show.
     """
 
-    def __init__(self, app, access: Access, forbidden: Callable[[str, str], str]) -> None:
+    def __init__(self, app, access: Access,
+                 forbidden: Callable[[str, str, list[tuple[str, str]]], str]) -> None:
         self.app = app
         self.access = access
         self.forbidden = forbidden
@@ -209,6 +226,23 @@ class Guard:
                                "(a new start prints a new one).")
             return
         session = access.session_of(request.cookies.get(access.cookie))
+        if session is None and request.method == "POST" and same_origin(request):
+            # a form sent from a page this server did not give: most often `consensa
+            # serve` was started again (a new start forgets the sessions); the person's
+            # words are given back, as every other refusal gives them
+            try:
+                form = await Request(scope, receive).form()
+            except Exception:           # a body that is no form: nothing typed to give
+                form = None
+            await self._refuse(
+                scope, receive, send_with_headers,
+                "Not saved: this server does not know the page the form came from. "
+                "`consensa serve` was most likely started again since the page was "
+                "opened (a new start forgets who was signed in). Nothing was saved.",
+                "Open the address it printed when it started (start it with --port to "
+                "keep the same address), sign in, and send the form again.",
+                typed=typed_fields(form))
+            return
         if session is None:
             await self._refuse(scope, receive, send_with_headers,
                                "This review can be opened only with the address "
@@ -226,5 +260,7 @@ class Guard:
         scope.setdefault("state", {})["session"] = session
         await self.app(scope, receive, send_with_headers)
 
-    async def _refuse(self, scope, receive, send, message: str, hint: str) -> None:
-        await HTMLResponse(self.forbidden(message, hint), status_code=403)(scope, receive, send)
+    async def _refuse(self, scope, receive, send, message: str, hint: str,
+                      typed: list[tuple[str, str]] = ()) -> None:
+        await HTMLResponse(self.forbidden(message, hint, list(typed)),
+                           status_code=403)(scope, receive, send)
