@@ -656,7 +656,10 @@ class ReviewStore:
             errors += [f"{d.source or d.item}: {e}" for e in check_decision(d, self.run)]
         # against all that stands, the judges' agreed positions too, not only the decisions
         # recorded one by one (pipeline/review/settle.py)
-        merged = {**self.standing(round), **{d.item: d for d in decisions}}
+        before = self.standing(round)
+        errors += [f"{d.source or d.item}: {e}" for d in decisions
+                   if (e := _replaces_a_domains_other_change(before.get(d.item), d))]
+        merged = {**before, **{d.item: d for d in decisions}}
         for cycle in merge_cycles(list(merged.values())):
             chain = " -> ".join([cycle[0].ident] + [c.target for c in cycle])
             errors.append(f"{decisions[0].source or decisions[0].item}: the consensus would "
@@ -1045,6 +1048,30 @@ class ReviewStore:
             self._log(by, "consensus undo", item, target["previous"], target["value"], round)
         self._sync_domains()
         return target
+
+
+def _replaces_a_domains_other_change(old: Decision | None, new: Decision) -> str:
+    """Why ``new``, a consensus on a domain, may not take the place of ``old``, the one
+    that stands ("" if it may). A domain holds one consensus: a split recorded over a
+    rename dropped the agreed name, and a rename recorded over a split undid the split
+    (its new domain gone, its categories back), each without a word. Creating the new
+    domain and reassigning its categories does what a split does and leaves the
+    domain's own consensus as it is."""
+    if old is None or new.kind != "domain" or old.key() == new.key():
+        return ""
+    instead = ("create the new domain and reassign its categories to it (each category's "
+               "domain), which leaves the domain's own consensus as it is")
+    if old.decision == "split" and new.decision != "split":
+        return (f"the consensus on this domain is a split (categories "
+                f"{', '.join(old.segments)} to domain {old.target} \"{old.new_name}\"); "
+                f"recording '{new.describe()}' in its place would undo the split; to keep "
+                f"both, undo the split first, record this, then {instead}")
+    named = old.decision == "rename" or (old.decision == "accept" and (old.new_name
+                                                                       or old.core_idea))
+    if new.decision == "split" and named:
+        return (f"the consensus on this domain is '{old.describe()}'; a split recorded in "
+                f"its place would drop it; to split the domain and keep it, {instead}")
+    return ""
 
 
 def _decision_values(d: Decision) -> tuple:
