@@ -627,6 +627,20 @@ def test_a_core_idea_whose_segments_all_moved_goes_whole_with_them(cqr):
     assert not [c for c in ideas.get(dom, []) if c["case"] == case and "moved_from" not in c]
     (away,) = [c for c in ideas[to_dom] if c["case"] == case and c.get("moved_from") == dom]
     assert away["core_idea"] == row["core_idea"]
+    # the home domain's page offered its form still, and a core idea written there
+    # reached the codebook with no segment under it
+    from pipeline.web.pages import domain_page
+
+    run = load_run(cqr)
+    with ReviewStore(run) as store:
+        page = domain_page(run, store, str(dom), "ana")
+    (home,) = [c for c in page["core_ideas"] if c["case"] == case]
+    assert home["gone"] and home["segment_ids"] == [] and home["moved_out"]
+    with ReviewStore(run) as store:
+        store.set_panel(["ana", "ben"], ["dee"])
+    html = Web(cqr, "ana").get(f"/domain/{dom}")
+    article = html.split(f'id="core-{case}"', 1)[1].split("</article>", 1)[0]
+    assert "No segment of case" in article and "core-idea-form" not in article
 
 
 def _moved_where_none_was_proposed(run: Path) -> tuple[str, int, str, int, int]:
@@ -682,6 +696,11 @@ def test_the_judges_write_the_core_idea_of_a_case_whose_segments_they_moved(cqr)
     with ReviewStore(run) as store:
         page = domain_page(run, store, str(to_dom), "ana")
         assert core_idea_item(case, to_dom) in [c["item"] for c in page["core_ideas"]]
+        # the home domain's page cites what stayed, and names what moved out
+        (row,) = [c for c in domain_page(run, store, str(dom), "ana")["core_ideas"]
+                  if c["case"] == case]
+        assert moved not in row["segment_ids"] and row["moved_out"] == [moved]
+        assert row["segment_ids"] and not row["gone"]
         store.resolve([Decision(core_idea_item(case, to_dom), "edit", core_idea=new_text)],
                       by="team")
         _settle(store)
@@ -945,6 +964,32 @@ def test_a_themes_run_shows_nothing_extra(review_run):
     assert main(["review", "apply", str(review_run)]) == 0
     assert "| Evidence |" not in (review_run / "review" / "cqr_table.md").read_text()
     assert not (review_run / "review" / "cqr_subgroups.csv").exists()
+
+
+def test_a_domains_rename_and_its_split_never_wipe_each_other_out(cqr):
+    """A domain holds one consensus: recording a split over the agreed rename dropped
+    the name, and recording the rename again undid the split (its domain gone, its
+    categories back), each without a word. Each is refused, saying how to have both;
+    creating the new domain and reassigning the category does it."""
+    themes = pd.read_parquet(cqr / "themes.parquet")
+    theme = int(themes.loc[themes["domain_id"] == 0, "theme_id"].iat[0])
+    with ReviewStore(load_run(cqr)) as store:
+        store.resolve([Decision("domain:0", "rename", new_name="Tears in the room")], by="ana")
+        with pytest.raises(ReviewError, match="a split recorded in its place would drop it"):
+            store.split_domain("0", [str(theme)], "Holding back", "ana")
+        assert store.consensus()["domain:0"].new_name == "Tears in the room"
+        # what the refusal says to do instead
+        new = store.create_domain("Holding back", "ana")
+        store.resolve([Decision(f"theme:{theme}", "accept", domain=new.split(":")[1])],
+                      by="ana")
+        assert store.consensus()["domain:0"].new_name == "Tears in the room"
+        # the other way round: a split, then a rename in its place
+        other = int(themes.loc[themes["domain_id"] == 1, "theme_id"].iat[0])
+        made = store.split_domain("1", [str(other)], "Afterwards", "ana")
+        with pytest.raises(ReviewError, match="would undo the split"):
+            store.resolve([Decision("domain:1", "rename", new_name="Later")], by="ana")
+        assert store.consensus()["domain:1"].decision == "split"
+        assert made.split(":")[1] == store.consensus()["domain:1"].target
 
 
 def test_round_two_workbooks_carry_a_split_and_a_core_idea_and_import_unchanged(cqr):

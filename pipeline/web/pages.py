@@ -501,7 +501,8 @@ def _live_subgroups(run: RunItems, live: dict, tid: int, fate: dict) -> list[dic
 
 def core_idea_rows(run: RunItems, st: ReviewStatus, did: int, versions: dict[str, int],
                    mine: dict[str, int], drafts: dict[str, Decision] | None = None,
-                   live_domains: dict | None = None, more: list[dict] = ()) -> list[dict]:
+                   live_domains: dict | None = None, more: list[dict] = (),
+                   here: dict[str, list[str]] | None = None) -> list[dict]:
     """The proposed core ideas of one domain, one per case, each with the judges'
     positions, the consensus so far, the versions its form carries and the text the
     form starts from (a refused entry, else the consensus, else the proposal).
@@ -514,7 +515,9 @@ def core_idea_rows(run: RunItems, st: ReviewStatus, did: int, versions: dict[str
     a judge who writes one core idea for all of them reads them all in one place.
     ``more``: the domain's core ideas the run did not propose, for cases whose segments
     the judges moved here (:func:`~pipeline.review.apply.unproposed_core_ideas`), each
-    with a row of its own."""
+    with a row of its own. ``here``: case -> its segments still in this domain as the
+    codebook stands (:func:`cases_here`); a proposed core idea cites only those, and one
+    whose segments all left (``gone``) offers no form: its words went with them."""
     ci = run.core_ideas
     if ci.empty:
         return []
@@ -547,10 +550,13 @@ def core_idea_rows(run: RunItems, st: ReviewStatus, did: int, versions: dict[str
                                  "text": m.core_idea if m is not None and m.core_idea
                                  else ideas[(str(r.case_id), d)],
                                  "judges": m is not None and bool(m.core_idea)})
+        cited = list(r.segment_ids) if here is None else here.get(str(r.case_id), [])
         out.append({"item": item, "case": r.case_id,
                     "attributes": attribute_text(run.attributes(r.case_id)),
-                    "proposed": str(r.core_idea), "segment_ids": list(r.segment_ids),
-                    "segments": [{"id": s, "text": text.get(s, "")} for s in r.segment_ids],
+                    "proposed": str(r.core_idea), "segment_ids": cited,
+                    "segments": [{"id": s, "text": text.get(s, "")} for s in cited],
+                    "moved_out": [s for s in dict.fromkeys(r.segment_ids) if s not in cited],
+                    "gone": not cited,
                     "status": status, "consensus": cons, "start": start,
                     "merge_into": others, "merged_in": merged_in,
                     "fellow_ideas": fellow_ideas,
@@ -568,7 +574,26 @@ def core_idea_rows(run: RunItems, st: ReviewStatus, did: int, versions: dict[str
                     "start": draft.core_idea if draft else cons.core_idea if cons
                     and cons.core_idea else c["core_idea"],
                     "merge_into": [], "merged_in": [], "fellow_ideas": [],
+                    "moved_out": [], "gone": False,
                     "v_item": versions.get(item, 0), "v_mine": mine.get(item, 0)})
+    return out
+
+
+def cases_here(codebook: dict, did: int, into: int) -> dict[str, list[str]] | None:
+    """Case -> the segments of its proposed core idea in domain ``did`` that are still
+    there as the codebook stands (``codebook``: the draft's data; ``into``: the domain
+    ``did`` ends in, itself unless merged): what the judges moved to another domain
+    left with its segments, as ``review apply`` writes it. None when the codebook
+    lists no domain ``into`` (its categories all went elsewhere: its core ideas are
+    listed apart, and the page shows them as proposed)."""
+    out: dict[str, list[str]] = {}
+    listed = [d for d in codebook.get("domains", []) if int(d["id"]) == into]
+    if not listed:
+        return None
+    for dom in listed:
+        for ci in dom.get("core_ideas", []):
+            if ci.get("moved_from") is None and int(ci.get("from_domain", into)) == did:
+                out.setdefault(str(ci["case"]), []).extend(ci["segment_ids"])
     return out
 
 
@@ -598,7 +623,9 @@ def domain_page(run: RunItems, store: ReviewStore, ident: str, who: str | None,
             "core_ideas": core_idea_rows(run, ctx["st"], did, ctx["versions"], ctx["mine"],
                                          drafts, ctx["live"]["domains"],
                                          unproposed_core_ideas(run, ctx["live"]["codebook"])
-                                         .get(did, [])),
+                                         .get(did, []),
+                                         cases_here(ctx["live"]["codebook"], did,
+                                                    int(now.get("into", did)))),
             "movable": movable, "n_cases_total": run.n_cases}
 
 
