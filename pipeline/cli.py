@@ -679,7 +679,8 @@ def cmd_precode(args: argparse.Namespace) -> int:
               "queue split evenly on (see the queue's last column)")
     if m["n_needs_human"]:
         print("  the CQR table's frequency labels count the coded segments only: those in "
-              "the queue count once a person codes them")
+              "the queue count in the next pre-coding of these transcripts, once people "
+              "have coded them")
     none = m.get("none_class") or {}
     if none and not none.get("trained", True):
         # without it, only the threshold keeps an off-topic segment out of a category

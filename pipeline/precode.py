@@ -1136,16 +1136,18 @@ def split_said(people_choices: str) -> str:
 def provisional_note(n_coded: int, n_queued: int, threshold: float, n_by_people: int = 0) -> str:
     """The line under a pre-coding's CQR table: its frequency labels count the segments
     coded (by the classifier, or by people in an earlier batch's queue), and none of
-    those in the queue, until a person codes them."""
+    those in the queue: this table is written once; the people's codes count in the
+    next pre-coding of the same transcripts, which keeps them."""
     if not n_queued:
         return ""
     how = (f"coded with a confidence of at least {threshold:g}" if not n_by_people else
            f"coded ({n_coded - n_by_people} with a confidence of at least {threshold:g}, "
            f"{n_by_people} by people in an earlier queue)")
     return (f"\nFrequency labels count the {n_coded} segment(s) {how}; "
-            f"the {n_queued} segment(s) in the queue are not counted "
-            "until a person codes them (queue.xlsx, then `consensa precode import`), so a "
-            "label can rise.\n")
+            f"the {n_queued} segment(s) in the queue are not counted: once people code "
+            "them (queue.xlsx, then `consensa precode import`), this table stays as it is, "
+            "and the next `consensa precode` of these transcripts counts the people's codes, "
+            "so a label can rise.\n")
 
 
 def queue_workbook(queue: pd.DataFrame, cats: dict[int, tuple], meta: dict) -> bytes:

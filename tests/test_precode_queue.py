@@ -110,6 +110,8 @@ def test_the_cqr_table_says_its_labels_wait_for_the_queue(queued, batch):
     md = (out / "cqr_table.md").read_text()
     n = int(seg["needs_human"].sum())
     assert n and f"the {n} segment(s) in the queue are not counted" in md
+    # the table is not written again by the import: the next pre-coding counts them
+    assert "the next `consensa precode` of these transcripts counts the people's codes" in md
     # a batch with nothing queued has nothing to wait for
     assert not pd.read_parquet(batch / "segments.parquet")["needs_human"].any()
     assert "in the queue" not in (batch / "cqr_table.md").read_text()
