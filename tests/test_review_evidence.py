@@ -212,6 +212,9 @@ def test_flags_honest_labels_and_case_attributes_are_in_the_workbook_and_packet(
     assert main(["review", "export", str(cqr), "--judges", "ana,ben", "--auditor", "dee",
                  "-q"]) == 0
     wb = openpyxl.load_workbook(cqr / "review" / "round-1" / "ana.xlsx")
+    # the frame is a domain the judges decide too, and the instructions say so
+    said = " ".join(str(r[0]) for r in wb["instructions"].iter_rows(values_only=True))
+    assert "'Interview frame' row" in said and "decided like any domain" in said
     ws = wb["themes"]
     header = [c.value for c in ws[1]]
     rows = {r[0]: dict(zip(header, r)) for r in ws.iter_rows(min_row=2, values_only=True)}

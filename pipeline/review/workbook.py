@@ -114,6 +114,9 @@ themes sheet, decision:
             segments and takes that theme's domain; optional 'new name')
   'core idea note' is the core idea (definition) of the category in your words.
 domains sheet, decision: accept, rename ('new name'), merge ('merge into' another domain id).
+  A CQR run's 'Interview frame' row is what was set apart from the cross-analysis
+  (greetings, consent, background, thanks): it is decided like any domain (accept it;
+  a segment that is not small talk is moved out on the unassigned sheet).
 segments and unassigned sheets: to move a segment, write the target theme id in
   'move to theme' ('none' leaves it unassigned; 'keep' keeps it where it is). A blank
   row is no position.
