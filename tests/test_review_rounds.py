@@ -3,6 +3,7 @@ the command line, the workbooks and the web app (in process, without a browser).
 
 from __future__ import annotations
 
+import html
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -180,6 +181,23 @@ def test_a_form_sent_after_the_server_started_again_gives_the_words_back(panel):
     # a form from another site is still refused, with nothing of it shown
     r = again.client.post("/decide", data=data, headers={"Origin": "https://elsewhere.example"})
     assert r.status_code == 403 and "Tears as a signal" not in r.text
+
+
+def test_a_segment_page_says_where_the_segment_is_now(panel):
+    """After the judges agreed to move a segment, its page still said "Theme now: theme
+    5" (where Consensa had put it) and its breadcrumb led there."""
+    seg = pd.read_parquet(panel / "segments.parquet")
+    row = seg[seg["theme"] >= 0].iloc[0]
+    sid, home = str(row["segment_id"]), int(row["theme"])
+    themes = pd.read_parquet(panel / "themes.parquet")
+    target = int(themes.loc[themes["theme_id"] != home, "theme_id"].iat[0])
+    name = str(themes.loc[themes["theme_id"] == target, "name"].iat[0])
+    with ReviewStore(load_run(panel)) as store:
+        store.resolve([Decision(f"segment:{sid}", "move", target=str(target))], by="ana")
+    page = Web(panel, "ana").get(f"/segment/{sid}")
+    facts = page.split("<dt>Category now</dt>", 1)[1].split("</dd>", 1)[0]
+    assert f'<a href="/theme/{target}">{html.escape(name)}</a> ({target})' in facts
+    assert f"(proposed: theme {home}:" in facts
 
 
 def test_final_codebook_button_is_enabled_only_when_nothing_is_open(panel):

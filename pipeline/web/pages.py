@@ -637,7 +637,13 @@ def segment_page(run: RunItems, store: ReviewStore, context: Context, ident: str
     ctx = _item_common(run, store, segment_item(ident), who, start_from, error, draft)
     quote_ = quotes(seg, context, ctx["st"], ctx["versions"], ctx["mine"],
                     before=6, after=6)[0]
-    return {**ctx, "q": quote_, "sid": ident, "decisions": SEGMENT_DECISIONS}
+    # where it is as the codebook stands (moved, merged in, split off), beside where
+    # Consensa put it: after an agreed move the page named the old theme only
+    placed = ctx["live"]["assignments"]
+    row = placed[placed["segment_id"] == ident]
+    now = ({"id": int(row["category_id"].iat[0]), "name": str(row["category"].iat[0]),
+            "domain": str(row["domain"].iat[0])} if len(row) else None)
+    return {**ctx, "q": quote_, "sid": ident, "decisions": SEGMENT_DECISIONS, "now": now}
 
 
 # --- search ----------------------------------------------------------------------------
