@@ -676,7 +676,9 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
             "run_folder": str(run_folder),
             "transcripts": str(transcripts.resolve()), "threshold": threshold,
             # how the transcripts were read, so that an export can read the same texts
-            "ingest": cfg.ingest.model_dump(mode="json"),
+            "ingest": _ingest_record(cfg),
+            **({"ingest_roles_left_out": len(cfg.ingest.roles)}
+               if cfg.deidentify.enabled and cfg.ingest.roles else {}),
             "classifier": clf.name, "cv_accuracy": clf.cv_accuracy, "calibration": cal,
             "none_class": {"trained": none_class, "n_segments": int(none.sum()),
                            "n_cases": int(none_cases),
@@ -718,6 +720,18 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
     os.replace(tmp, out)
     if shards is not None:              # the parts are in the output now
         shutil.rmtree(_shards_dir(out), ignore_errors=True)
+    return out
+
+
+def _ingest_record(cfg) -> dict:
+    """The config's ``ingest`` section as the pre-coding's manifest keeps it. A
+    de-identified pre-coding keeps no roles map: its labels are speakers' names ("Lena
+    Hart: interviewer"), which the pre-coding replaced in every text it wrote, and an
+    export reads the originals again only to check their sha256, which the roles do
+    not change (a de-identified run leaves them out of its config.yaml too)."""
+    out = cfg.ingest.model_dump(mode="json")
+    if cfg.deidentify.enabled:
+        out["roles"] = {}
     return out
 
 

@@ -106,6 +106,10 @@ def test_precode_de_identifies_new_transcripts_when_the_config_says_so(codebook,
                     "and we cried together about the training.\n", encoding="utf-8")
     run_cfg = yaml.safe_load((codebook.parent.parent / "config.yaml").read_text())
     run_cfg["deidentify"] = {"enabled": True, "known_names": ["Zelda Quist"], "ner": False}
+    # a speaker's name in the roles map, as Zoom and Teams exports need: the pre-coding's
+    # manifest kept it in its ingest section
+    run_cfg["ingest"]["roles"] = {**(run_cfg["ingest"].get("roles") or {}),
+                                  "Zelda Quist": "interviewer"}
     run_cfg["cache_dir"] = str(tmp_path / "cache")
     cfg = tmp_path / "team.yaml"
     cfg.write_text(yaml.safe_dump(run_cfg))
@@ -120,6 +124,7 @@ def test_precode_de_identifies_new_transcripts_when_the_config_says_so(codebook,
     m = json.loads((out / "manifest.json").read_text())
     assert m["deidentify"]["enabled"] and m["deidentify"]["replacements"]["PERSON"] >= 1
     assert m["deidentify"]["mapping_file"] is None
+    assert m["ingest"]["roles"] == {} and m["ingest_roles_left_out"] >= 1
     # quotes still index the texts written beside them
     src = {p.stem: p.read_text(encoding="utf-8") for p in (out / "sources").glob("*.txt")}
     row = seg[seg["text"].str.contains("PERSON")].iloc[0]
