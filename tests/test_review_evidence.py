@@ -718,6 +718,27 @@ def test_the_judges_write_the_core_idea_of_a_case_whose_segments_they_moved(cqr)
         store.resolve([Decision(core_idea_item("X9", to_dom), "edit", core_idea="x")], by="team")
 
 
+def test_a_merged_in_domains_core_idea_is_its_own_item_not_a_new_row():
+    """A case whose only core idea came from a domain merged into another was listed as
+    a core idea the run never proposed in the domain it joined: a second row, in the
+    next round's workbooks, for what is the merged-in domain's own item."""
+    from types import SimpleNamespace
+
+    from pipeline.review.apply import unproposed_core_ideas
+
+    run = SimpleNamespace(core_idea_ids=frozenset({"A:3", "B:0"}))
+    book = {"domains": [{"id": 0, "name": "Crying in session", "core_ideas": [
+        {"case": "A", "from_domain": 3, "source": "proposed", "core_idea": "x",
+         "segment_ids": ["A:1:0"]},
+        {"case": "B", "from_domain": 0, "source": "proposed", "core_idea": "y",
+         "segment_ids": ["B:1:0"]},
+        {"case": "C", "source": "proposed", "core_idea": "z", "segment_ids": ["C:4:0"],
+         "moved_from": 2}]}]}
+    assert unproposed_core_ideas(run, book) == {0: [
+        {"case": "C", "domain_id": 0, "domain_name": "Crying in session", "core_idea": "z",
+         "segment_ids": ["C:4:0"]}]}
+
+
 def test_the_judges_domain_changes_and_definition_reach_the_project(cqr):
     """Renaming a domain, merging one in or creating one left no trace in the exported
     project, where every category change is a note; and the definition the judges

@@ -656,12 +656,16 @@ def unproposed_core_ideas(run: RunItems, codebook: dict) -> dict[int, list[dict]
     for dom in codebook.get("domains", []):
         seen = set()
         for ci in dom.get("core_ideas", []):
-            ident = f"{ci['case']}:{int(dom['id'])}"
+            # a merged-in domain's own core idea is its item (from_domain); sentences
+            # moved here, and a core idea written for them, are the final domain's
+            at = int(ci["from_domain"]) if ci.get("moved_from") is None and \
+                "from_domain" in ci else int(dom["id"])
+            ident = f"{ci['case']}:{at}"
             if ident in proposed or ident in seen:
                 continue
             seen.add(ident)
-            out.setdefault(int(dom["id"]), []).append(
-                {"case": ci["case"], "domain_id": int(dom["id"]), "domain_name": dom["name"],
+            out.setdefault(at, []).append(
+                {"case": ci["case"], "domain_id": at, "domain_name": dom["name"],
                  "core_idea": ci.get("proposed") if ci["source"] == "judges"
                  else ci["core_idea"], "segment_ids": list(ci["segment_ids"])})
     return out
