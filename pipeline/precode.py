@@ -592,8 +592,9 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
     if engine is None:
         seg = label_segments(new, vecs[len(train):], clf, cats, threshold)
     else:
-        seg, shards, deid_files, deid_summary, skipped, read_sha256, deid_originals = _code_in_shards(
-            cfg, clf, cats, threshold, Path(out), engine, scheduler, shard_size, retries, cluster)
+        (seg, shards, deid_files, deid_summary, skipped, read_sha256,
+         deid_originals) = _code_in_shards(cfg, clf, cats, threshold, Path(out), engine,
+                                           scheduler, shard_size, retries, cluster)
         if seg.empty:
             raise InputError("no participant speech to code in the new transcripts"
                              + _listed(skipped), path=transcripts)
@@ -647,11 +648,10 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
         seg.to_parquet(tmp / "segments.parquet", index=False)
         to_csv(seg, tmp / "segments.csv", index=False)        # no text starts a formula
         to_csv(table, tmp / "cqr_table.csv", index=False)
-        (tmp / "cqr_table.md").write_text(
-            cqr_markdown(table, by_segment=True) + provisional_note(int(len(coded)), int(seg["needs_human"].sum()),
-                                                   threshold,
-                                                   int((coded["status"] == BY_PEOPLE).sum())),
-            encoding="utf-8")
+        note = provisional_note(int(len(coded)), int(seg["needs_human"].sum()), threshold,
+                                int((coded["status"] == BY_PEOPLE).sum()))
+        (tmp / "cqr_table.md").write_text(cqr_markdown(table, by_segment=True) + note,
+                                          encoding="utf-8")
         codebook_rel = Path(os.path.relpath(Path(codebook).resolve(), out.resolve())).as_posix()
         meta = {"batch": batch, "codebook": str(Path(codebook).resolve()),
                 "codebook_relative": codebook_rel,
