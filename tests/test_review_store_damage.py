@@ -200,7 +200,7 @@ def test_the_precode_reader_of_the_store_names_a_damaged_file(tmp_path):
 
 
 def _archived(monkeypatch, path) -> None:
-    """The store as a read-only folder holds it: a tester running as root may write
+    """The store as a read-only folder holds it: a test run as root may write
     whatever the permissions say, so the check Consensa makes is what is answered."""
     import os
 
