@@ -98,24 +98,32 @@ def test_precode_refuses_a_missing_codebook(tmp_path, capsys):
     assert "is not a codebook.yaml" in err and f"give {tmp_path / 'codebook.yaml'}" in err
 
 
-def test_precode_de_identifies_new_transcripts_when_the_config_says_so(codebook, tmp_path):
-    new = write_study(tmp_path / "new", n_cases=2)
-    case = new / "case01.txt"
-    case.write_text(case.read_text(encoding="utf-8") +
-                    "\nTherapist: I told Zelda Quist about it, she rang me on 020 7946 0958 "
-                    "and we cried together about the training.\n", encoding="utf-8")
+def _deidentified_precoding(codebook: Path, new: Path, tmp_path: Path,
+                            roles: dict[str, str] | None = None) -> Path:
+    """``new`` pre-coded with the codebook's run config and de-identification on
+    (Zelda Quist a known name; ``roles`` added to the roles map); the output folder."""
     run_cfg = yaml.safe_load((codebook.parent.parent / "config.yaml").read_text())
     run_cfg["deidentify"] = {"enabled": True, "known_names": ["Zelda Quist"], "ner": False}
-    # a speaker's name in the roles map, as Zoom and Teams exports need: the pre-coding's
-    # manifest kept it in its ingest section
-    run_cfg["ingest"]["roles"] = {**(run_cfg["ingest"].get("roles") or {}),
-                                  "Zelda Quist": "interviewer"}
+    if roles:
+        run_cfg["ingest"]["roles"] = {**(run_cfg["ingest"].get("roles") or {}), **roles}
     run_cfg["cache_dir"] = str(tmp_path / "cache")
     cfg = tmp_path / "team.yaml"
     cfg.write_text(yaml.safe_dump(run_cfg))
     out = tmp_path / "pre"
     assert main(["precode", str(codebook), "--transcripts", str(new), "--config", str(cfg),
                  "--threshold", "0", "--out", str(out)]) == 0
+    return out
+
+
+def test_precode_de_identifies_new_transcripts_when_the_config_says_so(codebook, tmp_path):
+    new = write_study(tmp_path / "new", n_cases=2)
+    case = new / "case01.txt"
+    case.write_text(case.read_text(encoding="utf-8") +
+                    "\nTherapist: I told Zelda Quist about it, she rang me on 020 7946 0958 "
+                    "and we cried together about the training.\n", encoding="utf-8")
+    # a speaker's name in the roles map, as Zoom and Teams exports need: the pre-coding's
+    # manifest kept it in its ingest section
+    out = _deidentified_precoding(codebook, new, tmp_path, roles={"Zelda Quist": "interviewer"})
     seg = pd.read_parquet(out / "segments.parquet")
     written = " ".join(p.read_text(encoding="utf-8") for p in out.rglob("*")
                        if p.is_file() and p.suffix in (".csv", ".md", ".json", ".txt"))
@@ -140,14 +148,7 @@ def test_a_de_identified_precoding_keeps_the_sha256_its_export_checks(codebook, 
     import hashlib
 
     new = write_study(tmp_path / "new", n_cases=2)
-    run_cfg = yaml.safe_load((codebook.parent.parent / "config.yaml").read_text())
-    run_cfg["deidentify"] = {"enabled": True, "known_names": ["Zelda Quist"], "ner": False}
-    run_cfg["cache_dir"] = str(tmp_path / "cache")
-    cfg = tmp_path / "team.yaml"
-    cfg.write_text(yaml.safe_dump(run_cfg))
-    out = tmp_path / "pre"
-    assert main(["precode", str(codebook), "--transcripts", str(new), "--config", str(cfg),
-                 "--threshold", "0", "--out", str(out)]) == 0
+    out = _deidentified_precoding(codebook, new, tmp_path)
     m = json.loads((out / "manifest.json").read_text())
     sha = {f.stem: hashlib.sha256(f.read_bytes()).hexdigest() for f in new.glob("*.txt")}
     assert {i["case_id"]: i["original_sha256"] for i in m["inputs"]} == sha
