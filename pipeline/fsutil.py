@@ -72,6 +72,12 @@ def atomic_write_npz(path: str | Path, **arrays: np.ndarray) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def text_sha256(text: str) -> str:
+    """The sha256 of a text's UTF-8 bytes: what a manifest records of a text kept or
+    read (a de-identified source, a project source's own text)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def file_sha256(path: str | Path) -> str:
     """The sha256 of a file's bytes, read a megabyte at a time (a transcript table or a
     QDA project can be large): what manifests record of the files a run read."""

@@ -753,13 +753,13 @@ def deidentified_inputs(files: Mapping[str, str],
     """A de-identified pre-coding's texts as a de-identified run's manifest lists its
     ``inputs``: each case, the text kept beside the output (``sources/<case>.txt``) and
     its sha256, and the sha256 of the original file it was read from."""
-    import hashlib
+    from .fsutil import text_sha256
 
     out = []
     for path, text in files.items():
         case_id, original = originals.get(path, (None, None))
         out.append({"case_id": case_id, "path": path,
-                    "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+                    "sha256": text_sha256(text),
                     "encoding": "utf-8", "deidentified": True, "original_sha256": original})
     return out
 

@@ -40,7 +40,8 @@ from .compose import (
 )
 from .config import CQR_ANALYSIS, RunConfig, check_engine, config_hash, resolve_paths, resolved
 from .errors import ConfigError, InputError
-from .runfolder import RunFolder, text_sha256, theme_linkage
+from .fsutil import file_sha256, text_sha256
+from .runfolder import RunFolder, theme_linkage
 from .stages.cluster import centroids, join_sample, no_themes_error, stratified_sample
 from .stages.concepts import concept_text, match_concepts
 from .stages.context import contextualize
@@ -477,8 +478,6 @@ def _manifest(cfg: RunConfig, base_dir: Path, started: str, corpus, deid, segmen
 def config_given(path: Path, overrides: list[str]) -> dict:
     """The config file a command read (its path and sha256) and its ``--set`` settings,
     for the manifest: which values came from the command line, and which file."""
-    from .fsutil import file_sha256
-
     return {"path": str(Path(path).resolve()), "sha256": file_sha256(path),
             "set": list(overrides)}
 

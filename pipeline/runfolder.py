@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ConsensaError, InputError
-from .fsutil import atomic_write_bytes, atomic_write_text
+from .fsutil import atomic_write_bytes, atomic_write_text, text_sha256
 from .sheets import restore_frame, split_list, to_csv
 from .types import (
     CATEGORY_TABLE_COLUMNS,
@@ -108,12 +108,6 @@ def run_id_of(manifest: dict) -> str:
 def check_run_folder(folder: str | Path) -> Path:
     """The folder, if it is a finished Consensa run folder; else a clear InputError."""
     return RunFolder.open(folder).path
-
-
-def text_sha256(text: str) -> str:
-    """The sha256 of a case's text as the run read it (UTF-8): what a project source's
-    manifest entry records beside the project file's (``text_sha256``)."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 @dataclass

@@ -121,6 +121,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..errors import ConfigError, Skipped
+from ..fsutil import text_sha256
 from ..types import Corpus, SourceText
 from .ingest import label_parts
 
@@ -1688,8 +1689,8 @@ def deidentify_corpus(corpus: Corpus, config: DeidentifyConfig, ingest_config=No
         results[new_id] = result
         originals[new_id] = source
         path = source_file_name(new_id, taken)
-        sha = hashlib.sha256(result.text.encode("utf-8")).hexdigest()
-        sources[new_id] = SourceText(new_id, path, result.text, sha, "utf-8")
+        sources[new_id] = SourceText(new_id, path, result.text, text_sha256(result.text),
+                                     "utf-8")
         files[path] = result.text
         to_new = result.mapper()
         starts = [to_new(int(s), False) for s in turns.loc[rows, "start_char"]]
