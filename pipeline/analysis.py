@@ -773,7 +773,8 @@ def cqr_rows(categories: pd.DataFrame, domains: pd.DataFrame, segments: pd.DataF
             "level": level,
             "flags": list(r.flags),
             "label_if_reassigned_counted": r.label_if_reassigned_counted,
-            "quote_segment_ids": list(ids), "category_id": int(r.category_id)})
+            "quote_segment_ids": list(ids), "category_id": int(r.category_id),
+            "pole": str(r.pole or "") if level == "subcategory" else ""})
     return pd.DataFrame(rows, columns=[*CQR_COLUMNS, "level", "flags",
                                        "label_if_reassigned_counted", "quote_segment_ids",
-                                       "category_id"])
+                                       "category_id", "pole"])

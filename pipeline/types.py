@@ -180,7 +180,8 @@ DOMAIN_COLUMNS = ("domain_id", "name", "keywords", "theme_ids", "n_themes",
 #: cqr_table.parquet/.csv: Domain / Category / Frequency label / n cases / core idea quote.
 #: A CQR run's table adds level, flags, label_if_reassigned_counted, quote_segment_ids
 #: list[str] (every segment its illustrative core idea quotes; quote_segment_id is the
-#: first) and category_id (its row in categories.csv)
+#: first), category_id (its row in categories.csv) and pole (a stance subcategory's
+#: pole, "helpful" or "not helpful"; "" for every other row)
 CQR_COLUMNS = ("domain", "category", "frequency_label", "n_cases", "cases_total",
                "quote", "quote_case", "quote_segment_id")
 

@@ -248,6 +248,23 @@ def test_the_cqr_table_shows_subcategories_flags_and_the_label_outliers_would_gi
     assert md[3].startswith("|  | ↳ On the job | variant | 2/6 |")
 
 
+def test_a_stance_subcategory_is_shown_with_its_pole():
+    """The two halves of a category split by the participants' judgement carry phrase
+    names that seldom say the judgement: the table says which pole each stands for."""
+    row = {"domain": "Training", "frequency_label": "variant", "n_cases": 2,
+           "cases_total": 6, "quote": "It helped.", "quote_case": "c2",
+           "quote_segment_id": "c2:1:0", "flags": [], "label_if_reassigned_counted": "variant"}
+    table = pd.DataFrame([
+        {**row, "category": "Role plays", "level": "category", "pole": ""},
+        {**row, "category": "Tutor's advice", "level": "subcategory", "pole": "helpful"},
+        {**row, "category": "On the job", "level": "subcategory", "pole": ""},
+    ])
+    md = cqr_markdown(table).splitlines()
+    assert md[2].startswith("| Training | Role plays | variant |")
+    assert md[3].startswith("|  | ↳ Tutor's advice (stance: helpful) | variant |")
+    assert md[4].startswith("|  | ↳ On the job | variant |")
+
+
 def test_the_protocol_file_passed_back_gives_the_same_domains(cqr_run, tmp_path):
     folder = RunFolder.open(cqr_run)
     protocol = cqr_run / "protocol.yaml"

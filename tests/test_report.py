@@ -352,6 +352,24 @@ def test_a_cqr_theme_card_says_which_cases_its_label_counts():
     assert "not counted" not in render_report(base)
 
 
+def test_a_stance_subcategory_row_names_its_pole():
+    """The CQR table of the report prints a stance subcategory with the pole it stands
+    for, as cqr_table.md does; its phrase name alone does not say it."""
+    from dataclasses import replace
+    from html import escape
+    base = make_result()
+    cqr = base.cqr.copy()
+    cqr["level"] = ["category", "subcategory", "category"][:len(cqr)]
+    cqr["flags"] = [[] for _ in range(len(cqr))]
+    cqr["label_if_reassigned_counted"] = cqr["frequency_label"]
+    cqr["pole"] = ["", "not helpful", ""][:len(cqr)]
+    out = render_report(replace(base, cqr=cqr))
+    assert parse(out).errors == []
+    table = out[out.index('id="cqr"'):out.index('id="map"')]
+    assert escape(f"{THEME_NAMES[1]} (stance: not helpful)", quote=False) in table
+    assert escape(f"{THEME_NAMES[0]} (stance", quote=False) not in table
+
+
 def with_interview_frame(base: RunResult) -> RunResult:
     """``base`` as a CQR run whose interview frame (greetings, thanks) holds two
     segments: in no theme, on purpose, in a domain left out of the cross-analysis.

@@ -44,6 +44,7 @@ from matplotlib.figure import Figure
 
 from ..errors import left_out_and_kept, note_count
 from ..stages.cluster import sample_summary
+from ..stages.cqr import shown_category
 from ..stages.llm import stats_summary
 from ..stages.protocol import placed_summary
 from ..types import (
@@ -411,7 +412,7 @@ def _cqr_section(cqr: pd.DataFrame, themes: pd.DataFrame, lookup: _SegmentLookup
             index[domain] = {"domain": domain, "rows": []}
             groups.append(index[domain])
         index[domain]["rows"].append({
-            "category": r["category"], "theme_id": tid if tid in known else None,
+            "category": shown_category(r), "theme_id": tid if tid in known else None,
             "freq": _freq(r["frequency_label"]),
             "n_cases": str(r["n_cases"]), "cases_total": str(r["cases_total"]),
             "quote": r["quote"], "quote_case": r["quote_case"], "quote_segment_id": sid,

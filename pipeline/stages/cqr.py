@@ -84,6 +84,19 @@ def _md(text: object) -> str:
     return markdown_cell(text)
 
 
+def shown_category(row) -> str:
+    """A CQR table row's category as a reader sees it: a stance subcategory with the
+    pole it stands for, "Tell my supervisor (stance: negative)". Its name is a phrase
+    its quotes contain, which seldom says which judgement its participants share; a
+    CQR paper prints the two halves of a category as "helpful" and "not helpful", and
+    without the pole the judges could not tell the two rows of a category apart."""
+    pole = row.get("pole") if hasattr(row, "get") else None
+    name = str(row["category"])
+    if isinstance(pole, str) and pole and row.get("level") == "subcategory":
+        return f"{name} (stance: {pole})"
+    return name
+
+
 def cqr_markdown(table: pd.DataFrame, by_segment: bool = False) -> str:
     """``cqr_table.md``: the table in Markdown, one row per category.
 
@@ -100,7 +113,7 @@ def cqr_markdown(table: pd.DataFrame, by_segment: bool = False) -> str:
     for _, r in table.iterrows():
         dom = _md(r["domain"]) if r["domain"] != last else ""
         last = r["domain"]
-        category, label = _md(r["category"]), str(r["frequency_label"])
+        category, label = _md(shown_category(r)), str(r["frequency_label"])
         source = _md(r["quote_segment_id"] if by_segment and r.get("quote_segment_id")
                      else r["quote_case"])
         ids = r.get("quote_segment_ids")
