@@ -1135,6 +1135,32 @@ def test_a_story_told_after_a_greeting_goes_to_the_domain_of_its_content():
     assert (chat.proposed_domain[26:] == frame).all() and not chat.uncovered[26:].any()
 
 
+def test_small_talk_after_a_greeting_stays_in_the_frame_when_as_near_to_it():
+    """A reply to a greeting that is as near the frame's answers (the background) as
+    to a content area is small talk, not content: it stays in the frame. A story told
+    after the greeting is nearer its content area by far and still leaves."""
+    protocol = Protocol((Area(0, "Feedback", ("q0?",), False, "inferred"),
+                         Area(1, "Reactions", ("q1?",), False, "inferred"),
+                         Area(2, "Interview frame: opening", ("Thanks for joining me.",), True,
+                              "inferred"),
+                         Area(3, "Interview frame: background", ("Your background?",), True,
+                              "inferred")))
+    vecs = [_noisy(0, k) for k in range(10)] + [_noisy(1, k) for k in range(10)] + \
+        [_noisy(4, k) for k in range(6)]
+    areas = [0] * 10 + [1] * 10 + [3] * 6
+    cases = [f"C{k % 5}" for k in range(26)]
+    chat = _basis(1) + _basis(4)            # as near the background as the Reactions
+    vecs += [chat / np.linalg.norm(chat), _noisy(1, 7)]
+    areas += [2, 2]
+    cases += ["C7", "C8"]
+    greeted = np.array([False] * 26 + [True, True])
+    p = propose_domains_from_protocol(np.stack(vecs), np.array(areas), protocol,
+                                      ProtocolConfig(), cases, segment_greeted=greeted)
+    frame = int(p.domains.loc[p.domains["kind"] == "frame", "domain_id"].iloc[0])
+    assert p.proposed_domain[26] == frame and not p.moved[26]
+    assert p.proposed_domain[27] == p.area_domain[1] and p.moved[27]
+
+
 def test_answers_without_their_questions_start_from_the_areas_questions():
     """The participant's words only, and the team's protocol given: no segment answers
     a prompt, so the areas' questions place the segments, and the centres follow."""

@@ -2239,8 +2239,11 @@ def propose_domains_from_protocol(segment_vectors: np.ndarray, segment_area: np.
       answer no prompt stay in no domain. A segment that answers a greeting
       (``segment_greeted``: its prompt opens the interview and asks nothing, so it
       is in a frame area) is placed the same way when its content is near a
-      content area, and marked as moved; else it stays in the frame. (A participant
-      who tells their story after "thanks for joining me" was set apart whole.)
+      content area, and marked as moved, when it is also at least ``move_margin``
+      more similar to that area's centre than to the frame's (as a segment moves);
+      else it stays in the frame. (A participant who tells their story after
+      "thanks for joining me" was set apart whole; a joke about the lunch break went
+      to a content domain.)
     * **new domain**: segments less similar than ``uncovered_similarity`` to every
       centre (their own without them) are *uncovered*; uncovered segments grouped by
       average linkage at ``new_domain_similarity`` make a new domain when a group has
@@ -2359,7 +2362,15 @@ def propose_domains_from_protocol(segment_vectors: np.ndarray, segment_area: np.
         rows_u = np.flatnonzero(unlinked)
         near = sim[rows_u] if seeded else np.where(content_cols[None, :], sim[rows_u], -2.0)
         nearest = near.argmax(axis=1)
-        ok = near[np.arange(len(rows_u)), nearest] >= config.uncovered_similarity
+        best_near = near[np.arange(len(rows_u)), nearest]
+        ok = best_near >= config.uncovered_similarity
+        if not seeded and frame_cols.any():
+            # a reply to a greeting leaves the frame only as a moved segment would: at
+            # least move_margin nearer a content area than the frame's own answers.
+            # Small talk ("Lunch break is a theoretical concept at our clinic") can be
+            # as near a content area as the background answers are, and went there
+            ok &= ~greeted[rows_u] | (best_near - sim[rows_u][:, frame_cols].max(axis=1)
+                                      >= config.move_margin)
         placed[rows_u[ok]] = True
         proposed[rows_u[ok]] = [domain_of(int(b)) for b in nearest[ok]]
         # one that answers a frame prompt (a greeting) and goes elsewhere has moved
