@@ -1213,7 +1213,7 @@ def test_no_two_rows_of_a_domain_show_the_same_core_idea():
                                       "Talk about it after."]})
     domains = pd.DataFrame({"domain_id": [0], "name": ["Advice to trainees"]})
     base = {"domain_id": 0, "frequency_label": "typical", "counted_cases": ["A", "B"],
-            "flags": [], "label_if_reassigned_counted": "typical"}
+            "flags": [], "label_if_reassigned_counted": "typical", "pole": ""}
     cats = pd.DataFrame([
         {**base, "category_id": 1, "parent_id": -1, "name": "Your tears",
          "quote_ids": ["A:1:0", "B:1:0"]},
