@@ -550,10 +550,13 @@ def _export_precoded(args: argparse.Namespace) -> int:
 
 
 def _export_notes(content) -> None:
-    if content.kind == "draft":
+    if content.kind == "draft" and content.open_items:
         print(f"  DRAFT: {len(content.open_items)} item(s) have no consensus yet and keep the "
               "proposal: " + "; ".join(content.open_items[:8])
               + (" ..." if len(content.open_items) > 8 else ""))
+    elif content.kind == "draft":
+        print("  DRAFT: no item is open; export without --draft for the agreed codebook "
+              "once the audit and the last round are done")
     rejected = content.data.get("rejected_themes") or []
     if rejected:
         print(f"  left out: {len(rejected)} rejected theme(s): "

@@ -182,6 +182,35 @@ def test_open_items_refuse_unless_a_draft_is_asked_for(review_run, capsys):
     assert "Consensa's proposal: asked for with --proposal" in capsys.readouterr().out
 
 
+def test_a_draft_asked_for_with_nothing_open_is_still_a_draft(review_run, capsys):
+    """--draft with every item settled is a preview before the audit's answers and any
+    later round (as `review apply --preview` is): marked a draft, never as agreed."""
+    _review(review_run)
+    capsys.readouterr()
+    assert main(["export", "qdpx", str(review_run), "--draft"]) == 0
+    out = capsys.readouterr().out
+    assert "agreed by" not in out and "DRAFT" in out
+    assert "no item is open" in out
+    assert not (review_run / "export" / "mini-agreed.qdpx").exists()
+    root = _qde(review_run / "export" / "mini-draft.qdpx")
+    assert "DRAFT" in root.get("name") and "agreed codebook" not in root.get("name")
+    description = root.find(f"{P}Description").text
+    assert "THIS IS A DRAFT" in description and "agreed by" not in description
+    notes = [n.find(f"{P}PlainTextContent").text for n in root.find(f"{P}Notes")]
+    assert any("no item was open" in n for n in notes)
+    assert schema_errors(review_run / "export" / "mini-draft.qdpx") == []
+    # the codebook and the tables say so too, in their names and in their status column
+    assert main(["export", "qdc", str(review_run), "--draft"]) == 0
+    assert (review_run / "export" / "mini-draft.qdc").is_file()
+    assert main(["export", "csv", str(review_run), "--draft"]) == 0
+    book = pd.read_csv(review_run / "export" / "mini-draft-codebook.csv")
+    assert set(book["status"]) == {"draft"}
+    # without --draft, the same review is the agreed codebook
+    capsys.readouterr()
+    assert main(["export", "qdpx", str(review_run)]) == 0
+    assert "the codebook agreed by ana, ben in round 1" in capsys.readouterr().out
+
+
 def test_a_run_without_review_exports_the_proposal_and_says_so(study_run, tmp_path, capsys):
     out = tmp_path / "p.qdc"
     assert main(["export", "qdc", str(study_run()), "--out", str(out)]) == 0

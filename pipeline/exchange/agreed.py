@@ -9,9 +9,11 @@ from one :class:`ExportContent`:
   (:func:`pipeline.review.apply.build_codebook`, computed again from the store so it
   is never stale): consensus names, rejected themes left out, merges, splits,
   reassignments and segment moves applied, counts and frequency labels recomputed.
-* **draft**: the round still has open items and the team asked for a draft
-  (``--draft``). Open items keep what Consensa proposed, and every file says it is
-  a draft and names the open items.
+* **draft**: the team asked for a draft (``--draft``). Open items keep what Consensa
+  proposed, and every file says it is a draft and names the open items. With none
+  open it is still a draft, as ``consensa review apply --preview`` is: the team asks
+  for one before the audit and any later round, which may still change it, so it is
+  never labelled as agreed.
 * **refused**: the round has open items and no ``--draft``. A CQR codebook is the
   team's consensus; a file that looks final but is not is the mistake most worth
   preventing, so the export stops and lists the open items (with what to do).
@@ -95,9 +97,15 @@ class ExportContent:
             audited = audit_words(self.auditors, self.audited)
             return (f"the codebook agreed by {people} in round {self.round}{audited} "
                     f"({self.origin})")
-        if self.kind == DRAFT:
+        if self.kind == DRAFT and self.open_items:
             return (f"a DRAFT of the codebook of round {self.round}: {len(self.open_items)} "
                     f"item(s) still open keep Consensa's proposal ({self.origin})")
+        if self.kind == DRAFT:
+            from ..review.agreement import audit_words
+
+            return (f"a DRAFT of the codebook of round {self.round} by {people}"
+                    f"{audit_words(self.auditors, self.audited)}: no item is open, but "
+                    f"the audit and any later round may still change it ({self.origin})")
         return f"Consensa's proposal: {self.origin}"
 
     def categories(self):
@@ -326,9 +334,17 @@ def content_from_review(run: RunData, *, draft: bool) -> ExportContent:
                                 "These items have no consensus yet and keep Consensa's "
                                 "proposal:\n" + "\n".join(f"- {x}" for x in open_labels),
                                 "Consensus", ("project", "")))
+    elif draft:
+        notes.append(ExportNote("draft", "DRAFT: a preview, no item open",
+                                f"This is a draft of round {status.round}, exported with "
+                                "--draft: no item was open, but the audit and any later "
+                                "round may still change it. `consensa export` without "
+                                "--draft exports the agreed codebook.",
+                                "Consensus", ("project", "")))
     assignments = book.assignments[["segment_id", "case_id", "category_id"]].copy()
     assignments["category_id"] = assignments["category_id"].astype("int64")
-    return ExportContent(DRAFT if pending else AGREED, run, data, assignments, notes,
+    # a draft asked for is a draft even with nothing open (see the module docstring)
+    return ExportContent(DRAFT if pending or draft else AGREED, run, data, assignments, notes,
                          judges=list(status.judges), auditors=list(status.auditors),
                          audited=list(status.audited),
                          open_items=open_labels, round=status.round,

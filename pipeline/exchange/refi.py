@@ -1027,9 +1027,12 @@ def _project_description(content) -> str:
         body = (" Domains are parent codes and the agreed categories their children; every "
                 "segment of a category is coded by the user 'Consensus'. Rejected themes are "
                 "left out (see the notes); merges, splits and moved segments are applied.")
-    elif content.kind == DRAFT:
+    elif content.kind == DRAFT and content.open_items:
         body = (" THIS IS A DRAFT: the items listed in the note 'DRAFT' have no consensus "
                 "yet and keep Consensa's proposal. Do not report it as the agreed codebook.")
+    elif content.kind == DRAFT:
+        body = (" THIS IS A DRAFT, exported with --draft before the audit and any later "
+                "round, which may still change it. Do not report it as the agreed codebook.")
     else:
         body = (" Domains are parent codes, themes child codes; every assigned segment is "
                 "coded by the user 'Consensa'. Themes are proposals: the judges decide.")
