@@ -56,7 +56,10 @@ log = logging.getLogger("consensa.batch")
 LABELS = ("general", "typical", "variant", "rare", "single case")
 #: batch_summary.csv: one row per run, in the order the configs were given; the
 #: swept keys get a column each, after ``parameters``.
-SUMMARY_COLUMNS = ("run", "config", "status", "parameters", "themes", "domains", "cases",
+#: ``domains`` counts a CQR run's domains as its own summary does, without the interview
+#: frame (set apart from the cross-analysis); ``interview_frame`` says whether it has one.
+SUMMARY_COLUMNS = ("run", "config", "status", "parameters", "themes", "domains",
+                   "interview_frame", "cases",
                    "segments", "outlier_share", "n_general", "n_typical", "n_variant", "n_rare",
                    "n_single_case", "wall_time_s", "stability", "n_unstable", "report", "error")
 TEMPLATE = "batch_index.html.j2"
@@ -323,6 +326,7 @@ def summarise_run(folder: Path) -> dict[str, Any]:
     import pandas as pd
 
     from .runfolder import RunFolder
+    from .types import frame_domain_ids
 
     row: dict[str, Any] = {}
     run = RunFolder(folder)
@@ -332,8 +336,13 @@ def summarise_run(folder: Path) -> dict[str, Any]:
     counts = manifest.get("counts", {})
     # a CQR run's groups are categories within domains; a themes run's, themes
     row["unit"] = "categories" if manifest.get("analysis") == CQR_ANALYSIS else "themes"
-    row.update(themes=counts.get("themes"), domains=counts.get("domains"),
-               cases=counts.get("cases_analysed"), segments=counts.get("segment_segments"),
+    # the interview frame is listed as a domain but is not one of the cross-analysis's:
+    # counted apart, so that a batch and the run's own summary give the same number
+    n_frame = len(frame_domain_ids(run.domains()))
+    n_domains = counts.get("domains")
+    row.update(themes=counts.get("themes"),
+               domains=None if n_domains is None else int(n_domains) - n_frame,
+               interview_frame=n_frame, cases=counts.get("cases_analysed"), segments=counts.get("segment_segments"),
                outlier_share=manifest.get("outlier_share"), wall_time_s=manifest.get("wall_time_s"))
     themes = run.themes()
     labels = themes["frequency_label"].value_counts() if len(themes) else {}
@@ -383,8 +392,8 @@ def write_summary(folder: Path, plans: list[Plan],
     at = fixed.index("parameters") + 1
     columns = fixed[:at] + [k for k in keys if k not in fixed] + fixed[at:]
     table = pd.DataFrame(rows, columns=columns)
-    for col in ("themes", "domains", "cases", "segments", *(f"n_{lbl.replace(' ', '_')}" for lbl in LABELS),
-                "n_unstable"):
+    for col in ("themes", "domains", "interview_frame", "cases", "segments",
+                *(f"n_{lbl.replace(' ', '_')}" for lbl in LABELS), "n_unstable"):
         table[col] = pd.array(table[col].tolist(), dtype="Int64")
     for k in keys:           # swept integers stay integers beside the rows without them
         values = [r[k] for r in rows]
@@ -407,6 +416,7 @@ def _fmt(v: Any, spec: str = "") -> str:
 def render_index(title: str, rows: list[dict[str, Any]], keys: list[str]) -> str:
     """index.html: one table row per run, linking its report (relative links)."""
     from .report.templating import page_environment
+    from .types import domains_in_words
 
     view = []
     for r in rows:
@@ -415,7 +425,9 @@ def render_index(title: str, rows: list[dict[str, Any]], keys: list[str]) -> str
             "status": r["status"],
             "href": quote(r["report"], safe="/=+,") if r.get("report") else None,
             "params": [(k, format_value(r[k]) if r.get(k) is not None else "—") for k in keys],
-            "themes": _fmt(r["themes"]), "domains": _fmt(r["domains"]),
+            "themes": _fmt(r["themes"]),
+            "domains": _fmt(r["domains"]) if r["domains"] is None
+            else domains_in_words(r["domains"], r["interview_frame"] or 0),
             "outliers": _fmt(None if r["outlier_share"] is None else 100 * r["outlier_share"], ".1f")
             + (" %" if r["outlier_share"] is not None else ""),
             "labels": [_fmt(r[f"n_{lbl.replace(' ', '_')}"]) for lbl in LABELS],

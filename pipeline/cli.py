@@ -115,7 +115,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .config import CQR_ANALYSIS
     from .report.templating import counted
     from .runfolder import RunFolder
-    from .types import SKIPPED_CSV, frame_domain_ids
+    from .types import SKIPPED_CSV, domains_in_words, frame_domain_ids
 
     manifest = RunFolder(folder).manifest
     c = manifest["counts"]
@@ -135,8 +135,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         about += [f"{n_min} of minimal responses, listed last"] if n_min else []
         # the frame is listed as a domain but is not one of the cross-analysis's
         n_frame = len(frame_domain_ids(RunFolder(folder).table("domains")))
-        domains = (f"{c['domains'] - n_frame} and the interview frame" if n_frame
-                   else f"{c['domains']}")
+        domains = domains_in_words(c["domains"] - n_frame, n_frame)
         print(f"  cases: {c['cases_analysed']}   segments: {c['segment_segments']}   "
               f"domains: {domains}   categories: {c['themes']}"
               + (f" ({'; '.join(about)})" if about else ""))
@@ -321,8 +320,10 @@ def cmd_batch(args: argparse.Namespace) -> int:
     for r in rows:
         stab = "" if r["stability"] is None else f"  stability {r['stability']:.2f}"
         if r["status"] == "ok":
+            # the frame named, not counted, as in a single run's summary
+            frame = " and the interview frame" if r.get("interview_frame") else ""
             print(f"  ok      {r['run']}: {r['themes']} {r.get('unit') or 'themes'}, "
-                  f"{r['domains']} domains, "
+                  f"{r['domains']} domains{frame}, "
                   f"outliers {100 * (r['outlier_share'] or 0):.1f} %{stab}")
         else:
             reason = r["error"].replace("\n", "\n          ")

@@ -138,6 +138,13 @@ def frame_domain_ids(domains: pd.DataFrame) -> set[int]:
     return set(domains.loc[~domains["in_cross_analysis"].astype(bool), "domain_id"].astype(int))
 
 
+def domains_in_words(n_domains: int, n_frame: int) -> str:
+    """A run's domains as its summaries say them: the interview frame is listed among
+    the domains but is not one of the cross-analysis's, so it is named, not counted
+    ("11 and the interview frame"). ``n_domains`` excludes the frame already."""
+    return f"{n_domains} and the interview frame" if n_frame else f"{n_domains}"
+
+
 def check_columns(df: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
     """Boundary check: a stage refuses a table that lacks the columns it needs."""
     missing = [c for c in columns if c not in df.columns]

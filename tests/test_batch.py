@@ -226,3 +226,24 @@ def test_a_cqr_run_is_summarised_in_categories(study, tmp_path, capsys):
     assert main(["batch", str(configs / "b_cqr.yaml"), "--out", str(out_cqr)]) == 0
     index = (out_cqr / "index.html").read_text(encoding="utf-8")
     assert ">Categories</th>" in index and ">Themes</th>" not in index
+
+
+def test_the_interview_frame_is_not_counted_among_the_domains(study, tmp_path, capsys):
+    """The batch counts a CQR run's domains as the run's own summary does: the interview
+    frame is set apart from the cross-analysis, so it is named, not counted."""
+    configs = tmp_path / "configs"
+    config = write_config(configs, "cqr.yaml", study, name="cqr-run",
+                          analysis="consensa.CQR.v1")
+    single = tmp_path / "single"
+    assert main(["run", str(config), "--out", str(single)]) == 0
+    said = capsys.readouterr().out
+    assert "and the interview frame" in said           # the study has a frame
+    n_domains = int(said.split("domains: ", 1)[1].split()[0])
+    out = tmp_path / "batch"
+    assert main(["batch", str(configs), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"{n_domains} domains and the interview frame," in printed
+    row = summary(out).set_index("run").loc["cqr-run"]
+    assert int(row["domains"]) == n_domains and int(row["interview_frame"]) == 1
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert f'<td class="num">{n_domains} and the interview frame</td>' in index
