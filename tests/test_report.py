@@ -487,9 +487,32 @@ def test_skipped_counts_and_provenance(html):
     part = html[html.index('id="skipped"'):]
     assert "unsupported file type" in part and "empty transcript" in part
     assert re.search(r"unsupported file type</td><td class=\"num\">2<", part)
-    assert "segments_backchannel" in part
+    assert ">Segments backchannel</td>" in part       # a key with no words of its own
     assert "min_cluster_size: 3" in part          # config as YAML
     assert "1" * 64 in part and "seed" in part.lower()
+
+
+def test_the_counts_table_speaks_words_and_keeps_every_count():
+    """The Counts table is for the researcher: each count in words, grouped by what it
+    is about, none left out, and none shown by the manifest's key ("segment_segments")."""
+    counts = {"cases": 6, "cases_analysed": 6, "turns": 84, "segment_turns": 84,
+              "segment_turns_not_analysed_role": 42, "segment_turns_backchannel": 6,
+              "segment_segments": 72, "themes": 17, "domains": 7, "reassigned": 3,
+              "unassigned": 5, "embedded": 70, "embeddings_from_cache": 2,
+              "cue_times_dropped": 1, "crossanalysis_frame_skipped": 4,
+              "protocol_main_questions": 18, "frame_segments": 4,
+              "protocol_prompts_matched_by_area_word": 11}
+    out = render_report(make_result(counts=counts, analysis="consensa.CQR.v1"))
+    part = out[out.index("<h3>Counts</h3>"):out.index("</section>", out.index("<h3>Counts"))]
+    rows = re.findall(r'<td title="[^"]*">([^<]*)</td><td class="num">([^<]*)</td>', part)
+    assert len(rows) == len(counts)                       # every count, once
+    assert not [w for w, _ in rows if "_" in w]            # no snake_case key shown
+    assert ("Segments analysed", "72") in rows and ("Categories", "17") in rows
+    assert ("Speaker turns read", "84") in rows
+    assert ("Prompts matched by area word", "11") in rows  # the stage's words, as a fallback
+    assert "<th colspan=\"2\" scope=\"rowgroup\">Interview protocol</th>" in part
+    # the key stays findable in manifest.json, on hover
+    assert 'title="manifest.json: counts.segment_segments"' in part
 
 
 def test_dendrogram_and_plots_present(html):

@@ -42,6 +42,7 @@ from markupsafe import Markup
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
+from ..config import CQR_ANALYSIS
 from ..errors import left_out_and_kept, note_count
 from ..stages.cluster import sample_summary
 from ..stages.cqr import shown_category
@@ -69,6 +70,126 @@ MAX_MAP_POINTS = 20_000
 MAX_UNASSIGNED_LISTED = 500
 #: Skipped items listed individually up to this many (all are counted by reason).
 MAX_SKIPPED_LISTED = 2_000
+
+#: The manifest's counts (``manifest.json``: ``counts``) in the words the report's
+#: Counts table gives them: key -> (what it is about, what was counted). The keys are
+#: the program's; a researcher reads the words (the key stays on hover, to find it in
+#: manifest.json). A key not listed here is still shown, in words made from it
+#: (:func:`count_words`): no count is left out of the table for want of a phrase.
+COUNT_WORDS: dict[str, tuple[str, str]] = {
+    "cases": ("Transcripts", "Cases (transcripts) read"),
+    "cases_analysed": ("Transcripts", "Cases analysed"),
+    "turns": ("Transcripts", "Speaker turns read"),
+    "paths_not_read": ("Transcripts", "Files listed but not read"),
+    "control_characters_replaced": ("Transcripts", "Control characters replaced"),
+    "control_characters_removed": ("Transcripts", "Control characters removed"),
+    "xlsx_formula_cells_not_read": ("Transcripts", "Spreadsheet cells holding a formula, not read"),
+    "lines_decoded_as_cp1252": ("Transcripts", "Lines read as Windows-1252, not UTF-8"),
+    "cue_times_dropped": ("Transcripts", "Subtitle cues whose times were dropped "
+                                         "(ending before they start)"),
+    "cues_out_of_order": ("Transcripts", "Subtitle cues starting before an earlier cue"),
+    "labelled_turns_without_text": ("Transcripts", "Speaker labels with no words after them"),
+    "meeting_notices_not_read": ("Transcripts", "Meeting program notices between turns, "
+                                                "not read"),
+    "segment_turns": ("Segments", "Turns the segmenter read"),
+    "segment_turns_not_analysed_role": ("Segments", "Turns of a role not analysed "
+                                                    "(the interviewer's, say)"),
+    "segment_turns_backchannel": ("Segments", "Backchannel turns set aside (\"mm-hm\")"),
+    "segment_units_too_short": ("Segments", "Passages too short to be a segment"),
+    "segment_units_no_words": ("Segments", "Passages with no words"),
+    "segment_segments": ("Segments", "Segments analysed"),
+    "segment_cases_without_segments": ("Segments", "Cases with no segment"),
+    "embedded": ("Segments", "Segments embedded in this run"),
+    "embeddings_from_cache": ("Segments", "Embeddings taken from the cache"),
+    "themes": ("Themes", "Themes"),
+    "domains": ("Themes", "Domains"),
+    "outliers_before_reassignment": ("Themes", "Outliers (in no theme before reassignment)"),
+    "reassigned": ("Themes", "Outliers reassigned to the nearest theme"),
+    "unassigned": ("Themes", "Segments in no theme"),
+    "fitted_on_sample": ("Themes", "Segments the themes were fitted on (a sample)"),
+    "joined_after_sample": ("Themes", "Segments that joined the themes after the sample"),
+    "unassigned_after_sample": ("Themes", "Of these, segments no theme was close enough to"),
+    "sample_seed": ("Themes", "Seed of the sample"),
+    "frame_segments": ("Categories", "Segments of the interview frame (set apart)"),
+    "segments_moved_domain": ("Cross-analysis", "Segments moved to the domain nearest "
+                                                "in content"),
+    "segments_placed_by_content": ("Cross-analysis", "Segments answering no question of the "
+                                                     "protocol, placed by content"),
+    "crossanalysis_segments": ("Cross-analysis", "Segments"),
+    "crossanalysis_analysed": ("Cross-analysis", "Segments in the cross-analysis"),
+    "crossanalysis_no_domain": ("Cross-analysis", "Segments in no domain"),
+    "crossanalysis_frame_skipped": ("Cross-analysis", "Segments of the interview frame, "
+                                                      "not cross-analysed"),
+    "crossanalysis_outliers": ("Cross-analysis", "Outliers within their domains, before "
+                                                 "reassignment"),
+    "crossanalysis_reassigned": ("Cross-analysis", "Outliers reassigned to the nearest "
+                                                   "category of their domain"),
+    "crossanalysis_reassigned_counted": ("Cross-analysis", "Reassigned outliers close enough "
+                                                           "to count toward a label"),
+    "crossanalysis_unassigned": ("Cross-analysis", "Segments in no category of their domain"),
+    "crossanalysis_whole_domain_categories": ("Cross-analysis", "Domains kept whole as one "
+                                                                "category"),
+    "crossanalysis_subcategorised": ("Cross-analysis", "Categories split into subcategories"),
+    "crossanalysis_stance_splits": ("Cross-analysis", "Categories split by the participants' "
+                                                      "stance"),
+    "crossanalysis_fitted_on_sample": ("Cross-analysis", "Segments the categories were fitted "
+                                                         "on (a sample)"),
+    "crossanalysis_joined_after_sample": ("Cross-analysis", "Segments that joined a category "
+                                                            "after the sample"),
+    "crossanalysis_laid_out_domains": ("Cross-analysis", "Domains laid out before clustering "
+                                                         "(large)"),
+    "crossanalysis_laid_out_segments": ("Cross-analysis", "Segments in those domains"),
+    "protocol_prompts": ("Interview protocol", "Interviewer prompts"),
+    "protocol_main_questions": ("Interview protocol", "Main questions"),
+    "protocol_follow_ups": ("Interview protocol", "Follow-up questions"),
+    "protocol_probes": ("Interview protocol", "Probes"),
+    "protocol_backchannels": ("Interview protocol", "Backchannels (\"mm-hm\")"),
+    "protocol_tasks": ("Interview protocol", "Tasks"),
+    "protocol_frame_prompts": ("Interview protocol", "Prompts of the interview frame "
+                                                     "(greeting, background, closing)"),
+    "protocol_areas": ("Interview protocol", "Topic areas"),
+    "protocol_background_prompts_made_content": ("Interview protocol", "Background prompts "
+                                                                       "taken as questions of "
+                                                                       "content"),
+    "protocol_frame_areas": ("Interview protocol", "Areas of the interview frame"),
+    "protocol_areas_without_segments": ("Interview protocol", "Areas no segment answers"),
+    "protocol_segments_small_talk": ("Interview protocol", "Segments of small talk"),
+    "protocol_segments_in_frame_areas": ("Interview protocol", "Segments in an area of the "
+                                                               "interview frame"),
+    "protocol_segments_without_question": ("Interview protocol", "Segments after no "
+                                                                 "interviewer question"),
+    "protocol_prompts_without_area": ("Interview protocol", "Prompts in no area"),
+    "protocol_prompts_not_in_protocol_after_frame": (
+        "Interview protocol", "Prompts not in the protocol file, asked after the frame"),
+}
+
+#: A CQR run's own words for the counts a themes run shares: its groups are categories,
+#: and its domains include the interview frame.
+CQR_COUNT_WORDS: dict[str, tuple[str, str]] = {
+    "themes": ("Categories", "Categories"),
+    "domains": ("Categories", "Domains, the interview frame among them"),
+    "outliers_before_reassignment": ("Categories", "Outliers (in no category at first)"),
+    "reassigned": ("Categories", "Outliers reassigned to the nearest category"),
+    "unassigned": ("Categories", "Segments in no category (those in no domain included)"),
+}
+
+#: The stage a key without words of its own is about, by its prefix (``segment_``...).
+_COUNT_PREFIXES = (("crossanalysis_", "Cross-analysis"), ("protocol_", "Interview protocol"),
+                   ("segment_", "Segments"), ("llm_", "Language model"))
+
+
+def count_words(key: str, cqr: bool = False) -> tuple[str, str]:
+    """(what a count is about, what it counts) in words, for the report's Counts table.
+    ``cqr``: a CQR run, whose ``themes`` are categories and whose domains include the
+    interview frame."""
+    if cqr and key in CQR_COUNT_WORDS:
+        return CQR_COUNT_WORDS[key]
+    if key in COUNT_WORDS:
+        return COUNT_WORDS[key]
+    group, rest = next(((g, key[len(p):]) for p, g in _COUNT_PREFIXES if key.startswith(p)),
+                       ("Other counts", key))
+    words = " ".join(rest.replace("_", " ").split()) or key
+    return group, words[:1].upper() + words[1:]
 #: above this many cases the heat map labels every n-th case column only
 MAX_CASE_LABELS = 60
 #: The heat map of at most MAX_CASE_LABELS cases and this many cells is a table, its
@@ -958,8 +1079,15 @@ def _skipped_section(manifest: Mapping, left_out: pd.DataFrame | None = None) ->
         # a note of 341 turns counts 341 (errors.Skipped.count), not 1
         by_reason[it["reason"] or "(no reason given)"] += 1 if it["kept"] else it["count"]
     counts_raw = manifest.get("counts")
-    counts = [(str(k), str(v)) for k, v in counts_raw.items()] \
-        if isinstance(counts_raw, Mapping) else []
+    # the counts in words, grouped by what they are about (in the order the run wrote
+    # them); every one of the manifest's counts has its row
+    cqr = manifest.get("analysis") == CQR_ANALYSIS
+    groups: dict[str, list[dict[str, str]]] = {}
+    for k, v in (counts_raw.items() if isinstance(counts_raw, Mapping) else ()):
+        group, words = count_words(str(k), cqr)
+        value = f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
+        groups.setdefault(group, []).append({"key": str(k), "words": words, "value": value})
+    counts = list(groups.items())
     return {
         "recorded": raw is not None, "total": len(items),
         "csv": SKIPPED_CSV if left_out is not None and len(left_out) else "",
