@@ -451,6 +451,37 @@ def test_exported_project_compared_with_its_run_agrees_fully(plain, tmp_path):
     assert res.queue.empty and set(res.placed["how"]) == {"identical"}
 
 
+def test_a_subtitle_case_exported_with_speaker_names_places_exactly(tmp_path):
+    """A subtitle transcript goes into the project with each speaker's name before their
+    turn (its text has none); compared with the run that exported it, the names are set
+    aside and every coding lands on its segment, with no "differs" note."""
+    from pipeline.config import validate_config
+    from pipeline.run import run
+    from tests.study import study_config, write_study
+
+    folder = write_study(tmp_path / "study")
+    (folder / "case90.vtt").write_text(
+        "WEBVTT\n\n00:00:01.000 --> 00:00:04.000\n<v Interviewer>How did supervision help "
+        "you with it?\n\n00:00:04.500 --> 00:00:09.000\n<v Participant>My supervisor helped "
+        "me understand my tears with a client.\n\n00:00:09.500 --> 00:00:12.000\n"
+        "<v Participant>She listened without judging me at all.\n", encoding="utf-8")
+    out = run(validate_config(study_config(folder)), folder, tmp_path / "run")
+    path = tmp_path / "run.qdpx"
+    path.write_bytes(qdpx_bytes(load_run(out)))
+    res = compare(out, path)
+    assert not [n for n in res.notes if "differs" in n or "% of its characters" in n]
+    assert any("case90" in n and "speaker's name before their turn" in n
+               and "the rest matched exactly" in n for n in res.notes)
+    for lv in ("category", "domain"):
+        assert res.levels[lv].metrics["ari"] == pytest.approx(1.0)
+    seg = load_run(out).segments
+    mine = res.placed[res.placed["case_id"] == "case90"]
+    assert len(mine) == int((seg["case_id"] == "case90").sum()) > 0
+    assert set(mine["status"]) == {"placed"} and set(mine["match"]) == {1.0}
+    assert sorted(zip(mine["start_char"], mine["end_char"])) == sorted(
+        zip(*(seg.loc[seg["case_id"] == "case90", c] for c in ("start_char", "end_char"))))
+
+
 def test_html_escapes_code_names_and_quotes(plain, tmp_path):
     folder, study = plain
     # ">" separates code levels, so a hostile name is written without it

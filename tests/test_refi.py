@@ -457,6 +457,24 @@ def test_a_project_exported_by_consensa_is_read_back_as_the_same_transcripts(tmp
     assert len(placed) > 0 and set(placed["how"]) == {"identical"}
 
 
+def test_the_speaker_names_an_export_adds_are_set_aside_reading_it_back():
+    """speaker_unlabelled undoes speaker_labelled: every position of the run's text, moved
+    into the labelled text and back, is itself; a position within a name is its turn's
+    start (a coding that takes in the name starts with the turn's words)."""
+    from pipeline.exchange.refi import speaker_labelled, speaker_unlabelled
+
+    text = "How did it help?\nIt helped a lot.\nGood.\nNo turn label here."
+    turns = pd.DataFrame({"start_char": [0, 17, 34, 40],
+                          "speaker": ["Interviewer", "P1", "Interviewer", ""]})
+    labelled, moved = speaker_labelled(text, turns)
+    assert labelled.startswith("Interviewer: How did it help?\nP1: It helped")
+    back = speaker_unlabelled(turns)
+    for p in range(len(text) + 1):
+        assert back(moved(p)) == p and back(moved(p, end=True)) == p
+    assert back(labelled.index("P1: ")) == 17 == back(labelled.index("1: It"))
+    assert back(len(labelled)) == len(text)
+
+
 def test_codes_on_a_recordings_transcript_are_read_at_their_sync_points(tmp_path):
     """NVivo and MAXQDA keep an interview recorded and transcribed in the program as an
     audio source holding its transcript; codes on it are transcript selections between

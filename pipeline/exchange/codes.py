@@ -796,6 +796,8 @@ class RunData:
     config: dict
     sources: dict[str, str] = field(default_factory=dict)   # case_id -> Consensa's text
     turn_starts: dict[tuple[str, int], int] = field(default_factory=dict)
+    #: the turns the run saved (case_id, speaker, start_char, ...), None without them
+    turns: pd.DataFrame | None = None
     exact: dict[str, bool] = field(default_factory=dict)     # False: rebuilt from segments
     notes: list[str] = field(default_factory=list)
 
@@ -849,6 +851,7 @@ def _read_sources(run: RunData, folder: RunFolder) -> None:
     turns = folder.turns()
     if turns is None:              # a folder written before the turns were saved
         turns = found.turns
+    run.turns = turns
     if turns is not None:
         run.turn_starts.update({(c, int(t)): int(s) for c, t, s in
                                 zip(turns["case_id"], turns["turn_index"], turns["start_char"],
@@ -909,7 +912,8 @@ def place_codes(codes: HumanCodes, run: RunData, *,
         rows = df.loc[idx]
         own = codes.texts.get(case)
         if own is not None:
-            results, how_note = _place_with_text(rows, own, target)
+            results, how_note = _place_with_text(rows, own, target,
+                                                 _as_exported(run, case_id, target))
         else:
             results, how_note = _place_by_offsets_or_text(
                 rows, target, min_match,
@@ -943,20 +947,65 @@ def not_placed_note(placed: pd.DataFrame) -> str:
 Result = tuple[int, int, str, float, str]
 
 
-def _place_with_text(rows: pd.DataFrame, own: str, target: str) -> tuple[list[Result], str]:
+def _as_exported(run: RunData, case_id: str, target: str):
+    """``(text, back)`` for a case read from a subtitle file or a table of turns: the
+    text Consensa's project export writes for it, with each speaker's name before their
+    turn (its own text has none), and the move of a position of that text back to the
+    run's; None for any other case. A project the run exported, compared with the run,
+    then places every coding exactly, instead of aligning around the names."""
+    from .refi import UNLABELLED_SUFFIXES, speaker_labelled, speaker_unlabelled
+
+    item = next((i for i in run.manifest.get("inputs") or []
+                 if isinstance(i, dict) and str(i.get("case_id")) == case_id), {})
+    if Path(str(item.get("path") or "")).suffix.lower() not in UNLABELLED_SUFFIXES \
+            or run.turns is None:
+        return None
+    turns = run.turns[run.turns["case_id"] == case_id]
+    back = speaker_unlabelled(turns)
+    text = speaker_labelled(target, turns)[0]
+    return (text, back) if back is not None and text != target else None
+
+
+def _place_with_text(rows: pd.DataFrame, own: str, target: str,
+                     as_exported: tuple[str, Callable[[int], int]] | None = None
+                     ) -> tuple[list[Result], str]:
+    """Each coding of ``rows`` (offsets in ``own``, the codes' copy of the text) placed
+    in ``target``, Consensa's text; ``as_exported`` (:func:`_as_exported`): the text
+    with the speakers' names Consensa's export added, which ``own`` is compared with
+    when it matches better, the names then set aside."""
     tmap = TextMap(own, target)
+    back = None
+    if as_exported is not None and tmap.how == "aligned":
+        named = TextMap(own, as_exported[0])
+        if named.matched > tmap.matched:
+            tmap, back = named, as_exported[1]
+    how = tmap.how + (", speaker names set aside" if back is not None else "")
     out: list[Result] = []
     for s, e in zip(rows["start"], rows["end"], strict=True):
         if s < 0 or e > len(own) or e <= s:
             out.append((-1, -1, "", 0.0, "offsets outside the text"))
             continue
         got = tmap.span(int(s), int(e))
+        if got is not None and back is not None:
+            got = (back(got[0]), back(got[1]), got[2])
+            if got[1] <= got[0]:
+                out.append((-1, -1, how, 0.0, "only a speaker's name, which Consensa's "
+                            "export added"))
+                continue
         if got is None:
-            out.append((-1, -1, tmap.how, 0.0, "text not found in Consensa's text"))
+            out.append((-1, -1, how, 0.0, "text not found in Consensa's text"))
         else:
-            out.append((got[0], got[1], tmap.how, got[2], "placed"))
+            out.append((got[0], got[1], how, got[2], "placed"))
     note = ""
-    if tmap.how == "aligned":
+    if back is not None:
+        note = ("the codes' copy of the text has each speaker's name before their turn, as "
+                "Consensa's project export writes a subtitle or table transcript (its own "
+                "text has none); the names were set aside, and "
+                + ("the rest matched exactly" if tmap.how == "identical" else
+                   "the rest differs only in line endings, whitespace or Unicode "
+                   "normalisation" if tmap.how == "normalised" else
+                   f"{tmap.matched:.0%} of its characters were matched"))
+    elif tmap.how == "aligned":
         note = (f"the codes' copy of the text differs from Consensa's; "
                 f"{tmap.matched:.0%} of its characters were matched")
     elif tmap.how == "normalised":
