@@ -454,6 +454,35 @@ def docx_from_xml(*paragraphs: str) -> bytes:
     return make_corpus.replace_member(docx_bytes(), "word/document.xml", xml.encode())
 
 
+def _nested_tables(depth: int, words: str) -> str:
+    """``words`` in a paragraph inside ``depth`` tables, each in the cell of the last."""
+    inner = f"<w:p>{r(words)}</w:p>"
+    for _ in range(depth):
+        inner = f"<w:tbl><w:tr><w:tc>{inner}<w:p/></w:tc></w:tr></w:tbl>"
+    return inner
+
+
+@pytest.mark.parametrize("depth", [80, 100, 1000])
+def test_docx_tables_nested_deep_are_read_or_refused_naming_the_file(tmp_path, depth):
+    """Tables inside table cells are walked without recursion; past the XML parser's
+    nesting limit (256 levels, about 80 tables) the file is refused saying so, not as
+    a damaged document that Word would fix by saving it again."""
+    body = docx_from_xml(r("Interviewer: Where did it start?"), r("P1: In Leeds."))
+    xml = zipfile.ZipFile(io.BytesIO(body)).read("word/document.xml").decode()
+    xml = xml.replace("</w:body>", _nested_tables(depth, "Deep in the tables.") + "</w:body>")
+    (tmp_path / "T90.docx").write_bytes(make_corpus.replace_member(body, "word/document.xml",
+                                                                   xml.encode()))
+    write(tmp_path, "T01.txt", T01)
+    corpus = run(tmp_path)
+    if depth == 80:
+        assert turns_of(corpus, "T90")[-1][2] == "In Leeds.\nDeep in the tables."
+        return
+    assert "T90" not in set(corpus.turns["case_id"])
+    reason = {s.what: s.reason for s in corpus.skipped}[str(tmp_path / "T90.docx")]
+    assert "nested deeper than the 256 levels" in reason and "tables inside table" in reason
+    assert "Convert to Text" in reason and "XMLSyntaxError" not in reason
+
+
 def test_docx_text_inside_wrapping_markup_is_read(tmp_path):
     (tmp_path / "T70.docx").write_bytes(docx_from_xml(
         r("Interviewer: Where did it start?"),

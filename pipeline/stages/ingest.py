@@ -97,6 +97,7 @@ import docx
 import pandas as pd
 from docx.oxml.ns import qn
 from docx.oxml.xmlchemy import BaseOxmlElement
+from lxml import etree
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from ..errors import ConsensaError, InputError, Skipped
@@ -1452,10 +1453,34 @@ def _docx_text(data: bytes, shown: str) -> str:
             elif started and line.strip() and _is_heading(p, headings):
                 line = f"{HEADING_SPEAKER}: {' '.join(line.split())}"
             lines.append(line)
+    except etree.XMLSyntaxError as exc:
+        if _too_deep(exc):
+            raise InputError(
+                "could not be read as a Word document: its XML is nested deeper than the "
+                f"{_XML_MAX_DEPTH} levels the XML parser reads (tables inside table cells, "
+                "about 80 deep or more); no transcript is laid out so", path=shown,
+                hint="copy the transcript's text into a new document (or turn the nested "
+                     "tables into text: Table Layout > Convert to Text) and save it as "
+                     ".docx") from None
+        raise InputError(f"could not be read as a Word document ({type(exc).__name__})",
+                         path=shown, hint="open it in Word and save it again as .docx") from exc
     except Exception as exc:  # python-docx/lxml raise many types for a damaged file
         raise InputError(f"could not be read as a Word document ({type(exc).__name__})",
                          path=shown, hint="open it in Word and save it again as .docx") from exc
     return "\n".join(lines)
+
+
+#: How deep libxml2 (under python-docx's lxml parser) nests elements before it stops
+#: with "Excessive depth in document": its limit without the XML_PARSE_HUGE option,
+#: which also lifts its other limits against hostile files and so stays off. A table
+#: inside a table cell is three levels deeper (w:tbl, w:tr, w:tc).
+_XML_MAX_DEPTH = 256
+
+
+def _too_deep(exc: etree.XMLSyntaxError) -> bool:
+    """Whether the parser stopped at its nesting limit (by its message: libxml2 has
+    given that error more than one code over its versions)."""
+    return "excessive depth" in str(exc).lower()
 
 
 _W_TBL = qn("w:tbl")
