@@ -918,11 +918,37 @@ def test_a_repeated_column_that_is_not_read_is_left_alone(tmp_path, name):
 def test_csv_bad_turn_index_and_role(tmp_path):
     write(tmp_path, "a.csv", "case_id,turn_index,speaker,text,role\nT28,x,I,Hi,\n")
     write(tmp_path, "b.csv", "case_id,speaker,text,role\nT29,I,Hi,host\n")
-    with pytest.raises(InputError) as caught:
-        run(tmp_path, table={"role": "role"})
-    message = str(caught.value)
-    assert "a.csv" in message and "row 2: turn_index is not a whole number" in message
-    assert "b.csv" in message and "role is not one of participant" in message
+    corpus = run(tmp_path, table={"role": "role"})
+    assert list(corpus.cases["case_id"]) == ["T28"]
+    said = reasons(corpus)
+    assert "a.csv: 1 row(s) have a turn_index cell that is not a whole number: row 2 ('x'); " \
+        "each was kept" in said
+    assert "b.csv" in said and "row 2: role is not one of participant" in said
+
+
+def test_an_xlsx_row_without_a_turn_number_is_kept_after_the_row_above_it(tmp_path):
+    """One turn_index cell that is text or empty (a row added by hand) left the whole
+    case out: every turn of the interview. The row is kept where the file has it, and
+    the note names the file, the sheet and the row, and what to do."""
+    _table_file(tmp_path, "study.xlsx", [
+        ["case_id", "turn_index", "speaker", "text"],
+        ["T41", 2, "I", "And then?"],
+        ["T41", 0, "I", "How was it?"],
+        ["T41", "x", "P", "It was hard."],
+        ["T41", 3, "P", "Then it got better."],
+        ["T41", None, "P", "Much better."],
+        ["T42", 0, "I", "Hi?"], ["T42", 1, "P", "Hello."]])
+    corpus = run(tmp_path)
+    assert_exact(corpus)
+    assert [t[2] for t in turns_of(corpus, "T41")] == [
+        "How was it?", "It was hard.", "And then?", "Then it got better.", "Much better."]
+    (note,) = corpus.skipped
+    assert note.what == str(tmp_path / "study.xlsx") and note.kept
+    assert note.reason.startswith(
+        "sheet 'Sheet': 2 row(s) have a turn_index cell that is not a whole number: row 4 "
+        "('x'), row 6 (empty); each was kept, as the turn after the row above it")
+    assert "fill in the turn numbers" in note.reason
+    assert corpus.counts["turn_index_cells_not_read"] == 2
 
 
 # --- roles ----------------------------------------------------------------------
@@ -2040,7 +2066,7 @@ def test_f4transkript_time_marks_give_the_turns_their_times(tmp_path):
                                             "#00:01:03-0#")
 
 
-def test_a_bad_turn_number_or_role_leaves_out_its_case_only(tmp_path):
+def test_a_bad_role_leaves_out_its_case_only_and_a_bad_turn_number_its_row_never(tmp_path):
     write(tmp_path, "t.csv", "case_id,turn_index,speaker,text,role\n"
                              "C1,0,I,What happened?,interviewer\n"
                              "C1,1,P,I cried with a client.,participant\n"
@@ -2049,8 +2075,9 @@ def test_a_bad_turn_number_or_role_leaves_out_its_case_only(tmp_path):
                              "C3,0,I,And then?,host\n"
                              "C3,1,P,I told my supervisor.,participant\n")
     corpus = run(tmp_path, table={"role": "role"})
-    assert list(corpus.cases["case_id"]) == ["C1"]
+    assert list(corpus.cases["case_id"]) == ["C1", "C2"]
     assert [t[2] for t in turns_of(corpus, "C1")] == ["What happened?", "I cried with a client."]
+    assert [t[2] for t in turns_of(corpus, "C2")] == ["What happened?", "I held it back."]
     said = reasons(corpus)
-    assert "case 'C2' (2 rows) was left out: row 5: turn_index is not a whole number" in said
+    assert "1 row(s) have a turn_index cell that is not a whole number: row 5 ('x')" in said
     assert "case 'C3' (2 rows) was left out: row 6: role is not one of participant" in said

@@ -394,9 +394,11 @@ class _Read:
 #: times were dropped because they end before they start, cues that start before an
 #: earlier cue (kept in the file's order), speaker labels of a
 #: .txt/.md/.docx with no words after them (no turn is made for them), a meeting
-#: program's notices between the turns of a transcript in the Teams form.
+#: program's notices between the turns of a transcript in the Teams form, turn_index
+#: cells of a .csv/.xlsx that are no whole number (the row is kept, after the row above).
 _TALLIES = ("xlsx_formula_cells_not_read", "lines_decoded_as_cp1252", "cue_times_dropped",
-            "cues_out_of_order", "labelled_turns_without_text", "meeting_notices_not_read")
+            "cues_out_of_order", "labelled_turns_without_text", "meeting_notices_not_read",
+            "turn_index_cells_not_read")
 
 
 def _mixed_encoding(data: bytes, encoding: str, shown: str,
@@ -1217,9 +1219,10 @@ class _Reader:
                     "or save each sheet as a workbook of its own")))
         frame, replaced, removed = _clean_frame(frame)
         result = _table_cases(frame, written, self.config.table, shown, sha, encoding,
-                              letters=suffix != ".csv")
+                              letters=suffix != ".csv",
+                              sheet=sheet if suffix == ".xlsx" else None)
         result.notes[:0] = first
-        result.tally = tally
+        result.tally.update(tally)
         result.notes += _controls_note(shown, replaced, removed)
         result.replaced, result.removed = replaced, removed
         return result
@@ -2127,8 +2130,14 @@ def _rows_text(rows: list[int]) -> str:
 
 
 def _table_cases(frame: pd.DataFrame, written: list[str], mapping: TableMapping, shown: str,
-                 sha: str, encoding: str, *, letters: bool) -> _Read:
+                 sha: str, encoding: str, *, letters: bool, sheet: str | None = None) -> _Read:
     """One case per case id; rows ordered by the turn_index column when there is one.
+
+    A row whose turn_index cell is no whole number (empty, "12a") is kept, as the turn
+    after the row above it in the file in its case, and noted with its file, sheet
+    (``sheet``, for a workbook) and row: one such cell left the whole case out, every
+    turn of the interview with it, and a row added by hand between two turns is
+    usually where the file has it.
 
     ``written`` is the header row as the file writes it: a column read here that the
     header names twice is refused (:func:`check_columns_read_once`)."""
@@ -2150,10 +2159,11 @@ def _table_cases(frame: pd.DataFrame, written: list[str], mapping: TableMapping,
         column = found[key]
         return list(frame[column]) if column else [""] * len(frame)
 
-    rows: dict[str, list[tuple[int, int, str, str, str | None]]] = {}
+    # (spreadsheet row, turn number or None, speaker, text, role), in file order
+    rows: dict[str, list[tuple[int, int | None, str, str, str | None]]] = {}
     no_case: list[int] = []
     blank: list[int] = []          # rows with a case or a speaker but no text
-    bad_order: dict[str, list[int]] = {}             # case id -> its rows
+    unnumbered: list[tuple[int, str, str]] = []      # (row, its turn_index cell, case)
     bad_role: dict[str, list[int]] = {}
     keys = ("case_id", "speaker", "text", "turn_index", "role")
     for i, (case_id, speaker, text, order, role) in enumerate(
@@ -2168,19 +2178,17 @@ def _table_cases(frame: pd.DataFrame, written: list[str], mapping: TableMapping,
             continue
         number = re.fullmatch(r"\s*(-?\d+)(?:\.0*)?\s*", order)
         if found["turn_index"] and not number:
-            bad_order.setdefault(case_id.strip(), []).append(row)
+            unnumbered.append((row, order, case_id.strip()))
         role = role.strip().lower() or None
         if role is not None and role not in ROLES:
             bad_role.setdefault(case_id.strip(), []).append(row)
+        turn = int(number.group(1)) if number else None if found["turn_index"] else i
         rows.setdefault(case_id.strip(), []).append(
-            (row, int(number.group(1)) if number else i, _norm_label(speaker), text, role))
+            (row, turn, _norm_label(speaker), text, role))
     # (rows by case, what is wrong with them, what to do)
-    checks = [(bad_order, f"{found['turn_index']} is not a whole number",
-               "fill in the turn numbers, or set ingest.table.turn_index: null to keep "
-               "the rows in file order"),
-              (bad_role, f"{found['role']} is not one of {', '.join(ROLES)}",
+    checks = [(bad_role, f"{found['role']} is not one of {', '.join(ROLES)}",
                "use participant, interviewer or other (or leave it empty)")]
-    if rows and set(bad_order) | set(bad_role) >= set(rows):
+    if rows and set(bad_role) >= set(rows):
         # no case is readable: the file is refused with what to fix first
         bad, what, fix = next(c for c in checks if c[0])
         raise InputError(f"{_rows_text(sorted(sum(bad.values(), [])))}: {what}", path=shown,
@@ -2196,7 +2204,7 @@ def _table_cases(frame: pd.DataFrame, written: list[str], mapping: TableMapping,
                 f"case '{case_id}' ({n} row{'s' if n > 1 else ''}) was left out: "
                 + "; ".join(what for what, _ in problems) + ". To keep it, "
                 + "; ".join(fix for _, fix in problems))))
-    rows = {c: r for c, r in rows.items() if c not in bad_order and c not in bad_role}
+    rows = {c: r for c, r in rows.items() if c not in bad_role}
     if no_case:
         verbs = "has no case id and was" if len(no_case) == 1 else "have no case id and were"
         notes.append(Skipped(shown, f"{_rows_text(no_case)} {verbs} left out: fill in the "
@@ -2205,8 +2213,9 @@ def _table_cases(frame: pd.DataFrame, written: list[str], mapping: TableMapping,
     continued: list[int] = []
     repeated: list[str] = []                         # cases left out for a repeated turn
     for case_id, case_rows in rows.items():
-        case_rows.sort(key=lambda r: r[1])
-        duplicates = [(a[0], b[0], a[1]) for a, b in pairwise(case_rows) if a[1] == b[1]]
+        case_rows.sort(key=_turn_order(case_rows))
+        numbered = [r for r in case_rows if r[1] is not None]
+        duplicates = [(a[0], b[0], a[1]) for a, b in pairwise(numbered) if a[1] == b[1]]
         if duplicates:
             listed = "; ".join(f"rows {a} and {b} (turn {t})" for a, b, t in duplicates[:5])
             notes.append(Skipped(shown, (
@@ -2240,6 +2249,20 @@ def _table_cases(frame: pd.DataFrame, written: list[str], mapping: TableMapping,
     if not cases:
         raise InputError("has no rows with both a case id and text", path=shown,
                          hint="fill in the case_id and text columns")
+    read: Counter[str] = Counter()
+    if unnumbered:
+        built = {case.case_id for case in cases}      # not a case left out for another cause
+        kept = [(row, cell) for row, cell, case_id in unnumbered if case_id in built]
+        read["turn_index_cells_not_read"] = len(kept)
+        if kept:
+            cells = ", ".join(f"row {row} ({repr(cell.strip()[:30]) if cell.strip() else 'empty'})"
+                              for row, cell in kept[:10]) + (" ..." if len(kept) > 10 else "")
+            where = f"sheet '{sheet}': " if sheet is not None else ""
+            notes.append(Skipped(shown, (
+                f"{where}{len(kept)} row(s) have a {found['turn_index']} cell that is not a "
+                f"whole number: {cells}; each was kept, as the turn after the row above it "
+                "in the file in the same case: what to do: fill in the turn numbers, or set "
+                "ingest.table.turn_index: null to keep the rows in file order"), kept=True))
     if blank:
         # nothing is lost, but a row is not read as a turn: it is counted, not dropped
         # without a word (an answer left out of a copied table looks just so)
@@ -2252,7 +2275,20 @@ def _table_cases(frame: pd.DataFrame, written: list[str], mapping: TableMapping,
             f"{_rows_text(sorted(continued))}: the {found['speaker']} cell is empty, so the "
             "speaker of the row before in the same case was taken (a turn split over rows); "
             "fill in the cell if that is not who spoke"), kept=True))
-    return _Read(cases, notes)
+    return _Read(cases, notes, tally=read)
+
+
+def _turn_order(case_rows: list[tuple[int, int | None, str, str, str | None]]):
+    """The sort key of one case's rows (in file order, each with its turn number or
+    None): by turn number, a row without one right after the row above it in the file
+    (after any rows that share that row's number), rows without one in file order."""
+    keys: dict[int, tuple[float, int, int]] = {}
+    last: float = -math.inf                     # the number of the row above, or none yet
+    for position, r in enumerate(case_rows):
+        if r[1] is not None:
+            last = r[1]
+        keys[r[0]] = (last, r[1] is None, position)
+    return lambda r: keys[r[0]]
 
 
 # --- Cases table ----------------------------------------------------------------
