@@ -601,6 +601,29 @@ def test_a_workbook_cases_table_reaches_the_export(review_run):
     assert {v.get("name") for v in root.iter(f"{P}Variable")} == {"orientation", "years"}
 
 
+def test_spaces_around_case_attributes_are_removed_with_a_note_not_silently(tmp_path):
+    """A run folder's cases.csv holds the attributes as the run read them (white space
+    around a value removed at the join, and said). One written before that, or a
+    config's table read in its place, is stripped as the join strips, and the export's
+    notes say so: "\\tNorth" became "North" in the .qdpx without a word."""
+    from pipeline.exchange.codes import RunData, case_attributes
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "cases.csv").write_text("case_id,site,years\nT01,'\tNorth,3\n\nT02,South ,4\n",
+                                   encoding="utf-8")            # the guard's quote, a blank line
+    data = RunData(run, pd.DataFrame({"case_id": ["T01", "T02"]}), pd.DataFrame(),
+                   pd.DataFrame(), {}, {})
+    frame, notes = case_attributes(data)
+    assert frame.to_dict("records") == [{"case_id": "T01", "site": "North", "years": "3"},
+                                        {"case_id": "T02", "site": "South", "years": "4"}]
+    assert notes == ["cases.csv: 2 case attribute value(s) had spaces or tabs before or after "
+                     "them (row 2 'site', row 4 'site'); they were removed, since white space "
+                     "around a value is not part of it (\" North\" and \"North\" are one group "
+                     "in the subgroup counts and the exports): what to do: nothing, unless the "
+                     "spaces were meant"]
+
+
 @pytest.mark.parametrize("edit, said", [
     (lambda cb: [c for d in cb["domains"] for c in d["categories"]][1].update(
         id=cb["domains"][0]["categories"][0]["id"]),

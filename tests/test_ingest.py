@@ -1184,6 +1184,24 @@ def test_a_cases_table_can_be_a_workbook(tmp_path):
     assert not any("cases.xlsx" in s.what and "binary" in s.reason for s in corpus.skipped)
 
 
+def test_spaces_and_tabs_around_case_attributes_are_removed_and_named(tmp_path):
+    """A tab pasted in before a value ("\\tNorth") was kept by the run and stripped
+    without a word by every export, so the two disagreed on the value. It is removed
+    once, at the join, and the note names the cells and says why."""
+    write(tmp_path, "T01.txt", T01)
+    write(tmp_path, "T34.txt", "Interviewer: Hi.\nP34: Hello.\n")
+    write(tmp_path, "cases.csv", "case_id,site,note\nT01,\tNorth,a\n\nT34,North , b\tc\n")
+    corpus = run(tmp_path, "T01.txt", "T34.txt", cases_table="cases.csv")
+    assert corpus.cases.to_dict("records") == [
+        {"case_id": "T01", "site": "North", "note": "a"},
+        {"case_id": "T34", "site": "North", "note": "b\tc"}]
+    (note,) = [s for s in corpus.skipped if s.what.endswith("cases.csv")]
+    assert note.kept and note.reason.startswith(
+        "3 case attribute value(s) had spaces or tabs before or after them (row 2 'site', "
+        "row 4 'site', row 4 'note'); they were removed, since white space around a value "
+        "is not part of it")
+
+
 def test_a_cases_table_naming_an_attribute_twice_is_refused(tmp_path):
     """Two 'age' columns: pandas would call the second 'age.1', and the subgroups would
     compare an attribute nobody named. Two blank headers (trailing empty columns of a

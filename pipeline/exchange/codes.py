@@ -1179,7 +1179,7 @@ def case_attributes(run: RunData) -> tuple[pd.DataFrame | None, list[str]]:
     (else the first column) is the case; cases the run did not analyse are dropped
     with a note; every value stays text (its type is decided by the writer).
     """
-    from ..stages.ingest import check_row_widths
+    from ..stages.ingest import check_row_widths, strip_attribute_values
 
     candidates = [run.folder / name for name in CASES_FILES]
     table = ((run.config or {}).get("ingest") or {}).get("cases_table")
@@ -1211,7 +1211,7 @@ def case_attributes(run: RunData) -> tuple[pd.DataFrame | None, list[str]]:
         check_row_widths(text, delimiter, str(path), field="ingest.cases_table")
         try:
             frame = pd.read_csv(io.StringIO(text.lstrip("\ufeff")), sep=delimiter, dtype=str,
-                                keep_default_na=False)
+                                keep_default_na=False, skip_blank_lines=False)
         except ValueError as exc:
             raise InputError(f"could not be read as a table of case attributes ({exc})",
                              path=path, field="ingest.cases_table",
@@ -1220,12 +1220,20 @@ def case_attributes(run: RunData) -> tuple[pd.DataFrame | None, list[str]]:
 
     frame = restore_frame(frame)
     frame.columns = [str(c).strip() for c in frame.columns]
+    # blank lines are read as rows, so that each row keeps its number in the file
+    frame = frame[(frame.map(lambda v: str(v).strip()) != "").any(axis=1)]
     if frame.empty or len(frame.columns) < 2:
         return None, [f"{path} holds no case attributes; the export has no case variables"]
     key = next((c for c in frame.columns if c.casefold() == "case_id"), frame.columns[0])
     frame = frame.rename(columns={key: "case_id"})
     frame = frame[["case_id"] + [c for c in frame.columns if c != "case_id"]]
     frame["case_id"] = frame["case_id"].str.strip()
+    # as the run's own join does (rows still as the file has them, for the note): the
+    # run folder's cases.csv is stripped already, a table named in the config (a folder
+    # written before cases.csv) may not be
+    frame, spaced = strip_attribute_values(frame)
+    if spaced:
+        notes.append(f"{path.name}: {spaced}")
     analysed = set(run.segments["case_id"])
     # a row spelled with composed accents takes the case's decomposed spelling (a Mac's
     # file names), as the run's own join does (pipeline/stages/ingest.py)
@@ -1238,4 +1246,4 @@ def case_attributes(run: RunData) -> tuple[pd.DataFrame | None, list[str]]:
         notes.append(f"{len(extra)} row(s) of {path.name} name cases the run did not analyse "
                      f"({', '.join(extra[:8])}); left out")
     frame = frame[frame["case_id"].isin(analysed)].reset_index(drop=True)
-    return frame.map(lambda v: v.strip() if isinstance(v, str) else v), notes
+    return frame, notes

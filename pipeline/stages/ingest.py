@@ -2300,6 +2300,36 @@ def check_cases_table(path: Path, encoding: str = "auto") -> None:
     _join_cases_table(pd.DataFrame({"case_id": pd.Series([], dtype=str)}), path, encoding)
 
 
+def strip_attribute_values(table: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
+    """``table`` (a case id column and one text column per attribute, indexed by row
+    as read from the file, the header above them) with the spaces and tabs around each
+    attribute value removed, and a note naming the cells that had them (None when none
+    had).
+
+    White space around a value is not part of it: a tab pasted in with the value from
+    a Word table, a space after the comma of a hand-made CSV; the subgroup counts
+    compare values without it. Kept here, a tab before "North" stayed in the run's
+    cases.csv while the .qdpx and the case matrix dropped it without a word. Stripped
+    once, at the join, and noted: the run, the review and every export agree."""
+    cells: list[str] = []
+    out = table.copy()
+    for column in out.columns:
+        if column == "case_id":
+            continue
+        values = [str(v) for v in out[column]]
+        stripped = [v.strip() for v in values]
+        cells += [f"row {i + 2} '{column}'" for i, a, b in      # as numbered in a spreadsheet
+                  zip(out.index, values, stripped, strict=True) if a != b]
+        out[column] = stripped
+    if not cells:
+        return out, None
+    listed = ", ".join(cells[:10]) + (f" and {len(cells) - 10} more" if len(cells) > 10 else "")
+    return out, (f"{len(cells)} case attribute value(s) had spaces or tabs before or after "
+                 f"them ({listed}); they were removed, since white space around a value is "
+                 "not part of it (\" North\" and \"North\" are one group in the subgroup "
+                 "counts and the exports): what to do: nothing, unless the spaces were meant")
+
+
 def _join_cases_table(cases: pd.DataFrame, path: Path,
                       encoding: str) -> tuple[pd.DataFrame, list[Skipped]]:
     """``cases`` with the table's attributes (empty strings where a case has no row); the
@@ -2357,6 +2387,9 @@ def _join_cases_table(cases: pd.DataFrame, path: Path,
     table = table.rename(columns={key: "case_id"})
     table = table[["case_id"] + [c for c in table.columns if c != "case_id"]]
     table["case_id"] = table["case_id"].str.strip()
+    table, spaced = strip_attribute_values(table)
+    if spaced:
+        notes.append(Skipped(shown, spaced, kept=True))
     # a Mac writes a file name's accents decomposed (NFD, "Zoe" + a combining diaeresis)
     # and a spreadsheet keeps them as typed, composed (NFC): one name, two spellings
     # that look alike and never matched. A row takes the transcript's spelling.
