@@ -986,6 +986,59 @@ def test_several_unknown_speakers_become_other_and_are_reported(tmp_path):
     assert "case 'T32': no participant speech found" in text
 
 
+def test_a_label_in_html_markup_is_read_as_its_text_and_the_markup_removed(tmp_path):
+    """"<b>P</b>: I felt ..." (pasted from an HTML export) was no label, so the
+    participant's words ended the interviewer's turn. Formatting tags are removed before
+    parsing, counted and noted; angle brackets that are not such a tag stay words."""
+    write(tmp_path, "T43.txt", "Interviewer: How did it feel?\n"
+                               "<b>P</b>: I felt <i>so</i> alone. <laughs>\n"
+                               '<span style="color:red">Interviewer</span>: And then?\n'
+                               "<B>P</B>: <I don't know> what I said.\n")
+    (tmp_path / "T44.docx").write_bytes(docx_bytes(
+        ["Interviewer: How did it feel?", "<strong>P</strong>: I felt alone."]))
+    corpus = run(tmp_path)
+    assert_exact(corpus)
+    assert turns_of(corpus, "T43") == [
+        ("Interviewer", "interviewer", "How did it feel?"),
+        ("P", "participant", "I felt so alone. <laughs>"),
+        ("Interviewer", "interviewer", "And then?"),
+        ("P", "participant", "<I don't know> what I said.")]
+    assert turns_of(corpus, "T44")[1] == ("P", "participant", "I felt alone.")
+    assert "<b>" not in corpus.sources["T43"].text and "span" not in corpus.sources["T43"].text
+    notes = {Path(s.what).name: s for s in corpus.skipped}
+    assert notes["T43.txt"].kept and notes["T43.txt"].reason.startswith(
+        "8 HTML formatting tag(s) (bold, italic, underline, span or font) were removed")
+    assert notes["T44.docx"].reason.startswith("2 HTML formatting tag(s)")
+    assert corpus.counts["inline_tags_removed"] == 10
+
+
+def test_a_line_that_opens_like_a_label_with_a_formula_sign_is_a_turn_of_its_own(tmp_path):
+    """"=cmd: ..." is no label the run knows, and it and the lines under it were read as
+    the end of the turn above, another speaker's. It is a turn of its own, named with
+    the labels that match no role, and takes no part in the role rules: the named
+    participant beside it stays the participant. A spreadsheet gets it as text."""
+    from pipeline.sheets import to_csv
+
+    write(tmp_path, "T45.txt", "Interviewer: How did it feel?\nSam: I felt alone.\n"
+                               "=cmd: what the export put here\nand a line under it\n"
+                               "Interviewer: And then?\nSam: It got better.\n"
+                               '=HYPERLINK("http://x","y") is what I typed: a formula.\n')
+    corpus = run(tmp_path)
+    assert_exact(corpus)
+    assert turns_of(corpus, "T45") == [
+        ("Interviewer", "interviewer", "How did it feel?"),
+        ("Sam", "participant", "I felt alone."),
+        ("=cmd", "other", "what the export put here\nand a line under it"),
+        ("Interviewer", "interviewer", "And then?"),
+        ("Sam", "participant",
+         'It got better.\n=HYPERLINK("http://x","y") is what I typed: a formula.')]
+    (note,) = corpus.skipped
+    assert "speaker labels '=cmd' match no role (1 turn)" in note.reason
+    to_csv(corpus.turns, tmp_path / "turns.csv", index=False)
+    written = pd.read_csv(tmp_path / "turns.csv", dtype=str, keep_default_na=False)
+    assert list(written["speaker"])[2] == "'=cmd"
+
+
 def test_a_transcribers_note_line_is_no_speaker_and_leaves_the_roles_alone(tmp_path):
     """"Note: the phone rang" (or "Task 1: ..." in a think-aloud study) used to count as
     a second unknown speaker beside the named participant, so the one-unknown-speaker

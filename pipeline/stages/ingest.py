@@ -37,7 +37,11 @@ transcriber's note ("Note:", "NB:", "Transcriber's note:") or a prompt ("Task 1:
 takes no part in the role rules below.
 Known trade-off: a paragraph inside a turn that starts with another capitalised word
 and a colon ("Update: ...") starts a new turn for that "speaker"; it matches no role,
-so it is reported.
+so it is reported. So does a line that opens like a label with a spreadsheet formula's
+first character ("=cmd: ..."), which no pattern takes for a label: read as words, it
+was the end of another speaker's turn (:data:`_SIGNED_LABEL`). Inline HTML formatting
+tags ("<b>P</b>:") are removed before the labels are read (:func:`strip_inline_tags`),
+counted as ``inline_tags_removed``.
 Leading one-line "Key: value" lines whose key matches no role and is used only
 once (``Date: 3 May``) are header lines, not turns.
 
@@ -126,11 +130,34 @@ _LABEL = rf"(?:{_NAME}|{_ROLE_WORD})(?: ?\((?:{_NAME}|{_ROLE_WORD})\))?"
 _ASIDE = re.compile(r"^(?P<outer>.+?) ?\((?P<inner>[^()]+)\)$")
 
 
+#: A line that opens like a label but with a spreadsheet formula's first character
+#: ("=cmd: ...", "@Mara: "; one word, "=HYPERLINK(...)" is none): no label the speaker
+#: pattern knows, and no speech either, which never starts so. Read as words, it and the
+#: lines under it were the end of the turn above, another speaker's. It is a turn of its
+#: own, under its label as written; unless ``ingest.roles`` names it, it takes no part in
+#: the role rules and is named with the labels that match no role (:meth:`_Roles.assign`).
+#: It is no sign of how a file writes its labels (:meth:`_Reader._labelled_turns`).
+_SIGNS = "=+@\uff1d\uff0b\uff20"
+_SIGNED_LABEL = re.compile(
+    rf"^\s*(?P<speaker>[{_SIGNS}][^\W\d_][\w.'’-]{{0,39}})[ \t]*:(?=\s|$)")
+
+
+def _signed(label: str) -> bool:
+    """Whether ``label`` was read by :data:`_SIGNED_LABEL`."""
+    return label[:1] in _SIGNS
+
+
 #: A Markdown heading line ("## Training"): after the first speaker label, a turn of
 #: its own labelled :data:`HEADING_SPEAKER` (as a Word heading is), not the last words of
 #: the turn above it
 _MD_HEADING = re.compile(r"[ ]{0,3}#{1,6}[ \t]+(?P<words>\S.*?)[ \t]*")
 _MARK_AT_END = re.compile(TIME_MARK.pattern + r"\s*\Z")
+
+
+def _names_a_form(label: str) -> bool:
+    """Whether a block's label shows how the file writes its labels: not a heading's,
+    and not one read by :data:`_SIGNED_LABEL` alone."""
+    return label != HEADING_SPEAKER and not _signed(label)
 
 
 def label_parts(label: str) -> tuple[str, ...]:
@@ -395,10 +422,11 @@ class _Read:
 #: earlier cue (kept in the file's order), speaker labels of a
 #: .txt/.md/.docx with no words after them (no turn is made for them), a meeting
 #: program's notices between the turns of a transcript in the Teams form, turn_index
-#: cells of a .csv/.xlsx that are no whole number (the row is kept, after the row above).
+#: cells of a .csv/.xlsx that are no whole number (the row is kept, after the row above),
+#: inline HTML tags removed from a .txt/.md/.docx (:func:`strip_inline_tags`).
 _TALLIES = ("xlsx_formula_cells_not_read", "lines_decoded_as_cp1252", "cue_times_dropped",
             "cues_out_of_order", "labelled_turns_without_text", "meeting_notices_not_read",
-            "turn_index_cells_not_read")
+            "turn_index_cells_not_read", "inline_tags_removed")
 
 
 def _mixed_encoding(data: bytes, encoding: str, shown: str,
@@ -775,8 +803,14 @@ class _Roles:
     def assign(self, turns: list[_Turn], text: str) -> tuple[list[str], list[str], str | None]:
         """Roles for ``turns`` (one case) of ``text``, the labels left as "other", and
         what was read from who asks the questions (None: nothing). A note's or a prompt's
-        label (:data:`DEFAULT_NOT_SPEAKERS`) is "other" and takes no part in the rule."""
-        notes = {t.speaker for t in turns if t.role is None and self.names_no_speaker(t.speaker)}
+        label (:data:`DEFAULT_NOT_SPEAKERS`) is "other" and takes no part in the rule; so
+        is a label read by :data:`_SIGNED_LABEL` that ``roles`` does not name, which is
+        left as one that matches no role: one "=cmd:" line beside a named participant
+        made two unknown labels, and the participant's every turn "other"."""
+        signed = {t.speaker for t in turns
+                  if t.role is None and _signed(t.speaker) and self.known(t.speaker) is None}
+        notes = signed | {t.speaker for t in turns
+                          if t.role is None and self.names_no_speaker(t.speaker)}
         spoken = [t for t in turns if t.role is not None or t.speaker not in notes]
         by_label = {t.speaker: self.known(t.speaker) for t in spoken if t.role is None}
         unmatched = [label for label, role in by_label.items() if role is None]
@@ -792,6 +826,8 @@ class _Roles:
                 by_label.update({interviewer: "interviewer", participant: "participant"})
                 unmatched, asked = [], why
         roles = [t.role or by_label.get(t.speaker) or "other" for t in turns]
+        unmatched += [label for label in dict.fromkeys(t.speaker for t in turns)
+                      if label in signed]
         return roles, unmatched, asked
 
 
@@ -924,6 +960,10 @@ class _Reader:
             mixed = _mixed_encoding(data, encoding, shown, tally)
         # before parsing: labels, turns and offsets all see the normalised text
         text, replaced, removed = clean_controls(text)
+        tags = 0
+        if suffix not in (".vtt", ".srt"):           # a cue's markup is read with the cue
+            text, tags = strip_inline_tags(text)
+            tally["inline_tags_removed"] += tags
         if not text.strip():
             raise InputError("contains no text", path=shown,
                              hint="remove it from the folder, or export the transcript again")
@@ -948,7 +988,7 @@ class _Reader:
             tally["meeting_notices_not_read"] += len(notices)
         if n_before:
             notes.append(_before_first_label(shown, n_before, unit))
-        notes += _controls_note(shown, replaced, removed)
+        notes += _controls_note(shown, replaced, removed) + _tags_note(shown, tags)
         source = SourceText(path.stem, shown, text, sha, encoding)
         return _Read([_Case(path.stem, source, turns)], mixed + notes, replaced, removed, tally)
 
@@ -982,7 +1022,7 @@ class _Reader:
         for pattern in (self.pattern, self.heading):
             # headings alone ("Heading: Part 1" of a Word heading) are no sign of the
             # labels' form: a Teams document with headings has its labels on lines alone
-            if pattern is None or any(b[0] != HEADING_SPEAKER for b in blocks):
+            if pattern is None or any(_names_a_form(b[0]) for b in blocks):
                 break
             used, blocks, numbers = pattern, [], []
             for number, (line_start, line_end) in enumerate(lines, 1):
@@ -991,6 +1031,8 @@ class _Reader:
                 if not label and pattern is not self.pattern:
                     label = self._label(line, self.pattern)
                     label = label if label and label[0] == HEADING_SPEAKER else None
+                if not label:
+                    label = self._label(line, _SIGNED_LABEL)
                 if label:
                     blocks.append((label[0], line_start, line_start + label[1], label[2]))
                     numbers.append(number)
@@ -999,7 +1041,7 @@ class _Reader:
                     blocks.append((HEADING_SPEAKER, line_start,
                                    line_start + heading.start("words"), math.nan))
                     numbers.append(number)
-        if all(b[0] == HEADING_SPEAKER for b in blocks):
+        if not any(_names_a_form(b[0]) for b in blocks):
             blocks = []                                  # headings and no speaker
         if not blocks:
             raise InputError(
@@ -1129,7 +1171,7 @@ class _Reader:
                 segments.append((voice, text))
                 continue
             for line in text.split("\n"):
-                label = self._label(line)
+                label = self._label(line) or self._label(line, _SIGNED_LABEL)
                 segments.append((label[0], line[label[1]:]) if label else (None, line))
         return segments
 
@@ -1162,7 +1204,9 @@ class _Reader:
                 continue
             text, rep, rem = clean_controls(source.text)
             replaced, removed = replaced + rep, removed + rem
-            notes += _controls_note(where, rep, rem)
+            text, tags = strip_inline_tags(text)
+            tally["inline_tags_removed"] += tags
+            notes += _controls_note(where, rep, rem) + _tags_note(where, tags)
             if not text.strip():
                 notes.append(Skipped(where, "contains no text; it was not read"))
                 continue
@@ -1263,6 +1307,38 @@ def clean_controls(text: str) -> tuple[str, int, int]:
     replaced = sum(1 for ch in found if ch in _AS_SPACE)
     cleaned = _CONTROLS.sub(lambda m: " " if m.group() in _AS_SPACE else "", text)
     return cleaned, replaced, sum(len(ch) for ch in found) - replaced
+
+
+#: Inline HTML formatting tags, as a transcript pasted from a web page or an HTML export
+#: holds them ("<b>P</b>: I felt ..."): the start or end tag of bold, italic, underline,
+#: span or font, with attributes only in the form name="value". Anything else in angle
+#: brackets is kept: a transcriber's "<laughs>", or slowed speech in Jefferson's
+#: notation ("<I don't know>"), which reads as a tag with words in it, not attributes.
+_INLINE_TAG = re.compile(
+    r"</?(?:b|strong|i|em|u|s|strike|mark|small|big|sub|sup|span|font)"
+    r"""(?:\s+[\w:-]+\s*=\s*(?:"[^"<>\n]*"|'[^'<>\n]*'|[^\s"'<>=]+))*\s*/?>""",
+    re.IGNORECASE)
+
+
+def strip_inline_tags(text: str) -> tuple[str, int]:
+    """``text`` without inline HTML formatting tags (:data:`_INLINE_TAG`), and how many.
+
+    Markup is not what was said: "<b>P</b>:" hid the label, so the participant's words
+    became the end of the interviewer's turn, and a tag among the words reached the
+    segments, the names and every output. Removed before parsing, as control characters
+    are, so that the source text, the turns and every offset agree; the words inside a
+    tag pair stay."""
+    return _INLINE_TAG.subn("", text) if "<" in text else (text, 0)
+
+
+def _tags_note(shown: str, removed: int) -> list[Skipped]:
+    if not removed:
+        return []
+    return [Skipped(shown, (
+        f"{removed} HTML formatting tag(s) (bold, italic, underline, span or font) were "
+        "removed, the words inside them kept: markup from a web page or an HTML export, "
+        "not what was said; quotes and offsets refer to the text without them: what to "
+        "do: check the export that made this file if that is unexpected"), kept=True)]
 
 
 def _clean_frame(frame: pd.DataFrame) -> tuple[pd.DataFrame, int, int]:
@@ -1451,7 +1527,8 @@ def _docx_text(data: bytes, shown: str) -> str:
             if read_as_rows and any(t is read_as_rows[-1] for t in p.iterancestors(_W_TBL)):
                 continue                                # its row is read already
             line = _paragraph_text(p)
-            if _LABELLED_PARAGRAPH.match(line) or _NAME_AND_TIME.match(line):
+            shown_as = strip_inline_tags(line)[0]           # as the labels are read
+            if _LABELLED_PARAGRAPH.match(shown_as) or _NAME_AND_TIME.match(shown_as):
                 started = True
             elif started and line.strip() and _is_heading(p, headings):
                 line = f"{HEADING_SPEAKER}: {' '.join(line.split())}"
