@@ -865,6 +865,18 @@ def test_a_lower_case_word_in_a_sentence_that_capitalises_names_is_a_word(text, 
     assert replaced(text) == expected
 
 
+def test_a_common_word_written_with_a_hyphen_is_not_a_name():
+    """The model read "My Wi-Fi went down" as a person, and "Fi died" was a name
+    before a speech verb, so every "Wi-Fi" of the case went; hyphenated names beside
+    them still go, whole."""
+    assert replaced("Hello? Sorry, sorry. My Wi-Fi went down again, so I rejoined. My "
+                    "sister Mary-Kate said Zephyrine Quayle-Ndiaye fixed the Wi-Fi.") == \
+        ("Hello? Sorry, sorry. My Wi-Fi went down again, so I rejoined. My "
+         "sister PERSON_1 said PERSON_2 fixed the Wi-Fi.")
+    assert replaced("The Wi-Fi died twice. Then Quayle-Ndiaye said so.") == \
+        "The Wi-Fi died twice. Then PERSON_1 said so."
+
+
 @pytest.mark.parametrize("spoken", [
     "oh seven seven double oh, nine double oh one two three",
     "zero two zero, seven nine four six, triple oh five eight",

@@ -351,7 +351,10 @@ _NOT_NAMES = {
     "january", "february", "march", "april", "may", "june", "july", "august", "september",
     "october", "november", "december", "today", "tomorrow", "yesterday", "english", "god",
 }
-_W = r"[A-Z][a-z'’-]+"                      # a capitalised word (not an acronym)
+#: a capitalised word (not an acronym), its capitalised parts after hyphens with it
+#: ("Quayle-Ndiaye", "Stoke-on-Trent"): a context finds a name from its first letter,
+#: never from inside a word ("Fi died" in "My Wi-Fi died")
+_W = r"(?<![\w'’-])[A-Z][a-z'’-]+(?:-[A-Z][a-z'’-]+)*"
 _NAME2 = rf"{_W}(?:[ \t]{_W})?"
 _RELATIONS = (r"sister|brother|mother|father|mum|mom|dad|son|daughter|wife|husband|partner|"
               r"friend|boss|colleague|manager|cousin|aunt|uncle|niece|nephew|grandson|"
@@ -1054,6 +1057,12 @@ class Deidentifier:
                        _ISE_WORD.search(t) or _CONTRACTED.sub("", t) in stop for t in key.split())):
             return None
         if typ == "PERSON" and any(c.isdigit() for c in surface):
+            return None
+        if re.fullmatch(r"[^\W\d_]+(?:-[^\W\d_]+)+", surface) and \
+                surface.replace("-", "").casefold() in _common_words():
+            # "Wi-Fi", "E-mail": a common word written with a hyphen, which the model
+            # reads as a name or an organisation ("My Wi-Fi died" was a person, "the
+            # Wi-Fi" an organisation); hyphenated names are not common words
             return None
         if typ == "ORG" and re.fullmatch(r"[A-Z]\d{2,3}", surface):
             return None                          # "B12", "room D02", "the M62": not employers
