@@ -890,6 +890,21 @@ def test_a_language_or_a_people_is_not_a_name(text, expected):
     assert replaced(text) == expected
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    ("My dad's Swedish, my mum's from Yorkshire, and my sister Siobhan lives there.",
+     "My dad's Swedish, my mum's from PLACE_1, and my sister PERSON_1 lives there."),
+    ("The Wi-Fi kept dropping out during the session with Dr Okafor.",
+     "The Wi-Fi kept dropping out during the session with Dr PERSON_1."),
+    ("My supervisor reframed it, and then Dr Okafor said so.",
+     "My supervisor reframed it, and then Dr PERSON_1 said so."),
+])
+def test_a_context_or_a_title_types_what_the_model_mistyped(text, expected):
+    """The model read "Yorkshire" as a person and "Dr Okafor" as a place or an
+    employer (title and all); a place context outvotes the model, and an entity
+    starting with a title is a person, whose title stays."""
+    assert replaced(text) == expected
+
+
 @pytest.mark.parametrize("spoken", [
     "oh seven seven double oh, nine double oh one two three",
     "zero two zero, seven nine four six, triple oh five eight",

