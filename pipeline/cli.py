@@ -562,10 +562,12 @@ def _export_notes(content) -> None:
     if rejected:
         print(f"  left out: {len(rejected)} rejected theme(s): "
               + ", ".join(f"{t['id']} \"{t['name']}\"" for t in rejected))
-    subs = content.data.get("subcategories_not_reviewed") or []
+    from .review.apply import left_out_subcategories
+
+    subs = left_out_subcategories(content.data)
     if subs:
-        print(f"  left out: {len(subs)} proposed subcategories (the judges review categories; "
-              "their segments are coded with their category): "
+        print(f"  left out: {len(subs)} proposed subcategories (not reviewed, or dropped by "
+              "the judges; their segments are coded with their category): "
               + "; ".join(f"\"{s['name']}\"" for s in subs[:6]) + (" ..." if len(subs) > 6 else ""))
     for note in content.case_notes:
         print(f"  note: {note}")
@@ -757,7 +759,8 @@ def cmd_review_resolve(args: argparse.Namespace) -> int:
     print(resolve(Path(args.run), theme=args.theme, domain=args.domain, segment=args.segment,
                   decision=args.decision, by=args.by, name=args.name, target=args.target,
                   to_domain=args.to_domain, segments=args.segments, core_idea=args.core_idea,
-                  comment=args.comment, core_idea_of=args.core_idea_of, themes=args.themes))
+                  comment=args.comment, core_idea_of=args.core_idea_of, themes=args.themes,
+                  subcategory=args.subcategory))
     return 0
 
 
@@ -765,7 +768,8 @@ def cmd_review_audit(args: argparse.Namespace) -> int:
     from .review.commands import audit
 
     print(audit(Path(args.run), by=args.by, comment=args.comment, theme=args.theme,
-                domain=args.domain, segment=args.segment, core_idea_of=args.core_idea_of))
+                domain=args.domain, segment=args.segment, core_idea_of=args.core_idea_of,
+                subcategory=args.subcategory))
     return 0
 
 
@@ -856,14 +860,18 @@ def _add_review_parser(sub) -> None:
         g.add_argument("--segment")
         g.add_argument("--core-idea-of", metavar="CASE:DOMAIN_ID",
                        help="the core idea of one case in one domain (a CQR run)")
+        g.add_argument("--subcategory", metavar="ID",
+                       help="a subcategory the run proposed (a CQR run; its id is in `consensa "
+                       "review status` and the workbook's sheet 'subcategories')")
         q.add_argument("--by", required=True)
         if name == "resolve":
             q.add_argument("--decision", required=True,
                            help="accept, rename, reassign, merge, split, reject, subcategory "
                            "(themes); accept, rename, merge, split (domains); move, keep "
                            "(segments); edit (core ideas, with --core-idea), merge (core ideas, with "
-                           "--target DOMAIN_ID: one core idea of the case for merged domains)")
-            q.add_argument("--name", default="", help="the new name (rename, split)")
+                           "--target DOMAIN_ID: one core idea of the case for merged domains); "
+                           "keep, drop (proposed subcategories)")
+            q.add_argument("--name", default="", help="the new name (rename, split, keep)")
             q.add_argument("--target", default="", help="merge into / move to this id")
             q.add_argument("--to-domain", default="", help="reassign to this domain id")
             q.add_argument("--segments", default="", help="split: segment ids, ';'-separated")

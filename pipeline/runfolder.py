@@ -414,10 +414,12 @@ class RunFolder:
         parts["protocol"] = protocol.read_text(encoding="utf-8") if protocol.is_file() else None
         return parts
 
-    def proposed_subcategories(self) -> list[dict]:
+    def proposed_subcategories(self, detail: bool = False) -> list[dict]:
         """The subcategories a CQR run proposed ([] for a themes run): id, name, parent
-        theme id and parent name. The review's unit is the top-level category, so a
-        codebook or an export that leaves them out says so with this list."""
+        theme id and parent name. The judges keep or drop each (an item of the review,
+        ``subcategory:<id>``); a codebook or an export that leaves one out says so with
+        this list. ``detail`` adds what the review needs to make a kept one a category
+        of the codebook: its segment ids, keywords, quotes and proposed definition."""
         have = any((self.path / f).is_file() for f in TABLES["categories"][:2])
         if not have:
             return []
@@ -425,12 +427,21 @@ class RunFolder:
         name_of = {int(c): str(n) for c, n, p in zip(cats["category_id"], cats["name"],
                                                        cats["parent_id"]) if int(p) < 0}
         theme_of = {int(c): int(t) for c, t in zip(cats["category_id"], cats["theme_id"])}
-        return [{"id": int(c), "name": str(n), "parent_theme": theme_of.get(int(p), -1),
-                 "parent_name": name_of.get(int(p), ""), "n_segments": int(ns),
-                 "n_cases": int(nc)}
-                for c, n, p, ns, nc in zip(cats["category_id"], cats["name"], cats["parent_id"],
-                                           cats["n_segments"], cats["n_cases"])
-                if int(p) >= 0]
+        out = []
+        for r in cats[cats["parent_id"].astype(int) >= 0].to_dict("records"):
+            p = int(r["parent_id"])
+            entry = {"id": int(r["category_id"]), "name": str(r["name"]),
+                     "parent_theme": theme_of.get(p, -1), "parent_name": name_of.get(p, ""),
+                     "n_segments": int(r["n_segments"]), "n_cases": int(r["n_cases"])}
+            if detail:
+                definition = r.get("definition")
+                entry.update(segment_ids=[str(s) for s in _listed(r.get("segment_ids"))],
+                             keywords=[str(k) for k in _listed(r.get("keywords"))],
+                             quote_ids=[str(q) for q in _listed(r.get("quote_ids"))],
+                             definition="" if definition is None or pd.isna(definition)
+                             else str(definition))
+            out.append(entry)
+        return out
 
     # --- the transcripts --------------------------------------------------------
 
@@ -647,3 +658,13 @@ def theme_linkage(vectors: np.ndarray, theme: np.ndarray) -> np.ndarray | None:
                    metric="cosine")
     link[:, 2] = np.maximum(link[:, 2], 0.0)
     return link
+
+
+def _listed(value) -> list:
+    """A list cell of a table as a list: a list or an array as it is, nothing (None, a
+    missing value) as []; the typed tables hold lists, so text is one item."""
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return list(value)
+    return [] if pd.isna(value) else [value]

@@ -25,6 +25,31 @@ def agree_and_apply(run: Path) -> Path:
     return run / "review" / "codebook.yaml"
 
 
+def propose_subcategory(run: Path, theme: int, n: int = 2, name: str = "Tears in session"
+                        ) -> tuple[int, list[str]]:
+    """Make the first ``n`` segments of ``theme`` a subcategory the CQR run proposed
+    within it (a row of ``categories.parquet`` with the theme's category as parent, and
+    the segments' ``subcategory_id``), as the cross-analysis writes one of a large
+    category: the invented study's categories are too small to have any. Returns the
+    subcategory's id and its segment ids."""
+    cats = pd.read_parquet(run / "categories.parquet")
+    seg = pd.read_parquet(run / "segments.parquet")
+    parent = cats[(cats["parent_id"] < 0) & (cats["theme_id"] == theme)].iloc[0]
+    ids = seg.loc[seg["theme"] == theme, "segment_id"].head(n).tolist()
+    cid = int(cats["category_id"].max()) + 1
+    row = parent.to_dict()
+    cases = sorted(seg.loc[seg["segment_id"].isin(ids), "case_id"].unique())
+    row.update(category_id=cid, parent_id=int(parent["category_id"]), kind="subcategory",
+               name=name, segment_ids=ids, quote_ids=ids[:1], n_segments=len(ids),
+               n_cases=len(cases), cases=cases, counted_cases=cases,
+               definition="Crying in front of a client.")
+    pd.concat([cats, pd.DataFrame([row])], ignore_index=True).to_parquet(
+        run / "categories.parquet", index=False)
+    seg.loc[seg["segment_id"].isin(ids), "subcategory_id"] = cid
+    seg.to_parquet(run / "segments.parquet", index=False)
+    return cid, ids
+
+
 def segments(run_folder: Path) -> pd.DataFrame:
     return pd.read_parquet(run_folder / "segments.parquet")
 

@@ -1098,3 +1098,145 @@ def test_status_gives_a_label_the_cases_it_was_counted_from(cqr, capsys):
     assert main(["review", "status", str(cqr)]) == 0
     tail = capsys.readouterr().out.split("Codebook as it stands")[1]
     assert re.search(r"- .+  \[(general|typical|variant|rare), \d+/\d+ cases", tail)
+
+
+# --- 5. the subcategories the run proposed --------------------------------------------------
+
+def _proposed(run: Path, theme: int = 3) -> tuple[int, list[str]]:
+    """A subcategory the run proposes within ``theme`` (tests/review_helpers.py), its
+    id and segment ids, after the panel was set up: the review reads it as it reads a
+    large category's."""
+    from tests.review_helpers import propose_subcategory
+
+    return propose_subcategory(run, theme)
+
+
+def _category(book: dict, **where) -> dict:
+    return next(c for d in book["domains"] for c in d["categories"]
+                if all(c.get(k) == v for k, v in where.items()))
+
+
+def test_a_proposed_subcategory_kept_on_the_command_line_is_counted_under_its_category(
+        cqr, capsys):
+    """The judges keep a proposed subcategory with `review resolve --subcategory`: the
+    codebook, its CQR table and the assignments carry it under its category, counted
+    again from its segments; one nobody reviewed is still listed as left out, and the
+    decision carries into the next round."""
+    sub, ids = _proposed(cqr)
+    run = load_run(cqr)
+    cases = sorted(run.segments.set_index("segment_id").loc[ids, "case_id"].unique())
+    with ReviewStore(run) as store:
+        _settle(store)
+    assert main(["review", "apply", str(cqr)]) == 0
+    book = yaml.safe_load((cqr / "review" / "codebook.yaml").read_text(encoding="utf-8"))
+    assert [s["id"] for s in book["subcategories_not_reviewed"]] == [sub]  # not kept: left out
+    assert "## Proposed subcategories not in this codebook" in \
+        (cqr / "review" / "codebook.md").read_text(encoding="utf-8")
+
+    assert main(["review", "resolve", str(cqr), "--subcategory", str(sub), "--decision",
+                 "keep", "--name", "Crying in front of a client", "--by", "ana"]) == 0
+    assert "keep as a subcategory" in capsys.readouterr().out
+    assert main(["review", "apply", str(cqr)]) == 0
+    book = yaml.safe_load((cqr / "review" / "codebook.yaml").read_text(encoding="utf-8"))
+    kept = _category(book, name="Crying in front of a client")
+    assert kept["parent"] == 3 and kept["proposed_subcategory"] == sub
+    assert kept["n_segments"] == len(ids) and kept["cases"] == cases
+    assert kept["counted_cases"] == cases and kept["n_counted_cases"] == len(cases)
+    assert kept["frequency_label"] == frequency_label(len(cases), run.n_cases)
+    assert any("kept by the judges" in ch for ch in kept["changes"])
+    parent = _category(book, id=3)
+    assert parent["n_segments"] == 4 and set(cases) <= set(parent["cases"])  # CQR nests
+    assert book["subcategories_not_reviewed"] == []
+    assert "subcategories_dropped" not in book
+    md = (cqr / "review" / "codebook.md").read_text(encoding="utf-8")
+    assert "#### Crying in front of a client (subcategory of" in md
+    assert "Proposed subcategories not in this codebook" not in md
+    table = (cqr / "review" / "cqr_table.md").read_text(encoding="utf-8")
+    assert f"↳ Crying in front of a client | {kept['frequency_label']} | " \
+           f"{len(cases)}/{run.n_cases}" in table
+    assigned = pd.read_csv(cqr / "review" / "assignments.csv")
+    assert set(assigned.loc[assigned["category_id"] == kept["id"], "segment_id"]) == set(ids)
+    # round 2 starts from it
+    assert main(["review", "next-round", str(cqr), "--by", "ana"]) == 0
+    assert main(["review", "apply", str(cqr)]) == 0
+    again = yaml.safe_load((cqr / "review" / "codebook.yaml").read_text(encoding="utf-8"))
+    assert _category(again, proposed_subcategory=sub)["name"] == "Crying in front of a client"
+
+
+def test_a_proposed_subcategory_dropped_stays_left_out_and_says_so(cqr):
+    sub, ids = _proposed(cqr)
+    with ReviewStore(load_run(cqr)) as store:
+        store.resolve([Decision(f"subcategory:{sub}", "drop")], by="ana")
+        _settle(store)
+        # it stays under its category: a target is refused, and so is an unknown id
+        with pytest.raises(ReviewError, match="does not go with a proposed subcategory"):
+            store.resolve([Decision(f"subcategory:{sub}", "keep", target="4")], by="ana")
+        with pytest.raises(ReviewError, match="unknown proposed subcategory id '999'"):
+            store.resolve([Decision("subcategory:999", "keep")], by="ana")
+        book = build_codebook(store.run, review_status(store)).data
+    assert book["subcategories_not_reviewed"] == []
+    assert [(s["id"], s["why"]) for s in book["subcategories_dropped"]] == [
+        (sub, "dropped by the judges: its segments stay in its category")]
+    assert _category(book, id=3)["n_segments"] == 4                 # still in the category
+    assert not any(c.get("proposed_subcategory") == sub
+                   for d in book["domains"] for c in d["categories"])
+
+
+def test_an_export_names_only_the_proposed_subcategories_not_kept(cqr, capsys):
+    """The .qdpx has a kept subcategory as a code under its category's; the message and
+    the project's note list as left out only the one that was not kept."""
+    import xml.etree.ElementTree as ET
+
+    sub, _ = _proposed(cqr, 3)
+    other, _ = _proposed(cqr, 4)
+    with ReviewStore(load_run(cqr)) as store:
+        store.resolve([Decision(f"subcategory:{sub}", "keep")], by="ana")
+        _settle(store)
+    assert main(["review", "apply", str(cqr)]) == 0
+    capsys.readouterr()
+    assert main(["export", "qdpx", str(cqr)]) == 0
+    out = capsys.readouterr().out
+    assert "left out: 1 proposed subcategories" in out
+    (project,) = (cqr / "export").glob("*-agreed.qdpx")
+    assert schema_errors(project) == []
+    with zipfile.ZipFile(project) as z:
+        root = ET.fromstring(z.read("project.qde"))
+    parent = next(c for c in root.iter(f"{QDA}Code") if c.get("name") == "The supervisor helped me sort")
+    assert "Tears in session" in [c.get("name") for c in parent.findall(f"{QDA}Code")]
+    (note,) = [n for n in root.iter(f"{QDA}Note")
+               if n.get("name") == "Proposed subcategories left out: 1"]
+    text = note.find(f"{QDA}PlainTextContent").text
+    assert "Tears in session" in text and "(under" in text and "not reviewed" in text
+    assert text.count("- ") == 1
+
+
+def test_a_kept_subcategory_follows_its_category_merged_nested_split_or_rejected(cqr):
+    """Where a kept subcategory goes when its category does not stay as proposed: merged
+    into another, under that one; made a subcategory itself, under its parent (one
+    level deep); split, with the segments of it left in the category; rejected, nowhere,
+    and the codebook says why."""
+    sub, ids = _proposed(cqr)
+    item = f"subcategory:{sub}"
+
+    def book(*decisions: Decision) -> dict:
+        with ReviewStore(load_run(cqr)) as store:
+            while store.undo_target() is not None:
+                store.undo_consensus("ana")
+            store.resolve([Decision(item, "keep"), *decisions], by="ana")
+            _settle(store)
+            return build_codebook(store.run, review_status(store)).data
+
+    merged = book(Decision("theme:3", "merge", target="2"))
+    kept = _category(merged, proposed_subcategory=sub)
+    assert kept["parent"] == 2 and kept["n_segments"] == len(ids)
+    nested = book(Decision("theme:3", "subcategory", target="2"))
+    assert _category(nested, proposed_subcategory=sub)["parent"] == 2
+    split = book(Decision("theme:3", "split", segments=(ids[0],), new_name="Apart"))
+    kept = _category(split, proposed_subcategory=sub)
+    assert kept["parent"] == 3 and kept["n_segments"] == len(ids) - 1
+    assert f"1 of its {len(ids)} segment(s) placed elsewhere by the judges" in kept["changes"]
+    rejected = book(Decision("theme:3", "reject"))
+    assert not any(c.get("proposed_subcategory") == sub
+                   for d in rejected["domains"] for c in d["categories"])
+    (left,) = rejected["subcategories_dropped"]
+    assert left["id"] == sub and "its category was rejected" in left["why"]

@@ -175,15 +175,17 @@ def proposal_reason(run: RunData) -> str:
 
 def subcategory_note(data: dict) -> list[ExportNote]:
     """A project note listing the proposal's subcategories that the export leaves out
-    (``data["subcategories_not_reviewed"]``), so their absence is said in the file."""
-    from ..review.apply import SUBCATEGORIES_NOT_REVIEWED
+    (not reviewed, or dropped by the judges: :func:`left_out_subcategories`), so their
+    absence is said in the file; a kept one is a code under its category."""
+    from ..review.apply import SUBCATEGORIES_NOT_REVIEWED, left_out_subcategories
 
-    subs = data.get("subcategories_not_reviewed") or []
+    subs = left_out_subcategories(data)
     if not subs:
         return []
     return [ExportNote("subcategories", f"Proposed subcategories left out: {len(subs)}",
                        SUBCATEGORIES_NOT_REVIEWED + "\n" + "\n".join(
-                           f"- {s['name']} (under {s['parent_name']})" for s in subs),
+                           f"- {s['name']} (under {s['parent_name']}): {s['why']}"
+                           for s in subs),
                        "Consensa", ("project", ""))]
 
 

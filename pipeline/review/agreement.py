@@ -256,7 +256,8 @@ def status_text(status: ReviewStatus, run: RunItems) -> str:
     width = max([len(j) for j in status.judges] + [4])
     for kind, title in (("domain", "Domains"), ("theme", "Themes (categories)"),
                         ("segment", "Segments moved by a judge"),
-                        ("core_idea", "Core ideas a judge edited or merged")):
+                        ("core_idea", "Core ideas a judge edited or merged"),
+                        ("subcategory", "Proposed subcategories a judge kept or dropped")):
         group = [i for i in status.items if i.kind == kind]
         if not group:
             continue

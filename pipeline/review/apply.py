@@ -29,7 +29,6 @@ import pandas as pd
 
 from .. import safeyaml
 from ..fsutil import atomic_write_text
-from ..runfolder import RunFolder
 from ..sheets import markdown_cell, markdown_text, to_csv
 from ..stages.cqr import frequency_label
 from ..types import CQR_COLUMNS
@@ -261,6 +260,11 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
     for c, n in moved_out.items():
         cat[c]["changes"].append(f"{n} segment(s) moved out")
 
+    # the subcategories the run proposed that the judges kept: each a category under
+    # the category its parent theme became, holding its segments still there
+    next_id, not_reviewed, dropped = _kept_subcategories(run, cons, cat, seg, final_theme,
+                                                          next_id)
+
     # a subcategory sits in its parent's domain; a parent that is itself a subcategory
     # (through merges) makes its child a subcategory of the grandparent: one level only
     for c in cat.values():
@@ -312,13 +316,14 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
                      "changes": c["changes"], "parent": c["parent"],
                      "n_counted_cases": len(counts["counted_cases"]),
                      "counted_cases": list(counts["counted_cases"]), "flags": counts["flags"],
-                     "label_if_reassigned_counted": counts["label_if_reassigned_counted"]})
+                     "label_if_reassigned_counted": counts["label_if_reassigned_counted"],
+                     "proposed_subcategory": c.get("proposed_subcategory", -1)})
     cats = pd.DataFrame(rows, columns=["theme_id", "name", "domain_id", "n_segments", "n_cases",
                                        "cases", "frequency_label", "quote_ids", "core_idea",
                                        "core_idea_source", "keywords", "proposed_name",
                                        "from_themes", "changes", "parent", "n_counted_cases",
                                        "counted_cases", "flags",
-                                       "label_if_reassigned_counted"])
+                                       "label_if_reassigned_counted", "proposed_subcategory"])
     # domains of the final codebook: those holding at least one category
     dom_rows = []
     for d in sorted(set(cats["domain_id"])):
@@ -381,9 +386,11 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
         "domains": [],
         "rejected_themes": [],
         "unassigned_segments": int((seg["category_id"] < 0).sum()),
-        # the review's unit is the category: the proposal's subcategories are not in the
-        # codebook, and it says so (SUBCATEGORIES_NOT_REVIEWED)
-        "subcategories_not_reviewed": RunFolder.open(run.folder).proposed_subcategories(),
+        # the proposal's subcategories nobody kept or dropped are not in the codebook,
+        # and it says so (SUBCATEGORIES_NOT_REVIEWED); those the judges dropped, or kept
+        # under a category that is none in the end, are named with why
+        "subcategories_not_reviewed": not_reviewed,
+        **({"subcategories_dropped": dropped} if dropped else {}),
     }
     adopted, unplaced = _written_without_domain(run, cons, dom_final, doms, seg_final_domain)
     if unplaced:
@@ -424,6 +431,8 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
                     "label_if_reassigned_counted": c.label_if_reassigned_counted}
                    if is_cqr(run) else {}),
                 "from_themes": [int(x) for x in c.from_themes],
+                **({"proposed_subcategory": int(c.proposed_subcategory)}
+                   if int(c.proposed_subcategory) >= 0 else {}),
                 "changed": bool(c.changes), "changes": list(c.changes),
                 "example_quotes": [{"segment_id": q, "case": case.get(q, ""), "text": text.get(q, "")}
                                    for q in c.quote_ids]})
@@ -447,6 +456,68 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
            for g in subgroups(run, list(c.counted_cases))]
     return Codebook(data, assignments.reset_index(drop=True), table,
                     pd.DataFrame(sub, columns=SUBGROUP_COLUMNS))
+
+
+#: the fields of a proposed subcategory a codebook lists when it leaves one out
+_SUB_LISTED = ("id", "name", "parent_theme", "parent_name", "n_segments", "n_cases")
+
+
+def _kept_subcategories(run: RunItems, cons: dict[str, Decision], cat: dict[int, dict],
+                        seg: pd.DataFrame, final_theme, next_id: int
+                        ) -> tuple[int, list[dict], list[dict]]:
+    """The proposed subcategories the judges kept, added to ``cat`` (category id ->
+    category) as subcategories, and their segments given that id in ``seg``; returns
+    the next free id, the ones nobody reviewed and the ones the codebook leaves out
+    although reviewed (each with ``why``).
+
+    A kept subcategory follows its parent theme: under the category the theme became
+    (merged into another: under that one; made a subcategory itself: under its parent,
+    as subcategories go one level deep), in its domain. It holds the segments of it
+    that the consensus leaves in that category: a segment moved, split off or taken
+    into a category the judges created goes there. With none left, or its parent
+    theme rejected (its segments then are in no category), there is nothing to keep:
+    the codebook says so rather than drop the judges' decision unseen. Its id follows
+    every other category's, in the order of the proposed subcategories' ids."""
+    not_reviewed, dropped = [], []
+    for s in sorted(run.subcategories, key=lambda s: int(s["id"])):
+        listed = {k: s[k] for k in _SUB_LISTED}
+        dec = cons.get(f"subcategory:{s['id']}")
+        if dec is None:
+            not_reviewed.append(listed)
+            continue
+        if dec.decision == "drop":
+            dropped.append({**listed, "why": "dropped by the judges: its segments stay in "
+                                             "its category"})
+            continue
+        parent = final_theme(int(s["parent_theme"])) if int(s["parent_theme"]) >= 0 else -1
+        if parent < 0 or parent not in cat:
+            dropped.append({**listed, "why": "kept by the judges, but its category was "
+                                             "rejected: its segments are in no category"})
+            continue
+        here = (seg["segment_id"].astype(str).isin(set(s["segment_ids"]))
+                & (seg["category_id"] == parent)).to_numpy()
+        if not here.any():
+            dropped.append({**listed, "why": "kept by the judges, but the consensus placed "
+                                             "every one of its segments elsewhere"})
+            continue
+        nid, next_id = next_id, next_id + 1
+        seg.loc[here, "category_id"] = nid
+        changes = [f"proposed subcategory {s['id']} of theme {s['parent_theme']}, kept by "
+                   "the judges"]
+        if dec.new_name and dec.new_name != s["name"]:
+            changes.append(f'renamed (proposed: "{s["name"]}")')
+        if int(here.sum()) < len(s["segment_ids"]):
+            changes.append(f"{len(s['segment_ids']) - int(here.sum())} of its "
+                           f"{len(s['segment_ids'])} segment(s) placed elsewhere by the judges")
+        cat[nid] = {"name": dec.new_name or s["name"], "proposed_name": s["name"],
+                    "domain_id": cat[parent]["domain_id"],
+                    # no proposed theme of its own: nothing was merged into it
+                    "from_themes": [], "core_idea": dec.core_idea or s["definition"],
+                    "core_idea_source": "judges" if dec.core_idea else "proposed",
+                    "keywords": list(s["keywords"]), "quote_ids": list(s["quote_ids"]),
+                    "changes": changes, "proposed_label": "", "proposed_cases": 0,
+                    "parent": parent, "proposed_subcategory": int(s["id"])}
+    return next_id, not_reviewed, dropped
 
 
 def _reasons(status: ReviewStatus, item: str, dec: Decision) -> str:
@@ -767,13 +838,21 @@ def table_markdown(table: pd.DataFrame, flags: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-#: Why a codebook holds none of the subcategories the run proposed, and how to keep one.
+#: Why a codebook leaves out a subcategory the run proposed, and how to keep one.
 SUBCATEGORIES_NOT_REVIEWED = (
-    "The judges review categories; the subcategories Consensa proposed within them were "
-    "not reviewed, so they are not part of this codebook (their segments are coded with "
-    "their category). To keep one, create a category of its segments (tick them on its "
-    "category's page in `consensa serve`) and make it a subcategory of that category "
-    "(decision 'subcategory').")
+    "The judges keep or drop each subcategory Consensa proposed; the ones below are not "
+    "part of this codebook (their segments are coded with their category). To keep one, "
+    "decide 'keep' on it: on its category's page in `consensa serve`, in the workbook's "
+    "sheet 'subcategories', or with `consensa review resolve RUN --subcategory ID "
+    "--decision keep`.")
+
+
+def left_out_subcategories(data: dict) -> list[dict]:
+    """The proposed subcategories a codebook (``data``: codebook.yaml's) leaves out, each
+    with why: those nobody reviewed, then those the judges dropped or whose kept
+    subcategory has no place in the end."""
+    return ([{**s, "why": "not reviewed"} for s in data.get("subcategories_not_reviewed") or []]
+            + list(data.get("subcategories_dropped") or []))
 
 
 def _label_cases(row) -> int:
@@ -882,11 +961,11 @@ def codebook_markdown(cb: Codebook) -> str:
                   f"{t(ci['core_idea'])} [{t(', '.join(ci['segment_ids']))}]"
                   for ci in d["core_ideas_without_domain"]]
         lines.append("")
-    if d.get("subcategories_not_reviewed"):
+    if left_out_subcategories(d):
         lines += ["## Proposed subcategories not in this codebook", "",
                   SUBCATEGORIES_NOT_REVIEWED, ""]
-        lines += [f"- \"{t(s['name'])}\" (under \"{t(s['parent_name'])}\")"
-                  for s in d["subcategories_not_reviewed"]]
+        lines += [f"- \"{t(s['name'])}\" (under \"{t(s['parent_name'])}\"): {t(s['why'])}"
+                  for s in left_out_subcategories(d)]
         lines.append("")
     lines.append(f"Unassigned segments: {d['unassigned_segments']}")
     return "\n".join(lines) + "\n"

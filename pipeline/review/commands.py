@@ -263,12 +263,15 @@ def codebook_text(live: dict) -> str:
 def resolve(run_folder: Path, *, theme: str | None = None, domain: str | None = None,
             segment: str | None = None, decision: str, by: str, name: str = "",
             target: str = "", to_domain: str = "", segments: str = "", core_idea: str = "",
-            comment: str = "", core_idea_of: str | None = None, themes: str = "") -> str:
+            comment: str = "", core_idea_of: str | None = None, themes: str = "",
+            subcategory: str | None = None) -> str:
     """Record one consensus decision. ``core_idea_of`` (``CASE:DOMAIN_ID``) names a core
     idea (decision ``edit``, its text in ``core_idea``; or ``merge`` into the case's core
     idea in domain ``target``, once the domains are merged); ``themes`` are the theme ids a
-    domain split moves to the new domain, whose id the store gives."""
-    kind, ident = _one_item(theme, domain, segment, core_idea_of)
+    domain split moves to the new domain, whose id the store gives; ``subcategory`` a
+    subcategory the run proposed (decision ``keep``, with an optional new ``name``, or
+    ``drop``)."""
+    kind, ident = _one_item(theme, domain, segment, core_idea_of, subcategory)
     if not by.strip():
         raise ReviewError("say who records the consensus with --by NAME")
     split = kind == "domain" and decision.strip().lower() == "split"
@@ -296,8 +299,8 @@ def resolve(run_folder: Path, *, theme: str | None = None, domain: str | None = 
 
 def audit(run_folder: Path, *, by: str, comment: str, theme: str | None = None,
           domain: str | None = None, segment: str | None = None,
-          core_idea_of: str | None = None) -> str:
-    kind, ident = _one_item(theme, domain, segment, core_idea_of)
+          core_idea_of: str | None = None, subcategory: str | None = None) -> str:
+    kind, ident = _one_item(theme, domain, segment, core_idea_of, subcategory)
     run = load_run(run_folder)
     with ReviewStore(run) as store:
         store.add_audit_comment(f"{kind}:{ident}", by, comment)
@@ -305,12 +308,13 @@ def audit(run_folder: Path, *, by: str, comment: str, theme: str | None = None,
     return f"auditor comment on {label} recorded"
 
 
-def _one_item(theme, domain, segment, core_idea_of) -> tuple[str, str]:
+def _one_item(theme, domain, segment, core_idea_of, subcategory=None) -> tuple[str, str]:
     given = [(k, v) for k, v in (("theme", theme), ("domain", domain), ("segment", segment),
-                                 ("core_idea", core_idea_of)) if v is not None]
+                                 ("core_idea", core_idea_of), ("subcategory", subcategory))
+             if v is not None]
     if len(given) != 1:
-        raise ReviewError("name exactly one item: --theme ID, --domain ID, --segment ID or "
-                          "--core-idea-of CASE:DOMAIN_ID")
+        raise ReviewError("name exactly one item: --theme ID, --domain ID, --segment ID, "
+                          "--core-idea-of CASE:DOMAIN_ID or --subcategory ID")
     kind, ident = given[0]
     ident = ident.strip()
     # theme and domain ids are whole numbers; a core idea is named by its case and its

@@ -1,7 +1,9 @@
 """What the judges decide about, and how a decision is checked.
 
 An *item* is a key naming one thing of a run the judges decide about:
-``theme:<theme_id>``, ``domain:<domain_id>`` or ``segment:<segment_id>``.
+``theme:<theme_id>``, ``domain:<domain_id>``, ``segment:<segment_id>``,
+``core_idea:<case_id>:<domain_id>`` or ``subcategory:<category_id>`` (a subcategory a
+CQR run proposed within a category: its id in the run's ``categories`` table).
 
 A :class:`Decision` is one judge's position on one item (or the consensus on it):
 
@@ -37,7 +39,22 @@ core_idea  edit        ``core_idea`` (required): the judges' core idea of one ca
 core_idea  merge       ``target``: the id of another domain the case has a core idea in;
                        once the two domains are merged, the case has one core idea there
                        (the target's, which the judges write for both), not one of each
+subcat.    keep        a subcategory the run proposed is kept, under its category (wherever
+                       that category goes: merged, made a subcategory itself), with the
+                       segments of it still there; optional ``new_name``, ``core_idea``
+subcat.    drop        it is not kept: its segments stay in its category
 =========  ==========  ===============================================================
+
+Why a proposed subcategory is an item of its own, rather than a category the judges
+create of its segments and make a subcategory: CQR reviews the whole two-level table,
+so each judge takes a position on each proposed subcategory (in the workbook, the web
+app or on the command line) and the panel agrees on it like on any item: positions,
+agreement, consensus, rounds and the audit all work on items, and need nothing new
+for it. A created category would be the panel's decision only (a create has no
+positions), and it would be two decisions on one item. Like a segment, a proposed
+subcategory is an item once someone decides on it: a review that never does (every
+store written before subcategories were reviewed) reads and applies as before, and
+lists them as not reviewed.
 
 ``core_idea`` is a core idea note (the category's definition in the codebook);
 ``comment`` is free text shown beside the item.
@@ -69,7 +86,10 @@ SPLIT_SOURCE = "split from theme"
 SEGMENT_DECISIONS = ("move", "keep")
 #: a core idea is edited (a judge who keeps the proposed one takes no position)
 CORE_IDEA_DECISIONS = ("edit", "merge")
-KINDS = ("theme", "domain", "segment", "core_idea")
+#: a subcategory the run proposed: kept under its category, or dropped (its segments
+#: stay in the category)
+SUBCATEGORY_DECISIONS = ("keep", "drop")
+KINDS = ("theme", "domain", "segment", "core_idea", "subcategory")
 #: whose a review workbook is: a judge's positions, an auditor's comments, the consensus
 ROLES = ("judge", "auditor", "consensus")
 #: what a person fills in for a decision (form fields, workbook columns, command options)
@@ -151,6 +171,14 @@ class Decision:
         d = self.decision
         if d == "merge" and self.kind == "core_idea":
             return f"merge into the core idea in domain {self.target}"
+        if self.kind == "subcategory" and d in SUBCATEGORY_DECISIONS:
+            text = ("keep as a subcategory" + (f', named "{self.new_name}"'
+                                               if self.new_name else "")
+                    if d == "keep" else "drop: its segments stay in its category")
+            if self.core_idea:
+                text += (f', core idea: "{" ".join(self.core_idea.split())}"' if full
+                         else " (+ core idea)")
+            return text
         if d == "merge":
             text = f"merge into {self.kind} {self.target}"
         elif d == "move":
@@ -243,8 +271,8 @@ class Decision:
         else:
             ident = ident.strip() if kind == "segment" else norm_id(ident)
         if kind not in KINDS or not ident:
-            raise ReviewError(f"field 'item': {item!r} is not theme:ID, domain:ID, segment:ID "
-                              "or core_idea:CASE:DOMAIN_ID")
+            raise ReviewError(f"field 'item': {item!r} is not theme:ID, domain:ID, segment:ID, "
+                              "core_idea:CASE:DOMAIN_ID or subcategory:ID")
         unknown = sorted(set(fields) - set(DECISION_FIELDS))
         if unknown:
             raise ReviewError(f"field {unknown[0]!r} is not a field of a decision; the fields "
@@ -281,7 +309,9 @@ class Decision:
                 segments = ()
             if kind != "theme" or decision not in ("accept", "rename", "reassign", "create"):
                 domain = ""
-            if decision in ("merge", "reject", "move", "keep"):
+            # a kept proposed subcategory may be named anew; a kept segment is not named
+            if decision in ("merge", "reject", "move", "drop") or (
+                    decision == "keep" and kind != "subcategory"):
                 new_name = ""
         return cls(item=f"{kind}:{ident}", decision=decision, new_name=new_name, target=target,
                    domain=domain, segments=segments, core_idea=text("core_idea"),
@@ -379,6 +409,9 @@ class RunItems:
     cases: pd.DataFrame | None = None
     #: the run's resolved config (its cross-analysis thresholds name the flags' rules)
     config: dict = field(default_factory=dict)
+    #: the subcategories a CQR run proposed, with their segments
+    #: (:meth:`RunFolder.proposed_subcategories`, ``detail``); [] for a themes run
+    subcategories: list = field(default_factory=list)
     #: name -> (the table it was built from, the lookup); see :meth:`_lookup`
     _lookups: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -540,6 +573,11 @@ class RunItems:
             case, _, dom = ident.rpartition(":")
             return (f"core idea of case {case} in domain {dom} "
                     f"{self._named(domain_item(dom), self.domain_name(dom), consensus)}")
+        if kind == "subcategory":
+            s = self.subcategory(ident) or {"name": "", "parent_theme": -1}
+            parent = theme_item(s["parent_theme"]) if int(s["parent_theme"]) >= 0 else ""
+            return (f"proposed subcategory {ident} {self._named(item, s['name'], consensus)}"
+                    + (f" of {self.label(parent, consensus)}" if parent else ""))
         return f"segment {ident}"
 
     def _named(self, item: str, name: str, consensus: Mapping[str, Decision] | None) -> str:
@@ -547,7 +585,8 @@ class RunItems:
         if not agreed or agreed == name:
             return f'"{name}"'
         kind, ident = item.split(":", 1)
-        made = ident in (self.created_themes if kind == "theme" else self.created_domains)
+        made = kind in ("theme", "domain") and ident in (
+            self.created_themes if kind == "theme" else self.created_domains)
         return f'"{agreed}" ({"created as" if made else "proposed"}: "{name}")'
 
     def items(self) -> list[str]:
@@ -562,6 +601,15 @@ class RunItems:
     @property
     def n_cases(self) -> int:
         return int(self.segments["case_id"].nunique())
+
+    @property
+    def subcategory_ids(self) -> frozenset[str]:
+        """The ids of the subcategories the run proposed (items ``subcategory:<id>``)."""
+        return frozenset(str(s["id"]) for s in self.subcategories)
+
+    def subcategory(self, ident) -> dict | None:
+        """The proposed subcategory ``ident`` (RunFolder.proposed_subcategories), or None."""
+        return next((s for s in self.subcategories if str(s["id"]) == str(ident)), None)
 
 
 # The lookups RunItems keeps (module functions, so a test can count the builds).
@@ -621,7 +669,8 @@ def load_run(folder: str | Path) -> RunItems:
     cases, _ = case_attributes(RunData(run.path, segments, pd.DataFrame(), pd.DataFrame(),
                                        run.manifest, run.config))
     return RunItems(run.path, run.manifest, run.themes(), run.domains(), segments, cqr,
-                    core_ideas=core, cases=cases, config=run.config)
+                    core_ideas=core, cases=cases, config=run.config,
+                    subcategories=run.proposed_subcategories(detail=True))
 
 
 # --- validation ---------------------------------------------------------------
@@ -676,6 +725,8 @@ def check_decision(d: Decision, run: RunItems) -> list[str]:
     errs: list[str] = []
     if kind == "core_idea":
         return _check_core_idea(d, run)
+    if kind == "subcategory":
+        return _check_subcategory(d, run)
     if kind == "domain" and d.decision == "split":
         return _check_domain_split(d, run)
     if kind == "theme" and d.decision == "create":
@@ -818,6 +869,27 @@ def _check_core_idea(d: Decision, run: RunItems) -> list[str]:
                         + (" edit" if key == "target" else ""))
     if d.segments:
         errs.append(f"{field_name(d, 'segments')} does not go with a core idea")
+    return errs
+
+
+def _check_subcategory(d: Decision, run: RunItems) -> list[str]:
+    """Keep or drop a subcategory the run proposed (a new name and a core idea go with
+    keep; nothing else goes with either)."""
+    if d.ident not in run.subcategory_ids:
+        known = ", ".join(sorted(run.subcategory_ids, key=int)[:20])
+        return [f"unknown proposed subcategory id {d.ident!r} "
+                + (f"(this run proposed subcategories {known})" if known
+                   else "(this run proposed none)")]
+    if d.decision not in SUBCATEGORY_DECISIONS:
+        return [f"unknown decision {d.decision!r} for a proposed subcategory; use: keep (with "
+                "an optional new name) or drop (its segments stay in its category)"]
+    errs = []
+    if d.decision == "drop" and (d.new_name.strip() or d.core_idea.strip()):
+        errs.append("a new name or a core idea note goes with 'keep', not with 'drop'")
+    for key in ("target", "domain", "segments"):
+        if getattr(d, key):
+            errs.append(f"{field_name(d, key)} does not go with a proposed subcategory (it "
+                        "stays under its category)")
     return errs
 
 

@@ -92,9 +92,11 @@ def split_category(d: Decision, domain: str) -> Decision:
 
 
 def touched_items(*tables) -> list[str]:
-    """Segments and core ideas are items once someone decided or commented on them: one
-    nobody touched stays as proposed and needs no consensus."""
-    return sorted({i for t in tables for i in t if i.startswith(("segment:", "core_idea:"))})
+    """Segments, core ideas and proposed subcategories are items once someone decided
+    or commented on them: one nobody touched stays as proposed (a subcategory: not
+    reviewed) and needs no consensus."""
+    return sorted({i for t in tables for i in t
+                   if i.startswith(("segment:", "core_idea:", "subcategory:"))})
 
 
 def settle(item: str, positions: dict[str, Decision], judges: list[str],

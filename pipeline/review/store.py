@@ -782,7 +782,8 @@ class ReviewStore:
         kind, _, ident = item.partition(":")
         known = {"theme": self.run.theme_ids, "domain": self.run.domain_ids,
                  "segment": self.run.segment_ids,
-                 "core_idea": self.run.core_idea_ids}.get(kind, set())
+                 "core_idea": self.run.core_idea_ids,
+                 "subcategory": self.run.subcategory_ids}.get(kind, set())
         if ident in known or (kind == "core_idea" and self.run.core_idea_writable(ident)):
             return []
         return [f"unknown item {kind} {ident!r}"]
