@@ -1182,6 +1182,39 @@ def test_a_proposed_subcategory_dropped_stays_left_out_and_says_so(cqr):
                    for d in book["domains"] for c in d["categories"])
 
 
+def test_a_proposed_subcategory_kept_in_the_workbooks_reaches_the_codebook(cqr, capsys):
+    """Each judge keeps or drops it on the workbook's sheet 'subcategories'; the same
+    position from both is agreed, and the codebook has it."""
+    sub, ids = _proposed(cqr)
+    assert main(["review", "export", str(cqr), "--judges", "ana,ben"]) == 0
+    books = [cqr / "review" / "round-1" / f"{j}.xlsx" for j in ("ana", "ben")]
+    ws = openpyxl.load_workbook(books[0])["subcategories"]
+    header = [c.value for c in ws[1]]
+    row = next(r for r in ws.iter_rows(min_row=2, values_only=True) if r[0] == sub)
+    assert row[header.index("theme id")] == 3 and row[header.index("n segments")] == len(ids)
+    for path in books:
+        fill(path, "subcategories", sub, decision="keep", new_name="Tears with a client")
+    assert main(["review", "import", str(cqr), *map(str, books)]) == 0
+    with ReviewStore(load_run(cqr)) as store:
+        st = review_status(store)
+        item = next(i for i in st.items if i.item == f"subcategory:{sub}")
+        assert item.state == "agreed" and item.consensus.decision == "keep"
+        _settle(store)
+    assert main(["review", "status", str(cqr)]) == 0
+    assert "Tears with a client" in capsys.readouterr().out
+    assert main(["review", "apply", str(cqr)]) == 0
+    book = yaml.safe_load((cqr / "review" / "codebook.yaml").read_text(encoding="utf-8"))
+    assert _category(book, proposed_subcategory=sub)["name"] == "Tears with a client"
+    assert "↳ Tears with a client" in (cqr / "review" / "cqr_table.md").read_text(encoding="utf-8")
+    # a round-2 workbook starts from it
+    assert main(["review", "next-round", str(cqr), "--by", "ana"]) == 0
+    assert main(["review", "export", str(cqr), "--judges", "ana"]) == 0
+    ws = openpyxl.load_workbook(cqr / "review" / "round-2" / "ana.xlsx")["subcategories"]
+    row = next(r for r in ws.iter_rows(min_row=2, values_only=True) if r[0] == sub)
+    assert row[header.index("decision")] == "keep"
+    assert row[header.index("new name")] == "Tears with a client"
+
+
 def test_an_export_names_only_the_proposed_subcategories_not_kept(cqr, capsys):
     """The .qdpx has a kept subcategory as a code under its category's; the message and
     the project's note list as left out only the one that was not kept."""
@@ -1240,3 +1273,28 @@ def test_a_kept_subcategory_follows_its_category_merged_nested_split_or_rejected
                    for d in rejected["domains"] for c in d["categories"])
     (left,) = rejected["subcategories_dropped"]
     assert left["id"] == sub and "its category was rejected" in left["why"]
+
+
+def test_a_workbook_exported_before_subcategories_were_reviewed_still_imports(cqr, capsys):
+    """A workbook of a run that proposes subcategories, exported before the judges kept
+    or dropped them, has no sheet 'subcategories' (nor instructions for one): its other
+    sheets import as they did. One whose sheet was deleted is refused, naming it."""
+    from pipeline.review.workbook import SUB_INSTRUCTIONS, SUB_SHEET
+
+    _proposed(cqr)
+    assert main(["review", "export", str(cqr), "--judges", "ana"]) == 0
+    path = cqr / "review" / "round-1" / "ana.xlsx"
+    fill(path, "themes", 1, decision="reject")
+    wb = openpyxl.load_workbook(path)
+    del wb[SUB_SHEET]
+    wb.save(path)
+    assert main(["review", "import", str(cqr), str(path)]) == 2
+    assert "the sheet 'subcategories' is missing" in capsys.readouterr().err
+    ws = wb["instructions"]
+    for row in list(ws.iter_rows()):
+        if str(row[0].value or "").startswith(SUB_INSTRUCTIONS):
+            row[0].value = None
+    wb.save(path)
+    assert main(["review", "import", str(cqr), str(path)]) == 0
+    with ReviewStore(load_run(cqr)) as store:
+        assert store.positions()["theme:1"]["ana"].decision == "reject"

@@ -2,7 +2,8 @@
 
 Sheets: ``instructions``, ``domains``, ``themes``, ``segments`` (assigned ones),
 ``unassigned`` (segments no theme took), ``core ideas`` (a CQR run only: one per
-case and domain, the judge's edit beside the proposed one), and the hidden ``_meta`` (run id, judge,
+case and domain, the judge's edit beside the proposed one), ``subcategories`` (a CQR
+run that proposed some: keep or drop each), and the hidden ``_meta`` (run id, judge,
 role, round, and their signature: :mod:`pipeline.review.signing`) and ``_lists``
 (the dropdown choices). Columns with a yellow header
 are the judge's to fill in; the rest describe what the run proposed.
@@ -31,6 +32,7 @@ from .model import (
     DOMAIN_DECISIONS,
     MOVED_IN,
     ROLES,
+    SUBCATEGORY_DECISIONS,
     THEME_DECISIONS,
     Decision,
     ReviewError,
@@ -88,6 +90,19 @@ CORE_COLS = [("core idea id", "id", 16), ("case", "case", 12), ("domain id", "do
              ("changed", "changed", 30)]
 #: the sheet of the core ideas (a workbook of a themes run has none)
 CORE_SHEET = "core ideas"
+#: the subcategories the run proposed, each kept or dropped (a run that proposed none,
+#: a themes run among them, has no such sheet)
+SUB_COLS = [("subcategory id", "id", 14), ("name", "name", 30), ("theme id", "parent", 9),
+            ("theme", "parent_name", 28), ("n segments", "n_segments", 10),
+            ("n cases", "n_cases", 8), ("definition (proposed)", "definition", 40),
+            ("example quotes", "quotes", 70), ("decision", "decision", 12),
+            ("new name", "new_name", 28), ("core idea note", "core_idea", 40),
+            ("comment", "comment", 40), ("consensus so far", "consensus", 34),
+            ("changed", "changed", 30)]
+SUB_SHEET = "subcategories"
+#: how the instructions of a workbook with that sheet begin to speak of it: a workbook
+#: exported before proposed subcategories were reviewed does not
+SUB_INSTRUCTIONS = "subcategories sheet"
 EDITABLE = {"decision", "new_name", "target", "domain", "segments", "core_idea", "comment"}
 #: the columns a workbook must have to be read back: the id and the person's own;
 #: the others only describe, and a workbook of an earlier version may lack some
@@ -130,9 +145,13 @@ core ideas sheet (a CQR run): to change the core idea of a case in a domain, wri
   id in 'merge into' (and leave 'your core idea' blank).
 'flags' (single story, thin, unstable, minimal responses) and 'label if reassigned counted' are the
   run's evidence on a theme; 'subgroups' its frequency in each group of a case attribute.
-'proposed subcategories' are the ones Consensa proposed within a theme: they are not
-  reviewed here and not part of the codebook (the judges' subcategories are made with
-  the 'subcategory' decision).
+{sub_instructions} (a CQR run that proposed subcategories): the subcategories Consensa
+  proposed within a theme ('proposed subcategories' on the themes sheet). decision:
+  keep    it is a subcategory of its theme in the codebook (optional 'new name' and
+          'core idea note'); it goes wherever its theme goes (merged, made a subcategory)
+  drop    it is not kept: its segments stay in its theme
+  A blank row is no position; one nobody keeps is not in the codebook. (A theme is made
+  a subcategory of another with the themes sheet's 'subcategory' decision.)
 'consensus so far' is what the panel has agreed on the item; 'changed' says how that
   differs from what Consensa proposed{round_note}.
 'comment' is free text, shown next to the item.
@@ -193,8 +212,12 @@ def _prefilled(row: dict, d: Decision | None) -> dict:
         # has no columns here: the row starts blank, which keeps it ('consensus so far'
         # shows it)
         return row
-    target = "keep" if d.decision == "keep" else d.target
-    return {**row, "decision": d.decision if d.decision not in ("move", "keep") else "",
+    # a segment's decision is its 'move to theme' cell ("keep" there); a proposed
+    # subcategory's keep is its decision
+    segment = d.kind == "segment"
+    target = "keep" if d.decision == "keep" and segment else d.target
+    return {**row, "decision": d.decision if not (segment and d.decision in ("move", "keep"))
+            else "",
             "new_name": d.new_name, "target": target, "domain": d.domain,
             "segments": list(d.segments), "core_idea": d.core_idea, "comment": d.comment}
 
@@ -237,7 +260,7 @@ def build_workbook(run: RunItems, person: str, role: str, round: int,
     ws.title = "instructions"
     note = ROUND_NOTE.format(prev=round - 1, round=round) if round > 1 else ""
     text = INSTRUCTIONS.format(name=run.name, round=round, role=role, person=person,
-                               round_note=note)
+                               round_note=note, sub_instructions=SUB_INSTRUCTIONS)
     if role == "auditor":
         text += AUDITOR_NOTE
     for line in text.splitlines():
@@ -250,7 +273,8 @@ def build_workbook(run: RunItems, person: str, role: str, round: int,
     choices = {"A": list(THEME_DECISIONS), "B": [x for x in DOMAIN_DECISIONS if x != "split"],
                "C": [str(t) for t in run.themes["theme_id"]],
                "D": [str(d) for d in run.domains["domain_id"]],
-               "E": [str(t) for t in run.themes["theme_id"]] + ["none", "keep"]}
+               "E": [str(t) for t in run.themes["theme_id"]] + ["none", "keep"],
+               "F": list(SUBCATEGORY_DECISIONS)}
     ref = {}
     for col, values in choices.items():
         for i, v in enumerate(values, start=1):
@@ -330,6 +354,18 @@ def build_workbook(run: RunItems, person: str, role: str, round: int,
             crows[-1] = _shown(run, crows[-1], item, shown, baseline)
         _sheet(wb, CORE_SHEET, CORE_COLS, crows, {})
 
+    if run.subcategories:
+        urows = []
+        for s in run.subcategories:
+            item = f"subcategory:{s['id']}"
+            urows.append(_prefilled({
+                "id": int(s["id"]), "name": s["name"], "parent": int(s["parent_theme"]),
+                "parent_name": s["parent_name"], "n_segments": int(s["n_segments"]),
+                "n_cases": int(s["n_cases"]), "definition": s["definition"],
+                "quotes": _quotes(run, s["quote_ids"] or s["segment_ids"])}, prefill.get(item)))
+            urows[-1] = _shown(run, urows[-1], item, shown, baseline)
+        _sheet(wb, SUB_SHEET, SUB_COLS, urows, {"decision": ref["F"]})
+
     meta = wb.create_sheet("_meta")
     fields = [("format", FORMAT), ("run_id", run.run_id), ("run_name", run.name),
               ("run_folder", str(run.folder)), ("person", person), ("role", role),
@@ -353,6 +389,15 @@ def _subgroup_text(run: RunItems, cases) -> str:
         out.setdefault(g["attribute"], []).append(
             f"{g['group']} {g['frequency_label']} {g['n_cases']}/{g['n_group']}")
     return "\n".join(f"{a}: {'; '.join(v)}" for a, v in out.items())
+
+
+def _offers_subcategories(wb) -> bool:
+    """Whether a workbook was exported with the sheet of the proposed subcategories (its
+    instructions explain it), so that a missing one was deleted, not never there."""
+    if "instructions" not in wb.sheetnames:
+        return True
+    return any(str(row[0] or "").startswith(SUB_INSTRUCTIONS)
+               for row in wb["instructions"].iter_rows(values_only=True) if row)
 
 
 def write_workbook(path: Path, data: bytes) -> None:
@@ -419,6 +464,11 @@ def read_workbook(path: Path, run: RunItems,
     # not skipped: the core ideas a judge wrote on it would be lost without a word
     if CORE_SHEET in wb.sheetnames or len(run.core_ideas):
         sheets.append((CORE_SHEET, CORE_COLS, "core_idea"))
+    # likewise the proposed subcategories', but for a workbook exported before they
+    # were reviewed: it never had the sheet (its instructions do not speak of it), so
+    # no judge wrote a decision there, and its other sheets import as they always did
+    if SUB_SHEET in wb.sheetnames or (run.subcategories and _offers_subcategories(wb)):
+        sheets.append((SUB_SHEET, SUB_COLS, "subcategory"))
     for sheet, cols, kind in sheets:
         if sheet not in wb.sheetnames:
             errors.append(f"{name}: the sheet '{sheet}' is missing")
