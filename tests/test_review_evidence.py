@@ -1215,6 +1215,28 @@ def test_a_proposed_subcategory_kept_in_the_workbooks_reaches_the_codebook(cqr, 
     assert row[header.index("new name")] == "Tears with a client"
 
 
+def test_the_parent_category_s_page_keeps_a_proposed_subcategory(cqr):
+    sub, ids = _proposed(cqr)
+    web = Web(cqr, "ana")
+    page = web.get("/theme/3")
+    li = re.search(rf'<li class="proposed-sub" id="sub-{sub}".*?</li>', page, re.S).group(0)
+    assert "Tears in session" in li and 'value="keep"' in li and 'value="drop"' in li
+    assert "create a category of its segments" not in page
+    r = web.post("/decide", _page=page, item=f"subcategory:{sub}", decision="", v_item="0",
+                 v_mine="0", **{"as": "consensus"})
+    assert r.status_code == 400 and "Choose a decision" in r.text     # nothing chosen
+    r = web.post("/decide", _page=page, item=f"subcategory:{sub}", decision="keep",
+                 new_name="Crying with a client", v_item="0", v_mine="0",
+                 back=f"/theme/3#sub-{sub}", **{"as": "consensus"})
+    assert r.status_code == 303 and r.headers["location"] == f"/theme/3#sub-{sub}"
+    with ReviewStore(load_run(cqr)) as store:
+        assert store.consensus()[f"subcategory:{sub}"].new_name == "Crying with a client"
+    li = re.search(rf'<li class="proposed-sub" id="sub-{sub}".*?</li>', web.get("/theme/3"),
+                   re.S).group(0)
+    assert "in the codebook as it stands: category" in li and "Crying with a client" in li
+    assert web.client.get(f"/subcategory/{sub}").headers["location"] == f"/theme/3#sub-{sub}"
+
+
 def test_an_export_names_only_the_proposed_subcategories_not_kept(cqr, capsys):
     """The .qdpx has a kept subcategory as a code under its category's; the message and
     the project's note list as left out only the one that was not kept."""

@@ -38,7 +38,6 @@ from ..review.model import (
 )
 from ..review.model import say as say_named
 from ..review.store import ReviewStore, StaleError
-from ..runfolder import RunFolder
 from .context import Context
 from .query import Query
 from .similar import Similar
@@ -85,7 +84,8 @@ def when(value: str | None) -> str:
 
 
 def is_item(run: RunItems, item: str) -> bool:
-    """Whether ``item`` names a theme, domain or segment of this run."""
+    """Whether ``item`` names a theme, domain, segment, core idea or proposed
+    subcategory of this run."""
     kind, _, ident = item.partition(":")
     if kind == "theme":
         return ident in run.theme_ids
@@ -95,6 +95,8 @@ def is_item(run: RunItems, item: str) -> bool:
         return ident in run.segment_ids
     if kind == "core_idea":
         return run.core_idea_writable(ident)
+    if kind == "subcategory":
+        return ident in run.subcategory_ids
     return False
 
 
@@ -365,6 +367,32 @@ def quotes(rows: pd.DataFrame, context: Context, st: ReviewStatus, versions: dic
     return out
 
 
+def _proposed_subcategories(run: RunItems, ctx: dict, tid: int, who: str | None,
+                            draft: Decision | None) -> list[dict]:
+    """The subcategories the run proposed within theme ``tid``, as its page lists them:
+    each with its status (the positions, the consensus), the versions its form carries,
+    where the codebook as it stands has it (``kept_as``: its category there, if kept),
+    and the form's starting decision, as :func:`prefill` chooses it for an item's form
+    (the refused ``draft`` on it, else the consensus, else the person's own position)."""
+    st, live = ctx["st"], ctx["live"]
+    status = {i.item: i for i in st.items}
+    kept = {int(c["proposed_subcategory"]): c for d in live["codebook"]["domains"]
+            for c in d["categories"] if "proposed_subcategory" in c}
+    out = []
+    for s in run.subcategories:
+        if int(s["parent_theme"]) != tid:
+            continue
+        item = f"subcategory:{s['id']}"
+        i = status.get(item)
+        start = (draft if draft is not None and draft.item == item else
+                 (i.consensus if i is not None else None)
+                 or (i.positions.get(who) if i is not None and who else None))
+        out.append({**s, "item": item, "status": i, "kept_as": kept.get(int(s["id"])),
+                    "v_item": ctx["versions"].get(item, 0), "v_mine": ctx["mine"].get(item, 0),
+                    "start": start})
+    return out
+
+
 def theme_page(run: RunItems, store: ReviewStore, context: Context, ident: str,
                who: str | None, start_from: str = "", error: Exception | None = None,
                draft: Decision | None = None) -> dict:
@@ -377,17 +405,18 @@ def theme_page(run: RunItems, store: ReviewStore, context: Context, ident: str,
     judge who reads "variant" here and "typical" there cannot tell which stands. A
     theme that is no category now (merged, rejected) shows the proposal's, marked so."""
     tid = int(ident)
-    ctx = _item_common(run, store, theme_item(tid), who, start_from, error, draft)
+    # a refused entry on one of its proposed subcategories goes back into that one's form
+    mine = draft if draft is None or draft.item == theme_item(tid) else None
+    ctx = _item_common(run, store, theme_item(tid), who, start_from, error, mine)
     t = run.themes[run.themes["theme_id"] == tid].iloc[0].to_dict()
     live = ctx["live"]
     fate = live["themes"].get(tid) or {"name": t["name"], "fate": "empty",
                                        "into": None, "domain_id": None, "domain": ""}
-    # its subcategories: those the judges made, and those Consensa proposed, which the
-    # review does not cover (the page says so, and how to keep one)
+    # its subcategories: those the judges made of themes, and those Consensa proposed,
+    # which the judges keep or drop here, each with its own form
     made = [(int(c), info["name"]) for c, info in sorted(live["themes"].items())
             if info.get("fate") == "category" and info.get("parent") == tid]
-    proposed = [s for s in RunFolder.open(run.folder).proposed_subcategories()
-                if s["parent_theme"] == tid] if str(tid) not in run.created_themes else []
+    proposed = _proposed_subcategories(run, ctx, tid, who, draft)
     # the cases its label counts: the case list marks the others, the subgroups count these
     counting = counted_cases(run, tid, list(t["cases"]))
     if str(tid) in run.created_themes:  # a category the judges made: its own segments
@@ -400,7 +429,8 @@ def theme_page(run: RunItems, store: ReviewStore, context: Context, ident: str,
     cat = _live_category(live, tid) if fate["fate"] == "category" else None
     where = dict(zip(live["assignments"]["segment_id"].astype(str),
                      live["assignments"]["category_id"].astype(int)))
-    holds = {tid, *(c for c, _ in made)}
+    holds = {tid, *(c for c, _ in made),
+             *(int(s["kept_as"]["id"]) for s in proposed if s["kept_as"])}
     if cat is not None:
         members = [s for s, c in where.items() if c in holds]
         quote_ids = [q["segment_id"] for q in cat["example_quotes"]]

@@ -103,10 +103,16 @@ def item_page(review: ReviewApp, request: Request, item: str, error: Exception |
     ``comment_draft`` (an auditor's comment), the entries to keep."""
     run = review.run
     kind, _, ident = item.partition(":")
-    if kind not in ("theme", "domain", "segment", "core_idea") or not pages.is_item(run, item):
+    if kind not in ("theme", "domain", "segment", "core_idea", "subcategory") \
+            or not pages.is_item(run, item):
         raise Refused(404, f"This run has no {kind or 'item'} {ident!r}.")
     who, start_from = _who(request), request.query_params.get("from", "")
     with review.store() as store:
+        if kind == "subcategory":  # kept or dropped on its category's page
+            parent = str(run.subcategory(ident)["parent_theme"])
+            ctx = pages.theme_page(run, store, review.context, parent, who, "", error, draft)
+            return review.render(request, "theme.html", http_status=status,
+                                 **{**ctx, "comment_draft": comment_draft})
         if kind == "core_idea":  # edited on its domain's page: that page, with the error
             dom = ident.rpartition(":")[2]
             ctx = pages.domain_page(run, store, dom, who, "", error, None, core_draft=draft)
@@ -133,6 +139,15 @@ def domain(review: ReviewApp, request: Request, form) -> Response:
 
 def segment(review: ReviewApp, request: Request, form) -> Response:
     return item_page(review, request, f"segment:{request.path_params['ident']}")
+
+
+def subcategory(review: ReviewApp, request: Request, form) -> Response:
+    """A proposed subcategory is decided on its category's page: sent there, to it."""
+    ident = str(request.path_params["ident"])
+    if not pages.is_item(review.run, f"subcategory:{ident}"):
+        raise Refused(404, f"This run proposed no subcategory {ident!r}.")
+    parent = review.run.subcategory(ident)["parent_theme"]
+    return RedirectResponse(f"/theme/{parent}#sub-{ident}", status_code=303)
 
 
 def search(review: ReviewApp, request: Request, form) -> Response:
@@ -543,6 +558,7 @@ ROUTES = [
     ("/theme/{ident}", theme, ["GET"], True),
     ("/domain/{ident}", domain, ["GET"], True),
     ("/segment/{ident}", segment, ["GET"], True),
+    ("/subcategory/{ident}", subcategory, ["GET"], True),
     ("/decide", decide, ["POST"], True),
     ("/move", move, ["POST"], True),
     ("/comment", comment, ["POST"], True),
