@@ -416,10 +416,11 @@ class RunFolder:
 
     def proposed_subcategories(self, detail: bool = False) -> list[dict]:
         """The subcategories a CQR run proposed ([] for a themes run): id, name, parent
-        theme id and parent name. The judges keep or drop each (an item of the review,
-        ``subcategory:<id>``); a codebook or an export that leaves one out says so with
-        this list. ``detail`` adds what the review needs to make a kept one a category
-        of the codebook: its segment ids, keywords, quotes and proposed definition."""
+        theme id and parent name, size and pole ("" but for a stance subcategory). The
+        judges keep or drop each (an item of the review, ``subcategory:<id>``); a
+        codebook or an export that leaves one out says so with this list. ``detail``
+        adds what the review needs to make a kept one a category of the codebook: its
+        segment ids, keywords, quotes and proposed definition."""
         have = any((self.path / f).is_file() for f in TABLES["categories"][:2])
         if not have:
             return []
@@ -430,9 +431,13 @@ class RunFolder:
         out = []
         for r in cats[cats["parent_id"].astype(int) >= 0].to_dict("records"):
             p = int(r["parent_id"])
+            pole = r.get("pole")
             entry = {"id": int(r["category_id"]), "name": str(r["name"]),
                      "parent_theme": theme_of.get(p, -1), "parent_name": name_of.get(p, ""),
-                     "n_segments": int(r["n_segments"]), "n_cases": int(r["n_cases"])}
+                     "n_segments": int(r["n_segments"]), "n_cases": int(r["n_cases"]),
+                     # a stance subcategory's pole ("helpful"): what its half of the
+                     # category shares, which its phrase name seldom says
+                     "pole": "" if pole is None or pd.isna(pole) else str(pole)}
             if detail:
                 definition = r.get("definition")
                 entry.update(segment_ids=[str(s) for s in _listed(r.get("segment_ids"))],

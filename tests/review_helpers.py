@@ -25,13 +25,13 @@ def agree_and_apply(run: Path) -> Path:
     return run / "review" / "codebook.yaml"
 
 
-def propose_subcategory(run: Path, theme: int, n: int = 2, name: str = "Tears in session"
-                        ) -> tuple[int, list[str]]:
+def propose_subcategory(run: Path, theme: int, n: int = 2, name: str = "Tears in session",
+                        pole: str = "") -> tuple[int, list[str]]:
     """Make the first ``n`` segments of ``theme`` a subcategory the CQR run proposed
     within it (a row of ``categories.parquet`` with the theme's category as parent, and
     the segments' ``subcategory_id``), as the cross-analysis writes one of a large
-    category: the invented study's categories are too small to have any. Returns the
-    subcategory's id and its segment ids."""
+    category: the invented study's categories are too small to have any (``pole``: a
+    stance subcategory's). Returns the subcategory's id and its segment ids."""
     cats = pd.read_parquet(run / "categories.parquet")
     seg = pd.read_parquet(run / "segments.parquet")
     parent = cats[(cats["parent_id"] < 0) & (cats["theme_id"] == theme)].iloc[0]
@@ -42,7 +42,7 @@ def propose_subcategory(run: Path, theme: int, n: int = 2, name: str = "Tears in
     row.update(category_id=cid, parent_id=int(parent["category_id"]), kind="subcategory",
                name=name, segment_ids=ids, quote_ids=ids[:1], n_segments=len(ids),
                n_cases=len(cases), cases=cases, counted_cases=cases,
-               definition="Crying in front of a client.")
+               definition="Crying in front of a client.", pole=pole)
     pd.concat([cats, pd.DataFrame([row])], ignore_index=True).to_parquet(
         run / "categories.parquet", index=False)
     seg.loc[seg["segment_id"].isin(ids), "subcategory_id"] = cid

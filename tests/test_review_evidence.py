@@ -1237,6 +1237,22 @@ def test_the_parent_category_s_page_keeps_a_proposed_subcategory(cqr):
     assert web.client.get(f"/subcategory/{sub}").headers["location"] == f"/theme/3#sub-{sub}"
 
 
+def test_a_proposed_stance_subcategory_shows_its_pole_to_the_judges(cqr):
+    """Its phrase name seldom says which judgement its half of the category shares:
+    the workbook's sheet and the category's page say it."""
+    from tests.review_helpers import propose_subcategory
+
+    sub, _ = propose_subcategory(cqr, 3, pole="not helpful")
+    assert main(["review", "export", str(cqr), "--judges", "ana,ben"]) == 0
+    ws = openpyxl.load_workbook(cqr / "review" / "round-1" / "ana.xlsx")["subcategories"]
+    header = [c.value for c in ws[1]]
+    row = next(r for r in ws.iter_rows(min_row=2, values_only=True) if r[0] == sub)
+    assert row[header.index("stance")] == "not helpful"
+    page = Web(cqr, "ana").get("/theme/3")
+    li = re.search(rf'<li class="proposed-sub" id="sub-{sub}".*?</li>', page, re.S).group(0)
+    assert "(stance: not helpful)" in li
+
+
 def test_an_export_names_only_the_proposed_subcategories_not_kept(cqr, capsys):
     """The .qdpx has a kept subcategory as a code under its category's; the message and
     the project's note list as left out only the one that was not kept."""

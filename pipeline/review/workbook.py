@@ -92,7 +92,8 @@ CORE_COLS = [("core idea id", "id", 16), ("case", "case", 12), ("domain id", "do
 CORE_SHEET = "core ideas"
 #: the subcategories the run proposed, each kept or dropped (a run that proposed none,
 #: a themes run among them, has no such sheet)
-SUB_COLS = [("subcategory id", "id", 14), ("name", "name", 30), ("theme id", "parent", 9),
+SUB_COLS = [("subcategory id", "id", 14), ("name", "name", 30), ("stance", "pole", 12),
+            ("theme id", "parent", 9),
             ("theme", "parent_name", 28), ("n segments", "n_segments", 10),
             ("n cases", "n_cases", 8), ("definition (proposed)", "definition", 40),
             ("example quotes", "quotes", 70), ("decision", "decision", 12),
@@ -359,7 +360,8 @@ def build_workbook(run: RunItems, person: str, role: str, round: int,
         for s in run.subcategories:
             item = f"subcategory:{s['id']}"
             urows.append(_prefilled({
-                "id": int(s["id"]), "name": s["name"], "parent": int(s["parent_theme"]),
+                "id": int(s["id"]), "name": s["name"], "pole": s["pole"],
+                "parent": int(s["parent_theme"]),
                 "parent_name": s["parent_name"], "n_segments": int(s["n_segments"]),
                 "n_cases": int(s["n_cases"]), "definition": s["definition"],
                 "quotes": _quotes(run, s["quote_ids"] or s["segment_ids"])}, prefill.get(item)))
