@@ -161,6 +161,50 @@ def test_web_form_drops_the_fields_a_keep_does_not_take(run_folder):
     assert d == Decision(f"segment:{sid}", "keep", source="web form (ana)")
 
 
+def _sign_in(client: TestClient, review, name: str) -> str:
+    """``client`` signed in as ``name`` through the printed address; its CSRF token."""
+    client.get(review.url("127.0.0.1", 8000))
+    csrf = re.search(r'name="csrf" value="([^"]*)"', client.get("/login").text).group(1)
+    client.post("/login", data={"csrf": csrf, "name": name})
+    return csrf
+
+
+def _form_values(page: str, *names: str) -> dict[str, str]:
+    """The values of a page's first fields with these names, as the browser sends them."""
+    return {k: re.search(rf'name="{k}" value="([^"]*)"', page).group(1) for k in names}
+
+
+def test_an_accept_after_a_rename_records_no_new_name(store):
+    """A judge's rename is in the form when she comes back to the theme; choosing
+    "accept" sends the name along (the field is still filled in). It was recorded as an
+    accept named like the rename, which reads and counts as the rename: an accept takes
+    the proposal as it is."""
+    review = create_app(store.run.folder)
+    with TestClient(review.asgi, base_url="http://127.0.0.1:8000") as client:
+        csrf = _sign_in(client, review, "ana")
+        for mode in ("position", "consensus"):
+            page = client.get("/theme/1").text
+            form = {"csrf": csrf, "item": "theme:1", "as": mode,
+                    **_form_values(page, "v_item", "v_mine")}
+            assert client.post("/decide", data={**form, "decision": "rename",
+                                                "new_name": "Held back the tears"},
+                               follow_redirects=False).status_code == 303
+            page = client.get("/theme/1").text
+            assert _form_values(page, "new_name")["new_name"] == "Held back the tears"
+            form.update(_form_values(page, "v_item", "v_mine", "new_name"))
+            assert client.post("/decide", data={**form, "decision": "accept"},
+                               follow_redirects=False).status_code == 303
+        got = [store.positions()["theme:1"]["ana"], store.consensus()["theme:1"]]
+        assert [(d.decision, d.new_name) for d in got] == [("accept", "")] * 2
+        assert "Held back the tears" not in client.get("/").text
+        # a workbook's accept with a name is a rename: the form starts from it as one,
+        # so that saving it unchanged keeps the name
+        store.record_positions([("ben", [Decision("theme:2", "accept", new_name="Tissues")])])
+        page = client.get("/theme/2?from=ben").text
+        assert re.search(r'<option value="rename" selected>', page)
+        assert _form_values(page, "new_name")["new_name"] == "Tissues"
+
+
 # --- page models ------------------------------------------------------------------------
 
 def test_overview_counts_and_filters(store):

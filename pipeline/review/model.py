@@ -309,8 +309,11 @@ class Decision:
                 segments = ()
             if kind != "theme" or decision not in ("accept", "rename", "reassign", "create"):
                 domain = ""
-            # a kept proposed subcategory may be named anew; a kept segment is not named
-            if decision in ("merge", "reject", "move", "drop") or (
+            # an accept keeps the proposed name: a name left in the form by the rename
+            # it started from would make the accept a rename (:meth:`key`), recorded
+            # under the word "accept" by a judge who chose to take the proposal; a kept
+            # proposed subcategory may be named anew, a kept segment is not named
+            if decision in ("accept", "merge", "reject", "move", "drop") or (
                     decision == "keep" and kind != "subcategory"):
                 new_name = ""
         return cls(item=f"{kind}:{ident}", decision=decision, new_name=new_name, target=target,

@@ -10,7 +10,7 @@ and renders the result.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
@@ -294,12 +294,22 @@ def prefill(status: ItemStatus, who: str | None, start_from: str = "",
     if draft is not None:
         return draft, "your refused entries"
     if start_from in status.positions and status.positions[start_from].source != LEFT_ALONE:
-        return status.positions[start_from], f"{start_from}'s position"
+        return _as_form(status.positions[start_from]), f"{start_from}'s position"
     if status.consensus is not None:
-        return status.consensus, "the consensus"
+        return _as_form(status.consensus), "the consensus"
     if who in status.positions and status.positions[who].source != LEFT_ALONE:
-        return status.positions[who], "your position"
+        return _as_form(status.positions[who]), "your position"
     return Decision(status.item, ""), "nothing yet"
+
+
+def _as_form(d: Decision) -> Decision:
+    """``d`` as the decision form shows it. A workbook's "accept" with a new name is a
+    rename (:meth:`Decision.key`); the form drops the name of an accept (a leftover of
+    the rename it started from), so it starts such a one as the rename it is, and
+    saving it unchanged keeps the name."""
+    if d.decision == "accept" and d.new_name:
+        return replace(d, decision="rename")
+    return d
 
 
 def stale_by(error: Exception, who: str | None) -> bool:
