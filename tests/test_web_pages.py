@@ -301,7 +301,7 @@ def test_theme_page_quotes_prefill_and_moves(store):
     stale = StaleError("theme 0 has changed since you opened it", hint="look again")
     page = pages.theme_page(run, store, context, "0", "ana", error=stale, draft=draft)
     assert page["prefill"] is draft and page["prefill_from"] == "your refused entries"
-    assert page["err"] == {"stale": True, "by_you": False, "message": stale.reason,
+    assert page["err"] == {"stale": True, "by_you": False, "by": "", "message": stale.reason,
                            "hint": "look again"}
 
 
@@ -460,9 +460,50 @@ def test_a_stale_save_overtaken_by_the_same_judge_says_so(store):
                    for k in ("v_item", "v_mine")}}
         store.resolve([Decision("theme:2", "accept")], by="ben")
         other = client.post("/decide", data={**form, "decision": "reject"})
-        assert other.status_code == 409 and "someone else changed this first" in other.text
+        assert other.status_code == 409 and "ben changed this first" in other.text
     assert pages.error_box(StaleError("x", change={"who": "ana"}), "ana")["by_you"]
     assert not pages.error_box(StaleError("x", change={"who": "ben"}), "ana")["by_you"]
+    assert pages.error_box(StaleError("x"), "ana")["by"] == ""    # "another judge"
+
+
+def test_a_stale_save_overtaken_by_another_judge_names_them_and_keeps_the_text(store):
+    """ben changed the consensus first. ana's undo, pressed on the overview she had
+    open, said it was changed "by you": the store named the decision now on top (her
+    own) as the change. Her split of a domain ben had just decided lost the name and
+    definition she typed. The 409 page names ben and gives her words back."""
+    review = create_app(store.run.folder)
+    with TestClient(review.asgi, base_url="http://127.0.0.1:8000") as client:
+        csrf = _sign_in(client, review, "ana")
+        store.resolve([Decision("theme:1", "accept")], by="ana")
+        store.resolve([Decision("theme:2", "accept")], by="ana")
+        expect = _form_values(client.get("/").text, "expect")["expect"]
+        store.undo_consensus("ben")
+        r = client.post("/undo", data={"csrf": csrf, "expect": expect})
+        assert r.status_code == 409 and "Not saved: ben changed it first" in r.text
+        assert "by you" not in r.text and "ben undid the one on theme 2" in r.text
+        assert store.undo_target()["id"] != int(expect)     # nothing was undone
+
+        did = str(int(store.run.domains["domain_id"].iloc[0]))
+        page = client.get(f"/domain/{did}").text
+        theme = re.search(r'name="themes" value="([^"]*)"', page).group(1)
+        store.resolve([Decision(f"domain:{did}", "accept")], by="ben")
+        r = client.post("/split-domain", data={
+            "csrf": csrf, "domain": did, "themes": theme, "new_name": "Tears <b>kept</b>",
+            "definition": "What the therapist held back.",
+            "v_item": _form_values(page, "v_item")["v_item"]})
+        assert r.status_code == 409 and "Not saved: ben changed it first" in r.text
+        assert "What you entered (not saved)" in r.text
+        assert "Tears &lt;b&gt;kept&lt;/b&gt;" in r.text and "<b>kept" not in r.text
+        assert "What the therapist held back." in r.text
+        assert "split" not in store.consensus()[f"domain:{did}"].decision
+
+        # a round started meanwhile: named too, whoever pressed the button
+        store.resolve([Decision(i, "accept") for i in store.run.items()
+                       if not i.startswith("core_idea:")], by="ben")
+        store.next_round("ben", closed=True)
+        r = client.post("/next-round", data={"csrf": csrf, "round": "1"})
+        assert r.status_code == 409 and "Not saved: ben changed it first" in r.text
+        assert "ben started it meanwhile" in r.text
 
 
 def test_domain_and_segment_pages(store):

@@ -897,15 +897,28 @@ class ReviewStore:
             raise ReviewError(f"round {now} is still open: some items have no consensus "
                               "decision yet", hint="see `consensa review status RUN`")
         with self.transaction():
-            current = int(self.meta().get("round", "1"))
-            if current != now:
-                raise StaleError(f"round {now} is not the open round any more (round {current} "
-                                 "is: someone else started it meanwhile); nothing was changed",
-                                 hint=f"look at round {current} before closing it")
+            self.check_round(now)
             self.con.execute("UPDATE meta SET value=? WHERE key='round'", (str(now + 1),))
             self._log(by, "round closed", value=str(now), round=now)
             self._log(by, "round opened", value=str(now + 1), round=now + 1)
         return now + 1
+
+    def check_round(self, round: int) -> None:
+        """Refuse (:class:`StaleError`) when ``round``, the round a page or command was
+        shown, is not the open round any more, naming who opened or reopened the open
+        one: a judge told "someone else" goes looking for a person who may be
+        themself, in another tab."""
+        current = int(self.meta().get("round", "1"))
+        if current == int(round):
+            return
+        row = self.con.execute("SELECT * FROM audit_log WHERE action IN ('round opened', "
+                               "'round reopened') ORDER BY id DESC LIMIT 1").fetchone()
+        change = dict(row) if row else {}
+        who = change.get("who") or "another judge"
+        did = "went back to it" if change.get("action") == "round reopened" else "started it"
+        raise StaleError(f"round {round} is not the open round any more (round {current} "
+                         f"is: {who} {did} meanwhile); nothing was changed", change=change,
+                         hint=f"look at round {current} before closing it")
 
     def reopen_round(self, by: str) -> int:
         """Undo :meth:`next_round`: go back to the round before, as long as nothing was
@@ -1027,15 +1040,28 @@ class ReviewStore:
             raise ReviewError("say who undoes the decision")
         with self.transaction():
             stack = self._consensus_stack(round)
-            if not stack:
+            if not stack and expect is None:
                 raise ReviewError(f"there is no consensus decision to undo in round {round}")
-            target = stack[-1]
-            if expect is not None and int(target["id"]) != int(expect):
-                raise StaleError(f"the last consensus decision is now the one on "
-                                 f"{self.run.label(target['item'])} by {target['who']}, not the "
-                                 "one you meant to undo; nothing was undone",
-                                 item=target["item"], change=target,
+            if expect is not None and (not stack or int(stack[-1]["id"]) != int(expect)):
+                # the change that made the undo stale is the round's latest consensus
+                # decision or undo, not the decision now on top: that one can be the
+                # person's own, under another judge's undo of the one they meant
+                latest = dict(self.con.execute(
+                    "SELECT * FROM audit_log WHERE round=? AND action IN ('consensus', "
+                    "'consensus undo') ORDER BY id DESC LIMIT 1", (round,)).fetchone() or {})
+                what = ("undid the one" if latest.get("action") == "consensus undo"
+                        else "recorded one") + (f" on {self.run.label(latest['item'])}"
+                                                if latest else "")
+                now = (f"the last consensus decision is now the one on "
+                       f"{self.run.label(stack[-1]['item'])} by {stack[-1]['who']}"
+                       if stack else f"there is no consensus decision left to undo in round "
+                       f"{round}")
+                raise StaleError(f"{now}, not the one you meant to undo "
+                                 f"({latest.get('who') or 'another judge'} {what} meanwhile); "
+                                 "nothing was undone",
+                                 item=stack[-1]["item"] if stack else "", change=latest,
                                  hint="look at the log again, then undo once more")
+            target = stack[-1]
             item = target["item"]
             if target["previous"] is None:
                 self.con.execute("DELETE FROM consensus WHERE round=? AND item=?", (round, item))

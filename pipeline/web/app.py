@@ -155,7 +155,9 @@ class ReviewApp:
                     return RedirectResponse("/login", status_code=303)
                 return await run_in_threadpool(self._handle, handler, request, form)
             except Refused as exc:
-                return self.error(request, exc)
+                # nothing was saved: what the person typed into the form is given back
+                # (a stale save, a bad entry), as a store that cannot be opened gives it
+                return self.error(request, exc, typed=typed_fields(form))
             except ReviewError as exc:
                 # the store could not be opened at all (the folder turned read-only,
                 # the disk went away): a save refused in words, not a crash, and what
@@ -227,7 +229,8 @@ class ReviewApp:
     def error(self, request: Request, exc: Refused, **ctx) -> HTMLResponse:
         return self.render(request, "error.html", http_status=exc.status, code=exc.status,
                            message=exc.message, hint=exc.hint,
-                           by_you=getattr(exc, "by_you", False), **ctx)
+                           by_you=getattr(exc, "by_you", False), by=getattr(exc, "by", ""),
+                           **ctx)
 
     async def _not_found(self, request: Request, exc: HTTPException) -> Response:
         status = getattr(exc, "status_code", 404)

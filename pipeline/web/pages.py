@@ -320,12 +320,20 @@ def stale_by(error: Exception, who: str | None) -> bool:
     return isinstance(error, StaleError) and who is not None and change.get("who") == who
 
 
+def changed_by(error: Exception) -> str:
+    """Who made a save stale: the person of the change it was overtaken by, as the
+    store logged it ("" when it does not say; the page then says "another judge")."""
+    change = getattr(error, "change", None) or {}
+    return str(change.get("who") or "") if isinstance(error, StaleError) else ""
+
+
 def error_box(error: Exception | None, who: str | None = None) -> dict | None:
     """A refused save as the page's error box shows it (stale: changed since the page was
-    read, by someone else or by ``who`` themself)."""
+    read, by someone else, named, or by ``who`` themself)."""
     if error is None:
         return None
     return {"stale": isinstance(error, StaleError), "by_you": stale_by(error, who),
+            "by": changed_by(error),
             "message": getattr(error, "reason", str(error)),
             "hint": getattr(error, "hint", "")}
 

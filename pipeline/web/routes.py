@@ -38,11 +38,22 @@ if TYPE_CHECKING:
 class Refused(Exception):
     """A request the app answers with an error page (status, message)."""
 
-    def __init__(self, status: int, message: str, hint: str = "", by_you: bool = False) -> None:
+    def __init__(self, status: int, message: str, hint: str = "", by_you: bool = False,
+                 by: str = "") -> None:
         super().__init__(message)
         self.status, self.message, self.hint = status, message, hint
         #: a stale save overtaken by the person's own earlier save (the page says so)
         self.by_you = by_you
+        #: who made a stale save stale, as the store logged it ("": not known)
+        self.by = by
+
+
+def _stale(exc: StaleError, who: str | None) -> Refused:
+    """A stale save as a 409 page: the store's words, and whose change overtook it (the
+    person's own, from another tab, or another judge's, named)."""
+    reason, hint = exc.reason, str(exc.hint or "")
+    return Refused(409, reason[:1].upper() + reason[1:] + ".", hint[:1].upper() + hint[1:],
+                   pages.stale_by(exc, who), pages.changed_by(exc))
 
 
 def _version(form, key: str) -> int:
@@ -254,7 +265,7 @@ def move(review: ReviewApp, request: Request, form) -> Response:
                     d.item: _version(form, f"vi:{d.ident}") for d in decisions})
             agreed = review_status(store).effective_consensus()
     except StaleError as exc:
-        raise Refused(409, exc.reason, exc.hint or "", pages.stale_by(exc, who)) from None
+        raise _stale(exc, who) from None
     except ReviewError as exc:
         raise _not_saved(exc) from None
     what = "your position" if mode == "position" else "the consensus"
@@ -369,7 +380,7 @@ def split_domain(review: ReviewApp, request: Request, form) -> Response:
                                       expect=_version(form, "v_item"))
             label = current_label(store, item)
     except StaleError as exc:
-        raise Refused(409, exc.reason, exc.hint or "", pages.stale_by(exc, who)) from None
+        raise _stale(exc, who) from None
     except ReviewError as exc:
         raise _not_saved(exc) from None
     review.flash(request, f"Domain {domain} split: {len(themes)} categor"
@@ -384,9 +395,11 @@ def next_round(review: ReviewApp, request: Request, form) -> Response:
     try:
         with review.store() as store:
             shown = str(form.get("round", ""))
-            if shown != str(store.round):
-                raise Refused(409, f"Round {shown} is not the open round any more "
-                              f"(round {store.round} is).", "Nothing was changed.")
+            try:
+                store.check_round(int(shown))
+            except ValueError:
+                raise Refused(400, f"The form's field 'round' ({shown[:20]!r}) is not a round "
+                              "number.", "Nothing was changed.") from None
             st = review_status(store)
             if st.closed and st.unanswered():
                 raise Refused(400, f"{len(st.unanswered())} auditor's comment(s) still wait for "
@@ -396,10 +409,8 @@ def next_round(review: ReviewApp, request: Request, form) -> Response:
             # the round the form showed, checked again in the store's write: two judges
             # pressing "Start round 2" at once both pass the check above
             new = store.next_round(who, closed=st.closed, round=int(shown))
-    except StaleError:
-        raise Refused(409, f"Round {shown} is not the open round any more: another judge "
-                      "started the next round meanwhile.",
-                      "Nothing was changed. Look at the open round before closing it.") from None
+    except StaleError as exc:
+        raise _stale(exc, who) from None
     except ReviewError as exc:
         raise _not_saved(exc, "Nothing was changed.") from None
     review.flash(request, f"Round {new - 1} closed; round {new} is open and starts from its "
@@ -415,7 +426,7 @@ def undo(review: ReviewApp, request: Request, form) -> Response:
             agreed = review_status(store).effective_consensus()
             label = review.run.label(row["item"], agreed)
     except StaleError as exc:
-        raise Refused(409, exc.reason, exc.hint or "", pages.stale_by(exc, who)) from None
+        raise _stale(exc, who) from None
     except ReviewError as exc:
         raise Refused(400, exc.reason, exc.hint or "") from None
     d = Decision.from_json(row["value"])
