@@ -913,6 +913,43 @@ def test_theme_page_shows_a_subcategory_and_next_round_button(panel):
         assert store.round == 2
 
 
+def test_start_round_n_plus_1_is_offered_once_round_n_has_its_own_decisions(panel):
+    """Round 2 begins settled (every item carries round 1's consensus), and the overview
+    offered "Start round 3" at once. It is offered when the command line would start
+    it and round 2 has a decision of its own; otherwise the page says what is left,
+    and a form sent from an older page is refused the same way."""
+    run = _close_round_one(panel)
+    with ReviewStore(run) as store:
+        store.next_round("ana", closed=True)
+    web = Web(panel, "ana")
+    page = web.get("/")
+    assert 'id="next-round"' not in page
+    assert "Round 3 can start once this round is done: nothing has been decided in " \
+           "round 2 yet" in page
+    r = web.post("/next-round", _page=page, round="2")
+    assert r.status_code == 400 and "nothing has been decided in round 2" in r.text
+    with ReviewStore(run) as store:
+        assert store.round == 2
+        store.resolve([Decision("theme:1", "rename", new_name="Support from supervisors")],
+                      by="ben")
+        store.add_audit_comment("theme:1", "dee", "Which cases say so?")
+    page = web.get("/")
+    assert 'id="next-round"' not in page
+    assert "1 auditor&#39;s comment(s) still wait for a judge&#39;s answer" in page
+    assert "not answered by ana, ben" in page
+    with ReviewStore(run) as store:
+        cid = store.audit_comment_rows()["theme:1"][0]["id"]
+        for judge in ("ana", "ben"):
+            store.answer_audit(cid, judge, "accept", "")
+    page = web.get("/")
+    assert 'id="next-round"' in page and "can start once" not in page
+    with ReviewStore(run) as store:       # a judge opens an item again: round 2 is open
+        store.record_positions([("ana", [Decision("theme:0", "reject")])])
+    page = web.get("/")
+    assert 'id="next-round"' not in page
+    assert "1 item(s) still need a consensus decision; round 3 can start once" in page
+
+
 def test_next_round_can_be_undone_while_the_new_round_is_empty(panel, capsys):
     run = _close_round_one(panel)
     assert main(["review", "next-round", str(panel)]) == 0
@@ -1136,11 +1173,11 @@ def test_two_judges_starting_the_next_round_at_once_start_one(panel, monkeypatch
     page = ben.get("/")
     status = routes.review_status
 
-    def ana_meanwhile(store):
+    def ana_meanwhile(store, *args):
         if store.round == 1:
             with ReviewStore(load_run(panel)) as other:
                 other.next_round("ana", closed=True, round=1)
-        return status(store)
+        return status(store, *args)
 
     monkeypatch.setattr(routes, "review_status", ana_meanwhile)
     r = ben.post("/next-round", _page=page, round="1")

@@ -247,11 +247,35 @@ def overview(run: RunItems, store: ReviewStore, filters: Filters) -> dict:
         del counts["blocked"]
     f = asdict(filters)
     return {"st": st, "domains": domains, "seg_items": seg_items, "counts": counts,
-            "filters": f, "undo": undo,
+            "filters": f, "undo": undo, "not_yet": next_round_refusal(st),
             "domain_choices": domain_choices(run, st.effective_consensus()),
             "undo_label": run.label(undo["item"], st.effective_consensus()) if undo else "",
             "n_unassigned": int((run.segments["theme"] < 0).sum()),
             "filtered": any(f.values())}
+
+
+def next_round_refusal(st: ReviewStatus) -> str:
+    """Why round N+1 cannot start from this page yet, in words ("" when it can).
+
+    The command line's rules (``consensa review next-round``): every item has its
+    consensus, and every auditor's comment a judge's answer (its ``--force`` closes
+    the round without them; the page has no such button). One more, the page's own:
+    round N has a decision of its own. A round begins settled, every item carrying
+    the round before's consensus, so without it the button showed the moment a round
+    began, offering to close a round nobody had reviewed."""
+    if not st.closed:
+        return (f"{len(st.pending())} item(s) of round {st.round} still need a consensus "
+                "decision")
+    unanswered = st.unanswered()
+    if unanswered:
+        return (f"{len(unanswered)} auditor's comment(s) still wait for a judge's answer: "
+                + "; ".join(unanswered[:5]) + (" ..." if len(unanswered) > 5 else "")
+                + " (answer them on the items' pages, or close the round without them: "
+                "consensa review next-round RUN --force)")
+    if st.round > 1 and not any(i.state in ("agreed", "resolved") for i in st.items):
+        return (f"nothing has been decided in round {st.round} yet: every item carries "
+                f"round {st.round - 1}'s consensus")
+    return ""
 
 
 def frequency_text(label: str, n_cases, total: int) -> str:

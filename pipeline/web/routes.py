@@ -390,7 +390,8 @@ def split_domain(review: ReviewApp, request: Request, form) -> Response:
 
 def next_round(review: ReviewApp, request: Request, form) -> Response:
     """Close the round the form was shown in and open the next, starting from its
-    consensus (as `consensa review next-round`)."""
+    consensus (as `consensa review next-round`), when the overview offers it
+    (:func:`pages.next_round_refusal`)."""
     who, _ = review.me(request, "judge")
     try:
         with review.store() as store:
@@ -400,12 +401,15 @@ def next_round(review: ReviewApp, request: Request, form) -> Response:
             except ValueError:
                 raise Refused(400, f"The form's field 'round' ({shown[:20]!r}) is not a round "
                               "number.", "Nothing was changed.") from None
-            st = review_status(store)
-            if st.closed and st.unanswered():
-                raise Refused(400, f"{len(st.unanswered())} auditor's comment(s) still wait for "
-                              "a judge's answer: " + "; ".join(st.unanswered()[:5]) + ".",
-                              "Nothing was changed. Answer them on the items' pages, or close "
-                              "the round without them: consensa review next-round RUN --force.")
+            # the round the form means, even if another judge started the next one
+            # since the check above: the store's write below refuses that one (409)
+            st = review_status(store, int(shown))
+            # the rule the overview shows the button by: a page opened before an item
+            # was reopened or a comment written does not close the round over it
+            why = pages.next_round_refusal(st)
+            if why:
+                raise Refused(400, f"Round {st.round + 1} cannot start yet: {why}.",
+                              "Nothing was changed.")
             # the round the form showed, checked again in the store's write: two judges
             # pressing "Start round 2" at once both pass the check above
             new = store.next_round(who, closed=st.closed, round=int(shown))
