@@ -57,7 +57,9 @@ def test_review_round_end_to_end(review_run, capsys):
 
     assert main(["review", "status", str(run)]) == 0
     out = capsys.readouterr().out
-    assert re.search(r'theme 1 "[^"]*": agreed, rename to "Supervision as support"', out)
+    # by its agreed name, the proposed one beside it
+    assert re.search(r'theme 1 "Supervision as support" \(proposed: "[^"]*"\): agreed, '
+                     r'rename to "Supervision as support"', out)
     assert 'theme 0 "' in out and re.search(r'theme 0 "[^"]*": DISPUTED', out)
     assert re.search(r"ana\s+split off 4 segment\(s\)", out) or "ana   split off" in out
     assert re.search(r"ben\s+accept", out) and re.search(r"caro\s+merge into theme 1", out)

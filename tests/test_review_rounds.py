@@ -290,7 +290,8 @@ def test_next_round_starts_from_the_consensus_and_marks_changes(panel, capsys):
     assert main(["review", "status", str(panel)]) == 0
     out = capsys.readouterr().out
     assert "round 2 (round 1 closed" in out
-    assert re.search(r'theme 1 "[^"]*": carried from round 1, rename to "Supervision', out)
+    assert re.search(r'theme 1 "Supervision as support" \(proposed: "[^"]*"\): carried '
+                     r'from round 1, rename to "Supervision', out)
 
     # the round-2 workbook starts from round 1's consensus and marks what it changed
     assert main(["review", "export", str(panel), "--judges", "ana,ben"]) == 0
@@ -570,9 +571,10 @@ def test_a_renamed_item_goes_by_the_name_the_judges_agreed(panel, capsys):
     assert capsys.readouterr().out.strip().endswith(f"on {now}")
     assert main(["review", "status", str(panel)]) == 0
     out = capsys.readouterr().out
-    # the line that gives the rename names the theme as it was; the comment is on its
-    # agreed name
-    assert f'  theme 1 "{old}": resolved by team, rename to "{new}"' in out
+    # the line that gives the rename names the theme by its agreed name, the proposed
+    # one beside it, as the comment does
+    assert f'  theme 1 "{new}" (proposed: "{old}"): resolved by team, rename to "{new}"' \
+        in out
     assert main(["review", "apply", str(panel), "--preview"]) == 0
     assert f"comment {cid} on {now} (dee): not answered by ben" in capsys.readouterr().err
     page = Web(panel, "ana").get("/theme/1")
@@ -583,6 +585,34 @@ def test_a_renamed_item_goes_by_the_name_the_judges_agreed(panel, capsys):
                  "--name", "Tears in the room", "--by", "team"]) == 0
     page = Web(panel, "ana").get("/domain/0")
     assert "Tears in the room" in re.search(r"<title>(.*?)</title>", page, re.S).group(1)
+
+
+def test_overview_and_status_list_a_renamed_category_by_its_agreed_name(panel, capsys):
+    """The overview's category rows and `review status` showed the proposed name after
+    the team agreed a rename, and in round 2 still while the judges disputed the item
+    again: the agreed name stands, with the proposed one beside it."""
+    run = load_run(panel)
+    old, new = run.theme_name(1), "Came close to crying"
+    row = f'1: {html.escape(new)}</a> <span class="muted proposed">(proposed: ' \
+          f'“{html.escape(old)}”)</span>'
+    line = f'  theme 1 "{new}" (proposed: "{old}"): '
+
+    def overview_row() -> str:
+        page = Web(panel, "ana").get("/")
+        return re.search(r'<tr data-item="theme:1".*?</tr>', page, re.S).group(0)
+
+    with ReviewStore(run) as store:
+        store.resolve([Decision(i, "accept") for i in run.items() if i != "theme:1"], by="ana")
+        store.resolve([Decision("theme:1", "rename", new_name=new)], by="ben")
+    assert row in overview_row()
+    assert main(["review", "status", str(panel)]) == 0
+    assert line + f'resolved by ben, rename to "{new}"' in capsys.readouterr().out
+    with ReviewStore(run) as store:
+        store.next_round("ana", closed=True)
+        store.record_positions([("ana", [Decision("theme:1", "reject")])])
+    assert row in overview_row()
+    assert main(["review", "status", str(panel)]) == 0
+    assert line + "OPEN" in capsys.readouterr().out
 
 
 def test_judges_answer_in_the_web_app(panel):

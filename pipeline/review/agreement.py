@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .model import FATE, Decision, RunItems, agreed_name
+from .model import FATE, Decision, RunItems
 from .settle import (
     blocked_merges,
     made_by_splits,
@@ -175,19 +175,21 @@ def review_status(store: ReviewStore, round: int | None = None) -> ReviewStatus:
     for i in out:
         if i.item in blocked:
             i.state, i.consensus, i.by, i.note = "blocked", None, "", blocked[i.item]
-    # an item goes by the name the judges agreed so far (a renamed theme or domain)
-    agreed = {i.item: i.consensus for i in out if i.consensus is not None}
-    for i in out:
-        i.label = run.label(i.item, agreed)
     agreement = [agreement_stats([i for i in out if i.kind == k], judges, k)
                  for k in ("theme", "domain")]
+    status = ReviewStatus(round, judges, store.auditors(), out, agreement,
+                          audited=store.audited_by(round))
+    # an item goes by the name the judges agreed so far (a renamed theme or domain),
+    # a name agreed in a round before too while this round's judges dispute the item
+    agreed = status.effective_consensus()
+    for i in out:
+        i.label = run.label(i.item, agreed)
     label = {i.item: i.label for i in out}
-    trail = [{"round": r, "label": label.get(item) or run.label(item), **c}
-             for r, by_item in sorted(audit_rounds.items())
-             for item, rows in by_item.items() for c in rows]
-    return ReviewStatus(round, judges, store.auditors(), out, agreement,
-                        audited=store.audited_by(round), audit_trail=trail,
-                        comment_trail=comment_trail(store, round, label))
+    status.audit_trail = [{"round": r, "label": label.get(item) or run.label(item), **c}
+                          for r, by_item in sorted(audit_rounds.items())
+                          for item, rows in by_item.items() for c in rows]
+    status.comment_trail = comment_trail(store, round, label)
+    return status
 
 
 def comment_trail(store: ReviewStore, round: int, label: dict[str, str]) -> list[dict]:
@@ -263,9 +265,9 @@ def status_text(status: ReviewStatus, run: RunItems) -> str:
             continue
         lines += ["", title]
         for i in group:
-            # a line that gives the rename names the item as it was: "theme 1 "Fourth
-            # session": agreed, rename to "Came close to crying""
-            label = run.label(i.item) if agreed_name(i.consensus) else i.label
+            # by the name agreed so far, the proposed one beside it: "theme 1 "Came
+            # close to crying" (proposed: "Fourth session"): agreed, rename to ..."
+            label = i.label
             if i.state == "agreed":
                 lines.append(f"  {label}: agreed, {i.consensus.describe()}")
             elif i.state == "resolved":

@@ -234,7 +234,7 @@ def overview(run: RunItems, store: ReviewStore, filters: Filters) -> dict:
         for t in in_domain.get(did, []):
             i = items[theme_item(t.theme_id)]
             if keep(i):
-                themes.append({"t": t, "status": i,
+                themes.append({"t": t, "status": i, **_theme_name(run, t, live["themes"]),
                                "proposed_in": int(t.domain_id) if int(t.domain_id) != did
                                and int(t.domain_id) >= 0 else None})
         ds = items[domain_item(did)]
@@ -286,6 +286,18 @@ def frequency_text(label: str, n_cases, total: int) -> str:
     if n_cases is not None and n_cases == n_cases:
         parts.append(f"{int(n_cases)}/{total} cases")
     return ", ".join(parts) if parts else ""
+
+
+def _theme_name(run: RunItems, t, live_themes: Mapping[int, dict]) -> dict:
+    """A theme's name in its overview row, as the codebook stands: the name the judges
+    agreed for the category (a rename), the proposed one beside it where it differs
+    (as on the theme's page). A theme merged away or rejected keeps its own name: the
+    row is about it, not about the category it went into."""
+    now = live_themes.get(int(t.theme_id)) or {}
+    if now.get("fate") != "category" or now["name"] == t.name:
+        return {"name": t.name, "proposed_name": ""}
+    made = str(int(t.theme_id)) in run.created_themes
+    return {"name": now["name"], "proposed_name": "" if made else t.name}
 
 
 def _domain_header(run: RunItems, d, now: dict | None) -> dict:
