@@ -686,6 +686,36 @@ def test_a_category_named_like_another_of_its_domain_is_flagged_where_it_is_type
     assert f"categories {a} &#34;Crying&#34; and {b} &#34;crying&#34;, named alike" in warned[0]
 
 
+def test_a_consensus_rename_builds_the_codebook_only_for_a_name_that_may_clash(panel,
+                                                                              monkeypatch):
+    """Saving a consensus rename built the whole codebook to look for a category named
+    alike: most of the save's time on the demo run. It is built only when a proposed
+    name, a split's or a name the consensus gave is alike the new one."""
+    from pipeline.review.apply import may_be_named_alike
+    from pipeline.web import routes
+
+    items = load_run(panel)
+    dom = items.themes["domain_id"].value_counts().idxmax()
+    a, b = (int(t) for t in items.themes[items.themes["domain_id"] == dom]["theme_id"][:2])
+    built = []
+    live = routes.live_codebook
+    monkeypatch.setattr(routes, "live_codebook", lambda *args: built.append(1) or live(*args))
+    web = Web(panel, "ana")
+    for tid, name, n_built in ((a, "Held back", 0), (b, " held  BACK", 1)):
+        r = web.post("/decide", _page=web.get(f"/theme/{tid}"), item=f"theme:{tid}",
+                     v_item="0", v_mine="0", decision="rename", new_name=name,
+                     **{"as": "consensus"})
+        assert r.status_code == 303 and len(built) == n_built, name
+    assert "named alike" in web.flashes()
+    other = items.theme_name(b)
+    cons = {f"theme:{a}": Decision(f"theme:{a}", "rename", new_name="Held back")}
+    assert may_be_named_alike(items, cons, f"theme:{b}", "held back")
+    assert not may_be_named_alike(items, cons, f"theme:{a}", "held back")   # its own name
+    assert may_be_named_alike(items, {}, f"theme:{a}", other.upper())
+    assert not may_be_named_alike(items, {}, f"theme:{b}", other)          # its own, proposed
+    assert may_be_named_alike(items, {}, f"theme:{b}", f"{other} (split)")
+
+
 def test_round_two_pages_show_round_one_comments_and_answers(panel, capsys):
     run, cid = _audited(panel)
     for judge, answer in (("ana", ["--accept"]), ("ben", ["--argue", "they <b>say</b> so"])):

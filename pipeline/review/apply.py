@@ -1076,11 +1076,32 @@ def alike_categories(data: dict) -> list[tuple[dict, dict, dict]]:
     for d in data.get("domains") or []:
         seen: dict[tuple[int, str], dict] = {}
         for c in d.get("categories") or []:
-            key = (int(c.get("parent", -1)), " ".join(str(c["name"]).split()).casefold())
+            key = (int(c.get("parent", -1)), _alike_key(c["name"]))
             first = seen.setdefault(key, c)
             if first is not c:
                 out.append((d, first, c))
     return out
+
+
+def _alike_key(name: object) -> str:
+    """What two names alike (:func:`alike_categories`) share."""
+    return " ".join(str(name).split()).casefold()
+
+
+def may_be_named_alike(run: RunItems, consensus: Mapping[str, Decision], item: str,
+                       name: str) -> bool:
+    """Whether category ``item``, named ``name``, can share its name with another
+    category (:func:`alike_categories`) without the codebook being built: a category's
+    name is a proposed theme's, a split's made of one, or one a theme's consensus gives.
+    False is certain; True is for :func:`alike_categories` to settle. Building the
+    codebook to find out took most of a consensus rename's save on the demo run."""
+    key = _alike_key(name)
+    own = run.themes["theme_id"].astype(str) == item.partition(":")[2]
+    others = [str(n) for n in run.themes.loc[~own, "name"]]
+    split = [f"{n} (split)" for n in run.themes["name"]]
+    given = [d.new_name for i, d in consensus.items()
+             if i != item and d.kind == "theme" and d.new_name]
+    return any(_alike_key(n) == key for n in others + split + given)
 
 
 def name_clashes(data: dict) -> list[str]:

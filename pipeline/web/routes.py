@@ -23,8 +23,14 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from ..errors import ConsensaError
 from ..exchange import refi
 from ..precode import NONE, PrecodeBatch, record_choices
-from ..review.agreement import current_label, review_status
-from ..review.apply import alike_categories, build_codebook, live_codebook, write_codebook
+from ..review.agreement import ReviewStatus, current_label, review_status
+from ..review.apply import (
+    alike_categories,
+    build_codebook,
+    live_codebook,
+    may_be_named_alike,
+    write_codebook,
+)
 from ..review.model import Decision, ReviewError, segment_item
 from ..review.store import StaleError
 from . import pages
@@ -187,11 +193,19 @@ def _not_saved(exc: ReviewError, what: str = "Nothing was saved.") -> Refused:
     return Refused(400, exc.reason, f"{what} {hint[:1].upper()}{hint[1:]}" if hint else what)
 
 
-def _warn_alike(review: ReviewApp, request: Request, store) -> None:
-    """After a consensus that names a category: warn, as ``review apply`` does, when a
-    category of the same domain now has a name alike ("Crying" and "crying"); the judges
-    see it where they typed the name, not only when the codebook is written."""
-    codebook = live_codebook(review.run, review_status(store))["codebook"]
+def _warn_alike(review: ReviewApp, request: Request, store, item: str, name: str,
+                st: ReviewStatus | None = None) -> None:
+    """After a consensus that names category ``item`` ``name``: warn, as ``review apply``
+    does, when a category of the same domain now has a name alike ("Crying" and
+    "crying"); the judges see it where they typed the name, not only when the codebook
+    is written. ``st``: the status after the save, where the caller has it.
+
+    The codebook is built only when the name can be alike another
+    (:func:`may_be_named_alike`): built at every rename, it was most of the save."""
+    st = st or review_status(store)
+    if not may_be_named_alike(review.run, st.effective_consensus(), item, name):
+        return
+    codebook = live_codebook(review.run, st)["codebook"]
     for d, a, b in alike_categories(codebook):
         review.flash(request, f'Domain {d["id"]} "{d["name"]}" now holds categories {a["id"]} '
                      f'"{a["name"]}" and {b["id"]} "{b["name"]}", named alike: rename one, '
@@ -229,12 +243,13 @@ def decide(review: ReviewApp, request: Request, form) -> Response:
                                        expect={(who, item): _version(form, "v_mine")})
             else:
                 store.resolve([d], by=who, expect={item: _version(form, "v_item")})
-            agreed = review_status(store).effective_consensus()
+            st = review_status(store)
+            agreed = st.effective_consensus()
             label = review.run.label(item, agreed)
             what = "your position" if mode == "position" else "the consensus"
             review.flash(request, f"Saved {what} on {label}: {review.say(d, agreed)}.")
             if mode != "position" and d.kind == "theme" and d.new_name:
-                _warn_alike(review, request, store)
+                _warn_alike(review, request, store, item, d.new_name, st)
     except StaleError as exc:
         return item_page(review, request, item, error=exc, draft=d, status=409)
     except ReviewError as exc:
@@ -335,7 +350,7 @@ def create_category(review: ReviewApp, request: Request, form) -> Response:
                                          str(form.get("category_definition", "")))
             label = current_label(store, item)
             review.flash(request, f"Category created: {label}, {len(ids)} segment(s).")
-            _warn_alike(review, request, store)
+            _warn_alike(review, request, store, item, name)
     except ReviewError as exc:
         raise _not_saved(exc) from None
     return RedirectResponse(item_url(item), status_code=303)
