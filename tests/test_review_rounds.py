@@ -1320,9 +1320,9 @@ def test_a_split_whose_segments_went_elsewhere_says_what_it_made(panel):
 
 @pytest.mark.slow
 def test_the_theme_page_lists_the_subcategories_consensa_proposed(applied_demo, tmp_path):
-    """The demo's run proposes subcategories; the review does not cover them. A theme's
-    page names them with their counts and says they are not in the codebook, and its
-    key phrases read as phrases, not as a Python list."""
+    """The demo's run proposes subcategories. A theme's page names them with their
+    counts and, for a stance one, its pole, says one nobody keeps is not in the
+    codebook, and its key phrases read as phrases, not as a Python list."""
     import shutil
 
     from pipeline.runfolder import RunFolder
@@ -1333,7 +1333,8 @@ def test_the_theme_page_lists_the_subcategories_consensa_proposed(applied_demo, 
     page = Web(run, "ana").get(f"/theme/{parent}")
     shown = re.search(r'<dd class="proposed-subcategories">(.*?)</dd>', page, re.S).group(1)
     for s in (s for s in subs if s["parent_theme"] == parent):
-        assert f"{s['name']} <span class=\"muted\">({counted(s['n_segments'], 'segment')}, " \
+        pole = f' <span class="muted">(stance: {s["pole"]})</span>' if s["pole"] else ""
+        assert f"{s['name']}{pole} <span class=\"muted\">({counted(s['n_segments'], 'segment')}, " \
                f"{counted(s['n_cases'], 'case')})</span>" in shown.replace("&#39;", "'")
     assert "not in the codebook" in shown
     assert "['" not in page and "[&#39;" not in page
