@@ -553,6 +553,30 @@ def test_a_given_protocol_is_used_and_the_frame_added():
         assert _area_of(result, case, 18) == 3
 
 
+def test_a_question_asked_as_the_file_words_it_opens_the_area_that_lists_it():
+    """A closing question that names the study's topic ("Is there anything else about
+    difficult feedback you'd like to add?") is not known as frame by its words, and a
+    question past the opening was kept from frame areas: the team's file listed it
+    under its closing area, yet it opened a content area, and the closing remarks of
+    every case were cross-analysed there. Asked word for word, it opens its area."""
+    closing = ("Is there anything else about giving supervisees difficult feedback, or your "
+               "supervision training, that you'd like to add?")
+    study = {case: [(who, closing if text in CLOSING_Q else text) for who, text in lines]
+             for case, lines in supervision_study().items()}
+    turns, segs = build(study)
+    config = ProtocolConfig(areas=[
+        {"name": "Giving difficult feedback", "questions": [Q_FEEDBACK[0]]},
+        {"name": "Reactions", "questions": [Q_REACTION[0]]},
+        {"name": "Training", "questions": [Q_TRAINING[0]]},
+        {"name": "Advice", "questions": [Q_ADVICE[0]]},
+        {"name": "Closing", "frame": True, "questions": [closing.upper().rstrip("?")]}])
+    result = infer_protocol(turns, segs, fake_encode, config)
+    for case in ("S1", "S2", "S4", "S5"):
+        assert _area_of(result, case, 22) == 4, case
+        assert _area_of(result, case, 18) == 3, case
+    assert result.counts["prompts_matched_word_for_word"] >= 5
+
+
 def test_a_team_question_asked_in_the_interviewers_own_words_opens_its_area():
     """A team writes each question once; the interviewers word it their own way. Here
     only S5's wording is near the file's; the others' stay below ``join_similarity``

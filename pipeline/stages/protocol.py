@@ -1947,6 +1947,9 @@ def _assign_given(prompts: list[_Prompt], qv: np.ndarray, given: Protocol,
                          for a in given.areas if a.frame and a.follow_ups}
     worded = _interviewer_wordings(prompts, qv, owner, given_vecs, frame_given, config)
     word_areas = _area_words(given)
+    # the file's questions, as asked word for word: each opens its own area, whatever
+    # the similarities say (below)
+    verbatim = {_as_asked(q): a.area_id for a in given.areas for q in a.questions}
     added: dict[str, int] = {}
     by_case: dict[str, list[_Prompt]] = defaultdict(list)
     for p in prompts:
@@ -1956,6 +1959,16 @@ def _assign_given(prompts: list[_Prompt], qv: np.ndarray, given: Protocol,
         for p in by_case[case]:
             if p.kind in ("backchannel", "other"):
                 p.area, p.final_kind = current, p.kind
+                continue
+            if (listed := verbatim.get(_as_asked(p.core))) is not None:
+                # asked as the file writes it: the team's own filing. The closing "Is
+                # there anything else about feedback in supervision you'd like to add?"
+                # names its topic, so nothing marked it as frame, and the rule below
+                # kept it from the frame area that lists it: its answers, closing
+                # remarks of every case, made a category of a content domain
+                p.area = current = listed
+                p.final_kind = "task" if p.kind == "task" else "main"
+                counts["prompts_matched_word_for_word"] += 1
                 continue
             sims = given_vecs @ qv[p.vec] if len(owner) else np.zeros(0)
             if len(sims) and frame_given and not p.frame and p.position > _FRAME_EDGE:
@@ -2019,6 +2032,12 @@ def _assign_given(prompts: list[_Prompt], qv: np.ndarray, given: Protocol,
     counts["frame_areas"] = sum(a.frame for a in areas)
     counts["frame_areas_added"] = len(added)
     return Protocol(tuple(areas))
+
+
+def _as_asked(question: str) -> str:
+    """A question as words alone, to compare a prompt with a protocol file's wording:
+    case, spacing and punctuation aside ("Is there anything else you'd like to add?")."""
+    return " ".join(_words(question))
 
 
 def _content_words(text: str) -> set[str]:
