@@ -573,3 +573,22 @@ def test_a_judgement_the_cases_share_is_named_with_its_subject():
     df = run(texts, cases)
     assert "useful" not in df["keywords"][0]
     assert df["name"][0] == "Filter panel"
+
+
+@pytest.mark.parametrize("text, left_out", [
+    ("I didn't want to make supervision into therapy.", "make supervision into therapy"),
+    ("I don't think it helped my practice at all.", "helped my practice"),
+    ("She did not really explain the feedback.", "explain the feedback"),
+])
+def test_a_verb_phrase_cut_from_its_negation_is_no_name(text, left_out):
+    """Named without the negation that governs it, a phrase says the opposite of what
+    was said ("Make supervision into therapy" for people who would not)."""
+    said = [p.text for p in extract_phrases([text])[0]]
+    assert left_out not in said and not any(left_out in s for s in said)
+
+
+def test_a_verb_phrase_that_keeps_its_negation_or_has_none_stays():
+    assert "never felt safe" in [p.text for p in extract_phrases(["I never felt safe there."])[0]]
+    assert "did not help" in [p.text for p in extract_phrases(["It did not help."])[0]]
+    assert "make supervision into therapy" in [
+        p.text for p in extract_phrases(["I wanted to make supervision into therapy."])[0]]

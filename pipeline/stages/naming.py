@@ -636,6 +636,22 @@ def _verb_start(doc, verb) -> int:
     return start
 
 
+def _negated_outside(verb, start: int) -> bool:
+    """Whether a negation that a verb phrase starting at ``start`` leaves out governs
+    its verb: the verb's own, further before it ("did not really explain the
+    feedback"), or that of a verb it complements ("didn't want to make supervision
+    into therapy", "don't think it helped my practice"). Named without it, the phrase
+    says the opposite of what was said: a category of people taking their feedback
+    elsewhere was named "Make supervision into therapy"."""
+    t = verb
+    while True:
+        if any(c.dep_ == "neg" and c.i < start for c in t.children):
+            return True
+        if t.dep_ not in ("xcomp", "ccomp") or t.head is t:
+            return False
+        t = t.head
+
+
 def _phrases_of(doc, stop: frozenset[str], max_words: int) -> list[Phrase]:
     out: dict[tuple[int, int], Phrase] = {}
 
@@ -664,6 +680,8 @@ def _phrases_of(doc, stop: frozenset[str], max_words: int) -> list[Phrase]:
         if verb.pos_ != "VERB" or _lemma(verb.lower_) in LIGHT_VERBS or verb.lower_ in FILLER_WORDS:
             continue
         start = _verb_start(doc, verb)
+        if _negated_outside(verb, start):
+            continue
         ends: list[tuple[int, str]] = []
         for child in verb.children:
             if child.i <= verb.i:
