@@ -337,6 +337,31 @@ def test_next_round_starts_from_the_consensus_and_marks_changes(panel, capsys):
     assert cb["review"]["round"] == 2
 
 
+def test_round_two_agreement_counts_only_what_the_judges_decided_anew(panel, capsys):
+    """Round-2 workbooks start from round 1's consensus: a judge who changes one row
+    hands back every other row as it was. Those rows carry the consensus; counted as
+    positions, they made the round's agreement 100% and Fleiss' kappa 1.00."""
+    _close_round_one(panel)
+    assert main(["review", "next-round", str(panel), "--by", "ana"]) == 0
+    assert main(["review", "export", str(panel), "--judges", "ana,ben"]) == 0
+    books = [panel / "review" / "round-2" / f"{j}.xlsx" for j in ("ana", "ben")]
+    fill(books[0], "themes", 0, decision="rename", new_name="Learning on the job")
+    fill(books[1], "themes", 0, decision="reject")
+    assert main(["review", "import", str(panel), *map(str, books)]) == 0
+    with ReviewStore(load_run(panel)) as store:
+        st = review_status(store)
+    themes = next(a for a in st.agreement if a.kind == "theme")
+    both = sum(1 for i in st.items if i.kind == "theme" and len(i.positions) == 2)
+    carried = both - 1                  # every row but theme 0 handed back as it was
+    assert themes.n_items == 1 and themes.percent == 0.0
+    assert themes.repeated == carried > 0
+    capsys.readouterr()
+    assert main(["review", "status", str(panel)]) == 0
+    out = capsys.readouterr().out
+    assert "themes: 1 items x 2 judges; identical decisions 0%" in out
+    assert f"({carried} item(s) left out: every judge's position repeats" in out
+
+
 def test_an_item_disputed_in_round_two_stands_as_round_one_left_it(panel, capsys):
     """Round 1 renamed theme 1 and merged theme 2 into it; in round 2 two judges
     disputed theme 1's name, and the draft codebook showed theme 1 as Consensa had

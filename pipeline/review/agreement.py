@@ -84,14 +84,18 @@ class Agreement:
     percent_fate: float       # share with the same fate (keep / merge / split / reject)
     kappa: float              # Fleiss' kappa on the fate; nan when undefined
     categories: list[str]
+    #: items left out: every judge's position repeats the round before's consensus
+    repeated: int = 0
 
     def line(self) -> str:
+        left = (f" ({self.repeated} item(s) left out: every judge's position repeats the "
+                "round before's consensus)") if self.repeated else ""
         if not self.n_items:
-            return f"{self.kind}s: no item decided by every judge yet"
+            return f"{self.kind}s: no item decided by every judge yet{left}"
         kappa = "n/a (one category only)" if math.isnan(self.kappa) else f"{self.kappa:.2f}"
         return (f"{self.kind}s: {self.n_items} items x {self.n_judges} judges; "
                 f"identical decisions {self.percent:.0%}; same fate ({'/'.join(self.categories)}) "
-                f"{self.percent_fate:.0%}; Fleiss' kappa {kappa}")
+                f"{self.percent_fate:.0%}; Fleiss' kappa {kappa}{left}")
 
 
 @dataclass
@@ -175,7 +179,15 @@ def review_status(store: ReviewStore, round: int | None = None) -> ReviewStatus:
     for i in out:
         if i.item in blocked:
             i.state, i.consensus, i.by, i.note = "blocked", None, "", blocked[i.item]
-    agreement = [agreement_stats([i for i in out if i.kind == k], judges, k)
+    # a later round's workbooks and forms start from the round before's consensus: a
+    # position that repeats it is that consensus carried, not a judgement made again,
+    # and counting it made a round in which each judge changed two rows read "identical
+    # decisions 100%; Fleiss' kappa 1.00"
+    anew = [i for i in out if i.baseline is None
+            or any(not same_as(p, i.baseline) for p in i.positions.values())]
+    agreement = [agreement_stats([i for i in anew if i.kind == k], judges, k,
+                                 repeated=sum(1 for i in out if i.kind == k and i not in anew
+                                              and len(i.positions) == len(judges)))
                  for k in ("theme", "domain")]
     status = ReviewStatus(round, judges, store.auditors(), out, agreement,
                           audited=store.audited_by(round))
@@ -212,15 +224,19 @@ def comment_trail(store: ReviewStore, round: int, label: dict[str, str]) -> list
     return out
 
 
-def agreement_stats(items: list[ItemStatus], judges: list[str], kind: str) -> Agreement:
-    """Percent agreement and Fleiss' kappa (statsmodels) over items every judge decided."""
+def agreement_stats(items: list[ItemStatus], judges: list[str], kind: str,
+                    repeated: int = 0) -> Agreement:
+    """Percent agreement and Fleiss' kappa (statsmodels) over items every judge decided;
+    ``repeated``: the items left out because every judge's position repeats the round
+    before's consensus."""
     from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
 
     complete = [i for i in items if len(i.positions) == len(judges) and judges]
     cats = ["keep", "merge", "split", "reject"] if kind == "theme" else ["keep", "merge",
                                                                          "split"]
     if not complete:
-        return Agreement(kind, 0, len(judges), float("nan"), float("nan"), float("nan"), cats)
+        return Agreement(kind, 0, len(judges), float("nan"), float("nan"), float("nan"), cats,
+                         repeated)
     exact = np.mean([len({i.positions[j].key() for j in judges}) == 1 for i in complete])
     code = {c: n for n, c in enumerate(cats)}
     data = np.array([[code[FATE[i.positions[j].decision]] for j in judges] for i in complete])
@@ -230,7 +246,8 @@ def agreement_stats(items: list[ItemStatus], judges: list[str], kind: str) -> Ag
         table, _ = aggregate_raters(data, n_cat=len(cats))
         with np.errstate(divide="ignore", invalid="ignore"):
             kappa = float(fleiss_kappa(table, method="fleiss"))
-    return Agreement(kind, len(complete), len(judges), float(exact), float(same), kappa, cats)
+    return Agreement(kind, len(complete), len(judges), float(exact), float(same), kappa, cats,
+                     repeated)
 
 
 def audit_words(auditors: list[str], audited: list[str]) -> str:
