@@ -343,6 +343,10 @@ def test_subgroups_count_only_the_cases_the_label_counts(cqr):
             if r[sh.index("theme id")] == tid]
     said = {r["case"] for r in mine if r["counts toward the label"] == "yes"}
     assert said == counting and rows[tid]["counted cases"] == len(said)
+    # beside 'n cases', the label says what it counted: n cases alone read as another label
+    n_all = len(themes.at[tid, "cases"])
+    assert rows[tid]["frequency"] == (f"{themes.at[tid, 'frequency_label']} ({len(counting)} "
+                                      f"counted of {n_all} case{'s' if n_all != 1 else ''})")
     assert all(r["counts toward the label"].startswith("no: an outlier reassigned")
                for r in mine if r["case"] == gone)
     packet = (cqr / "review" / "round-1" / "packet.html").read_text()
@@ -1248,6 +1252,10 @@ def test_a_proposed_stance_subcategory_shows_its_pole_to_the_judges(cqr):
     header = [c.value for c in ws[1]]
     row = next(r for r in ws.iter_rows(min_row=2, values_only=True) if r[0] == sub)
     assert row[header.index("stance")] == "not helpful"
+    themes = openpyxl.load_workbook(cqr / "review" / "round-1" / "ana.xlsx")["themes"]
+    head = [c.value for c in themes[1]]
+    parent = next(r for r in themes.iter_rows(min_row=2, values_only=True) if r[0] == 3)
+    assert "Tears in session (stance: not helpful)" in parent[head.index("proposed subcategories")]
     page = Web(cqr, "ana").get("/theme/3")
     li = re.search(rf'<li class="proposed-sub" id="sub-{sub}".*?</li>', page, re.S).group(0)
     assert "(stance: not helpful)" in li

@@ -178,6 +178,16 @@ def _quotes(run: RunItems, quote_ids: list[str], n: int = 3) -> str:
     return "\n".join(f"[{q}] {text.get(q, '')}" for q in quote_ids[:n])
 
 
+def _label_counted(label: str, n_counted: int | None, n_cases: int) -> str:
+    """A CQR category's label as its row shows it: beside 'n cases' (every case with a
+    segment in it), the cases it was counted from, where they are fewer ("typical (6
+    counted of 7 cases)"): 7 of 8 cases read as general, and the counted figure was
+    far to the right, so the label looked wrong."""
+    if n_counted is None or n_counted == n_cases:
+        return label
+    return f"{label} ({n_counted} counted of {counted(n_cases, 'case')})"
+
+
 def _sheet(wb, title: str, cols, rows, validations: dict[str, str]) -> None:
     ws = wb.create_sheet(title)
     # every str a string cell: a quote, a name or a comment is never a formula (sheets.py)
@@ -297,7 +307,8 @@ def build_workbook(run: RunItems, person: str, role: str, round: int,
     subs: dict[int, list[str]] = {}
     for s in RunFolder.open(run.folder).proposed_subcategories() if cqr else []:
         subs.setdefault(s["parent_theme"], []).append(
-            f"{s['name']} ({counted(s['n_segments'], 'segment')}, {counted(s['n_cases'], 'case')})")
+            s["name"] + (f" (stance: {s['pole']})" if s["pole"] else "")
+            + f" ({counted(s['n_segments'], 'segment')}, {counted(s['n_cases'], 'case')})")
     trows = []
     for t in run.themes.itertuples():
         ev = theme_evidence(run, t.theme_id)
@@ -305,7 +316,8 @@ def build_workbook(run: RunItems, person: str, role: str, round: int,
             "id": int(t.theme_id), "name": t.name, "domain_id": int(t.domain_id),
             "domain_name": dom_names.get(int(t.domain_id), ""), "keywords": t.keywords,
             "core": t.core_idea, "quotes": _quotes(run, t.quote_ids), "cases": t.cases,
-            "n_cases": int(t.n_cases), "freq": t.frequency_label,
+            "n_cases": int(t.n_cases), "freq": _label_counted(t.frequency_label, ev["n_counted"],
+                                                             int(t.n_cases)),
             "flags": "; ".join(ev["flags"]), "label_if": ev["label_if"],
             "n_counted": "" if ev["n_counted"] is None else ev["n_counted"],
             "definition": ev["definition"],
