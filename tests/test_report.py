@@ -395,6 +395,24 @@ def with_interview_frame(base: RunResult) -> RunResult:
                      config=base.config)
 
 
+def test_a_cqr_report_names_categories_and_no_context_blend_it_never_made():
+    """A CQR run's header counts categories, and its 'How this was made' said each
+    segment was read with the segments around it, from the context section's defaults,
+    which the CQR analysis does not use."""
+    from dataclasses import replace
+
+    base = with_interview_frame(make_result())
+    cqr = replace(base, manifest={**base.manifest, "analysis": "consensa.CQR.v1"},
+                  config={**base.config, "context": {"window": 2, "weight": 0.2}})
+    out = render_report(cqr)
+    head = out[:out.index('id="cqr"')]
+    assert "Categories</dt>" in head and "Themes</dt>" not in head
+    assert "Context</dt><dd>not used" in out and "segments before and after" not in out
+    themes_run = render_report(replace(cqr, manifest=base.manifest))
+    assert "Themes</dt>" in themes_run[:themes_run.index('id="cqr"')]
+    assert "2 segments before and after it" in themes_run
+
+
 def test_a_protocol_that_recurs_little_is_noted_at_the_top_of_the_report(result, monkeypatch):
     """Counselling sessions run as a CQR study: the note that their "protocol" is one
     session's questions each stood in the protocol section, far down the page, while
@@ -423,6 +441,8 @@ def test_the_map_counts_the_interview_frame_apart_from_the_unassigned():
     head = out[:out.index('id="cqr"')]
     assert re.search(r"Unassigned segments</dt><dd>[^<]*\(1 of 14\)", head)
     assert re.search(r"Interview frame \(set apart\)</dt><dd>[^<]*\(2 of 14\)", head)
+    # the frame is named among the domains, not counted, as the run's summary says it
+    assert "Domains</dt><dd>2 and the interview frame</dd>" in head
     # the unassigned share is of all segments, and said so; of the cross-analysis's
     # segments (the frame set apart) it is given beside it
     part = out[out.index('<section id="unassigned"'):]

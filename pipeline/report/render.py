@@ -57,6 +57,7 @@ from ..types import (
     THEME_COLUMNS,
     RunResult,
     check_columns,
+    domains_in_words,
     frame_domain_ids,
 )
 from .plots import figure_svg, mpl_text
@@ -480,11 +481,16 @@ def _header(seg: pd.DataFrame, seg_theme: np.ndarray, themes: pd.DataFrame,
     cases_text = f"{n_cases_total:,}"
     if n_cases_total != len(cases):
         cases_text += f" ({len(cases):,} with analysed segments)"
+    # a CQR run's groups are categories, and its interview frame is listed among the
+    # domains but is none of the cross-analysis's: named, not counted, as the run's
+    # summary line says it ("5 and the interview frame", where the header said 6)
+    cqr = manifest.get("analysis") == CQR_ANALYSIS
+    n_frame = len(frame_domain_ids(domains))
     stats = [
         ("Cases", cases_text),
         ("Segments analysed", f"{n_seg:,}"),
-        ("Themes", f"{len(themes):,}"),
-        ("Domains", f"{len(domains):,}"),
+        ("Categories" if cqr else "Themes", f"{len(themes):,}"),
+        ("Domains", domains_in_words(len(domains) - n_frame, n_frame)),
         ("Unassigned segments", _fmt_share(n_unassigned, n_seg)),
         *([("Interview frame (set apart)", _fmt_share(int(frame.sum()), n_seg))]
           if frame.any() else []),
@@ -1121,7 +1127,11 @@ def _provenance_section(manifest: Mapping, config: Mapping) -> dict[str, Any]:
     if isinstance(timings, Mapping):
         timing_rows = [(str(k), _fmt_seconds(v)) for k, v in timings.items()]
     ctx = config.get("context") if isinstance(config, Mapping) else None
-    if isinstance(ctx, Mapping) and ctx.get("weight", 0) > 0 and ctx.get("window", 0) > 0:
+    if manifest.get("analysis") == CQR_ANALYSIS:
+        # the CQR analysis clusters each domain's segments on their own vectors; the
+        # config's context section (its defaults) told of a blend it never made
+        context = "not used: each domain's segments are grouped by their own words"
+    elif isinstance(ctx, Mapping) and ctx.get("weight", 0) > 0 and ctx.get("window", 0) > 0:
         context = (f"each segment with the {ctx['window']} segments before and after it "
                    f"in its interview, at weight {ctx['weight']:g}")
     elif isinstance(ctx, Mapping):
