@@ -1170,7 +1170,8 @@ def test_a_proposed_subcategory_kept_on_the_command_line_is_counted_under_its_ca
 def test_a_proposed_subcategory_dropped_stays_left_out_and_says_so(cqr):
     sub, ids = _proposed(cqr)
     with ReviewStore(load_run(cqr)) as store:
-        store.resolve([Decision(f"subcategory:{sub}", "drop")], by="ana")
+        store.resolve([Decision(f"subcategory:{sub}", "drop"),
+                       Decision("theme:3", "rename", new_name="Crying as care")], by="ana")
         _settle(store)
         # it stays under its category: a target is refused, and so is an unknown id
         with pytest.raises(ReviewError, match="does not go with a proposed subcategory"):
@@ -1181,6 +1182,8 @@ def test_a_proposed_subcategory_dropped_stays_left_out_and_says_so(cqr):
     assert book["subcategories_not_reviewed"] == []
     assert [(s["id"], s["why"]) for s in book["subcategories_dropped"]] == [
         (sub, "dropped by the judges: its segments stay in its category")]
+    # listed under its category's agreed name, which the codebook has, not the proposed
+    assert book["subcategories_dropped"][0]["parent_name"] == "Crying as care"
     assert _category(book, id=3)["n_segments"] == 4                 # still in the category
     assert not any(c.get("proposed_subcategory") == sub
                    for d in book["domains"] for c in d["categories"])

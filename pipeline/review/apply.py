@@ -481,6 +481,11 @@ def _kept_subcategories(run: RunItems, cons: dict[str, Decision], cat: dict[int,
     not_reviewed, dropped = [], []
     for s in sorted(run.subcategories, key=lambda s: int(s["id"])):
         listed = {k: s[k] for k in _SUB_LISTED}
+        # listed under its category as the codebook names it (renamed, or merged into
+        # another), not under a proposed name the codebook no longer has
+        home = final_theme(int(s["parent_theme"])) if int(s["parent_theme"]) >= 0 else -1
+        if home in cat:
+            listed["parent_name"] = cat[home]["name"]
         dec = cons.get(f"subcategory:{s['id']}")
         if dec is None:
             not_reviewed.append(listed)
