@@ -1021,3 +1021,15 @@ def test_a_deidentified_run_with_vtt_and_srt_exports_to_qdpx(tmp_path, capsys):
         source = (out / "sources" / f"{case}.txt").read_text(encoding="utf-8")
         assert source in texts and placeholder in source
     assert not any(raw in t for t in texts for raw in ("Helen", "Priya", "07700", "example.org"))
+
+
+@pytest.mark.parametrize("text, gone", [
+    ("I grew up in Stoke-on-Trent, near the potteries.", "Trent"),
+    ("She lives in Stratford-upon-Avon now.", "Avon"),
+    ("Then Quayle-Ndiaye said no.", "Quayle"),
+])
+def test_a_replaced_name_takes_its_whole_hyphenated_word(text, gone):
+    """A span found inside a hyphenated name or place left the rest of it beside the
+    placeholder ("PLACE_1-Trent"): the part left names the place."""
+    out = deidentify_text(text, ON).text
+    assert gone not in out and "-" not in out, out

@@ -1354,6 +1354,12 @@ class Deidentifier:
             return not (i > 0 and chosen[i - 1][1] > s)
 
         def take(s: int, e: int, typ: str | None) -> None:
+            if typ in ("PERSON", "PLACE", "ORG"):
+                # never a part of a hyphenated word: "Stoke-on" of "Stoke-on-Trent" left
+                # "PLACE_1-Trent", "Stratford" of "Stratford-upon-Avon" left the Avon
+                after = _HYPHENED_AFTER.match(text, e)
+                before = _HYPHENED_BEFORE.search(text, max(0, s - 80), s)
+                s, e = (before.start() if before else s), (after.end() if after else e)
             if e > s and free(s, e):
                 bisect.insort(chosen, (s, e))
                 if typ:
@@ -1875,6 +1881,12 @@ def combine_summaries(summaries: Iterable[Mapping]) -> dict:
         columns.update(part.get("attribute_replacements") or {})
     out["attribute_replacements"] = {c: int(n) for c, n in sorted(columns.items())}
     return out
+
+
+#: The rest of a hyphenated word after a span, and its start before one: a replaced
+#: name or place takes the whole word ("Stoke-on-Trent", "Quayle-Ndiaye").
+_HYPHENED_AFTER = re.compile(r"(?:-[^\W\d_]+)+")
+_HYPHENED_BEFORE = re.compile(r"(?<![\w'’-])(?:[^\W\d_]+-)+\Z")
 
 
 def deidentify_text(text: str, config: DeidentifyConfig, labels: Iterable[str] = (),
