@@ -461,7 +461,7 @@ def test_the_speaker_names_an_export_adds_are_set_aside_reading_it_back():
     """speaker_unlabelled undoes speaker_labelled: every position of the run's text, moved
     into the labelled text and back, is itself; a position within a name is its turn's
     start (a coding that takes in the name starts with the turn's words)."""
-    from pipeline.exchange.refi import speaker_labelled, speaker_unlabelled
+    from pipeline.exchange.speakers import speaker_labelled, speaker_unlabelled
 
     text = "How did it help?\nIt helped a lot.\nGood.\nNo turn label here."
     turns = pd.DataFrame({"start_char": [0, 17, 34, 40],

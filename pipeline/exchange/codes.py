@@ -953,7 +953,7 @@ def _as_exported(run: RunData, case_id: str, target: str):
     turn (its own text has none), and the move of a position of that text back to the
     run's; None for any other case. A project the run exported, compared with the run,
     then places every coding exactly, instead of aligning around the names."""
-    from .refi import UNLABELLED_SUFFIXES, speaker_labelled, speaker_unlabelled
+    from .speakers import UNLABELLED_SUFFIXES, speaker_labelled, speaker_unlabelled
 
     item = next((i for i in run.manifest.get("inputs") or []
                  if isinstance(i, dict) and str(i.get("case_id")) == case_id), {})
