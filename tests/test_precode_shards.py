@@ -83,12 +83,13 @@ def test_shards_code_as_one_process_does_and_a_stopped_job_goes_on(codebook, tmp
 
 def _as_one_table(folder: Path, table: Path) -> Path:
     """The interviews of ``folder`` as one transcript table (case_id, speaker, text,
-    turn_index), with a last case whose turn number is broken: ingest leaves it out."""
+    turn_index), with a last case that gives one turn number twice: ingest leaves it out."""
     from pipeline.stages.ingest import IngestConfig, ingest
 
     turns = ingest(IngestConfig(paths=[folder])).turns
     frame = turns[["case_id", "speaker", "text", "turn_index"]].astype(str)
-    bad = pd.DataFrame([["zz-bad", "Therapist", "Some words.", "one"]], columns=frame.columns)
+    bad = pd.DataFrame([["zz-bad", "Therapist", "Some words.", "1"],
+                        ["zz-bad", "Client", "Other words.", "1"]], columns=frame.columns)
     table.parent.mkdir(parents=True, exist_ok=True)
     pd.concat([frame, bad]).to_csv(table, index=False)
     return table

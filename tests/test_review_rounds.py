@@ -1384,7 +1384,8 @@ def test_the_workbook_shows_the_subcategories_consensa_proposed(applied_demo, tm
         "unassigned"].iter_rows(min_row=2, values_only=True) if r[3] == FRAME_NOTE]
     assert frame                                   # the demo's greetings and thanks
     for s in subs:
-        assert f"{s['name']} ({counted(s['n_segments'], 'segment')}, " \
+        pole = f" (stance: {s['pole']})" if s["pole"] else ""
+        assert f"{s['name']}{pole} ({counted(s['n_segments'], 'segment')}, " \
                f"{counted(s['n_cases'], 'case')})" in shown[s["parent_theme"]]
 
 
