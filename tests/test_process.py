@@ -466,6 +466,7 @@ def test_an_attribute_with_a_value_per_case_makes_no_subgroups():
     assert subgroup_attributes(SimpleNamespace(cases=cases.iloc[:2])) == {}
 
 
+@process_test
 def test_a_cases_core_idea_is_linked_to_its_case_and_its_domain(process):
     root = _qde(process.run / "export" / "mini-agreed.qdpx")
     case_guid = {c.get("name"): c.get("guid") for c in root.iter(f"{P}Case")}
