@@ -9,6 +9,7 @@ import os
 import re
 import tempfile
 import time
+import unicodedata
 import zipfile
 from pathlib import Path
 
@@ -158,7 +159,17 @@ def test_label_on_its_own_line_and_trailing_whitespace(tmp_path):
     ("**Interviewer:** And then?", "Interviewer"),
     ("**P3**: I left.", "P3"),
     ("  Respondent : I left.", "Respondent"),
+    # capitals outside Latin-1: each line was the end of the interviewer's turn
+    ("Łucja Nowak: I left.", "Łucja Nowak"),
+    ("Žaneta Horváthová: I left.", "Žaneta Horváthová"),
+    ("Đặng Thu Hà: I left.", "Đặng Thu Hà"),
+    ("Şule: I left.", "Şule"),
+    ("İpek: I left.", "İpek"),
+    ("Őrs: I left.", "Őrs"),
+    ("Ωμέγα Παπαδάκη: I left.", "Ωμέγα Παπαδάκη"),
+    ("Zoe\u0308 Lindqvist: I left.", "Zoe\u0308 Lindqvist"),     # "Zoë" typed on a Mac
     ("What I noticed was this: she cried", None),
+    ("łucja said this: she cried", None),
     ("I noticed this: she cried", None),
     ("and then: nothing", None),
     ("She said it plainly, like this: stop.", None),
@@ -170,6 +181,57 @@ def test_speaker_label_pattern(tmp_path, line, speaker):
         assert len(turns) == 1 and turns[0][2].endswith(line)
     else:
         assert len(turns) == 2 and turns[1][0] == speaker
+
+
+def test_a_label_is_a_capital_of_any_script_and_the_config_keeps_the_pattern_short():
+    capitals = re.compile(ingest_module.letter_classes(r"\p{Lu}"))
+    lower = re.compile(ingest_module.letter_classes(r"[^\p{Ll}]"))
+    for point in range(0x110000):
+        char = chr(point)
+        category = unicodedata.category(char)
+        assert bool(capitals.fullmatch(char)) == (category in ("Lu", "Lt")), hex(point)
+        assert (lower.fullmatch(char) is None) == (category == "Ll"), hex(point)
+    # saved beside every run: the classes are written out only when compiled
+    assert len(ingest_module.DEFAULT_SPEAKER_PATTERN) < 1000
+    assert ingest_module.letter_classes(r"[\]\p{M}]") == r"[\]" + \
+        ingest_module.letter_classes(r"\p{M}")[1:]
+
+
+def test_a_speaker_pattern_may_name_unicode_letter_classes(tmp_path):
+    write(tmp_path, "T05.txt", "Łucja > How was it?\nİpek > Hard.\nand so > it went on.\n"
+                               "Łucja > Why?\n")
+    corpus = run(tmp_path, speaker_pattern=r"^(?P<speaker>\p{Lu}[\w\p{M}]*) > ")
+    assert [t[0] for t in turns_of(corpus, "T05")] == ["Łucja", "İpek", "Łucja"]
+    assert turns_of(corpus, "T05")[1][2] == "Hard.\nand so > it went on."
+
+
+def test_a_speaker_the_roles_map_names_is_a_label_whatever_its_characters(tmp_path):
+    roles = {"王芳": "interviewer", "zoe lindqvist": "participant",
+             "Siobhán Ó Briain (Guest) - Uppsala": "participant"}
+    write(tmp_path, "T06.txt", "王芳: 你好. What brought you here?\n"
+                               "Zoe   Lindqvist: My sister did.\n"
+                               "[00:01:02] 王芳: And then?\n"
+                               "zoe lindqvist: I stayed.\n")
+    write(tmp_path, "T07.txt", "Interviewer: Welcome.\n"
+                               "Siobhán Ó Briain (Guest) - Uppsala: Thank you.\n"
+                               "Interviewer: Ready?\n")
+    write(tmp_path, "T08.txt", "王芳  0:03\nWhat brought you here?\n\n"
+                               "zoe lindqvist  0:09\nMy sister did.\n")
+    corpus = run(tmp_path, roles=roles)
+    assert_exact(corpus)
+    assert turns_of(corpus, "T06") == [
+        ("王芳", "interviewer", "你好. What brought you here?"),
+        ("Zoe Lindqvist", "participant", "My sister did."),
+        ("王芳", "interviewer", "And then?"),
+        ("zoe lindqvist", "participant", "I stayed."),
+    ]
+    assert corpus.turns["start_time"].tolist()[:4] == pytest.approx(
+        [math.nan, math.nan, 62.0, math.nan], nan_ok=True)
+    assert [t[:2] for t in turns_of(corpus, "T07")] == [
+        ("Interviewer", "interviewer"), ("Siobhán Ó Briain (Guest) - Uppsala", "participant"),
+        ("Interviewer", "interviewer")]
+    assert turns_of(corpus, "T08") == [("王芳", "interviewer", "What brought you here?"),
+                                       ("zoe lindqvist", "participant", "My sister did.")]
 
 
 def test_markdown_labels_and_heading(tmp_path):

@@ -131,7 +131,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ..errors import ConfigError, Skipped
 from ..fsutil import text_sha256
 from ..types import Corpus, SourceText
-from .ingest import label_parts
+from .ingest import label_parts, letter_classes
 
 TYPES = ("PERSON", "PLACE", "ORG", "ADDRESS", "DATE", "PHONE", "EMAIL", "AGE")
 PlaceholderType = Literal["PERSON", "PLACE", "ORG", "ADDRESS", "DATE", "PHONE", "EMAIL", "AGE"]
@@ -1904,7 +1904,7 @@ code case id age gender sex role language format version start end total""".spli
 
 
 def _line_labels(text: str, speaker_pattern: str) -> list[str]:
-    pattern = re.compile(speaker_pattern)
+    pattern = re.compile(letter_classes(speaker_pattern))
     found = []
     for m in re.finditer(r"[^\r\n]+", text):
         label = pattern.match(m.group())

@@ -27,6 +27,9 @@ label. The default accepts "Interviewer:", "I:", "P3:", "**Therapist:**",
 name or role with an aside in parentheses ("Interviewer (Mara):", "Sam (P3):"), and
 rejects "What I noticed was this: ..." (words after the first must be capitalised
 or numbers) and "so: ..." (a word in lower case is a label only if it is a role).
+A capital is one of any script that has them ("Łucja Nowak:", "İpek:", "Đặng Thu Hà:";
+:data:`_LETTER_CLASSES`). A speaker ``roles`` names is a label however it is written
+("zoe lindqvist:", "Whitfield, Dana:", "王芳:"; :func:`_named_labels`).
 A file with no such label may write each label alone on a line with its time and
 no colon, the words following ("Mara Reyes   0:03", as Teams and Otter save
 transcripts; :data:`HEADING_LABEL_PATTERN`). A Markdown heading
@@ -93,7 +96,8 @@ import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from itertools import pairwise
+from itertools import groupby, pairwise
+from operator import itemgetter
 from pathlib import Path
 from typing import Literal
 
@@ -112,9 +116,69 @@ from ..types import ROLES, TURN_COLUMNS, Corpus, SourceText
 
 Role = Literal["participant", "interviewer", "other"]
 
-_FIRST_WORD = r"[A-ZÀ-ÖØ-Þ][\w.'’-]*"
-_NEXT_WORD = r"(?:[A-ZÀ-ÖØ-Þ0-9][\w.'’-]*|van|von|der|den|de|da|del|di|du|la|le|bin|al)"
-#: A speaker's name or label: one to four words, the first capitalised
+
+def _category_classes(classes: Mapping[str, frozenset[str]]) -> dict[str, str]:
+    """For each name in ``classes``, the body of a regex character class ("A-ZÀ-ÖØ-Þ...")
+    holding every character of its Unicode categories. Planes 0, 1 and 14 hold every
+    cased letter and mark (planes 2-3 are ideographs, which have no case); scanning only
+    those, once for all the classes, keeps the import quick."""
+    owner = {category: name for name, categories in classes.items() for category in categories}
+    ranges: dict[str, list[str]] = {name: [] for name in classes}
+    for plane in (range(0x20000), range(0xE0000, 0xE1000)):
+        names = map(owner.get, map(unicodedata.category, map(chr, plane)))
+        for name, run in groupby(zip(plane, names, strict=True), key=itemgetter(1)):
+            if name is not None:
+                points = [point for point, _ in run]
+                first, last = points[0], points[-1]
+                ranges[name].append(re.escape(chr(first)) + (
+                    f"-{re.escape(chr(last))}" if last > first else ""))
+    return {name: "".join(found) for name, found in ranges.items()}
+
+
+#: Unicode classes Python's ``re`` has no syntax for, which a speaker pattern writes as
+#: ``\p{Lu}`` (a capital letter of any script, titlecase "ǅ" included), ``\p{Ll}`` (a
+#: lower-case letter) and ``\p{M}`` (a combining mark, as a name typed on a Mac holds:
+#: "Zoe" and U+0308 for "Zoë"), alone or inside brackets (:func:`letter_classes`).
+#: A label's capital was "[A-ZÀ-ÖØ-Þ]", Latin-1's: "Łucja:", "Şule:", "İpek:" and
+#: "Đặng Thu Hà:" were no labels, and their lines the end of the turn above.
+_LETTER_CLASSES = _category_classes({"Lu": frozenset({"Lu", "Lt"}), "Ll": frozenset({"Ll"}),
+                                     "M": frozenset({"Mn", "Mc", "Me"})})
+_LETTER_CLASS = re.compile(r"\\p\{(Lu|Ll|M)\}")
+
+
+def letter_classes(pattern: str) -> str:
+    r"""``pattern`` with each ``\p{Lu}``, ``\p{Ll}`` and ``\p{M}`` written out as the
+    characters it stands for (:data:`_LETTER_CLASSES`): a class of its own where it
+    stands alone, its characters where it is inside brackets ("[\p{Lu}0-9]"). Written
+    out in the default pattern, the classes made the config saved beside every run
+    thousands of characters long; any pattern ``re`` reads is left as it is."""
+    if "\\p{" not in pattern:
+        return pattern
+    out: list[str] = []
+    i, opened = 0, -1               # where the bracket class we are in opened (-1: none)
+    while i < len(pattern):
+        ch = pattern[i]
+        found = _LETTER_CLASS.match(pattern, i) if ch == "\\" else None
+        if found:
+            body = _LETTER_CLASSES[found[1]]
+            out.append(body if opened >= 0 else f"[{body}]")
+            i = found.end()
+            continue
+        step = 2 if ch == "\\" else 1           # an escaped character is one
+        if opened < 0 and ch == "[":
+            opened = i + 1 + (pattern[i + 1:i + 2] == "^")
+        elif opened >= 0 and ch == "]" and i > opened:   # "[]...]": the first "]" is a character
+            opened = -1
+        out.append(pattern[i:i + step])
+        i += step
+    return "".join(out)
+
+
+_FIRST_WORD = r"\p{Lu}[\w\p{M}.'’-]*"
+_NEXT_WORD = (r"(?:[\p{Lu}0-9][\w\p{M}.'’-]*"
+              r"|van|von|der|den|de|da|del|di|du|la|le|bin|al)")
+#: A speaker's name or label: one to four words, the first capitalised (in any script
+#: that has capitals)
 _NAME = rf"{_FIRST_WORD}(?: {_NEXT_WORD}){{0,3}}"
 #: A time stamp beside a label, as transcription services write it: "[00:04:02]",
 #: "(4:02)", "00:04:02.5", before the label or, in brackets, after it.
@@ -165,27 +229,54 @@ def label_parts(label: str) -> tuple[str, ...]:
     label alone when it has no aside in parentheses."""
     aside = _ASIDE.match(" ".join(label.split()))
     return (aside["outer"], aside["inner"]) if aside else (label,)
-DEFAULT_SPEAKER_PATTERN = (
-    rf"^\s*(?:[\[(]?(?P<time>{_STAMP})[\])]?\s*[-–]?\s*)?"
-    rf"[*_]{{0,2}}(?P<speaker>{_LABEL})"
-    rf"(?:\s*[\[(](?P<time_after>{_STAMP})[\])])?"
-    r"[*_]{0,2}\s*:(?!\d)[*_]{0,2}\s*"      # "Monday 9:00" is a time, not a label
-)
+
+
+def _colon_label(speaker: str) -> str:
+    """A speaker label ending in a colon at the start of a line, the speaker as
+    ``speaker`` (a regex) says, with a time stamp before it ("[00:04:02] Sam:") or in
+    brackets after it ("Sam (4:02):")."""
+    return (rf"^\s*(?:[\[(]?(?P<time>{_STAMP})[\])]?\s*[-–]?\s*)?"
+            rf"[*_]{{0,2}}(?P<speaker>{speaker})"
+            rf"(?:\s*[\[(](?P<time_after>{_STAMP})[\])])?"
+            r"[*_]{0,2}\s*:(?!\d)[*_]{0,2}\s*")     # "Monday 9:00" is a time, not a label
+
+
+def _name_and_time(speaker: str) -> str:
+    """A speaker (``speaker``, a regex) and a time stamp alone on a line
+    (:data:`HEADING_LABEL_PATTERN`)."""
+    return (rf"^\s*(?:[*_]{{0,2}}|\[)(?P<speaker>{speaker})(?:[*_]{{0,2}}|\])"
+            rf"(?:\s+|\s*[-–|]\s*)[\[(]?(?P<time_after>{_STAMP})[\])]?[*_]{{0,2}}\s*$")
+
+
+DEFAULT_SPEAKER_PATTERN = _colon_label(_LABEL)
 #: A speaker's name and a time stamp alone on a line, the words on the lines after it:
 #: "Mara Reyes   0:03" (a Teams transcript saved as .docx), "Speaker 1  0:00" (Otter's
 #: .txt), "[Mara Reyes] 14:02:03" (Zoom's saved captions). Read only in a file with
 #: no "Name:" label, and only with the default ``speaker_pattern``: a file keeps to
 #: one way of writing labels, so a line such as "Monday 9:00" inside a labelled turn
 #: is speech, never a new turn.
-HEADING_LABEL_PATTERN = (
-    rf"^\s*(?:[*_]{{0,2}}|\[)(?P<speaker>{_NAME})(?:[*_]{{0,2}}|\])"
-    rf"(?:\s+|\s*[-–|]\s*)[\[(]?(?P<time_after>{_STAMP})[\])]?[*_]{{0,2}}\s*$"
-)
+HEADING_LABEL_PATTERN = _name_and_time(_NAME)
+
+
+def _named_labels(names: Iterable[str], heading: bool) -> re.Pattern[str] | None:
+    """A label naming one of ``names`` (the speakers ``ingest.roles`` names), in any case
+    and whatever characters it holds ("zoe lindqvist:", "Whitfield, Dana:", "王芳:"):
+    the team said who speaks, so such a line is that speaker's turn even where the
+    default pattern sees no name. ``heading``: the name alone with a time
+    (:func:`_name_and_time`), else the name and a colon. None when no name is given.
+    The longest name is tried first: "Dana Whitfield" before "Dana"."""
+    names = sorted({_norm_label(n) for n in names} - {""}, key=len, reverse=True)
+    if not names:
+        return None
+    spoken = "(?i:" + "|".join(r"\s+".join(map(re.escape, n.split())) for n in names) + ")"
+    return _compile(_name_and_time(spoken) if heading else _colon_label(spoken))
+
+
 #: What Teams writes between the turns of a transcript in that form: "Mara Reyes started
 #: transcription", "... stopped transcription". Not speech: it ends the turn above.
-_MEETING_NOTICE = re.compile(
+_MEETING_NOTICE = re.compile(letter_classes(
     rf"^\s*{_NAME} (?:started|stopped) "
-    r"(?:transcription|recording)\s*$")
+    r"(?:transcription|recording)\s*$"))
 DEFAULT_INTERVIEWER_SPEAKERS = [r"interviewer( ?\d+)?", "i", "int", "q", "moderator",
                                 "facilitator", r"researcher( ?\d+)?"]
 DEFAULT_PARTICIPANT_SPEAKERS = [r"participant( ?\d+)?", r"p ?\d*", "t", r"therapist( ?\d+)?",
@@ -289,7 +380,7 @@ _ENCODINGS = ("use 'auto' (the default: UTF-8, UTF-16 or Windows-1252, detected 
 
 def _compile(pattern: str) -> re.Pattern[str]:
     try:
-        return re.compile(pattern)
+        return re.compile(letter_classes(pattern))
     except re.error as exc:
         raise ValueError(f"'{pattern}' is not a valid regular expression: {exc}") from None
 
@@ -928,9 +1019,13 @@ class _Reader:
 
     def __init__(self, config: IngestConfig) -> None:
         self.config = config
-        self.pattern = re.compile(config.speaker_pattern)
-        self.heading = re.compile(HEADING_LABEL_PATTERN) \
+        self.pattern = _compile(config.speaker_pattern)
+        self.heading = _compile(HEADING_LABEL_PATTERN) \
             if config.speaker_pattern == DEFAULT_SPEAKER_PATTERN else None
+        # the speakers ingest.roles names are labels wherever a line starts with them
+        self.named = _named_labels(config.roles, heading=False)
+        self.named_heading = _named_labels(config.roles, heading=True) \
+            if self.heading is not None else None
         self.roles = _Roles(config)
         self.not_times: list[str] = []      # stamps beside labels that are no time
 
@@ -995,12 +1090,19 @@ class _Reader:
     def _label(self, line: str, pattern: re.Pattern | None = None) -> tuple[str, int, float] | None:
         """``(speaker, end of the label, its time stamp in seconds or NaN)`` when
         ``line`` starts with a speaker label (``pattern``: the config's by default)."""
-        match = (pattern or self.pattern).match(line)
-        if not match or not match.group("speaker"):
-            return None
-        speaker = _norm_label(match.group("speaker"))
-        if not speaker or len(speaker.split()) > _MAX_WORDS_IN_LABEL:
-            return None
+        pattern = pattern or self.pattern
+        named = self.named if pattern is self.pattern else (
+            self.named_heading if pattern is self.heading else None)
+        match = named.match(line) if named is not None else None
+        if match is not None:                   # a speaker ingest.roles names, as written
+            speaker = _norm_label(match.group("speaker"))
+        else:
+            match = pattern.match(line)
+            if not match or not match.group("speaker"):
+                return None
+            speaker = _norm_label(match.group("speaker"))
+            if not speaker or len(speaker.split()) > _MAX_WORDS_IN_LABEL:
+                return None
         found = match.groupdict()
         stamp = found.get("time") or found.get("time_after")
         seconds = _stamp_seconds(stamp) if stamp else math.nan
@@ -1598,7 +1700,7 @@ def _is_heading(paragraph: BaseOxmlElement, styles: frozenset[str]) -> bool:
     return style is not None and style.get(_W_VAL) in styles
 _W_TR = qn("w:tr")
 _W_TC = qn("w:tc")
-_NAME_CELL = re.compile(_NAME)
+_NAME_CELL = _compile(_NAME)
 _STAMP_CELL = re.compile(rf"[\[(]?{_STAMP}[\])]?")
 
 
@@ -1607,9 +1709,9 @@ _SAID = re.compile(r"[.,;!?…]|\S+(?:\s+\S+){3}")
 
 
 #: A paragraph of a speaker's name and time alone, as Teams writes it ("Mara Reyes 0:03")
-_NAME_AND_TIME = re.compile(HEADING_LABEL_PATTERN)
+_NAME_AND_TIME = _compile(HEADING_LABEL_PATTERN)
 #: A paragraph that opens with a speaker label ("Interviewer:", "[0:03] Sam:")
-_LABELLED_PARAGRAPH = re.compile(rf"^\s*(?:[\[(]?{_STAMP}[\])]?\s*)?(?P<label>{_NAME}):\s*\S")
+_LABELLED_PARAGRAPH = _compile(rf"^\s*(?:[\[(]?{_STAMP}[\])]?\s*)?(?P<label>{_NAME}):\s*\S")
 
 
 def _table_rows(table: BaseOxmlElement) -> list[list[str]]:
