@@ -168,6 +168,7 @@ def test_label_on_its_own_line_and_trailing_whitespace(tmp_path):
     ("Őrs: I left.", "Őrs"),
     ("Ωμέγα Παπαδάκη: I left.", "Ωμέγα Παπαδάκη"),
     ("Zoe\u0308 Lindqvist: I left.", "Zoe\u0308 Lindqvist"),     # "Zoë" typed on a Mac
+    ("Dana Whitfield (she/her): I left.", "Dana Whitfield (she/her)"),
     ("What I noticed was this: she cried", None),
     ("łucja said this: she cried", None),
     ("I noticed this: she cried", None),
@@ -667,6 +668,44 @@ def test_vtt_zoom_prefixes_crlf_and_short_timestamps(tmp_path):
         ("Sam Ortiz", "participant", "Honestly? The waiting list.\nIt took months."),
     ]
     assert corpus.turns["end_time"].tolist() == [3.0, 3608.0]
+
+
+def zoom_vtt(*cues: str) -> str:
+    return "WEBVTT\n\n" + "".join(f"{n}\n00:00:{n:02d}.000 --> 00:00:{n:02d}.900\n{cue}\n\n"
+                                    for n, cue in enumerate(cues, 1))
+
+
+@pytest.mark.parametrize("name", ["Zoë Lindqvist | Uppsala", "zoe lindqvist",
+                                  "Lindqvist, Zoë", "Zoë L. 🌿"])
+def test_vtt_display_names_that_are_no_label_are_read_from_the_cues(tmp_path, name):
+    # Zoom writes the display name as typed: pronouns, an affiliation, lower case
+    write(tmp_path, "T13.vtt", zoom_vtt(
+        "Dana Whitfield (she/her): Can you tell me about a silence?",
+        f"{name}: He just stopped talking.\nand so what I said was: nothing.",   # once
+        "Dana Whitfield (she/her): What was going on inside you?",
+        f"{name}: An urge to rescue him.",
+        "Yes, well. Then: I waited."))                  # a sentence's marks
+    corpus = run(tmp_path, roles={"Dana Whitfield": "interviewer"})
+    assert_exact(corpus)
+    assert turns_of(corpus, "T13") == [
+        ("Dana Whitfield (she/her)", "interviewer", "Can you tell me about a silence?"),
+        (name, "participant", "He just stopped talking.\nand so what I said was: nothing."),
+        ("Dana Whitfield (she/her)", "interviewer", "What was going on inside you?"),
+        (name, "participant", "An urge to rescue him.\nYes, well. Then: I waited."),
+    ]
+    assert f"2 cue line(s) open with a display name before ': ' that the speaker label " \
+        f"patterns do not read ('{name}' in 2 lines)" in reasons(corpus)
+
+
+def test_a_phrase_before_a_colon_in_cues_of_words_is_no_name(tmp_path):
+    # most cues name no one: a phrase that comes back before a colon is speech
+    write(tmp_path, "T13.vtt", zoom_vtt(
+        "Interviewer: How was it?", "P1: At first it was fine,", "then she said: stop.",
+        "and it went on", "and on, and", "then she said: stop.", "so I stopped.",
+        "Interviewer: And then?"))
+    corpus = run(tmp_path)
+    assert [t[0] for t in turns_of(corpus, "T13")] == ["Interviewer", "P1", "Interviewer"]
+    assert "display name" not in reasons(corpus)
 
 
 def test_vtt_malformed_timing_is_reported_and_other_cues_kept(tmp_path):

@@ -24,12 +24,16 @@ Speaker labels (.txt/.md/.docx and subtitle prefixes): ``speaker_pattern`` is
 matched at the start of each line; a label of more than four words is not a
 label. The default accepts "Interviewer:", "I:", "P3:", "**Therapist:**",
 "Participant 7:", "Dr. Okafor:", role words in lower case ("interviewer:"), a
-name or role with an aside in parentheses ("Interviewer (Mara):", "Sam (P3):"), and
+name or role with an aside in parentheses ("Interviewer (Mara):", "Sam (P3):", "Dana
+Whitfield (she/her):"), and
 rejects "What I noticed was this: ..." (words after the first must be capitalised
 or numbers) and "so: ..." (a word in lower case is a label only if it is a role).
 A capital is one of any script that has them ("Łucja Nowak:", "İpek:", "Đặng Thu Hà:";
 :data:`_LETTER_CLASSES`). A speaker ``roles`` names is a label however it is written
-("zoe lindqvist:", "Whitfield, Dana:", "王芳:"; :func:`_named_labels`).
+("zoe lindqvist:", "Whitfield, Dana:", "王芳:"; :func:`_named_labels`). In a subtitle
+file whose cues nearly all open with a name, as Zoom's do, a display name no pattern
+reads ("Zoë Lindqvist | Uppsala:", "zoe lindqvist:") that opens two cues or more is a
+label too, and noted (:meth:`_Reader._cue_names`).
 A file with no such label may write each label alone on a line with its time and
 no colon, the words following ("Mara Reyes   0:03", as Teams and Otter save
 transcripts; :data:`HEADING_LABEL_PATTERN`). A Markdown heading
@@ -187,10 +191,12 @@ _STAMP = r"(?:\d{1,2}:)?\d{1,2}:\d{2}(?:[.,]\d{1,3})?"
 #: a label all the same. Any other word in lower case before a colon is speech.
 _ROLE_WORD = (r"(?:interviewer|interviewee|participant|respondent|therapist|client"
               r"|moderator|facilitator|researcher)(?: ?\d+)?")
-#: A label with an aside in parentheses: "Interviewer (Mara)", "Sam (P3)". The role
-#: comes from the whole label, else from the part before the parentheses, else from
-#: the aside (:class:`_Roles`).
-_LABEL = rf"(?:{_NAME}|{_ROLE_WORD})(?: ?\((?:{_NAME}|{_ROLE_WORD})\))?"
+#: Pronouns a display name carries in parentheses: "Dana Whitfield (she/her)"
+_PRONOUNS = r"\p{Ll}+(?:/\p{Ll}+){1,2}"
+#: A label with an aside in parentheses: "Interviewer (Mara)", "Sam (P3)", "Dana
+#: Whitfield (she/her)". The role comes from the whole label, else from the part before
+#: the parentheses, else from the aside (:class:`_Roles`).
+_LABEL = rf"(?:{_NAME}|{_ROLE_WORD})(?: ?\((?:{_NAME}|{_ROLE_WORD}|{_PRONOUNS})\))?"
 _ASIDE = re.compile(r"^(?P<outer>.+?) ?\((?P<inner>[^()]+)\)$")
 
 
@@ -1066,7 +1072,8 @@ class _Reader:
             cues, notes = (_vtt_cues if suffix == ".vtt" else _srt_cues)(text, shown)
             tally["cue_times_dropped"] += sum(math.isnan(c.start) for c in cues)
             tally["cues_out_of_order"] += sum(c.out_of_order for c in cues)
-            turns, text, n_before = self._cue_turns(cues, shown)
+            turns, text, n_before, named = self._cue_turns(cues, shown)
+            notes += named
             unit = "cue"
         else:
             self.not_times = []
@@ -1215,13 +1222,18 @@ class _Reader:
         return out, out_numbers
 
     # .vtt, .srt
-    def _cue_turns(self, cues: list[_Cue], shown: str) -> tuple[list[_Turn], str, int]:
+    def _cue_turns(self, cues: list[_Cue],
+                   shown: str) -> tuple[list[_Turn], str, int, list[Skipped]]:
         """Turns from subtitle cues (a speaker's consecutive cues merged), the spoken
-        text they index into, and the number of cues before the first speaker name."""
+        text they index into, the number of cues before the first speaker name, and a
+        note naming the display names read by :meth:`_cue_names`."""
+        runs = [_cue_runs(cue.payload) for cue in cues]
+        names = self._cue_names(runs)
+        used: Counter[str] = Counter()
         pieces: list[tuple[str | None, str, _Cue]] = []
         speaker: str | None = None
-        for cue in cues:
-            for label, chunk in self._cue_segments(cue.payload):
+        for cue, cue_runs in zip(cues, runs, strict=True):
+            for label, chunk in self._cue_segments(cue_runs, names, used):
                 speaker = label or speaker
                 if chunk.strip():
                     pieces.append((speaker, chunk.strip(), cue))
@@ -1247,33 +1259,67 @@ class _Reader:
                 "has no speaker names in its cues: expected <v Name> voice tags (Teams) or "
                 "'Name:' before the text (Zoom)", path=shown,
                 hint="export the transcript with speaker names, or add 'Name:' to the cues")
-        return turns, "\n".join(p[1] for p in pieces), len(before)
+        notes = []
+        if used:
+            listed = ", ".join(f"'{name}' in {n} lines" for name, n
+                               in used.most_common(MAX_LABELS_NAMED))
+            more = (f" and {len(used) - MAX_LABELS_NAMED} more" if len(used) > MAX_LABELS_NAMED
+                    else "")
+            notes.append(Skipped(shown, (
+                f"{used.total()} cue line(s) open with a display name before ': ' that the "
+                f"speaker label patterns do not read ({listed}{more}): each opens "
+                f"{MIN_CUES_NAMED} cues or more, so it was read as that speaker's name, "
+                "not as words: what to do: check that they are names, and name them in "
+                "ingest.roles to give them a role"), kept=True))
+        return turns, "\n".join(p[1] for p in pieces), len(before), notes
 
-    def _cue_segments(self, payload: str) -> list[tuple[str | None, str]]:
-        """``(speaker or None, text)`` runs of a cue payload with the markup removed;
-        text outside voice tags is split into lines and checked for 'Name:' prefixes."""
-        runs: list[tuple[str | None, str]] = []
-        voice: str | None = None
-        parts: list[str] = []
-        position = 0
-        for tag in _TAG.finditer(payload):
-            parts.append(payload[position:tag.start()])
-            position = tag.end()
-            opened = _VOICE_OPEN.fullmatch(tag.group())
-            if opened or _VOICE_CLOSE.fullmatch(tag.group()):
-                runs.append((voice, "".join(parts)))
-                parts = []
-                voice = (_norm_label(opened.group(1)) or None) if opened else None
-        parts.append(payload[position:])
-        runs.append((voice, "".join(parts)))
+    def _cue_names(self, runs: list[list[tuple[str | None, str]]]) -> set[str]:
+        """The display names a file's cues write before ": " that no label pattern
+        reads: "Dana Whitfield (she/her)", "Zoë Lindqvist | Uppsala", "zoe lindqvist",
+        "Whitfield, Dana" (Zoom writes the name as the participant typed it). Read as
+        words, each such cue was the end of the other speaker's turn.
+
+        Such a prefix is a name when it has the shape of one (:func:`_cue_prefix`),
+        opens :data:`MIN_CUES_NAMED` cues or more (a speaker speaks more than once, and
+        a sentence seldom starts twice the same way), and the file names its speakers
+        cue by cue, as Zoom does: with these names, at least :data:`NAMED_CUES_SHARE`
+        of its cues open with a speaker's name (a label, a voice tag or one of them). In
+        a file whose cues are mostly words, a phrase before a colon that comes back
+        ("then she said: ...") is speech."""
+        openings: list[str | None] = []           # of each cue: "" when a label or a voice
+        for cue_runs in runs:                     # tag opens it, else its prefix or None
+            first = next(((voice, text.strip()) for voice, text in cue_runs
+                          if text.strip()), None)
+            if first is None:
+                openings.append(None)
+                continue
+            voice, text = first
+            line = text.split("\n", 1)[0]
+            labelled = voice is not None or self._label(line) or \
+                self._label(line, _SIGNED_LABEL)
+            openings.append("" if labelled else _cue_prefix(line))
+        counts = Counter(p for p in openings if p)
+        names = {p for p, n in counts.items() if n >= MIN_CUES_NAMED}
+        named = sum(1 for p in openings if p == "" or p in names)
+        return names if names and named >= NAMED_CUES_SHARE * len(runs) else set()
+
+    def _cue_segments(self, runs: list[tuple[str | None, str]], names: set[str],
+                      used: Counter[str]) -> list[tuple[str | None, str]]:
+        """``(speaker or None, text)`` runs of a cue (:func:`_cue_runs`); text outside
+        voice tags is split into lines and checked for 'Name:' prefixes, and for the
+        file's display names (``names``, :meth:`_cue_names`; each one read is counted in
+        ``used``)."""
         segments: list[tuple[str | None, str]] = []
-        for voice, raw in runs:
-            text = html.unescape(raw)
+        for voice, text in runs:
             if voice is not None:
                 segments.append((voice, text))
                 continue
             for line in text.split("\n"):
                 label = self._label(line) or self._label(line, _SIGNED_LABEL)
+                if not label and names and (found := _CUE_PREFIX.match(line)) \
+                        and (name := _norm_label(found["speaker"])) in names:
+                    label = (name, found.end(), math.nan)
+                    used[name] += 1
                 segments.append((label[0], line[label[1]:]) if label else (None, line))
         return segments
 
@@ -1886,6 +1932,55 @@ _VOICE_CLOSE = re.compile(r"</v\s*>")
 _TIMING = re.compile(r"\s*(\S+?)\s*-->\s*(\S+)(?:\s.*)?")
 _VTT_STAMP = re.compile(r"(?:(\d+):)?([0-5]\d):([0-5]\d)\.(\d{3})")
 _SRT_STAMP = re.compile(r"(\d+):([0-5]\d):([0-5]\d)[,.](\d{3})")
+#: A display name before ": " at the start of a cue line that no label pattern may read
+#: (:meth:`_Reader._cue_names`): a letter first, at most 60 characters, no colon.
+_CUE_PREFIX = re.compile(r"^\s*(?P<speaker>[^\W\d_][^:\n]{0,59}?)[ \t]*:(?:[ \t]+|$)")
+#: A mark of a sentence, which no display name holds: "so yes. and then: ...", "why?"
+#: (an abbreviation's full stop, "Dr." or "J.", is no such mark).
+_SENTENCE_MARK = re.compile(r"[?!;…\"“”«»]|\.")
+_ABBREVIATION = re.compile(letter_classes(r"(?<!\w)\p{Lu}\p{Ll}{0,3}\."))
+#: A display name has at most this many words ("Siobhán Ó Briain | Uppsala University")
+_MAX_WORDS_IN_CUE_NAME = 6
+#: ... and opens at least this many cues of its file, ...
+MIN_CUES_NAMED = 2
+#: ... in which at least this share of the cues open with a speaker's name, with such
+#: names (Zoom names the speaker of every cue)
+NAMED_CUES_SHARE = 0.8
+
+
+def _cue_prefix(line: str) -> str | None:
+    """The text before ": " at the start of a cue line when it may be a display name
+    (:data:`_CUE_PREFIX`, no sentence mark, at most :data:`_MAX_WORDS_IN_CUE_NAME`
+    words), else None."""
+    found = _CUE_PREFIX.match(line)
+    if not found:
+        return None
+    prefix = _norm_label(found["speaker"])
+    words = [w for w in prefix.split() if any(c.isalnum() for c in w)]
+    if not words or len(words) > _MAX_WORDS_IN_CUE_NAME \
+            or _SENTENCE_MARK.search(_ABBREVIATION.sub("", prefix)):
+        return None
+    return prefix
+
+
+def _cue_runs(payload: str) -> list[tuple[str | None, str]]:
+    """``(voice or None, text)`` runs of a cue payload with the markup removed: the
+    text inside each voice tag (``<v Name>``) under its name, the rest under None."""
+    runs: list[tuple[str | None, str]] = []
+    voice: str | None = None
+    parts: list[str] = []
+    position = 0
+    for tag in _TAG.finditer(payload):
+        parts.append(payload[position:tag.start()])
+        position = tag.end()
+        opened = _VOICE_OPEN.fullmatch(tag.group())
+        if opened or _VOICE_CLOSE.fullmatch(tag.group()):
+            runs.append((voice, "".join(parts)))
+            parts = []
+            voice = (_norm_label(opened.group(1)) or None) if opened else None
+    parts.append(payload[position:])
+    runs.append((voice, "".join(parts)))
+    return [(voice, html.unescape(raw)) for voice, raw in runs]
 
 
 def _blocks(text: str) -> list[list[tuple[int, str]]]:
