@@ -872,6 +872,22 @@ def test_a_workbooks_first_sheet_is_the_first_one_excel_shows(tmp_path):
         corpus.sources["T26"].text
 
 
+def test_a_time_in_brackets_right_after_the_labels_colon_is_the_turns_time(tmp_path):
+    # read as words, "(00:02)" opened every turn, and no turn had a time
+    write(tmp_path, "T26.txt", "Speaker 1: (00:02) How was it?\n"
+                               "Speaker 2: [00:01:05]   Hard at first.\n"
+                               "**Speaker 1:** (01:30) And later?\n"
+                               "Speaker 2: (in 12:30 minutes) Easier.\n"
+                               "Speaker 1: (00:02)was it?\n")
+    corpus = run(tmp_path, roles={"Speaker 1": "interviewer", "Speaker 2": "participant"})
+    assert_exact(corpus)
+    t = corpus.turns
+    assert t["text"].tolist() == ["How was it?", "Hard at first.", "And later?",
+                                  "(in 12:30 minutes) Easier.", "(00:02)was it?"]
+    assert t["start_time"].tolist()[:3] == [2.0, 65.0, 90.0]
+    assert t["start_time"].iloc[3:].isna().all()
+
+
 def test_a_stamp_that_is_no_time_is_read_as_none_and_noted(tmp_path):
     """"[99:99:99]" and "(12:61)" beside a label were read as times hours away (362,439
     s), without a word. A minute or second past 59 is no time: the turn keeps its

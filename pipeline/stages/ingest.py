@@ -239,12 +239,15 @@ def label_parts(label: str) -> tuple[str, ...]:
 
 def _colon_label(speaker: str) -> str:
     """A speaker label ending in a colon at the start of a line, the speaker as
-    ``speaker`` (a regex) says, with a time stamp before it ("[00:04:02] Sam:") or in
-    brackets after it ("Sam (4:02):")."""
+    ``speaker`` (a regex) says: with a time stamp before it ("[00:04:02] Sam:"), in
+    brackets after it ("Sam (4:02):") or in brackets right after the colon ("Speaker 1:
+    (00:02) ...", as some services write it: read as words, the stamp opened every turn
+    and the turn had no time)."""
     return (rf"^\s*(?:[\[(]?(?P<time>{_STAMP})[\])]?\s*[-–]?\s*)?"
             rf"[*_]{{0,2}}(?P<speaker>{speaker})"
             rf"(?:\s*[\[(](?P<time_after>{_STAMP})[\])])?"
-            r"[*_]{0,2}\s*:(?!\d)[*_]{0,2}\s*")     # "Monday 9:00" is a time, not a label
+            r"[*_]{0,2}\s*:(?!\d)[*_]{0,2}\s*"      # "Monday 9:00" is a time, not a label
+            rf"(?:[\[(](?P<time_said>{_STAMP})[\])](?!\S)\s*)?")
 
 
 def _name_and_time(speaker: str) -> str:
@@ -1111,7 +1114,7 @@ class _Reader:
             if not speaker or len(speaker.split()) > _MAX_WORDS_IN_LABEL:
                 return None
         found = match.groupdict()
-        stamp = found.get("time") or found.get("time_after")
+        stamp = found.get("time") or found.get("time_after") or found.get("time_said")
         seconds = _stamp_seconds(stamp) if stamp else math.nan
         if stamp and math.isnan(seconds):
             self.not_times.append(stamp)
