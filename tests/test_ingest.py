@@ -384,6 +384,31 @@ def test_docx_transcript_tables_read_a_row_as_a_turn(tmp_path):
     assert "2 lines before the first speaker label were not read" in reasons(corpus)
 
 
+@pytest.mark.parametrize("time_first", [False, True])
+def test_a_transcript_tables_speaker_cells_may_end_with_a_colon(tmp_path, time_first):
+    # read as paragraphs, each time stamp became the first or last words of a turn
+    def build(document):
+        table = document.add_table(rows=0, cols=3)
+        for who, when, words in (("Interviewer:", "00:00:03", "What do you remember?"),
+                                 ("Zoë:", "00:00:09", "That I got defensive."),
+                                 ("Interviewer :", "00:01:02", "Shifted how?"),
+                                 ("Zoë:", "00:01:05", "She came back.")):
+            row = (when, who, words) if time_first else (who, when, words)
+            for cell, text in zip(table.add_row().cells, row):
+                cell.text = text
+
+    (tmp_path / "T42.docx").write_bytes(docx_bytes(build))
+    corpus = run(tmp_path)
+    assert_exact(corpus)
+    assert turns_of(corpus, "T42") == [
+        ("Interviewer", "interviewer", "What do you remember?"),
+        ("Zoë", "participant", "That I got defensive."),
+        ("Interviewer", "interviewer", "Shifted how?"),
+        ("Zoë", "participant", "She came back."),
+    ]
+    assert corpus.turns["start_time"].tolist() == [3.0, 9.0, 62.0, 65.0]
+
+
 def test_short_transcript_tables_of_the_documents_speakers_are_read_row_by_row(tmp_path):
     """A two-row table of "Interviewer | question", "Therapist | answer" inside a
     labelled document, or a transcript split over several small tables, was too short

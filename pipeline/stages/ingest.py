@@ -1749,7 +1749,16 @@ def _is_heading(paragraph: BaseOxmlElement, styles: frozenset[str]) -> bool:
     return style is not None and style.get(_W_VAL) in styles
 _W_TR = qn("w:tr")
 _W_TC = qn("w:tc")
-_NAME_CELL = _compile(_NAME)
+#: A cell of a speaker's name, with or without a colon after it ("Interviewer:", as a
+#: transcriber who types labels writes it in a table too)
+_NAME_CELL = _compile(rf"(?P<name>{_NAME})[ \t]*:?")
+
+
+def _cell_name(cell: str) -> str | None:
+    """The speaker's name a table cell holds alone (:data:`_NAME_CELL`), without its
+    colon; None for any other cell."""
+    found = _NAME_CELL.fullmatch(cell)
+    return found["name"] if found else None
 _STAMP_CELL = re.compile(rf"[\[(]?{_STAMP}[\])]?")
 
 
@@ -1791,7 +1800,7 @@ def _speakers_of(body: BaseOxmlElement) -> frozenset[str]:
     tables: Counter = Counter()
     for t in body.iter(_W_TBL):
         if next(t.iterancestors(_W_TBL), None) is None:
-            tables.update({c for r in _table_rows(t) for c in r if _NAME_CELL.fullmatch(c)})
+            tables.update({n for r in _table_rows(t) for c in r if (n := _cell_name(c))})
     return frozenset(labels | {n for n, k in tables.items() if k >= 2})
 
 
@@ -1804,14 +1813,15 @@ def _transcript_rows(table: BaseOxmlElement,
 
     A transcript table has at least three rows and two or three columns, each with
     its part: in at least 80% of its filled cells after the first row, one column holds
-    a name of one to four capitalised words and no colon, taken by few speakers (at most half
-    the rows, or two), one of whom speaks twice at least; in a third column, a time
+    a name of one to four capitalised words, alone or with a colon after it ("Zoë:"; it
+    was read as a paragraph, and a time column's stamps as words), taken by few speakers
+    (at most half the rows, or two), one of whom speaks twice at least; in a third column, a time
     stamp; the other column holds the words. A table with any other column (notes,
     codes) is read as before, so that nothing in it is dropped. A row whose name is
     blank goes on with the turn above; a first row whose name is no speaker of the
     others and whose words are a column's name ("Speaker | Text": at most three words,
-no sentence mark) is a header, kept in brackets as a transcriber's note. Cells that hold a
-    label already ("Interviewer:") are read as before, line by line.
+no sentence mark) is a header, kept in brackets as a transcriber's note. A table whose
+    cells hold a label and words ("Interviewer: Welcome.") is read as before, line by line.
 
     ``known``: the speakers the document names elsewhere (:func:`_speakers_of`). A
     table whose speaker column holds only those is a transcript table however short:
@@ -1835,7 +1845,7 @@ no sentence mark) is a header, kept in brackets as a transcriber's note. Cells t
         return bool(_STAMP_CELL.fullmatch(cell))
 
     def is_name(cell: str) -> bool:         # capitalised first: never a time stamp
-        return bool(_NAME_CELL.fullmatch(cell))
+        return _cell_name(cell) is not None
 
     columns = list(range(width))
     when = None
@@ -1849,7 +1859,7 @@ no sentence mark) is a header, kept in brackets as a transcriber's note. Cells t
         return None                     # no speaker column, or no column of words
     who = names[0]
     text = next(c for c in columns if c not in (who, when))
-    said = Counter(r[who] for r in body if is_name(r[who]))
+    said = Counter(n for r in body if (n := _cell_name(r[who])))
     named = bool(said) and set(said) <= known
     if not named and (not said or short or len(said) > max(2, len(body) // 2)
                       or max(said.values()) < 2):
@@ -1860,7 +1870,7 @@ no sentence mark) is a header, kept in brackets as a transcriber's note. Cells t
     # said something, which is a turn
     header = not short and (
         len(first) != width or (when is not None and not is_stamp(first[when])) or (
-            first[who] not in said and first[who] not in known
+            _cell_name(first[who]) not in said and _cell_name(first[who]) not in known
             and not _SAID.search(first[text])))
     lines = []
     for i, r in enumerate(rows):
@@ -1881,7 +1891,7 @@ no sentence mark) is a header, kept in brackets as a transcriber's note. Cells t
             lines.append(words)                                 # the turn above goes on
             continue
         stamp = f"[{r[when].strip('[]()')}] " if when is not None and r[when] else ""
-        lines.append(f"{stamp}{r[who]}: {words}")
+        lines.append(f"{stamp}{_cell_name(r[who]) or r[who]}: {words}")
     return lines
 
 
