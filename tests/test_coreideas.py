@@ -80,6 +80,10 @@ def fake_encode(texts):
      "It was going on […] the and I get it."),
     ("I [inaudible] [crosstalk] went, um, (inaudible) home.", "I […] went […] home."),
     ("[inaudible] She left [inaudible]", "She left"),
+    # overlap marks: where two spoke at once, in the quotes, never in a core idea
+    ("It helped a lot. [overlapping] // I mean it really did, it //",
+     "It helped a lot. […] I mean it really did, it"),
+    ("We said //yes// together, //mm-hm.// [crosstalk]", "We said yes together."),
     ("My eyes filled... my eyes filled and I let it happen.", "My eyes filled and I let it happen."),
     ("The the session ended, erm, early.", "The session ended early."),
     # a filler between two clauses leaves one comma, not a run-on sentence

@@ -77,7 +77,7 @@ def run(texts, cases, domains=None, **cfg):
                                   "((coughs))", "(??)", "{sighs}", "(long pause)", "(0.5)",
                                   "[00:12:31]", "(Interviewer nods)", "<crosstalk>",
                                   "(unintelligible)", "(clears throat)", "#00:01:23-4#",
-                                  "#01:02:03.5#"])
+                                  "#01:02:03.5#", "//", "///"])
 def test_transcriber_notes_are_recognised(note):
     text = f"I was, {note} I was sad."
     assert transcriber_note_spans(text) == [(text.index(note), text.index(note) + len(note))]
@@ -87,7 +87,8 @@ def test_transcriber_notes_are_recognised(note):
 
 
 @pytest.mark.parametrize("aside", ["(and this is the important part of it)", "(which I loved)",
-                                   "(my client)", "#1 of the #42"])
+                                   "(my client)", "#1 of the #42", "(see https://x.org)",
+                                   "and/or"])
 def test_spoken_asides_in_parentheses_are_kept(aside):
     text = f"It was hard {aside} to say."
     assert transcriber_note_spans(text) == []

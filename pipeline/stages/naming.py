@@ -38,7 +38,8 @@ dataclasses out; nothing is printed or written):
   caching wrapper as ``phrase_extractor``.
 * :func:`strip_transcriber_notes` / :func:`blank_transcriber_notes` /
   :func:`transcriber_note_spans`: transcriber notes ("(laughs)", "[inaudible]",
-  "(The participant reads the task)", f4transkript's "#00:01:23-4#", and line
+  "(The participant reads the task)", f4transkript's "#00:01:23-4#", an overlap
+  mark "//", and line
   numbers that a transcript's export or automatic transcription left in the text,
   "41 42 43 44 45") recognised and removed, for any stage.
 * :func:`name_occurs_in` ``(name, quotes) -> bool``: the containment rule below.
@@ -229,7 +230,11 @@ _BRACKETED = re.compile(r"\(\([^()\n]{0,200}\)\)"       # ((coughs)): Jefferson 
                         r"|\{[^{}\n]{0,200}\}"           # {laughs}
                         r"|<[^<>\n]{0,200}>"             # <crosstalk>
                         # f4/f5transkript's time marks, which MAXQDA also reads
-                        rf"|{TIME_MARK.pattern}")
+                        rf"|{TIME_MARK.pattern}"
+                        # an overlap mark: "it // I mean it, it //", "//Mm-hm.//" (not
+                        # a link's "https://"): where two spoke at once, no word; left
+                        # in, it reached core ideas and names as "... it //"
+                        r"|(?<![:/])/{2,}")
 _PAREN = re.compile(r"\([^()\n]{0,200}\)")
 _DIGIT = re.compile(r"\d")
 #: the fewest numbers counting up by one that are taken for line numbers, not speech
@@ -306,7 +311,7 @@ def blank_transcriber_notes(text: str) -> str:
     """``text`` with every transcriber note replaced by as many spaces: the same
     length, so character offsets still index the original text."""
     if "(" not in text and "[" not in text and "{" not in text and "<" not in text \
-            and "#" not in text and not _DIGIT.search(text):
+            and "#" not in text and "//" not in text and not _DIGIT.search(text):
         return text
     out = list(text)
     for s, e in transcriber_note_spans(text):
