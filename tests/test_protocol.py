@@ -499,6 +499,60 @@ def test_task_lines_become_areas_in_a_think_aloud_study():
         assert result.segment_prompt_turn[after] == 8
 
 
+SILENCE_QUESTIONS = [
+    ["Can you tell me about a time when a client's silence in session felt meaningful?",
+     "Could you describe a time a client's silence in a session felt really meaningful?",
+     "Tell me about a client's silence in session that felt meaningful to you.",
+     "I'd like to hear about a time a client's silence felt meaningful in session.",
+     "Can you think of a session where a client's silence felt meaningful?"],
+    ["What was going on inside you while the silence went on?",
+     "What was going on inside you during that silence?",
+     "While the silence went on, what was going on inside you?",
+     "What was happening inside you as the silence went on?",
+     "What went on inside you during the silence?"],
+    ["How did you respond to the silence in the end?",
+     "In the end, how did you respond to the silence?",
+     "How did you eventually respond to that silence?",
+     "How did you respond to the client's silence in the end?",
+     "What did you do in response to the silence in the end?"],
+    ["How did your training prepare you for long silences with clients?",
+     "Did your training prepare you for long silences?",
+     "How well did training prepare you for long silences with clients?",
+     "Looking back, did your training prepare you for silences like that?",
+     "Was there training that prepared you for long silences with clients?"]]
+
+
+def test_headings_in_one_case_do_not_join_questions_every_case_asks():
+    """One Word transcript with a heading per section among plain ones: a linkage group
+    holding a heading was kept whole, so the questions about silence, asked in every
+    case, became one area. (The fake encoder is sparser than the model: a lower
+    area_similarity lets the linkage group those questions together, as the model did.)"""
+    answers = ["He had lost his father and stopped talking for ten minutes.",
+               "I felt a strong urge to fill it and rescue him.",
+               "I stayed with it and kept my posture open until he spoke.",
+               "Training barely mentioned it, I learned it from my own therapist."]
+    headings = ["A meaningful silence", "Inner experience", "Responding", "Training"]
+    cases = {}
+    for k in range(5):
+        lines = []
+        for questions, answer, heading in zip(SILENCE_QUESTIONS, answers, headings,
+                                              strict=True):
+            lines += [("Heading", heading)] * (k == 2) + [(_I, questions[k]), (_P, answer)]
+        cases[f"S{k + 1}"] = lines
+    turns, segs = build(cases)
+    result = infer_protocol(turns, segs, fake_encode, ProtocolConfig(area_similarity=0.2))
+    asked = {}                               # each question's area, in every case
+    for case, lines in cases.items():
+        spoken = [i for i, (who, _) in enumerate(lines) if who == _I]
+        for n, turn in enumerate(spoken):
+            asked.setdefault(n, set()).add(_area_of(result, case, turn))
+    assert all(len(areas) == 1 for areas in asked.values())
+    assert len(set.union(*asked.values())) == 4          # four questions, four areas
+    # a heading goes with the question it names; "Inner experience" names none here
+    assert _area_of(result, "S3", 0) == next(iter(asked[0]))
+    assert _area_of(result, "S3", 9) == next(iter(asked[3]))
+
+
 def test_a_labelled_section_heading_opens_an_area_and_other_speakers_do_not():
     cases = {}
     for k in range(3):

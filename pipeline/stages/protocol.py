@@ -62,7 +62,10 @@ How the protocol is inferred (each threshold is a ``ProtocolConfig`` field):
    (it joined two questions), and when it cannot be split it is a probe
    repeated through each interview ("What are you thinking now?"), not a topic.
    Groups that ask the same question in different interviews are then joined
-   (see :func:`_merge_groups`). A task is an area even when only one case has it.
+   (see :func:`_merge_groups`). Task and heading lines take no part in this: each
+   then joins the group whose questions it is most alike (at least
+   ``area_similarity``), else it is an area of its own, even when only one case
+   has it (:func:`_place_tasks`).
 6. Walking each interview in order, a prompt in an area group opens that area. A
    prompt in no group is a *follow-up* of the area in progress, unless it is
    similar to another area's questions (``join_similarity``: the protocol question
@@ -1561,9 +1564,10 @@ def _segment_prompts(segments: pd.DataFrame, prompts: list[_Prompt],
 
 def _group_areas(prompts: list[_Prompt], qv: np.ndarray, config: ProtocolConfig,
                  counts: Counter[str]) -> list[list[_Prompt]]:
-    """Step 5: the prompt groups that recur across cases (and every task group).
-    Tentative frame prompts take part, but only the other prompts count towards
-    ``min_cases``: thank-yous said in every case are not a protocol question."""
+    """Step 5: the prompt groups that recur across cases, with the task lines (every
+    task is in a group: :func:`_place_tasks`). Tentative frame prompts take part, but
+    only the other prompts count towards ``min_cases``: thank-yous said in every case
+    are not a protocol question."""
     cands = [p for p in prompts if p.kind == "task" or
              (p.kind == "question" and not p.probe and (p.asks or p.marked) and
               (not p.frame or p.tentative))]
@@ -1574,13 +1578,43 @@ def _group_areas(prompts: list[_Prompt], qv: np.ndarray, config: ProtocolConfig,
     if len(cands) > LINKAGE_MAX_ROWS:
         counts["prompts_grouped_on_sample"] = len(cands)
     groups: list[list[_Prompt]] = []
+    tasks: list[list[_Prompt]] = []
     for g in range(int(labels.max()) + 1):
         members = [p for p, lab in zip(cands, labels) if lab == g]
-        if any(p.kind == "task" for p in members):
-            groups.append(members)
-        else:
-            groups.extend(_recurring(members, qv, config, counts))
-    return _merge_groups(groups, qv, config)
+        tasks.append([p for p in members if p.kind == "task"])
+        groups.extend(_recurring([p for p in members if p.kind != "task"], qv, config, counts))
+    return _place_tasks(_merge_groups(groups, qv, config), [t for t in tasks if t], qv, config)
+
+
+def _place_tasks(groups: list[list[_Prompt]], tasks: list[list[_Prompt]], qv: np.ndarray,
+                 config: ProtocolConfig) -> list[list[_Prompt]]:
+    """``groups`` of questions with each task or heading line (``tasks``: as average
+    linkage grouped them) joined to the group it is most alike (its centre at least
+    ``area_similarity``); the lines left are groups of their own, since a task is an
+    area even when only one case has it.
+
+    The questions of a linkage group are judged, split and joined as any are, and the
+    tasks placed after: a group holding a task was kept whole, so one .docx with
+    headings among twenty plain transcripts put "A meaningful silence" beside two
+    questions asked in every case, and the two questions became one area."""
+    if not groups:
+        return tasks
+    centres = np.stack([qv[[p.vec for p in group]].mean(axis=0) for group in groups])
+    centres /= np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)
+    groups = [list(group) for group in groups]
+    alone = []
+    for linked in tasks:
+        left = []
+        for task in linked:
+            similarity = centres @ qv[task.vec]
+            best = int(np.argmax(similarity))
+            if similarity[best] >= config.area_similarity:
+                groups[best].append(task)
+            else:
+                left.append(task)
+        if left:
+            alone.append(left)
+    return groups + alone
 
 
 #: two groups asked together in more than this share of the smaller one's cases are
@@ -1606,7 +1640,6 @@ def _merge_groups(groups: list[list[_Prompt]], qv: np.ndarray,
         return groups
     sums = np.stack([qv[[p.vec for p in grp]].sum(axis=0) for grp in groups]).astype(np.float64)
     cases = [{p.case_id for p in grp if not p.frame} for grp in groups]
-    task = np.array([any(p.kind == "task" for p in grp) for grp in groups])
     members = qv[[p.vec for grp in groups for p in grp]]
     starts = np.cumsum([0] + [len(grp) for grp in groups[:-1]])
     closest = np.empty((g, g))
@@ -1624,7 +1657,7 @@ def _merge_groups(groups: list[list[_Prompt]], qv: np.ndarray,
         norms = np.linalg.norm(sums, axis=1, keepdims=True)
         centres = np.divide(sums, norms, out=np.zeros_like(sums), where=norms > 0)
         csim = centres @ centres.T
-        valid = ok & alive[:, None] & alive[None, :] & ~task[:, None] & ~task[None, :] & \
+        valid = ok & alive[:, None] & alive[None, :] & \
             ((csim >= config.area_similarity) | (closest >= config.join_similarity))
         if not valid.any():
             break
