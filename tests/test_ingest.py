@@ -2005,6 +2005,29 @@ def test_a_heading_is_no_ones_speech_and_can_set_a_topic(tmp_path):
     assert turns_of(corpus, "W02")[4][2].endswith("#00:01:23-4# mark, no heading")
 
 
+def test_a_time_then_a_name_alone_on_a_line_start_a_turn_as_trint_writes_them(tmp_path):
+    """Trint's .docx puts the time before the speaker's name in bold on a line of its
+    own, the words below: read as no label, the whole file was refused. The name
+    alone on a line, with no time, is still words."""
+    document = docx.Document()
+    for stamp, name, words in (("[00:00:03]", "Dana Whitfield", "Can you tell me about a silence?"),
+                               ("[00:00:14]", "Sam Lee", "Yes, a long one, with a client."),
+                               ("[00:01:02]", "Dana Whitfield", "What happened then?")):
+        p = document.add_paragraph(stamp + " ")
+        p.add_run(name).bold = True
+        document.add_paragraph(words)
+    document.add_paragraph("Sam Lee")
+    document.add_paragraph("We sat with it.")
+    document.save(tmp_path / "T01.docx")
+    corpus = run(tmp_path, roles={"Dana Whitfield": "interviewer"})
+    assert turns_of(corpus, "T01") == [
+        ("Dana Whitfield", "interviewer", "Can you tell me about a silence?"),
+        ("Sam Lee", "participant", "Yes, a long one, with a client."),
+        ("Dana Whitfield", "interviewer", "What happened then?\nSam Lee\nWe sat with it.")]
+    t01 = corpus.turns[corpus.turns["case_id"] == "T01"]
+    assert list(t01["start_time"]) == [3.0, 14.0, 62.0]
+
+
 def test_a_name_and_time_alone_on_a_line_start_a_turn_as_teams_and_otter_write_them(tmp_path):
     """Teams saves a meeting's transcript as .docx with each speaker's name and time on
     a line of its own and the words below, and its notices ("... started

@@ -252,9 +252,15 @@ def _colon_label(speaker: str) -> str:
 
 def _name_and_time(speaker: str) -> str:
     """A speaker (``speaker``, a regex) and a time stamp alone on a line
-    (:data:`HEADING_LABEL_PATTERN`)."""
-    return (rf"^\s*(?:[*_]{{0,2}}|\[)(?P<speaker>{speaker})(?:[*_]{{0,2}}|\])"
-            rf"(?:\s+|\s*[-–|]\s*)[\[(]?(?P<time_after>{_STAMP})[\])]?[*_]{{0,2}}\s*$")
+    (:data:`HEADING_LABEL_PATTERN`), the time after the name or before it ("[00:00:03]
+    **Dana Whitfield**", as Trint writes a .docx: read as no label, the whole file was
+    refused)."""
+    after = r"(?:\s+|\s*[-–|]\s*)[\[(]?({})[\])]?[*_]{{0,2}}"
+    return (rf"^\s*(?:[\[(]?(?P<time>{_STAMP})[\])]?\s+)?"
+            rf"(?:[*_]{{0,2}}|\[)(?P<speaker>{speaker})(?:[*_]{{0,2}}|\])"
+            # a time after the name, which a line with none before it must have
+            rf"(?(time)|(?={after.format('?:' + _STAMP)}\s*$))"
+            rf"(?:{after.format('?P<time_after>' + _STAMP)})?\s*$")
 
 
 DEFAULT_SPEAKER_PATTERN = _colon_label(_LABEL)
