@@ -1347,3 +1347,48 @@ def test_a_workbook_exported_before_subcategories_were_reviewed_still_imports(cq
     assert main(["review", "import", str(cqr), str(path)]) == 0
     with ReviewStore(load_run(cqr)) as store:
         assert store.positions()["theme:1"]["ana"].decision == "reject"
+
+
+def _sub_li(page: str, sub: int) -> str:
+    """The list entry of proposed subcategory ``sub`` on its category's page (the only
+    one proposed: up to the category's own positions)."""
+    return page.split(f'id="sub-{sub}"')[1].split('aria-labelledby="positions-h"')[0]
+
+
+def test_an_auditor_s_comment_on_a_proposed_subcategory_is_shown_and_answered_in_the_browser(
+        cqr):
+    """A comment on `subcategory:ID` (from `review audit --subcategory` or the auditor's
+    form) is on its category's page with each judge's answer form: unanswered, it
+    keeps the round open, so the judges must be able to answer it there. The judges'
+    comments on their keep/drop positions are shown too, and the form takes one."""
+    sub, _ = _proposed(cqr)
+    item = f"subcategory:{sub}"
+    assert main(["review", "audit", str(cqr), "--subcategory", str(sub), "--by", "dee",
+                 "--comment", "Crying is <b>care</b> here, not a part of it"]) == 0
+    ana = Web(cqr, "ana")
+    page = ana.get("/theme/3")
+    li = _sub_li(page, sub)
+    assert "Crying is &lt;b&gt;care&lt;/b&gt; here, not a part of it" in li
+    cid = re.search(r'name="comment_id" value="(\d+)"', li).group(1)
+    assert 'name="comment"' in re.search(r'<form method="post" action="/decide".*?</form>',
+                                         li, re.S).group(0)
+    r = ana.post("/answer", _page=page, comment_id=cid, answer="argue",
+                 text="it is a part", back=f"/theme/3#sub-{sub}")
+    assert r.status_code == 303 and r.headers["location"] == f"/theme/3#sub-{sub}"
+    r = ana.post("/decide", _page=page, item=item, decision="drop", comment="one case only",
+                 v_item="0", v_mine="0", back=f"/theme/3#sub-{sub}", **{"as": "position"})
+    assert r.status_code == 303
+    li = _sub_li(ana.get("/theme/3"), sub)
+    assert "argue" in li and "it is a part" in li and "one case only" in li
+    # the auditor's own form is there too, and a comment sent from it is shown there
+    dee = Web(cqr, "dee")
+    page = dee.get("/theme/3")
+    li = _sub_li(page, sub)
+    assert f'name="item" value="{item}"' in li and 'action="/comment"' in li
+    r = dee.post("/comment", _page=page, item=item, comment="Second thought",
+                 back=f"/theme/3#sub-{sub}")
+    assert r.status_code == 303
+    assert "Second thought" in _sub_li(dee.get("/theme/3"), sub)
+    # the category's own comment section has none of them
+    own = page.split('aria-labelledby="comments-h"')[1]
+    assert "Crying is" not in own

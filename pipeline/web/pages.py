@@ -441,9 +441,16 @@ def _proposed_subcategories(run: RunItems, ctx: dict, tid: int, who: str | None,
         start = (draft if draft is not None and draft.item == item else
                  (i.consensus if i is not None else None)
                  or (i.positions.get(who) if i is not None and who else None))
+        # the auditors' comments on it, to answer here as on a theme's page: it is an
+        # item of the round like any other, and a comment nobody can answer keeps the
+        # round from closing (this round's with the status, earlier rounds' to read)
+        earlier = [{"round": r, "comments": cs} for r in range(1, st.round)
+                   if (cs := [c for c in st.audit_trail
+                              if c["round"] == r and c["item"] == item])]
         out.append({**s, "item": item, "status": i, "kept_as": kept.get(int(s["id"])),
                     "v_item": ctx["versions"].get(item, 0), "v_mine": ctx["mine"].get(item, 0),
-                    "start": start})
+                    "start": start, "audit": {"audit": i.audit if i is not None else []},
+                    "earlier_comments": earlier})
     return out
 
 

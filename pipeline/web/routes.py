@@ -128,8 +128,10 @@ def item_page(review: ReviewApp, request: Request, item: str, error: Exception |
         if kind == "subcategory":  # kept or dropped on its category's page
             parent = str(run.subcategory(ident)["parent_theme"])
             ctx = pages.theme_page(run, store, review.context, parent, who, "", error, draft)
+            # a refused comment goes back into that subcategory's comment form
             return review.render(request, "theme.html", http_status=status,
-                                 **{**ctx, "comment_draft": comment_draft})
+                                 **{**ctx, "comment_draft": comment_draft,
+                                    "comment_item": item})
         if kind == "core_idea":  # edited on its domain's page: that page, with the error
             dom = ident.rpartition(":")[2]
             ctx = pages.domain_page(run, store, dom, who, "", error, None, core_draft=draft)
