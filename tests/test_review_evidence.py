@@ -1392,3 +1392,29 @@ def test_an_auditor_s_comment_on_a_proposed_subcategory_is_shown_and_answered_in
     # the category's own comment section has none of them
     own = page.split('aria-labelledby="comments-h"')[1]
     assert "Crying is" not in own
+
+
+def test_a_kept_subcategory_is_shown_and_decided_under_the_category_it_is_in_now(cqr):
+    """Kept, with its category merged into another: the domain page lists it under that
+    category, linked to its entry on that category's page (a proposed subcategory has
+    no page of its own), and that page offers its keep/drop form."""
+    sub, ids = _proposed(cqr)
+    with ReviewStore(load_run(cqr)) as store:
+        store.resolve([Decision(f"subcategory:{sub}", "keep", new_name="Tears with a client"),
+                       Decision("theme:3", "merge", target="2")], by="ana")
+    run = load_run(cqr)
+    dom = int(run.themes.loc[run.themes["theme_id"] == 2, "domain_id"].iat[0])
+    web = Web(cqr, "ana")
+    page = web.get(f"/domain/{dom}")
+    li = re.search(r'<li data-category="(\d+)" class="subcategory">(.*?)</li>', page, re.S)
+    assert li is not None and "Tears with a client" in li.group(2)
+    assert f'href="/theme/2#sub-{sub}"' in li.group(2) and "split off" not in li.group(2)
+    assert "subcategory of 2:" in li.group(2)
+    # listed after its category
+    assert page.index('data-category="2"') < page.index(f'data-category="{li.group(1)}"')
+    here = web.get("/theme/2")
+    entry = _sub_li(here, sub)
+    assert 'value="keep"' in entry and "in the codebook as it stands" in entry
+    assert 'href="/theme/3">theme 3</a>' in entry
+    # its segments are among the category's
+    assert all(f'id="q-{s}"' in here for s in ids)

@@ -427,14 +427,22 @@ def _proposed_subcategories(run: RunItems, ctx: dict, tid: int, who: str | None,
     each with its status (the positions, the consensus), the versions its form carries,
     where the codebook as it stands has it (``kept_as``: its category there, if kept),
     and the form's starting decision, as :func:`prefill` chooses it for an item's form
-    (the refused ``draft`` on it, else the consensus, else the person's own position)."""
+    (the refused ``draft`` on it, else the consensus, else the person's own position).
+
+    Those of a theme merged into ``tid``, and those kept under ``tid`` (their theme
+    made a subcategory of it), are listed too: the judges look for them under the
+    category they are in now, where the domain page links them, not only on the page
+    of a theme that is no category any more."""
     st, live = ctx["st"], ctx["live"]
     status = {i.item: i for i in st.items}
     kept = {int(c["proposed_subcategory"]): c for d in live["codebook"]["domains"]
             for c in d["categories"] if "proposed_subcategory" in c}
     out = []
     for s in run.subcategories:
-        if int(s["parent_theme"]) != tid:
+        home = live["themes"].get(int(s["parent_theme"])) or {}
+        now = kept.get(int(s["id"])) or {}
+        if int(s["parent_theme"]) != tid and now.get("parent") != tid and not (
+                home.get("fate") == "merged" and home.get("into") == tid):
             continue
         item = f"subcategory:{s['id']}"
         i = status.get(item)
