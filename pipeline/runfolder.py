@@ -437,7 +437,11 @@ class RunFolder:
                      "n_segments": int(r["n_segments"]), "n_cases": int(r["n_cases"]),
                      # a stance subcategory's pole ("helpful"): what its half of the
                      # category shares, which its phrase name seldom says
-                     "pole": "" if pole is None or pd.isna(pole) else str(pole)}
+                     "pole": "" if pole is None or pd.isna(pole) else str(pole),
+                     # the evidence the judges keep or drop it on, as the CQR table
+                     # gives a category's: its label, the cases it counts, its flags
+                     # and the label if reassigned outliers counted
+                     **_sub_evidence(r)}
             if detail:
                 definition = r.get("definition")
                 entry.update(segment_ids=[str(s) for s in _listed(r.get("segment_ids"))],
@@ -663,6 +667,31 @@ def theme_linkage(vectors: np.ndarray, theme: np.ndarray) -> np.ndarray | None:
                    metric="cosine")
     link[:, 2] = np.maximum(link[:, 2], 0.0)
     return link
+
+
+def _sub_evidence(r: dict) -> dict:
+    """A proposed subcategory's frequency evidence from its row of ``categories``:
+    ``frequency_label``, ``n_counted_cases`` (None where the table has no counted
+    cases), ``flags`` (list) and ``label_if`` (the label if reassigned outliers
+    counted, "" where it is the same or the table does not say)."""
+    def items(value) -> list[str]:
+        if isinstance(value, str):    # a CSV cell: "T01; T02"
+            return [v.strip() for v in value.split(";") if v.strip()]
+        return [str(v) for v in _listed(value)]
+
+    def text(value) -> str:
+        return "" if value is None or (not isinstance(value, str) and pd.isna(value)) \
+            else str(value)
+
+    label = text(r.get("frequency_label"))
+    other = text(r.get("label_if_reassigned_counted"))
+    counted = r.get("counted_cases")
+    return {"frequency_label": label,
+            "n_counted_cases": None if counted is None or (
+                not isinstance(counted, (str, list, tuple, np.ndarray)) and pd.isna(counted))
+            else len(items(counted)),
+            "flags": items(r.get("flags")),
+            "label_if": other if other and other != label else ""}
 
 
 def _listed(value) -> list:

@@ -1418,3 +1418,32 @@ def test_a_kept_subcategory_is_shown_and_decided_under_the_category_it_is_in_now
     assert 'href="/theme/3">theme 3</a>' in entry
     # its segments are among the category's
     assert all(f'id="q-{s}"' in here for s in ids)
+
+
+def test_the_judges_see_a_proposed_subcategory_s_label_counted_cases_and_flags(cqr):
+    """Keep or drop is weighed on what the CQR table gives a subcategory: its frequency
+    label, the cases it counts (fewer than those it has where only reassigned outliers
+    are there), its flags and the label if reassigned outliers counted; the workbook's
+    sheet and the category's page give them, not only "2 segments, 2 cases"."""
+    sub, ids = _proposed(cqr)
+    cats = pd.read_parquet(cqr / "categories.parquet")
+    at = cats.index[cats["category_id"] == sub][0]
+    cases = list(cats.at[at, "cases"])
+    assert len(cases) == 2
+    cats.at[at, "counted_cases"] = cases[:1]
+    cats.at[at, "frequency_label"] = "rare"
+    cats.at[at, "label_if_reassigned_counted"] = "variant"
+    cats.at[at, "flags"] = ["single story", "thin"]
+    cats.to_parquet(cqr / "categories.parquet", index=False)
+    assert main(["review", "export", str(cqr), "--judges", "ana"]) == 0
+    ws = openpyxl.load_workbook(cqr / "review" / "round-1" / "ana.xlsx")["subcategories"]
+    header = [c.value for c in ws[1]]
+    row = dict(zip(header, next(r for r in ws.iter_rows(min_row=2, values_only=True)
+                                if r[0] == sub)))
+    assert row["frequency"] == "rare (1 counted of 2 cases)"
+    assert row["flags"] == "single story; thin"
+    assert row["label if reassigned counted"] == "variant"
+    entry = _sub_li(Web(cqr, "ana").get("/theme/3"), sub)
+    assert ">rare</span>" in entry and "(1 counted)" in entry
+    assert "variant if reassigned outliers counted" in entry
+    assert "single story</span>" in entry and "thin</span>" in entry

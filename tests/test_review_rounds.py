@@ -1359,8 +1359,12 @@ def test_the_theme_page_lists_the_subcategories_consensa_proposed(applied_demo, 
     shown = re.search(r'<dd class="proposed-subcategories">(.*?)</dd>', page, re.S).group(1)
     for s in (s for s in subs if s["parent_theme"] == parent):
         pole = f' <span class="muted">(stance: {s["pole"]})</span>' if s["pole"] else ""
-        assert f"{s['name']}{pole} <span class=\"muted\">({counted(s['n_segments'], 'segment')}, " \
-               f"{counted(s['n_cases'], 'case')})</span>" in shown.replace("&#39;", "'")
+        # its label first, and the cases it counts where fewer than those it has
+        n = s["n_counted_cases"]
+        assert f"{s['name']}{pole} <span class=\"muted\">({s['frequency_label']}, " \
+               f"{counted(s['n_segments'], 'segment')}, {counted(s['n_cases'], 'case')}" \
+               + (f", {n} counted" if n is not None and n != s["n_cases"] else "") \
+               + ")</span>" in shown.replace("&#39;", "'")
     assert "not in the codebook" in shown
     assert "['" not in page and "[&#39;" not in page
 

@@ -95,7 +95,13 @@ CORE_SHEET = "core ideas"
 SUB_COLS = [("subcategory id", "id", 14), ("name", "name", 30), ("stance", "pole", 12),
             ("theme id", "parent", 9),
             ("theme", "parent_name", 28), ("n segments", "n_segments", 10),
-            ("n cases", "n_cases", 8), ("definition (proposed)", "definition", 40),
+            ("n cases", "n_cases", 8),
+            # the evidence a category's row gives (its label counted from the cases
+            # the label counts, flags, the label if reassigned outliers counted): a
+            # judge keeps or drops a subcategory on it as on a category
+            ("frequency", "freq", 12), ("flags", "flags", 24),
+            ("label if reassigned counted", "label_if", 16),
+            ("definition (proposed)", "definition", 40),
             ("example quotes", "quotes", 70), ("decision", "decision", 12),
             ("new name", "new_name", 28), ("core idea note", "core_idea", 40),
             ("comment", "comment", 40), ("consensus so far", "consensus", 34),
@@ -375,7 +381,11 @@ def build_workbook(run: RunItems, person: str, role: str, round: int,
                 "id": int(s["id"]), "name": s["name"], "pole": s["pole"],
                 "parent": int(s["parent_theme"]),
                 "parent_name": s["parent_name"], "n_segments": int(s["n_segments"]),
-                "n_cases": int(s["n_cases"]), "definition": s["definition"],
+                "n_cases": int(s["n_cases"]),
+                "freq": _label_counted(s["frequency_label"], s["n_counted_cases"],
+                                       int(s["n_cases"])),
+                "flags": "; ".join(s["flags"]), "label_if": s["label_if"],
+                "definition": s["definition"],
                 "quotes": _quotes(run, s["quote_ids"] or s["segment_ids"])}, prefill.get(item)))
             urows[-1] = _shown(run, urows[-1], item, shown, baseline)
         _sheet(wb, SUB_SHEET, SUB_COLS, urows, {"decision": ref["F"]})

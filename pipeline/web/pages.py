@@ -458,6 +458,10 @@ def _proposed_subcategories(run: RunItems, ctx: dict, tid: int, who: str | None,
         out.append({**s, "item": item, "status": i, "kept_as": kept.get(int(s["id"])),
                     "v_item": ctx["versions"].get(item, 0), "v_mine": ctx["mine"].get(item, 0),
                     "start": start, "audit": {"audit": i.audit if i is not None else []},
+                    # the evidence its keep or drop weighs, as the CQR table gives it
+                    "frequency": _frequency(s["frequency_label"], int(s["n_cases"]),
+                                            s["n_counted_cases"], int(s["n_segments"]),
+                                            s["label_if"], s["flags"]),
                     "earlier_comments": earlier})
     return out
 
