@@ -566,9 +566,13 @@ def _export_notes(content) -> None:
 
     subs = left_out_subcategories(content.data)
     if subs:
-        print(f"  left out: {len(subs)} proposed subcategories (not reviewed, or dropped by "
-              "the judges; their segments are coded with their category): "
-              + "; ".join(f"\"{s['name']}\"" for s in subs[:6]) + (" ..." if len(subs) > 6 else ""))
+        # each with its own reason: one whose category was rejected is not "coded with
+        # its category" as a dropped or unreviewed one is
+        print(f"  left out: {len(subs)} proposed subcategories (see the codebook):")
+        for s in subs[:8]:
+            print(f"    - \"{s['name']}\" (under \"{s['parent_name']}\"): {s['why']}")
+        if len(subs) > 8:
+            print(f"    ... and {len(subs) - 8} more")
     for note in content.case_notes:
         print(f"  note: {note}")
 

@@ -1447,3 +1447,38 @@ def test_the_judges_see_a_proposed_subcategory_s_label_counted_cases_and_flags(c
     assert ">rare</span>" in entry and "(1 counted)" in entry
     assert "variant if reassigned outliers counted" in entry
     assert "single story</span>" in entry and "thin</span>" in entry
+
+
+def test_each_left_out_subcategory_says_its_own_reason_and_its_agreed_name(cqr, capsys):
+    """Kept (renamed) under a category the judges then rejected, one is left out for
+    that reason, by the name they gave it; one nobody reviewed, for its own: neither is
+    "not reviewed, or dropped" with "their segments are coded with their category",
+    which is false of the first."""
+    import xml.etree.ElementTree as ET
+
+    sub, _ = _proposed(cqr, 3)
+    other, _ = _proposed(cqr, 4)
+    with ReviewStore(load_run(cqr)) as store:
+        store.resolve([Decision(f"subcategory:{sub}", "keep", new_name="Tears with a client"),
+                       Decision("theme:3", "reject")], by="ana")
+        _settle(store)
+    assert main(["review", "apply", str(cqr)]) == 0
+    capsys.readouterr()
+    assert main(["export", "qdpx", str(cqr)]) == 0
+    out = capsys.readouterr().out
+    assert "left out: 2 proposed subcategories" in out
+    assert "not reviewed, or dropped" not in out
+    lines = [ln.strip() for ln in out.splitlines() if ln.strip().startswith('- "')]
+    rejected = next(ln for ln in lines if "Tears with a client" in ln)
+    assert "its category was rejected: its segments are in no category" in rejected
+    assert any("not reviewed" in ln and "coded with its category" in ln for ln in lines
+               if "Tears with a client" not in ln)
+    (project,) = (cqr / "export").glob("*-agreed.qdpx")
+    with zipfile.ZipFile(project) as z:
+        root = ET.fromstring(z.read("project.qde"))
+    (note,) = [n for n in root.iter(f"{QDA}Note")
+               if n.get("name") == "Proposed subcategories left out: 2"]
+    text = note.find(f"{QDA}PlainTextContent").text
+    assert "their segments are coded with their category" not in text
+    assert "- Tears with a client (under" in text and "its category was rejected" in text
+    assert "Tears in session (under" in text   # the one nobody reviewed, as proposed

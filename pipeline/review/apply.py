@@ -488,13 +488,19 @@ def _kept_subcategories(run: RunItems, cons: dict[str, Decision], cat: dict[int,
             listed["parent_name"] = cat[home]["name"]
         dec = cons.get(f"subcategory:{s['id']}")
         if dec is None:
-            not_reviewed.append(listed)
+            # each says why it is left out and where its segments are: "not reviewed,
+            # or dropped" said of all was wrong for one whose category was rejected
+            not_reviewed.append({**listed, "why": NOT_REVIEWED if home in cat else
+                                 NOT_REVIEWED_REJECTED})
             continue
         if dec.decision == "drop":
             dropped.append({**listed, "why": "dropped by the judges: its segments stay in "
                                              "its category"})
             continue
         parent = final_theme(int(s["parent_theme"])) if int(s["parent_theme"]) >= 0 else -1
+        if dec.new_name and dec.new_name != s["name"]:
+            # named as the judges kept it, the proposed name beside it
+            listed = {**listed, "name": dec.new_name, "proposed_name": s["name"]}
         if parent < 0 or parent not in cat:
             dropped.append({**listed, "why": "kept by the judges, but its category was "
                                              "rejected: its segments are in no category"})
@@ -845,18 +851,26 @@ def table_markdown(table: pd.DataFrame, flags: bool) -> str:
 
 #: Why a codebook leaves out a subcategory the run proposed, and how to keep one.
 SUBCATEGORIES_NOT_REVIEWED = (
-    "The judges keep or drop each subcategory Consensa proposed; the ones below are not "
-    "part of this codebook (their segments are coded with their category). To keep one, "
+    "The judges keep or drop each subcategory Consensa proposed (keeping one is "
+    "optional); the ones below are not part of this codebook, each with why and where "
+    "its segments are. To keep one, "
     "decide 'keep' on it: on its category's page in `consensa serve`, in the workbook's "
     "sheet 'subcategories', or with `consensa review resolve RUN --subcategory ID "
     "--decision keep`.")
+
+
+#: why a proposed subcategory nobody kept or dropped is left out (``why`` of an entry
+#: of ``subcategories_not_reviewed``), its category in the codebook, or rejected
+NOT_REVIEWED = "not reviewed (left out unless kept): its segments are coded with its category"
+NOT_REVIEWED_REJECTED = ("not reviewed, and its category was rejected: its segments are in "
+                         "no category")
 
 
 def left_out_subcategories(data: dict) -> list[dict]:
     """The proposed subcategories a codebook (``data``: codebook.yaml's) leaves out, each
     with why: those nobody reviewed, then those the judges dropped or whose kept
     subcategory has no place in the end."""
-    return ([{**s, "why": "not reviewed"} for s in data.get("subcategories_not_reviewed") or []]
+    return ([{"why": NOT_REVIEWED, **s} for s in data.get("subcategories_not_reviewed") or []]
             + list(data.get("subcategories_dropped") or []))
 
 
