@@ -796,10 +796,14 @@ def cmd_review_next_round(args: argparse.Namespace) -> int:
 def cmd_review_apply(args: argparse.Namespace) -> int:
     from .review.commands import apply
 
-    paths, unanswered, alike = apply(Path(args.run), preview=args.preview)
+    paths, unanswered, alike, subs = apply(Path(args.run), preview=args.preview)
     print("draft codebook written:" if args.preview else "final codebook written:")
     for p in paths.values():
         print(f"  {p}")
+    if subs:
+        print(f"  left out: {len(subs)} proposed subcategories (listed in codebook.md, each "
+              "with why; keeping one is optional: consensa review resolve RUN --subcategory "
+              "ID --decision keep --by NAME)")
     if unanswered:
         print(f"warning: {len(unanswered)} auditor's comment(s) still wait for a judge's answer "
               "(the codebook says so): " + "; ".join(unanswered[:10])

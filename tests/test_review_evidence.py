@@ -1482,3 +1482,31 @@ def test_each_left_out_subcategory_says_its_own_reason_and_its_agreed_name(cqr, 
     assert "their segments are coded with their category" not in text
     assert "- Tears with a client (under" in text and "its category was rejected" in text
     assert "Tears in session (under" in text   # the one nobody reviewed, as proposed
+
+
+def test_status_lists_the_proposed_subcategories_nobody_kept_or_dropped(cqr, capsys):
+    """Keeping a proposed subcategory is optional, so one nobody touched holds no round
+    open; but status lists it (its id is what `resolve --subcategory` takes) and says,
+    where the round is settled and the team decides to export, that it will be left
+    out; apply says so too."""
+    sub, _ = _proposed(cqr)
+    with ReviewStore(load_run(cqr)) as store:
+        _settle(store)
+    capsys.readouterr()
+    assert main(["review", "status", str(cqr)]) == 0
+    out = capsys.readouterr().out.split("Codebook as it stands")[0]
+    assert "Proposed subcategories nobody kept or dropped" in out
+    assert re.search(rf'proposed subcategory {sub} "Tears in session" of theme 3 .*: not '
+                     "reviewed: left out unless kept", out)
+    assert "Every item of round 1 has a consensus decision" in out
+    assert "1 proposed subcategory nobody kept or dropped (listed above) will be left out " \
+           "of the codebook and of every export, an agreed one too" in out
+    assert main(["review", "apply", str(cqr)]) == 0
+    assert "left out: 1 proposed subcategories" in capsys.readouterr().out
+    # decided, it is listed with the decided ones, not as left out
+    with ReviewStore(load_run(cqr)) as store:
+        store.resolve([Decision(f"subcategory:{sub}", "drop")], by="ana")
+    assert main(["review", "status", str(cqr)]) == 0
+    out = capsys.readouterr().out
+    assert "nobody kept or dropped" not in out and "will be left out" not in out
+

@@ -265,6 +265,14 @@ def current_label(store: ReviewStore, item: str) -> str:
     return store.run.label(item, review_status(store).effective_consensus())
 
 
+def not_reviewed_subcategories(status: ReviewStatus, run: RunItems) -> list[str]:
+    """The ids of the subcategories the run proposed that no judge kept or dropped and
+    nobody commented on (no item of ``status``): the codebook leaves them out."""
+    touched = {i.item for i in status.items if i.kind == "subcategory"}
+    return [str(s["id"]) for s in run.subcategories
+            if f"subcategory:{s['id']}" not in touched]
+
+
 def status_text(status: ReviewStatus, run: RunItems) -> str:
     closed = "round 1" if status.round == 2 else f"rounds 1-{status.round - 1}"
     earlier = (f" ({closed} closed; this round starts from round "
@@ -310,6 +318,16 @@ def status_text(status: ReviewStatus, run: RunItems) -> str:
                     else:
                         lines.append(f"        {j:<{width}}  {a['answer']}"
                                      + (f": {a['text']}" if a["text"] else ""))
+    # the proposed subcategories nobody kept or dropped are no item of the round (keeping
+    # one is optional, and they do not hold it open), but `resolve --subcategory` takes
+    # their ids from here, and the team should see before it exports that they are out
+    untouched = not_reviewed_subcategories(status, run)
+    if untouched:
+        agreed = status.effective_consensus()
+        lines += ["", "Proposed subcategories nobody kept or dropped (optional; keep one with "
+                  "consensa review resolve RUN --subcategory ID --decision keep --by NAME)"]
+        lines += [f"  {run.label(f'subcategory:{s}', agreed)}: not reviewed: left out unless "
+                  "kept" for s in untouched]
     lines += ["", "Agreement across judges"]
     lines += [f"  {a.line()}" for a in status.agreement]
     pending = status.pending()
@@ -322,6 +340,11 @@ def status_text(status: ReviewStatus, run: RunItems) -> str:
                      "round (consensa review export RUN --auditor NAME), round "
                      f"{status.round + 1} (consensa review next-round RUN) or the final "
                      "codebook (consensa review apply RUN)")
+        if untouched:
+            lines.append(f"  {len(untouched)} proposed subcategor{'y' if len(untouched) == 1 else 'ies'}"
+                         " nobody kept or dropped (listed above) will be left out of the "
+                         "codebook and of every export, an agreed one too: keep any the "
+                         "team wants first")
     else:
         lines.append(f"Round {status.round} is open: {len(pending)} item(s) need a consensus "
                      "decision (consensa review resolve RUN --theme ID --decision ... --by NAME)")

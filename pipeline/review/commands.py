@@ -10,7 +10,15 @@ from pathlib import Path
 
 from ..fsutil import atomic_write_text
 from .agreement import current_label, review_status, status_text
-from .apply import build_codebook, cases_text, live_codebook, name_clashes, unproposed_core_ideas, write_codebook
+from .apply import (
+    build_codebook,
+    cases_text,
+    left_out_subcategories,
+    live_codebook,
+    name_clashes,
+    unproposed_core_ideas,
+    write_codebook,
+)
 from .html import render_packet
 from .model import Decision, ReviewError, load_run
 from .signing import WorkbookCheck, ensure_key, load_key
@@ -379,7 +387,7 @@ def next_round(run_folder: Path, by: str, undo: bool = False, force: bool = Fals
 
 
 def apply(run_folder: Path, preview: bool = False
-          ) -> tuple[dict[str, Path], list[str], list[str]]:
+          ) -> tuple[dict[str, Path], list[str], list[str], list[dict]]:
     """The final codebook into ``RUN/review/``; with ``preview``, the codebook as it
     stands, open items as proposed, into ``RUN/review/draft/`` and marked as a draft
     (the final one is written only from a round where nothing is open).
@@ -387,7 +395,10 @@ def apply(run_folder: Path, preview: bool = False
     Returns the files written, the auditors' comments a judge has not answered
     (:meth:`ReviewStatus.unanswered`) and the categories of one domain named alike
     (:func:`~pipeline.review.apply.name_clashes`): the codebook is written and the
-    command prints both, since the team may have settled them in the room."""
+    command prints both, since the team may have settled them in the room; and the
+    proposed subcategories the codebook leaves out (:func:`left_out_subcategories`),
+    which keeping is optional for, so the command says so rather than leave it to be
+    found in the codebook."""
     run = load_run(run_folder)
     with ReviewStore(run) as store:
         st = review_status(store)
@@ -397,7 +408,7 @@ def apply(run_folder: Path, preview: bool = False
         # audit and the rounds to come, and pre-coding must not take it for the agreed one
         cb.data["draft"], cb.data["open_items"] = True, []
     return (write_codebook(cb, run.folder / "review" / ("draft" if preview else "")),
-            st.unanswered(), name_clashes(cb.data))
+            st.unanswered(), name_clashes(cb.data), left_out_subcategories(cb.data))
 
 
 __all__ = ["export", "import_workbooks", "status", "resolve", "audit", "answer", "next_round",
