@@ -1510,3 +1510,23 @@ def test_status_lists_the_proposed_subcategories_nobody_kept_or_dropped(cqr, cap
     out = capsys.readouterr().out
     assert "nobody kept or dropped" not in out and "will be left out" not in out
 
+
+def test_a_subcategory_of_a_merged_theme_is_named_with_the_category_it_is_under_now(cqr,
+                                                                                     capsys):
+    sub, _ = _proposed(cqr)
+    with ReviewStore(load_run(cqr)) as store:
+        store.resolve([Decision("theme:3", "merge", target="2"),
+                       Decision(f"subcategory:{sub}", "keep")], by="ana")
+        label = next(i.label for i in review_status(store).items
+                     if i.item == f"subcategory:{sub}")
+    name2 = load_run(cqr).theme_name(2)
+    assert label.startswith(f'proposed subcategory {sub} "Tears in session" of theme 3 ')
+    assert label.endswith(f', now under theme 2 "{name2}"')
+    with ReviewStore(load_run(cqr)) as store:
+        while store.undo_target() is not None:
+            store.undo_consensus("ana")
+        store.resolve([Decision("theme:3", "reject"), Decision(f"subcategory:{sub}", "keep")],
+                      by="ana")
+        label = next(i.label for i in review_status(store).items
+                     if i.item == f"subcategory:{sub}")
+    assert label.endswith(", its category rejected")

@@ -580,8 +580,27 @@ class RunItems:
             s = self.subcategory(ident) or {"name": "", "parent_theme": -1}
             parent = theme_item(s["parent_theme"]) if int(s["parent_theme"]) >= 0 else ""
             return (f"proposed subcategory {ident} {self._named(item, s['name'], consensus)}"
-                    + (f" of {self.label(parent, consensus)}" if parent else ""))
+                    + (f" of {self.label(parent, consensus)}" if parent else "")
+                    + self._now_under(int(s["parent_theme"]), consensus))
         return f"segment {ident}"
+
+    def _now_under(self, tid: int, consensus: Mapping[str, Decision] | None) -> str:
+        """Where a proposed subcategory of theme ``tid`` is now, where that is not
+        ``tid`` itself (``, now under theme 5 "Grief"``; "" where it is): a label that
+        names only a theme merged away sends the judges to a category that is gone."""
+        if tid < 0 or not consensus:
+            return ""
+        cur, seen = str(tid), set()
+        while (d := consensus.get(theme_item(cur))) is not None and d.decision == "merge" \
+                and d.target and cur not in seen:
+            seen.add(cur)
+            cur = str(d.target)
+        d = consensus.get(theme_item(cur))
+        if d is not None and d.decision == "reject":  # (a merge into one is refused)
+            return ", its category rejected"
+        if d is not None and d.decision == "subcategory" and d.target:
+            cur = str(d.target)       # one level deep: kept under its category's parent
+        return "" if cur == str(tid) else f", now under {self.label(theme_item(cur), consensus)}"
 
     def _named(self, item: str, name: str, consensus: Mapping[str, Decision] | None) -> str:
         agreed = agreed_name((consensus or {}).get(item))
