@@ -1530,3 +1530,18 @@ def test_a_subcategory_of_a_merged_theme_is_named_with_the_category_it_is_under_
         label = next(i.label for i in review_status(store).items
                      if i.item == f"subcategory:{sub}")
     assert label.endswith(", its category rejected")
+
+
+def test_an_audit_comment_on_an_unknown_subcategory_names_the_ones_proposed(cqr, capsys):
+    """`review audit --subcategory` with an id the run did not propose says which it did,
+    as `resolve` does, rather than only "unknown item"."""
+    sub, _ = _proposed(cqr)
+    capsys.readouterr()
+    assert main(["review", "audit", str(cqr), "--subcategory", "999", "--by", "dee",
+                 "--comment", "Too thin"]) == 2
+    err = capsys.readouterr().err
+    assert f"unknown proposed subcategory id '999' (this run proposed subcategories {sub})" \
+        in err and "Traceback" not in err
+    assert main(["review", "resolve", str(cqr), "--subcategory", "999", "--decision", "keep",
+                 "--by", "ana"]) == 2
+    assert f"(this run proposed subcategories {sub})" in capsys.readouterr().err

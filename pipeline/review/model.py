@@ -894,14 +894,20 @@ def _check_core_idea(d: Decision, run: RunItems) -> list[str]:
     return errs
 
 
+def unknown_subcategory(ident: str, run: RunItems) -> str:
+    """What a decision or an audit comment on a subcategory the run did not propose is
+    told: the ids it did propose, to pick from."""
+    known = ", ".join(sorted(run.subcategory_ids, key=int)[:20])
+    return (f"unknown proposed subcategory id {ident!r} "
+            + (f"(this run proposed subcategories {known})" if known
+               else "(this run proposed none)"))
+
+
 def _check_subcategory(d: Decision, run: RunItems) -> list[str]:
     """Keep or drop a subcategory the run proposed (a new name and a core idea go with
     keep; nothing else goes with either)."""
     if d.ident not in run.subcategory_ids:
-        known = ", ".join(sorted(run.subcategory_ids, key=int)[:20])
-        return [f"unknown proposed subcategory id {d.ident!r} "
-                + (f"(this run proposed subcategories {known})" if known
-                   else "(this run proposed none)")]
+        return [unknown_subcategory(d.ident, run)]
     if d.decision not in SUBCATEGORY_DECISIONS:
         return [f"unknown decision {d.decision!r} for a proposed subcategory; use: keep (with "
                 "an optional new name) or drop (its segments stay in its category)"]

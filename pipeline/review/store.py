@@ -62,6 +62,7 @@ from .model import (
     rejected_target_problems,
     split_outside_problems,
     typed_text,
+    unknown_subcategory,
 )
 from .settle import (
     blocked_merges,
@@ -786,6 +787,8 @@ class ReviewStore:
                  "subcategory": self.run.subcategory_ids}.get(kind, set())
         if ident in known or (kind == "core_idea" and self.run.core_idea_writable(ident)):
             return []
+        if kind == "subcategory":   # as `resolve` says it, with the ids to pick from
+            return [unknown_subcategory(ident, self.run)]
         return [f"unknown item {kind} {ident!r}"]
 
     def _add_comment(self, item: str, by: str, comment: str, round: int) -> None:
