@@ -1545,3 +1545,24 @@ def test_an_audit_comment_on_an_unknown_subcategory_names_the_ones_proposed(cqr,
     assert main(["review", "resolve", str(cqr), "--subcategory", "999", "--decision", "keep",
                  "--by", "ana"]) == 2
     assert f"(this run proposed subcategories {sub})" in capsys.readouterr().err
+
+
+def test_assignments_say_the_category_a_subcategory_s_segment_is_under(cqr):
+    sub, ids = _proposed(cqr)
+    with ReviewStore(load_run(cqr)) as store:
+        store.resolve([Decision(f"subcategory:{sub}", "keep"),
+                       Decision("theme:3", "rename", new_name="Crying as care")], by="ana")
+        _settle(store)
+    assert main(["review", "apply", str(cqr)]) == 0
+    book = yaml.safe_load((cqr / "review" / "codebook.yaml").read_text(encoding="utf-8"))
+    kept = _category(book, proposed_subcategory=sub)["id"]
+    rows = pd.read_csv(cqr / "review" / "assignments.csv", keep_default_na=False)
+    assert list(rows.columns) == ["segment_id", "case_id", "category_id", "category",
+                                  "parent_category_id", "parent_category", "domain_id",
+                                  "domain"]
+    mine = rows[rows["category_id"] == kept]
+    assert set(mine["segment_id"]) == set(ids)
+    assert set(mine["parent_category_id"]) == {3} and set(mine["parent_category"]) == {
+        "Crying as care"}
+    top = rows[rows["category_id"] == 3]
+    assert len(top) and set(top["parent_category_id"]) == {-1} and set(top["parent_category"]) == {""}

@@ -341,7 +341,13 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
     seg["category"] = [name_of.get(c, "") for c in seg["category_id"]]
     seg["domain_id"] = [dom_of.get(c, -1) for c in seg["category_id"]]
     seg["domain"] = [dom_name.get(d, "") for d in seg["domain_id"]]
-    assignments = seg[["segment_id", "case_id", "category_id", "category", "domain_id", "domain"]]
+    # a segment coded to a subcategory says the category it is under: read alone (a
+    # spreadsheet, a training script), the subcategory's id does not
+    parent_of = {int(t): int(p) for t, p in zip(cats["theme_id"], cats["parent"])}
+    seg["parent_category_id"] = [parent_of.get(int(c), -1) for c in seg["category_id"]]
+    seg["parent_category"] = [name_of.get(p, "") for p in seg["parent_category_id"]]
+    assignments = seg[["segment_id", "case_id", "category_id", "category", "parent_category_id",
+                       "parent_category", "domain_id", "domain"]]
 
     text = dict(zip(run.segments["segment_id"], run.segments["text"]))
     case = dict(zip(run.segments["segment_id"], run.segments["case_id"]))
