@@ -1566,3 +1566,17 @@ def test_assignments_say_the_category_a_subcategory_s_segment_is_under(cqr):
         "Crying as care"}
     top = rows[rows["category_id"] == 3]
     assert len(top) and set(top["parent_category_id"]) == {-1} and set(top["parent_category"]) == {""}
+
+
+def test_the_export_page_says_which_proposed_subcategories_will_be_left_out(cqr):
+    sub, _ = _proposed(cqr)
+    with ReviewStore(load_run(cqr)) as store:
+        _settle(store)
+    web = Web(cqr, "ana")
+    page = web.get("/export")
+    note = re.search(r'<p class="warn" id="left-out-subs">(.*?)</p>', page, re.S).group(1)
+    assert "1 proposed subcategory nobody kept or dropped will be left out" in note
+    assert f'href="/subcategory/{sub}"' in note and "Tears in session" in note
+    with ReviewStore(load_run(cqr)) as store:
+        store.resolve([Decision(f"subcategory:{sub}", "drop")], by="ana")
+    assert 'id="left-out-subs"' not in web.get("/export")

@@ -20,7 +20,13 @@ import pandas as pd
 
 from ..errors import ConsensaError
 from ..precode import NONE, PrecodeBatch, agreed_code
-from ..review.agreement import SETTLED, ItemStatus, ReviewStatus, review_status
+from ..review.agreement import (
+    SETTLED,
+    ItemStatus,
+    ReviewStatus,
+    not_reviewed_subcategories,
+    review_status,
+)
 from ..review.apply import live_codebook, unproposed_core_ideas
 from ..review.evidence import attribute_text, counted_cases, subgroups, theme_evidence
 from ..review.model import (
@@ -927,5 +933,12 @@ def downloads(folder: Path) -> list[dict]:
 
 
 def export_page(run: RunItems, store: ReviewStore) -> dict:
-    return {"st": review_status(store), "files": downloads(run.folder),
+    """What the export page offers, and the proposed subcategories nobody kept or
+    dropped (``left_out``: item, label): keeping one is optional, so they do not hold
+    the round open, and the page says they will be left out before the team exports."""
+    st = review_status(store)
+    agreed = st.effective_consensus()
+    left = [(f"subcategory:{s}", run.label(f"subcategory:{s}", agreed))
+            for s in not_reviewed_subcategories(st, run)]
+    return {"st": st, "files": downloads(run.folder), "left_out": left,
             "final": (run.folder / "review" / "codebook.yaml").is_file()}
