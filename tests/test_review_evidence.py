@@ -1264,6 +1264,21 @@ def test_a_proposed_stance_subcategory_shows_its_pole_to_the_judges(cqr):
     assert "(stance: not helpful)" in li
 
 
+def test_the_agreement_counts_the_judges_positions_on_proposed_subcategories(cqr, capsys):
+    """The judges keep or drop each proposed subcategory, and disagree on some: the
+    agreement figures left them out, so a disputed one was in no figure."""
+    sub, _ = _proposed(cqr)
+    with ReviewStore(load_run(cqr)) as store:
+        store.record_positions([("ana", [Decision(f"subcategory:{sub}", "keep")]),
+                                ("ben", [Decision(f"subcategory:{sub}", "drop")])])
+        st = review_status(store)
+    subs = next(a for a in st.agreement if a.kind == "subcategory")
+    assert subs.n_items == 1 and subs.percent == 0.0 and subs.categories == ["keep", "drop"]
+    assert main(["review", "status", str(cqr)]) == 0
+    assert "proposed subcategories: 1 items x 2 judges; identical decisions 0%" in \
+        capsys.readouterr().out
+
+
 def test_an_export_names_only_the_proposed_subcategories_not_kept(cqr, capsys):
     """The .qdpx has a kept subcategory as a code under its category's; the message and
     the project's note list as left out only the one that was not kept."""

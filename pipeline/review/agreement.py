@@ -41,6 +41,12 @@ from .settle import (
 from .store import ReviewStore
 
 STATES = ("agreed", "resolved", "carried", "disputed", "blocked", "open")
+#: the fates the agreement compares, per kind of item: a proposed subcategory is kept or
+#: dropped (its decisions are its fates)
+FATES = {"theme": ["keep", "merge", "split", "reject"], "domain": ["keep", "merge", "split"],
+         "subcategory": ["keep", "drop"]}
+#: each kind as an agreement line names it
+_PLURAL = {"theme": "themes", "domain": "domains", "subcategory": "proposed subcategories"}
 #: the states in which an item has its consensus
 SETTLED = ("agreed", "resolved", "carried")
 
@@ -91,9 +97,9 @@ class Agreement:
         left = (f" ({self.repeated} item(s) left out: every judge's position repeats the "
                 "round before's consensus)") if self.repeated else ""
         if not self.n_items:
-            return f"{self.kind}s: no item decided by every judge yet{left}"
+            return f"{_PLURAL.get(self.kind, self.kind)}: no item decided by every judge yet{left}"
         kappa = "n/a (one category only)" if math.isnan(self.kappa) else f"{self.kappa:.2f}"
-        return (f"{self.kind}s: {self.n_items} items x {self.n_judges} judges; "
+        return (f"{_PLURAL.get(self.kind, self.kind)}: {self.n_items} items x {self.n_judges} judges; "
                 f"identical decisions {self.percent:.0%}; same fate ({'/'.join(self.categories)}) "
                 f"{self.percent_fate:.0%}; Fleiss' kappa {kappa}{left}")
 
@@ -188,7 +194,8 @@ def review_status(store: ReviewStore, round: int | None = None) -> ReviewStatus:
     agreement = [agreement_stats([i for i in anew if i.kind == k], judges, k,
                                  repeated=sum(1 for i in out if i.kind == k and i not in anew
                                               and len(i.positions) == len(judges)))
-                 for k in ("theme", "domain")]
+                 for k in ("theme", "domain", "subcategory")
+                 if k != "subcategory" or run.subcategories]
     status = ReviewStatus(round, judges, store.auditors(), out, agreement,
                           audited=store.audited_by(round))
     # an item goes by the name the judges agreed so far (a renamed theme or domain),
@@ -232,14 +239,14 @@ def agreement_stats(items: list[ItemStatus], judges: list[str], kind: str,
     from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
 
     complete = [i for i in items if len(i.positions) == len(judges) and judges]
-    cats = ["keep", "merge", "split", "reject"] if kind == "theme" else ["keep", "merge",
-                                                                         "split"]
+    cats = FATES.get(kind, ["keep", "merge", "split"])
     if not complete:
         return Agreement(kind, 0, len(judges), float("nan"), float("nan"), float("nan"), cats,
                          repeated)
     exact = np.mean([len({i.positions[j].key() for j in judges}) == 1 for i in complete])
     code = {c: n for n, c in enumerate(cats)}
-    data = np.array([[code[FATE[i.positions[j].decision]] for j in judges] for i in complete])
+    data = np.array([[code[FATE.get(i.positions[j].decision, i.positions[j].decision)]
+                      for j in judges] for i in complete])
     same = np.mean([len(set(row)) == 1 for row in data])
     kappa = float("nan")
     if len(judges) >= 2:
