@@ -1262,6 +1262,11 @@ def test_a_proposed_stance_subcategory_shows_its_pole_to_the_judges(cqr):
     page = Web(cqr, "ana").get("/theme/3")
     li = re.search(rf'<li class="proposed-sub" id="sub-{sub}".*?</li>', page, re.S).group(0)
     assert "(stance: not helpful)" in li
+    # the packet, the panel's whole proposal, lists it under its category with its quotes
+    packet = (cqr / "review" / "round-1" / "packet.html").read_text()
+    theme_3 = packet.split("<h3>Theme 3: ")[1].split("<h3>")[0]
+    assert f"Proposed subcategory {sub}: Tears in session (stance: not helpful)</h4>" in theme_3
+    assert "<blockquote>" in theme_3.split("</h4>", 1)[1]
 
 
 def test_the_agreement_counts_the_judges_positions_on_proposed_subcategories(cqr, capsys):

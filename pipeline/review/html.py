@@ -42,7 +42,15 @@ def render_packet(run: RunItems, round: int, judges: list[str], auditors: list[s
                        # the cases its label counts, where that is not every case it has
                        "n_counted": theme_evidence(run, t["theme_id"])["n_counted"],
                        "subgroups": subgroups(run, counted_cases(run, t["theme_id"], t["cases"])),
-                       "agreed": agreed(theme_item(t["theme_id"]))})
+                       "agreed": agreed(theme_item(t["theme_id"])),
+                       # the subcategories proposed in it, which the judges keep or drop:
+                       # the packet is the panel's whole proposal, two levels
+                       "subcategories": [
+                           {**sub, "agreed": agreed(f"subcategory:{sub['id']}"),
+                            "quotes": [{"id": q, "text": text.get(q, ""), "case": case.get(q, "")}
+                                       for q in (sub["quote_ids"] or sub["segment_ids"])[:3]]}
+                           for sub in run.subcategories
+                           if int(sub["parent_theme"]) == int(t["theme_id"])]})
     core_ideas = [{"domain": run.domain_name(c["domain_id"]), "case": c["case_id"],
                    "attributes": attribute_text(run.attributes(c["case_id"])),
                    "core_idea": c["core_idea"], "segment_ids": list(c["segment_ids"]),
