@@ -393,6 +393,64 @@ DEFAULT_THRESHOLD = 0.7
 CHOICE_ACTION = "precode choice"
 
 
+def nested_table(cb: dict, cats: dict[int, tuple[str, int, str]], coded: pd.DataFrame,
+                 seg: pd.DataFrame, total: int, cqr_cfg, doms: pd.DataFrame
+                 ) -> tuple[pd.DataFrame, list[str]]:
+    """The pre-coding's CQR table (CQR_COLUMNS and ``level``), and the names of the
+    categories no segment was coded to.
+
+    A codebook nests subcategories under their category (``parent``), as CQR does: a
+    category counts its subcategories' segments and cases too, and each subcategory
+    follows its category, marked as one. Listed flat, the codes of a category's
+    subcategories went to rows of their own, and the category, coded nothing of its
+    own, was not in the table at all."""
+    from .stages.cqr import cqr_table, frequency_label
+
+    parent_of = {int(c["id"]): int(c.get("parent", -1) if c.get("parent") is not None else -1)
+                 for d in cb["domains"] for c in d["categories"]}
+    children: dict[int, list[int]] = {}
+    for cid, p in parent_of.items():
+        if p >= 0 and p in cats:
+            children.setdefault(p, []).append(cid)
+
+    def rows_of(ids: list[int]) -> pd.DataFrame:
+        trows = []
+        for cid in ids:
+            name, did, _ = cats[cid]
+            mine = [cid] + children.get(cid, [])
+            members = coded[coded["category_id"].isin(mine)].sort_values("confidence",
+                                                                           ascending=False)
+            if members.empty:       # a row with no case and no quote says nothing
+                absent.append(name)
+                continue
+            n = int(members["case_id"].nunique())
+            trows.append({"theme_id": cid, "name": name, "domain_id": did,
+                          "n_segments": len(members), "n_cases": n,
+                          "frequency_label": frequency_label(n, total, cqr_cfg),
+                          "quote_ids": members["segment_id"].head(3).tolist()})
+        themes = pd.DataFrame(trows, columns=["theme_id", "name", "domain_id", "n_segments",
+                                              "n_cases", "frequency_label", "quote_ids"])
+        # cqr_table orders its rows so: each row's category id, for its subcategories
+        return cqr_table(themes, doms, seg, total).assign(
+            theme_id=themes.sort_values(["domain_id", "n_cases", "n_segments", "theme_id"],
+                                        ascending=[True, False, False, True])["theme_id"].to_list())
+
+    absent: list[str] = []
+    top = rows_of([c for c in cats if parent_of.get(c, -1) not in cats])
+    parts = []
+    for r in top.to_dict("records"):
+        parts.append({**r, "level": "category"})
+        sub = rows_of(children.get(int(r["theme_id"]), []))
+        parts += [{**x, "level": "subcategory"} for x in sub.to_dict("records")]
+    table = pd.DataFrame(parts, columns=[*top.columns, "level"]).drop(columns="theme_id")
+    if not children:
+        table = table.drop(columns="level")     # nothing nested: the table as it always was
+    else:
+        table["flags"] = [[] for _ in range(len(table))]
+        table["label_if_reassigned_counted"] = table["frequency_label"]
+    return table, absent
+
+
 def codebook_categories(cb: dict) -> dict[int, tuple[str, int, str]]:
     """The codebook's categories: id -> (name, domain id, domain name)."""
     return {int(c["id"]): (c["name"], int(d["id"]), d["name"])
@@ -482,7 +540,7 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
     from .fsutil import atomic_write_bytes
     from .run import kernels, versions
     from .sheets import to_csv
-    from .stages.cqr import cqr_markdown, cqr_table, frequency_label
+    from .stages.cqr import cqr_markdown
     from .stages.ingest import ingest
 
     if not 0.0 <= threshold <= 1.0:
@@ -618,20 +676,8 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
     from .stages.cqr import CQRConfig
     rcfg = RunFolder(run_folder).config
     cqr_cfg = CQRConfig(**rcfg.get("cqr", {})) if isinstance(rcfg.get("cqr"), dict) else CQRConfig()
-    trows, absent = [], []
-    for cid, (name, did, _) in cats.items():
-        members = coded[coded["category_id"] == cid].sort_values("confidence", ascending=False)
-        if members.empty:           # a row with no case and no quote says nothing
-            absent.append(name)
-            continue
-        n = int(members["case_id"].nunique())
-        trows.append({"theme_id": cid, "name": name, "domain_id": did, "n_segments": len(members),
-                      "n_cases": n, "frequency_label": frequency_label(n, total, cqr_cfg),
-                      "quote_ids": members["segment_id"].head(3).tolist()})
-    themes = pd.DataFrame(trows, columns=["theme_id", "name", "domain_id", "n_segments",
-                                          "n_cases", "frequency_label", "quote_ids"])
     doms = pd.DataFrame([{"domain_id": int(d["id"]), "name": d["name"]} for d in cb["domains"]])
-    table = cqr_table(themes, doms, seg, total)
+    table, absent = nested_table(cb, cats, coded, seg, total, cqr_cfg, doms)
 
     if out is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")

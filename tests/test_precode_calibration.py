@@ -121,3 +121,36 @@ def test_folds_keep_cases_whole():
         assert not set(groups[train]) & set(groups[test])
     _, how = case_folds(y, np.repeat([0, 1], 30))            # two cases: by segment
     assert "StratifiedKFold" in how
+
+
+def test_the_precode_table_nests_subcategories_under_their_category():
+    """A codebook's subcategory (``parent``) was a row of its own and its category,
+    coded nothing of its own, was not in the table: a category counts its
+    subcategories' cases, and each subcategory follows it, marked as one."""
+    import pandas as pd
+
+    from pipeline.precode import nested_table
+    from pipeline.stages.cqr import CQRConfig, cqr_markdown
+
+    cb = {"domains": [{"id": 0, "name": "Supervision", "categories": [
+        {"id": 3, "name": "Took it to supervision"},
+        {"id": 7, "name": "Supportive supervision", "parent": 3},
+        {"id": 8, "name": "Shamed in supervision", "parent": 3},
+        {"id": 9, "name": "Never told anyone"}]}]}
+    cats = {3: ("Took it to supervision", 0, "Supervision"),
+            7: ("Supportive supervision", 0, "Supervision"),
+            8: ("Shamed in supervision", 0, "Supervision"),
+            9: ("Never told anyone", 0, "Supervision")}
+    seg = pd.DataFrame({"segment_id": [f"C{k}:1:0" for k in range(5)],
+                        "case_id": [f"C{k}" for k in range(5)],
+                        "text": [f"Words of case {k}." for k in range(5)]})
+    coded = seg.assign(category_id=[7, 7, 8, 9, 9], confidence=[0.9, 0.8, 0.95, 0.9, 0.7])
+    table, absent = nested_table(cb, cats, coded, seg, 5, CQRConfig(),
+                                 pd.DataFrame([{"domain_id": 0, "name": "Supervision"}]))
+    assert absent == []
+    assert list(zip(table["category"], table["level"], table["n_cases"])) == [
+        ("Took it to supervision", "category", 3), ("Supportive supervision", "subcategory", 2),
+        ("Shamed in supervision", "subcategory", 1), ("Never told anyone", "category", 2)]
+    md = cqr_markdown(table, by_segment=True).splitlines()
+    assert md[2].startswith("| Supervision | Took it to supervision | typical | 3/5 |")
+    assert md[3].startswith("|  | ↳ Supportive supervision | variant | 2/5 |")
