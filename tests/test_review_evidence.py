@@ -1305,6 +1305,10 @@ def test_an_export_names_only_the_proposed_subcategories_not_kept(cqr, capsys):
         root = ET.fromstring(z.read("project.qde"))
     parent = next(c for c in root.iter(f"{QDA}Code") if c.get("name") == "The supervisor helped me sort")
     assert "Tears in session" in [c.get("name") for c in parent.findall(f"{QDA}Code")]
+    # its description says what it is, as its category's does
+    kept = next(c for c in parent.findall(f"{QDA}Code") if c.get("name") == "Tears in session")
+    assert kept.find(f"{QDA}Description").text.startswith("Subcategory (")
+    assert parent.find(f"{QDA}Description").text.startswith("Category (")
     (note,) = [n for n in root.iter(f"{QDA}Note")
                if n.get("name") == "Proposed subcategories left out: 1"]
     text = note.find(f"{QDA}PlainTextContent").text

@@ -445,7 +445,9 @@ def codes_from_data(data: dict, rid: str) -> list[ExportCode]:
             desc.append(_s(c.get("definition")))
         figures = cases_text(_int(c.get("n_cases"), 0), _counted_or_none(
             c.get("n_counted_cases")), total, _int(c.get("n_segments"), 0))
-        desc.append(f"Category ({_s(c.get('frequency_label'))}: {figures}).")
+        # a subcategory says so: a coder who reads "Category" under a category is lost
+        kind = "Subcategory" if _int(c.get("parent"), -1) >= 0 else "Category"
+        desc.append(f"{kind} ({_s(c.get('frequency_label'))}: {figures}).")
         if c.get("keywords"):
             kw = c["keywords"]
             desc.append("Keywords: " + (join_list(kw) if isinstance(kw, list) else _s(kw)) + ".")
