@@ -1262,6 +1262,9 @@ def test_a_proposed_stance_subcategory_shows_its_pole_to_the_judges(cqr):
     page = Web(cqr, "ana").get("/theme/3")
     li = re.search(rf'<li class="proposed-sub" id="sub-{sub}".*?</li>', page, re.S).group(0)
     assert "(stance: not helpful)" in li
+    # and so do `review status` and every label of the item
+    assert f'proposed subcategory {sub} "Tears in session" (stance: not helpful) of theme 3' \
+        in load_run(cqr).label(f"subcategory:{sub}")
     # the packet, the panel's whole proposal, lists it under its category with its quotes
     packet = (cqr / "review" / "round-1" / "packet.html").read_text()
     theme_3 = packet.split("<h3>Theme 3: ")[1].split("<h3>")[0]

@@ -579,8 +579,10 @@ class RunItems:
         if kind == "subcategory":
             s = self.subcategory(ident) or {"name": "", "parent_theme": -1}
             parent = theme_item(s["parent_theme"]) if int(s["parent_theme"]) >= 0 else ""
+            # a stance subcategory's pole: its name seldom says the judgement it stands for
+            pole = f" (stance: {s['pole']})" if s.get("pole") else ""
             return (f"proposed subcategory {ident} {self._named(item, s['name'], consensus)}"
-                    + (f" of {self.label(parent, consensus)}" if parent else "")
+                    + pole + (f" of {self.label(parent, consensus)}" if parent else "")
                     + self._now_under(int(s["parent_theme"]), consensus))
         return f"segment {ident}"
 
