@@ -17,6 +17,12 @@ from pipeline.run import run
 from tests.study import QUESTIONS, TOPICS, study_config, write_study
 
 FIXTURES = Path(__file__).parent / "fixtures" / "refi"
+#: a Teams transcript of three cues: who spoke is in the voice tags, not in the text
+#: Consensa reads (an export writes the names in; compare sets them aside)
+TEAMS_VTT = ("WEBVTT\n\n00:00:01.000 --> 00:00:04.000\n<v Interviewer>How did supervision help "
+             "you with it?\n\n00:00:04.500 --> 00:00:09.000\n<v Participant>My supervisor "
+             "helped me understand my tears with a client.\n\n00:00:09.500 --> 00:00:12.000\n"
+             "<v Participant>She listened without judging me at all.\n")
 #: study topic -> a hierarchical code (domain > category)
 TOPIC_CODES = {"training": "Preparation > Training gaps", "supervision": "Support > Supervision",
                "client": "Relationship > Client response"}

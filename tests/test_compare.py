@@ -28,7 +28,7 @@ from pipeline.errors import InputError
 from pipeline.exchange.codes import load_run
 from pipeline.exchange.read import read_codes
 from pipeline.exchange.refi import qdpx_bytes
-from tests.compare_helpers import TOPIC_CODES, nfc_lf, topic_rows, write_csv
+from tests.compare_helpers import TEAMS_VTT, TOPIC_CODES, nfc_lf, topic_rows, write_csv
 from tests.study import TOPICS
 
 # --- Metrics by hand ----------------------------------------------------------------
@@ -460,11 +460,7 @@ def test_a_subtitle_case_exported_with_speaker_names_places_exactly(tmp_path):
     from tests.study import study_config, write_study
 
     folder = write_study(tmp_path / "study")
-    (folder / "case90.vtt").write_text(
-        "WEBVTT\n\n00:00:01.000 --> 00:00:04.000\n<v Interviewer>How did supervision help "
-        "you with it?\n\n00:00:04.500 --> 00:00:09.000\n<v Participant>My supervisor helped "
-        "me understand my tears with a client.\n\n00:00:09.500 --> 00:00:12.000\n"
-        "<v Participant>She listened without judging me at all.\n", encoding="utf-8")
+    (folder / "case90.vtt").write_text(TEAMS_VTT, encoding="utf-8")
     out = run(validate_config(study_config(folder)), folder, tmp_path / "run")
     path = tmp_path / "run.qdpx"
     path.write_bytes(qdpx_bytes(load_run(out)))

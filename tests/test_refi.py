@@ -33,7 +33,7 @@ from pipeline.exchange.refi import (
     read_project,
 )
 from tests.broken import make_corpus as corpus
-from tests.compare_helpers import FIXTURES, zip_fixture
+from tests.compare_helpers import FIXTURES, TEAMS_VTT, zip_fixture
 from tests.refi_schema import qdc_errors, schema_errors
 
 P = f"{{{NS_PROJECT}}}"
@@ -409,11 +409,7 @@ def test_a_project_exported_by_consensa_is_read_back_as_the_same_transcripts(tmp
 
     folder = write_study(tmp_path / "study")
     # a Teams transcript: who spoke is in the voice tags, not in the text Consensa reads
-    (folder / "case90.vtt").write_text(
-        "WEBVTT\n\n00:00:01.000 --> 00:00:04.000\n<v Interviewer>How did supervision help "
-        "you with it?\n\n00:00:04.500 --> 00:00:09.000\n<v Participant>My supervisor helped "
-        "me understand my tears with a client.\n\n00:00:09.500 --> 00:00:12.000\n"
-        "<v Participant>She listened without judging me at all.\n", encoding="utf-8")
+    (folder / "case90.vtt").write_text(TEAMS_VTT, encoding="utf-8")
     # a table of turns: the speakers are in their own column, the text is the cells
     (folder / "survey.csv").write_text(
         "case_id,turn_index,speaker,text\n"
