@@ -406,7 +406,7 @@ def nested_table(cb: dict, cats: dict[int, tuple[str, int, str]], coded: pd.Data
     own, was not in the table at all."""
     from .stages.cqr import cqr_table, frequency_label
 
-    parent_of = {int(c["id"]): int(c.get("parent", -1) if c.get("parent") is not None else -1)
+    parent_of = {int(c["id"]): int(c["parent"]) if c.get("parent") is not None else -1
                  for d in cb["domains"] for c in d["categories"]}
     children: dict[int, list[int]] = {}
     for cid, p in parent_of.items():
