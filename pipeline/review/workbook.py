@@ -23,7 +23,6 @@ from openpyxl.worksheet.datavalidation import DataValidation
 
 from ..fsutil import atomic_write_bytes
 from ..report.templating import counted
-from ..runfolder import RunFolder
 from ..sheets import append_row, formula_problem, is_formula, set_cell
 from ..types import frame_domain_ids
 from .evidence import attribute_text, counted_cases, is_cqr, subgroups, theme_evidence
@@ -311,7 +310,7 @@ def build_workbook(run: RunItems, person: str, role: str, round: int,
     dom_names = dict(zip(run.domains["domain_id"], run.domains["name"]))
     cqr, with_cases = is_cqr(run), run.cases is not None
     subs: dict[int, list[str]] = {}
-    for s in RunFolder.open(run.folder).proposed_subcategories() if cqr else []:
+    for s in run.subcategories if cqr else []:       # read once, by load_run
         subs.setdefault(s["parent_theme"], []).append(
             s["name"] + (f" (stance: {s['pole']})" if s["pole"] else "")
             + f" ({counted(s['n_segments'], 'segment')}, {counted(s['n_cases'], 'case')})")
