@@ -1607,3 +1607,23 @@ def test_the_export_page_says_which_proposed_subcategories_will_be_left_out(cqr)
     with ReviewStore(load_run(cqr)) as store:
         store.resolve([Decision(f"subcategory:{sub}", "drop")], by="ana")
     assert 'id="left-out-subs"' not in web.get("/export")
+
+
+def test_a_proposed_subcategory_named_like_a_formula_is_text_in_the_workbook(cqr):
+    """Its name is a phrase of the transcripts: on the subcategories sheet and in the
+    themes sheet's list it is a string cell, never a formula."""
+    from tests.review_helpers import propose_subcategory
+
+    sub, _ = propose_subcategory(cqr, 3, name="=HYPERLINK(1)")
+    assert main(["review", "export", str(cqr), "--judges", "ana,ben", "-q"]) == 0
+    wb = openpyxl.load_workbook(cqr / "review" / "round-1" / "ana.xlsx")
+    ws = wb["subcategories"]
+    header = [c.value for c in ws[1]]
+    row = next(r for r in ws.iter_rows(min_row=2) if r[0].value == sub)
+    cell = row[header.index("name")]
+    assert cell.value == "=HYPERLINK(1)" and cell.data_type == "s"
+    themes = wb["themes"]
+    head = [c.value for c in themes[1]]
+    parent = next(r for r in themes.iter_rows(min_row=2) if r[0].value == 3)
+    listed = parent[head.index("proposed subcategories")]
+    assert listed.value.startswith("=HYPERLINK(1)") and listed.data_type == "s"
