@@ -46,13 +46,19 @@ def review_run(study_run, tmp_path) -> Path:
 def applied_demo(tmp_path_factory) -> Path:
     """The demo run (configs/demo.yaml, the real model), every item accepted and applied,
     made once per session: its review/codebook.yaml is the demo's agreed codebook. Tests
-    write only beside it (exports, pre-coding output), never into its review."""
+    write only beside it (exports, pre-coding output), never into its review.
+
+    The stance splits are proposed without the check of their words
+    (``crossanalysis.stance_valence_margin: null``): by default the demo proposes no
+    subcategory (both splits the embedding finds fail the check), and the review of
+    proposed subcategories, their exports and pre-coding with them need some."""
     from pipeline.cli import main
     from tests.review_helpers import agree_and_apply
 
     run = tmp_path_factory.mktemp("demo") / "run"
     root = Path(__file__).resolve().parent.parent
-    assert main(["run", str(root / "configs" / "demo.yaml"), "--out", str(run)]) == 0
+    assert main(["run", str(root / "configs" / "demo.yaml"), "--out", str(run),
+                 "--set", "crossanalysis.stance_valence_margin=null"]) == 0
     agree_and_apply(run)
     return run
 

@@ -192,10 +192,12 @@ def test_the_readme_walkthrough_shows_the_stored_cqr_run():
     summary = "\n".join(_readme_block("Consensa run 'demo-therapist-tears' finished in"))
     n_frame = int((domains["kind"] == "frame").sum())
     assert n_frame == 1
+    # the summary says how many categories have subcategories only when some have
+    subs = f" ({n_sub} with subcategories)" if n_sub else ""
     assert (f"cases: {seg['case_id'].nunique()}   segments: {n}   "
             f"domains: {len(domains) - n_frame} and the interview frame   "
-            f"categories: {int((cats['kind'] == 'category').sum())} ({n_sub} with "
-            "subcategories)") in summary, summary
+            f"categories: {int((cats['kind'] == 'category').sum())}{subs}\n") in summary + "\n", \
+        summary
     assert (f"in no category: {unassigned} ({unassigned / n:.1%})   reassigned outliers: "
             f"{reassigned} ({reassigned / n:.1%})   interview frame: {int(frame.sum())} "
             "(set apart)") in summary, summary

@@ -350,7 +350,7 @@ def test_the_demos_agreed_project_is_valid_and_read_back_whole(applied_demo, tmp
 
 @pytest.mark.slow
 def test_the_proposed_subcategories_a_codebook_leaves_out_are_named(applied_demo, capsys):
-    """The judges review categories; the subcategories the demo's run proposed are not
+    """The judges review categories; the subcategories the demo's run (`applied_demo`) proposed are not
     in its codebook. The codebook, the export's message and the project's notes say
     which, rather than drop them unseen."""
     from pipeline.runfolder import RunFolder

@@ -1345,7 +1345,7 @@ def test_a_split_whose_segments_went_elsewhere_says_what_it_made(panel):
 
 @pytest.mark.slow
 def test_the_theme_page_lists_the_subcategories_consensa_proposed(applied_demo, tmp_path):
-    """The demo's run proposes subcategories. A theme's page names them with their
+    """The demo's run (as `applied_demo` makes it) proposes subcategories. A theme's page names them with their
     counts and, for a stance one, its pole, says one nobody keeps is not in the
     codebook, and its key phrases read as phrases, not as a Python list."""
     import shutil

@@ -133,6 +133,9 @@ COUNT_WORDS: dict[str, tuple[str, str]] = {
     "crossanalysis_subcategorised": ("Cross-analysis", "Categories split into subcategories"),
     "crossanalysis_stance_splits": ("Cross-analysis", "Categories split by the participants' "
                                                       "stance"),
+    "crossanalysis_stance_splits_not_in_words": ("Cross-analysis", "Stance splits not proposed: "
+                                                                "the words did not lean as the "
+                                                                "poles said"),
     "crossanalysis_fitted_on_sample": ("Cross-analysis", "Segments the categories were fitted "
                                                          "on (a sample)"),
     "crossanalysis_joined_after_sample": ("Cross-analysis", "Segments that joined a category "

@@ -129,6 +129,13 @@ How categories are made
    2.6) and they lie on either side of the study's typical value on that axis
    (the median over all analysed segments), so that the names "helpful" / "not
    helpful" say which side leans which way. The axis with the largest D wins.
+   A pole is a claim about what the participants said, and the embedding reads
+   topic more than judgement, so the words are checked too
+   (:mod:`pipeline.stages.valence`): the side named for the positive pole must read
+   more positive than the other by at least ``stance_valence_margin`` in mean
+   valence, the two on either side of the study's typical valence (the median over
+   a sample of 2,000 analysed segments at most); a split that fails is not proposed (counted as
+   ``stance_splits_not_in_words``) and the category is split by content instead.
    The two sides become the category's subcategories (kind "stance"), in place
    of content subcategories.
 4. **Spans domains.** A category whose centre is at least as similar to another
@@ -177,6 +184,7 @@ from ..errors import ConsensaError
 from ..types import check_columns
 from .cluster import join_nearest, stratified_sample
 from .cqr import CQRConfig, frequency_label
+from .valence import poles_read_right, typical_valence
 
 ClusterFn = Callable[[np.ndarray], "tuple[np.ndarray, np.ndarray]"]
 Encoder = Callable[[list[str]], np.ndarray]
@@ -342,6 +350,11 @@ class CrossAnalysisConfig(BaseModel):
         "through the category's segments"))
     stance_null_directions: int = Field(100, ge=10, le=10000, description=(
         "random directions that set the bar for a clear stance split"))
+    stance_valence_margin: float | None = Field(0.2, ge=0, le=2, description=(
+        "and the side named for the positive pole reads more positive than the other by "
+        "at least this, in the mean valence of its segments' words (VADER's compound "
+        "score, -1 to 1), the two sides on either side of the study's median valence; "
+        "null: no check of the words"))
     max_fit_segments: int = Field(BRUTE_MAX_SEGMENTS, ge=100, le=10_000_000, description=(
         "a domain with more segments than this finds its categories on a case-stratified "
         "sample of this many; the others join the nearest category (as reassigned segments, "
@@ -836,15 +849,21 @@ def cross_analyse(segments: pd.DataFrame, vectors: np.ndarray, segment_domain: n
     counts = {"segments": n, "analysed": int(analysed.sum()), "no_domain": int((domain < 0).sum()),
               "frame_skipped": int(skipped_frame.sum()), "outliers": 0, "reassigned": 0,
               "reassigned_counted": 0, "unassigned": 0, "whole_domain_categories": 0,
-              "subcategorised": 0, "stance_splits": 0}
+              "subcategorised": 0, "stance_splits": 0, "stance_splits_not_in_words": 0}
+
+    @lru_cache(maxsize=1)
+    def study_valence() -> float:
+        # read once, and only when a category splits along an axis
+        return typical_valence([texts[i] for i in np.flatnonzero(analysed)],
+                                           seed=config.sample_seed)
 
     axes = []
     if config.stance and encode is not None and config.stance_axes and analysed.any():
-        texts = [p for a in config.stance_axes for p in (*a.positive, *a.negative)]
-        anchor = _unit_rows(encode(texts))
-        if anchor.ndim != 2 or len(anchor) != len(texts) or anchor.shape[1] != vecs.shape[1]:
+        phrases = [p for a in config.stance_axes for p in (*a.positive, *a.negative)]
+        anchor = _unit_rows(encode(phrases))
+        if anchor.ndim != 2 or len(anchor) != len(phrases) or anchor.shape[1] != vecs.shape[1]:
             raise ConsensaError(f"the encoder returned vectors of shape {anchor.shape} for "
-                                f"{len(texts)} anchor phrases; the segments' vectors have "
+                                f"{len(phrases)} anchor phrases; the segments' vectors have "
                                 f"{vecs.shape[1]} dimensions")
         at = 0
         for a in config.stance_axes:
@@ -898,6 +917,13 @@ def cross_analyse(segments: pd.DataFrame, vectors: np.ndarray, segment_domain: n
             counts["reassigned_counted"] += int((g.reassigned & g.counted).sum())
             split = _stance_kept(vecs[g.rows], cases[g.rows], axes, config, memory) \
                 if axes else None
+            if split is not None and config.stance_valence_margin is not None and \
+                    not poles_read_right([texts[i] for i in g.rows], split[0],
+                                         config.stance_valence_margin, study_valence())[0]:
+                # apart in the embedding, but the sides' words do not lean as the poles
+                # say: no stance is proposed, and the category is split by content
+                counts["stance_splits_not_in_words"] += 1
+                split = None
             if split is not None:
                 low, spec = split
                 counts["stance_splits"] += 1
