@@ -48,8 +48,7 @@ def _lemmatised(text: str, lexicon) -> str:
     """``text`` with each word that VADER's lexicon lacks replaced by its lemma where
     the lexicon has that ("helped" -> "help"); every other character as it was, so
     VADER's rules (capitals, "!", negation) read what they read before."""
-    # naming's lookup lemma, cached: the same lemma a name's words are matched by
-    from .naming import _lemma
+    from .naming import _lemma  # naming's cached lookup lemma: one lemma for a word everywhere
 
     out = []
     for token in text.split():
