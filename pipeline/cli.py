@@ -913,7 +913,8 @@ def _add_review_parser(sub) -> None:
     q.add_argument("--undo", action="store_true",
                    help="go back to the round before (only while the new round is empty)")
     q.add_argument("--force", action="store_true",
-                   help="close the round although a judge has not answered an auditor's comment")
+                   help="close the round although a judge has not answered an auditor's comment, "
+                   "or nothing was decided in it (a round after the first)")
     q.set_defaults(func=cmd_review_next_round)
 
     q = rs.add_parser("apply", parents=[_QUIET], help="write the final codebook from the consensus")

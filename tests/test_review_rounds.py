@@ -1035,6 +1035,35 @@ def test_start_round_n_plus_1_is_offered_once_round_n_has_its_own_decisions(pane
     assert "1 item(s) still need a consensus decision; round 3 can start once" in page
 
 
+def test_next_round_on_the_command_line_refuses_a_round_with_nothing_decided(panel, capsys):
+    """`review next-round` closed round 2 the moment it began, every item carried from
+    round 1, while the web app refuses that: the command line says the page's words,
+    and --force closes the round as it is, saying so."""
+    from pipeline.web.pages import next_round_refusal
+
+    run = _close_round_one(panel)
+    assert main(["review", "next-round", str(panel), "--by", "ana"]) == 0
+    capsys.readouterr()
+    assert main(["review", "next-round", str(panel), "--by", "ana"]) == 2
+    err = capsys.readouterr().err
+    with ReviewStore(run) as store:
+        assert store.round == 2
+        why = next_round_refusal(review_status(store))
+    assert why == "nothing has been decided in round 2 yet: every item carries round 1's " \
+                  "consensus"
+    assert why in err and "--force" in err
+    assert main(["review", "next-round", str(panel), "--by", "ana", "--force"]) == 0
+    assert "Round 2 was closed with no decision of its own." in capsys.readouterr().out
+    with ReviewStore(run) as store:
+        assert store.round == 3
+        store.resolve([Decision("theme:1", "rename", new_name="Support from supervisors")],
+                      by="ben")
+    assert main(["review", "next-round", str(panel), "--by", "ana"]) == 0
+    assert "no decision of its own" not in capsys.readouterr().out
+    with ReviewStore(run) as store:
+        assert store.round == 4
+
+
 def test_next_round_can_be_undone_while_the_new_round_is_empty(panel, capsys):
     run = _close_round_one(panel)
     assert main(["review", "next-round", str(panel)]) == 0

@@ -156,6 +156,17 @@ class ReviewStatus:
                                + ", ".join(missing))
         return out
 
+    def nothing_decided(self) -> str:
+        """Why this round has nothing to close, in words ("" when it has a decision of
+        its own). A round after the first begins settled, every item carrying the round
+        before's consensus: closing it at once opens a round nobody reviewed. The rule
+        of both ways to close a round (``consensa review next-round`` and the web app's
+        *Start round N+1*), so that they never disagree on it."""
+        if self.round > 1 and not any(i.state in ("agreed", "resolved") for i in self.items):
+            return (f"nothing has been decided in round {self.round} yet: every item carries "
+                    f"round {self.round - 1}'s consensus")
+        return ""
+
 
 def review_status(store: ReviewStore, round: int | None = None) -> ReviewStatus:
     run = store.run

@@ -354,9 +354,10 @@ def answer(run_folder: Path, *, comment: int, by: str, answer: str, text: str = 
 
 
 def next_round(run_folder: Path, by: str, undo: bool = False, force: bool = False) -> str:
-    """Close the current round (every item must have its consensus, and every judge
-    must have answered each auditor's comment, unless ``force``) and open the next,
-    which starts from that consensus; with ``undo``, go back to the round before while
+    """Close the current round (every item must have its consensus; unless ``force``,
+    every judge must have answered each auditor's comment, and a round after the first
+    must have a decision of its own, as the web app asks) and open the next, which
+    starts from that consensus; with ``undo``, go back to the round before while
     nothing was recorded in the new one."""
     run = load_run(run_folder)
     with ReviewStore(run) as store:
@@ -378,9 +379,18 @@ def next_round(run_folder: Path, by: str, undo: bool = False, force: bool = Fals
                 + (" ..." if len(unanswered) > 10 else ""),
                 hint=f"answer with `consensa review answer {run_folder} --comment N --by JUDGE "
                 "--accept` (or --argue WHY), or close the round without them with --force")
+        # the web app's rule too (pipeline/web/pages.py next_round_refusal), in its words
+        idle = st.nothing_decided()
+        if idle and not force:
+            raise ReviewError(
+                f"round {st.round} cannot be closed: {idle}",
+                hint=f"decide in round {st.round} (`consensa review resolve`, the workbooks "
+                "or the web app), or close it as it is with --force")
         new = store.next_round(by, closed=True, round=st.round)
     left = (f" {len(unanswered)} auditor's comment(s) were left unanswered: "
             + "; ".join(unanswered[:10]) + "." if unanswered else "")
+    if idle:
+        left += f" Round {new - 1} was closed with no decision of its own."
     return (f"round {new - 1} closed; round {new} is open and starts from round {new - 1}'s "
             f"consensus.{left} Next: consensa review export {run_folder} --judges ... (the "
             "workbooks start from that consensus)")

@@ -265,10 +265,10 @@ def next_round_refusal(st: ReviewStatus) -> str:
 
     The command line's rules (``consensa review next-round``): every item has its
     consensus, and every auditor's comment a judge's answer (its ``--force`` closes
-    the round without them; the page has no such button). One more, the page's own:
-    round N has a decision of its own. A round begins settled, every item carrying
-    the round before's consensus, so without it the button showed the moment a round
-    began, offering to close a round nobody had reviewed."""
+    the round without them; the page has no such button), and round N has a decision
+    of its own (:meth:`ReviewStatus.nothing_decided`): a round begins settled, every
+    item carrying the round before's consensus, so without it the button showed the
+    moment a round began, offering to close a round nobody had reviewed."""
     if not st.closed:
         return (f"{len(st.pending())} item(s) of round {st.round} still need a consensus "
                 "decision")
@@ -278,10 +278,7 @@ def next_round_refusal(st: ReviewStatus) -> str:
                 + "; ".join(unanswered[:5]) + (" ..." if len(unanswered) > 5 else "")
                 + " (answer them on the items' pages, or close the round without them: "
                 "consensa review next-round RUN --force)")
-    if st.round > 1 and not any(i.state in ("agreed", "resolved") for i in st.items):
-        return (f"nothing has been decided in round {st.round} yet: every item carries "
-                f"round {st.round - 1}'s consensus")
-    return ""
+    return st.nothing_decided()
 
 
 def frequency_text(label: str, n_cases, total: int) -> str:
