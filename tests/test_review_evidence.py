@@ -1351,6 +1351,69 @@ def test_a_kept_subcategory_follows_its_category_merged_nested_split_or_rejected
     assert left["id"] == sub and "its category was rejected" in left["why"]
 
 
+def test_a_category_keeps_its_id_and_guid_whatever_other_decisions_are_added(cqr):
+    """A kept subcategory, and a category split off a theme by the judges' agreed
+    positions, got their ids at apply from a running counter: a category created, or a
+    split agreed elsewhere, gave the kept subcategory the next id, and the codebook a
+    judge had exported to a QDA tool (its GUIDs made of the ids) or pre-coded with
+    named other categories. Each id now comes from what the category is made of, so
+    every category of one apply has the same id and GUID in the next."""
+    sub, ids = _proposed(cqr)
+    run = load_run(cqr)
+    seg_of = {t: sorted(run.segments_of(t)) for t in (5, 8, 10)}
+    with ReviewStore(run) as store:
+        store.resolve([Decision(f"subcategory:{sub}", "keep", new_name="Tears with a client")],
+                      by="ana")
+        # themes 5 and 8 agreed, not resolved: a split agreed later is no recorded one
+        store.record_positions([(j, [Decision(f"theme:{t}", "accept") for t in (5, 8)])
+                                for j in ("ana", "ben")])
+        _settle(store)
+
+    def applied() -> dict[str, tuple[int, str, frozenset]]:
+        """name -> (id, the GUID of its code in the exported .qdc, its segments)."""
+        assert main(["review", "apply", str(cqr)]) == 0
+        assert main(["export", "qdc", str(cqr)]) == 0
+        book = yaml.safe_load((cqr / "review" / "codebook.yaml").read_text(encoding="utf-8"))
+        qdc = etree.parse(next((cqr / "export").glob("*-agreed.qdc"))).getroot()
+        guid = {c.get("name"): c.get("guid") for c in qdc.iter("{*}Code")}
+        placed = pd.read_csv(cqr / "review" / "assignments.csv", dtype={"segment_id": str})
+        return {c["name"]: (c["id"], guid[c["name"]], frozenset(
+            placed.loc[placed["category_id"] == c["id"], "segment_id"]))
+            for d in book["domains"] for c in d["categories"]}
+
+    def split(t: int, name: str) -> None:
+        with ReviewStore(load_run(cqr)) as store:
+            store.record_positions([(j, [Decision(f"theme:{t}", "split", new_name=name,
+                                                  segments=(seg_of[t][0],))])
+                                    for j in ("ana", "ben")])
+            assert next(i for i in review_status(store).items
+                        if i.item == f"theme:{t}").consensus.target == ""
+
+    steps = [applied()]
+    assert steps[0]["Tears with a client"][2] == frozenset(ids)
+    with ReviewStore(load_run(cqr)) as store:
+        store.create_category("Made by the panel", seg_of[10][:1], "1", by="ben")
+    steps.append(applied())
+    split(8, "Split off eight")
+    steps.append(applied())
+    split(5, "Split off five")      # a lower theme's split: it came first at apply
+    steps.append(applied())
+    assert {"Tears with a client", "Made by the panel", "Split off eight",
+            "Split off five"} <= set(steps[-1])
+    for before, after in zip(steps, steps[1:]):
+        for name, was in before.items():     # every category: its id and its code
+            assert after[name][:2] == was[:2], f"{name!r} changed its id between two applies"
+    for name in ("Tears with a client", "Made by the panel", "Split off eight"):
+        assert len({step[name] for step in steps if name in step}) == 1  # and its segments
+    # unique, and none the id of a theme the run proposed or the judges created
+    last = steps[-1]
+    assert len({v[0] for v in last.values()}) == len(last)
+    themes = {int(t) for t in load_run(cqr).themes["theme_id"]} - {
+        last["Made by the panel"][0]}
+    for name in ("Tears with a client", "Split off eight", "Split off five"):
+        assert last[name][0] not in themes
+
+
 def test_a_workbook_exported_before_subcategories_were_reviewed_still_imports(cqr, capsys):
     """A workbook of a run that proposes subcategories, exported before the judges kept
     or dropped them, has no sheet 'subcategories' (nor instructions for one): its other

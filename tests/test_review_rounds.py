@@ -1229,6 +1229,46 @@ def _two_domains(run) -> list[tuple[str, str]]:
     counts = run.themes.groupby("domain_id")["theme_id"].agg(list)
     return [(str(d), str(ts[0])) for d, ts in sorted(counts.items(), key=lambda x: -len(x[1]))][:2]
 
+def test_no_created_category_takes_an_id_kept_for_kept_subcategories_and_splits(panel):
+    """Kept subcategories and split-off categories have ids of their own, in a block no
+    theme id is in: a category created once the ids before the block are used is
+    given one after it, and a create naming an id in it is refused, naming the block."""
+    run = load_run(panel)
+    kept = run.derived_ids()
+    segs = sorted(run.segments_of(0))
+    with ReviewStore(run) as store:
+        store.resolve([Decision(f"theme:{kept.start - 1}", "create", new_name="Last before",
+                                segments=(segs[0],), domain="0")], by="ana")
+        assert store.create_category("After the block", segs[1:2], "0",
+                                     by="ana") == f"theme:{kept.stop}"
+        with pytest.raises(ReviewError, match=f"theme id {kept.start + 3} is kept for the "
+                                              "proposed subcategories the judges keep"):
+            store.resolve([Decision(f"theme:{kept.start + 3}", "create", new_name="Inside",
+                                    segments=(segs[2],), domain="0")], by="ana")
+
+
+def test_a_split_recorded_with_the_id_after_the_themes_keeps_it(panel):
+    """A store written before split ids were the theme's holds a split whose category
+    is numbered after the run's themes: it reads and applies with that id, which a
+    category created since does not take."""
+    from pipeline.review.apply import build_codebook
+
+    run = load_run(panel)
+    old = int(run.themes["theme_id"].max()) + 1
+    segs = sorted(run.segments_of(0))
+    with ReviewStore(run) as store:
+        store.resolve([Decision("theme:0", "split", new_name="Numbered the old way",
+                                segments=(segs[0],), target=str(old))], by="ana")
+        made = store.create_category("Created since", segs[1:2], "0", by="ben")
+        assert made == f"theme:{old + 1}"
+        store.resolve([Decision(i.item, "accept") for i in review_status(store).pending()],
+                      by="ana")
+    with ReviewStore(load_run(panel)) as store:
+        cb = build_codebook(store.run, review_status(store))
+    ids = {c["name"]: c["id"] for d in cb.data["domains"] for c in d["categories"]}
+    assert ids["Numbered the old way"] == old and ids["Created since"] == old + 1
+
+
 
 @pytest.mark.parametrize("what", ["category", "domain", "split"])
 def test_two_creates_at_the_same_moment_each_get_their_own_id(panel, monkeypatch, what):
@@ -1441,7 +1481,9 @@ def test_a_category_made_by_a_split_is_an_item_of_the_review_with_a_lasting_id(p
 
     run = load_run(panel)
     own = sorted(run.segments_of(0))
-    new = str(int(run.themes["theme_id"].max()) + 1)
+    new = str(run.split_category_id(0))          # theme 0's own, kept clear of theme ids
+    created = int(run.themes["theme_id"].max()) + 1
+    assert int(new) > created
     assert main(["review", "resolve", str(panel), "--theme", "0", "--decision", "split",
                  "--name", "Peer consultation", "--segments", ",".join(own[:2]),
                  "--by", "ana"]) == 0
@@ -1449,9 +1491,9 @@ def test_a_category_made_by_a_split_is_an_item_of_the_review_with_a_lasting_id(p
     with ReviewStore(load_run(panel)) as store:
         items = {i.item: i for i in review_status(store).items}
         assert items[f"theme:{new}"].state == "resolved"
-        # a category created since takes the next id, not the split's
+        # a category created since takes the next theme id, not the split's
         made = store.create_category("Created later", own[2:3], "0", by="ben")
-    assert made == f"theme:{int(new) + 1}"
+    assert made == f"theme:{created}"
     assert main(["review", "audit", str(panel), "--theme", new, "--by", "dee",
                  "--comment", "is this one thing?"]) == 0
     assert main(["review", "resolve", str(panel), "--segment", own[3], "--decision", "move",
@@ -1474,7 +1516,7 @@ def test_a_category_made_by_a_split_is_an_item_of_the_review_with_a_lasting_id(p
     assert dom_of[int(new)] == dom_of[0]
     placed = cb.assignments.set_index("segment_id")["category_id"]
     assert {int(placed[s]) for s in own[:2] + own[3:4]} == {int(new)}
-    assert int(placed[own[2]]) == int(new) + 1
+    assert int(placed[own[2]]) == created
     # the split's position of a judge (no id) is the same decision as the consensus
     with ReviewStore(load_run(panel)) as store:
         cons = store.consensus()["theme:0"]

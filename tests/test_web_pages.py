@@ -111,10 +111,12 @@ def test_web_form_workbook_and_command_line_give_equal_decisions(run_folder, cap
     with ReviewStore(run) as st:
         cli = st.consensus()
 
-    # recorded as the consensus, a split gets the id of the category it makes (after the
-    # run's themes), so the new category is an item of the review at once
-    new_id = str(int(pd.read_parquet(run_folder / "themes.parquet")["theme_id"].max()) + 1)
-    assert cli["theme:0"].target == new_id
+    # recorded as the consensus, a split gets the id of the category it makes (theme 0's
+    # own split id, clear of every theme id), so the new category is an item of the
+    # review at once
+    assert cli["theme:0"].target == str(run.split_category_id(0))
+    assert int(cli["theme:0"].target) > int(pd.read_parquet(
+        run_folder / "themes.parquet")["theme_id"].max())
     cli["theme:0"] = replace(cli["theme:0"], target="")
     for name, got in (("web form", web), ("workbook", workbook), ("command line", cli)):
         assert {k: replace(d, source="") for k, d in got.items()} == expected, name

@@ -134,7 +134,6 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
         return -1 if dec is not None and dec.decision == "reject" else end
 
     cat: dict[int, dict] = {}
-    next_id = int(themes.index.max()) + 1 if len(themes) else 0
     split_of: dict[str, int] = {}  # segment_id -> new category id
     split_from: dict[int, int] = {}  # new category id -> the theme it was split from
     splits: dict[int, tuple[int, int, int]] = {}  # new id -> (theme, segments, its change)
@@ -177,8 +176,14 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
             made = dec.target.isdigit() and int(dec.target) in themes.index
             if made:                 # its id given when recorded: an item of the review
                 nid = int(dec.target)
-            else:                    # the judges agreed on it without a recorded consensus
-                nid, next_id = next_id, next_id + 1
+            else:                    # the judges agreed on it without a recorded consensus:
+                # the id recording it would give, the theme's own (never a running count)
+                nid = run.split_category_id(t)
+                # recorded in a round before (the same split): that category, not another
+                earlier = run.created_themes.get(str(nid))
+                made = earlier is not None and earlier.source == f"{SPLIT_SOURCE} {t}"
+                if not made:
+                    _not_taken(run, nid, f"the category split off theme {t}")
             for s in dec.segments:
                 split_of[s] = nid
             cat[t]["changes"].append(f"{len(dec.segments)} segment(s) split off into category {nid}")
@@ -262,8 +267,7 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
 
     # the subcategories the run proposed that the judges kept: each a category under
     # the category its parent theme became, holding its segments still there
-    next_id, not_reviewed, dropped = _kept_subcategories(run, cons, cat, seg, final_theme,
-                                                          next_id)
+    not_reviewed, dropped = _kept_subcategories(run, cons, cat, seg, final_theme)
 
     # a subcategory sits in its parent's domain; a parent that is itself a subcategory
     # (through merges) makes its child a subcategory of the grandparent: one level only
@@ -468,13 +472,24 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
 _SUB_LISTED = ("id", "name", "parent_theme", "parent_name", "n_segments", "n_cases")
 
 
+def _not_taken(run: RunItems, nid: int, what: str) -> None:
+    """Refuse to give ``what`` the id of a theme: only a review store that created
+    categories by the thousand, before their ids kept clear of the block
+    (:meth:`RunItems.derived_ids`), has one there, and two categories of one id would
+    be one code in every export."""
+    if str(nid) in run.theme_ids:
+        raise ReviewError(f"{what} is category {nid}, but theme {nid} "
+                          f"\"{run.theme_name(nid)}\" has that id",
+                          hint=f"merge or reject theme {nid} (its segments can make a new "
+                          "category), then apply again")
+
+
 def _kept_subcategories(run: RunItems, cons: dict[str, Decision], cat: dict[int, dict],
-                        seg: pd.DataFrame, final_theme, next_id: int
-                        ) -> tuple[int, list[dict], list[dict]]:
+                        seg: pd.DataFrame, final_theme) -> tuple[list[dict], list[dict]]:
     """The proposed subcategories the judges kept, added to ``cat`` (category id ->
     category) as subcategories, and their segments given that id in ``seg``; returns
-    the next free id, the ones nobody reviewed and the ones the codebook leaves out
-    although reviewed (each with ``why``).
+    the ones nobody reviewed and the ones the codebook leaves out although reviewed
+    (each with ``why``).
 
     A kept subcategory follows its parent theme: under the category the theme became
     (merged into another: under that one; made a subcategory itself: under its parent,
@@ -482,8 +497,9 @@ def _kept_subcategories(run: RunItems, cons: dict[str, Decision], cat: dict[int,
     that the consensus leaves in that category: a segment moved, split off or taken
     into a category the judges created goes there. With none left, or its parent
     theme rejected (its segments then are in no category), there is nothing to keep:
-    the codebook says so rather than drop the judges' decision unseen. Its id follows
-    every other category's, in the order of the proposed subcategories' ids."""
+    the codebook says so rather than drop the judges' decision unseen. Its id is its
+    proposed subcategory's (:meth:`RunItems.kept_subcategory_id`): the same in every
+    apply, whatever else the judges decided."""
     not_reviewed, dropped = [], []
     for s in sorted(run.subcategories, key=lambda s: int(s["id"])):
         listed = {k: s[k] for k in _SUB_LISTED}
@@ -517,7 +533,8 @@ def _kept_subcategories(run: RunItems, cons: dict[str, Decision], cat: dict[int,
             dropped.append({**listed, "why": "kept by the judges, but the consensus placed "
                                              "every one of its segments elsewhere"})
             continue
-        nid, next_id = next_id, next_id + 1
+        nid = run.kept_subcategory_id(s["id"])
+        _not_taken(run, nid, f"proposed subcategory {s['id']}, kept,")
         seg.loc[here, "category_id"] = nid
         changes = [f"proposed subcategory {s['id']} of theme {s['parent_theme']}, kept by "
                    "the judges"]
@@ -534,7 +551,7 @@ def _kept_subcategories(run: RunItems, cons: dict[str, Decision], cat: dict[int,
                     "keywords": list(s["keywords"]), "quote_ids": list(s["quote_ids"]),
                     "changes": changes, "proposed_label": "", "proposed_cases": 0,
                     "parent": parent, "proposed_subcategory": int(s["id"])}
-    return next_id, not_reviewed, dropped
+    return not_reviewed, dropped
 
 
 def _reasons(status: ReviewStatus, item: str, dec: Decision) -> str:

@@ -501,6 +501,47 @@ class RunItems:
     def next_theme_id(self) -> int:
         return int(self.themes["theme_id"].max()) + 1 if len(self.themes) else 0
 
+    # --- the ids of the categories the judges make of what the run proposed ------
+    # A proposed subcategory the judges keep, and a category a theme split makes, are
+    # categories of the codebook; their ids name them in codebook.yaml, the CQR table,
+    # assignments.csv (pre-coding's labels) and the GUIDs of the REFI-QDA exports
+    # (uuid5 of the run id and the category id). Given at apply from a running counter,
+    # one apply gave a kept subcategory 17 and the next, after a category was created
+    # elsewhere, 18 (and the created one 17): a judge's exported codebook named other
+    # codes. Each id is now made of what the category comes from alone, in a block of
+    # ids no theme id is in: the proposed themes' ids are below it, and a category the
+    # judges create is given one outside it (ReviewStore.unused_id).
+
+    def derived_id_base(self) -> int:
+        """``B``: a kept proposed subcategory ``s`` is category ``B + s``, the category a
+        split of proposed theme ``t`` makes is ``2B + t`` (:meth:`kept_subcategory_id`,
+        :meth:`split_category_id`), and no theme id is in ``[B, 3B)``. A power of ten
+        from 1000 up, above every proposed theme's and subcategory's id: it depends on
+        the run alone, so every apply of the run's review gives the same ids, and the
+        ids read as what they come from (1012: proposed subcategory 12)."""
+        proposed = self.proposed_themes if self.proposed_themes is not None else self.themes
+        top = max([int(t) for t in proposed["theme_id"]]
+                  + [int(s["id"]) for s in self.subcategories], default=-1) + 1
+        base = 1000
+        while base < top:
+            base *= 10
+        return base
+
+    def derived_ids(self) -> range:
+        """The ids kept for kept subcategories and split-off categories: no theme, proposed
+        or created, has one."""
+        base = self.derived_id_base()
+        return range(base, 3 * base)
+
+    def kept_subcategory_id(self, sub) -> int:
+        """The codebook id of proposed subcategory ``sub`` kept by the judges."""
+        return self.derived_id_base() + int(sub)
+
+    def split_category_id(self, theme) -> int:
+        """The id of the category a split of proposed theme ``theme`` makes: a theme is
+        split once (one decision per item; a split-off category is not split again)."""
+        return 2 * self.derived_id_base() + int(theme)
+
     def next_domain_id(self) -> int:
         """The id a newly created domain gets: after every proposed and created one."""
         return int(self.domains["domain_id"].max()) + 1 if len(self.domains) else 0
@@ -743,6 +784,10 @@ def field_name(d: Decision, key: str) -> str:
     return FIELD_NAMES["workbook"][key]
 
 
+def _span(ids: range) -> str:
+    return f"{ids.start} to {ids.stop - 1}"
+
+
 def check_decision(d: Decision, run: RunItems) -> list[str]:
     """Problems with one decision on its own, in words (empty when it is fine)."""
     kind = d.kind
@@ -758,6 +803,10 @@ def check_decision(d: Decision, run: RunItems) -> list[str]:
             return [f"theme {d.ident} is one the run proposed; create gives a new category"]
         if not d.ident.isdigit():
             return [f"a new category's id is a number, not {d.ident!r}"]
+        if int(d.ident) in run.derived_ids() and d.ident not in run.created_themes:
+            return [f"theme id {d.ident} is kept for the proposed subcategories the judges "
+                    f"keep and the categories splits make ({_span(run.derived_ids())}); a new "
+                    "category takes another (the web app and the store give one)"]
         if not d.new_name.strip():
             errs.append(f"create needs the new category's name ({field_name(d, 'new_name')})")
         if not d.segments:
@@ -814,6 +863,12 @@ def check_decision(d: Decision, run: RunItems) -> list[str]:
             errs.append(f"a split's new category id is a number, not {d.target!r}")
         elif d.target in run.theme_ids and d.target not in run.created_themes:
             errs.append(f"theme {d.target} is one the run proposed; a split makes a new one")
+        elif int(d.target) in run.derived_ids() and \
+                int(d.target) != run.split_category_id(d.ident) and \
+                d.target not in run.created_themes:
+            errs.append(f"the new category of a split of theme {d.ident} is category "
+                        f"{run.split_category_id(d.ident)}, not {d.target} (leave the id out: "
+                        "the store gives it)")
     elif d.target:
         if dec == "move":
             if d.target != "none" and d.target not in ids:

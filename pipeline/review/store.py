@@ -399,9 +399,13 @@ class ReviewStore:
         """The id a new ``kind`` ("theme" or "domain") gets: after every one the run
         proposed and every one the store has ever named. Ids are never reused: a
         category created and then undone keeps its id, so the positions and comments
-        recorded on it stay its own and never attach to the next one created."""
-        current = self.run.next_theme_id() if kind == "theme" else self.run.next_domain_id()
-        used = [current - 1]
+        recorded on it stay its own and never attach to the next one created. A theme id
+        is never one of the block kept for kept subcategories and split-off categories
+        (:meth:`RunItems.derived_ids`): past the block once the ids before it are used."""
+        if kind == "theme":
+            used = [int(t) for t in self.run.themes["theme_id"]] or [-1]
+        else:
+            used = [self.run.next_domain_id() - 1]
         for (item,) in self.con.execute(
                 "SELECT item FROM audit_log WHERE item LIKE ? UNION "
                 "SELECT item FROM positions WHERE item LIKE ? UNION "
@@ -415,7 +419,11 @@ class ReviewStore:
                 (f"{kind}:%",)):
             if str(target or "").isdigit():
                 used.append(int(target))       # a split's new domain, though undone
-        return max(used) + 1
+        if kind != "theme":
+            return max(used) + 1
+        kept = self.run.derived_ids()
+        new = max([u for u in used if u not in kept], default=-1) + 1
+        return kept.stop if new in kept else new
 
     def create_category(self, name: str, segments: list[str], domain: str, by: str,
                         definition: str = "") -> str:
@@ -688,9 +696,12 @@ class ReviewStore:
         """Theme splits with the id of the category they make, given here, when the
         consensus is recorded (as a domain split's new domain gets its id): the new
         category is then an item of the review, which the judges rename, merge, move
-        segments to or audit like any other, and its id does not change at apply. A
-        split recorded again keeps the id it had."""
-        out, taken = [], 0
+        segments to or audit like any other, and its id does not change at apply. The
+        id is the theme's own split id (:meth:`RunItems.split_category_id`), the one a
+        split the judges agreed on without recording it has at apply, so recording it
+        later changes nothing. A split recorded again keeps the id it had (one recorded
+        before split ids were the theme's keeps its number)."""
+        out = []
         for d in decisions:
             if d.kind == "theme" and d.decision == "split" and not d.target:
                 old = self.con.execute("SELECT target FROM consensus WHERE item=? AND "
@@ -699,8 +710,7 @@ class ReviewStore:
                 if old is not None and str(old["target"] or "").isdigit():
                     d = replace(d, target=str(old["target"]))
                 else:
-                    d = replace(d, target=str(self.unused_id("theme") + taken))
-                    taken += 1
+                    d = replace(d, target=str(self.run.split_category_id(d.ident)))
             out.append(d)
         return out
 
