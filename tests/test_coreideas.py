@@ -314,7 +314,8 @@ def test_the_word_budget_and_the_sentence_limit_hold():
     for cfg in (CoreIdeaConfig(), CoreIdeaConfig(max_words=12, max_sentences=2)):
         row = core_ideas(seg, dom, vec, cfg).iloc[0]
         assert 0 < row.n_words <= cfg.max_words
-        assert len(row.spans) <= cfg.max_sentences
+        # the short answer opening the turn ("I cried once.") is not counted
+        assert sum(s > 0 for _, s, _ in row.spans) <= cfg.max_sentences
     only_long = core_ideas(*make_segments({("A", 0): [long]}), CoreIdeaConfig()).iloc[0]
     assert 0 < only_long.n_words <= 40 and only_long.core_idea.endswith("…")
     assert set(re.findall(r"\w+", only_long.core_idea.lower())) <= set(re.findall(r"\w+", long.lower()))
@@ -403,10 +404,10 @@ def test_demo_core_ideas_with_the_real_embedder():
     text_of = dict(zip(segs["segment_id"], segs["text"]))
     attached = 0
     for row in df.itertuples():
-        # a short answer that opens a turn comes with the chosen sentence right after it
-        # in its segment, and is not counted among the sentences
-        answers = sum(1 for (s, a, b), (s2, a2, _) in zip(row.spans, row.spans[1:])
-                      if s == s2 and len(text_of[s][a:b].split()) < 4 and not text_of[s][b:a2].strip())
+        # the short answers that open a turn come with a chosen sentence of that turn,
+        # and are not counted among the sentences
+        answers = sum(1 for s, a, b in row.spans[:-1]
+                      if count_words(tidy_utterance(text_of[s][a:b])) < 4)
         attached += answers
         assert 0 < row.n_words <= 40 and 1 <= len(row.spans) - answers <= 3
         assert all(case_dom[s] == (row.case_id, row.domain_id) for s in row.segment_ids)
@@ -437,3 +438,46 @@ def test_the_short_answer_that_opens_a_turn_stays_with_the_sentence_after_it():
                                  "any tears."] + seg["text"].tolist()[1:])
         row = core_ideas(floor, dom, fake_encode(floor["text"].tolist()), CoreIdeaConfig()).iloc[0]
         assert row.core_idea.startswith("My training covered"), (opening, row.core_idea)
+
+
+def test_a_short_emphatic_answer_opening_the_turn_is_kept():
+    """Asked what they felt, participants answered "Shame. Absolute shame. I was
+    mortified." or "Panic, honestly. I felt sick." and then explained; every one of
+    those sentences is under ``min_sentence_words``, and only one right before the
+    chosen sentence, opening its segment, was kept: the core ideas held the
+    explanation without the feeling. The opening run goes with the chosen sentence
+    of its turn, the word budget counting both; a question, an acknowledgement or
+    an assent in it ("Yeah.", "It was.") is no answer, nor a turn that goes on ("And
+    I did.")."""
+    texts = {
+        "A": "Shame. Absolute shame. I was mortified. I felt my whole body go hot and cold. "
+             "Like, how could I, you know? I'm supposed to be the safe person.",
+        "B": "Panic, honestly. I felt sick. Like, physically sick. And I had another client "
+             "straight after, and I don't think I heard a word she said. I kept thinking, I've "
+             "done something really damaging, I've shut him down at the exact moment he "
+             "opened up.",
+        "C": "Honestly? Defensive. My face went hot. I had this urge to explain myself.",
+        "D": "Yeah. Mm. Okay. I felt my whole body go hot and cold, and I wanted to leave.",
+        "E": "I kept thinking about the session all week long. Awful. Just awful.",
+        "F": "And I did. So, overall, it was one of the best pieces of work I have done.",
+        "G": "It was. And then he wrote me a letter, a complaint really, three pages long.",
+    }
+    seg = pd.DataFrame({"segment_id": [f"{c}:1:0" for c in texts], "case_id": list(texts),
+                        "turn_index": [1] * len(texts), "text": list(texts.values())})
+    dom = np.zeros(len(seg), dtype=np.int64)
+    df = core_ideas(seg, dom, fake_encode(seg["text"].tolist()), CoreIdeaConfig())
+    ideas = dict(zip(df["case_id"], df["core_idea"]))
+    assert ideas["A"].startswith("Shame. Absolute shame. I was mortified."), ideas["A"]
+    assert ideas["B"].startswith("Panic, honestly. I felt sick. Physically sick."), ideas["B"]
+    assert ideas["C"].startswith("Defensive. My face went hot."), ideas["C"]
+    assert "Honestly?" not in ideas["C"]
+    assert ideas["D"].startswith("I felt my whole body"), ideas["D"]      # no backchannel
+    assert "Awful" not in ideas["E"]                 # said inside the turn: not its answer
+    assert "I did" not in ideas["F"]                 # goes on with the turn before
+    assert ideas["G"].startswith("And then he wrote"), ideas["G"]     # an assent
+    assert all(df["n_words"] <= 40)
+    for row in df.itertuples():
+        assert row.n_words == count_words(row.core_idea)
+        for sid, a, b in row.spans:
+            assert tidy_utterance(texts[sid[0]][a:b]) in row.core_idea
+

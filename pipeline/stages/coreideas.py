@@ -87,12 +87,17 @@ in their order; only the first letter's case may change):
 * cut-off words: a fragment ending in a hyphen followed by the word it starts
   ("go- going"). A dash the text ends on stays: the speech broke off there.
 
-A short sentence that opens a turn ("Not at all.", "Partly.", "I did.") goes with
-the chosen sentence right after it, while the word budget allows: it is the
-participant's answer to the question, which the next sentence only explains. It
-is not counted among the ``max_sentences``, and has a span of its own. An
-acknowledgement alone ("Okay.", "Right.") is not an answer, nor a remark that takes
-the floor ("Good question.", "Let me think.", "So, two things.").
+The short sentences that open a turn ("Not at all.", "Partly.", "I didn't.", "Shame.
+Absolute shame. I was mortified.": each under ``min_sentence_words``, up to the
+turn's first longer sentence) go with a sentence of that turn chosen after them: they
+are the participant's answer to the question, which the rest only explains. The word
+budget counts them with that sentence, so a sentence is chosen with its answer when
+the two fit (alone only when no sentence fits with its answer). They are not counted
+among the ``max_sentences``, and each has a span of its own. A question ("Honestly?"),
+an acknowledgement or an assent alone ("Okay.", "Yeah.", "It was.": a "yes" says no
+more than what follows it, where a "no" does), or a remark that
+takes the floor ("Good question.", "Let me think.", "So, two things.") is not an
+answer, nor a turn opening on "and", "but" or "or", which goes on with the one before.
 
 A sentence said again, whole or in part, is not chosen a second time for one
 core idea.
@@ -128,7 +133,8 @@ class CoreIdeaConfig(BaseModel):
         "most sentences chosen for one core idea (a short answer that opens a turn, kept "
         "with the chosen sentence after it, is not counted)"))
     min_sentence_words: int = Field(4, ge=1, le=40, description=(
-        "a shorter sentence is used only when the case has nothing longer in the domain"))
+        "a shorter sentence is used only when the case has nothing longer in the domain, "
+        "or with a chosen sentence of the turn it opens (the answer to the question)"))
     domain_weight: float = Field(0.5, ge=0.0, le=1.0, description=(
         "share of a segment's centrality measured against the domain (the rest: against "
         "the case's own segments in the domain)"))
@@ -1012,8 +1018,16 @@ def _relevance(cand, mine, units: _Units, unit_vec, own_vector, cd_mean, dom_cen
 
 
 #: words that acknowledge a question rather than answer it ("Okay. So in my training
-#: ..."): a short opening made only of them is not the answer
-_ACKNOWLEDGEMENTS = frozenset("okay ok right well so sure alright oh ah hmm mm".split())
+#: ..."), and those of assent ("Yeah.", "Definitely.", "Of course.", "It was.", "Yes, I
+#: did."): a short opening made only of them is not the answer. A "yes" says no more
+#: than the sentences after it, which say what was done or felt; a "no" ("No.", "Not
+#: really.", "I didn't.") is kept, as what follows does not repeat it.
+_ACKNOWLEDGEMENTS = frozenset("""
+okay ok right well so sure alright oh ah hmm mm yeah yea yes yep yup ya mhm mm-hmm mm-hm
+uh-huh definitely absolutely certainly totally exactly indeed true of course for
+i you he she it we they that this
+am is are was were do does did have has had can could would will
+""".split())
 #: openings that take the floor rather than answer: a remark on the question ("Good
 #: question."), time to think ("Let me think."), an announcement ("So, two things.")
 _NOT_AN_ANSWER = re.compile(
@@ -1025,31 +1039,55 @@ _NOT_AN_ANSWER = re.compile(
     r"parts|ways)\b", re.I)
 
 
-def _short_answers(picked: list[int], units: _Units, budget: int, config: CoreIdeaConfig,
-                   turns: list[tuple[str, str]]) -> list[int]:
-    """The short sentences that open an answer ("Almost nothing.", "No.", "Not
-    really.") right before a chosen sentence of the same segment. Too short to be
-    chosen on their own, they are the participant's answer to the question, and the
-    sentence after them only explains it: "Supervising was treated as something you
-    just know how to do" says less without "Almost nothing." before it. Added while
-    the word budget allows."""
-    out: list[int] = []
-    for u in sorted(picked):
-        p = u - 1
-        if p < 0 or units.seg[p] != units.seg[u] or p in picked or p in out:
-            continue
-        r = int(units.seg[p])
-        opens_segment = p == 0 or units.seg[p - 1] != r
+#: a turn opening on one of these goes on with what was said before the interviewer's
+#: "Mm."
+_GOES_ON = frozenset({"and", "but", "or"})
+
+
+def _is_answer(text: str) -> bool:
+    """Whether a short sentence opening a turn answers the question: not a question
+    itself ("Honestly?"), an acknowledgement or assent alone ("Okay.", "Yeah.", "It
+    was."), nor a remark that takes the floor ("Good question.")."""
+    words = [_norm(w) for w in _WORD.findall(text)]
+    return bool(words) and not _asks(text) and not all(w in _ACKNOWLEDGEMENTS for w in words) \
+        and not _NOT_AN_ANSWER.search(text)
+
+
+def _opening_answers(mine: np.ndarray, units: _Units, config: CoreIdeaConfig,
+                     turns: list[tuple[str, str]]) -> dict[int, tuple[int, ...]]:
+    """For each sentence of the case in the domain said after the short sentences that
+    open its turn, those of them that answer the question (:func:`_is_answer`).
+
+    Asked "What were you feeling?", a participant answers "Shame. Absolute shame. I
+    was mortified." and then explains ("I felt my whole body go hot and cold."). The
+    answer is too short for any of its sentences to be chosen on its own, yet it is
+    what the participant said in the domain: it goes with whichever sentence of that
+    turn is chosen. The opening is the run of sentences shorter than
+    ``min_sentence_words`` from the turn's start, up to its first longer sentence; a
+    question, an acknowledgement or a remark inside it ("Honestly? Defensive.") is
+    passed over, not taken. A turn that opens on "and", "but" or "or" ("And I did.",
+    after the interviewer's "Mm.") goes on with what was said before: no answer."""
+    own = {int(u) for u in mine}
+    out: dict[int, tuple[int, ...]] = {}
+    for u in sorted(own):
+        r = int(units.seg[u])
         opens_turn = r == 0 or turns[r - 1] != turns[r]
-        text = units.text[p]
-        words = [w.casefold() for w in _WORD.findall(text)]
-        if not (opens_segment and opens_turn) or not words \
-                or int(units.words[p]) >= config.min_sentence_words \
-                or int(units.words[p]) > budget or _asks(text) \
-                or all(w in _ACKNOWLEDGEMENTS for w in words) or _NOT_AN_ANSWER.search(text):
+        if not opens_turn or (u > 0 and units.seg[u - 1] == r):
+            continue                           # not the first sentence of a turn
+        first = _WORD.search(units.text[u])
+        if first is None or _norm(first.group()) in _GOES_ON:
             continue
-        out.append(p)
-        budget -= int(units.words[p])
+        answer, k = [], u
+        while k in own and turns[int(units.seg[k])] == turns[r] \
+                and int(units.words[k]) < config.min_sentence_words:
+            if _is_answer(units.text[k]):
+                answer.append(k)
+            k += 1
+        if not answer:
+            continue
+        while k in own and turns[int(units.seg[k])] == turns[r]:
+            out[k] = tuple(answer)
+            k += 1
     return out
 
 
@@ -1068,15 +1106,31 @@ def _choose(case, d, members, mine, cand, units: _Units, unit_vec, own_vector, v
     redundancy = np.zeros(len(cand))
     said = [f" {' '.join(_WORD.findall(units.text[int(u)].casefold()))} " for u in cand]
     repeated = np.zeros(len(cand), dtype=bool)
+    answer_of = _opening_answers(mine, units, config, turns)
+    answers: list[int] = []                    # the openings taken with a chosen sentence
     while len(chosen) < config.max_sentences:
         score = rel - config.diversity * redundancy if chosen else rel.copy()
-        score = np.where((words <= config.max_words - used) & ~repeated, score, -np.inf)
         score[chosen] = -np.inf
+        score[repeated] = -np.inf
+        # a sentence comes with its turn's short answer, and the word budget counts both;
+        # alone only when no sentence fits with its answer
+        taken = {int(cand[k]) for k in chosen} | set(answers)
+        score[[k for k, u in enumerate(cand) if int(u) in answers]] = -np.inf
+        extra = [[a for a in answer_of.get(int(u), ()) if a not in taken] for u in cand]
+        cost = words + np.array([int(units.words[e].sum()) if e else 0 for e in extra],
+                                dtype=np.int64)
+        with_answer = np.where(cost <= config.max_words - used, score, -np.inf)
+        if np.isfinite(with_answer).any():
+            score = with_answer
+        else:
+            score = np.where(words <= config.max_words - used, score, -np.inf)
+            cost, extra = words, [[] for _ in cand]
         best = int(np.argmax(score))
         if not np.isfinite(score[best]) or (chosen and score[best] <= 0):
             break
         chosen.append(best)
-        used += int(words[best])
+        answers += extra[best]
+        used += int(cost[best])
         redundancy = np.maximum(redundancy, red_matrix[best])
         # a sentence said again, whole or in part ("I don't really know what issues I
         # need to sort." then "I don't really know what issues I need to-"), is never
@@ -1084,8 +1138,8 @@ def _choose(case, d, members, mine, cand, units: _Units, unit_vec, own_vector, v
         repeated |= np.array([a in said[best] or said[best] in a for a in said], dtype=bool)
     if not chosen:
         return empty
-    picked = [int(cand[k]) for k in chosen]
-    picked += _short_answers(picked, units, config.max_words - used, config, turns)
+    picked = [int(cand[k]) for k in chosen] + [a for a in answers
+                                               if a not in {int(cand[k]) for k in chosen}]
     picked.sort(key=lambda u: (units.seg[u], units.span[u][0]))
     text = _joined([(int(units.seg[u]), *units.span[u], units.text[u]) for u in picked],
                    texts, turns)
