@@ -19,6 +19,7 @@ from pipeline.stages.coreideas import (
     CORE_IDEA_COLUMNS,
     GAP,
     CoreIdeaConfig,
+    _balance_quotes,
     _joined,
     _sentence_spans,
     _turn_keys,
@@ -481,3 +482,39 @@ def test_a_short_emphatic_answer_opening_the_turn_is_kept():
         for sid, a, b in row.spans:
             assert tidy_utterance(texts[sid[0]][a:b]) in row.core_idea
 
+
+def test_a_sentence_from_inside_a_quotation_gets_its_other_mark():
+    """A long turn is cut into segments inside a quotation: the core idea of one
+    domain began 'And I'm sorry for how I said it." …', closing a quotation it never
+    opened, and the other's 'I said, "I've been thinking' never closed one."""
+    seg = pd.DataFrame({
+        "segment_id": ["A:1:0", "A:1:1"], "case_id": ["A", "A"], "turn_index": [1, 1],
+        "text": ['So I named it. I said something like, "I have been thinking about last '
+                 'week and the GP.',
+                 'And I am sorry for how I said it." She was quiet for a bit, and then she '
+                 'laughed.']})
+    dom = np.array([1, 0], dtype=np.int64)
+    df = core_ideas(seg, dom, fake_encode(seg["text"].tolist()), CoreIdeaConfig())
+    ideas = dict(zip(df["domain_id"], df["core_idea"]))
+    assert ideas[0].startswith('"And I am sorry for how I said it."'), ideas[0]
+    assert ideas[1].endswith('"I have been thinking about last week and the GP."'), ideas[1]
+    for row in df.itertuples():
+        assert row.core_idea.count('"') % 2 == 0
+    # both marks of a quotation in the core idea, or none: nothing added
+    whole = core_ideas(seg, np.zeros(2, dtype=np.int64), fake_encode(seg["text"].tolist()),
+                       CoreIdeaConfig(max_words=60, max_sentences=4)).iloc[0]
+    assert whole.core_idea.count('"') == 2, whole.core_idea
+
+
+@pytest.mark.parametrize("text, balanced", [
+    ('sorry for how I said it." And she laughed.', '"sorry for how I said it." And she laughed.'),
+    ('And I said, "You\'re right to be annoyed.', 'And I said, "You\'re right to be annoyed."'),
+    ("…sorry, ” I told her.", "“…sorry, ” I told her."),
+    ("She said, “leave it.", "She said, “leave it.”"),
+    ('A pull to justify myself "but I told you in April".', 'A pull to justify myself "but I told '
+     'you in April".'),
+    ('She said "no." and left.', 'She said "no." and left.'),
+    ("No quotation here.", "No quotation here."),
+])
+def test_balance_quotes(text, balanced):
+    assert _balance_quotes(text) == balanced

@@ -102,6 +102,11 @@ answer, nor a turn opening on "and", "but" or "or", which goes on with the one b
 A sentence said again, whole or in part, is not chosen a second time for one
 core idea.
 
+A sentence taken from inside a quotation ('And I'm sorry for how I said it."', its
+opening mark in the sentence before) gets the quotation's other mark, at its start or
+end, so that the quotation does not open or close on nothing; the mark is not among
+the participant's words, and the spans are unchanged.
+
 If tidying would leave nothing of a text that has a word other than a filler,
 the text is returned with only its transcriber notes removed.
 """
@@ -781,16 +786,63 @@ def _joined(pieces: list[tuple[int, int, int, str]], texts: list[str],
     """The chosen sentences ``(segment row, start, end, tidied text)``, in transcript
     order, as one core idea: a space between sentences that follow each other in
     the transcript, :data:`GAP` where anything lies between them."""
-    out = []
+    runs: list[list[str]] = []
     for k, (r, a, _b, text) in enumerate(pieces):
         if k:
             pr, _pa, pb, _ = pieces[k - 1]
             next_to = (r == pr and not texts[r][pb:a].strip(" \t\r\n,;:-—–")) or (
                 r == pr + 1 and turns[r] == turns[pr] and not texts[pr][pb:].strip()
                 and not texts[r][:a].strip())
-            out.append(" " if next_to else GAP)
-        out.append(text)
-    return "".join(out)
+            if next_to:
+                runs[-1].append(text)
+                continue
+        runs.append([text])
+    return GAP.join(_balance_quotes(" ".join(run)) for run in runs)
+
+
+#: characters after which a straight double quote opens a quotation, and before which
+#: one closes it
+_BEFORE_OPENING = "([{—–-…/"
+_AFTER_CLOSING = ".,;:!?)]}…—–-/"
+
+
+def _balance_quotes(text: str) -> str:
+    """``text`` with a double quotation mark added for each one whose partner lies
+    outside it: an opening mark at the start for a closing one left alone, a closing
+    mark at the end for an opening one never closed.
+
+    A sentence taken from inside a quotation keeps one of its marks and not the
+    other: 'And I'm sorry for how I said it."' read as if the quotation closed on
+    nothing; the words before an orphaned closing mark were inside the quotation, and
+    so are those after an opening mark never closed. Straight marks are told apart by
+    what touches them (a space or the text's edge before an opening mark, after a
+    closing one); curly ones by their shape."""
+    depth, lead, shapes = 0, [], []
+    for i, ch in enumerate(text):
+        if ch == "“":
+            opens = True
+        elif ch == "”":
+            opens = False
+        elif ch == '"':
+            before = text[i - 1] if i else " "
+            after = text[i + 1] if i + 1 < len(text) else " "
+            if (before.isspace() or before in _BEFORE_OPENING) and not after.isspace():
+                opens = True
+            elif not before.isspace() and (after.isspace() or after in _AFTER_CLOSING):
+                opens = False
+            else:
+                opens = depth == 0
+        else:
+            continue
+        if opens:
+            depth += 1
+            shapes.append(ch)
+        elif depth:
+            depth -= 1
+            shapes.pop()
+        else:
+            lead.append("“" if ch == "”" else '"')
+    return "".join(lead) + text + "".join("”" if ch == "“" else '"' for ch in reversed(shapes))
 
 
 @dataclass
