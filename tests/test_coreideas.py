@@ -95,6 +95,15 @@ def fake_encode(texts):
      "Irritated with her, in my head I'd decided."),
     ("I was, um, in the room.", "I was in the room."),
     ("The kind, um, of person.", "The kind of person."),
+    # a filler between two noun phrases, the second naming or listing the first: one
+    # comma stays, or they run together ("the alliance Bordin")
+    ("We did a lot on the alliance, you know, Bordin, the bond, the tasks.",
+     "We did a lot on the alliance, Bordin, the bond, the tasks."),
+    ("I had a client, um, a woman about my age.", "I had a client, a woman about my age."),
+    ("I had, um, a client.", "I had a client."),
+    ("I told, um, Sarah.", "I told Sarah."),
+    ("The client, um, left.", "The client left."),
+    ("There wasn't a category for, um, the therapist.", "There wasn't a category for the therapist."),
     # a hyphen on the first word is the word's: a minus, a suffix said alone
     ("-10 degrees outside and cold.", "-10 degrees outside and cold."),
     ("-ish, I would say.", "-ish, I would say."),

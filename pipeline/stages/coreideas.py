@@ -77,7 +77,9 @@ in their order; only the first letter's case may change):
   "I mean" opening a sentence and not followed by "it", "that", ...); "like"
   followed by a comma after a pause, "and", "but", "so", "just" or a form of
   "be" ("it was like, really hard"). Commas touching a removed filler go
-  with it ("I was, um, thinking" -> "I was thinking");
+  with it ("I was, um, thinking" -> "I was thinking"), but for one where a new
+  clause or phrase follows, or a noun phrase naming the one before ("the
+  alliance, you know, Bordin" -> "the alliance, Bordin");
 * false starts and immediate repetitions: a run of one to four words said
   twice in a row, the two separated by nothing, a comma, a dash or an ellipsis
   ("I — I was", "we, we", "it was, it was", "very very", "it it"); the second
@@ -217,6 +219,42 @@ without within although though while
 """.split())
 
 
+#: words that open a noun phrase: one before a filler ends a noun phrase two words on
+#: at most ("the alliance, you know, Bordin"), and one after it opens another
+_DETERMINERS = frozenset("""
+the a an my your his her our their its this these those every each another
+""".split())
+
+
+#: words a noun phrase does not end on: "a category for, um, the therapist" is one
+#: phrase ("a category for the therapist")
+_NOT_PHRASE_ENDS = _DETERMINERS | _BE_AND_LINKS | _CLAUSE_OPENERS | _PHRASE_OPENERS | frozenset(
+    "of to for by as than like".split())
+
+
+def _apposition(toks, left: int, right: int) -> bool:
+    """Whether the filler whose commas are ``toks[left]`` and ``toks[right - 1]``
+    stands between two noun phrases, the second naming or listing the first: "the
+    alliance, you know, Bordin, the bond", "a client, um, a woman about my age". The
+    one before ends in a word one or two words after a determiner; the one after
+    starts with a determiner or a capitalised name. Dropping both commas ran them
+    into one ("the alliance Bordin"); a verb's object ("I had, um, a client") has no
+    determiner before the comma, and "the kind, um, of person" no phrase after it."""
+    if right >= len(toks) or left < 2 or not _is_word(toks[right][0]):
+        return False
+    after, before = toks[right][0], _norm(toks[left - 1][0])
+    named = after[:1].isupper() and not re.match(r"I\b", after)
+    if not (_norm(after) in _DETERMINERS or named) or not _is_word(toks[left - 1][0]) \
+            or before in _NOT_PHRASE_ENDS:
+        return False
+    for k in (left - 2, left - 3):
+        if k < 0 or not _is_word(toks[k][0]):
+            return False
+        if _norm(toks[k][0]) in _DETERMINERS:
+            return True
+    return False
+
+
 class _Gap:
     """A token list edited near a cursor: the items before it in ``head``, the rest in
     ``tail``, reversed; and as many lists in step with it (a token's normalised form,
@@ -279,8 +317,9 @@ def _drop(toks: _Gap, start: int, end: int) -> _Gap:
     A filler between two commas takes both when it sat inside a clause ("it was,
     you know, hard"), and only the one after it when a new clause or phrase follows
     ("sessions, like, is this useful": "sessions, is this useful"; "with her, you
-    know, in my head": "with her, in my head"), unless the word before is itself a
-    link ("And, you know, I cried": "And I cried")."""
+    know, in my head": "with her, in my head") or a noun phrase in apposition ("the
+    alliance, you know, Bordin": "the alliance, Bordin"), unless the word before is
+    itself a link ("And, you know, I cried": "And I cried")."""
     left, right = start, end
     if right < len(toks) and toks[right][0] in _DASHES and not toks[right][1]:
         right += 1                             # "um-": the dash is the filler's
@@ -289,7 +328,9 @@ def _drop(toks: _Gap, start: int, end: int) -> _Gap:
         right += 1
     opens = (right < len(toks) and _norm(toks[right][0]) in _CLAUSE_OPENERS | _PHRASE_OPENERS
              and left >= 2 and _is_word(toks[left - 2][0])
-             and _norm(toks[left - 2][0]) not in _BE_AND_LINKS)
+             and _norm(toks[left - 2][0]) not in _BE_AND_LINKS) \
+        or (took_comma and left > 0 and toks[left - 1][0] == "," and _apposition(toks, left - 1,
+                                                                             right))
     if left > 0 and toks[left - 1][0] == "," and (right >= len(toks) or not _is_word(toks[right][0])
                                                    or (took_comma and not opens)):
         left -= 1
