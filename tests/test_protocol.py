@@ -1446,3 +1446,55 @@ def test_a_how_long_question_answered_in_years_is_background():
               "Ten years ago I was the one being supervised, and badly."]
     result = infer_protocol(*study_with(events), fake_encode, ProtocolConfig())
     assert _second_prompt_in_frame(result) == {False}
+
+
+def test_a_greeting_stays_in_the_opening_area_of_a_protocol_file(tmp_path):
+    """"Hello Isla, thanks for making time for this." shares more words with the
+    closing "Thank you so much for your time today." than with the long opening
+    question of the team's file: the greeting was put in the closing area (its
+    frame_kind still "opening"), and the follow-up after it, listed under the opening
+    area's follow_ups, was then a question the file omits, asked after the frame: its
+    answer went to no area and the run asked the team to add it to the file. A
+    greeting is matched to the frame areas written before the content areas, a
+    closing to those after them; and a frame area's listed follow-up is filed there
+    when it is asked in another part of the frame."""
+    study = supervision_study()
+    parked = "That's absolutely fine, as long as you're parked!"
+    study["S1"][0:2] = [(_I, "Hello Isla, thanks for making time for this."),
+                        (_P, "Hi, no problem. I'm in the car, it's the only quiet place."),
+                        (_I, parked), (_P, "I'm parked, I promise, the engine is off."),
+                        (_I, "Before we start, are you happy for me to record?"),
+                        (_P, "Yes, all fine, go ahead.")]
+    still = "And is now still a good time? You're not rushing off?"
+    study["S1"][8:8] = [(_I, still), (_P, "No, I have until three, so plenty of time today.")]
+    turns, segs = build(study)
+    opening = ("Thanks for making time for this. Before we start, have you had a chance to read "
+               "the information sheet, and are you happy for me to record?")
+    path = tmp_path / "protocol.yaml"
+    path.write_text(
+        "areas:\n"
+        "- name: 'Interview frame: opening'\n  frame: true\n"
+        f"  questions: [{opening!r}]\n  follow_ups: [\"{parked}\", \"{still}\"]\n"
+        "- name: 'Interview frame: background'\n  frame: true\n"
+        f"  questions: [{BACKGROUND[0]!r}]\n"
+        f"- name: Feedback\n  questions: [{Q_FEEDBACK[0]!r}]\n"
+        f"- name: Reaction\n  questions: [{Q_REACTION[0]!r}]\n"
+        f"- name: Training\n  questions: [{Q_TRAINING[0]!r}]\n"
+        f"- name: Advice\n  questions: [{Q_ADVICE[0]!r}]\n"
+        "- name: 'Interview frame: closing'\n  frame: true\n"
+        f"  questions: [{CLOSING_Q[0]!r}, 'Thank you so much for your time today.']\n",
+        encoding="utf-8")
+    result = infer_protocol(turns, segs, fake_encode, ProtocolConfig(file=path))
+    names = [a.name for a in result.protocol.areas]
+    t = result.turns.set_index(["case_id", "turn_index"])
+    assert names[int(t.loc[("S1", 0), "area_id"])] == "Interview frame: opening"
+    assert t.loc[("S1", 0), "frame_kind"] == "opening"
+    assert names[int(t.loc[("S1", 2), "area_id"])] == "Interview frame: opening"
+    assert result.counts.get("prompts_not_in_protocol_after_frame", 0) == 0
+    reply = segs.index[(segs["case_id"] == "S1") & (segs["turn_index"] == 3)][0]
+    assert result.segment_area[reply] == names.index("Interview frame: opening")
+    # the opening's follow-up, asked after the background question: the opening's
+    assert names[int(t.loc[("S1", 6), "area_id"])] == "Interview frame: background"
+    assert names[int(t.loc[("S1", 8), "area_id"])] == "Interview frame: opening"
+    # a closing thanks, at the end, still goes to the closing area
+    assert names[int(t.loc[("S4", 22), "area_id"])] == "Interview frame: closing"

@@ -1967,10 +1967,13 @@ def _assign_given(prompts: list[_Prompt], qv: np.ndarray, given: Protocol,
     most similar question at ``join_similarity`` (``area_similarity`` when it says
     it moves on, or is a task), or the area the interviewers' own wordings of it
     point to (:func:`_interviewer_wordings`); frame prompts the protocol does not
-    cover get an inferred frame area added at the end; a frame area's listed
-    follow-ups, asked inside it, stay there; probes and the rest follow the area in
-    progress, but for a question the file does not list asked after the frame, which
-    answers no area."""
+    cover get an inferred frame area added at the end; a greeting or background
+    question is not matched to a frame area written after the content areas, nor a
+    closing to one written before them (:func:`_other_side_of_frame`); a frame area's
+    listed follow-ups, asked inside it, stay there, and asked in another part of the
+    frame or after a question of no area, go back to it; probes and the rest follow
+    the area in progress, but for a question the file does not list asked after the
+    frame, which answers no area."""
     owner = np.array([a.area_id for a in given.areas for _ in a.questions], dtype=np.int64)
     areas = list(given.areas)
     frame_given = {a.area_id for a in given.areas if a.frame}
@@ -1978,6 +1981,11 @@ def _assign_given(prompts: list[_Prompt], qv: np.ndarray, given: Protocol,
     # cased alike): asked inside that area, such a question stays there
     listed_follow_ups = {a.area_id: {" ".join(q.split()).casefold() for q in a.follow_ups}
                          for a in given.areas if a.frame and a.follow_ups}
+    listed_in: dict[str, set[int]] = defaultdict(set)
+    for area, asked in listed_follow_ups.items():
+        for q in asked:
+            listed_in[q].add(area)
+    away = _other_side_of_frame(given)
     worded = _interviewer_wordings(prompts, qv, owner, given_vecs, frame_given, config)
     word_areas = _area_words(given)
     # the file's questions, as asked word for word: each opens its own area, whatever
@@ -2010,6 +2018,10 @@ def _assign_given(prompts: list[_Prompt], qv: np.ndarray, given: Protocol,
                 # practise?" is nearer "How long have you been practising?" than "How
                 # has it changed the way you work?", and its answer was set apart
                 sims = np.where(np.isin(owner, list(frame_given)), -2.0, sims)
+            if len(sims) and away.get(p.frame):
+                # a greeting is not matched to the closing's "Thank you for your time
+                # today" (nor a thanks at the end to the opening) by its words
+                sims = np.where(np.isin(owner, list(away[p.frame])), -2.0, sims)
             best = int(owner[int(np.argmax(sims))]) if len(sims) else -1
             sim = float(sims.max()) if len(sims) else -2.0
             bar = config.area_similarity if (p.marked or p.kind == "task" or p.frame) \
@@ -2041,6 +2053,13 @@ def _assign_given(prompts: list[_Prompt], qv: np.ndarray, given: Protocol,
             elif " ".join(p.core.split()).casefold() in listed_follow_ups.get(current, ()):
                 p.area, p.final_kind = current, "follow_up"
                 counts["prompts_matched_as_frame_follow_up"] += 1
+            elif (current < 0 or areas[current].frame) and len(
+                    owners := listed_in.get(" ".join(p.core.split()).casefold(), ())) == 1:
+                # the team filed it under another area of the frame: asked in the frame,
+                # or after a question no area lists, it is that area's
+                p.area = current = next(iter(owners))
+                p.final_kind = "follow_up"
+                counts["prompts_matched_as_frame_follow_up"] += 1
             elif current >= 0 and areas[current].frame:
                 # a question the protocol does not list, asked after the frame (the
                 # background, the greeting): its answers are not small talk, so they are
@@ -2065,6 +2084,25 @@ def _assign_given(prompts: list[_Prompt], qv: np.ndarray, given: Protocol,
     counts["frame_areas"] = sum(a.frame for a in areas)
     counts["frame_areas_added"] = len(added)
     return Protocol(tuple(areas))
+
+
+def _other_side_of_frame(given: Protocol) -> dict[str, set[int]]:
+    """For each part of the interview frame, the frame areas of a protocol file it is
+    not matched to: a greeting or a background question ("opening", "background") not
+    to the frame areas written after the last content area, a closing not to those
+    written before the first. Areas keep the file's order, so those are the closing's
+    and the opening's. "Hello Isla, thanks for making time for this." shares more
+    words with the closing "Thank you so much for your time today." than with a long
+    opening question, and was put in the closing area. A part for which every frame
+    area of the file is on the other side keeps them all."""
+    content = [i for i, a in enumerate(given.areas) if not a.frame]
+    if not content:
+        return {}
+    before = {a.area_id for i, a in enumerate(given.areas) if a.frame and i < content[0]}
+    after = {a.area_id for i, a in enumerate(given.areas) if a.frame and i > content[-1]}
+    frame = {a.area_id for a in given.areas if a.frame}
+    out = {"opening": after, "background": after, "closing": before}
+    return {kind: areas for kind, areas in out.items() if areas and frame - areas}
 
 
 def _as_asked(question: str) -> str:
