@@ -64,13 +64,19 @@ class Corpus:
     #: what ingest changed in the texts it read, for the manifest's counts
     #: (control_characters_replaced, control_characters_removed; see pipeline/stages/ingest.py)
     counts: Mapping[str, int] = field(default_factory=dict)
+    #: case_id -> the timed pieces its turns were merged from (a subtitle file's cues,
+    #: a timed table's rows), each ``(start_char, end_char, start_time, end_time)`` in
+    #: the source text, in text order: a segment takes the times of the pieces it spans
+    #: (pipeline/stages/segment.py), not its whole turn's. A case without is absent.
+    times: Mapping[str, tuple[tuple[int, int, float, float], ...]] = field(default_factory=dict)
 
 
 # --- Segment ----------------------------------------------------------------
 #: One row per meaning unit (a run of sentences within one turn).
 #: segment_id   str   "<case_id>:<turn_index>:<n>", stable across runs
 #: case_id, turn_index, speaker, role, start_char, end_char, start_time, end_time,
-#: source_file    as in TURN_COLUMNS (offsets of this segment's text)
+#: source_file    as in TURN_COLUMNS (offsets of this segment's text; its times are those
+#:                of the cues or timed rows it spans, where ingest kept them: Corpus.times)
 #: text         str   exactly ``source.text[start_char:end_char]``
 #: question     str   text of the interviewer turn this segment answers ("" if none)
 #: question_turn_index int  turn_index of that question (-1 if none)

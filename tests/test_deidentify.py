@@ -185,6 +185,20 @@ def test_a_name_in_a_labels_aside_is_replaced_and_the_role_kept(tmp_path):
     assert list(new.turns["role"]) == ["interviewer", "participant"]
 
 
+def test_the_times_of_a_turns_cues_move_with_its_words(tmp_path):
+    """A segment takes the times of the cues it spans (Corpus.times): once names are
+    replaced the cues' offsets are the new text's, so each cue still holds its words."""
+    (tmp_path / "A2.vtt").write_text(
+        "WEBVTT\n\n00:00:01.000 --> 00:00:02.000\n<v Interviewer>How was it?</v>\n\n"
+        "00:00:03.000 --> 00:00:04.000\n<v P1>Maria Lopez met me there.</v>\n\n"
+        "00:00:05.000 --> 00:00:06.000\n<v P1>It helped.</v>\n", encoding="utf-8")
+    icfg = IngestConfig(paths=["."])
+    new = deidentify_corpus(ingest(icfg, tmp_path), NO_NER, icfg).corpus
+    text = new.sources["A2"].text
+    assert [(text[a:b], t0) for a, b, t0, _ in new.times["A2"]] == [
+        ("How was it?", 1.0), ("PERSON_1 met me there.", 3.0), ("It helped.", 5.0)]
+
+
 def test_types_can_be_chosen_and_keep_words_are_kept():
     config = DeidentifyConfig(enabled=True, types=["EMAIL"], keep=[])
     assert replaced("Maria wrote from a@b.org in 2019.", config) == "Maria wrote from EMAIL_1 in 2019."

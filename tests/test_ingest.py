@@ -681,6 +681,29 @@ def test_vtt_teams_voice_tags_merge_consecutive_cues(tmp_path):
     assert corpus.skipped == ()
 
 
+def test_each_segment_of_a_long_cue_turn_has_the_times_of_its_own_cues(tmp_path):
+    """A speaker's consecutive cues make one turn, but its segments keep the times of
+    the cues they span: each segment of a 630-word turn carried the turn's four
+    minutes, and a team going back to the recording had the whole turn to search."""
+    from pipeline.stages.segment import SentenceSegmenter
+
+    said = ["We met every week at first.", "Then it was every other week.",
+            "She wrote the plan down with me.", "I kept it on the fridge door.",
+            "My partner read it too sometimes.", "That helped more than I thought."]
+    cues = "".join(f"00:00:{10 + 5 * n:02d}.000 --> 00:00:{14 + 5 * n:02d}.000\n"
+                   f"<v Jon Park>{line}</v>\n\n" for n, line in enumerate(said))
+    write(tmp_path, "T20.vtt", "WEBVTT\n\n00:00:01.000 --> 00:00:04.000\n"
+          "<v Mara Reyes>How often did you meet?</v>\n\n" + cues)
+    corpus = run(tmp_path, roles={"mara reyes": "interviewer"})
+    assert corpus.turns["end_time"].tolist() == [4.0, 39.0]        # the turn: all cues
+    segments = SentenceSegmenter(target_words=10, max_words=14, min_words=1).segment(
+        corpus).segments
+    assert segments["text"].tolist() == [" ".join(said[i:i + 2]).replace(". ", ".\n")
+                                         for i in (0, 2, 4)]
+    assert segments[["start_time", "end_time"]].to_numpy().tolist() == [
+        [10.0, 19.0], [20.0, 29.0], [30.0, 39.0]]
+
+
 def test_vtt_zoom_prefixes_crlf_and_short_timestamps(tmp_path):
     text = ("WEBVTT\n\n1\n00:01.000 --> 00:03.000\nMara Reyes: What brought you back?\n\n"
             "2\n00:03.500 --> 00:06.000\nSam Ortiz: Honestly? The waiting list.\n\n"

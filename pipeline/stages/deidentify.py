@@ -1798,6 +1798,7 @@ def deidentify_corpus(corpus: Corpus, config: DeidentifyConfig, ingest_config=No
     renamed: dict[str, str] = {}                 # case id -> its id without names
     files: dict[str, str] = {}
     taken: set[str] = set()
+    times: dict[str, tuple[tuple[int, int, float, float], ...]] = {}
     for case_id, source in corpus.sources.items():
         rows = turns["case_id"] == case_id
         labels = list(dict.fromkeys(turns.loc[rows, "speaker"]))
@@ -1821,6 +1822,10 @@ def deidentify_corpus(corpus: Corpus, config: DeidentifyConfig, ingest_config=No
         turns.loc[rows, "text"] = [result.text[s:e] for s, e in zip(starts, ends, strict=True)]
         turns.loc[rows, "speaker"] = [result.labels.get(x, x) for x in turns.loc[rows, "speaker"]]
         turns.loc[rows, "source_file"] = path
+        if case_id in corpus.times:
+            # the timed pieces move with the words, as the turns do
+            times[new_id] = tuple((to_new(a, False), to_new(b, True), t0, t1)
+                                  for a, b, t0, t1 in corpus.times[case_id])
     for key in roles:
         if key not in global_names and deid._has_known(key):
             global_names[key] = deid.pseudonymise_label(key)
@@ -1831,7 +1836,7 @@ def deidentify_corpus(corpus: Corpus, config: DeidentifyConfig, ingest_config=No
     if renamed and cases is not None:
         cases = cases.assign(case_id=cases["case_id"].replace(renamed))
     new = Corpus(turns=turns, cases=_deidentified_cases(cases, results, deid),
-                 sources=sources, skipped=skipped)
+                 sources=sources, skipped=skipped, times=times)
     return Deidentified(new, results, originals, files, config, model,
                         deid.n_config_names, global_names, renamed)
 

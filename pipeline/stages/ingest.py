@@ -445,8 +445,11 @@ def ingest(config: IngestConfig, base_dir: Path = Path(".")) -> Corpus:
     counts.update({"paths_not_read": n_listed,
                    **{key: sum(r.tally[key] for r in reads) for key in _TALLIES}})
     records = []
+    times: dict[str, tuple[tuple[int, int, float, float], ...]] = {}
     for case in cases.values():
         text = case.source.text
+        if any(len(turn.pieces) > 1 for turn in case.turns):
+            times[case.case_id] = tuple(p for turn in case.turns for p in turn.pieces)
         roles, unmatched, asked = reader.roles.assign(case.turns, text)
         if asked is not None:
             skipped.append(Skipped(case.source.path, (
@@ -475,7 +478,7 @@ def ingest(config: IngestConfig, base_dir: Path = Path(".")) -> Corpus:
         case_frame = case_frame.merge(given.drop(columns=both), on="case_id", how="left")
     return Corpus(turns=turns, cases=case_frame,
                   sources={cid: case.source for cid, case in cases.items()},
-                  skipped=tuple(skipped), counts=counts)
+                  skipped=tuple(skipped), counts=counts, times=times)
 
 
 def _given_attributes(case_ids: list[str], given: dict[str, dict[str, str]]) -> pd.DataFrame:
@@ -497,6 +500,10 @@ class _Turn:
     start_time: float = math.nan
     end_time: float = math.nan
     role: str | None = None          # given by a table's role column
+    #: the timed pieces (cues, table rows) merged into this turn, each
+    #: ``(start, end, start_time, end_time)``: a segment of a long turn takes its own
+    #: pieces' times (see ``Corpus.times``)
+    pieces: list[tuple[int, int, float, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -1261,8 +1268,10 @@ class _Reader:
                 turns[-1].end = end
                 turns[-1].end_time = cue.end if math.isnan(last) else (
                     last if math.isnan(cue.end) else max(last, cue.end))
+                turns[-1].pieces.append((start, end, cue.start, cue.end))
             else:
-                turns.append(_Turn(label, start, end, cue.start, cue.end))
+                turns.append(_Turn(label, start, end, cue.start, cue.end,
+                                   pieces=[(start, end, cue.start, cue.end)]))
         if not turns:
             raise InputError(
                 "has no speaker names in its cues: expected <v Name> voice tags (Teams) or "

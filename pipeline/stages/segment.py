@@ -13,6 +13,8 @@ segment carries the interviewer question it answers.
 
 from __future__ import annotations
 
+import bisect
+import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
@@ -160,6 +162,7 @@ class _SegmenterBase(ABC):
                 left(i, 0, len(text), text, backchannel)
                 continue
             turn = {c: v[i] for c, v in col.items()}
+            pieces = corpus.times.get(turn["case_id"])
             n = 0
             for s, e in spans:
                 unit = text[s:e]
@@ -175,13 +178,15 @@ class _SegmenterBase(ABC):
                         f"{turn['case_id']}:{int(turn['turn_index'])} (chars {at + s}-{at + e})")
                     left(i, s, e, text, too_short if short else no_words)
                     continue
+                at = int(turn["start_char"])
+                start_time, end_time = (pieces and span_times(pieces, at + s, at + e)) or \
+                    (turn["start_time"], turn["end_time"])
                 rows.append({
                     "segment_id": f"{turn['case_id']}:{int(turn['turn_index'])}:{n}",
                     "case_id": turn["case_id"], "turn_index": int(turn["turn_index"]),
                     "speaker": turn["speaker"], "role": turn["role"], "text": unit,
-                    "start_char": int(turn["start_char"]) + s,
-                    "end_char": int(turn["start_char"]) + e,
-                    "start_time": turn["start_time"], "end_time": turn["end_time"],
+                    "start_char": at + s, "end_char": at + e,
+                    "start_time": start_time, "end_time": end_time,
                     "source_file": turn["source_file"], "question": questions[i],
                     "question_turn_index": q_idx[i], "n_words": nw})
                 n += 1
@@ -221,6 +226,33 @@ class _SegmenterBase(ABC):
     @abstractmethod
     def _spans(self, texts: list[str]) -> list[list[tuple[int, int]]]:
         """Character spans of the units of each text, in order."""
+
+
+def span_times(pieces: tuple[tuple[int, int, float, float], ...], start: int,
+               end: int) -> tuple[float, float] | None:
+    """``(start_time, end_time)`` of the characters ``start:end`` of a case's source:
+    from the earliest start to the latest end of the timed pieces (``Corpus.times``:
+    the cues or table rows its turns were merged from) that share a character with
+    them, NaN where none of those pieces has a time; None when no piece holds them
+    (the turn's times are then used). Every segment of a 600-word
+    turn read from a .vtt carried the whole turn's four minutes, and a team going
+    back to the recording found the quote in none of them.
+
+    ``pieces`` are in text order and do not overlap, so the first one is found by
+    bisection and the walk stops at the first piece past ``end``."""
+    starts, ends = [], []
+    for i in range(max(bisect.bisect_right(pieces, (start, math.inf)) - 1, 0), len(pieces)):
+        a, b, t0, t1 = pieces[i]
+        if a >= end:
+            break
+        if b > start:
+            starts.append(t0)
+            ends.append(t1)
+    if not starts:
+        return None
+    begun = [t for t in starts if not math.isnan(t)]
+    ended = [t for t in ends if not math.isnan(t)]
+    return (min(begun) if begun else math.nan, max(ended) if ended else math.nan)
 
 
 def _trim(text: str, s: int, e: int) -> tuple[int, int]:
