@@ -8,6 +8,7 @@ same places. A turn longer than spaCy's ``nlp.max_length`` is sentencized in pie
 from __future__ import annotations
 
 import random
+import re
 import time
 
 import pandas as pd
@@ -16,20 +17,43 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.stages import segment
-from pipeline.stages.segment import _WORD, SentenceSegmenter, _pieces, _trim, count_words
+from pipeline.stages.segment import (
+    _WORD,
+    CLAUSE_WORDS,
+    SentenceSegmenter,
+    _pieces,
+    _trim,
+    count_words,
+)
 from pipeline.types import Corpus, SourceText
 
 
 def reference_cut_long(text: str, s: int, e: int, max_words: int) -> list[tuple[int, int]]:
-    """The earlier ``SentenceSegmenter._cut_long``, kept verbatim as the reference: it
-    found the words of the rest of the sentence again after every cut."""
+    """``SentenceSegmenter._cut_long`` written plainly as the reference: it finds the
+    words of the rest of the line again after every cut (the first cut took time
+    quadratic in the length so)."""
+    if count_words(text[s:e]) <= max_words:
+        return [(s, e)]
+    pieces = []
+    for line in re.finditer(r"[^\r\n]+", text[s:e]):
+        a, b = _trim(text, s + line.start(), s + line.end())
+        if a < b:
+            pieces.extend(_reference_cut_line(text, a, b, max_words))
+    return pieces
+
+
+def _reference_cut_line(text: str, s: int, e: int, max_words: int) -> list[tuple[int, int]]:
     pieces = []
     while count_words(text[s:e]) > max_words:
         words = list(_WORD.finditer(text, s, e))
         limit = words[max_words - 1].end()
         floor = words[max_words // 2].end()
         cut = max(text.rfind(c, floor, limit) for c in ",;–—")
-        cut = cut + 1 if cut >= floor else limit
+        if cut >= floor:
+            cut += 1
+        else:
+            cut = next((words[j].start() for j in range(max_words, max_words // 2, -1)
+                        if words[j].group().lower() in CLAUSE_WORDS), limit)
         a, b = _trim(text, s, cut)
         pieces.append((a, b))
         s, e = _trim(text, cut, e)
@@ -38,7 +62,7 @@ def reference_cut_long(text: str, s: int, e: int, max_words: int) -> list[tuple[
     return pieces
 
 
-_TOKENS = ["so", "I", "don't", "know", "well-meaning", "it’s", "café", "Zürich", "42", "_x_",
+_TOKENS = ["so", "and", "When", "I", "don't", "know", "well-meaning", "it’s", "café", "Zürich", "42", "_x_",
            ",", ";", " – ", "—", " - ", "-", "'", "’", "...", "(", ")", "[laughs]", "\n",
            "\r\n", "  ", "\t", " ", ", ", "; ", "日本語", "ß", "\u00a0", "🙂"]
 
@@ -75,6 +99,30 @@ def test_cut_points_are_the_same_as_before_for_any_text(parts, max_words):
     if s < e:
         seg = SentenceSegmenter(target_words=max_words, max_words=max_words, min_words=1)
         assert seg._cut_long(text, s, e) == reference_cut_long(text, s, e, max_words)
+
+
+def test_a_long_unpunctuated_turn_is_cut_where_its_cues_end():
+    """Speech recognition writes a whole answer without a full stop: it is one sentence,
+    and it was cut every max_words words, mid-phrase. Its cues (a subtitle turn's lines)
+    end where the speaker paused: the units end with them, near target_words."""
+    rng = random.Random(5)
+    words = ["i", "felt", "she", "remembered", "what", "said", "week", "to", "my", "thoughts"]
+    cues = [" ".join(rng.choice(words) for _ in range(12)) for _ in range(14)]   # 168 words
+    text = "\n".join(cues)
+    units = SentenceSegmenter(target_words=40, max_words=80, min_words=1)._spans([text])[0]
+    assert [text[a:b] for a, b in units] == ["\n".join(cues[i:i + 4]) for i in (0, 4, 8)] + \
+        ["\n".join(cues[12:])]
+
+
+def test_a_long_line_without_commas_is_cut_before_a_clause_not_mid_phrase():
+    """One line a turn (a .txt from speech recognition), no punctuation: the cut falls
+    before a word opening a clause in the second half of the unit, not at word 80."""
+    first = " ".join(["we", "talked", "about", "the", "plan"] * 12)          # 60 words
+    text = f"{first} and he would call me out when i was avoiding things " + \
+        " ".join(["it", "was", "hard"] * 10)
+    units = SentenceSegmenter(target_words=40, max_words=80, min_words=1)._spans([text])[0]
+    assert [text[a:b] for a, b in units][0].endswith("call me out")
+    assert text[units[1][0]:].startswith("when i was avoiding things")
 
 
 def _unpunctuated(n_chars: int) -> str:

@@ -263,6 +263,17 @@ def _trim(text: str, s: int, e: int) -> tuple[int, int]:
     return s, e
 
 
+#: A line of a text, its line break excluded: where a sentence too long for one unit is
+#: cut first (:meth:`SentenceSegmenter._cut_long`)
+_LINE_BREAK = re.compile(r"[^\r\n]+")
+
+#: Words that open a clause in English speech: where a line too long for one unit and
+#: without a comma is cut, before the word (:meth:`SentenceSegmenter._cut_line`)
+CLAUSE_WORDS = frozenset("""
+and but so because cause 'cause or then when whenever while after before until since
+although though if unless whereas which where
+""".split())
+
 _OPEN_CLOSE = {"[": "]", "(": ")"}
 
 
@@ -341,8 +352,10 @@ class SentenceSegmenter(_SegmenterBase):
 
     Sentences are added to a unit until it reaches ``target_words`` or the next
     sentence would pass ``max_words``. A single sentence longer than ``max_words``
-    (run-on speech is common in transcripts) is cut at a comma, semicolon or dash
-    near the limit, else at a word boundary. Backchannel sentences at the edges of
+    (run-on speech is common in transcripts, and speech recognition often writes no
+    full stop at all) is cut at its line breaks (a subtitle file's cue boundaries),
+    then at a comma, semicolon or dash near the limit, else before a word opening a
+    clause ("and", "because"), else at a word boundary. Backchannel sentences at the edges of
     a unit ("Yeah. So what happened was ...") are trimmed off.
     """
 
@@ -389,14 +402,37 @@ class SentenceSegmenter(_SegmenterBase):
         return out
 
     def _cut_long(self, text: str, s: int, e: int) -> list[tuple[int, int]]:
+        """``text[s:e]``, one sentence of more than ``max_words`` words, cut into pieces
+        of at most ``max_words`` words: first at its line breaks, then each line still
+        too long at a clause boundary (:meth:`_cut_line`); :meth:`_group` makes units of
+        the pieces as it does of sentences.
+
+        Speech recognition writes long turns without a full stop, so a whole answer is
+        one "sentence", and it was cut every ``max_words`` words mid-phrase ("he would
+        call call me out when i was | avoiding things"). Its line breaks are where it
+        paused: in a subtitle file each cue is a line of its turn (a speaker's cues are
+        joined with line breaks), in a transcript a new paragraph or line.
+        """
+        if count_words(text[s:e]) <= self.max_words:
+            return [(s, e)]
+        pieces: list[tuple[int, int]] = []
+        for line in _LINE_BREAK.finditer(text, s, e):
+            a, b = _trim(text, *line.span())
+            if a < b:
+                pieces.extend(self._cut_line(text, a, b))
+        return pieces
+
+    def _cut_line(self, text: str, s: int, e: int) -> list[tuple[int, int]]:
         """``text[s:e]`` cut into pieces of at most ``max_words`` words, each ending at the
-        last comma, semicolon or dash in its second half, else after its last word.
+        last comma, semicolon or dash in its second half, else before the last word in
+        its second half that opens a clause (:data:`CLAUSE_WORDS`: "and", "because",
+        "when"; unpunctuated speech has no comma), else after its last word.
 
         The words are found once and a cursor walks them, so a turn of any length (a
         whole unpunctuated recording) costs time linear in its length. Re-finding the
         words after each cut would give the same words, because a cut always falls on
-        a non-word character (after a comma or dash, or where a whole word ends), but
-        costs time quadratic in the length.
+        a non-word character (after a comma or dash, before a word, or where a whole
+        word ends), but costs time quadratic in the length.
         """
         words = [m.span() for m in _WORD.finditer(text, s, e)]
         starts = [w[0] for w in words]
@@ -407,7 +443,13 @@ class SentenceSegmenter(_SegmenterBase):
             limit = ends[first + self.max_words - 1]
             floor = ends[first + self.max_words // 2]
             cut = max(text.rfind(c, floor, limit) for c in ",;–—")
-            cut = cut + 1 if cut >= floor else limit
+            if cut >= floor:
+                cut += 1
+            else:
+                # before a clause's first word, the piece keeping more than half the words
+                cut = next((starts[j] for j in range(first + self.max_words,
+                                                     first + self.max_words // 2, -1)
+                            if text[starts[j]:ends[j]].lower() in CLAUSE_WORDS), limit)
             a, b = _trim(text, s, cut)
             pieces.append((a, b))
             s, e = _trim(text, cut, e)
