@@ -953,6 +953,73 @@ def test_a_stamp_that_is_no_time_is_read_as_none_and_noted(tmp_path):
     assert "2 time stamp(s)" in note.reason and "'99:99:99'" in note.reason and note.kept
 
 
+ASR_TABLE = ("start,end,speaker,text\n"
+             "1.0,4.35,SPEAKER_00,\"Okay, we're recording now, is that okay?\"\n"
+             "5.05,6.3,SPEAKER_01,\"Yes, that's fine.\"\n"
+             "7.0,10.7,SPEAKER_00,What brought you to the clinic?\n"
+             "11.4,25.6,SPEAKER_01,My sister found the clinic online because she was\n"
+             "25.7,31.2,SPEAKER_01,worried about how much I was drinking.\n"
+             "00:00:31.900,00:00:40.000,SPEAKER_01,After my dad died I was not sleeping.\n"
+             "41.0,43.5,SPEAKER_00,And then?\n")
+
+
+def test_a_table_of_one_interview_is_read_like_a_subtitle_file(tmp_path):
+    """A speech-recognition export (start, end, speaker, text) holds one interview and
+    no case id: it was refused for the missing column. Its case is the file's name, as
+    for every other format; a speaker's consecutive rows make one turn, as a .vtt's
+    cues do (each row had been a participant turn of its own), and the rows' times
+    are read, the turn's and each row's (for the segments cut from the turn)."""
+    write(tmp_path, "C10.csv", ASR_TABLE)
+    corpus = run(tmp_path, roles={"SPEAKER_00": "interviewer"})
+    assert_exact(corpus)
+    assert list(corpus.cases["case_id"]) == ["C10"]
+    assert [(s, r) for s, r, _ in turns_of(corpus, "C10")] == [
+        ("SPEAKER_00", "interviewer"), ("SPEAKER_01", "participant"),
+        ("SPEAKER_00", "interviewer"), ("SPEAKER_01", "participant"),
+        ("SPEAKER_00", "interviewer")]
+    assert turns_of(corpus, "C10")[3][2] == (
+        "My sister found the clinic online because she was\nworried about how much I was "
+        "drinking.\nAfter my dad died I was not sleeping.")
+    assert corpus.turns[["start_time", "end_time"]].to_numpy().tolist() == [
+        [1.0, 4.35], [5.05, 6.3], [7.0, 10.7], [11.4, 40.0], [41.0, 43.5]]
+    text = corpus.sources["C10"].text
+    assert [(text[a:b][:9], t0, t1) for a, b, t0, t1 in corpus.times["C10"]][3:6] == [
+        ("My sister", 11.4, 25.6), ("worried a", 25.7, 31.2), ("After my ", 31.9, 40.0)]
+    assert corpus.skipped == ()
+
+
+def test_a_workbook_of_one_interview_is_read_like_a_subtitle_file(tmp_path):
+    book = openpyxl.Workbook()
+    table = pd.read_csv(io.StringIO(ASR_TABLE))
+    book.active.append(list(table.columns))
+    for row in table.itertuples(index=False):
+        book.active.append(list(row))
+    book.save(tmp_path / "C11.xlsx")
+    corpus = run(tmp_path, roles={"SPEAKER_00": "interviewer"})
+    assert list(corpus.cases["case_id"]) == ["C11"]
+    assert (corpus.turns["role"] == "participant").sum() == 2
+    assert corpus.turns["start_time"].tolist()[:4] == [1.0, 5.05, 7.0, 11.4]
+
+
+def test_a_table_row_whose_time_is_no_time_keeps_its_words_and_is_noted(tmp_path):
+    write(tmp_path, "C12.csv", "start,end,speaker,text\n1.0,4.0,I,How was it?\n"
+                               "soon,9.0,P,Hard at first.\n9.5,9.0,P,Then easier.\n")
+    corpus = run(tmp_path)
+    assert [t[2] for t in turns_of(corpus, "C12")] == ["How was it?",
+                                                      "Hard at first.\nThen easier."]
+    assert corpus.turns["start_time"].iloc[1] != corpus.turns["start_time"].iloc[1]   # NaN
+    note = next(s for s in corpus.skipped if "without their times" in s.reason)
+    assert note.kept and "row 3: start 'soon' is no time" in note.reason
+    assert "row 4: it ends (9 s) before it starts (9.5 s)" in note.reason
+
+
+def test_a_table_named_case_id_column_that_is_missing_is_still_refused(tmp_path):
+    """A case id column named in the config on purpose is not guessed away."""
+    write(tmp_path, "C13.csv", "start,end,speaker,text\n1.0,4.0,I,How was it?\n")
+    with pytest.raises(InputError, match=r"no column 'interview' \(ingest.table.case_id\)"):
+        run(tmp_path, table={"case_id": "interview"})
+
+
 def test_csv_missing_column_names_the_file_and_column(tmp_path):
     write(tmp_path, "turns.csv", "case_id,who,text\nT25,P25,Hi\n")
     with pytest.raises(InputError) as caught:

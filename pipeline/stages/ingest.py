@@ -318,16 +318,24 @@ _MAX_WORDS_IN_LABEL = 4
 
 
 class TableMapping(BaseModel):
-    """Column names of a .csv/.xlsx transcript table (one row per turn)."""
+    """Column names of a .csv/.xlsx transcript table (one row per turn, or per timed
+    piece of speech in a speech-recognition export)."""
 
     model_config = ConfigDict(extra="forbid")
 
+    #: a table without this column is one interview, the file's name its case id (as
+    #: for every other format), unless the column is named here on purpose
     case_id: str = "case_id"
     speaker: str = "speaker"
     text: str = "text"
     turn_index: str | None = "turn_index"   # orders the rows when the column exists
     role: str | None = None                 # a column holding roles directly
     sheet: str | int = 0                    # .xlsx sheet name or 0-based position
+    #: when the row was said (seconds, or a time stamp "00:01:02.5"), used when the
+    #: column exists; a table with times is an export of timed speech, whose
+    #: consecutive rows of one speaker make one turn, as a subtitle file's cues do
+    start: str | None = "start"
+    end: str | None = "end"
 
 
 class IngestConfig(BaseModel):
@@ -1063,7 +1071,7 @@ class _Reader:
         sha = hashlib.sha256(data).hexdigest()
         suffix = path.suffix.lower()
         if suffix in (".csv", ".xlsx"):
-            return self._table(suffix, data, shown, sha)
+            return self._table(suffix, data, shown, sha, path.stem)
         if suffix == ".qdpx":
             return self._project(path, shown, sha)
         tally: Counter[str] = Counter()
@@ -1404,7 +1412,7 @@ class _Reader:
         return _Read(cases, notes, replaced, removed, tally)
 
     # .csv, .xlsx
-    def _table(self, suffix: str, data: bytes, shown: str, sha: str) -> _Read:
+    def _table(self, suffix: str, data: bytes, shown: str, sha: str, stem: str) -> _Read:
         tally: Counter[str] = Counter()
         if suffix == ".csv":
             text, encoding = decode_bytes(data, self.config.encoding, path=shown,
@@ -1428,7 +1436,7 @@ class _Reader:
                     f"sheet (ingest.table.sheet, here '{sheet}'); put the cases on one sheet, "
                     "or save each sheet as a workbook of its own")))
         frame, replaced, removed = _clean_frame(frame)
-        result = _table_cases(frame, written, self.config.table, shown, sha, encoding,
+        result = _table_cases(frame, written, self.config.table, shown, sha, encoding, stem,
                               letters=suffix != ".csv",
                               sheet=sheet if suffix == ".xlsx" else None)
         result.notes[:0] = first
@@ -2432,8 +2440,18 @@ def _rows_text(rows: list[int]) -> str:
 
 
 def _table_cases(frame: pd.DataFrame, written: list[str], mapping: TableMapping, shown: str,
-                 sha: str, encoding: str, *, letters: bool, sheet: str | None = None) -> _Read:
+                 sha: str, encoding: str, stem: str, *, letters: bool,
+                 sheet: str | None = None) -> _Read:
     """One case per case id; rows ordered by the turn_index column when there is one.
+
+    A table without the case id column (and whose config does not name one) is one
+    interview, case ``stem`` (the file's name), as a .vtt or .txt is: the export of a
+    speech-recognition tool (start, end, speaker, text) was refused for a column it
+    has no reason to hold. A table with a start or end column gives each row's times,
+    and its consecutive rows of one speaker (and role) make one turn, as a subtitle
+    file's cues do: such a tool writes a row a stretch of speech, and a 60-word
+    answer over three rows was three participant turns, each with its own question.
+    The rows' times are kept (``_Turn.pieces``) for the segments cut from the turn.
 
     A row whose turn_index cell is no whole number (empty, "12a") is kept, as the turn
     after the row above it in the file in its case, and noted with its file, sheet
@@ -2445,10 +2463,12 @@ def _table_cases(frame: pd.DataFrame, written: list[str], mapping: TableMapping,
     header names twice is refused (:func:`check_columns_read_once`)."""
     columns = list(frame.columns)
     found: dict[str, str | None] = {}
-    for key in ("case_id", "speaker", "text", "turn_index", "role"):
+    optional = ("turn_index", "start", "end")
+    for key in ("case_id", "speaker", "text", *optional, "role"):
         name = getattr(mapping, key)
         found[key] = _find_column(columns, name) if name else None
-        if name and found[key] is None and key != "turn_index":
+        one_interview = key == "case_id" and "case_id" not in mapping.model_fields_set
+        if name and found[key] is None and key not in optional and not one_interview:
             raise InputError(
                 f"has no column '{name}' (ingest.table.{key}); its columns are {columns}",
                 path=shown, hint=f"rename the column, or set ingest.table.{key} to its name "
@@ -2461,20 +2481,23 @@ def _table_cases(frame: pd.DataFrame, written: list[str], mapping: TableMapping,
         column = found[key]
         return list(frame[column]) if column else [""] * len(frame)
 
-    # (spreadsheet row, turn number or None, speaker, text, role), in file order
-    rows: dict[str, list[tuple[int, int | None, str, str, str | None]]] = {}
+    # (spreadsheet row, turn number or None, speaker, text, role, start, end), in file order
+    rows: dict[str, list[_Row]] = {}
     no_case: list[int] = []
     blank: list[int] = []          # rows with a case or a speaker but no text
     unnumbered: list[tuple[int, str, str]] = []      # (row, its turn_index cell, case)
     bad_role: dict[str, list[int]] = {}
-    keys = ("case_id", "speaker", "text", "turn_index", "role")
-    for i, (case_id, speaker, text, order, role) in enumerate(
+    untimed: list[tuple[int, str]] = []              # (row, why its times were not read)
+    keys = ("case_id", "speaker", "text", "turn_index", "role", "start", "end")
+    for i, (case_id, speaker, text, order, role, begun, ended) in enumerate(
             zip(*(cells(k) for k in keys), strict=True)):
         row = i + 2                                  # as numbered in a spreadsheet
         if not text.strip():
             if case_id.strip() or speaker.strip():
                 blank.append(row)                    # a row left empty is no row
             continue
+        if not found["case_id"]:
+            case_id = stem
         if not case_id.strip():
             no_case.append(row)
             continue
@@ -2485,8 +2508,11 @@ def _table_cases(frame: pd.DataFrame, written: list[str], mapping: TableMapping,
         if role is not None and role not in ROLES:
             bad_role.setdefault(case_id.strip(), []).append(row)
         turn = int(number.group(1)) if number else None if found["turn_index"] else i
+        start, end, why = _row_times(begun, ended, found)
+        if why:
+            untimed.append((row, why))
         rows.setdefault(case_id.strip(), []).append(
-            (row, turn, _norm_label(speaker), text, role))
+            (row, turn, _norm_label(speaker), text, role, start, end))
     # (rows by case, what is wrong with them, what to do)
     checks = [(bad_role, f"{found['role']} is not one of {', '.join(ROLES)}",
                "use participant, interviewer or other (or leave it empty)")]
@@ -2532,15 +2558,28 @@ def _table_cases(frame: pd.DataFrame, written: list[str], mapping: TableMapping,
         for k in range(1, len(case_rows)):
             r, before = case_rows[k], case_rows[k - 1]
             if not r[2] and before[2]:
-                case_rows[k] = (r[0], r[1], before[2], r[3], r[4] or before[4])
+                case_rows[k] = (r[0], r[1], before[2], r[3], r[4] or before[4], *r[5:])
                 continued.append(r[0])
         text = "\n".join(r[3] for r in case_rows)
-        turns, position = [], 0
-        for _, _, speaker, cell, role in case_rows:
+        turns: list[_Turn] = []
+        position = 0
+        timed = bool(found["start"] or found["end"])
+        for _, _, speaker, cell, role, start, end in case_rows:
             span = _strip_span(text, position, position + len(cell))
             position += len(cell) + 1
-            if span is not None:
-                turns.append(_Turn(speaker, *span, role=role))
+            if span is None:
+                continue
+            piece = (*span, start, end)
+            last = turns[-1] if turns else None
+            if timed and last is not None and (last.speaker, last.role) == (speaker, role):
+                # one speaker's next row goes on with the turn, as a .vtt's next cue does
+                last.end = span[1]
+                last.start_time = start if math.isnan(last.start_time) else last.start_time
+                last.end_time = end if math.isnan(last.end_time) else (
+                    last.end_time if math.isnan(end) else max(last.end_time, end))
+                last.pieces.append(piece)
+            else:
+                turns.append(_Turn(speaker, *span, start, end, role=role, pieces=[piece]))
         cases.append(_Case(case_id, SourceText(case_id, shown, text, sha, encoding), turns))
     if not cases and repeated:
         # every case was left out for the same reason: the file is refused with it, not
@@ -2577,10 +2616,46 @@ def _table_cases(frame: pd.DataFrame, written: list[str], mapping: TableMapping,
             f"{_rows_text(sorted(continued))}: the {found['speaker']} cell is empty, so the "
             "speaker of the row before in the same case was taken (a turn split over rows); "
             "fill in the cell if that is not who spoke"), kept=True))
+    if untimed:
+        listed = "; ".join(f"row {row}: {why}" for row, why in untimed[:10]) + \
+            (" ..." if len(untimed) > 10 else "")
+        notes.append(Skipped(shown, (
+            f"{len(untimed)} row(s) were read without their times ({listed}); their words "
+            "were kept: what to do: write each time as seconds (12.5) or as a time stamp "
+            "(00:00:12.500)"), kept=True))
     return _Read(cases, notes, tally=read)
 
 
-def _turn_order(case_rows: list[tuple[int, int | None, str, str, str | None]]):
+#: one row of a transcript table: (spreadsheet row, turn number or None, speaker, text,
+#: role or None, start and end time in seconds or NaN)
+_Row = tuple[int, int | None, str, str, str | None, float, float]
+#: a time cell: seconds ("12.5", "12,5") or a time stamp ("00:00:12.500", "0:12,5", "1:02")
+_TIME_CELL = re.compile(r"\s*(?:(\d+(?:[.,]\d+)?)|((?:\d+:)?\d{1,2}:\d{2}(?:[.,]\d+)?))\s*")
+
+
+def _row_times(begun: str, ended: str, found: Mapping[str, str | None]
+               ) -> tuple[float, float, str | None]:
+    """A table row's start and end in seconds (NaN for an empty cell, or for a table
+    without the column), and why they were not read, or None: a cell that is no
+    time, or an end before the start (both are then dropped, as a subtitle cue's)."""
+    times = []
+    for key, cell in (("start", begun), ("end", ended)):
+        if not cell.strip():
+            times.append(math.nan)
+            continue
+        match = _TIME_CELL.fullmatch(cell)
+        value = (float(match[1].replace(",", ".")) if match[1] else _stamp_seconds(match[2])) \
+            if match else math.nan
+        if math.isnan(value):
+            return math.nan, math.nan, f"{found[key]} '{cell.strip()[:30]}' is no time"
+        times.append(value)
+    start, end = times
+    if end < start:
+        return math.nan, math.nan, f"it ends ({end:g} s) before it starts ({start:g} s)"
+    return start, end, None
+
+
+def _turn_order(case_rows: list[_Row]):
     """The sort key of one case's rows (in file order, each with its turn number or
     None): by turn number, a row without one right after the row above it in the file
     (after any rows that share that row's number), rows without one in file order."""
