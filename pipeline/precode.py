@@ -651,7 +651,7 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
         seg = label_segments(new, vecs[len(train):], clf, cats, threshold)
     else:
         (seg, shards, deid_files, deid_summary, skipped, read_sha256,
-         deid_originals) = _code_in_shards(cfg, clf, cats, threshold, Path(out), engine,
+         deid_originals, worker_kernels) = _code_in_shards(cfg, clf, cats, threshold, Path(out), engine,
                                            scheduler, shard_size, retries, cluster)
         if seg.empty:
             raise InputError("no participant speech to code in the new transcripts"
@@ -718,7 +718,8 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
             # CPU kernels the classifier and the embedder computed with
             **codebook_pin(Path(codebook), cb),
             "consensa_version": __version__, "seed": cfg.seed,
-            "versions": versions(), "kernels": kernels(),
+            "versions": versions(),
+            "kernels": kernels() if shards is None else _with_workers(kernels(), worker_kernels),
             "run_folder": str(run_folder),
             "transcripts": str(transcripts.resolve()), "threshold": threshold,
             # how the transcripts were read, so that an export can read the same texts
@@ -892,10 +893,16 @@ def _code_in_shards(cfg, clf: Classifier, cats: dict[int, tuple], threshold: flo
         seg, deid_files, deid_summary, originals = report.read(), {}, {"enabled": False}, {}
     else:
         seg, deid_files, deid_summary, originals = _deidentified_shards(report)
+    worker_kernels: dict[str, dict] = {}          # each set of kernels the workers reported
     for shard in report.shards:         # what each shard left out, in the order of the files
         extra = report.extra(shard)
         if extra is not None:
-            skipped += [Skipped(**n) for n in json.loads(extra.decode("utf-8")).get("skipped", [])]
+            kept = json.loads(extra.decode("utf-8"))
+            skipped += [Skipped(**n) for n in kept.get("skipped", [])]
+            if isinstance(kept.get("kernels"), dict):
+                found = worker_kernels.setdefault(json.dumps(kept["kernels"], sort_keys=True),
+                                                  {**kept["kernels"], "shards": 0})
+                found["shards"] += 1
     seg, dropped = _first_copy_of_each_case(seg.reset_index(drop=True))
     skipped = _summed(skipped) + dropped
     for note in dropped:                # a dropped copy's de-identified text goes too
@@ -905,7 +912,24 @@ def _code_in_shards(cfg, clf: Classifier, cats: dict[int, tuple], threshold: flo
     ledger = read_ledger(report.out_dir)
     read_sha256 = {split_part(f["path"])[0]: f["sha256"] for shard in report.shards
                    for f in (ledger.get(shard.id) or {}).get("files", [])}
-    return seg, report, deid_files, deid_summary, skipped, read_sha256, originals
+    return (seg, report, deid_files, deid_summary, skipped, read_sha256, originals,
+            list(worker_kernels.values()))
+
+
+def _with_workers(here: dict, workers: list[dict]) -> dict:
+    """The manifest's ``kernels`` of a sharded pre-coding: this process's (it embedded
+    the judged segments and fitted the classifier) and, under ``workers``, each set of
+    kernels the shards' workers reported, with how many shards computed with it (the
+    new segments' vectors and codes are theirs). Said of this process alone, "torch:
+    not loaded" read as if no vector had been computed with PyTorch, while the workers
+    had computed every new one with it."""
+    out = dict(here)
+    if isinstance(out.get("torch"), str) and out["torch"].startswith("not loaded"):
+        out["torch"] = ("not loaded in this process: the judged segments' vectors came from "
+                        "the cache, or from an embedder without it; the new segments' "
+                        "vectors were computed by the workers (see workers)")
+    out["workers"] = workers    # a shard an older version finished reported none
+    return out
 
 
 def _summed(notes: list[Skipped]) -> list[Skipped]:
@@ -1138,8 +1162,12 @@ def code_shard(files: list[str], *, config: dict, classifier_path: str,
     new = segmentation.segments.reset_index(drop=True)
     if not new.empty:           # a shard of title pages: nothing to code, nothing lost
         new = label_segments(new, embedder.encode(new["text"].tolist()), clf, cats, threshold)
-    # what the shard left out travels with its rows (the report lists it)
-    kept = {"skipped": [n.as_dict() for n in (*corpus.skipped, *segmentation.skipped)]}
+    # what the shard left out travels with its rows (the report lists it), and the
+    # kernels its vectors and codes were computed with (the manifest records them)
+    from .run import kernels
+
+    kept = {"skipped": [n.as_dict() for n in (*corpus.skipped, *segmentation.skipped)],
+            "kernels": kernels()}
     if deid is not None:
         kept["sources"] = [{"case_id": cid, "path": src.path, "text": src.text,
                             "original_sha256": deid.original_sources[cid].sha256}

@@ -81,6 +81,27 @@ def test_shards_code_as_one_process_does_and_a_stopped_job_goes_on(codebook, tmp
     assert (got["category_id"] == want["category_id"]).mean() >= 0.95
 
 
+def test_the_manifest_names_the_kernels_the_workers_computed_with(codebook, tmp_path):
+    """The shards' workers embed and code the new segments: the manifest said of
+    PyTorch only that this process had not loaded it, as if no vector had been
+    computed with it, while the workers had computed every one."""
+    from pipeline.run import kernels
+
+    new = write_study(tmp_path / "new", n_cases=3)
+    out = tmp_path / "sharded"
+    assert main(["precode", str(codebook), "--transcripts", str(new), "--out", str(out),
+                 "--engine", "local", "--shard-size", "2"]) == 0
+    m = json.loads((out / "manifest.json").read_text())
+    workers = m["kernels"]["workers"]
+    assert sum(w["shards"] for w in workers) == 2 == m["shards"]["computed"]
+    here = kernels()
+    for worker in workers:
+        assert worker["machine"] == here["machine"] and worker["numpy"]
+        # the embedder computed with PyTorch there: its CPU capability, not "not loaded"
+        assert worker["torch"] == str(__import__("torch").backends.cpu.get_cpu_capability())
+    assert "not loaded" not in m["kernels"]["torch"] or "workers" in m["kernels"]["torch"]
+
+
 def _as_one_table(folder: Path, table: Path) -> Path:
     """The interviews of ``folder`` as one transcript table (case_id, speaker, text,
     turn_index), with a last case that gives one turn number twice: ingest leaves it out."""
@@ -152,6 +173,10 @@ def test_shards_run_on_a_dask_local_cluster_the_cluster_file_describes(codebook,
                  "--engine", "dask", "--shard-size", "2", "--cluster", str(cluster)]) == 0
     m = json.loads((dask / "manifest.json").read_text())
     assert m["shards"]["engine"].startswith("dask") and m["shards"]["computed"] == 2
+    # the workers' own processes embedded with PyTorch, and say so
+    workers = m["kernels"]["workers"]
+    assert sum(w["shards"] for w in workers) == 2
+    assert all(not w["torch"].startswith("not loaded") for w in workers)
     got, want = _codes(dask), _codes(one)
     assert list(got.index) == list(want.index)
     assert (got["category_id"] == want["category_id"]).mean() >= 0.95
