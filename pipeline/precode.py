@@ -457,6 +457,176 @@ def codebook_categories(cb: dict) -> dict[int, tuple[str, int, str]]:
             for d in cb["domains"] for c in d["categories"]}
 
 
+def category_identity(cb: dict) -> dict[int, dict]:
+    """What identifies each category of a codebook beyond its id: id -> its name, the
+    themes of the run it comes from (``from_themes``: a theme merged in adds its id)
+    and the proposed subcategory it keeps (``proposed_subcategory``), where it has them.
+    An id is a number an apply gives out; a later apply may give it to another category
+    (a category created before it), while the themes and proposed subcategories a
+    category comes from stay theirs."""
+    out = {}
+    for d in cb["domains"]:
+        for c in d["categories"]:
+            sub = c.get("proposed_subcategory")
+            out[int(c["id"])] = {
+                "category": str(c["name"]),
+                "from_themes": tuple(int(t) for t in c.get("from_themes") or []),
+                "proposed_subcategory": int(sub) if sub is not None and int(sub) >= 0 else None}
+    return out
+
+
+#: a batch's name: its output folder's name and when it was pre-coded
+_BATCH_NAME = re.compile(r"^(?P<folder>.+)-(?P<at>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\+00:00|Z)?)$")
+
+#: why a stored choice names no category of the codebook used now
+GONE = "its category is no longer in the codebook (rejected, dropped or taken apart since)"
+AMBIGUOUS = "its category is more than one category of the codebook used now"
+UNKNOWN = ("it was made against another codebook, which is not kept, and its id alone "
+           "does not say which category it was")
+
+
+@dataclass
+class ChoiceReader:
+    """Reads a stored queue choice's category in the codebook used now.
+
+    A choice names a category by id, and an id is only what one apply of the review
+    gave out: after the judges created a category, merged, rejected or renamed one,
+    the same id can be another category ("19 – Supervisor was supportive" read back
+    as "Therapist emotion"). So a choice is stored with the sha256 of the codebook it
+    was made against and what identifies its category there (:func:`category_identity`).
+    Made against the codebook used now, its id is read as it is; made against another,
+    its category is found by identity: renamed or merged since, the category it became;
+    no longer there, or more than one, none (:meth:`read` says why; the segment goes
+    back to the queue, never to another category).
+
+    A choice stored before choices carried these was made against the codebook its
+    batch's pre-coding pins (its manifest's ``codebook_sha256``, ``pins``); with that
+    codebook kept beside the batch (``kept``: its identities by sha256) its id is read
+    there; otherwise only an id of one of the run's own themes says which category it
+    was (a theme keeps its id), any other id none. A batch whose folder is not found
+    was pre-coded with the codebook used now if that was applied before the batch was
+    made.
+    """
+
+    sha256: str
+    categories: dict[int, tuple]
+    identity: dict[int, dict]
+    run_themes: frozenset[int] = frozenset()
+    applied_at: str | None = None
+    pins: dict[str, str] = field(default_factory=dict)
+    kept: dict[str, dict[int, dict]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, cb: dict, codebook: Path, run_folder: Path,
+           batch_folders: Iterable[Path] = ()) -> ChoiceReader:
+        """The reader for ``cb`` (read from ``codebook``), with the pins and kept
+        codebooks of the earlier batches whose folders are in ``batch_folders``."""
+        from .fsutil import file_sha256
+
+        themes = RunFolder(run_folder).themes()
+        own = frozenset(int(t) for t in themes["theme_id"]) if "theme_id" in themes else frozenset()
+        review = cb.get("review") if isinstance(cb.get("review"), dict) else {}
+        reader = cls(file_sha256(codebook), codebook_categories(cb), category_identity(cb),
+                     own, str(review.get("applied_at") or "") or None)
+        for folder in batch_folders:
+            reader.add_batch(Path(folder))
+        return reader
+
+    def add_batch(self, folder: Path) -> None:
+        """Learn which codebook the pre-coding in ``folder`` was made with (and its
+        categories, if the folder keeps a copy of it)."""
+        try:
+            manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError, UnicodeDecodeError):
+            return
+        if not isinstance(manifest, dict) or not manifest.get("codebook_sha256"):
+            return
+        pin = str(manifest["codebook_sha256"])
+        self.pins.setdefault(str(manifest.get("batch")), pin)
+        copy = folder / KEPT_CODEBOOK
+        if pin not in self.kept and copy.is_file():
+            from .fsutil import file_sha256
+
+            if file_sha256(copy) == pin:
+                self.kept[pin] = category_identity(
+                    check_codebook(safeyaml.load_file(copy, what="codebook") or {}, copy))
+
+    def made_against(self, v: Mapping) -> str | None:
+        """The sha256 of the codebook a stored choice was made against, if known."""
+        if v.get("codebook_sha256"):
+            return str(v["codebook_sha256"])
+        batch = str(v.get("batch") or "")
+        if batch in self.pins:
+            return self.pins[batch]
+        m = _BATCH_NAME.match(batch)
+        if m and self.applied_at and self.applied_at <= m.group("at").replace("Z", "+00:00"):
+            return self.sha256
+        return None
+
+    def read(self, v: Mapping) -> tuple[int | None, str]:
+        """A stored choice's category id in this codebook (or :data:`NONE`), and ""; or
+        None and why it names none (:data:`GONE`, :data:`AMBIGUOUS`, :data:`UNKNOWN`)."""
+        cid = int(v["category_id"])
+        if cid == NONE:
+            return NONE, ""
+        made = self.made_against(v)
+        if made == self.sha256:
+            return (cid, "") if cid in self.categories else (None, GONE)
+        if v.get("category"):
+            ident = {"category": v["category"], "from_themes": tuple(v.get("from_themes") or ()),
+                     "proposed_subcategory": v.get("proposed_subcategory")}
+        elif made in self.kept:
+            ident = self.kept[made].get(cid)
+            if ident is None:
+                return None, UNKNOWN
+        elif cid in self.run_themes:
+            ident = {"category": "", "from_themes": (cid,), "proposed_subcategory": None}
+        else:
+            return None, UNKNOWN
+        return self.find(ident)
+
+    def find(self, ident: Mapping) -> tuple[int | None, str]:
+        """The category of this codebook that ``ident`` identifies: the one keeping its
+        proposed subcategory; else the one holding its themes (a category merged into
+        another: that one), preferring one that is a theme itself to one split off it;
+        else the one of its name."""
+        sub = ident.get("proposed_subcategory")
+        themes = set(ident.get("from_themes") or ())
+        if sub is not None:
+            found = [c for c, i in self.identity.items() if i["proposed_subcategory"] == int(sub)]
+        elif themes:
+            found = [c for c, i in self.identity.items() if themes & set(i["from_themes"])]
+            if len(found) > 1:
+                found = [c for c in found if c in self.identity[c]["from_themes"]] or found
+        else:
+            key = " ".join(str(ident.get("category") or "").split()).casefold()
+            found = [c for c, i in self.identity.items()
+                     if " ".join(i["category"].split()).casefold() == key]
+        if len(found) == 1:
+            return found[0], ""
+        return None, (GONE if not found else AMBIGUOUS)
+
+
+#: the copy of its codebook a pre-coding keeps in its output folder
+KEPT_CODEBOOK = "codebook.yaml"
+
+
+def batch_folders(batches: Iterable[str], near: Iterable[Path]) -> list[Path]:
+    """The output folders of the pre-codings ``batches`` found in the folders ``near``
+    (a batch is named after its folder): where a batch's manifest says which codebook
+    its queue was coded against."""
+    out = []
+    for batch in set(batches):
+        m = _BATCH_NAME.match(str(batch))
+        if not m:
+            continue
+        for base in near:
+            folder = Path(base) / m.group("folder")
+            if folder.is_dir() and folder not in out:
+                out.append(folder)
+    return out
+
+
 def training_set(cb: dict, run_folder: Path, labels: pd.DataFrame) -> pd.DataFrame:
     """The judged segments with their final category, or :data:`NONE`.
 
@@ -578,15 +748,26 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
 
     cats = codebook_categories(cb)
     train = training_set(cb, run_folder, labels)
-    n_choices = n_disagreed = n_gone = 0
+    n_choices = n_disagreed = n_gone = n_unread_train = n_followed = 0
+    # each stored choice is read in this codebook by what its category is, not its id
+    # alone: the batches beside the codebook, the run and the output say which codebook
+    # their choices were made against
+    near = [Path(codebook).parent, run_folder.parent] + ([Path(out).parent] if out else [])
+    reader = ChoiceReader.of(cb, Path(codebook), run_folder, batch_folders(
+        (v.get("batch", "") for v in latest_choices(run_folder).values()), near))
     if retrain:
-        stored = stored_choices(run_folder, cats, merged_into(cb))
+        stored = stored_choices(run_folder, reader)
         n_choices, n_disagreed = len(stored), stored.attrs["n_disagreed"]
-        n_gone = stored.attrs["n_not_in_codebook"]
+        n_gone, n_followed = stored.attrs["n_not_in_codebook"], stored.attrs["n_followed"]
+        n_unread_train = stored.attrs["n_unread"]
         log.info("retrain with %d stored queue choice(s) of earlier batches", n_choices)
-        if n_gone:
-            log.warning("%d stored queue choice(s) left out of the retraining: they name a "
-                        "category that is not in this codebook (rejected since)", n_gone)
+        if n_followed:
+            log.info("%d stored queue choice(s) name a category whose id changed since "
+                     "(renamed, merged or renumbered): read as the category it became",
+                     n_followed)
+        for why, n in stored.attrs["unread"].items():
+            log.warning("%d stored queue choice(s) left out of the retraining, with their "
+                        "segments: %s", n, why)
         if n_disagreed:
             log.warning("%d queued segment(s) left out of the retraining: the people who coded "
                         "them chose different categories, as many for one as for another",
@@ -660,9 +841,15 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
         log.warning("%s %s: %s", "note on" if note.kept else "left out", note.what, note.reason)
     # a segment people coded in an earlier batch's queue keeps their code, retrained or not:
     # the classifier that learned it is no better judge of it than they were
-    seg = apply_people_choices(seg, run_folder, cats, merged_into(cb))
+    seg = apply_people_choices(seg, run_folder, cats, reader)
+    n_unread = int(seg.attrs.get("n_unread", 0))
     n_by_people = int((seg["status"] == BY_PEOPLE).sum())
-    n_split = int((seg["needs_human"] & (seg["people_choices"] != "")).sum())
+    n_split = int((seg["needs_human"] & (seg["people_choices"] != "")).sum()) - n_unread
+    if n_unread:
+        log.warning("%d segment(s) queued again: a person's choice for them in an earlier "
+                    "queue names a category this codebook cannot tell (made against another "
+                    "codebook, or its category rejected or taken apart since); see the "
+                    "queue's last column", n_unread)
     if n_by_people:
         log.info("%d segment(s) keep the code people chose for them in an earlier queue",
                  n_by_people)
@@ -733,12 +920,16 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
                            f"fewer than {NONE_MIN_SEGMENTS} segments from 2 cases: no 'none' "
                            "class; a segment below the threshold goes to the queue"},
             "retrain": {"enabled": retrain, "n_choices": n_choices,
-                        "n_disagreed": n_disagreed, "n_not_in_codebook": n_gone},
+                        "n_disagreed": n_disagreed, "n_not_in_codebook": n_gone,
+                        # read by identity: id changed since / category not told here
+                        "n_followed": n_followed, "n_unread": n_unread_train},
             "n_training_segments": len(train), "n_segments": len(seg),
             "n_coded": int((seg["status"] == "coded").sum()),
             # coded by people in an earlier batch's queue (same segment id, same text), and
             # those they split evenly on, queued again (counted in n_needs_human too)
             "n_coded_by_people": n_by_people, "n_split_by_people": n_split,
+            # queued again: a person's choice names a category this codebook cannot tell
+            "n_choices_unread": n_unread,
             "n_none": int((seg["status"] == "none").sum()),
             "n_small_talk": int(seg["small_talk"].sum()),
             "n_needs_human": int(seg["needs_human"].sum()),
@@ -760,6 +951,10 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
         }
         if shards is not None:
             manifest["shards"] = shards.as_dict()
+        # the codebook as it coded: codebook.yaml is rewritten by every `review apply`,
+        # and this batch's ids, its queue's and its people's choices are this one's
+        shutil.copyfile(codebook, tmp / KEPT_CODEBOOK)
+        manifest["codebook_kept"] = KEPT_CODEBOOK
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -1311,6 +1506,14 @@ class QueueChoice:
     confidence: float
     comment: str
     source: str
+    #: what identifies the category beyond its id, in the codebook it was chosen from
+    #: (:func:`category_identity`): its name, the themes it comes from, the proposed
+    #: subcategory it keeps; and that codebook's sha256. A later codebook may give the
+    #: id to another category (:class:`ChoiceReader` reads the choice by these)
+    category: str = ""
+    from_themes: tuple[int, ...] = ()
+    proposed_subcategory: int | None = None
+    codebook_sha256: str = ""
 
     def item(self, batch: str) -> str:
         return queue_item(batch, self.segment_id)
@@ -1498,7 +1701,7 @@ def import_queue(path: Path, by: str) -> QueueImport:
     meta, rows, comment_only, blank = read_queue(path)
     batch = _batch_of(meta, Path(path))
     choices, errors = [], []
-    unknown = gone = False
+    unknown = gone = changed = False
     for row in rows:
         cid = row.category_id
         if cid is not None and cid != NONE and row.name and cid in batch.categories:
@@ -1526,6 +1729,14 @@ def import_queue(path: Path, by: str) -> QueueImport:
             errors.append(f"{row.source}, column 'code as category': {cid} is not "
                           "a category of the codebook")
             continue
+        elif cid != NONE and not row.name and batch.codebook_changed:
+            # the workbook's list gave this id to a category of the codebook the batch was
+            # pre-coded with; the codebook now may give it to another one
+            unknown = changed = True
+            errors.append(f"{row.source}, column 'code as category': {cid} alone does not "
+                          f"say which category: {batch.codebook} changed since this batch "
+                          "was pre-coded, and the id may name another category in it now")
+            continue
         try:
             choice = batch.choice(row.segment_id, cid, row.comment, by)
         except InputError:
@@ -1538,6 +1749,8 @@ def import_queue(path: Path, by: str) -> QueueImport:
         hints = ["type a category's id or name as the 'categories' sheet lists it, or "
                  "'none'"] if unknown else []
         hints += ["keep the segment id column as it was written"] if gone else []
+        hints += ["type the category's name (\"12 – Trauma language\", or the name "
+                  "alone)"] if changed else []
         raise InputError(f"{len(errors)} problem(s) in the queue workbook:\n  "
                          + "\n  ".join(errors[:30]), path=path,
                          hint="; ".join(hints) + "; nothing was imported")
@@ -1546,8 +1759,10 @@ def import_queue(path: Path, by: str) -> QueueImport:
 
     def stored_as_is(c: QueueChoice) -> bool:
         v = latest.get((by, c.item(batch.batch)))
-        return v is not None and (v.get("category_id"), v.get("comment", "")) == \
-            (c.category_id, c.comment)
+        # a choice stored before it carried its codebook's sha256 is stored again, with it
+        return v is not None and (v.get("category_id"), v.get("comment", ""),
+                                  v.get("codebook_sha256")) == \
+            (c.category_id, c.comment, c.codebook_sha256)
 
     new = [c for c in choices if not stored_as_is(c)]
     if new:
@@ -1644,40 +1859,59 @@ def agreed_code(codes: Iterable[int]) -> int | None:
 BY_PEOPLE = "coded_by_people"
 
 
-def people_votes(run_folder: Path, cats: Mapping[int, tuple] | None = None,
-                 merged: Mapping[int, int] | None = None) -> dict[tuple[str, str], dict[str, dict]]:
+def read_choices(run_folder: Path, reader: ChoiceReader | None
+                 ) -> tuple[dict[tuple[str, str], dict], dict[tuple[str, str], dict]]:
+    """The latest stored choice per (person, item), read in the codebook used now: those
+    whose category it names (``category_id`` that category's id there, ``stored_category_id``
+    the id as stored), and those whose category it does not (``unread``: why). With no
+    reader, every choice is read by its id as stored."""
+    read, unread = {}, {}
+    for key, v in latest_choices(run_folder).items():
+        cid, why = (int(v["category_id"]), "") if reader is None else reader.read(v)
+        if cid is None:
+            unread[key] = {**v, "unread": why}
+        else:
+            read[key] = {**v, "category_id": cid, "stored_category_id": int(v["category_id"])}
+    return read, unread
+
+
+def people_votes(run_folder: Path, reader: ChoiceReader | None = None
+                 ) -> dict[tuple[str, str], dict[str, dict]]:
     """The stored queue choices of every batch, by segment: (segment id, its text) ->
     {person: their latest choice}. A segment is the one people coded only if its id
     and its text are both the same: a transcript edited since gives the id to other
-    words, whose code nobody chose. A choice of a category merged since counts for the
-    one it joined; one of a category no longer in the codebook is left out."""
+    words, whose code nobody chose. Each choice is read in the codebook used now
+    (``reader``): a category renamed or merged since counts as the one it became; a
+    choice whose category cannot be told there keeps its ``unread`` reason, and the
+    segment goes back to the queue (:func:`apply_people_choices`)."""
+    read, unread = read_choices(run_folder, reader)
     out: dict[tuple[str, str], dict[str, dict]] = {}
-    for (who, _), v in latest_choices(run_folder).items():
-        cid = int(v["category_id"])
-        cid = (merged or {}).get(cid, cid) if cid != NONE else cid
-        if cats is not None and cid != NONE and cid not in cats:
-            continue
+    for (who, _), v in [*read.items(), *unread.items()]:
         votes = out.setdefault((str(v["segment_id"]), str(v["text"])), {})
         was = votes.get(who)
         if was is None or str(v.get("chosen_at", "")) >= str(was.get("chosen_at", "")):
-            votes[who] = {**v, "category_id": cid}
+            votes[who] = v
     return out
 
 
 def apply_people_choices(seg: pd.DataFrame, run_folder: Path, cats: dict[int, tuple],
-                         merged: Mapping[int, int] | None = None) -> pd.DataFrame:
+                         reader: ChoiceReader | None = None) -> pd.DataFrame:
     """The segments with the codes people chose for them in an earlier batch's queue.
 
     A segment of the same id and the same text as one people coded takes the code most
     of them chose, whatever the classifier says now: status :data:`BY_PEOPLE`, never
     queued again, ``coded_by`` naming who chose that code. One they split evenly on
     stays in the queue (or goes back to it), since the classifier cannot settle what
-    the people did not. ``people_choices`` holds each person's choice (JSON) for both.
+    the people did not; so does one with a choice whose category the codebook used now
+    cannot tell (:class:`ChoiceReader`), counted in ``attrs["n_unread"]``: never coded
+    with the category that has its id now. ``people_choices`` holds each person's choice
+    (JSON) for all of them.
     """
     seg = seg.copy()
     seg["coded_by"] = ""
     seg["people_choices"] = ""
-    votes = people_votes(run_folder, cats, merged)
+    seg.attrs["n_unread"] = 0
+    votes = people_votes(run_folder, reader)
     if not votes or seg.empty:
         return seg
     name_of = {**{c: v[0] for c, v in cats.items()}, NONE: "none"}
@@ -1685,16 +1919,31 @@ def apply_people_choices(seg: pd.DataFrame, run_folder: Path, cats: dict[int, tu
                                seg["needs_human"].to_numpy(dtype=bool).copy(),
                                seg["category_id"].to_numpy(dtype=int).copy())
     coded_by, said = seg["coded_by"].to_list(), seg["people_choices"].to_list()
+    n_unread = 0
+
+    def listed(v: dict) -> dict:
+        if v.get("unread"):
+            was = v.get("category") or f"category {v['category_id']}"
+            return {"who": v["who"], "category_id": NONE, "category": f"{was} (not read: "
+                    f"{v['unread']})", "unread": v["unread"],
+                    "stored_category_id": int(v["category_id"])}
+        return {"who": v["who"], "category_id": int(v["category_id"]),
+                "category": name_of.get(int(v["category_id"]), "")}
+
     for i, (sid, text) in enumerate(zip(seg["segment_id"].astype(str), seg["text"].astype(str),
                                         strict=True)):
         by = votes.get((sid, text))
         if not by:
             continue
-        said[i] = json.dumps([{"who": who, "category_id": int(v["category_id"]),
-                               "category": name_of.get(int(v["category_id"]), ""),
+        said[i] = json.dumps([{**listed({**v, "who": who}),
                                "comment": str(v.get("comment") or ""),
                                "chosen_at": v.get("chosen_at"), "batch": v.get("batch")}
                               for who, v in sorted(by.items())], ensure_ascii=False)
+        if any(v.get("unread") for v in by.values()):
+            # what this person chose cannot be told in this codebook: a person decides again
+            status[i], needs[i], category[i] = "needs_human", True, NONE
+            n_unread += 1
+            continue
         top = agreed_code(int(v["category_id"]) for v in by.values())
         if top is None:
             status[i], needs[i], category[i] = "needs_human", True, NONE
@@ -1707,20 +1956,11 @@ def apply_people_choices(seg: pd.DataFrame, run_folder: Path, cats: dict[int, tu
     seg["category"] = [cats[c][0] if c in cats else "" for c in seg["category_id"]]
     seg["domain_id"] = [cats[c][1] if c in cats else -1 for c in seg["category_id"]]
     seg["domain"] = [cats[c][2] if c in cats else "" for c in seg["category_id"]]
+    seg.attrs["n_unread"] = n_unread
     return seg
 
 
-def merged_into(cb: dict) -> dict[int, int]:
-    """Theme ids that are no category of the codebook themselves, but whose segments a
-    category took in (merged): old id -> the category's id. A choice made before the
-    merge names the old id."""
-    cats = codebook_categories(cb)
-    return {int(t): int(c["id"]) for d in cb["domains"] for c in d["categories"]
-            for t in c.get("from_themes") or [] if int(t) not in cats}
-
-
-def stored_choices(run_folder: Path, cats: dict[int, tuple] | None = None,
-                   merged: dict[int, int] | None = None) -> pd.DataFrame:
+def stored_choices(run_folder: Path, reader: ChoiceReader | None = None) -> pd.DataFrame:
     """The stored queue choices as training rows: one per queued segment.
 
     Each person's latest choice counts once; where several people coded the same
@@ -1729,22 +1969,20 @@ def stored_choices(run_folder: Path, cats: dict[int, tuple] | None = None,
     teach the classifier a contradiction); ``attrs["n_disagreed"]`` counts those, and
     ``attrs["n_people_choices"]`` the choices read. Columns as :func:`training_set`
     (label: the category id or :data:`NONE`); the case is prefixed with its batch, so
-    the case-grouped folds keep a new case whole. A choice of a category merged into
-    another since (``merged``, :func:`merged_into`) counts for that one; a choice of a
-    category no longer in the codebook at all (rejected) is left out and counted in
-    ``attrs["n_not_in_codebook"]``.
+    the case-grouped folds keep a new case whole. Each choice is read in the codebook
+    used now (``reader``, :class:`ChoiceReader`): a category renamed or merged since
+    counts as the one it became (``attrs["n_followed"]`` counts those whose id
+    changed); a choice whose category is no longer in the codebook, or cannot be told
+    in it, is left out, with its segment, and counted in ``attrs["n_not_in_codebook"]``
+    and ``attrs["n_unread"]`` (``attrs["unread"]``: how many for each reason).
     """
     cols = ["segment_id", "case_id", "text", "label", "origin"]
+    read, unread = read_choices(run_folder, reader)
+    not_read = {item for _, item in unread}
     by_item: dict[str, list[dict]] = {}
-    n_read = n_gone = 0
-    for (_, item), v in latest_choices(run_folder).items():
-        cid = int(v["category_id"])
-        cid = (merged or {}).get(cid, cid) if cid != NONE else cid
-        if cats is not None and cid != NONE and cid not in cats:
-            n_gone += 1
-            continue
-        by_item.setdefault(item, []).append({**v, "category_id": cid})
-        n_read += 1
+    for (_, item), v in read.items():
+        if item not in not_read:
+            by_item.setdefault(item, []).append(v)
     out, disagreed = [], 0
     for votes in by_item.values():
         top = agreed_code(int(v["category_id"]) for v in votes)
@@ -1755,8 +1993,12 @@ def stored_choices(run_folder: Path, cats: dict[int, tuple] | None = None,
         out.append({"segment_id": v["segment_id"], "case_id": f"{v['batch']}/{v['case_id']}",
                     "text": v["text"], "label": top, "origin": "queue"})
     frame = pd.DataFrame(out, columns=cols)
-    frame.attrs.update(n_disagreed=disagreed, n_people_choices=n_read,
-                       n_not_in_codebook=n_gone)
+    reasons = Counter(v["unread"] for v in unread.values())
+    frame.attrs.update(n_disagreed=disagreed, n_people_choices=len(read),
+                       n_not_in_codebook=reasons.get(GONE, 0), n_unread=len(unread),
+                       unread=dict(reasons),
+                       n_followed=sum(v["category_id"] != v["stored_category_id"]
+                                      for v in read.values()))
     return frame
 
 
@@ -1773,6 +2015,14 @@ class PrecodeBatch:
     run_folder: Path
     categories: dict[int, tuple[str, int, str]]
     queue: pd.DataFrame
+    #: the sha256 of the codebook ``categories`` are read from, and what identifies each
+    #: of its categories beyond its id (:func:`category_identity`), stored with a choice
+    codebook_sha256: str = ""
+    identity: dict[int, dict] = field(default_factory=dict)
+    #: the codebook ``categories`` are read from is not the one the batch was pre-coded
+    #: with (that one was not kept, and the codebook was applied again since): ids typed
+    #: in its queue workbook name that one's categories
+    codebook_changed: bool = False
 
     def choice(self, segment_id: str, category_id: int, comment: str, by: str) -> QueueChoice:
         """``by``'s choice for one queued segment, as the queue page makes it (the
@@ -1782,11 +2032,16 @@ class PrecodeBatch:
             raise InputError(f"{segment_id!r} is not a queued segment of batch {self.batch}",
                              path=self.folder / "segments.parquet")
         r = rows.iloc[0]
+        ident = self.identity.get(int(category_id), {})
         return QueueChoice(segment_id=str(r["segment_id"]), case_id=str(r["case_id"]),
                            text=str(r["text"]), category_id=int(category_id),
                            suggested_category_id=int(r["suggested_category_id"]),
                            confidence=float(r["confidence"]), comment=comment,
-                           source=f"web form ({by})")
+                           source=f"web form ({by})",
+                           category=str(ident.get("category", "")),
+                           from_themes=tuple(ident.get("from_themes", ())),
+                           proposed_subcategory=ident.get("proposed_subcategory"),
+                           codebook_sha256=self.codebook_sha256)
 
     def choices(self) -> dict[str, dict[str, dict]]:
         """The stored choices for this batch's segments: segment id -> {person: the
@@ -1831,6 +2086,13 @@ def open_batch(folder: Path) -> PrecodeBatch:
                          hint="keep the codebook's run folder where it was when this batch "
                          "was pre-coded, or move the two together")
     cb, run_folder, _ = _load_codebook(codebook)
+    from .fsutil import file_sha256
+
+    sha, pin = file_sha256(codebook), manifest.get("codebook_sha256")
+    kept = folder / KEPT_CODEBOOK
+    if pin and sha != pin and kept.is_file() and file_sha256(kept) == pin:
+        # applied again since: the batch's queue offered the categories of the copy it kept
+        cb, sha = check_codebook(safeyaml.load_file(kept, what="codebook") or {}, kept), pin
     seg_path = folder / "segments.parquet"
     if not seg_path.is_file():
         raise InputError("the pre-coding has no segments.parquet", path=folder,
@@ -1839,4 +2101,6 @@ def open_batch(folder: Path) -> PrecodeBatch:
     queue = seg[seg["needs_human"].astype(bool)].sort_values("confidence", kind="stable")
     return PrecodeBatch(folder=folder, batch=str(manifest["batch"]), codebook=codebook,
                         run_folder=run_folder, categories=codebook_categories(cb),
-                        queue=queue.reset_index(drop=True))
+                        queue=queue.reset_index(drop=True), codebook_sha256=sha,
+                        identity=category_identity(cb),
+                        codebook_changed=bool(pin) and sha != pin)

@@ -17,12 +17,16 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.precode import (
+    BY_PEOPLE,
     CHOICE_ACTION,
+    GONE,
     NONE,
     QUEUE_HEAD,
+    UNKNOWN,
+    ChoiceReader,
+    batch_folders,
     codebook_categories,
     latest_choices,
-    merged_into,
     stored_choices,
 )
 from pipeline.review.model import Decision, load_run
@@ -374,27 +378,144 @@ def ws_id(out: Path, row: int) -> str:
     return openpyxl.load_workbook(out / "queue.xlsx")["queue"].cell(row=row, column=1).value
 
 
+def _applied_again(codebook: Path, change) -> dict:
+    """The codebook as a later ``review apply`` writes it: ``change(cb)`` edits it in
+    place; returns it. Its bytes differ, so its sha256 is another."""
+    import yaml
+
+    cb = yaml.safe_load(codebook.read_text())
+    change(cb)
+    cb.setdefault("review", {})["applied_at"] = "2999-01-01T00:00:00+00:00"
+    codebook.write_text(yaml.safe_dump(cb, allow_unicode=True, sort_keys=False))
+    return cb
+
+
+def _category(cb: dict, cid: int) -> dict:
+    return next(c for d in cb["domains"] for c in d["categories"] if int(c["id"]) == cid)
+
+
 def test_a_choice_of_a_category_merged_since_counts_for_the_one_it_joined(queued, tmp_path):
     codebook, out = queued
     run = codebook.parent.parent
-    cb = __import__("yaml").safe_load(codebook.read_text())
-    cats = codebook_categories(cb)
+    cats = codebook_categories(__import__("yaml").safe_load(codebook.read_text()))
     first, second = sorted(cats)[:2]
     assert main(["precode", "import", str(_fill(out / "queue.xlsx", tmp_path / "q.xlsx",
                                                 {2: first, 3: second})), "--by", "ana"]) == 0
-    # the codebook of a later round: ``first`` merged into ``second``, and a codebook
-    # without ``second`` at all (rejected)
-    merged = {first: second}
-    later = {k: v for k, v in cats.items() if k != first}
-    got = stored_choices(run, later, merged)
+
+    def merge(cb):        # ``first`` merged into ``second``, and renamed
+        _category(cb, second)["from_themes"] += _category(cb, first)["from_themes"]
+        _category(cb, second)["name"] = "Both, renamed"
+        for d in cb["domains"]:
+            d["categories"] = [c for c in d["categories"] if int(c["id"]) != first]
+    later = _applied_again(codebook, merge)
+    got = stored_choices(run, ChoiceReader.of(later, codebook, run))
     assert sorted(got["label"]) == [second, second] and got.attrs["n_not_in_codebook"] == 0
-    gone = {k: v for k, v in later.items() if k != second}
-    got = stored_choices(run, gone, merged)
-    assert got.empty and got.attrs["n_not_in_codebook"] == 2
-    # merged_into reads the merge from the categories' from_themes
-    cb2 = {"domains": [{"id": 0, "name": "d", "categories": [
-        {"id": second, "name": "b", "from_themes": [second, first]}]}]}
-    assert merged_into(cb2) == {first: second}
+    assert got.attrs["n_followed"] == 1
+
+    def reject(cb):        # and then ``second`` rejected: neither choice names a category
+        for d in cb["domains"]:
+            d["categories"] = [c for c in d["categories"] if int(c["id"]) != second]
+    gone = _applied_again(codebook, reject)
+    got = stored_choices(run, ChoiceReader.of(gone, codebook, run))
+    assert got.empty and got.attrs["n_not_in_codebook"] == 2 and got.attrs["unread"] == {GONE: 2}
+
+
+def _swap_ids(a: int, b: int):
+    """A later apply that gave category ``a``'s id to ``b`` and ``b``'s to ``a`` (a
+    category created before them renumbers those after it): names and themes stay."""
+    def change(cb):
+        ca, cb_ = _category(cb, a), _category(cb, b)
+        ca["id"], cb_["id"] = b, a
+    return change
+
+
+def test_a_choice_is_read_by_its_category_not_its_id_once_the_codebook_changed(
+        queued, tmp_path, capsys):
+    codebook, out = queued
+    run = codebook.parent.parent
+    cats = codebook_categories(__import__("yaml").safe_load(codebook.read_text()))
+    first, second = sorted(cats)[:2]
+    ids = [ws_id(out, r) for r in (2, 3)]
+    assert main(["precode", "import", str(_fill(out / "queue.xlsx", tmp_path / "q.xlsx",
+                                                {2: first, 3: second})), "--by", "ana"]) == 0
+    stored = {v["segment_id"]: v for v in latest_choices(run).values()}
+    assert stored[ids[0]]["category"] == cats[first][0] and stored[ids[0]]["codebook_sha256"]
+
+    _applied_again(codebook, _swap_ids(first, second))
+    again = tmp_path / "again"
+    assert main(["precode", str(codebook), "--transcripts", str(tmp_path / "new"),
+                 "--threshold", "0", "--retrain", "--out", str(again), "-q"]) == 0
+    seg = pd.read_parquet(again / "segments.parquet").set_index("segment_id")
+    # each keeps the category ana chose, under its new id; none takes the one now at its id
+    for sid, cid in ((ids[0], first), (ids[1], second)):
+        assert (seg.at[sid, "status"], seg.at[sid, "category"]) == (BY_PEOPLE, cats[cid][0])
+    assert seg.at[ids[0], "category_id"] == second and seg.at[ids[1], "category_id"] == first
+    m = json.loads((again / "manifest.json").read_text())
+    assert m["retrain"]["n_followed"] == 2 and m["retrain"]["n_unread"] == 0
+    assert m["n_choices_unread"] == 0 and m["n_coded_by_people"] == 2
+
+    # a category rejected since: its segment goes back to a person, saying why, counted
+    from pipeline.precode import apply_people_choices
+
+    def reject(cb):
+        for d in cb["domains"]:
+            d["categories"] = [c for c in d["categories"] if c["name"] != cats[second][0]]
+    gone = _applied_again(codebook, reject)
+    seg = apply_people_choices(pd.read_parquet(again / "segments.parquet"), run,
+                               codebook_categories(gone), ChoiceReader.of(gone, codebook, run))
+    assert seg.attrs["n_unread"] == 1
+    row = seg.set_index("segment_id").loc[ids[1]]
+    assert (row["status"], bool(row["needs_human"]), row["category_id"]) == \
+        ("needs_human", True, NONE)
+    said = json.loads(row["people_choices"])[0]
+    assert said["unread"] == GONE and cats[second][0] in said["category"]
+    assert seg.set_index("segment_id").at[ids[0], "status"] == BY_PEOPLE
+
+
+def test_a_choice_stored_without_its_codebook_is_read_against_its_batchs(queued, tmp_path):
+    """A choice stored before choices carried their codebook: its batch's manifest says
+    which codebook it was made against; kept beside the batch, that codebook says which
+    category its id was; not kept, only an id of one of the run's own themes does."""
+    codebook, out = queued
+    run = codebook.parent.parent
+    cats = codebook_categories(__import__("yaml").safe_load(codebook.read_text()))
+    first, second = sorted(cats)[:2]
+    batch = json.loads((out / "manifest.json").read_text())["batch"]
+    seg = pd.read_parquet(out / "segments.parquet").set_index("segment_id")
+    with ReviewStore(load_run(run)) as store, store.transaction() as con:
+        for n, (sid, cid) in enumerate(((ws_id(out, 2), first), (ws_id(out, 3), second),
+                                        (ws_id(out, 4), 900))):
+            value = {"segment_id": sid, "case_id": str(seg.at[sid, "case_id"]),
+                     "text": str(seg.at[sid, "text"]), "category_id": cid,
+                     "suggested_category_id": -1, "confidence": 0.5, "comment": "",
+                     "source": f"queue.xlsx, row {n + 2}", "batch": batch}
+            con.execute("INSERT INTO audit_log (at, who, action, round, item, value) "
+                        "VALUES (?, 'ana', ?, NULL, ?, ?)",
+                        (f"2020-01-01T00:00:0{n}", CHOICE_ACTION, f"precode:{batch}/{sid}",
+                         json.dumps(value)))
+    themes = set(pd.read_parquet(run / "themes.parquet")["theme_id"])
+    assert {first, second} <= themes and 900 not in themes
+
+    def renumber(cb):
+        _swap_ids(first, second)(cb)
+        cb["domains"][0]["categories"].append({"id": first + 900, "name": "Made later",
+                                               "from_themes": [first + 900]})
+    later = _applied_again(codebook, renumber)
+    found = batch_folders([batch], [tmp_path])
+    assert found == [out]
+    got = stored_choices(run, ChoiceReader.of(later, codebook, run, found))
+    # the batch kept its codebook: both read by what they were; 900 was none of its ids
+    assert got.set_index("segment_id")["label"].to_dict() == {ws_id(out, 2): second,
+                                                              ws_id(out, 3): first}
+    assert got.attrs["unread"] == {UNKNOWN: 1}
+    # without the kept copy, a theme's id still says which category it was
+    (out / "codebook.yaml").unlink()
+    got = stored_choices(run, ChoiceReader.of(later, codebook, run, found))
+    assert sorted(got["label"]) == sorted([first, second]) and got.attrs["n_unread"] == 1
+    # no batch folder found, and the codebook applied after the batch: its id is no
+    # longer read as it is, but a theme's id still says which category it was
+    got = stored_choices(run, ChoiceReader.of(later, codebook, run))
+    assert got.attrs["n_followed"] == 2
 
 
 def test_a_formula_typed_into_the_queue_imports_nothing_and_names_the_cell(queued, tmp_path,
@@ -448,7 +569,7 @@ def test_retrain_learns_from_the_stored_choices(queued, tmp_path):
     m0 = json.loads((plain / "manifest.json").read_text())
     m1 = json.loads((again / "manifest.json").read_text())
     assert m1["retrain"] == {"enabled": True, "n_choices": len(picks), "n_disagreed": 0,
-                            "n_not_in_codebook": 0}
+                            "n_not_in_codebook": 0, "n_followed": 0, "n_unread": 0}
     assert m1["n_training_segments"] == m0["n_training_segments"] + len(picks)
     # the people said segments of the training topic are "none of these" here: the next
     # batch gives "none" more weight on that topic, and its category less confidence

@@ -165,7 +165,8 @@ def test_a_choice_on_the_page_is_stored_as_an_imported_one_and_retrains(batch, t
     assert main(["precode", str(codebook), "--transcripts", str(new), "--retrain",
                  "--out", str(again), "-q"]) == 0
     assert json.loads((again / "manifest.json").read_text())["retrain"] == \
-        {"enabled": True, "n_choices": 3, "n_disagreed": 0, "n_not_in_codebook": 0}
+        {"enabled": True, "n_choices": 3, "n_disagreed": 0, "n_not_in_codebook": 0,
+         "n_followed": 0, "n_unread": 0}
 
 
 def test_retraining_takes_one_code_per_segment_and_leaves_out_a_split_one(batch):
@@ -180,7 +181,8 @@ def test_retraining_takes_one_code_per_segment_and_leaves_out_a_split_one(batch)
     got = stored_choices(run)
     # agreed twice: one training row each, not two; split 1-1: no row, and counted
     assert got.set_index("segment_id")["label"].to_dict() == {ids[0]: cats[0], ids[2]: NONE}
-    assert got.attrs == {"n_disagreed": 1, "n_people_choices": 6, "n_not_in_codebook": 0}
+    assert got.attrs == {"n_disagreed": 1, "n_people_choices": 6, "n_not_in_codebook": 0,
+                         "n_unread": 0, "unread": {}, "n_followed": 0}
     # the queue page says which segment they split on, and counts it
     page = Web(out, "ana").get("/queue?show=all")
     assert re.search(r'<li class="split-count"><b>1</b> where the judges chose differently',
