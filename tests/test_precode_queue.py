@@ -937,3 +937,36 @@ def test_segments_people_coded_keep_their_code_in_the_next_pre_coding(queued, tm
     seg = pd.read_parquet(tmp_path / "edited" / "segments.parquet").set_index("segment_id")
     assert seg.loc[ids[3], "status"] != BY_PEOPLE and seg.loc[ids[3], "coded_by"] == ""
     assert seg.loc[ids[2], "status"] == BY_PEOPLE
+
+
+def test_a_precoding_exports_with_the_codebook_it_was_made_with(queued, tmp_path, capsys):
+    """``review apply`` rewrites codebook.yaml: a pre-coding's export reads the copy it
+    kept of the codebook it coded with, and without one refuses a codebook written
+    since, naming both files, rather than give its codes to other categories."""
+    import zipfile
+    from xml.etree import ElementTree as ET
+
+    codebook, out = queued
+    cats = codebook_categories(__import__("yaml").safe_load(codebook.read_text()))
+    first, second = sorted(cats)[:2]
+    sid = ws_id(out, 2)
+    assert main(["precode", "import", str(_fill(out / "queue.xlsx", tmp_path / "q.xlsx",
+                                                {2: first})), "--by", "ana"]) == 0
+    _applied_again(codebook, _swap_ids(first, second))
+    assert main(["export", "qdpx", str(out)]) == 0
+    ns = {"q": "urn:QDA-XML:project:1.0"}
+    with zipfile.ZipFile(out / "export" / "precoded.qdpx") as zf:
+        root = ET.fromstring(zf.read("project.qde"))
+    codes = {c.get("guid"): c.get("name") for c in root.iterfind(".//q:Code", ns)}
+    sel = next(s for s in root.iterfind(".//q:PlainTextSelection", ns) if s.get("name") == sid)
+    assert [codes[c.find("q:CodeRef", ns).get("targetGUID")]
+            for c in sel.iterfind("q:Coding", ns)] == [cats[first][0]]
+    assert f"ana: '{cats[first][0]}'" in sel.findtext("q:Description", namespaces=ns)
+    # a pre-coding that kept no copy: the codebook written since is refused, both named
+    (out / "codebook.yaml").unlink()
+    capsys.readouterr()
+    assert main(["export", "qdpx", str(out), "--out", str(tmp_path / "x.qdpx")]) == 2
+    err = capsys.readouterr().err
+    assert str(codebook) in err and str(out / "manifest.json") in err
+    assert "is not the codebook this pre-coding was made with" in err
+    assert not (tmp_path / "x.qdpx").exists()

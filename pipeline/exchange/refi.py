@@ -49,7 +49,7 @@ import pandas as pd
 
 from .. import __version__
 from ..errors import InputError
-from ..fsutil import atomic_write_bytes
+from ..fsutil import atomic_write_bytes, file_sha256
 from ..report.templating import counted
 from ..runfolder import TABLES, RunFolder, read_csv_table
 from ..sheets import join_list, xml_safe
@@ -1261,6 +1261,12 @@ class Pick:
     category_id: int
     comment: str
     at: str | None
+    #: a choice whose category this codebook cannot tell (:data:`NOT_READ`): what it was, why
+    unread: str = ""
+
+
+#: the category of a :class:`Pick` whose choice names no category of the codebook exported
+NOT_READ = -2
 
 
 def precoded_project(folder: str | Path) -> tuple[bytes, dict[str, int]]:
@@ -1280,11 +1286,7 @@ def precoded_project(folder: str | Path) -> tuple[bytes, dict[str, int]]:
     folder = Path(folder)
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     seg = pd.read_parquet(folder / "segments.parquet")
-    book_path = Path(str(manifest.get("codebook", "")))
-    if not book_path.is_file():
-        raise InputError("the codebook this pre-coding used is not where it was",
-                         path=book_path or folder, hint="put the run's review/codebook.yaml "
-                         "back where the pre-coding found it (manifest.json: codebook)")
+    book_path = precoded_codebook(folder, manifest)
     codes = codebook_from_yaml(book_path)
     by_category = {code.theme_id: code for _, code in iter_codes(codes)
                    if code.theme_id is not None}
@@ -1299,16 +1301,27 @@ def precoded_project(folder: str | Path) -> tuple[bytes, dict[str, int]]:
     me = guid("user", CONSENSA_USER)
     # the queue's segments that people have coded since (consensa precode import, or
     # the browser): each person's latest choice, stored in the run's review store
-    from ..precode import BY_PEOPLE, NONE, latest_choices
+    from ..precode import BY_PEOPLE, NONE, ChoiceReader, category_identity, codebook_categories, latest_choices
 
     chosen: dict[str, list[Pick]] = {}
     run_folder = Path(str(manifest.get("run_folder") or ""))
     if run_folder.is_dir():
+        # each choice read by its category in the codebook exported (one made against
+        # another codebook: the category it became there, or none said)
+        from .agreed import read_codebook_yaml
+
+        data = read_codebook_yaml(book_path)
+        reader = ChoiceReader(file_sha256(book_path), codebook_categories(data),
+                              category_identity(data))
+        reader.add_batch(folder)
         for (who, _), v in sorted(latest_choices(run_folder).items()):
             if str(v.get("batch")) == str(manifest.get("batch")):
+                cid, why = reader.read(v)
                 chosen.setdefault(str(v["segment_id"]), []).append(Pick(
-                    who, int(v["category_id"]), str(v.get("comment") or "").strip(),
-                    _s(v.get("chosen_at")).replace("+00:00", "Z") or None))
+                    who, NOT_READ if cid is None else cid, str(v.get("comment") or "").strip(),
+                    _s(v.get("chosen_at")).replace("+00:00", "Z") or None,
+                    f"{v.get('category') or 'category ' + str(v['category_id'])}: {why}"
+                    if cid is None else ""))
     # segments people coded in an earlier batch's queue: the pre-coding kept their code
     # (status BY_PEOPLE) and who chose what (people_choices)
     earlier = {str(r.segment_id): [Pick(
@@ -1377,8 +1390,9 @@ def precoded_project(folder: str | Path) -> tuple[bytes, dict[str, int]]:
                         codings.append((p.who, by_category[p.category_id], p.at or stamp))
                 if picks:
                     said += "; coded by " + _picks_said(picks, by_category, NONE)
+                if any(not p.unread for p in picks):
                     n_chosen += 1
-                else:
+                else:       # no choice this codebook can read: still a person's to code
                     codings.append((CONSENSA_USER, queue, stamp))
                     n_queue += 1
             else:
@@ -1417,12 +1431,58 @@ def precoded_project(folder: str | Path) -> tuple[bytes, dict[str, int]]:
                                   "chosen": n_chosen, "by_people": n_by_people}
 
 
+def precoded_codebook(folder: Path, manifest: dict) -> Path:
+    """The codebook a pre-coding was made with: the copy it keeps beside its output, or
+    the codebook its manifest names, if that is still the one it pins
+    (``codebook_sha256``). ``review apply`` rewrites ``codebook.yaml``: a category
+    created or merged since renumbers others, so this batch's codes read against the
+    codebook as it is now would name other categories; that stops the export,
+    naming both files."""
+    from ..precode import KEPT_CODEBOOK
+
+    pin = manifest.get("codebook_sha256")
+    kept = folder / KEPT_CODEBOOK
+    if kept.is_file() and (not pin or file_sha256(kept) == pin):
+        return kept
+    from ..precode import _moved_with
+
+    book_path = _moved_with(Path(str(manifest.get("codebook", ""))),
+                            manifest.get("codebook_relative"), folder, Path.is_file)
+    if not book_path.is_file():
+        raise InputError("the codebook this pre-coding used is not where it was",
+                         path=book_path or folder, hint="put the run's review/codebook.yaml "
+                         "back where the pre-coding found it (manifest.json: codebook)")
+    if pin and file_sha256(book_path) != pin:
+        raise InputError(
+            "is not the codebook this pre-coding was made with: "
+            f"{folder / 'manifest.json'} pins codebook_sha256 {str(pin)[:12]}..., and "
+            f"{book_path.name} was written again since (sha256 {file_sha256(book_path)[:12]}..."
+            f"{', applied ' + str(_applied_at(book_path)) if _applied_at(book_path) else ''})"
+            "; its categories may have other ids and names now, so the codes would be "
+            "another category's", path=book_path,
+            hint="pre-code the transcripts again with this codebook (a new --out) and export "
+            "that, or put the codebook of sha256 " + str(pin) + " back in its place")
+    return book_path
+
+
+def _applied_at(path: Path) -> str:
+    """When ``review apply`` wrote the codebook at ``path`` ("" if it says not)."""
+    try:
+        from .agreed import read_codebook_yaml
+
+        review = read_codebook_yaml(path).get("review") or {}
+    except InputError:
+        return ""
+    return str(review.get("applied_at") or "") if isinstance(review, dict) else ""
+
+
 def _picks_said(picks: list[Pick], by_category: dict, none: int) -> str:
     """Each person's choice for a segment, with their comment: "ana: 'Felt hurt'
     (comment: "...")", for a selection's description."""
     return ", ".join(
         f"{p.who}: " + (f"'{by_category[p.category_id].name}'" if p.category_id in by_category
                         else "none of these" if p.category_id == none else
+                        f"not read ({p.unread})" if p.unread else
                         f"category {p.category_id}")
         + (f" (comment: \"{p.comment}\")" if p.comment else "")
         for p in picks)
