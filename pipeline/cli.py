@@ -496,7 +496,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         if content is not None:
             print(f"  it holds {content.describe()}")
         elif Path(args.source).suffix.lower() in (".yaml", ".yml"):
+            from .exchange.agreed import stale_codebook_file
+
             print("  it holds the agreed codebook as `consensa review apply` wrote it")
+            stale = stale_codebook_file(Path(args.source))
+            if stale:
+                print(f"  STALE: {stale}")
         print(f"  {n} codes ({len(codes)} at the top level); import it in your QDA software "
               "as a REFI-QDA codebook (.qdc)")
         if content is not None:

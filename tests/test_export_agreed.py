@@ -93,6 +93,40 @@ def test_an_auditor_who_commented_on_nothing_is_not_said_to_have_audited(review_
     assert "audited by dee" in capsys.readouterr().out
 
 
+def test_a_decision_after_the_audit_is_not_said_audited_nor_a_stale_codebook_agreed(
+        reviewed, capsys):
+    import time
+
+    run, _ = reviewed
+    book = run / "review" / "codebook.yaml"
+    assert main(["review", "apply", str(run)]) == 0
+    time.sleep(1.1)        # the codebook says when it was written to the second
+    assert main(["review", "resolve", str(run), "--theme", "2", "--decision", "rename",
+                 "--name", "Renamed after the audit", "--by", "team"]) == 0
+    capsys.readouterr()
+    # the run folder's export holds the decision, and says dee did not audit it; and
+    # that codebook.yaml, which lacks it, is stale
+    assert main(["export", "qdc", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert ("audited by dee (except 1 decision(s) made after the audit, not audited: "
+            'theme 2 "Renamed after the audit"') in out
+    assert f"{book} is stale" in out and f"consensa review apply {run}`" in out
+    # the codebook.yaml's exports say it is stale, with the command to write it again
+    for kind in ("qdc", "qdpx"):
+        assert main(["export", kind, str(book)]) == 0
+        out = capsys.readouterr().out
+        assert "STALE:" in out and f"{book} is stale" in out and "consensa review apply" in out
+    # written again, it holds the decision and says so; it is stale no more
+    assert main(["review", "apply", str(run)]) == 0
+    md = (run / "review" / "codebook.md").read_text(encoding="utf-8")
+    assert "audited by dee (except 1 decision(s) made after the audit, not audited: theme 2" in md
+    assert yaml.safe_load(book.read_text())["review"]["not_audited"][0]["item_id"] == "theme:2"
+    capsys.readouterr()
+    assert main(["export", "qdpx", str(book)]) == 0
+    out = capsys.readouterr().out
+    assert "STALE" not in out and "except 1 decision(s) made after the audit" in out
+
+
 def test_agreed_qdpx_holds_the_consensus_not_the_proposal(reviewed, capsys):
     run, moved = reviewed
     capsys.readouterr()

@@ -76,6 +76,8 @@ class ExportContent:
     judges: list[str] = field(default_factory=list)
     auditors: list[str] = field(default_factory=list)
     audited: list[str] = field(default_factory=list)   # the auditors with a recorded comment
+    #: the decisions recorded after the audit, in words: not audited
+    not_audited: list[str] = field(default_factory=list)
     open_items: list[str] = field(default_factory=list)
     round: int = 0
     origin: str = ""                       # where it came from, in words
@@ -94,7 +96,7 @@ class ExportContent:
         if self.kind == AGREED:
             from ..review.agreement import audit_words
 
-            audited = audit_words(self.auditors, self.audited)
+            audited = audit_words(self.auditors, self.audited, self.not_audited)
             return (f"the codebook agreed by {people} in round {self.round}{audited} "
                     f"({self.origin})")
         if self.kind == DRAFT and self.open_items:
@@ -104,7 +106,8 @@ class ExportContent:
             from ..review.agreement import audit_words
 
             return (f"a DRAFT of the codebook of round {self.round} by {people}"
-                    f"{audit_words(self.auditors, self.audited)}: no item is open, but "
+                    f"{audit_words(self.auditors, self.audited, self.not_audited)}: no item "
+                    "is open, but "
                     f"the audit and any later round may still change it ({self.origin})")
         return f"Consensa's proposal: {self.origin}"
 
@@ -130,7 +133,8 @@ def export_content(source: str | Path, *, draft: bool = False, proposal: bool = 
         content = content_from_proposal(run, proposal_reason(run))
     else:
         content = content_from_review(run, draft=draft)
-    content.cases, content.case_notes = case_attributes(run)
+    content.cases, notes = case_attributes(run)
+    content.case_notes = [*content.case_notes, *notes]
     content.counted = counted_cases(content.data, content.assignments, run.segments)
     return content
 
@@ -349,8 +353,66 @@ def content_from_review(run: RunData, *, draft: bool) -> ExportContent:
     return ExportContent(DRAFT if pending or draft else AGREED, run, data, assignments, notes,
                          judges=list(status.judges), auditors=list(status.auditors),
                          audited=list(status.audited),
+                         not_audited=[d["label"] for d in status.not_audited],
                          open_items=open_labels, round=status.round,
-                         origin=f"from the review store {run.folder / 'review' / DB}")
+                         origin=f"from the review store {run.folder / 'review' / DB}",
+                         case_notes=[n for n in [stale_codebook(run.folder)] if n])
+
+
+def stale_codebook(run_folder: Path, path: Path | None = None) -> str:
+    """Why the codebook ``consensa review apply`` wrote (``path``, default
+    ``RUN/review/codebook.yaml``) is not the review as it stands, or "": the review
+    store has decisions, positions or audit comments recorded after it was written (its
+    ``review.applied_at``). It still reads "agreed by ... audited by ...", as an export
+    of the run folder computed from the store does: two files calling themselves the
+    agreed codebook, one of them older, must say which."""
+    import sqlite3
+    from datetime import datetime
+
+    from .. import safeyaml
+    from ..precode import CHOICE_ACTION
+
+    path = Path(path) if path is not None else Path(run_folder) / "review" / "codebook.yaml"
+    db = Path(run_folder) / "review" / DB
+    if not path.is_file() or not db.is_file():
+        return ""
+    try:
+        data = safeyaml.load_file(path, what="codebook") or {}
+        applied = datetime.fromisoformat(str((data.get("review") or {})["applied_at"]))
+    except (InputError, KeyError, TypeError, ValueError, AttributeError):
+        return ""       # a codebook that does not say when it was written: nothing to tell
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        # a person's pre-coding choice is stored there too, and is no review decision
+        last = con.execute("SELECT MAX(at) FROM audit_log WHERE action != ?",
+                           (CHOICE_ACTION,)).fetchone()[0]
+    except sqlite3.DatabaseError:
+        return ""
+    finally:
+        con.close()
+    # applied_at is to the second: what the same second holds is not counted
+    if last is None or datetime.fromisoformat(last).replace(microsecond=0) <= applied:
+        return ""
+    return (f"{path} is stale: `consensa review apply` wrote it at {applied.isoformat()}, and "
+            f"the review store {db} has decisions recorded since (the last at {last}); it is "
+            f"not the codebook as the review stands: run `consensa review apply "
+            f"{Path(run_folder)}` to write it again")
+
+
+def stale_codebook_file(path: Path) -> str:
+    """:func:`stale_codebook` of a codebook.yaml given alone: its run folder is the one
+    it names (``run.folder``), or the folder above it."""
+    from .. import safeyaml
+
+    try:
+        data = safeyaml.load_file(path, what="codebook") or {}
+    except InputError:
+        return ""
+    folder = Path(str(((data.get("run") or {}) if isinstance(data, dict) else {}).get("folder")
+                      or path.parent.parent))
+    if not (folder / "review" / DB).is_file():
+        folder = path.parent.parent
+    return stale_codebook(folder, path)
 
 
 #: the codebook.yaml format this version writes and reads (``consensa_codebook:``)
@@ -563,9 +625,15 @@ def content_from_yaml(path: Path, *, sources: bool = True) -> ExportContent:
                             auditors=list(review.get("auditors") or []) if "audited_by" in review
                             else [],
                             audited=list(review.get("audited_by") or []),
+                            not_audited=[str(x.get("item") or x.get("item_id"))
+                                         for x in review.get("not_audited") or []],
                             round=int(review.get("round") or 0),
                             origin=f"as written to {path} by `consensa review apply`")
     content.cases, content.case_notes = case_attributes(run)
+    stale = stale_codebook(folder, path)
+    if stale:
+        # both call themselves the agreed codebook: the older one must say it is older
+        content.origin += f"; STALE: {stale}"
     content.counted = counted_cases(data, assignments, run.segments)
     stale = [c["name"] for _, c in _categories(data) if content.counted is not None
              and c.get("counted_cases") is None and c.get("n_counted_cases") is not None

@@ -121,6 +121,9 @@ class ReviewStatus:
     #: tells the panel's comment on its consensus decision from a judge's on their own
     #: position (``position``: it in words), which is the judge's, not the panel's
     comment_trail: list[dict] = field(default_factory=list)
+    #: the consensus decisions recorded after the latest audit comment
+    #: (:meth:`ReviewStore.decided_after_audit`), each with its ``label``: not audited
+    not_audited: list[dict] = field(default_factory=list)
 
     @property
     def closed(self) -> bool:
@@ -219,6 +222,8 @@ def review_status(store: ReviewStore, round: int | None = None) -> ReviewStatus:
                           for r, by_item in sorted(audit_rounds.items())
                           for item, rows in by_item.items() for c in rows]
     status.comment_trail = comment_trail(store, round, label)
+    status.not_audited = [{**d, "label": label.get(d["item"]) or run.label(d["item"])}
+                          for d in store.decided_after_audit(round)]
     return status
 
 
@@ -268,12 +273,19 @@ def agreement_stats(items: list[ItemStatus], judges: list[str], kind: str,
                      repeated)
 
 
-def audit_words(auditors: list[str], audited: list[str]) -> str:
+def audit_words(auditors: list[str], audited: list[str], not_audited: list[str] = ()) -> str:
     """What a codebook or an export says of its audit: only an auditor who recorded a
-    comment audited; one who is only named on the panel is said to have none."""
+    comment audited; one who is only named on the panel is said to have none; and the
+    decisions recorded after the audit (``not_audited``, their labels) are named as not
+    audited, since "audited by" would claim an auditor saw them."""
     done = [a for a in auditors if a in audited]
     idle = [a for a in auditors if a not in audited]
-    return ((f", audited by {', '.join(done)}" if done else "")
+    after = ""
+    if done and not_audited:
+        after = (f" (except {len(not_audited)} decision(s) made after the audit, not "
+                 "audited: " + "; ".join(not_audited[:5])
+                 + (" ..." if len(not_audited) > 5 else "") + ")")
+    return ((f", audited by {', '.join(done)}{after}" if done else "")
             + (f" (auditor {', '.join(idle)}: no audit comment recorded)" if idle else ""))
 
 

@@ -370,6 +370,10 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
         "run": {"name": run.name, "id": run.run_id, "folder": str(run.folder.resolve())},
         "review": {"round": status.round, "judges": status.judges, "auditors": status.auditors,
                    "audited_by": status.audited,
+                   # decided after the latest audit comment: no auditor saw these
+                   "not_audited": [{"round": d["round"], "item": d["label"],
+                                    "item_id": d["item"], "decision": d["decision"],
+                                    "at": d["at"]} for d in status.not_audited],
                    "unanswered_audit_comments": status.unanswered(),
                    # the auditors' comments and the judges' answers, every round: what
                    # the audit asked and how the panel answered is part of the record
@@ -931,7 +935,8 @@ def codebook_markdown(cb: Codebook) -> str:
     lines = [f"# {'Draft codebook' if d.get('draft') else 'Codebook'}: {t(d['run']['name'])}", "",
              *draft,
              f"Agreed by {t(', '.join(d['review']['judges']))} (round {d['review']['round']})"
-             + audit_words(d["review"]["auditors"], d["review"].get("audited_by") or [])
+             + audit_words(d["review"]["auditors"], d["review"].get("audited_by") or [],
+                           [t(x["item"]) for x in d["review"].get("not_audited") or []])
              + f"; {d['cases_total']} cases. Items marked **changed** differ from what "
              "Consensa proposed.", "",
              *(["**Auditor's comments not answered by every judge**: "

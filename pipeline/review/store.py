@@ -560,6 +560,23 @@ class ReviewStore:
     def auditors(self) -> list[str]:
         return [n for n, r in self.panel().items() if r == "auditor"]
 
+    def decided_after_audit(self, last: int | None = None) -> list[dict]:
+        """The consensus decisions of rounds 1 to ``last`` (default: the current one)
+        recorded after the latest auditor's comment of those rounds, oldest first:
+        ``{round, item, decision, at}``. No auditor saw them: a rename, merge or
+        category created once the audit was done is the panel's, not audited ([] when
+        no auditor commented at all)."""
+        last = last or self.round
+        audit = self.con.execute("SELECT MAX(at) AS at FROM audit_comments WHERE round <= ?",
+                                 (last,)).fetchone()["at"]
+        if audit is None:
+            return []
+        return [{"round": int(r["round"]), "item": r["item"], "decision": r["decision"],
+                 "at": r["at"]}
+                for r in self.con.execute("SELECT round, item, decision, at FROM consensus "
+                                          "WHERE round <= ? AND at > ? ORDER BY at, item",
+                                          (last, audit))]
+
     def audited_by(self, round: int | None = None) -> list[str]:
         """The auditors who recorded at least one comment up to ``round`` (default: the
         current one), in panel order: being named auditor is not having audited."""
