@@ -27,7 +27,9 @@ Output folder: segments.parquet/.csv (the new segments, category, confidence, th
 three likeliest categories, status coded / none / needs_human / coded_by_people, and for
 a segment people coded in an earlier batch's queue who chose what), cqr_table.md/.csv
 (confident codes only; a category no segment was coded with has no row),
-queue.xlsx, manifest.json.
+queue.xlsx, manifest.json, and codebook.yaml: a copy of the codebook it coded with,
+since the review's codebook.yaml is rewritten by every apply, and the exports and the
+people's queue choices of this batch are read against the codebook it was made with.
 """
 
 from __future__ import annotations
