@@ -593,3 +593,72 @@ def test_a_verb_phrase_that_keeps_its_negation_or_has_none_stays():
     assert "did not help" in [p.text for p in extract_phrases(["It did not help."])[0]]
     assert "make supervision into therapy" in [
         p.text for p in extract_phrases(["I wanted to make supervision into therapy."])[0]]
+
+
+def test_a_negated_sentence_never_names_the_positive_phrase():
+    """A phrase group is found in every segment by its lemmas: "feel relieved" is
+    found in "I don't feel relieved about it". Counted there, the negated sentence
+    lent the positive phrase its words, and a category was named "Feel relieved" from
+    the only quote that said it, negated. A negated occurrence counts for the negated
+    phrase ("Don't feel supported at work", "Never felt supported at work"), never
+    for the positive one."""
+    texts = {
+        0: ["So I felt supported at work after that, and calmer.",
+            "My manager listened, and I feel supported at work now.",
+            "The new rota helped a lot with the night shifts.",
+            "We had a debrief every Friday with the whole ward."],
+        1: ["Honestly, I don't feel supported at work since the move.",
+            "I never felt supported at work, not by anyone on the ward.",
+            "Badly. It still bothers me at night when I get home.",
+            "It still feels bad, like a weight on my chest every morning."],
+        2: ["So I felt relieved. Really relieved, and at peace with the ending.",
+            "It still sits heavy. I don't feel relieved about it.",
+            "We finished the sessions and said goodbye properly.",
+            "I don't think it got repaired, not really."],
+    }
+    cases = {c: CASES[:4] for c in texts}
+    df = run(texts, cases, domains={0: 0, 1: 1, 2: 2})
+    shown = {c: [r.name, *r.alternatives] for c, r in zip(df["category_id"], df.itertuples())}
+    # said only negated in 1: no positive form of it names 1
+    assert not {"Supported at work", "Feel supported at work", "Felt supported at work",
+                "Feel supported", "Felt supported"} & set(shown[1])
+    assert {"Don't feel supported at work", "Never felt supported at work"} & set(shown[1])
+    # said positively in 0, where the positive stays
+    assert "Feel supported at work" in shown[0]
+    # said once each way in 2: shown in the words said positively, never the negated ones
+    assert "Feel relieved" not in shown[2]
+    assert "Felt relieved" in shown[2] or "Don't feel relieved" in shown[2]
+    for c, names in shown.items():
+        for name in names:
+            _check_name(name, texts[c])
+
+
+@pytest.mark.parametrize("text, negated_from", [
+    ("I don't feel relieved about it.", "don't feel relieved"),
+    ("I didn't feel relieved.", "didn't feel relieved"),
+    ("I never felt relieved.", "never felt relieved"),
+    ("I'm not feeling relieved, honestly.", "not feeling relieved"),   # not the clitic "'m"
+    ("It is not feeling relieved that matters.", "is not feeling relieved"),
+    ("There was no feeling relieved.", "no feeling relieved"),
+    ("I don't really feel relieved.", ""),           # negated, no negated phrase of its own
+    ("I don't think I felt relieved.", ""),
+    ("Nobody felt relieved.", ""),
+    ("So I felt relieved.", None),
+    ("No, I felt relieved.", None),                  # an answer, then the phrase
+    ("I never knew that she felt relieved.", None),  # another clause
+    ("I wasn't angry and I felt relieved.", None),
+])
+def test_what_a_negation_before_a_phrase_reaches(text, negated_from):
+    """The clause rule of the occurrence search, for the phrase "feel relieved" (any
+    form): None, not negated; "", negated with no negated phrase of its own; else
+    the negated phrase it starts."""
+    from pipeline.stages.naming import _fast_pass, _negated_before
+    t = _fast_pass([text], frozenset(), frozenset())[0][0]
+    j = t.lemmas.index("feel")
+    k = _negated_before(t, j)
+    if negated_from is None:
+        assert k is None
+    elif negated_from == "":
+        assert k == -1
+    else:
+        assert text[t.starts[k]:t.ends[j + 1]] == negated_from

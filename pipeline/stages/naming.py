@@ -83,7 +83,15 @@ How a name is made
    crying" are counted together. Each group is then *found in every segment*
    by its lemma sequences (a cheap tokenizer and lookup lemmas over all texts;
    never inside a hyphenated word), so counts do not depend on which segments
-   were parsed: to stay fast only up to ``max_parsed_per_category`` segments per
+   were parsed. A group without a negation found right after one ("I don't feel
+   relieved", "I never felt supported") counts there for the negated phrase,
+   "don't feel relieved", with the auxiliary that carries the negation; found a
+   few words after a "not" or "never" of its clause ("did not really explain the
+   feedback", "I don't think it helped my practice", "I do not have a formal
+   supervisor"), it counts for nothing there. Counted as said, a negated sentence
+   supported the positive phrase and gave it its words: a category was named
+   "Feel relieved" from the only quote with those words, "I don't feel relieved
+   about it". To stay fast only up to ``max_parsed_per_category`` segments per
    category (the most central ones, spread over cases) and ``max_parsed_total``
    in all are parsed. (10,000 segments of ~32 words in 60 categories: about 12 s
    on 2 cores, spaCy's loading aside; the parsing is most of it.)
@@ -880,6 +888,63 @@ def _glued(t: _Tokens, j: int) -> bool:
     return a == "-" or b == "-" or (a[-1:].isalnum() and b[:1].isalnum())
 
 
+#: Negations that reach a phrase a few words after them, across an auxiliary, an
+#: adverb or the verb that takes it ("don't really feel relieved", "never felt
+#: supported at work", "didn't want to make supervision into therapy"); the other
+#: NEGATIONS ("no", "without", "nobody", ...) negate only the words right after them.
+_CLAUSE_NEGATIONS = frozenset({"not", "never"})
+#: The negations that start a negated phrase of their own ("never felt relieved",
+#: "no formal complaint"); "nobody", "nothing" and "none" are a subject or an object.
+_PHRASE_NEGATIONS = frozenset({"not", "never", "no", "without"})
+#: Words between a clause negation and the phrase it negates, at most.
+NEGATION_REACH = 4
+#: Words that start another clause: a negation before them does not reach past them.
+_CLAUSE_BREAKS = frozenset("""
+and but or so because cause if when whenever while though although than until unless that
+which who whom whose where whether since
+""".split())
+#: The auxiliaries a negated verb phrase starts with ("didn't", "wasn't", "can't").
+_AUXILIARIES = frozenset("be do have can ca could will wo would shall sha should may might must"
+                         .split())
+
+
+def _negated_before(t: _Tokens, j: int) -> int | None:
+    """Whether the words from token ``j`` on are negated by a word before them in
+    their clause, and where the negated phrase starts.
+
+    None: not negated. -1: negated from further back ("don't think it helped my
+    practice"), or by "nobody"/"nothing"/"none". Else the index of the first token of
+    the negated phrase, the negation right before ``j`` with the auxiliary that
+    carries it, as :func:`_verb_start` cuts one ("didn't feel relieved", "never felt
+    supported", "no formal complaint"; not the clitic of "I'm not relieved").
+
+    Why: a phrase group is found in every segment by its lemmas, and "feel relieved"
+    is found in "I don't feel relieved about it". Counted there, a negated sentence
+    supported the positive phrase and lent it its words: a category was named "Feel
+    relieved" from the only quote that said so, "I don't feel relieved". A clause
+    negation reaches across a few words but not across punctuation or into another
+    clause ("I never knew that she felt relieved" is no negation of "felt relieved")."""
+    lem = t.lemmas
+    for i in range(j - 1, max(-1, j - 2 - NEGATION_REACH), -1):
+        w = lem[i]
+        if i == j - 1 and w in NEGATIONS and w not in _CLAUSE_NEGATIONS:
+            return i if w in _PHRASE_NEGATIONS else -1
+        if w in _CLAUSE_NEGATIONS:
+            if i != j - 1:
+                return -1
+            k = i
+            if i > 0 and lem[i - 1] in _AUXILIARIES and (
+                    t.ends[i - 1] == t.starts[i]          # "didn't", "wasn't": one word
+                    or not (i > 1 and t.ends[i - 2] == t.starts[i - 1])):  # "is not", not "I'm not"
+                k = i - 1
+            if t.ends[k - 1] == t.starts[k] if k > 0 else False:
+                return -1       # the negation is the end of another word: no clean start
+            return k
+        if not (w[:1].isalnum() or w[:1] in "'’") or w in _CLAUSE_BREAKS:
+            return None     # punctuation or another clause: the negation does not reach
+    return None
+
+
 # --- scoring helpers ------------------------------------------------------------------------
 
 def _says_the_other(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
@@ -1119,8 +1184,19 @@ def name_categories(texts_by_category: Mapping[int, Sequence[str]],
                         break
                     seq = tuple(lem[j:j + L])
                     if seq in by_len[L] and not (j + L < len(lem) and _glued(t, j + L - 1)):
-                        said.append((group_of_seq[seq],
-                                     _WS.sub(" ", blanked[i][t.starts[j]:t.ends[j + L - 1]]).strip()))
+                        g, k = group_of_seq[seq], j
+                        if not NEGATIONS & set(g):
+                            # said negated, the words are not the positive phrase: they
+                            # are the negated one, when a clean one starts right before
+                            k = _negated_before(t, j)
+                            if k is None:
+                                k = j
+                            elif k < 0 or any(tuple(lem[s:j + L]) in group_of_seq
+                                              for s in range(k, j) if s == k or not _glued(t, s - 1)):
+                                continue    # none, or a negated group of its own found there
+                            else:
+                                g = tuple(w for w in lem[k:j] if w in NEGATIONS) + g
+                        said.append((g, _WS.sub(" ", blanked[i][t.starts[k]:t.ends[j + L - 1]]).strip()))
             held[blanked[i]] = (said, list(dict.fromkeys(g for g, _ in said)))
         said, found = held[blanked[i]]
         for g, text in said:
