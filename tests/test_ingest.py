@@ -153,7 +153,7 @@ def test_label_on_its_own_line_and_trailing_whitespace(tmp_path):
     ("P3: I left.", "P3"),
     ("T: We paused there.", "T"),
     ("Therapist: We paused there.", "Therapist"),
-    ("INTERVIEWER: And then?", "INTERVIEWER"),
+    ("INTERVIEWER: And then?", "Interviewer"),      # one speaker, written one way
     ("Participant 7: I left.", "Participant 7"),
     ("Dr. Okafor: We paused there.", "Dr. Okafor"),
     ("**Interviewer:** And then?", "Interviewer"),
@@ -222,7 +222,7 @@ def test_a_speaker_the_roles_map_names_is_a_label_whatever_its_characters(tmp_pa
     assert_exact(corpus)
     assert turns_of(corpus, "T06") == [
         ("王芳", "interviewer", "你好. What brought you here?"),
-        ("Zoe Lindqvist", "participant", "My sister did."),
+        ("zoe lindqvist", "participant", "My sister did."),    # as the roles map writes it
         ("王芳", "interviewer", "And then?"),
         ("zoe lindqvist", "participant", "I stayed."),
     ]
@@ -2407,3 +2407,56 @@ def test_a_bad_role_leaves_out_its_case_only_and_a_bad_turn_number_its_row_never
     said = reasons(corpus)
     assert "1 row(s) have a turn_index cell that is not a whole number: row 5 ('x')" in said
     assert "case 'C3' (2 rows) was left out: row 6: role is not one of participant" in said
+
+
+# --- speech recognisers' labels ----------------------------------------------------
+
+DIARISED = ("SPEAKER_00: So what brought you to the clinic?\n"
+            "SPEAKER_01: My GP referred me after a bad winter.\n"
+            "speaker_00: And what was the first session like?\n"
+            "Speaker_01: I was terrified. I nearly turned around.\n"
+            "Speaker_00: What helped most?\n"
+            "SPEAKER_01: The breathing exercises, honestly.\n"
+            "SPEAKER_00: Was anything difficult?\n"
+            "speaker_01: Repeating my story three times.\n")
+
+
+def test_a_label_in_another_case_is_the_same_speaker_and_never_speech(tmp_path):
+    """A recogniser or a transcriber writes one speaker "SPEAKER_00", "Speaker_00" and
+    "speaker_00" in one file. The lower-case line was read as the end of the answer
+    above it, the label inside the participant's words; and as four speakers, no rule
+    gave a role, so the whole case was dropped ("no participant speech found"). Given a
+    role, the speaker kept every spelling in turns.speaker, and so in every export."""
+    write(tmp_path, "C14.txt", DIARISED)
+    corpus = run(tmp_path)
+    assert_exact(corpus)
+    turns = turns_of(corpus, "C14")
+    assert [t[:2] for t in turns] == [("SPEAKER_00", "interviewer"),
+                                      ("SPEAKER_01", "participant")] * 4
+    assert turns[2][2] == "And what was the first session like?"
+    assert turns[1][2] == "My GP referred me after a bad winter."
+    said = reasons(corpus)
+    assert "'SPEAKER_00' (2 turns), 'speaker_00' (1 turn), 'Speaker_00' (1 turn)" in said and \
+        "as 'SPEAKER_00'" in said and "'SPEAKER_00' asks questions in 4 of 4 turns" in said
+    assert all(s.kept for s in corpus.skipped)
+    # the roles map's spelling is the one written, however the file writes the label
+    corpus = run(tmp_path, roles={"Speaker 00": "interviewer", "speaker_01": "participant"})
+    assert [t[:2] for t in turns_of(corpus, "C14")] == [("Speaker 00", "interviewer"),
+                                                        ("speaker_01", "participant")] * 4
+    # a name written in lower case once is that speaker's turn, not the words above it
+    write(tmp_path, "C14.txt", "Mara Reyes: How did it start?\nTom Lee: Slowly.\n"
+                               "mara reyes: And then?\nTom Lee: It got better.\n")
+    corpus = run(tmp_path, roles={"Mara Reyes": "interviewer"})
+    assert [t[:3] for t in turns_of(corpus, "C14")][1:3] == [
+        ("Tom Lee", "participant", "Slowly."), ("Mara Reyes", "interviewer", "And then?")]
+
+
+def test_a_file_of_lower_case_recogniser_labels_is_read(tmp_path):
+    """"speaker_00:" in every line: no capital, no role word, and the file was refused
+    as having no speaker labels."""
+    write(tmp_path, "C15.txt", DIARISED.lower())
+    corpus = run(tmp_path)
+    assert [t[:2] for t in turns_of(corpus, "C15")] == [("speaker_00", "interviewer"),
+                                                        ("speaker_01", "participant")] * 4
+    (note,) = corpus.skipped
+    assert "'speaker_00' asks questions in 4 of 4 turns" in note.reason

@@ -30,7 +30,11 @@ rejects "What I noticed was this: ..." (words after the first must be capitalise
 or numbers) and "so: ..." (a word in lower case is a label only if it is a role).
 A capital is one of any script that has them ("Łucja Nowak:", "İpek:", "Đặng Thu Hà:";
 :data:`_LETTER_CLASSES`). A speaker ``roles`` names is a label however it is written
-("zoe lindqvist:", "Whitfield, Dana:", "王芳:"; :func:`_named_labels`). In a subtitle
+("zoe lindqvist:", "Whitfield, Dana:", "王芳:"; :func:`_named_labels`), and so is a
+recogniser's numbered speaker ("speaker_00:"). Labels that differ only in case or in
+"_" and spaces are one speaker, written one way (:func:`label_key`,
+:func:`_one_spelling`), and a line opening with one of its file's labels written another
+way is that speaker's turn (:meth:`_Reader._other_spellings`). In a subtitle
 file whose cues nearly all open with a name, as Zoom's do, a display name no pattern
 reads ("Zoë Lindqvist | Uppsala:", "zoe lindqvist:") that opens two cues or more is a
 label too, and noted (:meth:`_Reader._cue_names`).
@@ -190,7 +194,9 @@ _STAMP = r"(?:\d{1,2}:)?\d{1,2}:\d{2}(?:[.,]\d{1,3})?"
 #: Role words a transcript may write in lower case ("interviewer:", "participant 3:"):
 #: a label all the same. Any other word in lower case before a colon is speech.
 _ROLE_WORD = (r"(?:interviewer|interviewee|participant|respondent|therapist|client"
-              r"|moderator|facilitator|researcher)(?: ?\d+)?")
+              r"|moderator|facilitator|researcher)(?: ?\d+)?"
+              # a diarising recogniser's numbered speakers, in any case ("speaker_00:")
+              r"|(?i:speaker)[ _]?\d{1,3}")
 #: Pronouns a display name carries in parentheses: "Dana Whitfield (she/her)"
 _PRONOUNS = r"\p{Ll}+(?:/\p{Ll}+){1,2}"
 #: A label with an aside in parentheses: "Interviewer (Mara)", "Sam (P3)", "Dana
@@ -274,16 +280,17 @@ HEADING_LABEL_PATTERN = _name_and_time(_NAME)
 
 
 def _named_labels(names: Iterable[str], heading: bool) -> re.Pattern[str] | None:
-    """A label naming one of ``names`` (the speakers ``ingest.roles`` names), in any case
-    and whatever characters it holds ("zoe lindqvist:", "Whitfield, Dana:", "王芳:"):
+    """A label naming one of ``names`` (the speakers ``ingest.roles`` names), in any case,
+    with "_" or spaces between its words (:func:`label_key`), and whatever characters it
+    holds ("zoe lindqvist:", "Whitfield, Dana:", "王芳:", "speaker_00:" for "SPEAKER 00"):
     the team said who speaks, so such a line is that speaker's turn even where the
     default pattern sees no name. ``heading``: the name alone with a time
     (:func:`_name_and_time`), else the name and a colon. None when no name is given.
     The longest name is tried first: "Dana Whitfield" before "Dana"."""
-    names = sorted({_norm_label(n) for n in names} - {""}, key=len, reverse=True)
+    names = sorted({label_key(n) for n in names} - {""}, key=len, reverse=True)
     if not names:
         return None
-    spoken = "(?i:" + "|".join(r"\s+".join(map(re.escape, n.split())) for n in names) + ")"
+    spoken = "(?i:" + "|".join(r"[\s_]+".join(map(re.escape, n.split())) for n in names) + ")"
     return _compile(_name_and_time(spoken) if heading else _colon_label(spoken))
 
 
@@ -456,6 +463,8 @@ def ingest(config: IngestConfig, base_dir: Path = Path(".")) -> Corpus:
     times: dict[str, tuple[tuple[int, int, float, float], ...]] = {}
     for case in cases.values():
         text = case.source.text
+        if (spelled := _one_spelling(case, config.roles)) is not None:
+            skipped.append(spelled)
         if any(len(turn.pieces) > 1 for turn in case.turns):
             times[case.case_id] = tuple(p for turn in case.turns for p in turn.pieces)
         roles, unmatched, asked = reader.roles.assign(case.turns, text)
@@ -880,11 +889,45 @@ def _norm_label(label: str) -> str:
     return " ".join(label.split()).strip("*_ ")
 
 
+def label_key(label: str) -> str:
+    """What tells one speaker's label from another's: its words, in any case, "_" and
+    spaces alike. A recogniser or a transcriber that writes "SPEAKER_00", "Speaker_00"
+    and "speaker_00" in one file means one speaker: read as three, no two of them made
+    the two speakers of the question-asker rule, and the case was dropped."""
+    return " ".join(_norm_label(label).replace("_", " ").split()).casefold()
+
+
+def _one_spelling(case: _Case, named: Iterable[str]) -> Skipped | None:
+    """Write each speaker of ``case`` one way: labels that differ only in case or in
+    "_" and spaces (:func:`label_key`) become the spelling ``ingest.roles`` gives
+    (``named``), else the one the case writes most (the first, on a tie), so that
+    ``turns.speaker`` and every export name one speaker once. A note names the spellings
+    read as one."""
+    given = {label_key(n): _norm_label(n) for n in named}
+    spellings: dict[str, Counter[str]] = {}
+    for turn in case.turns:
+        spellings.setdefault(label_key(turn.speaker), Counter())[turn.speaker] += 1
+    merged = {key: found for key, found in spellings.items() if len(found) > 1}
+    if not merged:
+        return None
+    chosen = {key: given.get(key) or found.most_common(1)[0][0]
+              for key, found in merged.items()}
+    for turn in case.turns:
+        turn.speaker = chosen.get(label_key(turn.speaker), turn.speaker)
+    listed = "; ".join(
+        ", ".join(f"'{label}' ({n} turn{'s' if n > 1 else ''})" for label, n in found.items())
+        + f" as '{chosen[key]}'" for key, found in merged.items())
+    return Skipped(case.source.path, (
+        f"case '{case.case_id}': speaker labels that differ only in capitals or in '_' and "
+        f"spaces were read as one speaker each: {listed}; what to do: nothing, unless "
+        "they are different people (then give them different labels)"), kept=True)
+
+
 class _Roles:
     """The role rule described in the module docstring."""
 
     def __init__(self, config: IngestConfig) -> None:
-        self.explicit = {_norm_label(k).casefold(): v for k, v in config.roles.items()}
+        self.explicit = {label_key(k): v for k, v in config.roles.items()}
         self.interviewer = [re.compile(p, re.IGNORECASE) for p in config.interviewer_speakers]
         self.participant = [re.compile(p, re.IGNORECASE) for p in config.participant_speakers]
         self.not_speakers = [re.compile(p, re.IGNORECASE) for p in config.not_speakers]
@@ -913,8 +956,8 @@ class _Roles:
         return role
 
     def _known(self, label: str) -> str | None:
-        if label.casefold() in self.explicit:
-            return self.explicit[label.casefold()]
+        if label_key(label) in self.explicit:
+            return self.explicit[label_key(label)]
         if any(p.fullmatch(label) for p in self.interviewer):
             return "interviewer"
         if any(p.fullmatch(label) for p in self.participant):
@@ -1176,6 +1219,9 @@ class _Reader:
                     numbers.append(number)
         if not any(_names_a_form(b[0]) for b in blocks):
             blocks = []                                  # headings and no speaker
+        elif used is not None:
+            blocks, numbers = self._other_spellings(lines, text, blocks, numbers,
+                                                    heading=used is self.heading)
         if not blocks:
             raise InputError(
                 "has no speaker labels: each turn must start a line with a label such as "
@@ -1195,11 +1241,11 @@ class _Reader:
                 if k < len(cut) and cut[k] < ends[i]:
                     ends[i] = cut[k]
         spans = [_strip_span(text, b[2], end) for b, end in zip(blocks, ends, strict=True)]
-        counts = Counter(b[0] for b in blocks)
+        counts = Counter(label_key(b[0]) for b in blocks)
         header = 0
         # a heading above the first turn is a title, however many headings follow
         while (header < len(blocks) - 1
-               and (counts[blocks[header][0]] == 1 or blocks[header][0] == HEADING_SPEAKER)
+               and (counts[label_key(blocks[header][0])] == 1 or blocks[header][0] == HEADING_SPEAKER)
                and self.roles.known(blocks[header][0]) is None
                and _is_one_line(text, spans[header])):
             header += 1
@@ -1214,6 +1260,28 @@ class _Reader:
         empty = [(n, b[0]) for n, b, span in zip(numbers[header:], blocks[header:],
                                                  spans[header:], strict=True) if not span]
         return turns, n_before, empty, [n for n, _ in notices]
+
+    def _other_spellings(self, lines: list[tuple[int, int]], text: str,
+                         blocks: list[tuple[str, int, int, float]], numbers: list[int],
+                         heading: bool) -> tuple[list[tuple[str, int, int, float]], list[int]]:
+        """``blocks`` and their line ``numbers`` with a block added for each line that
+        opens with one of the file's own labels written another way ("speaker_00:" in a
+        file of "SPEAKER_00:", "mara reyes:" in one of "Mara Reyes:"; :func:`label_key`).
+        Such a line is a label all the same: read as words, "speaker_00: And what was
+        the first session like?" was the end of the participant's answer, the label
+        inside the participant's words, and the interviewer's question lost."""
+        pattern = _named_labels({b[0] for b in blocks if _names_a_form(b[0])}, heading)
+        if pattern is None:
+            return blocks, numbers
+        taken = set(numbers)
+        found = list(zip(blocks, numbers, strict=True))
+        for number, (start, end) in enumerate(lines, 1):
+            if number not in taken and (label := self._label(text[start:end], pattern)):
+                found.append(((label[0], start, start + label[1], label[2]), number))
+        if len(found) == len(blocks):
+            return blocks, numbers
+        found.sort(key=lambda item: item[0][1])
+        return [b for b, _ in found], [n for _, n in found]
 
     def _after_notes(self, text: str, lines: list[tuple[int, int]],
                      blocks: list[tuple[str, int, int, float]], numbers: list[int]):
@@ -1269,7 +1337,7 @@ class _Reader:
             position = end + 1                                  # the joining "\n"
             if label is None:
                 before.add(cue.line)
-            elif turns and turns[-1].speaker == label:
+            elif turns and label_key(turns[-1].speaker) == label_key(label):
                 # the turn ends when the last of its cues does: an overlapping or
                 # out-of-order cue that ends earlier gave a turn an end before its start
                 last = turns[-1].end_time
