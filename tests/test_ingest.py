@@ -2460,3 +2460,40 @@ def test_a_file_of_lower_case_recogniser_labels_is_read(tmp_path):
                                                         ("speaker_01", "participant")] * 4
     (note,) = corpus.skipped
     assert "'speaker_00' asks questions in 4 of 4 turns" in note.reason
+
+
+@pytest.mark.parametrize("form", [
+    "[{s}]: {w}", "[{s}] {w}", "[{t}] {s}: {w}", "[{t}] [{s}]: {w}", "[{t}] [{s}] {w}"])
+def test_whisperx_and_whisper_cpp_labels_are_read(tmp_path, form):
+    """WhisperX writes "[SPEAKER_00]: ...", or "[SPEAKER_00] ..." without a colon, and
+    whisper.cpp a time range before the label: each file was refused as having no
+    speaker labels. A word in brackets that is no numbered speaker is still speech."""
+    said = [("SPEAKER_00", "What brought you here?"), ("SPEAKER_01", "My GP did."),
+            ("SPEAKER_00", "How was the first session?"), ("SPEAKER_01", "Scary.\n[Laughs] Really."),
+            ("SPEAKER_00", "What helped most?"), ("SPEAKER_01", "The breathing."),
+            ("SPEAKER_00", "Was anything hard?"), ("SPEAKER_01", "The forms.")]
+    lines = [form.format(s=s, w=w, t=f"00:00:{5 * i:02d}.000 --> 00:00:{5 * i + 4:02d}.000")
+             for i, (s, w) in enumerate(said)]
+    write(tmp_path, "W1.txt", "\n".join(lines) + "\n")
+    corpus = run(tmp_path)
+    assert_exact(corpus)
+    assert [(t[0], t[2]) for t in turns_of(corpus, "W1")] == said
+    assert set(corpus.turns["role"]) == {"interviewer", "participant"}
+    if "{t}" in form:
+        assert corpus.turns["start_time"].tolist() == [5.0 * i for i in range(8)]
+
+
+def test_whisperx_bracketed_labels_in_subtitles_are_read(tmp_path):
+    """WhisperX's .srt and .vtt write "[SPEAKER_01]: ..." in each cue: refused as "no
+    speaker names in its cues", even with SPEAKER_00 named in ingest.roles."""
+    write(tmp_path, "C04.srt", "1\n00:00:01,000 --> 00:00:04,000\n[SPEAKER_01]: Is it okay?\n\n"
+                               "2\n00:00:05,000 --> 00:00:06,000\n[SPEAKER_00]: Yes, fine.\n\n"
+                               "3\n00:00:07,000 --> 00:00:09,000\n[SPEAKER_00]: Go on.\n")
+    write(tmp_path, "C05.vtt", "WEBVTT\n\n00:00.000 --> 00:04.000\n[SPEAKER_00]: Ready?\n\n"
+                               "00:05.000 --> 00:06.000\n[SPEAKER_01]: Yes.\n")
+    corpus = run(tmp_path, roles={"SPEAKER_00": "participant", "SPEAKER_01": "interviewer"})
+    assert_exact(corpus)
+    assert turns_of(corpus, "C04") == [("SPEAKER_01", "interviewer", "Is it okay?"),
+                                       ("SPEAKER_00", "participant", "Yes, fine.\nGo on.")]
+    assert turns_of(corpus, "C05") == [("SPEAKER_00", "participant", "Ready?"),
+                                       ("SPEAKER_01", "interviewer", "Yes.")]

@@ -31,7 +31,9 @@ or numbers) and "so: ..." (a word in lower case is a label only if it is a role)
 A capital is one of any script that has them ("Łucja Nowak:", "İpek:", "Đặng Thu Hà:";
 :data:`_LETTER_CLASSES`). A speaker ``roles`` names is a label however it is written
 ("zoe lindqvist:", "Whitfield, Dana:", "王芳:"; :func:`_named_labels`), and so is a
-recogniser's numbered speaker ("speaker_00:"). Labels that differ only in case or in
+recogniser's numbered speaker ("speaker_00:"), also in brackets as WhisperX writes it,
+with or without a colon ("[SPEAKER_00]: ...", "[SPEAKER_00] ...";
+:data:`_BRACKETED_SPEAKER`), after a time range as whisper.cpp writes one. Labels that differ only in case or in
 "_" and spaces are one speaker, written one way (:func:`label_key`,
 :func:`_one_spelling`), and a line opening with one of its file's labels written another
 way is that speaker's turn (:meth:`_Reader._other_spellings`). In a subtitle
@@ -197,6 +199,13 @@ _ROLE_WORD = (r"(?:interviewer|interviewee|participant|respondent|therapist|clie
               r"|moderator|facilitator|researcher)(?: ?\d+)?"
               # a diarising recogniser's numbered speakers, in any case ("speaker_00:")
               r"|(?i:speaker)[ _]?\d{1,3}")
+#: A diarising recogniser's numbered speaker in brackets, as WhisperX writes it,
+#: with or without a colon, after a time or a time range or none: "[SPEAKER_00]: ...",
+#: "[SPEAKER_00] ...", "[00:00:00.000 --> 00:00:04.000] [SPEAKER_00]: ...". Without a
+#: colon, only such a number is a label: "[Laughs] yes" is speech.
+_BRACKETED_SPEAKER = re.compile(
+    rf"^\s*(?:\[(?P<time>{_STAMP})(?:\s*-->\s*{_STAMP})?\]\s*)?"
+    r"\[(?P<speaker>(?i:speaker)[ _]?\d{1,3})\](?:[ \t]*:)?[ \t]*")
 #: Pronouns a display name carries in parentheses: "Dana Whitfield (she/her)"
 _PRONOUNS = r"\p{Ll}+(?:/\p{Ll}+){1,2}"
 #: A label with an aside in parentheses: "Interviewer (Mara)", "Sam (P3)", "Dana
@@ -245,12 +254,14 @@ def label_parts(label: str) -> tuple[str, ...]:
 
 def _colon_label(speaker: str) -> str:
     """A speaker label ending in a colon at the start of a line, the speaker as
-    ``speaker`` (a regex) says: with a time stamp before it ("[00:04:02] Sam:"), in
-    brackets after it ("Sam (4:02):") or in brackets right after the colon ("Speaker 1:
-    (00:02) ...", as some services write it: read as words, the stamp opened every turn
-    and the turn had no time)."""
-    return (rf"^\s*(?:[\[(]?(?P<time>{_STAMP})[\])]?\s*[-–]?\s*)?"
-            rf"[*_]{{0,2}}(?P<speaker>{speaker})"
+    ``speaker`` (a regex) says, maybe in brackets ("[SPEAKER_01]:", as WhisperX writes
+    it): with a time stamp or a time range before it ("[00:04:02] Sam:", whisper.cpp's
+    "[00:00:00.000 --> 00:00:04.000] SPEAKER_00:"), in brackets after it ("Sam
+    (4:02):") or in brackets right after the colon ("Speaker 1: (00:02) ...", as some
+    services write it: read as words, the stamp opened every turn and the turn had no
+    time)."""
+    return (rf"^\s*(?:[\[(]?(?P<time>{_STAMP})(?:\s*-->\s*{_STAMP})?[\])]?\s*[-–]?\s*)?"
+            rf"[*_]{{0,2}}(?P<bracket>\[)?(?P<speaker>{speaker})(?(bracket)\])"
             rf"(?:\s*[\[(](?P<time_after>{_STAMP})[\])])?"
             r"[*_]{0,2}\s*:(?!\d)[*_]{0,2}\s*"      # "Monday 9:00" is a time, not a label
             rf"(?:[\[(](?P<time_said>{_STAMP})[\])](?!\S)\s*)?")
@@ -1184,6 +1195,14 @@ class _Reader:
             self.not_times.append(stamp)
         return speaker, match.end(), seconds
 
+    def _any_label(self, line: str,
+                   pattern: re.Pattern | None = None) -> tuple[str, int, float] | None:
+        """:meth:`_label` by ``pattern`` (the config's by default), else a recogniser's
+        bracketed speaker (:data:`_BRACKETED_SPEAKER`), else a label read by
+        :data:`_SIGNED_LABEL`."""
+        return self._label(line, pattern) or self._label(line, _BRACKETED_SPEAKER) \
+            or self._label(line, _SIGNED_LABEL)
+
     # .txt, .md, .docx
     def _labelled_turns(self, text: str,
                         shown: str) -> tuple[list[_Turn], int, list[tuple[int, str]], list[int]]:
@@ -1208,7 +1227,8 @@ class _Reader:
                     label = self._label(line, self.pattern)
                     label = label if label and label[0] == HEADING_SPEAKER else None
                 if not label:
-                    label = self._label(line, _SIGNED_LABEL)
+                    label = self._label(line, _BRACKETED_SPEAKER) or \
+                        self._label(line, _SIGNED_LABEL)
                 if label:
                     blocks.append((label[0], line_start, line_start + label[1], label[2]))
                     numbers.append(number)
@@ -1389,8 +1409,7 @@ class _Reader:
                 continue
             voice, text = first
             line = text.split("\n", 1)[0]
-            labelled = voice is not None or self._label(line) or \
-                self._label(line, _SIGNED_LABEL)
+            labelled = voice is not None or self._any_label(line)
             openings.append("" if labelled else _cue_prefix(line))
         counts = Counter(p for p in openings if p)
         names = {p for p, n in counts.items() if n >= MIN_CUES_NAMED}
@@ -1409,7 +1428,7 @@ class _Reader:
                 segments.append((voice, text))
                 continue
             for line in text.split("\n"):
-                label = self._label(line) or self._label(line, _SIGNED_LABEL)
+                label = self._any_label(line)
                 if not label and names and (found := _CUE_PREFIX.match(line)) \
                         and (name := _norm_label(found["speaker"])) in names:
                     label = (name, found.end(), math.nan)
