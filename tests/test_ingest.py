@@ -2497,3 +2497,23 @@ def test_whisperx_bracketed_labels_in_subtitles_are_read(tmp_path):
                                        ("SPEAKER_00", "participant", "Yes, fine.\nGo on.")]
     assert turns_of(corpus, "C05") == [("SPEAKER_00", "participant", "Ready?"),
                                        ("SPEAKER_01", "interviewer", "Yes.")]
+
+
+def test_otters_footer_is_set_aside_not_read_as_the_last_answer(tmp_path):
+    """Otter's export ends "Transcribed by https://otter.ai": read as words, it was the
+    end of the participant's last answer. It is a footer, noted as the title lines
+    above the first label are; a last line of speech that only opens so stays speech."""
+    otter = ("Speaker 1  0:03  \nHow did you start?\n\nSpeaker 2  0:10  \nWith my gran.\n\n\n"
+             "Transcribed by https://otter.ai\n")
+    write(tmp_path, "U01.txt", otter)
+    corpus = run(tmp_path, roles={"Speaker 1": "interviewer"})
+    assert_exact(corpus)
+    assert turns_of(corpus, "U01")[-1] == ("Speaker 2", "participant", "With my gran.")
+    (note,) = corpus.skipped
+    assert note.what.endswith("U01.txt:8") and not note.kept
+    assert "('Transcribed by https://otter.ai') is the transcription service's footer" \
+        in note.reason
+    write(tmp_path, "U01.txt", otter.replace("https://otter.ai", "hand, every word."))
+    corpus = run(tmp_path, roles={"Speaker 1": "interviewer"})
+    assert turns_of(corpus, "U01")[-1][2] == "With my gran.\n\n\nTranscribed by hand, every word."
+    assert corpus.skipped == ()

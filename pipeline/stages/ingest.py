@@ -1155,8 +1155,9 @@ class _Reader:
             unit = "cue"
         else:
             self.not_times = []
-            turns, n_before, empty, notices = self._labelled_turns(text, shown)
-            notes, unit = _without_text(shown, empty, suffix) + _notices(shown, notices), "line"
+            turns, n_before, empty, notices, footer = self._labelled_turns(text, shown)
+            notes, unit = (_without_text(shown, empty, suffix) + _notices(shown, notices)
+                           + _footer_note(shown, footer)), "line"
             if self.not_times:
                 shown_stamps = ", ".join(f"'{t}'" for t in list(dict.fromkeys(self.not_times))[:5])
                 notes.append(Skipped(shown, (
@@ -1204,12 +1205,14 @@ class _Reader:
             or self._label(line, _SIGNED_LABEL)
 
     # .txt, .md, .docx
-    def _labelled_turns(self, text: str,
-                        shown: str) -> tuple[list[_Turn], int, list[tuple[int, str]], list[int]]:
+    def _labelled_turns(self, text: str, shown: str) -> tuple[
+            list[_Turn], int, list[tuple[int, str]], list[int], tuple[int, str] | None]:
         """Turns of a labelled text, the number of non-blank lines before the first, the
-        ``(line number, speaker)`` of each label with no words after it, and the line
+        ``(line number, speaker)`` of each label with no words after it, the line
         numbers of the meeting program's notices after the first label (Teams form
-        only: :data:`_MEETING_NOTICE`), each of which ends the turn above it."""
+        only: :data:`_MEETING_NOTICE`), each of which ends the turn above it, and the
+        ``(line number, line)`` of a transcription service's footer (:data:`_FOOTER`),
+        which ends the last turn, or None."""
         blocks: list[tuple[str, int, int, float]] = []   # speaker, label line, text start, time
         numbers: list[int] = []                          # each block's line number
         lines = list(_lines(text))
@@ -1260,6 +1263,11 @@ class _Reader:
                 k = bisect.bisect_left(cut, b[2])
                 if k < len(cut) and cut[k] < ends[i]:
                     ends[i] = cut[k]
+        footer = _footer(text, lines)
+        if footer is not None and footer[1] >= blocks[-1][2]:
+            ends[-1] = min(ends[-1], footer[1])
+        else:
+            footer = None
         spans = [_strip_span(text, b[2], end) for b, end in zip(blocks, ends, strict=True)]
         counts = Counter(label_key(b[0]) for b in blocks)
         header = 0
@@ -1279,7 +1287,8 @@ class _Reader:
         _mark_times(text, turns)
         empty = [(n, b[0]) for n, b, span in zip(numbers[header:], blocks[header:],
                                                  spans[header:], strict=True) if not span]
-        return turns, n_before, empty, [n for n, _ in notices]
+        return turns, n_before, empty, [n for n, _ in notices], \
+            None if footer is None else (footer[0], text[footer[1]:footer[2]].strip())
 
     def _other_spellings(self, lines: list[tuple[int, int]], text: str,
                          blocks: list[tuple[str, int, int, float]], numbers: list[int],
@@ -1472,11 +1481,12 @@ class _Reader:
                 notes.append(Skipped(where, "contains no text; it was not read"))
                 continue
             try:
-                turns, n_before, empty, notices = self._labelled_turns(text, where)
+                turns, n_before, empty, notices, footer = self._labelled_turns(text, where)
             except InputError as err:
                 notes.append(_as_skipped(err, where))
                 continue
-            notes += _without_text(where, empty, ".txt") + _notices(where, notices)
+            notes += (_without_text(where, empty, ".txt") + _notices(where, notices)
+                      + _footer_note(where, footer))
             tally["labelled_turns_without_text"] += len(empty)
             tally["meeting_notices_not_read"] += len(notices)
             if n_before:
@@ -1707,6 +1717,34 @@ def _notices(shown: str, numbers: list[int]) -> list[Skipped]:
     return [Skipped(f"{shown}:{numbers[0]}", (
         f"{len(numbers)} line(s) of the meeting program ('... started transcription', "
         f"'... stopped transcription'), on line(s) {listed}, were not read as speech"))]
+
+
+#: The line a transcription service writes under the last turn of its export: Otter's
+#: "Transcribed by https://otter.ai". Read as words, it ended the participant's last
+#: answer. A web address is what tells it from speech ("Transcribed by hand." is words).
+_FOOTER = re.compile(r"\s*(?:transcribed|transcription|transcript) (?:by|with|using|from) "
+                     r"(?:https?://)?(?:www\.)?[\w-]+(?:\.[\w-]+)*\.[a-z]{2,}(?:/\S*)?\s*",
+                     re.IGNORECASE)
+
+
+def _footer(text: str, lines: list[tuple[int, int]]) -> tuple[int, int, int] | None:
+    """``(line number, start, end)`` of the last non-blank line of ``text`` when it is a
+    transcription service's footer (:data:`_FOOTER`), else None."""
+    for number in range(len(lines), 0, -1):
+        start, end = lines[number - 1]
+        if text[start:end].strip():
+            return (number, start, end) if _FOOTER.fullmatch(text, start, end) else None
+    return None
+
+
+def _footer_note(shown: str, footer: tuple[int, str] | None) -> list[Skipped]:
+    """A note on a service's footer set aside, as the title lines above the first label
+    are: it is no one's speech."""
+    if footer is None:
+        return []
+    return [Skipped(f"{shown}:{footer[0]}", (
+        f"1 line after the last turn ('{footer[1]}') is the transcription service's "
+        "footer and was not read as speech"))]
 
 
 def _before_first_label(shown: str, n: int, unit: str) -> Skipped:
