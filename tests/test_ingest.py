@@ -2517,3 +2517,36 @@ def test_otters_footer_is_set_aside_not_read_as_the_last_answer(tmp_path):
     corpus = run(tmp_path, roles={"Speaker 1": "interviewer"})
     assert turns_of(corpus, "U01")[-1][2] == "With my gran.\n\n\nTranscribed by hand, every word."
     assert corpus.skipped == ()
+
+
+def test_in_an_unpunctuated_transcript_the_one_whose_turns_open_as_questions_asks(tmp_path):
+    """Otter's automatic transcripts may have no punctuation at all: with no "?", no
+    turn asked anything, no role was given and the case was dropped ("no participant
+    speech found"). With no "?" in the case, a turn that opens as a question does
+    counts as one."""
+    said = [("how did you end up coming to the clinic", "my sister found it online"),
+            ("and the first session what was that like", "i was terrified"),
+            ("okay what would you say helped the most", "what helped was the homework"),
+            ("was anything unhelpful or hard about it", "how i felt mattered to her"),
+            ("can you say more about that", "[inaudible] she listened"),
+            ("do you still use the sheets", "yes every day"),
+            ("thank you so much for your time", "thank you")]
+    write(tmp_path, "U01.txt", "".join(
+        f"Speaker 1  {i}:00\n{q}\n\nSpeaker 2  {i}:30\n{a}\n\n" for i, (q, a) in enumerate(said)))
+    corpus = run(tmp_path)
+    assert [t[:2] for t in turns_of(corpus, "U01")][:2] == [("Speaker 1", "interviewer"),
+                                                            ("Speaker 2", "participant")]
+    (note,) = corpus.skipped
+    assert "'Speaker 1' opens turns as a question does (the transcript has no question " \
+        "marks" in note.reason and "in 5 of 7 turns, 'Speaker 2' in 0 of 7" in note.reason
+
+
+@pytest.mark.parametrize("words, opens", [
+    ("how did you end up here", True), ("so what was it like", True),
+    ("um, can you tell me more", True), ("[crosstalk] do you mean the forms", True),
+    ("tell me about your therapist", True), ("how long have you been going", True),
+    ("what helped was the homework", False), ("how i felt mattered", False),
+    ("i was terrified", False), ("when i was little", False), ("the exposure tasks", False),
+])
+def test_a_question_opener(words, opens):
+    assert ingest_module.opens_with_a_question(words) is opens

@@ -68,7 +68,9 @@ role by these rules and it has exactly two speakers ("Speaker 1" and "Speaker 2"
 as Otter and Zoom name them, or two display names from Teams), the one who asks
 the questions is the interviewer and the other the participant, when the turns say
 so clearly (:data:`ASKER_MIN_QUESTIONS` turns with a question, a share of
-questions at least :data:`ASKER_RATIO` times the other's); the note says so, and
+questions at least :data:`ASKER_RATIO` times the other's; in a case with no "?" at
+all, a turn that opens as a question does, :func:`opens_with_a_question`); the note
+says so, and
 ``roles`` overrides it. Every other unmatched label gets role "other": its turns
 are kept but not analysed, and it is reported in ``Corpus.skipped``.
 
@@ -1043,19 +1045,50 @@ def asks_a_question(words: str) -> bool:
     return False
 
 
+#: How a question opens, for a transcript with no question marks (an automatic one, as
+#: Otter writes it unpunctuated): after a filler ("and", "so", "okay"), a question word
+#: and a verb ("how did", "what was", "what would"), a verb and who is asked ("do you",
+#: "can you", "was there", "is anything"), or a request ("tell me"). "what helped was",
+#: "how i felt", "i was" open an answer.
+_FILLER = r"(?:(?:and|so|okay|ok|alright|right|um+|uh+|erm|well|great|yeah|mm+|hm+)[,.]?\s+)*"
+_QUESTION_OPENER = re.compile(
+    _FILLER + r"(?:(?:how|what|why|when|where|who|which)(?:'s|\s+(?:is|was|are|were|do|does"
+    r"|did|has|have|had|would|could|can|will|should|made|makes|happened|about|kind|sort"
+    r"|else)\b)|how\s+(?:long|much|many|often|come|far)\b"
+    r"|(?:do|does|did|can|could|would|will|have|has|had|is|was|are|were|should)\s+"
+    r"(?:you|your|there|anything|it|that|they|she|he|things)\b"
+    r"|tell\s+me\b)", re.IGNORECASE)
+
+
+def opens_with_a_question(words: str) -> bool:
+    """Whether a turn opens as a question does (:data:`_QUESTION_OPENER`), a
+    transcriber's note before it ("[inaudible] how did you ...") aside: the sign of a
+    question in a transcript that writes no "?"."""
+    return _QUESTION_OPENER.match(_NOTE_SPAN.sub(" ", words).lstrip(" \t\n'\"")) is not None
+
+
 def _asker(turns: list[_Turn], text: str) -> tuple[str, str, str] | None:
     """(interviewer, participant, the evidence in words) for a case of two speakers
     whose roles no rule gives, when one of them clearly asks the questions
-    (:func:`asks_a_question`)."""
+    (:func:`asks_a_question`; in a case with no "?" at all, an automatic transcript
+    with no punctuation, :func:`opens_with_a_question`: there every turn asked
+    nothing, and the case was dropped)."""
+    unpunctuated = not any("?" in text[t.start:t.end] for t in turns)
+    asks_in = opens_with_a_question if unpunctuated else asks_a_question
     asks: dict[str, list[int]] = {}
     for t in turns:
         tally = asks.setdefault(t.speaker, [0, 0])
-        tally[0] += asks_a_question(text[t.start:t.end])
+        tally[0] += asks_in(text[t.start:t.end])
         tally[1] += 1
+    if len(asks) != 2:
+        return None
     (a, (qa, na)), (b, (qb, nb)) = sorted(asks.items(), key=lambda kv: -kv[1][0] / kv[1][1])
     if qa < ASKER_MIN_QUESTIONS or qa / na < ASKER_RATIO * qb / nb:
         return None
-    return a, b, (f"'{a}' asks questions in {qa} of {na} turns, '{b}' in {qb} of {nb}: "
+    how = ("opens turns as a question does (the transcript has no question marks: 'how "
+           "did you', 'what was', 'can you', 'do you', ...)" if unpunctuated
+           else "asks questions")
+    return a, b, (f"'{a}' {how} in {qa} of {na} turns, '{b}' in {qb} of {nb}: "
                   f"'{a}' is taken as the interviewer and '{b}' as the participant")
 
 
