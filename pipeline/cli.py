@@ -78,6 +78,19 @@ def _skipped_line(notes: list, word: str = "skipped") -> str:
     return "; ".join(parts)
 
 
+def _roles_warnings(notes: list, shown: int = 5) -> list[str]:
+    """The notes on cases whose turns say their speakers' roles are swapped
+    (:data:`pipeline.stages.ingest.ROLES_CONTRADICTED`), the first ``shown`` of them in
+    full: among the notes they are counted only, and such a case's interviewer's
+    questions were analysed as its participant's answers."""
+    from .stages.ingest import ROLES_CONTRADICTED
+
+    found = [n["reason"] for n in notes
+             if isinstance(n, dict) and ROLES_CONTRADICTED in str(n.get("reason", ""))]
+    more = [f"and {len(found) - shown} more case(s) like these"] if len(found) > shown else []
+    return found[:shown] + more
+
+
 def _categories_with_subcategories(folder) -> int:
     """How many categories of a CQR run folder have subcategories (of either kind)."""
     cats = folder.table("categories")
@@ -214,6 +227,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if (folder / SKIPPED_CSV).is_file():
             where = f"the report and manifest.json; every turn and unit in {SKIPPED_CSV}"
         print(f"  {_skipped_line(manifest['skipped'])}, listed in {where}")
+    for warning in _roles_warnings(manifest["skipped"]):
+        print(f"  warning: {warning}")
     repeat = _repeat_note(Path(args.config), manifest)
     if repeat:
         print(f"  note: {repeat}")

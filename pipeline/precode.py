@@ -734,8 +734,9 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
     transcripts = Path(transcripts)
     if not transcripts.exists():
         raise InputError("no such transcripts folder", path=transcripts)
+    # ingest.case_roles gives the roles of the codebook's run's own cases, not of new ones
     cfg = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(
-        update={"paths": [transcripts.resolve()], "cases_table": None})})
+        update={"paths": [transcripts.resolve()], "cases_table": None, "case_roles": {}})})
     cfg, embed_note = _batch_independent(cfg)
 
     cache = open_cache(cfg, base)       # cache_dir is absolute: resolved with the config

@@ -227,7 +227,8 @@ def build(cfg: RunConfig, base_dir: Path, *, failed_llm_log: Path | None = None)
         # no result, only where the team's mapping goes
         manifest["deidentify"]["config_names_removed"] = bool(
             rcfg["deidentify"].get("known_names")
-            or redacted["ingest"].get("roles") != rcfg["ingest"].get("roles"))
+            or redacted["ingest"].get("roles") != rcfg["ingest"].get("roles")
+            or redacted["ingest"].get("case_roles") != rcfg["ingest"].get("case_roles"))
         rcfg = redacted
     manifest["config_sha256"] = config_hash(rcfg)
     if getattr(analysis, "llm_stats", None) is not None:

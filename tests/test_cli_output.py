@@ -220,3 +220,18 @@ def test_the_manifest_names_the_config_file_and_the_settings_set_on_the_command_
         "path": str(path.resolve()), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
         "set": ["seed=3"]}
     assert manifest["seed"] == 3
+
+
+def test_the_run_summary_repeats_the_warnings_on_roles_the_turns_contradict():
+    """A case whose turns say its speakers' roles are swapped had its questions analysed
+    as answers: among the notes it was one more count of the summary; it is written out."""
+    from pipeline.cli import _roles_warnings
+    from pipeline.stages.ingest import ROLES_CONTRADICTED
+
+    notes = [{"what": "a.txt", "reason": "2 lines before the first speaker label"},
+             *({"what": f"C{i}.txt", "reason": f"case 'C{i}': {ROLES_CONTRADICTED}: ...",
+                "kept": True} for i in range(7))]
+    shown = _roles_warnings(notes)
+    assert shown[0].startswith("case 'C0': the turns contradict") and len(shown) == 6
+    assert shown[-1] == "and 2 more case(s) like these"
+    assert _roles_warnings(notes[:1]) == []

@@ -1047,3 +1047,22 @@ def test_a_replaced_name_takes_its_whole_hyphenated_word(text, gone):
     placeholder ("PLACE_1-Trent"): the part left names the place."""
     out = deidentify_text(text, ON).text
     assert gone not in out and "-" not in out, out
+
+
+def test_one_cases_roles_lose_their_names_and_the_case_its_id(tmp_path):
+    """ingest.case_roles holds speakers' names and case ids, which may be names too: the
+    config a de-identified run writes gives them as placeholders, as it does
+    ingest.roles; written as given, they put the names back beside the run."""
+    (tmp_path / "Kowalczyk.txt").write_text(
+        "Mara Reyes: How did it start, Anna?\nAnna Kowalczyk: Slowly.\n"
+        "Mara Reyes: And then?\nAnna Kowalczyk: It got better.\n", encoding="utf-8")
+    icfg = IngestConfig(paths=["."], case_roles={
+        "Kowalczyk": {"Mara Reyes": "interviewer", "Anna Kowalczyk": "participant"}})
+    corpus = ingest(icfg, tmp_path)
+    assert list(corpus.turns["role"]) == ["interviewer", "participant"] * 2
+    deid = deidentify_corpus(corpus, ON, icfg)
+    written = deid.redact_config({"ingest": icfg.model_dump(mode="json"), "deidentify": {}})
+    assert "Kowalczyk" not in str(written) and "Mara" not in str(written)
+    (case, given), = written["ingest"]["case_roles"].items()
+    assert case == deid.case_ids["Kowalczyk"]
+    assert sorted(given.values()) == ["interviewer", "participant"]

@@ -1323,10 +1323,11 @@ def test_of_two_unnamed_speakers_the_one_who_asks_is_the_interviewer(tmp_path):
     (note,) = corpus.skipped
     assert note.kept and "'Speaker 1' asks questions in 4 of 4 turns, 'Speaker 2' in 1 of 4" \
         in note.reason and "ingest.roles" in note.reason
-    # the roles map decides
+    # the roles map decides, and a note says the turns contradict it
     corpus = run(tmp_path, roles={"Speaker 2": "interviewer", "Speaker 1": "participant"})
     assert [t[1] for t in turns_of(corpus, "M05")][:2] == ["participant", "interviewer"]
-    assert corpus.skipped == ()
+    (note,) = corpus.skipped
+    assert note.kept and "the turns contradict the speakers' roles" in note.reason
     # both ask as often: nothing is guessed
     write(tmp_path, "M05.txt", interview.replace("Later I had my own plot.",
                                                  "Later? Why? Who knows?"))
@@ -2550,3 +2551,38 @@ def test_in_an_unpunctuated_transcript_the_one_whose_turns_open_as_questions_ask
 ])
 def test_a_question_opener(words, opens):
     assert ingest_module.opens_with_a_question(words) is opens
+
+
+def test_roles_the_turns_contradict_are_named_and_a_case_may_have_its_own(tmp_path):
+    """A diarising recogniser numbers each file's speakers afresh: one ingest.roles for
+    every file made the interviewer of C13, SPEAKER_01, its participant, and every
+    question was analysed as an answer, without a word. The turns show it (the
+    "participant" asks, the "interviewer" never does): a note says so, names the
+    evidence and what to write, and ingest.case_roles gives that case its roles."""
+    asked = [("So what brought you here?", "My GP did."), ("And the first session?", "Scary."),
+             ("What helped most?", "The breathing."), ("Was anything hard?", "The forms.")]
+    write(tmp_path, "C12.txt", "".join(f"SPEAKER_00: {q}\nSPEAKER_01: {a}\n" for q, a in asked))
+    write(tmp_path, "C13.txt", "".join(f"SPEAKER_01: {q}\nSPEAKER_00: {a}\n" for q, a in asked))
+    roles = {"SPEAKER_00": "interviewer", "SPEAKER_01": "participant"}
+    corpus = run(tmp_path, roles=roles)
+    assert [t[1] for t in turns_of(corpus, "C13")][:2] == ["participant", "interviewer"]
+    (note,) = corpus.skipped
+    assert note.kept and note.what.endswith("C13.txt")
+    assert ("case 'C13': the turns contradict the speakers' roles: ingest.roles makes "
+            "'SPEAKER_00' the interviewer and 'SPEAKER_01' the participant, but "
+            "'SPEAKER_01' asks questions in 4 of 4 turns, 'SPEAKER_00' in 0 of 4") in note.reason
+    assert ("ingest.case_roles: {C13: {SPEAKER_01: interviewer, SPEAKER_00: participant}}"
+            in note.reason)
+    assert corpus.counts["cases_roles_contradicted"] == 1
+    # the case's own roles, before ingest.roles; a case id no transcript holds is named
+    case_roles = {"C13": {"speaker_01": "interviewer", "SPEAKER_00": "participant"},
+                  "C99": {"SPEAKER_00": "participant"}}
+    corpus = run(tmp_path, roles=roles, case_roles=case_roles)
+    assert [t[:2] for t in turns_of(corpus, "C13")][:2] == [("SPEAKER_01", "interviewer"),
+                                                            ("SPEAKER_00", "participant")]
+    assert [t[1] for t in turns_of(corpus, "C12")][:2] == ["interviewer", "participant"]
+    (note,) = corpus.skipped
+    assert note.what == "ingest.case_roles" and "'C99'" in note.reason
+    assert corpus.counts["cases_roles_contradicted"] == 0
+    with pytest.raises(ValidationError, match="case_roles"):
+        IngestConfig(paths=["."], case_roles={"C13": {"SPEAKER_01": "asker"}})

@@ -92,6 +92,8 @@ COUNT_WORDS: dict[str, tuple[str, str]] = {
     "labelled_turns_without_text": ("Transcripts", "Speaker labels with no words after them"),
     "meeting_notices_not_read": ("Transcripts", "Meeting program notices between turns, "
                                                 "not read"),
+    "cases_roles_contradicted": ("Transcripts", "Cases whose turns say the roles given to "
+                                                "their speakers are swapped"),
     "segment_turns": ("Segments", "Turns the segmenter read"),
     "segment_turns_not_analysed_role": ("Segments", "Turns of a role not analysed "
                                                     "(the interviewer's, say)"),

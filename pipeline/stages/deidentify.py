@@ -564,7 +564,8 @@ class Deidentified:
 
     def redact_config(self, resolved: dict) -> dict:
         """The resolved config as written to the run folder: known names and roles-map
-        keys that are names replaced by their placeholders, and a transcript listed by
+        keys that are names replaced by their placeholders (``case_roles`` too, its case
+        ids as the cases were renamed), and a transcript listed by
         a file name that was a case id with a name in it given the case's new id
         (``paths: [data/Kowalczyk.txt]`` -> ``data/PERSON_1.txt``)."""
         out = dict(resolved)
@@ -575,6 +576,12 @@ class Deidentified:
         ingest = dict(out.get("ingest") or {})
         if isinstance(ingest.get("roles"), dict):
             ingest["roles"] = {self.global_names.get(k, k): v for k, v in ingest["roles"].items()}
+        if isinstance(ingest.get("case_roles"), dict):
+            ingest["case_roles"] = {
+                self.case_ids.get(case, case): {self.global_names.get(k, k): v
+                                                for k, v in given.items()}
+                if isinstance(given, dict) else given
+                for case, given in ingest["case_roles"].items()}
         if isinstance(ingest.get("paths"), list) and self.case_ids:
             ingest["paths"] = [self._renamed_path(p) for p in ingest["paths"]]
         out["ingest"] = ingest
@@ -1777,6 +1784,8 @@ def deidentify_corpus(corpus: Corpus, config: DeidentifyConfig, ingest_config=No
         generic = list(ingest_config.interviewer_speakers) + \
             list(ingest_config.participant_speakers)
         roles = dict(ingest_config.roles)
+        for given in ingest_config.case_roles.values():   # one case's labels are names too
+            roles.update(given)
     deid = Deidentifier(config, generic)
     global_names: dict[str, str] = {}
     for key in roles:                                  # roles-map keys that are names

@@ -373,6 +373,10 @@ class IngestConfig(BaseModel):
     participant_speakers: list[str] = DEFAULT_PARTICIPANT_SPEAKERS
     not_speakers: list[str] = DEFAULT_NOT_SPEAKERS
     roles: dict[str, Role] = {}
+    #: roles for one case's labels, by case id, before ``roles``: a diarising recogniser
+    #: numbers the speakers of each file afresh, so SPEAKER_00 may be the interviewer in
+    #: one case and the participant in the next (:meth:`_Roles.contradicted`)
+    case_roles: dict[str, dict[str, Role]] = {}
     table: TableMapping = TableMapping()
     encoding: str = "auto"
     case_id_from: Literal["stem"] = "stem"
@@ -471,16 +475,21 @@ def ingest(config: IngestConfig, base_dir: Path = Path(".")) -> Corpus:
     counts = {"control_characters_replaced": sum(r.replaced for r in reads),
               "control_characters_removed": sum(r.removed for r in reads)}
     counts.update({"paths_not_read": n_listed,
-                   **{key: sum(r.tally[key] for r in reads) for key in _TALLIES}})
+                   **{key: sum(r.tally[key] for r in reads) for key in _TALLIES},
+                   "cases_roles_contradicted": 0})
     records = []
     times: dict[str, tuple[tuple[int, int, float, float], ...]] = {}
     for case in cases.values():
         text = case.source.text
-        if (spelled := _one_spelling(case, config.roles)) is not None:
+        named = [*config.case_roles.get(case.case_id, {}), *config.roles]
+        if (spelled := _one_spelling(case, named)) is not None:
             skipped.append(spelled)
         if any(len(turn.pieces) > 1 for turn in case.turns):
             times[case.case_id] = tuple(p for turn in case.turns for p in turn.pieces)
-        roles, unmatched, asked = reader.roles.assign(case.turns, text)
+        roles, unmatched, asked = reader.roles.assign(case.turns, text, case.case_id)
+        if (doubt := reader.roles.contradicted(case, roles)) is not None:
+            skipped.append(doubt)
+            counts["cases_roles_contradicted"] += 1
         if asked is not None:
             skipped.append(Skipped(case.source.path, (
                 f"case '{case.case_id}': no speaker label names a role; {asked}; "
@@ -490,6 +499,12 @@ def ingest(config: IngestConfig, base_dir: Path = Path(".")) -> Corpus:
                             text[turn.start:turn.end], turn.start, turn.end,
                             turn.start_time, turn.end_time, case.source.path))
         skipped.extend(_role_notes(case, roles, unmatched, reader.roles))
+    absent = [c for c in config.case_roles if c not in cases]
+    if absent:
+        skipped.append(Skipped("ingest.case_roles", (
+            f"names case(s) no transcript holds ({', '.join(repr(c) for c in absent)}): "
+            "their roles were not used; what to do: check the case ids (a file's name "
+            "without its extension, or a table's case_id)"), kept=True))
     turns = pd.DataFrame.from_records(records, columns=list(TURN_COLUMNS)).astype(
         {"turn_index": "int64", "start_char": "int64", "end_char": "int64",
          "start_time": "float64", "end_time": "float64"})
@@ -916,7 +931,9 @@ def _one_spelling(case: _Case, named: Iterable[str]) -> Skipped | None:
     (``named``), else the one the case writes most (the first, on a tie), so that
     ``turns.speaker`` and every export name one speaker once. A note names the spellings
     read as one."""
-    given = {label_key(n): _norm_label(n) for n in named}
+    given: dict[str, str] = {}
+    for name in named:                              # the case's own map first
+        given.setdefault(label_key(name), _norm_label(name))
     spellings: dict[str, Counter[str]] = {}
     for turn in case.turns:
         spellings.setdefault(label_key(turn.speaker), Counter())[turn.speaker] += 1
@@ -941,6 +958,8 @@ class _Roles:
 
     def __init__(self, config: IngestConfig) -> None:
         self.explicit = {label_key(k): v for k, v in config.roles.items()}
+        self.by_case = {case: {label_key(k): v for k, v in given.items()}
+                        for case, given in config.case_roles.items()}
         self.interviewer = [re.compile(p, re.IGNORECASE) for p in config.interviewer_speakers]
         self.participant = [re.compile(p, re.IGNORECASE) for p in config.participant_speakers]
         self.not_speakers = [re.compile(p, re.IGNORECASE) for p in config.not_speakers]
@@ -955,29 +974,38 @@ class _Roles:
         """Whether ``label`` is a note's or a prompt's that no role rule names."""
         return self.known(label) is None and any(p.fullmatch(label) for p in self.not_speakers)
 
-    def known(self, label: str) -> str | None:
-        """The role the roles map or the patterns give ``label``, else None.
+    def known(self, label: str, case_id: str | None = None) -> str | None:
+        """The role the roles maps or the patterns give ``label`` (in case ``case_id``;
+        None: in any case, as a file is read), else None.
 
         A label with an aside, "Interviewer (Mara)" or "Sam (P3)", is known by the
         whole label, else by the part before the parentheses, else by the aside:
         transcribers add the role to a name or the name to a role.
         """
-        role = self._known(label)
+        role = self._known(label, case_id)
         parts = label_parts(label)
         if role is None and len(parts) > 1:
-            role = self._known(parts[0]) or self._known(parts[1])
+            role = self._known(parts[0], case_id) or self._known(parts[1], case_id)
         return role
 
-    def _known(self, label: str) -> str | None:
-        if label_key(label) in self.explicit:
-            return self.explicit[label_key(label)]
+    def given(self, label: str, case_id: str | None) -> str | None:
+        """The role ``ingest.case_roles`` or ``ingest.roles`` gives ``label``, else None."""
+        key = label_key(label)
+        maps = [self.by_case.get(case_id, {}), self.explicit] if case_id is not None \
+            else [self.explicit, *self.by_case.values()]
+        return next((m[key] for m in maps if key in m), None)
+
+    def _known(self, label: str, case_id: str | None) -> str | None:
+        if (role := self.given(label, case_id)) is not None:
+            return role
         if any(p.fullmatch(label) for p in self.interviewer):
             return "interviewer"
         if any(p.fullmatch(label) for p in self.participant):
             return "participant"
         return None
 
-    def assign(self, turns: list[_Turn], text: str) -> tuple[list[str], list[str], str | None]:
+    def assign(self, turns: list[_Turn], text: str,
+               case_id: str | None = None) -> tuple[list[str], list[str], str | None]:
         """Roles for ``turns`` (one case) of ``text``, the labels left as "other", and
         what was read from who asks the questions (None: nothing). A note's or a prompt's
         label (:data:`DEFAULT_NOT_SPEAKERS`) is "other" and takes no part in the rule; so
@@ -985,11 +1013,12 @@ class _Roles:
         left as one that matches no role: one "=cmd:" line beside a named participant
         made two unknown labels, and the participant's every turn "other"."""
         signed = {t.speaker for t in turns
-                  if t.role is None and _signed(t.speaker) and self.known(t.speaker) is None}
+                  if t.role is None and _signed(t.speaker)
+                  and self.known(t.speaker, case_id) is None}
         notes = signed | {t.speaker for t in turns
                           if t.role is None and self.names_no_speaker(t.speaker)}
         spoken = [t for t in turns if t.role is not None or t.speaker not in notes]
-        by_label = {t.speaker: self.known(t.speaker) for t in spoken if t.role is None}
+        by_label = {t.speaker: self.known(t.speaker, case_id) for t in spoken if t.role is None}
         unmatched = [label for label, role in by_label.items() if role is None]
         has_participant = any(t.role == "participant" for t in spoken) or \
             "participant" in by_label.values()
@@ -1001,12 +1030,48 @@ class _Roles:
             if asked is not None:
                 interviewer, participant, why = asked
                 by_label.update({interviewer: "interviewer", participant: "participant"})
-                unmatched, asked = [], why
+                unmatched, asked = [], (f"{why}: '{interviewer}' is taken as the interviewer "
+                                        f"and '{participant}' as the participant")
         roles = [t.role or by_label.get(t.speaker) or "other" for t in turns]
         unmatched += [label for label in dict.fromkeys(t.speaker for t in turns)
                       if label in signed]
         return roles, unmatched, asked
 
+
+    def contradicted(self, case: _Case, roles: list[str]) -> Skipped | None:
+        """A warning when the roles the config gives a case's two speakers are the
+        reverse of what their turns say (:func:`_asker`): the "participant" clearly
+        asks the questions, the "interviewer" does not. A diarising recogniser (WhisperX,
+        pyannote) numbers the speakers of each file afresh, so one ``ingest.roles`` for
+        every file made one case's questions its participant's speech, analysed, and
+        its answers the interviewer's, unread, without a word."""
+        spoken = [(t, r) for t, r in zip(case.turns, roles, strict=True)
+                  if t.role is None and r in ("interviewer", "participant")]
+        by_role: dict[str, set[str]] = {"interviewer": set(), "participant": set()}
+        for turn, role in spoken:
+            by_role[role].add(turn.speaker)
+        if any(len(labels) != 1 for labels in by_role.values()):
+            return None
+        (asker,), (answerer,) = by_role["interviewer"], by_role["participant"]
+        if self.given(asker, case.case_id) is None or self.given(answerer, case.case_id) is None:
+            return None
+        found = _asker([t for t, _ in spoken], case.source.text)
+        if found is None or found[0] != answerer:
+            return None
+        where = ("ingest.case_roles" if case.case_id in self.by_case else "ingest.roles")
+        return Skipped(case.source.path, (
+            f"case '{case.case_id}': {ROLES_CONTRADICTED}: {where} makes '{asker}' the "
+            f"interviewer and '{answerer}' the participant, but {found[2]}; "
+            "a speech recogniser numbers the speakers of each file afresh, so the two may "
+            "be swapped in this case, its questions analysed as the participant's answers: "
+            f"what to do: check the transcript, and if so give this case its own roles in "
+            f"the config, ingest.case_roles: {{{case.case_id}: {{{answerer}: interviewer, "
+            f"{asker}: participant}}}}"), kept=True)
+
+
+#: The words of the warning on a case whose turns say its roles are swapped
+#: (:meth:`_Roles.contradicted`), which the run's summary repeats
+ROLES_CONTRADICTED = "the turns contradict the speakers' roles"
 
 #: Two speakers whose roles no rule gives: the one who asks is the interviewer when at
 #: least this many of their turns hold a question ...
@@ -1088,8 +1153,7 @@ def _asker(turns: list[_Turn], text: str) -> tuple[str, str, str] | None:
     how = ("opens turns as a question does (the transcript has no question marks: 'how "
            "did you', 'what was', 'can you', 'do you', ...)" if unpunctuated
            else "asks questions")
-    return a, b, (f"'{a}' {how} in {qa} of {na} turns, '{b}' in {qb} of {nb}: "
-                  f"'{a}' is taken as the interviewer and '{b}' as the participant")
+    return a, b, f"'{a}' {how} in {qa} of {na} turns, '{b}' in {qb} of {nb}"
 
 
 #: the labels a note on unmatched speaker labels names; the rest are counted (a file
@@ -1140,8 +1204,9 @@ class _Reader:
         self.heading = _compile(HEADING_LABEL_PATTERN) \
             if config.speaker_pattern == DEFAULT_SPEAKER_PATTERN else None
         # the speakers ingest.roles names are labels wherever a line starts with them
-        self.named = _named_labels(config.roles, heading=False)
-        self.named_heading = _named_labels(config.roles, heading=True) \
+        names = [*config.roles, *(k for given in config.case_roles.values() for k in given)]
+        self.named = _named_labels(names, heading=False)
+        self.named_heading = _named_labels(names, heading=True) \
             if self.heading is not None else None
         self.roles = _Roles(config)
         self.not_times: list[str] = []      # stamps beside labels that are no time
