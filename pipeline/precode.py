@@ -1540,6 +1540,9 @@ class QueueRow:
     comment: str
     source: str
     name: str = ""              # the name typed, alone or after the id ("6 – Teared up")
+    #: the row's case and text as the workbook shows them: checked against the segment
+    #: the row's id names (a sheet sorted without its id column), never stored
+    shown: tuple[str, str] = ("", "")
 
 
 #: "12", "12 – Trauma language", "12: ...": a category id first, then its name, which
@@ -1572,7 +1575,8 @@ def read_queue(path: Path) -> tuple[dict, list[QueueRow], list[str], list[tuple[
 
     A row with an empty "code as category" is left for later; a code that is not a
     whole number (nor "none") is an error naming the sheet, row and column. Only the
-    segment id, the code and the comment are read.
+    segment id, the code and the comment are read as the person's (the case and text
+    only to check the row against its id).
     """
     import openpyxl
 
@@ -1596,7 +1600,7 @@ def read_queue(path: Path) -> tuple[dict, list[QueueRow], list[str], list[tuple[
     if not rows or list(rows[0][:len(QUEUE_HEAD)]) != QUEUE_HEAD:
         raise InputError("the queue sheet's header row was changed; expected: "
                          + ", ".join(QUEUE_HEAD), path=path)
-    from .sheets import formula_problem, is_formula, restore
+    from .sheets import cell_text, formula_problem, is_formula, restore
 
     choices, errors, comment_only = [], [], []
     blank: list[tuple[str, int]] = []          # (segment id, row) with no code
@@ -1643,7 +1647,8 @@ def read_queue(path: Path) -> tuple[dict, list[QueueRow], list[str], list[tuple[
             errors.append(f"sheet 'queue', row {n}: the segment id is empty")
             continue
         choices.append(QueueRow(segment_id=ident, category_id=cid, comment=comment,
-                                source=f"{path.name}, row {n}", name=name))
+                                source=f"{path.name}, row {n}", name=name,
+                                shown=(cell_text(r[1]), cell_text(r[3]))))
     if errors:
         raise InputError(f"{len(errors)} problem(s) in the queue workbook:\n  "
                          + "\n  ".join(errors[:30]), path=path,
@@ -1705,6 +1710,11 @@ def import_queue(path: Path, by: str) -> QueueImport:
     batch = _batch_of(meta, Path(path))
     choices, errors = [], []
     unknown = gone = changed = False
+    scrambled = _scrambled_rows(rows, batch)
+    if scrambled:
+        # every row's code may be another segment's: none is checked or stored
+        errors.append(scrambled)
+        rows = []
     for row in rows:
         cid = row.category_id
         if cid is not None and cid != NONE and row.name and cid in batch.categories:
@@ -1754,6 +1764,9 @@ def import_queue(path: Path, by: str) -> QueueImport:
         hints += ["keep the segment id column as it was written"] if gone else []
         hints += ["type the category's name (\"12 – Trauma language\", or the name "
                   "alone)"] if changed else []
+        hints += ["undo the sort (or code the queue.xlsx the pre-coding wrote again); to "
+                  "sort the sheet, select all of its columns, so that each row keeps its "
+                  "segment id"] if scrambled else []
         raise InputError(f"{len(errors)} problem(s) in the queue workbook:\n  "
                          + "\n  ".join(errors[:30]), path=path,
                          hint="; ".join(hints) + "; nothing was imported")
@@ -1776,6 +1789,45 @@ def import_queue(path: Path, by: str) -> QueueImport:
     kept = [f"row {n}" for ident, n in blank
             if latest.get((by, queue_item(batch.batch, ident)))]
     return QueueImport(len(new), batch.run_folder, comment_only, len(choices) - len(new), kept)
+
+
+def _scrambled_rows(rows: list[QueueRow], batch: PrecodeBatch) -> str:
+    """The problem of a queue sheet whose coded rows show another queued segment's case
+    or text than their segment id's ("" if none does). A sheet sorted on every column
+    but the id (Excel's "continue with the current selection") keeps each code beside
+    the text it was chosen for and gives it another segment's id: stored, each choice
+    would code the wrong segment without a word. A text typed over (it is never read),
+    a blank cell, and an id the batch did not queue (refused on its own) are not this."""
+    from .sheets import cell_text
+
+    queued = {str(i): (cell_text(c), cell_text(t)) for i, c, t in
+              zip(batch.queue["segment_id"], batch.queue["case_id"], batch.queue["text"])}
+    known = [{v[k] for v in queued.values()} for k in (0, 1)]
+    bad = []
+    for row in rows:
+        want = queued.get(row.segment_id)
+        if want is None:
+            continue
+        for k, column in enumerate(("case", "text")):
+            got, own = row.shown[k], want[k]
+            if got and got != own and got in known[k]:
+                bad.append((row, column, got, own))
+                break
+    if not bad:
+        return ""
+    row, column, got, own = bad[0]
+
+    def cut(text: str) -> str:
+        return text if len(text) <= 60 else text[:60] + "…"
+
+    numbers = [r.source.rpartition("row ")[2] for r, *_ in bad]
+    shown = ", ".join(numbers[:15]) + (f" and {len(numbers) - 15} more" if len(numbers) > 15
+                                       else "")
+    return (f"sheet 'queue': {len(bad)} coded row(s) ({shown}) do not show the segment their "
+            f"'segment id' names ({row.source}: segment {row.segment_id!r} has the "
+            f"{column} \"{cut(own)}\", the row shows another's, \"{cut(got)}\"): the sheet "
+            "was sorted, or rows moved, apart from the segment id column, so each code "
+            "would be stored for another segment")
 
 
 def record_choices(store: ReviewStore, batch: str, choices: list[QueueChoice], by: str,

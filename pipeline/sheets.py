@@ -270,6 +270,19 @@ def cell_value(value: Any) -> Any:
     return value
 
 
+def cell_text(value: Any) -> str:
+    """A cell as text to compare with what a writer put there (:func:`cell_value`):
+    a whole number as an id (3.0 is "3"), white space collapsed (a spreadsheet may
+    turn a line break into another), "" for an empty cell. An import checks a row's
+    read-only cells against its id with it."""
+    value = cell_value(value)
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return " ".join(str(value).split())
+
+
 def _as_text(cell) -> None:
     """Make a cell holding a str a string cell, never a formula."""
     if isinstance(cell.value, str):

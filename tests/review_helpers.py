@@ -68,6 +68,22 @@ def fill(path: Path, sheet: str, ident, **values) -> int:
     raise KeyError(f"{ident} not on sheet {sheet}")
 
 
+def sort_apart_from_ids(path, sheet: str, on: str) -> int:
+    """Sort a sheet's rows on the column headed ``on``, the id column (A) left where it
+    was (Excel's "continue with the current selection" on columns B onward); the rows
+    sorted."""
+    book = openpyxl.load_workbook(path)
+    ws = book[sheet]
+    k = [c.value for c in ws[1]].index(on) - 1
+    rows = [[c.value for c in r[1:]] for r in ws.iter_rows(min_row=2)]
+    rows.sort(key=lambda r: str(r[k]))
+    for n, values in enumerate(rows, start=2):
+        for col, value in enumerate(values, start=2):
+            ws.cell(n, col).value = value
+    book.save(path)
+    return len(rows)
+
+
 def fill_rows(path: Path, sheet: str, rows: dict) -> None:
     """:func:`fill` for many rows at once (``{ident: {header: value}}``), the workbook
     read and saved once: a judge's whole sheet in one step."""

@@ -31,6 +31,7 @@ from pipeline.precode import (
 )
 from pipeline.review.model import Decision, load_run
 from pipeline.review.store import ReviewStore, db_path
+from tests.review_helpers import sort_apart_from_ids
 from tests.study import TOPICS, write_study
 
 TOPIC_OF = {s: t for t, ss in TOPICS.items() for s in ss}
@@ -527,6 +528,24 @@ def test_a_formula_typed_into_the_queue_imports_nothing_and_names_the_cell(queue
     assert main(["precode", "import", str(filled), "--by", "ana"]) == 2
     err = capsys.readouterr().err
     assert "sheet 'queue', row 3, column 'code as category': the cell holds a formula" in err
+    assert stored_choices(codebook.parent.parent).empty
+
+
+def test_a_queue_sorted_apart_from_its_segment_ids_imports_nothing(queued, tmp_path, capsys):
+    """Sorted on the text with the segment id column left behind (Excel's "continue
+    with the current selection"), every code stood beside the text it was chosen for
+    but was stored for the segment of the row's id: "stored 7 choice(s)", for the wrong
+    segments. The row's text tells: the sheet is refused, its rows named."""
+    codebook, out = queued
+    first = sorted(codebook_categories(__import__("yaml").safe_load(codebook.read_text())))[0]
+    ws = openpyxl.load_workbook(out / "queue.xlsx")["queue"]
+    filled = _fill(out / "queue.xlsx", tmp_path / "sorted.xlsx",
+                   {r: first for r in range(2, ws.max_row + 1)})
+    sort_apart_from_ids(filled, "queue", "text")
+    assert main(["precode", "import", str(filled), "--by", "ana"]) == 2
+    err = capsys.readouterr().err
+    assert "sheet 'queue': " in err and "do not show the segment their 'segment id' names" in err
+    assert "select all of its columns" in err and "nothing was imported" in err, err
     assert stored_choices(codebook.parent.parent).empty
 
 

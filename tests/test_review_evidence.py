@@ -24,7 +24,7 @@ from pipeline.review.model import Decision, ReviewError, core_idea_item, load_ru
 from pipeline.review.store import ReviewStore
 from pipeline.stages.cqr import frequency_label
 from tests.refi_schema import schema_errors
-from tests.review_helpers import fill
+from tests.review_helpers import fill, sort_apart_from_ids
 from tests.study import run_study_cli
 from tests.test_review_rounds import Web
 
@@ -174,6 +174,21 @@ def test_the_workbook_has_a_core_ideas_sheet_that_imports_as_positions(cqr, caps
         wb.save(changed)
         assert main(["review", "import", str(cqr), str(changed)]) == 2
         assert "the sheet 'core ideas' is missing" in capsys.readouterr().err
+
+
+def test_a_core_ideas_sheet_sorted_apart_from_its_ids_is_refused(cqr, capsys):
+    """Sorted on the proposed core idea, the id column left behind: each judge's core
+    idea would be recorded for another case and domain. Refused, nothing stored."""
+    case, dom = _first_core(cqr)
+    assert main(["review", "export", str(cqr), "--judges", "ana,ben", "-q"]) == 0
+    book = cqr / "review" / "round-1" / "ana.xlsx"
+    fill(book, "core ideas", f"{case}:{dom}", your_core_idea=CORE)
+    sort_apart_from_ids(book, "core ideas", "proposed core idea")
+    assert main(["review", "import", str(cqr), str(book)]) == 2
+    err = capsys.readouterr().err
+    assert "ana.xlsx, sheet 'core ideas': " in err and "do not match the id" in err, err
+    with ReviewStore(load_run(cqr)) as store:
+        assert store.positions() == {}
 
 
 def test_the_auditor_reads_the_agreed_core_ideas_in_full(cqr):

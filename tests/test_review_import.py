@@ -16,7 +16,7 @@ from pipeline.cli import main
 from pipeline.review import store as review_store
 from pipeline.review.model import load_run
 from pipeline.review.store import ReviewStore
-from tests.review_helpers import fill, set_meta
+from tests.review_helpers import fill, set_meta, sort_apart_from_ids
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,6 +95,30 @@ def test_bad_row_is_named_and_nothing_is_imported(exported, spoil, capsys):
     assert where in err, err
     assert words in err, err
     assert "nothing was imported" in err and "Traceback" not in err
+    assert _positions(run) == {}
+
+
+@pytest.mark.parametrize("sheet, on", [("themes", "name"), ("segments", "text"),
+                                       ("domains", "name")])
+def test_a_sheet_sorted_apart_from_its_ids_is_refused(exported, sheet, on, capsys):
+    """Every row's decision moved with its name but not with its id: each would be
+    recorded for another item. The row's read-only columns tell, and nothing is stored."""
+    import openpyxl
+    run, rdir = exported
+    wb = rdir / "ben.xlsx"
+    book = openpyxl.load_workbook(wb)
+    ids = [r[0].value for r in book[sheet].iter_rows(min_row=2)]
+    column = {"themes": "decision", "segments": "move to theme", "domains": "decision"}[sheet]
+    value = {"themes": "reject", "segments": "none", "domains": "accept"}[sheet]
+    fill(wb, sheet, ids[0], **{column.replace(" ", "_"): value})
+    fill(wb, "domains" if sheet != "domains" else "themes", 0, decision="accept")
+    sort_apart_from_ids(wb, sheet, on)
+    assert main(["review", "import", str(run), str(wb)]) == 2
+    err = capsys.readouterr().err
+    assert f"ben.xlsx, sheet '{sheet}': " in err, err
+    assert "do not match the id in their first column" in err, err
+    assert "select all of its columns" in err and "review export" in err, err
+    assert "Traceback" not in err
     assert _positions(run) == {}
 
 

@@ -23,7 +23,7 @@ from openpyxl.worksheet.datavalidation import DataValidation
 
 from ..fsutil import atomic_write_bytes
 from ..report.templating import counted
-from ..sheets import append_row, formula_problem, is_formula, set_cell
+from ..sheets import append_row, cell_text, formula_problem, is_formula, set_cell
 from ..types import frame_domain_ids
 from .evidence import attribute_text, counted_cases, is_cqr, subgroups, theme_evidence
 from .model import (
@@ -423,6 +423,99 @@ def _offers_subcategories(wb) -> bool:
                for row in wb["instructions"].iter_rows(values_only=True) if row)
 
 
+#: the read-only columns each sheet's row is checked against its id on import (see
+#: :func:`_scrambled_rows`); a core idea's id names its case and domain itself
+CHECKED = {"domain": ("name",), "theme": ("name", "domain_id"), "segment": ("case", "text"),
+           "subcategory": ("name", "parent"), "core_idea": ("case", "domain_id")}
+
+
+def _proposed(run: RunItems, kind: str) -> dict[str, dict]:
+    """What the run wrote in the read-only columns of :data:`CHECKED` for each id of a
+    sheet: the items it proposed (a category or domain the judges created is left out:
+    its row is written from the store, which may have changed since)."""
+    if kind == "domain":
+        table = run.proposed_domains if run.proposed_domains is not None else run.domains
+        return {norm_id(i): {"name": n} for i, n in zip(table["domain_id"], table["name"])}
+    if kind == "theme":
+        table = run.proposed_themes if run.proposed_themes is not None else run.themes
+        return {norm_id(i): {"name": n, "domain_id": d}
+                for i, n, d in zip(table["theme_id"], table["name"], table["domain_id"])}
+    if kind == "segment":
+        seg = run.segments
+        return {str(i): {"case": c, "text": t}
+                for i, c, t in zip(seg["segment_id"], seg["case_id"], seg["text"])}
+    if kind == "subcategory":
+        return {norm_id(s["id"]): {"name": s["name"], "parent": s["parent_theme"]}
+                for s in run.subcategories}
+    return {}
+
+
+def _scrambled_rows(ws, index: dict[str, int], heading: dict[str, str], kind: str,
+                    run: RunItems) -> list[tuple[int, str, str, str, str]]:
+    """The rows of a sheet that show another item than their id: a read-only cell
+    holds what the run wrote for another item of the sheet, not for the row's own
+    (row, id, column, the row's value, the id's). A sheet sorted on all columns but the
+    id (Excel's "continue with the current selection") keeps every decision in its row
+    and gives it another item's id: imported, each decision would be recorded for the
+    wrong item without a word. A read-only cell typed over with text of no item is not
+    one (it is not read); nor is a blank one, or an id the run does not know (that
+    row's decision is refused on its own)."""
+    keys = [k for k in CHECKED.get(kind, ()) if k in index]
+    if not keys or "id" not in index:
+        return []
+    if kind == "core_idea":
+        proposed = None
+        known = {"case": {cell_text(c) for c in run.segments["case_id"].unique()},
+                 "domain_id": {cell_text(d) for d in run.domains["domain_id"]}}
+    else:
+        proposed = {i: {k: cell_text(v) for k, v in row.items()}
+                    for i, row in _proposed(run, kind).items()}
+        known = {k: {row[k] for row in proposed.values()} for k in keys}
+    out = []
+    for r, values in enumerate(ws.iter_rows(min_row=2, values_only=True), start=2):
+        values = list(values) + [None] * (max(index.values()) + 1 - len(values))
+        raw = values[index["id"]]
+        ident = (str(raw).strip() if kind in ("segment", "core_idea") and raw is not None
+                 else norm_id(raw))
+        if kind == "core_idea":
+            case, _, dom = ident.rpartition(":")
+            want = {"case": cell_text(case), "domain_id": cell_text(dom)} if case else None
+        else:
+            want = proposed.get(ident)
+        if want is None:
+            continue
+        for key in keys:
+            got = cell_text(values[index[key]])
+            if got and got != want[key] and got in known[key]:
+                out.append((r, ident, heading[key], got, want[key]))
+                break
+    return out
+
+
+def _scrambled_problem(name: str, sheet: str, kind: str,
+                       rows: list[tuple[int, str, str, str, str]], meta: dict,
+                       run: RunItems) -> str:
+    """The error for a sheet whose rows do not match their ids (:func:`_scrambled_rows`)."""
+    numbers = [str(r) for r, *_ in rows]
+    shown = ", ".join(numbers[:15]) + (f" and {len(numbers) - 15} more" if len(numbers) > 15
+                                       else "")
+    r, ident, column, got, want = rows[0]
+
+    def cut(text: str) -> str:
+        return text if len(text) <= 60 else text[:60] + "…"
+
+    word = kind.replace("_", " ")
+    verb = "does" if len(rows) == 1 else "do"
+    return (f"{name}, sheet '{sheet}': {counted(len(rows), 'row')} ({shown}) {verb} not match the "
+            f"id in their first column (row {r}: {word} {ident}'s '{column}' is "
+            f"\"{cut(want)}\", the row says \"{cut(got)}\", another's). The sheet was sorted, or "
+            "its rows moved, apart from the id column, so its decisions would be recorded "
+            "for other items; nothing from this workbook is "
+            "imported. Undo the sort in the workbook (or export a fresh one: "
+            f"{export_command(run.folder, meta)}, and fill it in again); to sort a sheet, "
+            "select all of its columns, so that each row keeps its id")
+
+
 def write_workbook(path: Path, data: bytes) -> None:
     atomic_write_bytes(path, data)
 
@@ -511,6 +604,10 @@ def read_workbook(path: Path, run: RunItems,
         if missing:
             continue
         heading = {key: h for h, key, _ in cols}
+        scrambled = _scrambled_rows(ws, index, heading, kind, run)
+        if scrambled:
+            errors.append(_scrambled_problem(name, sheet, kind, scrambled, meta, run))
+            continue
         for r, cells in enumerate(ws.iter_rows(min_row=2), start=2):
             values = [c.value for c in cells] + [None] * (len(header) - len(cells))
             get = {k: values[i] for k, i in index.items()}
