@@ -1568,15 +1568,17 @@ def _category_by_name(name: str, categories: Mapping[int, tuple]) -> int | None:
     return found[0] if len(found) == 1 else None
 
 
-def read_queue(path: Path) -> tuple[dict, list[QueueRow], list[str], list[tuple[str, int]]]:
+def read_queue(path: Path) -> tuple[dict, list[QueueRow], list[str], list[tuple[str, int]],
+                                     list[str]]:
     """The ``_meta`` of a queue workbook, the rows a person coded, the rows with a
     comment but no code (their comments are not stored: a comment belongs to a choice),
-    and the (segment id, row) of each row with no code.
+    the (segment id, row) of each row with no code, and the problems of its rows.
 
     A row with an empty "code as category" is left for later; a code that is not a
-    whole number (nor "none") is an error naming the sheet, row and column. Only the
-    segment id, the code and the comment are read as the person's (the case and text
-    only to check the row against its id).
+    whole number (nor "none") is a problem naming the sheet, row and column, returned
+    rather than raised, so that :func:`import_queue` lists it with the problems it finds
+    in the other rows, all in one pass. Only the segment id, the code and the comment
+    are read as the person's (the case and text only to check the row against its id).
     """
     import openpyxl
 
@@ -1649,11 +1651,7 @@ def read_queue(path: Path) -> tuple[dict, list[QueueRow], list[str], list[tuple[
         choices.append(QueueRow(segment_id=ident, category_id=cid, comment=comment,
                                 source=f"{path.name}, row {n}", name=name,
                                 shown=(cell_text(r[1]), cell_text(r[3]))))
-    if errors:
-        raise InputError(f"{len(errors)} problem(s) in the queue workbook:\n  "
-                         + "\n  ".join(errors[:30]), path=path,
-                         hint="fix these rows and import again; nothing was imported")
-    return meta, choices, comment_only, blank
+    return meta, choices, comment_only, blank, errors
 
 
 def _batch_of(meta: dict, path: Path) -> PrecodeBatch:
@@ -1706,9 +1704,9 @@ def import_queue(path: Path, by: str) -> QueueImport:
     if not all(ch.isalnum() or ch in "-_." for ch in by):
         raise InputError(f"--by must name the person (letters, digits, '-', '_', '.'): {by!r}",
                          field="--by")
-    meta, rows, comment_only, blank = read_queue(path)
+    meta, rows, comment_only, blank, errors = read_queue(path)
     batch = _batch_of(meta, Path(path))
-    choices, errors = [], []
+    choices = []
     unknown = gone = changed = False
     scrambled = _scrambled_rows(rows, batch)
     if scrambled:
@@ -1769,7 +1767,8 @@ def import_queue(path: Path, by: str) -> QueueImport:
                   "segment id"] if scrambled else []
         raise InputError(f"{len(errors)} problem(s) in the queue workbook:\n  "
                          + "\n  ".join(errors[:30]), path=path,
-                         hint="; ".join(hints) + "; nothing was imported")
+                         hint="; ".join(hints + ["fix these rows and import again"])
+                         + "; nothing was imported")
     # the same workbook imported again repeats what is stored: counted, not stored twice
     latest = latest_choices(batch.run_folder)
 

@@ -549,6 +549,20 @@ def test_a_queue_sorted_apart_from_its_segment_ids_imports_nothing(queued, tmp_p
     assert stored_choices(codebook.parent.parent).empty
 
 
+def test_a_queue_import_names_every_problem_at_once(queued, tmp_path, capsys):
+    """A formula in one row and a name that is no category's in another: the first
+    import named the formula only, the name came up on the next attempt."""
+    codebook, out = queued
+    filled = _fill(out / "queue.xlsx", tmp_path / "two.xlsx",
+                   {2: "none", 3: "=_lists!A1", 4: "Teared upp", 5: 9999})
+    assert main(["precode", "import", str(filled), "--by", "ana"]) == 2
+    err = capsys.readouterr().err
+    assert "sheet 'queue', row 3, column 'code as category': the cell holds a formula" in err
+    assert "row 4, column 'code as category': 'Teared upp' is not the id nor the name" in err
+    assert "row 5, column 'code as category': 9999 is not a category" in err, err
+    assert stored_choices(codebook.parent.parent).empty
+
+
 def test_only_a_judge_of_the_panel_can_import_queue_choices(queued, tmp_path, capsys):
     from pipeline.review.model import load_run
     from pipeline.review.store import ReviewStore

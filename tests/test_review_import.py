@@ -122,6 +122,26 @@ def test_a_sheet_sorted_apart_from_its_ids_is_refused(exported, sheet, on, capsy
     assert _positions(run) == {}
 
 
+def test_one_import_names_every_problem_at_once(exported, capsys):
+    """A formula in one row, a sheet renamed, and a decision typed "mrege" in another
+    row: the first import named the formula and the sheet only, the typo came up on
+    the next attempt. Every problem is named in the first."""
+    import openpyxl
+    run, rdir = exported
+    wb = rdir / "ben.xlsx"
+    fill(wb, "themes", 1, decision="mrege", merge_into=0)
+    formula = fill(wb, "themes", 2, decision="accept", comment="=SUM(1,2)")
+    book = openpyxl.load_workbook(wb)
+    book["unassigned"].title = "Unassigned"
+    book.save(wb)
+    assert main(["review", "import", str(run), str(wb)]) == 2
+    err = capsys.readouterr().err
+    assert f"sheet 'themes', row {formula}, column 'comment': the cell holds a formula" in err
+    assert "the sheet 'unassigned' is missing" in err, err
+    assert "unknown decision 'mrege'" in err, err
+    assert _positions(run) == {}
+
+
 def test_unknown_judge_and_non_workbook(exported, tmp_path, capsys):
     run, rdir = exported
     wb = rdir / "ana.xlsx"

@@ -20,7 +20,7 @@ from .apply import (
     write_codebook,
 )
 from .html import render_packet
-from .model import Decision, ReviewError, load_run
+from .model import Decision, ReviewError, check_set, load_run
 from .signing import WorkbookCheck, ensure_key, load_key
 from .store import ReviewStore, db_path, listing
 from .workbook import build_workbook, read_workbook, write_workbook
@@ -126,7 +126,6 @@ def import_workbooks(run_folder: Path, files: list[Path], consensus: bool = Fals
         errors += [f"two workbooks of judge {p!r} in one import" for p in sorted(dupes)]
         if consensus:
             decisions = [d for wb in read for d in wb.decisions]
-            from .model import check_set
             errors += check_set(decisions, run)
             if errors:
                 raise ReviewError(listing(errors), hint=FIX_HINT)
@@ -137,6 +136,12 @@ def import_workbooks(run_folder: Path, files: list[Path], consensus: bool = Fals
                 else ""
             return f"imported {n} consensus decision(s) from {len(read)} workbook(s){unchanged}"
         if errors:
+            # each row's own problems too (an unknown decision, a merge into itself),
+            # which record_positions would check next: listed now, with the files',
+            # so that one import names everything to fix, not one kind per attempt
+            for wb in read:
+                if wb.role == "judge":
+                    errors += check_set(wb.decisions, store.run)
             raise ReviewError(listing(errors), hint=FIX_HINT)
         batches = [(wb.person, wb.decisions) for wb in read if wb.role == "judge"]
         comments = [(wb.person, item, comment, where) for wb in read if wb.role == "auditor"
