@@ -582,6 +582,11 @@ def _export_notes(content) -> None:
     if rejected:
         print(f"  left out: {len(rejected)} rejected theme(s): "
               + ", ".join(f"{t['id']} \"{t['name']}\"" for t in rejected))
+    for d in content.data.get("domains") or []:
+        if d.get("no_category"):
+            # in the export, its core ideas too: an empty code is not a mistake
+            print(f"  kept without a category: domain {d['id']} \"{d['name']}\" "
+                  f"({d['no_category']}); its core ideas are in the export")
     from .review.apply import left_out_subcategories
 
     subs = left_out_subcategories(content.data)

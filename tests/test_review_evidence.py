@@ -490,16 +490,64 @@ def test_the_judges_core_idea_follows_a_split_that_empties_its_domain(cqr):
     assert CORE in (cqr / "review" / "codebook.md").read_text()
 
 
-def test_the_judges_core_idea_of_a_domain_left_with_no_category_is_listed_apart(cqr):
-    """Every category of the domain rejected: no domain of the codebook holds the
-    segments of the core idea the judges wrote there. It is listed apart, never lost."""
+def test_a_domain_kept_with_no_category_keeps_its_core_ideas_and_says_why(cqr, capsys):
+    """Every judge accepted the domain and its only categories were rejected: the
+    domain left the codebook, its core ideas with it, and the export said only "left
+    out: rejected theme(s)". It stays, with its core ideas (the judges' among them)
+    and a line saying it has no category and why, in every file and message."""
+    run = load_run(cqr)
+    dom = int(run.core_ideas["domain_id"].iat[0])
+    mine = run.core_ideas[run.core_ideas["domain_id"] == dom]
+    case = str(mine["case_id"].iat[0])
+    rejected = [int(t) for t in run.themes[run.themes["domain_id"] == dom]["theme_id"]]
+    with ReviewStore(run) as store:
+        store.resolve([Decision(core_idea_item(case, dom), "edit", core_idea=CORE)]
+                      + [Decision(theme_item(t), "reject") for t in rejected], by="ana")
+        _settle(store)
+        book = build_codebook(store.run, review_status(store)).data
+    entry = next(d for d in book["domains"] if d["id"] == dom)
+    assert entry["categories"] == [] and "core_ideas_without_domain" not in book
+    assert all(f"theme {t} " in entry["no_category"] for t in rejected)
+    assert "was rejected" in entry["no_category"]
+    ideas = {c["case"]: (c["core_idea"], c["source"]) for c in entry["core_ideas"]}
+    assert ideas[case] == (CORE, "judges")
+    assert set(ideas) == {str(c) for c in mine["case_id"]}
+    assert main(["review", "apply", str(cqr)]) == 0
+    md = (cqr / "review" / "codebook.md").read_text()
+    section = md.split(f"## {entry['name']}")[1].split("\n## ")[0]
+    assert "**No category**" in section and "was rejected" in section and CORE in section
+    # ... and in the team's other tools, from the store and from codebook.yaml
+    for source in (cqr, cqr / "review" / "codebook.yaml"):
+        capsys.readouterr()
+        out = cqr / "export" / "bare.qdpx"
+        assert main(["export", "qdpx", str(source), "--out", str(out)]) == 0
+        said = capsys.readouterr().out
+        assert f"kept without a category: domain {dom} " in said and "was rejected" in said
+        project = etree.fromstring(zipfile.ZipFile(out).read("project.qde"))
+        code = next(c for c in project.iter(f"{QDA}Code") if c.get("name") == entry["name"])
+        assert "No category: " in code.findtext(f"{QDA}Description")
+        notes = {n.get("name"): n.findtext(f"{QDA}PlainTextContent")
+                 for n in project.iter(f"{QDA}Note")}
+        title = f"Core idea of {case} (the judges): {entry['name']}"
+        assert notes[title].startswith(CORE)
+        assert f"No category: {entry['name']}" in notes
+        assert schema_errors(out) == []
+
+
+def test_the_judges_core_idea_of_a_domain_no_longer_in_the_codebook_is_listed_apart(cqr):
+    """A split took every category of the domain to a new one, and those were rejected:
+    no domain of the codebook holds the segments of the core idea the judges wrote
+    there. It is listed apart, never lost."""
     run = load_run(cqr)
     dom = int(run.core_ideas["domain_id"].iat[0])
     case = str(run.core_ideas[run.core_ideas["domain_id"] == dom]["case_id"].iat[0])
+    every = [str(t) for t in run.themes[run.themes["domain_id"] == dom]["theme_id"]]
     with ReviewStore(run) as store:
         store.resolve([Decision(core_idea_item(case, dom), "edit", core_idea=CORE)]
-                      + [Decision(theme_item(int(t)), "reject") for t in
-                         run.themes[run.themes["domain_id"] == dom]["theme_id"]], by="ana")
+                      + [Decision(theme_item(int(t)), "reject") for t in every], by="ana")
+    assert main(["review", "resolve", str(cqr), "--domain", str(dom), "--decision", "split",
+                 "--themes", ";".join(every), "--name", "All of it", "--by", "ana"]) == 0
+    with ReviewStore(load_run(cqr)) as store:
         _settle(store)
         book = build_codebook(store.run, review_status(store)).data
     assert dom not in {d["id"] for d in book["domains"]}

@@ -664,6 +664,12 @@ def domain_notes(data: dict) -> list[ExportNote]:
     out = []
     for d in data.get("domains") or []:
         did = int(d["id"])
+        if d.get("no_category"):
+            # kept by the judges with no category in it: the code is empty, and says why
+            out.append(ExportNote(f"domain-no-category/{did}", f"No category: {d['name']}",
+                                  "The judges kept this domain, and no category of the "
+                                  f"codebook is in it: {d['no_category']}. Its core ideas "
+                                  "are notes on it.", "Consensus", ("domain", did)))
         if d.get("changes"):
             out.append(ExportNote(f"domain-changes/{did}", f"Agreed changes: {d['name']}",
                                   "\n".join(f"- {x}" for x in d["changes"]), "Consensus",

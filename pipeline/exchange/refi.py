@@ -462,9 +462,11 @@ def codes_from_data(data: dict, rid: str) -> list[ExportCode]:
         did = _int(d.get("id"))
         # the definition the judges wrote first: what a coder reads of the domain
         defined = f"{_s(d.get('definition'))} " if _s(d.get("definition")) else ""
+        bare = (f" No category: {_s(d.get('no_category'))}." if _s(d.get("no_category"))
+                else "")
         dom = ExportCode(guid(rid, "domain", did), _s(d.get("name")) or f"Domain {did}",
                          f"{defined}Domain ({_s(d.get('frequency_label'))}: "
-                         f"{_int(d.get('n_cases'), 0)} of {total} cases).",
+                         f"{_int(d.get('n_cases'), 0)} of {total} cases).{bare}",
                          DOMAIN_COLOURS[did % len(DOMAIN_COLOURS)], domain_id=did)
         cats = d.get("categories") or []
         codes = {_int(c.get("id")): category(c) for c in cats}

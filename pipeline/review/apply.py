@@ -31,7 +31,7 @@ from .. import safeyaml
 from ..fsutil import atomic_write_text
 from ..sheets import markdown_cell, markdown_text, to_csv
 from ..stages.cqr import frequency_label
-from ..types import CQR_COLUMNS
+from ..types import CQR_COLUMNS, frame_domain_ids
 from .agreement import ReviewStatus, audit_words
 from .evidence import UNSTABLE, is_cqr, recount, subgroups, theme_evidence
 from .model import (
@@ -328,9 +328,12 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
                                        "from_themes", "changes", "parent", "n_counted_cases",
                                        "counted_cases", "flags",
                                        "label_if_reassigned_counted", "proposed_subcategory"])
-    # domains of the final codebook: those holding at least one category
+    # domains of the final codebook: those holding at least one category, and those the
+    # judges kept that hold none but core ideas (every category rejected, say): dropped,
+    # a domain every judge accepted left the codebook with its core ideas, unsaid
+    bare = _kept_without_category(run, cons, dom_final, cats, final_theme, dom_name)
     dom_rows = []
-    for d in sorted(set(cats["domain_id"])):
+    for d in sorted(set(cats["domain_id"]) | set(bare)):
         in_dom = seg[seg["category_id"].isin(cats.loc[cats["domain_id"] == d, "theme_id"])]
         n = in_dom["case_id"].nunique()
         dom_rows.append({"domain_id": d, "name": dom_name[d], "n_cases": n,
@@ -415,6 +418,8 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
                  "changes": list(d.changes), "categories": []}
         if int(d.domain_id) in dom_def:
             entry["definition"] = dom_def[int(d.domain_id)]
+        if int(d.domain_id) in bare:
+            entry["no_category"] = bare[int(d.domain_id)]
         if str(d.domain_id) in run.created_domains:
             entry["created"] = True
         elif d.name != d.proposed_name:
@@ -457,6 +462,10 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
                                   adopted=adopted.get(int(d.domain_id), set()))
         if ideas:
             entry["core_ideas"] = ideas
+        elif int(d.domain_id) in bare:
+            # nothing of it is left here: its core ideas went with its segments, each
+            # marked "moved here" in the domain they went to
+            continue
         data["domains"].append(entry)
     for t in sorted(int(x) for x in themes.index):
         dec = cons.get(theme_item(t))
@@ -470,6 +479,42 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
            for g in subgroups(run, list(c.counted_cases))]
     return Codebook(data, assignments.reset_index(drop=True), table,
                     pd.DataFrame(sub, columns=SUBGROUP_COLUMNS))
+
+
+def _kept_without_category(run: RunItems, cons: dict[str, Decision], dom_final: Mapping,
+                           cats: pd.DataFrame, final_theme, dom_name: Mapping) -> dict[int, str]:
+    """The domains the consensus keeps (accepted or renamed, or open in a draft) that
+    hold no category in the end, each with why, theme by theme: a CQR domain is an
+    area of the interview, and its core ideas say what each case said there whatever
+    became of its categories. Not a domain merged, split or created (those go where
+    the judges put them), nor the interview frame (set apart, never a domain of the
+    cross-analysis)."""
+    held = {int(x) for x in cats["domain_id"]}
+    frame = frame_domain_ids(run.domains)
+    name_of = dict(zip(cats["theme_id"].astype(int), cats["name"]))
+    dom_of = dict(zip(cats["theme_id"].astype(int), cats["domain_id"].astype(int)))
+    out = {}
+    for d, final in dom_final.items():
+        dec = cons.get(domain_item(d))
+        if final != d or d in held or d in frame or str(d) in run.created_domains or (
+                dec is not None and dec.decision not in ("accept", "rename")):
+            continue
+        ids = {k for k, v in dom_final.items() if v == d}
+        mine = run.themes[run.themes["domain_id"].astype(int).isin(ids)]
+        why = []
+        for t, name in zip(mine["theme_id"].astype(int), mine["name"]):
+            end = final_theme(t)
+            said = f'theme {t} "{name}"'
+            if end < 0:
+                why.append(f"{said} was rejected")
+            elif end in dom_of:
+                into = f' (into category {end} "{name_of[end]}")' if end != t else ""
+                why.append(f'{said} went to domain {dom_of[end]} '
+                           f'"{dom_name.get(dom_of[end], "")}"{into}')
+            else:
+                why.append(f"{said} has no segment left here")
+        out[d] = "; ".join(why) or "Consensa proposed no category in it"
+    return out
 
 
 #: the fields of a proposed subcategory a codebook lists when it leaves one out
@@ -948,6 +993,10 @@ def codebook_markdown(cb: Codebook) -> str:
                   f"{dom['frequency_label']}, {dom['n_cases']}/{d['cases_total']} cases"]
         if dom.get("definition"):
             lines.append(f"\n**Definition**: {t(dom['definition'])}")
+        if dom.get("no_category"):
+            lines.append(f"\n**No category**: the judges kept this domain, and no category "
+                         f"of the codebook is in it: {t(dom['no_category'])}. Its core ideas "
+                         "are kept.")
         for ch in dom["changes"]:
             lines.append(f"- changed: {t(ch)}")
         lines.append("")

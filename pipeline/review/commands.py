@@ -260,6 +260,8 @@ def codebook_text(live: dict) -> str:
                      f"{cb['cases_total']} cases]" + ("  (changed)" if d["changed"] else ""))
         if d.get("definition"):
             lines.append(f"      definition: {d['definition']}")
+        if d.get("no_category"):
+            lines.append(f"      no category: {d['no_category']}")
         for c in d["categories"]:
             # the cases the label was counted from, beside every case it has; a
             # subcategory the judges made sits under its category (the codebook lists
