@@ -1733,12 +1733,13 @@ def import_queue(path: Path, by: str) -> QueueImport:
             if cid is None:
                 unknown = True
                 errors.append(f"{row.source}, column 'code as category': {row.name!r} is not "
-                              "the id nor the name of a category of the codebook")
+                              "the id nor the name of a category of the codebook"
+                              + _became(batch, name=row.name))
                 continue
         elif cid != NONE and cid not in batch.categories:
             unknown = True
             errors.append(f"{row.source}, column 'code as category': {cid} is not "
-                          "a category of the codebook")
+                          "a category of the codebook" + _became(batch, ident=cid))
             continue
         elif cid != NONE and not row.name and batch.codebook_changed:
             # the workbook's list gave this id to a category of the codebook the batch was
@@ -1788,6 +1789,36 @@ def import_queue(path: Path, by: str) -> QueueImport:
     kept = [f"row {n}" for ident, n in blank
             if latest.get((by, queue_item(batch.batch, ident)))]
     return QueueImport(len(new), batch.run_folder, comment_only, len(choices) - len(new), kept)
+
+
+def _became(batch: PrecodeBatch, *, name: str = "", ident: int | None = None) -> str:
+    """What became of a category a code names by its id or name that the codebook no
+    longer has: merged into another (a queue written before the merge offers it), or
+    renamed. "" when it is neither. Which category the person means now is theirs to
+    say: the merge is named, not applied."""
+    cb = safeyaml.load_file(batch.codebook, what="codebook") or {}
+    key = " ".join(name.split()).casefold()
+    now = batch.categories
+    try:
+        themes = RunFolder.open(batch.run_folder).themes()
+        names = {int(t): str(n) for t, n in zip(themes["theme_id"], themes["name"])}
+    except InputError:          # the run's own table is not there: ids only
+        names = {}
+    for old, into in merged_into(cb).items():
+        old_name = names.get(old, "")
+        if into in now and (ident == old or (key and " ".join(old_name.split()).casefold()
+                                              == key)):
+            return (f": theme {old}" + (f" {old_name!r}" if old_name else "")
+                    + f" was merged into category {into} {now[into][0]!r}; choose that one")
+    if key:
+        for d in cb.get("domains") or []:
+            for c in d.get("categories") or []:
+                old_name = str(c.get("proposed_name") or "")
+                if old_name and " ".join(old_name.split()).casefold() == key \
+                        and int(c["id"]) in now:
+                    return (f": it is the proposed name of category {int(c['id'])}, renamed "
+                            f"{now[int(c['id'])][0]!r}; choose that one")
+    return ""
 
 
 def _scrambled_rows(rows: list[QueueRow], batch: PrecodeBatch) -> str:

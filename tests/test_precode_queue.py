@@ -14,6 +14,7 @@ from pathlib import Path
 import openpyxl
 import pandas as pd
 import pytest
+import yaml
 
 from pipeline.cli import main
 from pipeline.precode import (
@@ -517,6 +518,34 @@ def test_a_choice_stored_without_its_codebook_is_read_against_its_batchs(queued,
     # longer read as it is, but a theme's id still says which category it was
     got = stored_choices(run, ChoiceReader.of(later, codebook, run))
     assert got.attrs["n_followed"] == 2
+
+
+def test_a_code_naming_a_category_merged_since_says_which_it_joined(queued, tmp_path,
+                                                                     capsys):
+    """A queue written before a merge offers the merged category ("Drove home thinking"):
+    its name or id was refused as "not the id nor the name of a category", which says
+    nothing of where it went. The refusal names the category it was merged into."""
+    codebook, out = queued
+    cb = yaml.safe_load(codebook.read_text())
+    cats = codebook_categories(cb)
+    first, second = sorted(cats)[:2]
+    old_name = cats[first][0]
+    # the codebook of a later round: ``first`` merged into ``second``
+    for d in cb["domains"]:
+        for c in list(d["categories"]):
+            if int(c["id"]) == first:
+                d["categories"].remove(c)
+            elif int(c["id"]) == second:
+                c["from_themes"] = [second, first]
+    codebook.write_text(yaml.safe_dump(cb, sort_keys=False))
+    filled = _fill(out / "queue.xlsx", tmp_path / "merged.xlsx", {2: old_name, 3: first})
+    assert main(["precode", "import", str(filled), "--by", "ana"]) == 2
+    err = capsys.readouterr().err
+    joined = f"was merged into category {second} {cats[second][0]!r}"
+    assert f"row 2, column 'code as category': {old_name!r} is not" in err and joined in err
+    assert f"row 3, column 'code as category': {first} is not" in err
+    assert err.count(joined) == 2, err
+    assert stored_choices(codebook.parent.parent).empty
 
 
 def test_a_formula_typed_into_the_queue_imports_nothing_and_names_the_cell(queued, tmp_path,

@@ -270,6 +270,22 @@ def test_an_item_id_of_the_wrong_form_is_refused_by_its_option(review_run, capsy
     assert db_path(run).read_bytes() == before
 
 
+def test_a_missing_field_is_named_as_the_way_in_names_it(review_run, capsys):
+    """`review resolve --decision rename` without --name said "rename needs a new name"
+    and left the option to be guessed; the workbook names its column."""
+    run = review_run
+    assert main(["review", "export", str(run), "--judges", "ana,ben"]) == 0
+    for decision, option in (("rename", "--name"), ("reassign", "--to-domain")):
+        assert main(["review", "resolve", str(run), "--theme", "0", "--decision", decision,
+                     "--by", "team"]) == 2
+        assert f"{decision} needs " in (err := capsys.readouterr().err) and f"({option})" in err
+    wb = run / "review" / "round-1" / "ana.xlsx"
+    row = fill(wb, "themes", 0, decision="rename")
+    assert main(["review", "import", str(run), str(wb)]) == 2
+    assert (f"sheet 'themes', row {row}: rename needs a new name (column 'new name')"
+            in capsys.readouterr().err)
+
+
 def test_two_names_that_differ_only_in_case_are_refused_before_a_workbook_is_written(
         review_run, capsys):
     run = review_run

@@ -879,11 +879,12 @@ def check_decision(d: Decision, run: RunItems) -> list[str]:
     if dec == "move" and not d.target:
         errs.append("move needs the theme to move the segment to")
     if dec == "rename" and not d.new_name.strip():
-        errs.append("rename needs a new name")
+        errs.append(f"rename needs a new name ({field_name(d, 'new_name')})")
     if dec in ("merge", "reject") and d.new_name.strip():
         errs.append(f"a new name does not go with {dec!r}")
     if dec == "reassign" and not d.domain:
-        errs.append("reassign needs the domain id to move the theme to")
+        errs.append(f"reassign needs the domain id to move the theme to "
+                    f"({field_name(d, 'domain')})")
     if d.domain:
         if kind != "theme" or dec in ("merge", "reject", "subcategory"):
             errs.append(f"a new domain does not go with {dec!r}")
