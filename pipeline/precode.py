@@ -1791,6 +1791,15 @@ def import_queue(path: Path, by: str) -> QueueImport:
     return QueueImport(len(new), batch.run_folder, comment_only, len(choices) - len(new), kept)
 
 
+def _merged_into(cb: dict) -> dict[int, int]:
+    """Theme ids that are no category of the codebook themselves, but whose segments a
+    category took in (merged): old id -> the category's id. A queue written before the
+    merge offers the old id and name."""
+    cats = codebook_categories(cb)
+    return {int(t): int(c["id"]) for d in cb["domains"] for c in d["categories"]
+            for t in c.get("from_themes") or [] if int(t) not in cats}
+
+
 def _became(batch: PrecodeBatch, *, name: str = "", ident: int | None = None) -> str:
     """What became of a category a code names by its id or name that the codebook no
     longer has: merged into another (a queue written before the merge offers it), or
@@ -1804,7 +1813,7 @@ def _became(batch: PrecodeBatch, *, name: str = "", ident: int | None = None) ->
         names = {int(t): str(n) for t, n in zip(themes["theme_id"], themes["name"])}
     except InputError:          # the run's own table is not there: ids only
         names = {}
-    for old, into in merged_into(cb).items():
+    for old, into in _merged_into(cb).items():
         old_name = names.get(old, "")
         if into in now and (ident == old or (key and " ".join(old_name.split()).casefold()
                                               == key)):

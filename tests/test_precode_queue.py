@@ -522,10 +522,13 @@ def test_a_choice_stored_without_its_codebook_is_read_against_its_batchs(queued,
 
 def test_a_code_naming_a_category_merged_since_says_which_it_joined(queued, tmp_path,
                                                                      capsys):
-    """A queue written before a merge offers the merged category ("Drove home thinking"):
-    its name or id was refused as "not the id nor the name of a category", which says
-    nothing of where it went. The refusal names the category it was merged into."""
+    """A queue written before a merge offers the merged category ("Drove home thinking").
+    A batch that keeps its own codebook reads the code there; one pre-coded before
+    batches kept it reads the review's codebook, which lacks that category: its name
+    or id was refused as "not the id nor the name of a category", which says nothing
+    of where it went. The refusal names the category it was merged into."""
     codebook, out = queued
+    (out / "codebook.yaml").unlink()           # a batch from before the copy was kept
     cb = yaml.safe_load(codebook.read_text())
     cats = codebook_categories(cb)
     first, second = sorted(cats)[:2]
