@@ -54,6 +54,7 @@ import pandas as pd
 from . import safeyaml
 from .errors import ConfigError, InputError, Skipped
 from .exchange.agreed import check_codebook
+from .review.store import CHOICE_ACTION
 from .runfolder import RunFolder
 
 if TYPE_CHECKING:
@@ -323,7 +324,7 @@ def precision_coverage(confidence: np.ndarray, correct: np.ndarray,
 
 # --- the command --------------------------------------------------------------
 
-def _moved_with(recorded: Path, relative: str | None, base: Path, exists) -> Path:
+def moved_with(recorded: Path, relative: str | None, base: Path, exists) -> Path:
     """Where a folder or file recorded by path is now. A relative ``recorded`` is read
     from ``base``. An absolute one is recorded with its path as seen from ``base``
     (``relative``, when the writer knew it): that one is tried first, since it holds
@@ -369,7 +370,7 @@ def _load_codebook(path: Path) -> tuple[dict, Path, pd.DataFrame]:
         raise InputError("has no training: section: the judged run it learns from",
                          path=path, field="training",
                          hint="give the codebook.yaml that `consensa review apply` wrote")
-    run_folder = _moved_with(Path(cb["training"]["run_folder"]),
+    run_folder = moved_with(Path(cb["training"]["run_folder"]),
                              cb["training"].get("run_folder_relative"), path.parent,
                              lambda f: RunFolder(f).has("segments"))
     labels = Path(cb["training"]["assignments"])
@@ -391,8 +392,6 @@ def _load_codebook(path: Path) -> tuple[dict, Path, pd.DataFrame]:
 #: (AnnoMI therapist behaviour, 55% coded), 81% (PDPilot domain, 31% coded) in
 #: bench/precode.py, which prints precision and coverage per threshold.
 DEFAULT_THRESHOLD = 0.7
-#: the audit-log action under which a person's choice for a queued segment is stored
-CHOICE_ACTION = "precode choice"
 
 
 def nested_table(cb: dict, cats: dict[int, tuple[str, int, str]], coded: pd.DataFrame,
@@ -2172,7 +2171,7 @@ def open_batch(folder: Path) -> PrecodeBatch:
         raise InputError("not the output folder of `consensa precode` (its manifest.json "
                          "names no batch and codebook)", path=folder)
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    codebook = _moved_with(Path(manifest["codebook"]), manifest.get("codebook_relative"),
+    codebook = moved_with(Path(manifest["codebook"]), manifest.get("codebook_relative"),
                            folder, Path.is_file)
     if not codebook.is_file():
         raise InputError(f"the pre-coding's codebook is missing: {codebook}",

@@ -370,7 +370,7 @@ def stale_codebook(run_folder: Path, path: Path | None = None) -> str:
     from datetime import datetime
 
     from .. import safeyaml
-    from ..precode import CHOICE_ACTION
+    from ..review.store import CHOICE_ACTION
 
     path = Path(path) if path is not None else Path(run_folder) / "review" / "codebook.yaml"
     db = Path(run_folder) / "review" / DB

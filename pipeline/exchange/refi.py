@@ -1446,9 +1446,9 @@ def precoded_codebook(folder: Path, manifest: dict) -> Path:
     kept = folder / KEPT_CODEBOOK
     if kept.is_file() and (not pin or file_sha256(kept) == pin):
         return kept
-    from ..precode import _moved_with
+    from ..precode import moved_with
 
-    book_path = _moved_with(Path(str(manifest.get("codebook", ""))),
+    book_path = moved_with(Path(str(manifest.get("codebook", ""))),
                             manifest.get("codebook_relative"), folder, Path.is_file)
     if not book_path.is_file():
         raise InputError("the codebook this pre-coding used is not where it was",

@@ -75,6 +75,10 @@ from .settle import (
 
 SCHEMA_VERSION = "1"
 DB_NAME = "decisions.sqlite"
+#: the audit-log action under which a person's choice for a segment a pre-coding
+#: queued is stored (pipeline/precode.py writes and reads it; an export asks whether
+#: a codebook is older than the store's last write other than such a choice)
+CHOICE_ACTION = "precode choice"
 
 _DECISION_COLS = ("decision", "new_name", "target", "domain", "segments", "core_idea",
                   "comment", "source")
