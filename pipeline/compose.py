@@ -76,6 +76,13 @@ def open_cache(cfg: RunConfig, base_dir: str | Path | None = None) -> Cache:
 
 # --- embed --------------------------------------------------------------------------
 
+def model_id_of(embedder: Any, cache: Cache) -> str | None:
+    """The embedder's ``model_id``; for one that reads its model's weights
+    (``model_id_with``), their digests remembered in ``cache``."""
+    with_cache = getattr(embedder, "model_id_with", None)
+    return with_cache(cache) if with_cache is not None else embedder.model_id
+
+
 def embed_texts(embedder: Any, texts: Sequence[str], cache: Cache,
                 scale: ScaleConfig | None = None) -> tuple[np.ndarray, dict]:
     """``embedder.encode(texts)`` through ``cache``, one vector a text: ``(vectors,
@@ -98,7 +105,7 @@ def embed_texts(embedder: Any, texts: Sequence[str], cache: Cache,
     texts = list(texts)
     if scale is not None and scale.engine != "local" and texts:
         return _embed_on_cluster(embedder, texts, cache, scale)
-    model_id = embedder.model_id if cache.enabled else None
+    model_id = model_id_of(embedder, cache) if cache.enabled else None
     if model_id is None:
         return embedder.encode(texts), {"embedded": len(texts), "from_cache": 0}
     if getattr(embedder, "batch_dependent", False):
@@ -147,7 +154,7 @@ def _embed_on_cluster(embedder: Any, texts: list[str], cache: Cache,
     texts; refusing the default embedder on a cluster would cost its 1.8x speed
     where it matters most.
     """
-    model_id = embedder.model_id
+    model_id = model_id_of(embedder, cache)
     if model_id is None:
         raise ConfigError(f"the embedder {type(embedder).__name__} fits itself to the texts it "
                           "is given, so texts embedded in chunks would not share one space",
@@ -192,7 +199,7 @@ def _run_chunks(embedder: Any, todo: list[tuple[str, list[tuple[str, str]]]], ca
     # the task carries the embedder's settings only, never a loaded model: each worker
     # loads its own once (encode_chunk), keyed by what the vectors depend on
     fresh = clone(embedder)
-    state = stage_key(embedder, digest(embedder.model_id))
+    state = stage_key(embedder, digest(model_id_of(embedder, cache)))
     failed: list[tuple[int, int, str]] = []
     with dask_client(scale.engine, scale.retries, len(todo), where="scale.engine") as client:
         futures = {}

@@ -216,6 +216,11 @@ def build(cfg: RunConfig, base_dir: Path, *, failed_llm_log: Path | None = None)
         counts={"embedded": embed_counts["embedded"],
                 "embeddings_from_cache": embed_counts["from_cache"], **ingest_counts},
         timings=timer.timings, sample=sample, sample_seed=_sample_seed(cfg))
+    weights = getattr(embedder, "weights_sha256", None)
+    if weights is not None:
+        # the model folder's path names no version of its weights: a model fine-tuned
+        # again and saved in place is another model, with other vectors
+        manifest["stage_params"]["embed"]["weights_sha256"] = weights(cache)
     rcfg = resolved(cfg)
     if deid is not None:
         for item in manifest["inputs"]:

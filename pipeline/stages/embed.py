@@ -76,6 +76,37 @@ def resolve_model_path(model: str) -> Path:
     return path
 
 
+#: the weights' digests this process computed, by (file, size, mtime_ns)
+_WEIGHTS_SHA256: dict[tuple[str, int, int], str] = {}
+
+
+def weights_sha256(path: Path, cache=None) -> str:
+    """The sha256 of the weights file ``path``, read once per (file, size,
+    mtime_ns): remembered in this process and in ``cache`` (the run's cache, a
+    :class:`~pipeline.cache.Cache`), so a run reads a model's 90 MB of weights
+    once, not once per run. A file saved again gets a new mtime, so its content is
+    read again; the digest, not the stamp, is what keys the vectors."""
+    resolved = str(Path(path).resolve())
+    stat = Path(path).stat()
+    stamp = (resolved, stat.st_size, stat.st_mtime_ns)
+    if stamp in _WEIGHTS_SHA256:
+        return _WEIGHTS_SHA256[stamp]
+    row = hashlib.sha256(repr(stamp).encode()).hexdigest()
+    kept = cache.get_rows("weights_sha256", [row]).get(row) if cache is not None else None
+    if kept is not None and len(kept) == 64:
+        sha = kept.decode("ascii", "replace")
+    else:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+        sha = h.hexdigest()
+        if cache is not None:
+            cache.put_rows("weights_sha256", {row: sha.encode("ascii")})
+    _WEIGHTS_SHA256[stamp] = sha
+    return sha
+
+
 @embedders.register("consensa.SentenceTransformer.v1", quantize="none")
 @embedders.register("consensa.SentenceTransformer.v2", quantize="int8")
 class SentenceTransformerEmbedder:
@@ -110,17 +141,32 @@ class SentenceTransformerEmbedder:
     @property
     def model_id(self) -> str:
         """What the vectors depend on beside the parameters: the model's weights, known
-        by their files' names and sizes (a folder given the same name with other
-        weights is another model)."""
+        by the sha256 of their files (:meth:`model_id_with`, without a cache)."""
+        return self.model_id_with(None)
+
+    def model_id_with(self, cache) -> str:
+        """:attr:`model_id`, the weights' digests remembered in ``cache`` (a
+        :class:`~pipeline.cache.Cache`, or None) per file, size and mtime
+        (:func:`weights_sha256`).
+
+        By content, not by the files' names and sizes: a model fine-tuned again and
+        saved in place keeps its file names and its size (the same architecture) but
+        not its vectors, and a key of names and sizes served the old model's vectors
+        from the cache."""
         path = resolve_model_path(self.model)
-        weights = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
         stamp = hashlib.sha256()
-        for w in weights:
-            stat = w.stat()
-            stamp.update(f"{w.name}:{stat.st_size}".encode())
+        for name, sha in self.weights_sha256(cache).items():
+            stamp.update(f"{name}:{sha}\n".encode())
         # int8 vectors differ from float32 ones (cosine ~0.96): they are cached apart
         suffix = "" if self.quantize == "none" else f":{self.quantize}"
-        return f"st:{path.name}:{stamp.hexdigest()[:12]}{suffix}"
+        return f"st:{path.name}:{stamp.hexdigest()[:16]}{suffix}"
+
+    def weights_sha256(self, cache=None) -> dict[str, str]:
+        """The sha256 of each of the model's weight files, by file name: what the
+        manifest records of the model (``stage_params.embed.weights_sha256``)."""
+        path = resolve_model_path(self.model)
+        weights = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
+        return {w.name: weights_sha256(w, cache) for w in weights}
 
     @property
     def batch_dependent(self) -> bool:
