@@ -247,11 +247,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+#: the files beside the transcripts a run's manifest records (pipeline.run.read_files)
+READ_FILES = (("protocol_file", "protocol file"), ("cases_table", "cases table"))
+
+
 def _repeat_note(config: Path, manifest: dict) -> str:
     """For a run of the config.yaml an earlier run folder holds (``consensa run
     RUN/config.yaml``, repeating that run): whether it read the same transcripts, by
-    the sha256 of each file both manifests record. A repeat that read edited or other
-    transcripts is not the run it repeats, and nothing else would say so."""
+    the sha256 of each file both manifests record, and the same protocol file and
+    cases table. A repeat that read edited or other transcripts, or an edited
+    protocol or cases table, is not the run it repeats, and nothing else would say so."""
     import json
 
     earlier = config.parent / "manifest.json"
@@ -267,9 +272,16 @@ def _repeat_note(config: Path, manifest: dict) -> str:
            for i in manifest.get("inputs", [])}
     changed = sorted(c for c in old.keys() & new.keys() if old[c] != new[c])
     gone, added = sorted(old.keys() - new.keys()), sorted(new.keys() - old.keys())
-    if not (changed or gone or added):
-        return (f"the same transcripts as the run in {config.parent} read (the sha256 of "
-                f"each of the {len(new)} files)")
+    differ, same, unknown = _read_files_compared(then, manifest)
+    if not (changed or gone or added or differ):
+        also = f", and of its {' and '.join(same)}" if same else ""
+        note = (f"the same transcripts as the run in {config.parent} read (the sha256 of "
+                f"each of the {len(new)} files{also})")
+        if unknown:
+            note += (f"; that run's manifest records no sha256 of its {' or '.join(unknown)}, "
+                     f"so whether {'it' if len(unknown) == 1 else 'they'} changed since is "
+                     "not known")
+        return note
 
     def listed(cases: list[str], what: str) -> str:
         return (f"{len(cases)} {what} ({', '.join(cases[:5])}{' ...' if len(cases) > 5 else ''})"
@@ -277,9 +289,30 @@ def _repeat_note(config: Path, manifest: dict) -> str:
 
     parts = [p for p in (listed(changed, "changed since"), listed(gone, "not read now"),
                          listed(added, "new")) if p]
-    return (f"this is not a repeat of the run in {config.parent}: its transcripts differ "
-            f"from those that run read: {'; '.join(parts)} (by each file's sha256 in the two "
-            "manifests)")
+    reasons = ([f"its transcripts differ from those that run read: {'; '.join(parts)}"]
+               if parts else []) + differ
+    return (f"this is not a repeat of the run in {config.parent}: {'; '.join(reasons)} (by "
+            "each file's sha256 in the two manifests)")
+
+
+def _read_files_compared(then: dict, now: dict) -> tuple[list[str], list[str], list[str]]:
+    """The protocol file and cases table of two runs' manifests: (what differs, in
+    words; the labels of those both read the same; the labels of those only the
+    repeat records, its earlier run's manifest written before they were recorded)."""
+    differ, same, unknown = [], [], []
+    for key, label in READ_FILES:
+        old, new = then.get(key), now.get(key)
+        if not isinstance(new, dict):
+            if isinstance(old, dict):
+                differ.append(f"that run read the {label} {old.get('path')}, this one none")
+        elif not isinstance(old, dict):
+            unknown.append(f"{label} ({new.get('path')})")
+        elif old.get("sha256") != new.get("sha256"):
+            moved = "" if old.get("path") == new.get("path") else f" (that run read {old.get('path')})"
+            differ.append(f"its {label} {new.get('path')} changed since that run read it{moved}")
+        else:
+            same.append(label)
+    return differ, same, unknown
 
 
 def _empty_protocol_domains(run) -> list[str]:

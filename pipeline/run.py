@@ -40,7 +40,7 @@ from .compose import (
 )
 from .config import CQR_ANALYSIS, RunConfig, check_engine, config_hash, resolve_paths, resolved
 from .errors import ConfigError, InputError
-from .fsutil import file_sha256, text_sha256
+from .fsutil import anchored, file_sha256, text_sha256
 from .runfolder import RunFolder, theme_linkage
 from .stages.cluster import centroids, join_sample, no_themes_error, stratified_sample
 from .stages.concepts import concept_text, match_concepts
@@ -471,6 +471,7 @@ def _manifest(cfg: RunConfig, base_dir: Path, started: str, corpus, deid, segmen
         "seed": cfg.seed, "base_dir": str(base_dir.resolve()), "platform": platform.platform(),
         "versions": versions(), "kernels": kernels(),
         "inputs": [input_record(s) for s in corpus.sources.values()],
+        **read_files(cfg, base_dir),
         "deidentify": deid.summary(bool(cfg.deidentify.mapping_file)) if deid else {"enabled": False},
         "stage_params": stage_params, "fitted": fitted, "counts": counts,
         "outlier_share": round(unassigned / n_seg, 4),
@@ -486,6 +487,24 @@ def config_given(path: Path, overrides: list[str]) -> dict:
     for the manifest: which values came from the command line, and which file."""
     return {"path": str(Path(path).resolve()), "sha256": file_sha256(path),
             "set": list(overrides)}
+
+
+def read_files(cfg: RunConfig, base_dir: Path) -> dict:
+    """The files beside the transcripts that a run read, each with its path and
+    sha256, for the manifest: the protocol file (``protocol_file``, read by a CQR
+    analysis without inline areas) and the cases table (``cases_table``). A repeat
+    from the run folder's config.yaml reads them as they are then; without their
+    sha256 nothing could say that an edited protocol or table made another run."""
+    out: dict[str, dict] = {}
+    if cfg.analysis == CQR_ANALYSIS and cfg.protocol.file is not None and not cfg.protocol.areas:
+        out["protocol_file"] = _file_record(anchored(cfg.protocol.file, base_dir))
+    if cfg.ingest.cases_table is not None:
+        out["cases_table"] = _file_record(anchored(cfg.ingest.cases_table, base_dir))
+    return out
+
+
+def _file_record(path: Path) -> dict:
+    return {"path": str(Path(path).resolve()), "sha256": file_sha256(path)}
 
 
 def input_record(source) -> dict:

@@ -86,3 +86,69 @@ def test_the_manifest_records_the_weights_digest(tmp_path, monkeypatch):
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["stage_params"]["embed"]["weights_sha256"] == {
         "model.safetensors": hashlib.sha256(b"C" * 512).hexdigest()}
+
+
+def _protocol_study(root):
+    """The test study with a protocol file and a cases table, run by CQR."""
+    import yaml
+
+    from tests.study import QUESTIONS, study_config, write_study
+
+    folder = write_study(root / "study")
+    protocol = root / "protocol.yaml"
+    protocol.write_text(yaml.safe_dump({"areas": [
+        {"name": topic.title(), "questions": [question]} for topic, question in QUESTIONS.items()]}))
+    cases = root / "cases.csv"
+    cases.write_text("case_id,orientation\n" + "".join(
+        f"case{c:02d},{'CBT' if c % 2 else 'integrative'}\n" for c in range(1, 7)))
+    cfg = study_config(folder, analysis="consensa.CQR.v1", protocol={"file": str(protocol)},
+                       ingest={"paths": [str(folder)], "cases_table": str(cases)})
+    path = root / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path, protocol, cases
+
+
+def test_a_repeat_names_an_edited_protocol_file_and_cases_table(tmp_path, capsys):
+    """`consensa run RUN/config.yaml` read the protocol file and the cases table as
+    they were then, and said "the same transcripts as the run in ... read": the
+    manifest now records both files' sha256, and the repeat names what changed."""
+    import hashlib
+
+    from pipeline.cli import main
+
+    config, protocol, cases = _protocol_study(tmp_path)
+    assert main(["run", str(config), "--out", str(tmp_path / "run"), "-q"]) == 0
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    for key, path in (("protocol_file", protocol), ("cases_table", cases)):
+        assert manifest[key] == {"path": str(path.resolve()),
+                                 "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    capsys.readouterr()
+    assert main(["run", str(tmp_path / "run" / "config.yaml"), "--out",
+                 str(tmp_path / "same")]) == 0
+    said = capsys.readouterr().out
+    assert "the same transcripts as the run in" in said
+    assert "and of its protocol file and cases table" in said
+    protocol.write_text(protocol.read_text().replace("Training", "Preparation"))
+    cases.write_text(cases.read_text().replace("CBT", "psychodynamic"))
+    assert main(["run", str(tmp_path / "run" / "config.yaml"), "--out",
+                 str(tmp_path / "again")]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert "this is not a repeat of the run in" in said, said
+    assert f"its protocol file {protocol.resolve()} changed since that run read it" in said
+    assert f"its cases table {cases.resolve()} changed since that run read it" in said
+    assert "the same transcripts" not in said
+
+
+def test_a_repeat_of_a_run_that_recorded_no_protocol_digest_says_it_cannot_tell(tmp_path):
+    from pipeline.cli import _repeat_note
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("name: study\n")
+    inputs = [{"case_id": "R01", "sha256": "a"}]
+    (run / "manifest.json").write_text(json.dumps({"inputs": inputs}))
+    note = _repeat_note(run / "config.yaml", {
+        "inputs": inputs, "protocol_file": {"path": "/p/protocol.yaml", "sha256": "b"}})
+    assert note.startswith("the same transcripts as the run in")
+    assert ("records no sha256 of its protocol file (/p/protocol.yaml), so whether it "
+            "changed since is not known") in note
