@@ -273,6 +273,7 @@ def _repeat_note(config: Path, manifest: dict) -> str:
     changed = sorted(c for c in old.keys() & new.keys() if old[c] != new[c])
     gone, added = sorted(old.keys() - new.keys()), sorted(new.keys() - old.keys())
     differ, same, unknown = _read_files_compared(then, manifest)
+    code = _code_compared(then, manifest)
     if not (changed or gone or added or differ):
         also = f", and of its {' and '.join(same)}" if same else ""
         note = (f"the same transcripts as the run in {config.parent} read (the sha256 of "
@@ -281,7 +282,7 @@ def _repeat_note(config: Path, manifest: dict) -> str:
             note += (f"; that run's manifest records no sha256 of its {' or '.join(unknown)}, "
                      f"so whether {'it' if len(unknown) == 1 else 'they'} changed since is "
                      "not known")
-        return note
+        return note + (f"; {code}" if code else "")
 
     def listed(cases: list[str], what: str) -> str:
         return (f"{len(cases)} {what} ({', '.join(cases[:5])}{' ...' if len(cases) > 5 else ''})"
@@ -292,7 +293,30 @@ def _repeat_note(config: Path, manifest: dict) -> str:
     reasons = ([f"its transcripts differ from those that run read: {'; '.join(parts)}"]
                if parts else []) + differ
     return (f"this is not a repeat of the run in {config.parent}: {'; '.join(reasons)} (by "
-            "each file's sha256 in the two manifests)")
+            "each file's sha256 in the two manifests)" + (f"; {code}" if code else ""))
+
+
+def _code_compared(then: dict, now: dict) -> str:
+    """Whether two runs' manifests name the same code of Consensa (``code``: the
+    sha256 of the package's files, the git commit): "" when they do, else what
+    differs. The version alone says nothing of an editable install."""
+    old, new = then.get("code"), now.get("code")
+    if not isinstance(new, dict):
+        return ""
+    if not isinstance(old, dict):
+        return (f"that run's manifest does not identify Consensa's code (only its version, "
+                f"{then.get('consensa_version', 'unknown')}), so whether the code changed "
+                "since is not known")
+    if old.get("package_sha256") == new.get("package_sha256"):
+        return ""
+    commits = ""
+    if old.get("git_commit") and new.get("git_commit"):
+        def at(c: dict) -> str:
+            return f"{str(c['git_commit'])[:12]}{' with changes' if c.get('git_dirty') else ''}"
+
+        commits = f"; that run's at {at(old)}, this one's at {at(new)}"
+    return ("Consensa's code differs from that run's, so its results may differ for that "
+            f"reason alone (the sha256 of the pipeline package's files{commits})")
 
 
 def _read_files_compared(then: dict, now: dict) -> tuple[list[str], list[str], list[str]]:

@@ -709,7 +709,7 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
     from .compose import build_stage, embed_texts, open_cache
     from .config import load_config, resolve_paths, validate_config
     from .fsutil import atomic_write_bytes
-    from .run import kernels, versions
+    from .run import code_identity, kernels, versions
     from .sheets import to_csv
     from .stages.cqr import cqr_markdown
     from .stages.ingest import ingest
@@ -906,7 +906,7 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
             # and the review round it was applied from, the seed, the versions and the
             # CPU kernels the classifier and the embedder computed with
             **codebook_pin(Path(codebook), cb),
-            "consensa_version": __version__, "seed": cfg.seed,
+            "consensa_version": __version__, "code": code_identity(), "seed": cfg.seed,
             "versions": versions(),
             "kernels": kernels() if shards is None else _with_workers(kernels(), worker_kernels),
             "run_folder": str(run_folder),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import logging
 import os
 import platform
@@ -92,6 +93,60 @@ class Timer:
         yield
         # a stage entered twice (the CQR run's map: begun, then waited for) adds up
         self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - start, 3)
+
+
+def package_digest(package: Path) -> tuple[str, int]:
+    """The sha256 of the files in the folder ``package`` (each one's path within it,
+    size and bytes, in order of path; no ``__pycache__``) and how many they are."""
+    import hashlib
+
+    h = hashlib.sha256()
+    n_files = 0
+    for path in sorted(p for p in package.rglob("*") if p.is_file()
+                       and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo")):
+        rel = path.relative_to(package).as_posix()
+        h.update(f"{rel}\0{path.stat().st_size}\0".encode())
+        h.update(path.read_bytes())
+        n_files += 1
+    return h.hexdigest(), n_files
+
+
+@functools.lru_cache(maxsize=1)
+def code_identity() -> dict[str, object]:
+    """Which code of Consensa this process runs, for the manifest: the sha256 of the
+    ``pipeline`` package's files (its sources, templates and data, each by its path
+    within the package; no ``__pycache__``), and, when the package lies in a git
+    checkout, its commit and whether the package's files differ from it (``dirty``).
+
+    An editable install always says version 0.1.0: two runs of the same config and
+    transcripts that named four categories otherwise left nothing in their manifests
+    to show the code had changed between them. Git is asked locally (never the
+    network), only of a checkout that tracks the package (not of a study's own
+    repository that holds a virtual environment), and a checkout it cannot read is
+    left out, not guessed."""
+    import subprocess
+
+    package = Path(__file__).resolve().parent
+    sha, n_files = package_digest(package)
+    out: dict[str, object] = {"package_sha256": sha, "package_files": n_files}
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(package), *args], capture_output=True,
+                                  text=True, timeout=10, check=False,
+                                  env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"})
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    tracked = git("ls-files", "--", "__init__.py")
+    commit = git("rev-parse", "HEAD") if tracked else None
+    if commit:
+        status = git("status", "--porcelain", "--", ".")
+        out["git_commit"] = commit
+        if status is not None:
+            out["git_dirty"] = bool(status)
+    return out
 
 
 def versions() -> dict[str, str]:
@@ -467,7 +522,8 @@ def _manifest(cfg: RunConfig, base_dir: Path, started: str, corpus, deid, segmen
         extra = {"analysis": cfg.analysis,
                  "reassigned_share": round(int(clustering.reassigned.sum()) / n_seg, 4)}
     return {
-        "consensa_version": __version__, "name": cfg.name, "started_at": started,
+        "consensa_version": __version__, "code": code_identity(), "name": cfg.name,
+        "started_at": started,
         "seed": cfg.seed, "base_dir": str(base_dir.resolve()), "platform": platform.platform(),
         "versions": versions(), "kernels": kernels(),
         "inputs": [input_record(s) for s in corpus.sources.values()],

@@ -152,3 +152,42 @@ def test_a_repeat_of_a_run_that_recorded_no_protocol_digest_says_it_cannot_tell(
     assert note.startswith("the same transcripts as the run in")
     assert ("records no sha256 of its protocol file (/p/protocol.yaml), so whether it "
             "changed since is not known") in note
+
+
+def test_the_manifest_identifies_the_code_and_a_repeat_says_when_it_differs(tmp_path):
+    """An editable install always says version 0.1.0: a naming change between two
+    runs of the same config and transcripts left nothing in the manifests to show
+    why. The manifest records the sha256 of the package's files (and the git commit
+    of a checkout); a repeat says when the code differs."""
+    import shutil
+    from pathlib import Path
+
+    import pipeline
+    from pipeline.cli import _repeat_note
+    from pipeline.run import code_identity, package_digest
+    from tests.study import run_study_cli
+
+    run = run_study_cli(tmp_path)
+    manifest = json.loads((run / "manifest.json").read_text())
+    here = Path(pipeline.__file__).parent
+    assert manifest["code"]["package_sha256"] == package_digest(here)[0] == \
+        code_identity()["package_sha256"]
+    copy = tmp_path / "copy"
+    shutil.copytree(here, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert package_digest(copy)[0] == package_digest(here)[0]
+    naming = copy / "stages" / "naming.py"
+    naming.write_text(naming.read_text() + "\n# edited\n")
+    edited = package_digest(copy)[0]
+    assert edited != package_digest(here)[0]
+
+    then = dict(manifest, code={"package_sha256": edited, "git_commit": "a" * 40})
+    (run / "manifest.json").write_text(json.dumps(then))
+    note = _repeat_note(run / "config.yaml", manifest)
+    assert note.startswith("the same transcripts as the run in"), note
+    assert "Consensa's code differs from that run's" in note
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    assert "code" not in _repeat_note(run / "config.yaml", manifest)
+    old = {k: v for k, v in manifest.items() if k != "code"}
+    (run / "manifest.json").write_text(json.dumps(old))
+    assert "does not identify Consensa's code (only its version, 0.1.0)" in \
+        _repeat_note(run / "config.yaml", manifest)
