@@ -85,6 +85,7 @@ class Plan:
     base: Path | None = None                      # the config's folder
     stability: Any = None                         # cfg.stability: StabilityConfig or None
     error: str = ""
+    given: dict | None = None                     # the manifest's config_given
 
 
 def load_single(path: str | Path, overrides: list[str] = ()) -> tuple[RunConfig, Path, Any]:
@@ -155,12 +156,22 @@ def plan_batch(items: list[str], overrides: list[str] = (),
                notes: list[str] | None = None) -> list[Plan]:
     """Every run of the batch; configs that cannot be read become failed plans.
     ``notes`` gets the files of a folder that were not taken as configs."""
+    from .run import config_given
+
     plans: list[Plan] = []
     for path in collect_configs(items, notes):
         try:
-            plans += load_plans(path, overrides)
+            found = load_plans(path, overrides)
         except ConsensaError as exc:
             plans.append(Plan(str(path), safe_name(path.stem), error=str(exc)))
+            continue
+        for plan in found:
+            # as `consensa run` records it: the file, its sha256 and the --set settings;
+            # and the values this run of a sweep took
+            plan.given = config_given(path, list(overrides))
+            if plan.params:
+                plan.given["sweep"] = dict(plan.params)
+        plans += found
     seen: dict[str, int] = {}
     for plan in plans:                 # two configs with one name get distinct folders
         n = seen.get(plan.run, 0) + 1
@@ -180,6 +191,7 @@ class Job:
     base: Path
     out: Path
     stability: Any = None
+    given: dict | None = None
 
 
 def execute(job: Job) -> dict[str, Any]:
@@ -193,7 +205,8 @@ def execute(job: Job) -> dict[str, Any]:
         return {"status": "failed", "error": msg, "seconds": round(time.perf_counter() - start, 3)}
 
     try:
-        run(job.cfg, job.base, job.out, shared=(job.out.parent,))   # the batch folder
+        run(job.cfg, job.base, job.out, shared=(job.out.parent,),   # the batch folder
+            given=job.given)
     except ConsensaError as exc:
         return failed(str(exc))
     except Exception as exc:  # a bug: keep the batch going, keep the traceback
@@ -252,7 +265,7 @@ def run_batch(plans: list[Plan], out: str | Path | None = None, jobs: int = 1) -
     outcomes: dict[int, dict[str, Any]] = {
         i: {"status": "failed", "error": p.error, "seconds": None}
         for i, p in enumerate(plans) if p.error}
-    todo = [(i, Job(p.cfg, p.base, folder / p.run, p.stability))
+    todo = [(i, Job(p.cfg, p.base, folder / p.run, p.stability, p.given))
             for i, p in enumerate(plans) if not p.error]
     write_summary(folder, plans, outcomes)
     done = 0

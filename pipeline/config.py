@@ -704,6 +704,31 @@ def _spacy_model_installed(model: str) -> bool:
         return False
 
 
+def _refuse_set_of_swept(cfg: RunConfig, overrides: list[str], keys: list[str],
+                         path: Path) -> None:
+    """Refuse a ``--set`` of a key the config's ``sweep:`` sets: every run of the
+    sweep takes its swept value, so the --set would change nothing, and the batch
+    ran without a word of it. A key is swept when it is a swept key, or lies within
+    one (``cluster`` swept, ``cluster.min_cluster_size`` set) or holds one."""
+    if not cfg.sweep:
+        return
+    clashes = []
+    for item, key in zip(overrides, keys, strict=True):
+        if key == "sweep" or key.startswith("sweep."):
+            continue
+        for swept in cfg.sweep:
+            if key == swept or swept.startswith(key + ".") or key.startswith(swept + "."):
+                clashes.append(f"--set {item} (sweep: {swept}: "
+                               f"{json.dumps(list(cfg.sweep[swept]), default=str)})")
+    if clashes:
+        raise ConfigError("a value given with --set is one this config sweeps, and each run "
+                          "of the sweep would take its swept value instead: "
+                          + "; ".join(clashes), path=path, field="sweep",
+                          hint="drop the --set, or change the values the config's sweep: "
+                               "section lists (a run of one value: remove the key from the "
+                               "sweep and --set it)")
+
+
 def load_config(path: str | Path, overrides: list[str] = ()) -> tuple[RunConfig, Path]:
     """Read a config file, apply the ``--set`` overrides, validate every section
     (``sweep:`` and ``stability:`` included), resolve its paths against the file's
@@ -732,6 +757,7 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> tuple[RunConfig,
                           + ", ".join(f"--set {g}" for g in given) + ")", path=path,
                           field=exc.field, hint="change the value given with --set") from None
     base = path.resolve().parent
+    _refuse_set_of_swept(cfg, overrides, keys, path)
     unused = [k for k in keys if k.split(".", 1)[0] in UNUSED_BY_CQR]
     if unused and cfg.analysis == CQR_ANALYSIS:
         # as a sweep of such a key is refused: the run would be the one without it

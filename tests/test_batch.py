@@ -247,3 +247,41 @@ def test_the_interview_frame_is_not_counted_among_the_domains(study, tmp_path, c
     assert int(row["domains"]) == n_domains and int(row["interview_frame"]) == 1
     index = (out / "index.html").read_text(encoding="utf-8")
     assert f'<td class="num">{n_domains} and the interview frame</td>' in index
+
+
+def test_a_set_of_a_swept_key_is_refused_naming_it(study, tmp_path, capsys):
+    """`consensa batch CFG --set KEY=V` of a key the sweep sets was ignored without a
+    word: every run took its swept value. It is refused, naming the key and the sweep;
+    a --set of another key is taken."""
+    path = write_config(tmp_path, "sweep.yaml", study, name="mini",
+                        sweep={"cluster.n_clusters": [2, 3]})
+    out = tmp_path / "batch"
+    assert main(["batch", str(path), "--set", "cluster.n_clusters=4", "--out", str(out)]) == 1
+    said = " ".join(capsys.readouterr().out.split())
+    assert "--set cluster.n_clusters=4 (sweep: cluster.n_clusters: [2, 3])" in said, said
+    assert not any(p.is_dir() for p in out.iterdir())               # no run was made
+    # a whole section set over a swept key is refused too
+    with pytest.raises(ConfigError, match=r"--set cluster=.*sweep: cluster.n_clusters"):
+        load_plans(path, ['cluster={"name": "consensa.KMeans.v1", "n_clusters": 4}'])
+    capsys.readouterr()
+    assert main(["validate", str(path), "--set", "cluster.n_clusters=4"]) == 2
+    assert "--set cluster.n_clusters=4 (sweep: cluster.n_clusters" in capsys.readouterr().err
+
+
+def test_every_batch_run_records_the_config_given(study, tmp_path):
+    """A batch run's manifest lacked config_given (the config file, its sha256 and the
+    --set settings), which the README's manifest table promises; a run of a sweep
+    also records the values it took."""
+    import hashlib
+    import json
+
+    path = write_config(tmp_path, "sweep.yaml", study, name="mini",
+                        sweep={"cluster.n_clusters": [2, 3]})
+    out = tmp_path / "batch"
+    assert main(["batch", str(path), "--set", "seed=11", "--out", str(out)]) == 0
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    for k in (2, 3):
+        manifest = json.loads((out / f"mini__cluster.n_clusters={k}" / "manifest.json").read_text())
+        assert manifest["config_given"] == {"path": str(path.resolve()), "sha256": sha,
+                                            "set": ["seed=11"], "sweep": {"cluster.n_clusters": k}}
+        assert manifest["seed"] == 11
