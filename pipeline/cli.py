@@ -80,13 +80,15 @@ def _skipped_line(notes: list, word: str = "skipped") -> str:
 
 def _roles_warnings(notes: list, shown: int = 5) -> list[str]:
     """The notes on cases whose turns say their speakers' roles are swapped
-    (:data:`pipeline.stages.ingest.ROLES_CONTRADICTED`), the first ``shown`` of them in
-    full: among the notes they are counted only, and such a case's interviewer's
-    questions were analysed as its participant's answers."""
-    from .stages.ingest import ROLES_CONTRADICTED
+    (:data:`pipeline.stages.ingest.ROLES_CONTRADICTED`), and on transcripts that are
+    byte-identical files (:data:`~pipeline.stages.ingest.DUPLICATE_FILES`), the first
+    ``shown`` of them in full: among the notes they are counted only, and such a
+    case's interviewer's questions were analysed as its participant's answers, or
+    one interview counted as two participants."""
+    from .stages.ingest import DUPLICATE_FILES, ROLES_CONTRADICTED
 
-    found = [n["reason"] for n in notes
-             if isinstance(n, dict) and ROLES_CONTRADICTED in str(n.get("reason", ""))]
+    found = [n["reason"] for n in notes if isinstance(n, dict) and any(
+        w in str(n.get("reason", "")) for w in (ROLES_CONTRADICTED, DUPLICATE_FILES))]
     more = [f"and {len(found) - shown} more case(s) like these"] if len(found) > shown else []
     return found[:shown] + more
 

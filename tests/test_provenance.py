@@ -191,3 +191,36 @@ def test_the_manifest_identifies_the_code_and_a_repeat_says_when_it_differs(tmp_
     (run / "manifest.json").write_text(json.dumps(old))
     assert "does not identify Consensa's code (only its version, 0.1.0)" in \
         _repeat_note(run / "config.yaml", manifest)
+
+
+def test_a_byte_identical_copy_of_a_transcript_is_named_in_a_note(tmp_path, capsys):
+    """T10.txt copied to T11.txt counted one participant twice without a word. Both
+    are still read (the copy may be on purpose); the summary warns, and the manifest
+    and the report's notes name the two files."""
+    import html
+    import shutil
+
+    import yaml
+
+    from pipeline.cli import main
+    from tests.study import study_config, write_study
+
+    folder = write_study(tmp_path / "study")
+    shutil.copyfile(folder / "case03.txt", folder / "case07.txt")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(study_config(folder)))
+    assert main(["run", str(tmp_path / "config.yaml"), "--out", str(tmp_path / "run")]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["counts"]["cases"] == 7                         # neither was dropped
+    notes = [n for n in manifest["skipped"] if "byte-identical files" in n["reason"]]
+    assert len(notes) == 1 and notes[0]["kept"] is True
+    assert notes[0]["what"] == f"{folder / 'case03.txt'}, {folder / 'case07.txt'}"
+    assert "'case03', 'case07'" in notes[0]["reason"]
+    assert "warning: byte-identical files" in said and "case03.txt, case07.txt hold the same" in said
+    report = html.unescape((tmp_path / "run" / "report.html").read_text())
+    assert "byte-identical files" in report and "case07.txt" in report
+    # distinct transcripts give no such note
+    capsys.readouterr()
+    (folder / "case07.txt").unlink()
+    assert main(["run", str(tmp_path / "config.yaml"), "--out", str(tmp_path / "run2")]) == 0
+    assert "byte-identical" not in (tmp_path / "run2" / "manifest.json").read_text()

@@ -499,6 +499,7 @@ def ingest(config: IngestConfig, base_dir: Path = Path(".")) -> Corpus:
                             text[turn.start:turn.end], turn.start, turn.end,
                             turn.start_time, turn.end_time, case.source.path))
         skipped.extend(_role_notes(case, roles, unmatched, reader.roles))
+    skipped.extend(_duplicate_files(cases))
     absent = [c for c in config.case_roles if c not in cases]
     if absent:
         skipped.append(Skipped("ingest.case_roles", (
@@ -1072,6 +1073,37 @@ class _Roles:
 #: The words of the warning on a case whose turns say its roles are swapped
 #: (:meth:`_Roles.contradicted`), which the run's summary repeats
 ROLES_CONTRADICTED = "the turns contradict the speakers' roles"
+
+#: The words of the warning on files of the same bytes (:func:`_duplicate_files`),
+#: which the run's summary repeats
+DUPLICATE_FILES = "byte-identical files"
+
+
+def _duplicate_files(cases: dict) -> list[Skipped]:
+    """A note for each set of transcript files with the same sha256: a transcript
+    copied under another name (T10.txt copied to T11.txt) is read as a participant of
+    its own, and counts one person twice in every frequency label. Both are kept (the
+    copy may be on purpose, or the wrong one may be the older): the note names them.
+    A file that holds several cases (a table, a QDA project) is one file here."""
+    by_sha: dict[str, dict[str, list[str]]] = {}
+    for case in cases.values():
+        by_sha.setdefault(case.source.sha256, {}).setdefault(case.source.path, []).append(
+            case.case_id)
+    notes = []
+    for sha, files in by_sha.items():
+        if len(files) < 2:
+            continue
+        paths = sorted(files)
+        ids = [c for p in paths for c in files[p]]
+        names = ", ".join(Path(p).name for p in paths)
+        notes.append(Skipped(", ".join(paths), (
+            f"{DUPLICATE_FILES} (the same sha256, {sha[:12]}...): {names} hold the same "
+            f"bytes and were each read as a case of their own "
+            f"({', '.join(repr(c) for c in ids)}), so one interview counts {len(paths)} "
+            "times in every frequency label; if one is a copy, move it out of the "
+            "transcripts' folder and run again"), kept=True))
+    return notes
+
 
 #: Two speakers whose roles no rule gives: the one who asks is the interviewer when at
 #: least this many of their turns hold a question ...
