@@ -829,7 +829,8 @@ def cmd_review_export(args: argparse.Namespace) -> int:
 def cmd_review_import(args: argparse.Namespace) -> int:
     from .review.commands import import_workbooks
 
-    print(import_workbooks(Path(args.run), args.files, consensus=args.consensus, by=args.by))
+    print(import_workbooks(Path(args.run), args.files, consensus=args.consensus, by=args.by,
+                           workbook_wins=args.workbook_wins))
     return 0
 
 
@@ -936,6 +937,10 @@ def _add_review_parser(sub) -> None:
     q.add_argument("--consensus", action="store_true",
                    help="the workbook(s) hold consensus decisions, not one judge's positions")
     q.add_argument("--by", default="", help="with --consensus: who recorded them")
+    q.add_argument("--workbook-wins", action="store_true",
+                   help="a row the judge changed in the workbook replaces the judge's "
+                   "position recorded after the workbook was exported (in the browser or "
+                   "another workbook); a row left as exported never does")
     q.set_defaults(func=cmd_review_import)
 
     q = rs.add_parser("status", parents=[_QUIET], help="agreement per item and across judges")

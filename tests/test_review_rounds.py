@@ -1523,3 +1523,117 @@ def test_a_category_made_by_a_split_is_an_item_of_the_review_with_a_lasting_id(p
         assert cons.target == new
         assert Decision("theme:0", "split", new_name="Peer consultation",
                         segments=tuple(own[:2])).key() == cons.key()
+
+
+def _version_fields(page: str, item: str) -> dict[str, str]:
+    """The hidden version fields of the form that decides ``item`` on a page."""
+    form = next(f for f in re.findall(r"<form.*?</form>", page, re.S)
+                if f'name="item" value="{item}"' in f)
+    return dict(re.findall(r'name="(v_\w+)" value="([^"]*)"', form))
+
+
+def _round_two(panel: Path) -> tuple[Path, Path, Path]:
+    """Round 1 closed, round 2's workbooks exported: ana's, ben's, and a copy of ben's."""
+    import shutil
+    _close_round_one(panel)
+    assert main(["review", "next-round", str(panel), "--by", "ana"]) == 0
+    assert main(["review", "export", str(panel), "--judges", "ana,ben"]) == 0
+    rdir = panel / "review" / "round-2"
+    return rdir / "ana.xlsx", rdir / "ben.xlsx", Path(shutil.copy(rdir / "ben.xlsx",
+                                                                  panel / "ben-copy.xlsx"))
+
+
+def _ben(run) -> dict[str, Decision]:
+    with ReviewStore(run) as store:
+        return {i: by["ben"] for i, by in store.positions().items() if "ben" in by}
+
+
+def test_a_workbook_imported_as_exported_keeps_the_judges_later_positions(panel, capsys):
+    """Ben exported his round-2 workbook (prefilled with round 1's consensus), renamed
+    items in the browser and in a copy of the workbook, then changed one row of the
+    workbook as exported and imported it: its untouched rows put the starting point
+    back over his renames, and the agreed items were disputed again; the import said so
+    only once it was done."""
+    run = load_run(panel)
+    ana, ben, copy = _round_two(panel)
+    # ana and ben agree on two renames: ben's by a copy of his workbook and in the browser
+    fill(ana, "themes", 0, decision="rename", new_name="Learning on the job")
+    fill(ana, "themes", 1, decision="rename", new_name="Support from supervisors")
+    fill(copy, "themes", 0, decision="rename", new_name="Learning on the job")
+    assert main(["review", "import", str(panel), str(ana), str(copy)]) == 0
+    web = Web(panel, "ben")
+    page = web.get("/theme/1")
+    r = web.post("/decide", _page=page, item="theme:1", decision="rename",
+                 new_name="Support from supervisors", **_version_fields(page, "theme:1"),
+                 **{"as": "position"})
+    assert r.status_code == 303
+    with ReviewStore(run) as store:
+        states = {i.item: i.state for i in review_status(store).items}
+        log = len(store.audit_log())
+    assert states["theme:0"] == states["theme:1"] == "agreed"
+    capsys.readouterr()
+
+    # the workbook as exported, one other row changed
+    fill(ben, "domains", 0, decision="rename", new_name="Hard cases")
+    assert main(["review", "import", str(panel), str(ben)]) == 0
+    out = capsys.readouterr().out
+    mine = _ben(run)
+    assert mine["theme:0"].new_name == "Learning on the job"
+    assert mine["theme:1"].new_name == "Support from supervisors"
+    assert mine["domain:0"].new_name == "Hard cases"
+    with ReviewStore(run) as store:
+        states = {i.item: i.state for i in review_status(store).items}
+        written = [r for r in store.audit_log()[log:] if r["action"] == "position"]
+    assert states["theme:0"] == states["theme:1"] == "agreed"
+    # each kept position is named, with where and when it was made
+    assert "2 row(s) left as the workbook was exported did not replace" in out
+    assert re.search(r"kept ben's later position on theme 0 \"Learning on the job\" "
+                     r"\(proposed: \"[^\"]*\"\): rename to "
+                     r"\"Learning on the job\" \(made [0-9-]+ [0-9:]+ UTC by importing "
+                     r"ben-copy\.xlsx\), not the workbook's unchanged row", out)
+    assert "kept ben's later position on theme 1" in out and "in the browser" in out
+    # domain 0's row replaces the accept a copy of the same workbook recorded
+    assert "1 position(s) replace a different one" in out and "ben on domain:0" in out
+    # the rows that are ben's position already are not recorded again: one row written
+    assert [r["item"] for r in written] == ["domain:0"]
+    assert "row(s) hold the position recorded already and were not recorded again" in out
+
+    # the same workbook again writes nothing
+    assert main(["review", "import", str(panel), str(ben)]) == 0
+    assert "imported 0 decision(s)" in capsys.readouterr().out
+    with ReviewStore(run) as store:
+        assert not [r for r in store.audit_log()[log + len(written):]
+                    if r["action"] == "position"]
+
+    # a row ben changed in the workbook, against his later position in the browser: refused
+    row = fill(ben, "themes", 1, decision="rename", new_name="Supervisors")
+    assert main(["review", "import", str(panel), str(ben)]) == 2
+    err = capsys.readouterr().err
+    assert (f"ben.xlsx, sheet 'themes', row {row}: ben changed theme 1" in err
+            and "in the browser" in err and "after the workbook was exported" in err)
+    assert "export a fresh workbook" in err and "--workbook-wins" in err
+    assert _ben(run)["theme:1"].new_name == "Support from supervisors"
+    # ... unless the workbook is to win
+    assert main(["review", "import", str(panel), str(ben), "--workbook-wins"]) == 0
+    assert "1 position(s) replace a different one" in capsys.readouterr().out
+    assert _ben(run)["theme:1"].new_name == "Supervisors"
+
+
+def test_a_workbook_exported_before_the_exported_values_were_kept_is_read_alike(panel,
+                                                                               capsys):
+    """A workbook without the sheet of the values it was exported with: its untouched
+    rows are told by the round's starting point, which the store gives."""
+    ana, ben, copy = _round_two(panel)
+    book = openpyxl.load_workbook(ben)
+    del book["_exported"]
+    book.save(ben)
+    fill(copy, "themes", 0, decision="rename", new_name="Learning on the job")
+    assert main(["review", "import", str(panel), str(copy)]) == 0
+    fill(ben, "domains", 0, decision="rename", new_name="Hard cases")
+    capsys.readouterr()
+    assert main(["review", "import", str(panel), str(ben)]) == 0
+    out = capsys.readouterr().out
+    assert "kept ben's later position on theme 0" in out
+    mine = _ben(load_run(panel))
+    assert (mine["theme:0"].new_name, mine["domain:0"].new_name) == ("Learning on the job",
+                                                                     "Hard cases")

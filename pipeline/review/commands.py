@@ -5,7 +5,7 @@ pipeline/cli.py parses the arguments and prints; nothing here prints.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..fsutil import atomic_write_text
@@ -21,9 +21,9 @@ from .apply import (
 )
 from .html import render_packet
 from .model import Decision, ReviewError, check_set, load_run
-from .signing import WorkbookCheck, ensure_key, load_key
+from .signing import WorkbookCheck, ensure_key, export_command, load_key
 from .store import ReviewStore, db_path, listing
-from .workbook import build_workbook, read_workbook, write_workbook
+from .workbook import build_workbook, exported_time, read_workbook, write_workbook
 
 
 def export(run_folder: Path, judges: list[str], auditors: list[str] = (), force: bool = False,
@@ -46,9 +46,7 @@ def export(run_folder: Path, judges: list[str], auditors: list[str] = (), force:
         st = review_status(store)
         shown = st.effective_consensus()
         baseline = {i.item: i.baseline for i in st.items if i.baseline is not None}
-        # from round 2 on a judge starts from the round before's consensus (their own
-        # comments start empty: the old ones are in the store and the log)
-        start = {k: replace(d, comment="") for k, d in baseline.items()}
+        start = starting_point(st)
         worked = bool(store.positions() or store.consensus())
         if judges and st.closed and worked and not consensus:
             raise ReviewError(
@@ -84,6 +82,13 @@ def export(run_folder: Path, judges: list[str], auditors: list[str] = (), force:
     return paths + [packet]
 
 
+def starting_point(st) -> dict[str, Decision]:
+    """What a judge's workbook is prefilled with: from round 2 on, the round before's
+    consensus (their own comments start empty: the old ones are in the store and the
+    log); nothing in round 1."""
+    return {i.item: replace(i.baseline, comment="") for i in st.items if i.baseline is not None}
+
+
 #: What to do about the problems an import lists: rows, or whole files (a file that
 #: is not a workbook, one of another run or round, two of one judge).
 FIX_HINT = ("fix what is listed (the rows named, or the files) and import again; nothing "
@@ -91,8 +96,15 @@ FIX_HINT = ("fix what is listed (the rows named, or the files) and import again;
 
 
 def import_workbooks(run_folder: Path, files: list[Path], consensus: bool = False,
-                     by: str = "") -> str:
-    """Read and check every file, then record all of it in one transaction."""
+                     by: str = "", workbook_wins: bool = False) -> str:
+    """Read and check every file, then record all of it in one transaction.
+
+    A judge's row left as the workbook was exported (prefilled with the round before's
+    consensus) takes no position against one the judge recorded elsewhere (the web app,
+    another workbook): that one is kept, and said. A row the judge changed, where the
+    judge also recorded another position after the workbook was exported (not by
+    importing a copy of this workbook), refuses the import, unless ``workbook_wins``.
+    A row that is the position recorded already is not recorded again."""
     run = load_run(run_folder)
     check = _workbook_check(run)
     read, errors = [], []
@@ -135,22 +147,48 @@ def import_workbooks(run_folder: Path, files: list[Path], consensus: bool = Fals
             unchanged = f"; {same} row(s) as the consensus stands, left as recorded" if same \
                 else ""
             return f"imported {n} consensus decision(s) from {len(read)} workbook(s){unchanged}"
+        # each row's own problems too (an unknown decision, a merge into itself), listed
+        # with the files', so that one import names everything to fix, not one kind per
+        # attempt; and every row of a workbook together, though the rows that are the
+        # position already or stay behind a later one are not recorded (a merge cycle
+        # with one of them is still one)
+        for wb in read:
+            if wb.role == "judge":
+                errors += check_set(wb.decisions, store.run)
         if errors:
-            # each row's own problems too (an unknown decision, a merge into itself),
-            # which record_positions would check next: listed now, with the files',
-            # so that one import names everything to fix, not one kind per attempt
-            for wb in read:
-                if wb.role == "judge":
-                    errors += check_set(wb.decisions, store.run)
             raise ReviewError(listing(errors), hint=FIX_HINT)
-        batches = [(wb.person, wb.decisions) for wb in read if wb.role == "judge"]
+        judged = [wb for wb in read if wb.role == "judge"]
         comments = [(wb.person, item, comment, where) for wb in read if wb.role == "auditor"
                     for item, comment, where in wb.comments]
         stored = store.positions()
+        # a workbook exported before the exported values were written in it: its
+        # prefilled rows are the round's starting point, as the export gave it
+        start = starting_point(review_status(store)) \
+            if any(wb.exported is None for wb in judged) else {}
+        agreed: list[dict[str, Decision]] = []
+
+        def label(item: str) -> str:
+            # by the names agreed so far, as `review status` names them; looked up only
+            # for an import that has something to say
+            if not agreed:
+                agreed.append(store.standing())
+            return store.run.label(item, agreed[0])
+
+        plan = _plan_positions(judged, stored, store.position_origins(), start, label,
+                               workbook_wins)
+        if plan.conflicts:
+            raise ReviewError(listing(plan.conflicts), hint=_conflict_hint(run, judged,
+                                                                           plan.conflicts))
+        batches = plan.batches
         replaced = _replaced_positions(batches, stored)
         kept = _kept_positions(read, stored)
-        n = store.record_positions(batches, what="; ".join(str(f) for f in files),
-                                   comments=comments)
+        # read above outside the write: a position saved in the web app meanwhile
+        # refuses the import rather than being replaced unseen
+        versions = {wb.person: store.item_versions(wb.person) for wb in judged}
+        n = store.record_positions(
+            batches, what="; ".join(str(f) for f in files), comments=comments,
+            expect={(j, d.item): versions[j].get(d.item, 0) for j, ds in batches for d in ds},
+            workbooks=[(wb.person, wb.path.name, wb.exported_at) for wb in judged])
     # whose each workbook is, from its signed _meta sheet, not its file name: a copy of
     # one judge's workbook saved under another's name records the first judge's positions
     whose = ", ".join(f"{wb.person}'s ({wb.path.name})" if wb.path.stem != wb.person
@@ -163,6 +201,17 @@ def import_workbooks(run_folder: Path, files: list[Path], consensus: bool = Fals
                                             if len(replaced) > 10 else "")
         out += (f"\n{len(replaced)} position(s) replace a different one the same judge "
                 f"recorded before (kept in the audit log): {shown}")
+    if plan.same:
+        out += (f"\n{plan.same} row(s) hold the position recorded already and were not "
+                "recorded again")
+    if plan.kept:
+        # a row left as exported takes no position: the judge's own, recorded elsewhere,
+        # stands, and the import says so rather than putting the starting point back
+        shown = "; ".join(plan.kept[:10]) + (f"; ... and {len(plan.kept) - 10} more"
+                                             if len(plan.kept) > 10 else "")
+        out += (f"\n{len(plan.kept)} row(s) left as the workbook was exported did not replace "
+                "a position recorded elsewhere (a row left as it was takes no position; to "
+                f"change one, write the new decision in its row or in the browser): {shown}")
     if kept:
         # a row cleared in the workbook takes nothing back: the judge must not think it did
         shown = "; ".join(kept[:10]) + (f"; ... and {len(kept) - 10} more"
@@ -171,6 +220,104 @@ def import_workbooks(run_folder: Path, files: list[Path], consensus: bool = Fals
                 f"stay as recorded (a blank row takes no position back; to change one, "
                 f"write the new decision in its row and import again): {shown}")
     return out
+
+
+@dataclass
+class _Plan:
+    """What an import of judges' workbooks records (:func:`_plan_positions`)."""
+
+    batches: list[tuple[str, list[Decision]]] = field(default_factory=list)
+    #: rows that are the judge's position already: not recorded again
+    same: int = 0
+    #: rows left as exported whose judge's position recorded elsewhere stands, in words
+    kept: list[str] = field(default_factory=list)
+    #: rows the judge changed, against a position the judge recorded after the export
+    conflicts: list[str] = field(default_factory=list)
+
+
+def _content(d: Decision) -> tuple:
+    """All a position says, not where it came from: two alike are one position."""
+    return (d.decision, d.new_name, d.target, d.domain, tuple(sorted(d.segments)),
+            d.core_idea, d.comment)
+
+
+def _made(origin: dict) -> str:
+    """Where and when a stored position was recorded, in words: ``made 2026-05-04
+    10:12 UTC in the browser``."""
+    at = str(origin.get("at", "?"))[:16].replace("T", " ") + " UTC"
+    source = origin.get("source", "")
+    if source.startswith("web form"):
+        how = "in the browser"
+    elif ", sheet '" in source:
+        how = f"by importing {source.split(', sheet')[0]}"
+    else:
+        how = f"from {source}" if source else "elsewhere"
+    return f"made {at} {how}"
+
+
+def _plan_positions(judged: list, stored: dict[str, dict[str, Decision]],
+                    origins: dict[tuple[str, str], dict], start: dict[str, Decision],
+                    label, workbook_wins: bool) -> _Plan:
+    """Which rows of the judges' workbooks are recorded.
+
+    A round-2 workbook is prefilled with the round before's consensus: a row the judge
+    left as it was exported holds no decision of theirs, and imported again it put the
+    starting point back over the renames the judge had made since in the web app or in
+    another copy of the workbook (the items went from agreed to disputed). Such a row
+    never replaces a position of the judge recorded elsewhere. A row the judge changed
+    replaces the position, but for one the judge recorded after this workbook was
+    exported, other than by importing a copy of it: both are the judge's later word,
+    and which one stands is the judge's to say (``workbook_wins``, or a fresh workbook).
+    A row that is the position already is not recorded again (the log would show a
+    change that was none, and the position's time would move). ``label`` names an item."""
+    plan = _Plan()
+    for wb in judged:
+        exported_at = exported_time(wb.exported_at)
+        untouched = wb.untouched_items(start)
+        write = []
+        for d in wb.decisions:
+            old = stored.get(d.item, {}).get(wb.person)
+            if old is None:
+                write.append(d)
+                continue
+            if _content(old) == _content(d):
+                plan.same += 1
+                continue
+            origin = origins.get((d.item, wb.person), {})
+            made = exported_time(origin.get("at", ""))
+            later = made is None or exported_at is None or made > exported_at
+            if d.item in untouched:
+                plan.kept.append(
+                    f"kept {wb.person}'s {'later ' if later else ''}position on "
+                    f"{label(d.item)}: {old.describe()} ({_made(origin)}"
+                    f"{'' if later else ', before the workbook was exported'}), not the "
+                    f"workbook's unchanged row ({d.source}: {d.describe()})")
+                continue
+            if later and origin.get("exported_at") != wb.exported_at and not workbook_wins:
+                plan.conflicts.append(
+                    f"{d.source}: {wb.person} changed {label(d.item)} to "
+                    f"'{d.describe()}' in the workbook, and recorded '{old.describe()}' on "
+                    f"it after the workbook was exported ({_made(origin)}; the workbook "
+                    f"was exported {wb.exported_at[:16].replace('T', ' ')} UTC)")
+                continue
+            write.append(d)
+        plan.batches.append((wb.person, write))
+    return plan
+
+
+def _conflict_hint(run, judged: list, conflicts: list[str]) -> str:
+    """What to do about rows changed in a workbook that is behind the judge's later
+    positions."""
+    whose = sorted({wb.person for wb in judged if any(c.startswith(wb.path.name + ",")
+                                                      for c in conflicts)})
+    exports = " or ".join(export_command(run.folder, {"person": p, "role": "judge"})
+                          for p in whose)
+    return ("nothing was imported. The workbook is older than these positions: to keep "
+            "them, export a fresh workbook (" + exports + "; move this one out of the round "
+            "folder first, as it is written over), copy the changes you still want into it "
+            "and import that one (its rows left as exported replace no position); to let "
+            "this workbook's changed rows replace them, import it again with "
+            "--workbook-wins (its unchanged rows still replace none)")
 
 
 def _kept_positions(read: list, stored: dict[str, dict[str, Decision]]) -> list[str]:

@@ -130,6 +130,11 @@ BEGIN SELECT RAISE(ABORT, 'answers to audit comments are append-only'); END;
 #: what a judge answers to an auditor's comment
 ANSWERS = ("accept", "argue")
 
+#: the audit-log action that names the workbook an import's positions of a judge came
+#: from and when it was exported (``FILE, exported AT``)
+WORKBOOK_ACTION = "workbook"
+EXPORTED = "exported"
+
 #: Called as ``import_row_hook(n, total)`` before an import writes its ``n``-th row,
 #: inside the import's transaction; None in normal use. It lets a test stop an import
 #: part-way (and kill the process) to show that a killed import leaves nothing behind.
@@ -593,7 +598,8 @@ class ReviewStore:
     def record_positions(self, batches: list[tuple[str, list[Decision]]], what: str = "",
                          round: int | None = None,
                          comments: list[tuple[str, str, str, str]] = (),
-                         expect: dict[tuple[str, str], int] | None = None) -> int:
+                         expect: dict[tuple[str, str], int] | None = None,
+                         workbooks: Iterable[tuple[str, str, str]] = ()) -> int:
         """Record judges' positions, all in one transaction: every batch is checked first.
 
         ``batches`` is a list of (judge, decisions). A judge's new position on an item
@@ -601,7 +607,9 @@ class ReviewStore:
         auditors' comments imported with them: (auditor, item, comment, source).
         ``expect`` maps (judge, item) to the version of that judge's position the
         caller saw (:meth:`item_version`); a changed one refuses the whole write
-        (:class:`StaleError`). Returns the rows written.
+        (:class:`StaleError`). ``workbooks``: (judge, file name, exported_at) of the
+        workbooks the positions come from, logged with them (:meth:`position_origins`
+        tells by it which export a position was imported from). Returns the rows written.
         """
         round = round or self.round
         panel = self.panel()
@@ -637,6 +645,11 @@ class ReviewStore:
                     "INSERT OR REPLACE INTO positions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (round, d.item, judge, *_decision_values(d), import_id, _now()))
                 self._log(judge, "position", d.item, d.to_json(), previous, round, import_id)
+            wrote = {judge for judge, d in rows}
+            for judge, file, exported_at in workbooks:
+                if judge in wrote:
+                    self._log(judge, WORKBOOK_ACTION, value=f"{file}, {EXPORTED} {exported_at}",
+                              round=round, import_id=import_id)
             added = 0
             for auditor, item, comment, _ in comments:
                 comment = typed_text(comment)
@@ -657,6 +670,24 @@ class ReviewStore:
                                   (round or self.round,)):
             out.setdefault(r["item"], {})[r["judge"]] = Decision.from_row(r)
         return out
+
+    def position_origins(self, round: int | None = None) -> dict[tuple[str, str], dict]:
+        """{(item, judge): {at, source, exported_at}} for each position of one round
+        (default: the current one): when it was recorded, where it came from (a
+        workbook's row, the web form) and, for one imported from a workbook, when that
+        workbook was exported ("" otherwise, and for one imported before this was
+        logged)."""
+        exports = {}
+        for r in self.con.execute("SELECT who, value, import_id FROM audit_log WHERE "
+                                  "action=? AND round=?", (WORKBOOK_ACTION,
+                                                           round or self.round)):
+            exports[(r["import_id"], r["who"])] = str(r["value"]).rpartition(
+                f", {EXPORTED} ")[2]
+        return {(r["item"], r["judge"]): {"at": r["at"], "source": r["source"] or "",
+                                          "exported_at": exports.get((r["import_id"],
+                                                                      r["judge"]), "")}
+                for r in self.con.execute("SELECT item, judge, at, source, import_id FROM "
+                                          "positions WHERE round=?", (round or self.round,))}
 
     # --- consensus --------------------------------------------------------------
     def resolve(self, decisions: list[Decision], by: str, round: int | None = None,

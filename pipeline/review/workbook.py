@@ -4,14 +4,17 @@ Sheets: ``instructions``, ``domains``, ``themes``, ``segments`` (assigned ones),
 ``unassigned`` (segments no theme took), ``core ideas`` (a CQR run only: one per
 case and domain, the judge's edit beside the proposed one), ``subcategories`` (a CQR
 run that proposed some: keep or drop each), and the hidden ``_meta`` (run id, judge,
-role, round, and their signature: :mod:`pipeline.review.signing`) and ``_lists``
-(the dropdown choices). Columns with a yellow header
+role, round, and their signature: :mod:`pipeline.review.signing`), ``_lists``
+(the dropdown choices) and the hidden ``_exported`` (what the export wrote in the
+person's columns of each prefilled row: an import tells a row left as it was from one
+the person changed). Columns with a yellow header
 are the judge's to fill in; the rest describe what the run proposed.
 """
 
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -250,6 +253,33 @@ def _shown(run: RunItems, row: dict, item: str, shown: dict[str, Decision],
     return {**row, "consensus": say(run, d, shown, full=True) if d else "", "changed": changed}
 
 
+#: the hidden sheet of what the export wrote in the person's columns of each row
+EXPORTED_SHEET = "_exported"
+
+
+def row_values(row: dict) -> dict[str, str]:
+    """The person's columns of a row as text to compare (:func:`cell_text`: 3.0 is "3",
+    white space collapsed), the blank ones left out."""
+    out = {}
+    for key in EDITABLE:
+        text = cell_text(row.get(key))
+        if text:
+            out[key] = text
+    return out
+
+
+def exported_values(prefill: dict[str, Decision]) -> dict[str, dict[str, str]]:
+    """What :func:`build_workbook` writes in the person's columns of each item's row
+    from ``prefill`` ({item: :func:`row_values`}; items whose row it leaves blank are
+    left out)."""
+    out = {}
+    for item, d in prefill.items():
+        values = row_values(_prefilled({}, d))
+        if values:
+            out[item] = values
+    return out
+
+
 #: what the theme column of the unassigned sheet says of an interview-frame segment
 FRAME_NOTE = "(interview frame: set apart, not unassigned)"
 
@@ -389,11 +419,19 @@ def build_workbook(run: RunItems, person: str, role: str, round: int,
             urows[-1] = _shown(run, urows[-1], item, shown, baseline)
         _sheet(wb, SUB_SHEET, SUB_COLS, urows, {"decision": ref["F"]})
 
+    # what the export wrote in the person's columns, so that an import knows a row left
+    # as it was (prefilled with the round before's consensus) from one the person changed
+    exported = wb.create_sheet(EXPORTED_SHEET)
+    append_row(exported, ["item", "values"])
+    for item, values in exported_values(prefill).items():
+        append_row(exported, [item, json.dumps(values, ensure_ascii=False, sort_keys=True)])
+    exported.sheet_state = "hidden"
+
     meta = wb.create_sheet("_meta")
     fields = [("format", FORMAT), ("run_id", run.run_id), ("run_name", run.name),
               ("run_folder", str(run.folder)), ("person", person), ("role", role),
               ("round", str(round)),
-              ("exported_at", datetime.now(UTC).isoformat(timespec="seconds"))]
+              ("exported_at", datetime.now(UTC).isoformat(timespec="microseconds"))]
     fields.append(("signature", signature(key or ensure_key(run.folder), dict(fields))))
     for k, v in fields:
         append_row(meta, [k, v])
@@ -533,6 +571,22 @@ class ReadWorkbook:
     comments: list[tuple[str, str, str]] = field(default_factory=list)
     #: the items whose rows were left blank, by item: the row's place
     blank: dict[str, str] = field(default_factory=dict)
+    #: ``exported_at`` of its ``_meta`` sheet: when the workbook was written
+    exported_at: str = ""
+    #: the person's columns of each row with a decision, as :func:`row_values`
+    values: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: what the export wrote in them (its ``_exported`` sheet); None for a workbook
+    #: exported before the sheet was written (:func:`untouched_items` derives it)
+    exported: dict[str, dict[str, str]] | None = None
+
+    def untouched_items(self, start: dict[str, Decision] | None = None) -> set[str]:
+        """The items whose row holds a decision as the export wrote it: prefilled and
+        left as it was, which takes no position against one recorded elsewhere. A
+        workbook without the ``_exported`` sheet is compared with ``start``, what its
+        export prefilled (a judge's: the round before's consensus, as
+        :func:`pipeline.review.commands.export` gives it)."""
+        exported = self.exported if self.exported is not None else exported_values(start or {})
+        return {item for item, values in self.values.items() if exported.get(item) == values}
 
 
 def read_workbook(path: Path, run: RunItems,
@@ -572,8 +626,25 @@ def read_workbook(path: Path, run: RunItems,
     role = meta.get("role", "")
     if role not in ROLES:
         return None, [f"{name}, sheet '_meta': unknown role {role!r}"]
-    out = ReadWorkbook(path, meta.get("person", ""), role, int(norm_id(meta.get("round")) or 1))
+    out = ReadWorkbook(path, meta.get("person", ""), role, int(norm_id(meta.get("round")) or 1),
+                       exported_at=meta.get("exported_at", ""))
     errors: list[str] = []
+    if role == "judge" and exported_time(out.exported_at) is None:
+        # an import compares the judge's positions with it: one recorded after the
+        # export is not replaced by a row left as it was
+        errors.append(f"{name}, sheet '_meta', field 'exported_at': {out.exported_at!r} is "
+                      "not the time the workbook was exported; export a fresh workbook "
+                      f"({export_command(run.folder, meta)}) and copy the decisions into it")
+    if EXPORTED_SHEET in wb.sheetnames:
+        exported_rows = wb[EXPORTED_SHEET].iter_rows(min_row=2, values_only=True)
+        try:
+            out.exported = {str(r[0]): {str(k): str(v) for k, v in json.loads(r[1]).items()}
+                            for r in exported_rows if r and r[0] and r[1]}
+        except (ValueError, TypeError, AttributeError, IndexError):
+            errors.append(f"{name}, sheet '{EXPORTED_SHEET}': not as the export wrote it (the "
+                          "hidden sheet of the values each row was exported with); export a "
+                          f"fresh workbook ({export_command(run.folder, meta)}) and copy the "
+                          "decisions into it")
     sheets = [("domains", DOMAIN_COLS, "domain"), ("themes", THEME_COLS, "theme"),
               ("segments", SEGMENT_COLS, "segment"), ("unassigned", SEGMENT_COLS, "segment")]
     # a CQR run's workbook (a themes run's has none); renamed or deleted, it is missing,
@@ -619,6 +690,7 @@ def read_workbook(path: Path, run: RunItems,
             edits = {k: get[k] for k in EDITABLE if k in get and _cell(get[k])}
             ident = norm_id(get["id"])
             item = f"{kind}:{ident}"
+            values = row_values(edits)
             if not edits:
                 if ident:
                     out.blank[item] = where
@@ -657,4 +729,14 @@ def read_workbook(path: Path, run: RunItems,
                 errors.append(f"{where}: {exc.reason}")
                 continue
             out.decisions.append(d)
+            out.values[item] = values
     return out, errors
+
+
+def exported_time(text: str) -> datetime | None:
+    """``exported_at`` of a workbook as a time (None: not one)."""
+    try:
+        at = datetime.fromisoformat(str(text).strip())
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
