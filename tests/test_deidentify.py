@@ -1066,3 +1066,32 @@ def test_one_cases_roles_lose_their_names_and_the_case_its_id(tmp_path):
     (case, given), = written["ingest"]["case_roles"].items()
     assert case == deid.case_ids["Kowalczyk"]
     assert sorted(given.values()) == ["interviewer", "participant"]
+
+
+def test_names_in_the_paths_of_files_left_unread_are_replaced_too(tmp_path, capsys):
+    # files named after participants that could not be read (binary, empty, a subfolder
+    # left out) are still listed in the manifest and the report: by their new names
+    study = write_study(tmp_path / "study")
+    (study / "C08_Rowan_Tillery.txt").write_bytes(b"Interviewer: Hi\n\x00\x00P: Hello\n")
+    (study / "C09 Orla Quigg.txt").write_text("", encoding="utf-8")
+    (study / "Bláithín Okonjo extra").mkdir()
+    (study / "Bláithín Okonjo extra" / "notes.txt").write_text(
+        "Interviewer: Hi\nP: Hello there.\n", encoding="utf-8")
+    cfg = study_config(study)
+    names = ["Rowan Tillery", "Orla Quigg", "Bláithín Okonjo"]
+    cfg["deidentify"] = {"enabled": True, "known_names": names}
+    config = tmp_path / "Orla Quigg.yaml"          # a config named after a person too
+    config.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["run", str(config), "--out", str(out)]) == 0
+    capsys.readouterr()
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    whats = [s["what"] for s in manifest["skipped"]]
+    assert any(w.endswith("/C08_PERSON_1.txt") for w in whats), whats
+    assert any(w.endswith("/C09 PERSON_2.txt") for w in whats), whats
+    assert any(w.endswith("/PERSON_3 extra") for w in whats), whats
+    assert manifest["config_given"]["path"].endswith("/PERSON_2.yaml")
+    for name in ("manifest.json", "report.html", "config.yaml"):
+        text = (out / name).read_text(encoding="utf-8")
+        for word in ("Tillery", "Quigg", "Okonjo", "Rowan", "Orla", "Bláithín"):
+            assert word not in text, (name, word)

@@ -511,6 +511,16 @@ class Deidentified:
     global_names: Mapping[str, str]              # known name -> placeholder (for configs)
     #: original case id -> the id the run uses, for ids that held a name
     case_ids: Mapping[str, str] = field(default_factory=dict)
+    #: the finder with the corpus's known names, for the names in paths (:meth:`redact_path`)
+    namer: Deidentifier | None = None
+
+    def redact_path(self, path: str) -> str:
+        """``path`` as a de-identified run writes it: a case id that held a name becomes
+        the case's new id, and a known name (the config's, a speaker label's) in any
+        folder or file name gets its placeholder ("C08_Kelly_Barnes.txt" ->
+        "C08_PERSON_4.txt"), whether or not the file was read: the folder a team shares
+        lists files it could not read (empty, binary, a subfolder left out) too."""
+        return _redact_path(path, self.namer, self.case_ids)
 
     def counts(self) -> dict[str, int]:
         total = Counter(r.type for c in self.cases.values() for r in c.replacements)
@@ -582,22 +592,13 @@ class Deidentified:
                                                 for k, v in given.items()}
                 if isinstance(given, dict) else given
                 for case, given in ingest["case_roles"].items()}
-        if isinstance(ingest.get("paths"), list) and self.case_ids:
-            ingest["paths"] = [self._renamed_path(p) for p in ingest["paths"]]
+        if isinstance(ingest.get("paths"), list):
+            ingest["paths"] = [self.redact_path(p) if isinstance(p, str) else p
+                               for p in ingest["paths"]]
+        if isinstance(ingest.get("cases_table"), str):
+            ingest["cases_table"] = self.redact_path(ingest["cases_table"])
         out["ingest"] = ingest
         return out
-
-    def _renamed_path(self, path):
-        """``path`` with its file name's stem replaced by its case's new id, when the
-        stem was a case id that held a name."""
-        if not isinstance(path, str):
-            return path
-        folder, sep, name = path.replace("\\", "/").rpartition("/")
-        stem, dot, suffix = name.rpartition(".") if "." in name else (name, "", "")
-        new = self.case_ids.get(stem)
-        if new is None:
-            return path
-        return f"{folder}{sep}{new}{dot}{suffix}"
 
 
 def _ph_key(ph: str) -> tuple:
@@ -1847,7 +1848,7 @@ def deidentify_corpus(corpus: Corpus, config: DeidentifyConfig, ingest_config=No
     new = Corpus(turns=turns, cases=_deidentified_cases(cases, results, deid),
                  sources=sources, skipped=skipped, times=times)
     return Deidentified(new, results, originals, files, config, model,
-                        deid.n_config_names, global_names, renamed)
+                        deid.n_config_names, global_names, renamed, deid)
 
 
 def _unique_id(new_id: str, case_id: str, taken: set[str]) -> str:
@@ -1934,18 +1935,32 @@ def _looks_like_full_name(label: str) -> bool:
         w[:1].isupper() and w.casefold().strip(".") not in _HEADER_WORDS for w in words)
 
 
+def _redact_path(path: str, deid: Deidentifier | None, renamed: Mapping[str, str]) -> str:
+    """See :meth:`Deidentified.redact_path`: the renamed case ids first (a file that
+    was read is named as its case is), then the known names in what is left."""
+    for old in sorted(renamed, key=len, reverse=True):
+        path = re.sub(rf"(?<![^\W_]){re.escape(old)}(?![^\W_])", renamed[old], path)
+    if deid is None or not deid.known:
+        return path
+    return deid.pseudonymise_case_id(path, CaseResult("", "", "", []))
+
+
 def _redact_note(note: Skipped, corpus: Corpus, results: Mapping[str, CaseResult],
                  deid: Deidentifier, renamed: Mapping[str, str]) -> Skipped:
     """A skipped-item note with the replaced words of its case (or any case) taken out,
-    and the case ids that held names (in its text and in the file it names) replaced."""
-    by_path = [renamed.get(cid, cid) for cid, s in corpus.sources.items()
-               if s.path == note.what.split(":")[0]]
+    the case ids that held names replaced, and the file it names (read or not: an
+    empty or binary file, a subfolder left out) named as :func:`_redact_path` names it,
+    in its text too."""
+    path = note.what.split(":")[0]
+    by_path = [renamed.get(cid, cid) for cid, s in corpus.sources.items() if s.path == path]
     cases = [results[c] for c in by_path] or list(results.values())
     reason, what = note.reason, note.what
+    for old in sorted({note.what, path, Path(path).name}, key=len, reverse=True):
+        if old and old in reason:
+            reason = reason.replace(old, _redact_path(old, deid, renamed))
+    what = _redact_path(what, deid, renamed)
     for old in sorted(renamed, key=len, reverse=True):
-        pattern = rf"(?<![^\W_]){re.escape(old)}(?![^\W_])"
-        reason = re.sub(pattern, renamed[old], reason)
-        what = re.sub(pattern, renamed[old], what)
+        reason = re.sub(rf"(?<![^\W_]){re.escape(old)}(?![^\W_])", renamed[old], reason)
     pairs = {}
     for case in cases:
         for r in case.replacements:
