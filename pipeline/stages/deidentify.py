@@ -572,6 +572,18 @@ class Deidentified:
                    quoting=csv.QUOTE_ALL if crs else csv.QUOTE_MINIMAL).writerows(rows)
         return buf.getvalue()
 
+    def redact_setting(self, setting: str) -> str:
+        """A ``--set KEY=VALUE`` of the command line as the run's manifest records it.
+        ``config.yaml`` leaves out the known names and the mapping file: their values
+        are withheld here too, saying so; any other value ("ingest.roles={Mara Okonkwo:
+        interviewer}") has the known names in it replaced (:meth:`redact_path`)."""
+        key, sep, value = setting.partition("=")
+        if not sep:
+            return self.redact_path(setting)
+        if key.strip() in WITHHELD_SETTINGS:
+            return f"{key}=(withheld: a de-identified run keeps no name and no mapping path)"
+        return f"{key}={self.redact_path(value)}"
+
     def redact_config(self, resolved: dict) -> dict:
         """The resolved config as written to the run folder: known names and roles-map
         keys that are names replaced by their placeholders (``case_roles`` too, its case
@@ -599,6 +611,12 @@ class Deidentified:
             ingest["cases_table"] = self.redact_path(ingest["cases_table"])
         out["ingest"] = ingest
         return out
+
+
+#: ``--set`` keys whose values a de-identified run never records (config.yaml leaves
+#: them out: :meth:`Deidentified.redact_config`).
+WITHHELD_SETTINGS = frozenset({"deidentify.known_names", "deidentify.mapping_file",
+                               "deidentify"})
 
 
 def _ph_key(ph: str) -> tuple:
