@@ -49,8 +49,10 @@ from .stages.concepts import concept_text, match_concepts
 from .stages.context import contextualize
 from .stages.cqr import cross_analysis, cutoffs
 from .stages.deidentify import (
+    PriorMapping,
     check_mapping_path,
     deidentify_corpus,
+    read_mapping,
     study_key,
     write_mapping,
 )
@@ -205,10 +207,13 @@ def kernels() -> dict[str, object]:
     return out
 
 
-def build(cfg: RunConfig, base_dir: Path, *, failed_llm_log: Path | None = None) -> RunResult:
+def build(cfg: RunConfig, base_dir: Path, *, failed_llm_log: Path | None = None,
+          mapping_prior: PriorMapping | None = None) -> RunResult:
     """Run every stage and return the result, without writing anything but the cache
     (and, when a run with a language model fails, its log at ``failed_llm_log``;
     by default beside where the run folder would be, :func:`failed_llm_log_path`).
+    ``mapping_prior``: the study's mapping file as earlier runs left it, whose
+    placeholders a de-identification keeps (:func:`read_mapping`).
 
     The stages are the config's (:func:`pipeline.compose.build_stage`), each timed;
     the cache is the config's ``cache_dir`` (:mod:`pipeline.cache`); the
@@ -225,7 +230,7 @@ def build(cfg: RunConfig, base_dir: Path, *, failed_llm_log: Path | None = None)
     if cfg.deidentify.enabled:
         # before anything is segmented, embedded or cached: nothing downstream sees the raw text
         with timer.stage("deidentify"):
-            deid = deidentify_corpus(corpus, cfg.deidentify, cfg.ingest)
+            deid = deidentify_corpus(corpus, cfg.deidentify, cfg.ingest, prior=mapping_prior)
         corpus = deid.corpus
     with timer.stage("segment"):
         segmenter = build_stage("segment", cfg)
@@ -606,7 +611,7 @@ def run(cfg: RunConfig, base_dir: Path = Path("."), out: Path | None = None,
     # a loaded config's paths are absolute already; one built in code has them read
     # from base_dir, once, here
     cfg = resolve_paths(cfg, base_dir)
-    mapping = study = None
+    mapping = study = prior = None
     output_dir = cfg.output_dir
     if cfg.deidentify.enabled and cfg.deidentify.mapping_file:   # refused before any work
         # the output folder is checked whether or not --out names the run folder
@@ -614,11 +619,13 @@ def run(cfg: RunConfig, base_dir: Path = Path("."), out: Path | None = None,
         mapping = check_mapping_path(cfg.deidentify.mapping_file,
                                      Path(out) if out is not None else None, output_dir,
                                      study, shared)
+        prior = read_mapping(mapping)   # its placeholders keep their words
     if out is not None:
         _refuse_existing(Path(out))     # before the work, not after it
     started = datetime.now().strftime("%Y%m%d-%H%M%S")
     result = build(cfg, base_dir, failed_llm_log=failed_llm_log_path(
-        Path(out) if out is not None else cfg.output_dir / f"{cfg.name}-{started}"))
+        Path(out) if out is not None else cfg.output_dir / f"{cfg.name}-{started}"),
+        mapping_prior=prior)
     named = out is not None
     if out is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -640,12 +647,12 @@ def run(cfg: RunConfig, base_dir: Path = Path("."), out: Path | None = None,
             given = {**given, "path": redact(given["path"]),
                      "set": [result.redact_setting(x) for x in given.get("set", [])]}
         result.manifest["config_given"] = given
-    result.manifest["wall_time_s"] = round(time.perf_counter() - total_start, 3)
-    folder.write_manifest(result.manifest)
     if mapping is not None:          # written before the run folder appears, or neither is
         try:
             check_mapping_path(mapping, out, output_dir, study, shared)
-            write_mapping(mapping, getattr(result, "mapping_csv", ""), cfg.name, study)
+            digest = write_mapping(mapping, getattr(result, "mapping_csv", ""), cfg.name, study)
+            # the mapping this run's placeholders are read with: a later change shows
+            result.manifest["deidentify"]["mapping_sha256"] = digest
         except (OSError, ConfigError) as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             if isinstance(exc, ConfigError):
@@ -654,6 +661,8 @@ def run(cfg: RunConfig, base_dir: Path = Path("."), out: Path | None = None,
                               "no run folder was written", path=mapping,
                               field="deidentify.mapping_file",
                               hint="choose a folder you can write to, outside the run folder") from None
+    result.manifest["wall_time_s"] = round(time.perf_counter() - total_start, 3)
+    folder.write_manifest(result.manifest)
     return _publish(tmp, out, named)
 
 

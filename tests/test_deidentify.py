@@ -618,12 +618,20 @@ def test_a_run_with_deidentification_holds_no_identifier(tmp_path, capsys):
     # owner-only, whatever the umask was
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "private").stat().st_mode) == 0o700
-    # a second run of the same study replaces it (same transcripts, another run folder)
+    # a second run of the same study adds to it (same transcripts, another run folder):
+    # here nothing new, so the rows stay as they were, and owner-only again
     first = path.read_bytes()
-    path.write_bytes(first + b"stale,row\n")
     os.chmod(path, 0o644)
     assert main(["run", str(config), "--out", str(tmp_path / "out2")]) == 0
     assert path.read_bytes() == first and stat.S_IMODE(path.stat().st_mode) == 0o600
+    # a row that cannot be read stops the run, naming its line, and nothing is lost
+    path.write_bytes(first + b"stale,row\n")
+    capsys.readouterr()
+    assert main(["run", str(config), "--out", str(tmp_path / "out3")]) == 2
+    err = capsys.readouterr().err
+    assert f"line {len(first.splitlines()) + 1}" in err and "deidentify.mapping_file" in err
+    assert path.read_bytes() == first + b"stale,row\n" and not (tmp_path / "out3").exists()
+    path.write_bytes(first)
     # a de-identified folder without cases.csv (as written before attributes were
     # de-identified) exports no case variables, never the config's original table
     shutil.rmtree(out / "export")
@@ -1116,3 +1124,42 @@ def test_names_given_with_set_are_not_written_to_the_manifest(tmp_path, capsys):
     assert given[0].startswith("deidentify.known_names=(withheld")
     assert re.fullmatch(r"ingest\.roles=\{PERSON_\d+: interviewer\}", given[1]), given
     assert given[2] == "segment.min_words=3"
+
+
+def test_the_mapping_is_added_to_never_renumbered_when_known_names_change(tmp_path, capsys):
+    study = write_study(tmp_path / "study")
+    (study / "case07.txt").write_text(
+        "Interviewer: Who helped?\n\nTherapist: My supervisor Dr. Ambrose Quillfeather "
+        "helped, and Tamsin Orchardley too. Later Wenonah came to the group.\n",
+        encoding="utf-8")
+    cfg = study_config(study)
+    mapping = tmp_path / "private" / "m.csv"
+    cfg["deidentify"] = {"enabled": True, "ner": False, "mapping_file": str(mapping),
+                         "known_names": ["Tamsin Orchardley"]}
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    assert main(["run", str(config), "--out", str(tmp_path / "a")]) == 0
+    first = pd.read_csv(mapping, dtype=str, skiprows=1)
+    ambrose = first.loc[first["original"] == "Ambrose Quillfeather", "placeholder"].item()
+    assert ambrose == "PERSON_2"                # the per-case numbers follow the known ones
+    # a later run of the study adds a name to the list: nobody's number changes
+    cfg["deidentify"]["known_names"] = ["Wenonah", "Tamsin Orchardley"]
+    config.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    assert main(["run", str(config), "--out", str(tmp_path / "b")]) == 0
+    capsys.readouterr()
+    second = pd.read_csv(mapping, dtype=str, skiprows=1)
+    assert second.iloc[:len(first)].equals(first)              # earlier rows stay as they were
+    rows = {(r.original, r.placeholder) for r in second.itertuples()}
+    assert ("Tamsin Orchardley", "PERSON_1") in rows and ("Ambrose Quillfeather", ambrose) in rows
+    wenonah = {p for o, p in rows if o == "Wenonah"}
+    assert wenonah and not wenonah & {"PERSON_1", "PERSON_2"}
+    text = (tmp_path / "b" / "sources" / "case07.txt").read_text(encoding="utf-8")
+    assert f"Dr. {ambrose} helped" in text
+    # each run records the sha256 of the mapping its placeholders are read with
+    import hashlib
+
+    for run, data in (("b", mapping.read_bytes()),):
+        manifest = json.loads((tmp_path / run / "manifest.json").read_text())
+        assert manifest["deidentify"]["mapping_sha256"] == hashlib.sha256(data).hexdigest()
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert len(manifest["deidentify"]["mapping_sha256"]) == 64

@@ -513,6 +513,8 @@ class Deidentified:
     case_ids: Mapping[str, str] = field(default_factory=dict)
     #: the finder with the corpus's known names, for the names in paths (:meth:`redact_path`)
     namer: Deidentifier | None = None
+    #: the study's mapping file as earlier runs left it
+    prior: PriorMapping = field(default_factory=lambda: PriorMapping())
 
     def redact_path(self, path: str) -> str:
         """``path`` as a de-identified run writes it: a case id that held a name becomes
@@ -552,6 +554,7 @@ class Deidentified:
 
         # the rows first: a "\r" in any of them quotes every field
         rows: list[list] = [["case_id", "type", "placeholder", "original", "occurrences"]]
+        rows += self.prior.rows                    # what earlier runs wrote stays as it was
         for cid, case in self.cases.items():
             seen = Counter((r.type, r.placeholder, r.surface) for r in
                            [*case.replacements, *(r for _, r in case.attributes)])
@@ -564,6 +567,15 @@ class Deidentified:
                     rows.append([neutralise(cid), "PERSON", new, neutralise(label), 0])
         for original, new in self.case_ids.items():      # the team finds its files by these
             rows.append([neutralise(new), "CASE_ID", neutralise(new), neutralise(original), 0])
+        # a row an earlier run wrote is not written again (its count is that run's)
+        written: set[tuple] = set()
+        unique = []
+        for row in rows:
+            key = tuple(str(v) for v in row[:4])
+            if key not in written:
+                written.add(key)
+                unique.append(row)
+        rows = unique
         buf = io.StringIO()
         # a lone "\r" is quoted by no quoting rule but QUOTE_ALL, and ends the row
         # in every reader (:func:`pipeline.sheets.to_csv`)
@@ -611,6 +623,86 @@ class Deidentified:
             ingest["cases_table"] = self.redact_path(ingest["cases_table"])
         out["ingest"] = ingest
         return out
+
+
+@dataclass
+class PriorMapping:
+    """The mapping file as earlier runs of the study wrote it (:func:`read_mapping`).
+
+    A placeholder in a run the team has shared or reviewed must keep meaning the same
+    words in every later run of the study: a sweep that adds a name to
+    ``known_names`` must not make PERSON_9 someone else. So a known name keeps the
+    number it had, a new one takes a number no row of the file has, and within a case
+    every identifier keeps its number and a new one comes after them. The file's rows
+    are kept as they were and the new ones added after them (:meth:`Deidentified.mapping_csv`).
+    """
+
+    rows: list[list[str]] = field(default_factory=list)        # as read, header left out
+    #: case id (the run's and the original) -> (type, key) -> number
+    cases: dict[str, dict[tuple[str, tuple], int]] = field(default_factory=dict)
+    #: every PERSON number of the file -> the person keys it stood for, in any case
+    persons: dict[int, set[tuple]] = field(default_factory=dict)
+
+    def known_number(self, key: tuple, taken: set[int]) -> int:
+        """The number of a name known to every case: its number in the file, when no
+        row gave that number to anyone else (a part of the name, "Maria" of "Maria
+        Lopez", is the same person); else the first number free everywhere."""
+        words = set(key)
+        for n in sorted(n for n, keys in self.persons.items() if key in keys and all(
+                set(k) <= words or words <= set(k) for k in keys)):
+            if n not in taken:
+                return n
+        n = 1
+        while n in taken or n in self.persons:
+            n += 1
+        return n
+
+
+def read_mapping(path: Path) -> PriorMapping:
+    """The rows of an existing mapping file of this study (checked before:
+    :func:`check_mapping_path`); an empty :class:`PriorMapping` when there is none.
+    A row that cannot be read stops the run, naming its line, rather than be lost."""
+    if not path.is_file():
+        return PriorMapping()
+    with open(path, encoding="utf-8", newline="") as fh:
+        return _parse_mapping(fh.read(), path)
+
+
+def _parse_mapping(text: str, path: Path) -> PriorMapping:
+    """The rows of a mapping file's ``text``; its first line, the mark, is not CSV."""
+    from ..sheets import restore
+
+    prior = PriorMapping()
+    lines = list(csv.reader(io.StringIO(text.partition("\n")[2], newline="")))
+    header = ["case_id", "type", "placeholder", "original", "occurrences"]
+    if not lines or lines[0] != header:
+        raise ConfigError(f"the de-identification mapping {path} lacks its header row "
+                          f"{','.join(header)} on line 2", field="deidentify.mapping_file",
+                          hint="put back the team's copy of the file, or move it away to "
+                               "start a new mapping (earlier runs' placeholders then "
+                               "cannot be read back)")
+    renamed: dict[str, str] = {}
+    for number, row in enumerate(lines[1:], start=3):
+        ph = PLACEHOLDER.fullmatch(row[2]) if len(row) == 5 else None
+        if len(row) != 5 or (row[1] != "CASE_ID" and ph is None):
+            raise ConfigError(f"the de-identification mapping {path}, line {number}: not a "
+                              "row of five fields with a placeholder such as PERSON_3",
+                              field="deidentify.mapping_file",
+                              hint="put back the team's copy of the file")
+        prior.rows.append(row)
+        case_id, typ, original = restore(row[0]), row[1], restore(row[3])
+        if typ == "CASE_ID":
+            renamed[case_id] = original
+            continue
+        n = int(row[2].rpartition("_")[2])
+        key = _person_key(original) if typ == "PERSON" else _value_key(typ, original)
+        prior.cases.setdefault(case_id, {}).setdefault((typ, key), n)
+        if typ == "PERSON":
+            prior.persons.setdefault(n, set()).add(key)
+    for new, original in renamed.items():           # a case is found by its original id too
+        if new in prior.cases:
+            prior.cases.setdefault(original, prior.cases[new])
+    return prior
 
 
 #: ``--set`` keys whose values a de-identified run never records (config.yaml leaves
@@ -977,8 +1069,11 @@ def model_version(model: str) -> str:
 class Deidentifier:
     """Finds identifiers in texts and gives them consistent placeholders."""
 
-    def __init__(self, config: DeidentifyConfig, generic_labels: Sequence[str] = ()) -> None:
+    def __init__(self, config: DeidentifyConfig, generic_labels: Sequence[str] = (),
+                 prior: PriorMapping | None = None) -> None:
         self.config = config
+        #: the study's mapping as earlier runs wrote it: their numbers are kept
+        self.prior = prior or PriorMapping()
         self.types = set(config.types)
         keep = list(config.keep) + (DEFAULT_KEEP if config.default_keep else [])
         self.keep = {_norm(k).casefold() for k in keep}
@@ -1002,7 +1097,7 @@ class Deidentifier:
         if not key or PLACEHOLDER.fullmatch(stripped):
             return None
         if key not in self.known:
-            self.known[key] = len(self.known) + 1
+            self.known[key] = self.prior.known_number(key, set(self.known.values()))
         self.known_forms.setdefault(stripped, " ".join(key))
         return f"PERSON_{self.known[key]}"
 
@@ -1456,7 +1551,7 @@ class Deidentifier:
     def pseudonymise(self, case_id: str, text: str, labels: Iterable[str] = ()) -> CaseResult:
         """Replace the identifiers of one case's text; ``labels`` are its speaker labels."""
         spans = self._resolve(text)
-        numbers = _CaseNumbers(self)
+        numbers = _CaseNumbers(self, case_id)
         persons = [x[3] for x in spans if x[2] == "PERSON"]
         for _s, _e, typ, surface in spans:                  # number by first appearance
             numbers.number(typ, surface, persons)
@@ -1491,7 +1586,7 @@ class Deidentifier:
         the same finder as the text, so a name or an e-mail typed into a notes column
         goes too, and a study variable stays what it was.
         """
-        numbers = _CaseNumbers(self)
+        numbers = _CaseNumbers(self, result.case_id)
         for r in result.replacements:              # the text's placeholders, kept
             typ, _, n = r.placeholder.rpartition("_")
             key = _person_key(r.surface) if typ == "PERSON" else _value_key(typ, r.surface)
@@ -1596,11 +1691,16 @@ class Deidentifier:
 class _CaseNumbers:
     """Placeholder numbers within one case (people known to the corpus keep theirs)."""
 
-    def __init__(self, deid: Deidentifier) -> None:
+    def __init__(self, deid: Deidentifier, case_id: str | None = None) -> None:
         self.deid = deid
         self.next = {t: 1 for t in TYPES}
-        self.next["PERSON"] = len(deid.known) + 1
+        self.next["PERSON"] = max(deid.known.values(), default=0) + 1
         self.by_key: dict[tuple[str, tuple], int] = {}
+        # what an earlier run of the study numbered in this case keeps its number, and
+        # a new identifier takes a number none of them had
+        for (typ, key), n in deid.prior.cases.get(case_id, {}).items():
+            self.by_key.setdefault((typ, key), n)
+            self.next[typ] = max(self.next.get(typ, 1), n + 1)
 
     def number(self, typ: str, surface: str, persons: Sequence[str]) -> int:
         if typ == "PERSON":
@@ -1786,7 +1886,8 @@ def corpus_names(corpora: Iterable[Corpus], ingest_config=None) -> dict[str, lis
 
 
 def deidentify_corpus(corpus: Corpus, config: DeidentifyConfig, ingest_config=None,
-                      known: Mapping[str, Sequence[str]] | None = None) -> Deidentified:
+                      known: Mapping[str, Sequence[str]] | None = None,
+                      prior: PriorMapping | None = None) -> Deidentified:
     """Pseudonymise every case of ``corpus`` (see the module docstring).
 
     ``known``: when ``corpus`` is one shard of a larger corpus, that corpus's
@@ -1805,7 +1906,7 @@ def deidentify_corpus(corpus: Corpus, config: DeidentifyConfig, ingest_config=No
         roles = dict(ingest_config.roles)
         for given in ingest_config.case_roles.values():   # one case's labels are names too
             roles.update(given)
-    deid = Deidentifier(config, generic)
+    deid = Deidentifier(config, generic, prior)
     global_names: dict[str, str] = {}
     for key in roles:                                  # roles-map keys that are names
         if deid.is_name_label(key):
@@ -1866,7 +1967,7 @@ def deidentify_corpus(corpus: Corpus, config: DeidentifyConfig, ingest_config=No
     new = Corpus(turns=turns, cases=_deidentified_cases(cases, results, deid),
                  sources=sources, skipped=skipped, times=times)
     return Deidentified(new, results, originals, files, config, model,
-                        deid.n_config_names, global_names, renamed, deid)
+                        deid.n_config_names, global_names, renamed, deid, deid.prior)
 
 
 def _unique_id(new_id: str, case_id: str, taken: set[str]) -> str:
@@ -2063,16 +2164,71 @@ def _check_replaceable(path: Path, key: str) -> None:
                            "are sure it is no longer needed")
 
 
-def write_mapping(path: Path, csv_text: str, name: str, key: str) -> None:
+def merge_mapping(existing: str, csv_text: str, path: Path) -> str:
+    """The rows of ``csv_text`` (header first) added after the rows of the mapping
+    file's text ``existing`` (its first line, the mark, left out), those already in
+    it left out: the file is append-only. A row that gives a placeholder of a case
+    other words than the file gives it (a run of the study made meanwhile with other
+    names) stops the write, naming both, rather than make the placeholder ambiguous."""
+    old = _parse_mapping(existing, path)
+    new = list(csv.reader(io.StringIO(csv_text, newline="")))
+    if not new:
+        return csv_text
+    header, rows = new[0], old.rows
+    given = {(r[0], r[1], r[2]): r[3] for r in rows if r[1] != "CASE_ID"}
+    have = {tuple(r[:4]) for r in rows}
+    added = []
+    for row in new[1:]:
+        if tuple(row[:4]) in have:
+            continue
+        before = given.get((row[0], row[1], row[2]))
+        if before is not None and before != row[3]:
+            raise ConfigError(
+                f"the de-identification mapping {path} gives {row[2]} of case {row[0]} to "
+                "other words than this run does (another run of the study wrote it "
+                "meanwhile?); nothing was written", field="deidentify.mapping_file",
+                hint="run again: the run then numbers its new names after the file's")
+        have.add(tuple(row[:4]))
+        added.append(row)
+    buf = io.StringIO()
+    crs = any("\r" in str(v) for row in [header, *rows, *added] for v in row)
+    csv.writer(buf, lineterminator="\n",
+               quoting=csv.QUOTE_ALL if crs else csv.QUOTE_MINIMAL).writerows(
+        [header, *rows, *added])
+    return buf.getvalue()
+
+
+def write_mapping(path: Path, csv_text: str, name: str, key: str) -> str:
     """Write the mapping atomically, readable by its owner only (0600 from the moment
     the file exists: mkstemp creates it so), never over a file that is not this study's
-    mapping (a new file is linked into place, which fails if one appeared meanwhile)."""
+    mapping (a new file is linked into place, which fails if one appeared meanwhile).
+    An existing mapping of the study is added to, never rewritten
+    (:func:`merge_mapping`), under a lock on its folder, so runs of a sweep made side
+    by side add their rows in turn. Returns the sha256 of the file written, which the
+    run's manifest records: a later change of the file can then be seen."""
+    import fcntl
+
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    lock = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.lexists(path):
+            _check_replaceable(path, key)
+            with open(path, encoding="utf-8", newline="") as fh:
+                csv_text = merge_mapping(fh.read(), csv_text, path)
+        data = (mapping_header(name, key) + csv_text).encode("utf-8")
+        _write_mapping_bytes(path, data, key)
+        return hashlib.sha256(data).hexdigest()
+    finally:
+        os.close(lock)            # and the lock with it
+
+
+def _write_mapping_bytes(path: Path, data: bytes, key: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "wb") as fh:
-            fh.write((mapping_header(name, key) + csv_text).encode("utf-8"))
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         try:
@@ -2094,4 +2250,5 @@ def write_mapping(path: Path, csv_text: str, name: str, key: str) -> None:
 __all__ = ["DeidentifyConfig", "Deidentifier", "Deidentified", "CaseResult", "Replacement",
            "deidentify_corpus", "corpus_names", "combine_summaries", "deidentify_text",
            "check_mapping_path", "load_ner", "DEFAULT_KEEP", "TYPES",
-           "study_key", "mapping_header", "write_mapping", "MAPPING_MARK"]
+           "study_key", "mapping_header", "write_mapping", "MAPPING_MARK", "PriorMapping",
+           "read_mapping", "merge_mapping"]
