@@ -1163,3 +1163,24 @@ def test_the_mapping_is_added_to_never_renumbered_when_known_names_change(tmp_pa
         assert manifest["deidentify"]["mapping_sha256"] == hashlib.sha256(data).hexdigest()
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
     assert len(manifest["deidentify"]["mapping_sha256"]) == 64
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # a verb after a relation is no name, though the word frequencies lack "lets"
+    ("P: My supervisor lets me grieve, she doesn't rush me.",
+     "P: My supervisor lets me grieve, she doesn't rush me."),
+    ("P: my supervisor lets me grieve.", "P: my supervisor lets me grieve."),
+    # a name as an aside after a word for a person, an ordinary word though it is
+    ("P: A year eleven girl, Jade, left school suddenly.",
+     "P: A year eleven girl, PERSON_1, left school suddenly."),
+    ("P: My brother, however, did not come.", "P: My brother, however, did not come."),
+    # an area named by its town; where someone worked or volunteered
+    ("P: I'm a school counsellor, secondary school, Manchester area, five years.",
+     "P: I'm a school counsellor, secondary school, PLACE_1 area, five years."),
+    ("P: Grey area, that one.", "P: Grey area, that one."),
+    ("P: Before that I worked for Samaritans as a volunteer.",
+     "P: Before that I worked for ORG_1 as a volunteer."),
+    ("P: I worked for Years and Years.", "P: I worked for Years and Years."),
+])
+def test_verbs_asides_areas_and_employers(text, expected):
+    assert replaced(text, labels=["P"]) == expected

@@ -367,8 +367,14 @@ _RELATIONS = (r"sister|brother|mother|father|mum|mom|dad|son|daughter|wife|husba
               r"rabbi|imam|sponsor|stepfather|stepmother|stepdad|stepmom|stepmum")
 _SPEECH_VERBS = (r"said|says|rang|phoned|called|told|asked|texted|emailed|wrote|replied|cried|"
                  r"laughed|smiled|whispered|shouted|explained|insisted|died|married|ran|runs")
+#: Words for a person that a name may follow as an aside ("a year eleven girl, Jade,").
+_PERSON_NOUNS = (r"girl|boy|woman|man|lady|gentleman|child|kid|teenager|teen|lad|lass|baby|"
+                 r"patient|student|pupil|volunteer|resident|widow|widower|" + _RELATIONS)
 #: Contexts that make a capitalised word a person's name (beside NER).
 _PERSON_CONTEXTS = [re.compile(p) for p in (
+    # an aside between commas after a word for a person: a name, whatever the word
+    # frequencies say of it ("one client, Hope, said"; "a girl, Jade, left")
+    rf"\b(?:{_PERSON_NOUNS}),[ \t]+(?P<name>{_NAME2}),",
     rf"\b(?:[Mm]y|[Hh]is|[Hh]er|[Oo]ur|[Tt]heir)[ \t]+(?:little |older |younger |big |best |"
     rf"ex-|late )?(?:{_RELATIONS}),?[ \t]+(?P<name>{_NAME2})",
     rf"\b{_W}['’]s[ \t]+(?:little |older |younger |big |best |ex-|late )?(?:{_RELATIONS}),?"
@@ -391,6 +397,17 @@ _PLACE_CONTEXTS = [re.compile(p) for p in (
     rf"(?P<name>{_NAME2})",
     rf"\bfrom[ \t]+(?P<name>{_NAME2})[ \t]+to[ \t]+(?P<name2>{_NAME2})",
     rf"(?:\b(?:came|comes|come|is|was|were|are)|['’](?:s|re))[ \t]+from[ \t]+"
+    rf"(?P<name>{_NAME2})",
+    # "the Manchester area", "school, Leeds area": not at a sentence's start ("Grey area")
+    rf"(?:\b(?:the|in|of|around|near|across)[ \t]+|,[ \t]*)(?P<name>{_NAME2})[ \t]+"
+    rf"(?:area|region|district|suburbs|outskirts)\b",
+)]
+#: Contexts that make a capitalised word an organisation: where someone works or
+#: volunteers ("worked for Samaritans", "volunteered at Cruse"); a person's name
+#: there is replaced all the same.
+_ORG_CONTEXTS = [re.compile(p) for p in (
+    rf"\b(?:work|works|worked|working|volunteer|volunteers|volunteered|volunteering|"
+    rf"employed|placement|placements|trained)[ \t]+(?:for|at)[ \t]+(?:the[ \t]+)?"
     rf"(?P<name>{_NAME2})",
 )]
 #: The start of an entity that is a person's however the model typed it ("Dr Okafor").
@@ -910,7 +927,22 @@ def _name_like(word: str) -> bool:
     if not parts or not all(p.isalpha() for p in parts):
         return False
     stop, common = _stop_words(), _common_words()
+    if _inflected_word(word.casefold(), common):
+        return False
     return all(p not in stop and p not in common for p in parts)
+
+
+def _inflected_word(word: str, common: frozenset[str]) -> bool:
+    """Whether ``word`` is an -s form of an ordinary word that the word frequencies
+    do not hold by itself ("lets", written more often "Lets" or "let's"; "My
+    supervisor lets me grieve"), unless the list of given names holds it: a verb after
+    a relation ("my supervisor lets", "my client shares") is not a name."""
+    if not word.endswith("s") or word in first_names():
+        return False
+    stems = [word[:-1]]
+    if re.search(r"(?:s|x|z|ch|sh|o)es$", word):
+        stems.append(word[:-2])                        # "watches", "fixes", "goes"
+    return any(len(stem) >= 3 and stem in common for stem in stems)
 
 
 #: Transcript markup a named entity never spans: brackets, time stamps ("00:01:50",
@@ -1406,6 +1438,11 @@ class Deidentifier:
                     surfaces.add(part, "PERSON")
             entity_spans += self._contexts(text, [_TITLE_NAME] + _PERSON_CONTEXTS, "PERSON")
             entity_spans += self._listed_and_lower_names(text)
+        if "ORG" in self.types:
+            # "worked for Years", "worked at Weekends": ordinary words, capitalised
+            common = _common_words()
+            entity_spans += [(s, e, t) for s, e, t in self._contexts(text, _ORG_CONTEXTS, "ORG")
+                             if not all(w.casefold() in common for w in text[s:e].split())]
         if "PLACE" in self.types:
             entity_spans += self._contexts(text, _PLACE_CONTEXTS, "PLACE")
             entity_spans += self._towns(text)
