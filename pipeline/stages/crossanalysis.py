@@ -134,8 +134,9 @@ How categories are made
    (:mod:`pipeline.stages.valence`): the side named for the positive pole must read
    more positive than the other by at least ``stance_valence_margin`` in mean
    valence, the two on either side of the study's typical valence (the median over
-   a sample of 2,000 analysed segments at most); a split that fails is not proposed (counted as
-   ``stance_splits_not_in_words``) and the category is split by content instead.
+   a sample of 2,000 analysed segments at most); a split that fails is not proposed
+   (counted as ``stance_splits_not_in_words``) and the category is split by content
+   instead.
    The two sides become the category's subcategories (kind "stance"), in place
    of content subcategories.
 4. **Spans domains.** A category whose centre is at least as similar to another
@@ -855,7 +856,7 @@ def cross_analyse(segments: pd.DataFrame, vectors: np.ndarray, segment_domain: n
     def study_valence() -> float:
         # read once, and only when a category splits along an axis
         return typical_valence([texts[i] for i in np.flatnonzero(analysed)],
-                                           seed=config.sample_seed)
+                               seed=config.sample_seed)
 
     axes = []
     if config.stance and encode is not None and config.stance_axes and analysed.any():

@@ -4,9 +4,9 @@ A stance split (:mod:`pipeline.stages.crossanalysis`) is found in the embedding
 space, along an axis between anchor phrases ("it was helpful" against "it was not
 helpful"). Sentence embeddings such as all-MiniLM-L6-v2 place a text by its topic
 far more than by the judgement in it, so a split can separate two sets of accounts
-by something else and still be named "helpful" and "not helpful": testers found
-"(stance: helpful)" on quotes saying training did not help, and "(stance:
-positive)" on fears. A pole is a claim about what the participants said, so it is
+by something else and still be named "helpful" and "not helpful": the demo's run
+proposed "(stance: helpful)" for quotes saying training did not help, and a study of
+ruptures "(stance: positive)" for body language and fears. A pole is a claim about what the participants said, so it is
 checked against their words: the side named for the positive pole must read more
 positive than the other, by VADER's valence (Hutto & Gilbert, 2014), a lexicon of
 about 7,500 words rated by people, with rules for negation ("not helpful", "didn't
@@ -14,8 +14,8 @@ help"), degree ("really", "a bit") and contrast ("but").
 
 VADER matches words as written, so an inflected form its lexicon lacks ("helped",
 "supported") is read as its lemma (spaCy's lookup table) where the lexicon has
-that ("help", "support"). Transcriber notes ("[laughs]") are not
-the participant's words and are left out. Text in a language other than English
+that ("help", "support"). Transcriber notes ("[laughs]") are not the participant's
+words and are left out. Text in a language other than English
 reads as neutral, so no split of it passes the check: a pole is then not proposed
 rather than proposed unchecked.
 
