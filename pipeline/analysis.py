@@ -105,7 +105,8 @@ def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFram
         proposal = propose_domains_from_protocol(
             vectors, inference.segment_area, protocol, cfg.protocol, cases,
             segment_small_talk=inference.segment_small_talk, segment_text=seg["text"].tolist(),
-            area_vectors=area_vectors, segment_greeted=inference.segment_greeted)
+            area_vectors=area_vectors, segment_greeted=inference.segment_greeted,
+            segment_frame_similarity=inference.segment_frame_similarity)
         placed = np.asarray(proposal.placed, dtype=bool)
         proposed = np.asarray(proposal.proposed_domain, dtype=np.int64)
         # an area no segment is in (a section heading read as a prompt, "Main

@@ -163,6 +163,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         placed = int(c.get("segments_placed_by_content", 0))
         if placed:
             print(f"  note: {placed_summary(c)} (segments.csv: question_domain_id -1)")
+        kept = int(c.get("protocol_prompts_not_in_protocol_in_frame", 0))
+        if kept:
+            print(f"  note: {kept} interviewer question(s) the protocol file lacks were asked "
+                  "in the interview frame and read as it (small talk, background, consent), "
+                  "so they and their answers stay in the frame; protocol.yaml lists them "
+                  "under their frame area's follow_ups")
         off = int(c.get("protocol_prompts_not_in_protocol_after_frame", 0))
         if off:
             print(f"  note: {off} interviewer question(s) match no area of the protocol file "

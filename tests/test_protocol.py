@@ -934,10 +934,14 @@ def test_an_unedited_protocol_file_keeps_the_frames_follow_ups_in_the_frame(tmp_
     assert back.counts.get("prompts_not_in_protocol_after_frame", 0) == 0
     assert back.counts["prompts_matched_as_frame_follow_up"] == 4
     assert (back.segment_area == result.segment_area).all()
-    # without them (a file written before), each is a question of no area
+    # without them (a file written before), each is a question the file lacks, asked
+    # in the frame; its answer ("And I still see a few clients myself each week.")
+    # is nearer the frame's answers than any content area's: it stays there, counted
     path.write_text(protocol_to_yaml(result.protocol), encoding="utf-8")
     old = infer_protocol(turns, segs, fake_encode, ProtocolConfig(file=path))
-    assert [_area_of(old, c, 4) for c in cases] == [-1] * 4
+    assert [_area_of(old, c, 4) for c in cases] == [_area_of(result, c, 4) for c in cases]
+    assert old.counts["prompts_not_in_protocol_in_frame"] == 4
+    assert old.counts.get("prompts_not_in_protocol_after_frame", 0) == 0
 
 
 def _write(path: Path, text: str) -> Path:
@@ -1239,6 +1243,41 @@ def test_small_talk_after_a_greeting_stays_in_the_frame_when_as_near_to_it():
     assert p.proposed_domain[27] == p.area_domain[1] and p.moved[27]
 
 
+def test_a_reply_to_the_consent_question_stays_in_the_frame_near_its_anchors():
+    """"I signed the consent form and sent it back" answers the opening's consent
+    question; the opening's replies make no centre, the background's answers were
+    nothing like it, and its words were a little nearer a content area's answers:
+    it went to the repair domain, and opened a core idea there. The frame's anchor
+    phrases (small talk, background, consent) stand for the frame as well."""
+    protocol = Protocol((Area(0, "Feedback", ("q0?",), False, "given"),
+                         Area(1, "Reactions", ("q1?",), False, "given"),
+                         Area(2, "Interview frame: opening", ("Happy for me to record?",), True,
+                              "given"),
+                         Area(3, "Interview frame: background", ("Your background?",), True,
+                              "given")))
+    vecs = [_noisy(0, k) for k in range(10)] + [_noisy(1, k) for k in range(10)] + \
+        [_noisy(4, k) for k in range(6)]
+    areas = [0] * 10 + [1] * 10 + [3] * 6
+    cases = [f"C{k % 5}" for k in range(26)]
+    consent = 0.6 * _basis(1) + 0.8 * _basis(6)     # some words of Reactions' answers
+    vecs += [consent / np.linalg.norm(consent), _noisy(1, 7)]
+    areas += [2, 2]
+    cases += ["C7", "C8"]
+    greeted = np.array([False] * 26 + [True, True])
+    near_anchor = np.array([0.1] * 26 + [0.8, 0.1])   # its similarity to the consent anchors
+    args = (np.stack(vecs), np.array(areas), protocol, ProtocolConfig(), cases)
+    before = propose_domains_from_protocol(*args, segment_greeted=greeted)
+    assert before.proposed_domain[26] == before.area_domain[1]     # as it went
+    p = propose_domains_from_protocol(*args, segment_greeted=greeted,
+                                      segment_frame_similarity=near_anchor)
+    frame = int(p.domains.loc[p.domains["kind"] == "frame", "domain_id"].iloc[0])
+    assert p.proposed_domain[26] == frame and not p.moved[26]
+    # a story told after the greeting is nearer its content area by far and leaves
+    assert p.proposed_domain[27] == p.area_domain[1] and p.moved[27]
+    with pytest.raises(ConsensaError, match="segment_frame_similarity"):
+        propose_domains_from_protocol(*args, segment_frame_similarity=near_anchor[:3])
+
+
 def test_answers_without_their_questions_start_from_the_areas_questions():
     """The participant's words only, and the team's protocol given: no segment answers
     a prompt, so the areas' questions place the segments, and the centres follow."""
@@ -1446,6 +1485,73 @@ def test_a_how_long_question_answered_in_years_is_background():
               "Ten years ago I was the one being supervised, and badly."]
     result = infer_protocol(*study_with(events), fake_encode, ProtocolConfig())
     assert _second_prompt_in_frame(result) == {False}
+
+
+def _team_file(path: Path, follow_ups: dict[str, list[str]] | None = None) -> Path:
+    """The supervision study's protocol as a team writes it: the frame's opening,
+    background and closing, and the four content questions."""
+    follow_ups = follow_ups or {}
+    opening = "Thanks for making time for this. Are you happy for me to record?"
+    areas = [("Interview frame: opening", True, [opening]),
+             ("Interview frame: background", True, [BACKGROUND[0]]),
+             ("Feedback", False, [Q_FEEDBACK[0]]), ("Reaction", False, [Q_REACTION[0]]),
+             ("Training", False, [Q_TRAINING[0]]), ("Advice", False, [Q_ADVICE[0]]),
+             ("Interview frame: closing", True, [CLOSING_Q[0], CLOSING_THANKS[0]])]
+    text = "areas:\n"
+    for name, frame, questions in areas:
+        text += f"- name: {name!r}\n  frame: {str(frame).lower()}\n  questions: {questions!r}\n"
+        if follow_ups.get(name):
+            text += f"  follow_ups: {follow_ups[name]!r}\n"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_small_talk_the_file_lacks_stays_in_the_frame_and_is_written_to_it(tmp_path):
+    """A time check, a joke about the room and a follow-up of the background that the
+    team's file does not list: each answered no area, and its answer ("No, I have
+    until three.") went to the content domain nearest in content, and opened a core
+    idea there. Asked in the frame and nearer the frame than any content area's
+    answers, each stays in the frame area it was asked in, is counted, and the run's
+    protocol.yaml lists it under that area's follow_ups, where it stays when the file
+    is given back. A question the file lacks whose answer says what another area's
+    answers say still leaves the frame."""
+    study = supervision_study()
+    time_check = "And is now still a good time? You're not rushing off?"
+    plant = "It's mostly plastic, I'm afraid."
+    trainees = "So mostly trainees these days?"
+    reaction = "And how did she take it in the weeks after the feedback?"
+    study["S1"][2:2] = [(_I, time_check), (_P, "No, no, I have until three. It's fine."),
+                        (_I, plant), (_P, "Well, it fooled me.")]
+    study["S2"][4] = (_I, trainees)             # after the background question
+    study["S3"][4] = (_I, reaction)             # the reaction's question, asked early
+    study["S3"][5] = (_P, "At first there was hurt and some defensiveness, then over weeks "
+                          "it settled.")
+    turns, segs = build(study)
+    result = infer_protocol(turns, segs, fake_encode,
+                            ProtocolConfig(file=_team_file(tmp_path / "team.yaml")))
+    names = [a.name for a in result.protocol.areas]
+    assert names[_area_of(result, "S1", 0)] == "Interview frame: opening"
+    assert _area_of(result, "S1", 2) == _area_of(result, "S1", 4) == _area_of(result, "S1", 0)
+    # in the frame area of the question it followed
+    assert _area_of(result, "S2", 4) == _area_of(result, "S2", 2) in result.protocol.frame_ids
+    assert _area_of(result, "S3", 4) == -1
+    assert result.counts["prompts_not_in_protocol_in_frame"] == 3
+    assert result.counts["prompts_not_in_protocol_after_frame"] == 1
+    for case, turn in (("S1", 3), ("S1", 5), ("S2", 5)):
+        row = segs.index[(segs["case_id"] == case) & (segs["turn_index"] == turn)][0]
+        assert result.segment_frame[row] and result.segment_area[row] in \
+            result.protocol.frame_ids
+    # the run's protocol.yaml lists them where they were asked; given back, they stay
+    path = tmp_path / "protocol.yaml"
+    path.write_text(protocol_to_yaml(result.protocol, result.turns), encoding="utf-8")
+    given = {a.name: a.follow_ups for a in load_protocol(path).areas}
+    assert given["Interview frame: opening"][:2] == (time_check, plant)
+    assert trainees in given[names[_area_of(result, "S2", 2)]]
+    assert reaction not in [q for f in given.values() for q in f]
+    back = infer_protocol(turns, segs, fake_encode, ProtocolConfig(file=path))
+    assert (back.segment_area == result.segment_area).all()
+    assert back.counts["prompts_matched_as_frame_follow_up"] == 3
+    assert back.counts.get("prompts_not_in_protocol_in_frame", 0) == 0
 
 
 def test_a_greeting_stays_in_the_opening_area_of_a_protocol_file(tmp_path):

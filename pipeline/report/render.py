@@ -167,6 +167,9 @@ COUNT_WORDS: dict[str, tuple[str, str]] = {
     "protocol_prompts_without_area": ("Interview protocol", "Prompts in no area"),
     "protocol_prompts_not_in_protocol_after_frame": (
         "Interview protocol", "Prompts not in the protocol file, asked after the frame"),
+    "protocol_prompts_not_in_protocol_in_frame": (
+        "Interview protocol", "Prompts not in the protocol file, kept in the interview frame "
+                              "(small talk, background; protocol.yaml lists them)"),
 }
 
 #: A CQR run's own words for the counts a themes run shares: its groups are categories,

@@ -930,6 +930,9 @@ _BACKGROUND_ANCHORS = ("I have been practising for ten years.",
 _SMALL_TALK_ANCHORS = ("Thank you, it was nice talking to you.", "Good luck with the study.",
                        "You're welcome, happy to help.", "Can you hear me? Yes, I can hear you.",
                        "Thanks for having me.")
+#: what a participant says to the opening's consent and recording questions
+_CONSENT_ANCHORS = ("Yes, I read the information sheet and signed the consent form.",
+                    "Yes, I'm happy for you to record.")
 
 _NUMBER = (r"(?:\d+|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
            r"fifteen|twenty|thirty|forty|fifty|a few|a couple of|several|many)")
@@ -1152,7 +1155,9 @@ class ProtocolInference:
     ``segment_prompt_turn`` the turn_index of that prompt (-1: none),
     ``segment_small_talk`` flags courtesy segments, ``segment_frame`` segments in a
     frame area or small talk, ``segment_greeted`` segments that answer a prompt of
-    the frame's opening (a greeting: ``frame_kind`` "opening" in ``turns``).
+    the frame's opening (a greeting: ``frame_kind`` "opening" in ``turns``),
+    ``segment_frame_similarity`` each segment's highest similarity to the frame's
+    anchor phrases (small talk, background, consent; -inf without them).
     """
 
     protocol: Protocol
@@ -1163,6 +1168,7 @@ class ProtocolInference:
     segment_frame: np.ndarray
     counts: Mapping[str, int] = field(default_factory=dict)
     segment_greeted: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    segment_frame_similarity: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 @dataclass
@@ -1186,6 +1192,8 @@ class _Prompt:
     vec: int = -1            # row in the core vectors
     group: int = -1          # area group (step 5)
     area: int = -1
+    after_frame: int = -1    # a question the file lacks: the frame area it was asked in
+    filed: bool = False      # a frame area's follow-up that the team's file lists
     final_kind: str = ""
 
 
@@ -1221,7 +1229,7 @@ def infer_protocol(turns: pd.DataFrame, segments: pd.DataFrame, encode: Encoder,
     anchor_texts = [t for kind in FRAME_KINDS for t in _ANCHORS[kind]]
     given_questions = [q for a in given.areas for q in a.questions] if given else []
     texts = cores + anchor_texts + list(_PROBE_ANCHORS) + list(_BACKGROUND_ANCHORS) + \
-        list(_SMALL_TALK_ANCHORS) + given_questions
+        list(_SMALL_TALK_ANCHORS) + list(_CONSENT_ANCHORS) + given_questions
     vecs = _encode(encode, texts)
     core_vec = {c: i for i, c in enumerate(cores)}
     at = len(cores)
@@ -1235,6 +1243,8 @@ def infer_protocol(turns: pd.DataFrame, segments: pd.DataFrame, encode: Encoder,
     at += len(_BACKGROUND_ANCHORS)
     talk_anchor_vecs = vecs[at:at + len(_SMALL_TALK_ANCHORS)]
     at += len(_SMALL_TALK_ANCHORS)
+    consent_anchor_vecs = vecs[at:at + len(_CONSENT_ANCHORS)]
+    at += len(_CONSENT_ANCHORS)
     given_vecs = vecs[at:]
     qv = vecs[:len(cores)]
     for p in prompts:
@@ -1306,6 +1316,16 @@ def infer_protocol(turns: pd.DataFrame, segments: pd.DataFrame, encode: Encoder,
         protocol = _infer_areas(prompts, qv, config, counts)
     _rehome_follow_ups(prompts, protocol, qv, answers, segment_vectors, small_talk, config,
                        counts)
+    # the frame's own words, for what is asked and answered in it
+    frame_answer_anchors = np.vstack([talk_anchor_vecs, bg_anchor_vecs, consent_anchor_vecs])
+    segment_frame_sim = _max_similarity(segment_vectors, frame_answer_anchors)
+    if given is not None:
+        owner = np.array([a.area_id for a in given.areas for _ in a.questions], dtype=np.int64)
+        frame_q = np.isin(owner, [a.area_id for a in given.areas if a.frame])
+        _keep_frame_follow_ups(
+            prompts, protocol, qv, answers, segment_vectors, small_talk, frame_answer_anchors,
+            np.vstack([anchor_vecs[k] for k in FRAME_KINDS] + [given_vecs[frame_q]]),
+            given_vecs[~frame_q], owner[~frame_q], config, counts)
     seg_frame_area = np.array([False] * len(segments), dtype=bool)
     prompt_area = {(p.case_id, p.turn_index): p.area for p in prompts}
     frame_ids = set(protocol.frame_ids)
@@ -1314,7 +1334,7 @@ def infer_protocol(turns: pd.DataFrame, segments: pd.DataFrame, encode: Encoder,
             seg_frame_area[i] = True
     counts["segments_small_talk"] = int(small_talk.sum())
     return _result(protocol, prompts, segments, seg_prompt, small_talk, counts,
-                   frame=seg_frame_area | small_talk)
+                   frame=seg_frame_area | small_talk, frame_similarity=segment_frame_sim)
 
 
 def _read_prompts(ordered: pd.DataFrame, config: ProtocolConfig) -> list[_Prompt]:
@@ -1410,6 +1430,44 @@ def _frame_kind(p: _Prompt, sims: Mapping[str, float], words: tuple[bool, bool, 
     return "", False
 
 
+class _AnswerCentres:
+    """Each area's *content centre*: the mean of the answers (small talk left out) to
+    its main questions, in the cases other than the one asking (:meth:`centre`), so
+    a long story cannot pull its own area towards itself."""
+
+    def __init__(self, prompts: list[_Prompt], protocol: Protocol,
+                 answers: Mapping[tuple[str, int], list[int]], vecs: np.ndarray,
+                 small_talk: np.ndarray, config: ProtocolConfig) -> None:
+        dim = vecs.shape[1]
+        self.min_segments = config.min_centre_segments
+        self.sums = {a.area_id: np.zeros(dim, np.float64) for a in protocol.areas}
+        self.by_case: dict[str, dict[int, np.ndarray]] = defaultdict(dict)
+        self.sizes: Counter[int] = Counter()
+        self.case_sizes: Counter[tuple[str, int]] = Counter()
+        #: (area, case, segment row) of every answer counted
+        self.members: list[tuple[int, str, int]] = []
+        for p in prompts:
+            if p.area in self.sums and p.final_kind in ("main", "task"):
+                rows = [i for i in answers.get((p.case_id, p.turn_index), [])
+                        if not small_talk[i]]
+                if rows:
+                    v = vecs[rows].sum(axis=0)
+                    self.sums[p.area] += v
+                    self.by_case[p.case_id][p.area] = self.by_case[p.case_id].get(p.area, 0) + v
+                    self.sizes[p.area] += len(rows)
+                    self.case_sizes[(p.case_id, p.area)] += len(rows)
+                    self.members.extend((p.area, p.case_id, i) for i in rows)
+
+    def centre(self, a: int, case: str) -> np.ndarray | None:
+        """Area ``a``'s centre without the answers of ``case``; None when fewer than
+        ``min_centre_segments`` answers are left."""
+        if self.sizes[a] - self.case_sizes[(case, a)] < self.min_segments:
+            return None
+        rest = self.sums[a] - self.by_case[case].get(a, 0)
+        n = float(np.linalg.norm(rest))
+        return rest / n if n > 0 else None
+
+
 def _rehome_follow_ups(prompts: list[_Prompt], protocol: Protocol, qv: np.ndarray,
                        answers: Mapping[tuple[str, int], list[int]], vecs: np.ndarray,
                        small_talk: np.ndarray, config: ProtocolConfig,
@@ -1434,35 +1492,17 @@ def _rehome_follow_ups(prompts: list[_Prompt], protocol: Protocol, qv: np.ndarra
     whose question is no further from that area's questions than from its own
     area's, opens that area, when the case has not reached it yet: an interview
     moves on through its protocol, it does not come back to an area it covered.
+    A follow-up that the team's file lists under a frame area stays there.
     """
     if config.rehome_margin >= 2 or not len(vecs):
         return
     content = [a.area_id for a in protocol.areas if not a.frame]
     if not content or len(protocol.areas) < 2:
         return
-    dim = vecs.shape[1]
     # every area has a centre (a follow-up after a background question can open a
     # content area), but only content areas are opened: nothing moves into the frame
-    sums = {a.area_id: np.zeros(dim, np.float64) for a in protocol.areas}
-    by_case: dict[str, dict[int, np.ndarray]] = defaultdict(dict)
-    sizes: Counter[int] = Counter()
-    case_sizes: Counter[tuple[str, int]] = Counter()
-    for p in prompts:
-        if p.area in sums and p.final_kind in ("main", "task"):
-            rows = [i for i in answers.get((p.case_id, p.turn_index), []) if not small_talk[i]]
-            if rows:
-                v = vecs[rows].sum(axis=0)
-                sums[p.area] += v
-                by_case[p.case_id][p.area] = by_case[p.case_id].get(p.area, 0) + v
-                sizes[p.area] += len(rows)
-                case_sizes[(p.case_id, p.area)] += len(rows)
-
-    def centre(a: int, case: str) -> np.ndarray | None:
-        if sizes[a] - case_sizes[(case, a)] < config.min_centre_segments:
-            return None
-        rest = sums[a] - by_case[case].get(a, 0)
-        n = float(np.linalg.norm(rest))
-        return rest / n if n > 0 else None
+    centres = _AnswerCentres(prompts, protocol, answers, vecs, small_talk, config)
+    sums, by_case, centre = centres.sums, centres.by_case, centres.centre
 
     # how close a case's own answers to an area's main questions come to what the
     # other cases answered there (the least close case): a block that is not as
@@ -1500,7 +1540,9 @@ def _rehome_follow_ups(prompts: list[_Prompt], protocol: Protocol, qv: np.ndarra
                 reached.add(p.area)
             k += 1
             if not (p.final_kind == "follow_up" and p.asks and not p.short and not p.probe
-                    and p.area in sums):
+                    and p.area in sums) or p.filed:
+                # (a follow-up the team's file lists under a frame area is the team's
+                # filing: given back, the file keeps it where the run had it)
                 continue
             block = [p]
             while k < len(ps) and (ps[k].final_kind in ("probe", "backchannel", "other")
@@ -1532,6 +1574,126 @@ def _rehome_follow_ups(prompts: list[_Prompt], protocol: Protocol, qv: np.ndarra
                 p.final_kind = "main"
                 reached.add(best)
                 counts["follow_ups_rehomed_by_content"] += 1
+
+
+#: the share of an area's answers that must be less similar to its centre than a
+#: segment is, for the segment to reach that area (:func:`_keep_frame_follow_ups`)
+FLOOR_QUANTILE = 0.25
+
+
+def _keep_frame_follow_ups(prompts: list[_Prompt], protocol: Protocol, qv: np.ndarray,
+                           answers: Mapping[tuple[str, int], list[int]], vecs: np.ndarray,
+                           small_talk: np.ndarray, answer_anchors: np.ndarray,
+                           frame_questions: np.ndarray, content_questions: np.ndarray,
+                           content_owner: np.ndarray, config: ProtocolConfig,
+                           counts: Counter[str]) -> None:
+    """A question the team's file lacks, asked in the interview frame ("And is now
+    still a good time?", "So couples are most of your work?", a joke about the
+    plant in the room), stays in the frame area it was asked in, with its probes,
+    when it and its answers read as the frame; else it answers no area, and its
+    answers go to the domain nearest in content (:func:`_assign_given`).
+
+    It reads as the frame when no content area takes it: an area takes it when its
+    answers (small talk left out) are nearer to the area's answers in the other
+    cases (:class:`_AnswerCentres`) than to the frame, the answers' and the question's
+    similarities added (the frame: the small-talk, background and consent anchor
+    phrases and the frame areas' own answers for the answers; the frame anchor
+    questions and the file's frame questions for the question), and its answers are
+    at least as near that area as ``FLOOR_QUANTILE`` of the area's own answers are.
+    A question asked in other interviews too (at ``area_similarity``) is a protocol
+    question the file lacks, and what its answers say that no area covers is
+    content (a new domain), not chat: the floor does not hold for it, and the frame
+    keeps it only when it is at least ``move_margin`` nearer the frame than every
+    content area (as a segment moves). A question without answers of content
+    (none, or small talk) stays in the frame. Each is counted, kept or not, so that the team can add
+    them to the file (protocol.yaml lists the kept ones as the frame area's
+    follow-ups)."""
+    content = [a.area_id for a in protocol.areas if not a.frame]
+    frame = [a.area_id for a in protocol.areas if a.frame]
+    floor: dict[int, float] = {}
+    if len(vecs):
+        centres = _AnswerCentres(prompts, protocol, answers, vecs, small_talk, config)
+        for a in content:
+            sims = [float(vecs[i] @ c) for b, case, i in centres.members
+                    if b == a and (c := centres.centre(a, case)) is not None]
+            if sims:
+                floor[a] = float(np.quantile(sims, FLOOR_QUANTILE))
+    if not floor:
+        # no content area has answers to compare with: nothing decides, and each
+        # stays a question of no area
+        counts["prompts_not_in_protocol_after_frame"] += sum(p.after_frame >= 0 for p in prompts)
+        return
+    # questions the file lacks that other interviews ask too (any of them, kept or not)
+    loose = [p for p in prompts if p.area < 0 and p.final_kind == "follow_up" and p.vec >= 0]
+    recurring: set[tuple[str, int]] = set()
+    if len(loose) > 1:
+        lv = qv[[p.vec for p in loose]]
+        near = lv @ lv.T >= config.area_similarity
+        lcase = np.array([p.case_id for p in loose], dtype=object)
+        for k, p in enumerate(loose):
+            if len(set(lcase[near[k]]) - {p.case_id}) >= max(config.min_cases - 1, 1):
+                recurring.add((p.case_id, p.turn_index))
+
+    def reads_as_frame(block: list[_Prompt]) -> bool:
+        p = block[0]
+        rows = [i for q in block for i in answers.get((q.case_id, q.turn_index), [])
+                if not small_talk[i]]
+        if not rows:
+            return True
+        v = vecs[rows].mean(axis=0)
+        v = v / (float(np.linalg.norm(v)) or 1.0)
+        q = qv[p.vec] if p.vec >= 0 else None
+        frame_sim = float((answer_anchors @ v).max()) if answer_anchors.size else -1.0
+        for f in frame:
+            if (c := centres.centre(f, p.case_id)) is not None:
+                frame_sim = max(frame_sim, float(c @ v))
+        if q is not None and frame_questions.size:
+            frame_sim += float((frame_questions @ q).max())
+        one_off = (p.case_id, p.turn_index) not in recurring
+        best = -np.inf
+        for a in content:
+            c = centres.centre(a, p.case_id)
+            if c is None or a not in floor:
+                continue
+            near = float(c @ v)
+            if one_off and near < floor[a]:
+                continue
+            asked = content_questions[content_owner == a]
+            if q is not None and len(asked):
+                near += float((asked @ q).max())
+            best = max(best, near)
+        return frame_sim >= best + (config.move_margin if not one_off else 0.0)
+
+    by_case: dict[str, list[_Prompt]] = defaultdict(list)
+    for p in prompts:
+        by_case[p.case_id].append(p)
+    for ps in by_case.values():
+        in_frame = -1               # the frame area in progress
+        k = 0
+        while k < len(ps):
+            p = ps[k]
+            k += 1
+            if p.area >= 0:
+                in_frame = p.area if protocol.areas[p.area].frame else -1
+                continue
+            if in_frame < 0 or p.final_kind != "follow_up":
+                continue
+            # its probes, backchannels and other turns follow it
+            block = [p]
+            while k < len(ps) and ps[k].area < 0 and ps[k].final_kind != "follow_up":
+                block.append(ps[k])
+                k += 1
+            if p.after_frame < 0:
+                # asked after another such question that the frame kept: as that one
+                counts["prompts_without_area"] -= 1
+            p.after_frame = in_frame
+            if reads_as_frame(block):
+                for q in block:
+                    q.area = in_frame
+                counts["prompts_not_in_protocol_in_frame"] += 1
+            else:
+                in_frame = -1
+                counts["prompts_not_in_protocol_after_frame"] += 1
 
 
 def _segment_prompts(segments: pd.DataFrame, prompts: list[_Prompt],
@@ -1973,7 +2135,8 @@ def _assign_given(prompts: list[_Prompt], qv: np.ndarray, given: Protocol,
     listed follow-ups, asked inside it, stay there, and asked in another part of the
     frame or after a question of no area, go back to it; probes and the rest follow
     the area in progress, but for a question the file does not list asked after the
-    frame, which answers no area."""
+    frame, which answers no area unless it and its answers read as the frame
+    (:func:`_keep_frame_follow_ups`)."""
     owner = np.array([a.area_id for a in given.areas for _ in a.questions], dtype=np.int64)
     areas = list(given.areas)
     frame_given = {a.area_id for a in given.areas if a.frame}
@@ -2051,23 +2214,25 @@ def _assign_given(prompts: list[_Prompt], qv: np.ndarray, given: Protocol,
             elif p.probe or p.short:
                 p.area, p.final_kind = current, "probe"
             elif " ".join(p.core.split()).casefold() in listed_follow_ups.get(current, ()):
-                p.area, p.final_kind = current, "follow_up"
+                p.area, p.final_kind, p.filed = current, "follow_up", True
                 counts["prompts_matched_as_frame_follow_up"] += 1
             elif (current < 0 or areas[current].frame) and len(
                     owners := listed_in.get(" ".join(p.core.split()).casefold(), ())) == 1:
                 # the team filed it under another area of the frame: asked in the frame,
                 # or after a question no area lists, it is that area's
                 p.area = current = next(iter(owners))
-                p.final_kind = "follow_up"
+                p.final_kind, p.filed = "follow_up", True
                 counts["prompts_matched_as_frame_follow_up"] += 1
             elif current >= 0 and areas[current].frame:
                 # a question the protocol does not list, asked after the frame (the
                 # background, the greeting): its answers are not small talk, so they are
                 # not sent to the frame unseen; they answer no area of the protocol, and
                 # the question is counted so the team can add it to the file
+                # (:func:`_keep_frame_follow_ups` then keeps it in the frame when it and
+                # its answers read as the frame: small talk, background, consent)
+                p.after_frame = current
                 p.area = current = -1           # its probes follow it, not the frame
                 p.final_kind = "follow_up"
-                counts["prompts_not_in_protocol_after_frame"] += 1
             else:
                 p.area, p.final_kind = current, "follow_up"
                 if current < 0:
@@ -2219,7 +2384,8 @@ def _interviewer_wordings(prompts: list[_Prompt], qv: np.ndarray, owner: np.ndar
 
 def _result(protocol: Protocol, prompts: list[_Prompt], segments: pd.DataFrame,
             seg_prompt: np.ndarray, small_talk: np.ndarray, counts: Counter[str],
-            frame: np.ndarray | None = None) -> ProtocolInference:
+            frame: np.ndarray | None = None,
+            frame_similarity: np.ndarray | None = None) -> ProtocolInference:
     prompt_area = {(p.case_id, p.turn_index): p.area for p in prompts}
     seg_area = np.array([prompt_area.get((c, int(t)), -1) if t >= 0 else -1
                          for c, t in zip(segments["case_id"].astype(str), seg_prompt)],
@@ -2243,7 +2409,9 @@ def _result(protocol: Protocol, prompts: list[_Prompt], segments: pd.DataFrame,
         protocol=protocol, turns=table, segment_area=seg_area, segment_prompt_turn=seg_prompt,
         segment_small_talk=small_talk.astype(bool),
         segment_frame=(frame if frame is not None else np.zeros(len(segments), bool)).astype(bool),
-        counts=dict(counts), segment_greeted=greeted)
+        counts=dict(counts), segment_greeted=greeted,
+        segment_frame_similarity=(np.full(len(segments), -np.inf) if frame_similarity is None
+                                  else np.asarray(frame_similarity, dtype=np.float64)))
 
 
 # --- Domains from the protocol --------------------------------------------------
@@ -2295,7 +2463,9 @@ def propose_domains_from_protocol(segment_vectors: np.ndarray, segment_area: np.
                                   segment_small_talk: np.ndarray | None = None,
                                   segment_text: Sequence[str] | None = None,
                                   area_vectors: np.ndarray | None = None,
-                                  segment_greeted: np.ndarray | None = None) -> DomainProposal:
+                                  segment_greeted: np.ndarray | None = None,
+                                  segment_frame_similarity: np.ndarray | None = None
+                                  ) -> DomainProposal:
     """One domain per content area, one "Interview frame" domain for the frame
     areas (and small talk), checked against what the segments say.
 
@@ -2330,8 +2500,9 @@ def propose_domains_from_protocol(segment_vectors: np.ndarray, segment_area: np.
       (``segment_greeted``: its prompt opens the interview and asks nothing, so it
       is in a frame area) is placed the same way when its content is near a
       content area, and marked as moved, when it is also at least ``move_margin``
-      more similar to that area's centre than to the frame's (as a segment moves);
-      else it stays in the frame. (A participant who tells their story after
+      more similar to that area's centre than to the frame's (as a segment moves),
+      the frame's anchor phrases (``segment_frame_similarity``: small talk,
+      background, consent) included; else it stays in the frame. (A participant who tells their story after
       "thanks for joining me" was set apart whole; a joke about the lunch break went
       to a content domain.)
     * **new domain**: segments less similar than ``uncovered_similarity`` to every
@@ -2373,6 +2544,9 @@ def propose_domains_from_protocol(segment_vectors: np.ndarray, segment_area: np.
                   and not (in_content & ~talk).any())
     greeted = np.zeros(n, bool) if segment_greeted is None else \
         np.asarray(segment_greeted, dtype=bool)
+    if segment_frame_similarity is not None and len(segment_frame_similarity) != n:
+        raise ConsensaError(f"segment_frame_similarity has {len(segment_frame_similarity)} "
+                            f"rows; expected one per segment ({n})")
     unlinked = ~talk if seeded else ((area < 0) | greeted) & ~talk
 
     # centres, with each member's leave-one-out similarity to its own centre
@@ -2459,8 +2633,14 @@ def propose_domains_from_protocol(segment_vectors: np.ndarray, segment_area: np.
             # least move_margin nearer a content area than the frame's own answers.
             # Small talk ("Lunch break is a theoretical concept at our clinic") can be
             # as near a content area as the background answers are, and went there
-            ok &= ~greeted[rows_u] | (best_near - sim[rows_u][:, frame_cols].max(axis=1)
-                                      >= config.move_margin)
+            # The frame's own answers may be too few for a centre, or none like this
+            # one: "I signed the consent form and sent it back" went to the repair
+            # domain. Its anchor phrases stand for the frame too.
+            frame_near = sim[rows_u][:, frame_cols].max(axis=1)
+            if segment_frame_similarity is not None:
+                frame_near = np.maximum(frame_near, np.asarray(
+                    segment_frame_similarity, dtype=np.float64)[rows_u])
+            ok &= ~greeted[rows_u] | (best_near - frame_near >= config.move_margin)
         placed[rows_u[ok]] = True
         proposed[rows_u[ok]] = [domain_of(int(b)) for b in nearest[ok]]
         # one that answers a frame prompt (a greeting) and goes elsewhere has moved
