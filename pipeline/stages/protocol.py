@@ -1229,7 +1229,7 @@ def infer_protocol(turns: pd.DataFrame, segments: pd.DataFrame, encode: Encoder,
     anchor_texts = [t for kind in FRAME_KINDS for t in _ANCHORS[kind]]
     given_questions = [q for a in given.areas for q in a.questions] if given else []
     texts = cores + anchor_texts + list(_PROBE_ANCHORS) + list(_BACKGROUND_ANCHORS) + \
-        list(_SMALL_TALK_ANCHORS) + list(_CONSENT_ANCHORS) + given_questions
+        list(_SMALL_TALK_ANCHORS) + given_questions
     vecs = _encode(encode, texts)
     core_vec = {c: i for i, c in enumerate(cores)}
     at = len(cores)
@@ -1243,9 +1243,10 @@ def infer_protocol(turns: pd.DataFrame, segments: pd.DataFrame, encode: Encoder,
     at += len(_BACKGROUND_ANCHORS)
     talk_anchor_vecs = vecs[at:at + len(_SMALL_TALK_ANCHORS)]
     at += len(_SMALL_TALK_ANCHORS)
-    consent_anchor_vecs = vecs[at:at + len(_CONSENT_ANCHORS)]
-    at += len(_CONSENT_ANCHORS)
     given_vecs = vecs[at:]
+    # apart: an int8 embedder's vectors depend on the texts encoded with them, and
+    # the cores' vectors name the areas
+    consent_anchor_vecs = _encode(encode, list(_CONSENT_ANCHORS))
     qv = vecs[:len(cores)]
     for p in prompts:
         if p.core in core_vec:
