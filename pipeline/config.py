@@ -73,10 +73,34 @@ def unread_sections(cfg: RunConfig) -> list[str]:
     analysis, those of the whole-corpus themes (:data:`UNUSED_BY_CQR`). A value set
     there with ``--set`` is refused; written in the file (a copy of the demo's config,
     which keeps them for ``--set analysis=consensa.Themes.v1``) it passed without a
-    word, and a team tuned ``cluster:`` to no effect. ``validate`` and ``run`` say so."""
+    word, and a team tuned ``cluster:`` to no effect. ``validate`` and ``run`` say so.
+
+    Only sections whose settings differ from the defaults are named: a run folder's
+    config.yaml writes every section out with its defaults (:func:`resolved`), and a
+    repeat of a CQR run from it warned of sections nobody had set."""
     if cfg.analysis != CQR_ANALYSIS:
         return []
-    return [s for s in UNUSED_BY_CQR if s in cfg.model_fields_set]
+    given = [s for s in UNUSED_BY_CQR if s in cfg.model_fields_set]
+    if not given:
+        return []
+    ours, defaults = _resolved_sections(cfg, given), _resolved_sections(RunConfig(), given)
+    return [s for s in given if ours[s] != defaults[s]]
+
+
+def _resolved_sections(cfg: RunConfig, sections: list[str]) -> dict[str, Any]:
+    """``sections`` of ``cfg`` as :func:`resolved` writes them: a stage's parameters
+    with its implementation's defaults filled in, so that a section written out in
+    full compares equal to one left out."""
+    out: dict[str, Any] = {}
+    for section in sections:
+        value = getattr(cfg, section)
+        if section in STAGE_KINDS:
+            model = REGISTRIES[STAGE_KINDS[section]].params_model(value.name)
+            out[section] = {"name": value.name,
+                            **model.model_validate(value.params()).model_dump(mode="json")}
+        else:
+            out[section] = value.model_dump(mode="json")
+    return out
 
 
 def unread_note(sections: list[str]) -> str:
@@ -855,11 +879,7 @@ def resolved(cfg: RunConfig) -> dict:
     """
     data = cfg.model_dump(mode="json", exclude={"sweep"} | (
         {"stability"} if cfg.stability is None else set()))
-    for section, kind in STAGE_KINDS.items():
-        spec: StageSpec = getattr(cfg, section)
-        model = REGISTRIES[kind].params_model(spec.name)
-        data[section] = {"name": spec.name,
-                         **model.model_validate(spec.params()).model_dump(mode="json")}
+    data.update(_resolved_sections(cfg, list(STAGE_KINDS)))
     return data
 
 

@@ -652,3 +652,23 @@ def test_one_value_where_a_list_is_wanted_says_so(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "'segment.roles': a list is wanted here, such as [participant] (got 'participant')" \
         in err and "valid tuple" not in err
+
+
+def test_a_repeat_of_a_cqr_run_from_its_config_yaml_gives_no_unread_note(tmp_path, capsys):
+    """A run folder's config.yaml writes every section out with its defaults, and each
+    repeat of a CQR run from it said the analysis does not read context, reduce,
+    cluster, ...: sections nobody had set. Only a setting that differs is named."""
+    from pipeline.cli import main
+    from pipeline.config import dump_yaml
+
+    cfg, _ = load_config(write(tmp_path, runnable(tmp_path, {"analysis": "consensa.CQR.v1"})))
+    full = resolved(cfg)
+    repeat = tmp_path / "repeat.yaml"
+    repeat.write_text(dump_yaml(full), encoding="utf-8")
+    assert main(["validate", str(repeat)]) == 0
+    assert "does not read" not in capsys.readouterr().out
+    full["reduce"]["n_components"] = 12       # one setting changed: that section is named
+    full["context"]["window"] = 3
+    repeat.write_text(dump_yaml(full), encoding="utf-8")
+    assert main(["validate", str(repeat)]) == 0
+    assert "does not read the context, reduce sections" in capsys.readouterr().out
