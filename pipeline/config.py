@@ -302,6 +302,20 @@ def parse_sweep(sweep: Any, path: str | Path | None = None) -> dict[str, list]:
                 raise ConfigError(f"the values of a sweep key must be a non-empty list, "
                                   f"got {values!r}", path=path, field=f"sweep.{dotted}",
                                   hint=f"write e.g. {dotted}: [5, 10, 20]")
+            if dotted in flat:
+                raise ConfigError(f"'{dotted}' is given twice in the sweep (as a dotted key "
+                                  "and within its section)", path=path,
+                                  field=f"sweep.{dotted}",
+                                  hint="keep one list with every value to run")
+            shown = [format_value(v) for v in values]
+            twice = next((v for i, v in enumerate(shown) if v in shown[:i]), None)
+            if twice is not None:
+                # the same run twice, the second named '-2', and nothing said
+                raise ConfigError(f"the value {twice} is listed twice, so the sweep would "
+                                  "make the same run twice", path=path,
+                                  field=f"sweep.{dotted}",
+                                  hint=f"list each value once, e.g. {dotted}: "
+                                       f"[{', '.join(dict.fromkeys(shown))}]")
             flat[dotted] = values
     walk("", sweep)
     return flat

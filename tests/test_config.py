@@ -437,6 +437,10 @@ def test_validate_and_run_read_the_stability_and_sweep_sections_alike(tmp_path, 
     ({"sweep": {"cluster.min_cluster_size": 8}}, "sweep.cluster.min_cluster_size"),
     ({"sweep": {"name": ["a", "b"]}}, "sweep.name"),
     ({"sweep": {"cluster.min_cluster_size": [8, 0]}}, "sweep.cluster.min_cluster_size"),
+    # the same run twice, the second named '-2', without a word
+    ({"sweep": {"core_ideas.max_words": [40, 30, 40]}}, "sweep.core_ideas.max_words"),
+    ({"sweep": {"seed": [1], "core_ideas": {"max_words": [40]},
+                "core_ideas.max_words": [30]}}, "sweep.core_ideas.max_words"),
 ])
 def test_a_bad_stability_or_sweep_section_is_refused_alike_by_every_loader(tmp_path, capsys,
                                                                            section, key):
@@ -672,3 +676,14 @@ def test_a_repeat_of_a_cqr_run_from_its_config_yaml_gives_no_unread_note(tmp_pat
     repeat.write_text(dump_yaml(full), encoding="utf-8")
     assert main(["validate", str(repeat)]) == 0
     assert "does not read the context, reduce sections" in capsys.readouterr().out
+
+
+def test_a_sweep_value_listed_twice_is_named(tmp_path):
+    """``core_ideas.max_words: [40, 40]`` made two identical runs, the second named
+    '...-2', and nothing said so."""
+    path = write(tmp_path, runnable(tmp_path, {"sweep": {
+        "crossanalysis": {"stance": [True, False, True]}}}))
+    with pytest.raises(ConfigError, match=r"'sweep.crossanalysis.stance': the value true is "
+                                          r"listed twice") as e:
+        load_config(path)
+    assert str(path) in str(e.value) and "[true, false]" in str(e.value)
