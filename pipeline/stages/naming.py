@@ -147,7 +147,13 @@ How a name is made
    (or displayed text) already given to a sibling is never given again, nor one
    whose content words hold all of a sibling's name's or are all held by them,
    with the same negations ("supervisor's reaction was warm" beside "supervisor's
-   reaction").
+   reaction"). Across the run, no two categories get one name (compared by
+   :func:`name_key`: case and punctuation aside): the domains are taken in the
+   order of their first category, and a category whose best name a category of
+   an earlier domain already has takes its next-best candidate. The codebook, the
+   exports' code names and the judges' workbooks list every category by its name,
+   and two codes of one name ("Keep the same therapist" in two domains) read as
+   one.
 5. **Display.** The name is the group's most common spoken form in c, lower case
    (all-capital words such as "NHS" kept), first letter capitalised. The
    alternatives are the category's next candidates by score, without
@@ -359,6 +365,12 @@ _WS = re.compile(r"\s+")
 
 def _norm_for_match(text: str) -> str:
     return _WS.sub(" ", text.replace("’", "'").replace("‘", "'")).strip().lower()
+
+
+def name_key(name: str) -> str:
+    """What two names are compared by, for being one name: lower case, punctuation
+    and runs of whitespace aside ("Didn't flinch" and "didnt flinch." are one)."""
+    return " ".join(re.sub(r"[^\w\s]", "", name.replace("’", "'").lower()).split())
 
 
 def _occurs(name: str, normed_quotes: Sequence[str]) -> bool:
@@ -1252,6 +1264,7 @@ def name_categories(texts_by_category: Mapping[int, Sequence[str]],
                 if config.min_words <= _word_count(form) <= config.max_words and \
                         _clean_ends(form) and _occurs(form, normed[c]):
                     r["name"] = _display(form)
+                    r["key"] = name_key(r["name"])
                     kept.append(r)
                     break
         cand[c] = kept
@@ -1281,7 +1294,10 @@ def name_categories(texts_by_category: Mapping[int, Sequence[str]],
         by_domain[domain_of_category[c]].append(c)
     position = {c: i for i, c in enumerate(cats)}
     floor = config.redundancy_floor
-    for _, dcats in sorted(by_domain.items(), key=lambda x: str(x[0])):
+    # the names given so far, in every domain: a later domain's category never takes
+    # one (the domains are independent otherwise, so their order changes nothing else)
+    given: set[str] = set()
+    for _, dcats in sorted(by_domain.items(), key=lambda x: position[x[1][0]]):
         open_cats = [c for c in dcats if cand[c]]
         mats = {c: np.stack([vec_of[r["name"]] for r in cand[c]]) for c in open_cats}
         redundancy = {c: np.zeros(len(cand[c])) for c in open_cats}
@@ -1293,7 +1309,7 @@ def name_categories(texts_by_category: Mapping[int, Sequence[str]],
             best = None
             for c in open_cats:
                 for j, r in enumerate(cand[c]):
-                    if blocked[c][j]:
+                    if blocked[c][j] or r["key"] in given:
                         continue
                     adj = r["score"] - config.diversity * redundancy[c][j]
                     key = (-r["tier"], adj, r["score"], -position[c], r["name"])
@@ -1303,6 +1319,7 @@ def name_categories(texts_by_category: Mapping[int, Sequence[str]],
                 break
             _, c, r = best
             chosen[c] = r
+            given.add(r["key"])
             open_cats.remove(c)
             g, name = r["group"], r["name"].lower()
             v = vec_of[r["name"]]
