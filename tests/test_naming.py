@@ -680,3 +680,14 @@ def test_what_a_negation_before_a_phrase_reaches(text, negated_from):
         assert k == -1
     else:
         assert text[t.starts[k]:t.ends[j + 1]] == negated_from
+
+
+def test_category_keywords_are_the_keywords_name_categories_gives():
+    """The codebook computes a changed category's keywords again with
+    category_keywords: the same words as the run's, given the same segments."""
+    from pipeline.stages.naming import category_keywords
+
+    texts, cases = study()
+    df = run(texts, cases)
+    again = category_keywords(texts, cases, n_keywords=NamingConfig().n_keywords)
+    assert again == {c: list(k) for c, k in zip(df["category_id"], df["keywords"])}

@@ -153,6 +153,52 @@ def test_a_split_every_judge_chose_is_said_once(review_run, capsys):
     assert note.text.count(once) == 1
 
 
+def test_a_split_category_keeps_no_keyword_of_the_part_split_off(review_run):
+    """A split's category kept its proposed keywords ("rupture; repair") although the
+    segments that said them went to the new category; the .qdc/.qdpx wrote them into
+    its code's description. Its keywords are now those of the segments it holds, and
+    the new category has its own."""
+    from pipeline.exchange.refi import codebook_from_yaml
+
+    run = review_run
+    seg = segments(run)
+    items = load_run(run)
+    themes = items.themes.set_index("theme_id")
+    t0 = seg[seg["theme"] == 0]
+    # split off every segment of theme 0 that says one of its proposed keywords (the
+    # first said in some of its segments, not all)
+    for word in themes.at[0, "keywords"]:
+        says = t0["text"].str.contains(rf"\b{re.escape(word)}\b", case=False, regex=True)
+        if says.any() and not says.all():
+            break
+    ids = tuple(t0.loc[says, "segment_id"])
+    assert ids and (~says).any()
+    with ReviewStore(items, create=True) as store:
+        store.set_panel(["ana", "ben"])
+        split = Decision("theme:0", "split", new_name="Split part", segments=ids)
+        store.record_positions([("ana", [split]), ("ben", [split])])
+        store.resolve([Decision(i, "accept") for i in items.items() if i != "theme:0"],
+                      by="ana")
+    assert main(["review", "apply", str(run)]) == 0
+    book = run / "review" / "codebook.yaml"
+    cb = yaml.safe_load(book.read_text())
+    cats = {c["id"]: c for d in cb["domains"] for c in d["categories"]}
+    rest = cats[0]
+    assert word.lower() not in [k.lower() for k in rest["keywords"]]
+    assert rest["keywords"]
+    new = next(c for c in cats.values() if c["name"] == "Split part")
+    assert word.lower() in [k.lower() for k in new["keywords"]]
+    # a category the judges left as proposed keeps the run's keywords
+    untouched = next(c for c in cats.values() if c["id"] != 0 and c["name"] != "Split part")
+    assert untouched["keywords"] == list(themes.at[untouched["id"], "keywords"])
+    codes = list(codebook_from_yaml(book))
+    while not any(c.theme_id == 0 for c in codes):     # under its domain's code
+        codes = [ch for c in codes for ch in c.children]
+    code = next(c for c in codes if c.theme_id == 0)
+    listed = re.search(r"Keywords: ([^.]*)\.", code.description).group(1).split("; ")
+    assert [k.lower() for k in listed] == [k.lower() for k in rest["keywords"]]
+
+
 def test_a_review_refused_for_one_judge_leaves_no_review_behind(review_run, capsys):
     """`review export RUN --judges ana` was refused ("needs at least two judges") but
     had already created the store with ana as its panel: the proposal's exports then

@@ -137,6 +137,8 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
     split_of: dict[str, int] = {}  # segment_id -> new category id
     split_from: dict[int, int] = {}  # new category id -> the theme it was split from
     splits: dict[int, tuple[int, int, int]] = {}  # new id -> (theme, segments, its change)
+    proposed_segments = {int(t): set(ids.astype(str)) for t, ids in
+                         run.segments.groupby("theme")["segment_id"]}
     for t in sorted(int(x) for x in themes.index):
         row = themes.loc[t]
         dec = cons.get(theme_item(t)) or Decision(theme_item(t), "accept")
@@ -171,7 +173,9 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
                   "keywords": list(row["keywords"]), "quote_ids": list(row["quote_ids"]),
                   "changes": changes, "proposed_label": row["frequency_label"],
                   # the cases the proposed label counted (a CQR run's counted cases)
-                  "proposed_cases": _label_cases(row), "parent": parent}
+                  "proposed_cases": _label_cases(row), "parent": parent,
+                  # the segments its keywords were computed from
+                  "proposed_segments": proposed_segments.get(t, set())}
         if dec.decision == "split":
             made = dec.target.isdigit() and int(dec.target) in themes.index
             if made:                 # its id given when recorded: an item of the review
@@ -196,7 +200,7 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
                             "domain_id": dom, "from_themes": [t], "core_idea": "",
                             "core_idea_source": "proposed", "keywords": [], "quote_ids": [],
                             "changes": [], "proposed_label": "", "proposed_cases": 0,
-                            "parent": -1}
+                            "parent": -1, "proposed_segments": set()}
     for nid, t in split_from.items():
         # a category a split made reads as split off from the theme (a recorded split's
         # is its own "create" item), and goes where the theme went unless the judges
@@ -286,6 +290,7 @@ def build_codebook(run: RunItems, status: ReviewStatus, draft: bool = False) -> 
     for cid, c in cat.items():
         if c["parent"] >= 0:
             children.setdefault(c["parent"], []).append(cid)
+    _recompute_stale_keywords(run, cat, seg, children)
     rows = []
     for cid, c in cat.items():
         members = seg[seg["category_id"].isin([cid, *children.get(cid, [])])]
@@ -599,8 +604,37 @@ def _kept_subcategories(run: RunItems, cons: dict[str, Decision], cat: dict[int,
                     "core_idea_source": "judges" if dec.core_idea else "proposed",
                     "keywords": list(s["keywords"]), "quote_ids": list(s["quote_ids"]),
                     "changes": changes, "proposed_label": "", "proposed_cases": 0,
-                    "parent": parent, "proposed_subcategory": int(s["id"])}
+                    "parent": parent, "proposed_subcategory": int(s["id"]),
+                    "proposed_segments": {str(x) for x in s["segment_ids"]}}
     return not_reviewed, dropped
+
+
+def _recompute_stale_keywords(run: RunItems, cat: dict[int, dict], seg: pd.DataFrame,
+                              children: Mapping[int, list[int]]) -> None:
+    """The keywords of every category whose segments are not those it was proposed
+    with (split, segments moved in or out, themes merged in, made by the judges),
+    computed again from the segments it holds now, in place. The run's keywords of
+    a split category listed the words of the part split off ("rupture; repair"
+    under "Deepened the relationship"), and the exports write keywords into the
+    code descriptions. The contrast is the codebook's categories, the words and the
+    pooling per case the naming stage's (:func:`~pipeline.stages.naming.category_keywords`)."""
+    members: dict[int, pd.DataFrame] = {
+        cid: seg[seg["category_id"].isin([cid, *children.get(cid, [])])] for cid in cat}
+    stale = [cid for cid, c in cat.items() if len(members[cid])
+             and set(members[cid]["segment_id"].astype(str)) != c["proposed_segments"]]
+    if not stale:
+        return
+    from ..stages.naming import category_keywords
+
+    naming_cfg = (run.config or {}).get("naming") or {}
+    kept = {cid: m for cid, m in members.items() if len(m)}
+    keywords = category_keywords(
+        {cid: m["text"].astype(str).tolist() for cid, m in kept.items()},
+        {cid: m["case_id"].astype(str).tolist() for cid, m in kept.items()},
+        n_keywords=int(naming_cfg.get("n_keywords", 10)),
+        extra_stop_words=list(naming_cfg.get("extra_stop_words") or []))
+    for cid in stale:
+        cat[cid]["keywords"] = keywords[cid]
 
 
 def _reasons(status: ReviewStatus, item: str, dec: Decision) -> str:

@@ -1356,3 +1356,32 @@ def name_categories(texts_by_category: Mapping[int, Sequence[str]],
                     "alternatives": alts, "keywords": keywords,
                     "name_support": int(r["support"]), "name_cases": int(r["cases"])})
     return pd.DataFrame(out, columns=list(NAME_COLUMNS))
+
+
+def category_keywords(texts_by_category: Mapping[int, Sequence[str]],
+                      cases_by_category: Mapping[int, Sequence[str]],
+                      n_keywords: int = 10,
+                      extra_stop_words: Sequence[str] = ()) -> dict[int, list[str]]:
+    """Each category's keywords as :func:`name_categories` gives them (class-based
+    TF-IDF over content lemmas pooled per case, a word in two of a category's cases
+    when it has two, names left out, shown in their most common spoken form), for
+    categories other than the run's: the codebook's, once the judges split a
+    category or moved segments out of it, when the run's keywords would still list
+    the words of the segments that left."""
+    cats = list(texts_by_category)
+    texts = [str(t) for c in cats for t in texts_by_category[c]]
+    extra = frozenset(w.lower().strip() for w in extra_stop_words if w.strip())
+    toks, forms, not_title = _fast_pass([blank_transcriber_notes(t) for t in texts],
+                                        _stop_words(), extra)
+    surface = {lem: cnt.most_common(1)[0][0] for lem, cnt in forms.items()}
+    names = {w for w in forms if not any(f in not_title for f in forms[w])}
+    pooled: dict[int, list[list[str]]] = {}
+    i = 0
+    for c in cats:
+        per_case: dict[str, list[str]] = {}
+        for case in cases_by_category[c]:
+            per_case.setdefault(str(case), []).extend(w for w in toks[i].content if w not in names)
+            i += 1
+        pooled[c] = list(per_case.values())
+    ranked = _ctfidf(pooled)
+    return {c: [surface.get(w, w) for w in ranked.get(c, [])[:n_keywords]] for c in cats}
