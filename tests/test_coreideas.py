@@ -19,10 +19,10 @@ from pipeline.stages.coreideas import (
     CORE_IDEA_COLUMNS,
     GAP,
     CoreIdeaConfig,
-    _balance_quotes,
     _joined,
     _sentence_spans,
     _turn_keys,
+    balance_quotes,
     core_ideas,
     count_words,
     tidy_utterance,
@@ -526,4 +526,4 @@ def test_a_sentence_from_inside_a_quotation_gets_its_other_mark():
     ("No quotation here.", "No quotation here."),
 ])
 def test_balance_quotes(text, balanced):
-    assert _balance_quotes(text) == balanced
+    assert balance_quotes(text) == balanced

@@ -1753,3 +1753,23 @@ def test_a_proposed_subcategory_named_like_a_formula_is_text_in_the_workbook(cqr
     parent = next(r for r in themes.iter_rows(min_row=2) if r[0].value == 3)
     listed = parent[head.index("proposed subcategories")]
     assert listed.value.startswith("=HYPERLINK(1)") and listed.data_type == "s"
+
+
+def test_a_core_idea_cut_at_apply_balances_a_quotation_it_cuts_into():
+    """A proposed core idea cut to the sentences still in its domain (segments moved
+    to another) is rebuilt at apply from those sentences: one taken from inside a
+    quotation kept the closing mark and not the opening one ('And I'm sorry for how I
+    said it."'), as the stage's core ideas did before they were balanced."""
+    from types import SimpleNamespace
+
+    from pipeline.review.apply import _spans_in
+
+    texts = {"C1:1:0": 'She said, "I was hurt. And I\'m sorry for how I said it." We sat.',
+             "C1:2:0": "Then we talked it through."}
+    quoted = texts["C1:1:0"].index("And I'm")
+    end = texts["C1:1:0"].index(" We sat")
+    row = SimpleNamespace(spans=[f"C1:1:0:{quoted}-{end}", "C1:2:0:0-26"],
+                          segment_ids=["C1:1:0", "C1:2:0"])
+    text, ids = _spans_in(row, texts, lambda sid: sid == "C1:1:0")
+    assert text == '"And I\'m sorry for how I said it."'
+    assert ids == ["C1:1:0"]

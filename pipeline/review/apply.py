@@ -867,7 +867,7 @@ def _spans_in(row, texts: Mapping[str, str], here,
     (tidied, joined with " … "). A core idea without sentence spans (an older run) is
     not cut: whole in its ``home`` domain while any of its segments is there, whole
     elsewhere only when all of them are."""
-    from ..stages.coreideas import GAP, tidy_utterance
+    from ..stages.coreideas import GAP, balance_quotes, tidy_utterance
 
     spans = [str(x) for x in (row.spans if getattr(row, "spans", None) is not None else [])]
     parsed = []
@@ -882,7 +882,9 @@ def _spans_in(row, texts: Mapping[str, str], here,
     keep = [p for p in parsed if here(p[0])]
     if len(keep) == len(parsed):
         return None
-    pieces = [tidy_utterance(texts.get(sid, "")[a:b]) for sid, a, b in keep]
+    # each sentence stands alone between gaps: one from inside a quotation gets the
+    # quotation's other mark, as in a core idea the stage writes
+    pieces = [balance_quotes(tidy_utterance(texts.get(sid, "")[a:b])) for sid, a, b in keep]
     return GAP.join(p for p in pieces if p), list(dict.fromkeys(sid for sid, _, _ in keep))
 
 

@@ -838,7 +838,7 @@ def _joined(pieces: list[tuple[int, int, int, str]], texts: list[str],
                 runs[-1].append(text)
                 continue
         runs.append([text])
-    return GAP.join(_balance_quotes(" ".join(run)) for run in runs)
+    return GAP.join(balance_quotes(" ".join(run)) for run in runs)
 
 
 #: characters after which a straight double quote opens a quotation, and before which
@@ -847,7 +847,7 @@ _BEFORE_OPENING = "([{—–-…/"
 _AFTER_CLOSING = ".,;:!?)]}…—–-/"
 
 
-def _balance_quotes(text: str) -> str:
+def balance_quotes(text: str) -> str:
     """``text`` with a double quotation mark added for each one whose partner lies
     outside it: an opening mark at the start for a closing one left alone, a closing
     mark at the end for an opening one never closed.
