@@ -572,6 +572,35 @@ def test_downloads_offer_only_the_exported_files(store):
     assert pages.export_page(store.run, store)["final"]
 
 
+def test_export_page_says_the_codebook_yaml_is_stale(store):
+    """A codebook.yaml written before the store's last decision is not the review as
+    it stands: the export page, which offers it for download, says so as the command
+    line's export does (the same rule, pipeline.exchange.agreed.stale_codebook), with
+    what to do; written after it, the page says nothing."""
+    import yaml
+
+    folder = store.run.folder
+    book = folder / "review" / "codebook.yaml"
+    store.resolve([Decision("theme:2", "merge", target="1")], by="ana")
+
+    def applied(at: str) -> None:
+        book.write_text(yaml.safe_dump({"domains": [], "review": {"applied_at": at}}),
+                        encoding="utf-8")
+
+    applied("2000-01-01T00:00:00+00:00")
+    review = create_app(folder)
+    with TestClient(review.asgi, base_url="http://127.0.0.1:8000") as client:
+        _sign_in(client, review, "ana")
+        page = client.get("/export").text
+        warn = re.search(r'<p class="warn" id="stale-codebook">(.*?)</p>', page, re.S)
+        assert warn, "the export page does not say codebook.yaml is stale"
+        assert f"{book} is stale" in warn.group(1)
+        assert f"consensa review apply {folder}" in warn.group(1)
+        applied("2999-01-01T00:00:00+00:00")
+        assert 'id="stale-codebook"' not in client.get("/export").text
+    assert pages.export_page(store.run, store)["stale"] == ""
+
+
 def test_is_item_and_say(store):
     run = store.run
     sid = _seg_of(run, 0)[0]

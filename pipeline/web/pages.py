@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConsensaError
+from ..exchange.agreed import stale_codebook
 from ..precode import NONE, PrecodeBatch, agreed_code
 from ..review.agreement import (
     SETTLED,
@@ -932,10 +933,15 @@ def downloads(folder: Path) -> list[dict]:
 def export_page(run: RunItems, store: ReviewStore) -> dict:
     """What the export page offers, and the proposed subcategories nobody kept or
     dropped (``left_out``: item, label): keeping one is optional, so they do not hold
-    the round open, and the page says they will be left out before the team exports."""
+    the round open, and the page says they will be left out before the team exports.
+    ``stale``: why ``review/codebook.yaml`` is older than the review store's last
+    decision, or "", by the rule the command line's export applies: the file offered
+    for download here calls itself the agreed codebook, and must not be taken for the
+    review as it stands."""
     st = review_status(store)
     agreed = st.effective_consensus()
     left = [(f"subcategory:{s}", run.label(f"subcategory:{s}", agreed))
             for s in not_reviewed_subcategories(st, run)]
     return {"st": st, "files": downloads(run.folder), "left_out": left,
-            "final": (run.folder / "review" / "codebook.yaml").is_file()}
+            "final": (run.folder / "review" / "codebook.yaml").is_file(),
+            "stale": stale_codebook(run.folder)}
