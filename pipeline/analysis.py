@@ -493,30 +493,29 @@ def _fill_names(cats: pd.DataFrame, seg: pd.DataFrame, phrases=None) -> list[str
     words or more of the category's most central quote, so it still is a phrase its
     quotes contain; failing that, the first words of that quote after any hesitation
     or joining word it opens with ("So I learned ..." gives "I learned ..."). Such a
-    name is never one a category of the same domain has: the next quote's phrase is
-    taken, or the name numbered.
+    name is never one another category of the run has, in any domain (compared by
+    :func:`~pipeline.stages.naming.name_key`, the naming stage's rule): the next
+    quote's phrase is taken, or the name numbered.
 
     ``phrases``: :func:`~pipeline.stages.naming.extract_phrases` or the run's
     :func:`cached_phrases`, through which a re-run reads those quotes' phrases and
     loads no parser (at 10,000 segments, about a second of a re-run)."""
-    from .stages.naming import extract_phrases, strip_transcriber_notes
+    from .stages.naming import extract_phrases, name_key, strip_transcriber_notes
 
     phrases = extract_phrases if phrases is None else phrases
     text_by_id = dict(zip(seg["segment_id"].astype(str), seg["text"].astype(str)))
-    # the names of each domain's (sub)categories: a fallback name is never a sibling's
-    # (two stance subcategories of one category were both "Work as a nurse coordinator",
-    # a phrase all their quotes share, and the judges could not tell them apart)
-    taken: dict[int, set[str]] = {}
-    for r in cats.itertuples():
-        if isinstance(r.name, str) and r.name.strip():
-            taken.setdefault(int(r.domain_id), set()).add(r.name.strip().casefold())
+    # the names of the run's (sub)categories: a fallback name is never another's (two
+    # stance subcategories of one category were both "Work as a nurse coordinator", a
+    # phrase all their quotes share, and the judges could not tell them apart; two
+    # domains' codes of one name read as one in the codebook and the exports)
+    used = {name_key(r.name) for r in cats.itertuples()
+            if isinstance(r.name, str) and r.name.strip()}
     names = []
     for r in cats.itertuples():
-        used = taken.setdefault(int(r.domain_id), set())
         name = str(r.name) if isinstance(r.name, str) else ""
         if not name.strip():
             alternatives = list(r.alternatives) if r.alternatives is not None else []
-            name = next((a for a in alternatives if a.strip().casefold() not in used), "")
+            name = next((a for a in alternatives if name_key(a) not in used), "")
         if not name.strip():
             candidates = []
             for q in list(r.quote_ids)[:3]:
@@ -529,14 +528,14 @@ def _fill_names(cats: pd.DataFrame, seg: pd.DataFrame, phrases=None) -> list[str
                 said = _without_open_end((_HESITATION.sub("", bare) or bare).split()[:5])
                 candidates += found + ([" ".join(said)] if said else [])
             candidates = [c[:1].upper() + c[1:] for c in candidates]
-            name = next((c for c in candidates if c.casefold() not in used), "")
+            name = next((c for c in candidates if name_key(c) not in used), "")
             if not name and candidates:
                 k = 2
-                while f"{candidates[0]} ({k})".casefold() in used:
+                while name_key(f"{candidates[0]} ({k})") in used:
                     k += 1
                 name = f"{candidates[0]} ({k})"
             name = name or f"Category {int(r.category_id)}"
-            used.add(name.casefold())
+            used.add(name_key(name))
         names.append(name)
     return names
 
@@ -576,12 +575,18 @@ def _name_minimal(cats: pd.DataFrame, seg: pd.DataFrame,
     gathers; a phrase name would come from the one longer segment among them. A reply
     that reads clean as said (no filler or restart inside) and whole in six words goes
     before a more central one: the name is a run of its words, never tidied. The
-    phrase name goes first among its alternatives. Other categories keep theirs."""
+    phrase name goes first among its alternatives. Other categories keep theirs.
+
+    A reply is never a name another category of the run has (compared by
+    :func:`~pipeline.stages.naming.name_key`, the naming stage's rule): "Yeah" in two
+    domains would read as one code. The next reply is taken; with none left, the
+    category keeps its phrase name, which is distinct already."""
     from .stages.crossanalysis import says_little
-    from .stages.naming import strip_transcriber_notes
+    from .stages.naming import name_key, strip_transcriber_notes
 
     seg_ids = seg["segment_id"].astype(str).tolist()
     text_by_id = dict(zip(seg_ids, seg["text"].astype(str)))
+    used = {name_key(str(n)) for n in cats["name"]}
     names, alternatives = [], []
     for r in cats.itertuples():
         alts = list(r.alternatives) if r.alternatives is not None else []
@@ -604,8 +609,12 @@ def _name_minimal(cats: pd.DataFrame, seg: pd.DataFrame,
                     # fillers inside) when "I don't think so" is there
                     clean = _tidy_words(words) == _tidy_words(tidy_utterance(words))
                     candidates.append((not clean, len(said.split()) > 6, len(candidates), words))
-            if candidates:
-                reply = min(candidates)[3]
+            own = name_key(str(r.name))
+            reply = next((c[3] for c in sorted(candidates)
+                          if name_key(c[3]) == own or name_key(c[3]) not in used), "")
+            if reply:
+                used.discard(own)
+                used.add(name_key(reply))
         if reply:
             names.append(reply[:1].upper() + reply[1:])
             alternatives.append([str(r.name), *[a for a in alts if a != r.name]])
@@ -652,20 +661,27 @@ def _themes(top: pd.DataFrame, theme_of_cat: dict[int, int], member_rows: dict[i
 
 def _keep_model_names_distinct(cats: pd.DataFrame) -> int:
     """Give back the extractive name (and no definition) to every (sub)category
-    whose model name another (sub)category of its domain also got, in place; the
-    number of names given back.
+    whose model name another (sub)category of the run also has, in any domain
+    (compared by :func:`~pipeline.stages.naming.name_key`, the naming stage's rule),
+    in place; the number of names given back.
 
     A model asked about one category at a time cannot see that it named two the
-    same; two categories of one domain under one name would read as one in the
-    CQR table and the judges could not tell which the name is for. The extractive
-    names differ (they come from each category's own quotes)."""
-    model = cats["name"] != cats["extractive_name"]
-    key = pd.Series(list(zip(cats["domain_id"].astype(int),
-                             cats["name"].astype(str).str.strip().str.casefold())), index=cats.index)
-    same = model & (key.map(key.value_counts()) > 1)
-    cats.loc[same, "name"] = cats.loc[same, "extractive_name"]
-    cats.loc[same, "definition"] = ""
-    return int(same.sum())
+    same; two categories under one name would read as one in the CQR table, the
+    codebook and the exports, and the judges could not tell which the name is for.
+    The extractive names differ across the run; a name given back can meet another
+    category's model name, so this goes on until none is shared."""
+    from .stages.naming import name_key
+
+    given_back = 0
+    while True:
+        model = cats["name"] != cats["extractive_name"]
+        key = cats["name"].astype(str).map(name_key)
+        same = model & (key.map(key.value_counts()) > 1)
+        if not same.any():
+            return given_back
+        cats.loc[same, "name"] = cats.loc[same, "extractive_name"]
+        cats.loc[same, "definition"] = ""
+        given_back += int(same.sum())
 
 
 def _domains(dom_rows: pd.DataFrame, themes: pd.DataFrame, segments: pd.DataFrame,

@@ -500,8 +500,10 @@ def test_a_local_model_names_categories_and_writes_core_ideas_and_every_call_is_
         assert f"Extractive name: \u201c{r.extractive_name}\u201d" in descriptions[r.name]
 
 
-def test_one_model_name_for_several_categories_of_a_domain_gives_back_the_extractive_names(
+def test_one_model_name_for_several_categories_gives_back_the_extractive_names(
         tmp_path, capsys):
+    """The model names every category alike: in one domain or across domains, two
+    codes of one name read as one, so every category keeps its extractive name."""
     with _llm_server(answer_core_idea=True, names="same") as server:
         llm = {"name": "consensa.LocalLLM.v1", "model": "test-model",
                "base_url": server.base_url, "timeout_s": 5}
@@ -509,15 +511,12 @@ def test_one_model_name_for_several_categories_of_a_domain_gives_back_the_extrac
     folder = RunFolder.open(out)
     cats = folder.table("categories")
     per_domain = cats.groupby("domain_id")["category_id"].transform("size")
-    shared = per_domain > 1
-    assert shared.any() and (~shared).any()      # the study has both kinds of domain
-    assert (cats.loc[shared, "name"] == cats.loc[shared, "extractive_name"]).all()
-    assert (cats.loc[shared, "definition"] == "").all()
-    assert (cats.loc[~shared, "name"] == "Learning about tears").all()
-    for _, names in cats.groupby("domain_id")["name"]:
-        assert names.is_unique, list(names)
-    assert folder.manifest["llm"]["duplicate_names"] == int(shared.sum())
-    assert f"{int(shared.sum())} x a name another category of its domain also got" \
+    assert (per_domain > 1).any() and (per_domain == 1).any()   # both kinds of domain
+    assert (cats["name"] == cats["extractive_name"]).all()
+    assert (cats["definition"] == "").all()
+    assert cats["name"].is_unique, list(cats["name"])
+    assert folder.manifest["llm"]["duplicate_names"] == len(cats)
+    assert f"{len(cats)} x a name another category of the run also has" \
         in capsys.readouterr().out
 
 
@@ -1305,6 +1304,52 @@ def test_a_fallback_name_is_never_a_siblings():
     names = _fill_names(cats, segments, phrases=lambda texts: [
         [type("P", (), {"text": t.split(", ")[-1].rstrip(".")})()] for t in texts])
     assert names[1:] == ["I liked it", "I hated it"]
+
+
+def test_fallback_short_reply_and_model_names_are_distinct_across_domains():
+    """The naming stage never gives one name twice in a run (name_key: case and
+    punctuation aside), as two domains' codes of one name read as one in the codebook
+    and the exports; the names given after it kept to one domain. A fallback name, a
+    short reply's name and a model's name now keep to the run, by the same rule."""
+    from pipeline.analysis import _fill_names, _keep_model_names_distinct, _name_minimal
+    from pipeline.stages.crossanalysis import MINIMAL
+    from pipeline.stages.naming import name_key
+
+    # a fallback name: its quote's first words are another domain's name, written
+    # with other capitals and a full stop
+    segments = pd.DataFrame({"segment_id": ["A", "B"], "case_id": ["1", "2"],
+                             "text": ["Work as a nurse coordinator was fine.",
+                                      "Work as a nurse coordinator, I liked it."]})
+    cats = pd.DataFrame([{"domain_id": d, "category_id": c, "name": n, "alternatives": [],
+                          "quote_ids": q} for d, c, n, q in (
+        (0, 0, "work as a nurse coordinator.", ["A"]), (1, 1, "", ["B"]))])
+    names = _fill_names(cats, segments, phrases=lambda texts: [[] for _ in texts])
+    assert names == ["work as a nurse coordinator.", "Work as a nurse coordinator (2)"]
+
+    # a short reply: two domains' categories of minimal responses whose most central
+    # reply is "Yeah, I guess so."; the later takes its next reply, and one with no
+    # other keeps its phrase name
+    seg = pd.DataFrame({"segment_id": ["a", "b", "c", "d", "e"],
+                        "text": ["Yeah, I guess so.", "Yeah, I guess so.", "I don't know.",
+                                 "Yeah, I guess so.", "I liked the team a lot, yes."]})
+    cats = pd.DataFrame({"category_id": [0, 1, 2], "domain_id": [0, 1, 2],
+                         "name": ["Guess so", "Don't know", "Liked the team"],
+                         "alternatives": [[], [], []], "flags": [[MINIMAL]] * 3,
+                         "quote_ids": [["a"], ["b", "c"], ["d", "e"]]})
+    names, alternatives = _name_minimal(cats, seg, {0: np.array([0]), 1: np.array([1, 2]),
+                                                    2: np.array([3, 4])})
+    assert names == ["Yeah, I guess so", "I don't know", "Liked the team"]
+    assert alternatives[1] == ["Don't know"] and alternatives[2] == []
+    assert len({name_key(n) for n in names}) == 3
+
+    # a model's names: 0 and 1 (one domain) share one, and are given back; 0's
+    # extractive name is then 2's model name (another domain), given back too
+    cats = pd.DataFrame({"domain_id": [0, 0, 1, 1], "name": ["B", "B", "A", "E"],
+                         "extractive_name": ["A", "C", "D", "F"],
+                         "definition": ["b", "b", "a", "e"]})
+    assert _keep_model_names_distinct(cats) == 3
+    assert cats["name"].tolist() == ["A", "C", "D", "E"]
+    assert cats["definition"].tolist() == ["", "", "", "e"]
 
 
 def test_a_category_is_illustrated_by_a_core_idea_that_says_something():

@@ -180,7 +180,8 @@ class LLMStats:
     ``reasons`` counts failures by kind (timeout, http_error, bad_name, ...) and
     ``details`` by what a reader needs to act on ("HTTP 500", "timeout", ...);
     ``duplicate_names`` counts model names refused because another category of the
-    same domain got the same one (set by the analysis, :meth:`LocalLLM.count_duplicate_names`);
+    run, in any domain, has the same one (set by the analysis,
+    :meth:`LocalLLM.count_duplicate_names`);
     ``chars_left_out`` counts input characters not sent because of
     ``max_input_chars``.
     """
@@ -222,7 +223,7 @@ def stats_summary(stats: dict[str, Any]) -> str:
         parts.append(f"{not_asked} not asked: {stats.get('stopped') or 'the model was given up'}")
     dup = int(stats.get("duplicate_names", 0))
     if dup:
-        parts.append(f"{dup} x a name another category of its domain also got")
+        parts.append(f"{dup} x a name another category of the run also has")
     text = f"language model: {answered} of {calls + not_asked} answered"
     if parts:
         text += f" ({'; '.join(parts)})"
