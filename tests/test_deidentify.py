@@ -1002,6 +1002,26 @@ def test_a_context_or_a_title_types_what_the_model_mistyped(text, expected):
     assert replaced(text) == expected
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Interview C01\n\nInterviewer: How did you start?\n",
+     "Interview C01\n\nInterviewer: How did you start?\n"),
+    ("Interview P07 transcript\n\nParticipant: Fine.\n",
+     "Interview P07 transcript\n\nParticipant: Fine.\n"),
+    ("Interview C01 - Bristol\n\nParticipant: Fine.\n",
+     "Interview C01 - PLACE_1\n\nParticipant: Fine.\n"),
+    ("Interview C01, Bristol\n\nParticipant: I was at Bristol then, my sister Priya knows.\n",
+     "Interview C01, PLACE_1\n\nParticipant: I was at PLACE_1 then, my sister PERSON_1 knows.\n"),
+    ("Participant: Then Bristol, then New York.\n",
+     "Participant: Then PLACE_1, then PLACE_2.\n"),
+])
+def test_a_case_heading_is_kept_and_a_city_is_a_place(text, expected):
+    """The model read a heading naming the case ("Interview C01") as an organisation,
+    so the words that say which interview it is went, and a city alone ("Bristol" on
+    the heading, "at Bristol") became ORG_1, which told the reader of an employer; a
+    city of pipeline/data/places.txt is a place, still replaced."""
+    assert replaced(text, labels=["Interviewer", "Participant"]) == expected
+
+
 @pytest.mark.parametrize("spoken", [
     "oh seven seven double oh, nine double oh one two three",
     "zero two zero, seven nine four six, triple oh five eight",

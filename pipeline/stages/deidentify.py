@@ -904,6 +904,20 @@ def _a_people(surface: str) -> bool:
     return key in peoples or (key.endswith("s") and key[:-1] in peoples)
 
 
+def _a_place(surface: str) -> bool:
+    """Whether ``surface`` is a whole country, region or city of
+    ``pipeline/data/places.txt`` ("Bristol", "New York"), which the model often types
+    as an organisation when it stands alone or after "at"."""
+    if "places" not in _LEXICON:
+        from importlib.resources import files
+
+        text = (files("pipeline") / "data" / "places.txt").read_text(encoding="utf-8")
+        _LEXICON["places"] = frozenset(
+            " ".join(p.split()).casefold() for line in text.splitlines()
+            if not line.startswith("#") for p in line.split(","))
+    return " ".join(_norm(surface).split()).casefold() in _LEXICON["places"]
+
+
 #: A negated verb ("wasn't", "didn't", "couldn't"): never a name. Split at its
 #: apostrophe, "wasn't" left "wasn", which no word list holds, so it passed for a rare
 #: name ("her mum wasn't" read like "my sister siobhan" to the name contexts).
@@ -1222,6 +1236,12 @@ class Deidentifier:
             m = re.search(r"(?:'s|’s)$", surface)
             if m:
                 surface = surface[:m.start()]
+            # a heading naming the case ("Interview C01", "Case P07 - Bristol"), which
+            # the model reads as an organisation: the words and the code name no one,
+            # and replacing them took the words a reader needs; what follows is judged
+            m = _CASE_HEADING.match(surface)
+            if m:
+                start, surface = start + m.end(), surface[m.end():]
         surface = surface.rstrip(" \t.,;:!?-")
         end = start + len(surface)
         key = _norm(surface).casefold()
@@ -1234,6 +1254,8 @@ class Deidentifier:
             return None
         if typ == "PERSON" and any(c.isdigit() for c in surface):
             return None
+        if all(t in _HEADER_WORDS or _CASE_CODE.fullmatch(t) for t in key.split()):
+            return None                          # "Interview Transcript", "Session 3"
         if re.fullmatch(r"[^\W\d_]+(?:-[^\W\d_]+)+", surface) and \
                 surface.replace("-", "").casefold() in _common_words():
             # "Wi-Fi", "E-mail": a common word written with a hyphen, which the model
@@ -1471,6 +1493,8 @@ class Deidentifier:
             vote, model = votes[key], model_votes[key]
             best = max(vote.keys() | model.keys(),
                        key=lambda t: (vote[t], model[t], t == "PERSON"))
+            if best == "ORG" and "PLACE" in self.types and _a_place(surface):
+                best = "PLACE"      # "Bristol" alone on a heading, "at Bristol": a city
             surfaces.add(surface, best)
             if best == "PERSON":
                 for part in _name_parts(surface):
@@ -2073,6 +2097,14 @@ def deidentify_text(text: str, config: DeidentifyConfig, labels: Iterable[str] =
 _HEADER_WORDS = set("""date time location place duration session interview interviewee
 transcript transcriber transcribed project title file recorded recording notes note site study
 code case id age gender sex role language format version start end total""".split())
+#: A case's code in a heading: "C01", "P07", "case_12", "3", "B".
+_CASE_CODE = re.compile(r"(?i)#?(?:[a-z]{0,4}[-_]?\d{1,4}[a-z]?|[a-z])")
+#: The start of a heading naming a case: header words and a code ("Interview C01",
+#: "Participant P07 -", "Focus group 3:"), then the separators after them.
+_CASE_HEADING = re.compile(
+    r"(?i)(?:(?:{})[ \t]+)+(?:no\.?[ \t]*|number[ \t]+)?{}(?![\w'’])[ \t:,.()–—-]*".format(
+        "|".join(sorted(_HEADER_WORDS | {"participant", "respondent", "focus", "group"},
+                        key=len, reverse=True)), _CASE_CODE.pattern[4:]))
 
 
 def _line_labels(text: str, speaker_pattern: str) -> list[str]:
