@@ -1968,6 +1968,13 @@ def read_choices(run_folder: Path, reader: ChoiceReader | None
     return read, unread
 
 
+def unread_words(v: Mapping) -> str:
+    """A stored choice :func:`read_choices` could not read, in words: the category as it
+    was stored (its name then, else its id, never the name its id has now) and why."""
+    was = v.get("category") or f"category {v['category_id']}"
+    return f"{was} (not read: {v['unread']})"
+
+
 def people_votes(run_folder: Path, reader: ChoiceReader | None = None
                  ) -> dict[tuple[str, str], dict[str, dict]]:
     """The stored queue choices of every batch, by segment: (segment id, its text) ->
@@ -2016,10 +2023,8 @@ def apply_people_choices(seg: pd.DataFrame, run_folder: Path, cats: dict[int, tu
 
     def listed(v: dict) -> dict:
         if v.get("unread"):
-            was = v.get("category") or f"category {v['category_id']}"
-            return {"who": v["who"], "category_id": NONE, "category": f"{was} (not read: "
-                    f"{v['unread']})", "unread": v["unread"],
-                    "stored_category_id": int(v["category_id"])}
+            return {"who": v["who"], "category_id": NONE, "category": unread_words(v),
+                    "unread": v["unread"], "stored_category_id": int(v["category_id"])}
         return {"who": v["who"], "category_id": int(v["category_id"]),
                 "category": name_of.get(int(v["category_id"]), "")}
 
@@ -2116,6 +2121,10 @@ class PrecodeBatch:
     #: with (that one was not kept, and the codebook was applied again since): ids typed
     #: in its queue workbook name that one's categories
     codebook_changed: bool = False
+    #: reads a stored choice in the codebook ``categories`` are read from, as
+    #: ``consensa precode`` reads it (:class:`ChoiceReader`): by the category it was
+    #: made for, not by its id alone
+    reader: ChoiceReader | None = None
 
     def choice(self, segment_id: str, category_id: int, comment: str, by: str) -> QueueChoice:
         """``by``'s choice for one queued segment, as the queue page makes it (the
@@ -2138,9 +2147,14 @@ class PrecodeBatch:
 
     def choices(self) -> dict[str, dict[str, dict]]:
         """The stored choices for this batch's segments: segment id -> {person: the
-        latest choice's value}, however they came in (workbook or web)."""
+        latest choice's value}, however they came in (workbook or web), each read by
+        :attr:`reader` (:func:`read_choices`): ``category_id`` the category it names in
+        ``categories`` (a category renamed or renumbered since: the one it became,
+        ``stored_category_id`` the id as stored); a choice whose category cannot be
+        told there keeps its id as stored and says why in ``unread``."""
+        read, unread = read_choices(self.run_folder, self.reader)
         out: dict[str, dict[str, dict]] = {}
-        for (who, _), v in latest_choices(self.run_folder).items():
+        for (who, _), v in [*read.items(), *unread.items()]:
             if v.get("batch") == self.batch:
                 out.setdefault(str(v["segment_id"]), {})[who] = v
         return out
@@ -2182,10 +2196,11 @@ def open_batch(folder: Path) -> PrecodeBatch:
     from .fsutil import file_sha256
 
     sha, pin = file_sha256(codebook), manifest.get("codebook_sha256")
-    kept = folder / KEPT_CODEBOOK
+    kept, read_from = folder / KEPT_CODEBOOK, codebook
     if pin and sha != pin and kept.is_file() and file_sha256(kept) == pin:
         # applied again since: the batch's queue offered the categories of the copy it kept
         cb, sha = check_codebook(safeyaml.load_file(kept, what="codebook") or {}, kept), pin
+        read_from = kept
     seg_path = folder / "segments.parquet"
     if not seg_path.is_file():
         raise InputError("the pre-coding has no segments.parquet", path=folder,
@@ -2196,4 +2211,5 @@ def open_batch(folder: Path) -> PrecodeBatch:
                         run_folder=run_folder, categories=codebook_categories(cb),
                         queue=queue.reset_index(drop=True), codebook_sha256=sha,
                         identity=category_identity(cb),
-                        codebook_changed=bool(pin) and sha != pin)
+                        codebook_changed=bool(pin) and sha != pin,
+                        reader=ChoiceReader.of(cb, read_from, run_folder, [folder]))

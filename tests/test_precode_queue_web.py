@@ -319,3 +319,46 @@ def test_an_auditor_cannot_code_a_queued_segment(batch):
     judge = Web(out, "ana")
     r = judge.post("/queue/choose", _page=judge.get("/queue"), segment=sid, category="none")
     assert r.status_code == 303 and len(_choice_rows(run)) == 1
+
+
+def test_a_stored_choice_shows_the_category_it_is_read_as_once_the_codebook_changed(batch):
+    """An old batch whose codebook was applied again since (its copy not kept): a stored
+    choice names its category by id, and that id may be another category now. The page
+    reads it as `consensa precode` does (the category it became), or says it is not read
+    and why, never naming the category that has its id now."""
+    from pipeline.precode import GONE, open_batch
+
+    run, out = batch
+    ids, cats = _queue(out)["segment_id"].tolist(), _categories(run)
+    first, second, third = cats[:3]
+    codebook = run / "review" / "codebook.yaml"
+    cb = yaml.safe_load(codebook.read_text(encoding="utf-8"))
+    name = {int(c["id"]): c["name"] for d in cb["domains"] for c in d["categories"]}
+    web = Web(out, "ana")
+    page = web.get("/queue")
+    for sid, cid in zip(ids, (first, second, third), strict=False):
+        assert web.post("/queue/choose", _page=page, segment=sid,
+                        category=str(cid)).status_code == 303
+
+    # applied again: ``first`` and ``second`` swap ids, ``third`` rejected; no kept copy
+    (out / "codebook.yaml").unlink()
+    for d in cb["domains"]:
+        for c in d["categories"]:
+            c["id"] = {first: second, second: first}.get(int(c["id"]), c["id"])
+        d["categories"] = [c for c in d["categories"] if c["name"] != name[third]]
+    cb.setdefault("review", {})["applied_at"] = "2999-01-01T00:00:00+00:00"
+    codebook.write_text(yaml.safe_dump(cb, allow_unicode=True, sort_keys=False),
+                        encoding="utf-8")
+    assert open_batch(out).codebook_changed
+
+    page = Web(out, "ana").get("/queue?show=all")
+
+    def said(sid: str) -> str:
+        row = page.split(f'data-segment="{sid}"', 1)[1].split("</li>", 1)[0]
+        return re.search(r'data-who="ana"><b>ana</b>: (.*?)</span>', row).group(1)
+
+    assert said(ids[0]) == f"{second}: {name[first]}"
+    assert said(ids[1]) == f"{first}: {name[second]}"
+    gone = said(ids[2])
+    assert name[third] in gone and "not read" in gone and GONE.split(" (")[0] in gone
+    assert 'class="choice unread" data-who="ana"' in page

@@ -20,7 +20,7 @@ import pandas as pd
 
 from ..errors import ConsensaError
 from ..exchange.agreed import stale_codebook
-from ..precode import NONE, PrecodeBatch, agreed_code
+from ..precode import NONE, PrecodeBatch, agreed_code, unread_words
 from ..review.agreement import (
     SETTLED,
     ItemStatus,
@@ -842,6 +842,13 @@ def category_label(batch: PrecodeBatch, category_id: int) -> str:
     return f"{int(category_id)}: {name}"
 
 
+def choice_label(batch: PrecodeBatch, v: dict) -> str:
+    """A stored choice as the queue page names it: the category it is read as in the
+    codebook the page offers (:meth:`PrecodeBatch.choices`), or, when it cannot be read
+    there, what it was stored as and why (never the category that has its id now)."""
+    return unread_words(v) if v.get("unread") else category_label(batch, v["category_id"])
+
+
 def _queue_rows(batch: PrecodeBatch, chosen: dict[str, dict[str, dict]], show: str
                 ) -> list[tuple[int, str]]:
     """(position in the whole queue, segment id) of the rows ``show`` keeps, in queue order."""
@@ -875,7 +882,8 @@ def queue_page(batch: PrecodeBatch, show: str = "left", page: int = 1) -> dict:
         listed.append({"n": n, "id": sid, "case": str(r["case_id"]),
                        "question": _text(r.get("question")),
                        "text": str(r["text"]), "top": top,
-                       "choices": [{"who": who, "label": category_label(batch, v["category_id"]),
+                       "choices": [{"who": who, "label": choice_label(batch, v),
+                                    "unread": v.get("unread", ""),
                                     "comment": v.get("comment", "")}
                                    for who, v in sorted(chosen.get(sid, {}).items())],
                        "split": sid in split})
@@ -893,9 +901,15 @@ def queue_page(batch: PrecodeBatch, show: str = "left", page: int = 1) -> dict:
 def split_choices(chosen: dict[str, dict[str, dict]]) -> set[str]:
     """The queued segments the people who coded them split evenly on
     (:func:`pipeline.precode.agreed_code`): retraining leaves them out
-    (:func:`pipeline.precode.stored_choices`), so the page says which they are."""
-    return {sid for sid, by in chosen.items()
-            if agreed_code(int(v["category_id"]) for v in by.values()) is None}
+    (:func:`pipeline.precode.stored_choices`), so the page says which they are. Each
+    choice counts as the category it is read as; one that cannot be read counts for
+    none (retraining leaves its segment out anyway)."""
+    split = set()
+    for sid, by in chosen.items():
+        codes = [int(v["category_id"]) for v in by.values() if not v.get("unread")]
+        if codes and agreed_code(codes) is None:
+            split.add(sid)
+    return split
 
 
 def queue_next(batch: PrecodeBatch, after: str, show: str = "left") -> str:
