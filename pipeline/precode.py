@@ -2159,10 +2159,18 @@ class PrecodeBatch:
                 out.setdefault(str(v["segment_id"]), {})[who] = v
         return out
 
+    @staticmethod
+    def done(chosen: dict[str, dict[str, dict]]) -> set[str]:
+        """The segments of ``chosen`` (:meth:`choices`) that are coded: stored choices
+        all read. One with a choice that is not read goes back to the queue, as the next
+        pre-coding sends it back (:func:`apply_people_choices`), until that person
+        chooses again."""
+        return {sid for sid, by in chosen.items() if not any(v.get("unread") for v in by.values())}
+
     def n_done(self, chosen: dict[str, dict] | None = None) -> int:
-        """How many queued segments have a stored choice (by anyone)."""
+        """How many queued segments are coded (:meth:`done`)."""
         chosen = self.choices() if chosen is None else chosen
-        return int(self.queue["segment_id"].astype(str).isin(list(chosen)).sum())
+        return int(self.queue["segment_id"].astype(str).isin(list(self.done(chosen))).sum())
 
 
 def is_precode_folder(folder: Path) -> bool:

@@ -362,3 +362,14 @@ def test_a_stored_choice_shows_the_category_it_is_read_as_once_the_codebook_chan
     gone = said(ids[2])
     assert name[third] in gone and "not read" in gone and GONE.split(" (")[0] in gone
     assert 'class="choice unread" data-who="ana"' in page
+    # its segment goes back to the queue, as the next pre-coding sends it back, until
+    # ana chooses again
+    n = len(ids)
+    assert f"<b>{n - 2}</b> left to code" in page and "<b>2</b> coded" in page
+    web = Web(out, "ana")
+    left = web.get("/queue")
+    assert ids[2] in re.findall(r'data-segment="([^"]+)"', left)
+    assert web.post("/queue/choose", _page=left, segment=ids[2],
+                    category=str(first)).status_code == 303
+    page = web.get("/queue?show=all")
+    assert "<b>3</b> coded" in page and "not read" not in page

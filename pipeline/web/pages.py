@@ -852,9 +852,9 @@ def choice_label(batch: PrecodeBatch, v: dict) -> str:
 def _queue_rows(batch: PrecodeBatch, chosen: dict[str, dict[str, dict]], show: str
                 ) -> list[tuple[int, str]]:
     """(position in the whole queue, segment id) of the rows ``show`` keeps, in queue order."""
-    ids = batch.queue["segment_id"].astype(str).tolist()
+    ids, done = batch.queue["segment_id"].astype(str).tolist(), batch.done(chosen)
     return [(n, sid) for n, sid in enumerate(ids, start=1)
-            if show == "all" or (sid in chosen) == (show == "done")]
+            if show == "all" or (sid in done) == (show == "done")]
 
 
 def _text(value) -> str:
@@ -914,13 +914,14 @@ def split_choices(chosen: dict[str, dict[str, dict]]) -> set[str]:
 
 def queue_next(batch: PrecodeBatch, after: str, show: str = "left") -> str:
     """Where the queue page goes after a choice for segment ``after``: the next segment
-    still without a choice (from ``after`` on, then from the top), on its page."""
+    not yet coded (from ``after`` on, then from the top), on its page."""
     chosen = batch.choices()
     show = "all" if show == "all" else "left"
     rows = _queue_rows(batch, chosen, show)
     ids = batch.queue["segment_id"].astype(str).tolist()
     start = ids.index(after) + 1 if after in ids else 0
-    left = [n for n, sid in enumerate(ids, start=1) if sid not in chosen]
+    done = batch.done(chosen)
+    left = [n for n, sid in enumerate(ids, start=1) if sid not in done]
     target = next((n for n in left if n > start), left[0] if left else None)
     if target is None:
         return f"/queue?show={show}"
