@@ -1794,9 +1794,9 @@ def _merged_into(cb: dict) -> dict[int, int]:
     """Theme ids that are no category of the codebook themselves, but whose segments a
     category took in (merged): old id -> the category's id. A queue written before the
     merge offers the old id and name."""
-    cats = codebook_categories(cb)
-    return {int(t): int(c["id"]) for d in cb["domains"] for c in d["categories"]
-            for t in c.get("from_themes") or [] if int(t) not in cats}
+    identity = category_identity(cb)
+    return {t: cid for cid, ident in identity.items() for t in ident["from_themes"]
+            if t not in identity}
 
 
 def _became(batch: PrecodeBatch, *, name: str = "", ident: int | None = None) -> str:
