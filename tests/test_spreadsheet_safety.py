@@ -374,6 +374,27 @@ def test_review_export_writes_text_never_formulas(run_copy):
     assert texts == [HOSTILE["=cmd"]]
 
 
+def test_a_prefilled_round_2_workbook_keeps_a_formula_like_name_as_text(run_copy):
+    """Round 2's workbooks are prefilled with round 1's consensus, and a hidden sheet
+    (``_exported``) keeps what each row was written with: a judges' name that reads as
+    a formula is a string cell in both."""
+    from pipeline.review.model import Decision
+
+    items = load_run(run_copy)
+    with ReviewStore(items, create=True) as store:
+        store.resolve([Decision("theme:0", "rename", new_name=NAME)]
+                      + [Decision(i, "accept") for i in items.items() if i != "theme:0"],
+                      by="ana")
+    assert main(["review", "next-round", str(run_copy), "--by", "ana"]) == 0
+    assert main(["review", "export", str(run_copy), "--judges", "ana,ben"]) == 0
+    book = run_copy / "review" / "round-2" / "ana.xlsx"
+    cells = assert_xlsx_safe(book)
+    assert NAME in {c.value for c in cells}
+    exported = openpyxl.load_workbook(book)["_exported"]
+    kept = {r[0]: json.loads(r[1]) for r in exported.iter_rows(min_row=2, values_only=True)}
+    assert kept["theme:0"]["new_name"] == NAME
+
+
 def test_review_round_trip_keeps_hostile_names_exact(run_copy, capsys, tmp_path):
     run_folder = run_copy
     assert main(["review", "export", str(run_folder), "--judges", "ana,ben"]) == 0
