@@ -479,6 +479,22 @@ def test_a_phrase_does_not_stop_between_an_object_and_its_particle():
     assert "gave up" in found
 
 
+def test_a_verb_phrase_never_drops_its_particle():
+    """"Haven't given" of "I haven't given up on it" says the opposite of what was
+    said. A particle stays with its verb whether the parser tags it a particle, an
+    adverb ("moved on") or a preposition with no object of its own ("held on to"),
+    and a phrase that ends on the verb without it is no phrase."""
+    texts = ["So I haven't given up on it.",
+             "We never moved on, as a family.",
+             "I never held on to the anger.",
+             "I never cried."]
+    found = [p.text.lower() for ps in extract_phrases(texts) for p in ps]
+    assert "haven't given" not in found and "haven't given up" in found
+    assert "never moved" not in found and "never moved on" in found
+    assert "never held" not in found and "never held on" in found
+    assert "never cried" in found          # a verb with no particle stays
+
+
 def test_a_category_whose_cases_share_no_word_still_has_keywords():
     """Keywords are the words a category's cases share; a category of two cases that
     share none is ranked on all its words, not left with an empty keywords column."""

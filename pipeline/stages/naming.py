@@ -67,7 +67,10 @@ How a name is made
    ("thing", "people", "time", "way", "lot", "years", ...), and ends on such a
    content word (or on a particle, "held back"). A verb's object followed by the
    verb's particle is no end: "felt my eyes" of "felt my eyes well up" says
-   something else, so the span runs to the particle; a verb (with its particle or
+   something else, so the span runs to the particle; nor is the verb itself when
+   its particle follows ("haven't given" of "I haven't given up on it" says the
+   opposite), the particle tagged so, an adverb ("moved on") or a preposition
+   with no object of its own ("held on to it"); a verb (with its particle or
    not) that ends a span without the object or clause it takes is no end either
    ("sort out" of "sort out whether it was grief"). A span never starts or ends
    inside a hyphenated word ("two-way plots" stays whole), on a clitic ("'m not
@@ -482,13 +485,33 @@ _VERB_COMPLEMENTS = frozenset({"dobj", "obj", "dative", "attr", "oprd", "ccomp",
 #: object from the verb as an adverb ("felt my eyes well up", "wiped the tears
 #: away"): a phrase that stops at the object then says something else ("felt my
 #: eyes"), so it ends on the particle or is no name.
-_PARTICLES = frozenset({"up", "down", "out", "away", "off", "back", "over"})
+_PARTICLES = frozenset({"up", "down", "out", "away", "off", "back", "over", "on"})
 
 
 def _particle_of(tok) -> bool:
-    """``tok`` is a verb's particle: tagged so, or an adverb from the list."""
-    return tok.head.pos_ == "VERB" and tok.head.i < tok.i and (
-        tok.dep_ == "prt" or (tok.dep_ == "advmod" and tok.lower_ in _PARTICLES))
+    """``tok`` is a verb's particle: tagged so, an adverb from the list, or a word of
+    the list tagged a preposition right after its verb with no object of its own
+    ("held on to it": "on" with no object)."""
+    head = tok.head
+    if head.pos_ != "VERB" or head.i >= tok.i:
+        return False
+    if tok.dep_ == "prt":
+        return True
+    if tok.lower_ not in _PARTICLES:
+        return False
+    return tok.dep_ == "advmod" or (tok.dep_ == "prep" and tok.i == head.i + 1 and not any(
+        ch.dep_ in ("pobj", "pcomp") for ch in tok.children))
+
+
+def _particle_cut_from(doc, last) -> bool:
+    """The phrase ending on ``last`` leaves out a particle of its verb: the object
+    ``last`` is followed by it (with nothing but the particle's own modifiers
+    between: "felt my eyes" of "felt my eyes well up"), or ``last`` is the verb and
+    its particle comes after it ("haven't given" of "I haven't given up on it").
+    Either half says something else than the whole, and a negated one the opposite
+    of what was said: "haven't given" of someone who has not given up."""
+    return any(ch.i > last.i and _particle_of(ch) for ch in last.children) \
+        or _cut_before_particle(doc, last)
 
 
 def _cut_before_particle(doc, last) -> bool:
@@ -605,8 +628,8 @@ def _phrase_from(doc, start: int, end: int, kind: str, stop: frozenset[str],
     if any(t.pos_ == "PRON" and t.dep_ != "poss" for t in toks):
         return None
     last = toks[-1]
-    if _cut_before_particle(doc, last):
-        return None         # "felt my eyes" of "felt my eyes well up"
+    if _particle_cut_from(doc, last):
+        return None         # "felt my eyes" of "felt my eyes well up", "haven't given" (up)
     verb = last.head if _particle_of(last) else last
     if verb.pos_ in ("VERB", "AUX") and (verb is last or any(t.i == verb.i for t in toks)):
         inside = {t.i for t in toks}
