@@ -495,6 +495,60 @@ def test_a_verb_phrase_never_drops_its_particle():
     assert "never cried" in found          # a verb with no particle stays
 
 
+@pytest.mark.parametrize("text, bare, kept", [
+    ("I didn't feel like a failure for once.", "didn't feel", None),
+    ("And I didn't feel like she was rushing me.", "didn't feel", None),
+    ("Honestly, I never felt.", "never felt", None),
+    ("I didn't feel judged anymore.", "didn't feel", "didn't feel judged"),
+    ("It didn't look good.", "didn't look", "didn't look good"),
+])
+def test_a_light_verb_with_nothing_after_it_is_no_phrase(text, bare, kept):
+    """A negation and a bare light or linking verb ("didn't feel") says nothing: what
+    was felt is what a name says."""
+    said = [p.text for p in extract_phrases([text])[0]]
+    assert bare not in said
+    if kept:
+        assert kept in said
+
+
+LIGHT_VERB_LINES = {
+    0: ["Relieved, honestly. I didn't feel judged anymore, not by her.",
+        "I didn't feel like a failure for once.",
+        "Honestly I didn't feel like she was rushing me.",
+        "I didn't feel like I had to hide the drinking."],
+    1: ["She mentioned her holiday in Spain at the start.",
+        "She talked about her garden and her dogs.",
+        "He mentioned his divorce once, in passing.",
+        "She told me about her own mother's illness."],
+}
+
+
+def test_a_light_verb_said_in_every_case_never_names_the_category():
+    """"I didn't feel ..." opens a sentence in every case, so the bare words are the
+    category's most common phrase; a category was named "Didn't feel" over "Didn't
+    feel judged". Not from the parser, nor from an extractor that gives the bare words."""
+    cases = {c: CASES[:4] for c in LIGHT_VERB_LINES}
+
+    def with_bare(batch, batch_size=64):
+        out = extract_phrases(batch, batch_size=batch_size)
+        for text, ps in zip(batch, out):
+            at = text.find("didn't feel")
+            if at >= 0:
+                ps.append(Phrase("didn't feel", at, at + 11, ("do", "not", "feel"), ("not", "feel"),
+                                 "verb+comp"))
+        return out
+
+    for extractor in (None, with_bare):
+        df = name_categories(LIGHT_VERB_LINES, cases, {0: 0, 1: 1}, fake_encode, NamingConfig(),
+                             phrase_extractor=extractor)
+        row = df.iloc[0]
+        shown = [row["name"], *row["alternatives"]]
+        assert "Didn't feel" not in shown, shown
+        assert row["name"] == "Didn't feel judged"
+        for name in shown:
+            _check_name(name, LIGHT_VERB_LINES[0])
+
+
 def test_a_category_whose_cases_share_no_word_still_has_keywords():
     """Keywords are the words a category's cases share; a category of two cases that
     share none is ranked on all its words, not left with an empty keywords column."""

@@ -72,7 +72,9 @@ How a name is made
    opposite), the particle tagged so, an adverb ("moved on") or a preposition
    with no object of its own ("held on to it"); a verb (with its particle or
    not) that ends a span without the object or clause it takes is no end either
-   ("sort out" of "sort out whether it was grief"). A span never starts or ends
+   ("sort out" of "sort out whether it was grief"), and a light or linking verb
+   (:data:`EMPTY_VERBS`) never is, negated or not: "didn't feel" of "I didn't
+   feel like a failure" says nothing. A span never starts or ends
    inside a hyphenated word ("two-way plots" stays whole), on a clitic ("'m not
    afraid" is "not afraid") or on anything but a letter or digit (the hyphen of a
    stutter, "it-it's"); a filler the parser splits ("gonna" is "gon na") is still
@@ -224,6 +226,11 @@ LIGHT_VERBS = frozenset("""
 be have do get go say know think mean guess want let come seem suppose like need
 wanna gonna gotta
 """.split())
+#: Light and linking verbs: one that ends a phrase, with its negation or not, says
+#: nothing ("didn't feel" of "I didn't feel like a failure", "never felt", "had"):
+#: what was felt is the name. A category was named "Didn't feel" over "Didn't feel
+#: judged" because the bare words are in every "I didn't feel ..." of its cases.
+EMPTY_VERBS = LIGHT_VERBS | frozenset("feel make become look sound appear".split())
 #: Kept at the start of a phrase, and counted as content in its group key:
 #: without them a name says the opposite of what the participants said.
 NEGATIONS = frozenset({"no", "not", "n't", "never", "nobody", "nothing", "none", "without"})
@@ -630,6 +637,8 @@ def _phrase_from(doc, start: int, end: int, kind: str, stop: frozenset[str],
     last = toks[-1]
     if _particle_cut_from(doc, last):
         return None         # "felt my eyes" of "felt my eyes well up", "haven't given" (up)
+    if last.pos_ in ("VERB", "AUX") and _lemma(last.lower_) in EMPTY_VERBS:
+        return None         # "didn't feel" (like a failure), "never felt": nothing said
     verb = last.head if _particle_of(last) else last
     if verb.pos_ in ("VERB", "AUX") and (verb is last or any(t.i == verb.i for t in toks)):
         inside = {t.i for t in toks}
@@ -1189,6 +1198,8 @@ def name_categories(texts_by_category: Mapping[int, Sequence[str]],
                 continue        # a name ("Okafor's reaction"): says who, not what
             if extra & (set(words) | set(p.lemmas)):
                 continue
+            if p.lemmas[-1] in EMPTY_VERBS and all(w in NEGATIONS or w in EMPTY_VERBS for w in p.key):
+                continue        # "didn't feel", from any extractor: says nothing
             group_of_seq[p.lemmas] = p.key
             if p.kind == "subj+comp":
                 judged.add(p.key)
