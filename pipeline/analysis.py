@@ -12,7 +12,7 @@ Consensual Qualitative Research, proposed from the segments (Hill et al. 1997,
    words (:mod:`pipeline.stages.coreideas`).
 3. **Cross-analysis**: categories and subcategories within each domain, with
    honest frequency labels and the flags single story / thin / unstable /
-   minimal responses
+   minimal responses / answered no
    (:mod:`pipeline.stages.crossanalysis`), named with phrases their quotes contain
    (:mod:`pipeline.stages.naming`).
 
@@ -35,7 +35,7 @@ import pandas as pd
 
 from .stages.coreideas import core_ideas, count_words, tidy_utterance
 from .stages.cqr import CrossAnalysis, frequency_label
-from .stages.crossanalysis import MINIMAL, cross_analyse
+from .stages.crossanalysis import ANSWERED_NO, MINIMAL, answered_no_mask, cross_analyse
 from .stages.protocol import (
     FRAME_DOMAIN,
     infer_protocol,
@@ -141,9 +141,16 @@ def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFram
     frame_ids = tuple(int(d) for d in dom_rows.loc[dom_rows["kind"] == "frame", "domain_id"])
     n_total = int(seg["case_id"].nunique())
 
+    # the answers to a domain's main question that open "No.": a category of their own
+    prompts = inference.turns
+    main_questions = [] if prompts is None or prompts.empty else list(zip(
+        prompts.loc[prompts["kind"] == "main", "case_id"].astype(str),
+        prompts.loc[prompts["kind"] == "main", "turn_index"].astype(int)))
+    said_no = answered_no_mask(seg, main_questions) & (asked == proposed)
     xa = cross_analyse(seg, vectors, proposed, cfg.crossanalysis, cfg.cqr, encode=encode,
                        frame_domains=frame_ids, include_frame=cfg.protocol.include_frame,
-                       stability=stability, n_cases_total=n_total, memory=cache)
+                       stability=stability, n_cases_total=n_total, memory=cache,
+                       answered_no=said_no)
     cats = xa.categories.copy()
     member_rows = {}
     for r in cats.itertuples():
@@ -243,7 +250,7 @@ def _named(cats: pd.DataFrame, seg: pd.DataFrame, cases: list[str],
     cats = cats.merge(names[["category_id", "name", "alternatives", "keywords"]],
                       on="category_id", how="left")
     cats["name"] = _fill_names(cats, seg, None if cache is None else cached_phrases(cache))
-    cats["name"], cats["alternatives"] = _name_minimal(cats, seg, member_rows)
+    cats["name"], cats["alternatives"] = _name_replies(cats, seg, member_rows)
     cats["extractive_name"] = cats["name"]
     cats["definition"] = ""
     if llm is not None:
@@ -568,20 +575,27 @@ def _tidy_words(text: str) -> list[str]:
     return re.findall(r"[\w'’]+", text.casefold())
 
 
-def _name_minimal(cats: pd.DataFrame, seg: pd.DataFrame,
+def _name_replies(cats: pd.DataFrame, seg: pd.DataFrame,
                   member_rows: Mapping[int, np.ndarray]) -> tuple[list[str], list[list[str]]]:
-    """A category flagged *minimal responses* is named after the most central of such
-    replies among its quotes ("Yeah, I guess so"), so that the judges see what it
+    """A category of replies is named after them. One flagged *minimal responses* is
+    named after the most central of such replies among its quotes ("Yeah, I guess
+    so"), so that the judges see what it
     gathers; a phrase name would come from the one longer segment among them. A reply
     that reads clean as said (no filler or restart inside) and whole in six words goes
     before a more central one: the name is a run of its words, never tidied. The
     phrase name goes first among its alternatives. Other categories keep theirs.
 
+    A category flagged *answered no* is named after the negative reply most of its
+    cases gave ("Not at all", beside the domain's "Did your training prepare you for
+    any of this?"), a reply of several words before a bare "No": its phrase name came
+    from what the cases then told ("Vicarious trauma", of "one lecture on vicarious
+    trauma"), which read as what the training had covered.
+
     A reply is never a name another category of the run has (compared by
     :func:`~pipeline.stages.naming.name_key`, the naming stage's rule): "Yeah" in two
     domains would read as one code. The next reply is taken; with none left, the
     category keeps its phrase name, which is distinct already."""
-    from .stages.crossanalysis import says_little
+    from .stages.crossanalysis import negative_reply, says_little
     from .stages.naming import name_key, strip_transcriber_notes
 
     seg_ids = seg["segment_id"].astype(str).tolist()
@@ -591,7 +605,19 @@ def _name_minimal(cats: pd.DataFrame, seg: pd.DataFrame,
     for r in cats.itertuples():
         alts = list(r.alternatives) if r.alternatives is not None else []
         reply = ""
-        if MINIMAL in list(r.flags):
+        if ANSWERED_NO in list(r.flags):
+            cases_of: dict[str, set[str]] = {}
+            said_as: dict[str, str] = {}
+            for i in member_rows[int(r.category_id)]:
+                said = negative_reply(str(seg["text"].iat[i]))
+                if said:
+                    key = name_key(said)
+                    cases_of.setdefault(key, set()).add(str(seg["case_id"].iat[i]))
+                    said_as.setdefault(key, said)
+            # the reply most cases gave, one of several words first
+            candidates = [(len(said_as[k].split()) < 2, -len(c), k, said_as[k])
+                          for k, c in cases_of.items()]
+        elif MINIMAL in list(r.flags):
             # the quotes, most central first (one a case); then any member
             ids = [str(q) for q in r.quote_ids] + \
                 [seg_ids[i] for i in member_rows[int(r.category_id)]]
@@ -609,6 +635,7 @@ def _name_minimal(cats: pd.DataFrame, seg: pd.DataFrame,
                     # fillers inside) when "I don't think so" is there
                     clean = _tidy_words(words) == _tidy_words(tidy_utterance(words))
                     candidates.append((not clean, len(said.split()) > 6, len(candidates), words))
+        if MINIMAL in list(r.flags) or ANSWERED_NO in list(r.flags):
             own = name_key(str(r.name))
             reply = next((c[3] for c in sorted(candidates)
                           if name_key(c[3]) == own or name_key(c[3]) not in used), "")

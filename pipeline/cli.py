@@ -101,15 +101,13 @@ def _categories_with_subcategories(folder) -> int:
     return len({int(p) for p in cats["parent_id"] if int(p) >= 0})
 
 
-def _minimal_categories(folder) -> int:
-    """How many top-level categories of a CQR run folder are flagged minimal responses."""
-    from .stages.crossanalysis import MINIMAL
-
+def _flagged_categories(folder, flag: str) -> int:
+    """How many top-level categories of a CQR run folder carry ``flag``."""
     cats = folder.table("categories")
     if cats.empty or "flags" not in cats.columns:
         return 0
     return sum(1 for p, f in zip(cats["parent_id"], cats["flags"])
-               if int(p) < 0 and f is not None and MINIMAL in list(f))
+               if int(p) < 0 and f is not None and flag in list(f))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -145,8 +143,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         # every category the CQR table shows with subcategories under it: those split by
         # size and those split by the participants' judgement (stance)
         n_sub = _categories_with_subcategories(RunFolder(folder))
-        n_min = _minimal_categories(RunFolder(folder))
+        from .stages.crossanalysis import ANSWERED_NO, MINIMAL
+
+        n_min = _flagged_categories(RunFolder(folder), MINIMAL)
+        n_no = _flagged_categories(RunFolder(folder), ANSWERED_NO)
         about = [f"{n_sub} with subcategories"] if n_sub else []
+        about += [f"{n_no} of answers 'no'"] if n_no else []
         about += [f"{n_min} of minimal responses, listed last"] if n_min else []
         # the frame is listed as a domain but is not one of the cross-analysis's
         n_frame = len(frame_domain_ids(RunFolder(folder).table("domains")))

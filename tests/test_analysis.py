@@ -815,7 +815,7 @@ def test_a_category_of_minimal_responses_is_named_after_its_most_central_reply()
     """Not after the one longer segment among its replies, which is where a phrase name
     comes from: the judges see what the category gathers; the phrase stays an
     alternative. A category about something keeps its phrase name."""
-    from pipeline.analysis import _name_minimal
+    from pipeline.analysis import _name_replies
 
     seg = pd.DataFrame({"segment_id": ["a", "b", "c", "d", "e"],
                         "text": ["I appreciate your care for my family.", "Um, all right.",
@@ -825,7 +825,7 @@ def test_a_category_of_minimal_responses_is_named_after_its_most_central_reply()
                          "alternatives": [["Your care"], []],
                          "flags": [["minimal responses"], []],
                          "quote_ids": [["a", "b", "c"], ["e"]]})
-    names, alternatives = _name_minimal(cats, seg, {0: np.array([0, 1, 2, 3]), 1: np.array([4])})
+    names, alternatives = _name_replies(cats, seg, {0: np.array([0, 1, 2, 3]), 1: np.array([4])})
     assert names == ["All right", "Helped me"]
     assert alternatives == [["Appreciate your care", "Your care"], []]
     assert all(name_occurs_in(n, [t]) for n, t in zip(names, ["Um, all right.",
@@ -837,7 +837,7 @@ def test_a_minimal_reply_that_reads_clean_and_whole_names_its_category_before_a_
     real study's category, and named it "And, uh, well, uh, I think": fillers inside,
     cut before what it says. A reply that reads clean in six words, as said, names it;
     with none, the most central reply still does."""
-    from pipeline.analysis import _name_minimal
+    from pipeline.analysis import _name_replies
 
     seg = pd.DataFrame({"segment_id": ["a", "b", "c", "d"],
                         "text": ["And, uh, well, uh, I think that's, that's all. That's all.",
@@ -847,7 +847,7 @@ def test_a_minimal_reply_that_reads_clean_and_whole_names_its_category_before_a_
                          "alternatives": [[], []],
                          "flags": [["minimal responses"], ["minimal responses"]],
                          "quote_ids": [["a", "b"], ["d"]]})
-    names, _ = _name_minimal(cats, seg, {0: np.array([0, 1, 2]), 1: np.array([3])})
+    names, _ = _name_replies(cats, seg, {0: np.array([0, 1, 2]), 1: np.array([3])})
     assert names == ["I don't think so", "Yes, yes, I have, I have"]
     assert name_occurs_in(names[0], ["I don't think so."])
 
@@ -1311,7 +1311,7 @@ def test_fallback_short_reply_and_model_names_are_distinct_across_domains():
     punctuation aside), as two domains' codes of one name read as one in the codebook
     and the exports; the names given after it kept to one domain. A fallback name, a
     short reply's name and a model's name now keep to the run, by the same rule."""
-    from pipeline.analysis import _fill_names, _keep_model_names_distinct, _name_minimal
+    from pipeline.analysis import _fill_names, _keep_model_names_distinct, _name_replies
     from pipeline.stages.crossanalysis import MINIMAL
     from pipeline.stages.naming import name_key
 
@@ -1336,7 +1336,7 @@ def test_fallback_short_reply_and_model_names_are_distinct_across_domains():
                          "name": ["Guess so", "Don't know", "Liked the team"],
                          "alternatives": [[], [], []], "flags": [[MINIMAL]] * 3,
                          "quote_ids": [["a"], ["b", "c"], ["d", "e"]]})
-    names, alternatives = _name_minimal(cats, seg, {0: np.array([0]), 1: np.array([1, 2]),
+    names, alternatives = _name_replies(cats, seg, {0: np.array([0]), 1: np.array([1, 2]),
                                                     2: np.array([3, 4])})
     assert names == ["Yeah, I guess so", "I don't know", "Liked the team"]
     assert alternatives[1] == ["Don't know"] and alternatives[2] == []

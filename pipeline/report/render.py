@@ -565,7 +565,9 @@ def _cqr_section(cqr: pd.DataFrame, themes: pd.DataFrame, lookup: _SegmentLookup
                   "than half the segments), thin (a case counts only through reassigned "
                   "outliers or one short segment), unstable (from consensa stability), "
                   "minimal responses (many segments say nothing beyond assent, fillers and "
-                  "hedges, such as \"Yeah, I guess so.\": their sense is in the questions).")
+                  "hedges, such as \"Yeah, I guess so.\": their sense is in the questions), "
+                  "answered no (the answers that open with a negative reply to the "
+                  "domain's main question, \"No.\", \"Not at all.\").")
     return {"groups": groups, "frequency_text": _frequency_text(manifest, n_cases_total),
             "honest": honest}
 

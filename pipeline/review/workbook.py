@@ -152,7 +152,7 @@ core ideas sheet (a CQR run): to change the core idea of a case in a domain, wri
   Once two domains are merged, a case has a core idea from each: to make them one, write
   the case's core idea for both in one row and, in the other row, put that row's domain
   id in 'merge into' (and leave 'your core idea' blank).
-'flags' (single story, thin, unstable, minimal responses) and 'label if reassigned counted' are the
+'flags' (single story, thin, unstable, minimal responses, answered no) and 'label if reassigned counted' are the
   run's evidence on a theme; 'subgroups' its frequency in each group of a case attribute.
 {sub_instructions} (a CQR run that proposed subcategories): the subcategories Consensa
   proposed within a theme ('proposed subcategories' on the themes sheet). decision:

@@ -11,7 +11,7 @@ nothing is printed or written):
 
 * :func:`cross_analyse` ``(segments, vectors, segment_domain, config, cqr, *,
   cluster_fn=None, encode=None, frame_domains=(), include_frame=False,
-  stability=None, n_cases_total=None, memory=None) -> CrossAnalysis``.
+  stability=None, n_cases_total=None, memory=None, answered_no=None) -> CrossAnalysis``.
 
   - ``segments`` needs ``segment_id``, ``case_id`` and ``text``
     (``SEGMENT_COLUMNS`` has them); ``n_words`` is used when present, else counted.
@@ -38,6 +38,9 @@ nothing is printed or written):
     category marked False is flagged *unstable*.
   - ``n_cases_total``: the number of cases in the study, the base of the
     frequency labels; default: the distinct ``case_id`` of ``segments``.
+  - ``answered_no``: bool array aligned with the rows, the segments of an answer to
+    its domain's main question that opens with a negative reply
+    (:func:`answered_no_mask` makes it); None: no *answered no* categories.
   - ``memory`` (scikit-learn's name for it): a :class:`~pipeline.cache.Cache`
     where the default clusterer's groups are kept, one entry per set of vectors
     clustered (group numbers and strengths only, no text), and the stance test's
@@ -71,7 +74,8 @@ frequency_label             str   Hill's label from ``len(counted_cases)``
 label_if_reassigned_counted str   the label if every reassigned outlier counted
                                   (``n_cases``): where it differs, the CQR table can
                                   say the label rests on outliers
-flags                       list[str] "single story", "thin", "unstable", "minimal responses" (below)
+flags                       list[str] "single story", "thin", "unstable", "minimal responses",
+                                  "answered no" (below)
 spans_domains               list[int] other domains whose content the category
                                   shares (categories only; [] otherwise)
 quote_ids                   list[str] segment ids, most central first, one per case
@@ -139,7 +143,22 @@ How categories are made
    instead.
    The two sides become the category's subcategories (kind "stance"), in place
    of content subcategories.
-4. **Spans domains.** A category whose centre is at least as similar to another
+4. **Answered no** (with ``answered_no``, ``negative_answers``). A case that
+   answers a domain's main question "No." ("Not really.", "Not at all.", "Zero.",
+   "I don't think so.") said what it did not experience: its answer is about the
+   absence, and a CQR table lists it as a category of its own ("Training did not
+   prepare them", typical), not inside the content of the cases that said yes.
+   Clustered with them it was counted in their category: "helpful disclosure",
+   general, held the answers of clients who said no disclosure had helped and then
+   told of one that had not. When the answers of at least
+   ``negative_answer_min_cases`` cases open with a negative reply
+   (:func:`negative_reply`), those answers' segments in the domain are one
+   category, flagged *answered no*, and the domain's other segments are clustered
+   as above. An answer that turns at once ("Not really, but there was one time")
+   is no negative reply, nor is a "No" to a probe or a follow-up: only the answer
+   to the main question of the domain counts (the caller says which segments
+   those are).
+5. **Spans domains.** A category whose centre is at least as similar to another
    domain's centre as to its own domain's centre minus ``spans_margin``, or
    whose centre is within ``duplicate_similarity`` of a category of another
    domain, lists those domains in ``spans_domains``. Nothing is moved or split:
@@ -162,6 +181,8 @@ category.
   ``thin_words`` words; the category is flagged when its label would change
   without its thin cases;
 * **unstable**: ``stability[category_id]`` is False;
+* **answered no**: the category holds the answers that open with a negative reply
+  to the domain's main question (step 4 above);
 * **minimal responses**: more than ``minimal_share`` of the segments say nothing
   beyond assent, fillers, hedges and function words (:func:`says_little`: "Yeah, I
   guess so.", "I don't know."). Their sense is in the questions they answer, so such
@@ -199,6 +220,7 @@ SINGLE_STORY = "single story"
 THIN = "thin"
 UNSTABLE = "unstable"
 MINIMAL = "minimal responses"
+ANSWERED_NO = "answered no"
 
 #: words that, with assent, fillers and function words, make a reply that says nothing
 #: of its own: hedges ("I guess", "I think", "I don't know"), degree ("a little bit"),
@@ -249,6 +271,84 @@ def _says_nothing(word: str) -> bool:
     w = word.lower().replace("’", "'").strip("-'")
     # a stutter or a word said twice ("I-I", "E-exactly", "that-that's"): its parts
     return empty(w) or ("-" in w and all(empty(p) for p in w.split("-")))
+
+
+#: what may come before a reply and leave it a reply: fillers, a laugh or a note, an
+#: echo of the question ("Prepare me? No.", "Honestly? No.")
+_REPLY_LEAD = (r"(?:(?:um+|uh+|erm+|er|hmm+|mm+|ah+|oh|well|honestly|so|i mean|to be "
+               r"(?:honest|fair)|truthfully|sadly|actually)[\s,.…-]+|[^.?!…\n]{1,30}\?\s+)*")
+#: a negative reply, and what may follow it within the reply ("No, not really.")
+_NEGATIVE = (r"(?:no+|nope|nah|zero|none(?: at all)?|nothing(?: at all| really)?|never"
+             r"|not (?:really|at all|much|especially|particularly|a lot|very much|as such|that i "
+             r"(?:can )?(?:remember|recall|know of|can think of))(?: at all)?"
+             r"|i (?:don'?t|do not) think so|i wouldn'?t say so|i can'?t say (?:it|they|that|she|he) did"
+             r"|absolutely not|definitely not|certainly not|not once|no way"
+             # a judgement denied and confirmed: "Not really helpful, no."
+             r"|not (?:really |very |particularly |that |especially )?[a-z'’-]+[\s,]+no)")
+_NEGATIVE_REPLY = re.compile(
+    r"^\s*" + _REPLY_LEAD + r"(?P<reply>" + _NEGATIVE + r"(?:[\s,]+(?:" + _NEGATIVE +
+    r"|really|honestly|to be honest|actually))*)\s*(?:[.,!;:…—–-]|$)", re.I)
+#: the opening words said twice, the first time broken off
+_RESTART = re.compile(r"^(\s*)((?:[\w'’]+\s+){0,2}[\w'’]+)\s*[,-]+\s*(?=\2\b)", re.I)
+#: a reply that turns at once: "Not really, but there was one time"
+_TURNS = re.compile(r"^[\s,.;:…—–-]*(?:but|although|though|except|apart from|other than|well,? actually"
+                    r"|actually,? yes|yes|yeah|mostly|except)\b", re.I)
+
+
+def negative_reply(text: str) -> str:
+    """The negative reply an answer opens with, as said ("No", "Not really, no", "Not at
+    all" of "[laughs] Prepare me? No.", "Zero", "I don't think so"), or "" when it opens
+    with none or turns at once ("Not really, but there was one time..."): the
+    participant answered the question in the negative. Transcriber notes are no words
+    of the participant's."""
+    from .naming import strip_transcriber_notes
+
+    # a false start said again is said once: "I don't, I don't think so, no."
+    text = _RESTART.sub(r"\1", strip_transcriber_notes(text))
+    m = _NEGATIVE_REPLY.match(text)
+    if not m or _TURNS.match(text[m.end():]):
+        return ""
+    # "Not at all, honestly" is the reply "Not at all"
+    reply = re.sub(r"(?:[\s,]+(?:honestly|to be honest|actually))+$", "", m.group("reply"), flags=re.I)
+    return " ".join(reply.split()).rstrip(" ,")
+
+
+def answered_no_mask(segments: pd.DataFrame,
+                     main_questions: Iterable[tuple[str, int]]) -> np.ndarray:
+    """The segments of every answer to a main question whose opening is a negative
+    reply (:func:`negative_reply`), as a bool array aligned with ``segments``.
+
+    ``main_questions``: (case id, turn index) of each main question of an area (the
+    protocol's ``kind == "main"`` prompts). An answer is every segment that carries
+    that question (``question_turn_index``), over the participant's turns until the
+    next prompt; its opening is the first of them in speaking order. A "No" to a
+    follow-up or a probe ("So you didn't tell anyone?" "No, nobody.") is not the
+    answer to the domain's question, and is left out."""
+    check_columns(segments, ("case_id", "text", "turn_index", "question_turn_index"),
+                  "the segments table")
+    main = {(str(c), int(t)) for c, t in main_questions}
+    n = len(segments)
+    if not main or not n:
+        return np.zeros(n, bool)
+    asked = pd.to_numeric(segments["question_turn_index"], errors="coerce")
+    frame = pd.DataFrame({
+        "case": segments["case_id"].astype(str).to_numpy(), "asked": asked.to_numpy(),
+        "turn": pd.to_numeric(segments["turn_index"], errors="coerce").to_numpy(),
+        "at": (pd.to_numeric(segments["start_char"], errors="coerce").to_numpy()
+               if "start_char" in segments.columns else np.zeros(n)),
+        "row": np.arange(n)})
+    frame = frame[frame["asked"].notna()]
+    frame = frame[[(c, int(q)) in main for c, q in zip(frame["case"], frame["asked"])]]
+    if frame.empty:
+        return np.zeros(n, bool)
+    opening = frame.sort_values(["turn", "at", "row"], kind="stable") \
+        .groupby(["case", "asked"], sort=False)["row"].first()
+    texts = segments["text"].astype(str).to_numpy(dtype=object)
+    said_no = {key for key, row in opening.items() if negative_reply(texts[row])}
+    out = np.zeros(n, bool)
+    for c, q, row in zip(frame["case"], frame["asked"], frame["row"]):
+        out[row] = (c, q) in said_no
+    return out
 
 
 def mostly_minimal(minimal: np.ndarray, share: float) -> bool:
@@ -356,6 +456,12 @@ class CrossAnalysisConfig(BaseModel):
         "at least this, in the mean valence of its segments' words (VADER's compound "
         "score, -1 to 1), the two sides on either side of the study's median valence; "
         "null: no check of the words"))
+    negative_answers: bool = Field(True, description=(
+        "the answers to a domain's main question that open with a negative reply ('No.', "
+        "'Not really.') are a category of their own, flagged 'answered no', when at least "
+        "negative_answer_min_cases cases gave one"))
+    negative_answer_min_cases: int = Field(2, ge=1, description=(
+        "the cases needed for that category; fewer stay with the domain's other answers"))
     max_fit_segments: int = Field(BRUTE_MAX_SEGMENTS, ge=100, le=10_000_000, description=(
         "a domain with more segments than this finds its categories on a case-stratified "
         "sample of this many; the others join the nearest category (as reassigned segments, "
@@ -557,6 +663,7 @@ class _Group:
     strength: np.ndarray
     centre: np.ndarray
     pole: str = ""
+    answered_no: bool = False
     children: list[_Group] = field(default_factory=list)
     spans: list[int] = field(default_factory=list)
 
@@ -811,7 +918,8 @@ def cross_analyse(segments: pd.DataFrame, vectors: np.ndarray, segment_domain: n
                   cqr: CQRConfig = CQRConfig(), *, cluster_fn: ClusterFn | None = None,
                   encode: Encoder | None = None, frame_domains: Iterable[int] = (),
                   include_frame: bool = False, stability: Mapping[int, bool] | None = None,
-                  n_cases_total: int | None = None, memory=None) -> CrossAnalysis:
+                  n_cases_total: int | None = None, memory=None,
+                  answered_no: np.ndarray | None = None) -> CrossAnalysis:
     """Categories, subcategories and stance subcategories within each domain, with
     honest frequency labels and flags. The contract and the rules are in the module
     docstring."""
@@ -850,7 +958,13 @@ def cross_analyse(segments: pd.DataFrame, vectors: np.ndarray, segment_domain: n
     counts = {"segments": n, "analysed": int(analysed.sum()), "no_domain": int((domain < 0).sum()),
               "frame_skipped": int(skipped_frame.sum()), "outliers": 0, "reassigned": 0,
               "reassigned_counted": 0, "unassigned": 0, "whole_domain_categories": 0,
-              "subcategorised": 0, "stance_splits": 0, "stance_splits_not_in_words": 0}
+              "subcategorised": 0, "stance_splits": 0, "stance_splits_not_in_words": 0,
+              "answered_no_categories": 0, "answered_no_segments": 0}
+    said_no = np.zeros(n, bool)
+    if answered_no is not None and config.negative_answers:
+        said_no = np.asarray(answered_no, dtype=bool).ravel()
+        if len(said_no) != n:
+            raise ConsensaError(f"answered_no has {len(said_no)} entries for {n} segments")
 
     @lru_cache(maxsize=1)
     def study_valence() -> float:
@@ -882,6 +996,19 @@ def cross_analyse(segments: pd.DataFrame, vectors: np.ndarray, segment_domain: n
     by_domain: dict[int, list[_Group]] = {}
     for d in domains:
         rows = np.flatnonzero(analysed & (domain == d))
+        no_group = None
+        no_rows = rows[said_no[rows]]
+        if len(no_rows) and len(set(cases[no_rows].tolist())) >= config.negative_answer_min_cases:
+            # the cases that answered the domain's question "No": one category of their
+            # own, the others' answers clustered as the domain
+            centre = _centre(vecs[no_rows])
+            no_group = _Group(d, "category", no_rows, np.zeros(len(no_rows), bool),
+                              np.ones(len(no_rows), bool),
+                              np.clip(vecs[no_rows] @ centre, 0.0, 1.0).astype(np.float32),
+                              centre, answered_no=True)
+            counts["answered_no_categories"] += 1
+            counts["answered_no_segments"] += len(no_rows)
+            rows = rows[~said_no[rows]]
         X = vecs[rows]
         fit_rows = None
         if len(rows) > config.max_fit_segments:
@@ -896,15 +1023,15 @@ def cross_analyse(segments: pd.DataFrame, vectors: np.ndarray, segment_domain: n
         if layout_above is not None and n_fit > layout_above:
             counts["laid_out_domains"] = counts.get("laid_out_domains", 0) + 1
             counts["laid_out_segments"] = counts.get("laid_out_segments", 0) + n_fit
-        groups: list[_Group] = []
-        if res is None:
+        groups: list[_Group] = [no_group] if no_group is not None else []
+        if res is None and len(rows):
             # no group found: the protocol question holds the domain together
             centre = _centre(X)
             counts["whole_domain_categories"] += 1
             groups.append(_Group(d, "category", rows, np.zeros(len(rows), bool),
                                  np.ones(len(rows), bool),
                                  np.clip(X @ centre, 0.0, 1.0).astype(np.float32), centre))
-        else:
+        elif res is not None:
             group, strength, moved, centres = res
             counts["outliers"] += int(((group < 0) | moved).sum())
             counts["unassigned"] += int((group < 0).sum())
@@ -917,7 +1044,7 @@ def cross_analyse(segments: pd.DataFrame, vectors: np.ndarray, segment_domain: n
             counts["reassigned"] += int(g.reassigned.sum())
             counts["reassigned_counted"] += int((g.reassigned & g.counted).sum())
             split = _stance_kept(vecs[g.rows], cases[g.rows], axes, config, memory) \
-                if axes else None
+                if axes and not g.answered_no else None
             if split is not None and config.stance_valence_margin is not None and \
                     not poles_read_right([texts[i] for i in g.rows], split[0],
                                          config.stance_valence_margin, study_valence())[0]:
@@ -1034,6 +1161,8 @@ def _assemble(segments, by_domain, ids, cases, words, vecs, total, config, cqr, 
             flags.append(UNSTABLE)
         if mostly_minimal(minimal[g.rows], config.minimal_share):
             flags.append(MINIMAL)
+        if g.answered_no:
+            flags.append(ANSWERED_NO)
         return {"category_id": cid, "parent_id": parent, "domain_id": g.domain, "kind": g.kind,
                 "n_segments": int(len(g.rows)), "n_cases": len(all_cases), "cases": all_cases,
                 "counted_cases": count_cases, "frequency_label": label,
