@@ -148,7 +148,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         n_min = _flagged_categories(RunFolder(folder), MINIMAL)
         n_no = _flagged_categories(RunFolder(folder), ANSWERED_NO)
         about = [f"{n_sub} with subcategories"] if n_sub else []
-        about += [f"{n_no} of answers 'no'"] if n_no else []
+        about += [f"{n_no} of 'no' answers"] if n_no else []
         about += [f"{n_min} of minimal responses, listed last"] if n_min else []
         # the frame is listed as a domain but is not one of the cross-analysis's
         n_frame = len(frame_domain_ids(RunFolder(folder).table("domains")))

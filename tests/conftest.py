@@ -50,8 +50,8 @@ def applied_demo(tmp_path_factory) -> Path:
 
     The stance splits are proposed without the check of their words
     (``crossanalysis.stance_valence_margin: null``): by default the demo proposes no
-    subcategory (both splits the embedding finds fail the check), and the review of
-    proposed subcategories, their exports and pre-coding with them need some."""
+    stance subcategory (both splits the embedding finds fail the check), and the review
+    of stance subcategories, their exports and pre-coding with them need some."""
     from pipeline.cli import main
     from tests.review_helpers import agree_and_apply
 

@@ -192,8 +192,12 @@ def test_the_readme_walkthrough_shows_the_stored_cqr_run():
     summary = "\n".join(_readme_block("Consensa run 'demo-therapist-tears' finished in"))
     n_frame = int((domains["kind"] == "frame").sum())
     assert n_frame == 1
-    # the summary says how many categories have subcategories only when some have
-    subs = f" ({n_sub} with subcategories)" if n_sub else ""
+    # the summary says how many categories have subcategories, and how many hold the
+    # cases that answered a domain's question "No", only when some do
+    n_no = int(sum(p < 0 and "answered no" in str(f) for p, f in zip(cats["parent_id"], cats["flags"])))
+    about = ([f"{n_sub} with subcategories"] if n_sub else []) + \
+        ([f"{n_no} of 'no' answers"] if n_no else [])
+    subs = f" ({'; '.join(about)})" if about else ""
     assert (f"cases: {seg['case_id'].nunique()}   segments: {n}   "
             f"domains: {len(domains) - n_frame} and the interview frame   "
             f"categories: {int((cats['kind'] == 'category').sum())}{subs}\n") in summary + "\n", \
