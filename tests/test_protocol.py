@@ -1604,3 +1604,99 @@ def test_a_greeting_stays_in_the_opening_area_of_a_protocol_file(tmp_path):
     assert names[int(t.loc[("S1", 8), "area_id"])] == "Interview frame: opening"
     # a closing thanks, at the end, still goes to the closing area
     assert names[int(t.loc[("S4", 22), "area_id"])] == "Interview frame: closing"
+
+
+# --- a mentoring study: what helped, what did not, generic probes ---------------------
+
+# Four short interviews about a mentor's advice, as a CQR protocol pairs its questions:
+# a time the advice helped, a time it did not, the relationship, advice to mentors. The
+# background and closing are worded differently in each, and a generic feeling probe
+# follows one story or the other.
+M_BACKGROUND = ["To start, could you tell me your age and how long you have had a mentor?",
+                "Can you tell me roughly how old you are and how long you have had a mentor?",
+                "Can I ask your age, and how long you have had a mentor?",
+                "First, what is your age range and how long have you had a mentor?"]
+M_HELPED = ["Can you tell me about a time your mentor's advice helped you?",
+            "Could you describe a time your mentor's advice helped?",
+            "Was there a time your mentor's advice helped you?",
+            "Can you think of a time advice from your mentor helped you?"]
+M_HINDERED = ["Was there a time your mentor's advice didn't help?",
+              "And was there a time advice from your mentor was unhelpful?",
+              "Was there ever advice from your mentor that didn't help you?",
+              "And a time your mentor's advice wasn't helpful?"]
+M_RELATION = ["How did the advice affect your relationship with your mentor?",
+              "How did it affect the relationship with your mentor?",
+              "What effect did the advice have on your relationship with your mentor?",
+              "How has the relationship with your mentor been affected?"]
+M_ADVICE = ["What advice would you give mentors about giving advice?",
+            "What would you tell mentors about giving advice?",
+            "If you could give mentors one piece of advice, what would it be?",
+            "What advice would you give new mentors?"]
+#: (the bag-of-words encoder puts "How did you feel about that?" on the anchor "How did
+#: that feel?"; the real one did not, and these stand in for it)
+M_FEEL = ["How did you feel about her telling you that?",
+          "How did you feel about him telling you that?"] * 2
+M_CLOSING = ["Anything else you'd like to say?", "Anything else you want to say?",
+             "Is there anything else you'd like to add?", "Anything else?"]
+M_STORY_HELPED = ["She told me to stop rewriting my reports and hand them in, and it worked.",
+                  "He said to ask for the promotion, and I got it within the year.",
+                  "She suggested a weekly plan, and my deadlines stopped slipping.",
+                  "He told me to say no to the extra project, and the pressure eased."]
+M_STORY_HINDERED = ["He told me to toughen up when my father was ill, which stung.",
+                    "She said everyone struggles at first, and I felt brushed off.",
+                    "He pushed me towards management when I wanted research.",
+                    "She compared me with her old trainee, and I felt small."]
+M_FEELINGS = ["Relieved, honestly, and a bit proud of myself.",
+              "Hurt, and then angry with myself for minding.",
+              "Grateful, it made the work feel lighter.",
+              "Small, like I had failed a test."]
+
+
+def mentor_study() -> dict[str, list[tuple[str, str]]]:
+    cases = {}
+    for k in range(4):
+        feel = [(_I, M_FEEL[k]), (_P, M_FEELINGS[k])]
+        lines = [(_I, "Thanks for coming in. " + M_BACKGROUND[k]),
+                 (_P, "I'm in my thirties, and I've had the same mentor for two years."),
+                 (_I, M_HELPED[k]), (_P, M_STORY_HELPED[k]),
+                 *(feel if k % 2 == 0 else []),
+                 (_I, M_HINDERED[k]), (_P, M_STORY_HINDERED[k]),
+                 *(feel if k % 2 == 1 else []),
+                 (_I, M_RELATION[k]), (_P, "We trust each other more now, mostly."),
+                 (_I, M_ADVICE[k]), (_P, "Give advice once, then let the mentee choose."),
+                 (_I, M_CLOSING[k]),
+                 (_P, ["Only that I'm a mentor myself now.",
+                       "Thank you for asking about advice, nobody asks the mentees.",
+                       "No, I think that's everything.",
+                       "Thank you for asking about advice, nobody asks the mentees."][k]),
+                 (_I, "Thank you very much.")]
+        cases[f"M{k + 1}"] = lines
+    return cases
+
+
+def _turn_of(study: dict, case: str, text: str) -> int:
+    return next(i for i, (_, t) in enumerate(study[case]) if t == text)
+
+
+def test_background_questions_worded_indirectly_are_background_in_every_interview():
+    """"Can you tell me roughly how old you are and ..." was missed by the background
+    words and became a frame area of its own ("opening"), and a background question
+    about as near a content question as a rewording ("Could you tell me your age, and
+    how long your mentor's advice has helped you?") was pulled into that content area, and
+    its answer counted there. Nearer to the other interviews' background questions
+    than to the content question, it stays background."""
+    study = mentor_study()
+    study["M4"][0] = (_I, "Could you tell me your age, and how long your mentor's advice "
+                          "has helped you?")
+    study["M4"][2] = (_I, "Was there something your mentor said that made a difference?")
+    study["M4"][4] = (_I, "And the times it went badly?")   # nor is this one in that area
+    turns, segs = build(study)
+    result = infer_protocol(turns, segs, fake_encode, ProtocolConfig())
+    t = result.turns
+    first = t[t["turn_index"] == 0].set_index("case_id")["frame_kind"].to_dict()
+    assert first == {c: "background" for c in study}, first
+    background = next(a.area_id for a in result.protocol.areas if a.name.endswith("background"))
+    assert {_area_of(result, c, 0) for c in study} == {background}
+    assert result.counts.get("background_prompts_made_content", 0) == 0
+    assert len([a for a in result.protocol.areas if a.frame]) == 2      # background, closing
+

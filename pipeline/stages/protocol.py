@@ -861,7 +861,12 @@ _BACKGROUND_Q = re.compile(
     r"\bhow many years\b|\byears? (?:of|in) (?:practice|experience|the field)\b|"
     r"\byour (?:background|theoretical (?:orientation|approach)|orientation|current (?:role|"
     r"position|job|post)|job title|age|qualifications?|professional (?:background|training))\b|"
-    r"\bhow old are you\b|\bwhere (?:did|do) you (?:train|work)\b|"
+    r"\bhow old (?:are you|you are)\b|\bwhat age (?:are you|you are)\b|"
+    r"\bhow long (?:have |had )?(?:you(?:'ve|’ve|'d|’d)?|has (?:s?he|they)) (?:been|were|was) "
+    r"(?:in (?:therapy|counsel+ing|treatment|psychotherapy|analysis|care|recovery)|"
+    r"seeing (?:your|a|the|him|her|them)\b|(?:having|getting|receiving|attending|going to) "
+    r"(?:therapy|counsel+ing|treatment|sessions))|"
+    r"\bwhere (?:did|do) you (?:train|work)\b|"
     r"\bwhat (?:was|is) your (?:training|discipline|profession)\b|"
     r"\bwhere you are in your (?:training|course|studies)\b|\byour training so far\b|"
     r"\bwhat (?:course|programme|program|year) are you (?:on|in)\b|"
@@ -907,7 +912,6 @@ _PROBE = re.compile(
     r"what(?:'s|’s| is) going through your (?:mind|head)\b|say more\b|anything else\W*$|"
     r"what did you do(?: (?:then|next|about it|with (?:that|it)))?\W*$|how was that\W*$|"
     r"what happened (?:when you did|after that|then|next)\W*$)", re.I)
-
 _ANCHORS = {
     "background": ("How long have you been practising?",
                    "Could you tell me a bit about your background and training?",
@@ -1903,7 +1907,13 @@ def _consistent_background(groups: list[list[_Prompt]], prompts: list[_Prompt],
     your placement" is not caught), so one question became frame in two cases and
     a content domain in five. A background prompt outside any group that is as
     similar to an early group's questions as a reworded protocol question is
-    (``join_similarity``) is taken as that question asked in its case. When such
+    (``join_similarity``), and more similar to them than to the other cases'
+    background questions that are not as similar to the group, is taken as that
+    question asked in its case ("Could you tell me your age range and how long you
+    were in therapy?" is about as near to "Can you tell me about a time your
+    therapist shared something personal?" as a rewording, but far nearer to the
+    age questions of the other interviews, and its answer was counted in the
+    disclosure's domain). When such
     prompts come from at least as many cases as the group's, the whole group is
     background; otherwise they join the group as content. Only groups asked in the
     first half of every interview that asks them, where background questions are,
@@ -1922,8 +1932,13 @@ def _consistent_background(groups: list[list[_Prompt]], prompts: list[_Prompt],
             continue
         centre = _centre(qv[[p.vec for p in members]])
         cases = {p.case_id for p in members}
+        sims = {id(p): float(qv[p.vec] @ centre) for p in background}
         near = [p for p in background if id(p) not in claimed and p.case_id not in cases
-                and float(qv[p.vec] @ centre) >= config.join_similarity]
+                and sims[id(p)] >= config.join_similarity]
+        # the background questions this group is not near ask something else: a prompt
+        # nearer to those of the other cases than to the group asks what they ask
+        apart = [p for p in background if sims[id(p)] < config.join_similarity]
+        near = [p for p in near if _nearer_than(p, sims[id(p)], apart, qv)]
         if not near:
             out.append(members)
         elif len({p.case_id for p in near}) >= len(cases):
@@ -1949,6 +1964,13 @@ def _consistent_background(groups: list[list[_Prompt]], prompts: list[_Prompt],
                 p.frame, p.tentative = "background", False
                 counts["prompts_made_background"] += 1
     return out
+
+
+def _nearer_than(p: _Prompt, sim: float, others: list[_Prompt], qv: np.ndarray) -> bool:
+    """Whether ``sim`` is above ``p``'s similarity to the centre of ``others`` asked in
+    the other cases (True when there are none)."""
+    vecs = [q.vec for q in others if q.case_id != p.case_id]
+    return not vecs or sim > float(qv[p.vec] @ _centre(qv[vecs]))
 
 
 def _infer_areas(prompts: list[_Prompt], qv: np.ndarray, config: ProtocolConfig,
