@@ -1700,3 +1700,29 @@ def test_background_questions_worded_indirectly_are_background_in_every_intervie
     assert result.counts.get("background_prompts_made_content", 0) == 0
     assert len([a for a in result.protocol.areas if a.frame]) == 2      # background, closing
 
+
+def test_anything_else_you_would_like_to_say_closes_and_its_courtesy_stays_in_the_frame():
+    """"Anything else you'd like to say?" at the end of two interviews was no closing
+    to the frame's words and became a content domain of one case's remark; and "Thank
+    you for asking about advice, nobody asks the mentees." in the closing was moved to
+    the advice domain and counted there. The closing takes both; what a participant
+    adds there without a courtesy can still move by its content."""
+    study = mentor_study()
+    turns, segs = build(study)
+    config = ProtocolConfig()
+    result = infer_protocol(turns, segs, fake_encode, config)
+    closing = next(a.area_id for a in result.protocol.areas if a.name.endswith("closing"))
+    for k, case in enumerate(sorted(study)):
+        assert _area_of(result, case, _turn_of(study, case, M_CLOSING[k])) == closing, case
+    assert not any("anything" in a.name.lower() for a in result.protocol.areas)
+    courtesy = (segs["text"].str.startswith("Thank you for asking")).to_numpy()
+    assert result.segment_small_talk[courtesy].all()
+    assert result.counts["segments_closing_courtesy"] == 2
+    proposal = propose_domains_from_protocol(fake_encode(segs["text"].tolist()),
+                                             result.segment_area, result.protocol, config,
+                                             segs["case_id"].tolist(),
+                                             segment_small_talk=result.segment_small_talk)
+    frame = proposal.domains.loc[proposal.domains["kind"] == "frame", "domain_id"].iloc[0]
+    assert (proposal.proposed_domain[courtesy] == frame).all()
+    assert not proposal.moved[courtesy].any()
+

@@ -97,14 +97,16 @@ practising for nine years", "I trained as ..."; patterns, or
 ``frame_similarity`` to anchor sentences; for a question that asks "how long",
 an answer that opens with a number of years, "About ten years now", not "Two
 years ago"). It is *closing* when it asks for
-anything else to add. A greeting, consent or recording notice or a thank-you
+anything else to add (or, in the last quarter, "anything else you'd like to
+say?"). A greeting, consent or recording notice or a thank-you
 (patterns, or ``frame_similarity`` to anchor phrases) is *opening* in the first
 quarter of the interview and *closing* in the last, unless its core asks a
 question of a protocol area. Separately, each participant segment of at most
 ``small_talk_max_words`` words that is courtesy ("Thanks, good luck with the
 study": courtesy phrases with at most two other content words, or
 ``small_talk_similarity`` to anchor phrases) is flagged small talk, whatever
-question it answers.
+question it answers; in answer to the closing, any such segment with a courtesy
+phrase is ("Thank you for asking about this, nobody ever asks the client.").
 
 Segments get the area of the prompt they answer: ``question_turn_index`` from
 segmentation, or a later task/heading line of the same case when there is one
@@ -878,7 +880,14 @@ _CLOSING_Q = re.compile(
     r"talked)|have not (?:asked|covered|touched)|didn'?t ask|did not ask|(?:we|i) (?:missed|"
     r"left out))\b|\bany (?:final|last|closing|other) (?:thoughts|comments|words|reflections)\b|"
     r"\banything you(?:'d|’d| would)? (?:like|want) to ask me\b", re.I)
-_ANYTHING_ELSE = re.compile(r"^\W*" + _LEAD + r"(?:is there )?anything else\W*$", re.I)
+#: "Anything else?" with nothing after it but the wish to say it ("Is there anything
+#: else you'd like to say?", "Anything else you want to tell me?"): in the last quarter
+#: of an interview it closes it (:func:`_frame_kind`); earlier it is a probe.
+_ANYTHING_ELSE = re.compile(
+    r"^\W*" + _LEAD + r"(?:(?:is|was) there |(?:do|have) you (?:have |got )?)?anything else"
+    r"(?: (?:at all|that|which))?(?: (?:you|we)(?:'d|’d| would)? (?:like|want|wish|care|need) to "
+    r"(?:say|tell (?:me|us)|share|add|mention|raise|talk about|bring up|ask(?: me| us)?))?"
+    r"(?: (?:before we (?:finish|stop|end|close|wrap up)|today|at all))?\W*$", re.I)
 _COURTESY_TURN = re.compile(
     r"\b(?:record(?:ing|er)?|transcri(?:ption|bing|ber))(?:'s|’s| is| are)? "
     r"(?:going|running|on|started|working|rolling)\b|\b(?:we(?:'re|’re| are)|that(?:'s|’s| is)|"
@@ -1312,7 +1321,7 @@ def infer_protocol(turns: pd.DataFrame, segments: pd.DataFrame, encode: Encoder,
                                            functools.partial(background_share, ans, how_long),
                                            config)
         if not p.frame and not p.marked:
-            p.probe = bool(_PROBE.match(p.core)) or (
+            p.probe = bool(_PROBE.match(p.core) or _ANYTHING_ELSE.match(p.core)) or (
                 probe_anchor_vecs.size > 0 and
                 float((probe_anchor_vecs @ qv[p.vec]).max()) >= config.probe_similarity)
     if given is not None:
@@ -1337,9 +1346,31 @@ def infer_protocol(turns: pd.DataFrame, segments: pd.DataFrame, encode: Encoder,
     for i, (case, t) in enumerate(zip(seg_case, seg_prompt)):
         if t >= 0 and prompt_area.get((case, int(t)), -1) in frame_ids:
             seg_frame_area[i] = True
+    # the closing's courtesies: a short answer there that thanks or wishes well is
+    # said to the interview, whatever else it names ("Thank you for asking about
+    # this, nobody ever asks the client."), and stays in the frame (small talk is
+    # never moved); what a participant adds there without one can still move
+    closing_ids = _closing_ids(protocol)
+    courtesy = np.array([bool(short[i]) and not small_talk[i] and t >= 0
+                         and prompt_area.get((case, int(t)), -1) in closing_ids
+                         and bool(_COURTESY_PHRASES.search(seg_text[i]))
+                         for i, (case, t) in enumerate(zip(seg_case, seg_prompt))], dtype=bool)
+    if courtesy.any():
+        counts["segments_closing_courtesy"] = int(courtesy.sum())
+        small_talk = small_talk | courtesy
     counts["segments_small_talk"] = int(small_talk.sum())
     return _result(protocol, prompts, segments, seg_prompt, small_talk, counts,
                    frame=seg_frame_area | small_talk, frame_similarity=segment_frame_sim)
+
+
+def _closing_ids(protocol: Protocol) -> set[int]:
+    """The frame areas that close the interview: those after the last content area
+    (an inferred protocol is in interview order; a team's file in its own, and
+    :func:`_other_side_of_frame` reads it so too)."""
+    content = [i for i, a in enumerate(protocol.areas) if not a.frame]
+    if not content:
+        return set()
+    return {a.area_id for i, a in enumerate(protocol.areas) if a.frame and i > content[-1]}
 
 
 def _read_prompts(ordered: pd.DataFrame, config: ProtocolConfig) -> list[_Prompt]:
