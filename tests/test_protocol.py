@@ -1678,6 +1678,39 @@ def _turn_of(study: dict, case: str, text: str) -> int:
     return next(i for i, (_, t) in enumerate(study[case]) if t == text)
 
 
+def test_a_feeling_probe_about_what_was_just_said_stays_in_the_area_in_progress():
+    """"How did you feel about that?", asked once per interview after one story or
+    the other, was grouped across the interviews as a protocol question and made a
+    domain of its own, which mixed the feelings about the advice that helped and the
+    advice that did not. A feeling or elaboration question whose only object refers
+    back is a probe of the area in progress; one that names its subject is not."""
+    study = mentor_study()
+    turns, segs = build(study)
+    result = infer_protocol(turns, segs, fake_encode, ProtocolConfig())
+    names = [a.name.lower() for a in result.protocol.areas]
+    assert not any("feel" in n for n in names), names
+    for k, case in enumerate(sorted(study)):
+        at = _turn_of(study, case, M_FEEL[k])
+        story = M_HELPED[k] if k % 2 == 0 else M_HINDERED[k]
+        assert _kind_of(result, case, at) == "probe", case
+        assert _area_of(result, case, at) == _area_of(result, case, _turn_of(study, case, story))
+    from pipeline.stages.protocol import _generic_probe
+
+    for probe in ("How did you feel about that?", "How did you feel about it?",
+                  "How was that for you?", "What did that feel like?", "What happened then?",
+                  "Can you tell me more about that?", "How did you feel about him saying that?",
+                  "What was it like to hear that?", "How did you react to it?"):
+        assert _generic_probe(probe), probe
+    for question in ("How did you feel about your mentor's advice?", "And how did she respond?",
+                     "How did it affect your relationship?", "What did you do afterwards?"):
+        assert not _generic_probe(question), question
+    # "those" is what the turn recalls, not what was just said
+    recalled = "You said there were times you held back. Could you say a bit about those?"
+    assert not _generic_probe(question_core(recalled), recalled)
+    assert _generic_probe("How did you feel about that?", "Take your time. How did you feel "
+                                                          "about that?")
+
+
 def test_background_questions_worded_indirectly_are_background_in_every_interview():
     """"Can you tell me roughly how old you are and ..." was missed by the background
     words and became a frame area of its own ("opening"), and a background question

@@ -48,7 +48,9 @@ How the protocol is inferred (each threshold is a ``ProtocolConfig`` field):
 3. Frame prompts (see *Frame* below) go to one frame area per kind: opening,
    background, closing.
 4. Generic probes ("Can you say more?", "How did that feel?", "What do you
-   mean?"), by pattern or by ``probe_similarity`` to a few such phrases, stay in
+   mean?"), by pattern, by ``probe_similarity`` to a few such phrases, or as a
+   feeling or elaboration question whose only object refers back ("How did you
+   feel about that?", "How was that for you?": :func:`_generic_probe`), stay in
    the area in progress.
 5. The remaining prompts that ask something (a reflection such as "So you were
    dreading it." asks nothing) are grouped across cases (average-linkage cosine
@@ -921,6 +923,55 @@ _PROBE = re.compile(
     r"what(?:'s|’s| is) going through your (?:mind|head)\b|say more\b|anything else\W*$|"
     r"what did you do(?: (?:then|next|about it|with (?:that|it)))?\W*$|how was that\W*$|"
     r"what happened (?:when you did|after that|then|next)\W*$)", re.I)
+#: What makes a question a feeling or elaboration probe: it asks how something felt,
+#: how the participant took it, what happened, or for more.
+_PROBE_ASKS = frozenset("""
+feel feels felt feeling feelings react reacted reaction respond responded response happen
+happens happened happening mean meant more expand elaborate example experience experienced
+""".split())
+#: Words that name no topic in such a question: verbs of saying and taking in, and a
+#: time or moment ("at the time", "in that moment") that refers back as "that" does.
+_PROBE_NEUTRAL = frozenset("""
+say saying said tell telling told talk talking explain describe hear hearing heard think
+thinking thought make made find found go going went come came get got time moment
+""".split())
+#: Someone other than the participant as the subject: the question asks about them.
+_OTHER_SUBJECT = frozenset("he she they".split())
+#: The pronouns that refer back to what the participant just said.
+_REFERS_BACK = frozenset("that it this those these them then".split())
+
+
+#: A turn that recalls what the participant said earlier ("You said there were times
+#: you held it back. Could you say a bit about those?"): its "those" is what it recalls.
+_CALLBACK = re.compile(
+    r"\b(?:you(?:'ve|’ve| have)? (?:said|mentioned|told me|talked about|spoke about|described|"
+    r"brought up)|you were (?:saying|talking about)|earlier|(?:going|coming) back to)\b", re.I)
+
+
+def _generic_probe(core: str, text: str = "") -> bool:
+    """Whether a question is a generic probe by what it names: a feeling or
+    elaboration question (:data:`_PROBE_ASKS`) or one that refers back
+    (:data:`_REFERS_BACK`), whose other words are stop words and words that name
+    no topic (:data:`_PROBE_NEUTRAL`). "How did you feel about that?", "How was it
+    for you?", "What did that feel like?", "What happened then?" and "How did you
+    feel about him telling you that?" name nothing but what was just said, and
+    were asked after a story in nearly every interview: as a probe list missed
+    them, they made a domain of their own that mixed the feelings about every
+    story. "How did you feel about your therapist's disclosure?" names its
+    subject, and is a main question; so is "And how did she respond?", which asks
+    about someone else (a client, a parent) as a protocol question does, and a
+    question whose turn (``text``) recalls what it refers to (:data:`_CALLBACK`)."""
+    if text and _CALLBACK.search(text):
+        return False
+    words = _words(core)
+    if not words or len(words) > 12 or not any(_is_question(s) for s in _sentences(core)):
+        return False
+    if any(w.split("'")[0] in _OTHER_SUBJECT for w in words):
+        return False
+    if not any(w in _PROBE_ASKS or w in _REFERS_BACK for w in words):
+        return False
+    return all(w in _STOP or w in _PROBE_ASKS or w in _PROBE_NEUTRAL for w in words)
+
 _ANCHORS = {
     "background": ("How long have you been practising?",
                    "Could you tell me a bit about your background and training?",
@@ -1321,7 +1372,8 @@ def infer_protocol(turns: pd.DataFrame, segments: pd.DataFrame, encode: Encoder,
                                            functools.partial(background_share, ans, how_long),
                                            config)
         if not p.frame and not p.marked:
-            p.probe = bool(_PROBE.match(p.core) or _ANYTHING_ELSE.match(p.core)) or (
+            p.probe = bool(_PROBE.match(p.core) or _ANYTHING_ELSE.match(p.core)) \
+                or _generic_probe(p.core, p.text) or (
                 probe_anchor_vecs.size > 0 and
                 float((probe_anchor_vecs @ qv[p.vec]).max()) >= config.probe_similarity)
     if given is not None:
