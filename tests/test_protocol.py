@@ -1759,3 +1759,55 @@ def test_anything_else_you_would_like_to_say_closes_and_its_courtesy_stays_in_th
     assert (proposal.proposed_domain[courtesy] == frame).all()
     assert not proposal.moved[courtesy].any()
 
+
+def negation_blind_encode(texts: list[str]) -> np.ndarray:
+    """The bag-of-words encoder reading a negated question as a sentence embedder
+    does: by the words it shares with the positive one ("didn't help" as "did help",
+    "unhelpful" as "helpful")."""
+    blind = [re.sub(r"\b(\w+)n't\b", r"\1", re.sub(r"\bun(help\w*)", r"\1", t, flags=re.I))
+             for t in texts]
+    return fake_encode(blind)
+
+
+def test_a_question_goes_to_the_team_question_of_its_own_polarity():
+    """With a team's file that pairs "a time the advice helped" with "a time it did
+    not", the embedder matched "Was there a time your mentor's advice didn't help?"
+    to the helped question by the words the two share, and read "...didn't help, or
+    felt wrong?" as a follow-up of the helped area; their stories were counted there.
+    A question goes to the question of its own polarity when that one is about as
+    near; a question of no polarity is matched as before."""
+    hindered = ["Was there ever a time your mentor's advice didn't help?",
+                "And was there a time advice from your mentor was unhelpful?",
+                "Was there ever a time something your mentor advised didn't help, or felt "
+                "wrong?"]
+    study = mentor_study()
+    for k, case in enumerate(("M1", "M2", "M3")):
+        study[case] = [(w, hindered[k] if t == M_HINDERED[k] else t) for w, t in study[case]]
+    turns, segs = build(study)
+    areas = [{"name": "A time the advice helped",
+              "questions": ["Can you tell me about a time your mentor's advice helped you?"]},
+             {"name": "A time the advice did not help",
+              "questions": ["Was there a time a piece of advice from your mentor didn't help?"]},
+             {"name": "The relationship",
+              "questions": ["How did the advice affect your relationship with your mentor?"]},
+             {"name": "Advice to mentors", "questions": ["What advice would you give mentors?"]}]
+    result = infer_protocol(turns, segs, negation_blind_encode, ProtocolConfig(areas=areas))
+    for k, case in enumerate(("M1", "M2", "M3")):
+        asked = _turn_of(study, case, hindered[k])
+        assert _area_of(result, case, asked) == 1, case
+        assert _area_of(result, case, _turn_of(study, case, M_HELPED[k])) == 0, case
+        story = (segs["case_id"] == case) & (segs["text"] == M_STORY_HINDERED[k])
+        assert (result.segment_area[story.to_numpy()] == 1).all(), case
+    assert _area_of(result, "M1", _turn_of(study, "M1", M_RELATION[0])) == 2
+    assert result.counts["prompts_matched_by_polarity"] >= 3
+    # "0.1" of similarity is what the pair may differ by: with no margin, only a tie
+    held = infer_protocol(turns, segs, negation_blind_encode,
+                          ProtocolConfig(areas=areas, polarity_margin=0))
+    assert _area_of(held, "M2", _turn_of(study, "M2", hindered[1])) == 0
+
+    from pipeline.stages.protocol import _polarity
+
+    assert [_polarity(q) for q in (*hindered, "Did it hinder you?", "Was any of it wrong?")] \
+        == [-1] * 5
+    assert [_polarity(q) for q in ("A time it helped?", "Was it useful?")] == [1, 1]
+    assert [_polarity(q) for q in ("Did it help or not?", "How did it affect you?")] == [1, 0]

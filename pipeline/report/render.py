@@ -160,6 +160,10 @@ COUNT_WORDS: dict[str, tuple[str, str]] = {
     "protocol_frame_areas": ("Interview protocol", "Areas of the interview frame"),
     "protocol_areas_without_segments": ("Interview protocol", "Areas no segment answers"),
     "protocol_segments_small_talk": ("Interview protocol", "Segments of small talk"),
+    "protocol_prompts_matched_by_polarity": ("Interview protocol", "Questions matched to the "
+                                                                   "file's question of their "
+                                                                   "polarity (what helped, "
+                                                                   "what did not)"),
     "protocol_segments_closing_courtesy": ("Interview protocol", "Courtesies in the closing "
                                                                  "(thanks), kept in the frame"),
     "protocol_segments_in_frame_areas": ("Interview protocol", "Segments in an area of the "

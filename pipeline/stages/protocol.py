@@ -110,6 +110,10 @@ study": courtesy phrases with at most two other content words, or
 question it answers; in answer to the closing, any such segment with a courtesy
 phrase is ("Thank you for asking about this, nobody ever asks the client.").
 
+With a team's protocol, a question that says what helped or what did not
+(:func:`_polarity`) goes to the file's question of its own polarity when that is
+at most ``polarity_margin`` less similar than the nearest one (:func:`_by_polarity`).
+
 Segments get the area of the prompt they answer: ``question_turn_index`` from
 segmentation, or a later task/heading line of the same case when there is one
 (segmentation looks at interviewer turns only). Segments that answer no prompt
@@ -247,6 +251,10 @@ class ProtocolConfig(BaseModel):
         "with a team's protocol: a question the interviewers asked in at least min_cases "
         "interviews, in words the file's questions do not reach, opens the area whose "
         "question is at least this similar to the centre of its wordings"))
+    polarity_margin: float = Field(0.1, ge=0, le=2, description=(
+        "with a team's protocol: a question that says what helped, or what did not (a "
+        "negation, 'unhelpful', 'wrong'), goes to the question of its own polarity when that "
+        "is at most this much less similar than one of the other polarity; 0: on a tie only"))
     rehome_margin: float = Field(0.1, ge=0, le=2, description=(
         "a follow-up question whose answers are this much more similar to another area's "
         "answers (in the other cases) than to its own area's opens that area; 2: never"))
@@ -971,6 +979,36 @@ def _generic_probe(core: str, text: str = "") -> bool:
     if not any(w in _PROBE_ASKS or w in _REFERS_BACK for w in words):
         return False
     return all(w in _STOP or w in _PROBE_ASKS or w in _PROBE_NEUTRAL for w in words)
+
+#: A negation: "not", "never", "no", "didn't", "wasn't", "can't".
+_NEGATION = frozenset("not never no nothing none nobody neither nor cannot".split())
+#: "or not" asks both ways ("Did it help or not?", "whether or not"): no polarity.
+_OR_NOT = re.compile(r"\bor not\b", re.I)
+#: Words that say something went badly: the antonyms of a question about what helped.
+_HINDERING = frozenset("""
+unhelpful wrong bad worse worst harmful hurtful hinder hinders hindered hindering negative
+damaging unsupportive unwelcome inappropriate ineffective useless counterproductive
+""".split())
+#: Words that say something went well.
+_HELPING = frozenset("""
+help helps helped helping helpful good better best useful positive beneficial benefit
+benefited valuable supportive
+""".split())
+
+
+def _polarity(text: str) -> int:
+    """-1 for a question about what went badly (a negation, or a word such as
+    "unhelpful", "wrong", "hindering"), 1 for one about what went well ("helped",
+    "helpful", "good") and says no negation, 0 for any other. CQR protocols pair
+    such questions ("a disclosure that helped", "one that did not"), and a sentence
+    embedder reads the words they share and hardly the "not": "Was there a time
+    something she shared didn't help?" was as near "a time your therapist shared
+    something that helped" as the team's "did not help" question."""
+    words = _words(_OR_NOT.sub(" ", text))
+    if any(w in _NEGATION or w.endswith("n't") or w in _HINDERING for w in words):
+        return -1
+    return 1 if any(w in _HELPING for w in words) else 0
+
 
 _ANCHORS = {
     "background": ("How long have you been practising?",
@@ -2256,6 +2294,10 @@ def _assign_given(prompts: list[_Prompt], qv: np.ndarray, given: Protocol,
             listed_in[q].add(area)
     away = _other_side_of_frame(given)
     worded = _interviewer_wordings(prompts, qv, owner, given_vecs, frame_given, config)
+    # each question of the file: whether it asks what helped or what did not, and
+    # whether it is a content question (only those are told apart by polarity)
+    polarity = np.array([_polarity(q) for a in given.areas for q in a.questions], dtype=np.int64)
+    content_q = ~np.isin(owner, list(frame_given))
     word_areas = _area_words(given)
     # the file's questions, as asked word for word: each opens its own area, whatever
     # the similarities say (below)
@@ -2291,13 +2333,33 @@ def _assign_given(prompts: list[_Prompt], qv: np.ndarray, given: Protocol,
                 # a greeting is not matched to the closing's "Thank you for your time
                 # today" (nor a thanks at the end to the opening) by its words
                 sims = np.where(np.isin(owner, list(away[p.frame])), -2.0, sims)
-            best = int(owner[int(np.argmax(sims))]) if len(sims) else -1
-            sim = float(sims.max()) if len(sims) else -2.0
+            pol = _polarity(p.core) if not (p.frame or p.probe or p.short) else 0
+            top = int(np.argmax(sims)) if len(sims) else -1
+            row = _by_polarity(sims, pol, polarity, content_q, config.polarity_margin) \
+                if top >= 0 else -1
+            best = int(owner[row]) if row >= 0 else -1
+            sim = float(sims[row]) if row >= 0 else -2.0
             bar = config.area_similarity if (p.marked or p.kind == "task" or p.frame) \
                 else config.join_similarity
             if best >= 0 and sim >= bar and not (p.probe and best == current):
                 p.area = current = best
                 p.final_kind = "task" if p.kind == "task" else "main"
+                if best != int(owner[top]):
+                    counts["prompts_matched_by_polarity"] += 1
+            elif (pol and p.asks and 0 <= current != best and not areas[current].frame
+                  and content_q[row] and polarity[row] == pol
+                  and _pair_with(sims, owner == current, polarity, row,
+                                 config.polarity_margin, config.wording_similarity)):
+                # below the bar, but the area in progress's question, of the other
+                # polarity, and one of the prompt's own are about as near, and one of
+                # them near enough to be the prompt reworded: the prompt asks the other
+                # question of the pair in words of its own ("Were there other times
+                # something she shared felt unhelpful?" after "a time ... that helped",
+                # with the file's "did not help" question; the embedder reads the words
+                # the two share)
+                p.area = current = best
+                p.final_kind = "main"
+                counts["prompts_matched_by_polarity"] += 1
             elif worded.get((p.case_id, p.turn_index), current) != current:
                 p.area = current = worded[(p.case_id, p.turn_index)]
                 p.final_kind = "main"
@@ -2355,6 +2417,38 @@ def _assign_given(prompts: list[_Prompt], qv: np.ndarray, given: Protocol,
     counts["frame_areas"] = sum(a.frame for a in areas)
     counts["frame_areas_added"] = len(added)
     return Protocol(tuple(areas))
+
+
+def _by_polarity(sims: np.ndarray, pol: int, polarity: np.ndarray, content_q: np.ndarray,
+                 margin: float) -> int:
+    """The row of the file's question a prompt of polarity ``pol`` (:func:`_polarity`)
+    is matched to: the most similar, unless that is a content question of the other
+    polarity and a content question of the prompt's own is at most ``margin`` less
+    similar. A helpful/hindering pair of questions shares its words; the negation
+    that tells them apart hardly moves a sentence embedding ("Was there ever a time
+    something she shared didn't help, or felt wrong?" was as near the file's
+    "helped" question as its "didn't help" one, and its story was counted there)."""
+    top = int(np.argmax(sims))
+    if not pol or not content_q[top] or polarity[top] != -pol:
+        return top
+    agree = content_q & (polarity == pol) & (sims > -2.0)
+    if not agree.any():
+        return top
+    own = int(np.argmax(np.where(agree, sims, -np.inf)))
+    return own if sims[own] >= sims[top] - margin else top
+
+
+def _pair_with(sims: np.ndarray, in_area: np.ndarray, polarity: np.ndarray, row: int,
+               margin: float, floor: float) -> bool:
+    """Whether the question ``row`` and the nearest question of an area (``in_area``
+    marks its questions) are a pair told apart by polarity: the area's is of the other
+    polarity, the two are at most ``margin`` apart in similarity to the prompt, and the
+    nearer is at least ``floor`` (``wording_similarity``) similar to it."""
+    if not in_area.any():
+        return False
+    near = int(np.argmax(np.where(in_area, sims, -np.inf)))
+    return (polarity[near] == -polarity[row] != 0 and abs(sims[near] - sims[row]) <= margin
+            and max(sims[near], sims[row]) >= floor)
 
 
 def _other_side_of_frame(given: Protocol) -> dict[str, set[int]]:
