@@ -76,8 +76,9 @@ in their order; only the first letter's case may change):
   "you know" and "I mean" where they stand apart (between punctuation, or
   "I mean" opening a sentence and not followed by "it", "that", ...); "like"
   followed by a comma after a pause, "and", "but", "so", "just" or a form of
-  "be" ("it was like, really hard"). Commas touching a removed filler go
-  with it ("I was, um, thinking" -> "I was thinking"), but for one where a new
+  "be" ("it was like, really hard"), but not after "be" before a clause of its
+  own ("It's like, her breakup isn't my breakup"). Commas touching a removed
+  filler go with it ("I was, um, thinking" -> "I was thinking"), but for one where a new
   clause or phrase follows, or a noun phrase naming the one before ("the
   alliance, you know, Bordin" -> "the alliance, Bordin");
 * false starts and immediate repetitions: a run of one to four words said
@@ -87,7 +88,11 @@ in their order; only the first letter's case may change):
   unless a comma or dash parts them or "that that" comes before a subject
   ("the one that that I think about");
 * cut-off words: a fragment ending in a hyphen followed by the word it starts
-  ("go- going"). A dash the text ends on stays: the speech broke off there.
+  ("go- going"). A dash the text ends on stays: the speech broke off there;
+* false starts broken off at a hesitation and begun again from the same subject:
+  two to four words from a subject pronoun to a word a clause cannot end on, with
+  no negation, then a filler or a dash, then that pronoun ("He used to, um, he'd say
+  things" -> "He'd say things", not "He used to he'd say things").
 
 The short sentences that open a turn ("Not at all.", "Partly.", "I didn't.", "Shame.
 Absolute shame. I was mortified.": each under ``min_sentence_words``, up to the
@@ -346,6 +351,100 @@ def _drop(toks: _Gap, start: int, end: int) -> _Gap:
 #: a filler, or the first and second word of one: without any, nothing is removed
 _FILLER_PAIRS = frozenset({("you", "know"), ("i", "mean"), ("like", ",")})
 
+#: forms of "be" after which "like," may frame a clause of its own ("It's like, her
+#: breakup isn't my breakup") rather than fill a pause ("it was like, really hard")
+_BE_FORMS = frozenset("was is were are am be been being it's that's 's".split())
+#: words that make a clause finite: auxiliaries and modals (and their "n't" forms)
+_FINITE = frozenset("""
+is was are were am do does did has have had can could would will should might must may
+shall
+""".split())
+#: pronouns that are a clause's subject, alone or with a verb ("she's", "he'd")
+_SUBJECT_PRONOUNS = frozenset("i you he she we they it".split())
+
+
+def _base(norm: str) -> str:
+    """A pronoun without its contracted verb: "he'd" -> "he"."""
+    return norm.split("'", 1)[0]
+
+
+def _clause_follows(tail: list) -> bool:
+    """Whether what follows "like," (``tail``, reversed, "like" and its comma last) up
+    to the next punctuation is a clause: it has a subject pronoun or a finite verb.
+    Then "like" frames it ("It's like, her breakup isn't my breakup", "it was like,
+    she knew"), and dropping it ran two clauses into one ("It's her breakup isn't my
+    breakup"); a phrase ("it was like, really hard") is the filler's. Reads at most
+    twelve words."""
+    for k in range(len(tail) - 3, max(-1, len(tail) - 15), -1):
+        tok = tail[k][0]
+        if not _is_word(tok):
+            return False
+        w = _norm(tok)
+        if w in _FINITE or w.endswith("n't") or _base(w) in _SUBJECT_PRONOUNS \
+                or (w != _base(w) and _base(w) in {"that", "there", "what", "who"}):
+            return True
+    return False
+
+
+#: words a false start breaks off on: the clause cannot end there ("He used to, um,
+#: he'd say", "I was going to, uh, I'd rather")
+_UNFINISHED = _DETERMINERS | _FINITE | frozenset("to been being used".split())
+#: negations: a run that holds one is never a false start ("I didn't want to, um, I had to")
+_NEGATIONS = frozenset("no not never nothing none nope nah neither nor nobody nowhere".split())
+#: verbs of a remark put in ("I was, um, I think, the only one"), not a restart
+_REMARKS = frozenset("think mean guess suppose know reckon believe".split())
+
+
+def _negates(norm: str) -> bool:
+    return norm in _NEGATIONS or norm.endswith("n't")
+
+
+def _remove_restarts(tokens: list[list]) -> list[list]:
+    """Without the false starts broken off at a hesitation and said again from the
+    same subject: "He used to, um, he'd say things like" is "He'd say things like".
+
+    Removing the filler alone ran the two together ("He used to he'd say"), words the
+    participant never said as one clause. A false start here is two to four words
+    at a clause's start, from a subject pronoun to a word the clause cannot end on
+    (:data:`_UNFINISHED`), with no negation; then a filler or a dash, with any
+    commas; then the same pronoun ("he", "he'd"), not as a remark put in ("I was,
+    um, I think, the only one")."""
+    norms = [_norm(t[0]) for t in tokens]
+    if FILLERS.isdisjoint(norms) and _DASHES.isdisjoint(norms):
+        return tokens                          # most sentences
+    out: list[list] = []
+    k, n = 0, len(tokens)
+    while k < n:
+        cut = _restart_at(tokens, norms, k) if _base(norms[k]) in _SUBJECT_PRONOUNS and (
+            k == 0 or not _is_word(tokens[k - 1][0])) else None
+        if cut is None:
+            out.append(tokens[k])
+            k += 1
+            continue
+        out.append([tokens[cut][0], tokens[k][1]])
+        k = cut + 1
+    return out
+
+
+def _restart_at(tokens: list[list], norms: list[str], k: int) -> int | None:
+    """Where the clause said again starts, when ``tokens[k]`` opens a false start
+    (:func:`_remove_restarts`); else None."""
+    j = k + 1
+    while j < len(tokens) and j - k < 4 and _is_word(tokens[j][0]):
+        j += 1
+    if j - k < 2 or norms[j - 1] not in _UNFINISHED \
+            or any(_negates(w) for w in norms[k:j]):
+        return None
+    broke = False
+    while j < len(tokens) and (norms[j] in FILLERS or tokens[j][0] in _DASHES
+                               or tokens[j][0] == ","):
+        broke = broke or norms[j] in FILLERS or tokens[j][0] in _DASHES
+        j += 1
+    if not broke or j + 1 >= len(tokens) or _base(norms[j]) != _base(norms[k]) \
+            or not _is_word(tokens[j + 1][0]) or norms[j + 1] in _REMARKS:
+        return None
+    return j
+
 
 def _remove_fillers(tokens: list[list]) -> list[list]:
     norms = [_norm(t[0]) for t in tokens]
@@ -371,7 +470,8 @@ def _remove_fillers(tokens: list[list]) -> list[list]:
                     and _norm(tail[-3][0]) not in _MEAN_OBJECTS)):
             end = i + 2
         elif w == "like" and nxt == "," and (not head or not _is_word(head[-1][0])
-                                             or _norm(head[-1][0]) in _BE_AND_LINKS):
+                                             or _norm(head[-1][0]) in _BE_AND_LINKS) \
+                and not (head and _norm(head[-1][0]) in _BE_FORMS and _clause_follows(tail)):
             end = i + 1
         else:
             head.append(tail.pop())
@@ -600,6 +700,7 @@ def tidy_utterance(text: str) -> str:
     toks = _tokens(base)
     if not toks:
         return ""
+    toks = _remove_restarts(toks)
     toks = _remove_fillers(toks)
     toks = _remove_repetitions(toks)
     toks = _tidy_punctuation(toks)
