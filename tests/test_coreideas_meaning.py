@@ -1,11 +1,27 @@
-"""Core ideas that keep what the participant meant (pipeline/stages/coreideas.py): words
-not run together by the clean-up. Texts written for these tests."""
+"""Core ideas that keep what the participant meant (pipeline/stages/coreideas.py): the
+point a long sentence builds up to, words not run together by the clean-up. Texts
+written for these tests."""
 
 from __future__ import annotations
 
 import pytest
 
-from pipeline.stages.coreideas import tidy_utterance
+from pipeline.stages.coreideas import _units_of, count_words, tidy_utterance
+
+
+def test_a_long_sentence_is_cut_into_even_pieces():
+    """Filled from the start, the first piece of a 42-word sentence ended on "thirty
+    years ago", and the clause the sentence builds up to ("and somehow that made me
+    feel less alone with it") was left over on its own: a core idea holding the
+    first piece lost the point, one holding the last lost what it was about."""
+    text = ("And later, on the anniversary, I drove out to the coast, like I told you, and "
+            "I left some flowers, and I pictured my counsellor standing at his own brother's "
+            "grave thirty years ago, and somehow that made me feel less alone with it.")
+    assert count_words(tidy_utterance(text)) > 40
+    pieces = [piece for _span, piece in _units_of(text, 40)]
+    assert len(pieces) == 2 and all(count_words(p) <= 40 for p in pieces)
+    assert "grave thirty years ago, and somehow that made me feel" in pieces[1], pieces
+    assert pieces[0].endswith("some flowers…") and pieces[1].startswith("…and I pictured")
 
 
 @pytest.mark.parametrize("raw, tidy", [

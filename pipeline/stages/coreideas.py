@@ -43,9 +43,10 @@ Each segment is split into sentences (at ``.``, ``!``, ``?`` and ``…`` followe
 by a space, not after "Dr.", "e.g." and the like; at blank lines), with
 transcriber notes blanked first so a note never makes or hides a boundary. A
 sentence longer than ``max_words`` after tidying is cut at its commas, semicolons,
-colons and dashes into pieces of at most ``max_words`` words (at word boundaries
-if a clause alone is longer); a piece that does not start or end the sentence is
-marked with "…". Sentences of fewer than ``min_sentence_words`` words ("Yes,
+colons and dashes into as few pieces of at most ``max_words`` words as fit, as even
+as its clauses allow (at word boundaries if a clause alone is longer), so that the
+clause a spoken sentence builds up to is not left over on its own; a piece that
+does not start or end the sentence is marked with "…". Sentences of fewer than ``min_sentence_words`` words ("Yes,
 definitely.") are candidates only when the case has nothing longer in the domain,
 and questions ("Does that make sense?") only when it has nothing else.
 
@@ -817,36 +818,83 @@ def _pieces(text: str, s: int, e: int, max_words: int) -> list[tuple[int, int]]:
     """A sentence too long after tidying, cut into spans of at most ``max_words``
     tidied words: at clause punctuation, else at word boundaries.
 
-    A span also closes at ``_RAW_PER_TIDIED`` times ``max_words`` words as spoken:
-    each clause re-tidies the span it would join, so a span of fillers or
-    repetitions ("um, um, um, ...", "I, I, I, ...") that tidies to almost nothing
-    would otherwise grow with every clause, quadratic in the sentence's length."""
+    The clauses are cut into as few pieces as fit, as even as they allow
+    (:func:`_even_pieces`): filled from the start, the last piece was what was left
+    over, often the clause a spoken sentence builds up to ("…, and I thought about my
+    therapist standing on his own bridge twenty years ago, and somehow that helped me
+    not feel like the only one": the first piece ended on "years ago", without its
+    point, and the point stood alone without what it was about).
+
+    A span also closes at ``_RAW_PER_TIDIED`` times ``max_words`` words as spoken, so
+    that a span of fillers or repetitions ("um, um, um, ...", "I, I, I, ...") that
+    tidies to almost nothing does not grow without end."""
     cuts = [s] + [s + m.end() for m in _CLAUSE.finditer(text[s:e])] + [e]
     clauses = [(a, b) for a, b in zip(cuts, cuts[1:]) if text[a:b].strip()]
     out: list[tuple[int, int]] = []
-    cur: tuple[int, int] | None = None
-    cur_raw = 0
-    raw_cap = _RAW_PER_TIDIED * max_words
+    run: list[tuple[int, int, int, int]] = []      # clauses that fit: (a, b, words, raw)
+
+    def flush() -> None:
+        out.extend(_even_pieces(text, run, max_words))
+        run.clear()
+
     for a, b in clauses:
-        raw = len(_WORD.findall(text[a:b]))
-        if cur is not None and cur_raw + raw <= raw_cap and \
-                count_words(tidy_utterance(text[cur[0]:b])) <= max_words:
-            cur = (cur[0], b)
-            cur_raw += raw
-            continue
-        if cur is not None:
-            out.append(cur)
-        cur, cur_raw = (a, b), raw
-        if count_words(tidy_utterance(text[a:b])) > max_words:
-            words = list(_WORD.finditer(text[a:b]))
-            for k in range(0, len(words), max_words):
-                chunk = words[k:k + max_words]
-                end = a + (words[k + max_words].start() if k + max_words < len(words) else b - a)
+        words = count_words(tidy_utterance(text[a:b]))
+        if words > max_words:
+            flush()
+            spoken = list(_WORD.finditer(text[a:b]))
+            for k in range(0, len(spoken), max_words):
+                chunk = spoken[k:k + max_words]
+                end = a + (spoken[k + max_words].start() if k + max_words < len(spoken)
+                           else b - a)
                 out.append((a + chunk[0].start(), end))
-            cur = None
-    if cur is not None:
-        out.append(cur)
+            continue
+        run.append((a, b, words, len(_WORD.findall(text[a:b]))))
+    flush()
     return [(a, b - (len(text[a:b]) - len(text[a:b].rstrip()))) for a, b in out]
+
+
+def _packed(run: list[tuple[int, int, int, int]], limit: int, raw_cap: int) -> list[int]:
+    """Where each piece of ``run`` starts when clauses are added to a piece while it
+    holds at most ``limit`` tidied and ``raw_cap`` spoken words."""
+    starts, words, raw = [0], 0, 0
+    for k, (_a, _b, w, r) in enumerate(run):
+        if k and (words + w > limit or raw + r > raw_cap):
+            starts.append(k)
+            words, raw = 0, 0
+        words += w
+        raw += r
+    return starts
+
+
+def _even_pieces(text: str, run: list[tuple[int, int, int, int]], max_words: int
+                 ) -> list[tuple[int, int]]:
+    """The clauses of ``run`` (each at most ``max_words`` tidied words) as the fewest
+    pieces of at most ``max_words`` words, the largest as small as can be: the least
+    limit that needs no more pieces than ``max_words`` does, found by bisection
+    (linear in the clauses each time). A clause's words are counted tidied on its
+    own; a piece is tidied whole once to check it, and one that tidies longer (a
+    filler read otherwise beside its neighbours) is cut again before its last clause."""
+    if not run:
+        return []
+    raw_cap = _RAW_PER_TIDIED * max_words
+    fewest = len(_packed(run, max_words, raw_cap))
+    lo, hi = max(w for _a, _b, w, _r in run), max_words
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if len(_packed(run, mid, raw_cap)) <= fewest:
+            hi = mid
+        else:
+            lo = mid + 1
+    starts = _packed(run, lo, raw_cap) + [len(run)]
+    out = []
+    for p, q in zip(starts, starts[1:]):
+        a, b = run[p][0], run[q - 1][1]
+        if q - p > 1 and count_words(tidy_utterance(text[a:b])) > max_words:
+            out.extend(_even_pieces(text, run[p:q - 1], max_words))
+            out.append((run[q - 1][0], b))
+        else:
+            out.append((a, b))
+    return out
 
 
 def _unit_text(text: str, a: int, b: int, sent_start: int, sent_end: int) -> str:
