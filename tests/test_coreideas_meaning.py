@@ -1,12 +1,19 @@
 """Core ideas that keep what the participant meant (pipeline/stages/coreideas.py): the
-point a long sentence builds up to, words not run together by the clean-up. Texts
-written for these tests."""
+point a long sentence builds up to, words not run together by the clean-up, one
+omission mark per cut. Texts written for these tests."""
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
-from pipeline.stages.coreideas import _units_of, count_words, tidy_utterance
+from pipeline.stages.coreideas import _joined, _turn_keys, _units_of, count_words, tidy_utterance
+
+
+def _turns(rows: list[tuple[str, int, str]]) -> pd.DataFrame:
+    """Segments of one case in one domain: (segment id, turn, text)."""
+    return pd.DataFrame({"segment_id": [r[0] for r in rows], "case_id": ["A"] * len(rows),
+                         "turn_index": [r[1] for r in rows], "text": [r[2] for r in rows]})
 
 
 def test_a_long_sentence_is_cut_into_even_pieces():
@@ -40,3 +47,28 @@ def test_a_long_sentence_is_cut_into_even_pieces():
 ])
 def test_the_clean_up_does_not_run_words_together(raw, tidy):
     assert tidy_utterance(raw) == tidy
+
+
+def test_one_omission_mark_where_a_piece_of_a_sentence_follows_a_gap():
+    """A core idea printed "That was the first time. … …and somehow": the omission
+    mark between two sentences and the one of a piece cut from its sentence, the
+    second glued to its word. Two pieces of one sentence, one after the other, read as
+    the sentence said them; a note of laughter between two sentences leaves nothing
+    out, a note of speech not taken down does."""
+    said = "I stood there a long time, and somehow that helped me."
+    seg = _turns([("A:1:0", 1, "That was the first time. We never spoke of it again."),
+                  ("A:1:1", 1, said)])
+    texts, turns = seg["text"].tolist(), _turn_keys(seg)
+    first = (0, 0, 24, "That was the first time.")
+    head = (1, 0, said.index(","), "I stood there a long time…")
+    tail = (1, said.index("and"), len(said), "…and somehow that helped me.")
+    assert _joined([first, tail], texts, turns) == \
+        "That was the first time. … and somehow that helped me."
+    assert _joined([first, head], texts, turns) == \
+        "That was the first time. … I stood there a long time…"
+    assert _joined([head, tail], texts, turns) == said
+    for note, joined in (("(laughs)", "I stood there. It helped."),
+                         ("[inaudible]", "I stood there. … It helped.")):
+        text = f"I stood there. {note} It helped."
+        pieces = [(0, 0, 14, "I stood there."), (0, len(text) - 10, len(text), "It helped.")]
+        assert _joined(pieces, [text], [("A", "1")]) == joined, note

@@ -971,6 +971,13 @@ def _turn_keys(segments: pd.DataFrame) -> list[tuple[str, str]]:
             for c, p in zip(segments["case_id"], parts)]
 
 
+def _said(text: str) -> str:
+    """``text`` without the transcriber's notes of what was not speech ("(laughs)"):
+    between two sentences, such a note leaves nothing out, where a note of speech not
+    taken down ("[inaudible]") does."""
+    return strip_transcriber_notes(_mark_missing(text))
+
+
 def _joined(pieces: list[tuple[int, int, int, str]], texts: list[str],
             turns: list[tuple[str, str]]) -> str:
     """The chosen sentences ``(segment row, start, end, tidied text)``, in transcript
@@ -980,14 +987,31 @@ def _joined(pieces: list[tuple[int, int, int, str]], texts: list[str],
     for k, (r, a, _b, text) in enumerate(pieces):
         if k:
             pr, _pa, pb, _ = pieces[k - 1]
-            next_to = (r == pr and not texts[r][pb:a].strip(" \t\r\n,;:-—–")) or (
-                r == pr + 1 and turns[r] == turns[pr] and not texts[pr][pb:].strip()
-                and not texts[r][:a].strip())
+            between = _said(texts[r][pb:a]) if r == pr else ""
+            next_to = (r == pr and not between.strip(" \t\r\n,;:-—–")) or (
+                r == pr + 1 and turns[r] == turns[pr] and not _said(texts[pr][pb:]).strip()
+                and not _said(texts[r][:a]).strip())
+            if next_to and runs[-1][-1].endswith("…") and text.startswith("…"):
+                # two pieces of one sentence, one after the other: the sentence as said,
+                # its punctuation between them, not "ago… …and"
+                sep = between.strip()
+                sep = f" {sep} " if sep[:1] in "-—–" else f"{sep} "
+                runs[-1][-1] = f"{runs[-1][-1][:-1]}{sep}{text[1:]}"
+                continue
             if next_to:
                 runs[-1].append(text)
                 continue
         runs.append([text])
-    return GAP.join(balance_quotes(" ".join(run)) for run in runs)
+    # one omission mark where a piece cut from its sentence meets a gap: "… …and" read
+    # as two cuts, the second glued to its word
+    out = ""
+    for k, run in enumerate(runs):
+        text = balance_quotes(" ".join(run))
+        if k:
+            out = out.removesuffix("…").rstrip() + GAP + text.removeprefix("…").lstrip()
+        else:
+            out = text
+    return out
 
 
 #: characters after which a straight double quote opens a quotation, and before which
