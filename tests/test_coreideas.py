@@ -19,7 +19,9 @@ from pipeline.stages.coreideas import (
     CORE_IDEA_COLUMNS,
     GAP,
     CoreIdeaConfig,
+    _elliptic,
     _joined,
+    _says_no_briefly,
     _sentence_spans,
     _turn_keys,
     balance_quotes,
@@ -414,10 +416,12 @@ def test_demo_core_ideas_with_the_real_embedder():
     text_of = dict(zip(segs["segment_id"], segs["text"]))
     attached = 0
     for row in df.itertuples():
-        # the short answers that open a turn come with a chosen sentence of that turn,
-        # and are not counted among the sentences
-        answers = sum(1 for s, a, b in row.spans[:-1]
-                      if count_words(tidy_utterance(text_of[s][a:b])) < 4)
+        # the short answers that open a turn, or say no, come with a chosen sentence of
+        # that turn, and a sentence with an elliptic one after it: they are not counted
+        # among the sentences
+        said = [tidy_utterance(text_of[s][a:b]) for s, a, b in row.spans]
+        answers = sum(1 for k, t in enumerate(said[:-1])
+                      if count_words(t) < 4 or _says_no_briefly(t) or _elliptic(said[k + 1]))
         attached += answers
         assert 0 < row.n_words <= 40 and 1 <= len(row.spans) - answers <= 3
         assert all(case_dom[s] == (row.case_id, row.domain_id) for s in row.segment_ids)
@@ -442,7 +446,13 @@ def test_the_short_answer_that_opens_a_turn_stays_with_the_sentence_after_it():
     assert ("A:1:0", 0, 11) in [tuple(s) for s in row.spans]
     assert "No." not in row.core_idea.split() and "Okay" not in row.core_idea
     tight = core_ideas(seg, dom, vec, CoreIdeaConfig(max_words=12, max_sentences=1)).iloc[0]
-    assert tight.n_words <= 12 and "Not at all" not in tight.core_idea
+    # no sentence fits with the answer: an answer that says no is kept alone
+    assert tight.n_words <= 12 and tight.core_idea == "Not at all.", tight.core_idea
+    yes = seg.assign(text=["Partly. " + seg["text"][0].removeprefix("Not at all. ")]
+                     + seg["text"].tolist()[1:])
+    tight = core_ideas(yes, dom, fake_encode(yes["text"].tolist()),
+                       CoreIdeaConfig(max_words=10, max_sentences=1)).iloc[0]
+    assert tight.n_words <= 10 and "Partly" not in tight.core_idea, tight.core_idea
     for opening in ("Good question.", "Let me think.", "So, two things."):
         floor = seg.assign(text=[f"{opening} My training covered models of supervision and never "
                                  "any tears."] + seg["text"].tolist()[1:])

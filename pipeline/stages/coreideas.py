@@ -96,16 +96,33 @@ in their order; only the first letter's case may change):
   things" -> "He'd say things", not "He used to he'd say things").
 
 The short sentences that open a turn ("Not at all.", "Partly.", "I didn't.", "Shame.
-Absolute shame. I was mortified.": each under ``min_sentence_words``, up to the
-turn's first longer sentence) go with a sentence of that turn chosen after them: they
-are the participant's answer to the question, which the rest only explains. The word
-budget counts them with that sentence, so a sentence is chosen with its answer when
-the two fit (alone only when no sentence fits with its answer). They are not counted
-among the ``max_sentences``, and each has a span of its own. A question ("Honestly?"),
-an acknowledgement or an assent alone ("Okay.", "Yeah.", "It was.": a "yes" says no
-more than what follows it, where a "no" does), or a remark that
-takes the floor ("Good question.", "Let me think.", "So, two things.") is not an
-answer, nor a turn opening on "and", "but" or "or", which goes on with the one before.
+Absolute shame. I was mortified.": each under ``min_sentence_words``, or of a few words
+that say no, "Not really helpful, no.", "I don't think so, no."; up to the turn's first
+other sentence) go with a sentence of that turn chosen after them: they are the
+participant's answer to the question, which the rest only explains. The word budget
+counts them with that sentence, so a sentence is chosen with its answer when the two
+fit (alone only when no sentence fits with its answer, and never when the answer says
+no: "She told me she'd recovered from anorexia herself." is not the participant's
+meaning without the "Not really helpful, no." before it). They are not counted among
+the ``max_sentences``, and each has a span of its own. A question ("Honestly?"), an
+acknowledgement or an assent alone ("Okay.", "Yeah.", "It was.": a "yes" says no more
+than what follows it, where a "no" does), or a remark that takes the floor ("Good
+question.", "Let me think.", "So, two things.") is not an answer, nor a turn opening
+on "and", "but" or "or", which goes on with the one before.
+
+The answer that opens the case's first turn in the domain, when it says no (a negation
+other than "I don't know", "not sure"), is in the core idea whatever else is chosen,
+with the sentence after it in its segment that judges something not good ("I don't
+think so, no. [...] But the things she told me about herself didn't help me."), when
+one does and fits: set before the rest, another turn's story ("She told me early on
+that she was a Christian"), it is the answer the rest bears out; left out, the story
+read as the answer. A later turn's answer (to a follow-up, or to another question of
+a domain that merges several) is not put first: it would read as the answer to all.
+
+A sentence that leans on the one before it for its verb or subject ("Not never, but
+less.", "But not your beliefs.", "Same with my mum.": one opening on "not", "less",
+"same", "neither" or "nor", after an "and", "but", "or" or "so"), said inside a turn,
+is chosen only with that sentence, the word budget counting both.
 
 A sentence said again, whole or in part, is not chosen a second time for one
 core idea.
@@ -1210,6 +1227,7 @@ def _core_ideas_now(segments: pd.DataFrame, dom: np.ndarray, vectors: np.ndarray
     for u, i in enumerate(units.seg):
         units_of.setdefault(int(i), []).append(u)
     plans = []
+    turns = _turn_keys(segments)
     wanted = None if only is None else {(str(c), int(d)) for c, d in only}
     for case, by_domain in members_of.items():             # cases in order of appearance
         for d in sorted(by_domain):
@@ -1224,7 +1242,13 @@ def _core_ideas_now(segments: pd.DataFrame, dom: np.ndarray, vectors: np.ndarray
             if len(cand):
                 rel, _ = _relevance(cand, mine, units, unit_vec, own_vector, vec[members].mean(axis=0),
                                     domain_centroid[d], lex, config)
-                keep[k] = cand[np.argsort(-rel, kind="stable")[:config.max_encoded]]
+                top = cand[np.argsort(-rel, kind="stable")[:config.max_encoded]]
+                # the sentences chosen with an answer that says no stay candidates
+                first = _first_no(mine, units, turns, _opening_answers(mine, units, config, turns))
+                judged = set(first[1]) if first else set()
+                keep[k] = np.concatenate([top, np.array(sorted(judged & set(cand.tolist())
+                                                               - set(top.tolist())),
+                                                        dtype=np.int64)])
         to_embed = sorted({int(u) for c in keep.values() for u in c})
         if to_embed:
             sv = np.asarray(encode([units.text[u] for u in to_embed]), dtype=np.float32)
@@ -1236,7 +1260,6 @@ def _core_ideas_now(segments: pd.DataFrame, dom: np.ndarray, vectors: np.ndarray
             own_vector[to_embed] = True
         plans = [(case, d, members, mine, keep.get(k, cand))
                  for k, (case, d, members, mine, cand) in enumerate(plans)]
-    turns = _turn_keys(segments)
     rows = [_choose(case, d, members, mine, cand, units, unit_vec, own_vector, vec, domain_centroid[d],
                     lex, seg_ids, config, texts, turns) for case, d, members, mine, cand in plans]
     return pd.DataFrame(rows, columns=list(CORE_IDEA_COLUMNS))
@@ -1319,22 +1342,102 @@ def _is_answer(text: str) -> bool:
         and not _NOT_AN_ANSWER.search(text)
 
 
+#: the words of a bare "no"
+_NO = frozenset("no nope nah".split())
+#: words after an opening "not" that make it a "no" to the question ("Not really at
+#: all.", "Not much, honestly."), not a contrast with what was said ("Not performing a
+#: therapist.")
+_NOT_DEGREES = frozenset("""
+really at much a quite exactly particularly especially very so too that once ever always
+sure entirely totally completely
+""".split())
+#: an opening sentence up to this many words that says no ("Not really helpful, no.",
+#: "I don't think so, no.") is part of the answer, however many words it has
+_ANSWER_MAX_WORDS = 8
+_NOT_SO = re.compile(r"\b(?:don't|don’t|do not) think so\b", re.I)
+
+
+def _says_no_briefly(text: str) -> bool:
+    """A short sentence that answers no: it ends on a bare "no" ("Not really helpful,
+    no."), says "I don't think so", or opens on "no" or "not" as an answer does ("No,
+    not really, never.", "Not really at all."). Not one that goes on to say something
+    else ("No, honestly, I cry fairly readily.") or contrasts ("Not performing a
+    therapist.")."""
+    words = [_norm(w) for w in _WORD.findall(text)]
+    if not 0 < len(words) <= _ANSWER_MAX_WORDS:
+        return False
+    return words[-1] in _NO or bool(_NOT_SO.search(text)) \
+        or (words[0] in _NO and not any(_base(w) in _SUBJECT_PRONOUNS for w in words[1:])) \
+        or (words[0] == "not" and len(words) > 1 and words[1] in _NOT_DEGREES)
+
+
+#: words that judge what the question asks about: "it didn't help", "it wasn't
+#: appropriate", "that one wasn't helpful"
+_JUDGEMENTS = frozenset("""
+help helps helped helping helpful useful good great okay ok fine right appropriate
+work works worked matter mattered
+""".split())
+
+
+def _judges_no(text: str) -> bool:
+    """The sentence judges something not good: a negation with a word of
+    :data:`_JUDGEMENTS` at most three words after it ("But the things she told me
+    about herself didn't help me.", "It wasn't really helpful.")."""
+    words = [_norm(w) for w in _WORD.findall(text)]
+    return any(_negates(w) and not _JUDGEMENTS.isdisjoint(words[k + 1:k + 4])
+               for k, w in enumerate(words))
+
+
+def _first_no(mine: np.ndarray, units: _Units, turns: list[tuple[str, str]],
+              openings: list[tuple[tuple[int, ...], tuple[int, ...]]]
+              ) -> tuple[tuple[int, ...], list[int]] | None:
+    """The answer that opens the case's first turn in the domain, when it says no, and
+    the sentences after it in its segment that judge something not good
+    (:func:`_judges_no`): what the "no" was about, in the participant's next words ("I
+    don't think so, no. [...] But the things she told me about herself didn't help
+    me."). Only the first turn's: it answers the domain's question, where a later
+    turn's answers a follow-up, or another question of a domain that merges several,
+    and set before the rest it would read as the answer to all of it."""
+    if not len(mine) or not openings:
+        return None
+    first = turns[int(units.seg[int(min(mine))])]
+    answer, after = openings[0]
+    if turns[int(units.seg[answer[0]])] != first \
+            or not any(_says_no(units.text[a]) for a in answer):
+        return None
+    seg = units.seg[answer[-1]]
+    return answer, [u for u in after if units.seg[u] == seg and _judges_no(units.text[u])]
+
+
+#: a negation that says the speaker is unsure, not that the answer is no
+_UNSURE = re.compile(r"\b(?:don't|don’t|do not|didn't|didn’t) (?:really )?know\b|\bnot sure\b",
+                     re.I)
+
+
+def _says_no(text: str) -> bool:
+    """The sentence holds a negation ("no", "not", "never", "didn't", ...), other than
+    one of doubt ("I don't know.", "Not sure.")."""
+    return any(_negates(_norm(w)) for w in _WORD.findall(_UNSURE.sub(" ", text)))
+
+
 def _opening_answers(mine: np.ndarray, units: _Units, config: CoreIdeaConfig,
-                     turns: list[tuple[str, str]]) -> dict[int, tuple[int, ...]]:
-    """For each sentence of the case in the domain said after the short sentences that
-    open its turn, those of them that answer the question (:func:`_is_answer`).
+                     turns: list[tuple[str, str]]) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """For each turn of the case in the domain that opens on an answer: the sentences
+    of that opening that answer the question (:func:`_is_answer`), and the sentences of
+    the turn said after the opening.
 
     Asked "What were you feeling?", a participant answers "Shame. Absolute shame. I
     was mortified." and then explains ("I felt my whole body go hot and cold."). The
     answer is too short for any of its sentences to be chosen on its own, yet it is
     what the participant said in the domain: it goes with whichever sentence of that
-    turn is chosen. The opening is the run of sentences shorter than
-    ``min_sentence_words`` from the turn's start, up to its first longer sentence; a
+    turn is chosen. The opening is the run of sentences from the turn's start that are
+    shorter than ``min_sentence_words`` or say no in a few words ("Not really helpful,
+    no.", :func:`_says_no_briefly`), up to the turn's first other sentence; a
     question, an acknowledgement or a remark inside it ("Honestly? Defensive.") is
     passed over, not taken. A turn that opens on "and", "but" or "or" ("And I did.",
     after the interviewer's "Mm.") goes on with what was said before: no answer."""
     own = {int(u) for u in mine}
-    out: dict[int, tuple[int, ...]] = {}
+    out: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
     for u in sorted(own):
         r = int(units.seg[u])
         opens_turn = r == 0 or turns[r - 1] != turns[r]
@@ -1344,22 +1447,79 @@ def _opening_answers(mine: np.ndarray, units: _Units, config: CoreIdeaConfig,
         if first is None or _norm(first.group()) in _GOES_ON:
             continue
         answer, k = [], u
-        while k in own and turns[int(units.seg[k])] == turns[r] \
-                and int(units.words[k]) < config.min_sentence_words:
+        while k in own and turns[int(units.seg[k])] == turns[r] and (
+                int(units.words[k]) < config.min_sentence_words
+                or _says_no_briefly(units.text[k])):
             if _is_answer(units.text[k]):
                 answer.append(k)
             k += 1
         if not answer:
             continue
+        after = []
         while k in own and turns[int(units.seg[k])] == turns[r]:
-            out[k] = tuple(answer)
+            after.append(k)
             k += 1
+        out.append((tuple(answer), tuple(after)))
+    return out
+
+
+#: first words of a sentence that leans on the one before for its verb or its
+#: subject: "Not never, but less." (after "And I started hiding in the toilets less."),
+#: "Not one of them, if I'm honest.", "But not your beliefs.", "Same with my mum."
+_ELLIPTIC_OPENERS = frozenset("not less same neither nor".split())
+
+
+def _elliptic(text: str) -> bool:
+    """The sentence says something only with the one before it (:data:`_ELLIPTIC_OPENERS`,
+    after an "and", "but", "or" or "so")."""
+    words = [_norm(w) for w in _WORD.findall(text)][:2]
+    if words and words[0] in _GOES_ON | {"so"}:
+        words = words[1:]
+    return bool(words) and words[0] in _ELLIPTIC_OPENERS
+
+
+def _antecedents(mine: np.ndarray, units: _Units,
+                 turns: list[tuple[str, str]]) -> dict[int, tuple[int, ...] | None]:
+    """For each elliptic sentence of the case in the domain (:func:`_elliptic`) said
+    inside a turn, the sentences it needs before it, in order: the one just before,
+    and that one's own when it is elliptic too; None when that sentence is not the
+    case's in the domain, and the elliptic one cannot be chosen. Alone, "Not never, but
+    less." said nothing, or the opposite of what was meant. One that opens its turn
+    answers the question ("Not really, no."), and needs nothing."""
+    own = {int(u) for u in mine}
+    out: dict[int, tuple[int, ...] | None] = {}
+    for u in sorted(own):
+        if not _elliptic(units.text[u]):
+            continue
+        r = int(units.seg[u])
+        prev = u - 1 if u > 0 else None
+        if prev is not None and int(units.seg[prev]) == r:
+            pass                               # a sentence before it in its segment
+        elif r == 0 or turns[r - 1] != turns[r]:
+            continue                           # it opens its turn
+        elif prev is None or int(units.seg[prev]) != r - 1:
+            prev = None                        # the row before said nothing kept
+        if prev is None or prev not in own:
+            out[u] = None
+            continue
+        before = out.get(prev, ())
+        out[u] = None if before is None else (*before, prev)
     return out
 
 
 def _choose(case, d, members, mine, cand, units: _Units, unit_vec, own_vector, vec, dom_centroid, lex,
             seg_ids, config: CoreIdeaConfig, texts: list[str],
             turns: list[tuple[str, str]]) -> dict:
+    """The core idea of one case in one domain: its sentences chosen by maximal
+    marginal relevance (the module docstring), each with the sentences it cannot go
+    without. An elliptic sentence comes with the one before it
+    (:func:`_antecedents`); a sentence after a turn's opening answer comes with that
+    answer, which it must when the answer says no: "She told me she'd recovered from
+    anorexia herself." read as a helpful disclosure without the "Not really helpful,
+    no." that opened it. The first turn's answer that says no comes first, with the
+    sentence that says what was not good (:func:`_first_no`): the answer to the
+    domain's question, which the rest, another turn's story, only bears out ("I don't
+    think so, no." before "She told me early on that she was a Christian")."""
     empty = {"case_id": case, "domain_id": d, "core_idea": "", "segment_ids": [], "n_words": 0,
              "spans": []}
     if len(cand) == 0:
@@ -1367,46 +1527,88 @@ def _choose(case, d, members, mine, cand, units: _Units, unit_vec, own_vector, v
     rel, red_matrix = _relevance(cand, mine, units, unit_vec, own_vector, vec[members].mean(axis=0),
                                  dom_centroid, lex, config)
     words = units.words[cand]
-    chosen: list[int] = []
-    used = 0
-    redundancy = np.zeros(len(cand))
     said = [f" {' '.join(_WORD.findall(units.text[int(u)].casefold()))} " for u in cand]
-    repeated = np.zeros(len(cand), dtype=bool)
-    answer_of = _opening_answers(mine, units, config, turns)
-    answers: list[int] = []                    # the openings taken with a chosen sentence
-    while len(chosen) < config.max_sentences:
-        score = rel - config.diversity * redundancy if chosen else rel.copy()
-        score[chosen] = -np.inf
-        score[repeated] = -np.inf
-        # a sentence comes with its turn's short answer, and the word budget counts both;
-        # alone only when no sentence fits with its answer
-        taken = {int(cand[k]) for k in chosen} | set(answers)
-        score[[k for k, u in enumerate(cand) if int(u) in answers]] = -np.inf
-        extra = [[a for a in answer_of.get(int(u), ()) if a not in taken] for u in cand]
-        cost = words + np.array([int(units.words[e].sum()) if e else 0 for e in extra],
-                                dtype=np.int64)
-        with_answer = np.where(cost <= config.max_words - used, score, -np.inf)
-        if np.isfinite(with_answer).any():
-            score = with_answer
-        else:
-            score = np.where(words <= config.max_words - used, score, -np.inf)
-            cost, extra = words, [[] for _ in cand]
-        best = int(np.argmax(score))
-        if not np.isfinite(score[best]) or (chosen and score[best] <= 0):
-            break
-        chosen.append(best)
-        answers += extra[best]
-        used += int(cost[best])
-        redundancy = np.maximum(redundancy, red_matrix[best])
+    openings = _opening_answers(mine, units, config, turns)
+    answer_of = {u: answer for answer, after in openings for u in after}
+    says_no = [answer for answer, _ in openings if any(_says_no(units.text[a]) for a in answer)]
+    before_of = _antecedents(mine, units, turns)
+    stands = np.array([before_of.get(int(u), ()) is not None for u in cand], dtype=bool)
+    if not stands.any():
+        stands[:] = True                       # nothing else was said here
+    chosen: list[int] = []
+    companions: list[int] = []                 # answers and antecedents taken with a choice
+    state = {"used": 0, "redundancy": np.zeros(len(cand)),
+             "repeated": np.zeros(len(cand), dtype=bool)}
+
+    def extras(u: int, taken: set[int]) -> tuple[list[int], list[int]]:
+        """The sentences ``u`` must come with, and those it comes with when they fit."""
+        before = before_of.get(u) or ()
+        must = [b for b in before if b not in taken]
+        may: list[int] = []
+        for x in (*before, u):
+            answer = answer_of.get(x, ())
+            into = must if answer in says_no else may
+            into += [a for a in answer if a not in taken and a not in must and a not in may]
+        return must, may
+
+    def cost_of(found: list[int]) -> int:
+        return int(units.words[found].sum()) if found else 0
+
+    def take(k: int, extra: list[int]) -> None:
+        chosen.append(k)
+        companions.extend(extra)
+        state["used"] += int(words[k]) + cost_of(extra)
+        state["redundancy"] = np.maximum(state["redundancy"], red_matrix[k])
         # a sentence said again, whole or in part ("I don't really know what issues I
         # need to sort." then "I don't really know what issues I need to-"), is never
         # a second sentence of the core idea
-        repeated |= np.array([a in said[best] or said[best] in a for a in said], dtype=bool)
-    if not chosen:
+        state["repeated"] |= np.array([a in said[k] or said[k] in a for a in said], dtype=bool)
+
+    def taken() -> set[int]:
+        return {int(cand[k]) for k in chosen} | set(companions)
+
+    first = _first_no(mine, units, turns, openings)
+    if first is not None:                      # the answer to the domain's question, first
+        answer, judged = first
+        if cost_of(list(answer)) <= config.max_words:
+            companions.extend(answer)
+            state["used"] += cost_of(list(answer))
+            # with the sentence after it that says what was not good, when one does
+            have, budget = taken(), config.max_words - state["used"]
+            fits = [(k, must) for k, u in enumerate(cand)
+                    if int(u) in judged and stands[k] and int(u) not in have
+                    for must in [extras(int(u), have)[0]]
+                    if int(words[k]) + cost_of(must) <= budget]
+            if fits:
+                take(*max(fits, key=lambda f: rel[f[0]]))
+    while len(chosen) < config.max_sentences:
+        score = rel - config.diversity * state["redundancy"] if chosen else rel.copy()
+        score[chosen] = -np.inf
+        score[state["repeated"]] = -np.inf
+        score[~stands] = -np.inf
+        # a sentence comes with its turn's short answer, and the word budget counts both;
+        # alone only when no sentence fits with its answer (never when it says no)
+        have = taken()
+        score[[k for k, u in enumerate(cand) if int(u) in have]] = -np.inf
+        both = [extras(int(u), have) for u in cand]
+        budget = config.max_words - state["used"]
+        extra = [must + may for must, may in both]
+        cost = words + np.array([cost_of(e) for e in extra], dtype=np.int64)
+        with_answer = np.where(cost <= budget, score, -np.inf)
+        if np.isfinite(with_answer).any():
+            score = with_answer
+        else:
+            extra = [must for must, _ in both]
+            cost = words + np.array([cost_of(e) for e in extra], dtype=np.int64)
+            score = np.where(cost <= budget, score, -np.inf)
+        best = int(np.argmax(score))
+        if not np.isfinite(score[best]) or (chosen and score[best] <= 0):
+            break
+        take(best, extra[best])
+    if not chosen and not companions:
         return empty
-    picked = [int(cand[k]) for k in chosen] + [a for a in answers
-                                               if a not in {int(cand[k]) for k in chosen}]
-    picked.sort(key=lambda u: (units.seg[u], units.span[u][0]))
+    picked = sorted({int(cand[k]) for k in chosen} | set(companions),
+                    key=lambda u: (units.seg[u], units.span[u][0]))
     text = _joined([(int(units.seg[u]), *units.span[u], units.text[u]) for u in picked],
                    texts, turns)
     return {"case_id": case, "domain_id": d, "core_idea": text,
