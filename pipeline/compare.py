@@ -742,6 +742,11 @@ def summary_text(res: CompareResult, folder: Path | None = None) -> str:
     for key in ("ari", "nmi", "ami", "homogeneity", "completeness", "kappa"):
         lines.append(f"    {METRIC_NAMES[key]:<38}" +
                      "".join(f"{_f(res.levels[lv].metrics[key]):>20}" for lv in shown))
+    wrappers = list(codes.info.get("wrappers") or [])
+    for note in wrappers:
+        # said beside the figures: a domain level read from a container code is 0.00
+        # whatever the coding, and a note at the end was easy to miss
+        lines.append(f"  levels: {note}")
     lv = res.levels[res.level]
     scope = coded_scope(lv.counts)
     if scope:
@@ -795,7 +800,7 @@ def summary_text(res: CompareResult, folder: Path | None = None) -> str:
                          f"Krippendorff's alpha {_f(a['krippendorff'])}, agreement "
                          f"{_f(a['percent'] * 100, 0)}%")
     # the note on short passages is on the codes' lines above, in full
-    notes = [n for n in res.notes if n != res.short_note]
+    notes = [n for n in res.notes if n != res.short_note and n not in wrappers]
     if notes:
         # the codings left out come first and in full: cut short or counted as "(+1)"
         # behind a long note about case names, they were easy to miss

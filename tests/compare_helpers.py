@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import unicodedata
+import uuid
 import zipfile
 from pathlib import Path
 
@@ -118,4 +119,57 @@ def zip_fixture(dest: Path, folder: Path = FIXTURES / "small", extra: dict | Non
             zf.writestr(f"Sources/{f.name}", f.read_bytes())
         for name, data in (extra or {}).items():
             zf.writestr(name, data)
+    return dest
+
+
+def topic_project(study: Path, dest: Path, rows: list[dict], *, wrap: str = "",
+                  wrap_codable: bool = False) -> Path:
+    """A .qdpx of the study's transcripts coded by ``rows`` (:func:`topic_rows`, offsets
+    and optionally a coder each): the codes' paths nested as codes, every coder a user;
+    ``wrap`` puts the whole code system under one top-level code of that name (not
+    codable unless ``wrap_codable``), as NVivo's "Nodes" holds its codes; a row whose
+    code is ``wrap`` codes that code itself."""
+    from xml.sax.saxutils import quoteattr
+
+    def g(*parts) -> str:
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, "/".join(map(str, parts))))
+
+    tree: dict = {}
+    for r in rows:
+        if wrap and r["code"] == wrap:
+            continue
+        node = tree
+        for part in r["code"].split(" > "):
+            node = node.setdefault(part, {})
+
+    def codes_xml(node: dict, path: tuple) -> str:
+        return "".join(f'<Code guid="{g("code", *path, name)}" name={quoteattr(name)} '
+                       f'isCodable="true">{codes_xml(kids, (*path, name))}</Code>'
+                       for name, kids in node.items())
+
+    book = codes_xml(tree, ())
+    if wrap:
+        book = (f'<Code guid="{g("code", wrap)}" name={quoteattr(wrap)} '
+                f'isCodable="{"true" if wrap_codable else "false"}">{book}</Code>')
+    coders = sorted({r.get("coder", "") for r in rows} - {""})
+    users = "".join(f'<User guid="{g("user", c)}" name={quoteattr(c)}/>' for c in coders)
+    texts = {f.stem: f.read_text(encoding="utf-8") for f in sorted(study.glob("case*.txt"))}
+    sources = ""
+    for case in texts:
+        sels = "".join(
+            f'<PlainTextSelection guid="{g("sel", case, k)}" startPosition="{r["start"]}" '
+            f'endPosition="{r["end"]}"'
+            + (f' creatingUser="{g("user", r["coder"])}"' if r.get("coder") else "")
+            + f'><Coding guid="{g("coding", case, k)}"><CodeRef targetGUID="'
+            f'{g("code", *r["code"].split(" > "))}"/></Coding></PlainTextSelection>'
+            for k, r in enumerate(rows) if r["case"] == case)
+        sources += (f'<TextSource guid="{g("source", case)}" name="{case}" '
+                    f'plainTextPath="internal://{g("source", case)}.txt">{sels}</TextSource>')
+    qde = (f'<?xml version="1.0" encoding="utf-8"?><Project xmlns="urn:QDA-XML:project:1.0" '
+           f'name="topics"><Users>{users}</Users><CodeBook><Codes>{book}</Codes></CodeBook>'
+           f'<Sources>{sources}</Sources></Project>')
+    with zipfile.ZipFile(dest, "w") as zf:
+        zf.writestr("project.qde", qde)
+        for case, text in texts.items():
+            zf.writestr(f"Sources/{g('source', case)}.txt", text.encode("utf-8"))
     return dest

@@ -28,7 +28,14 @@ from pipeline.errors import InputError
 from pipeline.exchange.codes import load_run
 from pipeline.exchange.read import read_codes
 from pipeline.exchange.refi import qdpx_bytes
-from tests.compare_helpers import TEAMS_VTT, TOPIC_CODES, nfc_lf, topic_rows, write_csv
+from tests.compare_helpers import (
+    TEAMS_VTT,
+    TOPIC_CODES,
+    nfc_lf,
+    topic_project,
+    topic_rows,
+    write_csv,
+)
 from tests.study import TOPICS
 
 # --- Metrics by hand ----------------------------------------------------------------
@@ -449,6 +456,40 @@ def test_exported_project_compared_with_its_run_agrees_fully(plain, tmp_path):
         assert res.levels[lv].metrics["ari"] == pytest.approx(1.0)
         assert res.levels[lv].metrics["kappa"] == pytest.approx(1.0)
     assert res.queue.empty and set(res.placed["how"]) == {"identical"}
+
+
+def test_a_top_level_code_holding_the_code_system_is_not_the_domain_level(plain, tmp_path):
+    """NVivo writes its codes under one top-level code, "Nodes", not codable: read as
+    the domain level it put every coding in one domain, and the domain-level agreement
+    was 0.00 whatever the coding, without a word. It is passed over, and said; so is a
+    single top-level code with no coding of its own."""
+    folder, study = plain
+    rows = topic_rows(study, coder="Ana")
+    bare = compare(folder, topic_project(study, tmp_path / "bare.qdpx", rows))
+    assert bare.levels["domain"].metrics["ari"] > 0.5
+    assert not bare.codes.info["wrappers"]
+    for codable in (False, True):
+        path = topic_project(study, tmp_path / f"nodes-{codable}.qdpx", rows, wrap="Nodes",
+                             wrap_codable=codable)
+        res = compare(folder, path)
+        for lv in ("category", "domain"):
+            assert res.levels[lv].metrics == bare.levels[lv].metrics
+        assert set(res.codes.codebook["code"]) == set(bare.codes.codebook["code"])
+        text = summary_text(res)
+        why = "has no coding of its own" if codable else "is not codable"
+        assert f"levels: the top-level code 'Nodes' holds the whole code system and {why}" \
+            in text
+    # a codebook converted to another format keeps the code as it is
+    from pipeline.exchange.refi import export_codebook
+
+    codes, _ = export_codebook(tmp_path / "nodes-False.qdpx")
+    assert [c.name for c in codes] == ["Nodes"]
+    # a single top-level code that is coded itself is a level
+    coded = rows + [{**rows[0], "code": "Nodes"}]
+    path = topic_project(study, tmp_path / "coded.qdpx", coded, wrap="Nodes",
+                         wrap_codable=True)
+    codes = read_codes(path)
+    assert not codes.info["wrappers"] and set(codes.codebook["domain"]) == {"Nodes"}
 
 
 def test_a_subtitle_case_exported_with_speaker_names_places_exactly(tmp_path):

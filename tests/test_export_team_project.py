@@ -335,3 +335,22 @@ def test_review_notes_carry_the_time_they_were_written(review_run, tmp_path, cap
             assert note("Core idea (the judges)") == z(when["theme:1"])
             assert note("Rejected: theme 0") == z(when["theme:0"])
         assert z(started) not in {note("Auditor dee"), note("Consensus comment")}
+
+
+def test_the_export_compared_with_its_run_reads_consensas_branch_as_no_level(team_run,
+                                                                             tmp_path, capsys):
+    """Consensa's codes sit under their own top-level code in the team's project: read
+    as the domain level, every one of Consensa's codings was in one domain and the
+    comparison of the run with its own export gave a domain-level agreement of 0.00."""
+    from pipeline.compare import compare, summary_text
+
+    run, _, _ = team_run
+    _export(run, tmp_path / "team.qdpx", capsys)
+    res = compare(run, tmp_path / "team.qdpx")
+    # the team's codes lie over a few segments too: near full agreement, not 0.00
+    assert res.levels["domain"].metrics["ari"] > 0.8
+    assert res.levels["category"].metrics["ari"] > 0.9
+    domains = set(res.codes.codebook["domain"])
+    assert set(CODES) <= domains and not any(d.startswith("Consensa: ") for d in domains)
+    assert "is Consensa's own branch of the project; it is not read as a level" in \
+        summary_text(res)

@@ -12,7 +12,9 @@ text source with its plain text (``PlainTextContent``, or ``plainTextPath`` =
 ``internal://<file>`` read from ``Sources/`` in the zip) and its
 ``PlainTextSelection`` codings. Offsets (``startPosition``/``endPosition``) count
 Unicode code points of that plain text, which is Python's ``str`` indexing. A
-coding's coder is its ``creatingUser`` (else its selection's). Picture, PDF,
+coding's coder is its ``creatingUser`` (else its selection's). A top-level code that
+only holds the code system (NVivo's "Nodes"; Consensa's own branch) is not a level
+(:func:`wrapper_codes`). Picture, PDF,
 audio and video sources are counted and left out. From a bare ``.qde`` whose
 texts are inside a .qdpx (``internal://``) or outside the project, selections keep
 their positions and are placed against the text Consensa read (as a table's
@@ -96,13 +98,67 @@ DOMAIN_COLOURS = ("#1B9E77", "#D95F02", "#7570B3", "#E7298A", "#66A61E", "#E6AB0
 
 
 def read_project(path: str | Path, *, max_bytes: int = MAX_UNPACKED_BYTES,
-                 max_ratio: float = MAX_RATIO) -> HumanCodes:
-    """Read a REFI-QDA project, ``.qdpx`` (zip) or bare ``.qde``/``project.qde`` (XML)."""
+                 max_ratio: float = MAX_RATIO, keep_wrappers: bool = False) -> HumanCodes:
+    """Read a REFI-QDA project, ``.qdpx`` (zip) or bare ``.qde``/``project.qde`` (XML).
+
+    A code that only wraps the code system is not read as a level (see
+    :func:`wrapper_codes`) unless ``keep_wrappers``: a codebook converted to another
+    format keeps every code it has."""
     root, shown, kind, archive = open_project(path, max_bytes, max_ratio)
-    return _read_root(root, shown, kind, archive)
+    return _read_root(root, shown, kind, archive, keep_wrappers=keep_wrappers)
 
 
-def _read_root(root, shown: str, kind: str, archive: Archive | None) -> HumanCodes:
+def _codable(code) -> bool:
+    return (code.get("isCodable") or "true").strip().lower() != "false"
+
+
+def is_consensa_branch(code) -> bool:
+    """Whether a top-level code is the one Consensa's export puts its codes under,
+    in a team's project (``Consensa: <run> (agreed codebook)``, not codable)."""
+    return not _codable(code) and (code.get("name") or "").startswith("Consensa: ") \
+        and bool(xml_children(code, "Code"))
+
+
+def wrapper_codes(codes_el, coded: set[str]) -> tuple[list, list[str]]:
+    """The codes read as the top level of a code system, and what was passed over.
+
+    A comparison's domain level is the top level of the codes. Two kinds of top-level
+    code are containers, not levels, and reading them as one puts every coding in one
+    domain (an adjusted Rand index of 0 whatever the coding):
+
+    * Consensa's own branch (:func:`is_consensa_branch`), which holds its domains
+      beside the team's codes when the export went back into the team's project;
+    * a single top-level code that holds all the other codes and has no coding of its
+      own: NVivo's "Nodes", not codable, or a code a team made to hold several (one
+      level is passed over, not a chain of codes each holding one).
+
+    ``coded``: the GUIDs codings refer to (lower case, without braces). Returns the
+    top-level code elements and a note for each code passed over."""
+    top = list(xml_children(codes_el, "Code"))
+    notes: list[str] = []
+
+    def key(code) -> str:
+        return guid_key(code.get("guid"))
+
+    ours = []
+    for code in [c for c in top if is_consensa_branch(c) and key(c) not in coded]:
+        notes.append(f"the top-level code '{code.get('name')}' is Consensa's own branch of "
+                     "the project; it is not read as a level: its domains are top-level codes")
+        ours += xml_children(code, "Code")
+    theirs = [c for c in top if not (is_consensa_branch(c) and key(c) not in coded)]
+    held = xml_children(theirs[0], "Code") if len(theirs) == 1 else []
+    # a codable code holding one other is a chain of codes, not a container
+    if held and key(theirs[0]) not in coded and (len(held) > 1 or not _codable(theirs[0])):
+        why = "is not codable" if not _codable(theirs[0]) else "has no coding of its own"
+        notes.append(f"the top-level code '{theirs[0].get('name')}' holds the whole code "
+                     f"system and {why}, so it is not read as a level: the codes below it "
+                     "are the top level (the domains)")
+        theirs = held
+    return theirs + ours, notes
+
+
+def _read_root(root, shown: str, kind: str, archive: Archive | None, *,
+               keep_wrappers: bool = False) -> HumanCodes:
     notes: list[str] = []
     users = {}
     users_el = xml_child(root, "Users")
@@ -115,11 +171,11 @@ def _read_root(root, shown: str, kind: str, archive: Archive | None) -> HumanCod
     guids: dict[str, str] = {}
     order: list[str] = []
 
-    def walk(top) -> None:
+    def walk(top: list) -> None:
         """The codes depth first, in document order, with a stack of sibling iterators
         rather than recursion (a file nesting thousands of codes cannot exhaust Python's
         stack) and a bound on the depth."""
-        stack: list[tuple[Iterator, list[str]]] = [(iter(xml_children(top, "Code")), [])]
+        stack: list[tuple[Iterator, list[str]]] = [(iter(top), [])]
         while stack:
             siblings, parents = stack[-1]
             code = next(siblings, None)
@@ -148,8 +204,16 @@ def _read_root(root, shown: str, kind: str, archive: Archive | None) -> HumanCod
             stack.append((iter(xml_children(code, "Code")), parts))
 
     book = xml_child(root, "CodeBook")
+    wrappers: list[str] = []
     if book is not None and xml_child(book, "Codes") is not None:
-        walk(xml_child(book, "Codes"))
+        codes_el = xml_child(book, "Codes")
+        top = list(xml_children(codes_el, "Code"))
+        if not keep_wrappers:
+            coded = {guid_key(e.get("targetGUID")) for e in root.iter()
+                     if isinstance(e.tag, str) and xml_local(e.tag) == "CodeRef"}
+            top, wrappers = wrapper_codes(codes_el, coded)
+        walk(top)
+    notes += wrappers
     rows = []
     texts: dict[str, str] = {}
     counts = {"text sources": 0, "selections": 0, "codings": 0}
@@ -221,7 +285,7 @@ def _read_root(root, shown: str, kind: str, archive: Archive | None) -> HumanCod
     codebook = codebook_from_paths(order, descriptions, guids, colors)
     info = {"origin": root.get("origin") or "", "name": root.get("name") or "",
             "users": len(users), "codes": len(codes), **counts,
-            "other_sources": other_sources}
+            "other_sources": other_sources, "wrappers": wrappers}
     return HumanCodes(path=shown, kind=kind, codings=codings, codebook=codebook, texts=texts,
                       notes=notes, info=info)
 
@@ -1019,7 +1083,7 @@ def export_codebook(source: str | Path) -> tuple[list[ExportCode], str]:
                          hint="give a run folder made by `consensa run`, its themes.csv, or a "
                               "table with a 'code' column")
     if source.suffix.lower() in (".qdpx", ".qde"):
-        codes = read_project(source)
+        codes = read_project(source, keep_wrappers=True)
         return _tree(codes.codebook, f"project/{source.name}"), \
             codes.info.get("origin") or f"Consensa {__version__}"
     if source.suffix.lower() in (".csv", ".tsv", ".xlsx"):
