@@ -97,6 +97,7 @@ from .exchange.codes import (
     segment_coverage,
 )
 from .exchange.read import read_codes
+from .exchange.refi import CONSENSA_USER, CONSENSUS_USER
 from .fsutil import atomic_write_bytes, atomic_write_text, file_sha256
 from .sheets import append_row, to_csv
 
@@ -294,6 +295,60 @@ class CompareResult:
     #: the note on codes coded only in passages too short to carry a segment (also in
     #: ``notes``; the summary lists those codes on a line of their own), "" if none
     short_note: str = ""
+    #: why coders were left out of the agreement between coders, or why none was computed
+    #: (also in ``notes``; the summary prints them where the agreement would be)
+    coder_notes: list[str] = field(default_factory=list)
+
+
+#: The users Consensa codes as in the projects it writes: its proposal (``Consensa``)
+#: and the judges' agreed result (``Consensus``). Their codings are the run's themes, not
+#: a human coder's, so they are compared with the run but never counted as a coder.
+CONSENSA_CODERS = (CONSENSA_USER, CONSENSUS_USER)
+
+
+def agreeing_coders(placed: pd.DataFrame, coders: Sequence[str], level: str,
+                    depth: int | None) -> tuple[list[str], list[str]]:
+    """The coders whose agreement is computed at ``level`` (none when fewer than two
+    remain), and why the others are not.
+
+    Consensa's own users are left out (:data:`CONSENSA_CODERS`; the note on them is
+    :func:`consensa_coders_note`'s). So is a coder who shares no code with any other:
+    coders of two code systems (the team's codes and a codebook made elsewhere) never
+    give the same label, and a kappa of 0 or an alpha below 0 would read as disagreement
+    about passages they never coded alike."""
+    notes = []
+    humans = [c for c in coders if c not in CONSENSA_CODERS]
+    ok = placed[(placed["status"] == "placed") & placed["coder"].isin(humans)]
+    used = {c: {level_of(x, level, depth) for x in ok.loc[ok["coder"] == c, "code"]}
+            for c in humans}
+    alone = [c for c in humans if not any(used[c] & used[o] for o in humans if o != c)]
+    kind = "code" if level == "category" else "top-level code"
+    if len(humans) >= 2 and alone:
+        notes.append(f"{_names(alone)} share{'s' if len(alone) == 1 else ''} no {kind} "
+                     "with the other coder(s): codes of another code system, so agreement "
+                     "with them would say nothing and is not computed")
+    kept = [c for c in humans if c not in alone]
+    if len(kept) < 2 and len(coders) >= 2:
+        notes.append("not computed: " + (
+            f"no two of the coders share a {kind}" if len(humans) >= 2 else
+            f"one human coder ({_names(humans)})" if humans else "no human coder"))
+    return (kept if len(kept) >= 2 else []), notes
+
+
+def consensa_coders_note(coders: Sequence[str]) -> str:
+    """The note that Consensa's own users are not counted as coders ("" if none is)."""
+    machine = [c for c in coders if c in CONSENSA_CODERS]
+    if not machine:
+        return ""
+    one = len(machine) == 1
+    return (f"{_names(machine)} {'is Consensa' if one else 'are Consensa'}'s own "
+            f"user{'' if one else 's'} (the run's themes, as coded in a project Consensa "
+            "wrote), not a human coder: compared with the run, but left out of the "
+            "agreement between coders")
+
+
+def _names(names: Sequence[str]) -> str:
+    return ", ".join(f"'{n}'" for n in names)
 
 
 def compare(run_folder: str | Path, codes_path: str | Path, *, level: str = "category",
@@ -352,6 +407,8 @@ def compare(run_folder: str | Path, codes_path: str | Path, *, level: str = "cat
                  "strength"]].copy()
     results: dict[str, LevelResult] = {}
     coder_results: dict[str, CoderResult] = {}
+    machine = consensa_coders_note(codes.coders)
+    coder_notes: list[str] = [f"between coders: {machine}"] if machine else []
     for lv in levels:
         pooled = segment_coverage(seg, placed, level=lv, depth=depth, by_coder=False)
         per = segment_coverage(seg, placed, level=lv, depth=depth, by_coder=True)
@@ -385,15 +442,19 @@ def compare(run_folder: str | Path, codes_path: str | Path, *, level: str = "cat
                              in_segments=_codings_in_segments(seg, placed, lv, depth),
                              short=_shorter_than(min_coverage))
         if len(codes.coders) >= 2:
-            coder_results[lv] = _coders(seg, placed, per, codes.coders, min_coverage, votes)
+            kept, said = agreeing_coders(placed, codes.coders, lv, depth)
+            coder_notes += [f"between coders ({lv} level): {n}" for n in said]
+            if kept:
+                coder_results[lv] = _coders(seg, placed, per, kept, min_coverage, votes)
     queue = _queue(table, results[level], level)
     params = {"level": level, "min_coverage": min_coverage, "min_match": min_match,
               "depth": depth, "separator": separator}
     short_note = _short_passages_note(results[level].by_code, min_coverage)
     return CompareResult(run=run, codes=codes, placed=placed, segments=table, levels=results,
                          queue=queue, coders=coder_results, level=level, params=params,
-                         notes=notes + ([short_note] if short_note else []),
-                         unplaced_note=unplaced_note, short_note=short_note)
+                         notes=notes + ([short_note] if short_note else []) + coder_notes,
+                         unplaced_note=unplaced_note, short_note=short_note,
+                         coder_notes=coder_notes)
 
 
 def _shorter_than(min_coverage: float) -> str:
@@ -726,9 +787,12 @@ def summary_text(res: CompareResult, folder: Path | None = None) -> str:
     cat = res.levels["category"]
     placed = res.placed
     n_placed = int((placed["status"] == "placed").sum())
+    humans = [c for c in codes.coders if c not in CONSENSA_CODERS]
+    machine = [c for c in codes.coders if c in CONSENSA_CODERS]
     lines = [(f"Consensa compare: run '{run.name}' vs {Path(codes.path).name} "
               f"({codes.kind}; {codes.codings['code'].nunique()} codes, "
-              f"{len(codes.coders) or 'no named'} coder{'s' if len(codes.coders) != 1 else ''})")]
+              f"{len(humans) or 'no named'} coder{'s' if len(humans) != 1 else ''}"
+              + (f" and Consensa's {_names(machine)}" if machine else "") + ")")]
     c = cat.counts
     lines.append(f"  codings placed: {n_placed} of {len(placed)}   segments: {c['segments']}, "
                  f"coded {c['coded']} (>= {res.params['min_coverage']:.0%} covered), "
@@ -786,6 +850,9 @@ def summary_text(res: CompareResult, folder: Path | None = None) -> str:
     n_conf = int((res.queue["kind"] == "conflict").sum()) if len(res.queue) else 0
     lines.append(f"  disagreement queue: {len(res.queue)} segments, {n_conf} in conflict (their "
                  "code matched to another theme), most confident first")
+    for note in res.coder_notes:
+        if note.startswith((f"between coders ({res.level} level)", "between coders:")):
+            lines.append(f"  {note}")
     if res.coders:
         cr = res.coders.get(res.level) or next(iter(res.coders.values()))
         o = cr.overall
@@ -800,7 +867,9 @@ def summary_text(res: CompareResult, folder: Path | None = None) -> str:
                          f"Krippendorff's alpha {_f(a['krippendorff'])}, agreement "
                          f"{_f(a['percent'] * 100, 0)}%")
     # the note on short passages is on the codes' lines above, in full
-    notes = [n for n in res.notes if n != res.short_note and n not in wrappers]
+    # the notes on coders are printed above (those of the other level are in compare.html)
+    notes = [n for n in res.notes if n != res.short_note and n not in wrappers
+             and n not in res.coder_notes]
     if notes:
         # the codings left out come first and in full: cut short or counted as "(+1)"
         # behind a long note about case names, they were easy to miss

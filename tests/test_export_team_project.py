@@ -354,3 +354,36 @@ def test_the_export_compared_with_its_run_reads_consensas_branch_as_no_level(tea
     assert set(CODES) <= domains and not any(d.startswith("Consensa: ") for d in domains)
     assert "is Consensa's own branch of the project; it is not read as a level" in \
         summary_text(res)
+
+
+def test_consensas_codings_and_coders_of_no_shared_code_are_not_coders_agreeing(
+        team_run, tmp_path, capsys):
+    """The run compared with its export into the team's project: Consensa's user was
+    counted as a coder beside the team's (kappa 0.00, alpha below 0, as if they had
+    disagreed). It is left out, and coders who share no code are not paired."""
+    from pipeline.compare import compare, summary_text
+
+    run, _, _ = team_run
+    _export(run, tmp_path / "team.qdpx", capsys)
+    res = compare(run, tmp_path / "team.qdpx", level="domain")
+    assert "Consensa" in res.codes.coders
+    # RH and JK code no category alike (Training's and Support's children, Client),
+    # but both code under Support: agreement at the domain level only, between them
+    assert "category" not in res.coders
+    assert res.coders["domain"].coders == ["JK", "RH"]
+    text = summary_text(res)
+    assert "(qdpx; 8 codes, 2 coders and Consensa's 'Consensa')" in text
+    assert "between coders: 'Consensa' is Consensa's own user" in text
+    assert "left out of the agreement between coders" in text
+    assert "between 2 coders" in text
+    notes = " | ".join(res.notes)
+    assert "between coders (category level): 'JK', 'RH' share no code with the other " \
+           "coder(s)" in notes
+    assert "between coders (category level): not computed: no two of the coders share a " \
+           "code" in notes
+    # one human coder and Consensa's codings: no agreement, and why
+    from pipeline.compare import agreeing_coders
+
+    kept, said = agreeing_coders(res.placed[res.placed["coder"] != "JK"],
+                                 ["Consensa", "RH"], "domain", None)
+    assert kept == [] and said == ["not computed: one human coder ('RH')"]
