@@ -686,3 +686,46 @@ def test_a_hand_edited_codebook_with_a_broken_key_is_refused_by_name(reviewed, t
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert said.format(first=first) in err and "Traceback" not in err
+
+
+def test_the_proposal_carries_the_core_ideas_and_the_frame_as_the_agreed_export(
+        cqr_source, tmp_path):
+    """The proposal's project left out each case's core idea in each domain, which the
+    agreed one carries as notes, and added the interview frame as a code to code with,
+    holding no category, which the agreed one leaves out. Both alike now."""
+    import shutil
+
+    from pipeline.review.model import Decision
+    from pipeline.review.model import load_run as review_run
+    from pipeline.review.store import ReviewStore
+
+    run = Path(shutil.copytree(cqr_source, tmp_path / "run"))
+    frame = pd.read_csv(run / "domains.csv")
+    frame = frame.loc[frame["kind"] == "frame", "name"].tolist()
+    assert frame == ["Interview frame"]
+    ideas = pd.read_csv(run / "core_ideas.csv")
+
+    def exported(kind: str) -> tuple[set[str], list[str]]:
+        out = tmp_path / f"{kind}.qdpx"
+        assert main(["export", "qdpx", str(run), "--out", str(out)]) == 0
+        root = _qde(out)
+        codes = {c.get("name") for c in root.find(f"{P}CodeBook/{P}Codes")}
+        titles = sorted(n.get("name").replace("(the judges)", "(proposed)")
+                        for n in root.iter(f"{P}Note")
+                        if n.get("name").startswith("Core idea of "))
+        links = {lk.get("name") for lk in root.iter(f"{P}Link")}
+        assert set(titles) <= links                 # each tied to its case too
+        assert schema_errors(out) == []
+        return codes, titles
+
+    codes, titles = exported("proposal")
+    assert "Interview frame" not in codes
+    assert len(titles) == len(ideas) and "Core idea of case01 (proposed): " + \
+        ideas.loc[(ideas["case_id"] == "case01") & (ideas["domain_id"] == 0), "domain"].iloc[0] \
+        in titles
+    items = review_run(run)
+    with ReviewStore(items, create=True) as store:
+        store.set_panel(["ana", "ben"])
+        store.resolve([Decision(i, "accept") for i in items.items()
+                       if not i.startswith(("core_idea:", "segment:"))], by="ana")
+    assert exported("agreed") == (codes, titles)

@@ -194,12 +194,15 @@ def subcategory_note(data: dict) -> list[ExportNote]:
 
 
 def content_from_proposal(run: RunData, why: str) -> ExportContent:
-    """The run's own themes and domains, shaped like ``codebook.yaml``."""
+    """The run's own themes and domains, shaped like ``codebook.yaml``, as the agreed
+    export has them: each case's proposed core idea in each domain (a note on the
+    domain's code, linked to the case), and no code for the interview frame, which is
+    set apart from the cross-analysis and holds no category (:func:`proposal_domains`)."""
     n_cases = run.manifest.get("counts", {}).get("cases_analysed") or \
         run.segments["case_id"].nunique()
     domains = []
     by_id: dict[int, dict] = {}
-    for d in run.domains.sort_values("domain_id").itertuples() if len(run.domains) else []:
+    for d in proposal_domains(run).itertuples():
         entry = {"id": int(d.domain_id), "name": str(d.name),
                  "frequency_label": str(d.frequency_label), "n_cases": int(d.n_cases),
                  "n_segments": int(d.n_segments), "keywords": list(d.keywords),
@@ -228,15 +231,38 @@ def content_from_proposal(run: RunData, why: str) -> ExportContent:
         if cat["core_idea"]:
             notes.append(ExportNote(f"core-idea/{t.theme_id}", f"Core idea (proposed): {t.name}",
                                     cat["core_idea"], "Consensa", ("category", int(t.theme_id))))
+    folder = RunFolder.open(run.folder)
+    ideas = folder.cqr_parts()["core_ideas"]
+    for r in ideas.sort_values(["case_id", "domain_id"]).itertuples() \
+            if ideas is not None and len(ideas) else []:
+        if int(r.domain_id) in by_id and _s(r.core_idea).strip():
+            by_id[int(r.domain_id)].setdefault("core_ideas", []).append(
+                {"case": str(r.case_id), "core_idea": str(r.core_idea), "source": "proposed",
+                 "segment_ids": [str(x) for x in r.segment_ids]})
     data = {"consensa_codebook": 1, "run": {"name": run.name, "id": run.run_id},
             "cases_total": int(n_cases), "domains": domains, "loose_categories": loose,
             "rejected_themes": [],
-            "subcategories_not_reviewed": RunFolder.open(run.folder).proposed_subcategories()}
-    notes += subcategory_note(data)
+            "subcategories_not_reviewed": folder.proposed_subcategories()}
+    notes += case_core_idea_notes(data) + subcategory_note(data)
     seg = run.segments
     assignments = pd.DataFrame({"segment_id": seg["segment_id"], "case_id": seg["case_id"],
                                 "category_id": seg["theme"].astype("int64")})
     return ExportContent(PROPOSAL, run, data, assignments, notes, origin=why)
+
+
+def proposal_domains(run: RunData) -> pd.DataFrame:
+    """The run's domains that a proposal's codebook lists: not the interview frame
+    (greetings, background, closing), which holds no category, so that its code would
+    be an empty one to code with; the agreed codebook leaves it out too."""
+    from ..types import frame_domain_ids
+
+    domains = run.domains
+    if not len(domains):
+        return domains
+    held = {int(x) for x in run.themes["domain_id"]} if len(run.themes) else set()
+    empty_frame = frame_domain_ids(domains) - held
+    return domains[~domains["domain_id"].astype(int).isin(empty_frame)].sort_values(
+        "domain_id")
 
 
 def _counted_by_theme(segments: pd.DataFrame) -> dict[int, list[str]] | None:

@@ -356,9 +356,11 @@ def _counted_or_none(x) -> int | None:
 
 def codebook_from_run(run: RunData) -> list[ExportCode]:
     """Domains as parent codes, themes as child codes (see the module docstring)."""
+    from .agreed import proposal_domains
+
     rid = run.run_id
     themes = run.themes
-    domains = run.domains
+    domains = proposal_domains(run)
     n_cases = run.manifest.get("counts", {}).get("cases_analysed") or \
         run.segments["case_id"].nunique()
     out: list[ExportCode] = []
