@@ -48,10 +48,13 @@ def _g(*parts) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, "/".join(parts))).upper()
 
 
-def build_project(folder: Path, target: Path, *, form_feed_in: str = "") -> dict:
+def build_project(folder: Path, target: Path, *, form_feed_in: str = "",
+                  on_sources: bool = False) -> dict:
     """The study's transcripts as a MAXQDA-style project at ``target``; returns the
     GUIDs and the quotes of its codings, for the checks. ``form_feed_in`` names a source
-    whose text gets a form feed, which the run reads as a space (so its text differs)."""
+    whose text gets a form feed, which the run reads as a space (so its text differs);
+    ``on_sources`` gives the variables' values on the sources themselves (MAXQDA's
+    document variables) and writes no cases."""
     names = {f"case{k:02d}": (f"case{k:02d}.txt" if k == 1 else f"case{k:02d}")
              for k in range(1, 7)}
     texts = {names[f.stem]: f.read_text(encoding="utf-8")
@@ -81,15 +84,21 @@ def build_project(folder: Path, target: Path, *, form_feed_in: str = "") -> dict
     out.append("</Codes></CodeBook><Variables>")
     out += [f'<Variable guid="{_g("var", n)}" name="{n}" typeOfVariable="{t}"/>'
             for n, t in VARIABLES.items()]
-    out.append("</Variables><Cases>")
-    for k, name in enumerate(texts):
-        out.append(f'<Case guid="{_g("case", name)}" name={quoteattr(name)}>'
-                   f'<VariableValue><VariableRef targetGUID="{_g("var", "orientation")}"/>'
-                   f'<TextValue>{"CBT" if k % 2 else "psychodynamic"}</TextValue></VariableValue>'
-                   f'<VariableValue><VariableRef targetGUID="{_g("var", "years_in_role")}"/>'
-                   f"<IntegerValue>{3 + 2 * k}</IntegerValue></VariableValue>"
-                   f'<SourceRef targetGUID="{_g("source", name)}"/></Case>')
-    out.append("</Cases><Sources>")
+    out.append("</Variables>")
+
+    def values(k: int) -> str:
+        return (f'<VariableValue><VariableRef targetGUID="{_g("var", "orientation")}"/>'
+                f'<TextValue>{"CBT" if k % 2 else "psychodynamic"}</TextValue></VariableValue>'
+                f'<VariableValue><VariableRef targetGUID="{_g("var", "years_in_role")}"/>'
+                f"<IntegerValue>{3 + 2 * k}</IntegerValue></VariableValue>")
+
+    if not on_sources:
+        out.append("<Cases>")
+        for k, name in enumerate(texts):
+            out.append(f'<Case guid="{_g("case", name)}" name={quoteattr(name)}>{values(k)}'
+                       f'<SourceRef targetGUID="{_g("source", name)}"/></Case>')
+        out.append("</Cases>")
+    out.append("<Sources>")
     quotes = {}
     for name, text in texts.items():
         g = _g("source", name)
@@ -109,6 +118,8 @@ def build_project(folder: Path, target: Path, *, form_feed_in: str = "") -> dict
                        "</Coding></PlainTextSelection>")
         if name == "case02":
             out.append(f'<NoteRef targetGUID="{_g("note", "document")}"/>')
+        if on_sources:
+            out.append(values(list(texts).index(name)))
         out.append("</TextSource>")
     out.append("</Sources><Notes>")
     for key, who, body in (("code", "RH", "Split training into programme and placement?"),
@@ -387,3 +398,26 @@ def test_consensas_codings_and_coders_of_no_shared_code_are_not_coders_agreeing(
     kept, said = agreeing_coders(res.placed[res.placed["coder"] != "JK"],
                                  ["Consensa", "RH"], "domain", None)
     assert kept == [] and said == ["not computed: one human coder ('RH')"]
+
+
+def test_document_variables_are_not_written_again_on_consensas_cases(tmp_path, capsys):
+    """MAXQDA gives its variables on each document: the run's case attributes came from
+    them, and the export kept them there and wrote them again on a case of its own for
+    each source, every value twice."""
+    run, _, _ = _run_from_project(tmp_path, on_sources=True)
+    cases = pd.read_csv(run / "cases.csv")
+    assert list(cases.columns) == ["case_id", "orientation", "years_in_role"]
+    root, _, _ = _export(run, tmp_path / "team.qdpx", capsys)
+    assert schema_errors(tmp_path / "team.qdpx") == []
+    sources = list(root.iter(f"{P}TextSource"))
+    assert len(sources) == 6
+    assert all(len(s.findall(f"{P}VariableValue")) == 2 for s in sources)
+    # Consensa's cases hold their source (a case's core ideas are linked to it), and no
+    # value the source gives already
+    held = list(root.iter(f"{P}Case"))
+    assert len(held) == 6 and all(c.find(f"{P}SourceRef") is not None for c in held)
+    assert not [v for c in held for v in c.findall(f"{P}VariableValue")]
+    assert sorted(v.get("name") for v in root.iter(f"{P}Variable")) == sorted(VARIABLES)
+    # the sets of cases are made from the values all the same
+    assert {"orientation = CBT", "orientation = psychodynamic"} <= {
+        s.get("name") for s in root.iter(f"{P}Set")}

@@ -266,7 +266,7 @@ def _case_variables(root, by_guid: dict[str, list[ProjectSource]],
         nonlocal undefined
         values: list[tuple[str, str]] = []
         for vv in xml_children(holder, "VariableValue"):
-            value = _variable_value(vv, var_name)
+            value = variable_value(vv, var_name)
             undefined += value is None
             values += value or []
         return values
@@ -301,7 +301,7 @@ def _case_variables(root, by_guid: dict[str, list[ProjectSource]],
         for source in held:
             give(source, values, "the source")
     for source, vv in own_values:
-        value = _variable_value(vv, var_name)
+        value = variable_value(vv, var_name)
         undefined += value is None
         give(source, value or [], "the source")
     notes = []
@@ -336,7 +336,7 @@ def _case_variables(root, by_guid: dict[str, list[ProjectSource]],
     return notes
 
 
-def _variable_value(vv, var_name: dict[str, str]) -> list[tuple[str, str]] | None:
+def variable_value(vv, var_name: dict[str, str]) -> list[tuple[str, str]] | None:
     """``[(variable, value)]`` of a ``<VariableValue>`` (empty when it holds no value:
     a blank is nothing lost), or None when it names no variable of the project."""
     ref = xml_child(vv, "VariableRef")

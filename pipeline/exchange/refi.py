@@ -71,6 +71,7 @@ from .qde import (
     open_project,
     source_text,
     text_elements,
+    variable_value,
     xml_child,
     xml_children,
     xml_local,
@@ -840,6 +841,13 @@ def project_bytes(content) -> bytes:
         if len(held) == 1 and held[0] in by_source and by_source[held[0]] in kept:
             case_guid[by_source[held[0]]] = case.get("guid")
             their_cases.add(by_source[held[0]])
+    # a value the team's source gives itself (MAXQDA's document variables) is the one the
+    # attribute came from: on Consensa's case too, the project would hold it twice
+    var_name = {guid_key(v.get("guid")): (v.get("name") or "").strip()
+                for v in theirs("Variables")}
+    on_source = {c: {name for vv in xml_children(team.sources[c].element, "VariableValue")
+                     for name, _ in variable_value(vv, var_name) or []}
+                 for c in case_ids if c in kept}
     cases_el = el(root, "Cases")
     cases_el.extend(theirs("Cases"))
     for c in case_ids:
@@ -848,7 +856,7 @@ def project_bytes(content) -> bytes:
         case_el = el(cases_el, "Case", {"guid": case_guid[c], "name": c})
         for a in attrs:
             value = values[a].get(c, "")
-            if value == "":
+            if value == "" or a in on_source.get(c, ()):
                 continue
             vv = el(case_el, "VariableValue")
             el(vv, "VariableRef", {"targetGUID": var_guid[a]})
