@@ -421,3 +421,36 @@ def test_document_variables_are_not_written_again_on_consensas_cases(tmp_path, c
     # the sets of cases are made from the values all the same
     assert {"orientation = CBT", "orientation = psychodynamic"} <= {
         s.get("name") for s in root.iter(f"{P}Set")}
+
+
+def test_a_run_read_from_an_earlier_export_replaces_the_sets_consensa_wrote(team_run, tmp_path,
+                                                                            capsys):
+    """A run made from a project Consensa exported, exported in turn: the sets the first
+    export wrote ("typical categories", "orientation = CBT") came twice, same names,
+    same members. Consensa's own sets are replaced, keeping their GUIDs; the team's
+    stay as they were."""
+    run, _, _ = team_run
+    first, _, _ = _export(run, tmp_path / "first.qdpx", capsys)
+    before = {s.get("name"): s.get("guid") for s in first.iter(f"{P}Set")}
+    assert {"orientation = CBT", "First interviews"} <= set(before)
+    cfg = study_config(tmp_path, name="again", ingest={"paths": [str(tmp_path / "first.qdpx")]})
+    (tmp_path / "again.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["run", str(tmp_path / "again.yaml"), "--out", str(tmp_path / "again"),
+                 "-q"]) == 0
+    root, _, said = _export(tmp_path / "again", tmp_path / "second.qdpx", capsys)
+    assert schema_errors(tmp_path / "second.qdpx") == []
+    names = [s.get("name") for s in root.iter(f"{P}Set")]
+    assert len(names) == len(set(names)) and set(before) <= set(names)
+    after = {s.get("name"): s for s in root.iter(f"{P}Set")}
+    for name, g in before.items():
+        assert after[name].get("guid") == g
+    # the team's sets as they were; Consensa's hold this export's members
+    assert [m.get("targetGUID") for m in after["Core codes"]
+            if m.tag == f"{P}MemberCode"] == [_g("code", "Training")]
+    branch = [c for c in root.find(f"{P}CodeBook/{P}Codes")
+              if c.get("name") == "Consensa: again (Consensa's proposal)"][0]
+    ours = {c.get("guid") for c in branch.iter(f"{P}Code")}
+    labelled = [m.get("targetGUID") for n, s in after.items() if n.endswith(" categories")
+                for m in s.findall(f"{P}MemberCode")]
+    assert labelled and set(labelled) <= ours
+    assert "were replaced by this export's sets of the same name, keeping their GUIDs" in said

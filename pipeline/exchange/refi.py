@@ -676,6 +676,18 @@ def _variable_type(values: list[str]) -> str:
 
 
 _LABEL_ORDER = ("general", "typical", "variant", "rare", "single case")
+#: How the descriptions of the sets Consensa writes begin: the categories of a frequency
+#: label, the cases of a value of an attribute (:func:`consensa_set`)
+LABEL_SET_ABOUT = "The categories whose CQR frequency label is "
+CASE_SET_ABOUT = "The cases whose attribute "
+
+
+def consensa_set(st) -> bool:
+    """Whether a ``<Set>`` of a project is one Consensa wrote (by its description): in a
+    project exported again, it is replaced by the new export's set of the same name."""
+    about = xml_child(st, "Description")
+    text = (about.text or "") if about is not None else ""
+    return text.startswith((LABEL_SET_ABOUT, CASE_SET_ABOUT))
 
 
 def _el(parent, tag: str, attrs: dict | str | None = None, text: str | None = None):
@@ -952,8 +964,7 @@ def project_bytes(content) -> bytes:
     if not len(links):
         root.remove(links)
 
-    sets_el = el(root, "Sets")
-    sets_el.extend(theirs("Sets"))
+    planned: list[tuple[str, str, str, list[tuple[str, str]]]] = []   # guid, name, about, members
     labels: dict[str, list[ExportCode]] = {}
     for code in by_theme.values():
         labels.setdefault(code.frequency_label or "no label", []).append(code)
@@ -961,24 +972,43 @@ def project_bytes(content) -> bytes:
                                           else len(_LABEL_ORDER), x))
     total = content.data.get("cases_total", "?")
     for label in order:
-        st = el(sets_el, "Set", {"guid": guid(rid, "set", "label", label),
-                                 "name": f"{label} categories"})
-        el(st, "Description", f"The categories whose CQR frequency label is '{label}' "
-           f"(of {total} cases).")
-        for code in sorted(labels[label], key=lambda k: k.theme_id):
-            el(st, "MemberCode", {"targetGUID": code.guid})
+        planned.append((guid(rid, "set", "label", label), f"{label} categories",
+                        f"{LABEL_SET_ABOUT}'{label}' (of {total} cases).",
+                        [("MemberCode", code.guid) for code in
+                         sorted(labels[label], key=lambda k: k.theme_id)]))
     from ..review.evidence import subgroup_values
 
     groups = subgroup_values(cases[cases["case_id"].isin(case_ids)]) \
         if cases is not None else {}
     for a, distinct in groups.items():
         for v in distinct:
-            st = el(sets_el, "Set", {"guid": guid(rid, "set", a, v), "name": f"{a} = {v}"})
-            el(st, "Description", f"The cases whose attribute {a} is {v}, for comparing "
-               "subgroups.")
-            for c in case_ids:
-                if str(values[a].get(c, "")).strip() == v:
-                    el(st, "MemberSource", {"targetGUID": src_guid[c]})
+            planned.append((guid(rid, "set", a, v), f"{a} = {v}",
+                            f"{CASE_SET_ABOUT}{a} is {v}, for comparing subgroups.",
+                            [("MemberSource", src_guid[c]) for c in case_ids
+                             if str(values[a].get(c, "")).strip() == v]))
+    # a set of the same name that Consensa wrote into the project before (a run read from
+    # an earlier export) is this export's set now: replaced, keeping its GUID, not listed
+    # twice under one name
+    names = {name for _, name, _, _ in planned}
+    replaced: dict[str, list] = {}
+    for st in theirs("Sets"):
+        if st.get("name") in names and consensa_set(st):
+            replaced.setdefault(st.get("name"), []).append(st)
+    gone = {id(st) for sts in replaced.values() for st in sts}
+    sets_el = el(root, "Sets")
+    sets_el.extend(st for st in theirs("Sets") if id(st) not in gone)
+    for g, name, about, members in planned:
+        g = replaced[name][0].get("guid") if name in replaced else g
+        st = el(sets_el, "Set", {"guid": g, "name": name})
+        el(st, "Description", about)
+        for tag, target in members:
+            el(st, tag, {"targetGUID": target})
+    if replaced:
+        content.project_notes.append(
+            f"{sum(len(v) for v in replaced.values())} set(s) an earlier export of Consensa "
+            f"wrote into {team.path.name} were replaced by this export's sets of the same "
+            f"name, keeping their GUIDs: {', '.join(sorted(replaced)[:8])}"
+            + (" ..." if len(replaced) > 8 else ""))
     if not len(sets_el):
         root.remove(sets_el)
     root.extend(theirs("Graphs"))
