@@ -172,6 +172,64 @@ def test_a_damaged_source_text_is_a_note_and_its_selections_keep_their_positions
     assert len(codes.codings[codes.codings["case"] == "Interview A.docx"]) == 5
 
 
+def _quoting_project(path: Path, text: str, selections: list[tuple[int, int, str]]) -> Path:
+    """A .qdpx of one source, ``text``, with one code and a selection per
+    (start, end, name): ATLAS.ti writes the start of the quoted text as the name."""
+    from xml.sax.saxutils import quoteattr
+
+    sels = "".join(
+        f'<PlainTextSelection guid="00000000-0000-4000-8000-{k:012d}" name={quoteattr(n)} '
+        f'startPosition="{a}" endPosition="{b}"><Coding guid="10000000-0000-4000-8000-'
+        f'{k:012d}"><CodeRef targetGUID="20000000-0000-4000-8000-000000000000"/></Coding>'
+        "</PlainTextSelection>" for k, (a, b, n) in enumerate(selections))
+    qde = (f'<?xml version="1.0" encoding="utf-8"?><Project xmlns="{NS_PROJECT}" name="q" '
+           'origin="ATLAS.ti 23"><CodeBook><Codes><Code guid="20000000-0000-4000-8000-'
+           '000000000000" name="Felt seen" isCodable="true"/></Codes></CodeBook><Sources>'
+           '<TextSource guid="30000000-0000-4000-8000-000000000000" name="P05.txt" '
+           f'plainTextPath="internal://s.txt">{sels}</TextSource></Sources></Project>')
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("project.qde", qde)
+        zf.writestr("Sources/s.txt", text.encode("utf-8"))
+    return path
+
+
+def test_positions_counted_in_utf16_units_are_read_by_the_quote_in_the_name(tmp_path):
+    """A tool that counts UTF-16 units puts every selection past an emoji a character
+    too far, silently. Where a selection's name quotes its text, and the text is at the
+    UTF-16 positions but not at the code-point ones, they are read as UTF-16; where it
+    is at neither, that is counted and said; a name that quotes nothing is a label."""
+    text = ("Therapist: I smiled \U0001F642 at her. She said she felt truly seen that day. "
+            "Then we sat in silence for a while, and it was fine.")
+
+    def utf16(k: int) -> int:
+        return len(text[:k].encode("utf-16-le")) // 2
+
+    seen = "She said she felt truly seen that day."
+    silence = "Then we sat in silence for a while"
+    a, b = text.index(seen), text.index(silence)
+    path = _quoting_project(tmp_path / "q.qdpx", text, [
+        (0, 9, "Therapist"),                                   # before the emoji: either
+        (utf16(a), utf16(a + len(seen)), seen[:30] + "..."),   # a quote cut short
+        (utf16(b), utf16(b + len(silence)), silence),
+        (a + 5, a + 20, "and it was fine."),  # in the text, at neither reading
+        (b, b + 10, "Quotation 3")])                           # a label, no quote
+    codes = read_project(path)
+    got = [(r.start, r.end) for r in codes.codings.itertuples()]
+    assert got == [(0, 9), (a, a + len(seen)), (b, b + len(silence)), (a + 5, a + 20),
+                   (b, b + 10)]
+    assert codes.info["positions_in_utf16"] == 2 and codes.info["quote_mismatches"] == 1
+    notes = " | ".join(codes.notes)
+    assert "2 selection(s) in 'P05.txt' give positions counted in UTF-16 units" in notes
+    assert ("1 selection(s) in 'P05.txt' quote in their name a text that is not at their "
+            "positions") in notes and "00000000-0000-4000-8000-000000000003" in notes
+    # without a character outside the BMP both readings are one: nothing to say
+    plain = text.replace("\U0001F642", ":)")
+    path = _quoting_project(tmp_path / "p.qdpx", plain, [
+        (plain.index(seen), plain.index(seen) + len(seen), seen)])
+    codes = read_project(path)
+    assert codes.info["positions_in_utf16"] == 0 and not codes.notes
+
+
 def test_codes_nested_thousands_deep_are_refused_without_recursion(tmp_path):
     path = tmp_path / "deep.qdpx"
     path.write_bytes(corpus.qdpx({"project.qde": corpus.nested_codes_project(5000)}))

@@ -11,7 +11,9 @@ MAXQDA, QDA Miner, Quirkos and others. Two files matter here:
 text source with its plain text (``PlainTextContent``, or ``plainTextPath`` =
 ``internal://<file>`` read from ``Sources/`` in the zip) and its
 ``PlainTextSelection`` codings. Offsets (``startPosition``/``endPosition``) count
-Unicode code points of that plain text, which is Python's ``str`` indexing. A
+Unicode code points of that plain text, which is Python's ``str`` indexing (a
+selection whose name quotes a text found at its positions counted in UTF-16 units
+instead is read so: :class:`_Utf16`). A
 coding's coder is its ``creatingUser`` (else its selection's). A top-level code that
 only holds the code system (NVivo's "Nodes"; Consensa's own branch) is not a level
 (:func:`wrapper_codes`). Picture, PDF,
@@ -47,6 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
+import numpy as np
 import pandas as pd
 
 from .. import __version__
@@ -220,6 +223,9 @@ def _read_root(root, shown: str, kind: str, archive: Archive | None, *,
     counts = {"text sources": 0, "selections": 0, "codings": 0}
     unknown_code = 0
     elements, other_sources = text_elements(root)
+    # selections whose name quotes their text (ATLAS.ti): how their positions were read
+    quoted: dict[str, Counter] = {}
+    mismatched: list[str] = []
     for src, name, written, _ in elements:
         counts["text sources"] += 1
         if name != written:
@@ -251,10 +257,19 @@ def _read_root(root, shown: str, kind: str, archive: Archive | None, *,
         if text is None and selections:
             notes.append(f"source '{name}': {why}; its {len(selections)} selection(s) keep "
                          "their positions and are placed against the text Consensa read")
+        units = _Utf16(text) if text is not None else None
         for sel, start, end in selections:
             counts["selections"] += 1
             is_whole = xml_local(sel.tag) == "Coding"
             codings = [sel] if is_whole else xml_children(sel, "Coding")
+            if units is not None and xml_local(sel.tag) == "PlainTextSelection" and \
+                    start is not None and end is not None and (sel.get("name") or "").strip():
+                start, end, read = units.read(start, end, sel.get("name"))
+                quoted[read] = quoted.get(read, Counter())
+                quoted[read][name] += 1
+                if read == "mismatch" and len(mismatched) < 3:
+                    mismatched.append(f"selection {sel.get('guid')} of '{name}' at "
+                                      f"{start}-{end}")
             if start is None or end is None or start < 0 or end <= start or \
                     (text is not None and end > len(text)):
                 size = f"its text of {len(text)} characters" if text is not None else "its text"
@@ -275,6 +290,7 @@ def _read_root(root, shown: str, kind: str, archive: Archive | None, *,
                 coder = users.get(who, who)
                 rows.append((name, path, coder, start, end, "", -1,
                              f"selection {sel.get('guid')}"))
+    notes += _quote_notes(quoted, mismatched)
     if unknown_code:
         notes.append(f"{unknown_code} coding(s) refer to codes not in the codebook; left out")
     if other_sources:
@@ -286,9 +302,89 @@ def _read_root(root, shown: str, kind: str, archive: Archive | None, *,
     codebook = codebook_from_paths(order, descriptions, guids, colors)
     info = {"origin": root.get("origin") or "", "name": root.get("name") or "",
             "users": len(users), "codes": len(codes), **counts,
-            "other_sources": other_sources, "wrappers": wrappers}
+            "other_sources": other_sources, "wrappers": wrappers,
+            "positions_in_utf16": sum(quoted.get("utf16", Counter()).values()),
+            "quote_mismatches": sum(quoted.get("mismatch", Counter()).values())}
     return HumanCodes(path=shown, kind=kind, codings=codings, codebook=codebook, texts=texts,
                       notes=notes, info=info)
+
+
+class _Utf16:
+    """A source's text, to read a selection's positions as counted in UTF-16 units.
+
+    REFI-QDA counts code points, but some tools count UTF-16 units, as their own
+    strings do: past a character outside the Basic Multilingual Plane (an emoji) every
+    position is one too far, per such character, and a coding lands a character off
+    without a word. ATLAS.ti writes the start of the quoted text in a selection's
+    ``name``; where the text at the code-point positions is not that quote and the
+    text at the UTF-16 positions is, the selection is read in UTF-16 units."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.whole: str | None = None          # the text as names quote it, when needed
+        wide = [k for k, ch in enumerate(text) if ord(ch) > 0xFFFF]
+        # the UTF-16 position of each code point (one more per wide character before it)
+        self.starts = None if not wide else np.arange(len(text) + 1) + np.searchsorted(
+            np.asarray(wide), np.arange(len(text) + 1))
+
+    def read(self, start: int, end: int, name: str) -> tuple[int, int, str]:
+        """The positions to read (code points), and how: "code points" (the quote is
+        there, or was never found at either reading: "mismatch"), "utf16", or "unquoted"
+        (the name is no quote of the text, as most tools' names are not)."""
+        if _quotes(self.text[start:end], name):
+            return start, end, "code points"
+        if self.starts is not None:
+            s, e = (int(np.searchsorted(self.starts, p)) for p in (start, end))
+            if s < e <= len(self.text) and self.starts[s] == start and \
+                    self.starts[e] == end and _quotes(self.text[s:e], name):
+                return s, e, "utf16"
+        # a name that is nowhere in the text is a label ("Quotation 3"), not a quote
+        said = _quote_key(name)
+        if self.whole is None:
+            self.whole = _quote_key(self.text)
+        return start, end, "mismatch" if len(said) >= 8 and said in self.whole else \
+            "unquoted"
+
+
+def _quote_key(text: str) -> str:
+    """A quote as selections' names give it: NFC, whitespace as single spaces, without
+    a trailing ellipsis (ATLAS.ti cuts a long quote short)."""
+    import unicodedata
+
+    text = " ".join(unicodedata.normalize("NFC", text or "").split())
+    return re.sub(r"\s*(?:\.\.\.|…)$", "", text)
+
+
+def _quotes(selected: str, name: str) -> bool:
+    """Whether a selection's name quotes its text: the whole of it, or its start."""
+    q, t = _quote_key(name), _quote_key(selected)
+    return bool(q) and (q == t or (len(q) >= 8 and t.startswith(q)))
+
+
+def _quote_notes(quoted: dict[str, Counter], mismatched: list[str]) -> list[str]:
+    """The notes on selections read in UTF-16 units, and on those whose quote is not at
+    their positions either way."""
+    def where(counts: Counter) -> str:
+        listed = sorted(counts)
+        return ", ".join(f"'{n}'" for n in listed[:5]) + (" ..." if len(listed) > 5 else "")
+
+    notes = []
+    wide = quoted.get("utf16", Counter())
+    if wide:
+        notes.append(f"{sum(wide.values())} selection(s) in {where(wide)} give positions "
+                     "counted in UTF-16 units, not in Unicode code points as REFI-QDA "
+                     "counts them (past an emoji they were a character off): the text each "
+                     "quotes in its name is at the UTF-16 positions, so they were read so")
+    wrong = quoted.get("mismatch", Counter())
+    # said only of a project whose names quote the text elsewhere: a tool that names its
+    # selections otherwise may use words of the text as a label
+    if wrong and (wide or quoted.get("code points")):
+        notes.append(f"{sum(wrong.values())} selection(s) in {where(wrong)} quote in their "
+                     "name a text that is not at their positions, counted either in code "
+                     "points or in UTF-16 units (" + "; ".join(mismatched)
+                     + (" ..." if sum(wrong.values()) > len(mismatched) else "")
+                     + "); kept at their positions: check them in your QDA software")
+    return notes
 
 
 def int_or_none(text: str | None) -> int | None:
