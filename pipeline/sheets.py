@@ -159,9 +159,17 @@ def restore_frame(df: pd.DataFrame) -> pd.DataFrame:
     return _map_frame(df, restore)
 
 
+#: The byte-order mark every CSV Consensa writes begins with: Excel on Windows reads a
+#: CSV without it in the system's code page, and "it’s" and "é" come out as "itâ€™s"
+#: and "Ã©". pandas, readr, data.table, LibreOffice and SPSS read past it; base R's
+#: ``read.csv`` needs ``fileEncoding = "UTF-8-BOM"``.
+CSV_BOM = "\ufeff"
+
+
 def to_csv(df: pd.DataFrame, path: Any = None, **kwargs: Any) -> str | None:
     """``df.to_csv(path, **kwargs)`` with list cells joined (:func:`join_list`) and every
-    text cell neutralised first.
+    text cell neutralised first, in UTF-8 with a byte-order mark (:data:`CSV_BOM`):
+    the text returned (no ``path``), a text buffer and a file all begin with it.
 
     A table with a carriage return in a text cell (a transcript with old Mac line
     endings, a pasted cell) is written with every field quoted: neither pandas nor
@@ -171,6 +179,12 @@ def to_csv(df: pd.DataFrame, path: Any = None, **kwargs: Any) -> str | None:
     out = neutralise_frame(join_lists(df))
     if "quoting" not in kwargs and has_carriage_return(out):
         kwargs["quoting"] = csv.QUOTE_ALL
+    if path is None:
+        return CSV_BOM + out.to_csv(**kwargs)
+    if hasattr(path, "write"):
+        path.write(CSV_BOM)
+    else:
+        kwargs.setdefault("encoding", "utf-8-sig")
     return out.to_csv(path, **kwargs)
 
 

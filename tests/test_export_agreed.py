@@ -285,8 +285,12 @@ def test_qdpx_and_qdc_of_the_applied_codebook_yaml(reviewed, capsys):
 
 def _taguette_tags(path: Path) -> list[dict]:
     """Read a codebook CSV by the rules of Taguette's codebook import: exactly one of
-    the columns tag, name, path; optional description; no empty tag; no short row."""
-    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
+    the columns tag, name, path; optional description; no empty tag; no short row. It
+    detects the encoding (chardet), a UTF-8 byte-order mark as UTF-8-SIG: the mark is
+    not part of the first column's name."""
+    data = path.read_bytes()
+    assert data.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
     header = [c.lower() for c in rows[0]]
     named = [c for c in ("tag", "name", "path") if c in header]
     assert len(named) == 1, f"Taguette needs exactly one of tag/name/path, got {named}"
@@ -314,7 +318,7 @@ def test_csv_export_for_taguette_and_r(reviewed, capsys):
     assert any(p.endswith(f"> {RENAMED}") for p in paths)
     assert any(p.endswith('> =HYPERLINK("x")') for p in paths)   # inside: no formula
     raw = list(csv.DictReader(io.StringIO(
-        (folder / "mini-agreed-codebook.csv").read_text(encoding="utf-8"))))
+        (folder / "mini-agreed-codebook.csv").read_text(encoding="utf-8-sig"))))
     assert "'=HYPERLINK(\"x\")" in {r["category"] for r in raw}   # at a cell's start: quoted
     book = pd.read_csv(folder / "mini-agreed-codebook.csv")
     counts = pd.read_csv(folder / "mini-agreed-case_category_counts.csv")

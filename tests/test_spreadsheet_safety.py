@@ -87,7 +87,7 @@ def run_copy(hostile_run, tmp_path) -> Path:
 def csv_cells(folder: Path):
     """(file, cell) for every cell of every CSV under ``folder``."""
     for path in sorted(folder.rglob("*.csv")):
-        for row in csv.reader(io.StringIO(path.read_text(encoding="utf-8"), newline="")):
+        for row in csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig"), newline="")):
             for cell in row:
                 yield path, cell
 
@@ -168,13 +168,14 @@ def test_neutralise_quotes_formulas_and_leaves_numbers():
     df = pd.DataFrame({"text": ["=1+1", "-1", "ok"], "theme": [-1, 2, 3],
                        "strength": [-0.5, 0.25, float("nan")]})
     out = sheets.to_csv(df, index=False)
-    assert out.splitlines() == ["text,theme,strength", "'=1+1,-1,-0.5", "-1,2,0.25", "ok,3,"]
+    assert out.splitlines() == ["\ufefftext,theme,strength", "'=1+1,-1,-0.5", "-1,2,0.25",
+                                "ok,3,"]
     back = sheets.restore_frame(pd.read_csv(io.StringIO(out)))
     assert back["text"].tolist() == ["=1+1", "-1", "ok"]
     assert back["theme"].tolist() == [-1, 2, 3]
     # an index and column names are text too (compare's contingency tables)
     table = pd.DataFrame([[1]], index=pd.Index(["=A"], name="@code"), columns=["+theme"])
-    assert sheets.to_csv(table).splitlines() == ["'@code,'+theme", "'=A,1"]
+    assert sheets.to_csv(table).splitlines() == ["\ufeff'@code,'+theme", "'=A,1"]
 
 
 def test_a_formula_after_white_space_or_in_full_width_is_quoted_too():
@@ -186,7 +187,7 @@ def test_a_formula_after_white_space_or_in_full_width_is_quoted_too():
         assert sheets.restore(sheets.neutralise(text)) == text
     df = pd.DataFrame({"text": [" =1+1", "＝1+1", " plain"]})
     out = sheets.to_csv(df, index=False)
-    assert out.splitlines() == ["text", "' =1+1", "'＝1+1", " plain"]
+    assert out.splitlines() == ["\ufefftext", "' =1+1", "'＝1+1", " plain"]
     assert sheets.restore_frame(pd.read_csv(io.StringIO(out)))["text"].tolist() == \
         [" =1+1", "＝1+1", " plain"]
     wb = openpyxl.Workbook()
@@ -203,7 +204,7 @@ def test_a_carriage_return_in_a_cell_never_splits_its_row(tmp_path):
                        "text": ["My training never mentioned it\r=cmd|' /C calc'!A0", "Fine."]})
     path = tmp_path / "segments.csv"
     sheets.to_csv(df, path, index=False)
-    rows = list(csv.reader(path.open(newline="", encoding="utf-8")))
+    rows = list(csv.reader(path.open(newline="", encoding="utf-8-sig")))
     assert len(rows) == 3 and not any(c.startswith("=") for r in rows for c in r)
     back = pd.read_csv(path)
     assert back["n"].tolist() == [1, 2] and back["text"].iat[0] == df["text"].iat[0]
@@ -526,3 +527,35 @@ def test_compare_outputs_keep_code_names_as_text(hostile_run, tmp_path):
     assert any(c.startswith("'=HYPERLINK(\"http://x\")") for c in cells)
     assert any(c.startswith("'+1+1") for c in cells)
     assert_xlsx_safe(out / "disagreements.xlsx")
+
+
+def test_csvs_begin_with_a_byte_order_mark_and_consensa_reads_them_back(tmp_path):
+    """Excel on Windows reads a CSV without a byte-order mark in the system's code page:
+    "it’s" came out as "itâ€™s" and "é" as "Ã©". Every CSV Consensa writes begins with
+    one (a file, a text buffer, the text returned), and Consensa's own readers read past
+    it: the first column keeps its name."""
+    from pipeline.exchange.read import read_codes
+    from pipeline.runfolder import raw_to_csv, read_csv_table
+
+    df = pd.DataFrame({"theme_id": [0, 1], "name": ["It’s the café", "=Grief"],
+                       "keywords": [["tears", "été"], []], "domain_id": [0, 0]})
+    path = tmp_path / "themes.csv"
+    sheets.to_csv(df, path, index=False)
+    assert path.read_bytes().startswith(b"\xef\xbb\xbftheme_id,")
+    assert sheets.to_csv(df, index=False).startswith("\ufefftheme_id,")
+    assert raw_to_csv(df).startswith("\ufefftheme_id,")
+    assert "It’s the café" in path.read_bytes().decode("utf-8-sig")
+    back = read_csv_table(path, "themes")
+    assert list(back.columns) == list(df.columns) and back["theme_id"].tolist() == [0, 1]
+    assert back["name"].tolist() == df["name"].tolist()
+    assert back["keywords"].tolist() == [["tears", "été"], []]
+    assert list(read_raw_csv(path).columns)[0] == "theme_id"
+    assert [c.name for c in codebook_from_table(path)[0].children] == ["It’s the café",
+                                                                        "=Grief"]
+    # a table of codes saved by Consensa (or Excel's "CSV UTF-8", which writes the mark)
+    codes = tmp_path / "codes.csv"
+    sheets.to_csv(pd.DataFrame({"case_id": ["c1"], "code": ["Café > Été"], "start": [0],
+                                "end": [4]}), codes, index=False)
+    read = read_codes(codes)
+    assert read.info["columns"]["case"] == "case_id" and read.coders == []
+    assert read.codings["code"].tolist() == ["Café > Été"]
