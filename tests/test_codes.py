@@ -84,6 +84,43 @@ def test_csv_with_semicolons_utf8_bom_and_explicit_columns(tmp_path):
     assert other.codings.loc[0, "code"] == "A > B"
 
 
+def test_maxqdas_export_of_coded_segments_is_read_by_its_own_column_names(tmp_path):
+    """MAXQDA's table of coded segments names the case "Document name" and the coder
+    "Created by" (both were not found), counts paragraphs in "Begin" and "End" (read as
+    character offsets, every row was "not a whole number with start < end"), and joins
+    code paths with a backslash."""
+    text = ("Interviewer: How was it?\n\nTrainee: Honestly I barely slept. I kept "
+            "rehearsing the contract.\n")
+    path = tmp_path / "Coded segments.csv"
+    path.write_text(
+        "\ufeffColor,Document group,Document name,Code,Begin,End,Weight score,Segment,"
+        "Modified by,Created by,Area,Coverage %\n"
+        "#ff0000,Interviews,P01,Anticipation\\Anxiety before meeting,3,3,0,"
+        "Honestly I barely slept.,Kim Lee,Sam Okafor,24,10\n"
+        "#ff0000,Interviews,P01,Anticipation\\Over-preparation,3,3,0,"
+        "I kept rehearsing the contract.,Sam Okafor,Ana Ruiz,31,12\n", encoding="utf-8")
+    codes = read_codes(path)
+    assert codes.info["columns"] == {"case": "Document name", "code": "Code",
+                                     "text": "Segment", "coder": "Created by"}
+    assert codes.coders == ["Ana Ruiz", "Sam Okafor"]
+    assert codes.codings["code"].tolist() == ["Anticipation > Anxiety before meeting",
+                                              "Anticipation > Over-preparation"]
+    assert (codes.codings["start"] == -1).all() and codes.hierarchical
+    notes = " | ".join(codes.notes)
+    assert "a MAXQDA export of coded segments" in notes and "count paragraphs" in notes
+    assert "not whole numbers" not in notes
+    from pipeline.exchange.codes import Locator
+
+    got = [Locator(text).find(t)[:2] for t in codes.codings["text"]]
+    assert [text[a:b] for a, b in got] == ["Honestly I barely slept.",
+                                          "I kept rehearsing the contract."]
+    # a separator given, and offsets given by name, are as given
+    again = read_codes(path, separator="/", columns={"start": "Begin", "end": "End"})
+    assert again.codings["code"].iloc[0] == "Anticipation\\Anxiety before meeting"
+    assert again.codings["start"].tolist() == [-1, -1]       # 3-3 is no passage, as said
+    assert "not whole numbers" in " | ".join(again.notes)
+
+
 def test_xlsx_codes(tmp_path):
     path = tmp_path / "codes.xlsx"
     pd.DataFrame({"case_id": ["T01"], "code": ["A > B"], "text": ["hello"]}).to_excel(

@@ -94,14 +94,20 @@ PLACED_COLUMNS = CODING_COLUMNS + ("case_id", "start_char", "end_char", "how", "
 
 #: Column names recognised in a codes table, in order of preference (case-insensitive).
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
-    "case": ("case_id", "case", "document", "doc", "source", "file", "transcript", "interview"),
+    "case": ("case_id", "case", "document", "document name", "doc", "source", "file",
+             "transcript", "interview"),
     "code": ("code", "codes", "code_path", "code path", "node", "nodes", "tag", "label"),
     "text": ("text", "quote", "quotation", "segment", "segment_text", "excerpt", "passage"),
     "start": ("start_char", "start", "startposition", "start_position", "begin", "from"),
     "end": ("end_char", "end", "endposition", "end_position", "stop", "to"),
-    "coder": ("coder", "coders", "user", "annotator", "annotator_id", "rater", "creatinguser"),
+    "coder": ("coder", "coders", "user", "annotator", "annotator_id", "rater", "creatinguser",
+              "created by"),
     "turn_index": ("turn_index", "turn"),
 }
+#: The columns of MAXQDA's export of coded segments (Reports > Export > Coded segments,
+#: as a table): its "Begin" and "End" count paragraphs, not characters, and its code
+#: paths are joined with a backslash ("Parent\Child")
+MAXQDA_SEGMENTS = ("document name", "code", "begin", "end", "segment")
 _IGNORABLE = {"\ufeff", "\u200b", "\u200c", "\u200d", "\u2060", "\u00ad"}
 
 
@@ -267,6 +273,12 @@ def read_codes_table(path: str | Path, *, separator: str = SEPARATOR,
     shown = str(path)
     frame, written, formulas, sheet_name = read_table(path, sheet)
     col = _find_columns(frame, columns, shown)
+    maxqda = _maxqda_notes(frame, col, columns)
+    if maxqda and separator == SEPARATOR and any(
+            "\\" in c and SEPARATOR not in c for c in frame[col["code"]]):
+        separator = "\\"
+        maxqda.append("its code paths are read with MAXQDA's separator '\\' "
+                      "(Parent\\Child); --separator sets another")
     check_columns_read_once(
         written, list(frame.columns), {f"the {key} column": name for key, name in col.items()},
         shown, letters=path.suffix.lower() == ".xlsx")
@@ -274,6 +286,7 @@ def read_codes_table(path: str | Path, *, separator: str = SEPARATOR,
         frame, formulas, col["text"], [name for key, name in col.items() if key != "text"],
         sheet_name, so="a formula is not the words that were coded, so those cells were read "
                        "as empty (a row with start/end offsets is placed by them)")
+    notes = maxqda + notes
 
     def cells(key: str) -> list[str]:
         name = col[key]
@@ -338,6 +351,28 @@ def read_codes_table(path: str | Path, *, separator: str = SEPARATOR,
     return HumanCodes(path=shown, kind="table", codings=codings,
                       codebook=codebook_from_paths(codings["code"]), notes=notes,
                       info={"columns": {k: v for k, v in col.items() if v}})
+
+
+def _maxqda_notes(frame: pd.DataFrame, col: dict[str, str | None],
+                  given: Mapping[str, str] | None) -> list[str]:
+    """For MAXQDA's table of coded segments (:data:`MAXQDA_SEGMENTS`), what is read
+    otherwise than its column names say, and why ([] for any other table). Its "Begin"
+    and "End" are paragraph numbers: read as character offsets, every row was "not a
+    whole number with start < end" (6-6) or a passage at the start of the transcript,
+    so they are not read (unless given with --column) and the coded text is located."""
+    names = {str(c).casefold() for c in frame.columns}
+    if not set(MAXQDA_SEGMENTS) <= names:
+        return []
+    given = given or {}
+    said = [f"a MAXQDA export of coded segments: '{col['case']}' is the case, "
+            f"'{col['code']}' the code, '{col['text']}' the coded text"
+            + (f", '{col['coder']}' the coder" if col.get("coder") else "")]
+    if not given.get("start") and not given.get("end") and \
+            str(col.get("start") or "").casefold() == "begin":
+        col["start"] = col["end"] = None
+        said[0] += ("; its 'Begin' and 'End' count paragraphs, not characters, so each "
+                    "passage is found by its text")
+    return said
 
 
 def _as_int(text: str) -> int | None:
