@@ -1605,6 +1605,37 @@ def test_an_invisible_character_before_a_label_does_not_join_the_turn_to_the_one
     assert "4 other control character(s)" in note.reason
 
 
+def test_an_invisible_format_character_in_or_before_a_label_does_not_hide_it(tmp_path):
+    """A direction mark, a soft hyphen or a non-joiner before or inside a label hid it:
+    the participant's answer became the end of the interviewer's turn, left out of the
+    analysis without a word. Every format character (category Cf) there is removed and
+    counted; a direction override is removed anywhere (it shows a quote reversed), and
+    the invisible characters that spell words are kept where words have them."""
+    text = ("Interviewer: What do you enjoy most?\n"
+            "\u200fP1: The mornings.\n"                       # a right-to-left mark
+            "Interviewer: And then?\n"
+            "\u200e \u200cP1\u200f: I \u202ewait\u202c it out.\n"  # before, in and after
+            "Inter\u00adviewer: Anything else?\n"               # a soft hyphen inside
+            "\u2067P1\u2069: Tea, with my daughter \U0001F469\u200d\u2695\ufe0f "
+            "and a friend from \u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645.\n")
+    write(tmp_path, "T48.txt", text)
+    corpus = run(tmp_path)
+    assert_exact(corpus)
+    assert turns_of(corpus, "T48") == [
+        ("Interviewer", "interviewer", "What do you enjoy most?"),
+        ("P1", "participant", "The mornings."),
+        ("Interviewer", "interviewer", "And then?"),
+        ("P1", "participant", "I wait it out."),
+        ("Interviewer", "interviewer", "Anything else?"),
+        ("P1", "participant", "Tea, with my daughter \U0001F469\u200d\u2695\ufe0f and "
+                              "a friend from \u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645.")]
+    # 1 + 3 (before and in the label) + 2 overrides + 1 + 2 (the isolate pair)
+    assert corpus.counts["control_characters_removed"] == 9
+    (note,) = [n for n in corpus.skipped if n.what.endswith("T48.txt")]
+    assert note.kept and "9 other control character(s)" in note.reason
+    assert "direction mark" in note.reason
+
+
 def test_binary_file_is_refused_naming_the_line_of_its_first_nul(tmp_path):
     padded = "Interviewer: Hello?\nP1: Hi.\r\nP1: And\x00\x00\x00\x00 more.\n"
     (tmp_path / "T47.txt").write_bytes(padded.encode())               # NULs in a row

@@ -12,8 +12,10 @@ Control characters: a form feed or vertical tab (page and line breaks from a
 conversion) becomes a space, and every other C0/C1 control character but tab,
 newline and carriage return (escape, DEL, ...) is removed, in every format and
 before anything is parsed, so the source text, the turns and every offset agree; so
-is an invisible character at a line's start (a zero-width space, a word joiner, a
-byte-order mark in the middle of a file), which would hide the label after it.
+is an invisible format character (Unicode category Cf: a zero-width space, a direction
+mark, a soft hyphen, a byte-order mark in the middle of a file) at a line's start or
+inside a speaker label, which would hide the label, and a direction override or
+isolate anywhere, which shows a quote reversed (:data:`_CONTROLS`).
 So is a stray NUL in a text or CSV file (a few, none next to another: more are a
 binary file, refused, see :mod:`pipeline.textio`). Each file where this happened
 gets a note, and the manifest counts them (``control_characters_replaced``,
@@ -132,8 +134,8 @@ Role = Literal["participant", "interviewer", "other"]
 def _category_classes(classes: Mapping[str, frozenset[str]]) -> dict[str, str]:
     """For each name in ``classes``, the body of a regex character class ("A-ZÀ-ÖØ-Þ...")
     holding every character of its Unicode categories. Planes 0, 1 and 14 hold every
-    cased letter and mark (planes 2-3 are ideographs, which have no case); scanning only
-    those, once for all the classes, keeps the import quick."""
+    cased letter, mark and format character (planes 2-3 are ideographs, which have no
+    case); scanning only those, once for all the classes, keeps the import quick."""
     owner = {category: name for name, categories in classes.items() for category in categories}
     ranges: dict[str, list[str]] = {name: [] for name in classes}
     for plane in (range(0x20000), range(0xE0000, 0xE1000)):
@@ -153,8 +155,9 @@ def _category_classes(classes: Mapping[str, frozenset[str]]) -> dict[str, str]:
 #: "Zoe" and U+0308 for "Zoë"), alone or inside brackets (:func:`letter_classes`).
 #: A label's capital was "[A-ZÀ-ÖØ-Þ]", Latin-1's: "Łucja:", "Şule:", "İpek:" and
 #: "Đặng Thu Hà:" were no labels, and their lines the end of the turn above.
-_LETTER_CLASSES = _category_classes({"Lu": frozenset({"Lu", "Lt"}), "Ll": frozenset({"Ll"}),
-                                     "M": frozenset({"Mn", "Mc", "Me"})})
+_CLASSES = _category_classes({"Lu": frozenset({"Lu", "Lt"}), "Ll": frozenset({"Ll"}),
+                               "M": frozenset({"Mn", "Mc", "Me"}), "Cf": frozenset({"Cf"})})
+_LETTER_CLASSES = {name: _CLASSES[name] for name in ("Lu", "Ll", "M")}
 _LETTER_CLASS = re.compile(r"\\p\{(Lu|Ll|M)\}")
 
 
@@ -1273,6 +1276,8 @@ class _Reader:
         if suffix not in (".vtt", ".srt"):           # a cue's markup is read with the cue
             text, tags = strip_inline_tags(text)
             tally["inline_tags_removed"] += tags
+        text, hidden = self._unhide_labels(text)
+        removed += hidden
         if not text.strip():
             raise InputError("contains no text", path=shown,
                              hint="remove it from the folder, or export the transcript again")
@@ -1325,6 +1330,40 @@ class _Reader:
         if stamp and math.isnan(seconds):
             self.not_times.append(stamp)
         return speaker, match.end(), seconds
+
+    def _unhide_labels(self, text: str) -> tuple[str, int]:
+        """``text`` without the format characters (:data:`_FORMAT`) inside or before a
+        speaker label, and how many were removed: a line that reads as a label without
+        them ("Therapist\u200f:", "Thera\u00adpist:") is one. A direction mark or a soft
+        hyphen is invisible: the line looked like a label and was read as words, the
+        end of the turn above, and the participant's answer became the interviewer's,
+        left out of the analysis without a word. Those at a line's start are gone
+        already (:func:`clean_controls`); those after the label stay, with the words."""
+        if not _FORMAT_CHAR.search(text):
+            return text, 0
+        not_times, self.not_times = self.not_times, []    # a stamp is noted when parsed
+        out: list[str] = []
+        at = removed = 0
+        for start, end in _lines(text):
+            line = text[start:end]
+            if not _FORMAT_CHAR.search(line):
+                continue
+            bare = _FORMAT_CHAR.sub("", line)
+            label = self._any_label(bare) or (
+                self._label(bare, self.heading) if self.heading is not None else None)
+            if label is None:
+                continue
+            cut, kept = 0, 0                        # the label's end, in ``line``
+            while kept < label[1]:
+                kept += not _FORMAT_CHAR.match(line, cut)
+                cut += 1
+            head = _FORMAT_CHAR.sub("", line[:cut])
+            if len(head) == cut:
+                continue
+            out += [text[at:start], head]
+            at, removed = start + cut, removed + cut - len(head)
+        self.not_times = not_times
+        return ("".join(out) + text[at:], removed) if removed else (text, 0)
 
     def _any_label(self, line: str,
                    pattern: re.Pattern | None = None) -> tuple[str, int, float] | None:
@@ -1606,6 +1645,8 @@ class _Reader:
             replaced, removed = replaced + rep, removed + rem
             text, tags = strip_inline_tags(text)
             tally["inline_tags_removed"] += tags
+            text, hidden = self._unhide_labels(text)
+            removed, rem = removed + hidden, rem + hidden
             notes += _controls_note(where, rep, rem) + _tags_note(where, tags)
             if not text.strip():
                 notes.append(Skipped(where, "contains no text; it was not read"))
@@ -1673,12 +1714,29 @@ class _Reader:
         return result
 
 
-#: C0 and C1 control characters and DEL, but tab, newline and carriage return, anywhere;
-#: at a line's start also the invisible characters a pasted or joined file brings
-#: (zero-width space, word joiner, a byte-order mark mid-file), which would hide the
-#: speaker label after them and join that turn to the one before. Elsewhere they stay:
-#: a zero-width space separates words in Thai or Khmer.
-_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]|(?m:^)[\u200b\u2060\ufeff]+")
+#: Unicode's format characters (category Cf), all invisible: direction marks (U+200E,
+#: U+200F, U+061C), direction embeddings, overrides and isolates (:data:`_BIDI_CONTROLS`),
+#: the zero-width space, joiner and non-joiner, the word joiner, the soft hyphen, a
+#: byte-order mark in the middle of a file. As the body of a regex character class.
+_FORMAT = _CLASSES["Cf"]
+_FORMAT_CHAR = re.compile(f"[{_FORMAT}]")
+#: The direction embeddings, overrides and isolates (U+202A-202E, U+2066-2069): they
+#: reorder the text after them on screen, so that a quote a judge reads shows reversed
+#: or as other words than the ones it holds ("\u202eon" shows as "no"). They carry no
+#: words, and a direction mark (U+200E, U+200F), which only sets the direction of the
+#: characters around it, does what a right-to-left transcript needs of them.
+_BIDI_CONTROLS = "\u202a-\u202e\u2066-\u2069"
+#: C0 and C1 control characters and DEL, but tab, newline and carriage return, and the
+#: direction controls (:data:`_BIDI_CONTROLS`), anywhere; at a line's start (among the
+#: spaces before its first word) also every other format character a pasted or joined
+#: file brings (a zero-width space, a direction mark, a byte-order mark mid-file), which
+#: would hide the speaker label after it and join that turn to the one before.
+#: Elsewhere they stay: a zero-width space separates words in Thai or Khmer, a
+#: non-joiner spells a Persian word, a joiner makes one emoji of several. Inside a
+#: label they are removed too, by the reader that knows the labels
+#: (:meth:`_Reader._unhide_labels`).
+_CONTROLS = re.compile(rf"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f{_BIDI_CONTROLS}]"
+                       rf"|(?<![^\r\n])[ \t\u00a0]*[{_FORMAT}][ \t\u00a0{_FORMAT}]*")
 _AS_SPACE = "\x0b\x0c"          # vertical tab, form feed: line and page breaks
 
 
@@ -1696,18 +1754,27 @@ def source_case_id(name: str) -> str:
 
 def clean_controls(text: str) -> tuple[str, int, int]:
     """``text`` with form feed and vertical tab as spaces and the other control
-    characters (but tab, newline, carriage return) removed; and how many of each.
+    characters (but tab, newline, carriage return) removed, and the format characters
+    :data:`_CONTROLS` names; and how many were replaced and removed.
 
     A page break from a Word or PDF conversion separates words, so it becomes a
     space; an escape sequence or a stray DEL carries nothing. No spreadsheet cell
     can hold them (an .xlsx refuses them outright).
     """
-    found = _CONTROLS.findall(text)
-    if not found:
-        return text, 0, 0
-    replaced = sum(1 for ch in found if ch in _AS_SPACE)
-    cleaned = _CONTROLS.sub(lambda m: " " if m.group() in _AS_SPACE else "", text)
-    return cleaned, replaced, sum(len(ch) for ch in found) - replaced
+    replaced = removed = 0
+
+    def one(match: re.Match[str]) -> str:
+        nonlocal replaced, removed
+        found = match.group()
+        if found in _AS_SPACE:
+            replaced += 1
+            return " "
+        kept = _FORMAT_CHAR.sub("", found) if len(found) > 1 else ""   # the spaces stay
+        removed += len(found) - len(kept)
+        return kept
+
+    cleaned = _CONTROLS.sub(one, text)
+    return cleaned, replaced, removed
 
 
 #: Inline HTML formatting tags, as a transcript pasted from a web page or an HTML export
@@ -1766,7 +1833,9 @@ def _controls_note(shown: str, replaced: int, removed: int) -> list[Skipped]:
         parts.append(f"{replaced} form feed or vertical tab character(s) became spaces")
     if removed:
         parts.append(f"{removed} other control character(s) (such as escape or NUL, or an "
-                     "invisible zero-width space or byte-order mark before a line) were removed")
+                     "invisible format character: a zero-width space, direction mark, soft "
+                     "hyphen or byte-order mark before or inside a speaker label, or a "
+                     "direction override, which shows text reversed) were removed")
     return [Skipped(shown, " and ".join(parts) + "; quotes and offsets refer to the text "
                     "without them: check the export that made this file if that is unexpected",
                     kept=True)]
