@@ -487,13 +487,27 @@ class RunFolder:
         inputs = [i for i in self.manifest.get("inputs") or [] if isinstance(i, dict)]
         section = dict(self.config.get("ingest") or {})
 
+        why: dict[str, str] = {}                        # file -> why it was not read
+
         def read(files: list[Path]):
+            """The corpus of ``files`` as the run read them, or None; each file not read
+            is named in ``why`` with the reason (the problems below repeat it: "could not
+            be read again" alone sent a team looking for a file that was there)."""
             try:
                 cfg = IngestConfig.model_validate({**section, "paths": [str(f) for f in files],
                                                    "cases_table": None, "recursive": False})
-                return ingest(cfg, Path("/"))
-            except (ConsensaError, ValueError):
+                corpus = ingest(cfg, Path("/"))
+            except ConsensaError as exc:
+                notes = getattr(exc, "skipped", None) or []
+                why.update({n.what: n.reason for n in notes if not n.kept})
+                why.update({str(f): exc.reason for f in files if str(f) not in why})
                 return None
+            except ValueError as exc:               # the run's ingest section, refused now
+                why.update({str(f): f"the run's ingest settings are not valid now ({exc})"
+                            for f in files})
+                return None
+            why.update({n.what: n.reason for n in corpus.skipped if not n.kept})
+            return corpus
 
         paths = {str(i.get("case_id")): self.input_path(i) for i in inputs}
         texts: dict[str, tuple[str, str]] = {}          # case id -> (text, sha256)
@@ -526,8 +540,12 @@ class RunFolder:
             item = by_case.get(case_id, {})
             text, sha = texts.get(case_id, (None, None))
             rows = seg[seg["case_id"] == case_id]
-            if text is None:
-                out.problems[case_id] = "its file was not found or could not be read again"
+            if text is None and paths.get(case_id) is None:
+                out.problems[case_id] = "its file was not found"
+            elif text is None:
+                reason = why.get(str(paths[case_id]))
+                out.problems[case_id] = (f"its file could not be read again: {reason}" if reason
+                                         else "its file could not be read again")
             elif item.get("text_sha256") and text_sha256(text) != item["text_sha256"]:
                 out.problems[case_id] = "its text has changed since the run (sha256 differs)"
             elif item.get("sha256") and sha != item.get("sha256") \

@@ -1020,6 +1020,51 @@ def test_a_table_named_case_id_column_that_is_missing_is_still_refused(tmp_path)
         run(tmp_path, table={"case_id": "interview"})
 
 
+def _run_folder_of(corpus: Corpus, config: IngestConfig, folder: Path) -> Path:
+    """A run folder with what re-reading its sources needs: the inputs in the manifest
+    and the ingest section written out in full, as a run's config.yaml has it."""
+    import json
+
+    from pipeline.config import dump_yaml
+    from pipeline.run import input_record
+
+    folder.mkdir()
+    inputs = [input_record(source) for source in corpus.sources.values()]
+    (folder / "manifest.json").write_text(json.dumps({"inputs": inputs}))
+    (folder / "config.yaml").write_text(dump_yaml({"ingest": config.model_dump(mode="json")}))
+    return folder
+
+
+def test_a_run_folders_config_reads_a_table_of_one_interview_again(tmp_path):
+    """config.yaml writes ``table.case_id: case_id`` out: read back, the default name
+    was taken for one named on purpose, the table without the column was refused, and
+    the case's text could not be read again (export, compare, a repeat of the run)."""
+    from pipeline.runfolder import RunFolder
+
+    write(tmp_path, "X1.csv", "speaker,text\nInterviewer,How was it?\nP1,Hard at first.\n")
+    config = IngestConfig(paths=[tmp_path / "X1.csv"])
+    corpus = ingest(config)
+    again = ingest(IngestConfig.model_validate(config.model_dump(mode="json")))
+    assert list(again.cases["case_id"]) == ["X1"]
+    folder = _run_folder_of(corpus, config, tmp_path / "run")
+    found = RunFolder(folder).read_sources(corpus.turns)
+    assert found.texts == {"X1": corpus.sources["X1"].text} and found.problems == {}
+
+
+def test_a_source_that_cannot_be_read_again_is_named_with_the_reason(tmp_path):
+    from pipeline.runfolder import RunFolder
+
+    path = write(tmp_path, "X2.csv", "speaker,text\nInterviewer,How was it?\nP1,Hard.\n")
+    config = IngestConfig(paths=[path])
+    corpus = ingest(config)
+    folder = _run_folder_of(corpus, config, tmp_path / "run")
+    write(tmp_path, "X2.csv", "who,text\nInterviewer,How was it?\nP1,Hard.\n")
+    found = RunFolder(folder).read_sources(corpus.turns)
+    assert found.texts == {}
+    assert found.problems["X2"].startswith("its file could not be read again: has no column "
+                                           "'speaker' (ingest.table.speaker)")
+
+
 def test_csv_missing_column_names_the_file_and_column(tmp_path):
     write(tmp_path, "turns.csv", "case_id,who,text\nT25,P25,Hi\n")
     with pytest.raises(InputError) as caught:

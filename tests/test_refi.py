@@ -433,8 +433,11 @@ def test_qdpx_needs_the_exact_sources(run_folder, tmp_path):
     manifest = (folder / "manifest.json").read_text()
     (folder / "manifest.json").write_text(manifest.replace("study-plain", "gone"))
     assert main(["export", "qdpx", str(folder)]) == 2
-    with pytest.raises(InputError, match="could not be read again exactly"):
+    with pytest.raises(InputError, match="could not be read again exactly") as caught:
         qdpx_bytes(load_run(folder))
+    # each case is named with the reason
+    assert "read them:\n  - case01: its file was not found\n" in caught.value.reason
+    assert caught.value.reason.endswith("\n  ... and 1 more")
 
 
 def test_export_of_something_else_is_refused(tmp_path, capsys):

@@ -834,6 +834,8 @@ class RunData:
     #: the turns the run saved (case_id, speaker, start_char, ...), None without them
     turns: pd.DataFrame | None = None
     exact: dict[str, bool] = field(default_factory=dict)     # False: rebuilt from segments
+    #: case_id -> why its exact text could not be read again (:meth:`RunFolder.read_sources`)
+    problems: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -872,6 +874,7 @@ def _read_sources(run: RunData, folder: RunFolder) -> None:
     for case_id, text in found.texts.items():
         run.sources[case_id] = text
         run.exact[case_id] = True
+    run.problems.update(found.problems)
     for case_id, reason in found.problems.items():
         rows = seg[seg["case_id"] == case_id]
         if rows.empty:

@@ -841,9 +841,12 @@ def project_bytes(content) -> bytes:
     missing = [c for c in sorted(content.assignments["case_id"].unique())
                if not run.exact.get(c)]
     if missing:
+        why = "".join(f"\n  - {c}: {run.problems.get(c, 'its text was not read again')}"
+                      for c in missing[:5])
         raise InputError(
             f"the source texts of {len(missing)} case(s) could not be read again exactly as "
-            f"the run read them ({', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''})",
+            f"the run read them:{why}"
+            + (f"\n  ... and {len(missing) - 5} more" if len(missing) > 5 else ""),
             path=run.folder, hint="put the transcripts back where the run read them "
             "(manifest.json lists the paths and their sha256); the export needs the whole "
             "texts so that the codings' offsets are exact")

@@ -347,7 +347,8 @@ class TableMapping(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     #: a table without this column is one interview, the file's name its case id (as
-    #: for every other format), unless the column is named here on purpose
+    #: for every other format), unless another column is named here on purpose (the
+    #: default name, written out in a run folder's config.yaml, is no such choice)
     case_id: str = "case_id"
     speaker: str = "speaker"
     text: str = "text"
@@ -2768,7 +2769,7 @@ def _table_cases(frame: pd.DataFrame, written: list[str], mapping: TableMapping,
                  sheet: str | None = None) -> _Read:
     """One case per case id; rows ordered by the turn_index column when there is one.
 
-    A table without the case id column (and whose config does not name one) is one
+    A table without the case id column (and whose config names no other) is one
     interview, case ``stem`` (the file's name), as a .vtt or .txt is: the export of a
     speech-recognition tool (start, end, speaker, text) was refused for a column it
     has no reason to hold. A table with a start or end column gives each row's times,
@@ -2791,7 +2792,9 @@ def _table_cases(frame: pd.DataFrame, written: list[str], mapping: TableMapping,
     for key in ("case_id", "speaker", "text", *optional, "role"):
         name = getattr(mapping, key)
         found[key] = _find_column(columns, name) if name else None
-        one_interview = key == "case_id" and "case_id" not in mapping.model_fields_set
+        # by its name, not by whether it was set: the config.yaml a run folder keeps
+        # writes the default out, and a repeat of the run from it refused the table
+        one_interview = key == "case_id" and name == TableMapping.model_fields["case_id"].default
         if name and found[key] is None and key not in optional and not one_interview:
             raise InputError(
                 f"has no column '{name}' (ingest.table.{key}); its columns are {columns}",
