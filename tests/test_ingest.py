@@ -2339,14 +2339,23 @@ def test_a_project_with_no_readable_transcript_is_named(tmp_path):
 
     (tmp_path / "notes.qdpx").write_bytes(qdpx_bytes_of([
         ("content", "Memo", "b1", "No speakers here."), ("PDFSource", "Scan", "b2", "s.pdf")]))
+    (tmp_path / "outside.qdpx").write_bytes(qdpx_bytes_of([
+        ("internal", "P1.txt", "d1", "../../../../etc/passwd"),
+        ("internal", "P2.txt", "d2", "gone.txt")]))
     (tmp_path / "broken.qdpx").write_bytes(b"PK\x03\x04 not really a zip")
     (tmp_path / "scans.qdpx").write_bytes(qdpx_bytes_of([("PDFSource", "Scan", "c1", "s.pdf")]))
     (tmp_path / "T9.txt").write_text("Interviewer: Hi?\nP9: Hello.\n", encoding="utf-8")
     corpus = ingest(IngestConfig(paths=[str(tmp_path)]))
     assert list(corpus.sources) == ["T9"]
     notes = {s.what: s.reason for s in corpus.skipped}
-    assert "none of its 1 text source(s) could be read as a transcript" in \
-        notes[str(tmp_path / "notes.qdpx")]
+    assert "none of its 1 text source(s) could be read as a transcript (source 'Memo': " \
+           "has no speaker labels" in notes[str(tmp_path / "notes.qdpx")]
+    # each source is named with why: the notes on them went with the project
+    outside = notes[str(tmp_path / "outside.qdpx")]
+    assert "none of its 2 text source(s) could be read as a transcript (source 'P1.txt': " \
+           "its text internal://../../../../etc/passwd is missing from the .qdpx; source " \
+           "'P2.txt': its text internal://gone.txt is missing from the .qdpx)" in outside
+    assert "see the notes above" not in outside
     assert "not a valid .qdpx project" in notes[str(tmp_path / "broken.qdpx")]
     assert "it holds no text source (its sources are not text: 1 pdf)" in notes[str(tmp_path / "scans.qdpx")]
 

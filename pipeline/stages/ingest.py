@@ -1672,8 +1672,14 @@ class _Reader:
             notes.append(Skipped(shown, f"sources that are not text were not read ({listed}): "
                                  "Consensa reads transcripts as text"))
         if not cases:
-            found = (f"none of its {len(sources)} text source(s) could be read as a transcript "
-                     "(see the notes above)" if sources else "it holds no text source"
+            # the notes on the sources go with the error, which alone reaches the run's
+            # notes: "see the notes above" pointed at notes that were never kept
+            prefix = f"{shown}: "
+            said = [f"{n.what.removeprefix(prefix)}: {n.reason.removesuffix('; it was not read')}"
+                    for n in notes if n.what.startswith(f"{prefix}source '") and not n.kept]
+            why = "; ".join(said[:10]) + (f"; and {len(said) - 10} more" if len(said) > 10 else "")
+            found = (f"none of its {len(sources)} text source(s) could be read as a transcript"
+                     + (f" ({why})" if why else "") if sources else "it holds no text source"
                      + (f" (its sources are not text: {listed})" if other else ""))
             raise InputError(f"was not read as transcripts: {found}", path=shown,
                              hint="export the project with its sources embedded, and speaker "
