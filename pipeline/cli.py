@@ -13,6 +13,7 @@ never as a traceback.
 from __future__ import annotations
 
 import argparse
+import builtins
 import logging
 import os
 import sys
@@ -24,13 +25,23 @@ from pathlib import Path
 from . import __version__
 from .errors import ConsensaError, left_out_and_kept
 from .progress import ROOT_LOGGER, bars_wanted
+from .textio import escaped
+
+
+def print(*values: object, sep: str = " ", end: str = "\n", file=None,
+          flush: bool = False) -> None:
+    """``builtins.print`` for every line the command prints, with what a terminal would
+    act on written as escapes (:func:`pipeline.textio.escaped`): a file name may hold
+    an escape sequence, and a message naming the file recoloured or retitled the
+    terminal it was printed on."""
+    builtins.print(escaped(sep.join(map(str, values))), end=end, file=file, flush=flush)
 
 
 class _PlainFormatter(logging.Formatter):
     """Progress as indented lines under the command (``  ingest ...``); a warning says so."""
 
     def format(self, record: logging.LogRecord) -> str:
-        msg = record.getMessage()
+        msg = escaped(record.getMessage())          # as print() does
         if record.levelno >= logging.WARNING:
             msg = f"{record.levelname.lower()}: {msg}"
         text = f"  {msg}"

@@ -103,6 +103,19 @@ _FEW_NULS, _CHARS_PER_NUL = 3, 1000
 _SAVE_AS_TEXT = "save the transcript as UTF-8 text (.txt) or as a Word document (.docx)"
 
 
+#: What a terminal acts on instead of showing it: control characters but tab and newline
+#: (an escape sequence recolours or retitles the terminal, a carriage return writes over
+#: the line) and the direction marks, overrides and isolates, which show the text after
+#: them reversed. A file name may hold any of them.
+NOT_SHOWN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def escaped(text: str, chars: re.Pattern[str] = NOT_SHOWN) -> str:
+    """``text`` with each character ``chars`` matches written as its Python escape
+    ("\\x1b", "\\u202e"): seen, not acted on, wherever the text is shown."""
+    return chars.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def read_text_file(path: str | Path, encoding: str = "auto",
                    stray_nuls: bool = False) -> tuple[str, str]:
     """Read and decode a text file; return ``(text, encoding used)``."""

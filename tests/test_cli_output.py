@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline.cli import main
+from pipeline.cli import _logging_to_stderr, main
 from pipeline.config import validate_config
 from pipeline.progress import ROOT_LOGGER, bars_wanted, progress
 from pipeline.stability import StabilityConfig, compute_stability
@@ -131,6 +131,22 @@ def test_progress_lines_go_to_stderr_and_quiet_keeps_only_the_error(tmp_path, ca
     assert quiet.splitlines() == lines[2:]            # the same error, no progress lines
     # each call removes its handler: the next call does not print its lines twice
     assert logging.getLogger(ROOT_LOGGER).handlers == handlers
+
+
+def test_a_file_name_is_printed_with_its_control_characters_escaped(tmp_path, capsys):
+    """A transcript named with an escape sequence recoloured (or retitled) the terminal
+    each message naming it was printed on: what a terminal acts on is printed as its
+    escape, in what the command prints and in what it logs."""
+    config = tmp_path / "study.yaml"
+    config.write_text('name: x\ningest:\n  paths: ["\\e]0;PWNED\\a\\e[31mgone\\u202e"]\n')
+    assert main(["validate", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "\\x1b]0;PWNED\\x07\\x1b[31mgone\\u202e" in err
+    assert not any(ch in err for ch in "\x1b\x07\u202e")
+    logging.getLogger(f"{ROOT_LOGGER}.test").warning("read \x1b[2J%s", "T\rX")
+    with _logging_to_stderr(quiet=False):
+        logging.getLogger(f"{ROOT_LOGGER}.test").warning("read \x1b[2J%s", "T\rX")
+    assert capsys.readouterr().err == "  warning: read \\x1b[2JT\\rX\n"
 
 
 def test_a_stage_entered_again_says_it_goes_on_and_its_times_add_up(caplog):

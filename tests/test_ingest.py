@@ -1681,6 +1681,36 @@ def test_an_invisible_format_character_in_or_before_a_label_does_not_hide_it(tmp
     assert "direction mark" in note.reason
 
 
+def test_a_case_id_is_read_without_control_and_format_characters(tmp_path):
+    """A file named with an escape sequence kept it in its case id; the judges'
+    workbook cannot hold it, so a core idea for the case was refused on import as a
+    case the run does not have. Case ids from file names, table cells, a project's
+    sources and the cases table are read without them (noted), as speaker names are;
+    a non-joiner that spells a name stays."""
+    from tests.builders import qdpx_bytes_of
+
+    write(tmp_path, "\x1b[31mRED\x1b[0m_T11.txt", T01)
+    write(tmp_path, "turns.csv", "case_id,speaker,text\nT1\u200f2,P\u200b2,Hello.\n"
+                                 "T12,Interviewer,How was it?\nT12,P2,Hard.\n")
+    (tmp_path / "study.qdpx").write_bytes(qdpx_bytes_of([
+        ("content", "T\u202e13.docx", "q1", "Interviewer: And you?\nP3: Fine.\n"),
+        ("content", "\u0645\u06cc\u200c\u0646\u0627.txt", "q2", "Interviewer: And?\nP4: Yes.\n")]))
+    table = write(tmp_path, "cases.csv", "case_id,site\n[31mRED[0m_T11,North\n"
+                                         "T\u200b12,South\n")
+    corpus = run(tmp_path, cases_table=str(table))
+    assert_exact(corpus)
+    assert list(corpus.sources) == ["[31mRED[0m_T11", "T13", "\u0645\u06cc\u200c\u0646\u0627", "T12"]
+    assert corpus.cases.set_index("case_id")["site"].to_dict() == {
+        "[31mRED[0m_T11": "North", "T12": "South", "T13": "", "\u0645\u06cc\u200c\u0646\u0627": ""}
+    assert set(corpus.turns["speaker"]) == {"Interviewer", "P1", "P2", "P3", "P4"}
+    notes = {s.what: s.reason for s in corpus.skipped if "case id(s) held" in s.reason}
+    assert "'\\x1b[31mRED\\x1b[0m_T11' as '[31mRED[0m_T11'" in \
+        notes[str(tmp_path / "\x1b[31mRED\x1b[0m_T11.txt")]
+    assert "'T1\\u200f2' as 'T12'" in notes[str(tmp_path / "turns.csv")]
+    assert "'T\\u202e13' as 'T13'" in notes[f"{tmp_path / 'study.qdpx'}: source 'T\u202e13.docx'"]
+    assert "'T\\u200b12' as 'T12'" in notes[str(table)]
+
+
 def test_binary_file_is_refused_naming_the_line_of_its_first_nul(tmp_path):
     padded = "Interviewer: Hello?\nP1: Hi.\r\nP1: And\x00\x00\x00\x00 more.\n"
     (tmp_path / "T47.txt").write_bytes(padded.encode())               # NULs in a row

@@ -125,7 +125,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from ..errors import ConsensaError, InputError, Skipped
 from ..exchange.qde import text_sources
 from ..fsutil import anchored
-from ..textio import MIXED, TIME_MARK, cp1252_lines, decode_bytes
+from ..textio import MIXED, TIME_MARK, cp1252_lines, decode_bytes, escaped
 from ..types import ROLES, TURN_COLUMNS, Corpus, SourceText
 
 Role = Literal["participant", "interviewer", "other"]
@@ -919,7 +919,7 @@ def _refuse_dtd(data: bytes, members: list[zipfile.ZipInfo], shown: str, kind: s
 # --- Roles --------------------------------------------------------------------
 
 def _norm_label(label: str) -> str:
-    return " ".join(label.split()).strip("*_ ")
+    return " ".join(clean_name(label).split()).strip("*_ ")
 
 
 def label_key(label: str) -> str:
@@ -1258,8 +1258,9 @@ class _Reader:
                              hint="remove it from the folder, or export the transcript again")
         sha = hashlib.sha256(data).hexdigest()
         suffix = path.suffix.lower()
+        case_id = clean_name(path.stem)
         if suffix in (".csv", ".xlsx"):
-            return self._table(suffix, data, shown, sha, path.stem)
+            return self._table(suffix, data, shown, sha, case_id)
         if suffix == ".qdpx":
             return self._project(path, shown, sha)
         tally: Counter[str] = Counter()
@@ -1306,8 +1307,9 @@ class _Reader:
         if n_before:
             notes.append(_before_first_label(shown, n_before, unit))
         notes += _controls_note(shown, replaced, removed) + _tags_note(shown, tags)
-        source = SourceText(path.stem, shown, text, sha, encoding)
-        return _Read([_Case(path.stem, source, turns)], mixed + notes, replaced, removed, tally)
+        notes += _renamed_note(shown, {path.stem: case_id})
+        source = SourceText(case_id, shown, text, sha, encoding)
+        return _Read([_Case(case_id, source, turns)], mixed + notes, replaced, removed, tally)
 
     def _label(self, line: str, pattern: re.Pattern | None = None) -> tuple[str, int, float] | None:
         """``(speaker, end of the label, its time stamp in seconds or NaN)`` when
@@ -1664,6 +1666,7 @@ class _Reader:
             if n_before:
                 notes.append(_before_first_label(where, n_before, "line"))
             case_id = source_case_id(source.name)
+            notes += _renamed_note(where, {_without_extension(source.name): case_id})
             cases.append(_Case(case_id, SourceText(case_id, shown, text, sha, "qdpx"), turns,
                                dict(source.attributes)))
         listed = ", ".join(f"{n} {kind.replace('Source', '').lower()}" for kind, n in
@@ -1754,7 +1757,12 @@ DOCUMENT_SUFFIXES = (".txt", ".md", ".docx", ".doc", ".rtf", ".pdf", ".odt", ".v
 
 
 def source_case_id(name: str) -> str:
-    """A project source's case id: its name without a document extension."""
+    """A project source's case id: its name without a document extension, and without
+    control and format characters (:func:`clean_name`)."""
+    return clean_name(_without_extension(name))
+
+
+def _without_extension(name: str) -> str:
     stem, dot, suffix = name.rpartition(".")
     return stem if dot and stem.strip() and f".{suffix.lower()}" in DOCUMENT_SUFFIXES else name
 
@@ -1782,6 +1790,41 @@ def clean_controls(text: str) -> tuple[str, int, int]:
 
     cleaned = _CONTROLS.sub(one, text)
     return cleaned, replaced, removed
+
+
+#: The characters a case id or a speaker's name is read without: every control
+#: character, and every format character (:data:`_FORMAT`) but a joiner or non-joiner
+#: between two letters, which spells a Persian or Hindi name.
+_NOT_IN_NAMES = re.compile(rf"[\x00-\x1f\x7f-\x9f]|(?!(?<=\w)[\u200c\u200d](?=\w))[{_FORMAT}]")
+
+
+def clean_name(name: str) -> str:
+    """``name`` (a case id from a file's name, a table's cell or a project's source; a
+    speaker's name) without control and invisible format characters
+    (:data:`_NOT_IN_NAMES`; a tab or line break becomes a space).
+
+    A case id is typed, matched and written everywhere: in cases.csv, the judges'
+    workbooks (which cannot hold a control character: it was dropped there, and a
+    judge's core idea for "\\x1b[31mRED" was refused on import as a case the run does
+    not have), a QDA program's project. An invisible character in it makes two ids
+    that look alike differ, and an escape sequence printed recolours the terminal."""
+    return _NOT_IN_NAMES.sub(lambda m: " " if m.group() in "\t\n\r\x0b\x0c" else "", name)
+
+
+def _renamed_note(shown: str, ids: Mapping[str, str]) -> list[Skipped]:
+    """A note on the case ids read without the characters :func:`clean_name` removes
+    (``ids``: as written -> as read), the characters shown as escapes."""
+    changed = {was: now for was, now in ids.items() if was != now}
+    if not changed:
+        return []
+    listed = ", ".join(f"'{escaped(was, _NOT_IN_NAMES)}' as '{now}'"
+                       for was, now in list(changed.items())[:10])
+    more = f" and {len(changed) - 10} more" if len(changed) > 10 else ""
+    return [Skipped(shown, (
+        f"{len(changed)} case id(s) held control or invisible format characters, which "
+        f"were removed: read {listed}{more} (the characters shown as escapes), as every "
+        "table, workbook and export names the case: what to do: rename the file (or the "
+        "id) if that is unexpected"), kept=True)]
 
 
 #: Inline HTML formatting tags, as a transcript pasted from a web page or an HTML export
@@ -2821,6 +2864,7 @@ def _table_cases(frame: pd.DataFrame, written: list[str], mapping: TableMapping,
     unnumbered: list[tuple[int, str, str]] = []      # (row, its turn_index cell, case)
     bad_role: dict[str, list[int]] = {}
     untimed: list[tuple[int, str]] = []              # (row, why its times were not read)
+    renamed: dict[str, str] = {}                     # case id as written -> as read
     keys = ("case_id", "speaker", "text", "turn_index", "role", "start", "end")
     for i, (case_id, speaker, text, order, role, begun, ended) in enumerate(
             zip(*(cells(k) for k in keys), strict=True)):
@@ -2831,6 +2875,9 @@ def _table_cases(frame: pd.DataFrame, written: list[str], mapping: TableMapping,
             continue
         if not found["case_id"]:
             case_id = stem
+        else:
+            written_id, case_id = case_id.strip(), clean_name(case_id).strip()
+            renamed[written_id] = case_id
         if not case_id.strip():
             no_case.append(row)
             continue
@@ -2854,7 +2901,7 @@ def _table_cases(frame: pd.DataFrame, written: list[str], mapping: TableMapping,
         bad, what, fix = next(c for c in checks if c[0])
         raise InputError(f"{_rows_text(sorted(sum(bad.values(), [])))}: {what}", path=shown,
                          hint=fix)
-    notes = []
+    notes = _renamed_note(shown, renamed)
     # a bad cell leaves out its own case, never the file's other cases: each is named
     for case_id in rows:
         problems = [(f"{_rows_text(bad[case_id])}: {what}", fix)
@@ -3096,7 +3143,11 @@ def _join_cases_table(cases: pd.DataFrame, path: Path,
     key = _find_column(list(table.columns), "case_id") or table.columns[0]
     table = table.rename(columns={key: "case_id"})
     table = table[["case_id"] + [c for c in table.columns if c != "case_id"]]
-    table["case_id"] = table["case_id"].str.strip()
+    # read as the transcripts' case ids are (clean_name): an id with an invisible
+    # character in it matched no transcript, its attributes lost
+    written_ids = list(table["case_id"].str.strip())
+    table["case_id"] = [clean_name(c).strip() for c in table["case_id"]]
+    notes += _renamed_note(shown, dict(zip(written_ids, table["case_id"], strict=True)))
     table, spaced = strip_attribute_values(table)
     if spaced:
         notes.append(Skipped(shown, spaced, kept=True))
