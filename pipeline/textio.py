@@ -16,10 +16,11 @@ own: UTF-8 when it is valid UTF-8, else Windows-1252. That mixture is the codec
 A NUL character never belongs in text, but one can stray into a transcript (a
 copy from another program, a glitch of an editor) and it should not cost the whole
 interview. A caller that removes control characters and counts them (ingest does)
-passes ``stray_nuls=True`` to keep a few isolated NULs in the text it gets back;
-every other caller gets an error naming the line of the first one. Many NULs, or
-two or more in a row, are what binary files (images, archives, a Word file renamed
-.txt) are made of: such bytes are refused either way.
+passes ``stray_nuls=True`` to keep a few isolated NULs in the text it gets back (a
+few in a row too, in a file that is otherwise valid UTF-8); every other caller gets
+an error naming the line of the first one. Many NULs, or two or more in a row in
+bytes that are not UTF-8, are what binary files (images, archives, a Word file
+renamed .txt) are made of: such bytes are refused either way.
 """
 
 from __future__ import annotations
@@ -137,8 +138,8 @@ def decode_bytes(data: bytes, encoding: str = "auto", path: str | Path | None = 
     to remove (see the module docstring); without it, any NUL is refused.
     """
 
-    def checked(text: str) -> str:
-        return _checked(text, path, stray_nuls)
+    def checked(text: str, utf8: bool = False) -> str:
+        return _checked(text, path, stray_nuls, utf8)
 
     if encoding != "auto":
         name = codecs.lookup(encoding).name
@@ -166,9 +167,10 @@ def decode_bytes(data: bytes, encoding: str = "auto", path: str | Path | None = 
         except UnicodeDecodeError:
             raise _binary(path) from None
     # before guessing an encoding: a binary file is not "neither UTF-8 nor Windows-1252"
-    _checked_nuls(data.decode("latin-1"), path, stray_nuls)   # one character per byte
+    utf8 = _is_utf8(data)
+    _checked_nuls(data.decode("latin-1"), path, stray_nuls, utf8)   # one character per byte
     try:
-        return checked(data.decode("utf-8")), "utf-8"
+        return checked(data.decode("utf-8"), utf8=True), "utf-8"
     except UnicodeDecodeError:
         pass
     name = MIXED if _has_utf8_lines(data) else "cp1252"
@@ -193,23 +195,26 @@ def _utf16_without_bom(data: bytes) -> str | None:
     return None
 
 
-def _checked(text: str, path: str | Path | None, stray_nuls: bool) -> str:
+def _checked(text: str, path: str | Path | None, stray_nuls: bool, utf8: bool = False) -> str:
     """``text``, unless it holds NULs (but a few stray ones, with ``stray_nuls``) or
     many control characters (a binary file)."""
-    _checked_nuls(text, path, stray_nuls)
+    _checked_nuls(text, path, stray_nuls, utf8)
     if len(_CONTROL.findall(text)) > 0.05 * len(text):
         raise _binary(path, text)
     return text
 
 
-def _checked_nuls(text: str, path: str | Path | None, stray_nuls: bool) -> None:
+def _checked_nuls(text: str, path: str | Path | None, stray_nuls: bool,
+                  utf8: bool = False) -> None:
     """Refuse ``text`` with NULs in it, unless ``stray_nuls`` and they are a few
-    isolated ones (see the module docstring)."""
+    isolated ones, or a few in bytes that are otherwise valid UTF-8 (``utf8``; see the
+    module docstring). Two in a row are a binary file's mark, not a UTF-8 text's: three
+    NULs pasted into one sentence cost a whole interview, skipped as binary."""
     count = text.count("\x00")
     if not count:
         return
     few = max(_FEW_NULS, len(text) // _CHARS_PER_NUL)
-    if not stray_nuls or count > few or "\x00\x00" in text:
+    if not stray_nuls or count > few or ("\x00\x00" in text and not utf8):
         raise _binary(path, text)
 
 

@@ -1727,6 +1727,24 @@ def test_binary_file_is_refused_naming_the_line_of_its_first_nul(tmp_path):
                for name in ("T47.txt", "T48.txt", "T49.txt"))
 
 
+def test_a_few_nuls_in_a_row_in_utf8_text_are_removed_not_a_binary_file(tmp_path):
+    """Three NULs, two of them in a row, made a 10 kB transcript "binary", skipped
+    whole. In bytes that are otherwise UTF-8 they are removed and counted; in bytes
+    that are not, and past a few, they are still a binary file's."""
+    answer = "P1: " + "I kept going back to it, week after week. " * 40 + "\n"
+    text = "Interviewer: How was it?\n" + answer * 6
+    data = text.replace("I kept", "I\x00 kept\x00\x00", 1).replace("week after", "week\x00\x00 after", 1)
+    (tmp_path / "T50.txt").write_bytes(data.encode())
+    (tmp_path / "T51.txt").write_bytes(data.replace("week", "w\xe9ek").encode("cp1252"))
+    corpus = run(tmp_path)
+    assert_exact(corpus)
+    assert list(corpus.sources) == ["T50"]
+    assert corpus.sources["T50"].text == text
+    assert corpus.counts["control_characters_removed"] == 5
+    assert "looks like a binary file" in reasons(corpus)             # T51, not UTF-8
+    assert len(data) > 10_000
+
+
 def test_a_caller_that_does_not_remove_nuls_gets_an_error_naming_the_line():
     data = b"Code,Definition\nTrust,Believing\x00 others\n"
     with pytest.raises(InputError, match=r"codes\.csv: .*1 NUL .*first on line 2"):

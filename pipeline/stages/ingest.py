@@ -16,8 +16,8 @@ is an invisible format character (Unicode category Cf: a zero-width space, a dir
 mark, a soft hyphen, a byte-order mark in the middle of a file) at a line's start or
 inside a speaker label, which would hide the label, and a direction override or
 isolate anywhere, which shows a quote reversed (:data:`_CONTROLS`).
-So is a stray NUL in a text or CSV file (a few, none next to another: more are a
-binary file, refused, see :mod:`pipeline.textio`). Each file where this happened
+So is a stray NUL in a text or CSV file (a few, none next to another unless the file
+is otherwise UTF-8: more are a binary file, refused, see :mod:`pipeline.textio`). Each file where this happened
 gets a note, and the manifest counts them (``control_characters_replaced``,
 ``control_characters_removed``). A spreadsheet cannot hold these characters, and
 they carry no words.
