@@ -502,6 +502,23 @@ def test_docx_that_is_a_zip_without_a_document(tmp_path):
     assert "could not be read as a Word document" in reason and "save it again" in reason
 
 
+def test_plain_text_renamed_docx_or_xlsx_is_named_as_text(tmp_path):
+    """A transcript saved as text and renamed .docx was called damaged or only partly
+    copied; a damaged Word file still is."""
+    write(tmp_path, "T17.docx", T01)
+    write(tmp_path, "T18.xlsx", "case_id,speaker,text\nT18,P1,Hello.\n", encoding="utf-16")
+    (tmp_path / "T19.docx").write_bytes(docx_bytes(build_t07)[:900])
+    write(tmp_path, "T01.txt", T01)
+    skipped = {s.what: s.reason for s in run(tmp_path).skipped}
+    assert skipped[str(tmp_path / "T17.docx")] == (
+        "is not a .docx file but plain text: a .docx file is a zip archive, and this one's "
+        "bytes read as text (it was probably renamed to .docx); what to do: rename it to "
+        ".txt, or open it and save it as .docx")
+    assert "is not a .xlsx file but plain text" in skipped[str(tmp_path / "T18.xlsx")]
+    assert "rename it to .csv" in skipped[str(tmp_path / "T18.xlsx")]
+    assert "damaged or only partly copied" in skipped[str(tmp_path / "T19.docx")]
+
+
 def test_zip_bomb_docx_is_refused(tmp_path):
     path = tmp_path / "T11.docx"
     path.write_bytes(docx_bytes(build_t07))

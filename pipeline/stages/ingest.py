@@ -795,6 +795,15 @@ def check_zip(data: bytes, shown: str, kind: str) -> None:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             members = archive.infolist()
     except (zipfile.BadZipFile, ValueError, EOFError, NotImplementedError) as exc:
+        if _reads_as_text(data):
+            # a transcript saved as .txt (or a table as .csv) and renamed: nothing is
+            # damaged, and "save it again" sends the user looking for a broken file
+            instead = ".csv" if kind == ".xlsx" else ".txt"
+            raise InputError(f"is not a {kind} file but plain text: a {kind} file is a zip "
+                             "archive, and this one's bytes read as text (it was probably "
+                             f"renamed to {kind})", path=shown,
+                             hint=f"rename it to {instead}, or open it and save it as "
+                                  f"{kind}") from exc
         raise InputError(f"is not a valid {kind} file (it may be damaged or only partly "
                          "copied)", path=shown,
                          hint=f"open it and save it again as {kind}") from exc
@@ -814,6 +823,19 @@ def check_zip(data: bytes, shown: str, kind: str) -> None:
             f"{MAX_COMPRESSION_RATIO}", path=shown,
             hint=f"open it and save it again as {kind}, without embedded files")
     _refuse_dtd(data, members, shown, kind)
+
+
+def _reads_as_text(data: bytes) -> bool:
+    """Whether ``data``, which is no zip archive, is text (:func:`decode_bytes` reads it,
+    with no control characters but a few stray ones) rather than a damaged archive or
+    another binary file."""
+    if data.startswith(b"PK"):                          # a zip archive's first bytes
+        return False
+    try:
+        text, _ = decode_bytes(data)
+    except InputError:
+        return False
+    return bool(text.strip()) and len(_CONTROLS.findall(text)) <= 3
 
 
 #: "<!DOCTYPE" and "<!ENTITY" as bytes in every Unicode encoding an XML parser detects
