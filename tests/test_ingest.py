@@ -502,6 +502,23 @@ def test_docx_that_is_a_zip_without_a_document(tmp_path):
     assert "could not be read as a Word document" in reason and "save it again" in reason
 
 
+def test_a_docx_without_its_text_part_says_what_is_missing(tmp_path):
+    """"could not be read as a Word document (KeyError)" said nothing of what was wrong."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(docx_bytes())) as whole, \
+            zipfile.ZipFile(buffer, "w") as archive:
+        for item in whole.infolist():
+            if item.filename != "word/document.xml":
+                archive.writestr(item, whole.read(item))
+    (tmp_path / "T16.docx").write_bytes(buffer.getvalue())
+    write(tmp_path, "T01.txt", T01)
+    reason = {s.what: s.reason for s in run(tmp_path).skipped}[str(tmp_path / "T16.docx")]
+    assert reason.startswith("could not be read as a Word document: its part "
+                             "'word/document.xml', the part that holds the document's text, "
+                             "is missing (the file is not complete, or not a Word document)")
+    assert "KeyError" not in reason and "save it again as .docx" in reason
+
+
 def test_plain_text_renamed_docx_or_xlsx_is_named_as_text(tmp_path):
     """A transcript saved as text and renamed .docx was called damaged or only partly
     copied; a damaged Word file still is."""

@@ -2076,7 +2076,14 @@ def _docx_text(data: bytes, shown: str) -> str:
     """
     check_zip(data, shown, ".docx")
     try:
-        document = docx.Document(io.BytesIO(data))
+        try:
+            document = docx.Document(io.BytesIO(data))
+        except KeyError as exc:             # a part the package lists or needs is not in it
+            raise InputError(f"could not be read as a Word document: {_missing_part(exc)} "
+                             "(the file is not complete, or not a Word document)",
+                             path=shown, hint="open it in Word and save it again as .docx; "
+                             "if Word cannot open it either, copy or export the transcript "
+                             "again") from exc
         body = document.element.body
         known = _speakers_of(body)
         headings = _heading_styles(document)
@@ -2114,10 +2121,28 @@ def _docx_text(data: bytes, shown: str) -> str:
                      ".docx") from None
         raise InputError(f"could not be read as a Word document ({type(exc).__name__})",
                          path=shown, hint="open it in Word and save it again as .docx") from exc
+    except InputError:
+        raise
     except Exception as exc:  # python-docx/lxml raise many types for a damaged file
         raise InputError(f"could not be read as a Word document ({type(exc).__name__})",
                          path=shown, hint="open it in Word and save it again as .docx") from exc
     return "\n".join(lines)
+
+
+def _missing_part(exc: KeyError) -> str:
+    """What a .docx lacks, from python-docx's KeyError (zipfile's "There is no item named
+    'word/document.xml' in the archive"): "could not be read as a Word document
+    (KeyError)" said nothing of what was wrong, nor that the file is incomplete."""
+    said = str(exc.args[0]) if exc.args else ""
+    named = re.search(r"no item named '(.+)' in the archive", said)
+    if named:
+        what = {"word/document.xml": ", the part that holds the document's text,",
+                "[Content_Types].xml": ", the list of the document's parts,"}.get(named[1], "")
+        return f"its part '{named[1]}'{what} is missing"
+    if "no relationship" in said and "officeDocument" in said:
+        return ("its list of parts (_rels/.rels) does not say which part holds the "
+                "document's text")
+    return f"a part it needs is missing ({said or 'KeyError'})"
 
 
 #: How deep libxml2 (under python-docx's lxml parser) nests elements before it stops
