@@ -315,6 +315,16 @@ def test_match_cases():
     assert got == {"T01.docx": "T01", "t02": "T02", "Interview 3.txt": "Interview 3"}
 
 
+def test_a_source_name_is_matched_as_ingest_made_its_case_id():
+    """A project's source "<b>src2</b>.txt" is case "<b>src2</b>" (ingest cuts the
+    name's own extension); read as a path its stem was "b>", and its codes were left out
+    as a case not in the run. So is a name with a control character ingest removed."""
+    names = ["<b>src2</b>.txt", "=SRC1.txt", "Site A/T03.docx", "T\u202e04.docx"]
+    got = match_cases(names, ["<b>src2</b>", "=SRC1", "Site A/T03", "T04"])
+    assert got == {"<b>src2</b>.txt": "<b>src2</b>", "=SRC1.txt": "=SRC1",
+                   "Site A/T03.docx": "Site A/T03", "T\u202e04.docx": "T04"}
+
+
 # --- Placing codes on a run -------------------------------------------------------------
 
 def _expected_spans(study, text_of=lambda t: t):

@@ -903,8 +903,10 @@ def _read_sources(run: RunData, folder: RunFolder) -> None:
 def match_cases(names: Iterable[str], case_ids: Iterable[str]) -> dict[str, str]:
     """Each codes case name -> the run's case id (exact, then ignoring case and extension:
     the extensions a transcript file or a QDA program's source name has, "T01.docx",
-    "T07.m4a")."""
-    from ..stages.ingest import DOCUMENT_SUFFIXES
+    "T07.m4a"), read as ingest reads a source's name into a case id
+    (:func:`pipeline.stages.ingest.source_case_id`): the name's own extension cut, not a
+    path's ("<b>T02</b>.txt" is case "<b>T02</b>"), and without control characters."""
+    from ..stages.ingest import DOCUMENT_SUFFIXES, clean_name, without_extension
 
     case_ids = list(case_ids)
     exact = set(case_ids)
@@ -912,8 +914,8 @@ def match_cases(names: Iterable[str], case_ids: Iterable[str]) -> dict[str, str]
     suffixes = (*DOCUMENT_SUFFIXES, ".csv", ".xlsx")
     out = {}
     for name in names:
-        stem = Path(name).stem if Path(name).suffix.lower() in suffixes else name
-        for cand in (name, stem):
+        stem = without_extension(name, suffixes)
+        for cand in dict.fromkeys((name, stem, clean_name(stem))):
             if cand in exact:
                 out[name] = cand
                 break

@@ -1688,7 +1688,7 @@ class _Reader:
             if n_before:
                 notes.append(_before_first_label(where, n_before, "line"))
             case_id = source_case_id(source.name)
-            notes += _renamed_note(where, {_without_extension(source.name): case_id})
+            notes += _renamed_note(where, {without_extension(source.name): case_id})
             cases.append(_Case(case_id, SourceText(case_id, shown, text, sha, "qdpx"), turns,
                                dict(source.attributes)))
         listed = ", ".join(f"{n} {kind.replace('Source', '').lower()}" for kind, n in
@@ -1781,12 +1781,15 @@ DOCUMENT_SUFFIXES = (".txt", ".md", ".docx", ".doc", ".rtf", ".pdf", ".odt", ".v
 def source_case_id(name: str) -> str:
     """A project source's case id: its name without a document extension, and without
     control and format characters (:func:`clean_name`)."""
-    return clean_name(_without_extension(name))
+    return clean_name(without_extension(name))
 
 
-def _without_extension(name: str) -> str:
+def without_extension(name: str, suffixes: Iterable[str] = DOCUMENT_SUFFIXES) -> str:
+    """``name`` without its last extension when that is one of ``suffixes``. A name, not
+    a path: a source named "<b>T02</b>.txt" is case "<b>T02</b>", where a path's stem
+    cut at its "/" ("b>")."""
     stem, dot, suffix = name.rpartition(".")
-    return stem if dot and stem.strip() and f".{suffix.lower()}" in DOCUMENT_SUFFIXES else name
+    return stem if dot and stem.strip() and f".{suffix.lower()}" in suffixes else name
 
 
 def clean_controls(text: str) -> tuple[str, int, int]:
