@@ -1691,7 +1691,7 @@ def test_an_invisible_format_character_in_or_before_a_label_does_not_hide_it(tmp
     counted; a direction override is removed anywhere (it shows a quote reversed), and
     the invisible characters that spell words are kept where words have them."""
     text = ("Interviewer: What do you enjoy most?\n"
-            "\u200fP1: The mornings.\n"                       # a right-to-left mark
+            "\u200fP1:\u200f The mornings.\n"                 # a right-to-left mark
             "Interviewer: And then?\n"
             "\u200e \u200cP1\u200f: I \u202ewait\u202c it out.\n"  # before, in and after
             "Inter\u00adviewer: Anything else?\n"               # a soft hyphen inside
@@ -1708,10 +1708,10 @@ def test_an_invisible_format_character_in_or_before_a_label_does_not_hide_it(tmp
         ("Interviewer", "interviewer", "Anything else?"),
         ("P1", "participant", "Tea, with my daughter \U0001F469\u200d\u2695\ufe0f and "
                               "a friend from \u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645.")]
-    # 1 + 3 (before and in the label) + 2 overrides + 1 + 2 (the isolate pair)
-    assert corpus.counts["control_characters_removed"] == 9
+    # 2 (around the label) + 3 (before and in it) + 2 overrides + 1 + 2 (the isolates)
+    assert corpus.counts["control_characters_removed"] == 10
     (note,) = [n for n in corpus.skipped if n.what.endswith("T48.txt")]
-    assert note.kept and "9 other control character(s)" in note.reason
+    assert note.kept and "10 other control character(s)" in note.reason
     assert "direction mark" in note.reason
 
 

@@ -1363,7 +1363,9 @@ class _Reader:
         hyphen is invisible: the line looked like a label and was read as words, the
         end of the turn above, and the participant's answer became the interviewer's,
         left out of the analysis without a word. Those at a line's start are gone
-        already (:func:`clean_controls`); those after the label stay, with the words."""
+        already (:func:`clean_controls`); those between the label and the first word
+        after it go too (a quote would start with them), the others stay with the
+        words."""
         if not _FORMAT_CHAR.search(text):
             return text, 0
         not_times, self.not_times = self.not_times, []    # a stamp is noted when parsed
@@ -1382,6 +1384,8 @@ class _Reader:
             while kept < label[1]:
                 kept += not _FORMAT_CHAR.match(line, cut)
                 cut += 1
+            while cut < len(line) and (line[cut].isspace() or _FORMAT_CHAR.match(line, cut)):
+                cut += 1                            # and up to the first word after it
             head = _FORMAT_CHAR.sub("", line[:cut])
             if len(head) == cut:
                 continue
