@@ -1724,6 +1724,7 @@ def test_a_case_id_is_read_without_control_and_format_characters(tmp_path):
     from tests.builders import qdpx_bytes_of
 
     write(tmp_path, "\x1b[31mRED\x1b[0m_T11.txt", T01)
+    write(tmp_path, "\u200f.txt", T01.replace("P1", "P5"))         # nothing but a mark
     write(tmp_path, "turns.csv", "case_id,speaker,text\nT1\u200f2,P\u200b2,Hello.\n"
                                  "T12,Interviewer,How was it?\nT12,P2,Hard.\n")
     (tmp_path / "study.qdpx").write_bytes(qdpx_bytes_of([
@@ -1733,10 +1734,12 @@ def test_a_case_id_is_read_without_control_and_format_characters(tmp_path):
                                          "T\u200b12,South\n")
     corpus = run(tmp_path, cases_table=str(table))
     assert_exact(corpus)
-    assert list(corpus.sources) == ["[31mRED[0m_T11", "T13", "\u0645\u06cc\u200c\u0646\u0627", "T12"]
+    assert list(corpus.sources) == ["[31mRED[0m_T11", "T13", "\u0645\u06cc\u200c\u0646\u0627", "T12",
+                                    "\\u200f"]
     assert corpus.cases.set_index("case_id")["site"].to_dict() == {
-        "[31mRED[0m_T11": "North", "T12": "South", "T13": "", "\u0645\u06cc\u200c\u0646\u0627": ""}
-    assert set(corpus.turns["speaker"]) == {"Interviewer", "P1", "P2", "P3", "P4"}
+        "[31mRED[0m_T11": "North", "T12": "South", "T13": "", "\u0645\u06cc\u200c\u0646\u0627": "",
+        "\\u200f": ""}
+    assert set(corpus.turns["speaker"]) == {"Interviewer", "P1", "P2", "P3", "P4", "P5"}
     notes = {s.what: s.reason for s in corpus.skipped if "case id(s) held" in s.reason}
     assert "'\\x1b[31mRED\\x1b[0m_T11' as '[31mRED[0m_T11'" in \
         notes[str(tmp_path / "\x1b[31mRED\x1b[0m_T11.txt")]

@@ -1280,7 +1280,7 @@ class _Reader:
                              hint="remove it from the folder, or export the transcript again")
         sha = hashlib.sha256(data).hexdigest()
         suffix = path.suffix.lower()
-        case_id = clean_name(path.stem)
+        case_id = case_id_of(path.stem)
         if suffix in (".csv", ".xlsx"):
             return self._table(suffix, data, shown, sha, case_id)
         if suffix == ".qdpx":
@@ -1785,7 +1785,7 @@ DOCUMENT_SUFFIXES = (".txt", ".md", ".docx", ".doc", ".rtf", ".pdf", ".odt", ".v
 def source_case_id(name: str) -> str:
     """A project source's case id: its name without a document extension, and without
     control and format characters (:func:`clean_name`)."""
-    return clean_name(without_extension(name))
+    return case_id_of(without_extension(name))
 
 
 def without_extension(name: str, suffixes: Iterable[str] = DOCUMENT_SUFFIXES) -> str:
@@ -1838,6 +1838,14 @@ def clean_name(name: str) -> str:
     not have), a QDA program's project. An invisible character in it makes two ids
     that look alike differ, and an escape sequence printed recolours the terminal."""
     return _NOT_IN_NAMES.sub(lambda m: " " if m.group() in "\t\n\r\x0b\x0c" else "", name)
+
+
+def case_id_of(name: str) -> str:
+    """The case id of a file or source named ``name`` (without its extension):
+    :func:`clean_name`, or, for a name of nothing but such characters, the name with
+    them written as escapes ("\\u200f"), so that no case is named ""."""
+    cleaned = clean_name(name)
+    return cleaned if cleaned.strip() else escaped(name, _NOT_IN_NAMES)
 
 
 def _renamed_note(shown: str, ids: Mapping[str, str]) -> list[Skipped]:
