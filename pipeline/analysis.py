@@ -141,12 +141,8 @@ def cqr_analysis(segments: pd.DataFrame, vectors: np.ndarray, turns: pd.DataFram
     frame_ids = tuple(int(d) for d in dom_rows.loc[dom_rows["kind"] == "frame", "domain_id"])
     n_total = int(seg["case_id"].nunique())
 
-    # the answers to a domain's main question that open "No.": a category of their own
-    prompts = inference.turns
-    main_questions = [] if prompts is None or prompts.empty else list(zip(
-        prompts.loc[prompts["kind"] == "main", "case_id"].astype(str),
-        prompts.loc[prompts["kind"] == "main", "turn_index"].astype(int)))
-    said_no = answered_no_mask(seg, main_questions) & (asked == proposed)
+    # the cases that answered a domain's yes/no question "No.": a category of their own
+    said_no = answered_no_mask(seg, turns, inference.turns) & (asked == proposed)
     xa = cross_analyse(seg, vectors, proposed, cfg.crossanalysis, cfg.cqr, encode=encode,
                        frame_domains=frame_ids, include_frame=cfg.protocol.include_frame,
                        stability=stability, n_cases_total=n_total, memory=cache,
@@ -586,8 +582,9 @@ def _name_replies(cats: pd.DataFrame, seg: pd.DataFrame,
     phrase name goes first among its alternatives. Other categories keep theirs.
 
     A category flagged *answered no* is named after the negative reply most of its
-    cases gave ("Not at all", beside the domain's "Did your training prepare you for
-    any of this?"), a reply of several words before a bare "No": its phrase name came
+    cases gave ("No", beside the domain's "Did your training prepare you for any of
+    this?"; of replies as many cases gave, one of several words first, "Not at all"
+    before "No"): its phrase name came
     from what the cases then told ("Vicarious trauma", of "one lecture on vicarious
     trauma"), which read as what the training had covered.
 
@@ -614,8 +611,8 @@ def _name_replies(cats: pd.DataFrame, seg: pd.DataFrame,
                     key = name_key(said)
                     cases_of.setdefault(key, set()).add(str(seg["case_id"].iat[i]))
                     said_as.setdefault(key, said)
-            # the reply most cases gave, one of several words first
-            candidates = [(len(said_as[k].split()) < 2, -len(c), k, said_as[k])
+            # the reply most cases gave; of as many, one of several words first
+            candidates = [(-len(c), len(said_as[k].split()) < 2, k, said_as[k])
                           for k, c in cases_of.items()]
         elif MINIMAL in list(r.flags):
             # the quotes, most central first (one a case); then any member

@@ -34,6 +34,10 @@ from pipeline.stages.naming import name_occurs_in
     ("Um, not really helpful, no. She told me about her own illness.", "not really helpful, no"),
     ("Nope.", "Nope"),
     ("Not at all, honestly. Skills, assessment.", "Not at all"),
+    ("None that I can think of.", "None that I can think of"),
+    ("Nothing comes to mind.", "Nothing comes to mind"),
+    ("No regrets, no.", "No regrets, no"),
+    ("Never, thank goodness.", "Never"),
 ])
 def test_an_answer_that_opens_with_a_negative_reply(text, reply):
     assert negative_reply(text) == reply
@@ -52,38 +56,70 @@ def test_an_answer_that_opens_with_a_negative_reply(text, reply):
     "Partly.",
     "Yes, definitely.",
     "No worries. Thanks for asking.",
+    "No, I said to her, you can't leave yet.",
+    "Not really. Well, one. A girl who moved schools.",
+    "No? I mean, it depends.",
 ])
 def test_an_answer_that_does_not_say_no(text):
     assert negative_reply(text) == ""
 
 
-def _answers():
-    """Four cases asked the main question at turn 2 (and c0 a probe at turn 6): c0 and
-    c1 open "No", c2 and c3 tell of a time it helped. c3 says "No" to its probe."""
-    rows = [
-        ("c0", 3, 2, 0, "Not really, no. She told me about her divorce."),
-        ("c0", 3, 2, 60, "It made me feel I had to look after her."),
-        ("c0", 5, 2, 0, "And then I stopped going."),              # after a backchannel
-        ("c0", 7, 6, 0, "Yes, it was awful."),                      # a probe's answer
-        ("c1", 3, 2, 0, "[laughs] No. Nothing she said helped."),
-        ("c2", 3, 2, 0, "Yes, when she said she had lost her father too."),
-        ("c3", 3, 2, 0, "Once, early on, she said she understood panic."),
-        ("c3", 7, 6, 0, "No, nobody."),                             # "No" to a probe
-    ]
-    return pd.DataFrame([{"segment_id": f"{c}:{t}:{a}", "case_id": c, "turn_index": t,
-                          "question_turn_index": q, "start_char": a, "text": x}
-                         for c, t, q, a, x in rows])
+def _interviews():
+    """Four cases: turn 2 asks the main question "Did supervision help with endings?",
+    turn 6 a probe, turn 8 the next main question (an open one). c0 answers a bare
+    "No." (a backchannel to the segmenter: no segment of it) and tells of the probe;
+    c1 "Nope. ..." ; c2 and c3 tell of a time it helped, c3 says "No" to its probe;
+    c2 answers the open question "Nothing really. Just that...". """
+    prompts, turns, segs = [], [], []
+    said = {
+        "c0": {3: "No.", 7: "We can always carry on in September, I tell them.", 9: "Keep it simple."},
+        "c1": {3: "Nope. My supervisor tends to talk about caseloads.", 7: "Not much.",
+               9: "Plan the last session."},
+        "c2": {3: "Yes, when she said endings are grief too.", 7: "It was kind.",
+               9: "Nothing really. Just that it's all right to be sad."},
+        "c3": {3: "Once, early on, she said to plan it.", 7: "No, nobody.", 9: "Be honest."},
+    }
+    questions = {2: "Thank you. Did supervision help with endings?", 6: "Was that planned?",
+                 8: "What would you tell a new counsellor about endings?"}
+    for c, answers in said.items():
+        for t, q in questions.items():
+            prompts.append({"case_id": c, "turn_index": t, "kind": "probe" if t == 6 else "main",
+                            "question": q})
+            turns.append({"case_id": c, "turn_index": t, "role": "interviewer", "text": q})
+        for t, text in answers.items():
+            turns.append({"case_id": c, "turn_index": t, "role": "participant", "text": text})
+            if text != "No.":       # set aside as a backchannel
+                segs.append({"segment_id": f"{c}:{t}:0", "case_id": c, "turn_index": t,
+                             "question_turn_index": t - 1, "text": text.removeprefix("Nope. ")})
+    return pd.DataFrame(segs), pd.DataFrame(turns), pd.DataFrame(prompts)
 
 
-def test_the_whole_answer_to_a_main_question_that_opens_no_and_nothing_else():
-    seg = _answers()
-    main = [(c, 2) for c in ("c0", "c1", "c2", "c3")]
-    mask = answered_no_mask(seg, main)
-    assert seg.loc[mask, "segment_id"].tolist() == ["c0:3:0", "c0:3:60", "c0:5:0", "c1:3:0"]
-    # the probes are no main questions: their "No" is no answer to the domain's question
-    assert not answered_no_mask(seg, main + [("c0", 6)])[seg["segment_id"] == "c0:7:0"].any()
-    assert answered_no_mask(seg, main + [("c3", 6)])[seg["segment_id"] == "c3:7:0"].all()
-    assert not answered_no_mask(seg, []).any()
+def test_a_case_that_answered_a_yes_no_question_no_and_its_follow_ups():
+    seg, turns, prompts = _interviews()
+    mask = answered_no_mask(seg, turns, prompts)
+    # c0's bare "No." has no segment, and c1's "Nope." was cut from its segment: the
+    # answer is read in the turns; the probe's answer after it goes with it
+    assert seg.loc[mask, "segment_id"].tolist() == ["c0:7:0", "c1:3:0", "c1:7:0"]
+    # a "No" to a probe, and "Nothing really" to an open question, are no answer no
+    assert not mask[seg["segment_id"].isin(["c3:7:0", "c2:9:0"])].any()
+    assert not answered_no_mask(seg, turns, prompts.iloc[:0]).any()
+
+
+@pytest.mark.parametrize("question, polar", [
+    ("Did your training prepare you for any of this?", True),
+    ("Thank you. Was there a time she shared something that helped?", True),
+    ("Can you think of a time she shared something that helped?", True),
+    ("Mm. And did you take it to supervision?", True),
+    ("Any regrets?", True),
+    ("Could you tell me about a time you cried in session?", False),
+    ("Could you take me through that session?", False),
+    ("What would you tell a new counsellor about endings?", False),
+    ("How did she respond?", False),
+])
+def test_a_question_that_asks_a_yes_or_no(question, polar):
+    from pipeline.stages.crossanalysis import polar_question
+
+    assert polar_question(question) is polar
 
 
 def _domain(no_cases: int, n_yes: int = 8):
@@ -167,8 +203,13 @@ def test_a_category_of_answers_no_is_named_after_the_reply_most_cases_gave():
                          "alternatives": [["One lecture"], []],
                          "flags": [[ANSWERED_NO], []], "quote_ids": [["s0"], ["s5"]]})
     names, alternatives = _name_replies(cats, seg, {0: np.arange(5), 1: np.array([5])})
-    assert names == ["Not at all", "Person-centred module"]
+    # "No" (three cases) before "Not at all" (two)
+    assert names == ["No", "Person-centred module"]
     assert alternatives[0] == ["Vicarious trauma", "One lecture"]
-    assert name_occurs_in(names[0], texts[:1])
-    taken = cats.assign(name=["Vicarious trauma", "Not at all"])
-    assert _name_replies(taken, seg, {0: np.arange(5), 1: np.array([5])})[0][0] == "No"
+    assert name_occurs_in(names[0], texts[1:2])
+    taken = cats.assign(name=["Vicarious trauma", "No"])
+    assert _name_replies(taken, seg, {0: np.arange(5), 1: np.array([5])})[0][0] == "Not at all"
+    # of replies as many cases gave, one of several words first
+    two = _name_replies(cats, seg.assign(text=texts[:3] + ["Fine.", "Fine.", texts[5]]),
+                        {0: np.arange(5), 1: np.array([5])})[0]
+    assert two[0] == "Not at all"

@@ -1773,3 +1773,22 @@ def test_a_core_idea_cut_at_apply_balances_a_quotation_it_cuts_into():
     text, ids = _spans_in(row, texts, lambda sid: sid == "C1:1:0")
     assert text == '"And I\'m sorry for how I said it."'
     assert ids == ["C1:1:0"]
+
+
+def test_a_final_category_of_the_cases_that_answered_no_keeps_its_flag(cqr):
+    """The codebook counts each final category again from its segments; the run found
+    the cases that answered a domain's question "No" in the turns, which the recount
+    cannot read again: a category made of the proposal's such category keeps its flag,
+    one that holds other segments too does not."""
+    from pipeline.review.evidence import recount
+
+    run = load_run(cqr)
+    seg = run.segments[run.segments["theme"] >= 0]
+    tid = int(seg["theme"].iat[0])
+    run.themes["flags"] = [["answered no"] if int(t) == tid else [] for t in run.themes["theme_id"]]
+    run.proposed_themes = run.themes
+    mine = seg[seg["theme"] == tid]
+    assert "answered no" in recount(run, mine, set())["flags"]
+    assert "answered no" in recount(run, mine.head(2), set())["flags"]
+    other = seg[seg["theme"] != tid].head(1)
+    assert "answered no" not in recount(run, pd.concat([mine, other]), set())["flags"]

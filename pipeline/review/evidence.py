@@ -23,6 +23,7 @@ import pandas as pd
 
 from ..stages.cqr import frequency_label
 from ..stages.crossanalysis import (
+    ANSWERED_NO,
     MINIMAL,
     SINGLE_STORY,
     THIN,
@@ -195,6 +196,14 @@ def recount(run: RunItems, members: pd.DataFrame, placed: set[str],
     if mostly_minimal(np.array([says_little(t) for t in members["text"].astype(str)], bool),
                       cfg.minimal_share):
         flags.append(MINIMAL)
+    # the cases that answered the domain's question "No": the proposal's category of
+    # them, kept whole or in part, says so still (the run found them in the turns)
+    proposed = run.proposed_themes if run.proposed_themes is not None else run.themes
+    if len(members) and "theme" in members.columns and "flags" in proposed.columns:
+        said_no = {int(t) for t, f in zip(proposed["theme_id"], proposed["flags"])
+                   if isinstance(f, (list, tuple, np.ndarray)) and ANSWERED_NO in list(f)}
+        if said_no and members["theme"].astype(int).isin(said_no).all():
+            flags.append(ANSWERED_NO)
     return {"counted_cases": counted_cases, "frequency_label": label,
             "label_if_reassigned_counted": frequency_label(len(all_cases), total, run.cqr),
             "flags": flags}

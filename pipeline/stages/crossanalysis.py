@@ -40,7 +40,8 @@ nothing is printed or written):
     frequency labels; default: the distinct ``case_id`` of ``segments``.
   - ``answered_no``: bool array aligned with the rows, the segments of an answer to
     its domain's main question that opens with a negative reply
-    (:func:`answered_no_mask` makes it); None: no *answered no* categories.
+    (:func:`answered_no_mask` makes it from the turns and the protocol's prompts);
+    None: no *answered no* categories.
   - ``memory`` (scikit-learn's name for it): a :class:`~pipeline.cache.Cache`
     where the default clusterer's groups are kept, one entry per set of vectors
     clustered (group numbers and strengths only, no text), and the stance test's
@@ -144,7 +145,7 @@ How categories are made
    The two sides become the category's subcategories (kind "stance"), in place
    of content subcategories.
 4. **Answered no** (with ``answered_no``, ``negative_answers``). A case that
-   answers a domain's main question "No." ("Not really.", "Not at all.", "Zero.",
+   answers a domain's yes/no question "No." ("Not really.", "Not at all.", "Zero.",
    "I don't think so.") said what it did not experience: its answer is about the
    absence, and a CQR table lists it as a category of its own ("Training did not
    prepare them", typical), not inside the content of the cases that said yes.
@@ -152,12 +153,12 @@ How categories are made
    general, held the answers of clients who said no disclosure had helped and then
    told of one that had not. When the answers of at least
    ``negative_answer_min_cases`` cases open with a negative reply
-   (:func:`negative_reply`), those answers' segments in the domain are one
-   category, flagged *answered no*, and the domain's other segments are clustered
-   as above. An answer that turns at once ("Not really, but there was one time")
-   is no negative reply, nor is a "No" to a probe or a follow-up: only the answer
-   to the main question of the domain counts (the caller says which segments
-   those are).
+   (:func:`negative_reply`), those cases' segments in the domain that answer the
+   question and its follow-ups are one category, flagged *answered no*, and the
+   domain's other segments are clustered as above. An answer that turns at once
+   ("Not really, but there was one time") is no negative reply, nor is a "No" to a
+   probe or a follow-up: only the answer to the main question of the domain counts
+   (the caller says which segments those are: :func:`answered_no_mask`).
 5. **Spans domains.** A category whose centre is at least as similar to another
    domain's centre as to its own domain's centre minus ``spans_margin``, or
    whose centre is within ``duplicate_similarity`` of a category of another
@@ -279,8 +280,11 @@ _REPLY_LEAD = (r"(?:(?:um+|uh+|erm+|er|hmm+|mm+|ah+|oh|well|honestly|so|i mean|t
                r"(?:honest|fair)|truthfully|sadly|actually)[\s,.…-]+|[^.?!…\n]{1,30}\?\s+)*")
 #: a negative reply, and what may follow it within the reply ("No, not really.")
 _NEGATIVE = (r"(?:no+|nope|nah|zero|none(?: at all)?|nothing(?: at all| really)?|never"
-             r"|not (?:really|at all|much|especially|particularly|a lot|very much|as such|that i "
-             r"(?:can )?(?:remember|recall|know of|can think of))(?: at all)?"
+             r"|(?:not|none|nothing) that i (?:can |could )?(?:remember|recall|know of|think of)"
+             r"|nothing (?:comes|springs) to mind"
+             r"|not (?:really|at all|much|especially|particularly|a lot|very much|as such)(?: at all)?"
+             # a thing denied and the denial said again: "No regrets, no."
+             r"|no [a-z'’-]+,? no"
              r"|i (?:don'?t|do not) think so|i wouldn'?t say so|i can'?t say (?:it|they|that|she|he) did"
              r"|absolutely not|definitely not|certainly not|not once|no way"
              # a judgement denied and confirmed: "Not really helpful, no."
@@ -292,7 +296,12 @@ _NEGATIVE_REPLY = re.compile(
 _RESTART = re.compile(r"^(\s*)((?:[\w'’]+\s+){0,2}[\w'’]+)\s*[,-]+\s*(?=\2\b)", re.I)
 #: a reply that turns at once: "Not really, but there was one time"
 _TURNS = re.compile(r"^[\s,.;:…—–-]*(?:but|although|though|except|apart from|other than|well,? actually"
-                    r"|actually,? yes|yes|yeah|mostly|except)\b", re.I)
+                    r"|actually,? yes|yes|yeah|mostly|except"
+                    r"|well,? (?:one|once|yes|yeah|maybe|sometimes|kind of|sort of|a (?:little|bit|couple))"
+                    r"|well,? there (?:was|were|is))\b", re.I)
+#: after a comma, the "No" is someone's words the participant reports: "No, I said to her"
+_REPORTED = re.compile(r"^\s*(?:i|she|he|they|we|you) (?:said|say|told|tell|asked|went|was like)\b",
+                       re.I)
 
 
 def negative_reply(text: str) -> str:
@@ -306,48 +315,88 @@ def negative_reply(text: str) -> str:
     # a false start said again is said once: "I don't, I don't think so, no."
     text = _RESTART.sub(r"\1", strip_transcriber_notes(text))
     m = _NEGATIVE_REPLY.match(text)
-    if not m or _TURNS.match(text[m.end():]):
+    if not m or _TURNS.match(text[m.end():]) or (
+            text[m.end() - 1:m.end()] == "," and _REPORTED.match(text[m.end():])):
         return ""
     # "Not at all, honestly" is the reply "Not at all"
     reply = re.sub(r"(?:[\s,]+(?:honestly|to be honest|actually))+$", "", m.group("reply"), flags=re.I)
     return " ".join(reply.split()).rstrip(" ,")
 
 
-def answered_no_mask(segments: pd.DataFrame,
-                     main_questions: Iterable[tuple[str, int]]) -> np.ndarray:
-    """The segments of every answer to a main question whose opening is a negative
-    reply (:func:`negative_reply`), as a bool array aligned with ``segments``.
+#: a yes/no question: one that opens with an auxiliary or "any" ("Did your training
+#: prepare you?", "Was there a time...?", "Can you think of a time...?", "Any regrets?"),
+#: after a joining word; "Can you tell me about...?" asks for a telling, not a yes or no
+_POLAR = re.compile(
+    r"^(?:(?:and|so|but|now|okay|ok|right|well|then|mm+|mm-hmm|um+|uh+)[\s,.…-]+)*"
+    r"(?:(?:do|does|did|is|are|was|were|have|has|had|can|could|would|will|should|may|might)"
+    r"(?:n'?t|n’t)?\s+(?!you\s+(?:please\s+)?(?:tell|describe|say|talk|walk|give|explain|share|"
+    r"expand|elaborate|speak|go|list|name|take\s+(?:me|us)\s+through)\b)|any(?:thing|one|body)?\b)",
+    re.I)
 
-    ``main_questions``: (case id, turn index) of each main question of an area (the
-    protocol's ``kind == "main"`` prompts). An answer is every segment that carries
-    that question (``question_turn_index``), over the participant's turns until the
-    next prompt; its opening is the first of them in speaking order. A "No" to a
-    follow-up or a probe ("So you didn't tell anyone?" "No, nobody.") is not the
-    answer to the domain's question, and is left out."""
-    check_columns(segments, ("case_id", "text", "turn_index", "question_turn_index"),
-                  "the segments table")
-    main = {(str(c), int(t)) for c, t in main_questions}
+
+def polar_question(text: str) -> bool:
+    """Whether a prompt asks a yes or no (:data:`_POLAR`), read on its last sentence
+    that asks (a prompt often leads in: "Thank you. Did your training prepare you?")."""
+    asks = [q.strip() for q in re.findall(r"[^.?!…]*\?", str(text))]
+    return any(_POLAR.match(q) for q in asks[-1:]) or bool(not asks and _POLAR.match(str(text).strip()))
+
+
+def answered_no_mask(segments: pd.DataFrame, turns: pd.DataFrame,
+                     prompts: pd.DataFrame) -> np.ndarray:
+    """The segments of every case's answer to a yes/no main question that it answered
+    no, as a bool array aligned with ``segments``.
+
+    ``prompts``: the protocol's prompts (``PROMPT_COLUMNS``: ``case_id``,
+    ``turn_index``, ``kind``, ``question``); the main questions (``kind == "main"``)
+    that ask a yes or no (:func:`polar_question`) are read. A case's answer to one is
+    the participant's first turn after it in ``turns`` (every turn ingest read), as
+    said: a bare "No." the segmenter sets aside as a backchannel, or a "Nope." it cuts
+    from the front of a segment, is still the answer. When that turn opens with a
+    negative reply (:func:`negative_reply`), the case said no to the question, and its
+    segments that answer the question or the follow-ups and probes after it, up to its
+    next main question, are marked: a case that said "Never." and then told of next
+    September is not a case of the ones who did. A "No" to a follow-up or a probe
+    ("So you didn't tell anyone?" "No, nobody.") is not the answer to the domain's
+    question, and an open question answered "Nothing really. Just that..." is not
+    answered no."""
+    check_columns(segments, ("case_id", "question_turn_index"), "the segments table")
     n = len(segments)
-    if not main or not n:
-        return np.zeros(n, bool)
-    asked = pd.to_numeric(segments["question_turn_index"], errors="coerce")
-    frame = pd.DataFrame({
-        "case": segments["case_id"].astype(str).to_numpy(), "asked": asked.to_numpy(),
-        "turn": pd.to_numeric(segments["turn_index"], errors="coerce").to_numpy(),
-        "at": (pd.to_numeric(segments["start_char"], errors="coerce").to_numpy()
-               if "start_char" in segments.columns else np.zeros(n)),
-        "row": np.arange(n)})
-    frame = frame[frame["asked"].notna()]
-    frame = frame[[(c, int(q)) in main for c, q in zip(frame["case"], frame["asked"])]]
-    if frame.empty:
-        return np.zeros(n, bool)
-    opening = frame.sort_values(["turn", "at", "row"], kind="stable") \
-        .groupby(["case", "asked"], sort=False)["row"].first()
-    texts = segments["text"].astype(str).to_numpy(dtype=object)
-    said_no = {key for key, row in opening.items() if negative_reply(texts[row])}
     out = np.zeros(n, bool)
-    for c, q, row in zip(frame["case"], frame["asked"], frame["row"]):
-        out[row] = (c, q) in said_no
+    if not n or prompts is None or prompts.empty or turns is None or turns.empty:
+        return out
+    check_columns(turns, ("case_id", "turn_index", "role", "text"), "the turns table")
+    check_columns(prompts, ("case_id", "turn_index", "kind", "question"), "the prompts table")
+    mains: dict[str, list[tuple[int, bool]]] = {}
+    prompt_turns: dict[str, list[int]] = {}
+    for c, t, kind, q in zip(prompts["case_id"].astype(str), prompts["turn_index"].astype(int),
+                             prompts["kind"].astype(str), prompts["question"].astype(str)):
+        prompt_turns.setdefault(c, []).append(t)
+        if kind == "main":
+            mains.setdefault(c, []).append((t, polar_question(q)))
+    spoken: dict[str, list[tuple[int, str]]] = {}
+    part = turns[turns["role"].astype(str) == "participant"]
+    for c, t, text in zip(part["case_id"].astype(str), part["turn_index"].astype(int),
+                          part["text"].astype(str)):
+        spoken.setdefault(c, []).append((t, text))
+    ranges: dict[str, list[tuple[int, int]]] = {}      # per case: [q, next main) said no
+    for c, qs in mains.items():
+        qs.sort()
+        after = sorted(prompt_turns.get(c, []))
+        said = sorted(spoken.get(c, []))
+        for k, (q, polar) in enumerate(qs):
+            if not polar:
+                continue
+            nxt = next((p for p in after if p > q), None)
+            answer = next((text for t, text in said if t > q and (nxt is None or t < nxt)), "")
+            if negative_reply(answer):
+                end = qs[k + 1][0] if k + 1 < len(qs) else None
+                ranges.setdefault(c, []).append((q, end))
+    if not ranges:
+        return out
+    asked = pd.to_numeric(segments["question_turn_index"], errors="coerce").to_numpy()
+    for i, (c, q) in enumerate(zip(segments["case_id"].astype(str), asked)):
+        if not np.isnan(q):
+            out[i] = any(a <= q and (b is None or q < b) for a, b in ranges.get(c, ()))
     return out
 
 
