@@ -1898,9 +1898,13 @@ def record_choices(store: ReviewStore, batch: str, choices: list[QueueChoice], b
     panel = store.panel()
     if panel and panel.get(by) != "judge":
         judges = ", ".join(n for n, r in panel.items() if r == "judge") or "none"
+        from .review.store import closest_name
+
+        close = closest_name(by, [n for n, r in panel.items() if r == "judge"])
         raise InputError(f"{by!r} is " + ("an auditor" if panel.get(by) == "auditor"
                                           else "not on the review's panel")
-                         + f"; queued segments are coded by the judges ({judges})",
+                         + f"; queued segments are coded by the judges ({judges})"
+                         + (f"; did you mean {close!r}?" if close and close != by else ""),
                          hint="give --by the judge who made these choices; nothing was stored")
     now = datetime.now(UTC).isoformat(timespec="microseconds")
     with store.transaction() as con:

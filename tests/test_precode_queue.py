@@ -935,6 +935,8 @@ def test_segments_people_coded_keep_their_code_in_the_next_pre_coding(queued, tm
     codebook, out = queued
     run = codebook.parent.parent
     with ReviewStore(load_run(run)) as store:
+        # a judge joins a round that has no consensus yet: the one after the agreed round
+        store.next_round("team", closed=True)
         store.set_panel(["ana", "ben", "caro"])
     cats = codebook_categories(__import__("yaml").safe_load(codebook.read_text()))
     x, y = sorted(cats)[:2]

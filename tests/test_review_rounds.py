@@ -1637,3 +1637,56 @@ def test_a_workbook_exported_before_the_exported_values_were_kept_is_read_alike(
     mine = _ben(load_run(panel))
     assert (mine["theme:0"].new_name, mine["domain:0"].new_name) == ("Learning on the job",
                                                                      "Hard cases")
+
+
+def test_a_judge_added_to_a_round_with_its_consensus_is_refused_and_joins_the_next(panel,
+                                                                                  capsys):
+    """A typo in --judges, or a judge who joins once the judges agreed, opened every agreed
+    item again (a judge with no position): `apply`, the exports and `next-round` refused
+    the finished review, and no command took the name off the panel."""
+    from pipeline.web.server import ensure_panel
+
+    run = load_run(panel)
+    with ReviewStore(run) as store:
+        # round 1 agreed by every judge's positions, one item resolved by the panel
+        store.record_positions([(j, [Decision(i, "accept") for i in run.items()])
+                                for j in ("ana", "ben")])
+        store.resolve([Decision("theme:1", "rename", new_name="Supervision as support")],
+                      by="team")
+    assert main(["review", "apply", str(panel)]) == 0
+    capsys.readouterr()
+
+    # a spelling of someone on the panel, however the panel stands
+    with pytest.raises(ReviewError, match=r"'ana_' and 'ana' differ only in case, spaces or "
+                                          r"punctuation"):
+        ensure_panel(panel, ["ana_"], [])
+    # a new judge once the round has its consensus: refused, the panel and the closest name
+    # named, and what to do
+    assert main(["review", "export", str(panel), "--judges", "anna", "--force"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot add 'anna' as judge(s): round 1 has a consensus already" in err
+    assert "ana (judge), ben (judge), dee (auditor)" in err and "did you mean 'ana'" in err
+    assert "next-round" in err
+    for name in ("Ana", "ana ", "a.na"):
+        assert main(["review", "resolve", str(panel), "--theme", "0", "--decision",
+                     "reject", "--by", name]) == 2
+        assert "no one on the panel is named so, but 'ana' is" in capsys.readouterr().err
+    assert main(["review", "answer", str(panel), "--comment", "1", "--by", "Ben",
+                 "--accept"]) == 2
+    assert "did you mean 'ben'" in capsys.readouterr().err
+    with ReviewStore(run) as store:
+        assert store.judges() == ["ana", "ben"] and "theme:0" not in store.consensus()
+        assert review_status(store).closed
+    assert main(["review", "apply", str(panel)]) == 0
+    assert main(["export", "qdc", str(panel)]) == 0
+
+    # a real new judge joins the next round, which starts from this consensus; round 1
+    # stays as its judges agreed it
+    assert main(["review", "next-round", str(panel), "--by", "team"]) == 0
+    ensure_panel(panel, ["carl"], [])
+    with ReviewStore(run) as store:
+        assert store.judges() == ["ana", "ben", "carl"] and store.judges(1) == ["ana", "ben"]
+        one, two = review_status(store, 1), review_status(store)
+        assert one.closed and {i.state for i in one.items} == {"agreed", "resolved"}
+        assert two.closed and {i.state for i in two.items} == {"carried"}
+        assert two.effective_consensus()["theme:1"].new_name == "Supervision as support"

@@ -174,7 +174,7 @@ class ReviewStatus:
 def review_status(store: ReviewStore, round: int | None = None) -> ReviewStatus:
     run = store.run
     round = round or store.round
-    judges = store.judges()
+    judges = store.judges(round)
     positions = store.positions(round)
     explicit = store.consensus(round)
     by = store.consensus_by(round)

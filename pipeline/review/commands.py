@@ -37,6 +37,8 @@ def export(run_folder: Path, judges: list[str], auditors: list[str] = (), force:
     with ReviewStore(run, create=True) as store:
         if judges or auditors:
             store.set_panel(judges, auditors)
+        if consensus and by:
+            store.check_person(by)
         judges_all, auditors_all = store.judges(), store.auditors()
         if len(judges_all) < 2 and not consensus:
             raise ReviewError("a CQR review needs at least two judges (three or more is usual)",
@@ -141,6 +143,8 @@ def import_workbooks(run_folder: Path, files: list[Path], consensus: bool = Fals
             errors += check_set(decisions, run)
             if errors:
                 raise ReviewError(listing(errors), hint=FIX_HINT)
+            if by:
+                store.check_person(by)
             decisions, same = _changed_from_standing(decisions, store.standing())
             n = store.resolve(decisions, by=by or ",".join(wb.person for wb in read)) \
                 if decisions else 0
@@ -441,6 +445,7 @@ def resolve(run_folder: Path, *, theme: str | None = None, domain: str | None = 
         raise ReviewError("--themes goes with --domain ID --decision split only")
     run = load_run(run_folder)
     with ReviewStore(run) as store:
+        store.check_person(by)
         if split and not target:
             target = str(store.unused_id("domain"))
         # named as it stands before this decision: a rename reads "theme 1 "old":
@@ -515,6 +520,7 @@ def next_round(run_folder: Path, by: str, undo: bool = False, force: bool = Fals
     nothing was recorded in the new one."""
     run = load_run(run_folder)
     with ReviewStore(run) as store:
+        store.check_person(by)
         if undo:
             back = store.reopen_round(by)
             return f"round {back + 1} undone: round {back} is open again"

@@ -38,10 +38,12 @@ acknowledged decisions (and then refuse their workbooks as "not a judge").
 
 from __future__ import annotations
 
+import difflib
 import functools
 import os
 import re
 import sqlite3
+import unicodedata
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import replace
@@ -535,20 +537,50 @@ class ReviewStore:
 
     # --- panel ----------------------------------------------------------------
     def set_panel(self, judges: Iterable[str], auditors: Iterable[str] = (), by: str = "") -> None:
+        """Add people to the panel (those on it already stay as they are).
+
+        A name that is a spelling of someone on the panel ('Ana', 'ana_' beside 'ana') is
+        refused: it would be another person, with no positions, and every item the
+        panel agreed on would wait for them. A new judge is refused too once the open
+        round has a consensus of its own, or its codebook was applied: an item is
+        agreed when every judge took the same position, so a judge who has taken none
+        would open every agreed item again (and stop `apply`, the exports and
+        `next-round`). A judge joins at the start of a round, which begins from the
+        consensus before it; an auditor may join at any time."""
         judges, auditors = list(judges), list(auditors)
         if len(set(judges) | set(auditors)) != len(judges) + len(auditors):
             raise ReviewError("a name appears twice among the judges and auditors")
         current = self.panel()
+        on_panel = ", ".join(f"{n} ({r})" for n, r in current.items()) or "nobody yet"
         # each person has a workbook named after them, and Windows and macOS read 'Ana.xlsx'
         # and 'ana.xlsx' as one file: one would overwrite the other's decisions
-        seen = {n.casefold(): n for n in current}
+        seen = {name_key(n): n for n in current}
         for name in judges + auditors:
-            other = seen.setdefault(name.casefold(), name)
+            other = seen.setdefault(name_key(name), name)
             if other != name and name not in current:
-                raise ReviewError(f"'{name}' and '{other}' differ only in upper and lower case; "
-                                  "their workbooks would be one file on Windows and macOS",
-                                  hint=f"give each person one spelling (on the panel: "
-                                       f"{', '.join(current) or 'nobody yet'})")
+                case_only = other.casefold() == name.casefold()
+                raise ReviewError(
+                    f"'{name}' and '{other}' " + (
+                        "differ only in upper and lower case; their workbooks would be one "
+                        "file on Windows and macOS" if case_only else
+                        "differ only in case, spaces or punctuation: two judges, one of whom "
+                        "decided nothing, where one person was meant"),
+                    hint=f"give each person one spelling (on the panel: {on_panel}); "
+                         "nothing was changed")
+        new = [n for n in judges if n not in current]
+        if new:
+            if why := self._judges_fixed():
+                close = {n: closest_name(n, current) for n in new}
+                meant = "; ".join(f"did you mean '{c}' for '{n}'?" for n, c in close.items() if c)
+                raise ReviewError(
+                    f"cannot add {', '.join(repr(n) for n in new)} as judge(s): {why}; a judge "
+                    "who decided nothing would open every item the judges agreed on again "
+                    f"(the panel: {on_panel})" + (f"; {meant}" if meant else ""),
+                    hint="name the judges as they are on the panel; to add a judge, close "
+                         f"round {self.round} first (`consensa review next-round "
+                         f"{self.run.folder}`): the "
+                         f"judge joins round {self.round + 1}, which starts from round "
+                         f"{self.round}'s consensus; nothing was changed")
         with self.transaction():
             for role, names in (("judge", judges), ("auditor", auditors)):
                 for name in names:
@@ -559,12 +591,68 @@ class ReviewStore:
                     self.con.execute("INSERT INTO panel VALUES (?, ?, ?)", (name, role, _now()))
                     self._log(by or name, "panel", value=f"{name}: {role}")
 
+    def _judges_fixed(self) -> str:
+        """Why the open round takes no new judge, in words ("" when it does): it has a
+        consensus of its own (an item the judges agreed on or the panel resolved; an
+        item carried from the round before stays carried with a judge more), or its
+        codebook was applied."""
+        round, judges = self.round, self.judges()
+        positions, explicit = self.positions(round), self.consensus(round)
+        agreed = sum(1 for pos in positions.values()
+                     if judges and set(judges) <= set(pos)
+                     and len({pos[j].key() for j in judges}) == 1)
+        if explicit or agreed:
+            return (f"round {round} has a consensus already ({agreed} item(s) agreed by "
+                    f"every judge, {len(explicit)} resolved)")
+        applied = self.run.folder / "review" / "codebook.yaml"
+        if applied.is_file():
+            from .. import safeyaml
+            from ..errors import InputError
+            try:
+                cb = safeyaml.load_file(applied, what="codebook") or {}
+            except InputError:      # a codebook that cannot be read tells of no round
+                cb = {}
+            if isinstance(cb, dict) and (cb.get("review") or {}).get("round") == round:
+                return f"round {round}'s codebook was applied ({applied})"
+        return ""
+
+    def check_person(self, name: str, option: str = "--by") -> None:
+        """Refuse a name that is someone on the panel spelled otherwise ('Ana', 'ana_'
+        for 'ana'): recorded under it, a decision or an answer would be another
+        person's. A name of no one on the panel ('team') is left to the command."""
+        panel = self.panel()
+        if name in panel:
+            return
+        twin = next((n for n in panel if name_key(n) == name_key(name)), None)
+        if twin is not None:
+            raise ReviewError(f"{option} {name!r}: no one on the panel is named so, but "
+                              f"{twin!r} is ({panel[twin]})",
+                              hint=f"give the name as on the panel ({', '.join(panel)}); "
+                                   "nothing was recorded")
+
     def panel(self) -> dict[str, str]:
         return {r["name"]: r["role"] for r in self.con.execute("SELECT name, role FROM panel "
                                                                "ORDER BY rowid")}
 
-    def judges(self) -> list[str]:
-        return [n for n, r in self.panel().items() if r == "judge"]
+    def judges(self, round: int | None = None) -> list[str]:
+        """The judges of ``round`` (default: the open one), in panel order: those who
+        joined the panel in it or before. A judge who joined in round 2 took no position
+        in round 1, whose items every judge of round 1 agreed on stay agreed (and round
+        2 starts from them)."""
+        round = round or self.round
+        joined = self.joined()
+        return [n for n, r in self.panel().items() if r == "judge" and joined.get(n, 1) <= round]
+
+    def joined(self) -> dict[str, int]:
+        """{name: the round that was open when they joined the panel}, from the time
+        each was added and the rounds' openings (and undoings) in the log."""
+        events = [(r["at"], int(r["value"])) for r in self.con.execute(
+            "SELECT at, value FROM audit_log WHERE action IN ('round opened', "
+            "'round reopened') ORDER BY id")]
+        out = {}
+        for r in self.con.execute("SELECT name, added_at FROM panel"):
+            out[r["name"]] = max([1] + [n for at, n in events if at <= r["added_at"]][-1:])
+        return out
 
     def auditors(self) -> list[str]:
         return [n for n, r in self.panel().items() if r == "auditor"]
@@ -616,12 +704,15 @@ class ReviewStore:
         errors = []
         for auditor, item, _comment, source in comments:
             if panel.get(auditor) != "auditor":
-                errors.append(f"{source}: {auditor!r} is not an auditor of this review")
+                errors.append(f"{source}: {auditor!r} is not an auditor of this review"
+                              + _meant(auditor, self.auditors()))
             errors += [f"{source}: {e}" for e in self._check_item(item)]
+        judges = self.judges(round)
         for judge, decisions in batches:
-            if panel.get(judge) != "judge":
-                errors.append(f"{what or 'input'}: {judge!r} is not a judge of this review "
-                              f"(judges: {', '.join(self.judges()) or 'none'})")
+            if judge not in judges:
+                errors.append(f"{what or 'input'}: {judge!r} is not a judge of round {round} "
+                              f"of this review (judges: {', '.join(judges) or 'none'})"
+                              + _meant(judge, judges))
                 continue
             errors += check_set(decisions, self.run)
         if errors:
@@ -773,7 +864,7 @@ class ReviewStore:
         (:func:`pipeline.review.settle.settle`), less the core idea merges between domains
         that are not merged (:func:`~pipeline.review.settle.blocked_merges`)."""
         round = round or self.round
-        judges, positions = self.judges(), self.positions(round)
+        judges, positions = self.judges(round), self.positions(round)
         explicit, by = self.consensus(round), self.consensus_by(round)
         baseline = self.standing(round - 1) if round > 1 else {}
         made = made_by_splits(explicit, by, theme_domains(self.run))
@@ -830,7 +921,8 @@ class ReviewStore:
     def add_audit_comment(self, item: str, by: str, comment: str, round: int | None = None) -> None:
         if self.panel().get(by) != "auditor":
             raise ReviewError(f"{by!r} is not an auditor of this review "
-                              f"(auditors: {', '.join(self.auditors()) or 'none'})",
+                              f"(auditors: {', '.join(self.auditors()) or 'none'})"
+                              + _meant(by, self.auditors()),
                               hint="add one with `consensa review export RUN ... --auditor NAME`")
         errors = self._check_item(item)
         if errors:
@@ -901,7 +993,8 @@ class ReviewStore:
         in the table and the audit log. Returns the comment answered."""
         if self.panel().get(by) != "judge":
             raise ReviewError(f"{by!r} is not a judge of this review "
-                              f"(judges: {', '.join(self.judges()) or 'none'})")
+                              f"(judges: {', '.join(self.judges()) or 'none'})"
+                              + _meant(by, self.judges()))
         if answer not in ANSWERS:
             raise ReviewError(f"the answer is {answer!r}; it is one of: {', '.join(ANSWERS)}"
                               if answer else "choose an answer: accept or argue")
@@ -1186,6 +1279,30 @@ def _statements(script: str) -> list[str]:
 #: the tables and triggers SCHEMA creates: a store holding all of them needs no write to open
 _SCHEMA_OBJECTS = tuple(re.findall(r"CREATE (?:TABLE|TRIGGER|INDEX|VIEW) IF NOT EXISTS (\w+)",
                                    SCHEMA))
+
+
+def name_key(name: str) -> str:
+    """A person's name as two spellings of it compare: case, spaces and punctuation
+    aside ('Ana', 'ana_' and ' ana' are 'ana')."""
+    return "".join(ch for ch in unicodedata.normalize("NFKC", name).casefold() if ch.isalnum())
+
+
+def closest_name(name: str, names: Iterable[str]) -> str:
+    """The name of ``names`` that ``name`` looks like a typo of ("" when none does): the
+    same but for case, spaces and punctuation, else the nearest by its letters."""
+    names = list(names)
+    same = [n for n in names if name_key(n) == name_key(name)]
+    if same:
+        return same[0]
+    keys = {name_key(n): n for n in names}
+    near = difflib.get_close_matches(name_key(name), list(keys), n=1, cutoff=0.75)
+    return keys[near[0]] if near else ""
+
+
+def _meant(name: str, names: Iterable[str]) -> str:
+    """``; did you mean 'ana'?`` when ``name`` looks like a typo of one of ``names``."""
+    close = closest_name(name, names)
+    return f"; did you mean {close!r}?" if close else ""
 
 
 def listing(errors: list[str], limit: int = 30) -> str:
