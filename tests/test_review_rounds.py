@@ -1690,3 +1690,28 @@ def test_a_judge_added_to_a_round_with_its_consensus_is_refused_and_joins_the_ne
         assert one.closed and {i.state for i in one.items} == {"agreed", "resolved"}
         assert two.closed and {i.state for i in two.items} == {"carried"}
         assert two.effective_consensus()["theme:1"].new_name == "Supervision as support"
+
+
+def test_round_two_workbooks_are_written_after_a_consensus_of_round_two(panel, capsys):
+    """One consensus decision in round 2 refused the judges' round-2 workbooks: the items
+    carried from round 1 counted as round 2's consensus, and the refusal said a workbook
+    would start from the proposal, where round 2's start from round 1's consensus."""
+    run = _close_round_one(panel)
+    assert main(["review", "next-round", str(panel), "--by", "ana"]) == 0
+    assert main(["review", "resolve", str(panel), "--theme", "0", "--decision", "rename",
+                 "--name", "Learning on the job", "--by", "team"]) == 0
+    capsys.readouterr()
+    assert main(["review", "export", str(panel), "--judges", "ana,ben"]) == 0, \
+        capsys.readouterr().err
+    ws = openpyxl.load_workbook(panel / "review" / "round-2" / "ana.xlsx")["themes"]
+    head = [c.value for c in ws[1]]
+    rows = {r[0]: dict(zip(head, r)) for r in ws.iter_rows(min_row=2, values_only=True)}
+    assert rows[1]["new name"] == "Supervision as support"
+    # every item decided in round 2 itself: a workbook would start that round again
+    with ReviewStore(run) as store:
+        store.resolve([Decision(i, "accept") for i in run.items() if i != "theme:0"],
+                      by="team")
+    assert main(["review", "export", str(panel), "--judges", "ana,ben", "--force"]) == 2
+    err = capsys.readouterr().err
+    assert "every item of round 2 has its consensus of this round" in err
+    assert "start the round again from round 1's consensus" in err and "proposal" not in err

@@ -50,11 +50,16 @@ def export(run_folder: Path, judges: list[str], auditors: list[str] = (), force:
         baseline = {i.item: i.baseline for i in st.items if i.baseline is not None}
         start = starting_point(st)
         worked = bool(store.positions() or store.consensus())
-        if judges and st.closed and worked and not consensus:
+        # an item carried from the round before is where this round starts, not its
+        # consensus: a round-2 workbook starts from it, and so does the judges' round
+        decided = all(i.state in ("agreed", "resolved") for i in st.items)
+        if judges and decided and worked and not consensus:
+            origin = ("the proposal" if store.round == 1
+                      else f"round {store.round - 1}'s consensus")
             raise ReviewError(
-                f"every item of round {store.round} has its consensus, so a judge's "
-                f"workbook of round {store.round} would only start the round again from the "
-                "proposal; nothing was written",
+                f"every item of round {store.round} has its consensus of this round, so a "
+                f"judge's workbook of round {store.round} would only start the round again "
+                f"from {origin}; nothing was written",
                 hint="open the next round, which starts from this consensus: `consensa review "
                 f"next-round {run.folder}`, then export its workbooks (auditors' workbooks of "
                 "this round can still be exported: they show the consensus)")
