@@ -717,6 +717,20 @@ def cmd_precode(args: argparse.Namespace) -> int:
         if args.queue is None:
             raise InputError("give the filled-in queue: `consensa precode import QUEUE.xlsx "
                              "--by NAME`")
+        from .review.store import _now
+
+        started = _now()
+
+        def store_of() -> Path | None:
+            from .precode import _batch_of, read_queue
+            try:
+                return _batch_of(read_queue(args.queue)[0], args.queue).run_folder
+            except InputError:      # no batch found: the import had not reached its store
+                return None
+
+        args.on_interrupt = lambda: _import_stopped(
+            store_of, started, f"precode queue {Path(args.queue).name} (",
+            f"`consensa serve {Path(args.queue).parent}` (the Queue page)")
         done = import_queue(args.queue, args.by or "")
         again = f" ({done.repeated} as already stored, not stored again)" if done.repeated \
             else ""
@@ -847,7 +861,12 @@ def cmd_review_export(args: argparse.Namespace) -> int:
 
 def cmd_review_import(args: argparse.Namespace) -> int:
     from .review.commands import import_workbooks
+    from .review.store import _now
 
+    run, started = Path(args.run), _now()
+    args.on_interrupt = lambda: _import_stopped(
+        run, started, None if args.consensus else "; ".join(str(f) for f in args.files),
+        f"`consensa review status {run}`")
     print(import_workbooks(Path(args.run), args.files, consensus=args.consensus, by=args.by,
                            workbook_wins=args.workbook_wins))
     return 0
@@ -1235,9 +1254,64 @@ def main(argv: list[str] | None = None) -> int:
               "is not full", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("consensa: interrupted; a run folder that was not finished was not written "
-              "(embeddings computed so far are kept in the cache)", file=sys.stderr)
+        print(f"consensa: interrupted{_interrupted(args)}", file=sys.stderr)
         return 130
+
+
+#: what an interrupted command left, by command (``args.func``'s name), where it says
+#: more than "interrupted"; an import says it from its store (:func:`_import_stopped`)
+_INTERRUPTED = {
+    "cmd_run": "; a run folder that was not finished was not written (embeddings computed "
+               "so far are kept in the cache)",
+    "cmd_batch": "; a run folder that was not finished was not written (embeddings computed "
+                 "so far are kept in the cache)",
+    # stopped before it set its own words (args.on_interrupt): nothing read, nothing stored
+    "cmd_review_import": "; nothing of this import was stored",
+}
+
+
+def _interrupted(args: argparse.Namespace) -> str:
+    """What an interrupted command left behind, after "interrupted" ("" when there is
+    nothing to say): each command's own words, never another's (an import stores
+    nothing of a run folder, nor computes embeddings)."""
+    said = getattr(args, "on_interrupt", None)
+    if said is not None:
+        try:
+            return f"; {said()}"
+        except Exception:       # the store cannot be read now: say so rather than guess
+            return "; whether it was stored cannot be told: see `consensa review status RUN`"
+    return _INTERRUPTED.get(getattr(getattr(args, "func", None), "__name__", ""), "")
+
+
+def _import_stopped(run_folder, started: str, what: str | None, check: str) -> str:
+    """Whether an import stopped by Ctrl+C was stored, read from the review store: an
+    import is one transaction, which a stop before its COMMIT rolls back and a stop
+    after it leaves whole; its row in ``imports`` (``what``, at or after ``started``)
+    tells which (``what`` None: a consensus workbook's, whose decisions the log has).
+    ``run_folder`` is the store's run folder, or a callable giving it (None: the import
+    stopped before it knew its store, and wrote nothing)."""
+    import sqlite3
+
+    from .review.store import db_path
+
+    folder = run_folder() if callable(run_folder) else run_folder
+    path = db_path(folder) if folder is not None else None
+    if path is None or not path.is_file():
+        return "nothing of this import was stored"
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = con.execute("SELECT at, what FROM imports WHERE at >= ? ORDER BY import_id",
+                           (started,)).fetchall()
+        if what is None:    # a consensus workbook's decisions are logged, not an import
+            rows = [(at, "") for (at,) in con.execute(
+                "SELECT at FROM audit_log WHERE action='consensus' AND at >= ?", (started,))]
+    finally:
+        con.close()
+    at = next((at for at, w in rows if str(w).startswith(what or "")), None)
+    if at is None:
+        return "nothing of this import was stored"
+    return (f"the import had been stored whole (at {at[:19].replace('T', ' ')} UTC) "
+            f"before the stop: {check} shows it")
 
 
 if __name__ == "__main__":  # pragma: no cover

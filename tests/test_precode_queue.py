@@ -1037,3 +1037,33 @@ def test_a_precoding_exports_with_the_codebook_it_was_made_with(queued, tmp_path
     assert str(codebook) in err and str(out / "manifest.json") in err
     assert "is not the codebook this pre-coding was made with" in err
     assert not (tmp_path / "x.qdpx").exists()
+
+
+def test_a_queue_import_stopped_with_ctrl_c_says_what_it_stored(queued, tmp_path, capsys,
+                                                                monkeypatch):
+    """Ctrl+C during `precode import` printed `consensa run`'s words; it says whether the
+    choices were stored, as the store holds them."""
+    import pipeline.precode as precode
+    from pipeline.precode import latest_choices
+
+    codebook, out = queued
+    filled = _fill(out / "queue.xlsx", tmp_path / "q.xlsx", {2: "none", 3: "none"})
+    record = precode.record_choices
+
+    def interrupt(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(precode, "record_choices", interrupt)
+    assert main(["precode", "import", str(filled), "--by", "ana"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted; nothing of this import was stored" in err and "run folder" not in err
+    assert not latest_choices(codebook.parent.parent)
+
+    def then_interrupt(*a, **k):
+        record(*a, **k)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(precode, "record_choices", then_interrupt)
+    assert main(["precode", "import", str(filled), "--by", "ana"]) == 130
+    assert "interrupted; the import had been stored whole" in capsys.readouterr().err
+    assert len(latest_choices(codebook.parent.parent)) == 2

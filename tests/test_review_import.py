@@ -203,6 +203,39 @@ def test_an_import_stopped_part_way_keeps_nothing_of_it(exported, monkeypatch):
     assert set(_positions(run)) == {"theme:0", "theme:1", "theme:2"}
 
 
+def test_an_import_stopped_with_ctrl_c_says_what_it_stored(exported, monkeypatch, capsys):
+    """Ctrl+C during `review import` printed `consensa run`'s words (a run folder not
+    written, embeddings in the cache); it says whether the import was stored, as the
+    store holds it."""
+    run, rdir = exported
+    for t in (0, 1, 2):
+        fill(rdir / "ana.xlsx", "themes", t, decision="accept")
+
+    def interrupt(n, total):
+        if n == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(review_store, "import_row_hook", interrupt)
+    assert main(["review", "import", str(run), str(rdir / "ana.xlsx")]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted; nothing of this import was stored" in err
+    assert "run folder" not in err and "embeddings" not in err
+    assert _positions(run) == {}
+    # stopped once its transaction had committed: stored whole, and said so
+    monkeypatch.setattr(review_store, "import_row_hook", None)
+    record = ReviewStore.record_positions
+
+    def then_interrupt(self, *a, **k):
+        record(self, *a, **k)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ReviewStore, "record_positions", then_interrupt)
+    assert main(["review", "import", str(run), str(rdir / "ana.xlsx")]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted; the import had been stored whole" in err and "review status" in err
+    assert set(_positions(run)) == {"theme:0", "theme:1", "theme:2"}
+
+
 def test_import_killed_mid_transaction_leaves_all_or_nothing(exported, tmp_path):
     run, rdir = exported
     for t in (0, 1, 2):
