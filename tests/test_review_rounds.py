@@ -1715,3 +1715,24 @@ def test_round_two_workbooks_are_written_after_a_consensus_of_round_two(panel, c
     err = capsys.readouterr().err
     assert "every item of round 2 has its consensus of this round" in err
     assert "start the round again from round 1's consensus" in err and "proposal" not in err
+
+
+def test_a_round_two_import_says_how_many_rows_changed(panel, capsys):
+    """A round-2 workbook with one row changed said "imported N decision(s)", N every
+    prefilled row: which rows were the judge's doing was not said."""
+    _close_round_one(panel)
+    assert main(["review", "next-round", str(panel), "--by", "ana"]) == 0
+    assert main(["review", "export", str(panel), "--judges", "ana,ben"]) == 0
+    wb = panel / "review" / "round-2" / "ana.xlsx"
+    fill(wb, "themes", 0, decision="rename", new_name="Learning on the job")
+    capsys.readouterr()
+    assert main(["review", "import", str(panel), str(wb)]) == 0
+    out = capsys.readouterr().out
+    n = int(re.search(r"imported (\d+) decision", out).group(1))
+    assert n > 2
+    assert (f"of the judges' rows recorded: 1 changed in the workbook, {n - 1} left as "
+            "exported (the round before's consensus") in out
+    run = load_run(panel)
+    with ReviewStore(run) as store:
+        assert store.positions()["theme:0"]["ana"].new_name == "Learning on the job"
+        assert store.positions()["theme:1"]["ana"].new_name == "Supervision as support"

@@ -203,6 +203,12 @@ def import_workbooks(run_folder: Path, files: list[Path], consensus: bool = Fals
     whose = ", ".join(f"{wb.person}'s ({wb.path.name})" if wb.path.stem != wb.person
                       else wb.path.name for wb in read)
     out = f"imported {n} decision(s) and comment(s) from {len(read)} workbook(s): {whose}"
+    if plan.as_exported:
+        # a later round's workbook is prefilled: "imported 29" for one row changed hid
+        # which rows were the judge's doing
+        out += (f"\nof the judges' rows recorded: {plan.changed} changed in the workbook, "
+                f"{plan.as_exported} left as exported (the round before's consensus, "
+                "recorded as the judge's position: it keeps that consensus)")
     if replaced:
         # an older copy of a workbook imported after a newer one puts its positions back:
         # never without a word (the earlier ones stay in the audit log)
@@ -242,6 +248,10 @@ class _Plan:
     kept: list[str] = field(default_factory=list)
     #: rows the judge changed, against a position the judge recorded after the export
     conflicts: list[str] = field(default_factory=list)
+    #: rows recorded as the workbook was exported (a later round's: the round before's
+    #: consensus, which the judge then keeps), and rows the judge changed
+    as_exported: int = 0
+    changed: int = 0
 
 
 def _content(d: Decision) -> tuple:
@@ -311,6 +321,9 @@ def _plan_positions(judged: list, stored: dict[str, dict[str, Decision]],
                 continue
             write.append(d)
         plan.batches.append((wb.person, write))
+        left = sum(1 for d in write if d.item in untouched)
+        plan.as_exported += left
+        plan.changed += len(write) - left
     return plan
 
 
