@@ -713,6 +713,16 @@ def cmd_precode(args: argparse.Namespace) -> int:
     from .errors import InputError
     from .precode import DEFAULT_THRESHOLD, QUEUE_ROWS_PER_WORKBOOK, import_queue, precode
 
+    if str(args.codebook) == "export" and not Path("export").is_file():
+        from .precode import export_queue
+
+        if args.queue is None:
+            raise InputError("give the pre-coding's folder: `consensa precode export NEW_RUN "
+                             "--judges ana,ben`")
+        print("queue workbooks written:")
+        for path in export_queue(args.queue, _names(args.judges), force=args.force):
+            print(f"  {path}")
+        return 0
     if str(args.codebook) == "import" and not Path("import").is_file():
         if args.queue is None:
             raise InputError("give the filled-in queue: `consensa precode import QUEUE.xlsx "
@@ -731,11 +741,17 @@ def cmd_precode(args: argparse.Namespace) -> int:
         args.on_interrupt = lambda: _import_stopped(
             store_of, started, f"precode queue {Path(args.queue).name} (",
             f"`consensa serve {Path(args.queue).parent}` (the Queue page)")
-        done = import_queue(args.queue, args.by or "")
+        done = import_queue(args.queue, args.by or "", workbook_wins=args.workbook_wins,
+                            not_own_file=args.not_own_file)
         again = f" ({done.repeated} as already stored, not stored again)" if done.repeated \
             else ""
         print(f"stored {done.stored} choice(s) by {args.by} from {args.queue}{again}")
         print(f"  in: {done.run_folder / 'review' / 'decisions.sqlite'}")
+        if done.replaced:
+            # a choice put over another of the same person's is said, never done unseen
+            shown = "; ".join(done.replaced[:20]) + (" ..." if len(done.replaced) > 20 else "")
+            print(f"  replaced: {len(done.replaced)} choice(s) {args.by} had stored before "
+                  f"(the earlier ones stay in the store's log): {shown}")
         # said whether or not anything was stored: a comment typed on a row with no
         # code is not kept, and must not go without a word
         if done.comment_only:
@@ -1062,8 +1078,10 @@ def _add_precode_parser(sub) -> None:
                        "`consensa precode import QUEUE.xlsx --by NAME` stores a person's "
                        "choices from a filled-in queue; --retrain learns from them.")
     p.add_argument("codebook", type=Path, help="codebook.yaml from `consensa review apply` "
-                   "(or the word 'import', then the queue workbook)")
-    p.add_argument("queue", type=Path, nargs="?", help="with 'import': the filled-in queue.xlsx")
+                   "(or the word 'import', then the queue workbook; or 'export', then the "
+                   "pre-coding's folder)")
+    p.add_argument("queue", type=Path, nargs="?", help="with 'import': the filled-in queue.xlsx; "
+                   "with 'export': the output folder of `consensa precode`")
     p.add_argument("--transcripts", type=Path, help="folder of new transcripts")
     p.add_argument("--config", type=Path, help="a run config for ingest/segment/embed "
                    "(default: the codebook's run config)")
@@ -1073,6 +1091,17 @@ def _add_precode_parser(sub) -> None:
     p.add_argument("--retrain", action="store_true",
                    help="also learn from the queue choices imported so far")
     p.add_argument("--by", help="with 'import': who made the choices")
+    p.add_argument("--judges", default="", help="with 'export' (then the pre-coding's "
+                   "folder): the judges to write a queue workbook each for, e.g. ana,ben")
+    p.add_argument("--force", action="store_true",
+                   help="with 'export': write over a judge's queue workbook")
+    p.add_argument("--workbook-wins", action="store_true",
+                   help="with 'import': a row of the queue workbook replaces the choice the "
+                   "person made after the workbook was written (in the browser or another "
+                   "workbook); without it, such rows refuse the import")
+    p.add_argument("--not-own-file", action="store_true",
+                   help="with 'import': store the choices of a queue workbook exported for "
+                   "another person as --by's")
     p.add_argument("--out", type=Path, help="output folder (default: beside the codebook; "
                    "required with --engine, so a stopped job can be resumed)")
     p.add_argument("--engine", choices=("local", "dask"), default=None,

@@ -893,7 +893,9 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
                 "precode_folder": str(out.resolve()), "run_id": RunFolder(run_folder).run_id}
         queue_files = []
         for name, part in queue_parts(seg[seg["needs_human"]]):
-            atomic_write_bytes(tmp / name, queue_workbook(part, cats, {**meta, "file": name}))
+            atomic_write_bytes(tmp / name, queue_workbook(part, cats, {
+                **meta, "file": name,
+                "exported_at": datetime.now(UTC).isoformat(timespec="microseconds")}))
             queue_files.append(name)
         for rel, text in deid_files.items():
             path = tmp / rel                       # the de-identified texts the offsets index
@@ -1516,6 +1518,9 @@ class QueueChoice:
     from_themes: tuple[int, ...] = ()
     proposed_subcategory: int | None = None
     codebook_sha256: str = ""
+    #: when the queue workbook it was imported from was written ("" from the browser):
+    #: a copy of that workbook imported again is that workbook edited further
+    exported_at: str = ""
 
     def item(self, batch: str) -> str:
         return queue_item(batch, self.segment_id)
@@ -1593,6 +1598,11 @@ def read_queue(path: Path) -> tuple[dict, list[QueueRow], list[str], list[tuple[
         raise InputError("not a Consensa queue workbook (no 'queue' and '_meta' sheets)",
                          path=path, hint="give the queue.xlsx a `consensa precode` run wrote")
     meta = {str(r[0]): r[1] for r in wb["_meta"].iter_rows(values_only=True) if r and r[0]}
+    created = wb.properties.created
+    if not meta.get("exported_at") and isinstance(created, datetime):
+        # a workbook written before its _meta kept the time was written when it was
+        # created (in UTC), by the pre-coding; saving it again keeps that time
+        meta["exported_at"] = created.replace(tzinfo=created.tzinfo or UTC).isoformat()
     for need in ("batch", "codebook"):
         if not meta.get(need):
             raise InputError(f"the queue workbook's _meta sheet has no {need!r}", path=path)
@@ -1684,15 +1694,25 @@ class QueueImport:
     #: rows with no code whose segment this person chose a code for before: that
     #: choice stands (an empty cell takes nothing back)
     still_stored: list[str] = field(default_factory=list)
+    #: choices that replace another this person stored before, in words
+    replaced: list[str] = field(default_factory=list)
 
 
-def import_queue(path: Path, by: str) -> QueueImport:
+def import_queue(path: Path, by: str, workbook_wins: bool = False,
+                 not_own_file: bool = False) -> QueueImport:
     """Store ``by``'s choices from a filled-in queue workbook.
 
     They go into the review store of the codebook's run through :func:`record_choices`,
     as the queue page of ``consensa serve`` stores them, and as that page does, each
     row must name a queued segment of the workbook's batch: the segment's case and
     text come from the pre-coding, not from the workbook.
+
+    As a review workbook's import does, it never replaces without a word a choice
+    ``by`` made after the workbook was written (in the browser, or from another
+    workbook): such rows refuse the import, named, unless ``workbook_wins``. A copy of
+    the same workbook imported again is that workbook edited further. A workbook
+    exported for another person (``person`` in its ``_meta``) is refused unless
+    ``not_own_file``: its choices are that person's.
     """
     from .review.model import load_run
     from .review.store import ReviewStore
@@ -1704,6 +1724,13 @@ def import_queue(path: Path, by: str) -> QueueImport:
         raise InputError(f"--by must name the person (letters, digits, '-', '_', '.'): {by!r}",
                          field="--by")
     meta, rows, comment_only, blank, errors = read_queue(path)
+    person = str(meta.get("person") or "")
+    if person and person != by and not not_own_file:
+        raise InputError(f"this queue workbook was exported for {person!r}, and --by is "
+                         f"{by!r}: the choices in it are {person}'s", path=path,
+                         hint=f"import it with --by {person}; if {by} made the choices in "
+                         f"{person}'s workbook, import it again with --not-own-file; nothing "
+                         "was imported")
     batch = _batch_of(meta, Path(path))
     choices = []
     unknown = gone = changed = False
@@ -1755,7 +1782,8 @@ def import_queue(path: Path, by: str) -> QueueImport:
             errors.append(f"{row.source}: {row.segment_id!r} is not a queued segment of batch "
                           f"{batch.batch}")
             continue
-        choices.append(replace(choice, source=row.source))
+        choices.append(replace(choice, source=row.source,
+                               exported_at=str(meta.get("exported_at") or "")))
     if errors:
         hints = ["type a category's id or name as the 'categories' sheet lists it, or "
                  "'none'"] if unknown else []
@@ -1780,6 +1808,17 @@ def import_queue(path: Path, by: str) -> QueueImport:
             (c.category_id, c.comment, c.codebook_sha256)
 
     new = [c for c in choices if not stored_as_is(c)]
+    replaced, later = _replacing(new, latest, batch, by, Path(path).name,
+                                 str(meta.get("exported_at") or ""))
+    if later and not workbook_wins:
+        raise InputError(
+            f"{len(later)} row(s) of the queue workbook would replace a choice {by} made "
+            "after the workbook was written:\n  " + "\n  ".join(later[:30])
+            + (f"\n  ... and {len(later) - 30} more" if len(later) > 30 else ""), path=path,
+            hint=f"nothing was imported. To keep {by}'s later choices, empty those rows (an "
+            "empty row takes no choice back) and import again; to let the workbook's rows "
+            "replace them, import it again with --workbook-wins"
+            + (f"; is this {by}'s own workbook?" if not person else ""))
     if new:
         with ReviewStore(load_run(batch.run_folder), create=True) as store:
             record_choices(store, batch.batch, new, by,
@@ -1787,7 +1826,87 @@ def import_queue(path: Path, by: str) -> QueueImport:
     # a row emptied since an earlier import takes no choice back: said, with the rows
     kept = [f"row {n}" for ident, n in blank
             if latest.get((by, queue_item(batch.batch, ident)))]
-    return QueueImport(len(new), batch.run_folder, comment_only, len(choices) - len(new), kept)
+    return QueueImport(len(new), batch.run_folder, comment_only, len(choices) - len(new), kept,
+                       replaced)
+
+
+def export_queue(folder: Path, people: list[str], force: bool = False) -> list[Path]:
+    """A copy of the batch's queue workbook(s) for each judge named, as ``review export``
+    writes one review workbook per judge: ``queue-ana.xlsx`` (``queue-001-ana.xlsx`` ...
+    for a queue in parts), its ``_meta`` naming the person and the time it was written,
+    so that ``consensa precode import`` refuses it under another name (``--not-own-file``
+    aside) and tells the person's choices made after it from the rows in it."""
+    from .fsutil import atomic_write_bytes
+    from .review.model import load_run
+    from .review.store import ReviewStore, closest_name
+
+    batch = open_batch(folder)
+    if not people:
+        raise InputError("name the judges to write a queue workbook for: --judges ana,ben",
+                         field="--judges")
+    with ReviewStore(load_run(batch.run_folder)) as store:
+        judges = store.judges()
+    bad = [p for p in people if p not in judges]
+    if bad:
+        close = [f"did you mean {c!r} for {p!r}?" for p in bad if (c := closest_name(p, judges))]
+        raise InputError(f"not a judge of the review: {', '.join(bad)} (judges: "
+                         f"{', '.join(judges) or 'none'})" + (f"; {' '.join(close)}" if close
+                                                              else ""), field="--judges",
+                         hint="queued segments are coded by the judges; nothing was written")
+    folder = Path(folder)
+    codebook_rel = Path(os.path.relpath(batch.codebook.resolve(), folder.resolve())).as_posix()
+    meta = {"batch": batch.batch, "codebook": str(batch.codebook.resolve()),
+            "codebook_relative": codebook_rel, "precode_folder": str(folder.resolve()),
+            "run_id": RunFolder(batch.run_folder).run_id}
+    paths = [(folder / f"{Path(name).stem}-{person}.xlsx", name, part, person)
+             for person in people for name, part in queue_parts(batch.queue)]
+    there = [path for path, *_ in paths if path.exists()]
+    if there and not force:
+        raise InputError(f"the queue workbook exists already (it may hold choices): {there[0]}",
+                         hint="import it first, or pass --force to write it again")
+    for path, name, part, person in paths:
+        atomic_write_bytes(path, queue_workbook(part, batch.categories, {
+            **meta, "file": name, "person": person,
+            "exported_at": datetime.now(UTC).isoformat(timespec="microseconds")}))
+    return [path for path, *_ in paths]
+
+
+def _replacing(new: list[QueueChoice], latest: dict, batch: PrecodeBatch, by: str,
+               file: str, exported_at: str) -> tuple[list[str], list[str]]:
+    """The choices of ``new`` that replace a different one ``by`` stored before, in
+    words (``row 5 (segment T12:11:0): 8 – Trauma language -> none``), and of those the
+    ones made after the workbook was written (``exported_at``), other than by importing
+    a copy of it: a later choice is the person's later word, never replaced unseen."""
+    from .review.workbook import exported_time
+
+    written = exported_time(exported_at)
+    replaced, later = [], []
+    for c in new:
+        old = latest.get((by, c.item(batch.batch)))
+        if old is None:
+            continue
+        was = ("none" if int(old["category_id"]) == NONE else
+               f"{old['category_id']}" + (f" – {old['category']}" if old.get("category") else ""))
+        now = "none" if c.category_id == NONE else \
+            f"{c.category_id} – {batch.categories.get(c.category_id, ('?',))[0]}"
+        where = str(old.get("source", ""))
+        how = "in the browser" if where.startswith("web form") else \
+            f"by importing {where.split(', row')[0]}" if where else "before"
+        at = str(old.get("chosen_at", ""))
+        replaced.append(f"{c.source} (segment {c.segment_id}): {was} -> {now}")
+        made = exported_time(at)
+        same_file = (old.get("exported_at") == exported_at if old.get("exported_at")
+                     else where.startswith(f"{file}, row"))
+        if (made is None or written is None or made > written) and not (exported_at and
+                                                                        same_file):
+            later.append(f"{c.source} (segment {c.segment_id}): the workbook codes it {now}; "
+                         f"{by} chose {was} for it {how} at {at[:16].replace('T', ' ')} UTC, "
+                         f"after the workbook was written ({exported_at[:16].replace('T', ' ')}"
+                         " UTC)" if exported_at else
+                         f"{c.source} (segment {c.segment_id}): the workbook codes it {now}; "
+                         f"{by} chose {was} for it {how} at {at[:16].replace('T', ' ')} UTC, "
+                         "and the workbook does not say when it was written")
+    return replaced, later
 
 
 def _merged_into(cb: dict) -> dict[int, int]:

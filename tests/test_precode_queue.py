@@ -1067,3 +1067,57 @@ def test_a_queue_import_stopped_with_ctrl_c_says_what_it_stored(queued, tmp_path
     assert main(["precode", "import", str(filled), "--by", "ana"]) == 130
     assert "interrupted; the import had been stored whole" in capsys.readouterr().err
     assert len(latest_choices(codebook.parent.parent)) == 2
+
+
+def test_a_queue_import_never_replaces_a_later_choice_unseen(queued, tmp_path, capsys):
+    """ben coded a segment in the browser, then `precode import` of ana's filled queue
+    --by ben stored the file's "none" over it, saying only "stored 26 choice(s) by ben";
+    the next --retrain saw no disagreement. A row that would replace a choice made after
+    the workbook was written refuses the import, named; a workbook exported for another
+    person is refused under --by; a replaced choice is said."""
+    from pipeline.precode import latest_choices, open_batch, queue_item, record_choices
+    from pipeline.review.model import load_run
+    from pipeline.review.store import ReviewStore
+
+    codebook, out = queued
+    run = codebook.parent.parent
+    batch = open_batch(out)
+    x = sorted(batch.categories)[0]
+    sid = ws_id(out, 2)
+    with ReviewStore(load_run(run)) as store:        # ben, in the browser
+        record_choices(store, batch.batch, [batch.choice(sid, x, "", "ben")], "ben",
+                       f"web: ben, precode queue ({batch.batch})", batch.categories)
+    anas = _fill(out / "queue.xlsx", tmp_path / "queue_ana.xlsx", {2: "none", 3: "none"})
+
+    def bens() -> int:
+        return latest_choices(run)[("ben", queue_item(batch.batch, sid))]["category_id"]
+
+    capsys.readouterr()
+    assert main(["precode", "import", str(anas), "--by", "ben"]) == 2
+    err = capsys.readouterr().err
+    assert f"queue_ana.xlsx, row 2 (segment {sid}): the workbook codes it none; ben chose " \
+           f"{x} – " in err and "in the browser" in err and "after the workbook was written" in err
+    assert "--workbook-wins" in err and "nothing was imported" in err
+    assert bens() == x and ("ben", queue_item(batch.batch, ws_id(out, 3))) not in \
+        latest_choices(run)
+    assert main(["precode", "import", str(anas), "--by", "ben", "--workbook-wins"]) == 0
+    said = capsys.readouterr().out
+    assert "replaced: 1 choice(s) ben had stored before" in said
+    assert f"(segment {sid}): {x} – " in said and "-> none" in said
+    assert bens() == -1
+
+    # a queue workbook written for ana: hers, whoever imports it
+    assert main(["precode", "export", str(out), "--judges", "ana"]) == 0
+    own = out / "queue-ana.xlsx"
+    assert own.is_file() and "queue-ana.xlsx" in capsys.readouterr().out
+    _fill(own, own, {4: "none"})
+    assert main(["precode", "import", str(own), "--by", "ben"]) == 2
+    assert "exported for 'ana', and --by is 'ben'" in capsys.readouterr().err
+    assert main(["precode", "import", str(own), "--by", "ana"]) == 0
+    # her copy edited further and imported again: its own earlier rows, not a later word
+    _fill(own, own, {4: x})
+    assert main(["precode", "import", str(own), "--by", "ana"]) == 0
+    said = capsys.readouterr().out
+    assert "stored 1 choice(s) by ana" in said and "replaced: 1 choice(s)" in said
+    assert main(["precode", "export", str(out), "--judges", "Ana", "--force"]) == 2
+    assert "did you mean 'ana'" in capsys.readouterr().err
