@@ -253,6 +253,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     repeat = _repeat_note(Path(args.config), manifest)
     if repeat:
         print(f"  note: {repeat}")
+    reviewed = _earlier_review_note(cfg.name, Path(args.config), folder, cfg.output_dir)
+    if reviewed:
+        print(f"  note: {reviewed}")
     print(f"  run folder: {folder}")
     print(f"  report:     {folder / 'report.html'}")
     if (folder / "protocol.yaml").is_file():
@@ -270,6 +273,44 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 #: the files beside the transcripts a run's manifest records (pipeline.run.read_files)
 READ_FILES = (("protocol_file", "protocol file"), ("cases_table", "cases table"))
+
+
+def _earlier_review_note(name: str, config: Path, folder: Path, output_dir: Path) -> str:
+    """One line for a run of a study whose earlier run has a review: this run is a new
+    proposal that no decision of that review reaches, and what the study usually
+    wants when it grows is the agreed codebook applied to the new transcripts
+    (``consensa precode``). The earlier run is the one whose config.yaml this is, or a
+    run of the same name beside the new one or in ``output_dir``; the latest review
+    is named ("" when there is none)."""
+    import json
+
+    places = {config.resolve().parent}
+    for parent in {Path(folder).resolve().parent, Path(output_dir).resolve()}:
+        if parent.is_dir():
+            places.update(p for p in parent.iterdir() if p.is_dir())
+    found = []
+    for run in places:
+        store = run / "review" / "decisions.sqlite"
+        if run == Path(folder).resolve() or not store.is_file():
+            continue
+        try:
+            same = json.loads((run / "manifest.json").read_text(encoding="utf-8")).get(
+                "name") == name
+        except (OSError, ValueError, AttributeError):
+            continue
+        if same:
+            found.append((store.stat().st_mtime, run))
+    if not found:
+        return ""
+    run = max(found)[1]
+    codebook = run / "review" / "codebook.yaml"
+    if codebook.is_file():
+        return (f"the earlier run {run} has a review; this run is a new proposal, which "
+                "none of its decisions reaches. To code new transcripts with the codebook "
+                f"the judges agreed: consensa precode {codebook} --transcripts NEW_DIR --out "
+                "NEW_RUN (README: \"When the study grows\")")
+    return (f"the earlier run {run} has a review in progress; this run is a new proposal, "
+            "which none of its decisions reaches (README: \"When the study grows\")")
 
 
 def _repeat_note(config: Path, manifest: dict) -> str:

@@ -251,3 +251,26 @@ def test_the_run_summary_repeats_the_warnings_on_roles_the_turns_contradict():
     assert shown[0].startswith("case 'C0': the turns contradict") and len(shown) == 6
     assert shown[-1] == "and 2 more case(s) like these"
     assert _roles_warnings(notes[:1]) == []
+
+
+def test_a_run_of_a_study_whose_earlier_run_has_a_review_points_to_pre_coding(
+        tmp_path, capsys):
+    """A study that grew after its review was run again: the new run is a new proposal
+    that no decision of the review reaches, and nothing said so, nor that the agreed
+    codebook pre-codes new transcripts."""
+    from tests.review_helpers import agree_and_apply
+
+    write_study(tmp_path / "study")
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(study_config(tmp_path / "study")), encoding="utf-8")
+    first, second = tmp_path / "runs" / "first", tmp_path / "runs" / "second"
+    assert main(["run", str(path), "--out", str(first)]) == 0
+    assert "has a review" not in capsys.readouterr().out
+    codebook = agree_and_apply(first)
+    capsys.readouterr()
+    assert main(["run", str(path), "--out", str(second)]) == 0
+    out = capsys.readouterr().out
+    assert (f"note: the earlier run {first.resolve()} has a review; this run is a new "
+            "proposal, which none of its decisions reaches") in out
+    assert f"consensa precode {codebook.resolve()} --transcripts NEW_DIR" in out
+    assert "When the study grows" in out
