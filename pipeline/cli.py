@@ -768,14 +768,14 @@ def cmd_precode(args: argparse.Namespace) -> int:
         if args.queue is None:
             raise InputError("give the filled-in queue: `consensa precode import QUEUE.xlsx "
                              "--by NAME`")
-        from .review.store import _now
+        from .review.store import now_utc
 
-        started = _now()
+        started = now_utc()
 
         def store_of() -> Path | None:
-            from .precode import _batch_of, read_queue
+            from .precode import batch_of_queue, read_queue
             try:
-                return _batch_of(read_queue(args.queue)[0], args.queue).run_folder
+                return batch_of_queue(read_queue(args.queue)[0], args.queue).run_folder
             except InputError:      # no batch found: the import had not reached its store
                 return None
 
@@ -918,9 +918,9 @@ def cmd_review_export(args: argparse.Namespace) -> int:
 
 def cmd_review_import(args: argparse.Namespace) -> int:
     from .review.commands import import_workbooks
-    from .review.store import _now
+    from .review.store import now_utc
 
-    run, started = Path(args.run), _now()
+    run, started = Path(args.run), now_utc()
     args.on_interrupt = lambda: _import_stopped(
         run, started, None if args.consensus else "; ".join(str(f) for f in args.files),
         f"`consensa review status {run}`")

@@ -1663,7 +1663,7 @@ def read_queue(path: Path) -> tuple[dict, list[QueueRow], list[str], list[tuple[
     return meta, choices, comment_only, blank, errors
 
 
-def _batch_of(meta: dict, path: Path) -> PrecodeBatch:
+def batch_of_queue(meta: dict, path: Path) -> PrecodeBatch:
     """The pre-coding a queue workbook came from: the folder the workbook is in (so a
     study moved whole finds its own copy, not the original), else where it was written
     (a judge's copy of the workbook saved elsewhere)."""
@@ -1731,7 +1731,7 @@ def import_queue(path: Path, by: str, workbook_wins: bool = False,
                          hint=f"import it with --by {person}; if {by} made the choices in "
                          f"{person}'s workbook, import it again with --not-own-file; nothing "
                          "was imported")
-    batch = _batch_of(meta, Path(path))
+    batch = batch_of_queue(meta, Path(path))
     choices = []
     unknown = gone = changed = False
     scrambled = _scrambled_rows(rows, batch)

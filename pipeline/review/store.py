@@ -152,7 +152,9 @@ class StaleError(ReviewError):
         self.change = change or {}
 
 
-def _now() -> str:
+def now_utc() -> str:
+    """The time a decision is stored at, as the store writes it (UTC, microseconds): a
+    command that compares its own start with the store's rows takes it from here."""
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
@@ -376,7 +378,7 @@ class ReviewStore:
                 if stored is None:
                     for k, v in (("run_id", run.run_id), ("run_name", run.name),
                                  ("round", "1"), ("schema", SCHEMA_VERSION),
-                                 ("created_at", _now())):
+                                 ("created_at", now_utc())):
                         self.con.execute("INSERT INTO meta VALUES (?, ?)", (k, v))
         if stored is not None and stored != run.run_id:
             raise ReviewError(f"the review database belongs to another run ({stored}, this "
@@ -533,7 +535,7 @@ class ReviewStore:
              import_id: int | None = None) -> None:
         self.con.execute("INSERT INTO audit_log (at, who, action, round, item, value, previous, "
                          "import_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                         (_now(), who, action, round, item, value, previous, import_id))
+                         (now_utc(), who, action, round, item, value, previous, import_id))
 
     # --- panel ----------------------------------------------------------------
     def set_panel(self, judges: Iterable[str], auditors: Iterable[str] = (), by: str = "") -> None:
@@ -588,7 +590,7 @@ class ReviewStore:
                         if current[name] != role:
                             raise ReviewError(f"{name} is already on the panel as {current[name]}")
                         continue
-                    self.con.execute("INSERT INTO panel VALUES (?, ?, ?)", (name, role, _now()))
+                    self.con.execute("INSERT INTO panel VALUES (?, ?, ?)", (name, role, now_utc()))
                     self._log(by or name, "panel", value=f"{name}: {role}")
 
     def _judges_fixed(self) -> str:
@@ -724,7 +726,7 @@ class ReviewStore:
             for (judge, item), version in (expect or {}).items():
                 self._check_version(item, version, judge=judge)
             cur = self.con.execute("INSERT INTO imports (at, who, what, n_rows) VALUES (?, ?, ?, ?)",
-                                   (_now(), ",".join(j for j, _ in batches), what, len(rows)))
+                                   (now_utc(), ",".join(j for j, _ in batches), what, len(rows)))
             import_id = cur.lastrowid
             for n, (judge, d) in enumerate(rows):
                 if hook is not None:
@@ -734,7 +736,7 @@ class ReviewStore:
                 previous = Decision.from_row(old).to_json() if old else None
                 self.con.execute(
                     "INSERT OR REPLACE INTO positions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (round, d.item, judge, *_decision_values(d), import_id, _now()))
+                    (round, d.item, judge, *_decision_values(d), import_id, now_utc()))
                 self._log(judge, "position", d.item, d.to_json(), previous, round, import_id)
             wrote = {judge for judge, d in rows}
             for judge, file, exported_at in workbooks:
@@ -832,7 +834,7 @@ class ReviewStore:
             previous = Decision.from_row(old).to_json() if old else None
             self.con.execute(
                 "INSERT OR REPLACE INTO consensus VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (round, d.item, *_decision_values(d), by, _now()))
+                (round, d.item, *_decision_values(d), by, now_utc()))
             self._log(by, "consensus", d.item, d.to_json(), previous, round)
 
     def _split_targets(self, decisions: list[Decision], round: int) -> list[Decision]:
@@ -948,7 +950,7 @@ class ReviewStore:
     def _add_comment(self, item: str, by: str, comment: str, round: int) -> None:
         comment = typed_text(comment)
         self.con.execute("INSERT INTO audit_comments (round, item, by, comment, at) VALUES "
-                         "(?, ?, ?, ?, ?)", (round, item, by, comment, _now()))
+                         "(?, ?, ?, ?, ?)", (round, item, by, comment, now_utc()))
         self._log(by, "audit comment", item, comment, None, round)
 
     def audit_comments(self, round: int | None = None) -> dict[str, list[tuple[str, str]]]:
@@ -1008,7 +1010,7 @@ class ReviewStore:
                 raise ReviewError(f"there is no audit comment {comment_id}")
             self.con.execute("INSERT INTO audit_answers (comment_id, round, item, by, answer, "
                              "text, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                             (row["id"], row["round"], row["item"], by, answer, text, _now()))
+                             (row["id"], row["round"], row["item"], by, answer, text, now_utc()))
             self._log(by, "audit answer", row["item"],
                       f"{answer} comment {row['id']} ({row['by']})" + (f": {text}" if text else ""),
                       None, row["round"])
@@ -1025,7 +1027,7 @@ class ReviewStore:
             self.con.execute("INSERT INTO audit_answers (comment_id, round, item, by, answer, "
                              "text, at) VALUES (?, ?, ?, ?, 'withdrawn', '', ?)",
                              (current["id"], self._comment_round(comment_id), current["item"],
-                              by, _now()))
+                              by, now_utc()))
             self._log(by, "audit answer undo", current["item"],
                       f"withdrew the answer to comment {current['id']}",
                       current["answers"][by]["answer"], self._comment_round(comment_id))
@@ -1229,7 +1231,7 @@ class ReviewStore:
                 d = Decision.from_json(target["previous"])
                 self.con.execute(
                     "INSERT OR REPLACE INTO consensus VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (round, item, *_decision_values(d), prev_by, _now()))
+                    (round, item, *_decision_values(d), prev_by, now_utc()))
             self._log(by, "consensus undo", item, target["previous"], target["value"], round)
         self._sync_domains()
         return target
