@@ -81,7 +81,8 @@ How the protocol is inferred (each threshold is a ``ProtocolConfig`` field):
    interviewer's own words is found by its answers when its wording is too far
    from the others'.
 8. Areas are numbered in interview order (mean relative position of their
-   questions) and named after one of their most representative questions (mean
+   questions) and named after one of their most representative questions (a
+   wording of the question most of the area's interviews ask, then mean
    similarity to the others; :func:`_representative`): the wording that reads
    best once its speech is taken out (:func:`area_name`: lead-ins such as "So,
    um," and "Could you tell me about", fillers, restarts, words said twice, a
@@ -613,6 +614,10 @@ _NAME_REQUEST = re.compile(
     r"(?:my|the) (?:first|next|last|final|main) question(?: (?:is|would be|will be))?"
     r"(?: about| whether| if)?|"
     r"let(?:'s|’s| us) (?:talk about|move on to|turn to))\s+", re.I)
+#: "for me" said to the interviewer's request, opening or closing what it asks ("describe
+#: for me how ...", "describe that first session for me"), once the request is taken off.
+_REQUEST_ADDRESSEE = re.compile(r"^(?:for|to) (?:me|us)\b[,]?\s*|,?\s+for (?:me|us)(?=\W*$)",
+                                re.I)
 
 _STOP = frozenset("""
 a an the and or but if of to in on at for with about as by from into over after before
@@ -759,10 +764,11 @@ def _trim_open_end(text: str) -> str:
 def area_name(question: str, max_words: int = 12) -> str:
     """A readable name from a question's own words: its first question sentence
     (or, when none asks, its first sentence that says something) without lead-ins
-    ("So, um,", "I guess the first question would be", "Could you tell me about"),
-    fillers, restarts, a participant's name and the question mark, cut at a clause
-    boundary after about ``max_words`` words and never on a word a question cannot
-    end on ("the", "for", "like"). A question of redaction marks alone is
+    ("So, um,", "I guess the first question would be", "Could you tell me about",
+    with the "for me" of "Can you describe ... for me?"), fillers, restarts, a
+    participant's name and the question mark, cut at a clause boundary after about
+    ``max_words`` words and never on a word a question cannot end on ("the", "for",
+    "like"). A question of redaction marks alone is
     :data:`REDACTED_AREA`."""
     return _named(question, max_words)[0]
 
@@ -785,6 +791,10 @@ def _named(question: str, max_words: int) -> tuple[str, bool]:
         text = _without_vocative(text)
         text = _NAME_LEAD.sub("", text).strip()
         stripped = _NAME_REQUEST.sub("", text, count=1).strip()
+        if stripped != text:
+            # whom the request was made to goes with it: "Can you describe that first
+            # session for me?" names "That first session", not "... for me"
+            stripped = _REQUEST_ADDRESSEE.sub("", stripped).strip()
         if len(_words(stripped)) >= 2:
             text = stripped
         return text.strip(" \t\n\"'“”‘’,").rstrip("?.!…,;: ").strip()
@@ -2188,12 +2198,13 @@ def _infer_areas(prompts: list[_Prompt], qv: np.ndarray, config: ProtocolConfig,
     names: Counter[str] = Counter()
     for a in order:
         members = mains[a]
-        questions = _ranked_questions(members, qv)
+        questions = _ranked_questions(members, qv, same=config.join_similarity)
         if a in kinds:
             name = _FRAME_NAME[kinds[a]]
         else:
             full = [p for p in members if not p.short] or members
-            name = area_name(_representative(full, qv, config.name_max_words),
+            name = area_name(_representative(full, qv, config.name_max_words,
+                                             same=config.join_similarity),
                              config.name_max_words)
         names[name] += 1
         if names[name] > 1:
@@ -2211,16 +2222,21 @@ def _infer_areas(prompts: list[_Prompt], qv: np.ndarray, config: ProtocolConfig,
 _NAME_POOL = 0.15
 
 
-def _representative(members: list[_Prompt], qv: np.ndarray, max_words: int = 12) -> str:
+def _representative(members: list[_Prompt], qv: np.ndarray, max_words: int = 12,
+                    same: float | None = None) -> str:
     """The question an area is named after. The wordings of one protocol question
     are all representative of it, and spoken ones differ mostly in how readable
     they are ("Do you think that it, would you want a written plan ..."), so among
     those within ``_NAME_POOL`` of the best (mean similarity to the others) the one
     whose name has the fewest defects (:func:`_name_defects`, and one more for a
     wording that does not ask, :func:`_asks`) is taken; then those
-    within 0.05 of the best, then the shortest, for the plainest name."""
-    ranked = _ranked_questions(members, qv, with_scores=True)
-    top = ranked[0][1]
+    within 0.05 of the best, then the shortest, for the plainest name. Only the
+    wordings of the question most of the area's interviews ask take part (``same``:
+    :func:`_ranked_questions`): a follow-up asked in one interview, that shares a few
+    words with it, does not name an area eight interviews answer."""
+    ranked = [(q, score) for q, score, most in
+              _ranked_questions(members, qv, with_scores=True, same=same) if most]
+    top = max(score for _, score in ranked)
     pool = [(i, q, score) for i, (q, score) in enumerate(ranked) if score >= top - _NAME_POOL]
     best = min(pool, key=lambda x: (_wording_defects(x[1], max_words),
                                     x[2] < top - 0.05, len(_words(x[1])), x[0]))
@@ -2246,9 +2262,21 @@ def _wording_defects(question: str, max_words: int) -> int:
     return _name_defects(name) + (not asks)
 
 
-def _ranked_questions(members: list[_Prompt], qv: np.ndarray, with_scores: bool = False):
-    """The distinct cores of an area's questions, most representative first (the
-    highest mean similarity to the others; shorter first on ties)."""
+def _ranked_questions(members: list[_Prompt], qv: np.ndarray, with_scores: bool = False,
+                      same: float | None = None):
+    """The distinct cores of an area's questions, most representative first: those of
+    the question most of its interviews ask, then the highest mean similarity to the
+    others (shorter first on ties). With ``with_scores``, (core, score, whether it is
+    that question's) triples.
+
+    A wording is asked in the interviews where one of the area's questions is at least
+    ``same`` alike (``join_similarity``, a protocol question reworded); the question
+    most interviews ask is the wordings asked in more than half of the area's
+    interviews, or, when none is, in the most. Mean similarity alone counts each
+    distinct wording once: "Was there a moment when you felt stuck?", asked in the
+    same words in all eight interviews, and "Did you tell anyone how you felt?",
+    asked in one, scored the same, and the shorter named the area. Without ``same``
+    every wording takes part."""
     distinct: dict[str, _Prompt] = {}
     for p in members:
         key = " ".join(p.core.split()).casefold()
@@ -2260,9 +2288,18 @@ def _ranked_questions(members: list[_Prompt], qv: np.ndarray, with_scores: bool 
         m = qv[[p.vec for p in ps]]
         sims = m @ m.T
         score = (sims.sum(axis=1) - np.diag(sims)) / (len(ps) - 1)
-    order = sorted(range(len(ps)), key=lambda i: (-round(float(score[i]), 6), len(ps[i].core)))
+    most = np.ones(len(ps), dtype=bool)
+    if same is not None and len(ps) > 1:
+        case = np.array([p.case_id for p in members], dtype=object)
+        near = qv[[p.vec for p in ps]] @ qv[[p.vec for p in members]].T >= same
+        asked_in = np.array([len(set(case[row])) for row in near])
+        most = asked_in * 2 > len(set(case))
+        if not most.any():
+            most = asked_in == asked_in.max()
+    order = sorted(range(len(ps)), key=lambda i: (not most[i], -round(float(score[i]), 6),
+                                                  len(ps[i].core)))
     if with_scores:
-        return [(" ".join(ps[i].core.split()), float(score[i])) for i in order]
+        return [(" ".join(ps[i].core.split()), float(score[i]), bool(most[i])) for i in order]
     return [" ".join(ps[i].core.split()) for i in order]
 
 
