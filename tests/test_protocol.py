@@ -320,6 +320,50 @@ def test_a_short_prompt_that_names_no_topic_word_does_not_make_an_area():
     assert any("brother" in a.name.lower() for a in result.protocol.areas)
 
 
+TRAINEES = "What would you tell trainees about tears in the room?"
+CULTURE = "How does your culture shape tears in the room?"
+ADVICE = ["Know your own grief, get good supervision, and let the tears be human.",
+          "Let the tears be human, know your own grief, and take it to supervision.",
+          "Get good supervision and know your own grief; the tears can be human.",
+          "Tears can be human if you know your own grief and use supervision.",
+          "Know your grief, trust supervision, and let tears be human."]
+FAMILIES = ["In my family grief is loud and communal; wailing at funerals is respectful.",
+            "At church and at funerals our families wail; loud communal grief is respect."]
+
+
+def test_a_question_few_interviews_ask_beside_another_opens_its_own_area():
+    """"How does your culture ... shape how you see tears in the room?", asked in two
+    of fourteen interviews, each of which also asked "What would you tell trainees
+    about tears in the room?", shares "tears in the room" with it and was grouped
+    with it: what those two said about culture was counted as advice to trainees.
+    A question a minority of a group's interviews ask beside its other question, with
+    answers far from the others' answers, is an area of its own."""
+    cases = {}
+    for k in range(5):
+        lines = [(_I, Q_TRAINING[k]), (_P, f"Not really, I learned it on the job {k}."),
+                 (_I, TRAINEES), (_P, ADVICE[k])]
+        if k < 2:
+            lines[2:2] = [(_I, CULTURE), (_P, FAMILIES[k])]
+        cases[f"c{k}"] = lines
+    turns, segs = build(cases)
+    result = infer_protocol(turns, segs, fake_encode, ProtocolConfig())
+    trainees, culture = _area_of(result, "c0", 4), _area_of(result, "c0", 2)
+    assert culture != trainees and culture == _area_of(result, "c1", 2)
+    assert result.protocol.area(culture).questions == (CULTURE,)
+    assert result.protocol.area(culture).name == area_name(CULTURE)
+    assert CULTURE not in result.protocol.area(trainees).questions
+    # its answers are not counted with the advice
+    on_culture = segs["text"].isin(FAMILIES).to_numpy()
+    assert (result.segment_area[on_culture] == culture).all()
+    assert (result.segment_area[segs["text"].isin(ADVICE).to_numpy()] == trainees).all()
+    # answered as the trainees question is, it is that question asked again, and stays
+    for k in (0, 1):
+        cases[f"c{k}"][3] = (_P, ADVICE[k + 2])
+    turns, segs = build(cases)
+    again = infer_protocol(turns, segs, fake_encode, ProtocolConfig())
+    assert _area_of(again, "c0", 2) == _area_of(again, "c0", 4)
+
+
 def test_a_follow_up_whose_answer_belongs_to_a_later_area_opens_it():
     """An interviewer who asks a protocol question in words of their own, as a
     follow-up, opens that question's area when the answer says what the other

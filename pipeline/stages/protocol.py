@@ -64,7 +64,10 @@ How the protocol is inferred (each threshold is a ``ProtocolConfig`` field):
    (it joined two questions), and when it cannot be split it is a probe
    repeated through each interview ("What are you thinking now?"), not a topic.
    Groups that ask the same question in different interviews are then joined
-   (see :func:`_merge_groups`). Task and heading lines take no part in this: each
+   (see :func:`_merge_groups`). A part of a group (its wordings at
+   ``join_similarity``) that a minority of its interviews ask, beside the group's
+   other question, and whose answers are far from the answers to it, is a
+   question of its own (:func:`_split_apart`). Task and heading lines take no part in this: each
    then joins the group whose questions it is most alike (at least
    ``area_similarity``), else it is an area of its own, even when only one case
    has it (:func:`_place_tasks`).
@@ -1304,6 +1307,7 @@ class _Prompt:
     vec: int = -1            # row in the core vectors
     group: int = -1          # area group (step 5)
     area: int = -1
+    left: int = -1           # the area group it was taken out of (:func:`_split_apart`)
     after_frame: int = -1    # a question the file lacks: the frame area it was asked in
     filed: bool = False      # a frame area's follow-up that the team's file lists
     final_kind: str = ""
@@ -1427,7 +1431,8 @@ def infer_protocol(turns: pd.DataFrame, segments: pd.DataFrame, encode: Encoder,
     if given is not None:
         protocol = _assign_given(prompts, qv, given, given_vecs, config, counts)
     else:
-        protocol = _infer_areas(prompts, qv, config, counts)
+        protocol = _infer_areas(prompts, qv, config, counts, answers=answers,
+                                vecs=segment_vectors, small_talk=small_talk)
     _rehome_follow_ups(prompts, protocol, qv, answers, segment_vectors, small_talk, config,
                        counts)
     # the frame's own words, for what is asked and answered in it
@@ -2097,6 +2102,112 @@ def _consistent_background(groups: list[list[_Prompt]], prompts: list[_Prompt],
     return out
 
 
+def _split_apart(groups: list[list[_Prompt]], qv: np.ndarray,
+                 answers: Mapping[tuple[str, int], list[int]], vecs: np.ndarray,
+                 small_talk: np.ndarray, config: ProtocolConfig,
+                 counts: Counter[str]) -> list[list[_Prompt]]:
+    """A question that a minority of a group's interviews ask, and whose answers are
+    far from the answers to the group's other questions, is a question of its own.
+
+    Average linkage at ``area_similarity`` groups by shared words: "How does your
+    culture, or your faith, shape how you see tears in the room?", asked in two of
+    fourteen interviews, joined "What would you tell trainees about tears in the
+    room?", and what those two said about culture and faith was counted as advice
+    to trainees. Within a group, the wordings of one question are at least
+    ``join_similarity`` alike (average linkage again); a part asked in fewer than
+    half of the group's interviews leaves the group when its answers (small talk
+    left out; each segment compared with the centre of the other questions' answers
+    in the other interviews) are on average less similar to the rest's answers than
+    ``FLOOR_QUANTILE`` of the interviews' own answers to the rest are, when the
+    interviews that ask it also ask the rest (more than :data:`_MERGE_MAX_OVERLAP` of
+    them: two questions of one interview); asked apart from the rest, it leaves only
+    when at least ``min_cases`` interviews ask it and its answers are less similar
+    than every interview's own (a question one interview asks instead of the rest
+    is that interview's wording of it, as far as the questions tell: the domains'
+    content check judges its answers). A part asked in at least ``min_cases``
+    interviews is then a group of its own; a part asked in fewer is no area
+    question, and does not join the group it left as a reworded question
+    (``_Prompt.left``). The wordings of one protocol question, however unlike,
+    answer alike, and stay; a group whose other answers are too few to compare
+    (``min_centre_segments``; fewer than two interviews) is kept whole."""
+    out: list[list[_Prompt]] = []
+    alone: list[tuple[int, list[_Prompt]]] = []
+    for members in groups:
+        if len(members) < 3 or any(p.kind == "task" for p in members):
+            out.append(members)
+            continue
+        labels = _average_linkage_groups(qv[[p.vec for p in members]], config.join_similarity)
+        parts = [[p for p, lab in zip(members, labels) if lab == g]
+                 for g in range(int(labels.max()) + 1)]
+        if len(parts) < 2:
+            out.append(members)
+            continue
+        n_cases = len({p.case_id for p in members})
+        parts.sort(key=lambda part: (-len({p.case_id for p in part}), min(p.row for p in part)))
+        kept, apart = list(members), []
+        for part in parts[1:]:
+            cases = {p.case_id for p in part}
+            if 2 * len(cases) >= n_cases or any(p.frame for p in part):
+                continue
+            rest = [p for p in kept if all(p is not q for q in part)]
+            together = len(cases & {p.case_id for p in rest}) > _MERGE_MAX_OVERLAP * len(cases)
+            if not together and len(cases) < config.min_cases:
+                continue        # the one question of its interview here: its wording
+            if _answers_apart(part, rest, answers, vecs, small_talk, config,
+                              FLOOR_QUANTILE if together else 0.0):
+                kept = rest
+                apart.append(part)
+        out.append(kept)
+        for part in apart:
+            counts["questions_apart_from_their_group"] += 1
+            if len({p.case_id for p in part}) >= config.min_cases:
+                out.append(part)
+            else:
+                alone.append((len(out) - 1, part))
+    for at, part in alone:
+        for p in part:
+            p.left = at
+    return out
+
+
+def _answers_apart(part: list[_Prompt], rest: list[_Prompt],
+                   answers: Mapping[tuple[str, int], list[int]], vecs: np.ndarray,
+                   small_talk: np.ndarray, config: ProtocolConfig, quantile: float) -> bool:
+    """Whether the answers to ``part`` are less similar to the answers to ``rest`` (in
+    the other interviews) than ``quantile`` of the interviews' own answers to ``rest``
+    are (:func:`_split_apart`). Similarities are a segment's to a centre, averaged
+    over the answer, so that a long answer and a short one compare."""
+    def rows_of(ps: list[_Prompt]) -> dict[str, list[int]]:
+        rows: dict[str, list[int]] = defaultdict(list)
+        for p in ps:
+            rows[p.case_id] += [i for i in answers.get((p.case_id, p.turn_index), [])
+                                if not small_talk[i]]
+        return {c: r for c, r in rows.items() if r}
+
+    rest_rows, part_rows = rows_of(rest), rows_of(part)
+    if not part_rows:
+        return False
+    total = sum(vecs[r].sum(axis=0) for r in rest_rows.values())
+    size = sum(len(r) for r in rest_rows.values())
+
+    def without(case: str) -> np.ndarray | None:
+        own = rest_rows.get(case, [])
+        if size - len(own) < config.min_centre_segments:
+            return None
+        c = total - (vecs[own].sum(axis=0) if own else 0)
+        n = float(np.linalg.norm(c))
+        return c / n if n > 0 else None
+
+    fit = [float((vecs[r] @ c).mean()) for case, r in rest_rows.items()
+           if (c := without(case)) is not None]
+    if len(fit) < 2:
+        return False
+    sims = [vecs[r] @ c for case, r in part_rows.items() if (c := without(case)) is not None]
+    if not sims:
+        return False
+    return float(np.concatenate(sims).mean()) < float(np.quantile(fit, quantile))
+
+
 def _nearer_than(p: _Prompt, sim: float, others: list[_Prompt], qv: np.ndarray) -> bool:
     """Whether ``sim`` is above ``p``'s similarity to the centre of ``others`` asked in
     the other cases (True when there are none)."""
@@ -2105,9 +2216,16 @@ def _nearer_than(p: _Prompt, sim: float, others: list[_Prompt], qv: np.ndarray) 
 
 
 def _infer_areas(prompts: list[_Prompt], qv: np.ndarray, config: ProtocolConfig,
-                 counts: Counter[str]) -> Protocol:
+                 counts: Counter[str], *,
+                 answers: Mapping[tuple[str, int], list[int]] | None = None,
+                 vecs: np.ndarray | None = None,
+                 small_talk: np.ndarray | None = None) -> Protocol:
     groups = _consistent_background(_group_areas(prompts, qv, config, counts), prompts, qv,
                                     config, counts)
+    if answers is not None and vecs is not None and len(vecs):
+        groups = _split_apart(groups, qv, answers, vecs,
+                              np.zeros(len(vecs), bool) if small_talk is None else small_talk,
+                              config, counts)
     area_members: list[list[_Prompt]] = []
     for members in groups:
         for p in members:
@@ -2129,7 +2247,7 @@ def _infer_areas(prompts: list[_Prompt], qv: np.ndarray, config: ProtocolConfig,
     def nearest(p: _Prompt) -> tuple[int, float]:
         best, sim = -1, -2.0
         for a, c in enumerate(centres):
-            if a in kinds or not area_members[a]:
+            if a in kinds or not area_members[a] or a == p.left:
                 continue
             s = float(c @ qv[p.vec])
             if s > sim:
