@@ -364,6 +364,37 @@ def test_a_question_few_interviews_ask_beside_another_opens_its_own_area():
     assert _area_of(again, "c0", 2) == _area_of(again, "c0", 4)
 
 
+def test_follow_ups_of_several_interviews_about_a_topic_no_area_covers_open_an_area():
+    """Two interviewers raised a new topic in their own words ("Has working by video
+    changed any of this for you?", "And the online sessions, did that make a
+    difference?"): the questions are too unlike to be grouped, and each was a
+    follow-up of the area before it, its answers counted there. What the two said
+    is nearer each other than anything the other interviews said: they open an area
+    of their own."""
+    video = "Has working by video changed any of this for you?"
+    online = "And the online sessions, did that make a difference?"
+    said = {video: ["On video the screen shows my face huge, the camera catches every tear.",
+                    "I switched the camera self view off, watching my face on screen."],
+            online: ["Online my face is huge on their screen, so a tear shows on camera.",
+                     "The screen freezes and the camera lags when a tear comes online."]}
+    study = supervision_study()
+    for case, question in (("S1", video), ("S4", online)):
+        lines = study[case]
+        at = next(i for i, (_, t) in enumerate(lines) if t in Q_TRAINING) + 2
+        lines[at:at] = [(_I, question)] + [(_P, t) for t in said[question]]
+    turns, segs = build(study)
+    result = infer_protocol(turns, segs, fake_encode, ProtocolConfig())
+    s1 = _turn_of(study, "S1", video)
+    area = _area_of(result, "S1", s1)
+    assert area == _area_of(result, "S4", _turn_of(study, "S4", online))
+    assert area != _area_of(result, "S1", s1 - 2)          # not the training area's
+    assert set(result.protocol.area(area).questions) == {video, online}
+    assert _kind_of(result, "S1", s1) == "main"
+    on_topic = segs["text"].isin(said[video] + said[online]).to_numpy()
+    assert (result.segment_area[on_topic] == area).all()
+    assert result.counts["follow_ups_made_an_area"] == 2
+
+
 def test_a_follow_up_whose_answer_belongs_to_a_later_area_opens_it():
     """An interviewer who asks a protocol question in words of their own, as a
     follow-up, opens that question's area when the answer says what the other

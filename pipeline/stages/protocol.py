@@ -77,7 +77,10 @@ How the protocol is inferred (each threshold is a ``ProtocolConfig`` field):
    reworded) or says it moves on ("my next question", "that brings me to"): then
    it opens the most similar area (at least ``area_similarity``), or an area of its
    own. Short prompts of at most ``probe_max_words`` words are probes unless they
-   fall in an area group with a full question.
+   fall in an area group with a full question. Follow-ups of several interviews
+   whose answers are nearer each other than anything the other interviews answered
+   ask about a topic no area covers, and open an area of their own
+   (:func:`_new_topics`).
 7. A follow-up question whose answers say what the other cases said to a later
    area's main questions, by ``rehome_margin`` more than to its own area's,
    opens that area (:func:`_rehome_follow_ups`): a protocol question asked in the
@@ -248,9 +251,11 @@ class ProtocolConfig(BaseModel):
     new_domain_similarity: float = Field(0.5, ge=-1, le=1, description=(
         "uncovered segments at least this similar (average linkage) form one new domain"))
     new_domain_min_segments: int = Field(3, ge=1, description=(
-        "a new domain needs at least this many uncovered segments"))
+        "a new domain needs at least this many uncovered segments (and follow-ups that "
+        "open an area of a topic no area covers, this many answers)"))
     new_domain_min_cases: int = Field(2, ge=1, description=(
-        "a new domain needs uncovered segments from at least this many cases"))
+        "a new domain needs uncovered segments from at least this many cases (and such "
+        "follow-ups, from this many)"))
     wording_similarity: float = Field(0.4, ge=-1, le=1, description=(
         "with a team's protocol: a question the interviewers asked in at least min_cases "
         "interviews, in words the file's questions do not reach, opens the area whose "
@@ -2305,6 +2310,18 @@ def _infer_areas(prompts: list[_Prompt], qv: np.ndarray, config: ProtocolConfig,
                     counts["prompts_without_area"] += 1
             else:
                 p.area, p.final_kind = current, "follow_up"
+    if answers is not None and vecs is not None and len(vecs):
+        content = [a for a in range(len(area_members)) if a not in kinds and area_members[a]]
+        for blocks in _new_topics(prompts, content, answers, vecs,
+                                  np.zeros(len(vecs), bool) if small_talk is None
+                                  else small_talk, config, counts):
+            new = len(area_members)
+            area_members.append([block[0] for block in blocks])
+            centres.append(_centre(qv[[block[0].vec for block in blocks]]))
+            for block in blocks:
+                for p in block:
+                    p.area = new
+                block[0].final_kind = "main"
     # number the areas in interview order and name them
     used = [a for a in range(len(area_members)) if area_members[a]]
     mains = {a: [p for p in area_members[a] if p.area == a and p.final_kind in ("main", "task")]
@@ -2333,6 +2350,105 @@ def _infer_areas(prompts: list[_Prompt], qv: np.ndarray, config: ProtocolConfig,
     counts["areas"] = len(areas)
     counts["frame_areas"] = sum(a.frame for a in areas)
     return Protocol(tuple(areas))
+
+
+#: follow-up blocks compared with the other answers at once (:func:`_new_topics`)
+_COVER_BLOCK = 1024
+
+
+def _new_topics(prompts: list[_Prompt], content: list[int],
+                answers: Mapping[tuple[str, int], list[int]], vecs: np.ndarray,
+                small_talk: np.ndarray, config: ProtocolConfig,
+                counts: Counter[str]) -> list[list[list[_Prompt]]]:
+    """Follow-up questions of several interviews that ask about one topic no area
+    covers, each as its block (the follow-up, with the probes and reflections after
+    it), grouped: each group is to be an area.
+
+    A topic the interviewers raised in their own words in a few interviews ("Has
+    working by video changed any of this for you, crying or holding back?", "Has
+    working online changed any of this for you?") joins no question group, its
+    wordings too far apart, and each was counted as the area it followed, though
+    what the two answered was nearer each other than any area's content; it made
+    no new domain either, since a segment's own words are near enough some area's
+    centre. The answers tell: a follow-up block's answers (small talk left out;
+    their mean) and another interview's are joined when they are more similar to
+    each other than either is to anything the other interviews answered (the answer
+    to any one prompt, in any area, follow-up blocks left out): where another
+    interview said as much in answer to a protocol question, a probe or a reflection,
+    an area covers it. Joined blocks (by connection) from at least
+    ``new_domain_min_cases`` interviews with at least ``new_domain_min_segments``
+    answers, the bars of content no area covers, are a group."""
+    by_case: dict[str, list[_Prompt]] = defaultdict(list)
+    for p in prompts:
+        by_case[p.case_id].append(p)
+
+    def said(ps: list[_Prompt]) -> list[int]:
+        return [i for q in ps for i in answers.get((q.case_id, q.turn_index), [])
+                if not small_talk[i]]
+
+    blocks: list[list[_Prompt]] = []
+    for ps in by_case.values():
+        for k, p in enumerate(ps):
+            if not (p.kind == "question" and p.final_kind == "follow_up" and p.asks
+                    and not p.short and not p.probe and p.area in content):
+                continue
+            block = [p]
+            for q in ps[k + 1:]:
+                if q.area != p.area or q.final_kind in ("main", "task") or \
+                        (q.final_kind == "follow_up" and q.asks):
+                    break
+                block.append(q)
+            if said(block):
+                blocks.append(block)
+    if len(blocks) < 2:
+        return []
+    in_blocks = {id(q) for b in blocks for q in b}
+    # what the interviews answered to each other prompt of an area (the frame's too)
+    cover = [(p.case_id, rows) for p in prompts
+             if p.area >= 0 and id(p) not in in_blocks and (rows := said([p]))]
+    if not cover:
+        return []
+    cover_vecs = _unit_rows(np.stack([vecs[rows].mean(axis=0) for _, rows in cover]))
+    cover_case = np.array([c for c, _ in cover], dtype=object)
+    means = [_centre(vecs[said(block)]) for block in blocks]
+    nearest = np.full(len(blocks), -np.inf)
+    for start in range(0, len(blocks), _COVER_BLOCK):
+        chunk = np.stack(means[start:start + _COVER_BLOCK])
+        sim = chunk @ cover_vecs.T
+        own = np.array([b[0].case_id for b in blocks[start:start + _COVER_BLOCK]],
+                       dtype=object)
+        sim[own[:, None] == cover_case[None, :]] = -np.inf
+        nearest[start:start + len(chunk)] = sim.max(axis=1)
+    kept = [b for b, near in zip(blocks, nearest) if np.isfinite(near)]
+    means = [m for m, near in zip(means, nearest) if np.isfinite(near)]
+    nearest = nearest[np.isfinite(nearest)]
+    if len(kept) < 2:
+        return []
+    m = np.stack(means)
+    case = np.array([b[0].case_id for b in kept], dtype=object)
+    rows_at, cols_at = [], []
+    for start in range(0, len(kept), _COVER_BLOCK):
+        sim = m[start:start + _COVER_BLOCK] @ m.T
+        joined = (sim > nearest[start:start + len(sim), None]) & (sim > nearest[None, :]) & \
+            (case[start:start + len(sim), None] != case[None, :])
+        r, c = np.nonzero(joined)
+        rows_at.append(r + start)
+        cols_at.append(c)
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    r, c = np.concatenate(rows_at), np.concatenate(cols_at)
+    joined = coo_matrix((np.ones(len(r), bool), (r, c)), shape=(len(kept), len(kept)))
+    n_groups, label = connected_components(joined, directed=False)
+    out = []
+    for g in range(n_groups):
+        members = np.flatnonzero(label == g)
+        n_cases = len(set(case[members]))
+        if n_cases >= max(config.new_domain_min_cases, 2) and \
+                sum(len(said(kept[i])) for i in members) >= config.new_domain_min_segments:
+            out.append([kept[i] for i in members])
+            counts["follow_ups_made_an_area"] += len(members)
+    return out
 
 
 #: How far below the most representative question an area's other wordings may
