@@ -374,6 +374,39 @@ def test_with_an_encoder_only_the_best_sentences_are_embedded():
         core_ideas(seg, dom, vec, CoreIdeaConfig(), encode=lambda b: np.zeros((len(b), 3)))
 
 
+def test_memory_grows_with_a_case_s_sentences_not_with_their_square():
+    """A case that said everything in one domain (a 200,000-word turn: 13,000
+    sentences) made matrices of all its sentences against all (1.4 GB each) and
+    the run took 4.4 GB. Here, 1,800 sentences of one case: such a matrix would
+    be 25 MB, and the whole choice, with encoder and illustrative pass alike,
+    stays within a fraction of it (about 3 MB)."""
+    import random
+    import tracemalloc
+
+    words = ("i felt the tears come and did not know what to do with them my supervisor said "
+             "it was fine but not so sure the client looked at me she seemed relieved").split()
+    rng = random.Random(0)
+
+    def one_case(n_segments: int):
+        texts = [" ".join(" ".join(rng.choice(words) for _ in range(12)).capitalize() + "."
+                          for _ in range(3)) for _ in range(n_segments)]
+        seg = pd.DataFrame({"segment_id": [f"A:1:{i}" for i in range(n_segments)],
+                            "case_id": "A", "text": texts})
+        return seg, np.zeros(n_segments, np.int64), fake_encode(texts)
+
+    core_ideas(*one_case(5), CoreIdeaConfig())              # imports and caches, not measured
+    seg, dom, vec = one_case(600)
+    n = 3 * len(seg)
+    for encode in (None, fake_encode):
+        tracemalloc.start()
+        try:
+            row = core_ideas(seg, dom, vec, CoreIdeaConfig(), encode=encode).iloc[0]
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert row.core_idea
+        assert peak < n * n * 8 / 4, f"{peak / 2**20:.1f} MB for {n} sentences"
+
 def test_bad_inputs_are_clear_errors():
     seg, dom, vec = make_segments()
     with pytest.raises(InputError, match="lacks column"):

@@ -1240,8 +1240,8 @@ def _core_ideas_now(segments: pd.DataFrame, dom: np.ndarray, vectors: np.ndarray
         keep: dict[int, np.ndarray] = {}
         for k, (_case, d, members, mine, cand) in enumerate(plans):
             if len(cand):
-                rel, _ = _relevance(cand, mine, units, unit_vec, own_vector, vec[members].mean(axis=0),
-                                    domain_centroid[d], lex, config)
+                rel = _relevance(cand, mine, units, unit_vec, vec[members].mean(axis=0),
+                                 domain_centroid[d], lex, config)
                 top = cand[np.argsort(-rel, kind="stable")[:config.max_encoded]]
                 # the sentences chosen with an answer that says no stay candidates
                 first = _first_no(mine, units, turns, _opening_answers(mine, units, config, turns))
@@ -1285,8 +1285,10 @@ def _candidates(mine: np.ndarray, units: _Units, texts: list[str], config: CoreI
     return mine
 
 
-def _relevance(cand, mine, units: _Units, unit_vec, own_vector, cd_mean, dom_centroid, lex,
-               config: CoreIdeaConfig):
+def _relevance(cand, mine, units: _Units, unit_vec, cd_mean, dom_centroid, lex,
+               config: CoreIdeaConfig) -> np.ndarray:
+    """How relevant each candidate sentence is to its case in the domain (module
+    docstring), one value per candidate."""
     cd_centroid = _unit(cd_mean)
     v = unit_vec[cand]
     sem = (1 - config.domain_weight) * (v @ cd_centroid) + config.domain_weight * (v @ dom_centroid)
@@ -1295,15 +1297,39 @@ def _relevance(cand, mine, units: _Units, unit_vec, own_vector, cd_mean, dom_cen
         profile = np.asarray(lex[mine].sum(axis=0)).ravel()
         norm = float(np.linalg.norm(profile))
         lex_rel = np.asarray(m @ (profile / norm)).ravel() if norm > 0 else np.zeros(len(cand))
-        lex_sim = (m @ m.T).toarray()
     else:
         lex_rel = np.zeros(len(cand))
-        lex_sim = np.zeros((len(cand), len(cand)))
-    rel = (1 - config.lexical_weight) * sem + config.lexical_weight * lex_rel
-    # redundancy: sentences of one segment share its vector unless embedded themselves
-    same = (units.seg[cand][:, None] == units.seg[cand][None, :]) & ~own_vector[cand][:, None]
-    red = np.maximum(np.where(same, 1.0, v @ v.T), lex_sim)
-    return rel, red
+    return (1 - config.lexical_weight) * sem + config.lexical_weight * lex_rel
+
+
+class _Redundancy:
+    """The redundancy of every candidate with one of them, a row at a time: the
+    higher of the cosine of their vectors (1 for two sentences of one segment that
+    share its vector) and their TF-IDF cosine.
+
+    Why a row at a time: a core idea takes at most ``max_sentences`` sentences, so
+    only their rows are read, and the whole matrix holds candidates x candidates
+    numbers. A case that said everything in one domain (one 200,000-word turn: 13,000
+    sentences) made several such matrices of 1.4 GB each, and the run's memory grew
+    with the square of the case's sentences (4.3 GB; bench/README.md, "One long case"). A row's
+    cosines are a matrix-vector product, which BLAS sums in another order than the
+    matrix product: the same to float32's last bit, as another CPU's kernels are
+    (tests/test_demo_golden.py)."""
+
+    def __init__(self, cand: np.ndarray, units: _Units, unit_vec: np.ndarray,
+                 own_vector: np.ndarray, lex) -> None:
+        self.v = unit_vec[cand]
+        self.seg = units.seg[cand]
+        self.shared = ~own_vector[cand]
+        self.lex = lex[cand] if lex is not None else None
+        # transposed once (scipy would on every product), in the layout it multiplies
+        self.lex_t = self.lex.T.tocsr() if lex is not None else None
+
+    def row(self, k: int) -> np.ndarray:
+        same = (self.seg == self.seg[k]) & self.shared[k]
+        lex_sim = ((self.lex[k] @ self.lex_t).toarray().ravel() if self.lex is not None
+                   else np.zeros(len(self.seg)))
+        return np.maximum(np.where(same, 1.0, self.v @ self.v[k]), lex_sim)
 
 
 #: words that acknowledge a question rather than answer it ("Okay. So in my training
@@ -1524,8 +1550,9 @@ def _choose(case, d, members, mine, cand, units: _Units, unit_vec, own_vector, v
              "spans": []}
     if len(cand) == 0:
         return empty
-    rel, red_matrix = _relevance(cand, mine, units, unit_vec, own_vector, vec[members].mean(axis=0),
-                                 dom_centroid, lex, config)
+    rel = _relevance(cand, mine, units, unit_vec, vec[members].mean(axis=0), dom_centroid, lex,
+                     config)
+    red = _Redundancy(cand, units, unit_vec, own_vector, lex)
     words = units.words[cand]
     said = [f" {' '.join(_WORD.findall(units.text[int(u)].casefold()))} " for u in cand]
     openings = _opening_answers(mine, units, config, turns)
@@ -1558,7 +1585,7 @@ def _choose(case, d, members, mine, cand, units: _Units, unit_vec, own_vector, v
         chosen.append(k)
         companions.extend(extra)
         state["used"] += int(words[k]) + cost_of(extra)
-        state["redundancy"] = np.maximum(state["redundancy"], red_matrix[k])
+        state["redundancy"] = np.maximum(state["redundancy"], red.row(k))
         # a sentence said again, whole or in part ("I don't really know what issues I
         # need to sort." then "I don't really know what issues I need to-"), is never
         # a second sentence of the core idea
