@@ -58,10 +58,11 @@ class Measured:
 
 
 def run_measured(cmd: list[str], env: dict | None = None, cwd: Path | None = None,
-                 timeout: float | None = None) -> Measured:
+                 timeout: float | None = None, max_load: float = 2.5) -> Measured:
     """Run ``cmd`` in a fresh process under ``/usr/bin/time -v``: wall time and the
-    child's peak RSS (maximum resident set size)."""
-    load = wait_for_quiet()
+    child's peak RSS (maximum resident set size). Waits first while the load average
+    is above ``max_load``."""
+    load = wait_for_quiet(max_load)
     full_env = {**os.environ, **(env or {})}
     t0 = time.perf_counter()
     proc = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, check=False,
