@@ -42,12 +42,16 @@ QUESTIONS = {
 }
 
 
-def write_study(folder: Path, n_cases: int = 6) -> Path:
-    """Write ``n_cases`` .txt interviews into ``folder`` and return it."""
+def write_study(folder: Path, n_cases: int = 6, skip: dict[int, str] | None = None) -> Path:
+    """Write ``n_cases`` .txt interviews into ``folder`` and return it. ``skip``: {case
+    number (0-based): a topic that interview leaves out}."""
     folder.mkdir(parents=True, exist_ok=True)
+    skip = skip or {}
     for c in range(n_cases):
         lines = ["Interviewer: Thank you for joining me today.", "", "Therapist: Yeah, sure.", ""]
         for t, (topic, sentences) in enumerate(TOPICS.items()):
+            if skip.get(c) == topic:
+                continue
             lines += [f"Interviewer: {QUESTIONS[topic]}", ""]
             # each case uses four of the six sentences, rotated so cases differ
             picked = [sentences[(c + t + k) % len(sentences)] for k in range(4)]
@@ -74,14 +78,15 @@ def study_config(folder: Path, **sections) -> dict:
     return cfg
 
 
-def run_study_cli(root: Path, **sections) -> Path:
-    """The study written under ``root`` and run with ``consensa run`` (the command line,
-    quiet) on :func:`study_config` with ``sections``; returns the run folder."""
+def run_study_cli(root: Path, skip: dict[int, str] | None = None, **sections) -> Path:
+    """The study written under ``root`` (``skip``: see :func:`write_study`) and run with
+    ``consensa run`` (the command line, quiet) on :func:`study_config` with
+    ``sections``; returns the run folder."""
     import yaml
 
     from pipeline.cli import main
 
-    folder = write_study(root / "study")
+    folder = write_study(root / "study", skip=skip)
     path = root / "config.yaml"
     path.write_text(yaml.safe_dump(study_config(folder, **sections)))
     assert main(["run", str(path), "--out", str(root / "run"), "-q"]) == 0

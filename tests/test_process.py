@@ -50,9 +50,9 @@ CASES = {"case01": ("CBT", 4, "yes"), "case02": ("CBT", 11, "yes"),
          "case03": ("psychodynamic", 7, "yes"), "case04": ("CBT", 19, "no"),
          "case05": ("psychodynamic", 2, "no"), "case06": ("psychodynamic", 25, "no")}
 #: the invented study's supervision themes: MERGED ("My supervisor listened and
-#: helped") goes into theme 3 ("The supervisor helped me sort"); SUB ("In
+#: helped") goes into theme BASE ("The supervisor helped me sort"); SUB ("In
 #: consultation my colleagues said") becomes a subcategory of it
-MERGED, SUB = 6, 14
+BASE, MERGED, SUB = 7, 10, 6
 RENAMED = "Learning about tears on the job"
 RENAMED_2 = "What training left out: tears learned on the job"
 DOMAIN = "Supervision and consultation"
@@ -138,7 +138,7 @@ def process(tmp_path_factory) -> Process:
     found = seg[(seg["theme"] == -1) & seg["text"].str.contains("keeps emotion out")]
     proc.moved = str(found["segment_id"].iloc[0])
     names = pd.read_csv(run / "themes.csv").set_index("theme_id")["name"].str.lower()
-    assert "supervisor" in names[3] and "supervisor" in names[MERGED], names  # see MERGED
+    assert "supervisor" in names[BASE] and "supervisor" in names[MERGED], names  # see MERGED
     assert "consultation" in names[SUB], names
 
     # round 1: a workbook for each judge and the auditor
@@ -153,10 +153,10 @@ def process(tmp_path_factory) -> Process:
 
         # ana decides in the browser: a rename, a merge, a subcategory, a core idea, a move
         assert decide(ana, base, "theme:1", "rename", new_name=RENAMED) == 303
-        assert decide(ana, base, f"theme:{MERGED}", "merge", target=3,
+        assert decide(ana, base, f"theme:{MERGED}", "merge", target=BASE,
                       comment="the same supervisor, twice") == 303
-        assert decide(ana, base, f"theme:{SUB}", "subcategory", target=3) == 303
-        assert "subcategory of theme 3" in flash(ana)
+        assert decide(ana, base, f"theme:{SUB}", "subcategory", target=BASE) == 303
+        assert f"subcategory of theme {BASE}" in flash(ana)
         ana.goto(f"{base}/domain/0")
         ana.fill("#core-case01 textarea[name=core_idea]", CORE_ANA)
         assert submit(ana, "#core-case01 button[value=position]") == 303
@@ -174,14 +174,14 @@ def process(tmp_path_factory) -> Process:
         assert submit(ana, "#create-domain button") == 303
         proc.new_domain = ana.url.rsplit("/", 1)[1]
         assert proc.new_domain == str(int(load_run(run).domains["domain_id"].max()) + 1)
-        assert decide(ana, base, "theme:3", "reassign", as_="consensus",
+        assert decide(ana, base, f"theme:{BASE}", "reassign", as_="consensus",
                       domain=proc.new_domain) == 303
 
         # ben fills his workbook; it is imported
         ben = books / "ben.xlsx"
         fill_rows(ben, "themes", {**{tid: {"decision": "accept"} for tid in _rows(ben, "themes")},
                                   "1": {"decision": "rename", "new_name": RENAMED},
-                                  str(MERGED): {"decision": "merge", "merge_into": 3}})
+                                  str(MERGED): {"decision": "merge", "merge_into": BASE}})
         fill_rows(ben, "domains", {did: {"decision": "accept"} for did in _rows(ben, "domains")})
         fill(ben, "core ideas", "case01:0", your_core_idea=CORE_BEN)
         fill(ben, "unassigned", proc.moved, move_to_theme=1)
@@ -191,7 +191,7 @@ def process(tmp_path_factory) -> Process:
             assert st[item].state == "agreed", item
         assert st[f"theme:{SUB}"].state == "disputed"             # ana: subcategory; ben: accept
         assert st[core_idea_item("case01", 0)].state == "disputed"
-        assert st["theme:3"].state == "resolved"
+        assert st[f"theme:{BASE}"].state == "resolved"
 
         # the consensus: the subcategory in the browser, the core idea and the rest on the
         # command line
@@ -204,7 +204,7 @@ def process(tmp_path_factory) -> Process:
         for item in [i for i, s in _status(run).items() if s.state in ("open", "disputed")]:
             kind, ident = item.split(":", 1)
             assert kind in ("theme", "domain"), item
-            assert item not in ("theme:1", "theme:3", f"theme:{MERGED}", f"theme:{SUB}"), item
+            assert item not in ("theme:1", f"theme:{BASE}", f"theme:{MERGED}", f"theme:{SUB}"), item
             _cli("review", "resolve", str(run), f"--{kind}", ident, "--decision", "accept",
                  "--by", "team")
         ana.goto(f"{base}/")
@@ -212,7 +212,7 @@ def process(tmp_path_factory) -> Process:
         # the new domain's page: its categories as they stand, the merge and subcategory in
         ana.goto(f"{base}/domain/{proc.new_domain}")
         cats = ana.locator("ul.category-list").inner_text()
-        assert "3: The supervisor helped me sort" in cats and f"{SUB}:" in cats
+        assert f"{BASE}: The supervisor helped me sort" in cats and f"{SUB}:" in cats
 
         # the auditor's round: dee's workbook shows the consensus; a comment in it ...
         _cli("review", "export", str(run), "--auditor", "dee", "--force")
@@ -224,7 +224,7 @@ def process(tmp_path_factory) -> Process:
         # ... and one in the browser, where the change against the proposal is shown
         dee = open_as(browser, review, base, "dee")
         dee.goto(f"{base}/theme/{SUB}")
-        assert "subcategory of theme 3" in dee.locator("dd.change").inner_text()
+        assert f"subcategory of theme {BASE}" in dee.locator("dd.change").inner_text()
         assert dee.locator("#decide").count() == 0
         dee.fill(".comment-form textarea[name=comment]", AUDIT_WEB)
         assert submit(dee, ".comment-form button") == 303
@@ -314,7 +314,7 @@ def test_every_decision_is_in_the_store(process):
         log = store.audit_log()
     # ana's positions from the browser, ben's from his workbook
     assert pos["theme:1"]["ana"].new_name == RENAMED == pos["theme:1"]["ben"].new_name
-    assert pos[f"theme:{MERGED}"]["ana"].target == "3" == pos[f"theme:{MERGED}"]["ben"].target
+    assert pos[f"theme:{MERGED}"]["ana"].target == str(BASE) == pos[f"theme:{MERGED}"]["ben"].target
     assert pos[f"theme:{SUB}"]["ana"].decision == "subcategory"
     assert pos[f"theme:{SUB}"]["ben"].decision == "accept"
     ci = core_idea_item("case01", 0)
@@ -322,14 +322,14 @@ def test_every_decision_is_in_the_store(process):
     assert pos[segment_item(process.moved)]["ana"].target == "1"
     # round 1's consensus
     assert cons[f"domain:{new}"].decision == "create" and cons[f"domain:{new}"].new_name == DOMAIN
-    assert cons["theme:3"].decision == "reassign" and cons["theme:3"].domain == new
-    assert cons[f"theme:{SUB}"].decision == "subcategory" and cons[f"theme:{SUB}"].target == "3"
+    assert cons[f"theme:{BASE}"].decision == "reassign" and cons[f"theme:{BASE}"].domain == new
+    assert cons[f"theme:{SUB}"].decision == "subcategory" and cons[f"theme:{SUB}"].target == str(BASE)
     assert cons[ci].core_idea == CORE
     assert cons["theme:1"].new_name == RENAMED
     assert cons[segment_item(process.moved)].target == "1"
     # round 2 carries all of it, and changed theme 1
     assert two["theme:1"].new_name == RENAMED_2
-    assert two[f"theme:{SUB}"].target == "3" and two[ci].core_idea == CORE
+    assert two[f"theme:{SUB}"].target == str(BASE) and two[ci].core_idea == CORE
     # the auditor's comments and the judges' answers
     web, book = comments[f"theme:{SUB}"][0], comments["theme:1"][0]
     assert (web["by"], web["comment"]) == ("dee", AUDIT_WEB)
@@ -356,9 +356,9 @@ def test_every_decision_is_in_the_final_codebook(process):
     made = domains[new]
     assert made["name"] == DOMAIN and made["definition"] == DOMAIN_DEF and made["created"]
     # the supervision theme, with the theme merged into it and its new subcategory
-    assert cats[3][0] == new and sorted(cats[3][1]["from_themes"]) == [3, MERGED]
+    assert cats[BASE][0] == new and sorted(cats[BASE][1]["from_themes"]) == sorted([BASE, MERGED])
     assert MERGED not in cats
-    assert cats[SUB][0] == new and cats[SUB][1]["parent"] == 3
+    assert cats[SUB][0] == new and cats[SUB][1]["parent"] == BASE
     # the renamed category (round 2's name), with the segment moved into it
     assert cats[1][1]["name"] == RENAMED_2
     seg = pd.read_parquet(run / "segments.parquet")

@@ -604,7 +604,7 @@ def test_a_merged_domain_lists_each_case_once_with_the_core_idea_of_each_domain(
     each case once, the core ideas of the two proposed domains together under it and
     marked with their domain, the judges' edit of the merged one kept."""
     ci = pd.read_parquet(cqr / "core_ideas.parquet")
-    into, merged = 0, 3
+    into, merged = 0, 1
     both = sorted(set(ci[ci["domain_id"] == into]["case_id"])
                   & set(ci[ci["domain_id"] == merged]["case_id"]))
     assert both, "the fixture has a case with a core idea in both domains"
@@ -730,12 +730,23 @@ def _moved_where_none_was_proposed(run: Path) -> tuple[str, int, str, int, int]:
     raise AssertionError("the fixture has a case with no core idea in some domain")
 
 
-def test_the_judges_write_the_core_idea_of_a_case_whose_segments_they_moved(cqr):
+@pytest.fixture()
+def cqr_gap(tmp_path) -> Path:
+    """The CQR run of the study where the last interview leaves out the supervision
+    question: the run proposes that case no core idea there. A panel (ana, ben)."""
+    run = run_study_cli(tmp_path / "gap", skip={5: "supervision"}, analysis="consensa.CQR.v1")
+    with ReviewStore(load_run(run), create=True) as s:
+        s.set_panel(["ana", "ben"], ["dee"])
+    return run
+
+
+def test_the_judges_write_the_core_idea_of_a_case_whose_segments_they_moved(cqr_gap):
     """The judges moved a case's segment into a domain where the run proposed the case
     no core idea, and rewrote its core idea at home. The judges' text at home still
     cited the moved segment, the moved sentences were lost (the judges' edit at home
     kept them there), and no core idea could be written for the case in its new
     domain: "the run proposed no core idea"."""
+    cqr = cqr_gap
     case, dom, moved, target, to_dom = _moved_where_none_was_proposed(cqr)
     home_text = "Came close to tears, and said so to the client."
     new_text = "Told the story to the client's family, later."
@@ -849,7 +860,7 @@ def test_the_judges_make_one_core_idea_of_a_case_for_merged_domains(cqr, capsys)
     codebook and the exports then hold one core idea of the case, with the segments of
     both, saying which domains it stands for. A merge whose domains are not merged, into
     itself, or into one that merges on is refused, nothing recorded."""
-    into, merged = 0, 3
+    into, merged = 0, 1
     case = _case_in_both(cqr, into, merged)
     ci = pd.read_parquet(cqr / "core_ideas.parquet")
     segs = {d: [str(x) for x in ci[(ci["case_id"] == case) & (ci["domain_id"] == d)]
@@ -897,7 +908,7 @@ def test_merged_proposed_core_ideas_are_joined_and_a_stale_merge_keeps_both(cqr)
     """A merge into a core idea the judges did not write joins the two proposed texts
     (nothing proposed is lost); when the domain merge is taken back, the core idea
     merge is not applied and each domain keeps its own."""
-    into, merged = 0, 3
+    into, merged = 0, 1
     case = _case_in_both(cqr, into, merged)
     ci = pd.read_parquet(cqr / "core_ideas.parquet")
     text = {d: str(ci[(ci["case_id"] == case) & (ci["domain_id"] == d)]["core_idea"].iat[0])
@@ -930,7 +941,7 @@ def test_a_core_idea_merge_the_judges_agree_on_is_blocked_until_the_domains_merg
     not merged: the positions agree, but the merge cannot stand. It is *blocked*, saying
     why, the round stays open and the codebook keeps each core idea; once the domains
     are merged it is agreed and applied. Other decisions can be resolved meanwhile."""
-    into, merged = 0, 3
+    into, merged = 0, 1
     case = _case_in_both(cqr, into, merged)
     item = core_idea_item(case, merged)
     fold = Decision(item, "merge", target=str(into))
@@ -964,7 +975,7 @@ def test_a_core_idea_merge_the_judges_agree_on_is_blocked_until_the_domains_merg
 
 
 def test_the_workbook_and_the_domain_page_merge_core_ideas(cqr, capsys):
-    into, merged = 0, 3
+    into, merged = 0, 1
     case = _case_in_both(cqr, into, merged)
     with ReviewStore(load_run(cqr)) as store:
         store.resolve([Decision(f"domain:{merged}", "merge", target=str(into))], by="team")
@@ -1369,7 +1380,8 @@ def test_an_export_names_only_the_proposed_subcategories_not_kept(cqr, capsys):
     assert schema_errors(project) == []
     with zipfile.ZipFile(project) as z:
         root = ET.fromstring(z.read("project.qde"))
-    parent = next(c for c in root.iter(f"{QDA}Code") if c.get("name") == "The supervisor helped me sort")
+    name = pd.read_parquet(cqr / "themes.parquet").set_index("theme_id").at[3, "name"]
+    parent = next(c for c in root.iter(f"{QDA}Code") if c.get("name") == name)
     assert "Tears in session" in [c.get("name") for c in parent.findall(f"{QDA}Code")]
     # its description says what it is, as its category's does
     kept = next(c for c in parent.findall(f"{QDA}Code") if c.get("name") == "Tears in session")
