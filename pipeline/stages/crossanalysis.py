@@ -193,6 +193,7 @@ category.
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -383,11 +384,16 @@ def answered_no_mask(segments: pd.DataFrame, turns: pd.DataFrame,
         qs.sort()
         after = sorted(prompt_turns.get(c, []))
         said = sorted(spoken.get(c, []))
+        said_at = [t for t, _ in said]
         for k, (q, polar) in enumerate(qs):
             if not polar:
                 continue
-            nxt = next((p for p in after if p > q), None)
-            answer = next((text for t, text in said if t > q and (nxt is None or t < nxt)), "")
+            # found by bisection: a case of many thousand turns is read once, not once a
+            # question
+            j = bisect.bisect_right(after, q)
+            nxt = after[j] if j < len(after) else None
+            j = bisect.bisect_right(said_at, q)
+            answer = said[j][1] if j < len(said) and (nxt is None or said_at[j] < nxt) else ""
             if negative_reply(answer):
                 end = qs[k + 1][0] if k + 1 < len(qs) else None
                 ranges.setdefault(c, []).append((q, end))
