@@ -313,8 +313,9 @@ def negative_reply(text: str) -> str:
     of the participant's."""
     from .naming import strip_transcriber_notes
 
-    # a false start said again is said once: "I don't, I don't think so, no."
-    text = _RESTART.sub(r"\1", strip_transcriber_notes(text))
+    # a false start said again is said once: "I don't, I don't think so, no." The reply
+    # is at the opening: a turn of 200,000 words is not read whole
+    text = _RESTART.sub(r"\1", strip_transcriber_notes(str(text)[:2000]))
     m = _NEGATIVE_REPLY.match(text)
     if not m or _TURNS.match(text[m.end():]) or (
             text[m.end() - 1:m.end()] == "," and _REPORTED.match(text[m.end():])):
