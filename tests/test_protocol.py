@@ -1800,10 +1800,12 @@ def test_a_feeling_probe_about_what_was_just_said_stays_in_the_area_in_progress(
     for probe in ("How did you feel about that?", "How did you feel about it?",
                   "How was that for you?", "What did that feel like?", "What happened then?",
                   "Can you tell me more about that?", "How did you feel about him saying that?",
-                  "What was it like to hear that?", "How did you react to it?"):
+                  "What was it like to hear that?", "How did you react to it?",
+                  "How did you feel at the end of it?"):
         assert _generic_probe(probe), probe
     for question in ("How did you feel about your mentor's advice?", "And how did she respond?",
-                     "How did it affect your relationship?", "What did you do afterwards?"):
+                     "How did it affect your relationship?", "What did you do afterwards?",
+                     "How did you feel at the end of therapy?"):
         assert not _generic_probe(question), question
     # "those" is what the turn recalls, not what was just said
     recalled = "You said there were times you held back. Could you say a bit about those?"

@@ -956,10 +956,12 @@ feel feels felt feeling feelings react reacted reaction respond responded respon
 happens happened happening mean meant more expand elaborate example experience experienced
 """.split())
 #: Words that name no topic in such a question: verbs of saying and taking in, and a
-#: time or moment ("at the time", "in that moment") that refers back as "that" does.
+#: time or moment ("at the time", "in that moment", "at the end of it") that refers
+#: back as "that" does.
 _PROBE_NEUTRAL = frozenset("""
 say saying said tell telling told talk talking explain describe hear hearing heard think
 thinking thought make made find found go going went come came get got time moment
+end beginning start
 """.split())
 #: Someone other than the participant as the subject: the question asks about them.
 _OTHER_SUBJECT = frozenset("he she they".split())
