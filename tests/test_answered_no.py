@@ -58,6 +58,7 @@ def test_an_answer_that_opens_with_a_negative_reply(text, reply):
     "No worries. Thanks for asking.",
     "No, I said to her, you can't leave yet.",
     "Not really. Well, one. A girl who moved schools.",
+    "No. Not really. Well, one. A girl who moved schools.",
     "No? I mean, it depends.",
 ])
 def test_an_answer_that_does_not_say_no(text):

@@ -317,8 +317,13 @@ def negative_reply(text: str) -> str:
     # is at the opening: a turn of 200,000 words is not read whole
     text = _RESTART.sub(r"\1", strip_transcriber_notes(str(text)[:2000]))
     m = _NEGATIVE_REPLY.match(text)
-    if not m or _TURNS.match(text[m.end():]) or (
-            text[m.end() - 1:m.end()] == "," and _REPORTED.match(text[m.end():])):
+    if not m:
+        return ""
+    # the reply said again in other words ("No. Not really.") may still turn: "Well, one."
+    rest = text[m.end():]
+    while (again := _NEGATIVE_REPLY.match(rest)) and again.end() > 0:
+        rest = rest[again.end():]
+    if _TURNS.match(rest) or (text[m.end() - 1:m.end()] == "," and _REPORTED.match(text[m.end():])):
         return ""
     # "Not at all, honestly" is the reply "Not at all"
     reply = re.sub(r"(?:[\s,]+(?:honestly|to be honest|actually))+$", "", m.group("reply"), flags=re.I)
