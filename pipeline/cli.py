@@ -112,9 +112,8 @@ def _categories_with_subcategories(folder) -> int:
     return len({int(p) for p in cats["parent_id"] if int(p) >= 0})
 
 
-def _flagged_categories(folder, flag: str) -> int:
-    """How many top-level categories of a CQR run folder carry ``flag``."""
-    cats = folder.table("categories")
+def _flagged_categories(cats, flag: str) -> int:
+    """How many top-level categories of a CQR run's categories table carry ``flag``."""
     if cats.empty or "flags" not in cats.columns:
         return 0
     return sum(1 for p, f in zip(cats["parent_id"], cats["flags"])
@@ -153,16 +152,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     if manifest.get("analysis") == CQR_ANALYSIS:
         # every category the CQR table shows with subcategories under it: those split by
         # size and those split by the participants' judgement (stance)
-        n_sub = _categories_with_subcategories(RunFolder(folder))
         from .stages.crossanalysis import ANSWERED_NO, MINIMAL
 
-        n_min = _flagged_categories(RunFolder(folder), MINIMAL)
-        n_no = _flagged_categories(RunFolder(folder), ANSWERED_NO)
+        run_folder = RunFolder(folder)
+        n_sub = _categories_with_subcategories(run_folder)
+        cats = run_folder.table("categories")
+        n_min = _flagged_categories(cats, MINIMAL)
+        n_no = _flagged_categories(cats, ANSWERED_NO)
         about = [f"{n_sub} with subcategories"] if n_sub else []
         about += [f"{n_no} of 'no' answers"] if n_no else []
         about += [f"{n_min} of minimal responses, listed last"] if n_min else []
         # the frame is listed as a domain but is not one of the cross-analysis's
-        n_frame = len(frame_domain_ids(RunFolder(folder).table("domains")))
+        n_frame = len(frame_domain_ids(run_folder.table("domains")))
         domains = domains_in_words(c["domains"] - n_frame, n_frame)
         print(f"  cases: {c['cases_analysed']}   segments: {c['segment_segments']}   "
               f"domains: {domains}   categories: {c['themes']}"
