@@ -54,7 +54,7 @@ import pandas as pd
 from . import safeyaml
 from .errors import ConfigError, InputError, Skipped
 from .exchange.agreed import check_codebook
-from .review.store import CHOICE_ACTION
+from .review.store import CHOICE_ACTION, now_utc
 from .runfolder import RunFolder
 
 if TYPE_CHECKING:
@@ -600,9 +600,8 @@ class ChoiceReader:
             if len(found) > 1:
                 found = [c for c in found if c in self.identity[c]["from_themes"]] or found
         else:
-            key = " ".join(str(ident.get("category") or "").split()).casefold()
-            found = [c for c, i in self.identity.items()
-                     if " ".join(i["category"].split()).casefold() == key]
+            key = _name_key(ident.get("category") or "")
+            found = [c for c, i in self.identity.items() if _name_key(i["category"]) == key]
         if len(found) == 1:
             return found[0], ""
         return None, (GONE if not found else AMBIGUOUS)
@@ -895,7 +894,7 @@ def precode(codebook: Path, transcripts: Path, config: Path | None = None,
         for name, part in queue_parts(seg[seg["needs_human"]]):
             atomic_write_bytes(tmp / name, queue_workbook(part, cats, {
                 **meta, "file": name,
-                "exported_at": datetime.now(UTC).isoformat(timespec="microseconds")}))
+                "exported_at": now_utc()}))
             queue_files.append(name)
         for rel, text in deid_files.items():
             path = tmp / rel                       # the de-identified texts the offsets index
@@ -1564,11 +1563,15 @@ def _not_whole(code: str) -> bool:
         return False
 
 
+def _name_key(name: object) -> str:
+    """What two spellings of a category's name share: case and spacing aside."""
+    return " ".join(str(name).split()).casefold()
+
+
 def _category_by_name(name: str, categories: Mapping[int, tuple]) -> int | None:
     """The id of the category named ``name`` (case and spacing aside), if one is."""
-    key = " ".join(name.split()).casefold()
-    found = [cid for cid, (cname, *_rest) in categories.items()
-             if " ".join(str(cname).split()).casefold() == key]
+    key = _name_key(name)
+    found = [cid for cid, (cname, *_rest) in categories.items() if _name_key(cname) == key]
     return found[0] if len(found) == 1 else None
 
 
@@ -1745,7 +1748,7 @@ def import_queue(path: Path, by: str, workbook_wins: bool = False,
             # "6 – Took a breath" where 6 is "Teared up": which one the person meant
             # cannot be told, so neither is stored
             own = str(batch.categories[cid][0])
-            if " ".join(row.name.split()).casefold() != " ".join(own.split()).casefold():
+            if _name_key(row.name) != _name_key(own):
                 other = _category_by_name(row.name, batch.categories)
                 unknown = True
                 errors.append(
@@ -1867,7 +1870,7 @@ def export_queue(folder: Path, people: list[str], force: bool = False) -> list[P
     for path, name, part, person in paths:
         atomic_write_bytes(path, queue_workbook(part, batch.categories, {
             **meta, "file": name, "person": person,
-            "exported_at": datetime.now(UTC).isoformat(timespec="microseconds")}))
+            "exported_at": now_utc()}))
     return [path for path, *_ in paths]
 
 
@@ -1924,7 +1927,7 @@ def _became(batch: PrecodeBatch, *, name: str = "", ident: int | None = None) ->
     renamed. "" when it is neither. Which category the person means now is theirs to
     say: the merge is named, not applied."""
     cb = safeyaml.load_file(batch.codebook, what="codebook") or {}
-    key = " ".join(name.split()).casefold()
+    key = _name_key(name)
     now = batch.categories
     try:
         themes = RunFolder.open(batch.run_folder).themes()
@@ -1933,16 +1936,14 @@ def _became(batch: PrecodeBatch, *, name: str = "", ident: int | None = None) ->
         names = {}
     for old, into in _merged_into(cb).items():
         old_name = names.get(old, "")
-        if into in now and (ident == old or (key and " ".join(old_name.split()).casefold()
-                                              == key)):
+        if into in now and (ident == old or (key and _name_key(old_name) == key)):
             return (f": theme {old}" + (f" {old_name!r}" if old_name else "")
                     + f" was merged into category {into} {now[into][0]!r}; choose that one")
     if key:
         for d in cb.get("domains") or []:
             for c in d.get("categories") or []:
                 old_name = str(c.get("proposed_name") or "")
-                if old_name and " ".join(old_name.split()).casefold() == key \
-                        and int(c["id"]) in now:
+                if old_name and _name_key(old_name) == key and int(c["id"]) in now:
                     return (f": it is the proposed name of category {int(c['id'])}, renamed "
                             f"{now[int(c['id'])][0]!r}; choose that one")
     return ""
@@ -2025,7 +2026,7 @@ def record_choices(store: ReviewStore, batch: str, choices: list[QueueChoice], b
                          + f"; queued segments are coded by the judges ({judges})"
                          + (f"; did you mean {close!r}?" if close and close != by else ""),
                          hint="give --by the judge who made these choices; nothing was stored")
-    now = datetime.now(UTC).isoformat(timespec="microseconds")
+    now = now_utc()
     with store.transaction() as con:
         cur = con.execute("INSERT INTO imports (at, who, what, n_rows) VALUES (?, ?, ?, ?)",
                           (now, by, what, len(choices)))

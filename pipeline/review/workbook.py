@@ -48,6 +48,7 @@ from .model import (
     theme_item,
 )
 from .signing import WorkbookCheck, ensure_key, export_command, signature
+from .store import now_utc
 
 #: -2: ``_meta`` holds the signature of the workbook's identity
 FORMAT = "consensa-review-2"
@@ -431,7 +432,7 @@ def build_workbook(run: RunItems, person: str, role: str, round: int,
     fields = [("format", FORMAT), ("run_id", run.run_id), ("run_name", run.name),
               ("run_folder", str(run.folder)), ("person", person), ("role", role),
               ("round", str(round)),
-              ("exported_at", datetime.now(UTC).isoformat(timespec="microseconds"))]
+              ("exported_at", now_utc())]
     fields.append(("signature", signature(key or ensure_key(run.folder), dict(fields))))
     for k, v in fields:
         append_row(meta, [k, v])
